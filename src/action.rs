@@ -1,0 +1,171 @@
+//! What a handler answers: [`NotifAction`].
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::{OwnedFd, RawFd};
+
+use crate::sys::memfd;
+
+/// A callback given the fd number that an injected fd received in the task.
+pub type OnInjected = Box<dyn FnOnce(RawFd) + Send>;
+
+/// How the supervisor answers one trapped system call.
+///
+/// A handler chain runs until a handler returns something other than
+/// [`Continue`](NotifAction::Continue): that action is the answer.
+pub enum NotifAction {
+    /// Not mine: let the next handler decide, or, at the end of the chain,
+    /// let the call run in the kernel unchanged.
+    Continue,
+    /// Fail the call with this errno (1..=4095; anything else becomes `EPERM`).
+    Errno(i32),
+    /// Return this value without running the call. Values from -4095 to -1
+    /// are read by libc as errors.
+    ReturnValue(i64),
+    /// Install `fd` in the task at exactly `target` (replacing what is
+    /// there), then let the call run. Fails closed with `EACCES`.
+    InjectFd {
+        /// The supervisor's fd; closed after the injection.
+        fd: OwnedFd,
+        /// The fd number in the task.
+        target: RawFd,
+        /// `O_CLOEXEC` or 0.
+        newfd_flags: u32,
+    },
+    /// Install `fd` in the task and make the call return its number
+    /// (atomically, `SECCOMP_ADDFD_FLAG_SEND`). Fails closed with `EACCES`.
+    InjectFdSend {
+        /// The supervisor's fd; closed after the injection.
+        fd: OwnedFd,
+        /// `O_CLOEXEC` or 0.
+        newfd_flags: u32,
+    },
+    /// As [`InjectFdSend`](NotifAction::InjectFdSend), then call
+    /// `on_success` with the fd number the task received.
+    InjectFdSendTracked {
+        /// The supervisor's fd; closed after the injection.
+        fd: OwnedFd,
+        /// `O_CLOEXEC` or 0.
+        newfd_flags: u32,
+        /// Called once, only if the injection succeeded.
+        on_success: OnInjected,
+    },
+    /// Do not answer now: the call stays blocked until
+    /// [`SupervisorHandle::release`](crate::SupervisorHandle::release)
+    /// answers it (or the supervisor stops, which answers `EPERM`).
+    Hold,
+    /// Send `signal` to the trapped task's process, then answer `ENOMEM`
+    /// (seen only if the signal is not fatal).
+    KillTask {
+        /// The signal, e.g. `libc::SIGKILL`.
+        signal: i32,
+    },
+    /// Send `signal` to the whole sandbox (its process group), then answer
+    /// `ENOMEM` (seen only if the signal is not fatal).
+    KillGroup {
+        /// The signal, e.g. `libc::SIGKILL`.
+        signal: i32,
+    },
+    /// Decide on the deferral pool, off the worker: for slow, blocking work.
+    Defer(Deferred),
+}
+
+impl NotifAction {
+    /// Defers the decision to `f`, run on the deferral pool.
+    ///
+    /// At most a fixed number of deferrals run at once (64 by default; more
+    /// are answered `EAGAIN`); one that takes longer than the deadline (30 s
+    /// by default) is answered `EIO` and its late result is dropped; one that
+    /// returns `Defer` again is answered `EIO`.
+    pub fn defer<F>(f: F) -> Self
+    where
+        F: FnOnce() -> NotifAction + Send + 'static,
+    {
+        NotifAction::Defer(Deferred(Box::new(f)))
+    }
+
+    /// Makes the call return a new fd for a sealed, read-only memfd holding
+    /// `content`. Fails closed with `EIO` if the memfd cannot be made.
+    pub fn inject_bytes(content: &[u8]) -> Self {
+        match sealed_memfd(content) {
+            Ok(fd) => NotifAction::InjectFdSend {
+                fd,
+                newfd_flags: libc::O_CLOEXEC as u32,
+            },
+            Err(e) => {
+                log::warn!("inject_bytes: cannot create memfd: {e}; answering EIO");
+                NotifAction::Errno(libc::EIO)
+            }
+        }
+    }
+
+    /// A short name for logs: `CONTINUE`, `ERRNO(13)`, ...
+    pub fn label(&self) -> String {
+        match self {
+            NotifAction::Continue => "CONTINUE".into(),
+            NotifAction::Errno(e) => format!("ERRNO({e})"),
+            NotifAction::ReturnValue(v) => format!("RETURN({v})"),
+            NotifAction::InjectFd { target, .. } => format!("INJECT_FD({target})"),
+            NotifAction::InjectFdSend { .. } => "INJECT_FD_SEND".into(),
+            NotifAction::InjectFdSendTracked { .. } => "INJECT_FD_SEND_TRACKED".into(),
+            NotifAction::Hold => "HOLD".into(),
+            NotifAction::KillTask { signal } => format!("KILL_TASK({signal})"),
+            NotifAction::KillGroup { signal } => format!("KILL_GROUP({signal})"),
+            NotifAction::Defer(_) => "DEFER".into(),
+        }
+    }
+}
+
+impl fmt::Debug for NotifAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A deferred decision: a blocking closure run on the deferral pool.
+pub struct Deferred(pub(crate) Box<dyn FnOnce() -> NotifAction + Send>);
+
+impl Deferred {
+    /// Runs the closure on the current thread.
+    pub fn run(self) -> NotifAction {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Deferred(..)")
+    }
+}
+
+/// Creates a memfd holding `content`, rewound to offset 0.
+///
+/// With `seal`, it is sealed against writes, growth and shrinking, so the
+/// task it is given to cannot change what it holds.
+pub fn content_memfd(content: &[u8], seal: bool) -> io::Result<OwnedFd> {
+    let name = CString::new("unotify-content").expect("no NUL in literal");
+    let mut flags = libc::MFD_CLOEXEC;
+    if seal {
+        flags |= libc::MFD_ALLOW_SEALING;
+    }
+    let fd = memfd::memfd_create(&name, flags)?;
+    let mut file = File::from(fd);
+    file.write_all(content)?;
+    file.seek(SeekFrom::Start(0))?;
+    let fd = OwnedFd::from(file);
+    if seal {
+        use std::os::fd::AsFd;
+        memfd::add_seals(
+            fd.as_fd(),
+            libc::F_SEAL_SEAL | libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK,
+        )?;
+    }
+    Ok(fd)
+}
+
+/// [`content_memfd`] with seals.
+pub fn sealed_memfd(content: &[u8]) -> io::Result<OwnedFd> {
+    content_memfd(content, true)
+}

@@ -1,0 +1,141 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong while building a filter, starting a sandbox or
+/// running the supervisor.
+///
+/// Each variant's message says what failed and, where there is one, what to do
+/// about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A syscall name is not known for the target architecture.
+    UnknownSyscall {
+        /// The name as given.
+        name: String,
+    },
+    /// The same syscall was asked to be both notified and denied, or a
+    /// handler was registered on a syscall that the filter denies.
+    ConflictingRule {
+        /// The syscall name (or number, if it has no name).
+        syscall: String,
+        /// What conflicts.
+        reason: &'static str,
+    },
+    /// The generated BPF program exceeds the kernel's instruction limit.
+    FilterTooLarge {
+        /// Instructions the program would need.
+        len: usize,
+        /// The kernel's limit (`BPF_MAXINSNS`).
+        max: usize,
+    },
+    /// An errno given for a deny rule is out of range (1..=4095).
+    InvalidErrno {
+        /// The value given.
+        errno: i32,
+    },
+    /// The running kernel lacks a feature the supervisor needs.
+    Unsupported {
+        /// The feature.
+        feature: &'static str,
+        /// The error the kernel returned when probed.
+        source: io::Error,
+    },
+    /// The program to run could not be found.
+    NotFound {
+        /// The program as given.
+        program: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The program was found but could not be executed.
+    CannotExecute {
+        /// The program as given.
+        program: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The sandbox could not be set up (fork, filter install, listener transfer).
+    Setup {
+        /// Which step failed.
+        step: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An invalid configuration value.
+    InvalidConfig {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A system call made by the supervisor failed.
+    Io {
+        /// What the supervisor was doing.
+        context: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
+        Error::Io { context, source }
+    }
+
+    pub(crate) fn setup(step: &'static str, source: io::Error) -> Self {
+        Error::Setup { step, source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownSyscall { name } => write!(
+                f,
+                "unknown system call `{name}` for this architecture; use a name from the kernel's syscall table (e.g. `openat`)"
+            ),
+            Error::ConflictingRule { syscall, reason } => {
+                write!(f, "conflicting rule for `{syscall}`: {reason}")
+            }
+            Error::FilterTooLarge { len, max } => write!(
+                f,
+                "the seccomp filter needs {len} instructions but the kernel accepts at most {max}; trap or deny fewer system calls"
+            ),
+            Error::InvalidErrno { errno } => {
+                write!(f, "errno {errno} is out of range; use a value from 1 to 4095")
+            }
+            Error::Unsupported { feature, source } => write!(
+                f,
+                "the kernel does not support {feature} ({source}); a Linux 5.9 or newer kernel with seccomp user notification is required"
+            ),
+            Error::NotFound { program, source } => {
+                write!(f, "{program}: command not found ({source})")
+            }
+            Error::CannotExecute { program, source } => {
+                write!(f, "{program}: cannot execute ({source})")
+            }
+            Error::Setup { step, source } => {
+                write!(f, "sandbox setup failed while trying to {step}: {source}")
+            }
+            Error::InvalidConfig { message } => write!(f, "invalid configuration: {message}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Unsupported { source, .. }
+            | Error::NotFound { source, .. }
+            | Error::CannotExecute { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for `std::result::Result<T, unotify::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,426 @@
+//! [`Sandbox`]: a policy (filter + handlers) that spawns supervised children.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::arch::Arch;
+use crate::command::{cstring, env_entry, Command, Stdio};
+use crate::error::{Error, Result};
+use crate::filter::FilterBuilder;
+use crate::handler::{Chains, Handler};
+use crate::supervisor::{Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT};
+use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
+use crate::sys::{pidfd, process, seccomp};
+use crate::syscalls;
+
+/// How long a child may take to install its filter before spawn gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Rule {
+    Handle(String, Arc<dyn Handler>),
+    HandleNr(u32, Arc<dyn Handler>),
+    Deny(String, i32),
+    Trace(String),
+}
+
+/// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
+/// denied call, ...) are reported by [`build`](Self::build).
+pub struct SandboxBuilder {
+    rules: Vec<Rule>,
+    builtins: Vec<(u32, Arc<dyn Handler>)>,
+    workers: Option<usize>,
+    defer_limit: usize,
+    defer_timeout: Duration,
+    sync_wake_up: bool,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        SandboxBuilder {
+            rules: Vec::new(),
+            builtins: Vec::new(),
+            workers: None,
+            defer_limit: DEFAULT_DEFER_LIMIT,
+            defer_timeout: DEFAULT_DEFER_TIMEOUT,
+            sync_wake_up: true,
+        }
+    }
+}
+
+impl SandboxBuilder {
+    /// Traps `syscall` (by name, e.g. `"openat"`) and adds `handler` to its
+    /// chain, after the builtin handlers and earlier user handlers.
+    pub fn handle(mut self, syscall: &str, handler: impl Handler) -> Self {
+        self.rules.push(Rule::Handle(syscall.to_owned(), Arc::new(handler)));
+        self
+    }
+
+    /// Like [`handle`](Self::handle), by syscall number.
+    pub fn handle_nr(mut self, nr: u32, handler: impl Handler) -> Self {
+        self.rules.push(Rule::HandleNr(nr, Arc::new(handler)));
+        self
+    }
+
+    /// Makes `syscall` fail with `errno` in the filter itself, without a
+    /// round trip to the supervisor.
+    pub fn deny(mut self, syscall: &str, errno: i32) -> Self {
+        self.rules.push(Rule::Deny(syscall.to_owned(), errno));
+        self
+    }
+
+    /// Traps `syscall`, lets it run, and logs each call and its decision at
+    /// info level under the log target `unotify::trace`.
+    pub fn trace(mut self, syscall: &str) -> Self {
+        self.rules.push(Rule::Trace(syscall.to_owned()));
+        self
+    }
+
+    /// Adds a builtin handler, which runs before user handlers.
+    pub(crate) fn builtin(mut self, nr: u32, handler: Arc<dyn Handler>) -> Self {
+        self.builtins.push((nr, handler));
+        self
+    }
+
+    /// Number of worker threads (default: one per CPU, at least 2).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Deferrals allowed in flight before further ones get `EAGAIN` (default 64).
+    pub fn defer_limit(mut self, n: usize) -> Self {
+        self.defer_limit = n;
+        self
+    }
+
+    /// Deadline of a deferral, after which it is answered `EIO` (default 30 s).
+    pub fn defer_timeout(mut self, d: Duration) -> Self {
+        self.defer_timeout = d;
+        self
+    }
+
+    /// Whether to ask the kernel for sync wake-up (default on; off only to
+    /// measure its effect).
+    pub fn sync_wake_up(mut self, on: bool) -> Self {
+        self.sync_wake_up = on;
+        self
+    }
+
+    /// Checks the rules, builds the filter and returns the sandbox.
+    pub fn build(self) -> Result<Sandbox> {
+        seccomp::check_sizes().map_err(|e| Error::Unsupported {
+            feature: "seccomp user notification",
+            source: e,
+        })?;
+        let workers = match self.workers {
+            Some(0) => {
+                return Err(Error::InvalidConfig {
+                    message: "the worker pool needs at least 1 thread; use workers(1) or more".into(),
+                })
+            }
+            Some(n) => n,
+            None => process::allowed_cpus().map(|c| c.len()).unwrap_or(2).max(2),
+        };
+        if self.defer_limit == 0 {
+            return Err(Error::InvalidConfig {
+                message: "defer_limit must be at least 1".into(),
+            });
+        }
+        let mut filter = FilterBuilder::new(Arch::native());
+        let mut chains = Chains::default();
+        let mut traced = Vec::new();
+        // Denials first, so a handler on a denied call is caught below.
+        for rule in &self.rules {
+            if let Rule::Deny(name, errno) = rule {
+                filter.deny(syscalls::resolve(name)?, *errno)?;
+            }
+        }
+        let trap = |filter: &mut FilterBuilder, nr: u32, name: &str| -> Result<()> {
+            if filter.is_denied(nr).is_some() {
+                return Err(Error::ConflictingRule {
+                    syscall: name.to_owned(),
+                    reason: "a handler or trace was registered on a call the filter denies; remove one of the two",
+                });
+            }
+            if !filter.is_notified(nr) {
+                filter.notify(nr)?;
+            }
+            Ok(())
+        };
+        for (nr, h) in &self.builtins {
+            trap(&mut filter, *nr, &nr.to_string())?;
+            chains.push(*nr, Arc::clone(h));
+        }
+        for rule in self.rules {
+            match rule {
+                Rule::Handle(name, h) => {
+                    let nr = syscalls::resolve(&name)?;
+                    trap(&mut filter, nr, &name)?;
+                    chains.push(nr, h);
+                }
+                Rule::HandleNr(nr, h) => {
+                    trap(&mut filter, nr, &nr.to_string())?;
+                    chains.push(nr, h);
+                }
+                Rule::Trace(name) => {
+                    let nr = syscalls::resolve(&name)?;
+                    trap(&mut filter, nr, &name)?;
+                    let i = nr as usize;
+                    if traced.len() <= i {
+                        traced.resize(i + 1, false);
+                    }
+                    traced[i] = true;
+                }
+                Rule::Deny(..) => {}
+            }
+        }
+        let program = filter.build()?;
+        Ok(Sandbox {
+            filter: program.instructions().to_vec(),
+            config: Config {
+                workers,
+                defer_limit: self.defer_limit,
+                defer_timeout: self.defer_timeout,
+                chains,
+                traced,
+                sync_wake_up: self.sync_wake_up,
+            },
+        })
+    }
+}
+
+/// A sandbox policy: a seccomp filter and the handlers that decide what it
+/// traps. Each [`spawn`](Self::spawn) starts one child under its own
+/// supervisor.
+pub struct Sandbox {
+    filter: Vec<libc::sock_filter>,
+    config: Config,
+}
+
+impl Sandbox {
+    /// Starts building a sandbox.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// Runs `cmd` under supervision and returns its handle once it has
+    /// exec'd. Errors like `std::process::Command::spawn`:
+    /// [`Error::NotFound`], [`Error::CannotExecute`], [`Error::Setup`].
+    pub fn spawn(&self, cmd: &mut Command) -> Result<Child> {
+        let env = cmd.environment();
+        let candidates = cmd.candidates(&env)?;
+        let mut argv = vec![cstring(&cmd.program)?];
+        for a in &cmd.args {
+            argv.push(cstring(a)?);
+        }
+        let envp = env
+            .iter()
+            .map(|(k, v)| env_entry(k, v))
+            .collect::<Result<Vec<_>>>()?;
+        let cwd = cmd.cwd.as_ref().map(|d| cstring(d.as_os_str())).transpose()?;
+
+        let mut keep: Vec<OwnedFd> = Vec::new();
+        let mut ours: [Option<File>; 3] = [None, None, None];
+        let mut stdio: [Option<RawFd>; 3] = [None; 3];
+        for (i, s) in cmd.stdio.iter_mut().enumerate() {
+            match std::mem::take(s) {
+                Stdio::Inherit => {}
+                Stdio::Null => {
+                    let f = File::options()
+                        .read(i == 0)
+                        .write(i != 0)
+                        .open("/dev/null")
+                        .map_err(|e| Error::setup("open /dev/null for stdio", e))?;
+                    stdio[i] = Some(f.as_raw_fd());
+                    keep.push(f.into());
+                }
+                Stdio::Piped => {
+                    let (r, w) = std::io::pipe().map_err(|e| Error::setup("create a stdio pipe", e))?;
+                    let (child_end, our_end): (OwnedFd, OwnedFd) = if i == 0 {
+                        (r.into(), w.into())
+                    } else {
+                        (w.into(), r.into())
+                    };
+                    stdio[i] = Some(child_end.as_raw_fd());
+                    keep.push(child_end);
+                    ours[i] = Some(File::from(our_end));
+                }
+                Stdio::Fd(fd) => {
+                    stdio[i] = Some(fd.as_raw_fd());
+                    keep.push(fd);
+                }
+            }
+        }
+        let plan = ExecPlan {
+            candidates,
+            argv,
+            envp,
+            cwd,
+            stdio,
+            filter: self.filter.clone(),
+        };
+        let program = cmd.program.to_string_lossy().into_owned();
+        let mut forked = fork_child(&plan).map_err(|e| Error::setup("fork the child", e))?;
+        drop(keep);
+        let pid = forked.pid();
+        let reap = |pid: i32| {
+            let _ = process::waitpid_raw(pid, 0);
+        };
+        let child_fd = match forked.listener_fd(START_TIMEOUT) {
+            Ok(fd) => fd,
+            Err(f) => {
+                let _ = process::kill(pid, libc::SIGKILL);
+                reap(pid);
+                return Err(start_error(f, &program));
+            }
+        };
+        let listener = pidfd::pidfd_open(pid, 0)
+            .and_then(|p| pidfd::pidfd_getfd(p.as_fd(), child_fd));
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                forked.abort();
+                reap(pid);
+                return Err(Error::setup("take the seccomp listener with pidfd_getfd", e));
+            }
+        };
+        let supervisor = match Supervisor::start(listener, pid, self.config.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                forked.abort();
+                reap(pid);
+                return Err(e);
+            }
+        };
+        match forked.release() {
+            Ok(()) => {}
+            Err(f) => {
+                reap(pid);
+                supervisor.stop();
+                supervisor.join();
+                return Err(start_error(f, &program));
+            }
+        }
+        let [stdin, stdout, stderr] = ours;
+        Ok(Child {
+            pid,
+            supervisor: Some(supervisor),
+            status: None,
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Spawns `cmd` and waits for it.
+    pub fn run(&self, cmd: &mut Command) -> Result<ExitStatus> {
+        self.spawn(cmd)?.wait().map_err(|e| Error::io("wait for the child", e))
+    }
+}
+
+fn start_error(f: StartFailure, program: &str) -> Error {
+    match f {
+        StartFailure::Child(ChildStep::Exec, e) => match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Error::NotFound {
+                program: program.to_owned(),
+                source: e,
+            },
+            _ => Error::CannotExecute {
+                program: program.to_owned(),
+                source: e,
+            },
+        },
+        StartFailure::Child(ChildStep::Filter, e) => Error::setup("install the seccomp filter in the child", e),
+        StartFailure::Child(ChildStep::Prepare, e) => {
+            Error::setup("prepare the child (process group, stdio, working directory)", e)
+        }
+        StartFailure::Vanished => Error::setup(
+            "start the child (it exited or stopped answering before exec)",
+            io::Error::from_raw_os_error(libc::ECHILD),
+        ),
+    }
+}
+
+/// A running sandboxed program.
+///
+/// The sandbox is the program's process group. When the program exits (seen
+/// by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)), what is left of
+/// the group is killed and the supervisor stops. Dropping a `Child` that has
+/// not been waited for kills the sandbox and waits.
+pub struct Child {
+    pid: i32,
+    supervisor: Option<Supervisor>,
+    status: Option<ExitStatus>,
+    /// The write end of a [`Stdio::Piped`] standard input.
+    pub stdin: Option<File>,
+    /// The read end of a [`Stdio::Piped`] standard output.
+    pub stdout: Option<File>,
+    /// The read end of a [`Stdio::Piped`] standard error.
+    pub stderr: Option<File>,
+}
+
+impl Child {
+    /// The program's process id (also the sandbox's process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// A handle on this child's supervisor.
+    pub fn supervisor(&self) -> Option<SupervisorHandle> {
+        self.supervisor.as_ref().map(Supervisor::handle)
+    }
+
+    /// Kills the whole sandbox with `SIGKILL`.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match process::kill_group(self.pid, libc::SIGKILL) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => process::kill(self.pid, libc::SIGKILL),
+            other => other,
+        }
+    }
+
+    /// Waits for the program to exit.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(st) = self.status {
+            return Ok(st);
+        }
+        let (_, raw) = process::waitpid_raw(self.pid, 0)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
+        Ok(self.finished(raw))
+    }
+
+    /// The exit status if the program has exited, without blocking.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(st) = self.status {
+            return Ok(Some(st));
+        }
+        Ok(process::waitpid_raw(self.pid, libc::WNOHANG)?.map(|(_, raw)| self.finished(raw)))
+    }
+
+    fn finished(&mut self, raw: i32) -> ExitStatus {
+        let status = ExitStatus::from_raw(raw);
+        self.status = Some(status);
+        // What is left of the sandbox goes with its program.
+        let _ = process::kill_group(self.pid, libc::SIGKILL);
+        if let Some(sup) = self.supervisor.take() {
+            sup.stop();
+            sup.join();
+        }
+        status
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.kill();
+            let _ = self.wait();
+        }
+    }
+}

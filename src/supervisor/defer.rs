@@ -1,0 +1,297 @@
+//! The deferral pool: blocking closures decided off the workers.
+//!
+//! Invariants:
+//! - a deferral is admitted only with a [`Permit`]; the permit lives until
+//!   its closure returns, so at most `limit` closures run at once;
+//! - each deferral has one [`Slot`]; whoever claims it first (the closure's
+//!   thread or the deadline timer) sends the one answer, the other drops its
+//!   result.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::action::{Deferred, NotifAction};
+use crate::notification::Notification;
+
+use super::semaphore::{Permit, Semaphore};
+use super::stats::Counters;
+use super::Shared;
+
+/// Claimed by the first of closure and deadline.
+#[derive(Debug, Default)]
+struct Slot(AtomicBool);
+
+impl Slot {
+    fn claim(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+}
+
+struct Job {
+    /// Whether the sender already took an idle thread's place in `idle`.
+    reserved: bool,
+    notif: Notification,
+    work: Deferred,
+    slot: Arc<Slot>,
+    _permit: Permit,
+}
+
+struct Deadline {
+    at: Instant,
+    notif: Notification,
+    slot: Arc<Slot>,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+#[derive(Default)]
+struct Timer {
+    queue: Mutex<(BinaryHeap<Reverse<Deadline>>, bool)>,
+    wake: Condvar,
+}
+
+/// The deferral pool. Threads are started on demand, up to `limit`.
+pub(crate) struct DeferPool {
+    sem: Arc<Semaphore>,
+    timeout: Duration,
+    limit: usize,
+    tx: Mutex<Option<Sender<Job>>>,
+    rx: Receiver<Job>,
+    idle: Arc<AtomicUsize>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    timer: Arc<Timer>,
+}
+
+impl DeferPool {
+    pub(crate) fn new(limit: usize, timeout: Duration) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        DeferPool {
+            sem: Semaphore::new(limit),
+            timeout,
+            limit,
+            tx: Mutex::new(Some(tx)),
+            rx,
+            idle: Arc::new(AtomicUsize::new(0)),
+            threads: Mutex::new(Vec::new()),
+            timer: Arc::new(Timer::default()),
+        }
+    }
+
+    /// Deferrals currently running.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.sem.in_use()
+    }
+
+    /// Admits `work` for `notif`, or returns the answer to send now
+    /// (`EAGAIN` when full, `EPERM` when the pool is shut down).
+    pub(crate) fn submit(shared: &Arc<Shared>, notif: Notification, work: Deferred) -> Option<NotifAction> {
+        let pool = &shared.defer;
+        let Some(permit) = pool.sem.try_acquire() else {
+            Counters::bump(&shared.counters.defer_rejected);
+            log::warn!(
+                "more than {} deferrals in flight; answering EAGAIN to {} of pid {}",
+                pool.limit,
+                notif.syscall_label(),
+                notif.pid
+            );
+            return Some(NotifAction::Errno(libc::EAGAIN));
+        };
+        let slot = Arc::new(Slot::default());
+        pool.schedule(notif, Arc::clone(&slot));
+        Counters::bump(&shared.counters.deferred);
+        let job = Job { reserved: false, notif, work, slot, _permit: permit };
+        match pool.hand_over(shared, job) {
+            Ok(()) => None,
+            Err(job) => {
+                // Nobody will run it: answer now, unless the deadline already did.
+                if job.slot.claim() {
+                    Some(NotifAction::Errno(libc::EPERM))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Gives `job` to an idle thread, or to a new one while fewer than
+    /// `limit` exist. Permits never exceed `limit`, so a job is queued only
+    /// while a thread is between two jobs.
+    fn hand_over(&self, shared: &Arc<Shared>, mut job: Job) -> Result<(), Job> {
+        let mut threads = self.threads.lock();
+        if threads.is_empty() {
+            let timer = Arc::clone(&self.timer);
+            let sh = Arc::clone(shared);
+            match std::thread::Builder::new()
+                .name("unotify-deadline".into())
+                .spawn(move || run_timer(&sh, &timer))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => log::error!("cannot start the deferral deadline thread: {e}"),
+            }
+        }
+        let Some(tx) = self.tx.lock().clone() else {
+            return Err(job);
+        };
+        let reserved = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if reserved || threads.len() > self.limit {
+            job.reserved = reserved;
+            return tx.send(job).map_err(|e| e.into_inner());
+        }
+        let rx = self.rx.clone();
+        let idle = Arc::clone(&self.idle);
+        let sh = Arc::clone(shared);
+        let n = threads.len();
+        let first = Mutex::new(Some(job));
+        let first = Arc::new(first);
+        let handed = Arc::clone(&first);
+        match std::thread::Builder::new()
+            .name(format!("unotify-defer-{n}"))
+            .spawn(move || {
+                let job = handed.lock().take();
+                run_deferrals(&sh, job, &rx, &idle)
+            }) {
+            Ok(t) => {
+                threads.push(t);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("cannot start a deferral thread: {e}");
+                let job = first.lock().take();
+                match job {
+                    Some(job) => Err(job),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn schedule(&self, notif: Notification, slot: Arc<Slot>) {
+        let mut q = self.timer.queue.lock();
+        q.0.push(Reverse(Deadline {
+            at: Instant::now() + self.timeout,
+            notif,
+            slot,
+        }));
+        self.timer.wake.notify_one();
+    }
+
+    /// Stops taking work, lets running closures finish and joins the threads.
+    pub(crate) fn shutdown(&self) {
+        self.tx.lock().take();
+        {
+            let mut q = self.timer.queue.lock();
+            q.1 = true;
+            self.timer.wake.notify_all();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a deferral thread panicked");
+            }
+        }
+    }
+}
+
+fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, idle: &AtomicUsize) {
+    let mut next = first;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => {
+                idle.fetch_add(1, Ordering::AcqRel);
+                match rx.recv() {
+                    Ok(job) => {
+                        if !job.reserved {
+                            idle.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        job
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let Job { notif, work, slot, _permit, .. } = job;
+        let action = match catch_unwind(AssertUnwindSafe(|| work.run())) {
+            Ok(NotifAction::Defer(_)) => {
+                log::warn!(
+                    "a deferred closure for {} of pid {} deferred again; answering EIO",
+                    notif.syscall_label(),
+                    notif.pid
+                );
+                NotifAction::Errno(libc::EIO)
+            }
+            Ok(action) => action,
+            Err(_) => {
+                Counters::bump(&shared.counters.panics);
+                log::error!(
+                    "a deferred closure for {} of pid {} panicked; answering EPERM",
+                    notif.syscall_label(),
+                    notif.pid
+                );
+                NotifAction::Errno(libc::EPERM)
+            }
+        };
+        if slot.claim() {
+            super::pipeline::finish(shared, &notif, action);
+        } else {
+            log::debug!("late deferred result for notification {} dropped", notif.id);
+        }
+    }
+}
+
+fn run_timer(shared: &Arc<Shared>, timer: &Timer) {
+    let mut q = timer.queue.lock();
+    loop {
+        if q.1 {
+            return;
+        }
+        let now = Instant::now();
+        match q.0.peek() {
+            Some(Reverse(d)) if d.at <= now => {
+                let Reverse(d) = q.0.pop().expect("peeked");
+                if d.slot.claim() {
+                    drop(q);
+                    Counters::bump(&shared.counters.defer_timeouts);
+                    log::warn!(
+                        "deferred handler for {} of pid {} missed its deadline; answering EIO",
+                        d.notif.syscall_label(),
+                        d.notif.pid
+                    );
+                    super::pipeline::finish(shared, &d.notif, NotifAction::Errno(libc::EIO));
+                    q = timer.queue.lock();
+                }
+            }
+            Some(Reverse(d)) => {
+                let at = d.at;
+                timer.wake.wait_until(&mut q, at);
+            }
+            None => timer.wake.wait(&mut q),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The supervisor: a poll thread, a pool of workers, a deferral pool.
+//!
+//! ```text
+//! poll thread ──(crossbeam lanes)──> workers ── pipeline ── one answer
+//!                                       └─ Defer ──> deferral pool (+ deadline timer)
+//! ```
+
+mod defer;
+mod lanes;
+mod pipeline;
+mod poll;
+mod respond;
+mod semaphore;
+mod stats;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::action::NotifAction;
+use crate::error::{Error, Result};
+use crate::handler::Chains;
+use crate::notification::Notification;
+use crate::sys::seccomp;
+
+pub use stats::Stats;
+
+use defer::DeferPool;
+use stats::Counters;
+
+/// Default number of deferrals allowed in flight.
+pub const DEFAULT_DEFER_LIMIT: usize = 64;
+/// Default deadline of a deferral.
+pub const DEFAULT_DEFER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a supervisor is set up.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) defer_limit: usize,
+    pub(crate) defer_timeout: Duration,
+    pub(crate) chains: Chains,
+    pub(crate) traced: Vec<bool>,
+    pub(crate) sync_wake_up: bool,
+}
+
+/// State shared by every supervisor thread.
+///
+/// Lock order: `world` → `held` (and the deferral pool's own locks, which
+/// are never held while taking `world`).
+pub(crate) struct Shared {
+    listener: OwnedFd,
+    /// Shared by every answer and receive; exclusive for an exec freeze.
+    pub(crate) world: RwLock<()>,
+    pub(crate) chains: Chains,
+    traced: Vec<bool>,
+    /// Process group of the sandbox, for `KillGroup`.
+    pub(crate) pgid: i32,
+    pub(crate) held: Mutex<HashMap<u64, Notification>>,
+    pub(crate) counters: Counters,
+    pub(crate) defer: DeferPool,
+    pub(crate) stopping: AtomicBool,
+    waker: mio::Waker,
+}
+
+impl Shared {
+    pub(crate) fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    pub(crate) fn traced(&self, nr: i32) -> bool {
+        usize::try_from(nr)
+            .ok()
+            .and_then(|i| self.traced.get(i))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn request_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the poll thread: {e}");
+        }
+    }
+}
+
+/// A running supervisor. Dropping it stops it and joins its threads.
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    poll: Option<JoinHandle<poll::Ended>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    /// Starts supervising `listener` (a seccomp notification fd).
+    pub(crate) fn start(listener: OwnedFd, pgid: i32, config: Config) -> Result<Supervisor> {
+        seccomp::check_sizes().map_err(|e| Error::Unsupported {
+            feature: "seccomp user notification",
+            source: e,
+        })?;
+        if config.sync_wake_up {
+            if let Err(e) = seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP) {
+                log::debug!("sync wake-up not available ({e}); trapped calls will be slower");
+            }
+        }
+        let poll = mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?;
+        let waker = mio::Waker::new(poll.registry(), poll::WAKER)
+            .map_err(|e| Error::io("create the poll waker", e))?;
+        let shared = Arc::new(Shared {
+            listener,
+            world: RwLock::new(()),
+            chains: config.chains,
+            traced: config.traced,
+            pgid,
+            held: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            defer: DeferPool::new(config.defer_limit, config.defer_timeout),
+            stopping: AtomicBool::new(false),
+            waker,
+        });
+        let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
+            .map_err(|e| Error::io("start the worker threads", e))?;
+        let sh = Arc::clone(&shared);
+        let poll_thread = std::thread::Builder::new()
+            .name("unotify-poll".into())
+            .spawn(move || poll::run(&sh, poll, lanes));
+        let poll_thread = match poll_thread {
+            Ok(t) => t,
+            Err(e) => {
+                // The lanes were moved into the failed closure and dropped:
+                // the workers see a disconnected channel and exit.
+                for w in workers {
+                    let _ = w.join();
+                }
+                return Err(Error::io("start the poll thread", e));
+            }
+        };
+        Ok(Supervisor {
+            shared,
+            poll: Some(poll_thread),
+            workers,
+        })
+    }
+
+    /// A handle to inspect or stop the supervisor from elsewhere.
+    pub fn handle(&self) -> SupervisorHandle {
+        SupervisorHandle::new(&self.shared)
+    }
+
+    /// Asks the supervisor to stop; [`join`](Self::join) waits for it.
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+
+    /// Waits until the supervisor has stopped (all tasks gone, or
+    /// [`stop`](Self::stop)), joins every thread and answers any call still
+    /// held with `EPERM`.
+    pub fn join(mut self) {
+        self.join_inner();
+    }
+
+    fn join_inner(&mut self) {
+        let Some(poll) = self.poll.take() else { return };
+        match poll.join() {
+            Ok(ended) => log::debug!("supervisor ended: {ended:?}"),
+            Err(_) => log::error!("the poll thread panicked"),
+        }
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                log::error!("a worker thread panicked");
+            }
+        }
+        self.shared.defer.shutdown();
+        let held: Vec<Notification> = self.shared.held.lock().drain().map(|(_, n)| n).collect();
+        for notif in held {
+            log::warn!(
+                "supervisor stopping: answering held {} of pid {} with EPERM",
+                notif.syscall_label(),
+                notif.pid
+            );
+            pipeline::finish(&self.shared, &notif, NotifAction::Errno(libc::EPERM));
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.handle().stats().unwrap_or_default()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.poll.is_some() {
+            self.shared.request_stop();
+            self.join_inner();
+        }
+    }
+}
+
+/// A cheap, cloneable handle on a supervisor. It does not keep the
+/// supervisor alive: once it has stopped, calls return
+/// [`Error::InvalidConfig`]-free `None`/errors as documented.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    shared: Weak<Shared>,
+}
+
+impl SupervisorHandle {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        SupervisorHandle {
+            shared: Arc::downgrade(shared),
+        }
+    }
+
+    /// Counters, or `None` once the supervisor is gone.
+    pub fn stats(&self) -> Option<Stats> {
+        let sh = self.shared.upgrade()?;
+        let held = sh.held.lock().len() as u64;
+        Some(sh.counters.snapshot(held))
+    }
+
+    /// Deferrals running now, or `None` once the supervisor is gone.
+    pub fn deferrals_in_flight(&self) -> Option<usize> {
+        Some(self.shared.upgrade()?.defer.in_flight())
+    }
+
+    /// The calls currently held ([`NotifAction::Hold`]).
+    pub fn held(&self) -> Vec<Notification> {
+        match self.shared.upgrade() {
+            Some(sh) => sh.held.lock().values().copied().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Answers the held call `id` with `action` (which must not be `Hold` or
+    /// `Defer`; those are answered `EPERM`). Returns `false` if no such call
+    /// is held (already answered, or never held).
+    pub fn release(&self, id: u64, action: NotifAction) -> bool {
+        let Some(sh) = self.shared.upgrade() else { return false };
+        let Some(notif) = sh.held.lock().remove(&id) else { return false };
+        let action = match action {
+            NotifAction::Hold | NotifAction::Defer(_) => {
+                log::warn!("release of held call {id} with {action:?}; answering EPERM");
+                NotifAction::Errno(libc::EPERM)
+            }
+            other => other,
+        };
+        pipeline::finish(&sh, &notif, action);
+        true
+    }
+
+    /// Asks the supervisor to stop.
+    pub fn stop(&self) {
+        if let Some(sh) = self.shared.upgrade() {
+            sh.request_stop();
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The poll thread: receives notifications and hands them to the workers.
+//!
+//! `NOTIF_RECV` blocks even on a non-blocking fd, so the thread receives only
+//! after a zero-timeout `poll(2)` probe says a notification is pending. mio is
+//! edge-triggered: after each readiness event it drains until the probe says
+//! the queue is empty. It never runs handlers.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::notification::Notification;
+use crate::sys::seccomp::{self, Probe};
+
+use super::lanes::Lanes;
+use super::stats::Counters;
+use super::Shared;
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+
+/// Why the poll loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Every task using the filter is gone.
+    HungUp,
+    /// [`SupervisorHandle::stop`](crate::SupervisorHandle::stop) was called.
+    Stopped,
+    /// The listener failed.
+    Failed,
+}
+
+pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
+    let fd = shared.listener().as_raw_fd();
+    if let Err(e) = poll
+        .registry()
+        .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)
+    {
+        log::error!("cannot watch the seccomp listener: {e}");
+        return Ended::Failed;
+    }
+    let mut events = Events::with_capacity(64);
+    let ended = 'outer: loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::error!("poll failed: {e}");
+            break Ended::Failed;
+        }
+        if shared.stopping.load(Ordering::Acquire) {
+            break Ended::Stopped;
+        }
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                if let Some(end) = drain(shared, &lanes) {
+                    break 'outer end;
+                }
+            }
+        }
+    };
+    log::debug!("poll thread ends: {ended:?}");
+    ended
+}
+
+/// Receives every pending notification; `Some` when the loop must end.
+fn drain(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
+    loop {
+        match seccomp::probe(shared.listener()) {
+            Probe::Empty => return None,
+            Probe::HungUp => return Some(Ended::HungUp),
+            Probe::Pending => {}
+        }
+        let received = {
+            let _world = shared.world.read();
+            seccomp::recv(shared.listener())
+        };
+        match received {
+            Ok(raw) => {
+                Counters::bump(&shared.counters.received);
+                let notif = Notification::from(&raw);
+                if let Err(notif) = lanes.dispatch(notif) {
+                    log::error!("no worker left for notification {}; answering EPERM", notif.id);
+                    super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
+                }
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOENT)) => continue,
+            Err(e) => {
+                log::error!("receiving a notification failed: {e}");
+                return Some(Ended::Failed);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! File system calls the standard library lacks: `openat2`, `close_range`.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt_long, retry_eintr};
+
+/// `struct open_how` of `openat2(2)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenHow {
+    /// `O_*` flags.
+    pub flags: u64,
+    /// Mode for `O_CREAT`.
+    pub mode: u64,
+    /// `RESOLVE_*` flags.
+    pub resolve: u64,
+}
+
+/// `RESOLVE_NO_MAGICLINKS`: refuse `/proc/<pid>/fd`-style links.
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+/// `RESOLVE_NO_SYMLINKS`.
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+/// `RESOLVE_BENEATH`.
+pub const RESOLVE_BENEATH: u64 = 0x08;
+
+/// Opens `path` relative to `dirfd` (`None` = the current directory) with `openat2(2)`.
+pub fn openat2(dirfd: Option<BorrowedFd<'_>>, path: &CStr, how: &OpenHow) -> io::Result<OwnedFd> {
+    let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let fd = retry_eintr(|| {
+        // SAFETY: `path` is NUL-terminated and `how` is a valid open_how whose
+        // size we pass; both are borrowed for the call.
+        cvt_long(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir as libc::c_long,
+                path.as_ptr(),
+                how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        })
+    })?;
+    // SAFETY: the kernel just created this fd; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
+pub const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// `close_range(2)` on the calling process. Async-signal-safe; returns `-errno`.
+pub(crate) fn close_range_raw(first: u32, last: u32, flags: u32) -> libc::c_long {
+    // SAFETY: close_range takes three integers and touches only our fd table.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_long,
+            last as libc::c_long,
+            flags as libc::c_long,
+        )
+    };
+    if ret < 0 {
+        // SAFETY: errno of this thread, right after the failed call.
+        -(unsafe { *libc::__errno_location() }) as libc::c_long
+    } else {
+        ret
+    }
+}
+
+/// Marks every fd from `first` on close-on-exec (or closes them without the flag).
+pub fn close_range(first: u32, flags: u32) -> io::Result<()> {
+    let ret = close_range_raw(first, u32::MAX, flags);
+    if ret < 0 {
+        Err(io::Error::from_raw_os_error(-ret as i32))
+    } else {
+        Ok(())
+    }
+}

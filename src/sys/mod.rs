@@ -1,0 +1,44 @@
+//! The kernel interface: every `unsafe` block of the crate lives below this
+//! module, each with a `// SAFETY:` note saying why it is sound.
+//!
+//! The rest of the crate sees only safe functions taking and returning owned
+//! file descriptors, byte slices and plain-old-data structs.
+
+pub mod fs;
+pub mod mem;
+pub mod memfd;
+pub mod pidfd;
+pub mod process;
+pub mod ptrace;
+pub mod seccomp;
+pub mod spawn;
+
+use std::io;
+
+/// Turns a `-1`-on-error libc return value into an `io::Result`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`] for the `long` returned by `libc::syscall`.
+pub(crate) fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Retries `f` while it fails with `EINTR`.
+pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Process and thread primitives: ids, signals, waiting, CPU placement.
+
+use std::io;
+
+use super::{cvt, retry_eintr};
+
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// The CPU the calling thread is running on, if the kernel says.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no arguments.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes to `set`.
+    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET only reads the set, with an index below its capacity.
+    Ok((0..max).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Pins thread `tid` (0 = the caller) to `cpu`.
+pub fn pin_to_cpu(tid: i32, cpu: usize) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes inside the set when `cpu` is below its capacity,
+    // which we check first.
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: see above: `cpu` is in range.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from `set`.
+    cvt(unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) }).map(drop)
+}
+
+/// Sends `sig` to process `pid`.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes two integers.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Sends `sig` to every process of group `pgid`.
+pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: killpg takes two integers; pgid > 1 so it never targets everyone.
+    cvt(unsafe { libc::killpg(pgid, sig) }).map(drop)
+}
+
+/// How a waited-for process ended, as `waitpid` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+    /// Stopped (traced) with this raw status.
+    Stopped(i32),
+    /// Continued.
+    Continued,
+}
+
+impl WaitStatus {
+    fn from_raw(status: i32) -> Self {
+        if libc::WIFEXITED(status) {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else if libc::WIFSTOPPED(status) {
+            WaitStatus::Stopped(status)
+        } else {
+            WaitStatus::Continued
+        }
+    }
+}
+
+/// `waitpid(pid, options)` returning the raw status; `Ok(None)` when
+/// `WNOHANG` found nothing.
+pub fn waitpid_raw(pid: i32, options: i32) -> io::Result<Option<(i32, i32)>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int to `status`, alive for the call.
+    let ret = retry_eintr(|| cvt(unsafe { libc::waitpid(pid, &mut status, options) }))?;
+    Ok((ret != 0).then_some((ret, status)))
+}
+
+/// `waitpid(pid, options)`; `Ok(None)` when `WNOHANG` found nothing.
+pub fn waitpid(pid: i32, options: i32) -> io::Result<Option<(i32, WaitStatus)>> {
+    Ok(waitpid_raw(pid, options)?.map(|(p, st)| (p, WaitStatus::from_raw(st))))
+}
+
+/// Whether process `pid` (our child) still exists and is not a zombie we could reap.
+pub fn is_alive(pid: i32) -> bool {
+    let mut info: libc::siginfo_t = unsafe_zeroed_siginfo();
+    // SAFETY: waitid writes one siginfo_t into `info`; WNOWAIT leaves the
+    // child waitable, WNOHANG returns at once.
+    let ret = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is valid to read on a siginfo filled by waitid (zero if none).
+    ret == 0 && unsafe { info.si_pid() } == 0
+}
+
+fn unsafe_zeroed_siginfo() -> libc::siginfo_t {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
