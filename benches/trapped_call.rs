@@ -1,1 +1,489 @@
-fn main(){}
+//! Trapped-call round trip and throughput, against the floor.
+//!
+//! The client is `benches/openloop.c` (a loop of `openat("/dev/null")` +
+//! `close`, from one or more threads), compiled with `cc -O2` into the
+//! target directory and run with `N THREADS`; it prints `ns_per_iter=`.
+//!
+//! Three configurations, each run `--runs` times (default 5), interleaved,
+//! and reported as the median:
+//!
+//! * **bare**: no filter at all;
+//! * **floor**: a minimal supervisor built here: fork the client, install a
+//!   notify filter for `openat` with `NEW_LISTENER`, take the listener, set
+//!   `SYNC_WAKE_UP`, then one thread loops `poll → RECV → SEND CONTINUE`.
+//!   No worker pool, nothing else;
+//! * **unotify**: a [`Sandbox`] with a `Continue` handler on `openat`.
+//!
+//! Besides time it counts, per trapped call, context switches and CPU
+//! migrations of the supervisor *and* the client (software perf counters
+//! inherited by every thread and process started during the run), and the
+//! supervisor process's own context switches (`getrusage(RUSAGE_SELF)`).
+//!
+//! Goals: one client thread, unotify ≤ 1.5x the floor's µs/iter; four client
+//! threads, unotify's throughput ≥ 1.0x the floor's.
+//!
+//! `cargo bench --bench trapped_call [-- --runs N --iters N --threads 1,4 --only bare,floor,unotify]`
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use unotify::arch::Arch;
+use unotify::filter::FilterBuilder;
+use unotify::sys::spawn::{fork_child, ExecPlan};
+use unotify::sys::{pidfd, process, seccomp};
+use unotify::{Command, HandlerCtx, NotifAction, Sandbox, Stdio};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Config {
+    Bare,
+    Floor,
+    Unotify,
+}
+
+impl Config {
+    const ALL: [Config; 3] = [Config::Bare, Config::Floor, Config::Unotify];
+
+    fn name(self) -> &'static str {
+        match self {
+            Config::Bare => "bare",
+            Config::Floor => "floor",
+            Config::Unotify => "unotify",
+        }
+    }
+}
+
+/// One run of the client.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    /// What the client measured: wall time / (iterations × threads).
+    ns_per_iter: f64,
+    /// Context switches of every thread and process of the run (perf).
+    switches: f64,
+    /// CPU migrations of every thread and process of the run (perf).
+    migrations: f64,
+    /// Context switches of this (the supervisor's) process: `RUSAGE_SELF`.
+    sup_switches: f64,
+    /// CPU time of every thread and process of the run, ns (perf task-clock).
+    task_clock_ns: f64,
+}
+
+// ---------------------------------------------------------------- counters
+
+/// `struct perf_event_attr`, first version (`PERF_ATTR_SIZE_VER0`, 64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+const PERF_TYPE_SOFTWARE: u32 = 1;
+const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
+const PERF_COUNT_SW_CPU_MIGRATIONS: u64 = 4;
+/// `attr.inherit`: count in threads and processes created after opening.
+const PERF_FLAG_INHERIT: u64 = 1 << 1;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+
+/// A software counter on the calling thread and everything it starts later.
+struct Counter(Option<OwnedFd>);
+
+impl Counter {
+    fn open(config: u64) -> Counter {
+        let attr = PerfEventAttr {
+            kind: PERF_TYPE_SOFTWARE,
+            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            config,
+            flags: PERF_FLAG_INHERIT,
+            ..PerfEventAttr::default()
+        };
+        // SAFETY: perf_event_open reads `attr.size` bytes from a live struct;
+        // pid 0 / cpu -1 = this thread on any CPU; no group.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const PerfEventAttr,
+                0 as libc::pid_t,
+                -1 as libc::c_int,
+                -1 as libc::c_int,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Counter(None);
+        }
+        // SAFETY: the kernel just returned this fd; nothing else owns it.
+        Counter(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// The count so far (including finished children), or NaN if unavailable.
+    fn read(&self) -> f64 {
+        let Some(fd) = &self.0 else { return f64::NAN };
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into a live u64.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        if n == 8 {
+            v as f64
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+fn self_switches() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into a live struct.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_nvcsw + ru.ru_nivcsw) as f64
+}
+
+/// Counts around one run; `calls` is the number of trapped calls.
+fn measured(calls: f64, run: impl FnOnce() -> BenchResult<f64>) -> BenchResult<Sample> {
+    let cs = Counter::open(PERF_COUNT_SW_CONTEXT_SWITCHES);
+    let mig = Counter::open(PERF_COUNT_SW_CPU_MIGRATIONS);
+    let clock = Counter::open(PERF_COUNT_SW_TASK_CLOCK);
+    let (cs0, mig0, clock0, self0) = (cs.read(), mig.read(), clock.read(), self_switches());
+    let ns_per_iter = run()?;
+    Ok(Sample {
+        ns_per_iter,
+        switches: (cs.read() - cs0) / calls,
+        migrations: (mig.read() - mig0) / calls,
+        sup_switches: (self_switches() - self0) / calls,
+        task_clock_ns: (clock.read() - clock0) / calls,
+    })
+}
+
+// ------------------------------------------------------------------ client
+
+fn build_openloop() -> BenchResult<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/openloop.c");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openloop");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = std::process::Command::new(&cc)
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cc} failed to build {}: {status}", src.display()).into());
+    }
+    Ok(out)
+}
+
+fn parse_ns(out: &str) -> BenchResult<f64> {
+    let v = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ns_per_iter="))
+        .ok_or_else(|| format!("no ns_per_iter in client output {out:?}"))?;
+    Ok(v.parse()?)
+}
+
+// ------------------------------------------------------------------- runs
+
+fn run_bare(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
+    let out = std::process::Command::new(prog)
+        .arg(iters.to_string())
+        .arg(threads.to_string())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("bare client failed: {}", out.status).into());
+    }
+    parse_ns(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn run_unotify(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
+    let sandbox = Sandbox::builder()
+        .handle("openat", |_cx: &HandlerCtx<'_>| NotifAction::Continue)
+        .build()?;
+    let mut cmd = Command::new(prog);
+    cmd.arg(iters.to_string())
+        .arg(threads.to_string())
+        .stdout(Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd)?;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .ok_or("no stdout pipe")?
+        .read_to_string(&mut out)?;
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("sandboxed client failed: {status}").into());
+    }
+    parse_ns(&out)
+}
+
+/// The floor: one thread, `poll → RECV → SEND CONTINUE`, nothing else.
+fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
+    let arch = Arch::native();
+    let openat = unotify::syscalls::number(arch, "openat").ok_or("no openat on this arch")?;
+    let filter = FilterBuilder::new(arch).notify(openat)?.build()?;
+    let (mut out_r, out_w) = std::io::pipe()?;
+    let out_w = OwnedFd::from(out_w);
+    let cstr = |s: &[u8]| CString::new(s).map_err(|e| e.to_string());
+    let path = cstr(prog.as_os_str().as_bytes())?;
+    let plan = ExecPlan {
+        candidates: vec![path.clone()],
+        argv: vec![
+            path,
+            cstr(iters.to_string().as_bytes())?,
+            cstr(threads.to_string().as_bytes())?,
+        ],
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstr(&kv)
+            })
+            .collect::<Result<_, _>>()?,
+        cwd: None,
+        stdio: [None, Some(out_w.as_raw_fd()), None],
+        filter: filter.instructions().to_vec(),
+    };
+    let mut child = fork_child(&plan)?;
+    drop(out_w);
+    let target_fd = child
+        .listener_fd(Duration::from_secs(5))
+        .map_err(|e| format!("floor child did not install its filter: {e:?}"))?;
+    let listener = pidfd::pidfd_getfd(pidfd::pidfd_open(child.pid(), 0)?.as_fd(), target_fd)?;
+    seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP)?;
+    child
+        .release()
+        .map_err(|e| format!("floor child did not exec: {e:?}"))?;
+    let cont = |id| seccomp::SeccompNotifResp {
+        id,
+        val: 0,
+        error: 0,
+        flags: seccomp::USER_NOTIF_FLAG_CONTINUE,
+    };
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, length 1, no timeout.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue; // EINTR
+        }
+        if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            break;
+        }
+        match seccomp::recv(listener.as_fd()) {
+            Ok(n) => {
+                // ENOENT: the task went away meanwhile; nothing to answer.
+                let _ = seccomp::send(listener.as_fd(), &cont(n.id));
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOENT)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = String::new();
+    out_r.read_to_string(&mut out)?;
+    match process::waitpid(child.pid(), 0)? {
+        Some((_, process::WaitStatus::Exited(0))) => {}
+        other => return Err(format!("floor client failed: {other:?}").into()),
+    }
+    parse_ns(&out)
+}
+
+// ------------------------------------------------------------------ report
+
+struct Options {
+    runs: usize,
+    iters: u64,
+    only: Vec<Config>,
+    threads: Vec<u32>,
+}
+
+fn options() -> BenchResult<Options> {
+    let mut o = Options {
+        runs: 5,
+        iters: 20_000,
+        only: Config::ALL.to_vec(),
+        threads: vec![1, 4],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => o.runs = args.next().ok_or("--runs N")?.parse()?,
+            "--iters" => o.iters = args.next().ok_or("--iters N")?.parse()?,
+            "--only" => {
+                let list = args.next().ok_or("--only bare,floor,unotify")?;
+                o.only = Config::ALL
+                    .into_iter()
+                    .filter(|c| list.split(',').any(|s| s == c.name()))
+                    .collect();
+            }
+            "--threads" => {
+                let list = args.next().ok_or("--threads 1,4")?;
+                o.threads = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
+            }
+            _ => {} // `--bench` and filters from cargo
+        }
+    }
+    Ok(o)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn median_sample(samples: &[Sample]) -> Sample {
+    let col = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    Sample {
+        ns_per_iter: col(|s| s.ns_per_iter),
+        switches: col(|s| s.switches),
+        migrations: col(|s| s.migrations),
+        sup_switches: col(|s| s.sup_switches),
+        task_clock_ns: col(|s| s.task_clock_ns),
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let o = options()?;
+    let prog = build_openloop()?;
+    let cpus = process::allowed_cpus().map(|c| c.len()).unwrap_or(0);
+    println!(
+        "trapped_call: openat+close loop, {} runs per configuration (median), {} CPUs",
+        o.runs, cpus
+    );
+    let mut results: Vec<(u32, Config, Sample)> = Vec::new();
+    let mut rounds: Vec<(u32, Config, Vec<Sample>)> = Vec::new();
+    for &threads in &o.threads {
+        // Same total number of trapped calls for both thread counts.
+        let iters = (o.iters / u64::from(threads)).max(1);
+        let calls = (iters * u64::from(threads)) as f64;
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); o.only.len()];
+        // Interleaved, so that drift in the machine's load hits every configuration alike.
+        for _ in 0..o.runs {
+            for (i, &cfg) in o.only.iter().enumerate() {
+                let s = measured(calls, || match cfg {
+                    Config::Bare => run_bare(&prog, iters, threads),
+                    Config::Floor => run_floor(&prog, iters, threads),
+                    Config::Unotify => run_unotify(&prog, iters, threads),
+                })?;
+                samples[i].push(s);
+            }
+        }
+        for (i, &cfg) in o.only.iter().enumerate() {
+            let all: Vec<String> = samples[i]
+                .iter()
+                .map(|s| format!("{:.1}", s.ns_per_iter / 1e3))
+                .collect();
+            println!(
+                "  threads={threads} {:<8} µs/iter runs: {}",
+                cfg.name(),
+                all.join(" ")
+            );
+            results.push((threads, cfg, median_sample(&samples[i])));
+        }
+        for (cfg, s) in o.only.iter().zip(samples) {
+            rounds.push((threads, *cfg, s));
+        }
+    }
+
+    println!();
+    println!(
+        "{:<8} {:<8} {:>9} {:>10} {:>11} {:>11} {:>11} {:>11}",
+        "threads",
+        "config",
+        "µs/iter",
+        "kcalls/s",
+        "cs/call",
+        "sup cs/call",
+        "migr/call",
+        "cpu µs/call"
+    );
+    for (threads, cfg, s) in &results {
+        println!(
+            "{:<8} {:<8} {:>9.2} {:>10.1} {:>11.2} {:>11.2} {:>11.3} {:>11.2}",
+            threads,
+            cfg.name(),
+            s.ns_per_iter / 1e3,
+            1e6 / s.ns_per_iter,
+            s.switches,
+            s.sup_switches,
+            s.migrations,
+            s.task_clock_ns / 1e3
+        );
+    }
+    // Floor and unotify of one round ran back to back: their ratio is less
+    // sensitive to the machine's load drifting between rounds.
+    let paired = |t: u32, f: fn(f64, f64) -> f64| -> Option<f64> {
+        let (_, _, fl) = rounds
+            .iter()
+            .find(|(tt, c, _)| *tt == t && *c == Config::Floor)?;
+        let (_, _, un) = rounds
+            .iter()
+            .find(|(tt, c, _)| *tt == t && *c == Config::Unotify)?;
+        Some(median(
+            fl.iter()
+                .zip(un)
+                .map(|(a, b)| f(a.ns_per_iter, b.ns_per_iter))
+                .collect(),
+        ))
+    };
+    let get = |t: u32, c: Config| {
+        results
+            .iter()
+            .find(|(tt, cc, _)| *tt == t && *cc == c)
+            .map(|(_, _, s)| s.ns_per_iter)
+    };
+    println!();
+    if let (Some(f), Some(u)) = (get(1, Config::Floor), get(1, Config::Unotify)) {
+        let r = u / f;
+        let verdict = if r <= 1.5 { "ok" } else { "ABOVE GOAL" };
+        println!("1 thread:  unotify/floor time       = {r:.2}x   (goal <= 1.50x) {verdict}");
+        if let Some(p) = paired(1, |f, u| u / f) {
+            println!("           median of per-round ratios = {p:.2}x");
+        }
+    }
+    if let (Some(f), Some(u)) = (get(4, Config::Floor), get(4, Config::Unotify)) {
+        let r = f / u;
+        let verdict = if r >= 1.0 { "ok" } else { "BELOW GOAL" };
+        println!("4 threads: unotify/floor throughput = {r:.2}x   (goal >= 1.00x) {verdict}");
+        if let Some(p) = paired(4, |f, u| f / u) {
+            println!("           median of per-round ratios = {p:.2}x");
+        }
+    }
+    if let (Some(b), Some(f), Some(u)) = (
+        get(1, Config::Bare),
+        get(1, Config::Floor),
+        get(1, Config::Unotify),
+    ) {
+        println!(
+            "1 thread:  trap overhead over bare: floor {:.2} µs, unotify {:.2} µs",
+            (f - b) / 1e3,
+            (u - b) / 1e3
+        );
+    }
+    Ok(())
+}

@@ -151,7 +151,7 @@ impl<'a> HandlerCtx<'a> {
         let mut cur = addr;
         let mut chunk = [0u8; PAGE as usize];
         loop {
-            let room = max_len + 1 - out.len();
+            let room = max_len.saturating_add(1) - out.len();
             let in_page = (PAGE - cur % PAGE) as usize;
             let want = in_page.min(room);
             let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want]).map_err(MemoryError::Fault)?;
@@ -232,15 +232,6 @@ impl Chains {
             self.by_nr.resize_with(i + 1, Vec::new);
         }
         self.by_nr[i].push(h);
-    }
-
-    /// Syscall numbers with at least one handler.
-    pub(crate) fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
-        self.by_nr
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.is_empty())
-            .map(|(i, _)| i as u32)
     }
 
     /// Runs the chain for the call: the first non-`Continue` answer wins.

@@ -1,10 +1,86 @@
+//! A synchronous, multi-threaded **seccomp user-notification supervisor** and
+//! sandbox launcher.
+//!
+//! A [`Sandbox`] runs a program with a seccomp filter that stops selected
+//! system calls in the kernel and hands them to a supervisor in the calling
+//! process. Plain blocking closures ([`Handler`]s) decide each trapped call:
+//! let it run ([`NotifAction::Continue`]), fail it with an errno, return a
+//! value without running it, inject a file descriptor, hold it, or move a slow
+//! decision to the deferral pool ([`NotifAction::defer`]). No async runtime:
+//! the supervisor is a handful of OS threads.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! use unotify::{Command, HandlerCtx, NotifAction, Sandbox};
+//!
+//! let opens = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&opens);
+//! let sandbox = Sandbox::builder()
+//!     // `getppid` returns 4242 without reaching the kernel.
+//!     .handle("getppid", |_cx: &HandlerCtx<'_>| NotifAction::ReturnValue(4242))
+//!     // Every `openat`: read a copy of the path, count it, let it run.
+//!     .handle("openat", move |cx: &HandlerCtx<'_>| {
+//!         if cx.read_cstr(cx.arg(1), 4096).is_ok() {
+//!             counter.fetch_add(1, Ordering::Relaxed);
+//!         }
+//!         NotifAction::Continue
+//!     })
+//!     // `mkdirat` fails with EACCES in the filter itself (no round trip).
+//!     .deny("mkdirat", libc::EACCES)
+//!     .build()?;
+//!
+//! // The shell's $PPID comes from getppid().
+//! let status = sandbox.run(Command::new("sh").args(["-c", r#"test "$PPID" = 4242 && exit 3"#]))?;
+//! assert_eq!(status.code(), Some(3));
+//! assert!(opens.load(Ordering::Relaxed) > 0, "the shell opens its libraries");
+//! # Ok::<(), unotify::Error>(())
+//! ```
+//!
+//! # Threads
+//!
+//! Each spawned child gets its own supervisor: a **poll thread** (mio) that
+//! only receives notifications (after a zero-timeout `poll` probe, since
+//! `SECCOMP_IOCTL_NOTIF_RECV` blocks) and hands them over crossbeam channels
+//! to **per-CPU lanes of pinned workers**; one worker runs the whole pipeline
+//! of a notification and sends its one answer. [`NotifAction::Defer`] moves a
+//! decision to the **deferral pool**, admitted by a semaphore (64 in flight,
+//! else `EAGAIN`) and bounded by a deadline (30 s, else `EIO`).
+//!
+//! # Failing closed
+//!
+//! Every received notification gets exactly one answer (a held one when it
+//! is released). When something goes wrong the trapped call fails instead of
+//! running: a failed fd injection answers `EACCES`, a panicking handler
+//! `EPERM`, an over-full deferral pool `EAGAIN`, a late deferral `EIO`.
+//!
+//! # Safety
+//!
+//! All `unsafe` code lives in [`sys`], each block with the reason it is sound.
+//! Memory read from a trapped task is a copy: decide on the copy, never on
+//! the pointer, since the task may change its memory after the check.
+//!
+//! See [`probe::probe_features`] for what the running kernel supports.
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod action;
 pub mod arch;
 pub mod command;
 pub mod error;
 pub mod filter;
 pub mod handler;
+pub mod net;
 pub mod notification;
+pub mod probe;
+pub mod paths;
+pub mod process;
 pub mod sandbox;
 pub mod supervisor;
 pub mod syscalls;

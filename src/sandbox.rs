@@ -37,6 +37,10 @@ pub struct SandboxBuilder {
     defer_limit: usize,
     defer_timeout: Duration,
     sync_wake_up: bool,
+    limits: crate::process::Limits,
+    network: Option<crate::net::NetPolicy>,
+    denied_paths: Option<Arc<crate::paths::DeniedPaths>>,
+    deny_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for SandboxBuilder {
@@ -48,6 +52,10 @@ impl Default for SandboxBuilder {
             defer_limit: DEFAULT_DEFER_LIMIT,
             defer_timeout: DEFAULT_DEFER_TIMEOUT,
             sync_wake_up: true,
+            limits: crate::process::Limits::default(),
+            network: None,
+            denied_paths: None,
+            deny_paths: Vec::new(),
         }
     }
 }
@@ -111,8 +119,94 @@ impl SandboxBuilder {
         self
     }
 
+    /// Allows at most `n` processes in the sandbox at once, the first one
+    /// and zombies not yet reaped included (`-P`). A fork beyond fails with
+    /// `EAGAIN`; threads are not counted; a fork asking for a new namespace
+    /// fails with `EPERM`. `n` must be at least 1.
+    pub fn max_processes(mut self, n: u32) -> Self {
+        self.limits.max_processes = Some(n);
+        self
+    }
+
+    /// Allows at most `bytes` of anonymous memory (`mmap`, `brk`, `mremap`)
+    /// over the sandbox (`-m`; see [`process::parse_size`](crate::process::parse_size)).
+    /// The task whose call would exceed it is killed with `SIGKILL`.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_memory = Some(bytes);
+        self
+    }
+
+    /// Tracks processes and traps forks without a limit, so that the
+    /// sandbox can be frozen ([`SupervisorHandle::freeze`]).
+    pub fn track_processes(mut self) -> Self {
+        self.limits.track = true;
+        self
+    }
+
+    /// Enforces a network policy (allow or deny list, bind list) on the
+    /// program's behalf; see [`crate::net`]. Host names in the rules are
+    /// resolved by [`build`](Self::build).
+    pub fn network(mut self, policy: crate::net::NetPolicy) -> Self {
+        self.network = Some(policy);
+        self
+    }
+
+    /// Denies `path` to the program (`--deny-path`): it cannot be opened,
+    /// executed, linked, renamed, symlinked to, replaced or removed, under
+    /// any name (`EACCES`); a directory denies everything beneath it. See
+    /// [`crate::paths`]. Relative paths are taken from the current directory.
+    pub fn deny_path(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.deny_paths.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Enforces the shared, changeable set `set` (paths from
+    /// [`deny_path`](Self::deny_path) are added to it for good): path
+    /// calls are trapped even while it is empty, and changes made with
+    /// [`DeniedPaths::deny`](crate::paths::DeniedPaths::deny) and
+    /// [`allow`](crate::paths::DeniedPaths::allow) apply at once.
+    pub fn denied_paths(mut self, set: Arc<crate::paths::DeniedPaths>) -> Self {
+        self.denied_paths = Some(set);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
-    pub fn build(self) -> Result<Sandbox> {
+    pub fn build(mut self) -> Result<Sandbox> {
+        if self.limits.max_processes == Some(0) {
+            return Err(Error::InvalidConfig {
+                message: "max_processes must be at least 1 (the sandboxed program itself counts)".into(),
+            });
+        }
+        // Process and memory limits; a call the filter denies outright needs
+        // no accounting.
+        let denied: Vec<u32> = self
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Deny(name, _) => syscalls::resolve(name).ok(),
+                _ => None,
+            })
+            .collect();
+        // Path denial first among the builtins.
+        let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
+            (None, true) => None,
+            (set, _) => Some(set.unwrap_or_default()),
+        };
+        if let Some(set) = &path_set {
+            for p in std::mem::take(&mut self.deny_paths) {
+                set.deny_fixed(&p);
+            }
+            for (nr, h) in crate::paths::builtins(set) {
+                if !denied.contains(&nr) {
+                    self = self.builtin(nr, h);
+                }
+            }
+        }
+        for (nr, h) in crate::process::handlers::builtins(&self.limits) {
+            if !denied.contains(&nr) {
+                self = self.builtin(nr, h);
+            }
+        }
         seccomp::check_sizes().map_err(|e| Error::Unsupported {
             feature: "seccomp user notification",
             source: e,
@@ -152,6 +246,18 @@ impl SandboxBuilder {
             }
             Ok(())
         };
+        if path_set.is_some() {
+            crate::paths::install(&mut filter)?;
+        }
+        // Network policy: on-behalf handlers and `socket` argument filters.
+        if let Some(policy) = &self.network {
+            let net = crate::net::Enforcement::new(policy)?;
+            net.install(&mut filter)?;
+            for (nr, h) in net.handlers() {
+                trap(&mut filter, *nr, &nr.to_string())?;
+                chains.push(*nr, Arc::clone(h));
+            }
+        }
         for (nr, h) in &self.builtins {
             trap(&mut filter, *nr, &nr.to_string())?;
             chains.push(*nr, Arc::clone(h));
@@ -189,6 +295,7 @@ impl SandboxBuilder {
                 chains,
                 traced,
                 sync_wake_up: self.sync_wake_up,
+                limits: self.limits,
             },
         })
     }
@@ -211,6 +318,10 @@ impl Sandbox {
     /// Runs `cmd` under supervision and returns its handle once it has
     /// exec'd. Errors like `std::process::Command::spawn`:
     /// [`Error::NotFound`], [`Error::CannotExecute`], [`Error::Setup`].
+    ///
+    /// The child gets `SIGKILL` as its parent-death signal, which Linux ties
+    /// to the *thread* that spawned it: spawn from a thread that outlives the
+    /// child (a short-lived thread's exit kills the sandbox).
     pub fn spawn(&self, cmd: &mut Command) -> Result<Child> {
         let env = cmd.environment();
         let candidates = cmd.candidates(&env)?;

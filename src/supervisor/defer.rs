@@ -33,6 +33,10 @@ impl Slot {
     fn claim(&self) -> bool {
         !self.0.swap(true, Ordering::AcqRel)
     }
+
+    fn is_claimed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 struct Job {
@@ -193,6 +197,11 @@ impl DeferPool {
 
     fn schedule(&self, notif: Notification, slot: Arc<Slot>) {
         let mut q = self.timer.queue.lock();
+        // Deadlines of deferrals that already answered are dead weight:
+        // drop them now and then so the queue stays near the in-flight count.
+        if q.0.len() >= 2 * self.limit {
+            q.0.retain(|Reverse(d)| !d.slot.is_claimed());
+        }
         q.0.push(Reverse(Deadline {
             at: Instant::now() + self.timeout,
             notif,
@@ -201,9 +210,21 @@ impl DeferPool {
         self.timer.wake.notify_one();
     }
 
-    /// Stops taking work, lets running closures finish and joins the threads.
+    /// Whether some deferral has neither answered nor reached its deadline.
+    fn awaiting_answer(&self) -> bool {
+        self.timer.queue.lock().0.iter().any(|Reverse(d)| !d.slot.is_claimed())
+    }
+
+    /// Stops taking work and ends the pool: waits until every admitted
+    /// deferral has been answered (by its closure, or `EIO` at its deadline),
+    /// joins the threads that are done and leaves behind, with a warning,
+    /// the threads of closures still running past their deadline, since
+    /// their answer was already sent and nothing can interrupt user code.
     pub(crate) fn shutdown(&self) {
         self.tx.lock().take();
+        while self.awaiting_answer() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         {
             let mut q = self.timer.queue.lock();
             q.1 = true;
@@ -211,8 +232,19 @@ impl DeferPool {
         }
         let threads = std::mem::take(&mut *self.threads.lock());
         for t in threads {
-            if t.join().is_err() {
-                log::error!("a deferral thread panicked");
+            if !t.is_finished() && self.in_flight() > 0 {
+                // Idle threads exit at once on the closed channel; give them a moment.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if t.is_finished() || self.in_flight() == 0 {
+                if t.join().is_err() {
+                    log::error!("a deferral thread panicked");
+                }
+            } else {
+                log::warn!(
+                    "a deferred closure is still running past its deadline (answered EIO); \
+                     leaving its thread behind"
+                );
             }
         }
     }
@@ -228,7 +260,10 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
                 match rx.recv() {
                     Ok(job) => {
                         if !job.reserved {
-                            idle.fetch_sub(1, Ordering::AcqRel);
+                            // Saturating: a sender may have reserved this
+                            // thread's place meanwhile; its job waits in
+                            // the queue for the next free thread.
+                            let _ = idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
                         }
                         job
                     }

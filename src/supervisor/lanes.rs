@@ -2,29 +2,103 @@
 //!
 //! With sync wake-up the kernel runs the poll thread on the CPU of the task
 //! that trapped. Waking a worker on that same CPU costs one context switch;
-//! waking one on another, idle CPU costs an IPI and a VM exit. So each lane
-//! is a crossbeam channel served by workers pinned to one CPU, and the poll
-//! thread feeds the lane of the CPU it is running on, unless all of that
-//! lane's workers are busy and another lane has an idle one.
+//! waking one on another, idle CPU costs an IPI and a VM exit, and the
+//! trapped task then migrates to the worker's CPU to get its answer. So each
+//! lane is a crossbeam channel served by workers pinned to one CPU, and the
+//! poll thread feeds the lane of the CPU it is running on.
 //!
-//! Invariant: `idle` of a lane counts its workers blocked in `recv` (a
-//! worker increments it before waiting and decrements it after); it is a
-//! hint for placement only, never for correctness.
+//! # Placement
+//!
+//! A notification goes to the current CPU's lane when that lane has an idle
+//! worker for it, and also when its workers are busy but nothing is queued
+//! there yet: a busy worker is most often just finishing (the task it
+//! answered preempts it right after `SEND`), and waiting a few microseconds
+//! for it is far cheaper than a cross-CPU hand-off. Only when the lane
+//! already has a backlog does the notification spill to a lane with room.
+//! Should a worker stay busy (a slow handler), the queued call is not left
+//! behind it: a worker of another lane takes (steals) it as soon as it runs
+//! out of work of its own, and if that worker is asleep the poll thread
+//! wakes it after [`STEAL_AFTER`] ([`Lanes::stalled`], [`Lanes::rebalance`]).
+//! The lane is then marked stuck, and new calls go elsewhere until one of
+//! its workers is idle again.
+//!
+//! # Hand-off
+//!
+//! Workers do not block in crossbeam's `recv`, which spins and calls
+//! `sched_yield` before parking (each yield is a context switch on a busy
+//! CPU) and wakes the receiver while holding the channel's lock. A worker
+//! polls its lane with `try_recv` and sleeps on a futex; the poll thread
+//! wakes sleepers once per lane after it has drained the listener
+//! ([`Lanes::flush`]), holding no lock, so a burst costs one wake-up.
+//! Workers run under `SCHED_BATCH`: waking one does not preempt the poll
+//! thread, which goes on receiving (or goes to sleep) first.
+//!
+//! Invariants: `idle` of a lane counts its workers inside [`Worker::next`]
+//! (looking for work or asleep); it is a hint for placement only. A worker
+//! sleeps only after announcing itself in `sleepers` and then finding every
+//! queue empty; the poll thread checks `sleepers` after queueing (both sides
+//! with a `SeqCst` fence between their store and their load), so a queued
+//! notification never waits for a worker that is asleep unannounced.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::notification::Notification;
 use crate::sys::process;
 
 use super::Shared;
 
+/// How long a notification may wait behind a busy worker while another
+/// lane has an idle one before that one is woken to take it.
+pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(1);
+
+/// What the workers of one lane share with the poll thread.
+#[derive(Default)]
+struct LaneState {
+    /// Workers looking for work or asleep (placement hint).
+    idle: AtomicUsize,
+    /// Workers asleep on `seq`, or about to be.
+    sleepers: AtomicU32,
+    /// The futex word: bumped by every wake-up.
+    seq: AtomicU32,
+}
+
+impl LaneState {
+    /// Wakes up to `n` sleeping workers. The caller has queued their work
+    /// and issued a `SeqCst` fence since.
+    fn wake(&self, n: u32) {
+        if self.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        self.seq.fetch_add(1, Ordering::Release);
+        process::futex_wake(&self.seq, i32::try_from(n).unwrap_or(i32::MAX));
+    }
+}
+
 struct Lane {
     tx: Sender<Notification>,
-    idle: Arc<AtomicUsize>,
+    state: Arc<LaneState>,
+    /// Notifications queued since the last [`Lanes::flush`] (poll thread only).
+    unflushed: Cell<u32>,
+    /// Its workers stayed busy past [`STEAL_AFTER`] with work waiting: send
+    /// nothing more here until one of them is idle again (poll thread only).
+    stuck: Cell<bool>,
+}
+
+impl Lane {
+    fn idle(&self) -> usize {
+        self.state.idle.load(Ordering::Acquire)
+    }
+
+    /// An idle worker is there for one more notification.
+    fn has_room(&self) -> bool {
+        self.idle() > self.tx.len()
+    }
 }
 
 /// The sending side of the pool, owned by the poll thread. Dropping it
@@ -37,7 +111,10 @@ pub(crate) struct Lanes {
 
 impl Lanes {
     /// Starts `workers` threads; returns the pool and their handles.
-    pub(crate) fn start(shared: &Arc<Shared>, workers: usize) -> std::io::Result<(Lanes, Vec<JoinHandle<()>>)> {
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        workers: usize,
+    ) -> std::io::Result<(Lanes, Vec<JoinHandle<()>>)> {
         let cpus = process::allowed_cpus().unwrap_or_default();
         // Pin only when every allowed CPU gets at least one worker.
         let pinned = !cpus.is_empty() && workers >= cpus.len() && cpus.len() > 1;
@@ -48,7 +125,9 @@ impl Lanes {
             let (tx, rx) = crossbeam_channel::unbounded();
             lanes.push(Lane {
                 tx,
-                idle: Arc::new(AtomicUsize::new(0)),
+                state: Arc::new(LaneState::default()),
+                unflushed: Cell::new(0),
+                stuck: Cell::new(false),
             });
             receivers.push(rx);
         }
@@ -62,22 +141,44 @@ impl Lanes {
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
             let lane = w % nlanes;
-            let cpu = pinned.then(|| cpus[lane]);
-            let rx = receivers[lane].clone();
-            let idle = Arc::clone(&lanes[lane].idle);
-            let sh = Arc::clone(shared);
+            // Its own lane first, then the others to steal from.
+            let queues = (0..nlanes)
+                .map(|i| receivers[(lane + i) % nlanes].clone())
+                .collect();
+            let worker = Worker {
+                shared: Arc::clone(shared),
+                queues,
+                state: Arc::clone(&lanes[lane].state),
+                cpu: pinned.then(|| cpus[lane]),
+            };
             let h = std::thread::Builder::new()
                 .name(format!("unotify-worker-{w}"))
-                .spawn(move || run_worker(&sh, &rx, &idle, cpu))?;
+                .spawn(move || worker.run())?;
             handles.push(h);
         }
         Ok((Lanes { lanes, lane_of_cpu }, handles))
     }
 
-    /// Hands a notification to a worker, preferring the current CPU's lane.
+    /// Queues a notification for a worker, preferring the current CPU's
+    /// lane. The worker is woken by the next [`flush`](Self::flush).
     pub(crate) fn dispatch(&self, notif: Notification) -> Result<(), Notification> {
-        let lane = self.pick();
-        self.lanes[lane].tx.send(notif).map_err(|e| e.into_inner())
+        let lane = &self.lanes[self.pick()];
+        lane.tx.send(notif).map_err(|e| e.into_inner())?;
+        lane.unflushed.set(lane.unflushed.get().saturating_add(1));
+        Ok(())
+    }
+
+    /// Wakes sleeping workers for everything queued since the last call.
+    pub(crate) fn flush(&self) {
+        // Pairs with the fence in `Worker::next`: either the worker sees the
+        // queued notification, or we see it in `sleepers`.
+        fence(Ordering::SeqCst);
+        for lane in &self.lanes {
+            let n = lane.unflushed.replace(0);
+            if n > 0 {
+                lane.state.wake(n);
+            }
+        }
     }
 
     fn pick(&self) -> usize {
@@ -87,29 +188,119 @@ impl Lanes {
         let here = process::current_cpu()
             .and_then(|c| self.lane_of_cpu.get(c).copied())
             .unwrap_or(0);
-        if self.lanes[here].idle.load(Ordering::Acquire) > 0 {
+        let local = &self.lanes[here];
+        if local.has_room() {
+            local.stuck.set(false);
             return here;
         }
-        self.lanes
+        if local.tx.is_empty() && !local.stuck.get() {
+            return here;
+        }
+        self.lanes.iter().position(Lane::has_room).unwrap_or(here)
+    }
+
+    /// Whether some lane has notifications waiting behind busy workers
+    /// while another lane has an idle worker: the poll thread should call
+    /// [`rebalance`](Self::rebalance) if nothing else happens within
+    /// [`STEAL_AFTER`].
+    pub(crate) fn stalled(&self) -> bool {
+        self.lanes.len() > 1
+            && self.lanes.iter().any(|l| l.idle() == 0 && !l.tx.is_empty())
+            && self.lanes.iter().any(Lane::has_room)
+    }
+
+    /// Wakes an idle worker of another lane for each lane whose queue waits
+    /// behind busy workers; it steals from that queue.
+    pub(crate) fn rebalance(&self) {
+        fence(Ordering::SeqCst);
+        for lane in self
+            .lanes
             .iter()
-            .position(|l| l.idle.load(Ordering::Acquire) > 0)
-            .unwrap_or(here)
+            .filter(|l| l.idle() == 0 && !l.tx.is_empty())
+        {
+            lane.stuck.set(true);
+            if let Some(helper) = self.lanes.iter().find(|l| l.has_room()) {
+                log::debug!(
+                    "{} notification(s) waiting behind busy workers; waking another lane",
+                    lane.tx.len()
+                );
+                helper.state.wake(1);
+            }
+        }
     }
 }
 
-fn run_worker(shared: &Arc<Shared>, rx: &Receiver<Notification>, idle: &AtomicUsize, cpu: Option<usize>) {
-    if let Some(cpu) = cpu {
-        if let Err(e) = process::pin_to_cpu(0, cpu) {
-            log::debug!("cannot pin worker to CPU {cpu}: {e}");
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        // Disconnect every lane first, so that a woken worker sees it.
+        let states: Vec<Arc<LaneState>> = self.lanes.drain(..).map(|l| l.state).collect();
+        for st in states {
+            st.seq.fetch_add(1, Ordering::Release);
+            process::futex_wake(&st.seq, i32::MAX);
         }
     }
-    loop {
-        idle.fetch_add(1, Ordering::AcqRel);
-        let next = rx.recv();
-        idle.fetch_sub(1, Ordering::AcqRel);
-        match next {
-            Ok(notif) => super::pipeline::process(shared, notif),
-            Err(_) => return,
+}
+
+/// One worker thread.
+struct Worker {
+    shared: Arc<Shared>,
+    /// Its lane's queue first, then the other lanes'.
+    queues: Vec<Receiver<Notification>>,
+    state: Arc<LaneState>,
+    cpu: Option<usize>,
+}
+
+impl Worker {
+    fn run(self) {
+        if let Some(cpu) = self.cpu {
+            if let Err(e) = process::pin_to_cpu(0, cpu) {
+                log::debug!("cannot pin worker to CPU {cpu}: {e}");
+            }
         }
+        if let Err(e) = if std::env::var_os("NOBATCH").is_none() { process::set_sched_batch() } else { Ok(()) } {
+            log::debug!("cannot move worker to SCHED_BATCH: {e}");
+        }
+        loop {
+            self.state.idle.fetch_add(1, Ordering::AcqRel);
+            let next = self.next();
+            self.state.idle.fetch_sub(1, Ordering::AcqRel);
+            match next {
+                Some(notif) => super::pipeline::process(&self.shared, notif),
+                None => return,
+            }
+        }
+    }
+
+    /// The next notification, sleeping until there is one; `None` once the
+    /// lanes are disconnected and the own queue is empty.
+    fn next(&self) -> Option<Notification> {
+        loop {
+            if let Some(got) = self.take() {
+                return got;
+            }
+            let seq = self.state.seq.load(Ordering::Acquire);
+            self.state.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Pairs with the fence in `Lanes::flush`.
+            fence(Ordering::SeqCst);
+            let got = self.take();
+            if got.is_none() {
+                process::futex_wait(&self.state.seq, seq);
+            }
+            self.state.sleepers.fetch_sub(1, Ordering::Relaxed);
+            if let Some(got) = got {
+                return got;
+            }
+        }
+    }
+
+    /// `Some(Some(n))`: got one; `Some(None)`: disconnected; `None`: nothing queued.
+    fn take(&self) -> Option<Option<Notification>> {
+        let (own, others) = self.queues.split_first()?;
+        match own.try_recv() {
+            Ok(n) => return Some(Some(n)),
+            Err(TryRecvError::Disconnected) => return Some(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        others.iter().find_map(|rx| rx.try_recv().ok()).map(Some)
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) chains: Chains,
     pub(crate) traced: Vec<bool>,
     pub(crate) sync_wake_up: bool,
+    /// Process tracking and resource limits (issue 4).
+    pub(crate) limits: crate::process::Limits,
 }
 
 /// State shared by every supervisor thread.
@@ -66,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) defer: DeferPool,
     pub(crate) stopping: AtomicBool,
     waker: mio::Waker,
+    /// Process index, limits and freeze; `None` when nothing is tracked.
+    pub(crate) tracker: Option<crate::process::Tracker>,
 }
 
 impl Shared {
@@ -93,7 +97,6 @@ impl Shared {
 pub struct Supervisor {
     shared: Arc<Shared>,
     poll: Option<JoinHandle<poll::Ended>>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -111,6 +114,17 @@ impl Supervisor {
         let poll = mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?;
         let waker = mio::Waker::new(poll.registry(), poll::WAKER)
             .map_err(|e| Error::io("create the poll waker", e))?;
+        let tracker = if config.limits.enabled() {
+            // Workers register pidfds directly (epoll_ctl is thread-safe):
+            // no wake-up of the poll thread per new process.
+            let registry = poll
+                .registry()
+                .try_clone()
+                .map_err(|e| Error::io("clone the poll registry", e))?;
+            crate::process::Tracker::new(config.limits, pgid, Some(registry))
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             listener,
             world: RwLock::new(()),
@@ -122,28 +136,26 @@ impl Supervisor {
             defer: DeferPool::new(config.defer_limit, config.defer_timeout),
             stopping: AtomicBool::new(false),
             waker,
+            tracker,
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
             .map_err(|e| Error::io("start the worker threads", e))?;
         let sh = Arc::clone(&shared);
         let poll_thread = std::thread::Builder::new()
             .name("unotify-poll".into())
-            .spawn(move || poll::run(&sh, poll, lanes));
-        let poll_thread = match poll_thread {
-            Ok(t) => t,
-            Err(e) => {
-                // The lanes were moved into the failed closure and dropped:
-                // the workers see a disconnected channel and exit.
-                for w in workers {
-                    let _ = w.join();
-                }
-                return Err(Error::io("start the poll thread", e));
-            }
-        };
+            .spawn(move || {
+                // `run` consumes the lanes: when it returns they are
+                // disconnected and the workers exit once the queue is empty.
+                let ended = poll::run(&sh, poll, lanes);
+                wind_down(&sh, workers);
+                ended
+            })
+            // If the thread cannot start, the closure is dropped with the
+            // lanes, and the workers exit on their own.
+            .map_err(|e| Error::io("start the poll thread", e))?;
         Ok(Supervisor {
             shared,
             poll: Some(poll_thread),
-            workers,
         })
     }
 
@@ -170,21 +182,6 @@ impl Supervisor {
             Ok(ended) => log::debug!("supervisor ended: {ended:?}"),
             Err(_) => log::error!("the poll thread panicked"),
         }
-        for w in self.workers.drain(..) {
-            if w.join().is_err() {
-                log::error!("a worker thread panicked");
-            }
-        }
-        self.shared.defer.shutdown();
-        let held: Vec<Notification> = self.shared.held.lock().drain().map(|(_, n)| n).collect();
-        for notif in held {
-            log::warn!(
-                "supervisor stopping: answering held {} of pid {} with EPERM",
-                notif.syscall_label(),
-                notif.pid
-            );
-            pipeline::finish(&self.shared, &notif, NotifAction::Errno(libc::EPERM));
-        }
     }
 
     /// Counters so far.
@@ -199,6 +196,36 @@ impl Drop for Supervisor {
             self.shared.request_stop();
             self.join_inner();
         }
+    }
+}
+
+/// Ends a supervisor, on the poll thread, once its loop has returned: joins
+/// the workers (which answer what was queued), lets running deferrals
+/// finish, answers every held call `EPERM`, then detaches the listener so
+/// that a call trapped from now on fails with `ENOSYS` instead of waiting
+/// for an answer that would never come.
+fn wind_down(shared: &Shared, workers: Vec<JoinHandle<()>>) {
+    for w in workers {
+        if w.join().is_err() {
+            log::error!("a worker thread panicked");
+        }
+    }
+    shared.defer.shutdown();
+    let held: Vec<Notification> = {
+        let mut held = shared.held.lock();
+        shared.stopping.store(true, Ordering::Release);
+        held.drain().map(|(_, n)| n).collect()
+    };
+    for notif in held {
+        log::warn!(
+            "supervisor stopping: answering held {} of pid {} with EPERM",
+            notif.syscall_label(),
+            notif.pid
+        );
+        pipeline::finish(shared, &notif, NotifAction::Errno(libc::EPERM));
+    }
+    if let Err(e) = crate::sys::fs::replace_with_null(shared.listener()) {
+        log::error!("cannot detach the seccomp listener: {e}");
     }
 }
 
@@ -250,7 +277,14 @@ impl SupervisorHandle {
             }
             other => other,
         };
-        pipeline::finish(&sh, &notif, action);
+        // A counted fork held by a handler kept its token: it stays counted
+        // only if it is let through now.
+        let token = sh.tracker.as_ref().and_then(|t| t.take_held_token(id));
+        let cont = matches!(action, NotifAction::Continue);
+        let sent = pipeline::finish(&sh, &notif, action);
+        if let (Some(token), true, respond::Sent::Delivered) = (token, cont, sent) {
+            token.commit();
+        }
         true
     }
 
@@ -260,4 +294,50 @@ impl SupervisorHandle {
             sh.request_stop();
         }
     }
+
+    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.upgrade()
+    }
+
+    /// Freezes the sandbox: every new fork (`clone` of a process, `clone3`,
+    /// `fork`, `vfork`) is held, and the sandbox's process group is stopped
+    /// (`SIGSTOP`). Needs fork tracking
+    /// ([`max_processes`](crate::SandboxBuilder::max_processes) or
+    /// [`track_processes`](crate::SandboxBuilder::track_processes)).
+    pub fn freeze(&self) -> Result<()> {
+        let sh = self.shared.upgrade().ok_or_else(gone)?;
+        let t = fork_tracker(&sh)?;
+        t.freeze().map_err(|e| Error::io("stop the sandbox's process group", e))
+    }
+
+    /// Thaws a frozen sandbox: answers every fork held by the freeze (each
+    /// counted against the process limit now, `EAGAIN` at the limit), then
+    /// continues the process group (`SIGCONT`). Returns how many held forks
+    /// were answered.
+    pub fn thaw(&self) -> Result<usize> {
+        let sh = self.shared.upgrade().ok_or_else(gone)?;
+        let t = fork_tracker(&sh)?;
+        Ok(t.thaw(&sh, |notif, action| {
+            pipeline::finish(&sh, notif, action) == respond::Sent::Delivered
+        }))
+    }
+
+    /// Process tracking state, or `None` when the supervisor is gone or
+    /// tracks nothing.
+    pub fn process_stats(&self) -> Option<crate::process::ProcessStats> {
+        let sh = self.shared.upgrade()?;
+        sh.tracker.as_ref().map(|t| t.stats())
+    }
+}
+
+fn gone() -> Error {
+    Error::InvalidConfig {
+        message: "the supervisor has stopped".into(),
+    }
+}
+
+fn fork_tracker(sh: &Shared) -> Result<&crate::process::Tracker> {
+    sh.tracker.as_ref().filter(|t| t.traps_forks()).ok_or_else(|| Error::InvalidConfig {
+        message: "freeze/thaw need fork tracking: build the sandbox with max_processes(n) or track_processes()".into(),
+    })
 }

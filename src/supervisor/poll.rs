@@ -3,7 +3,8 @@
 //! `NOTIF_RECV` blocks even on a non-blocking fd, so the thread receives only
 //! after a zero-timeout `poll(2)` probe says a notification is pending. mio is
 //! edge-triggered: after each readiness event it drains until the probe says
-//! the queue is empty. It never runs handlers.
+//! the queue is empty, and only then wakes the workers, once per burst. It
+//! never runs handlers.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::notification::Notification;
 use crate::sys::seccomp::{self, Probe};
 
-use super::lanes::Lanes;
+use super::lanes::{Lanes, STEAL_AFTER};
 use super::stats::Counters;
 use super::Shared;
 
@@ -43,8 +44,17 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         return Ended::Failed;
     }
     let mut events = Events::with_capacity(64);
+    // With process tracking, wake up now and then to sweep the index.
+    let timeout = shared.tracker.as_ref().map(|_| crate::process::SWEEP_INTERVAL);
     let ended = 'outer: loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        // A call queued behind a busy worker while another lane idles:
+        // come back soon to hand it over ([`Lanes::rebalance`]).
+        let wait = if lanes.stalled() {
+            Some(timeout.map_or(STEAL_AFTER, |t| t.min(STEAL_AFTER)))
+        } else {
+            timeout
+        };
+        if let Err(e) = poll.poll(&mut events, wait) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -54,20 +64,38 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         if shared.stopping.load(Ordering::Acquire) {
             break Ended::Stopped;
         }
+        if events.is_empty() {
+            lanes.rebalance();
+        }
         for ev in events.iter() {
             if ev.token() == LISTENER {
                 if let Some(end) = drain(shared, &lanes) {
                     break 'outer end;
                 }
+            } else if let Some(tracker) = &shared.tracker {
+                // A tracked task's pidfd: it exited.
+                if ev.token().0 >= crate::process::index::FIRST_TOKEN {
+                    tracker.on_ready(ev.token().0);
+                }
             }
+        }
+        if let Some(tracker) = &shared.tracker {
+            tracker.maybe_sweep();
         }
     };
     log::debug!("poll thread ends: {ended:?}");
     ended
 }
 
-/// Receives every pending notification; `Some` when the loop must end.
+/// Receives every pending notification, then wakes the workers once for
+/// the whole burst; `Some` when the loop must end.
 fn drain(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
+    let end = receive_all(shared, lanes);
+    lanes.flush();
+    end
+}
+
+fn receive_all(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
     loop {
         match seccomp::probe(shared.listener()) {
             Probe::Empty => return None,

@@ -129,7 +129,13 @@ pub(crate) fn respond(shared: &Shared, notif: &Notification, action: NotifAction
             }
         }
         NotifAction::Hold => {
-            shared.held.lock().insert(id, *notif);
+            let mut held = shared.held.lock();
+            if shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                drop(held);
+                log::warn!("supervisor stopping: not holding notification {id}; answering EPERM");
+                return send_errno(shared, id, libc::EPERM);
+            }
+            held.insert(id, *notif);
             Ok(Sent::Held)
         }
         NotifAction::KillTask { signal } => {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Notifications received.
     pub received: u64,
-    /// Answers the kernel accepted.
+    /// Answers the kernel accepted. Counted just after the kernel took the
+    /// answer, so it may briefly lag behind what the program has seen.
     pub answered: u64,
     /// Answers the kernel refused because the call was gone (`ENOENT`:
     /// the task died or was interrupted before the answer).

@@ -76,3 +76,14 @@ pub fn close_range(first: u32, flags: u32) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Atomically replaces `fd` with `/dev/null` (keeping its number), which
+/// releases the file it referred to. Used to detach a seccomp listener that
+/// other threads may still name: they then operate on `/dev/null`, never on
+/// a recycled fd number.
+pub fn replace_with_null(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let null = std::fs::File::options().read(true).open("/dev/null")?;
+    // SAFETY: dup3 atomically makes `fd` refer to /dev/null; both are valid
+    // open fds, and `fd` stays owned by its owner.
+    super::cvt(unsafe { libc::dup3(null.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) }).map(drop)
+}

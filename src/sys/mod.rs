@@ -7,10 +7,14 @@
 pub mod fs;
 pub mod mem;
 pub mod memfd;
+pub mod path;
+pub mod net;
 pub mod pidfd;
+pub mod probe;
 pub mod process;
 pub mod ptrace;
 pub mod seccomp;
+pub mod signals;
 pub mod spawn;
 
 use std::io;

@@ -120,3 +120,46 @@ fn unsafe_zeroed_siginfo() -> libc::siginfo_t {
     // SAFETY: siginfo_t is plain data; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
 }
+
+/// Moves thread `tid` (0 = the caller) to `SCHED_BATCH` (`batch`) or back
+/// to `SCHED_OTHER`. Both get the same share of CPU time, but waking a
+/// `SCHED_BATCH` thread never preempts the task running on its CPU: the
+/// waker goes on until it blocks, and a busy CPU makes the wakee wait for
+/// the running task's slice to end (up to a scheduler tick).
+pub fn set_sched_batch(tid: i32, batch: bool) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    let policy = if batch { libc::SCHED_BATCH } else { libc::SCHED_OTHER };
+    // SAFETY: sched_setscheduler reads one sched_param from a live value.
+    cvt(unsafe { libc::sched_setscheduler(tid, policy, &param) }).map(drop)
+}
+
+/// Sleeps while `word` holds `expected` (`FUTEX_WAIT`, process-private).
+///
+/// Returns at once if it does not; may also return spuriously (signal,
+/// another waker): callers re-check their condition.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT reads the u32 behind a live reference; a null
+    // timeout means no deadline. Errors (EAGAIN, EINTR) are spurious returns.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address of a live u32 as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        );
+    }
+}

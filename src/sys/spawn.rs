@@ -15,7 +15,7 @@
 //!    to the close-on-exec *error* pipe, which the parent reads (EOF = exec
 //!    succeeded).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -274,20 +274,18 @@ unsafe fn child_main(
     libc::close(go);
     close_range_raw(3, u32::MAX, CLOSE_RANGE_CLOEXEC);
 
+    // Like execvp: a missing candidate moves on; EACCES is remembered in
+    // case nothing else is found; any other failure is final.
     let mut reported = libc::ENOENT;
     for cand in &plan.candidates {
         libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        let e = errno();
-        match e {
-            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+        match errno() {
+            libc::ENOENT | libc::ENOTDIR => {}
             libc::EACCES => reported = libc::EACCES,
-            _ => {
+            e => {
                 reported = e;
                 break;
             }
-        }
-        if reported != libc::ENOENT && reported != libc::EACCES {
-            break;
         }
     }
     let bytes = reported.to_ne_bytes();
@@ -403,9 +401,4 @@ impl ForkedChild {
     pub fn abort(&mut self) {
         self.go = None;
     }
-}
-
-/// A `CStr` view for logging.
-pub fn lossy(s: &CStr) -> String {
-    s.to_string_lossy().into_owned()
 }

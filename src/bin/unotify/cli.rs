@@ -1,0 +1,303 @@
+//! Command-line syntax of `unotify`: the clap definitions and the value
+//! parsers for syscall names and errnos.
+
+use std::ffi::OsString;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// Exit status of `unotify`'s own failures (bad flags, bad policy, setup).
+pub const EXIT_USAGE: u8 = 125;
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  unotify run --trace openat,execve -- /bin/sh -c 'cat /etc/hostname'
+  unotify run --deny mkdirat=EACCES -- mkdir /tmp/x
+  unotify check
+
+Exit status of `run`: the command's own, or 128+N if it died of signal N;
+125 if unotify itself failed, 126 if the command cannot be executed,
+127 if it was not found.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  Trace every file open and program start, let them run:
+    unotify run --trace openat,execve -- /bin/sh -c 'cat /etc/hostname'
+  Same, with the trace silenced (RUST_LOG, when set, decides all logging):
+    RUST_LOG=off unotify run --trace openat -- ls /
+  Make directory creation fail with EACCES (x86_64 has both calls):
+    unotify run --deny mkdir=EACCES --deny mkdirat=EACCES -- mkdir /tmp/x
+  Run with a single supervisor worker thread:
+    unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
+
+Exit status: the command's own, or 128+N if it died of signal N (SIGINT,
+SIGTERM or SIGHUP sent to unotify kill the whole sandbox and give 128+N);
+125 if unotify failed (bad flags, unknown system call, kernel without
+seccomp user notification), 126 if the command cannot be executed, 127 if
+it was not found.";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  unotify check
+  unotify check && echo 'this kernel can run unotify'
+
+Prints one line per feature, e.g.
+  seccomp user notification: yes (notif 80, resp 24, data 64 bytes)
+  SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: no (Invalid argument (os error 22); needs Linux 6.6 or newer)
+
+Exit status: 0 if seccomp user notification works (unotify can run
+programs), 1 if not.";
+
+/// Run programs under a seccomp user-notification supervisor.
+///
+/// Selected system calls of the program stop in the kernel until the
+/// supervisor has decided what they do: run, fail with an errno, or be
+/// reported and run.
+#[derive(Debug, Parser)]
+#[command(name = "unotify", version, after_help = TOP_EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a command in a sandbox under the supervisor.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Report which kernel features the supervisor can use.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check,
+}
+
+/// Options of `unotify run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of supervisor worker threads (default: one per CPU, at least
+    /// 2). Example: --workers 1
+    #[arg(long, value_name = "N", value_parser = parse_workers)]
+    pub workers: Option<usize>,
+
+    /// Trap these system calls, let them run, and report each one (pid,
+    /// name, arguments, decision) on stderr. Comma-separated; repeatable.
+    /// Example: --trace openat,execve
+    #[arg(long, value_name = "SYSCALLS", value_delimiter = ',', value_parser = parse_syscall)]
+    pub trace: Vec<String>,
+
+    /// Make a system call fail with ERRNO (a number, or a name like EPERM,
+    /// EACCES, ENOSYS; default EPERM) without running it. Repeatable.
+    /// Example: --deny mkdirat=EACCES
+    #[arg(long, value_name = "SYSCALL[=ERRNO]", value_parser = parse_deny)]
+    pub deny: Vec<DenyRule>,
+
+    /// The command to run and its arguments (after `--`).
+    /// Example: -- /bin/sh -c 'cat /etc/hostname'
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+/// One `--deny` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DenyRule {
+    /// The system call name (or number) as given.
+    pub syscall: String,
+    /// The errno it fails with.
+    pub errno: i32,
+}
+
+/// Parses the command line. On a usage error prints it, prefixed with
+/// `unotify: `, and returns the exit status to use (125; 0 for `--help` and
+/// `--version`).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                Err(0)
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                eprintln!("unotify: a subcommand is required: `run` or `check`\n");
+                eprint!("{}", Cli::command().render_help());
+                Err(EXIT_USAGE)
+            }
+            _ => {
+                let text = e.render().to_string();
+                let text = text.strip_prefix("error: ").unwrap_or(&text);
+                eprint!("unotify: {text}");
+                Err(EXIT_USAGE)
+            }
+        },
+    }
+}
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number; give a thread count like --workers 2"))?;
+    if n == 0 {
+        return Err("the worker pool needs at least 1 thread; use --workers 1 or more".into());
+    }
+    Ok(n)
+}
+
+fn parse_syscall(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    unotify::syscalls::resolve(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_deny(s: &str) -> Result<DenyRule, String> {
+    let (name, errno) = match s.split_once('=') {
+        Some((name, errno)) => (name, parse_errno(errno)?),
+        None => (s, libc::EPERM),
+    };
+    Ok(DenyRule {
+        syscall: parse_syscall(name)?,
+        errno,
+    })
+}
+
+/// Parses an errno given as a number (1..=4095) or a name (`EACCES`, `eacces`).
+pub fn parse_errno(s: &str) -> Result<i32, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=4095).contains(&n) {
+            return Ok(n);
+        }
+        return Err(format!(
+            "errno {n} is out of range; use 1 to 4095 or a name like EPERM"
+        ));
+    }
+    let upper = s.to_ascii_uppercase();
+    ERRNO_NAMES
+        .iter()
+        .find(|(name, _)| *name == upper)
+        .map(|&(_, n)| n)
+        .ok_or_else(|| {
+            format!("unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS")
+        })
+}
+
+/// Errno names accepted by `--deny`.
+const ERRNO_NAMES: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM),
+    ("ENOENT", libc::ENOENT),
+    ("ESRCH", libc::ESRCH),
+    ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO),
+    ("ENXIO", libc::ENXIO),
+    ("E2BIG", libc::E2BIG),
+    ("ENOEXEC", libc::ENOEXEC),
+    ("EBADF", libc::EBADF),
+    ("ECHILD", libc::ECHILD),
+    ("EAGAIN", libc::EAGAIN),
+    ("EWOULDBLOCK", libc::EWOULDBLOCK),
+    ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
+    ("EBUSY", libc::EBUSY),
+    ("EEXIST", libc::EEXIST),
+    ("EXDEV", libc::EXDEV),
+    ("ENODEV", libc::ENODEV),
+    ("ENOTDIR", libc::ENOTDIR),
+    ("EISDIR", libc::EISDIR),
+    ("EINVAL", libc::EINVAL),
+    ("ENFILE", libc::ENFILE),
+    ("EMFILE", libc::EMFILE),
+    ("ENOTTY", libc::ENOTTY),
+    ("ETXTBSY", libc::ETXTBSY),
+    ("EFBIG", libc::EFBIG),
+    ("ENOSPC", libc::ENOSPC),
+    ("ESPIPE", libc::ESPIPE),
+    ("EROFS", libc::EROFS),
+    ("EMLINK", libc::EMLINK),
+    ("EPIPE", libc::EPIPE),
+    ("ERANGE", libc::ERANGE),
+    ("EDEADLK", libc::EDEADLK),
+    ("ENAMETOOLONG", libc::ENAMETOOLONG),
+    ("ENOSYS", libc::ENOSYS),
+    ("ENOTEMPTY", libc::ENOTEMPTY),
+    ("ELOOP", libc::ELOOP),
+    ("ENOTSUP", libc::ENOTSUP),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
+    ("EADDRINUSE", libc::EADDRINUSE),
+    ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
+    ("ENETDOWN", libc::ENETDOWN),
+    ("ENETUNREACH", libc::ENETUNREACH),
+    ("ECONNABORTED", libc::ECONNABORTED),
+    ("ECONNRESET", libc::ECONNRESET),
+    ("ETIMEDOUT", libc::ETIMEDOUT),
+    ("ECONNREFUSED", libc::ECONNREFUSED),
+    ("EHOSTUNREACH", libc::EHOSTUNREACH),
+    ("EALREADY", libc::EALREADY),
+    ("EINPROGRESS", libc::EINPROGRESS),
+    ("EDQUOT", libc::EDQUOT),
+    ("ECANCELED", libc::ECANCELED),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errnos() {
+        assert_eq!(parse_errno("EACCES"), Ok(libc::EACCES));
+        assert_eq!(parse_errno("enosys"), Ok(libc::ENOSYS));
+        assert_eq!(parse_errno("13"), Ok(13));
+        assert!(parse_errno("0").is_err());
+        assert!(parse_errno("4096").is_err());
+        assert!(parse_errno("EBOGUS").is_err());
+    }
+
+    #[test]
+    fn deny_rules() {
+        assert_eq!(
+            parse_deny("mkdirat=EACCES"),
+            Ok(DenyRule {
+                syscall: "mkdirat".into(),
+                errno: libc::EACCES
+            })
+        );
+        assert_eq!(parse_deny("mkdirat").unwrap().errno, libc::EPERM);
+        assert!(parse_deny("nosuchcall=EPERM").is_err());
+        assert!(parse_deny("mkdirat=").is_err());
+    }
+
+    #[test]
+    fn command_line() {
+        let cli = parse_from([
+            "unotify",
+            "run",
+            "--trace",
+            "openat,execve",
+            "--trace",
+            "read",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        let Cmd::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.trace, ["openat", "execve", "read"]);
+        assert_eq!(run.command, ["sh", "-c", "exit 3"]);
+        // Options of the command are not taken as unotify's.
+        let cli = parse_from(["unotify", "run", "ls", "--workers", "3"]).unwrap();
+        let Cmd::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.workers, None);
+        assert_eq!(run.command, ["ls", "--workers", "3"]);
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,230 @@
+//! `unotify`: run a program under the seccomp user-notification supervisor
+//! (`unotify run`), or report what the kernel supports (`unotify check`).
+//!
+//! Exit status of `run`, as `env` and `timeout` do it: the command's own
+//! (128+N if it died of signal N); 125 if `unotify` itself failed, 126 if the
+//! command cannot be executed, 127 if it was not found.
+
+mod cli;
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use unotify::sys::pidfd;
+use unotify::sys::signals::{self, SigSet};
+use unotify::{Command, Error, Sandbox};
+
+use cli::{Cmd, RunArgs, EXIT_USAGE};
+
+/// The command could not be executed.
+const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// The command was not found.
+const EXIT_NOT_FOUND: u8 = 127;
+
+/// Filter used when `RUST_LOG` is not set: warnings, and the traces asked for
+/// with `--trace`.
+const DEFAULT_LOG_FILTER: &str = "warn,unotify::trace=info";
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    init_logging();
+    let code = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Check => check(),
+    };
+    ExitCode::from(code)
+}
+
+/// Logs go to stderr. Without `RUST_LOG` the filter is
+/// [`DEFAULT_LOG_FILTER`]; with it, `RUST_LOG` alone decides
+/// (`RUST_LOG=off` silences everything, traces included).
+fn init_logging() {
+    let mut builder = env_logger::Builder::new();
+    match std::env::var("RUST_LOG") {
+        Ok(filter) => builder.parse_filters(&filter),
+        Err(_) => builder.parse_filters(DEFAULT_LOG_FILTER),
+    };
+    builder.format(|buf, record| {
+        if record.target() == "unotify::trace" {
+            writeln!(buf, "unotify: trace: {}", record.args())
+        } else {
+            let level = record.level().as_str().to_ascii_lowercase();
+            writeln!(buf, "unotify: {level}: {}", record.args())
+        }
+    });
+    builder.init();
+}
+
+/// Prints an error of `unotify` itself with what to do about it, and returns
+/// the exit status it maps to.
+fn fail(err: &Error) -> u8 {
+    let (code, hint) = match err {
+        Error::NotFound { .. } => (
+            EXIT_NOT_FOUND,
+            "; check the name, or give the program's path",
+        ),
+        Error::CannotExecute { .. } => (
+            EXIT_CANNOT_EXECUTE,
+            "; check that it is an executable file (chmod +x) for this machine",
+        ),
+        Error::Setup { .. } | Error::Io { .. } => (
+            EXIT_USAGE,
+            "; run `unotify check` to see what this kernel supports",
+        ),
+        _ => (EXIT_USAGE, ""),
+    };
+    eprintln!("unotify: {err}{hint}");
+    code
+}
+
+/// The exit status mirroring `status`: the exit code, or 128+signal.
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return code as u8;
+    }
+    match status.signal() {
+        Some(sig) => 128u8.wrapping_add(sig as u8),
+        None => EXIT_USAGE,
+    }
+}
+
+/// What the signal thread knows: the sandbox to kill, once it runs, and the
+/// first termination signal received.
+#[derive(Default)]
+struct SignalState {
+    /// pidfd of the sandboxed program (the sandbox's process group leader).
+    target: Option<OwnedFd>,
+    /// The first of SIGINT / SIGTERM / SIGHUP received.
+    received: Option<i32>,
+}
+
+impl SignalState {
+    /// Kills the program if a signal was received and the program is known.
+    /// The rest of its process group is killed when its exit is collected.
+    fn kill_if_signalled(&self) {
+        if let (Some(_), Some(pidfd)) = (self.received, &self.target) {
+            if let Err(e) = pidfd::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    log::warn!("cannot kill the sandbox: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: each kills the
+/// sandbox, and `unotify` then exits with 128 + the first signal's number.
+fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("unotify-signals".into())
+        .spawn(move || loop {
+            let sig = match signals::wait_signal(&set) {
+                Ok(sig) => sig,
+                Err(e) => {
+                    log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
+                    return;
+                }
+            };
+            log::debug!("received signal {sig}: killing the sandbox");
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.received.get_or_insert(sig);
+            st.kill_if_signalled();
+        })
+        .map(drop)
+}
+
+fn run(args: RunArgs) -> u8 {
+    // Before any thread exists, so that every thread inherits the mask and
+    // the signals wait for the signal thread.
+    let set = match signals::block_termination_signals() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("unotify: cannot block termination signals: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut builder = Sandbox::builder();
+    if let Some(n) = args.workers {
+        builder = builder.workers(n);
+    }
+    for name in &args.trace {
+        builder = builder.trace(name);
+    }
+    for rule in &args.deny {
+        builder = builder.deny(&rule.syscall, rule.errno);
+    }
+    let sandbox = match builder.build() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut cmd = Command::new(&args.command[0]);
+    cmd.args(&args.command[1..]);
+
+    let state = Arc::new(Mutex::new(SignalState::default()));
+    if let Err(e) = start_signal_thread(set, Arc::clone(&state)) {
+        eprintln!("unotify: cannot start the signal thread: {e}");
+        return EXIT_USAGE;
+    }
+    let mut child = match sandbox.spawn(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = fail(&e);
+            let received = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .received;
+            return received.map_or(code, |sig| 128 + sig as u8);
+        }
+    };
+    // The child is not reaped before `wait`, so its pid still names it.
+    match pidfd::pidfd_open(child.pid() as i32, 0) {
+        Ok(pidfd) => {
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.target = Some(pidfd);
+            st.kill_if_signalled();
+        }
+        Err(e) => {
+            eprintln!("unotify: cannot watch the sandboxed program: {e}; stopping it");
+            let _ = child.kill();
+            let _ = child.wait();
+            return EXIT_USAGE;
+        }
+    }
+    let status = child.wait();
+    let received = state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .received;
+    if let Some(sig) = received {
+        return 128 + sig as u8;
+    }
+    match status {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            eprintln!("unotify: cannot wait for the sandboxed program: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn check() -> u8 {
+    let features = unotify::probe::probe_features();
+    let mut out = std::io::stdout().lock();
+    for f in &features {
+        let _ = writeln!(out, "{f}");
+    }
+    let usable = features
+        .iter()
+        .any(|f| f.name == unotify::probe::USER_NOTIFICATION && f.available);
+    if usable {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,151 @@
+//! Wiring the policy into a sandbox: the builtin handlers and the `socket`
+//! argument filter.
+
+use std::sync::Arc;
+
+use crate::arch::Arch;
+use crate::error::Result;
+use crate::filter::{ArgCheck, FilterBuilder, SyscallAction};
+use crate::handler::{Handler, HandlerCtx};
+use crate::syscalls;
+
+use super::hosts::HostsFile;
+use super::onbehalf::Enforcer;
+use super::policy::{Mode, NetPolicy, Protocol, ResolvedNetPolicy};
+
+const M32: u64 = 0xffff_ffff;
+/// `SOCK_TYPE_MASK`: the type without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
+const TYPE_MASK: u64 = 0xf;
+
+/// What a [`NetPolicy`] adds to a sandbox.
+pub(crate) struct Enforcement {
+    policy: Arc<ResolvedNetPolicy>,
+    handlers: Vec<(u32, Arc<dyn Handler>)>,
+}
+
+fn nr(name: &str) -> Option<u32> {
+    syscalls::number(Arch::native(), name)
+}
+
+impl Enforcement {
+    /// Resolves the policy's host names and prepares its handlers.
+    pub(crate) fn new(policy: &NetPolicy) -> Result<Enforcement> {
+        let resolved = Arc::new(policy.resolve()?);
+        let enforcer = Arc::new(Enforcer::new(Arc::clone(&resolved)));
+        let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
+        let mut add = |name: &str, h: Arc<dyn Handler>| {
+            if let Some(n) = nr(name) {
+                handlers.push((n, h));
+            }
+        };
+        if policy.mode() != Mode::Unrestricted {
+            let e = Arc::clone(&enforcer);
+            add(
+                "connect",
+                Arc::new(move |cx: &HandlerCtx<'_>| e.connect(cx)),
+            );
+            let e = Arc::clone(&enforcer);
+            add("sendto", Arc::new(move |cx: &HandlerCtx<'_>| e.sendto(cx)));
+            let e = Arc::clone(&enforcer);
+            add(
+                "sendmsg",
+                Arc::new(move |cx: &HandlerCtx<'_>| e.sendmsg(cx)),
+            );
+            let e = Arc::clone(&enforcer);
+            add(
+                "sendmmsg",
+                Arc::new(move |cx: &HandlerCtx<'_>| e.sendmmsg(cx)),
+            );
+        }
+        if policy.deny_bind().is_some() {
+            let e = Arc::clone(&enforcer);
+            add("bind", Arc::new(move |cx: &HandlerCtx<'_>| e.bind(cx)));
+        }
+        if policy.has_hostnames() {
+            let hosts = Arc::new(HostsFile::new(resolved.hosts_file()));
+            let h = Arc::clone(&hosts);
+            add(
+                "openat",
+                Arc::new(move |cx: &HandlerCtx<'_>| {
+                    h.open(
+                        cx,
+                        cx.arg(0) as u32 as i32,
+                        cx.arg(1),
+                        cx.arg(2) as u32 as i32,
+                    )
+                }),
+            );
+            let h = Arc::clone(&hosts);
+            add(
+                "open",
+                Arc::new(move |cx: &HandlerCtx<'_>| {
+                    h.open(cx, libc::AT_FDCWD, cx.arg(0), cx.arg(1) as u32 as i32)
+                }),
+            );
+        }
+        Ok(Enforcement {
+            policy: resolved,
+            handlers,
+        })
+    }
+
+    /// The builtin handlers, by syscall number.
+    pub(crate) fn handlers(&self) -> &[(u32, Arc<dyn Handler>)] {
+        &self.handlers
+    }
+
+    /// Adds the filter rules: `socket` argument checks (raw and packet
+    /// sockets refused with `EPERM`; under an allow list, UDP and ICMP
+    /// sockets only if a rule allows the protocol, other IP protocols
+    /// refused with `EACCES`) and `io_uring_setup` refused (its operations
+    /// would bypass the trapped calls).
+    pub(crate) fn install(&self, filter: &mut FilterBuilder) -> Result<()> {
+        let arch = filter.arch();
+        if let Some(socket) = syscalls::number(arch, "socket") {
+            if filter.is_denied(socket).is_none() {
+                let (cases, otherwise) = self.socket_cases();
+                filter.rule(socket, cases, otherwise)?;
+            }
+        }
+        if let Some(uring) = syscalls::number(arch, "io_uring_setup") {
+            if filter.is_denied(uring).is_none() && !filter.is_notified(uring) {
+                filter.deny(uring, libc::EPERM)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn socket_cases(&self) -> (Vec<(Vec<ArgCheck>, SyscallAction)>, SyscallAction) {
+        let eperm = SyscallAction::Errno(libc::EPERM as u16);
+        let eacces = SyscallAction::Errno(libc::EACCES as u16);
+        let dom = |d: i32| ArgCheck::new(0, M32, d as u64);
+        let ty = |t: i32| ArgCheck::new(1, TYPE_MASK, t as u64);
+        let proto = |p: i32| ArgCheck::new(2, M32, p as u64);
+        let allow_list = self.policy.policy().mode() == Mode::Allow;
+        let verdict = |ok: bool| if ok { SyscallAction::Allow } else { eacces };
+        let udp = verdict(self.policy.allows_protocol(Protocol::Udp));
+        let icmp = verdict(self.policy.allows_protocol(Protocol::Icmp));
+        let mut cases = vec![(vec![dom(libc::AF_PACKET)], eperm)];
+        for (d, icmp_proto) in [
+            (libc::AF_INET, libc::IPPROTO_ICMP),
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6),
+        ] {
+            cases.push((vec![dom(d), ty(libc::SOCK_RAW)], eperm));
+            if !allow_list {
+                continue;
+            }
+            for p in [0, libc::IPPROTO_TCP, libc::IPPROTO_MPTCP] {
+                cases.push((
+                    vec![dom(d), ty(libc::SOCK_STREAM), proto(p)],
+                    SyscallAction::Allow,
+                ));
+            }
+            for p in [0, libc::IPPROTO_UDP] {
+                cases.push((vec![dom(d), ty(libc::SOCK_DGRAM), proto(p)], udp));
+            }
+            cases.push((vec![dom(d), ty(libc::SOCK_DGRAM), proto(icmp_proto)], icmp));
+            cases.push((vec![dom(d)], eacces));
+        }
+        (cases, SyscallAction::Allow)
+    }
+}

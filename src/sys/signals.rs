@@ -1,0 +1,146 @@
+//! Synchronous signal handling without signal handlers: block the signals in
+//! every thread, then take them one at a time with `sigwait(3)` on a thread
+//! of the caller's choosing.
+//!
+//! The signal mask is inherited by threads created afterwards, so
+//! [`block_termination_signals`] must run on the main thread before any other
+//! thread starts. The sandbox launcher resets the mask of the child to empty
+//! before `exec`, so the sandboxed program gets the default dispositions.
+
+use std::io;
+
+/// A set of signals (`sigset_t`).
+#[derive(Clone, Copy)]
+pub struct SigSet {
+    set: libc::sigset_t,
+}
+
+impl SigSet {
+    /// The empty set.
+    pub fn empty() -> Self {
+        // SAFETY: an all-zero sigset_t is valid storage; sigemptyset then
+        // initialises it properly.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a live, writable sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        SigSet { set }
+    }
+
+    /// Adds `sig` to the set.
+    pub fn add(&mut self, sig: i32) -> io::Result<()> {
+        // SAFETY: `self.set` is an initialised sigset_t; an invalid signal
+        // number is reported as EINVAL.
+        super::cvt(unsafe { libc::sigaddset(&mut self.set, sig) }).map(drop)
+    }
+
+    /// Whether `sig` is in the set.
+    pub fn contains(&self, sig: i32) -> bool {
+        // SAFETY: `self.set` is an initialised sigset_t; sigismember only reads it.
+        unsafe { libc::sigismember(&self.set, sig) == 1 }
+    }
+
+    /// The termination signals an interactive command is expected to obey:
+    /// `SIGINT`, `SIGTERM` and `SIGHUP`.
+    pub fn termination() -> Self {
+        let mut set = SigSet::empty();
+        for sig in TERMINATION_SIGNALS {
+            set.add(sig).expect("standard signal numbers are valid");
+        }
+        set
+    }
+}
+
+impl std::fmt::Debug for SigSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members: Vec<i32> = (1..libc::SIGRTMIN())
+            .filter(|&s| self.contains(s))
+            .collect();
+        f.debug_tuple("SigSet").field(&members).finish()
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, `SIGHUP`.
+pub const TERMINATION_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Adds `set` to the calling thread's blocked signals (`pthread_sigmask`).
+pub fn block(set: &SigSet) -> io::Result<()> {
+    // SAFETY: `set.set` is an initialised sigset_t; the old mask is not asked for.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Removes `set` from the calling thread's blocked signals.
+pub fn unblock(set: &SigSet) -> io::Result<()> {
+    // SAFETY: as in `block`.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Blocks `SIGINT`, `SIGTERM` and `SIGHUP` in the calling thread (and so in
+/// every thread it starts afterwards) and returns that set, for
+/// [`wait_signal`].
+///
+/// While blocked, these signals stay pending instead of killing the process,
+/// until a thread takes them with [`wait_signal`].
+pub fn block_termination_signals() -> io::Result<SigSet> {
+    let set = SigSet::termination();
+    block(&set)?;
+    Ok(set)
+}
+
+/// Waits until one of the signals in `set` (which must be blocked in every
+/// thread) is pending, takes it and returns its number (`sigwait(3)`).
+pub fn wait_signal(set: &SigSet) -> io::Result<i32> {
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set.set` is an initialised sigset_t and `sig` a live int
+        // that sigwait writes the signal number to.
+        let ret = unsafe { libc::sigwait(&set.set, &mut sig) };
+        match ret {
+            0 => return Ok(sig),
+            libc::EINTR => continue,
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_membership() {
+        let set = SigSet::termination();
+        for sig in TERMINATION_SIGNALS {
+            assert!(set.contains(sig));
+        }
+        assert!(!set.contains(libc::SIGKILL));
+        assert!(!SigSet::empty().contains(libc::SIGINT));
+        assert!(SigSet::empty().add(100_000).is_err());
+    }
+
+    #[test]
+    fn waits_for_a_blocked_signal() {
+        // A thread-directed signal to a thread that blocks it stays pending
+        // until sigwait takes it. SIGHUP is used on a dedicated thread so the
+        // other test threads are not affected.
+        let t = std::thread::spawn(|| {
+            let mut set = SigSet::empty();
+            set.add(libc::SIGHUP).unwrap();
+            block(&set).unwrap();
+            // SAFETY: raise sends a signal to the calling thread only.
+            let rc = unsafe { libc::raise(libc::SIGHUP) };
+            assert_eq!(rc, 0);
+            let got = wait_signal(&set).unwrap();
+            unblock(&set).unwrap();
+            got
+        });
+        assert_eq!(t.join().unwrap(), libc::SIGHUP);
+    }
+}

@@ -1,0 +1,266 @@
+//! Helpers shared by the integration tests: building small C programs that
+//! run inside the sandbox.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::sync::Mutex;
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Directory for test artefacts, inside the target dir.
+pub fn artefact_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("unotify-tests");
+    std::fs::create_dir_all(&dir).expect("create test artefact dir");
+    dir
+}
+
+/// Compiles C `source` into an executable named `name` (cached by content)
+/// and returns its path. Extra `flags` go to gcc (e.g. "-pthread").
+pub fn build_c(name: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = artefact_dir();
+    let hash = {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        source.hash(&mut h);
+        flags.hash(&mut h);
+        h.finish()
+    };
+    let exe = dir.join(format!("{name}-{hash:016x}"));
+    if exe.exists() {
+        return exe;
+    }
+    let src = dir.join(format!("{name}-{hash:016x}.c"));
+    std::fs::write(&src, source).expect("write C source");
+    let tmp = dir.join(format!("{name}-{hash:016x}.tmp{}", std::process::id()));
+    let out = StdCommand::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .args(flags)
+        .output()
+        .expect("run cc (install gcc)");
+    assert!(
+        out.status.success(),
+        "compiling {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &exe).expect("move compiled program into place");
+    exe
+}
+
+/// Reads all of a piped child stream.
+pub fn read_all(f: &mut Option<std::fs::File>) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Some(f) = f.as_mut() {
+        f.read_to_string(&mut s).expect("read child output");
+    }
+    s
+}
+
+/// Aborts the whole test process if it is not dropped within its limit, so
+/// a hang becomes a clear failure instead of a stuck test run. Dropping it
+/// joins its thread.
+pub struct Watchdog {
+    disarm: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts a [`Watchdog`] for `what`, aborting after `limit`.
+pub fn watchdog(limit: std::time::Duration, what: &str) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let what = what.to_owned();
+    let thread = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!(
+                "WATCHDOG: {what} did not finish within {limit:?}; aborting the test process"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog {
+        disarm: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarm.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads `f` line by line on a thread; each line (without its newline) is
+/// sent on the returned channel. The channel disconnects at end of file.
+pub fn line_reader(f: std::fs::File) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(f).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// The next line from a [`line_reader`], or a panic naming `what` after
+/// `timeout` or at end of file.
+pub fn next_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    timeout: std::time::Duration,
+    what: &str,
+) -> String {
+    match rx.recv_timeout(timeout) {
+        Ok(l) => l,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no output line within {timeout:?} while {what}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("child output ended while {what}")
+        }
+    }
+}
+
+/// C source of `calls`, a program making trapped `getppid` calls from
+/// several threads: `calls NTHREADS NCALLS v|q ARG...`. Call `i` of thread
+/// `t` is `syscall(SYS_getppid, ARG[i % nargs], t, i)`. With `v` each call
+/// prints `r <thread> <i> <arg> <result> <elapsed_us>` (result: the return
+/// value, or `-errno`). At the end it prints `count <result> <n>` per
+/// distinct result (at most 16, then `other <n>`), `done`, and exits 0 once
+/// its standard input reaches end of file.
+pub const CALLS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXV 16
+struct tally { long val[MAXV]; long n[MAXV]; int used; long other; };
+
+static int nthreads, ncalls, verbose, nargs;
+static long *args;
+static struct tally *tallies;
+
+static long now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+static void add(struct tally *t, long v, long n) {
+    for (int i = 0; i < t->used; i++)
+        if (t->val[i] == v) { t->n[i] += n; return; }
+    if (t->used < MAXV) { t->val[t->used] = v; t->n[t->used] = n; t->used++; }
+    else t->other += n;
+}
+
+static void *run(void *p) {
+    long t = (long)p;
+    for (int i = 0; i < ncalls; i++) {
+        long a = args[i % nargs];
+        long start = now_us();
+        long r = syscall(SYS_getppid, a, t, (long)i);
+        if (r == -1) r = -errno;
+        add(&tallies[t], r, 1);
+        if (verbose) {
+            printf("r %ld %d %ld %ld %ld\n", t, i, a, r, now_us() - start);
+            fflush(stdout);
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) { fprintf(stderr, "usage: calls NTHREADS NCALLS v|q ARG...\n"); return 2; }
+    nthreads = atoi(argv[1]);
+    ncalls = atoi(argv[2]);
+    verbose = argv[3][0] == 'v';
+    nargs = argc - 4;
+    args = calloc(nargs, sizeof(long));
+    for (int i = 0; i < nargs; i++) args[i] = atol(argv[4 + i]);
+    tallies = calloc(nthreads, sizeof(struct tally));
+    pthread_t *th = calloc(nthreads, sizeof(pthread_t));
+    for (long t = 0; t < nthreads; t++)
+        if (pthread_create(&th[t], NULL, run, (void *)t) != 0) { perror("pthread_create"); return 3; }
+    for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
+    struct tally all = {0};
+    for (int t = 0; t < nthreads; t++) {
+        for (int i = 0; i < tallies[t].used; i++) add(&all, tallies[t].val[i], tallies[t].n[i]);
+        all.other += tallies[t].other;
+    }
+    for (int i = 0; i < all.used; i++) printf("count %ld %ld\n", all.val[i], all.n[i]);
+    if (all.other) printf("other %ld\n", all.other);
+    printf("done\n");
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) {}
+    return 0;
+}
+"#;
+
+/// One `r` line of [`CALLS_C`]'s verbose output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLine {
+    pub thread: i64,
+    pub index: i64,
+    pub arg: i64,
+    /// Return value, or `-errno`.
+    pub result: i64,
+    pub elapsed_us: i64,
+}
+
+/// Parses an `r` line of [`CALLS_C`]; `None` for other lines.
+pub fn parse_call_line(line: &str) -> Option<CallLine> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "r" {
+        return None;
+    }
+    let mut n = || it.next().and_then(|s| s.parse::<i64>().ok());
+    Some(CallLine {
+        thread: n()?,
+        index: n()?,
+        arg: n()?,
+        result: n()?,
+        elapsed_us: n()?,
+    })
+}
+
+/// Reads the summary of [`CALLS_C`] (the `count` lines up to `done`,
+/// skipping `r` lines) into `(result, n)` pairs.
+pub fn read_counts(
+    rx: &std::sync::mpsc::Receiver<String>,
+    timeout: std::time::Duration,
+) -> Vec<(i64, i64)> {
+    let mut counts = Vec::new();
+    loop {
+        let line = next_line(rx, timeout, "waiting for the summary of `calls`");
+        let mut it = line.split_whitespace();
+        match it.next() {
+            Some("done") => return counts,
+            Some("count") => {
+                let v: i64 = it.next().and_then(|s| s.parse().ok()).expect("count value");
+                let n: i64 = it.next().and_then(|s| s.parse().ok()).expect("count n");
+                counts.push((v, n));
+            }
+            Some("other") => panic!("`calls` saw more than 16 distinct results: {line}"),
+            _ => {}
+        }
+    }
+}
