@@ -81,11 +81,17 @@ const PAGE: u64 = 4096;
 pub struct HandlerCtx<'a> {
     notif: &'a Notification,
     shared: &'a Arc<Shared>,
+    /// Set once the policy callback has been told about this call.
+    consulted: std::cell::Cell<bool>,
 }
 
 impl<'a> HandlerCtx<'a> {
     pub(crate) fn new(notif: &'a Notification, shared: &'a Arc<Shared>) -> Self {
-        HandlerCtx { notif, shared }
+        HandlerCtx {
+            notif,
+            shared,
+            consulted: std::cell::Cell::new(false),
+        }
     }
 
     /// The trapped call.
@@ -202,6 +208,27 @@ impl<'a> HandlerCtx<'a> {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         pidfd::pidfd_getfd(pidfd.as_fd(), fd)
+    }
+
+    /// For handlers that perform the call on the program's behalf: asks the
+    /// sandbox's policy callback (and its run-time network restrictions,
+    /// for `dest`) *before* any side effect. Returns the errno to fail the
+    /// call with if it is denied; `None` to go ahead (also when the sandbox
+    /// has no policy callback). The callback is told about a call once.
+    pub fn check_policy(&self, dest: Option<std::net::SocketAddr>) -> Option<i32> {
+        let policy = self.shared.policy.as_ref()?;
+        if let Some(e) = dest.and_then(|d| policy.restricted(self.notif, d)) {
+            return Some(e);
+        }
+        if self.consulted.replace(true) {
+            return None;
+        }
+        policy.consult(self.notif, dest, None, false)
+    }
+
+    /// Whether [`check_policy`](Self::check_policy) was called.
+    pub(crate) fn policy_consulted(&self) -> bool {
+        self.consulted.get()
     }
 
     /// A handle on the supervisor, e.g. to answer held calls later.

@@ -80,6 +80,7 @@ pub mod net;
 pub mod notification;
 pub mod probe;
 pub mod paths;
+pub mod policy;
 pub mod process;
 pub mod sandbox;
 pub mod supervisor;

@@ -41,6 +41,8 @@ pub struct SandboxBuilder {
     network: Option<crate::net::NetPolicy>,
     denied_paths: Option<Arc<crate::paths::DeniedPaths>>,
     deny_paths: Vec<std::path::PathBuf>,
+    policy_fn: Option<Arc<parking_lot::Mutex<Box<crate::policy::PolicyCallback>>>>,
+    audit: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxBuilder {
@@ -56,11 +58,40 @@ impl Default for SandboxBuilder {
             network: None,
             denied_paths: None,
             deny_paths: Vec::new(),
+            policy_fn: None,
+            audit: None,
         }
     }
 }
 
 impl SandboxBuilder {
+    /// Runs `f` on one dedicated thread, serially, for each trapped call.
+    ///
+    /// Calls of [`policy::is_held`](crate::policy::is_held) kinds (exec,
+    /// open, connect, bind, send) wait for its [`Verdict`](crate::policy::Verdict)
+    /// for up to 5 s, then are denied with `EPERM`; a verdict only tightens
+    /// and is taken before any side effect of the call (a denied connect
+    /// sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
+    /// the callback narrows the running policy (network, limits, paths),
+    /// never beyond the starting one.
+    pub fn policy_fn<F>(mut self, f: F) -> Self
+    where
+        F: FnMut(&crate::policy::SyscallEvent, &mut crate::policy::PolicyContext<'_>) -> crate::policy::Verdict
+            + Send
+            + 'static,
+    {
+        self.policy_fn = Some(Arc::new(parking_lot::Mutex::new(Box::new(f))));
+        self
+    }
+
+    /// Appends one JSON object per policy event (syscall, category, pid,
+    /// parent pid, host, port, size, argv, denied, verdict) to `path`.
+    /// Turns the policy machinery on (with an allow-all callback if none).
+    pub fn audit(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
     /// Traps `syscall` (by name, e.g. `"openat"`) and adds `handler` to its
     /// chain, after the builtin handlers and earlier user handlers.
     pub fn handle(mut self, syscall: &str, handler: impl Handler) -> Self {
@@ -187,9 +218,21 @@ impl SandboxBuilder {
                 _ => None,
             })
             .collect();
-        // Path denial first among the builtins.
+        let policy = self.policy_setup()?;
+        if policy.is_some() {
+            if self.network.is_none() {
+                // Calls the callback may restrict at run time go on-behalf.
+                self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+            }
+            if self.limits.max_processes.is_none() {
+                // Count forks so that the callback can lower the limit.
+                self.limits.max_processes = Some(u32::MAX);
+            }
+        }
+        // Path denial first among the builtins (always with a policy
+        // callback, which may deny paths at run time).
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
-            (None, true) => None,
+            (None, true) if policy.is_none() => None,
             (set, _) => Some(set.unwrap_or_default()),
         };
         if let Some(set) = &path_set {
@@ -262,6 +305,16 @@ impl SandboxBuilder {
             trap(&mut filter, *nr, &nr.to_string())?;
             chains.push(*nr, Arc::clone(h));
         }
+        if policy.is_some() {
+            // Held calls must reach the supervisor to wait for the verdict.
+            for name in crate::policy::HELD_SYSCALLS {
+                if let Ok(nr) = syscalls::resolve(name) {
+                    if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
+                        filter.notify(nr)?;
+                    }
+                }
+            }
+        }
         for rule in self.rules {
             match rule {
                 Rule::Handle(name, h) => {
@@ -296,8 +349,35 @@ impl SandboxBuilder {
                 traced,
                 sync_wake_up: self.sync_wake_up,
                 limits: self.limits,
+                policy,
+                denied_paths: path_set,
             },
         })
+    }
+
+    /// The policy callback and audit log, if either was asked for.
+    fn policy_setup(&mut self) -> Result<Option<crate::policy::PolicySetup>> {
+        if self.policy_fn.is_none() && self.audit.is_none() {
+            return Ok(None);
+        }
+        let audit = match &self.audit {
+            Some(path) => {
+                let file = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| Error::InvalidConfig {
+                        message: format!("cannot open the audit log {}: {e}; check the directory exists and is writable", path.display()),
+                    })?;
+                Some(Arc::new(parking_lot::Mutex::new(file)))
+            }
+            None => None,
+        };
+        Ok(Some(crate::policy::PolicySetup {
+            callback: self.policy_fn.take(),
+            audit,
+            hold_timeout: crate::policy::HOLD_TIMEOUT,
+        }))
     }
 }
 

@@ -222,10 +222,16 @@ impl Enforcer {
     /// Checks a destination address: `Ok` to go ahead (the bytes may have
     /// been rewritten: an unspecified address becomes the one the kernel
     /// would use, so the call goes where it was checked to go).
-    fn check_dest(&self, sock: &Sock, addr: &mut [u8], op: Op) -> Answer<()> {
+    /// Checks the destination against the policy, then asks the sandbox's
+    /// policy callback (if any) before the call is made on the program's
+    /// behalf.
+    fn check_dest(&self, cx: &HandlerCtx<'_>, sock: &Sock, addr: &mut [u8], op: Op) -> Answer<()> {
         match sockaddr::parse(addr, sock.domain, op) {
             Dest::Invalid(e) => Err(errno(e)),
-            Dest::None => Ok(()),
+            Dest::None => match cx.check_policy(None) {
+                Some(e) => Err(errno(e)),
+                None => Ok(()),
+            },
             Dest::Ip(mut dest) => {
                 if dest.ip().is_unspecified() {
                     let ip = self.unspecified_target(sock, dest.ip());
@@ -233,7 +239,10 @@ impl Enforcer {
                     dest.set_ip(ip);
                 }
                 if self.allowed(sock.proto, dest) {
-                    Ok(())
+                    match cx.check_policy(Some(dest)) {
+                        Some(e) => Err(errno(e)),
+                        None => Ok(()),
+                    }
                 } else {
                     log::debug!("network: {:?} to {dest} denied", sock.proto);
                     Err(errno(libc::ECONNREFUSED))
@@ -266,7 +275,7 @@ impl Enforcer {
             return Ok(NotifAction::Continue);
         }
         let mut addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        self.check_dest(&sock, &mut addr, Op::Connect)?;
+        self.check_dest(cx, &sock, &mut addr, Op::Connect)?;
         let Sock {
             fd, nonblocking, ..
         } = sock;
@@ -349,7 +358,7 @@ impl Enforcer {
             return Ok(NotifAction::Continue);
         }
         let mut addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
-        self.check_dest(&sock, &mut addr, Op::Send)?;
+        self.check_dest(cx, &sock, &mut addr, Op::Send)?;
         let len = cx.arg(2) as usize;
         let len = match Self::payload_cap(&sock) {
             Some(cap) if len > cap => return Err(errno(libc::EMSGSIZE)),
@@ -468,7 +477,7 @@ impl Enforcer {
         let hdr = cx.read_mem(cx.arg(1), MSGHDR_LEN).map_err(mem_errno)?;
         let mut msg = self.read_msg(cx, &sock, &hdr, usize::MAX)?;
         if let Some(name) = msg.name.as_mut() {
-            self.check_dest(&sock, name, Op::Send)?;
+            self.check_dest(cx, &sock, name, Op::Send)?;
         }
         self.check_control(cx, &msg.control)?;
         Ok(self.perform_send(sock, flags, move |fd, fl| {
@@ -523,7 +532,7 @@ impl Enforcer {
                 .read_msg(cx, &sock, hdr, SENDMMSG_BUDGET - used)
                 .and_then(|mut m| {
                     if let Some(name) = m.name.as_mut() {
-                        self.check_dest(&sock, name, Op::Send)?;
+                        self.check_dest(cx, &sock, name, Op::Send)?;
                     }
                     self.check_control(cx, &m.control)?;
                     Ok(m)

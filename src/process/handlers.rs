@@ -43,10 +43,19 @@ fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) ->
     let Some(shared) = cx.supervisor().shared() else {
         return NotifAction::Continue;
     };
-    match shared.tracker.as_ref() {
-        Some(t) => f(t),
-        None => NotifAction::Continue,
+    let Some(t) = shared.tracker.as_ref() else {
+        return NotifAction::Continue;
+    };
+    // Limits lowered at run time by the policy callback.
+    if let Some(policy) = &shared.policy {
+        if let (Some(n), Some(c)) = (policy.dynamic.max_processes(), &t.counter) {
+            c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        if let (Some(n), Some(m)) = (policy.dynamic.max_memory(), &t.memory) {
+            m.lower_limit(n);
+        }
     }
+    f(t)
 }
 
 /// `clone`, `clone3`, `fork`, `vfork`: namespaces refused (`EPERM`),

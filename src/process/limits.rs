@@ -43,7 +43,8 @@ struct CountState {
 /// fork would hit the limit.
 #[derive(Debug)]
 pub struct ProcessCounter {
-    limit: u32,
+    /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
+    limit: std::sync::atomic::AtomicU32,
     root: i32,
     state: Mutex<CountState>,
     reconciles: AtomicU64,
@@ -53,7 +54,7 @@ impl ProcessCounter {
     /// A counter for the sandbox rooted at `root`, which counts as one.
     pub fn new(limit: u32, root: i32) -> Arc<Self> {
         Arc::new(ProcessCounter {
-            limit,
+            limit: std::sync::atomic::AtomicU32::new(limit),
             root,
             state: Mutex::new(CountState {
                 committed: 1,
@@ -66,7 +67,12 @@ impl ProcessCounter {
 
     /// The limit.
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Lowers the limit to `n` (a higher value changes nothing).
+    pub fn lower_limit(&self, n: u32) {
+        self.limit.fetch_min(n, Ordering::AcqRel);
     }
 
     /// Processes counted now (existing ones, as last reconciled, plus forks
@@ -94,7 +100,7 @@ impl ProcessCounter {
             // A thread that traps again has returned from its last fork.
             st.recent
                 .retain(|&(t, at)| t != tid && at.elapsed() < SETTLE);
-            if st.committed + st.pending < self.limit {
+            if st.committed + st.pending < self.limit() {
                 st.pending += 1;
                 return Some(self.token(tid));
             }
@@ -116,9 +122,9 @@ impl ProcessCounter {
             existing,
             st.recent.len(),
             st.pending,
-            self.limit
+            self.limit()
         );
-        if st.committed + st.pending < self.limit {
+        if st.committed + st.pending < self.limit() {
             st.pending += 1;
             Some(self.token(tid))
         } else {
@@ -242,7 +248,8 @@ pub struct Ledger {
 /// The sandbox-wide anonymous-memory limit.
 #[derive(Debug)]
 pub struct MemoryLimit {
-    limit: u64,
+    /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
+    limit: AtomicU64,
     total: Mutex<u64>,
 }
 
@@ -259,14 +266,19 @@ impl MemoryLimit {
     /// A limit of `limit` bytes.
     pub fn new(limit: u64) -> Self {
         MemoryLimit {
-            limit,
+            limit: AtomicU64::new(limit),
             total: Mutex::new(0),
         }
     }
 
     /// The limit in bytes.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Lowers the limit to `bytes` (a higher value changes nothing).
+    pub fn lower_limit(&self, bytes: u64) {
+        self.limit.fetch_min(bytes, Ordering::AcqRel);
     }
 
     /// Bytes charged over the whole sandbox.
@@ -287,7 +299,7 @@ impl MemoryLimit {
             }
             l.dirty = false;
         }
-        if self.total() + bytes > self.limit {
+        if self.total() + bytes > self.limit() {
             // Before refusing, correct an over-estimate (a failed call, a
             // mapping placed over another) with a fresh reading.
             if let Some(seen) = statm_data(proc.key().pid) {
@@ -296,7 +308,7 @@ impl MemoryLimit {
             }
         }
         let mut total = self.total.lock();
-        if *total + bytes > self.limit {
+        if *total + bytes > self.limit() {
             return Charge::Refused;
         }
         *total += bytes;

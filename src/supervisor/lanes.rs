@@ -30,8 +30,15 @@
 //! polls its lane with `try_recv` and sleeps on a futex; the poll thread
 //! wakes sleepers once per lane after it has drained the listener
 //! ([`Lanes::flush`]), holding no lock, so a burst costs one wake-up.
-//! Workers run under `SCHED_BATCH`: waking one does not preempt the poll
-//! thread, which goes on receiving (or goes to sleep) first.
+//! Pinned workers run under `SCHED_BATCH`: waking one on the poll thread's
+//! CPU does not preempt the poll thread, which goes on receiving (or goes to
+//! sleep) first. A `SCHED_BATCH` thread woken on *another*, busy CPU waits
+//! for that CPU's running task to use up its slice (up to a scheduler tick,
+//! 4 ms). That is harmless for an ordinary spill (if the woken worker is
+//! late, the busy local worker steals the call back as soon as it is done),
+//! but not when the local lane is stuck: before such a wake-up the poll
+//! thread moves the sleeping workers of the other lane to `SCHED_OTHER`;
+//! each returns to `SCHED_BATCH` before it next sleeps.
 //!
 //! Invariants: `idle` of a lane counts its workers inside [`Worker::next`]
 //! (looking for work or asleep); it is a hint for placement only. A worker
@@ -41,7 +48,7 @@
 //! notification never waits for a worker that is asleep unannounced.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,7 +62,26 @@ use super::Shared;
 
 /// How long a notification may wait behind a busy worker while another
 /// lane has an idle one before that one is woken to take it.
-pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(1);
+///
+/// The poll thread sleeps with this timeout whenever a lane looks stalled,
+/// which also happens for a few microseconds at a time in normal operation
+/// (a worker preempted right after its `SEND`; 5 to 15% of the sleeps of
+/// the one-thread benchmark). A timer due before the next scheduler tick
+/// (4 ms at `HZ=250`) must be programmed into the hardware, which in a VM
+/// costs an exit on arming and another on cancelling, about 3 µs per sleep
+/// here, as much as a context switch; a timer due after the next tick does
+/// not.
+pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(10);
+
+/// One worker's scheduling state, shared with the poll thread.
+#[derive(Default)]
+struct Slot {
+    /// Its thread id; 0 until it has started.
+    tid: AtomicI32,
+    /// Moved to `SCHED_OTHER` for a wake-up from another CPU; the worker
+    /// moves itself back to `SCHED_BATCH` before it next sleeps.
+    boosted: AtomicBool,
+}
 
 /// What the workers of one lane share with the poll thread.
 #[derive(Default)]
@@ -66,17 +92,41 @@ struct LaneState {
     sleepers: AtomicU32,
     /// The futex word: bumped by every wake-up.
     seq: AtomicU32,
+    /// Whether the workers run `SCHED_BATCH` between hand-offs.
+    batch: bool,
+    /// One per worker of the lane.
+    slots: Vec<Slot>,
 }
 
 impl LaneState {
-    /// Wakes up to `n` sleeping workers. The caller has queued their work
-    /// and issued a `SeqCst` fence since.
-    fn wake(&self, n: u32) {
+    /// Wakes up to `n` sleeping workers; with `urgent`, as `SCHED_OTHER`
+    /// (the caller runs on another CPU and nobody else will take the work
+    /// soon). The caller has queued the work and issued a `SeqCst` fence
+    /// since.
+    fn wake(&self, n: u32, urgent: bool) {
         if self.sleepers.load(Ordering::Relaxed) == 0 {
             return;
         }
+        if urgent && self.batch {
+            self.boost();
+        }
         self.seq.fetch_add(1, Ordering::Release);
         process::futex_wake(&self.seq, i32::try_from(n).unwrap_or(i32::MAX));
+    }
+
+    /// Moves the lane's workers to `SCHED_OTHER`, so that a wake-up from
+    /// another CPU preempts what runs on theirs.
+    fn boost(&self) {
+        for slot in &self.slots {
+            let tid = slot.tid.load(Ordering::Acquire);
+            // Flag first: a worker racing back to SCHED_BATCH can at worst
+            // stay SCHED_OTHER until its next boost, never miss this one.
+            if tid > 0 && !slot.boosted.swap(true, Ordering::AcqRel) {
+                if let Err(e) = process::set_sched_batch(tid, false) {
+                    log::debug!("cannot move worker {tid} to SCHED_OTHER: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -85,6 +135,8 @@ struct Lane {
     state: Arc<LaneState>,
     /// Notifications queued since the last [`Lanes::flush`] (poll thread only).
     unflushed: Cell<u32>,
+    /// One of them spilled here from a stuck lane (poll thread only).
+    urgent: Cell<bool>,
     /// Its workers stayed busy past [`STEAL_AFTER`] with work waiting: send
     /// nothing more here until one of them is idle again (poll thread only).
     stuck: Cell<bool>,
@@ -119,14 +171,22 @@ impl Lanes {
         // Pin only when every allowed CPU gets at least one worker.
         let pinned = !cpus.is_empty() && workers >= cpus.len() && cpus.len() > 1;
         let nlanes = if pinned { cpus.len() } else { 1 };
+        // SCHED_BATCH only when every wake-up can be told local or remote.
+        let batch = pinned || cpus.len() == 1;
         let mut lanes = Vec::with_capacity(nlanes);
         let mut receivers = Vec::with_capacity(nlanes);
-        for _ in 0..nlanes {
+        for i in 0..nlanes {
             let (tx, rx) = crossbeam_channel::unbounded();
+            let per_lane = (i..workers).step_by(nlanes).count();
             lanes.push(Lane {
                 tx,
-                state: Arc::new(LaneState::default()),
+                state: Arc::new(LaneState {
+                    batch,
+                    slots: (0..per_lane).map(|_| Slot::default()).collect(),
+                    ..LaneState::default()
+                }),
                 unflushed: Cell::new(0),
+                urgent: Cell::new(false),
                 stuck: Cell::new(false),
             });
             receivers.push(rx);
@@ -149,6 +209,7 @@ impl Lanes {
                 shared: Arc::clone(shared),
                 queues,
                 state: Arc::clone(&lanes[lane].state),
+                slot: w / nlanes,
                 cpu: pinned.then(|| cpus[lane]),
             };
             let h = std::thread::Builder::new()
@@ -162,9 +223,13 @@ impl Lanes {
     /// Queues a notification for a worker, preferring the current CPU's
     /// lane. The worker is woken by the next [`flush`](Self::flush).
     pub(crate) fn dispatch(&self, notif: Notification) -> Result<(), Notification> {
-        let lane = &self.lanes[self.pick()];
+        let (i, urgent) = self.pick();
+        let lane = &self.lanes[i];
         lane.tx.send(notif).map_err(|e| e.into_inner())?;
         lane.unflushed.set(lane.unflushed.get().saturating_add(1));
+        if urgent {
+            lane.urgent.set(true);
+        }
         Ok(())
     }
 
@@ -175,28 +240,42 @@ impl Lanes {
         fence(Ordering::SeqCst);
         for lane in &self.lanes {
             let n = lane.unflushed.replace(0);
+            let urgent = lane.urgent.replace(false);
             if n > 0 {
-                lane.state.wake(n);
+                lane.state.wake(n, urgent);
             }
         }
     }
 
-    fn pick(&self) -> usize {
+    /// The lane of the CPU the calling thread runs on.
+    fn here(&self) -> usize {
         if self.lanes.len() == 1 {
             return 0;
         }
-        let here = process::current_cpu()
+        process::current_cpu()
             .and_then(|c| self.lane_of_cpu.get(c).copied())
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// The lane for the next notification, and whether it spills from a
+    /// stuck lane (see [`LaneState::wake`]).
+    fn pick(&self) -> (usize, bool) {
+        if self.lanes.len() == 1 {
+            return (0, false);
+        }
+        let here = self.here();
         let local = &self.lanes[here];
         if local.has_room() {
             local.stuck.set(false);
-            return here;
+            return (here, false);
         }
         if local.tx.is_empty() && !local.stuck.get() {
-            return here;
+            return (here, false);
         }
-        self.lanes.iter().position(Lane::has_room).unwrap_or(here)
+        match self.lanes.iter().position(Lane::has_room) {
+            Some(i) => (i, local.stuck.get()),
+            None => (here, false),
+        }
     }
 
     /// Whether some lane has notifications waiting behind busy workers
@@ -224,7 +303,7 @@ impl Lanes {
                     "{} notification(s) waiting behind busy workers; waking another lane",
                     lane.tx.len()
                 );
-                helper.state.wake(1);
+                helper.state.wake(1, true);
             }
         }
     }
@@ -247,6 +326,8 @@ struct Worker {
     /// Its lane's queue first, then the other lanes'.
     queues: Vec<Receiver<Notification>>,
     state: Arc<LaneState>,
+    /// Its index in `state.slots`.
+    slot: usize,
     cpu: Option<usize>,
 }
 
@@ -257,8 +338,13 @@ impl Worker {
                 log::debug!("cannot pin worker to CPU {cpu}: {e}");
             }
         }
-        if let Err(e) = if std::env::var_os("NOBATCH").is_none() { process::set_sched_batch() } else { Ok(()) } {
-            log::debug!("cannot move worker to SCHED_BATCH: {e}");
+        if let Some(slot) = self.state.slots.get(self.slot) {
+            slot.tid.store(process::gettid(), Ordering::Release);
+        }
+        if self.state.batch {
+            if let Err(e) = process::set_sched_batch(0, true) {
+                log::debug!("cannot move worker to SCHED_BATCH: {e}");
+            }
         }
         loop {
             self.state.idle.fetch_add(1, Ordering::AcqRel);
@@ -284,11 +370,24 @@ impl Worker {
             fence(Ordering::SeqCst);
             let got = self.take();
             if got.is_none() {
+                self.unboost();
                 process::futex_wait(&self.state.seq, seq);
             }
             self.state.sleepers.fetch_sub(1, Ordering::Relaxed);
             if let Some(got) = got {
                 return got;
+            }
+        }
+    }
+
+    /// Back to `SCHED_BATCH` after a wake-up from another CPU.
+    fn unboost(&self) {
+        let Some(slot) = self.state.slots.get(self.slot) else {
+            return;
+        };
+        if slot.boosted.load(Ordering::Relaxed) && slot.boosted.swap(false, Ordering::AcqRel) {
+            if let Err(e) = process::set_sched_batch(0, true) {
+                log::debug!("cannot move worker back to SCHED_BATCH: {e}");
             }
         }
     }

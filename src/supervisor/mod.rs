@@ -49,6 +49,10 @@ pub(crate) struct Config {
     pub(crate) sync_wake_up: bool,
     /// Process tracking and resource limits (issue 4).
     pub(crate) limits: crate::process::Limits,
+    /// The policy callback and audit log, if any.
+    pub(crate) policy: Option<crate::policy::PolicySetup>,
+    /// Paths denied at run time are added here (shared with the path handlers).
+    pub(crate) denied_paths: Option<Arc<crate::paths::DeniedPaths>>,
 }
 
 /// State shared by every supervisor thread.
@@ -70,6 +74,8 @@ pub(crate) struct Shared {
     waker: mio::Waker,
     /// Process index, limits and freeze; `None` when nothing is tracked.
     pub(crate) tracker: Option<crate::process::Tracker>,
+    /// The policy callback's thread and run-time restrictions.
+    pub(crate) policy: Option<crate::policy::PolicyState>,
 }
 
 impl Shared {
@@ -125,6 +131,15 @@ impl Supervisor {
         } else {
             None
         };
+        let policy = match &config.policy {
+            Some(setup) => {
+                let dynamic = Arc::new(crate::policy::DynamicPolicy::new(config.denied_paths.clone()));
+                let runner = crate::policy::PolicyRunner::start(setup, Arc::clone(&dynamic))
+                    .map_err(|e| Error::io("start the policy thread", e))?;
+                Some(crate::policy::PolicyState { runner, dynamic })
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             listener,
             world: RwLock::new(()),
@@ -137,6 +152,7 @@ impl Supervisor {
             stopping: AtomicBool::new(false),
             waker,
             tracker,
+            policy,
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
             .map_err(|e| Error::io("start the worker threads", e))?;
@@ -211,6 +227,9 @@ fn wind_down(shared: &Shared, workers: Vec<JoinHandle<()>>) {
         }
     }
     shared.defer.shutdown();
+    if let Some(policy) = &shared.policy {
+        policy.runner.shutdown();
+    }
     let held: Vec<Notification> = {
         let mut held = shared.held.lock();
         shared.stopping.store(true, Ordering::Release);

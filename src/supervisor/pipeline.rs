@@ -54,7 +54,13 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         }
         other => other,
     };
-    // (Stages 5 to 7 go here; anything that changes the action must do so
+    // 6. The policy verdict (held calls wait for it), unless an on-behalf
+    // handler already asked before its side effect. It only tightens.
+    let action = match &shared.policy {
+        Some(policy) if !cx.policy_consulted() => crate::policy::apply(policy, &notif, action, None),
+        _ => action,
+    };
+    // (Stages 5 and 7 go here; anything that changes the action must do so
     // before the next lines.) A fork that a later handler or verdict did not
     // let through is rolled back now, by dropping its token; a held one
     // keeps it until it is released.

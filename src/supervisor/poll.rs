@@ -9,6 +9,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -46,12 +47,15 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     let mut events = Events::with_capacity(64);
     // With process tracking, wake up now and then to sweep the index.
     let timeout = shared.tracker.as_ref().map(|_| crate::process::SWEEP_INTERVAL);
+    // Since when a call has been waiting behind a busy worker while another
+    // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
+    let mut stalled_since: Option<Instant> = None;
     let ended = 'outer: loop {
-        // A call queued behind a busy worker while another lane idles:
-        // come back soon to hand it over ([`Lanes::rebalance`]).
         let wait = if lanes.stalled() {
+            stalled_since.get_or_insert_with(Instant::now);
             Some(timeout.map_or(STEAL_AFTER, |t| t.min(STEAL_AFTER)))
         } else {
+            stalled_since = None;
             timeout
         };
         if let Err(e) = poll.poll(&mut events, wait) {
@@ -64,8 +68,9 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         if shared.stopping.load(Ordering::Acquire) {
             break Ended::Stopped;
         }
-        if events.is_empty() {
+        if stalled_since.is_some_and(|t| t.elapsed() >= STEAL_AFTER) {
             lanes.rebalance();
+            stalled_since = None;
         }
         for ev in events.iter() {
             if ev.token() == LISTENER {

@@ -13,6 +13,7 @@ const TOP_EXAMPLES: &str = "\
 Examples:
   unotify run --trace openat,execve -- /bin/sh -c 'cat /etc/hostname'
   unotify run --deny mkdirat=EACCES -- mkdir /tmp/x
+  unotify run --net-allow 127.0.0.1:8080 -P 64 -m 512M -- curl http://127.0.0.1:8080/
   unotify check
 
 Exit status of `run`: the command's own, or 128+N if it died of signal N;
@@ -27,6 +28,11 @@ Examples:
     RUST_LOG=off unotify run --trace openat -- ls /
   Make directory creation fail with EACCES (x86_64 has both calls):
     unotify run --deny mkdir=EACCES --deny mkdirat=EACCES -- mkdir /tmp/x
+  Let the program reach only a local web server, with at most 64
+  processes and 512 MiB of anonymous memory:
+    unotify run --net-allow 127.0.0.1:8080 -P 64 -m 512M -- curl http://127.0.0.1:8080/
+  Refuse a private network, and binding port 8080:
+    unotify run --net-deny 10.0.0.0/8 --net-deny-bind 8080 -- ./server
   Run with a single supervisor worker thread:
     unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
 
@@ -92,6 +98,36 @@ pub struct RunArgs {
     #[arg(long, value_name = "SYSCALL[=ERRNO]", value_parser = parse_deny)]
     pub deny: Vec<DenyRule>,
 
+    /// Allow network destinations matching SPEC and refuse the rest
+    /// (ECONNREFUSED). SPEC is `[tcp://|udp://|icmp://]TARGET[:PORTS]`:
+    /// TARGET an address, a CIDR, a host name or `*`; IPv6 with a port in
+    /// brackets; PORTS `80,443`, `8000-8080` or `*`. No scheme means TCP and
+    /// UDP. Repeatable. Example: --net-allow 127.0.0.1:8080 --net-allow [::1]:443
+    #[arg(long, value_name = "SPEC")]
+    pub net_allow: Vec<String>,
+
+    /// Refuse network destinations matching SPEC (same syntax as
+    /// --net-allow, no host names) and allow the rest. Repeatable; not
+    /// together with --net-allow. Example: --net-deny 10.0.0.0/8
+    #[arg(long, value_name = "SPEC")]
+    pub net_deny: Vec<String>,
+
+    /// TCP ports the program may not bind (EACCES). Comma-separated ports
+    /// and ranges; repeatable. Example: --net-deny-bind 8080,9000-9005
+    #[arg(long, value_name = "PORTS")]
+    pub net_deny_bind: Vec<String>,
+
+    /// At most N processes in the sandbox at once, the program itself and
+    /// unreaped zombies included; a fork over the limit fails with EAGAIN.
+    /// Example: -P 64
+    #[arg(short = 'P', long, value_name = "N", value_parser = parse_max_processes)]
+    pub max_processes: Option<u32>,
+
+    /// At most SIZE bytes of anonymous memory (suffixes K, M, G); a program
+    /// that maps more is killed. Example: -m 512M
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+
     /// The command to run and its arguments (after `--`).
     /// Example: -- /bin/sh -c 'cat /etc/hostname'
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
@@ -145,6 +181,18 @@ fn parse_workers(s: &str) -> Result<usize, String> {
         return Err("the worker pool needs at least 1 thread; use --workers 1 or more".into());
     }
     Ok(n)
+}
+
+fn parse_max_processes(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("the program itself counts, so the limit must be at least 1; use -P 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a process count; give a number like -P 64")),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    unotify::process::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_syscall(s: &str) -> Result<String, String> {

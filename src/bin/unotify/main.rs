@@ -159,6 +159,18 @@ fn run(args: RunArgs) -> u8 {
     for rule in &args.deny {
         builder = builder.deny(&rule.syscall, rule.errno);
     }
+    if !args.net_allow.is_empty() || !args.net_deny.is_empty() || !args.net_deny_bind.is_empty() {
+        match unotify::net::NetPolicy::from_specs(&args.net_allow, &args.net_deny, &args.net_deny_bind) {
+            Ok(policy) => builder = builder.network(policy),
+            Err(e) => return fail(&unotify::Error::from(e)),
+        }
+    }
+    if let Some(n) = args.max_processes {
+        builder = builder.max_processes(n);
+    }
+    if let Some(bytes) = args.max_memory {
+        builder = builder.max_memory(bytes);
+    }
     let sandbox = match builder.build() {
         Ok(s) => s,
         Err(e) => return fail(&e),

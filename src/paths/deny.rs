@@ -1,0 +1,418 @@
+//! The denied set: paths by name and by file identity.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use parking_lot::RwLock;
+
+use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
+use crate::sys::path::{fstat, FileStat};
+
+/// Identity of a file: device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl From<&FileStat> for FileId {
+    fn from(st: &FileStat) -> FileId {
+        FileId {
+            dev: st.dev,
+            ino: st.ino,
+        }
+    }
+}
+
+/// How many entries of a denied directory are scanned for files with
+/// several hard links (whose other names may lie outside the directory).
+const DIR_SCAN_LIMIT: usize = 100_000;
+/// Deepest directory walk (ancestors, scans).
+const MAX_DEPTH: usize = 256;
+
+#[derive(Debug)]
+struct Entry {
+    /// The path as given, made absolute and normalised lexically.
+    given: PathBuf,
+    /// `given` and, when different, its canonical form (symlinks resolved).
+    forms: Vec<PathBuf>,
+    /// Identity of what `given` resolved to when it was denied.
+    id: Option<FileId>,
+    /// Whether it was a directory then.
+    is_dir: bool,
+    /// For a directory: files beneath it with more than one hard link.
+    linked: Vec<FileId>,
+    /// Given at build time: [`DeniedPaths::allow`] cannot remove it.
+    fixed: bool,
+}
+
+/// The set of denied paths of a sandbox, shared and changeable while it
+/// runs.
+///
+/// Each denied path is kept both as a normalised absolute path (and its
+/// canonical form) and, when it exists, by the identity (`st_dev`,
+/// `st_ino`) of what it resolves to, so hard links and symlinks to it are
+/// denied too. A denied directory denies everything beneath it (by path,
+/// by the identity of the directory as an ancestor, and by the identity of
+/// the files beneath it that have other hard links, scanned when it is
+/// denied).
+///
+/// Paths given to [`SandboxBuilder::deny_path`](crate::SandboxBuilder::deny_path)
+/// are fixed; [`deny`](Self::deny) adds paths at run time, which
+/// [`allow`](Self::allow) can remove again.
+#[derive(Debug, Default)]
+pub struct DeniedPaths {
+    entries: RwLock<Vec<Entry>>,
+}
+
+/// Makes `path` absolute (against the supervisor's current directory) and
+/// removes `.`, `..` and repeated separators without touching the file
+/// system.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let abs;
+    let path = if path.is_absolute() {
+        path
+    } else {
+        abs = std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path);
+        &abs
+    };
+    normalize_abs(path)
+}
+
+/// Lexical normalisation of an absolute path.
+pub(crate) fn normalize_abs(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The canonical form of `path`: of the path itself when it exists, else
+/// of its longest existing ancestor followed by the rest.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(path) {
+        return c;
+    }
+    let mut rest = Vec::new();
+    let mut cur = path.to_path_buf();
+    while let Some(name) = cur.file_name().map(|n| n.to_owned()) {
+        rest.push(name);
+        cur.pop();
+        if let Ok(mut c) = std::fs::canonicalize(&cur) {
+            for n in rest.iter().rev() {
+                c.push(n);
+            }
+            return c;
+        }
+    }
+    path.to_path_buf()
+}
+
+fn open_path(path: &Path, flags: u64) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64 | flags,
+        mode: 0,
+        resolve: RESOLVE_NO_MAGICLINKS,
+    };
+    openat2(None, &c, &how)
+}
+
+/// Opens `name` beneath `dir` as `O_PATH` without following a final symlink.
+fn open_child(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, extra: i32) -> io::Result<OwnedFd> {
+    let c =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW | extra) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_MAGICLINKS,
+    };
+    openat2(Some(dir), &c, &how)
+}
+
+/// Files with more than one hard link beneath the directory `dir`.
+fn scan_linked(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    depth: usize,
+    budget: &mut usize,
+    out: &mut Vec<FileId>,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Ok(read) = std::fs::read_dir(path) else {
+        return;
+    };
+    for ent in read.flatten() {
+        if *budget == 0 {
+            log::warn!("denied directory {}: stopped scanning for hard links after {DIR_SCAN_LIMIT} entries", path.display());
+            return;
+        }
+        *budget -= 1;
+        let name = ent.file_name();
+        let Ok(fd) = open_child(dir, &name, 0) else {
+            continue;
+        };
+        let Ok(st) = fstat(fd.as_fd()) else {
+            continue;
+        };
+        if st.is_dir() {
+            scan_linked(fd.as_fd(), &path.join(&name), depth + 1, budget, out);
+        } else if st.nlink > 1 {
+            out.push(FileId::from(&st));
+        }
+    }
+}
+
+impl Entry {
+    fn new(path: &Path, fixed: bool) -> Entry {
+        let given = normalize(path);
+        let mut forms = vec![given.clone()];
+        let canon = canonical(&given);
+        if canon != given {
+            forms.push(canon);
+        }
+        let mut id = None;
+        let mut is_dir = false;
+        let mut linked = Vec::new();
+        if let Ok(fd) = open_path(&given, 0) {
+            if let Ok(st) = fstat(fd.as_fd()) {
+                id = Some(FileId::from(&st));
+                is_dir = st.is_dir();
+                if is_dir {
+                    // The directory fd may be O_PATH; list it by its canonical path.
+                    let mut budget = DIR_SCAN_LIMIT;
+                    let dir_path = forms.last().cloned().unwrap_or_else(|| given.clone());
+                    scan_linked(fd.as_fd(), &dir_path, 0, &mut budget, &mut linked);
+                }
+            }
+        }
+        Entry {
+            given,
+            forms,
+            id,
+            is_dir,
+            linked,
+            fixed,
+        }
+    }
+}
+
+impl DeniedPaths {
+    /// An empty set.
+    pub fn new() -> DeniedPaths {
+        DeniedPaths::default()
+    }
+
+    /// Denies `path` from now on (relative paths are taken from the
+    /// supervisor's current directory). Its identity is recorded now, if it
+    /// exists; a symlink is followed, so its target is denied too. A
+    /// directory is scanned now for files with other hard links. Returns
+    /// `false` if it was already denied.
+    pub fn deny(&self, path: impl AsRef<Path>) -> bool {
+        self.add(path.as_ref(), false)
+    }
+
+    /// Denies `path` for good: [`allow`](Self::allow) cannot remove it.
+    pub(crate) fn deny_fixed(&self, path: &Path) -> bool {
+        self.add(path, true)
+    }
+
+    fn add(&self, path: &Path, fixed: bool) -> bool {
+        let entry = Entry::new(path, fixed);
+        let mut entries = self.entries.write();
+        if let Some(e) = entries.iter_mut().find(|e| e.given == entry.given) {
+            if fixed && !e.fixed {
+                *e = entry;
+                return true;
+            }
+            return false;
+        }
+        log::debug!(
+            "path denied: {} (identity {:?})",
+            entry.given.display(),
+            entry.id
+        );
+        entries.push(entry);
+        true
+    }
+
+    /// Removes `path` if it was denied with [`deny`](Self::deny). Paths
+    /// given when the sandbox was built stay denied. Returns whether the
+    /// path was removed.
+    pub fn allow(&self, path: impl AsRef<Path>) -> bool {
+        let given = normalize(path.as_ref());
+        let mut entries = self.entries.write();
+        let before = entries.len();
+        entries.retain(|e| e.fixed || e.given != given);
+        before != entries.len()
+    }
+
+    /// The denied paths, as given (absolute, normalised).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.entries
+            .read()
+            .iter()
+            .map(|e| e.given.clone())
+            .collect()
+    }
+
+    /// Whether no path is denied.
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().is_empty()
+    }
+
+    /// Whether `path`, resolved now by the supervisor (following symlinks),
+    /// is denied: by name, by identity, or because it lies beneath a denied
+    /// directory.
+    pub fn is_denied(&self, path: impl AsRef<Path>) -> bool {
+        let path = normalize(path.as_ref());
+        match open_path(&path, 0) {
+            Ok(fd) => self.check_fd(fd.as_fd()),
+            Err(_) => self.name_denied(&canonical(&path)),
+        }
+    }
+
+    /// Whether the absolute `path` is a denied path or lies beneath one, by
+    /// name only.
+    pub(crate) fn name_denied(&self, path: &Path) -> bool {
+        self.entries
+            .read()
+            .iter()
+            .any(|e| e.forms.iter().any(|f| path.starts_with(f)))
+    }
+
+    /// Whether a denied path lies strictly beneath the absolute `path`
+    /// (renaming or removing `path` would move or remove it).
+    pub(crate) fn has_denied_beneath(&self, path: &Path) -> bool {
+        self.entries
+            .read()
+            .iter()
+            .any(|e| e.forms.iter().any(|f| f != path && f.starts_with(path)))
+    }
+
+    /// Whether identity `id` is denied (the file itself, or a file with
+    /// other hard links beneath a denied directory).
+    pub(crate) fn id_denied(&self, id: FileId) -> bool {
+        self.entries
+            .read()
+            .iter()
+            .any(|e| e.id == Some(id) || e.linked.contains(&id))
+    }
+
+    fn dir_ids(&self) -> Vec<FileId> {
+        self.entries
+            .read()
+            .iter()
+            .filter(|e| e.is_dir)
+            .filter_map(|e| e.id)
+            .collect()
+    }
+
+    /// Whether the file `fd` (any kind of fd, `O_PATH` included) is denied:
+    /// by identity, by its path as the kernel reports it, or because one of
+    /// its ancestor directories is a denied directory.
+    pub(crate) fn check_fd(&self, fd: BorrowedFd<'_>) -> bool {
+        let st = match fstat(fd) {
+            Ok(st) => st,
+            Err(e) => {
+                log::warn!("fstat of a pinned file failed: {e}; treating it as denied");
+                return true;
+            }
+        };
+        if self.id_denied(FileId::from(&st)) {
+            return true;
+        }
+        let link = fd_path(fd);
+        if let Some(p) = &link {
+            if self.name_denied(p) {
+                return true;
+            }
+        }
+        let dirs = self.dir_ids();
+        if dirs.is_empty() {
+            return false;
+        }
+        // Walk up the ancestors by identity (catches other mounts of a
+        // denied directory).
+        let start = if st.is_dir() {
+            open_child(fd, std::ffi::OsStr::new(".."), libc::O_DIRECTORY)
+        } else {
+            match link.as_deref().and_then(Path::parent) {
+                Some(parent) => open_path(parent, libc::O_DIRECTORY as u64),
+                None => return false,
+            }
+        };
+        let Ok(mut cur) = start else {
+            return false;
+        };
+        for _ in 0..MAX_DEPTH {
+            let Ok(cst) = fstat(cur.as_fd()) else {
+                return false;
+            };
+            let cid = FileId::from(&cst);
+            if dirs.contains(&cid) {
+                return true;
+            }
+            let Ok(parent) = open_child(cur.as_fd(), std::ffi::OsStr::new(".."), libc::O_DIRECTORY)
+            else {
+                return false;
+            };
+            match fstat(parent.as_fd()) {
+                Ok(pst) if FileId::from(&pst) == cid => return false,
+                Ok(_) => cur = parent,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+/// The path of the file behind our fd `fd`, as `/proc/self/fd` shows it
+/// (absolute, symlinks resolved), if it is a path.
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    p.is_absolute().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical() {
+        assert_eq!(
+            normalize_abs(Path::new("/a/./b/../c//d/")),
+            Path::new("/a/c/d")
+        );
+        assert_eq!(normalize_abs(Path::new("/../..")), Path::new("/"));
+    }
+
+    #[test]
+    fn allow_removes_only_runtime_paths() {
+        let d = DeniedPaths::new();
+        assert!(d.deny_fixed(Path::new("/nonexistent/fixed")));
+        assert!(d.deny("/nonexistent/runtime"));
+        assert!(!d.deny("/nonexistent/runtime/../runtime"));
+        assert!(!d.allow("/nonexistent/fixed"));
+        assert!(d.allow("/nonexistent/runtime"));
+        assert_eq!(d.paths(), vec![PathBuf::from("/nonexistent/fixed")]);
+        assert!(d.is_denied("/nonexistent/fixed/beneath"));
+        assert!(!d.is_denied("/nonexistent/runtime"));
+    }
+}

@@ -1,0 +1,406 @@
+//! The builtin handlers of path denial: the open family (on the program's
+//! behalf, see [`super::onbehalf_open`]), exec (checked), link, rename,
+//! symlink and unlink (checked and performed on the program's behalf in
+//! pinned parent directories) and truncate (performed on the pinned file).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::action::NotifAction;
+use crate::arch::Arch;
+use crate::handler::{Handler, HandlerCtx};
+use crate::sys::path::{fstat, ftruncate, linkat, renameat2, symlinkat, unlinkat};
+use crate::syscalls;
+
+use super::deny::{fd_path, normalize_abs, DeniedPaths};
+use super::onbehalf_open::{self, OpenKind};
+use super::resolve::{
+    as_path, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias, pin_parent,
+    read_path, reopen, task_view, with_c, Errno, Task,
+};
+
+/// Which path call a handler serves.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Open(OpenKind),
+    Execve,
+    Execveat,
+    Link,
+    Linkat,
+    Rename,
+    Renameat,
+    Renameat2,
+    Symlink,
+    Symlinkat,
+    Unlink,
+    Unlinkat,
+    Rmdir,
+    Truncate,
+}
+
+struct PathHandler {
+    denied: Arc<DeniedPaths>,
+    call: Call,
+}
+
+impl Handler for PathHandler {
+    fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        let d = &self.denied;
+        let a = |i: usize| cx.arg(i);
+        let fd = |i: usize| cx.arg(i) as u32 as i32;
+        const CWD: i32 = libc::AT_FDCWD;
+        let result = match self.call {
+            Call::Open(kind) => return onbehalf_open::handle(cx, d, kind),
+            Call::Execve => exec(cx, d, CWD, a(0), 0),
+            Call::Execveat => exec(cx, d, fd(0), a(1), a(4) as u32 as i32),
+            Call::Link => link(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Linkat => link(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
+            Call::Rename => rename(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Renameat => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), 0),
+            Call::Renameat2 => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
+            Call::Symlink => symlink(cx, d, a(0), (CWD, a(1))),
+            Call::Symlinkat => symlink(cx, d, a(0), (fd(1), a(2))),
+            Call::Unlink => unlink(cx, d, (CWD, a(0)), 0),
+            Call::Unlinkat => unlink(cx, d, (fd(0), a(1)), a(2) as u32 as i32),
+            Call::Rmdir => unlink(cx, d, (CWD, a(0)), libc::AT_REMOVEDIR),
+            Call::Truncate => truncate(cx, d, a(0), a(1) as i64),
+        };
+        match result {
+            Ok(action) => action,
+            Err(e) => NotifAction::Errno(e),
+        }
+    }
+}
+
+/// The builtin handlers for `denied`, by syscall number (calls the native
+/// architecture lacks, like `open` on aarch64, are skipped).
+pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
+    let calls = [
+        ("open", Call::Open(OpenKind::Open)),
+        ("creat", Call::Open(OpenKind::Creat)),
+        ("openat", Call::Open(OpenKind::Openat)),
+        ("openat2", Call::Open(OpenKind::Openat2)),
+        ("execve", Call::Execve),
+        ("execveat", Call::Execveat),
+        ("link", Call::Link),
+        ("linkat", Call::Linkat),
+        ("rename", Call::Rename),
+        ("renameat", Call::Renameat),
+        ("renameat2", Call::Renameat2),
+        ("symlink", Call::Symlink),
+        ("symlinkat", Call::Symlinkat),
+        ("unlink", Call::Unlink),
+        ("unlinkat", Call::Unlinkat),
+        ("rmdir", Call::Rmdir),
+        ("truncate", Call::Truncate),
+    ];
+    calls
+        .into_iter()
+        .filter_map(|(name, call)| {
+            let nr = syscalls::number(Arch::native(), name)?;
+            let h: Arc<dyn Handler> = Arc::new(PathHandler {
+                denied: Arc::clone(denied),
+                call,
+            });
+            Some((nr, h))
+        })
+        .collect()
+}
+
+/// A path argument: the dirfd it is relative to and its address.
+type PathArg = (i32, u64);
+
+fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
+    match r {
+        Ok(()) => Ok(NotifAction::ReturnValue(0)),
+        Err(e) => Err(errno_of(&e)),
+    }
+}
+
+/// `execve`/`execveat`: refuse a denied executable (by identity or path);
+/// otherwise let the kernel run the call. A path that does not exist is
+/// left to the kernel (`ENOENT`); other resolution errors are answered.
+fn exec(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    dirfd: i32,
+    ptr: u64,
+    flags: i32,
+) -> Result<NotifAction, Errno> {
+    let path = read_path(cx, ptr)?;
+    let pinned = if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(libc::ENOENT);
+        }
+        cx.dup_fd(dirfd).map_err(|e| errno_of(&e))?
+    } else {
+        let task = Task::ids(cx);
+        let (path, alias) = task_view(&task, &path);
+        match alias {
+            Some(alias) => pin_alias(cx, &task, &alias)?,
+            None => {
+                let base = base(cx, dirfd, &path, false)?;
+                let extra = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+                    libc::O_NOFOLLOW
+                } else {
+                    0
+                };
+                match pin(borrow(&base), &path, extra, 0) {
+                    Ok(p) => p,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Ok(NotifAction::Continue)
+                    }
+                    Err(e) => return Err(errno_of(&e)),
+                }
+            }
+        }
+    };
+    if d.check_fd(pinned.as_fd()) {
+        log::debug!("pid {}: exec of a denied file refused", cx.pid());
+        return Err(libc::EACCES);
+    }
+    Ok(NotifAction::Continue)
+}
+
+/// A path argument resolved to its pinned parent directory and final name.
+struct Entry {
+    parent: OwnedFd,
+    name: Vec<u8>,
+}
+
+fn entry(cx: &HandlerCtx<'_>, task: &Task, (dirfd, ptr): PathArg) -> Result<Entry, Errno> {
+    let path = read_path(cx, ptr)?;
+    let (path, _) = task_view(task, &path);
+    let base = base(cx, dirfd, &path, false)?;
+    let (parent, name) = pin_parent(borrow(&base), &path, 0)?;
+    Ok(Entry { parent, name })
+}
+
+impl Entry {
+    fn dir(&self) -> BorrowedFd<'_> {
+        self.parent.as_fd()
+    }
+
+    /// The pinned file the name refers to, if any (`follow`: through a
+    /// final symlink).
+    fn target(&self, follow: bool) -> Result<Option<OwnedFd>, Errno> {
+        let extra = if follow { 0 } else { libc::O_NOFOLLOW };
+        match pin(Some(self.dir()), &self.name, extra, 0) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) if !follow => Err(errno_of(&e)),
+            // A symlink that cannot be followed (loop, magic link) leads
+            // nowhere a later open could reach.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Whether acting on this name touches a denied path: the name is
+    /// denied or lies in a denied directory, a denied path lies beneath
+    /// it, or what it names (and, with `through_symlink`, what a symlink
+    /// there points to) is denied.
+    fn touches_denied(&self, d: &DeniedPaths, through_symlink: bool) -> Result<bool, Errno> {
+        if d.check_fd(self.dir()) {
+            return Ok(true);
+        }
+        if let Some(pp) = fd_path(self.dir()) {
+            let full = normalize_abs(&pp.join(as_path(bare(&self.name))));
+            if d.name_denied(&full) || d.has_denied_beneath(&full) {
+                return Ok(true);
+            }
+        }
+        let Some(t) = self.target(false)? else {
+            return Ok(false);
+        };
+        if d.check_fd(t.as_fd()) {
+            return Ok(true);
+        }
+        if through_symlink && fstat(t.as_fd()).is_ok_and(|st| st.is_symlink()) {
+            if let Some(f) = self.target(true)? {
+                return Ok(d.check_fd(f.as_fd()));
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// `link`/`linkat`: the source (and what a source symlink points to) and
+/// the new name are checked; the link is made from the pinned source.
+fn link(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    old: PathArg,
+    new: PathArg,
+    flags: i32,
+) -> Result<NotifAction, Errno> {
+    if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(libc::EINVAL);
+    }
+    let task = Task::read(cx)?;
+    let old_path = read_path(cx, old.1)?;
+    let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        cx.dup_fd(old.0).map_err(|e| errno_of(&e))?
+    } else {
+        let e = entry(cx, &task, old)?;
+        if e.touches_denied(d, true)? {
+            return Err(libc::EACCES);
+        }
+        match e.target(flags & libc::AT_SYMLINK_FOLLOW != 0)? {
+            Some(fd) => fd,
+            None => return Err(libc::ENOENT),
+        }
+    };
+    if d.check_fd(source.as_fd()) {
+        return Err(libc::EACCES);
+    }
+    let n = entry(cx, &task, new)?;
+    if n.touches_denied(d, false)? {
+        return Err(libc::EACCES);
+    }
+    with_c(&n.name, |name| {
+        let r = with_c(b"", |empty| {
+            linkat(
+                Some(source.as_fd()),
+                empty,
+                Some(n.dir()),
+                name,
+                libc::AT_EMPTY_PATH,
+            )
+        });
+        done(r)
+    })
+}
+
+/// `rename`/`renameat`/`renameat2`: both names are checked (and what a
+/// source symlink points to); the rename is made in the pinned parents.
+fn rename(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    old: PathArg,
+    new: PathArg,
+    flags: u32,
+) -> Result<NotifAction, Errno> {
+    let task = Task::read(cx)?;
+    let o = entry(cx, &task, old)?;
+    if o.touches_denied(d, true)? {
+        return Err(libc::EACCES);
+    }
+    let n = entry(cx, &task, new)?;
+    if n.touches_denied(d, true)? {
+        return Err(libc::EACCES);
+    }
+    with_c(&o.name, |on| {
+        with_c(&n.name, |nn| {
+            done(renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags))
+        })
+    })
+}
+
+/// `symlink`/`symlinkat`: the target, resolved from the new link's
+/// directory, and the new name are checked; the link is made in the pinned
+/// parent.
+fn symlink(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    target_ptr: u64,
+    new: PathArg,
+) -> Result<NotifAction, Errno> {
+    let task = Task::read(cx)?;
+    let target = read_path(cx, target_ptr)?;
+    if target.is_empty() {
+        return Err(libc::ENOENT);
+    }
+    let n = entry(cx, &task, new)?;
+    if n.touches_denied(d, false)? {
+        return Err(libc::EACCES);
+    }
+    // What the link would point to, seen from its directory.
+    let (view, alias) = task_view(&task, &target);
+    if let Some(alias) = alias {
+        if let Ok(fd) = pin_alias(cx, &task, &alias) {
+            if d.check_fd(fd.as_fd()) {
+                return Err(libc::EACCES);
+            }
+        }
+    }
+    match pin(Some(n.dir()), &view, 0, 0) {
+        Ok(fd) => {
+            if d.check_fd(fd.as_fd()) {
+                return Err(libc::EACCES);
+            }
+        }
+        Err(_) => {
+            // Dangling (or not resolvable): compare the lexical target.
+            if let Some(pp) = fd_path(n.dir()) {
+                let full = normalize_abs(&pp.join(as_path(&view)));
+                if d.name_denied(&full) || d.is_denied(&full) {
+                    return Err(libc::EACCES);
+                }
+            }
+        }
+    }
+    with_c(&target, |t| {
+        with_c(&n.name, |nn| done(symlinkat(t, Some(n.dir()), nn)))
+    })
+}
+
+/// `unlink`/`unlinkat`/`rmdir`: a denied name (or a directory holding a
+/// denied path) is not removed; the removal is made in the pinned parent.
+fn unlink(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    path: PathArg,
+    flags: i32,
+) -> Result<NotifAction, Errno> {
+    if flags & !libc::AT_REMOVEDIR != 0 {
+        return Err(libc::EINVAL);
+    }
+    let task = Task::read(cx)?;
+    let e = entry(cx, &task, path)?;
+    if e.touches_denied(d, false)? {
+        return Err(libc::EACCES);
+    }
+    with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
+}
+
+/// `truncate`: the file is pinned (following symlinks) and checked, then
+/// truncated through a write-only reopen of exactly that file.
+fn truncate(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    ptr: u64,
+    len: i64,
+) -> Result<NotifAction, Errno> {
+    let path = read_path(cx, ptr)?;
+    let task = Task::read(cx)?;
+    if path.is_empty() {
+        return Err(libc::ENOENT);
+    }
+    if len < 0 {
+        return Err(libc::EINVAL);
+    }
+    let (path, alias) = task_view(&task, &path);
+    let pinned = match alias {
+        Some(alias) => pin_alias(cx, &task, &alias)?,
+        None => {
+            let base = base(cx, libc::AT_FDCWD, &path, false)?;
+            pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
+        }
+    };
+    if d.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
+        return Err(libc::EACCES);
+    }
+    let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+    if st.is_dir() {
+        return Err(libc::EISDIR);
+    }
+    if !st.is_file() {
+        return Err(libc::EINVAL);
+    }
+    let flags = libc::O_WRONLY
+        | libc::O_NONBLOCK
+        | libc::O_NOCTTY
+        | super::onbehalf_open::KERNEL_O_LARGEFILE;
+    let fd = reopen(pinned.as_fd(), flags as u64).map_err(|e| errno_of(&e))?;
+    done(ftruncate(fd.as_fd(), len))
+}

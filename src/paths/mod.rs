@@ -1,0 +1,78 @@
+//! Path denial: files and directories the sandboxed program cannot open,
+//! execute, link, rename, symlink to, replace or remove.
+//!
+//! Given to [`SandboxBuilder::deny_path`](crate::SandboxBuilder::deny_path)
+//! (or shared and changed at run time through a [`DeniedPaths`] given to
+//! [`SandboxBuilder::denied_paths`](crate::SandboxBuilder::denied_paths)),
+//! a denied path is matched by name (normalised and canonical) and by file
+//! identity (`st_dev`, `st_ino`), so `..`, symlinks, hard links that
+//! already exist, relative paths and dirfds all lead to the same refusal,
+//! `EACCES`. A denied directory denies everything beneath it.
+//!
+//! How each call is decided:
+//!
+//! - `open`, `creat`, `openat`, `openat2` are performed on the program's
+//!   behalf. The path is read once, resolved relative to the task's dirfd
+//!   (duplicated with `pidfd_getfd`) or working directory with `openat2`
+//!   and `RESOLVE_NO_MAGICLINKS`, and pinned as an `O_PATH` fd; the pinned
+//!   file is checked, then reopened with the program's flags through
+//!   `/proc/self/fd` and injected. A thread rewriting the path during the
+//!   call cannot change what is opened. New files are created with
+//!   `O_EXCL` in a pinned, checked parent directory, with the task's umask.
+//! - `link`, `linkat`, `rename`, `renameat`, `renameat2`, `symlink`,
+//!   `symlinkat`, `unlink`, `unlinkat` and `rmdir` check both names (a
+//!   symlink's target as resolved from the link's directory), then are
+//!   performed by the supervisor in the pinned parent directories;
+//!   `truncate` is performed on the pinned, checked file.
+//! - `execve` and `execveat` are checked (the pinned executable) and then
+//!   run by the kernel, which reads the path again: the exec freeze of the
+//!   policy layer closes that window.
+//!
+//! `io_uring_setup` and `open_by_handle_at` are refused (`EPERM`) while
+//! paths are denied: their opens would not be trapped. Opening a procfs
+//! file of the supervisor itself (reached through a `/proc/self` symlink
+//! the supervisor would resolve to itself) is refused with `EACCES`; a
+//! leading `/proc/self` or `/proc/thread-self` is rewritten to the task's
+//! own ids. Calls made on the program's behalf need the
+//! supervisor and the task to have the same file-system ids, groups,
+//! capabilities and mount namespace; otherwise they fail with `EACCES`.
+//!
+//! Known limits: paths through magic links other than the task's own fds
+//! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`; the
+//! interpreter of a `#!` script is not checked; opening a FIFO without
+//! `O_NONBLOCK` waits on the deferral pool (its deadline applies); trapped
+//! handlers of the user on the open family run only if path denial
+//! answers `Continue`, which it never does for opens.
+
+mod deny;
+mod handlers;
+mod onbehalf_open;
+mod resolve;
+
+use std::sync::Arc;
+
+pub use deny::DeniedPaths;
+
+use crate::error::Result;
+use crate::filter::FilterBuilder;
+use crate::handler::Handler;
+use crate::syscalls;
+
+/// The builtin handlers that enforce `denied`, by syscall number.
+pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
+    handlers::builtins(denied)
+}
+
+/// Filter rules of path denial: `io_uring_setup` (its opens are not
+/// trapped) and `open_by_handle_at` (opens by inode, bypassing paths)
+/// refused with `EPERM`.
+pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
+    for name in ["io_uring_setup", "open_by_handle_at"] {
+        if let Some(nr) = syscalls::number(filter.arch(), name) {
+            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
+                filter.deny(nr, libc::EPERM)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! `open`, `creat`, `openat` and `openat2` performed on the program's behalf.
+//!
+//! The path (and `struct open_how`) is read once. The file is pinned as an
+//! `O_PATH` fd with `openat2` (no side effects: no creation, no truncation,
+//! no blocking on FIFOs), checked against the denied set, then reopened
+//! through `/proc/self/fd/N` with the program's flags, which opens exactly
+//! the pinned inode with the kernel's usual permission checks, and the
+//! result is injected. A new file is created in a pinned, checked parent
+//! directory with `O_EXCL`, and given the task's umask.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::action::NotifAction;
+use crate::handler::HandlerCtx;
+use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
+
+use super::deny::{fd_path, DeniedPaths};
+use super::resolve::{
+    as_path, bare, base, borrow, errno_of, is_supervisor_proc, mem_errno, open_beneath, pin,
+    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Task,
+};
+
+/// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
+/// targets, but the kernel needs the bit or refuses files over 2 GiB).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const KERNEL_O_LARGEFILE: i32 = 0o100000;
+#[cfg(target_arch = "aarch64")]
+pub(crate) const KERNEL_O_LARGEFILE: i32 = 0o400000;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) const KERNEL_O_LARGEFILE: i32 = libc::O_LARGEFILE;
+
+/// Every flag `open` knows (`VALID_OPEN_FLAGS`).
+const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_ASYNC
+    | libc::O_DIRECT
+    | KERNEL_O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_PATH
+    | libc::O_SYNC
+    | libc::O_TMPFILE;
+/// The flags `O_PATH` keeps.
+const O_PATH_FLAGS: i32 = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
+/// `RESOLVE_*` flags openat2 knows.
+const VALID_RESOLVE: u64 = 0x3f;
+const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+/// Permission bits a mode may carry.
+const S_IALLUGO: u64 = 0o7777;
+/// Symlinks followed while creating through dangling links (`MAXSYMLINKS`).
+const MAX_HOPS: usize = 40;
+
+/// Which call of the open family.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpenKind {
+    /// `open(path, flags, mode)`.
+    Open,
+    /// `creat(path, mode)`.
+    Creat,
+    /// `openat(dirfd, path, flags, mode)`.
+    Openat,
+    /// `openat2(dirfd, path, how, size)`.
+    Openat2,
+}
+
+/// The decoded arguments.
+struct OpenArgs {
+    dirfd: i32,
+    path_ptr: u64,
+    flags: i32,
+    mode: u64,
+    resolve: u64,
+}
+
+fn creates(flags: i32) -> bool {
+    flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
+}
+
+/// open/openat flags as the kernel takes them: unknown bits ignored,
+/// `O_PATH` keeps only its own flags, the mode only when creating.
+fn legacy(dirfd: i32, path_ptr: u64, flags: u64, mode: u64) -> OpenArgs {
+    let mut flags = flags as u32 as i32 & VALID_OPEN_FLAGS;
+    if flags & libc::O_PATH != 0 {
+        flags &= O_PATH_FLAGS;
+    }
+    let mode = if creates(flags) { mode & S_IALLUGO } else { 0 };
+    OpenArgs {
+        dirfd,
+        path_ptr,
+        flags,
+        mode,
+        resolve: 0,
+    }
+}
+
+/// Reads and checks the task's `struct open_how` as `openat2` would.
+fn read_how(cx: &HandlerCtx<'_>) -> Result<OpenArgs, Errno> {
+    let size = cx.arg(3) as usize;
+    if size < 24 {
+        return Err(libc::EINVAL);
+    }
+    if size > 4096 {
+        return Err(libc::E2BIG);
+    }
+    let raw = cx.read_mem(cx.arg(2), size).map_err(|e| mem_errno(&e))?;
+    if raw[24..].iter().any(|&b| b != 0) {
+        return Err(libc::E2BIG);
+    }
+    let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let (flags, mode, resolve) = (word(0), word(1), word(2));
+    if flags & !(VALID_OPEN_FLAGS as u32 as u64) != 0 {
+        return Err(libc::EINVAL);
+    }
+    let flags = flags as i32;
+    if resolve & !VALID_RESOLVE != 0
+        || (resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0)
+    {
+        return Err(libc::EINVAL);
+    }
+    if mode & !S_IALLUGO != 0 || (mode != 0 && !creates(flags)) {
+        return Err(libc::EINVAL);
+    }
+    if flags & libc::O_PATH != 0 && flags & !O_PATH_FLAGS != 0 {
+        return Err(libc::EINVAL);
+    }
+    Ok(OpenArgs {
+        dirfd: cx.arg(0) as u32 as i32,
+        path_ptr: cx.arg(1),
+        flags,
+        mode,
+        resolve,
+    })
+}
+
+/// Handles one call of the open family.
+pub(crate) fn handle(
+    cx: &HandlerCtx<'_>,
+    denied: &Arc<DeniedPaths>,
+    kind: OpenKind,
+) -> NotifAction {
+    let args = match kind {
+        OpenKind::Open => legacy(libc::AT_FDCWD, cx.arg(0), cx.arg(1), cx.arg(2)),
+        OpenKind::Creat => legacy(
+            libc::AT_FDCWD,
+            cx.arg(0),
+            (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
+            cx.arg(1),
+        ),
+        OpenKind::Openat => legacy(cx.arg(0) as u32 as i32, cx.arg(1), cx.arg(2), cx.arg(3)),
+        OpenKind::Openat2 => match read_how(cx) {
+            Ok(a) => a,
+            Err(e) => return NotifAction::Errno(e),
+        },
+    };
+    match open(cx, denied, &args) {
+        Ok(action) => action,
+        Err(e) => NotifAction::Errno(e),
+    }
+}
+
+fn open(
+    cx: &HandlerCtx<'_>,
+    denied: &Arc<DeniedPaths>,
+    a: &OpenArgs,
+) -> Result<NotifAction, Errno> {
+    let path = read_path(cx, a.path_ptr)?;
+    let task = Task::read(cx)?;
+    if path.is_empty() {
+        return Err(libc::ENOENT);
+    }
+    let flags = a.flags;
+    let tmpfile = flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 && !tmpfile {
+        return Err(libc::EINVAL);
+    }
+    let (path, alias) = if a.resolve == 0 {
+        task_view(&task, &path)
+    } else {
+        (path, None)
+    };
+    if let Some(alias) = alias {
+        if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+            return Err(libc::EEXIST);
+        }
+        let pinned = pin_alias(cx, &task, &alias)?;
+        return finish(denied, pinned, flags);
+    }
+    let base = base(
+        cx,
+        a.dirfd,
+        &path,
+        a.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0,
+    )?;
+    let mode = a.mode & !(task.umask as u64) & S_IALLUGO;
+    if tmpfile {
+        let dir =
+            pin(borrow(&base), &path, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
+        if denied.check_fd(dir.as_fd()) {
+            return Err(libc::EACCES);
+        }
+        let fd = open_beneath(Some(dir.as_fd()), b".", open_flags(flags) as u64, mode, 0)
+            .map_err(|e| errno_of(&e))?;
+        fix_mode(fd.as_fd(), a.mode & !(task.umask as u64) & S_IALLUGO);
+        return Ok(inject(fd, flags));
+    }
+    // Follow dangling symlinks by hand when creating through them.
+    let mut dir: Option<OwnedFd> = base;
+    let mut cur = path;
+    let mut hops = 0;
+    let mut races = 0;
+    loop {
+        let excl = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
+        if !excl || hops > 0 {
+            let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
+            match pin(borrow(&dir), &cur, extra, a.resolve) {
+                Ok(pinned) => return finish(denied, pinned, flags),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
+                Err(e) => return Err(errno_of(&e)),
+            }
+        }
+        // Create: pin and check the parent, then create the name with O_EXCL.
+        let s = split(&cur);
+        let name = s.name.clone();
+        if name.ends_with(b"/") || bare(&name) == b"." || bare(&name) == b".." {
+            return Err(libc::EISDIR);
+        }
+        let parent =
+            pin(borrow(&dir), &s.dir, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
+        if denied.check_fd(parent.as_fd()) {
+            return Err(libc::EACCES);
+        }
+        if let Some(pp) = fd_path(parent.as_fd()) {
+            if denied.name_denied(&pp.join(as_path(&name))) {
+                return Err(libc::EACCES);
+            }
+        }
+        let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+        match open_beneath(Some(parent.as_fd()), &name, cflags as u64, mode, a.resolve) {
+            Ok(fd) => {
+                fix_mode(fd.as_fd(), mode);
+                if denied.check_fd(fd.as_fd()) {
+                    return Err(libc::EACCES);
+                }
+                return Ok(inject(fd, flags));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !excl => {}
+            Err(e) => return Err(errno_of(&e)),
+        }
+        // The name exists: a dangling symlink (follow it, like the kernel),
+        // or someone created it meanwhile (start over).
+        let st = with_c(&name, |c| {
+            fstatat(Some(parent.as_fd()), c, libc::AT_SYMLINK_NOFOLLOW)
+        });
+        match st {
+            Ok(st) if st.is_symlink() => {
+                if flags & libc::O_NOFOLLOW != 0 || a.resolve & 0x04 != 0 {
+                    return Err(libc::ELOOP);
+                }
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(libc::ELOOP);
+                }
+                cur = with_c(&name, |c| readlinkat(Some(parent.as_fd()), c))
+                    .map_err(|e| errno_of(&e))?;
+                if cur.is_empty() {
+                    return Err(libc::ENOENT);
+                }
+                dir = Some(parent);
+            }
+            _ => {
+                races += 1;
+                if races > 8 {
+                    return Err(libc::EEXIST);
+                }
+            }
+        }
+    }
+}
+
+/// The flags the supervisor opens with: the task's, without creation and
+/// resolution flags (the inode is already pinned), without `O_CLOEXEC`
+/// (passed separately), never acquiring a controlling terminal.
+fn open_flags(flags: i32) -> i32 {
+    (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC))
+        | libc::O_NOCTTY
+        | KERNEL_O_LARGEFILE
+}
+
+/// Checks the pinned file and opens it with the task's flags.
+fn finish(denied: &Arc<DeniedPaths>, pinned: OwnedFd, flags: i32) -> Result<NotifAction, Errno> {
+    if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
+        return Err(libc::EACCES);
+    }
+    if flags & libc::O_PATH != 0 {
+        return Ok(inject(pinned, flags));
+    }
+    let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+    if st.is_symlink() {
+        return Err(libc::ELOOP);
+    }
+    if flags & libc::O_DIRECTORY != 0 && !st.is_dir() {
+        return Err(libc::ENOTDIR);
+    }
+    let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
+    if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
+        // Opening a FIFO blocks until its other end is opened: not on a worker.
+        return Ok(NotifAction::defer(move || {
+            match reopen(pinned.as_fd(), rflags) {
+                Ok(fd) => inject(fd, flags),
+                Err(e) => NotifAction::Errno(errno_of(&e)),
+            }
+        }));
+    }
+    let fd = reopen(pinned.as_fd(), rflags).map_err(|e| errno_of(&e))?;
+    Ok(inject(fd, flags))
+}
+
+/// Gives a newly created file the mode the task asked for (the
+/// supervisor's own umask may have removed bits; only bits are added).
+fn fix_mode(fd: BorrowedFd<'_>, mode: u64) {
+    if let Ok(st) = fstat(fd) {
+        if (st.mode as u64 & S_IALLUGO) != mode {
+            if let Err(e) = fchmod(fd, mode as u32) {
+                log::debug!("fchmod of a created file to {mode:o}: {e}");
+            }
+        }
+    }
+}
+
+fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
+    NotifAction::InjectFdSend {
+        fd,
+        newfd_flags: if flags & libc::O_CLOEXEC != 0 {
+            libc::O_CLOEXEC as u32
+        } else {
+            0
+        },
+    }
+}

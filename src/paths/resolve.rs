@@ -1,0 +1,451 @@
+//! Resolving a trapped task's path argument in the supervisor.
+//!
+//! The path is read once; the base directory is pinned as an fd (the task's
+//! dirfd duplicated with `pidfd_getfd`, or its `/proc/<tid>/cwd`); the path
+//! is then resolved relative to that fd with `openat2` and
+//! `RESOLVE_NO_MAGICLINKS`, so `/proc/*/fd`-style links (which would name
+//! the supervisor's own files) are refused. Paths that name the task's own
+//! fds (`/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`) or executable
+//! (`/proc/self/exe`) are recognised lexically and served from the task's
+//! own fd table instead.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::handler::{thread_group_of, HandlerCtx, MemoryError};
+use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
+
+use super::deny::normalize_abs;
+
+/// An errno to answer with.
+pub(crate) type Errno = i32;
+
+/// The errno of an I/O error (`EIO` if it has none).
+pub(crate) fn errno_of(e: &io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// The errno for task memory that could not be copied, as the kernel would
+/// answer (`EFAULT`, `ENAMETOOLONG`).
+pub(crate) fn mem_errno(e: &MemoryError) -> Errno {
+    match e {
+        MemoryError::Gone | MemoryError::Fault(_) => libc::EFAULT,
+        MemoryError::TooLong => libc::ENAMETOOLONG,
+    }
+}
+
+/// Reads the NUL-terminated path at `ptr` in the task, once.
+pub(crate) fn read_path(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno> {
+    cx.read_cstr(ptr, libc::PATH_MAX as usize - 1)
+        .map_err(|e| mem_errno(&e))
+}
+
+/// Makes a C string of `bytes` (which came from a C string, so has no NUL).
+pub(crate) fn cstring(bytes: &[u8]) -> CString {
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// What the supervisor needs to know about the trapped task.
+pub(crate) struct Task {
+    /// Thread id.
+    pub(crate) tid: i32,
+    /// Process id.
+    pub(crate) tgid: i32,
+    /// File-mode creation mask.
+    pub(crate) umask: u32,
+}
+
+/// The lines of a `/proc/.../status` that decide file access.
+#[derive(PartialEq, Eq, Debug, Clone)]
+struct Creds {
+    fsuid: String,
+    fsgid: String,
+    groups: String,
+    cap_eff: String,
+    mnt_ns: u64,
+}
+
+fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+}
+
+fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
+    use std::os::unix::fs::MetadataExt;
+    let last = |k: &str| {
+        field(status, k)
+            .and_then(|v| v.split_whitespace().last())
+            .map(str::to_owned)
+    };
+    Some(Creds {
+        fsuid: last("Uid:")?,
+        fsgid: last("Gid:")?,
+        groups: field(status, "Groups:").unwrap_or("").to_owned(),
+        cap_eff: field(status, "CapEff:")?.to_owned(),
+        mnt_ns: std::fs::metadata(ns_path).ok()?.ino(),
+    })
+}
+
+fn own_creds() -> Option<&'static Creds> {
+    static OWN: OnceLock<Option<Creds>> = OnceLock::new();
+    OWN.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+        creds_of(&status, "/proc/thread-self/ns/mnt")
+    })
+    .as_ref()
+}
+
+impl Task {
+    /// The task's ids, for a call the supervisor only checks (no credential
+    /// check needed).
+    pub(crate) fn ids(cx: &HandlerCtx<'_>) -> Task {
+        let tid = cx.pid() as i32;
+        Task {
+            tid,
+            tgid: thread_group_of(tid).unwrap_or(tid),
+            umask: 0o022,
+        }
+    }
+
+    /// Reads the task's umask and checks that the supervisor may act for it:
+    /// same file-system user and groups, same effective capabilities, same
+    /// mount namespace. Anything else is refused with `EACCES` (the
+    /// supervisor would use other rights than the task's).
+    pub(crate) fn read(cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
+        let tid = cx.pid() as i32;
+        let status =
+            std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
+        let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
+        if !cx.id_valid() {
+            return Err(libc::ESRCH);
+        }
+        match (creds, own_creds()) {
+            (Some(t), Some(o)) if &t == o => {}
+            (t, o) => {
+                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing a path call on its behalf");
+                return Err(libc::EACCES);
+            }
+        }
+        let tgid = field(&status, "Tgid:")
+            .and_then(|v| v.parse().ok())
+            .or_else(|| thread_group_of(tid))
+            .unwrap_or(tid);
+        let umask = field(&status, "Umask:")
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .unwrap_or(0o022);
+        Ok(Task { tid, tgid, umask })
+    }
+}
+
+/// Opens `path` as `O_PATH` with magic links allowed: for paths the
+/// supervisor chose itself (`/proc/<tid>/cwd`, `/proc/self/fd/N`).
+pub(crate) fn open_trusted(path: &str, flags: i32) -> io::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | flags) as u64,
+        mode: 0,
+        resolve: 0,
+    };
+    openat2(None, &cstring(path.as_bytes()), &how)
+}
+
+/// The directory a path of the task is relative to: `None` for an absolute
+/// path (the supervisor's root, which is the task's), else a pinned fd.
+/// With `always`, the pinned directory is returned for absolute paths too
+/// (`RESOLVE_IN_ROOT` and `RESOLVE_BENEATH` need it).
+pub(crate) fn base(
+    cx: &HandlerCtx<'_>,
+    dirfd: i32,
+    path: &[u8],
+    always: bool,
+) -> Result<Option<OwnedFd>, Errno> {
+    if path.first() == Some(&b'/') && !always {
+        return Ok(None);
+    }
+    if dirfd == libc::AT_FDCWD {
+        let fd =
+            open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    libc::ESRCH
+                } else {
+                    errno_of(&e)
+                }
+            })?;
+        // The pid cannot have been reused while the call is pending.
+        if !cx.id_valid() {
+            return Err(libc::ESRCH);
+        }
+        return Ok(Some(fd));
+    }
+    cx.dup_fd(dirfd).map(Some).map_err(|e| errno_of(&e))
+}
+
+/// `openat2` of `path` relative to `base` with magic links refused.
+pub(crate) fn open_beneath(
+    base: Option<BorrowedFd<'_>>,
+    path: &[u8],
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: flags | libc::O_CLOEXEC as u64,
+        mode,
+        resolve: resolve | RESOLVE_NO_MAGICLINKS,
+    };
+    openat2(base, &cstring(path), &how)
+}
+
+/// Pins what `path` names as an `O_PATH` fd (`extra`: `O_NOFOLLOW`,
+/// `O_DIRECTORY`).
+pub(crate) fn pin(
+    base: Option<BorrowedFd<'_>>,
+    path: &[u8],
+    extra: i32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    open_beneath(base, path, (libc::O_PATH | extra) as u64, 0, resolve)
+}
+
+/// A path that names one of the task's own magic links.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Alias {
+    /// One of its fds.
+    Fd(i32),
+    /// Its executable.
+    Exe,
+}
+
+/// Rewrites a leading `/proc/self` or `/proc/thread-self` of an absolute
+/// path to the task's own ids, and recognises paths naming the task's fds
+/// and executable.
+pub(crate) fn task_view(task: &Task, path: &[u8]) -> (Vec<u8>, Option<Alias>) {
+    if path.first() != Some(&b'/') {
+        return (path.to_vec(), None);
+    }
+    let trimmed = {
+        let mut i = 0;
+        while i + 1 < path.len() && path[i + 1] == b'/' {
+            i += 1;
+        }
+        &path[i..]
+    };
+    let rewritten = if let Some(rest) = strip_component(trimmed, b"/proc/self") {
+        [format!("/proc/{}", task.tgid).as_bytes(), rest].concat()
+    } else if let Some(rest) = strip_component(trimmed, b"/proc/thread-self") {
+        [
+            format!("/proc/{}/task/{}", task.tgid, task.tid).as_bytes(),
+            rest,
+        ]
+        .concat()
+    } else {
+        path.to_vec()
+    };
+    let alias = alias_of(
+        task,
+        &normalize_abs(Path::new(std::ffi::OsStr::from_bytes(&rewritten))),
+    );
+    (rewritten, alias)
+}
+
+fn strip_component<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
+}
+
+fn alias_of(task: &Task, norm: &Path) -> Option<Alias> {
+    let parts: Vec<&str> = norm
+        .iter()
+        .skip(1)
+        .map(|c| c.to_str().unwrap_or("\0"))
+        .collect();
+    let fd = |s: &str| s.parse::<i32>().ok().map(Alias::Fd);
+    let ours = |s: &str| {
+        s.parse::<i32>()
+            .is_ok_and(|p| p == task.tgid || p == task.tid)
+    };
+    match parts.as_slice() {
+        ["dev", "stdin"] => Some(Alias::Fd(0)),
+        ["dev", "stdout"] => Some(Alias::Fd(1)),
+        ["dev", "stderr"] => Some(Alias::Fd(2)),
+        ["dev", "fd", n] => fd(n),
+        ["proc", p, "fd", n] if ours(p) => fd(n),
+        ["proc", p, "task", t, "fd", n] if ours(p) && ours(t) => fd(n),
+        ["proc", p, "exe"] if ours(p) => Some(Alias::Exe),
+        ["proc", p, "task", t, "exe"] if ours(p) && ours(t) => Some(Alias::Exe),
+        _ => None,
+    }
+}
+
+/// Pins the file an [`Alias`] names, from the task's own fd table.
+pub(crate) fn pin_alias(cx: &HandlerCtx<'_>, task: &Task, alias: &Alias) -> Result<OwnedFd, Errno> {
+    match alias {
+        Alias::Fd(n) => cx.dup_fd(*n).map_err(|e| errno_of(&e)),
+        Alias::Exe => {
+            let fd =
+                open_trusted(&format!("/proc/{}/exe", task.tid), 0).map_err(|e| errno_of(&e))?;
+            if !cx.id_valid() {
+                return Err(libc::ESRCH);
+            }
+            Ok(fd)
+        }
+    }
+}
+
+/// Whether the pinned `fd` is a procfs file of the supervisor's own process
+/// (reached through a `/proc/self` symlink the supervisor resolved, e.g.
+/// `/proc/./self/mem` or a symlink to `/proc/self`): never given to the
+/// task.
+pub(crate) fn is_supervisor_proc(fd: BorrowedFd<'_>) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    if crate::sys::path::fs_type(fd).map_or(true, |t| t != PROC_SUPER_MAGIC) {
+        return false;
+    }
+    let Some(link) = super::deny::fd_path(fd) else {
+        return false;
+    };
+    let own = std::process::id() as i32;
+    let pid = link
+        .iter()
+        .find_map(|c| c.to_str().and_then(|s| s.parse::<i32>().ok()));
+    match pid {
+        Some(p) => p == own || thread_group_of(p) == Some(own),
+        None => false,
+    }
+}
+
+/// Reopens our fd `fd` through `/proc/self/fd` with `flags`: a new open
+/// file description of exactly the pinned inode, with the kernel's usual
+/// permission checks for `flags`.
+pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let how = OpenHow {
+        flags: flags | libc::O_CLOEXEC as u64,
+        mode: 0,
+        resolve: 0,
+    };
+    openat2(None, &cstring(path.as_bytes()), &how)
+}
+
+/// A path split into the directory to resolve and the final name.
+pub(crate) struct Split {
+    /// The directory part (`"."` if none, `"/"` for a top-level name).
+    pub(crate) dir: Vec<u8>,
+    /// The final component, with a trailing `/` kept if the path had one
+    /// (`"."` for the root).
+    pub(crate) name: Vec<u8>,
+}
+
+/// Splits `path` (non-empty) into directory and final component.
+pub(crate) fn split(path: &[u8]) -> Split {
+    let mut end = path.len();
+    while end > 1 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    let slash = if end < path.len() { "/" } else { "" };
+    let body = &path[..end];
+    if body == b"/" {
+        return Split {
+            dir: b"/".to_vec(),
+            name: b".".to_vec(),
+        };
+    }
+    match body.iter().rposition(|&b| b == b'/') {
+        None => Split {
+            dir: b".".to_vec(),
+            name: [body, slash.as_bytes()].concat(),
+        },
+        Some(i) => Split {
+            dir: if i == 0 {
+                b"/".to_vec()
+            } else {
+                body[..i].to_vec()
+            },
+            name: [&body[i + 1..], slash.as_bytes()].concat(),
+        },
+    }
+}
+
+/// The final name without a trailing slash.
+pub(crate) fn bare(name: &[u8]) -> &[u8] {
+    name.strip_suffix(b"/").unwrap_or(name)
+}
+
+/// Pins the directory containing the final component of `path` (relative
+/// to `base`) and returns it with that component.
+pub(crate) fn pin_parent(
+    base: Option<BorrowedFd<'_>>,
+    path: &[u8],
+    resolve: u64,
+) -> Result<(OwnedFd, Vec<u8>), Errno> {
+    if path.is_empty() {
+        return Err(libc::ENOENT);
+    }
+    let s = split(path);
+    let dir = pin(base, &s.dir, libc::O_DIRECTORY, resolve).map_err(|e| errno_of(&e))?;
+    Ok((dir, s.name))
+}
+
+/// Borrowed form of an optional owned fd.
+pub(crate) fn borrow(fd: &Option<OwnedFd>) -> Option<BorrowedFd<'_>> {
+    fd.as_ref().map(|f| f.as_fd())
+}
+
+/// Converts a C string to a path.
+pub(crate) fn as_path(bytes: &[u8]) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// A C string for `bytes` as a `&CStr`-accepting call wants it.
+pub(crate) fn with_c<T>(bytes: &[u8], f: impl FnOnce(&CStr) -> T) -> T {
+    f(&cstring(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(p: &str) -> (String, String) {
+        let s = split(p.as_bytes());
+        (
+            String::from_utf8(s.dir).unwrap(),
+            String::from_utf8(s.name).unwrap(),
+        )
+    }
+
+    #[test]
+    fn splits() {
+        assert_eq!(sp("a"), (".".into(), "a".into()));
+        assert_eq!(sp("/a"), ("/".into(), "a".into()));
+        assert_eq!(sp("/a/b/"), ("/a".into(), "b/".into()));
+        assert_eq!(sp("a/b//"), ("a".into(), "b/".into()));
+        assert_eq!(sp("/"), ("/".into(), ".".into()));
+        assert_eq!(sp("x/.."), ("x".into(), "..".into()));
+    }
+
+    #[test]
+    fn aliases() {
+        let t = Task {
+            tid: 12,
+            tgid: 10,
+            umask: 0o22,
+        };
+        let v = |p: &str| task_view(&t, p.as_bytes());
+        assert_eq!(v("/dev/stdin").1, Some(Alias::Fd(0)));
+        assert_eq!(
+            v("/proc/self/fd/7"),
+            (b"/proc/10/fd/7".to_vec(), Some(Alias::Fd(7)))
+        );
+        assert_eq!(v("//proc/thread-self/exe").1, Some(Alias::Exe));
+        assert_eq!(v("/proc/self/status"), (b"/proc/10/status".to_vec(), None));
+        assert_eq!(v("/proc/selfish").0, b"/proc/selfish".to_vec());
+        assert_eq!(v("/proc/11/fd/3").1, None);
+        assert_eq!(v("rel/path").1, None);
+    }
+}

@@ -1,0 +1,206 @@
+//! [`PolicyContext`]: how the policy callback changes the running policy.
+//!
+//! Invariant: nothing here widens the starting policy. Dynamic network
+//! rules are checked *in addition to* the starting network policy; limits
+//! only go down; only paths denied at run time can be allowed again.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use parking_lot::RwLock;
+
+use crate::paths::DeniedPaths;
+
+/// Run-time restrictions set by the policy callback, read by the enforcing
+/// handlers.
+#[derive(Debug)]
+pub struct DynamicPolicy {
+    /// `None`: only the starting policy applies. `Some(nets)`: destinations
+    /// must also be inside one of `nets` (empty: nothing is reachable).
+    net: RwLock<Option<Vec<IpNet>>>,
+    /// The same, per process (thread group id).
+    per_process: RwLock<HashMap<i32, Vec<IpNet>>>,
+    max_processes: AtomicU64,
+    max_memory: AtomicU64,
+    paths: Option<Arc<DeniedPaths>>,
+}
+
+impl DynamicPolicy {
+    /// A policy with no run-time restriction yet.
+    pub(crate) fn new(paths: Option<Arc<DeniedPaths>>) -> Self {
+        DynamicPolicy {
+            net: RwLock::new(None),
+            per_process: RwLock::new(HashMap::new()),
+            max_processes: AtomicU64::new(u64::MAX),
+            max_memory: AtomicU64::new(u64::MAX),
+            paths,
+        }
+    }
+
+    /// Whether process `tgid` may still reach `ip` (the starting policy is
+    /// checked separately).
+    pub fn net_allows(&self, tgid: i32, ip: IpAddr) -> bool {
+        let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&ip));
+        if let Some(nets) = self.net.read().as_deref() {
+            if !inside(nets) {
+                return false;
+            }
+        }
+        match self.per_process.read().get(&tgid) {
+            Some(nets) => inside(nets),
+            None => true,
+        }
+    }
+
+    /// The process limit set at run time, if any.
+    pub fn max_processes(&self) -> Option<u64> {
+        match self.max_processes.load(Ordering::Acquire) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    /// The memory limit set at run time, if any.
+    pub fn max_memory(&self) -> Option<u64> {
+        match self.max_memory.load(Ordering::Acquire) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+}
+
+/// Handed to the policy callback with each event.
+pub struct PolicyContext<'a> {
+    dynamic: &'a DynamicPolicy,
+}
+
+impl<'a> PolicyContext<'a> {
+    pub(crate) fn new(dynamic: &'a DynamicPolicy) -> Self {
+        PolicyContext { dynamic }
+    }
+
+    /// From now on, destinations must also lie in one of `nets`
+    /// (an empty slice denies every destination).
+    pub fn restrict_network(&mut self, nets: &[IpNet]) {
+        let mut cur = self.dynamic.net.write();
+        *cur = Some(match cur.take() {
+            // Keep only what both the old and new restriction admit.
+            Some(old) => intersect(&old, nets),
+            None => nets.to_vec(),
+        });
+    }
+
+    /// Re-admits `nets` after a restriction. Never exceeds the starting
+    /// policy, which is always checked as well; without a restriction in
+    /// force it changes nothing.
+    pub fn grant_network(&mut self, nets: &[IpNet]) {
+        if let Some(cur) = self.dynamic.net.write().as_mut() {
+            for n in nets {
+                if !cur.contains(n) {
+                    cur.push(*n);
+                }
+            }
+        }
+    }
+
+    /// Restricts one process (by any of its thread ids) to `nets`.
+    pub fn restrict_process_network(&mut self, pid: u32, nets: &[IpNet]) {
+        let tgid = crate::handler::thread_group_of(pid as i32).unwrap_or(pid as i32);
+        let mut map = self.dynamic.per_process.write();
+        let entry = match map.remove(&tgid) {
+            Some(old) => intersect(&old, nets),
+            None => nets.to_vec(),
+        };
+        map.insert(tgid, entry);
+    }
+
+    /// Lowers the process limit (a higher value is ignored).
+    pub fn restrict_max_processes(&mut self, n: u64) {
+        self.dynamic.max_processes.fetch_min(n, Ordering::AcqRel);
+    }
+
+    /// Lowers the memory limit in bytes (a higher value is ignored).
+    pub fn restrict_max_memory(&mut self, bytes: u64) {
+        self.dynamic.max_memory.fetch_min(bytes, Ordering::AcqRel);
+    }
+
+    /// Denies `path` from now on (needs path denial support in the sandbox:
+    /// returns `false` when the sandbox was built without it).
+    pub fn deny_path(&mut self, path: impl AsRef<Path>) -> bool {
+        match &self.dynamic.paths {
+            Some(p) => p.deny(path.as_ref()),
+            None => false,
+        }
+    }
+
+    /// Allows again a path denied at run time by [`deny_path`](Self::deny_path).
+    /// Paths denied when the sandbox was built stay denied.
+    pub fn allow_path(&mut self, path: impl AsRef<Path>) -> bool {
+        match &self.dynamic.paths {
+            Some(p) => p.allow(path.as_ref()),
+            None => false,
+        }
+    }
+}
+
+/// The networks admitted by both `a` and `b`.
+fn intersect(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for x in a {
+        for y in b {
+            if x.contains(y) {
+                out.push(*y);
+            } else if y.contains(x) {
+                out.push(*x);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn restriction_narrows_and_grant_reopens_within_it() {
+        let d = DynamicPolicy::new(None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(d.net_allows(1, ip("10.0.0.1")));
+        let mut cx = PolicyContext::new(&d);
+        cx.restrict_network(&nets(&["127.0.0.0/8"]));
+        assert!(!d.net_allows(1, ip("10.0.0.1")));
+        assert!(d.net_allows(1, ip("127.0.0.2")));
+        cx.restrict_network(&nets(&["127.0.0.1/32", "10.0.0.0/8"]));
+        assert!(!d.net_allows(1, ip("127.0.0.2")));
+        assert!(d.net_allows(1, ip("127.0.0.1")));
+        assert!(!d.net_allows(1, ip("10.0.0.1")), "restricting again never widens");
+        cx.restrict_network(&[]);
+        assert!(!d.net_allows(1, ip("127.0.0.1")));
+        cx.grant_network(&nets(&["127.0.0.1/32"]));
+        assert!(d.net_allows(1, ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn limits_only_go_down() {
+        let d = DynamicPolicy::new(None);
+        let mut cx = PolicyContext::new(&d);
+        assert_eq!(d.max_processes(), None);
+        cx.restrict_max_processes(10);
+        cx.restrict_max_processes(20);
+        assert_eq!(d.max_processes(), Some(10));
+        cx.restrict_max_memory(1 << 20);
+        cx.restrict_max_memory(1 << 30);
+        assert_eq!(d.max_memory(), Some(1 << 20));
+    }
+}

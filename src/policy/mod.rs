@@ -1,0 +1,30 @@
+//! The policy callback: a user function told about trapped calls, which can
+//! deny them and change the running policy.
+//!
+//! Held calls (exec, open, connect, bind, send) wait for the callback's
+//! [`Verdict`] for up to 5 s, then are denied. A verdict only tightens.
+
+mod context;
+mod event;
+mod runner;
+mod stage;
+mod verdict;
+
+pub use context::{DynamicPolicy, PolicyContext};
+pub use event::{SyscallCategory, SyscallEvent};
+pub use runner::HOLD_TIMEOUT;
+pub use verdict::Verdict;
+
+pub(crate) use runner::{PolicyCallback, PolicyRunner, PolicySetup};
+pub(crate) use stage::{apply, PolicyState};
+
+/// The calls that wait for the callback's verdict.
+pub const HELD_SYSCALLS: &[&str] = &[
+    "execve", "execveat", "open", "openat", "openat2", "connect", "bind", "sendto", "sendmsg",
+    "sendmmsg",
+];
+
+/// Whether calls of `name` wait for the callback's verdict.
+pub fn is_held(name: &str) -> bool {
+    HELD_SYSCALLS.contains(&name)
+}

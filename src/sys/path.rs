@@ -1,0 +1,188 @@
+//! Path calls relative to directory fds: `fstat`, `fstatat`, `readlinkat`,
+//! `fchmod`, `linkat`, `renameat2`, `unlinkat`, `symlinkat`.
+//!
+//! Used by the path-denial code, which resolves and pins files in the
+//! supervisor and then acts on exactly what it pinned.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use super::{cvt, cvt_long, retry_eintr};
+
+/// The part of `struct stat` the path code needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// Device of the file system (`st_dev`).
+    pub dev: u64,
+    /// Inode number (`st_ino`).
+    pub ino: u64,
+    /// Type and permission bits (`st_mode`).
+    pub mode: u32,
+    /// Number of hard links (`st_nlink`).
+    pub nlink: u64,
+}
+
+impl FileStat {
+    // `st_nlink` is 32-bit on some architectures.
+    #[allow(clippy::unnecessary_cast)]
+    fn from_raw(st: &libc::stat) -> FileStat {
+        FileStat {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            nlink: st.st_nlink as u64,
+        }
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    /// Whether this is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+
+    /// Whether this is a FIFO.
+    pub fn is_fifo(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFIFO
+    }
+}
+
+fn dir_raw(dirfd: Option<BorrowedFd<'_>>) -> RawFd {
+    dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd())
+}
+
+/// `fstat(2)` (works on `O_PATH` fds).
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    // SAFETY: an all-zero `struct stat` is a valid value of the type.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open fd and `st` a writable stat buffer we own.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(FileStat::from_raw(&st))
+}
+
+/// `fstatat(2)`: `flags` is `AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH` or 0.
+pub fn fstatat(dirfd: Option<BorrowedFd<'_>>, path: &CStr, flags: i32) -> io::Result<FileStat> {
+    // SAFETY: an all-zero `struct stat` is a valid value of the type.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` a writable stat buffer we own,
+    // `dirfd` an open fd or AT_FDCWD.
+    cvt(unsafe { libc::fstatat(dir_raw(dirfd), path.as_ptr(), &mut st, flags) })?;
+    Ok(FileStat::from_raw(&st))
+}
+
+/// `readlinkat(2)`: the target of the symlink `path` relative to `dirfd`
+/// (an empty `path` reads the symlink an `O_PATH` fd refers to).
+pub fn readlinkat(dirfd: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `path` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
+    let n = cvt_long(unsafe {
+        libc::readlinkat(
+            dir_raw(dirfd),
+            path.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        ) as libc::c_long
+    })? as usize;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The file system type (`f_type` of `fstatfs(2)`) of the file behind `fd`.
+pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    // SAFETY: an all-zero `struct statfs` is a valid value of the type.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open fd and `st` a writable statfs buffer we own.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// `ftruncate(2)`.
+pub fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> io::Result<()> {
+    retry_eintr(|| {
+        // SAFETY: ftruncate takes an open fd and an integer.
+        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })
+    })
+    .map(drop)
+}
+
+/// `fchmod(2)`.
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: fchmod takes an open fd and an integer.
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+}
+
+/// `linkat(2)`.
+pub fn linkat(
+    olddir: Option<BorrowedFd<'_>>,
+    old: &CStr,
+    newdir: Option<BorrowedFd<'_>>,
+    new: &CStr,
+    flags: i32,
+) -> io::Result<()> {
+    retry_eintr(|| {
+        // SAFETY: both paths are NUL-terminated; the fds are open or AT_FDCWD.
+        cvt(unsafe {
+            libc::linkat(
+                dir_raw(olddir),
+                old.as_ptr(),
+                dir_raw(newdir),
+                new.as_ptr(),
+                flags,
+            )
+        })
+    })
+    .map(drop)
+}
+
+/// `renameat2(2)`.
+pub fn renameat2(
+    olddir: Option<BorrowedFd<'_>>,
+    old: &CStr,
+    newdir: Option<BorrowedFd<'_>>,
+    new: &CStr,
+    flags: u32,
+) -> io::Result<()> {
+    retry_eintr(|| {
+        // SAFETY: both paths are NUL-terminated; the fds are open or AT_FDCWD;
+        // the flags are an integer the kernel validates.
+        cvt_long(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                dir_raw(olddir) as libc::c_long,
+                old.as_ptr(),
+                dir_raw(newdir) as libc::c_long,
+                new.as_ptr(),
+                flags as libc::c_long,
+            )
+        })
+    })
+    .map(drop)
+}
+
+/// `unlinkat(2)`: `flags` is 0 or `AT_REMOVEDIR`.
+pub fn unlinkat(dirfd: Option<BorrowedFd<'_>>, path: &CStr, flags: i32) -> io::Result<()> {
+    retry_eintr(|| {
+        // SAFETY: `path` is NUL-terminated; the fd is open or AT_FDCWD.
+        cvt(unsafe { libc::unlinkat(dir_raw(dirfd), path.as_ptr(), flags) })
+    })
+    .map(drop)
+}
+
+/// `symlinkat(2)`: creates `linkpath` (relative to `dirfd`) pointing to `target`.
+pub fn symlinkat(target: &CStr, dirfd: Option<BorrowedFd<'_>>, linkpath: &CStr) -> io::Result<()> {
+    retry_eintr(|| {
+        // SAFETY: both strings are NUL-terminated; the fd is open or AT_FDCWD.
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), dir_raw(dirfd), linkpath.as_ptr()) })
+    })
+    .map(drop)
+}

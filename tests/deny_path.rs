@@ -1,0 +1,857 @@
+//! Path denial end to end: a C program tries to reach denied files every
+//! way it can (directly, `..`, symlinks, an existing hard link, relative
+//! paths, dirfds, `openat2`, rename, link, symlink, exec, unlink) and prints
+//! what each call returned; the tests check the printed results and the
+//! files from outside.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use unotify::paths::DeniedPaths;
+use unotify::{Command, Sandbox, Stdio};
+
+/// `pathops OP ARG... [, OP ARG...]`: runs each operation and prints one
+/// line per operation: `ok:<detail>` or `err:<errno>`.
+const PATHOPS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct how { uint64_t flags, mode, resolve; };
+
+static void report_fd(int fd) {
+    if (fd < 0) { printf("err:%d\n", errno); return; }
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n < 0) { printf("err:read%d\n", errno); close(fd); return; }
+    buf[n] = 0;
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = 0;
+    printf("ok:%s\n", buf);
+    close(fd);
+}
+
+static void report(int r) {
+    if (r < 0) printf("err:%d\n", errno); else printf("ok:\n");
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; ) {
+        const char *op = argv[i++];
+        if (!strcmp(op, "read")) {
+            report_fd(open(argv[i++], O_RDONLY | O_CLOEXEC));
+        } else if (!strcmp(op, "sysopen")) {
+#ifdef SYS_open
+            report_fd(syscall(SYS_open, argv[i++], O_RDONLY));
+#else
+            report_fd(openat(AT_FDCWD, argv[i++], O_RDONLY));
+#endif
+        } else if (!strcmp(op, "openat2")) {
+            struct how h = { O_RDONLY, 0, 0 };
+            report_fd(syscall(SYS_openat2, AT_FDCWD, argv[i++], &h, sizeof h));
+        } else if (!strcmp(op, "dirread")) {
+            int d = open(argv[i++], O_RDONLY | O_DIRECTORY);
+            if (d < 0) { printf("err:dir%d\n", errno); i++; continue; }
+            report_fd(openat(d, argv[i++], O_RDONLY));
+            close(d);
+        } else if (!strcmp(op, "opendir")) {
+            int d = open(argv[i++], O_RDONLY | O_DIRECTORY);
+            report(d);
+            if (d >= 0) close(d);
+        } else if (!strcmp(op, "chdir")) {
+            report(chdir(argv[i++]));
+        } else if (!strcmp(op, "rename")) {
+            report(rename(argv[i], argv[i + 1])); i += 2;
+        } else if (!strcmp(op, "link")) {
+            report(link(argv[i], argv[i + 1])); i += 2;
+        } else if (!strcmp(op, "symlink")) {
+            report(symlink(argv[i], argv[i + 1])); i += 2;
+        } else if (!strcmp(op, "fdflags")) {
+            /* fd flags and status flags of opens with and without O_CLOEXEC / O_APPEND */
+            const char *p = argv[i++];
+            int a = open(p, O_RDONLY), b = open(p, O_RDONLY | O_CLOEXEC), c = open(p, O_WRONLY | O_APPEND);
+            if (a < 0 || b < 0 || c < 0) { printf("err:%d\n", errno); continue; }
+            printf("ok:%d%d%d%d\n", fcntl(a, F_GETFD) & FD_CLOEXEC, fcntl(b, F_GETFD) & FD_CLOEXEC,
+                   (fcntl(c, F_GETFL) & O_APPEND) != 0, (fcntl(c, F_GETFL) & O_ACCMODE) == O_WRONLY);
+            close(a); close(b); close(c);
+        } else if (!strcmp(op, "truncate")) {
+            report(truncate(argv[i++], 0));
+        } else if (!strcmp(op, "creat")) {
+            int fd = creat(argv[i++], 0644);
+            report(fd);
+            if (fd >= 0) close(fd);
+        } else if (!strcmp(op, "unlink")) {
+            report(unlink(argv[i++]));
+        } else if (!strcmp(op, "write")) {
+            int fd = open(argv[i++], O_WRONLY | O_TRUNC);
+            if (fd < 0) { printf("err:%d\n", errno); i++; continue; }
+            const char *s = argv[i++];
+            report(write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1);
+            close(fd);
+        } else if (!strcmp(op, "create")) {
+            /* create PATH MODE(octal) UMASK(octal) TEXT */
+            const char *p = argv[i++];
+            mode_t mode = strtol(argv[i++], 0, 8);
+            umask(strtol(argv[i++], 0, 8));
+            int fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+            if (fd < 0) { printf("err:%d\n", errno); i++; continue; }
+            const char *s = argv[i++];
+            report(write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1);
+            close(fd);
+        } else if (!strcmp(op, "exec")) {
+            const char *p = argv[i++];
+            pid_t pid = fork();
+            if (pid == 0) {
+                char *args[] = { (char *)p, NULL };
+                char *env[] = { NULL };
+                execve(p, args, env);
+                _exit(errno);
+            }
+            int st;
+            waitpid(pid, &st, 0);
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0) printf("ok:ran\n");
+            else printf("err:%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        } else if (!strcmp(op, "wait")) {
+            /* wait for a line on stdin */
+            char c;
+            while (read(0, &c, 1) == 1 && c != '\n') {}
+            printf("ok:\n");
+        } else {
+            printf("bad op %s\n", op);
+            return 2;
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+"#;
+
+fn pathops() -> PathBuf {
+    common::build_c("pathops", PATHOPS_C, &[])
+}
+
+/// A directory tree for the tests:
+/// `secret` (denied), `public`, `sub/`, `other/hardlink` (a hard link to
+/// `secret` made before the sandbox starts), `abs_link` and `sub/rel_link`
+/// (symlinks to `secret`), `ddir/inner` (in a denied directory).
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Tree { dir };
+        std::fs::write(t.p("secret"), "SECRET\n").unwrap();
+        std::fs::write(t.p("public"), "PUBLIC\n").unwrap();
+        std::fs::create_dir(t.p("sub")).unwrap();
+        std::fs::create_dir(t.p("other")).unwrap();
+        std::fs::hard_link(t.p("secret"), t.p("other/hardlink")).unwrap();
+        std::os::unix::fs::symlink(t.p("secret"), t.p("abs_link")).unwrap();
+        std::os::unix::fs::symlink("../secret", t.p("sub/rel_link")).unwrap();
+        std::fs::create_dir(t.p("ddir")).unwrap();
+        std::fs::write(t.p("ddir/inner"), "INNER\n").unwrap();
+        std::os::unix::fs::symlink(t.p("ddir"), t.p("ddir_link")).unwrap();
+        t
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.dir.path().join(rel).to_str().unwrap().to_owned()
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Runs `pathops` with `ops` under a sandbox denying `deny`; returns its
+/// output lines.
+fn run(deny: &[String], ops: &[String]) -> Vec<String> {
+    let mut b = Sandbox::builder();
+    for d in deny {
+        b = b.deny_path(d);
+    }
+    run_in(b.build().expect("build sandbox"), ops)
+}
+
+fn run_in(sandbox: Sandbox, ops: &[String]) -> Vec<String> {
+    let _wd = common::watchdog(Duration::from_secs(60), "pathops");
+    let mut child = sandbox
+        .spawn(Command::new(pathops()).args(ops).stdout(Stdio::Piped))
+        .expect("spawn pathops");
+    let out = common::read_all(&mut child.stdout);
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "pathops {ops:?} ended with {status:?}; output:\n{out}"
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+macro_rules! ops {
+    ($($a:expr),* $(,)?) => { [$($a.to_string()),*] };
+}
+
+const EACCES: &str = "err:13";
+
+#[test]
+fn direct_dotdot_symlinks_hardlink() {
+    let t = Tree::new();
+    let out = run(
+        &[t.p("secret")],
+        &ops![
+            "read",
+            t.p("secret"),
+            "read",
+            t.p("public"),
+            "sysopen",
+            t.p("secret"),
+            "read",
+            t.p("sub/../secret"),
+            "read",
+            format!("{}/./sub//..//secret", t.path().display()),
+            "read",
+            t.p("abs_link"),
+            "read",
+            t.p("sub/rel_link"),
+            "read",
+            t.p("other/hardlink"),
+            "sysopen",
+            t.p("public"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [EACCES, "ok:PUBLIC", EACCES, EACCES, EACCES, EACCES, EACCES, EACCES, "ok:PUBLIC"],
+        "direct, public, open(2), `..`, messy path, absolute symlink, relative symlink, hard link, public via open(2)"
+    );
+    // Nothing was changed.
+    assert_eq!(std::fs::read_to_string(t.p("secret")).unwrap(), "SECRET\n");
+}
+
+#[test]
+fn relative_paths_dirfds_and_openat2() {
+    let t = Tree::new();
+    let out = run(
+        &[t.p("secret")],
+        &ops![
+            "chdir",
+            t.p("sub"),
+            "read",
+            "../secret",
+            "read",
+            "rel_link",
+            "read",
+            "../public",
+            "chdir",
+            t.p(""),
+            "read",
+            "secret",
+            "read",
+            "./other/hardlink",
+            "dirread",
+            t.p(""),
+            "secret",
+            "dirread",
+            t.p(""),
+            "public",
+            "dirread",
+            t.p("sub"),
+            "../secret",
+            "dirread",
+            t.p("other"),
+            "hardlink",
+            "openat2",
+            t.p("secret"),
+            "openat2",
+            t.p("sub/rel_link"),
+            "openat2",
+            t.p("public"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "ok:",
+            EACCES,
+            EACCES,
+            "ok:PUBLIC",
+            "ok:",
+            EACCES,
+            EACCES,
+            EACCES,
+            "ok:PUBLIC",
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            "ok:PUBLIC",
+        ]
+    );
+}
+
+#[test]
+fn rename_link_symlink_unlink_write() {
+    let t = Tree::new();
+    std::fs::write(t.p("public2"), "PUBLIC2\n").unwrap();
+    std::fs::write(t.p("scratch"), "SCRATCH\n").unwrap();
+    let out = run(
+        &[t.p("secret")],
+        &ops![
+            "rename",
+            t.p("secret"),
+            t.p("moved"),
+            "rename",
+            t.p("other/hardlink"),
+            t.p("moved2"),
+            "rename",
+            t.p("public2"),
+            t.p("secret"),
+            "rename",
+            t.p("abs_link"),
+            t.p("moved3"),
+            "link",
+            t.p("secret"),
+            t.p("newlink"),
+            "link",
+            t.p("other/hardlink"),
+            t.p("newlink2"),
+            "symlink",
+            t.p("secret"),
+            t.p("sl_abs"),
+            "symlink",
+            "secret",
+            t.p("sl_rel"),
+            "symlink",
+            "../secret",
+            t.p("sub/sl_rel2"),
+            "unlink",
+            t.p("secret"),
+            "unlink",
+            t.p("other/hardlink"),
+            "write",
+            t.p("secret"),
+            "PWNED",
+            "creat",
+            t.p("secret"),
+            "truncate",
+            t.p("secret"),
+            "truncate",
+            t.p("other/hardlink"),
+            // Allowed neighbours still work.
+            "rename",
+            t.p("public2"),
+            t.p("public3"),
+            "link",
+            t.p("public3"),
+            t.p("public4"),
+            "symlink",
+            "public3",
+            t.p("sl_public"),
+            "read",
+            t.p("sl_public"),
+            "unlink",
+            t.p("scratch"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            "ok:",
+            "ok:",
+            "ok:",
+            "ok:PUBLIC2",
+            "ok:",
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(t.p("secret")).unwrap(), "SECRET\n");
+    assert_eq!(
+        std::fs::read_to_string(t.p("other/hardlink")).unwrap(),
+        "SECRET\n"
+    );
+    for gone in [
+        "moved",
+        "moved2",
+        "moved3",
+        "newlink",
+        "newlink2",
+        "sl_abs",
+        "sl_rel",
+        "sub/sl_rel2",
+        "scratch",
+        "public2",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(t.p(gone)).is_err(),
+            "{gone} should not exist"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(t.p("abs_link")).is_ok(),
+        "abs_link stays"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.p("public4")).unwrap(),
+        "PUBLIC2\n"
+    );
+    assert_eq!(
+        std::fs::read_link(t.p("sl_public")).unwrap(),
+        Path::new("public3")
+    );
+}
+
+#[test]
+fn exec_of_a_denied_executable() {
+    let t = Tree::new();
+    std::fs::copy("/bin/true", t.p("denied_exe")).unwrap();
+    std::fs::copy("/bin/true", t.p("public_exe")).unwrap();
+    std::os::unix::fs::symlink(t.p("denied_exe"), t.p("exe_link")).unwrap();
+    let out = run(
+        &[t.p("denied_exe")],
+        &ops![
+            "exec",
+            t.p("denied_exe"),
+            "exec",
+            t.p("exe_link"),
+            "exec",
+            t.p("public_exe"),
+            "read",
+            t.p("denied_exe")
+        ],
+    );
+    assert_eq!(out, [EACCES, EACCES, "ok:ran", EACCES]);
+}
+
+#[test]
+fn creating_files_honours_mode_and_umask() {
+    let t = Tree::new();
+    let out = run(
+        &[t.p("secret"), t.p("ddir")],
+        &ops![
+            "create",
+            t.p("sub/a"),
+            "640",
+            "022",
+            "AAA",
+            "create",
+            t.p("sub/b"),
+            "666",
+            "077",
+            "BBB",
+            "create",
+            t.p("sub/c"),
+            "777",
+            "000",
+            "CCC",
+            "create",
+            t.p("sub/a"),
+            "600",
+            "000",
+            "again",
+            "create",
+            t.p("ddir/new"),
+            "644",
+            "022",
+            "NEW",
+            "read",
+            t.p("sub/a"),
+        ],
+    );
+    assert_eq!(out, ["ok:", "ok:", "ok:", "err:17", EACCES, "ok:AAA"]);
+    let mode = |p: &str| std::fs::metadata(t.p(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("sub/a"), 0o640);
+    assert_eq!(mode("sub/b"), 0o600);
+    assert_eq!(mode("sub/c"), 0o777);
+    assert_eq!(std::fs::read_to_string(t.p("sub/b")).unwrap(), "BBB");
+    assert!(
+        std::fs::symlink_metadata(t.p("ddir/new")).is_err(),
+        "nothing created in the denied directory"
+    );
+}
+
+#[test]
+fn a_denied_directory_denies_what_is_beneath_it() {
+    let t = Tree::new();
+    std::fs::create_dir(t.p("ddir/deeper")).unwrap();
+    std::fs::write(t.p("ddir/deeper/f"), "DEEP\n").unwrap();
+    std::fs::write(t.p("ddir/linked"), "LINKED\n").unwrap();
+    std::fs::hard_link(t.p("ddir/linked"), t.p("sub/outside_link")).unwrap();
+    let out = run(
+        &[t.p("ddir")],
+        &ops![
+            "read",
+            t.p("ddir/inner"),
+            "read",
+            t.p("ddir/deeper/f"),
+            "read",
+            t.p("ddir_link/inner"),
+            "dirread",
+            t.p(""),
+            "ddir/inner",
+            "opendir",
+            t.p("ddir"),
+            "read",
+            t.p("sub/outside_link"),
+            "rename",
+            t.p("ddir"),
+            t.p("ddir2"),
+            "rename",
+            t.p("public"),
+            t.p("ddir/public"),
+            "unlink",
+            t.p("ddir/inner"),
+            "read",
+            t.p("public"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            EACCES,
+            "ok:PUBLIC"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.p("ddir/inner")).unwrap(),
+        "INNER\n"
+    );
+}
+
+#[test]
+fn runtime_deny_and_allow() {
+    let t = Tree::new();
+    let set = Arc::new(DeniedPaths::new());
+    let sandbox = Sandbox::builder()
+        .deny_path(t.p("secret"))
+        .denied_paths(Arc::clone(&set))
+        .build()
+        .expect("build");
+    let mut child = sandbox
+        .spawn(
+            Command::new(pathops())
+                .args(ops![
+                    "read",
+                    t.p("public"),
+                    "wait",
+                    "read",
+                    t.p("public"),
+                    "read",
+                    t.p("secret"),
+                    "wait",
+                    "read",
+                    t.p("public"),
+                    "read",
+                    t.p("secret"),
+                ])
+                .stdin(Stdio::Piped)
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let _wd = common::watchdog(Duration::from_secs(60), "runtime_deny_and_allow");
+    let rx = common::line_reader(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let line = |what: &str| common::next_line(&rx, Duration::from_secs(20), what);
+    use std::io::Write;
+    assert_eq!(line("first read"), "ok:PUBLIC");
+    assert!(set.deny(t.p("public")));
+    stdin.write_all(b"\n").unwrap();
+    assert_eq!(line("first wait"), "ok:");
+    assert_eq!(line("read after deny"), EACCES);
+    assert_eq!(line("fixed path"), EACCES);
+    assert!(set.allow(t.p("public")));
+    assert!(
+        !set.allow(t.p("secret")),
+        "a path given at build time stays denied"
+    );
+    stdin.write_all(b"\n").unwrap();
+    assert_eq!(line("second wait"), "ok:");
+    assert_eq!(line("read after allow"), "ok:PUBLIC");
+    assert_eq!(line("fixed path again"), EACCES);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+/// One thread flips a path buffer between a public and a denied file while
+/// others open it and read the content, for about two seconds.
+const TOCTOU_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char buf[4096];
+static char pub[4096], den[4096];
+static atomic_int stop;
+
+static void *flipper(void *arg) {
+    (void)arg;
+    size_t n = strlen(pub) + 1;
+    while (!atomic_load(&stop)) {
+        memcpy(buf, den, n);
+        memcpy(buf, pub, n);
+    }
+    return NULL;
+}
+
+static long public_reads, secret_reads, errors, other;
+
+static void *opener(void *arg) {
+    (void)arg;
+    long p = 0, s = 0, e = 0, o = 0;
+    while (!atomic_load(&stop)) {
+        int fd = open(buf, O_RDONLY);
+        if (fd < 0) { e++; continue; }
+        char c[16] = {0};
+        ssize_t n = read(fd, c, sizeof c - 1);
+        close(fd);
+        if (n > 0 && !strncmp(c, "PUBLIC", 6)) p++;
+        else if (n > 0 && !strncmp(c, "SECRET", 6)) s++;
+        else o++;
+    }
+    __atomic_add_fetch(&public_reads, p, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&secret_reads, s, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&errors, e, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&other, o, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    strcpy(pub, argv[1]);
+    strcpy(den, argv[2]);
+    if (strlen(pub) != strlen(den)) return 3;
+    strcpy(buf, pub);
+    int openers = atoi(argv[3]);
+    pthread_t f, o[8];
+    pthread_create(&f, NULL, flipper, NULL);
+    for (int i = 0; i < openers; i++) pthread_create(&o[i], NULL, opener, NULL);
+    struct timespec ts = { 2, 0 };
+    nanosleep(&ts, NULL);
+    atomic_store(&stop, 1);
+    pthread_join(f, NULL);
+    for (int i = 0; i < openers; i++) pthread_join(o[i], NULL);
+    printf("public %ld secret %ld errors %ld other %ld\n", public_reads, secret_reads, errors, other);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_thread_rewriting_the_path_never_gets_the_denied_content() {
+    let t = Tree::new();
+    std::fs::write(t.p("pubfile"), "PUBLIC\n").unwrap();
+    std::fs::write(t.p("denfile"), "SECRET\n").unwrap();
+    let exe = common::build_c("toctou_open", TOCTOU_C, &["-pthread"]);
+    let sandbox = Sandbox::builder()
+        .deny_path(t.p("denfile"))
+        .build()
+        .expect("build");
+    let _wd = common::watchdog(Duration::from_secs(60), "toctou");
+    let mut child = sandbox
+        .spawn(
+            Command::new(&exe)
+                .args([t.p("pubfile"), t.p("denfile"), "2".into()])
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(
+        child.wait().unwrap().success(),
+        "toctou program failed: {out}"
+    );
+    let nums: Vec<i64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [public, secret, errors, _other] = nums[..] else {
+        panic!("unexpected output: {out}");
+    };
+    eprintln!("toctou: {out}");
+    assert_eq!(secret, 0, "the denied content was read: {out}");
+    assert!(
+        public > 100,
+        "the public file should be read many times: {out}"
+    );
+    assert!(
+        errors > 0,
+        "the denied file should have been hit too: {out}"
+    );
+}
+
+#[test]
+fn without_denied_paths_path_calls_are_not_trapped() {
+    let t = Tree::new();
+    let sandbox = Sandbox::builder().build().expect("build");
+    let mut child = sandbox
+        .spawn(
+            Command::new(pathops())
+                .args(ops!["read", t.p("secret"), "wait"])
+                .stdin(Stdio::Piped)
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let _wd = common::watchdog(Duration::from_secs(60), "untrapped");
+    let rx = common::line_reader(child.stdout.take().unwrap());
+    assert_eq!(
+        common::next_line(&rx, Duration::from_secs(20), "read"),
+        "ok:SECRET"
+    );
+    let received = child
+        .supervisor()
+        .and_then(|s| s.stats())
+        .map(|s| s.received);
+    drop(child.stdin.take());
+    assert_eq!(
+        common::next_line(&rx, Duration::from_secs(20), "wait"),
+        "ok:"
+    );
+    assert!(child.wait().unwrap().success());
+    assert!(
+        matches!(received, None | Some(0)),
+        "no call should be trapped: {received:?}"
+    );
+}
+
+/// Everyday shell use keeps working under path denial: `/dev/stdin`,
+/// `/dev/null`, `/proc/self` (the task's, not the supervisor's), relative
+/// paths, directory listing, a FIFO opened by both ends, and a denied file
+/// refused.
+#[test]
+fn ordinary_programs_keep_working() {
+    let t = Tree::new();
+    let script = r#"
+read line < /dev/stdin; echo "stdin:$line"
+echo discard > /dev/null && echo null-ok
+while read k v; do [ "$k" = "Pid:" ] && [ "$v" = "$$" ] && echo proc-self-ok; done < /proc/self/status
+cd "$1" && cat public && ls sub
+mkfifo f && (echo through > f &) && cat f
+cat secret 2>/dev/null || echo denied
+echo made > created && cat created
+"#;
+    let sandbox = Sandbox::builder()
+        .deny_path(t.p("secret"))
+        .build()
+        .expect("build");
+    let _wd = common::watchdog(Duration::from_secs(60), "shell");
+    let mut child = sandbox
+        .spawn(
+            Command::new("sh")
+                .args(["-c", script, "sh", &t.p("")])
+                .stdin(Stdio::Piped)
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn sh");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "shell failed: {out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "stdin:hello",
+            "null-ok",
+            "proc-self-ok",
+            "PUBLIC",
+            "rel_link",
+            "through",
+            "denied",
+            "made"
+        ]
+    );
+}
+
+/// The injected fd keeps the program's `O_CLOEXEC`, access mode and
+/// `O_APPEND`; a missing file and a file in a missing directory give the
+/// kernel's errnos.
+#[test]
+fn flags_and_errnos_are_the_kernels() {
+    let t = Tree::new();
+    let out = run(
+        &[t.p("secret")],
+        &ops![
+            "fdflags",
+            t.p("public"),
+            "read",
+            t.p("missing"),
+            "read",
+            t.p("missing/x"),
+            "read",
+            t.p("public/x"),
+            "opendir",
+            t.p("public"),
+        ],
+    );
+    assert_eq!(out, ["ok:0111", "err:2", "err:2", "err:20", "err:20"]);
+}
+
+/// The supervisor resolves paths itself, so a `/proc/self` it would resolve
+/// to its own process (through `.` or a symlink) is refused, while a plain
+/// `/proc/self/...` is the task's own; `truncate` of a public file works.
+#[test]
+fn the_supervisors_own_proc_files_are_never_served() {
+    let t = Tree::new();
+    std::os::unix::fs::symlink("/proc/self", t.p("me")).unwrap();
+    let out = run(
+        &[t.p("secret")],
+        &ops![
+            "read",
+            "/proc/./self/status",
+            "read",
+            t.p("me/status"),
+            "read",
+            "/proc/self/status",
+            "read",
+            "/proc/thread-self/status",
+            "truncate",
+            t.p("public"),
+        ],
+    );
+    assert_eq!(out[..2], [EACCES, EACCES], "{out:?}");
+    assert!(out[2].starts_with("ok:Name:\tpathops"), "{out:?}");
+    assert!(out[3].starts_with("ok:Name:\tpathops"), "{out:?}");
+    assert_eq!(out[4], "ok:");
+    assert_eq!(std::fs::metadata(t.p("public")).unwrap().len(), 0);
+}

@@ -1,0 +1,387 @@
+//! The policy callback: held calls, verdicts, and every `PolicyContext`
+//! method changing behaviour without ever widening the starting policy.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
+use unotify::{Command, HandlerCtx, NotifAction, Sandbox, Stdio};
+
+/// Runs the operations given as arguments, one output line each:
+/// `c:IP:PORT` connect; `b:PORT` bind a TCP socket on 127.0.0.1;
+/// `o:PATH` open and read; `f:N` fork N children that sleep 300 ms;
+/// `m:MIB` map and touch MIB MiB; `p` getppid; `F:OPS` fork a child that
+/// runs OPS (`,` separated) and wait for it.
+const OPS_C: &str = r#"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void op(char *a) {
+    if (a[0] == 'c') {
+        char ip[64]; int port;
+        sscanf(a + 2, "%63[^:]:%d", ip, &port);
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET; sa.sin_port = htons(port);
+        inet_pton(AF_INET, ip, &sa.sin_addr);
+        int r = connect(s, (struct sockaddr *)&sa, sizeof sa);
+        printf("c %s %d %d\n", a + 2, r, r ? errno : 0);
+        close(s);
+    } else if (a[0] == 'b') {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET; sa.sin_port = htons(atoi(a + 2));
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        int r = bind(s, (struct sockaddr *)&sa, sizeof sa);
+        printf("b %d %d\n", r, r ? errno : 0);
+        close(s);
+    } else if (a[0] == 'o') {
+        int fd = open(a + 2, O_RDONLY);
+        if (fd < 0) { printf("o %s -1 %d\n", a + 2, errno); }
+        else { char buf[64] = {0}; int n = read(fd, buf, 63); if (n > 0) buf[n] = 0;
+               printf("o %s 0 %s\n", a + 2, buf); close(fd); }
+    } else if (a[0] == 'f') {
+        int n = atoi(a + 2), ok = 0, again = 0, other = 0;
+        for (int i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p == 0) { usleep(300000); _exit(0); }
+            if (p > 0) ok++; else if (errno == EAGAIN) again++; else other++;
+        }
+        printf("f ok=%d eagain=%d other=%d\n", ok, again, other);
+        while (wait(NULL) > 0) {}
+    } else if (a[0] == 'm') {
+        size_t n = (size_t)atol(a + 2) << 20;
+        char *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) { printf("m -1 %d\n", errno); }
+        else { memset(p, 1, n); printf("m 0 0\n"); }
+    } else if (a[0] == 'p') {
+        printf("p %ld\n", (long)syscall(SYS_getppid));
+    } else if (a[0] == 'F') {
+        pid_t p = fork();
+        if (p == 0) {
+            char *save, *t = strtok_r(a + 2, ",", &save);
+            for (; t; t = strtok_r(NULL, ",", &save)) { op(t); fflush(stdout); }
+            _exit(0);
+        }
+        waitpid(p, NULL, 0);
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) op(argv[i]);
+    return 0;
+}
+"#;
+
+fn ops() -> std::path::PathBuf {
+    common::build_c("policy_ops", OPS_C, &[])
+}
+
+/// Runs the ops program in `sandbox` and returns (status, stdout lines).
+fn run_ops(sandbox: &Sandbox, args: &[String]) -> (std::process::ExitStatus, Vec<String>) {
+    let _dog = common::watchdog(Duration::from_secs(60), "policy test");
+    let mut child = sandbox
+        .spawn(Command::new(ops()).args(args).stdout(Stdio::Piped))
+        .expect("spawn the ops program");
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    (status, out.lines().map(str::to_owned).collect())
+}
+
+fn listener(ip: &str) -> (TcpListener, u16) {
+    let l = TcpListener::bind((ip, 0)).expect("bind a loopback listener");
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+fn accepted(l: &TcpListener) -> usize {
+    std::iter::from_fn(|| l.accept().ok()).count()
+}
+
+fn nets(v: &[&str]) -> Vec<IpNet> {
+    v.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+#[test]
+fn a_held_call_without_a_verdict_is_denied_after_five_seconds() {
+    let (l, port) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .policy_fn(|ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                std::thread::sleep(Duration::from_secs(10));
+            }
+            Verdict::Allow
+        })
+        .handle("getppid", |_cx: &HandlerCtx<'_>| NotifAction::ReturnValue(77))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (status, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{port}"), "p".into()]);
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(lines[0], format!("c 127.0.0.1:{port} -1 {}", libc::EPERM), "{lines:?}");
+    assert_eq!(lines[1], "p 77", "the supervisor stays healthy: {lines:?}");
+    assert!(elapsed >= Duration::from_millis(4800), "denied too early: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(9), "took {elapsed:?}");
+    assert_eq!(accepted(&l), 0, "a denied connect must send nothing");
+}
+
+#[test]
+fn a_denying_verdict_comes_before_any_packet() {
+    let (l, port) = listener("127.0.0.1");
+    let (l2, port2) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| match ev.port {
+            Some(p) if p == port => Verdict::Deny,
+            Some(p) if p == port2 => Verdict::DenyWith(libc::ECONNABORTED),
+            _ => Verdict::Allow,
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{port}"), format!("c:127.0.0.1:{port2}")]);
+    assert_eq!(lines[0], format!("c 127.0.0.1:{port} -1 {}", libc::EPERM));
+    assert_eq!(lines[1], format!("c 127.0.0.1:{port2} -1 {}", libc::ECONNABORTED));
+    assert_eq!(accepted(&l) + accepted(&l2), 0, "nothing may reach a denied listener");
+}
+
+#[test]
+fn a_verdict_only_tightens() {
+    let seen_denied = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&seen_denied);
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" && ev.denied {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            Verdict::Allow
+        })
+        .handle("bind", |_cx: &HandlerCtx<'_>| NotifAction::Errno(libc::EADDRINUSE))
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(&sandbox, &["b:0".into()]);
+    assert_eq!(lines[0], format!("b -1 {}", libc::EADDRINUSE), "Allow must not undo a denial");
+    assert_eq!(seen_denied.load(Ordering::SeqCst), 1, "the event says the call was denied");
+}
+
+#[test]
+fn restrict_and_grant_network_never_exceed_the_starting_policy() {
+    let (l1, p1) = listener("127.0.0.1");
+    let (l2, p2) = listener("127.0.0.2");
+    let start = unotify::net::NetPolicy::from_specs(&["127.0.0.1".to_owned()], &[], &[]).unwrap();
+    let first = Arc::new(AtomicUsize::new(0));
+    let sandbox = Sandbox::builder()
+        .network(start)
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" && first.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.restrict_network(&[]);
+                cx.grant_network(&nets(&["127.0.0.0/8"]));
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[format!("c:127.0.0.1:{p1}"), format!("c:127.0.0.2:{p2}"), format!("c:127.0.0.1:{p1}")],
+    );
+    assert_eq!(lines[0], format!("c 127.0.0.1:{p1} 0 0"));
+    assert_eq!(
+        lines[1],
+        format!("c 127.0.0.2:{p2} -1 {}", libc::ECONNREFUSED),
+        "a grant must not open what the starting policy refuses"
+    );
+    assert_eq!(lines[2], format!("c 127.0.0.1:{p1} 0 0"));
+    assert_eq!(accepted(&l1), 2);
+    assert_eq!(accepted(&l2), 0);
+
+    // Restricting to one host leaves the other unreachable from then on.
+    let (l3, p3) = listener("127.0.0.1");
+    let (l4, p4) = listener("127.0.0.2");
+    let first = Arc::new(AtomicUsize::new(0));
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" && first.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.restrict_network(&nets(&["127.0.0.2/32"]));
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[format!("c:127.0.0.1:{p3}"), format!("c:127.0.0.1:{p3}"), format!("c:127.0.0.2:{p4}")],
+    );
+    assert_eq!(lines[0], format!("c 127.0.0.1:{p3} 0 0"), "restriction applies from the next call");
+    assert_eq!(lines[1], format!("c 127.0.0.1:{p3} -1 {}", libc::ECONNREFUSED));
+    assert_eq!(lines[2], format!("c 127.0.0.2:{p4} 0 0"));
+    assert_eq!((accepted(&l3), accepted(&l4)), (1, 1));
+}
+
+#[test]
+fn restrict_process_network_is_keyed_by_process() {
+    let (l, p) = listener("127.0.0.1");
+    let root = Arc::new(parking_lot::Mutex::new(None::<u32>));
+    let r = Arc::clone(&root);
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            let mut root = r.lock();
+            if ev.syscall == "connect" && root.is_none() {
+                *root = Some(ev.pid);
+                cx.restrict_process_network(ev.pid, &[]);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[
+            format!("c:127.0.0.1:{p}"),
+            format!("c:127.0.0.1:{p}"),
+            format!("F:c:127.0.0.1:{p}"),
+        ],
+    );
+    assert_eq!(lines[0], format!("c 127.0.0.1:{p} 0 0"));
+    assert_eq!(lines[1], format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED));
+    assert_eq!(lines[2], format!("c 127.0.0.1:{p} 0 0"), "another process is not restricted");
+    assert_eq!(accepted(&l), 2);
+}
+
+#[test]
+fn restrict_max_processes_only_lowers() {
+    let (_l, p) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .policy_fn(|ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                cx.restrict_max_processes(2);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(&sandbox, &["f:3".into(), format!("c:127.0.0.1:{p}"), "f:3".into()]);
+    assert_eq!(lines[0], "f ok=3 eagain=0 other=0", "no limit before the restriction");
+    assert_eq!(lines[2], "f ok=1 eagain=2 other=0", "root + 1 under a limit of 2");
+
+    let sandbox = Sandbox::builder()
+        .max_processes(3)
+        .policy_fn(|_ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            cx.restrict_max_processes(100);
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}"), "f:4".into()]);
+    assert_eq!(lines[1], "f ok=2 eagain=2 other=0", "a higher limit is ignored");
+}
+
+#[test]
+fn restrict_max_memory_only_lowers() {
+    let (_l, p) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .max_memory(512 << 20)
+        .policy_fn(|ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                cx.restrict_max_memory(64 << 20);
+                cx.restrict_max_memory(1 << 40);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (status, lines) = run_ops(&sandbox, &["m:128".into(), format!("c:127.0.0.1:{p}"), "m:128".into()]);
+    assert_eq!(lines[0], "m 0 0", "128 MiB fits the starting 512M");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "over the lowered limit: {lines:?}");
+}
+
+#[test]
+fn deny_path_at_run_time_and_allow_path_cannot_undo_a_starting_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = dir.path().join("fixed");
+    let later = dir.path().join("later");
+    std::fs::write(&fixed, "fixed-secret").unwrap();
+    std::fs::write(&later, "later-content").unwrap();
+    let (_l, p) = listener("127.0.0.1");
+    let (f2, l2) = (fixed.clone(), later.clone());
+    let answers = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let a = Arc::clone(&answers);
+    let sandbox = Sandbox::builder()
+        .deny_path(&fixed)
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                let denied = cx.deny_path(&l2);
+                let undone = cx.allow_path(&f2);
+                a.lock().push((denied, undone));
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let path = |p: &Path| format!("o:{}", p.display());
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[path(&later), path(&fixed), format!("c:127.0.0.1:{p}"), path(&later), path(&fixed)],
+    );
+    assert_eq!(lines[0], format!("o {} 0 later-content", later.display()));
+    assert_eq!(lines[1], format!("o {} -1 {}", fixed.display(), libc::EACCES));
+    assert_eq!(lines[3], format!("o {} -1 {}", later.display(), libc::EACCES));
+    assert_eq!(lines[4], format!("o {} -1 {}", fixed.display(), libc::EACCES));
+    assert_eq!(*answers.lock(), vec![(true, false)]);
+}
+
+#[test]
+fn audit_log_has_one_json_object_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (_l, p) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .audit(&log)
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.port == Some(p) {
+                Verdict::Audit
+            } else {
+                Verdict::Allow
+            }
+        })
+        .build()
+        .unwrap();
+    let (status, _) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}")]);
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let connect: Vec<&str> = text.lines().filter(|l| l.contains(r#""syscall":"connect""#)).collect();
+    assert_eq!(connect.len(), 1, "audit log:\n{text}");
+    let line = connect[0];
+    for field in [
+        r#""category":"network""#,
+        r#""host":"127.0.0.1""#,
+        &format!(r#""port":{p}"#),
+        r#""denied":false"#,
+        r#""verdict":"audit""#,
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    for l in text.lines() {
+        assert!(l.starts_with('{') && l.ends_with('}'), "not one object per line: {l}");
+    }
+}
