@@ -256,6 +256,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         cwd: None,
         stdio: [None, Some(out_w.as_raw_fd()), None],
         filter: filter.instructions().to_vec(),
+        foreground: false,
     };
     let mut child = fork_child(&plan)?;
     drop(out_w);

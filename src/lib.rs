@@ -75,6 +75,7 @@ pub mod arch;
 pub mod command;
 pub mod error;
 pub mod filter;
+pub(crate) mod freeze;
 pub mod handler;
 pub mod net;
 pub mod notification;

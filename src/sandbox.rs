@@ -15,6 +15,7 @@ use crate::filter::FilterBuilder;
 use crate::handler::{Chains, Handler};
 use crate::supervisor::{Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT};
 use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
+use crate::sys::ptrace::{self, Peeked};
 use crate::sys::{pidfd, process, seccomp};
 use crate::syscalls;
 
@@ -43,6 +44,8 @@ pub struct SandboxBuilder {
     deny_paths: Vec<std::path::PathBuf>,
     policy_fn: Option<Arc<parking_lot::Mutex<Box<crate::policy::PolicyCallback>>>>,
     audit: Option<std::path::PathBuf>,
+    foreground: bool,
+    argv_safety: Option<bool>,
 }
 
 impl Default for SandboxBuilder {
@@ -60,11 +63,24 @@ impl Default for SandboxBuilder {
             deny_paths: Vec::new(),
             policy_fn: None,
             audit: None,
+            foreground: false,
+            argv_safety: None,
         }
     }
 }
 
 impl SandboxBuilder {
+    /// Gives the terminal to the sandbox: when the program inherits a
+    /// terminal on stdin and the caller is in the foreground, the sandbox's
+    /// process group becomes the foreground group (so an interactive program
+    /// can read it and gets the terminal's signals), and the caller takes it
+    /// back when the program has exited. Off by default; the `unotify`
+    /// command turns it on.
+    pub fn foreground(mut self, on: bool) -> Self {
+        self.foreground = on;
+        self
+    }
+
     /// Runs `f` on one dedicated thread, serially, for each trapped call.
     ///
     /// Calls of [`policy::is_held`](crate::policy::is_held) kinds (exec,
@@ -167,6 +183,19 @@ impl SandboxBuilder {
         self
     }
 
+    /// Exec argv safety (default: on when a handler is bound to `execve`
+    /// or `execveat`). Before anything reads the arguments of an exec, every
+    /// task of the sandbox that could write them is stopped (ptrace), and
+    /// they stay stopped until the kernel has copied them; a fork-like call
+    /// is traced until the new process is registered, before it runs. If
+    /// either cannot be established, the call fails with `EPERM`, as does a
+    /// `Defer` or `Hold` on an exec or a traced fork. Turns on
+    /// [`track_processes`](Self::track_processes).
+    pub fn argv_safety(mut self, on: bool) -> Self {
+        self.argv_safety = Some(on);
+        self
+    }
+
     /// Tracks processes and traps forks without a limit, so that the
     /// sandbox can be frozen ([`SupervisorHandle::freeze`]).
     pub fn track_processes(mut self) -> Self {
@@ -228,6 +257,21 @@ impl SandboxBuilder {
                 // Count forks so that the callback can lower the limit.
                 self.limits.max_processes = Some(u32::MAX);
             }
+        }
+        // Exec argv safety needs every fork trapped and every process known.
+        let exec_nrs: Vec<u32> = ["execve", "execveat"]
+            .iter()
+            .filter_map(|n| syscalls::resolve(n).ok())
+            .filter(|nr| !denied.contains(nr))
+            .collect();
+        let exec_handled = self.rules.iter().any(|r| match r {
+            Rule::Handle(name, _) => syscalls::resolve(name).is_ok_and(|nr| exec_nrs.contains(&nr)),
+            Rule::HandleNr(nr, _) => exec_nrs.contains(nr),
+            _ => false,
+        });
+        let argv_safety = self.argv_safety.unwrap_or(exec_handled);
+        if argv_safety {
+            self.limits.track = true;
         }
         // Path denial first among the builtins (always with a policy
         // callback, which may deny paths at run time).
@@ -338,8 +382,16 @@ impl SandboxBuilder {
                 Rule::Deny(..) => {}
             }
         }
+        if argv_safety {
+            for nr in &exec_nrs {
+                if !filter.is_notified(*nr) {
+                    filter.notify(*nr)?;
+                }
+            }
+        }
         let program = filter.build()?;
         Ok(Sandbox {
+            foreground: self.foreground,
             filter: program.instructions().to_vec(),
             config: Config {
                 workers,
@@ -349,6 +401,7 @@ impl SandboxBuilder {
                 traced,
                 sync_wake_up: self.sync_wake_up,
                 limits: self.limits,
+                argv_safety,
                 policy,
                 denied_paths: path_set,
             },
@@ -387,6 +440,7 @@ impl SandboxBuilder {
 pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     config: Config,
+    foreground: bool,
 }
 
 impl Sandbox {
@@ -454,6 +508,7 @@ impl Sandbox {
             cwd,
             stdio,
             filter: self.filter.clone(),
+            foreground: self.foreground,
         };
         let program = cmd.program.to_string_lossy().into_owned();
         let mut forked = fork_child(&plan).map_err(|e| Error::setup("fork the child", e))?;
@@ -579,11 +634,17 @@ impl Child {
 
     /// Waits for the program to exit.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        if let Some(st) = self.status {
-            return Ok(st);
+        loop {
+            if let Some(st) = self.try_wait()? {
+                return Ok(st);
+            }
+            // Sleeps until the program exits; returns at once while a
+            // ptrace stop of it is reported (see `try_wait`): then retry
+            // shortly, once the tracing worker has collected it.
+            if let Some(Peeked::Other) = ptrace::peek(self.pid, libc::WEXITED)? {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
-        let (_, raw) = process::waitpid_raw(self.pid, 0)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
-        Ok(self.finished(raw))
     }
 
     /// The exit status if the program has exited, without blocking.
@@ -591,12 +652,22 @@ impl Child {
         if let Some(st) = self.status {
             return Ok(Some(st));
         }
-        Ok(process::waitpid_raw(self.pid, libc::WNOHANG)?.map(|(_, raw)| self.finished(raw)))
+        // Only an exit is collected. Under argv safety a supervisor worker
+        // may trace the program, and since this process is both its parent
+        // and (in another thread) its tracer, a plain waitpid here would
+        // also report, and take, the ptrace stops that worker waits for.
+        match ptrace::peek(self.pid, libc::WEXITED | libc::WNOHANG)? {
+            Some(Peeked::Exited) => {
+                Ok(process::waitpid_raw(self.pid, libc::WNOHANG)?.map(|(_, raw)| self.finished(raw)))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn finished(&mut self, raw: i32) -> ExitStatus {
         let status = ExitStatus::from_raw(raw);
         self.status = Some(status);
+        process::reclaim_terminal(self.pid);
         // What is left of the sandbox goes with its program.
         let _ = process::kill_group(self.pid, libc::SIGKILL);
         if let Some(sup) = self.supervisor.take() {

@@ -122,3 +122,59 @@ fn memory_limit_kills_an_oversized_program() {
     let out = run(&["run", "--max-memory", "512M", "--", alloc.to_str().unwrap(), "128"]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
 }
+
+#[test]
+fn deny_path_refuses_the_file_and_audit_records_json_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let public = dir.path().join("public");
+    std::fs::write(&secret, "top-secret").unwrap();
+    std::fs::write(&public, "hello").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let script = format!(
+        "cat {}; echo rc=$?; cat {}",
+        secret.display(),
+        public.display()
+    );
+    let out = run(&[
+        "run",
+        "--deny-path",
+        secret.to_str().unwrap(),
+        "--audit",
+        audit.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(!text.contains("top-secret"), "denied content was read:\n{text}");
+    assert!(text.contains("rc=1") && text.contains("hello"), "stdout:\n{text}");
+    assert!(stderr(&out).contains("Permission denied"), "stderr:\n{}", stderr(&out));
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l.starts_with("{\"syscall\":") && l.ends_with('}'), "bad record {l}");
+        for key in ["\"category\":", "\"pid\":", "\"verdict\":", "\"denied\":"] {
+            assert!(l.contains(key), "{key} missing in {l}");
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"syscall\":\"execve\"")),
+        "no exec event in:\n{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"syscall\":\"openat\"") && l.contains("\"denied\":true")),
+        "the denied open is not recorded as denied:\n{log}"
+    );
+}
+
+#[test]
+fn audit_to_an_unwritable_place_exits_125() {
+    assert_refused(
+        &["run", "--audit", "/nonexistent-dir/x.jsonl", "--", "true"],
+        "/nonexistent-dir/x.jsonl",
+    );
+}

@@ -657,7 +657,8 @@ static void *opener(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) return 2;
+    if (argc < 5) return 2;
+    if (argc > 5 && chdir(argv[5]) != 0) return 4;
     strcpy(pub, argv[1]);
     strcpy(den, argv[2]);
     if (strlen(pub) != strlen(den)) return 3;
@@ -666,7 +667,7 @@ int main(int argc, char **argv) {
     pthread_t f, o[8];
     pthread_create(&f, NULL, flipper, NULL);
     for (int i = 0; i < openers; i++) pthread_create(&o[i], NULL, opener, NULL);
-    struct timespec ts = { 2, 0 };
+    struct timespec ts = { atoi(argv[4]), 0 };
     nanosleep(&ts, NULL);
     atomic_store(&stop, 1);
     pthread_join(f, NULL);
@@ -687,35 +688,45 @@ fn a_thread_rewriting_the_path_never_gets_the_denied_content() {
         .build()
         .expect("build");
     let _wd = common::watchdog(Duration::from_secs(60), "toctou");
-    let mut child = sandbox
-        .spawn(
-            Command::new(&exe)
-                .args([t.p("pubfile"), t.p("denfile"), "2".into()])
-                .stdout(Stdio::Piped),
-        )
-        .expect("spawn");
-    let out = common::read_all(&mut child.stdout);
-    assert!(
-        child.wait().unwrap().success(),
-        "toctou program failed: {out}"
-    );
-    let nums: Vec<i64> = out
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let [public, secret, errors, _other] = nums[..] else {
-        panic!("unexpected output: {out}");
-    };
-    eprintln!("toctou: {out}");
-    assert_eq!(secret, 0, "the denied content was read: {out}");
-    assert!(
-        public > 100,
-        "the public file should be read many times: {out}"
-    );
-    assert!(
-        errors > 0,
-        "the denied file should have been hit too: {out}"
-    );
+    // Absolute paths for two seconds, then relative ones (from the working
+    // directory) for one.
+    let modes = [
+        vec![t.p("pubfile"), t.p("denfile"), "2".into(), "2".into()],
+        vec![
+            "pubfile".into(),
+            "denfile".into(),
+            "2".into(),
+            "1".into(),
+            t.p(""),
+        ],
+    ];
+    for args in modes {
+        let mut child = sandbox
+            .spawn(Command::new(&exe).args(&args).stdout(Stdio::Piped))
+            .expect("spawn");
+        let out = common::read_all(&mut child.stdout);
+        assert!(
+            child.wait().unwrap().success(),
+            "toctou program {args:?} failed: {out}"
+        );
+        let nums: Vec<i64> = out
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [public, secret, errors, _other] = nums[..] else {
+            panic!("unexpected output: {out}");
+        };
+        eprintln!("toctou {args:?}: {out}");
+        assert_eq!(secret, 0, "the denied content was read ({args:?}): {out}");
+        assert!(
+            public > 100,
+            "the public file should be read many times ({args:?}): {out}"
+        );
+        assert!(
+            errors > 0,
+            "the denied file should have been hit too ({args:?}): {out}"
+        );
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use unotify::{Command, HandlerCtx, NotifAction, Sandbox, Stdio};
 
 /// Runs the operations given as arguments, one output line each:
 /// `c:IP:PORT` connect; `b:PORT` bind a TCP socket on 127.0.0.1;
-/// `o:PATH` open and read; `f:N` fork N children that sleep 300 ms;
+/// `o:PATH` open and read; `w:PATH` create or truncate and write; `f:N` fork N children that sleep 300 ms;
 /// `m:MIB` map and touch MIB MiB; `p` getppid; `F:OPS` fork a child that
 /// runs OPS (`,` separated) and wait for it.
 const OPS_C: &str = r#"
@@ -57,6 +57,10 @@ static void op(char *a) {
         if (fd < 0) { printf("o %s -1 %d\n", a + 2, errno); }
         else { char buf[64] = {0}; int n = read(fd, buf, 63); if (n > 0) buf[n] = 0;
                printf("o %s 0 %s\n", a + 2, buf); close(fd); }
+    } else if (a[0] == 'w') {
+        int fd = open(a + 2, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) { printf("w %s -1 %d\n", a + 2, errno); }
+        else { write(fd, "new", 3); printf("w %s 0 0\n", a + 2); close(fd); }
     } else if (a[0] == 'f') {
         int n = atoi(a + 2), ok = 0, again = 0, other = 0;
         for (int i = 0; i < n; i++) {
@@ -384,4 +388,34 @@ fn audit_log_has_one_json_object_per_event() {
     for l in text.lines() {
         assert!(l.starts_with('{') && l.ends_with('}'), "not one object per line: {l}");
     }
+}
+
+#[test]
+fn a_denied_open_truncates_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing");
+    let fresh = dir.path().join("fresh");
+    std::fs::write(&existing, "keep").unwrap();
+    let (_l, p) = listener("127.0.0.1");
+    let armed = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&armed);
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                a.store(1, Ordering::SeqCst);
+            }
+            if ev.syscall == "openat" && a.load(Ordering::SeqCst) == 1 {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            }
+        })
+        .build()
+        .unwrap();
+    let w = |p: &Path| format!("w:{}", p.display());
+    let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}"), w(&existing), w(&fresh)]);
+    assert_eq!(lines[1], format!("w {} -1 {}", existing.display(), libc::EPERM));
+    assert_eq!(lines[2], format!("w {} -1 {}", fresh.display(), libc::EPERM));
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep", "truncated before the verdict");
+    assert!(!fresh.exists(), "created before the verdict");
 }

@@ -110,6 +110,15 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)
 /// A path argument: the dirfd it is relative to and its address.
 type PathArg = (i32, u64);
 
+/// Asks the sandbox's policy callback (if any) before a side effect: the
+/// path checks have passed, the call is about to be made for the program.
+pub(super) fn policy_gate(cx: &HandlerCtx<'_>) -> Result<(), Errno> {
+    match cx.check_policy(None) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
     match r {
         Ok(()) => Ok(NotifAction::ReturnValue(0)),
@@ -257,6 +266,7 @@ fn link(
     if n.touches_denied(d, false)? {
         return Err(libc::EACCES);
     }
+    policy_gate(cx)?;
     with_c(&n.name, |name| {
         let r = with_c(b"", |empty| {
             linkat(
@@ -289,6 +299,7 @@ fn rename(
     if n.touches_denied(d, true)? {
         return Err(libc::EACCES);
     }
+    policy_gate(cx)?;
     with_c(&o.name, |on| {
         with_c(&n.name, |nn| {
             done(renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags))
@@ -339,6 +350,7 @@ fn symlink(
             }
         }
     }
+    policy_gate(cx)?;
     with_c(&target, |t| {
         with_c(&n.name, |nn| done(symlinkat(t, Some(n.dir()), nn)))
     })
@@ -360,6 +372,7 @@ fn unlink(
     if e.touches_denied(d, false)? {
         return Err(libc::EACCES);
     }
+    policy_gate(cx)?;
     with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
 }
 
@@ -401,6 +414,29 @@ fn truncate(
         | libc::O_NONBLOCK
         | libc::O_NOCTTY
         | super::onbehalf_open::KERNEL_O_LARGEFILE;
+    policy_gate(cx)?;
     let fd = reopen(pinned.as_fd(), flags as u64).map_err(|e| errno_of(&e))?;
     done(ftruncate(fd.as_fd(), len))
+}
+
+/// Checks a trapped `execve`/`execveat` against `d`: `Continue` if it may
+/// run, else the errno (`EACCES` for a denied file). For the exec freeze,
+/// which must check again once the task's peers are stopped.
+pub(crate) fn check_exec(cx: &HandlerCtx<'_>, d: &DeniedPaths) -> NotifAction {
+    let nr = u32::try_from(cx.nr()).ok();
+    let native = |name: &str| syscalls::number(Arch::native(), name);
+    let result = if nr.is_some() && nr == native("execve") {
+        exec(cx, d, libc::AT_FDCWD, cx.arg(0), 0)
+    } else if nr.is_some() && nr == native("execveat") {
+        exec(
+            cx,
+            d,
+            cx.arg(0) as u32 as i32,
+            cx.arg(1),
+            cx.arg(4) as u32 as i32,
+        )
+    } else {
+        return NotifAction::Continue;
+    };
+    result.unwrap_or_else(NotifAction::Errno)
 }

@@ -40,9 +40,12 @@
 //! Known limits: paths through magic links other than the task's own fds
 //! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`; the
 //! interpreter of a `#!` script is not checked; opening a FIFO without
-//! `O_NONBLOCK` waits on the deferral pool (its deadline applies); trapped
-//! handlers of the user on the open family run only if path denial
-//! answers `Continue`, which it never does for opens.
+//! `O_NONBLOCK` waits on the deferral pool (its deadline applies);
+//! metadata calls (`stat`, `chmod`, `chown`, `utimensat`, xattrs) and
+//! `mkdir`/`mknod` are not checked. Path denial answers every open, link,
+//! rename, symlink, unlink and truncate itself, so user handlers on those
+//! calls never see them while paths are denied (the network policy's
+//! `/etc/hosts` handler runs before it).
 
 mod deny;
 mod handlers;
@@ -61,6 +64,18 @@ use crate::syscalls;
 /// The builtin handlers that enforce `denied`, by syscall number.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
     handlers::builtins(denied)
+}
+
+/// Checks a trapped `execve`/`execveat` against `denied` (`Continue` or
+/// `Errno(EACCES)`, or the errno of a failed resolution). The builtin exec
+/// handler does this before the kernel runs the call; an exec freeze (or
+/// any handler) can call it again once the task's peers are stopped, which
+/// closes the window in which another thread could rewrite the path.
+pub fn check_exec(
+    cx: &crate::handler::HandlerCtx<'_>,
+    denied: &DeniedPaths,
+) -> crate::action::NotifAction {
+    handlers::check_exec(cx, denied)
 }
 
 /// Filter rules of path denial: `io_uring_setup` (its opens are not

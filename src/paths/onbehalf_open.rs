@@ -193,7 +193,7 @@ fn open(
             return Err(libc::EEXIST);
         }
         let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(denied, pinned, flags);
+        return finish(cx, denied, pinned, flags);
     }
     let base = base(
         cx,
@@ -223,7 +223,7 @@ fn open(
         if !excl || hops > 0 {
             let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
             match pin(borrow(&dir), &cur, extra, a.resolve) {
-                Ok(pinned) => return finish(denied, pinned, flags),
+                Ok(pinned) => return finish(cx, denied, pinned, flags),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
                 Err(e) => return Err(errno_of(&e)),
             }
@@ -245,6 +245,7 @@ fn open(
             }
         }
         let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+        super::handlers::policy_gate(cx)?;
         match open_beneath(Some(parent.as_fd()), &name, cflags as u64, mode, a.resolve) {
             Ok(fd) => {
                 fix_mode(fd.as_fd(), mode);
@@ -297,10 +298,18 @@ fn open_flags(flags: i32) -> i32 {
 }
 
 /// Checks the pinned file and opens it with the task's flags.
-fn finish(denied: &Arc<DeniedPaths>, pinned: OwnedFd, flags: i32) -> Result<NotifAction, Errno> {
+fn finish(
+    cx: &HandlerCtx<'_>,
+    denied: &Arc<DeniedPaths>,
+    pinned: OwnedFd,
+    flags: i32,
+) -> Result<NotifAction, Errno> {
     if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(libc::EACCES);
     }
+    // Checks passed; the policy verdict comes before opening (which may
+    // truncate) on the program's behalf.
+    super::handlers::policy_gate(cx)?;
     if flags & libc::O_PATH != 0 {
         return Ok(inject(pinned, flags));
     }

@@ -28,8 +28,9 @@
 //! `sched_yield` before parking (each yield is a context switch on a busy
 //! CPU) and wakes the receiver while holding the channel's lock. A worker
 //! polls its lane with `try_recv` and sleeps on a futex; the poll thread
-//! wakes sleepers once per lane after it has drained the listener
-//! ([`Lanes::flush`]), holding no lock, so a burst costs one wake-up.
+//! wakes a sleeper after queueing ([`Lanes::flush`]), holding no lock, and
+//! takes it off the sleepers itself, so the rest of a burst costs no
+//! further wake-up.
 //! Pinned workers run under `SCHED_BATCH`: waking one on the poll thread's
 //! CPU does not preempt the poll thread, which goes on receiving (or goes to
 //! sleep) first. A `SCHED_BATCH` thread woken on *another*, busy CPU waits
@@ -88,7 +89,10 @@ struct Slot {
 struct LaneState {
     /// Workers looking for work or asleep (placement hint).
     idle: AtomicUsize,
-    /// Workers asleep on `seq`, or about to be.
+    /// Workers asleep on `seq`, or about to be. A worker adds itself; the
+    /// poll thread takes off those it wakes (so that the next notification
+    /// of a burst does not wake them again), a worker that was not woken
+    /// takes itself off.
     sleepers: AtomicU32,
     /// The futex word: bumped by every wake-up.
     seq: AtomicU32,
@@ -111,7 +115,10 @@ impl LaneState {
             self.boost();
         }
         self.seq.fetch_add(1, Ordering::Release);
-        process::futex_wake(&self.seq, i32::try_from(n).unwrap_or(i32::MAX));
+        let woken = process::futex_wake(&self.seq, i32::try_from(n).unwrap_or(i32::MAX));
+        if woken > 0 {
+            self.sleepers.fetch_sub(woken, Ordering::AcqRel);
+        }
     }
 
     /// Moves the lane's workers to `SCHED_OTHER`, so that a wake-up from
@@ -315,7 +322,8 @@ impl Drop for Lanes {
         let states: Vec<Arc<LaneState>> = self.lanes.drain(..).map(|l| l.state).collect();
         for st in states {
             st.seq.fetch_add(1, Ordering::Release);
-            process::futex_wake(&st.seq, i32::MAX);
+            let woken = process::futex_wake(&st.seq, i32::MAX);
+            st.sleepers.fetch_sub(woken, Ordering::AcqRel);
         }
     }
 }
@@ -369,11 +377,14 @@ impl Worker {
             // Pairs with the fence in `Lanes::flush`.
             fence(Ordering::SeqCst);
             let got = self.take();
-            if got.is_none() {
+            let woken = got.is_none() && {
                 self.unboost();
-                process::futex_wait(&self.state.seq, seq);
+                process::futex_wait(&self.state.seq, seq)
+            };
+            if !woken {
+                // Whoever wakes a worker takes it off; nobody woke this one.
+                self.state.sleepers.fetch_sub(1, Ordering::AcqRel);
             }
-            self.state.sleepers.fetch_sub(1, Ordering::Relaxed);
             if let Some(got) = got {
                 return got;
             }

@@ -30,6 +30,9 @@ use crate::sys::seccomp;
 
 pub use stats::Stats;
 
+pub(crate) use pipeline::trace;
+pub(crate) use respond::{respond, Sent};
+
 use defer::DeferPool;
 use stats::Counters;
 
@@ -49,6 +52,8 @@ pub(crate) struct Config {
     pub(crate) sync_wake_up: bool,
     /// Process tracking and resource limits (issue 4).
     pub(crate) limits: crate::process::Limits,
+    /// Exec argv safety: the ptrace freeze and creation tracking.
+    pub(crate) argv_safety: bool,
     /// The policy callback and audit log, if any.
     pub(crate) policy: Option<crate::policy::PolicySetup>,
     /// Paths denied at run time are added here (shared with the path handlers).
@@ -74,6 +79,8 @@ pub(crate) struct Shared {
     waker: mio::Waker,
     /// Process index, limits and freeze; `None` when nothing is tracked.
     pub(crate) tracker: Option<crate::process::Tracker>,
+    /// Exec argv-safety state (in-flight tasks...); `None` when it is off.
+    pub(crate) argv: Option<crate::freeze::ArgvSafety>,
     /// The policy callback's thread and run-time restrictions.
     pub(crate) policy: Option<crate::policy::PolicyState>,
 }
@@ -152,6 +159,7 @@ impl Supervisor {
             stopping: AtomicBool::new(false),
             waker,
             tracker,
+            argv: config.argv_safety.then(crate::freeze::ArgvSafety::new),
             policy,
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))

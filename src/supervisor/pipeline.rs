@@ -30,8 +30,25 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     if let Some(tracker) = &shared.tracker {
         tracker.register(shared, &notif);
     }
+    // 5. Exec argv safety: every task that could write argv is stopped
+    // before anything (handlers, the policy callback) reads it; a freeze
+    // that cannot be established answers EPERM without dispatch.
+    let exec_freeze = match &shared.argv {
+        Some(argv) if argv.is_exec(&notif) => Some(crate::freeze::exec::freeze(shared, argv, &notif)),
+        _ => None,
+    };
+    let refused = exec_freeze.as_ref().and_then(|f| f.failure()).inspect(|why| {
+        log::warn!("argv-safety freeze for pid {} failed ({why}); answering EPERM", notif.pid);
+    });
+    let refused = refused.is_some();
     let cx = HandlerCtx::new(&notif, shared);
-    let action = match catch_unwind(AssertUnwindSafe(|| shared.chains.run(&cx))) {
+    let action = match catch_unwind(AssertUnwindSafe(|| {
+        if refused {
+            NotifAction::Errno(libc::EPERM)
+        } else {
+            shared.chains.run(&cx)
+        }
+    })) {
         Ok(action) => action,
         Err(_) => {
             Counters::bump(&shared.counters.panics);
@@ -60,8 +77,23 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         Some(policy) if !cx.policy_consulted() => crate::policy::apply(policy, &notif, action, None),
         _ => action,
     };
-    // (Stages 5 and 7 go here; anything that changes the action must do so
-    // before the next lines.) A fork that a later handler or verdict did not
+    // 5, 9, 10 for a frozen exec: answered under the freeze, which is
+    // released once the kernel has copied argv (or the exec failed).
+    if let Some(freeze) = exec_freeze {
+        freeze.finish(&notif, action);
+        return;
+    }
+    // 8. A fork-like call under creation tracking (stage 7, in `finish`)
+    // is not deferred: its answer would skip the tracking.
+    let action = match action {
+        NotifAction::Defer(_) if shared.argv.as_ref().is_some_and(|a| a.is_fork_like(&notif)) => {
+            log::warn!("Defer on a tracked fork of pid {}; answering EPERM", notif.pid);
+            NotifAction::Errno(libc::EPERM)
+        }
+        other => other,
+    };
+    // (Anything that changes the action must do so before the next
+    // lines.) A fork that a later handler or verdict did not
     // let through is rolled back now, by dropping its token; a held one
     // keeps it until it is released.
     let fork_token = match (fork_token, &action, &shared.tracker) {
@@ -94,12 +126,33 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
 /// Traces and sends the one answer for `notif`. Returns what became of it;
 /// when the answer failed and `EPERM` was sent instead, `Sent::Stale` (the
 /// action asked for was not delivered).
+///
+/// Stage 7: with argv safety, a fork-like `CONTINUE` is sent under
+/// creation tracking (holding `world` exclusively); it is `Sent::Delivered`
+/// only if a task was created.
 pub(crate) fn finish(shared: &Shared, notif: &Notification, action: NotifAction) -> Sent {
     if shared.traced(notif.nr) {
         trace(notif, &action.label());
     }
+    if let Some(argv) = &shared.argv {
+        if matches!(action, NotifAction::Continue) && argv.tracks_creation(notif) {
+            // Exclusive: see `freeze::creation`.
+            let _world = shared.world.write();
+            let sent = crate::freeze::creation::answer(shared, argv, notif);
+            argv.answered(notif.pid as i32);
+            return sent;
+        }
+    }
     let _world = shared.world.read();
-    match respond(shared, notif, action) {
+    let sent = answered(shared, notif, respond(shared, notif, action));
+    if let (Some(argv), false) = (&shared.argv, sent == Sent::Held) {
+        argv.answered(notif.pid as i32);
+    }
+    sent
+}
+
+fn answered(shared: &Shared, notif: &Notification, sent: std::io::Result<Sent>) -> Sent {
+    match sent {
         Ok(sent @ (Sent::Delivered | Sent::Held)) => sent,
         Ok(Sent::Stale) => {
             log::debug!(
@@ -125,7 +178,7 @@ pub(crate) fn finish(shared: &Shared, notif: &Notification, action: NotifAction)
 }
 
 /// Logs one trapped call and its decision (`--trace`).
-fn trace(notif: &Notification, decision: &str) {
+pub(crate) fn trace(notif: &Notification, decision: &str) {
     let a = &notif.args;
     log::info!(
         target: "unotify::trace",

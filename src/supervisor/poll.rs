@@ -1,27 +1,29 @@
 //! The poll thread: receives notifications and hands them to the workers.
 //!
-//! `NOTIF_RECV` blocks even on a non-blocking fd, so the thread receives only
-//! after a zero-timeout `poll(2)` probe says a notification is pending. mio is
-//! edge-triggered: after each readiness event it drains until the probe says
-//! the queue is empty, and only then wakes the workers, once per burst. It
-//! never runs handlers.
+//! `NOTIF_RECV` blocks even on a non-blocking fd, so the thread receives one
+//! notification each time `poll(2)` says one is pending (level-triggered:
+//! it says so again at once while more are queued). The thread is the only
+//! receiver, so a notification reported pending is still there when `RECV`
+//! comes; if its task went away meanwhile, `RECV` fails with `ENOENT`
+//! instead of blocking (the kernel's count of pending notifications is not
+//! lowered by a withdrawal). It never runs handlers.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
 use crate::notification::Notification;
-use crate::sys::seccomp::{self, Probe};
+use crate::sys::process;
+use crate::sys::seccomp;
 
 use super::lanes::{Lanes, STEAL_AFTER};
 use super::stats::Counters;
 use super::Shared;
 
-pub(crate) const LISTENER: Token = Token(0);
+/// mio token of the waker that [`SupervisorHandle::stop`](crate::SupervisorHandle::stop) uses.
 pub(crate) const WAKER: Token = Token(1);
 
 /// Why the poll loop ended.
@@ -36,21 +38,31 @@ pub(crate) enum Ended {
 }
 
 pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
-    let fd = shared.listener().as_raw_fd();
-    if let Err(e) = poll
-        .registry()
-        .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)
-    {
-        log::error!("cannot watch the seccomp listener: {e}");
-        return Ended::Failed;
-    }
     let mut events = Events::with_capacity(64);
+    // The listener is watched with poll(2), not through mio's epoll: with
+    // sync wake-up the kernel wakes a poll(2) waiter on the CPU of the task
+    // that trapped, but epoll passes the wake-up on as an ordinary one, and
+    // the poll thread would then be placed on whatever CPU is idle, taking
+    // the worker and the trapped task with it. mio's own sources (the stop
+    // waker, tracked tasks' pidfds) are watched through its epoll fd.
+    let mut fds = [
+        libc::pollfd {
+            fd: shared.listener().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: poll.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
     // With process tracking, wake up now and then to sweep the index.
     let timeout = shared.tracker.as_ref().map(|_| crate::process::SWEEP_INTERVAL);
     // Since when a call has been waiting behind a busy worker while another
     // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
     let mut stalled_since: Option<Instant> = None;
-    let ended = 'outer: loop {
+    let ended = loop {
         let wait = if lanes.stalled() {
             stalled_since.get_or_insert_with(Instant::now);
             Some(timeout.map_or(STEAL_AFTER, |t| t.min(STEAL_AFTER)))
@@ -58,8 +70,8 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             stalled_since = None;
             timeout
         };
-        if let Err(e) = poll.poll(&mut events, wait) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
+        if let Err(e) = process::poll(&mut fds, wait) {
+            if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
             log::error!("poll failed: {e}");
@@ -72,17 +84,29 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             lanes.rebalance();
             stalled_since = None;
         }
-        for ev in events.iter() {
-            if ev.token() == LISTENER {
-                if let Some(end) = drain(shared, &lanes) {
-                    break 'outer end;
-                }
-            } else if let Some(tracker) = &shared.tracker {
-                // A tracked task's pidfd: it exited.
-                if ev.token().0 >= crate::process::index::FIRST_TOKEN {
-                    tracker.on_ready(ev.token().0);
+        if fds[1].revents != 0 {
+            if let Err(e) = poll.poll(&mut events, Some(Duration::ZERO)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                    break Ended::Failed;
                 }
             }
+            if let Some(tracker) = &shared.tracker {
+                for ev in events.iter() {
+                    // A tracked task's pidfd: it exited.
+                    if ev.token().0 >= crate::process::index::FIRST_TOKEN {
+                        tracker.on_ready(ev.token().0);
+                    }
+                }
+            }
+        }
+        let listener = fds[0].revents;
+        if listener & libc::POLLIN != 0 {
+            if let Some(end) = receive(shared, &lanes) {
+                break end;
+            }
+        } else if listener & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            break Ended::HungUp;
         }
         if let Some(tracker) = &shared.tracker {
             tracker.maybe_sweep();
@@ -92,39 +116,41 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     ended
 }
 
-/// Receives every pending notification, then wakes the workers once for
-/// the whole burst; `Some` when the loop must end.
-fn drain(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
-    let end = receive_all(shared, lanes);
+/// Receives the notification `poll(2)` has just reported and hands it to a
+/// worker; `Some` when the loop must end.
+fn receive(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
+    let end = receive_one(shared, lanes);
     lanes.flush();
     end
 }
 
-fn receive_all(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
-    loop {
-        match seccomp::probe(shared.listener()) {
-            Probe::Empty => return None,
-            Probe::HungUp => return Some(Ended::HungUp),
-            Probe::Pending => {}
+fn receive_one(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
+    let received = {
+        let _world = shared.world.read();
+        let r = seccomp::recv(shared.listener());
+        // Argv safety: an exec freeze leaves tasks waiting for an answer
+        // alone; it must know them as soon as they are received.
+        if let (Ok(raw), Some(argv)) = (&r, &shared.argv) {
+            argv.received(raw.pid as i32);
         }
-        let received = {
-            let _world = shared.world.read();
-            seccomp::recv(shared.listener())
-        };
-        match received {
-            Ok(raw) => {
-                Counters::bump(&shared.counters.received);
-                let notif = Notification::from(&raw);
-                if let Err(notif) = lanes.dispatch(notif) {
-                    log::error!("no worker left for notification {}; answering EPERM", notif.id);
-                    super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
-                }
+        r
+    };
+    match received {
+        Ok(raw) => {
+            Counters::bump(&shared.counters.received);
+            let notif = Notification::from(&raw);
+            if let Err(notif) = lanes.dispatch(notif) {
+                log::error!("no worker left for notification {}; answering EPERM", notif.id);
+                super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOENT)) => continue,
-            Err(e) => {
-                log::error!("receiving a notification failed: {e}");
-                return Some(Ended::Failed);
-            }
+        }
+        // Interrupted, or the task went away: poll(2) tells whether
+        // another one is pending.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOENT)) => {}
+        Err(e) => {
+            log::error!("receiving a notification failed: {e}");
+            return Some(Ended::Failed);
         }
     }
+    None
 }

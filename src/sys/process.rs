@@ -135,31 +135,71 @@ pub fn set_sched_batch(tid: i32, batch: bool) -> io::Result<()> {
 
 /// Sleeps while `word` holds `expected` (`FUTEX_WAIT`, process-private).
 ///
-/// Returns at once if it does not; may also return spuriously (signal,
-/// another waker): callers re-check their condition.
-pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+/// Returns `true` when a [`futex_wake`] on `word` woke it, `false` when
+/// `word` did not hold `expected` or a signal interrupted the wait.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) -> bool {
     // SAFETY: FUTEX_WAIT reads the u32 behind a live reference; a null
-    // timeout means no deadline. Errors (EAGAIN, EINTR) are spurious returns.
-    unsafe {
+    // timeout means no deadline.
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
             std::ptr::null::<libc::timespec>(),
-        );
-    }
+        )
+    };
+    ret == 0
 }
 
-/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`.
-pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`; returns
+/// how many it woke.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) -> u32 {
     // SAFETY: FUTEX_WAKE only uses the address of a live u32 as a key.
-    unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
             n,
-        );
+        )
+    };
+    u32::try_from(ret).unwrap_or(0)
+}
+
+/// If the terminal on stdin has process group `pgid` in the foreground,
+/// gives the foreground back to this process's group.
+pub fn reclaim_terminal(pgid: i32) {
+    // SAFETY: isatty/tcgetpgrp/getpgrp take integers and only query state.
+    let ours = unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == pgid };
+    if !ours {
+        return;
     }
+    // SAFETY: an all-zero sigset_t is valid; it is initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: SIGTTOU is blocked in this thread around tcsetpgrp (which
+    // would otherwise stop us, a background group), then the old mask is
+    // restored; every pointer is to a live local.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        libc::tcsetpgrp(0, libc::getpgrp());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
+/// `poll(2)`: waits until one of `fds` has an event or `timeout` has passed
+/// (`None`: no limit; rounded up to whole milliseconds). Returns how many
+/// fds have events; an interruption is `Err` with `EINTR`.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+    };
+    // SAFETY: poll reads and writes `fds.len()` pollfd structs, all inside
+    // the live, exclusively borrowed slice.
+    let n = cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) })?;
+    Ok(n as usize)
 }

@@ -59,3 +59,101 @@ pub fn event_msg(tid: i32) -> io::Result<u64> {
     })?;
     Ok(msg)
 }
+
+/// `PTRACE_EVENT_*` numbers as reported in bits 16..24 of a wait status.
+pub const EVENT_FORK: i32 = libc::PTRACE_EVENT_FORK;
+/// See [`EVENT_FORK`].
+pub const EVENT_VFORK: i32 = libc::PTRACE_EVENT_VFORK;
+/// See [`EVENT_FORK`].
+pub const EVENT_CLONE: i32 = libc::PTRACE_EVENT_CLONE;
+/// See [`EVENT_FORK`].
+pub const EVENT_EXEC: i32 = libc::PTRACE_EVENT_EXEC;
+/// See [`EVENT_FORK`]: a `PTRACE_INTERRUPT` or group stop.
+pub const EVENT_STOP: i32 = libc::PTRACE_EVENT_STOP;
+
+/// What [`wait_tracee`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceeState {
+    /// Exited or was killed (reaped, unless peeked with `keep_exit`).
+    Gone,
+    /// A `PTRACE_EVENT_*` stop other than [`EVENT_STOP`].
+    Event(i32),
+    /// An interrupt or group stop (`PTRACE_EVENT_STOP`); nothing to deliver.
+    Trapped,
+    /// A signal-delivery stop: the signal is to be delivered on resume.
+    Signal(i32),
+}
+
+/// Decodes a raw wait status of a seized task.
+pub fn decode_status(status: i32) -> TraceeState {
+    if !libc::WIFSTOPPED(status) {
+        return TraceeState::Gone;
+    }
+    let event = (status >> 16) & 0xff;
+    match event {
+        0 => TraceeState::Signal(libc::WSTOPSIG(status)),
+        EVENT_STOP => TraceeState::Trapped,
+        e => TraceeState::Event(e),
+    }
+}
+
+/// Waits for a state change of `tid`, a task traced by the calling thread
+/// (`__WALL | __WNOTHREAD`: never another thread's tracee or child).
+/// `Ok(None)`: nothing yet (`nohang`). `ECHILD` (not ours, reaped already,
+/// or a thread whose id an exec replaced by its process id) is an error.
+///
+/// With `keep_exit`, an exit is only peeked at (`WNOWAIT`), so that the
+/// task's real parent (e.g. [`Child::wait`](crate::Child::wait) for the
+/// sandbox's first process, which is our own child) still gets it.
+pub fn wait_tracee(tid: i32, nohang: bool, keep_exit: bool) -> io::Result<Option<TraceeState>> {
+    let mut flags = libc::__WALL | libc::__WNOTHREAD;
+    if nohang {
+        flags |= libc::WNOHANG;
+    }
+    if keep_exit {
+        match peek(tid, flags | libc::WEXITED | libc::WSTOPPED)? {
+            None => return Ok(None),
+            Some(Peeked::Exited) => return Ok(Some(TraceeState::Gone)),
+            // A stop: consume it below (it is there, so no blocking).
+            Some(Peeked::Other) => flags |= libc::WNOHANG,
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waitpid writes one int to `status`, alive for the call.
+    let ret = super::retry_eintr(|| super::cvt(unsafe { libc::waitpid(tid, &mut status, flags) }));
+    match ret {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(decode_status(status))),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`peek`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// Exited, killed or dumped core (still waitable).
+    Exited,
+    /// Stopped, trapped or continued (still reported).
+    Other,
+}
+
+/// `waitid(P_PID, pid, flags | WNOWAIT)`: looks at a pending state change
+/// without consuming it. `Ok(None)`: nothing (with `WNOHANG` in `flags`).
+pub fn peek(pid: i32, flags: i32) -> io::Result<Option<Peeked>> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes one siginfo_t into `info`, alive for the call;
+    // WNOWAIT leaves the state change reportable.
+    super::retry_eintr(|| {
+        super::cvt(unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags | libc::WNOWAIT) })
+    })?;
+    // SAFETY: si_pid is valid to read on a siginfo filled by waitid (zero
+    // when WNOHANG found nothing).
+    if unsafe { info.si_pid() } == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED => Peeked::Exited,
+        _ => Peeked::Other,
+    }))
+}

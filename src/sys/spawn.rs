@@ -39,6 +39,9 @@ pub struct ExecPlan {
     pub stdio: [Option<RawFd>; 3],
     /// The seccomp filter.
     pub filter: Vec<libc::sock_filter>,
+    /// Make the child's process group the terminal's foreground group when
+    /// it inherits a terminal on stdin from a foreground parent.
+    pub foreground: bool,
 }
 
 /// Where the child failed before or at exec.
@@ -209,15 +212,28 @@ unsafe fn child_main(
     go: RawFd,
     err: RawFd,
 ) -> ! {
-    // Default signal handling, as a freshly exec'd program expects.
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // Is the program to get the terminal? Only if it inherits it on stdin
+    // and our group is the one in the foreground now.
+    let take_tty = plan.foreground
+        && plan.stdio[0].is_none()
+        && libc::isatty(0) == 1
+        && libc::tcgetpgrp(0) == libc::getpgrp();
 
     if libc::setpgid(0, 0) < 0 {
         fail_early(page, ChildStep::Prepare, errno());
     }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    if take_tty {
+        // tcsetpgrp from a background group raises SIGTTOU unless blocked.
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTTOU);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::tcsetpgrp(0, libc::getpid());
+    }
+    // Default signal handling, as a freshly exec'd program expects.
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
         fail_early(page, ChildStep::Prepare, errno());
     }

@@ -128,6 +128,18 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 
+    /// Deny PATH (a file, or a directory and all beneath it): it cannot be
+    /// opened, executed, linked, renamed, symlinked to or replaced, by any
+    /// name (EACCES). Repeatable. Example: --deny-path /etc/shadow
+    #[arg(long, value_name = "PATH")]
+    pub deny_path: Vec<std::path::PathBuf>,
+
+    /// Append one JSON object per trapped call (syscall, category, pid,
+    /// parent pid, host, port, size, argv, denied, verdict) to FILE.
+    /// Example: --audit /tmp/audit.jsonl
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<std::path::PathBuf>,
+
     /// The command to run and its arguments (after `--`).
     /// Example: -- /bin/sh -c 'cat /etc/hostname'
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]

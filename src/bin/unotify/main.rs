@@ -149,7 +149,7 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let mut builder = Sandbox::builder();
+    let mut builder = Sandbox::builder().foreground(true);
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
@@ -170,6 +170,12 @@ fn run(args: RunArgs) -> u8 {
     }
     if let Some(bytes) = args.max_memory {
         builder = builder.max_memory(bytes);
+    }
+    for path in &args.deny_path {
+        builder = builder.deny_path(path);
+    }
+    if let Some(file) = &args.audit {
+        builder = builder.audit(file);
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
