@@ -193,7 +193,9 @@ fn settled_counts() -> (usize, usize) {
         let now = read();
         if now == last {
             same += 1;
-            if same == 3 {
+            // 100 ms unchanged: a deferred closure left running past its
+            // deadline (50 ms here) has ended and its thread is gone.
+            if same == 20 {
                 break;
             }
         } else {

@@ -321,6 +321,11 @@ impl Drop for Lanes {
         // Disconnect every lane first, so that a woken worker sees it.
         let states: Vec<Arc<LaneState>> = self.lanes.drain(..).map(|l| l.state).collect();
         for st in states {
+            // Urgent: a SCHED_BATCH worker woken on a busy CPU could wait a
+            // whole scheduler tick, which every shutdown would pay.
+            if st.batch {
+                st.boost();
+            }
             st.seq.fetch_add(1, Ordering::Release);
             let woken = process::futex_wake(&st.seq, i32::MAX);
             st.sleepers.fetch_sub(woken, Ordering::AcqRel);
