@@ -71,7 +71,8 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -178,7 +179,10 @@ impl Command {
 /// Converts to a C string, refusing interior NUL bytes.
 pub(crate) fn cstring(s: &OsStr) -> Result<CString> {
     CString::new(s.as_bytes().to_vec()).map_err(|_| Error::InvalidConfig {
-        message: format!("{:?} contains a NUL byte, which cannot be passed to a program", s),
+        message: format!(
+            "{:?} contains a NUL byte, which cannot be passed to a program",
+            s
+        ),
     })
 }
 

@@ -597,7 +597,10 @@ mod interp {
             match insn.code {
                 OP_LD_W_ABS => {
                     let off = k as usize;
-                    assert!(off.is_multiple_of(4) && off + 4 <= 64, "bad load offset {off}");
+                    assert!(
+                        off.is_multiple_of(4) && off + 4 <= 64,
+                        "bad load offset {off}"
+                    );
                     a = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
                 }
                 OP_AND_K => a &= k,

@@ -133,7 +133,9 @@ impl<'a> HandlerCtx<'a> {
         let n = mem::read(self.notif.pid as i32, addr, buf).map_err(MemoryError::Fault)?;
         self.check_valid()?;
         if n < buf.len() {
-            return Err(MemoryError::Fault(io::Error::from_raw_os_error(libc::EFAULT)));
+            return Err(MemoryError::Fault(io::Error::from_raw_os_error(
+                libc::EFAULT,
+            )));
         }
         Ok(())
     }
@@ -150,7 +152,9 @@ impl<'a> HandlerCtx<'a> {
     /// an unmapped page.
     pub fn read_cstr(&self, addr: u64, max_len: usize) -> Result<Vec<u8>, MemoryError> {
         if addr == 0 {
-            return Err(MemoryError::Fault(io::Error::from_raw_os_error(libc::EFAULT)));
+            return Err(MemoryError::Fault(io::Error::from_raw_os_error(
+                libc::EFAULT,
+            )));
         }
         self.check_valid()?;
         let mut out = Vec::new();
@@ -160,9 +164,12 @@ impl<'a> HandlerCtx<'a> {
             let room = max_len.saturating_add(1) - out.len();
             let in_page = (PAGE - cur % PAGE) as usize;
             let want = in_page.min(room);
-            let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want]).map_err(MemoryError::Fault)?;
+            let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want])
+                .map_err(MemoryError::Fault)?;
             if n == 0 {
-                return Err(MemoryError::Fault(io::Error::from_raw_os_error(libc::EFAULT)));
+                return Err(MemoryError::Fault(io::Error::from_raw_os_error(
+                    libc::EFAULT,
+                )));
             }
             if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
                 out.extend_from_slice(&chunk[..nul]);
@@ -184,7 +191,9 @@ impl<'a> HandlerCtx<'a> {
         let n = mem::write(self.notif.pid as i32, addr, data).map_err(MemoryError::Fault)?;
         self.check_valid()?;
         if n < data.len() {
-            return Err(MemoryError::Fault(io::Error::from_raw_os_error(libc::EFAULT)));
+            return Err(MemoryError::Fault(io::Error::from_raw_os_error(
+                libc::EFAULT,
+            )));
         }
         Ok(())
     }
@@ -197,7 +206,10 @@ impl<'a> HandlerCtx<'a> {
         let pid = self.notif.pid as i32;
         let pidfd = match pidfd::pidfd_open(pid, 0) {
             Ok(p) => p,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL)
+                    || e.raw_os_error() == Some(libc::ENOENT) =>
+            {
                 let tgid = thread_group_of(pid).ok_or(e)?;
                 pidfd::pidfd_open(tgid, 0)?
             }
@@ -263,7 +275,10 @@ impl Chains {
 
     /// Runs the chain for the call: the first non-`Continue` answer wins.
     pub(crate) fn run(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        let Some(chain) = usize::try_from(cx.nr()).ok().and_then(|i| self.by_nr.get(i)) else {
+        let Some(chain) = usize::try_from(cx.nr())
+            .ok()
+            .and_then(|i| self.by_nr.get(i))
+        else {
             return NotifAction::Continue;
         };
         for h in chain {

@@ -59,7 +59,7 @@
 //!
 //! # Safety
 //!
-//! All `unsafe` code lives in [`sys`], each block with the reason it is sound.
+//! The kernel interface, with every block the compiler cannot check, lives in [`sys`]; each block says why it is sound.
 //! Memory read from a trapped task is a copy: decide on the copy, never on
 //! the pointer, since the task may change its memory after the check.
 //!
@@ -79,19 +79,19 @@ pub(crate) mod freeze;
 pub mod handler;
 pub mod net;
 pub mod notification;
-pub mod probe;
 pub mod paths;
 pub mod policy;
+pub mod probe;
 pub mod process;
 pub mod sandbox;
 pub mod supervisor;
-pub mod syscalls;
 pub mod sys;
+pub mod syscalls;
 
 pub use action::{Deferred, NotifAction};
+pub use command::{Command, Stdio};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerCtx, MemoryError};
 pub use notification::Notification;
-pub use supervisor::{Stats, Supervisor, SupervisorHandle};
-pub use command::{Command, Stdio};
 pub use sandbox::{Child, Sandbox, SandboxBuilder};
+pub use supervisor::{Stats, Supervisor, SupervisorHandle};

@@ -13,9 +13,11 @@ use crate::command::{cstring, env_entry, Command, Stdio};
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
 use crate::handler::{Chains, Handler};
-use crate::supervisor::{Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT};
-use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
+use crate::supervisor::{
+    Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
+};
 use crate::sys::ptrace::{self, Peeked};
+use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
 use crate::sys::{pidfd, process, seccomp};
 use crate::syscalls;
 
@@ -92,7 +94,10 @@ impl SandboxBuilder {
     /// never beyond the starting one.
     pub fn policy_fn<F>(mut self, f: F) -> Self
     where
-        F: FnMut(&crate::policy::SyscallEvent, &mut crate::policy::PolicyContext<'_>) -> crate::policy::Verdict
+        F: FnMut(
+                &crate::policy::SyscallEvent,
+                &mut crate::policy::PolicyContext<'_>,
+            ) -> crate::policy::Verdict
             + Send
             + 'static,
     {
@@ -111,7 +116,8 @@ impl SandboxBuilder {
     /// Traps `syscall` (by name, e.g. `"openat"`) and adds `handler` to its
     /// chain, after the builtin handlers and earlier user handlers.
     pub fn handle(mut self, syscall: &str, handler: impl Handler) -> Self {
-        self.rules.push(Rule::Handle(syscall.to_owned(), Arc::new(handler)));
+        self.rules
+            .push(Rule::Handle(syscall.to_owned(), Arc::new(handler)));
         self
     }
 
@@ -234,7 +240,8 @@ impl SandboxBuilder {
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
             return Err(Error::InvalidConfig {
-                message: "max_processes must be at least 1 (the sandboxed program itself counts)".into(),
+                message: "max_processes must be at least 1 (the sandboxed program itself counts)"
+                    .into(),
             });
         }
         // Process and memory limits; a call the filter denies outright needs
@@ -301,7 +308,8 @@ impl SandboxBuilder {
         let workers = match self.workers {
             Some(0) => {
                 return Err(Error::InvalidConfig {
-                    message: "the worker pool needs at least 1 thread; use workers(1) or more".into(),
+                    message: "the worker pool needs at least 1 thread; use workers(1) or more"
+                        .into(),
                 })
             }
             Some(n) => n,
@@ -467,7 +475,11 @@ impl Sandbox {
             .iter()
             .map(|(k, v)| env_entry(k, v))
             .collect::<Result<Vec<_>>>()?;
-        let cwd = cmd.cwd.as_ref().map(|d| cstring(d.as_os_str())).transpose()?;
+        let cwd = cmd
+            .cwd
+            .as_ref()
+            .map(|d| cstring(d.as_os_str()))
+            .transpose()?;
 
         let mut keep: Vec<OwnedFd> = Vec::new();
         let mut ours: [Option<File>; 3] = [None, None, None];
@@ -485,7 +497,8 @@ impl Sandbox {
                     keep.push(f.into());
                 }
                 Stdio::Piped => {
-                    let (r, w) = std::io::pipe().map_err(|e| Error::setup("create a stdio pipe", e))?;
+                    let (r, w) =
+                        std::io::pipe().map_err(|e| Error::setup("create a stdio pipe", e))?;
                     let (child_end, our_end): (OwnedFd, OwnedFd) = if i == 0 {
                         (r.into(), w.into())
                     } else {
@@ -525,14 +538,17 @@ impl Sandbox {
                 return Err(start_error(f, &program));
             }
         };
-        let listener = pidfd::pidfd_open(pid, 0)
-            .and_then(|p| pidfd::pidfd_getfd(p.as_fd(), child_fd));
+        let listener =
+            pidfd::pidfd_open(pid, 0).and_then(|p| pidfd::pidfd_getfd(p.as_fd(), child_fd));
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
                 forked.abort();
                 reap(pid);
-                return Err(Error::setup("take the seccomp listener with pidfd_getfd", e));
+                return Err(Error::setup(
+                    "take the seccomp listener with pidfd_getfd",
+                    e,
+                ));
             }
         };
         let supervisor = match Supervisor::start(listener, pid, self.config.clone()) {
@@ -565,7 +581,9 @@ impl Sandbox {
 
     /// Spawns `cmd` and waits for it.
     pub fn run(&self, cmd: &mut Command) -> Result<ExitStatus> {
-        self.spawn(cmd)?.wait().map_err(|e| Error::io("wait for the child", e))
+        self.spawn(cmd)?
+            .wait()
+            .map_err(|e| Error::io("wait for the child", e))
     }
 }
 
@@ -581,10 +599,13 @@ fn start_error(f: StartFailure, program: &str) -> Error {
                 source: e,
             },
         },
-        StartFailure::Child(ChildStep::Filter, e) => Error::setup("install the seccomp filter in the child", e),
-        StartFailure::Child(ChildStep::Prepare, e) => {
-            Error::setup("prepare the child (process group, stdio, working directory)", e)
+        StartFailure::Child(ChildStep::Filter, e) => {
+            Error::setup("install the seccomp filter in the child", e)
         }
+        StartFailure::Child(ChildStep::Prepare, e) => Error::setup(
+            "prepare the child (process group, stdio, working directory)",
+            e,
+        ),
         StartFailure::Vanished => Error::setup(
             "start the child (it exited or stopped answering before exec)",
             io::Error::from_raw_os_error(libc::ECHILD),
@@ -627,7 +648,9 @@ impl Child {
             return Ok(());
         }
         match process::kill_group(self.pid, libc::SIGKILL) {
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => process::kill(self.pid, libc::SIGKILL),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                process::kill(self.pid, libc::SIGKILL)
+            }
             other => other,
         }
     }
@@ -658,7 +681,8 @@ impl Child {
         // also report, and take, the ptrace stops that worker waits for.
         match ptrace::peek(self.pid, libc::WEXITED | libc::WNOHANG)? {
             Some(Peeked::Exited) => {
-                Ok(process::waitpid_raw(self.pid, libc::WNOHANG)?.map(|(_, raw)| self.finished(raw)))
+                Ok(process::waitpid_raw(self.pid, libc::WNOHANG)?
+                    .map(|(_, raw)| self.finished(raw)))
             }
             _ => Ok(None),
         }

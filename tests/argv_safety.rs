@@ -497,3 +497,40 @@ fn without_argv_safety_the_race_is_real() {
     );
     assert!(denied > 0, "the race never showed: {out}");
 }
+
+/// posix_spawnp (a vfork-style clone) of a name found only at the end of
+/// PATH: the child's first execs fail (ENOENT) while its parent sleeps
+/// uninterruptibly in the vfork wait, then one succeeds.
+const SPAWN_SEARCH: &str = r#"
+#include <spawn.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), ok = 0;
+    setenv("PATH", "/unotify-missing-1:/unotify-missing-2:/usr/bin:/bin", 1);
+    for (int i = 0; i < n; i++) {
+        pid_t p;
+        char *args[] = { "true", NULL };
+        if (posix_spawnp(&p, "true", NULL, NULL, args, environ) != 0) continue;
+        int st;
+        if (waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    printf("ok=%d\n", ok);
+    return 0;
+}
+"#;
+
+#[test]
+fn vfork_parent_of_a_failing_path_search_does_not_stall() {
+    let _w = common::watchdog(Duration::from_secs(120), "posix_spawnp search");
+    let exe = program("spawn_search", SPAWN_SEARCH);
+    for workers in [1, 2] {
+        let sandbox = guarded().workers(workers).build().unwrap();
+        let t = Instant::now();
+        let (out, code) = run(&sandbox, &exe, &["30"]);
+        let took = t.elapsed();
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(field(&out, "ok"), 30, "{out}");
+        assert!(took < Duration::from_secs(10), "{workers} worker(s): took {took:?}");
+        eprintln!("30 posix_spawnp path searches, {workers} worker(s): {took:?}");
+    }
+}

@@ -23,20 +23,50 @@ fn stderr(out: &Output) -> String {
 fn assert_refused(args: &[&str], needle: &str) {
     let out = run(args);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(125), "args {args:?}, stderr:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "args {args:?}, stderr:\n{err}"
+    );
     assert!(err.starts_with("unotify: "), "stderr:\n{err}");
-    assert!(err.contains(needle), "expected {needle:?} in stderr:\n{err}");
+    assert!(
+        err.contains(needle),
+        "expected {needle:?} in stderr:\n{err}"
+    );
 }
 
 #[test]
 fn malformed_policy_flags_exit_125_and_quote_the_rule() {
-    assert_refused(&["run", "--net-allow", "tcp://127.0.0.1:0", "--", "true"], "127.0.0.1:0");
-    assert_refused(&["run", "--net-allow", "127.0.0.1:70000", "--", "true"], "70000");
-    assert_refused(&["run", "--net-allow", "ftp://127.0.0.1", "--", "true"], "ftp://127.0.0.1");
-    assert_refused(&["run", "--net-allow", "10.0.0.0/33", "--", "true"], "10.0.0.0/33");
-    assert_refused(&["run", "--net-deny", "localhost", "--", "true"], "localhost");
     assert_refused(
-        &["run", "--net-allow", "127.0.0.1", "--net-deny", "127.0.0.2", "--", "true"],
+        &["run", "--net-allow", "tcp://127.0.0.1:0", "--", "true"],
+        "127.0.0.1:0",
+    );
+    assert_refused(
+        &["run", "--net-allow", "127.0.0.1:70000", "--", "true"],
+        "70000",
+    );
+    assert_refused(
+        &["run", "--net-allow", "ftp://127.0.0.1", "--", "true"],
+        "ftp://127.0.0.1",
+    );
+    assert_refused(
+        &["run", "--net-allow", "10.0.0.0/33", "--", "true"],
+        "10.0.0.0/33",
+    );
+    assert_refused(
+        &["run", "--net-deny", "localhost", "--", "true"],
+        "localhost",
+    );
+    assert_refused(
+        &[
+            "run",
+            "--net-allow",
+            "127.0.0.1",
+            "--net-deny",
+            "127.0.0.2",
+            "--",
+            "true",
+        ],
         "deny",
     );
     assert_refused(&["run", "--net-deny-bind", "0", "--", "true"], "0");
@@ -80,23 +110,41 @@ fn net_allow_lets_through_only_the_allowed_port() {
         denied.local_addr().unwrap().port().to_string(),
     );
     let rule = format!("127.0.0.1:{pa}");
-    let out = run(&["run", "--net-allow", &rule, "--", client.to_str().unwrap(), &pa, &pd]);
+    let out = run(&[
+        "run",
+        "--net-allow",
+        &rule,
+        "--",
+        client.to_str().unwrap(),
+        &pa,
+        &pd,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    assert!(text.contains(&format!("{pa} 0\n")), "allowed connect failed:\n{text}");
+    assert!(
+        text.contains(&format!("{pa} 0\n")),
+        "allowed connect failed:\n{text}"
+    );
     assert!(
         text.contains(&format!("{pd} {}\n", libc::ECONNREFUSED)),
         "denied connect not refused:\n{text}"
     );
     assert!(allowed.accept().is_ok());
-    assert!(denied.accept().is_err(), "the denied listener got a connection");
+    assert!(
+        denied.accept().is_err(),
+        "the denied listener got a connection"
+    );
 }
 
 #[test]
 fn process_limit_makes_a_fork_fail_and_a_larger_one_lets_it_run() {
     let script = "sleep 0.3 & sleep 0.3 & sleep 0.3 & wait";
     let out = run(&["run", "-P", "3", "--", "/bin/sh", "-c", script]);
-    assert_ne!(out.status.code(), Some(0), "three children under -P 3 should not all start");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "three children under -P 3 should not all start"
+    );
     let out = run(&["run", "--max-processes", "4", "--", "/bin/sh", "-c", script]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
 }
@@ -119,7 +167,14 @@ fn memory_limit_kills_an_oversized_program() {
     let alloc = common::build_c("cli_alloc", ALLOC_C, &[]);
     let out = run(&["run", "-m", "64M", "--", alloc.to_str().unwrap(), "256"]);
     assert_eq!(out.status.code(), Some(137), "stderr:\n{}", stderr(&out));
-    let out = run(&["run", "--max-memory", "512M", "--", alloc.to_str().unwrap(), "128"]);
+    let out = run(&[
+        "run",
+        "--max-memory",
+        "512M",
+        "--",
+        alloc.to_str().unwrap(),
+        "128",
+    ]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
 }
 
@@ -149,14 +204,27 @@ fn deny_path_refuses_the_file_and_audit_records_json_events() {
     ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    assert!(!text.contains("top-secret"), "denied content was read:\n{text}");
-    assert!(text.contains("rc=1") && text.contains("hello"), "stdout:\n{text}");
-    assert!(stderr(&out).contains("Permission denied"), "stderr:\n{}", stderr(&out));
+    assert!(
+        !text.contains("top-secret"),
+        "denied content was read:\n{text}"
+    );
+    assert!(
+        text.contains("rc=1") && text.contains("hello"),
+        "stdout:\n{text}"
+    );
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "stderr:\n{}",
+        stderr(&out)
+    );
     let log = std::fs::read_to_string(&audit).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert!(!lines.is_empty());
     for l in &lines {
-        assert!(l.starts_with("{\"syscall\":") && l.ends_with('}'), "bad record {l}");
+        assert!(
+            l.starts_with("{\"syscall\":") && l.ends_with('}'),
+            "bad record {l}"
+        );
         for key in ["\"category\":", "\"pid\":", "\"verdict\":", "\"denied\":"] {
             assert!(l.contains(key), "{key} missing in {l}");
         }
@@ -166,7 +234,9 @@ fn deny_path_refuses_the_file_and_audit_records_json_events() {
         "no exec event in:\n{log}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("\"syscall\":\"openat\"") && l.contains("\"denied\":true")),
+        lines
+            .iter()
+            .any(|l| l.contains("\"syscall\":\"openat\"") && l.contains("\"denied\":true")),
         "the denied open is not recorded as denied:\n{log}"
     );
 }

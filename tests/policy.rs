@@ -107,7 +107,12 @@ fn run_ops(sandbox: &Sandbox, args: &[String]) -> (std::process::ExitStatus, Vec
         .spawn(Command::new(ops()).args(args).stdout(Stdio::Piped))
         .expect("spawn the ops program");
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let status = child.wait().unwrap();
     (status, out.lines().map(str::to_owned).collect())
 }
@@ -137,16 +142,25 @@ fn a_held_call_without_a_verdict_is_denied_after_five_seconds() {
             }
             Verdict::Allow
         })
-        .handle("getppid", |_cx: &HandlerCtx<'_>| NotifAction::ReturnValue(77))
+        .handle("getppid", |_cx: &HandlerCtx<'_>| {
+            NotifAction::ReturnValue(77)
+        })
         .build()
         .unwrap();
     let started = Instant::now();
     let (status, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{port}"), "p".into()]);
     let elapsed = started.elapsed();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(lines[0], format!("c 127.0.0.1:{port} -1 {}", libc::EPERM), "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!("c 127.0.0.1:{port} -1 {}", libc::EPERM),
+        "{lines:?}"
+    );
     assert_eq!(lines[1], "p 77", "the supervisor stays healthy: {lines:?}");
-    assert!(elapsed >= Duration::from_millis(4800), "denied too early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(4800),
+        "denied too early: {elapsed:?}"
+    );
     assert!(elapsed < Duration::from_secs(9), "took {elapsed:?}");
     assert_eq!(accepted(&l), 0, "a denied connect must send nothing");
 }
@@ -156,17 +170,32 @@ fn a_denying_verdict_comes_before_any_packet() {
     let (l, port) = listener("127.0.0.1");
     let (l2, port2) = listener("127.0.0.1");
     let sandbox = Sandbox::builder()
-        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| match ev.port {
-            Some(p) if p == port => Verdict::Deny,
-            Some(p) if p == port2 => Verdict::DenyWith(libc::ECONNABORTED),
-            _ => Verdict::Allow,
-        })
+        .policy_fn(
+            move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| match ev.port {
+                Some(p) if p == port => Verdict::Deny,
+                Some(p) if p == port2 => Verdict::DenyWith(libc::ECONNABORTED),
+                _ => Verdict::Allow,
+            },
+        )
         .build()
         .unwrap();
-    let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{port}"), format!("c:127.0.0.1:{port2}")]);
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[
+            format!("c:127.0.0.1:{port}"),
+            format!("c:127.0.0.1:{port2}"),
+        ],
+    );
     assert_eq!(lines[0], format!("c 127.0.0.1:{port} -1 {}", libc::EPERM));
-    assert_eq!(lines[1], format!("c 127.0.0.1:{port2} -1 {}", libc::ECONNABORTED));
-    assert_eq!(accepted(&l) + accepted(&l2), 0, "nothing may reach a denied listener");
+    assert_eq!(
+        lines[1],
+        format!("c 127.0.0.1:{port2} -1 {}", libc::ECONNABORTED)
+    );
+    assert_eq!(
+        accepted(&l) + accepted(&l2),
+        0,
+        "nothing may reach a denied listener"
+    );
 }
 
 #[test]
@@ -180,12 +209,22 @@ fn a_verdict_only_tightens() {
             }
             Verdict::Allow
         })
-        .handle("bind", |_cx: &HandlerCtx<'_>| NotifAction::Errno(libc::EADDRINUSE))
+        .handle("bind", |_cx: &HandlerCtx<'_>| {
+            NotifAction::Errno(libc::EADDRINUSE)
+        })
         .build()
         .unwrap();
     let (_, lines) = run_ops(&sandbox, &["b:0".into()]);
-    assert_eq!(lines[0], format!("b -1 {}", libc::EADDRINUSE), "Allow must not undo a denial");
-    assert_eq!(seen_denied.load(Ordering::SeqCst), 1, "the event says the call was denied");
+    assert_eq!(
+        lines[0],
+        format!("b -1 {}", libc::EADDRINUSE),
+        "Allow must not undo a denial"
+    );
+    assert_eq!(
+        seen_denied.load(Ordering::SeqCst),
+        1,
+        "the event says the call was denied"
+    );
 }
 
 #[test]
@@ -207,7 +246,11 @@ fn restrict_and_grant_network_never_exceed_the_starting_policy() {
         .unwrap();
     let (_, lines) = run_ops(
         &sandbox,
-        &[format!("c:127.0.0.1:{p1}"), format!("c:127.0.0.2:{p2}"), format!("c:127.0.0.1:{p1}")],
+        &[
+            format!("c:127.0.0.1:{p1}"),
+            format!("c:127.0.0.2:{p2}"),
+            format!("c:127.0.0.1:{p1}"),
+        ],
     );
     assert_eq!(lines[0], format!("c 127.0.0.1:{p1} 0 0"));
     assert_eq!(
@@ -234,10 +277,21 @@ fn restrict_and_grant_network_never_exceed_the_starting_policy() {
         .unwrap();
     let (_, lines) = run_ops(
         &sandbox,
-        &[format!("c:127.0.0.1:{p3}"), format!("c:127.0.0.1:{p3}"), format!("c:127.0.0.2:{p4}")],
+        &[
+            format!("c:127.0.0.1:{p3}"),
+            format!("c:127.0.0.1:{p3}"),
+            format!("c:127.0.0.2:{p4}"),
+        ],
     );
-    assert_eq!(lines[0], format!("c 127.0.0.1:{p3} 0 0"), "restriction applies from the next call");
-    assert_eq!(lines[1], format!("c 127.0.0.1:{p3} -1 {}", libc::ECONNREFUSED));
+    assert_eq!(
+        lines[0],
+        format!("c 127.0.0.1:{p3} 0 0"),
+        "restriction applies from the next call"
+    );
+    assert_eq!(
+        lines[1],
+        format!("c 127.0.0.1:{p3} -1 {}", libc::ECONNREFUSED)
+    );
     assert_eq!(lines[2], format!("c 127.0.0.2:{p4} 0 0"));
     assert_eq!((accepted(&l3), accepted(&l4)), (1, 1));
 }
@@ -267,8 +321,15 @@ fn restrict_process_network_is_keyed_by_process() {
         ],
     );
     assert_eq!(lines[0], format!("c 127.0.0.1:{p} 0 0"));
-    assert_eq!(lines[1], format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED));
-    assert_eq!(lines[2], format!("c 127.0.0.1:{p} 0 0"), "another process is not restricted");
+    assert_eq!(
+        lines[1],
+        format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED)
+    );
+    assert_eq!(
+        lines[2],
+        format!("c 127.0.0.1:{p} 0 0"),
+        "another process is not restricted"
+    );
     assert_eq!(accepted(&l), 2);
 }
 
@@ -284,9 +345,18 @@ fn restrict_max_processes_only_lowers() {
         })
         .build()
         .unwrap();
-    let (_, lines) = run_ops(&sandbox, &["f:3".into(), format!("c:127.0.0.1:{p}"), "f:3".into()]);
-    assert_eq!(lines[0], "f ok=3 eagain=0 other=0", "no limit before the restriction");
-    assert_eq!(lines[2], "f ok=1 eagain=2 other=0", "root + 1 under a limit of 2");
+    let (_, lines) = run_ops(
+        &sandbox,
+        &["f:3".into(), format!("c:127.0.0.1:{p}"), "f:3".into()],
+    );
+    assert_eq!(
+        lines[0], "f ok=3 eagain=0 other=0",
+        "no limit before the restriction"
+    );
+    assert_eq!(
+        lines[2], "f ok=1 eagain=2 other=0",
+        "root + 1 under a limit of 2"
+    );
 
     let sandbox = Sandbox::builder()
         .max_processes(3)
@@ -297,7 +367,10 @@ fn restrict_max_processes_only_lowers() {
         .build()
         .unwrap();
     let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}"), "f:4".into()]);
-    assert_eq!(lines[1], "f ok=2 eagain=2 other=0", "a higher limit is ignored");
+    assert_eq!(
+        lines[1], "f ok=2 eagain=2 other=0",
+        "a higher limit is ignored"
+    );
 }
 
 #[test]
@@ -314,9 +387,16 @@ fn restrict_max_memory_only_lowers() {
         })
         .build()
         .unwrap();
-    let (status, lines) = run_ops(&sandbox, &["m:128".into(), format!("c:127.0.0.1:{p}"), "m:128".into()]);
+    let (status, lines) = run_ops(
+        &sandbox,
+        &["m:128".into(), format!("c:127.0.0.1:{p}"), "m:128".into()],
+    );
     assert_eq!(lines[0], "m 0 0", "128 MiB fits the starting 512M");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "over the lowered limit: {lines:?}");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "over the lowered limit: {lines:?}"
+    );
 }
 
 #[test]
@@ -345,12 +425,27 @@ fn deny_path_at_run_time_and_allow_path_cannot_undo_a_starting_denial() {
     let path = |p: &Path| format!("o:{}", p.display());
     let (_, lines) = run_ops(
         &sandbox,
-        &[path(&later), path(&fixed), format!("c:127.0.0.1:{p}"), path(&later), path(&fixed)],
+        &[
+            path(&later),
+            path(&fixed),
+            format!("c:127.0.0.1:{p}"),
+            path(&later),
+            path(&fixed),
+        ],
     );
     assert_eq!(lines[0], format!("o {} 0 later-content", later.display()));
-    assert_eq!(lines[1], format!("o {} -1 {}", fixed.display(), libc::EACCES));
-    assert_eq!(lines[3], format!("o {} -1 {}", later.display(), libc::EACCES));
-    assert_eq!(lines[4], format!("o {} -1 {}", fixed.display(), libc::EACCES));
+    assert_eq!(
+        lines[1],
+        format!("o {} -1 {}", fixed.display(), libc::EACCES)
+    );
+    assert_eq!(
+        lines[3],
+        format!("o {} -1 {}", later.display(), libc::EACCES)
+    );
+    assert_eq!(
+        lines[4],
+        format!("o {} -1 {}", fixed.display(), libc::EACCES)
+    );
     assert_eq!(*answers.lock(), vec![(true, false)]);
 }
 
@@ -373,7 +468,10 @@ fn audit_log_has_one_json_object_per_event() {
     let (status, _) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}")]);
     assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
-    let connect: Vec<&str> = text.lines().filter(|l| l.contains(r#""syscall":"connect""#)).collect();
+    let connect: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#""syscall":"connect""#))
+        .collect();
     assert_eq!(connect.len(), 1, "audit log:\n{text}");
     let line = connect[0];
     for field in [
@@ -386,7 +484,10 @@ fn audit_log_has_one_json_object_per_event() {
         assert!(line.contains(field), "{field} missing in {line}");
     }
     for l in text.lines() {
-        assert!(l.starts_with('{') && l.ends_with('}'), "not one object per line: {l}");
+        assert!(
+            l.starts_with('{') && l.ends_with('}'),
+            "not one object per line: {l}"
+        );
     }
 }
 
@@ -413,9 +514,22 @@ fn a_denied_open_truncates_and_creates_nothing() {
         .build()
         .unwrap();
     let w = |p: &Path| format!("w:{}", p.display());
-    let (_, lines) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}"), w(&existing), w(&fresh)]);
-    assert_eq!(lines[1], format!("w {} -1 {}", existing.display(), libc::EPERM));
-    assert_eq!(lines[2], format!("w {} -1 {}", fresh.display(), libc::EPERM));
-    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep", "truncated before the verdict");
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[format!("c:127.0.0.1:{p}"), w(&existing), w(&fresh)],
+    );
+    assert_eq!(
+        lines[1],
+        format!("w {} -1 {}", existing.display(), libc::EPERM)
+    );
+    assert_eq!(
+        lines[2],
+        format!("w {} -1 {}", fresh.display(), libc::EPERM)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&existing).unwrap(),
+        "keep",
+        "truncated before the verdict"
+    );
     assert!(!fresh.exists(), "created before the verdict");
 }

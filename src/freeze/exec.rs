@@ -87,6 +87,18 @@ pub(crate) fn freeze<'a>(
     f
 }
 
+/// Whether `tid` waits in `vfork` for `caller` to exec or exit: it sleeps
+/// uninterruptibly in `kernel_clone` and shares the caller's address
+/// space. It cannot run before the exec has replaced that address space,
+/// which happens after argv is copied (or never, if the exec fails), so it
+/// is left alone: seized, it could not stop before a failed exec's caller
+/// tries again.
+fn vfork_parent_of(tid: i32, caller: i32) -> bool {
+    task_state(tid) == Some(b'D')
+        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| w == b"kernel_clone")
+        && ptrace::same_vm(tid, caller).unwrap_or(false)
+}
+
 impl ExecFreeze<'_> {
     /// Why the freeze could not be established, if it could not.
     pub(crate) fn failure(&self) -> Option<&str> {
@@ -105,7 +117,7 @@ impl ExecFreeze<'_> {
                     continue;
                 }
                 new += 1;
-                if argv.in_flight(t.tid) {
+                if argv.in_flight(t.tid) || vfork_parent_of(t.tid, caller) {
                     continue;
                 }
                 match ptrace::seize(t.tid, 0) {

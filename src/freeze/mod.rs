@@ -26,10 +26,12 @@
 //!
 //! A task in uninterruptible sleep (`D`) is seized and interrupted but not
 //! waited for: with the interrupt pending it traps before it returns to user
-//! mode. If it has not stopped when the freeze ends (a `vfork` parent whose
-//! child's exec failed), the worker that seized it waits for it outside the
-//! lock, and meanwhile other freezes count it as frozen (it is in
-//! [`ArgvSafety::pending`]).
+//! mode. If it has not stopped when the freeze ends, the worker that seized
+//! it waits for it outside the lock (at most [`PENDING_TIMEOUT`], then on
+//! its next freeze or trace), and meanwhile other freezes count it as
+//! frozen (it is in [`ArgvSafety::pending`]). The `vfork` parent of the
+//! exec caller is not seized at all (see `exec::vfork_parent_of`): it cannot
+//! run before the exec has copied argv and replaced the shared memory.
 
 pub(crate) mod creation;
 pub(crate) mod exec;
@@ -136,17 +138,29 @@ pub(crate) fn task_state(tid: i32) -> Option<u8> {
     text.get(close + 2).copied()
 }
 
-/// A sleep schedule for polling a tracee: short first, then longer.
-pub(crate) struct Backoff(Duration);
+/// A sleep schedule for polling a tracee: a few yields first (a tracee
+/// that is runnable gets this CPU at once), then sleeps growing to 1 ms.
+pub(crate) struct Backoff {
+    yields: u32,
+    sleep: Duration,
+}
 
 impl Backoff {
     pub(crate) fn new() -> Self {
-        Backoff(Duration::from_micros(10))
+        Backoff {
+            yields: 0,
+            sleep: Duration::from_micros(10),
+        }
     }
 
     pub(crate) fn sleep(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(Duration::from_millis(1));
+        if self.yields < 4 {
+            self.yields += 1;
+            std::thread::yield_now();
+            return;
+        }
+        std::thread::sleep(self.sleep);
+        self.sleep = (self.sleep * 2).min(Duration::from_millis(1));
     }
 }
 
@@ -266,7 +280,7 @@ pub(crate) fn retry_leftovers(argv: &ArgvSafety) {
 
 /// How long a worker waits, outside the `world` lock, for tasks whose stop
 /// was pending when their freeze ended.
-pub(crate) const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits (without the `world` lock, which is taken only to detach) for
 /// tasks seized by this thread whose stop is pending, and releases them.

@@ -184,7 +184,10 @@ mod tests {
         cx.restrict_network(&nets(&["127.0.0.1/32", "10.0.0.0/8"]));
         assert!(!d.net_allows(1, ip("127.0.0.2")));
         assert!(d.net_allows(1, ip("127.0.0.1")));
-        assert!(!d.net_allows(1, ip("10.0.0.1")), "restricting again never widens");
+        assert!(
+            !d.net_allows(1, ip("10.0.0.1")),
+            "restricting again never widens"
+        );
         cx.restrict_network(&[]);
         assert!(!d.net_allows(1, ip("127.0.0.1")));
         cx.grant_network(&nets(&["127.0.0.1/32"]));

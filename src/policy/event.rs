@@ -31,7 +31,9 @@ impl SyscallCategory {
         match name {
             "connect" | "bind" | "sendto" | "sendmsg" | "sendmmsg" | "socket" | "listen"
             | "accept" | "accept4" => SyscallCategory::Network,
-            "clone" | "clone3" | "fork" | "vfork" | "execve" | "execveat" => SyscallCategory::Process,
+            "clone" | "clone3" | "fork" | "vfork" | "execve" | "execveat" => {
+                SyscallCategory::Process
+            }
             "mmap" | "munmap" | "brk" | "mremap" => SyscallCategory::Memory,
             _ => SyscallCategory::File,
         }
@@ -75,15 +77,28 @@ impl SyscallEvent {
         push_field(&mut out, "category", &json_str(self.category.as_str()));
         push_field(&mut out, "pid", &self.pid.to_string());
         push_field(&mut out, "parent_pid", &opt(self.parent_pid));
-        push_field(&mut out, "host", &self.host.map_or("null".into(), |h| json_str(&h.to_string())));
+        push_field(
+            &mut out,
+            "host",
+            &self
+                .host
+                .map_or("null".into(), |h| json_str(&h.to_string())),
+        );
         push_field(&mut out, "port", &opt(self.port));
         push_field(&mut out, "size", &opt(self.size));
         let argv = match &self.argv {
-            Some(a) => format!("[{}]", a.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")),
+            Some(a) => format!(
+                "[{}]",
+                a.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")
+            ),
             None => "null".into(),
         };
         push_field(&mut out, "argv", &argv);
-        push_field(&mut out, "denied", if self.denied { "true" } else { "false" });
+        push_field(
+            &mut out,
+            "denied",
+            if self.denied { "true" } else { "false" },
+        );
         push_field(&mut out, "verdict", &json_str(verdict));
         out.pop();
         out.push('}');

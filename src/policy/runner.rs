@@ -104,7 +104,9 @@ impl PolicyRunner {
     /// supervisor must not hang on it.
     pub(crate) fn shutdown(&self) {
         self.tx.lock().take();
-        let Some(t) = self.thread.lock().take() else { return };
+        let Some(t) = self.thread.lock().take() else {
+            return;
+        };
         let deadline = std::time::Instant::now() + Duration::from_millis(200);
         while !t.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
@@ -114,7 +116,9 @@ impl PolicyRunner {
                 log::error!("the policy thread panicked");
             }
         } else {
-            log::warn!("the policy callback is still running; leaving its thread to finish on its own");
+            log::warn!(
+                "the policy callback is still running; leaving its thread to finish on its own"
+            );
         }
     }
 }

@@ -94,7 +94,12 @@ fn valid_errno(e: i32) -> i32 {
 }
 
 /// Applies the verdict to the pipeline's action: a verdict only tightens.
-pub(crate) fn apply(state: &PolicyState, notif: &Notification, action: NotifAction, argv: Option<Vec<String>>) -> NotifAction {
+pub(crate) fn apply(
+    state: &PolicyState,
+    notif: &Notification,
+    action: NotifAction,
+    argv: Option<Vec<String>>,
+) -> NotifAction {
     let denied = matches!(
         action,
         NotifAction::Errno(_) | NotifAction::KillTask { .. } | NotifAction::KillGroup { .. }

@@ -7,8 +7,8 @@
 //!   thread or the deadline timer) sends the one answer, the other drops its
 //!   result.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -111,7 +111,11 @@ impl DeferPool {
 
     /// Admits `work` for `notif`, or returns the answer to send now
     /// (`EAGAIN` when full, `EPERM` when the pool is shut down).
-    pub(crate) fn submit(shared: &Arc<Shared>, notif: Notification, work: Deferred) -> Option<NotifAction> {
+    pub(crate) fn submit(
+        shared: &Arc<Shared>,
+        notif: Notification,
+        work: Deferred,
+    ) -> Option<NotifAction> {
         let pool = &shared.defer;
         let Some(permit) = pool.sem.try_acquire() else {
             Counters::bump(&shared.counters.defer_rejected);
@@ -126,7 +130,13 @@ impl DeferPool {
         let slot = Arc::new(Slot::default());
         pool.schedule(notif, Arc::clone(&slot));
         Counters::bump(&shared.counters.deferred);
-        let job = Job { reserved: false, notif, work, slot, _permit: permit };
+        let job = Job {
+            reserved: false,
+            notif,
+            work,
+            slot,
+            _permit: permit,
+        };
         match pool.hand_over(shared, job) {
             Ok(()) => None,
             Err(job) => {
@@ -212,7 +222,12 @@ impl DeferPool {
 
     /// Whether some deferral has neither answered nor reached its deadline.
     fn awaiting_answer(&self) -> bool {
-        self.timer.queue.lock().0.iter().any(|Reverse(d)| !d.slot.is_claimed())
+        self.timer
+            .queue
+            .lock()
+            .0
+            .iter()
+            .any(|Reverse(d)| !d.slot.is_claimed())
     }
 
     /// Stops taking work and ends the pool: waits until every admitted
@@ -263,7 +278,9 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
                             // Saturating: a sender may have reserved this
                             // thread's place meanwhile; its job waits in
                             // the queue for the next free thread.
-                            let _ = idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                            let _ = idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                n.checked_sub(1)
+                            });
                         }
                         job
                     }
@@ -271,7 +288,13 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
                 }
             }
         };
-        let Job { notif, work, slot, _permit, .. } = job;
+        let Job {
+            notif,
+            work,
+            slot,
+            _permit,
+            ..
+        } = job;
         let action = match catch_unwind(AssertUnwindSafe(|| work.run())) {
             Ok(NotifAction::Defer(_)) => {
                 log::warn!(

@@ -120,7 +120,9 @@ impl Supervisor {
             source: e,
         })?;
         if config.sync_wake_up {
-            if let Err(e) = seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP) {
+            if let Err(e) =
+                seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP)
+            {
                 log::debug!("sync wake-up not available ({e}); trapped calls will be slower");
             }
         }
@@ -140,7 +142,9 @@ impl Supervisor {
         };
         let policy = match &config.policy {
             Some(setup) => {
-                let dynamic = Arc::new(crate::policy::DynamicPolicy::new(config.denied_paths.clone()));
+                let dynamic = Arc::new(crate::policy::DynamicPolicy::new(
+                    config.denied_paths.clone(),
+                ));
                 let runner = crate::policy::PolicyRunner::start(setup, Arc::clone(&dynamic))
                     .map_err(|e| Error::io("start the policy thread", e))?;
                 Some(crate::policy::PolicyState { runner, dynamic })
@@ -295,8 +299,12 @@ impl SupervisorHandle {
     /// `Defer`; those are answered `EPERM`). Returns `false` if no such call
     /// is held (already answered, or never held).
     pub fn release(&self, id: u64, action: NotifAction) -> bool {
-        let Some(sh) = self.shared.upgrade() else { return false };
-        let Some(notif) = sh.held.lock().remove(&id) else { return false };
+        let Some(sh) = self.shared.upgrade() else {
+            return false;
+        };
+        let Some(notif) = sh.held.lock().remove(&id) else {
+            return false;
+        };
         let action = match action {
             NotifAction::Hold | NotifAction::Defer(_) => {
                 log::warn!("release of held call {id} with {action:?}; answering EPERM");
@@ -334,7 +342,8 @@ impl SupervisorHandle {
     pub fn freeze(&self) -> Result<()> {
         let sh = self.shared.upgrade().ok_or_else(gone)?;
         let t = fork_tracker(&sh)?;
-        t.freeze().map_err(|e| Error::io("stop the sandbox's process group", e))
+        t.freeze()
+            .map_err(|e| Error::io("stop the sandbox's process group", e))
     }
 
     /// Thaws a frozen sandbox: answers every fork held by the freeze (each

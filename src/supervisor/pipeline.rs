@@ -34,12 +34,20 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // before anything (handlers, the policy callback) reads it; a freeze
     // that cannot be established answers EPERM without dispatch.
     let exec_freeze = match &shared.argv {
-        Some(argv) if argv.is_exec(&notif) => Some(crate::freeze::exec::freeze(shared, argv, &notif)),
+        Some(argv) if argv.is_exec(&notif) => {
+            Some(crate::freeze::exec::freeze(shared, argv, &notif))
+        }
         _ => None,
     };
-    let refused = exec_freeze.as_ref().and_then(|f| f.failure()).inspect(|why| {
-        log::warn!("argv-safety freeze for pid {} failed ({why}); answering EPERM", notif.pid);
-    });
+    let refused = exec_freeze
+        .as_ref()
+        .and_then(|f| f.failure())
+        .inspect(|why| {
+            log::warn!(
+                "argv-safety freeze for pid {} failed ({why}); answering EPERM",
+                notif.pid
+            );
+        });
     let refused = refused.is_some();
     let cx = HandlerCtx::new(&notif, shared);
     let action = match catch_unwind(AssertUnwindSafe(|| {
@@ -66,7 +74,10 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     let fork_token = crate::process::take_fork_token();
     let action = match action {
         NotifAction::Defer(_) if fork_token.is_some() => {
-            log::warn!("Defer on a counted fork of pid {}; answering EPERM", notif.pid);
+            log::warn!(
+                "Defer on a counted fork of pid {}; answering EPERM",
+                notif.pid
+            );
             NotifAction::Errno(libc::EPERM)
         }
         other => other,
@@ -74,7 +85,9 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // 6. The policy verdict (held calls wait for it), unless an on-behalf
     // handler already asked before its side effect. It only tightens.
     let action = match &shared.policy {
-        Some(policy) if !cx.policy_consulted() => crate::policy::apply(policy, &notif, action, None),
+        Some(policy) if !cx.policy_consulted() => {
+            crate::policy::apply(policy, &notif, action, None)
+        }
         _ => action,
     };
     // 5, 9, 10 for a frozen exec: answered under the freeze, which is
@@ -87,7 +100,10 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // is not deferred: its answer would skip the tracking.
     let action = match action {
         NotifAction::Defer(_) if shared.argv.as_ref().is_some_and(|a| a.is_fork_like(&notif)) => {
-            log::warn!("Defer on a tracked fork of pid {}; answering EPERM", notif.pid);
+            log::warn!(
+                "Defer on a tracked fork of pid {}; answering EPERM",
+                notif.pid
+            );
             NotifAction::Errno(libc::EPERM)
         }
         other => other,
@@ -170,7 +186,10 @@ fn answered(shared: &Shared, notif: &Notification, sent: std::io::Result<Sent>) 
                 notif.pid
             );
             if let Err(e) = respond(shared, notif, NotifAction::Errno(libc::EPERM)) {
-                log::error!("answering EPERM to notification {} failed too: {e}", notif.id);
+                log::error!(
+                    "answering EPERM to notification {} failed too: {e}",
+                    notif.id
+                );
             }
             Sent::Stale
         }

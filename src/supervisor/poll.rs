@@ -58,7 +58,10 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         },
     ];
     // With process tracking, wake up now and then to sweep the index.
-    let timeout = shared.tracker.as_ref().map(|_| crate::process::SWEEP_INTERVAL);
+    let timeout = shared
+        .tracker
+        .as_ref()
+        .map(|_| crate::process::SWEEP_INTERVAL);
     // Since when a call has been waiting behind a busy worker while another
     // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
     let mut stalled_since: Option<Instant> = None;
@@ -140,7 +143,10 @@ fn receive_one(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
             Counters::bump(&shared.counters.received);
             let notif = Notification::from(&raw);
             if let Err(notif) = lanes.dispatch(notif) {
-                log::error!("no worker left for notification {}; answering EPERM", notif.id);
+                log::error!(
+                    "no worker left for notification {}; answering EPERM",
+                    notif.id
+                );
                 super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
             }
         }

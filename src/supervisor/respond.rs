@@ -26,7 +26,12 @@ pub(crate) enum Sent {
 }
 
 fn resp(id: u64, val: i64, error: i32, flags: u32) -> SeccompNotifResp {
-    SeccompNotifResp { id, val, error, flags }
+    SeccompNotifResp {
+        id,
+        val,
+        error,
+        flags,
+    }
 }
 
 fn valid_errno(errno: i32) -> i32 {
@@ -65,20 +70,31 @@ fn add_fd(shared: &Shared, req: &SeccompNotifAddfd) -> io::Result<Result<i32, Se
             Ok(Err(Sent::Stale))
         }
         Err(e) => {
-            log::warn!("fd injection for notification {} failed: {e}; answering EACCES", req.id);
+            log::warn!(
+                "fd injection for notification {} failed: {e}; answering EACCES",
+                req.id
+            );
             send_errno(shared, req.id, libc::EACCES).map(Err)
         }
     }
 }
 
 /// Sends the answer for `notif`. The caller holds the `world` lock shared.
-pub(crate) fn respond(shared: &Shared, notif: &Notification, action: NotifAction) -> io::Result<Sent> {
+pub(crate) fn respond(
+    shared: &Shared,
+    notif: &Notification,
+    action: NotifAction,
+) -> io::Result<Sent> {
     let id = notif.id;
     match action {
         NotifAction::Continue => send(shared, &resp(id, 0, 0, seccomp::USER_NOTIF_FLAG_CONTINUE)),
         NotifAction::Errno(e) => send_errno(shared, id, e),
         NotifAction::ReturnValue(v) => send(shared, &resp(id, v, 0, 0)),
-        NotifAction::InjectFd { fd, target, newfd_flags } => {
+        NotifAction::InjectFd {
+            fd,
+            target,
+            newfd_flags,
+        } => {
             if target < 0 {
                 log::warn!("InjectFd with negative target {target}; answering EACCES");
                 return send_errno(shared, id, libc::EACCES);
@@ -111,7 +127,11 @@ pub(crate) fn respond(shared: &Shared, notif: &Notification, action: NotifAction
                 Err(sent) => Ok(sent),
             }
         }
-        NotifAction::InjectFdSendTracked { fd, newfd_flags, on_success } => {
+        NotifAction::InjectFdSendTracked {
+            fd,
+            newfd_flags,
+            on_success,
+        } => {
             let req = SeccompNotifAddfd {
                 id,
                 flags: seccomp::ADDFD_FLAG_SEND,

@@ -35,7 +35,9 @@ impl Semaphore {
             return None;
         }
         *avail -= 1;
-        Some(Permit { sem: Arc::clone(self) })
+        Some(Permit {
+            sem: Arc::clone(self),
+        })
     }
 
     /// Units currently taken.

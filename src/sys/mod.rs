@@ -7,8 +7,8 @@
 pub mod fs;
 pub mod mem;
 pub mod memfd;
-pub mod path;
 pub mod net;
+pub mod path;
 pub mod pidfd;
 pub mod probe;
 pub mod process;

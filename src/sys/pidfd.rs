@@ -11,7 +11,13 @@ pub const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
 /// Opens a pidfd for process `pid` (`pidfd_open(2)`), close-on-exec.
 pub fn pidfd_open(pid: i32, flags: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, flags as libc::c_long) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            pid as libc::c_long,
+            flags as libc::c_long,
+        )
+    };
     let fd = cvt_long(ret)?;
     // SAFETY: the kernel just created this fd; we are its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })

@@ -25,7 +25,9 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET only reads the set, with an index below its capacity.
-    Ok((0..max).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+    Ok((0..max)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
 }
 
 /// Pins thread `tid` (0 = the caller) to `cpu`.
@@ -40,7 +42,8 @@ pub fn pin_to_cpu(tid: i32, cpu: usize) -> io::Result<()> {
     // SAFETY: see above: `cpu` is in range.
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from `set`.
-    cvt(unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) }).map(drop)
+    cvt(unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(drop)
 }
 
 /// Sends `sig` to process `pid`.
@@ -128,7 +131,11 @@ fn unsafe_zeroed_siginfo() -> libc::siginfo_t {
 /// the running task's slice to end (up to a scheduler tick).
 pub fn set_sched_batch(tid: i32, batch: bool) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
-    let policy = if batch { libc::SCHED_BATCH } else { libc::SCHED_OTHER };
+    let policy = if batch {
+        libc::SCHED_BATCH
+    } else {
+        libc::SCHED_OTHER
+    };
     // SAFETY: sched_setscheduler reads one sched_param from a live value.
     cvt(unsafe { libc::sched_setscheduler(tid, policy, &param) }).map(drop)
 }

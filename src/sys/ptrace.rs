@@ -16,7 +16,14 @@ pub const EXIT_KILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 fn request(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // SAFETY: the requests used through this helper take integers (or, for
     // GETEVENTMSG, a pointer to a live u64 passed as `data` by the caller).
-    cvt_long(unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) })
+    cvt_long(unsafe {
+        libc::ptrace(
+            req,
+            tid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    })
 }
 
 /// `PTRACE_SEIZE` with `options`; the task keeps running.
@@ -145,7 +152,14 @@ pub fn peek(pid: i32, flags: i32) -> io::Result<Option<Peeked>> {
     // SAFETY: waitid writes one siginfo_t into `info`, alive for the call;
     // WNOWAIT leaves the state change reportable.
     super::retry_eintr(|| {
-        super::cvt(unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags | libc::WNOWAIT) })
+        super::cvt(unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                flags | libc::WNOWAIT,
+            )
+        })
     })?;
     // SAFETY: si_pid is valid to read on a siginfo filled by waitid (zero
     // when WNOHANG found nothing).
@@ -156,4 +170,13 @@ pub fn peek(pid: i32, flags: i32) -> io::Result<Option<Peeked>> {
         libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED => Peeked::Exited,
         _ => Peeked::Other,
     }))
+}
+
+/// `kcmp(a, b, KCMP_VM, 0, 0)`: whether two tasks share one address space.
+pub fn same_vm(a: i32, b: i32) -> io::Result<bool> {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: KCMP_VM compares two tasks' memory descriptors; it takes no
+    // pointers.
+    let r = cvt_long(unsafe { libc::syscall(libc::SYS_kcmp, a as libc::c_long, b as libc::c_long, KCMP_VM, 0 as libc::c_long, 0 as libc::c_long) })?;
+    Ok(r == 0)
 }

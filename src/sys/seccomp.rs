@@ -238,7 +238,13 @@ pub fn addfd(listener: BorrowedFd<'_>, req: &SeccompNotifAddfd) -> io::Result<i3
 /// expects; a pointer would be rejected with `EINVAL`.
 pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
     // SAFETY: SET_FLAGS takes its argument by value; no memory is accessed.
-    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), IOCTL_SET_FLAGS as _, flags as libc::c_ulong) };
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            IOCTL_SET_FLAGS as _,
+            flags as libc::c_ulong,
+        )
+    };
     cvt(ret).map(drop)
 }
 
@@ -303,7 +309,10 @@ pub(crate) fn install_filter_raw(prog: &libc::sock_fprog, flags: u32) -> libc::c
 
 /// Installs `insns` as a filter with a new listener on the calling thread
 /// (which must have `no_new_privs`), for probes and tests. Returns the listener.
-pub fn install_filter_with_listener(insns: &[libc::sock_filter], flags: u32) -> io::Result<OwnedFd> {
+pub fn install_filter_with_listener(
+    insns: &[libc::sock_filter],
+    flags: u32,
+) -> io::Result<OwnedFd> {
     let prog = libc::sock_fprog {
         len: insns.len() as u16,
         filter: insns.as_ptr() as *mut libc::sock_filter,

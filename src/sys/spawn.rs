@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use super::cvt;
 use super::fs::{close_range_raw, CLOSE_RANGE_CLOEXEC};
-use super::seccomp::{install_filter_raw, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_WAIT_KILLABLE_RECV};
+use super::seccomp::{
+    install_filter_raw, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_WAIT_KILLABLE_RECV,
+};
 
 /// What the child does between fork and exec, prepared in the parent.
 pub struct ExecPlan {
@@ -126,7 +128,8 @@ pub fn fork_child(plan: &ExecPlan) -> io::Result<ForkedChild> {
     let argv = ptr_array(&plan.argv);
     let envp = ptr_array(&plan.envp);
     let prog = libc::sock_fprog {
-        len: u16::try_from(plan.filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        len: u16::try_from(plan.filter.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: plan.filter.as_ptr() as *mut libc::sock_filter,
     };
     let (go_r, go_w) = pipe_above_stdio()?;
@@ -234,7 +237,14 @@ unsafe fn child_main(
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+    if libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    ) < 0
+    {
         fail_early(page, ChildStep::Prepare, errno());
     }
     if libc::getppid() != parent {
@@ -262,7 +272,10 @@ unsafe fn child_main(
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
         fail_early(page, ChildStep::Filter, errno());
     }
-    let mut listener = install_filter_raw(prog, FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV);
+    let mut listener = install_filter_raw(
+        prog,
+        FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV,
+    );
     if listener == -(libc::EINVAL as libc::c_long) {
         listener = install_filter_raw(prog, FILTER_FLAG_NEW_LISTENER);
     }
@@ -331,7 +344,13 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     // SAFETY: FUTEX_WAIT reads the word atomically and sleeps at most `ts`;
     // spurious returns are handled by the caller's loop.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &ts as *const libc::timespec)
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        )
     };
 }
 
@@ -366,7 +385,10 @@ impl ForkedChild {
                         1 => ChildStep::Filter,
                         _ => ChildStep::Exec,
                     };
-                    return Err(StartFailure::Child(step, io::Error::from_raw_os_error(errno)));
+                    return Err(StartFailure::Child(
+                        step,
+                        io::Error::from_raw_os_error(errno),
+                    ));
                 }
                 _ => {}
             }
@@ -382,7 +404,9 @@ impl ForkedChild {
         let go = self.go.take().ok_or(StartFailure::Vanished)?;
         let byte = [1u8];
         // SAFETY: writes one byte from a live buffer to a pipe we own.
-        let n = super::retry_eintr(|| cvt(unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) } as i32));
+        let n = super::retry_eintr(|| {
+            cvt(unsafe { libc::write(go.as_raw_fd(), byte.as_ptr().cast(), 1) } as i32)
+        });
         drop(go);
         if n.is_err() {
             return Err(StartFailure::Vanished);
@@ -391,7 +415,13 @@ impl ForkedChild {
         let mut got = 0;
         while got < buf.len() {
             // SAFETY: reads into the unfilled tail of a live buffer.
-            let n = unsafe { libc::read(self.err.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+            let n = unsafe {
+                libc::read(
+                    self.err.as_raw_fd(),
+                    buf[got..].as_mut_ptr().cast(),
+                    buf.len() - got,
+                )
+            };
             if n < 0 {
                 if errno() == libc::EINTR {
                     continue;

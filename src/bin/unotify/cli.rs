@@ -72,7 +72,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Run a command in a sandbox under the supervisor.
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
     Check,
@@ -197,9 +197,13 @@ fn parse_workers(s: &str) -> Result<usize, String> {
 
 fn parse_max_processes(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
-        Ok(0) => Err("the program itself counts, so the limit must be at least 1; use -P 1 or more".into()),
+        Ok(0) => Err(
+            "the program itself counts, so the limit must be at least 1; use -P 1 or more".into(),
+        ),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("`{s}` is not a process count; give a number like -P 64")),
+        Err(_) => Err(format!(
+            "`{s}` is not a process count; give a number like -P 64"
+        )),
     }
 }
 

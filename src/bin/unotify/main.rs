@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     init_logging();
     let code = match cli.command {
-        Cmd::Run(args) => run(args),
+        Cmd::Run(args) => run(*args),
         Cmd::Check => check(),
     };
     ExitCode::from(code)
@@ -160,7 +160,11 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.deny(&rule.syscall, rule.errno);
     }
     if !args.net_allow.is_empty() || !args.net_deny.is_empty() || !args.net_deny_bind.is_empty() {
-        match unotify::net::NetPolicy::from_specs(&args.net_allow, &args.net_deny, &args.net_deny_bind) {
+        match unotify::net::NetPolicy::from_specs(
+            &args.net_allow,
+            &args.net_deny,
+            &args.net_deny_bind,
+        ) {
             Ok(policy) => builder = builder.network(policy),
             Err(e) => return fail(&unotify::Error::from(e)),
         }
