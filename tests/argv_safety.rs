@@ -530,7 +530,10 @@ fn vfork_parent_of_a_failing_path_search_does_not_stall() {
         let took = t.elapsed();
         assert_eq!(code, 0, "{out}");
         assert_eq!(field(&out, "ok"), 30, "{out}");
-        assert!(took < Duration::from_secs(10), "{workers} worker(s): took {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{workers} worker(s): took {took:?}"
+        );
         eprintln!("30 posix_spawnp path searches, {workers} worker(s): {took:?}");
     }
 }

@@ -1,31 +1,16 @@
 //! The `unotify` command, run as a user would: exit statuses, traces on
 //! stderr, denials, `check`, and termination signals.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+use common::{run_unotify as run, stderr_of as stderr, stdout_of as stdout, unotify};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-/// The built `unotify` binary, with a clean logging environment.
-fn unotify() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unotify"));
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    unotify().args(args).output().expect("start unotify")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Asserts the exit code, showing stderr when it differs.
 fn assert_code(out: &Output, code: i32) {

@@ -4,21 +4,8 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
 
-fn unotify() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unotify"));
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    unotify().args(args).output().expect("start unotify")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{run_unotify as run, stderr_of as stderr};
 
 fn assert_refused(args: &[&str], needle: &str) {
     let out = run(args);

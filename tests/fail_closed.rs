@@ -17,49 +17,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{C_PRELUDE as PRELUDE, GETPPID_C as GETPPID, READY_GETPPID_C as READY_GETPPID};
 use unotify::{
     Child, Command, Error, HandlerCtx, MemoryError, NotifAction, Sandbox, Stats, Stdio,
     SupervisorHandle,
 };
-
-/// Headers and `sys3`: a raw system call's value, or `-errno` on failure.
-const PRELUDE: &str = r#"
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-static long sys3(long nr, long a, long b, long c) {
-    long r = syscall(nr, a, b, c);
-    return r == -1 ? -errno : r;
-}
-"#;
-
-/// Calls `getppid` once per argument, passing the argument as the (ignored)
-/// first syscall argument, and prints each result on its own line.
-const GETPPID: &str = r#"
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        dprintf(1, "%ld\n", sys3(SYS_getppid, atol(argv[i]), 0, 0));
-    return 0;
-}
-"#;
-
-/// Prints "ready", then calls `getppid` once per argument.
-const READY_GETPPID: &str = r#"
-int main(int argc, char **argv) {
-    dprintf(1, "ready\n");
-    for (int i = 1; i < argc; i++)
-        dprintf(1, "%ld\n", sys3(SYS_getppid, atol(argv[i]), 0, 0));
-    return 0;
-}
-"#;
 
 /// With RLIMIT_NOFILE lowered to 64, `mkdirat(AT_FDCWD, argv[i], 0755)` for
 /// each argument, then whether fd 100 exists.

@@ -3,7 +3,7 @@
 //! the names with the addresses they resolved to when the sandbox was
 //! built, so the program resolves what the policy resolved.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use crate::action::{sealed_memfd, NotifAction};
 use crate::handler::HandlerCtx;
@@ -80,22 +80,7 @@ fn is_etc_hosts(pid: u32, dirfd: i32, path: &[u8]) -> bool {
             _ => return false,
         }
     };
-    normalize(&full).as_os_str().as_bytes() == HOSTS
-}
-
-/// Removes `.`, `..` and repeated separators without touching the file system.
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    crate::paths::normalize_abs(&full).as_os_str().as_bytes() == HOSTS
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ mod resolve;
 
 use std::sync::Arc;
 
+pub(crate) use deny::normalize_abs;
 pub use deny::DeniedPaths;
 
 use crate::error::Result;

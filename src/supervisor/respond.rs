@@ -112,42 +112,13 @@ pub(crate) fn respond(
             }
         }
         NotifAction::InjectFdSend { fd, newfd_flags } => {
-            let req = SeccompNotifAddfd {
-                id,
-                flags: seccomp::ADDFD_FLAG_SEND,
-                srcfd: fd.as_raw_fd() as u32,
-                newfd: 0,
-                newfd_flags,
-            };
-            match add_fd(shared, &req)? {
-                Ok(_) => {
-                    Counters::bump(&shared.counters.answered);
-                    Ok(Sent::Delivered)
-                }
-                Err(sent) => Ok(sent),
-            }
+            inject_and_send(shared, id, &fd, newfd_flags, None)
         }
         NotifAction::InjectFdSendTracked {
             fd,
             newfd_flags,
             on_success,
-        } => {
-            let req = SeccompNotifAddfd {
-                id,
-                flags: seccomp::ADDFD_FLAG_SEND,
-                srcfd: fd.as_raw_fd() as u32,
-                newfd: 0,
-                newfd_flags,
-            };
-            match add_fd(shared, &req)? {
-                Ok(n) => {
-                    Counters::bump(&shared.counters.answered);
-                    on_success(n);
-                    Ok(Sent::Delivered)
-                }
-                Err(sent) => Ok(sent),
-            }
-        }
+        } => inject_and_send(shared, id, &fd, newfd_flags, Some(on_success)),
         NotifAction::Hold => {
             let mut held = shared.held.lock();
             if shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
@@ -172,6 +143,34 @@ pub(crate) fn respond(
             log::error!("a Defer reached the responder for notification {id}; answering EIO");
             send_errno(shared, id, libc::EIO)
         }
+    }
+}
+
+/// Adds `fd` to the task and answers the call with its number, atomically
+/// (`SECCOMP_ADDFD_FLAG_SEND`); then tells `on_success` that number.
+fn inject_and_send(
+    shared: &Shared,
+    id: u64,
+    fd: &std::os::fd::OwnedFd,
+    newfd_flags: u32,
+    on_success: Option<crate::action::OnInjected>,
+) -> io::Result<Sent> {
+    let req = SeccompNotifAddfd {
+        id,
+        flags: seccomp::ADDFD_FLAG_SEND,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: 0,
+        newfd_flags,
+    };
+    match add_fd(shared, &req)? {
+        Ok(n) => {
+            Counters::bump(&shared.counters.answered);
+            if let Some(f) = on_success {
+                f(n);
+            }
+            Ok(Sent::Delivered)
+        }
+        Err(sent) => Ok(sent),
     }
 }
 

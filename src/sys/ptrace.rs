@@ -177,6 +177,15 @@ pub fn same_vm(a: i32, b: i32) -> io::Result<bool> {
     const KCMP_VM: libc::c_long = 1;
     // SAFETY: KCMP_VM compares two tasks' memory descriptors; it takes no
     // pointers.
-    let r = cvt_long(unsafe { libc::syscall(libc::SYS_kcmp, a as libc::c_long, b as libc::c_long, KCMP_VM, 0 as libc::c_long, 0 as libc::c_long) })?;
+    let r = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::c_long,
+            b as libc::c_long,
+            KCMP_VM,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    })?;
     Ok(r == 0)
 }

@@ -264,3 +264,72 @@ pub fn read_counts(
         }
     }
 }
+
+/// Headers and `sys3` for test programs: `sys3` returns a raw system call's
+/// value, or `-errno` on failure.
+pub const C_PRELUDE: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static long sys3(long nr, long a, long b, long c) {
+    long r = syscall(nr, a, b, c);
+    return r == -1 ? -errno : r;
+}
+"#;
+
+/// After [`C_PRELUDE`]: calls `getppid` once per argument, passing the
+/// argument as the (ignored) first syscall argument so that handlers can
+/// tell the calls apart, and prints each result on its own line.
+pub const GETPPID_C: &str = r#"
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        dprintf(1, "%ld\n", sys3(SYS_getppid, atol(argv[i]), 0, 0));
+    return 0;
+}
+"#;
+
+/// After [`C_PRELUDE`]: prints "ready", then calls `getppid` once per
+/// argument like [`GETPPID_C`].
+pub const READY_GETPPID_C: &str = r#"
+int main(int argc, char **argv) {
+    dprintf(1, "ready\n");
+    for (int i = 1; i < argc; i++)
+        dprintf(1, "%ld\n", sys3(SYS_getppid, atol(argv[i]), 0, 0));
+    return 0;
+}
+"#;
+
+/// The built `unotify` command, with a clean logging environment and no stdin.
+pub fn unotify() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
+    cmd.env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `unotify ARGS...` to completion.
+pub fn run_unotify(args: &[&str]) -> std::process::Output {
+    unotify().args(args).output().expect("start unotify")
+}
+
+/// A command's stderr as text.
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command's stdout as text.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
