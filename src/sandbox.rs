@@ -276,7 +276,8 @@ impl SandboxBuilder {
             Rule::HandleNr(nr, _) => exec_nrs.contains(nr),
             _ => false,
         });
-        let argv_safety = self.argv_safety.unwrap_or(exec_handled);
+        // On when exec is handled or a policy callback may read argv.
+        let argv_safety = self.argv_safety.unwrap_or(exec_handled || policy.is_some());
         if argv_safety {
             self.limits.track = true;
         }

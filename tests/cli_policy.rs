@@ -235,3 +235,49 @@ fn audit_to_an_unwritable_place_exits_125() {
         "/nonexistent-dir/x.jsonl",
     );
 }
+
+#[test]
+fn exec_deny_refuses_execs_naming_the_word_and_audits_their_argv() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    // The shell's own argv must not contain the word: it is built from $W.
+    let out = common::unotify()
+        .env("W", "forbid")
+        .args([
+            "run",
+            "--exec-deny",
+            "forbidden",
+            "--audit",
+            audit.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            "/bin/echo ${W}den-word; echo rc=$?; /bin/echo allowed-word",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(
+        !text.contains("forbidden-word"),
+        "a denied exec ran:\n{text}"
+    );
+    assert!(text.contains("rc=126"), "the shell saw no refusal:\n{text}");
+    assert!(
+        text.contains("allowed-word"),
+        "an allowed exec did not run:\n{text}"
+    );
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""argv":["/bin/echo","forbidden-word"]"#)
+                && l.contains(r#""verdict":"deny""#)),
+        "no denied exec with its argv in:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""argv":["/bin/echo","allowed-word"]"#)
+                && l.contains(r#""verdict":"allow""#)),
+        "no allowed exec with its argv in:\n{log}"
+    );
+}

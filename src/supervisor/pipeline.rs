@@ -86,7 +86,12 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // handler already asked before its side effect. It only tightens.
     let action = match &shared.policy {
         Some(policy) if !cx.policy_consulted() => {
-            crate::policy::apply(policy, &notif, action, None)
+            // argv is read only while the exec freeze stops every writer.
+            let argv = match &exec_freeze {
+                Some(f) if f.failure().is_none() => crate::policy::read_argv(&cx),
+                _ => None,
+            };
+            crate::policy::apply(policy, &notif, action, argv)
         }
         _ => action,
     };

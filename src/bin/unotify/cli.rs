@@ -134,6 +134,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub deny_path: Vec<std::path::PathBuf>,
 
+    /// Deny, with EPERM, any exec one of whose arguments contains WORD,
+    /// decided by the policy callback on argv read while every task that
+    /// could change it is stopped. Repeatable. Example: --exec-deny rm
+    #[arg(long, value_name = "WORD")]
+    pub exec_deny: Vec<String>,
+
     /// Append one JSON object per trapped call (syscall, category, pid,
     /// parent pid, host, port, size, argv, denied, verdict) to FILE.
     /// Example: --audit /tmp/audit.jsonl

@@ -13,6 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
 use unotify::sys::pidfd;
 use unotify::sys::signals::{self, SigSet};
 use unotify::{Command, Error, Sandbox};
@@ -180,6 +181,20 @@ fn run(args: RunArgs) -> u8 {
     }
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
+    }
+    if !args.exec_deny.is_empty() {
+        let words = args.exec_deny.clone();
+        builder = builder.policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            let hit = ev.argv.as_ref().is_some_and(|argv| {
+                argv.iter()
+                    .any(|a| words.iter().any(|w| a.contains(w.as_str())))
+            });
+            if hit {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            }
+        });
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
