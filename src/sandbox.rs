@@ -276,8 +276,13 @@ impl SandboxBuilder {
             Rule::HandleNr(nr, _) => exec_nrs.contains(nr),
             _ => false,
         });
-        // On when exec is handled or a policy callback may read argv.
-        let argv_safety = self.argv_safety.unwrap_or(exec_handled || policy.is_some());
+        // On when exec is handled, a policy callback may read argv, or a
+        // denied path must not be exec'd through a path rewritten after the
+        // check.
+        let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
+        let argv_safety = self
+            .argv_safety
+            .unwrap_or(exec_handled || policy.is_some() || paths_denied);
         if argv_safety {
             self.limits.track = true;
         }
