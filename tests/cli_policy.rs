@@ -205,25 +205,26 @@ fn deny_path_refuses_the_file_and_audit_records_json_events() {
         stderr(&out)
     );
     let log = std::fs::read_to_string(&audit).unwrap();
-    let lines: Vec<&str> = log.lines().collect();
-    assert!(!lines.is_empty());
-    for l in &lines {
-        assert!(
-            l.starts_with("{\"syscall\":") && l.ends_with('}'),
-            "bad record {l}"
-        );
-        for key in ["\"category\":", "\"pid\":", "\"verdict\":", "\"denied\":"] {
-            assert!(l.contains(key), "{key} missing in {l}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {l}: {e}"))
+        })
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        for key in ["syscall", "category", "pid", "verdict", "denied"] {
+            assert!(e.get(key).is_some(), "{key} missing in {e}");
         }
     }
     assert!(
-        lines.iter().any(|l| l.contains("\"syscall\":\"execve\"")),
+        events.iter().any(|e| e["syscall"] == "execve"),
         "no exec event in:\n{log}"
     );
     assert!(
-        lines
+        events
             .iter()
-            .any(|l| l.contains("\"syscall\":\"openat\"") && l.contains("\"denied\":true")),
+            .any(|e| e["syscall"] == "openat" && e["denied"] == true),
         "the denied open is not recorded as denied:\n{log}"
     );
 }
@@ -268,16 +269,23 @@ fn exec_deny_refuses_execs_naming_the_word_and_audits_their_argv() {
         "an allowed exec did not run:\n{text}"
     );
     let log = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let exec_of = |word: &str, verdict: &str| {
+        events.iter().any(|e| {
+            e["syscall"] == "execve"
+                && e["argv"] == serde_json::json!(["/bin/echo", word])
+                && e["verdict"] == verdict
+        })
+    };
     assert!(
-        log.lines()
-            .any(|l| l.contains(r#""argv":["/bin/echo","forbidden-word"]"#)
-                && l.contains(r#""verdict":"deny""#)),
+        exec_of("forbidden-word", "deny"),
         "no denied exec with its argv in:\n{log}"
     );
     assert!(
-        log.lines()
-            .any(|l| l.contains(r#""argv":["/bin/echo","allowed-word"]"#)
-                && l.contains(r#""verdict":"allow""#)),
+        exec_of("allowed-word", "allow"),
         "no allowed exec with its argv in:\n{log}"
     );
 }

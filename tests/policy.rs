@@ -468,27 +468,53 @@ fn audit_log_has_one_json_object_per_event() {
     let (status, _) = run_ops(&sandbox, &[format!("c:127.0.0.1:{p}")]);
     assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
-    let connect: Vec<&str> = text
+    let events: Vec<serde_json::Value> = text
         .lines()
-        .filter(|l| l.contains(r#""syscall":"connect""#))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {l}: {e}"))
+        })
         .collect();
-    assert_eq!(connect.len(), 1, "audit log:\n{text}");
-    let line = connect[0];
-    for field in [
-        r#""category":"network""#,
-        r#""host":"127.0.0.1""#,
-        &format!(r#""port":{p}"#),
-        r#""denied":false"#,
-        r#""verdict":"audit""#,
+    let connects: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["syscall"] == "connect")
+        .collect();
+    assert_eq!(connects.len(), 1, "audit log:\n{text}");
+    let c = connects[0];
+    assert_eq!(c["category"], "network");
+    assert_eq!(c["host"], "127.0.0.1");
+    assert_eq!(c["port"], u64::from(p));
+    assert_eq!(c["denied"], false);
+    assert_eq!(c["verdict"], "audit");
+    assert!(c["pid"].as_u64().is_some_and(|pid| pid > 1), "{c}");
+    assert!(c["parent_pid"].as_u64().is_some(), "{c}");
+    for key in [
+        "syscall",
+        "category",
+        "pid",
+        "parent_pid",
+        "host",
+        "port",
+        "size",
+        "argv",
+        "denied",
+        "verdict",
     ] {
-        assert!(line.contains(field), "{field} missing in {line}");
-    }
-    for l in text.lines() {
         assert!(
-            l.starts_with('{') && l.ends_with('}'),
-            "not one object per line: {l}"
+            events.iter().all(|e| e.get(key).is_some()),
+            "{key} missing in some event"
         );
     }
+    let execs: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["syscall"] == "execve").collect();
+    assert!(
+        execs.iter().any(|e| e["argv"][0]
+            .as_str()
+            .is_some_and(|a| a.ends_with("policy_ops"))
+            || e["argv"][0]
+                .as_str()
+                .is_some_and(|a| a.contains("policy_ops"))),
+        "the program's own exec with its argv: {execs:?}"
+    );
 }
 
 #[test]

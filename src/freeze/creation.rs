@@ -69,6 +69,7 @@ pub(crate) fn answer(shared: &Shared, argv: &ArgvSafety, notif: &Notification) -
         }
     };
     let mut created = None;
+    let mut vfork = false;
     let mut interrupted = false;
     if sent != Sent::Delivered {
         let _ = ptrace::interrupt(tid);
@@ -83,6 +84,7 @@ pub(crate) fn answer(shared: &Shared, argv: &ArgvSafety, notif: &Notification) -
                     || ev == ptrace::EVENT_VFORK
                     || ev == ptrace::EVENT_CLONE =>
             {
+                vfork = ev == ptrace::EVENT_VFORK;
                 match ptrace::event_msg(tid) {
                     Ok(child) => created = Some(child as i32),
                     Err(e) => log::error!("no new pid for the creation event of {tid}: {e}"),
@@ -101,11 +103,22 @@ pub(crate) fn answer(shared: &Shared, argv: &ArgvSafety, notif: &Notification) -
         }
         backoff.sleep();
     }
-    let registered = created.is_some_and(|child| adopt(shared, child, tgid));
+    let mut child = created.and_then(|child| adopt(shared, child, tgid));
+    let registered = child.is_some();
     // An event stop clears a pending interrupt: nothing else will come.
     if caller.st != St::Gone && !caller.detach() {
         // Killed while stopped: collect its exit.
         let _ = caller.poll(false);
+    }
+    if let Some(child) = &mut child {
+        if vfork {
+            // The parent must be asleep in its vfork wait before the child
+            // can exec: an exec freeze leaves it alone there, and only there.
+            await_vfork_wait(tid);
+        }
+        if !child.detach() {
+            let _ = child.poll(false);
+        }
     }
     match (sent, registered) {
         (Sent::Delivered, true) => Sent::Delivered,
@@ -114,24 +127,45 @@ pub(crate) fn answer(shared: &Shared, argv: &ArgvSafety, notif: &Notification) -
     }
 }
 
-/// Waits for the new task's first stop, registers it and lets it go.
-fn adopt(shared: &Shared, child: i32, parent_tgid: i32) -> bool {
+/// Waits for the new task's first stop and registers it; returns it,
+/// stopped, to be let go by the caller.
+fn adopt(shared: &Shared, child: i32, parent_tgid: i32) -> Option<Tracee> {
     let mut t = Tracee::new(child, parent_tgid, shared.pgid);
     // Auto-attached: its first stop comes before any user code (or it was
     // killed first). Blocking is fine.
     let _ = t.poll(false);
     if t.st == St::Gone {
-        return false;
+        return None;
     }
     if let Some(tracker) = &shared.tracker {
         if tracker.register_created(child).is_none() {
             log::warn!("new task {child} could not be registered");
         }
     }
-    if !t.detach() {
-        let _ = t.poll(false);
+    Some(t)
+}
+
+/// How long a vfork parent may take to reach its vfork wait.
+const VFORK_WAIT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Waits (bounded) until `parent`, just detached after a vfork event,
+/// sleeps in its vfork wait. It cannot leave it before its child (still
+/// stopped) execs or exits.
+fn await_vfork_wait(parent: i32) {
+    let deadline = Instant::now() + VFORK_WAIT_TIMEOUT;
+    let mut backoff = Backoff::new();
+    loop {
+        if super::in_vfork_wait(parent) {
+            return;
+        }
+        if super::task_state(parent).is_none_or(|s| s == b'Z' || s == b'X')
+            || Instant::now() > deadline
+        {
+            log::debug!("vfork parent {parent} not seen in its vfork wait");
+            return;
+        }
+        backoff.sleep();
     }
-    true
 }
 
 fn deny(shared: &Shared, notif: &Notification) -> Sent {

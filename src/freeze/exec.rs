@@ -94,9 +94,7 @@ pub(crate) fn freeze<'a>(
 /// is left alone: seized, it could not stop before a failed exec's caller
 /// tries again.
 fn vfork_parent_of(tid: i32, caller: i32) -> bool {
-    task_state(tid) == Some(b'D')
-        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| w == b"kernel_clone")
-        && ptrace::same_vm(tid, caller).unwrap_or(false)
+    super::in_vfork_wait(tid) && ptrace::same_vm(tid, caller).unwrap_or(false)
 }
 
 impl ExecFreeze<'_> {

@@ -138,6 +138,18 @@ pub(crate) fn task_state(tid: i32) -> Option<u8> {
     text.get(close + 2).copied()
 }
 
+/// Whether task `tid` sleeps in a `vfork` wait (uninterruptibly, in the
+/// kernel's clone path: `/proc/<tid>/wchan` names the function).
+pub(crate) fn in_vfork_wait(tid: i32) -> bool {
+    task_state(tid) == Some(b'D')
+        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| {
+            matches!(
+                &w[..],
+                b"kernel_clone" | b"wait_for_vfork_done" | b"_do_fork" | b"do_fork"
+            )
+        })
+}
+
 /// A sleep schedule for polling a tracee: a few yields first (a tracee
 /// that is runnable gets this CPU at once), then sleeps growing to 1 ms.
 pub(crate) struct Backoff {
