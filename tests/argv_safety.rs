@@ -127,14 +127,44 @@ fn field(out: &str, name: &str) -> i64 {
 
 #[test]
 fn rewritten_argv_never_runs_a_denied_word() {
+    assert_denied_word_never_runs(&guarded().build().unwrap());
+}
+
+#[test]
+fn rewritten_argv_never_runs_a_word_the_policy_callback_denies() {
+    // The same race, decided by a policy callback (as `--exec-deny` does):
+    // argv safety is on because a callback exists, and the callback reads
+    // the argv the supervisor copied while every writer was stopped.
+    let sandbox = Sandbox::builder()
+        .policy_fn(
+            |ev: &unotify::policy::SyscallEvent, _cx: &mut unotify::policy::PolicyContext<'_>| {
+                let denied = ev
+                    .argv
+                    .as_ref()
+                    .is_some_and(|argv| argv.iter().any(|a| a.contains("DENIED")));
+                if denied {
+                    unotify::policy::Verdict::Deny
+                } else {
+                    unotify::policy::Verdict::Allow
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    assert_denied_word_never_runs(&sandbox);
+}
+
+/// Runs the argv race under `sandbox`: a thread flips argv[1] between an
+/// allowed and a denied word while another execs, 300 times. No denied word
+/// may run; allowed ones must.
+fn assert_denied_word_never_runs(sandbox: &Sandbox) {
     let _w = common::watchdog(Duration::from_secs(120), "argv race");
     let logger = program("logarg", LOGARG);
     let race = program("argv_race", RACE);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let sandbox = guarded().build().unwrap();
     let (out, code) = run(
-        &sandbox,
+        sandbox,
         &race,
         &[logger.to_str().unwrap(), log.to_str().unwrap(), "300"],
     );
