@@ -31,19 +31,7 @@ fn program(name: &str, body: &str) -> std::path::PathBuf {
     common::build_c(name, &format!("{PRELUDE}\n{body}"), &["-pthread"])
 }
 
-/// Runs `exe` under `sandbox`; returns (stdout, exit status).
-fn run(
-    sandbox: &Sandbox,
-    exe: &std::path::Path,
-    args: &[&str],
-) -> (String, std::process::ExitStatus) {
-    let mut cmd = Command::new(exe);
-    cmd.args(args).stdout(Stdio::Piped);
-    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
-    let out = common::read_all(&mut child.stdout);
-    let status = child.wait().expect("wait");
-    (out, status)
-}
+use common::run_piped as run;
 
 /// Forks `n` children, each sleeping; counts successes and errnos.
 const FORK_SLEEPERS: &str = r#"

@@ -333,3 +333,17 @@ pub fn stderr_of(out: &std::process::Output) -> String {
 pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `exe ARGS` under `sandbox` with stdout piped; returns (stdout, status).
+pub fn run_piped(
+    sandbox: &unotify::Sandbox,
+    exe: &std::path::Path,
+    args: &[&str],
+) -> (String, std::process::ExitStatus) {
+    let mut cmd = unotify::Command::new(exe);
+    cmd.args(args).stdout(unotify::Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn the test program");
+    let out = read_all(&mut child.stdout);
+    let status = child.wait().expect("wait for the test program");
+    (out, status)
+}
