@@ -31,6 +31,14 @@ const PRELUDE: &str = r#"
 #include <unistd.h>
 "#;
 
+/// The tests of this file run one at a time: each stops and traces tasks
+/// with ptrace, and their timing (a fork event expected within 2 ms) must
+/// not depend on the load the others make on the 2 CPUs.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn program(name: &str, body: &str) -> PathBuf {
     common::build_c(name, &format!("{PRELUDE}\n{body}"), &["-pthread"])
 }
@@ -127,11 +135,13 @@ fn field(out: &str, name: &str) -> i64 {
 
 #[test]
 fn rewritten_argv_never_runs_a_denied_word() {
+    let _serial = serial();
     assert_denied_word_never_runs(&guarded().build().unwrap());
 }
 
 #[test]
 fn rewritten_argv_never_runs_a_word_the_policy_callback_denies() {
+    let _serial = serial();
     // The same race, decided by a policy callback (as `--exec-deny` does):
     // argv safety is on because a callback exists, and the callback reads
     // the argv the supervisor copied while every writer was stopped.
@@ -222,6 +232,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn process_with_16_threads_execs_promptly() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(60), "16-thread exec");
     let exe = program("many_threads_exec", MANY_THREADS);
     let echo = Path::new("/bin/echo");
@@ -293,6 +304,7 @@ int main(void) {
 
 #[test]
 fn failed_exec_leaves_nothing_stopped() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(60), "failed exec");
     let exe = program("failed_exec_threads", FAILED_EXEC);
     let sandbox = guarded().build().unwrap();
@@ -351,6 +363,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn eight_processes_fork_and_exec_without_spurious_errors() {
+    let _serial = serial();
     let secs = std::env::var("ARGV_SAFETY_LOAD_SECS").unwrap_or_else(|_| "3".into());
     let limit = Duration::from_secs(60 + 3 * secs.parse::<u64>().unwrap_or(3));
     let _w = common::watchdog(limit, "fork+exec load");
@@ -411,6 +424,7 @@ fn tracked_after_fork(builder: SandboxBuilder) -> usize {
 
 #[test]
 fn fork_tracking_registers_children_before_they_run() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(60), "fork tracking");
     // Without creation tracking, a child that never traps is unknown.
     assert_eq!(tracked_after_fork(Sandbox::builder().track_processes()), 1);
@@ -456,6 +470,7 @@ int main(void) {
 
 #[test]
 fn failed_forks_do_not_hang_or_leak_the_count() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(60), "failing forks");
     let exe = program("failing_forks", FAILING_FORKS);
     let sandbox = guarded().max_processes(2).build().unwrap();
@@ -475,6 +490,7 @@ fn failed_forks_do_not_hang_or_leak_the_count() {
 /// Defer on an exec under argv safety is refused with EPERM.
 #[test]
 fn defer_on_exec_is_refused() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(60), "defer on exec");
     let exe = program(
         "exec_errno",
@@ -507,6 +523,7 @@ int main(void) {
 /// check above would catch a broken freeze).
 #[test]
 fn without_argv_safety_the_race_is_real() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(120), "argv race control");
     let logger = program("logarg", LOGARG);
     let race = program("argv_race", RACE);
@@ -551,6 +568,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn vfork_parent_of_a_failing_path_search_does_not_stall() {
+    let _serial = serial();
     let _w = common::watchdog(Duration::from_secs(120), "posix_spawnp search");
     let exe = program("spawn_search", SPAWN_SEARCH);
     for workers in [1, 2] {

@@ -76,7 +76,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) defer: DeferPool,
     pub(crate) stopping: AtomicBool,
-    waker: mio::Waker,
+    /// Wakes the poll thread for [`SupervisorHandle::stop`].
+    pub(crate) waker: crate::sys::eventfd::EventFd,
     /// Process index, limits and freeze; `None` when nothing is tracked.
     pub(crate) tracker: Option<crate::process::Tracker>,
     /// Exec argv-safety state (in-flight tasks...); `None` when it is off.
@@ -100,7 +101,7 @@ impl Shared {
 
     fn request_stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        if let Err(e) = self.waker.wake() {
+        if let Err(e) = self.waker.signal() {
             log::error!("cannot wake the poll thread: {e}");
         }
     }
@@ -127,8 +128,8 @@ impl Supervisor {
             }
         }
         let poll = mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?;
-        let waker = mio::Waker::new(poll.registry(), poll::WAKER)
-            .map_err(|e| Error::io("create the poll waker", e))?;
+        let waker = crate::sys::eventfd::EventFd::new()
+            .map_err(|e| Error::io("create the poll thread's wake-up eventfd", e))?;
         let tracker = if config.limits.enabled() {
             // Workers register pidfds directly (epoll_ctl is thread-safe):
             // no wake-up of the poll thread per new process.

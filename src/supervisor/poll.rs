@@ -8,12 +8,12 @@
 //! instead of blocking (the kernel's count of pending notifications is not
 //! lowered by a withdrawal). It never runs handlers.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll};
 
 use crate::notification::Notification;
 use crate::sys::process;
@@ -22,9 +22,6 @@ use crate::sys::seccomp;
 use super::lanes::{Lanes, STEAL_AFTER};
 use super::stats::Counters;
 use super::Shared;
-
-/// mio token of the waker that [`SupervisorHandle::stop`](crate::SupervisorHandle::stop) uses.
-pub(crate) const WAKER: Token = Token(1);
 
 /// Why the poll loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,20 +40,20 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     // sync wake-up the kernel wakes a poll(2) waiter on the CPU of the task
     // that trapped, but epoll passes the wake-up on as an ordinary one, and
     // the poll thread would then be placed on whatever CPU is idle, taking
-    // the worker and the trapped task with it. mio's own sources (the stop
-    // waker, tracked tasks' pidfds) are watched through its epoll fd.
+    // the worker and the trapped task with it. The stop eventfd sits beside
+    // it. mio's epoll fd (tracked tasks' pidfds) is watched only when tasks
+    // are tracked: polling it costs about 1 µs per trapped call.
+    let pollfd = |fd: i32| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let mut fds = [
-        libc::pollfd {
-            fd: shared.listener().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: poll.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
+        pollfd(shared.listener().as_raw_fd()),
+        pollfd(shared.waker.as_fd().as_raw_fd()),
+        pollfd(poll.as_raw_fd()),
     ];
+    let watched = if shared.tracker.is_some() { 3 } else { 2 };
     // With process tracking, wake up now and then to sweep the index.
     let timeout = shared
         .tracker
@@ -73,7 +70,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             stalled_since = None;
             timeout
         };
-        if let Err(e) = process::poll(&mut fds, wait) {
+        if let Err(e) = process::poll(&mut fds[..watched], wait) {
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
@@ -87,7 +84,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             lanes.rebalance();
             stalled_since = None;
         }
-        if fds[1].revents != 0 {
+        if fds[2].revents != 0 {
             if let Err(e) = poll.poll(&mut events, Some(Duration::ZERO)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");

@@ -4,6 +4,7 @@
 //! The rest of the crate sees only safe functions taking and returning owned
 //! file descriptors, byte slices and plain-old-data structs.
 
+pub mod eventfd;
 pub mod fs;
 pub mod mem;
 pub mod memfd;
