@@ -9,9 +9,12 @@
 //! file descriptor with `SECCOMP_ADDFD_FLAG_SEND`.
 //!
 //! ```no_run
-//! for feature in unotify::probe::probe_features() {
-//!     println!("{feature}");
-//! }
+//! let missing: Vec<String> = unotify::probe::probe_features()
+//!     .iter()
+//!     .filter(|f| !f.available)
+//!     .map(|f| f.to_string())
+//!     .collect();
+//! assert!(missing.is_empty(), "missing kernel features: {missing:?}");
 //! ```
 
 use std::fmt;
