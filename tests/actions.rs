@@ -10,17 +10,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{finish, run_ok, run_piped as run, spawn_piped as spawn};
 use common::{C_PRELUDE as PRELUDE, GETPPID_C as GETPPID, READY_GETPPID_C as READY_GETPPID};
-use unotify::{
-    Child, Command, HandlerCtx, NotifAction, Notification, Sandbox, Stdio, SupervisorHandle,
-};
+use unotify::{HandlerCtx, NotifAction, Notification, Sandbox, SupervisorHandle};
 
 /// `mkdirat(AT_FDCWD, argv[i], 0755)` for each argument.
 const MKDIRAT: &str = r#"
@@ -157,33 +155,6 @@ int main(int argc, char **argv) {
 
 fn program(name: &str, body: &str) -> PathBuf {
     common::build_c(name, &[PRELUDE, body].concat(), &["-pthread"])
-}
-
-fn spawn(sb: &Sandbox, exe: &Path, args: &[&str]) -> Child {
-    sb.spawn(Command::new(exe).args(args).stdout(Stdio::Piped))
-        .expect("spawn the sandboxed program")
-}
-
-/// Reads the child's whole output, then waits for it.
-fn finish(mut child: Child) -> (String, ExitStatus) {
-    let out = common::read_all(&mut child.stdout);
-    let status = child.wait().expect("wait for the child");
-    (out, status)
-}
-
-fn run(sb: &Sandbox, exe: &Path, args: &[&str]) -> (String, ExitStatus) {
-    finish(spawn(sb, exe, args))
-}
-
-/// Runs and checks that the program exited 0, returning its output lines.
-fn run_ok(sb: &Sandbox, exe: &Path, args: &[&str]) -> Vec<String> {
-    let (out, status) = run(sb, exe, args);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "program failed ({status:?}); output: {out:?}"
-    );
-    out.lines().map(str::to_owned).collect()
 }
 
 /// Reads one line (without the newline) from the child's stdout, a byte at a

@@ -10,17 +10,16 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{run_ok, spawn_piped as spawn};
 use common::{C_PRELUDE as PRELUDE, GETPPID_C as GETPPID, READY_GETPPID_C as READY_GETPPID};
 use unotify::{
-    Child, Command, Error, HandlerCtx, MemoryError, NotifAction, Sandbox, Stats, Stdio,
-    SupervisorHandle,
+    Command, Error, HandlerCtx, MemoryError, NotifAction, Sandbox, Stats, SupervisorHandle,
 };
 
 /// With RLIMIT_NOFILE lowered to 64, `mkdirat(AT_FDCWD, argv[i], 0755)` for
@@ -55,29 +54,6 @@ int main(int argc, char **argv) {
 
 fn program(name: &str, body: &str) -> PathBuf {
     common::build_c(name, &[PRELUDE, body].concat(), &[])
-}
-
-fn spawn(sb: &Sandbox, exe: &Path, args: &[&str]) -> Child {
-    sb.spawn(Command::new(exe).args(args).stdout(Stdio::Piped))
-        .expect("spawn the sandboxed program")
-}
-
-/// Reads the child's whole output, then waits for it.
-fn finish(mut child: Child) -> (String, ExitStatus) {
-    let out = common::read_all(&mut child.stdout);
-    let status = child.wait().expect("wait for the child");
-    (out, status)
-}
-
-/// Runs and checks that the program exited 0, returning its output lines.
-fn run_ok(sb: &Sandbox, exe: &Path, args: &[&str]) -> Vec<String> {
-    let (out, status) = finish(spawn(sb, exe, args));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "program failed ({status:?}); output: {out:?}"
-    );
-    out.lines().map(str::to_owned).collect()
 }
 
 fn neg(errno: i32) -> String {

@@ -334,16 +334,44 @@ pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Spawns `exe ARGS` under `sandbox` with stdout piped.
+pub fn spawn_piped(
+    sandbox: &unotify::Sandbox,
+    exe: &std::path::Path,
+    args: &[&str],
+) -> unotify::Child {
+    sandbox
+        .spawn(
+            unotify::Command::new(exe)
+                .args(args)
+                .stdout(unotify::Stdio::Piped),
+        )
+        .expect("spawn the sandboxed program")
+}
+
+/// Reads the child's whole output, then waits for it.
+pub fn finish(mut child: unotify::Child) -> (String, std::process::ExitStatus) {
+    let out = read_all(&mut child.stdout);
+    let status = child.wait().expect("wait for the child");
+    (out, status)
+}
+
 /// Runs `exe ARGS` under `sandbox` with stdout piped; returns (stdout, status).
 pub fn run_piped(
     sandbox: &unotify::Sandbox,
     exe: &std::path::Path,
     args: &[&str],
 ) -> (String, std::process::ExitStatus) {
-    let mut cmd = unotify::Command::new(exe);
-    cmd.args(args).stdout(unotify::Stdio::Piped);
-    let mut child = sandbox.spawn(&mut cmd).expect("spawn the test program");
-    let out = read_all(&mut child.stdout);
-    let status = child.wait().expect("wait for the test program");
-    (out, status)
+    finish(spawn_piped(sandbox, exe, args))
+}
+
+/// Runs and checks that the program exited 0, returning its output lines.
+pub fn run_ok(sandbox: &unotify::Sandbox, exe: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let (out, status) = run_piped(sandbox, exe, args);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "program failed ({status:?}); output: {out:?}"
+    );
+    out.lines().map(str::to_owned).collect()
 }
