@@ -44,13 +44,23 @@ impl DynamicPolicy {
     /// Whether process `tgid` may still reach `ip` (the starting policy is
     /// checked separately).
     pub fn net_allows(&self, tgid: i32, ip: IpAddr) -> bool {
+        self.net_allows_with(|| tgid, ip)
+    }
+
+    /// As [`net_allows`](Self::net_allows), finding the thread group only
+    /// when some process has a restriction of its own.
+    pub(crate) fn net_allows_with(&self, tgid: impl FnOnce() -> i32, ip: IpAddr) -> bool {
         let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&ip));
         if let Some(nets) = self.net.read().as_deref() {
             if !inside(nets) {
                 return false;
             }
         }
-        match self.per_process.read().get(&tgid) {
+        let per_process = self.per_process.read();
+        if per_process.is_empty() {
+            return true;
+        }
+        match per_process.get(&tgid()) {
             Some(nets) => inside(nets),
             None => true,
         }

@@ -53,8 +53,8 @@ impl PolicyState {
     /// `ECONNREFUSED` if `dest` is outside the run-time network restriction
     /// of the caller's process.
     pub(crate) fn restricted(&self, notif: &Notification, dest: SocketAddr) -> Option<i32> {
-        let tgid = crate::handler::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
-        if self.dynamic.net_allows(tgid, dest.ip()) {
+        let tgid = || crate::handler::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
+        if self.dynamic.net_allows_with(tgid, dest.ip()) {
             None
         } else {
             log::debug!("policy: {dest} is outside the run-time network restriction");

@@ -1,0 +1,599 @@
+//! Exec argv safety: the ptrace freeze around exec and fork creation
+//! tracking, checked from outside with small C programs.
+//!
+//! Argv safety is turned on by binding a handler to `execve` that reads
+//! `argv[1]` and denies (`EPERM`) an exec whose first argument contains
+//! `DENIED`.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use unotify::{Command, HandlerCtx, NotifAction, Sandbox, SandboxBuilder, Stdio};
+
+const PRELUDE: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+"#;
+
+/// The tests of this file run one at a time: each stops and traces tasks
+/// with ptrace, and their timing (a fork event expected within 2 ms) must
+/// not depend on the load the others make on the 2 CPUs.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn program(name: &str, body: &str) -> PathBuf {
+    common::build_c(name, &format!("{PRELUDE}\n{body}"), &["-pthread"])
+}
+
+/// The handler under test: reads `argv[1]` of an `execve` and denies the
+/// call when it contains `DENIED`.
+fn deny_word(cx: &HandlerCtx<'_>) -> NotifAction {
+    let argv = cx.arg(1);
+    let Ok(p) = cx.read_mem(argv + 8, 8) else {
+        return NotifAction::Continue;
+    };
+    let ptr = u64::from_ne_bytes(p.try_into().expect("8 bytes"));
+    if ptr == 0 {
+        return NotifAction::Continue;
+    }
+    match cx.read_cstr(ptr, 256) {
+        Ok(s) if s.windows(6).any(|w| w == b"DENIED") => NotifAction::Errno(libc::EPERM),
+        Ok(_) => NotifAction::Continue,
+        Err(_) => NotifAction::Errno(libc::EFAULT),
+    }
+}
+
+fn guarded() -> SandboxBuilder {
+    Sandbox::builder().handle("execve", deny_word)
+}
+
+/// Runs `exe args` under `sandbox`, returns (stdout, exit code).
+fn run(sandbox: &Sandbox, exe: &Path, args: &[&str]) -> (String, i32) {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdout(Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    let status = child.wait().expect("wait");
+    (out, status.code().unwrap_or(-1))
+}
+
+/// Appends its first argument, and a newline, to the file named by its
+/// second, in one write.
+const LOGARG: &str = r#"
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s\n", argv[1]);
+    int fd = open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0 || write(fd, line, n) != n) return 3;
+    return 0;
+}
+"#;
+
+/// argv[1]: the logger; argv[2]: log file; argv[3]: attempts. Each attempt
+/// forks a child with two threads: one flips the word of argv[1] between
+/// "ALLOWEDX" and "DENIEDXX" (one aligned 64-bit store, never torn), the
+/// other execs the logger with it.
+const RACE: &str = r#"
+static volatile uint64_t word[2];
+static uint64_t allowed, denied;
+static void *flip(void *arg) {
+    (void)arg;
+    for (;;) { word[0] = denied; word[0] = allowed; }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    memcpy(&allowed, "ALLOWEDX", 8);
+    memcpy(&denied, "DENIEDXX", 8);
+    int attempts = atoi(argv[3]), ran = 0, refused = 0, other = 0;
+    for (int i = 0; i < attempts; i++) {
+        pid_t p = fork();
+        if (p < 0) { other++; continue; }
+        if (p == 0) {
+            word[0] = allowed; word[1] = 0;
+            pthread_t t;
+            pthread_create(&t, NULL, flip, NULL);
+            char *args[] = { argv[1], (char *)word, argv[2], NULL };
+            execv(argv[1], args);
+            _exit(errno == EPERM ? 100 : 101);
+        }
+        int st;
+        waitpid(p, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ran++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 100) refused++;
+        else other++;
+    }
+    printf("ran=%d refused=%d other=%d\n", ran, refused, other);
+    return 0;
+}
+"#;
+
+fn field(out: &str, name: &str) -> i64 {
+    out.split_ascii_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {out:?}"))
+}
+
+#[test]
+fn rewritten_argv_never_runs_a_denied_word() {
+    let _serial = serial();
+    assert_denied_word_never_runs(&guarded().build().unwrap());
+}
+
+#[test]
+fn rewritten_argv_never_runs_a_word_the_policy_callback_denies() {
+    let _serial = serial();
+    // The same race, decided by a policy callback (as `--exec-deny` does):
+    // argv safety is on because a callback exists, and the callback reads
+    // the argv the supervisor copied while every writer was stopped.
+    let sandbox = Sandbox::builder()
+        .policy_fn(
+            |ev: &unotify::policy::SyscallEvent, _cx: &mut unotify::policy::PolicyContext<'_>| {
+                let denied = ev
+                    .argv
+                    .as_ref()
+                    .is_some_and(|argv| argv.iter().any(|a| a.contains("DENIED")));
+                if denied {
+                    unotify::policy::Verdict::Deny
+                } else {
+                    unotify::policy::Verdict::Allow
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    assert_denied_word_never_runs(&sandbox);
+}
+
+/// Runs the argv race under `sandbox`: a thread flips argv[1] between an
+/// allowed and a denied word while another execs, 300 times. No denied word
+/// may run; allowed ones must.
+fn assert_denied_word_never_runs(sandbox: &Sandbox) {
+    let _w = common::watchdog(Duration::from_secs(120), "argv race");
+    let logger = program("logarg", LOGARG);
+    let race = program("argv_race", RACE);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let (out, code) = run(
+        sandbox,
+        &race,
+        &[logger.to_str().unwrap(), log.to_str().unwrap(), "300"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        !lines.iter().any(|l| l.contains("DENIED")),
+        "a denied word ran: {:?}",
+        lines
+            .iter()
+            .filter(|l| l.contains("DENIED"))
+            .collect::<Vec<_>>()
+    );
+    let ran = field(&out, "ran");
+    let refused = field(&out, "refused");
+    assert_eq!(field(&out, "other"), 0, "{out}");
+    assert_eq!(ran + refused, 300, "{out}");
+    assert_eq!(
+        lines.len() as i64,
+        ran,
+        "every allowed exec logged once: {out}"
+    );
+    assert!(ran > 0, "allowed words run: {out}");
+    assert!(lines.iter().all(|l| *l == "ALLOWEDX"), "{lines:?}");
+    eprintln!("argv race: {out}");
+}
+
+/// argv[1]: "main" or "thread" (which thread execs); argv[2]: program to
+/// exec. 16 threads spin (8) or sleep (8) meanwhile.
+const MANY_THREADS: &str = r#"
+static void *spin(void *arg) { volatile unsigned long n = 0; (void)arg; for (;;) n++; return NULL; }
+static void *nap(void *arg) { (void)arg; for (;;) usleep(1000); return NULL; }
+static char *prog;
+static void *do_exec(void *arg) {
+    (void)arg;
+    char *args[] = { prog, "exec-done", NULL };
+    execv(prog, args);
+    printf("exec failed: %s\n", strerror(errno));
+    exit(1);
+}
+int main(int argc, char **argv) {
+    prog = argv[2];
+    pthread_t t;
+    for (int i = 0; i < 16; i++) pthread_create(&t, NULL, i % 2 ? spin : nap, NULL);
+    usleep(20000);
+    if (strcmp(argv[1], "thread") == 0) {
+        pthread_create(&t, NULL, do_exec, NULL);
+        for (;;) pause();
+    }
+    do_exec(NULL);
+    return 1;
+}
+"#;
+
+#[test]
+fn process_with_16_threads_execs_promptly() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "16-thread exec");
+    let exe = program("many_threads_exec", MANY_THREADS);
+    let echo = Path::new("/bin/echo");
+    let sandbox = guarded().build().unwrap();
+    for who in ["main", "thread"] {
+        let t = Instant::now();
+        let (out, code) = run(&sandbox, &exe, &[who, echo.to_str().unwrap()]);
+        let took = t.elapsed();
+        assert_eq!(code, 0, "{who}: {out}");
+        assert_eq!(out.trim(), "exec-done", "{who}");
+        assert!(took < Duration::from_secs(5), "{who}: took {took:?}");
+        eprintln!("16 threads, {who} thread execs: {took:?}");
+    }
+}
+
+/// Threads count up; the main thread tries a PATH search for a missing
+/// program (ENOENT), then checks that every task runs untraced and that
+/// the threads go on counting.
+const FAILED_EXEC: &str = r#"
+static volatile unsigned long counters[4];
+static void *count(void *arg) {
+    volatile unsigned long *c = arg;
+    for (;;) { (*c)++; if (*c % 1024 == 0) usleep(100); }
+    return NULL;
+}
+static int check_tasks(void) {
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int bad = 0, n = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char *st = strstr(buf, "State:"), *tr = strstr(buf, "TracerPid:");
+        n++;
+        if (!st || !tr || atoi(tr + 10) != 0 || strchr("tT", st[7])) {
+            bad++;
+            printf("task %s: %.12s %.16s\n", e->d_name, st ? st : "?", tr ? tr : "?");
+        }
+    }
+    closedir(d);
+    printf("tasks=%d bad=%d\n", n, bad);
+    return bad;
+}
+int main(void) {
+    pthread_t t;
+    for (int i = 0; i < 4; i++) pthread_create(&t, NULL, count, (void *)&counters[i]);
+    usleep(20000);
+    int fails = 0;
+    for (int i = 0; i < 20; i++) {
+        char *args[] = { "unotify-no-such-program", NULL };
+        execvp(args[0], args);
+        if (errno == ENOENT) fails++;
+    }
+    unsigned long before[4];
+    for (int i = 0; i < 4; i++) before[i] = counters[i];
+    usleep(50000);
+    int moving = 0;
+    for (int i = 0; i < 4; i++) moving += counters[i] != before[i];
+    printf("enoent=%d moving=%d\n", fails, moving);
+    return check_tasks() ? 1 : 0;
+}
+"#;
+
+#[test]
+fn failed_exec_leaves_nothing_stopped() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "failed exec");
+    let exe = program("failed_exec_threads", FAILED_EXEC);
+    let sandbox = guarded().build().unwrap();
+    let (out, code) = run(&sandbox, &exe, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "enoent"), 20, "{out}");
+    assert_eq!(
+        field(&out, "moving"),
+        4,
+        "threads run after the failed exec: {out}"
+    );
+    assert_eq!(field(&out, "tasks"), 5, "{out}");
+    assert_eq!(field(&out, "bad"), 0, "{out}");
+}
+
+/// argv[1]: processes; argv[2]: seconds. Each process forks and execs
+/// /bin/true in a loop; counts forks, exec failures, errors.
+const FORK_EXEC_LOAD: &str = r#"
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    int procs = atoi(argv[1]);
+    double secs = atof(argv[2]);
+    int fds[2];
+    pipe(fds);
+    for (int i = 0; i < procs; i++) {
+        if (fork() == 0) {
+            double end = now() + secs;
+            int runs = 0, errs = 0;
+            while (now() < end) {
+                pid_t p = fork();
+                if (p < 0) { errs++; continue; }
+                if (p == 0) {
+                    char *args[] = { "/bin/true", "ok", NULL };
+                    execv(args[0], args);
+                    _exit(errno == EPERM ? 100 : 101);
+                }
+                int st;
+                if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) errs++;
+                else runs++;
+            }
+            char line[64];
+            int n = snprintf(line, sizeof line, "%d %d\n", runs, errs);
+            write(fds[1], line, n);
+            _exit(0);
+        }
+    }
+    close(fds[1]);
+    int runs = 0, errs = 0, a, b;
+    FILE *f = fdopen(fds[0], "r");
+    while (fscanf(f, "%d %d", &a, &b) == 2) { runs += a; errs += b; }
+    while (wait(NULL) > 0) {}
+    printf("runs=%d errs=%d\n", runs, errs);
+    return 0;
+}
+"#;
+
+#[test]
+fn eight_processes_fork_and_exec_without_spurious_errors() {
+    let _serial = serial();
+    let secs = std::env::var("ARGV_SAFETY_LOAD_SECS").unwrap_or_else(|_| "3".into());
+    let limit = Duration::from_secs(60 + 3 * secs.parse::<u64>().unwrap_or(3));
+    let _w = common::watchdog(limit, "fork+exec load");
+    let exe = program("fork_exec_load", FORK_EXEC_LOAD);
+    let sandbox = guarded().build().unwrap();
+    let t = Instant::now();
+    let (out, code) = run(&sandbox, &exe, &["8", &secs]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        field(&out, "errs"),
+        0,
+        "no spurious EPERM or failure: {out}"
+    );
+    assert!(field(&out, "runs") > 8, "{out}");
+    eprintln!(
+        "8 processes fork+exec for {secs} s: {out} (total {:?})",
+        t.elapsed()
+    );
+}
+
+/// Forks a child that blocks on a pipe (no trapped call of its own), says
+/// so on stdout, and waits for stdin to close before letting it go.
+const FORK_AND_BLOCK: &str = r#"
+int main(void) {
+    int fds[2];
+    pipe(fds);
+    pid_t p = fork();
+    if (p == 0) { char c; close(fds[1]); read(fds[0], &c, 1); _exit(0); }
+    close(fds[0]);
+    printf("forked %d\n", p);
+    fflush(stdout);
+    char c;
+    read(0, &c, 1);
+    close(fds[1]);
+    waitpid(p, NULL, 0);
+    return 0;
+}
+"#;
+
+fn tracked_after_fork(builder: SandboxBuilder) -> usize {
+    let exe = program("fork_and_block", FORK_AND_BLOCK);
+    let sandbox = builder.build().unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.stdout(Stdio::Piped).stdin(Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+    let mut buf = [0u8; 64];
+    let n = child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("forked "));
+    let stats = child
+        .supervisor()
+        .unwrap()
+        .process_stats()
+        .expect("tracking on");
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    stats.tracked_tasks
+}
+
+#[test]
+fn fork_tracking_registers_children_before_they_run() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "fork tracking");
+    // Without creation tracking, a child that never traps is unknown.
+    assert_eq!(tracked_after_fork(Sandbox::builder().track_processes()), 1);
+    // With it, the child is registered at its creation.
+    assert_eq!(tracked_after_fork(guarded()), 2);
+    assert_eq!(tracked_after_fork(Sandbox::builder().argv_safety(true)), 2);
+}
+
+/// Forks that fail: clone with an invalid flag combination (the kernel
+/// refuses it after CONTINUE: no creation event) and forks beyond the
+/// process limit (EAGAIN). Then a fork that works.
+const FAILING_FORKS: &str = r#"
+static int h1[600], h2[600], h3[600]; static int pos1=0, pos2=0;
+static void rec(int *h, long r, int e) { if (r > 0) h[599]++; else if (r == 0) h[598]++; else h[e < 590 ? e : 597]++; }
+static void dump(const char *n, int *h) { printf("%s:", n); for (int i = 0; i < 600; i++) if (h[i]) printf(" %d=%d", i==599?-1:i==598?-2:i, h[i]); printf("\n"); }
+int main(void) {
+    int einval = 0, eagain = 0, ok = 0;
+    for (int i = 0; i < 50; i++) {
+        long r = syscall(SYS_clone, CLONE_SIGHAND | SIGCHLD, 0, 0, 0, 0);
+        if (r == 0) _exit(0);
+        int e = errno;
+        rec(h1, r, e);
+        if (r < 0 && e == EINVAL) einval++;
+    }
+    int fds[2];
+    pipe(fds);
+    pid_t held = fork();
+    int he = errno;
+    if (held == 0) { char c; close(fds[1]); read(fds[0], &c, 1); _exit(0); }
+    for (int i = 0; i < 20; i++) {
+        pid_t p = fork();
+        int e = errno;
+        if (p == 0) _exit(0);
+        rec(h2, p, e);
+        if (p < 0 && e == EAGAIN) eagain++;
+        else if (p > 0) waitpid(p, NULL, 0);
+    }
+    close(fds[1]);
+    waitpid(held, NULL, 0);
+    for (int i = 0; i < 5; i++) {
+        pid_t p = fork();
+        int e = errno;
+        if (p == 0) _exit(7);
+        rec(h3, p, e);
+        int st;
+        if (p > 0 && waitpid(p, &st, 0) == p && WEXITSTATUS(st) == 7) ok++;
+    }
+    printf("held=%d helderrno=%d\n", held > 0 ? 1 : (int)held, held < 0 ? he : 0);
+    dump("clones", h1); dump("forks", h2); dump("final", h3);
+    printf("einval=%d eagain=%d ok=%d\n", einval, eagain, ok);
+    return 0;
+}
+"#;
+
+#[test]
+fn failed_forks_do_not_hang_or_leak_the_count() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "failing forks");
+    let exe = program("zz_failing_forks", FAILING_FORKS);
+    let sandbox = guarded().max_processes(2).build().unwrap();
+    let t = Instant::now();
+    let (out, code) = run(&sandbox, &exe, &[]);
+    eprintln!("FLAKEOUT {}", out.replace('\n', " | "));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "einval"), 50, "{out}");
+    assert_eq!(field(&out, "eagain"), 20, "{out}");
+    assert_eq!(field(&out, "ok"), 5, "the count was not leaked: {out}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Defer on an exec under argv safety is refused with EPERM.
+#[test]
+fn defer_on_exec_is_refused() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "defer on exec");
+    let exe = program(
+        "exec_errno",
+        r#"
+int main(void) {
+    char *args[] = { "/bin/true", NULL };
+    execv(args[0], args);
+    printf("errno=%d\n", errno);
+    return 0;
+}
+"#,
+    );
+    let sandbox = Sandbox::builder()
+        .handle("execve", |cx: &HandlerCtx<'_>| {
+            // Let the sandbox's own start-up exec through.
+            if cx.read_cstr(cx.arg(0), 64).is_ok_and(|p| p == b"/bin/true") {
+                NotifAction::defer(|| NotifAction::Continue)
+            } else {
+                NotifAction::Continue
+            }
+        })
+        .build()
+        .unwrap();
+    let (out, code) = run(&sandbox, &exe, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "errno"), libc::EPERM as i64, "{out}");
+}
+
+/// Control: without argv safety the same race lets denied words run (the
+/// check above would catch a broken freeze).
+#[test]
+fn without_argv_safety_the_race_is_real() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "argv race control");
+    let logger = program("logarg", LOGARG);
+    let race = program("argv_race", RACE);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let sandbox = guarded().argv_safety(false).build().unwrap();
+    let (out, code) = run(
+        &sandbox,
+        &race,
+        &[logger.to_str().unwrap(), log.to_str().unwrap(), "300"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let denied = text.lines().filter(|l| l.contains("DENIED")).count();
+    eprintln!(
+        "without argv safety: {}, {denied} denied words ran",
+        out.trim()
+    );
+    assert!(denied > 0, "the race never showed: {out}");
+}
+
+/// posix_spawnp (a vfork-style clone) of a name found only at the end of
+/// PATH: the child's first execs fail (ENOENT) while its parent sleeps
+/// uninterruptibly in the vfork wait, then one succeeds.
+const SPAWN_SEARCH: &str = r#"
+#include <spawn.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), ok = 0;
+    setenv("PATH", "/unotify-missing-1:/unotify-missing-2:/usr/bin:/bin", 1);
+    for (int i = 0; i < n; i++) {
+        pid_t p;
+        char *args[] = { "true", NULL };
+        if (posix_spawnp(&p, "true", NULL, NULL, args, environ) != 0) continue;
+        int st;
+        if (waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    printf("ok=%d\n", ok);
+    return 0;
+}
+"#;
+
+#[test]
+fn vfork_parent_of_a_failing_path_search_does_not_stall() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "posix_spawnp search");
+    let exe = program("spawn_search", SPAWN_SEARCH);
+    for workers in [1, 2] {
+        let sandbox = guarded().workers(workers).build().unwrap();
+        let t = Instant::now();
+        let (out, code) = run(&sandbox, &exe, &["30"]);
+        let took = t.elapsed();
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(field(&out, "ok"), 30, "{out}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{workers} worker(s): took {took:?}"
+        );
+        eprintln!("30 posix_spawnp path searches, {workers} worker(s): {took:?}");
+    }
+}
