@@ -316,11 +316,8 @@ impl SupervisorHandle {
         // A counted fork held by a handler kept its token: it stays counted
         // only if it is let through now.
         let token = sh.tracker.as_ref().and_then(|t| t.take_held_token(id));
-        let cont = matches!(action, NotifAction::Continue);
-        let sent = pipeline::finish(&sh, &notif, action);
-        if let (Some(token), true, respond::Sent::Delivered) = (token, cont, sent) {
-            token.commit();
-        }
+        let token = token.filter(|_| matches!(action, NotifAction::Continue));
+        pipeline::finish_counted(&sh, &notif, action, token);
         true
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
 use crate::notification::Notification;
+use crate::process::ForkToken;
 
 use super::defer::DeferPool;
 use super::respond::{respond, Sent};
@@ -136,12 +137,9 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         }
         other => other,
     };
-    let sent = finish(shared, &notif, action);
     // 10. The fork stays counted only if the kernel took the CONTINUE;
     // otherwise (stale: the task died or was interrupted) the token drops.
-    if let (Some(token), Sent::Delivered) = (fork_token, sent) {
-        token.commit();
-    }
+    finish_counted(shared, &notif, action, fork_token);
 }
 
 /// Traces and sends the one answer for `notif`. Returns what became of it;
@@ -152,6 +150,20 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
 /// creation tracking (holding `world` exclusively); it is `Sent::Delivered`
 /// only if a task was created.
 pub(crate) fn finish(shared: &Shared, notif: &Notification, action: NotifAction) -> Sent {
+    finish_counted(shared, notif, action, None)
+}
+
+/// [`finish`] for a counted fork: `token` is committed if the answer was
+/// delivered, else rolled back, before `world` is released. Under creation
+/// tracking (exclusive) no other notification is received before that, so
+/// the caller's next call (the caller runs again as soon as it is
+/// detached) never sees this fork still in flight.
+pub(crate) fn finish_counted(
+    shared: &Shared,
+    notif: &Notification,
+    action: NotifAction,
+    token: Option<ForkToken>,
+) -> Sent {
     if shared.traced(notif.nr) {
         trace(notif, &action.label());
     }
@@ -160,16 +172,26 @@ pub(crate) fn finish(shared: &Shared, notif: &Notification, action: NotifAction)
             // Exclusive: see `freeze::creation`.
             let _world = shared.world.write();
             let sent = crate::freeze::creation::answer(shared, argv, notif);
+            resolve(token, sent);
             argv.answered(notif.pid as i32);
             return sent;
         }
     }
     let _world = shared.world.read();
     let sent = answered(shared, notif, respond(shared, notif, action));
+    resolve(token, sent);
     if let (Some(argv), false) = (&shared.argv, sent == Sent::Held) {
         argv.answered(notif.pid as i32);
     }
     sent
+}
+
+/// Commits a fork's token if its `CONTINUE` was delivered; drops (rolls
+/// back) it otherwise.
+fn resolve(token: Option<ForkToken>, sent: Sent) {
+    if let (Some(token), Sent::Delivered) = (token, sent) {
+        token.commit();
+    }
 }
 
 fn answered(shared: &Shared, notif: &Notification, sent: std::io::Result<Sent>) -> Sent {
