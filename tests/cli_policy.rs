@@ -24,43 +24,48 @@ fn assert_refused(args: &[&str], needle: &str) {
 
 #[test]
 fn malformed_policy_flags_exit_125_and_quote_the_rule() {
-    assert_refused(
-        &["run", "--net-allow", "tcp://127.0.0.1:0", "--", "true"],
-        "127.0.0.1:0",
-    );
-    assert_refused(
-        &["run", "--net-allow", "127.0.0.1:70000", "--", "true"],
-        "70000",
-    );
-    assert_refused(
-        &["run", "--net-allow", "ftp://127.0.0.1", "--", "true"],
-        "ftp://127.0.0.1",
-    );
-    assert_refused(
-        &["run", "--net-allow", "10.0.0.0/33", "--", "true"],
-        "10.0.0.0/33",
-    );
-    assert_refused(
-        &["run", "--net-deny", "localhost", "--", "true"],
-        "localhost",
-    );
-    assert_refused(
-        &[
-            "run",
-            "--net-allow",
-            "127.0.0.1",
-            "--net-deny",
-            "127.0.0.2",
-            "--",
-            "true",
-        ],
-        "deny",
-    );
-    assert_refused(&["run", "--net-deny-bind", "0", "--", "true"], "0");
-    assert_refused(&["run", "-m", "12Q", "--", "true"], "12Q");
-    assert_refused(&["run", "-m", "", "--", "true"], "max-memory");
-    assert_refused(&["run", "-P", "0", "--", "true"], "at least 1");
-    assert_refused(&["run", "-P", "many", "--", "true"], "many");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--net-allow", "tcp://127.0.0.1:0", "--", "true"][..],
+            "127.0.0.1:0",
+        ),
+        (
+            &["run", "--net-allow", "127.0.0.1:70000", "--", "true"][..],
+            "70000",
+        ),
+        (
+            &["run", "--net-allow", "ftp://127.0.0.1", "--", "true"][..],
+            "ftp://127.0.0.1",
+        ),
+        (
+            &["run", "--net-allow", "10.0.0.0/33", "--", "true"][..],
+            "10.0.0.0/33",
+        ),
+        (
+            &["run", "--net-deny", "localhost", "--", "true"][..],
+            "localhost",
+        ),
+        (
+            &[
+                "run",
+                "--net-allow",
+                "127.0.0.1",
+                "--net-deny",
+                "127.0.0.2",
+                "--",
+                "true",
+            ][..],
+            "deny",
+        ),
+        (&["run", "--net-deny-bind", "0", "--", "true"][..], "0"),
+        (&["run", "-m", "12Q", "--", "true"][..], "12Q"),
+        (&["run", "-m", "", "--", "true"][..], "max-memory"),
+        (&["run", "-P", "0", "--", "true"][..], "at least 1"),
+        (&["run", "-P", "many", "--", "true"][..], "many"),
+    ];
+    for (args, needle) in cases {
+        assert_refused(args, needle);
+    }
 }
 
 const CONNECT_C: &str = r#"

@@ -201,6 +201,32 @@ fn handler_panic_answers_eperm_and_the_supervisor_keeps_running() {
 }
 
 #[test]
+fn a_panic_outside_the_handler_chain_keeps_the_only_worker_alive() {
+    let _dog = common::watchdog(Duration::from_secs(20), "a panic outside the handler chain");
+    // `on_success` runs while the answer is sent, outside the handler chain's
+    // own catch: with one worker, a panic there must not take the worker down.
+    let sb = Sandbox::builder()
+        .workers(1)
+        .handle("getppid", |cx: &HandlerCtx<'_>| match cx.arg(0) {
+            0 => NotifAction::InjectFdSendTracked {
+                fd: std::fs::File::open("/dev/null").unwrap().into(),
+                newfd_flags: 0,
+                on_success: Box::new(|_| panic!("deliberate panic in on_success")),
+            },
+            _ => NotifAction::ReturnValue(7),
+        })
+        .build()
+        .unwrap();
+    let lines = run_ok(&sb, &program("getppid", GETPPID), &["0", "1", "1"]);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].parse::<i32>().is_ok_and(|fd| fd >= 3),
+        "the injected fd was delivered before the panic: {lines:?}"
+    );
+    assert_eq!(&lines[1..], ["7", "7"], "the worker survived the panic");
+}
+
+#[test]
 fn invalid_errno_answers_eperm() {
     let values = [0, 5000, -1, 4096, i32::MIN, 4095, libc::EROFS];
     let sb = Sandbox::builder()

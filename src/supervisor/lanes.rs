@@ -364,7 +364,27 @@ impl Worker {
             let next = self.next();
             self.state.idle.fetch_sub(1, Ordering::AcqRel);
             match next {
-                Some(notif) => super::pipeline::process(&self.shared, notif),
+                Some(notif) => {
+                    // Handler panics are caught inside the pipeline; this
+                    // catches the rest, so that the worker survives and the
+                    // call still gets a definite answer (ENOENT, harmless,
+                    // if it was answered before the panic).
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        super::pipeline::process(&self.shared, notif)
+                    });
+                    if std::panic::catch_unwind(run).is_err() {
+                        log::error!(
+                            "the pipeline panicked on {} of pid {}; answering EPERM",
+                            notif.syscall_label(),
+                            notif.pid
+                        );
+                        super::pipeline::finish(
+                            &self.shared,
+                            &notif,
+                            crate::NotifAction::Errno(libc::EPERM),
+                        );
+                    }
+                }
                 None => return,
             }
         }
