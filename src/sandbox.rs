@@ -557,15 +557,23 @@ impl Sandbox {
                 ));
             }
         };
+        // The child may run on now: its trapped calls wait in the kernel
+        // until the supervisor receives them, and starting the supervisor's
+        // threads overlaps with its exec.
+        if let Err(f) = forked.go() {
+            reap(pid);
+            return Err(start_error(f, &program));
+        }
         let supervisor = match Supervisor::start(listener, pid, self.config.clone()) {
             Ok(s) => s,
             Err(e) => {
-                forked.abort();
+                // Released without a supervisor: it must not run on.
+                let _ = process::kill(pid, libc::SIGKILL);
                 reap(pid);
                 return Err(e);
             }
         };
-        match forked.release() {
+        match forked.exec_outcome() {
             Ok(()) => {}
             Err(f) => {
                 reap(pid);

@@ -399,8 +399,17 @@ impl ForkedChild {
         }
     }
 
-    /// Lets the child exec and reports whether the exec succeeded.
+    /// Lets the child exec and reports whether the exec succeeded:
+    /// [`go`](Self::go) then [`exec_outcome`](Self::exec_outcome).
     pub fn release(&mut self) -> Result<(), StartFailure> {
+        self.go()?;
+        self.exec_outcome()
+    }
+
+    /// Lets the child go on to exec, without waiting for it. Work done
+    /// between this and [`exec_outcome`](Self::exec_outcome) overlaps with
+    /// the child's exec.
+    pub fn go(&mut self) -> Result<(), StartFailure> {
         let go = self.go.take().ok_or(StartFailure::Vanished)?;
         let byte = [1u8];
         // SAFETY: writes one byte from a live buffer to a pipe we own.
@@ -411,6 +420,11 @@ impl ForkedChild {
         if n.is_err() {
             return Err(StartFailure::Vanished);
         }
+        Ok(())
+    }
+
+    /// Waits until the released child has exec'd (`Ok`) or failed to.
+    pub fn exec_outcome(&mut self) -> Result<(), StartFailure> {
         let mut buf = [0u8; 4];
         let mut got = 0;
         while got < buf.len() {
