@@ -359,3 +359,53 @@ fn panicking_handler_under_load_keeps_the_supervisor_up() {
         );
     }
 }
+
+/// A handler that blocks its worker for a long time does not hold up the
+/// calls that were placed behind it: after a short wait a worker of
+/// another CPU's lane takes them. 16 threads make 20 calls each; thread
+/// 0's sixth call blocks its worker for 2 s. Every other call must be
+/// answered in well under that.
+#[test]
+fn calls_behind_a_slow_handler_are_taken_by_another_worker() {
+    let _g = serial();
+    let _wd = common::watchdog(Duration::from_secs(60), "calls_behind_a_slow_handler");
+    const SLOW: Duration = Duration::from_secs(2);
+    let sb = Sandbox::builder()
+        .workers(2)
+        .handle("getppid", |cx: &HandlerCtx<'_>| {
+            // getppid(arg, thread, index)
+            if cx.arg(1) == 0 && cx.arg(2) == 5 {
+                std::thread::sleep(SLOW);
+            }
+            NotifAction::ReturnValue(1000 + cx.arg(0) as i64)
+        })
+        .build()
+        .expect("build");
+    let mut child = sb
+        .spawn(
+            Command::new(calls_program())
+                .args(["16", "20", "v", "0"])
+                .stdin(Stdio::Null)
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn calls");
+    let out = common::read_all(&mut child.stdout);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}; output: {out}");
+    assert_eq!(parse_counts(&out), vec![(1000, 320)], "{out}");
+    let lines: Vec<_> = out.lines().filter_map(common::parse_call_line).collect();
+    assert_eq!(lines.len(), 320, "{out}");
+    let (slow, rest): (Vec<&common::CallLine>, Vec<_>) =
+        lines.iter().partition(|l| l.thread == 0 && l.index == 5);
+    assert!(
+        slow[0].elapsed_us >= SLOW.as_micros() as i64 * 9 / 10,
+        "the slow call was not slow: {:?}",
+        slow[0]
+    );
+    let worst = rest.iter().max_by_key(|l| l.elapsed_us).expect("calls");
+    assert!(
+        worst.elapsed_us < SLOW.as_micros() as i64 / 2,
+        "a call waited {} µs behind the slow handler: {worst:?}",
+        worst.elapsed_us
+    );
+}

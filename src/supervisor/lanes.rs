@@ -9,18 +9,26 @@
 //!
 //! # Placement
 //!
-//! A notification goes to the current CPU's lane when that lane has an idle
-//! worker for it, and also when its workers are busy but nothing is queued
-//! there yet: a busy worker is most often just finishing (the task it
-//! answered preempts it right after `SEND`), and waiting a few microseconds
-//! for it is far cheaper than a cross-CPU hand-off. Only when the lane
-//! already has a backlog does the notification spill to a lane with room.
-//! Should a worker stay busy (a slow handler), the queued call is not left
-//! behind it: a worker of another lane takes (steals) it as soon as it runs
-//! out of work of its own, and if that worker is asleep the poll thread
-//! wakes it after [`STEAL_AFTER`] ([`Lanes::stalled`], [`Lanes::rebalance`]).
-//! The lane is then marked stuck, and new calls go elsewhere until one of
-//! its workers is idle again.
+//! Each thread of the sandbox has a home lane, and its notifications go
+//! there. With sync wake-up the kernel wakes an answered task on the CPU of
+//! the worker that answers it, so a task served by one lane stays on that
+//! lane's CPU, and the hand-offs of its calls stay on one CPU. A new thread
+//! gets a home in turn (round robin), which spreads the sandbox's threads
+//! over the CPUs and keeps them there: on two CPUs, four threads trapping
+//! in a loop run two on each, served in parallel. When the poll thread was
+//! asleep, the kernel woke it on the CPU of the task that trapped, which
+//! tells where that task really is (the scheduler may have moved it, or it
+//! is pinned): its home follows.
+//!
+//! A notification waits for its home lane's worker even when that worker
+//! is busy: a worker is most often just finishing (the task it answered
+//! preempts it right after `SEND`), and another lane's answer would move
+//! the task to another CPU. Should a worker stay busy (a slow handler)
+//! with work waiting behind it, the poll thread marks its lane stuck after
+//! [`STEAL_AFTER`] ([`Lanes::stalled`], [`Lanes::rebalance`]) and wakes a
+//! worker of another lane, which takes (steals) the waiting work; new
+//! calls then go to lanes with room until one of the stuck lane's workers
+//! is idle again. Workers steal only from stuck lanes.
 //!
 //! # Hand-off
 //!
@@ -48,7 +56,8 @@
 //! with a `SeqCst` fence between their store and their load), so a queued
 //! notification never waits for a worker that is asleep unannounced.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -96,6 +105,10 @@ struct LaneState {
     sleepers: AtomicU32,
     /// The futex word: bumped by every wake-up.
     seq: AtomicU32,
+    /// Its workers stayed busy past [`STEAL_AFTER`] with work waiting:
+    /// workers of other lanes may take that work, and the poll thread
+    /// sends nothing more here until one of its workers is idle again.
+    stuck: AtomicBool,
     /// Whether the workers run `SCHED_BATCH` between hand-offs.
     batch: bool,
     /// One per worker of the lane.
@@ -144,9 +157,6 @@ struct Lane {
     unflushed: Cell<u32>,
     /// One of them spilled here from a stuck lane (poll thread only).
     urgent: Cell<bool>,
-    /// Its workers stayed busy past [`STEAL_AFTER`] with work waiting: send
-    /// nothing more here until one of them is idle again (poll thread only).
-    stuck: Cell<bool>,
 }
 
 impl Lane {
@@ -166,7 +176,15 @@ pub(crate) struct Lanes {
     lanes: Vec<Lane>,
     /// CPU number → lane index.
     lane_of_cpu: Vec<usize>,
+    /// Thread id → home lane (poll thread only; see the module docs).
+    homes: RefCell<HashMap<u32, usize>>,
+    /// The home lane of the next new thread.
+    next_home: Cell<usize>,
 }
+
+/// [`Lanes::homes`] starts over when it holds this many threads (exited
+/// threads are not taken out one by one; a forgotten thread gets a new home).
+const MAX_HOMES: usize = 4096;
 
 impl Lanes {
     /// Starts `workers` threads; returns the pool and their handles.
@@ -194,7 +212,6 @@ impl Lanes {
                 }),
                 unflushed: Cell::new(0),
                 urgent: Cell::new(false),
-                stuck: Cell::new(false),
             });
             receivers.push(rx);
         }
@@ -210,7 +227,10 @@ impl Lanes {
             let lane = w % nlanes;
             // Its own lane first, then the others to steal from.
             let queues = (0..nlanes)
-                .map(|i| receivers[(lane + i) % nlanes].clone())
+                .map(|i| {
+                    let j = (lane + i) % nlanes;
+                    (receivers[j].clone(), Arc::clone(&lanes[j].state))
+                })
                 .collect();
             let worker = Worker {
                 shared: Arc::clone(shared),
@@ -224,13 +244,23 @@ impl Lanes {
                 .spawn(move || worker.run())?;
             handles.push(h);
         }
-        Ok((Lanes { lanes, lane_of_cpu }, handles))
+        Ok((
+            Lanes {
+                lanes,
+                lane_of_cpu,
+                homes: RefCell::new(HashMap::new()),
+                next_home: Cell::new(0),
+            },
+            handles,
+        ))
     }
 
-    /// Queues a notification for a worker, preferring the current CPU's
-    /// lane. The worker is woken by the next [`flush`](Self::flush).
-    pub(crate) fn dispatch(&self, notif: Notification) -> Result<(), Notification> {
-        let (i, urgent) = self.pick();
+    /// Queues a notification for a worker of its task's home lane (see
+    /// the module docs). `woken`: the poll thread slept before receiving
+    /// it, so it runs on the CPU of the task that trapped. The worker is
+    /// woken by the next [`flush`](Self::flush).
+    pub(crate) fn dispatch(&self, notif: Notification, woken: bool) -> Result<(), Notification> {
+        let (i, urgent) = self.pick(self.home_of(notif.pid, woken));
         let lane = &self.lanes[i];
         lane.tx.send(notif).map_err(|e| e.into_inner())?;
         lane.unflushed.set(lane.unflushed.get().saturating_add(1));
@@ -238,6 +268,11 @@ impl Lanes {
             lane.urgent.set(true);
         }
         Ok(())
+    }
+
+    /// How many lanes there are.
+    pub(crate) fn count(&self) -> usize {
+        self.lanes.len()
     }
 
     /// Wakes sleeping workers for everything queued since the last call.
@@ -264,54 +299,87 @@ impl Lanes {
             .unwrap_or(0)
     }
 
-    /// The lane for the next notification, and whether it spills from a
-    /// stuck lane (see [`LaneState::wake`]).
-    fn pick(&self) -> (usize, bool) {
+    /// The home lane of thread `tid`.
+    fn home_of(&self, tid: u32, woken: bool) -> usize {
+        if self.lanes.len() == 1 {
+            return 0;
+        }
+        let mut homes = self.homes.borrow_mut();
+        if woken {
+            // Where the task is now, whatever moved it there.
+            let here = self.here();
+            if homes.insert(tid, here).is_none() && homes.len() > MAX_HOMES {
+                homes.clear();
+            }
+            return here;
+        }
+        if let Some(&lane) = homes.get(&tid) {
+            return lane;
+        }
+        if homes.len() >= MAX_HOMES {
+            homes.clear();
+        }
+        let lane = self.next_home.get() % self.lanes.len();
+        self.next_home.set(lane + 1);
+        homes.insert(tid, lane);
+        lane
+    }
+
+    /// The lane for a notification whose home is lane `home`, and whether
+    /// it spills from a stuck lane (see [`LaneState::wake`]).
+    fn pick(&self, home: usize) -> (usize, bool) {
         if self.lanes.len() == 1 {
             return (0, false);
         }
-        let here = self.here();
-        let local = &self.lanes[here];
-        if local.has_room() {
-            local.stuck.set(false);
-            return (here, false);
+        let lane = &self.lanes[home];
+        if lane.has_room() {
+            lane.state.stuck.store(false, Ordering::Relaxed);
+            return (home, false);
         }
-        if local.tx.is_empty() && !local.stuck.get() {
-            return (here, false);
+        if !lane.state.stuck.load(Ordering::Relaxed) {
+            return (home, false);
         }
         match self.lanes.iter().position(Lane::has_room) {
-            Some(i) => (i, local.stuck.get()),
-            None => (here, false),
+            Some(i) => (i, true),
+            None => (home, false),
         }
     }
 
-    /// Whether some lane has notifications waiting behind busy workers
-    /// while another lane has an idle worker: the poll thread should call
-    /// [`rebalance`](Self::rebalance) if nothing else happens within
-    /// [`STEAL_AFTER`].
+    /// Whether some lane has notifications waiting behind busy workers: the
+    /// poll thread should call [`rebalance`](Self::rebalance) if nothing
+    /// else happens within [`STEAL_AFTER`]. (Whether another lane has room
+    /// does not matter: one may have room by then, and nothing else would
+    /// wake the poll thread.)
     pub(crate) fn stalled(&self) -> bool {
-        self.lanes.len() > 1
-            && self.lanes.iter().any(|l| l.idle() == 0 && !l.tx.is_empty())
-            && self.lanes.iter().any(Lane::has_room)
+        self.lanes.len() > 1 && self.lanes.iter().any(|l| l.idle() == 0 && !l.tx.is_empty())
     }
 
-    /// Wakes an idle worker of another lane for each lane whose queue waits
-    /// behind busy workers; it steals from that queue.
+    /// Marks stuck each lane whose queue waits behind busy workers, so that
+    /// the workers of other lanes take its work as soon as they are free,
+    /// and wakes an idle worker of another lane for each.
     pub(crate) fn rebalance(&self) {
-        fence(Ordering::SeqCst);
+        let mut stuck = 0;
         for lane in self
             .lanes
             .iter()
             .filter(|l| l.idle() == 0 && !l.tx.is_empty())
         {
-            lane.stuck.set(true);
-            if let Some(helper) = self.lanes.iter().find(|l| l.has_room()) {
-                log::debug!(
-                    "{} notification(s) waiting behind busy workers; waking another lane",
-                    lane.tx.len()
-                );
-                helper.state.wake(1, true);
-            }
+            lane.state.stuck.store(true, Ordering::Relaxed);
+            log::debug!(
+                "{} notification(s) waiting behind busy workers; another lane takes them",
+                lane.tx.len()
+            );
+            stuck += 1;
+        }
+        // Pairs with the fence in `Worker::next`: a worker going to sleep
+        // either sees the stuck lane, or is seen among the sleepers.
+        fence(Ordering::SeqCst);
+        let helpers = self
+            .lanes
+            .iter()
+            .filter(|l| !l.state.stuck.load(Ordering::Relaxed) && l.has_room());
+        for helper in helpers.take(stuck) {
+            helper.state.wake(1, true);
         }
     }
 }
@@ -336,8 +404,8 @@ impl Drop for Lanes {
 /// One worker thread.
 struct Worker {
     shared: Arc<Shared>,
-    /// Its lane's queue first, then the other lanes'.
-    queues: Vec<Receiver<Notification>>,
+    /// Its lane's queue first, then the other lanes', each with its lane.
+    queues: Vec<(Receiver<Notification>, Arc<LaneState>)>,
     state: Arc<LaneState>,
     /// Its index in `state.slots`.
     slot: usize,
@@ -428,14 +496,19 @@ impl Worker {
         }
     }
 
-    /// `Some(Some(n))`: got one; `Some(None)`: disconnected; `None`: nothing queued.
+    /// `Some(Some(n))`: got one; `Some(None)`: disconnected; `None`: nothing
+    /// queued (in its own lane, or in a stuck one).
     fn take(&self) -> Option<Option<Notification>> {
-        let (own, others) = self.queues.split_first()?;
+        let ((own, _), others) = self.queues.split_first()?;
         match own.try_recv() {
             Ok(n) => return Some(Some(n)),
             Err(TryRecvError::Disconnected) => return Some(None),
             Err(TryRecvError::Empty) => {}
         }
-        others.iter().find_map(|rx| rx.try_recv().ok()).map(Some)
+        others
+            .iter()
+            .filter(|(_, lane)| lane.stuck.load(Ordering::Acquire))
+            .find_map(|(rx, _)| rx.try_recv().ok())
+            .map(Some)
     }
 }

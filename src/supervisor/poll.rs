@@ -23,6 +23,9 @@ use super::lanes::{Lanes, STEAL_AFTER};
 use super::stats::Counters;
 use super::Shared;
 
+/// A `poll(2)` that lasted this long slept before it returned.
+const SLEPT: Duration = Duration::from_micros(2);
+
 /// Why the poll loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -62,6 +65,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     // Since when a call has been waiting behind a busy worker while another
     // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
     let mut stalled_since: Option<Instant> = None;
+    let multi_lane = lanes.count() > 1;
     let ended = loop {
         let wait = if lanes.stalled() {
             stalled_since.get_or_insert_with(Instant::now);
@@ -70,7 +74,14 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             stalled_since = None;
             timeout
         };
-        if let Err(e) = process::poll(&mut fds[..watched], wait) {
+        // Whether poll(2) slept (see `Lanes::dispatch`): a call that finds
+        // the listener ready returns in well under a microsecond; one that
+        // sleeps lasts at least a context switch there and another back.
+        let before = multi_lane.then(Instant::now);
+        let polled = process::poll(&mut fds[..watched], wait);
+        let woken = before.is_some_and(|t| t.elapsed() >= SLEPT)
+            && fds[1..watched].iter().all(|f| f.revents == 0);
+        if let Err(e) = polled {
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
@@ -102,7 +113,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         }
         let listener = fds[0].revents;
         if listener & libc::POLLIN != 0 {
-            if let Some(end) = receive(shared, &lanes) {
+            if let Some(end) = receive(shared, &lanes, woken) {
                 break end;
             }
         } else if listener & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
@@ -117,14 +128,15 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
 }
 
 /// Receives the notification `poll(2)` has just reported and hands it to a
-/// worker; `Some` when the loop must end.
-fn receive(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
-    let end = receive_one(shared, lanes);
+/// worker; `Some` when the loop must end. `woken`: `poll(2)` slept before
+/// reporting it (see [`Lanes::dispatch`]).
+fn receive(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
+    let end = receive_one(shared, lanes, woken);
     lanes.flush();
     end
 }
 
-fn receive_one(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
+fn receive_one(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
     let received = {
         let _world = shared.world.read();
         let r = seccomp::recv(shared.listener());
@@ -139,7 +151,7 @@ fn receive_one(shared: &Arc<Shared>, lanes: &Lanes) -> Option<Ended> {
         Ok(raw) => {
             Counters::bump(&shared.counters.received);
             let notif = Notification::from(&raw);
-            if let Err(notif) = lanes.dispatch(notif) {
+            if let Err(notif) = lanes.dispatch(notif, woken) {
                 log::error!(
                     "no worker left for notification {}; answering EPERM",
                     notif.id
