@@ -258,7 +258,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         filter: filter.instructions().to_vec(),
         foreground: false,
     };
-    let mut child = fork_child(&plan)?;
+    let mut child = fork_child(plan)?;
     drop(out_w);
     let target_fd = child
         .listener_fd(Duration::from_secs(5))

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -530,7 +530,7 @@ impl Sandbox {
             foreground: self.foreground,
         };
         let program = cmd.program.to_string_lossy().into_owned();
-        let mut forked = fork_child(&plan).map_err(|e| Error::setup("fork the child", e))?;
+        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
         drop(keep);
         let pid = forked.pid();
         let reap = |pid: i32| {
@@ -544,8 +544,7 @@ impl Sandbox {
                 return Err(start_error(f, &program));
             }
         };
-        let listener =
-            pidfd::pidfd_open(pid, 0).and_then(|p| pidfd::pidfd_getfd(p.as_fd(), child_fd));
+        let listener = pidfd::pidfd_getfd(forked.pidfd(), child_fd);
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {

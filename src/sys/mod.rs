@@ -14,9 +14,11 @@ pub mod pidfd;
 pub mod probe;
 pub mod process;
 pub mod ptrace;
+mod raw;
 pub mod seccomp;
 pub mod signals;
 pub mod spawn;
+mod spawn_child;
 
 use std::io;
 

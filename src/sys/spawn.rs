@@ -1,33 +1,39 @@
-//! Fork and exec of the sandboxed program.
+//! Start of the sandboxed program: clone, hand-shake, exec.
 //!
-//! The host may be multi-threaded, so between `fork` and `exec` the child
-//! only makes raw, async-signal-safe system calls on data prepared before the
-//! fork: no allocation, no locks, no `std` I/O.
+//! The child is cloned with `CLONE_VM` and a stack of its own, like
+//! `posix_spawn` does, but without `CLONE_VFORK`: the parent runs on while
+//! the child installs its filter and waits. Sharing the memory spares the
+//! copy of the parent's page tables at clone, the copy-on-write faults of
+//! the parent's threads afterwards and the teardown of that copy at exec,
+//! all of which grow with the host's memory. What the child may do in the
+//! meantime is in [`super::spawn_child`].
 //!
 //! Hand-shake with the parent, after the child installed its filter:
 //! 1. the child stores its listener's fd number in a shared page and wakes
 //!    the parent with a futex (no pipe write, since `write` may be trapped and
 //!    no supervisor runs yet);
-//! 2. the parent takes the listener with `pidfd_getfd`, starts the
-//!    supervisor and writes one byte to the *go* pipe;
+//! 2. the parent takes the listener with `pidfd_getfd`, writes one byte to
+//!    the *go* pipe ([`ForkedChild::go`]) and starts the supervisor;
 //! 3. the child closes its listener copy, marks every fd from 3 up
 //!    close-on-exec and execs; if every candidate fails it writes the errno
-//!    to the close-on-exec *error* pipe, which the parent reads (EOF = exec
-//!    succeeded).
+//!    to the close-on-exec *error* pipe and exits. The parent reads that pipe
+//!    to its end ([`ForkedChild::exec_outcome`]): the end means the child
+//!    exec'd or died, and no longer uses the parent's memory.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cvt;
-use super::fs::{close_range_raw, CLOSE_RANGE_CLOEXEC};
-use super::seccomp::{
-    install_filter_raw, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_WAIT_KILLABLE_RECV,
+use super::spawn_child::{
+    child_entry, ChildArgs, SharedPage, STATE_FAILED, STATE_PENDING, STATE_READY,
 };
 
-/// What the child does between fork and exec, prepared in the parent.
+pub use super::spawn_child::ChildStep;
+
+/// What the child does between clone and exec, prepared in the parent.
 pub struct ExecPlan {
     /// Paths to try in order (the PATH search, done in the parent).
     pub candidates: Vec<CString>,
@@ -46,43 +52,92 @@ pub struct ExecPlan {
     pub foreground: bool,
 }
 
-/// Where the child failed before or at exec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChildStep {
-    /// Parent-death signal, process group, stdio or working directory.
-    Prepare,
-    /// `no_new_privs` or the seccomp filter.
-    Filter,
-    /// Every exec candidate failed.
-    Exec,
+/// The child's stack: mapped with a guard page below it.
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
 }
 
-const STATE_PENDING: u32 = 0;
-const STATE_READY: u32 = 1;
-const STATE_FAILED: u32 = 2;
+/// Plenty for the child's few frames (it calls nothing but the kernel).
+const STACK_SIZE: usize = 256 * 1024;
 
-/// The page shared by parent and child during the hand-shake.
-#[repr(C)]
-struct SharedPage {
-    state: AtomicU32,
-    value: AtomicU32,
-    step: AtomicU32,
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        let len = STACK_SIZE + page_size();
+        // SAFETY: an anonymous private mapping; checked for failure below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base, len };
+        // The lowest page is the guard: an overflow faults instead of
+        // writing into the parent's memory.
+        // SAFETY: the first page of the mapping made above.
+        cvt(unsafe { libc::mprotect(base, page_size(), libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+
+    /// The initial stack pointer (stacks grow down).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, which the child's first
+        // push moves below.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
 }
 
-/// A forked child waiting for its go.
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Stack::new`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// A cloned child waiting for its go.
 pub struct ForkedChild {
     pid: i32,
+    pidfd: OwnedFd,
     page: *mut SharedPage,
     go: Option<OwnedFd>,
     err: OwnedFd,
+    /// What the child reads and the stack it runs on: kept until it has
+    /// exec'd or died (`gone`).
+    child: Option<(Box<ChildArgs>, Stack)>,
+    /// The child no longer runs in our memory.
+    gone: bool,
 }
 
-// SAFETY: the shared page is only accessed through atomics, and the pointer is
-// owned by this value (unmapped in Drop), so moving it between threads is fine.
+// SAFETY: the shared page is only accessed through atomics; the page, the
+// stack and the child's arguments are owned by this value and freed in Drop
+// once the child no longer uses them, so moving it between threads is fine.
 unsafe impl Send for ForkedChild {}
 
 impl Drop for ForkedChild {
     fn drop(&mut self) {
+        if !self.gone {
+            // The child may still run in our memory (an error path of the
+            // caller, or a panic): end it, and free nothing before it is dead.
+            let _ = super::pidfd::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+            let mut pfd = libc::pollfd {
+                fd: self.pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // A pidfd is readable once its process has exited.
+            // SAFETY: poll on one live pollfd.
+            while unsafe { libc::poll(&mut pfd, 1, -1) } < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+        drop(self.child.take());
         // SAFETY: `page` was mapped by `fork_child` with this size and is
         // unmapped exactly once, here.
         unsafe { libc::munmap(self.page.cast(), page_size()) };
@@ -123,15 +178,11 @@ fn ptr_array(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// Forks the child; it runs `plan` up to the filter and waits for [`ForkedChild::release`].
-pub fn fork_child(plan: &ExecPlan) -> io::Result<ForkedChild> {
-    let argv = ptr_array(&plan.argv);
-    let envp = ptr_array(&plan.envp);
-    let prog = libc::sock_fprog {
-        len: u16::try_from(plan.filter.len())
-            .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
-        filter: plan.filter.as_ptr() as *mut libc::sock_filter,
-    };
+/// Starts the child; it runs `plan` up to the filter and waits for
+/// [`ForkedChild::go`].
+pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
+    let len =
+        u16::try_from(plan.filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
     let (go_r, go_w) = pipe_above_stdio()?;
     let (err_r, err_w) = pipe_above_stdio()?;
     // SAFETY: an anonymous shared mapping of one page; checked for failure below.
@@ -149,191 +200,81 @@ pub fn fork_child(plan: &ExecPlan) -> io::Result<ForkedChild> {
         return Err(io::Error::last_os_error());
     }
     let page = page.cast::<SharedPage>();
-    // SAFETY: getpid takes no arguments.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: fork has no preconditions; the child below makes only
-    // async-signal-safe calls on memory prepared before the fork.
-    let pid = unsafe { libc::fork() };
+    let stack = match Stack::new() {
+        Ok(s) => s,
+        Err(e) => {
+            // SAFETY: unmapping the page mapped above, once.
+            unsafe { libc::munmap(page.cast(), page_size()) };
+            return Err(e);
+        }
+    };
+    let mut args = Box::new(ChildArgs {
+        argv: ptr_array(&plan.argv),
+        envp: ptr_array(&plan.envp),
+        prog: libc::sock_fprog {
+            len,
+            filter: std::ptr::null_mut(),
+        },
+        plan,
+        // SAFETY: getpid takes no arguments.
+        parent: unsafe { libc::getpid() },
+        page,
+        go: go_r.as_raw_fd(),
+        err: err_w.as_raw_fd(),
+    });
+    // The instructions stay where they are when the plan moves (heap).
+    args.prog.filter = args.plan.filter.as_mut_ptr();
+    let arg_ptr = (&*args as *const ChildArgs)
+        .cast_mut()
+        .cast::<libc::c_void>();
+
+    // The child starts with every signal blocked: no handler of ours may
+    // run in it before it has reset them (see `spawn_child`).
+    // SAFETY: an all-ones sigset_t is a valid full set.
+    let full: libc::sigset_t = unsafe {
+        let mut s = std::mem::zeroed();
+        libc::sigfillset(&mut s);
+        s
+    };
+    // SAFETY: an all-zero sigset_t is a valid empty set, overwritten below.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: reads and writes live sigsets.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &full, &mut old) };
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: the child runs `child_entry` on `stack` with `args`, both kept
+    // alive by the returned ForkedChild until the child has exec'd or died;
+    // CLONE_PIDFD stores a pidfd in `pidfd`.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
+            arg_ptr,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_err = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if pid < 0 {
-        let e = io::Error::last_os_error();
+        drop(stack);
         // SAFETY: unmapping the page mapped above, once.
         unsafe { libc::munmap(page.cast(), page_size()) };
-        return Err(e);
+        return Err(clone_err);
     }
-    if pid == 0 {
-        // SAFETY: we are the child of a fork; see `child_main`.
-        unsafe {
-            child_main(
-                plan,
-                &argv,
-                &envp,
-                &prog,
-                parent,
-                &*page,
-                go_r.as_raw_fd(),
-                err_w.as_raw_fd(),
-            )
-        }
-    }
+    // SAFETY: CLONE_PIDFD created this fd for us.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(go_r);
     drop(err_w);
     Ok(ForkedChild {
         pid,
+        pidfd,
         page,
         go: Some(go_w),
         err: err_r,
+        child: Some((args, stack)),
+        gone: false,
     })
-}
-
-/// Reports a failure through the shared page and exits. Async-signal-safe.
-fn fail_early(page: &SharedPage, step: ChildStep, errno: i32) -> ! {
-    page.value.store(errno as u32, Ordering::Relaxed);
-    page.step.store(step as u32, Ordering::Relaxed);
-    page.state.store(STATE_FAILED, Ordering::Release);
-    futex_wake(&page.state);
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(125) }
-}
-
-fn errno() -> i32 {
-    // SAFETY: reads this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-/// The child between fork and exec.
-///
-/// # Safety
-/// Must only be called in the child of `fork`, with pointers from `fork_child`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn child_main(
-    plan: &ExecPlan,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    prog: &libc::sock_fprog,
-    parent: i32,
-    page: &SharedPage,
-    go: RawFd,
-    err: RawFd,
-) -> ! {
-    // Is the program to get the terminal? Only if it inherits it on stdin
-    // and our group is the one in the foreground now.
-    let take_tty = plan.foreground
-        && plan.stdio[0].is_none()
-        && libc::isatty(0) == 1
-        && libc::tcgetpgrp(0) == libc::getpgrp();
-
-    if libc::setpgid(0, 0) < 0 {
-        fail_early(page, ChildStep::Prepare, errno());
-    }
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    if take_tty {
-        // tcsetpgrp from a background group raises SIGTTOU unless blocked.
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTTOU);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::tcsetpgrp(0, libc::getpid());
-    }
-    // Default signal handling, as a freshly exec'd program expects.
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    if libc::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as libc::c_ulong,
-        0,
-        0,
-        0,
-    ) < 0
-    {
-        fail_early(page, ChildStep::Prepare, errno());
-    }
-    if libc::getppid() != parent {
-        // The parent died before the death signal was armed.
-        libc::_exit(125);
-    }
-    for (target, src) in plan.stdio.iter().enumerate() {
-        if let Some(fd) = *src {
-            let target = target as RawFd;
-            let ok = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0) >= 0
-            } else {
-                libc::dup2(fd, target) >= 0
-            };
-            if !ok {
-                fail_early(page, ChildStep::Prepare, errno());
-            }
-        }
-    }
-    if let Some(dir) = &plan.cwd {
-        if libc::chdir(dir.as_ptr()) < 0 {
-            fail_early(page, ChildStep::Prepare, errno());
-        }
-    }
-    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-        fail_early(page, ChildStep::Filter, errno());
-    }
-    let mut listener = install_filter_raw(
-        prog,
-        FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV,
-    );
-    if listener == -(libc::EINVAL as libc::c_long) {
-        listener = install_filter_raw(prog, FILTER_FLAG_NEW_LISTENER);
-    }
-    if listener < 0 {
-        fail_early(page, ChildStep::Filter, -listener as i32);
-    }
-    page.value.store(listener as u32, Ordering::Relaxed);
-    page.state.store(STATE_READY, Ordering::Release);
-    futex_wake(&page.state);
-
-    // From here on, trapped calls are answered by the running supervisor.
-    let mut byte = 0u8;
-    loop {
-        let n = libc::read(go, (&mut byte as *mut u8).cast(), 1);
-        if n == 1 {
-            break;
-        }
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        // The parent gave up: never run the program unsupervised.
-        libc::_exit(125);
-    }
-    libc::close(listener as RawFd);
-    libc::close(go);
-    close_range_raw(3, u32::MAX, CLOSE_RANGE_CLOEXEC);
-
-    // Like execvp: a missing candidate moves on; EACCES is remembered in
-    // case nothing else is found; any other failure is final.
-    let mut reported = libc::ENOENT;
-    for cand in &plan.candidates {
-        libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        match errno() {
-            libc::ENOENT | libc::ENOTDIR => {}
-            libc::EACCES => reported = libc::EACCES,
-            e => {
-                reported = e;
-                break;
-            }
-        }
-    }
-    let bytes = reported.to_ne_bytes();
-    libc::write(err, bytes.as_ptr().cast(), bytes.len());
-    libc::_exit(127)
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a word of a shared mapping; the kernel only uses
-    // the address as a key.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            std::ptr::null::<libc::timespec>(),
-        )
-    };
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
@@ -342,7 +283,8 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: FUTEX_WAIT reads the word atomically and sleeps at most `ts`;
-    // spurious returns are handled by the caller's loop.
+    // spurious returns are handled by the caller's loop. (Not private: the
+    // word is in a shared mapping.)
     unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -423,38 +365,48 @@ impl ForkedChild {
         Ok(())
     }
 
-    /// Waits until the released child has exec'd (`Ok`) or failed to.
+    /// Waits until the released child has exec'd (`Ok`) or failed to. Reads
+    /// the error pipe to its end, which comes once the child has exec'd or
+    /// exited: from then on it no longer runs in this process's memory.
     pub fn exec_outcome(&mut self) -> Result<(), StartFailure> {
         let mut buf = [0u8; 4];
         let mut got = 0;
-        while got < buf.len() {
-            // SAFETY: reads into the unfilled tail of a live buffer.
-            let n = unsafe {
-                libc::read(
-                    self.err.as_raw_fd(),
-                    buf[got..].as_mut_ptr().cast(),
-                    buf.len() - got,
-                )
-            };
+        let ended = loop {
+            let mut chunk = [0u8; 4];
+            // SAFETY: reads at most 4 bytes into a live buffer.
+            let n = unsafe { libc::read(self.err.as_raw_fd(), chunk.as_mut_ptr().cast(), 4) };
             if n < 0 {
-                if errno() == libc::EINTR {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                return Err(StartFailure::Vanished);
+                break false;
             }
             if n == 0 {
-                break;
+                break true;
             }
-            got += n as usize;
+            for &b in &chunk[..n as usize] {
+                if got < buf.len() {
+                    buf[got] = b;
+                }
+                got += 1;
+            }
+        };
+        if ended {
+            self.gone = true;
         }
-        match got {
-            0 => Ok(()),
-            4 => Err(StartFailure::Child(
+        match (ended, got) {
+            (true, 0) => Ok(()),
+            (true, 4) => Err(StartFailure::Child(
                 ChildStep::Exec,
                 io::Error::from_raw_os_error(i32::from_ne_bytes(buf)),
             )),
             _ => Err(StartFailure::Vanished),
         }
+    }
+
+    /// A pidfd of the child.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
     }
 
     /// Drops the go pipe without releasing: the child exits without exec'ing.

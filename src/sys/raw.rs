@@ -1,0 +1,95 @@
+//! System calls that leave `errno` alone.
+//!
+//! The child of a `CLONE_VM` clone shares the parent's memory, including
+//! the thread-local `errno` of the thread that cloned it: a libc wrapper
+//! failing in the child would overwrite that thread's `errno` while it
+//! runs on. These make the call directly and return the kernel's value:
+//! non-negative on success, `-errno` on failure.
+
+/// `syscall(nr, a0, ..., a5)`, returning the raw kernel result.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr` (pointers to live
+/// memory of the right size, and so on).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention: number in rax, arguments
+    // in rdi, rsi, rdx, r10, r8, r9; the kernel clobbers rcx and r11. The
+    // caller vouches for the arguments.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// `syscall(nr, a0, ..., a5)`, returning the raw kernel result.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr` (pointers to live
+/// memory of the right size, and so on).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the aarch64 system call convention: number in x8, arguments
+    // and result in x0..x5. The caller vouches for the arguments.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1],
+            in("x2") a[2],
+            in("x3") a[3],
+            in("x4") a[4],
+            in("x5") a[5],
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// [`syscall6`] with fewer arguments (the rest are zero).
+///
+/// # Safety
+/// As for [`syscall6`].
+#[inline(always)]
+pub(crate) unsafe fn syscall(nr: libc::c_long, args: &[usize]) -> isize {
+    let mut a = [0usize; 6];
+    a[..args.len()].copy_from_slice(args);
+    // SAFETY: forwarded; the caller vouches for the arguments.
+    unsafe { syscall6(nr, a) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_values_and_negative_errno_without_touching_errno() {
+        // SAFETY: getpid takes no arguments.
+        let pid = unsafe { syscall(libc::SYS_getpid, &[]) };
+        assert_eq!(pid, std::process::id() as isize);
+        // SAFETY: set errno of this thread to a marker value.
+        unsafe { *libc::__errno_location() = 12345 };
+        // SAFETY: close of an fd that cannot be open.
+        let r = unsafe { syscall(libc::SYS_close, &[usize::MAX >> 2]) };
+        assert_eq!(r, -(libc::EBADF as isize));
+        // SAFETY: reading errno of this thread.
+        assert_eq!(unsafe { *libc::__errno_location() }, 12345);
+    }
+}
