@@ -78,6 +78,10 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// Wakes the poll thread for [`SupervisorHandle::stop`].
     pub(crate) waker: crate::sys::eventfd::EventFd,
+    /// Interrupts the poll thread's blocking receive, when it uses one.
+    pub(crate) interrupt: Option<poll::Interrupt>,
+    /// Set (and notified) when the poll thread has wound everything down.
+    done: (Mutex<bool>, parking_lot::Condvar),
     /// Process index, limits and freeze; `None` when nothing is tracked.
     pub(crate) tracker: Option<crate::process::Tracker>,
     /// Exec argv-safety state (in-flight tasks...); `None` when it is off.
@@ -100,9 +104,38 @@ impl Shared {
     }
 
     fn request_stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        self.stopping.store(true, Ordering::SeqCst);
         if let Err(e) = self.waker.signal() {
             log::error!("cannot wake the poll thread: {e}");
+        }
+        if let Some(int) = &self.interrupt {
+            // An interruption that comes just before the thread blocks is
+            // lost: try again for a little while until it has left `RECV`
+            // (`wait_done` keeps trying after that).
+            for _ in 0..20 {
+                int.kick(false);
+                if !int.in_recv.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Waits until the poll thread has wound down (or `finished` says it
+    /// ended otherwise: a panic). After a stop request, interrupts it again
+    /// now and then: an interruption that came just before it blocked in
+    /// `RECV` is lost.
+    fn wait_done(&self, finished: impl Fn() -> bool) {
+        let (lock, cv) = &self.done;
+        let mut done = lock.lock();
+        while !*done && !finished() {
+            let timed_out = cv.wait_for(&mut done, Duration::from_millis(2)).timed_out();
+            if timed_out && self.stopping.load(Ordering::SeqCst) {
+                if let Some(int) = &self.interrupt {
+                    int.kick(true);
+                }
+            }
         }
     }
 }
@@ -120,13 +153,14 @@ impl Supervisor {
             feature: "seccomp user notification",
             source: e,
         })?;
-        if config.sync_wake_up {
-            if let Err(e) =
-                seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP)
-            {
-                log::debug!("sync wake-up not available ({e}); trapped calls will be slower");
-            }
-        }
+        let sync = config.sync_wake_up
+            && match seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!("sync wake-up not available ({e}); trapped calls will be slower");
+                    false
+                }
+            };
         let poll = mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?;
         let waker = crate::sys::eventfd::EventFd::new()
             .map_err(|e| Error::io("create the poll thread's wake-up eventfd", e))?;
@@ -163,6 +197,13 @@ impl Supervisor {
             defer: DeferPool::new(config.defer_limit, config.defer_timeout),
             stopping: AtomicBool::new(false),
             waker,
+            // Blocking receive: see `poll`. Not with tracked tasks (their
+            // pidfds are polled) nor argv safety (its freeze needs every
+            // receive done under `world`).
+            interrupt: (sync && !config.limits.enabled() && !config.argv_safety)
+                .then(|| poll::Interrupt::new_if_supported(crate::sys::interrupt::signal()))
+                .flatten(),
+            done: (Mutex::new(false), parking_lot::Condvar::new()),
             tracker,
             argv: config.argv_safety.then(crate::freeze::ArgvSafety::new),
             policy,
@@ -177,6 +218,8 @@ impl Supervisor {
                 // disconnected and the workers exit once the queue is empty.
                 let ended = poll::run(&sh, poll, lanes);
                 wind_down(&sh, workers);
+                *sh.done.0.lock() = true;
+                sh.done.1.notify_all();
                 ended
             })
             // If the thread cannot start, the closure is dropped with the
@@ -207,6 +250,7 @@ impl Supervisor {
 
     fn join_inner(&mut self) {
         let Some(poll) = self.poll.take() else { return };
+        self.shared.wait_done(|| poll.is_finished());
         match poll.join() {
             Ok(ended) => log::debug!("supervisor ended: {ended:?}"),
             Err(_) => log::error!("the poll thread panicked"),

@@ -7,21 +7,83 @@
 //! comes; if its task went away meanwhile, `RECV` fails with `ENOENT`
 //! instead of blocking (the kernel's count of pending notifications is not
 //! lowered by a withdrawal). It never runs handlers.
+//!
+//! # Blocking receive
+//!
+//! When nothing else needs watching (no tracked tasks, no argv safety, whose
+//! freeze must see every receive under the `world` lock) and the kernel
+//! ends a blocked `RECV` once every task using the filter is gone (Linux
+//! 6.11), the thread skips `poll(2)` and blocks in `RECV` itself: one
+//! system call less per notification. [`SupervisorHandle::stop`]
+//! (crate::SupervisorHandle::stop) then interrupts it with a signal
+//! ([`Interrupt`]), and [`Supervisor::join`](super::Supervisor::join)
+//! repeats the signal until the thread is done, since one sent just
+//! before the thread blocks is lost. While some lane has work waiting
+//! behind busy workers the thread uses `poll(2)`, whose timeout lets it
+//! hand that work over ([`Lanes::rebalance`]).
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 
 use crate::notification::Notification;
+use crate::sys::interrupt;
 use crate::sys::process;
 use crate::sys::seccomp;
 
 use super::lanes::{Lanes, STEAL_AFTER};
 use super::stats::Counters;
 use super::Shared;
+
+/// How the poll thread is interrupted out of a blocking `RECV`.
+pub(crate) struct Interrupt {
+    /// The signal ([`interrupt::signal`]).
+    pub(crate) sig: i32,
+    /// The poll thread's id; 0 until it has started.
+    pub(crate) tid: AtomicI32,
+    /// The poll thread is in (or about to enter) a blocking `RECV`.
+    pub(crate) in_recv: AtomicBool,
+}
+
+impl Interrupt {
+    /// Blocking receive with `sig`, if the kernel and the signal allow it.
+    pub(crate) fn new_if_supported(sig: i32) -> Option<Interrupt> {
+        if !interrupt::kernel_at_least(6, 11) {
+            return None;
+        }
+        match interrupt::install(sig) {
+            Ok(true) => Some(Interrupt {
+                sig,
+                tid: AtomicI32::new(0),
+                in_recv: AtomicBool::new(false),
+            }),
+            Ok(false) => {
+                log::debug!("signal {sig} has a handler already; receiving with poll(2)");
+                None
+            }
+            Err(e) => {
+                log::debug!(
+                    "cannot install the handler of signal {sig} ({e}); receiving with poll(2)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Interrupts the poll thread if it may be blocked in `RECV` (`always`:
+    /// whatever it is doing).
+    pub(crate) fn kick(&self, always: bool) {
+        let tid = self.tid.load(Ordering::SeqCst);
+        if tid > 0 && (always || self.in_recv.load(Ordering::SeqCst)) {
+            if let Err(e) = interrupt::interrupt(tid, self.sig) {
+                log::debug!("cannot interrupt the poll thread: {e}");
+            }
+        }
+    }
+}
 
 /// A `poll(2)` that lasted this long slept before it returned.
 const SLEPT: Duration = Duration::from_micros(2);
@@ -66,7 +128,24 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
     let mut stalled_since: Option<Instant> = None;
     let multi_lane = lanes.count() > 1;
+    let blocking = shared
+        .interrupt
+        .as_ref()
+        .filter(|_| shared.tracker.is_none());
+    if let Some(int) = blocking {
+        if let Err(e) = interrupt::unblock_here(int.sig) {
+            log::debug!("cannot unblock signal {}: {e}", int.sig);
+        }
+        int.tid.store(process::gettid(), Ordering::SeqCst);
+    }
     let ended = loop {
+        if let Some(int) = blocking.filter(|_| !lanes.stalled()) {
+            stalled_since = None;
+            match receive_blocking(shared, &lanes, int, multi_lane) {
+                Some(end) => break end,
+                None => continue,
+            }
+        }
         let wait = if lanes.stalled() {
             stalled_since.get_or_insert_with(Instant::now);
             Some(timeout.map_or(STEAL_AFTER, |t| t.min(STEAL_AFTER)))
@@ -127,6 +206,69 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     ended
 }
 
+/// Blocks in `RECV` and hands what comes to a worker; `Some` when the loop
+/// must end.
+fn receive_blocking(
+    shared: &Arc<Shared>,
+    lanes: &Lanes,
+    int: &Interrupt,
+    multi_lane: bool,
+) -> Option<Ended> {
+    // Either `request_stop` sees `in_recv` and interrupts, or we see
+    // `stopping` here (both SeqCst).
+    int.in_recv.store(true, Ordering::SeqCst);
+    if shared.stopping.load(Ordering::SeqCst) {
+        int.in_recv.store(false, Ordering::SeqCst);
+        return Some(Ended::Stopped);
+    }
+    let before = multi_lane.then(Instant::now);
+    let received = seccomp::recv(shared.listener());
+    int.in_recv.store(false, Ordering::SeqCst);
+    let woken = before.is_some_and(|t| t.elapsed() >= SLEPT);
+    match received {
+        Ok(raw) => {
+            hand_over(shared, lanes, &raw, woken);
+            lanes.flush();
+            None
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => shared
+            .stopping
+            .load(Ordering::SeqCst)
+            .then_some(Ended::Stopped),
+        // A task went away before its notification was received, or every
+        // task is gone (then the listener reports a hang-up).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let mut fd = [libc::pollfd {
+                fd: shared.listener().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            match process::poll(&mut fd, Some(Duration::ZERO)) {
+                Ok(_) if fd[0].revents & libc::POLLHUP != 0 => Some(Ended::HungUp),
+                _ => None,
+            }
+        }
+        Err(e) => {
+            log::error!("receiving a notification failed: {e}");
+            Some(Ended::Failed)
+        }
+    }
+}
+
+/// Counts a received notification and queues it for a worker (answered
+/// `EPERM` if no worker is left).
+fn hand_over(shared: &Arc<Shared>, lanes: &Lanes, raw: &seccomp::SeccompNotif, woken: bool) {
+    Counters::bump(&shared.counters.received);
+    let notif = Notification::from(raw);
+    if let Err(notif) = lanes.dispatch(notif, woken) {
+        log::error!(
+            "no worker left for notification {}; answering EPERM",
+            notif.id
+        );
+        super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
+    }
+}
+
 /// Receives the notification `poll(2)` has just reported and hands it to a
 /// worker; `Some` when the loop must end. `woken`: `poll(2)` slept before
 /// reporting it (see [`Lanes::dispatch`]).
@@ -148,17 +290,7 @@ fn receive_one(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended
         r
     };
     match received {
-        Ok(raw) => {
-            Counters::bump(&shared.counters.received);
-            let notif = Notification::from(&raw);
-            if let Err(notif) = lanes.dispatch(notif, woken) {
-                log::error!(
-                    "no worker left for notification {}; answering EPERM",
-                    notif.id
-                );
-                super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
-            }
-        }
+        Ok(raw) => hand_over(shared, lanes, &raw, woken),
         // Interrupted, or the task went away: poll(2) tells whether
         // another one is pending.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOENT)) => {}

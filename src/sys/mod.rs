@@ -6,6 +6,7 @@
 
 pub mod eventfd;
 pub mod fs;
+pub mod interrupt;
 pub mod mem;
 pub mod memfd;
 pub mod net;

@@ -1,0 +1,135 @@
+//! Interrupting one thread's blocking system call: a thread-directed signal
+//! whose handler does nothing, installed without `SA_RESTART`, makes the
+//! call return `EINTR`.
+//!
+//! The handler is process-wide. It is installed only on a signal that has
+//! no handler yet ([`install`]), so a host that uses the signal keeps it.
+
+use std::io;
+
+/// The signal used: `SIGRTMAX - 2`, a real-time signal that the C library
+/// keeps for applications and that the kernel never sends on its own.
+pub fn signal() -> i32 {
+    libc::SIGRTMAX() - 2
+}
+
+extern "C" fn do_nothing(_: libc::c_int) {}
+
+/// Makes `sig` interrupt blocking calls of the thread it is sent to: installs
+/// the do-nothing handler unless `sig` has another handler or is ignored.
+/// `Ok(false)`: it has; leave it alone.
+pub fn install(sig: i32) -> io::Result<bool> {
+    // SAFETY: an all-zero sigaction is valid storage, filled in below.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the current action of `sig` into a live struct.
+    super::cvt(unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) })?;
+    let ours = do_nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    if old.sa_sigaction == ours {
+        return Ok(true);
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Ok(false);
+    }
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = ours;
+    // No SA_RESTART: an interrupted call returns EINTR.
+    new.sa_flags = 0;
+    // SAFETY: `new.sa_mask` is live storage for sigemptyset.
+    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    // SAFETY: installs an initialised action; the handler is async-signal-safe
+    // (it does nothing).
+    super::cvt(unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) })?;
+    Ok(true)
+}
+
+/// Lets `sig` reach the calling thread.
+pub fn unblock_here(sig: i32) -> io::Result<()> {
+    let mut set = super::signals::SigSet::empty();
+    set.add(sig)?;
+    super::signals::unblock(&set)
+}
+
+/// Sends `sig` to thread `tid` of this process.
+pub fn interrupt(tid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: tgkill takes integers; the thread group is our own.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid() as libc::c_long,
+            tid as libc::c_long,
+            sig as libc::c_long,
+        )
+    };
+    super::cvt_long(ret).map(drop)
+}
+
+/// Whether the running kernel is at least `major.minor` (from `uname`).
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: an all-zero utsname is valid storage for uname to fill.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname writes into a live struct.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let release: String = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (a, b) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn interrupts_a_blocking_read_and_keeps_other_handlers() {
+        let sig = signal();
+        assert!(install(sig).unwrap());
+        assert!(install(sig).unwrap(), "installing twice is fine");
+        let (r, w) = std::io::pipe().unwrap();
+        let tid = Arc::new(AtomicI32::new(0));
+        let t = {
+            let tid = Arc::clone(&tid);
+            std::thread::spawn(move || {
+                unblock_here(sig).unwrap();
+                // SAFETY: gettid takes no arguments.
+                tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+                let mut buf = [0u8; 1];
+                use std::os::fd::AsRawFd;
+                // SAFETY: reads one byte into a live buffer.
+                let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+                (n, io::Error::last_os_error().raw_os_error())
+            })
+        };
+        while tid.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Resend until the read returns: the first may come before it blocks.
+        while !t.is_finished() {
+            interrupt(tid.load(Ordering::SeqCst), sig).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(t.join().unwrap(), (-1, Some(libc::EINTR)));
+        drop(w);
+        // A signal with someone else's handler is left alone (Rust's
+        // runtime handles SIGSEGV, for stack overflows).
+        assert!(!install(libc::SIGSEGV).unwrap());
+    }
+
+    #[test]
+    fn reads_the_kernel_version() {
+        assert!(kernel_at_least(2, 6));
+        assert!(!kernel_at_least(999, 0));
+    }
+}
