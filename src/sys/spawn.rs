@@ -6,7 +6,7 @@
 //! copy of the parent's page tables at clone, the copy-on-write faults of
 //! the parent's threads afterwards and the teardown of that copy at exec,
 //! all of which grow with the host's memory. What the child may do in the
-//! meantime is in [`super::spawn_child`].
+//! meantime is described in the `spawn_child` module (private).
 //!
 //! Hand-shake with the parent, after the child installed its filter:
 //! 1. the child stores its listener's fd number in a shared page and wakes

@@ -41,8 +41,9 @@ pub(super) struct SharedPage {
     pub(super) step: AtomicU32,
 }
 
-/// Everything the child reads, owned by the parent's [`ForkedChild`]
-/// (super::spawn::ForkedChild) until the child has exec'd or died.
+/// Everything the child reads, owned by the parent's
+/// [`ForkedChild`](super::spawn::ForkedChild) until the child has exec'd
+/// or died.
 pub(super) struct ChildArgs {
     pub(super) plan: ExecPlan,
     pub(super) argv: Vec<*const libc::c_char>,
