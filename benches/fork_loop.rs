@@ -72,21 +72,20 @@ fn parse(out: &str) -> f64 {
 /// parent and its children never wake each other across CPUs (in a VM a
 /// cross-CPU wake-up is an IPI and a VM exit, which dominates this loop).
 fn bare(exe: &Path, iters: u64, pinned: bool) -> f64 {
-    use std::os::unix::process::CommandExt;
+    use unotify::sys::process;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg(iters.to_string());
+    // A child inherits the CPUs of the thread that starts it: pin this
+    // thread for the spawn, then give it its CPUs back.
+    let allowed = process::allowed_cpus().expect("allowed CPUs");
     if pinned {
-        let cpu = unotify::sys::process::allowed_cpus()
-            .ok()
-            .and_then(|c| c.first().copied())
-            .unwrap_or(0);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes one system call (sched_setaffinity); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || unotify::sys::process::pin_to_cpu(0, cpu));
-        }
+        process::pin_to_cpu(0, allowed.first().copied().unwrap_or(0)).expect("pin");
     }
-    let out = cmd.output().expect("run client");
+    let out = cmd.output();
+    if pinned {
+        process::set_allowed_cpus(0, &allowed).expect("unpin");
+    }
+    let out = out.expect("run client");
     assert!(out.status.success());
     parse(&String::from_utf8_lossy(&out.stdout))
 }

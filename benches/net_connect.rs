@@ -19,7 +19,6 @@ mod common;
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,13 +91,7 @@ fn run(cfg: Config, prog: &Path, port: u16, iters: u64) -> BenchResult<f64> {
 
 /// A listener on 127.0.0.1 with a 4096-deep accept queue (std uses 128).
 fn listen_deep() -> io::Result<TcpListener> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    // SAFETY: listen(2) on a socket `l` owns; calling it again on a
-    // listening socket only changes the backlog.
-    if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(l)
+    unotify::sys::net::listen_tcp(([127, 0, 0, 1], 0).into(), 4096)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -29,13 +29,14 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use unotify::arch::Arch;
 use unotify::filter::FilterBuilder;
+use unotify::sys::perf::{Software, SoftwareCounter};
 use unotify::sys::spawn::{fork_child, ExecPlan};
 use unotify::sys::{pidfd, process, seccomp};
 use unotify::{Command, HandlerCtx, NotifAction, Sandbox, Stdio};
@@ -78,88 +79,32 @@ struct Sample {
 
 // ---------------------------------------------------------------- counters
 
-/// `struct perf_event_attr`, first version (`PERF_ATTR_SIZE_VER0`, 64 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    kind: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-}
-
-const PERF_TYPE_SOFTWARE: u32 = 1;
-const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
-const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
-const PERF_COUNT_SW_CPU_MIGRATIONS: u64 = 4;
-/// `attr.inherit`: count in threads and processes created after opening.
-const PERF_FLAG_INHERIT: u64 = 1 << 1;
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
-
-/// A software counter on the calling thread and everything it starts later.
-struct Counter(Option<OwnedFd>);
+/// A software counter on this thread and everything it starts later; NaN
+/// where perf counters are not available.
+struct Counter(Option<SoftwareCounter>);
 
 impl Counter {
-    fn open(config: u64) -> Counter {
-        let attr = PerfEventAttr {
-            kind: PERF_TYPE_SOFTWARE,
-            size: std::mem::size_of::<PerfEventAttr>() as u32,
-            config,
-            flags: PERF_FLAG_INHERIT,
-            ..PerfEventAttr::default()
-        };
-        // SAFETY: perf_event_open reads `attr.size` bytes from a live struct;
-        // pid 0 / cpu -1 = this thread on any CPU; no group.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                &attr as *const PerfEventAttr,
-                0 as libc::pid_t,
-                -1 as libc::c_int,
-                -1 as libc::c_int,
-                PERF_FLAG_FD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Counter(None);
-        }
-        // SAFETY: the kernel just returned this fd; nothing else owns it.
-        Counter(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    fn open(what: Software) -> Counter {
+        Counter(SoftwareCounter::open(what).ok())
     }
 
-    /// The count so far (including finished children), or NaN if unavailable.
     fn read(&self) -> f64 {
-        let Some(fd) = &self.0 else { return f64::NAN };
-        let mut v = 0u64;
-        // SAFETY: reads 8 bytes into a live u64.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        if n == 8 {
-            v as f64
-        } else {
-            f64::NAN
+        match &self.0 {
+            Some(c) => c.read().map_or(f64::NAN, |v| v as f64),
+            None => f64::NAN,
         }
     }
 }
 
 fn self_switches() -> f64 {
-    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one rusage into a live struct.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    (ru.ru_nvcsw + ru.ru_nivcsw) as f64
+    process::context_switches() as f64
 }
 
 /// Counts around one run; `calls` is the number of trapped calls.
 fn measured(calls: f64, run: impl FnOnce() -> BenchResult<f64>) -> BenchResult<Sample> {
-    let cs = Counter::open(PERF_COUNT_SW_CONTEXT_SWITCHES);
-    let mig = Counter::open(PERF_COUNT_SW_CPU_MIGRATIONS);
-    let clock = Counter::open(PERF_COUNT_SW_TASK_CLOCK);
+    let cs = Counter::open(Software::ContextSwitches);
+    let mig = Counter::open(Software::CpuMigrations);
+    let clock = Counter::open(Software::TaskClock);
     let (cs0, mig0, clock0, self0) = (cs.read(), mig.read(), clock.read(), self_switches());
     let ns_per_iter = run()?;
     Ok(Sample {
@@ -278,16 +223,15 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         flags: seccomp::USER_NOTIF_FLAG_CONTINUE,
     };
     loop {
-        let mut pfd = libc::pollfd {
+        let mut pfd = [libc::pollfd {
             fd: listener.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one live pollfd, length 1, no timeout.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+        }];
+        if process::poll(&mut pfd, None).is_err() {
             continue; // EINTR
         }
-        if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        if pfd[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             break;
         }
         match seccomp::recv(listener.as_fd()) {

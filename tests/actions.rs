@@ -174,15 +174,13 @@ fn read_line(f: &mut File) -> String {
 
 /// Whether `f` has data (or EOF) within `ms` milliseconds.
 fn readable_within(f: &File, ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
+    let mut pfd = [libc::pollfd {
         fd: f.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: `pfd` is a valid pollfd for the duration of the call and the
-    // count passed is 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    assert!(n >= 0, "poll failed: {}", std::io::Error::last_os_error());
+    }];
+    let timeout = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let n = unotify::sys::process::poll(&mut pfd, Some(timeout)).expect("poll");
     n == 1
 }
 

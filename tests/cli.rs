@@ -311,8 +311,8 @@ fn terminated_by(sig: i32, args: &[&str], marker: &str, expect: usize) {
         Duration::from_secs(10),
         || sleeps_with_arg(marker).len() >= expect,
     );
-    // SAFETY: kill takes two integers; the pid is our unreaped child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    // The pid is our unreaped child.
+    unotify::sys::process::kill(child.id() as i32, sig).expect("kill");
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {

@@ -1,157 +1,71 @@
 //! Installs generated filters in forked children and checks what the kernel
 //! makes of them.
 //!
-//! Each child sets `PR_SET_NO_NEW_PRIVS`, installs the filter with
+//! Each test hands a filter and a list of calls to
+//! [`run_filtered`](unotify::sys::filtered_calls::run_filtered): its child
+//! sets `PR_SET_NO_NEW_PRIVS`, installs the filter with
 //! `SECCOMP_FILTER_FLAG_NEW_LISTENER`, closes the listener (so notified calls
-//! fail with `ENOSYS`), makes its calls with raw libc functions only (no
+//! fail with `ENOSYS`), makes the calls with raw system calls only (no
 //! allocation, no locks: the parent may be multi-threaded), writes the
 //! outcomes to a pipe and exits. The parent asserts on them.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
-use libc::c_long;
 use unotify::arch::Arch;
 use unotify::filter::{ArgCheck, Filter, FilterBuilder, SyscallAction};
-
-/// Outcomes of the calls a child makes: the return value, or `-errno`.
-type Results = [i64; 16];
-
-/// How a sandboxed child ended.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    /// Exited normally after reporting its results.
-    Done(Results),
-    /// Killed by this signal.
-    Signaled(i32),
-}
-
-const SETUP_FAILED: i32 = 101;
+use unotify::sys::filtered_calls::{run_filtered, Arg, Call, CallsOutcome};
 
 /// `"/"` as a C string.
-const ROOT: &[u8] = b"/\0";
-
-fn errno() -> i64 {
-    // SAFETY: `__errno_location` returns a valid pointer to the calling
-    // thread's errno.
-    i64::from(unsafe { *libc::__errno_location() })
-}
-
-/// Encodes a raw return value: itself on success, `-errno` on failure.
-fn outcome(ret: c_long) -> i64 {
-    if ret == -1 {
-        -errno()
-    } else {
-        ret
-    }
-}
+const ROOT: &CStr = c"/";
 
 fn nr(name: &str) -> u32 {
     unotify::syscalls::number(Arch::native(), name).unwrap()
 }
 
-/// `syscall(nr, a, b, c)` with every argument passed as a full `long`.
-fn raw(nr: u32, a: c_long, b: c_long, c: c_long) -> i64 {
-    // SAFETY: callers pass arguments that are valid for the call made (or
-    // calls the filter is expected to stop before the kernel runs them).
-    outcome(unsafe { libc::syscall(c_long::from(nr), a, b, c) })
+/// System call `nr` with `args` (the missing ones are zero).
+fn call<'a>(nr: u32, args: &'a [Arg<'a>]) -> Call<'a> {
+    Call { nr, args }
 }
 
-/// Runs `body` in a child with `filter` installed.
-fn sandboxed<F: FnOnce(&mut Results)>(filter: &Filter, body: F) -> Outcome {
-    let prog = filter.as_sock_fprog();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe() writes.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let [rfd, wfd] = fds;
-
-    // SAFETY: the child only makes async-signal-safe libc calls (and runs
-    // `body`, which does the same) before `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        const ONE: c_long = 1;
-        const ZERO: c_long = 0;
-        let mut results: Results = [0; 16];
-        // SAFETY: plain system calls on valid arguments; `prog` points at the
-        // parent's (copied) filter, which stays alive in this address space.
-        let code = unsafe {
-            libc::close(rfd);
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, ONE, ZERO, ZERO, ZERO) != 0 {
-                results[0] = -errno();
-                SETUP_FAILED
-            } else {
-                let listener = libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER as c_long,
-                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as c_long,
-                    &prog as *const libc::sock_fprog,
-                );
-                if listener < 0 {
-                    results[0] = -errno();
-                    SETUP_FAILED
-                } else {
-                    libc::close(listener as i32);
-                    body(&mut results);
-                    0
-                }
-            }
-        };
-        // SAFETY: writes the fixed-size buffer to our pipe and exits without
-        // running any destructors or atexit handlers.
-        unsafe {
-            libc::write(wfd, results.as_ptr().cast(), std::mem::size_of::<Results>());
-            libc::_exit(code);
-        }
-    }
-
-    // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(wfd) };
-    let mut status = 0;
-    // SAFETY: `pid` is our child and `status` is a valid out-pointer.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    let mut results: Results = [0; 16];
-    // The child has exited, so whatever it wrote (at most one pipe buffer's
-    // worth, written atomically) is already there; do not wait for EOF, which
-    // children of concurrently running tests could delay.
-    // SAFETY: reads into a buffer of exactly the given size.
-    let got = unsafe {
-        libc::fcntl(rfd, libc::F_SETFL, libc::O_NONBLOCK);
-        let n = libc::read(
-            rfd,
-            results.as_mut_ptr().cast(),
-            std::mem::size_of::<Results>(),
-        );
-        libc::close(rfd);
-        n
-    };
-    if libc::WIFSIGNALED(status) {
-        return Outcome::Signaled(libc::WTERMSIG(status));
-    }
-    assert!(libc::WIFEXITED(status), "child status {status:#x}");
-    let code = libc::WEXITSTATUS(status);
-    assert_eq!(
-        got,
-        std::mem::size_of::<Results>() as isize,
-        "child reported nothing"
-    );
-    assert_ne!(
-        code, SETUP_FAILED,
-        "installing the filter failed with errno {}",
-        -results[0]
-    );
-    assert_eq!(code, 0);
-    Outcome::Done(results)
+/// A plain argument value, passed as a full `long`.
+fn val(v: impl Into<i64>) -> Arg<'static> {
+    Arg::Val(v.into())
 }
 
-fn done(outcome: Outcome) -> Results {
+/// Runs `calls` in a child with `filter` installed; panics if the filter
+/// could not be installed.
+fn sandboxed(filter: &Filter, calls: &[Call<'_>]) -> CallsOutcome {
+    let outcome = run_filtered(filter.instructions(), calls).unwrap();
+    if let CallsOutcome::SetupFailed(e) = outcome {
+        panic!("installing the filter failed with errno {}", -e);
+    }
+    outcome
+}
+
+/// The outcomes of the calls a finished child made: the return value, or
+/// `-errno`, one per call.
+fn done(outcome: CallsOutcome) -> Vec<i64> {
     match outcome {
-        Outcome::Done(r) => r,
+        CallsOutcome::Done(r) => r,
         other => panic!("child did not finish: {other:?}"),
     }
 }
 
 fn eq(e: i32) -> i64 {
     -i64::from(e)
+}
+
+/// The real user id, as `getuid` would return it: the first field of the
+/// `Uid:` line of `/proc/self/status`.
+fn real_uid() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .expect("no Uid: line in /proc/self/status")
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -173,25 +87,22 @@ fn deny_notify_and_allow() {
         .unwrap();
     let f = b.build().unwrap();
 
-    let r = done(sandboxed(&f, |r| {
-        let at = libc::AT_FDCWD as c_long;
-        r[0] = raw(nr_const::MKDIRAT, at, path.as_ptr() as c_long, 0o700);
-        r[1] = raw(
-            nr_const::OPENAT,
-            at,
-            ROOT.as_ptr() as c_long,
-            libc::O_RDONLY as c_long,
-        );
-        r[2] = raw(nr_const::GETPPID, 0, 0, 0);
-        r[3] = raw(nr_const::GETPID, 0, 0, 0);
-        r[4] = raw(nr_const::GETUID, 0, 0, 0);
-    }));
+    let at = val(libc::AT_FDCWD);
+    let r = done(sandboxed(
+        &f,
+        &[
+            call(nr_const::MKDIRAT, &[at, Arg::Str(&path), val(0o700)]),
+            call(nr_const::OPENAT, &[at, Arg::Str(ROOT), val(libc::O_RDONLY)]),
+            call(nr_const::GETPPID, &[]),
+            call(nr_const::GETPID, &[]),
+            call(nr_const::GETUID, &[]),
+        ],
+    ));
     assert_eq!(r[0], eq(libc::EPERM), "mkdirat");
     assert_eq!(r[1], eq(libc::ENOTSUP), "openat");
     assert_eq!(r[2], eq(libc::ENOSYS), "notified getppid, listener closed");
     assert!(r[3] > 0, "getpid: {}", r[3]);
-    // SAFETY: getuid cannot fail.
-    assert_eq!(r[4], i64::from(unsafe { libc::getuid() }), "getuid");
+    assert_eq!(r[4], real_uid(), "getuid");
     assert!(!dir.path().join("never").exists());
 }
 
@@ -240,25 +151,31 @@ fn conditional_socket_rule() {
     .unwrap();
     let f = b.build().unwrap();
 
-    let r = done(sandboxed(&f, |r| {
-        let sock = |domain: i32, ty: i32| raw(nr_const::SOCKET, domain as c_long, ty as c_long, 0);
-        r[0] = sock(libc::AF_INET, libc::SOCK_DGRAM);
-        r[1] = sock(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC);
-        r[2] = sock(libc::AF_UNIX, libc::SOCK_STREAM);
-        if r[2] >= 0 {
-            r[3] = raw(nr_const::CLOSE, r[2] as c_long, 0, 0);
-        }
-        r[4] = sock(libc::AF_UNIX, libc::SOCK_DGRAM);
-        r[5] = sock(libc::AF_INET, libc::SOCK_STREAM);
-        // The kernel truncates the domain to an int, but the filter compares
-        // all 64 bits: with a high bit set this is not AF_INET to it.
-        r[6] = raw(
-            nr_const::SOCKET,
-            (1 << 32) | libc::AF_INET as c_long,
-            libc::SOCK_DGRAM as c_long,
-            0,
-        );
-    }));
+    let (inet, unix) = (val(libc::AF_INET), val(libc::AF_UNIX));
+    let (stream, dgram) = (val(libc::SOCK_STREAM), val(libc::SOCK_DGRAM));
+    let r = done(sandboxed(
+        &f,
+        &[
+            call(nr_const::SOCKET, &[inet, dgram]),
+            call(
+                nr_const::SOCKET,
+                &[inet, val(libc::SOCK_DGRAM | libc::SOCK_CLOEXEC)],
+            ),
+            call(nr_const::SOCKET, &[unix, stream]),
+            // Closes the socket just made (a failed call's -errno would make
+            // this fail with EBADF, but that is caught on r[2] first).
+            call(nr_const::CLOSE, &[Arg::Result(2)]),
+            call(nr_const::SOCKET, &[unix, dgram]),
+            call(nr_const::SOCKET, &[inet, stream]),
+            // The kernel truncates the domain to an int, but the filter
+            // compares all 64 bits: with a high bit set this is not AF_INET
+            // to it.
+            call(
+                nr_const::SOCKET,
+                &[val((1 << 32) | i64::from(libc::AF_INET)), dgram],
+            ),
+        ],
+    ));
     assert_eq!(r[0], eq(libc::EACCES), "socket(AF_INET, SOCK_DGRAM)");
     assert_eq!(
         r[1],
@@ -304,21 +221,19 @@ fn big_filter(n: u32) -> Filter {
 
 fn check_big_filter(n: u32, f: &Filter) {
     let probes = [0, 1, n / 3, n / 2, n - 2, n - 1];
-    let r = done(sandboxed(f, |r| {
-        for (k, i) in probes.iter().enumerate() {
-            r[2 * k] = raw(FAKE_BASE + 2 * i, 0, 0, 0);
-            r[2 * k + 1] = raw(FAKE_BASE + 2 * i + 1, 0, 0, 0);
-        }
-        r[12] = raw(
-            nr_const::MKDIRAT,
-            libc::AT_FDCWD as c_long,
-            ROOT.as_ptr() as c_long,
-            0,
-        );
-        r[13] = raw(nr_const::GETPPID, 0, 0, 0);
-        r[14] = raw(nr_const::GETPID, 0, 0, 0);
-        r[15] = raw(FAKE_BASE - 1, 0, 0, 0);
-    }));
+    let mut calls = Vec::new();
+    for i in probes {
+        calls.push(call(FAKE_BASE + 2 * i, &[]));
+        calls.push(call(FAKE_BASE + 2 * i + 1, &[]));
+    }
+    let mkdir_args = [val(libc::AT_FDCWD), Arg::Str(ROOT), val(0)];
+    calls.extend([
+        call(nr_const::MKDIRAT, &mkdir_args),
+        call(nr_const::GETPPID, &[]),
+        call(nr_const::GETPID, &[]),
+        call(FAKE_BASE - 1, &[]),
+    ]);
+    let r = done(sandboxed(f, &calls));
     for (k, i) in probes.iter().enumerate() {
         assert_eq!(r[2 * k], eq(fake_errno(*i)), "denied fake syscall {i}");
         assert_eq!(r[2 * k + 1], eq(libc::ENOSYS), "unlisted fake syscall {i}");
@@ -349,19 +264,17 @@ fn kill_action_kills() {
     b.rule(FAKE_BASE, vec![], SyscallAction::KillProcess)
         .unwrap();
     let f = b.build().unwrap();
-    let outcome = sandboxed(&f, |r| {
-        r[0] = raw(FAKE_BASE + 1, 0, 0, 0);
-        r[1] = raw(FAKE_BASE, 0, 0, 0);
-    });
-    assert_eq!(outcome, Outcome::Signaled(libc::SIGSYS));
+    let outcome = sandboxed(&f, &[call(FAKE_BASE + 1, &[]), call(FAKE_BASE, &[])]);
+    assert_eq!(outcome, CallsOutcome::Signaled(libc::SIGSYS));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn x32_calls_kill() {
     let f = FilterBuilder::new(Arch::X86_64).build().unwrap();
-    let outcome = sandboxed(&f, |r| {
-        r[0] = raw(unotify::arch::X32_SYSCALL_BIT | nr_const::GETPID, 0, 0, 0);
-    });
-    assert_eq!(outcome, Outcome::Signaled(libc::SIGSYS));
+    let outcome = sandboxed(
+        &f,
+        &[call(unotify::arch::X32_SYSCALL_BIT | nr_const::GETPID, &[])],
+    );
+    assert_eq!(outcome, CallsOutcome::Signaled(libc::SIGSYS));
 }

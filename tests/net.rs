@@ -637,24 +637,7 @@ fn blocking_connect_to_full_backlog_does_not_stall_others() {
 
 /// `listen(2)` with backlog 1 (std always uses 128).
 fn listener_backlog1() -> TcpListener {
-    // SAFETY: plain socket calls on a socket this function owns; the address
-    // struct is a zero-initialised sockaddr_in filled in below.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        let r = libc::bind(
-            fd,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        );
-        assert_eq!(r, 0);
-        assert_eq!(libc::listen(fd, 1), 0);
-        use std::os::fd::FromRawFd;
-        TcpListener::from_raw_fd(fd)
-    }
+    unotify::sys::net::listen_tcp(([127, 0, 0, 1], 0).into(), 1).expect("listen")
 }
 
 #[test]

@@ -325,8 +325,7 @@ fn freeze_holds_forks_and_thaw_answers_every_one() {
     // Stopped: give it the go byte, then continue it behind the freeze's
     // back so that its forks arrive while the sandbox is frozen.
     child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
-    // SAFETY: kill with a valid pid and signal has no memory effects.
-    unsafe { libc::kill(child.pid() as i32, libc::SIGCONT) };
+    unotify::sys::process::kill(child.pid() as i32, libc::SIGCONT).expect("SIGCONT");
     let deadline = Instant::now() + Duration::from_secs(10);
     while handle.held().len() < 4 {
         assert!(

@@ -108,24 +108,7 @@ pub(crate) fn local(bytes: &[u8]) -> Option<SocketAddr> {
 /// Raw `sockaddr_in`/`sockaddr_in6` bytes for `addr`.
 #[cfg(test)]
 pub(crate) fn encode(addr: SocketAddr) -> Vec<u8> {
-    match addr {
-        SocketAddr::V4(a) => {
-            let mut b = vec![0u8; SIN_LEN];
-            b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
-            b[2..4].copy_from_slice(&a.port().to_be_bytes());
-            b[4..8].copy_from_slice(&a.ip().octets());
-            b
-        }
-        SocketAddr::V6(a) => {
-            let mut b = vec![0u8; 28];
-            b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
-            b[2..4].copy_from_slice(&a.port().to_be_bytes());
-            b[4..8].copy_from_slice(&a.flowinfo().to_ne_bytes());
-            b[8..24].copy_from_slice(&a.ip().octets());
-            b[24..28].copy_from_slice(&a.scope_id().to_ne_bytes());
-            b
-        }
-    }
+    crate::sys::net::encode_sockaddr(addr)
 }
 
 #[cfg(test)]

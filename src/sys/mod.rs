@@ -5,12 +5,14 @@
 //! file descriptors, byte slices and plain-old-data structs.
 
 pub mod eventfd;
+pub mod filtered_calls;
 pub mod fs;
 pub mod interrupt;
 pub mod mem;
 pub mod memfd;
 pub mod net;
 pub mod path;
+pub mod perf;
 pub mod pidfd;
 pub mod probe;
 pub mod process;

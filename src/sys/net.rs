@@ -200,3 +200,45 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
     let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
     Ok(n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
 }
+
+/// A TCP listener on `addr` with an accept queue of `backlog` (std's
+/// `TcpListener::bind` always asks for 128).
+pub fn listen_tcp(addr: std::net::SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket takes integers; the result is checked below.
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = encode_sockaddr(addr);
+    bind(std::os::fd::AsFd::as_fd(&fd), &raw)?;
+    // SAFETY: listen takes an fd we own and an integer.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// The raw `sockaddr_in` / `sockaddr_in6` bytes of `addr`.
+pub fn encode_sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
+    match addr {
+        std::net::SocketAddr::V4(a) => {
+            let mut b = vec![0u8; std::mem::size_of::<libc::sockaddr_in>()];
+            b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[4..8].copy_from_slice(&a.ip().octets());
+            b
+        }
+        std::net::SocketAddr::V6(a) => {
+            let mut b = vec![0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+            b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[4..8].copy_from_slice(&a.flowinfo().to_ne_bytes());
+            b[8..24].copy_from_slice(&a.ip().octets());
+            b[24..28].copy_from_slice(&a.scope_id().to_ne_bytes());
+            b
+        }
+    }
+}
