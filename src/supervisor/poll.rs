@@ -19,8 +19,10 @@
 //! ([`Interrupt`]), and [`Supervisor::join`](super::Supervisor::join)
 //! repeats the signal until the thread is done, since one sent just
 //! before the thread blocks is lost. While some lane has work waiting
-//! behind busy workers the thread uses `poll(2)`, whose timeout lets it
-//! hand that work over ([`Lanes::rebalance`]).
+//! behind busy workers, a one-shot timer sends the same signal after
+//! [`STEAL_AFTER`], so that the thread hands that work over
+//! ([`Lanes::rebalance`]) even if nothing else arrives (without the timer,
+//! the thread uses `poll(2)` with a timeout while stalled).
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 use crate::notification::Notification;
-use crate::sys::interrupt;
+use crate::sys::interrupt::{self, AlarmTimer};
 use crate::sys::process;
 use crate::sys::seccomp;
 
@@ -138,12 +140,44 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         }
         int.tid.store(process::gettid(), Ordering::SeqCst);
     }
+    // In blocking receive, a stall is timed by an alarm signal that
+    // interrupts `RECV`; without one, the thread polls while stalled.
+    let alarm = blocking.and_then(|int| match AlarmTimer::for_this_thread(int.sig) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            log::debug!("no alarm timer ({e}); polling while a lane is stalled");
+            None
+        }
+    });
+    // When the alarm armed last expires.
+    let mut alarm_due: Option<Instant> = None;
     let ended = loop {
-        if let Some(int) = blocking.filter(|_| !lanes.stalled()) {
-            stalled_since = None;
-            match receive_blocking(shared, &lanes, int, multi_lane) {
-                Some(end) => break end,
-                None => continue,
+        if let Some(int) = blocking {
+            let stalled = lanes.stalled();
+            if !stalled {
+                stalled_since = None;
+            }
+            if let (true, Some(alarm)) = (stalled, &alarm) {
+                let now = Instant::now();
+                let since = *stalled_since.get_or_insert(now);
+                let left = STEAL_AFTER.saturating_sub(now - since);
+                if left.is_zero() {
+                    lanes.rebalance();
+                    stalled_since = None;
+                    continue;
+                }
+                if alarm_due.is_none_or(|due| due <= now) {
+                    match alarm.arm(left) {
+                        Ok(()) => alarm_due = Some(now + left),
+                        Err(e) => log::debug!("cannot arm the stall alarm: {e}"),
+                    }
+                }
+            }
+            if !stalled || alarm.is_some() {
+                match receive_blocking(shared, &lanes, int, multi_lane) {
+                    Some(end) => break end,
+                    None => continue,
+                }
             }
         }
         let wait = if lanes.stalled() {

@@ -64,6 +64,53 @@ pub fn interrupt(tid: i32, sig: i32) -> io::Result<()> {
     super::cvt_long(ret).map(drop)
 }
 
+/// A one-shot timer that sends a signal to one thread when it expires
+/// (`timer_create` with `SIGEV_THREAD_ID`): it interrupts that thread's
+/// blocking call after a delay.
+pub struct AlarmTimer(libc::timer_t);
+
+impl AlarmTimer {
+    /// A disarmed timer that will send `sig` to the calling thread.
+    pub fn for_this_thread(sig: i32) -> io::Result<AlarmTimer> {
+        // SAFETY: an all-zero sigevent is valid storage; the fields that
+        // matter are set below.
+        let mut ev: libc::sigevent = unsafe { std::mem::zeroed() };
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
+        ev.sigev_signo = sig;
+        // SAFETY: gettid takes no arguments.
+        ev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: reads a live sigevent and writes the new timer's id.
+        super::cvt(unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut id) })?;
+        Ok(AlarmTimer(id))
+    }
+
+    /// Arms it to expire once, `after` from now (replacing any earlier
+    /// setting).
+    pub fn arm(&self, after: std::time::Duration) -> io::Result<()> {
+        let after = after.max(std::time::Duration::from_micros(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a timer created by `for_this_thread`; reads a live itimerspec.
+        super::cvt(unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) }).map(drop)
+    }
+}
+
+impl Drop for AlarmTimer {
+    fn drop(&mut self) {
+        // SAFETY: deletes the timer created by `for_this_thread`, once.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
 /// Whether the running kernel is at least `major.minor` (from `uname`).
 pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     // SAFETY: an all-zero utsname is valid storage for uname to fill.
@@ -125,6 +172,31 @@ mod tests {
         // A signal with someone else's handler is left alone (Rust's
         // runtime handles SIGSEGV, for stack overflows).
         assert!(!install(libc::SIGSEGV).unwrap());
+    }
+
+    #[test]
+    fn an_alarm_interrupts_a_blocking_read() {
+        let sig = signal();
+        assert!(install(sig).unwrap());
+        let t = std::thread::spawn(move || {
+            unblock_here(sig).unwrap();
+            let alarm = AlarmTimer::for_this_thread(sig).unwrap();
+            alarm.arm(Duration::from_millis(20)).unwrap();
+            let (r, _w) = std::io::pipe().unwrap();
+            use std::os::fd::AsRawFd;
+            let start = std::time::Instant::now();
+            let mut buf = [0u8; 1];
+            // SAFETY: reads one byte into a live buffer.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+            (
+                n,
+                io::Error::last_os_error().raw_os_error(),
+                start.elapsed(),
+            )
+        });
+        let (n, err, took) = t.join().unwrap();
+        assert_eq!((n, err), (-1, Some(libc::EINTR)));
+        assert!(took >= Duration::from_millis(15), "{took:?}");
     }
 
     #[test]
