@@ -43,6 +43,13 @@ pub const WAIT_KILLABLE_RECV: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
 pub const PIDFD_GETFD: &str = "pidfd_getfd";
 /// Name of the Landlock feature.
 pub const LANDLOCK: &str = "Landlock";
+/// Name of the behaviour that lets the poll thread block in
+/// `SECCOMP_IOCTL_NOTIF_RECV` itself: a blocked receive ends (`ENOENT`) once
+/// every task using the filter is gone.
+pub const RECV_ENDS_ON_HANGUP: &str = "NOTIF_RECV ends on hang-up";
+
+/// How long the hang-up probe lets a receive block before giving up.
+const HANGUP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long the probe waits for its child at each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +106,12 @@ impl fmt::Display for Feature {
 
 /// Probes every feature, in this order: seccomp user notification,
 /// `SECCOMP_ADDFD_FLAG_SEND`, `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`,
-/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, `pidfd_getfd`, Landlock.
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, [`RECV_ENDS_ON_HANGUP`],
+/// `pidfd_getfd`, Landlock.
+///
+/// The hang-up probe receives on a short-lived thread that a timer signal
+/// interrupts, with the handler the supervisor installs for its blocking
+/// receive ([`crate::sys::interrupt`]).
 ///
 /// Takes a few milliseconds: it forks one child, which never outlives the
 /// call.
@@ -113,6 +125,7 @@ pub fn probe_features() -> Vec<Feature> {
             addfd_send: why(),
             sync_wake_up: why(),
             wait_killable: why(),
+            recv_hangup: why(),
         }
     };
     vec![
@@ -120,6 +133,7 @@ pub fn probe_features() -> Vec<Feature> {
         Feature::from_result(ADDFD_FLAG_SEND, listener.addfd_send),
         Feature::from_result(SYNC_WAKE_UP, listener.sync_wake_up),
         Feature::from_result(WAIT_KILLABLE_RECV, listener.wait_killable),
+        Feature::from_result(RECV_ENDS_ON_HANGUP, listener.recv_hangup),
         Feature::from_result(PIDFD_GETFD, pidfd_getfd_works()),
         Feature::from_result(LANDLOCK, landlock()),
     ]
@@ -160,13 +174,15 @@ struct ListenerFeatures {
     addfd_send: Result<String, String>,
     sync_wake_up: Result<String, String>,
     wait_killable: Result<String, String>,
+    recv_hangup: Result<String, String>,
 }
 
 fn listener_features() -> ListenerFeatures {
     let fail_all = |msg: String| ListenerFeatures {
         addfd_send: Err(msg.clone()),
         sync_wake_up: Err(msg.clone()),
-        wait_killable: Err(msg),
+        wait_killable: Err(msg.clone()),
+        recv_hangup: Err(msg),
     };
     let Some(nr) = syscalls::number(Arch::native(), "getppid") else {
         return fail_all("getppid is not in this architecture's table".into());
@@ -210,10 +226,56 @@ fn listener_features() -> ListenerFeatures {
             Err(e) => Err(refused(&e, "6.6")),
         };
     let addfd_send = addfd_send(&child, listener.as_fd(), nr);
+    // The child is killed and reaped: the filter has no users left.
+    drop(child);
     ListenerFeatures {
         addfd_send,
         sync_wake_up,
         wait_killable,
+        recv_hangup: recv_ends_on_hangup(listener),
+    }
+}
+
+/// Blocks in `NOTIF_RECV` on a listener whose filter has no users left; the
+/// kernel should end it with `ENOENT` (Linux 6.11). A timer signal ends the
+/// wait after [`HANGUP_WAIT`] on kernels that would block forever.
+fn recv_ends_on_hangup(listener: std::os::fd::OwnedFd) -> Result<String, String> {
+    use crate::sys::interrupt::{self, AlarmTimer};
+    let sig = interrupt::signal();
+    match interrupt::install(sig) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "not probed: signal {sig} has another handler, so a blocked receive cannot be timed"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "not probed: cannot install the handler of signal {sig}: {e}"
+            ))
+        }
+    }
+    let waiter = std::thread::Builder::new()
+        .name("unotify-probe".into())
+        .spawn(move || -> io::Result<io::Result<()>> {
+            interrupt::unblock_here(sig)?;
+            let alarm = AlarmTimer::for_this_thread(sig)?;
+            alarm.arm(HANGUP_WAIT)?;
+            Ok(seccomp::recv(listener.as_fd()).map(drop))
+        })
+        .map_err(|e| format!("not probed: cannot start a thread: {e}"))?;
+    match waiter.join() {
+        Ok(Ok(Err(e))) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Ok("a blocked receive returned ENOENT once every task was gone".to_owned())
+        }
+        Ok(Ok(Err(e))) if e.raw_os_error() == Some(libc::EINTR) => Err(format!(
+            "a blocked receive still waited {} ms after every task was gone; needs Linux 6.11 or newer (the supervisor then waits with poll(2))",
+            HANGUP_WAIT.as_millis()
+        )),
+        Ok(Ok(Err(e))) => Err(format!("the receive failed otherwise: {e}")),
+        Ok(Ok(Ok(()))) => Err("a notification came from a filter without tasks".to_owned()),
+        Ok(Err(e)) => Err(format!("not probed: {e}")),
+        Err(_) => Err("not probed: the probe thread panicked".to_owned()),
     }
 }
 
@@ -315,6 +377,7 @@ mod tests {
                 ADDFD_FLAG_SEND,
                 SYNC_WAKE_UP,
                 WAIT_KILLABLE_RECV,
+                RECV_ENDS_ON_HANGUP,
                 PIDFD_GETFD,
                 LANDLOCK
             ]
@@ -329,5 +392,13 @@ mod tests {
         if features[0].available {
             assert!(features[0].detail.starts_with("notif "), "{}", features[0]);
         }
+        // The supervisor chooses blocking receive from the kernel version;
+        // the probe must agree with it.
+        assert_eq!(
+            features[4].available,
+            crate::sys::interrupt::kernel_at_least(6, 11),
+            "{}",
+            features[4]
+        );
     }
 }

@@ -221,7 +221,7 @@ fn deny_makes_the_call_fail_with_the_errno() {
 }
 
 #[test]
-fn check_reports_six_features() {
+fn check_reports_seven_features() {
     let out = run(&["check"]);
     assert_code(&out, 0);
     let text = stdout(&out);
@@ -231,6 +231,7 @@ fn check_reports_six_features() {
         "SECCOMP_ADDFD_FLAG_SEND",
         "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP",
         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        "NOTIF_RECV ends on hang-up",
         "pidfd_getfd",
         "Landlock",
     ];
