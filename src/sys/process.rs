@@ -202,27 +202,68 @@ pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) -> u32 {
     u32::try_from(ret).unwrap_or(0)
 }
 
-/// If the terminal on stdin has process group `pgid` in the foreground,
-/// gives the foreground back to this process's group.
-pub fn reclaim_terminal(pgid: i32) {
-    // SAFETY: isatty/tcgetpgrp/getpgrp take integers and only query state.
-    let ours = unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == pgid };
-    if !ours {
-        return;
-    }
+/// The foreground process group of the terminal on stdin, if stdin is one.
+pub fn terminal_foreground() -> Option<i32> {
+    // SAFETY: isatty and tcgetpgrp take an integer and only query state.
+    let pgid = unsafe {
+        if libc::isatty(0) != 1 {
+            return None;
+        }
+        libc::tcgetpgrp(0)
+    };
+    (pgid > 0).then_some(pgid)
+}
+
+/// This process's group.
+pub fn own_group() -> i32 {
+    // SAFETY: getpgrp takes no arguments.
+    unsafe { libc::getpgrp() }
+}
+
+/// Makes `pgid` the foreground group of the terminal on stdin. Works from a
+/// background group too: `SIGTTOU`, which `tcsetpgrp` raises there, is
+/// blocked in this thread for the call.
+pub fn set_terminal_foreground(pgid: i32) -> io::Result<()> {
     // SAFETY: an all-zero sigset_t is valid; it is initialised by sigemptyset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: SIGTTOU is blocked in this thread around tcsetpgrp (which
-    // would otherwise stop us, a background group), then the old mask is
-    // restored; every pointer is to a live local.
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: SIGTTOU is blocked in this thread around tcsetpgrp, then the
+    // old mask is restored; every pointer is to a live local.
     unsafe {
-        let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTTOU);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        libc::tcsetpgrp(0, libc::getpgrp());
+        let ret = libc::tcsetpgrp(0, pgid);
+        let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if ret < 0 {
+            Err(err)
+        } else {
+            Ok(())
+        }
     }
+}
+
+/// If the terminal on stdin has process group `pgid` in the foreground,
+/// gives the foreground back to this process's group.
+pub fn reclaim_terminal(pgid: i32) {
+    if terminal_foreground() == Some(pgid) {
+        let _ = set_terminal_foreground(own_group());
+    }
+}
+
+/// Whether process `pid` is stopped by a signal (job control: state `T` in
+/// `/proc/PID/stat`; a ptrace stop, `t`, is not).
+pub fn is_job_stopped(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself contain them.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        == Some("T")
 }
 
 /// `poll(2)`: waits until one of `fds` has an event or `timeout` has passed

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
-use unotify::sys::pidfd;
 use unotify::sys::signals::{self, SigSet};
+use unotify::sys::{pidfd, process};
 use unotify::{Command, Error, Sandbox};
 
 use cli::{Cmd, RunArgs, EXIT_USAGE};
@@ -101,6 +101,8 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 struct SignalState {
     /// pidfd of the sandboxed program (the sandbox's process group leader).
     target: Option<OwnedFd>,
+    /// Its pid, which is also the sandbox's process group.
+    pid: Option<i32>,
     /// The first of SIGINT / SIGTERM / SIGHUP received.
     received: Option<i32>,
 }
@@ -119,8 +121,45 @@ impl SignalState {
     }
 }
 
+/// Job control at a terminal. The sandbox has its own process group, which
+/// holds the terminal's foreground while it runs, so a Ctrl-Z stops the
+/// sandbox but not `unotify`, and the shell, waiting for `unotify`, would
+/// not get the terminal back. So when the program stops while it holds the
+/// foreground, `unotify` takes the terminal back and stops itself; when the
+/// shell continues it (`fg`), it hands the terminal to the sandbox again
+/// (if it got it back itself; after `bg`, it does not) and continues the
+/// sandbox.
+fn follow_job_stop(pid: i32) {
+    // The signal thread and the main thread (for a stop before the signal
+    // thread knew the pid) may both get here.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !process::is_job_stopped(pid) || process::terminal_foreground() != Some(pid) {
+        return;
+    }
+    let ours = process::own_group();
+    if let Err(e) = process::set_terminal_foreground(ours) {
+        log::warn!("cannot take the terminal back from the stopped program: {e}");
+        return;
+    }
+    log::debug!("the sandboxed program stopped: stopping too");
+    // Every thread stops here until SIGCONT.
+    if let Err(e) = process::kill(std::process::id() as i32, libc::SIGSTOP) {
+        log::warn!("cannot stop: {e}");
+    }
+    if process::terminal_foreground() == Some(ours) {
+        if let Err(e) = process::set_terminal_foreground(pid) {
+            log::warn!("cannot give the terminal back to the program: {e}");
+        }
+    }
+    if let Err(e) = process::kill_group(pid, libc::SIGCONT) {
+        log::warn!("cannot continue the sandbox: {e}");
+    }
+}
+
 /// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: each kills the
 /// sandbox, and `unotify` then exits with 128 + the first signal's number.
+/// Takes SIGCHLD too, for job control ([`follow_job_stop`]).
 fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("unotify-signals".into())
@@ -132,6 +171,13 @@ fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::
                     return;
                 }
             };
+            if sig == libc::SIGCHLD {
+                let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
+                if let Some(pid) = pid {
+                    follow_job_stop(pid);
+                }
+                continue;
+            }
             log::debug!("received signal {sig}: killing the sandbox");
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.received.get_or_insert(sig);
@@ -143,7 +189,13 @@ fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::
 fn run(args: RunArgs) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
     // the signals wait for the signal thread.
-    let set = match signals::block_termination_signals() {
+    let set = match signals::block_termination_signals().and_then(|mut set| {
+        // And SIGCHLD, for job control (waiting for the program does not
+        // need it delivered).
+        set.add(libc::SIGCHLD)?;
+        signals::block(&set)?;
+        Ok(set)
+    }) {
         Ok(set) => set,
         Err(e) => {
             eprintln!("unotify: cannot block termination signals: {e}");
@@ -224,7 +276,11 @@ fn run(args: RunArgs) -> u8 {
         Ok(pidfd) => {
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.target = Some(pidfd);
+            st.pid = Some(child.pid() as i32);
             st.kill_if_signalled();
+            drop(st);
+            // A stop the signal thread saw before it knew the pid.
+            follow_job_stop(child.pid() as i32);
         }
         Err(e) => {
             eprintln!("unotify: cannot watch the sandboxed program: {e}; stopping it");
