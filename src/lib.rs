@@ -42,13 +42,25 @@
 //!
 //! # Threads
 //!
-//! Each spawned child gets its own supervisor: a **poll thread** (mio) that
-//! only receives notifications (after a zero-timeout `poll` probe, since
-//! `SECCOMP_IOCTL_NOTIF_RECV` blocks) and hands them over crossbeam channels
-//! to **per-CPU lanes of pinned workers**; one worker runs the whole pipeline
-//! of a notification and sends its one answer. [`NotifAction::Defer`] moves a
+//! Each spawned child gets its own supervisor: a **poll thread** that only
+//! receives notifications (blocked in `SECCOMP_IOCTL_NOTIF_RECV` itself when
+//! the kernel allows, else after `poll(2)`, with mio for tracked processes)
+//! and hands them over crossbeam channels to **per-CPU lanes of pinned
+//! workers**; one worker runs the whole pipeline of a notification and sends
+//! its one answer. The child itself is started as a `CLONE_VM` clone that
+//! makes only raw system calls until it execs, so spawning from a large host
+//! copies none of its memory. [`NotifAction::Defer`] moves a
 //! decision to the **deferral pool**, admitted by a semaphore (64 in flight,
 //! else `EAGAIN`) and bounded by a deadline (30 s, else `EIO`).
+//!
+//! # Signals
+//!
+//! To interrupt its poll thread's blocking receive (to stop, or to hand
+//! over calls stuck behind a busy worker), the supervisor sends that thread
+//! `SIGRTMAX-2`. It installs a do-nothing handler for that signal, once per
+//! process and only if the signal has no handler; if the host uses the
+//! signal, the poll thread waits with `poll(2)` instead. The sandboxed
+//! program starts with every signal at its default action and none blocked.
 //!
 //! # Failing closed
 //!
