@@ -666,8 +666,11 @@ fn fd_writer(tx: mpsc::Sender<u32>) -> Sandbox {
         .unwrap()
 }
 
-#[test]
-fn dup_fd_writes_through_the_programs_file() {
+/// Runs the `memory` program in `mode` (`dup`: the main thread makes the
+/// call; `dup-thread`: a second thread does) under [`fd_writer`]; checks the
+/// call succeeded and the supervisor's write reached the program's file.
+/// Returns (the caller's tid as the handler saw it, the program's pid).
+fn dup_fd_round_trip(mode: &str) -> (u32, u32) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("out");
     let (tx, rx) = mpsc::channel();
@@ -675,42 +678,29 @@ fn dup_fd_writes_through_the_programs_file() {
     let child = spawn(
         &sb,
         &program("memory", MEMORY),
-        &["dup", file.to_str().unwrap()],
+        &[mode, file.to_str().unwrap()],
     );
     let pid = child.pid();
     let (out, status) = finish(child);
     assert_eq!(status.code(), Some(0), "{out}");
-    assert_eq!(out, "0\n");
-    assert_eq!(rx.try_recv().unwrap(), pid, "the main thread made the call");
+    assert_eq!(out, "0\n", "dup_fd failed ({mode}; printed -errno)");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "written by the supervisor\n"
     );
+    (rx.try_recv().unwrap(), pid)
+}
+
+#[test]
+fn dup_fd_writes_through_the_programs_file() {
+    let (caller, pid) = dup_fd_round_trip("dup");
+    assert_eq!(caller, pid, "the main thread made the call");
 }
 
 #[test]
 fn dup_fd_works_for_a_call_from_a_non_leader_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out");
-    let (tx, rx) = mpsc::channel();
-    let sb = fd_writer(tx);
-    let child = spawn(
-        &sb,
-        &program("memory", MEMORY),
-        &["dup-thread", file.to_str().unwrap()],
-    );
-    let pid = child.pid();
-    let (out, status) = finish(child);
-    assert_eq!(status.code(), Some(0), "{out}");
-    assert_eq!(
-        out, "0\n",
-        "dup_fd failed for a thread's call (printed -errno)"
-    );
-    assert_ne!(rx.try_recv().unwrap(), pid, "a second thread made the call");
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "written by the supervisor\n"
-    );
+    let (caller, pid) = dup_fd_round_trip("dup-thread");
+    assert_ne!(caller, pid, "a second thread made the call");
 }
 
 /// Collects `unotify::trace` records.

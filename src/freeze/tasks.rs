@@ -85,13 +85,8 @@ mod tests {
             .arg("5")
             .spawn()
             .expect("spawn sleep");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(crate::sys::process::gettid()).unwrap();
-            let _ = done_rx.recv();
-        });
-        let tid = rx.recv().unwrap();
+        let parked = crate::sys::process::ParkedThread::start();
+        let tid = parked.tid;
         let tasks = walk(vec![me]);
         assert!(tasks.contains(&Task { tid: me, tgid: me }));
         assert!(tasks.contains(&Task { tid, tgid: me }));
@@ -100,8 +95,7 @@ mod tests {
             tasks.iter().any(|t| t.tid == cpid && t.tgid == cpid),
             "{tasks:?} lacks child {cpid}"
         );
-        drop(done_tx);
-        t.join().unwrap();
+        drop(parked);
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -385,20 +385,14 @@ mod tests {
             .unwrap();
         // That thread is gone: nothing to register.
         assert!(index.register(tid, || true, |_| {}).is_none());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(crate::sys::process::gettid()).unwrap();
-            let _ = done_rx.recv();
-        });
-        let tid = rx.recv().unwrap();
+        let parked = crate::sys::process::ParkedThread::start();
+        let tid = parked.tid;
         let q = index
             .register(tid, || true, |_| {})
             .expect("thread registered");
         assert!(Arc::ptr_eq(&p, &q), "threads share their process's state");
         assert_eq!(index.pids(), vec![me]);
-        drop(done_tx);
-        t.join().unwrap();
+        drop(parked);
         // The thread's entry is swept; the process stays.
         assert!(index.sweep().is_empty());
         assert_eq!(index.len(), 1);

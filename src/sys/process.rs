@@ -324,6 +324,43 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> i
     Ok(n as usize)
 }
 
+/// A thread of this process that waits until it is dropped (tests): its tid
+/// stays valid while the value lives.
+#[cfg(test)]
+pub(crate) struct ParkedThread {
+    /// The thread's id.
+    pub(crate) tid: i32,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(test)]
+impl ParkedThread {
+    pub(crate) fn start() -> ParkedThread {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, done_rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            tx.send(gettid()).unwrap();
+            let _ = done_rx.recv();
+        });
+        ParkedThread {
+            tid: rx.recv().unwrap(),
+            done: Some(done),
+            handle: Some(handle),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for ParkedThread {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
