@@ -59,8 +59,11 @@
 //! over calls stuck behind a busy worker), the supervisor sends that thread
 //! `SIGRTMAX-2`. It installs a do-nothing handler for that signal, once per
 //! process and only if the signal has no handler; if the host uses the
-//! signal, the poll thread waits with `poll(2)` instead. The sandboxed
-//! program starts with every signal at its default action and none blocked.
+//! signal, the poll thread waits with `poll(2)` instead. A host must not
+//! take that signal over (ignore it, or handle it with `SA_RESTART`) while a
+//! supervisor runs: a stop could then wait until the sandbox ends. The
+//! sandboxed program starts with every signal at its default action and
+//! none blocked.
 //!
 //! # Failing closed
 //!
