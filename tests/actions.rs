@@ -565,14 +565,19 @@ fn path_reader(tx: mpsc::Sender<Result<Vec<u8>, String>>) -> Sandbox {
         .unwrap()
 }
 
-#[test]
-fn read_cstr_reads_the_path_argument() {
+/// Runs the `memory` program in `mode` with `path` under [`path_reader`]:
+/// the handler must read exactly `path`, and the call return its length.
+fn read_cstr_round_trip(mode: &str, path: &str) {
     let (tx, rx) = mpsc::channel();
     let sb = path_reader(tx);
-    let path = "/some/where/else";
-    let out = run_ok(&sb, &program("memory", MEMORY), &["path", path]);
+    let out = run_ok(&sb, &program("memory", MEMORY), &[mode, path]);
     assert_eq!(out, [path.len().to_string()]);
     assert_eq!(rx.try_recv().unwrap(), Ok(path.as_bytes().to_vec()));
+}
+
+#[test]
+fn read_cstr_reads_the_path_argument() {
+    read_cstr_round_trip("path", "/some/where/else");
 }
 
 #[test]
@@ -590,12 +595,7 @@ fn read_cstr_of_unmapped_memory_is_answered_eio() {
 
 #[test]
 fn read_cstr_stops_at_a_nul_ending_a_page() {
-    let (tx, rx) = mpsc::channel();
-    let sb = path_reader(tx);
-    let path = "/edge/of/the/page";
-    let out = run_ok(&sb, &program("memory", MEMORY), &["boundary", path]);
-    assert_eq!(out, [path.len().to_string()]);
-    assert_eq!(rx.try_recv().unwrap(), Ok(path.as_bytes().to_vec()));
+    read_cstr_round_trip("boundary", "/edge/of/the/page");
 }
 
 #[test]

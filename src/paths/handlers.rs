@@ -185,6 +185,22 @@ fn entry(cx: &HandlerCtx<'_>, task: &Task, (dirfd, ptr): PathArg) -> Result<Entr
     Ok(Entry { parent, name })
 }
 
+/// [`entry`], refused with `EACCES` when acting on it touches a denied
+/// path ([`Entry::touches_denied`]).
+fn allowed_entry(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    d: &DeniedPaths,
+    arg: PathArg,
+    through_symlink: bool,
+) -> Result<Entry, Errno> {
+    let e = entry(cx, task, arg)?;
+    if e.touches_denied(d, through_symlink)? {
+        return Err(libc::EACCES);
+    }
+    Ok(e)
+}
+
 impl Entry {
     fn dir(&self) -> BorrowedFd<'_> {
         self.parent.as_fd()
@@ -250,10 +266,7 @@ fn link(
     let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         cx.dup_fd(old.0).map_err(|e| errno_of(&e))?
     } else {
-        let e = entry(cx, &task, old)?;
-        if e.touches_denied(d, true)? {
-            return Err(libc::EACCES);
-        }
+        let e = allowed_entry(cx, &task, d, old, true)?;
         match e.target(flags & libc::AT_SYMLINK_FOLLOW != 0)? {
             Some(fd) => fd,
             None => return Err(libc::ENOENT),
@@ -262,10 +275,7 @@ fn link(
     if d.check_fd(source.as_fd()) {
         return Err(libc::EACCES);
     }
-    let n = entry(cx, &task, new)?;
-    if n.touches_denied(d, false)? {
-        return Err(libc::EACCES);
-    }
+    let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
     with_c(&n.name, |name| {
         let r = with_c(b"", |empty| {
@@ -291,14 +301,8 @@ fn rename(
     flags: u32,
 ) -> Result<NotifAction, Errno> {
     let task = Task::read(cx)?;
-    let o = entry(cx, &task, old)?;
-    if o.touches_denied(d, true)? {
-        return Err(libc::EACCES);
-    }
-    let n = entry(cx, &task, new)?;
-    if n.touches_denied(d, true)? {
-        return Err(libc::EACCES);
-    }
+    let o = allowed_entry(cx, &task, d, old, true)?;
+    let n = allowed_entry(cx, &task, d, new, true)?;
     policy_gate(cx)?;
     with_c(&o.name, |on| {
         with_c(&n.name, |nn| {
@@ -321,10 +325,7 @@ fn symlink(
     if target.is_empty() {
         return Err(libc::ENOENT);
     }
-    let n = entry(cx, &task, new)?;
-    if n.touches_denied(d, false)? {
-        return Err(libc::EACCES);
-    }
+    let n = allowed_entry(cx, &task, d, new, false)?;
     // What the link would point to, seen from its directory.
     let (view, alias) = task_view(&task, &target);
     if let Some(alias) = alias {
@@ -368,10 +369,7 @@ fn unlink(
         return Err(libc::EINVAL);
     }
     let task = Task::read(cx)?;
-    let e = entry(cx, &task, path)?;
-    if e.touches_denied(d, false)? {
-        return Err(libc::EACCES);
-    }
+    let e = allowed_entry(cx, &task, d, path, false)?;
     policy_gate(cx)?;
     with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
 }
