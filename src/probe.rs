@@ -392,6 +392,16 @@ mod tests {
         if features[0].available {
             assert!(features[0].detail.starts_with("notif "), "{}", features[0]);
         }
+        // Each probe agrees with the kernel version that added its feature.
+        use crate::sys::interrupt::kernel_at_least;
+        for (i, since) in [(1, (5, 14)), (2, (6, 6)), (3, (5, 19)), (5, (5, 6))] {
+            assert_eq!(
+                features[i].available,
+                kernel_at_least(since.0, since.1),
+                "{}",
+                features[i]
+            );
+        }
         // The supervisor chooses blocking receive from the kernel version;
         // the probe must agree with it.
         assert_eq!(

@@ -215,8 +215,13 @@ fn our_pid() -> String {
 
 #[test]
 fn continue_lets_the_real_call_run() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
     let sb = Sandbox::builder()
-        .handle("getppid", |_: &HandlerCtx<'_>| NotifAction::Continue)
+        .handle("getppid", move |_: &HandlerCtx<'_>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            NotifAction::Continue
+        })
         .build()
         .unwrap();
     let out = run_ok(&sb, &program("getppid", GETPPID), &["0"]);
@@ -225,6 +230,7 @@ fn continue_lets_the_real_call_run() {
         [our_pid()],
         "the real getppid ran: the test process is the parent"
     );
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the handler saw the call");
 }
 
 #[test]

@@ -366,6 +366,34 @@ fn udp_sendto_sendmsg_sendmmsg() {
     );
 }
 
+/// A policy callback's denial of a send without a destination (connected
+/// socket; the send is made on the program's behalf) comes before the
+/// send: nothing arrives.
+#[test]
+fn a_denied_destinationless_sendmsg_sends_nothing() {
+    let (rx, port) = udp("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .network(allow(&[&format!("udp://127.0.0.1:{port}")]))
+        .policy_fn(
+            |ev: &unotify::policy::SyscallEvent, _: &mut unotify::policy::PolicyContext<'_>| {
+                if ev.syscall == "sendmsg" {
+                    unotify::policy::Verdict::Deny
+                } else {
+                    unotify::policy::Verdict::Allow
+                }
+            },
+        )
+        .build()
+        .expect("build sandbox");
+    let out = run_with(sandbox, &args!["udpconnmsg", "127.0.0.1", port, "sneaky"]);
+    assert_eq!(
+        out,
+        format!("udpconnect ok=0\nsendmsg err={}\n", libc::EPERM)
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(received(&rx), Vec::<String>::new(), "a denied send arrived");
+}
+
 #[test]
 fn udp_over_ipv6() {
     let (ok, pok) = udp("::1");

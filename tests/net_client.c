@@ -111,6 +111,17 @@ int main(int argc, char **argv) {
         long r = connect(s, (struct sockaddr *)&ss, len);
         report("udpconnect", r);
         if (r == 0) report("send", send(s, argv[4], strlen(argv[4]), 0));
+    } else if (!strcmp(cmd, "udpconnmsg") && argc == 5) {
+        /* connect, then sendmsg without a destination (msg_name NULL). */
+        int fam = mkaddr(argv[2], atoi(argv[3]), &ss, &len);
+        int s = socket(fam, SOCK_DGRAM, 0);
+        long r = connect(s, (struct sockaddr *)&ss, len);
+        report("udpconnect", r);
+        struct iovec iov = {argv[4], strlen(argv[4])};
+        struct msghdr m = {0};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        if (r == 0) report("sendmsg", sendmsg(s, &m, 0));
     } else if (!strcmp(cmd, "sendto") && argc == 5) {
         int fam = mkaddr(argv[2], atoi(argv[3]), &ss, &len);
         int s = socket(fam, SOCK_DGRAM, 0);

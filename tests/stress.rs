@@ -252,6 +252,13 @@ fn no_fd_or_thread_leak_over_200_runs() {
                     .stdout(Stdio::Null),
             )
             .expect("spawn calls");
+        let sup = child.supervisor().expect("supervisor");
+        wait_stats(
+            &sup,
+            Duration::from_secs(10),
+            "the deferral to start",
+            |st| st.deferred >= 1,
+        );
         child.kill().expect("kill");
         let st = child.wait().expect("wait");
         assert_eq!(st.signal(), Some(libc::SIGKILL), "{st:?}");
@@ -370,8 +377,12 @@ fn calls_behind_a_slow_handler_are_taken_by_another_worker() {
     let _g = serial();
     let _wd = common::watchdog(Duration::from_secs(60), "calls_behind_a_slow_handler");
     const SLOW: Duration = Duration::from_secs(2);
+    // One worker per CPU: one lane per CPU, each with a single worker, so
+    // only another lane can take what waits behind the slow one (with one
+    // CPU, a second worker in the one lane takes it).
+    let cpus = unotify::sys::process::allowed_cpus().map_or(1, |c| c.len());
     let sb = Sandbox::builder()
-        .workers(2)
+        .workers(cpus.max(2))
         .handle("getppid", |cx: &HandlerCtx<'_>| {
             // getppid(arg, thread, index)
             if cx.arg(1) == 0 && cx.arg(2) == 5 {

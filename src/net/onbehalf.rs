@@ -251,6 +251,15 @@ impl Enforcer {
         }
     }
 
+    /// Asks the sandbox's policy callback (if any, and not asked yet for
+    /// this call) before a side effect made on the program's behalf.
+    fn policy_gate(cx: &HandlerCtx<'_>) -> Answer<()> {
+        match cx.check_policy(None) {
+            Some(e) => Err(errno(e)),
+            None => Ok(()),
+        }
+    }
+
     /// Where the kernel sends a packet addressed to "any": the socket's own
     /// bound address if it has one of that family, else loopback.
     fn unspecified_target(&self, sock: &Sock, ip: IpAddr) -> IpAddr {
@@ -319,6 +328,7 @@ impl Enforcer {
                 }
             }
         }
+        Self::policy_gate(cx)?;
         Ok(match sysnet::bind(sock.fd.as_fd(), &addr) {
             Ok(()) => NotifAction::ReturnValue(0),
             Err(e) => NotifAction::Errno(io_errno(&e)),
@@ -480,6 +490,8 @@ impl Enforcer {
             self.check_dest(cx, &sock, name, Op::Send)?;
         }
         self.check_control(cx, &msg.control)?;
+        // A send without a destination (connected socket) asks here.
+        Self::policy_gate(cx)?;
         Ok(self.perform_send(sock, flags, move |fd, fl| {
             sysnet::sendmsg(fd, &msg.out(), fl)
         }))
@@ -551,6 +563,8 @@ impl Enforcer {
         if msgs.is_empty() {
             return Err(stop.unwrap_or(errno(libc::EFAULT)));
         }
+        // Messages without a destination (connected socket) ask here.
+        Self::policy_gate(cx)?;
         let pid = cx.pid() as i32;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
         let fd = sock.fd.as_fd();

@@ -177,7 +177,8 @@ pub(crate) fn finish_counted(
             return sent;
         }
     }
-    let _world = shared.world.read();
+    // Only an exec freeze (argv safety) takes `world` exclusively.
+    let _world = shared.argv.as_ref().map(|_| shared.world.read());
     let sent = answered(shared, notif, respond(shared, notif, action));
     resolve(token, sent);
     if let (Some(argv), false) = (&shared.argv, sent == Sent::Held) {

@@ -327,7 +327,8 @@ fn receive(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
 
 fn receive_one(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
     let received = {
-        let _world = shared.world.read();
+        // Only an exec freeze (argv safety) takes `world` exclusively.
+        let _world = shared.argv.as_ref().map(|_| shared.world.read());
         let r = seccomp::recv(shared.listener());
         // Argv safety: an exec freeze leaves tasks waiting for an answer
         // alone; it must know them as soon as they are received.

@@ -336,8 +336,13 @@ mod tests {
                 args: &[
                     Arg::Val(libc::AT_FDCWD.into()),
                     Arg::Str(c"/"),
-                    Arg::Val(libc::O_RDONLY.into()),
+                    Arg::Val((libc::O_RDONLY | libc::O_CLOEXEC).into()),
                 ],
+            },
+            // The fd opened above, not some other (stdin has no FD_CLOEXEC).
+            Call {
+                nr: nr(libc::SYS_fcntl),
+                args: &[Arg::Result(2), Arg::Val(libc::F_GETFD.into())],
             },
             Call {
                 nr: nr(libc::SYS_close),
@@ -352,12 +357,17 @@ mod tests {
             CallsOutcome::Done(r) => r,
             other => panic!("{other:?}"),
         };
-        assert_eq!(r.len(), 5);
+        assert_eq!(r.len(), 6);
         assert_eq!(r[0], -i64::from(libc::EPERM), "getppid");
         assert_eq!(r[1], -i64::from(libc::ENOSYS), "notified getuid");
-        assert!(r[2] >= 0, "openat: {}", r[2]);
-        assert_eq!(r[3], 0, "close");
-        assert_eq!(r[4], -i64::from(libc::EBADF), "second close");
+        assert!(r[2] > 2, "openat: {}", r[2]);
+        assert_eq!(
+            r[3],
+            i64::from(libc::FD_CLOEXEC),
+            "F_GETFD of the opened fd"
+        );
+        assert_eq!(r[4], 0, "close");
+        assert_eq!(r[5], -i64::from(libc::EBADF), "second close");
     }
 
     #[test]

@@ -92,4 +92,50 @@ mod tests {
         // SAFETY: reading errno of this thread.
         assert_eq!(unsafe { *libc::__errno_location() }, 12345);
     }
+
+    #[test]
+    fn passes_all_six_arguments() {
+        // mmap(addr, len, prot, flags, fd, offset): each argument shows in
+        // the result. Page 0 of the file holds 'a', page 1 'b'.
+        let page = 4096usize;
+        let mut file = tempfile_in_tmp();
+        use std::io::Write;
+        file.write_all(&vec![b'a'; page]).unwrap();
+        file.write_all(&vec![b'b'; page]).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: maps one page of a file we own, read-only, at a place the
+        // kernel chooses; unmapped below.
+        let addr = unsafe {
+            syscall6(
+                libc::SYS_mmap,
+                [
+                    0,
+                    page,
+                    libc::PROT_READ as usize,
+                    libc::MAP_PRIVATE as usize,
+                    file.as_raw_fd() as usize,
+                    page,
+                ],
+            )
+        };
+        assert!(addr > 0, "mmap: {addr}");
+        // SAFETY: the mapping made above is one readable page.
+        let byte = unsafe { *(addr as *const u8) };
+        // SAFETY: unmaps that page.
+        unsafe { libc::munmap(addr as *mut libc::c_void, page) };
+        assert_eq!(byte, b'b', "the offset (sixth argument) was honoured");
+    }
+
+    fn tempfile_in_tmp() -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("unotify-raw-{}", std::process::id()));
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
 }
