@@ -175,7 +175,9 @@ impl SandboxBuilder {
     /// Allows at most `n` processes in the sandbox at once, the first one
     /// and zombies not yet reaped included (`-P`). A fork beyond fails with
     /// `EAGAIN`; threads are not counted; a fork asking for a new namespace
-    /// fails with `EPERM`. `n` must be at least 1.
+    /// fails with `EPERM`; `clone3` fails with `ENOSYS` (its flags are in
+    /// memory the program could change after the check; the C library then
+    /// uses `clone`). `n` must be at least 1.
     pub fn max_processes(mut self, n: u32) -> Self {
         self.limits.max_processes = Some(n);
         self

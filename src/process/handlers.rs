@@ -23,7 +23,7 @@ pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
     };
     if limits.traps_forks() {
         add("clone", Arc::new(ForkHandler(ForkKind::Clone)));
-        add("clone3", Arc::new(ForkHandler(ForkKind::Clone3)));
+        add("clone3", Arc::new(Clone3Refused));
         add("fork", Arc::new(ForkHandler(ForkKind::Fork)));
         add("vfork", Arc::new(ForkHandler(ForkKind::Vfork)));
     }
@@ -58,19 +58,27 @@ fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) ->
     f(t)
 }
 
-/// `clone`, `clone3`, `fork`, `vfork`: namespaces refused (`EPERM`),
-/// threads let through uncounted, processes held while frozen and counted
-/// with a token (`EAGAIN` at the limit).
+/// `clone3` takes its flags from memory, which the kernel copies again after
+/// a `CONTINUE`: another thread could clear `CLONE_THREAD` or add a namespace
+/// flag in between, past the count and the namespace check. So it is refused
+/// as unknown (`ENOSYS`), and the C library falls back to `clone`, whose
+/// flags are in registers.
+struct Clone3Refused;
+
+impl Handler for Clone3Refused {
+    fn handle(&self, _: &HandlerCtx<'_>) -> NotifAction {
+        NotifAction::Errno(libc::ENOSYS)
+    }
+}
+
+/// `clone`, `fork`, `vfork`: namespaces refused (`EPERM`), threads let
+/// through uncounted, processes held while frozen and counted with a token
+/// (`EAGAIN` at the limit).
 struct ForkHandler(ForkKind);
 
 impl Handler for ForkHandler {
     fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        // Read once (clone3: one copy of struct clone_args); every decision
-        // below is made on `req`.
-        let req = match CloneRequest::read(cx, self.0) {
-            Ok(r) => r,
-            Err(e) => return NotifAction::Errno(e.errno()),
-        };
+        let req = CloneRequest::decode(self.0, cx.arg(0));
         if req.wants_namespace() {
             log::debug!(
                 "pid {}: {:?} with namespace flags {:#x} refused",
