@@ -247,6 +247,11 @@ impl<'a> HandlerCtx<'a> {
     pub fn supervisor(&self) -> SupervisorHandle {
         SupervisorHandle::new(self.shared)
     }
+
+    /// The supervisor's shared state (builtin handlers).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        self.shared
+    }
 }
 
 /// The thread group (process id) of thread `tid`, from `/proc/<tid>/status`.

@@ -38,13 +38,12 @@ pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
     out
 }
 
-/// Runs `f` with this supervisor's tracker, or answers `Continue`.
+/// Runs `f` with this supervisor's tracker. (These builtins are installed
+/// only with one; without it, fail closed.)
 fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) -> NotifAction {
-    let Some(shared) = cx.supervisor().shared() else {
-        return NotifAction::Continue;
-    };
+    let shared = cx.shared();
     let Some(t) = shared.tracker.as_ref() else {
-        return NotifAction::Continue;
+        return NotifAction::Errno(libc::EPERM);
     };
     // Limits lowered at run time by the policy callback.
     if let Some(policy) = &shared.policy {
@@ -136,7 +135,13 @@ impl Handler for MemHandler {
             };
             // Registered by pipeline stage 1.
             let Some(proc) = t.index.get(cx.pid() as i32) else {
-                return NotifAction::Continue;
+                // Not indexed (stage 1 could not read it): the memory could
+                // not be accounted, so it is not given.
+                log::warn!(
+                    "pid {}: not in the process index; memory call refused",
+                    cx.pid()
+                );
+                return NotifAction::Errno(libc::ENOMEM);
             };
             let charge = match self.0 {
                 MemCall::Mmap => {

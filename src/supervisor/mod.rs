@@ -372,12 +372,8 @@ impl SupervisorHandle {
         }
     }
 
-    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
-        self.shared.upgrade()
-    }
-
-    /// Freezes the sandbox: every new fork (`clone` of a process, `clone3`,
-    /// `fork`, `vfork`) is held, and the sandbox's process group is stopped
+    /// Freezes the sandbox: every new fork (`clone` of a process, `fork`,
+    /// `vfork`; `clone3` is refused anyway) is held, and the sandbox's process group is stopped
     /// (`SIGSTOP`). Needs fork tracking
     /// ([`max_processes`](crate::SandboxBuilder::max_processes) or
     /// [`track_processes`](crate::SandboxBuilder::track_processes)).
