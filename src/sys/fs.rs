@@ -87,3 +87,10 @@ pub fn replace_with_null(fd: BorrowedFd<'_>) -> io::Result<()> {
     // open fds, and `fd` stays owned by its owner.
     super::cvt(unsafe { libc::dup3(null.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) }).map(drop)
 }
+
+/// Sets or clears `FD_CLOEXEC` on `fd`.
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: fcntl(F_SETFD) takes an fd we borrow and an integer.
+    super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
+}
