@@ -443,6 +443,10 @@ fn socket_creation_filters() {
     let eperm = format!("socket err={}\n", libc::EPERM);
     let eacces = format!("socket err={}\n", libc::EACCES);
     let ok = |out: String| assert!(out.starts_with("socket ok="), "{out}");
+    // Ping sockets are refused by the kernel itself unless the group range
+    // allows them; allow every group for this test, so that an EACCES below
+    // is the policy's.
+    let _ping = PingGroups::allow_all();
 
     // Raw sockets: refused under any policy (this test runs as root, so
     // the kernel alone would have allowed them).
@@ -462,11 +466,33 @@ fn socket_creation_filters() {
     ok(run(with_udp(), &dgram));
     ok(run(with_udp(), &dgram_cloexec));
     assert_eq!(run(with_udp(), &ping), eacces);
+    // An ICMP rule allows them.
+    ok(run(allow(&["icmp://127.0.0.1"]), &ping));
     // Deny list: everything not denied works.
     ok(run(deny(&["127.0.0.2"]), &dgram));
     // No policy: nothing filtered (raw sockets work for root).
     let plain = Sandbox::builder().build().unwrap();
     ok(run_with(plain, &raw(libc::AF_INET)));
+}
+
+/// `net.ipv4.ping_group_range` widened to every group until dropped.
+struct PingGroups(String);
+
+const PING_GROUPS: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+impl PingGroups {
+    fn allow_all() -> PingGroups {
+        let old = std::fs::read_to_string(PING_GROUPS).expect("read ping_group_range");
+        std::fs::write(PING_GROUPS, "0 2147483647")
+            .expect("widen ping_group_range (the tests run as root)");
+        PingGroups(old)
+    }
+}
+
+impl Drop for PingGroups {
+    fn drop(&mut self) {
+        let _ = std::fs::write(PING_GROUPS, self.0.trim());
+    }
 }
 
 #[test]
