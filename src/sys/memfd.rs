@@ -19,9 +19,3 @@ pub fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> io::Result<()> {
     // SAFETY: F_ADD_SEALS takes an integer argument.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
 }
-
-/// Reads the seals of a memfd.
-pub fn get_seals(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    // SAFETY: F_GET_SEALS takes no argument.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
-}

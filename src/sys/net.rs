@@ -166,11 +166,6 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
     getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)
 }
 
-/// The socket's type (`SO_TYPE`), e.g. `SOCK_STREAM`.
-pub fn socket_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)
-}
-
 /// The socket's local address as raw `sockaddr` bytes (`getsockname(2)`).
 pub fn getsockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0u8; SOCKADDR_MAX];

@@ -46,11 +46,6 @@ pub fn detach(tid: i32, sig: i32) -> io::Result<()> {
     request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
 }
 
-/// `PTRACE_SETOPTIONS`.
-pub fn set_options(tid: i32, options: u32) -> io::Result<()> {
-    request(libc::PTRACE_SETOPTIONS, tid, 0, options as usize).map(drop)
-}
-
 /// `PTRACE_GETEVENTMSG`: e.g. the new pid after a fork event.
 pub fn event_msg(tid: i32) -> io::Result<u64> {
     let mut msg: u64 = 0;

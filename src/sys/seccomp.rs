@@ -5,7 +5,7 @@
 //! `SECCOMP_GET_NOTIF_SIZES` ([`notif_sizes`]).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::{cvt, cvt_long};
 
@@ -305,22 +305,4 @@ pub(crate) fn install_filter_raw(prog: &libc::sock_fprog, flags: u32) -> libc::c
     } else {
         ret
     }
-}
-
-/// Installs `insns` as a filter with a new listener on the calling thread
-/// (which must have `no_new_privs`), for probes and tests. Returns the listener.
-pub fn install_filter_with_listener(
-    insns: &[libc::sock_filter],
-    flags: u32,
-) -> io::Result<OwnedFd> {
-    let prog = libc::sock_fprog {
-        len: insns.len() as u16,
-        filter: insns.as_ptr() as *mut libc::sock_filter,
-    };
-    let ret = install_filter_raw(&prog, flags | FILTER_FLAG_NEW_LISTENER);
-    if ret < 0 {
-        return Err(io::Error::from_raw_os_error(-ret as i32));
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
