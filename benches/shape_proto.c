@@ -10,7 +10,7 @@
 //   cc -O2 -pthread -o /tmp/shape_proto benches/shape_proto.c
 //   /tmp/shape_proto poll|recv -- /tmp/openloop 20000 1
 //
-// Compare with ../shared/tools/floorsup.c (one thread: poll, RECV, SEND) on
+// Compare with benches/floorsup.c (one thread: poll, RECV, SEND) on
 // the same client, in alternating runs. A measurement aid; not built by cargo.
 #define _GNU_SOURCE
 #include <errno.h>
