@@ -92,6 +92,7 @@ pub mod error;
 pub mod filter;
 pub(crate) mod freeze;
 pub mod handler;
+pub(crate) mod isolation;
 pub mod net;
 pub mod notification;
 pub mod paths;
