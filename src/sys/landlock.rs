@@ -3,8 +3,8 @@
 //! Owns the kernel ABI (the ruleset attribute struct, rule types, flags) and
 //! an owned ruleset fd. The parent creates the ruleset (and may add rules to
 //! it); the `CLONE_VM` child enforces it on itself with
-//! [`restrict_self_raw`], a raw call that leaves `errno` alone. Called by
-//! [`crate::isolation`] and the child side of [`super::spawn`].
+//! `restrict_self_raw`, a raw call that leaves `errno` alone. Called by
+//! the crate's isolation module and the child side of [`super::spawn`].
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -92,7 +92,7 @@ pub fn abi_version() -> io::Result<u32> {
 }
 
 /// A ruleset not yet enforced: rules are added in the parent, then a child
-/// enforces it with [`restrict_self_raw`]. Closing it does not affect a
+/// enforces it with `restrict_self_raw`. Closing it does not affect a
 /// domain already made from it.
 #[derive(Debug)]
 pub struct Ruleset {
