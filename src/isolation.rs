@@ -252,6 +252,8 @@ mod tests {
         assert!(matches!(Level::of(&Ok(6)), Level::Full { abi: 6 }));
         assert!(matches!(Level::of(&Ok(5)), Level::PtraceOnly { abi: 5 }));
         assert!(matches!(Level::of(&Ok(0)), Level::FilterOnly { .. }));
+        let weak = Level::of(&Ok(5)).describe();
+        assert!(weak.contains("--allow-weak-isolation"), "{weak}");
         let off = Level::of(&Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
         assert!(off.describe().contains("lsm="), "{}", off.describe());
     }

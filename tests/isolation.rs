@@ -149,6 +149,41 @@ fn unotify_other_host_process_is_out_of_reach() {
     assert_nothing_reaches(&out, "unotify run, another host process, from a grandchild");
 }
 
+/// Another sandbox of the same host is outside this one.
+#[test]
+fn library_other_sandbox_is_out_of_reach() {
+    let other = Sandbox::builder().build().expect("build");
+    let mut sibling = other
+        .spawn(unotify::Command::new("sleep").arg("60"))
+        .expect("spawn the other sandbox");
+    let out = library_attack(&sibling.pid().to_string(), "lib-sibling", false);
+    sibling.kill().unwrap();
+    sibling.wait().unwrap();
+    assert_nothing_reaches(&out, "library, another sandbox");
+}
+
+/// As a user without privileges: unotify, non-dumpable, still takes its
+/// child's listener, and stays out of reach.
+#[test]
+fn unotify_as_an_unprivileged_user() {
+    let _dog = watchdog(Duration::from_secs(60), "the isolation attack");
+    let (_listener, name) = abstract_listener("cli-nobody");
+    let exe = attack_program();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--"])
+        .arg(&exe)
+        .args(["ppid", name.as_str()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+    assert_nothing_reaches(&stdout_of(&out), "unotify run as nobody, unotify itself");
+}
+
 /// The complete escape: steal unotify's listener, stop unotify, answer
 /// CONTINUE to an open of a denied file.
 #[test]
