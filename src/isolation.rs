@@ -10,6 +10,8 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
@@ -53,18 +55,19 @@ pub(crate) struct DomainPlan {
     abi: u32,
     /// What the ruleset restricts (trimmed to `abi` when it is created).
     attr: RulesetAttr,
-    /// Full isolation: signals and abstract unix sockets are scoped too.
-    /// Without it (ABI 1 to 5, accepted as weak) the domain still forbids
-    /// ptrace-like access (ptrace, `pidfd_getfd`, `process_vm_*`,
-    /// `/proc/<pid>/mem`) to processes outside it.
-    scoped: bool,
+    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened at
+    /// each spawn).
+    path_rules: Vec<(PathBuf, u64)>,
 }
 
 impl DomainPlan {
-    /// Whether signals and abstract unix sockets are scoped to the sandbox.
+    /// Whether signals and abstract unix sockets are scoped to the sandbox
+    /// (full isolation). Without it (ABI 1 to 5, accepted as weak) the
+    /// domain still forbids ptrace-like access (ptrace, `pidfd_getfd`,
+    /// `process_vm_*`, `/proc/<pid>/mem`) to processes outside it.
     #[cfg(test)]
     pub(crate) fn is_scoped(&self) -> bool {
-        self.scoped
+        self.attr.scoped != 0
     }
 
     /// The ABI the plan was made for.
@@ -74,19 +77,23 @@ impl DomainPlan {
     }
 
     /// Creates the ruleset a child enforces on itself (at spawn time, in
-    /// the parent).
+    /// the parent): the handled rights, then the path rules, each trimmed
+    /// to what the running ABI knows (a rule left with no right is skipped).
     pub(crate) fn ruleset(&self) -> io::Result<Ruleset> {
-        // Best effort: a right the running ABI does not know is dropped.
         let mut attr = self.attr;
         attr.handled_access_fs &= fs_rights_known(self.abi);
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
-        if self.attr.handled_access_fs & ACCESS_FS_MAKE_BLOCK != 0 && !self.scoped {
-            // Before ABI 6 a domain must restrict some access right: it
-            // restricts block device creation and allows it everywhere, so
-            // that the domain changes nothing but ptrace-like access.
-            let root = std::fs::File::open("/")?;
-            ruleset.allow_path_beneath(root.as_fd(), ACCESS_FS_MAKE_BLOCK)?;
+        for (path, access) in &self.path_rules {
+            let access = access & attr.handled_access_fs;
+            if access == 0 {
+                continue;
+            }
+            let beneath = std::fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(path)?;
+            ruleset.allow_path_beneath(beneath.as_fd(), access)?;
         }
         Ok(ruleset)
     }
@@ -168,7 +175,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                 handled_access_net: 0,
                 scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
             },
-            scoped: true,
+            path_rules: Vec::new(),
         })),
         _ if !allow_weak => Err(Error::WeakIsolation {
             detail: match &level {
@@ -185,11 +192,15 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
             log::debug!("weak isolation accepted: Landlock ABI {abi} has no scoping");
             Ok(Some(DomainPlan {
                 abi,
+                // Before ABI 6 a domain must restrict some right: this one
+                // restricts creating block devices, and allows it beneath
+                // the root, so that it changes nothing but ptrace-like
+                // access to processes outside.
                 attr: RulesetAttr {
                     handled_access_fs: ACCESS_FS_MAKE_BLOCK,
                     ..RulesetAttr::default()
                 },
-                scoped: false,
+                path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
             }))
         }
         Level::FilterOnly { why } => {
