@@ -187,6 +187,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
     let cstr = |s: &[u8]| CString::new(s).map_err(|e| e.to_string());
     let path = cstr(prog.as_os_str().as_bytes())?;
     let plan = ExecPlan {
+        landlock_ruleset: None,
         candidates: vec![path.clone()],
         argv: vec![
             path,

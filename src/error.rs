@@ -69,6 +69,14 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The kernel cannot keep the sandboxed program away from the host
+    /// (Landlock missing, or older than ABI 6), and the caller did not
+    /// accept the weaker isolation
+    /// ([`SandboxBuilder::allow_weak_isolation`](crate::SandboxBuilder::allow_weak_isolation)).
+    WeakIsolation {
+        /// What the kernel lacks and what the program could reach.
+        detail: String,
+    },
     /// A system call made by the supervisor failed.
     Io {
         /// What the supervisor was doing.
@@ -119,6 +127,10 @@ impl fmt::Display for Error {
                 write!(f, "sandbox setup failed while trying to {step}: {source}")
             }
             Error::InvalidConfig { message } => write!(f, "invalid configuration: {message}"),
+            Error::WeakIsolation { detail } => write!(
+                f,
+                "{detail}; run on Linux 6.12 or newer with Landlock enabled, or accept the weaker isolation (`unotify run --allow-weak-isolation`, `SandboxBuilder::allow_weak_isolation(true)`)"
+            ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

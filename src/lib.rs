@@ -72,6 +72,15 @@
 //! running: a failed fd injection answers `EACCES`, a panicking handler
 //! `EPERM`, an over-full deferral pool `EAGAIN`, a late deferral `EIO`.
 //!
+//! # Isolation from the host
+//!
+//! The sandboxed program runs in a Landlock domain: it cannot signal,
+//! ptrace, read or write the memory of, or take fds from the host or any
+//! other process outside the sandbox, nor connect to their abstract unix
+//! sockets. Below Landlock ABI 6 [`SandboxBuilder::build`] fails with
+//! [`Error::WeakIsolation`] unless
+//! [`allow_weak_isolation`](SandboxBuilder::allow_weak_isolation) says otherwise.
+//!
 //! # Safety
 //!
 //! The kernel interface, with every block the compiler cannot check, lives in [`sys`]; each block says why it is sound.
@@ -92,6 +101,7 @@ pub mod error;
 pub mod filter;
 pub(crate) mod freeze;
 pub mod handler;
+pub(crate) mod isolation;
 pub mod net;
 pub mod notification;
 pub mod paths;

@@ -43,6 +43,10 @@ pub const WAIT_KILLABLE_RECV: &str = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
 pub const PIDFD_GETFD: &str = "pidfd_getfd";
 /// Name of the Landlock feature.
 pub const LANDLOCK: &str = "Landlock";
+/// Name of the isolation of the sandbox from the host: available when the
+/// full guarantee holds (Landlock ABI 6 or newer), else what applies and
+/// that `run` needs `--allow-weak-isolation`.
+pub const ISOLATION: &str = "isolation from the host";
 /// Name of the behaviour that lets the poll thread block in
 /// `SECCOMP_IOCTL_NOTIF_RECV` itself: a blocked receive ends (`ENOENT`) once
 /// every task using the filter is gone.
@@ -107,7 +111,7 @@ impl fmt::Display for Feature {
 /// Probes every feature, in this order: seccomp user notification,
 /// `SECCOMP_ADDFD_FLAG_SEND`, `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`,
 /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, [`RECV_ENDS_ON_HANGUP`],
-/// `pidfd_getfd`, Landlock.
+/// `pidfd_getfd`, Landlock, [`ISOLATION`].
 ///
 /// The hang-up probe receives on a short-lived thread that a timer signal
 /// interrupts, with the handler the supervisor installs for its blocking
@@ -136,6 +140,7 @@ pub fn probe_features() -> Vec<Feature> {
         Feature::from_result(RECV_ENDS_ON_HANGUP, listener.recv_hangup),
         Feature::from_result(PIDFD_GETFD, pidfd_getfd_works()),
         Feature::from_result(LANDLOCK, landlock()),
+        isolation(),
     ]
 }
 
@@ -356,6 +361,15 @@ fn landlock() -> Result<String, String> {
     }
 }
 
+fn isolation() -> Feature {
+    let level = crate::isolation::Level::of(&landlock_abi_version());
+    Feature {
+        name: ISOLATION,
+        available: level.is_full(),
+        detail: level.describe(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +393,8 @@ mod tests {
                 WAIT_KILLABLE_RECV,
                 RECV_ENDS_ON_HANGUP,
                 PIDFD_GETFD,
-                LANDLOCK
+                LANDLOCK,
+                ISOLATION
             ]
         );
         // The supervisor's own start-up check must agree with the probe.

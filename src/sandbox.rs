@@ -18,7 +18,7 @@ use crate::supervisor::{
 };
 use crate::sys::ptrace::{self, Peeked};
 use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
-use crate::sys::{pidfd, process, seccomp};
+use crate::sys::{process, seccomp};
 use crate::syscalls;
 
 /// How long a child may take to install its filter before spawn gives up.
@@ -48,6 +48,8 @@ pub struct SandboxBuilder {
     audit: Option<std::path::PathBuf>,
     foreground: bool,
     argv_safety: Option<bool>,
+    allow_weak_isolation: bool,
+    landlock_abi_cap: Option<u32>,
 }
 
 impl Default for SandboxBuilder {
@@ -67,6 +69,8 @@ impl Default for SandboxBuilder {
             audit: None,
             foreground: false,
             argv_safety: None,
+            allow_weak_isolation: false,
+            landlock_abi_cap: None,
         }
     }
 }
@@ -238,6 +242,32 @@ impl SandboxBuilder {
         self
     }
 
+    /// Accepts a kernel that cannot fully isolate the sandbox from the host
+    /// (default: refuse). Every sandboxed program runs in a Landlock domain
+    /// that cannot signal, ptrace, read or write the memory of, take fds
+    /// from, or connect to the abstract unix sockets of any process outside
+    /// it, the host first; that needs Landlock ABI 6 (Linux 6.12), and
+    /// [`build`](Self::build) fails with [`Error::WeakIsolation`] below it.
+    /// With `true` it takes what the kernel has: on ABI 1 to 5 a domain
+    /// without signal and socket scoping, without Landlock none; the filter
+    /// still refuses `pidfd_getfd` and `process_vm_writev`. A host that must
+    /// not be traced even then can make itself non-dumpable
+    /// (`prctl(PR_SET_DUMPABLE, 0)`, as `unotify run` does); the library
+    /// does not, since that changes the whole host process.
+    pub fn allow_weak_isolation(mut self, on: bool) -> Self {
+        self.allow_weak_isolation = on;
+        self
+    }
+
+    /// Caps the Landlock ABI the sandbox believes the kernel has (it can
+    /// only lower it), so that tests see the weaker branches on a new
+    /// kernel. Not a public interface.
+    #[doc(hidden)]
+    pub fn landlock_abi_cap(mut self, abi: u32) -> Self {
+        self.landlock_abi_cap = Some(abi);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -313,6 +343,7 @@ impl SandboxBuilder {
             feature: "seccomp user notification",
             source: e,
         })?;
+        let domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
         let workers = match self.workers {
             Some(0) => {
                 return Err(Error::InvalidConfig {
@@ -337,6 +368,7 @@ impl SandboxBuilder {
                 filter.deny(syscalls::resolve(name)?, *errno)?;
             }
         }
+        crate::isolation::install(&mut filter)?;
         let trap = |filter: &mut FilterBuilder, nr: u32, name: &str| -> Result<()> {
             if filter.is_denied(nr).is_some() {
                 return Err(Error::ConflictingRule {
@@ -407,6 +439,7 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
+            domain,
             foreground: self.foreground,
             filter: program.instructions().to_vec(),
             config: Config {
@@ -457,6 +490,9 @@ pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     config: Config,
     foreground: bool,
+    /// The Landlock domain each program enters (`None`: weak isolation
+    /// accepted on a kernel without Landlock).
+    domain: Option<crate::isolation::DomainPlan>,
 }
 
 impl Sandbox {
@@ -522,7 +558,21 @@ impl Sandbox {
                 }
             }
         }
+        // Created here, enforced by the child on itself before its filter.
+        let ruleset = match &self.domain {
+            Some(d) => {
+                let r = d
+                    .ruleset()
+                    .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
+                let fd = OwnedFd::from(r);
+                let raw = fd.as_raw_fd();
+                keep.push(fd);
+                Some(raw)
+            }
+            None => None,
+        };
         let plan = ExecPlan {
+            landlock_ruleset: ruleset,
             candidates,
             argv,
             envp,
@@ -546,11 +596,13 @@ impl Sandbox {
                 return Err(start_error(f, &program));
             }
         };
-        let listener = pidfd::pidfd_getfd(forked.pidfd(), child_fd);
+        let listener = crate::isolation::take_listener(forked.pidfd(), child_fd);
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
-                forked.abort();
+                // (Its go pipe's write end is open in the child too: it
+                // would wait for ever.)
+                let _ = process::kill(pid, libc::SIGKILL);
                 reap(pid);
                 return Err(Error::setup(
                     "take the seccomp listener with pidfd_getfd",
@@ -616,6 +668,9 @@ fn start_error(f: StartFailure, program: &str) -> Error {
         },
         StartFailure::Child(ChildStep::Filter, e) => {
             Error::setup("install the seccomp filter in the child", e)
+        }
+        StartFailure::Child(ChildStep::Isolation, e) => {
+            Error::setup("enter the Landlock domain in the child", e)
         }
         StartFailure::Child(ChildStep::Prepare, e) => Error::setup(
             "prepare the child (process group, stdio, working directory)",

@@ -8,6 +8,7 @@ pub mod eventfd;
 pub mod filtered_calls;
 pub mod fs;
 pub mod interrupt;
+pub mod landlock;
 pub mod mem;
 pub mod memfd;
 pub mod net;

@@ -13,29 +13,9 @@ use std::time::{Duration, Instant};
 use super::seccomp::{
     install_filter_raw, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_WAIT_KILLABLE_RECV,
 };
-use super::{cvt, cvt_long, process};
+use super::{cvt, process};
 
-/// `LANDLOCK_CREATE_RULESET_VERSION`: ask `landlock_create_ruleset` for the ABI version.
-const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
-
-/// The Landlock ABI version the kernel supports
-/// (`landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`).
-///
-/// `ENOSYS`: Landlock is not built in; `EOPNOTSUPP`: built in but disabled
-/// at boot.
-pub fn landlock_abi_version() -> io::Result<u32> {
-    // SAFETY: with a null attribute pointer and size 0 the kernel reads no
-    // memory; the flag asks only for the version number.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::size_t,
-            LANDLOCK_CREATE_RULESET_VERSION as libc::c_ulong,
-        )
-    };
-    Ok(cvt_long(ret)? as u32)
-}
+pub use super::landlock::abi_version as landlock_abi_version;
 
 /// Waits up to `timeout` for `fd` to become readable (or hung up). Returns
 /// whether it did.

@@ -74,6 +74,21 @@ pub fn context_switches() -> u64 {
     (ru.ru_nvcsw + ru.ru_nivcsw) as u64
 }
 
+/// Whether this process is dumpable (`PR_GET_DUMPABLE`): a non-dumpable
+/// one cannot be traced, read through `/proc/<pid>/mem` or have its fds
+/// taken by a process of the same user without `CAP_SYS_PTRACE`.
+pub fn is_dumpable() -> io::Result<bool> {
+    // SAFETY: prctl takes integers.
+    Ok(cvt(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) })? != 0)
+}
+
+/// Makes this process dumpable or not (`PR_SET_DUMPABLE` 1 or 0). The flag
+/// belongs to the address space, and an exec resets it.
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    // SAFETY: prctl takes integers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on)) }).map(drop)
+}
+
 /// Sends `sig` to process `pid`.
 pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill takes two integers.

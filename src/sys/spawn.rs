@@ -45,6 +45,10 @@ pub struct ExecPlan {
     pub cwd: Option<CString>,
     /// fds to place on 0, 1, 2 (`None`: inherit).
     pub stdio: [Option<RawFd>; 3],
+    /// A Landlock ruleset the child enforces on itself after
+    /// `no_new_privs` and before the filter, then closes (the parent keeps
+    /// it open until [`fork_child`] returns). Above the standard fds.
+    pub landlock_ruleset: Option<RawFd>,
     /// The seccomp filter.
     pub filter: Vec<libc::sock_filter>,
     /// Make the child's process group the terminal's foreground group when
@@ -160,7 +164,7 @@ fn pipe_above_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Moves an fd to a number >= 3 so that the child's stdio set-up cannot clobber it.
-fn lift_above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(super) fn lift_above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() >= 3 {
         return Ok(fd);
     }
@@ -325,6 +329,7 @@ impl ForkedChild {
                     let step = match page.step.load(Ordering::Relaxed) {
                         0 => ChildStep::Prepare,
                         1 => ChildStep::Filter,
+                        3 => ChildStep::Isolation,
                         _ => ChildStep::Exec,
                     };
                     return Err(StartFailure::Child(

@@ -30,6 +30,8 @@ pub enum ChildStep {
     Filter,
     /// Every exec candidate failed.
     Exec,
+    /// Entering the Landlock domain (`landlock_restrict_self`).
+    Isolation,
 }
 
 /// The words parent and child share during the hand-shake (a shared
@@ -260,6 +262,17 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
     let r = unsafe { syscall(libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as usize, 1]) };
     if r < 0 {
         fail_early(page, ChildStep::Filter, r);
+    }
+    if let Some(ruleset) = plan.landlock_ruleset {
+        // From here on nothing outside the sandbox can be traced, signalled
+        // or reached through an abstract socket (see `crate::isolation`).
+        // SAFETY: a raw call taking an fd (no_new_privs is set above).
+        let r = unsafe { super::landlock::restrict_self_raw(ruleset) };
+        if r < 0 {
+            fail_early(page, ChildStep::Isolation, r);
+        }
+        // SAFETY: close takes an integer; the fd is this child's copy.
+        unsafe { syscall(libc::SYS_close, &[ruleset as usize]) };
     }
     let prog = &args.prog as *const libc::sock_fprog as usize;
     let install = |flags: usize| {

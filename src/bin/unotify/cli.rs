@@ -146,6 +146,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub audit: Option<std::path::PathBuf>,
 
+    /// Run even if the kernel cannot keep the program away from processes
+    /// outside the sandbox (Landlock older than ABI 6, Linux 6.12, or
+    /// missing): the program may then signal unotify and other processes,
+    /// or connect to their abstract unix sockets; without Landlock it may
+    /// also trace them. `unotify check` says which applies.
+    #[arg(long)]
+    pub allow_weak_isolation: bool,
+
+    /// Tests only: believe the kernel's Landlock ABI is at most ABI.
+    #[arg(long, value_name = "ABI", hide = true)]
+    pub test_landlock_abi_cap: Option<u32>,
+
     /// The command to run and its arguments (after `--`).
     /// Example: -- /bin/sh -c 'cat /etc/hostname'
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]

@@ -30,6 +30,14 @@ const EXIT_NOT_FOUND: u8 = 127;
 const DEFAULT_LOG_FILTER: &str = "warn,unotify::trace=info";
 
 fn main() -> ExitCode {
+    // Nothing of the same user may trace unotify, read its memory or take
+    // its fds (the seccomp listener first): the Landlock domain already
+    // keeps the sandbox out, this keeps out what the domain cannot (weak
+    // isolation) and other programs of the user.
+    if let Err(e) = process::set_dumpable(false) {
+        eprintln!("unotify: cannot make this process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let cli = match cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
@@ -202,7 +210,12 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let mut builder = Sandbox::builder().foreground(true);
+    let mut builder = Sandbox::builder()
+        .foreground(true)
+        .allow_weak_isolation(args.allow_weak_isolation);
+    if let Some(abi) = args.test_landlock_abi_cap {
+        builder = builder.landlock_abi_cap(abi);
+    }
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }

@@ -1,0 +1,302 @@
+//! Isolation from the host: nothing in the sandbox may signal, trace, read
+//! or write the memory of, or take fds from a process outside it, the
+//! supervisor first.
+//!
+//! Owns the choice of Landlock domain for a sandbox (made once by
+//! `build()`, from the kernel's ABI), the ruleset each spawn creates from
+//! it, and the filter refusals that hold whatever the ABI. Calls
+//! [`crate::sys::landlock`]; called by [`crate::sandbox`] and
+//! [`crate::probe`].
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::filter::FilterBuilder;
+use crate::sys::landlock::{
+    self, Ruleset, RulesetAttr, ABI_SCOPING, SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL,
+};
+use crate::sys::{pidfd, process};
+use crate::syscalls;
+
+/// `LANDLOCK_ACCESS_FS_MAKE_BLOCK` (ABI 1): creating a block device node.
+const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
+
+/// File system rights each ABI knows: ABI 1 has bits 0..=12, ABI 2 adds
+/// `REFER` (13), ABI 3 `TRUNCATE` (14), ABI 5 `IOCTL_DEV` (15).
+fn fs_rights_known(abi: u32) -> u64 {
+    match abi {
+        0 => 0,
+        1 => (1 << 13) - 1,
+        2 => (1 << 14) - 1,
+        3 | 4 => (1 << 15) - 1,
+        _ => (1 << 16) - 1,
+    }
+}
+
+/// Network rights each ABI knows: `BIND_TCP` and `CONNECT_TCP` since ABI 4.
+fn net_rights_known(abi: u32) -> u64 {
+    if abi >= 4 {
+        0b11
+    } else {
+        0
+    }
+}
+
+/// The Landlock domain every spawn of a sandbox enters, chosen by
+/// [`plan`]. One ruleset and one `landlock_restrict_self` per program:
+/// later features add their handled rights and rules here, trimmed to what
+/// the running ABI knows.
+#[derive(Clone, Debug)]
+pub(crate) struct DomainPlan {
+    /// The ABI the plan was made for (the kernel's, or lower in tests).
+    abi: u32,
+    /// What the ruleset restricts (trimmed to `abi` when it is created).
+    attr: RulesetAttr,
+    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened at
+    /// each spawn).
+    path_rules: Vec<(PathBuf, u64)>,
+}
+
+impl DomainPlan {
+    /// Whether signals and abstract unix sockets are scoped to the sandbox
+    /// (full isolation). Without it (ABI 1 to 5, accepted as weak) the
+    /// domain still forbids ptrace-like access (ptrace, `pidfd_getfd`,
+    /// `process_vm_*`, `/proc/<pid>/mem`) to processes outside it.
+    #[cfg(test)]
+    pub(crate) fn is_scoped(&self) -> bool {
+        self.attr.scoped != 0
+    }
+
+    /// The ABI the plan was made for.
+    #[cfg(test)]
+    pub(crate) fn abi(&self) -> u32 {
+        self.abi
+    }
+
+    /// Creates the ruleset a child enforces on itself (at spawn time, in
+    /// the parent): the handled rights, then the path rules, each trimmed
+    /// to what the running ABI knows (a rule left with no right is skipped).
+    pub(crate) fn ruleset(&self) -> io::Result<Ruleset> {
+        let mut attr = self.attr;
+        attr.handled_access_fs &= fs_rights_known(self.abi);
+        attr.handled_access_net &= net_rights_known(self.abi);
+        let ruleset = Ruleset::create(&attr)?;
+        for (path, access) in &self.path_rules {
+            let access = access & attr.handled_access_fs;
+            if access == 0 {
+                continue;
+            }
+            let beneath = std::fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(path)?;
+            ruleset.allow_path_beneath(beneath.as_fd(), access)?;
+        }
+        Ok(ruleset)
+    }
+}
+
+/// How a sandbox is isolated from the host, as `unotify check` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// Landlock ABI 6 or newer: the full guarantee.
+    Full { abi: u32 },
+    /// Landlock ABI 1 to 5: no ptrace-like access outside, but signals and
+    /// abstract unix sockets reach out.
+    PtraceOnly { abi: u32 },
+    /// No Landlock: only the filter refusals hold.
+    FilterOnly { why: String },
+}
+
+impl Level {
+    /// The level a kernel with Landlock `abi` gives.
+    pub(crate) fn of(abi: &io::Result<u32>) -> Level {
+        match abi {
+            Ok(abi) if *abi >= ABI_SCOPING => Level::Full { abi: *abi },
+            Ok(abi) if *abi >= 1 => Level::PtraceOnly { abi: *abi },
+            Ok(_) => Level::FilterOnly {
+                why: "Landlock is not available".into(),
+            },
+            Err(e) => Level::FilterOnly {
+                why: match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) => {
+                        "Landlock is built in but disabled at boot (add landlock to lsm=)".into()
+                    }
+                    Some(libc::ENOSYS) => "the kernel is built without Landlock".into(),
+                    _ => format!("Landlock cannot be used: {e}"),
+                },
+            },
+        }
+    }
+
+    /// Whether this is the full guarantee.
+    pub(crate) fn is_full(&self) -> bool {
+        matches!(self, Level::Full { .. })
+    }
+
+    /// One line for `unotify check`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Level::Full { abi } => format!(
+                "Landlock ABI {abi} domain: no signal, ptrace, memory access, fd theft or abstract unix socket reaches outside the sandbox"
+            ),
+            Level::PtraceOnly { abi } => format!(
+                "weak: Landlock ABI {abi} forbids ptrace, memory access and fd theft outside the sandbox, but signals and abstract unix sockets reach out (scoping needs ABI {ABI_SCOPING}, Linux 6.12); `run` refuses to start without --allow-weak-isolation"
+            ),
+            Level::FilterOnly { why } => format!(
+                "weak: {why}; only the filter refuses pidfd_getfd and process_vm_writev; `run` refuses to start without --allow-weak-isolation"
+            ),
+        }
+    }
+}
+
+/// The kernel's Landlock ABI, capped at `cap` when given (tests use the cap
+/// to see the weaker branches on a new kernel; it can only lower the ABI).
+pub(crate) fn abi(cap: Option<u32>) -> io::Result<u32> {
+    let abi = landlock::abi_version()?;
+    Ok(cap.map_or(abi, |c| abi.min(c)))
+}
+
+/// Chooses the domain for a sandbox: full isolation on ABI 6 and newer;
+/// below, [`Error::WeakIsolation`] unless `allow_weak`, and then the most
+/// the kernel offers (a ptrace-only domain, or none).
+pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPlan>> {
+    let abi = abi(cap);
+    let level = Level::of(&abi);
+    match level {
+        Level::Full { abi } => Ok(Some(DomainPlan {
+            abi,
+            attr: RulesetAttr {
+                // No file system or network right yet: scoping alone.
+                handled_access_fs: 0,
+                handled_access_net: 0,
+                scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
+            },
+            path_rules: Vec::new(),
+        })),
+        _ if !allow_weak => Err(Error::WeakIsolation {
+            detail: match &level {
+                Level::PtraceOnly { abi } => format!(
+                    "this kernel's Landlock is ABI {abi}, which cannot keep the sandboxed program from signalling processes outside the sandbox (the supervisor first) or connecting to their abstract unix sockets (that needs ABI {ABI_SCOPING})"
+                ),
+                Level::FilterOnly { why } => format!(
+                    "{why}, so nothing keeps the sandboxed program from signalling, tracing or reading the memory of processes outside the sandbox (the supervisor first)"
+                ),
+                Level::Full { .. } => unreachable!("handled above"),
+            },
+        }),
+        Level::PtraceOnly { abi } => {
+            log::debug!("weak isolation accepted: Landlock ABI {abi} has no scoping");
+            Ok(Some(DomainPlan {
+                abi,
+                // Before ABI 6 a domain must restrict some right: this one
+                // restricts creating block devices, and allows it beneath
+                // the root, so that it changes nothing but ptrace-like
+                // access to processes outside.
+                attr: RulesetAttr {
+                    handled_access_fs: ACCESS_FS_MAKE_BLOCK,
+                    ..RulesetAttr::default()
+                },
+                path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
+            }))
+        }
+        Level::FilterOnly { why } => {
+            log::debug!("weak isolation accepted: {why}");
+            Ok(None)
+        }
+    }
+}
+
+/// The calls that reach into another process and that the filter refuses
+/// with `EPERM` in every sandbox, whatever the Landlock ABI: taking an fd
+/// (`pidfd_getfd`, the listener first) and writing memory
+/// (`process_vm_writev`). A call the caller already denies keeps its errno.
+pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
+    for name in REFUSED {
+        let nr = syscalls::resolve(name)?;
+        if filter.is_denied(nr).is_none() {
+            filter.deny(nr, libc::EPERM)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the child's seccomp listener (`pidfd_getfd`). Until it execs, the
+/// child shares our address space and with it our dumpable flag, so a
+/// non-dumpable caller (`unotify run`) without `CAP_SYS_PTRACE` would be
+/// refused: such a caller is dumpable for this one call. Nothing of this
+/// sandbox runs yet (the child waits for its go), and programs of running
+/// sandboxes are kept out by their Landlock domains. Serialised, so that
+/// concurrent spawns do not restore the flag under each other.
+pub(crate) fn take_listener(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    fd: std::os::fd::RawFd,
+) -> io::Result<std::os::fd::OwnedFd> {
+    static DUMPABLE_TOGGLE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    let _one = DUMPABLE_TOGGLE.lock();
+    let restore = !process::is_dumpable()?;
+    if restore {
+        process::set_dumpable(true)?;
+    }
+    let listener = pidfd::pidfd_getfd(pidfd, fd);
+    if restore {
+        if let Err(e) = process::set_dumpable(false) {
+            log::warn!("cannot make this process non-dumpable again: {e}");
+        }
+    }
+    listener
+}
+
+/// See [`install`].
+pub(crate) const REFUSED: [&str; 2] = ["pidfd_getfd", "process_vm_writev"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_by_abi() {
+        assert!(matches!(Level::of(&Ok(7)), Level::Full { abi: 7 }));
+        assert!(matches!(Level::of(&Ok(6)), Level::Full { abi: 6 }));
+        assert!(matches!(Level::of(&Ok(5)), Level::PtraceOnly { abi: 5 }));
+        assert!(matches!(Level::of(&Ok(0)), Level::FilterOnly { .. }));
+        let weak = Level::of(&Ok(5)).describe();
+        assert!(weak.contains("--allow-weak-isolation"), "{weak}");
+        let off = Level::of(&Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
+        assert!(off.describe().contains("lsm="), "{}", off.describe());
+    }
+
+    #[test]
+    fn plans_by_abi() {
+        let full = plan(None, false).unwrap().unwrap();
+        assert!(full.is_scoped());
+        assert!(full.abi() >= ABI_SCOPING);
+        full.ruleset().unwrap();
+        for cap in [5, 0] {
+            let err = plan(Some(cap), false).unwrap_err();
+            assert!(matches!(err, Error::WeakIsolation { .. }), "{err}");
+            assert!(err.to_string().contains("allow_weak_isolation"), "{err}");
+        }
+        let weak = plan(Some(5), true).unwrap().unwrap();
+        assert!(!weak.is_scoped());
+        weak.ruleset().unwrap();
+        let weak = plan(Some(1), true).unwrap().unwrap();
+        weak.ruleset().unwrap();
+        assert!(plan(Some(0), true).unwrap().is_none());
+    }
+
+    #[test]
+    fn rights_grow_with_the_abi() {
+        for abi in 1..8 {
+            assert_eq!(
+                fs_rights_known(abi) & fs_rights_known(abi + 1),
+                fs_rights_known(abi)
+            );
+        }
+        assert_eq!(net_rights_known(3), 0);
+        assert_eq!(fs_rights_known(0), 0);
+    }
+}

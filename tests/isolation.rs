@@ -1,0 +1,309 @@
+//! Isolation from the host: from inside the sandbox, nothing may signal,
+//! ptrace, read or write the memory of, take fds from, or reach the
+//! abstract unix sockets of a process outside it: the supervisor (the
+//! library's host, or `unotify run`), another host process, from the
+//! program itself or from a double-forked grandchild in a new session.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{build_c, run_piped, run_unotify, stderr_of, stdout_of, watchdog};
+use unotify::{Error, Sandbox};
+
+fn attack_program() -> PathBuf {
+    build_c("isolation_attack", include_str!("isolation_attack.c"), &[])
+}
+
+/// An abstract unix socket listening outside the sandbox.
+fn abstract_listener(tag: &str) -> (UnixListener, String) {
+    let name = format!("unotify-isolation-{}-{tag}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    (UnixListener::bind_addr(&addr).unwrap(), name)
+}
+
+/// A host process outside the sandbox, killed when dropped.
+struct HostProcess(std::process::Child);
+
+impl HostProcess {
+    fn sleep() -> HostProcess {
+        HostProcess(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `NAME N` lines of the attack program, up to `done`.
+fn counts(out: &str) -> BTreeMap<String, u32> {
+    assert!(
+        out.lines().any(|l| l == "done"),
+        "attack did not finish:\n{out}"
+    );
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+/// Every attack got nothing through (and the target was there to attack).
+fn assert_nothing_reaches(out: &str, what: &str) {
+    let c = counts(out);
+    eprintln!("{what}: {c:?}");
+    assert!(c["sanity_pidfd_open"] > 0, "{what}: target not seen: {c:?}");
+    let through: Vec<_> = c
+        .iter()
+        .filter(|(k, v)| !k.starts_with("sanity") && **v > 0)
+        .collect();
+    assert!(through.is_empty(), "{what}: got through: {through:?}");
+}
+
+fn library_attack(target: &str, tag: &str, grandchild: bool) -> String {
+    let _dog = watchdog(Duration::from_secs(60), "the isolation attack");
+    let (_listener, name) = abstract_listener(tag);
+    let sandbox = Sandbox::builder().build().expect("build");
+    let mut args = vec![target, name.as_str()];
+    if grandchild {
+        args.push("grandchild");
+    }
+    let (out, status) = run_piped(&sandbox, &attack_program(), &args);
+    assert_eq!(status.code(), Some(0), "{out}");
+    out
+}
+
+fn cli_attack(extra: &[&str], target: &str, tag: &str, grandchild: bool) -> std::process::Output {
+    let _dog = watchdog(Duration::from_secs(60), "the isolation attack");
+    let (_listener, name) = abstract_listener(tag);
+    let exe = attack_program();
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", exe.to_str().unwrap(), target, name.as_str()]);
+    if grandchild {
+        args.push("grandchild");
+    }
+    run_unotify(&args)
+}
+
+fn cli_attack_ok(target: &str, tag: &str, grandchild: bool) -> String {
+    let out = cli_attack(&[], target, tag, grandchild);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    stdout_of(&out)
+}
+
+#[test]
+fn library_host_is_out_of_reach() {
+    let me = std::process::id().to_string();
+    let out = library_attack(&me, "lib-host", false);
+    assert_nothing_reaches(&out, "library, the host");
+}
+
+#[test]
+fn library_host_is_out_of_reach_of_a_grandchild() {
+    let me = std::process::id().to_string();
+    let out = library_attack(&me, "lib-grandchild", true);
+    assert_nothing_reaches(&out, "library, the host, from a grandchild");
+}
+
+#[test]
+fn library_other_host_process_is_out_of_reach() {
+    let host = HostProcess::sleep();
+    let out = library_attack(&host.pid(), "lib-other", false);
+    assert_nothing_reaches(&out, "library, another host process");
+}
+
+#[test]
+fn unotify_is_out_of_reach() {
+    let out = cli_attack_ok("ppid", "cli-parent", false);
+    assert_nothing_reaches(&out, "unotify run, unotify itself");
+}
+
+#[test]
+fn unotify_is_out_of_reach_of_a_grandchild() {
+    let out = cli_attack_ok("ppid", "cli-grandchild", true);
+    assert_nothing_reaches(&out, "unotify run, unotify, from a grandchild");
+}
+
+#[test]
+fn unotify_other_host_process_is_out_of_reach() {
+    let host = HostProcess::sleep();
+    let out = cli_attack_ok(&host.pid(), "cli-other", false);
+    assert_nothing_reaches(&out, "unotify run, another host process");
+    let out = cli_attack_ok(&host.pid(), "cli-other-gc", true);
+    assert_nothing_reaches(&out, "unotify run, another host process, from a grandchild");
+}
+
+/// Another sandbox of the same host is outside this one.
+#[test]
+fn library_other_sandbox_is_out_of_reach() {
+    let other = Sandbox::builder().build().expect("build");
+    let mut sibling = other
+        .spawn(unotify::Command::new("sleep").arg("60"))
+        .expect("spawn the other sandbox");
+    let out = library_attack(&sibling.pid().to_string(), "lib-sibling", false);
+    sibling.kill().unwrap();
+    sibling.wait().unwrap();
+    assert_nothing_reaches(&out, "library, another sandbox");
+}
+
+/// As a user without privileges: unotify, non-dumpable, still takes its
+/// child's listener, and stays out of reach.
+#[test]
+fn unotify_as_an_unprivileged_user() {
+    let _dog = watchdog(Duration::from_secs(60), "the isolation attack");
+    let (_listener, name) = abstract_listener("cli-nobody");
+    let exe = attack_program();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--"])
+        .arg(&exe)
+        .args(["ppid", name.as_str()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+    assert_nothing_reaches(&stdout_of(&out), "unotify run as nobody, unotify itself");
+}
+
+/// The complete escape: steal unotify's listener, stop unotify, answer
+/// CONTINUE to an open of a denied file.
+#[test]
+fn a_stolen_listener_cannot_open_a_denied_file() {
+    let _dog = watchdog(Duration::from_secs(60), "the escape attempt");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "the secret\n").unwrap();
+    let exe = build_c(
+        "isolation_escape",
+        include_str!("isolation_escape.c"),
+        &["-pthread"],
+    );
+    let out = run_unotify(&[
+        "run",
+        "--deny-path",
+        dir.path().to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+        secret.to_str().unwrap(),
+    ]);
+    let text = stdout_of(&out);
+    eprintln!("escape: {text}");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(text.contains("listener 0"), "{text}");
+    assert!(text.contains("escaped 0"), "{text}");
+    assert!(!text.contains("the secret"), "{text}");
+}
+
+/// Below Landlock ABI 6 the library refuses to build, unless told to
+/// accept the weaker isolation; then the domain still forbids ptrace-like
+/// access, but signals reach out.
+#[test]
+fn library_refuses_weak_isolation_unless_accepted() {
+    for cap in [5, 0] {
+        match Sandbox::builder().landlock_abi_cap(cap).build() {
+            Err(e @ Error::WeakIsolation { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("allow_weak_isolation(true)"), "{msg}");
+                assert!(msg.contains("--allow-weak-isolation"), "{msg}");
+            }
+            Err(e) => panic!("ABI {cap}: unexpected error {e}"),
+            Ok(_) => panic!("ABI {cap}: built without accepting weak isolation"),
+        }
+    }
+    let host = HostProcess::sleep();
+    let (_listener, name) = abstract_listener("lib-weak");
+    // ABI 5: a domain without scoping.
+    let sandbox = Sandbox::builder()
+        .landlock_abi_cap(5)
+        .allow_weak_isolation(true)
+        .build()
+        .expect("build");
+    let (out, _) = run_piped(&sandbox, &attack_program(), &[&host.pid(), &name]);
+    let c = counts(&out);
+    eprintln!("library, ABI 5 accepted: {c:?}");
+    for k in [
+        "pidfd_getfd",
+        "ptrace_seize",
+        "ptrace_attach",
+        "process_vm_readv",
+        "process_vm_writev",
+        "proc_mem_rdwr",
+    ] {
+        assert_eq!(c[k], 0, "{k}: {c:?}");
+    }
+    assert!(c["kill_0"] > 0, "signals should reach out at ABI 5: {c:?}");
+    assert!(c["abstract_connect"] > 0, "{c:?}");
+    // No Landlock: only the filter's refusals hold.
+    let sandbox = Sandbox::builder()
+        .landlock_abi_cap(0)
+        .allow_weak_isolation(true)
+        .build()
+        .expect("build");
+    let (out, _) = run_piped(&sandbox, &attack_program(), &[&host.pid(), &name]);
+    let c = counts(&out);
+    eprintln!("library, no Landlock accepted: {c:?}");
+    assert_eq!(c["pidfd_getfd"], 0, "{c:?}");
+    assert_eq!(c["process_vm_writev"], 0, "{c:?}");
+    assert!(c["process_vm_readv"] > 0, "{c:?}");
+}
+
+#[test]
+fn unotify_refuses_weak_isolation_unless_accepted() {
+    let host = HostProcess::sleep();
+    let out = cli_attack(
+        &["--test-landlock-abi-cap", "5"],
+        &host.pid(),
+        "cli-weak1",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.starts_with("unotify: "), "{err}");
+    assert!(err.contains("ABI 5"), "{err}");
+    assert!(err.contains("--allow-weak-isolation"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let out = cli_attack(
+        &["--test-landlock-abi-cap", "5", "--allow-weak-isolation"],
+        &host.pid(),
+        "cli-weak2",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+    let c = counts(&stdout_of(&out));
+    eprintln!("unotify run, ABI 5 accepted: {c:?}");
+    assert_eq!(c["ptrace_attach"], 0, "{c:?}");
+    assert_eq!(c["pidfd_getfd"], 0, "{c:?}");
+    assert!(c["kill_0"] > 0, "{c:?}");
+}
+
+#[test]
+fn check_reports_the_isolation() {
+    let out = run_unotify(&["check"]);
+    let text = stdout_of(&out);
+    assert!(text.contains("Landlock: yes (ABI "), "{text}");
+    assert!(
+        text.contains("isolation from the host: yes (Landlock ABI "),
+        "{text}"
+    );
+}
