@@ -256,6 +256,8 @@ impl SandboxBuilder {
                 _ => None,
             })
             .collect();
+        // Whether the user set a network policy (whose handlers own `bind`).
+        let network_given = self.network.is_some();
         let policy = self.policy_setup()?;
         if policy.is_some() {
             if self.network.is_none() {
@@ -298,7 +300,7 @@ impl SandboxBuilder {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
             }
-            for (nr, h) in crate::paths::builtins(set) {
+            for (nr, h) in crate::paths::builtins(set, !network_given) {
                 if !denied.contains(&nr) {
                     self = self.builtin(nr, h);
                 }

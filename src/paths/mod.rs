@@ -49,8 +49,11 @@
 
 mod deny;
 mod handlers;
+mod metadata;
+mod nodes;
 mod onbehalf_open;
 mod resolve;
+mod shebang;
 
 use std::sync::Arc;
 
@@ -62,9 +65,12 @@ use crate::filter::FilterBuilder;
 use crate::handler::Handler;
 use crate::syscalls;
 
-/// The builtin handlers that enforce `denied`, by syscall number.
-pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
-    handlers::builtins(denied)
+/// The builtin handlers that enforce `denied`, by syscall number. With
+/// `with_bind` (no network policy, whose handlers own `bind`), `bind` is
+/// among them: performed on the program's behalf, a pathname AF_UNIX
+/// socket refused in a denied directory.
+pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
+    handlers::builtins(denied, with_bind)
 }
 
 /// Checks a trapped `execve`/`execveat` against `denied` (`Continue` or
