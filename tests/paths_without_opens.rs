@@ -1,0 +1,285 @@
+//! Attacks on path denial through calls that open nothing: metadata calls
+//! (modes, owners, times, extended attributes, `file_setattr`) on a denied
+//! file or inside a denied directory, `mkdir`/`mknod`/`bind` in a denied
+//! directory, scripts whose `#!` interpreter is denied, and a thread that
+//! rewrites the path between the check and the call. Each attack runs a
+//! bounded number of times under `unotify run --deny-path`; the test counts
+//! what got through (the call reached the file: it succeeded, or failed
+//! with another error than `EACCES`) and asserts 0. Each attack is first
+//! run bare, where it must get through, so that a 0 means something.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// `metaattack DIR TRIES`: runs every attack TRIES times against the tree
+/// in DIR and prints `name count` lines, `count` being how many tries got
+/// through.
+const ATTACK_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <utime.h>
+
+static const char *dir;
+static int tries;
+static char secret[4096], inner[4096], ddir[4096], slink[4096], dlink[4096];
+
+static char *at(const char *name) {
+    static char buf[8][4096];
+    static int n;
+    char *b = buf[n++ % 8];
+    snprintf(b, 4096, "%s/%s", dir, name);
+    return b;
+}
+
+/* A try got through if the call reached the file. */
+static int through(long r) { return r == 0 || errno != EACCES; }
+
+struct xattr_args { uint64_t value; uint32_t size; uint32_t flags; };
+struct file_attr { uint64_t xflags; uint32_t extsize, nextents, projid, cowextsize; };
+
+static long attack(const char *op, const char *p, int i) {
+    mode_t m = (i & 1) ? 0640 : 0604;
+    if (!strcmp(op, "chmod")) return chmod(p, m);
+    if (!strcmp(op, "fchmodat")) return fchmodat(AT_FDCWD, p, m, 0);
+    if (!strcmp(op, "fchmodat2")) return syscall(452, AT_FDCWD, p, m, 0);
+    if (!strcmp(op, "chown")) return chown(p, getuid(), getgid());
+    if (!strcmp(op, "lchown")) return lchown(p, getuid(), getgid());
+    if (!strcmp(op, "fchownat")) return fchownat(AT_FDCWD, p, getuid(), getgid(), 0);
+    if (!strcmp(op, "utime")) return utime(p, NULL);
+    if (!strcmp(op, "utimes")) return utimes(p, NULL);
+    if (!strcmp(op, "futimesat")) return syscall(SYS_futimesat, AT_FDCWD, p, NULL);
+    if (!strcmp(op, "utimensat")) return utimensat(AT_FDCWD, p, NULL, 0);
+    if (!strcmp(op, "setxattr")) return setxattr(p, "user.attack", "1", 1, 0);
+    if (!strcmp(op, "lsetxattr")) return lsetxattr(p, "user.attack", "1", 1, 0);
+    if (!strcmp(op, "removexattr")) return removexattr(p, "user.attack");
+    if (!strcmp(op, "lremovexattr")) return lremovexattr(p, "user.attack");
+    if (!strcmp(op, "setxattrat")) {
+        struct xattr_args a = { (uintptr_t)"1", 1, 0 };
+        return syscall(463, AT_FDCWD, p, 0, "user.attack", &a, sizeof a);
+    }
+    if (!strcmp(op, "removexattrat")) return syscall(466, AT_FDCWD, p, 0, "user.attack");
+    if (!strcmp(op, "file_setattr")) {
+        struct file_attr fa = { 0 };
+        return syscall(469, AT_FDCWD, p, &fa, sizeof fa, 0);
+    }
+    char name[4096];
+    snprintf(name, sizeof name, "%s/new%d-%d", p, i, getpid());
+    if (!strcmp(op, "mkdir")) return mkdir(name, 0755);
+    if (!strcmp(op, "mkdirat")) return mkdirat(AT_FDCWD, name, 0755);
+    if (!strcmp(op, "mknod")) return mknod(name, S_IFIFO | 0644, 0);
+    if (!strcmp(op, "mknodat")) return mknodat(AT_FDCWD, name, S_IFREG | 0644, 0);
+    if (!strcmp(op, "bind")) {
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        snprintf(a.sun_path, sizeof a.sun_path, "%s/s%d-%d", p, i, getpid());
+        long r = bind(s, (struct sockaddr *)&a, sizeof a);
+        int e = errno;
+        close(s);
+        errno = e;
+        return r;
+    }
+    if (!strcmp(op, "exec")) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *args[] = { (char *)p, NULL };
+            execv(p, args);
+            _exit(errno == EACCES ? 200 : 201);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        /* Ran: the denied interpreter (a copy of true) exited 0. */
+        errno = EACCES;
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    }
+    fprintf(stderr, "unknown op %s\n", op);
+    exit(2);
+}
+
+static void run(const char *label, const char *op, const char *p) {
+    int n = 0;
+    for (int i = 0; i < tries; i++) n += through(attack(op, p, i));
+    printf("%s %d\n", label, n);
+}
+
+int main(int argc, char **argv) {
+    dir = argv[1];
+    tries = atoi(argv[2]);
+    snprintf(secret, sizeof secret, "%s/secret", dir);
+    snprintf(inner, sizeof inner, "%s/ddir/inner", dir);
+    snprintf(ddir, sizeof ddir, "%s/ddir", dir);
+    snprintf(slink, sizeof slink, "%s/link_to_secret", dir);
+    snprintf(dlink, sizeof dlink, "%s/link_to_ddir", dir);
+    const char *file_ops[] = { "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat",
+        "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "removexattr",
+        "lremovexattr", "setxattrat", "removexattrat", "file_setattr" };
+    char label[256];
+    for (size_t k = 0; k < sizeof file_ops / sizeof *file_ops; k++) {
+        snprintf(label, sizeof label, "%s:secret", file_ops[k]);
+        run(label, file_ops[k], secret);
+        snprintf(label, sizeof label, "%s:ddir/inner", file_ops[k]);
+        run(label, file_ops[k], inner);
+    }
+    /* Through a symlink (followed by these calls). */
+    run("chmod:link_to_secret", "chmod", slink);
+    run("setxattr:link_to_secret", "setxattr", slink);
+    const char *dir_ops[] = { "mkdir", "mkdirat", "mknod", "mknodat", "bind" };
+    for (size_t k = 0; k < sizeof dir_ops / sizeof *dir_ops; k++) {
+        snprintf(label, sizeof label, "%s:ddir", dir_ops[k]);
+        run(label, dir_ops[k], ddir);
+        snprintf(label, sizeof label, "%s:link_to_ddir", dir_ops[k]);
+        run(label, dir_ops[k], dlink);
+    }
+    run("exec:script_denied_interp", "exec", at("script"));
+    run("exec:script_nested", "exec", at("script_nested"));
+    run("exec:script_env", "exec", at("script_env"));
+    if (chdir(dir) == 0) run("exec:script_relative_interp", "exec", at("script_rel"));
+    return 0;
+}
+"#;
+
+/// A directory for the attacks: `secret` (denied), `ddir/` (denied) with
+/// `ddir/inner`, `dinterp` (a denied copy of `true`), symlinks
+/// `link_to_secret` and `link_to_ddir`, and scripts whose interpreter is
+/// `dinterp` directly (`script`), through another script
+/// (`script_nested`), through `env` (`script_env`) and by a relative name
+/// (`script_rel`, run from the directory).
+fn tree() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("secret"), "SECRET\n").unwrap();
+    std::fs::create_dir(p("ddir")).unwrap();
+    std::fs::write(p("ddir/inner"), "INNER\n").unwrap();
+    std::fs::copy("/bin/true", p("dinterp")).unwrap();
+    std::os::unix::fs::symlink(p("secret"), p("link_to_secret")).unwrap();
+    std::os::unix::fs::symlink(p("ddir"), p("link_to_ddir")).unwrap();
+    let d = p("dinterp").to_str().unwrap().to_owned();
+    let scripts = [
+        ("script", format!("#!{d}\n")),
+        ("script_nested", format!("#!{}\n", p("script").display())),
+        ("script_env", format!("#!/usr/bin/env {d}\n")),
+        ("script_rel", "#!dinterp\n".to_owned()),
+    ];
+    for (name, text) in scripts {
+        std::fs::write(p(name), text).unwrap();
+        std::fs::set_permissions(p(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Attributes for the removals to find.
+    for f in ["secret", "ddir/inner"] {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os,sys; os.setxattr(sys.argv[1], 'user.attack', b'1')",
+            ])
+            .arg(p(f))
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
+fn attack_program() -> PathBuf {
+    common::build_c("metaattack", ATTACK_C, &[])
+}
+
+const TRIES: &str = "10";
+
+fn counts(out: &Output) -> BTreeMap<String, u32> {
+    assert!(
+        out.status.success(),
+        "attack program failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').expect("`name count` line");
+            (k.to_owned(), v.parse().expect("count"))
+        })
+        .collect()
+}
+
+fn denying(dir: &Path) -> Vec<String> {
+    ["secret", "ddir", "dinterp"]
+        .iter()
+        .flat_map(|n| {
+            [
+                "--deny-path".to_owned(),
+                dir.join(n).to_str().unwrap().to_owned(),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn metadata_node_and_interpreter_attacks_get_nothing_through() {
+    let _wd = common::watchdog(std::time::Duration::from_secs(120), "metaattack");
+    let prog = attack_program();
+    // Bare: every attack reaches its target.
+    let bare_dir = tree();
+    let bare = counts(
+        &std::process::Command::new(&prog)
+            .arg(bare_dir.path())
+            .arg(TRIES)
+            .output()
+            .expect("run bare"),
+    );
+    for (name, n) in &bare {
+        assert!(
+            *n > 0,
+            "{name}: the attack does not work even bare ({bare:?})"
+        );
+    }
+    // Sandboxed: nothing gets through.
+    let dir = tree();
+    let out = common::unotify()
+        .arg("run")
+        .args(denying(dir.path()))
+        .arg("--")
+        .arg(&prog)
+        .arg(dir.path())
+        .arg(TRIES)
+        .output()
+        .expect("run unotify");
+    let sandboxed = counts(&out);
+    assert_eq!(sandboxed.len(), bare.len(), "{sandboxed:?}");
+    let through: Vec<_> = sandboxed.iter().filter(|(_, n)| **n > 0).collect();
+    eprintln!("bare: {bare:?}\nsandboxed: {sandboxed:?}");
+    assert!(through.is_empty(), "got through: {through:?}");
+    // The files are as they were.
+    let md = std::fs::metadata(dir.path().join("secret")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let orig = std::fs::metadata(dir.path().join("ddir/inner")).unwrap();
+    assert_eq!(
+        md.permissions().mode() & 0o777,
+        orig.permissions().mode() & 0o777
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("ddir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["inner"], "nothing new in the denied directory");
+}
