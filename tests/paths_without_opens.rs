@@ -283,3 +283,110 @@ fn metadata_node_and_interpreter_attacks_get_nothing_through() {
         .collect();
     assert_eq!(names, ["inner"], "nothing new in the denied directory");
 }
+
+/// `race DIR TRIES`: a thread flips a path buffer between an allowed file
+/// and a denied one (same length) while the main thread makes metadata
+/// calls and `mkdir` on it; after each call it looks (with `stat` and
+/// `getxattr`, which path denial does not check) whether the denied file
+/// or directory changed. Prints `name count` lines.
+const RACE_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+static char path[4096];
+static char good[4096], bad[4096];
+static volatile int stop;
+
+static void *flipper(void *arg) {
+    (void)arg;
+    while (!stop) {
+        memcpy(path, bad, strlen(bad) + 1);
+        memcpy(path, good, strlen(good) + 1);
+    }
+    return NULL;
+}
+
+static void race(const char *dir, const char *g, const char *b, const char *op, int tries) {
+    snprintf(good, sizeof good, "%s/%s", dir, g);
+    snprintf(bad, sizeof bad, "%s/%s", dir, b);
+    memcpy(path, good, strlen(good) + 1);
+    stop = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, flipper, NULL);
+    int n = 0;
+    struct stat st;
+    for (int i = 0; i < tries; i++) {
+        if (!strcmp(op, "utimensat")) {
+            struct timespec ts[2] = { { 1000 + i, 0 }, { 1000 + i, 0 } };
+            utimensat(AT_FDCWD, path, ts, 0);
+            if (stat(bad, &st) == 0 && st.st_mtime == 1000 + i) n++;
+        } else if (!strcmp(op, "chmod")) {
+            chmod(path, (i & 1) ? 0601 : 0602);
+            if (stat(bad, &st) == 0 && (st.st_mode & 0777) == ((i & 1) ? 0601 : 0602)) n++;
+        } else if (!strcmp(op, "setxattr")) {
+            char v[32], r[32] = { 0 };
+            snprintf(v, sizeof v, "%d", i);
+            setxattr(path, "user.race", v, strlen(v), 0);
+            if (getxattr(bad, "user.race", r, sizeof r - 1) > 0 && !strcmp(r, v)) n++;
+        } else if (!strcmp(op, "mkdir")) {
+            mkdir(path, 0755);
+            if (stat(bad, &st) == 0 && S_ISDIR(st.st_mode)) { n++; rmdir(bad); }
+        }
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+    printf("%s %d\n", op, n);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argv[1];
+    int tries = atoi(argv[2]);
+    race(dir, "public", "secret", "utimensat", tries);
+    race(dir, "public", "secret", "chmod", tries);
+    race(dir, "public", "secret", "setxattr", tries);
+    race(dir, "adir/newdir", "ddir/newdir", "mkdir", tries);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_thread_rewriting_the_path_during_the_call_changes_nothing_denied() {
+    let _wd = common::watchdog(std::time::Duration::from_secs(120), "race");
+    let prog = common::build_c("metarace", RACE_C, &["-pthread"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("secret"), "SECRET\n").unwrap();
+    std::fs::write(p("public"), "PUBLIC\n").unwrap();
+    std::fs::create_dir(p("ddir")).unwrap();
+    std::fs::create_dir(p("adir")).unwrap();
+    let before = std::fs::metadata(p("secret")).unwrap();
+    let out = common::unotify()
+        .arg("run")
+        .args(["--deny-path", p("secret").to_str().unwrap()])
+        .args(["--deny-path", p("ddir").to_str().unwrap()])
+        .arg("--")
+        .arg(&prog)
+        .arg(dir.path())
+        .arg("2000")
+        .output()
+        .expect("run unotify");
+    let got = counts(&out);
+    eprintln!("race: {got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    let through: Vec<_> = got.iter().filter(|(_, n)| **n > 0).collect();
+    assert!(through.is_empty(), "got through: {through:?}");
+    let after = std::fs::metadata(p("secret")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(before.mode(), after.mode());
+    assert_eq!(before.mtime(), after.mtime());
+    assert!(!p("ddir/newdir").exists());
+}
