@@ -390,3 +390,189 @@ fn a_thread_rewriting_the_path_during_the_call_changes_nothing_denied() {
     assert_eq!(before.mtime(), after.mtime());
     assert!(!p("ddir/newdir").exists());
 }
+
+/// `metaops DIR`: metadata calls, mkdir, mknod and bind on allowed files,
+/// printing each result (and what it changed) without naming DIR, so that
+/// a bare run and a sandboxed run can be compared line by line.
+const OPS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <utime.h>
+
+static void r(const char *what, long ret) {
+    if (ret < 0) printf("%s err %d\n", what, errno); else printf("%s ok %ld\n", what, ret);
+}
+
+static void st(const char *what, const char *p) {
+    struct stat s;
+    if (lstat(p, &s) < 0) { printf("%s stat err %d\n", what, errno); return; }
+    printf("%s mode %o uid %d gid %d\n", what, s.st_mode, s.st_uid, s.st_gid);
+}
+
+static void stt(const char *what, const char *p) {
+    struct stat s;
+    if (lstat(p, &s) < 0) { printf("%s stat err %d\n", what, errno); return; }
+    printf("%s atime %ld.%ld mtime %ld.%ld\n", what, (long)s.st_atim.tv_sec, s.st_atim.tv_nsec,
+           (long)s.st_mtim.tv_sec, s.st_mtim.tv_nsec);
+}
+
+struct xattr_args { uint64_t value; uint32_t size; uint32_t flags; };
+struct file_attr { uint64_t xflags; uint32_t extsize, nextents, projid, cowextsize; };
+
+int main(int argc, char **argv) {
+    if (chdir(argv[1]) < 0) return 2;
+    char buf[256];
+    r("chmod", chmod("public", 0640)); st("public", "public");
+    r("fchmodat", fchmodat(AT_FDCWD, "./public", 0604, 0)); st("public", "public");
+    r("fchmodat2-link-nofollow", syscall(452, AT_FDCWD, "link", 0600, AT_SYMLINK_NOFOLLOW));
+    r("fchmodat2-link", syscall(452, AT_FDCWD, "link", 0660, 0)); st("public", "public");
+    /* (An O_PATH open under path denial fails: its fd cannot be injected.) */
+    int opath = open("public", O_RDONLY);
+    r("fchmodat2-empty", syscall(452, opath, "", 0644, AT_EMPTY_PATH)); st("public", "public");
+    r("fchmodat2-badflags", syscall(452, AT_FDCWD, "public", 0644, 0x1));
+    r("chmod-missing", chmod("missing", 0644));
+    r("chmod-null", chmod(NULL, 0644));
+    r("chown", chown("public", 65534, 65533)); st("public", "public");
+    r("lchown", lchown("link", 65532, 65531)); st("link", "link"); st("public", "public");
+    r("fchownat-empty", fchownat(opath, "", 0, 0, AT_EMPTY_PATH)); st("public", "public");
+    r("fchownat-badflags", fchownat(AT_FDCWD, "public", 0, 0, 0x4));
+    struct timespec ts[2] = { { 100, 200 }, { 300, 400 } };
+    r("utimensat", utimensat(AT_FDCWD, "public", ts, 0)); stt("public", "public");
+    struct timespec omit[2] = { { 5, UTIME_OMIT }, { 7, 8 } };
+    r("utimensat-omit", utimensat(AT_FDCWD, "public", omit, 0)); stt("public", "public");
+    r("utimensat-link-nofollow", utimensat(AT_FDCWD, "link", ts, AT_SYMLINK_NOFOLLOW)); stt("link", "link");
+    struct timespec badns[2] = { { 1, 1000000000 }, { 1, 0 } };
+    r("utimensat-badns", utimensat(AT_FDCWD, "public", badns, 0));
+    int fd = open("public", O_RDONLY);
+    r("utimensat-fd", utimensat(fd, NULL, ts, 0)); stt("public", "public");
+    struct timeval tv[2] = { { 11, 12 }, { 13, 14 } };
+    r("utimes", utimes("public", tv)); stt("public", "public");
+    struct timeval badtv[2] = { { 11, 1000000 }, { 13, 14 } };
+    r("utimes-badusec", utimes("public", badtv));
+    r("futimesat", syscall(SYS_futimesat, AT_FDCWD, "public", tv)); stt("public", "public");
+    struct utimbuf ub = { 21, 22 };
+    r("utime", utime("public", &ub)); stt("public", "public");
+    r("setxattr", setxattr("public", "user.a", "hello", 5, 0));
+    memset(buf, 0, sizeof buf);
+    r("getxattr", getxattr("public", "user.a", buf, sizeof buf)); printf("value %s\n", buf);
+    r("setxattr-create-again", setxattr("public", "user.a", "x", 1, XATTR_CREATE));
+    r("setxattr-replace-missing", setxattr("public", "user.b", "x", 1, XATTR_REPLACE));
+    r("setxattr-badflags", setxattr("public", "user.b", "x", 1, 8));
+    r("setxattr-emptyname", setxattr("public", "", "x", 1, 0));
+    char longname[300]; memset(longname, 'a', 299); longname[299] = 0; memcpy(longname, "user.", 5);
+    r("setxattr-longname", setxattr("public", longname, "x", 1, 0));
+    r("setxattr-empty-value", setxattr("public", "user.e", "", 0, 0));
+    r("removexattr", removexattr("public", "user.a"));
+    r("removexattr-again", removexattr("public", "user.a"));
+    r("lsetxattr-link-user", lsetxattr("link", "user.l", "v", 1, 0));
+    r("lsetxattr-link-trusted", lsetxattr("link", "trusted.l", "v", 1, 0));
+    memset(buf, 0, sizeof buf);
+    r("lgetxattr-link", lgetxattr("link", "trusted.l", buf, sizeof buf)); printf("value %s\n", buf);
+    r("lremovexattr-link", lremovexattr("link", "trusted.l"));
+    struct xattr_args xa = { (uintptr_t)"at", 2, 0 };
+    r("setxattrat", syscall(463, AT_FDCWD, "public", 0, "user.at", &xa, sizeof xa));
+    memset(buf, 0, sizeof buf);
+    r("getxattr-at", getxattr("public", "user.at", buf, sizeof buf)); printf("value %s\n", buf);
+    r("setxattrat-smallsize", syscall(463, AT_FDCWD, "public", 0, "user.at", &xa, 8));
+    r("setxattrat-link-nofollow", syscall(463, AT_FDCWD, "link", AT_SYMLINK_NOFOLLOW, "trusted.at", &xa, sizeof xa));
+    r("removexattrat", syscall(466, AT_FDCWD, "public", 0, "user.at"));
+    r("removexattrat-empty-fd", syscall(466, opath, "", AT_EMPTY_PATH, "user.e"));
+    struct file_attr fa = { 0 };
+    r("file_setattr", syscall(469, AT_FDCWD, "public", &fa, sizeof fa, 0));
+    r("file_setattr-small", syscall(469, AT_FDCWD, "public", &fa, 4, 0));
+    umask(027);
+    r("mkdir", mkdir("d1", 0777)); st("d1", "d1");
+    r("mkdir-again", mkdir("d1", 0777));
+    r("mkdirat-missing-parent", mkdirat(AT_FDCWD, "nope/d", 0777));
+    r("mkdir-sticky", mkdir("d2", 01777)); st("d2", "d2");
+    r("mknod-fifo", mknod("f1", S_IFIFO | 0666, 0)); st("f1", "f1");
+    r("mknodat-reg", mknodat(AT_FDCWD, "f2", S_IFREG | 0666, 0)); st("f2", "f2");
+    r("mknod-dir", mknod("f3", S_IFDIR | 0666, 0));
+    umask(022);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    strcpy(a.sun_path, "sock1");
+    r("bind-relative", bind(s, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 6));
+    struct sockaddr_un got = { 0 };
+    socklen_t gl = sizeof got;
+    r("getsockname", getsockname(s, (struct sockaddr *)&got, &gl));
+    printf("name %s len %d\n", got.sun_path, (int)gl);
+    st("sock1", "sock1");
+    r("bind-again", bind(s, (struct sockaddr *)&a, sizeof a));
+    int s2 = socket(AF_UNIX, SOCK_DGRAM, 0);
+    r("bind-inuse", bind(s2, (struct sockaddr *)&a, sizeof a));
+    struct sockaddr_un ab = { .sun_family = AF_UNIX };
+    memcpy(ab.sun_path, "\0unotify-abstract-test", 22);
+    r("bind-abstract", bind(s2, (struct sockaddr *)&ab, offsetof(struct sockaddr_un, sun_path) + 22));
+    int s3 = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    r("bind-inet", bind(s3, (struct sockaddr *)&in, sizeof in));
+    r("bind-inet-short", bind(socket(AF_INET, SOCK_STREAM, 0), (struct sockaddr *)&in, 3));
+    r("bind-notsock", bind(fd, (struct sockaddr *)&in, sizeof in));
+    r("bind-badfd", bind(999, (struct sockaddr *)&in, sizeof in));
+    r("bind-autobind", bind(socket(AF_UNIX, SOCK_STREAM, 0), (struct sockaddr *)&a, 2));
+    pid_t pid = fork();
+    if (pid == 0) { execl("./script_ok", "script_ok", NULL); _exit(errno); }
+    int w; waitpid(pid, &w, 0);
+    printf("script_ok exit %d\n", WEXITSTATUS(w));
+    return 0;
+}
+"#;
+
+#[test]
+fn metadata_calls_on_allowed_files_behave_as_bare() {
+    use std::os::unix::fs::PermissionsExt;
+    let _wd = common::watchdog(std::time::Duration::from_secs(120), "metaops");
+    let prog = common::build_c("metaops", OPS_C, &[]);
+    let setup = || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("public"), "PUBLIC\n").unwrap();
+        std::fs::write(p("secret"), "SECRET\n").unwrap();
+        std::os::unix::fs::symlink("public", p("link")).unwrap();
+        std::fs::write(p("script_ok"), "#!/bin/sh\nexit 7\n").unwrap();
+        std::fs::set_permissions(p("script_ok"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    };
+    let bare_dir = setup();
+    let bare = std::process::Command::new(&prog)
+        .arg(bare_dir.path())
+        .output()
+        .expect("run bare");
+    let dir = setup();
+    let boxed = common::unotify()
+        .arg("run")
+        .args(["--deny-path", dir.path().join("secret").to_str().unwrap()])
+        .arg("--")
+        .arg(&prog)
+        .arg(dir.path())
+        .output()
+        .expect("run unotify");
+    let bare = String::from_utf8_lossy(&bare.stdout).into_owned();
+    let boxed_out = String::from_utf8_lossy(&boxed.stdout).into_owned();
+    assert!(
+        boxed.status.success(),
+        "{boxed:?}\n{}",
+        String::from_utf8_lossy(&boxed.stderr)
+    );
+    for (b, s) in bare.lines().zip(boxed_out.lines()) {
+        assert_eq!(b, s, "bare:\n{bare}\nsandboxed:\n{boxed_out}");
+    }
+    assert_eq!(bare.lines().count(), boxed_out.lines().count());
+    assert!(bare.contains("script_ok exit 7"), "{bare}");
+}
