@@ -576,3 +576,76 @@ fn metadata_calls_on_allowed_files_behave_as_bare() {
     assert_eq!(bare.lines().count(), boxed_out.lines().count());
     assert!(bare.contains("script_ok exit 7"), "{bare}");
 }
+
+/// `newcalls FILE`: `fchmodat2` (452, Linux 6.6) and the unnamed number
+/// 470 (not a call of Linux 6.18), printing `errno`s.
+const NEWCALLS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    long r = syscall(452, AT_FDCWD, argv[1], 0600, 0);
+    printf("fchmodat2 %ld %d\n", r, r < 0 ? errno : 0);
+    r = syscall(470, 0, 0, 0, 0, 0, 0);
+    printf("470 %ld %d\n", r, r < 0 ? errno : 0);
+    struct stat st;
+    stat(argv[1], &st);
+    printf("mode %o\n", st.st_mode & 0777);
+    return 0;
+}
+"#;
+
+#[test]
+fn calls_of_newer_kernels_and_unnamed_numbers_can_be_denied() {
+    let prog = common::build_c("newcalls", NEWCALLS_C, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("f");
+    let run = |args: &[&str]| {
+        std::fs::write(&file, "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = common::unotify()
+            .arg("run")
+            .args(args)
+            .arg("--")
+            .arg(&prog)
+            .arg(&file)
+            .output()
+            .expect("run unotify");
+        assert!(
+            out.status.success(),
+            "{args:?}: {out:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let eperm = libc::EPERM;
+    let enosys = libc::ENOSYS;
+    assert_eq!(
+        run(&[]),
+        format!("fchmodat2 0 0\n470 -1 {enosys}\nmode 600\n")
+    );
+    assert_eq!(
+        run(&["--deny", "fchmodat2=EPERM"]),
+        format!("fchmodat2 -1 {eperm}\n470 -1 {enosys}\nmode 644\n")
+    );
+    assert_eq!(
+        run(&["--deny", "452", "--deny", "470=EACCES"]),
+        format!("fchmodat2 -1 {eperm}\n470 -1 {}\nmode 644\n", libc::EACCES)
+    );
+    assert_eq!(
+        run(&["--deny", "syscall_470=EPERM"]),
+        format!("fchmodat2 0 0\n470 -1 {eperm}\nmode 600\n")
+    );
+    // Out of range: a usage error, not a sandbox.
+    let out = common::unotify()
+        .args(["run", "--deny", "1024", "--", "/bin/true"])
+        .output()
+        .expect("run unotify");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below 1024"));
+}

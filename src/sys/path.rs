@@ -1,5 +1,8 @@
 //! Path calls relative to directory fds: `fstat`, `fstatat`, `readlinkat`,
-//! `fchmod`, `linkat`, `renameat2`, `unlinkat`, `symlinkat`.
+//! `fchmod`, `linkat`, `renameat2`, `unlinkat`, `symlinkat`, and the
+//! metadata and node calls path denial makes for the program (`chmod`,
+//! `fchownat`, `utimensat`, the xattr calls, `file_setattr`, `mkdirat`,
+//! `mknodat`).
 //!
 //! Used by the path-denial code, which resolves and pins files in the
 //! supervisor and then acts on exactly what it pinned.
