@@ -38,7 +38,8 @@
 //!   followed: by its name in its pinned parent). `mkdir`, `mkdirat`,
 //!   `mknod` and `mknodat` are refused on a denied name or in a denied
 //!   directory, and performed in the pinned parent with the task's umask.
-//! - Without a network policy, `bind` is performed on the duplicated
+//! - Without a network policy (a policy callback brings one) and without a
+//!   user handler on `bind`, `bind` is performed on the duplicated
 //!   socket with the copied address (for every family: a second thread
 //!   could `dup2` an AF_UNIX socket onto the fd); a pathname AF_UNIX
 //!   socket is refused in a denied directory. It is bound with the
@@ -102,7 +103,8 @@ use crate::handler::Handler;
 use crate::syscalls;
 
 /// The builtin handlers that enforce `denied`, by syscall number. With
-/// `with_bind` (no network policy, whose handlers own `bind`), `bind` is
+/// `with_bind` (no network policy, whose handlers own `bind`, and no user
+/// handler on it), `bind` is
 /// among them: performed on the program's behalf, a pathname AF_UNIX
 /// socket refused in a denied directory.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
