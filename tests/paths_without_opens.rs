@@ -74,6 +74,15 @@ static long attack(const char *op, const char *p, int i) {
         return syscall(463, AT_FDCWD, p, 0, "user.attack", &a, sizeof a);
     }
     if (!strcmp(op, "removexattrat")) return syscall(466, AT_FDCWD, p, 0, "user.attack");
+    if (!strcmp(op, "opath-fchmodat2")) {
+        int fd = open(p, O_PATH);
+        if (fd < 0) return -1;
+        long r = syscall(452, fd, "", m, AT_EMPTY_PATH);
+        int e = errno;
+        close(fd);
+        errno = e;
+        return r;
+    }
     if (!strcmp(op, "file_setattr")) {
         struct file_attr fa = { 0 };
         return syscall(469, AT_FDCWD, p, &fa, sizeof fa, 0);
@@ -127,7 +136,7 @@ int main(int argc, char **argv) {
     snprintf(dlink, sizeof dlink, "%s/link_to_ddir", dir);
     const char *file_ops[] = { "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat",
         "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "removexattr",
-        "lremovexattr", "setxattrat", "removexattrat", "file_setattr" };
+        "lremovexattr", "setxattrat", "removexattrat", "file_setattr", "opath-fchmodat2" };
     char label[256];
     for (size_t k = 0; k < sizeof file_ops / sizeof *file_ops; k++) {
         snprintf(label, sizeof label, "%s:secret", file_ops[k]);
@@ -441,8 +450,7 @@ int main(int argc, char **argv) {
     r("fchmodat", fchmodat(AT_FDCWD, "./public", 0604, 0)); st("public", "public");
     r("fchmodat2-link-nofollow", syscall(452, AT_FDCWD, "link", 0600, AT_SYMLINK_NOFOLLOW));
     r("fchmodat2-link", syscall(452, AT_FDCWD, "link", 0660, 0)); st("public", "public");
-    /* (An O_PATH open under path denial fails: its fd cannot be injected.) */
-    int opath = open("public", O_RDONLY);
+    int opath = open("public", O_PATH);
     r("fchmodat2-empty", syscall(452, opath, "", 0644, AT_EMPTY_PATH)); st("public", "public");
     r("fchmodat2-badflags", syscall(452, AT_FDCWD, "public", 0644, 0x1));
     r("chmod-missing", chmod("missing", 0644));
@@ -491,7 +499,7 @@ int main(int argc, char **argv) {
     r("setxattrat-smallsize", syscall(463, AT_FDCWD, "public", 0, "user.at", &xa, 8));
     r("setxattrat-link-nofollow", syscall(463, AT_FDCWD, "link", AT_SYMLINK_NOFOLLOW, "trusted.at", &xa, sizeof xa));
     r("removexattrat", syscall(466, AT_FDCWD, "public", 0, "user.at"));
-    r("removexattrat-empty-fd", syscall(466, opath, "", AT_EMPTY_PATH, "user.e"));
+    r("removexattrat-empty-fd", syscall(466, fd, "", AT_EMPTY_PATH, "user.e"));
     struct file_attr fa = { 0 };
     r("file_setattr", syscall(469, AT_FDCWD, "public", &fa, sizeof fa, 0));
     r("file_setattr-small", syscall(469, AT_FDCWD, "public", &fa, 4, 0));

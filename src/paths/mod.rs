@@ -66,8 +66,9 @@
 //! Known limits: paths through magic links other than the task's own fds
 //! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`;
 //! opening a FIFO without `O_NONBLOCK` waits on the deferral pool (its
-//! deadline applies); an `O_PATH` open fails (`EACCES`: the kernel cannot
-//! inject an `O_PATH` fd). Reading metadata (`stat`, `statx`, `access`,
+//! deadline applies); the kernel cannot inject an `O_PATH` fd, so an
+//! `O_PATH` open of a regular file or directory gives a read-only fd (and
+//! needs read permission), of anything else fails with `EACCES`. Reading metadata (`stat`, `statx`, `access`,
 //! `getxattr`, `listxattr`, `readlink`, `file_getattr`) is not checked:
 //! denied files can be seen to exist, not read. A script's `#!` line is
 //! read by the supervisor before the kernel reads it again: a process
