@@ -73,7 +73,8 @@
 //! denied files can be seen to exist, not read. A script's `#!` line is
 //! read by the supervisor before the kernel reads it again: a process
 //! that can write the script can change the interpreter in between (the
-//! exec freeze does not stop other processes); an executable the
+//! exec freeze does not stop other processes; [`exec_image_denied`] lets
+//! it check the new image at the exec event); an executable the
 //! supervisor cannot read is refused (`EACCES`), as its interpreter
 //! cannot be checked; interpreters chosen by `binfmt_misc` are not
 //! checked. A name re-resolved in a pinned parent (`unlink`, `rename`, a
@@ -122,6 +123,23 @@ pub fn check_exec(
     denied: &DeniedPaths,
 ) -> crate::action::NotifAction {
     handlers::check_exec(cx, denied)
+}
+
+/// Whether the image task `pid` now runs (`/proc/<pid>/exe`) is denied;
+/// for an exec freeze to call at the exec event, when the new image is in
+/// place: for a script, the image is its final interpreter, so this
+/// catches a `#!` line rewritten after [`check_exec`] read it. An image
+/// that cannot be looked at counts as denied.
+pub fn exec_image_denied(pid: u32, denied: &DeniedPaths) -> bool {
+    match resolve::open_trusted(&format!("/proc/{pid}/exe"), 0) {
+        Ok(fd) => denied.check_fd(std::os::fd::AsFd::as_fd(&fd)),
+        Err(e) => {
+            log::warn!(
+                "the new image of pid {pid} cannot be looked at ({e}); treating it as denied"
+            );
+            true
+        }
+    }
 }
 
 /// Filter rules of path denial: `io_uring_setup` (its opens are not

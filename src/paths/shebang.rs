@@ -139,6 +139,16 @@ mod tests {
     }
 
     #[test]
+    fn the_running_image_is_checked() {
+        let d = DeniedPaths::new();
+        let me = std::process::id();
+        assert!(!crate::paths::exec_image_denied(me, &d));
+        d.deny(std::env::current_exe().unwrap());
+        assert!(crate::paths::exec_image_denied(me, &d));
+        assert!(crate::paths::exec_image_denied(u32::MAX, &d));
+    }
+
+    #[test]
     fn parses_like_the_kernel() {
         assert_eq!(interp("#!/bin/sh\necho"), Ok(Some("/bin/sh".into())));
         assert_eq!(interp("#! \t/bin/sh -e\n"), Ok(Some("/bin/sh".into())));
