@@ -74,6 +74,20 @@ static long attack(const char *op, const char *p, int i) {
         return syscall(463, AT_FDCWD, p, 0, "user.attack", &a, sizeof a);
     }
     if (!strcmp(op, "removexattrat")) return syscall(466, AT_FDCWD, p, 0, "user.attack");
+    if (!strcmp(op, "acct")) {
+        /* Root only: the kernel opens the file and appends a record for
+           each process that ends. Switched off at once. */
+        long r = syscall(SYS_acct, p);
+        int e = errno;
+        if (r == 0) syscall(SYS_acct, NULL);
+        errno = e == EPERM ? EACCES : e;
+        return r;
+    }
+    if (!strcmp(op, "swapon")) {
+        /* Root only; not a swap area, so EINVAL once the kernel opened it. */
+        long r = syscall(SYS_swapon, p, 0);
+        return (r < 0 && errno == EPERM) ? (errno = EACCES, -1) : r;
+    }
     if (!strcmp(op, "opath-fchmodat2")) {
         int fd = open(p, O_PATH);
         if (fd < 0) return -1;
@@ -154,6 +168,8 @@ int main(int argc, char **argv) {
         snprintf(label, sizeof label, "%s:link_to_ddir", dir_ops[k]);
         run(label, dir_ops[k], dlink);
     }
+    run("acct:secret", "acct", secret);
+    run("swapon:secret", "swapon", secret);
     run("exec:script_denied_interp", "exec", at("script"));
     run("exec:script_nested", "exec", at("script_nested"));
     run("exec:script_env", "exec", at("script_env"));

@@ -54,8 +54,9 @@
 //! program could not open. The `AT_EMPTY_PATH` forms of the calls above
 //! are checked all the same.
 //!
-//! `io_uring_setup` and `open_by_handle_at` are refused (`EPERM`) while
-//! paths are denied: their opens would not be trapped. Opening a procfs
+//! `io_uring_setup`, `open_by_handle_at`, `acct`, `swapon` and `uselib`
+//! are refused (`EPERM`) while paths are denied: the opens they make
+//! would not be trapped. Opening a procfs
 //! file of the supervisor itself (reached through a `/proc/self` symlink
 //! the supervisor would resolve to itself) is refused with `EACCES`; a
 //! leading `/proc/self` or `/proc/thread-self` is rewritten to the task's
@@ -143,10 +144,17 @@ pub fn exec_image_denied(pid: u32, denied: &DeniedPaths) -> bool {
 }
 
 /// Filter rules of path denial: `io_uring_setup` (its opens are not
-/// trapped) and `open_by_handle_at` (opens by inode, bypassing paths)
-/// refused with `EPERM`.
+/// trapped), `open_by_handle_at` (opens by inode, bypassing paths), and
+/// `acct`, `swapon` and `uselib` (the kernel opens the file they name and
+/// writes, swaps to or maps it) refused with `EPERM`.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in ["io_uring_setup", "open_by_handle_at"] {
+    for name in [
+        "io_uring_setup",
+        "open_by_handle_at",
+        "acct",
+        "swapon",
+        "uselib",
+    ] {
         if let Some(nr) = syscalls::number(filter.arch(), name) {
             if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
                 filter.deny(nr, libc::EPERM)?;
