@@ -322,12 +322,15 @@ const RACE_C: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 static char path[4096];
+static struct sockaddr_un sun;
 static char good[4096], bad[4096];
 static volatile int stop;
 
@@ -335,7 +338,9 @@ static void *flipper(void *arg) {
     (void)arg;
     while (!stop) {
         memcpy(path, bad, strlen(bad) + 1);
+        memcpy(sun.sun_path, bad, strlen(bad) + 1);
         memcpy(path, good, strlen(good) + 1);
+        memcpy(sun.sun_path, good, strlen(good) + 1);
     }
     return NULL;
 }
@@ -344,6 +349,8 @@ static void race(const char *dir, const char *g, const char *b, const char *op, 
     snprintf(good, sizeof good, "%s/%s", dir, g);
     snprintf(bad, sizeof bad, "%s/%s", dir, b);
     memcpy(path, good, strlen(good) + 1);
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, good, strlen(good) + 1);
     stop = 0;
     pthread_t t;
     pthread_create(&t, NULL, flipper, NULL);
@@ -365,6 +372,12 @@ static void race(const char *dir, const char *g, const char *b, const char *op, 
         } else if (!strcmp(op, "mkdir")) {
             mkdir(path, 0755);
             if (stat(bad, &st) == 0 && S_ISDIR(st.st_mode)) { n++; rmdir(bad); }
+        } else if (!strcmp(op, "bind")) {
+            int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+            bind(s, (struct sockaddr *)&sun, sizeof sun);
+            close(s);
+            if (stat(bad, &st) == 0 && S_ISSOCK(st.st_mode)) { n++; unlink(bad); }
+            unlink(good);
         }
     }
     stop = 1;
@@ -379,6 +392,7 @@ int main(int argc, char **argv) {
     race(dir, "public", "secret", "chmod", tries);
     race(dir, "public", "secret", "setxattr", tries);
     race(dir, "adir/newdir", "ddir/newdir", "mkdir", tries);
+    race(dir, "adir/sock", "ddir/sock", "bind", tries);
     return 0;
 }
 "#;
@@ -406,7 +420,7 @@ fn a_thread_rewriting_the_path_during_the_call_changes_nothing_denied() {
         .expect("run unotify");
     let got = counts(&out);
     eprintln!("race: {got:?}");
-    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got.len(), 5, "{got:?}");
     let through: Vec<_> = got.iter().filter(|(_, n)| **n > 0).collect();
     assert!(through.is_empty(), "got through: {through:?}");
     let after = std::fs::metadata(p("secret")).unwrap();
