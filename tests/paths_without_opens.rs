@@ -63,7 +63,11 @@ static long attack(const char *op, const char *p, int i) {
     if (!strcmp(op, "fchownat")) return fchownat(AT_FDCWD, p, getuid(), getgid(), 0);
     if (!strcmp(op, "utime")) return utime(p, NULL);
     if (!strcmp(op, "utimes")) return utimes(p, NULL);
+#ifdef SYS_futimesat
     if (!strcmp(op, "futimesat")) return syscall(SYS_futimesat, AT_FDCWD, p, NULL);
+#else
+    if (!strcmp(op, "futimesat")) return utimensat(AT_FDCWD, p, NULL, 0);
+#endif
     if (!strcmp(op, "utimensat")) return utimensat(AT_FDCWD, p, NULL, 0);
     if (!strcmp(op, "setxattr")) return setxattr(p, "user.attack", "1", 1, 0);
     if (!strcmp(op, "lsetxattr")) return lsetxattr(p, "user.attack", "1", 1, 0);
@@ -502,7 +506,9 @@ int main(int argc, char **argv) {
     r("utimes", utimes("public", tv)); stt("public", "public");
     struct timeval badtv[2] = { { 11, 1000000 }, { 13, 14 } };
     r("utimes-badusec", utimes("public", badtv));
+#ifdef SYS_futimesat
     r("futimesat", syscall(SYS_futimesat, AT_FDCWD, "public", tv)); stt("public", "public");
+#endif
     struct utimbuf ub = { 21, 22 };
     r("utime", utime("public", &ub)); stt("public", "public");
     r("setxattr", setxattr("public", "user.a", "hello", 5, 0));
