@@ -101,7 +101,7 @@ impl fmt::Display for Error {
         match self {
             Error::UnknownSyscall { name } => write!(
                 f,
-                "unknown system call `{name}` for this architecture; use a name from the kernel's syscall table (e.g. `openat`)"
+                "unknown system call `{name}` for this architecture; use a name from the kernel's syscall table (e.g. `openat`) or a number below 1024"
             ),
             Error::ConflictingRule { syscall, reason } => {
                 write!(f, "conflicting rule for `{syscall}`: {reason}")

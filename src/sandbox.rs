@@ -328,7 +328,16 @@ impl SandboxBuilder {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
             }
-            for (nr, h) in crate::paths::builtins(set) {
+            // `bind` is path denial's only without a network policy (whose
+            // handlers own it) and without a user handler on it.
+            let bind_nr = syscalls::number(Arch::native(), "bind");
+            let bind_handled = self.rules.iter().any(|r| match r {
+                Rule::Handle(name, _) => syscalls::resolve(name).ok() == bind_nr,
+                Rule::HandleNr(nr, _) => Some(*nr) == bind_nr,
+                _ => false,
+            });
+            let with_bind = self.network.is_none() && !bind_handled;
+            for (nr, h) in crate::paths::builtins(set, with_bind) {
                 if !denied.contains(&nr) {
                     self = self.builtin(nr, h);
                 }

@@ -1,7 +1,10 @@
 //! The builtin handlers of path denial: the open family (on the program's
-//! behalf, see [`super::onbehalf_open`]), exec (checked), link, rename,
-//! symlink and unlink (checked and performed on the program's behalf in
-//! pinned parent directories) and truncate (performed on the pinned file).
+//! behalf, see [`super::onbehalf_open`]), exec (checked, with its `#!`
+//! interpreters, see [`super::shebang`]), link, rename, symlink and unlink
+//! (checked and performed on the program's behalf in pinned parent
+//! directories), truncate and the metadata calls (performed on the pinned
+//! file, see [`super::metadata`]), and mkdir, mknod and bind (see
+//! [`super::nodes`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -13,11 +16,14 @@ use crate::sys::path::{fstat, ftruncate, linkat, renameat2, symlinkat, unlinkat}
 use crate::syscalls;
 
 use super::deny::{fd_path, normalize_abs, DeniedPaths};
+use super::metadata::{self, PathArg as P, Times as T, XattrOp as X};
+use super::nodes;
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias, pin_parent,
     read_path, reopen, task_view, with_c, Errno, Task,
 };
+use super::shebang;
 
 /// Which path call a handler serves.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +42,26 @@ enum Call {
     Unlinkat,
     Rmdir,
     Truncate,
+    Chmod,
+    Fchmodat,
+    Fchmodat2,
+    Chown,
+    Lchown,
+    Fchownat,
+    Utime,
+    Utimes,
+    Futimesat,
+    Utimensat,
+    Setxattr { follow: bool },
+    Removexattr { follow: bool },
+    Setxattrat,
+    Removexattrat,
+    FileSetattr,
+    Mkdir,
+    Mkdirat,
+    Mknod,
+    Mknodat,
+    Bind,
 }
 
 struct PathHandler {
@@ -64,6 +90,70 @@ impl Handler for PathHandler {
             Call::Unlinkat => unlink(cx, d, (fd(0), a(1)), a(2) as u32 as i32),
             Call::Rmdir => unlink(cx, d, (CWD, a(0)), libc::AT_REMOVEDIR),
             Call::Truncate => truncate(cx, d, a(0), a(1) as i64),
+            Call::Chmod => metadata::chmod_call(cx, d, P::cwd(a(0), true), a(1), 0),
+            Call::Fchmodat => metadata::chmod_call(cx, d, P::at(fd(0), a(1), 0), a(2), 0),
+            Call::Fchmodat2 => {
+                let flags = a(3) as u32 as i32;
+                metadata::chmod_call(cx, d, P::at(fd(0), a(1), flags), a(2), flags)
+            }
+            Call::Chown => {
+                metadata::chown_call(cx, d, P::cwd(a(0), true), a(1) as u32, a(2) as u32, 0)
+            }
+            Call::Lchown => {
+                metadata::chown_call(cx, d, P::cwd(a(0), false), a(1) as u32, a(2) as u32, 0)
+            }
+            Call::Fchownat => {
+                let flags = a(4) as u32 as i32;
+                let p = P::at(fd(0), a(1), flags);
+                metadata::chown_call(cx, d, p, a(2) as u32, a(3) as u32, flags)
+            }
+            Call::Utime => metadata::utimes_call(cx, d, P::cwd(a(0), true), T::Utimbuf(a(1)), 0),
+            Call::Utimes => metadata::utimes_call(cx, d, P::cwd(a(0), true), T::Timevals(a(1)), 0),
+            Call::Futimesat => {
+                metadata::utimes_call(cx, d, P::at(fd(0), a(1), 0), T::Timevals(a(2)), 0)
+            }
+            Call::Utimensat => {
+                let flags = a(3) as u32 as i32;
+                let p = P::at(fd(0), a(1), flags);
+                metadata::utimes_call(cx, d, p, T::Timespecs(a(2)), flags)
+            }
+            Call::Setxattr { follow } => {
+                let op = X::Set {
+                    name: a(1),
+                    value: a(2),
+                    size: a(3),
+                    flags: a(4) as u32 as i32,
+                };
+                metadata::xattr_call(cx, d, P::cwd(a(0), follow), op, 0)
+            }
+            Call::Removexattr { follow } => {
+                let op = X::Remove { name: a(1) };
+                metadata::xattr_call(cx, d, P::cwd(a(0), follow), op, 0)
+            }
+            Call::Setxattrat => {
+                let flags = a(2) as u32 as i32;
+                let op = X::SetAt {
+                    name: a(3),
+                    args: a(4),
+                    size: a(5),
+                };
+                metadata::xattr_call(cx, d, P::at(fd(0), a(1), flags), op, flags)
+            }
+            Call::Removexattrat => {
+                let flags = a(2) as u32 as i32;
+                let op = X::Remove { name: a(3) };
+                metadata::xattr_call(cx, d, P::at(fd(0), a(1), flags), op, flags)
+            }
+            Call::FileSetattr => {
+                let flags = a(4) as u32 as i32;
+                let p = P::at(fd(0), a(1), flags);
+                metadata::file_setattr_call(cx, d, p, a(2), a(3), flags)
+            }
+            Call::Mkdir => nodes::make_node(cx, d, CWD, a(0), a(1), None),
+            Call::Mkdirat => nodes::make_node(cx, d, fd(0), a(1), a(2), None),
+            Call::Mknod => nodes::make_node(cx, d, CWD, a(0), a(1), Some(a(2) as u32)),
+            Call::Mknodat => nodes::make_node(cx, d, fd(0), a(1), a(2), Some(a(3) as u32)),
+            Call::Bind => nodes::bind(cx, d, fd(0), a(1), a(2)),
         };
         match result {
             Ok(action) => action,
@@ -73,9 +163,10 @@ impl Handler for PathHandler {
 }
 
 /// The builtin handlers for `denied`, by syscall number (calls the native
-/// architecture lacks, like `open` on aarch64, are skipped).
-pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
-    let calls = [
+/// architecture lacks, like `open` on aarch64, are skipped). `bind` is
+/// among them only with `with_bind`.
+pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
+    let mut calls = vec![
         ("open", Call::Open(OpenKind::Open)),
         ("creat", Call::Open(OpenKind::Creat)),
         ("openat", Call::Open(OpenKind::Openat)),
@@ -93,7 +184,31 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)
         ("unlinkat", Call::Unlinkat),
         ("rmdir", Call::Rmdir),
         ("truncate", Call::Truncate),
+        ("chmod", Call::Chmod),
+        ("fchmodat", Call::Fchmodat),
+        ("fchmodat2", Call::Fchmodat2),
+        ("chown", Call::Chown),
+        ("lchown", Call::Lchown),
+        ("fchownat", Call::Fchownat),
+        ("utime", Call::Utime),
+        ("utimes", Call::Utimes),
+        ("futimesat", Call::Futimesat),
+        ("utimensat", Call::Utimensat),
+        ("setxattr", Call::Setxattr { follow: true }),
+        ("lsetxattr", Call::Setxattr { follow: false }),
+        ("removexattr", Call::Removexattr { follow: true }),
+        ("lremovexattr", Call::Removexattr { follow: false }),
+        ("setxattrat", Call::Setxattrat),
+        ("removexattrat", Call::Removexattrat),
+        ("file_setattr", Call::FileSetattr),
+        ("mkdir", Call::Mkdir),
+        ("mkdirat", Call::Mkdirat),
+        ("mknod", Call::Mknod),
+        ("mknodat", Call::Mknodat),
     ];
+    if with_bind {
+        calls.push(("bind", Call::Bind));
+    }
     calls
         .into_iter()
         .filter_map(|(name, call)| {
@@ -168,18 +283,29 @@ fn exec(
         log::debug!("pid {}: exec of a denied file refused", cx.pid());
         return Err(libc::EACCES);
     }
+    shebang::check_interpreters(cx, d, pinned)?;
     Ok(NotifAction::Continue)
 }
 
 /// A path argument resolved to its pinned parent directory and final name.
-struct Entry {
+pub(super) struct Entry {
     parent: OwnedFd,
-    name: Vec<u8>,
+    pub(super) name: Vec<u8>,
 }
 
 fn entry(cx: &HandlerCtx<'_>, task: &Task, (dirfd, ptr): PathArg) -> Result<Entry, Errno> {
     let path = read_path(cx, ptr)?;
-    let (path, _) = task_view(task, &path);
+    entry_of(cx, task, dirfd, &path)
+}
+
+/// [`Entry`] of a path already copied from the task.
+pub(super) fn entry_of(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    dirfd: i32,
+    path: &[u8],
+) -> Result<Entry, Errno> {
+    let (path, _) = task_view(task, path);
     let base = base(cx, dirfd, &path, false)?;
     let (parent, name) = pin_parent(borrow(&base), &path, 0)?;
     Ok(Entry { parent, name })
@@ -202,13 +328,28 @@ fn allowed_entry(
 }
 
 impl Entry {
-    fn dir(&self) -> BorrowedFd<'_> {
+    /// The entry `name` in the pinned directory `parent`.
+    pub(super) fn new(parent: OwnedFd, name: Vec<u8>) -> Entry {
+        Entry { parent, name }
+    }
+
+    pub(super) fn dir(&self) -> BorrowedFd<'_> {
         self.parent.as_fd()
+    }
+
+    /// Whether creating this name puts a file where a denied path is (the
+    /// name is denied or lies in a denied directory).
+    pub(super) fn creates_denied(&self, d: &DeniedPaths) -> bool {
+        if d.check_fd(self.dir()) {
+            return true;
+        }
+        fd_path(self.dir())
+            .is_some_and(|pp| d.name_denied(&normalize_abs(&pp.join(as_path(bare(&self.name))))))
     }
 
     /// The pinned file the name refers to, if any (`follow`: through a
     /// final symlink).
-    fn target(&self, follow: bool) -> Result<Option<OwnedFd>, Errno> {
+    pub(super) fn target(&self, follow: bool) -> Result<Option<OwnedFd>, Errno> {
         let extra = if follow { 0 } else { libc::O_NOFOLLOW };
         match pin(Some(self.dir()), &self.name, extra, 0) {
             Ok(fd) => Ok(Some(fd)),

@@ -1,5 +1,6 @@
 //! Path denial: files and directories the sandboxed program cannot open,
-//! execute, link, rename, symlink to, replace or remove.
+//! execute, link, rename, symlink to, replace, remove, change the modes,
+//! owners, times or attributes of, or create names in.
 //!
 //! Given to [`SandboxBuilder::deny_path`](crate::SandboxBuilder::deny_path)
 //! (or shared and changed at run time through a [`DeniedPaths`] given to
@@ -24,12 +25,38 @@
 //!   symlink's target as resolved from the link's directory), then are
 //!   performed by the supervisor in the pinned parent directories;
 //!   `truncate` is performed on the pinned, checked file.
-//! - `execve` and `execveat` are checked (the pinned executable) and then
-//!   run by the kernel, which reads the path again: the exec freeze of the
-//!   policy layer closes that window.
+//! - `execve` and `execveat` are checked (the pinned executable, and the
+//!   `#!` interpreters of a script, a chain of them included, resolved as
+//!   the kernel does) and then run by the kernel, which reads the path
+//!   again: the exec freeze of the policy layer closes that window.
+//!   `#!/usr/bin/env prog` names `env`; its own exec of `prog` is checked.
+//! - `chmod`, `fchmodat`, `fchmodat2`, `chown`, `lchown`, `fchownat`,
+//!   `utime`, `utimes`, `futimesat`, `utimensat`, `setxattr`, `lsetxattr`,
+//!   `setxattrat`, `removexattr`, `lremovexattr`, `removexattrat` and
+//!   `file_setattr` copy their arguments once and are performed by the
+//!   supervisor on the pinned, checked file (a symlink that is not
+//!   followed: by its name in its pinned parent). `mkdir`, `mkdirat`,
+//!   `mknod` and `mknodat` are refused on a denied name or in a denied
+//!   directory, and performed in the pinned parent with the task's umask.
+//! - Without a network policy (a policy callback brings one) and without a
+//!   user handler on `bind`, `bind` is performed on the duplicated
+//!   socket with the copied address (for every family: a second thread
+//!   could `dup2` an AF_UNIX socket onto the fd); a pathname AF_UNIX
+//!   socket is refused in a denied directory. It is bound with the
+//!   program's exact name (what `getsockname` and peers see), from the
+//!   task's pinned working directory, and its directory is checked again
+//!   afterwards. A network policy's handlers own `bind`.
 //!
-//! `io_uring_setup` and `open_by_handle_at` are refused (`EPERM`) while
-//! paths are denied: their opens would not be trapped. Opening a procfs
+//! The forms that take an fd (`fchmod`, `fchown`, `futimens` and
+//! `utimensat` with a null path, `fsetxattr`, `fremovexattr`) are not
+//! checked: the program's fd came from an open that was checked (or from
+//! outside the sandbox, a choice the host made), so it names nothing the
+//! program could not open. The `AT_EMPTY_PATH` forms of the calls above
+//! are checked all the same.
+//!
+//! `io_uring_setup`, `open_by_handle_at`, `acct`, `swapon` and `uselib`
+//! are refused (`EPERM`) while paths are denied: the opens they make
+//! would not be trapped. Opening a procfs
 //! file of the supervisor itself (reached through a `/proc/self` symlink
 //! the supervisor would resolve to itself) is refused with `EACCES`; a
 //! leading `/proc/self` or `/proc/thread-self` is rewritten to the task's
@@ -38,19 +65,35 @@
 //! capabilities and mount namespace; otherwise they fail with `EACCES`.
 //!
 //! Known limits: paths through magic links other than the task's own fds
-//! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`; the
-//! interpreter of a `#!` script is not checked; opening a FIFO without
-//! `O_NONBLOCK` waits on the deferral pool (its deadline applies);
-//! metadata calls (`stat`, `chmod`, `chown`, `utimensat`, xattrs) and
-//! `mkdir`/`mknod` are not checked. Path denial answers every open, link,
-//! rename, symlink, unlink and truncate itself, so user handlers on those
-//! calls never see them while paths are denied (the network policy's
-//! `/etc/hosts` handler runs before it).
+//! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`;
+//! opening a FIFO without `O_NONBLOCK` waits on the deferral pool (its
+//! deadline applies); the kernel cannot inject an `O_PATH` fd, so an
+//! `O_PATH` open of a regular file or directory gives a read-only fd (and
+//! needs read permission), of anything else fails with `EACCES`. Reading metadata (`stat`, `statx`, `access`,
+//! `getxattr`, `listxattr`, `readlink`, `file_getattr`) is not checked:
+//! denied files can be seen to exist, not read. A script's `#!` line is
+//! read by the supervisor before the kernel reads it again: a process
+//! that can write the script can change the interpreter in between (the
+//! exec freeze does not stop other processes; [`exec_image_denied`] lets
+//! it check the new image at the exec event); an executable the
+//! supervisor cannot read is refused (`EACCES`), as its interpreter
+//! cannot be checked; interpreters chosen by `binfmt_misc` are not
+//! checked. A name re-resolved in a pinned parent (`unlink`, `rename`, a
+//! symlink's own attributes, the name of a bound socket) can be swapped
+//! by another process between the check and the call, only for names the
+//! sandbox could create, which are not denied. `connect` to a socket in a
+//! denied directory is not checked. Path denial answers every open, link,
+//! rename, symlink, unlink, truncate, metadata, mkdir and mknod call
+//! itself, so user handlers on those calls never see them while paths are
+//! denied (the network policy's `/etc/hosts` handler runs before it).
 
 mod deny;
 mod handlers;
+mod metadata;
+mod nodes;
 mod onbehalf_open;
 mod resolve;
+mod shebang;
 
 use std::sync::Arc;
 
@@ -62,9 +105,13 @@ use crate::filter::FilterBuilder;
 use crate::handler::Handler;
 use crate::syscalls;
 
-/// The builtin handlers that enforce `denied`, by syscall number.
-pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
-    handlers::builtins(denied)
+/// The builtin handlers that enforce `denied`, by syscall number. With
+/// `with_bind` (no network policy, whose handlers own `bind`, and no user
+/// handler on it), `bind` is
+/// among them: performed on the program's behalf, a pathname AF_UNIX
+/// socket refused in a denied directory.
+pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
+    handlers::builtins(denied, with_bind)
 }
 
 /// Checks a trapped `execve`/`execveat` against `denied` (`Continue` or
@@ -79,11 +126,35 @@ pub fn check_exec(
     handlers::check_exec(cx, denied)
 }
 
+/// Whether the image task `pid` now runs (`/proc/<pid>/exe`) is denied;
+/// for an exec freeze to call at the exec event, when the new image is in
+/// place: for a script, the image is its final interpreter, so this
+/// catches a `#!` line rewritten after [`check_exec`] read it. An image
+/// that cannot be looked at counts as denied.
+pub fn exec_image_denied(pid: u32, denied: &DeniedPaths) -> bool {
+    match resolve::open_trusted(&format!("/proc/{pid}/exe"), 0) {
+        Ok(fd) => denied.check_fd(std::os::fd::AsFd::as_fd(&fd)),
+        Err(e) => {
+            log::warn!(
+                "the new image of pid {pid} cannot be looked at ({e}); treating it as denied"
+            );
+            true
+        }
+    }
+}
+
 /// Filter rules of path denial: `io_uring_setup` (its opens are not
-/// trapped) and `open_by_handle_at` (opens by inode, bypassing paths)
-/// refused with `EPERM`.
+/// trapped), `open_by_handle_at` (opens by inode, bypassing paths), and
+/// `acct`, `swapon` and `uselib` (the kernel opens the file they name and
+/// writes, swaps to or maps it) refused with `EPERM`.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in ["io_uring_setup", "open_by_handle_at"] {
+    for name in [
+        "io_uring_setup",
+        "open_by_handle_at",
+        "acct",
+        "swapon",
+        "uselib",
+    ] {
         if let Some(nr) = syscalls::number(filter.arch(), name) {
             if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
                 filter.deny(nr, libc::EPERM)?;

@@ -310,10 +310,24 @@ fn finish(
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
     super::handlers::policy_gate(cx)?;
-    if flags & libc::O_PATH != 0 {
-        return Ok(inject(pinned, flags));
-    }
     let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+    if flags & libc::O_PATH != 0 {
+        // The kernel will not inject an `O_PATH` file: a regular file or a
+        // directory is given as a read-only open of the pinned inode, which
+        // serves what `O_PATH` fds are used for (`*at` calls, `fstat`,
+        // `/proc/self/fd/N`, `fchdir`, `fexecve`); it needs read permission.
+        // Anything else is tried as is (and refused with `EACCES`).
+        let ro = if st.is_dir() {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else if st.is_file() {
+            libc::O_RDONLY | libc::O_NOCTTY
+        } else {
+            return Ok(inject(pinned, flags));
+        };
+        let fd =
+            reopen(pinned.as_fd(), (ro | KERNEL_O_LARGEFILE) as u64).map_err(|e| errno_of(&e))?;
+        return Ok(inject(fd, flags));
+    }
     if st.is_symlink() {
         return Err(libc::ELOOP);
     }

@@ -237,3 +237,27 @@ pub fn encode_sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
         }
     }
 }
+
+/// `bind(2)` of `sock` to `addr` as made from the working directory `cwd`
+/// (`None`: the caller's): a relative AF_UNIX path is resolved from `cwd`
+/// while the address the socket records stays exactly `addr`. The call is
+/// made on a short-lived thread that unshares its file-system context
+/// (`CLONE_FS`) and changes to `cwd`, so no other thread's working
+/// directory changes.
+pub fn bind_from(sock: BorrowedFd<'_>, addr: &[u8], cwd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let Some(cwd) = cwd else {
+        return bind(sock, addr);
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare takes flags; CLONE_FS gives this thread its own
+            // root, cwd and umask, shared with no other thread.
+            cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+            // SAFETY: fchdir takes an open directory fd (O_PATH allowed).
+            cvt(unsafe { libc::fchdir(cwd.as_raw_fd()) })?;
+            bind(sock, addr)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))
+    })
+}

@@ -1,5 +1,8 @@
 //! Path calls relative to directory fds: `fstat`, `fstatat`, `readlinkat`,
-//! `fchmod`, `linkat`, `renameat2`, `unlinkat`, `symlinkat`.
+//! `fchmod`, `linkat`, `renameat2`, `unlinkat`, `symlinkat`, and the
+//! metadata and node calls path denial makes for the program (`chmod`,
+//! `fchownat`, `utimensat`, the xattr calls, `file_setattr`, `mkdirat`,
+//! `mknodat`).
 //!
 //! Used by the path-denial code, which resolves and pins files in the
 //! supervisor and then acts on exactly what it pinned.
@@ -183,6 +186,119 @@ pub fn symlinkat(target: &CStr, dirfd: Option<BorrowedFd<'_>>, linkpath: &CStr) 
     retry_eintr(|| {
         // SAFETY: both strings are NUL-terminated; the fd is open or AT_FDCWD.
         cvt(unsafe { libc::symlinkat(target.as_ptr(), dir_raw(dirfd), linkpath.as_ptr()) })
+    })
+    .map(drop)
+}
+
+/// `fchmodat(2)` of `path` (no flags: a final symlink is followed, which is
+/// how `/proc/self/fd/N` reaches exactly the pinned file).
+pub fn chmod(path: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the mode is an integer.
+    cvt(unsafe { libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+}
+
+/// `fchownat(2)` (`AT_EMPTY_PATH` with an empty `path` acts on `dirfd`
+/// itself, an `O_PATH` fd included).
+pub fn fchownat(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    uid: u32,
+    gid: u32,
+    flags: i32,
+) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is open or AT_FDCWD.
+    cvt(unsafe { libc::fchownat(dir_raw(dirfd), path.as_ptr(), uid, gid, flags) }).map(drop)
+}
+
+/// `utimensat(2)`: `times` `None` sets both to now.
+pub fn utimensat(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    times: Option<&[libc::timespec; 2]>,
+    flags: i32,
+) -> io::Result<()> {
+    let ptr = times.map_or(std::ptr::null(), |t| t.as_ptr());
+    // SAFETY: `path` is NUL-terminated; `ptr` is null or points to two
+    // timespecs we own; the fd is open or AT_FDCWD.
+    cvt(unsafe { libc::utimensat(dir_raw(dirfd), path.as_ptr(), ptr, flags) }).map(drop)
+}
+
+/// `setxattr(2)` (`follow`) or `lsetxattr(2)` of `path`.
+pub fn setxattr(
+    path: &CStr,
+    name: &CStr,
+    value: &[u8],
+    flags: i32,
+    follow: bool,
+) -> io::Result<()> {
+    let f = if follow {
+        libc::setxattr
+    } else {
+        libc::lsetxattr
+    };
+    // SAFETY: `path` and `name` are NUL-terminated; `value` is readable for
+    // its length.
+    cvt(unsafe {
+        f(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `removexattr(2)` (`follow`) or `lremovexattr(2)` of `path`.
+pub fn removexattr(path: &CStr, name: &CStr, follow: bool) -> io::Result<()> {
+    let f = if follow {
+        libc::removexattr
+    } else {
+        libc::lremovexattr
+    };
+    // SAFETY: `path` and `name` are NUL-terminated.
+    cvt(unsafe { f(path.as_ptr(), name.as_ptr()) }).map(drop)
+}
+
+/// `file_setattr(2)` (Linux 6.17; the same number on x86_64 and in the
+/// generic table) of `path` with the caller's `struct file_attr` bytes.
+pub fn file_setattr(path: &CStr, attr: &[u8], flags: u32) -> io::Result<()> {
+    const NR_FILE_SETATTR: libc::c_long = 469;
+    // SAFETY: `path` is NUL-terminated; `attr` is readable for its length,
+    // which is passed as the size.
+    cvt_long(unsafe {
+        libc::syscall(
+            NR_FILE_SETATTR,
+            libc::AT_FDCWD as libc::c_long,
+            path.as_ptr(),
+            attr.as_ptr(),
+            attr.len(),
+            flags as libc::c_long,
+        )
+    })
+    .map(drop)
+}
+
+/// `mkdirat(2)`.
+pub fn mkdirat(dirfd: Option<BorrowedFd<'_>>, path: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is open or AT_FDCWD.
+    cvt(unsafe { libc::mkdirat(dir_raw(dirfd), path.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// `mknodat(2)` with the kernel's 32-bit device number, as the program
+/// passed it.
+pub fn mknodat(dirfd: Option<BorrowedFd<'_>>, path: &CStr, mode: u32, dev: u32) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is open or AT_FDCWD; mode and
+    // device are integers the kernel validates.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mknodat,
+            dir_raw(dirfd) as libc::c_long,
+            path.as_ptr(),
+            mode as libc::c_long,
+            dev as libc::c_long,
+        )
     })
     .map(drop)
 }

@@ -93,7 +93,8 @@ pub struct RunArgs {
     pub trace: Vec<String>,
 
     /// Make a system call fail with ERRNO (a number, or a name like EPERM,
-    /// EACCES, ENOSYS; default EPERM) without running it. Repeatable.
+    /// EACCES, ENOSYS; default EPERM) without running it. SYSCALL is a name
+    /// or a number below 1024 (`syscall_N` too). Repeatable.
     /// Example: --deny mkdirat=EACCES
     #[arg(long, value_name = "SYSCALL[=ERRNO]", value_parser = parse_deny)]
     pub deny: Vec<DenyRule>,
@@ -129,8 +130,10 @@ pub struct RunArgs {
     pub max_memory: Option<u64>,
 
     /// Deny PATH (a file, or a directory and all beneath it): it cannot be
-    /// opened, executed, linked, renamed, symlinked to or replaced, by any
-    /// name (EACCES). Repeatable. Example: --deny-path /etc/shadow
+    /// opened, executed (also as a script's interpreter), linked, renamed,
+    /// symlinked to, replaced, or have its mode, owner, times or attributes
+    /// changed, and no name can be created in it, by any name (EACCES).
+    /// Repeatable. Example: --deny-path /etc/shadow
     #[arg(long, value_name = "PATH")]
     pub deny_path: Vec<std::path::PathBuf>,
 

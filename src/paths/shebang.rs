@@ -1,0 +1,169 @@
+//! The `#!` interpreter of an executable, checked like the executable.
+//!
+//! The kernel runs a script by running the interpreter named on its first
+//! line (and that interpreter's interpreter, a few levels deep). The exec
+//! check reads the first bytes of the pinned executable, resolves the
+//! interpreter as the kernel does (relative to the task's working
+//! directory) and refuses the exec with `EACCES` if any interpreter in the
+//! chain is denied. `#!/usr/bin/env prog` names `env`: the kernel runs
+//! `env`, whose own exec of `prog` is trapped and checked in its turn.
+//! Called by the exec check in [`super::handlers`].
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::handler::HandlerCtx;
+use crate::sys::path::fstat;
+
+use super::deny::DeniedPaths;
+use super::resolve::{base, borrow, errno_of, pin, pin_alias, reopen, task_view, Errno, Task};
+
+/// Bytes of an executable the kernel looks at (`BINPRM_BUF_SIZE`).
+const HEADER: usize = 256;
+/// Interpreter levels checked; the kernel gives up (`ELOOP`) after fewer.
+const MAX_LEVELS: usize = 8;
+
+/// The interpreter a `#!` header names, as the kernel parses it (`None`
+/// for a file that is not a script; `Err(ENOEXEC)` for a `#!` line the
+/// kernel refuses).
+pub(super) fn interpreter(header: &[u8]) -> Result<Option<&[u8]>, Errno> {
+    let Some(rest) = header.strip_prefix(b"#!") else {
+        return Ok(None);
+    };
+    let spacetab = |b: &u8| *b == b' ' || *b == b'\t';
+    let line = match rest.iter().position(|&b| b == b'\n') {
+        Some(nl) => &rest[..nl],
+        None => {
+            // No end of line within the buffer: the name must end before it.
+            let start = rest
+                .iter()
+                .position(|b| !spacetab(b))
+                .ok_or(libc::ENOEXEC)?;
+            if !rest[start..].iter().any(|&b| spacetab(&b) || b == 0) {
+                return Err(libc::ENOEXEC);
+            }
+            rest
+        }
+    };
+    let start = line
+        .iter()
+        .position(|b| !spacetab(b))
+        .ok_or(libc::ENOEXEC)?;
+    let name = &line[start..];
+    let end = name
+        .iter()
+        .position(|&b| spacetab(&b) || b == 0)
+        .unwrap_or(name.len());
+    if end == 0 {
+        return Err(libc::ENOEXEC);
+    }
+    Ok(Some(&name[..end]))
+}
+
+/// Reads the header of the pinned regular file `fd` (`None`: not a
+/// regular file, which the kernel will not run as a script).
+fn header(fd: &OwnedFd) -> Result<Option<Vec<u8>>, Errno> {
+    let st = fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
+    if !st.is_file() {
+        return Ok(None);
+    }
+    // An executable the supervisor cannot read cannot be checked: refused.
+    let file =
+        reopen(fd.as_fd(), (libc::O_RDONLY | libc::O_NOCTTY) as u64).map_err(|e| errno_of(&e))?;
+    let mut buf = Vec::with_capacity(HEADER);
+    std::fs::File::from(file)
+        .take(HEADER as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| errno_of(&e))?;
+    // The kernel's buffer is zeroed past the end of a short file.
+    buf.resize(HEADER, 0);
+    Ok(Some(buf))
+}
+
+/// Checks the interpreters of the pinned executable `exe`: `Err(EACCES)`
+/// if one is denied, `Ok` when the chain ends (a file that is not a
+/// script, or a name the kernel will not find).
+pub(super) fn check_interpreters(
+    cx: &HandlerCtx<'_>,
+    d: &DeniedPaths,
+    exe: OwnedFd,
+) -> Result<(), Errno> {
+    let task = Task::ids(cx);
+    let mut cur = exe;
+    for _ in 0..MAX_LEVELS {
+        let Some(head) = header(&cur)? else {
+            return Ok(());
+        };
+        let Some(name) = interpreter(&head)? else {
+            return Ok(());
+        };
+        let (path, alias) = task_view(&task, name);
+        let next = match alias {
+            Some(alias) => pin_alias(cx, &task, &alias)?,
+            None => {
+                let base = base(cx, libc::AT_FDCWD, &path, false)?;
+                match pin(borrow(&base), &path, 0, 0) {
+                    Ok(fd) => fd,
+                    // The kernel fails the exec the same way.
+                    Err(e) => {
+                        return if e.raw_os_error() == Some(libc::ENOENT) {
+                            Ok(())
+                        } else {
+                            Err(errno_of(&e))
+                        }
+                    }
+                }
+            }
+        };
+        if d.check_fd(next.as_fd()) {
+            log::debug!(
+                "pid {}: exec of a script whose interpreter is denied refused",
+                cx.pid()
+            );
+            return Err(libc::EACCES);
+        }
+        cur = next;
+    }
+    Err(libc::ELOOP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `h` as the kernel's zero-padded buffer.
+    fn interp(h: &str) -> Result<Option<String>, Errno> {
+        let mut buf = h.as_bytes().to_vec();
+        buf.resize(HEADER.max(buf.len()), 0);
+        interpreter(&buf).map(|o| o.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+    }
+
+    #[test]
+    fn the_running_image_is_checked() {
+        let d = DeniedPaths::new();
+        let me = std::process::id();
+        assert!(!crate::paths::exec_image_denied(me, &d));
+        d.deny(std::env::current_exe().unwrap());
+        assert!(crate::paths::exec_image_denied(me, &d));
+        assert!(crate::paths::exec_image_denied(u32::MAX, &d));
+    }
+
+    #[test]
+    fn parses_like_the_kernel() {
+        assert_eq!(interp("#!/bin/sh\necho"), Ok(Some("/bin/sh".into())));
+        assert_eq!(interp("#! \t/bin/sh -e\n"), Ok(Some("/bin/sh".into())));
+        assert_eq!(
+            interp("#!/usr/bin/env python3\n"),
+            Ok(Some("/usr/bin/env".into()))
+        );
+        assert_eq!(interp("#!rel/interp\n"), Ok(Some("rel/interp".into())));
+        assert_eq!(interp("#!/bin/sh"), Ok(Some("/bin/sh".into())));
+        let long = format!("#!/{}", "x".repeat(300));
+        assert_eq!(interpreter(&long.as_bytes()[..HEADER]), Err(libc::ENOEXEC));
+        assert_eq!(interp("#!/bin/sh "), Ok(Some("/bin/sh".into())));
+        assert_eq!(interp("#!\n"), Err(libc::ENOEXEC));
+        assert_eq!(interp("#!   \n"), Err(libc::ENOEXEC));
+        assert_eq!(interp("\x7fELF"), Ok(None));
+        assert_eq!(interp("# !/bin/sh\n"), Ok(None));
+    }
+}
