@@ -405,6 +405,10 @@ impl SandboxBuilder {
                 }
             }
         }
+        if path_set.is_some() {
+            // Last: these refusals go in front of every rule and handler.
+            crate::paths::install_view(&mut filter)?;
+        }
         let program = filter.build()?;
         Ok(Sandbox {
             foreground: self.foreground,

@@ -51,6 +51,7 @@ mod deny;
 mod handlers;
 mod onbehalf_open;
 mod resolve;
+mod view;
 
 use std::sync::Arc;
 
@@ -77,6 +78,14 @@ pub fn check_exec(
     denied: &DeniedPaths,
 ) -> crate::action::NotifAction {
     handlers::check_exec(cx, denied)
+}
+
+/// The filter rules that keep the program's view of the file system the
+/// supervisor's (see `view`): `chroot`, mounts and new mount or user
+/// namespaces refused with `EPERM`, in front of any other rule. Call it
+/// after every other rule is in.
+pub(crate) fn install_view(filter: &mut FilterBuilder) -> Result<()> {
+    view::install(filter)
 }
 
 /// Filter rules of path denial: `io_uring_setup` (its opens are not

@@ -1,0 +1,328 @@
+//! Attacks on path denial that change the program's view of the file
+//! system (chroot, private mount namespaces, user namespaces, bind mounts,
+//! overlays, detached mount trees), and on the capabilities a root program
+//! keeps. Each attack runs under the `unotify` command in a bounded loop
+//! and reports what got through; every count must be 0.
+//!
+//! Every run is wrapped in `unshare --mount --propagation private`, so
+//! that a mount that gets through (without the refusals) changes only a
+//! throw-away namespace, which the supervisor shares.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{stderr_of as stderr, stdout_of as stdout};
+
+/// The denied program: a static executable (it must run inside a jail
+/// without libraries) holding a marker that a read would reveal.
+const DENIED_C: &str = r#"
+__attribute__((used)) static const char mark[] = "TOPSECRET-5c1e9";
+int main(void) { return 42; }
+"#;
+
+/// `viewattack MODE DIR N`: tries attack MODE N times and prints
+/// `ran R changed C`: R is how often the denied file was executed (its
+/// exit code 42) or read (its marker), C how often a call that changes the
+/// view (chroot, unshare, mount, move_mount) succeeded. DIR holds
+/// `secret/denied` (the denied file), `pub/` (an empty directory),
+/// `allowed` (a readable file), `upper/`, `work/`, `ovl/` (overlay dirs).
+const VIEWATTACK_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 4
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+static char dir[512], secret_dir[600], denied[600], pub[600], pub_denied[600];
+static char allowed[600], upper[600], work[600], ovl[600], ovl_denied[600];
+static int changed;
+
+/* Child: exit 42 only if the denied program ran. */
+static void exec_it(const char *path) {
+    char *argv[] = { (char *)path, NULL };
+    char *envp[] = { NULL };
+    execve(path, argv, envp);
+    _exit(1);
+}
+
+/* Runs `child` in a new process; 1 if the denied program ran in it; a
+   view change the child made is reported through its exit code too. */
+static int in_child(void (*child)(void)) {
+    pid_t p = fork();
+    if (p < 0) return 0;
+    if (p == 0) { child(); _exit(1); }
+    int st = 0;
+    waitpid(p, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 43) { changed++; return 0; }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 42) { changed++; return 1; }
+    return 0;
+}
+
+static int reads_marker(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    static char buf[1 << 20];
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n > 0 && memmem(buf, n, "TOPSECRET-5c1e9", 15) != NULL;
+}
+
+static void chroot_child(void) {
+    if (chroot(secret_dir) != 0) _exit(1);
+    if (chdir("/") != 0) _exit(1);
+    /* In the jail, /denied is the denied file; in the supervisor's view
+       /denied does not exist. */
+    char *argv[] = { "/denied", NULL };
+    char *envp[] = { NULL };
+    execve("/denied", argv, envp);
+    _exit(43);
+}
+
+/* Binds the secret directory over pub/ in a private mount namespace and
+   runs pub/denied, which the supervisor's view does not have. */
+static void bind_and_exec(void) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) _exit(1);
+    if (mount(secret_dir, pub, NULL, MS_BIND, NULL) != 0) _exit(1);
+    char *argv[] = { pub_denied, NULL };
+    char *envp[] = { NULL };
+    execve(pub_denied, argv, envp);
+    _exit(43);
+}
+
+static void mntns_child(void) {
+    if (unshare(CLONE_NEWNS) != 0) _exit(1);
+    bind_and_exec();
+}
+
+static void userns_child(void) {
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) _exit(2);
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) _exit(1);
+    bind_and_exec();
+}
+
+static void clone_child(void) {
+    /* The same through clone's flags, as raw clone (fork-like). */
+    long r = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
+    if (r < 0) _exit(1);
+    if (r == 0) bind_and_exec();
+    int st = 0;
+    waitpid(r, &st, 0);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+static void open_tree_child(void) {
+    int fd = syscall(SYS_open_tree, AT_FDCWD, secret_dir, OPEN_TREE_CLONE | AT_RECURSIVE);
+    if (fd < 0) _exit(1);
+    if (syscall(SYS_move_mount, fd, "", AT_FDCWD, pub, MOVE_MOUNT_F_EMPTY_PATH) != 0) _exit(1);
+    /* pub/ now shows the secret directory (to the supervisor too). */
+    if (reads_marker(pub_denied)) _exit(42);
+    umount2(pub, MNT_DETACH);
+    _exit(43);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: viewattack MODE DIR N\n"); return 2; }
+    const char *mode = argv[1];
+    snprintf(dir, sizeof dir, "%s", argv[2]);
+    int n = atoi(argv[3]);
+    snprintf(secret_dir, sizeof secret_dir, "%s/secret", dir);
+    snprintf(denied, sizeof denied, "%s/secret/denied", dir);
+    snprintf(pub, sizeof pub, "%s/pub", dir);
+    snprintf(pub_denied, sizeof pub_denied, "%s/pub/denied", dir);
+    snprintf(allowed, sizeof allowed, "%s/allowed", dir);
+    snprintf(upper, sizeof upper, "%s/upper", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    snprintf(ovl, sizeof ovl, "%s/ovl", dir);
+    snprintf(ovl_denied, sizeof ovl_denied, "%s/ovl/denied", dir);
+    int ran = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(mode, "chroot")) ran += in_child(chroot_child);
+        else if (!strcmp(mode, "mntns")) ran += in_child(mntns_child);
+        else if (!strcmp(mode, "userns")) ran += in_child(userns_child);
+        else if (!strcmp(mode, "clone")) ran += in_child(clone_child);
+        else if (!strcmp(mode, "open_tree")) ran += in_child(open_tree_child);
+        else if (!strcmp(mode, "overlay")) {
+            /* The denied directory as an overlay's lower layer: its files
+               appear under ovl/ with another device number. */
+            char opts[2048];
+            snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s",
+                     secret_dir, upper, work);
+            if (mount("overlay", ovl, "overlay", 0, opts) == 0) {
+                changed++;
+                ran += reads_marker(ovl_denied);
+                if (fork() == 0) exec_it(ovl_denied);
+                int st = 0;
+                wait(&st);
+                ran += WIFEXITED(st) && WEXITSTATUS(st) == 42;
+                umount2(ovl, MNT_DETACH);
+            }
+        } else if (!strcmp(mode, "bind")) {
+            /* An allowed file bound over the denied one: whoever opens the
+               denied path (outside the sandbox too) gets other content. */
+            if (mount(allowed, denied, NULL, MS_BIND, NULL) == 0) {
+                changed++;
+                umount2(denied, MNT_DETACH);
+            }
+            /* And the denied file bound over an allowed one. */
+            if (mount(denied, allowed, NULL, MS_BIND, NULL) == 0) {
+                changed++;
+                ran += reads_marker(allowed);
+                umount2(allowed, MNT_DETACH);
+            }
+        } else { fprintf(stderr, "unknown mode %s\n", mode); return 2; }
+    }
+    printf("ran %d changed %d\n", ran, changed);
+    return 0;
+}
+"#;
+
+/// A directory laid out for `viewattack`, world-readable (the user
+/// namespace attack runs as nobody).
+struct Layout {
+    dir: tempfile::TempDir,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let dir = tempfile::Builder::new()
+            .prefix("unotify-view")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let p = dir.path();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["secret", "pub", "upper", "work", "ovl"] {
+            std::fs::create_dir(p.join(d)).unwrap();
+            std::fs::set_permissions(p.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let denied = common::build_c("view_denied", DENIED_C, &["-static"]);
+        std::fs::copy(&denied, p.join("secret/denied")).unwrap();
+        std::fs::set_permissions(
+            p.join("secret/denied"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(p.join("allowed"), "allowed content\n").unwrap();
+        Layout { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn denied(&self) -> PathBuf {
+        self.path().join("secret/denied")
+    }
+}
+
+fn viewattack() -> PathBuf {
+    common::build_c("viewattack", VIEWATTACK_C, &[])
+}
+
+/// Runs `unotify run EXTRA... -- PROGRAM ARGS...` in a private mount
+/// namespace of its own.
+fn run_private(extra: &[&str], program: &Path, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .arg("run")
+        .args(extra)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    cmd.output().expect("run unshare (util-linux)")
+}
+
+/// `(ran, changed)` from a `viewattack` run.
+fn attack(mode: &str, extra: &[&str]) -> (u32, u32) {
+    let layout = Layout::new();
+    let denied = layout.denied();
+    let mut args: Vec<&str> = vec!["--deny-path", denied.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run_private(
+        &args,
+        &viewattack(),
+        &[mode, layout.path().to_str().unwrap(), "10"],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{mode}: {:?}\n{text}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    let nums: Vec<u32> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{mode}: output {text:?}");
+    eprintln!("{mode} {extra:?}: ran {} changed {}", nums[0], nums[1]);
+    (nums[0], nums[1])
+}
+
+/// Every count of an attack must be 0.
+fn holds(mode: &str) {
+    let (ran, changed) = attack(mode, &[]);
+    assert_eq!(
+        (ran, changed),
+        (0, 0),
+        "{mode}: the denied file ran or was read {ran} times, the view changed {changed} times"
+    );
+}
+
+#[test]
+fn chroot_into_a_jail_holding_the_denied_file() {
+    holds("chroot");
+}
+
+#[test]
+fn private_mount_namespace_bind() {
+    holds("mntns");
+}
+
+#[test]
+fn user_namespace_as_nobody() {
+    holds("userns");
+}
+
+#[test]
+fn clone_with_a_new_mount_namespace() {
+    holds("clone");
+}
+
+#[test]
+fn overlay_with_the_denied_directory_as_lower_layer() {
+    holds("overlay");
+}
+
+#[test]
+fn bind_mounts_over_and_of_the_denied_file() {
+    holds("bind");
+}
+
+#[test]
+fn open_tree_clone_and_move_mount() {
+    holds("open_tree");
+}
