@@ -48,6 +48,7 @@ pub struct SandboxBuilder {
     audit: Option<std::path::PathBuf>,
     foreground: bool,
     argv_safety: Option<bool>,
+    keep_caps: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -67,6 +68,7 @@ impl Default for SandboxBuilder {
             audit: None,
             foreground: false,
             argv_safety: None,
+            keep_caps: false,
         }
     }
 }
@@ -80,6 +82,20 @@ impl SandboxBuilder {
     /// command turns it on.
     pub fn foreground(mut self, on: bool) -> Self {
         self.foreground = on;
+        self
+    }
+
+    /// Lets the program keep every capability it would have. By default it
+    /// keeps only `CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`, `KILL`,
+    /// `SETGID`, `SETUID` and `NET_BIND_SERVICE` (dropped from its
+    /// effective, permitted, inheritable and bounding sets, ambient set
+    /// cleared, before exec): root inside is not root outside. Without
+    /// `SYS_ADMIN`, `MKNOD`, `SYS_PTRACE`, `SYS_MODULE`, `SYS_RAWIO`,
+    /// `NET_ADMIN`, `NET_RAW` and the rest, a root program cannot mount,
+    /// make device nodes, load modules or reconfigure the host. (A program
+    /// that is not root has none of them anyway.)
+    pub fn keep_caps(mut self, keep: bool) -> Self {
+        self.keep_caps = keep;
         self
     }
 
@@ -412,6 +428,7 @@ impl SandboxBuilder {
         let program = filter.build()?;
         Ok(Sandbox {
             foreground: self.foreground,
+            keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
             config: Config {
                 workers,
@@ -461,6 +478,8 @@ pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     config: Config,
     foreground: bool,
+    /// Capabilities the program keeps (`None`: all).
+    keep_caps: Option<u64>,
 }
 
 impl Sandbox {
@@ -534,6 +553,7 @@ impl Sandbox {
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
+            keep_caps: self.keep_caps,
         };
         let program = cmd.program.to_string_lossy().into_owned();
         let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
@@ -618,9 +638,10 @@ fn start_error(f: StartFailure, program: &str) -> Error {
                 source: e,
             },
         },
-        StartFailure::Child(ChildStep::Filter, e) => {
-            Error::setup("install the seccomp filter in the child", e)
-        }
+        StartFailure::Child(ChildStep::Filter, e) => Error::setup(
+            "drop capabilities and install the seccomp filter in the child",
+            e,
+        ),
         StartFailure::Child(ChildStep::Prepare, e) => Error::setup(
             "prepare the child (process group, stdio, working directory)",
             e,

@@ -282,14 +282,18 @@ fn attack(mode: &str, extra: &[&str]) -> (u32, u32) {
     (nums[0], nums[1])
 }
 
-/// Every count of an attack must be 0.
+/// Both with the default capabilities and with `--keep-caps` (where only
+/// the filter's refusals stand in the way).
 fn holds(mode: &str) {
-    let (ran, changed) = attack(mode, &[]);
-    assert_eq!(
-        (ran, changed),
-        (0, 0),
-        "{mode}: the denied file ran or was read {ran} times, the view changed {changed} times"
-    );
+    for keep in [false, true] {
+        let extra: &[&str] = if keep { &["--keep-caps"] } else { &[] };
+        let (ran, changed) = attack(mode, extra);
+        assert_eq!(
+            (ran, changed),
+            (0, 0),
+            "{mode} {extra:?}: the denied file ran or was read {ran} times, the view changed {changed} times"
+        );
+    }
 }
 
 #[test]
@@ -325,4 +329,289 @@ fn bind_mounts_over_and_of_the_denied_file() {
 #[test]
 fn open_tree_clone_and_move_mount() {
     holds("open_tree");
+}
+
+/// `capattack DIR N`: N times each, what root can do only with a
+/// capability the sandbox drops: a device node (`MKNOD`), `chroot`
+/// (`SYS_CHROOT`), a new mount namespace and a tmpfs mount (`SYS_ADMIN`),
+/// a packet socket (`NET_RAW`). Prints `through K`. Each is tried in a
+/// child (the chroot and the namespace stay there).
+const CAPATTACK_C: &str = r#"
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int in_child(int what, const char *dir, int i) {
+    pid_t p = fork();
+    if (p == 0) {
+        char path[600];
+        int ok = 0;
+        switch (what) {
+        case 0:
+            snprintf(path, sizeof path, "%s/null%d", dir, i);
+            ok = mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0;
+            break;
+        case 1: ok = chroot("/") == 0; break;
+        case 2: ok = unshare(CLONE_NEWNS) == 0; break;
+        case 3:
+            snprintf(path, sizeof path, "%s/pub", dir);
+            ok = mount("tmpfs", path, "tmpfs", 0, "size=64k") == 0;
+            if (ok) umount2(path, MNT_DETACH);
+            break;
+        case 4: ok = socket(AF_PACKET, SOCK_RAW, 0) >= 0; break;
+        }
+        _exit(ok ? 0 : 1);
+    }
+    int st = 1;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    int n = atoi(argv[2]), through = 0;
+    for (int i = 0; i < n; i++)
+        for (int what = 0; what < 5; what++)
+            through += in_child(what, argv[1], i);
+    printf("through %d\n", through);
+    return 0;
+}
+"#;
+
+fn caps_through(extra: &[&str]) -> u32 {
+    let layout = Layout::new();
+    let exe = common::build_c("capattack", CAPATTACK_C, &[]);
+    // No path denied: only the capabilities stand in the way.
+    let out = run_private(extra, &exe, &[layout.path().to_str().unwrap(), "4"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{:?}\n{text}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    let n = text
+        .trim()
+        .strip_prefix("through ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("output {text:?}"));
+    eprintln!("capattack {extra:?}: through {n}");
+    n
+}
+
+#[test]
+fn root_inside_is_not_root_outside() {
+    assert_eq!(caps_through(&[]), 0);
+    // The opt-in gives them back (this test runs as root).
+    assert_eq!(caps_through(&["--keep-caps"]), 20);
+}
+
+/// The capability lines of `/proc/self/status` as seen by `cat` in the
+/// sandbox, as numbers.
+fn sandbox_caps(extra: &[&str]) -> std::collections::HashMap<String, u64> {
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "cat", "/proc/self/status"]);
+    let out = common::run_unotify(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
+    caps_of(&stdout(&out))
+}
+
+fn caps_of(status: &str) -> std::collections::HashMap<String, u64> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Cap"))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_owned(), u64::from_str_radix(v.trim(), 16).ok()?))
+        })
+        .collect()
+}
+
+/// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+/// NET_BIND_SERVICE.
+const KEPT: u64 = 0b100_1111_1011;
+
+#[test]
+fn default_capabilities_are_the_kept_set() {
+    let own = caps_of(&std::fs::read_to_string("/proc/self/status").unwrap());
+    for extra in [&[][..], &["--deny-path", "/etc/shadow"][..]] {
+        let caps = sandbox_caps(extra);
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            assert_eq!(caps[set], own[set] & KEPT, "{set} {extra:?}: {caps:x?}");
+        }
+        assert_eq!(caps["CapInh"], 0);
+        assert_eq!(caps["CapAmb"], 0);
+    }
+    let caps = sandbox_caps(&["--keep-caps"]);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(caps[set], own[set], "{set} with --keep-caps: {caps:x?}");
+    }
+}
+
+/// `rootfiles DIR`: what a root program does with files, under path
+/// denial (every call performed on its behalf): creates, writes, reads,
+/// opens a file of another user with mode 0600 (`DAC_OVERRIDE`), works
+/// through relative paths and dirfds, links, renames, symlinks,
+/// truncates, removes, and reads a FIFO. Prints `failed K` and the failed
+/// steps; the denied `DIR/secret/denied` must still fail with EACCES.
+const ROOTFILES_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failed;
+#define CHECK(what, cond) do { if (!(cond)) { failed++; printf("step %s: %s\n", what, strerror(errno)); } } while (0)
+
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    const char *dir = argv[1];
+    char p[600], q[600];
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof p, "%s/new%d", dir, i);
+        int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        CHECK("create", fd >= 0);
+        CHECK("write", write(fd, "data\n", 5) == 5);
+        close(fd);
+        fd = open(p, O_RDONLY);
+        char buf[16] = {0};
+        CHECK("reopen", fd >= 0 && read(fd, buf, sizeof buf) == 5 && !memcmp(buf, "data\n", 5));
+        close(fd);
+        CHECK("chown", chown(p, 1000, 1000) == 0);
+        fd = open(p, O_RDWR | O_APPEND);
+        CHECK("open another user's 0600 file", fd >= 0);
+        close(fd);
+        snprintf(q, sizeof q, "%s/link%d", dir, i);
+        CHECK("link", link(p, q) == 0);
+        CHECK("unlink", unlink(q) == 0);
+        CHECK("symlink", symlink(p, q) == 0);
+        fd = open(q, O_RDONLY);
+        CHECK("open through symlink", fd >= 0);
+        close(fd);
+        snprintf(q, sizeof q, "%s/renamed%d", dir, i);
+        CHECK("rename", rename(p, q) == 0);
+        CHECK("truncate", truncate(q, 1) == 0);
+        CHECK("remove", unlink(q) == 0);
+    }
+    CHECK("chdir", chdir(dir) == 0);
+    int d = open(".", O_RDONLY | O_DIRECTORY);
+    CHECK("open dir", d >= 0);
+    int fd = openat(d, "rel", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    CHECK("openat relative", fd >= 0);
+    close(fd);
+    fd = open("rel", O_RDONLY);
+    CHECK("open relative", fd >= 0);
+    close(fd);
+    CHECK("mkfifo", mkfifo("fifo", 0600) == 0);
+    if (fork() == 0) {
+        int w = open("fifo", O_WRONLY);
+        _exit(w >= 0 && write(w, "x", 1) == 1 ? 0 : 1);
+    }
+    fd = open("fifo", O_RDONLY);
+    char c = 0;
+    CHECK("fifo", fd >= 0 && read(fd, &c, 1) == 1 && c == 'x');
+    int st = 1;
+    wait(&st);
+    CHECK("fifo writer", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(p, sizeof p, "%s/secret/denied", dir);
+    errno = 0;
+    CHECK("denied still denied", open(p, O_RDONLY) < 0 && errno == EACCES);
+    printf("failed %d\n", failed);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_root_program_keeps_working_with_files_under_path_denial() {
+    let exe = common::build_c("rootfiles", ROOTFILES_C, &[]);
+    for extra in [&[][..], &["--keep-caps"][..]] {
+        let layout = Layout::new();
+        let denied = layout.denied();
+        let mut args = vec!["run", "--deny-path", denied.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["--", exe.to_str().unwrap(), layout.path().to_str().unwrap()]);
+        let out = common::run_unotify(&args);
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "{:?}\n{text}\n{}",
+            out.status,
+            stderr(&out)
+        );
+        assert_eq!(text.lines().last(), Some("failed 0"), "{extra:?}:\n{text}");
+        assert!(out.stderr.is_empty(), "{extra:?}: stderr: {}", stderr(&out));
+    }
+}
+
+/// `dropdac FILE N`: a root program that gives up `DAC_OVERRIDE` and
+/// `DAC_READ_SEARCH`, then tries N times to open FILE (another user's,
+/// mode 0600). Prints `opened K`: the supervisor, opening on its behalf,
+/// must not lend it the capabilities it gave up.
+const DROPDAC_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return 3;
+    unsigned drop = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
+    d[0].effective &= ~drop;
+    d[0].permitted &= ~drop;
+    if (syscall(SYS_capset, &h, d) != 0) return 4;
+    int n = atoi(argv[2]), opened = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = open(argv[1], O_RDONLY);
+        if (fd >= 0) { opened++; close(fd); }
+    }
+    printf("opened %d\n", opened);
+    return 0;
+}
+"#;
+
+#[test]
+fn the_supervisor_acts_with_no_more_capabilities_than_the_program() {
+    use std::os::unix::fs::chown;
+    let layout = Layout::new();
+    let file = layout.path().join("private");
+    std::fs::write(&file, "private\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown(&file, Some(1000), Some(1000)).unwrap();
+    let exe = common::build_c("dropdac", DROPDAC_C, &[]);
+    let denied = layout.denied();
+    for extra in [&[][..], &["--keep-caps"][..]] {
+        let mut args = vec!["run", "--deny-path", denied.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["--", exe.to_str().unwrap(), file.to_str().unwrap(), "20"]);
+        let out = common::run_unotify(&args);
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "{:?}\n{text}\n{}",
+            out.status,
+            stderr(&out)
+        );
+        eprintln!("dropdac {extra:?}: {}", text.trim());
+        assert_eq!(text.trim(), "opened 0", "{extra:?}");
+        assert!(out.stderr.is_empty(), "{extra:?}: stderr: {}", stderr(&out));
+    }
 }

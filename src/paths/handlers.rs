@@ -262,6 +262,8 @@ fn link(
         return Err(libc::EINVAL);
     }
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let old_path = read_path(cx, old.1)?;
     let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         cx.dup_fd(old.0).map_err(|e| errno_of(&e))?
@@ -301,6 +303,8 @@ fn rename(
     flags: u32,
 ) -> Result<NotifAction, Errno> {
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let o = allowed_entry(cx, &task, d, old, true)?;
     let n = allowed_entry(cx, &task, d, new, true)?;
     policy_gate(cx)?;
@@ -321,6 +325,8 @@ fn symlink(
     new: PathArg,
 ) -> Result<NotifAction, Errno> {
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let target = read_path(cx, target_ptr)?;
     if target.is_empty() {
         return Err(libc::ENOENT);
@@ -369,6 +375,8 @@ fn unlink(
         return Err(libc::EINVAL);
     }
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let e = allowed_entry(cx, &task, d, path, false)?;
     policy_gate(cx)?;
     with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
@@ -384,6 +392,8 @@ fn truncate(
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, ptr)?;
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     if path.is_empty() {
         return Err(libc::ENOENT);
     }

@@ -34,10 +34,21 @@
 //! the supervisor would resolve to itself) is refused with `EACCES`; a
 //! leading `/proc/self` or `/proc/thread-self` is rewritten to the task's
 //! own ids. Calls made on the program's behalf need the
-//! supervisor and the task to have the same file-system ids, groups,
-//! capabilities and mount namespace; otherwise they fail with `EACCES`.
+//! supervisor and the task to have the same file-system ids, groups and
+//! mount namespace, and are made with the task's effective capabilities
+//! (the worker thread lowers its own for the call); otherwise they fail
+//! with `EACCES`.
 //!
-//! Known limits: paths through magic links other than the task's own fds
+//! The program's view of the file system cannot change while paths are
+//! denied: `chroot`, `pivot_root`, `setns`, the mount family and new mount
+//! or user namespaces are refused with `EPERM` in the filter (`view`).
+//!
+//! Known limits: a task whose effective capabilities are fewer than its
+//! permitted ones cannot have paths relative to its working directory
+//! resolved for it (the supervisor, acting with the task's effective set,
+//! fails the ptrace access check of `/proc/<tid>/cwd`: `EACCES`);
+//! `linkat(fd, "", AT_EMPTY_PATH)` of the task's own fd needs
+//! `DAC_READ_SEARCH`, dropped by default (`ENOENT`); paths through magic links other than the task's own fds
 //! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`; the
 //! interpreter of a `#!` script is not checked; opening a FIFO without
 //! `O_NONBLOCK` waits on the deferral pool (its deadline applies);

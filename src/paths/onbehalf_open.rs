@@ -18,7 +18,7 @@ use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
 use super::deny::{fd_path, DeniedPaths};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc, mem_errno, open_beneath, pin,
-    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Task,
+    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Rights, Task,
 };
 
 /// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
@@ -175,6 +175,8 @@ fn open(
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, a.path_ptr)?;
     let task = Task::read(cx)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     if path.is_empty() {
         return Err(libc::ENOENT);
     }
@@ -193,7 +195,7 @@ fn open(
             return Err(libc::EEXIST);
         }
         let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(cx, denied, pinned, flags);
+        return finish(cx, denied, pinned, flags, task.rights);
     }
     let base = base(
         cx,
@@ -223,7 +225,7 @@ fn open(
         if !excl || hops > 0 {
             let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
             match pin(borrow(&dir), &cur, extra, a.resolve) {
-                Ok(pinned) => return finish(cx, denied, pinned, flags),
+                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
                 Err(e) => return Err(errno_of(&e)),
             }
@@ -303,6 +305,7 @@ fn finish(
     denied: &Arc<DeniedPaths>,
     pinned: OwnedFd,
     flags: i32,
+    rights: Rights,
 ) -> Result<NotifAction, Errno> {
     if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(libc::EACCES);
@@ -324,6 +327,11 @@ fn finish(
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
         // Opening a FIFO blocks until its other end is opened: not on a worker.
         return Ok(NotifAction::defer(move || {
+            // Another thread: it takes the task's capabilities too.
+            let _acting = match rights.assume() {
+                Ok(guard) => guard,
+                Err(e) => return NotifAction::Errno(e),
+            };
             match reopen(pinned.as_fd(), rflags) {
                 Ok(fd) => inject(fd, flags),
                 Err(e) => NotifAction::Errno(errno_of(&e)),

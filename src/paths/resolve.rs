@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::handler::{thread_group_of, HandlerCtx, MemoryError};
+use crate::sys::caps::ThreadCaps;
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
 
 use super::deny::normalize_abs;
@@ -57,6 +58,36 @@ pub(crate) struct Task {
     pub(crate) tgid: i32,
     /// File-mode creation mask.
     pub(crate) umask: u32,
+    /// The rights to act with on its behalf.
+    pub(crate) rights: Rights,
+}
+
+/// The rights the supervisor acts with on a task's behalf: its effective
+/// capabilities (`None`: the supervisor's own, for calls it only checks).
+///
+/// Why: the program may have fewer capabilities than the supervisor (by
+/// default the sandbox drops most of them before exec). Capabilities are
+/// per thread, so the worker lowers its own effective set to the task's
+/// for the call ([`assume`](Self::assume)) and raises it back after;
+/// its permitted set stays, so it can, and the pidfd and ptrace access
+/// checks that look at it (`pidfd_getfd`) still pass. File-system ids,
+/// groups and the mount namespace must already be the task's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rights(Option<u64>);
+
+impl Rights {
+    /// Lowers the calling thread's effective capabilities to these rights
+    /// until the returned guard is dropped (on this thread). `EACCES` if
+    /// they cannot be assumed: the call is not made.
+    pub(crate) fn assume(self) -> Result<Option<ThreadCaps>, Errno> {
+        let Some(effective) = self.0 else {
+            return Ok(None);
+        };
+        ThreadCaps::lower_to(effective).map_err(|e| {
+            log::warn!("cannot lower this thread's capabilities to {effective:#x} to act for a task ({e}); refusing the call");
+            libc::EACCES
+        })
+    }
 }
 
 /// The lines of a `/proc/.../status` that decide file access.
@@ -65,8 +96,22 @@ struct Creds {
     fsuid: String,
     fsgid: String,
     groups: String,
-    cap_eff: String,
+    cap_eff: u64,
+    cap_prm: u64,
     mnt_ns: u64,
+}
+
+impl Creds {
+    /// Whether the supervisor (`self`) can act for `task` with the task's
+    /// rights: same file-system ids, groups and mount namespace, and the
+    /// task's effective capabilities within the supervisor's permitted set.
+    fn can_act_for(&self, task: &Creds) -> bool {
+        self.fsuid == task.fsuid
+            && self.fsgid == task.fsgid
+            && self.groups == task.groups
+            && self.mnt_ns == task.mnt_ns
+            && task.cap_eff & !self.cap_prm == 0
+    }
 }
 
 fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
@@ -83,11 +128,13 @@ fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
             .and_then(|v| v.split_whitespace().last())
             .map(str::to_owned)
     };
+    let caps = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok());
     Some(Creds {
         fsuid: last("Uid:")?,
         fsgid: last("Gid:")?,
         groups: field(status, "Groups:").unwrap_or("").to_owned(),
-        cap_eff: field(status, "CapEff:")?.to_owned(),
+        cap_eff: caps("CapEff:")?,
+        cap_prm: caps("CapPrm:")?,
         mnt_ns: std::fs::metadata(ns_path).ok()?.ino(),
     })
 }
@@ -110,13 +157,15 @@ impl Task {
             tid,
             tgid: thread_group_of(tid).unwrap_or(tid),
             umask: 0o022,
+            rights: Rights(None),
         }
     }
 
     /// Reads the task's umask and checks that the supervisor may act for it:
-    /// same file-system user and groups, same effective capabilities, same
-    /// mount namespace. Anything else is refused with `EACCES` (the
-    /// supervisor would use other rights than the task's).
+    /// same file-system user and groups, same mount namespace, and
+    /// effective capabilities the supervisor can lower its own to (see
+    /// [`Rights`]). Anything else is refused with `EACCES` (the supervisor
+    /// would use other rights than the task's).
     pub(crate) fn read(cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
         let tid = cx.pid() as i32;
         let status =
@@ -125,13 +174,13 @@ impl Task {
         if !cx.id_valid() {
             return Err(libc::ESRCH);
         }
-        match (creds, own_creds()) {
-            (Some(t), Some(o)) if &t == o => {}
+        let cap_eff = match (creds, own_creds()) {
+            (Some(t), Some(o)) if o.can_act_for(&t) => t.cap_eff,
             (t, o) => {
                 log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing a path call on its behalf");
                 return Err(libc::EACCES);
             }
-        }
+        };
         let tgid = field(&status, "Tgid:")
             .and_then(|v| v.parse().ok())
             .or_else(|| thread_group_of(tid))
@@ -139,7 +188,12 @@ impl Task {
         let umask = field(&status, "Umask:")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
             .unwrap_or(0o022);
-        Ok(Task { tid, tgid, umask })
+        Ok(Task {
+            tid,
+            tgid,
+            umask,
+            rights: Rights(Some(cap_eff)),
+        })
     }
 }
 
@@ -435,6 +489,7 @@ mod tests {
             tid: 12,
             tgid: 10,
             umask: 0o22,
+            rights: Rights(None),
         };
         let v = |p: &str| task_view(&t, p.as_bytes());
         assert_eq!(v("/dev/stdin").1, Some(Alias::Fd(0)));
