@@ -556,33 +556,69 @@ fn a_root_program_keeps_working_with_files_under_path_denial() {
     }
 }
 
-/// `dropdac FILE N`: a root program that gives up `DAC_OVERRIDE` and
-/// `DAC_READ_SEARCH`, then tries N times to open FILE (another user's,
-/// mode 0600). Prints `opened K`: the supervisor, opening on its behalf,
-/// must not lend it the capabilities it gave up.
+/// `dropdac FILE N MODE`: a root program opens files (so the supervisor
+/// knows its credentials), in the main thread and in a second one, then
+/// gives up rights — MODE `capset`: `DAC_OVERRIDE` and `DAC_READ_SEARCH`
+/// in the main thread; `setuid`: becomes nobody (glibc changes every
+/// thread) — then tries N times, from both threads, to open FILE (another
+/// user's, mode 0600). Prints `opened K`: the supervisor, opening on its
+/// behalf, must not lend it the rights it gave up.
 const DROPDAC_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int main(int argc, char **argv) {
-    if (argc != 3) return 2;
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    if (syscall(SYS_capget, &h, d) != 0) return 3;
-    unsigned drop = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
-    d[0].effective &= ~drop;
-    d[0].permitted &= ~drop;
-    if (syscall(SYS_capset, &h, d) != 0) return 4;
-    int n = atoi(argv[2]), opened = 0;
+static const char *file;
+static int n, opened;
+static pthread_barrier_t before, after;
+
+static void tries(void) {
     for (int i = 0; i < n; i++) {
-        int fd = open(argv[1], O_RDONLY);
-        if (fd >= 0) { opened++; close(fd); }
+        int fd = open(file, O_RDONLY);
+        if (fd >= 0) { __sync_fetch_and_add(&opened, 1); close(fd); }
     }
+}
+
+static void *second(void *arg) {
+    (void)arg;
+    close(open("/etc/hostname", O_RDONLY));
+    pthread_barrier_wait(&before);
+    pthread_barrier_wait(&after);
+    tries();
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    file = argv[1];
+    n = atoi(argv[2]);
+    pthread_barrier_init(&before, NULL, 2);
+    pthread_barrier_init(&after, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, second, NULL);
+    close(open("/etc/hostname", O_RDONLY));
+    pthread_barrier_wait(&before);
+    if (!strcmp(argv[3], "capset")) {
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2];
+        if (syscall(SYS_capget, &h, d) != 0) return 3;
+        unsigned drop = (1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH);
+        d[0].effective &= ~drop;
+        d[0].permitted &= ~drop;
+        if (syscall(SYS_capset, &h, d) != 0) return 4;
+    } else if (setresuid(65534, 65534, 65534) != 0) {
+        return 5;
+    }
+    pthread_barrier_wait(&after);
+    tries();
+    pthread_join(t, NULL);
+    /* capset changed the main thread only: the second keeps its rights. */
     printf("opened %d\n", opened);
     return 0;
 }
@@ -596,22 +632,106 @@ fn the_supervisor_acts_with_no_more_capabilities_than_the_program() {
     std::fs::write(&file, "private\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     chown(&file, Some(1000), Some(1000)).unwrap();
-    let exe = common::build_c("dropdac", DROPDAC_C, &[]);
+    let exe = common::build_c("dropdac", DROPDAC_C, &["-pthread"]);
     let denied = layout.denied();
-    for extra in [&[][..], &["--keep-caps"][..]] {
-        let mut args = vec!["run", "--deny-path", denied.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        args.extend(["--", exe.to_str().unwrap(), file.to_str().unwrap(), "20"]);
-        let out = common::run_unotify(&args);
-        let text = stdout(&out);
-        assert!(
-            out.status.success(),
-            "{:?}\n{text}\n{}",
-            out.status,
-            stderr(&out)
-        );
-        eprintln!("dropdac {extra:?}: {}", text.trim());
-        assert_eq!(text.trim(), "opened 0", "{extra:?}");
-        assert!(out.stderr.is_empty(), "{extra:?}: stderr: {}", stderr(&out));
+    // capset: the main thread's 20 tries fail, the second thread's 20
+    // succeed; setuid: all 40 fail.
+    for (mode, expect) in [("capset", 20), ("setuid", 0)] {
+        for extra in [&[][..], &["--keep-caps"][..]] {
+            let mut args = vec!["run", "--deny-path", denied.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            args.extend([
+                "--",
+                exe.to_str().unwrap(),
+                file.to_str().unwrap(),
+                "20",
+                mode,
+            ]);
+            let out = common::run_unotify(&args);
+            let text = stdout(&out);
+            assert!(
+                out.status.success(),
+                "{:?}\n{text}\n{}",
+                out.status,
+                stderr(&out)
+            );
+            eprintln!("dropdac {mode} {extra:?}: {}", text.trim());
+            assert_eq!(text.trim(), format!("opened {expect}"), "{mode} {extra:?}");
+        }
     }
+}
+
+/// `execcaps FILE N`: a root program lowers its effective capabilities
+/// (without `DAC_OVERRIDE`, kept permitted), tries N times to open FILE
+/// (another user's, mode 0600), then execs itself, which as root makes
+/// every permitted capability effective again, and tries N times more.
+/// Prints `before K after M`: the supervisor must act with the rights of
+/// the moment, so 0 before, N after.
+const EXECCAPS_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int tries(const char *file, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = open(file, O_RDONLY);
+        if (fd >= 0) { k++; close(fd); }
+    }
+    return k;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int n = atoi(argv[2]);
+    if (argc == 4) {
+        printf("%s after %d\n", argv[3], tries(argv[1], n));
+        return 0;
+    }
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return 3;
+    d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
+    if (syscall(SYS_capset, &h, d) != 0) return 4;
+    char before[32];
+    snprintf(before, sizeof before, "before %d", tries(argv[1], n));
+    char *args[] = { argv[0], argv[1], argv[2], before, NULL };
+    execv("/proc/self/exe", args);
+    return 5;
+}
+"#;
+
+#[test]
+fn credentials_are_those_of_the_moment_across_exec() {
+    use std::os::unix::fs::chown;
+    let layout = Layout::new();
+    let file = layout.path().join("private");
+    std::fs::write(&file, "private\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown(&file, Some(1000), Some(1000)).unwrap();
+    let exe = common::build_c("execcaps", EXECCAPS_C, &[]);
+    let denied = layout.denied();
+    let out = common::run_unotify(&[
+        "run",
+        "--deny-path",
+        denied.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "20",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{:?}\n{text}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    assert_eq!(text.trim(), "before 0 after 20");
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
 }

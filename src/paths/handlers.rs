@@ -12,6 +12,7 @@ use crate::handler::{Handler, HandlerCtx};
 use crate::sys::path::{fstat, ftruncate, linkat, renameat2, symlinkat, unlinkat};
 use crate::syscalls;
 
+use super::creds::CredCache;
 use super::deny::{fd_path, normalize_abs, DeniedPaths};
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
@@ -40,30 +41,40 @@ enum Call {
 
 struct PathHandler {
     denied: Arc<DeniedPaths>,
+    creds: Arc<CredCache>,
     call: Call,
 }
 
 impl Handler for PathHandler {
     fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         let d = &self.denied;
+        let c = &*self.creds;
         let a = |i: usize| cx.arg(i);
         let fd = |i: usize| cx.arg(i) as u32 as i32;
         const CWD: i32 = libc::AT_FDCWD;
         let result = match self.call {
-            Call::Open(kind) => return onbehalf_open::handle(cx, d, kind),
-            Call::Execve => exec(cx, d, CWD, a(0), 0),
-            Call::Execveat => exec(cx, d, fd(0), a(1), a(4) as u32 as i32),
-            Call::Link => link(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
-            Call::Linkat => link(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
-            Call::Rename => rename(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
-            Call::Renameat => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), 0),
-            Call::Renameat2 => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
-            Call::Symlink => symlink(cx, d, a(0), (CWD, a(1))),
-            Call::Symlinkat => symlink(cx, d, a(0), (fd(1), a(2))),
-            Call::Unlink => unlink(cx, d, (CWD, a(0)), 0),
-            Call::Unlinkat => unlink(cx, d, (fd(0), a(1)), a(2) as u32 as i32),
-            Call::Rmdir => unlink(cx, d, (CWD, a(0)), libc::AT_REMOVEDIR),
-            Call::Truncate => truncate(cx, d, a(0), a(1) as i64),
+            Call::Open(kind) => return onbehalf_open::handle(cx, d, c, kind),
+            Call::Execve | Call::Execveat => {
+                // Credentials may change at exec (see `CredCache`).
+                let task = Task::ids(cx);
+                c.exec_started(task.tid, task.tgid);
+                if matches!(self.call, Call::Execve) {
+                    exec(cx, d, CWD, a(0), 0)
+                } else {
+                    exec(cx, d, fd(0), a(1), a(4) as u32 as i32)
+                }
+            }
+            Call::Link => link(cx, d, c, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Linkat => link(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
+            Call::Rename => rename(cx, d, c, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Renameat => rename(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), 0),
+            Call::Renameat2 => rename(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
+            Call::Symlink => symlink(cx, d, c, a(0), (CWD, a(1))),
+            Call::Symlinkat => symlink(cx, d, c, a(0), (fd(1), a(2))),
+            Call::Unlink => unlink(cx, d, c, (CWD, a(0)), 0),
+            Call::Unlinkat => unlink(cx, d, c, (fd(0), a(1)), a(2) as u32 as i32),
+            Call::Rmdir => unlink(cx, d, c, (CWD, a(0)), libc::AT_REMOVEDIR),
+            Call::Truncate => truncate(cx, d, c, a(0), a(1) as i64),
         };
         match result {
             Ok(action) => action,
@@ -75,6 +86,7 @@ impl Handler for PathHandler {
 /// The builtin handlers for `denied`, by syscall number (calls the native
 /// architecture lacks, like `open` on aarch64, are skipped).
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)> {
+    let creds = Arc::new(CredCache::default());
     let calls = [
         ("open", Call::Open(OpenKind::Open)),
         ("creat", Call::Open(OpenKind::Creat)),
@@ -100,11 +112,43 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>) -> Vec<(u32, Arc<dyn Handler>)
             let nr = syscalls::number(Arch::native(), name)?;
             let h: Arc<dyn Handler> = Arc::new(PathHandler {
                 denied: Arc::clone(denied),
+                creds: Arc::clone(&creds),
                 call,
             });
             Some((nr, h))
         })
+        .chain(CRED_CHANGES.iter().filter_map(|name| {
+            let nr = syscalls::number(Arch::native(), name)?;
+            let h: Arc<dyn Handler> = Arc::new(CredChange(Arc::clone(&creds)));
+            Some((nr, h))
+        }))
         .collect()
+}
+
+/// The calls by which a thread changes its own credentials (besides exec).
+const CRED_CHANGES: [&str; 10] = [
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setgroups",
+    "capset",
+];
+
+/// A trapped credential change: the caller's remembered verdict goes
+/// before the kernel makes the change (the caller cannot make another call
+/// meanwhile), then the call runs.
+struct CredChange(Arc<CredCache>);
+
+impl Handler for CredChange {
+    fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        self.0.forget(cx.pid() as i32);
+        NotifAction::Continue
+    }
 }
 
 /// A path argument: the dirfd it is relative to and its address.
@@ -254,6 +298,7 @@ impl Entry {
 fn link(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     old: PathArg,
     new: PathArg,
     flags: i32,
@@ -261,7 +306,7 @@ fn link(
     if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
         return Err(libc::EINVAL);
     }
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     let old_path = read_path(cx, old.1)?;
@@ -298,11 +343,12 @@ fn link(
 fn rename(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     old: PathArg,
     new: PathArg,
     flags: u32,
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     let o = allowed_entry(cx, &task, d, old, true)?;
@@ -321,10 +367,11 @@ fn rename(
 fn symlink(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     target_ptr: u64,
     new: PathArg,
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     let target = read_path(cx, target_ptr)?;
@@ -368,13 +415,14 @@ fn symlink(
 fn unlink(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     path: PathArg,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(libc::EINVAL);
     }
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     let e = allowed_entry(cx, &task, d, path, false)?;
@@ -387,11 +435,12 @@ fn unlink(
 fn truncate(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     ptr: u64,
     len: i64,
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, ptr)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     if path.is_empty() {

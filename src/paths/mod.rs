@@ -39,6 +39,11 @@
 //! (the worker thread lowers its own for the call); otherwise they fail
 //! with `EACCES`.
 //!
+//! Whether the supervisor may act for a thread is remembered per thread
+//! (`creds`): `/proc/<tid>/status` is read again only after the thread
+//! changes its credentials (the set*id family, `setgroups` and `capset`
+//! are trapped for this, and let run) or execs.
+//!
 //! The program's view of the file system cannot change while paths are
 //! denied: `chroot`, `pivot_root`, `setns`, the mount family and new mount
 //! or user namespaces are refused with `EPERM` in the filter (`view`).
@@ -58,6 +63,7 @@
 //! calls never see them while paths are denied (the network policy's
 //! `/etc/hosts` handler runs before it).
 
+mod creds;
 mod deny;
 mod handlers;
 mod onbehalf_open;

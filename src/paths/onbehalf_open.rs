@@ -15,6 +15,7 @@ use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
 use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
 
+use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc, mem_errno, open_beneath, pin,
@@ -146,6 +147,7 @@ fn read_how(cx: &HandlerCtx<'_>) -> Result<OpenArgs, Errno> {
 pub(crate) fn handle(
     cx: &HandlerCtx<'_>,
     denied: &Arc<DeniedPaths>,
+    creds: &CredCache,
     kind: OpenKind,
 ) -> NotifAction {
     let args = match kind {
@@ -162,7 +164,7 @@ pub(crate) fn handle(
             Err(e) => return NotifAction::Errno(e),
         },
     };
-    match open(cx, denied, &args) {
+    match open(cx, denied, creds, &args) {
         Ok(action) => action,
         Err(e) => NotifAction::Errno(e),
     }
@@ -171,10 +173,11 @@ pub(crate) fn handle(
 fn open(
     cx: &HandlerCtx<'_>,
     denied: &Arc<DeniedPaths>,
+    creds: &CredCache,
     a: &OpenArgs,
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, a.path_ptr)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     if path.is_empty() {
@@ -203,7 +206,12 @@ fn open(
         &path,
         a.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0,
     )?;
-    let mode = a.mode & !(task.umask as u64) & S_IALLUGO;
+    // The umask matters only when creating (it may cost a /proc read).
+    let mode = if creates(flags) {
+        a.mode & !(task.umask() as u64) & S_IALLUGO
+    } else {
+        0
+    };
     if tmpfile {
         let dir =
             pin(borrow(&base), &path, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
@@ -212,7 +220,7 @@ fn open(
         }
         let fd = open_beneath(Some(dir.as_fd()), b".", open_flags(flags) as u64, mode, 0)
             .map_err(|e| errno_of(&e))?;
-        fix_mode(fd.as_fd(), a.mode & !(task.umask as u64) & S_IALLUGO);
+        fix_mode(fd.as_fd(), mode);
         return Ok(inject(fd, flags));
     }
     // Follow dangling symlinks by hand when creating through them.

@@ -20,6 +20,7 @@ use crate::handler::{thread_group_of, HandlerCtx, MemoryError};
 use crate::sys::caps::ThreadCaps;
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
 
+use super::creds::{CredCache, Verdict};
 use super::deny::normalize_abs;
 
 /// An errno to answer with.
@@ -56,8 +57,8 @@ pub(crate) struct Task {
     pub(crate) tid: i32,
     /// Process id.
     pub(crate) tgid: i32,
-    /// File-mode creation mask.
-    pub(crate) umask: u32,
+    /// File-mode creation mask, if read (see [`Task::umask`]).
+    umask: Option<u32>,
     /// The rights to act with on its behalf.
     pub(crate) rights: Rights,
 }
@@ -156,45 +157,86 @@ impl Task {
         Task {
             tid,
             tgid: thread_group_of(tid).unwrap_or(tid),
-            umask: 0o022,
+            umask: None,
             rights: Rights(None),
         }
     }
 
-    /// Reads the task's umask and checks that the supervisor may act for it:
-    /// same file-system user and groups, same mount namespace, and
-    /// effective capabilities the supervisor can lower its own to (see
-    /// [`Rights`]). Anything else is refused with `EACCES` (the supervisor
-    /// would use other rights than the task's).
-    pub(crate) fn read(cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
+    /// Checks that the supervisor may act for the task: same file-system
+    /// user and groups, same mount namespace, and effective capabilities
+    /// the supervisor can lower its own to (see [`Rights`]). Anything else
+    /// is refused with `EACCES` (the supervisor would use other rights than
+    /// the task's). The verdict is remembered per thread in `cache`, so
+    /// `/proc` is read only on a miss.
+    pub(crate) fn read(cx: &HandlerCtx<'_>, cache: &CredCache) -> Result<Task, Errno> {
         let tid = cx.pid() as i32;
+        let verdict = match cache.lookup(tid) {
+            Some(v) => v,
+            None => {
+                let stamp = cache.stamp();
+                // Opened before the read: while the call is pending the
+                // thread id names the caller (checked below).
+                let pidfd = CredCache::open(tid);
+                let (verdict, umask) = Self::read_proc(cx, tid)?;
+                if let Some(fd) = pidfd {
+                    cache.store(tid, fd, stamp, verdict);
+                }
+                return Self::with(tid, verdict, Some(umask));
+            }
+        };
+        Self::with(tid, verdict, None)
+    }
+
+    fn with(tid: i32, v: Verdict, umask: Option<u32>) -> Result<Task, Errno> {
+        match v.acts_with {
+            Some(caps) => Ok(Task {
+                tid,
+                tgid: v.tgid,
+                umask,
+                rights: Rights(Some(caps)),
+            }),
+            None => Err(libc::EACCES),
+        }
+    }
+
+    /// The verdict and umask from `/proc/<tid>/status`.
+    fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
         let status =
             std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
         if !cx.id_valid() {
             return Err(libc::ESRCH);
         }
-        let cap_eff = match (creds, own_creds()) {
-            (Some(t), Some(o)) if o.can_act_for(&t) => t.cap_eff,
+        let acts_with = match (creds, own_creds()) {
+            (Some(t), Some(o)) if o.can_act_for(&t) => Some(t.cap_eff),
             (t, o) => {
-                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing a path call on its behalf");
-                return Err(libc::EACCES);
+                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing path calls on its behalf");
+                None
             }
         };
         let tgid = field(&status, "Tgid:")
             .and_then(|v| v.parse().ok())
             .or_else(|| thread_group_of(tid))
             .unwrap_or(tid);
-        let umask = field(&status, "Umask:")
-            .and_then(|v| u32::from_str_radix(v, 8).ok())
-            .unwrap_or(0o022);
-        Ok(Task {
-            tid,
-            tgid,
-            umask,
-            rights: Rights(Some(cap_eff)),
+        Ok((Verdict { tgid, acts_with }, umask_of(&status)))
+    }
+
+    /// The task's file-mode creation mask (read from `/proc` if the
+    /// credentials came from the cache).
+    pub(crate) fn umask(&self) -> u32 {
+        self.umask.unwrap_or_else(|| {
+            std::fs::read_to_string(format!("/proc/{}/status", self.tid))
+                .map_or(DEFAULT_UMASK, |s| umask_of(&s))
         })
     }
+}
+
+const DEFAULT_UMASK: u32 = 0o022;
+
+fn umask_of(status: &str) -> u32 {
+    field(status, "Umask:")
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .unwrap_or(DEFAULT_UMASK)
 }
 
 /// Opens `path` as `O_PATH` with magic links allowed: for paths the
@@ -488,7 +530,7 @@ mod tests {
         let t = Task {
             tid: 12,
             tgid: 10,
-            umask: 0o22,
+            umask: None,
             rights: Rights(None),
         };
         let v = |p: &str| task_view(&t, p.as_bytes());
