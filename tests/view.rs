@@ -665,8 +665,9 @@ fn the_supervisor_acts_with_no_more_capabilities_than_the_program() {
 /// (without `DAC_OVERRIDE`, kept permitted), tries N times to open FILE
 /// (another user's, mode 0600), then execs itself, which as root makes
 /// every permitted capability effective again, and tries N times more.
-/// Prints `before K after M`: the supervisor must act with the rights of
-/// the moment, so 0 before, N after.
+/// Prints `before K rel R after M`: the supervisor must act with the
+/// rights of the moment, so 0 before, N after; R: a relative open (of an
+/// allowed file) worked while the effective set was below the permitted.
 const EXECCAPS_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -698,8 +699,11 @@ int main(int argc, char **argv) {
     if (syscall(SYS_capget, &h, d) != 0) return 3;
     d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
     if (syscall(SYS_capset, &h, d) != 0) return 4;
+    /* A relative path: the supervisor takes the working directory with
+       its own rights, and resolves with the program's. */
+    int rel = chdir("/etc") == 0 && tries("hostname", 1) == 1;
     char before[32];
-    snprintf(before, sizeof before, "before %d", tries(argv[1], n));
+    snprintf(before, sizeof before, "before %d rel %d", tries(argv[1], n), rel);
     char *args[] = { argv[0], argv[1], argv[2], before, NULL };
     execv("/proc/self/exe", args);
     return 5;
@@ -732,6 +736,6 @@ fn credentials_are_those_of_the_moment_across_exec() {
         out.status,
         stderr(&out)
     );
-    assert_eq!(text.trim(), "before 0 after 20");
+    assert_eq!(text.trim(), "before 0 rel 1 after 20");
     assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
 }

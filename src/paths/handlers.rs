@@ -16,8 +16,8 @@ use super::creds::CredCache;
 use super::deny::{fd_path, normalize_abs, DeniedPaths};
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
-    as_path, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias, pin_parent,
-    read_path, reopen, task_view, with_c, Errno, Task,
+    as_path, as_supervisor, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias,
+    pin_parent, read_path, reopen, task_view, with_c, Errno, Task,
 };
 
 /// Which path call a handler serves.
@@ -311,7 +311,7 @@ fn link(
     let _acting = task.rights.assume()?;
     let old_path = read_path(cx, old.1)?;
     let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-        cx.dup_fd(old.0).map_err(|e| errno_of(&e))?
+        as_supervisor(|| cx.dup_fd(old.0)).map_err(|e| errno_of(&e))?
     } else {
         let e = allowed_entry(cx, &task, d, old, true)?;
         match e.target(flags & libc::AT_SYMLINK_FOLLOW != 0)? {

@@ -36,8 +36,9 @@
 //! own ids. Calls made on the program's behalf need the
 //! supervisor and the task to have the same file-system ids, groups and
 //! mount namespace, and are made with the task's effective capabilities
-//! (the worker thread lowers its own for the call); otherwise they fail
-//! with `EACCES`.
+//! (the worker thread lowers its own for the call, and raises them only
+//! to take the task's own fds, working directory and executable);
+//! otherwise they fail with `EACCES`.
 //!
 //! Whether the supervisor may act for a thread is remembered per thread
 //! (`creds`): `/proc/<tid>/status` is read again only after the thread
@@ -48,11 +49,7 @@
 //! denied: `chroot`, `pivot_root`, `setns`, the mount family and new mount
 //! or user namespaces are refused with `EPERM` in the filter (`view`).
 //!
-//! Known limits: a task whose effective capabilities are fewer than its
-//! permitted ones cannot have paths relative to its working directory
-//! resolved for it (the supervisor, acting with the task's effective set,
-//! fails the ptrace access check of `/proc/<tid>/cwd`: `EACCES`);
-//! `linkat(fd, "", AT_EMPTY_PATH)` of the task's own fd needs
+//! Known limits: `linkat(fd, "", AT_EMPTY_PATH)` of the task's own fd needs
 //! `DAC_READ_SEARCH`, dropped by default (`ENOENT`); paths through magic links other than the task's own fds
 //! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`; the
 //! interpreter of a `#!` script is not checked; opening a FIFO without

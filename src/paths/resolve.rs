@@ -84,11 +84,27 @@ impl Rights {
         let Some(effective) = self.0 else {
             return Ok(None);
         };
-        ThreadCaps::lower_to(effective).map_err(|e| {
+        ThreadCaps::set_effective(effective).map_err(|e| {
             log::warn!("cannot lower this thread's capabilities to {effective:#x} to act for a task ({e}); refusing the call");
             libc::EACCES
         })
     }
+}
+
+/// Runs `f` with the supervisor's own capabilities, also inside
+/// [`Rights::assume`]: for taking what is the task's already (a duplicate
+/// of one of its fds, its working directory or executable through
+/// `/proc/<tid>`), whose ptrace access checks a lowered thread could fail
+/// (Yama, a task whose effective set is below its permitted set).
+pub(crate) fn as_supervisor<T>(f: impl FnOnce() -> T) -> T {
+    let _own = own_creds().and_then(|o| match ThreadCaps::set_effective(o.cap_eff) {
+        Ok(guard) => guard,
+        Err(e) => {
+            log::debug!("cannot raise this thread's capabilities back: {e}");
+            None
+        }
+    });
+    f()
 }
 
 /// The lines of a `/proc/.../status` that decide file access.
@@ -265,7 +281,8 @@ pub(crate) fn base(
     }
     if dirfd == libc::AT_FDCWD {
         let fd =
-            open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY).map_err(|e| {
+            as_supervisor(|| open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY))
+                .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOENT) {
                     libc::ESRCH
                 } else {
@@ -278,7 +295,9 @@ pub(crate) fn base(
         }
         return Ok(Some(fd));
     }
-    cx.dup_fd(dirfd).map(Some).map_err(|e| errno_of(&e))
+    as_supervisor(|| cx.dup_fd(dirfd))
+        .map(Some)
+        .map_err(|e| errno_of(&e))
 }
 
 /// `openat2` of `path` relative to `base` with magic links refused.
@@ -381,10 +400,10 @@ fn alias_of(task: &Task, norm: &Path) -> Option<Alias> {
 /// Pins the file an [`Alias`] names, from the task's own fd table.
 pub(crate) fn pin_alias(cx: &HandlerCtx<'_>, task: &Task, alias: &Alias) -> Result<OwnedFd, Errno> {
     match alias {
-        Alias::Fd(n) => cx.dup_fd(*n).map_err(|e| errno_of(&e)),
+        Alias::Fd(n) => as_supervisor(|| cx.dup_fd(*n)).map_err(|e| errno_of(&e)),
         Alias::Exe => {
-            let fd =
-                open_trusted(&format!("/proc/{}/exe", task.tid), 0).map_err(|e| errno_of(&e))?;
+            let fd = as_supervisor(|| open_trusted(&format!("/proc/{}/exe", task.tid), 0))
+                .map_err(|e| errno_of(&e))?;
             if !cx.id_valid() {
                 return Err(libc::ESRCH);
             }

@@ -140,10 +140,11 @@ pub struct ThreadCaps {
 }
 
 impl ThreadCaps {
-    /// Lowers the calling thread's effective set to `effective`, which
-    /// must lie within its permitted set (`EPERM` otherwise). `None` when
-    /// the effective set already is `effective` (nothing to restore).
-    pub fn lower_to(effective: u64) -> io::Result<Option<ThreadCaps>> {
+    /// Sets the calling thread's effective set to `effective`, which must
+    /// lie within its permitted set (`EPERM` otherwise), until the guard
+    /// is dropped. `None` when it already is `effective` (nothing to
+    /// restore).
+    pub fn set_effective(effective: u64) -> io::Result<Option<ThreadCaps>> {
         let saved = current()?;
         if saved.effective == effective {
             return Ok(None);
@@ -251,13 +252,13 @@ mod tests {
         std::thread::spawn(move || {
             let target = before.effective & SANDBOX_KEEP;
             {
-                let guard = ThreadCaps::lower_to(target).unwrap();
+                let guard = ThreadCaps::set_effective(target).unwrap();
                 assert_eq!(guard.is_some(), target != before.effective);
                 assert_eq!(current().unwrap().effective, target);
             }
             assert_eq!(current().unwrap(), before);
             assert!(
-                ThreadCaps::lower_to(before.permitted | 1 << 62).is_err()
+                ThreadCaps::set_effective(before.permitted | 1 << 62).is_err()
                     || before.permitted & 1 << 62 != 0
             );
         })
