@@ -28,8 +28,11 @@ pub(crate) struct Verdict {
     pub(crate) acts_with: Option<u64>,
 }
 
-/// Entries kept before dead threads are swept out.
-const SWEEP_AT: usize = 1024;
+/// Entries kept before dead threads are swept out (each holds an fd, and
+/// the supervisor's fd limit may be as low as 1024).
+const SWEEP_AT: usize = 64;
+/// At most this many entries (fds); past it, threads are not cached.
+const MAX_ENTRIES: usize = 256;
 
 /// The cache. See the module documentation.
 #[derive(Debug, Default)]
@@ -44,6 +47,9 @@ struct Inner {
     /// their thread pidfds, if they could be opened). See
     /// [`CredCache::exec_started`].
     execs: HashMap<i32, Vec<(i32, Option<OwnedFd>)>>,
+    /// Sweep dead threads out when this many entries are reached (0:
+    /// [`SWEEP_AT`]); doubles with the live ones, so sweeps stay rare.
+    sweep_at: usize,
     /// Bumped by every change that could make a `/proc` read in progress
     /// stale: such a read is not stored ([`CredCache::store`]).
     epoch: u64,
@@ -107,10 +113,13 @@ impl CredCache {
         if !inner.settled(tid, verdict.tgid) || inner.epoch != stamp {
             return;
         }
-        if inner.threads.len() >= SWEEP_AT {
+        if inner.threads.len() >= inner.sweep_at.max(SWEEP_AT) {
             inner.threads.retain(|_, e| alive(&e.pidfd));
+            inner.sweep_at = 2 * inner.threads.len();
         }
-        inner.threads.insert(tid, Entry { pidfd, verdict });
+        if inner.threads.len() < MAX_ENTRIES {
+            inner.threads.insert(tid, Entry { pidfd, verdict });
+        }
     }
 
     /// A thread pidfd for `tid`, to [`store`](Self::store) with its verdict
@@ -203,5 +212,27 @@ mod tests {
             cache.store(tid, CredCache::open(tid).unwrap(), s, v);
             assert_eq!(cache.lookup(tid), expect);
         }
+    }
+
+    #[test]
+    fn dead_threads_are_swept_and_entries_bounded() {
+        let cache = CredCache::default();
+        let tgid = std::process::id() as i32;
+        let v = Verdict {
+            tgid,
+            acts_with: None,
+        };
+        // Threads that open their entry and exit: their entries go.
+        for _ in 0..3 * SWEEP_AT {
+            let (tid, fd) = std::thread::spawn(|| {
+                let tid = crate::sys::process::gettid();
+                (tid, CredCache::open(tid).unwrap())
+            })
+            .join()
+            .unwrap();
+            let s = cache.stamp();
+            cache.store(tid, fd, s, v);
+        }
+        assert!(cache.inner.lock().threads.len() <= SWEEP_AT);
     }
 }
