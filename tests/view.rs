@@ -739,3 +739,72 @@ fn credentials_are_those_of_the_moment_across_exec() {
     assert_eq!(text.trim(), "before 0 rel 1 after 20");
     assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
 }
+
+/// `nsattack N`: N times each, in a child, `unshare` and `clone` with
+/// `CLONE_NEWNS` and with `CLONE_NEWUSER`, and `setns` into its own mount
+/// namespace. Prints `through K`.
+const NSATTACK_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int attempt(int what) {
+    pid_t p = fork();
+    if (p == 0) {
+        int ok = 0;
+        long r;
+        switch (what) {
+        case 0: ok = unshare(CLONE_NEWNS) == 0; break;
+        case 1: ok = unshare(CLONE_NEWUSER) == 0; break;
+        case 2:
+        case 3:
+            r = syscall(SYS_clone, (what == 2 ? CLONE_NEWNS : CLONE_NEWUSER) | SIGCHLD, 0, 0, 0, 0);
+            if (r == 0) _exit(0);
+            ok = r > 0;
+            if (ok) waitpid(r, NULL, 0);
+            break;
+        case 4: {
+            int fd = open("/proc/self/ns/mnt", O_RDONLY);
+            ok = fd >= 0 && setns(fd, 0) == 0;
+            break;
+        }
+        }
+        _exit(ok ? 0 : 1);
+    }
+    int st = 1;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    int n = atoi(argv[1]), through = 0;
+    for (int i = 0; i < n; i++)
+        for (int what = 0; what < 5; what++) through += attempt(what);
+    printf("through %d\n", through);
+    return 0;
+}
+"#;
+
+/// Without argv safety no fork is trapped: the filter's own refusals of
+/// `unshare`, `clone` (new mount or user namespace) and `setns` are what
+/// hold, even for a root program that keeps its capabilities.
+#[test]
+fn namespaces_are_refused_in_the_filter_without_fork_tracking() {
+    let layout = Layout::new();
+    let exe = common::build_c("nsattack", NSATTACK_C, &[]);
+    let sandbox = unotify::Sandbox::builder()
+        .deny_path(layout.denied())
+        .argv_safety(false)
+        .keep_caps(true)
+        .build()
+        .unwrap();
+    let lines = common::run_ok(&sandbox, &exe, &["4"]);
+    assert_eq!(lines, ["through 0"]);
+}
