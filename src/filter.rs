@@ -301,6 +301,56 @@ impl FilterBuilder {
         self.insert(nr, rule)
     }
 
+    /// Puts a case in front of the rule `nr` has (none: allowed): when all
+    /// `checks` match (an empty list always does), the call fails with
+    /// `errno` before anything else is decided. A call already refused
+    /// whatever its arguments keeps its errno. For refusals that must win
+    /// over every handler: call it after the other rules are in (a later
+    /// [`notify`](Self::notify) of `nr` conflicts).
+    ///
+    /// # Errors
+    ///
+    /// As [`rule`](Self::rule).
+    pub fn refuse_first(
+        &mut self,
+        nr: u32,
+        checks: Vec<ArgCheck>,
+        errno: i32,
+    ) -> Result<&mut Self> {
+        let action = match u16::try_from(errno) {
+            Ok(e) if (1..=MAX_ERRNO).contains(&errno) => SyscallAction::Errno(e),
+            _ => return Err(Error::InvalidErrno { errno }),
+        };
+        for check in &checks {
+            check.validate().map_err(|reason| Error::InvalidConfig {
+                message: format!("rule for `{}`, {check:?}: {reason}", self.display_name(nr)),
+            })?;
+        }
+        let case = (checks, action);
+        let rule = match self.rules.get(&nr).cloned() {
+            None => Rule::Conditional {
+                cases: vec![case],
+                otherwise: SyscallAction::Allow,
+            },
+            Some(Rule::Fixed(a @ (SyscallAction::Errno(_) | SyscallAction::KillProcess))) => {
+                Rule::Fixed(a)
+            }
+            Some(Rule::Fixed(otherwise)) => Rule::Conditional {
+                cases: vec![case],
+                otherwise,
+            },
+            Some(Rule::Conditional {
+                mut cases,
+                otherwise,
+            }) => {
+                cases.insert(0, case);
+                Rule::Conditional { cases, otherwise }
+            }
+        };
+        self.rules.remove(&nr);
+        self.insert(nr, rule)
+    }
+
     /// Whether system call `nr` may be sent to the supervisor: it is notified
     /// unconditionally, or by some case (or the fallback) of a conditional rule.
     pub fn is_notified(&self, nr: u32) -> bool {
@@ -849,6 +899,42 @@ mod tests {
             assert_eq!(verdict(&f, &Data::new(arch, SOCKET - 1)), NOTIFY);
             assert_eq!(verdict(&f, &Data::new(arch, SOCKET + 1)), NOTIFY);
             assert_eq!(verdict(&f, &Data::new(arch, SOCKET + 2)), ALLOW);
+        }
+    }
+
+    #[test]
+    fn refuse_first_wins_over_every_rule() {
+        let eperm = errno(libc::EPERM as u16);
+        for arch in ARCHES {
+            let mut b = FilterBuilder::new(arch);
+            b.notify(10).unwrap().deny(11, libc::EACCES).unwrap();
+            b.rule(
+                12,
+                vec![(vec![ArgCheck::equals(0, 7)], SyscallAction::Allow)],
+                SyscallAction::Notify,
+            )
+            .unwrap();
+            let bit = ArgCheck::new(0, 0x2_0000, 0x2_0000);
+            for nr in [10, 11, 12, 13] {
+                b.refuse_first(nr, vec![bit], libc::EPERM).unwrap();
+            }
+            b.refuse_first(14, Vec::new(), libc::EPERM).unwrap();
+            assert!(b.refuse_first(15, Vec::new(), 0).is_err());
+            let f = b.build().unwrap();
+            verify(f.instructions());
+            let call =
+                |nr: u32, a0: u64| verdict(&f, &Data::new(arch, nr).with_args([a0, 0, 0, 0, 0, 0]));
+            assert_eq!(call(10, 0x2_0011), eperm);
+            assert_eq!(call(10, 0x11), NOTIFY);
+            // Refused whatever the arguments: keeps its own errno.
+            assert_eq!(call(11, 0x2_0000), errno(libc::EACCES as u16));
+            assert_eq!(call(12, 0x2_0007), eperm);
+            assert_eq!(call(12, 7), ALLOW);
+            assert_eq!(call(12, 8), NOTIFY);
+            assert_eq!(call(13, 0x2_0000), eperm);
+            assert_eq!(call(13, 1 << 32), ALLOW);
+            assert_eq!(call(14, 0), eperm);
+            assert_eq!(call(15, 0), ALLOW);
         }
     }
 

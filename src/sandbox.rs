@@ -50,6 +50,7 @@ pub struct SandboxBuilder {
     argv_safety: Option<bool>,
     allow_weak_isolation: bool,
     landlock_abi_cap: Option<u32>,
+    keep_caps: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -71,6 +72,7 @@ impl Default for SandboxBuilder {
             argv_safety: None,
             allow_weak_isolation: false,
             landlock_abi_cap: None,
+            keep_caps: false,
         }
     }
 }
@@ -84,6 +86,20 @@ impl SandboxBuilder {
     /// command turns it on.
     pub fn foreground(mut self, on: bool) -> Self {
         self.foreground = on;
+        self
+    }
+
+    /// Lets the program keep every capability it would have. By default it
+    /// keeps only `CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`, `KILL`,
+    /// `SETGID`, `SETUID` and `NET_BIND_SERVICE` (dropped from its
+    /// effective, permitted, inheritable and bounding sets, ambient set
+    /// cleared, before exec): root inside is not root outside. Without
+    /// `SYS_ADMIN`, `MKNOD`, `SYS_PTRACE`, `SYS_MODULE`, `SYS_RAWIO`,
+    /// `NET_ADMIN`, `NET_RAW` and the rest, a root program cannot mount,
+    /// make device nodes, load modules or reconfigure the host. (A program
+    /// that is not root has none of them anyway.)
+    pub fn keep_caps(mut self, keep: bool) -> Self {
+        self.keep_caps = keep;
         self
     }
 
@@ -446,10 +462,15 @@ impl SandboxBuilder {
                 }
             }
         }
+        if path_set.is_some() {
+            // Last: these refusals go in front of every rule and handler.
+            crate::paths::install_view(&mut filter)?;
+        }
         let program = filter.build()?;
         Ok(Sandbox {
             domain,
             foreground: self.foreground,
+            keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
             config: Config {
                 workers,
@@ -502,6 +523,8 @@ pub struct Sandbox {
     /// The Landlock domain each program enters (`None`: weak isolation
     /// accepted on a kernel without Landlock).
     domain: Option<crate::isolation::DomainPlan>,
+    /// Capabilities the program keeps (`None`: all).
+    keep_caps: Option<u64>,
 }
 
 impl Sandbox {
@@ -589,6 +612,7 @@ impl Sandbox {
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
+            keep_caps: self.keep_caps,
         };
         let program = cmd.program.to_string_lossy().into_owned();
         let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
@@ -675,9 +699,10 @@ fn start_error(f: StartFailure, program: &str) -> Error {
                 source: e,
             },
         },
-        StartFailure::Child(ChildStep::Filter, e) => {
-            Error::setup("install the seccomp filter in the child", e)
-        }
+        StartFailure::Child(ChildStep::Filter, e) => Error::setup(
+            "drop capabilities and install the seccomp filter in the child",
+            e,
+        ),
         StartFailure::Child(ChildStep::Isolation, e) => {
             Error::setup("enter the Landlock domain in the child", e)
         }

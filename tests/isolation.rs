@@ -252,9 +252,12 @@ fn library_refuses_weak_isolation_unless_accepted() {
     }
     assert!(c["kill_0"] > 0, "signals should reach out at ABI 5: {c:?}");
     assert!(c["abstract_connect"] > 0, "{c:?}");
-    // No Landlock: only the filter's refusals hold.
+    // No Landlock: only the filter's refusals hold (capabilities kept: the
+    // default drop alone already keeps ptrace-like access from a host
+    // that has capabilities the program lacks).
     let sandbox = Sandbox::builder()
         .landlock_abi_cap(0)
+        .keep_caps(true)
         .allow_weak_isolation(true)
         .build()
         .expect("build");

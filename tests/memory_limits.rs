@@ -187,7 +187,13 @@ int main(void) {
 #[test]
 fn a_reused_pid_starts_with_a_clean_ledger() {
     let exe = program("pid_reuse", PID_REUSE);
-    let sandbox = Sandbox::builder().max_memory(64 << 20).build().unwrap();
+    // Writing ns_last_pid needs CAP_CHECKPOINT_RESTORE (or SYS_ADMIN),
+    // which the sandbox drops unless told to keep them.
+    let sandbox = Sandbox::builder()
+        .max_memory(64 << 20)
+        .keep_caps(true)
+        .build()
+        .unwrap();
     let (out, status) = run(&sandbox, &exe, &[]);
     assert_eq!(out, "reused, exit 0\n");
     assert!(status.success(), "{status:?}");

@@ -15,13 +15,14 @@ use crate::handler::{Handler, HandlerCtx};
 use crate::sys::path::{fstat, ftruncate, linkat, renameat2, symlinkat, unlinkat};
 use crate::syscalls;
 
+use super::creds::CredCache;
 use super::deny::{fd_path, normalize_abs, DeniedPaths};
 use super::metadata::{self, PathArg as P, Times as T, XattrOp as X};
 use super::nodes;
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
-    as_path, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias, pin_parent,
-    read_path, reopen, task_view, with_c, Errno, Task,
+    as_path, as_supervisor, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias,
+    pin_parent, read_path, reopen, task_view, with_c, Errno, Task,
 };
 use super::shebang;
 
@@ -66,56 +67,68 @@ enum Call {
 
 struct PathHandler {
     denied: Arc<DeniedPaths>,
+    creds: Arc<CredCache>,
     call: Call,
 }
 
 impl Handler for PathHandler {
     fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         let d = &self.denied;
+        let c = &*self.creds;
         let a = |i: usize| cx.arg(i);
         let fd = |i: usize| cx.arg(i) as u32 as i32;
         const CWD: i32 = libc::AT_FDCWD;
         let result = match self.call {
-            Call::Open(kind) => return onbehalf_open::handle(cx, d, kind),
-            Call::Execve => exec(cx, d, CWD, a(0), 0),
-            Call::Execveat => exec(cx, d, fd(0), a(1), a(4) as u32 as i32),
-            Call::Link => link(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
-            Call::Linkat => link(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
-            Call::Rename => rename(cx, d, (CWD, a(0)), (CWD, a(1)), 0),
-            Call::Renameat => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), 0),
-            Call::Renameat2 => rename(cx, d, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
-            Call::Symlink => symlink(cx, d, a(0), (CWD, a(1))),
-            Call::Symlinkat => symlink(cx, d, a(0), (fd(1), a(2))),
-            Call::Unlink => unlink(cx, d, (CWD, a(0)), 0),
-            Call::Unlinkat => unlink(cx, d, (fd(0), a(1)), a(2) as u32 as i32),
-            Call::Rmdir => unlink(cx, d, (CWD, a(0)), libc::AT_REMOVEDIR),
-            Call::Truncate => truncate(cx, d, a(0), a(1) as i64),
-            Call::Chmod => metadata::chmod_call(cx, d, P::cwd(a(0), true), a(1), 0),
-            Call::Fchmodat => metadata::chmod_call(cx, d, P::at(fd(0), a(1), 0), a(2), 0),
+            Call::Open(kind) => return onbehalf_open::handle(cx, d, c, kind),
+            Call::Execve | Call::Execveat => {
+                // Credentials may change at exec (see `CredCache`).
+                let task = Task::ids(cx);
+                c.exec_started(task.tid, task.tgid);
+                if matches!(self.call, Call::Execve) {
+                    exec(cx, d, CWD, a(0), 0)
+                } else {
+                    exec(cx, d, fd(0), a(1), a(4) as u32 as i32)
+                }
+            }
+            Call::Link => link(cx, d, c, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Linkat => link(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
+            Call::Rename => rename(cx, d, c, (CWD, a(0)), (CWD, a(1)), 0),
+            Call::Renameat => rename(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), 0),
+            Call::Renameat2 => rename(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
+            Call::Symlink => symlink(cx, d, c, a(0), (CWD, a(1))),
+            Call::Symlinkat => symlink(cx, d, c, a(0), (fd(1), a(2))),
+            Call::Unlink => unlink(cx, d, c, (CWD, a(0)), 0),
+            Call::Unlinkat => unlink(cx, d, c, (fd(0), a(1)), a(2) as u32 as i32),
+            Call::Rmdir => unlink(cx, d, c, (CWD, a(0)), libc::AT_REMOVEDIR),
+            Call::Truncate => truncate(cx, d, c, a(0), a(1) as i64),
+            Call::Chmod => metadata::chmod_call(cx, d, c, P::cwd(a(0), true), a(1), 0),
+            Call::Fchmodat => metadata::chmod_call(cx, d, c, P::at(fd(0), a(1), 0), a(2), 0),
             Call::Fchmodat2 => {
                 let flags = a(3) as u32 as i32;
-                metadata::chmod_call(cx, d, P::at(fd(0), a(1), flags), a(2), flags)
+                metadata::chmod_call(cx, d, c, P::at(fd(0), a(1), flags), a(2), flags)
             }
             Call::Chown => {
-                metadata::chown_call(cx, d, P::cwd(a(0), true), a(1) as u32, a(2) as u32, 0)
+                metadata::chown_call(cx, d, c, P::cwd(a(0), true), a(1) as u32, a(2) as u32, 0)
             }
             Call::Lchown => {
-                metadata::chown_call(cx, d, P::cwd(a(0), false), a(1) as u32, a(2) as u32, 0)
+                metadata::chown_call(cx, d, c, P::cwd(a(0), false), a(1) as u32, a(2) as u32, 0)
             }
             Call::Fchownat => {
                 let flags = a(4) as u32 as i32;
                 let p = P::at(fd(0), a(1), flags);
-                metadata::chown_call(cx, d, p, a(2) as u32, a(3) as u32, flags)
+                metadata::chown_call(cx, d, c, p, a(2) as u32, a(3) as u32, flags)
             }
-            Call::Utime => metadata::utimes_call(cx, d, P::cwd(a(0), true), T::Utimbuf(a(1)), 0),
-            Call::Utimes => metadata::utimes_call(cx, d, P::cwd(a(0), true), T::Timevals(a(1)), 0),
+            Call::Utime => metadata::utimes_call(cx, d, c, P::cwd(a(0), true), T::Utimbuf(a(1)), 0),
+            Call::Utimes => {
+                metadata::utimes_call(cx, d, c, P::cwd(a(0), true), T::Timevals(a(1)), 0)
+            }
             Call::Futimesat => {
-                metadata::utimes_call(cx, d, P::at(fd(0), a(1), 0), T::Timevals(a(2)), 0)
+                metadata::utimes_call(cx, d, c, P::at(fd(0), a(1), 0), T::Timevals(a(2)), 0)
             }
             Call::Utimensat => {
                 let flags = a(3) as u32 as i32;
                 let p = P::at(fd(0), a(1), flags);
-                metadata::utimes_call(cx, d, p, T::Timespecs(a(2)), flags)
+                metadata::utimes_call(cx, d, c, p, T::Timespecs(a(2)), flags)
             }
             Call::Setxattr { follow } => {
                 let op = X::Set {
@@ -124,11 +137,11 @@ impl Handler for PathHandler {
                     size: a(3),
                     flags: a(4) as u32 as i32,
                 };
-                metadata::xattr_call(cx, d, P::cwd(a(0), follow), op, 0)
+                metadata::xattr_call(cx, d, c, P::cwd(a(0), follow), op, 0)
             }
             Call::Removexattr { follow } => {
                 let op = X::Remove { name: a(1) };
-                metadata::xattr_call(cx, d, P::cwd(a(0), follow), op, 0)
+                metadata::xattr_call(cx, d, c, P::cwd(a(0), follow), op, 0)
             }
             Call::Setxattrat => {
                 let flags = a(2) as u32 as i32;
@@ -137,23 +150,23 @@ impl Handler for PathHandler {
                     args: a(4),
                     size: a(5),
                 };
-                metadata::xattr_call(cx, d, P::at(fd(0), a(1), flags), op, flags)
+                metadata::xattr_call(cx, d, c, P::at(fd(0), a(1), flags), op, flags)
             }
             Call::Removexattrat => {
                 let flags = a(2) as u32 as i32;
                 let op = X::Remove { name: a(3) };
-                metadata::xattr_call(cx, d, P::at(fd(0), a(1), flags), op, flags)
+                metadata::xattr_call(cx, d, c, P::at(fd(0), a(1), flags), op, flags)
             }
             Call::FileSetattr => {
                 let flags = a(4) as u32 as i32;
                 let p = P::at(fd(0), a(1), flags);
-                metadata::file_setattr_call(cx, d, p, a(2), a(3), flags)
+                metadata::file_setattr_call(cx, d, c, p, a(2), a(3), flags)
             }
-            Call::Mkdir => nodes::make_node(cx, d, CWD, a(0), a(1), None),
-            Call::Mkdirat => nodes::make_node(cx, d, fd(0), a(1), a(2), None),
-            Call::Mknod => nodes::make_node(cx, d, CWD, a(0), a(1), Some(a(2) as u32)),
-            Call::Mknodat => nodes::make_node(cx, d, fd(0), a(1), a(2), Some(a(3) as u32)),
-            Call::Bind => nodes::bind(cx, d, fd(0), a(1), a(2)),
+            Call::Mkdir => nodes::make_node(cx, d, c, CWD, a(0), a(1), None),
+            Call::Mkdirat => nodes::make_node(cx, d, c, fd(0), a(1), a(2), None),
+            Call::Mknod => nodes::make_node(cx, d, c, CWD, a(0), a(1), Some(a(2) as u32)),
+            Call::Mknodat => nodes::make_node(cx, d, c, fd(0), a(1), a(2), Some(a(3) as u32)),
+            Call::Bind => nodes::bind(cx, d, c, fd(0), a(1), a(2)),
         };
         match result {
             Ok(action) => action,
@@ -166,6 +179,7 @@ impl Handler for PathHandler {
 /// architecture lacks, like `open` on aarch64, are skipped). `bind` is
 /// among them only with `with_bind`.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
+    let creds = Arc::new(CredCache::default());
     let mut calls = vec![
         ("open", Call::Open(OpenKind::Open)),
         ("creat", Call::Open(OpenKind::Creat)),
@@ -215,11 +229,43 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
             let nr = syscalls::number(Arch::native(), name)?;
             let h: Arc<dyn Handler> = Arc::new(PathHandler {
                 denied: Arc::clone(denied),
+                creds: Arc::clone(&creds),
                 call,
             });
             Some((nr, h))
         })
+        .chain(CRED_CHANGES.iter().filter_map(|name| {
+            let nr = syscalls::number(Arch::native(), name)?;
+            let h: Arc<dyn Handler> = Arc::new(CredChange(Arc::clone(&creds)));
+            Some((nr, h))
+        }))
         .collect()
+}
+
+/// The calls by which a thread changes its own credentials (besides exec).
+const CRED_CHANGES: [&str; 10] = [
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setgroups",
+    "capset",
+];
+
+/// A trapped credential change: the caller's remembered verdict goes
+/// before the kernel makes the change (the caller cannot make another call
+/// meanwhile), then the call runs.
+struct CredChange(Arc<CredCache>);
+
+impl Handler for CredChange {
+    fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        self.0.forget(cx.pid() as i32);
+        NotifAction::Continue
+    }
 }
 
 /// A path argument: the dirfd it is relative to and its address.
@@ -395,6 +441,7 @@ impl Entry {
 fn link(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     old: PathArg,
     new: PathArg,
     flags: i32,
@@ -402,10 +449,12 @@ fn link(
     if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
         return Err(libc::EINVAL);
     }
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let old_path = read_path(cx, old.1)?;
     let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-        cx.dup_fd(old.0).map_err(|e| errno_of(&e))?
+        as_supervisor(|| cx.dup_fd(old.0)).map_err(|e| errno_of(&e))?
     } else {
         let e = allowed_entry(cx, &task, d, old, true)?;
         match e.target(flags & libc::AT_SYMLINK_FOLLOW != 0)? {
@@ -437,11 +486,14 @@ fn link(
 fn rename(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     old: PathArg,
     new: PathArg,
     flags: u32,
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let o = allowed_entry(cx, &task, d, old, true)?;
     let n = allowed_entry(cx, &task, d, new, true)?;
     policy_gate(cx)?;
@@ -458,10 +510,13 @@ fn rename(
 fn symlink(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     target_ptr: u64,
     new: PathArg,
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let target = read_path(cx, target_ptr)?;
     if target.is_empty() {
         return Err(libc::ENOENT);
@@ -503,13 +558,16 @@ fn symlink(
 fn unlink(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     path: PathArg,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(libc::EINVAL);
     }
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let e = allowed_entry(cx, &task, d, path, false)?;
     policy_gate(cx)?;
     with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
@@ -520,11 +578,14 @@ fn unlink(
 fn truncate(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     ptr: u64,
     len: i64,
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, ptr)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     if path.is_empty() {
         return Err(libc::ENOENT);
     }

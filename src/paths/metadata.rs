@@ -19,6 +19,7 @@ use crate::action::NotifAction;
 use crate::handler::{HandlerCtx, MemoryError};
 use crate::sys::path::{chmod, fchownat, file_setattr, fstat, removexattr, setxattr, utimensat};
 
+use super::creds::CredCache;
 use super::deny::DeniedPaths;
 use super::handlers::policy_gate;
 use super::resolve::{
@@ -172,12 +173,15 @@ fn check_at_flags(flags: i32) -> Result<(), Errno> {
 pub(super) fn chmod_call(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     arg: PathArg,
     mode: u64,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     check_at_flags(flags)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     if s.is_link() {
         // Linux keeps no mode on symlinks.
@@ -192,13 +196,16 @@ pub(super) fn chmod_call(
 pub(super) fn chown_call(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     arg: PathArg,
     uid: u32,
     gid: u32,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     check_at_flags(flags)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
     match &s {
@@ -280,6 +287,7 @@ fn read_times(cx: &HandlerCtx<'_>, t: Times) -> Result<Option<[libc::timespec; 2
 pub(super) fn utimes_call(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     arg: PathArg,
     times: Times,
     flags: i32,
@@ -291,7 +299,9 @@ pub(super) fn utimes_call(
     }
     check_at_flags(flags)?;
     let times = read_times(cx, times)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
     let t = times.as_ref();
@@ -346,6 +356,7 @@ pub(super) enum XattrOp {
 pub(super) fn xattr_call(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     arg: PathArg,
     op: XattrOp,
     at_flags: i32,
@@ -404,7 +415,9 @@ pub(super) fn xattr_call(
             _ => return Err(libc::EINVAL),
         },
     };
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
     // A `File` is reached through its magic link (followed to exactly the
@@ -422,6 +435,7 @@ pub(super) fn xattr_call(
 pub(super) fn file_setattr_call(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     arg: PathArg,
     attr: u64,
     size: u64,
@@ -433,7 +447,9 @@ pub(super) fn file_setattr_call(
         return Err(libc::E2BIG);
     }
     let attr = cx.read_mem(attr, size).map_err(|e| mem_errno(&e))?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
     let flags = if s.is_link() {

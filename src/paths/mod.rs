@@ -61,10 +61,23 @@
 //! the supervisor would resolve to itself) is refused with `EACCES`; a
 //! leading `/proc/self` or `/proc/thread-self` is rewritten to the task's
 //! own ids. Calls made on the program's behalf need the
-//! supervisor and the task to have the same file-system ids, groups,
-//! capabilities and mount namespace; otherwise they fail with `EACCES`.
+//! supervisor and the task to have the same file-system ids, groups and
+//! mount namespace, and are made with the task's effective capabilities
+//! (the worker thread lowers its own for the call, and raises them only
+//! to take the task's own fds, working directory and executable);
+//! otherwise they fail with `EACCES`.
 //!
-//! Known limits: paths through magic links other than the task's own fds
+//! Whether the supervisor may act for a thread is remembered per thread
+//! (`creds`): `/proc/<tid>/status` is read again only after the thread
+//! changes its credentials (the set*id family, `setgroups` and `capset`
+//! are trapped for this, and let run) or execs.
+//!
+//! The program's view of the file system cannot change while paths are
+//! denied: `chroot`, `pivot_root`, `setns`, the mount family and new mount
+//! or user namespaces are refused with `EPERM` in the filter (`view`).
+//!
+//! Known limits: `linkat(fd, "", AT_EMPTY_PATH)` of the task's own fd needs
+//! `DAC_READ_SEARCH`, dropped by default (`ENOENT`); paths through magic links other than the task's own fds
 //! and executable (`/proc/<other pid>/root/...`) fail with `ELOOP`;
 //! opening a FIFO without `O_NONBLOCK` waits on the deferral pool (its
 //! deadline applies); the kernel cannot inject an `O_PATH` fd, so an
@@ -87,6 +100,7 @@
 //! itself, so user handlers on those calls never see them while paths are
 //! denied (the network policy's `/etc/hosts` handler runs before it).
 
+mod creds;
 mod deny;
 mod handlers;
 mod metadata;
@@ -94,6 +108,7 @@ mod nodes;
 mod onbehalf_open;
 mod resolve;
 mod shebang;
+mod view;
 
 use std::sync::Arc;
 
@@ -141,6 +156,14 @@ pub fn exec_image_denied(pid: u32, denied: &DeniedPaths) -> bool {
             true
         }
     }
+}
+
+/// The filter rules that keep the program's view of the file system the
+/// supervisor's (see `view`): `chroot`, mounts and new mount or user
+/// namespaces refused with `EPERM`, in front of any other rule. Call it
+/// after every other rule is in.
+pub(crate) fn install_view(filter: &mut FilterBuilder) -> Result<()> {
+    view::install(filter)
 }
 
 /// Filter rules of path denial: `io_uring_setup` (its opens are not

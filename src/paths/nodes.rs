@@ -19,10 +19,12 @@ use crate::handler::HandlerCtx;
 use crate::sys::net::{bind_from, socket_domain};
 use crate::sys::path::{chmod, fstat, mkdirat, mknodat, unlinkat};
 
+use super::creds::CredCache;
 use super::deny::{DeniedPaths, FileId};
 use super::handlers::{entry_of, policy_gate, Entry};
 use super::resolve::{
-    base, borrow, errno_of, mem_errno, pin, pin_parent, read_path, with_c, Errno, Task,
+    as_supervisor, base, borrow, errno_of, mem_errno, pin, pin_parent, read_path, with_c, Errno,
+    Task,
 };
 
 /// Gives a node the supervisor just made in `e` the permission bits the
@@ -48,12 +50,15 @@ fn fix_perms(d: &DeniedPaths, e: &Entry, want: u32) {
 pub(super) fn make_node(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     dirfd: i32,
     ptr: u64,
     mode: u64,
     dev: Option<u32>,
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     let path = read_path(cx, ptr)?;
     let e = entry_of(cx, &task, dirfd, &path)?;
     if e.creates_denied(d) {
@@ -68,11 +73,11 @@ pub(super) fn make_node(
     policy_gate(cx)?;
     let (r, want) = with_c(&e.name, |name| match dev {
         None => {
-            let want = mode & 0o1777 & !task.umask;
+            let want = mode & 0o1777 & !task.umask();
             (mkdirat(Some(e.dir()), name, want), want)
         }
         Some(dev) => {
-            let want = mode & 0o7777 & !task.umask;
+            let want = mode & 0o7777 & !task.umask();
             let kind = mode & libc::S_IFMT;
             (mknodat(Some(e.dir()), name, kind | want, dev), want)
         }
@@ -102,6 +107,7 @@ fn identity(fd: BorrowedFd<'_>) -> Option<FileId> {
 pub(super) fn bind(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    creds: &CredCache,
     sockfd: i32,
     addr_ptr: u64,
     addr_len: u64,
@@ -118,7 +124,10 @@ pub(super) fn bind(
     } else {
         cx.read_mem(addr_ptr, len).map_err(|e| mem_errno(&e))?
     };
-    let sock = cx.dup_fd(sockfd).map_err(|e| errno_of(&e))?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
+    let sock = as_supervisor(|| cx.dup_fd(sockfd)).map_err(|e| errno_of(&e))?;
     let domain = socket_domain(sock.as_fd()).map_err(|e| errno_of(&e))?;
     let path = if domain == libc::AF_UNIX {
         unix_path(&addr)
@@ -129,7 +138,7 @@ pub(super) fn bind(
         policy_gate(cx)?;
         return done(bind_from(sock.as_fd(), &addr, None));
     };
-    bind_unix_path(cx, d, &sock, &addr, path)
+    bind_unix_path(cx, d, &task, &sock, &addr, path)
 }
 
 fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
@@ -144,11 +153,11 @@ fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
 fn bind_unix_path(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
+    task: &Task,
     sock: &OwnedFd,
     addr: &[u8],
     path: &[u8],
 ) -> Result<NotifAction, Errno> {
-    let task = Task::read(cx)?;
     // The base the kernel would resolve a relative path from, pinned once.
     let cwd = base(cx, libc::AT_FDCWD, path, false)?;
     let (parent, name) = pin_parent(borrow(&cwd), path, 0)?;
@@ -185,7 +194,7 @@ fn bind_unix_path(
     }
     // The socket file's mode: the socket inode's mode less the umask.
     if let Ok(st) = fstat(sock.as_fd()) {
-        fix_perms(d, &e, st.mode & 0o777 & !task.umask);
+        fix_perms(d, &e, st.mode & 0o777 & !task.umask());
     }
     Ok(NotifAction::ReturnValue(0))
 }

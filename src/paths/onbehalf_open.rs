@@ -15,10 +15,11 @@ use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
 use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
 
+use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc, mem_errno, open_beneath, pin,
-    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Task,
+    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Rights, Task,
 };
 
 /// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
@@ -146,6 +147,7 @@ fn read_how(cx: &HandlerCtx<'_>) -> Result<OpenArgs, Errno> {
 pub(crate) fn handle(
     cx: &HandlerCtx<'_>,
     denied: &Arc<DeniedPaths>,
+    creds: &CredCache,
     kind: OpenKind,
 ) -> NotifAction {
     let args = match kind {
@@ -162,7 +164,7 @@ pub(crate) fn handle(
             Err(e) => return NotifAction::Errno(e),
         },
     };
-    match open(cx, denied, &args) {
+    match open(cx, denied, creds, &args) {
         Ok(action) => action,
         Err(e) => NotifAction::Errno(e),
     }
@@ -171,10 +173,13 @@ pub(crate) fn handle(
 fn open(
     cx: &HandlerCtx<'_>,
     denied: &Arc<DeniedPaths>,
+    creds: &CredCache,
     a: &OpenArgs,
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, a.path_ptr)?;
-    let task = Task::read(cx)?;
+    let task = Task::read(cx, creds)?;
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     if path.is_empty() {
         return Err(libc::ENOENT);
     }
@@ -193,7 +198,7 @@ fn open(
             return Err(libc::EEXIST);
         }
         let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(cx, denied, pinned, flags);
+        return finish(cx, denied, pinned, flags, task.rights);
     }
     let base = base(
         cx,
@@ -201,7 +206,12 @@ fn open(
         &path,
         a.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0,
     )?;
-    let mode = a.mode & !(task.umask as u64) & S_IALLUGO;
+    // The umask matters only when creating (it may cost a /proc read).
+    let mode = if creates(flags) {
+        a.mode & !(task.umask() as u64) & S_IALLUGO
+    } else {
+        0
+    };
     if tmpfile {
         let dir =
             pin(borrow(&base), &path, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
@@ -210,7 +220,7 @@ fn open(
         }
         let fd = open_beneath(Some(dir.as_fd()), b".", open_flags(flags) as u64, mode, 0)
             .map_err(|e| errno_of(&e))?;
-        fix_mode(fd.as_fd(), a.mode & !(task.umask as u64) & S_IALLUGO);
+        fix_mode(fd.as_fd(), mode);
         return Ok(inject(fd, flags));
     }
     // Follow dangling symlinks by hand when creating through them.
@@ -223,7 +233,7 @@ fn open(
         if !excl || hops > 0 {
             let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
             match pin(borrow(&dir), &cur, extra, a.resolve) {
-                Ok(pinned) => return finish(cx, denied, pinned, flags),
+                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
                 Err(e) => return Err(errno_of(&e)),
             }
@@ -303,6 +313,7 @@ fn finish(
     denied: &Arc<DeniedPaths>,
     pinned: OwnedFd,
     flags: i32,
+    rights: Rights,
 ) -> Result<NotifAction, Errno> {
     if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(libc::EACCES);
@@ -338,6 +349,11 @@ fn finish(
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
         // Opening a FIFO blocks until its other end is opened: not on a worker.
         return Ok(NotifAction::defer(move || {
+            // Another thread: it takes the task's capabilities too.
+            let _acting = match rights.assume() {
+                Ok(guard) => guard,
+                Err(e) => return NotifAction::Errno(e),
+            };
             match reopen(pinned.as_fd(), rflags) {
                 Ok(fd) => inject(fd, flags),
                 Err(e) => NotifAction::Errno(errno_of(&e)),

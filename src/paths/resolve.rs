@@ -17,8 +17,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::handler::{thread_group_of, HandlerCtx, MemoryError};
+use crate::sys::caps::ThreadCaps;
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
 
+use super::creds::{CredCache, Verdict};
 use super::deny::normalize_abs;
 
 /// An errno to answer with.
@@ -55,8 +57,54 @@ pub(crate) struct Task {
     pub(crate) tid: i32,
     /// Process id.
     pub(crate) tgid: i32,
-    /// File-mode creation mask.
-    pub(crate) umask: u32,
+    /// File-mode creation mask, if read (see [`Task::umask`]).
+    umask: Option<u32>,
+    /// The rights to act with on its behalf.
+    pub(crate) rights: Rights,
+}
+
+/// The rights the supervisor acts with on a task's behalf: its effective
+/// capabilities (`None`: the supervisor's own, for calls it only checks).
+///
+/// Why: the program may have fewer capabilities than the supervisor (by
+/// default the sandbox drops most of them before exec). Capabilities are
+/// per thread, so the worker lowers its own effective set to the task's
+/// for the call ([`assume`](Self::assume)) and raises it back after;
+/// its permitted set stays, so it can, and the pidfd and ptrace access
+/// checks that look at it (`pidfd_getfd`) still pass. File-system ids,
+/// groups and the mount namespace must already be the task's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rights(Option<u64>);
+
+impl Rights {
+    /// Lowers the calling thread's effective capabilities to these rights
+    /// until the returned guard is dropped (on this thread). `EACCES` if
+    /// they cannot be assumed: the call is not made.
+    pub(crate) fn assume(self) -> Result<Option<ThreadCaps>, Errno> {
+        let Some(effective) = self.0 else {
+            return Ok(None);
+        };
+        ThreadCaps::set_effective(effective).map_err(|e| {
+            log::warn!("cannot lower this thread's capabilities to {effective:#x} to act for a task ({e}); refusing the call");
+            libc::EACCES
+        })
+    }
+}
+
+/// Runs `f` with the supervisor's own capabilities, also inside
+/// [`Rights::assume`]: for taking what is the task's already (a duplicate
+/// of one of its fds, its working directory or executable through
+/// `/proc/<tid>`), whose ptrace access checks a lowered thread could fail
+/// (Yama, a task whose effective set is below its permitted set).
+pub(crate) fn as_supervisor<T>(f: impl FnOnce() -> T) -> T {
+    let _own = own_creds().and_then(|o| match ThreadCaps::set_effective(o.cap_eff) {
+        Ok(guard) => guard,
+        Err(e) => {
+            log::debug!("cannot raise this thread's capabilities back: {e}");
+            None
+        }
+    });
+    f()
 }
 
 /// The lines of a `/proc/.../status` that decide file access.
@@ -65,8 +113,22 @@ struct Creds {
     fsuid: String,
     fsgid: String,
     groups: String,
-    cap_eff: String,
+    cap_eff: u64,
+    cap_prm: u64,
     mnt_ns: u64,
+}
+
+impl Creds {
+    /// Whether the supervisor (`self`) can act for `task` with the task's
+    /// rights: same file-system ids, groups and mount namespace, and the
+    /// task's effective capabilities within the supervisor's permitted set.
+    fn can_act_for(&self, task: &Creds) -> bool {
+        self.fsuid == task.fsuid
+            && self.fsgid == task.fsgid
+            && self.groups == task.groups
+            && self.mnt_ns == task.mnt_ns
+            && task.cap_eff & !self.cap_prm == 0
+    }
 }
 
 fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
@@ -83,11 +145,13 @@ fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
             .and_then(|v| v.split_whitespace().last())
             .map(str::to_owned)
     };
+    let caps = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok());
     Some(Creds {
         fsuid: last("Uid:")?,
         fsgid: last("Gid:")?,
         groups: field(status, "Groups:").unwrap_or("").to_owned(),
-        cap_eff: field(status, "CapEff:")?.to_owned(),
+        cap_eff: caps("CapEff:")?,
+        cap_prm: caps("CapPrm:")?,
         mnt_ns: std::fs::metadata(ns_path).ok()?.ino(),
     })
 }
@@ -109,38 +173,86 @@ impl Task {
         Task {
             tid,
             tgid: thread_group_of(tid).unwrap_or(tid),
-            umask: 0o022,
+            umask: None,
+            rights: Rights(None),
         }
     }
 
-    /// Reads the task's umask and checks that the supervisor may act for it:
-    /// same file-system user and groups, same effective capabilities, same
-    /// mount namespace. Anything else is refused with `EACCES` (the
-    /// supervisor would use other rights than the task's).
-    pub(crate) fn read(cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
+    /// Checks that the supervisor may act for the task: same file-system
+    /// user and groups, same mount namespace, and effective capabilities
+    /// the supervisor can lower its own to (see [`Rights`]). Anything else
+    /// is refused with `EACCES` (the supervisor would use other rights than
+    /// the task's). The verdict is remembered per thread in `cache`, so
+    /// `/proc` is read only on a miss.
+    pub(crate) fn read(cx: &HandlerCtx<'_>, cache: &CredCache) -> Result<Task, Errno> {
         let tid = cx.pid() as i32;
+        let verdict = match cache.lookup(tid) {
+            Some(v) => v,
+            None => {
+                let stamp = cache.stamp();
+                // Opened before the read: while the call is pending the
+                // thread id names the caller (checked below).
+                let pidfd = CredCache::open(tid);
+                let (verdict, umask) = Self::read_proc(cx, tid)?;
+                if let Some(fd) = pidfd {
+                    cache.store(tid, fd, stamp, verdict);
+                }
+                return Self::with(tid, verdict, Some(umask));
+            }
+        };
+        Self::with(tid, verdict, None)
+    }
+
+    fn with(tid: i32, v: Verdict, umask: Option<u32>) -> Result<Task, Errno> {
+        match v.acts_with {
+            Some(caps) => Ok(Task {
+                tid,
+                tgid: v.tgid,
+                umask,
+                rights: Rights(Some(caps)),
+            }),
+            None => Err(libc::EACCES),
+        }
+    }
+
+    /// The verdict and umask from `/proc/<tid>/status`.
+    fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
         let status =
             std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
         if !cx.id_valid() {
             return Err(libc::ESRCH);
         }
-        match (creds, own_creds()) {
-            (Some(t), Some(o)) if &t == o => {}
+        let acts_with = match (creds, own_creds()) {
+            (Some(t), Some(o)) if o.can_act_for(&t) => Some(t.cap_eff),
             (t, o) => {
-                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing a path call on its behalf");
-                return Err(libc::EACCES);
+                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing path calls on its behalf");
+                None
             }
-        }
+        };
         let tgid = field(&status, "Tgid:")
             .and_then(|v| v.parse().ok())
             .or_else(|| thread_group_of(tid))
             .unwrap_or(tid);
-        let umask = field(&status, "Umask:")
-            .and_then(|v| u32::from_str_radix(v, 8).ok())
-            .unwrap_or(0o022);
-        Ok(Task { tid, tgid, umask })
+        Ok((Verdict { tgid, acts_with }, umask_of(&status)))
     }
+
+    /// The task's file-mode creation mask (read from `/proc` if the
+    /// credentials came from the cache).
+    pub(crate) fn umask(&self) -> u32 {
+        self.umask.unwrap_or_else(|| {
+            std::fs::read_to_string(format!("/proc/{}/status", self.tid))
+                .map_or(DEFAULT_UMASK, |s| umask_of(&s))
+        })
+    }
+}
+
+const DEFAULT_UMASK: u32 = 0o022;
+
+fn umask_of(status: &str) -> u32 {
+    field(status, "Umask:")
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .unwrap_or(DEFAULT_UMASK)
 }
 
 /// Opens `path` as `O_PATH` with magic links allowed: for paths the
@@ -169,7 +281,8 @@ pub(crate) fn base(
     }
     if dirfd == libc::AT_FDCWD {
         let fd =
-            open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY).map_err(|e| {
+            as_supervisor(|| open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY))
+                .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOENT) {
                     libc::ESRCH
                 } else {
@@ -182,7 +295,9 @@ pub(crate) fn base(
         }
         return Ok(Some(fd));
     }
-    cx.dup_fd(dirfd).map(Some).map_err(|e| errno_of(&e))
+    as_supervisor(|| cx.dup_fd(dirfd))
+        .map(Some)
+        .map_err(|e| errno_of(&e))
 }
 
 /// `openat2` of `path` relative to `base` with magic links refused.
@@ -285,10 +400,10 @@ fn alias_of(task: &Task, norm: &Path) -> Option<Alias> {
 /// Pins the file an [`Alias`] names, from the task's own fd table.
 pub(crate) fn pin_alias(cx: &HandlerCtx<'_>, task: &Task, alias: &Alias) -> Result<OwnedFd, Errno> {
     match alias {
-        Alias::Fd(n) => cx.dup_fd(*n).map_err(|e| errno_of(&e)),
+        Alias::Fd(n) => as_supervisor(|| cx.dup_fd(*n)).map_err(|e| errno_of(&e)),
         Alias::Exe => {
-            let fd =
-                open_trusted(&format!("/proc/{}/exe", task.tid), 0).map_err(|e| errno_of(&e))?;
+            let fd = as_supervisor(|| open_trusted(&format!("/proc/{}/exe", task.tid), 0))
+                .map_err(|e| errno_of(&e))?;
             if !cx.id_valid() {
                 return Err(libc::ESRCH);
             }
@@ -434,7 +549,8 @@ mod tests {
         let t = Task {
             tid: 12,
             tgid: 10,
-            umask: 0o22,
+            umask: None,
+            rights: Rights(None),
         };
         let v = |p: &str| task_view(&t, p.as_bytes());
         assert_eq!(v("/dev/stdin").1, Some(Alias::Fd(0)));

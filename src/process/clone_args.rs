@@ -10,6 +10,10 @@ pub const CLONE_THREAD: u64 = 0x0001_0000;
 pub const CLONE_VM: u64 = 0x0000_0100;
 /// `CLONE_VFORK`: the parent waits until the child execs or exits.
 pub const CLONE_VFORK: u64 = 0x0000_4000;
+/// `CLONE_NEWNS`: a new mount namespace.
+pub const CLONE_NEWNS: u64 = 0x0002_0000;
+/// `CLONE_NEWUSER`: a new user namespace (full capabilities inside it).
+pub const CLONE_NEWUSER: u64 = 0x1000_0000;
 /// Every namespace flag `clone` accepts (`CLONE_NEWNS | NEWCGROUP | NEWUTS |
 /// NEWIPC | NEWUSER | NEWPID | NEWNET`).
 pub const NAMESPACE_FLAGS: u64 =

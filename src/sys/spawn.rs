@@ -51,6 +51,9 @@ pub struct ExecPlan {
     pub landlock_ruleset: Option<RawFd>,
     /// The seccomp filter.
     pub filter: Vec<libc::sock_filter>,
+    /// Capabilities the program keeps (`None`: all it would have); see
+    /// [`caps::drop_in_child`](super::caps).
+    pub keep_caps: Option<u64>,
     /// Make the child's process group the terminal's foreground group when
     /// it inherits a terminal on stdin from a foreground parent.
     pub foreground: bool,

@@ -26,7 +26,7 @@ pub(super) const STATE_FAILED: u32 = 2;
 pub enum ChildStep {
     /// Parent-death signal, process group, stdio or working directory.
     Prepare,
-    /// `no_new_privs` or the seccomp filter.
+    /// Capabilities, `no_new_privs` or the seccomp filter.
     Filter,
     /// Every exec candidate failed.
     Exec,
@@ -256,6 +256,13 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
         let r = unsafe { syscall(libc::SYS_chdir, &[dir.as_ptr() as usize]) };
         if r < 0 {
             fail_early(page, ChildStep::Prepare, r);
+        }
+    }
+    if let Some(keep) = plan.keep_caps {
+        // SAFETY: in the child.
+        let r = unsafe { super::caps::drop_in_child(keep) };
+        if r < 0 {
+            fail_early(page, ChildStep::Filter, r);
         }
     }
     // SAFETY: prctl takes integers.

@@ -137,6 +137,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub deny_path: Vec<std::path::PathBuf>,
 
+    /// Let the program keep all its capabilities. By default a root
+    /// program keeps only CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+    /// SETGID, SETUID and NET_BIND_SERVICE: it cannot mount, make device
+    /// nodes, load modules, trace or reconfigure the host.
+    /// Example: --keep-caps
+    #[arg(long)]
+    pub keep_caps: bool,
+
     /// Deny, with EPERM, any exec one of whose arguments contains WORD,
     /// decided by the policy callback on argv read while every task that
     /// could change it is stopped. Repeatable. Example: --exec-deny rm

@@ -244,6 +244,7 @@ fn run(args: RunArgs) -> u8 {
     for path in &args.deny_path {
         builder = builder.deny_path(path);
     }
+    builder = builder.keep_caps(args.keep_caps);
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
     }
