@@ -16,6 +16,7 @@ use crate::handler::{Chains, Handler};
 use crate::supervisor::{
     Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
 };
+use crate::sys::cgroup::Containment;
 use crate::sys::ptrace::{self, Peeked};
 use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
 use crate::sys::{pidfd, process, seccomp};
@@ -48,6 +49,7 @@ pub struct SandboxBuilder {
     audit: Option<std::path::PathBuf>,
     foreground: bool,
     argv_safety: Option<bool>,
+    cgroups: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -67,6 +69,7 @@ impl Default for SandboxBuilder {
             audit: None,
             foreground: false,
             argv_safety: None,
+            cgroups: true,
         }
     }
 }
@@ -204,6 +207,22 @@ impl SandboxBuilder {
         self
     }
 
+    /// Whether to use cgroups (default on). Where this process may make
+    /// them (root, or a delegated cgroup v2 subtree; v1 or v2), each sandbox
+    /// gets its own (`unotify-<pid>-<n>`, under this process's cgroup): the
+    /// memory limit is then the kernel's (`memory.max` or
+    /// `memory.limit_in_bytes`, every kind of memory), every process of the
+    /// sandbox is counted and killed from its creation on, and a watchdog
+    /// process kills the sandbox if this process dies. Off, or where none
+    /// can be made: memory is charged at the calls the supervisor traps,
+    /// and only the program's process group is killed at the end.
+    /// [`probe::probe_features`](crate::probe::probe_features) (`unotify
+    /// check`) says which applies.
+    pub fn cgroups(mut self, on: bool) -> Self {
+        self.cgroups = on;
+        self
+    }
+
     /// Tracks processes and traps forks without a limit, so that the
     /// sandbox can be frozen ([`SupervisorHandle::freeze`]).
     pub fn track_processes(mut self) -> Self {
@@ -304,7 +323,15 @@ impl SandboxBuilder {
                 }
             }
         }
-        for (nr, h) in crate::process::handlers::builtins(&self.limits) {
+        // A memory cgroup bounds every kind of memory in the kernel: the
+        // memory calls need no trap then.
+        let memory_cgroup = self.cgroups
+            && self.limits.max_memory.is_some()
+            && !matches!(
+                crate::sys::cgroup::memory_mode(),
+                crate::sys::cgroup::MemoryMode::Accounting(_)
+            );
+        for (nr, h) in crate::process::handlers::builtins(&self.limits, memory_cgroup) {
             if !denied.contains(&nr) {
                 self = self.builtin(nr, h);
             }
@@ -407,6 +434,8 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
+            cgroups: self.cgroups,
+            memory_cgroup,
             foreground: self.foreground,
             filter: program.instructions().to_vec(),
             config: Config {
@@ -420,6 +449,8 @@ impl SandboxBuilder {
                 argv_safety,
                 policy,
                 denied_paths: path_set,
+                members: None,
+                memory_cgroup: None,
             },
         })
     }
@@ -457,6 +488,11 @@ pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     config: Config,
     foreground: bool,
+    /// Each spawn makes cgroups (where it can).
+    cgroups: bool,
+    /// The memory limit is a memory cgroup's (decided at build: the memory
+    /// calls are not trapped then, so a spawn that cannot make one fails).
+    memory_cgroup: bool,
 }
 
 impl Sandbox {
@@ -532,12 +568,27 @@ impl Sandbox {
             foreground: self.foreground,
         };
         let program = cmd.program.to_string_lossy().into_owned();
-        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
-        drop(keep);
-        let pid = forked.pid();
+        // The sandbox's cgroups, made before the child: dropped on any
+        // error below, which kills what is in them and removes them.
+        let mut containment = self.containment()?;
         let reap = |pid: i32| {
             let _ = process::waitpid_raw(pid, 0);
         };
+        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
+        drop(keep);
+        let pid = forked.pid();
+        if let Some(c) = containment.as_mut() {
+            // In every cgroup, and watched, before it may run.
+            c.set_group(pid);
+            if let Err(e) = c.add(pid).and_then(|()| c.arm()) {
+                forked.abort();
+                reap(pid);
+                return Err(Error::setup(
+                    "put the child in the sandbox's cgroups and start its watchdog",
+                    e,
+                ));
+            }
+        }
         let child_fd = match forked.listener_fd(START_TIMEOUT) {
             Ok(fd) => fd,
             Err(f) => {
@@ -565,7 +616,10 @@ impl Sandbox {
             reap(pid);
             return Err(start_error(f, &program));
         }
-        let supervisor = match Supervisor::start(listener, pid, self.config.clone()) {
+        let mut config = self.config.clone();
+        config.members = containment.as_ref().and_then(Containment::members);
+        config.memory_cgroup = containment.as_ref().and_then(Containment::memory_cgroup);
+        let supervisor = match Supervisor::start(listener, pid, config) {
             Ok(s) => s,
             Err(e) => {
                 // Released without a supervisor: it must not run on.
@@ -586,12 +640,38 @@ impl Sandbox {
         let [stdin, stdout, stderr] = ours;
         Ok(Child {
             pid,
+            containment,
             supervisor: Some(supervisor),
             status: None,
             stdin,
             stdout,
             stderr,
         })
+    }
+
+    /// The cgroups of a new sandbox, or `None` when they are off.
+    fn containment(&self) -> Result<Option<Containment>> {
+        if !self.cgroups {
+            return Ok(None);
+        }
+        let memory = if self.memory_cgroup {
+            self.config.limits.max_memory
+        } else {
+            None
+        };
+        match Containment::create(memory) {
+            Ok(c) => Ok(Some(c)),
+            // The memory calls are not trapped: without its cgroup the
+            // limit would not hold.
+            Err(e) if memory.is_some() => Err(Error::setup(
+                "make the sandbox's memory cgroup (build with cgroups(false) to charge memory calls instead)",
+                e,
+            )),
+            Err(e) => {
+                log::warn!("cannot make the sandbox's cgroup ({e}); only its process group will be killed at the end");
+                Ok(None)
+            }
+        }
     }
 
     /// Spawns `cmd` and waits for it.
@@ -636,6 +716,8 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 /// not been waited for kills the sandbox and waits.
 pub struct Child {
     pid: i32,
+    /// The sandbox's cgroups and watchdog (ended after the supervisor).
+    containment: Option<Containment>,
     supervisor: Option<Supervisor>,
     status: Option<ExitStatus>,
     /// The write end of a [`Stdio::Piped`] standard input.
@@ -662,12 +744,17 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        match process::kill_group(self.pid, libc::SIGKILL) {
+        let r = match process::kill_group(self.pid, libc::SIGKILL) {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 process::kill(self.pid, libc::SIGKILL)
             }
             other => other,
+        };
+        // Every process of the sandbox, in a session of its own or not.
+        if let Some(c) = self.containment.as_mut() {
+            c.end();
         }
+        r
     }
 
     /// Waits for the program to exit.
@@ -709,6 +796,9 @@ impl Child {
         process::reclaim_terminal(self.pid);
         // What is left of the sandbox goes with its program.
         let _ = process::kill_group(self.pid, libc::SIGKILL);
+        if let Some(c) = self.containment.as_mut() {
+            c.end();
+        }
         if let Some(sup) = self.supervisor.take() {
             sup.stop();
             sup.join();

@@ -87,9 +87,8 @@ static void worker(const char *mode) {
         }
         touch(0, p, 256);
     } else if (!strcmp(mode, "hole")) {
-        /* A hole: reserved, then unmapped, so nothing is there. */
-        char *hole = mmap(NULL, 64 * MIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        munmap(hole, 64 * MIB);
+        /* A hole far below where mmap places things: nothing is there. */
+        char *hole = (char *)0x100000000000L;
         for (int i = 0; i < 8; i++) {
             munmap(hole, 64 * MIB);
             char *p = mmap(NULL, 32 * MIB, PROT_READ | PROT_WRITE,
@@ -357,8 +356,14 @@ fn double_forked_processes_count_and_die_with_the_sandbox() {
     // Whatever the kernel still has to tear down gets a moment.
     let left = settle_until_gone(&dir, Duration::from_millis(500));
     kill_all(&left);
-    eprintln!("-P 5: {alive} double-forked alive at once, {} after exit", left.len());
-    assert!(alive <= 4, "{alive} double-forked processes alive at once under -P 5");
+    eprintln!(
+        "-P 5: {alive} double-forked alive at once, {} after exit",
+        left.len()
+    );
+    assert!(
+        alive <= 4,
+        "{alive} double-forked processes alive at once under -P 5"
+    );
     assert!(left.is_empty(), "{} outlived unotify: {left:?}", left.len());
 }
 
@@ -382,12 +387,9 @@ fn nothing_survives_a_killed_supervisor() {
     }
     std::thread::sleep(Duration::from_millis(400));
     // The program itself (sleep 100), found as the supervisor's child.
-    let children = std::fs::read_to_string(format!(
-        "/proc/{}/task/{}/children",
-        sup.id(),
-        sup.id()
-    ))
-    .unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", sup.id(), sup.id()))
+            .unwrap_or_default();
     let mut tracked: Vec<i32> = children
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -404,5 +406,9 @@ fn nothing_survives_a_killed_supervisor() {
     left.extend(tracked);
     kill_all(&left);
     eprintln!("supervisor killed: {} left after 2 s", left.len());
-    assert!(left.is_empty(), "{} outlived a killed supervisor: {left:?}", left.len());
+    assert!(
+        left.is_empty(),
+        "{} outlived a killed supervisor: {left:?}",
+        left.len()
+    );
 }

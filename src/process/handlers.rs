@@ -13,7 +13,9 @@ use super::limits::{page_up, Charge};
 use super::{park_fork_token, Limits, Tracker};
 
 /// The builtin handlers `limits` needs, by syscall number.
-pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
+/// With `memory_cgroup`, the kernel bounds memory and no memory call is
+/// trapped.
+pub(crate) fn builtins(limits: &Limits, memory_cgroup: bool) -> Vec<(u32, Arc<dyn Handler>)> {
     let mut out: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
     let mut add = |name: &str, h: Arc<dyn Handler>| {
         // fork and vfork do not exist on every architecture.
@@ -27,7 +29,7 @@ pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
         add("fork", Arc::new(ForkHandler(ForkKind::Fork)));
         add("vfork", Arc::new(ForkHandler(ForkKind::Vfork)));
     }
-    if limits.max_memory.is_some() {
+    if limits.max_memory.is_some() && !memory_cgroup {
         add("mmap", Arc::new(MemHandler(MemCall::Mmap)));
         add("munmap", Arc::new(MemHandler(MemCall::Munmap)));
         add("brk", Arc::new(MemHandler(MemCall::Brk)));
@@ -47,12 +49,7 @@ fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) ->
     };
     // Limits lowered at run time by the policy callback.
     if let Some(policy) = &shared.policy {
-        if let (Some(n), Some(c)) = (policy.dynamic.max_processes(), &t.counter) {
-            c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
-        }
-        if let (Some(n), Some(m)) = (policy.dynamic.max_memory(), &t.memory) {
-            m.lower_limit(n);
-        }
+        t.apply_dynamic(&policy.dynamic);
     }
     f(t)
 }

@@ -46,6 +46,8 @@ pub struct ProcessCounter {
     /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
     limit: std::sync::atomic::AtomicU32,
     root: i32,
+    /// The sandbox's cgroup, if one holds it.
+    members: Option<crate::sys::cgroup::Members>,
     state: Mutex<CountState>,
     reconciles: AtomicU64,
 }
@@ -53,7 +55,20 @@ pub struct ProcessCounter {
 impl ProcessCounter {
     /// A counter for the sandbox rooted at `root`, which counts as one.
     pub fn new(limit: u32, root: i32) -> Arc<Self> {
+        Self::with_members(limit, root, None)
+    }
+
+    /// A counter whose reconciliation finds the sandbox's processes in
+    /// `members` (its cgroup, which holds every process from its creation,
+    /// wherever it moved in the process tree) rather than by a scan for
+    /// the root's process group, which a `setsid` leaves.
+    pub(crate) fn with_members(
+        limit: u32,
+        root: i32,
+        members: Option<crate::sys::cgroup::Members>,
+    ) -> Arc<Self> {
         Arc::new(ProcessCounter {
+            members,
             limit: std::sync::atomic::AtomicU32::new(limit),
             root,
             state: Mutex::new(CountState {
@@ -108,9 +123,16 @@ impl ProcessCounter {
         // At the limit: count what really exists (zombies included).
         let mut roots = known();
         roots.push(self.root);
-        // Orphans of the sandbox (reparented out of its tree) that never
-        // trapped are still in its process group, unless they left it.
-        roots.extend(group_members(self.root));
+        match &self.members {
+            // Every live process of the sandbox, orphaned and in a session
+            // of its own or not; zombies are found as their parents'
+            // children by the tree walk.
+            Some(m) => roots.extend(m.pids()),
+            // Orphans of the sandbox (reparented out of its tree) that
+            // never trapped are still in its process group, unless they
+            // left it (setsid): without a cgroup those are not seen.
+            None => roots.extend(group_members(self.root)),
+        }
         let existing = count_tree(&roots);
         self.reconciles.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();

@@ -97,6 +97,8 @@ pub(crate) struct Tracker {
     pub(crate) index: ProcessIndex,
     pub(crate) counter: Option<Arc<ProcessCounter>>,
     pub(crate) memory: Option<MemoryLimit>,
+    /// The memory cgroup that bounds memory instead, if there is one.
+    memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
     freeze: Mutex<FreezeState>,
     /// Tokens of counted forks that a handler held, by notification id.
     held_tokens: Mutex<HashMap<u64, ForkToken>>,
@@ -120,20 +122,50 @@ impl Tracker {
         limits: Limits,
         root: i32,
         registry: Option<mio::Registry>,
+        members: Option<crate::sys::cgroup::Members>,
+        memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
     ) -> Option<Tracker> {
         if !limits.enabled() {
             return None;
         }
         Some(Tracker {
             index: ProcessIndex::new(registry),
-            counter: limits.max_processes.map(|n| ProcessCounter::new(n, root)),
+            counter: limits
+                .max_processes
+                .map(|n| ProcessCounter::with_members(n, root, members)),
             memory: limits.max_memory.map(MemoryLimit::new),
+            memory_cgroup,
             freeze: Mutex::new(FreezeState::default()),
             held_tokens: Mutex::new(HashMap::new()),
             pgid: root,
             traps_forks: limits.traps_forks(),
             last_sweep: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Applies limits a policy callback lowered at run time: the process
+    /// count, the memory ledger and the memory cgroup. Cheap when nothing
+    /// changed (atomic loads).
+    pub(crate) fn apply_dynamic(&self, dynamic: &crate::policy::DynamicPolicy) {
+        if let (Some(n), Some(c)) = (dynamic.max_processes(), &self.counter) {
+            c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        if let Some(n) = dynamic.max_memory() {
+            if let Some(m) = &self.memory {
+                m.lower_limit(n);
+            }
+            if let Some(cg) = &self.memory_cgroup {
+                if n < cg.limit() {
+                    match cg.lower(n) {
+                        Ok(now) if now > n => {
+                            log::debug!("memory cgroup limit lowered to {now} (in use), toward {n}")
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::warn!("cannot lower the memory cgroup's limit to {n}: {e}"),
+                    }
+                }
+            }
+        }
     }
 
     /// Whether fork-like calls are trapped (needed by freeze and thaw).

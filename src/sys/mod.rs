@@ -4,6 +4,7 @@
 //! The rest of the crate sees only safe functions taking and returning owned
 //! file descriptors, byte slices and plain-old-data structs.
 
+pub mod cgroup;
 pub mod eventfd;
 pub mod filtered_calls;
 pub mod fs;
