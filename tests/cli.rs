@@ -221,7 +221,7 @@ fn deny_makes_the_call_fail_with_the_errno() {
 }
 
 #[test]
-fn check_reports_seven_features() {
+fn check_reports_nine_features() {
     let out = run(&["check"]);
     assert_code(&out, 0);
     let text = stdout(&out);
@@ -234,6 +234,8 @@ fn check_reports_seven_features() {
         "NOTIF_RECV ends on hang-up",
         "pidfd_getfd",
         "Landlock",
+        "memory limit by cgroup",
+        "process containment by cgroup",
     ];
     assert_eq!(lines.len(), names.len(), "{text}");
     for (line, name) in lines.iter().zip(names) {

@@ -110,6 +110,7 @@ static void worker(const char *mode) {
                 touch(c, p, 48);
                 hold(c);
             }
+            if (k > 0) slots[c].pid = k;  /* also if it dies before it says */
             if (k < 0) slots[c].done = 1;
         }
     } else {
@@ -137,9 +138,11 @@ int main(int argc, char **argv) {
     /* Up to 60 s for every worker to be done or dead. */
     for (int tick = 0; tick < 6000; tick++) {
         int settled = 0;
+        int holder_gone = gone(w);
         for (int i = 0; i < workers; i++) {
-            if (slots[i].done || (i == 0 ? waitpid(w, NULL, WNOHANG) == w || gone(w)
-                                         : slots[i].pid && gone(slots[i].pid)))
+            /* A child the dead holder never forked is settled too. */
+            if (slots[i].done || (i == 0 ? holder_gone
+                                         : slots[i].pid ? gone(slots[i].pid) : holder_gone))
                 settled++;
         }
         if (settled == workers) break;

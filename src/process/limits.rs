@@ -120,7 +120,21 @@ impl ProcessCounter {
                 return Some(self.token(tid));
             }
         }
-        // At the limit: count what really exists (zombies included).
+        // At the limit: count what really exists (zombies included). Forks
+        // answered less than SETTLE ago may not have made their child yet,
+        // or may have: rather than count them on top of what exists (twice,
+        // mostly), let them settle first (at most SETTLE, only at the limit).
+        let settle = {
+            let st = self.state.lock();
+            st.recent
+                .iter()
+                .filter(|&&(t, _)| t != tid)
+                .map(|&(_, at)| SETTLE.saturating_sub(at.elapsed()))
+                .max()
+        };
+        if let Some(d) = settle.filter(|d| !d.is_zero()) {
+            std::thread::sleep(d);
+        }
         let mut roots = known();
         roots.push(self.root);
         match &self.members {
