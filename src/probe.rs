@@ -161,7 +161,6 @@ fn memory_cgroup() -> Result<String, String> {
         MemoryMode::Accounting(why) => Err(format!(
             "{why}; -m charges the memory calls it traps instead, which shared memory written without a mapping escapes"
         )),
-        other => Err(format!("{other:?}")),
     }
 }
 
@@ -179,7 +178,6 @@ fn cgroup_containment() -> Result<String, String> {
         ContainMode::ProcessGroup(why) => Err(format!(
             "{why}; only the program's process group is killed at the end and counted for -P, so a process that calls setsid escapes both"
         )),
-        other => Err(format!("{other:?}")),
     }
 }
 
