@@ -188,11 +188,37 @@ fn run_memory_attack(mode: &str, extra: &[&str]) -> (u64, u64) {
     (n[0], n[1])
 }
 
+/// Runs the memory attack `mode` under `max_memory(64M)` without cgroups
+/// (the syscall accounting); returns (touched, held) in MiB.
+fn run_memory_attack_accounting(mode: &str) -> (u64, u64) {
+    let exe = memory_attack();
+    let _dog = common::watchdog(Duration::from_secs(120), "the memory attack");
+    let sandbox = unotify::Sandbox::builder()
+        .max_memory(64 << 20)
+        .cgroups(false)
+        .build()
+        .unwrap();
+    let (text, _) = common::run_piped(&sandbox, &exe, &[mode]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("touched "))
+        .unwrap_or_else(|| panic!("{mode}: no report; stdout {text:?}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
 /// 64 MiB, and room for what the program and its libraries use besides.
 const MEMORY_BOUND_MIB: u64 = 64 + 16;
 
 fn assert_memory_bound(mode: &str, extra: &[&str]) {
-    let (touched, held) = run_memory_attack(mode, extra);
+    let (touched, held) = if extra == ["accounting"] {
+        run_memory_attack_accounting(mode)
+    } else {
+        run_memory_attack(mode, extra)
+    };
     eprintln!("{mode} {extra:?}: touched {touched} MiB, held {held} MiB at the end");
     // Shared memory outlives its toucher: what was touched at all counts.
     // Private memory of a killed child is freed: what is held counts.
@@ -231,6 +257,16 @@ fn memory_after_unmapping_a_hole_is_bounded() {
 #[test]
 fn memory_through_fork_copy_on_write_is_bounded() {
     assert_memory_bound("fork", &[]);
+}
+
+/// The same attacks where no cgroup is used: the supervisor's accounting
+/// charges every call that can make memory writable, and credits nothing
+/// it did not charge.
+#[test]
+fn memory_attacks_are_bounded_by_the_accounting_too() {
+    for mode in ["shm", "devshm", "memfd", "protnone", "hole", "fork"] {
+        assert_memory_bound(mode, &["accounting"]);
+    }
 }
 
 /// Double-forks `n` processes that each call `setsid`, record their pid in

@@ -111,14 +111,14 @@ fn private_file_mappings_are_charged() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?} {out:?}");
 }
 
-/// Tries to launder its footprint: unmaps a shared file mapping (never
-/// charged) to get credit, then allocates again while the first anonymous
-/// region is still in use.
+/// Tries to launder its footprint: unmaps a read-only shared file mapping
+/// (never charged) to get credit, then allocates again while the first
+/// anonymous region is still in use.
 const LAUNDER: &str = r#"
 int main(void) {
     int fd = memfd_create("big", 0);
     ftruncate(fd, 48 * MIB);
-    char *f = mmap(NULL, 48 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    char *f = mmap(NULL, 48 * MIB, PROT_READ, MAP_SHARED, fd, 0);
     char *a = mmap(NULL, 40 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (f == MAP_FAILED || a == MAP_FAILED) return 1;
     touch(a, 40 * MIB);

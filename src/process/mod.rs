@@ -99,6 +99,8 @@ pub(crate) struct Tracker {
     pub(crate) memory: Option<MemoryLimit>,
     /// The memory cgroup that bounds memory instead, if there is one.
     memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
+    /// The sandbox's cgroup membership, if a cgroup holds it.
+    members: Option<crate::sys::cgroup::Members>,
     freeze: Mutex<FreezeState>,
     /// Tokens of counted forks that a handler held, by notification id.
     held_tokens: Mutex<HashMap<u64, ForkToken>>,
@@ -132,9 +134,14 @@ impl Tracker {
             index: ProcessIndex::new(registry),
             counter: limits
                 .max_processes
-                .map(|n| ProcessCounter::with_members(n, root, members)),
-            memory: limits.max_memory.map(MemoryLimit::new),
+                .map(|n| ProcessCounter::with_members(n, root, members.clone())),
+            // A memory cgroup bounds memory in the kernel instead.
+            memory: limits
+                .max_memory
+                .filter(|_| memory_cgroup.is_none())
+                .map(MemoryLimit::new),
             memory_cgroup,
+            members,
             freeze: Mutex::new(FreezeState::default()),
             held_tokens: Mutex::new(HashMap::new()),
             pgid: root,
@@ -168,6 +175,26 @@ impl Tracker {
         }
     }
 
+    /// What the sandbox's processes may write, counted from `/proc`: the
+    /// processes of its cgroup, or else those of its process tree, of its
+    /// index and of its process group.
+    pub(crate) fn writable_memory(&self) -> u64 {
+        let pids = match &self.members {
+            Some(m) => {
+                let mut roots = m.pids();
+                roots.push(self.pgid);
+                limits::tree_pids(&roots)
+            }
+            None => {
+                let mut roots = self.index.pids();
+                roots.push(self.pgid);
+                roots.extend(limits::group_members(self.pgid));
+                limits::tree_pids(&roots)
+            }
+        };
+        limits::sandbox_writable_memory(&pids)
+    }
+
     /// Whether fork-like calls are trapped (needed by freeze and thaw).
     pub(crate) fn traps_forks(&self) -> bool {
         self.traps_forks
@@ -192,7 +219,7 @@ impl Tracker {
     /// Releases everything charged to a process that is gone.
     fn gone(&self, p: &Process) {
         if let Some(m) = &self.memory {
-            m.reset(p);
+            m.exited(p);
         }
         log::debug!(
             "process {} (start {}) left the index",
