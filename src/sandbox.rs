@@ -558,6 +558,9 @@ impl Sandbox {
                 }
             }
         }
+        // The sandbox's cgroups, made before the child: dropped on any
+        // error below, which kills what is in them and removes them.
+        let mut containment = self.containment()?;
         let plan = ExecPlan {
             candidates,
             argv,
@@ -566,11 +569,9 @@ impl Sandbox {
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
+            cgroup: containment.as_ref().and_then(Containment::clone_into),
         };
         let program = cmd.program.to_string_lossy().into_owned();
-        // The sandbox's cgroups, made before the child: dropped on any
-        // error below, which kills what is in them and removes them.
-        let mut containment = self.containment()?;
         let reap = |pid: i32| {
             let _ = process::waitpid_raw(pid, 0);
         };
@@ -580,7 +581,7 @@ impl Sandbox {
         if let Some(c) = containment.as_mut() {
             // In every cgroup, and watched, before it may run.
             c.set_group(pid);
-            if let Err(e) = c.add(pid).and_then(|()| c.arm()) {
+            if let Err(e) = c.add(pid, forked.in_cgroup()).and_then(|()| c.arm()) {
                 forked.abort();
                 reap(pid);
                 return Err(Error::setup(

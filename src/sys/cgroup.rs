@@ -498,8 +498,11 @@ fn kill_and_remove(plan: &KillPlan) {
 #[derive(Debug)]
 pub struct Containment {
     plan: Arc<KillPlan>,
-    /// `cgroup.procs` of every directory made (a new process goes into each).
-    joins: Vec<PathBuf>,
+    /// `cgroup.procs` of every directory made (a new process goes into
+    /// each), and whether it is in the v2 hierarchy.
+    joins: Vec<(PathBuf, bool)>,
+    /// The v2 directory made, if any, to start the child in.
+    v2_dir: Option<OwnedFd>,
     /// `cgroup.procs` of the membership directory.
     members: Option<PathBuf>,
     /// The memory cgroup, if one was made.
@@ -537,6 +540,7 @@ impl Containment {
                 dirs: Vec::new(),
             }),
             joins: Vec::new(),
+            v2_dir: None,
             members: None,
             memory_cgroup: None,
             memory: m.memory.clone(),
@@ -614,7 +618,28 @@ impl Containment {
             }
             Ok(plan)
         })();
-        c.joins = made.iter().map(|d| d.join("cgroup.procs")).collect();
+        let v2_mounts: Vec<PathBuf> = [&m.memory]
+            .into_iter()
+            .filter_map(|mm| match mm {
+                MemoryMode::CgroupV2(p) => Some(p.clone()),
+                _ => None,
+            })
+            .chain(match &m.contain {
+                ContainMode::CgroupV2Kill(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        c.joins = made
+            .iter()
+            .map(|d| {
+                let v2 = d.parent().is_some_and(|p| v2_mounts.iter().any(|m| m == p));
+                (d.join("cgroup.procs"), v2)
+            })
+            .collect();
+        if let Some((procs, _)) = c.joins.iter().find(|(_, v2)| *v2) {
+            let dir = procs.parent().expect("a directory");
+            c.v2_dir = open_file(dir, libc::O_RDONLY | libc::O_DIRECTORY).ok();
+        }
         let dirs = made
             .iter()
             .filter_map(|d| CString::new(d.as_os_str().as_bytes()).ok())
@@ -633,10 +658,18 @@ impl Containment {
         }
     }
 
-    /// Puts process `pid` in every cgroup of the sandbox (before it runs).
-    pub fn add(&self, pid: i32) -> io::Result<()> {
-        for procs in &self.joins {
-            fs::write(procs, pid.to_string())?;
+    /// The v2 directory to start the program in (`CLONE_INTO_CGROUP`).
+    pub fn clone_into(&self) -> Option<RawFd> {
+        self.v2_dir.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Puts process `pid` in every cgroup of the sandbox (before it runs);
+    /// `in_v2`: it started in the [`clone_into`](Self::clone_into) one.
+    pub fn add(&self, pid: i32, in_v2: bool) -> io::Result<()> {
+        for (procs, v2) in &self.joins {
+            if !(in_v2 && *v2) {
+                fs::write(procs, pid.to_string())?;
+            }
         }
         Ok(())
     }
