@@ -205,6 +205,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         stdio: [None, Some(out_w.as_raw_fd()), None],
         filter: filter.instructions().to_vec(),
         foreground: false,
+        cgroup: None,
     };
     let mut child = fork_child(plan)?;
     drop(out_w);
