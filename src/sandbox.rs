@@ -177,7 +177,9 @@ impl SandboxBuilder {
 
     /// Allows at most `n` processes in the sandbox at once, the first one
     /// and zombies not yet reaped included (`-P`). A fork beyond fails with
-    /// `EAGAIN`; threads are not counted; a fork asking for a new namespace
+    /// `EAGAIN`; threads are not counted; with a cgroup, a process that left
+    /// the program's tree and session (`setsid` after a double fork) still
+    /// counts, and is killed when the sandbox ends; a fork asking for a new namespace
     /// fails with `EPERM`; `clone3` fails with `ENOSYS` (its flags are in
     /// memory the program could change after the check; the C library then
     /// uses `clone`). `n` must be at least 1.
@@ -186,9 +188,18 @@ impl SandboxBuilder {
         self
     }
 
-    /// Allows at most `bytes` of anonymous memory (`mmap`, `brk`, `mremap`)
-    /// over the sandbox (`-m`; see [`process::parse_size`](crate::process::parse_size)).
-    /// The task whose call would exceed it is killed with `SIGKILL`.
+    /// Allows at most `bytes` of memory over the sandbox (`-m`; see
+    /// [`process::parse_size`](crate::process::parse_size)).
+    ///
+    /// With a memory cgroup (see [`cgroups`](Self::cgroups)) the kernel
+    /// bounds what is really used, of every kind (private, shared, SysV,
+    /// tmpfs files, copy-on-write copies), without swap; the task the
+    /// kernel picks when the limit is reached is killed (`SIGKILL`).
+    /// Without one, every call that can make memory writable (`mmap`,
+    /// `mprotect`, `mremap`, `brk`, `shmget`, a fork's copy) is charged its
+    /// size, untouched or not, and nothing is credited that was not
+    /// charged; the task whose call would exceed the limit is killed (a
+    /// fork or `shmget` gets `ENOMEM`).
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.limits.max_memory = Some(bytes);
         self
@@ -711,10 +722,13 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 
 /// A running sandboxed program.
 ///
-/// The sandbox is the program's process group. When the program exits (seen
-/// by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)), what is left of
-/// the group is killed and the supervisor stops. Dropping a `Child` that has
-/// not been waited for kills the sandbox and waits.
+/// The sandbox is the program's cgroup (every process it started, whatever
+/// its session), or without cgroups its process group. When the program
+/// exits (seen by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)),
+/// what is left of the sandbox is killed, its cgroups removed and the
+/// supervisor stops; if this process dies first, a watchdog process does
+/// the same. Dropping a `Child` that has not been waited for kills the
+/// sandbox and waits.
 pub struct Child {
     pid: i32,
     /// The sandbox's cgroups and watchdog (ended after the supervisor).

@@ -375,6 +375,60 @@ fn settle_until_gone(dir: &Path, within: Duration) -> Vec<i32> {
     }
 }
 
+/// The cgroup directories `unotify-<pid>-*` of process `pid` left under
+/// /sys/fs/cgroup (a few levels deep).
+fn leftover_cgroups(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("unotify-{pid}-");
+    let mut out = Vec::new();
+    let mut stack = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                out.push(e.path());
+            } else if depth < 4 {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_failed_spawn_leaves_no_cgroup() {
+    let mut cmd = unotify();
+    cmd.args(["run", "-m", "64M", "-P", "5", "--", "/nonexistent/program"]);
+    let child = cmd.spawn().expect("start unotify");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(leftover_cgroups(pid), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn setsid_processes_die_with_the_sandbox_without_a_limit() {
+    let exe = common::build_c("double_fork", DOUBLE_FORK, &[]);
+    let dir = fresh_dir("double-fork-nolimit");
+    let _dog = common::watchdog(Duration::from_secs(60), "the double-fork attack");
+    let out = unotify()
+        .args(["run", "--"])
+        .arg(&exe)
+        .arg(&dir)
+        .arg("5")
+        .output()
+        .expect("start unotify");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("alive 5"));
+    let left = settle_until_gone(&dir, Duration::from_millis(500));
+    kill_all(&left);
+    eprintln!("no limit: {} setsid processes left after exit", left.len());
+    assert!(left.is_empty(), "{} outlived unotify: {left:?}", left.len());
+}
+
 #[test]
 fn double_forked_processes_count_and_die_with_the_sandbox() {
     let exe = common::build_c("double_fork", DOUBLE_FORK, &[]);
@@ -434,9 +488,12 @@ fn nothing_survives_a_killed_supervisor() {
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
         .collect();
+    let sup_pid = sup.id();
     sup.kill().unwrap();
     sup.wait().unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    // The watchdog removed the cgroups too.
+    assert_eq!(leftover_cgroups(sup_pid), Vec::<PathBuf>::new());
     let mut left = survivors(&dir);
     tracked.retain(|&p| {
         std::fs::read_to_string(format!("/proc/{p}/stat"))

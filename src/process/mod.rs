@@ -3,7 +3,8 @@
 //! - [`index`]: every task that produced a notification, keyed by
 //!   (pid, start time), with a pidfd watched by the poll thread.
 //! - [`limits`]: the process count (fork tokens, reconciled with the real
-//!   process tree before refusing) and the anonymous-memory ledger.
+//!   sandbox's cgroup or process tree before refusing) and, without a memory
+//!   cgroup, the writable-memory estimate.
 //! - [`clone_args`]: a fork-like call's flags, read once.
 //! - `handlers`: the builtin handlers the sandbox installs for
 //!   `clone`/`clone3`/`fork`/`vfork`, `mmap`/`munmap`/`brk`/`mremap` and
@@ -49,8 +50,8 @@ pub struct Limits {
     /// At most this many processes at once (the first one and zombies
     /// included); forks beyond get `EAGAIN`.
     pub max_processes: Option<u32>,
-    /// At most this many bytes of anonymous memory over the sandbox; the
-    /// task that asks for more is killed (`SIGKILL`) and answered `ENOMEM`.
+    /// At most this many bytes of memory over the sandbox (see
+    /// [`SandboxBuilder::max_memory`](crate::SandboxBuilder::max_memory)).
     pub max_memory: Option<u64>,
     /// Track processes and trap forks even without a limit (for
     /// [`freeze`](crate::SupervisorHandle::freeze)).
