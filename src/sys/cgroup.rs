@@ -790,13 +790,32 @@ pub struct Members {
 }
 
 impl Members {
-    /// Every live process of the sandbox (zombies are not listed).
+    /// Every live process of the sandbox (zombies are not listed),
+    /// including those of cgroups made beneath it (a nested sandbox).
     pub fn pids(&self) -> Vec<i32> {
-        fs::read_to_string(&self.procs)
-            .unwrap_or_default()
-            .split_ascii_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        let mut out = Vec::new();
+        let mut dirs: Vec<PathBuf> = self
+            .procs
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        while let Some(d) = dirs.pop() {
+            out.extend(
+                fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+            if let Ok(rd) = fs::read_dir(&d) {
+                dirs.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        out
     }
 }
 
@@ -815,14 +834,14 @@ impl Members {
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
 /// command pipe. When the process exits (for any reason, `SIGKILL`
 /// included), or the supervisor asks, it runs the same kill as the
-/// supervisor would ([`kill_and_remove`]) and exits. It is not in the
+/// supervisor would (`kill_and_remove`) and exits. It is not in the
 /// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
 /// program from signalling it (without one, a program running as the same
 /// user could kill it, and then a later death of the supervisor would leave
 /// what escaped the process group running).
 ///
 /// Like the spawn child, it shares the supervisor's memory and so makes raw
-/// system calls only, reads only what [`WatchdogArgs`] holds (kept alive by
+/// system calls only, reads only what its arguments hold (kept alive by
 /// the handle until it is reaped), allocates nothing and never returns.
 #[derive(Debug)]
 pub struct Watchdog {
