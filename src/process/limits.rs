@@ -2,7 +2,8 @@
 //! memory cgroup holds the sandbox, writable memory (an estimate charged
 //! at the calls that grow it, corrected from `/proc`).
 //!
-//! Lock order: a process's ledger, then the memory total; the process
+//! Lock order: a process's ledger, then the memory total; neither is held
+//! while the sandbox is counted (which reads the index), and the process
 //! count lock is never held while taking the index lock.
 
 use std::collections::HashSet;
@@ -331,32 +332,43 @@ impl MemoryLimit {
         shared: bool,
         count: impl FnOnce() -> u64,
     ) -> Charge {
+        let before = {
+            let mut l = proc.mem.lock();
+            let mut st = self.state.lock();
+            if l.epoch != st.1 {
+                // Counted since: what it was charged is in the count.
+                l.charged = 0;
+                l.shared = 0;
+                l.epoch = st.1;
+            }
+            if st.0.saturating_add(bytes) <= self.limit() {
+                st.0 += bytes;
+                l.charged += bytes;
+                if shared {
+                    l.shared += bytes;
+                }
+                return Charge::Allowed;
+            }
+            st.0
+        };
+        // Over: count the sandbox, holding no ledger (the count reads the
+        // index). Charges made meanwhile may not show in the count yet:
+        // they are kept on top of it.
+        let counted = count();
         let mut l = proc.mem.lock();
         let mut st = self.state.lock();
-        if l.epoch != st.1 {
-            // Counted since: what it was charged is in the count.
-            l.charged = 0;
-            l.shared = 0;
-            l.epoch = st.1;
-        }
+        let meanwhile = st.0.saturating_sub(before);
+        st.1 += 1;
+        st.0 = counted.saturating_add(meanwhile);
+        l.charged = 0;
+        l.shared = 0;
+        l.epoch = st.1;
+        log::debug!(
+            "memory counted: {counted} bytes writable in the sandbox (+{meanwhile} charged meanwhile), {bytes} asked, limit {}",
+            self.limit()
+        );
         if st.0.saturating_add(bytes) > self.limit() {
-            // Count without the lock (it reads /proc); charges made
-            // meanwhile are in the count or come after it.
-            drop(st);
-            let counted = count();
-            st = self.state.lock();
-            st.1 += 1;
-            st.0 = counted;
-            l.charged = 0;
-            l.shared = 0;
-            l.epoch = st.1;
-            log::debug!(
-                "memory counted: {counted} bytes writable in the sandbox, {bytes} asked, limit {}",
-                self.limit()
-            );
-            if counted.saturating_add(bytes) > self.limit() {
-                return Charge::Refused;
-            }
+            return Charge::Refused;
         }
         st.0 += bytes;
         l.charged += bytes;
