@@ -290,3 +290,35 @@ fn exits_leave_the_index_and_release_their_memory() {
     child.stdin.take().unwrap().write_all(b"x").unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Grows its heap by 8 MiB with sbrk, touches it, then execs itself with
+/// one step fewer: every image has a break of its own, placed at random.
+const EXEC_CHAIN: &str = r#"
+int main(int argc, char **argv) {
+    int left = atoi(argv[1]);
+    char *p = sbrk(8 * MIB);
+    if (p == (void *)-1) { printf("sbrk: %s\n", strerror(errno)); return 1; }
+    touch(p, 8 * MIB);
+    if (left == 0) { printf("ok\n"); return 0; }
+    char next[16];
+    snprintf(next, sizeof next, "%d", left - 1);
+    execl("/proc/self/exe", argv[0], next, (char *)NULL);
+    printf("exec: %s\n", strerror(errno));
+    return 1;
+}
+"#;
+
+#[test]
+fn a_new_image_has_a_new_break_for_the_accounting() {
+    // The break of the image before an exec is not the new one's: charged
+    // from it, the new heap's growth is garbage (killed, or not charged).
+    let exe = program("exec_chain", EXEC_CHAIN);
+    let sandbox = Sandbox::builder()
+        .max_memory(64 << 20)
+        .cgroups(false)
+        .build()
+        .unwrap();
+    let (out, status) = run(&sandbox, &exe, &["20"]);
+    assert_eq!(out, "ok\n", "{status:?}");
+    assert!(status.success(), "{status:?}");
+}

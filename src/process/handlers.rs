@@ -40,6 +40,9 @@ pub(crate) fn builtins(limits: &Limits, memory_cgroup: bool) -> Vec<(u32, Arc<dy
         add("brk", Arc::new(MemHandler(MemCall::Brk)));
         add("mremap", Arc::new(MemHandler(MemCall::Mremap)));
         add("shmget", Arc::new(MemHandler(MemCall::Shmget)));
+        // A new image has a new program break.
+        add("execve", Arc::new(MemHandler(MemCall::Exec)));
+        add("execveat", Arc::new(MemHandler(MemCall::Exec)));
     }
     out
 }
@@ -141,6 +144,7 @@ enum MemCall {
     Brk,
     Mremap,
     Shmget,
+    Exec,
 }
 
 /// Memory accounting without a memory cgroup (see
@@ -182,7 +186,7 @@ impl MemHandler {
                 let creates = cx.arg(2) as i32 & libc::IPC_CREAT != 0;
                 (if creates { page_up(cx.arg(1)) } else { 0 }, true)
             }
-            MemCall::Brk => (0, false),
+            MemCall::Brk | MemCall::Exec => (0, false),
         }
     }
 }
@@ -205,6 +209,14 @@ impl Handler for MemHandler {
             };
             let count = || t.writable_memory();
             let charge = match self.0 {
+                MemCall::Exec => {
+                    // The break of the image to come is not known yet (a
+                    // failed exec keeps the old one: then its growth is
+                    // counted from start_brk, too much, and corrected by
+                    // the next count). Nothing is credited.
+                    proc.mem.lock().brk = None;
+                    return NotifAction::Continue;
+                }
                 MemCall::Brk => {
                     let addr = cx.arg(0);
                     if addr == 0 {
