@@ -168,7 +168,7 @@ pub(crate) unsafe fn clone3_with_entry(
             "brk #0",
             "2:",
             in("x8") libc::SYS_clone3,
-            inlateout("x0") args as *const CloneArgs as usize => ret,
+            inlateout("x0") args as *const CloneArgs as usize as isize => ret,
             in("x1") std::mem::size_of::<CloneArgs>(),
             in("x21") entry,
             in("x22") arg,
