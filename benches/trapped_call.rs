@@ -207,6 +207,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         filter: filter.instructions().to_vec(),
         foreground: false,
         keep_caps: None,
+        cgroup: None,
     };
     let mut child = fork_child(plan)?;
     drop(out_w);

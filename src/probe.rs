@@ -52,6 +52,15 @@ pub const ISOLATION: &str = "isolation from the host";
 /// every task using the filter is gone.
 pub const RECV_ENDS_ON_HANGUP: &str = "NOTIF_RECV ends on hang-up";
 
+/// Name of the memory-limit mode: a memory cgroup (every kind of memory, in
+/// the kernel), or, where none can be made, the charging of trapped
+/// memory calls.
+pub const MEMORY_CGROUP: &str = "memory limit by cgroup";
+/// Name of the containment mode: a cgroup that holds every process of the
+/// sandbox from its creation (the process count, the kill at the end, the
+/// watchdog), or, where none can be made, the program's process group.
+pub const CGROUP_CONTAINMENT: &str = "process containment by cgroup";
+
 /// How long the hang-up probe lets a receive block before giving up.
 const HANGUP_WAIT: Duration = Duration::from_millis(500);
 
@@ -111,7 +120,7 @@ impl fmt::Display for Feature {
 /// Probes every feature, in this order: seccomp user notification,
 /// `SECCOMP_ADDFD_FLAG_SEND`, `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`,
 /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, [`RECV_ENDS_ON_HANGUP`],
-/// `pidfd_getfd`, Landlock, [`ISOLATION`].
+/// `pidfd_getfd`, Landlock, [`ISOLATION`], [`MEMORY_CGROUP`], [`CGROUP_CONTAINMENT`].
 ///
 /// The hang-up probe receives on a short-lived thread that a timer signal
 /// interrupts, with the handler the supervisor installs for its blocking
@@ -141,7 +150,40 @@ pub fn probe_features() -> Vec<Feature> {
         Feature::from_result(PIDFD_GETFD, pidfd_getfd_works()),
         Feature::from_result(LANDLOCK, landlock()),
         isolation(),
+        Feature::from_result(MEMORY_CGROUP, memory_cgroup()),
+        Feature::from_result(CGROUP_CONTAINMENT, cgroup_containment()),
     ]
+}
+
+fn memory_cgroup() -> Result<String, String> {
+    use crate::sys::cgroup::MemoryMode;
+    match crate::sys::cgroup::memory_mode() {
+        MemoryMode::CgroupV2(d) => Ok(format!("cgroup v2 memory.max under {}", d.display())),
+        MemoryMode::CgroupV1(d) => Ok(format!(
+            "cgroup v1 memory.limit_in_bytes under {}",
+            d.display()
+        )),
+        MemoryMode::Accounting(why) => Err(format!(
+            "{why}; -m charges the memory calls it traps instead, which shared memory written without a mapping escapes"
+        )),
+    }
+}
+
+fn cgroup_containment() -> Result<String, String> {
+    use crate::sys::cgroup::ContainMode;
+    match crate::sys::cgroup::contain_mode() {
+        ContainMode::CgroupV2Kill(d) => Ok(format!("cgroup v2 cgroup.kill under {}", d.display())),
+        ContainMode::CgroupV1Freezer(d) => {
+            Ok(format!("cgroup v1 freezer under {}", d.display()))
+        }
+        ContainMode::CgroupV1Procs(d) => Ok(format!(
+            "cgroup v1 under {} (killed one by one: no freezer)",
+            d.display()
+        )),
+        ContainMode::ProcessGroup(why) => Err(format!(
+            "{why}; only the program's process group is killed at the end and counted for -P, so a process that calls setsid escapes both"
+        )),
+    }
 }
 
 /// `what` failed with `e`; the feature came with Linux `since`.
@@ -394,7 +436,9 @@ mod tests {
                 RECV_ENDS_ON_HANGUP,
                 PIDFD_GETFD,
                 LANDLOCK,
-                ISOLATION
+                ISOLATION,
+                MEMORY_CGROUP,
+                CGROUP_CONTAINMENT
             ]
         );
         // The supervisor's own start-up check must agree with the probe.

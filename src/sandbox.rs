@@ -16,6 +16,7 @@ use crate::handler::{Chains, Handler};
 use crate::supervisor::{
     Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
 };
+use crate::sys::cgroup::Containment;
 use crate::sys::ptrace::{self, Peeked};
 use crate::sys::spawn::{fork_child, ChildStep, ExecPlan, StartFailure};
 use crate::sys::{process, seccomp};
@@ -51,6 +52,7 @@ pub struct SandboxBuilder {
     allow_weak_isolation: bool,
     landlock_abi_cap: Option<u32>,
     keep_caps: bool,
+    cgroups: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -73,6 +75,7 @@ impl Default for SandboxBuilder {
             allow_weak_isolation: false,
             landlock_abi_cap: None,
             keep_caps: false,
+            cgroups: true,
         }
     }
 }
@@ -194,7 +197,9 @@ impl SandboxBuilder {
 
     /// Allows at most `n` processes in the sandbox at once, the first one
     /// and zombies not yet reaped included (`-P`). A fork beyond fails with
-    /// `EAGAIN`; threads are not counted; a fork asking for a new namespace
+    /// `EAGAIN`; threads are not counted; with a cgroup, a process that left
+    /// the program's tree and session (`setsid` after a double fork) still
+    /// counts, and is killed when the sandbox ends; a fork asking for a new namespace
     /// fails with `EPERM`; `clone3` fails with `ENOSYS` (its flags are in
     /// memory the program could change after the check; the C library then
     /// uses `clone`). `n` must be at least 1.
@@ -203,9 +208,18 @@ impl SandboxBuilder {
         self
     }
 
-    /// Allows at most `bytes` of anonymous memory (`mmap`, `brk`, `mremap`)
-    /// over the sandbox (`-m`; see [`process::parse_size`](crate::process::parse_size)).
-    /// The task whose call would exceed it is killed with `SIGKILL`.
+    /// Allows at most `bytes` of memory over the sandbox (`-m`; see
+    /// [`process::parse_size`](crate::process::parse_size)).
+    ///
+    /// With a memory cgroup (see [`cgroups`](Self::cgroups)) the kernel
+    /// bounds what is really used, of every kind (private, shared, SysV,
+    /// tmpfs files, copy-on-write copies), without swap; the task the
+    /// kernel picks when the limit is reached is killed (`SIGKILL`).
+    /// Without one, every call that can make memory writable (`mmap`,
+    /// `mprotect`, `mremap`, `brk`, `shmget`, a fork's copy) is charged its
+    /// size, untouched or not, and nothing is credited that was not
+    /// charged; the task whose call would exceed the limit is killed (a
+    /// fork or `shmget` gets `ENOMEM`).
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.limits.max_memory = Some(bytes);
         self
@@ -221,6 +235,22 @@ impl SandboxBuilder {
     /// [`track_processes`](Self::track_processes).
     pub fn argv_safety(mut self, on: bool) -> Self {
         self.argv_safety = Some(on);
+        self
+    }
+
+    /// Whether to use cgroups (default on). Where this process may make
+    /// them (root, or a delegated cgroup v2 subtree; v1 or v2), each sandbox
+    /// gets its own (`unotify-<pid>-<n>`, under this process's cgroup): the
+    /// memory limit is then the kernel's (`memory.max` or
+    /// `memory.limit_in_bytes`, every kind of memory), every process of the
+    /// sandbox is counted and killed from its creation on, and a watchdog
+    /// process kills the sandbox if this process dies. Off, or where none
+    /// can be made: memory is charged at the calls the supervisor traps,
+    /// and only the program's process group is killed at the end.
+    /// [`probe::probe_features`](crate::probe::probe_features) (`unotify
+    /// check`) says which applies.
+    pub fn cgroups(mut self, on: bool) -> Self {
+        self.cgroups = on;
         self
     }
 
@@ -359,7 +389,15 @@ impl SandboxBuilder {
                 }
             }
         }
-        for (nr, h) in crate::process::handlers::builtins(&self.limits) {
+        // A memory cgroup bounds every kind of memory in the kernel: the
+        // memory calls need no trap then.
+        let memory_cgroup = self.cgroups
+            && self.limits.max_memory.is_some()
+            && !matches!(
+                crate::sys::cgroup::memory_mode(),
+                crate::sys::cgroup::MemoryMode::Accounting(_)
+            );
+        for (nr, h) in crate::process::handlers::builtins(&self.limits, memory_cgroup) {
             if !denied.contains(&nr) {
                 self = self.builtin(nr, h);
             }
@@ -469,6 +507,8 @@ impl SandboxBuilder {
         let program = filter.build()?;
         Ok(Sandbox {
             domain,
+            cgroups: self.cgroups,
+            memory_cgroup,
             foreground: self.foreground,
             keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
@@ -483,6 +523,8 @@ impl SandboxBuilder {
                 argv_safety,
                 policy,
                 denied_paths: path_set,
+                members: None,
+                memory_cgroup: None,
             },
         })
     }
@@ -525,6 +567,11 @@ pub struct Sandbox {
     domain: Option<crate::isolation::DomainPlan>,
     /// Capabilities the program keeps (`None`: all).
     keep_caps: Option<u64>,
+    /// Each spawn makes cgroups (where it can).
+    cgroups: bool,
+    /// The memory limit is a memory cgroup's (decided at build: the memory
+    /// calls are not trapped then, so a spawn that cannot make one fails).
+    memory_cgroup: bool,
 }
 
 impl Sandbox {
@@ -603,6 +650,9 @@ impl Sandbox {
             }
             None => None,
         };
+        // The sandbox's cgroups, made before the child: dropped on any
+        // error below, which kills what is in them and removes them.
+        let mut containment = self.containment()?;
         let plan = ExecPlan {
             landlock_ruleset: ruleset,
             candidates,
@@ -613,14 +663,29 @@ impl Sandbox {
             filter: self.filter.clone(),
             foreground: self.foreground,
             keep_caps: self.keep_caps,
+            cgroup: containment.as_ref().and_then(Containment::clone_into),
         };
         let program = cmd.program.to_string_lossy().into_owned();
-        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
-        drop(keep);
-        let pid = forked.pid();
         let reap = |pid: i32| {
             let _ = process::waitpid_raw(pid, 0);
         };
+        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
+        drop(keep);
+        let pid = forked.pid();
+        if let Some(c) = containment.as_mut() {
+            // In every cgroup, and watched, before it may run.
+            c.set_group(pid);
+            if let Err(e) = c.add(pid, forked.in_cgroup()).and_then(|()| c.arm()) {
+                // (Not `abort`: the child holds its go pipe's write end
+                // too, and would wait for ever.)
+                let _ = process::kill(pid, libc::SIGKILL);
+                reap(pid);
+                return Err(Error::setup(
+                    "put the child in the sandbox's cgroups and start its watchdog",
+                    e,
+                ));
+            }
+        }
         let child_fd = match forked.listener_fd(START_TIMEOUT) {
             Ok(fd) => fd,
             Err(f) => {
@@ -650,7 +715,10 @@ impl Sandbox {
             reap(pid);
             return Err(start_error(f, &program));
         }
-        let supervisor = match Supervisor::start(listener, pid, self.config.clone()) {
+        let mut config = self.config.clone();
+        config.members = containment.as_ref().and_then(Containment::members);
+        config.memory_cgroup = containment.as_ref().and_then(Containment::memory_cgroup);
+        let supervisor = match Supervisor::start(listener, pid, config) {
             Ok(s) => s,
             Err(e) => {
                 // Released without a supervisor: it must not run on.
@@ -671,12 +739,38 @@ impl Sandbox {
         let [stdin, stdout, stderr] = ours;
         Ok(Child {
             pid,
+            containment,
             supervisor: Some(supervisor),
             status: None,
             stdin,
             stdout,
             stderr,
         })
+    }
+
+    /// The cgroups of a new sandbox, or `None` when they are off.
+    fn containment(&self) -> Result<Option<Containment>> {
+        if !self.cgroups {
+            return Ok(None);
+        }
+        let memory = if self.memory_cgroup {
+            self.config.limits.max_memory
+        } else {
+            None
+        };
+        match Containment::create(memory) {
+            Ok(c) => Ok(Some(c)),
+            // The memory calls are not trapped: without its cgroup the
+            // limit would not hold.
+            Err(e) if memory.is_some() => Err(Error::setup(
+                "make the sandbox's memory cgroup (build with cgroups(false) to charge memory calls instead)",
+                e,
+            )),
+            Err(e) => {
+                log::warn!("cannot make the sandbox's cgroup ({e}); only its process group will be killed at the end");
+                Ok(None)
+            }
+        }
     }
 
     /// Spawns `cmd` and waits for it.
@@ -719,12 +813,17 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 
 /// A running sandboxed program.
 ///
-/// The sandbox is the program's process group. When the program exits (seen
-/// by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)), what is left of
-/// the group is killed and the supervisor stops. Dropping a `Child` that has
-/// not been waited for kills the sandbox and waits.
+/// The sandbox is the program's cgroup (every process it started, whatever
+/// its session), or without cgroups its process group. When the program
+/// exits (seen by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)),
+/// what is left of the sandbox is killed, its cgroups removed and the
+/// supervisor stops; if this process dies first, a watchdog process does
+/// the same. Dropping a `Child` that has not been waited for kills the
+/// sandbox and waits.
 pub struct Child {
     pid: i32,
+    /// The sandbox's cgroups and watchdog (ended after the supervisor).
+    containment: Option<Containment>,
     supervisor: Option<Supervisor>,
     status: Option<ExitStatus>,
     /// The write end of a [`Stdio::Piped`] standard input.
@@ -751,12 +850,17 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        match process::kill_group(self.pid, libc::SIGKILL) {
+        let r = match process::kill_group(self.pid, libc::SIGKILL) {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 process::kill(self.pid, libc::SIGKILL)
             }
             other => other,
+        };
+        // Every process of the sandbox, in a session of its own or not.
+        if let Some(c) = self.containment.as_mut() {
+            c.end();
         }
+        r
     }
 
     /// Waits for the program to exit.
@@ -798,6 +902,9 @@ impl Child {
         process::reclaim_terminal(self.pid);
         // What is left of the sandbox goes with its program.
         let _ = process::kill_group(self.pid, libc::SIGKILL);
+        if let Some(c) = self.containment.as_mut() {
+            c.end();
+        }
         if let Some(sup) = self.supervisor.take() {
             sup.stop();
             sup.join();

@@ -221,7 +221,7 @@ fn deny_makes_the_call_fail_with_the_errno() {
 }
 
 #[test]
-fn check_reports_eight_features() {
+fn check_reports_ten_features() {
     let out = run(&["check"]);
     assert_code(&out, 0);
     let text = stdout(&out);
@@ -235,6 +235,8 @@ fn check_reports_eight_features() {
         "pidfd_getfd",
         "Landlock",
         "isolation from the host",
+        "memory limit by cgroup",
+        "process containment by cgroup",
     ];
     assert_eq!(lines.len(), names.len(), "{text}");
     for (line, name) in lines.iter().zip(names) {

@@ -111,14 +111,14 @@ fn private_file_mappings_are_charged() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?} {out:?}");
 }
 
-/// Tries to launder its footprint: unmaps a shared file mapping (never
-/// charged) to get credit, then allocates again while the first anonymous
-/// region is still in use.
+/// Tries to launder its footprint: unmaps a read-only shared file mapping
+/// (never charged) to get credit, then allocates again while the first
+/// anonymous region is still in use.
 const LAUNDER: &str = r#"
 int main(void) {
     int fd = memfd_create("big", 0);
     ftruncate(fd, 48 * MIB);
-    char *f = mmap(NULL, 48 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    char *f = mmap(NULL, 48 * MIB, PROT_READ, MAP_SHARED, fd, 0);
     char *a = mmap(NULL, 40 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (f == MAP_FAILED || a == MAP_FAILED) return 1;
     touch(a, 40 * MIB);
@@ -227,7 +227,14 @@ int main(void) {
 }
 "#,
     );
-    let sandbox = Sandbox::builder().max_memory(64 << 20).build().unwrap();
+    // The syscall accounting (no cgroup) refuses the reservation itself; a
+    // memory cgroup bounds only what is used, and the second 40 MiB is
+    // never touched.
+    let sandbox = Sandbox::builder()
+        .max_memory(64 << 20)
+        .cgroups(false)
+        .build()
+        .unwrap();
     let (out, status) = run(&sandbox, &exe, &[]);
     assert!(status.success(), "{status:?}");
     assert_eq!(out, "signal 9\nexit 0\n");
@@ -260,7 +267,12 @@ fn exits_leave_the_index_and_release_their_memory() {
     use std::time::{Duration, Instant};
 
     let exe = program("children_map", CHILDREN_MAP);
-    let sandbox = Sandbox::builder().max_memory(1 << 30).build().unwrap();
+    // The ledger of the syscall accounting (a memory cgroup keeps none).
+    let sandbox = Sandbox::builder()
+        .max_memory(1 << 30)
+        .cgroups(false)
+        .build()
+        .unwrap();
     let mut cmd = Command::new(&exe);
     cmd.stdin(Stdio::Piped).stdout(Stdio::Piped);
     let mut child = sandbox.spawn(&mut cmd).unwrap();
@@ -283,4 +295,36 @@ fn exits_leave_the_index_and_release_their_memory() {
     }
     child.stdin.take().unwrap().write_all(b"x").unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// Grows its heap by 8 MiB with sbrk, touches it, then execs itself with
+/// one step fewer: every image has a break of its own, placed at random.
+const EXEC_CHAIN: &str = r#"
+int main(int argc, char **argv) {
+    int left = atoi(argv[1]);
+    char *p = sbrk(8 * MIB);
+    if (p == (void *)-1) { printf("sbrk: %s\n", strerror(errno)); return 1; }
+    touch(p, 8 * MIB);
+    if (left == 0) { printf("ok\n"); return 0; }
+    char next[16];
+    snprintf(next, sizeof next, "%d", left - 1);
+    execl("/proc/self/exe", argv[0], next, (char *)NULL);
+    printf("exec: %s\n", strerror(errno));
+    return 1;
+}
+"#;
+
+#[test]
+fn a_new_image_has_a_new_break_for_the_accounting() {
+    // The break of the image before an exec is not the new one's: charged
+    // from it, the new heap's growth is garbage (killed, or not charged).
+    let exe = program("exec_chain", EXEC_CHAIN);
+    let sandbox = Sandbox::builder()
+        .max_memory(64 << 20)
+        .cgroups(false)
+        .build()
+        .unwrap();
+    let (out, status) = run(&sandbox, &exe, &["20"]);
+    assert_eq!(out, "ok\n", "{status:?}");
+    assert!(status.success(), "{status:?}");
 }

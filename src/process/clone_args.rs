@@ -56,6 +56,12 @@ impl CloneRequest {
         self.flags & CLONE_THREAD != 0
     }
 
+    /// Shares its parent's address space (`CLONE_VM`, vfork): the child
+    /// makes no copy of it.
+    pub fn shares_memory(&self) -> bool {
+        self.flags & CLONE_VM != 0
+    }
+
     /// Asks for a new namespace of any kind.
     pub fn wants_namespace(&self) -> bool {
         self.flags & NAMESPACE_FLAGS != 0

@@ -9,11 +9,13 @@ use crate::handler::{Handler, HandlerCtx};
 use crate::syscalls;
 
 use super::clone_args::{CloneRequest, ForkKind};
-use super::limits::{page_up, Charge};
+use super::limits::{page_up, statm_data, Charge};
 use super::{park_fork_token, Limits, Tracker};
 
 /// The builtin handlers `limits` needs, by syscall number.
-pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
+/// With `memory_cgroup`, the kernel bounds memory and no memory call is
+/// trapped.
+pub(crate) fn builtins(limits: &Limits, memory_cgroup: bool) -> Vec<(u32, Arc<dyn Handler>)> {
     let mut out: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
     let mut add = |name: &str, h: Arc<dyn Handler>| {
         // fork and vfork do not exist on every architecture.
@@ -21,17 +23,24 @@ pub(crate) fn builtins(limits: &Limits) -> Vec<(u32, Arc<dyn Handler>)> {
             out.push((nr, h));
         }
     };
-    if limits.traps_forks() {
+    // Without a memory cgroup, a fork is a memory call too: its child
+    // gets a copy-on-write image of its parent.
+    let memory_calls = limits.max_memory.is_some() && !memory_cgroup;
+    if limits.traps_forks() || memory_calls {
         add("clone", Arc::new(ForkHandler(ForkKind::Clone)));
         add("clone3", Arc::new(Clone3Refused));
         add("fork", Arc::new(ForkHandler(ForkKind::Fork)));
         add("vfork", Arc::new(ForkHandler(ForkKind::Vfork)));
     }
-    if limits.max_memory.is_some() {
+    if memory_calls {
+        // munmap is not trapped: it is never credited (a hole was never
+        // charged), and an exit or the next count sees what it freed.
         add("mmap", Arc::new(MemHandler(MemCall::Mmap)));
-        add("munmap", Arc::new(MemHandler(MemCall::Munmap)));
+        add("mprotect", Arc::new(MemHandler(MemCall::Mprotect)));
         add("brk", Arc::new(MemHandler(MemCall::Brk)));
         add("mremap", Arc::new(MemHandler(MemCall::Mremap)));
+        add("shmget", Arc::new(MemHandler(MemCall::Shmget)));
+        // A new image has a new program break.
         add("execve", Arc::new(MemHandler(MemCall::Exec)));
         add("execveat", Arc::new(MemHandler(MemCall::Exec)));
     }
@@ -47,12 +56,7 @@ fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) ->
     };
     // Limits lowered at run time by the policy callback.
     if let Some(policy) = &shared.policy {
-        if let (Some(n), Some(c)) = (policy.dynamic.max_processes(), &t.counter) {
-            c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
-        }
-        if let (Some(n), Some(m)) = (policy.dynamic.max_memory(), &t.memory) {
-            m.lower_limit(n);
-        }
+        t.apply_dynamic(&policy.dynamic);
     }
     f(t)
 }
@@ -94,6 +98,24 @@ impl Handler for ForkHandler {
             if t.hold_if_frozen(cx.notification()) {
                 return NotifAction::Hold;
             }
+            // A copy of the parent's private writable memory, charged
+            // before the fork is counted (nothing to roll back then).
+            if !req.shares_memory() {
+                if let Some(mem) = &t.memory {
+                    let Some(proc) = t.index.get(cx.pid() as i32) else {
+                        return NotifAction::Errno(libc::ENOMEM);
+                    };
+                    let image = statm_data(proc.key().pid).unwrap_or(0);
+                    if mem.charge(&proc, image, false, || t.writable_memory()) == Charge::Refused {
+                        log::info!(
+                            "pid {}: fork refused (ENOMEM): a copy of {image} bytes is over the memory limit of {}",
+                            cx.pid(),
+                            mem.limit()
+                        );
+                        return NotifAction::Errno(libc::ENOMEM);
+                    }
+                }
+            }
             let Some(counter) = &t.counter else {
                 return NotifAction::Continue;
             };
@@ -118,14 +140,56 @@ impl Handler for ForkHandler {
 #[derive(Debug, Clone, Copy)]
 enum MemCall {
     Mmap,
-    Munmap,
+    Mprotect,
     Brk,
     Mremap,
+    Shmget,
     Exec,
 }
 
-/// Anonymous-memory accounting; over the limit the task is killed.
+/// Memory accounting without a memory cgroup (see
+/// [`MemoryLimit`](super::limits::MemoryLimit)): each call that can make
+/// memory writable is charged its size; over the limit the task is killed
+/// (a `shmget` that would create a segment gets `ENOMEM`).
 struct MemHandler(MemCall);
+
+impl MemHandler {
+    /// What the call can make writable, and whether it is shared memory.
+    fn growth(&self, cx: &HandlerCtx<'_>) -> (u64, bool) {
+        let writable = |prot: u64| prot as i32 & libc::PROT_WRITE != 0;
+        match self.0 {
+            MemCall::Mmap => {
+                let (len, prot, flags) = (cx.arg(1), cx.arg(2), cx.arg(3) as i32);
+                // Private or shared, anonymous or a file (tmpfs, memfd,
+                // /dev/zero): writable pages can become memory. PROT_NONE
+                // or read-only: nothing until an mprotect.
+                let shared = flags & 0x3 != libc::MAP_PRIVATE;
+                (if writable(prot) { page_up(len) } else { 0 }, shared)
+            }
+            MemCall::Mprotect => {
+                // Whether the range was writable already is not known
+                // here: charged, and the next count corrects it.
+                (
+                    if writable(cx.arg(2)) {
+                        page_up(cx.arg(1))
+                    } else {
+                        0
+                    },
+                    false,
+                )
+            }
+            MemCall::Mremap => {
+                let (old, new) = (page_up(cx.arg(1)), page_up(cx.arg(2)));
+                (new.saturating_sub(old), false)
+            }
+            MemCall::Shmget => {
+                let creates = cx.arg(2) as i32 & libc::IPC_CREAT != 0;
+                (if creates { page_up(cx.arg(1)) } else { 0 }, true)
+            }
+            MemCall::Brk | MemCall::Exec => (0, false),
+        }
+    }
+}
 
 impl Handler for MemHandler {
     fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
@@ -143,82 +207,36 @@ impl Handler for MemHandler {
                 );
                 return NotifAction::Errno(libc::ENOMEM);
             };
+            let count = || t.writable_memory();
             let charge = match self.0 {
-                MemCall::Mmap => {
-                    let (len, prot, flags) = (cx.arg(1), cx.arg(2) as i32, cx.arg(3) as i32);
-                    let shared = flags & 0x3 != libc::MAP_PRIVATE;
-                    let anon = flags & libc::MAP_ANONYMOUS != 0;
-                    // Charged: anonymous memory, private or shared, and
-                    // private writable file mappings (copy-on-write memory:
-                    // /dev/zero is anonymous memory by another name). A
-                    // PROT_NONE reservation uses nothing until an mprotect,
-                    // which the statm reconciliation sees.
-                    let charged = if anon {
-                        prot != libc::PROT_NONE
-                    } else {
-                        !shared && prot & libc::PROT_WRITE != 0
-                    };
-                    if !charged {
-                        return NotifAction::Continue;
-                    }
-                    mem.charge(&proc, page_up(len), shared)
-                }
-                MemCall::Munmap => {
-                    mem.credit(&proc, page_up(cx.arg(1)));
-                    Charge::Allowed
+                MemCall::Exec => {
+                    // The break of the image to come is not known yet (a
+                    // failed exec keeps the old one: then its growth is
+                    // counted from start_brk, too much, and corrected by
+                    // the next count). Nothing is credited.
+                    proc.mem.lock().brk = None;
+                    return NotifAction::Continue;
                 }
                 MemCall::Brk => {
                     let addr = cx.arg(0);
                     if addr == 0 {
                         return NotifAction::Continue;
                     }
-                    mem.set_brk(&proc, addr)
+                    mem.set_brk(&proc, addr, count)
                 }
-                MemCall::Mremap => {
-                    let (old, new) = (page_up(cx.arg(1)), page_up(cx.arg(2)));
-                    if new > old {
-                        mem.charge(&proc, new - old, false)
-                    } else {
-                        mem.credit(&proc, old - new);
-                        Charge::Allowed
-                    }
-                }
-                MemCall::Exec => {
-                    mem.reset(&proc);
-                    Charge::Allowed
-                }
+                _ => match self.growth(cx) {
+                    (0, _) => return NotifAction::Continue,
+                    (bytes, shared) => mem.charge(&proc, bytes, shared, count),
+                },
             };
-            let charge = match (charge, self.0) {
-                // Processes that exited but whose exit the poll thread has
-                // not handled yet still hold charges: release them and try
-                // once more before killing.
-                (Charge::Refused, MemCall::Mmap | MemCall::Mremap | MemCall::Brk)
-                    if t.sweep_now() > 0 =>
-                {
-                    match self.0 {
-                        MemCall::Mmap => mem.charge(
-                            &proc,
-                            page_up(cx.arg(1)),
-                            cx.arg(3) as i32 & 0x3 != libc::MAP_PRIVATE,
-                        ),
-                        MemCall::Mremap => mem.charge(
-                            &proc,
-                            page_up(cx.arg(2)).saturating_sub(page_up(cx.arg(1))),
-                            false,
-                        ),
-                        _ => mem.set_brk(&proc, cx.arg(0)),
-                    }
-                }
-                (c, _) => c,
-            };
-            match charge {
-                Charge::Allowed => NotifAction::Continue,
-                Charge::Refused => {
+            match (charge, self.0) {
+                (Charge::Allowed, _) => NotifAction::Continue,
+                (Charge::Refused, MemCall::Shmget) => NotifAction::Errno(libc::ENOMEM),
+                (Charge::Refused, call) => {
                     log::info!(
-                        "pid {}: memory limit of {} bytes exceeded ({:?}); killing it",
+                        "pid {}: memory limit of {} bytes exceeded ({call:?}); killing it",
                         cx.pid(),
                         mem.limit(),
-                        self.0
                     );
                     NotifAction::KillTask {
                         signal: libc::SIGKILL,

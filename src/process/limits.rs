@@ -1,7 +1,9 @@
-//! The two resource limits: processes (with fork tokens) and anonymous
-//! memory (a ledger per address space, summed over the sandbox).
+//! The two resource limits: processes (with fork tokens) and, where no
+//! memory cgroup holds the sandbox, writable memory (an estimate charged
+//! at the calls that grow it, corrected from `/proc`).
 //!
-//! Lock order: a process's ledger, then the memory total; the process
+//! Lock order: a process's ledger, then the memory total; neither is held
+//! while the sandbox is counted (which reads the index), and the process
 //! count lock is never held while taking the index lock.
 
 use std::collections::HashSet;
@@ -46,6 +48,8 @@ pub struct ProcessCounter {
     /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
     limit: std::sync::atomic::AtomicU32,
     root: i32,
+    /// The sandbox's cgroup, if one holds it.
+    members: Option<crate::sys::cgroup::Members>,
     state: Mutex<CountState>,
     reconciles: AtomicU64,
 }
@@ -53,7 +57,20 @@ pub struct ProcessCounter {
 impl ProcessCounter {
     /// A counter for the sandbox rooted at `root`, which counts as one.
     pub fn new(limit: u32, root: i32) -> Arc<Self> {
+        Self::with_members(limit, root, None)
+    }
+
+    /// A counter whose reconciliation finds the sandbox's processes in
+    /// `members` (its cgroup, which holds every process from its creation,
+    /// wherever it moved in the process tree) rather than by a scan for
+    /// the root's process group, which a `setsid` leaves.
+    pub(crate) fn with_members(
+        limit: u32,
+        root: i32,
+        members: Option<crate::sys::cgroup::Members>,
+    ) -> Arc<Self> {
         Arc::new(ProcessCounter {
+            members,
             limit: std::sync::atomic::AtomicU32::new(limit),
             root,
             state: Mutex::new(CountState {
@@ -105,12 +122,33 @@ impl ProcessCounter {
                 return Some(self.token(tid));
             }
         }
-        // At the limit: count what really exists (zombies included).
+        // At the limit: count what really exists (zombies included). Forks
+        // answered less than SETTLE ago may not have made their child yet,
+        // or may have: rather than count them on top of what exists (twice,
+        // mostly), let them settle first (at most SETTLE, only at the limit).
+        let settle = {
+            let st = self.state.lock();
+            st.recent
+                .iter()
+                .filter(|&&(t, _)| t != tid)
+                .map(|&(_, at)| SETTLE.saturating_sub(at.elapsed()))
+                .max()
+        };
+        if let Some(d) = settle.filter(|d| !d.is_zero()) {
+            std::thread::sleep(d);
+        }
         let mut roots = known();
         roots.push(self.root);
-        // Orphans of the sandbox (reparented out of its tree) that never
-        // trapped are still in its process group, unless they left it.
-        roots.extend(group_members(self.root));
+        match &self.members {
+            // Every live process of the sandbox, orphaned and in a session
+            // of its own or not; zombies are found as their parents'
+            // children by the tree walk.
+            Some(m) => roots.extend(m.pids()),
+            // Orphans of the sandbox (reparented out of its tree) that
+            // never trapped are still in its process group, unless they
+            // left it (setsid): without a cgroup those are not seen.
+            None => roots.extend(group_members(self.root)),
+        }
         let existing = count_tree(&roots);
         self.reconciles.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();
@@ -182,28 +220,7 @@ impl Drop for ForkToken {
 /// Counts the processes (running or zombie) in the trees rooted at
 /// `roots`, following `/proc/<pid>/task/<tid>/children`.
 pub fn count_tree(roots: &[i32]) -> u32 {
-    let mut seen = HashSet::new();
-    let mut stack: Vec<i32> = roots.to_vec();
-    while let Some(pid) = stack.pop() {
-        if pid <= 0 || seen.contains(&pid) {
-            continue;
-        }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue; // reaped
-        };
-        seen.insert(pid);
-        for task in tasks.flatten() {
-            let mut path = task.path();
-            path.push("children");
-            if let Ok(list) = std::fs::read_to_string(&path) {
-                stack.extend(
-                    list.split_ascii_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    seen.len() as u32
+    tree_pids(roots).len() as u32
 }
 
 /// The processes of process group `pgid` (a scan of `/proc`).
@@ -230,27 +247,46 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 // Memory
 // ---------------------------------------------------------------------------
 
-/// What one address space has been charged.
+/// What one address space has been charged since the last count of the
+/// whole sandbox (its epoch).
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// Bytes charged to this address space.
+    /// Bytes charged to this address space since `epoch`.
     pub charged: u64,
-    /// Part of `charged` that is shared anonymous memory, which
-    /// `/proc/<pid>/statm` does not show as data.
-    pub shared_anon: u64,
+    /// Part of `charged` that is shared memory, which may outlive the
+    /// process (other processes map it, or it is a file or a segment).
+    pub shared: u64,
     /// The program break as last set, if known.
     pub brk: Option<u64>,
-    /// Something was credited (or reset) since the ledger last matched the
-    /// kernel's view: re-read it before the next charge.
-    pub dirty: bool,
+    /// The count of the whole sandbox this ledger follows.
+    pub epoch: u64,
 }
 
-/// The sandbox-wide anonymous-memory limit.
+/// The sandbox-wide memory limit when no memory cgroup holds the sandbox:
+/// a running estimate, charged at each call that can make memory
+/// writable, and corrected only from the kernel's own figures.
+///
+/// - A call that can grow what the sandbox may write (`mmap`, `mprotect`,
+///   `mremap`, `brk` with write access; `shmget` creating a segment; a
+///   fork, whose child gets a copy-on-write image of its parent's private
+///   writable memory) is charged its size, virtually: untouched memory
+///   counts, since it can be touched later without any call.
+/// - Nothing is credited on the program's word: `munmap` of memory never
+///   charged (a hole) would wipe a real charge. Only an exit credits, and
+///   only what that process was charged since the last count, privately.
+/// - When a charge would go over, the whole sandbox is counted from
+///   `/proc` ([`sandbox_writable_memory`]) and the estimate replaced by the
+///   count (a new epoch): the call is refused only if the count says so.
+///
+/// What this cannot see: tmpfs files written without being mapped, and
+/// SysV segments left by processes that are gone. A memory cgroup counts
+/// those.
 #[derive(Debug)]
 pub struct MemoryLimit {
     /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
     limit: AtomicU64,
-    total: Mutex<u64>,
+    /// The estimate, and the epoch of the last count.
+    state: Mutex<(u64, u64)>,
 }
 
 /// The outcome of a charge.
@@ -267,7 +303,7 @@ impl MemoryLimit {
     pub fn new(limit: u64) -> Self {
         MemoryLimit {
             limit: AtomicU64::new(limit),
-            total: Mutex::new(0),
+            state: Mutex::new((0, 1)),
         }
     }
 
@@ -281,97 +317,183 @@ impl MemoryLimit {
         self.limit.fetch_min(bytes, Ordering::AcqRel);
     }
 
-    /// Bytes charged over the whole sandbox.
+    /// The estimate of what the sandbox may write, in bytes.
     pub fn total(&self) -> u64 {
-        *self.total.lock()
+        self.state.lock().0
     }
 
-    /// Charges `bytes` to `proc` (shared anonymous memory if `shared`).
-    pub fn charge(&self, proc: &Process, bytes: u64, shared: bool) -> Charge {
-        let mut l = proc.mem.lock();
-        if l.dirty {
-            // Credits are taken on trust; the kernel's count of private
-            // writable memory keeps them honest.
-            if let Some(seen) = statm_data(proc.key().pid) {
-                if seen > l.charged {
-                    self.adjust(&mut l, seen);
+    /// Charges `bytes` to `proc` (`shared`: memory that may outlive it).
+    /// Over the limit, `count` counts the whole sandbox from the kernel's
+    /// figures before refusing.
+    pub fn charge(
+        &self,
+        proc: &Process,
+        bytes: u64,
+        shared: bool,
+        count: impl FnOnce() -> u64,
+    ) -> Charge {
+        let before = {
+            let mut l = proc.mem.lock();
+            let mut st = self.state.lock();
+            if l.epoch != st.1 {
+                // Counted since: what it was charged is in the count.
+                l.charged = 0;
+                l.shared = 0;
+                l.epoch = st.1;
+            }
+            if st.0.saturating_add(bytes) <= self.limit() {
+                st.0 += bytes;
+                l.charged += bytes;
+                if shared {
+                    l.shared += bytes;
                 }
+                return Charge::Allowed;
             }
-            l.dirty = false;
-        }
-        if self.total() + bytes > self.limit() {
-            // Before refusing, correct an over-estimate (a failed call, a
-            // mapping placed over another) with a fresh reading.
-            if let Some(seen) = statm_data(proc.key().pid) {
-                let now = seen + l.shared_anon;
-                self.adjust(&mut l, now);
-            }
-        }
-        let mut total = self.total.lock();
-        if *total + bytes > self.limit() {
+            st.0
+        };
+        // Over: count the sandbox, holding no ledger (the count reads the
+        // index). Charges made meanwhile may not show in the count yet:
+        // they are kept on top of it.
+        let counted = count();
+        let mut l = proc.mem.lock();
+        let mut st = self.state.lock();
+        let meanwhile = st.0.saturating_sub(before);
+        st.1 += 1;
+        st.0 = counted.saturating_add(meanwhile);
+        l.charged = 0;
+        l.shared = 0;
+        l.epoch = st.1;
+        log::debug!(
+            "memory counted: {counted} bytes writable in the sandbox (+{meanwhile} charged meanwhile), {bytes} asked, limit {}",
+            self.limit()
+        );
+        if st.0.saturating_add(bytes) > self.limit() {
             return Charge::Refused;
         }
-        *total += bytes;
+        st.0 += bytes;
         l.charged += bytes;
         if shared {
-            l.shared_anon += bytes;
+            l.shared += bytes;
         }
         Charge::Allowed
     }
 
-    /// Credits up to `bytes` to `proc` (what it frees).
-    pub fn credit(&self, proc: &Process, bytes: u64) {
+    /// `proc` exited: its private memory, charged since the last count, is
+    /// freed by the kernel. (Its shared memory may live on, and what it
+    /// had before the count is in the count: neither is credited.)
+    pub fn exited(&self, proc: &Process) {
         let mut l = proc.mem.lock();
-        let bytes = bytes.min(l.charged);
-        l.charged -= bytes;
-        l.shared_anon = l.shared_anon.min(l.charged);
-        l.dirty = true;
-        let mut total = self.total.lock();
-        *total = total.saturating_sub(bytes);
+        let mut st = self.state.lock();
+        if l.epoch == st.1 {
+            st.0 = st.0.saturating_sub(l.charged - l.shared);
+        }
+        *l = Ledger::default();
     }
 
-    /// Forgets what `proc` was charged: it exec'd (`dirty` stays set, so
-    /// a failed exec cannot be used to launder a footprint) or exited.
-    pub fn reset(&self, proc: &Process) {
-        let mut l = proc.mem.lock();
-        let bytes = l.charged;
-        *l = Ledger {
-            dirty: true,
-            ..Ledger::default()
-        };
-        let mut total = self.total.lock();
-        *total = total.saturating_sub(bytes);
-    }
-
-    /// Moves `proc`'s program break to `addr`: growth is charged, shrinking
-    /// credited. An unknown break is taken to be `start_brk`.
-    pub fn set_brk(&self, proc: &Process, addr: u64) -> Charge {
+    /// Moves `proc`'s program break to `addr`: growth is charged; a
+    /// shrink is not credited (the count will see it). An unknown break is
+    /// taken to be `start_brk`.
+    pub fn set_brk(&self, proc: &Process, addr: u64, count: impl FnOnce() -> u64) -> Charge {
         let known = proc.mem.lock().brk;
         let Some(cur) = known.or_else(|| start_brk(proc.key().pid)) else {
             return Charge::Allowed;
         };
         let (old, new) = (page_up(cur), page_up(addr));
-        if new > old {
-            let c = self.charge(proc, new - old, false);
-            if c == Charge::Allowed {
-                proc.mem.lock().brk = Some(addr);
-            }
-            c
+        let c = if new > old {
+            self.charge(proc, new - old, false, count)
         } else {
-            if new < old {
-                self.credit(proc, old - new);
-            }
-            proc.mem.lock().brk = Some(addr);
             Charge::Allowed
+        };
+        if c == Charge::Allowed {
+            proc.mem.lock().brk = Some(addr);
+        }
+        c
+    }
+}
+
+/// What the processes `pids` may write, from the kernel's figures: every
+/// writable private mapping (touched or not: it can be touched without a
+/// call), every writable shared object once (by device and inode, at the
+/// largest length mapped), and the SysV segments they made that no one
+/// has attached.
+pub fn sandbox_writable_memory(pids: &[i32]) -> u64 {
+    let mut private = 0u64;
+    let mut shared: std::collections::HashMap<(String, u64), u64> = Default::default();
+    for &pid in pids {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        for line in maps.lines() {
+            let mut f = line.split_ascii_whitespace();
+            let (Some(range), Some(perms), _, Some(dev), Some(inode)) =
+                (f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let p = perms.as_bytes();
+            if p.len() < 4 || p[1] != b'w' {
+                continue;
+            }
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+                continue;
+            };
+            let len = b.saturating_sub(a);
+            if p[3] == b's' {
+                let key = (dev.to_owned(), inode.parse().unwrap_or(0));
+                let e = shared.entry(key).or_default();
+                *e = (*e).max(len);
+            } else {
+                private += len;
+            }
         }
     }
-
-    fn adjust(&self, l: &mut Ledger, to: u64) {
-        let mut total = self.total.lock();
-        *total = total.saturating_sub(l.charged) + to;
-        l.charged = to;
-        l.shared_anon = l.shared_anon.min(to);
+    let mut segments = 0u64;
+    if let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") {
+        // key shmid perms size cpid lpid nattch ...
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_ascii_whitespace().collect();
+            let (Some(size), Some(cpid), Some(nattch)) = (
+                f.get(3).and_then(|v| v.parse::<u64>().ok()),
+                f.get(4).and_then(|v| v.parse::<i32>().ok()),
+                f.get(6).and_then(|v| v.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            if nattch == 0 && pids.contains(&cpid) {
+                segments += size;
+            }
+        }
     }
+    private + shared.values().sum::<u64>() + segments
+}
+
+/// Every process (running or zombie) in the trees rooted at `roots`.
+pub fn tree_pids(roots: &[i32]) -> Vec<i32> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<i32> = roots.to_vec();
+    while let Some(pid) = stack.pop() {
+        if pid <= 0 || seen.contains(&pid) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        seen.insert(pid);
+        for task in tasks.flatten() {
+            let mut path = task.path();
+            path.push("children");
+            if let Ok(list) = std::fs::read_to_string(&path) {
+                stack.extend(
+                    list.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    seen.into_iter().collect()
 }
 
 /// Private writable memory of `pid` (data + stack), in bytes, from

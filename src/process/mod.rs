@@ -3,7 +3,8 @@
 //! - [`index`]: every task that produced a notification, keyed by
 //!   (pid, start time), with a pidfd watched by the poll thread.
 //! - [`limits`]: the process count (fork tokens, reconciled with the real
-//!   process tree before refusing) and the anonymous-memory ledger.
+//!   sandbox's cgroup or process tree before refusing) and, without a memory
+//!   cgroup, the writable-memory estimate.
 //! - [`clone_args`]: a fork-like call's flags, read once.
 //! - `handlers`: the builtin handlers the sandbox installs for
 //!   `clone`/`clone3`/`fork`/`vfork`, `mmap`/`munmap`/`brk`/`mremap` and
@@ -49,8 +50,8 @@ pub struct Limits {
     /// At most this many processes at once (the first one and zombies
     /// included); forks beyond get `EAGAIN`.
     pub max_processes: Option<u32>,
-    /// At most this many bytes of anonymous memory over the sandbox; the
-    /// task that asks for more is killed (`SIGKILL`) and answered `ENOMEM`.
+    /// At most this many bytes of memory over the sandbox (see
+    /// [`SandboxBuilder::max_memory`](crate::SandboxBuilder::max_memory)).
     pub max_memory: Option<u64>,
     /// Track processes and trap forks even without a limit (for
     /// [`freeze`](crate::SupervisorHandle::freeze)).
@@ -97,6 +98,10 @@ pub(crate) struct Tracker {
     pub(crate) index: ProcessIndex,
     pub(crate) counter: Option<Arc<ProcessCounter>>,
     pub(crate) memory: Option<MemoryLimit>,
+    /// The memory cgroup that bounds memory instead, if there is one.
+    memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
+    /// The sandbox's cgroup membership, if a cgroup holds it.
+    members: Option<crate::sys::cgroup::Members>,
     freeze: Mutex<FreezeState>,
     /// Tokens of counted forks that a handler held, by notification id.
     held_tokens: Mutex<HashMap<u64, ForkToken>>,
@@ -120,20 +125,75 @@ impl Tracker {
         limits: Limits,
         root: i32,
         registry: Option<mio::Registry>,
+        members: Option<crate::sys::cgroup::Members>,
+        memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
     ) -> Option<Tracker> {
         if !limits.enabled() {
             return None;
         }
         Some(Tracker {
             index: ProcessIndex::new(registry),
-            counter: limits.max_processes.map(|n| ProcessCounter::new(n, root)),
-            memory: limits.max_memory.map(MemoryLimit::new),
+            counter: limits
+                .max_processes
+                .map(|n| ProcessCounter::with_members(n, root, members.clone())),
+            // A memory cgroup bounds memory in the kernel instead.
+            memory: limits
+                .max_memory
+                .filter(|_| memory_cgroup.is_none())
+                .map(MemoryLimit::new),
+            memory_cgroup,
+            members,
             freeze: Mutex::new(FreezeState::default()),
             held_tokens: Mutex::new(HashMap::new()),
             pgid: root,
             traps_forks: limits.traps_forks(),
             last_sweep: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Applies limits a policy callback lowered at run time: the process
+    /// count, the memory ledger and the memory cgroup. Cheap when nothing
+    /// changed (atomic loads).
+    pub(crate) fn apply_dynamic(&self, dynamic: &crate::policy::DynamicPolicy) {
+        if let (Some(n), Some(c)) = (dynamic.max_processes(), &self.counter) {
+            c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        if let Some(n) = dynamic.max_memory() {
+            if let Some(m) = &self.memory {
+                m.lower_limit(n);
+            }
+            if let Some(cg) = &self.memory_cgroup {
+                if n < cg.limit() {
+                    match cg.lower(n) {
+                        Ok(now) if now > n => {
+                            log::debug!("memory cgroup limit lowered to {now} (in use), toward {n}")
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::warn!("cannot lower the memory cgroup's limit to {n}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the sandbox's processes may write, counted from `/proc`: the
+    /// processes of its cgroup, or else those of its process tree, of its
+    /// index and of its process group.
+    pub(crate) fn writable_memory(&self) -> u64 {
+        let pids = match &self.members {
+            Some(m) => {
+                let mut roots = m.pids();
+                roots.push(self.pgid);
+                limits::tree_pids(&roots)
+            }
+            None => {
+                let mut roots = self.index.pids();
+                roots.push(self.pgid);
+                roots.extend(limits::group_members(self.pgid));
+                limits::tree_pids(&roots)
+            }
+        };
+        limits::sandbox_writable_memory(&pids)
     }
 
     /// Whether fork-like calls are trapped (needed by freeze and thaw).
@@ -160,7 +220,7 @@ impl Tracker {
     /// Releases everything charged to a process that is gone.
     fn gone(&self, p: &Process) {
         if let Some(m) = &self.memory {
-            m.reset(p);
+            m.exited(p);
         }
         log::debug!(
             "process {} (start {}) left the index",

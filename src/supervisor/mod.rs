@@ -58,6 +58,12 @@ pub(crate) struct Config {
     pub(crate) policy: Option<crate::policy::PolicySetup>,
     /// Paths denied at run time are added here (shared with the path handlers).
     pub(crate) denied_paths: Option<Arc<crate::paths::DeniedPaths>>,
+    /// The sandbox's cgroup membership, when a cgroup holds it (set per
+    /// spawn): the process count is reconciled against it.
+    pub(crate) members: Option<crate::sys::cgroup::Members>,
+    /// The sandbox's memory cgroup, when it bounds memory (set per spawn):
+    /// a policy lowers its limit.
+    pub(crate) memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
 }
 
 /// State shared by every supervisor thread.
@@ -171,7 +177,13 @@ impl Supervisor {
                 .registry()
                 .try_clone()
                 .map_err(|e| Error::io("clone the poll registry", e))?;
-            crate::process::Tracker::new(config.limits, pgid, Some(registry))
+            crate::process::Tracker::new(
+                config.limits,
+                pgid,
+                Some(registry),
+                config.members.clone(),
+                config.memory_cgroup.clone(),
+            )
         } else {
             None
         };

@@ -96,6 +96,10 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         }
         _ => action,
     };
+    // Limits the callback lowered take effect before the answer.
+    if let (Some(policy), Some(tracker)) = (&shared.policy, &shared.tracker) {
+        tracker.apply_dynamic(&policy.dynamic);
+    }
     // 5, 9, 10 for a frozen exec: answered under the freeze, which is
     // released once the kernel has copied argv (or the exec failed).
     if let Some(freeze) = exec_freeze {

@@ -5,6 +5,7 @@
 //! file descriptors, byte slices and plain-old-data structs.
 
 pub mod caps;
+pub mod cgroup;
 pub mod eventfd;
 pub mod filtered_calls;
 pub mod fs;

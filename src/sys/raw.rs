@@ -75,6 +75,109 @@ pub(crate) unsafe fn syscall(nr: libc::c_long, args: &[usize]) -> isize {
     unsafe { syscall6(nr, a) }
 }
 
+/// `struct clone_args` of `clone3`, up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct CloneArgs {
+    pub(crate) flags: u64,
+    pub(crate) pidfd: u64,
+    pub(crate) child_tid: u64,
+    pub(crate) parent_tid: u64,
+    pub(crate) exit_signal: u64,
+    pub(crate) stack: u64,
+    pub(crate) stack_size: u64,
+    pub(crate) tls: u64,
+    pub(crate) set_tid: u64,
+    pub(crate) set_tid_size: u64,
+    pub(crate) cgroup: u64,
+}
+
+/// `clone3(args)` whose child, on the stack `args` names, calls
+/// `entry(arg)` and exits with its result. Returns the child's pid to the
+/// parent, or `-errno`.
+///
+/// (`clone3` has no libc wrapper taking a function: the child returns
+/// from the system call on its new stack, so it must leave the asm block
+/// on its own, never returning into the parent's frames.)
+///
+/// # Safety
+/// `args` must name a stack that stays mapped, and `arg` what `entry`
+/// reads alive, until the child has exec'd or exited; with `CLONE_VM` the
+/// child shares this memory and `entry` must obey the constraints of such
+/// a child (raw system calls only, no locks, no allocation).
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn clone3_with_entry(
+    args: &CloneArgs,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention (see `syscall6`). In the
+    // child (rax == 0) the stack pointer is the top of the new stack,
+    // 16-byte aligned, so `call` enters `entry` as the ABI expects; r12
+    // and r13 survive the system call in both; the child exits without
+    // coming back here. The parent sees only rax, rcx and r11 changed.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, 231", // exit_group
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// As for the x86_64 version.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn clone3_with_entry(
+    args: &CloneArgs,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> isize {
+    let ret: isize;
+    // SAFETY: the aarch64 system call convention (see `syscall6`). In the
+    // child (x0 == 0) sp is the top of the new stack, 16-byte aligned;
+    // x21 and x22 survive the system call; the child exits without coming
+    // back here. The parent sees only x0 changed.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            "mov x0, x22",
+            "blr x21",
+            "mov x8, #94", // exit_group
+            "svc 0",
+            "brk #0",
+            "2:",
+            in("x8") libc::SYS_clone3,
+            inlateout("x0") args as *const CloneArgs as usize as isize => ret,
+            in("x1") std::mem::size_of::<CloneArgs>(),
+            in("x21") entry,
+            in("x22") arg,
+            options(nostack),
+        );
+    }
+    ret
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

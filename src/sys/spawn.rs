@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cvt;
+use super::raw::{clone3_with_entry, CloneArgs};
 use super::spawn_child::{
     child_entry, ChildArgs, SharedPage, STATE_FAILED, STATE_PENDING, STATE_READY,
 };
@@ -57,6 +58,11 @@ pub struct ExecPlan {
     /// Make the child's process group the terminal's foreground group when
     /// it inherits a terminal on stdin from a foreground parent.
     pub foreground: bool,
+    /// A cgroup v2 directory to start the child in (`CLONE_INTO_CGROUP`),
+    /// which spares the move into it, and its wait for an RCU grace period
+    /// (about 10 ms here). Where the kernel refuses, the child starts
+    /// where its parent is ([`ForkedChild::in_cgroup`] says which).
+    pub cgroup: Option<RawFd>,
 }
 
 /// The child's stack: mapped with a guard page below it.
@@ -120,6 +126,8 @@ pub struct ForkedChild {
     child: Option<(Box<ChildArgs>, Stack)>,
     /// The child no longer runs in our memory.
     gone: bool,
+    /// The child started in the plan's cgroup.
+    in_cgroup: bool,
 }
 
 // SAFETY: the shared page is only accessed through atomics; the page, the
@@ -248,19 +256,47 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
     // SAFETY: reads and writes live sigsets.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &full, &mut old) };
     let mut pidfd: libc::c_int = -1;
-    // SAFETY: the child runs `child_entry` on `stack` with `args`, both kept
-    // alive by the returned ForkedChild until the child has exec'd or died;
-    // CLONE_PIDFD stores a pidfd in `pidfd`.
-    let pid = unsafe {
-        libc::clone(
-            child_entry,
-            stack.top(),
-            libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
-            arg_ptr,
-            &mut pidfd as *mut libc::c_int,
-        )
-    };
-    let clone_err = io::Error::last_os_error();
+    let mut in_cgroup = false;
+    let mut pid = -1;
+    let mut clone_err = io::Error::from_raw_os_error(libc::ENOSYS);
+    if let Some(cg) = args.plan.cgroup {
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let ca = CloneArgs {
+            flags: (libc::CLONE_VM | libc::CLONE_PIDFD) as u64 | CLONE_INTO_CGROUP,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.base as u64,
+            stack_size: stack.len as u64,
+            cgroup: cg as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: as for `clone` below: the child runs `child_entry` on
+        // `stack` with `args`, kept alive by the returned ForkedChild.
+        let r = unsafe { clone3_with_entry(&ca, child_entry, arg_ptr) };
+        if r >= 0 {
+            pid = r as i32;
+            in_cgroup = true;
+        } else {
+            clone_err = io::Error::from_raw_os_error(-r as i32);
+        }
+    }
+    if !in_cgroup {
+        // SAFETY: the child runs `child_entry` on `stack` with `args`, both
+        // kept alive by the returned ForkedChild until the child has exec'd
+        // or died; CLONE_PIDFD stores a pidfd in `pidfd`.
+        pid = unsafe {
+            libc::clone(
+                child_entry,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
+                arg_ptr,
+                &mut pidfd as *mut libc::c_int,
+            )
+        };
+        if pid < 0 {
+            clone_err = io::Error::last_os_error();
+        }
+    }
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if pid < 0 {
@@ -281,6 +317,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
         err: err_r,
         child: Some((args, stack)),
         gone: false,
+        in_cgroup,
     })
 }
 
@@ -316,6 +353,11 @@ impl ForkedChild {
     /// The child's pid.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Whether the child started in the plan's cgroup.
+    pub fn in_cgroup(&self) -> bool {
+        self.in_cgroup
     }
 
     /// Waits until the child installed its filter; returns the listener's fd

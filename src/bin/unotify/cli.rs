@@ -29,7 +29,7 @@ Examples:
   Make directory creation fail with EACCES (x86_64 has both calls):
     unotify run --deny mkdir=EACCES --deny mkdirat=EACCES -- mkdir /tmp/x
   Let the program reach only a local web server, with at most 64
-  processes and 512 MiB of anonymous memory:
+  processes and 512 MiB of memory:
     unotify run --net-allow 127.0.0.1:8080 -P 64 -m 512M -- curl http://127.0.0.1:8080/
   Refuse a private network, and binding port 8080:
     unotify run --net-deny 10.0.0.0/8 --net-deny-bind 8080 -- ./server
@@ -124,8 +124,9 @@ pub struct RunArgs {
     #[arg(short = 'P', long, value_name = "N", value_parser = parse_max_processes)]
     pub max_processes: Option<u32>,
 
-    /// At most SIZE bytes of anonymous memory (suffixes K, M, G); a program
-    /// that maps more is killed. Example: -m 512M
+    /// At most SIZE bytes of memory (suffixes K, M, G), of every kind with a
+    /// memory cgroup (see `unotify check`); a program that uses (or,
+    /// without one, maps) more is killed. Example: -m 512M
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 

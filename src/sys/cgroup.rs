@@ -1,0 +1,1172 @@
+//! Control groups for one sandbox: where they can be made, the memory limit
+//! they carry, the sandbox's membership, and the kill that ends it.
+//!
+//! Owns the directories it creates (`unotify-<pid>-<n>`, under this
+//! process's own cgroup in each hierarchy it uses) and removes them when the
+//! sandbox ends, on every path ([`Containment`]'s `Drop`). Uses the file
+//! system and raw system calls only; the sandbox's spawn path calls it.
+//!
+//! What is used, in order of preference:
+//! - membership and the kill: cgroup v2 (`cgroup.kill`, Linux 5.14; also
+//!   the unified hierarchy of a hybrid host), else the v1 `freezer` (freeze,
+//!   kill every listed process, thaw), else any v1 hierarchy made for the
+//!   sandbox (kill every listed process, until none is left);
+//! - memory: v2 `memory.max` + `memory.swap.max = 0` where the `memory`
+//!   controller is enabled for (or can be enabled in) this process's
+//!   cgroup, else the v1 `memory` controller (`memory.limit_in_bytes`, and
+//!   `memory.memsw.limit_in_bytes` where swap is accounted).
+//!
+//! Not `memory.oom.group`: a v2 host would then kill the whole sandbox
+//! where a v1 host and the accounting fallback kill the one task that went
+//! over, and a shell could no longer report its child's death.
+//!
+//! The pids controller is not used for the process limit: `pids.max` counts
+//! threads, and the limit counts processes (threads are free). The limit
+//! stays the supervisor's count of trapped forks, reconciled against the
+//! membership here, which holds every process from its creation (a child
+//! starts in its parent's cgroups), `setsid` or not.
+//!
+//! [`Watchdog`]: a small process outside the sandbox that ends it when the
+//! supervisor's process dies (see its documentation).
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::raw::syscall;
+
+/// How the sandbox's memory is bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryMode {
+    /// A cgroup v2 `memory.max` (every kind of memory the sandbox uses).
+    CgroupV2(PathBuf),
+    /// A cgroup v1 `memory.limit_in_bytes` (every kind of memory).
+    CgroupV1(PathBuf),
+    /// No memory cgroup could be made (the reason): the supervisor charges
+    /// the memory calls it traps.
+    Accounting(String),
+}
+
+/// How the whole sandbox is found and killed when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContainMode {
+    /// A cgroup v2 directory, killed with `cgroup.kill`.
+    CgroupV2Kill(PathBuf),
+    /// A cgroup v1 freezer directory: frozen, every process killed, thawed.
+    CgroupV1Freezer(PathBuf),
+    /// A cgroup v1 directory: every listed process killed until none is left.
+    CgroupV1Procs(PathBuf),
+    /// No cgroup could be made (the reason): only the program's process
+    /// group is killed, and what left it survives.
+    ProcessGroup(String),
+}
+
+/// One cgroup hierarchy this process is in.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    /// The v1 controllers (`["memory"]`, `["cpu", "cpuacct"]`), or empty for v2.
+    controllers: Vec<String>,
+    v2: bool,
+    /// This process's cgroup directory in it.
+    dir: PathBuf,
+}
+
+/// The hierarchies mounted here and this process's place in each, from
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
+fn hierarchies() -> Vec<Hierarchy> {
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in mounts.lines() {
+        // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let (root, point) = (unescape(l[3]), unescape(l[4]));
+        let v2 = match r[0] {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        let controllers: Vec<String> = if v2 {
+            Vec::new()
+        } else {
+            r[2].split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                .map(str::to_owned)
+                .collect()
+        };
+        if !v2 && controllers.is_empty() {
+            continue; // a named hierarchy (name=systemd): no controller
+        }
+        // Our path in it: "0::/x" for v2, "N:ctrl,ctrl:/x" for v1.
+        let path = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let matches = if v2 {
+                ctrls.is_empty()
+            } else {
+                let set: Vec<&str> = ctrls.split(',').collect();
+                controllers.iter().all(|c| set.contains(&c.as_str()))
+            };
+            matches.then(|| path.to_owned())
+        });
+        let Some(path) = path else { continue };
+        // Paths are relative to the mount's root (a cgroup namespace or a
+        // bind mount of a sub-tree).
+        let rel = Path::new(&path)
+            .strip_prefix(&root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| PathBuf::from(path.trim_start_matches('/')));
+        let dir = Path::new(&point).join(rel.strip_prefix("/").unwrap_or(&rel));
+        if out
+            .iter()
+            .any(|h: &Hierarchy| h.v2 == v2 && h.controllers == controllers)
+        {
+            continue; // mounted twice
+        }
+        out.push(Hierarchy {
+            controllers,
+            v2,
+            dir,
+        });
+    }
+    out
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Names are unique in this process: `unotify-<pid>-<n>`.
+fn fresh_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "unotify-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the v2 directory `dir` lets a child use the `memory`
+/// controller, enabling it if it can (it cannot where `dir` holds
+/// processes, unless it is the root).
+fn v2_memory_delegated(dir: &Path) -> io::Result<()> {
+    let subtree = dir.join("cgroup.subtree_control");
+    if read_words(&subtree)?.iter().any(|w| w == "memory") {
+        return Ok(());
+    }
+    if !read_words(&dir.join("cgroup.controllers"))?
+        .iter()
+        .any(|w| w == "memory")
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the memory controller is not available in {}",
+                dir.display()
+            ),
+        ));
+    }
+    fs::write(&subtree, "+memory")
+}
+
+fn read_words(path: &Path) -> io::Result<Vec<String>> {
+    Ok(fs::read_to_string(path)?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Where memory and containment would be had, found once per process by
+/// making (and removing) a probe directory.
+#[derive(Debug, Clone)]
+struct Modes {
+    memory: MemoryMode,
+    contain: ContainMode,
+}
+
+fn probe_dir(parent: &Path) -> io::Result<PathBuf> {
+    let dir = parent.join(fresh_name());
+    fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+fn remove_probe(dir: &Path) {
+    if let Err(e) = fs::remove_dir(dir) {
+        log::debug!("cannot remove probe cgroup {}: {e}", dir.display());
+    }
+}
+
+fn modes() -> &'static Modes {
+    static MODES: OnceLock<Modes> = OnceLock::new();
+    MODES.get_or_init(|| {
+        let hs = hierarchies();
+        let v2 = hs.iter().find(|h| h.v2);
+        let v1 = |c: &str| {
+            hs.iter()
+                .find(|h| !h.v2 && h.controllers.iter().any(|x| x == c))
+        };
+        // Memory: v2 if delegated, else v1.
+        let memory = (|| {
+            let mut why = Vec::new();
+            if let Some(h) = v2 {
+                match v2_memory_delegated(&h.dir).and_then(|()| probe_dir(&h.dir)) {
+                    Ok(d) => {
+                        let ok = d.join("memory.max").exists();
+                        remove_probe(&d);
+                        if ok {
+                            return MemoryMode::CgroupV2(h.dir.clone());
+                        }
+                        why.push(format!("no memory.max under {}", h.dir.display()));
+                    }
+                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+                }
+            }
+            if let Some(h) = v1("memory") {
+                match probe_dir(&h.dir) {
+                    Ok(d) => {
+                        remove_probe(&d);
+                        return MemoryMode::CgroupV1(h.dir.clone());
+                    }
+                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+                }
+            }
+            if why.is_empty() {
+                why.push("no memory cgroup hierarchy is mounted".into());
+            }
+            MemoryMode::Accounting(why.join("; "))
+        })();
+        let contain = (|| {
+            let mut why = Vec::new();
+            if let Some(h) = v2 {
+                match probe_dir(&h.dir) {
+                    Ok(d) => {
+                        let ok = d.join("cgroup.kill").exists();
+                        remove_probe(&d);
+                        if ok {
+                            return ContainMode::CgroupV2Kill(h.dir.clone());
+                        }
+                        why.push("cgroup.kill needs Linux 5.14".to_string());
+                    }
+                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+                }
+            }
+            for c in ["freezer", "pids", "memory"] {
+                let Some(h) = v1(c) else { continue };
+                match probe_dir(&h.dir) {
+                    Ok(d) => {
+                        remove_probe(&d);
+                        return if c == "freezer" {
+                            ContainMode::CgroupV1Freezer(h.dir.clone())
+                        } else {
+                            ContainMode::CgroupV1Procs(h.dir.clone())
+                        };
+                    }
+                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+                }
+            }
+            if why.is_empty() {
+                why.push("no cgroup hierarchy is mounted".into());
+            }
+            ContainMode::ProcessGroup(why.join("; "))
+        })();
+        log::debug!("cgroups: memory {memory:?}, containment {contain:?}");
+        Modes { memory, contain }
+    })
+}
+
+/// How a sandbox's memory limit would be enforced here.
+pub fn memory_mode() -> MemoryMode {
+    modes().memory.clone()
+}
+
+/// How a sandbox would be contained and killed here.
+pub fn contain_mode() -> ContainMode {
+    modes().contain.clone()
+}
+
+// ---------------------------------------------------------------------------
+// The kill, in raw system calls (it also runs in the watchdog)
+// ---------------------------------------------------------------------------
+
+/// What ending the sandbox takes: files opened and paths prepared when the
+/// cgroups were made, so that the kill itself allocates nothing and makes
+/// raw system calls only (it runs in the [`Watchdog`] too).
+#[derive(Debug)]
+pub struct KillPlan {
+    /// v2 `cgroup.kill`, opened for writing.
+    kill: Option<OwnedFd>,
+    /// v1 `freezer.state`, opened for reading and writing.
+    freezer: Option<OwnedFd>,
+    /// `cgroup.procs` of the membership directory, opened for reading.
+    procs: Option<OwnedFd>,
+    /// The program's process group (killed too: it is all there is without
+    /// a cgroup).
+    pgid: std::sync::atomic::AtomicI32,
+    /// Directories to remove, as NUL-terminated paths.
+    dirs: Vec<CString>,
+}
+
+impl KillPlan {
+    fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        [&self.kill, &self.freezer, &self.procs]
+            .into_iter()
+            .flatten()
+            .map(|f| f.as_raw_fd())
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: nanosleep reads one live timespec; the remainder is not wanted.
+    unsafe { syscall(libc::SYS_nanosleep, &[&ts as *const _ as usize, 0]) };
+}
+
+fn write_raw(fd: RawFd, what: &[u8]) -> isize {
+    // SAFETY: writes `what.len()` bytes from a live slice.
+    unsafe {
+        syscall(
+            libc::SYS_write,
+            &[fd as usize, what.as_ptr() as usize, what.len()],
+        )
+    }
+}
+
+/// Reads a small file from its start into `buf`; the length read.
+fn pread_raw(fd: RawFd, buf: &mut [u8]) -> usize {
+    // SAFETY: reads at most `buf.len()` bytes into a live buffer.
+    let n = unsafe {
+        syscall(
+            libc::SYS_pread64,
+            &[fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0],
+        )
+    };
+    n.max(0) as usize
+}
+
+/// Calls `f` with each pid listed in `procs`; returns how many. Reads the
+/// whole list in pieces without allocating (a number may span two reads).
+fn each_listed(procs: RawFd, mut f: impl FnMut(i32)) -> usize {
+    // SAFETY: lseek takes integers.
+    unsafe {
+        syscall(
+            libc::SYS_lseek,
+            &[procs as usize, 0, libc::SEEK_SET as usize],
+        )
+    };
+    let mut buf = [0u8; 512];
+    let (mut n, mut cur, mut in_num) = (0usize, 0i64, false);
+    loop {
+        // SAFETY: reads at most 512 bytes into a live buffer.
+        let got = unsafe {
+            syscall(
+                libc::SYS_read,
+                &[procs as usize, buf.as_mut_ptr() as usize, buf.len()],
+            )
+        };
+        if got <= 0 {
+            break;
+        }
+        for &b in &buf[..got as usize] {
+            if b.is_ascii_digit() {
+                cur = (cur * 10 + (b - b'0') as i64).min(i32::MAX as i64);
+                in_num = true;
+            } else if in_num {
+                f(cur as i32);
+                n += 1;
+                cur = 0;
+                in_num = false;
+            }
+        }
+    }
+    if in_num {
+        f(cur as i32);
+        n += 1;
+    }
+    n
+}
+
+fn kill_pid(pid: i32) {
+    if pid > 1 {
+        // SAFETY: kill takes integers; pid > 1 never means a group or everyone.
+        unsafe { syscall(libc::SYS_kill, &[pid as usize, libc::SIGKILL as usize]) };
+    }
+}
+
+/// Kills every process of the sandbox and removes its directories. Makes
+/// raw system calls only, allocates nothing; bounded in time (a few
+/// seconds at worst). Safe to repeat.
+fn kill_and_remove(plan: &KillPlan) {
+    let pgid = plan.pgid.load(Ordering::Acquire);
+    if pgid > 1 {
+        // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
+        unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
+    }
+    if let Some(k) = &plan.kill {
+        // Every process of the cgroup and of its descendants, at once.
+        write_raw(k.as_raw_fd(), b"1");
+    }
+    if let (Some(state), Some(procs)) = (&plan.freezer, &plan.procs) {
+        // Frozen, nothing forks or exits: every listed pid is the
+        // sandbox's, and the kill takes effect at the thaw.
+        for _ in 0..50 {
+            let (s, p) = (state.as_raw_fd(), procs.as_raw_fd());
+            write_raw(s, b"FROZEN");
+            let mut buf = [0u8; 16];
+            for _ in 0..1000 {
+                let n = pread_raw(s, &mut buf);
+                if buf[..n].starts_with(b"FROZEN") {
+                    break;
+                }
+                sleep_ms(1);
+            }
+            let listed = each_listed(p, kill_pid);
+            write_raw(s, b"THAWED");
+            if listed == 0 {
+                break;
+            }
+            sleep_ms(2);
+        }
+    }
+    if let Some(procs) = &plan.procs {
+        // Until the list is empty (tasks leave it as they exit). Without a
+        // freezer or cgroup.kill, a pid read here could in principle be
+        // reused by the time it is killed; there is nothing better then.
+        let kill_each = plan.kill.is_none() && plan.freezer.is_none();
+        for _ in 0..5000 {
+            let listed = each_listed(procs.as_raw_fd(), |pid| {
+                if kill_each {
+                    kill_pid(pid)
+                }
+            });
+            if listed == 0 {
+                break;
+            }
+            sleep_ms(1);
+        }
+    }
+    for dir in &plan.dirs {
+        for _ in 0..2000 {
+            // SAFETY: rmdir reads a NUL-terminated path owned by the plan.
+            let r = unsafe { syscall(libc::SYS_rmdir, &[dir.as_ptr() as usize]) };
+            if r == 0 || r == -(libc::ENOENT as isize) || r != -(libc::EBUSY as isize) {
+                break;
+            }
+            sleep_ms(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Containment: the cgroups of one sandbox
+// ---------------------------------------------------------------------------
+
+/// The cgroups of one sandbox. Dropping it kills whatever is in them and
+/// removes them.
+#[derive(Debug)]
+pub struct Containment {
+    plan: Arc<KillPlan>,
+    /// `cgroup.procs` of every directory made (a new process goes into
+    /// each), and whether it is in the v2 hierarchy.
+    joins: Vec<(PathBuf, bool)>,
+    /// The v2 directory made, if any, to start the child in.
+    v2_dir: Option<OwnedFd>,
+    /// `cgroup.procs` of the membership directory.
+    members: Option<PathBuf>,
+    /// The memory cgroup, if one was made.
+    memory_cgroup: Option<Arc<MemoryCgroup>>,
+    memory: MemoryMode,
+    contain: ContainMode,
+    watchdog: Option<Watchdog>,
+    ended: bool,
+}
+
+fn open_file(path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open reads a NUL-terminated path; the fd returned is ours.
+    let fd = super::cvt(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: just opened, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Containment {
+    /// Makes the sandbox's cgroups: one for membership and the kill, and a
+    /// memory cgroup limited to `memory` bytes when asked (an error if the
+    /// probe said one could be had and it cannot be made now: the caller
+    /// has no other bound in place). Without any cgroup it still kills the
+    /// process group (see [`set_group`](Self::set_group)).
+    pub fn create(memory: Option<u64>) -> io::Result<Containment> {
+        let m = modes();
+        let mut made: Vec<PathBuf> = Vec::new();
+        let mut c = Containment {
+            plan: Arc::new(KillPlan {
+                kill: None,
+                freezer: None,
+                procs: None,
+                pgid: std::sync::atomic::AtomicI32::new(0),
+                dirs: Vec::new(),
+            }),
+            joins: Vec::new(),
+            v2_dir: None,
+            members: None,
+            memory_cgroup: None,
+            memory: m.memory.clone(),
+            contain: m.contain.clone(),
+            watchdog: None,
+            ended: false,
+        };
+        let result = (|| -> io::Result<KillPlan> {
+            let name = fresh_name();
+            let mut plan = KillPlan {
+                kill: None,
+                freezer: None,
+                procs: None,
+                pgid: std::sync::atomic::AtomicI32::new(0),
+                dirs: Vec::new(),
+            };
+            let mut mkdir = |parent: &Path| -> io::Result<PathBuf> {
+                let d = parent.join(&name);
+                if !made.contains(&d) {
+                    fs::create_dir(&d)?;
+                    made.push(d.clone());
+                }
+                Ok(d)
+            };
+            if let Some(bytes) = memory {
+                match &m.memory {
+                    MemoryMode::CgroupV2(parent) => {
+                        let d = mkdir(parent)?;
+                        fs::write(d.join("memory.max"), bytes.to_string())?;
+                        let swap = d.join("memory.swap.max");
+                        if swap.exists() {
+                            fs::write(swap, "0")?;
+                        }
+                        c.memory_cgroup = Some(Arc::new(MemoryCgroup {
+                            dir: d,
+                            v2: true,
+                            limit: AtomicU64::new(bytes),
+                        }));
+                    }
+                    MemoryMode::CgroupV1(parent) => {
+                        let d = mkdir(parent)?;
+                        fs::write(d.join("memory.limit_in_bytes"), bytes.to_string())?;
+                        let sw = d.join("memory.memsw.limit_in_bytes");
+                        if sw.exists() {
+                            fs::write(sw, bytes.to_string())?;
+                        }
+                        c.memory_cgroup = Some(Arc::new(MemoryCgroup {
+                            dir: d,
+                            v2: false,
+                            limit: AtomicU64::new(bytes),
+                        }));
+                    }
+                    MemoryMode::Accounting(_) => {}
+                }
+            }
+            match &m.contain {
+                ContainMode::CgroupV2Kill(parent) => {
+                    let d = mkdir(parent)?;
+                    plan.kill = Some(open_file(&d.join("cgroup.kill"), libc::O_WRONLY)?);
+                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    c.members = Some(d.join("cgroup.procs"));
+                }
+                ContainMode::CgroupV1Freezer(parent) => {
+                    let d = mkdir(parent)?;
+                    plan.freezer = Some(open_file(&d.join("freezer.state"), libc::O_RDWR)?);
+                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    c.members = Some(d.join("cgroup.procs"));
+                }
+                ContainMode::CgroupV1Procs(parent) => {
+                    let d = mkdir(parent)?;
+                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    c.members = Some(d.join("cgroup.procs"));
+                }
+                ContainMode::ProcessGroup(_) => {}
+            }
+            Ok(plan)
+        })();
+        let v2_mounts: Vec<PathBuf> = [&m.memory]
+            .into_iter()
+            .filter_map(|mm| match mm {
+                MemoryMode::CgroupV2(p) => Some(p.clone()),
+                _ => None,
+            })
+            .chain(match &m.contain {
+                ContainMode::CgroupV2Kill(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        c.joins = made
+            .iter()
+            .map(|d| {
+                let v2 = d.parent().is_some_and(|p| v2_mounts.iter().any(|m| m == p));
+                (d.join("cgroup.procs"), v2)
+            })
+            .collect();
+        if let Some((procs, _)) = c.joins.iter().find(|(_, v2)| *v2) {
+            let dir = procs.parent().expect("a directory");
+            c.v2_dir = open_file(dir, libc::O_RDONLY | libc::O_DIRECTORY).ok();
+        }
+        let dirs = made
+            .iter()
+            .filter_map(|d| CString::new(d.as_os_str().as_bytes()).ok())
+            .collect();
+        match result {
+            Ok(mut plan) => {
+                plan.dirs = dirs;
+                c.plan = Arc::new(plan);
+                Ok(c)
+            }
+            Err(e) => {
+                // Remove what was made (Drop does it from the plan).
+                Arc::get_mut(&mut c.plan).expect("not shared yet").dirs = dirs;
+                Err(e)
+            }
+        }
+    }
+
+    /// The v2 directory to start the program in (`CLONE_INTO_CGROUP`).
+    pub fn clone_into(&self) -> Option<RawFd> {
+        self.v2_dir.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Puts process `pid` in every cgroup of the sandbox (before it runs);
+    /// `in_v2`: it started in the [`clone_into`](Self::clone_into) one.
+    pub fn add(&self, pid: i32, in_v2: bool) -> io::Result<()> {
+        for (procs, v2) in &self.joins {
+            if !(in_v2 && *v2) {
+                fs::write(procs, pid.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the program's process group, killed with the rest.
+    pub fn set_group(&self, pgid: i32) {
+        self.plan.pgid.store(pgid, Ordering::Release);
+    }
+
+    /// Starts the [`Watchdog`] that ends the sandbox if this process dies.
+    pub fn arm(&mut self) -> io::Result<()> {
+        self.watchdog = Some(Watchdog::start(Arc::clone(&self.plan))?);
+        Ok(())
+    }
+
+    /// How memory is bounded for this sandbox.
+    pub fn memory_mode(&self) -> &MemoryMode {
+        &self.memory
+    }
+
+    /// How this sandbox is contained.
+    pub fn contain_mode(&self) -> &ContainMode {
+        &self.contain
+    }
+
+    /// The sandbox's memory cgroup, if one was made.
+    pub fn memory_cgroup(&self) -> Option<Arc<MemoryCgroup>> {
+        self.memory_cgroup.clone()
+    }
+
+    /// A reader of the sandbox's membership, if a cgroup holds it.
+    pub fn members(&self) -> Option<Members> {
+        self.members.clone().map(|procs| Members { procs })
+    }
+
+    /// Kills everything of the sandbox and removes its cgroups (once).
+    pub fn end(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let by_watchdog = self.watchdog.take().map(Watchdog::finish).unwrap_or(false);
+        if !by_watchdog {
+            kill_and_remove(&self.plan);
+        }
+    }
+}
+
+impl Drop for Containment {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The memory limit of a sandbox's memory cgroup, which a policy may lower
+/// while it runs.
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    dir: PathBuf,
+    v2: bool,
+    /// The limit in force, in bytes.
+    limit: AtomicU64,
+}
+
+impl MemoryCgroup {
+    /// The limit in force.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Lowers the limit to `bytes` (a higher value changes nothing). Where
+    /// v1 refuses a limit below what is in use (`EBUSY`), the limit goes
+    /// down to what is in use, so that any growth is refused, and a later
+    /// call lowers it further. Returns the limit in force.
+    pub fn lower(&self, bytes: u64) -> io::Result<u64> {
+        let cur = self.limit();
+        if bytes >= cur {
+            return Ok(cur);
+        }
+        let set = |v: u64| -> io::Result<()> {
+            if self.v2 {
+                fs::write(self.dir.join("memory.max"), v.to_string())
+            } else {
+                // memsw may never be below the limit: the limit first.
+                fs::write(self.dir.join("memory.limit_in_bytes"), v.to_string())?;
+                let sw = self.dir.join("memory.memsw.limit_in_bytes");
+                if sw.exists() {
+                    fs::write(sw, v.to_string())?;
+                }
+                Ok(())
+            }
+        };
+        let mut target = bytes;
+        for _ in 0..8 {
+            match set(target) {
+                Ok(()) => {
+                    self.limit.fetch_min(target, Ordering::AcqRel);
+                    return Ok(self.limit());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.v2 => {
+                    let used: u64 = fs::read_to_string(self.dir.join("memory.usage_in_bytes"))?
+                        .trim()
+                        .parse()
+                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    target = used.max(bytes).min(cur);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EBUSY))
+    }
+}
+
+/// Reads the processes of a sandbox's cgroup.
+#[derive(Debug, Clone)]
+pub struct Members {
+    procs: PathBuf,
+}
+
+impl Members {
+    /// Every live process of the sandbox (zombies are not listed),
+    /// including those of cgroups made beneath it (a nested sandbox).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut dirs: Vec<PathBuf> = self
+            .procs
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        while let Some(d) = dirs.pop() {
+            out.extend(
+                fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+            if let Ok(rd) = fs::read_dir(&d) {
+                dirs.extend(
+                    rd.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The watchdog
+// ---------------------------------------------------------------------------
+
+/// A process outside the sandbox that ends it if the supervisor's process
+/// dies.
+///
+/// Why this mechanism: `PR_SET_PDEATHSIG` reaches only the program itself
+/// (and fires on the death of the spawning *thread*); a pid namespace would
+/// give the program pid 1's signal semantics and other pids. The watchdog
+/// is cloned (`CLONE_VM`, a stack of its own, every signal blocked, in a
+/// session of its own so that a signal to the supervisor's group misses it)
+/// and waits in `poll` on a pidfd of the supervisor's process and on a
+/// command pipe. When the process exits (for any reason, `SIGKILL`
+/// included), or the supervisor asks, it runs the same kill as the
+/// supervisor would (`kill_and_remove`) and exits. It is not in the
+/// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
+/// program from signalling it (without one, a program running as the same
+/// user could kill it, and then a later death of the supervisor would leave
+/// what escaped the process group running).
+///
+/// Like the spawn child, it shares the supervisor's memory and so makes raw
+/// system calls only, reads only what its arguments hold (kept alive by
+/// the handle until it is reaped), allocates nothing and never returns.
+#[derive(Debug)]
+pub struct Watchdog {
+    pid: i32,
+    pidfd: OwnedFd,
+    command: Option<OwnedFd>,
+    /// Kept until the watchdog is reaped.
+    held: Option<(Box<WatchdogArgs>, Stack, OwnedFd, OwnedFd)>,
+}
+
+#[derive(Debug)]
+struct WatchdogArgs {
+    plan: Arc<KillPlan>,
+    host: RawFd,
+    command: RawFd,
+    /// The fds the watchdog keeps, sorted; it closes every other one.
+    keep: Vec<RawFd>,
+}
+
+/// A stack for the watchdog, with a guard page below it.
+#[derive(Debug)]
+struct Stack {
+    base: usize,
+    len: usize,
+}
+
+const WATCHDOG_STACK: usize = 64 * 1024;
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        let page = 4096;
+        let len = WATCHDOG_STACK + page;
+        // SAFETY: an anonymous private mapping; checked for failure below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack {
+            base: base as usize,
+            len,
+        };
+        // SAFETY: the lowest page of the mapping just made.
+        super::cvt(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once, after the
+        // watchdog that ran on it was reaped (or never started).
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+extern "C" fn watchdog_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `Watchdog::start` keeps the args alive until this process is
+    // reaped (or forever, if the supervisor's process dies first).
+    let args = unsafe { &*(arg as *const WatchdogArgs) };
+    watchdog_main(args)
+}
+
+fn watchdog_main(args: &WatchdogArgs) -> ! {
+    // A session of its own: out of reach of signals to the supervisor's
+    // group or session. (Every signal is blocked: cloned so.)
+    // SAFETY: setsid takes no arguments.
+    unsafe { syscall(libc::SYS_setsid, &[]) };
+    // Keep only its own fds: copies of the supervisor's would hold pipes
+    // and sockets open after the supervisor closed them.
+    let mut from = 0usize;
+    for &fd in &args.keep {
+        let fd = fd as usize;
+        if fd > from {
+            // SAFETY: close_range takes integers.
+            unsafe { syscall(libc::SYS_close_range, &[from, fd - 1, 0]) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: close_range takes integers.
+    unsafe { syscall(libc::SYS_close_range, &[from, u32::MAX as usize, 0]) };
+    let mut fds = [
+        libc::pollfd {
+            fd: args.host,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: args.command,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: poll reads and writes two live pollfds.
+        let n = unsafe {
+            syscall(
+                libc::SYS_poll,
+                &[
+                    fds.as_mut_ptr() as usize,
+                    2,
+                    usize::MAX, /* -1: no limit */
+                ],
+            )
+        };
+        // Any event: the supervisor's process exited, asked, or closed
+        // the command pipe (it died). An error other than EINTR: end it
+        // too, rather than keep a sandbox nothing watches.
+        if n != -(libc::EINTR as isize) && n != 0 {
+            break;
+        }
+    }
+    kill_and_remove(&args.plan);
+    loop {
+        // SAFETY: exit_group takes an integer and does not return.
+        unsafe { syscall(libc::SYS_exit_group, &[0]) };
+    }
+}
+
+impl Watchdog {
+    /// Starts a watchdog that runs `plan` when this process dies or when
+    /// [`finish`](Self::finish) asks.
+    fn start(plan: Arc<KillPlan>) -> io::Result<Watchdog> {
+        let host = super::pidfd::pidfd_open(std::process::id() as i32, 0)?;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array.
+        super::cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+        // SAFETY: both just created, owned by nobody else.
+        let (cmd_r, cmd_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut keep: Vec<RawFd> = plan.fds().collect();
+        keep.extend([host.as_raw_fd(), cmd_r.as_raw_fd()]);
+        keep.sort_unstable();
+        let args = Box::new(WatchdogArgs {
+            plan,
+            host: host.as_raw_fd(),
+            command: cmd_r.as_raw_fd(),
+            keep,
+        });
+        let stack = Stack::new()?;
+        let arg_ptr = (&*args as *const WatchdogArgs)
+            .cast_mut()
+            .cast::<libc::c_void>();
+        // SAFETY: an all-ones sigset_t is a valid full set.
+        let full: libc::sigset_t = unsafe {
+            let mut s = std::mem::zeroed();
+            libc::sigfillset(&mut s);
+            s
+        };
+        // SAFETY: an all-zero sigset_t is valid, overwritten below.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: reads and writes live sigsets.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &full, &mut old) };
+        let mut pidfd: libc::c_int = -1;
+        // SAFETY: the watchdog runs `watchdog_entry` on `stack` with `args`,
+        // both kept by the returned Watchdog until it is reaped; it exits
+        // with no signal to us (0), so only `finish` collects it.
+        let pid = unsafe {
+            libc::clone(
+                watchdog_entry,
+                (stack.base + stack.len) as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_PIDFD,
+                arg_ptr,
+                &mut pidfd as *mut libc::c_int,
+            )
+        };
+        let err = io::Error::last_os_error();
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        if pid < 0 {
+            return Err(err);
+        }
+        // SAFETY: CLONE_PIDFD made this fd for us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        Ok(Watchdog {
+            pid,
+            pidfd,
+            command: Some(cmd_w),
+            held: Some((args, stack, host, cmd_r)),
+        })
+    }
+
+    /// Asks the watchdog to end the sandbox and waits until it has; `false`
+    /// if it did not (it was killed), and the caller must.
+    fn finish(mut self) -> bool {
+        if let Some(cmd) = self.command.take() {
+            write_raw(cmd.as_raw_fd(), b"x");
+        }
+        self.reap() == Some(0)
+    }
+
+    /// Waits for the watchdog; its exit code, `None` if killed.
+    fn reap(&mut self) -> Option<i32> {
+        // SAFETY: all-zero is a valid siginfo_t, written by waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        const P_PIDFD: libc::idtype_t = 3;
+        let r = super::retry_eintr(|| {
+            // SAFETY: waitid writes one siginfo_t; __WALL because the
+            // watchdog sends no SIGCHLD at exit.
+            super::cvt(unsafe {
+                libc::waitid(
+                    P_PIDFD,
+                    self.pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::__WALL,
+                )
+            })
+        });
+        if let Err(e) = r {
+            log::warn!("cannot reap the sandbox's watchdog {}: {e}", self.pid);
+            // Never free what it may still use.
+            std::mem::forget(self.held.take());
+            return None;
+        }
+        drop(self.held.take());
+        // SAFETY: waitid filled in a CLD_* record.
+        let (code, status) = (info.si_code, unsafe { info.si_status() });
+        (code == libc::CLD_EXITED).then_some(status)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if self.held.is_some() {
+            // Not finished (an error path): ask and collect it.
+            if let Some(cmd) = self.command.take() {
+                write_raw(cmd.as_raw_fd(), b"x");
+            }
+            let _ = super::pidfd::pidfd_send_signal(self.pidfd.as_fd(), 0);
+            self.reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn lists_are_read_across_buffers() {
+        // A pipe holding more than one read's worth of numbers.
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: just created.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let text: String = (100_000..100_300).map(|p| format!("{p}\n")).collect();
+        write_raw(w.as_raw_fd(), text.as_bytes());
+        drop(w);
+        let mut seen = Vec::new();
+        assert_eq!(each_listed(r.as_raw_fd(), |p| seen.push(p)), 300);
+        assert_eq!(seen, (100_000..100_300).collect::<Vec<_>>());
+    }
+
+    /// A sleeping process (our child), for the kill tests.
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap()
+    }
+
+    fn v1_dir(controller: &str) -> Option<PathBuf> {
+        hierarchies()
+            .into_iter()
+            .find(|h| !h.v2 && h.controllers.iter().any(|c| c == controller))
+            .map(|h| h.dir)
+    }
+
+    /// Each kill mechanism empties its cgroup and removes it.
+    #[test]
+    fn each_mechanism_kills_and_removes() {
+        let mut cases: Vec<(PathBuf, &str)> = Vec::new();
+        if let Some(h) = hierarchies().into_iter().find(|h| h.v2) {
+            cases.push((h.dir, "v2"));
+        }
+        if let Some(d) = v1_dir("freezer") {
+            cases.push((d, "freezer"));
+        }
+        if let Some(d) = v1_dir("pids") {
+            cases.push((d, "procs"));
+        }
+        for (parent, how) in cases {
+            let Ok(d) = probe_dir(&parent) else { continue };
+            if how == "v2" && !d.join("cgroup.kill").exists() {
+                remove_probe(&d);
+                continue;
+            }
+            let mut kids: Vec<_> = (0..3).map(|_| sleeper()).collect();
+            for k in &kids {
+                fs::write(d.join("cgroup.procs"), k.id().to_string()).unwrap();
+            }
+            let open = |f: &str, fl| Some(open_file(&d.join(f), fl).unwrap());
+            let plan = KillPlan {
+                kill: (how == "v2")
+                    .then(|| open("cgroup.kill", libc::O_WRONLY))
+                    .flatten(),
+                freezer: (how == "freezer")
+                    .then(|| open("freezer.state", libc::O_RDWR))
+                    .flatten(),
+                procs: open("cgroup.procs", libc::O_RDONLY),
+                pgid: std::sync::atomic::AtomicI32::new(0),
+                dirs: vec![CString::new(d.as_os_str().as_bytes()).unwrap()],
+            };
+            kill_and_remove(&plan);
+            for k in &mut kids {
+                let st = k.wait().unwrap();
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(st.signal(), Some(libc::SIGKILL), "{how}");
+            }
+            assert!(!d.exists(), "{how}: {} not removed", d.display());
+        }
+    }
+}
