@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -382,55 +381,6 @@ fn eight_processes_fork_and_exec_without_spurious_errors() {
         "8 processes fork+exec for {secs} s: {out} (total {:?})",
         t.elapsed()
     );
-}
-
-/// Forks a child that blocks on a pipe (no trapped call of its own), says
-/// so on stdout, and waits for stdin to close before letting it go.
-const FORK_AND_BLOCK: &str = r#"
-int main(void) {
-    int fds[2];
-    pipe(fds);
-    pid_t p = fork();
-    if (p == 0) { char c; close(fds[1]); read(fds[0], &c, 1); _exit(0); }
-    close(fds[0]);
-    printf("forked %d\n", p);
-    fflush(stdout);
-    char c;
-    read(0, &c, 1);
-    close(fds[1]);
-    waitpid(p, NULL, 0);
-    return 0;
-}
-"#;
-
-fn tracked_after_fork(builder: SandboxBuilder) -> usize {
-    let exe = program("fork_and_block", FORK_AND_BLOCK);
-    let sandbox = builder.build().unwrap();
-    let mut cmd = Command::new(&exe);
-    cmd.stdout(Stdio::Piped).stdin(Stdio::Piped);
-    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
-    let mut buf = [0u8; 64];
-    let n = child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("forked "));
-    let stats = child
-        .supervisor()
-        .unwrap()
-        .process_stats()
-        .expect("tracking on");
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
-    stats.tracked_tasks
-}
-
-#[test]
-fn fork_tracking_registers_children_before_they_run() {
-    let _serial = serial();
-    let _w = common::watchdog(Duration::from_secs(60), "fork tracking");
-    // Without creation tracking, a child that never traps is unknown.
-    assert_eq!(tracked_after_fork(Sandbox::builder().track_processes()), 1);
-    // With it, the child is registered at its creation.
-    assert_eq!(tracked_after_fork(guarded()), 2);
-    assert_eq!(tracked_after_fork(Sandbox::builder().argv_safety(true)), 2);
 }
 
 /// Forks that fail: clone with an invalid flag combination (the kernel

@@ -186,6 +186,18 @@ impl Supervisor {
             }
             None => None,
         };
+        // Argv safety's ptrace thread checks which tasks wait for answers.
+        let argv = if config.argv_safety {
+            let l = listener
+                .try_clone()
+                .map_err(|e| Error::io("duplicate the listener for the ptrace thread", e))?;
+            Some(
+                crate::freeze::ArgvSafety::new(pgid, l)
+                    .map_err(|e| Error::io("start the ptrace thread", e))?,
+            )
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             listener,
             world: RwLock::new(()),
@@ -205,7 +217,7 @@ impl Supervisor {
                 .flatten(),
             done: (Mutex::new(false), parking_lot::Condvar::new()),
             tracker,
-            argv: config.argv_safety.then(crate::freeze::ArgvSafety::new),
+            argv,
             policy,
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
