@@ -387,7 +387,7 @@ pub fn c_project(dir: &Path, files: usize) {
         "#include <stdio.h>\n#include \"parts.h\"\nint main(void) {\n    long sum = 0;\n",
     );
     for i in 0..files {
-        let mut src = format!("#include <string.h>\n#include \"parts.h\"\n");
+        let mut src = String::from("#include <string.h>\n#include \"parts.h\"\n");
         for f in 0..8 {
             writeln!(
                 src,
