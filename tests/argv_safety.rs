@@ -899,3 +899,105 @@ fn the_whole_argv_is_read_for_the_decision() {
     }
     assert_eq!(ran, 0, "a denied word past the first 4096 arguments ran");
 }
+
+// ---------------------------------------------------------------------------
+// Writers sharing the exec caller's memory without being its threads.
+// ---------------------------------------------------------------------------
+
+/// argv[1]: logger; argv[2]: log; argv[3]: attempts; argv[4]: mode.
+/// Each attempt runs in a fresh process group:
+/// - "vm-child": a CLONE_VM child execs the logger while its parent flips
+///   the word;
+/// - "vm-parent": the parent execs while its CLONE_VM child flips;
+/// - "vfork": a vfork child execs while another thread of its parent flips.
+const SHARED_VM_RACE: &str = r#"
+static uint64_t allowed, denied;
+static volatile uint64_t word[2];
+static char *logger, *logfile;
+static volatile int stop;
+static int exec_logger(void *arg) {
+    (void)arg;
+    char *args[] = { logger, (char *)word, logfile, NULL };
+    execv(logger, args);
+    _exit(errno == EPERM ? 100 : 101);
+}
+static int flip_forever(void *arg) { (void)arg; for (;;) { word[0] = denied; word[0] = allowed; } return 0; }
+static void *flip_thread(void *arg) { (void)arg; while (!stop) { word[0] = denied; word[0] = allowed; } return NULL; }
+static int code_of(int st) {
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) return 137;
+    return 102;
+}
+static void attempt(const char *mode) {
+    setpgid(0, 0);
+    word[0] = allowed; word[1] = 0;
+    static char stack[65536] __attribute__((aligned(16)));
+    int st;
+    if (strcmp(mode, "vm-child") == 0) {
+        pid_t c = clone(exec_logger, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
+        if (c < 0) _exit(103);
+        do {
+            for (int k = 0; k < 4096; k++) { word[0] = denied; word[0] = allowed; }
+        } while (waitpid(c, &st, WNOHANG) == 0);
+        _exit(code_of(st));
+    } else if (strcmp(mode, "vm-parent") == 0) {
+        if (clone(flip_forever, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL) < 0) _exit(103);
+        exec_logger(NULL);
+    } else {
+        pthread_t t;
+        pthread_create(&t, NULL, flip_thread, NULL);
+        pid_t c = vfork();
+        if (c == 0) exec_logger(NULL);
+        waitpid(c, &st, 0);
+        stop = 1;
+        pthread_join(t, NULL);
+        _exit(code_of(st));
+    }
+}
+int main(int argc, char **argv) {
+    memcpy(&allowed, "ALLOWEDX", 8);
+    memcpy(&denied, "DENIEDXX", 8);
+    logger = argv[1];
+    logfile = argv[2];
+    int attempts = atoi(argv[3]), ran = 0, refused = 0, killed = 0, other = 0;
+    for (int i = 0; i < attempts; i++) {
+        pid_t p = fork();
+        if (p == 0) attempt(argv[4]);
+        int st;
+        waitpid(p, &st, 0);
+        kill(-p, SIGKILL);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        int c = code_of(st);
+        if (c == 0) ran++; else if (c == 100) refused++; else if (c == 137) killed++; else other++;
+    }
+    printf("ran=%d refused=%d killed=%d other=%d\n", ran, refused, killed, other);
+    return 0;
+}
+"#;
+
+#[test]
+fn tasks_sharing_the_callers_memory_are_frozen() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(240), "shared vm race");
+    let logger = program("logarg", LOGARG);
+    let race = program("shared_vm_race", SHARED_VM_RACE);
+    for mode in ["vm-child", "vm-parent", "vfork"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let (out, code) = run(
+            &guarded().build().unwrap(),
+            &race,
+            &[logger.to_str().unwrap(), log.to_str().unwrap(), "150", mode],
+        );
+        assert_eq!(code, 0, "{mode}: {out}");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let denied = text.lines().filter(|l| l.contains("DENIED")).count();
+        eprintln!("{mode} race: {} denied-ran={denied}", out.trim());
+        assert_eq!(denied, 0, "{mode}: denied words ran: {out}");
+        // Frozen, the writer changes nothing between the copy and the
+        // kernel's read: nothing to kill at the exec event.
+        assert_eq!(field(&out, "killed"), 0, "{mode}: {out}");
+        assert_eq!(field(&out, "other"), 0, "{mode}: {out}");
+        assert!(field(&out, "ran") > 0, "{mode}: {out}");
+    }
+}
