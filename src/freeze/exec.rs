@@ -172,6 +172,9 @@ pub(crate) struct ExecFreeze<'a> {
     refusal: Option<i32>,
     snapshot: Option<Snapshot>,
     target: Option<Target>,
+    /// A freeze with no task to stop: only the caller's seize, waited for
+    /// just before the answer (it overlaps the decision).
+    pending: Option<super::tracer::Pending>,
 }
 
 /// The path, argv and `execveat` arguments of an exec notification.
@@ -218,18 +221,32 @@ pub(crate) fn freeze<'a>(
         refusal: None,
         snapshot: None,
         target: None,
+        pending: None,
     };
     // A file that is not there freezes nothing: the call is answered with
     // the errno, whatever its memory says later.
-    let probe = read_cstr(tid, args.path, libc::PATH_MAX as usize)
-        .and_then(|p| resolve(tid, tgid, args.dirfd, &p, args.flags));
-    if let Err(e) = probe {
-        f.refusal = Some(e);
-        return f;
-    }
-    let (job, r) = argv.tracer.freeze(Task { tid, tgid });
-    f.job = Some(job);
-    if let Err(why) = r {
+    let path = read_cstr(tid, args.path, libc::PATH_MAX as usize);
+    let probe = path
+        .as_ref()
+        .map_err(|e| *e)
+        .and_then(|p| resolve(tid, tgid, args.dirfd, p, args.flags));
+    let target = match probe {
+        Ok(t) => t,
+        Err(e) => {
+            f.refusal = Some(e);
+            return f;
+        }
+    };
+    let caller = Task { tid, tgid };
+    let sharers = super::component::sharers(caller, std::process::id() as i32);
+    let alone = sharers.is_empty();
+    let pending = argv.tracer.freeze(caller, sharers);
+    f.job = Some(pending.job);
+    if alone {
+        // Nothing to stop: no other task can write this memory (refused
+        // cross-process writers aside), so the copy can be read now.
+        f.pending = Some(pending);
+    } else if let Err(why) = pending.wait() {
         f.failure = Some(why);
         return f;
     }
@@ -240,9 +257,15 @@ pub(crate) fn freeze<'a>(
                 f.refusal = Some(libc::ESRCH);
                 return f;
             }
-            match resolve(tid, tgid, args.dirfd, &s.path, args.flags) {
-                Ok(t) => f.target = Some(t),
-                Err(e) => f.refusal = Some(e),
+            // The path as probed: the file found then (the exec event
+            // checks the kernel ran that one).
+            if path.as_ref().is_ok_and(|p| *p == s.path) {
+                f.target = Some(target);
+            } else {
+                match resolve(tid, tgid, args.dirfd, &s.path, args.flags) {
+                    Ok(t) => f.target = Some(t),
+                    Err(e) => f.refusal = Some(e),
+                }
             }
             f.snapshot = Some(s);
         }
@@ -266,6 +289,17 @@ impl ExecFreeze<'_> {
     /// run. `Hold` and `Defer` cannot keep a freeze: they are answered
     /// `EPERM`.
     pub(crate) fn finish(mut self, notif: &Notification, action: NotifAction) -> Sent {
+        // The caller must be seized (for its exec event) before its answer.
+        let action = match self.pending.take().map(|p| p.wait()) {
+            Some(Err(why)) => {
+                log::warn!(
+                    "argv-safety freeze for pid {} failed ({why}); answering EPERM",
+                    notif.pid
+                );
+                NotifAction::Errno(libc::EPERM)
+            }
+            _ => action,
+        };
         let action = match action {
             NotifAction::Hold | NotifAction::Defer(_) => {
                 log::warn!(

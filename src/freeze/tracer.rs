@@ -34,6 +34,8 @@ use super::{task_state, STOP_TIMEOUT};
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest sleep between two rounds while something is outstanding.
 const MAX_NAP: Duration = Duration::from_micros(500);
+/// The same while an exec is awaited.
+const EXEC_NAP: Duration = Duration::from_micros(40);
 /// Rounds of the sharer search before the freeze gives up on a set of
 /// tasks that keeps growing.
 const MAX_ROUNDS: u32 = 16;
@@ -43,6 +45,8 @@ enum Request {
     Freeze {
         job: u64,
         caller: Task,
+        /// The tasks sharing its memory, as the worker found them.
+        sharers: Vec<Task>,
         reply: Sender<Result<(), String>>,
     },
     Finish {
@@ -106,32 +110,52 @@ impl Tracer {
         &self.in_flight
     }
 
-    /// Freezes the tasks sharing `caller`'s memory and seizes `caller` for
-    /// its exec event. Returns the job to [`finish`](Self::finish) in every
-    /// case (also on failure), and whether the freeze holds.
-    pub(crate) fn freeze(&self, caller: Task) -> (u64, Result<(), String>) {
+    /// Asks for the freeze of an exec: `caller` seized for its exec event,
+    /// `sharers` (the tasks sharing its memory, found by the worker) and any
+    /// found later stopped. Returns at once; [`Pending::wait`] gives the
+    /// outcome. Every freeze asked for is followed by one
+    /// [`finish`](Self::finish), also when it failed.
+    pub(crate) fn freeze(&self, caller: Task, sharers: Vec<Task>) -> Pending {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
-        if self
+        let sent = self
             .tx
-            .send(Request::Freeze { job, caller, reply })
-            .is_err()
-        {
-            return (job, Err("the ptrace thread is gone".into()));
-        }
-        // The tracer answers within STOP_TIMEOUT of taking the request; the
-        // margin covers a queue of other freezes.
-        let r = match answer.recv_timeout(STOP_TIMEOUT * 4) {
-            Ok(r) => r,
-            Err(_) => Err("the ptrace thread did not answer".into()),
-        };
-        (job, r)
+            .send(Request::Freeze {
+                job,
+                caller,
+                sharers,
+                reply,
+            })
+            .is_ok();
+        Pending { job, answer, sent }
     }
 
     /// The answer of `job`'s exec was sent: `expect` is what it must run
     /// if it was let through, `None` if it was not.
     pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
         let _ = self.tx.send(Request::Finish { job, expect });
+    }
+}
+
+/// A freeze asked for, not waited for yet.
+pub(crate) struct Pending {
+    pub(crate) job: u64,
+    answer: Receiver<Result<(), String>>,
+    sent: bool,
+}
+
+impl Pending {
+    /// Waits until the freeze holds, or why it cannot.
+    pub(crate) fn wait(&self) -> Result<(), String> {
+        if !self.sent {
+            return Err("the ptrace thread is gone".into());
+        }
+        // The tracer answers within STOP_TIMEOUT of taking the request; the
+        // margin covers a queue of other freezes.
+        match self.answer.recv_timeout(STOP_TIMEOUT * 4) {
+            Ok(r) => r,
+            Err(_) => Err("the ptrace thread did not answer".into()),
+        }
     }
 }
 
@@ -181,6 +205,9 @@ struct Job {
     expect: Option<Box<Expected>>,
     /// `Finish` came before the freeze was in place: end it when it is.
     abandoned: bool,
+    /// No sharer can appear any more: the freeze holds once the known
+    /// ones have stopped.
+    settled: bool,
 }
 
 struct Loop {
@@ -218,17 +245,28 @@ impl Loop {
             progress |= self.poll_all();
             progress |= self.advance();
             self.release();
+            // An exec awaited: its caller sits in its exec stop until seen.
+            let cap = if self.jobs.iter().any(|j| j.phase == Phase::Exec) {
+                EXEC_NAP
+            } else {
+                MAX_NAP
+            };
             nap = if progress {
                 Duration::from_micros(10)
             } else {
-                (nap * 2).min(MAX_NAP)
+                (nap * 2).min(cap)
             };
         }
     }
 
     fn handle(&mut self, r: Request) {
         match r {
-            Request::Freeze { job, caller, reply } => self.start_job(job, caller, reply),
+            Request::Freeze {
+                job,
+                caller,
+                sharers,
+                reply,
+            } => self.start_job(job, caller, sharers, reply),
             Request::Finish { job, expect } => {
                 let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
                     return; // it failed and ended already
@@ -320,7 +358,13 @@ impl Loop {
         }
     }
 
-    fn start_job(&mut self, id: u64, caller: Task, reply: Sender<Result<(), String>>) {
+    fn start_job(
+        &mut self,
+        id: u64,
+        caller: Task,
+        sharers: Vec<Task>,
+        reply: Sender<Result<(), String>>,
+    ) {
         let mut job = Job {
             id,
             caller,
@@ -331,6 +375,7 @@ impl Loop {
             reply: Some(reply),
             expect: None,
             abandoned: false,
+            settled: false,
         };
         // The caller: seized (not stopped) for its exec event.
         let seized = match self.table.get(&caller.tid) {
@@ -354,7 +399,10 @@ impl Loop {
         if let Some(e) = self.table.get_mut(&caller.tid) {
             e.caller_of = Some(id);
         }
-        let r = self.add_sharers(&mut job);
+        // No sharer: none can appear (only a sharer could create one),
+        // nothing to look for again.
+        job.settled = sharers.is_empty();
+        let r = self.hold_all(&mut job, sharers);
         self.jobs.push(job);
         if let Err(why) = r {
             self.fail_job(id, why);
@@ -364,8 +412,13 @@ impl Loop {
     /// Holds every sharer of the job's caller not held yet; returns how
     /// many were new.
     fn add_sharers(&mut self, job: &mut Job) -> Result<usize, String> {
+        let found = component::sharers(job.caller, self.supervisor);
+        self.hold_all(job, found)
+    }
+
+    fn hold_all(&mut self, job: &mut Job, found: Vec<Task>) -> Result<usize, String> {
         let mut new = 0;
-        for t in component::sharers(job.caller, self.supervisor) {
+        for t in found {
             if job.members.contains(&t.tid) {
                 continue;
             }
@@ -492,7 +545,9 @@ impl Loop {
                         None => {
                             let mut job = self.jobs.swap_remove(pos);
                             job.rounds += 1;
-                            let r = if job.rounds > MAX_ROUNDS {
+                            let r = if job.settled {
+                                Ok(0)
+                            } else if job.rounds > MAX_ROUNDS {
                                 Err("the tasks sharing the exec caller's memory keep growing"
                                     .to_owned())
                             } else {
