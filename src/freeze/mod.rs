@@ -23,13 +23,17 @@
 //!   only through `ptrace`, `process_vm_writev` and `/proc/<pid>/mem`:
 //!   those are taken away instead of freezing their owners. `ptrace` is
 //!   refused in the filter (`EPERM`: a debugger inside fails clearly, not
-//!   at random); `process_vm_writev` and `pidfd_getfd` are refused by the
-//!   filter for every sandbox (the sandbox's isolation rules, not this
-//!   module); an open of a procfs `mem` file for writing is refused by the
-//!   on-behalf open of path denial, which argv safety turns on (with an
+//!   at random); an open of a procfs `mem` file for writing is refused by
+//!   the on-behalf open of path denial, which argv safety turns on (with an
 //!   empty deny list if nothing is denied): an open trapped and answered
 //!   `CONTINUE` could be redirected to another path after the check, an
-//!   open performed by the supervisor on a pinned file cannot.
+//!   open performed by the supervisor on a pinned file cannot. The
+//!   supervisor's own `/proc/self/mem` is not reachable either (see
+//!   `paths`). `process_vm_writev` and `pidfd_getfd` are refused for every
+//!   sandbox by the filter's isolation rules (issue 9, section 1, on its
+//!   own branch when this was written): they are not repeated here, and
+//!   until they are merged `process_vm_writev` is caught only by the
+//!   re-check below.
 //! - **Kernel-side writers**, which no freeze stops: an asynchronous I/O
 //!   completion (`io_submit`, `io_uring`), a `userfaultfd` page fill, a
 //!   system call of a frozen thread that completes in the kernel, a thread
@@ -63,10 +67,29 @@
 //! it when it stops, and hands it to the next freeze that needs it. No
 //! worker ever owns a tracee, so no freeze can fail because of another.
 //!
+//! When the caller shares its memory with no other task (a shell's fork
+//! and exec), nothing is stopped and the worker does not wait for the
+//! caller's seize before reading argv: only its answer waits for it.
+//!
 //! Fork-like calls are not traced: nothing here needs a child stopped
 //! before it runs (the freeze finds the address space's tasks from the
 //! caller when it execs), and process accounting commits a fork's token on
 //! the delivered `CONTINUE` and reconciles with the process tree.
+//!
+//! # Known limits
+//!
+//! - A task that a debugger outside the sandbox traces (`strace -f` of the
+//!   whole run) cannot be seized: its execs, and those of tasks sharing
+//!   its memory, fail with `EPERM`.
+//! - A frozen task waiting for a received notification is interrupted; on
+//!   kernels without `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` that restarts
+//!   its call (answered again; an on-behalf side effect may repeat).
+//! - The executable is compared by file identity; a script by its path
+//!   string and arguments (its interpreter runs it by path). An image run
+//!   through `binfmt_misc`, or a file replaced between the check and the
+//!   kernel's lookup, differs and is killed (fail closed). Relative paths
+//!   are resolved from `/proc/<tid>/cwd`, where an absolute symlink is
+//!   followed in the supervisor's root, not the caller's.
 
 pub(crate) mod component;
 pub(crate) mod exec;

@@ -52,7 +52,7 @@ pub(crate) struct Config {
     pub(crate) sync_wake_up: bool,
     /// Process tracking and resource limits (issue 4).
     pub(crate) limits: crate::process::Limits,
-    /// Exec argv safety: the ptrace freeze and creation tracking.
+    /// Exec argv safety: the exec freeze and its ptrace thread.
     pub(crate) argv_safety: bool,
     /// The policy callback and audit log, if any.
     pub(crate) policy: Option<crate::policy::PolicySetup>,

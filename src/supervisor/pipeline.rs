@@ -4,13 +4,14 @@
 //! 2. deny checks (path denial);
 //! 3. dispatch: builtin handlers, then user handlers;
 //! 4. process accounting; 5. exec freeze; 6. policy verdict;
-//! 7. fork creation tracking; 8. `Defer` to the deferral pool;
-//! 9. trace, then exactly one answer; 10. release creation tracking and freeze.
+//! 7. (none: forks are not traced); 8. `Defer` to the deferral pool;
+//! 9. trace, then exactly one answer; 10. hand the exec's outcome to the
+//!    freeze's tracer.
 //!
 //! Stages 1, 2 and 4 to 6 are filled in by the process, freeze and policy
-//! modules; this engine keeps their order. Stage 7 (creation tracking) is
-//! gone: the exec freeze finds the tasks sharing the caller's memory when
-//! it execs (see `freeze`), so no fork needs tracing.
+//! modules; this engine keeps their order. Forks need no tracing: the exec
+//! freeze finds the tasks sharing the caller's memory when it execs (see
+//! `freeze`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -31,9 +32,10 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     if let Some(tracker) = &shared.tracker {
         tracker.register(shared, &notif);
     }
-    // 5. Exec argv safety: every task that could write argv is stopped
-    // before anything (handlers, the policy callback) reads it; a freeze
-    // that cannot be established answers EPERM without dispatch.
+    // 5. Exec argv safety: the tasks sharing the caller's memory are
+    // stopped and argv copied before anything (handlers, the policy
+    // callback) reads it; a freeze that cannot be established answers
+    // EPERM without dispatch.
     let exec_freeze = match &shared.argv {
         Some(argv) if argv.is_exec(&notif) => {
             Some(crate::freeze::exec::freeze(shared, argv, &notif))
