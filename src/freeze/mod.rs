@@ -35,7 +35,8 @@
 //!   until they are merged `process_vm_writev` is caught only by the
 //!   re-check below.
 //! - **Kernel-side writers**, which no freeze stops: an asynchronous I/O
-//!   completion (`io_submit`, `io_uring`), a `userfaultfd` page fill, a
+//!   completion (`io_submit`, `io_uring`), a `userfaultfd` page fill (the
+//!   call, and opens of `/dev/userfaultfd`), a
 //!   system call of a frozen thread that completes in the kernel, a thread
 //!   exit clearing its `clear_child_tid` word, a page of a shared or
 //!   file-backed mapping written by another process. The first three are
@@ -133,9 +134,20 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
 
 /// Whether an on-behalf open of `pinned` with `flags` must be refused under
 /// argv safety: a procfs `mem` file opened for writing (any process's,
-/// the opener's own included, since an fd can be passed on).
+/// the opener's own included, since an fd can be passed on), or the
+/// `userfaultfd` device (whatever its name: compared by device number).
 pub(crate) fn refuses_open(pinned: std::os::fd::BorrowedFd<'_>, flags: u64) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pinned));
+    if let Ok(st) = crate::sys::path::fstat(pinned) {
+        if st.mode & libc::S_IFMT == libc::S_IFCHR {
+            use std::os::unix::fs::MetadataExt;
+            static UFFD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+            let uffd =
+                *UFFD.get_or_init(|| std::fs::metadata("/dev/userfaultfd").ok().map(|m| m.rdev()));
+            return uffd.is_some() && std::fs::metadata(&own).ok().map(|m| m.rdev()) == uffd;
+        }
+    }
     if flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 {
         return false;
     }
@@ -143,7 +155,6 @@ pub(crate) fn refuses_open(pinned: std::os::fd::BorrowedFd<'_>, flags: u64) -> b
         return false;
     }
     // Which procfs file: the name the kernel gives the pinned fd.
-    let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pinned));
     match std::fs::read_link(own) {
         Ok(p) => p.file_name().is_some_and(|n| n == "mem"),
         // Unnamed: refuse (fail closed).
