@@ -36,6 +36,9 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_NAP: Duration = Duration::from_micros(500);
 /// The same while an exec is awaited.
 const EXEC_NAP: Duration = Duration::from_micros(40);
+/// The same when only stops still to come are left (a task asleep in a
+/// long system call when its freeze ended): nobody waits for them.
+const IDLE_NAP: Duration = Duration::from_millis(5);
 /// Rounds of the sharer search before the freeze gives up on a set of
 /// tasks that keeps growing.
 const MAX_ROUNDS: u32 = 16;
@@ -248,6 +251,8 @@ impl Loop {
             // An exec awaited: its caller sits in its exec stop until seen.
             let cap = if self.jobs.iter().any(|j| j.phase == Phase::Exec) {
                 EXEC_NAP
+            } else if self.jobs.is_empty() {
+                IDLE_NAP
             } else {
                 MAX_NAP
             };
