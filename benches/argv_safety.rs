@@ -9,6 +9,12 @@
 //! runs `--runs` times (default 5), interleaved; medians and ratios are
 //! printed.
 //!
+//! Then whole programs through `unotify run`, bare vs `--deny-path
+//! /etc/shadow` vs `--exec-deny nosuchword` (medians of `--runs`, the three
+//! interleaved; ratios to bare from the same run): the python interpreter
+//! importing `json` and `email`, `gcc -O2 hello.c`, and `make -j8` of a
+//! generated 12-file C project.
+//!
 //! `cargo bench --bench argv_safety [-- --runs N --iters N]`
 
 #[path = "../tests/common/mod.rs"]
@@ -94,6 +100,87 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs `prog args` in `dir`, bare (`policy` empty) or under `unotify
+/// run`; returns the wall time.
+fn timed(policy: &[&str], prog: &str, args: &[&str], dir: &Path) -> f64 {
+    let mut cmd = if policy.is_empty() {
+        std::process::Command::new(prog)
+    } else {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
+        c.arg("run").args(policy).arg("--").arg(prog);
+        c
+    };
+    cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
+    let t = std::time::Instant::now();
+    let out = cmd.output().expect("run");
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} under {policy:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{prog} under {policy:?} printed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+/// Whole programs: bare vs `--deny-path` vs `--exec-deny`.
+fn programs(runs: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("hello.c"),
+        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+    )
+    .expect("write hello.c");
+    let project = d.join("project");
+    common::c_project(&project, 12);
+    let policies: [&[&str]; 3] = [
+        &[],
+        &["--deny-path", "/etc/shadow"],
+        &["--exec-deny", "nosuchword"],
+    ];
+    type Work<'a> = (&'a str, Box<dyn Fn(&[&str]) -> f64 + 'a>);
+    let work: Vec<Work<'_>> = vec![
+        (
+            "python3 -c 'import json,email'",
+            Box::new(|p: &[&str]| timed(p, "python3", &["-c", "import json,email"], d)),
+        ),
+        (
+            "gcc -O2 hello.c",
+            Box::new(|p: &[&str]| timed(p, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
+        ),
+        (
+            "make -j8 (12 files)",
+            Box::new(|p: &[&str]| {
+                timed(&[], "make", &["-s", "clean"], &project);
+                timed(p, "make", &["-s", "-j8"], &project)
+            }),
+        ),
+    ];
+    for (name, run) in &work {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
+        run(&[]); // warm the caches
+        for _ in 0..runs {
+            for (i, p) in policies.iter().enumerate() {
+                times[i].push(run(p));
+            }
+        }
+        let med: Vec<f64> = times.into_iter().map(median).collect();
+        println!(
+            "{name:<32} bare {:7.1} ms | --deny-path {:7.1} ms ({:.2}x) | --exec-deny {:7.1} ms ({:.2}x)",
+            med[0] * 1e3,
+            med[1] * 1e3,
+            med[1] / med[0],
+            med[2] * 1e3,
+            med[2] / med[0],
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("argv_safety: bench");
@@ -101,6 +188,10 @@ fn main() {
     }
     let runs = arg("--runs", 5);
     let iters = arg("--iters", 300);
+    if std::env::args().any(|a| a == "--programs-only") {
+        programs(runs);
+        return;
+    }
     let exe = common::build_c("argv_safety_bench", CLIENT, &[]);
     let pass = |_: &HandlerCtx<'_>| NotifAction::Continue;
     let without = Sandbox::builder()
@@ -132,4 +223,5 @@ fn main() {
             (on - off) / 1e3
         );
     }
+    programs(runs);
 }

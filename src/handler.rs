@@ -83,6 +83,9 @@ pub struct HandlerCtx<'a> {
     shared: &'a Arc<Shared>,
     /// Set once the policy callback has been told about this call.
     consulted: std::cell::Cell<bool>,
+    /// An exec under argv safety: the copy of its path and argv that reads
+    /// inside them are served from (see `freeze`).
+    exec_copy: Option<&'a crate::freeze::exec::Snapshot>,
 }
 
 impl<'a> HandlerCtx<'a> {
@@ -91,7 +94,17 @@ impl<'a> HandlerCtx<'a> {
             notif,
             shared,
             consulted: std::cell::Cell::new(false),
+            exec_copy: None,
         }
+    }
+
+    /// Serves reads inside an exec's path and argv from `copy`.
+    pub(crate) fn with_exec_copy(
+        mut self,
+        copy: Option<&'a crate::freeze::exec::Snapshot>,
+    ) -> Self {
+        self.exec_copy = copy;
+        self
     }
 
     /// The trapped call.
@@ -129,6 +142,9 @@ impl<'a> HandlerCtx<'a> {
 
     /// Reads exactly `buf.len()` bytes at `addr` in the task.
     pub fn read_mem_into(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        if self.exec_copy.is_some_and(|c| c.serve(addr, buf)) {
+            return Ok(());
+        }
         self.check_valid()?;
         let n = mem::read(self.notif.pid as i32, addr, buf).map_err(MemoryError::Fault)?;
         self.check_valid()?;
@@ -151,6 +167,9 @@ impl<'a> HandlerCtx<'a> {
     /// NUL) at `addr`, one page at a time so that it never reads across into
     /// an unmapped page.
     pub fn read_cstr(&self, addr: u64, max_len: usize) -> Result<Vec<u8>, MemoryError> {
+        if let Some(served) = self.exec_copy.and_then(|c| c.serve_cstr(addr, max_len)) {
+            return served;
+        }
         if addr == 0 {
             return Err(MemoryError::Fault(io::Error::from_raw_os_error(
                 libc::EFAULT,

@@ -226,13 +226,16 @@ impl SandboxBuilder {
     }
 
     /// Exec argv safety (default: on when a handler is bound to `execve`
-    /// or `execveat`). Before anything reads the arguments of an exec, every
-    /// task of the sandbox that could write them is stopped (ptrace), and
-    /// they stay stopped until the kernel has copied them; a fork-like call
-    /// is traced until the new process is registered, before it runs. If
-    /// either cannot be established, the call fails with `EPERM`, as does a
-    /// `Defer` or `Hold` on an exec or a traced fork. Turns on
-    /// [`track_processes`](Self::track_processes).
+    /// or `execveat`, a policy callback is set or a path is denied). Before
+    /// anything reads the arguments of an exec, the tasks sharing the
+    /// caller's memory are stopped (ptrace) until the kernel has copied
+    /// them, handlers read one copy, and the new image is checked against
+    /// that copy at its exec event (killed on a mismatch). Other processes
+    /// cannot write the caller's memory: `ptrace`, asynchronous I/O,
+    /// `io_uring` and `userfaultfd` are refused (`EPERM`), and opens are
+    /// performed on the program's behalf, refusing a procfs `mem` file for
+    /// writing. A freeze that cannot be established fails the exec with
+    /// `EPERM`, as does a `Defer` or `Hold` on an exec.
     pub fn argv_safety(mut self, on: bool) -> Self {
         self.argv_safety = Some(on);
         self
@@ -361,13 +364,12 @@ impl SandboxBuilder {
         let argv_safety = self
             .argv_safety
             .unwrap_or(exec_handled || policy.is_some() || paths_denied);
-        if argv_safety {
-            self.limits.track = true;
-        }
         // Path denial first among the builtins (always with a policy
         // callback, which may deny paths at run time).
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
-            (None, true) if policy.is_none() => None,
+            // Argv safety needs opens on-behalf (a write open of a
+            // `/proc/<pid>/mem` is refused there; see `freeze`).
+            (None, true) if policy.is_none() && !argv_safety => None,
             (set, _) => Some(set.unwrap_or_default()),
         };
         if let Some(set) = &path_set {
@@ -494,6 +496,7 @@ impl SandboxBuilder {
             }
         }
         if argv_safety {
+            crate::freeze::install(&mut filter)?;
             for nr in &exec_nrs {
                 if !filter.is_notified(*nr) {
                     filter.notify(*nr)?;

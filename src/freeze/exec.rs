@@ -1,100 +1,277 @@
-//! The exec freeze: every task of the sandbox that could write the argv of
-//! an `execve`/`execveat` is stopped before anything reads it, and stays
-//! stopped until the kernel has copied it.
+//! The exec freeze, seen from the worker that decides the exec (pipeline
+//! stage 5):
 //!
-//! 1. [`freeze`], before dispatch: take `world` exclusively; seize the
-//!    caller (`PTRACE_O_TRACEEXEC`); seize and interrupt every other task
-//!    except those waiting for an answer (in flight), to a fixed point of
-//!    the task list; wait until each has stopped, or sleeps uninterruptibly
-//!    (it will trap before it returns to user mode). Failure → the caller
-//!    answers `EPERM`, nothing stays seized.
-//! 2. Dispatch and the policy verdict read argv: it cannot change.
-//! 3. [`ExecFreeze::finish`]: send the answer (still exclusive), interrupt
-//!    the caller, and wait for it: the exec event means the exec succeeded
-//!    and argv was copied (for a non-leader caller the event comes on the
-//!    process id); the interrupt stop means it failed. Meanwhile the
-//!    siblings a successful exec kills are reaped (the exec waits for
-//!    them). Then everything is detached and the lock released.
-//!
-//! The caller is interrupted only after the answer: an interrupt before it
-//! would cut short a seccomp wait that is not killable (kernels without
-//! `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`), and an exec does not fail for
-//! a pending interrupt, which the exec event clears.
+//! 1. [`freeze`], before dispatch: the path is resolved in the caller's
+//!    view; a file that is not there (a `$PATH` probe) freezes nothing and
+//!    will be answered with the resolution's errno instead of `CONTINUE`.
+//!    Otherwise the tracer seizes the caller and stops the tasks sharing its
+//!    memory; then the path and argv are read whole ([`Snapshot`]) and the
+//!    path resolved again ([`Target`]). A freeze that cannot be established
+//!    is answered `EPERM`; an argv that cannot be read whole, `EFAULT`,
+//!    `ENAMETOOLONG` or `E2BIG`.
+//! 2. Dispatch and the policy verdict read the copy.
+//! 3. [`ExecFreeze::finish`] sends the one answer and hands the tracer what
+//!    the exec must run ([`Expected`]) if it was let through; the tracer
+//!    checks the new image at its exec event and lets everything go.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
-
-use parking_lot::RwLockWriteGuard;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::action::NotifAction;
+use crate::handler::MemoryError;
 use crate::notification::Notification;
 use crate::supervisor::{respond, Sent, Shared};
-use crate::sys::ptrace::{self, TraceeState};
+use crate::sys::{mem, seccomp};
 
-use super::{
-    release_pending, retry_leftovers, task_state, tasks, ArgvSafety, Backoff, St, Tracee,
-    STOP_TIMEOUT,
-};
+use super::component::Task;
+use super::ArgvSafety;
 
-/// How long the caller's exec may take before the freeze gives up on it.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the freeze, still holding the lock, waits for tasks whose stop
-/// was pending (a `vfork` parent wakes as soon as the exec has replaced the
-/// memory map) before it leaves them to [`release_pending`].
-const PENDING_GRACE: Duration = Duration::from_millis(50);
-/// Rounds of enumeration before the task list is taken as complete.
-const MAX_ROUNDS: usize = 16;
+/// The kernel's limit on one argument string, its NUL included
+/// (`MAX_ARG_STRLEN`).
+const ARG_STRLEN_MAX: usize = 32 * 4096;
+/// Bound on what is copied of one argv (pointers and strings).
+const ARGV_BYTES_MAX: usize = 16 << 20;
+const PAGE: u64 = 4096;
 
-/// An established freeze; see the module documentation.
-pub(crate) struct ExecFreeze<'a> {
-    world: Option<RwLockWriteGuard<'a, ()>>,
-    shared: &'a Shared,
-    argv: &'a ArgvSafety,
-    caller: Tracee,
-    peers: Vec<Tracee>,
-    failure: Option<String>,
+/// The copy of an exec's path and argv the decision is made on: read once,
+/// while the tasks that could change them are stopped. Reads by handlers
+/// that fall inside it are served from it.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// (address in the task, bytes there): the path and each string with
+    /// its NUL, the pointer array with its NULL.
+    regions: Vec<(u64, Vec<u8>)>,
+    path: Vec<u8>,
+    argv: Vec<Vec<u8>>,
 }
 
-/// Establishes the freeze for exec `notif`. If it cannot be established,
-/// [`ExecFreeze::failure`] says why: the call must then be answered `EPERM`
-/// (through [`ExecFreeze::finish`], which lets everything go).
+impl Snapshot {
+    /// Fills `buf` from the copy if `[addr, addr + len)` lies inside one
+    /// region.
+    pub(crate) fn serve(&self, addr: u64, buf: &mut [u8]) -> bool {
+        for (start, bytes) in &self.regions {
+            let Some(off) = addr.checked_sub(*start) else {
+                continue;
+            };
+            let off = off as usize;
+            if let Some(src) = off
+                .checked_add(buf.len())
+                .and_then(|end| bytes.get(off..end))
+            {
+                buf.copy_from_slice(src);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The NUL-terminated string at `addr` from the copy, if it starts in
+    /// one region and ends there.
+    pub(crate) fn serve_cstr(
+        &self,
+        addr: u64,
+        max_len: usize,
+    ) -> Option<Result<Vec<u8>, MemoryError>> {
+        for (start, bytes) in &self.regions {
+            let Some(off) = addr.checked_sub(*start) else {
+                continue;
+            };
+            let Some(rest) = bytes.get(off as usize..) else {
+                continue;
+            };
+            if let Some(nul) = rest.iter().position(|&b| b == 0) {
+                if nul > max_len {
+                    return Some(Err(MemoryError::TooLong));
+                }
+                return Some(Ok(rest[..nul].to_vec()));
+            }
+        }
+        None
+    }
+
+    /// The arguments, for the policy callback.
+    pub(crate) fn argv_strings(&self) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
+
+/// The file an exec path names, as the supervisor resolved it in the
+/// caller's view.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    dev: u64,
+    ino: u64,
+    /// It starts with `#!`: the kernel runs its interpreter.
+    script: bool,
+}
+
+/// What an exec let through must have started: checked by the tracer at
+/// the exec event, before the new image runs.
+#[derive(Debug)]
+pub(crate) struct Expected {
+    argv: Vec<Vec<u8>>,
+    path: Vec<u8>,
+    target: Target,
+}
+
+impl Expected {
+    /// Whether the new image of `pid` (stopped at its exec event) is the
+    /// one decided on: the kernel's copy of argv, and the executable; for a
+    /// script, the interpreter's argv ends with the script's path as given
+    /// and its arguments.
+    pub(crate) fn matches(&self, pid: i32) -> Result<(), String> {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| format!("cannot read its argv: {e}"))?;
+        let mut new: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if cmdline.last() == Some(&0) {
+            new.pop();
+        }
+        let want: Vec<&[u8]> = if self.argv.is_empty() {
+            // The kernel gives an empty argv an empty argv[0].
+            vec![b""]
+        } else {
+            self.argv.iter().map(Vec::as_slice).collect()
+        };
+        if new == want {
+            let exe = std::fs::metadata(format!("/proc/{pid}/exe"))
+                .map_err(|e| format!("cannot stat its executable: {e}"))?;
+            use std::os::unix::fs::MetadataExt;
+            if (exe.dev(), exe.ino()) == (self.target.dev, self.target.ino) {
+                return Ok(());
+            }
+            return Err("another executable".into());
+        }
+        if self.target.script && want.len() <= new.len() {
+            // [interpreter, (its argument), script path, argv[1..]]
+            let rest = &want[1.min(want.len())..];
+            let at = new.len() - rest.len();
+            let named = at
+                .checked_sub(1)
+                .and_then(|i| new.get(i))
+                .is_some_and(|f| *f == self.path.as_slice() || f.starts_with(b"/dev/fd/"));
+            if at >= 2 && named && new[at..] == *rest {
+                return Ok(());
+            }
+        }
+        Err("other arguments".into())
+    }
+}
+
+/// An exec under argv safety, from its freeze to its answer.
+pub(crate) struct ExecFreeze<'a> {
+    shared: &'a Shared,
+    argv: &'a ArgvSafety,
+    /// The tracer's job, until it is told the outcome.
+    job: Option<u64>,
+    failure: Option<String>,
+    /// The errno answered instead of `CONTINUE`: the file is not there,
+    /// or argv could not be read whole.
+    refusal: Option<i32>,
+    snapshot: Option<Snapshot>,
+    target: Option<Target>,
+    /// A freeze with no task to stop: only the caller's seize, waited for
+    /// just before the answer (it overlaps the decision).
+    pending: Option<super::tracer::Pending>,
+}
+
+/// The path, argv and `execveat` arguments of an exec notification.
+struct ExecArgs {
+    dirfd: i32,
+    path: u64,
+    argv: u64,
+    flags: i32,
+}
+
+fn exec_args(notif: &Notification) -> ExecArgs {
+    let a = &notif.args;
+    if notif.syscall_name() == Some("execveat") {
+        ExecArgs {
+            dirfd: a[0] as u32 as i32,
+            path: a[1],
+            argv: a[2],
+            flags: a[4] as u32 as i32,
+        }
+    } else {
+        ExecArgs {
+            dirfd: libc::AT_FDCWD,
+            path: a[0],
+            argv: a[1],
+            flags: 0,
+        }
+    }
+}
+
+/// Establishes the freeze for exec `notif` (see the module docs).
 pub(crate) fn freeze<'a>(
     shared: &'a Shared,
     argv: &'a ArgvSafety,
     notif: &Notification,
 ) -> ExecFreeze<'a> {
-    let world = shared.world.write();
-    retry_leftovers(argv);
     let tid = notif.pid as i32;
     let tgid = crate::handler::thread_group_of(tid).unwrap_or(tid);
+    let args = exec_args(notif);
     let mut f = ExecFreeze {
-        world: Some(world),
         shared,
         argv,
-        caller: Tracee::new(tid, tgid, shared.pgid),
-        peers: Vec::new(),
+        job: None,
         failure: None,
+        refusal: None,
+        snapshot: None,
+        target: None,
+        pending: None,
     };
-    // Its stop is requested after the answer (see the module docs).
-    if let Err(e) = ptrace::seize(tid, ptrace::TRACE_EXEC) {
-        f.caller.st = St::Gone;
-        f.failure = Some(format!("cannot seize the caller {tid}: {e}"));
+    // A file that is not there freezes nothing: the call is answered with
+    // the errno, whatever its memory says later.
+    let path = read_cstr(tid, args.path, libc::PATH_MAX as usize);
+    let probe = path
+        .as_ref()
+        .map_err(|e| *e)
+        .and_then(|p| resolve(tid, tgid, args.dirfd, p, args.flags));
+    let target = match probe {
+        Ok(t) => t,
+        Err(e) => {
+            f.refusal = Some(e);
+            return f;
+        }
+    };
+    let caller = Task { tid, tgid };
+    let sharers = super::component::sharers(caller, std::process::id() as i32);
+    let alone = sharers.is_empty();
+    let pending = argv.tracer.freeze(caller, sharers);
+    f.job = Some(pending.job);
+    if alone {
+        // Nothing to stop: no other task can write this memory (refused
+        // cross-process writers aside), so the copy can be read now.
+        f.pending = Some(pending);
+    } else if let Err(why) = pending.wait() {
+        f.failure = Some(why);
         return f;
     }
-    if let Err(e) = f.stop_all(tid) {
-        f.failure = Some(e);
+    match snapshot(tid, &args) {
+        Ok(s) => {
+            if seccomp::id_valid(shared.listener(), notif.id).is_err() {
+                // Gone: its id may name another process by now.
+                f.refusal = Some(libc::ESRCH);
+                return f;
+            }
+            // The path as probed: the file found then (the exec event
+            // checks the kernel ran that one).
+            if path.as_ref().is_ok_and(|p| *p == s.path) {
+                f.target = Some(target);
+            } else {
+                match resolve(tid, tgid, args.dirfd, &s.path, args.flags) {
+                    Ok(t) => f.target = Some(t),
+                    Err(e) => f.refusal = Some(e),
+                }
+            }
+            f.snapshot = Some(s);
+        }
+        Err(e) => f.refusal = Some(e),
     }
     f
-}
-
-/// Whether `tid` waits in `vfork` for `caller` to exec or exit: it sleeps
-/// uninterruptibly in `kernel_clone` and shares the caller's address
-/// space. It cannot run before the exec has replaced that address space,
-/// which happens after argv is copied (or never, if the exec fails), so it
-/// is left alone: seized, it could not stop before a failed exec's caller
-/// tries again.
-fn vfork_parent_of(tid: i32, caller: i32) -> bool {
-    super::in_vfork_wait(tid) && ptrace::same_vm(tid, caller).unwrap_or(false)
 }
 
 impl ExecFreeze<'_> {
@@ -103,86 +280,26 @@ impl ExecFreeze<'_> {
         self.failure.as_deref()
     }
 
-    /// Seizes and interrupts every task but the caller and those in
-    /// flight, to a fixed point of the task list, and waits for their stops.
-    fn stop_all(&mut self, caller: i32) -> Result<(), String> {
-        let (shared, argv) = (self.shared, self.argv);
-        let mut known: HashSet<i32> = HashSet::from([caller]);
-        for round in 0.. {
-            let mut new = 0;
-            for t in tasks::enumerate(shared) {
-                if !known.insert(t.tid) {
-                    continue;
-                }
-                new += 1;
-                if argv.in_flight(t.tid) || vfork_parent_of(t.tid, caller) {
-                    continue;
-                }
-                match ptrace::seize(t.tid, 0) {
-                    Ok(()) => {
-                        if let Err(e) = ptrace::interrupt(t.tid) {
-                            // Dying: its exit is collected like a stop.
-                            log::debug!("interrupting task {} failed: {e}", t.tid);
-                        }
-                        self.peers.push(Tracee::new(t.tid, t.tgid, shared.pgid));
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EPERM)
-                            && !matches!(task_state(t.tid), Some(s) if s != b'Z' && s != b'X') =>
-                    {
-                        // A zombie, or gone.
-                    }
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EPERM)
-                            && argv.pending.lock().contains(&t.tid) =>
-                    {
-                        // Seized by another worker, its trap pending: frozen.
-                    }
-                    Err(e) => {
-                        return Err(format!(
-                            "cannot seize task {} of process {}: {e}",
-                            t.tid, t.tgid
-                        ))
-                    }
-                }
-            }
-            if new == 0 {
-                return Ok(());
-            }
-            if round >= MAX_ROUNDS {
-                return Err("the task list keeps growing".into());
-            }
-            self.wait_stops()?;
-        }
-        Ok(())
+    /// The copy handlers and the policy callback decide on.
+    pub(crate) fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
-    /// Waits until every seized peer has stopped or sleeps in the kernel
-    /// uninterruptibly (`D`).
-    fn wait_stops(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let mut backoff = Backoff::new();
-        loop {
-            let mut waiting = None;
-            for p in self.peers.iter_mut().filter(|p| p.st == St::Running) {
-                let _ = p.poll(true);
-                if p.st == St::Running && task_state(p.tid) != Some(b'D') {
-                    waiting = Some(p.tid);
-                }
-            }
-            let Some(tid) = waiting else { return Ok(()) };
-            if Instant::now() > deadline {
-                return Err(format!("task {tid} did not stop within {STOP_TIMEOUT:?}"));
-            }
-            backoff.sleep();
-        }
-    }
-
-    /// Sends the one answer for the frozen exec, waits for its outcome and
-    /// releases the freeze. `Hold` and `Defer` cannot keep a freeze: they
-    /// are answered `EPERM`.
+    /// Sends the one answer for the exec and tells the tracer what it must
+    /// run. `Hold` and `Defer` cannot keep a freeze: they are answered
+    /// `EPERM`.
     pub(crate) fn finish(mut self, notif: &Notification, action: NotifAction) -> Sent {
+        // The caller must be seized (for its exec event) before its answer.
+        let action = match self.pending.take().map(|p| p.wait()) {
+            Some(Err(why)) => {
+                log::warn!(
+                    "argv-safety freeze for pid {} failed ({why}); answering EPERM",
+                    notif.pid
+                );
+                NotifAction::Errno(libc::EPERM)
+            }
+            _ => action,
+        };
         let action = match action {
             NotifAction::Hold | NotifAction::Defer(_) => {
                 log::warn!(
@@ -192,6 +309,10 @@ impl ExecFreeze<'_> {
                 );
                 NotifAction::Errno(libc::EPERM)
             }
+            NotifAction::Continue => match self.refusal {
+                Some(e) => NotifAction::Errno(e),
+                None => NotifAction::Continue,
+            },
             other => other,
         };
         let cont = matches!(action, NotifAction::Continue);
@@ -214,147 +335,249 @@ impl ExecFreeze<'_> {
                 Sent::Stale
             }
         };
-        self.argv.answered(notif.pid as i32);
-        if self.caller.st != St::Gone {
-            if let Err(e) = ptrace::interrupt(self.caller.tid) {
-                log::debug!("interrupting exec caller {} failed: {e}", self.caller.tid);
-            }
-            self.wait_caller(cont && sent == Sent::Delivered);
+        let expect = match (
+            cont && sent == Sent::Delivered,
+            self.snapshot.take(),
+            self.target,
+        ) {
+            (true, Some(s), Some(target)) => Some(Box::new(Expected {
+                argv: s.argv,
+                path: s.path,
+                target,
+            })),
+            _ => None,
+        };
+        if let Some(job) = self.job.take() {
+            self.argv.tracer.finish(job, expect);
         }
-        self.release();
         sent
-    }
-
-    /// Waits until the caller has exec'd (exec event), failed (interrupt
-    /// stop) or died, reaping the siblings a successful exec kills.
-    fn wait_caller(&mut self, may_exec: bool) {
-        let tgid = self.caller.tgid;
-        let leader = self.caller.tid == tgid;
-        // The old leader, if seized: the exec event of a non-leader caller
-        // is reported on the process id.
-        let watch_tgid = !leader && !self.peers.iter().any(|p| p.tid == tgid);
-        let mut tgid_watch = Tracee::new(tgid, tgid, self.shared.pgid);
-        let deadline = Instant::now() + EXEC_TIMEOUT;
-        let mut backoff = Backoff::new();
-        // A single-threaded caller (nothing to reap) can be waited for.
-        let blocking =
-            leader && tgid != self.shared.pgid && !self.peers.iter().any(|p| p.tgid == tgid);
-        let mut exec_done = false;
-        loop {
-            if self.caller.st == St::Running {
-                match self.caller.poll(!blocking) {
-                    Ok(Some(TraceeState::Event(ptrace::EVENT_EXEC))) => exec_done = true,
-                    Ok(_) => {}
-                    // A non-leader's id is gone once the exec took the
-                    // process id: the event comes there.
-                    Err(_) if !leader => self.caller.st = St::Running,
-                    Err(_) => {}
-                }
-            }
-            for p in self
-                .peers
-                .iter_mut()
-                .filter(|p| p.tgid == tgid && p.st != St::Gone)
-            {
-                if let Ok(Some(TraceeState::Event(ptrace::EVENT_EXEC))) = p.poll(true) {
-                    // The old leader's entry now names the caller.
-                    exec_done = true;
-                    p.st = St::Gone;
-                }
-            }
-            if watch_tgid && !exec_done {
-                if let Ok(Some(TraceeState::Event(ptrace::EVENT_EXEC))) = tgid_watch.poll(true) {
-                    exec_done = true;
-                }
-                tgid_watch.st = St::Running;
-            }
-            if exec_done {
-                // The caller now is the process id, in its exec stop.
-                self.caller.tid = tgid;
-                self.caller.st = St::Stopped(0);
-                break;
-            }
-            if self.caller.st != St::Running {
-                break;
-            }
-            if !leader
-                && self.caller.st == St::Running
-                && !may_exec
-                && task_state(self.caller.tid).is_none()
-            {
-                // Gone without an exec (killed).
-                self.caller.st = St::Gone;
-                break;
-            }
-            if Instant::now() > deadline {
-                log::error!(
-                    "exec of task {} did not complete within {EXEC_TIMEOUT:?}",
-                    self.caller.tid
-                );
-                break;
-            }
-            backoff.sleep();
-        }
-        if exec_done {
-            // Its siblings are gone: collect any exit not reaped yet.
-            for p in self
-                .peers
-                .iter_mut()
-                .filter(|p| p.tgid == tgid && p.st != St::Gone)
-            {
-                let _ = p.poll(true);
-            }
-        }
-    }
-
-    /// Detaches everything (tasks whose stop is still pending: waited for
-    /// briefly under the lock, then outside it) and releases the lock.
-    fn release(&mut self) {
-        let mut all = std::mem::take(&mut self.peers);
-        all.push(self.caller);
-        self.caller.st = St::Gone;
-        let grace = Instant::now() + PENDING_GRACE;
-        let mut backoff = Backoff::new();
-        loop {
-            all.retain_mut(|t| {
-                if t.st == St::Running {
-                    let _ = t.poll(true);
-                }
-                !t.detach()
-            });
-            if all.is_empty() || Instant::now() > grace {
-                break;
-            }
-            backoff.sleep();
-        }
-        if all.is_empty() {
-            self.world = None;
-            return;
-        }
-        {
-            let mut pending = self.argv.pending.lock();
-            pending.extend(all.iter().map(|t| t.tid));
-        }
-        self.world = None;
-        release_pending(self.shared, self.argv, all);
     }
 }
 
 impl Drop for ExecFreeze<'_> {
-    /// A freeze given up (not established, or dropped without an answer):
-    /// let everything go.
+    /// A freeze dropped without an answer (a panic): let everything go.
     fn drop(&mut self) {
-        if self.world.is_none() {
-            return;
+        if let Some(job) = self.job.take() {
+            self.argv.tracer.finish(job, None);
         }
-        // Dropped without an answer (a panic): the caller still sleeps in
-        // its seccomp wait, whose answer will come from elsewhere. Ask for
-        // its stop (it comes after that answer) and let everything go.
-        if self.caller.st == St::Running {
-            if let Err(e) = ptrace::interrupt(self.caller.tid) {
-                log::debug!("interrupting exec caller {} failed: {e}", self.caller.tid);
+    }
+}
+
+/// Reads the NUL-terminated string at `addr` in `tid` (at most `max` bytes
+/// before the NUL), page by page, with its NUL.
+fn read_cstr_nul(tid: i32, addr: u64, max: usize, too_long: i32) -> Result<Vec<u8>, i32> {
+    if addr == 0 {
+        return Err(libc::EFAULT);
+    }
+    let mut out = Vec::new();
+    let mut cur = addr;
+    let mut chunk = [0u8; PAGE as usize];
+    loop {
+        let want = ((PAGE - cur % PAGE) as usize).min(max + 1 - out.len());
+        let n = mem::read(tid, cur, &mut chunk[..want]).map_err(|_| libc::EFAULT)?;
+        if n == 0 {
+            return Err(libc::EFAULT);
+        }
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..=nul]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > max {
+            return Err(too_long);
+        }
+        cur += n as u64;
+    }
+}
+
+/// The string at `addr`, without its NUL (a path: `ENAMETOOLONG` beyond
+/// `max`).
+fn read_cstr(tid: i32, addr: u64, max: usize) -> Result<Vec<u8>, i32> {
+    let mut s = read_cstr_nul(tid, addr, max, libc::ENAMETOOLONG)?;
+    s.pop();
+    Ok(s)
+}
+
+/// Reads the path and the whole argv of the exec (see [`Snapshot`]).
+fn snapshot(tid: i32, args: &ExecArgs) -> Result<Snapshot, i32> {
+    let mut s = Snapshot::default();
+    let path = read_cstr_nul(tid, args.path, libc::PATH_MAX as usize, libc::ENAMETOOLONG)?;
+    s.path = path[..path.len() - 1].to_vec();
+    s.regions.push((args.path, path));
+    if args.argv == 0 {
+        return Ok(s);
+    }
+    let mut ptrs = Vec::new();
+    let mut raw = Vec::new();
+    let mut total = 0usize;
+    'array: loop {
+        let at = args.argv + raw.len() as u64;
+        let mut chunk = [0u8; 512];
+        let want = ((PAGE - at % PAGE) as usize).min(chunk.len());
+        let n = mem::read(tid, at, &mut chunk[..want]).map_err(|_| libc::EFAULT)?;
+        if n < 8 {
+            return Err(libc::EFAULT);
+        }
+        for word in chunk[..n - n % 8].chunks_exact(8) {
+            raw.extend_from_slice(word);
+            let p = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+            if p == 0 {
+                break 'array;
             }
+            ptrs.push(p);
         }
-        self.release();
+        if raw.len() > ARGV_BYTES_MAX {
+            return Err(libc::E2BIG);
+        }
+    }
+    for p in ptrs {
+        let a = read_cstr_nul(tid, p, ARG_STRLEN_MAX - 1, libc::E2BIG)?;
+        total += a.len() + 8;
+        if total > ARGV_BYTES_MAX {
+            return Err(libc::E2BIG);
+        }
+        s.argv.push(a[..a.len() - 1].to_vec());
+        s.regions.push((p, a));
+    }
+    s.regions.push((args.argv, raw));
+    Ok(s)
+}
+
+/// Resolves an exec path in the caller's view: the caller's root (absolute
+/// paths, `RESOLVE_IN_ROOT`), working directory or dirfd. `/proc/self`,
+/// `/proc/thread-self` and `/dev/fd` are the caller's, not the
+/// supervisor's. Returns the errno the kernel would give for a file that
+/// is not there.
+pub(crate) fn resolve(
+    tid: i32,
+    tgid: i32,
+    dirfd: i32,
+    path: &[u8],
+    flags: i32,
+) -> Result<Target, i32> {
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+        libc::O_NOFOLLOW
+    } else {
+        0
+    };
+    let text = String::from_utf8_lossy(path);
+    let fd: OwnedFd = if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(libc::ENOENT);
+        }
+        trusted(&format!("/proc/{tgid}/fd/{dirfd}"), 0).map_err(errno)?
+    } else if let Some(own) = own_proc_path(&text, tid, tgid) {
+        trusted(&own, nofollow).map_err(errno)?
+    } else if path[0] == b'/' {
+        let root = trusted(&format!("/proc/{tid}/root"), libc::O_DIRECTORY).map_err(errno)?;
+        let how = crate::sys::fs::OpenHow {
+            flags: (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64,
+            mode: 0,
+            resolve: crate::sys::fs::RESOLVE_IN_ROOT,
+        };
+        let c = std::ffi::CString::new(path).map_err(|_| libc::EINVAL)?;
+        match crate::sys::fs::openat2(Some(root.as_fd()), &c, &how) {
+            Ok(fd) => fd,
+            // A magic link on the way (not followed in root mode).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV)) => {
+                trusted(&format!("/proc/{tid}/root{text}"), nofollow).map_err(errno)?
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    } else if dirfd == libc::AT_FDCWD {
+        trusted(&format!("/proc/{tid}/cwd/{text}"), nofollow).map_err(errno)?
+    } else {
+        trusted(&format!("/proc/{tgid}/fd/{dirfd}/{text}"), nofollow).map_err(errno)?
+    };
+    let st = crate::sys::path::fstat(fd.as_fd()).map_err(errno)?;
+    let mut script = false;
+    if st.mode & libc::S_IFMT == libc::S_IFREG {
+        if let Ok(mut f) = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            let mut magic = [0u8; 2];
+            script = f.read_exact(&mut magic).is_ok() && &magic == b"#!";
+        }
+    }
+    Ok(Target {
+        dev: st.dev,
+        ino: st.ino,
+        script,
+    })
+}
+
+/// `path` with a leading `/proc/self`, `/proc/thread-self` or `/dev/fd`
+/// (or `/dev/stdin`...) rewritten to the caller's own procfs entries.
+fn own_proc_path(path: &str, tid: i32, tgid: i32) -> Option<String> {
+    let map = [
+        ("/proc/self/", format!("/proc/{tgid}/")),
+        ("/proc/thread-self/", format!("/proc/{tgid}/task/{tid}/")),
+        ("/dev/fd/", format!("/proc/{tgid}/fd/")),
+        ("/dev/stdin", format!("/proc/{tgid}/fd/0")),
+        ("/dev/stdout", format!("/proc/{tgid}/fd/1")),
+        ("/dev/stderr", format!("/proc/{tgid}/fd/2")),
+        ("/proc/", "/proc/".to_owned()),
+    ];
+    map.iter()
+        .find_map(|(from, to)| path.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+}
+
+/// Opens `path` as `O_PATH`, following every link (paths the supervisor
+/// made from the caller's own procfs entries).
+fn trusted(path: &str, extra: i32) -> std::io::Result<OwnedFd> {
+    let how = crate::sys::fs::OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
+        mode: 0,
+        resolve: 0,
+    };
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    crate::sys::fs::openat2(None, &c, &how)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_procfs_paths_are_the_callers() {
+        assert_eq!(
+            own_proc_path("/proc/self/exe", 7, 5).as_deref(),
+            Some("/proc/5/exe")
+        );
+        assert_eq!(
+            own_proc_path("/dev/fd/3", 7, 5).as_deref(),
+            Some("/proc/5/fd/3")
+        );
+        assert_eq!(own_proc_path("/bin/true", 7, 5), None);
+    }
+
+    #[test]
+    fn resolves_in_the_callers_view_and_reports_missing_files() {
+        let me = std::process::id() as i32;
+        let t = resolve(me, me, libc::AT_FDCWD, b"/bin/sh", 0).expect("/bin/sh");
+        assert!(!t.script);
+        assert_eq!(
+            resolve(me, me, libc::AT_FDCWD, b"/no/such/unotify-file", 0).unwrap_err(),
+            libc::ENOENT
+        );
+        assert_eq!(
+            resolve(me, me, libc::AT_FDCWD, b"/etc/passwd/x", 0).unwrap_err(),
+            libc::ENOTDIR
+        );
+    }
+
+    #[test]
+    fn snapshot_serves_reads_inside_its_regions() {
+        let s = Snapshot {
+            regions: vec![(0x1000, b"abc\0".to_vec())],
+            path: b"abc".to_vec(),
+            argv: Vec::new(),
+        };
+        let mut buf = [0u8; 2];
+        assert!(s.serve(0x1001, &mut buf));
+        assert_eq!(&buf, b"bc");
+        assert!(!s.serve(0x1003, &mut [0u8; 2]));
+        assert_eq!(s.serve_cstr(0x1000, 10).unwrap().unwrap(), b"abc");
+        assert!(s.serve_cstr(0x2000, 10).is_none());
     }
 }

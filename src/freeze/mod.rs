@@ -1,89 +1,192 @@
-//! Exec argv safety: the ptrace freeze around `execve`/`execveat` and the
-//! creation tracking of fork-like calls.
+//! Exec argv safety: what an `execve`/`execveat` was decided on is what the
+//! kernel runs. Owns the exec freeze, the exec-event re-check and the filter
+//! rules that take cross-process writers away; called by the pipeline
+//! (stage 5) and the sandbox builder; calls `sys` and the answer core.
 //!
-//! - [`tasks`]: every task of the sandbox (process index, `/proc` threads
-//!   and children).
-//! - [`exec`]: before anything reads the argv of an exec, every task that
-//!   could write it is stopped (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`); the
-//!   answer is sent while they are stopped and they are released only once
-//!   the kernel has copied argv (the caller's exec event) or the exec has
-//!   failed.
-//! - [`creation`]: a fork-like call let through is traced for exactly one
-//!   creation event, so that the new process is in the process index
-//!   before it runs its first instruction.
+//! # Who can change argv during an exec, and what stops each
+//!
+//! The arguments and the path of an exec live in the caller's memory. They
+//! are read for the decision (handlers, the policy callback), then the
+//! kernel reads them again after `CONTINUE`. Between the two:
+//!
+//! - **Tasks sharing the caller's address space**: its threads, a `CLONE_VM`
+//!   child or parent, the other threads of a `vfork` parent, a sibling
+//!   `vfork` child of the same parent. They are *frozen* (stopped with
+//!   ptrace) before the first read and released once the kernel has copied
+//!   argv. They are found from the caller at exec time ([`component`]):
+//!   its threads, then every process reachable through parent, child and
+//!   sibling links whose address space is the caller's (`kcmp`). Nothing
+//!   else is stopped: two execs in processes that share no memory never
+//!   touch the same task, and a single-threaded exec (a shell's fork and
+//!   exec, `posix_spawn`) freezes nothing.
+//! - **Other processes of the sandbox**, which reach the caller's memory
+//!   only through `ptrace`, `process_vm_writev` and `/proc/<pid>/mem`:
+//!   those are taken away instead of freezing their owners. `ptrace` is
+//!   refused in the filter (`EPERM`: a debugger inside fails clearly, not
+//!   at random); an open of a procfs `mem` file for writing is refused by
+//!   the on-behalf open of path denial, which argv safety turns on (with an
+//!   empty deny list if nothing is denied): an open trapped and answered
+//!   `CONTINUE` could be redirected to another path after the check, an
+//!   open performed by the supervisor on a pinned file cannot. The
+//!   supervisor's own `/proc/self/mem` is not reachable either (see
+//!   `paths`). `process_vm_writev` and `pidfd_getfd` are refused for every
+//!   sandbox by the filter's isolation rules (issue 9, section 1, on its
+//!   own branch when this was written): they are not repeated here, and
+//!   until they are merged `process_vm_writev` is caught only by the
+//!   re-check below.
+//! - **Kernel-side writers**, which no freeze stops: an asynchronous I/O
+//!   completion (`io_submit`, `io_uring`), a `userfaultfd` page fill (the
+//!   call, and opens of `/dev/userfaultfd`), a
+//!   system call of a frozen thread that completes in the kernel, a thread
+//!   exit clearing its `clear_child_tid` word, a page of a shared or
+//!   file-backed mapping written by another process. The first three are
+//!   refused under argv safety (`io_setup`, `io_submit`, `io_uring_setup`,
+//!   `userfaultfd`: `EPERM`). For all of them, the exec is re-checked at its
+//!   exec event, from the new image, before it runs one instruction: its
+//!   argv (`/proc/<pid>/cmdline`, the kernel's copy) must equal the copy the
+//!   decision was made on, and its executable the file the path named then;
+//!   on a mismatch the new image is killed.
+//!
+//! The decision is made on one copy: argv and the path are read whole once
+//! the freeze holds ([`exec::Snapshot`]), handlers that read that memory
+//! are served from the copy, and the policy callback gets the copy. An argv
+//! that cannot be read whole fails closed (`EFAULT`, or `E2BIG` beyond the
+//! kernel's own limits). An exec whose file does not exist (a `$PATH`
+//! probe) freezes nothing: it is answered `ENOENT` by the supervisor, never
+//! `CONTINUE`, so nothing is run.
 //!
 //! # ptrace ownership
 //!
-//! Only the thread that seized a task drives it (interrupt, wait, detach),
-//! and it waits only on the tids it owns (`__WALL | __WNOTHREAD`). An exec
-//! freeze holds the supervisor's `world` lock exclusively from the first
-//! seize to the last detach, and a creation trace holds it shared: no two
-//! threads ever trace the same task, and no answer (which would let a task
-//! return to user space) is sent elsewhere while a freeze is in place.
-//! Tasks whose notification has been received and not yet answered (the
-//! in-flight set) cannot return to user space before their answer, which
-//! needs the lock: they are left alone.
+//! Only the thread that seized a task may drive it, and a task can be
+//! seized once. So one thread, the [`tracer`], does every ptrace operation
+//! of the supervisor: it seizes, interrupts, waits for and releases the
+//! tasks of every freeze, and watches each caller to its exec event.
+//! Workers send it requests and wait for the freeze to be in place. A task
+//! two freezes need (the parent of two `vfork` children that exec at once)
+//! is held by both and let go when the last one ends; a task whose stop is
+//! still to come when its freeze ends stays with the tracer, which detaches
+//! it when it stops, and hands it to the next freeze that needs it. No
+//! worker ever owns a tracee, so no freeze can fail because of another.
 //!
-//! A task in uninterruptible sleep (`D`) is seized and interrupted but not
-//! waited for: with the interrupt pending it traps before it returns to user
-//! mode. If it has not stopped when the freeze ends, the worker that seized
-//! it waits for it outside the lock (at most [`PENDING_TIMEOUT`], then on
-//! its next freeze or trace), and meanwhile other freezes count it as
-//! frozen (it is in [`ArgvSafety::pending`]). The `vfork` parent of the
-//! exec caller is not seized at all (see `exec::vfork_parent_of`): it cannot
-//! run before the exec has copied argv and replaced the shared memory.
+//! When the caller shares its memory with no other task (a shell's fork
+//! and exec), nothing is stopped and the worker does not wait for the
+//! caller's seize before reading argv: only its answer waits for it.
+//!
+//! Fork-like calls are not traced: nothing here needs a child stopped
+//! before it runs (the freeze finds the address space's tasks from the
+//! caller when it execs), and process accounting commits a fork's token on
+//! the delivered `CONTINUE` and reconciles with the process tree.
+//!
+//! # Known limits
+//!
+//! - A task that a debugger outside the sandbox traces (`strace -f` of the
+//!   whole run) cannot be seized: its execs, and those of tasks sharing
+//!   its memory, fail with `EPERM`.
+//! - A frozen task waiting for a received notification is interrupted; on
+//!   kernels without `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` that restarts
+//!   its call (answered again; an on-behalf side effect may repeat).
+//! - The executable is compared by file identity; a script by its path
+//!   string and arguments (its interpreter runs it by path). An image run
+//!   through `binfmt_misc`, or a file replaced between the check and the
+//!   kernel's lookup, differs and is killed (fail closed). Relative paths
+//!   are resolved from `/proc/<tid>/cwd`, where an absolute symlink is
+//!   followed in the supervisor's root, not the caller's.
 
-pub(crate) mod creation;
+pub(crate) mod component;
 pub(crate) mod exec;
-pub(crate) mod tasks;
+pub(crate) mod tracer;
 
-use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
+use crate::error::Result;
+use crate::filter::FilterBuilder;
 use crate::notification::Notification;
 use crate::syscalls;
 
 /// Bound on the wait for a frozen task to stop.
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `CLONE_UNTRACED`: a clone that a tracer would not see.
-const CLONE_UNTRACED: u64 = 0x0080_0000;
-/// `CLONE_THREAD`.
-const CLONE_THREAD: u64 = 0x0001_0000;
+/// Calls refused (`EPERM`) while argv safety is on: `ptrace` (a tracer
+/// inside could write the exec caller's memory), and the kernel-side
+/// writers a freeze cannot stop (asynchronous I/O, `io_uring`,
+/// `userfaultfd`). `process_vm_writev` and `pidfd_getfd` are refused for
+/// every sandbox by the filter's isolation rules and are not repeated here.
+pub(crate) const REFUSED: &[&str] = &[
+    "ptrace",
+    "io_setup",
+    "io_submit",
+    "io_uring_setup",
+    "userfaultfd",
+];
+
+/// Adds the filter rules of argv safety (see [`REFUSED`]).
+pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
+    for name in REFUSED {
+        if let Some(nr) = syscalls::number(filter.arch(), name) {
+            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
+                filter.deny(nr, libc::EPERM)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an on-behalf open of `pinned` with `flags` must be refused under
+/// argv safety: a procfs `mem` file opened for writing (any process's,
+/// the opener's own included, since an fd can be passed on), or the
+/// `userfaultfd` device (whatever its name: compared by device number).
+pub(crate) fn refuses_open(pinned: std::os::fd::BorrowedFd<'_>, flags: u64) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pinned));
+    if let Ok(st) = crate::sys::path::fstat(pinned) {
+        if st.mode & libc::S_IFMT == libc::S_IFCHR {
+            use std::os::unix::fs::MetadataExt;
+            static UFFD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+            let uffd =
+                *UFFD.get_or_init(|| std::fs::metadata("/dev/userfaultfd").ok().map(|m| m.rdev()));
+            return uffd.is_some() && std::fs::metadata(&own).ok().map(|m| m.rdev()) == uffd;
+        }
+    }
+    if flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 {
+        return false;
+    }
+    if crate::sys::path::fs_type(pinned).ok() != Some(PROC_SUPER_MAGIC) {
+        return false;
+    }
+    // Which procfs file: the name the kernel gives the pinned fd.
+    match std::fs::read_link(own) {
+        Ok(p) => p.file_name().is_some_and(|n| n == "mem"),
+        // Unnamed: refuse (fail closed).
+        Err(_) => true,
+    }
+}
 
 /// Argv-safety state of one supervisor (present only when it is on).
 #[derive(Debug)]
 pub(crate) struct ArgvSafety {
     exec_nrs: Vec<i32>,
-    clone_nr: Option<i32>,
-    clone3_nr: Option<i32>,
-    fork_nrs: Vec<i32>,
-    /// Tasks whose notification is received and not yet answered.
-    in_flight: Mutex<HashSet<i32>>,
-    /// Tasks seized by some thread whose stop is still pending (see the
-    /// module documentation); other freezes count them as frozen.
-    pub(crate) pending: Mutex<HashSet<i32>>,
+    pub(crate) tracer: tracer::Tracer,
 }
 
 fn nr(name: &str) -> Option<i32> {
     syscalls::resolve(name).ok().map(|n| n as i32)
 }
 
+/// Entries of the in-flight map beyond which answered ones are pruned.
+const IN_FLIGHT_PRUNE: usize = 4096;
+
 impl ArgvSafety {
-    pub(crate) fn new() -> Self {
-        ArgvSafety {
+    /// Starts the tracer thread for the sandbox rooted at `root`, whose
+    /// notifications arrive on `listener`.
+    pub(crate) fn new(root: i32, listener: OwnedFd) -> std::io::Result<Self> {
+        Ok(ArgvSafety {
             exec_nrs: ["execve", "execveat"]
                 .iter()
                 .filter_map(|n| nr(n))
                 .collect(),
-            clone_nr: nr("clone"),
-            clone3_nr: nr("clone3"),
-            fork_nrs: ["fork", "vfork"].iter().filter_map(|n| nr(n)).collect(),
-            in_flight: Mutex::new(HashSet::new()),
-            pending: Mutex::new(HashSet::new()),
-        }
+            tracer: tracer::Tracer::start(root, listener)?,
+        })
     }
 
     /// Whether `notif` is an exec (frozen before dispatch).
@@ -91,43 +194,15 @@ impl ArgvSafety {
         self.exec_nrs.contains(&notif.nr)
     }
 
-    /// Whether `notif` is a fork-like call.
-    pub(crate) fn is_fork_like(&self, notif: &Notification) -> bool {
-        Some(notif.nr) == self.clone_nr
-            || Some(notif.nr) == self.clone3_nr
-            || self.fork_nrs.contains(&notif.nr)
-    }
-
-    /// Whether letting `notif` through needs creation tracking: a fork-like
-    /// call that may create a process. `clone3` is always traced: its flags
-    /// live in the program's memory, which may change after any read of
-    /// ours; a traced thread creation is harmless (registered, detached).
-    pub(crate) fn tracks_creation(&self, notif: &Notification) -> bool {
-        if Some(notif.nr) == self.clone_nr {
-            notif.args[0] & CLONE_THREAD == 0
-        } else {
-            Some(notif.nr) == self.clone3_nr || self.fork_nrs.contains(&notif.nr)
+    /// The poll thread received notification `id` of `tid`.
+    pub(crate) fn received(&self, tid: i32, id: u64) {
+        let in_flight = self.tracer.in_flight();
+        let mut m = in_flight.map.lock();
+        if m.len() >= IN_FLIGHT_PRUNE {
+            let listener = in_flight.listener.as_fd();
+            m.retain(|_, id| crate::sys::seccomp::id_valid(listener, *id).is_ok());
         }
-    }
-
-    /// Whether the call asks to be invisible to a tracer (refused).
-    pub(crate) fn untraced(&self, notif: &Notification) -> bool {
-        Some(notif.nr) == self.clone_nr && notif.args[0] & CLONE_UNTRACED != 0
-    }
-
-    /// The poll thread received a notification of `tid` (under `world`).
-    pub(crate) fn received(&self, tid: i32) {
-        self.in_flight.lock().insert(tid);
-    }
-
-    /// `tid`'s notification was answered (under `world`).
-    pub(crate) fn answered(&self, tid: i32) {
-        self.in_flight.lock().remove(&tid);
-    }
-
-    /// Whether `tid` waits for an answer (read under `world` exclusive).
-    pub(crate) fn in_flight(&self, tid: i32) -> bool {
-        self.in_flight.lock().contains(&tid)
+        m.insert(tid, id);
     }
 }
 
@@ -136,203 +211,4 @@ pub(crate) fn task_state(tid: i32) -> Option<u8> {
     let text = std::fs::read(format!("/proc/{tid}/stat")).ok()?;
     let close = text.iter().rposition(|&b| b == b')')?;
     text.get(close + 2).copied()
-}
-
-/// Whether task `tid` sleeps in a `vfork` wait (uninterruptibly, in the
-/// kernel's clone path: `/proc/<tid>/wchan` names the function).
-pub(crate) fn in_vfork_wait(tid: i32) -> bool {
-    task_state(tid) == Some(b'D')
-        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| {
-            matches!(
-                &w[..],
-                b"kernel_clone" | b"wait_for_vfork_done" | b"_do_fork" | b"do_fork"
-            )
-        })
-}
-
-/// A sleep schedule for polling a tracee: a few yields first (a tracee
-/// that is runnable gets this CPU at once), then sleeps growing to 1 ms.
-pub(crate) struct Backoff {
-    yields: u32,
-    sleep: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff {
-            yields: 0,
-            sleep: Duration::from_micros(10),
-        }
-    }
-
-    pub(crate) fn sleep(&mut self) {
-        if self.yields < 4 {
-            self.yields += 1;
-            std::thread::yield_now();
-            return;
-        }
-        std::thread::sleep(self.sleep);
-        self.sleep = (self.sleep * 2).min(Duration::from_millis(1));
-    }
-}
-
-/// Where a task seized by the current thread stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum St {
-    /// Seized (and interrupted); its stop has not been seen yet.
-    Running,
-    /// In a ptrace stop; the signal to deliver when it is let go (0: none).
-    Stopped(i32),
-    /// Exited (reaped), or not ours any more.
-    Gone,
-}
-
-/// A task seized by the current thread.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Tracee {
-    pub(crate) tid: i32,
-    pub(crate) tgid: i32,
-    pub(crate) st: St,
-    /// The sandbox's first process, our own child: its exit is left for
-    /// [`Child::wait`](crate::Child::wait), only peeked at.
-    keep_exit: bool,
-}
-
-impl Tracee {
-    pub(crate) fn new(tid: i32, tgid: i32, root: i32) -> Self {
-        Tracee {
-            tid,
-            tgid,
-            st: St::Running,
-            keep_exit: tid == root,
-        }
-    }
-
-    /// Collects a pending state change (`nohang`) or waits for one, and
-    /// returns what was seen. `ECHILD` makes the task [`St::Gone`] and is
-    /// returned as `Err` for callers that must tell it from an exit.
-    pub(crate) fn poll(
-        &mut self,
-        nohang: bool,
-    ) -> std::io::Result<Option<crate::sys::ptrace::TraceeState>> {
-        use crate::sys::ptrace::{wait_tracee, TraceeState};
-        if self.st == St::Gone {
-            return Ok(None);
-        }
-        match wait_tracee(self.tid, nohang, self.keep_exit) {
-            Ok(None) => Ok(None),
-            Ok(Some(s)) => {
-                self.st = match s {
-                    TraceeState::Gone => St::Gone,
-                    TraceeState::Signal(sig) => St::Stopped(sig),
-                    TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
-                };
-                Ok(Some(s))
-            }
-            Err(e) => {
-                if e.raw_os_error() != Some(libc::ECHILD) {
-                    log::warn!("waiting for traced task {} failed: {e}", self.tid);
-                }
-                self.st = St::Gone;
-                Err(e)
-            }
-        }
-    }
-
-    /// Lets a stopped task go. Returns whether it is released (or gone);
-    /// `false` while its stop is still to come.
-    pub(crate) fn detach(&mut self) -> bool {
-        match self.st {
-            St::Gone => true,
-            St::Running => false,
-            St::Stopped(sig) => match crate::sys::ptrace::detach(self.tid, sig) {
-                Ok(()) => {
-                    self.st = St::Gone;
-                    true
-                }
-                Err(e) => {
-                    // ESRCH: killed while stopped (dying or a zombie of
-                    // ours to reap). Collect it on a later poll.
-                    if e.raw_os_error() != Some(libc::ESRCH) {
-                        log::warn!("cannot detach task {}: {e}", self.tid);
-                    }
-                    self.st = St::Running;
-                    let _ = self.poll(true);
-                    self.st == St::Gone
-                }
-            },
-        }
-    }
-}
-
-thread_local! {
-    /// Tasks this thread seized whose stop never came within the bounds:
-    /// retried (detached if stopped by now) by the next freeze or creation
-    /// trace on this thread.
-    static LEFTOVERS: std::cell::RefCell<Vec<Tracee>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Retries the leftovers of this thread. The caller holds `world` (shared
-/// or exclusive).
-pub(crate) fn retry_leftovers(argv: &ArgvSafety) {
-    LEFTOVERS.with(|l| {
-        let mut l = l.borrow_mut();
-        l.retain_mut(|t| {
-            if t.st == St::Running {
-                let _ = t.poll(true);
-            }
-            let done = t.detach();
-            if done {
-                argv.pending.lock().remove(&t.tid);
-            }
-            !done
-        });
-    });
-}
-
-/// How long a worker waits, outside the `world` lock, for tasks whose stop
-/// was pending when their freeze ended.
-pub(crate) const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Waits (without the `world` lock, which is taken only to detach) for
-/// tasks seized by this thread whose stop is pending, and releases them.
-/// While they wait they are in [`ArgvSafety::pending`], so other freezes
-/// count them as frozen.
-pub(crate) fn release_pending(
-    shared: &crate::supervisor::Shared,
-    argv: &ArgvSafety,
-    mut rest: Vec<Tracee>,
-) {
-    let deadline = std::time::Instant::now() + PENDING_TIMEOUT;
-    let mut backoff = Backoff::new();
-    while !rest.is_empty() {
-        for t in rest.iter_mut() {
-            if t.st == St::Running {
-                let _ = t.poll(true);
-            }
-        }
-        if rest.iter().any(|t| t.st != St::Running) {
-            let _world = shared.world.read();
-            rest.retain_mut(|t| {
-                let done = t.detach();
-                if done {
-                    argv.pending.lock().remove(&t.tid);
-                }
-                !done
-            });
-        }
-        if rest.is_empty() {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            log::error!(
-                "{} frozen task(s) never stopped within {PENDING_TIMEOUT:?}; kept for a later retry: {:?}",
-                rest.len(),
-                rest.iter().map(|t| t.tid).collect::<Vec<_>>()
-            );
-            LEFTOVERS.with(|l| l.borrow_mut().extend(rest));
-            return;
-        }
-        backoff.sleep();
-    }
 }

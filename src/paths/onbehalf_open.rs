@@ -318,6 +318,10 @@ fn finish(
     if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(libc::EACCES);
     }
+    // Argv safety: no write access to a process's memory through procfs.
+    if cx.shared().argv.is_some() && crate::freeze::refuses_open(pinned.as_fd(), flags as u64) {
+        return Err(libc::EACCES);
+    }
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
     super::handlers::policy_gate(cx)?;

@@ -211,12 +211,6 @@ impl Tracker {
         )
     }
 
-    /// Registers a task created under creation tracking: stopped and
-    /// traced by the calling thread, so its id cannot be reused meanwhile.
-    pub(crate) fn register_created(&self, tid: i32) -> Option<Arc<Process>> {
-        self.index.register(tid, || true, |p| self.gone(&p))
-    }
-
     /// Releases everything charged to a process that is gone.
     fn gone(&self, p: &Process) {
         if let Some(m) = &self.memory {

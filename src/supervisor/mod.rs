@@ -52,7 +52,7 @@ pub(crate) struct Config {
     pub(crate) sync_wake_up: bool,
     /// Process tracking and resource limits (issue 4).
     pub(crate) limits: crate::process::Limits,
-    /// Exec argv safety: the ptrace freeze and creation tracking.
+    /// Exec argv safety: the exec freeze and its ptrace thread.
     pub(crate) argv_safety: bool,
     /// The policy callback and audit log, if any.
     pub(crate) policy: Option<crate::policy::PolicySetup>,
@@ -198,6 +198,18 @@ impl Supervisor {
             }
             None => None,
         };
+        // Argv safety's ptrace thread checks which tasks wait for answers.
+        let argv = if config.argv_safety {
+            let l = listener
+                .try_clone()
+                .map_err(|e| Error::io("duplicate the listener for the ptrace thread", e))?;
+            Some(
+                crate::freeze::ArgvSafety::new(pgid, l)
+                    .map_err(|e| Error::io("start the ptrace thread", e))?,
+            )
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             listener,
             world: RwLock::new(()),
@@ -217,7 +229,7 @@ impl Supervisor {
                 .flatten(),
             done: (Mutex::new(false), parking_lot::Condvar::new()),
             tracker,
-            argv: config.argv_safety.then(crate::freeze::ArgvSafety::new),
+            argv,
             policy,
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))

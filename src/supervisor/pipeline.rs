@@ -4,13 +4,14 @@
 //! 2. deny checks (path denial);
 //! 3. dispatch: builtin handlers, then user handlers;
 //! 4. process accounting; 5. exec freeze; 6. policy verdict;
-//! 7. fork creation tracking; 8. `Defer` to the deferral pool;
-//! 9. trace, then exactly one answer; 10. release creation tracking and freeze.
+//! 7. (none: forks are not traced); 8. `Defer` to the deferral pool;
+//! 9. trace, then exactly one answer; 10. hand the exec's outcome to the
+//!    freeze's tracer.
 //!
-//! Stages 1, 2 and 4 to 7 are filled in by the process and policy modules;
-//! this engine keeps their order and the `world` lock discipline: an answer
-//! is sent holding `world` shared, so an exec freeze (exclusive) sees no
-//! answer in flight.
+//! Stages 1, 2 and 4 to 6 are filled in by the process, freeze and policy
+//! modules; this engine keeps their order. Forks need no tracing: the exec
+//! freeze finds the tasks sharing the caller's memory when it execs (see
+//! `freeze`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -31,9 +32,10 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     if let Some(tracker) = &shared.tracker {
         tracker.register(shared, &notif);
     }
-    // 5. Exec argv safety: every task that could write argv is stopped
-    // before anything (handlers, the policy callback) reads it; a freeze
-    // that cannot be established answers EPERM without dispatch.
+    // 5. Exec argv safety: the tasks sharing the caller's memory are
+    // stopped and argv copied before anything (handlers, the policy
+    // callback) reads it; a freeze that cannot be established answers
+    // EPERM without dispatch.
     let exec_freeze = match &shared.argv {
         Some(argv) if argv.is_exec(&notif) => {
             Some(crate::freeze::exec::freeze(shared, argv, &notif))
@@ -50,7 +52,9 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
             );
         });
     let refused = refused.is_some();
-    let cx = HandlerCtx::new(&notif, shared);
+    // Reads of the exec's path and argv are served from the freeze's copy.
+    let cx = HandlerCtx::new(&notif, shared)
+        .with_exec_copy(exec_freeze.as_ref().and_then(|f| f.snapshot()));
     let action = match catch_unwind(AssertUnwindSafe(|| {
         if refused {
             NotifAction::Errno(libc::EPERM)
@@ -87,9 +91,13 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // handler already asked before its side effect. It only tightens.
     let action = match &shared.policy {
         Some(policy) if !cx.policy_consulted() => {
-            // argv is read only while the exec freeze stops every writer.
+            // The copy read while the exec freeze holds; an exec that
+            // will not run (a missing file) is read as it is.
             let argv = match &exec_freeze {
-                Some(f) if f.failure().is_none() => crate::policy::read_argv(&cx),
+                Some(f) if f.failure().is_none() => f
+                    .snapshot()
+                    .map(|s| s.argv_strings())
+                    .or_else(|| crate::policy::read_argv(&cx)),
                 _ => None,
             };
             crate::policy::apply(policy, &notif, action, argv)
@@ -106,18 +114,6 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         freeze.finish(&notif, action);
         return;
     }
-    // 8. A fork-like call under creation tracking (stage 7, in `finish`)
-    // is not deferred: its answer would skip the tracking.
-    let action = match action {
-        NotifAction::Defer(_) if shared.argv.as_ref().is_some_and(|a| a.is_fork_like(&notif)) => {
-            log::warn!(
-                "Defer on a tracked fork of pid {}; answering EPERM",
-                notif.pid
-            );
-            NotifAction::Errno(libc::EPERM)
-        }
-        other => other,
-    };
     // (Anything that changes the action must do so before the next
     // lines.) A fork that a later handler or verdict did not
     // let through is rolled back now, by dropping its token; a held one
@@ -149,19 +145,12 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
 /// Traces and sends the one answer for `notif`. Returns what became of it;
 /// when the answer failed and `EPERM` was sent instead, `Sent::Stale` (the
 /// action asked for was not delivered).
-///
-/// Stage 7: with argv safety, a fork-like `CONTINUE` is sent under
-/// creation tracking (holding `world` exclusively); it is `Sent::Delivered`
-/// only if a task was created.
 pub(crate) fn finish(shared: &Shared, notif: &Notification, action: NotifAction) -> Sent {
     finish_counted(shared, notif, action, None)
 }
 
 /// [`finish`] for a counted fork: `token` is committed if the answer was
-/// delivered, else rolled back, before `world` is released. Under creation
-/// tracking (exclusive) no other notification is received before that, so
-/// the caller's next call (the caller runs again as soon as it is
-/// detached) never sees this fork still in flight.
+/// delivered, else rolled back.
 pub(crate) fn finish_counted(
     shared: &Shared,
     notif: &Notification,
@@ -171,23 +160,8 @@ pub(crate) fn finish_counted(
     if shared.traced(notif.nr) {
         trace(notif, &action.label());
     }
-    if let Some(argv) = &shared.argv {
-        if matches!(action, NotifAction::Continue) && argv.tracks_creation(notif) {
-            // Exclusive: see `freeze::creation`.
-            let _world = shared.world.write();
-            let sent = crate::freeze::creation::answer(shared, argv, notif);
-            resolve(token, sent);
-            argv.answered(notif.pid as i32);
-            return sent;
-        }
-    }
-    // Only an exec freeze (argv safety) takes `world` exclusively.
-    let _world = shared.argv.as_ref().map(|_| shared.world.read());
     let sent = answered(shared, notif, respond(shared, notif, action));
     resolve(token, sent);
-    if let (Some(argv), false) = (&shared.argv, sent == Sent::Held) {
-        argv.answered(notif.pid as i32);
-    }
     sent
 }
 

@@ -333,7 +333,7 @@ fn receive_one(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended
         // Argv safety: an exec freeze leaves tasks waiting for an answer
         // alone; it must know them as soon as they are received.
         if let (Ok(raw), Some(argv)) = (&r, &shared.argv) {
-            argv.received(raw.pid as i32);
+            argv.received(raw.pid as i32, raw.id);
         }
         r
     };

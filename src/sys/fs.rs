@@ -24,6 +24,8 @@ pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 /// `RESOLVE_BENEATH`.
 pub const RESOLVE_BENEATH: u64 = 0x08;
+/// `RESOLVE_IN_ROOT`: resolve as if `dirfd` were the root directory.
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` relative to `dirfd` (`None` = the current directory) with `openat2(2)`.
 pub fn openat2(dirfd: Option<BorrowedFd<'_>>, path: &CStr, how: &OpenHow) -> io::Result<OwnedFd> {

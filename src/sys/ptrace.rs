@@ -5,17 +5,13 @@ use std::io;
 
 use super::cvt_long;
 
-/// Options for [`seize`]: report fork, vfork and clone creations.
-pub const TRACE_CREATION: u32 =
-    (libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE) as u32;
 /// Option: report exec.
 pub const TRACE_EXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
 /// Option: kill the tracee if the tracer exits.
 pub const EXIT_KILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 
 fn request(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
-    // SAFETY: the requests used through this helper take integers (or, for
-    // GETEVENTMSG, a pointer to a live u64 passed as `data` by the caller).
+    // SAFETY: the requests used through this helper take integers only.
     cvt_long(unsafe {
         libc::ptrace(
             req,
@@ -36,41 +32,15 @@ pub fn interrupt(tid: i32) -> io::Result<()> {
     request(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
 }
 
-/// `PTRACE_CONT`, delivering `sig` (0 for none).
-pub fn cont(tid: i32, sig: i32) -> io::Result<()> {
-    request(libc::PTRACE_CONT, tid, 0, sig as usize).map(drop)
-}
-
 /// `PTRACE_DETACH`, delivering `sig` (0 for none).
 pub fn detach(tid: i32, sig: i32) -> io::Result<()> {
     request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
 }
 
-/// `PTRACE_GETEVENTMSG`: e.g. the new pid after a fork event.
-pub fn event_msg(tid: i32) -> io::Result<u64> {
-    let mut msg: u64 = 0;
-    // SAFETY: GETEVENTMSG writes one unsigned long to `data`, which points
-    // at `msg`, alive for the call.
-    cvt_long(unsafe {
-        libc::ptrace(
-            libc::PTRACE_GETEVENTMSG,
-            tid,
-            std::ptr::null_mut::<libc::c_void>(),
-            &mut msg as *mut u64 as *mut libc::c_void,
-        )
-    })?;
-    Ok(msg)
-}
-
-/// `PTRACE_EVENT_*` numbers as reported in bits 16..24 of a wait status.
-pub const EVENT_FORK: i32 = libc::PTRACE_EVENT_FORK;
-/// See [`EVENT_FORK`].
-pub const EVENT_VFORK: i32 = libc::PTRACE_EVENT_VFORK;
-/// See [`EVENT_FORK`].
-pub const EVENT_CLONE: i32 = libc::PTRACE_EVENT_CLONE;
-/// See [`EVENT_FORK`].
+/// `PTRACE_EVENT_*` numbers as reported in bits 16..24 of a wait status:
+/// an exec.
 pub const EVENT_EXEC: i32 = libc::PTRACE_EVENT_EXEC;
-/// See [`EVENT_FORK`]: a `PTRACE_INTERRUPT` or group stop.
+/// See [`EVENT_EXEC`]: a `PTRACE_INTERRUPT` or group stop.
 pub const EVENT_STOP: i32 = libc::PTRACE_EVENT_STOP;
 
 /// What [`wait_tracee`] saw.

@@ -375,3 +375,53 @@ pub fn run_ok(sandbox: &unotify::Sandbox, exe: &std::path::Path, args: &[&str]) 
     );
     out.lines().map(str::to_owned).collect()
 }
+
+/// Writes a small C project into `dir`: `files` source files of a few
+/// functions each, a `main.c` that calls them all, a header and a Makefile
+/// (`make -jN` builds `prog`, which prints the sum of what they return).
+pub fn c_project(dir: &Path, files: usize) {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).expect("create project dir");
+    let mut header = String::from("#pragma once\n");
+    let mut main = String::from(
+        "#include <stdio.h>\n#include \"parts.h\"\nint main(void) {\n    long sum = 0;\n",
+    );
+    for i in 0..files {
+        let mut src = String::from("#include <string.h>\n#include \"parts.h\"\n");
+        for f in 0..8 {
+            writeln!(
+                src,
+                "static long helper{f}(long x) {{ char b[64]; memset(b, {f}, sizeof b); return x * {f} + b[{f}]; }}"
+            )
+            .unwrap();
+        }
+        writeln!(src, "long part{i}(void) {{ long s = 0;").unwrap();
+        for f in 0..8 {
+            writeln!(src, "    s += helper{f}({i});").unwrap();
+        }
+        src.push_str("    return s; }\n");
+        std::fs::write(dir.join(format!("part{i}.c")), src).expect("write source");
+        writeln!(header, "long part{i}(void);").unwrap();
+        writeln!(main, "    sum += part{i}();").unwrap();
+    }
+    main.push_str("    printf(\"sum=%ld\\n\", sum);\n    return 0;\n}\n");
+    std::fs::write(dir.join("parts.h"), header).expect("write header");
+    std::fs::write(dir.join("main.c"), main).expect("write main");
+    let objs: Vec<String> = (0..files)
+        .map(|i| format!("part{i}.o"))
+        .chain(["main.o".to_owned()])
+        .collect();
+    let makefile = format!(
+        "CC = cc\nCFLAGS = -O2\nprog: {objs}\n\t$(CC) -o $@ {objs}\n%.o: %.c parts.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\nclean:\n\trm -f prog *.o\n",
+        objs = objs.join(" ")
+    );
+    std::fs::write(dir.join("Makefile"), makefile).expect("write Makefile");
+}
+
+/// The sum `prog` of [`c_project`] prints for `files` files.
+pub fn c_project_sum(files: usize) -> i64 {
+    // helperF(i) = i * F + F (the byte F read back).
+    (0..files as i64)
+        .map(|i| (0..8).map(|f| i * f + f).sum::<i64>())
+        .sum()
+}

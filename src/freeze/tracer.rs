@@ -1,0 +1,728 @@
+//! The ptrace owner: one thread that does every ptrace operation of a
+//! supervisor. Workers ask it to freeze an exec ([`Tracer::freeze`]) and
+//! tell it how the exec was answered ([`Tracer::finish`]); it seizes the
+//! caller and the tasks sharing its memory ([`super::component`]), waits
+//! for their stops, watches the caller to its exec event, re-checks the new
+//! image there ([`super::exec::Expected`]) and lets everything go.
+//!
+//! Its table holds every task it has seized, with the number of freezes
+//! that need it stopped. A task is detached once no freeze needs it and it
+//! has stopped; until it stops it stays in the table, seized and with its
+//! interrupt pending, and a later freeze that needs it takes it from there.
+//! The loop polls its tracees (`WNOHANG`, by thread id, never `-1`: the
+//! sandbox's first process is the host's own child) and sleeps on its
+//! request channel between rounds while anything is outstanding.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::sys::ptrace::{self, TraceeState};
+use crate::sys::seccomp;
+
+use super::component::{self, Task};
+use super::exec::Expected;
+use super::{task_state, STOP_TIMEOUT};
+
+/// How long the caller's exec may take before the tracer stops waiting
+/// for its event (the caller is then let go when it stops).
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest sleep between two rounds while something is outstanding.
+const MAX_NAP: Duration = Duration::from_micros(500);
+/// The same while an exec is awaited.
+const EXEC_NAP: Duration = Duration::from_micros(40);
+/// The same when only stops still to come are left (a task asleep in a
+/// long system call when its freeze ended): nobody waits for them.
+const IDLE_NAP: Duration = Duration::from_millis(5);
+/// Rounds of the sharer search before the freeze gives up on a set of
+/// tasks that keeps growing.
+const MAX_ROUNDS: u32 = 16;
+
+/// What a worker asks of the tracer.
+enum Request {
+    Freeze {
+        job: u64,
+        caller: Task,
+        /// The tasks sharing its memory, as the worker found them.
+        sharers: Vec<Task>,
+        reply: Sender<Result<(), String>>,
+    },
+    Finish {
+        job: u64,
+        expect: Option<Box<Expected>>,
+    },
+}
+
+/// Handle on the tracer thread. Dropping it ends the thread (its tracees
+/// are detached by the kernel when it exits).
+#[derive(Debug)]
+pub(crate) struct Tracer {
+    tx: Sender<Request>,
+    next_job: AtomicU64,
+    in_flight: Arc<InFlight>,
+}
+
+/// Notifications received and not yet answered, shared with the poll
+/// thread: a task whose last received id is still valid sleeps killably
+/// in its seccomp wait and cannot return to user mode before its answer.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub(crate) map: Mutex<HashMap<i32, u64>>,
+    pub(crate) listener: OwnedFd,
+}
+
+impl InFlight {
+    /// Whether `tid` waits for the answer to a received notification.
+    fn waits(&self, tid: i32) -> bool {
+        let id = self.map.lock().get(&tid).copied();
+        id.is_some_and(|id| seccomp::id_valid(self.listener.as_fd(), id).is_ok())
+    }
+}
+
+impl Tracer {
+    /// Starts the tracer of the sandbox rooted at `root`.
+    pub(crate) fn start(root: i32, listener: OwnedFd) -> std::io::Result<Tracer> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let in_flight = Arc::new(InFlight {
+            map: Mutex::new(HashMap::new()),
+            listener,
+        });
+        let state = Loop {
+            root,
+            supervisor: std::process::id() as i32,
+            in_flight: Arc::clone(&in_flight),
+            table: HashMap::new(),
+            jobs: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("unotify-ptrace".into())
+            .spawn(move || state.run(rx))?;
+        Ok(Tracer {
+            tx,
+            next_job: AtomicU64::new(1),
+            in_flight,
+        })
+    }
+
+    pub(crate) fn in_flight(&self) -> &InFlight {
+        &self.in_flight
+    }
+
+    /// Asks for the freeze of an exec: `caller` seized for its exec event,
+    /// `sharers` (the tasks sharing its memory, found by the worker) and any
+    /// found later stopped. Returns at once; [`Pending::wait`] gives the
+    /// outcome. Every freeze asked for is followed by one
+    /// [`finish`](Self::finish), also when it failed.
+    pub(crate) fn freeze(&self, caller: Task, sharers: Vec<Task>) -> Pending {
+        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let sent = self
+            .tx
+            .send(Request::Freeze {
+                job,
+                caller,
+                sharers,
+                reply,
+            })
+            .is_ok();
+        Pending { job, answer, sent }
+    }
+
+    /// The answer of `job`'s exec was sent: `expect` is what it must run
+    /// if it was let through, `None` if it was not.
+    pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
+        let _ = self.tx.send(Request::Finish { job, expect });
+    }
+}
+
+/// A freeze asked for, not waited for yet.
+pub(crate) struct Pending {
+    pub(crate) job: u64,
+    answer: Receiver<Result<(), String>>,
+    sent: bool,
+}
+
+impl Pending {
+    /// Waits until the freeze holds, or why it cannot.
+    pub(crate) fn wait(&self) -> Result<(), String> {
+        if !self.sent {
+            return Err("the ptrace thread is gone".into());
+        }
+        // The tracer answers within STOP_TIMEOUT of taking the request; the
+        // margin covers a queue of other freezes.
+        match self.answer.recv_timeout(STOP_TIMEOUT * 4) {
+            Ok(r) => r,
+            Err(_) => Err("the ptrace thread did not answer".into()),
+        }
+    }
+}
+
+/// Where a tracee stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    /// Seized; its stop has not been seen.
+    Running,
+    /// In a ptrace stop; the signal to deliver when it is let go.
+    Stopped(i32),
+    /// Exited, reaped, or no longer ours.
+    Gone,
+}
+
+#[derive(Debug)]
+struct Entry {
+    st: St,
+    /// Freezes that need it stopped.
+    holders: u32,
+    /// The job whose caller it is.
+    caller_of: Option<u64>,
+    interrupted: bool,
+    /// It reported its exec event (a new image, stopped before its first
+    /// instruction).
+    exec_seen: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the sharers to stop.
+    Stopping,
+    /// Frozen; waiting for the worker's answer.
+    Frozen,
+    /// Answered `CONTINUE`: waiting for the exec event or the failure.
+    Exec,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: u64,
+    caller: Task,
+    members: Vec<i32>,
+    phase: Phase,
+    rounds: u32,
+    deadline: Instant,
+    reply: Option<Sender<Result<(), String>>>,
+    expect: Option<Box<Expected>>,
+    /// `Finish` came before the freeze was in place: end it when it is.
+    abandoned: bool,
+    /// No sharer can appear any more: the freeze holds once the known
+    /// ones have stopped.
+    settled: bool,
+}
+
+struct Loop {
+    root: i32,
+    supervisor: i32,
+    in_flight: Arc<InFlight>,
+    table: HashMap<i32, Entry>,
+    jobs: Vec<Job>,
+}
+
+impl Loop {
+    fn run(mut self, rx: Receiver<Request>) {
+        let mut nap = Duration::from_micros(10);
+        loop {
+            let busy = !self.jobs.is_empty() || !self.table.is_empty();
+            let first = if busy {
+                match rx.recv_timeout(nap) {
+                    Ok(r) => Some(r),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => Some(r),
+                    Err(_) => return,
+                }
+            };
+            let mut progress = first.is_some();
+            if let Some(r) = first {
+                self.handle(r);
+            }
+            while let Ok(r) = rx.try_recv() {
+                self.handle(r);
+            }
+            progress |= self.poll_all();
+            progress |= self.advance();
+            self.release();
+            // An exec awaited: its caller sits in its exec stop until seen.
+            let cap = if self.jobs.iter().any(|j| j.phase == Phase::Exec) {
+                EXEC_NAP
+            } else if self.jobs.is_empty() {
+                IDLE_NAP
+            } else {
+                MAX_NAP
+            };
+            nap = if progress {
+                Duration::from_micros(10)
+            } else {
+                (nap * 2).min(cap)
+            };
+        }
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Freeze {
+                job,
+                caller,
+                sharers,
+                reply,
+            } => self.start_job(job, caller, sharers, reply),
+            Request::Finish { job, expect } => {
+                let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
+                    return; // it failed and ended already
+                };
+                match (&j.phase, expect) {
+                    (Phase::Frozen, Some(e)) => {
+                        j.phase = Phase::Exec;
+                        j.expect = Some(e);
+                        j.deadline = Instant::now() + EXEC_TIMEOUT;
+                        let tid = j.caller.tid;
+                        // Asked only now: an interrupt before the answer
+                        // would cut short a seccomp wait that is not
+                        // killable (kernels without WAIT_KILLABLE_RECV).
+                        // An exec does not fail for it; its exec event
+                        // clears it. A failed exec traps on its return.
+                        if let Some(e) = self.table.get_mut(&tid) {
+                            if !e.interrupted && e.st == St::Running {
+                                let _ = ptrace::interrupt(tid);
+                                e.interrupted = true;
+                            }
+                        }
+                    }
+                    (Phase::Stopping, _) => j.abandoned = true,
+                    _ => {
+                        let id = j.id;
+                        self.end_job(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seizes `tid` (if not ours yet) and interrupts it; `Ok(false)` if it
+    /// is gone or a zombie.
+    fn hold(&mut self, t: Task) -> Result<bool, String> {
+        if let Some(e) = self.table.get_mut(&t.tid) {
+            if e.st == St::Gone {
+                return Ok(false);
+            }
+            e.holders += 1;
+            if !e.interrupted && e.st == St::Running {
+                let _ = ptrace::interrupt(t.tid);
+                e.interrupted = true;
+            }
+            return Ok(true);
+        }
+        self.seize(t, true)?;
+        if let Some(e) = self.table.get_mut(&t.tid) {
+            e.holders += 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Seizes `t` with exec events on (every tracee may be, or become, an
+    /// exec caller); with `stop`, interrupts it too.
+    fn seize(&mut self, t: Task, stop: bool) -> Result<(), String> {
+        match ptrace::seize(t.tid, ptrace::TRACE_EXEC) {
+            Ok(()) => {
+                if stop {
+                    if let Err(e) = ptrace::interrupt(t.tid) {
+                        // Dying: its exit is collected like a stop.
+                        log::debug!("interrupting task {} failed: {e}", t.tid);
+                    }
+                }
+                self.table.insert(
+                    t.tid,
+                    Entry {
+                        st: St::Running,
+                        holders: 0,
+                        caller_of: None,
+                        interrupted: stop,
+                        exec_seen: false,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    && !matches!(task_state(t.tid), Some(s) if s != b'Z' && s != b'X') =>
+            {
+                Ok(()) // a zombie, or gone
+            }
+            Err(e) => Err(format!(
+                "cannot seize task {} of process {}: {e}",
+                t.tid, t.tgid
+            )),
+        }
+    }
+
+    fn start_job(
+        &mut self,
+        id: u64,
+        caller: Task,
+        sharers: Vec<Task>,
+        reply: Sender<Result<(), String>>,
+    ) {
+        let mut job = Job {
+            id,
+            caller,
+            members: Vec::new(),
+            phase: Phase::Stopping,
+            rounds: 0,
+            deadline: Instant::now() + STOP_TIMEOUT,
+            reply: Some(reply),
+            expect: None,
+            abandoned: false,
+            settled: false,
+        };
+        // The caller: seized (not stopped) for its exec event.
+        let seized = match self.table.get(&caller.tid) {
+            Some(e) if e.st != St::Gone && e.caller_of.is_none() => Ok(()),
+            Some(e) if e.st != St::Gone => Err(format!(
+                "exec caller {} is already frozen for another exec",
+                caller.tid
+            )),
+            _ => self.seize(caller, false).and_then(|()| {
+                if self.table.contains_key(&caller.tid) {
+                    Ok(())
+                } else {
+                    Err(format!("exec caller {} is gone", caller.tid))
+                }
+            }),
+        };
+        if let Err(why) = seized {
+            let _ = job.reply.take().map(|r| r.send(Err(why)));
+            return;
+        }
+        if let Some(e) = self.table.get_mut(&caller.tid) {
+            e.caller_of = Some(id);
+        }
+        // No sharer: none can appear (only a sharer could create one),
+        // nothing to look for again.
+        job.settled = sharers.is_empty();
+        let r = self.hold_all(&mut job, sharers);
+        self.jobs.push(job);
+        if let Err(why) = r {
+            self.fail_job(id, why);
+        }
+    }
+
+    /// Holds every sharer of the job's caller not held yet; returns how
+    /// many were new.
+    fn add_sharers(&mut self, job: &mut Job) -> Result<usize, String> {
+        let found = component::sharers(job.caller, self.supervisor);
+        self.hold_all(job, found)
+    }
+
+    fn hold_all(&mut self, job: &mut Job, found: Vec<Task>) -> Result<usize, String> {
+        let mut new = 0;
+        for t in found {
+            if job.members.contains(&t.tid) {
+                continue;
+            }
+            if self.hold(t)? {
+                job.members.push(t.tid);
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    fn fail_job(&mut self, id: u64, why: String) {
+        if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
+            if let Some(r) = j.reply.take() {
+                let _ = r.send(Err(why));
+            }
+        }
+        self.end_job(id);
+    }
+
+    /// Ends a job: its caller and members are let go (once stopped and
+    /// needed by no other job).
+    fn end_job(&mut self, id: u64) {
+        let Some(pos) = self.jobs.iter().position(|j| j.id == id) else {
+            return;
+        };
+        let job = self.jobs.swap_remove(pos);
+        for m in &job.members {
+            if let Some(e) = self.table.get_mut(m) {
+                e.holders = e.holders.saturating_sub(1);
+            }
+        }
+        for e in self.table.values_mut() {
+            if e.caller_of == Some(id) {
+                e.caller_of = None;
+            }
+        }
+    }
+
+    /// Collects the state changes of every tracee. Returns whether any.
+    fn poll_all(&mut self) -> bool {
+        let mut any = false;
+        let root = self.root;
+        let tids: Vec<i32> = self.table.keys().copied().collect();
+        for tid in tids {
+            let Some(e) = self.table.get_mut(&tid) else {
+                continue;
+            };
+            if e.st == St::Gone {
+                continue;
+            }
+            match ptrace::wait_tracee(tid, true, tid == root) {
+                Ok(None) => {}
+                Ok(Some(s)) => {
+                    any = true;
+                    e.st = match s {
+                        TraceeState::Gone => St::Gone,
+                        TraceeState::Signal(sig) => St::Stopped(sig),
+                        TraceeState::Event(ptrace::EVENT_EXEC) => {
+                            e.exec_seen = true;
+                            St::Stopped(0)
+                        }
+                        TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
+                    };
+                }
+                Err(err) => {
+                    if err.raw_os_error() != Some(libc::ECHILD) {
+                        log::debug!("waiting for traced task {tid} failed: {err}");
+                    }
+                    any = true;
+                    e.st = St::Gone;
+                }
+            }
+        }
+        // A caller that is not its process's leader reports its exec event
+        // on the process id, which takes over the caller.
+        let watch: Vec<(i32, u64)> = self
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.caller.tid != j.caller.tgid
+                    && j.phase != Phase::Stopping
+                    && !self.table.contains_key(&j.caller.tgid)
+            })
+            .map(|j| (j.caller.tgid, j.id))
+            .collect();
+        for (tgid, job) in watch {
+            if let Ok(Some(TraceeState::Event(ptrace::EVENT_EXEC))) =
+                ptrace::wait_tracee(tgid, true, tgid == root)
+            {
+                any = true;
+                self.table.insert(
+                    tgid,
+                    Entry {
+                        st: St::Stopped(0),
+                        holders: 0,
+                        caller_of: Some(job),
+                        interrupted: false,
+                        exec_seen: true,
+                    },
+                );
+            }
+        }
+        any
+    }
+
+    /// Moves each job on. Returns whether any changed phase.
+    fn advance(&mut self) -> bool {
+        let mut any = false;
+        let now = Instant::now();
+        let ids: Vec<u64> = self.jobs.iter().map(|j| j.id).collect();
+        for id in ids {
+            let Some(pos) = self.jobs.iter().position(|j| j.id == id) else {
+                continue;
+            };
+            match self.jobs[pos].phase {
+                Phase::Stopping => {
+                    let waiting = self.jobs[pos]
+                        .members
+                        .iter()
+                        .copied()
+                        .find(|&m| !self.frozen(m));
+                    match waiting {
+                        None => {
+                            let mut job = self.jobs.swap_remove(pos);
+                            job.rounds += 1;
+                            let r = if job.settled {
+                                Ok(0)
+                            } else if job.rounds > MAX_ROUNDS {
+                                Err("the tasks sharing the exec caller's memory keep growing"
+                                    .to_owned())
+                            } else {
+                                self.add_sharers(&mut job)
+                            };
+                            self.jobs.push(job);
+                            match r {
+                                Ok(0) => {
+                                    any = true;
+                                    let j = self.jobs.last_mut().expect("pushed");
+                                    j.phase = Phase::Frozen;
+                                    if let Some(r) = j.reply.take() {
+                                        let _ = r.send(Ok(()));
+                                    }
+                                    if j.abandoned {
+                                        self.end_job(id);
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(why) => {
+                                    any = true;
+                                    self.fail_job(id, why);
+                                }
+                            }
+                        }
+                        Some(tid) if now > self.jobs[pos].deadline => {
+                            any = true;
+                            self.fail_job(
+                                id,
+                                format!("task {tid} did not stop within {STOP_TIMEOUT:?}"),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Phase::Frozen => {}
+                Phase::Exec => {
+                    if self.exec_outcome(pos) {
+                        any = true;
+                        self.end_job(id);
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    /// Whether member `tid` cannot run user code: stopped or gone, asleep
+    /// uninterruptibly (it traps before it returns to user mode, its
+    /// interrupt pending), or waiting for the answer to a received
+    /// notification (likewise; its wait is killable only).
+    fn frozen(&self, tid: i32) -> bool {
+        match self.table.get(&tid) {
+            None => true,
+            Some(e) if e.st != St::Running => true,
+            Some(_) => {
+                task_state(tid).is_none_or(|s| matches!(s, b'D' | b'Z' | b'X'))
+                    || self.in_flight.waits(tid)
+            }
+        }
+    }
+
+    /// Whether the exec of job `pos` has an outcome: its event (re-checked
+    /// here; a mismatch kills the new image), a failure, or its death.
+    fn exec_outcome(&mut self, pos: usize) -> bool {
+        let caller = self.jobs[pos].caller;
+        // The new image: on the caller's id, or (a non-leader caller) on
+        // the process id.
+        let image = [caller.tid, caller.tgid]
+            .into_iter()
+            .find(|t| self.table.get(t).is_some_and(|e| e.exec_seen));
+        if let Some(pid) = image {
+            let verdict = match &self.jobs[pos].expect {
+                Some(expect) => expect.matches(pid),
+                None => Err("no expectation".into()),
+            };
+            if let Err(why) = verdict {
+                log::warn!(
+                    "exec of pid {pid} killed: the new image differs from what was checked ({why})"
+                );
+                if let Err(e) = crate::sys::process::kill(pid, libc::SIGKILL) {
+                    log::error!("cannot kill pid {pid}: {e}");
+                }
+            }
+            // A new address space: nothing holds it any more; the old
+            // leader's or caller's entry is gone with the old image.
+            if let Some(e) = self.table.get_mut(&pid) {
+                e.exec_seen = false;
+                e.holders = 0;
+                e.caller_of = None;
+                e.interrupted = true;
+            }
+            for t in [caller.tid, caller.tgid] {
+                if t != pid {
+                    if let Some(e) = self.table.get_mut(&t) {
+                        if e.st == St::Running {
+                            e.st = St::Gone;
+                        }
+                    }
+                }
+            }
+            return true;
+        }
+        match self.table.get(&caller.tid).map(|e| e.st) {
+            // Trapped or signalled without an exec event: the exec failed.
+            Some(St::Stopped(_)) => true,
+            Some(St::Running) => {
+                if Instant::now() > self.jobs[pos].deadline {
+                    log::error!(
+                        "exec of task {} did not complete within {EXEC_TIMEOUT:?}",
+                        caller.tid
+                    );
+                    return true;
+                }
+                false
+            }
+            // Gone: a leader died; a non-leader may have exec'd (its event
+            // comes on the process id) or died with its process.
+            Some(St::Gone) | None => {
+                caller.tid == caller.tgid
+                    || task_state(caller.tgid).is_none_or(|s| s == b'Z' || s == b'X')
+                    || Instant::now() > self.jobs[pos].deadline
+            }
+        }
+    }
+
+    /// Detaches every tracee that is stopped and needed by no job; asks
+    /// the ones not stopped yet to stop; forgets the gone. A new image no
+    /// job waits for (its job gave up before the event) was never
+    /// re-checked: it is killed.
+    fn release(&mut self) {
+        let callers: Vec<i32> = self
+            .jobs
+            .iter()
+            .flat_map(|j| [j.caller.tid, j.caller.tgid])
+            .collect();
+        self.table.retain(|&tid, e| {
+            if e.holders > 0 || e.caller_of.is_some() {
+                return true;
+            }
+            if e.exec_seen {
+                if callers.contains(&tid) {
+                    return true;
+                }
+                log::warn!("exec of pid {tid} killed: its check had given up");
+                let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+                e.exec_seen = false;
+            }
+            match e.st {
+                St::Gone => false,
+                St::Running => {
+                    if !e.interrupted {
+                        let _ = ptrace::interrupt(tid);
+                        e.interrupted = true;
+                    }
+                    true
+                }
+                St::Stopped(sig) => match ptrace::detach(tid, sig) {
+                    Ok(()) => false,
+                    Err(err) => {
+                        // ESRCH: killed while stopped; its exit is
+                        // collected on a later round.
+                        if err.raw_os_error() != Some(libc::ESRCH) {
+                            log::warn!("cannot detach task {tid}: {err}");
+                        }
+                        e.st = St::Running;
+                        true
+                    }
+                },
+            }
+        });
+    }
+}
