@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
@@ -23,6 +23,10 @@ use crate::syscalls;
 
 /// `LANDLOCK_ACCESS_FS_MAKE_BLOCK` (ABI 1): creating a block device node.
 const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
+
+/// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1) and `LANDLOCK_ACCESS_FS_TRUNCATE`
+/// (ABI 3): writing to a file.
+const ACCESS_FS_WRITE: u64 = (1 << 1) | (1 << 14);
 
 /// File system rights each ABI knows: ABI 1 has bits 0..=12, ABI 2 adds
 /// `REFER` (13), ABI 3 `TRUNCATE` (14), ABI 5 `IOCTL_DEV` (15).
@@ -70,6 +74,27 @@ impl DomainPlan {
         self.attr.scoped != 0
     }
 
+    /// No file beneath any of `places` can be written or truncated by the
+    /// program (`LANDLOCK_ACCESS_FS_WRITE_FILE`, and `TRUNCATE` from ABI
+    /// 3); nothing else changes. Landlock rules only allow, so the rights
+    /// are handled, then allowed beneath every entry of `/` and of each
+    /// ancestor of a place that neither is nor holds a place ([`complement`]).
+    /// Used for the cgroup file systems, through which a root program would
+    /// move itself out of its sandbox's cgroups or raise their limits.
+    ///
+    /// The price: a file made later directly in `/` or in an ancestor of a
+    /// place (`/sys`, `/sys/fs`) cannot be written either.
+    pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) {
+        if places.is_empty() {
+            return;
+        }
+        self.attr.handled_access_fs |= ACCESS_FS_WRITE;
+        let mut allowed = Vec::new();
+        complement(Path::new("/"), places, &mut allowed);
+        self.path_rules
+            .extend(allowed.into_iter().map(|p| (p, ACCESS_FS_WRITE)));
+    }
+
     /// The ABI the plan was made for.
     #[cfg(test)]
     pub(crate) fn abi(&self) -> u32 {
@@ -89,13 +114,47 @@ impl DomainPlan {
             if access == 0 {
                 continue;
             }
-            let beneath = std::fs::File::options()
+            let beneath = match std::fs::File::options()
                 .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                .open(path)?;
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(path)
+            {
+                Ok(f) => f,
+                // Gone since the plan was made: nothing beneath it to allow
+                // (a rule only allows, so leaving it out cannot widen).
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            };
             ruleset.allow_path_beneath(beneath.as_fd(), access)?;
         }
         Ok(ruleset)
+    }
+}
+
+/// Appends to `out` every entry of `dir` that neither is one of `places`
+/// nor lies on the way to one, descending into those that lie on the way.
+/// Symbolic links are left out: what they point to is covered where it is.
+fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        log::debug!("cannot list {} for the domain's write rules", dir.display());
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if places.iter().any(|p| *p == path) {
+            continue;
+        }
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() && places.iter().any(|p| p.starts_with(&path)) {
+            complement(&path, places, out);
+        } else {
+            out.push(path);
+        }
     }
 }
 

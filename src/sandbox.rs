@@ -408,7 +408,13 @@ impl SandboxBuilder {
             feature: "seccomp user notification",
             source: e,
         })?;
-        let domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
+        let mut domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
+        if self.cgroups {
+            // The sandbox's cgroups are the supervisor's to manage.
+            if let Some(d) = domain.as_mut() {
+                d.forbid_writes_beneath(&crate::sys::cgroup::mount_points());
+            }
+        }
         let workers = match self.workers {
             Some(0) => {
                 return Err(Error::InvalidConfig {

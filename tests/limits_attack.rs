@@ -509,3 +509,88 @@ fn nothing_survives_a_killed_supervisor() {
         left.len()
     );
 }
+
+/// A root program tries to leave its cgroups (its pid into every
+/// `cgroup.procs` of every cgroup mount, the roots first) and to raise
+/// their limits (its own v1 `memory.limit_in_bytes` and `pids.max`);
+/// prints how many writes went through.
+const CGROUP_ESCAPE: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int tries, through;
+
+static void try_write(const char *path, const char *what) {
+    tries++;
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return;
+    if (write(fd, what, strlen(what)) == (ssize_t)strlen(what)) through++;
+    close(fd);
+}
+
+int main(void) {
+    char pid[32], line[4096], path[4096];
+    snprintf(pid, sizeof pid, "%d\n", getpid());
+    FILE *m = fopen("/proc/self/mountinfo", "r");
+    if (!m) return 2;
+    while (fgets(line, sizeof line, m)) {
+        char *sep = strstr(line, " - ");
+        if (!sep || (strncmp(sep + 3, "cgroup ", 7) && strncmp(sep + 3, "cgroup2 ", 8))) continue;
+        char point[2048];
+        if (sscanf(line, "%*s %*s %*s %*s %2047s", point) != 1) continue;
+        snprintf(path, sizeof path, "%s/cgroup.procs", point);
+        try_write(path, pid);
+        snprintf(path, sizeof path, "%s/tasks", point);
+        try_write(path, pid);
+    }
+    fclose(m);
+    /* Its own cgroups' limits (v1 paths here: "N:ctrl:/path"). */
+    FILE *c = fopen("/proc/self/cgroup", "r");
+    if (!c) return 2;
+    while (fgets(line, sizeof line, c)) {
+        line[strcspn(line, "\n")] = 0;
+        char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b) continue;
+        if (!strncmp(a + 1, "memory:", 7)) {
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", b + 1);
+            try_write(path, "-1\n");
+        }
+        if (!strncmp(a + 1, "pids:", 5)) {
+            snprintf(path, sizeof path, "/sys/fs/cgroup/pids%s/pids.max", b + 1);
+            try_write(path, "max\n");
+        }
+    }
+    fclose(c);
+    printf("tries %d through %d\n", tries, through);
+    return 0;
+}
+"#;
+
+/// A root program cannot write into a cgroup file system: it would leave
+/// its sandbox's cgroups (and then outlive it, or escape its limits) or
+/// raise their limits. Held by the Landlock domain, and by the on-behalf
+/// open under path denial (the supervisor's own opens are outside the
+/// domain).
+#[test]
+fn a_root_program_cannot_leave_or_widen_its_cgroups() {
+    let exe = common::build_c("cgroup_escape", CGROUP_ESCAPE, &[]);
+    let _dog = common::watchdog(Duration::from_secs(60), "the cgroup escape");
+    for extra in [&[][..], &["--deny-path", "/etc/shadow"][..]] {
+        let mut args = vec!["run", "-m", "64M", "-P", "32"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.push(exe.to_str().unwrap());
+        let out = unotify().args(&args).output().expect("start unotify");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("cgroup escape {extra:?}: {text}");
+        let n: Vec<u32> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(n.len(), 2, "no report: {text:?} {}", stderr(&out));
+        assert!(n[0] >= 4, "too few cgroup files tried: {text}");
+        assert_eq!(n[1], 0, "{extra:?}: writes went through: {text}");
+    }
+}

@@ -600,7 +600,10 @@ fn truncate(
             pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
         }
     };
-    if d.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
+    if d.check_fd(pinned.as_fd())
+        || is_supervisor_proc(pinned.as_fd())
+        || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
+    {
         return Err(libc::EACCES);
     }
     let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;

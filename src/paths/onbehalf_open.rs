@@ -318,6 +318,14 @@ fn finish(
     if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(libc::EACCES);
     }
+    // No write into a cgroup file system: the program would move itself
+    // out of its sandbox's cgroups or raise their limits (the same rule as
+    // the Landlock domain's, for opens made on the program's behalf).
+    if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0
+        && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
+    {
+        return Err(libc::EACCES);
+    }
     // Argv safety: no write access to a process's memory through procfs.
     if cx.shared().argv.is_some() && crate::freeze::refuses_open(pinned.as_fd(), flags as u64) {
         return Err(libc::EACCES);

@@ -146,6 +146,36 @@ fn hierarchies() -> Vec<Hierarchy> {
     out
 }
 
+/// Where a cgroup file system (v1 or v2) is mounted here, from
+/// `/proc/self/mountinfo`: the places a sandboxed program must not write
+/// (moving itself out of its cgroups, or raising their limits).
+pub fn mount_points() -> Vec<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            matches!(right.split(' ').next()?, "cgroup" | "cgroup2")
+                .then(|| PathBuf::from(unescape(point)))
+        })
+        .collect()
+}
+
+/// Whether `fd` is on a cgroup file system (v1 or v2).
+pub fn is_cgroup_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    // SAFETY: statfs is plain old data; fstatfs fills it for a live fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable statfs; the fd is borrowed.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    matches!(
+        st.f_type,
+        libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC
+    )
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
