@@ -101,8 +101,8 @@ impl DomainPlan {
         self.abi
     }
 
-    /// Creates the ruleset a child enforces on itself (at spawn time, in
-    /// the parent): the handled rights, then the path rules, each trimmed
+    /// Creates the ruleset every child of the sandbox enforces on itself
+    /// (made once, by `build()`, in the parent): the handled rights, then the path rules, each trimmed
     /// to what the running ABI knows (a rule left with no right is skipped).
     pub(crate) fn ruleset(&self) -> io::Result<Ruleset> {
         let mut attr = self.attr;

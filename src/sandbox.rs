@@ -515,7 +515,10 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
-            domain,
+            ruleset: domain
+                .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
+                .transpose()
+                .map_err(|e| Error::setup("create the Landlock ruleset", e))?,
             cgroups: self.cgroups,
             memory_cgroup,
             foreground: self.foreground,
@@ -571,9 +574,10 @@ pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     config: Config,
     foreground: bool,
-    /// The Landlock domain each program enters (`None`: weak isolation
-    /// accepted on a kernel without Landlock).
-    domain: Option<crate::isolation::DomainPlan>,
+    /// The ruleset of the Landlock domain each program enters, made once
+    /// (every spawn's child enforces it on itself before its filter; `None`:
+    /// weak isolation accepted on a kernel without Landlock).
+    ruleset: Option<Arc<OwnedFd>>,
     /// Capabilities the program keeps (`None`: all).
     keep_caps: Option<u64>,
     /// Each spawn makes cgroups (where it can).
@@ -646,19 +650,8 @@ impl Sandbox {
                 }
             }
         }
-        // Created here, enforced by the child on itself before its filter.
-        let ruleset = match &self.domain {
-            Some(d) => {
-                let r = d
-                    .ruleset()
-                    .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
-                let fd = OwnedFd::from(r);
-                let raw = fd.as_raw_fd();
-                keep.push(fd);
-                Some(raw)
-            }
-            None => None,
-        };
+        // Enforced by the child on itself before its filter.
+        let ruleset = self.ruleset.as_ref().map(|r| r.as_raw_fd());
         // The sandbox's cgroups, made before the child: dropped on any
         // error below, which kills what is in them and removes them.
         let mut containment = self.containment()?;
