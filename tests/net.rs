@@ -496,17 +496,36 @@ impl Drop for PingGroups {
 }
 
 #[test]
-fn unix_sockets_pass() {
+fn unix_destinations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
     let l = UnixListener::bind(&path).unwrap();
     l.set_nonblocking(true).unwrap();
-    let out = run(
-        allow(&["tcp://127.0.0.1:1"]),
-        &args!["unix", path.display()],
+    let unix = || args!["unix", path.display()];
+    // Under an allow list a unix destination is a destination too: refused
+    // unless a `unix:` rule names it (the socket, its directory, or `*`).
+    assert_eq!(
+        run(allow(&["tcp://127.0.0.1:1"]), &unix()),
+        format!("unix err={ECONNREFUSED}\n")
     );
-    assert_eq!(out, "unix ok=0\n");
-    assert!(l.accept().is_ok(), "the unix listener got the connection");
+    assert!(l.accept().is_err(), "nothing reached the unix listener");
+    for rule in [
+        format!("unix:{}", path.display()),
+        format!("unix:{}/", dir.path().display()),
+        "unix:*".to_string(),
+    ] {
+        let out = run(allow(&["tcp://127.0.0.1:1", &rule]), &unix());
+        assert_eq!(out, "unix ok=0\n", "{rule}");
+        assert!(l.accept().is_ok(), "the unix listener got the connection");
+    }
+    // A deny list leaves unix destinations alone unless it names them.
+    assert_eq!(run(deny(&["127.0.0.2"]), &unix()), "unix ok=0\n");
+    assert!(l.accept().is_ok());
+    assert_eq!(
+        run(deny(&[&format!("unix:{}", path.display())]), &unix()),
+        format!("unix err={ECONNREFUSED}\n")
+    );
+    assert!(l.accept().is_err());
 }
 
 #[test]

@@ -1,21 +1,34 @@
 //! Network calls decided on a copy and performed on the program's behalf.
 //!
-//! For `connect`, `sendto`, `sendmsg`, `sendmmsg` and `bind` on an IPv4 or
-//! IPv6 socket, the supervisor copies the address (and, for sends, the
-//! payload and control data) out of the program once, decides on that copy,
-//! and performs the call itself on a `pidfd_getfd` duplicate of the
-//! program's socket. The program's memory is never read again, so a thread
-//! rewriting it after the check changes nothing. The program gets the
-//! kernel's own result or errno.
+//! Under a network policy, `connect`, `sendto` (with an address), `sendmsg`,
+//! `sendmmsg`, and with a bind list `bind` and `listen`, are never answered
+//! `Continue` once the socket or the program's memory has been looked at:
+//! a second thread could `dup2` another socket onto the fd, or rewrite the
+//! memory, between the check and the kernel's own call. Instead the
+//! supervisor copies the address (and, for sends, the payload and control
+//! data) out of the program once, decides on that copy, and performs the
+//! call itself on a `pidfd_getfd` duplicate of the program's socket, for
+//! every socket family. The program gets the kernel's own result or errno.
 //!
-//! Calls that carry no destination the kernel would use are left to the
-//! kernel (`Continue`): sockets that are not IPv4/IPv6, `sendto` without an
-//! address, sends on TCP without `MSG_FASTOPEN` (TCP ignores the address),
-//! and protocols no rule can match under a deny list.
+//! - IPv4/IPv6: destinations are matched by the socket's real protocol
+//!   (`SO_PROTOCOL`); source routes (`IP_OPTIONS`, `IP_RETOPTS`,
+//!   `IPV6_RTHDR` control messages) are refused (`EPERM`).
+//! - `AF_UNIX`: a pathname is resolved in the program's root and working
+//!   directory and reached through `/proc/self/fd/<n>` (see `unix`); a bind
+//!   is made from a thread with the program's working directory and umask;
+//!   `SCM_RIGHTS` descriptors are duplicated from the program first. Since
+//!   the call is made with the supervisor's credentials (`SO_PEERCRED`, the
+//!   permission checks), a program whose user, groups or capabilities differ
+//!   from the supervisor's gets `EACCES` for these calls; abstract names are
+//!   reached only from the supervisor's network namespace.
+//! - Other families (netlink): performed as given.
+//!
+//! `sendto` without an address is left to the kernel: that decision reads
+//! only a register, which nothing can change after the check.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::action::NotifAction;
@@ -23,15 +36,20 @@ use crate::handler::{HandlerCtx, MemoryError};
 use crate::sys::net::{self as sysnet, OutMsg, SOCKADDR_MAX};
 use crate::sys::{mem, pidfd};
 
-use super::policy::{canonical_ip, loopback_of, Mode, Protocol, ResolvedNetPolicy};
+use super::cancel::Canceller;
+use super::policy::{canonical_ip, loopback_of, Mode, Protocol, ResolvedNetPolicy, UnixDest};
 use super::sockaddr::{self, Dest, Op};
+use super::unix::{self, UnixAddr};
 
 /// Largest datagram payload the kernel accepts (UDP and ICMP refuse more
 /// with `EMSGSIZE`).
 const DGRAM_MAX: usize = 0xffff;
-/// Most stream bytes copied for one `MSG_FASTOPEN` send (a stream send may
-/// legitimately be partial).
+/// Most stream bytes copied for one send (a stream send may legitimately
+/// be partial).
 const STREAM_MAX: usize = 1 << 20;
+/// Most bytes copied for one datagram of another family (`AF_UNIX`: the
+/// kernel's own limit is the send buffer, a few hundred KiB by default).
+const OTHER_DGRAM_MAX: usize = 8 << 20;
 /// Most payload copied for one `sendmmsg`; later entries are left unsent
 /// and the call returns how many were sent, as the kernel may.
 const SENDMMSG_BUDGET: usize = 4 << 20;
@@ -48,6 +66,12 @@ const _: () = assert!(std::mem::size_of::<libc::mmsghdr>() == MMSGHDR_LEN);
 const SOL_UDP: i32 = 17;
 const UDP_CORK: i32 = 1;
 const CAP_NET_BIND_SERVICE: u32 = 10;
+/// Source-route control messages and options (`<linux/in.h>`, `<linux/in6.h>`).
+pub(crate) const IP_OPTIONS: i32 = 4;
+pub(crate) const IP_RETOPTS: i32 = 7;
+pub(crate) const IPV6_2292RTHDR: i32 = 5;
+pub(crate) const IPV6_2292PKTOPTIONS: i32 = 6;
+pub(crate) const IPV6_RTHDR: i32 = 57;
 
 /// The network side of the supervisor: the policy and what it needs to
 /// enforce it.
@@ -56,27 +80,50 @@ pub(crate) struct Enforcer {
     /// The supervisor's effective capabilities: when not empty, calls made
     /// on the program's behalf must not lend it privileges it lacks.
     own_caps: u64,
+    /// The supervisor's `Uid`, `Gid` and `Groups` lines of
+    /// `/proc/self/status`: an `AF_UNIX` call made for the program carries
+    /// these credentials.
+    own_ids: Option<String>,
+    /// The supervisor's network namespace (abstract unix names live there).
+    own_netns: Option<(u64, u64)>,
     /// `net.ipv4.ip_unprivileged_port_start`.
     unprivileged_port_start: u16,
+    /// Blocking calls in flight, cancelled when their program is gone.
+    canceller: Option<Arc<Canceller>>,
+}
+
+/// The socket's family, as far as the policy is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Ip,
+    Unix,
+    Other,
 }
 
 /// The program's socket, duplicated.
 struct Sock {
     fd: OwnedFd,
     domain: i32,
-    /// TCP/UDP/ICMP, or `None` for another IP protocol.
+    family: Family,
+    /// TCP/UDP/ICMP, or `None` for another IP protocol or another family.
     proto: Option<Protocol>,
+    /// The raw `SO_PROTOCOL` (IP sockets only; 0 otherwise).
+    raw_proto: i32,
+    /// `SOCK_STREAM` (bytes, partial sends are normal).
+    stream: bool,
+    /// Neither `SOCK_DGRAM` nor `SOCK_RAW`: its connect may block.
+    connection: bool,
     /// Whether the file description has `O_NONBLOCK`.
     nonblocking: bool,
-    /// The raw `SO_PROTOCOL`.
-    raw_proto: i32,
 }
 
-/// A message copied out of the program.
+/// A message copied out of the program, with what must stay alive until
+/// it is sent (the resolved unix destination, duplicated `SCM_RIGHTS` fds).
 struct Msg {
     name: Option<Vec<u8>>,
     data: Vec<u8>,
     control: Vec<u8>,
+    keep: Vec<OwnedFd>,
 }
 
 impl Msg {
@@ -106,6 +153,13 @@ fn to_action(r: io::Result<usize>) -> NotifAction {
     }
 }
 
+fn unit_action(r: io::Result<()>) -> NotifAction {
+    match r {
+        Ok(()) => NotifAction::ReturnValue(0),
+        Err(e) => NotifAction::Errno(io_errno(&e)),
+    }
+}
+
 /// The errno for memory that could not be copied: `EFAULT` as the kernel
 /// gives for a bad pointer (or anything, when the call is gone anyway).
 fn mem_errno(e: MemoryError) -> NotifAction {
@@ -127,16 +181,42 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(a)
 }
 
+/// The `field:` line of `/proc/<pid>/status` (`self` for the supervisor).
+fn status_field(status: &str, field: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+}
+
+fn read_status(pid: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+}
+
 /// `CapEff` of `/proc/<pid>/status` (`self` for the supervisor).
 fn effective_caps(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    let status = read_status(pid)?;
+    u64::from_str_radix(&status_field(&status, "CapEff:")?, 16).ok()
+}
+
+/// The credentials an `AF_UNIX` peer sees: user, group and groups lines.
+fn ids(status: &str) -> Option<String> {
+    Some(format!(
+        "{}|{}|{}",
+        status_field(status, "Uid:")?,
+        status_field(status, "Gid:")?,
+        status_field(status, "Groups:").unwrap_or_default()
+    ))
 }
 
 impl Enforcer {
     pub(crate) fn new(policy: Arc<ResolvedNetPolicy>) -> Enforcer {
-        let own_caps = effective_caps("self").unwrap_or(u64::MAX);
+        let own = read_status("self");
+        let own_caps = own
+            .as_deref()
+            .and_then(|s| status_field(s, "CapEff:"))
+            .and_then(|h| u64::from_str_radix(&h, 16).ok())
+            .unwrap_or(u64::MAX);
         let unprivileged_port_start =
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                 .ok()
@@ -145,12 +225,15 @@ impl Enforcer {
         Enforcer {
             policy,
             own_caps,
+            own_ids: own.as_deref().and_then(ids),
+            own_netns: unix::net_ns("self"),
             unprivileged_port_start,
+            canceller: Canceller::new().map(Arc::new),
         }
     }
 
     /// Whether the rules can say anything about this protocol: if not (an
-    /// unknown protocol under a deny list), the call is left to the kernel.
+    /// unknown IP protocol under a deny list), no destination is checked.
     fn covers(&self, proto: Option<Protocol>) -> bool {
         proto.is_some() || self.policy.policy().mode() == Mode::Allow
     }
@@ -176,8 +259,30 @@ impl Enforcer {
         effective_caps(&cx.pid().to_string()).is_some_and(|c| c & (1 << cap) != 0)
     }
 
-    /// Duplicates the program's fd and classifies it. `Err(Continue)` for a
-    /// socket that is not IPv4/IPv6.
+    /// An `AF_UNIX` call made by the supervisor carries its credentials
+    /// (`SO_PEERCRED`, `SCM_CREDENTIALS`, file permission checks): only for
+    /// a program with the same user, groups and capabilities. Else `EACCES`.
+    fn unix_gate(&self, cx: &HandlerCtx<'_>) -> Answer<()> {
+        let status = read_status(&cx.pid().to_string());
+        let theirs = status.as_deref().and_then(ids);
+        let caps = status
+            .as_deref()
+            .and_then(|s| status_field(s, "CapEff:"))
+            .and_then(|h| u64::from_str_radix(&h, 16).ok());
+        let same = theirs.is_some() && theirs == self.own_ids && caps == Some(self.own_caps);
+        if same {
+            Ok(())
+        } else {
+            log::debug!(
+                "network: pid {} has other credentials than the supervisor; \
+                 its AF_UNIX call is refused (EACCES)",
+                cx.pid()
+            );
+            Err(errno(libc::EACCES))
+        }
+    }
+
+    /// Duplicates the program's fd and classifies it.
     fn open_sock(cx: &HandlerCtx<'_>, fd_arg: u64) -> Answer<Sock> {
         let fd = fd_arg as u32 as i32;
         let dup = cx.dup_fd(fd).map_err(|e| match e.raw_os_error() {
@@ -185,23 +290,33 @@ impl Enforcer {
             _ => errno(io_errno(&e)),
         })?;
         let domain = sysnet::socket_domain(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
-        if domain != libc::AF_INET && domain != libc::AF_INET6 {
-            return Err(NotifAction::Continue);
-        }
-        let raw_proto = sysnet::socket_protocol(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
-        let proto = match raw_proto {
-            libc::IPPROTO_TCP | libc::IPPROTO_MPTCP => Some(Protocol::Tcp),
-            libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE => Some(Protocol::Udp),
-            libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6 => Some(Protocol::Icmp),
+        let family = match domain {
+            libc::AF_INET | libc::AF_INET6 => Family::Ip,
+            libc::AF_UNIX => Family::Unix,
+            _ => Family::Other,
+        };
+        let raw_proto = if family == Family::Ip {
+            sysnet::socket_protocol(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?
+        } else {
+            0
+        };
+        let proto = match (family, raw_proto) {
+            (Family::Ip, libc::IPPROTO_TCP | libc::IPPROTO_MPTCP) => Some(Protocol::Tcp),
+            (Family::Ip, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => Some(Protocol::Udp),
+            (Family::Ip, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => Some(Protocol::Icmp),
             _ => None,
         };
+        let ty = sysnet::socket_type(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
         let flags = sysnet::status_flags(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
         Ok(Sock {
             fd: dup,
             domain,
+            family,
             proto,
-            nonblocking: flags & libc::O_NONBLOCK != 0,
             raw_proto,
+            stream: ty == libc::SOCK_STREAM,
+            connection: ty != libc::SOCK_DGRAM && ty != libc::SOCK_RAW,
+            nonblocking: flags & libc::O_NONBLOCK != 0,
         })
     }
 
@@ -228,10 +343,7 @@ impl Enforcer {
     fn check_dest(&self, cx: &HandlerCtx<'_>, sock: &Sock, addr: &mut [u8], op: Op) -> Answer<()> {
         match sockaddr::parse(addr, sock.domain, op) {
             Dest::Invalid(e) => Err(errno(e)),
-            Dest::None => match cx.check_policy(None) {
-                Some(e) => Err(errno(e)),
-                None => Ok(()),
-            },
+            Dest::None => Self::policy_gate(cx),
             Dest::Ip(mut dest) => {
                 if dest.ip().is_unspecified() {
                     let ip = self.unspecified_target(sock, dest.ip());
@@ -248,6 +360,76 @@ impl Enforcer {
                     Err(errno(libc::ECONNREFUSED))
                 }
             }
+        }
+    }
+
+    /// Checks the address of a connect or send on `sock`, whatever its
+    /// family, and returns the bytes to give the kernel (an `AF_UNIX`
+    /// pathname becomes `/proc/self/fd/<n>` of the file it resolved to, kept
+    /// open in `keep`).
+    fn check_any_dest(
+        &self,
+        cx: &HandlerCtx<'_>,
+        sock: &Sock,
+        mut addr: Vec<u8>,
+        op: Op,
+        flags: i32,
+        keep: &mut Vec<OwnedFd>,
+    ) -> Answer<Vec<u8>> {
+        match sock.family {
+            Family::Ip => {
+                // TCP uses a send's address only to open a connection (fast
+                // open); otherwise the kernel ignores it.
+                let ignored = op == Op::Send
+                    && sock.proto == Some(Protocol::Tcp)
+                    && flags & libc::MSG_FASTOPEN == 0;
+                if self.covers(sock.proto) && !ignored {
+                    self.check_dest(cx, sock, &mut addr, op)?;
+                } else {
+                    Self::policy_gate(cx)?;
+                }
+                Ok(addr)
+            }
+            Family::Unix => {
+                let dest = match unix::parse(&addr).map_err(errno)? {
+                    UnixAddr::Unspec | UnixAddr::Unnamed => None,
+                    UnixAddr::Abstract(name) => {
+                        self.same_netns(cx)?;
+                        Some((UnixDest::Abstract(name), None))
+                    }
+                    UnixAddr::Path(p) => {
+                        let r = unix::resolve(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                        Some((UnixDest::Path(r.real.clone()), Some(r)))
+                    }
+                };
+                if let Some((dest, resolved)) = dest {
+                    if !self.policy.allows_unix(&dest) {
+                        log::debug!("network: unix destination {dest:?} denied");
+                        return Err(errno(libc::ECONNREFUSED));
+                    }
+                    if let Some(r) = resolved {
+                        addr = r.proc_addr();
+                        keep.push(r.fd);
+                    }
+                }
+                Self::policy_gate(cx)?;
+                Ok(addr)
+            }
+            Family::Other => {
+                Self::policy_gate(cx)?;
+                Ok(addr)
+            }
+        }
+    }
+
+    /// Abstract unix names belong to a network namespace: the supervisor
+    /// reaches the program's only if it shares it.
+    fn same_netns(&self, cx: &HandlerCtx<'_>) -> Answer<()> {
+        let theirs = unix::net_ns(&cx.pid().to_string());
+        if theirs.is_some() && theirs == self.own_netns {
+            Ok(())
+        } else {
+            Err(errno(libc::EACCES))
         }
     }
 
@@ -273,6 +455,34 @@ impl Enforcer {
         }
     }
 
+    /// Runs `call` now, or, if `blocking`, on the deferral pool, registered
+    /// so that it is cancelled (its socket shut down) if the program's
+    /// process goes away meanwhile.
+    fn run_maybe_blocking<F>(
+        &self,
+        cx: &HandlerCtx<'_>,
+        sock: &Sock,
+        blocking: bool,
+        call: F,
+    ) -> NotifAction
+    where
+        F: FnOnce() -> NotifAction + Send + 'static,
+    {
+        if !blocking {
+            return call();
+        }
+        let process = open_process(cx.pid() as i32);
+        let watch = sock.fd.try_clone().ok();
+        let canceller = self.canceller.clone();
+        NotifAction::defer(move || {
+            let _reg = match (canceller, process, watch) {
+                (Some(c), Some(p), Some(w)) => c.register(p, w.as_fd()),
+                _ => None,
+            };
+            call()
+        })
+    }
+
     /// `connect(fd, addr, len)`.
     pub(crate) fn connect(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         self.connect_inner(cx).unwrap_or_else(|a| a)
@@ -280,76 +490,138 @@ impl Enforcer {
 
     fn connect_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.covers(sock.proto) {
-            return Ok(NotifAction::Continue);
+        let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
+        if sock.family == Family::Unix {
+            self.unix_gate(cx)?;
         }
-        let mut addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        self.check_dest(cx, &sock, &mut addr, Op::Connect)?;
-        let Sock {
-            fd, nonblocking, ..
-        } = sock;
-        let run = move || match sysnet::connect(fd.as_fd(), &addr) {
-            Ok(()) => NotifAction::ReturnValue(0),
-            Err(e) => NotifAction::Errno(io_errno(&e)),
-        };
-        Ok(if nonblocking {
-            run()
-        } else {
-            NotifAction::defer(run)
-        })
+        let mut keep = Vec::new();
+        let addr = self.check_any_dest(cx, &sock, addr, Op::Connect, 0, &mut keep)?;
+        let blocking = !sock.nonblocking && sock.connection;
+        let fd = sock.fd.try_clone().map_err(|e| errno(io_errno(&e)))?;
+        Ok(self.run_maybe_blocking(cx, &sock, blocking, move || {
+            let _keep = keep;
+            unit_action(sysnet::connect(fd.as_fd(), &addr))
+        }))
     }
 
-    /// `bind(fd, addr, len)` under a bind deny list (TCP only).
+    /// `bind(fd, addr, len)` under a bind deny list (the ports apply to TCP).
     pub(crate) fn bind(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         self.bind_inner(cx).unwrap_or_else(|a| a)
     }
 
     fn bind_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let sock = Self::open_sock(cx, cx.arg(0))?;
-        if sock.proto != Some(Protocol::Tcp) {
-            return Ok(NotifAction::Continue);
-        }
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        match sockaddr::parse(&addr, sock.domain, Op::Bind) {
-            Dest::Invalid(e) => return Err(errno(e)),
-            Dest::None => {}
-            Dest::Ip(a) => {
-                let port = a.port();
-                if !self.policy.bind_allowed(port) {
-                    log::debug!("network: bind to port {port} denied");
-                    return Err(errno(libc::EACCES));
+        match sock.family {
+            Family::Ip if sock.proto == Some(Protocol::Tcp) => {
+                match sockaddr::parse(&addr, sock.domain, Op::Bind) {
+                    Dest::Invalid(e) => return Err(errno(e)),
+                    Dest::None => {}
+                    Dest::Ip(a) => self.check_bind_port(cx, a.port())?,
                 }
-                if port != 0
-                    && port < self.unprivileged_port_start
-                    && self.own_caps != 0
-                    && !Self::program_has_cap(cx, CAP_NET_BIND_SERVICE)
-                {
+            }
+            Family::Ip | Family::Other => {}
+            Family::Unix => {
+                self.unix_gate(cx)?;
+                match unix::parse(&addr).map_err(errno)? {
+                    UnixAddr::Path(p) => {
+                        let (dir, name) =
+                            unix::resolve_parent(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                        let umask = read_status(&cx.pid().to_string())
+                            .and_then(|s| status_field(&s, "Umask:"))
+                            .and_then(|u| u32::from_str_radix(&u, 8).ok())
+                            .ok_or(errno(libc::EIO))?;
+                        Self::policy_gate(cx)?;
+                        return Ok(unit_action(sysnet::bind_unix_in(
+                            sock.fd.as_fd(),
+                            dir.fd.as_fd(),
+                            &name,
+                            umask,
+                        )));
+                    }
+                    UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
+                    UnixAddr::Unspec => {}
+                }
+            }
+        }
+        Self::policy_gate(cx)?;
+        Ok(unit_action(sysnet::bind(sock.fd.as_fd(), &addr)))
+    }
+
+    /// Refuses a TCP port of the bind list (`EACCES`), and a privileged
+    /// port the program could not bind itself.
+    fn check_bind_port(&self, cx: &HandlerCtx<'_>, port: u16) -> Answer<()> {
+        if !self.policy.bind_allowed(port) {
+            log::debug!("network: bind to port {port} denied");
+            return Err(errno(libc::EACCES));
+        }
+        if port != 0
+            && port < self.unprivileged_port_start
+            && self.own_caps != 0
+            && !Self::program_has_cap(cx, CAP_NET_BIND_SERVICE)
+        {
+            return Err(errno(libc::EACCES));
+        }
+        Ok(())
+    }
+
+    /// `listen(fd, backlog)` under a bind deny list: a TCP socket that is
+    /// not bound yet is bound here to a free port of its family (what the
+    /// kernel's autobind would do), and refused with `EACCES` if that port
+    /// is on the list. The listen itself is made on the duplicate.
+    pub(crate) fn listen(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        self.listen_inner(cx).unwrap_or_else(|a| a)
+    }
+
+    fn listen_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
+        let sock = Self::open_sock(cx, cx.arg(0))?;
+        let backlog = cx.arg(1) as u32 as i32;
+        if sock.family == Family::Ip && sock.proto == Some(Protocol::Tcp) {
+            let local = |fd: BorrowedFd<'_>| {
+                sysnet::getsockname(fd)
+                    .ok()
+                    .and_then(|b| sockaddr::local(&b))
+                    .ok_or(errno(libc::EINVAL))
+            };
+            let bound = local(sock.fd.as_fd())?;
+            if bound.port() == 0 {
+                let any: IpAddr = if sock.domain == libc::AF_INET6 {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                };
+                Self::policy_gate(cx)?;
+                sysnet::bind(
+                    sock.fd.as_fd(),
+                    &sysnet::encode_sockaddr(SocketAddr::new(any, 0)),
+                )
+                .map_err(|e| errno(io_errno(&e)))?;
+                let port = local(sock.fd.as_fd())?.port();
+                if !self.policy.bind_allowed(port) {
+                    log::debug!("network: listen autobound port {port}, which is denied");
                     return Err(errno(libc::EACCES));
                 }
             }
         }
         Self::policy_gate(cx)?;
-        Ok(match sysnet::bind(sock.fd.as_fd(), &addr) {
-            Ok(()) => NotifAction::ReturnValue(0),
-            Err(e) => NotifAction::Errno(io_errno(&e)),
-        })
+        Ok(unit_action(sysnet::listen(sock.fd.as_fd(), backlog)))
     }
 
-    /// Whether a send of this kind must be decided here (else `Continue`).
-    fn send_needs_check(&self, sock: &Sock, flags: i32) -> bool {
-        if !self.covers(sock.proto) {
-            return false;
+    /// The most payload copied for one message on `sock`; `Err(EMSGSIZE)`
+    /// past a datagram limit.
+    fn payload_limit(sock: &Sock, len: u64) -> Answer<usize> {
+        if sock.stream {
+            return Ok((len as usize).min(STREAM_MAX));
         }
-        // TCP uses a send's address only to open a connection (fast open).
-        !(sock.proto == Some(Protocol::Tcp) && flags & libc::MSG_FASTOPEN == 0)
-    }
-
-    fn payload_cap(sock: &Sock) -> Option<usize> {
-        if sock.proto == Some(Protocol::Tcp) {
-            None
+        let cap = if sock.family == Family::Ip {
+            DGRAM_MAX
         } else {
-            Some(DGRAM_MAX)
+            OTHER_DGRAM_MAX
+        };
+        if len > cap as u64 {
+            return Err(errno(libc::EMSGSIZE));
         }
+        Ok(len as usize)
     }
 
     /// `sendto(fd, buf, len, flags, addr, addrlen)`.
@@ -359,22 +631,19 @@ impl Enforcer {
 
     fn sendto_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         if cx.arg(4) == 0 {
-            // Connected send: the destination is the socket's, not memory's.
+            // Connected send: the destination is the socket's, not memory's;
+            // this reads a register only, which a second thread cannot change.
             return Ok(NotifAction::Continue);
         }
         let flags = cx.arg(3) as u32 as i32;
         let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
+        if sock.family == Family::Unix {
+            self.unix_gate(cx)?;
         }
-        let mut addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
-        self.check_dest(cx, &sock, &mut addr, Op::Send)?;
-        let len = cx.arg(2) as usize;
-        let len = match Self::payload_cap(&sock) {
-            Some(cap) if len > cap => return Err(errno(libc::EMSGSIZE)),
-            Some(_) => len,
-            None => len.min(STREAM_MAX),
-        };
+        let addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
+        let mut keep = Vec::new();
+        let addr = self.check_any_dest(cx, &sock, addr, Op::Send, flags, &mut keep)?;
+        let len = Self::payload_limit(&sock, cx.arg(2))?;
         let data = if len == 0 {
             Vec::new()
         } else {
@@ -384,10 +653,9 @@ impl Enforcer {
             name: Some(addr),
             data,
             control: Vec::new(),
+            keep,
         };
-        Ok(self.perform_send(sock, flags, move |fd, fl| {
-            sysnet::sendto(fd, &msg.data, fl, msg.name.as_deref())
-        }))
+        Ok(self.perform_send(cx, sock, flags, msg))
     }
 
     /// Copies one `msghdr` (56 bytes already read) and what it points at.
@@ -424,14 +692,8 @@ impl Enforcer {
             total = total.saturating_add(len);
             parts.push((base, len));
         }
-        let cap = Self::payload_cap(sock);
-        if let Some(c) = cap {
-            if total > c as u64 {
-                return Err(errno(libc::EMSGSIZE));
-            }
-        }
-        let limit = cap.unwrap_or(STREAM_MAX).min(budget.max(1));
-        let mut data = Vec::with_capacity((total as usize).min(limit));
+        let limit = Self::payload_limit(sock, total)?.min(budget.max(1));
+        let mut data = Vec::with_capacity(limit);
         for (base, len) in parts {
             let room = limit - data.len();
             let take = (len as usize).min(room);
@@ -457,7 +719,29 @@ impl Enforcer {
             name,
             data,
             control,
+            keep: Vec::new(),
         })
+    }
+
+    /// Checks one copied message: its destination, and its control data
+    /// (source routes refused; privileged messages refused for a program
+    /// that lacks the privilege; `SCM_RIGHTS` descriptors duplicated from
+    /// the program).
+    fn check_msg(&self, cx: &HandlerCtx<'_>, sock: &Sock, m: &mut Msg, flags: i32) -> Answer<()> {
+        if let Some(name) = m.name.take() {
+            m.name = Some(self.check_any_dest(cx, sock, name, Op::Send, flags, &mut m.keep)?);
+        }
+        if control_has_source_route(&m.control) {
+            log::debug!("network: a source route in a control message refused");
+            return Err(errno(libc::EPERM));
+        }
+        if sock.family == Family::Unix {
+            let fds = translate_rights(cx, &mut m.control)?;
+            m.keep.extend(fds);
+        } else {
+            self.check_control(cx, &m.control)?;
+        }
+        Ok(())
     }
 
     /// Refuses control messages that would need privileges the program
@@ -481,20 +765,15 @@ impl Enforcer {
     fn sendmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(2) as u32 as i32;
         let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
+        if sock.family == Family::Unix {
+            self.unix_gate(cx)?;
         }
         let hdr = cx.read_mem(cx.arg(1), MSGHDR_LEN).map_err(mem_errno)?;
         let mut msg = self.read_msg(cx, &sock, &hdr, usize::MAX)?;
-        if let Some(name) = msg.name.as_mut() {
-            self.check_dest(cx, &sock, name, Op::Send)?;
-        }
-        self.check_control(cx, &msg.control)?;
+        self.check_msg(cx, &sock, &mut msg, flags)?;
         // A send without a destination (connected socket) asks here.
         Self::policy_gate(cx)?;
-        Ok(self.perform_send(sock, flags, move |fd, fl| {
-            sysnet::sendmsg(fd, &msg.out(), fl)
-        }))
+        Ok(self.perform_send(cx, sock, flags, msg))
     }
 
     /// `sendmmsg(fd, msgvec, vlen, flags)`.
@@ -505,8 +784,8 @@ impl Enforcer {
     fn sendmmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(3) as u32 as i32;
         let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
+        if sock.family == Family::Unix {
+            self.unix_gate(cx)?;
         }
         let vec_ptr = cx.arg(1);
         let vlen = (cx.arg(2) as u32 as usize).min(IOV_MAX);
@@ -543,10 +822,7 @@ impl Enforcer {
             let res = self
                 .read_msg(cx, &sock, hdr, SENDMMSG_BUDGET - used)
                 .and_then(|mut m| {
-                    if let Some(name) = m.name.as_mut() {
-                        self.check_dest(cx, &sock, name, Op::Send)?;
-                    }
-                    self.check_control(cx, &m.control)?;
+                    self.check_msg(cx, &sock, &mut m, flags)?;
                     Ok(m)
                 });
             match res {
@@ -590,8 +866,8 @@ impl Enforcer {
         // The rest may block: finish it on the deferral pool. The lengths are
         // written back with a liveness check on the program's process.
         let proc_fd = open_process(pid);
-        let Sock { fd, .. } = sock;
-        Ok(NotifAction::defer(move || {
+        let fd = sock.fd.try_clone().map_err(|e| errno(io_errno(&e)))?;
+        Ok(self.run_maybe_blocking(cx, &sock, true, move || {
             let rest = &msgs[sent.len()..];
             let more = sysnet::sendmmsg(fd.as_fd(), &outs(rest), flags | libc::MSG_NOSIGNAL);
             let mut lens = sent;
@@ -616,12 +892,19 @@ impl Enforcer {
         }))
     }
 
-    /// Whether a blocking datagram send may first be tried with
-    /// `MSG_DONTWAIT` without changing its meaning (not for streams, not
-    /// while a corked UDP datagram is being built: a failed non-blocking
-    /// append would drop it).
+    /// Whether a blocking send may first be tried with `MSG_DONTWAIT`
+    /// without changing its meaning: not a fast open (it would answer
+    /// `EINPROGRESS`), not while a corked UDP datagram is being built (a
+    /// failed non-blocking append would drop it). A stream send that goes
+    /// out in part is finished blocking.
     fn can_try_nonblocking(&self, sock: &Sock, flags: i32) -> bool {
-        if sock.proto == Some(Protocol::Tcp) || flags & libc::MSG_MORE != 0 {
+        if flags & libc::MSG_FASTOPEN != 0 {
+            return false;
+        }
+        if sock.stream {
+            return true;
+        }
+        if flags & libc::MSG_MORE != 0 {
             return false;
         }
         if sock.raw_proto == libc::IPPROTO_UDP || sock.raw_proto == libc::IPPROTO_UDPLITE {
@@ -635,24 +918,112 @@ impl Enforcer {
 
     /// Runs a send: now if it cannot block (or does not, tried with
     /// `MSG_DONTWAIT`), else on the deferral pool with the program's flags.
-    fn perform_send<F>(&self, sock: Sock, flags: i32, send: F) -> NotifAction
-    where
-        F: Fn(BorrowedFd<'_>, i32) -> io::Result<usize> + Send + 'static,
-    {
+    /// A stream send that went out in part is finished there.
+    fn perform_send(&self, cx: &HandlerCtx<'_>, sock: Sock, flags: i32, msg: Msg) -> NotifAction {
         let flags = flags | libc::MSG_NOSIGNAL;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
         if !blocking {
-            return to_action(send(sock.fd.as_fd(), flags));
+            return to_action(sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags));
         }
+        let mut done = 0usize;
         if self.can_try_nonblocking(&sock, flags) {
-            match send(sock.fd.as_fd(), flags | libc::MSG_DONTWAIT) {
+            match sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags | libc::MSG_DONTWAIT) {
                 Err(e) if would_block(&e) => {}
+                Ok(n) if sock.stream && n > 0 && n < msg.data.len() => done = n,
                 other => return to_action(other),
             }
         }
-        let fd = sock.fd;
-        NotifAction::defer(move || to_action(send(fd.as_fd(), flags)))
+        let Ok(fd) = sock.fd.try_clone() else {
+            return if done > 0 {
+                NotifAction::ReturnValue(done as i64)
+            } else {
+                errno(libc::EIO)
+            };
+        };
+        self.run_maybe_blocking(cx, &sock, true, move || {
+            if done == 0 {
+                return to_action(sysnet::sendmsg(fd.as_fd(), &msg.out(), flags));
+            }
+            // The rest of a stream send: bytes only, the name and control
+            // data went with the first part.
+            let rest = OutMsg {
+                name: None,
+                data: &msg.data[done..],
+                control: &[],
+            };
+            match sysnet::sendmsg(fd.as_fd(), &rest, flags) {
+                Ok(n) => NotifAction::ReturnValue((done + n) as i64),
+                Err(_) => NotifAction::ReturnValue(done as i64),
+            }
+        })
     }
+}
+
+/// Whether control data carries a source route (`IP_OPTIONS`/`IP_RETOPTS`,
+/// an IPv6 routing header): a packet could reach a refused host as a hop.
+fn control_has_source_route(control: &[u8]) -> bool {
+    cmsgs(control).any(|(level, kind, _)| {
+        matches!(
+            (level, kind),
+            (libc::IPPROTO_IP, IP_OPTIONS | IP_RETOPTS)
+                | (
+                    libc::IPPROTO_IPV6,
+                    IPV6_RTHDR | IPV6_2292RTHDR | IPV6_2292PKTOPTIONS
+                )
+        )
+    })
+}
+
+/// The control messages of `c`: level, type and the data's byte range.
+fn cmsgs(c: &[u8]) -> impl Iterator<Item = (i32, i32, std::ops::Range<usize>)> + '_ {
+    const HDR: usize = 16;
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        if off + HDR > c.len() {
+            return None;
+        }
+        let len = u64_at(c, off) as usize;
+        if len < HDR || len > c.len() - off {
+            return None;
+        }
+        let item = (
+            u32_at(c, off + 8) as i32,
+            u32_at(c, off + 12) as i32,
+            off + HDR..off + len,
+        );
+        off += (len + 7) & !7;
+        Some(item)
+    })
+}
+
+/// Replaces the program's descriptor numbers in `SCM_RIGHTS` messages by
+/// duplicates in the supervisor (sent in their place), and refuses
+/// `SCM_CREDENTIALS` that claim another process than the program.
+fn translate_rights(cx: &HandlerCtx<'_>, control: &mut [u8]) -> Answer<Vec<OwnedFd>> {
+    let mut keep = Vec::new();
+    let list: Vec<_> = cmsgs(control).collect();
+    for (level, kind, range) in list {
+        if level != libc::SOL_SOCKET {
+            continue;
+        }
+        if kind == libc::SCM_RIGHTS {
+            let mut at = range.start;
+            while at + 4 <= range.end {
+                let fd = u32_at(control, at) as i32;
+                let dup = cx.dup_fd(fd).map_err(|_| errno(libc::EBADF))?;
+                control[at..at + 4].copy_from_slice(&dup.as_raw_fd().to_ne_bytes());
+                keep.push(dup);
+                at += 4;
+            }
+        } else if kind == libc::SCM_CREDENTIALS && range.len() >= 4 {
+            let pid = u32_at(control, range.start) as i32;
+            let tgid = crate::handler::thread_group_of(cx.pid() as i32);
+            if Some(pid) != tgid {
+                return Err(errno(libc::EPERM));
+            }
+        }
+    }
+    Ok(keep)
 }
 
 fn would_block(e: &io::Error) -> bool {

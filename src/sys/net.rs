@@ -1,6 +1,9 @@
 //! Socket calls on raw socket descriptors, for network calls made on a
 //! sandboxed program's behalf: `connect`, `bind`, `sendto`, `sendmsg`,
-//! `sendmmsg`, `getsockopt`, `getsockname` and `fcntl(F_GETFL)`.
+//! `sendmmsg`, `listen`, `shutdown`, `getsockopt`, `getsockname` and
+//! `fcntl(F_GETFL)`; plus what an `AF_UNIX` bind made for the program needs
+//! (a thread with its own working directory and umask) and `poll(2)` over
+//! many descriptors.
 //!
 //! Addresses are passed as the raw `struct sockaddr` bytes the program gave,
 //! so the kernel interprets exactly what the supervisor checked. None of
@@ -236,4 +239,84 @@ pub fn encode_sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
             b
         }
     }
+}
+
+/// `listen(2)`.
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes a descriptor and an integer.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// `shutdown(2)` of both directions: wakes any call blocked on the socket.
+pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes a descriptor and an integer.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) }).map(drop)
+}
+
+/// The socket's type (`SO_TYPE`), e.g. `SOCK_STREAM`.
+pub fn socket_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)
+}
+
+/// `poll(2)` for readability on every fd of `fds`, waiting at most
+/// `timeout_ms` (-1: no limit); returns, per fd, whether it is readable (or
+/// hung up). `EINTR` is answered as "nothing ready".
+pub fn poll_many(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` holds `p.len()` live pollfds, the count we pass.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(vec![false; p.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter()
+        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}
+
+/// Binds `fd` to the `AF_UNIX` path `name` inside directory `dir`, with
+/// file mode bits masked by `umask`, from a short-lived thread that has its
+/// own working directory and umask (`unshare(CLONE_FS)`), so neither the
+/// supervisor's directory nor its umask changes. `name` is one path
+/// component.
+pub fn bind_unix_in(
+    fd: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    umask: u32,
+) -> io::Result<()> {
+    if name.is_empty() || name.len() >= 108 || name.contains(&b'/') || name.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut addr = vec![0u8; 2 + name.len() + 1];
+    addr[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    addr[2..2 + name.len()].copy_from_slice(name);
+    let (sock, dir) = (fd.as_raw_fd(), dir.as_raw_fd());
+    std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<()> {
+            // SAFETY: unshare(CLONE_FS) gives this thread a private copy of
+            // the root, working directory and umask; it touches no memory.
+            cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+            // SAFETY: fchdir on a directory fd borrowed for the scope.
+            cvt(unsafe { libc::fchdir(dir) })?;
+            // SAFETY: umask takes an integer and cannot fail.
+            unsafe { libc::umask(umask as libc::mode_t) };
+            let len = addr.len() as libc::socklen_t;
+            // SAFETY: `addr` is a live buffer of `len` bytes; the socket fd
+            // is borrowed for the scope.
+            cvt(unsafe { libc::bind(sock, addr.as_ptr().cast(), len) }).map(drop)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))
+    })
 }
