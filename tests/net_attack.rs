@@ -118,3 +118,89 @@ fn fd_swap_never_binds_a_denied_port() {
     assert!(field(&out, "calls") > 0, "{out}");
     assert_eq!(field(&out, "bound"), 0, "{out}");
 }
+
+/// Only the families a user expects can be created under a network policy.
+#[test]
+fn odd_socket_families_are_refused() {
+    let policy = NetPolicy::from_specs(&[], &strings(&["127.0.0.2"]), &[]).unwrap();
+    let out = run(policy, &strings(&["families"]));
+    assert_eq!(field(&out, "created"), 0, "{out}");
+    assert_eq!(field(&out, "usable"), 4, "{out}");
+    let eafnosupport = "Address family not supported by protocol"; // strerror(EAFNOSUPPORT)
+    for name in ["vsock", "xdp", "netlink_diag", "netlink_audit", "netlink_uevent"] {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(line.ends_with(eafnosupport), "{line}");
+    }
+}
+
+/// A source route would take a packet to a refused host as a hop, whatever
+/// the destination: refused as a socket option and as a control message.
+#[test]
+fn source_routes_are_refused() {
+    let u4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = u4.local_addr().unwrap().port();
+    let u6 = UdpSocket::bind(("::1", port)).unwrap();
+    let policy = NetPolicy::from_specs(
+        &strings(&[
+            &format!("udp://127.0.0.1:{port}"),
+            &format!("udp://[::1]:{port}"),
+        ]),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let out = run(policy, &strings(&["srcroute", &port.to_string()]));
+    eprintln!("{out}");
+    assert_eq!(field(&out, "through"), 0, "{out}");
+    assert_eq!(out.matches("Operation not permitted").count(), 5, "{out}");
+    assert_eq!(drain_udp(&u4) + drain_udp(&u6), 0);
+}
+
+/// `listen()` without `bind()` picks a port: it is checked like a bind.
+#[test]
+fn listen_autobind_is_checked() {
+    let policy = NetPolicy::from_specs(&[], &[], &strings(&["1024-65535"])).unwrap();
+    let out = run(policy, &strings(&["autolisten", "1024", "65535", "50"]));
+    eprintln!("{out}");
+    assert_eq!(field(&out, "inrange"), 0, "{out}");
+    // Outside the list, it listens as usual.
+    let policy = NetPolicy::from_specs(&[], &[], &strings(&["80"])).unwrap();
+    let out = run(policy, &strings(&["autolisten", "1024", "65535", "10"]));
+    assert_eq!(field(&out, "listening"), 10, "{out}");
+}
+
+/// A program that exits while an on-behalf connect is blocked: the
+/// sandbox ends at once, not when the connect or its deferral times out.
+#[test]
+fn exit_with_a_blocked_connect_returns_at_once() {
+    // A listener with backlog 1 and a full accept queue: SYNs are dropped,
+    // a blocking connect waits (SYN retransmits).
+    let full = unotify::sys::net::listen_tcp(([127, 0, 0, 1], 0).into(), 1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(c) => fillers.push(c),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+        assert!(fillers.len() < 10, "the accept queue does not fill up");
+    }
+    let policy =
+        NetPolicy::from_specs(&strings(&[&format!("tcp://{addr}")]), &[], &[]).unwrap();
+    let sandbox = Sandbox::builder().network(policy).build().unwrap();
+    let t = std::time::Instant::now();
+    let mut child = sandbox
+        .spawn(
+            Command::new(attacker())
+                .args(strings(&["exitconnect", &addr.port().to_string()]))
+                .stdout(Stdio::Piped),
+        )
+        .unwrap();
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    let took = t.elapsed();
+    eprintln!("exitconnect: {took:?}; {out}");
+    assert_eq!(out, "exiting\n");
+    assert!(took < Duration::from_secs(2), "wait took {took:?}");
+}
