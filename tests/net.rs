@@ -819,3 +819,23 @@ fn invalid_rules_are_config_errors() {
         "{msg}"
     );
 }
+
+/// AF_UNIX calls made on the program's behalf behave as the kernel's own:
+/// a relative bind with the program's umask, `SCM_RIGHTS`, a datagram to a
+/// path, abstract names, and a 3 MiB blocking stream `sendmsg` sent whole.
+#[test]
+fn unix_calls_on_behalf_behave_as_the_kernels() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net_unix_ops.py");
+    let policy = NetPolicy::from_specs(&[], &strings(&["10.0.0.0/8"]), &strings(&["8080"]))
+        .expect("valid rules");
+    let sandbox = Sandbox::builder().network(policy).build().unwrap();
+    let mut child = sandbox
+        .spawn(Command::new("python3").args([script]).stdout(Stdio::Piped))
+        .expect("spawn python3");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(
+        out,
+        "mode 0o700 fd b'hello' dgram b'dgram' abstract ok sent 3145728 3145728\n"
+    );
+}

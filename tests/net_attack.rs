@@ -127,7 +127,13 @@ fn odd_socket_families_are_refused() {
     assert_eq!(field(&out, "created"), 0, "{out}");
     assert_eq!(field(&out, "usable"), 4, "{out}");
     let eafnosupport = "Address family not supported by protocol"; // strerror(EAFNOSUPPORT)
-    for name in ["vsock", "xdp", "netlink_diag", "netlink_audit", "netlink_uevent"] {
+    for name in [
+        "vsock",
+        "xdp",
+        "netlink_diag",
+        "netlink_audit",
+        "netlink_uevent",
+    ] {
         let line = out.lines().find(|l| l.starts_with(name)).unwrap();
         assert!(line.ends_with(eafnosupport), "{line}");
     }
@@ -186,8 +192,7 @@ fn exit_with_a_blocked_connect_returns_at_once() {
         }
         assert!(fillers.len() < 10, "the accept queue does not fill up");
     }
-    let policy =
-        NetPolicy::from_specs(&strings(&[&format!("tcp://{addr}")]), &[], &[]).unwrap();
+    let policy = NetPolicy::from_specs(&strings(&[&format!("tcp://{addr}")]), &[], &[]).unwrap();
     let sandbox = Sandbox::builder().network(policy).build().unwrap();
     let t = std::time::Instant::now();
     let mut child = sandbox

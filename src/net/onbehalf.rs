@@ -124,6 +124,9 @@ struct Msg {
     data: Vec<u8>,
     control: Vec<u8>,
     keep: Vec<OwnedFd>,
+    /// Stream payload past what was copied (address, length in the
+    /// program): a blocking stream send copies and sends it in turn.
+    more: Vec<(u64, u64)>,
 }
 
 impl Msg {
@@ -649,11 +652,17 @@ impl Enforcer {
         } else {
             cx.read_mem(cx.arg(1), len).map_err(mem_errno)?
         };
+        let more = if sock.stream && cx.arg(2) as usize > len {
+            vec![(cx.arg(1) + len as u64, cx.arg(2) - len as u64)]
+        } else {
+            Vec::new()
+        };
         let msg = Msg {
             name: Some(addr),
             data,
             control: Vec::new(),
             keep,
+            more,
         };
         Ok(self.perform_send(cx, sock, flags, msg))
     }
@@ -694,13 +703,14 @@ impl Enforcer {
         }
         let limit = Self::payload_limit(sock, total)?.min(budget.max(1));
         let mut data = Vec::with_capacity(limit);
+        let mut more = Vec::new();
         for (base, len) in parts {
             let room = limit - data.len();
             let take = (len as usize).min(room);
+            if take < len as usize && sock.stream {
+                more.push((base + take as u64, len - take as u64));
+            }
             if take == 0 {
-                if data.len() >= limit {
-                    break;
-                }
                 continue;
             }
             let chunk = cx.read_mem(base, take).map_err(mem_errno)?;
@@ -720,6 +730,7 @@ impl Enforcer {
             data,
             control,
             keep: Vec::new(),
+            more,
         })
     }
 
@@ -929,7 +940,9 @@ impl Enforcer {
         if self.can_try_nonblocking(&sock, flags) {
             match sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags | libc::MSG_DONTWAIT) {
                 Err(e) if would_block(&e) => {}
-                Ok(n) if sock.stream && n > 0 && n < msg.data.len() => done = n,
+                Ok(n) if sock.stream && n > 0 && (n < msg.data.len() || !msg.more.is_empty()) => {
+                    done = n
+                }
                 other => return to_action(other),
             }
         }
@@ -940,23 +953,90 @@ impl Enforcer {
                 errno(libc::EIO)
             };
         };
+        let pid = cx.pid() as i32;
+        let process = open_process(pid);
         self.run_maybe_blocking(cx, &sock, true, move || {
             if done == 0 {
-                return to_action(sysnet::sendmsg(fd.as_fd(), &msg.out(), flags));
+                match sysnet::sendmsg(fd.as_fd(), &msg.out(), flags) {
+                    Ok(n) => done = n,
+                    Err(e) => return errno(io_errno(&e)),
+                }
+                if !has_more(&msg) {
+                    return NotifAction::ReturnValue(done as i64);
+                }
             }
-            // The rest of a stream send: bytes only, the name and control
-            // data went with the first part.
-            let rest = OutMsg {
-                name: None,
-                data: &msg.data[done..],
-                control: &[],
-            };
-            match sysnet::sendmsg(fd.as_fd(), &rest, flags) {
-                Ok(n) => NotifAction::ReturnValue((done + n) as i64),
-                Err(_) => NotifAction::ReturnValue(done as i64),
+            // A blocking stream send sends everything: the rest of the
+            // copy, then what was not copied, read from the program while
+            // it waits (bytes only: the name and control data went first).
+            let _ = send_all(
+                fd.as_fd(),
+                &msg.data[done.min(msg.data.len())..],
+                flags,
+                &mut done,
+            );
+            if done >= msg.data.len() {
+                for &(base, len) in &msg.more {
+                    let alive = process
+                        .as_ref()
+                        .is_some_and(|p| matches!(sysnet::poll_readable(p.as_fd(), 0), Ok(false)));
+                    if !alive || !stream_from_memory(fd.as_fd(), pid, base, len, flags, &mut done) {
+                        break;
+                    }
+                }
             }
+            NotifAction::ReturnValue(done as i64)
         })
     }
+}
+
+/// Whether stream bytes are left that were not copied yet.
+fn has_more(msg: &Msg) -> bool {
+    !msg.more.is_empty()
+}
+
+/// Sends all of `data` (blocking), adding what went out to `done`; false
+/// at the first error or short progress.
+fn send_all(fd: BorrowedFd<'_>, mut data: &[u8], flags: i32, done: &mut usize) -> bool {
+    while !data.is_empty() {
+        let part = OutMsg {
+            name: None,
+            data,
+            control: &[],
+        };
+        match sysnet::sendmsg(fd, &part, flags) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                *done += n;
+                data = &data[n..];
+            }
+        }
+    }
+    true
+}
+
+/// Copies `len` bytes at `base` of process `pid` in chunks and sends them.
+fn stream_from_memory(
+    fd: BorrowedFd<'_>,
+    pid: i32,
+    base: u64,
+    len: u64,
+    flags: i32,
+    done: &mut usize,
+) -> bool {
+    let mut off = 0u64;
+    let mut buf = vec![0u8; STREAM_MAX];
+    while off < len {
+        let want = ((len - off) as usize).min(STREAM_MAX);
+        let got = match mem::read(pid, base + off, &mut buf[..want]) {
+            Ok(n) if n > 0 => n,
+            _ => return false,
+        };
+        if !send_all(fd, &buf[..got], flags, done) {
+            return false;
+        }
+        off += got as u64;
+    }
+    true
 }
 
 /// Whether control data carries a source route (`IP_OPTIONS`/`IP_RETOPTS`,
