@@ -32,7 +32,16 @@ struct Inner {
     wake: EventFd,
     stop: AtomicBool,
     next: AtomicU64,
+    /// Whether the watcher looks at `entries` again within a tick on its
+    /// own: then a registration need not wake it (a wake-up per blocking
+    /// call would cost two context switches).
+    ticking: AtomicBool,
 }
+
+/// How often a ticking watcher takes a fresh copy of the registrations.
+const TICK_MS: i32 = 50;
+/// How long the watcher keeps ticking after the last registration is gone.
+const IDLE_TICKS: u32 = 20;
 
 /// The registry of blocking calls and its watcher.
 pub(crate) struct Canceller {
@@ -48,9 +57,9 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // The watcher's copy keeps the entry's descriptors open until its
+        // next tick.
         self.inner.entries.lock().retain(|e| e.key != self.key);
-        // The watcher polls a copy of the list: make it take the new one.
-        let _ = self.inner.wake.signal();
     }
 }
 
@@ -67,6 +76,7 @@ impl Canceller {
                 wake,
                 stop: AtomicBool::new(false),
                 next: AtomicU64::new(0),
+                ticking: AtomicBool::new(false),
             }),
             thread: Mutex::new(None),
         })
@@ -74,18 +84,19 @@ impl Canceller {
 
     /// Registers a call blocked on `sock` for the process `process`.
     /// `None` if it cannot be watched (the call then runs uncancellable).
-    pub(crate) fn register(&self, process: OwnedFd, sock: BorrowedFd<'_>) -> Option<Registration> {
-        let sock = sock
-            .try_clone_to_owned()
-            .map_err(|e| log::debug!("network: cannot duplicate a socket to watch it: {e}"))
-            .ok()?;
+    pub(crate) fn register(&self, process: OwnedFd, sock: OwnedFd) -> Option<Registration> {
         self.ensure_thread()?;
         let key = self.inner.next.fetch_add(1, Ordering::Relaxed);
         self.inner
             .entries
             .lock()
             .push(Arc::new(Entry { key, process, sock }));
-        let _ = self.inner.wake.signal();
+        // Pairs with the store of `false` in `watch`: either the watcher
+        // still ticks (and takes the new list within a tick), or it re-reads
+        // the list after this push, or this thread sees `false` and wakes it.
+        if !self.inner.ticking.load(Ordering::SeqCst) {
+            let _ = self.inner.wake.signal();
+        }
         Some(Registration {
             inner: Arc::clone(&self.inner),
             key,
@@ -127,15 +138,37 @@ impl Drop for Canceller {
 }
 
 fn watch(inner: &Inner) {
+    let mut idle = 0u32;
+    inner.ticking.store(true, Ordering::SeqCst);
     loop {
         inner.wake.drain();
         if inner.stop.load(Ordering::SeqCst) {
             return;
         }
-        let entries: Vec<Arc<Entry>> = inner.entries.lock().clone();
+        let mut entries: Vec<Arc<Entry>> = inner.entries.lock().clone();
+        if entries.is_empty() {
+            idle += 1;
+            if idle > IDLE_TICKS {
+                // Pairs with the load in `register`.
+                inner.ticking.store(false, Ordering::SeqCst);
+                entries = inner.entries.lock().clone();
+                if entries.is_empty() {
+                    if let Err(e) = sysnet::poll_many(&[inner.wake.as_fd()], -1) {
+                        log::error!("network: the cancel thread cannot poll ({e}); it stops");
+                        return;
+                    }
+                    inner.ticking.store(true, Ordering::SeqCst);
+                    idle = 0;
+                    continue;
+                }
+                inner.ticking.store(true, Ordering::SeqCst);
+            }
+        } else {
+            idle = 0;
+        }
         let mut fds: Vec<BorrowedFd<'_>> = vec![inner.wake.as_fd()];
         fds.extend(entries.iter().map(|e| e.process.as_fd()));
-        let ready = match sysnet::poll_many(&fds, -1) {
+        let ready = match sysnet::poll_many(&fds, TICK_MS) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("network: the cancel thread cannot poll ({e}); it stops");

@@ -458,31 +458,31 @@ impl Enforcer {
         }
     }
 
-    /// Runs `call` now, or, if `blocking`, on the deferral pool, registered
-    /// so that it is cancelled (its socket shut down) if the program's
-    /// process goes away meanwhile.
+    /// Runs `call` on `fd` now, or, if `blocking`, on the deferral pool,
+    /// registered so that it is cancelled (its socket shut down) if the
+    /// program's process goes away meanwhile.
     fn run_maybe_blocking<F>(
         &self,
         cx: &HandlerCtx<'_>,
-        sock: &Sock,
+        fd: OwnedFd,
         blocking: bool,
         call: F,
     ) -> NotifAction
     where
-        F: FnOnce() -> NotifAction + Send + 'static,
+        F: FnOnce(BorrowedFd<'_>) -> NotifAction + Send + 'static,
     {
         if !blocking {
-            return call();
+            return call(fd.as_fd());
         }
         let process = open_process(cx.pid() as i32);
-        let watch = sock.fd.try_clone().ok();
+        let watch = fd.try_clone().ok();
         let canceller = self.canceller.clone();
         NotifAction::defer(move || {
             let _reg = match (canceller, process, watch) {
-                (Some(c), Some(p), Some(w)) => c.register(p, w.as_fd()),
+                (Some(c), Some(p), Some(w)) => c.register(p, w),
                 _ => None,
             };
-            call()
+            call(fd.as_fd())
         })
     }
 
@@ -500,10 +500,9 @@ impl Enforcer {
         let mut keep = Vec::new();
         let addr = self.check_any_dest(cx, &sock, addr, Op::Connect, 0, &mut keep)?;
         let blocking = !sock.nonblocking && sock.connection;
-        let fd = sock.fd.try_clone().map_err(|e| errno(io_errno(&e)))?;
-        Ok(self.run_maybe_blocking(cx, &sock, blocking, move || {
+        Ok(self.run_maybe_blocking(cx, sock.fd, blocking, move |fd| {
             let _keep = keep;
-            unit_action(sysnet::connect(fd.as_fd(), &addr))
+            unit_action(sysnet::connect(fd, &addr))
         }))
     }
 
@@ -877,10 +876,9 @@ impl Enforcer {
         // The rest may block: finish it on the deferral pool. The lengths are
         // written back with a liveness check on the program's process.
         let proc_fd = open_process(pid);
-        let fd = sock.fd.try_clone().map_err(|e| errno(io_errno(&e)))?;
-        Ok(self.run_maybe_blocking(cx, &sock, true, move || {
+        Ok(self.run_maybe_blocking(cx, sock.fd, true, move |fd| {
             let rest = &msgs[sent.len()..];
-            let more = sysnet::sendmmsg(fd.as_fd(), &outs(rest), flags | libc::MSG_NOSIGNAL);
+            let more = sysnet::sendmmsg(fd, &outs(rest), flags | libc::MSG_NOSIGNAL);
             let mut lens = sent;
             match more {
                 Ok(l) => lens.extend(l),
@@ -946,18 +944,11 @@ impl Enforcer {
                 other => return to_action(other),
             }
         }
-        let Ok(fd) = sock.fd.try_clone() else {
-            return if done > 0 {
-                NotifAction::ReturnValue(done as i64)
-            } else {
-                errno(libc::EIO)
-            };
-        };
         let pid = cx.pid() as i32;
         let process = open_process(pid);
-        self.run_maybe_blocking(cx, &sock, true, move || {
+        self.run_maybe_blocking(cx, sock.fd, true, move |fd| {
             if done == 0 {
-                match sysnet::sendmsg(fd.as_fd(), &msg.out(), flags) {
+                match sysnet::sendmsg(fd, &msg.out(), flags) {
                     Ok(n) => done = n,
                     Err(e) => return errno(io_errno(&e)),
                 }
@@ -968,18 +959,13 @@ impl Enforcer {
             // A blocking stream send sends everything: the rest of the
             // copy, then what was not copied, read from the program while
             // it waits (bytes only: the name and control data went first).
-            let _ = send_all(
-                fd.as_fd(),
-                &msg.data[done.min(msg.data.len())..],
-                flags,
-                &mut done,
-            );
+            let _ = send_all(fd, &msg.data[done.min(msg.data.len())..], flags, &mut done);
             if done >= msg.data.len() {
                 for &(base, len) in &msg.more {
                     let alive = process
                         .as_ref()
                         .is_some_and(|p| matches!(sysnet::poll_readable(p.as_fd(), 0), Ok(false)));
-                    if !alive || !stream_from_memory(fd.as_fd(), pid, base, len, flags, &mut done) {
+                    if !alive || !stream_from_memory(fd, pid, base, len, flags, &mut done) {
                         break;
                     }
                 }
