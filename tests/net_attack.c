@@ -269,12 +269,47 @@ static int exitconnect(int p) {
     _exit(0);
 }
 
+/* unixflip OK BAD MS: connects to the unix socket OK (allowed) while a
+ * second thread flips the path in memory between OK and BAD (refused). */
+static struct sockaddr_un flip_addr;
+static char flip_ok[108], flip_bad[108];
+static void *flipper(void *arg) {
+    (void)arg;
+    while (!stop_flag) {
+        memcpy(flip_addr.sun_path, flip_ok, sizeof flip_ok);
+        memcpy(flip_addr.sun_path, flip_bad, sizeof flip_bad);
+    }
+    return NULL;
+}
+
+static int unixflip(const char *ok_path, const char *bad_path, long ms) {
+    flip_addr.sun_family = AF_UNIX;
+    strncpy(flip_ok, ok_path, sizeof flip_ok - 1);
+    strncpy(flip_bad, bad_path, sizeof flip_bad - 1);
+    memcpy(flip_addr.sun_path, flip_ok, sizeof flip_ok);
+    pthread_t t;
+    pthread_create(&t, NULL, flipper, NULL);
+    long calls = 0, ok = 0, t0 = now_ms();
+    while (now_ms() - t0 < ms) {
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&flip_addr, sizeof flip_addr) == 0) ok++;
+        calls++;
+        close(s);
+    }
+    stop_flag = 1;
+    pthread_join(t, NULL);
+    printf("calls=%ld ok=%ld\n", calls, ok);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 91;
     const char *cmd = argv[1];
     if (!strcmp(cmd, "swap") && argc == 5)
         return swap(argv[2], atoi(argv[3]), atol(argv[4]));
     if (!strcmp(cmd, "families") && argc == 2) return families();
+    if (!strcmp(cmd, "unixflip") && argc == 5)
+        return unixflip(argv[2], argv[3], atol(argv[4]));
     if (!strcmp(cmd, "srcroute") && argc == 3) return srcroute(atoi(argv[2]));
     if (!strcmp(cmd, "autolisten") && argc == 5)
         return autolisten(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));

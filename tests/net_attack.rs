@@ -209,3 +209,53 @@ fn exit_with_a_blocked_connect_returns_at_once() {
     assert_eq!(out, "exiting\n");
     assert!(took < Duration::from_secs(2), "wait took {took:?}");
 }
+
+/// Under an allow list a unix path is a destination: a thread rewriting the
+/// path between an allowed and a refused socket never reaches the refused one.
+#[test]
+fn unix_path_rewrite_never_reaches_a_refused_socket() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().unwrap();
+    let (ok_path, bad_path) = (dir.path().join("ok"), dir.path().join("bad"));
+    let count = |l: UnixListener, stop: Arc<AtomicBool>| {
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            loop {
+                match l.accept() {
+                    Ok(_) => n += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if stop.load(Ordering::Relaxed) {
+                            return n;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = count(UnixListener::bind(&ok_path).unwrap(), Arc::clone(&stop));
+    let bad = count(UnixListener::bind(&bad_path).unwrap(), Arc::clone(&stop));
+    let policy = NetPolicy::from_specs(
+        &strings(&[&format!("unix:{}", ok_path.display())]),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let out = run(
+        policy,
+        &strings(&[
+            "unixflip",
+            &ok_path.display().to_string(),
+            &bad_path.display().to_string(),
+            "2000",
+        ]),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = (ok.join().unwrap(), bad.join().unwrap());
+    eprintln!("unixflip: {out} ok={ok} bad={bad}");
+    assert!(field(&out, "ok") > 0, "{out}");
+    assert_eq!(bad, 0, "{out}");
+}

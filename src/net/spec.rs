@@ -409,6 +409,32 @@ mod tests {
     }
 
     #[test]
+    fn unix_rules() {
+        use std::path::PathBuf;
+        assert_eq!(parse_unix("unix:*").unwrap(), UnixTarget::Any);
+        assert_eq!(
+            parse_unix("UNIX:/run/./a.sock").unwrap(),
+            UnixTarget::Path(PathBuf::from("/run/a.sock"))
+        );
+        assert_eq!(
+            parse_unix("unix:/run/app/").unwrap(),
+            UnixTarget::Dir(PathBuf::from("/run/app"))
+        );
+        assert_eq!(
+            parse_unix("unix:@name").unwrap(),
+            UnixTarget::Abstract(b"name".to_vec())
+        );
+        for bad in ["unix:", "unix:rel", "unix:@", "tcp://x"] {
+            assert_eq!(
+                parse_unix(bad).unwrap_err().kind(),
+                &NetSpecErrorKind::BadUnixTarget,
+                "{bad}"
+            );
+        }
+        assert!(is_unix("Unix:/x") && !is_unix("uni") && !is_unix("ü:/x"));
+    }
+
+    #[test]
     fn ports() {
         assert_eq!(parse_ports("80").unwrap(), Ports::Ranges(vec![80..=80]));
         assert_eq!(parse_ports("007").unwrap(), Ports::Ranges(vec![7..=7]));
