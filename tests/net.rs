@@ -839,3 +839,27 @@ fn unix_calls_on_behalf_behave_as_the_kernels() {
         "mode 0o700 fd b'hello' dgram b'dgram' abstract ok sent 3145728 3145728\n"
     );
 }
+
+/// A program that dropped to another user: its unix calls, made for it by
+/// a helper thread with its credentials, see what the kernel would show it
+/// (a private directory refused, `SO_PEERCRED` its own user, a bind in a
+/// private directory refused).
+#[test]
+fn unix_calls_carry_the_programs_credentials() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net_unix_creds.py");
+    let expected = "errno=13 ok peer uid=65534 gid=65534 bind errno=13\n";
+    let bare = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("run python3");
+    assert_eq!(String::from_utf8_lossy(&bare.stdout), expected);
+    let policy = NetPolicy::from_specs(&[], &strings(&["10.0.0.0/8"]), &strings(&["8080"]))
+        .expect("valid rules");
+    let sandbox = Sandbox::builder().network(policy).build().unwrap();
+    let mut child = sandbox
+        .spawn(Command::new("python3").args([script]).stdout(Stdio::Piped))
+        .expect("spawn python3");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out, expected);
+}

@@ -256,6 +256,9 @@ fn unix_path_rewrite_never_reaches_a_refused_socket() {
     stop.store(true, Ordering::Relaxed);
     let (ok, bad) = (ok.join().unwrap(), bad.join().unwrap());
     eprintln!("unixflip: {out} ok={ok} bad={bad}");
-    assert!(field(&out, "ok") > 0, "{out}");
+    // (Whether the copy ever shows the allowed path depends on timing; the
+    // allowed path itself is tested in tests/net.rs, unix_destinations.)
+    assert!(field(&out, "calls") > 0, "{out}");
+    assert_eq!(field(&out, "ok"), ok, "{out}");
     assert_eq!(bad, 0, "{out}");
 }

@@ -19,9 +19,10 @@
 //!   pick).
 //! - `AF_UNIX` destinations are rules too (`unix:/path`, `unix:/dir/`,
 //!   `unix:@abstract`, `unix:*`): under an allow list only those named are
-//!   reachable. Unix calls carry the supervisor's credentials, so a program
-//!   whose user, groups or capabilities differ from the supervisor's gets
-//!   `EACCES` for them (see `onbehalf`).
+//!   reachable. A unix call is made with the program's credentials (by a
+//!   helper thread when they differ from the supervisor's), so permission
+//!   checks and `SO_PEERCRED` are the program's; the peer sees the
+//!   supervisor's process id (see `onbehalf`).
 //! - A call that may block (a blocking connect; a send on a full buffer) runs
 //!   on the deferral pool, not on a worker, and is cancelled (its socket
 //!   shut down) as soon as the program's process is gone.

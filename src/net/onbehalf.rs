@@ -16,11 +16,14 @@
 //! - `AF_UNIX`: a pathname is resolved in the program's root and working
 //!   directory and reached through `/proc/self/fd/<n>` (see `unix`); a bind
 //!   is made from a thread with the program's working directory and umask;
-//!   `SCM_RIGHTS` descriptors are duplicated from the program first. Since
-//!   the call is made with the supervisor's credentials (`SO_PEERCRED`, the
-//!   permission checks), a program whose user, groups or capabilities differ
-//!   from the supervisor's gets `EACCES` for these calls; abstract names are
-//!   reached only from the supervisor's network namespace.
+//!   `SCM_RIGHTS` descriptors are duplicated from the program first. A call
+//!   carries the credentials of the thread that makes it (`SO_PEERCRED`,
+//!   `SCM_CREDENTIALS`, the permission checks of the path walk): for a
+//!   program whose user, groups or capabilities differ from the
+//!   supervisor's, the path walk and the call are made by a short-lived
+//!   thread that has taken on the program's (`sys::net::run_as`). The peer
+//!   still sees the supervisor's process id. Abstract names are reached only
+//!   from the supervisor's network namespace.
 //! - Other families (netlink): performed as given.
 //!
 //! `sendto` without an address is left to the kernel: that decision reads
@@ -33,7 +36,7 @@ use std::sync::Arc;
 
 use crate::action::NotifAction;
 use crate::handler::{HandlerCtx, MemoryError};
-use crate::sys::net::{self as sysnet, OutMsg, SOCKADDR_MAX};
+use crate::sys::net::{self as sysnet, Creds, OutMsg, ThreadSetup, SOCKADDR_MAX};
 use crate::sys::{mem, pidfd};
 
 use super::cancel::Canceller;
@@ -115,6 +118,26 @@ struct Sock {
     connection: bool,
     /// Whether the file description has `O_NONBLOCK`.
     nonblocking: bool,
+    /// For an `AF_UNIX` socket of a program whose credentials differ from
+    /// the supervisor's: them, taken on by a helper thread for each call.
+    creds: Option<Arc<Creds>>,
+}
+
+/// Runs `f` with the program's credentials when they differ.
+fn as_program<T: Send>(
+    creds: &Option<Arc<Creds>>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    match creds {
+        None => f(),
+        Some(c) => sysnet::run_as(
+            &ThreadSetup {
+                creds: Some(c),
+                fs: None,
+            },
+            f,
+        ),
+    }
 }
 
 /// A message copied out of the program, with what must stay alive until
@@ -262,27 +285,51 @@ impl Enforcer {
         effective_caps(&cx.pid().to_string()).is_some_and(|c| c & (1 << cap) != 0)
     }
 
-    /// An `AF_UNIX` call made by the supervisor carries its credentials
-    /// (`SO_PEERCRED`, `SCM_CREDENTIALS`, file permission checks): only for
-    /// a program with the same user, groups and capabilities. Else `EACCES`.
-    fn unix_gate(&self, cx: &HandlerCtx<'_>) -> Answer<()> {
-        let status = read_status(&cx.pid().to_string());
-        let theirs = status.as_deref().and_then(ids);
-        let caps = status
-            .as_deref()
-            .and_then(|s| status_field(s, "CapEff:"))
-            .and_then(|h| u64::from_str_radix(&h, 16).ok());
-        let same = theirs.is_some() && theirs == self.own_ids && caps == Some(self.own_caps);
-        if same {
-            Ok(())
-        } else {
-            log::debug!(
-                "network: pid {} has other credentials than the supervisor; \
-                 its AF_UNIX call is refused (EACCES)",
-                cx.pid()
-            );
-            Err(errno(libc::EACCES))
+    /// An `AF_UNIX` call made by the supervisor carries the credentials of
+    /// the thread that makes it (`SO_PEERCRED`, `SCM_CREDENTIALS`, file
+    /// permission checks). `None` when the program's are the supervisor's;
+    /// else the program's, for a helper thread to take on (`sys::net::run_as`).
+    fn program_creds(&self, cx: &HandlerCtx<'_>) -> Answer<Option<Arc<Creds>>> {
+        let status = read_status(&cx.pid().to_string()).ok_or(errno(libc::EIO))?;
+        let caps =
+            |f: &str| status_field(&status, f).and_then(|h| u64::from_str_radix(&h, 16).ok());
+        if ids(&status).is_some()
+            && ids(&status) == self.own_ids
+            && caps("CapEff:") == Some(self.own_caps)
+        {
+            return Ok(None);
         }
+        let nums = |f: &str| -> Vec<u32> {
+            status_field(&status, f)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        };
+        let (u, g) = (nums("Uid:"), nums("Gid:"));
+        let (Some(eff), Some(prm), Some(inh)) = (caps("CapEff:"), caps("CapPrm:"), caps("CapInh:"))
+        else {
+            return Err(errno(libc::EIO));
+        };
+        if u.len() < 3 || g.len() < 3 {
+            return Err(errno(libc::EIO));
+        }
+        Ok(Some(Arc::new(Creds {
+            uids: [u[0], u[1], u[2]],
+            gids: [g[0], g[1], g[2]],
+            groups: nums("Groups:"),
+            caps: [eff, prm, inh],
+        })))
+    }
+
+    /// The socket of argument 0, with the program's credentials when they
+    /// matter (an `AF_UNIX` socket) and differ from the supervisor's.
+    fn open_sock_creds(&self, cx: &HandlerCtx<'_>) -> Answer<Sock> {
+        let mut sock = Self::open_sock(cx, cx.arg(0))?;
+        if sock.family == Family::Unix {
+            sock.creds = self.program_creds(cx)?;
+        }
+        Ok(sock)
     }
 
     /// Duplicates the program's fd and classifies it.
@@ -320,6 +367,7 @@ impl Enforcer {
             stream: ty == libc::SOCK_STREAM,
             connection: ty != libc::SOCK_DGRAM && ty != libc::SOCK_RAW,
             nonblocking: flags & libc::O_NONBLOCK != 0,
+            creds: None,
         })
     }
 
@@ -401,7 +449,9 @@ impl Enforcer {
                         Some((UnixDest::Abstract(name), None))
                     }
                     UnixAddr::Path(p) => {
-                        let r = unix::resolve(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                        let view = unix::view(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                        let r = as_program(&sock.creds, || unix::resolve(&view))
+                            .map_err(|e| errno(io_errno(&e)))?;
                         Some((UnixDest::Path(r.real.clone()), Some(r)))
                     }
                 };
@@ -464,13 +514,29 @@ impl Enforcer {
     fn run_maybe_blocking<F>(
         &self,
         cx: &HandlerCtx<'_>,
-        fd: OwnedFd,
+        sock: Sock,
         blocking: bool,
         call: F,
     ) -> NotifAction
     where
         F: FnOnce(BorrowedFd<'_>) -> NotifAction + Send + 'static,
     {
+        let Sock { fd, creds, .. } = sock;
+        // With the program's credentials, the whole call runs in a helper
+        // thread that has taken them on.
+        let call = move |fd: BorrowedFd<'_>| match &creds {
+            None => call(fd),
+            Some(c) => {
+                let setup = ThreadSetup {
+                    creds: Some(c),
+                    fs: None,
+                };
+                sysnet::run_as(&setup, || Ok(call(fd))).unwrap_or_else(|e| {
+                    log::debug!("network: cannot take on the program's credentials: {e}");
+                    errno(libc::EACCES)
+                })
+            }
+        };
         if !blocking {
             return call(fd.as_fd());
         }
@@ -492,15 +558,12 @@ impl Enforcer {
     }
 
     fn connect_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
-        let sock = Self::open_sock(cx, cx.arg(0))?;
+        let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        if sock.family == Family::Unix {
-            self.unix_gate(cx)?;
-        }
         let mut keep = Vec::new();
         let addr = self.check_any_dest(cx, &sock, addr, Op::Connect, 0, &mut keep)?;
         let blocking = !sock.nonblocking && sock.connection;
-        Ok(self.run_maybe_blocking(cx, sock.fd, blocking, move |fd| {
+        Ok(self.run_maybe_blocking(cx, sock, blocking, move |fd| {
             let _keep = keep;
             unit_action(sysnet::connect(fd, &addr))
         }))
@@ -512,7 +575,7 @@ impl Enforcer {
     }
 
     fn bind_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
-        let sock = Self::open_sock(cx, cx.arg(0))?;
+        let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
         match sock.family {
             Family::Ip if sock.proto == Some(Protocol::Tcp) => {
@@ -523,31 +586,45 @@ impl Enforcer {
                 }
             }
             Family::Ip | Family::Other => {}
-            Family::Unix => {
-                self.unix_gate(cx)?;
-                match unix::parse(&addr).map_err(errno)? {
-                    UnixAddr::Path(p) => {
-                        let (dir, name) =
-                            unix::resolve_parent(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
-                        let umask = read_status(&cx.pid().to_string())
-                            .and_then(|s| status_field(&s, "Umask:"))
-                            .and_then(|u| u32::from_str_radix(&u, 8).ok())
-                            .ok_or(errno(libc::EIO))?;
-                        Self::policy_gate(cx)?;
-                        return Ok(unit_action(sysnet::bind_unix_in(
-                            sock.fd.as_fd(),
-                            dir.fd.as_fd(),
-                            &name,
-                            umask,
-                        )));
-                    }
-                    UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
-                    UnixAddr::Unspec => {}
+            Family::Unix => match unix::parse(&addr).map_err(errno)? {
+                UnixAddr::Path(p) => {
+                    let tid = cx.pid();
+                    let umask = read_status(&tid.to_string())
+                        .and_then(|s| status_field(&s, "Umask:"))
+                        .and_then(|u| u32::from_str_radix(&u, 8).ok())
+                        .ok_or(errno(libc::EIO))?;
+                    // Same root and mount namespace: the path as given, from
+                    // the program's working directory (its socket's name is
+                    // then what it gave). Else: the parent directory resolved
+                    // in its root, and the last component.
+                    let (dir, bind_addr) = if unix::same_view(tid) {
+                        let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
+                        (cwd, addr.clone())
+                    } else {
+                        let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
+                        let (dir, name) = as_program(&sock.creds, || unix::resolve_parent(&view))
+                            .map_err(|e| errno(io_errno(&e)))?;
+                        (dir.fd, unix::path_addr(&name))
+                    };
+                    Self::policy_gate(cx)?;
+                    let setup = ThreadSetup {
+                        creds: sock.creds.as_deref(),
+                        fs: Some((dir.as_fd(), umask)),
+                    };
+                    let fd = sock.fd.as_fd();
+                    return Ok(unit_action(sysnet::run_as(&setup, || {
+                        sysnet::bind(fd, &bind_addr)
+                    })));
                 }
-            }
+                UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
+                UnixAddr::Unspec => {}
+            },
         }
         Self::policy_gate(cx)?;
-        Ok(unit_action(sysnet::bind(sock.fd.as_fd(), &addr)))
+        let fd = sock.fd.as_fd();
+        Ok(unit_action(as_program(&sock.creds, || {
+            sysnet::bind(fd, &addr)
+        })))
     }
 
     /// Refuses a TCP port of the bind list (`EACCES`), and a privileged
@@ -576,7 +653,7 @@ impl Enforcer {
     }
 
     fn listen_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
-        let sock = Self::open_sock(cx, cx.arg(0))?;
+        let sock = self.open_sock_creds(cx)?;
         let backlog = cx.arg(1) as u32 as i32;
         if sock.family == Family::Ip && sock.proto == Some(Protocol::Tcp) {
             let local = |fd: BorrowedFd<'_>| {
@@ -606,7 +683,11 @@ impl Enforcer {
             }
         }
         Self::policy_gate(cx)?;
-        Ok(unit_action(sysnet::listen(sock.fd.as_fd(), backlog)))
+        // A unix listener records the credentials of whoever listens.
+        let fd = sock.fd.as_fd();
+        Ok(unit_action(as_program(&sock.creds, || {
+            sysnet::listen(fd, backlog)
+        })))
     }
 
     /// The most payload copied for one message on `sock`; `Err(EMSGSIZE)`
@@ -638,10 +719,7 @@ impl Enforcer {
             return Ok(NotifAction::Continue);
         }
         let flags = cx.arg(3) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if sock.family == Family::Unix {
-            self.unix_gate(cx)?;
-        }
+        let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
         let mut keep = Vec::new();
         let addr = self.check_any_dest(cx, &sock, addr, Op::Send, flags, &mut keep)?;
@@ -774,10 +852,7 @@ impl Enforcer {
 
     fn sendmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(2) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if sock.family == Family::Unix {
-            self.unix_gate(cx)?;
-        }
+        let sock = self.open_sock_creds(cx)?;
         let hdr = cx.read_mem(cx.arg(1), MSGHDR_LEN).map_err(mem_errno)?;
         let mut msg = self.read_msg(cx, &sock, &hdr, usize::MAX)?;
         self.check_msg(cx, &sock, &mut msg, flags)?;
@@ -793,10 +868,7 @@ impl Enforcer {
 
     fn sendmmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(3) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if sock.family == Family::Unix {
-            self.unix_gate(cx)?;
-        }
+        let sock = self.open_sock_creds(cx)?;
         let vec_ptr = cx.arg(1);
         let vlen = (cx.arg(2) as u32 as usize).min(IOV_MAX);
         if vlen == 0 {
@@ -854,7 +926,10 @@ impl Enforcer {
         let pid = cx.pid() as i32;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
         let fd = sock.fd.as_fd();
-        let first = if blocking && self.can_try_nonblocking(&sock, flags) {
+        let first = if sock.creds.is_some() {
+            // Every call goes through the helper thread, below.
+            Ok(Vec::new())
+        } else if blocking && self.can_try_nonblocking(&sock, flags) {
             sysnet::sendmmsg(
                 fd,
                 &outs(&msgs),
@@ -870,13 +945,13 @@ impl Enforcer {
             Err(e) if blocking && would_block(&e) => Vec::new(),
             Err(e) => return Ok(errno(io_errno(&e))),
         };
-        if !blocking || sent.len() == msgs.len() {
+        if sock.creds.is_none() && (!blocking || sent.len() == msgs.len()) {
             return Ok(write_lens_now(cx, vec_ptr, &sent));
         }
         // The rest may block: finish it on the deferral pool. The lengths are
         // written back with a liveness check on the program's process.
         let proc_fd = open_process(pid);
-        Ok(self.run_maybe_blocking(cx, sock.fd, true, move |fd| {
+        Ok(self.run_maybe_blocking(cx, sock, blocking, move |fd| {
             let rest = &msgs[sent.len()..];
             let more = sysnet::sendmmsg(fd, &outs(rest), flags | libc::MSG_NOSIGNAL);
             let mut lens = sent;
@@ -931,11 +1006,11 @@ impl Enforcer {
     fn perform_send(&self, cx: &HandlerCtx<'_>, sock: Sock, flags: i32, msg: Msg) -> NotifAction {
         let flags = flags | libc::MSG_NOSIGNAL;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
-        if !blocking {
+        if !blocking && sock.creds.is_none() {
             return to_action(sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags));
         }
         let mut done = 0usize;
-        if self.can_try_nonblocking(&sock, flags) {
+        if sock.creds.is_none() && self.can_try_nonblocking(&sock, flags) {
             match sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags | libc::MSG_DONTWAIT) {
                 Err(e) if would_block(&e) => {}
                 Ok(n) if sock.stream && n > 0 && (n < msg.data.len() || !msg.more.is_empty()) => {
@@ -946,13 +1021,13 @@ impl Enforcer {
         }
         let pid = cx.pid() as i32;
         let process = open_process(pid);
-        self.run_maybe_blocking(cx, sock.fd, true, move |fd| {
+        self.run_maybe_blocking(cx, sock, blocking, move |fd| {
             if done == 0 {
                 match sysnet::sendmsg(fd, &msg.out(), flags) {
                     Ok(n) => done = n,
                     Err(e) => return errno(io_errno(&e)),
                 }
-                if !has_more(&msg) {
+                if !has_more(&msg) || !blocking {
                     return NotifAction::ReturnValue(done as i64);
                 }
             }

@@ -136,20 +136,34 @@ fn real_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&link)))
 }
 
-/// Resolves the pathname `path` of task `tid` to the file it names
-/// (symlinks followed, inside the program's root).
-pub(crate) fn resolve(tid: u32, path: &[u8]) -> io::Result<Resolved> {
+/// The program's view, taken by the supervisor (its `/proc/<tid>` links
+/// may be closed to the program's own credentials: a process that changed
+/// its user is not dumpable), to walk a path in with the program's.
+pub(crate) struct View {
+    root: OwnedFd,
+    abs: Vec<u8>,
+}
+
+/// The root of task `tid` and `path` made absolute in it.
+pub(crate) fn view(tid: u32, path: &[u8]) -> io::Result<View> {
     let (root, abs) = in_root(tid, path)?;
-    let fd = open_path(Some(root.as_fd()), &abs, 0, RESOLVE_IN_ROOT)?;
+    Ok(View { root, abs })
+}
+
+/// Resolves the pathname of `view` to the file it names (symlinks
+/// followed, inside the program's root), with the calling thread's
+/// credentials.
+pub(crate) fn resolve(view: &View) -> io::Result<Resolved> {
+    let fd = open_path(Some(view.root.as_fd()), &view.abs, 0, RESOLVE_IN_ROOT)?;
     let real = real_path(fd.as_fd())?;
     Ok(Resolved { fd, real })
 }
 
-/// Resolves the directory a `bind` to `path` creates its socket in; returns
-/// it and the new file's name.
-pub(crate) fn resolve_parent(tid: u32, path: &[u8]) -> io::Result<(Resolved, Vec<u8>)> {
-    let (root, abs) = in_root(tid, path)?;
-    let p = Path::new(std::ffi::OsStr::from_bytes(&abs));
+/// Resolves the directory a `bind` to the pathname of `view` creates its
+/// socket in; returns it and the new file's name.
+pub(crate) fn resolve_parent(view: &View) -> io::Result<(Resolved, Vec<u8>)> {
+    let (root, abs) = (&view.root, &view.abs);
+    let p = Path::new(std::ffi::OsStr::from_bytes(abs));
     let name = match p.file_name() {
         Some(n) if !abs.ends_with(b"/") => n.as_bytes().to_vec(),
         _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
@@ -164,6 +178,29 @@ pub(crate) fn resolve_parent(tid: u32, path: &[u8]) -> io::Result<(Resolved, Vec
     )?;
     let real = real_path(fd.as_fd())?.join(std::ffi::OsStr::from_bytes(&name));
     Ok((Resolved { fd, real }, name))
+}
+
+/// Whether task `tid` has the supervisor's root and mount namespace (then
+/// a path means the same to both, from the same working directory).
+pub(crate) fn same_view(tid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: String| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let root = id(format!("/proc/{tid}/root"));
+    let mnt = id(format!("/proc/{tid}/ns/mnt"));
+    root.is_some()
+        && mnt.is_some()
+        && root == id("/proc/self/root".into())
+        && mnt == id("/proc/self/ns/mnt".into())
+}
+
+/// The working directory of task `tid`, as an `O_PATH` descriptor.
+pub(crate) fn cwd(tid: u32) -> io::Result<OwnedFd> {
+    open_path(
+        None,
+        format!("/proc/{tid}/cwd").as_bytes(),
+        libc::O_DIRECTORY as u64,
+        0,
+    )
 }
 
 /// The network namespace of `pid` (`self` for the supervisor), as a device
@@ -199,9 +236,10 @@ mod tests {
         let sock = dir.path().join("s");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let me = std::process::id();
-        let r = resolve(me, sock.as_os_str().as_bytes()).unwrap();
+        let v = view(me, sock.as_os_str().as_bytes()).unwrap();
+        let r = resolve(&v).unwrap();
         assert_eq!(r.real, std::fs::canonicalize(&sock).unwrap());
-        let (p, name) = resolve_parent(me, sock.as_os_str().as_bytes()).unwrap();
+        let (p, name) = resolve_parent(&v).unwrap();
         assert_eq!(name, b"s");
         assert_eq!(p.real, r.real);
     }

@@ -12,7 +12,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::cvt;
+use super::{cvt, cvt_long};
 
 /// `sizeof(struct sockaddr_storage)`: the largest address the kernel copies.
 pub const SOCKADDR_MAX: usize = 128;
@@ -284,37 +284,96 @@ pub fn poll_many(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool
         .collect())
 }
 
-/// Binds `fd` to the `AF_UNIX` path `name` inside directory `dir`, with
-/// file mode bits masked by `umask`, from a short-lived thread that has its
-/// own working directory and umask (`unshare(CLONE_FS)`), so neither the
-/// supervisor's directory nor its umask changes. `name` is one path
-/// component.
-pub fn bind_unix_in(
-    fd: BorrowedFd<'_>,
-    dir: BorrowedFd<'_>,
-    name: &[u8],
-    umask: u32,
-) -> io::Result<()> {
-    if name.is_empty() || name.len() >= 108 || name.contains(&b'/') || name.contains(&0) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+/// Credentials a helper thread takes on before making a call for a
+/// program (see [`run_as`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    /// Real, effective and saved user ids.
+    pub uids: [u32; 3],
+    /// Real, effective and saved group ids.
+    pub gids: [u32; 3],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Effective, permitted and inheritable capability sets.
+    pub caps: [u64; 3],
+}
+
+/// What a helper thread of [`run_as`] takes on.
+#[derive(Debug, Default)]
+pub struct ThreadSetup<'a> {
+    /// These credentials (per thread: raw `setgroups`, `setresgid`,
+    /// `setresuid`, `capset`), if given.
+    pub creds: Option<&'a Creds>,
+    /// This working directory and umask (after `unshare(CLONE_FS)`), if given.
+    pub fs: Option<(BorrowedFd<'a>, u32)>,
+}
+
+fn take_on(setup: &ThreadSetup<'_>) -> io::Result<()> {
+    if let Some((dir, umask)) = setup.fs {
+        // SAFETY: unshare(CLONE_FS) gives this thread a private copy of
+        // the root, working directory and umask; it touches no memory.
+        cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+        // SAFETY: fchdir on a directory fd borrowed for the call.
+        cvt(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::umask(umask as libc::mode_t) };
     }
-    let mut addr = vec![0u8; 2 + name.len() + 1];
-    addr[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    addr[2..2 + name.len()].copy_from_slice(name);
-    let (sock, dir) = (fd.as_raw_fd(), dir.as_raw_fd());
+    let Some(c) = setup.creds else {
+        return Ok(());
+    };
+    // Raw system calls: the libc wrappers would change every thread of the
+    // supervisor; the kernel changes only the calling thread.
+    // SAFETY: `c.groups` is a live slice of `len` gid_t.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_setgroups,
+            c.groups.len() as libc::c_long,
+            c.groups.as_ptr(),
+        )
+    })?;
+    // SAFETY: setresgid/setresuid take integers.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, c.gids[0], c.gids[1], c.gids[2]) })?;
+    // SAFETY: as above.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, c.uids[0], c.uids[1], c.uids[2]) })?;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let half = |v: u64, hi: bool| if hi { (v >> 32) as u32 } else { v as u32 };
+    let data = [false, true].map(|hi| CapData {
+        effective: half(c.caps[0], hi),
+        permitted: half(c.caps[1], hi),
+        inheritable: half(c.caps[2], hi),
+    });
+    let mut hdr = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: `hdr` and the two `data` entries are live, laid out as the
+    // kernel's version 3 structures; pid 0 is the calling thread.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+
+/// Runs `f` in a short-lived thread set up as `setup` says, and returns its
+/// result; the supervisor's own threads keep their credentials, directory
+/// and umask.
+pub fn run_as<T: Send>(
+    setup: &ThreadSetup<'_>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
-        s.spawn(move || -> io::Result<()> {
-            // SAFETY: unshare(CLONE_FS) gives this thread a private copy of
-            // the root, working directory and umask; it touches no memory.
-            cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-            // SAFETY: fchdir on a directory fd borrowed for the scope.
-            cvt(unsafe { libc::fchdir(dir) })?;
-            // SAFETY: umask takes an integer and cannot fail.
-            unsafe { libc::umask(umask as libc::mode_t) };
-            let len = addr.len() as libc::socklen_t;
-            // SAFETY: `addr` is a live buffer of `len` bytes; the socket fd
-            // is borrowed for the scope.
-            cvt(unsafe { libc::bind(sock, addr.as_ptr().cast(), len) }).map(drop)
+        s.spawn(move || {
+            take_on(setup)?;
+            f()
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))
