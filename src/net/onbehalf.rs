@@ -823,10 +823,13 @@ impl Enforcer {
             log::debug!("network: a source route in a control message refused");
             return Err(errno(libc::EPERM));
         }
-        if sock.family == Family::Unix {
+        if sock.family != Family::Ip {
+            // Descriptor numbers mean the program's table, not the
+            // supervisor's (netlink also reads them, then drops them).
             let fds = translate_rights(cx, &mut m.control)?;
             m.keep.extend(fds);
-        } else {
+        }
+        if sock.family != Family::Unix {
             self.check_control(cx, &m.control)?;
         }
         Ok(())
