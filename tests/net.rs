@@ -499,17 +499,36 @@ impl Drop for PingGroups {
 }
 
 #[test]
-fn unix_sockets_pass() {
+fn unix_destinations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
     let l = UnixListener::bind(&path).unwrap();
     l.set_nonblocking(true).unwrap();
-    let out = run(
-        allow(&["tcp://127.0.0.1:1"]),
-        &args!["unix", path.display()],
+    let unix = || args!["unix", path.display()];
+    // Under an allow list a unix destination is a destination too: refused
+    // unless a `unix:` rule names it (the socket, its directory, or `*`).
+    assert_eq!(
+        run(allow(&["tcp://127.0.0.1:1"]), &unix()),
+        format!("unix err={ECONNREFUSED}\n")
     );
-    assert_eq!(out, "unix ok=0\n");
-    assert!(l.accept().is_ok(), "the unix listener got the connection");
+    assert!(l.accept().is_err(), "nothing reached the unix listener");
+    for rule in [
+        format!("unix:{}", path.display()),
+        format!("unix:{}/", dir.path().display()),
+        "unix:*".to_string(),
+    ] {
+        let out = run(allow(&["tcp://127.0.0.1:1", &rule]), &unix());
+        assert_eq!(out, "unix ok=0\n", "{rule}");
+        assert!(l.accept().is_ok(), "the unix listener got the connection");
+    }
+    // A deny list leaves unix destinations alone unless it names them.
+    assert_eq!(run(deny(&["127.0.0.2"]), &unix()), "unix ok=0\n");
+    assert!(l.accept().is_ok());
+    assert_eq!(
+        run(deny(&[&format!("unix:{}", path.display())]), &unix()),
+        format!("unix err={ECONNREFUSED}\n")
+    );
+    assert!(l.accept().is_err());
 }
 
 #[test]
@@ -802,4 +821,48 @@ fn invalid_rules_are_config_errors() {
         msg.contains("\"tcp://127.0.0.1:0\"") && msg.contains("port 0"),
         "{msg}"
     );
+}
+
+/// AF_UNIX calls made on the program's behalf behave as the kernel's own:
+/// a relative bind with the program's umask, `SCM_RIGHTS`, a datagram to a
+/// path, abstract names, and a 3 MiB blocking stream `sendmsg` sent whole.
+#[test]
+fn unix_calls_on_behalf_behave_as_the_kernels() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net_unix_ops.py");
+    let policy = NetPolicy::from_specs(&[], &strings(&["10.0.0.0/8"]), &strings(&["8080"]))
+        .expect("valid rules");
+    let sandbox = Sandbox::builder().network(policy).build().unwrap();
+    let mut child = sandbox
+        .spawn(Command::new("python3").args([script]).stdout(Stdio::Piped))
+        .expect("spawn python3");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(
+        out,
+        "mode 0o700 fd b'hello' dgram b'dgram' abstract ok sent 3145728 3145728\n"
+    );
+}
+
+/// A program that dropped to another user: its unix calls, made for it by
+/// a helper thread with its credentials, see what the kernel would show it
+/// (a private directory refused, `SO_PEERCRED` its own user, a bind in a
+/// private directory refused).
+#[test]
+fn unix_calls_carry_the_programs_credentials() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net_unix_creds.py");
+    let expected = "errno=13 ok peer uid=65534 gid=65534 bind errno=13\n";
+    let bare = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("run python3");
+    assert_eq!(String::from_utf8_lossy(&bare.stdout), expected);
+    let policy = NetPolicy::from_specs(&[], &strings(&["10.0.0.0/8"]), &strings(&["8080"]))
+        .expect("valid rules");
+    let sandbox = Sandbox::builder().network(policy).build().unwrap();
+    let mut child = sandbox
+        .spawn(Command::new("python3").args([script]).stdout(Stdio::Piped))
+        .expect("spawn python3");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out, expected);
 }

@@ -60,6 +60,8 @@ impl Enforcement {
         if policy.deny_bind().is_some() {
             let e = Arc::clone(&enforcer);
             add("bind", Arc::new(move |cx: &HandlerCtx<'_>| e.bind(cx)));
+            let e = Arc::clone(&enforcer);
+            add("listen", Arc::new(move |cx: &HandlerCtx<'_>| e.listen(cx)));
         }
         if policy.has_hostnames() {
             let hosts = Arc::new(HostsFile::new(resolved.hosts_file()));
@@ -94,17 +96,54 @@ impl Enforcement {
         &self.handlers
     }
 
-    /// Adds the filter rules: `socket` argument checks (raw and packet
-    /// sockets refused with `EPERM`; under an allow list, UDP and ICMP
-    /// sockets only if a rule allows the protocol, other IP protocols
-    /// refused with `EACCES`) and `io_uring_setup` refused (its operations
-    /// would bypass the trapped calls).
+    /// Adds the filter rules, all decided on register arguments only:
+    /// - `socket`: only `AF_INET`, `AF_INET6`, `AF_UNIX` and `AF_NETLINK`
+    ///   with `NETLINK_ROUTE`; other families (`AF_VSOCK`, `AF_XDP`, other
+    ///   netlink families, ...) get `EAFNOSUPPORT`, raw and packet sockets
+    ///   `EPERM`; under an allow list, UDP and ICMP sockets only if a rule
+    ///   allows the protocol, other IP protocols `EACCES`;
+    /// - `socketpair`: `AF_UNIX` only (others `EAFNOSUPPORT`);
+    /// - `setsockopt` of a source route (`IP_OPTIONS`, `IPV6_RTHDR`,
+    ///   `IPV6_2292RTHDR`, `IPV6_2292PKTOPTIONS`): `EPERM`;
+    /// - `io_uring_setup`: `EPERM` (its operations would bypass the trapped
+    ///   calls).
     pub(crate) fn install(&self, filter: &mut FilterBuilder) -> Result<()> {
         let arch = filter.arch();
+        let eafnosupport = SyscallAction::Errno(libc::EAFNOSUPPORT as u16);
         if let Some(socket) = syscalls::number(arch, "socket") {
             if filter.is_denied(socket).is_none() {
                 let (cases, otherwise) = self.socket_cases();
                 filter.rule(socket, cases, otherwise)?;
+            }
+        }
+        if let Some(pair) = syscalls::number(arch, "socketpair") {
+            if filter.is_denied(pair).is_none() {
+                let cases = vec![(
+                    vec![ArgCheck::new(0, M32, libc::AF_UNIX as u64)],
+                    SyscallAction::Allow,
+                )];
+                filter.rule(pair, cases, eafnosupport)?;
+            }
+        }
+        if let Some(sso) = syscalls::number(arch, "setsockopt") {
+            if filter.is_denied(sso).is_none() {
+                let eperm = SyscallAction::Errno(libc::EPERM as u16);
+                let opt = |level: i32, name: i32| {
+                    (
+                        vec![
+                            ArgCheck::new(1, M32, level as u64),
+                            ArgCheck::new(2, M32, name as u64),
+                        ],
+                        eperm,
+                    )
+                };
+                let cases = vec![
+                    opt(libc::IPPROTO_IP, super::onbehalf::IP_OPTIONS),
+                    opt(libc::IPPROTO_IPV6, super::onbehalf::IPV6_RTHDR),
+                    opt(libc::IPPROTO_IPV6, super::onbehalf::IPV6_2292RTHDR),
+                    opt(libc::IPPROTO_IPV6, super::onbehalf::IPV6_2292PKTOPTIONS),
+                ];
+                filter.rule(sso, cases, SyscallAction::Allow)?;
             }
         }
         if let Some(uring) = syscalls::number(arch, "io_uring_setup") {
@@ -125,13 +164,21 @@ impl Enforcement {
         let verdict = |ok: bool| if ok { SyscallAction::Allow } else { eacces };
         let udp = verdict(self.policy.allows_protocol(Protocol::Udp));
         let icmp = verdict(self.policy.allows_protocol(Protocol::Icmp));
-        let mut cases = vec![(vec![dom(libc::AF_PACKET)], eperm)];
+        let mut cases = vec![
+            (vec![dom(libc::AF_PACKET)], eperm),
+            (vec![dom(libc::AF_UNIX)], SyscallAction::Allow),
+            (
+                vec![dom(libc::AF_NETLINK), proto(libc::NETLINK_ROUTE)],
+                SyscallAction::Allow,
+            ),
+        ];
         for (d, icmp_proto) in [
             (libc::AF_INET, libc::IPPROTO_ICMP),
             (libc::AF_INET6, libc::IPPROTO_ICMPV6),
         ] {
             cases.push((vec![dom(d), ty(libc::SOCK_RAW)], eperm));
             if !allow_list {
+                cases.push((vec![dom(d)], SyscallAction::Allow));
                 continue;
             }
             for p in [0, libc::IPPROTO_TCP, libc::IPPROTO_MPTCP] {
@@ -146,6 +193,6 @@ impl Enforcement {
             cases.push((vec![dom(d), ty(libc::SOCK_DGRAM), proto(icmp_proto)], icmp));
             cases.push((vec![dom(d)], eacces));
         }
-        (cases, SyscallAction::Allow)
+        (cases, SyscallAction::Errno(libc::EAFNOSUPPORT as u16))
     }
 }

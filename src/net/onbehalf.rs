@@ -1,37 +1,58 @@
 //! Network calls decided on a copy and performed on the program's behalf.
 //!
-//! For `connect`, `sendto`, `sendmsg`, `sendmmsg` and `bind` on an IPv4 or
-//! IPv6 socket, the supervisor copies the address (and, for sends, the
-//! payload and control data) out of the program once, decides on that copy,
-//! and performs the call itself on a `pidfd_getfd` duplicate of the
-//! program's socket. The program's memory is never read again, so a thread
-//! rewriting it after the check changes nothing. The program gets the
-//! kernel's own result or errno.
+//! Under a network policy, `connect`, `sendto` (with an address), `sendmsg`,
+//! `sendmmsg`, and with a bind list `bind` and `listen`, are never answered
+//! `Continue` once the socket or the program's memory has been looked at:
+//! a second thread could `dup2` another socket onto the fd, or rewrite the
+//! memory, between the check and the kernel's own call. Instead the
+//! supervisor copies the address (and, for sends, the payload and control
+//! data) out of the program once, decides on that copy, and performs the
+//! call itself on a `pidfd_getfd` duplicate of the program's socket, for
+//! every socket family. The program gets the kernel's own result or errno.
 //!
-//! Calls that carry no destination the kernel would use are left to the
-//! kernel (`Continue`): sockets that are not IPv4/IPv6, `sendto` without an
-//! address, sends on TCP without `MSG_FASTOPEN` (TCP ignores the address),
-//! and protocols no rule can match under a deny list.
+//! - IPv4/IPv6: destinations are matched by the socket's real protocol
+//!   (`SO_PROTOCOL`); source routes (`IP_OPTIONS`, `IP_RETOPTS`,
+//!   `IPV6_RTHDR` control messages) are refused (`EPERM`).
+//! - `AF_UNIX`: a pathname is resolved in the program's root and working
+//!   directory and reached through `/proc/self/fd/<n>` (see `unix`); a bind
+//!   is made from a thread with the program's working directory and umask;
+//!   `SCM_RIGHTS` descriptors are duplicated from the program first. A call
+//!   carries the credentials of the thread that makes it (`SO_PEERCRED`,
+//!   `SCM_CREDENTIALS`, the permission checks of the path walk): for a
+//!   program whose user, groups or capabilities differ from the
+//!   supervisor's, the path walk and the call are made by a short-lived
+//!   thread that has taken on the program's (`sys::net::run_as`). The peer
+//!   still sees the supervisor's process id. Abstract names are reached only
+//!   from the supervisor's network namespace.
+//! - Other families (netlink): performed as given.
+//!
+//! `sendto` without an address is left to the kernel: that decision reads
+//! only a register, which nothing can change after the check.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::action::NotifAction;
 use crate::handler::{HandlerCtx, MemoryError};
-use crate::sys::net::{self as sysnet, OutMsg, SOCKADDR_MAX};
+use crate::sys::net::{self as sysnet, Creds, OutMsg, ThreadSetup, SOCKADDR_MAX};
 use crate::sys::{mem, pidfd};
 
-use super::policy::{canonical_ip, loopback_of, Mode, Protocol, ResolvedNetPolicy};
+use super::cancel::Canceller;
+use super::policy::{canonical_ip, loopback_of, Mode, Protocol, ResolvedNetPolicy, UnixDest};
 use super::sockaddr::{self, Dest, Op};
+use super::unix::{self, UnixAddr};
 
 /// Largest datagram payload the kernel accepts (UDP and ICMP refuse more
 /// with `EMSGSIZE`).
 const DGRAM_MAX: usize = 0xffff;
-/// Most stream bytes copied for one `MSG_FASTOPEN` send (a stream send may
-/// legitimately be partial).
+/// Most stream bytes copied for one send (a stream send may legitimately
+/// be partial).
 const STREAM_MAX: usize = 1 << 20;
+/// Most bytes copied for one datagram of another family (`AF_UNIX`: the
+/// kernel's own limit is the send buffer, a few hundred KiB by default).
+const OTHER_DGRAM_MAX: usize = 8 << 20;
 /// Most payload copied for one `sendmmsg`; later entries are left unsent
 /// and the call returns how many were sent, as the kernel may.
 const SENDMMSG_BUDGET: usize = 4 << 20;
@@ -48,6 +69,12 @@ const _: () = assert!(std::mem::size_of::<libc::mmsghdr>() == MMSGHDR_LEN);
 const SOL_UDP: i32 = 17;
 const UDP_CORK: i32 = 1;
 const CAP_NET_BIND_SERVICE: u32 = 10;
+/// Source-route control messages and options (`<linux/in.h>`, `<linux/in6.h>`).
+pub(crate) const IP_OPTIONS: i32 = 4;
+pub(crate) const IP_RETOPTS: i32 = 7;
+pub(crate) const IPV6_2292RTHDR: i32 = 5;
+pub(crate) const IPV6_2292PKTOPTIONS: i32 = 6;
+pub(crate) const IPV6_RTHDR: i32 = 57;
 
 /// The network side of the supervisor: the policy and what it needs to
 /// enforce it.
@@ -56,27 +83,73 @@ pub(crate) struct Enforcer {
     /// The supervisor's effective capabilities: when not empty, calls made
     /// on the program's behalf must not lend it privileges it lacks.
     own_caps: u64,
+    /// The supervisor's `Uid`, `Gid` and `Groups` lines of
+    /// `/proc/self/status`: an `AF_UNIX` call made for the program carries
+    /// these credentials.
+    own_ids: Option<String>,
+    /// The supervisor's network namespace (abstract unix names live there).
+    own_netns: Option<(u64, u64)>,
     /// `net.ipv4.ip_unprivileged_port_start`.
     unprivileged_port_start: u16,
+    /// Blocking calls in flight, cancelled when their program is gone.
+    canceller: Option<Arc<Canceller>>,
+}
+
+/// The socket's family, as far as the policy is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Ip,
+    Unix,
+    Other,
 }
 
 /// The program's socket, duplicated.
 struct Sock {
     fd: OwnedFd,
     domain: i32,
-    /// TCP/UDP/ICMP, or `None` for another IP protocol.
+    family: Family,
+    /// TCP/UDP/ICMP, or `None` for another IP protocol or another family.
     proto: Option<Protocol>,
+    /// The raw `SO_PROTOCOL` (IP sockets only; 0 otherwise).
+    raw_proto: i32,
+    /// `SOCK_STREAM` (bytes, partial sends are normal).
+    stream: bool,
+    /// Neither `SOCK_DGRAM` nor `SOCK_RAW`: its connect may block.
+    connection: bool,
     /// Whether the file description has `O_NONBLOCK`.
     nonblocking: bool,
-    /// The raw `SO_PROTOCOL`.
-    raw_proto: i32,
+    /// For an `AF_UNIX` socket of a program whose credentials differ from
+    /// the supervisor's: them, taken on by a helper thread for each call.
+    creds: Option<Arc<Creds>>,
 }
 
-/// A message copied out of the program.
+/// Runs `f` with the program's credentials when they differ.
+fn as_program<T: Send>(
+    creds: &Option<Arc<Creds>>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    match creds {
+        None => f(),
+        Some(c) => sysnet::run_as(
+            &ThreadSetup {
+                creds: Some(c),
+                fs: None,
+            },
+            f,
+        ),
+    }
+}
+
+/// A message copied out of the program, with what must stay alive until
+/// it is sent (the resolved unix destination, duplicated `SCM_RIGHTS` fds).
 struct Msg {
     name: Option<Vec<u8>>,
     data: Vec<u8>,
     control: Vec<u8>,
+    keep: Vec<OwnedFd>,
+    /// Stream payload past what was copied (address, length in the
+    /// program): a blocking stream send copies and sends it in turn.
+    more: Vec<(u64, u64)>,
 }
 
 impl Msg {
@@ -106,6 +179,13 @@ fn to_action(r: io::Result<usize>) -> NotifAction {
     }
 }
 
+fn unit_action(r: io::Result<()>) -> NotifAction {
+    match r {
+        Ok(()) => NotifAction::ReturnValue(0),
+        Err(e) => NotifAction::Errno(io_errno(&e)),
+    }
+}
+
 /// The errno for memory that could not be copied: `EFAULT` as the kernel
 /// gives for a bad pointer (or anything, when the call is gone anyway).
 fn mem_errno(e: MemoryError) -> NotifAction {
@@ -127,16 +207,42 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(a)
 }
 
+/// The `field:` line of `/proc/<pid>/status` (`self` for the supervisor).
+fn status_field(status: &str, field: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+}
+
+fn read_status(pid: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+}
+
 /// `CapEff` of `/proc/<pid>/status` (`self` for the supervisor).
 fn effective_caps(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    let status = read_status(pid)?;
+    u64::from_str_radix(&status_field(&status, "CapEff:")?, 16).ok()
+}
+
+/// The credentials an `AF_UNIX` peer sees: user, group and groups lines.
+fn ids(status: &str) -> Option<String> {
+    Some(format!(
+        "{}|{}|{}",
+        status_field(status, "Uid:")?,
+        status_field(status, "Gid:")?,
+        status_field(status, "Groups:").unwrap_or_default()
+    ))
 }
 
 impl Enforcer {
     pub(crate) fn new(policy: Arc<ResolvedNetPolicy>) -> Enforcer {
-        let own_caps = effective_caps("self").unwrap_or(u64::MAX);
+        let own = read_status("self");
+        let own_caps = own
+            .as_deref()
+            .and_then(|s| status_field(s, "CapEff:"))
+            .and_then(|h| u64::from_str_radix(&h, 16).ok())
+            .unwrap_or(u64::MAX);
         let unprivileged_port_start =
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                 .ok()
@@ -145,12 +251,15 @@ impl Enforcer {
         Enforcer {
             policy,
             own_caps,
+            own_ids: own.as_deref().and_then(ids),
+            own_netns: unix::net_ns("self"),
             unprivileged_port_start,
+            canceller: Canceller::new().map(Arc::new),
         }
     }
 
     /// Whether the rules can say anything about this protocol: if not (an
-    /// unknown protocol under a deny list), the call is left to the kernel.
+    /// unknown IP protocol under a deny list), no destination is checked.
     fn covers(&self, proto: Option<Protocol>) -> bool {
         proto.is_some() || self.policy.policy().mode() == Mode::Allow
     }
@@ -176,8 +285,54 @@ impl Enforcer {
         effective_caps(&cx.pid().to_string()).is_some_and(|c| c & (1 << cap) != 0)
     }
 
-    /// Duplicates the program's fd and classifies it. `Err(Continue)` for a
-    /// socket that is not IPv4/IPv6.
+    /// An `AF_UNIX` call made by the supervisor carries the credentials of
+    /// the thread that makes it (`SO_PEERCRED`, `SCM_CREDENTIALS`, file
+    /// permission checks). `None` when the program's are the supervisor's;
+    /// else the program's, for a helper thread to take on (`sys::net::run_as`).
+    fn program_creds(&self, cx: &HandlerCtx<'_>) -> Answer<Option<Arc<Creds>>> {
+        let status = read_status(&cx.pid().to_string()).ok_or(errno(libc::EIO))?;
+        let caps =
+            |f: &str| status_field(&status, f).and_then(|h| u64::from_str_radix(&h, 16).ok());
+        if ids(&status).is_some()
+            && ids(&status) == self.own_ids
+            && caps("CapEff:") == Some(self.own_caps)
+        {
+            return Ok(None);
+        }
+        let nums = |f: &str| -> Vec<u32> {
+            status_field(&status, f)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        };
+        let (u, g) = (nums("Uid:"), nums("Gid:"));
+        let (Some(eff), Some(prm), Some(inh)) = (caps("CapEff:"), caps("CapPrm:"), caps("CapInh:"))
+        else {
+            return Err(errno(libc::EIO));
+        };
+        if u.len() < 3 || g.len() < 3 {
+            return Err(errno(libc::EIO));
+        }
+        Ok(Some(Arc::new(Creds {
+            uids: [u[0], u[1], u[2]],
+            gids: [g[0], g[1], g[2]],
+            groups: nums("Groups:"),
+            caps: [eff, prm, inh],
+        })))
+    }
+
+    /// The socket of argument 0, with the program's credentials when they
+    /// matter (an `AF_UNIX` socket) and differ from the supervisor's.
+    fn open_sock_creds(&self, cx: &HandlerCtx<'_>) -> Answer<Sock> {
+        let mut sock = Self::open_sock(cx, cx.arg(0))?;
+        if sock.family == Family::Unix {
+            sock.creds = self.program_creds(cx)?;
+        }
+        Ok(sock)
+    }
+
+    /// Duplicates the program's fd and classifies it.
     fn open_sock(cx: &HandlerCtx<'_>, fd_arg: u64) -> Answer<Sock> {
         let fd = fd_arg as u32 as i32;
         let dup = cx.dup_fd(fd).map_err(|e| match e.raw_os_error() {
@@ -185,23 +340,34 @@ impl Enforcer {
             _ => errno(io_errno(&e)),
         })?;
         let domain = sysnet::socket_domain(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
-        if domain != libc::AF_INET && domain != libc::AF_INET6 {
-            return Err(NotifAction::Continue);
-        }
-        let raw_proto = sysnet::socket_protocol(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
-        let proto = match raw_proto {
-            libc::IPPROTO_TCP | libc::IPPROTO_MPTCP => Some(Protocol::Tcp),
-            libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE => Some(Protocol::Udp),
-            libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6 => Some(Protocol::Icmp),
+        let family = match domain {
+            libc::AF_INET | libc::AF_INET6 => Family::Ip,
+            libc::AF_UNIX => Family::Unix,
+            _ => Family::Other,
+        };
+        let raw_proto = if family == Family::Ip {
+            sysnet::socket_protocol(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?
+        } else {
+            0
+        };
+        let proto = match (family, raw_proto) {
+            (Family::Ip, libc::IPPROTO_TCP | libc::IPPROTO_MPTCP) => Some(Protocol::Tcp),
+            (Family::Ip, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => Some(Protocol::Udp),
+            (Family::Ip, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => Some(Protocol::Icmp),
             _ => None,
         };
+        let ty = sysnet::socket_type(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
         let flags = sysnet::status_flags(dup.as_fd()).map_err(|e| errno(io_errno(&e)))?;
         Ok(Sock {
             fd: dup,
             domain,
+            family,
             proto,
-            nonblocking: flags & libc::O_NONBLOCK != 0,
             raw_proto,
+            stream: ty == libc::SOCK_STREAM,
+            connection: ty != libc::SOCK_DGRAM && ty != libc::SOCK_RAW,
+            nonblocking: flags & libc::O_NONBLOCK != 0,
+            creds: None,
         })
     }
 
@@ -228,10 +394,7 @@ impl Enforcer {
     fn check_dest(&self, cx: &HandlerCtx<'_>, sock: &Sock, addr: &mut [u8], op: Op) -> Answer<()> {
         match sockaddr::parse(addr, sock.domain, op) {
             Dest::Invalid(e) => Err(errno(e)),
-            Dest::None => match cx.check_policy(None) {
-                Some(e) => Err(errno(e)),
-                None => Ok(()),
-            },
+            Dest::None => Self::policy_gate(cx),
             Dest::Ip(mut dest) => {
                 if dest.ip().is_unspecified() {
                     let ip = self.unspecified_target(sock, dest.ip());
@@ -248,6 +411,78 @@ impl Enforcer {
                     Err(errno(libc::ECONNREFUSED))
                 }
             }
+        }
+    }
+
+    /// Checks the address of a connect or send on `sock`, whatever its
+    /// family, and returns the bytes to give the kernel (an `AF_UNIX`
+    /// pathname becomes `/proc/self/fd/<n>` of the file it resolved to, kept
+    /// open in `keep`).
+    fn check_any_dest(
+        &self,
+        cx: &HandlerCtx<'_>,
+        sock: &Sock,
+        mut addr: Vec<u8>,
+        op: Op,
+        flags: i32,
+        keep: &mut Vec<OwnedFd>,
+    ) -> Answer<Vec<u8>> {
+        match sock.family {
+            Family::Ip => {
+                // TCP uses a send's address only to open a connection (fast
+                // open); otherwise the kernel ignores it.
+                let ignored = op == Op::Send
+                    && sock.proto == Some(Protocol::Tcp)
+                    && flags & libc::MSG_FASTOPEN == 0;
+                if self.covers(sock.proto) && !ignored {
+                    self.check_dest(cx, sock, &mut addr, op)?;
+                } else {
+                    Self::policy_gate(cx)?;
+                }
+                Ok(addr)
+            }
+            Family::Unix => {
+                let dest = match unix::parse(&addr).map_err(errno)? {
+                    UnixAddr::Unspec | UnixAddr::Unnamed => None,
+                    UnixAddr::Abstract(name) => {
+                        self.same_netns(cx)?;
+                        Some((UnixDest::Abstract(name), None))
+                    }
+                    UnixAddr::Path(p) => {
+                        let view = unix::view(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                        let r = as_program(&sock.creds, || unix::resolve(&view))
+                            .map_err(|e| errno(io_errno(&e)))?;
+                        Some((UnixDest::Path(r.real.clone()), Some(r)))
+                    }
+                };
+                if let Some((dest, resolved)) = dest {
+                    if !self.policy.allows_unix(&dest) {
+                        log::debug!("network: unix destination {dest:?} denied");
+                        return Err(errno(libc::ECONNREFUSED));
+                    }
+                    if let Some(r) = resolved {
+                        addr = r.proc_addr();
+                        keep.push(r.fd);
+                    }
+                }
+                Self::policy_gate(cx)?;
+                Ok(addr)
+            }
+            Family::Other => {
+                Self::policy_gate(cx)?;
+                Ok(addr)
+            }
+        }
+    }
+
+    /// Abstract unix names belong to a network namespace: the supervisor
+    /// reaches the program's only if it shares it.
+    fn same_netns(&self, cx: &HandlerCtx<'_>) -> Answer<()> {
+        let theirs = unix::net_ns(&cx.pid().to_string());
+        if theirs.is_some() && theirs == self.own_netns {
+            Ok(())
+        } else {
+            Err(errno(libc::EACCES))
         }
     }
 
@@ -273,83 +508,203 @@ impl Enforcer {
         }
     }
 
+    /// Runs `call` on `fd` now, or, if `blocking`, on the deferral pool,
+    /// registered so that it is cancelled (its socket shut down) if the
+    /// program's process goes away meanwhile.
+    fn run_maybe_blocking<F>(
+        &self,
+        cx: &HandlerCtx<'_>,
+        sock: Sock,
+        blocking: bool,
+        call: F,
+    ) -> NotifAction
+    where
+        F: FnOnce(BorrowedFd<'_>) -> NotifAction + Send + 'static,
+    {
+        let Sock { fd, creds, .. } = sock;
+        // With the program's credentials, the whole call runs in a helper
+        // thread that has taken them on.
+        let call = move |fd: BorrowedFd<'_>| match &creds {
+            None => call(fd),
+            Some(c) => {
+                let setup = ThreadSetup {
+                    creds: Some(c),
+                    fs: None,
+                };
+                sysnet::run_as(&setup, || Ok(call(fd))).unwrap_or_else(|e| {
+                    log::debug!("network: cannot take on the program's credentials: {e}");
+                    errno(libc::EACCES)
+                })
+            }
+        };
+        if !blocking {
+            return call(fd.as_fd());
+        }
+        let process = open_process(cx.pid() as i32);
+        let watch = fd.try_clone().ok();
+        let canceller = self.canceller.clone();
+        NotifAction::defer(move || {
+            let _reg = match (canceller, process, watch) {
+                (Some(c), Some(p), Some(w)) => c.register(p, w),
+                _ => None,
+            };
+            call(fd.as_fd())
+        })
+    }
+
     /// `connect(fd, addr, len)`.
     pub(crate) fn connect(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         self.connect_inner(cx).unwrap_or_else(|a| a)
     }
 
     fn connect_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.covers(sock.proto) {
-            return Ok(NotifAction::Continue);
-        }
-        let mut addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        self.check_dest(cx, &sock, &mut addr, Op::Connect)?;
-        let Sock {
-            fd, nonblocking, ..
-        } = sock;
-        let run = move || match sysnet::connect(fd.as_fd(), &addr) {
-            Ok(()) => NotifAction::ReturnValue(0),
-            Err(e) => NotifAction::Errno(io_errno(&e)),
-        };
-        Ok(if nonblocking {
-            run()
-        } else {
-            NotifAction::defer(run)
-        })
+        let sock = self.open_sock_creds(cx)?;
+        let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
+        let mut keep = Vec::new();
+        let addr = self.check_any_dest(cx, &sock, addr, Op::Connect, 0, &mut keep)?;
+        let blocking = !sock.nonblocking && sock.connection;
+        Ok(self.run_maybe_blocking(cx, sock, blocking, move |fd| {
+            let _keep = keep;
+            unit_action(sysnet::connect(fd, &addr))
+        }))
     }
 
-    /// `bind(fd, addr, len)` under a bind deny list (TCP only).
+    /// `bind(fd, addr, len)` under a bind deny list (the ports apply to TCP).
     pub(crate) fn bind(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         self.bind_inner(cx).unwrap_or_else(|a| a)
     }
 
     fn bind_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if sock.proto != Some(Protocol::Tcp) {
-            return Ok(NotifAction::Continue);
-        }
+        let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
-        match sockaddr::parse(&addr, sock.domain, Op::Bind) {
-            Dest::Invalid(e) => return Err(errno(e)),
-            Dest::None => {}
-            Dest::Ip(a) => {
-                let port = a.port();
-                if !self.policy.bind_allowed(port) {
-                    log::debug!("network: bind to port {port} denied");
-                    return Err(errno(libc::EACCES));
+        match sock.family {
+            Family::Ip if sock.proto == Some(Protocol::Tcp) => {
+                match sockaddr::parse(&addr, sock.domain, Op::Bind) {
+                    Dest::Invalid(e) => return Err(errno(e)),
+                    Dest::None => {}
+                    Dest::Ip(a) => self.check_bind_port(cx, a.port())?,
                 }
-                if port != 0
-                    && port < self.unprivileged_port_start
-                    && self.own_caps != 0
-                    && !Self::program_has_cap(cx, CAP_NET_BIND_SERVICE)
-                {
+            }
+            Family::Ip | Family::Other => {}
+            Family::Unix => match unix::parse(&addr).map_err(errno)? {
+                UnixAddr::Path(p) => {
+                    let tid = cx.pid();
+                    let umask = read_status(&tid.to_string())
+                        .and_then(|s| status_field(&s, "Umask:"))
+                        .and_then(|u| u32::from_str_radix(&u, 8).ok())
+                        .ok_or(errno(libc::EIO))?;
+                    // Same root and mount namespace: the path as given, from
+                    // the program's working directory (its socket's name is
+                    // then what it gave). Else: the parent directory resolved
+                    // in its root, and the last component.
+                    let (dir, bind_addr) = if unix::same_view(tid) {
+                        let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
+                        (cwd, addr.clone())
+                    } else {
+                        let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
+                        let (dir, name) = as_program(&sock.creds, || unix::resolve_parent(&view))
+                            .map_err(|e| errno(io_errno(&e)))?;
+                        (dir.fd, unix::path_addr(&name))
+                    };
+                    Self::policy_gate(cx)?;
+                    let setup = ThreadSetup {
+                        creds: sock.creds.as_deref(),
+                        fs: Some((dir.as_fd(), umask)),
+                    };
+                    let fd = sock.fd.as_fd();
+                    return Ok(unit_action(sysnet::run_as(&setup, || {
+                        sysnet::bind(fd, &bind_addr)
+                    })));
+                }
+                UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
+                UnixAddr::Unspec => {}
+            },
+        }
+        Self::policy_gate(cx)?;
+        let fd = sock.fd.as_fd();
+        Ok(unit_action(as_program(&sock.creds, || {
+            sysnet::bind(fd, &addr)
+        })))
+    }
+
+    /// Refuses a TCP port of the bind list (`EACCES`), and a privileged
+    /// port the program could not bind itself.
+    fn check_bind_port(&self, cx: &HandlerCtx<'_>, port: u16) -> Answer<()> {
+        if !self.policy.bind_allowed(port) {
+            log::debug!("network: bind to port {port} denied");
+            return Err(errno(libc::EACCES));
+        }
+        if port != 0
+            && port < self.unprivileged_port_start
+            && self.own_caps != 0
+            && !Self::program_has_cap(cx, CAP_NET_BIND_SERVICE)
+        {
+            return Err(errno(libc::EACCES));
+        }
+        Ok(())
+    }
+
+    /// `listen(fd, backlog)` under a bind deny list: a TCP socket that is
+    /// not bound yet is bound here to a free port of its family (what the
+    /// kernel's autobind would do), and refused with `EACCES` if that port
+    /// is on the list. The listen itself is made on the duplicate.
+    pub(crate) fn listen(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        self.listen_inner(cx).unwrap_or_else(|a| a)
+    }
+
+    fn listen_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
+        let sock = self.open_sock_creds(cx)?;
+        let backlog = cx.arg(1) as u32 as i32;
+        if sock.family == Family::Ip && sock.proto == Some(Protocol::Tcp) {
+            let local = |fd: BorrowedFd<'_>| {
+                sysnet::getsockname(fd)
+                    .ok()
+                    .and_then(|b| sockaddr::local(&b))
+                    .ok_or(errno(libc::EINVAL))
+            };
+            let bound = local(sock.fd.as_fd())?;
+            if bound.port() == 0 {
+                let any: IpAddr = if sock.domain == libc::AF_INET6 {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                };
+                Self::policy_gate(cx)?;
+                sysnet::bind(
+                    sock.fd.as_fd(),
+                    &sysnet::encode_sockaddr(SocketAddr::new(any, 0)),
+                )
+                .map_err(|e| errno(io_errno(&e)))?;
+                let port = local(sock.fd.as_fd())?.port();
+                if !self.policy.bind_allowed(port) {
+                    log::debug!("network: listen autobound port {port}, which is denied");
                     return Err(errno(libc::EACCES));
                 }
             }
         }
         Self::policy_gate(cx)?;
-        Ok(match sysnet::bind(sock.fd.as_fd(), &addr) {
-            Ok(()) => NotifAction::ReturnValue(0),
-            Err(e) => NotifAction::Errno(io_errno(&e)),
-        })
+        // A unix listener records the credentials of whoever listens.
+        let fd = sock.fd.as_fd();
+        Ok(unit_action(as_program(&sock.creds, || {
+            sysnet::listen(fd, backlog)
+        })))
     }
 
-    /// Whether a send of this kind must be decided here (else `Continue`).
-    fn send_needs_check(&self, sock: &Sock, flags: i32) -> bool {
-        if !self.covers(sock.proto) {
-            return false;
+    /// The most payload copied for one message on `sock`; `Err(EMSGSIZE)`
+    /// past a datagram limit.
+    fn payload_limit(sock: &Sock, len: u64) -> Answer<usize> {
+        if sock.stream {
+            return Ok((len as usize).min(STREAM_MAX));
         }
-        // TCP uses a send's address only to open a connection (fast open).
-        !(sock.proto == Some(Protocol::Tcp) && flags & libc::MSG_FASTOPEN == 0)
-    }
-
-    fn payload_cap(sock: &Sock) -> Option<usize> {
-        if sock.proto == Some(Protocol::Tcp) {
-            None
+        let cap = if sock.family == Family::Ip {
+            DGRAM_MAX
         } else {
-            Some(DGRAM_MAX)
+            OTHER_DGRAM_MAX
+        };
+        if len > cap as u64 {
+            return Err(errno(libc::EMSGSIZE));
         }
+        Ok(len as usize)
     }
 
     /// `sendto(fd, buf, len, flags, addr, addrlen)`.
@@ -359,35 +714,34 @@ impl Enforcer {
 
     fn sendto_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         if cx.arg(4) == 0 {
-            // Connected send: the destination is the socket's, not memory's.
+            // Connected send: the destination is the socket's, not memory's;
+            // this reads a register only, which a second thread cannot change.
             return Ok(NotifAction::Continue);
         }
         let flags = cx.arg(3) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
-        }
-        let mut addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
-        self.check_dest(cx, &sock, &mut addr, Op::Send)?;
-        let len = cx.arg(2) as usize;
-        let len = match Self::payload_cap(&sock) {
-            Some(cap) if len > cap => return Err(errno(libc::EMSGSIZE)),
-            Some(_) => len,
-            None => len.min(STREAM_MAX),
-        };
+        let sock = self.open_sock_creds(cx)?;
+        let addr = Self::read_addr(cx, cx.arg(4), i64::from(cx.arg(5) as u32 as i32))?;
+        let mut keep = Vec::new();
+        let addr = self.check_any_dest(cx, &sock, addr, Op::Send, flags, &mut keep)?;
+        let len = Self::payload_limit(&sock, cx.arg(2))?;
         let data = if len == 0 {
             Vec::new()
         } else {
             cx.read_mem(cx.arg(1), len).map_err(mem_errno)?
         };
+        let more = if sock.stream && cx.arg(2) as usize > len {
+            vec![(cx.arg(1) + len as u64, cx.arg(2) - len as u64)]
+        } else {
+            Vec::new()
+        };
         let msg = Msg {
             name: Some(addr),
             data,
             control: Vec::new(),
+            keep,
+            more,
         };
-        Ok(self.perform_send(sock, flags, move |fd, fl| {
-            sysnet::sendto(fd, &msg.data, fl, msg.name.as_deref())
-        }))
+        Ok(self.perform_send(cx, sock, flags, msg))
     }
 
     /// Copies one `msghdr` (56 bytes already read) and what it points at.
@@ -424,21 +778,16 @@ impl Enforcer {
             total = total.saturating_add(len);
             parts.push((base, len));
         }
-        let cap = Self::payload_cap(sock);
-        if let Some(c) = cap {
-            if total > c as u64 {
-                return Err(errno(libc::EMSGSIZE));
-            }
-        }
-        let limit = cap.unwrap_or(STREAM_MAX).min(budget.max(1));
-        let mut data = Vec::with_capacity((total as usize).min(limit));
+        let limit = Self::payload_limit(sock, total)?.min(budget.max(1));
+        let mut data = Vec::with_capacity(limit);
+        let mut more = Vec::new();
         for (base, len) in parts {
             let room = limit - data.len();
             let take = (len as usize).min(room);
+            if take < len as usize && sock.stream {
+                more.push((base + take as u64, len - take as u64));
+            }
             if take == 0 {
-                if data.len() >= limit {
-                    break;
-                }
                 continue;
             }
             let chunk = cx.read_mem(base, take).map_err(mem_errno)?;
@@ -457,7 +806,33 @@ impl Enforcer {
             name,
             data,
             control,
+            keep: Vec::new(),
+            more,
         })
+    }
+
+    /// Checks one copied message: its destination, and its control data
+    /// (source routes refused; privileged messages refused for a program
+    /// that lacks the privilege; `SCM_RIGHTS` descriptors duplicated from
+    /// the program).
+    fn check_msg(&self, cx: &HandlerCtx<'_>, sock: &Sock, m: &mut Msg, flags: i32) -> Answer<()> {
+        if let Some(name) = m.name.take() {
+            m.name = Some(self.check_any_dest(cx, sock, name, Op::Send, flags, &mut m.keep)?);
+        }
+        if control_has_source_route(&m.control) {
+            log::debug!("network: a source route in a control message refused");
+            return Err(errno(libc::EPERM));
+        }
+        if sock.family != Family::Ip {
+            // Descriptor numbers mean the program's table, not the
+            // supervisor's (netlink also reads them, then drops them).
+            let fds = translate_rights(cx, &mut m.control)?;
+            m.keep.extend(fds);
+        }
+        if sock.family != Family::Unix {
+            self.check_control(cx, &m.control)?;
+        }
+        Ok(())
     }
 
     /// Refuses control messages that would need privileges the program
@@ -480,21 +855,13 @@ impl Enforcer {
 
     fn sendmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(2) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
-        }
+        let sock = self.open_sock_creds(cx)?;
         let hdr = cx.read_mem(cx.arg(1), MSGHDR_LEN).map_err(mem_errno)?;
         let mut msg = self.read_msg(cx, &sock, &hdr, usize::MAX)?;
-        if let Some(name) = msg.name.as_mut() {
-            self.check_dest(cx, &sock, name, Op::Send)?;
-        }
-        self.check_control(cx, &msg.control)?;
+        self.check_msg(cx, &sock, &mut msg, flags)?;
         // A send without a destination (connected socket) asks here.
         Self::policy_gate(cx)?;
-        Ok(self.perform_send(sock, flags, move |fd, fl| {
-            sysnet::sendmsg(fd, &msg.out(), fl)
-        }))
+        Ok(self.perform_send(cx, sock, flags, msg))
     }
 
     /// `sendmmsg(fd, msgvec, vlen, flags)`.
@@ -504,10 +871,7 @@ impl Enforcer {
 
     fn sendmmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let flags = cx.arg(3) as u32 as i32;
-        let sock = Self::open_sock(cx, cx.arg(0))?;
-        if !self.send_needs_check(&sock, flags) {
-            return Ok(NotifAction::Continue);
-        }
+        let sock = self.open_sock_creds(cx)?;
         let vec_ptr = cx.arg(1);
         let vlen = (cx.arg(2) as u32 as usize).min(IOV_MAX);
         if vlen == 0 {
@@ -543,10 +907,7 @@ impl Enforcer {
             let res = self
                 .read_msg(cx, &sock, hdr, SENDMMSG_BUDGET - used)
                 .and_then(|mut m| {
-                    if let Some(name) = m.name.as_mut() {
-                        self.check_dest(cx, &sock, name, Op::Send)?;
-                    }
-                    self.check_control(cx, &m.control)?;
+                    self.check_msg(cx, &sock, &mut m, flags)?;
                     Ok(m)
                 });
             match res {
@@ -568,7 +929,10 @@ impl Enforcer {
         let pid = cx.pid() as i32;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
         let fd = sock.fd.as_fd();
-        let first = if blocking && self.can_try_nonblocking(&sock, flags) {
+        let first = if sock.creds.is_some() {
+            // Every call goes through the helper thread, below.
+            Ok(Vec::new())
+        } else if blocking && self.can_try_nonblocking(&sock, flags) {
             sysnet::sendmmsg(
                 fd,
                 &outs(&msgs),
@@ -584,16 +948,15 @@ impl Enforcer {
             Err(e) if blocking && would_block(&e) => Vec::new(),
             Err(e) => return Ok(errno(io_errno(&e))),
         };
-        if !blocking || sent.len() == msgs.len() {
+        if sock.creds.is_none() && (!blocking || sent.len() == msgs.len()) {
             return Ok(write_lens_now(cx, vec_ptr, &sent));
         }
         // The rest may block: finish it on the deferral pool. The lengths are
         // written back with a liveness check on the program's process.
         let proc_fd = open_process(pid);
-        let Sock { fd, .. } = sock;
-        Ok(NotifAction::defer(move || {
+        Ok(self.run_maybe_blocking(cx, sock, blocking, move |fd| {
             let rest = &msgs[sent.len()..];
-            let more = sysnet::sendmmsg(fd.as_fd(), &outs(rest), flags | libc::MSG_NOSIGNAL);
+            let more = sysnet::sendmmsg(fd, &outs(rest), flags | libc::MSG_NOSIGNAL);
             let mut lens = sent;
             match more {
                 Ok(l) => lens.extend(l),
@@ -616,12 +979,19 @@ impl Enforcer {
         }))
     }
 
-    /// Whether a blocking datagram send may first be tried with
-    /// `MSG_DONTWAIT` without changing its meaning (not for streams, not
-    /// while a corked UDP datagram is being built: a failed non-blocking
-    /// append would drop it).
+    /// Whether a blocking send may first be tried with `MSG_DONTWAIT`
+    /// without changing its meaning: not a fast open (it would answer
+    /// `EINPROGRESS`), not while a corked UDP datagram is being built (a
+    /// failed non-blocking append would drop it). A stream send that goes
+    /// out in part is finished blocking.
     fn can_try_nonblocking(&self, sock: &Sock, flags: i32) -> bool {
-        if sock.proto == Some(Protocol::Tcp) || flags & libc::MSG_MORE != 0 {
+        if flags & libc::MSG_FASTOPEN != 0 {
+            return false;
+        }
+        if sock.stream {
+            return true;
+        }
+        if flags & libc::MSG_MORE != 0 {
             return false;
         }
         if sock.raw_proto == libc::IPPROTO_UDP || sock.raw_proto == libc::IPPROTO_UDPLITE {
@@ -635,24 +1005,169 @@ impl Enforcer {
 
     /// Runs a send: now if it cannot block (or does not, tried with
     /// `MSG_DONTWAIT`), else on the deferral pool with the program's flags.
-    fn perform_send<F>(&self, sock: Sock, flags: i32, send: F) -> NotifAction
-    where
-        F: Fn(BorrowedFd<'_>, i32) -> io::Result<usize> + Send + 'static,
-    {
+    /// A stream send that went out in part is finished there.
+    fn perform_send(&self, cx: &HandlerCtx<'_>, sock: Sock, flags: i32, msg: Msg) -> NotifAction {
         let flags = flags | libc::MSG_NOSIGNAL;
         let blocking = !sock.nonblocking && flags & libc::MSG_DONTWAIT == 0;
-        if !blocking {
-            return to_action(send(sock.fd.as_fd(), flags));
+        if !blocking && sock.creds.is_none() {
+            return to_action(sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags));
         }
-        if self.can_try_nonblocking(&sock, flags) {
-            match send(sock.fd.as_fd(), flags | libc::MSG_DONTWAIT) {
+        let mut done = 0usize;
+        if sock.creds.is_none() && self.can_try_nonblocking(&sock, flags) {
+            match sysnet::sendmsg(sock.fd.as_fd(), &msg.out(), flags | libc::MSG_DONTWAIT) {
                 Err(e) if would_block(&e) => {}
+                Ok(n) if sock.stream && n > 0 && (n < msg.data.len() || !msg.more.is_empty()) => {
+                    done = n
+                }
                 other => return to_action(other),
             }
         }
-        let fd = sock.fd;
-        NotifAction::defer(move || to_action(send(fd.as_fd(), flags)))
+        let pid = cx.pid() as i32;
+        let process = open_process(pid);
+        self.run_maybe_blocking(cx, sock, blocking, move |fd| {
+            if done == 0 {
+                match sysnet::sendmsg(fd, &msg.out(), flags) {
+                    Ok(n) => done = n,
+                    Err(e) => return errno(io_errno(&e)),
+                }
+                if !has_more(&msg) || !blocking {
+                    return NotifAction::ReturnValue(done as i64);
+                }
+            }
+            // A blocking stream send sends everything: the rest of the
+            // copy, then what was not copied, read from the program while
+            // it waits (bytes only: the name and control data went first).
+            let _ = send_all(fd, &msg.data[done.min(msg.data.len())..], flags, &mut done);
+            if done >= msg.data.len() {
+                for &(base, len) in &msg.more {
+                    let alive = process
+                        .as_ref()
+                        .is_some_and(|p| matches!(sysnet::poll_readable(p.as_fd(), 0), Ok(false)));
+                    if !alive || !stream_from_memory(fd, pid, base, len, flags, &mut done) {
+                        break;
+                    }
+                }
+            }
+            NotifAction::ReturnValue(done as i64)
+        })
     }
+}
+
+/// Whether stream bytes are left that were not copied yet.
+fn has_more(msg: &Msg) -> bool {
+    !msg.more.is_empty()
+}
+
+/// Sends all of `data` (blocking), adding what went out to `done`; false
+/// at the first error or short progress.
+fn send_all(fd: BorrowedFd<'_>, mut data: &[u8], flags: i32, done: &mut usize) -> bool {
+    while !data.is_empty() {
+        let part = OutMsg {
+            name: None,
+            data,
+            control: &[],
+        };
+        match sysnet::sendmsg(fd, &part, flags) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                *done += n;
+                data = &data[n..];
+            }
+        }
+    }
+    true
+}
+
+/// Copies `len` bytes at `base` of process `pid` in chunks and sends them.
+fn stream_from_memory(
+    fd: BorrowedFd<'_>,
+    pid: i32,
+    base: u64,
+    len: u64,
+    flags: i32,
+    done: &mut usize,
+) -> bool {
+    let mut off = 0u64;
+    let mut buf = vec![0u8; STREAM_MAX];
+    while off < len {
+        let want = ((len - off) as usize).min(STREAM_MAX);
+        let got = match mem::read(pid, base + off, &mut buf[..want]) {
+            Ok(n) if n > 0 => n,
+            _ => return false,
+        };
+        if !send_all(fd, &buf[..got], flags, done) {
+            return false;
+        }
+        off += got as u64;
+    }
+    true
+}
+
+/// Whether control data carries a source route (`IP_OPTIONS`/`IP_RETOPTS`,
+/// an IPv6 routing header): a packet could reach a refused host as a hop.
+fn control_has_source_route(control: &[u8]) -> bool {
+    cmsgs(control).any(|(level, kind, _)| {
+        matches!(
+            (level, kind),
+            (libc::IPPROTO_IP, IP_OPTIONS | IP_RETOPTS)
+                | (
+                    libc::IPPROTO_IPV6,
+                    IPV6_RTHDR | IPV6_2292RTHDR | IPV6_2292PKTOPTIONS
+                )
+        )
+    })
+}
+
+/// The control messages of `c`: level, type and the data's byte range.
+fn cmsgs(c: &[u8]) -> impl Iterator<Item = (i32, i32, std::ops::Range<usize>)> + '_ {
+    const HDR: usize = 16;
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        if off + HDR > c.len() {
+            return None;
+        }
+        let len = u64_at(c, off) as usize;
+        if len < HDR || len > c.len() - off {
+            return None;
+        }
+        let item = (
+            u32_at(c, off + 8) as i32,
+            u32_at(c, off + 12) as i32,
+            off + HDR..off + len,
+        );
+        off += (len + 7) & !7;
+        Some(item)
+    })
+}
+
+/// Replaces the program's descriptor numbers in `SCM_RIGHTS` messages by
+/// duplicates in the supervisor (sent in their place), and refuses
+/// `SCM_CREDENTIALS` that claim another process than the program.
+fn translate_rights(cx: &HandlerCtx<'_>, control: &mut [u8]) -> Answer<Vec<OwnedFd>> {
+    let mut keep = Vec::new();
+    let list: Vec<_> = cmsgs(control).collect();
+    for (level, kind, range) in list {
+        if level != libc::SOL_SOCKET {
+            continue;
+        }
+        if kind == libc::SCM_RIGHTS {
+            let mut at = range.start;
+            while at + 4 <= range.end {
+                let fd = u32_at(control, at) as i32;
+                let dup = cx.dup_fd(fd).map_err(|_| errno(libc::EBADF))?;
+                control[at..at + 4].copy_from_slice(&dup.as_raw_fd().to_ne_bytes());
+                keep.push(dup);
+                at += 4;
+            }
+        } else if kind == libc::SCM_CREDENTIALS && range.len() >= 4 {
+            let pid = u32_at(control, range.start) as i32;
+            let tgid = crate::handler::thread_group_of(cx.pid() as i32);
+            if Some(pid) != tgid {
+                return Err(errno(libc::EPERM));
+            }
+        }
+    }
+    Ok(keep)
 }
 
 fn would_block(e: &io::Error) -> bool {

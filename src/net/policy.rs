@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -92,6 +93,35 @@ impl Target {
     pub fn net(net: IpNet) -> Target {
         Target::Net(canonical_net(net))
     }
+}
+
+/// An `AF_UNIX` destination named by a `unix:` rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnixTarget {
+    /// Every unix destination (`unix:*`).
+    Any,
+    /// One socket file (`unix:/run/app.sock`), absolute and normalised.
+    Path(PathBuf),
+    /// Every socket below a directory (`unix:/run/app/`).
+    Dir(PathBuf),
+    /// An abstract socket (`unix:@name`): the name without its leading NUL.
+    Abstract(Vec<u8>),
+}
+
+impl UnixTarget {
+    /// Parses `unix:*`, `unix:/path`, `unix:/dir/` or `unix:@name`.
+    pub fn parse(spec: &str) -> Result<UnixTarget, NetSpecError> {
+        spec::parse_unix(spec)
+    }
+}
+
+/// A unix destination as the supervisor found it: where a pathname
+/// resolved (in the supervisor's view), or an abstract name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UnixDest {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
 }
 
 /// The ports a rule applies to.
@@ -194,6 +224,7 @@ pub enum Mode {
 pub struct NetPolicy {
     mode: Mode,
     rules: Vec<NetRule>,
+    unix: Vec<UnixTarget>,
     deny_bind: Option<Ports>,
 }
 
@@ -209,6 +240,7 @@ impl NetPolicy {
         NetPolicy {
             mode: Mode::Unrestricted,
             rules: Vec::new(),
+            unix: Vec::new(),
             deny_bind: None,
         }
     }
@@ -219,6 +251,7 @@ impl NetPolicy {
         NetPolicy {
             mode: Mode::Allow,
             rules,
+            unix: Vec::new(),
             deny_bind: None,
         }
     }
@@ -239,8 +272,16 @@ impl NetPolicy {
         Ok(NetPolicy {
             mode: Mode::Deny,
             rules,
+            unix: Vec::new(),
             deny_bind: None,
         })
+    }
+
+    /// Adds `AF_UNIX` destinations to the list (allowed under an allow
+    /// list, refused under a deny list; ignored when unrestricted).
+    pub fn with_unix(mut self, targets: Vec<UnixTarget>) -> NetPolicy {
+        self.unix.extend(targets);
+        self
     }
 
     /// Also refuses `bind` of a TCP socket to these ports (`EACCES`).
@@ -266,18 +307,24 @@ impl NetPolicy {
             let both = format!("--net-allow {} --net-deny {}", allow[0], deny[0]);
             return Err(NetSpecError::new(&both, NetSpecErrorKind::AllowAndDeny));
         }
+        let split = |specs: &[String], kind| -> Result<_, NetSpecError> {
+            let mut rules = Vec::new();
+            let mut unix = Vec::new();
+            for s in specs {
+                if spec::is_unix(s) {
+                    unix.push(spec::parse_unix(s)?);
+                } else {
+                    rules.push(NetRule::parse(s, kind)?);
+                }
+            }
+            Ok((rules, unix))
+        };
         let mut policy = if !allow.is_empty() {
-            let rules = allow
-                .iter()
-                .map(|s| NetRule::parse(s, RuleKind::Allow))
-                .collect::<Result<Vec<_>, _>>()?;
-            NetPolicy::allow_list(rules)
+            let (rules, unix) = split(allow, RuleKind::Allow)?;
+            NetPolicy::allow_list(rules).with_unix(unix)
         } else if !deny.is_empty() {
-            let rules = deny
-                .iter()
-                .map(|s| NetRule::parse(s, RuleKind::Deny))
-                .collect::<Result<Vec<_>, _>>()?;
-            NetPolicy::deny_list(rules)?
+            let (rules, unix) = split(deny, RuleKind::Deny)?;
+            NetPolicy::deny_list(rules)?.with_unix(unix)
         } else {
             NetPolicy::unrestricted()
         };
@@ -305,6 +352,11 @@ impl NetPolicy {
     /// The destination rules.
     pub fn rules(&self) -> &[NetRule] {
         &self.rules
+    }
+
+    /// The `AF_UNIX` destinations of the list.
+    pub fn unix_rules(&self) -> &[UnixTarget] {
+        &self.unix
     }
 
     /// The TCP ports `bind` refuses, if any.
@@ -349,10 +401,24 @@ impl NetPolicy {
             }
             hosts.push(addrs);
         }
+        // A rule's path as written and where it resolves now, so that
+        // `unix:/var/run/x` also matches the program reaching /run/x.
+        let unix = self
+            .unix
+            .iter()
+            .map(|t| {
+                let real = match t {
+                    UnixTarget::Path(p) | UnixTarget::Dir(p) => std::fs::canonicalize(p).ok(),
+                    _ => None,
+                };
+                (t.clone(), real)
+            })
+            .collect();
         Ok(ResolvedNetPolicy {
             policy: self.clone(),
             hosts,
             names,
+            unix,
         })
     }
 }
@@ -366,6 +432,8 @@ pub struct ResolvedNetPolicy {
     hosts: Vec<Vec<IpAddr>>,
     /// Each host name and its addresses, in rule order.
     names: Vec<(String, Vec<IpAddr>)>,
+    /// The unix rules, each with its path resolved when the sandbox was built.
+    unix: Vec<(UnixTarget, Option<PathBuf>)>,
 }
 
 impl ResolvedNetPolicy {
@@ -400,6 +468,27 @@ impl ResolvedNetPolicy {
     /// Like [`allows`](Self::allows) for a socket address.
     pub fn allows_addr(&self, proto: Protocol, addr: SocketAddr) -> bool {
         self.allows(proto, addr.ip(), addr.port())
+    }
+
+    /// Whether a unix destination is allowed.
+    pub(crate) fn allows_unix(&self, dest: &UnixDest) -> bool {
+        let under = |p: &Path, dir: &Path| p.starts_with(dir) && p != dir;
+        let hit = self.unix.iter().any(|(t, real)| match (t, dest) {
+            (UnixTarget::Any, _) => true,
+            (UnixTarget::Path(r), UnixDest::Path(p)) => {
+                p == r || real.as_deref().is_some_and(|x| p == x)
+            }
+            (UnixTarget::Dir(r), UnixDest::Path(p)) => {
+                under(p, r) || real.as_deref().is_some_and(|x| under(p, x))
+            }
+            (UnixTarget::Abstract(r), UnixDest::Abstract(a)) => r == a,
+            _ => false,
+        });
+        match self.policy.mode {
+            Mode::Unrestricted => true,
+            Mode::Allow => hit,
+            Mode::Deny => !hit,
+        }
     }
 
     /// Whether some rule allows `proto` at all (under an allow list: whether

@@ -8,6 +8,19 @@
 //! No scheme means TCP and UDP; `icmp://` takes no port. An IPv6 target
 //! followed by ports must be bracketed (`[::1]:80`): unbracketed, every colon
 //! belongs to the address. Host names are for allow lists only.
+//!
+//! `AF_UNIX` destinations (connect, and sends with an address) are rules too:
+//!
+//! ```text
+//! UNIX   = unix:* | unix:/absolute/path | unix:/absolute/dir/ | unix:@abstract-name
+//! ```
+//! `unix:/run/app.sock` names one socket file (matched by where the path the
+//! program gave resolves to, in its root and working directory, symlinks
+//! followed); a trailing `/` names every socket below a directory;
+//! `unix:@name` names an abstract socket (the bytes after the leading NUL);
+//! `unix:*` any of them. Under an allow list, a unix destination that no
+//! `unix:` rule names is refused; under a deny list, the `unix:` rules name
+//! what is refused and every other unix destination is allowed.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,7 +28,43 @@ use std::ops::RangeInclusive;
 
 use ipnet::IpNet;
 
-use super::policy::{NetRule, Ports, Protocols, Target};
+use super::policy::{NetRule, Ports, Protocols, Target, UnixTarget};
+
+/// Whether `spec` is a `unix:` rule.
+pub(crate) fn is_unix(spec: &str) -> bool {
+    spec.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("unix:"))
+}
+
+/// Parses a `unix:` rule (see the module documentation).
+pub(crate) fn parse_unix(spec: &str) -> Result<UnixTarget, NetSpecError> {
+    let err = |k| NetSpecError::new(spec, k);
+    let rest = spec.get(5..).filter(|_| is_unix(spec));
+    let Some(rest) = rest else {
+        return Err(err(NetSpecErrorKind::BadUnixTarget));
+    };
+    if let Some(c) = rest.chars().find(|c| c.is_control()) {
+        return Err(err(NetSpecErrorKind::BadCharacter(c)));
+    }
+    if rest == "*" {
+        return Ok(UnixTarget::Any);
+    }
+    if let Some(name) = rest.strip_prefix('@') {
+        if name.is_empty() || name.len() > 107 {
+            return Err(err(NetSpecErrorKind::BadUnixTarget));
+        }
+        return Ok(UnixTarget::Abstract(name.as_bytes().to_vec()));
+    }
+    if !rest.starts_with('/') || rest.len() > 4095 {
+        return Err(err(NetSpecErrorKind::BadUnixTarget));
+    }
+    let path = crate::paths::normalize_abs(std::path::Path::new(rest));
+    if rest.ends_with('/') {
+        Ok(UnixTarget::Dir(path))
+    } else {
+        Ok(UnixTarget::Path(path))
+    }
+}
 
 /// Which list a rule belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +116,8 @@ pub enum NetSpecErrorKind {
     AllowAndDeny,
     /// A host name that did not resolve.
     Unresolved(String),
+    /// A `unix:` rule that is neither `*`, an absolute path nor `@name`.
+    BadUnixTarget,
 }
 
 /// An invalid network rule: the rule as given and what is wrong with it.
@@ -127,6 +178,9 @@ impl fmt::Display for NetSpecErrorKind {
                 f.write_str("allow and deny rules cannot be used together; choose one list")
             }
             Unresolved(e) => write!(f, "the host name does not resolve ({e})"),
+            BadUnixTarget => f.write_str(
+                "a unix rule is unix:*, unix:/absolute/path, unix:/dir/ or unix:@abstract-name",
+            ),
         }
     }
 }
@@ -352,6 +406,32 @@ mod tests {
         assert!(!is_hostname("1.2.3.300"));
         assert!(!is_hostname("-a"));
         assert!(!is_hostname("a..b"));
+    }
+
+    #[test]
+    fn unix_rules() {
+        use std::path::PathBuf;
+        assert_eq!(parse_unix("unix:*").unwrap(), UnixTarget::Any);
+        assert_eq!(
+            parse_unix("UNIX:/run/./a.sock").unwrap(),
+            UnixTarget::Path(PathBuf::from("/run/a.sock"))
+        );
+        assert_eq!(
+            parse_unix("unix:/run/app/").unwrap(),
+            UnixTarget::Dir(PathBuf::from("/run/app"))
+        );
+        assert_eq!(
+            parse_unix("unix:@name").unwrap(),
+            UnixTarget::Abstract(b"name".to_vec())
+        );
+        for bad in ["unix:", "unix:rel", "unix:@", "tcp://x"] {
+            assert_eq!(
+                parse_unix(bad).unwrap_err().kind(),
+                &NetSpecErrorKind::BadUnixTarget,
+                "{bad}"
+            );
+        }
+        assert!(is_unix("Unix:/x") && !is_unix("uni") && !is_unix("ü:/x"));
     }
 
     #[test]

@@ -41,3 +41,14 @@ impl AsFd for EventFd {
         self.0.as_fd()
     }
 }
+
+impl EventFd {
+    /// Resets the counter (after a wake-up was seen), so the next `poll(2)`
+    /// waits again.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; a non-blocking
+        // eventfd with a zero counter answers EAGAIN, which is fine here.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}

@@ -1,6 +1,9 @@
 //! Socket calls on raw socket descriptors, for network calls made on a
 //! sandboxed program's behalf: `connect`, `bind`, `sendto`, `sendmsg`,
-//! `sendmmsg`, `getsockopt`, `getsockname` and `fcntl(F_GETFL)`.
+//! `sendmmsg`, `listen`, `shutdown`, `getsockopt`, `getsockname` and
+//! `fcntl(F_GETFL)`; plus what an `AF_UNIX` bind made for the program needs
+//! (a thread with its own working directory and umask) and `poll(2)` over
+//! many descriptors.
 //!
 //! Addresses are passed as the raw `struct sockaddr` bytes the program gave,
 //! so the kernel interprets exactly what the supervisor checked. None of
@@ -9,7 +12,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::cvt;
+use super::{cvt, cvt_long};
 
 /// `sizeof(struct sockaddr_storage)`: the largest address the kernel copies.
 pub const SOCKADDR_MAX: usize = 128;
@@ -256,6 +259,145 @@ pub fn bind_from(sock: BorrowedFd<'_>, addr: &[u8], cwd: Option<BorrowedFd<'_>>)
             // SAFETY: fchdir takes an open directory fd (O_PATH allowed).
             cvt(unsafe { libc::fchdir(cwd.as_raw_fd()) })?;
             bind(sock, addr)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))
+    })
+}
+
+/// `listen(2)`.
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes a descriptor and an integer.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// `shutdown(2)` of both directions: wakes any call blocked on the socket.
+pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes a descriptor and an integer.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) }).map(drop)
+}
+
+/// The socket's type (`SO_TYPE`), e.g. `SOCK_STREAM`.
+pub fn socket_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)
+}
+
+/// `poll(2)` for readability on every fd of `fds`, waiting at most
+/// `timeout_ms` (-1: no limit); returns, per fd, whether it is readable (or
+/// hung up). `EINTR` is answered as "nothing ready".
+pub fn poll_many(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` holds `p.len()` live pollfds, the count we pass.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(vec![false; p.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter()
+        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}
+
+/// Credentials a helper thread takes on before making a call for a
+/// program (see [`run_as`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    /// Real, effective and saved user ids.
+    pub uids: [u32; 3],
+    /// Real, effective and saved group ids.
+    pub gids: [u32; 3],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Effective, permitted and inheritable capability sets.
+    pub caps: [u64; 3],
+}
+
+/// What a helper thread of [`run_as`] takes on.
+#[derive(Debug, Default)]
+pub struct ThreadSetup<'a> {
+    /// These credentials (per thread: raw `setgroups`, `setresgid`,
+    /// `setresuid`, `capset`), if given.
+    pub creds: Option<&'a Creds>,
+    /// This working directory and umask (after `unshare(CLONE_FS)`), if given.
+    pub fs: Option<(BorrowedFd<'a>, u32)>,
+}
+
+fn take_on(setup: &ThreadSetup<'_>) -> io::Result<()> {
+    if let Some((dir, umask)) = setup.fs {
+        // SAFETY: unshare(CLONE_FS) gives this thread a private copy of
+        // the root, working directory and umask; it touches no memory.
+        cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+        // SAFETY: fchdir on a directory fd borrowed for the call.
+        cvt(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::umask(umask as libc::mode_t) };
+    }
+    let Some(c) = setup.creds else {
+        return Ok(());
+    };
+    // Raw system calls: the libc wrappers would change every thread of the
+    // supervisor; the kernel changes only the calling thread.
+    // SAFETY: `c.groups` is a live slice of `len` gid_t.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_setgroups,
+            c.groups.len() as libc::c_long,
+            c.groups.as_ptr(),
+        )
+    })?;
+    // SAFETY: setresgid/setresuid take integers.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, c.gids[0], c.gids[1], c.gids[2]) })?;
+    // SAFETY: as above.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, c.uids[0], c.uids[1], c.uids[2]) })?;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let half = |v: u64, hi: bool| if hi { (v >> 32) as u32 } else { v as u32 };
+    let data = [false, true].map(|hi| CapData {
+        effective: half(c.caps[0], hi),
+        permitted: half(c.caps[1], hi),
+        inheritable: half(c.caps[2], hi),
+    });
+    let mut hdr = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: `hdr` and the two `data` entries are live, laid out as the
+    // kernel's version 3 structures; pid 0 is the calling thread.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+
+/// Runs `f` in a short-lived thread set up as `setup` says, and returns its
+/// result; the supervisor's own threads keep their credentials, directory
+/// and umask.
+pub fn run_as<T: Send>(
+    setup: &ThreadSetup<'_>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            take_on(setup)?;
+            f()
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))

@@ -103,7 +103,10 @@ pub struct RunArgs {
     /// (ECONNREFUSED). SPEC is `[tcp://|udp://|icmp://]TARGET[:PORTS]`:
     /// TARGET an address, a CIDR, a host name or `*`; IPv6 with a port in
     /// brackets; PORTS `80,443`, `8000-8080` or `*`. No scheme means TCP and
-    /// UDP. Repeatable. Example: --net-allow 127.0.0.1:8080 --net-allow [::1]:443
+    /// UDP. Unix sockets are destinations too: `unix:/path`, `unix:/dir/`,
+    /// `unix:@abstract` or `unix:*` (unnamed ones are refused under an
+    /// allow list). Repeatable. Example: --net-allow 127.0.0.1:8080
+    /// --net-allow [::1]:443 --net-allow unix:/run/app.sock
     #[arg(long, value_name = "SPEC")]
     pub net_allow: Vec<String>,
 
