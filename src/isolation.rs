@@ -141,7 +141,7 @@ fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if places.iter().any(|p| *p == path) {
+        if places.contains(&path) {
             continue;
         }
         let Ok(kind) = entry.file_type() else {
