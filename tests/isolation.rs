@@ -310,3 +310,37 @@ fn check_reports_the_isolation() {
         "{text}"
     );
 }
+
+/// Under a network policy the supervisor makes unix connects on the
+/// program's behalf, from outside the sandbox's Landlock domain: a host's
+/// abstract socket must stay out of reach all the same (deny list, and an
+/// allow list with `unix:*`), unless an allow rule names it.
+#[test]
+fn unotify_with_a_network_policy_keeps_host_abstract_sockets_out_of_reach() {
+    for extra in [
+        &["--net-deny", "10.0.0.0/8"][..],
+        &["--net-allow", "unix:*", "--net-allow", "127.0.0.1:1"][..],
+    ] {
+        let out = cli_attack(extra, "ppid", "cli-net", false);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        assert_nothing_reaches(&stdout_of(&out), &format!("unotify run {extra:?}"));
+    }
+    // Named by an allow rule: the user's explicit choice reaches it.
+    let (_listener, name) = abstract_listener("cli-net-named");
+    let exe = attack_program();
+    let rule = format!("unix:@{name}");
+    let out = run_unotify(&[
+        "run",
+        "--net-allow",
+        &rule,
+        "--",
+        exe.to_str().unwrap(),
+        "ppid",
+        name.as_str(),
+    ]);
+    let c = counts(&stdout_of(&out));
+    assert!(
+        c["abstract_connect"] > 0,
+        "an allowed name was refused: {c:?}"
+    );
+}

@@ -825,7 +825,8 @@ fn invalid_rules_are_config_errors() {
 
 /// AF_UNIX calls made on the program's behalf behave as the kernel's own:
 /// a relative bind with the program's umask, `SCM_RIGHTS`, a datagram to a
-/// path, abstract names, and a 3 MiB blocking stream `sendmsg` sent whole.
+/// path, abstract names (refused under a deny list: see `allows_unix`),
+/// and a 3 MiB blocking stream `sendmsg` sent whole.
 #[test]
 fn unix_calls_on_behalf_behave_as_the_kernels() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net_unix_ops.py");
@@ -839,7 +840,7 @@ fn unix_calls_on_behalf_behave_as_the_kernels() {
     assert!(child.wait().unwrap().success(), "{out}");
     assert_eq!(
         out,
-        "mode 0o700 fd b'hello' dgram b'dgram' abstract ok sent 3145728 3145728\n"
+        "mode 0o700 fd b'hello' dgram b'dgram' abstract refused sent 3145728 3145728\n"
     );
 }
 

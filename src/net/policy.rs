@@ -471,7 +471,20 @@ impl ResolvedNetPolicy {
     }
 
     /// Whether a unix destination is allowed.
+    ///
+    /// An abstract name is reached by the supervisor, which is outside the
+    /// sandbox's Landlock domain (whose scoping keeps the program from the
+    /// host's abstract sockets): only an allow list's `unix:@name` rule for
+    /// that very name lets it through; `unix:*`, deny lists and unrestricted
+    /// unix refuse it.
     pub(crate) fn allows_unix(&self, dest: &UnixDest) -> bool {
+        if let UnixDest::Abstract(a) = dest {
+            return matches!(self.policy.mode, Mode::Allow)
+                && self
+                    .unix
+                    .iter()
+                    .any(|(t, _)| matches!(t, UnixTarget::Abstract(r) if r == a));
+        }
         let under = |p: &Path, dir: &Path| p.starts_with(dir) && p != dir;
         let hit = self.unix.iter().any(|(t, real)| match (t, dest) {
             (UnixTarget::Any, _) => true,
