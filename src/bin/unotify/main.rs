@@ -6,6 +6,7 @@
 //! command cannot be executed, 127 if it was not found.
 
 mod cli;
+mod exec_deny;
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,7 +14,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
 use unotify::sys::signals::{self, SigSet};
 use unotify::sys::{pidfd, process};
 use unotify::{Command, Error, Sandbox};
@@ -249,18 +249,7 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.audit(file);
     }
     if !args.exec_deny.is_empty() {
-        let words = args.exec_deny.clone();
-        builder = builder.policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
-            let hit = ev.argv.as_ref().is_some_and(|argv| {
-                argv.iter()
-                    .any(|a| words.iter().any(|w| a.contains(w.as_str())))
-            });
-            if hit {
-                Verdict::Deny
-            } else {
-                Verdict::Allow
-            }
-        });
+        builder = exec_deny::install(builder, args.exec_deny.clone(), args.audit.is_some());
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
