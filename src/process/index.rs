@@ -383,7 +383,14 @@ mod tests {
         let tid = std::thread::spawn(crate::sys::process::gettid)
             .join()
             .unwrap();
-        // That thread is gone: nothing to register.
+        // That thread is gone: nothing to register. (A joined thread can
+        // stay visible in /proc for a moment, until the kernel has released
+        // it: wait for that first.)
+        let gone = format!("/proc/{me}/task/{tid}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::path::Path::new(&gone).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         assert!(index.register(tid, || true, |_| {}).is_none());
         let parked = crate::sys::process::ParkedThread::start();
         let tid = parked.tid;
