@@ -163,6 +163,49 @@ impl<'a> HandlerCtx<'a> {
         Ok(buf)
     }
 
+    /// The argument vector of the trapped `execve`/`execveat` (each
+    /// argument lossily UTF-8), or `None` for another call or an argv that
+    /// cannot be read whole (at most 4096 arguments of 128 KiB each). Under
+    /// exec argv safety the reads are served from the freeze's copy, which
+    /// the exec event checks against the new image: what this returns is
+    /// what the kernel execs.
+    ///
+    /// ```
+    /// use unotify::{HandlerCtx, NotifAction, Sandbox};
+    ///
+    /// // Refuse any exec that names `rm` in its argv.
+    /// let refuse_rm = |cx: &HandlerCtx<'_>| match cx.read_exec_argv() {
+    ///     Some(argv) if !argv.iter().any(|a| a.contains("rm")) => NotifAction::Continue,
+    ///     _ => NotifAction::Errno(libc::EPERM),
+    /// };
+    /// let sandbox = Sandbox::builder().handle("execve", refuse_rm).build()?;
+    /// # Ok::<(), unotify::Error>(())
+    /// ```
+    pub fn read_exec_argv(&self) -> Option<Vec<String>> {
+        const ARGV_MAX: u64 = 4096;
+        const ARG_MAX_LEN: usize = 128 * 1024;
+        let ptr = match self.notification().syscall_name()? {
+            "execve" => self.arg(1),
+            "execveat" => self.arg(2),
+            _ => return None,
+        };
+        let mut argv = Vec::new();
+        if ptr == 0 {
+            return Some(argv);
+        }
+        for i in 0..ARGV_MAX {
+            let mut word = [0u8; 8];
+            self.read_mem_into(ptr + i * 8, &mut word).ok()?;
+            let p = u64::from_ne_bytes(word);
+            if p == 0 {
+                return Some(argv);
+            }
+            let bytes = self.read_cstr(p, ARG_MAX_LEN).ok()?;
+            argv.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        None
+    }
+
     /// Reads a NUL-terminated string of at most `max_len` bytes (without the
     /// NUL) at `addr`, one page at a time so that it never reads across into
     /// an unmapped page.

@@ -16,7 +16,7 @@ pub use runner::HOLD_TIMEOUT;
 pub use verdict::Verdict;
 
 pub(crate) use runner::{PolicyCallback, PolicyRunner, PolicySetup};
-pub(crate) use stage::{apply, read_argv, PolicyState};
+pub(crate) use stage::{apply, PolicyState};
 
 /// The calls that wait for the callback's verdict.
 pub const HELD_SYSCALLS: &[&str] = &[

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::action::NotifAction;
-use crate::handler::HandlerCtx;
 use crate::notification::Notification;
 
 use super::context::DynamicPolicy;
@@ -109,35 +108,4 @@ pub(crate) fn apply(
         Some(errno) if !denied => NotifAction::Errno(errno),
         _ => action,
     }
-}
-
-/// At most this many arguments, of at most this many bytes each, are read.
-const ARGV_MAX: usize = 4096;
-const ARG_MAX_LEN: usize = 128 * 1024;
-
-/// The argument vector of the trapped `execve`/`execveat`, read through
-/// `cx` (ID_VALID-checked). Call only while the exec freeze holds, so that
-/// nothing can change it between this read and the kernel's. `None` if it
-/// cannot be read (the kernel would then fail the exec with `EFAULT`).
-pub(crate) fn read_argv(cx: &HandlerCtx<'_>) -> Option<Vec<String>> {
-    let ptr = match cx.notification().syscall_name()? {
-        "execve" => cx.arg(1),
-        "execveat" => cx.arg(2),
-        _ => return None,
-    };
-    if ptr == 0 {
-        return Some(Vec::new());
-    }
-    let mut argv = Vec::new();
-    for i in 0..ARGV_MAX as u64 {
-        let mut word = [0u8; 8];
-        cx.read_mem_into(ptr + i * 8, &mut word).ok()?;
-        let p = u64::from_ne_bytes(word);
-        if p == 0 {
-            return Some(argv);
-        }
-        let bytes = cx.read_cstr(p, ARG_MAX_LEN).ok()?;
-        argv.push(String::from_utf8_lossy(&bytes).into_owned());
-    }
-    Some(argv)
 }

@@ -97,7 +97,7 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
                 Some(f) if f.failure().is_none() => f
                     .snapshot()
                     .map(|s| s.argv_strings())
-                    .or_else(|| crate::policy::read_argv(&cx)),
+                    .or_else(|| cx.read_exec_argv()),
                 _ => None,
             };
             crate::policy::apply(policy, &notif, action, argv)

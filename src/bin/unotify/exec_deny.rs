@@ -10,39 +10,10 @@
 use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
 use unotify::{HandlerCtx, NotifAction, SandboxBuilder};
 
-/// At most this many arguments of at most this many bytes are read; an
-/// argv that does not fit is refused (it cannot be checked whole).
-const ARGV_MAX: u64 = 4096;
-const ARG_MAX_LEN: usize = 128 * 1024;
-
 /// Whether any argument contains any of `words`.
 fn names_a_word(argv: &[String], words: &[String]) -> bool {
     argv.iter()
         .any(|a| words.iter().any(|w| a.contains(w.as_str())))
-}
-
-/// The trapped exec's argv, or `None` if it cannot be read whole.
-fn read_argv(cx: &HandlerCtx<'_>) -> Option<Vec<String>> {
-    let ptr = match cx.notification().syscall_name()? {
-        "execve" => cx.arg(1),
-        "execveat" => cx.arg(2),
-        _ => return None,
-    };
-    let mut argv = Vec::new();
-    if ptr == 0 {
-        return Some(argv);
-    }
-    for i in 0..ARGV_MAX {
-        let mut word = [0u8; 8];
-        cx.read_mem_into(ptr + i * 8, &mut word).ok()?;
-        let p = u64::from_ne_bytes(word);
-        if p == 0 {
-            return Some(argv);
-        }
-        let bytes = cx.read_cstr(p, ARG_MAX_LEN).ok()?;
-        argv.push(String::from_utf8_lossy(&bytes).into_owned());
-    }
-    None
 }
 
 /// Adds the refusal of execs naming `words` to `builder`.
@@ -56,7 +27,7 @@ pub fn install(builder: SandboxBuilder, words: Vec<String>, audited: bool) -> Sa
             }
         });
     }
-    let handler = move |cx: &HandlerCtx<'_>| match read_argv(cx) {
+    let handler = move |cx: &HandlerCtx<'_>| match cx.read_exec_argv() {
         Some(argv) if !names_a_word(&argv, &words) => NotifAction::Continue,
         // Named, or unreadable: fail closed.
         _ => NotifAction::Errno(libc::EPERM),
