@@ -132,6 +132,16 @@ impl<'a> HandlerCtx<'a> {
         seccomp::id_valid(self.shared.listener(), self.notif.id).is_ok()
     }
 
+    /// A failed read: `Gone` if the call is no longer pending (its task
+    /// died), else the fault.
+    fn fault(&self, e: io::Error) -> MemoryError {
+        if self.id_valid() {
+            MemoryError::Fault(e)
+        } else {
+            MemoryError::Gone
+        }
+    }
+
     fn check_valid(&self) -> Result<(), MemoryError> {
         if self.id_valid() {
             Ok(())
@@ -145,8 +155,9 @@ impl<'a> HandlerCtx<'a> {
         if self.exec_copy.is_some_and(|c| c.serve(addr, buf)) {
             return Ok(());
         }
-        self.check_valid()?;
-        let n = mem::read(self.notif.pid as i32, addr, buf).map_err(MemoryError::Fault)?;
+        // Checked after the read only: what a recycled id let us read is
+        // dropped unseen.
+        let n = mem::read(self.notif.pid as i32, addr, buf).map_err(|e| self.fault(e))?;
         self.check_valid()?;
         if n < buf.len() {
             return Err(MemoryError::Fault(io::Error::from_raw_os_error(
@@ -218,7 +229,7 @@ impl<'a> HandlerCtx<'a> {
                 libc::EFAULT,
             )));
         }
-        self.check_valid()?;
+        // Checked after the read only (see `read_mem_into`).
         let mut out = Vec::new();
         let mut cur = addr;
         let mut chunk = [0u8; PAGE as usize];
@@ -227,7 +238,7 @@ impl<'a> HandlerCtx<'a> {
             let in_page = (PAGE - cur % PAGE) as usize;
             let want = in_page.min(room);
             let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want])
-                .map_err(MemoryError::Fault)?;
+                .map_err(|e| self.fault(e))?;
             if n == 0 {
                 return Err(MemoryError::Fault(io::Error::from_raw_os_error(
                     libc::EFAULT,
@@ -318,11 +329,7 @@ impl<'a> HandlerCtx<'a> {
 
 /// The thread group (process id) of thread `tid`, from `/proc/<tid>/status`.
 pub(crate) fn thread_group_of(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    crate::sys::procfs::thread_group_of(tid)
 }
 
 /// Handler chains indexed by syscall number: builtins first, then user handlers.

@@ -11,6 +11,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use crate::sys::procfs::{self, Stat};
 use crate::sys::ptrace::same_vm;
 
 /// One task: thread id and the process it belongs to.
@@ -22,10 +23,7 @@ pub(crate) struct Task {
 
 /// The parent process of `pid` (`/proc/<pid>/stat` field 4).
 pub(crate) fn parent_of(pid: i32) -> Option<i32> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    Stat::of(pid)?.ppid()
 }
 
 /// The threads of process `pid`.
@@ -40,7 +38,7 @@ pub(crate) fn threads_of(pid: i32) -> Vec<i32> {
 
 /// The children of thread `tid` of process `pid`.
 pub(crate) fn children_of_thread(pid: i32, tid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+    procfs::read_text(&format!("/proc/{pid}/task/{tid}/children"))
         .map(|s| {
             s.split_ascii_whitespace()
                 .filter_map(|c| c.parse().ok())
@@ -106,7 +104,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
 /// kernel's clone path: `/proc/<tid>/wchan` names the function).
 pub(crate) fn in_vfork_wait(tid: i32) -> bool {
     super::task_state(tid) == Some(b'D')
-        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| {
+        && procfs::read(&format!("/proc/{tid}/wchan")).is_ok_and(|w| {
             matches!(
                 &w[..],
                 b"kernel_clone" | b"wait_for_vfork_done" | b"_do_fork" | b"do_fork"

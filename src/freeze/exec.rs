@@ -123,7 +123,7 @@ impl Expected {
     /// script, the interpreter's argv ends with the script's path as given
     /// and its arguments.
     pub(crate) fn matches(&self, pid: i32) -> Result<(), String> {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        let cmdline = crate::sys::procfs::read(&format!("/proc/{pid}/cmdline"))
             .map_err(|e| format!("cannot read its argv: {e}"))?;
         let mut new: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         if cmdline.last() == Some(&0) {

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::sys::ptrace::{self, TraceeState};
 use crate::sys::seccomp;
@@ -58,11 +58,70 @@ enum Request {
     },
 }
 
+/// The tracer's request queue. Not a channel: the tracer naps between
+/// rounds for tens of microseconds, and a channel's timed receive spins and
+/// yields before it sleeps, taking the processor from the tasks it waits
+/// for; a condition variable sleeps at once.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<InboxState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct InboxState {
+    requests: Vec<Request>,
+    /// The handle was dropped: the thread ends.
+    closed: bool,
+}
+
+impl Inbox {
+    /// Queues `r`; false if the tracer is gone.
+    fn send(&self, r: Request) -> bool {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return false;
+        }
+        q.requests.push(r);
+        self.ready.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        self.queue.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Takes the queued requests, waiting for one for at most `nap`
+    /// (`None`: without limit). `None` once closed.
+    fn take(&self, nap: Option<Duration>) -> Option<Vec<Request>> {
+        let mut q = self.queue.lock();
+        if q.requests.is_empty() && !q.closed {
+            match nap {
+                Some(d) => {
+                    self.ready.wait_for(&mut q, d);
+                }
+                None => self.ready.wait(&mut q),
+            }
+        }
+        if q.closed {
+            return None;
+        }
+        Some(std::mem::take(&mut q.requests))
+    }
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
+}
+
 /// Handle on the tracer thread. Dropping it ends the thread (its tracees
 /// are detached by the kernel when it exits).
 #[derive(Debug)]
 pub(crate) struct Tracer {
-    tx: Sender<Request>,
+    inbox: Arc<Inbox>,
     next_job: AtomicU64,
     in_flight: Arc<InFlight>,
 }
@@ -87,7 +146,7 @@ impl InFlight {
 impl Tracer {
     /// Starts the tracer of the sandbox rooted at `root`.
     pub(crate) fn start(root: i32, listener: OwnedFd) -> std::io::Result<Tracer> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let inbox = Arc::new(Inbox::default());
         let in_flight = Arc::new(InFlight {
             map: Mutex::new(HashMap::new()),
             listener,
@@ -101,9 +160,12 @@ impl Tracer {
         };
         std::thread::Builder::new()
             .name("unotify-ptrace".into())
-            .spawn(move || state.run(rx))?;
+            .spawn({
+                let inbox = Arc::clone(&inbox);
+                move || state.run(&inbox)
+            })?;
         Ok(Tracer {
-            tx,
+            inbox,
             next_job: AtomicU64::new(1),
             in_flight,
         })
@@ -121,22 +183,25 @@ impl Tracer {
     pub(crate) fn freeze(&self, caller: Task, sharers: Vec<Task>) -> Pending {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let sent = self
-            .tx
-            .send(Request::Freeze {
-                job,
-                caller,
-                sharers,
-                reply,
-            })
-            .is_ok();
+        let sent = self.inbox.send(Request::Freeze {
+            job,
+            caller,
+            sharers,
+            reply,
+        });
         Pending { job, answer, sent }
     }
 
     /// The answer of `job`'s exec was sent: `expect` is what it must run
     /// if it was let through, `None` if it was not.
     pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
-        let _ = self.tx.send(Request::Finish { job, expect });
+        let _ = self.inbox.send(Request::Finish { job, expect });
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.inbox.close();
     }
 }
 
@@ -222,27 +287,15 @@ struct Loop {
 }
 
 impl Loop {
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(mut self, inbox: &Inbox) {
         let mut nap = Duration::from_micros(10);
         loop {
             let busy = !self.jobs.is_empty() || !self.table.is_empty();
-            let first = if busy {
-                match rx.recv_timeout(nap) {
-                    Ok(r) => Some(r),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(r) => Some(r),
-                    Err(_) => return,
-                }
+            let Some(requests) = inbox.take(busy.then_some(nap)) else {
+                return;
             };
-            let mut progress = first.is_some();
-            if let Some(r) = first {
-                self.handle(r);
-            }
-            while let Ok(r) = rx.try_recv() {
+            let mut progress = !requests.is_empty();
+            for r in requests {
                 self.handle(r);
             }
             progress |= self.poll_all();

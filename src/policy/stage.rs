@@ -20,9 +20,9 @@ pub(crate) struct PolicyState {
 
 /// The parent of process `pid`, from `/proc/<pid>/stat` (field 4).
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::sys::procfs::Stat::of(pid as i32)?
+        .ppid()
+        .map(|p| p as u32)
 }
 
 /// Builds the event for `notif`.

@@ -230,16 +230,7 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command's last ')': state, ppid, pgrp.
-            stat.rfind(')')
-                .and_then(|i| stat[i + 1..].split_ascii_whitespace().nth(2))
-                .and_then(|g| g.parse::<i32>().ok())
-                == Some(pgid)
-        })
+        .filter(|&pid| crate::sys::procfs::Stat::of(pid).and_then(|s| s.pgrp()) == Some(pgid))
         .collect()
 }
 
@@ -420,7 +411,7 @@ pub fn sandbox_writable_memory(pids: &[i32]) -> u64 {
     let mut private = 0u64;
     let mut shared: std::collections::HashMap<(String, u64), u64> = Default::default();
     for &pid in pids {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(maps) = crate::sys::procfs::read_text(&format!("/proc/{pid}/maps")) else {
             continue;
         };
         for line in maps.lines() {
@@ -499,7 +490,7 @@ pub fn tree_pids(roots: &[i32]) -> Vec<i32> {
 /// Private writable memory of `pid` (data + stack), in bytes, from
 /// `/proc/<pid>/statm`.
 pub fn statm_data(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let text = crate::sys::procfs::read_text(&format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_ascii_whitespace().nth(5)?.parse().ok()?;
     Some(pages * page_size())
 }
