@@ -69,6 +69,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     }
     let mut seen: HashSet<i32> = HashSet::from([caller.tgid, supervisor]);
     let mut queue = VecDeque::from([caller.tgid]);
+    let mut caller_parent = None;
     while let Some(pid) = queue.pop_front() {
         let threads = threads_of(pid);
         for &t in &threads {
@@ -77,6 +78,9 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
             }
         }
         let parent = parent_of(pid);
+        if pid == caller.tgid {
+            caller_parent = parent;
+        }
         let mut next = children_of(pid, &threads);
         if let Some(pp) = parent.filter(|&p| p > 0) {
             next.push(pp);
@@ -90,7 +94,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     }
     // The caller's own vfork parent: a thread of the caller's parent,
     // asleep in its vfork wait, of which the caller is a child.
-    if let Some(pp) = parent_of(caller.tgid) {
+    if let Some(pp) = caller_parent {
         out.retain(|t| {
             !(t.tgid == pp
                 && in_vfork_wait(t.tid)
