@@ -11,7 +11,16 @@
 //! interrupt pending, and a later freeze that needs it takes it from there.
 //! The loop polls its tracees (`WNOHANG`, by thread id, never `-1`: the
 //! sandbox's first process is the host's own child) and sleeps on its
-//! request channel between rounds while anything is outstanding.
+//! request queue between rounds while anything is outstanding.
+//!
+//! An exec let through is awaited without rounds: a [watcher](Watchers)
+//! thread blocks in `waitid(WNOWAIT)` on the caller until its exec event
+//! (or exit, or the trap of a failed exec) is there, and wakes the loop,
+//! which then takes the event. Polling for an exec event every few tens of
+//! microseconds cost more processor time than everything else the exec
+//! freeze does, on the two processors the exec itself needed. A watched
+//! tracee is polled only after its watcher has reported it: the loop never
+//! takes its event, or detaches it, under a watcher still blocked on it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -56,6 +65,99 @@ enum Request {
         job: u64,
         expect: Option<Box<Expected>>,
     },
+    /// A watcher saw a state change of this tracee (not taken yet).
+    Ready(i32),
+}
+
+/// Watcher threads at most (one per exec awaited at once; further execs
+/// are awaited by polling).
+const MAX_WATCHERS: usize = 8;
+/// The loop's longest sleep while every awaited exec is watched (its
+/// deadlines are checked that often).
+const WATCHED_NAP: Duration = Duration::from_millis(100);
+
+/// The watcher threads of one tracer (see the module documentation).
+struct Watchers {
+    queue: Arc<WatchQueue>,
+    spawned: usize,
+}
+
+#[derive(Default)]
+struct WatchQueue {
+    state: Mutex<WatchState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    tids: std::collections::VecDeque<i32>,
+    /// Watchers waiting for a tid.
+    idle: usize,
+    closed: bool,
+}
+
+impl Watchers {
+    /// Has a watcher wait for the next state change of tracee `tid` and
+    /// report it to `inbox`; false if none is free (poll for it instead).
+    fn watch(&mut self, tid: i32, inbox: &Arc<Inbox>) -> bool {
+        let mut st = self.queue.state.lock();
+        if st.closed {
+            return false;
+        }
+        if st.idle <= st.tids.len() {
+            if self.spawned >= MAX_WATCHERS {
+                return false;
+            }
+            let queue = Arc::clone(&self.queue);
+            let inbox = Arc::clone(inbox);
+            let spawned = std::thread::Builder::new()
+                .name("unotify-ptrace-w".into())
+                .spawn(move || watch_loop(&queue, &inbox));
+            if let Err(e) = spawned {
+                log::debug!("cannot start an exec watcher ({e}); polling instead");
+                return false;
+            }
+            self.spawned += 1;
+        }
+        st.tids.push_back(tid);
+        self.queue.ready.notify_one();
+        true
+    }
+
+    /// Ends the idle watchers (a busy one ends after its report).
+    fn close(&self) {
+        self.queue.state.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
+/// A watcher: takes a tid, blocks until the tracee has a state change to
+/// report (left in place: `WNOWAIT`; from another thread than the tracer,
+/// which the kernel allows for tracees of the same thread group), reports
+/// it, and takes the next.
+fn watch_loop(queue: &WatchQueue, inbox: &Inbox) {
+    loop {
+        let tid = {
+            let mut st = queue.state.lock();
+            loop {
+                if st.closed {
+                    return;
+                }
+                if let Some(t) = st.tids.pop_front() {
+                    break t;
+                }
+                st.idle += 1;
+                queue.ready.wait(&mut st);
+                st.idle -= 1;
+            }
+        };
+        // An error (ECHILD: gone, or its exec moved it to another id)
+        // is reported too: the loop polls and sorts it out.
+        let _ = ptrace::peek(tid, libc::__WALL | libc::WEXITED | libc::WSTOPPED);
+        if !inbox.send(Request::Ready(tid)) {
+            return;
+        }
+    }
 }
 
 /// The tracer's request queue. Not a channel: the tracer naps between
@@ -157,6 +259,12 @@ impl Tracer {
             in_flight: Arc::clone(&in_flight),
             table: HashMap::new(),
             jobs: Vec::new(),
+            inbox: Arc::clone(&inbox),
+            watchers: Watchers {
+                queue: Arc::default(),
+                spawned: 0,
+            },
+            watched: std::collections::HashSet::new(),
         };
         std::thread::Builder::new()
             .name("unotify-ptrace".into())
@@ -284,6 +392,10 @@ struct Loop {
     in_flight: Arc<InFlight>,
     table: HashMap<i32, Entry>,
     jobs: Vec<Job>,
+    inbox: Arc<Inbox>,
+    watchers: Watchers,
+    /// Tracees a watcher waits on and has not reported yet: not polled.
+    watched: std::collections::HashSet<i32>,
 }
 
 impl Loop {
@@ -292,6 +404,7 @@ impl Loop {
         loop {
             let busy = !self.jobs.is_empty() || !self.table.is_empty();
             let Some(requests) = inbox.take(busy.then_some(nap)) else {
+                self.watchers.close();
                 return;
             };
             let mut progress = !requests.is_empty();
@@ -301,15 +414,33 @@ impl Loop {
             progress |= self.poll_all();
             progress |= self.advance();
             self.release();
-            // An exec awaited: its caller sits in its exec stop until seen.
-            let cap = if self.jobs.iter().any(|j| j.phase == Phase::Exec) {
+            // An exec awaited and not watched: its caller sits in its exec
+            // stop until seen. An exec with frozen members: they are killed
+            // by the exec, which waits until they are reaped (here).
+            let unwatched_exec = self.jobs.iter().any(|j| {
+                j.phase == Phase::Exec
+                    && (!self.watched.contains(&j.caller.tid) || !j.members.is_empty())
+            });
+            let stops_to_come = self.table.iter().any(|(t, e)| {
+                e.st == St::Running
+                    && !self.watched.contains(t)
+                    && !self.jobs.iter().any(|j| j.caller.tid == *t)
+            });
+            let cap = if unwatched_exec {
                 EXEC_NAP
-            } else if self.jobs.is_empty() {
+            } else if self.jobs.iter().any(|j| j.phase == Phase::Stopping) {
+                // (A frozen job waits for its worker's answer: its caller
+                // sleeps in its seccomp wait, nothing to poll for.)
+                MAX_NAP
+            } else if stops_to_come {
                 IDLE_NAP
             } else {
-                MAX_NAP
+                WATCHED_NAP
             };
-            nap = if progress {
+            nap = if cap == WATCHED_NAP {
+                // Nothing to poll for: the watchers wake the loop.
+                cap
+            } else if progress {
                 Duration::from_micros(10)
             } else {
                 (nap * 2).min(cap)
@@ -325,6 +456,9 @@ impl Loop {
                 sharers,
                 reply,
             } => self.start_job(job, caller, sharers, reply),
+            Request::Ready(tid) => {
+                self.watched.remove(&tid);
+            }
             Request::Finish { job, expect } => {
                 let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
                     return; // it failed and ended already
@@ -345,6 +479,15 @@ impl Loop {
                                 let _ = ptrace::interrupt(tid);
                                 e.interrupted = true;
                             }
+                        }
+                        // A leader's exec event comes on its own id: a
+                        // watcher waits for it (a non-leader's comes on
+                        // the process id, polled for).
+                        if tid == j.caller.tgid
+                            && self.table.get(&tid).is_some_and(|e| e.st == St::Running)
+                            && self.watchers.watch(tid, &self.inbox)
+                        {
+                            self.watched.insert(tid);
                         }
                     }
                     (Phase::Stopping, _) => j.abandoned = true,
@@ -522,6 +665,9 @@ impl Loop {
         let root = self.root;
         let tids: Vec<i32> = self.table.keys().copied().collect();
         for tid in tids {
+            if self.watched.contains(&tid) {
+                continue;
+            }
             let Some(e) = self.table.get_mut(&tid) else {
                 continue;
             };
