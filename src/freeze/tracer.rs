@@ -404,7 +404,7 @@ impl Loop {
         loop {
             let busy = !self.jobs.is_empty() || !self.table.is_empty();
             let Some(requests) = inbox.take(busy.then_some(nap)) else {
-                self.watchers.close();
+                self.shut_down();
                 return;
             };
             let mut progress = !requests.is_empty();
@@ -446,6 +446,19 @@ impl Loop {
                 (nap * 2).min(cap)
             };
         }
+    }
+
+    /// The handle was dropped. A watcher blocked on a tracee that this
+    /// thread's exit detaches would never hear of it again (its later
+    /// stops and exit go to its parent): each watched tracee is asked to
+    /// stop, which wakes its watcher, which then finds the queue closed
+    /// and ends. The kernel detaches (and resumes) every tracee when this
+    /// thread exits.
+    fn shut_down(&mut self) {
+        for &tid in &self.watched {
+            let _ = ptrace::interrupt(tid);
+        }
+        self.watchers.close();
     }
 
     fn handle(&mut self, r: Request) {
