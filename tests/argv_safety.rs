@@ -1037,15 +1037,22 @@ fn exec_watchers_are_used_and_end_with_their_supervisor() {
     let mut cmd = Command::new("/bin/sh");
     cmd.args([
         "-c",
-        "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait; /bin/true",
+        "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait; exec sleep 2",
     ]);
     let mut child = sandbox.spawn(&mut cmd).expect("spawn");
-    assert!(child.wait().expect("wait").success());
-    let during = threads_named(WATCHER);
+    // While the program sleeps, its supervisor's watchers wait for work.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut during = threads_named(WATCHER);
+    while during <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        during = threads_named(WATCHER);
+    }
     assert!(
         during > before,
-        "execs were awaited by watcher threads ({before} before, {during} after the run)"
+        "execs were awaited by watcher threads ({before} before, {during} during the run)"
     );
+    let _ = child.kill();
+    let _ = child.wait();
     drop(child);
     drop(sandbox);
     assert_eq!(

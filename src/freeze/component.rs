@@ -21,9 +21,17 @@ pub(crate) struct Task {
     pub(crate) tgid: i32,
 }
 
-/// The parent process of `pid` (`/proc/<pid>/stat` field 4).
-pub(crate) fn parent_of(pid: i32) -> Option<i32> {
-    Stat::of(pid)?.ppid()
+/// The parent and the threads of process `pid`, from its `stat` (one read)
+/// when its leader is its only thread, else from its `task` directory too.
+fn parent_and_threads(pid: i32) -> (Option<i32>, Vec<i32>) {
+    match Stat::of(pid) {
+        // Field 20: the number of threads; a live leader is one of them.
+        Some(st) if st.field(20) == Some(1) && !matches!(st.state, b'Z' | b'X') => {
+            (st.ppid(), vec![pid])
+        }
+        Some(st) => (st.ppid(), threads_of(pid)),
+        None => (None, threads_of(pid)),
+    }
 }
 
 /// The threads of process `pid`.
@@ -71,20 +79,19 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     let mut queue = VecDeque::from([caller.tgid]);
     let mut caller_parent = None;
     while let Some(pid) = queue.pop_front() {
-        let threads = threads_of(pid);
+        let (parent, threads) = parent_and_threads(pid);
         for &t in &threads {
             if t != caller.tid {
                 out.push(Task { tid: t, tgid: pid });
             }
         }
-        let parent = parent_of(pid);
         if pid == caller.tgid {
             caller_parent = parent;
         }
         let mut next = children_of(pid, &threads);
         if let Some(pp) = parent.filter(|&p| p > 0) {
             next.push(pp);
-            next.extend(children_of(pp, &threads_of(pp)));
+            next.extend(children_of(pp, &parent_and_threads(pp).1));
         }
         for n in next {
             if seen.insert(n) && same_vm(n, caller.tid).unwrap_or(false) {
@@ -141,7 +148,7 @@ mod tests {
         let cpid = child.id() as i32;
         assert!(!found.iter().any(|t| t.tgid == cpid), "{found:?}");
         assert!(!found.iter().any(|t| t.tid == caller.tid));
-        assert_eq!(parent_of(cpid), Some(me));
+        assert_eq!(Stat::of(cpid).and_then(|s| s.ppid()), Some(me));
         drop(parked);
         let _ = child.kill();
         let _ = child.wait();
