@@ -1061,3 +1061,36 @@ fn exec_watchers_are_used_and_end_with_their_supervisor() {
         "watcher threads outlived their supervisor"
     );
 }
+
+#[test]
+fn scripts_run_with_their_arguments() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "scripts");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("greet");
+    std::fs::write(&script, "#!/bin/sh\necho \"greet:$*\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = script.to_str().unwrap();
+    // Run directly (the launcher's exec), by a shell (a fork's exec), and
+    // by a relative path: the interpreter's argv is not the script's, and
+    // the exec event must recognise the script form, not kill it.
+    let line = format!("{s} a 'b c'; cd {}; ./greet d", dir.path().display());
+    let bare = cli(None, "sh", &["-c", &line], dir.path());
+    assert_eq!(bare.stdout, "greet:a b c\ngreet:d\n");
+    for policy in [EXEC_DENY, DENY_PATH] {
+        let direct = cli(Some(policy), s, &["x", "y"], dir.path());
+        assert_eq!(
+            (direct.code, direct.stdout.as_str(), direct.stderr.as_str()),
+            (0, "greet:x y\n", ""),
+            "{policy:?}"
+        );
+        let ran = cli(Some(policy), "sh", &["-c", &line], dir.path());
+        assert_like_bare(
+            &format!("scripts {policy:?}"),
+            &ran,
+            &bare,
+            Duration::from_secs(30),
+        );
+        assert_eq!(ran.stdout, bare.stdout);
+    }
+}

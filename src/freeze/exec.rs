@@ -100,12 +100,24 @@ impl Snapshot {
 
 /// The file an exec path names, as the supervisor resolved it in the
 /// caller's view.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Target {
     dev: u64,
     ino: u64,
-    /// It starts with `#!`: the kernel runs its interpreter.
-    script: bool,
+    /// The file, pinned (`O_PATH`): whether it is a script is read only
+    /// when the new image's argv is not the one decided on, at its exec
+    /// event (most execs are not scripts, and need not read it).
+    file: OwnedFd,
+}
+
+impl Target {
+    /// Whether the file starts with `#!` (the kernel runs its interpreter).
+    fn is_script(&self) -> bool {
+        let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        let mut magic = [0u8; 2];
+        std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
+            && &magic == b"#!"
+    }
 }
 
 /// What an exec let through must have started: checked by the tracer at
@@ -144,7 +156,7 @@ impl Expected {
             }
             return Err("another executable".into());
         }
-        if self.target.script && want.len() <= new.len() {
+        if want.len() <= new.len() && self.target.is_script() {
             // [interpreter, (its argument), script path, argv[1..]]
             let rest = &want[1.min(want.len())..];
             let at = new.len() - rest.len();
@@ -338,7 +350,7 @@ impl ExecFreeze<'_> {
         let expect = match (
             cont && sent == Sent::Delivered,
             self.snapshot.take(),
-            self.target,
+            self.target.take(),
         ) {
             (true, Some(s), Some(target)) => Some(Box::new(Expected {
                 argv: s.argv,
@@ -491,17 +503,10 @@ pub(crate) fn resolve(
         trusted(&format!("/proc/{tgid}/fd/{dirfd}/{text}"), nofollow).map_err(errno)?
     };
     let st = crate::sys::path::fstat(fd.as_fd()).map_err(errno)?;
-    let mut script = false;
-    if st.mode & libc::S_IFMT == libc::S_IFREG {
-        if let Ok(mut f) = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-            let mut magic = [0u8; 2];
-            script = f.read_exact(&mut magic).is_ok() && &magic == b"#!";
-        }
-    }
     Ok(Target {
         dev: st.dev,
         ino: st.ino,
-        script,
+        file: fd,
     })
 }
 
@@ -555,7 +560,7 @@ mod tests {
     fn resolves_in_the_callers_view_and_reports_missing_files() {
         let me = std::process::id() as i32;
         let t = resolve(me, me, libc::AT_FDCWD, b"/bin/sh", 0).expect("/bin/sh");
-        assert!(!t.script);
+        assert!(!t.is_script());
         assert_eq!(
             resolve(me, me, libc::AT_FDCWD, b"/no/such/unotify-file", 0).unwrap_err(),
             libc::ENOENT
