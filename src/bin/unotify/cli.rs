@@ -150,8 +150,9 @@ pub struct RunArgs {
     pub keep_caps: bool,
 
     /// Deny, with EPERM, any exec one of whose arguments contains WORD,
-    /// decided by the policy callback on argv read while every task that
-    /// could change it is stopped. Repeatable. Example: --exec-deny rm
+    /// decided on one copy of argv, read while every task sharing the
+    /// caller's memory is stopped and checked again against what the kernel
+    /// started. Repeatable. Example: --exec-deny rm
     #[arg(long, value_name = "WORD")]
     pub exec_deny: Vec<String>,
 
