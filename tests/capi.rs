@@ -1,0 +1,1 @@
+//! C ABI tests (filled in below).
