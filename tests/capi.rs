@@ -184,3 +184,54 @@ fn python_binding_from_a_thread_pool() {
     assert!(stdout.contains("24 secrets denied"), "{stdout}");
     assert!(stderr.is_empty(), "python printed errors:\n{stderr}");
 }
+
+/// `Libs.private` of `unotify.pc`: what a static link needs besides the
+/// archive.
+fn pc_private_libs() -> Vec<String> {
+    let pc = std::fs::read_to_string(manifest().join("unotify.pc")).expect("read unotify.pc");
+    let line = pc
+        .lines()
+        .find_map(|l| l.strip_prefix("Libs.private:"))
+        .expect("unotify.pc has Libs.private");
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn c_example_links_statically_with_the_pkg_config_flags() {
+    let _dog = common::watchdog(Duration::from_secs(120), "static C example host");
+    if let Ok(out) = StdCommand::new("pkg-config")
+        .arg("--validate")
+        .arg(manifest().join("unotify.pc"))
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "pkg-config rejects unotify.pc: {out:?}"
+        );
+    }
+    let archive = lib_dir().join("libunotify.a");
+    assert!(archive.exists(), "no {}", archive.display());
+    let source = std::fs::read_to_string(manifest().join("examples/c/trap_openat.c"))
+        .expect("read C example");
+    let include = format!("-I{}", manifest().join("include").display());
+    let archive = archive.display().to_string();
+    let mut flags = vec![include.as_str(), archive.as_str()];
+    let private = pc_private_libs();
+    flags.extend(private.iter().map(String::as_str));
+    let host = common::build_c("capi-trap-openat-static", &source, &flags);
+    let out = StdCommand::new(&host)
+        .arg("/etc/hostname")
+        .output()
+        .expect("run static C host");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("openat /etc/hostname -> EACCES"),
+        "{stdout}"
+    );
+}
