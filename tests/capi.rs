@@ -235,3 +235,17 @@ fn c_example_links_statically_with_the_pkg_config_flags() {
         "{stdout}"
     );
 }
+
+#[test]
+fn c_abi_contract() {
+    let _dog = common::watchdog(Duration::from_secs(120), "C ABI contract host");
+    let host = build_host("capi-abi", &manifest().join("tests/capi_abi.c"));
+    let out = StdCommand::new(&host).output().expect("run C host");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("capi_abi: 0 failures"), "{stdout}");
+}
