@@ -107,6 +107,7 @@ typedef struct unotify_sandbox unotify_sandbox; /* a built policy */
 typedef struct unotify_command unotify_command; /* what to run */
 typedef struct unotify_child unotify_child;     /* a running sandboxed program */
 typedef struct unotify_ctx unotify_ctx;         /* the trapped task, inside a handler */
+typedef struct unotify_supervisor unotify_supervisor; /* one child's supervisor */
 
 /* ------------------------------------------------------- handler interface */
 
@@ -129,12 +130,14 @@ typedef struct unotify_notif {
 #define UNOTIFY_KILL_TASK 4  /* send signal to the task's process, answer ENOMEM */
 #define UNOTIFY_KILL_GROUP 5 /* send signal to the whole sandbox, answer ENOMEM */
 #define UNOTIFY_DEFER 6      /* decide later with defer_fn on the deferral pool */
+#define UNOTIFY_HOLD 7       /* no answer now: unotify_supervisor_release answers it
+                              * (a supervisor that stops answers held calls EPERM) */
 
 struct unotify_action;
 
 /* A deferred decision: runs once on the deferral pool (any thread), with a
  * copy of the notification, and fills *out like a handler (it may not
- * defer again: EIO). Returns 0, or non-zero to fail the call with EPERM.
+ * defer or hold: EIO). Returns 0, or non-zero to fail the call with EPERM.
  * There is no unotify_ctx here: read what you need in the handler. */
 typedef int (*unotify_defer_fn)(void *user, const unotify_notif *n, struct unotify_action *out);
 
@@ -145,7 +148,7 @@ typedef void (*unotify_free_fn)(void *user);
  * fd = -1, everything else 0/NULL) before calling the handler; set kind and
  * the fields it uses. */
 typedef struct unotify_action {
-    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_DEFER */
+    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_HOLD */
     int errno_value;      /* UNOTIFY_ERRNO */
     int64_t value;        /* UNOTIFY_RETURN */
     int fd;               /* UNOTIFY_INJECT_FD: the library takes this fd over */
@@ -188,6 +191,11 @@ int unotify_ctx_dup_fd(unotify_ctx *cx, int fd, int *out_fd);
 
 /* UNOTIFY_OK while the trapped call is pending, else UNOTIFY_E_GONE. */
 int unotify_ctx_id_valid(unotify_ctx *cx);
+
+/* *out = a handle on the supervisor running this handler (to release a
+ * call held with UNOTIFY_HOLD later, from any thread); free it with
+ * unotify_supervisor_free. */
+int unotify_ctx_supervisor(unotify_ctx *cx, unotify_supervisor **out);
 
 /* ----------------------------------------------------------------- builder */
 
@@ -314,6 +322,28 @@ typedef struct unotify_stats {
 int unotify_child_stats(unotify_child *c, unotify_stats *out);
 /* Frees a child; one not yet waited for is killed and waited for first. */
 void unotify_child_free(unotify_child *c);
+
+/* --------------------------------------------------------------- supervisor
+ * A unotify_supervisor does not keep its supervisor alive: once the
+ * program has exited, its functions return UNOTIFY_E_GONE. Thread-safe;
+ * safe to call from a handler (releasing another held call, say). */
+
+/* *out = a handle on the child's supervisor (UNOTIFY_E_GONE after the
+ * exit); free it with unotify_supervisor_free. */
+int unotify_child_supervisor(unotify_child *c, unotify_supervisor **out);
+/* The supervisor's counters. */
+int unotify_supervisor_stats(const unotify_supervisor *s, unotify_stats *out);
+/* Copies up to cap held calls into buf (buf may be null when cap is 0);
+ * *count = how many are held (may exceed cap). */
+int unotify_supervisor_held(const unotify_supervisor *s, unotify_notif *buf, size_t cap,
+                            size_t *count);
+/* Answers the held call `id` with *action (UNOTIFY_HOLD or UNOTIFY_DEFER:
+ * EPERM). UNOTIFY_E_GONE if no such call is held (answered, never held, or
+ * the supervisor stopped). */
+int unotify_supervisor_release(const unotify_supervisor *s, uint64_t id,
+                               const unotify_action *action);
+/* Frees the handle (null: nothing); the supervisor runs on. */
+void unotify_supervisor_free(unotify_supervisor *s);
 
 #ifdef __cplusplus
 }

@@ -136,6 +136,60 @@ static int on_openat_inject(void *user, const unotify_notif *n, unotify_ctx *cx,
     return 0;
 }
 
+/* getppid held; a host thread releases it with 5150 through the handle
+ * taken from the child. */
+static int on_getppid_hold(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    (void)user, (void)n;
+    unotify_supervisor *s = NULL;
+    EXPECT(unotify_ctx_supervisor(cx, &s) == UNOTIFY_OK && s, "ctx_supervisor");
+    unotify_supervisor_free(s);
+    out->kind = UNOTIFY_HOLD;
+    return 0;
+}
+
+static void check_hold_release(void)
+{
+    unotify_sandbox *sb = build("getppid", on_getppid_hold, NULL);
+    unotify_command *cmd;
+    unotify_child *child;
+    unotify_supervisor *sup = NULL;
+    int fd = -1, status = 0;
+    char out[64] = {0};
+    unotify_command_new("/bin/sh", &cmd);
+    unotify_command_arg(cmd, "-c");
+    unotify_command_arg(cmd, "echo $PPID");
+    unotify_command_stdio(cmd, 1, UNOTIFY_STDIO_PIPE, -1);
+    EXPECT(unotify_sandbox_spawn(sb, cmd, &child) == UNOTIFY_OK, "spawn");
+    EXPECT(unotify_child_supervisor(child, &sup) == UNOTIFY_OK, "child_supervisor");
+    unotify_notif held[4];
+    size_t count = 0;
+    for (int i = 0; i < 1000 && count == 0; i++) {
+        EXPECT(unotify_supervisor_held(sup, held, 4, &count) == UNOTIFY_OK, "held");
+        if (count == 0)
+            usleep(1000);
+    }
+    EXPECT(count == 1, "one held call, got %zu", count);
+    EXPECT(unotify_child_wait(child, 50, &status) == UNOTIFY_E_TIMEOUT, "held: still running");
+    unotify_action a = {.kind = UNOTIFY_RETURN, .value = 5150, .fd = -1};
+    if (count == 1) {
+        EXPECT(unotify_supervisor_release(sup, held[0].id, &a) == UNOTIFY_OK, "release");
+        EXPECT(unotify_supervisor_release(sup, held[0].id, &a) == UNOTIFY_E_GONE, "second release");
+    }
+    unotify_child_take_pipe(child, 1, &fd);
+    EXPECT(read(fd, out, sizeof out - 1) > 0 && atoi(out) == 5150, "released value: %s", out);
+    close(fd);
+    EXPECT(unotify_child_wait(child, 10000, &status) == UNOTIFY_OK, "wait");
+    unotify_stats st;
+    EXPECT(unotify_supervisor_stats(sup, &st) == UNOTIFY_E_GONE, "stats after exit: gone");
+    unotify_supervisor *late = NULL;
+    EXPECT(unotify_child_supervisor(child, &late) == UNOTIFY_E_GONE && !late, "supervisor after exit");
+    unotify_supervisor_free(sup);
+    unotify_child_free(child);
+    unotify_command_free(cmd);
+    unotify_sandbox_free(sb);
+}
+
 static void *thread_error(void *arg)
 {
     (void)arg;
@@ -279,6 +333,7 @@ int main(void)
         unotify_command_free(cmd);
         unotify_sandbox_free(sb);
     }
+    check_hold_release();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;
 }

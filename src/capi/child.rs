@@ -392,6 +392,30 @@ pub extern "C" fn unotify_child_stats(c: *mut UnotifyChild, out: *mut UnotifySta
     })
 }
 
+/// A handle on the child's supervisor: `*out` is a new
+/// `unotify_supervisor` the caller frees; `UNOTIFY_E_GONE` after the exit.
+#[no_mangle]
+pub extern "C" fn unotify_child_supervisor(
+    c: *mut UnotifyChild,
+    out: *mut *mut super::supervisor::UnotifySupervisor,
+) -> c_int {
+    guard(|| {
+        let c = child(c)?;
+        if out.is_null() {
+            return Err(Fail::invalid("null out"));
+        }
+        let h = c.inner.supervisor().ok_or_else(|| {
+            Fail::new(
+                super::error::UNOTIFY_E_GONE,
+                "the program has exited; its supervisor stopped",
+            )
+        })?;
+        let s = super::supervisor::UnotifySupervisor::new(h);
+        capi_raw::put(out, capi_raw::into_handle(s));
+        Ok(())
+    })
+}
+
 /// Takes the host's end of a `UNOTIFY_STDIO_PIPE` stream `which` (0, 1,
 /// 2): `*out_fd` is an fd the host owns (-1 if that stream is no pipe or
 /// was taken).

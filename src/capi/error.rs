@@ -1,4 +1,4 @@
-//! Status codes and the thread-local last-error message; [`guard`] wraps
+//! Status codes and the thread-local last-error message; `guard` wraps
 //! every entry point so that no panic crosses into C.
 
 use std::cell::RefCell;

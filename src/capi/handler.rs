@@ -58,6 +58,8 @@ pub const UNOTIFY_KILL_TASK: c_int = 4;
 pub const UNOTIFY_KILL_GROUP: c_int = 5;
 /// Decide later: `defer_fn` runs on the deferral pool.
 pub const UNOTIFY_DEFER: c_int = 6;
+/// Do not answer now: `unotify_supervisor_release` answers later.
+pub const UNOTIFY_HOLD: c_int = 7;
 
 /// `unotify_defer_fn`: a deferred decision, run once on the deferral pool.
 pub type DeferFn = Option<
@@ -79,7 +81,7 @@ pub type HandlerFn = Option<
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UnotifyAction {
-    /// One of `UNOTIFY_CONTINUE` ... `UNOTIFY_DEFER`.
+    /// One of `UNOTIFY_CONTINUE` ... `UNOTIFY_HOLD`.
     pub kind: c_int,
     /// The errno for `UNOTIFY_ERRNO`.
     pub errno_value: c_int,
@@ -101,7 +103,7 @@ pub struct UnotifyAction {
 }
 
 impl UnotifyAction {
-    fn continue_() -> Self {
+    pub(crate) fn continue_() -> Self {
         UnotifyAction {
             kind: UNOTIFY_CONTINUE,
             errno_value: 0,
@@ -183,9 +185,12 @@ impl Drop for DeferCall {
 }
 
 /// Turns a C answer into an action; anything malformed fails closed
-/// (`EPERM`). A deferred answer may not defer again (`EIO`).
-fn to_action(out: UnotifyAction, notif: &UnotifyNotif, may_defer: bool) -> NotifAction {
+/// (`EPERM`). Only a handler's answer (`may_defer`) may defer or hold; a
+/// deferred one that does is answered `EIO`.
+pub(crate) fn to_action(out: UnotifyAction, notif: &UnotifyNotif, may_defer: bool) -> NotifAction {
     match out.kind {
+        UNOTIFY_HOLD if !may_defer => NotifAction::Errno(libc::EIO),
+        UNOTIFY_HOLD => NotifAction::Hold,
         UNOTIFY_CONTINUE => NotifAction::Continue,
         UNOTIFY_ERRNO => NotifAction::Errno(out.errno_value),
         UNOTIFY_RETURN => NotifAction::ReturnValue(out.value),
@@ -305,6 +310,24 @@ pub extern "C" fn unotify_ctx_dup_fd(cx: *mut UnotifyCtx, fd: c_int, out_fd: *mu
             }
         })?;
         capi_raw::put(out_fd, std::os::fd::IntoRawFd::into_raw_fd(owned));
+        Ok(())
+    })
+}
+
+/// A handle on the supervisor running this handler: `*out` is a new
+/// `unotify_supervisor` the caller frees.
+#[no_mangle]
+pub extern "C" fn unotify_ctx_supervisor(
+    cx: *mut UnotifyCtx,
+    out: *mut *mut super::supervisor::UnotifySupervisor,
+) -> c_int {
+    guard(|| {
+        let cx = ctx(cx)?;
+        if out.is_null() {
+            return Err(Fail::invalid("null out"));
+        }
+        let s = super::supervisor::UnotifySupervisor::new(cx.supervisor());
+        capi_raw::put(out, capi_raw::into_handle(s));
         Ok(())
     })
 }

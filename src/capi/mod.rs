@@ -1,7 +1,7 @@
 //! The C ABI of `include/unotify.h` (feature `capi`): opaque handles over
 //! the public Rust API ([`SandboxBuilder`](crate::SandboxBuilder),
 //! [`Sandbox`](crate::Sandbox), [`Command`](crate::Command),
-//! [`Child`](crate::Child)), C callbacks run as [`Handler`](crate::Handler)s,
+//! [`Child`](crate::Child), [`SupervisorHandle`](crate::SupervisorHandle)), C callbacks run as [`Handler`](crate::Handler)s,
 //! status codes with a thread-local last error. Every entry point catches
 //! panics; pointers are turned into references only in `sys::capi_raw`.
 //! The header is the reference for C hosts; these items are its Rust side.
@@ -10,8 +10,10 @@ pub mod builder;
 pub mod child;
 pub mod error;
 pub mod handler;
+pub mod supervisor;
 
 pub use builder::{UnotifyBuilder, UnotifySandbox};
 pub use child::{UnotifyChild, UnotifyCommand, UnotifyStats};
 pub use error::*;
 pub use handler::{UnotifyAction, UnotifyCtx, UnotifyNotif};
+pub use supervisor::UnotifySupervisor;

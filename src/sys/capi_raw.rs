@@ -62,6 +62,16 @@ pub(crate) fn put<T: Copy>(p: *mut T, v: T) -> bool {
     true
 }
 
+/// Reads the `T` at `p` (a struct the host filled in); `None` for null.
+pub(crate) fn get<T: Copy>(p: *const T) -> Option<T> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the header requires a non-null input struct pointer to point
+    // at an initialised `T`; `read_unaligned` needs no alignment.
+    Some(unsafe { p.read_unaligned() })
+}
+
 /// Moves `v` to the heap and gives the host its address (a handle).
 pub(crate) fn into_handle<T>(v: T) -> *mut T {
     Box::into_raw(Box::new(v))
