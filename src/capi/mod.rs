@@ -17,3 +17,16 @@ pub use child::{UnotifyChild, UnotifyCommand, UnotifyStats};
 pub use error::*;
 pub use handler::{UnotifyAction, UnotifyCtx, UnotifyNotif};
 pub use supervisor::UnotifySupervisor;
+
+/// What the header promises about threads, checked by the compiler: a
+/// sandbox and a supervisor handle are shared between threads, a builder,
+/// command and child are moved between them.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn moved<T: Send>() {}
+    shared::<UnotifySandbox>();
+    shared::<UnotifySupervisor>();
+    moved::<UnotifyBuilder>();
+    moved::<UnotifyCommand>();
+    moved::<UnotifyChild>();
+};
