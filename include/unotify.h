@@ -164,7 +164,9 @@ typedef struct unotify_action {
 
 /* Decides one trapped call, on a supervisor worker thread (several run at
  * once). `n` and `cx` are valid only during the call. Returns 0 with the
- * answer in *out; any other value fails the call with EPERM. Handlers for
+ * answer in *out; any other value fails the call with EPERM (an fd or
+ * defer_user already put in *out is then released: closed, or given to
+ * defer_free). Handlers for
  * one system call form a chain in the order added: UNOTIFY_CONTINUE passes
  * to the next, the first other answer wins. */
 typedef int (*unotify_handler_fn)(void *user, const unotify_notif *n, unotify_ctx *cx,
@@ -289,7 +291,8 @@ int unotify_child_pid(unotify_child *c, int *pid);
 /* *out_fd = a new pidfd of the program, for the host's own event loop
  * (epoll, libuv, asyncio: readable once it has exited); the host closes it.
  * Collect the exit with unotify_child_wait/try_wait, not waitpid. Only
- * before the child is waited for. */
+ * before the exit is collected (then UNOTIFY_E_GONE: the pid may be another
+ * process's by then). */
 int unotify_child_pidfd(unotify_child *c, int *out_fd);
 /* Waits at most timeout_ms (negative: no limit) for the program to exit:
  * *wait_status is its waitpid(2) status; UNOTIFY_E_TIMEOUT if it still

@@ -115,6 +115,13 @@ static int on_getppid_defer(void *user, const unotify_notif *n, unotify_ctx *cx,
     return 0;
 }
 
+/* Sets up a deferral, then fails: EPERM, and defer_free still runs once. */
+static int on_getppid_defer_fail(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    on_getppid_defer(user, n, cx, out);
+    return 1;
+}
+
 /* openat of "/magic" answered with an fd of a file the host opened. */
 static const char *magic_file;
 static int on_openat_inject(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
@@ -273,6 +280,14 @@ int main(void)
         EXPECT(atomic_load(&defer_runs) >= 1, "deferred ran");
         EXPECT(atomic_load(&defer_runs) == atomic_load(&defer_frees), "free once per deferral: %d runs, %d frees",
                atomic_load(&defer_runs), atomic_load(&defer_frees));
+        int runs = atomic_load(&defer_runs), frees = atomic_load(&defer_frees);
+        sb = build("getppid", on_getppid_defer_fail, NULL);
+        run_sh(sb, "echo $PPID", out, sizeof out);
+        unotify_sandbox_free(sb);
+        EXPECT(atomic_load(&defer_runs) == runs && atomic_load(&defer_frees) == frees + 1,
+               "a failed handler's deferral is freed once, not run: %d runs, %d frees",
+               atomic_load(&defer_runs) - runs, atomic_load(&defer_frees) - frees);
+        EXPECT(atoi(out) == -EPERM, "failed handler with a deferral: %s", out);
     }
     {
         char tmpl[] = "/tmp/unotify-capi-XXXXXX";

@@ -28,6 +28,8 @@ pub struct UnotifyChild {
     pidfd: Option<OwnedFd>,
     /// The supervisor's counters, last read while it ran.
     last_stats: Stats,
+    /// The exit was collected: the pid may belong to another process now.
+    collected: bool,
 }
 
 /// `unotify_stats`: the supervisor's counters.
@@ -223,6 +225,7 @@ pub extern "C" fn unotify_sandbox_spawn(
             inner: child,
             pidfd: None,
             last_stats: Stats::default(),
+            collected: false,
         };
         capi_raw::put(out, capi_raw::into_handle(child));
         Ok(())
@@ -260,6 +263,12 @@ pub extern "C" fn unotify_child_pid(c: *mut UnotifyChild, pid: *mut c_int) -> c_
 impl UnotifyChild {
     fn pidfd(&mut self) -> Result<&OwnedFd, Fail> {
         if self.pidfd.is_none() {
+            if self.collected {
+                return Err(Fail::new(
+                    super::error::UNOTIFY_E_GONE,
+                    "the program has exited and was waited for; take its pidfd before waiting",
+                ));
+            }
             let fd = crate::sys::pidfd::pidfd_open(self.inner.pid() as i32, 0)
                 .map_err(|e| Fail::io("open a pidfd of the program", e))?;
             self.pidfd = Some(fd);
@@ -277,9 +286,12 @@ impl UnotifyChild {
     /// while its supervisor still runs).
     fn try_wait(&mut self) -> Result<Option<ExitStatus>, Fail> {
         self.save_stats();
-        self.inner
+        let st = self
+            .inner
             .try_wait()
-            .map_err(|e| Fail::io("wait for the program", e))
+            .map_err(|e| Fail::io("wait for the program", e))?;
+        self.collected |= st.is_some();
+        Ok(st)
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> Result<ExitStatus, Fail> {

@@ -151,6 +151,7 @@ impl Handler for CHandler {
         let rc = (self.f)(self.user.0, &notif, cx_ptr, &mut out);
         if rc != 0 {
             log::debug!("C handler returned {rc} for {}: EPERM", notif.nr);
+            discard(&out);
             return NotifAction::Errno(libc::EPERM);
         }
         to_action(out, &notif, true)
@@ -170,6 +171,7 @@ impl DeferCall {
         let mut out = UnotifyAction::continue_();
         let rc = (self.f)(self.user.0, &self.notif, &mut out);
         if rc != 0 {
+            discard(&out);
             return NotifAction::Errno(libc::EPERM);
         }
         to_action(out, &self.notif, false)
@@ -181,6 +183,21 @@ impl Drop for DeferCall {
         if let Some(free) = self.free {
             free(self.user.0);
         }
+    }
+}
+
+/// Releases what an answer that will not be used hands over: the fd of
+/// `UNOTIFY_INJECT_FD` (closed), the `defer_user` of `UNOTIFY_DEFER`
+/// (given to `defer_free`).
+pub(crate) fn discard(out: &UnotifyAction) {
+    match out.kind {
+        UNOTIFY_INJECT_FD => drop(capi_raw::take_fd(out.fd)),
+        UNOTIFY_DEFER => {
+            if let Some(free) = out.defer_free {
+                free(out.defer_user);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -203,12 +220,13 @@ pub(crate) fn to_action(out: UnotifyAction, notif: &UnotifyNotif, may_defer: boo
         },
         UNOTIFY_KILL_TASK => NotifAction::KillTask { signal: out.signal },
         UNOTIFY_KILL_GROUP => NotifAction::KillGroup { signal: out.signal },
-        UNOTIFY_DEFER if !may_defer => NotifAction::Errno(libc::EIO),
+        UNOTIFY_DEFER if !may_defer => {
+            discard(&out);
+            NotifAction::Errno(libc::EIO)
+        }
         UNOTIFY_DEFER => {
             let Some(f) = out.defer_fn else {
-                if let Some(free) = out.defer_free {
-                    free(out.defer_user);
-                }
+                discard(&out);
                 return NotifAction::Errno(libc::EPERM);
             };
             let call = DeferCall {

@@ -5,7 +5,9 @@ use std::ffi::c_int;
 
 use super::child::UnotifyStats;
 use super::error::{guard, Fail, UNOTIFY_E_GONE};
-use super::handler::{to_action, UnotifyAction, UnotifyNotif, UNOTIFY_DEFER, UNOTIFY_HOLD};
+use super::handler::{
+    discard, to_action, UnotifyAction, UnotifyNotif, UNOTIFY_DEFER, UNOTIFY_HOLD,
+};
 use crate::action::NotifAction;
 use crate::supervisor::SupervisorHandle;
 use crate::sys::capi_raw;
@@ -79,7 +81,10 @@ pub extern "C" fn unotify_supervisor_release(
         let s = supervisor(s)?;
         let a = capi_raw::get(action).ok_or_else(|| Fail::invalid("null action"))?;
         let answer = match a.kind {
-            UNOTIFY_HOLD | UNOTIFY_DEFER => NotifAction::Errno(libc::EPERM),
+            UNOTIFY_HOLD | UNOTIFY_DEFER => {
+                discard(&a);
+                NotifAction::Errno(libc::EPERM)
+            }
             _ => {
                 // Only a deferral reads the notification, and it is refused.
                 let none = UnotifyNotif {
