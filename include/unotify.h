@@ -243,6 +243,70 @@ int unotify_builder_keep_caps(unotify_builder *b, int on);
 /* Accept a kernel without Landlock ABI 6 (weaker isolation from the host). */
 int unotify_builder_allow_weak_isolation(unotify_builder *b, int on);
 
+/* ------------------------------------------------------------ policy callback */
+
+/* unotify_policy_event.category */
+#define UNOTIFY_CATEGORY_FILE 0
+#define UNOTIFY_CATEGORY_NETWORK 1
+#define UNOTIFY_CATEGORY_PROCESS 2
+#define UNOTIFY_CATEGORY_MEMORY 3
+
+/* One trapped call as the policy callback sees it: every field was read
+ * once by the supervisor and is what it decides on. Valid during the
+ * callback only. */
+typedef struct unotify_policy_event {
+    const char *syscall;       /* "connect", "execve", ... */
+    int category;              /* UNOTIFY_CATEGORY_* */
+    uint32_t pid;              /* thread id of the caller */
+    uint32_t parent_pid;       /* 0 if unknown */
+    int addr_family;           /* AF_INET, AF_INET6, or 0 without an address */
+    uint8_t addr[16];          /* network byte order (4 bytes for AF_INET) */
+    int port;                  /* destination or bind port, -1 without one */
+    int has_size;              /* whether size is set */
+    uint64_t size;             /* a size argument (mmap length) */
+    size_t argc;               /* exec arguments (argv is null when unknown) */
+    const char *const *argv;   /* exec argv (read while the caller's memory
+                                * could not change), null-terminated */
+    int denied;                /* the supervisor had already denied it */
+} unotify_policy_event;
+
+typedef struct unotify_policy_ctx unotify_policy_ctx;
+
+/* unotify_policy_fn results */
+#define UNOTIFY_VERDICT_ALLOW 0 /* let the supervisor's decision stand */
+#define UNOTIFY_VERDICT_AUDIT 1 /* the same, and log it (target unotify::audit) */
+/* ... or -errno (e.g. -EACCES) to deny with that errno; any other value
+ * denies with EPERM. A verdict only tightens: allow never lets through a
+ * call the supervisor denied. */
+
+/* Told about each trapped call; exec, open, connect, bind and send wait for
+ * its verdict (up to 5 s, then EPERM). Runs on one dedicated thread per
+ * child, one event at a time. `pc` narrows the running policy, valid
+ * during the call only. Turns exec argv safety on. */
+typedef int (*unotify_policy_fn)(void *user, const unotify_policy_event *ev,
+                                 unotify_policy_ctx *pc);
+
+/* Sets the policy callback (the last one set wins). */
+int unotify_builder_policy(unotify_builder *b, unotify_policy_fn policy, void *user);
+
+/* From a policy callback: destinations must from now on also lie in one of
+ * the n networks ("10.0.0.0/8", "::1"; UNOTIFY_E_CONFIG for another form);
+ * an empty list denies every destination. */
+int unotify_policy_restrict_network(unotify_policy_ctx *pc, const char *const *cidrs, size_t n);
+/* Re-admits networks after a restriction (never beyond the starting policy). */
+int unotify_policy_grant_network(unotify_policy_ctx *pc, const char *const *cidrs, size_t n);
+/* Restricts one process (by any of its thread ids) to the n networks. */
+int unotify_policy_restrict_process_network(unotify_policy_ctx *pc, uint32_t pid,
+                                            const char *const *cidrs, size_t n);
+/* Lowers the process or memory limit (a higher value is ignored). */
+int unotify_policy_restrict_max_processes(unotify_policy_ctx *pc, uint64_t n);
+int unotify_policy_restrict_max_memory(unotify_policy_ctx *pc, uint64_t bytes);
+/* Denies a path from now on, as unotify_builder_deny_path would have
+ * (already denied: nothing changes) / allows again one denied this way
+ * (UNOTIFY_E_CONFIG if it was not: paths denied at build stay denied). */
+int unotify_policy_deny_path(unotify_policy_ctx *pc, const char *path);
+int unotify_policy_allow_path(unotify_policy_ctx *pc, const char *path);
+
 /* Builds the policy: *out = a sandbox (free with unotify_sandbox_free).
  * Frees b whether it succeeds or not. Reports every rule error here. */
 int unotify_builder_build(unotify_builder *b, unotify_sandbox **out);

@@ -197,6 +197,53 @@ static void check_hold_release(void)
     unotify_sandbox_free(sb);
 }
 
+/* Policy callback: denies any exec naming "forbidden" with EACCES. */
+static atomic_int policy_events, policy_execs, policy_path_errors;
+static const char *policy_denied = "/tmp/unotify-capi-policy-denied";
+static int policy(void *user, const unotify_policy_event *ev, unotify_policy_ctx *pc)
+{
+    (void)user;
+    atomic_fetch_add(&policy_events, 1);
+    /* Path denial is always on with a policy callback. */
+    if (unotify_policy_deny_path(pc, policy_denied) != UNOTIFY_OK ||
+        unotify_policy_allow_path(pc, "/never/denied") != UNOTIFY_E_CONFIG)
+        atomic_fetch_add(&policy_path_errors, 1);
+    EXPECT(unotify_policy_restrict_max_processes(pc, 1000) == UNOTIFY_OK, "restrict_max_processes");
+    const char *bad[] = {"not a network"};
+    EXPECT(unotify_policy_restrict_network(pc, bad, 1) == UNOTIFY_E_CONFIG, "bad cidr");
+    if (strcmp(ev->syscall, "execve") || ev->category != UNOTIFY_CATEGORY_PROCESS)
+        return UNOTIFY_VERDICT_ALLOW;
+    atomic_fetch_add(&policy_execs, 1);
+    EXPECT(ev->argv && ev->argv[ev->argc] == NULL, "argv null-terminated");
+    for (size_t i = 0; ev->argv && i < ev->argc; i++)
+        if (strstr(ev->argv[i], "forbidden"))
+            return -EACCES;
+    return UNOTIFY_VERDICT_AUDIT;
+}
+
+static void check_policy(void)
+{
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    char out[256];
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_policy(b, NULL, NULL) == UNOTIFY_E_INVALID, "null policy");
+    EXPECT(unotify_builder_policy(b, policy, NULL) == UNOTIFY_OK, "policy");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+    FILE *f = fopen(policy_denied, "w");
+    fputs("secret\n", f);
+    fclose(f);
+    int rc = run_sh(sb,
+                    "/bin/echo forbid''den 2>/dev/null || echo refused; /bin/echo fine; "
+                    "cat /tmp/unotify-capi-policy-denied 2>/dev/null || echo blocked",
+                    out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "refused\nfine\nblocked\n"), "policy output %d: %s", rc, out);
+    EXPECT(atomic_load(&policy_execs) >= 3, "execs seen: %d", atomic_load(&policy_execs));
+    EXPECT(atomic_load(&policy_path_errors) == 0, "deny_path/allow_path from the callback");
+    unlink(policy_denied);
+    unotify_sandbox_free(sb);
+}
+
 static void *thread_error(void *arg)
 {
     (void)arg;
@@ -349,6 +396,7 @@ int main(void)
         unotify_sandbox_free(sb);
     }
     check_hold_release();
+    check_policy();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -26,7 +26,10 @@ pub struct UnotifyBuilder {
 
 impl UnotifyBuilder {
     /// Applies one setter of the Rust builder.
-    fn with(&mut self, f: impl FnOnce(SandboxBuilder) -> SandboxBuilder) -> Result<(), Fail> {
+    pub(crate) fn apply(
+        &mut self,
+        f: impl FnOnce(SandboxBuilder) -> SandboxBuilder,
+    ) -> Result<(), Fail> {
         let b = self.inner.take().ok_or_else(|| {
             Fail::invalid("this builder was damaged by an earlier internal error")
         })?;
@@ -98,7 +101,7 @@ pub extern "C" fn unotify_builder_handle(
         let b = builder(b)?;
         let name = utf8(syscall, "syscall name")?;
         let h = CHandler::new(handler, user).ok_or_else(|| Fail::invalid("null handler"))?;
-        b.with(|x| x.handle(name, h))
+        b.apply(|x| x.handle(name, h))
     })
 }
 
@@ -113,7 +116,7 @@ pub extern "C" fn unotify_builder_handle_nr(
     guard(|| {
         let b = builder(b)?;
         let h = CHandler::new(handler, user).ok_or_else(|| Fail::invalid("null handler"))?;
-        b.with(|x| x.handle_nr(nr, h))
+        b.apply(|x| x.handle_nr(nr, h))
     })
 }
 
@@ -127,7 +130,7 @@ pub extern "C" fn unotify_builder_deny(
     guard(|| {
         let b = builder(b)?;
         let name = utf8(syscall, "syscall name")?;
-        b.with(|x| x.deny(name, errno_value))
+        b.apply(|x| x.deny(name, errno_value))
     })
 }
 
@@ -137,26 +140,26 @@ pub extern "C" fn unotify_builder_trace(b: *mut UnotifyBuilder, syscall: *const 
     guard(|| {
         let b = builder(b)?;
         let name = utf8(syscall, "syscall name")?;
-        b.with(|x| x.trace(name))
+        b.apply(|x| x.trace(name))
     })
 }
 
 /// Worker threads per supervisor (0 is refused at build).
 #[no_mangle]
 pub extern "C" fn unotify_builder_workers(b: *mut UnotifyBuilder, n: u32) -> c_int {
-    guard(|| builder(b)?.with(|x| x.workers(n as usize)))
+    guard(|| builder(b)?.apply(|x| x.workers(n as usize)))
 }
 
 /// Deferrals in flight at most (more are answered `EAGAIN`).
 #[no_mangle]
 pub extern "C" fn unotify_builder_defer_limit(b: *mut UnotifyBuilder, n: u32) -> c_int {
-    guard(|| builder(b)?.with(|x| x.defer_limit(n as usize)))
+    guard(|| builder(b)?.apply(|x| x.defer_limit(n as usize)))
 }
 
 /// Deadline of a deferral, in milliseconds (later answers `EIO`).
 #[no_mangle]
 pub extern "C" fn unotify_builder_defer_timeout_ms(b: *mut UnotifyBuilder, ms: u64) -> c_int {
-    guard(|| builder(b)?.with(|x| x.defer_timeout(Duration::from_millis(ms))))
+    guard(|| builder(b)?.apply(|x| x.defer_timeout(Duration::from_millis(ms))))
 }
 
 /// Adds a `--net-allow` rule (the command's grammar).
@@ -195,13 +198,13 @@ pub extern "C" fn unotify_builder_net_deny_bind(
 /// At most `n` processes in the sandbox.
 #[no_mangle]
 pub extern "C" fn unotify_builder_max_processes(b: *mut UnotifyBuilder, n: u32) -> c_int {
-    guard(|| builder(b)?.with(|x| x.max_processes(n)))
+    guard(|| builder(b)?.apply(|x| x.max_processes(n)))
 }
 
 /// At most `bytes` of memory in the sandbox.
 #[no_mangle]
 pub extern "C" fn unotify_builder_max_memory(b: *mut UnotifyBuilder, bytes: u64) -> c_int {
-    guard(|| builder(b)?.with(|x| x.max_memory(bytes)))
+    guard(|| builder(b)?.apply(|x| x.max_memory(bytes)))
 }
 
 /// Denies `path` (a file, or a directory and all beneath it).
@@ -210,7 +213,7 @@ pub extern "C" fn unotify_builder_deny_path(b: *mut UnotifyBuilder, path: *const
     guard(|| {
         let b = builder(b)?;
         let p = os(path, "path")?;
-        b.with(|x| x.deny_path(p))
+        b.apply(|x| x.deny_path(p))
     })
 }
 
@@ -220,26 +223,26 @@ pub extern "C" fn unotify_builder_audit(b: *mut UnotifyBuilder, path: *const c_c
     guard(|| {
         let b = builder(b)?;
         let p = os(path, "path")?;
-        b.with(|x| x.audit(p))
+        b.apply(|x| x.audit(p))
     })
 }
 
 /// Exec argv safety on (non-zero) or off.
 #[no_mangle]
 pub extern "C" fn unotify_builder_argv_safety(b: *mut UnotifyBuilder, on: c_int) -> c_int {
-    guard(|| builder(b)?.with(|x| x.argv_safety(on != 0)))
+    guard(|| builder(b)?.apply(|x| x.argv_safety(on != 0)))
 }
 
 /// Keep all capabilities of a root program (non-zero) or not.
 #[no_mangle]
 pub extern "C" fn unotify_builder_keep_caps(b: *mut UnotifyBuilder, on: c_int) -> c_int {
-    guard(|| builder(b)?.with(|x| x.keep_caps(on != 0)))
+    guard(|| builder(b)?.apply(|x| x.keep_caps(on != 0)))
 }
 
 /// Accept a kernel without Landlock ABI 6 (non-zero) or not.
 #[no_mangle]
 pub extern "C" fn unotify_builder_allow_weak_isolation(b: *mut UnotifyBuilder, on: c_int) -> c_int {
-    guard(|| builder(b)?.with(|x| x.allow_weak_isolation(on != 0)))
+    guard(|| builder(b)?.apply(|x| x.allow_weak_isolation(on != 0)))
 }
 
 /// Builds the policy into `*out`. Frees `b`, whether it succeeds or not.

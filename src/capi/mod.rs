@@ -10,6 +10,7 @@ pub mod builder;
 pub mod child;
 pub mod error;
 pub mod handler;
+pub mod policy;
 pub mod supervisor;
 
 pub use builder::{UnotifyBuilder, UnotifySandbox};
