@@ -185,6 +185,29 @@ fn python_binding_from_a_thread_pool() {
     assert!(stderr.is_empty(), "python printed errors:\n{stderr}");
 }
 
+#[test]
+fn python_binding_in_an_asyncio_loop_with_deferred_handlers() {
+    if StdCommand::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: python3 is not installed; the Python binding was not tested");
+        return;
+    }
+    let _dog = common::watchdog(Duration::from_secs(120), "python asyncio");
+    let out = StdCommand::new("python3")
+        .arg(manifest().join("bindings/python/example_asyncio.py"))
+        .env("UNOTIFY_LIB", lib_dir().join("libunotify.so"))
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.is_empty(), "python printed errors:\n{stderr}");
+}
+
 /// `Libs.private` of `unotify.pc`: what a static link needs besides the
 /// archive.
 fn pc_private_libs() -> Vec<String> {

@@ -26,10 +26,13 @@ during the handler call.
 
 import ctypes
 import ctypes.util
+import itertools
 import os
+import threading
 import traceback
 
-__all__ = ["Sandbox", "Call", "Errno", "Return", "KillTask", "Result", "UnotifyError", "library"]
+__all__ = ["Sandbox", "Child", "Call", "Errno", "Return", "KillTask", "Defer", "Result",
+           "UnotifyError", "library"]
 
 # ------------------------------------------------------------------ library
 
@@ -75,7 +78,7 @@ class _Stats(ctypes.Structure):
 _HANDLER_FN = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Notif), ctypes.c_void_p, ctypes.POINTER(_Action))
 
-_CONTINUE, _ERRNO, _RETURN, _INJECT_FD, _KILL_TASK = 0, 1, 2, 3, 4
+_CONTINUE, _ERRNO, _RETURN, _INJECT_FD, _KILL_TASK, _KILL_GROUP, _DEFER = 0, 1, 2, 3, 4, 5, 6
 _STDIO_INHERIT, _STDIO_NULL, _STDIO_FD, _STDIO_PIPE = 0, 1, 2, 3
 _E_TIMEOUT, _E_GONE = -8, -9
 
@@ -109,6 +112,8 @@ def _load():
         "unotify_command_stdio": (ctypes.c_int, [p, ctypes.c_int, ctypes.c_int, ctypes.c_int]),
         "unotify_sandbox_spawn": (ctypes.c_int, [p, p, ctypes.POINTER(p)]),
         "unotify_child_pid": (ctypes.c_int, [p, _c_int_p]),
+        "unotify_child_pidfd": (ctypes.c_int, [p, _c_int_p]),
+        "unotify_child_try_wait": (ctypes.c_int, [p, _c_int_p, _c_int_p]),
         "unotify_child_wait": (ctypes.c_int, [p, ctypes.c_int64, _c_int_p]),
         "unotify_child_kill": (ctypes.c_int, [p]),
         "unotify_child_take_pipe": (ctypes.c_int, [p, ctypes.c_int, _c_int_p]),
@@ -177,6 +182,38 @@ class KillTask:
         self.signal = signal
 
 
+class Defer:
+    """Decide later: `fn()` runs on the deferral pool (off the worker
+    threads) and returns None, Errno, Return or KillTask."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+# Deferred functions waiting for the pool, by key (the C side carries the key).
+_deferred = {}
+_deferred_lock = threading.Lock()
+_deferred_keys = itertools.count(1)
+
+
+@_DEFER_FN
+def _run_deferred(user, _notif, out):
+    with _deferred_lock:
+        fn = _deferred.get(user)
+    try:
+        _fill(fn(), ctypes.cast(out, ctypes.POINTER(_Action)))
+        return 0
+    except Exception:  # fail closed: EPERM
+        traceback.print_exc()
+        return 1
+
+
+@_FREE_FN
+def _free_deferred(user):
+    with _deferred_lock:
+        _deferred.pop(user, None)
+
+
 class Call:
     """The trapped call, valid during the handler call only."""
 
@@ -221,8 +258,15 @@ def _fill(action, out):
         a.kind, a.value = _RETURN, action.value
     elif isinstance(action, KillTask):
         a.kind, a.signal = _KILL_TASK, action.signal
+    elif isinstance(action, Defer):
+        with _deferred_lock:
+            key = next(_deferred_keys)
+            _deferred[key] = action.fn
+        a.kind, a.defer_user = _DEFER, key
+        a.defer_fn = ctypes.cast(_run_deferred, ctypes.c_void_p).value
+        a.defer_free = ctypes.cast(_free_deferred, ctypes.c_void_p).value
     else:
-        raise TypeError(f"a handler returns None, Errno, Return or KillTask, not {action!r}")
+        raise TypeError(f"a handler returns None, Errno, Return, KillTask or Defer, not {action!r}")
 
 
 def _wrap(fn):
@@ -246,9 +290,82 @@ class Result:
         self.returncode, self.stdout, self.stats = returncode, stdout, stats
 
 
+class Child:
+    """A running sandboxed program: `pid`, `stdout` (a binary file, with
+    capture), `pidfd()` for an event loop, `wait`, `poll`, `kill`,
+    `stats`, `close`."""
+
+    def __init__(self, handle, capture):
+        lib = library()
+        self._c = handle
+        pid = ctypes.c_int()
+        _check("pid", lib.unotify_child_pid(handle, ctypes.byref(pid)))
+        self.pid = pid.value
+        self.stdout = None
+        if capture:
+            fd = ctypes.c_int(-1)
+            _check("take_pipe", lib.unotify_child_take_pipe(handle, 1, ctypes.byref(fd)))
+            self.stdout = os.fdopen(fd.value, "rb")
+
+    def pidfd(self):
+        """A new pidfd (the caller closes it), readable once the program
+        exited: for asyncio's add_reader, select, epoll."""
+        fd = ctypes.c_int(-1)
+        _check("pidfd", library().unotify_child_pidfd(self._c, ctypes.byref(fd)))
+        return fd.value
+
+    def wait(self, timeout=None):
+        """Waits (at most `timeout` seconds: else TimeoutError) and returns
+        the exit code (negative: killed by that signal)."""
+        status = ctypes.c_int()
+        ms = -1 if timeout is None else int(timeout * 1000)
+        rc = library().unotify_child_wait(self._c, ms, ctypes.byref(status))
+        if rc == _E_TIMEOUT:
+            raise TimeoutError(f"pid {self.pid} still runs")
+        _check("wait", rc)
+        return os.waitstatus_to_exitcode(status.value)
+
+    def poll(self):
+        """The exit code if the program has exited, else None."""
+        exited, status = ctypes.c_int(), ctypes.c_int()
+        _check("try_wait", library().unotify_child_try_wait(self._c, ctypes.byref(exited), ctypes.byref(status)))
+        return os.waitstatus_to_exitcode(status.value) if exited.value else None
+
+    def kill(self):
+        """Kills the whole sandbox (SIGKILL)."""
+        _check("kill", library().unotify_child_kill(self._c))
+
+    def stats(self):
+        """The supervisor's counters, as a dict."""
+        st = _Stats()
+        _check("stats", library().unotify_child_stats(self._c, ctypes.byref(st)))
+        return {name: getattr(st, name) for name, _ in _Stats._fields_}
+
+    def close(self):
+        """Frees the child (one still running is killed and waited for)."""
+        if self.stdout is not None:
+            self.stdout.close()
+            self.stdout = None
+        if self._c is not None:
+            library().unotify_child_free(self._c)
+            self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Sandbox:
     """A sandbox policy: `handlers` maps syscall names to Python functions
-    `fn(call) -> None | Errno | Return | KillTask`; `deny` maps names to an
+    `fn(call) -> None | Errno | Return | KillTask | Defer`; `deny` maps names to an
     errno answered in the filter. Thread-safe: `run` may be called from
     many threads at once."""
 
@@ -287,10 +404,9 @@ class Sandbox:
         _check("build", lib.unotify_builder_build(b, ctypes.byref(sb)))  # frees b
         self._sb = sb
 
-    def run(self, argv, env=None, cwd=None, capture=False, timeout=None):
-        """Runs argv (a list) to completion and returns a Result. `env`
-        (a dict) replaces the environment; `timeout` (seconds) kills the
-        sandbox when it runs out and raises TimeoutError."""
+    def spawn(self, argv, env=None, cwd=None, capture=False):
+        """Starts argv (a list) and returns a Child. `env` (a dict) replaces
+        the environment; with `capture`, the Child's `stdout` is a pipe."""
         lib = library()
         if self._sb is None:
             raise ValueError("the sandbox is closed")
@@ -311,27 +427,24 @@ class Sandbox:
             _check("spawn", lib.unotify_sandbox_spawn(self._sb, cmd, ctypes.byref(child)))
         finally:
             lib.unotify_command_free(cmd)
+        return Child(child, capture)
+
+    def run(self, argv, env=None, cwd=None, capture=False, timeout=None):
+        """Runs argv (a list) to completion and returns a Result; `timeout`
+        (seconds) kills the sandbox when it runs out and raises
+        TimeoutError."""
+        child = self.spawn(argv, env=env, cwd=cwd, capture=capture)
         try:
-            out = None
-            if capture:
-                fd = ctypes.c_int(-1)
-                _check("take_pipe", lib.unotify_child_take_pipe(child, 1, ctypes.byref(fd)))
-                with os.fdopen(fd.value, "rb") as f:
-                    out = f.read()
-            status = ctypes.c_int()
-            ms = -1 if timeout is None else int(timeout * 1000)
-            rc = lib.unotify_child_wait(child, ms, ctypes.byref(status))
-            if rc == _E_TIMEOUT:
-                lib.unotify_child_kill(child)
-                _check("wait", lib.unotify_child_wait(child, -1, ctypes.byref(status)))
-                raise TimeoutError(f"{argv[0]} still ran after {timeout} s; killed")
-            _check("wait", rc)
-            st = _Stats()
-            _check("stats", lib.unotify_child_stats(child, ctypes.byref(st)))
-            stats = {name: getattr(st, name) for name, _ in _Stats._fields_}
-            return Result(os.waitstatus_to_exitcode(status.value), out, stats)
+            out = child.stdout.read() if capture else None
+            try:
+                code = child.wait(timeout)
+            except TimeoutError:
+                child.kill()
+                child.wait()
+                raise TimeoutError(f"{argv[0]} still ran after {timeout} s; killed") from None
+            return Result(code, out, child.stats())
         finally:
-            lib.unotify_child_free(child)
+            child.close()
 
     def close(self):
         """Frees the sandbox (runs already finished)."""
