@@ -53,12 +53,17 @@
  * ------------------------------------------------------------------ fork
  * After fork() in a host that runs supervisors, the child process has none
  * of their threads: handles inherited through fork must not be used in the
- * child (not even freed); only the parent owns them. A child that wants
- * sandboxes execs, or builds new ones before starting any thread-sensitive
- * work (as with any multi-threaded library, only async-signal-safe calls
- * are safe between fork and exec in a multi-threaded parent). Sandboxed
- * programs are never started with fork(): the library uses a CLONE_VM
- * clone that execs at once, so spawning copies none of the host's memory.
+ * child (not even freed); only the parent owns them. The library's fds
+ * (listeners, pidfds) are close-on-exec: a forked child that execs drops
+ * them at once; one that does not exec holds copies until it exits, so
+ * keep such children short-lived (a held listener keeps trapped calls of
+ * a sandbox whose supervisor stopped blocked instead of failing, until the
+ * sandbox is killed). A forked child that wants sandboxes of its own execs
+ * a program that makes them (between fork and exec of a multi-threaded
+ * process only async-signal-safe calls are safe, as with any library that
+ * runs threads). Sandboxed programs themselves are never started with
+ * fork(): the library uses a CLONE_VM clone that execs at once, so spawning
+ * copies none of the host's memory and is safe from any thread.
  *
  * --------------------------------------------------------------- signals
  * A supervisor interrupts its poll thread with SIGRTMAX-2: it installs a

@@ -34,7 +34,11 @@ fn lib_dir() -> PathBuf {
 /// Compiles C host `src` against the header and the cdylib.
 fn build_host(name: &str, src: &Path) -> PathBuf {
     let lib = lib_dir();
-    let source = std::fs::read_to_string(src).expect("read C host source");
+    let mut source = std::fs::read_to_string(src).expect("read C host source");
+    // The header is part of what is compiled: a changed header rebuilds.
+    let header =
+        std::fs::read_to_string(manifest().join("include/unotify.h")).expect("read the header");
+    source.push_str(&format!("\n/* header:\n{} */\n", header.replace("*/", "* /")));
     let include = format!("-I{}", manifest().join("include").display());
     let libdir = format!("-L{}", lib.display());
     let rpath = format!("-Wl,-rpath,{}", lib.display());
@@ -256,6 +260,67 @@ fn c_example_links_statically_with_the_pkg_config_flags() {
     assert!(
         stdout.contains("openat /etc/hostname -> EACCES"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn header_structs_have_the_library_layout() {
+    use std::mem::{offset_of, size_of};
+    use unotify::capi::policy::UnotifyPolicyEvent as E;
+    use unotify::capi::{UnotifyAction as A, UnotifyNotif as N, UnotifyStats as S};
+    let host = build_host("capi-abi", &manifest().join("tests/capi_abi.c"));
+    let out = StdCommand::new(&host)
+        .arg("layout")
+        .output()
+        .expect("run C host");
+    let c = String::from_utf8_lossy(&out.stdout);
+    let rust = format!(
+        "sizes notif={} action={} stats={} policy_event={}\noffsets",
+        size_of::<N>(),
+        size_of::<A>(),
+        size_of::<S>(),
+        size_of::<E>()
+    );
+    let mut rust = rust;
+    for (name, off) in [
+        ("unotify_notif.pid", offset_of!(N, pid)),
+        ("unotify_notif.nr", offset_of!(N, nr)),
+        ("unotify_notif.arch", offset_of!(N, arch)),
+        (
+            "unotify_notif.instruction_pointer",
+            offset_of!(N, instruction_pointer),
+        ),
+        ("unotify_notif.args", offset_of!(N, args)),
+        ("unotify_action.errno_value", offset_of!(A, errno_value)),
+        ("unotify_action.value", offset_of!(A, value)),
+        ("unotify_action.fd", offset_of!(A, fd)),
+        ("unotify_action.fd_flags", offset_of!(A, fd_flags)),
+        ("unotify_action.signal", offset_of!(A, signal)),
+        ("unotify_action.defer_fn", offset_of!(A, defer_fn)),
+        ("unotify_action.defer_free", offset_of!(A, defer_free)),
+        ("unotify_action.defer_user", offset_of!(A, defer_user)),
+        ("unotify_stats.held", offset_of!(S, held)),
+        ("unotify_policy_event.category", offset_of!(E, category)),
+        ("unotify_policy_event.pid", offset_of!(E, pid)),
+        ("unotify_policy_event.parent_pid", offset_of!(E, parent_pid)),
+        (
+            "unotify_policy_event.addr_family",
+            offset_of!(E, addr_family),
+        ),
+        ("unotify_policy_event.addr", offset_of!(E, addr)),
+        ("unotify_policy_event.port", offset_of!(E, port)),
+        ("unotify_policy_event.has_size", offset_of!(E, has_size)),
+        ("unotify_policy_event.size", offset_of!(E, size)),
+        ("unotify_policy_event.argc", offset_of!(E, argc)),
+        ("unotify_policy_event.argv", offset_of!(E, argv)),
+        ("unotify_policy_event.denied", offset_of!(E, denied)),
+    ] {
+        rust.push_str(&format!(" {name}={off}"));
+    }
+    assert_eq!(
+        c.trim_end(),
+        rust,
+        "include/unotify.h and src/capi disagree on a struct layout"
     );
 }
 

@@ -257,9 +257,36 @@ static void *thread_error(void *arg)
     return NULL;
 }
 
-int main(void)
+/* Sizes and field offsets of the header's structs, for tests/capi.rs to
+ * compare with the library's. */
+#include <stddef.h>
+#define F(T, f) printf(" %s.%s=%zu", #T, #f, offsetof(T, f))
+static void print_layout(void)
+{
+    printf("sizes notif=%zu action=%zu stats=%zu policy_event=%zu\n", sizeof(unotify_notif),
+           sizeof(unotify_action), sizeof(unotify_stats), sizeof(unotify_policy_event));
+    printf("offsets");
+    F(unotify_notif, pid), F(unotify_notif, nr), F(unotify_notif, arch);
+    F(unotify_notif, instruction_pointer), F(unotify_notif, args);
+    F(unotify_action, errno_value), F(unotify_action, value), F(unotify_action, fd);
+    F(unotify_action, fd_flags), F(unotify_action, signal), F(unotify_action, defer_fn);
+    F(unotify_action, defer_free), F(unotify_action, defer_user);
+    F(unotify_stats, held);
+    F(unotify_policy_event, category), F(unotify_policy_event, pid);
+    F(unotify_policy_event, parent_pid), F(unotify_policy_event, addr_family);
+    F(unotify_policy_event, addr), F(unotify_policy_event, port), F(unotify_policy_event, has_size);
+    F(unotify_policy_event, size), F(unotify_policy_event, argc), F(unotify_policy_event, argv);
+    F(unotify_policy_event, denied);
+    printf("\n");
+}
+
+int main(int argc, char **argv)
 {
     char out[4096];
+    if (argc > 1 && !strcmp(argv[1], "layout")) {
+        print_layout();
+        return 0;
+    }
 
     /* Errors: null arguments, per-thread messages, typed codes. */
     EXPECT(unotify_builder_new(NULL) == UNOTIFY_E_INVALID, "null out");
