@@ -150,7 +150,18 @@ static int on_getppid_hold(void *user, const unotify_notif *n, unotify_ctx *cx, 
     (void)user, (void)n;
     unotify_supervisor *s = NULL;
     EXPECT(unotify_ctx_supervisor(cx, &s) == UNOTIFY_OK && s, "ctx_supervisor");
+    /* Calls back into the API from a handler: no deadlock. */
+    unotify_stats st;
+    size_t count = 0;
+    EXPECT(unotify_supervisor_stats(s, &st) == UNOTIFY_OK && st.received >= 1, "stats from a handler");
+    EXPECT(unotify_supervisor_held(s, NULL, 0, &count) == UNOTIFY_OK, "held from a handler");
     unotify_supervisor_free(s);
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK && unotify_builder_deny(b, "mkdirat", EACCES) == UNOTIFY_OK &&
+               unotify_builder_build(b, &sb) == UNOTIFY_OK,
+           "build a sandbox from a handler");
+    unotify_sandbox_free(sb);
     out->kind = UNOTIFY_HOLD;
     return 0;
 }
