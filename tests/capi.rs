@@ -38,7 +38,10 @@ fn build_host(name: &str, src: &Path) -> PathBuf {
     // The header is part of what is compiled: a changed header rebuilds.
     let header =
         std::fs::read_to_string(manifest().join("include/unotify.h")).expect("read the header");
-    source.push_str(&format!("\n/* header:\n{} */\n", header.replace("*/", "* /")));
+    source.push_str(&format!(
+        "\n/* header:\n{} */\n",
+        header.replace("*/", "* /")
+    ));
     let include = format!("-I{}", manifest().join("include").display());
     let libdir = format!("-L{}", lib.display());
     let rpath = format!("-Wl,-rpath,{}", lib.display());
