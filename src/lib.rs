@@ -96,6 +96,9 @@ pub struct ReadmeDoctests;
 
 pub mod action;
 pub mod arch;
+#[cfg(feature = "capi")]
+#[allow(unsafe_code)] // `#[no_mangle]` only: the unsafe blocks are in `sys::capi_raw`
+pub mod capi;
 pub mod command;
 pub mod error;
 pub mod filter;

@@ -4,6 +4,8 @@
 //! The rest of the crate sees only safe functions taking and returning owned
 //! file descriptors, byte slices and plain-old-data structs.
 
+#[cfg(feature = "capi")]
+pub(crate) mod capi_raw;
 pub mod caps;
 pub mod cgroup;
 pub mod eventfd;

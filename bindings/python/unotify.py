@@ -1,0 +1,465 @@
+"""unotify for Python: run a program under a seccomp user-notification
+supervisor, with Python functions deciding the trapped system calls.
+
+ctypes only (no compiled extension, no dependency). Needs libunotify.so,
+built with `cargo build --release --features capi --lib`; it is found
+through $UNOTIFY_LIB, else the system's library path.
+
+    import unotify
+
+    def on_openat(call):
+        path = call.read_cstr(call.args[1])
+        if path == b"/etc/shadow":
+            return unotify.Errno(13)          # EACCES
+        return None                           # let it run
+
+    with unotify.Sandbox(handlers={"openat": on_openat}) as sb:
+        result = sb.run(["/bin/sh", "-c", "cat /etc/hostname"], capture=True)
+        print(result.returncode, result.stdout)
+
+Threads: handlers run on the supervisor's worker threads (ctypes takes the
+GIL for them), concurrently with each other and with the caller; a Sandbox
+may be used from any number of Python threads at once. A handler that
+raises fails the trapped call with EPERM. Call objects are valid only
+during the handler call.
+"""
+
+import ctypes
+import ctypes.util
+import itertools
+import os
+import threading
+import traceback
+
+__all__ = ["Sandbox", "Child", "Call", "Errno", "Return", "KillTask", "Defer", "Result",
+           "UnotifyError", "library"]
+
+# ------------------------------------------------------------------ library
+
+_c_int_p = ctypes.POINTER(ctypes.c_int)
+
+
+class _Notif(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("nr", ctypes.c_int32),
+        ("arch", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("instruction_pointer", ctypes.c_uint64),
+        ("args", ctypes.c_uint64 * 6),
+    ]
+
+
+_DEFER_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class _Action(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("errno_value", ctypes.c_int),
+        ("value", ctypes.c_int64),
+        ("fd", ctypes.c_int),
+        ("fd_flags", ctypes.c_uint32),
+        ("signal", ctypes.c_int),
+        ("defer_fn", ctypes.c_void_p),
+        ("defer_free", ctypes.c_void_p),
+        ("defer_user", ctypes.c_void_p),
+    ]
+
+
+class _Stats(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "received", "answered", "stale", "panics", "deferred",
+        "defer_rejected", "defer_timeouts", "held")]
+
+
+_HANDLER_FN = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Notif), ctypes.c_void_p, ctypes.POINTER(_Action))
+
+_CONTINUE, _ERRNO, _RETURN, _INJECT_FD, _KILL_TASK, _KILL_GROUP, _DEFER = 0, 1, 2, 3, 4, 5, 6
+_STDIO_INHERIT, _STDIO_NULL, _STDIO_FD, _STDIO_PIPE = 0, 1, 2, 3
+_E_TIMEOUT, _E_GONE = -8, -9
+
+
+def _load():
+    path = os.environ.get("UNOTIFY_LIB") or ctypes.util.find_library("unotify") or "libunotify.so"
+    lib = ctypes.CDLL(path)
+    p = ctypes.c_void_p
+    sigs = {
+        "unotify_last_error": (ctypes.c_char_p, []),
+        "unotify_builder_new": (ctypes.c_int, [ctypes.POINTER(p)]),
+        "unotify_builder_free": (None, [p]),
+        "unotify_builder_handle": (ctypes.c_int, [p, ctypes.c_char_p, _HANDLER_FN, p]),
+        "unotify_builder_deny": (ctypes.c_int, [p, ctypes.c_char_p, ctypes.c_int]),
+        "unotify_builder_trace": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_workers": (ctypes.c_int, [p, ctypes.c_uint32]),
+        "unotify_builder_net_allow": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_net_deny": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_max_processes": (ctypes.c_int, [p, ctypes.c_uint32]),
+        "unotify_builder_max_memory": (ctypes.c_int, [p, ctypes.c_uint64]),
+        "unotify_builder_deny_path": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_allow_weak_isolation": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_build": (ctypes.c_int, [p, ctypes.POINTER(p)]),
+        "unotify_sandbox_free": (None, [p]),
+        "unotify_command_new": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(p)]),
+        "unotify_command_free": (None, [p]),
+        "unotify_command_arg": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_command_env_set": (ctypes.c_int, [p, ctypes.c_char_p, ctypes.c_char_p]),
+        "unotify_command_env_clear": (ctypes.c_int, [p]),
+        "unotify_command_cwd": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_command_stdio": (ctypes.c_int, [p, ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+        "unotify_sandbox_spawn": (ctypes.c_int, [p, p, ctypes.POINTER(p)]),
+        "unotify_child_pid": (ctypes.c_int, [p, _c_int_p]),
+        "unotify_child_pidfd": (ctypes.c_int, [p, _c_int_p]),
+        "unotify_child_try_wait": (ctypes.c_int, [p, _c_int_p, _c_int_p]),
+        "unotify_child_wait": (ctypes.c_int, [p, ctypes.c_int64, _c_int_p]),
+        "unotify_child_kill": (ctypes.c_int, [p]),
+        "unotify_child_take_pipe": (ctypes.c_int, [p, ctypes.c_int, _c_int_p]),
+        "unotify_child_stats": (ctypes.c_int, [p, ctypes.POINTER(_Stats)]),
+        "unotify_child_free": (None, [p]),
+        "unotify_ctx_read_cstr": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t,
+                                                 ctypes.POINTER(ctypes.c_size_t)]),
+        "unotify_ctx_read_mem": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]),
+        "unotify_ctx_write_mem": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]),
+        "unotify_ctx_dup_fd": (ctypes.c_int, [p, ctypes.c_int, _c_int_p]),
+    }
+    for name, (res, args) in sigs.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    return lib
+
+
+_lib = None
+
+
+def library():
+    """The loaded libunotify (loaded on first use)."""
+    global _lib
+    if _lib is None:
+        _lib = _load()
+    return _lib
+
+
+class UnotifyError(Exception):
+    """A failed libunotify call: `code` is its UNOTIFY_E_* status."""
+
+    def __init__(self, what, code, message):
+        super().__init__(f"{what}: {message} (status {code})")
+        self.code = code
+
+
+def _check(what, rc):
+    if rc != 0:
+        raise UnotifyError(what, rc, library().unotify_last_error().decode(errors="replace"))
+
+
+def _b(s):
+    return os.fsencode(s) if not isinstance(s, bytes) else s
+
+# ------------------------------------------------------------------ answers
+
+
+class Errno:
+    """Fail the call with this errno."""
+
+    def __init__(self, errno):
+        self.errno = errno
+
+
+class Return:
+    """Return this value without running the call."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class KillTask:
+    """Send `signal` (default SIGKILL) to the caller's process."""
+
+    def __init__(self, signal=9):
+        self.signal = signal
+
+
+class Defer:
+    """Decide later: `fn()` runs on the deferral pool (off the worker
+    threads) and returns None, Errno, Return or KillTask."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+# Deferred functions waiting for the pool, by key (the C side carries the key).
+_deferred = {}
+_deferred_lock = threading.Lock()
+_deferred_keys = itertools.count(1)
+
+
+@_DEFER_FN
+def _run_deferred(user, _notif, out):
+    with _deferred_lock:
+        fn = _deferred.get(user)
+    try:
+        _fill(fn(), ctypes.cast(out, ctypes.POINTER(_Action)))
+        return 0
+    except Exception:  # fail closed: EPERM
+        traceback.print_exc()
+        return 1
+
+
+@_FREE_FN
+def _free_deferred(user):
+    with _deferred_lock:
+        _deferred.pop(user, None)
+
+
+class Call:
+    """The trapped call, valid during the handler call only."""
+
+    __slots__ = ("id", "pid", "nr", "args", "_cx")
+
+    def __init__(self, notif, cx):
+        self.id, self.pid, self.nr = notif.id, notif.pid, notif.nr
+        self.args = tuple(notif.args)
+        self._cx = cx
+
+    def read_cstr(self, addr, max_len=4096):
+        """The NUL-terminated string at addr in the task, as bytes (a copy)."""
+        buf = ctypes.create_string_buffer(max_len + 1)
+        n = ctypes.c_size_t()
+        _check("read_cstr", library().unotify_ctx_read_cstr(self._cx, addr, buf, max_len + 1, ctypes.byref(n)))
+        return buf.raw[: n.value]
+
+    def read_mem(self, addr, length):
+        """`length` bytes at addr in the task (a copy)."""
+        buf = ctypes.create_string_buffer(length)
+        _check("read_mem", library().unotify_ctx_read_mem(self._cx, addr, buf, length))
+        return buf.raw
+
+    def write_mem(self, addr, data):
+        """Writes `data` at addr in the task."""
+        _check("write_mem", library().unotify_ctx_write_mem(self._cx, addr, data, len(data)))
+
+    def dup_fd(self, fd):
+        """A duplicate of the task's fd, owned by the caller (close it)."""
+        out = ctypes.c_int(-1)
+        _check("dup_fd", library().unotify_ctx_dup_fd(self._cx, fd, ctypes.byref(out)))
+        return out.value
+
+
+def _fill(action, out):
+    a = out.contents
+    if action is None:
+        a.kind = _CONTINUE
+    elif isinstance(action, Errno):
+        a.kind, a.errno_value = _ERRNO, action.errno
+    elif isinstance(action, Return):
+        a.kind, a.value = _RETURN, action.value
+    elif isinstance(action, KillTask):
+        a.kind, a.signal = _KILL_TASK, action.signal
+    elif isinstance(action, Defer):
+        with _deferred_lock:
+            key = next(_deferred_keys)
+            _deferred[key] = action.fn
+        a.kind, a.defer_user = _DEFER, key
+        a.defer_fn = ctypes.cast(_run_deferred, ctypes.c_void_p).value
+        a.defer_free = ctypes.cast(_free_deferred, ctypes.c_void_p).value
+    else:
+        raise TypeError(f"a handler returns None, Errno, Return, KillTask or Defer, not {action!r}")
+
+
+def _wrap(fn):
+    def trampoline(_user, notif, cx, out):
+        try:
+            _fill(fn(Call(notif.contents, cx)), out)
+            return 0
+        except Exception:  # fail closed: the call gets EPERM
+            traceback.print_exc()
+            return 1
+    return _HANDLER_FN(trampoline)
+
+# ------------------------------------------------------------------ sandbox
+
+
+class Result:
+    """A finished program: `returncode` (negative: killed by that signal),
+    `stdout` (bytes, with capture=True), the supervisor's `stats` (dict)."""
+
+    def __init__(self, returncode, stdout, stats):
+        self.returncode, self.stdout, self.stats = returncode, stdout, stats
+
+
+class Child:
+    """A running sandboxed program: `pid`, `stdout` (a binary file, with
+    capture), `pidfd()` for an event loop, `wait`, `poll`, `kill`,
+    `stats`, `close`."""
+
+    def __init__(self, handle, capture):
+        lib = library()
+        self._c = handle
+        pid = ctypes.c_int()
+        _check("pid", lib.unotify_child_pid(handle, ctypes.byref(pid)))
+        self.pid = pid.value
+        self.stdout = None
+        if capture:
+            fd = ctypes.c_int(-1)
+            _check("take_pipe", lib.unotify_child_take_pipe(handle, 1, ctypes.byref(fd)))
+            self.stdout = os.fdopen(fd.value, "rb")
+
+    def pidfd(self):
+        """A new pidfd (the caller closes it), readable once the program
+        exited: for asyncio's add_reader, select, epoll."""
+        fd = ctypes.c_int(-1)
+        _check("pidfd", library().unotify_child_pidfd(self._c, ctypes.byref(fd)))
+        return fd.value
+
+    def wait(self, timeout=None):
+        """Waits (at most `timeout` seconds: else TimeoutError) and returns
+        the exit code (negative: killed by that signal)."""
+        status = ctypes.c_int()
+        ms = -1 if timeout is None else int(timeout * 1000)
+        rc = library().unotify_child_wait(self._c, ms, ctypes.byref(status))
+        if rc == _E_TIMEOUT:
+            raise TimeoutError(f"pid {self.pid} still runs")
+        _check("wait", rc)
+        return os.waitstatus_to_exitcode(status.value)
+
+    def poll(self):
+        """The exit code if the program has exited, else None."""
+        exited, status = ctypes.c_int(), ctypes.c_int()
+        _check("try_wait", library().unotify_child_try_wait(self._c, ctypes.byref(exited), ctypes.byref(status)))
+        return os.waitstatus_to_exitcode(status.value) if exited.value else None
+
+    def kill(self):
+        """Kills the whole sandbox (SIGKILL)."""
+        _check("kill", library().unotify_child_kill(self._c))
+
+    def stats(self):
+        """The supervisor's counters, as a dict."""
+        st = _Stats()
+        _check("stats", library().unotify_child_stats(self._c, ctypes.byref(st)))
+        return {name: getattr(st, name) for name, _ in _Stats._fields_}
+
+    def close(self):
+        """Frees the child (one still running is killed and waited for)."""
+        if self.stdout is not None:
+            self.stdout.close()
+            self.stdout = None
+        if self._c is not None:
+            library().unotify_child_free(self._c)
+            self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Sandbox:
+    """A sandbox policy: `handlers` maps syscall names to Python functions
+    `fn(call) -> None | Errno | Return | KillTask | Defer`; `deny` maps names to an
+    errno answered in the filter. Thread-safe: `run` may be called from
+    many threads at once."""
+
+    def __init__(self, handlers=None, deny=None, workers=None, net_allow=(), net_deny=(),
+                 deny_paths=(), max_processes=None, max_memory=None, allow_weak_isolation=False):
+        lib = library()
+        self._callbacks = []  # kept alive as long as the sandbox
+        self._sb = None
+        b = ctypes.c_void_p()
+        _check("builder_new", lib.unotify_builder_new(ctypes.byref(b)))
+        try:
+            for name, fn in (handlers or {}).items():
+                cb = _wrap(fn)
+                self._callbacks.append(cb)
+                _check(f"handle {name}", lib.unotify_builder_handle(b, _b(name), cb, None))
+            for name, errno in (deny or {}).items():
+                _check(f"deny {name}", lib.unotify_builder_deny(b, _b(name), errno))
+            if workers is not None:
+                _check("workers", lib.unotify_builder_workers(b, workers))
+            for spec in net_allow:
+                _check("net_allow", lib.unotify_builder_net_allow(b, _b(spec)))
+            for spec in net_deny:
+                _check("net_deny", lib.unotify_builder_net_deny(b, _b(spec)))
+            for path in deny_paths:
+                _check("deny_path", lib.unotify_builder_deny_path(b, _b(path)))
+            if max_processes is not None:
+                _check("max_processes", lib.unotify_builder_max_processes(b, max_processes))
+            if max_memory is not None:
+                _check("max_memory", lib.unotify_builder_max_memory(b, max_memory))
+            if allow_weak_isolation:
+                _check("allow_weak_isolation", lib.unotify_builder_allow_weak_isolation(b, 1))
+        except BaseException:
+            lib.unotify_builder_free(b)
+            raise
+        sb = ctypes.c_void_p()
+        _check("build", lib.unotify_builder_build(b, ctypes.byref(sb)))  # frees b
+        self._sb = sb
+
+    def spawn(self, argv, env=None, cwd=None, capture=False):
+        """Starts argv (a list) and returns a Child. `env` (a dict) replaces
+        the environment; with `capture`, the Child's `stdout` is a pipe."""
+        lib = library()
+        if self._sb is None:
+            raise ValueError("the sandbox is closed")
+        cmd = ctypes.c_void_p()
+        _check("command_new", lib.unotify_command_new(_b(argv[0]), ctypes.byref(cmd)))
+        child = ctypes.c_void_p()
+        try:
+            for a in argv[1:]:
+                _check("command_arg", lib.unotify_command_arg(cmd, _b(a)))
+            if env is not None:
+                _check("env_clear", lib.unotify_command_env_clear(cmd))
+                for k, v in env.items():
+                    _check("env_set", lib.unotify_command_env_set(cmd, _b(k), _b(v)))
+            if cwd is not None:
+                _check("cwd", lib.unotify_command_cwd(cmd, _b(cwd)))
+            if capture:
+                _check("stdio", lib.unotify_command_stdio(cmd, 1, _STDIO_PIPE, -1))
+            _check("spawn", lib.unotify_sandbox_spawn(self._sb, cmd, ctypes.byref(child)))
+        finally:
+            lib.unotify_command_free(cmd)
+        return Child(child, capture)
+
+    def run(self, argv, env=None, cwd=None, capture=False, timeout=None):
+        """Runs argv (a list) to completion and returns a Result; `timeout`
+        (seconds) kills the sandbox when it runs out and raises
+        TimeoutError."""
+        child = self.spawn(argv, env=env, cwd=cwd, capture=capture)
+        try:
+            out = child.stdout.read() if capture else None
+            try:
+                code = child.wait(timeout)
+            except TimeoutError:
+                child.kill()
+                child.wait()
+                raise TimeoutError(f"{argv[0]} still ran after {timeout} s; killed") from None
+            return Result(code, out, child.stats())
+        finally:
+            child.close()
+
+    def close(self):
+        """Frees the sandbox (runs already finished)."""
+        if self._sb is not None:
+            library().unotify_sandbox_free(self._sb)
+            self._sb = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

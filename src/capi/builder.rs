@@ -1,0 +1,292 @@
+//! `unotify_builder_*`: a [`SandboxBuilder`] behind a handle, built into a
+//! `unotify_sandbox`.
+
+use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use super::error::{guard, Fail};
+use super::handler::{CHandler, HandlerFn};
+use crate::net::NetPolicy;
+use crate::sandbox::{Sandbox, SandboxBuilder};
+use crate::sys::capi_raw;
+
+/// `unotify_builder`: a sandbox policy being put together.
+#[derive(Default)]
+pub struct UnotifyBuilder {
+    /// The policy so far (taken out while one setter runs).
+    inner: Option<SandboxBuilder>,
+    /// `--net-allow` specs, turned into a [`NetPolicy`] at build.
+    net_allow: Vec<String>,
+    /// `--net-deny` specs.
+    net_deny: Vec<String>,
+    /// `--net-deny-bind` port lists.
+    net_deny_bind: Vec<String>,
+}
+
+impl UnotifyBuilder {
+    /// Applies one setter of the Rust builder.
+    pub(crate) fn apply(
+        &mut self,
+        f: impl FnOnce(SandboxBuilder) -> SandboxBuilder,
+    ) -> Result<(), Fail> {
+        let b = self.inner.take().ok_or_else(|| {
+            Fail::invalid("this builder was damaged by an earlier internal error")
+        })?;
+        self.inner = Some(f(b));
+        Ok(())
+    }
+}
+
+/// `unotify_sandbox`: a built policy; spawns children from any thread.
+pub struct UnotifySandbox {
+    pub(crate) inner: Sandbox,
+}
+
+fn builder<'a>(b: *mut UnotifyBuilder) -> Result<&'a mut UnotifyBuilder, Fail> {
+    capi_raw::handle_mut(b).ok_or_else(|| Fail::invalid("null unotify_builder"))
+}
+
+/// A required string argument.
+pub(crate) fn text<'a>(p: *const c_char, what: &str) -> Result<&'a CStr, Fail> {
+    capi_raw::c_str(p).ok_or_else(|| Fail::invalid(&format!("null {what}")))
+}
+
+/// A required UTF-8 string argument (syscall names, specs).
+pub(crate) fn utf8<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail> {
+    text(p, what)?
+        .to_str()
+        .map_err(|_| Fail::invalid(&format!("{what} is not UTF-8")))
+}
+
+/// A path or other byte string argument.
+pub(crate) fn os<'a>(p: *const c_char, what: &str) -> Result<&'a OsStr, Fail> {
+    Ok(OsStr::from_bytes(text(p, what)?.to_bytes()))
+}
+
+/// Starts a policy: `*out` is a new builder.
+#[no_mangle]
+pub extern "C" fn unotify_builder_new(out: *mut *mut UnotifyBuilder) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::invalid("null out"));
+        }
+        let b = UnotifyBuilder {
+            inner: Some(Sandbox::builder()),
+            ..UnotifyBuilder::default()
+        };
+        capi_raw::put(out, capi_raw::into_handle(b));
+        Ok(())
+    })
+}
+
+/// Frees a builder that was not built (null: nothing).
+#[no_mangle]
+pub extern "C" fn unotify_builder_free(b: *mut UnotifyBuilder) {
+    guard(|| {
+        capi_raw::free_handle(b);
+        Ok(())
+    });
+}
+
+/// Adds a handler for the system call `syscall`.
+#[no_mangle]
+pub extern "C" fn unotify_builder_handle(
+    b: *mut UnotifyBuilder,
+    syscall: *const c_char,
+    handler: HandlerFn,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = utf8(syscall, "syscall name")?;
+        let h = CHandler::new(handler, user).ok_or_else(|| Fail::invalid("null handler"))?;
+        b.apply(|x| x.handle(name, h))
+    })
+}
+
+/// Adds a handler for the system call number `nr`.
+#[no_mangle]
+pub extern "C" fn unotify_builder_handle_nr(
+    b: *mut UnotifyBuilder,
+    nr: u32,
+    handler: HandlerFn,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let h = CHandler::new(handler, user).ok_or_else(|| Fail::invalid("null handler"))?;
+        b.apply(|x| x.handle_nr(nr, h))
+    })
+}
+
+/// Fails `syscall` with `errno_value` in the filter itself.
+#[no_mangle]
+pub extern "C" fn unotify_builder_deny(
+    b: *mut UnotifyBuilder,
+    syscall: *const c_char,
+    errno_value: c_int,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = utf8(syscall, "syscall name")?;
+        b.apply(|x| x.deny(name, errno_value))
+    })
+}
+
+/// Traps `syscall`, lets it run, and logs it (`log` target `unotify::trace`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_trace(b: *mut UnotifyBuilder, syscall: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = utf8(syscall, "syscall name")?;
+        b.apply(|x| x.trace(name))
+    })
+}
+
+/// Worker threads per supervisor (0 is refused at build).
+#[no_mangle]
+pub extern "C" fn unotify_builder_workers(b: *mut UnotifyBuilder, n: u32) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.workers(n as usize)))
+}
+
+/// Deferrals in flight at most (more are answered `EAGAIN`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_defer_limit(b: *mut UnotifyBuilder, n: u32) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.defer_limit(n as usize)))
+}
+
+/// Deadline of a deferral, in milliseconds (later answers `EIO`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_defer_timeout_ms(b: *mut UnotifyBuilder, ms: u64) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.defer_timeout(Duration::from_millis(ms))))
+}
+
+/// Adds a `--net-allow` rule (the command's grammar).
+#[no_mangle]
+pub extern "C" fn unotify_builder_net_allow(b: *mut UnotifyBuilder, spec: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        b.net_allow.push(utf8(spec, "network spec")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds a `--net-deny` rule (the command's grammar).
+#[no_mangle]
+pub extern "C" fn unotify_builder_net_deny(b: *mut UnotifyBuilder, spec: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        b.net_deny.push(utf8(spec, "network spec")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds a `--net-deny-bind` port list.
+#[no_mangle]
+pub extern "C" fn unotify_builder_net_deny_bind(
+    b: *mut UnotifyBuilder,
+    ports: *const c_char,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        b.net_deny_bind.push(utf8(ports, "port list")?.to_owned());
+        Ok(())
+    })
+}
+
+/// At most `n` processes in the sandbox.
+#[no_mangle]
+pub extern "C" fn unotify_builder_max_processes(b: *mut UnotifyBuilder, n: u32) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.max_processes(n)))
+}
+
+/// At most `bytes` of memory in the sandbox.
+#[no_mangle]
+pub extern "C" fn unotify_builder_max_memory(b: *mut UnotifyBuilder, bytes: u64) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.max_memory(bytes)))
+}
+
+/// Denies `path` (a file, or a directory and all beneath it).
+#[no_mangle]
+pub extern "C" fn unotify_builder_deny_path(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let p = os(path, "path")?;
+        b.apply(|x| x.deny_path(p))
+    })
+}
+
+/// Appends one JSON object per trapped call to the file at `path`.
+#[no_mangle]
+pub extern "C" fn unotify_builder_audit(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let p = os(path, "path")?;
+        b.apply(|x| x.audit(p))
+    })
+}
+
+/// Exec argv safety on (non-zero) or off.
+#[no_mangle]
+pub extern "C" fn unotify_builder_argv_safety(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.argv_safety(on != 0)))
+}
+
+/// Keep all capabilities of a root program (non-zero) or not.
+#[no_mangle]
+pub extern "C" fn unotify_builder_keep_caps(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.keep_caps(on != 0)))
+}
+
+/// Accept a kernel without Landlock ABI 6 (non-zero) or not.
+#[no_mangle]
+pub extern "C" fn unotify_builder_allow_weak_isolation(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.allow_weak_isolation(on != 0)))
+}
+
+/// Builds the policy into `*out`. Frees `b`, whether it succeeds or not.
+#[no_mangle]
+pub extern "C" fn unotify_builder_build(
+    b: *mut UnotifyBuilder,
+    out: *mut *mut UnotifySandbox,
+) -> c_int {
+    guard(|| {
+        if b.is_null() {
+            return Err(Fail::invalid("null unotify_builder"));
+        }
+        // Taken back now, so that it is freed on every path below.
+        let mut taken = std::mem::take(builder(b)?);
+        capi_raw::free_handle(b);
+        if out.is_null() {
+            return Err(Fail::invalid("null out"));
+        }
+        let mut rust = taken.inner.take().ok_or_else(|| {
+            Fail::invalid("this builder was damaged by an earlier internal error")
+        })?;
+        if !(taken.net_allow.is_empty()
+            && taken.net_deny.is_empty()
+            && taken.net_deny_bind.is_empty())
+        {
+            let policy =
+                NetPolicy::from_specs(&taken.net_allow, &taken.net_deny, &taken.net_deny_bind)
+                    .map_err(|e| Fail::new(super::error::UNOTIFY_E_CONFIG, e.to_string()))?;
+            rust = rust.network(policy);
+        }
+        let sandbox = rust.build()?;
+        capi_raw::put(
+            out,
+            capi_raw::into_handle(UnotifySandbox { inner: sandbox }),
+        );
+        Ok(())
+    })
+}
+
+/// Frees a sandbox (null: nothing). Its running children keep running.
+#[no_mangle]
+pub extern "C" fn unotify_sandbox_free(s: *mut UnotifySandbox) {
+    guard(|| {
+        capi_raw::free_handle(s);
+        Ok(())
+    });
+}

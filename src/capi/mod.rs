@@ -1,0 +1,33 @@
+//! The C ABI of `include/unotify.h` (feature `capi`): opaque handles over
+//! the public Rust API ([`SandboxBuilder`](crate::SandboxBuilder),
+//! [`Sandbox`](crate::Sandbox), [`Command`](crate::Command),
+//! [`Child`](crate::Child), [`SupervisorHandle`](crate::SupervisorHandle)), C callbacks run as [`Handler`](crate::Handler)s,
+//! status codes with a thread-local last error. Every entry point catches
+//! panics; pointers are turned into references only in `sys::capi_raw`.
+//! The header is the reference for C hosts; these items are its Rust side.
+
+pub mod builder;
+pub mod child;
+pub mod error;
+pub mod handler;
+pub mod policy;
+pub mod supervisor;
+
+pub use builder::{UnotifyBuilder, UnotifySandbox};
+pub use child::{UnotifyChild, UnotifyCommand, UnotifyStats};
+pub use error::*;
+pub use handler::{UnotifyAction, UnotifyCtx, UnotifyNotif};
+pub use supervisor::UnotifySupervisor;
+
+/// What the header promises about threads, checked by the compiler: a
+/// sandbox and a supervisor handle are shared between threads, a builder,
+/// command and child are moved between them.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn moved<T: Send>() {}
+    shared::<UnotifySandbox>();
+    shared::<UnotifySupervisor>();
+    moved::<UnotifyBuilder>();
+    moved::<UnotifyCommand>();
+    moved::<UnotifyChild>();
+};
