@@ -149,7 +149,7 @@ pub(crate) fn refuses_open(
             static UFFD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
             let uffd =
                 *UFFD.get_or_init(|| std::fs::metadata("/dev/userfaultfd").ok().map(|m| m.rdev()));
-            return uffd.is_some() && std::fs::metadata(&own).ok().map(|m| m.rdev()) == uffd;
+            return uffd == Some(st.rdev);
         }
     }
     if flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 || !st.on_anonymous_device() {

@@ -24,6 +24,8 @@ pub struct FileStat {
     pub mode: u32,
     /// Number of hard links (`st_nlink`).
     pub nlink: u64,
+    /// The device a device file is (`st_rdev`; 0 for other files).
+    pub rdev: u64,
 }
 
 impl FileStat {
@@ -44,6 +46,7 @@ impl FileStat {
             ino: st.st_ino,
             mode: st.st_mode,
             nlink: st.st_nlink as u64,
+            rdev: st.st_rdev,
         }
     }
 
