@@ -13,6 +13,7 @@ use crate::command::{cstring, env_entry, Command, Stdio};
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
 use crate::handler::{Chains, Handler};
+use crate::supervisor::enforcement::Enforcement;
 use crate::supervisor::{
     Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
 };
@@ -514,12 +515,27 @@ impl SandboxBuilder {
             crate::paths::install_view(&mut filter)?;
         }
         let program = filter.build()?;
+        // In start order: a feature starts after those it uses.
+        let mut features: Vec<Arc<dyn Enforcement>> = Vec::new();
+        if let Some(setup) = policy {
+            features.push(Arc::new(crate::policy::PolicyFeature {
+                setup,
+                denied_paths: path_set,
+            }));
+        }
+        features.push(Arc::new(crate::process::ProcessTracking {
+            limits: self.limits,
+        }));
+        if argv_safety {
+            features.push(Arc::new(crate::freeze::ArgvSafetyFeature));
+        }
         Ok(Sandbox {
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
                 .transpose()
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?,
             cgroups: self.cgroups,
+            max_memory: self.limits.max_memory,
             memory_cgroup,
             foreground: self.foreground,
             keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
@@ -531,10 +547,7 @@ impl SandboxBuilder {
                 chains,
                 traced,
                 sync_wake_up: self.sync_wake_up,
-                limits: self.limits,
-                argv_safety,
-                policy,
-                denied_paths: path_set,
+                features,
                 members: None,
                 memory_cgroup: None,
             },
@@ -582,6 +595,8 @@ pub struct Sandbox {
     keep_caps: Option<u64>,
     /// Each spawn makes cgroups (where it can).
     cgroups: bool,
+    /// The memory limit, for the memory cgroup.
+    max_memory: Option<u64>,
     /// The memory limit is a memory cgroup's (decided at build: the memory
     /// calls are not trapped then, so a spawn that cannot make one fails).
     memory_cgroup: bool,
@@ -756,7 +771,7 @@ impl Sandbox {
             return Ok(None);
         }
         let memory = if self.memory_cgroup {
-            self.config.limits.max_memory
+            self.max_memory
         } else {
             None
         };

@@ -169,7 +169,7 @@ fn errno(e: i32) -> NotifAction {
 }
 
 fn io_errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
+    crate::action::Errno::from_io(e).get()
 }
 
 fn to_action(r: io::Result<usize>) -> NotifAction {
@@ -1161,7 +1161,7 @@ fn translate_rights(cx: &HandlerCtx<'_>, control: &mut [u8]) -> Answer<Vec<Owned
             }
         } else if kind == libc::SCM_CREDENTIALS && range.len() >= 4 {
             let pid = u32_at(control, range.start) as i32;
-            let tgid = crate::handler::thread_group_of(cx.pid() as i32);
+            let tgid = crate::sys::process::thread_group_of(cx.pid() as i32);
             if Some(pid) != tgid {
                 return Err(errno(libc::EPERM));
             }
@@ -1194,9 +1194,9 @@ fn write_lens_now(cx: &HandlerCtx<'_>, vec_ptr: u64, lens: &[u32]) -> NotifActio
 /// A pidfd for the process of thread `tid`, to see later whether it is
 /// still the same process.
 fn open_process(tid: i32) -> Option<OwnedFd> {
-    pidfd::pidfd_open(tid, 0)
-        .ok()
-        .or_else(|| crate::handler::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok()))
+    pidfd::pidfd_open(tid, 0).ok().or_else(|| {
+        crate::sys::process::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok())
+    })
 }
 
 /// Whether every control message is one an unprivileged program may send.

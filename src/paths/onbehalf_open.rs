@@ -327,7 +327,9 @@ fn finish(
         return Err(libc::EACCES);
     }
     // Argv safety: no write access to a process's memory through procfs.
-    if cx.shared().argv.is_some() && crate::freeze::refuses_open(pinned.as_fd(), flags as u64) {
+    if cx.service::<crate::freeze::ArgvSafety>().is_some()
+        && crate::freeze::refuses_open(pinned.as_fd(), flags as u64)
+    {
         return Err(libc::EACCES);
     }
     // Checks passed; the policy verdict comes before opening (which may

@@ -200,7 +200,7 @@ impl ProcessIndex {
             // is gone has no thread group to read either), or no pidfd to
             // be had (EMFILE...): then the entry is checked through /proc.
             Err(e) => {
-                let tgid = crate::handler::thread_group_of(tid)?;
+                let tgid = crate::sys::process::thread_group_of(tid)?;
                 if tgid == tid {
                     log::warn!("no pidfd for process {tid} ({e}); its exit is seen by the sweep");
                     (tgid, None)

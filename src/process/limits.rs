@@ -563,7 +563,7 @@ mod tests {
         assert!(count_tree(&[std::process::id() as i32]) >= 1);
         assert_eq!(count_tree(&[-1]), 0);
         let me = std::process::id() as i32;
-        let pgid = crate::handler::thread_group_of(me).map(|_| {
+        let pgid = crate::sys::process::thread_group_of(me).map(|_| {
             let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
             let rest = &stat[stat.rfind(')').unwrap() + 1..];
             rest.split_ascii_whitespace()

@@ -376,6 +376,15 @@ impl Drop for ParkedThread {
     }
 }
 
+/// The thread group (process id) of thread `tid`, from `/proc/<tid>/status`.
+pub fn thread_group_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
