@@ -105,7 +105,7 @@ use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
 use crate::handler::{MemoryCopy, MemoryError};
 use crate::notification::Notification;
-use crate::supervisor::enforcement::{Enforcement, Running, Stage, StartEnv, TakeOver};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv, TakeOver};
 use crate::supervisor::notifier::Notifier;
 use crate::syscalls;
 
@@ -216,6 +216,20 @@ impl ArgvSafety {
 pub(crate) struct ArgvSafetyFeature;
 
 impl Enforcement for ArgvSafetyFeature {
+    /// The refusals of [`REFUSED`], and every exec trapped (frozen before
+    /// anything reads its argv).
+    fn late_rules(&self, i: &mut Install<'_>) -> Result<()> {
+        install(i.filter)?;
+        for name in ["execve", "execveat"] {
+            if let Ok(nr) = syscalls::resolve(name) {
+                if !i.user_denied(nr) && !i.filter.is_notified(nr) {
+                    i.filter.notify(nr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
         // The ptrace thread checks which tasks wait for answers.
         let l = env

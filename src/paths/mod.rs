@@ -118,6 +118,7 @@ pub use deny::DeniedPaths;
 use crate::error::Result;
 use crate::filter::FilterBuilder;
 use crate::handler::Handler;
+use crate::supervisor::enforcement::{Enforcement, Install};
 use crate::syscalls;
 
 /// The builtin handlers that enforce `denied`, by syscall number. With
@@ -127,6 +128,38 @@ use crate::syscalls;
 /// socket refused in a denied directory.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
     handlers::builtins(denied, with_bind)
+}
+
+/// Path denial, as a feature of the sandbox's plan: its filter rules and
+/// builtin handlers (on-behalf opens and the path calls).
+pub(crate) struct PathDenial {
+    pub(crate) set: Arc<DeniedPaths>,
+    /// `bind` is path denial's (no network policy or user handler owns it).
+    pub(crate) with_bind: bool,
+}
+
+impl Enforcement for PathDenial {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        install(filter)
+    }
+
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        for (nr, h) in builtins(&self.set, self.with_bind) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+}
+
+/// The view rules of path denial: last in the plan, since these refusals
+/// go in front of every rule and handler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathView;
+
+impl Enforcement for PathView {
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        install_view(install.filter)
+    }
 }
 
 /// Checks a trapped `execve`/`execveat` against `denied` (`Continue` or

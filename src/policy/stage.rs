@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::handler::{HandlerCtx, PolicyCheck, PolicyGate};
 use crate::notification::Notification;
 use crate::paths::DeniedPaths;
-use crate::supervisor::enforcement::{Enforcement, Running, Stage, StartEnv};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
 
 use super::context::DynamicPolicy;
 use super::event::{SyscallCategory, SyscallEvent};
@@ -27,6 +27,18 @@ pub(crate) struct PolicyFeature {
 }
 
 impl Enforcement for PolicyFeature {
+    /// Held calls must reach the supervisor to wait for the verdict.
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        for name in super::HELD_SYSCALLS {
+            if let Ok(nr) = crate::syscalls::resolve(name) {
+                if install.filter.is_denied(nr).is_none() && !install.filter.is_notified(nr) {
+                    install.filter.notify(nr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
         let dynamic = Arc::new(DynamicPolicy::new(self.denied_paths.clone()));
         let runner = PolicyRunner::start(&self.setup, Arc::clone(&dynamic))

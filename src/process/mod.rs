@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use crate::action::NotifAction;
 use crate::error::Error;
 use crate::notification::Notification;
-use crate::supervisor::enforcement::{Enforcement, Running, Stage, StartEnv};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
 use crate::supervisor::notifier::{Notifier, Settle};
 use crate::supervisor::SupervisorHandle;
 use crate::sys::{process as sysproc, seccomp};
@@ -340,9 +340,18 @@ impl Stage for Tracker {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProcessTracking {
     pub(crate) limits: Limits,
+    /// A memory cgroup bounds memory: no memory call is trapped.
+    pub(crate) memory_cgroup: bool,
 }
 
 impl Enforcement for ProcessTracking {
+    fn builtins(&self, install: &mut Install<'_>) -> crate::Result<()> {
+        for (nr, h) in handlers::builtins(&self.limits, self.memory_cgroup) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+
     fn start(&self, env: &StartEnv<'_>) -> crate::Result<Option<Running>> {
         if !self.limits.enabled() {
             return Ok(None);

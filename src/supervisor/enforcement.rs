@@ -1,9 +1,11 @@
-//! The one way a feature plugs into a supervisor: the crate-private
-//! [`Enforcement`] trait (what a feature starts for each supervisor) and
-//! the [`Stage`] hooks the poll thread and the pipeline call, in the order
-//! `pipeline` documents. The supervisor knows features only through these;
-//! features (process tracking, argv safety, the policy callback, ...) use
-//! the answer core ([`Notifier`]) and `handler`.
+//! The one way a feature plugs into a sandbox and its supervisors: the
+//! crate-private [`Enforcement`] trait (its filter rules and builtin
+//! handlers, in three phases the sandbox builder runs over its plan; what
+//! it starts for each supervisor) and the [`Stage`] hooks the poll thread
+//! and the pipeline call, in the order `pipeline` documents. The
+//! supervisor knows features only through these; features (process
+//! tracking, argv safety, the policy callback, ...) use the answer core
+//! ([`Notifier`]) and `handler`.
 
 use std::any::Any;
 use std::os::fd::BorrowedFd;
@@ -11,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::action::NotifAction;
-use crate::error::Result;
-use crate::handler::{HandlerCtx, MemoryCopy};
+use crate::error::{Error, Result};
+use crate::filter::FilterBuilder;
+use crate::handler::{Chains, Handler, HandlerCtx, MemoryCopy};
 use crate::notification::Notification;
 use crate::sys::cgroup::{Members, MemoryCgroup};
 
@@ -73,10 +76,93 @@ impl Running {
     }
 }
 
-/// A feature of the sandbox, as the supervisor sees it.
+/// The filter and the handler chains of a sandbox being built, as a
+/// feature adds to them.
+pub(crate) struct Install<'a> {
+    pub(crate) filter: &'a mut FilterBuilder,
+    chains: &'a mut Chains,
+    /// Calls the caller denies in the filter: builtins skip them.
+    user_denied: &'a [u32],
+}
+
+impl<'a> Install<'a> {
+    pub(crate) fn new(
+        filter: &'a mut FilterBuilder,
+        chains: &'a mut Chains,
+        user_denied: &'a [u32],
+    ) -> Self {
+        Install {
+            filter,
+            chains,
+            user_denied,
+        }
+    }
+
+    /// Traps `nr` (an error if the filter denies it; `what` names it).
+    pub(crate) fn trap(&mut self, nr: u32, what: &str) -> Result<()> {
+        if self.filter.is_denied(nr).is_some() {
+            return Err(Error::ConflictingRule {
+                syscall: what.to_owned(),
+                reason: "a handler or trace was registered on a call the filter denies; remove one of the two",
+            });
+        }
+        if !self.filter.is_notified(nr) {
+            self.filter.notify(nr)?;
+        }
+        Ok(())
+    }
+
+    /// Traps `nr` and adds `h` to its chain.
+    pub(crate) fn handler(&mut self, nr: u32, h: Arc<dyn Handler>) -> Result<()> {
+        self.named_handler(nr, &nr.to_string(), h)
+    }
+
+    /// [`handler`](Self::handler), naming the call `what` in an error.
+    pub(crate) fn named_handler(&mut self, nr: u32, what: &str, h: Arc<dyn Handler>) -> Result<()> {
+        self.trap(nr, what)?;
+        self.chains.push(nr, h);
+        Ok(())
+    }
+
+    /// [`handler`](Self::handler), unless the caller denies `nr` (then
+    /// nothing is left to decide).
+    pub(crate) fn builtin(&mut self, nr: u32, h: Arc<dyn Handler>) -> Result<()> {
+        if self.user_denied(nr) {
+            return Ok(());
+        }
+        self.handler(nr, h)
+    }
+
+    /// Whether the caller denies `nr`.
+    pub(crate) fn user_denied(&self, nr: u32) -> bool {
+        self.user_denied.contains(&nr)
+    }
+}
+
+/// A feature of the sandbox. The builder runs each phase over every
+/// feature of its plan, in plan order; each supervisor starts them in the
+/// same order (a feature after those it uses).
 pub(crate) trait Enforcement: Send + Sync {
+    /// Phase 1, after the caller's denials: rules decided in the filter.
+    fn rules(&self, _filter: &mut FilterBuilder) -> Result<()> {
+        Ok(())
+    }
+
+    /// Phase 2: builtin handlers, ahead of the caller's in each chain.
+    fn builtins(&self, _install: &mut Install<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Phase 3, after the caller's handlers: calls to trap or refuse that
+    /// nothing else decided.
+    fn late_rules(&self, _install: &mut Install<'_>) -> Result<()> {
+        Ok(())
+    }
+
     /// Starts the feature for one supervisor (`None`: nothing to run).
-    fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>>;
+    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+        Ok(None)
+    }
 }
 
 /// An answer a feature takes over from before dispatch to the response
