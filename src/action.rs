@@ -48,6 +48,7 @@ impl From<Errno> for NotifAction {
 ///
 /// A handler chain runs until a handler returns something other than
 /// [`Continue`](NotifAction::Continue): that action is the answer.
+#[non_exhaustive]
 pub enum NotifAction {
     /// Not mine: let the next handler decide, or, at the end of the chain,
     /// let the call run in the kernel unchanged.

@@ -97,6 +97,7 @@ fn ja(distance: usize) -> sock_filter {
 
 /// What the filter does with a system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SyscallAction {
     /// Let the call run (`SECCOMP_RET_ALLOW`).
     Allow,
@@ -136,6 +137,7 @@ impl SyscallAction {
 /// One condition on a system call argument: matches when
 /// `(args[index] & mask) == value`, compared as full 64-bit values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ArgCheck {
     /// The argument, `0..6`.
     pub index: u8,

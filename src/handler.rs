@@ -36,6 +36,7 @@ where
 
 /// Why the trapped task's memory could not be used.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MemoryError {
     /// The notification is no longer valid: the task was interrupted or died.
     /// Whatever is answered now is discarded by the kernel.

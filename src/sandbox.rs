@@ -62,6 +62,16 @@ pub struct SandboxBuilder {
     cgroups: bool,
 }
 
+impl std::fmt::Debug for SandboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxBuilder")
+            .field("rules", &self.rules.len())
+            .field("limits", &self.limits)
+            .field("argv_safety", &self.argv_safety)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for SandboxBuilder {
     fn default() -> Self {
         SandboxBuilder {
@@ -570,6 +580,15 @@ pub struct Sandbox {
     memory_cgroup: bool,
 }
 
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("filter_len", &self.filter.len())
+            .field("features", &self.config.features.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sandbox {
     /// Starts building a sandbox.
     pub fn builder() -> SandboxBuilder {
@@ -805,6 +824,7 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 /// supervisor stops; if this process dies first, a watchdog process does
 /// the same. Dropping a `Child` that has not been waited for kills the
 /// sandbox and waits.
+#[non_exhaustive]
 pub struct Child {
     pid: i32,
     /// The sandbox's cgroups and watchdog (ended after the supervisor).
@@ -817,6 +837,15 @@ pub struct Child {
     pub stdout: Option<File>,
     /// The read end of a [`Stdio::Piped`] standard error.
     pub stderr: Option<File>,
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.pid)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Child {

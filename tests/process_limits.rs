@@ -273,8 +273,7 @@ fn max_processes_zero_is_refused() {
     let err = Sandbox::builder()
         .max_processes(0)
         .build()
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("max_processes"), "{err}");
 }
 

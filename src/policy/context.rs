@@ -88,6 +88,12 @@ pub struct PolicyContext<'a> {
     dynamic: &'a DynamicPolicy,
 }
 
+impl std::fmt::Debug for PolicyContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyContext").finish_non_exhaustive()
+    }
+}
+
 impl<'a> PolicyContext<'a> {
     pub(crate) fn new(dynamic: &'a DynamicPolicy) -> Self {
         PolicyContext { dynamic }

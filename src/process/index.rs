@@ -143,11 +143,6 @@ impl ProcessIndex {
         self.inner.read().tasks.len()
     }
 
-    /// Whether nothing is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The process of thread `tid`, if known and still the same task.
     pub fn get(&self, tid: i32) -> Option<Arc<Process>> {
         let inner = self.inner.read();

@@ -56,6 +56,7 @@ pub struct ProcessCounter {
 
 impl ProcessCounter {
     /// A counter for the sandbox rooted at `root`, which counts as one.
+    #[cfg(test)]
     pub fn new(limit: u32, root: i32) -> Arc<Self> {
         Self::with_members(limit, root, None)
     }

@@ -1,11 +1,11 @@
 //! Process tracking and resource limits.
 //!
-//! - [`index`]: every task that produced a notification, keyed by
+//! - `index`: every task that produced a notification, keyed by
 //!   (pid, start time), with a pidfd watched by the poll thread.
-//! - [`limits`]: the process count (fork tokens, reconciled with the real
+//! - `limits`: the process count (fork tokens, reconciled with the real
 //!   sandbox's cgroup or process tree before refusing) and, without a memory
 //!   cgroup, the writable-memory estimate.
-//! - [`clone_args`]: a fork-like call's flags, read once.
+//! - `clone_args`: a fork-like call's flags, read once.
 //! - `handlers`: the builtin handlers the sandbox installs for
 //!   `clone`/`clone3`/`fork`/`vfork`, `mmap`/`munmap`/`brk`/`mremap` and
 //!   `execve`/`execveat`.
@@ -25,10 +25,10 @@
 //! the poll thread's pidfds and sweep; after the verdicts: limits a policy
 //! callback lowered); uses the answer core and `handler`.
 
-pub mod clone_args;
+pub(crate) mod clone_args;
 pub(crate) mod handlers;
-pub mod index;
-pub mod limits;
+pub(crate) mod index;
+pub(crate) mod limits;
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,14 +44,15 @@ use crate::supervisor::notifier::{Notifier, Settle};
 use crate::supervisor::SupervisorHandle;
 use crate::sys::{process as sysproc, seccomp};
 
-pub use index::{Process, ProcessIndex, ProcessKey};
-pub use limits::{ForkToken, MemoryLimit, ProcessCounter};
+pub(crate) use index::{Process, ProcessIndex};
+pub(crate) use limits::{ForkToken, MemoryLimit, ProcessCounter};
 
 /// How often the poll thread sweeps the index for exits it missed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the sandbox limits and tracks. All off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// At most this many processes at once (the first one and zombies
     /// included); forks beyond get `EAGAIN`.
@@ -78,6 +79,7 @@ impl Limits {
 
 /// A snapshot of the tracker, for tests and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessStats {
     /// Tasks (threads and processes) in the index.
     pub tracked_tasks: usize,

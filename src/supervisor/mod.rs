@@ -131,6 +131,14 @@ pub struct Supervisor {
     poll: Option<JoinHandle<poll::Ended>>,
 }
 
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("running", &self.poll.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Supervisor {
     /// Starts supervising `listener` (a seccomp notification fd).
     pub(crate) fn start(listener: OwnedFd, pgid: i32, config: Config) -> Result<Supervisor> {

@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod eventfd;
+#[cfg(feature = "internals")]
 pub mod filtered_calls;
 pub mod fs;
 pub mod interrupt;
@@ -15,6 +16,7 @@ pub mod mem;
 pub mod memfd;
 pub mod net;
 pub mod path;
+#[cfg(feature = "internals")]
 pub mod perf;
 pub mod pidfd;
 pub mod probe;

@@ -177,8 +177,8 @@ pub fn action_available(action: u32) -> io::Result<()> {
 
 /// Receives one notification (`SECCOMP_IOCTL_NOTIF_RECV`).
 ///
-/// Blocks until one is pending even on a non-blocking fd: call it only after
-/// [`probe`] said [`Probe::Pending`].
+/// Blocks until one is pending even on a non-blocking fd: call it only
+/// after `poll(2)` said one is pending (or to block on purpose).
 pub fn recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
     // The kernel requires the buffer to be zeroed.
     let mut notif = SeccompNotif::default();
@@ -246,42 +246,6 @@ pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
         )
     };
     cvt(ret).map(drop)
-}
-
-/// What a zero-timeout `poll(2)` says about a listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Probe {
-    /// A notification is queued: RECV will not block.
-    Pending,
-    /// Nothing queued.
-    Empty,
-    /// The filter is gone (no task uses it any more) or the fd is bad.
-    HungUp,
-}
-
-/// Zero-timeout poll of a listener.
-pub fn probe(listener: BorrowedFd<'_>) -> Probe {
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, length 1, zero timeout.
-    let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EINTR) {
-            return Probe::Empty;
-        }
-        return Probe::HungUp;
-    }
-    if pfd.revents & libc::POLLIN != 0 {
-        Probe::Pending
-    } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-        Probe::HungUp
-    } else {
-        Probe::Empty
-    }
 }
 
 /// Installs a seccomp filter on the calling thread and returns the raw

@@ -391,6 +391,7 @@ impl ForkedChild {
         }
     }
 
+    #[cfg(feature = "internals")]
     /// Lets the child exec and reports whether the exec succeeded:
     /// [`go`](Self::go) then [`exec_outcome`](Self::exec_outcome).
     pub fn release(&mut self) -> Result<(), StartFailure> {
@@ -459,6 +460,7 @@ impl ForkedChild {
         self.pidfd.as_fd()
     }
 
+    #[cfg(feature = "internals")]
     /// Drops the go pipe without releasing: the child exits without exec'ing.
     pub fn abort(&mut self) {
         self.go = None;
