@@ -127,14 +127,7 @@ pub(crate) const REFUSED: &[&str] = &[
 
 /// Adds the filter rules of argv safety (see [`REFUSED`]).
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in REFUSED {
-        if let Some(nr) = syscalls::number(filter.arch(), name) {
-            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
-                filter.deny(nr, libc::EPERM)?;
-            }
-        }
-    }
-    Ok(())
+    filter.refuse_undecided(REFUSED, libc::EPERM)
 }
 
 /// Whether an on-behalf open of `pinned` with `flags` must be refused under

@@ -155,11 +155,7 @@ impl Network {
                 filter.rule(sso, cases, SyscallAction::Allow)?;
             }
         }
-        if let Some(uring) = syscalls::number(arch, "io_uring_setup") {
-            if filter.is_denied(uring).is_none() && !filter.is_notified(uring) {
-                filter.deny(uring, libc::EPERM)?;
-            }
-        }
+        filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
         Ok(())
     }
 

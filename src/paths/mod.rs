@@ -119,7 +119,6 @@ use crate::error::Result;
 use crate::filter::FilterBuilder;
 use crate::handler::Handler;
 use crate::supervisor::enforcement::{Enforcement, Install};
-use crate::syscalls;
 
 /// The builtin handlers that enforce `denied`, by syscall number. With
 /// `with_bind` (no network policy, whose handlers own `bind`, and no user
@@ -204,18 +203,9 @@ pub(crate) fn install_view(filter: &mut FilterBuilder) -> Result<()> {
 /// `acct`, `swapon` and `uselib` (the kernel opens the file they name and
 /// writes, swaps to or maps it) refused with `EPERM`.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in [
-        "io_uring_setup",
-        "open_by_handle_at",
-        "acct",
-        "swapon",
-        "uselib",
-    ] {
-        if let Some(nr) = syscalls::number(filter.arch(), name) {
-            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
-                filter.deny(nr, libc::EPERM)?;
-            }
-        }
-    }
-    Ok(())
+    filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
+    filter.refuse_undecided(
+        &["open_by_handle_at", "acct", "swapon", "uselib"],
+        libc::EPERM,
+    )
 }

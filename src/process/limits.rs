@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -510,23 +510,9 @@ pub fn start_brk(pid: i32) -> Option<u64> {
     proc_stat(pid).map(|s| s.start_brk)
 }
 
-/// The system page size, from the auxiliary vector.
+/// The system page size.
 pub fn page_size() -> u64 {
-    static PAGE: OnceLock<u64> = OnceLock::new();
-    *PAGE.get_or_init(|| {
-        const AT_PAGESZ: u64 = 6;
-        let aux = std::fs::read("/proc/self/auxv").unwrap_or_default();
-        aux.chunks_exact(16)
-            .map(|c| {
-                let k = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
-                let v = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
-                (k, v)
-            })
-            .find(|&(k, _)| k == AT_PAGESZ)
-            .map(|(_, v)| v)
-            .filter(|v| v.is_power_of_two())
-            .unwrap_or(4096)
-    })
+    crate::sys::page_size() as u64
 }
 
 /// `len` rounded up to whole pages (saturating).

@@ -888,7 +888,7 @@ const WATCHDOG_STACK: usize = 64 * 1024;
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let page = 4096;
+        let page = super::page_size();
         let len = WATCHDOG_STACK + page;
         // SAFETY: an anonymous private mapping; checked for failure below.
         let base = unsafe {

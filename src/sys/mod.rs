@@ -48,6 +48,20 @@ pub(crate) fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// The system page size (`sysconf(_SC_PAGESIZE)`, read once; 4096 if it
+/// cannot be read). Not for the `CLONE_VM` child, which makes raw calls only.
+pub fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf takes an integer and reads nothing of ours.
+        let sz = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(sz)
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
+    })
+}
+
 /// Retries `f` while it fails with `EINTR`.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
