@@ -14,6 +14,8 @@ mod poll;
 mod semaphore;
 pub(crate) mod services;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
