@@ -268,7 +268,7 @@ impl SandboxBuilder {
     }
 
     /// Tracks processes and traps forks without a limit, so that the
-    /// sandbox can be frozen ([`SupervisorHandle::freeze`]).
+    /// sandbox can be paused ([`SupervisorHandle::pause`]).
     pub fn track_processes(mut self) -> Self {
         self.limits.track = true;
         self

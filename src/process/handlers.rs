@@ -72,7 +72,7 @@ impl Handler for Clone3Refused {
 }
 
 /// `clone`, `fork`, `vfork`: namespaces refused (`EPERM`), threads let
-/// through uncounted, processes held while frozen and counted with a token
+/// through uncounted, processes held while paused and counted with a token
 /// (`EAGAIN` at the limit).
 struct ForkHandler(ForkKind);
 

@@ -15,11 +15,13 @@
 //! [`track_processes`](crate::SandboxBuilder::track_processes); a sandbox
 //! without them pays nothing per notification.
 //!
-//! Freeze and thaw: [`SupervisorHandle::freeze`](crate::SupervisorHandle::freeze)
+//! Pause and resume: [`SupervisorHandle::pause`](crate::SupervisorHandle::pause)
 //! holds every new fork (in the answer core, tagged as the pause's) and
-//! stops the sandbox's process group; [`thaw`](crate::SupervisorHandle::thaw)
-//! takes every held fork from the core in one step, answers each (counted
-//! against the limit then) and continues the group.
+//! stops the sandbox's process group (`SIGSTOP`);
+//! [`resume`](crate::SupervisorHandle::resume) takes every held fork from
+//! the core in one step, answers each (counted against the limit then) and
+//! continues the group. (Not argv safety's freeze, which stops only the
+//! tasks sharing an exec caller's memory, with ptrace.)
 //!
 //! Plugs into the supervisor as an `Enforcement` (stage 1: register;
 //! the poll thread's pidfds and sweep; after the verdicts: limits a policy
@@ -61,7 +63,7 @@ pub struct Limits {
     /// [`SandboxBuilder::max_memory`](crate::SandboxBuilder::max_memory)).
     pub max_memory: Option<u64>,
     /// Track processes and trap forks even without a limit (for
-    /// [`freeze`](crate::SupervisorHandle::freeze)).
+    /// [`pause`](crate::SupervisorHandle::pause)).
     pub track: bool,
 }
 
@@ -89,13 +91,13 @@ pub struct ProcessStats {
     pub reconciles: u64,
     /// Anonymous memory charged over the sandbox, in bytes.
     pub memory: u64,
-    /// Whether the sandbox is frozen.
-    pub frozen: bool,
-    /// Forks held by the freeze.
+    /// Whether the sandbox is paused.
+    pub paused: bool,
+    /// Forks held by the pause.
     pub held_forks: usize,
 }
 
-/// Per-supervisor process state: the index, the limits, the freeze.
+/// Per-supervisor process state: the index, the limits, the pause.
 pub(crate) struct Tracker {
     pub(crate) index: ProcessIndex,
     pub(crate) counter: Option<Arc<ProcessCounter>>,
@@ -200,7 +202,7 @@ impl Tracker {
         limits::sandbox_writable_memory(&pids)
     }
 
-    /// Whether fork-like calls are trapped (needed by freeze and thaw).
+    /// Whether fork-like calls are trapped (needed by pause and resume).
     pub(crate) fn traps_forks(&self) -> bool {
         self.traps_forks
     }
@@ -256,19 +258,19 @@ impl Tracker {
     }
 
     pub(crate) fn stats(&self, core: &Notifier) -> ProcessStats {
-        let (frozen, held_forks) = core.pause_state();
+        let (paused, held_forks) = core.pause_state();
         ProcessStats {
             tracked_tasks: self.index.len(),
             processes: self.counter.as_ref().map(|c| c.current()).unwrap_or(0),
             reconciles: self.counter.as_ref().map(|c| c.reconciles()).unwrap_or(0),
             memory: self.memory.as_ref().map(|m| m.total()).unwrap_or(0),
-            frozen,
+            paused,
             held_forks,
         }
     }
 
-    /// Freezes the sandbox: new forks are held, the group is stopped.
-    pub(crate) fn freeze(&self, core: &Notifier) -> std::io::Result<()> {
+    /// Pauses the sandbox: new forks are held, the group is stopped.
+    pub(crate) fn pause(&self, core: &Notifier) -> std::io::Result<()> {
         core.pause();
         match sysproc::kill_group(self.pgid, libc::SIGSTOP) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(e),
@@ -276,11 +278,11 @@ impl Tracker {
         }
     }
 
-    /// Thaws the sandbox: every fork held by the freeze is taken from the
+    /// Resumes the sandbox: every fork held by the pause is taken from the
     /// core and answered (counted against the limit now: `EAGAIN` at the
     /// limit), then the group continues. Returns how many held forks were
     /// answered.
-    pub(crate) fn thaw(&self, core: &Notifier) -> usize {
+    pub(crate) fn resume(&self, core: &Notifier) -> usize {
         let held = core.resume();
         let answered = held.len();
         for notif in held {
@@ -391,27 +393,27 @@ fn fork_tracker<R>(
                 .map(|t| f(t, core))
         })?
         .ok_or_else(|| Error::InvalidConfig {
-            message: "freeze/thaw need fork tracking: build the sandbox with max_processes(n) or track_processes()".into(),
+            message: "pause/resume need fork tracking: build the sandbox with max_processes(n) or track_processes()".into(),
         })
 }
 
 impl SupervisorHandle {
-    /// Freezes the sandbox: every new fork (`clone` of a process, `fork`,
+    /// Pauses the sandbox: every new fork (`clone` of a process, `fork`,
     /// `vfork`; `clone3` is refused anyway) is held, and the sandbox's process group is stopped
     /// (`SIGSTOP`). Needs fork tracking
     /// ([`max_processes`](crate::SandboxBuilder::max_processes) or
     /// [`track_processes`](crate::SandboxBuilder::track_processes)).
-    pub fn freeze(&self) -> crate::Result<()> {
-        fork_tracker(self, |t, core| t.freeze(core))?
+    pub fn pause(&self) -> crate::Result<()> {
+        fork_tracker(self, |t, core| t.pause(core))?
             .map_err(|e| Error::io("stop the sandbox's process group", e))
     }
 
-    /// Thaws a frozen sandbox: answers every fork held by the freeze (each
+    /// Resumes a paused sandbox: answers every fork held by the pause (each
     /// counted against the process limit now, `EAGAIN` at the limit), then
     /// continues the process group (`SIGCONT`). Returns how many held forks
     /// were answered.
-    pub fn thaw(&self) -> crate::Result<usize> {
-        fork_tracker(self, |t, core| t.thaw(core))
+    pub fn resume(&self) -> crate::Result<usize> {
+        fork_tracker(self, |t, core| t.resume(core))
     }
 
     /// Process tracking state, or `None` when the supervisor is gone or
