@@ -4,6 +4,12 @@
 //! poll thread ──(crossbeam lanes)──> workers ── pipeline ── one answer
 //!                                       └─ Defer ──> deferral pool (+ deadline timer)
 //! ```
+//!
+//! Every answer goes through the answer core (`notifier`), a leaf that
+//! owns the listener and the held calls. The supervisor imports no
+//! feature: process tracking, argv safety, the policy callback and the
+//! rest plug in through `enforcement` (started per supervisor, called at
+//! the stages `pipeline` orders) and are found by type in `services`.
 
 mod defer;
 pub(crate) mod enforcement;
