@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::action::NotifAction;
 use crate::notification::Notification;
+use crate::supervisor::handle::SupervisorHandle;
 use crate::supervisor::notifier::{Notifier, PauseHold, Settle};
 use crate::supervisor::services::Services;
-use crate::supervisor::SupervisorHandle;
 use crate::sys::{mem, pidfd};
 
 pub(crate) use crate::sys::process::thread_group_of;

@@ -1,8 +1,7 @@
 //! The crate's `use crate::` module graph, read from the sources: the
 //! supervisor imports no feature module, its answer core only `sys`,
-//! `action` and `notification`, and no feature and the supervisor reach
-//! each other both ways. `cargo test --test module_graph -- --nocapture`
-//! prints the graph.
+//! `action` and `notification`, and the graph has no cycle (arrows point
+//! one way). `cargo test --test module_graph -- --nocapture` prints it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -26,6 +25,7 @@ const SPLIT: &[(&str, &str)] = &[
     ("supervisor", "notifier"),
     ("supervisor", "services"),
     ("supervisor", "enforcement"),
+    ("supervisor", "handle"),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
@@ -177,6 +177,51 @@ fn the_supervisor_imports_no_feature_and_its_core_is_a_leaf() {
             "a cycle between the supervisor and {f}"
         );
     }
+}
+
+/// A cycle of `g`, if it has one.
+fn cycle(g: &Graph) -> Option<Vec<String>> {
+    fn visit(
+        g: &Graph,
+        n: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == n) {
+            let mut c = path[i..].to_vec();
+            c.push(n.to_owned());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_owned());
+        for d in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(g, d, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys()
+        .find_map(|n| visit(g, n, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_module_graph_has_no_cycle() {
+    let g = graph();
+    if let Some(c) = cycle(&g) {
+        panic!("import cycle: {}", c.join(" -> "));
+    }
+    let mut with_one = g.clone();
+    with_one
+        .entry("supervisor::notifier".into())
+        .or_default()
+        .insert("handler".into());
+    assert!(cycle(&with_one).is_some(), "the cycle finder finds one");
 }
 
 #[test]

@@ -42,8 +42,8 @@ use crate::action::NotifAction;
 use crate::error::Error;
 use crate::notification::Notification;
 use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
+use crate::supervisor::handle::SupervisorHandle;
 use crate::supervisor::notifier::{Notifier, Settle};
-use crate::supervisor::SupervisorHandle;
 use crate::sys::{process as sysproc, seccomp};
 
 pub(crate) use index::{Process, ProcessIndex};

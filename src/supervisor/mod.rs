@@ -13,6 +13,7 @@
 
 mod defer;
 pub(crate) mod enforcement;
+pub(crate) mod handle;
 mod lanes;
 pub(crate) mod notifier;
 mod pipeline;
@@ -31,16 +32,16 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::action::NotifAction;
 use crate::error::{Error, Result};
 use crate::handler::Chains;
-use crate::notification::Notification;
 use crate::sys::seccomp;
 
+pub use handle::SupervisorHandle;
 pub use stats::Stats;
 
 use defer::DeferPool;
 use enforcement::{Enforcement, Stage, StartEnv};
+use handle::HandleOps;
 use notifier::Notifier;
 use services::Services;
 
@@ -197,9 +198,7 @@ impl Supervisor {
             stages,
             watch_receives,
             tick,
-            handle: SupervisorHandle {
-                shared: Weak::clone(weak),
-            },
+            handle: SupervisorHandle::new(Weak::clone(weak) as Weak<dyn HandleOps>),
         });
         let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
             .map_err(|e| Error::io("start the worker threads", e))?;
@@ -286,78 +285,20 @@ fn wind_down(shared: &Shared, workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// A cheap, cloneable handle on a supervisor. It does not keep the
-/// supervisor alive: once it has stopped, its methods return `None`,
-/// `false`, an empty list or [`Error::Stopped`].
-#[derive(Clone)]
-pub struct SupervisorHandle {
-    shared: Weak<Shared>,
-}
-
-impl std::fmt::Debug for SupervisorHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SupervisorHandle")
-            .field("running", &(self.shared.strong_count() > 0))
-            .finish()
-    }
-}
-
-impl SupervisorHandle {
-    /// Runs `f` with the answer core and the running features, or returns
-    /// [`Error::Stopped`] once the supervisor is gone.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&Notifier, &Services) -> R) -> Result<R> {
-        let sh = self.shared.upgrade().ok_or(Error::Stopped)?;
-        Ok(f(&sh.core, &sh.services))
+impl HandleOps for Shared {
+    fn core(&self) -> &Notifier {
+        &self.core
     }
 
-    /// Counters, or `None` once the supervisor is gone.
-    pub fn stats(&self) -> Option<Stats> {
-        Some(self.shared.upgrade()?.core.stats())
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    /// Deferrals running now, or `None` once the supervisor is gone.
-    pub fn deferrals_in_flight(&self) -> Option<usize> {
-        Some(self.shared.upgrade()?.defer.in_flight())
+    fn deferrals_in_flight(&self) -> usize {
+        self.defer.in_flight()
     }
 
-    /// The calls currently held ([`NotifAction::Hold`]).
-    pub fn held(&self) -> Vec<Notification> {
-        match self.shared.upgrade() {
-            Some(sh) => sh.core.held(),
-            None => Vec::new(),
-        }
-    }
-
-    /// Answers the held call `id` with `action` (which must not be `Hold` or
-    /// `Defer`; those are answered `EPERM`). Returns `false` if no such call
-    /// is held (already answered, or never held).
-    pub fn release(&self, id: u64, action: NotifAction) -> bool {
-        let Some(sh) = self.shared.upgrade() else {
-            return false;
-        };
-        let Some(held) = sh.core.take_held(id) else {
-            return false;
-        };
-        let action = match action {
-            NotifAction::Hold | NotifAction::Defer(_) => {
-                log::warn!("release of held call {id} with {action:?}; answering EPERM");
-                NotifAction::Errno(libc::EPERM)
-            }
-            other => other,
-        };
-        // A counted fork held by a handler kept its token: it stays counted
-        // only if it is let through now.
-        let settle = held
-            .settle
-            .filter(|_| matches!(action, NotifAction::Continue));
-        sh.core.answer_settled(&held.notif, action, settle);
-        true
-    }
-
-    /// Asks the supervisor to stop.
-    pub fn stop(&self) {
-        if let Some(sh) = self.shared.upgrade() {
-            sh.request_stop();
-        }
+    fn request_stop(&self) {
+        Shared::request_stop(self);
     }
 }

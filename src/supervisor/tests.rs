@@ -17,6 +17,7 @@ use crate::syscalls;
 
 use super::defer::DeferPool;
 use super::enforcement::{Stage, TakeOver};
+use super::handle::HandleOps;
 use super::notifier::{Notifier, PauseHold, Sent, Settle};
 use super::services::Services;
 use super::{Shared, SupervisorHandle};
@@ -250,9 +251,7 @@ fn shared_with(core: Notifier, stage: Arc<Recorder>, nr: i32) -> Arc<Shared> {
         stages: vec![stage as Arc<dyn Stage>],
         watch_receives: false,
         tick: None,
-        handle: SupervisorHandle {
-            shared: Weak::new(),
-        },
+        handle: SupervisorHandle::new(Weak::<Shared>::new() as Weak<dyn HandleOps>),
     })
 }
 
