@@ -144,9 +144,23 @@ fn programs(runs: usize) {
         &["--exec-deny", "nosuchword"],
     ];
     type Work<'a> = (&'a str, Box<dyn Fn(&[&str]) -> f64 + 'a>);
+    // `python3` on PATH may be a shim (pyenv: a bash script that execs
+    // the interpreter after a few hundred probes); both are measured.
+    let interpreter = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "python3".to_owned());
     let work: Vec<Work<'_>> = vec![
         (
-            "python3 -c 'import json,email'",
+            "python (interpreter) -c 'import json,email'",
+            Box::new(|p: &[&str]| timed(p, &interpreter, &["-c", "import json,email"], d)),
+        ),
+        (
+            "python3 on PATH -c 'import json,email'",
             Box::new(|p: &[&str]| timed(p, "python3", &["-c", "import json,email"], d)),
         ),
         (
@@ -171,7 +185,7 @@ fn programs(runs: usize) {
         }
         let med: Vec<f64> = times.into_iter().map(median).collect();
         println!(
-            "{name:<32} bare {:7.1} ms | --deny-path {:7.1} ms ({:.2}x) | --exec-deny {:7.1} ms ({:.2}x)",
+            "{name:<44} bare {:7.1} ms | --deny-path {:7.1} ms ({:.2}x) | --exec-deny {:7.1} ms ({:.2}x)",
             med[0] * 1e3,
             med[1] * 1e3,
             med[1] / med[0],

@@ -13,7 +13,7 @@ use crate::supervisor::notifier::{Notifier, PauseHold, Settle};
 use crate::supervisor::services::Services;
 use crate::sys::{mem, pidfd};
 
-pub(crate) use crate::sys::process::thread_group_of;
+pub(crate) use crate::sys::procfs::thread_group_of;
 
 /// Decides trapped system calls. Runs on a worker thread and may block
 /// briefly; slow work belongs in [`NotifAction::defer`].
@@ -238,6 +238,16 @@ impl<'a> HandlerCtx<'a> {
         self.core.id_valid(self.notif.id)
     }
 
+    /// A failed read: `Gone` if the call is no longer pending (its task
+    /// died), else the fault.
+    fn fault(&self, e: io::Error) -> MemoryError {
+        if self.id_valid() {
+            MemoryError::Fault(e)
+        } else {
+            MemoryError::Gone
+        }
+    }
+
     fn check_valid(&self) -> Result<(), MemoryError> {
         if self.id_valid() {
             Ok(())
@@ -251,8 +261,9 @@ impl<'a> HandlerCtx<'a> {
         if self.copy.is_some_and(|c| c.serve(addr, buf)) {
             return Ok(());
         }
-        self.check_valid()?;
-        let n = mem::read(self.notif.pid as i32, addr, buf).map_err(MemoryError::Fault)?;
+        // Checked after the read only: what a recycled id let us read is
+        // dropped unseen.
+        let n = mem::read(self.notif.pid as i32, addr, buf).map_err(|e| self.fault(e))?;
         self.check_valid()?;
         if n < buf.len() {
             return Err(MemoryError::Fault(io::Error::from_raw_os_error(
@@ -324,7 +335,7 @@ impl<'a> HandlerCtx<'a> {
                 libc::EFAULT,
             )));
         }
-        self.check_valid()?;
+        // Checked after the read only (see `read_mem_into`).
         let mut out = Vec::new();
         let mut cur = addr;
         let mut chunk = [0u8; PAGE as usize];
@@ -333,7 +344,7 @@ impl<'a> HandlerCtx<'a> {
             let in_page = (PAGE - cur % PAGE) as usize;
             let want = in_page.min(room);
             let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want])
-                .map_err(MemoryError::Fault)?;
+                .map_err(|e| self.fault(e))?;
             if n == 0 {
                 return Err(MemoryError::Fault(io::Error::from_raw_os_error(
                     libc::EFAULT,

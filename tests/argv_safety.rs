@@ -1004,3 +1004,60 @@ fn tasks_sharing_the_callers_memory_are_frozen() {
         assert!(field(&out, "ran") > 0, "{mode}: {out}");
     }
 }
+
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn exec_watchers_are_used_and_end_with_their_supervisor() {
+    let _serial = serial();
+    const WATCHER: &str = "unotify-ptrace-";
+    let settle = |want: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while threads_named(WATCHER) > want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        threads_named(WATCHER)
+    };
+    // (The comm is cut at 15 bytes: "unotify-ptrace-" is a watcher,
+    // "unotify-ptrace" the tracer.)
+    let before = settle(0);
+    let sandbox = guarded().build().unwrap();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait; exec sleep 2",
+    ]);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+    // While the program sleeps, its supervisor's watchers wait for work.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut during = threads_named(WATCHER);
+    while during <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        during = threads_named(WATCHER);
+    }
+    assert!(
+        during > before,
+        "execs were awaited by watcher threads ({before} before, {during} during the run)"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(child);
+    drop(sandbox);
+    assert_eq!(
+        settle(before),
+        before,
+        "watcher threads outlived their supervisor"
+    );
+}

@@ -11,6 +11,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use crate::sys::procfs::{self, Stat};
 use crate::sys::ptrace::same_vm;
 
 /// One task: thread id and the process it belongs to.
@@ -20,12 +21,17 @@ pub(crate) struct Task {
     pub(crate) tgid: i32,
 }
 
-/// The parent process of `pid` (`/proc/<pid>/stat` field 4).
-pub(crate) fn parent_of(pid: i32) -> Option<i32> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+/// The parent and the threads of process `pid`, from its `stat` (one read)
+/// when its leader is its only thread, else from its `task` directory too.
+fn parent_and_threads(pid: i32) -> (Option<i32>, Vec<i32>) {
+    match Stat::of(pid) {
+        // Field 20: the number of threads; a live leader is one of them.
+        Some(st) if st.field(20) == Some(1) && !matches!(st.state, b'Z' | b'X') => {
+            (st.ppid(), vec![pid])
+        }
+        Some(st) => (st.ppid(), threads_of(pid)),
+        None => (None, threads_of(pid)),
+    }
 }
 
 /// The threads of process `pid`.
@@ -40,7 +46,7 @@ pub(crate) fn threads_of(pid: i32) -> Vec<i32> {
 
 /// The children of thread `tid` of process `pid`.
 pub(crate) fn children_of_thread(pid: i32, tid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+    procfs::read_text(&format!("/proc/{pid}/task/{tid}/children"))
         .map(|s| {
             s.split_ascii_whitespace()
                 .filter_map(|c| c.parse().ok())
@@ -71,18 +77,21 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     }
     let mut seen: HashSet<i32> = HashSet::from([caller.tgid, supervisor]);
     let mut queue = VecDeque::from([caller.tgid]);
+    let mut caller_parent = None;
     while let Some(pid) = queue.pop_front() {
-        let threads = threads_of(pid);
+        let (parent, threads) = parent_and_threads(pid);
         for &t in &threads {
             if t != caller.tid {
                 out.push(Task { tid: t, tgid: pid });
             }
         }
-        let parent = parent_of(pid);
+        if pid == caller.tgid {
+            caller_parent = parent;
+        }
         let mut next = children_of(pid, &threads);
         if let Some(pp) = parent.filter(|&p| p > 0) {
             next.push(pp);
-            next.extend(children_of(pp, &threads_of(pp)));
+            next.extend(children_of(pp, &parent_and_threads(pp).1));
         }
         for n in next {
             if seen.insert(n) && same_vm(n, caller.tid).unwrap_or(false) {
@@ -92,7 +101,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     }
     // The caller's own vfork parent: a thread of the caller's parent,
     // asleep in its vfork wait, of which the caller is a child.
-    if let Some(pp) = parent_of(caller.tgid) {
+    if let Some(pp) = caller_parent {
         out.retain(|t| {
             !(t.tgid == pp
                 && in_vfork_wait(t.tid)
@@ -106,7 +115,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
 /// kernel's clone path: `/proc/<tid>/wchan` names the function).
 pub(crate) fn in_vfork_wait(tid: i32) -> bool {
     super::task_state(tid) == Some(b'D')
-        && std::fs::read(format!("/proc/{tid}/wchan")).is_ok_and(|w| {
+        && procfs::read(&format!("/proc/{tid}/wchan")).is_ok_and(|w| {
             matches!(
                 &w[..],
                 b"kernel_clone" | b"wait_for_vfork_done" | b"_do_fork" | b"do_fork"
@@ -139,7 +148,7 @@ mod tests {
         let cpid = child.id() as i32;
         assert!(!found.iter().any(|t| t.tgid == cpid), "{found:?}");
         assert!(!found.iter().any(|t| t.tid == caller.tid));
-        assert_eq!(parent_of(cpid), Some(me));
+        assert_eq!(Stat::of(cpid).and_then(|s| s.ppid()), Some(me));
         drop(parked);
         let _ = child.kill();
         let _ = child.wait();

@@ -123,7 +123,7 @@ impl Expected {
     /// script, the interpreter's argv ends with the script's path as given
     /// and its arguments.
     pub(crate) fn matches(&self, pid: i32) -> Result<(), String> {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        let cmdline = crate::sys::procfs::read(&format!("/proc/{pid}/cmdline"))
             .map_err(|e| format!("cannot read its argv: {e}"))?;
         let mut new: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         if cmdline.last() == Some(&0) {
@@ -211,7 +211,7 @@ pub(crate) fn freeze<'a>(
     notif: &Notification,
 ) -> ExecFreeze<'a> {
     let tid = notif.pid as i32;
-    let tgid = crate::sys::process::thread_group_of(tid).unwrap_or(tid);
+    let tgid = crate::handler::thread_group_of(tid).unwrap_or(tid);
     let args = exec_args(notif);
     let mut f = ExecFreeze {
         core,

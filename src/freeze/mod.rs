@@ -134,10 +134,14 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
 /// argv safety: a procfs `mem` file opened for writing (any process's,
 /// the opener's own included, since an fd can be passed on), or the
 /// `userfaultfd` device (whatever its name: compared by device number).
-pub(crate) fn refuses_open(pinned: std::os::fd::BorrowedFd<'_>, flags: u64) -> bool {
+pub(crate) fn refuses_open(
+    pinned: std::os::fd::BorrowedFd<'_>,
+    st: &crate::sys::path::FileStat,
+    flags: u64,
+) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pinned));
-    if let Ok(st) = crate::sys::path::fstat(pinned) {
+    {
         if st.mode & libc::S_IFMT == libc::S_IFCHR {
             use std::os::unix::fs::MetadataExt;
             static UFFD: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -146,7 +150,7 @@ pub(crate) fn refuses_open(pinned: std::os::fd::BorrowedFd<'_>, flags: u64) -> b
             return uffd.is_some() && std::fs::metadata(&own).ok().map(|m| m.rdev()) == uffd;
         }
     }
-    if flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 {
+    if flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 || !st.on_anonymous_device() {
         return false;
     }
     if crate::sys::path::fs_type(pinned).ok() != Some(PROC_SUPER_MAGIC) {
@@ -289,7 +293,5 @@ impl MemoryCopy for exec::Snapshot {
 
 /// The scheduling state letter of task `tid` (`/proc/<tid>/stat` field 3).
 pub(crate) fn task_state(tid: i32) -> Option<u8> {
-    let text = std::fs::read(format!("/proc/{tid}/stat")).ok()?;
-    let close = text.iter().rposition(|&b| b == b')')?;
-    text.get(close + 2).copied()
+    crate::sys::procfs::Stat::of(tid).map(|s| s.state)
 }

@@ -11,7 +11,16 @@
 //! interrupt pending, and a later freeze that needs it takes it from there.
 //! The loop polls its tracees (`WNOHANG`, by thread id, never `-1`: the
 //! sandbox's first process is the host's own child) and sleeps on its
-//! request channel between rounds while anything is outstanding.
+//! request queue between rounds while anything is outstanding.
+//!
+//! An exec let through is awaited without rounds: a [watcher](Watchers)
+//! thread blocks in `waitid(WNOWAIT)` on the caller until its exec event
+//! (or exit, or the trap of a failed exec) is there, and wakes the loop,
+//! which then takes the event. Polling for an exec event every few tens of
+//! microseconds cost more processor time than everything else the exec
+//! freeze does, on the two processors the exec itself needed. A watched
+//! tracee is polled only after its watcher has reported it: the loop never
+//! takes its event, or detaches it, under a watcher still blocked on it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::sys::ptrace::{self, TraceeState};
 use crate::sys::seccomp;
@@ -56,13 +65,165 @@ enum Request {
         job: u64,
         expect: Option<Box<Expected>>,
     },
+    /// A watcher saw a state change of this tracee (not taken yet).
+    Ready(i32),
+}
+
+/// Watcher threads at most (one per exec awaited at once; further execs
+/// are awaited by polling).
+const MAX_WATCHERS: usize = 8;
+/// The loop's longest sleep while every awaited exec is watched (its
+/// deadlines are checked that often).
+const WATCHED_NAP: Duration = Duration::from_millis(100);
+
+/// The watcher threads of one tracer (see the module documentation).
+struct Watchers {
+    queue: Arc<WatchQueue>,
+    spawned: usize,
+}
+
+#[derive(Default)]
+struct WatchQueue {
+    state: Mutex<WatchState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    tids: std::collections::VecDeque<i32>,
+    /// Watchers waiting for a tid.
+    idle: usize,
+    closed: bool,
+}
+
+impl Watchers {
+    /// Has a watcher wait for the next state change of tracee `tid` and
+    /// report it to `inbox`; false if none is free (poll for it instead).
+    fn watch(&mut self, tid: i32, inbox: &Arc<Inbox>) -> bool {
+        let mut st = self.queue.state.lock();
+        if st.closed {
+            return false;
+        }
+        if st.idle <= st.tids.len() {
+            if self.spawned >= MAX_WATCHERS {
+                return false;
+            }
+            let queue = Arc::clone(&self.queue);
+            let inbox = Arc::clone(inbox);
+            let spawned = std::thread::Builder::new()
+                .name("unotify-ptrace-w".into())
+                .spawn(move || watch_loop(&queue, &inbox));
+            if let Err(e) = spawned {
+                log::debug!("cannot start an exec watcher ({e}); polling instead");
+                return false;
+            }
+            self.spawned += 1;
+        }
+        st.tids.push_back(tid);
+        self.queue.ready.notify_one();
+        true
+    }
+
+    /// Ends the idle watchers (a busy one ends after its report).
+    fn close(&self) {
+        self.queue.state.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
+/// A watcher: takes a tid, blocks until the tracee has a state change to
+/// report (left in place: `WNOWAIT`; from another thread than the tracer,
+/// which the kernel allows for tracees of the same thread group), reports
+/// it, and takes the next.
+fn watch_loop(queue: &WatchQueue, inbox: &Inbox) {
+    loop {
+        let tid = {
+            let mut st = queue.state.lock();
+            loop {
+                if st.closed {
+                    return;
+                }
+                if let Some(t) = st.tids.pop_front() {
+                    break t;
+                }
+                st.idle += 1;
+                queue.ready.wait(&mut st);
+                st.idle -= 1;
+            }
+        };
+        // An error (ECHILD: gone, or its exec moved it to another id)
+        // is reported too: the loop polls and sorts it out.
+        let _ = ptrace::peek(tid, libc::__WALL | libc::WEXITED | libc::WSTOPPED);
+        if !inbox.send(Request::Ready(tid)) {
+            return;
+        }
+    }
+}
+
+/// The tracer's request queue. Not a channel: the tracer naps between
+/// rounds for tens of microseconds, and a channel's timed receive spins and
+/// yields before it sleeps, taking the processor from the tasks it waits
+/// for; a condition variable sleeps at once.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<InboxState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct InboxState {
+    requests: Vec<Request>,
+    /// The handle was dropped: the thread ends.
+    closed: bool,
+}
+
+impl Inbox {
+    /// Queues `r`; false if the tracer is gone.
+    fn send(&self, r: Request) -> bool {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return false;
+        }
+        q.requests.push(r);
+        self.ready.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        self.queue.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Takes the queued requests, waiting for one for at most `nap`
+    /// (`None`: without limit). `None` once closed.
+    fn take(&self, nap: Option<Duration>) -> Option<Vec<Request>> {
+        let mut q = self.queue.lock();
+        if q.requests.is_empty() && !q.closed {
+            match nap {
+                Some(d) => {
+                    self.ready.wait_for(&mut q, d);
+                }
+                None => self.ready.wait(&mut q),
+            }
+        }
+        if q.closed {
+            return None;
+        }
+        Some(std::mem::take(&mut q.requests))
+    }
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
 }
 
 /// Handle on the tracer thread. Dropping it ends the thread (its tracees
 /// are detached by the kernel when it exits).
 #[derive(Debug)]
 pub(crate) struct Tracer {
-    tx: Sender<Request>,
+    inbox: Arc<Inbox>,
     next_job: AtomicU64,
     in_flight: Arc<InFlight>,
 }
@@ -87,7 +248,7 @@ impl InFlight {
 impl Tracer {
     /// Starts the tracer of the sandbox rooted at `root`.
     pub(crate) fn start(root: i32, listener: OwnedFd) -> std::io::Result<Tracer> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let inbox = Arc::new(Inbox::default());
         let in_flight = Arc::new(InFlight {
             map: Mutex::new(HashMap::new()),
             listener,
@@ -98,12 +259,21 @@ impl Tracer {
             in_flight: Arc::clone(&in_flight),
             table: HashMap::new(),
             jobs: Vec::new(),
+            inbox: Arc::clone(&inbox),
+            watchers: Watchers {
+                queue: Arc::default(),
+                spawned: 0,
+            },
+            watched: std::collections::HashSet::new(),
         };
         std::thread::Builder::new()
             .name("unotify-ptrace".into())
-            .spawn(move || state.run(rx))?;
+            .spawn({
+                let inbox = Arc::clone(&inbox);
+                move || state.run(&inbox)
+            })?;
         Ok(Tracer {
-            tx,
+            inbox,
             next_job: AtomicU64::new(1),
             in_flight,
         })
@@ -121,22 +291,25 @@ impl Tracer {
     pub(crate) fn freeze(&self, caller: Task, sharers: Vec<Task>) -> Pending {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let sent = self
-            .tx
-            .send(Request::Freeze {
-                job,
-                caller,
-                sharers,
-                reply,
-            })
-            .is_ok();
+        let sent = self.inbox.send(Request::Freeze {
+            job,
+            caller,
+            sharers,
+            reply,
+        });
         Pending { job, answer, sent }
     }
 
     /// The answer of `job`'s exec was sent: `expect` is what it must run
     /// if it was let through, `None` if it was not.
     pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
-        let _ = self.tx.send(Request::Finish { job, expect });
+        let _ = self.inbox.send(Request::Finish { job, expect });
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.inbox.close();
     }
 }
 
@@ -219,49 +392,73 @@ struct Loop {
     in_flight: Arc<InFlight>,
     table: HashMap<i32, Entry>,
     jobs: Vec<Job>,
+    inbox: Arc<Inbox>,
+    watchers: Watchers,
+    /// Tracees a watcher waits on and has not reported yet: not polled.
+    watched: std::collections::HashSet<i32>,
 }
 
 impl Loop {
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(mut self, inbox: &Inbox) {
         let mut nap = Duration::from_micros(10);
         loop {
             let busy = !self.jobs.is_empty() || !self.table.is_empty();
-            let first = if busy {
-                match rx.recv_timeout(nap) {
-                    Ok(r) => Some(r),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(r) => Some(r),
-                    Err(_) => return,
-                }
+            let Some(requests) = inbox.take(busy.then_some(nap)) else {
+                self.shut_down();
+                return;
             };
-            let mut progress = first.is_some();
-            if let Some(r) = first {
-                self.handle(r);
-            }
-            while let Ok(r) = rx.try_recv() {
+            let mut progress = !requests.is_empty();
+            for r in requests {
                 self.handle(r);
             }
             progress |= self.poll_all();
             progress |= self.advance();
             self.release();
-            // An exec awaited: its caller sits in its exec stop until seen.
-            let cap = if self.jobs.iter().any(|j| j.phase == Phase::Exec) {
+            // An exec awaited and not watched: its caller sits in its exec
+            // stop until seen. An exec with frozen members: they are killed
+            // by the exec, which waits until they are reaped (here).
+            let unwatched_exec = self.jobs.iter().any(|j| {
+                j.phase == Phase::Exec
+                    && (!self.watched.contains(&j.caller.tid) || !j.members.is_empty())
+            });
+            let stops_to_come = self.table.iter().any(|(t, e)| {
+                e.st == St::Running
+                    && !self.watched.contains(t)
+                    && !self.jobs.iter().any(|j| j.caller.tid == *t)
+            });
+            let cap = if unwatched_exec {
                 EXEC_NAP
-            } else if self.jobs.is_empty() {
+            } else if self.jobs.iter().any(|j| j.phase == Phase::Stopping) {
+                // (A frozen job waits for its worker's answer: its caller
+                // sleeps in its seccomp wait, nothing to poll for.)
+                MAX_NAP
+            } else if stops_to_come {
                 IDLE_NAP
             } else {
-                MAX_NAP
+                WATCHED_NAP
             };
-            nap = if progress {
+            nap = if cap == WATCHED_NAP {
+                // Nothing to poll for: the watchers wake the loop.
+                cap
+            } else if progress {
                 Duration::from_micros(10)
             } else {
                 (nap * 2).min(cap)
             };
         }
+    }
+
+    /// The handle was dropped. A watcher blocked on a tracee that this
+    /// thread's exit detaches would never hear of it again (its later
+    /// stops and exit go to its parent): each watched tracee is asked to
+    /// stop, which wakes its watcher, which then finds the queue closed
+    /// and ends. The kernel detaches (and resumes) every tracee when this
+    /// thread exits.
+    fn shut_down(&mut self) {
+        for &tid in &self.watched {
+            let _ = ptrace::interrupt(tid);
+        }
+        self.watchers.close();
     }
 
     fn handle(&mut self, r: Request) {
@@ -272,6 +469,9 @@ impl Loop {
                 sharers,
                 reply,
             } => self.start_job(job, caller, sharers, reply),
+            Request::Ready(tid) => {
+                self.watched.remove(&tid);
+            }
             Request::Finish { job, expect } => {
                 let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
                     return; // it failed and ended already
@@ -292,6 +492,15 @@ impl Loop {
                                 let _ = ptrace::interrupt(tid);
                                 e.interrupted = true;
                             }
+                        }
+                        // A leader's exec event comes on its own id: a
+                        // watcher waits for it (a non-leader's comes on
+                        // the process id, polled for).
+                        if tid == j.caller.tgid
+                            && self.table.get(&tid).is_some_and(|e| e.st == St::Running)
+                            && self.watchers.watch(tid, &self.inbox)
+                        {
+                            self.watched.insert(tid);
                         }
                     }
                     (Phase::Stopping, _) => j.abandoned = true,
@@ -469,6 +678,9 @@ impl Loop {
         let root = self.root;
         let tids: Vec<i32> = self.table.keys().copied().collect();
         for tid in tids {
+            if self.watched.contains(&tid) {
+                continue;
+            }
             let Some(e) = self.table.get_mut(&tid) else {
                 continue;
             };

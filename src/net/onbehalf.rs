@@ -217,7 +217,7 @@ fn status_field(status: &str, field: &str) -> Option<String> {
 }
 
 fn read_status(pid: &str) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+    crate::sys::procfs::read_text(&format!("/proc/{pid}/status")).ok()
 }
 
 /// `CapEff` of `/proc/<pid>/status` (`self` for the supervisor).
@@ -1162,7 +1162,7 @@ fn translate_rights(cx: &HandlerCtx<'_>, control: &mut [u8]) -> Answer<Vec<Owned
             }
         } else if kind == libc::SCM_CREDENTIALS && range.len() >= 4 {
             let pid = u32_at(control, range.start) as i32;
-            let tgid = crate::sys::process::thread_group_of(cx.pid() as i32);
+            let tgid = crate::sys::procfs::thread_group_of(cx.pid() as i32);
             if Some(pid) != tgid {
                 return Err(errno(libc::EPERM));
             }
@@ -1196,7 +1196,7 @@ fn write_lens_now(cx: &HandlerCtx<'_>, vec_ptr: u64, lens: &[u32]) -> NotifActio
 /// still the same process.
 fn open_process(tid: i32) -> Option<OwnedFd> {
     pidfd::pidfd_open(tid, 0).ok().or_else(|| {
-        crate::sys::process::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok())
+        crate::sys::procfs::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok())
     })
 }
 

@@ -99,10 +99,23 @@ impl CredCache {
         inner.settled(tid, verdict.tgid).then_some(verdict)
     }
 
-    /// A stamp to take before reading a thread's credentials, for
-    /// [`store`](Self::store).
-    pub(crate) fn stamp(&self) -> u64 {
-        self.inner.lock().epoch
+    /// A stamp for thread `tid` to take before reading its credentials, for
+    /// [`store`](Self::store). A call of an exec caller ends its exec here,
+    /// before the read: the read that follows is of the new credentials,
+    /// and is kept (the first call of every new program reads `/proc` once,
+    /// not twice).
+    pub(crate) fn stamp(&self, tid: i32) -> u64 {
+        let mut inner = self.inner.lock();
+        let groups: Vec<i32> = inner
+            .execs
+            .iter()
+            .filter(|(g, callers)| **g == tid || callers.iter().any(|(t, _)| *t == tid))
+            .map(|(g, _)| *g)
+            .collect();
+        for g in groups {
+            inner.settled(tid, g);
+        }
+        inner.epoch
     }
 
     /// Remembers `verdict` for thread `tid` (whose thread pidfd is
@@ -170,7 +183,7 @@ mod tests {
             acts_with: Some(0),
         };
         assert_eq!(cache.lookup(tid), None);
-        let s = cache.stamp();
+        let s = cache.stamp(tid);
         cache.store(tid, CredCache::open(tid).unwrap(), s, v);
         assert_eq!(cache.lookup(tid), Some(v));
         cache.forget(tid);
@@ -179,14 +192,17 @@ mod tests {
         cache.store(tid, CredCache::open(tid).unwrap(), s, v);
         assert_eq!(cache.lookup(tid), None);
         // An exec in the caller's thread: its next call ends it.
-        let s = cache.stamp();
+        let s = cache.stamp(tid);
         cache.store(tid, CredCache::open(tid).unwrap(), s, v);
         cache.exec_started(tid, tgid);
         assert_eq!(cache.lookup(tid), None, "the group's entries are gone");
-        let s = cache.stamp();
-        cache.store(tid, CredCache::open(tid).unwrap(), s, v);
+        // A read begun during the exec (stamped before the caller's next
+        // call) is not kept.
+        let during = cache.inner.lock().epoch;
+        cache.store(tid, CredCache::open(tid).unwrap(), during, v);
         assert_eq!(cache.lookup(tid), None, "the read began during the exec");
-        let s = cache.stamp();
+        // The caller's next call ends the exec before its read: kept.
+        let s = cache.stamp(tid);
         cache.store(tid, CredCache::open(tid).unwrap(), s, v);
         assert_eq!(cache.lookup(tid), Some(v));
         // An exec in another thread: nothing of the group is cached until
@@ -200,7 +216,7 @@ mod tests {
         let b = rx.recv().unwrap();
         cache.exec_started(b, tgid);
         for _ in 0..2 {
-            let s = cache.stamp();
+            let s = cache.stamp(tid);
             cache.store(tid, CredCache::open(tid).unwrap(), s, v);
             assert_eq!(cache.lookup(tid), None);
         }
@@ -208,7 +224,7 @@ mod tests {
         other.join().unwrap();
         // Gone: the first read after it is still from during the exec.
         for expect in [None, Some(v)] {
-            let s = cache.stamp();
+            let s = cache.stamp(tid);
             cache.store(tid, CredCache::open(tid).unwrap(), s, v);
             assert_eq!(cache.lookup(tid), expect);
         }
@@ -230,7 +246,7 @@ mod tests {
             })
             .join()
             .unwrap();
-            let s = cache.stamp();
+            let s = cache.stamp(tid);
             cache.store(tid, fd, s, v);
         }
         assert!(cache.inner.lock().threads.len() <= SWEEP_AT);

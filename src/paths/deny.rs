@@ -327,13 +327,18 @@ impl DeniedPaths {
     /// by identity, by its path as the kernel reports it, or because one of
     /// its ancestor directories is a denied directory.
     pub(crate) fn check_fd(&self, fd: BorrowedFd<'_>) -> bool {
-        let st = match fstat(fd) {
-            Ok(st) => st,
+        match fstat(fd) {
+            Ok(st) => self.check_fd_with(fd, &st),
             Err(e) => {
                 log::warn!("fstat of a pinned file failed: {e}; treating it as denied");
-                return true;
+                true
             }
-        };
+        }
+    }
+
+    /// [`check_fd`](Self::check_fd) with the file's `fstat` already made.
+    pub(crate) fn check_fd_with(&self, fd: BorrowedFd<'_>, st: &FileStat) -> bool {
+        let st = *st;
         if self.id_denied(FileId::from(&st)) {
             return true;
         }

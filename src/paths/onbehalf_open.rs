@@ -18,7 +18,7 @@ use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
 use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths};
 use super::resolve::{
-    as_path, bare, base, borrow, errno_of, is_supervisor_proc, mem_errno, open_beneath, pin,
+    as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, mem_errno, open_beneath, pin,
     pin_alias, read_path, reopen, split, task_view, with_c, Errno, Rights, Task,
 };
 
@@ -314,27 +314,29 @@ fn finish(
     flags: i32,
     rights: Rights,
 ) -> Result<NotifAction, Errno> {
-    if denied.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
+    // One `fstat` for every check (a pinned inode does not change type).
+    let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+    if denied.check_fd_with(pinned.as_fd(), &st) || is_supervisor_proc_with(pinned.as_fd(), &st) {
         return Err(libc::EACCES);
     }
     // No write into a cgroup file system: the program would move itself
     // out of its sandbox's cgroups or raise their limits (the same rule as
     // the Landlock domain's, for opens made on the program's behalf).
     if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0
+        && st.on_anonymous_device()
         && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
     {
         return Err(libc::EACCES);
     }
     // Argv safety: no write access to a process's memory through procfs.
     if cx.service::<crate::freeze::ArgvSafety>().is_some()
-        && crate::freeze::refuses_open(pinned.as_fd(), flags as u64)
+        && crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64)
     {
         return Err(libc::EACCES);
     }
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
     super::handlers::policy_gate(cx)?;
-    let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
     if flags & libc::O_PATH != 0 {
         // The kernel will not inject an `O_PATH` file: a regular file or a
         // directory is given as a read-only open of the pinned inode, which

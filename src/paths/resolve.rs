@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use crate::handler::{thread_group_of, HandlerCtx, MemoryError};
 use crate::sys::caps::ThreadCaps;
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
+use crate::sys::procfs::{self, status_field as field};
 
 use super::creds::{CredCache, Verdict};
 use super::deny::normalize_abs;
@@ -131,13 +132,6 @@ impl Creds {
     }
 }
 
-fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-}
-
 fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
     use std::os::unix::fs::MetadataExt;
     let last = |k: &str| {
@@ -159,7 +153,7 @@ fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
 fn own_creds() -> Option<&'static Creds> {
     static OWN: OnceLock<Option<Creds>> = OnceLock::new();
     OWN.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+        let status = procfs::read_text("/proc/thread-self/status").ok()?;
         creds_of(&status, "/proc/thread-self/ns/mnt")
     })
     .as_ref()
@@ -189,7 +183,7 @@ impl Task {
         let verdict = match cache.lookup(tid) {
             Some(v) => v,
             None => {
-                let stamp = cache.stamp();
+                let stamp = cache.stamp(tid);
                 // Opened before the read: while the call is pending the
                 // thread id names the caller (checked below).
                 let pidfd = CredCache::open(tid);
@@ -217,8 +211,7 @@ impl Task {
 
     /// The verdict and umask from `/proc/<tid>/status`.
     fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
-        let status =
-            std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
+        let status = procfs::read_text(&format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
         if !cx.id_valid() {
             return Err(libc::ESRCH);
@@ -241,7 +234,7 @@ impl Task {
     /// credentials came from the cache).
     pub(crate) fn umask(&self) -> u32 {
         self.umask.unwrap_or_else(|| {
-            std::fs::read_to_string(format!("/proc/{}/status", self.tid))
+            procfs::read_text(&format!("/proc/{}/status", self.tid))
                 .map_or(DEFAULT_UMASK, |s| umask_of(&s))
         })
     }
@@ -417,6 +410,18 @@ pub(crate) fn pin_alias(cx: &HandlerCtx<'_>, task: &Task, alias: &Alias) -> Resu
 /// `/proc/./self/mem` or a symlink to `/proc/self`): never given to the
 /// task.
 pub(crate) fn is_supervisor_proc(fd: BorrowedFd<'_>) -> bool {
+    if crate::sys::path::fstat(fd).is_ok_and(|st| !st.on_anonymous_device()) {
+        return false;
+    }
+    is_supervisor_proc_any(fd)
+}
+
+/// [`is_supervisor_proc`] with the file's `fstat` already made.
+pub(crate) fn is_supervisor_proc_with(fd: BorrowedFd<'_>, st: &crate::sys::path::FileStat) -> bool {
+    st.on_anonymous_device() && is_supervisor_proc_any(fd)
+}
+
+fn is_supervisor_proc_any(fd: BorrowedFd<'_>) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     if crate::sys::path::fs_type(fd).map_or(true, |t| t != PROC_SUPER_MAGIC) {
         return false;

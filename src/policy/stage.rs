@@ -82,9 +82,9 @@ pub(crate) struct PolicyState {
 
 /// The parent of process `pid`, from `/proc/<pid>/stat` (field 4).
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::sys::procfs::Stat::of(pid as i32)?
+        .ppid()
+        .map(|p| p as u32)
 }
 
 /// Builds the event for `notif`.
@@ -115,7 +115,7 @@ impl PolicyState {
     /// of the caller's process.
     pub(crate) fn restricted(&self, notif: &Notification, dest: SocketAddr) -> Option<i32> {
         let tgid =
-            || crate::sys::process::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
+            || crate::sys::procfs::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
         if self.dynamic.net_allows_with(tgid, dest.ip()) {
             None
         } else {

@@ -115,16 +115,11 @@ pub struct ProcStat {
 /// Reads `/proc/<pid>/stat` (the comm field may hold spaces and parentheses:
 /// fields are counted after its last `)`).
 pub fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    // `rest` starts at field 3.
-    let mut fields = rest.split_ascii_whitespace();
-    let start = fields.nth(22 - 3)?.parse().ok()?;
-    let start_brk = fields
-        .nth(47 - 22 - 1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Some(ProcStat { start, start_brk })
+    let stat = crate::sys::procfs::Stat::of(pid)?;
+    Some(ProcStat {
+        start: stat.field(22)? as u64,
+        start_brk: stat.field(47).unwrap_or(0) as u64,
+    })
 }
 
 impl ProcessIndex {
@@ -195,7 +190,7 @@ impl ProcessIndex {
             // is gone has no thread group to read either), or no pidfd to
             // be had (EMFILE...): then the entry is checked through /proc.
             Err(e) => {
-                let tgid = crate::sys::process::thread_group_of(tid)?;
+                let tgid = crate::sys::procfs::thread_group_of(tid)?;
                 if tgid == tid {
                     log::warn!("no pidfd for process {tid} ({e}); its exit is seen by the sweep");
                     (tgid, None)

@@ -231,16 +231,7 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command's last ')': state, ppid, pgrp.
-            stat.rfind(')')
-                .and_then(|i| stat[i + 1..].split_ascii_whitespace().nth(2))
-                .and_then(|g| g.parse::<i32>().ok())
-                == Some(pgid)
-        })
+        .filter(|&pid| crate::sys::procfs::Stat::of(pid).and_then(|s| s.pgrp()) == Some(pgid))
         .collect()
 }
 
@@ -421,7 +412,7 @@ pub fn sandbox_writable_memory(pids: &[i32]) -> u64 {
     let mut private = 0u64;
     let mut shared: std::collections::HashMap<(String, u64), u64> = Default::default();
     for &pid in pids {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(maps) = crate::sys::procfs::read_text(&format!("/proc/{pid}/maps")) else {
             continue;
         };
         for line in maps.lines() {
@@ -500,7 +491,7 @@ pub fn tree_pids(roots: &[i32]) -> Vec<i32> {
 /// Private writable memory of `pid` (data + stack), in bytes, from
 /// `/proc/<pid>/statm`.
 pub fn statm_data(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let text = crate::sys::procfs::read_text(&format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_ascii_whitespace().nth(5)?.parse().ok()?;
     Some(pages * page_size())
 }
@@ -550,7 +541,7 @@ mod tests {
         assert!(count_tree(&[std::process::id() as i32]) >= 1);
         assert_eq!(count_tree(&[-1]), 0);
         let me = std::process::id() as i32;
-        let pgid = crate::sys::process::thread_group_of(me).map(|_| {
+        let pgid = crate::sys::procfs::thread_group_of(me).map(|_| {
             let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
             let rest = &stat[stat.rfind(')').unwrap() + 1..];
             rest.split_ascii_whitespace()

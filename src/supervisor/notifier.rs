@@ -454,7 +454,7 @@ fn resp(id: u64, val: i64, error: i32, flags: u32) -> SeccompNotifResp {
 }
 
 fn kill_task(tid: i32, signal: i32) {
-    let tgid = process::thread_group_of(tid).unwrap_or(tid);
+    let tgid = crate::sys::procfs::thread_group_of(tid).unwrap_or(tid);
     match pidfd::pidfd_open(tgid, 0) {
         Ok(pfd) => {
             if let Err(e) = pidfd::pidfd_send_signal(pfd.as_fd(), signal) {

@@ -21,6 +21,7 @@ pub mod perf;
 pub mod pidfd;
 pub mod probe;
 pub mod process;
+pub(crate) mod procfs;
 pub mod ptrace;
 mod raw;
 pub mod seccomp;

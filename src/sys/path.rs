@@ -27,6 +27,15 @@ pub struct FileStat {
 }
 
 impl FileStat {
+    /// Whether the file may be on a file system without a block device
+    /// (device major 0: procfs, cgroupfs, tmpfs, overlayfs...). A file on
+    /// a disk is not: checks for procfs and cgroupfs can skip `fstatfs`.
+    pub fn on_anonymous_device(&self) -> bool {
+        // glibc's `major()` encoding of a 64-bit `dev_t`.
+        let major = ((self.dev >> 8) & 0xfff) | ((self.dev >> 32) & !0xfff);
+        major == 0
+    }
+
     // `st_nlink` is 32-bit on some architectures.
     #[allow(clippy::unnecessary_cast)]
     fn from_raw(st: &libc::stat) -> FileStat {

@@ -320,14 +320,7 @@ pub fn reclaim_terminal(pgid: i32) {
 /// Whether process `pid` is stopped by a signal (job control: state `T` in
 /// `/proc/PID/stat`; a ptrace stop, `t`, is not).
 pub fn is_job_stopped(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may
-    // itself contain them.
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        == Some("T")
+    super::procfs::Stat::of(pid).is_some_and(|s| s.state == b'T')
 }
 
 /// `poll(2)`: waits until one of `fds` has an event or `timeout` has passed
@@ -379,15 +372,6 @@ impl Drop for ParkedThread {
             let _ = h.join();
         }
     }
-}
-
-/// The thread group (process id) of thread `tid`, from `/proc/<tid>/status`.
-pub fn thread_group_of(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
