@@ -11,10 +11,44 @@ use crate::sys::memfd;
 /// A callback given the fd number that an injected fd received in the task.
 pub type OnInjected = Box<dyn FnOnce(RawFd) + Send>;
 
+/// An errno a handler answers with: always in `1..=4095`, the range the
+/// kernel accepts in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Errno(i32);
+
+impl Errno {
+    /// `e` if it is a valid errno.
+    pub(crate) fn new(e: i32) -> Option<Errno> {
+        (1..=4095).contains(&e).then_some(Errno(e))
+    }
+
+    /// `e` if valid, else `EPERM` (fail closed).
+    pub(crate) fn or_eperm(e: i32) -> Errno {
+        Errno::new(e).unwrap_or(Errno(libc::EPERM))
+    }
+
+    /// The errno of an I/O error (`EIO` if it has none).
+    pub(crate) fn from_io(e: &io::Error) -> Errno {
+        Errno::or_eperm(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    /// The number.
+    pub(crate) fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl From<Errno> for NotifAction {
+    fn from(e: Errno) -> NotifAction {
+        NotifAction::Errno(e.0)
+    }
+}
+
 /// How the supervisor answers one trapped system call.
 ///
 /// A handler chain runs until a handler returns something other than
 /// [`Continue`](NotifAction::Continue): that action is the answer.
+#[non_exhaustive]
 pub enum NotifAction {
     /// Not mine: let the next handler decide, or, at the end of the chain,
     /// let the call run in the kernel unchanged.

@@ -19,6 +19,7 @@ const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
 /// A supported system call ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Arch {
     /// 64-bit x86 (`AUDIT_ARCH_X86_64`).
     X86_64,

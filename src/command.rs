@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 /// Where a standard stream of the sandboxed program goes.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub enum Stdio {
     /// The supervisor's own stream.
     #[default]

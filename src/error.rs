@@ -77,6 +77,9 @@ pub enum Error {
         /// What the kernel lacks and what the program could reach.
         detail: String,
     },
+    /// The supervisor has stopped (its sandbox ended, or it was asked to
+    /// stop): there is nothing left to act on.
+    Stopped,
     /// A system call made by the supervisor failed.
     Io {
         /// What the supervisor was doing.
@@ -130,6 +133,9 @@ impl fmt::Display for Error {
             Error::WeakIsolation { detail } => write!(
                 f,
                 "{detail}; run on Linux 6.12 or newer with Landlock enabled, or accept the weaker isolation (`unotify run --allow-weak-isolation`, `SandboxBuilder::allow_weak_isolation(true)`)"
+            ),
+            Error::Stopped => f.write_str(
+                "the supervisor has stopped (its sandbox ended); take a new handle from a running child",
             ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }

@@ -50,6 +50,11 @@ use libc::sock_filter;
 use crate::arch::{Arch, X32_SYSCALL_BIT};
 use crate::{syscalls, Error, Result};
 
+/// `io_uring_setup`: the operations of a ring run in the kernel without
+/// passing the filter (opens, connects, sends), so wherever a trapped call
+/// guards something the ring is refused (`EPERM`).
+pub(crate) const IO_URING: &[&str] = &["io_uring_setup"];
+
 /// The kernel's limit on the number of instructions in one BPF program.
 pub const BPF_MAXINSNS: usize = 4096;
 
@@ -61,8 +66,12 @@ const OFFSET_ARCH: u32 = 4;
 const OFFSET_ARGS: u32 = 16;
 /// Number of syscall arguments in `seccomp_data.args`.
 const NUM_ARGS: u8 = 6;
-/// Largest errno a seccomp filter may return (the kernel's `MAX_ERRNO`).
-const MAX_ERRNO: i32 = 4095;
+/// `errno` as a filter's `SECCOMP_RET_ERRNO` data, if it is a valid errno.
+fn filter_errno(errno: i32) -> Result<u16> {
+    crate::action::Errno::new(errno)
+        .and_then(|e| u16::try_from(e.get()).ok())
+        .ok_or(Error::InvalidErrno { errno })
+}
 
 const OP_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const OP_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
@@ -97,6 +106,7 @@ fn ja(distance: usize) -> sock_filter {
 
 /// What the filter does with a system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SyscallAction {
     /// Let the call run (`SECCOMP_RET_ALLOW`).
     Allow,
@@ -123,11 +133,7 @@ impl SyscallAction {
 
     fn validate(self) -> Result<()> {
         match self {
-            SyscallAction::Errno(errno) if errno == 0 || i32::from(errno) > MAX_ERRNO => {
-                Err(Error::InvalidErrno {
-                    errno: i32::from(errno),
-                })
-            }
+            SyscallAction::Errno(errno) => filter_errno(i32::from(errno)).map(drop),
             _ => Ok(()),
         }
     }
@@ -136,6 +142,7 @@ impl SyscallAction {
 /// One condition on a system call argument: matches when
 /// `(args[index] & mask) == value`, compared as full 64-bit values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ArgCheck {
     /// The argument, `0..6`.
     pub index: u8,
@@ -261,10 +268,7 @@ impl FilterBuilder {
     /// [`Error::ConflictingRule`] if `nr` already has a different rule, or is
     /// an x32 number on x86_64.
     pub fn deny(&mut self, nr: u32, errno: i32) -> Result<&mut Self> {
-        let errno = match u16::try_from(errno) {
-            Ok(e) if (1..=MAX_ERRNO).contains(&errno) => e,
-            _ => return Err(Error::InvalidErrno { errno }),
-        };
+        let errno = filter_errno(errno)?;
         self.insert(nr, Rule::Fixed(SyscallAction::Errno(errno)))
     }
 
@@ -317,10 +321,7 @@ impl FilterBuilder {
         checks: Vec<ArgCheck>,
         errno: i32,
     ) -> Result<&mut Self> {
-        let action = match u16::try_from(errno) {
-            Ok(e) if (1..=MAX_ERRNO).contains(&errno) => SyscallAction::Errno(e),
-            _ => return Err(Error::InvalidErrno { errno }),
-        };
+        let action = SyscallAction::Errno(filter_errno(errno)?);
         for check in &checks {
             check.validate().map_err(|reason| Error::InvalidConfig {
                 message: format!("rule for `{}`, {check:?}: {reason}", self.display_name(nr)),
@@ -357,6 +358,19 @@ impl FilterBuilder {
         self.rules
             .get(&nr)
             .is_some_and(|r| r.may(SyscallAction::Notify))
+    }
+
+    /// Denies each call of `names` (known on this architecture) with
+    /// `errno`, unless a rule already decides it (denied, or trapped).
+    pub(crate) fn refuse_undecided(&mut self, names: &[&str], errno: i32) -> Result<()> {
+        for name in names {
+            if let Some(nr) = syscalls::number(self.arch(), name) {
+                if self.is_denied(nr).is_none() && !self.is_notified(nr) {
+                    self.deny(nr, errno)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The errno system call `nr` is unconditionally denied with, if any.

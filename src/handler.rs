@@ -1,5 +1,6 @@
 //! The handler API: [`Handler`], [`HandlerCtx`] and the per-syscall chains.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -7,8 +8,12 @@ use std::sync::Arc;
 
 use crate::action::NotifAction;
 use crate::notification::Notification;
-use crate::supervisor::{Shared, SupervisorHandle};
-use crate::sys::{mem, pidfd, seccomp};
+use crate::supervisor::handle::SupervisorHandle;
+use crate::supervisor::notifier::{Notifier, PauseHold, Settle};
+use crate::supervisor::services::Services;
+use crate::sys::{mem, pidfd};
+
+pub(crate) use crate::sys::procfs::thread_group_of;
 
 /// Decides trapped system calls. Runs on a worker thread and may block
 /// briefly; slow work belongs in [`NotifAction::defer`].
@@ -31,6 +36,7 @@ where
 
 /// Why the trapped task's memory could not be used.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MemoryError {
     /// The notification is no longer valid: the task was interrupted or died.
     /// Whatever is answered now is discarded by the kernel.
@@ -80,31 +86,131 @@ const PAGE: u64 = 4096;
 /// afterwards: decide on the copy, never on the pointer.
 pub struct HandlerCtx<'a> {
     notif: &'a Notification,
-    shared: &'a Arc<Shared>,
-    /// Set once the policy callback has been told about this call.
-    consulted: std::cell::Cell<bool>,
-    /// An exec under argv safety: the copy of its path and argv that reads
-    /// inside them are served from (see `freeze`).
-    exec_copy: Option<&'a crate::freeze::exec::Snapshot>,
+    /// The answer core (validity checks, the pause).
+    core: &'a Notifier,
+    /// The running features a builtin handler may use.
+    services: &'a Services,
+    /// What dispatch leaves for the pipeline's later stages.
+    effects: &'a Effects,
+    handle: &'a SupervisorHandle,
+    /// A copy of the call's memory that reads inside it are served from (an
+    /// exec under argv safety: its path and argv; see `freeze`).
+    copy: Option<&'a dyn MemoryCopy>,
 }
 
+impl fmt::Debug for HandlerCtx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerCtx")
+            .field("notification", self.notif)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A copy of some of a trapped task's memory, read while nothing could
+/// change it, that reads inside it are served from.
+pub(crate) trait MemoryCopy {
+    /// Fills `buf` from the copy if `[addr, addr + len)` lies inside it.
+    fn serve(&self, addr: u64, buf: &mut [u8]) -> bool;
+    /// The string at `addr` from the copy, if it starts inside it.
+    fn serve_cstr(&self, addr: u64, max_len: usize) -> Option<Result<Vec<u8>, MemoryError>>;
+}
+
+/// What dispatch leaves for the pipeline's later stages, for one call: a
+/// value of the pipeline's, lent to the handlers through [`HandlerCtx`].
+#[derive(Default)]
+pub(crate) struct Effects {
+    /// A fork counted by the fork handler: settled with the answer.
+    fork_token: Cell<Option<Box<dyn Settle>>>,
+    /// The policy callback was told about the call (by an on-behalf
+    /// handler, before its side effect).
+    policy_consulted: Cell<bool>,
+    /// The call is held by the pause, in the core: nothing else answers it.
+    held_for_pause: Cell<bool>,
+}
+
+impl Effects {
+    /// Takes the token of the fork counted for this call.
+    pub(crate) fn take_fork_token(&self) -> Option<Box<dyn Settle>> {
+        self.fork_token.take()
+    }
+
+    /// Whether the policy callback was told about the call.
+    pub(crate) fn policy_consulted(&self) -> bool {
+        self.policy_consulted.get()
+    }
+
+    /// Whether the pause holds the call.
+    pub(crate) fn held_for_pause(&self) -> bool {
+        self.held_for_pause.get()
+    }
+}
+
+/// The policy callback, as handlers see it (see [`HandlerCtx::check_policy`]).
+pub(crate) trait PolicyCheck: Send + Sync {
+    /// `ECONNREFUSED` (or another errno) if `dest` is outside a run-time
+    /// network restriction of the caller.
+    fn restricted(&self, notif: &Notification, dest: std::net::SocketAddr) -> Option<i32>;
+    /// Tells the callback about the call and returns the errno to fail it
+    /// with, if it is denied.
+    fn consult(&self, notif: &Notification, dest: Option<std::net::SocketAddr>) -> Option<i32>;
+}
+
+/// The [`PolicyCheck`] of a sandbox with a policy callback, in its
+/// [`Services`].
+pub(crate) struct PolicyGate(pub(crate) Arc<dyn PolicyCheck>);
+
 impl<'a> HandlerCtx<'a> {
-    pub(crate) fn new(notif: &'a Notification, shared: &'a Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        notif: &'a Notification,
+        core: &'a Notifier,
+        services: &'a Services,
+        effects: &'a Effects,
+        handle: &'a SupervisorHandle,
+    ) -> Self {
         HandlerCtx {
             notif,
-            shared,
-            consulted: std::cell::Cell::new(false),
-            exec_copy: None,
+            core,
+            services,
+            effects,
+            handle,
+            copy: None,
         }
     }
 
-    /// Serves reads inside an exec's path and argv from `copy`.
-    pub(crate) fn with_exec_copy(
-        mut self,
-        copy: Option<&'a crate::freeze::exec::Snapshot>,
-    ) -> Self {
-        self.exec_copy = copy;
+    /// Serves reads inside `copy` from it.
+    pub(crate) fn with_copy(mut self, copy: Option<&'a dyn MemoryCopy>) -> Self {
+        self.copy = copy;
         self
+    }
+
+    /// The running feature of type `T`, if the sandbox has it.
+    pub(crate) fn service<T: std::any::Any + Send + Sync>(&self) -> Option<&'a T> {
+        self.services.get::<T>()
+    }
+
+    /// Counts this call as a fork: `token` settles with its answer.
+    pub(crate) fn set_fork_token(&self, token: Box<dyn Settle>) {
+        // A token set twice: the first is rolled back.
+        drop(self.effects.fork_token.replace(Some(token)));
+    }
+
+    /// Holds the call if the sandbox is paused: `Some(Hold)` when held
+    /// (the resume answers it), `Some(EPERM)` when the supervisor is
+    /// stopping, `None` when not paused.
+    pub(crate) fn hold_if_paused(&self) -> Option<NotifAction> {
+        match self.core.hold_if_paused(self.notif) {
+            PauseHold::NotPaused => None,
+            PauseHold::Held => {
+                self.effects.held_for_pause.set(true);
+                Some(NotifAction::Hold)
+            }
+            PauseHold::Stopping => Some(NotifAction::Errno(libc::EPERM)),
+        }
+    }
+
+    /// Whether the sandbox is paused (its new forks are held).
+    pub(crate) fn paused(&self) -> bool {
+        self.core.pause_state().0
     }
 
     /// The trapped call.
@@ -129,7 +235,7 @@ impl<'a> HandlerCtx<'a> {
 
     /// Whether the call is still waiting for its answer.
     pub fn id_valid(&self) -> bool {
-        seccomp::id_valid(self.shared.listener(), self.notif.id).is_ok()
+        self.core.id_valid(self.notif.id)
     }
 
     /// A failed read: `Gone` if the call is no longer pending (its task
@@ -152,7 +258,7 @@ impl<'a> HandlerCtx<'a> {
 
     /// Reads exactly `buf.len()` bytes at `addr` in the task.
     pub fn read_mem_into(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        if self.exec_copy.is_some_and(|c| c.serve(addr, buf)) {
+        if self.copy.is_some_and(|c| c.serve(addr, buf)) {
             return Ok(());
         }
         // Checked after the read only: what a recycled id let us read is
@@ -221,7 +327,7 @@ impl<'a> HandlerCtx<'a> {
     /// NUL) at `addr`, one page at a time so that it never reads across into
     /// an unmapped page.
     pub fn read_cstr(&self, addr: u64, max_len: usize) -> Result<Vec<u8>, MemoryError> {
-        if let Some(served) = self.exec_copy.and_then(|c| c.serve_cstr(addr, max_len)) {
+        if let Some(served) = self.copy.and_then(|c| c.serve_cstr(addr, max_len)) {
             return served;
         }
         if addr == 0 {
@@ -301,35 +407,20 @@ impl<'a> HandlerCtx<'a> {
     /// call with if it is denied; `None` to go ahead (also when the sandbox
     /// has no policy callback). The callback is told about a call once.
     pub fn check_policy(&self, dest: Option<std::net::SocketAddr>) -> Option<i32> {
-        let policy = self.shared.policy.as_ref()?;
+        let policy = &self.services.get::<PolicyGate>()?.0;
         if let Some(e) = dest.and_then(|d| policy.restricted(self.notif, d)) {
             return Some(e);
         }
-        if self.consulted.replace(true) {
+        if self.effects.policy_consulted.replace(true) {
             return None;
         }
-        policy.consult(self.notif, dest, None, false)
-    }
-
-    /// Whether [`check_policy`](Self::check_policy) was called.
-    pub(crate) fn policy_consulted(&self) -> bool {
-        self.consulted.get()
+        policy.consult(self.notif, dest)
     }
 
     /// A handle on the supervisor, e.g. to answer held calls later.
     pub fn supervisor(&self) -> SupervisorHandle {
-        SupervisorHandle::new(self.shared)
+        self.handle.clone()
     }
-
-    /// The supervisor's shared state (builtin handlers).
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        self.shared
-    }
-}
-
-/// The thread group (process id) of thread `tid`, from `/proc/<tid>/status`.
-pub(crate) fn thread_group_of(tid: i32) -> Option<i32> {
-    crate::sys::procfs::thread_group_of(tid)
 }
 
 /// Handler chains indexed by syscall number: builtins first, then user handlers.

@@ -274,6 +274,21 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 /// (`pidfd_getfd`, the listener first) and writing memory
 /// (`process_vm_writev`). A call the caller already denies keeps its errno.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
+    refuse_host_access(filter)
+}
+
+/// Keeping the program away from the host, as the first feature of every
+/// sandbox's plan (its filter rules; the Landlock domain is the builder's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostIsolation;
+
+impl crate::supervisor::enforcement::Enforcement for HostIsolation {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        install(filter)
+    }
+}
+
+fn refuse_host_access(filter: &mut FilterBuilder) -> Result<()> {
     for name in REFUSED {
         let nr = syscalls::resolve(name)?;
         if filter.is_denied(nr).is_none() {

@@ -83,7 +83,10 @@
 //!
 //! # Safety
 //!
-//! The kernel interface, with every block the compiler cannot check, lives in [`sys`]; each block says why it is sound.
+//! The kernel interface, with every block the compiler cannot check, lives in
+//! one private module (the `unsafe_code` lint denies it everywhere else);
+//! each block says why it is sound. [`os`] re-exports the few safe calls
+//! the `unotify` command needs.
 //! Memory read from a trapped task is a copy: decide on the copy, never on
 //! the pointer, since the task may change its memory after the check.
 //!
@@ -99,21 +102,30 @@ pub mod arch;
 #[cfg(feature = "capi")]
 #[allow(unsafe_code)] // `#[no_mangle]` only: the unsafe blocks are in `sys::capi_raw`
 pub mod capi;
-pub mod command;
-pub mod error;
+mod command;
+mod error;
 pub mod filter;
 pub(crate) mod freeze;
-pub mod handler;
+mod handler;
 pub(crate) mod isolation;
 pub mod net;
-pub mod notification;
+mod notification;
+pub mod os;
 pub mod paths;
 pub mod policy;
 pub mod probe;
 pub mod process;
-pub mod sandbox;
-pub mod supervisor;
+mod sandbox;
+mod supervisor;
+// The kernel interface is private; the `internals` feature (for this
+// crate's own tests and benches, not part of the API) opens it.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, missing_debug_implementations)]
 pub mod sys;
+#[cfg(not(feature = "internals"))]
+#[allow(unsafe_code)]
+mod sys;
 pub mod syscalls;
 
 pub use action::{Deferred, NotifAction};
@@ -122,4 +134,6 @@ pub use error::{Error, Result};
 pub use handler::{Handler, HandlerCtx, MemoryError};
 pub use notification::Notification;
 pub use sandbox::{Child, Sandbox, SandboxBuilder};
-pub use supervisor::{Stats, Supervisor, SupervisorHandle};
+pub use supervisor::{
+    Stats, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
+};

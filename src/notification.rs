@@ -7,6 +7,7 @@ use crate::sys::seccomp::SeccompNotif;
 /// Plain data copied out of the kernel's `struct seccomp_notif`: reading it
 /// never touches the trapped task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Notification {
     /// Kernel cookie for this notification; valid until it is answered or
     /// the task is interrupted.

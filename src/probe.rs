@@ -69,6 +69,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One kernel feature and whether this kernel has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Feature {
     /// The feature, e.g. `"SECCOMP_ADDFD_FLAG_SEND"`.
     pub name: &'static str,
@@ -124,7 +125,7 @@ impl fmt::Display for Feature {
 ///
 /// The hang-up probe receives on a short-lived thread that a timer signal
 /// interrupts, with the handler the supervisor installs for its blocking
-/// receive ([`crate::sys::interrupt`]).
+/// receive.
 ///
 /// Takes a few milliseconds: it forks one child, which never outlives the
 /// call.

@@ -13,6 +13,7 @@ use crate::command::{cstring, env_entry, Command, Stdio};
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
 use crate::handler::{Chains, Handler};
+use crate::supervisor::enforcement::{Enforcement, Install};
 use crate::supervisor::{
     Config, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
 };
@@ -32,11 +33,17 @@ enum Rule {
     Trace(String),
 }
 
+/// The features of a sandbox, resolved ([`SandboxBuilder::plan`]).
+struct Plan {
+    features: Vec<Arc<dyn Enforcement>>,
+    /// The memory limit is a memory cgroup's.
+    memory_cgroup: bool,
+}
+
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
 /// denied call, ...) are reported by [`build`](Self::build).
 pub struct SandboxBuilder {
     rules: Vec<Rule>,
-    builtins: Vec<(u32, Arc<dyn Handler>)>,
     workers: Option<usize>,
     defer_limit: usize,
     defer_timeout: Duration,
@@ -55,11 +62,20 @@ pub struct SandboxBuilder {
     cgroups: bool,
 }
 
+impl std::fmt::Debug for SandboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxBuilder")
+            .field("rules", &self.rules.len())
+            .field("limits", &self.limits)
+            .field("argv_safety", &self.argv_safety)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for SandboxBuilder {
     fn default() -> Self {
         SandboxBuilder {
             rules: Vec::new(),
-            builtins: Vec::new(),
             workers: None,
             defer_limit: DEFAULT_DEFER_LIMIT,
             defer_timeout: DEFAULT_DEFER_TIMEOUT,
@@ -164,12 +180,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// Adds a builtin handler, which runs before user handlers.
-    pub(crate) fn builtin(mut self, nr: u32, handler: Arc<dyn Handler>) -> Self {
-        self.builtins.push((nr, handler));
-        self
-    }
-
     /// Number of worker threads (default: one per CPU, at least 2).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -258,7 +268,7 @@ impl SandboxBuilder {
     }
 
     /// Tracks processes and traps forks without a limit, so that the
-    /// sandbox can be frozen ([`SupervisorHandle::freeze`]).
+    /// sandbox can be paused ([`SupervisorHandle::pause`]).
     pub fn track_processes(mut self) -> Self {
         self.limits.track = true;
         self
@@ -325,8 +335,7 @@ impl SandboxBuilder {
                     .into(),
             });
         }
-        // Process and memory limits; a call the filter denies outright needs
-        // no accounting.
+        // A call the filter denies outright needs no builtin handler.
         let denied: Vec<u32> = self
             .rules
             .iter()
@@ -335,75 +344,9 @@ impl SandboxBuilder {
                 _ => None,
             })
             .collect();
-        let policy = self.policy_setup()?;
-        if policy.is_some() {
-            if self.network.is_none() {
-                // Calls the callback may restrict at run time go on-behalf.
-                self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
-            }
-            if self.limits.max_processes.is_none() {
-                // Count forks so that the callback can lower the limit.
-                self.limits.max_processes = Some(u32::MAX);
-            }
-        }
-        // Exec argv safety needs every fork trapped and every process known.
-        let exec_nrs: Vec<u32> = ["execve", "execveat"]
-            .iter()
-            .filter_map(|n| syscalls::resolve(n).ok())
-            .filter(|nr| !denied.contains(nr))
-            .collect();
-        let exec_handled = self.rules.iter().any(|r| match r {
-            Rule::Handle(name, _) => syscalls::resolve(name).is_ok_and(|nr| exec_nrs.contains(&nr)),
-            Rule::HandleNr(nr, _) => exec_nrs.contains(nr),
-            _ => false,
-        });
-        // On when exec is handled, a policy callback may read argv, or a
-        // denied path must not be exec'd through a path rewritten after the
-        // check.
-        let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
-        let argv_safety = self
-            .argv_safety
-            .unwrap_or(exec_handled || policy.is_some() || paths_denied);
-        // Path denial first among the builtins (always with a policy
-        // callback, which may deny paths at run time).
-        let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
-            // Argv safety needs opens on-behalf (a write open of a
-            // `/proc/<pid>/mem` is refused there; see `freeze`).
-            (None, true) if policy.is_none() && !argv_safety => None,
-            (set, _) => Some(set.unwrap_or_default()),
-        };
-        if let Some(set) = &path_set {
-            for p in std::mem::take(&mut self.deny_paths) {
-                set.deny_fixed(&p);
-            }
-            // `bind` is path denial's only without a network policy (whose
-            // handlers own it) and without a user handler on it.
-            let bind_nr = syscalls::number(Arch::native(), "bind");
-            let bind_handled = self.rules.iter().any(|r| match r {
-                Rule::Handle(name, _) => syscalls::resolve(name).ok() == bind_nr,
-                Rule::HandleNr(nr, _) => Some(*nr) == bind_nr,
-                _ => false,
-            });
-            let with_bind = self.network.is_none() && !bind_handled;
-            for (nr, h) in crate::paths::builtins(set, with_bind) {
-                if !denied.contains(&nr) {
-                    self = self.builtin(nr, h);
-                }
-            }
-        }
-        // A memory cgroup bounds every kind of memory in the kernel: the
-        // memory calls need no trap then.
-        let memory_cgroup = self.cgroups
-            && self.limits.max_memory.is_some()
-            && !matches!(
-                crate::sys::cgroup::memory_mode(),
-                crate::sys::cgroup::MemoryMode::Accounting(_)
-            );
-        for (nr, h) in crate::process::handlers::builtins(&self.limits, memory_cgroup) {
-            if !denied.contains(&nr) {
-                self = self.builtin(nr, h);
-            }
-        }
+        // The features the options ask for, resolved into a plan; each
+        // phase of the filter and the handler chains runs over it.
+        let plan = self.plan(&denied)?;
         seccomp::check_sizes().map_err(|e| Error::Unsupported {
             feature: "seccomp user notification",
             source: e,
@@ -433,85 +376,44 @@ impl SandboxBuilder {
         let mut filter = FilterBuilder::new(Arch::native());
         let mut chains = Chains::default();
         let mut traced = Vec::new();
-        // Denials first, so a handler on a denied call is caught below.
+        // The caller's denials first, so a handler on a denied call is
+        // caught below.
         for rule in &self.rules {
             if let Rule::Deny(name, errno) = rule {
                 filter.deny(syscalls::resolve(name)?, *errno)?;
             }
         }
-        crate::isolation::install(&mut filter)?;
-        let trap = |filter: &mut FilterBuilder, nr: u32, name: &str| -> Result<()> {
-            if filter.is_denied(nr).is_some() {
-                return Err(Error::ConflictingRule {
-                    syscall: name.to_owned(),
-                    reason: "a handler or trace was registered on a call the filter denies; remove one of the two",
-                });
-            }
-            if !filter.is_notified(nr) {
-                filter.notify(nr)?;
-            }
-            Ok(())
-        };
-        if path_set.is_some() {
-            crate::paths::install(&mut filter)?;
+        for feature in &plan.features {
+            feature.rules(&mut filter)?;
         }
-        // Network policy: on-behalf handlers and `socket` argument filters.
-        if let Some(policy) = &self.network {
-            let net = crate::net::Enforcement::new(policy)?;
-            net.install(&mut filter)?;
-            for (nr, h) in net.handlers() {
-                trap(&mut filter, *nr, &nr.to_string())?;
-                chains.push(*nr, Arc::clone(h));
+        {
+            let mut install = Install::new(&mut filter, &mut chains, &denied);
+            // Builtin handlers run before the caller's.
+            for feature in &plan.features {
+                feature.builtins(&mut install)?;
             }
-        }
-        for (nr, h) in &self.builtins {
-            trap(&mut filter, *nr, &nr.to_string())?;
-            chains.push(*nr, Arc::clone(h));
-        }
-        if policy.is_some() {
-            // Held calls must reach the supervisor to wait for the verdict.
-            for name in crate::policy::HELD_SYSCALLS {
-                if let Ok(nr) = syscalls::resolve(name) {
-                    if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
-                        filter.notify(nr)?;
+            for rule in self.rules {
+                match rule {
+                    Rule::Handle(name, h) => {
+                        let nr = syscalls::resolve(&name)?;
+                        install.named_handler(nr, &name, h)?;
                     }
-                }
-            }
-        }
-        for rule in self.rules {
-            match rule {
-                Rule::Handle(name, h) => {
-                    let nr = syscalls::resolve(&name)?;
-                    trap(&mut filter, nr, &name)?;
-                    chains.push(nr, h);
-                }
-                Rule::HandleNr(nr, h) => {
-                    trap(&mut filter, nr, &nr.to_string())?;
-                    chains.push(nr, h);
-                }
-                Rule::Trace(name) => {
-                    let nr = syscalls::resolve(&name)?;
-                    trap(&mut filter, nr, &name)?;
-                    let i = nr as usize;
-                    if traced.len() <= i {
-                        traced.resize(i + 1, false);
+                    Rule::HandleNr(nr, h) => install.handler(nr, h)?,
+                    Rule::Trace(name) => {
+                        let nr = syscalls::resolve(&name)?;
+                        install.trap(nr, &name)?;
+                        let i = nr as usize;
+                        if traced.len() <= i {
+                            traced.resize(i + 1, false);
+                        }
+                        traced[i] = true;
                     }
-                    traced[i] = true;
-                }
-                Rule::Deny(..) => {}
-            }
-        }
-        if argv_safety {
-            crate::freeze::install(&mut filter)?;
-            for nr in &exec_nrs {
-                if !filter.is_notified(*nr) {
-                    filter.notify(*nr)?;
+                    Rule::Deny(..) => {}
                 }
             }
-        }
-        if path_set.is_some() {
-            // Last: these refusals go in front of every rule and handler.
-            crate::paths::install_view(&mut filter)?;
+            for feature in &plan.features {
+                feature.late_rules(&mut install)?;
+            }
         }
         let program = filter.build()?;
         Ok(Sandbox {
@@ -520,7 +422,8 @@ impl SandboxBuilder {
                 .transpose()
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?,
             cgroups: self.cgroups,
-            memory_cgroup,
+            max_memory: self.limits.max_memory,
+            memory_cgroup: plan.memory_cgroup,
             foreground: self.foreground,
             keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
@@ -531,13 +434,101 @@ impl SandboxBuilder {
                 chains,
                 traced,
                 sync_wake_up: self.sync_wake_up,
-                limits: self.limits,
-                argv_safety,
-                policy,
-                denied_paths: path_set,
+                features: plan.features,
                 members: None,
                 memory_cgroup: None,
             },
+        })
+    }
+
+    /// Resolves the features the options ask for, and those they need,
+    /// into a plan, in the order their phases run and their supervisors
+    /// start them (a feature after those it uses). `denied`: the calls the
+    /// caller denies.
+    ///
+    /// - a policy callback needs the network on-behalf (to restrict it at
+    ///   run time), counted forks (to lower the limit) and path denial;
+    /// - argv safety is on when an exec is handled, a policy callback may
+    ///   read argv, or a path is denied; it needs opens on-behalf (a write
+    ///   open of a `/proc/<pid>/mem` is refused there; see `freeze`);
+    /// - a memory cgroup bounds memory in the kernel: then no memory call
+    ///   is trapped.
+    fn plan(&mut self, denied: &[u32]) -> Result<Plan> {
+        let policy = self.policy_setup()?;
+        if policy.is_some() {
+            if self.network.is_none() {
+                self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+            }
+            if self.limits.max_processes.is_none() {
+                self.limits.max_processes = Some(u32::MAX);
+            }
+        }
+        let handled = |nr: Option<u32>| {
+            self.rules.iter().any(|r| match r {
+                Rule::Handle(name, _) => nr.is_some() && syscalls::resolve(name).ok() == nr,
+                Rule::HandleNr(n, _) => Some(*n) == nr,
+                _ => false,
+            })
+        };
+        let exec_handled = ["execve", "execveat"]
+            .iter()
+            .filter_map(|n| syscalls::resolve(n).ok())
+            .filter(|nr| !denied.contains(nr))
+            .any(|nr| handled(Some(nr)));
+        let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
+        let argv_safety = self
+            .argv_safety
+            .unwrap_or(exec_handled || policy.is_some() || paths_denied);
+        let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
+            (None, true) if policy.is_none() && !argv_safety => None,
+            (set, _) => Some(set.unwrap_or_default()),
+        };
+        if let Some(set) = &path_set {
+            for p in std::mem::take(&mut self.deny_paths) {
+                set.deny_fixed(&p);
+            }
+        }
+        // `bind` is path denial's only without a network policy (whose
+        // handlers own it) and without a user handler on it.
+        let with_bind =
+            self.network.is_none() && !handled(syscalls::number(Arch::native(), "bind"));
+        let memory_cgroup = self.cgroups
+            && self.limits.max_memory.is_some()
+            && !matches!(
+                crate::sys::cgroup::memory_mode(),
+                crate::sys::cgroup::MemoryMode::Accounting(_)
+            );
+
+        let mut features: Vec<Arc<dyn Enforcement>> =
+            vec![Arc::new(crate::isolation::HostIsolation)];
+        if let Some(net) = &self.network {
+            features.push(Arc::new(crate::net::Network::new(net)?));
+        }
+        if let Some(setup) = policy {
+            features.push(Arc::new(crate::policy::PolicyFeature {
+                setup,
+                denied_paths: path_set.clone(),
+            }));
+        }
+        if let Some(set) = &path_set {
+            features.push(Arc::new(crate::paths::PathDenial {
+                set: Arc::clone(set),
+                with_bind,
+            }));
+        }
+        features.push(Arc::new(crate::process::ProcessTracking {
+            limits: self.limits,
+            memory_cgroup,
+        }));
+        if argv_safety {
+            features.push(Arc::new(crate::freeze::ArgvSafetyFeature));
+        }
+        if path_set.is_some() {
+            features.push(Arc::new(crate::paths::PathView));
+        }
+        Ok(Plan {
+            features,
+            memory_cgroup,
         })
     }
 
@@ -582,9 +573,20 @@ pub struct Sandbox {
     keep_caps: Option<u64>,
     /// Each spawn makes cgroups (where it can).
     cgroups: bool,
+    /// The memory limit, for the memory cgroup.
+    max_memory: Option<u64>,
     /// The memory limit is a memory cgroup's (decided at build: the memory
     /// calls are not trapped then, so a spawn that cannot make one fails).
     memory_cgroup: bool,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("filter_len", &self.filter.len())
+            .field("features", &self.config.features.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sandbox {
@@ -756,7 +758,7 @@ impl Sandbox {
             return Ok(None);
         }
         let memory = if self.memory_cgroup {
-            self.config.limits.max_memory
+            self.max_memory
         } else {
             None
         };
@@ -822,6 +824,7 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 /// supervisor stops; if this process dies first, a watchdog process does
 /// the same. Dropping a `Child` that has not been waited for kills the
 /// sandbox and waits.
+#[non_exhaustive]
 pub struct Child {
     pid: i32,
     /// The sandbox's cgroups and watchdog (ended after the supervisor).
@@ -834,6 +837,15 @@ pub struct Child {
     pub stdout: Option<File>,
     /// The read end of a [`Stdio::Piped`] standard error.
     pub stderr: Option<File>,
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.pid)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Child {

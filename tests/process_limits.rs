@@ -273,8 +273,7 @@ fn max_processes_zero_is_refused() {
     let err = Sandbox::builder()
         .max_processes(0)
         .build()
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("max_processes"), "{err}");
 }
 
@@ -327,8 +326,8 @@ fn freeze_holds_forks_and_thaw_answers_every_one() {
     assert_eq!(line, "ready\n");
     let handle = child.supervisor().unwrap();
 
-    handle.freeze().unwrap();
-    assert!(handle.process_stats().unwrap().frozen);
+    handle.pause().unwrap();
+    assert!(handle.process_stats().unwrap().paused);
     // Stopped: give it the go byte, then continue it behind the freeze's
     // back so that its forks arrive while the sandbox is frozen.
     child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
@@ -345,7 +344,7 @@ fn freeze_holds_forks_and_thaw_answers_every_one() {
     assert_eq!(handle.process_stats().unwrap().held_forks, 4);
     assert_eq!(handle.stats().unwrap().held, 4);
 
-    assert_eq!(handle.thaw().unwrap(), 4);
+    assert_eq!(handle.resume().unwrap(), 4);
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "forked=4\n");
@@ -362,7 +361,7 @@ fn freeze_needs_fork_tracking() {
     cmd.arg("1").stdout(Stdio::Null);
     let mut child = sandbox.spawn(&mut cmd).unwrap();
     let handle = child.supervisor().unwrap();
-    let err = handle.freeze().err();
+    let err = handle.pause().err();
     assert!(child.wait().unwrap().success());
     assert!(err.expect("refused").to_string().contains("fork tracking"));
 }

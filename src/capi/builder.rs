@@ -290,3 +290,15 @@ pub extern "C" fn unotify_sandbox_free(s: *mut UnotifySandbox) {
         Ok(())
     });
 }
+
+impl std::fmt::Debug for UnotifyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnotifyBuilder").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UnotifySandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnotifySandbox").finish_non_exhaustive()
+    }
+}

@@ -461,3 +461,15 @@ pub extern "C" fn unotify_child_free(c: *mut UnotifyChild) {
         Ok(())
     });
 }
+
+impl std::fmt::Debug for UnotifyCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnotifyCommand").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UnotifyChild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnotifyChild").finish_non_exhaustive()
+    }
+}

@@ -115,3 +115,9 @@ pub extern "C" fn unotify_supervisor_free(s: *mut UnotifySupervisor) {
         Ok(())
     });
 }
+
+impl std::fmt::Debug for UnotifySupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnotifySupervisor").finish_non_exhaustive()
+    }
+}

@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use crate::action::NotifAction;
 use crate::handler::MemoryError;
 use crate::notification::Notification;
-use crate::supervisor::{respond, Sent, Shared};
+use crate::supervisor::notifier::{Notifier, Sent};
 use crate::sys::{mem, seccomp};
 
 use super::component::Task;
@@ -174,7 +174,7 @@ impl Expected {
 
 /// An exec under argv safety, from its freeze to its answer.
 pub(crate) struct ExecFreeze<'a> {
-    shared: &'a Shared,
+    core: &'a Notifier,
     argv: &'a ArgvSafety,
     /// The tracer's job, until it is told the outcome.
     job: Option<u64>,
@@ -218,7 +218,7 @@ fn exec_args(notif: &Notification) -> ExecArgs {
 
 /// Establishes the freeze for exec `notif` (see the module docs).
 pub(crate) fn freeze<'a>(
-    shared: &'a Shared,
+    core: &'a Notifier,
     argv: &'a ArgvSafety,
     notif: &Notification,
 ) -> ExecFreeze<'a> {
@@ -226,7 +226,7 @@ pub(crate) fn freeze<'a>(
     let tgid = crate::handler::thread_group_of(tid).unwrap_or(tid);
     let args = exec_args(notif);
     let mut f = ExecFreeze {
-        shared,
+        core,
         argv,
         job: None,
         failure: None,
@@ -264,7 +264,7 @@ pub(crate) fn freeze<'a>(
     }
     match snapshot(tid, &args) {
         Ok(s) => {
-            if seccomp::id_valid(shared.listener(), notif.id).is_err() {
+            if seccomp::id_valid(core.listener(), notif.id).is_err() {
                 // Gone: its id may name another process by now.
                 f.refusal = Some(libc::ESRCH);
                 return f;
@@ -328,25 +328,7 @@ impl ExecFreeze<'_> {
             other => other,
         };
         let cont = matches!(action, NotifAction::Continue);
-        if self.shared.traced(notif.nr) {
-            crate::supervisor::trace(notif, &action.label());
-        }
-        let sent = match respond(self.shared, notif, action) {
-            Ok(sent) => sent,
-            Err(e) => {
-                log::error!(
-                    "answering exec of pid {} failed: {e}; answering EPERM",
-                    notif.pid
-                );
-                if let Err(e) = respond(self.shared, notif, NotifAction::Errno(libc::EPERM)) {
-                    log::error!(
-                        "answering EPERM to notification {} failed too: {e}",
-                        notif.id
-                    );
-                }
-                Sent::Stale
-            }
-        };
+        let sent = self.core.answer(notif, action);
         let expect = match (
             cont && sent == Sent::Delivered,
             self.snapshot.take(),

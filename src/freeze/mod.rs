@@ -97,11 +97,16 @@ pub(crate) mod exec;
 pub(crate) mod tracer;
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::action::NotifAction;
+use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
+use crate::handler::{MemoryCopy, MemoryError};
 use crate::notification::Notification;
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv, TakeOver};
+use crate::supervisor::notifier::Notifier;
 use crate::syscalls;
 
 /// Bound on the wait for a frozen task to stop.
@@ -122,14 +127,7 @@ pub(crate) const REFUSED: &[&str] = &[
 
 /// Adds the filter rules of argv safety (see [`REFUSED`]).
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in REFUSED {
-        if let Some(nr) = syscalls::number(filter.arch(), name) {
-            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
-                filter.deny(nr, libc::EPERM)?;
-            }
-        }
-    }
-    Ok(())
+    filter.refuse_undecided(REFUSED, libc::EPERM)
 }
 
 /// Whether an on-behalf open of `pinned` with `flags` must be refused under
@@ -207,6 +205,89 @@ impl ArgvSafety {
             m.retain(|_, id| crate::sys::seccomp::id_valid(listener, *id).is_ok());
         }
         m.insert(tid, id);
+    }
+}
+
+/// Argv safety, as a feature of the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArgvSafetyFeature;
+
+impl Enforcement for ArgvSafetyFeature {
+    /// The refusals of [`REFUSED`], and every exec trapped (frozen before
+    /// anything reads its argv).
+    fn late_rules(&self, i: &mut Install<'_>) -> Result<()> {
+        install(i.filter)?;
+        for name in ["execve", "execveat"] {
+            if let Ok(nr) = syscalls::resolve(name) {
+                if !i.user_denied(nr) && !i.filter.is_notified(nr) {
+                    i.filter.notify(nr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
+        // The ptrace thread checks which tasks wait for answers.
+        let l = env
+            .listener
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("duplicate the listener for the ptrace thread", e))?;
+        let argv =
+            ArgvSafety::new(env.pgid, l).map_err(|e| Error::io("start the ptrace thread", e))?;
+        Ok(Some(Running::new(Arc::new(argv))))
+    }
+}
+
+impl Stage for ArgvSafety {
+    fn watches_receives(&self) -> bool {
+        true
+    }
+
+    fn on_receive(&self, tid: i32, id: u64) {
+        self.received(tid, id);
+    }
+
+    /// Stage 2: an exec is frozen before anything reads its argv.
+    fn take_over<'a>(
+        &'a self,
+        core: &'a Notifier,
+        notif: &Notification,
+    ) -> Option<Box<dyn TakeOver + 'a>> {
+        self.is_exec(notif)
+            .then(|| Box::new(exec::freeze(core, self, notif)) as Box<dyn TakeOver + 'a>)
+    }
+}
+
+impl TakeOver for exec::ExecFreeze<'_> {
+    fn refusal(&self) -> Option<String> {
+        self.failure().map(str::to_owned)
+    }
+
+    fn copy(&self) -> Option<&dyn MemoryCopy> {
+        self.snapshot().map(|s| s as &dyn MemoryCopy)
+    }
+
+    fn argv(&self) -> Option<Vec<String>> {
+        self.snapshot().map(|s| s.argv_strings())
+    }
+
+    fn finish(self: Box<Self>, _core: &Notifier, notif: &Notification, action: NotifAction) {
+        exec::ExecFreeze::finish(*self, notif, action);
+    }
+}
+
+impl MemoryCopy for exec::Snapshot {
+    fn serve(&self, addr: u64, buf: &mut [u8]) -> bool {
+        exec::Snapshot::serve(self, addr, buf)
+    }
+
+    fn serve_cstr(
+        &self,
+        addr: u64,
+        max_len: usize,
+    ) -> Option<std::result::Result<Vec<u8>, MemoryError>> {
+        exec::Snapshot::serve_cstr(self, addr, max_len)
     }
 }
 

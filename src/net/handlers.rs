@@ -7,6 +7,7 @@ use crate::arch::Arch;
 use crate::error::Result;
 use crate::filter::{ArgCheck, FilterBuilder, SyscallAction};
 use crate::handler::{Handler, HandlerCtx};
+use crate::supervisor::enforcement::{Enforcement, Install};
 use crate::syscalls;
 
 use super::hosts::HostsFile;
@@ -17,8 +18,8 @@ const M32: u64 = 0xffff_ffff;
 /// `SOCK_TYPE_MASK`: the type without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
 const TYPE_MASK: u64 = 0xf;
 
-/// What a [`NetPolicy`] adds to a sandbox.
-pub(crate) struct Enforcement {
+/// What a [`NetPolicy`] adds to a sandbox: a feature of its plan.
+pub(crate) struct Network {
     policy: Arc<ResolvedNetPolicy>,
     handlers: Vec<(u32, Arc<dyn Handler>)>,
 }
@@ -27,9 +28,22 @@ fn nr(name: &str) -> Option<u32> {
     syscalls::number(Arch::native(), name)
 }
 
-impl Enforcement {
+impl Enforcement for Network {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        self.install(filter)
+    }
+
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        for (nr, h) in &self.handlers {
+            install.handler(*nr, Arc::clone(h))?;
+        }
+        Ok(())
+    }
+}
+
+impl Network {
     /// Resolves the policy's host names and prepares its handlers.
-    pub(crate) fn new(policy: &NetPolicy) -> Result<Enforcement> {
+    pub(crate) fn new(policy: &NetPolicy) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
         let enforcer = Arc::new(Enforcer::new(Arc::clone(&resolved)));
         let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
@@ -85,15 +99,10 @@ impl Enforcement {
                 }),
             );
         }
-        Ok(Enforcement {
+        Ok(Network {
             policy: resolved,
             handlers,
         })
-    }
-
-    /// The builtin handlers, by syscall number.
-    pub(crate) fn handlers(&self) -> &[(u32, Arc<dyn Handler>)] {
-        &self.handlers
     }
 
     /// Adds the filter rules, all decided on register arguments only:
@@ -146,11 +155,7 @@ impl Enforcement {
                 filter.rule(sso, cases, SyscallAction::Allow)?;
             }
         }
-        if let Some(uring) = syscalls::number(arch, "io_uring_setup") {
-            if filter.is_denied(uring).is_none() && !filter.is_notified(uring) {
-                filter.deny(uring, libc::EPERM)?;
-            }
-        }
+        filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
         Ok(())
     }
 

@@ -55,7 +55,7 @@ mod sockaddr;
 mod spec;
 mod unix;
 
-pub(crate) use handlers::Enforcement;
+pub(crate) use handlers::Network;
 pub use policy::{
     canonical_ip, canonical_net, Mode, NetPolicy, NetRule, Ports, Protocol, Protocols,
     ResolvedNetPolicy, Target, UnixTarget,

@@ -34,7 +34,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use crate::action::NotifAction;
+use crate::action::{Errno, NotifAction};
 use crate::handler::{HandlerCtx, MemoryError};
 use crate::sys::net::{self as sysnet, Creds, OutMsg, ThreadSetup, SOCKADDR_MAX};
 use crate::sys::{mem, pidfd};
@@ -162,14 +162,15 @@ impl Msg {
     }
 }
 
-type Answer<T> = Result<T, NotifAction>;
+/// A step of an on-behalf call: its value, or the errno the call fails with.
+type Answer<T> = Result<T, Errno>;
 
-fn errno(e: i32) -> NotifAction {
-    NotifAction::Errno(e)
+fn errno(e: i32) -> Errno {
+    Errno::or_eperm(e)
 }
 
 fn io_errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
+    crate::action::Errno::from_io(e).get()
 }
 
 fn to_action(r: io::Result<usize>) -> NotifAction {
@@ -188,7 +189,7 @@ fn unit_action(r: io::Result<()>) -> NotifAction {
 
 /// The errno for memory that could not be copied: `EFAULT` as the kernel
 /// gives for a bad pointer (or anything, when the call is gone anyway).
-fn mem_errno(e: MemoryError) -> NotifAction {
+fn mem_errno(e: MemoryError) -> Errno {
     match e {
         MemoryError::Fault(_) => errno(libc::EFAULT),
         other => errno(other.errno()),
@@ -533,7 +534,7 @@ impl Enforcer {
                 };
                 sysnet::run_as(&setup, || Ok(call(fd))).unwrap_or_else(|e| {
                     log::debug!("network: cannot take on the program's credentials: {e}");
-                    errno(libc::EACCES)
+                    errno(libc::EACCES).into()
                 })
             }
         };
@@ -554,7 +555,7 @@ impl Enforcer {
 
     /// `connect(fd, addr, len)`.
     pub(crate) fn connect(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.connect_inner(cx).unwrap_or_else(|a| a)
+        self.connect_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn connect_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -571,7 +572,7 @@ impl Enforcer {
 
     /// `bind(fd, addr, len)` under a bind deny list (the ports apply to TCP).
     pub(crate) fn bind(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.bind_inner(cx).unwrap_or_else(|a| a)
+        self.bind_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn bind_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -649,7 +650,7 @@ impl Enforcer {
     /// kernel's autobind would do), and refused with `EACCES` if that port
     /// is on the list. The listen itself is made on the duplicate.
     pub(crate) fn listen(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.listen_inner(cx).unwrap_or_else(|a| a)
+        self.listen_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn listen_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -709,7 +710,7 @@ impl Enforcer {
 
     /// `sendto(fd, buf, len, flags, addr, addrlen)`.
     pub(crate) fn sendto(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.sendto_inner(cx).unwrap_or_else(|a| a)
+        self.sendto_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn sendto_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -850,7 +851,7 @@ impl Enforcer {
 
     /// `sendmsg(fd, msg, flags)`.
     pub(crate) fn sendmsg(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.sendmsg_inner(cx).unwrap_or_else(|a| a)
+        self.sendmsg_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn sendmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -866,7 +867,7 @@ impl Enforcer {
 
     /// `sendmmsg(fd, msgvec, vlen, flags)`.
     pub(crate) fn sendmmsg(&self, cx: &HandlerCtx<'_>) -> NotifAction {
-        self.sendmmsg_inner(cx).unwrap_or_else(|a| a)
+        self.sendmmsg_inner(cx).unwrap_or_else(NotifAction::from)
     }
 
     fn sendmmsg_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
@@ -897,7 +898,7 @@ impl Enforcer {
             Err(e) => return Err(mem_errno(e)),
         };
         let mut msgs = Vec::new();
-        let mut stop: Option<NotifAction> = None;
+        let mut stop: Option<Errno> = None;
         let mut used = 0usize;
         for entry in headers.chunks_exact(MMSGHDR_LEN) {
             if used >= SENDMMSG_BUDGET {
@@ -946,7 +947,7 @@ impl Enforcer {
         let sent = match first {
             Ok(lens) => lens,
             Err(e) if blocking && would_block(&e) => Vec::new(),
-            Err(e) => return Ok(errno(io_errno(&e))),
+            Err(e) => return Ok(errno(io_errno(&e)).into()),
         };
         if sock.creds.is_none() && (!blocking || sent.len() == msgs.len()) {
             return Ok(write_lens_now(cx, vec_ptr, &sent));
@@ -960,7 +961,7 @@ impl Enforcer {
             let mut lens = sent;
             match more {
                 Ok(l) => lens.extend(l),
-                Err(e) if lens.is_empty() => return errno(io_errno(&e)),
+                Err(e) if lens.is_empty() => return errno(io_errno(&e)).into(),
                 Err(_) => {}
             }
             let alive = proc_fd
@@ -1028,7 +1029,7 @@ impl Enforcer {
             if done == 0 {
                 match sysnet::sendmsg(fd, &msg.out(), flags) {
                     Ok(n) => done = n,
-                    Err(e) => return errno(io_errno(&e)),
+                    Err(e) => return errno(io_errno(&e)).into(),
                 }
                 if !has_more(&msg) || !blocking {
                     return NotifAction::ReturnValue(done as i64);
@@ -1161,7 +1162,7 @@ fn translate_rights(cx: &HandlerCtx<'_>, control: &mut [u8]) -> Answer<Vec<Owned
             }
         } else if kind == libc::SCM_CREDENTIALS && range.len() >= 4 {
             let pid = u32_at(control, range.start) as i32;
-            let tgid = crate::handler::thread_group_of(cx.pid() as i32);
+            let tgid = crate::sys::procfs::thread_group_of(cx.pid() as i32);
             if Some(pid) != tgid {
                 return Err(errno(libc::EPERM));
             }
@@ -1194,9 +1195,9 @@ fn write_lens_now(cx: &HandlerCtx<'_>, vec_ptr: u64, lens: &[u32]) -> NotifActio
 /// A pidfd for the process of thread `tid`, to see later whether it is
 /// still the same process.
 fn open_process(tid: i32) -> Option<OwnedFd> {
-    pidfd::pidfd_open(tid, 0)
-        .ok()
-        .or_else(|| crate::handler::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok()))
+    pidfd::pidfd_open(tid, 0).ok().or_else(|| {
+        crate::sys::procfs::thread_group_of(tid).and_then(|p| pidfd::pidfd_open(p, 0).ok())
+    })
 }
 
 /// Whether every control message is one an unprivileged program may send.

@@ -12,6 +12,7 @@ use super::spec::{self, NetSpecError, NetSpecErrorKind, RuleKind};
 
 /// A transport protocol a rule applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Protocol {
     /// TCP (and MPTCP, which the program uses like TCP).
     Tcp,
@@ -23,6 +24,7 @@ pub enum Protocol {
 
 /// A set of [`Protocol`]s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Protocols {
     /// TCP.
     pub tcp: bool,
@@ -70,6 +72,7 @@ impl Protocols {
 
 /// The addresses a rule applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Target {
     /// Every address (`*` or an empty target).
     Any,
@@ -126,6 +129,7 @@ pub(crate) enum UnixDest {
 
 /// The ports a rule applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Ports {
     /// Every port (`*`, or no port given).
     Any,
@@ -151,6 +155,7 @@ impl Ports {
 
 /// One rule: protocols × addresses × ports.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct NetRule {
     /// The protocols it applies to.
     pub protocols: Protocols,
@@ -194,6 +199,7 @@ impl NetRule {
 
 /// Whether the rules list what is allowed or what is denied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// No destination rules: every destination is allowed and connect/send
     /// are not trapped.

@@ -68,6 +68,7 @@ pub(crate) fn parse_unix(spec: &str) -> Result<UnixTarget, NetSpecError> {
 
 /// Which list a rule belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RuleKind {
     /// `--net-allow`.
     Allow,

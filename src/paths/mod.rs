@@ -118,7 +118,7 @@ pub use deny::DeniedPaths;
 use crate::error::Result;
 use crate::filter::FilterBuilder;
 use crate::handler::Handler;
-use crate::syscalls;
+use crate::supervisor::enforcement::{Enforcement, Install};
 
 /// The builtin handlers that enforce `denied`, by syscall number. With
 /// `with_bind` (no network policy, whose handlers own `bind`, and no user
@@ -127,6 +127,38 @@ use crate::syscalls;
 /// socket refused in a denied directory.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
     handlers::builtins(denied, with_bind)
+}
+
+/// Path denial, as a feature of the sandbox's plan: its filter rules and
+/// builtin handlers (on-behalf opens and the path calls).
+pub(crate) struct PathDenial {
+    pub(crate) set: Arc<DeniedPaths>,
+    /// `bind` is path denial's (no network policy or user handler owns it).
+    pub(crate) with_bind: bool,
+}
+
+impl Enforcement for PathDenial {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        install(filter)
+    }
+
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        for (nr, h) in builtins(&self.set, self.with_bind) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+}
+
+/// The view rules of path denial: last in the plan, since these refusals
+/// go in front of every rule and handler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathView;
+
+impl Enforcement for PathView {
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        install_view(install.filter)
+    }
 }
 
 /// Checks a trapped `execve`/`execveat` against `denied` (`Continue` or
@@ -171,18 +203,9 @@ pub(crate) fn install_view(filter: &mut FilterBuilder) -> Result<()> {
 /// `acct`, `swapon` and `uselib` (the kernel opens the file they name and
 /// writes, swaps to or maps it) refused with `EPERM`.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    for name in [
-        "io_uring_setup",
-        "open_by_handle_at",
-        "acct",
-        "swapon",
-        "uselib",
-    ] {
-        if let Some(nr) = syscalls::number(filter.arch(), name) {
-            if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
-                filter.deny(nr, libc::EPERM)?;
-            }
-        }
-    }
-    Ok(())
+    filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
+    filter.refuse_undecided(
+        &["open_by_handle_at", "acct", "swapon", "uselib"],
+        libc::EPERM,
+    )
 }

@@ -54,8 +54,7 @@ const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
 const O_PATH_FLAGS: i32 = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
 /// `RESOLVE_*` flags openat2 knows.
 const VALID_RESOLVE: u64 = 0x3f;
-const RESOLVE_BENEATH: u64 = 0x08;
-const RESOLVE_IN_ROOT: u64 = 0x10;
+use crate::sys::fs::{RESOLVE_BENEATH, RESOLVE_IN_ROOT};
 /// Permission bits a mode may carry.
 const S_IALLUGO: u64 = 0o7777;
 /// Symlinks followed while creating through dangling links (`MAXSYMLINKS`).
@@ -330,7 +329,8 @@ fn finish(
         return Err(libc::EACCES);
     }
     // Argv safety: no write access to a process's memory through procfs.
-    if cx.shared().argv.is_some() && crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64)
+    if cx.service::<crate::freeze::ArgvSafety>().is_some()
+        && crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64)
     {
         return Err(libc::EACCES);
     }

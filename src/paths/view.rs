@@ -26,7 +26,6 @@
 
 use crate::error::Result;
 use crate::filter::{ArgCheck, FilterBuilder};
-use crate::process::clone_args::{CLONE_NEWNS, CLONE_NEWUSER};
 use crate::syscalls;
 
 /// Calls refused whatever their arguments.
@@ -63,7 +62,7 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
     }
     for name in NAMESPACE_CALLS {
         if let Some(n) = nr(name) {
-            for flag in [CLONE_NEWNS, CLONE_NEWUSER] {
+            for flag in [libc::CLONE_NEWNS as u64, libc::CLONE_NEWUSER as u64] {
                 filter.refuse_first(n, vec![ArgCheck::new(0, flag, flag)], libc::EPERM)?;
             }
         }

@@ -88,6 +88,12 @@ pub struct PolicyContext<'a> {
     dynamic: &'a DynamicPolicy,
 }
 
+impl std::fmt::Debug for PolicyContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyContext").finish_non_exhaustive()
+    }
+}
+
 impl<'a> PolicyContext<'a> {
     pub(crate) fn new(dynamic: &'a DynamicPolicy) -> Self {
         PolicyContext { dynamic }
@@ -119,7 +125,7 @@ impl<'a> PolicyContext<'a> {
 
     /// Restricts one process (by any of its thread ids) to `nets`.
     pub fn restrict_process_network(&mut self, pid: u32, nets: &[IpNet]) {
-        let tgid = crate::handler::thread_group_of(pid as i32).unwrap_or(pid as i32);
+        let tgid = crate::sys::procfs::thread_group_of(pid as i32).unwrap_or(pid as i32);
         let mut map = self.dynamic.per_process.write();
         let entry = match map.remove(&tgid) {
             Some(old) => intersect(&old, nets),

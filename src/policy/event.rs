@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 /// The broad kind of a system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SyscallCategory {
     /// Opening, linking, renaming, executing files.
     File,
@@ -47,6 +48,7 @@ impl SyscallCategory {
 /// on the program's behalf; `argv` is read only while every task that could
 /// change it is stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyscallEvent {
     /// System call name, e.g. `"connect"`.
     pub syscall: &'static str,

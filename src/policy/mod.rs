@@ -15,8 +15,8 @@ pub use event::{SyscallCategory, SyscallEvent};
 pub use runner::HOLD_TIMEOUT;
 pub use verdict::Verdict;
 
-pub(crate) use runner::{PolicyCallback, PolicyRunner, PolicySetup};
-pub(crate) use stage::{apply, PolicyState};
+pub(crate) use runner::{PolicyCallback, PolicySetup};
+pub(crate) use stage::{PolicyFeature, PolicyState};
 
 /// The calls that wait for the callback's verdict.
 pub const HELD_SYSCALLS: &[&str] = &[

@@ -1,16 +1,78 @@
-//! Stage 6 of the pipeline: telling the policy callback and applying its
-//! verdict, before any side effect of the call.
+//! The policy callback as a feature of the sandbox: its verdict stage
+//! (pipeline stage 5), telling the callback and applying its verdict
+//! before any side effect of the call; and the [`PolicyCheck`] on-behalf
+//! handlers ask before theirs. Uses `handler` and the supervisor's
+//! [`Enforcement`] trait.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::action::NotifAction;
+use crate::action::{Errno, NotifAction};
+use crate::error::{Error, Result};
+use crate::handler::{HandlerCtx, PolicyCheck, PolicyGate};
 use crate::notification::Notification;
+use crate::paths::DeniedPaths;
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
 
 use super::context::DynamicPolicy;
 use super::event::{SyscallCategory, SyscallEvent};
 use super::runner::PolicyRunner;
 use super::verdict::Verdict;
+
+/// The policy callback, as a feature of the sandbox.
+pub(crate) struct PolicyFeature {
+    pub(crate) setup: super::PolicySetup,
+    /// Paths the callback may deny at run time.
+    pub(crate) denied_paths: Option<Arc<DeniedPaths>>,
+}
+
+impl Enforcement for PolicyFeature {
+    /// Held calls must reach the supervisor to wait for the verdict.
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        for name in super::HELD_SYSCALLS {
+            if let Ok(nr) = crate::syscalls::resolve(name) {
+                if install.filter.is_denied(nr).is_none() && !install.filter.is_notified(nr) {
+                    install.filter.notify(nr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+        let dynamic = Arc::new(DynamicPolicy::new(self.denied_paths.clone()));
+        let runner = PolicyRunner::start(&self.setup, Arc::clone(&dynamic))
+            .map_err(|e| Error::io("start the policy thread", e))?;
+        let state = Arc::new(PolicyState { runner, dynamic });
+        let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
+        Ok(Some(Running::new(state).with_service(gate)))
+    }
+}
+
+impl Stage for PolicyState {
+    fn verdict(
+        &self,
+        cx: &HandlerCtx<'_>,
+        action: NotifAction,
+        exec_argv: &dyn Fn() -> Option<Vec<String>>,
+    ) -> NotifAction {
+        apply(self, cx.notification(), action, exec_argv())
+    }
+
+    fn shutdown(&self) {
+        self.runner.shutdown();
+    }
+}
+
+impl PolicyCheck for PolicyState {
+    fn restricted(&self, notif: &Notification, dest: SocketAddr) -> Option<i32> {
+        PolicyState::restricted(self, notif, dest)
+    }
+
+    fn consult(&self, notif: &Notification, dest: Option<SocketAddr>) -> Option<i32> {
+        PolicyState::consult(self, notif, dest, None, false)
+    }
+}
 
 /// A supervisor's policy: its callback thread and run-time restrictions.
 pub(crate) struct PolicyState {
@@ -52,7 +114,8 @@ impl PolicyState {
     /// `ECONNREFUSED` if `dest` is outside the run-time network restriction
     /// of the caller's process.
     pub(crate) fn restricted(&self, notif: &Notification, dest: SocketAddr) -> Option<i32> {
-        let tgid = || crate::handler::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
+        let tgid =
+            || crate::sys::procfs::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
         if self.dynamic.net_allows_with(tgid, dest.ip()) {
             None
         } else {
@@ -79,17 +142,11 @@ impl PolicyState {
         let event = event_for(notif, dest, argv, denied);
         let held = !denied && super::is_held(event.syscall);
         match self.runner.submit(event, held)? {
-            v @ (Verdict::Deny | Verdict::DenyWith(_)) => v.errno().map(valid_errno),
+            v @ (Verdict::Deny | Verdict::DenyWith(_)) => {
+                v.errno().map(|e| Errno::or_eperm(e).get())
+            }
             Verdict::Allow | Verdict::Audit => None,
         }
-    }
-}
-
-fn valid_errno(e: i32) -> i32 {
-    if (1..=4095).contains(&e) {
-        e
-    } else {
-        libc::EPERM
     }
 }
 

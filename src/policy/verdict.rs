@@ -4,6 +4,7 @@
 /// tighten what the supervisor decided: `Allow` never lets through a call
 /// that was already denied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Let the supervisor's decision stand.
     Allow,

@@ -4,20 +4,21 @@
 //! which the kernel copies again after a `CONTINUE`; it is refused with
 //! `ENOSYS`, see the handlers.)
 
+// The flags as `clone`'s first argument carries them (libc's, widened).
 /// `CLONE_THREAD`: a new thread, not a new process.
-pub const CLONE_THREAD: u64 = 0x0001_0000;
+pub const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
 /// `CLONE_VM`: share the address space.
-pub const CLONE_VM: u64 = 0x0000_0100;
+pub const CLONE_VM: u64 = libc::CLONE_VM as u64;
 /// `CLONE_VFORK`: the parent waits until the child execs or exits.
-pub const CLONE_VFORK: u64 = 0x0000_4000;
-/// `CLONE_NEWNS`: a new mount namespace.
-pub const CLONE_NEWNS: u64 = 0x0002_0000;
-/// `CLONE_NEWUSER`: a new user namespace (full capabilities inside it).
-pub const CLONE_NEWUSER: u64 = 0x1000_0000;
-/// Every namespace flag `clone` accepts (`CLONE_NEWNS | NEWCGROUP | NEWUTS |
-/// NEWIPC | NEWUSER | NEWPID | NEWNET`).
-pub const NAMESPACE_FLAGS: u64 =
-    0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
+pub const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+/// Every namespace flag `clone` accepts.
+pub const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
 
 /// Which fork-like call this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

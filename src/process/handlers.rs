@@ -10,7 +10,7 @@ use crate::syscalls;
 
 use super::clone_args::{CloneRequest, ForkKind};
 use super::limits::{page_up, statm_data, Charge};
-use super::{park_fork_token, Limits, Tracker};
+use super::{Limits, Tracker};
 
 /// The builtin handlers `limits` needs, by syscall number.
 /// With `memory_cgroup`, the kernel bounds memory and no memory call is
@@ -50,14 +50,11 @@ pub(crate) fn builtins(limits: &Limits, memory_cgroup: bool) -> Vec<(u32, Arc<dy
 /// Runs `f` with this supervisor's tracker. (These builtins are installed
 /// only with one; without it, fail closed.)
 fn with_tracker(cx: &HandlerCtx<'_>, f: impl FnOnce(&Tracker) -> NotifAction) -> NotifAction {
-    let shared = cx.shared();
-    let Some(t) = shared.tracker.as_ref() else {
+    let Some(t) = cx.service::<Tracker>() else {
         return NotifAction::Errno(libc::EPERM);
     };
     // Limits lowered at run time by the policy callback.
-    if let Some(policy) = &shared.policy {
-        t.apply_dynamic(&policy.dynamic);
-    }
+    t.apply_dynamic();
     f(t)
 }
 
@@ -75,7 +72,7 @@ impl Handler for Clone3Refused {
 }
 
 /// `clone`, `fork`, `vfork`: namespaces refused (`EPERM`), threads let
-/// through uncounted, processes held while frozen and counted with a token
+/// through uncounted, processes held while paused and counted with a token
 /// (`EAGAIN` at the limit).
 struct ForkHandler(ForkKind);
 
@@ -95,8 +92,15 @@ impl Handler for ForkHandler {
             return NotifAction::Continue;
         }
         with_tracker(cx, |t| {
-            if t.hold_if_frozen(cx.notification()) {
-                return NotifAction::Hold;
+            if cx.paused() {
+                // Held in the core, past the pipeline's verdict stage: the
+                // policy callback is told now, as it would be for any fork.
+                if let Some(e) = cx.check_policy(None) {
+                    return NotifAction::Errno(e);
+                }
+                if let Some(held) = cx.hold_if_paused() {
+                    return held;
+                }
             }
             // A copy of the parent's private writable memory, charged
             // before the fork is counted (nothing to roll back then).
@@ -121,7 +125,7 @@ impl Handler for ForkHandler {
             };
             match counter.try_take(cx.pid() as i32, || t.index.pids()) {
                 Some(token) => {
-                    park_fork_token(token);
+                    cx.set_fork_token(Box::new(token));
                     NotifAction::Continue
                 }
                 None => {

@@ -138,11 +138,6 @@ impl ProcessIndex {
         self.inner.read().tasks.len()
     }
 
-    /// Whether nothing is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The process of thread `tid`, if known and still the same task.
     pub fn get(&self, tid: i32) -> Option<Arc<Process>> {
         let inner = self.inner.read();
@@ -195,7 +190,7 @@ impl ProcessIndex {
             // is gone has no thread group to read either), or no pidfd to
             // be had (EMFILE...): then the entry is checked through /proc.
             Err(e) => {
-                let tgid = crate::handler::thread_group_of(tid)?;
+                let tgid = crate::sys::procfs::thread_group_of(tid)?;
                 if tgid == tid {
                     log::warn!("no pidfd for process {tid} ({e}); its exit is seen by the sweep");
                     (tgid, None)

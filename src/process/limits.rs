@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -56,6 +56,7 @@ pub struct ProcessCounter {
 
 impl ProcessCounter {
     /// A counter for the sandbox rooted at `root`, which counts as one.
+    #[cfg(test)]
     pub fn new(limit: u32, root: i32) -> Arc<Self> {
         Self::with_members(limit, root, None)
     }
@@ -500,23 +501,9 @@ pub fn start_brk(pid: i32) -> Option<u64> {
     proc_stat(pid).map(|s| s.start_brk)
 }
 
-/// The system page size, from the auxiliary vector.
+/// The system page size.
 pub fn page_size() -> u64 {
-    static PAGE: OnceLock<u64> = OnceLock::new();
-    *PAGE.get_or_init(|| {
-        const AT_PAGESZ: u64 = 6;
-        let aux = std::fs::read("/proc/self/auxv").unwrap_or_default();
-        aux.chunks_exact(16)
-            .map(|c| {
-                let k = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
-                let v = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
-                (k, v)
-            })
-            .find(|&(k, _)| k == AT_PAGESZ)
-            .map(|(_, v)| v)
-            .filter(|v| v.is_power_of_two())
-            .unwrap_or(4096)
-    })
+    crate::sys::page_size() as u64
 }
 
 /// `len` rounded up to whole pages (saturating).
@@ -554,7 +541,7 @@ mod tests {
         assert!(count_tree(&[std::process::id() as i32]) >= 1);
         assert_eq!(count_tree(&[-1]), 0);
         let me = std::process::id() as i32;
-        let pgid = crate::handler::thread_group_of(me).map(|_| {
+        let pgid = crate::sys::procfs::thread_group_of(me).map(|_| {
             let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
             let rest = &stat[stat.rfind(')').unwrap() + 1..];
             rest.split_ascii_whitespace()

@@ -1,11 +1,11 @@
 //! Process tracking and resource limits.
 //!
-//! - [`index`]: every task that produced a notification, keyed by
+//! - `index`: every task that produced a notification, keyed by
 //!   (pid, start time), with a pidfd watched by the poll thread.
-//! - [`limits`]: the process count (fork tokens, reconciled with the real
+//! - `limits`: the process count (fork tokens, reconciled with the real
 //!   sandbox's cgroup or process tree before refusing) and, without a memory
 //!   cgroup, the writable-memory estimate.
-//! - [`clone_args`]: a fork-like call's flags, read once.
+//! - `clone_args`: a fork-like call's flags, read once.
 //! - `handlers`: the builtin handlers the sandbox installs for
 //!   `clone`/`clone3`/`fork`/`vfork`, `mmap`/`munmap`/`brk`/`mremap` and
 //!   `execve`/`execveat`.
@@ -15,18 +15,23 @@
 //! [`track_processes`](crate::SandboxBuilder::track_processes); a sandbox
 //! without them pays nothing per notification.
 //!
-//! Freeze and thaw: [`SupervisorHandle::freeze`](crate::SupervisorHandle::freeze)
-//! holds every new fork and stops the sandbox's process group;
-//! [`thaw`](crate::SupervisorHandle::thaw) answers every held fork (counted
-//! against the limit then) and continues the group.
+//! Pause and resume: [`SupervisorHandle::pause`](crate::SupervisorHandle::pause)
+//! holds every new fork (in the answer core, tagged as the pause's) and
+//! stops the sandbox's process group (`SIGSTOP`);
+//! [`resume`](crate::SupervisorHandle::resume) takes every held fork from
+//! the core in one step, answers each (counted against the limit then) and
+//! continues the group. (Not argv safety's freeze, which stops only the
+//! tasks sharing an exec caller's memory, with ptrace.)
+//!
+//! Plugs into the supervisor as an `Enforcement` (stage 1: register;
+//! the poll thread's pidfds and sweep; after the verdicts: limits a policy
+//! callback lowered); uses the answer core and `handler`.
 
-pub mod clone_args;
+pub(crate) mod clone_args;
 pub(crate) mod handlers;
-pub mod index;
-pub mod limits;
+pub(crate) mod index;
+pub(crate) mod limits;
 
-use std::cell::Cell;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,18 +39,22 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::action::NotifAction;
+use crate::error::Error;
 use crate::notification::Notification;
-use crate::supervisor::Shared;
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
+use crate::supervisor::handle::SupervisorHandle;
+use crate::supervisor::notifier::{Notifier, Settle};
 use crate::sys::{process as sysproc, seccomp};
 
-pub use index::{Process, ProcessIndex, ProcessKey};
-pub use limits::{ForkToken, MemoryLimit, ProcessCounter};
+pub(crate) use index::{Process, ProcessIndex};
+pub(crate) use limits::{ForkToken, MemoryLimit, ProcessCounter};
 
 /// How often the poll thread sweeps the index for exits it missed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the sandbox limits and tracks. All off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// At most this many processes at once (the first one and zombies
     /// included); forks beyond get `EAGAIN`.
@@ -54,7 +63,7 @@ pub struct Limits {
     /// [`SandboxBuilder::max_memory`](crate::SandboxBuilder::max_memory)).
     pub max_memory: Option<u64>,
     /// Track processes and trap forks even without a limit (for
-    /// [`freeze`](crate::SupervisorHandle::freeze)).
+    /// [`pause`](crate::SupervisorHandle::pause)).
     pub track: bool,
 }
 
@@ -72,6 +81,7 @@ impl Limits {
 
 /// A snapshot of the tracker, for tests and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessStats {
     /// Tasks (threads and processes) in the index.
     pub tracked_tasks: usize,
@@ -81,19 +91,13 @@ pub struct ProcessStats {
     pub reconciles: u64,
     /// Anonymous memory charged over the sandbox, in bytes.
     pub memory: u64,
-    /// Whether the sandbox is frozen.
-    pub frozen: bool,
-    /// Forks held by the freeze.
+    /// Whether the sandbox is paused.
+    pub paused: bool,
+    /// Forks held by the pause.
     pub held_forks: usize,
 }
 
-#[derive(Debug, Default)]
-struct FreezeState {
-    frozen: bool,
-    held: Vec<Notification>,
-}
-
-/// Per-supervisor process state: the index, the limits, the freeze.
+/// Per-supervisor process state: the index, the limits, the pause.
 pub(crate) struct Tracker {
     pub(crate) index: ProcessIndex,
     pub(crate) counter: Option<Arc<ProcessCounter>>,
@@ -102,9 +106,8 @@ pub(crate) struct Tracker {
     memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
     /// The sandbox's cgroup membership, if a cgroup holds it.
     members: Option<crate::sys::cgroup::Members>,
-    freeze: Mutex<FreezeState>,
-    /// Tokens of counted forks that a handler held, by notification id.
-    held_tokens: Mutex<HashMap<u64, ForkToken>>,
+    /// Limits a policy callback lowers at run time, if it has one.
+    dynamic: Option<Arc<crate::policy::DynamicPolicy>>,
     pgid: i32,
     traps_forks: bool,
     last_sweep: Mutex<Instant>,
@@ -127,6 +130,7 @@ impl Tracker {
         registry: Option<mio::Registry>,
         members: Option<crate::sys::cgroup::Members>,
         memory_cgroup: Option<Arc<crate::sys::cgroup::MemoryCgroup>>,
+        dynamic: Option<Arc<crate::policy::DynamicPolicy>>,
     ) -> Option<Tracker> {
         if !limits.enabled() {
             return None;
@@ -143,8 +147,7 @@ impl Tracker {
                 .map(MemoryLimit::new),
             memory_cgroup,
             members,
-            freeze: Mutex::new(FreezeState::default()),
-            held_tokens: Mutex::new(HashMap::new()),
+            dynamic,
             pgid: root,
             traps_forks: limits.traps_forks(),
             last_sweep: Mutex::new(Instant::now()),
@@ -154,7 +157,10 @@ impl Tracker {
     /// Applies limits a policy callback lowered at run time: the process
     /// count, the memory ledger and the memory cgroup. Cheap when nothing
     /// changed (atomic loads).
-    pub(crate) fn apply_dynamic(&self, dynamic: &crate::policy::DynamicPolicy) {
+    pub(crate) fn apply_dynamic(&self) {
+        let Some(dynamic) = &self.dynamic else {
+            return;
+        };
         if let (Some(n), Some(c)) = (dynamic.max_processes(), &self.counter) {
             c.lower_limit(u32::try_from(n).unwrap_or(u32::MAX));
         }
@@ -196,14 +202,14 @@ impl Tracker {
         limits::sandbox_writable_memory(&pids)
     }
 
-    /// Whether fork-like calls are trapped (needed by freeze and thaw).
+    /// Whether fork-like calls are trapped (needed by pause and resume).
     pub(crate) fn traps_forks(&self) -> bool {
         self.traps_forks
     }
 
     /// Pipeline stage 1: registers the notifying task if it is new.
-    pub(crate) fn register(&self, shared: &Shared, notif: &Notification) -> Option<Arc<Process>> {
-        let listener = shared.listener();
+    pub(crate) fn register(&self, core: &Notifier, notif: &Notification) -> Option<Arc<Process>> {
+        let listener = core.listener();
         self.index.register(
             notif.pid as i32,
             || seccomp::id_valid(listener, notif.id).is_ok(),
@@ -251,98 +257,46 @@ impl Tracker {
         gone.len()
     }
 
-    /// Keeps the token of a counted fork that a handler held (before the
-    /// hold is visible, so that a release always finds it).
-    pub(crate) fn park_held_token(&self, id: u64, token: ForkToken) {
-        self.held_tokens.lock().insert(id, token);
-    }
-
-    /// The token of held fork `id`, if it was counted.
-    pub(crate) fn take_held_token(&self, id: u64) -> Option<ForkToken> {
-        self.held_tokens.lock().remove(&id)
-    }
-
-    /// Holds `notif` if the sandbox is frozen.
-    fn hold_if_frozen(&self, notif: &Notification) -> bool {
-        let mut f = self.freeze.lock();
-        if f.frozen {
-            f.held.push(*notif);
-        }
-        f.frozen
-    }
-
-    pub(crate) fn stats(&self) -> ProcessStats {
-        let f = self.freeze.lock();
+    pub(crate) fn stats(&self, core: &Notifier) -> ProcessStats {
+        let (paused, held_forks) = core.pause_state();
         ProcessStats {
             tracked_tasks: self.index.len(),
             processes: self.counter.as_ref().map(|c| c.current()).unwrap_or(0),
             reconciles: self.counter.as_ref().map(|c| c.reconciles()).unwrap_or(0),
             memory: self.memory.as_ref().map(|m| m.total()).unwrap_or(0),
-            frozen: f.frozen,
-            held_forks: f.held.len(),
+            paused,
+            held_forks,
         }
     }
 
-    /// Freezes the sandbox: new forks are held, the group is stopped.
-    pub(crate) fn freeze(&self) -> std::io::Result<()> {
-        self.freeze.lock().frozen = true;
+    /// Pauses the sandbox: new forks are held, the group is stopped.
+    pub(crate) fn pause(&self, core: &Notifier) -> std::io::Result<()> {
+        core.pause();
         match sysproc::kill_group(self.pgid, libc::SIGSTOP) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(e),
             _ => Ok(()),
         }
     }
 
-    /// Thaws the sandbox: every fork held by the freeze is answered (counted
-    /// against the limit now: `EAGAIN` at the limit), then the group
-    /// continues. `answer` sends one answer and says whether the kernel
-    /// took it. Returns how many held forks were answered.
-    pub(crate) fn thaw(
-        &self,
-        shared: &Shared,
-        answer: impl Fn(&Notification, NotifAction) -> bool,
-    ) -> usize {
-        let held = {
-            let mut f = self.freeze.lock();
-            f.frozen = false;
-            std::mem::take(&mut f.held)
-        };
-        let mut answered = 0;
+    /// Resumes the sandbox: every fork held by the pause is taken from the
+    /// core and answered (counted against the limit now: `EAGAIN` at the
+    /// limit), then the group continues. Returns how many held forks were
+    /// answered.
+    pub(crate) fn resume(&self, core: &Notifier) -> usize {
+        let held = core.resume();
+        let answered = held.len();
         for notif in held {
-            // The worker that held it parks it in the engine's held set just
-            // after deciding: wait for that (briefly), so the id is taken
-            // out of the set and answered exactly once.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let parked = loop {
-                if shared.held.lock().remove(&notif.id).is_some() {
-                    break true;
-                }
-                if seccomp::id_valid(shared.listener(), notif.id).is_err()
-                    || Instant::now() > deadline
-                {
-                    // Released by someone else, or the task is gone.
-                    break false;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            };
-            if !parked {
-                continue;
-            }
             let token = match &self.counter {
                 None => None,
                 Some(c) => match c.try_take(notif.pid as i32, || self.index.pids()) {
-                    Some(t) => Some(t),
+                    Some(t) => Some(Box::new(t) as Box<dyn Settle>),
                     None => {
-                        answer(&notif, NotifAction::Errno(libc::EAGAIN));
-                        answered += 1;
+                        core.answer(&notif, NotifAction::Errno(libc::EAGAIN));
                         continue;
                     }
                 },
             };
-            let delivered = answer(&notif, NotifAction::Continue);
-            if let (Some(t), true) = (token, delivered) {
-                t.commit();
-            }
-            answered += 1;
+            core.answer_settled(&notif, NotifAction::Continue, token);
         }
         if let Err(e) = sysproc::kill_group(self.pgid, libc::SIGCONT) {
             log::debug!("cannot continue sandbox group {}: {e}", self.pgid);
@@ -351,24 +305,124 @@ impl Tracker {
     }
 }
 
-thread_local! {
-    /// The token of the fork the current worker is deciding: set by the
-    /// fork handler (pipeline stage 3), taken by the pipeline right after
-    /// dispatch (stage 4).
-    static FORK_TOKEN: Cell<Option<ForkToken>> = const { Cell::new(None) };
+impl Settle for ForkToken {
+    /// Commits the fork on a delivered answer; rolls it back (drop) else.
+    fn settle(self: Box<Self>, delivered: bool) {
+        if delivered {
+            self.commit();
+        }
+    }
 }
 
-/// Parks the token of the fork being decided on this worker.
-pub(crate) fn park_fork_token(token: ForkToken) {
-    FORK_TOKEN.with(|t| {
-        // A stale token (never taken) is rolled back here.
-        drop(t.replace(Some(token)));
-    });
+impl Stage for Tracker {
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(SWEEP_INTERVAL)
+    }
+
+    fn tick(&self) {
+        self.maybe_sweep();
+    }
+
+    fn on_ready(&self, token: usize) {
+        // A tracked task's pidfd: it exited.
+        if token >= index::FIRST_TOKEN {
+            Tracker::on_ready(self, token);
+        }
+    }
+
+    fn register(&self, core: &Notifier, notif: &Notification) {
+        Tracker::register(self, core, notif);
+    }
+
+    fn after_verdict(&self) {
+        // Limits the callback lowered take effect before the answer.
+        self.apply_dynamic();
+    }
 }
 
-/// Takes the token the fork handler parked for this notification, if any.
-pub(crate) fn take_fork_token() -> Option<ForkToken> {
-    FORK_TOKEN.with(|t| t.take())
+/// Process tracking and limits, as a feature of the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcessTracking {
+    pub(crate) limits: Limits,
+    /// A memory cgroup bounds memory: no memory call is trapped.
+    pub(crate) memory_cgroup: bool,
+}
+
+impl Enforcement for ProcessTracking {
+    fn builtins(&self, install: &mut Install<'_>) -> crate::Result<()> {
+        for (nr, h) in handlers::builtins(&self.limits, self.memory_cgroup) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, env: &StartEnv<'_>) -> crate::Result<Option<Running>> {
+        if !self.limits.enabled() {
+            return Ok(None);
+        }
+        let registry = env
+            .registry
+            .try_clone()
+            .map_err(|e| Error::io("clone the poll registry", e))?;
+        let dynamic = env
+            .services
+            .get::<crate::policy::PolicyState>()
+            .map(|p| Arc::clone(&p.dynamic));
+        Ok(Tracker::new(
+            self.limits,
+            env.pgid,
+            Some(registry),
+            env.members.clone(),
+            env.memory_cgroup.clone(),
+            dynamic,
+        )
+        .map(|t| Running::new(Arc::new(t))))
+    }
+}
+
+/// The tracker of a running supervisor that traps forks.
+fn fork_tracker<R>(
+    handle: &SupervisorHandle,
+    f: impl FnOnce(&Tracker, &Notifier) -> R,
+) -> crate::Result<R> {
+    handle
+        .with(|core, services| {
+            services
+                .get::<Tracker>()
+                .filter(|t| t.traps_forks())
+                .map(|t| f(t, core))
+        })?
+        .ok_or_else(|| Error::InvalidConfig {
+            message: "pause/resume need fork tracking: build the sandbox with max_processes(n) or track_processes()".into(),
+        })
+}
+
+impl SupervisorHandle {
+    /// Pauses the sandbox: every new fork (`clone` of a process, `fork`,
+    /// `vfork`; `clone3` is refused anyway) is held, and the sandbox's process group is stopped
+    /// (`SIGSTOP`). Needs fork tracking
+    /// ([`max_processes`](crate::SandboxBuilder::max_processes) or
+    /// [`track_processes`](crate::SandboxBuilder::track_processes)).
+    pub fn pause(&self) -> crate::Result<()> {
+        fork_tracker(self, |t, core| t.pause(core))?
+            .map_err(|e| Error::io("stop the sandbox's process group", e))
+    }
+
+    /// Resumes a paused sandbox: answers every fork held by the pause (each
+    /// counted against the process limit now, `EAGAIN` at the limit), then
+    /// continues the process group (`SIGCONT`). Returns how many held forks
+    /// were answered.
+    pub fn resume(&self) -> crate::Result<usize> {
+        fork_tracker(self, |t, core| t.resume(core))
+    }
+
+    /// Process tracking state, or `None` when the supervisor is gone or
+    /// tracks nothing.
+    pub fn process_stats(&self) -> Option<ProcessStats> {
+        self.with(|core, services| services.get::<Tracker>().map(|t| t.stats(core)))
+            .ok()
+            .flatten()
+    }
 }
 
 /// Error from [`parse_size`].
@@ -427,16 +481,5 @@ mod tests {
         for bad in ["", "M", "12X", "-5M", "1.5G", "99999999999G", "12 M M"] {
             assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
         }
-    }
-
-    #[test]
-    fn parked_token_is_taken_once() {
-        let c = ProcessCounter::new(10, std::process::id() as i32);
-        park_fork_token(c.try_take(1, Vec::new).unwrap());
-        assert_eq!(c.current(), 2);
-        let t = take_fork_token().expect("parked");
-        assert!(take_fork_token().is_none());
-        drop(t);
-        assert_eq!(c.current(), 1);
     }
 }

@@ -118,7 +118,7 @@ impl DeferPool {
     ) -> Option<NotifAction> {
         let pool = &shared.defer;
         let Some(permit) = pool.sem.try_acquire() else {
-            Counters::bump(&shared.counters.defer_rejected);
+            Counters::bump(&shared.core.counters.defer_rejected);
             log::warn!(
                 "more than {} deferrals in flight; answering EAGAIN to {} of pid {}",
                 pool.limit,
@@ -129,7 +129,7 @@ impl DeferPool {
         };
         let slot = Arc::new(Slot::default());
         pool.schedule(notif, Arc::clone(&slot));
-        Counters::bump(&shared.counters.deferred);
+        Counters::bump(&shared.core.counters.deferred);
         let job = Job {
             reserved: false,
             notif,
@@ -306,7 +306,7 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
             }
             Ok(action) => action,
             Err(_) => {
-                Counters::bump(&shared.counters.panics);
+                Counters::bump(&shared.core.counters.panics);
                 log::error!(
                     "a deferred closure for {} of pid {} panicked; answering EPERM",
                     notif.syscall_label(),
@@ -316,7 +316,7 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
             }
         };
         if slot.claim() {
-            super::pipeline::finish(shared, &notif, action);
+            shared.core.answer(&notif, action);
         } else {
             log::debug!("late deferred result for notification {} dropped", notif.id);
         }
@@ -335,13 +335,13 @@ fn run_timer(shared: &Arc<Shared>, timer: &Timer) {
                 let Reverse(d) = q.0.pop().expect("peeked");
                 if d.slot.claim() {
                     drop(q);
-                    Counters::bump(&shared.counters.defer_timeouts);
+                    Counters::bump(&shared.core.counters.defer_timeouts);
                     log::warn!(
                         "deferred handler for {} of pid {} missed its deadline; answering EIO",
                         d.notif.syscall_label(),
                         d.notif.pid
                     );
-                    super::pipeline::finish(shared, &d.notif, NotifAction::Errno(libc::EIO));
+                    shared.core.answer(&d.notif, NotifAction::Errno(libc::EIO));
                     q = timer.queue.lock();
                 }
             }

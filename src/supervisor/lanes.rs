@@ -446,11 +446,9 @@ impl Worker {
                             notif.syscall_label(),
                             notif.pid
                         );
-                        super::pipeline::finish(
-                            &self.shared,
-                            &notif,
-                            crate::NotifAction::Errno(libc::EPERM),
-                        );
+                        self.shared
+                            .core
+                            .answer(&notif, crate::NotifAction::Errno(libc::EPERM));
                     }
                 }
                 None => return,

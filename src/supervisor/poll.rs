@@ -119,16 +119,13 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         revents: 0,
     };
     let mut fds = [
-        pollfd(shared.listener().as_raw_fd()),
+        pollfd(shared.core.listener().as_raw_fd()),
         pollfd(shared.waker.as_fd().as_raw_fd()),
         pollfd(poll.as_raw_fd()),
     ];
-    let watched = if shared.tracker.is_some() { 3 } else { 2 };
-    // With process tracking, wake up now and then to sweep the index.
-    let timeout = shared
-        .tracker
-        .as_ref()
-        .map(|_| crate::process::SWEEP_INTERVAL);
+    // A feature that ticks (process tracking) also polls pidfds.
+    let watched = if shared.tick.is_some() { 3 } else { 2 };
+    let timeout = shared.tick;
     // Since when a call has been waiting behind a busy worker while another
     // lane idles: after STEAL_AFTER it is handed over ([`Lanes::rebalance`]).
     let mut stalled_since: Option<Instant> = None;
@@ -143,10 +140,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     if let Err(e) = process::set_fair_slice(false, POLL_SLICE) {
         log::debug!("cannot shorten the poll thread's time slice: {e}");
     }
-    let blocking = shared
-        .interrupt
-        .as_ref()
-        .filter(|_| shared.tracker.is_none());
+    let blocking = shared.interrupt.as_ref().filter(|_| shared.tick.is_none());
     if let Some(int) = blocking {
         if let Err(e) = interrupt::unblock_here(int.sig) {
             log::debug!("cannot unblock signal {}: {e}", int.sig);
@@ -214,7 +208,7 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
             log::error!("poll failed: {e}");
             break Ended::Failed;
         }
-        if shared.stopping.load(Ordering::Acquire) {
+        if shared.core.stopping() {
             break Ended::Stopped;
         }
         if stalled_since.is_some_and(|t| t.elapsed() >= STEAL_AFTER) {
@@ -228,12 +222,9 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
                     break Ended::Failed;
                 }
             }
-            if let Some(tracker) = &shared.tracker {
-                for ev in events.iter() {
-                    // A tracked task's pidfd: it exited.
-                    if ev.token().0 >= crate::process::index::FIRST_TOKEN {
-                        tracker.on_ready(ev.token().0);
-                    }
+            for ev in events.iter() {
+                for stage in &shared.stages {
+                    stage.on_ready(ev.token().0);
                 }
             }
         }
@@ -245,8 +236,8 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
         } else if listener & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             break Ended::HungUp;
         }
-        if let Some(tracker) = &shared.tracker {
-            tracker.maybe_sweep();
+        for stage in &shared.stages {
+            stage.tick();
         }
     };
     log::debug!("poll thread ends: {ended:?}");
@@ -264,12 +255,12 @@ fn receive_blocking(
     // Either `request_stop` sees `in_recv` and interrupts, or we see
     // `stopping` here (both SeqCst).
     int.in_recv.store(true, Ordering::SeqCst);
-    if shared.stopping.load(Ordering::SeqCst) {
+    if shared.core.stopping() {
         int.in_recv.store(false, Ordering::SeqCst);
         return Some(Ended::Stopped);
     }
     let before = multi_lane.then(Instant::now);
-    let received = seccomp::recv(shared.listener());
+    let received = seccomp::recv(shared.core.listener());
     int.in_recv.store(false, Ordering::SeqCst);
     let woken = before.is_some_and(|t| t.elapsed() >= SLEPT);
     match received {
@@ -278,15 +269,14 @@ fn receive_blocking(
             lanes.flush();
             None
         }
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => shared
-            .stopping
-            .load(Ordering::SeqCst)
-            .then_some(Ended::Stopped),
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+            shared.core.stopping().then_some(Ended::Stopped)
+        }
         // A task went away before its notification was received, or every
         // task is gone (then the listener reports a hang-up).
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             let mut fd = [libc::pollfd {
-                fd: shared.listener().as_raw_fd(),
+                fd: shared.core.listener().as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             }];
@@ -305,14 +295,16 @@ fn receive_blocking(
 /// Counts a received notification and queues it for a worker (answered
 /// `EPERM` if no worker is left).
 fn hand_over(shared: &Arc<Shared>, lanes: &Lanes, raw: &seccomp::SeccompNotif, woken: bool) {
-    Counters::bump(&shared.counters.received);
+    Counters::bump(&shared.core.counters.received);
     let notif = Notification::from(raw);
     if let Err(notif) = lanes.dispatch(notif, woken) {
         log::error!(
             "no worker left for notification {}; answering EPERM",
             notif.id
         );
-        super::pipeline::finish(shared, &notif, crate::NotifAction::Errno(libc::EPERM));
+        shared
+            .core
+            .answer(&notif, crate::NotifAction::Errno(libc::EPERM));
     }
 }
 
@@ -327,13 +319,15 @@ fn receive(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
 
 fn receive_one(shared: &Arc<Shared>, lanes: &Lanes, woken: bool) -> Option<Ended> {
     let received = {
-        // Only an exec freeze (argv safety) takes `world` exclusively.
-        let _world = shared.argv.as_ref().map(|_| shared.world.read());
-        let r = seccomp::recv(shared.listener());
-        // Argv safety: an exec freeze leaves tasks waiting for an answer
-        // alone; it must know them as soon as they are received.
-        if let (Ok(raw), Some(argv)) = (&r, &shared.argv) {
-            argv.received(raw.pid as i32, raw.id);
+        // A feature that must see every receive (argv safety: an exec
+        // freeze leaves tasks waiting for an answer alone) is told under
+        // the shared `world` lock.
+        let _world = shared.watch_receives.then(|| shared.core.world());
+        let r = seccomp::recv(shared.core.listener());
+        if let (Ok(raw), true) = (&r, shared.watch_receives) {
+            for stage in &shared.stages {
+                stage.on_receive(raw.pid as i32, raw.id);
+            }
         }
         r
     };

@@ -537,8 +537,6 @@ pub struct Containment {
     members: Option<PathBuf>,
     /// The memory cgroup, if one was made.
     memory_cgroup: Option<Arc<MemoryCgroup>>,
-    memory: MemoryMode,
-    contain: ContainMode,
     watchdog: Option<Watchdog>,
     ended: bool,
 }
@@ -573,8 +571,6 @@ impl Containment {
             v2_dir: None,
             members: None,
             memory_cgroup: None,
-            memory: m.memory.clone(),
-            contain: m.contain.clone(),
             watchdog: None,
             ended: false,
         };
@@ -713,16 +709,6 @@ impl Containment {
     pub fn arm(&mut self) -> io::Result<()> {
         self.watchdog = Some(Watchdog::start(Arc::clone(&self.plan))?);
         Ok(())
-    }
-
-    /// How memory is bounded for this sandbox.
-    pub fn memory_mode(&self) -> &MemoryMode {
-        &self.memory
-    }
-
-    /// How this sandbox is contained.
-    pub fn contain_mode(&self) -> &ContainMode {
-        &self.contain
     }
 
     /// The sandbox's memory cgroup, if one was made.
@@ -902,7 +888,7 @@ const WATCHDOG_STACK: usize = 64 * 1024;
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let page = 4096;
+        let page = super::page_size();
         let len = WATCHDOG_STACK + page;
         // SAFETY: an anonymous private mapping; checked for failure below.
         let base = unsafe {

@@ -25,7 +25,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::process::{self, WaitStatus};
 use super::raw::syscall6;
-use super::seccomp::{FILTER_FLAG_NEW_LISTENER, SET_MODE_FILTER};
 
 /// Most calls one [`run_filtered`] makes: the report (one `i64` per call
 /// plus a header) must fit in `PIPE_BUF`, so that the child's single write
@@ -260,31 +259,11 @@ unsafe fn child_main(
 /// Sets `no_new_privs`, installs `prog` with a new listener and closes the
 /// listener. Returns 0, or the `-errno` of the failed step.
 fn install(prog: &libc::sock_fprog) -> isize {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes only integers.
-    let ret = unsafe {
-        syscall6(
-            libc::SYS_prctl,
-            [libc::PR_SET_NO_NEW_PRIVS as usize, 1, 0, 0, 0, 0],
-        )
-    };
+    let ret = super::seccomp::set_no_new_privs_raw();
     if ret < 0 {
         return ret;
     }
-    // SAFETY: `prog` points at a sock_fprog whose instructions are alive for
-    // the call; the kernel copies them.
-    let listener = unsafe {
-        syscall6(
-            libc::SYS_seccomp,
-            [
-                SET_MODE_FILTER as usize,
-                FILTER_FLAG_NEW_LISTENER as usize,
-                prog as *const libc::sock_fprog as usize,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    let listener = super::seccomp::install_listener_raw(prog, false).listener;
     if listener < 0 {
         return listener;
     }

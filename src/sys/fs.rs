@@ -1,4 +1,4 @@
-//! File system calls the standard library lacks: `openat2`, `close_range`.
+//! File system calls the standard library lacks: `openat2`, `dup3` onto a number.
 
 use std::ffi::CStr;
 use std::io;
@@ -20,8 +20,6 @@ pub struct OpenHow {
 
 /// `RESOLVE_NO_MAGICLINKS`: refuse `/proc/<pid>/fd`-style links.
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-/// `RESOLVE_NO_SYMLINKS`.
-pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 /// `RESOLVE_BENEATH`.
 pub const RESOLVE_BENEATH: u64 = 0x08;
 /// `RESOLVE_IN_ROOT`: resolve as if `dirfd` were the root directory.
@@ -47,38 +45,6 @@ pub fn openat2(dirfd: Option<BorrowedFd<'_>>, path: &CStr, how: &OpenHow) -> io:
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `CLOSE_RANGE_CLOEXEC`: mark instead of close.
-pub const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
-
-/// `close_range(2)` on the calling process. Async-signal-safe; returns `-errno`.
-pub(crate) fn close_range_raw(first: u32, last: u32, flags: u32) -> libc::c_long {
-    // SAFETY: close_range takes three integers and touches only our fd table.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_long,
-            last as libc::c_long,
-            flags as libc::c_long,
-        )
-    };
-    if ret < 0 {
-        // SAFETY: errno of this thread, right after the failed call.
-        -(unsafe { *libc::__errno_location() }) as libc::c_long
-    } else {
-        ret
-    }
-}
-
-/// Marks every fd from `first` on close-on-exec (or closes them without the flag).
-pub fn close_range(first: u32, flags: u32) -> io::Result<()> {
-    let ret = close_range_raw(first, u32::MAX, flags);
-    if ret < 0 {
-        Err(io::Error::from_raw_os_error(-ret as i32))
-    } else {
-        Ok(())
-    }
-}
-
 /// Atomically replaces `fd` with `/dev/null` (keeping its number), which
 /// releases the file it referred to. Used to detach a seccomp listener that
 /// other threads may still name: they then operate on `/dev/null`, never on
@@ -91,6 +57,7 @@ pub fn replace_with_null(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Sets or clears `FD_CLOEXEC` on `fd`.
+#[cfg(feature = "internals")]
 pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl(F_SETFD) takes an fd we borrow and an integer.

@@ -9,6 +9,7 @@ pub(crate) mod capi_raw;
 pub mod caps;
 pub mod cgroup;
 pub mod eventfd;
+#[cfg(feature = "internals")]
 pub mod filtered_calls;
 pub mod fs;
 pub mod interrupt;
@@ -17,6 +18,7 @@ pub mod mem;
 pub mod memfd;
 pub mod net;
 pub mod path;
+#[cfg(feature = "internals")]
 pub mod perf;
 pub mod pidfd;
 pub mod probe;
@@ -47,6 +49,20 @@ pub(crate) fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     } else {
         Ok(ret)
     }
+}
+
+/// The system page size (`sysconf(_SC_PAGESIZE)`, read once; 4096 if it
+/// cannot be read). Not for the `CLONE_VM` child, which makes raw calls only.
+pub fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf takes an integer and reads nothing of ours.
+        let sz = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(sz)
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
+    })
 }
 
 /// Retries `f` while it fails with `EINTR`.

@@ -49,36 +49,6 @@ pub fn bind(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     cvt(unsafe { libc::bind(fd.as_raw_fd(), addr.as_ptr().cast(), len) }).map(drop)
 }
 
-/// `sendto(2)`: sends `data` to `addr` (or to the connected peer for `None`).
-pub fn sendto(
-    fd: BorrowedFd<'_>,
-    data: &[u8],
-    flags: i32,
-    addr: Option<&[u8]>,
-) -> io::Result<usize> {
-    let (ptr, len) = match addr {
-        Some(a) => (a.as_ptr(), addr_len(a)?),
-        None => (std::ptr::null(), 0),
-    };
-    // SAFETY: `data` and `addr` are live slices whose lengths we pass; the
-    // kernel only reads them. A null address with length 0 means "no address".
-    let ret = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            flags,
-            ptr.cast(),
-            len,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
 /// Storage that keeps the iovec a `msghdr` points at alive.
 struct RawMsg {
     hdr: libc::msghdr,
@@ -199,6 +169,7 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
     Ok(n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
 }
 
+#[cfg(feature = "internals")]
 /// A TCP listener on `addr` with an accept queue of `backlog` (std's
 /// `TcpListener::bind` always asks for 128).
 pub fn listen_tcp(addr: std::net::SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {

@@ -10,9 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::seccomp::{
-    install_filter_raw, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_WAIT_KILLABLE_RECV,
-};
+use super::seccomp::{install_listener_raw, set_no_new_privs_raw};
 use super::{cvt, process};
 
 pub use super::landlock::abi_version as landlock_abi_version;
@@ -159,23 +157,17 @@ unsafe fn probe_child_main(
     {
         libc::_exit(2);
     }
-    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-        write_record(report_w, [-i64::from(errno()), 0]);
+    let nnp = set_no_new_privs_raw();
+    if nnp < 0 {
+        write_record(report_w, [nnp as i64, 0]);
         libc::_exit(1);
     }
-    let mut killable = 1;
-    let mut killable_errno = 0;
-    let mut listener = install_filter_raw(
-        prog,
-        FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV,
-    );
-    if listener < 0 {
-        killable = 0;
-        killable_errno = -listener;
-        listener = install_filter_raw(prog, FILTER_FLAG_NEW_LISTENER);
-    }
-    // `c_long` is `i64` on every supported (64-bit) architecture.
-    let installed: Record = [listener, killable | killable_errno << 8];
+    // The same install as a spawned child's.
+    let install = install_listener_raw(prog, true);
+    let killable = i64::from(install.killable_error == 0);
+    let killable_errno = -(install.killable_error as i64);
+    let installed: Record = [install.listener as i64, killable | killable_errno << 8];
+    let listener = install.listener;
     if !write_record(report_w, installed) || listener < 0 {
         libc::_exit(1);
     }

@@ -46,6 +46,7 @@ pub fn pin_to_cpu(tid: i32, cpu: usize) -> io::Result<()> {
         .map(drop)
 }
 
+#[cfg(feature = "internals")]
 /// Lets thread `tid` (0: the caller) run on `cpus` (children started
 /// afterwards inherit it).
 pub fn set_allowed_cpus(tid: i32, cpus: &[usize]) -> io::Result<()> {
@@ -64,6 +65,7 @@ pub fn set_allowed_cpus(tid: i32, cpus: &[usize]) -> io::Result<()> {
         .map(drop)
 }
 
+#[cfg(feature = "internals")]
 /// This process's voluntary and involuntary context switches so far
 /// (`getrusage(RUSAGE_SELF)`).
 pub fn context_switches() -> u64 {
@@ -104,6 +106,7 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     cvt(unsafe { libc::killpg(pgid, sig) }).map(drop)
 }
 
+#[cfg(feature = "internals")]
 /// How a waited-for process ended, as `waitpid` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStatus {
@@ -117,6 +120,7 @@ pub enum WaitStatus {
     Continued,
 }
 
+#[cfg(feature = "internals")]
 impl WaitStatus {
     fn from_raw(status: i32) -> Self {
         if libc::WIFEXITED(status) {
@@ -140,6 +144,7 @@ pub fn waitpid_raw(pid: i32, options: i32) -> io::Result<Option<(i32, i32)>> {
     Ok((ret != 0).then_some((ret, status)))
 }
 
+#[cfg(feature = "internals")]
 /// `waitpid(pid, options)`; `Ok(None)` when `WNOHANG` found nothing.
 pub fn waitpid(pid: i32, options: i32) -> io::Result<Option<(i32, WaitStatus)>> {
     Ok(waitpid_raw(pid, options)?.map(|(p, st)| (p, WaitStatus::from_raw(st))))

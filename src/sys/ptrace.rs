@@ -7,8 +7,6 @@ use super::cvt_long;
 
 /// Option: report exec.
 pub const TRACE_EXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
-/// Option: kill the tracee if the tracer exits.
-pub const EXIT_KILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 
 fn request(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // SAFETY: the requests used through this helper take integers only.

@@ -177,8 +177,8 @@ pub fn action_available(action: u32) -> io::Result<()> {
 
 /// Receives one notification (`SECCOMP_IOCTL_NOTIF_RECV`).
 ///
-/// Blocks until one is pending even on a non-blocking fd: call it only after
-/// [`probe`] said [`Probe::Pending`].
+/// Blocks until one is pending even on a non-blocking fd: call it only
+/// after `poll(2)` said one is pending (or to block on purpose).
 pub fn recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
     // The kernel requires the buffer to be zeroed.
     let mut notif = SeccompNotif::default();
@@ -248,61 +248,71 @@ pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
     cvt(ret).map(drop)
 }
 
-/// What a zero-timeout `poll(2)` says about a listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Probe {
-    /// A notification is queued: RECV will not block.
-    Pending,
-    /// Nothing queued.
-    Empty,
-    /// The filter is gone (no task uses it any more) or the fd is bad.
-    HungUp,
-}
-
-/// Zero-timeout poll of a listener.
-pub fn probe(listener: BorrowedFd<'_>) -> Probe {
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, length 1, zero timeout.
-    let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EINTR) {
-            return Probe::Empty;
-        }
-        return Probe::HungUp;
-    }
-    if pfd.revents & libc::POLLIN != 0 {
-        Probe::Pending
-    } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-        Probe::HungUp
-    } else {
-        Probe::Empty
-    }
-}
-
-/// Installs a seccomp filter on the calling thread and returns the raw
-/// result (`fd` or `-errno`). Async-signal-safe: for use between fork and exec.
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`, which a filter (and a Landlock domain)
+/// needs without `CAP_SYS_ADMIN`: 0, or `-errno`.
 ///
-/// `prog` must point at a valid `sock_fprog` that stays alive for the call.
-pub(crate) fn install_filter_raw(prog: &libc::sock_fprog, flags: u32) -> libc::c_long {
-    // SAFETY: the kernel copies the program from `prog` during the call;
-    // `prog` and the instructions it points to are borrowed for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SET_MODE_FILTER as libc::c_ulong,
-            flags as libc::c_ulong,
-            prog as *const libc::sock_fprog,
+/// Raw: it leaves `errno` alone and allocates nothing, so it is safe in a
+/// `CLONE_VM` child and between fork and exec.
+pub(crate) fn set_no_new_privs_raw() -> isize {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes only integers.
+    unsafe {
+        super::raw::syscall6(
+            libc::SYS_prctl,
+            [libc::PR_SET_NO_NEW_PRIVS as usize, 1, 0, 0, 0, 0],
         )
+    }
+}
+
+/// What [`install_listener_raw`] did.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawInstall {
+    /// The listener's fd, or the `-errno` of the install.
+    pub(crate) listener: isize,
+    /// The `-errno` of the attempt with `WAIT_KILLABLE_RECV` (0: it went in
+    /// with that flag; also 0 when it was not asked for).
+    pub(crate) killable_error: isize,
+}
+
+/// Installs `prog` on the calling thread with a new listener (`no_new_privs`
+/// must be set). With `killable`, asks for `WAIT_KILLABLE_RECV` first and
+/// falls back to `NEW_LISTENER` alone on `EINVAL` (kernels before 5.19).
+///
+/// Raw, like [`set_no_new_privs_raw`]: safe in a `CLONE_VM` child and
+/// between fork and exec.
+pub(crate) fn install_listener_raw(prog: &libc::sock_fprog, killable: bool) -> RawInstall {
+    let install = |flags: u32| {
+        // SAFETY: the kernel copies the program from `prog` during the
+        // call; `prog` and the instructions it points to are borrowed for
+        // the call.
+        unsafe {
+            super::raw::syscall6(
+                libc::SYS_seccomp,
+                [
+                    SET_MODE_FILTER as usize,
+                    flags as usize,
+                    prog as *const libc::sock_fprog as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
     };
-    if ret < 0 {
-        // SAFETY: reading errno of this thread right after the failed call.
-        -(unsafe { *libc::__errno_location() }) as libc::c_long
-    } else {
-        ret
+    if killable {
+        let listener = install(FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV);
+        if listener != -(libc::EINVAL as isize) {
+            return RawInstall {
+                listener,
+                killable_error: 0,
+            };
+        }
+        return RawInstall {
+            listener: install(FILTER_FLAG_NEW_LISTENER),
+            killable_error: listener,
+        };
+    }
+    RawInstall {
+        listener: install(FILTER_FLAG_NEW_LISTENER),
+        killable_error: 0,
     }
 }

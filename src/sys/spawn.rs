@@ -76,7 +76,7 @@ const STACK_SIZE: usize = 256 * 1024;
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let len = STACK_SIZE + page_size();
+        let len = STACK_SIZE + super::page_size();
         // SAFETY: an anonymous private mapping; checked for failure below.
         let base = unsafe {
             libc::mmap(
@@ -95,7 +95,7 @@ impl Stack {
         // The lowest page is the guard: an overflow faults instead of
         // writing into the parent's memory.
         // SAFETY: the first page of the mapping made above.
-        cvt(unsafe { libc::mprotect(base, page_size(), libc::PROT_NONE) })?;
+        cvt(unsafe { libc::mprotect(base, super::page_size(), libc::PROT_NONE) })?;
         Ok(stack)
     }
 
@@ -155,14 +155,8 @@ impl Drop for ForkedChild {
         drop(self.child.take());
         // SAFETY: `page` was mapped by `fork_child` with this size and is
         // unmapped exactly once, here.
-        unsafe { libc::munmap(self.page.cast(), page_size()) };
+        unsafe { libc::munmap(self.page.cast(), super::page_size()) };
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf takes an integer.
-    let sz = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(sz).unwrap_or(4096)
 }
 
 fn pipe_above_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -204,7 +198,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
     let page = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            page_size(),
+            super::page_size(),
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_ANONYMOUS,
             -1,
@@ -219,7 +213,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
         Ok(s) => s,
         Err(e) => {
             // SAFETY: unmapping the page mapped above, once.
-            unsafe { libc::munmap(page.cast(), page_size()) };
+            unsafe { libc::munmap(page.cast(), super::page_size()) };
             return Err(e);
         }
     };
@@ -302,7 +296,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
     if pid < 0 {
         drop(stack);
         // SAFETY: unmapping the page mapped above, once.
-        unsafe { libc::munmap(page.cast(), page_size()) };
+        unsafe { libc::munmap(page.cast(), super::page_size()) };
         return Err(clone_err);
     }
     // SAFETY: CLONE_PIDFD created this fd for us.
@@ -391,6 +385,7 @@ impl ForkedChild {
         }
     }
 
+    #[cfg(feature = "internals")]
     /// Lets the child exec and reports whether the exec succeeded:
     /// [`go`](Self::go) then [`exec_outcome`](Self::exec_outcome).
     pub fn release(&mut self) -> Result<(), StartFailure> {
@@ -459,6 +454,7 @@ impl ForkedChild {
         self.pidfd.as_fd()
     }
 
+    #[cfg(feature = "internals")]
     /// Drops the go pipe without releasing: the child exits without exec'ing.
     pub fn abort(&mut self) {
         self.go = None;

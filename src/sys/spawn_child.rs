@@ -62,9 +62,6 @@ const KERNEL_SIGSET_SIZE: usize = 8;
 /// handler, flags, restorer, mask.
 type KernelSigaction = [u64; 4];
 
-const SECCOMP_SET_MODE_FILTER: usize = 1;
-const SECCOMP_FILTER_FLAG_NEW_LISTENER: usize = 1 << 3;
-const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: usize = 1 << 5;
 const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
 
 /// The clone's entry point. Only [`fork_child`](super::spawn::fork_child)
@@ -265,8 +262,7 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             fail_early(page, ChildStep::Filter, r);
         }
     }
-    // SAFETY: prctl takes integers.
-    let r = unsafe { syscall(libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as usize, 1]) };
+    let r = super::seccomp::set_no_new_privs_raw();
     if r < 0 {
         fail_early(page, ChildStep::Filter, r);
     }
@@ -281,16 +277,8 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
         // SAFETY: close takes an integer; the fd is this child's copy.
         unsafe { syscall(libc::SYS_close, &[ruleset as usize]) };
     }
-    let prog = &args.prog as *const libc::sock_fprog as usize;
-    let install = |flags: usize| {
-        // SAFETY: the kernel copies the program, owned by `args`, during the call.
-        unsafe { syscall(libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags, prog]) }
-    };
-    let mut listener =
-        install(SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
-    if listener == -(libc::EINVAL as isize) {
-        listener = install(SECCOMP_FILTER_FLAG_NEW_LISTENER);
-    }
+    // The program is owned by `args`, alive until the child exec'd.
+    let listener = super::seccomp::install_listener_raw(&args.prog, true).listener;
     if listener < 0 {
         fail_early(page, ChildStep::Filter, listener);
     }

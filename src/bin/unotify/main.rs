@@ -14,8 +14,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use unotify::sys::signals::{self, SigSet};
-use unotify::sys::{pidfd, process};
+use unotify::os::{self as pidfd, self as process};
+use unotify::os::{self as signals, SigSet};
 use unotify::{Command, Error, Sandbox};
 
 use cli::{Cmd, RunArgs, EXIT_USAGE};

@@ -1,0 +1,11 @@
+//! The few process-control calls a launcher needs around a sandbox, as
+//! safe functions: signals (blocking and waiting for them), pidfds, and
+//! job control on a terminal. The `unotify` command uses them; the rest of
+//! the kernel interface is private.
+
+pub use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
+pub use crate::sys::process::{
+    is_job_stopped, kill, kill_group, own_group, set_dumpable, set_terminal_foreground,
+    terminal_foreground,
+};
+pub use crate::sys::signals::{block, block_termination_signals, wait_signal, SigSet};
