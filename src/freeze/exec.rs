@@ -24,6 +24,7 @@ use crate::supervisor::notifier::{Notifier, Sent};
 use crate::sys::{mem, seccomp};
 
 use super::component::Task;
+use super::error::{FreezeError, Mismatch};
 use super::ArgvSafety;
 
 /// The kernel's limit on one argument string, its NUL included
@@ -134,9 +135,9 @@ impl Expected {
     /// one decided on: the kernel's copy of argv, and the executable; for a
     /// script, the interpreter's argv ends with the script's path as given
     /// and its arguments.
-    pub(crate) fn matches(&self, pid: i32) -> Result<(), String> {
+    pub(crate) fn matches(&self, pid: i32) -> Result<(), Mismatch> {
         let cmdline = crate::sys::procfs::read(&format!("/proc/{pid}/cmdline"))
-            .map_err(|e| format!("cannot read its argv: {e}"))?;
+            .map_err(Mismatch::Unreadable)?;
         let mut new: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         if cmdline.last() == Some(&0) {
             new.pop();
@@ -148,13 +149,13 @@ impl Expected {
             self.argv.iter().map(Vec::as_slice).collect()
         };
         if new == want {
-            let exe = std::fs::metadata(format!("/proc/{pid}/exe"))
-                .map_err(|e| format!("cannot stat its executable: {e}"))?;
+            let exe =
+                std::fs::metadata(format!("/proc/{pid}/exe")).map_err(Mismatch::NoExecutable)?;
             use std::os::unix::fs::MetadataExt;
             if (exe.dev(), exe.ino()) == (self.target.dev, self.target.ino) {
                 return Ok(());
             }
-            return Err("another executable".into());
+            return Err(Mismatch::OtherExecutable);
         }
         if want.len() <= new.len() && self.target.is_script() {
             // [interpreter, (its argument), script path, argv[1..]]
@@ -168,7 +169,7 @@ impl Expected {
                 return Ok(());
             }
         }
-        Err("other arguments".into())
+        Err(Mismatch::OtherArguments)
     }
 }
 
@@ -178,7 +179,7 @@ pub(crate) struct ExecFreeze<'a> {
     argv: &'a ArgvSafety,
     /// The tracer's job, until it is told the outcome.
     job: Option<u64>,
-    failure: Option<String>,
+    failure: Option<FreezeError>,
     /// The errno answered instead of `CONTINUE`: the file is not there,
     /// or argv could not be read whole.
     refusal: Option<i32>,
@@ -288,8 +289,8 @@ pub(crate) fn freeze<'a>(
 
 impl ExecFreeze<'_> {
     /// Why the freeze could not be established, if it could not.
-    pub(crate) fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+    pub(crate) fn failure(&self) -> Option<&FreezeError> {
+        self.failure.as_ref()
     }
 
     /// The copy handlers and the policy callback decide on.

@@ -93,6 +93,7 @@
 //!   followed in the supervisor's root, not the caller's.
 
 pub(crate) mod component;
+pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod tracer;
 
@@ -261,7 +262,7 @@ impl Stage for ArgvSafety {
 
 impl TakeOver for exec::ExecFreeze<'_> {
     fn refusal(&self) -> Option<String> {
-        self.failure().map(str::to_owned)
+        self.failure().map(ToString::to_string)
     }
 
     fn copy(&self) -> Option<&dyn MemoryCopy> {

@@ -35,6 +35,7 @@ use crate::sys::ptrace::{self, TraceeState};
 use crate::sys::seccomp;
 
 use super::component::{self, Task};
+use super::error::{FreezeError, Mismatch};
 use super::exec::Expected;
 use super::{task_state, STOP_TIMEOUT};
 
@@ -59,7 +60,7 @@ enum Request {
         caller: Task,
         /// The tasks sharing its memory, as the worker found them.
         sharers: Vec<Task>,
-        reply: Sender<Result<(), String>>,
+        reply: Sender<Result<(), FreezeError>>,
     },
     Finish {
         job: u64,
@@ -316,21 +317,21 @@ impl Drop for Tracer {
 /// A freeze asked for, not waited for yet.
 pub(crate) struct Pending {
     pub(crate) job: u64,
-    answer: Receiver<Result<(), String>>,
+    answer: Receiver<Result<(), FreezeError>>,
     sent: bool,
 }
 
 impl Pending {
     /// Waits until the freeze holds, or why it cannot.
-    pub(crate) fn wait(&self) -> Result<(), String> {
+    pub(crate) fn wait(&self) -> Result<(), FreezeError> {
         if !self.sent {
-            return Err("the ptrace thread is gone".into());
+            return Err(FreezeError::TracerGone);
         }
         // The tracer answers within STOP_TIMEOUT of taking the request; the
         // margin covers a queue of other freezes.
         match self.answer.recv_timeout(STOP_TIMEOUT * 4) {
             Ok(r) => r,
-            Err(_) => Err("the ptrace thread did not answer".into()),
+            Err(_) => Err(FreezeError::NoAnswer),
         }
     }
 }
@@ -377,7 +378,7 @@ struct Job {
     phase: Phase,
     rounds: u32,
     deadline: Instant,
-    reply: Option<Sender<Result<(), String>>>,
+    reply: Option<Sender<Result<(), FreezeError>>>,
     expect: Option<Box<Expected>>,
     /// `Finish` came before the freeze was in place: end it when it is.
     abandoned: bool,
@@ -515,7 +516,7 @@ impl Loop {
 
     /// Seizes `tid` (if not ours yet) and interrupts it; `Ok(false)` if it
     /// is gone or a zombie.
-    fn hold(&mut self, t: Task) -> Result<bool, String> {
+    fn hold(&mut self, t: Task) -> Result<bool, FreezeError> {
         if let Some(e) = self.table.get_mut(&t.tid) {
             if e.st == St::Gone {
                 return Ok(false);
@@ -537,7 +538,7 @@ impl Loop {
 
     /// Seizes `t` with exec events on (every tracee may be, or become, an
     /// exec caller); with `stop`, interrupts it too.
-    fn seize(&mut self, t: Task, stop: bool) -> Result<(), String> {
+    fn seize(&mut self, t: Task, stop: bool) -> Result<(), FreezeError> {
         match ptrace::seize(t.tid, ptrace::TRACE_EXEC) {
             Ok(()) => {
                 if stop {
@@ -565,10 +566,11 @@ impl Loop {
             {
                 Ok(()) // a zombie, or gone
             }
-            Err(e) => Err(format!(
-                "cannot seize task {} of process {}: {e}",
-                t.tid, t.tgid
-            )),
+            Err(source) => Err(FreezeError::Seize {
+                tid: t.tid,
+                tgid: t.tgid,
+                source,
+            }),
         }
     }
 
@@ -577,7 +579,7 @@ impl Loop {
         id: u64,
         caller: Task,
         sharers: Vec<Task>,
-        reply: Sender<Result<(), String>>,
+        reply: Sender<Result<(), FreezeError>>,
     ) {
         let mut job = Job {
             id,
@@ -594,15 +596,12 @@ impl Loop {
         // The caller: seized (not stopped) for its exec event.
         let seized = match self.table.get(&caller.tid) {
             Some(e) if e.st != St::Gone && e.caller_of.is_none() => Ok(()),
-            Some(e) if e.st != St::Gone => Err(format!(
-                "exec caller {} is already frozen for another exec",
-                caller.tid
-            )),
+            Some(e) if e.st != St::Gone => Err(FreezeError::CallerBusy(caller.tid)),
             _ => self.seize(caller, false).and_then(|()| {
                 if self.table.contains_key(&caller.tid) {
                     Ok(())
                 } else {
-                    Err(format!("exec caller {} is gone", caller.tid))
+                    Err(FreezeError::CallerGone(caller.tid))
                 }
             }),
         };
@@ -625,12 +624,12 @@ impl Loop {
 
     /// Holds every sharer of the job's caller not held yet; returns how
     /// many were new.
-    fn add_sharers(&mut self, job: &mut Job) -> Result<usize, String> {
+    fn add_sharers(&mut self, job: &mut Job) -> Result<usize, FreezeError> {
         let found = component::sharers(job.caller, self.supervisor);
         self.hold_all(job, found)
     }
 
-    fn hold_all(&mut self, job: &mut Job, found: Vec<Task>) -> Result<usize, String> {
+    fn hold_all(&mut self, job: &mut Job, found: Vec<Task>) -> Result<usize, FreezeError> {
         let mut new = 0;
         for t in found {
             if job.members.contains(&t.tid) {
@@ -644,7 +643,7 @@ impl Loop {
         Ok(new)
     }
 
-    fn fail_job(&mut self, id: u64, why: String) {
+    fn fail_job(&mut self, id: u64, why: FreezeError) {
         if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
             if let Some(r) = j.reply.take() {
                 let _ = r.send(Err(why));
@@ -765,8 +764,7 @@ impl Loop {
                             let r = if job.settled {
                                 Ok(0)
                             } else if job.rounds > MAX_ROUNDS {
-                                Err("the tasks sharing the exec caller's memory keep growing"
-                                    .to_owned())
+                                Err(FreezeError::Growing)
                             } else {
                                 self.add_sharers(&mut job)
                             };
@@ -792,10 +790,7 @@ impl Loop {
                         }
                         Some(tid) if now > self.jobs[pos].deadline => {
                             any = true;
-                            self.fail_job(
-                                id,
-                                format!("task {tid} did not stop within {STOP_TIMEOUT:?}"),
-                            );
+                            self.fail_job(id, FreezeError::StopTimeout { tid });
                         }
                         Some(_) => {}
                     }
@@ -839,7 +834,7 @@ impl Loop {
         if let Some(pid) = image {
             let verdict = match &self.jobs[pos].expect {
                 Some(expect) => expect.matches(pid),
-                None => Err("no expectation".into()),
+                None => Err(Mismatch::NoExpectation),
             };
             if let Err(why) = verdict {
                 log::warn!(

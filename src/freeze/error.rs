@@ -1,0 +1,113 @@
+//! Why an exec freeze could not be established, and why a new image was
+//! not the one decided on. Both end in a definite answer: the exec is
+//! refused (`EPERM`), or the new image is killed.
+
+use std::fmt;
+use std::io;
+
+/// Why the tasks that could change an exec's argv could not be stopped.
+#[derive(Debug)]
+pub(crate) enum FreezeError {
+    /// The ptrace thread has ended (the supervisor is stopping).
+    TracerGone,
+    /// The ptrace thread did not answer in time.
+    NoAnswer,
+    /// A task could not be seized (usually: something outside the sandbox
+    /// traces it already).
+    Seize {
+        tid: i32,
+        tgid: i32,
+        source: io::Error,
+    },
+    /// The caller is the caller of another exec freeze still.
+    CallerBusy(i32),
+    /// The caller is gone.
+    CallerGone(i32),
+    /// The tasks sharing the caller's memory keep growing.
+    Growing,
+    /// A task did not stop in time.
+    StopTimeout { tid: i32 },
+}
+
+impl fmt::Display for FreezeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreezeError::TracerGone => f.write_str("the ptrace thread is gone"),
+            FreezeError::NoAnswer => f.write_str("the ptrace thread did not answer"),
+            FreezeError::Seize { tid, tgid, source } => {
+                write!(f, "cannot seize task {tid} of process {tgid}: {source}")
+            }
+            FreezeError::CallerBusy(tid) => {
+                write!(f, "exec caller {tid} is already frozen for another exec")
+            }
+            FreezeError::CallerGone(tid) => write!(f, "exec caller {tid} is gone"),
+            FreezeError::Growing => {
+                f.write_str("the tasks sharing the exec caller's memory keep growing")
+            }
+            FreezeError::StopTimeout { tid } => write!(
+                f,
+                "task {tid} did not stop within {:?}",
+                super::STOP_TIMEOUT
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FreezeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FreezeError::Seize { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a new image, stopped at its exec event, is not the one decided on.
+#[derive(Debug)]
+pub(crate) enum Mismatch {
+    /// Its argv could not be read.
+    Unreadable(io::Error),
+    /// Its executable could not be looked at.
+    NoExecutable(io::Error),
+    /// The argv is the decided one, the executable another file.
+    OtherExecutable,
+    /// The argv is not the decided one (nor the script form of it).
+    OtherArguments,
+    /// Nothing was decided for it.
+    NoExpectation,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::Unreadable(e) => write!(f, "cannot read its argv: {e}"),
+            Mismatch::NoExecutable(e) => write!(f, "cannot stat its executable: {e}"),
+            Mismatch::OtherExecutable => f.write_str("another executable"),
+            Mismatch::OtherArguments => f.write_str("other arguments"),
+            Mismatch::NoExpectation => f.write_str("no expectation"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_task_and_the_cause() {
+        let e = FreezeError::Seize {
+            tid: 7,
+            tgid: 5,
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("cannot seize task 7 of process 5: "));
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            FreezeError::StopTimeout { tid: 9 }.to_string(),
+            "task 9 did not stop within 2s"
+        );
+        assert_eq!(Mismatch::OtherArguments.to_string(), "other arguments");
+    }
+}
