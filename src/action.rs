@@ -22,6 +22,16 @@ impl Errno {
         (1..=4095).contains(&e).then_some(Errno(e))
     }
 
+    /// A known-valid errno (a `libc::E*` constant).
+    ///
+    /// # Panics
+    /// If `e` is outside `1..=4095` (a programming error: constants are in
+    /// range).
+    pub(crate) const fn of(e: i32) -> Errno {
+        assert!(e >= 1 && e <= 4095, "errno out of range");
+        Errno(e)
+    }
+
     /// `e` if valid, else `EPERM` (fail closed).
     pub(crate) fn or_eperm(e: i32) -> Errno {
         Errno::new(e).unwrap_or(Errno(libc::EPERM))

@@ -170,7 +170,7 @@ impl Handler for PathHandler {
         };
         match result {
             Ok(action) => action,
-            Err(e) => NotifAction::Errno(e),
+            Err(e) => NotifAction::from(e),
         }
     }
 }
@@ -275,7 +275,7 @@ type PathArg = (i32, u64);
 /// path checks have passed, the call is about to be made for the program.
 pub(super) fn policy_gate(cx: &HandlerCtx<'_>) -> Result<(), Errno> {
     match cx.check_policy(None) {
-        Some(e) => Err(e),
+        Some(e) => Err(Errno::or_eperm(e)),
         None => Ok(()),
     }
 }
@@ -300,7 +300,7 @@ fn exec(
     let path = read_path(cx, ptr)?;
     let pinned = if path.is_empty() {
         if flags & libc::AT_EMPTY_PATH == 0 {
-            return Err(libc::ENOENT);
+            return Err(Errno::of(libc::ENOENT));
         }
         cx.dup_fd(dirfd).map_err(|e| errno_of(&e))?
     } else {
@@ -327,7 +327,7 @@ fn exec(
     };
     if d.check_fd(pinned.as_fd()) {
         log::debug!("pid {}: exec of a denied file refused", cx.pid());
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     shebang::check_interpreters(cx, d, pinned)?;
     Ok(NotifAction::Continue)
@@ -368,7 +368,7 @@ fn allowed_entry(
 ) -> Result<Entry, Errno> {
     let e = entry(cx, task, arg)?;
     if e.touches_denied(d, through_symlink)? {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     Ok(e)
 }
@@ -447,7 +447,7 @@ fn link(
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
@@ -459,11 +459,11 @@ fn link(
         let e = allowed_entry(cx, &task, d, old, true)?;
         match e.target(flags & libc::AT_SYMLINK_FOLLOW != 0)? {
             Some(fd) => fd,
-            None => return Err(libc::ENOENT),
+            None => return Err(Errno::of(libc::ENOENT)),
         }
     };
     if d.check_fd(source.as_fd()) {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
@@ -519,7 +519,7 @@ fn symlink(
     let _acting = task.rights.assume()?;
     let target = read_path(cx, target_ptr)?;
     if target.is_empty() {
-        return Err(libc::ENOENT);
+        return Err(Errno::of(libc::ENOENT));
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     // What the link would point to, seen from its directory.
@@ -527,14 +527,14 @@ fn symlink(
     if let Some(alias) = alias {
         if let Ok(fd) = pin_alias(cx, &task, &alias) {
             if d.check_fd(fd.as_fd()) {
-                return Err(libc::EACCES);
+                return Err(Errno::of(libc::EACCES));
             }
         }
     }
     match pin(Some(n.dir()), &view, 0, 0) {
         Ok(fd) => {
             if d.check_fd(fd.as_fd()) {
-                return Err(libc::EACCES);
+                return Err(Errno::of(libc::EACCES));
             }
         }
         Err(_) => {
@@ -542,7 +542,7 @@ fn symlink(
             if let Some(pp) = fd_path(n.dir()) {
                 let full = normalize_abs(&pp.join(as_path(&view)));
                 if d.name_denied(&full) || d.is_denied(&full) {
-                    return Err(libc::EACCES);
+                    return Err(Errno::of(libc::EACCES));
                 }
             }
         }
@@ -563,7 +563,7 @@ fn unlink(
     flags: i32,
 ) -> Result<NotifAction, Errno> {
     if flags & !libc::AT_REMOVEDIR != 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
@@ -587,10 +587,10 @@ fn truncate(
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     if path.is_empty() {
-        return Err(libc::ENOENT);
+        return Err(Errno::of(libc::ENOENT));
     }
     if len < 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let (path, alias) = task_view(&task, &path);
     let pinned = match alias {
@@ -604,14 +604,14 @@ fn truncate(
         || is_supervisor_proc(pinned.as_fd())
         || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
     {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
     if st.is_dir() {
-        return Err(libc::EISDIR);
+        return Err(Errno::of(libc::EISDIR));
     }
     if !st.is_file() {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let flags = libc::O_WRONLY
         | libc::O_NONBLOCK
@@ -641,5 +641,5 @@ pub(crate) fn check_exec(cx: &HandlerCtx<'_>, d: &DeniedPaths) -> NotifAction {
     } else {
         return NotifAction::Continue;
     };
-    result.unwrap_or_else(NotifAction::Errno)
+    result.unwrap_or_else(NotifAction::from)
 }

@@ -117,11 +117,11 @@ fn subject(
     };
     let subject = if path.is_empty() {
         if !arg.empty_ok {
-            return Err(libc::ENOENT);
+            return Err(Errno::of(libc::ENOENT));
         }
         let fd = match base(cx, arg.dirfd, b"", false)? {
             Some(fd) => fd,
-            None => return Err(libc::EBADF),
+            None => return Err(Errno::of(libc::EBADF)),
         };
         Subject::File(fd)
     } else {
@@ -137,7 +137,7 @@ fn subject(
                     let fd = pin(Some(parent.as_fd()), &name, libc::O_NOFOLLOW, 0)
                         .map_err(|e| errno_of(&e))?;
                     if d.check_fd(fd.as_fd()) {
-                        return Err(libc::EACCES);
+                        return Err(Errno::of(libc::EACCES));
                     }
                     if fstat(fd.as_fd()).is_ok_and(|st| st.is_symlink()) {
                         Subject::Link { parent, name }
@@ -151,7 +151,7 @@ fn subject(
     if let Subject::File(fd) = &subject {
         if d.check_fd(fd.as_fd()) || is_supervisor_proc(fd.as_fd()) {
             log::debug!("pid {}: metadata call on a denied file refused", cx.pid());
-            return Err(libc::EACCES);
+            return Err(Errno::of(libc::EACCES));
         }
     }
     Ok(subject)
@@ -164,7 +164,7 @@ fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
 
 fn check_at_flags(flags: i32) -> Result<(), Errno> {
     if flags & !AT_FLAGS != 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     Ok(())
 }
@@ -185,7 +185,7 @@ pub(super) fn chmod_call(
     let s = subject(cx, &task, d, &arg)?;
     if s.is_link() {
         // Linux keeps no mode on symlinks.
-        return Err(libc::EOPNOTSUPP);
+        return Err(Errno::of(libc::EOPNOTSUPP));
     }
     policy_gate(cx)?;
     let mode = (mode as u32) & 0o7777;
@@ -270,7 +270,7 @@ fn read_times(cx: &HandlerCtx<'_>, t: Times) -> Result<Option<[libc::timespec; 2
         Times::Timevals(p) => {
             let v = read_i64s::<4>(cx, p)?;
             if [v[1], v[3]].iter().any(|&us| !(0..1_000_000).contains(&us)) {
-                return Err(libc::EINVAL);
+                return Err(Errno::of(libc::EINVAL));
             }
             [timespec(v[0], v[1] * 1000), timespec(v[2], v[3] * 1000)]
         }
@@ -328,9 +328,9 @@ pub(super) fn utimes_call(
 /// Copies an attribute name (`ERANGE` if empty or too long).
 fn read_xattr_name(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno> {
     match cx.read_cstr(ptr, XATTR_NAME_MAX) {
-        Ok(n) if n.is_empty() => Err(libc::ERANGE),
+        Ok(n) if n.is_empty() => Err(Errno::of(libc::ERANGE)),
         Ok(n) => Ok(n),
-        Err(MemoryError::TooLong) => Err(libc::ERANGE),
+        Err(MemoryError::TooLong) => Err(Errno::of(libc::ERANGE)),
         Err(e) => Err(mem_errno(&e)),
     }
 }
@@ -373,14 +373,14 @@ pub(super) fn xattr_call(
         XattrOp::SetAt { name, args, size } => {
             let size = size as usize;
             if size < XATTR_ARGS_SIZE {
-                return Err(libc::EINVAL);
+                return Err(Errno::of(libc::EINVAL));
             }
             if size > STRUCT_SIZE_MAX {
-                return Err(libc::E2BIG);
+                return Err(Errno::of(libc::E2BIG));
             }
             let raw = cx.read_mem(args, size).map_err(|e| mem_errno(&e))?;
             if raw[XATTR_ARGS_SIZE..].iter().any(|&b| b != 0) {
-                return Err(libc::E2BIG);
+                return Err(Errno::of(libc::E2BIG));
             }
             let word = |i: usize| {
                 let mut b = [0u8; 4];
@@ -396,12 +396,12 @@ pub(super) fn xattr_call(
     let (name, value) = match set {
         Some((name, value, size, flags)) => {
             if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
-                return Err(libc::EINVAL);
+                return Err(Errno::of(libc::EINVAL));
             }
             let name = read_xattr_name(cx, name)?;
             let size = size as usize;
             if size > XATTR_SIZE_MAX {
-                return Err(libc::E2BIG);
+                return Err(Errno::of(libc::E2BIG));
             }
             let value = if size == 0 {
                 Vec::new()
@@ -412,7 +412,7 @@ pub(super) fn xattr_call(
         }
         None => match op {
             XattrOp::Remove { name } => (read_xattr_name(cx, name)?, None),
-            _ => return Err(libc::EINVAL),
+            _ => return Err(Errno::of(libc::EINVAL)),
         },
     };
     let task = Task::read(cx, creds)?;
@@ -444,7 +444,7 @@ pub(super) fn file_setattr_call(
     check_at_flags(at_flags)?;
     let size = size as usize;
     if size > STRUCT_SIZE_MAX {
-        return Err(libc::E2BIG);
+        return Err(Errno::of(libc::E2BIG));
     }
     let attr = cx.read_mem(attr, size).map_err(|e| mem_errno(&e))?;
     let task = Task::read(cx, creds)?;

@@ -66,7 +66,7 @@ pub(super) fn make_node(
             "pid {}: creating a name in a denied place refused",
             cx.pid()
         );
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     // The kernel takes a `umode_t`.
     let mode = mode as u32 & 0xffff;
@@ -114,10 +114,10 @@ pub(super) fn bind(
 ) -> Result<NotifAction, Errno> {
     let len = addr_len as u32 as i32;
     let Ok(len) = usize::try_from(len) else {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     };
     if len > std::mem::size_of::<libc::sockaddr_storage>() {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let addr = if len == 0 {
         Vec::new()
@@ -168,7 +168,7 @@ fn bind_unix_path(
             "pid {}: bind of a socket in a denied place refused",
             cx.pid()
         );
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
     bind_from(sock.as_fd(), addr, borrow(&cwd)).map_err(|e| errno_of(&e))?;
@@ -190,7 +190,7 @@ fn bind_unix_path(
                 let _ = with_c(&n, |c| unlinkat(Some(p.as_fd()), c, 0));
             }
         }
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     // The socket file's mode: the socket inode's mode less the umask.
     if let Ok(st) = fstat(sock.as_fd()) {

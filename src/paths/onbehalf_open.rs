@@ -107,31 +107,31 @@ fn legacy(dirfd: i32, path_ptr: u64, flags: u64, mode: u64) -> OpenArgs {
 fn read_how(cx: &HandlerCtx<'_>) -> Result<OpenArgs, Errno> {
     let size = cx.arg(3) as usize;
     if size < 24 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     if size > 4096 {
-        return Err(libc::E2BIG);
+        return Err(Errno::of(libc::E2BIG));
     }
     let raw = cx.read_mem(cx.arg(2), size).map_err(|e| mem_errno(&e))?;
     if raw[24..].iter().any(|&b| b != 0) {
-        return Err(libc::E2BIG);
+        return Err(Errno::of(libc::E2BIG));
     }
     let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let (flags, mode, resolve) = (word(0), word(1), word(2));
     if flags & !(VALID_OPEN_FLAGS as u32 as u64) != 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let flags = flags as i32;
     if resolve & !VALID_RESOLVE != 0
         || (resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0)
     {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     if mode & !S_IALLUGO != 0 || (mode != 0 && !creates(flags)) {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     if flags & libc::O_PATH != 0 && flags & !O_PATH_FLAGS != 0 {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     Ok(OpenArgs {
         dirfd: cx.arg(0) as u32 as i32,
@@ -160,12 +160,12 @@ pub(crate) fn handle(
         OpenKind::Openat => legacy(cx.arg(0) as u32 as i32, cx.arg(1), cx.arg(2), cx.arg(3)),
         OpenKind::Openat2 => match read_how(cx) {
             Ok(a) => a,
-            Err(e) => return NotifAction::Errno(e),
+            Err(e) => return NotifAction::from(e),
         },
     };
     match open(cx, denied, creds, &args) {
         Ok(action) => action,
-        Err(e) => NotifAction::Errno(e),
+        Err(e) => NotifAction::from(e),
     }
 }
 
@@ -180,12 +180,12 @@ fn open(
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
     if path.is_empty() {
-        return Err(libc::ENOENT);
+        return Err(Errno::of(libc::ENOENT));
     }
     let flags = a.flags;
     let tmpfile = flags & libc::O_TMPFILE == libc::O_TMPFILE;
     if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 && !tmpfile {
-        return Err(libc::EINVAL);
+        return Err(Errno::of(libc::EINVAL));
     }
     let (path, alias) = if a.resolve == 0 {
         task_view(&task, &path)
@@ -194,7 +194,7 @@ fn open(
     };
     if let Some(alias) = alias {
         if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
-            return Err(libc::EEXIST);
+            return Err(Errno::of(libc::EEXIST));
         }
         let pinned = pin_alias(cx, &task, &alias)?;
         return finish(cx, denied, pinned, flags, task.rights);
@@ -215,7 +215,7 @@ fn open(
         let dir =
             pin(borrow(&base), &path, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
         if denied.check_fd(dir.as_fd()) {
-            return Err(libc::EACCES);
+            return Err(Errno::of(libc::EACCES));
         }
         let fd = open_beneath(Some(dir.as_fd()), b".", open_flags(flags) as u64, mode, 0)
             .map_err(|e| errno_of(&e))?;
@@ -241,16 +241,16 @@ fn open(
         let s = split(&cur);
         let name = s.name.clone();
         if name.ends_with(b"/") || bare(&name) == b"." || bare(&name) == b".." {
-            return Err(libc::EISDIR);
+            return Err(Errno::of(libc::EISDIR));
         }
         let parent =
             pin(borrow(&dir), &s.dir, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
         if denied.check_fd(parent.as_fd()) {
-            return Err(libc::EACCES);
+            return Err(Errno::of(libc::EACCES));
         }
         if let Some(pp) = fd_path(parent.as_fd()) {
             if denied.name_denied(&pp.join(as_path(&name))) {
-                return Err(libc::EACCES);
+                return Err(Errno::of(libc::EACCES));
             }
         }
         let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
@@ -259,7 +259,7 @@ fn open(
             Ok(fd) => {
                 fix_mode(fd.as_fd(), mode);
                 if denied.check_fd(fd.as_fd()) {
-                    return Err(libc::EACCES);
+                    return Err(Errno::of(libc::EACCES));
                 }
                 return Ok(inject(fd, flags));
             }
@@ -274,23 +274,23 @@ fn open(
         match st {
             Ok(st) if st.is_symlink() => {
                 if flags & libc::O_NOFOLLOW != 0 || a.resolve & 0x04 != 0 {
-                    return Err(libc::ELOOP);
+                    return Err(Errno::of(libc::ELOOP));
                 }
                 hops += 1;
                 if hops > MAX_HOPS {
-                    return Err(libc::ELOOP);
+                    return Err(Errno::of(libc::ELOOP));
                 }
                 cur = with_c(&name, |c| readlinkat(Some(parent.as_fd()), c))
                     .map_err(|e| errno_of(&e))?;
                 if cur.is_empty() {
-                    return Err(libc::ENOENT);
+                    return Err(Errno::of(libc::ENOENT));
                 }
                 dir = Some(parent);
             }
             _ => {
                 races += 1;
                 if races > 8 {
-                    return Err(libc::EEXIST);
+                    return Err(Errno::of(libc::EEXIST));
                 }
             }
         }
@@ -317,7 +317,7 @@ fn finish(
     // One `fstat` for every check (a pinned inode does not change type).
     let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
     if denied.check_fd_with(pinned.as_fd(), &st) || is_supervisor_proc_with(pinned.as_fd(), &st) {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     // No write into a cgroup file system: the program would move itself
     // out of its sandbox's cgroups or raise their limits (the same rule as
@@ -326,13 +326,13 @@ fn finish(
         && st.on_anonymous_device()
         && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
     {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     // Argv safety: no write access to a process's memory through procfs.
     if cx.service::<crate::freeze::ArgvSafety>().is_some()
         && crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64)
     {
-        return Err(libc::EACCES);
+        return Err(Errno::of(libc::EACCES));
     }
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
@@ -355,10 +355,10 @@ fn finish(
         return Ok(inject(fd, flags));
     }
     if st.is_symlink() {
-        return Err(libc::ELOOP);
+        return Err(Errno::of(libc::ELOOP));
     }
     if flags & libc::O_DIRECTORY != 0 && !st.is_dir() {
-        return Err(libc::ENOTDIR);
+        return Err(Errno::of(libc::ENOTDIR));
     }
     let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
@@ -367,11 +367,11 @@ fn finish(
             // Another thread: it takes the task's capabilities too.
             let _acting = match rights.assume() {
                 Ok(guard) => guard,
-                Err(e) => return NotifAction::Errno(e),
+                Err(e) => return NotifAction::from(e),
             };
             match reopen(pinned.as_fd(), rflags) {
                 Ok(fd) => inject(fd, flags),
-                Err(e) => NotifAction::Errno(errno_of(&e)),
+                Err(e) => NotifAction::from(errno_of(&e)),
             }
         }));
     }

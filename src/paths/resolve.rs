@@ -25,19 +25,19 @@ use super::creds::{CredCache, Verdict};
 use super::deny::normalize_abs;
 
 /// An errno to answer with.
-pub(crate) type Errno = i32;
+pub(crate) use crate::action::Errno;
 
 /// The errno of an I/O error (`EIO` if it has none).
 pub(crate) fn errno_of(e: &io::Error) -> Errno {
-    e.raw_os_error().unwrap_or(libc::EIO)
+    Errno::from_io(e)
 }
 
 /// The errno for task memory that could not be copied, as the kernel would
 /// answer (`EFAULT`, `ENAMETOOLONG`).
 pub(crate) fn mem_errno(e: &MemoryError) -> Errno {
     match e {
-        MemoryError::Gone | MemoryError::Fault(_) => libc::EFAULT,
-        MemoryError::TooLong => libc::ENAMETOOLONG,
+        MemoryError::Gone | MemoryError::Fault(_) => Errno::of(libc::EFAULT),
+        MemoryError::TooLong => Errno::of(libc::ENAMETOOLONG),
     }
 }
 
@@ -87,7 +87,7 @@ impl Rights {
         };
         ThreadCaps::set_effective(effective).map_err(|e| {
             log::warn!("cannot lower this thread's capabilities to {effective:#x} to act for a task ({e}); refusing the call");
-            libc::EACCES
+            Errno::of(libc::EACCES)
         })
     }
 }
@@ -205,16 +205,17 @@ impl Task {
                 umask,
                 rights: Rights(Some(caps)),
             }),
-            None => Err(libc::EACCES),
+            None => Err(Errno::of(libc::EACCES)),
         }
     }
 
     /// The verdict and umask from `/proc/<tid>/status`.
     fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
-        let status = procfs::read_text(&format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
+        let status = procfs::read_text(&format!("/proc/{tid}/status"))
+            .map_err(|_| Errno::of(libc::ESRCH))?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
         if !cx.id_valid() {
-            return Err(libc::ESRCH);
+            return Err(Errno::of(libc::ESRCH));
         }
         let acts_with = match (creds, own_creds()) {
             (Some(t), Some(o)) if o.can_act_for(&t) => Some(t.cap_eff),
@@ -277,14 +278,14 @@ pub(crate) fn base(
             as_supervisor(|| open_trusted(&format!("/proc/{}/cwd", cx.pid()), libc::O_DIRECTORY))
                 .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOENT) {
-                    libc::ESRCH
+                    Errno::of(libc::ESRCH)
                 } else {
                     errno_of(&e)
                 }
             })?;
         // The pid cannot have been reused while the call is pending.
         if !cx.id_valid() {
-            return Err(libc::ESRCH);
+            return Err(Errno::of(libc::ESRCH));
         }
         return Ok(Some(fd));
     }
@@ -398,7 +399,7 @@ pub(crate) fn pin_alias(cx: &HandlerCtx<'_>, task: &Task, alias: &Alias) -> Resu
             let fd = as_supervisor(|| open_trusted(&format!("/proc/{}/exe", task.tid), 0))
                 .map_err(|e| errno_of(&e))?;
             if !cx.id_valid() {
-                return Err(libc::ESRCH);
+                return Err(Errno::of(libc::ESRCH));
             }
             Ok(fd)
         }
@@ -505,7 +506,7 @@ pub(crate) fn pin_parent(
     resolve: u64,
 ) -> Result<(OwnedFd, Vec<u8>), Errno> {
     if path.is_empty() {
-        return Err(libc::ENOENT);
+        return Err(Errno::of(libc::ENOENT));
     }
     let s = split(path);
     let dir = pin(base, &s.dir, libc::O_DIRECTORY, resolve).map_err(|e| errno_of(&e))?;

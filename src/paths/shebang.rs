@@ -38,9 +38,9 @@ pub(super) fn interpreter(header: &[u8]) -> Result<Option<&[u8]>, Errno> {
             let start = rest
                 .iter()
                 .position(|b| !spacetab(b))
-                .ok_or(libc::ENOEXEC)?;
+                .ok_or(Errno::of(libc::ENOEXEC))?;
             if !rest[start..].iter().any(|&b| spacetab(&b) || b == 0) {
-                return Err(libc::ENOEXEC);
+                return Err(Errno::of(libc::ENOEXEC));
             }
             rest
         }
@@ -48,14 +48,14 @@ pub(super) fn interpreter(header: &[u8]) -> Result<Option<&[u8]>, Errno> {
     let start = line
         .iter()
         .position(|b| !spacetab(b))
-        .ok_or(libc::ENOEXEC)?;
+        .ok_or(Errno::of(libc::ENOEXEC))?;
     let name = &line[start..];
     let end = name
         .iter()
         .position(|&b| spacetab(&b) || b == 0)
         .unwrap_or(name.len());
     if end == 0 {
-        return Err(libc::ENOEXEC);
+        return Err(Errno::of(libc::ENOEXEC));
     }
     Ok(Some(&name[..end]))
 }
@@ -120,11 +120,11 @@ pub(super) fn check_interpreters(
                 "pid {}: exec of a script whose interpreter is denied refused",
                 cx.pid()
             );
-            return Err(libc::EACCES);
+            return Err(Errno::of(libc::EACCES));
         }
         cur = next;
     }
-    Err(libc::ELOOP)
+    Err(Errno::of(libc::ELOOP))
 }
 
 #[cfg(test)]
@@ -159,10 +159,13 @@ mod tests {
         assert_eq!(interp("#!rel/interp\n"), Ok(Some("rel/interp".into())));
         assert_eq!(interp("#!/bin/sh"), Ok(Some("/bin/sh".into())));
         let long = format!("#!/{}", "x".repeat(300));
-        assert_eq!(interpreter(&long.as_bytes()[..HEADER]), Err(libc::ENOEXEC));
+        assert_eq!(
+            interpreter(&long.as_bytes()[..HEADER]),
+            Err(Errno::of(libc::ENOEXEC))
+        );
         assert_eq!(interp("#!/bin/sh "), Ok(Some("/bin/sh".into())));
-        assert_eq!(interp("#!\n"), Err(libc::ENOEXEC));
-        assert_eq!(interp("#!   \n"), Err(libc::ENOEXEC));
+        assert_eq!(interp("#!\n"), Err(Errno::of(libc::ENOEXEC)));
+        assert_eq!(interp("#!   \n"), Err(Errno::of(libc::ENOEXEC)));
         assert_eq!(interp("\x7fELF"), Ok(None));
         assert_eq!(interp("# !/bin/sh\n"), Ok(None));
     }
