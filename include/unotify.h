@@ -247,6 +247,49 @@ int unotify_builder_argv_safety(unotify_builder *b, int on);
 int unotify_builder_keep_caps(unotify_builder *b, int on);
 /* Accept a kernel without Landlock ABI 6 (weaker isolation from the host). */
 int unotify_builder_allow_weak_isolation(unotify_builder *b, int on);
+/* Gives the terminal to the sandbox (non-zero; default 0): if the program
+ * inherits a terminal on stdin and the host is in the foreground, the
+ * sandbox's process group becomes the foreground group until it exits. */
+int unotify_builder_foreground(unotify_builder *b, int on);
+/* Uses cgroups (non-zero, the default) where the host may make them: the
+ * kernel then counts and limits every process and all memory of the
+ * sandbox; 0: limits are charged at the trapped calls only. */
+int unotify_builder_cgroups(unotify_builder *b, int on);
+/* Tracks the sandbox's processes (forks are trapped even without a limit). */
+int unotify_builder_track_processes(unotify_builder *b);
+/* Asks the kernel for sync wake-up of the supervisor (non-zero, the
+ * default; 0 only to measure its effect). */
+int unotify_builder_sync_wake_up(unotify_builder *b, int on);
+/* (The Rust builder's landlock_abi_cap is a test knob, not part of the
+ * interface, and has no C function.) */
+
+/* ------------------------------------------------------ denied-path sets
+ * A unotify_denied_paths is a set of denied paths (EACCES) shared by the
+ * host's handle and every sandbox built with it: a change applies at once
+ * to all of them, from any thread (a handler, a policy callback, a host
+ * thread; thread-safe, no lock a supervisor holds while calling out).
+ * Relative paths are taken from the host's current directory. A path's
+ * identity (device, inode) is recorded when it is denied, so links to it
+ * are denied too; a directory denies all beneath it. */
+typedef struct unotify_denied_paths unotify_denied_paths;
+
+/* *out = a new, empty set; free the handle with unotify_denied_paths_free
+ * (sandboxes built with it keep the set alive as long as they need it). */
+int unotify_denied_paths_new(unotify_denied_paths **out);
+void unotify_denied_paths_free(unotify_denied_paths *s);
+/* Denies path from now on; *added (if not null) = 1, or 0 if it already was. */
+int unotify_denied_paths_deny(const unotify_denied_paths *s, const char *path, int *added);
+/* Allows again a path denied with unotify_denied_paths_deny; UNOTIFY_E_CONFIG
+ * if it was not (paths given to unotify_builder_deny_path stay denied). */
+int unotify_denied_paths_allow(const unotify_denied_paths *s, const char *path);
+/* *denied = 1 if path, resolved now by the host, is denied, else 0. */
+int unotify_denied_paths_is_denied(const unotify_denied_paths *s, const char *path, int *denied);
+/* *count = the number of denied paths in the set. */
+int unotify_denied_paths_count(const unotify_denied_paths *s, size_t *count);
+/* The sandbox enforces the set s (shared, not copied; the host keeps its
+ * handle): path calls are trapped even while it is empty. Paths given to
+ * unotify_builder_deny_path are added to it for good at build. */
+int unotify_builder_denied_paths(unotify_builder *b, const unotify_denied_paths *s);
 
 /* ------------------------------------------------------------ policy callback */
 

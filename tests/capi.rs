@@ -44,7 +44,10 @@ fn build_host(name: &str, src: &Path) -> PathBuf {
     ));
     let include = format!("-I{}", manifest().join("include").display());
     let libdir = format!("-L{}", lib.display());
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
+    // DT_RPATH, not RUNPATH: it wins over the LD_LIBRARY_PATH cargo sets
+    // (which lists target/release, where a stale `cargo build` copy of the
+    // library may lie), so the host loads the library built with this test.
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display());
     common::build_c(
         name,
         &source,

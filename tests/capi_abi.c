@@ -255,6 +255,88 @@ static void check_policy(void)
     unotify_sandbox_free(sb);
 }
 
+/* sync: denies the shared secret in the set `user`, from the handler. */
+static const char *shared_secret = "/tmp/unotify-capi-shared-denied";
+static int on_sync_deny(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    (void)n, (void)cx, (void)out;
+    int added = -1;
+    EXPECT(unotify_denied_paths_deny(user, shared_secret, &added) == UNOTIFY_OK && added == 1,
+           "deny from a handler (added %d)", added);
+    return 0;
+}
+
+/* A shared denied-path set, changed from a handler while the program
+ * runs and from the host between runs. */
+static void check_denied_paths(void)
+{
+    unotify_denied_paths *set = NULL;
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    char out[256];
+    int d = -1;
+    size_t count = 99;
+    const char *fixed = "/tmp/unotify-capi-fixed-denied";
+    EXPECT(unotify_denied_paths_new(&set) == UNOTIFY_OK && set, "denied_paths_new");
+    FILE *f = fopen(shared_secret, "w");
+    fputs("secret\n", f);
+    fclose(f);
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_denied_paths(b, NULL) == UNOTIFY_E_INVALID, "null set");
+    EXPECT(unotify_builder_denied_paths(b, set) == UNOTIFY_OK, "builder_denied_paths");
+    EXPECT(unotify_builder_deny_path(b, fixed) == UNOTIFY_OK, "deny_path");
+    EXPECT(unotify_builder_handle(b, "sync", on_sync_deny, set) == UNOTIFY_OK, "handle");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+    EXPECT(unotify_denied_paths_count(set, &count) == UNOTIFY_OK && count == 1, "fixed path added: %zu", count);
+    EXPECT(unotify_denied_paths_allow(set, fixed) == UNOTIFY_E_CONFIG, "a build path stays denied");
+    /* Readable, then denied by the handler of sync(2). */
+    int rc = run_sh(sb,
+                    "cat /tmp/unotify-capi-shared-denied; sync; "
+                    "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked",
+                    out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "secret\nblocked\n"), "denied while running %d: %s", rc, out);
+    EXPECT(unotify_denied_paths_is_denied(set, shared_secret, &d) == UNOTIFY_OK && d == 1, "is_denied %d", d);
+    /* Allowed again from the host: the same sandbox reads it. */
+    EXPECT(unotify_denied_paths_allow(set, shared_secret) == UNOTIFY_OK, "allow");
+    EXPECT(unotify_denied_paths_allow(set, shared_secret) == UNOTIFY_E_CONFIG, "allow twice");
+    EXPECT(unotify_denied_paths_is_denied(set, shared_secret, &d) == UNOTIFY_OK && d == 0, "allowed %d", d);
+    rc = run_sh(sb, "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked", out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "secret\n"), "allowed again %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    /* The host's handle goes; a sandbox built with the set keeps it. */
+    EXPECT(unotify_denied_paths_deny(set, shared_secret, NULL) == UNOTIFY_OK, "deny from the host");
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK && unotify_builder_denied_paths(b, set) == UNOTIFY_OK &&
+               unotify_builder_build(b, &sb) == UNOTIFY_OK,
+           "second sandbox");
+    unotify_denied_paths_free(set);
+    rc = run_sh(sb, "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked", out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "blocked\n"), "set outlives its handle %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    unlink(shared_secret);
+}
+
+/* foreground, cgroups, track_processes, sync_wake_up: accepted, and
+ * cgroups(0) keeps the program out of a sandbox cgroup. */
+static void check_builder_settings(void)
+{
+    char out[4096];
+    for (int cg = 0; cg <= 1; cg++) {
+        unotify_builder *b;
+        unotify_sandbox *sb = NULL;
+        EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+        EXPECT(unotify_builder_foreground(b, 1) == UNOTIFY_OK, "foreground");
+        EXPECT(unotify_builder_cgroups(b, cg) == UNOTIFY_OK, "cgroups");
+        EXPECT(unotify_builder_track_processes(b) == UNOTIFY_OK, "track_processes");
+        EXPECT(unotify_builder_sync_wake_up(b, 0) == UNOTIFY_OK, "sync_wake_up");
+        EXPECT(unotify_builder_foreground(NULL, 1) == UNOTIFY_E_INVALID, "null builder");
+        EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+        int rc = run_sh(sb, "cat /proc/self/cgroup; (exit 0) & wait; echo done", out, sizeof out);
+        EXPECT(rc == 0 && strstr(out, "done\n"), "settings run %d: %s", rc, out);
+        EXPECT((strstr(out, "unotify-") != NULL) == (cg == 1), "cgroups(%d): %s", cg, out);
+        unotify_sandbox_free(sb);
+    }
+}
+
 static void *thread_error(void *arg)
 {
     (void)arg;
@@ -435,6 +517,8 @@ int main(int argc, char **argv)
     }
     check_hold_release();
     check_policy();
+    check_denied_paths();
+    check_builder_settings();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;
 }
