@@ -137,6 +137,9 @@ typedef struct unotify_notif {
 #define UNOTIFY_DEFER 6      /* decide later with defer_fn on the deferral pool */
 #define UNOTIFY_HOLD 7       /* no answer now: unotify_supervisor_release answers it
                               * (a supervisor that stops answers held calls EPERM) */
+#define UNOTIFY_INJECT_FD_AT 8 /* install fd in the task at exactly target_fd
+                                * (replacing what is there), then let the call
+                                * run; a negative target_fd: EPERM */
 
 struct unotify_action;
 
@@ -153,12 +156,14 @@ typedef void (*unotify_free_fn)(void *user);
  * fd = -1, everything else 0/NULL) before calling the handler; set kind and
  * the fields it uses. */
 typedef struct unotify_action {
-    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_HOLD */
+    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_INJECT_FD_AT */
     int errno_value;      /* UNOTIFY_ERRNO */
     int64_t value;        /* UNOTIFY_RETURN */
-    int fd;               /* UNOTIFY_INJECT_FD: the library takes this fd over */
-    uint32_t fd_flags;    /* UNOTIFY_INJECT_FD: O_CLOEXEC or 0 */
+    int fd;               /* UNOTIFY_INJECT_FD(_AT): the library takes this fd over */
+    uint32_t fd_flags;    /* UNOTIFY_INJECT_FD(_AT): O_CLOEXEC or 0 */
     int signal;           /* UNOTIFY_KILL_TASK, UNOTIFY_KILL_GROUP */
+    int target_fd;        /* UNOTIFY_INJECT_FD_AT: the fd number in the task
+                           * (set to -1 before a handler runs) */
     unotify_defer_fn defer_fn; /* UNOTIFY_DEFER (null: EPERM) */
     unotify_free_fn defer_free; /* UNOTIFY_DEFER: called exactly once with
                                  * defer_user, after defer_fn ran or instead

@@ -302,6 +302,7 @@ fn header_structs_have_the_library_layout() {
         ("unotify_action.fd", offset_of!(A, fd)),
         ("unotify_action.fd_flags", offset_of!(A, fd_flags)),
         ("unotify_action.signal", offset_of!(A, signal)),
+        ("unotify_action.target_fd", offset_of!(A, target_fd)),
         ("unotify_action.defer_fn", offset_of!(A, defer_fn)),
         ("unotify_action.defer_free", offset_of!(A, defer_free)),
         ("unotify_action.defer_user", offset_of!(A, defer_user)),

@@ -143,6 +143,18 @@ static int on_openat_inject(void *user, const unotify_notif *n, unotify_ctx *cx,
     return 0;
 }
 
+/* The shell's chdir (`cd`) answered by installing the magic file at fd 9
+ * of the shell, and the call then runs; a negative target fails closed
+ * (EPERM). */
+static int on_chdir_inject_at(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    (void)n, (void)cx;
+    out->kind = UNOTIFY_INJECT_FD_AT;
+    out->fd = open(magic_file, O_RDONLY | O_CLOEXEC);
+    out->target_fd = user ? -1 : 9;
+    return 0;
+}
+
 /* getppid held; a host thread releases it with 5150 through the handle
  * taken from the child. */
 static int on_getppid_hold(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
@@ -362,7 +374,8 @@ static void print_layout(void)
     F(unotify_notif, pid), F(unotify_notif, nr), F(unotify_notif, arch);
     F(unotify_notif, instruction_pointer), F(unotify_notif, args);
     F(unotify_action, errno_value), F(unotify_action, value), F(unotify_action, fd);
-    F(unotify_action, fd_flags), F(unotify_action, signal), F(unotify_action, defer_fn);
+    F(unotify_action, fd_flags), F(unotify_action, signal), F(unotify_action, target_fd),
+    F(unotify_action, defer_fn);
     F(unotify_action, defer_free), F(unotify_action, defer_user);
     F(unotify_stats, held);
     F(unotify_policy_event, category), F(unotify_policy_event, pid);
@@ -465,6 +478,16 @@ int main(int argc, char **argv)
         unotify_sandbox *sb = build("openat", on_openat_inject, NULL);
         EXPECT(run_sh(sb, "cat /magic", out, sizeof out) == 0 && !strcmp(out, "injected\n"),
                "inject fd: %s", out);
+        unotify_sandbox_free(sb);
+        sb = build("chdir", on_chdir_inject_at, NULL);
+        EXPECT(run_sh(sb, "cd /tmp && cat <&9", out, sizeof out) == 0 && !strcmp(out, "injected\n"),
+               "inject fd at 9: %s", out);
+        unotify_sandbox_free(sb);
+        sb = build("chdir", on_chdir_inject_at, "negative");
+        EXPECT(run_sh(sb, "cd /tmp 2>/dev/null || echo refused; cat <&9 2>/dev/null || echo none", out,
+                      sizeof out) == 0 &&
+                   !strcmp(out, "refused\nnone\n"),
+               "inject fd at -1: %s", out);
         unotify_sandbox_free(sb);
         unlink(tmpl);
     }
