@@ -273,6 +273,53 @@ fn c_example_links_statically_with_the_pkg_config_flags() {
     );
 }
 
+/// `unotify.pc` used as a host would after installing under a prefix:
+/// `pkg-config --define-variable=prefix=... --cflags --libs unotify`, with
+/// a prefix whose `include/` and `lib/` are the repository's header and
+/// the library built with this test; the C example compiled with exactly
+/// those flags runs.
+#[test]
+fn c_example_builds_with_pkg_config_under_another_prefix() {
+    let _dog = common::watchdog(Duration::from_secs(120), "pkg-config C example host");
+    let prefix = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(manifest().join("include"), prefix.path().join("include"))
+        .expect("symlink include");
+    std::os::unix::fs::symlink(lib_dir(), prefix.path().join("lib")).expect("symlink lib");
+    let out = StdCommand::new("pkg-config")
+        .arg(format!(
+            "--define-variable=prefix={}",
+            prefix.path().display()
+        ))
+        .args(["--cflags", "--libs", "unotify"])
+        .env("PKG_CONFIG_PATH", manifest())
+        .output()
+        .expect("run pkg-config (install it: .ci/run does)");
+    assert!(out.status.success(), "pkg-config failed: {out:?}");
+    let flags = String::from_utf8(out.stdout).expect("UTF-8 flags");
+    let want_i = format!("-I{}/include", prefix.path().display());
+    let want_l = format!("-L{}/lib", prefix.path().display());
+    assert!(
+        flags.contains(&want_i) && flags.contains(&want_l) && flags.contains("-lunotify"),
+        "prefix not applied: {flags}"
+    );
+    let source = std::fs::read_to_string(manifest().join("examples/c/trap_openat.c"))
+        .expect("read C example");
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", lib_dir().display());
+    let mut args: Vec<&str> = flags.split_whitespace().collect();
+    args.push(&rpath);
+    let host = common::build_c("capi-trap-openat-pkg-config", &source, &args);
+    let run = StdCommand::new(&host)
+        .arg("/etc/hostname")
+        .output()
+        .expect("run C host");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(7), "{stdout}");
+    assert!(
+        stdout.contains("openat /etc/hostname -> EACCES"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn header_structs_have_the_library_layout() {
     use std::mem::{offset_of, size_of};
