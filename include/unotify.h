@@ -14,8 +14,8 @@
  * A null pointer where a value is required is UNOTIFY_E_INVALID.
  *
  * ------------------------------------------------------------- ownership
- * Handles (unotify_builder, unotify_sandbox, unotify_command, unotify_child)
- * are made by the library and freed by the host with their *_free function,
+ * Handles (unotify_builder, unotify_sandbox, unotify_command, unotify_child,
+ * unotify_supervisor, unotify_denied_paths) are made by the library and freed by the host with their *_free function,
  * exactly once (a null handle is ignored by *_free), except that
  * unotify_builder_build frees its builder. Strings and buffers passed in are
  * only borrowed for the call (the library copies what it keeps). A file
@@ -29,7 +29,8 @@
  *
  * ------------------------------------------------------------- threading
  * A unotify_sandbox is thread-safe: any number of threads may spawn from
- * one sandbox at once. A builder, a command and a child may be used from
+ * one sandbox at once. A unotify_supervisor and a unotify_denied_paths are
+ * thread-safe too. A builder, a command and a child may be used from
  * any thread, but by one thread at a time. unotify_last_error() is per
  * thread.
  * Each spawned child has its own supervisor threads (a poll thread and a
@@ -260,7 +261,8 @@ int unotify_builder_foreground(unotify_builder *b, int on);
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */
 int unotify_builder_cgroups(unotify_builder *b, int on);
-/* Tracks the sandbox's processes (forks are trapped even without a limit). */
+/* Tracks the sandbox's processes (forks are trapped even without a limit),
+ * so that unotify_supervisor_pause can pause it. */
 int unotify_builder_track_processes(unotify_builder *b);
 /* Asks the kernel for sync wake-up of the supervisor (non-zero, the
  * default; 0 only to measure its effect). */
@@ -462,6 +464,14 @@ int unotify_supervisor_held(const unotify_supervisor *s, unotify_notif *buf, siz
  * the supervisor stopped). */
 int unotify_supervisor_release(const unotify_supervisor *s, uint64_t id,
                                const unotify_action *action);
+/* Pauses the sandbox: every new fork is held and the sandbox's process
+ * group is stopped (SIGSTOP). Needs fork tracking (unotify_builder_track_processes
+ * or unotify_builder_max_processes; else UNOTIFY_E_CONFIG). */
+int unotify_supervisor_pause(const unotify_supervisor *s);
+/* Resumes a paused sandbox: answers the forks the pause held (counted
+ * against the process limit now), then continues the group (SIGCONT);
+ * *answered (if not null) = how many forks were answered. */
+int unotify_supervisor_resume(const unotify_supervisor *s, size_t *answered);
 /* Frees the handle (null: nothing); the supervisor runs on. */
 void unotify_supervisor_free(unotify_supervisor *s);
 

@@ -193,7 +193,7 @@ fn python_binding_from_a_thread_pool() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("24 secrets denied"), "{stdout}");
     assert!(
-        stdout.contains("policy, inject, hold/release, denied paths: 0 failures"),
+        stdout.contains("policy, inject, hold/release, denied paths, pause: 0 failures"),
         "{stdout}"
     );
     assert!(stderr.is_empty(), "python printed errors:\n{stderr}");

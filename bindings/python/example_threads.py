@@ -59,11 +59,12 @@ def main():
         print(f"python: {RUNS} runs on {THREADS} threads, {len(seen)} distinct paths, "
               f"{len(secrets)} secrets denied, handlers ran on {len(handler_threads)} threads, {bad} bad")
         with ThreadPoolExecutor(4) as pool:
-            checks = [pool.submit(f, tmp) for f in (check_policy, check_inject, check_hold, check_denied_paths)]
+            checks = [pool.submit(f, tmp) for f in (check_policy, check_inject, check_hold, check_denied_paths,
+                                                    check_pause)]
             failed = [msg for c in checks for msg in c.result()]
         for msg in failed:
             print("FAIL:", msg)
-        print(f"python: policy, inject, hold/release, denied paths: {len(failed)} failures")
+        print(f"python: policy, inject, hold/release, denied paths, pause: {len(failed)} failures")
         return 1 if bad or failed or len(secrets) != RUNS else 0
 
 
@@ -187,6 +188,27 @@ def check_denied_paths(tmp):
         if out != (0, "secret\n"):
             fails.append(f"allowed again {out!r}")
     paths.close()
+    return fails
+
+
+def check_pause(tmp):
+    """A sandbox with track_processes, paused past its program's sleep and
+    resumed."""
+    fails = []
+    with unotify.Sandbox(track_processes=True) as sb:
+        child = sb.spawn(["/bin/sh", "-c", "sleep 0.3; echo done"], capture=True)
+        with child, child.supervisor() as sup:
+            sup.pause()
+            try:
+                child.wait(0.6)
+                fails.append("the paused program finished")
+            except TimeoutError:
+                pass
+            sup.resume()
+            out = child.stdout.read().decode()
+            code = child.wait(30)
+    if (code, out) != (0, "done\n"):
+        fails.append(f"pause output {(code, out)!r}")
     return fails
 
 

@@ -153,6 +153,8 @@ def _load():
                                                    ctypes.POINTER(ctypes.c_size_t)]),
         "unotify_supervisor_release": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.POINTER(_Action)]),
         "unotify_supervisor_free": (None, [p]),
+        "unotify_supervisor_pause": (ctypes.c_int, [p]),
+        "unotify_supervisor_resume": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_size_t)]),
         "unotify_builder_policy": (ctypes.c_int, [p, _POLICY_FN, p]),
         "unotify_policy_restrict_network": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
         "unotify_policy_grant_network": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
@@ -326,7 +328,7 @@ class Call:
 class Supervisor:
     """One child's supervisor (not kept alive by this object): `stats()`,
     `held()` (the held calls, as (id, pid, nr) tuples), `release(id,
-    answer)`. Thread-safe; usable from a handler."""
+    answer)`, `pause()`, `resume()`. Thread-safe; usable from a handler."""
 
     def __init__(self, handle):
         self._s = handle
@@ -350,6 +352,17 @@ class Supervisor:
         a.fd, a.target_fd = -1, -1
         _fill(answer, ctypes.pointer(a))
         _check("supervisor_release", library().unotify_supervisor_release(self._s, call_id, ctypes.byref(a)))
+
+    def pause(self):
+        """Stops the sandbox and holds its forks (needs track_processes=True
+        or max_processes)."""
+        _check("supervisor_pause", library().unotify_supervisor_pause(self._s))
+
+    def resume(self):
+        """Resumes a paused sandbox; returns how many held forks were answered."""
+        n = ctypes.c_size_t()
+        _check("supervisor_resume", library().unotify_supervisor_resume(self._s, ctypes.byref(n)))
+        return n.value
 
     def close(self):
         if self._s is not None:
