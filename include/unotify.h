@@ -14,8 +14,8 @@
  * A null pointer where a value is required is UNOTIFY_E_INVALID.
  *
  * ------------------------------------------------------------- ownership
- * Handles (unotify_builder, unotify_sandbox, unotify_command, unotify_child)
- * are made by the library and freed by the host with their *_free function,
+ * Handles (unotify_builder, unotify_sandbox, unotify_command, unotify_child,
+ * unotify_supervisor, unotify_denied_paths) are made by the library and freed by the host with their *_free function,
  * exactly once (a null handle is ignored by *_free), except that
  * unotify_builder_build frees its builder. Strings and buffers passed in are
  * only borrowed for the call (the library copies what it keeps). A file
@@ -29,7 +29,8 @@
  *
  * ------------------------------------------------------------- threading
  * A unotify_sandbox is thread-safe: any number of threads may spawn from
- * one sandbox at once. A builder, a command and a child may be used from
+ * one sandbox at once. A unotify_supervisor and a unotify_denied_paths are
+ * thread-safe too. A builder, a command and a child may be used from
  * any thread, but by one thread at a time. unotify_last_error() is per
  * thread.
  * Each spawned child has its own supervisor threads (a poll thread and a
@@ -137,6 +138,9 @@ typedef struct unotify_notif {
 #define UNOTIFY_DEFER 6      /* decide later with defer_fn on the deferral pool */
 #define UNOTIFY_HOLD 7       /* no answer now: unotify_supervisor_release answers it
                               * (a supervisor that stops answers held calls EPERM) */
+#define UNOTIFY_INJECT_FD_AT 8 /* install fd in the task at exactly target_fd
+                                * (replacing what is there), then let the call
+                                * run; a negative target_fd: EPERM */
 
 struct unotify_action;
 
@@ -153,12 +157,14 @@ typedef void (*unotify_free_fn)(void *user);
  * fd = -1, everything else 0/NULL) before calling the handler; set kind and
  * the fields it uses. */
 typedef struct unotify_action {
-    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_HOLD */
+    int kind;             /* UNOTIFY_CONTINUE ... UNOTIFY_INJECT_FD_AT */
     int errno_value;      /* UNOTIFY_ERRNO */
     int64_t value;        /* UNOTIFY_RETURN */
-    int fd;               /* UNOTIFY_INJECT_FD: the library takes this fd over */
-    uint32_t fd_flags;    /* UNOTIFY_INJECT_FD: O_CLOEXEC or 0 */
+    int fd;               /* UNOTIFY_INJECT_FD(_AT): the library takes this fd over */
+    uint32_t fd_flags;    /* UNOTIFY_INJECT_FD(_AT): O_CLOEXEC or 0 */
     int signal;           /* UNOTIFY_KILL_TASK, UNOTIFY_KILL_GROUP */
+    int target_fd;        /* UNOTIFY_INJECT_FD_AT: the fd number in the task
+                           * (set to -1 before a handler runs) */
     unotify_defer_fn defer_fn; /* UNOTIFY_DEFER (null: EPERM) */
     unotify_free_fn defer_free; /* UNOTIFY_DEFER: called exactly once with
                                  * defer_user, after defer_fn ran or instead
@@ -247,6 +253,50 @@ int unotify_builder_argv_safety(unotify_builder *b, int on);
 int unotify_builder_keep_caps(unotify_builder *b, int on);
 /* Accept a kernel without Landlock ABI 6 (weaker isolation from the host). */
 int unotify_builder_allow_weak_isolation(unotify_builder *b, int on);
+/* Gives the terminal to the sandbox (non-zero; default 0): if the program
+ * inherits a terminal on stdin and the host is in the foreground, the
+ * sandbox's process group becomes the foreground group until it exits. */
+int unotify_builder_foreground(unotify_builder *b, int on);
+/* Uses cgroups (non-zero, the default) where the host may make them: the
+ * kernel then counts and limits every process and all memory of the
+ * sandbox; 0: limits are charged at the trapped calls only. */
+int unotify_builder_cgroups(unotify_builder *b, int on);
+/* Tracks the sandbox's processes (forks are trapped even without a limit),
+ * so that unotify_supervisor_pause can pause it. */
+int unotify_builder_track_processes(unotify_builder *b);
+/* Asks the kernel for sync wake-up of the supervisor (non-zero, the
+ * default; 0 only to measure its effect). */
+int unotify_builder_sync_wake_up(unotify_builder *b, int on);
+/* (The Rust builder's landlock_abi_cap is a test knob, not part of the
+ * interface, and has no C function.) */
+
+/* ------------------------------------------------------ denied-path sets
+ * A unotify_denied_paths is a set of denied paths (EACCES) shared by the
+ * host's handle and every sandbox built with it: a change applies at once
+ * to all of them, from any thread (a handler, a policy callback, a host
+ * thread; thread-safe, no lock a supervisor holds while calling out).
+ * Relative paths are taken from the host's current directory. A path's
+ * identity (device, inode) is recorded when it is denied, so links to it
+ * are denied too; a directory denies all beneath it. */
+typedef struct unotify_denied_paths unotify_denied_paths;
+
+/* *out = a new, empty set; free the handle with unotify_denied_paths_free
+ * (sandboxes built with it keep the set alive as long as they need it). */
+int unotify_denied_paths_new(unotify_denied_paths **out);
+void unotify_denied_paths_free(unotify_denied_paths *s);
+/* Denies path from now on; *added (if not null) = 1, or 0 if it already was. */
+int unotify_denied_paths_deny(const unotify_denied_paths *s, const char *path, int *added);
+/* Allows again a path denied with unotify_denied_paths_deny; UNOTIFY_E_CONFIG
+ * if it was not (paths given to unotify_builder_deny_path stay denied). */
+int unotify_denied_paths_allow(const unotify_denied_paths *s, const char *path);
+/* *denied = 1 if path, resolved now by the host, is denied, else 0. */
+int unotify_denied_paths_is_denied(const unotify_denied_paths *s, const char *path, int *denied);
+/* *count = the number of denied paths in the set. */
+int unotify_denied_paths_count(const unotify_denied_paths *s, size_t *count);
+/* The sandbox enforces the set s (shared, not copied; the host keeps its
+ * handle): path calls are trapped even while it is empty. Paths given to
+ * unotify_builder_deny_path are added to it for good at build. */
+int unotify_builder_denied_paths(unotify_builder *b, const unotify_denied_paths *s);
 
 /* ------------------------------------------------------------ policy callback */
 
@@ -414,6 +464,14 @@ int unotify_supervisor_held(const unotify_supervisor *s, unotify_notif *buf, siz
  * the supervisor stopped). */
 int unotify_supervisor_release(const unotify_supervisor *s, uint64_t id,
                                const unotify_action *action);
+/* Pauses the sandbox: every new fork is held and the sandbox's process
+ * group is stopped (SIGSTOP). Needs fork tracking (unotify_builder_track_processes
+ * or unotify_builder_max_processes; else UNOTIFY_E_CONFIG). */
+int unotify_supervisor_pause(const unotify_supervisor *s);
+/* Resumes a paused sandbox: answers the forks the pause held (counted
+ * against the process limit now), then continues the group (SIGCONT);
+ * *answered (if not null) = how many forks were answered. */
+int unotify_supervisor_resume(const unotify_supervisor *s, size_t *answered);
 /* Frees the handle (null: nothing); the supervisor runs on. */
 void unotify_supervisor_free(unotify_supervisor *s);
 

@@ -44,7 +44,10 @@ fn build_host(name: &str, src: &Path) -> PathBuf {
     ));
     let include = format!("-I{}", manifest().join("include").display());
     let libdir = format!("-L{}", lib.display());
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
+    // DT_RPATH, not RUNPATH: it wins over the LD_LIBRARY_PATH cargo sets
+    // (which lists target/release, where a stale `cargo build` copy of the
+    // library may lie), so the host loads the library built with this test.
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display());
     common::build_c(
         name,
         &source,
@@ -189,6 +192,10 @@ fn python_binding_from_a_thread_pool() {
     eprintln!("{stdout}");
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("24 secrets denied"), "{stdout}");
+    assert!(
+        stdout.contains("policy, inject, hold/release, denied paths, pause: 0 failures"),
+        "{stdout}"
+    );
     assert!(stderr.is_empty(), "python printed errors:\n{stderr}");
 }
 
@@ -266,6 +273,53 @@ fn c_example_links_statically_with_the_pkg_config_flags() {
     );
 }
 
+/// `unotify.pc` used as a host would after installing under a prefix:
+/// `pkg-config --define-variable=prefix=... --cflags --libs unotify`, with
+/// a prefix whose `include/` and `lib/` are the repository's header and
+/// the library built with this test; the C example compiled with exactly
+/// those flags runs.
+#[test]
+fn c_example_builds_with_pkg_config_under_another_prefix() {
+    let _dog = common::watchdog(Duration::from_secs(120), "pkg-config C example host");
+    let prefix = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(manifest().join("include"), prefix.path().join("include"))
+        .expect("symlink include");
+    std::os::unix::fs::symlink(lib_dir(), prefix.path().join("lib")).expect("symlink lib");
+    let out = StdCommand::new("pkg-config")
+        .arg(format!(
+            "--define-variable=prefix={}",
+            prefix.path().display()
+        ))
+        .args(["--cflags", "--libs", "unotify"])
+        .env("PKG_CONFIG_PATH", manifest())
+        .output()
+        .expect("run pkg-config (install it: .ci/run does)");
+    assert!(out.status.success(), "pkg-config failed: {out:?}");
+    let flags = String::from_utf8(out.stdout).expect("UTF-8 flags");
+    let want_i = format!("-I{}/include", prefix.path().display());
+    let want_l = format!("-L{}/lib", prefix.path().display());
+    assert!(
+        flags.contains(&want_i) && flags.contains(&want_l) && flags.contains("-lunotify"),
+        "prefix not applied: {flags}"
+    );
+    let source = std::fs::read_to_string(manifest().join("examples/c/trap_openat.c"))
+        .expect("read C example");
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", lib_dir().display());
+    let mut args: Vec<&str> = flags.split_whitespace().collect();
+    args.push(&rpath);
+    let host = common::build_c("capi-trap-openat-pkg-config", &source, &args);
+    let run = StdCommand::new(&host)
+        .arg("/etc/hostname")
+        .output()
+        .expect("run C host");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(7), "{stdout}");
+    assert!(
+        stdout.contains("openat /etc/hostname -> EACCES"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn header_structs_have_the_library_layout() {
     use std::mem::{offset_of, size_of};
@@ -299,6 +353,7 @@ fn header_structs_have_the_library_layout() {
         ("unotify_action.fd", offset_of!(A, fd)),
         ("unotify_action.fd_flags", offset_of!(A, fd_flags)),
         ("unotify_action.signal", offset_of!(A, signal)),
+        ("unotify_action.target_fd", offset_of!(A, target_fd)),
         ("unotify_action.defer_fn", offset_of!(A, defer_fn)),
         ("unotify_action.defer_free", offset_of!(A, defer_free)),
         ("unotify_action.defer_user", offset_of!(A, defer_user)),

@@ -143,6 +143,18 @@ static int on_openat_inject(void *user, const unotify_notif *n, unotify_ctx *cx,
     return 0;
 }
 
+/* The shell's chdir (`cd`) answered by installing the magic file at fd 9
+ * of the shell, and the call then runs; a negative target fails closed
+ * (EPERM). */
+static int on_chdir_inject_at(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    (void)n, (void)cx;
+    out->kind = UNOTIFY_INJECT_FD_AT;
+    out->fd = open(magic_file, O_RDONLY | O_CLOEXEC);
+    out->target_fd = user ? -1 : 9;
+    return 0;
+}
+
 /* getppid held; a host thread releases it with 5150 through the handle
  * taken from the child. */
 static int on_getppid_hold(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
@@ -255,6 +267,157 @@ static void check_policy(void)
     unotify_sandbox_free(sb);
 }
 
+/* sync: denies the shared secret in the set `user`, from the handler. */
+static const char *shared_secret = "/tmp/unotify-capi-shared-denied";
+static int on_sync_deny(void *user, const unotify_notif *n, unotify_ctx *cx, unotify_action *out)
+{
+    (void)n, (void)cx, (void)out;
+    int added = -1;
+    EXPECT(unotify_denied_paths_deny(user, shared_secret, &added) == UNOTIFY_OK && added == 1,
+           "deny from a handler (added %d)", added);
+    return 0;
+}
+
+/* A shared denied-path set, changed from a handler while the program
+ * runs and from the host between runs. */
+static void check_denied_paths(void)
+{
+    unotify_denied_paths *set = NULL;
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    char out[256];
+    int d = -1;
+    size_t count = 99;
+    const char *fixed = "/tmp/unotify-capi-fixed-denied";
+    EXPECT(unotify_denied_paths_new(&set) == UNOTIFY_OK && set, "denied_paths_new");
+    FILE *f = fopen(shared_secret, "w");
+    fputs("secret\n", f);
+    fclose(f);
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_denied_paths(b, NULL) == UNOTIFY_E_INVALID, "null set");
+    EXPECT(unotify_builder_denied_paths(b, set) == UNOTIFY_OK, "builder_denied_paths");
+    EXPECT(unotify_builder_deny_path(b, fixed) == UNOTIFY_OK, "deny_path");
+    EXPECT(unotify_builder_handle(b, "sync", on_sync_deny, set) == UNOTIFY_OK, "handle");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+    EXPECT(unotify_denied_paths_count(set, &count) == UNOTIFY_OK && count == 1, "fixed path added: %zu", count);
+    EXPECT(unotify_denied_paths_allow(set, fixed) == UNOTIFY_E_CONFIG, "a build path stays denied");
+    /* Readable, then denied by the handler of sync(2). */
+    int rc = run_sh(sb,
+                    "cat /tmp/unotify-capi-shared-denied; sync; "
+                    "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked",
+                    out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "secret\nblocked\n"), "denied while running %d: %s", rc, out);
+    EXPECT(unotify_denied_paths_is_denied(set, shared_secret, &d) == UNOTIFY_OK && d == 1, "is_denied %d", d);
+    /* Allowed again from the host: the same sandbox reads it. */
+    EXPECT(unotify_denied_paths_allow(set, shared_secret) == UNOTIFY_OK, "allow");
+    EXPECT(unotify_denied_paths_allow(set, shared_secret) == UNOTIFY_E_CONFIG, "allow twice");
+    EXPECT(unotify_denied_paths_is_denied(set, shared_secret, &d) == UNOTIFY_OK && d == 0, "allowed %d", d);
+    rc = run_sh(sb, "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked", out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "secret\n"), "allowed again %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    /* The host's handle goes; a sandbox built with the set keeps it. */
+    EXPECT(unotify_denied_paths_deny(set, shared_secret, NULL) == UNOTIFY_OK, "deny from the host");
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK && unotify_builder_denied_paths(b, set) == UNOTIFY_OK &&
+               unotify_builder_build(b, &sb) == UNOTIFY_OK,
+           "second sandbox");
+    unotify_denied_paths_free(set);
+    rc = run_sh(sb, "cat /tmp/unotify-capi-shared-denied 2>/dev/null || echo blocked", out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "blocked\n"), "set outlives its handle %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    unlink(shared_secret);
+}
+
+/* foreground, cgroups, track_processes, sync_wake_up: accepted, and
+ * cgroups(0) keeps the program out of a sandbox cgroup. */
+static void check_builder_settings(void)
+{
+    char out[4096];
+    for (int cg = 0; cg <= 1; cg++) {
+        unotify_builder *b;
+        unotify_sandbox *sb = NULL;
+        EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+        EXPECT(unotify_builder_foreground(b, 1) == UNOTIFY_OK, "foreground");
+        EXPECT(unotify_builder_cgroups(b, cg) == UNOTIFY_OK, "cgroups");
+        EXPECT(unotify_builder_track_processes(b) == UNOTIFY_OK, "track_processes");
+        EXPECT(unotify_builder_sync_wake_up(b, 0) == UNOTIFY_OK, "sync_wake_up");
+        EXPECT(unotify_builder_foreground(NULL, 1) == UNOTIFY_E_INVALID, "null builder");
+        EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+        int rc = run_sh(sb, "cat /proc/self/cgroup; (exit 0) & wait; echo done", out, sizeof out);
+        EXPECT(rc == 0 && strstr(out, "done\n"), "settings run %d: %s", rc, out);
+        EXPECT((strstr(out, "unotify-") != NULL) == (cg == 1), "cgroups(%d): %s", cg, out);
+        unotify_sandbox_free(sb);
+    }
+}
+
+/* The process state letter of pid ('T': stopped), '?' if unreadable. */
+static char proc_state(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] && p[2] ? p[2] : '?';
+}
+
+/* track_processes, then pause and resume through the supervisor handle. */
+static void check_pause_resume(void)
+{
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    unotify_command *cmd;
+    unotify_child *child;
+    unotify_supervisor *sup = NULL;
+    int status = -1, pid = 0, fd = -1;
+    char out[64] = {0};
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK && unotify_builder_track_processes(b) == UNOTIFY_OK &&
+               unotify_builder_build(b, &sb) == UNOTIFY_OK,
+           "build with track_processes");
+    unotify_command_new("/bin/sh", &cmd);
+    unotify_command_arg(cmd, "-c");
+    unotify_command_arg(cmd, "sleep 0.3; echo done");
+    unotify_command_stdio(cmd, 1, UNOTIFY_STDIO_PIPE, -1);
+    EXPECT(unotify_sandbox_spawn(sb, cmd, &child) == UNOTIFY_OK, "spawn");
+    unotify_child_pid(child, &pid);
+    EXPECT(unotify_child_supervisor(child, &sup) == UNOTIFY_OK, "child_supervisor");
+    EXPECT(unotify_supervisor_pause(sup) == UNOTIFY_OK, "pause");
+    /* Paused before or after the shell forked `sleep`: stopped, or its
+     * fork held (then answered by the resume). */
+    char st = '?';
+    for (int i = 0; i < 200 && (st = proc_state(pid)) != 'T'; i++)
+        usleep(1000);
+    EXPECT(unotify_child_wait(child, 600, &status) == UNOTIFY_E_TIMEOUT, "paused past the sleep (state %c)", st);
+    size_t answered = 99;
+    EXPECT(unotify_supervisor_resume(sup, &answered) == UNOTIFY_OK && answered <= 1, "resume (%zu forks)",
+           answered);
+    unotify_child_take_pipe(child, 1, &fd);
+    EXPECT(read(fd, out, sizeof out - 1) > 0 && !strcmp(out, "done\n"), "resumed output: %s", out);
+    close(fd);
+    EXPECT(unotify_child_wait(child, 10000, &status) == UNOTIFY_OK && WIFEXITED(status) &&
+               WEXITSTATUS(status) == 0,
+           "exit after resume %x", status);
+    unotify_supervisor_free(sup);
+    unotify_child_free(child);
+    unotify_sandbox_free(sb);
+    /* Without fork tracking: refused. */
+    sb = build("getppid", on_getppid, "continue");
+    unotify_command_free(cmd);
+    unotify_command_new("/bin/sleep", &cmd);
+    unotify_command_arg(cmd, "5");
+    EXPECT(unotify_sandbox_spawn(sb, cmd, &child) == UNOTIFY_OK, "spawn");
+    sup = NULL;
+    EXPECT(unotify_child_supervisor(child, &sup) == UNOTIFY_OK, "child_supervisor");
+    EXPECT(unotify_supervisor_pause(sup) == UNOTIFY_E_CONFIG, "pause without tracking");
+    unotify_supervisor_free(sup);
+    unotify_child_free(child); /* killed and waited for */
+    unotify_command_free(cmd);
+    unotify_sandbox_free(sb);
+}
+
 static void *thread_error(void *arg)
 {
     (void)arg;
@@ -280,7 +443,8 @@ static void print_layout(void)
     F(unotify_notif, pid), F(unotify_notif, nr), F(unotify_notif, arch);
     F(unotify_notif, instruction_pointer), F(unotify_notif, args);
     F(unotify_action, errno_value), F(unotify_action, value), F(unotify_action, fd);
-    F(unotify_action, fd_flags), F(unotify_action, signal), F(unotify_action, defer_fn);
+    F(unotify_action, fd_flags), F(unotify_action, signal), F(unotify_action, target_fd),
+    F(unotify_action, defer_fn);
     F(unotify_action, defer_free), F(unotify_action, defer_user);
     F(unotify_stats, held);
     F(unotify_policy_event, category), F(unotify_policy_event, pid);
@@ -384,6 +548,16 @@ int main(int argc, char **argv)
         EXPECT(run_sh(sb, "cat /magic", out, sizeof out) == 0 && !strcmp(out, "injected\n"),
                "inject fd: %s", out);
         unotify_sandbox_free(sb);
+        sb = build("chdir", on_chdir_inject_at, NULL);
+        EXPECT(run_sh(sb, "cd /tmp && cat <&9", out, sizeof out) == 0 && !strcmp(out, "injected\n"),
+               "inject fd at 9: %s", out);
+        unotify_sandbox_free(sb);
+        sb = build("chdir", on_chdir_inject_at, "negative");
+        EXPECT(run_sh(sb, "cd /tmp 2>/dev/null || echo refused; cat <&9 2>/dev/null || echo none", out,
+                      sizeof out) == 0 &&
+                   !strcmp(out, "refused\nnone\n"),
+               "inject fd at -1: %s", out);
+        unotify_sandbox_free(sb);
         unlink(tmpl);
     }
     {
@@ -435,6 +609,9 @@ int main(int argc, char **argv)
     }
     check_hold_release();
     check_policy();
+    check_denied_paths();
+    check_builder_settings();
+    check_pause_resume();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;
 }

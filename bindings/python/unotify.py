@@ -31,8 +31,9 @@ import os
 import threading
 import traceback
 
-__all__ = ["Sandbox", "Child", "Call", "Errno", "Return", "KillTask", "Defer", "Result",
-           "UnotifyError", "library"]
+__all__ = ["Sandbox", "Child", "Call", "Errno", "Return", "KillTask", "Defer", "Hold",
+           "InjectFd", "InjectFdAt", "Supervisor", "DeniedPaths", "PolicyEvent", "PolicyCtx",
+           "AUDIT", "Result", "UnotifyError", "library"]
 
 # ------------------------------------------------------------------ library
 
@@ -63,6 +64,7 @@ class _Action(ctypes.Structure):
         ("fd", ctypes.c_int),
         ("fd_flags", ctypes.c_uint32),
         ("signal", ctypes.c_int),
+        ("target_fd", ctypes.c_int),
         ("defer_fn", ctypes.c_void_p),
         ("defer_free", ctypes.c_void_p),
         ("defer_user", ctypes.c_void_p),
@@ -78,7 +80,27 @@ class _Stats(ctypes.Structure):
 _HANDLER_FN = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Notif), ctypes.c_void_p, ctypes.POINTER(_Action))
 
-_CONTINUE, _ERRNO, _RETURN, _INJECT_FD, _KILL_TASK, _KILL_GROUP, _DEFER = 0, 1, 2, 3, 4, 5, 6
+_CONTINUE, _ERRNO, _RETURN, _INJECT_FD, _KILL_TASK, _KILL_GROUP, _DEFER, _HOLD, _INJECT_FD_AT = range(9)
+
+
+class _PolicyEvent(ctypes.Structure):
+    _fields_ = [
+        ("syscall", ctypes.c_char_p),
+        ("category", ctypes.c_int),
+        ("pid", ctypes.c_uint32),
+        ("parent_pid", ctypes.c_uint32),
+        ("addr_family", ctypes.c_int),
+        ("addr", ctypes.c_uint8 * 16),
+        ("port", ctypes.c_int),
+        ("has_size", ctypes.c_int),
+        ("size", ctypes.c_uint64),
+        ("argc", ctypes.c_size_t),
+        ("argv", ctypes.POINTER(ctypes.c_char_p)),
+        ("denied", ctypes.c_int),
+    ]
+
+
+_POLICY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_PolicyEvent), ctypes.c_void_p)
 _STDIO_INHERIT, _STDIO_NULL, _STDIO_FD, _STDIO_PIPE = 0, 1, 2, 3
 _E_TIMEOUT, _E_GONE = -8, -9
 
@@ -124,6 +146,33 @@ def _load():
         "unotify_ctx_read_mem": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]),
         "unotify_ctx_write_mem": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]),
         "unotify_ctx_dup_fd": (ctypes.c_int, [p, ctypes.c_int, _c_int_p]),
+        "unotify_ctx_supervisor": (ctypes.c_int, [p, ctypes.POINTER(p)]),
+        "unotify_child_supervisor": (ctypes.c_int, [p, ctypes.POINTER(p)]),
+        "unotify_supervisor_stats": (ctypes.c_int, [p, ctypes.POINTER(_Stats)]),
+        "unotify_supervisor_held": (ctypes.c_int, [p, ctypes.POINTER(_Notif), ctypes.c_size_t,
+                                                   ctypes.POINTER(ctypes.c_size_t)]),
+        "unotify_supervisor_release": (ctypes.c_int, [p, ctypes.c_uint64, ctypes.POINTER(_Action)]),
+        "unotify_supervisor_free": (None, [p]),
+        "unotify_supervisor_pause": (ctypes.c_int, [p]),
+        "unotify_supervisor_resume": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_size_t)]),
+        "unotify_builder_policy": (ctypes.c_int, [p, _POLICY_FN, p]),
+        "unotify_policy_restrict_network": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
+        "unotify_policy_grant_network": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
+        "unotify_policy_restrict_max_processes": (ctypes.c_int, [p, ctypes.c_uint64]),
+        "unotify_policy_restrict_max_memory": (ctypes.c_int, [p, ctypes.c_uint64]),
+        "unotify_policy_deny_path": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_policy_allow_path": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_foreground": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_cgroups": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_track_processes": (ctypes.c_int, [p]),
+        "unotify_builder_sync_wake_up": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_denied_paths": (ctypes.c_int, [p, p]),
+        "unotify_denied_paths_new": (ctypes.c_int, [ctypes.POINTER(p)]),
+        "unotify_denied_paths_free": (None, [p]),
+        "unotify_denied_paths_deny": (ctypes.c_int, [p, ctypes.c_char_p, _c_int_p]),
+        "unotify_denied_paths_allow": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_denied_paths_is_denied": (ctypes.c_int, [p, ctypes.c_char_p, _c_int_p]),
+        "unotify_denied_paths_count": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_size_t)]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -190,6 +239,27 @@ class Defer:
         self.fn = fn
 
 
+class Hold:
+    """Do not answer now: the call stays blocked until `Supervisor.release`
+    answers it (from any thread)."""
+
+
+class InjectFd:
+    """Install `fd` in the task and make the call return its number. The
+    library takes `fd` over (do not close it)."""
+
+    def __init__(self, fd, cloexec=True):
+        self.fd, self.cloexec = fd, cloexec
+
+
+class InjectFdAt:
+    """Install `fd` in the task at exactly `target` (replacing what is
+    there), then let the call run. The library takes `fd` over."""
+
+    def __init__(self, fd, target, cloexec=False):
+        self.fd, self.target, self.cloexec = fd, target, cloexec
+
+
 # Deferred functions waiting for the pool, by key (the C side carries the key).
 _deferred = {}
 _deferred_lock = threading.Lock()
@@ -247,6 +317,196 @@ class Call:
         _check("dup_fd", library().unotify_ctx_dup_fd(self._cx, fd, ctypes.byref(out)))
         return out.value
 
+    def supervisor(self):
+        """A Supervisor handle on the supervisor running this handler (to
+        release a held call later, from another thread)."""
+        s = ctypes.c_void_p()
+        _check("ctx_supervisor", library().unotify_ctx_supervisor(self._cx, ctypes.byref(s)))
+        return Supervisor(s)
+
+
+class Supervisor:
+    """One child's supervisor (not kept alive by this object): `stats()`,
+    `held()` (the held calls, as (id, pid, nr) tuples), `release(id,
+    answer)`, `pause()`, `resume()`. Thread-safe; usable from a handler."""
+
+    def __init__(self, handle):
+        self._s = handle
+
+    def stats(self):
+        st = _Stats()
+        _check("supervisor_stats", library().unotify_supervisor_stats(self._s, ctypes.byref(st)))
+        return {name: getattr(st, name) for name, _ in _Stats._fields_}
+
+    def held(self):
+        n = ctypes.c_size_t()
+        buf = (_Notif * 64)()
+        _check("supervisor_held", library().unotify_supervisor_held(self._s, buf, 64, ctypes.byref(n)))
+        return [(x.id, x.pid, x.nr) for x in buf[: min(n.value, 64)]]
+
+    def release(self, call_id, answer):
+        """Answers the held call `call_id` with None, Errno, Return,
+        KillTask, InjectFd or InjectFdAt. UnotifyError (code UNOTIFY_E_GONE,
+        -9) if no such call is held."""
+        a = _Action()
+        a.fd, a.target_fd = -1, -1
+        _fill(answer, ctypes.pointer(a))
+        _check("supervisor_release", library().unotify_supervisor_release(self._s, call_id, ctypes.byref(a)))
+
+    def pause(self):
+        """Stops the sandbox and holds its forks (needs track_processes=True
+        or max_processes)."""
+        _check("supervisor_pause", library().unotify_supervisor_pause(self._s))
+
+    def resume(self):
+        """Resumes a paused sandbox; returns how many held forks were answered."""
+        n = ctypes.c_size_t()
+        _check("supervisor_resume", library().unotify_supervisor_resume(self._s, ctypes.byref(n)))
+        return n.value
+
+    def close(self):
+        if self._s is not None:
+            library().unotify_supervisor_free(self._s)
+            self._s = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class DeniedPaths:
+    """A set of denied paths (EACCES), shared by every Sandbox built with
+    it: `deny`, `allow` and `is_denied` apply at once, from any thread (a
+    handler, a policy function, another thread), while programs run."""
+
+    def __init__(self):
+        self._d = None
+        d = ctypes.c_void_p()
+        _check("denied_paths_new", library().unotify_denied_paths_new(ctypes.byref(d)))
+        self._d = d
+
+    def deny(self, path):
+        """Denies path from now on; False if it already was."""
+        added = ctypes.c_int()
+        _check("denied_paths_deny", library().unotify_denied_paths_deny(self._d, _b(path), ctypes.byref(added)))
+        return bool(added.value)
+
+    def allow(self, path):
+        """Allows again a path denied with deny(); False if it was not."""
+        return library().unotify_denied_paths_allow(self._d, _b(path)) == 0
+
+    def is_denied(self, path):
+        d = ctypes.c_int()
+        _check("denied_paths_is_denied", library().unotify_denied_paths_is_denied(self._d, _b(path), ctypes.byref(d)))
+        return bool(d.value)
+
+    def __len__(self):
+        n = ctypes.c_size_t()
+        _check("denied_paths_count", library().unotify_denied_paths_count(self._d, ctypes.byref(n)))
+        return n.value
+
+    def close(self):
+        """Frees this handle; sandboxes built with the set keep it."""
+        if self._d is not None:
+            library().unotify_denied_paths_free(self._d)
+            self._d = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+# ------------------------------------------------------------------ policy
+
+
+AUDIT = "audit"  # a policy verdict: allow, and log the call
+
+
+class PolicyEvent:
+    """One call the policy function decides: `syscall` (str), `category`
+    ("file", "network", "process", "memory"), `pid`, `parent_pid`, `host`
+    (an address string or None), `port` (or None), `size` (or None),
+    `argv` (a list of bytes, or None), `denied` (bool)."""
+
+    __slots__ = ("syscall", "category", "pid", "parent_pid", "host", "port", "size", "argv", "denied")
+
+    def __init__(self, ev):
+        import ipaddress
+        self.syscall = ev.syscall.decode()
+        self.category = ("file", "network", "process", "memory")[ev.category]
+        self.pid, self.parent_pid = ev.pid, ev.parent_pid
+        if ev.addr_family == 2:
+            self.host = str(ipaddress.IPv4Address(bytes(ev.addr[:4])))
+        elif ev.addr_family == 10:
+            self.host = str(ipaddress.IPv6Address(bytes(ev.addr)))
+        else:
+            self.host = None
+        self.port = ev.port if ev.port >= 0 else None
+        self.size = ev.size if ev.has_size else None
+        self.argv = [ev.argv[i] for i in range(ev.argc)] if ev.argv else None
+        self.denied = bool(ev.denied)
+
+
+class PolicyCtx:
+    """Narrows the running policy, during one policy call only."""
+
+    __slots__ = ("_pc",)
+
+    def __init__(self, pc):
+        self._pc = pc
+
+    def _nets(self, cidrs):
+        arr = (ctypes.c_char_p * max(len(cidrs), 1))(*[_b(c) for c in cidrs])
+        return arr, len(cidrs)
+
+    def restrict_network(self, cidrs):
+        _check("restrict_network", library().unotify_policy_restrict_network(self._pc, *self._nets(cidrs)))
+
+    def grant_network(self, cidrs):
+        _check("grant_network", library().unotify_policy_grant_network(self._pc, *self._nets(cidrs)))
+
+    def restrict_max_processes(self, n):
+        _check("restrict_max_processes", library().unotify_policy_restrict_max_processes(self._pc, n))
+
+    def restrict_max_memory(self, n):
+        _check("restrict_max_memory", library().unotify_policy_restrict_max_memory(self._pc, n))
+
+    def deny_path(self, path):
+        _check("deny_path", library().unotify_policy_deny_path(self._pc, _b(path)))
+
+    def allow_path(self, path):
+        """False if the path was not denied at run time."""
+        return library().unotify_policy_allow_path(self._pc, _b(path)) == 0
+
+
+def _verdict(verdict):
+    if verdict is None:
+        return 0
+    if verdict == AUDIT:
+        return 1
+    if isinstance(verdict, Errno):
+        return -verdict.errno
+    raise TypeError(f"a policy function returns None, AUDIT or Errno, not {verdict!r}")
+
+
+def _wrap_policy(fn):
+    def trampoline(_user, ev, pc):
+        try:
+            return _verdict(fn(PolicyEvent(ev.contents), PolicyCtx(pc)))
+        except Exception:  # fail closed: deny (EPERM)
+            traceback.print_exc()
+            return -1
+    return _POLICY_FN(trampoline)
+
 
 def _fill(action, out):
     a = out.contents
@@ -258,6 +518,13 @@ def _fill(action, out):
         a.kind, a.value = _RETURN, action.value
     elif isinstance(action, KillTask):
         a.kind, a.signal = _KILL_TASK, action.signal
+    elif isinstance(action, Hold):
+        a.kind = _HOLD
+    elif isinstance(action, InjectFd):
+        a.kind, a.fd, a.fd_flags = _INJECT_FD, action.fd, os.O_CLOEXEC if action.cloexec else 0
+    elif isinstance(action, InjectFdAt):
+        a.kind, a.fd, a.target_fd = _INJECT_FD_AT, action.fd, action.target
+        a.fd_flags = os.O_CLOEXEC if action.cloexec else 0
     elif isinstance(action, Defer):
         with _deferred_lock:
             key = next(_deferred_keys)
@@ -266,7 +533,8 @@ def _fill(action, out):
         a.defer_fn = ctypes.cast(_run_deferred, ctypes.c_void_p).value
         a.defer_free = ctypes.cast(_free_deferred, ctypes.c_void_p).value
     else:
-        raise TypeError(f"a handler returns None, Errno, Return, KillTask or Defer, not {action!r}")
+        raise TypeError("a handler returns None, Errno, Return, KillTask, Defer, Hold, InjectFd or "
+                        f"InjectFdAt, not {action!r}")
 
 
 def _wrap(fn):
@@ -331,6 +599,12 @@ class Child:
         _check("try_wait", library().unotify_child_try_wait(self._c, ctypes.byref(exited), ctypes.byref(status)))
         return os.waitstatus_to_exitcode(status.value) if exited.value else None
 
+    def supervisor(self):
+        """A Supervisor handle on this child's supervisor (held calls)."""
+        s = ctypes.c_void_p()
+        _check("child_supervisor", library().unotify_child_supervisor(self._c, ctypes.byref(s)))
+        return Supervisor(s)
+
     def kill(self):
         """Kills the whole sandbox (SIGKILL)."""
         _check("kill", library().unotify_child_kill(self._c))
@@ -365,12 +639,16 @@ class Child:
 
 class Sandbox:
     """A sandbox policy: `handlers` maps syscall names to Python functions
-    `fn(call) -> None | Errno | Return | KillTask | Defer`; `deny` maps names to an
-    errno answered in the filter. Thread-safe: `run` may be called from
-    many threads at once."""
+    `fn(call) -> None | Errno | Return | KillTask | Defer | Hold | InjectFd |
+    InjectFdAt`; `deny` maps names to an errno answered in the filter;
+    `policy` is `fn(event, ctx) -> None | AUDIT | Errno` (see PolicyEvent,
+    PolicyCtx); `denied_paths` a shared DeniedPaths. Thread-safe: `run` may
+    be called from many threads at once."""
 
     def __init__(self, handlers=None, deny=None, workers=None, net_allow=(), net_deny=(),
-                 deny_paths=(), max_processes=None, max_memory=None, allow_weak_isolation=False):
+                 deny_paths=(), max_processes=None, max_memory=None, allow_weak_isolation=False,
+                 policy=None, denied_paths=None, foreground=None, cgroups=None,
+                 track_processes=False, sync_wake_up=None):
         lib = library()
         self._callbacks = []  # kept alive as long as the sandbox
         self._sb = None
@@ -397,6 +675,18 @@ class Sandbox:
                 _check("max_memory", lib.unotify_builder_max_memory(b, max_memory))
             if allow_weak_isolation:
                 _check("allow_weak_isolation", lib.unotify_builder_allow_weak_isolation(b, 1))
+            if policy is not None:
+                cb = _wrap_policy(policy)
+                self._callbacks.append(cb)
+                _check("policy", lib.unotify_builder_policy(b, cb, None))
+            if denied_paths is not None:
+                _check("denied_paths", lib.unotify_builder_denied_paths(b, denied_paths._d))
+            for name, value in (("foreground", foreground), ("cgroups", cgroups),
+                                ("sync_wake_up", sync_wake_up)):
+                if value is not None:
+                    _check(name, getattr(lib, f"unotify_builder_{name}")(b, int(bool(value))))
+            if track_processes:
+                _check("track_processes", lib.unotify_builder_track_processes(b))
         except BaseException:
             lib.unotify_builder_free(b)
             raise

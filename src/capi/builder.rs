@@ -245,6 +245,30 @@ pub extern "C" fn unotify_builder_allow_weak_isolation(b: *mut UnotifyBuilder, o
     guard(|| builder(b)?.apply(|x| x.allow_weak_isolation(on != 0)))
 }
 
+/// Gives the terminal to the sandbox (non-zero) or not (the default).
+#[no_mangle]
+pub extern "C" fn unotify_builder_foreground(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.foreground(on != 0)))
+}
+
+/// Uses cgroups where it can (non-zero, the default) or never.
+#[no_mangle]
+pub extern "C" fn unotify_builder_cgroups(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.cgroups(on != 0)))
+}
+
+/// Tracks processes and traps forks without a limit.
+#[no_mangle]
+pub extern "C" fn unotify_builder_track_processes(b: *mut UnotifyBuilder) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.track_processes()))
+}
+
+/// Asks the kernel for sync wake-up (non-zero, the default) or not.
+#[no_mangle]
+pub extern "C" fn unotify_builder_sync_wake_up(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.sync_wake_up(on != 0)))
+}
+
 /// Builds the policy into `*out`. Frees `b`, whether it succeeds or not.
 #[no_mangle]
 pub extern "C" fn unotify_builder_build(

@@ -60,6 +60,8 @@ pub const UNOTIFY_KILL_GROUP: c_int = 5;
 pub const UNOTIFY_DEFER: c_int = 6;
 /// Do not answer now: `unotify_supervisor_release` answers later.
 pub const UNOTIFY_HOLD: c_int = 7;
+/// Install `fd` in the task at exactly `target_fd`, then let the call run.
+pub const UNOTIFY_INJECT_FD_AT: c_int = 8;
 
 /// `unotify_defer_fn`: a deferred decision, run once on the deferral pool.
 pub type DeferFn = Option<
@@ -81,18 +83,22 @@ pub type HandlerFn = Option<
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UnotifyAction {
-    /// One of `UNOTIFY_CONTINUE` ... `UNOTIFY_HOLD`.
+    /// One of `UNOTIFY_CONTINUE` ... `UNOTIFY_INJECT_FD_AT`.
     pub kind: c_int,
     /// The errno for `UNOTIFY_ERRNO`.
     pub errno_value: c_int,
     /// The return value for `UNOTIFY_RETURN`.
     pub value: i64,
-    /// The fd for `UNOTIFY_INJECT_FD` (given up to the library).
+    /// The fd for `UNOTIFY_INJECT_FD` and `UNOTIFY_INJECT_FD_AT` (given up
+    /// to the library).
     pub fd: c_int,
-    /// `O_CLOEXEC` or 0, for `UNOTIFY_INJECT_FD`.
+    /// `O_CLOEXEC` or 0, for the injections.
     pub fd_flags: u32,
     /// The signal for the kill actions.
     pub signal: c_int,
+    /// The fd number in the task for `UNOTIFY_INJECT_FD_AT` (in what was
+    /// padding before `defer_fn`: the struct's size is unchanged).
+    pub target_fd: c_int,
     /// For `UNOTIFY_DEFER`: the deferred decision.
     pub defer_fn: DeferFn,
     /// For `UNOTIFY_DEFER`: called once with `defer_user` after `defer_fn`
@@ -111,6 +117,7 @@ impl UnotifyAction {
             fd: -1,
             fd_flags: 0,
             signal: 0,
+            target_fd: -1,
             defer_fn: None,
             defer_free: None,
             defer_user: std::ptr::null_mut(),
@@ -191,7 +198,7 @@ impl Drop for DeferCall {
 /// (given to `defer_free`).
 pub(crate) fn discard(out: &UnotifyAction) {
     match out.kind {
-        UNOTIFY_INJECT_FD => drop(capi_raw::take_fd(out.fd)),
+        UNOTIFY_INJECT_FD | UNOTIFY_INJECT_FD_AT => drop(capi_raw::take_fd(out.fd)),
         UNOTIFY_DEFER => {
             if let Some(free) = out.defer_free {
                 free(out.defer_user);
@@ -216,6 +223,16 @@ pub(crate) fn to_action(out: UnotifyAction, notif: &UnotifyNotif, may_defer: boo
                 fd,
                 newfd_flags: out.fd_flags,
             },
+            None => NotifAction::Errno(libc::EACCES),
+        },
+        UNOTIFY_INJECT_FD_AT => match capi_raw::take_fd(out.fd) {
+            Some(fd) if out.target_fd >= 0 => NotifAction::InjectFd {
+                fd,
+                target: out.target_fd,
+                newfd_flags: out.fd_flags,
+            },
+            // A negative target: malformed (the fd is closed on drop).
+            Some(_) => NotifAction::Errno(libc::EPERM),
             None => NotifAction::Errno(libc::EACCES),
         },
         UNOTIFY_KILL_TASK => NotifAction::KillTask { signal: out.signal },

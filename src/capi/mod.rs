@@ -10,6 +10,7 @@ pub mod builder;
 pub mod child;
 pub mod error;
 pub mod handler;
+pub mod paths;
 pub mod policy;
 pub mod supervisor;
 
@@ -17,16 +18,18 @@ pub use builder::{UnotifyBuilder, UnotifySandbox};
 pub use child::{UnotifyChild, UnotifyCommand, UnotifyStats};
 pub use error::*;
 pub use handler::{UnotifyAction, UnotifyCtx, UnotifyNotif};
+pub use paths::UnotifyDeniedPaths;
 pub use supervisor::UnotifySupervisor;
 
 /// What the header promises about threads, checked by the compiler: a
-/// sandbox and a supervisor handle are shared between threads, a builder,
+/// sandbox, a supervisor handle and a denied-path set are shared between threads, a builder,
 /// command and child are moved between them.
 const _: () = {
     const fn shared<T: Send + Sync>() {}
     const fn moved<T: Send>() {}
     shared::<UnotifySandbox>();
     shared::<UnotifySupervisor>();
+    shared::<UnotifyDeniedPaths>();
     moved::<UnotifyBuilder>();
     moved::<UnotifyCommand>();
     moved::<UnotifyChild>();

@@ -107,6 +107,28 @@ pub extern "C" fn unotify_supervisor_release(
     })
 }
 
+/// Pauses the sandbox (forks held, process group stopped); needs
+/// `unotify_builder_track_processes` or a process limit (else
+/// `UNOTIFY_E_CONFIG`).
+#[no_mangle]
+pub extern "C" fn unotify_supervisor_pause(s: *const UnotifySupervisor) -> c_int {
+    guard(|| Ok(supervisor(s)?.inner.pause()?))
+}
+
+/// Resumes a paused sandbox; `*answered` (if not null) is the number of
+/// forks the pause held and that are answered now.
+#[no_mangle]
+pub extern "C" fn unotify_supervisor_resume(
+    s: *const UnotifySupervisor,
+    answered: *mut usize,
+) -> c_int {
+    guard(|| {
+        let n = supervisor(s)?.inner.resume()?;
+        capi_raw::put(answered, n);
+        Ok(())
+    })
+}
+
 /// Frees a supervisor handle (null: nothing); the supervisor runs on.
 #[no_mangle]
 pub extern "C" fn unotify_supervisor_free(s: *mut UnotifySupervisor) {
