@@ -113,6 +113,13 @@ pub(crate) trait MemoryCopy {
     fn serve(&self, addr: u64, buf: &mut [u8]) -> bool;
     /// The string at `addr` from the copy, if it starts inside it.
     fn serve_cstr(&self, addr: u64, max_len: usize) -> Option<Result<Vec<u8>, MemoryError>>;
+    /// For an exec: the files the decision is made on, pinned once (the
+    /// executable, then each interpreter of its `#!` chain). Checks of the
+    /// exec read these, not the paths again, so they decide on what the
+    /// exec event checks the new image against.
+    fn exec_files(&self) -> &[std::os::fd::OwnedFd] {
+        &[]
+    }
 }
 
 /// What dispatch leaves for the pipeline's later stages, for one call: a
@@ -254,6 +261,12 @@ impl<'a> HandlerCtx<'a> {
         } else {
             Err(MemoryError::Gone)
         }
+    }
+
+    /// The files an exec's decision is made on (see
+    /// `MemoryCopy::exec_files`); empty outside argv safety.
+    pub(crate) fn exec_files(&self) -> &[std::os::fd::OwnedFd] {
+        self.copy.map_or(&[], |c| c.exec_files())
     }
 
     /// Reads exactly `buf.len()` bytes at `addr` in the task.

@@ -116,6 +116,7 @@ pub mod policy;
 pub mod probe;
 pub mod process;
 mod sandbox;
+mod script;
 mod supervisor;
 // The kernel interface is private; the `internals` feature (for this
 // crate's own tests and benches, not part of the API) opens it.

@@ -1094,3 +1094,162 @@ fn scripts_run_with_their_arguments() {
         assert_eq!(ran.stdout, bare.stdout);
     }
 }
+
+/// Execs `argv[1]` (a script path) `argv[2]` times, each from a fresh
+/// child, while a writer process renames one of two scripts over it in
+/// turn: `argv[3]` (`#!/bin/true`) and `argv[4]` (whose interpreter is
+/// denied). Prints how each exec ended.
+const SCRIPT_SWAP: &str = r#"
+int main(int argc, char **argv) {
+    const char *path = argv[1];
+    int n = atoi(argv[2]);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.t", path);
+    pid_t w = fork();
+    if (w == 0) {
+        for (unsigned long i = 0;; i++) {
+            unlink(tmp);
+            if (link(i & 1 ? argv[4] : argv[3], tmp) == 0) rename(tmp, path);
+        }
+    }
+    int ok = 0, denied = 0, killed = 0, refused = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t c = fork();
+        if (c == 0) {
+            char *args[] = { (char *)path, "arg1", NULL };
+            execv(path, args);
+            _exit(100);
+        }
+        int st;
+        waitpid(c, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 42) denied++;
+        else if (WIFSIGNALED(st)) killed++;
+        else refused++;
+    }
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    printf("ok=%d denied=%d killed=%d refused=%d\n", ok, denied, killed, refused);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_script_swapped_during_exec_never_runs_a_denied_interpreter() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "script swap race");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran.log");
+    // The denied program records that it ran, and exits 42.
+    let denied = program(
+        "argv_denied_interpreter",
+        &format!(
+            r#"int main(void) {{ FILE *f = fopen("{}", "a"); if (f) {{ fputs("ran\n", f); fclose(f); }} return 42; }}"#,
+            log.display()
+        ),
+    );
+    let good = dir.path().join("good");
+    std::fs::write(&good, "#!/bin/true\n").unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, format!("#!{}\n", denied.display())).unwrap();
+    let script = dir.path().join("s");
+    std::fs::write(&script, "#!/bin/true\n").unwrap();
+    for f in [&good, &bad, &script] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let race = program("argv_script_swap", SCRIPT_SWAP);
+    let args = [
+        script.to_str().unwrap(),
+        "300",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ];
+    let ran = cli(
+        Some(&["--deny-path", denied.to_str().unwrap()]),
+        race.to_str().unwrap(),
+        &args,
+        dir.path(),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        ran_log.lines().count(),
+        0,
+        "the denied interpreter ran: {}",
+        ran.stdout
+    );
+    assert_eq!(field(&ran.stdout, "denied"), 0, "{}", ran.stdout);
+    assert!(
+        field(&ran.stdout, "ok") > 0,
+        "the allowed script never ran: {}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn an_exec_retried_after_enoexec_is_not_refused() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "ENOEXEC retries");
+    let dir = tempfile::tempdir().unwrap();
+    // No `#!`: execve fails with ENOEXEC and glibc's execvp (here `env`'s)
+    // runs it through /bin/sh at once, a second exec of the same thread.
+    let ns = dir.path().join("ns.sh");
+    std::fs::write(&ns, "echo hi\n").unwrap();
+    std::fs::set_permissions(&ns, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = "for i in $(seq 150); do /usr/bin/env ./ns.sh; done";
+    let bare = cli(None, "sh", &["-c", script], dir.path());
+    assert_eq!(bare.stdout.lines().count(), 150);
+    for policy in [EXEC_DENY, DENY_PATH] {
+        let ran = cli(Some(policy), "sh", &["-c", script], dir.path());
+        assert_like_bare(
+            &format!("ENOEXEC retries {policy:?}"),
+            &ran,
+            &bare,
+            Duration::from_secs(60),
+        );
+        assert_eq!(ran.stdout, bare.stdout, "{policy:?}");
+    }
+}
+
+/// `argv[1]` times: a child whose three threads exec `/bin/true` at once,
+/// each with its own argument.
+/// Prints how many children did not exit 0.
+const THREADS_EXEC: &str = r#"
+static void *execer(void *a) {
+    /* Each thread its own argv: the winner's image is not the others'. */
+    char *args[] = { "/bin/true", (char *)a, NULL };
+    execv(args[0], args);
+    _exit(101);
+}
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), bad = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            pthread_t t;
+            pthread_create(&t, NULL, execer, "a");
+            pthread_create(&t, NULL, execer, "b");
+            execer("c");
+        }
+        int st;
+        waitpid(p, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) bad++;
+    }
+    printf("bad=%d\n", bad);
+    return 0;
+}
+"#;
+
+#[test]
+fn threads_that_exec_at_once_are_not_killed() {
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "threads exec at once");
+    let exe = program("argv_threads_exec", THREADS_EXEC);
+    let dir = std::env::temp_dir();
+    for policy in [EXEC_DENY, DENY_PATH] {
+        let ran = cli(Some(policy), exe.to_str().unwrap(), &["150"], &dir);
+        assert_eq!(ran.code, 0, "{policy:?}: {}", ran.stderr);
+        assert_eq!(field(&ran.stdout, "bad"), 0, "{policy:?}: {}", ran.stderr);
+        assert_eq!(ran.stderr, "", "{policy:?}");
+    }
+}

@@ -44,6 +44,9 @@ pub(crate) struct Snapshot {
     regions: Vec<(u64, Vec<u8>)>,
     path: Vec<u8>,
     argv: Vec<Vec<u8>>,
+    /// The executable and its interpreters, pinned when the exec was
+    /// resolved (see `MemoryCopy::exec_files`).
+    pub(crate) files: Vec<OwnedFd>,
 }
 
 impl Snapshot {
@@ -100,26 +103,22 @@ impl Snapshot {
 }
 
 /// The file an exec path names, as the supervisor resolved it in the
-/// caller's view.
+/// caller's view, and what the kernel will run for it.
 #[derive(Debug)]
 pub(crate) struct Target {
     dev: u64,
     ino: u64,
-    /// The file, pinned (`O_PATH`): whether it is a script is read only
-    /// when the new image's argv is not the one decided on, at its exec
-    /// event (most execs are not scripts, and need not read it).
-    file: OwnedFd,
+    /// For a script (`#!`, read when decided): the program at the end of
+    /// its interpreter chain, which is what the new image's executable must
+    /// be. `None`: not a script; the executable must be the file itself.
+    interpreter: Option<(u64, u64)>,
+    /// The file and each interpreter of its chain, pinned: handed to the
+    /// exec's checks with the copy.
+    files: Vec<OwnedFd>,
 }
 
-impl Target {
-    /// Whether the file starts with `#!` (the kernel runs its interpreter).
-    fn is_script(&self) -> bool {
-        let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-        let mut magic = [0u8; 2];
-        std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
-            && &magic == b"#!"
-    }
-}
+/// Interpreter levels followed (the kernel stops at fewer, with `ELOOP`).
+const MAX_SCRIPT_LEVELS: usize = 6;
 
 /// What an exec let through must have started: checked by the tracer at
 /// the exec event, before the new image runs.
@@ -148,17 +147,25 @@ impl Expected {
         } else {
             self.argv.iter().map(Vec::as_slice).collect()
         };
-        if new == want {
-            let exe =
-                std::fs::metadata(format!("/proc/{pid}/exe")).map_err(Mismatch::NoExecutable)?;
-            use std::os::unix::fs::MetadataExt;
-            if (exe.dev(), exe.ino()) == (self.target.dev, self.target.ino) {
-                return Ok(());
+        use std::os::unix::fs::MetadataExt;
+        let exe = std::fs::metadata(format!("/proc/{pid}/exe")).map_err(Mismatch::NoExecutable)?;
+        let exe = (exe.dev(), exe.ino());
+        let Some(interpreter) = self.target.interpreter else {
+            // Not a script: that file, with exactly that argv.
+            if new != want {
+                return Err(Mismatch::OtherArguments);
             }
+            if exe != (self.target.dev, self.target.ino) {
+                return Err(Mismatch::OtherExecutable);
+            }
+            return Ok(());
+        };
+        // A script: its interpreter chain's program runs, with
+        // [interpreter, (its argument), ..., script path, argv[1..]].
+        if exe != interpreter {
             return Err(Mismatch::OtherExecutable);
         }
-        if want.len() <= new.len() && self.target.is_script() {
-            // [interpreter, (its argument), script path, argv[1..]]
+        if want.len() <= new.len() {
             let rest = &want[1.min(want.len())..];
             let at = new.len() - rest.len();
             let named = at
@@ -264,7 +271,7 @@ pub(crate) fn freeze<'a>(
         return f;
     }
     match snapshot(tid, &args) {
-        Ok(s) => {
+        Ok(mut s) => {
             if seccomp::id_valid(core.listener(), notif.id).is_err() {
                 // Gone: its id may name another process by now.
                 f.refusal = Some(libc::ESRCH);
@@ -279,6 +286,10 @@ pub(crate) fn freeze<'a>(
                     Ok(t) => f.target = Some(t),
                     Err(e) => f.refusal = Some(e),
                 }
+            }
+            // The checks decide on the files the exec event checks.
+            if let Some(t) = f.target.as_mut() {
+                s.files = std::mem::take(&mut t.files);
             }
             f.snapshot = Some(s);
         }
@@ -305,7 +316,14 @@ impl ExecFreeze<'_> {
         // The caller must be seized (for its exec event) before its answer.
         let action = match self.pending.take().map(|p| p.wait()) {
             Some(Err(why)) => {
-                log::warn!(
+                // A caller that is gone gets no answer: not worth a warning.
+                let level = if matches!(why, FreezeError::CallerGone(_)) {
+                    log::Level::Debug
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level,
                     "argv-safety freeze for pid {} failed ({why}); answering EPERM",
                     notif.pid
                 );
@@ -450,6 +468,26 @@ pub(crate) fn resolve(
     path: &[u8],
     flags: i32,
 ) -> Result<Target, i32> {
+    let fd = resolve_file(tid, tgid, dirfd, path, flags)?;
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let st = crate::sys::path::fstat(fd.as_fd()).map_err(errno)?;
+    let mut files = Vec::new();
+    let interpreter = match script_interpreter(&fd, &st)? {
+        None => None,
+        Some(name) => Some(interpreter_chain(tid, tgid, name, &mut files)?),
+    };
+    files.insert(0, fd);
+    Ok(Target {
+        dev: st.dev,
+        ino: st.ino,
+        interpreter,
+        files,
+    })
+}
+
+/// The file an exec path names, pinned (`O_PATH`), resolved in the
+/// caller's view.
+fn resolve_file(tid: i32, tgid: i32, dirfd: i32, path: &[u8], flags: i32) -> Result<OwnedFd, i32> {
     let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
         libc::O_NOFOLLOW
@@ -485,12 +523,58 @@ pub(crate) fn resolve(
     } else {
         trusted(&format!("/proc/{tgid}/fd/{dirfd}/{text}"), nofollow).map_err(errno)?
     };
-    let st = crate::sys::path::fstat(fd.as_fd()).map_err(errno)?;
-    Ok(Target {
-        dev: st.dev,
-        ino: st.ino,
-        file: fd,
-    })
+    Ok(fd)
+}
+
+/// The interpreter named by the `#!` line of the pinned regular file `fd`
+/// (`None`: not a script), as the kernel parses it.
+fn script_interpreter(
+    fd: &OwnedFd,
+    st: &crate::sys::path::FileStat,
+) -> Result<Option<Vec<u8>>, i32> {
+    if !st.is_file() {
+        return Ok(None);
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let mut header = [0u8; 256];
+    let mut len = 0;
+    // Not readable by the supervisor: the kernel would read it (it needs
+    // only execute permission); fail closed.
+    let mut f = std::fs::File::open(path).map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
+    while len < header.len() {
+        match f.read(&mut header[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+    crate::script::interpreter(&header[..len])
+        .map(|name| name.map(<[u8]>::to_vec))
+        .map_err(|e| e.get())
+}
+
+/// The program at the end of the interpreter chain that starts with
+/// `name` (resolved as the kernel does: in the caller's view, relative to
+/// its working directory).
+fn interpreter_chain(
+    tid: i32,
+    tgid: i32,
+    mut name: Vec<u8>,
+    files: &mut Vec<OwnedFd>,
+) -> Result<(u64, u64), i32> {
+    for _ in 0..MAX_SCRIPT_LEVELS {
+        let t = resolve_file(tid, tgid, libc::AT_FDCWD, &name, 0)?;
+        let st = crate::sys::path::fstat(t.as_fd())
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let next = script_interpreter(&t, &st)?;
+        files.push(t);
+        match next {
+            None => return Ok((st.dev, st.ino)),
+            Some(next) => name = next,
+        }
+    }
+    Err(libc::ELOOP)
 }
 
 /// `path` with a leading `/proc/self`, `/proc/thread-self` or `/dev/fd`
@@ -543,7 +627,31 @@ mod tests {
     fn resolves_in_the_callers_view_and_reports_missing_files() {
         let me = std::process::id() as i32;
         let t = resolve(me, me, libc::AT_FDCWD, b"/bin/sh", 0).expect("/bin/sh");
-        assert!(!t.is_script());
+        assert!(t.interpreter.is_none());
+        // A script: the program at the end of its chain (two levels here).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = dir.path().join("inner");
+        std::fs::write(&inner, "#!/bin/sh\n").expect("write");
+        let outer = dir.path().join("outer");
+        std::fs::write(&outer, format!("#!{} -x\n", inner.display())).expect("write");
+        let t = resolve(
+            me,
+            me,
+            libc::AT_FDCWD,
+            outer.to_str().unwrap().as_bytes(),
+            0,
+        )
+        .expect("script");
+        use std::os::unix::fs::MetadataExt;
+        let sh = std::fs::metadata("/bin/sh").expect("sh");
+        assert_eq!(t.interpreter, Some((sh.dev(), sh.ino())));
+        // A loop of scripts is refused as the kernel refuses it.
+        let a = dir.path().join("a");
+        std::fs::write(&a, format!("#!{}\n", a.display())).expect("write");
+        assert_eq!(
+            resolve(me, me, libc::AT_FDCWD, a.to_str().unwrap().as_bytes(), 0).unwrap_err(),
+            libc::ELOOP
+        );
         assert_eq!(
             resolve(me, me, libc::AT_FDCWD, b"/no/such/unotify-file", 0).unwrap_err(),
             libc::ENOENT
@@ -560,6 +668,7 @@ mod tests {
             regions: vec![(0x1000, b"abc\0".to_vec())],
             path: b"abc".to_vec(),
             argv: Vec::new(),
+            files: Vec::new(),
         };
         let mut buf = [0u8; 2];
         assert!(s.serve(0x1001, &mut buf));

@@ -261,6 +261,10 @@ impl Stage for ArgvSafety {
 }
 
 impl TakeOver for exec::ExecFreeze<'_> {
+    fn refusal_unseen(&self) -> bool {
+        matches!(self.failure(), Some(error::FreezeError::CallerGone(_)))
+    }
+
     fn refusal(&self) -> Option<String> {
         self.failure().map(ToString::to_string)
     }
@@ -289,6 +293,10 @@ impl MemoryCopy for exec::Snapshot {
         max_len: usize,
     ) -> Option<std::result::Result<Vec<u8>, MemoryError>> {
         exec::Snapshot::serve_cstr(self, addr, max_len)
+    }
+
+    fn exec_files(&self) -> &[OwnedFd] {
+        &self.files
     }
 }
 

@@ -498,6 +498,7 @@ impl Loop {
                         // watcher waits for it (a non-leader's comes on
                         // the process id, polled for).
                         if tid == j.caller.tgid
+                            && !self.watched.contains(&tid)
                             && self.table.get(&tid).is_some_and(|e| e.st == St::Running)
                             && self.watchers.watch(tid, &self.inbox)
                         {
@@ -593,6 +594,26 @@ impl Loop {
             abandoned: false,
             settled: false,
         };
+        // A caller whose previous exec is still a job here: that exec was
+        // answered (a thread makes one call at a time), and if it was let
+        // through it failed (a successful one stops the new image at its
+        // exec event, before it can make another call), e.g. an `ENOEXEC`
+        // that glibc's `execvp` retries through `/bin/sh` before this
+        // thread has even seen the answer. That job ends here; the
+        // caller's pending interrupt, if any, traps after this exec too and
+        // is read as its outcome.
+        let previous = self
+            .table
+            .get(&caller.tid)
+            .and_then(|e| e.caller_of)
+            .filter(|old| {
+                self.jobs.iter().any(|j| {
+                    j.id == *old && j.phase != Phase::Stopping && j.caller.tid == caller.tid
+                })
+            });
+        if let Some(old) = previous {
+            self.end_job(old);
+        }
         // The caller: seized (not stopped) for its exec event.
         let seized = match self.table.get(&caller.tid) {
             Some(e) if e.st != St::Gone && e.caller_of.is_none() => Ok(()),
@@ -836,6 +857,23 @@ impl Loop {
                 Some(expect) => expect.matches(pid),
                 None => Err(Mismatch::NoExpectation),
             };
+            if verdict.is_err() {
+                // Threads of one process that exec at once are decided
+                // and let through together; one wins (the kernel kills
+                // the others), and its image shows on the process id for
+                // every one of them. A job whose exec lost ends here and
+                // leaves the image to the winner's job.
+                let tgid = caller.tgid;
+                let won_by_other = self.jobs.iter().enumerate().any(|(i, j)| {
+                    i != pos
+                        && j.phase == Phase::Exec
+                        && j.caller.tgid == tgid
+                        && j.expect.as_ref().is_some_and(|e| e.matches(pid).is_ok())
+                });
+                if won_by_other {
+                    return true;
+                }
+            }
             if let Err(why) = verdict {
                 log::warn!(
                     "exec of pid {pid} killed: the new image differs from what was checked ({why})"

@@ -297,6 +297,17 @@ fn exec(
     ptr: u64,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
+    // Under argv safety, the files the freeze pinned (the executable and
+    // its interpreters), which the exec event checks the new image
+    // against: a path or a `#!` line read again here could name others.
+    let files = cx.exec_files();
+    if !files.is_empty() {
+        if files.iter().any(|f| d.check_fd(f.as_fd())) {
+            log::debug!("pid {}: exec of a denied file refused", cx.pid());
+            return Err(Errno::of(libc::EACCES));
+        }
+        return Ok(NotifAction::Continue);
+    }
     let path = read_path(cx, ptr)?;
     let pinned = if path.is_empty() {
         if flags & libc::AT_EMPTY_PATH == 0 {

@@ -171,6 +171,11 @@ pub(crate) trait Enforcement: Send + Sync {
 pub(crate) trait TakeOver {
     /// Why the call must be refused (`EPERM`) without dispatch, if it must.
     fn refusal(&self) -> Option<String>;
+    /// Whether the refusal is of a call whose task is gone (nobody gets
+    /// the answer: logged at debug level, not as a warning).
+    fn refusal_unseen(&self) -> bool {
+        false
+    }
     /// The copy reads of the call's memory are served from.
     fn copy(&self) -> Option<&dyn MemoryCopy>;
     /// The argv the decision is made on, if the copy has it.

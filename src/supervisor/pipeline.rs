@@ -47,7 +47,13 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         .iter()
         .find_map(|stage| stage.take_over(core, &notif));
     let refused = taken.as_ref().and_then(|t| t.refusal()).inspect(|why| {
-        log::warn!(
+        let level = if taken.as_ref().is_some_and(|t| t.refusal_unseen()) {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
             "argv-safety freeze for pid {} failed ({why}); answering EPERM",
             notif.pid
         );
