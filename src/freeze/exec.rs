@@ -538,9 +538,14 @@ fn script_interpreter(
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let mut header = [0u8; 256];
     let mut len = 0;
-    // Not readable by the supervisor: the kernel would read it (it needs
-    // only execute permission); fail closed.
-    let mut f = std::fs::File::open(path).map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
+    // A file the supervisor may not read (execute-only, for a supervisor
+    // without root) is taken as a program: the kernel runs it by execute
+    // permission alone. If it is in fact a script, the new image is its
+    // interpreter, not the file, and is killed at the exec event (fail
+    // closed; its interpreter could not have read it anyway).
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
     while len < header.len() {
         match f.read(&mut header[len..]) {
             Ok(0) => break,
