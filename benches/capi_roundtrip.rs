@@ -136,9 +136,9 @@ fn c_run(host: &Path, prog: &Path, iters: u64, read_path: bool) -> BenchResult<f
 /// to CONTINUE), so it needs no pointer access.
 extern "C" fn continue_cb(
     _user: *mut c_void,
-    _n: *const unotify::capi::UnotifyNotif,
-    _cx: *mut unotify::capi::UnotifyCtx,
-    _out: *mut unotify::capi::UnotifyAction,
+    _n: *const unotify::sys::capi::handler::UnotifyNotif,
+    _cx: *mut unotify::sys::capi::handler::UnotifyCtx,
+    _out: *mut unotify::sys::capi::handler::UnotifyAction,
 ) -> c_int {
     0
 }
@@ -146,8 +146,8 @@ extern "C" fn continue_cb(
 /// The C ABI driven from this process: the adapter's cost, with nothing
 /// else differing from the Rust closure run.
 fn c_abi_in_process(prog: &Path, iters: u64) -> BenchResult<f64> {
-    use unotify::capi::builder::*;
-    use unotify::capi::child::*;
+    use unotify::sys::capi::builder::*;
+    use unotify::sys::capi::child::*;
     let ok = |what: &str, rc: c_int| -> BenchResult<()> {
         if rc == 0 {
             Ok(())

@@ -84,7 +84,7 @@
 //! # Safety
 //!
 //! The kernel interface, with every block the compiler cannot check, lives in
-//! one private module (the `unsafe_code` lint denies it everywhere else);
+//! one private module, `sys` (the crate's lints refuse it everywhere else);
 //! each block says why it is sound. [`os`] re-exports the few safe calls
 //! the `unotify` command needs.
 //! Memory read from a trapped task is a copy: decide on the copy, never on
@@ -99,9 +99,6 @@ pub struct ReadmeDoctests;
 
 pub mod action;
 pub mod arch;
-#[cfg(feature = "capi")]
-#[allow(unsafe_code)] // `#[no_mangle]` only: the unsafe blocks are in `sys::capi_raw`
-pub mod capi;
 mod command;
 mod error;
 pub mod filter;
@@ -120,12 +117,12 @@ mod script;
 mod supervisor;
 // The kernel interface is private; the `internals` feature (for this
 // crate's own tests and benches, not part of the API) opens it.
+// (`sys` allows what the crate's lints refuse elsewhere, in its own file.)
 #[cfg(feature = "internals")]
 #[doc(hidden)]
-#[allow(unsafe_code, missing_docs, missing_debug_implementations)]
+#[allow(missing_docs, missing_debug_implementations)]
 pub mod sys;
 #[cfg(not(feature = "internals"))]
-#[allow(unsafe_code)]
 mod sys;
 pub mod syscalls;
 

@@ -323,8 +323,9 @@ fn c_example_builds_with_pkg_config_under_another_prefix() {
 #[test]
 fn header_structs_have_the_library_layout() {
     use std::mem::{offset_of, size_of};
-    use unotify::capi::policy::UnotifyPolicyEvent as E;
-    use unotify::capi::{UnotifyAction as A, UnotifyNotif as N, UnotifyStats as S};
+    use unotify::sys::capi::child::UnotifyStats as S;
+    use unotify::sys::capi::handler::{UnotifyAction as A, UnotifyNotif as N};
+    use unotify::sys::capi::policy::UnotifyPolicyEvent as E;
     let host = build_host("capi-abi", &manifest().join("tests/capi_abi.c"));
     let out = StdCommand::new(&host)
         .arg("layout")
@@ -378,7 +379,7 @@ fn header_structs_have_the_library_layout() {
     assert_eq!(
         c.trim_end(),
         rust,
-        "include/unotify.h and src/capi disagree on a struct layout"
+        "include/unotify.h and src/sys/capi disagree on a struct layout"
     );
 }
 

@@ -1,6 +1,6 @@
 //! The C ABI's raw side: every pointer and file descriptor a C host hands
 //! to `include/unotify.h` becomes a reference, a slice or an owned value
-//! here, and nowhere else. `crate::capi` calls these and holds no `unsafe`.
+//! here, and nowhere else. `sys::capi` calls these and holds no `unsafe`.
 //!
 //! The functions trust the C caller to keep the header's contract (a
 //! non-null pointer points at what the header says, for as long as the

@@ -4,6 +4,12 @@
 //! The rest of the crate sees only safe functions taking and returning owned
 //! file descriptors, byte slices and plain-old-data structs.
 
+// The one place the crate allows it: every block below has a `// SAFETY:`
+// line; `capi` holds the C ABI's exported (`no_mangle`) functions.
+#![allow(unsafe_code)]
+
+#[cfg(feature = "capi")]
+pub mod capi;
 #[cfg(feature = "capi")]
 pub(crate) mod capi_raw;
 pub mod caps;

@@ -14,17 +14,14 @@ pub mod paths;
 pub mod policy;
 pub mod supervisor;
 
-pub use builder::{UnotifyBuilder, UnotifySandbox};
-pub use child::{UnotifyChild, UnotifyCommand, UnotifyStats};
-pub use error::*;
-pub use handler::{UnotifyAction, UnotifyCtx, UnotifyNotif};
-pub use paths::UnotifyDeniedPaths;
-pub use supervisor::UnotifySupervisor;
-
 /// What the header promises about threads, checked by the compiler: a
 /// sandbox, a supervisor handle and a denied-path set are shared between threads, a builder,
 /// command and child are moved between them.
 const _: () = {
+    use builder::{UnotifyBuilder, UnotifySandbox};
+    use child::{UnotifyChild, UnotifyCommand};
+    use paths::UnotifyDeniedPaths;
+    use supervisor::UnotifySupervisor;
     const fn shared<T: Send + Sync>() {}
     const fn moved<T: Send>() {}
     shared::<UnotifySandbox>();
