@@ -325,7 +325,24 @@ class Call:
         return Supervisor(s)
 
 
-class Supervisor:
+class _Closing:
+    """A handle freed by `close()`: also as a context manager, and when
+    garbage-collected (errors then are ignored)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Supervisor(_Closing):
     """One child's supervisor (not kept alive by this object): `stats()`,
     `held()` (the held calls, as (id, pid, nr) tuples), `release(id,
     answer)`, `pause()`, `resume()`. Thread-safe; usable from a handler."""
@@ -369,20 +386,9 @@ class Supervisor:
             library().unotify_supervisor_free(self._s)
             self._s = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class DeniedPaths:
+class DeniedPaths(_Closing):
     """A set of denied paths (EACCES), shared by every Sandbox built with
     it: `deny`, `allow` and `is_denied` apply at once, from any thread (a
     handler, a policy function, another thread), while programs run."""
@@ -419,11 +425,6 @@ class DeniedPaths:
             library().unotify_denied_paths_free(self._d)
             self._d = None
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 # ------------------------------------------------------------------ policy
 
@@ -558,7 +559,7 @@ class Result:
         self.returncode, self.stdout, self.stats = returncode, stdout, stats
 
 
-class Child:
+class Child(_Closing):
     """A running sandboxed program: `pid`, `stdout` (a binary file, with
     capture), `pidfd()` for an event loop, `wait`, `poll`, `kill`,
     `stats`, `close`."""
@@ -624,20 +625,9 @@ class Child:
             library().unotify_child_free(self._c)
             self._c = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class Sandbox:
+class Sandbox(_Closing):
     """A sandbox policy: `handlers` maps syscall names to Python functions
     `fn(call) -> None | Errno | Return | KillTask | Defer | Hold | InjectFd |
     InjectFdAt`; `deny` maps names to an errno answered in the filter;
@@ -742,14 +732,3 @@ class Sandbox:
             library().unotify_sandbox_free(self._sb)
             self._sb = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
