@@ -53,6 +53,17 @@ impl fmt::Display for FreezeError {
     }
 }
 
+impl FreezeError {
+    /// How loudly a refusal for this reason is logged: a caller that is
+    /// gone gets no answer, which is not worth a warning.
+    pub(crate) fn log_level(&self) -> log::Level {
+        match self {
+            FreezeError::CallerGone(_) => log::Level::Debug,
+            _ => log::Level::Warn,
+        }
+    }
+}
+
 impl std::error::Error for FreezeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -316,14 +316,8 @@ impl ExecFreeze<'_> {
         // The caller must be seized (for its exec event) before its answer.
         let action = match self.pending.take().map(|p| p.wait()) {
             Some(Err(why)) => {
-                // A caller that is gone gets no answer: not worth a warning.
-                let level = if matches!(why, FreezeError::CallerGone(_)) {
-                    log::Level::Debug
-                } else {
-                    log::Level::Warn
-                };
                 log::log!(
-                    level,
+                    why.log_level(),
                     "argv-safety freeze for pid {} failed ({why}); answering EPERM",
                     notif.pid
                 );

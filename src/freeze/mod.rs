@@ -261,8 +261,9 @@ impl Stage for ArgvSafety {
 }
 
 impl TakeOver for exec::ExecFreeze<'_> {
-    fn refusal_unseen(&self) -> bool {
-        matches!(self.failure(), Some(error::FreezeError::CallerGone(_)))
+    fn refusal_level(&self) -> log::Level {
+        self.failure()
+            .map_or(log::Level::Warn, error::FreezeError::log_level)
     }
 
     fn refusal(&self) -> Option<String> {

@@ -171,10 +171,10 @@ pub(crate) trait Enforcement: Send + Sync {
 pub(crate) trait TakeOver {
     /// Why the call must be refused (`EPERM`) without dispatch, if it must.
     fn refusal(&self) -> Option<String>;
-    /// Whether the refusal is of a call whose task is gone (nobody gets
-    /// the answer: logged at debug level, not as a warning).
-    fn refusal_unseen(&self) -> bool {
-        false
+    /// How loudly the refusal is logged (a call whose task is gone gets no
+    /// answer: debug, not a warning).
+    fn refusal_level(&self) -> log::Level {
+        log::Level::Warn
     }
     /// The copy reads of the call's memory are served from.
     fn copy(&self) -> Option<&dyn MemoryCopy>;

@@ -46,17 +46,15 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         .stages
         .iter()
         .find_map(|stage| stage.take_over(core, &notif));
-    let refused = taken.as_ref().and_then(|t| t.refusal()).inspect(|why| {
-        let level = if taken.as_ref().is_some_and(|t| t.refusal_unseen()) {
-            log::Level::Debug
-        } else {
-            log::Level::Warn
-        };
+    let refused = taken.as_ref().and_then(|t| {
+        let why = t.refusal()?;
         log::log!(
-            level,
-            "argv-safety freeze for pid {} failed ({why}); answering EPERM",
+            t.refusal_level(),
+            "{} of pid {} refused before dispatch ({why}); answering EPERM",
+            notif.syscall_label(),
             notif.pid
         );
+        Some(why)
     });
     // 3. Dispatch.
     let effects = Effects::default();
