@@ -178,6 +178,20 @@ fn nets(cidrs: *const *const c_char, n: usize) -> Result<Vec<IpNet>, Fail> {
     Ok(out)
 }
 
+/// Runs `f` on the policy context and the `n` networks at `cidrs`.
+fn with_nets(
+    pc: *mut UnotifyPolicyCtx,
+    cidrs: *const *const c_char,
+    n: usize,
+    f: impl FnOnce(&mut UnotifyPolicyCtx, &[IpNet]),
+) -> c_int {
+    guard(|| {
+        let pc = policy_ctx(pc)?;
+        f(pc, &nets(cidrs, n)?);
+        Ok(())
+    })
+}
+
 /// From now on, destinations must also lie in one of the `n` networks.
 #[no_mangle]
 pub extern "C" fn unotify_policy_restrict_network(
@@ -185,11 +199,7 @@ pub extern "C" fn unotify_policy_restrict_network(
     cidrs: *const *const c_char,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let pc = policy_ctx(pc)?;
-        pc.restrict_network(&nets(cidrs, n)?);
-        Ok(())
-    })
+    with_nets(pc, cidrs, n, |pc, nets| pc.restrict_network(nets))
 }
 
 /// Re-admits networks after a restriction (never beyond the start).
@@ -199,11 +209,7 @@ pub extern "C" fn unotify_policy_grant_network(
     cidrs: *const *const c_char,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let pc = policy_ctx(pc)?;
-        pc.grant_network(&nets(cidrs, n)?);
-        Ok(())
-    })
+    with_nets(pc, cidrs, n, |pc, nets| pc.grant_network(nets))
 }
 
 /// Restricts one process (any of its thread ids) to the `n` networks.
@@ -214,10 +220,8 @@ pub extern "C" fn unotify_policy_restrict_process_network(
     cidrs: *const *const c_char,
     n: usize,
 ) -> c_int {
-    guard(|| {
-        let pc = policy_ctx(pc)?;
-        pc.restrict_process_network(pid, &nets(cidrs, n)?);
-        Ok(())
+    with_nets(pc, cidrs, n, |pc, nets| {
+        pc.restrict_process_network(pid, nets)
     })
 }
 
