@@ -864,14 +864,22 @@ impl Loop {
                 // every one of them. A job whose exec lost ends here and
                 // leaves the image to the winner's job.
                 let tgid = caller.tgid;
-                let won_by_other = self.jobs.iter().enumerate().any(|(i, j)| {
-                    i != pos
-                        && j.phase == Phase::Exec
-                        && j.caller.tgid == tgid
+                let others = || {
+                    self.jobs
+                        .iter()
+                        .enumerate()
+                        .filter(move |(i, j)| *i != pos && j.caller.tgid == tgid)
+                };
+                if others().any(|(_, j)| {
+                    j.phase == Phase::Exec
                         && j.expect.as_ref().is_some_and(|e| e.matches(pid).is_ok())
-                });
-                if won_by_other {
+                }) {
                     return true;
+                }
+                // Another exec of the process was answered and its outcome
+                // is not known here yet: wait for it before judging.
+                if others().any(|(_, j)| j.phase == Phase::Frozen) {
+                    return false;
                 }
             }
             if let Err(why) = verdict {
