@@ -96,6 +96,10 @@ pub struct HandlerCtx<'a> {
     /// A copy of the call's memory that reads inside it are served from (an
     /// exec under argv safety: its path and argv; see `freeze`).
     copy: Option<&'a dyn MemoryCopy>,
+    /// The errno the call is answered with whatever dispatch decides
+    /// short of another errno (an exec whose file is missing; see
+    /// [`HandlerCtx::answer_fixed`]).
+    fixed_errno: Option<i32>,
 }
 
 impl fmt::Debug for HandlerCtx<'_> {
@@ -181,6 +185,7 @@ impl<'a> HandlerCtx<'a> {
             effects,
             handle,
             copy: None,
+            fixed_errno: None,
         }
     }
 
@@ -188,6 +193,21 @@ impl<'a> HandlerCtx<'a> {
     pub(crate) fn with_copy(mut self, copy: Option<&'a dyn MemoryCopy>) -> Self {
         self.copy = copy;
         self
+    }
+
+    /// Records that the call's owner answers `errno` unless a handler
+    /// answers another errno (see [`answer_fixed`](Self::answer_fixed)).
+    pub(crate) fn with_fixed_errno(mut self, errno: Option<i32>) -> Self {
+        self.fixed_errno = errno;
+        self
+    }
+
+    /// The errno this call is answered with if handlers let it through,
+    /// known before dispatch: an exec under argv safety whose file is
+    /// missing is answered `ENOENT`, never `CONTINUE`. A builtin check
+    /// that has nothing to check then (no file) may pass it on at once.
+    pub(crate) fn answer_fixed(&self) -> Option<i32> {
+        self.fixed_errno
     }
 
     /// The running feature of type `T`, if the sandbox has it.

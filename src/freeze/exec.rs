@@ -304,6 +304,13 @@ impl ExecFreeze<'_> {
         self.failure.as_ref()
     }
 
+    /// The errno the call is answered with if handlers let it through (a
+    /// missing file, a gone caller, an unreadable argv), known before
+    /// dispatch.
+    pub(crate) fn refused_with(&self) -> Option<i32> {
+        self.refusal
+    }
+
     /// The copy handlers and the policy callback decide on.
     pub(crate) fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()

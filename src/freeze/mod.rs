@@ -278,6 +278,10 @@ impl TakeOver for exec::ExecFreeze<'_> {
         self.snapshot().map(|s| s.argv_strings())
     }
 
+    fn fixed_errno(&self) -> Option<i32> {
+        self.refused_with()
+    }
+
     fn finish(self: Box<Self>, _core: &Notifier, notif: &Notification, action: NotifAction) {
         exec::ExecFreeze::finish(*self, notif, action);
     }

@@ -81,14 +81,19 @@ impl Handler for PathHandler {
         let result = match self.call {
             Call::Open(kind) => return onbehalf_open::handle(cx, d, c, kind),
             Call::Execve | Call::Execveat => {
-                // Credentials may change at exec (see `CredCache`).
-                let task = Task::ids(cx);
-                c.exec_started(task.tid, task.tgid);
-                if matches!(self.call, Call::Execve) {
+                let result = if matches!(self.call, Call::Execve) {
                     exec(cx, d, CWD, a(0), 0)
                 } else {
                     exec(cx, d, fd(0), a(1), a(4) as u32 as i32)
+                };
+                // Credentials may change at an exec the kernel will run
+                // (see `CredCache`); one refused or with no file changes
+                // nothing, and keeps the process's cached verdicts.
+                if matches!(result, Ok(NotifAction::Continue)) && cx.answer_fixed().is_none() {
+                    let task = Task::ids(cx);
+                    c.exec_started(task.tid, task.tgid);
                 }
+                result
             }
             Call::Link => link(cx, d, c, (CWD, a(0)), (CWD, a(1)), 0),
             Call::Linkat => link(cx, d, c, (fd(0), a(1)), (fd(2), a(3)), a(4) as u32 as i32),
@@ -297,6 +302,11 @@ fn exec(
     ptr: u64,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
+    // Under argv safety, an exec whose file is missing is answered by the
+    // freeze (`ENOENT`): there is nothing to check.
+    if cx.answer_fixed().is_some() {
+        return Ok(NotifAction::Continue);
+    }
     // Under argv safety, the files the freeze pinned (the executable and
     // its interpreters), which the exec event checks the new image
     // against: a path or a `#!` line read again here could name others.

@@ -180,6 +180,11 @@ pub(crate) trait TakeOver {
     fn copy(&self) -> Option<&dyn MemoryCopy>;
     /// The argv the decision is made on, if the copy has it.
     fn argv(&self) -> Option<Vec<String>>;
+    /// The errno the owner answers if dispatch lets the call through
+    /// (`HandlerCtx::answer_fixed`), when it is known before dispatch.
+    fn fixed_errno(&self) -> Option<i32> {
+        None
+    }
     /// Sends the one answer for the call (pipeline stage 7).
     fn finish(self: Box<Self>, core: &Notifier, notif: &Notification, action: NotifAction);
 }

@@ -59,7 +59,8 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // 3. Dispatch.
     let effects = Effects::default();
     let cx = HandlerCtx::new(&notif, core, &shared.services, &effects, &shared.handle)
-        .with_copy(taken.as_ref().and_then(|t| t.copy()));
+        .with_copy(taken.as_ref().and_then(|t| t.copy()))
+        .with_fixed_errno(taken.as_ref().and_then(|t| t.fixed_errno()));
     let action = match catch_unwind(AssertUnwindSafe(|| {
         if refused.is_some() {
             NotifAction::Errno(libc::EPERM)

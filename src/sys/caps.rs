@@ -108,8 +108,29 @@ pub fn current() -> io::Result<CapSets> {
     })
 }
 
+std::thread_local! {
+    /// The calling thread's sets as this module last read or set them.
+    /// Only this module changes a supervisor thread's capabilities, so the
+    /// value stays true and a lowering costs no `capget`. A handler that
+    /// changed its worker's capabilities itself would make it stale: that
+    /// is not allowed (handlers run on shared worker threads).
+    static KNOWN: std::cell::Cell<Option<CapSets>> = const { std::cell::Cell::new(None) };
+}
+
+/// The calling thread's sets: as last read or set here, else read.
+fn known() -> io::Result<CapSets> {
+    if let Some(sets) = KNOWN.get() {
+        return Ok(sets);
+    }
+    let sets = current()?;
+    KNOWN.set(Some(sets));
+    Ok(sets)
+}
+
 /// Sets the calling thread's (only its) capability sets.
 pub fn set_current(sets: &CapSets) -> io::Result<()> {
+    // Unknown until it succeeds (a partial failure is read again).
+    KNOWN.set(None);
     let mut header = Header {
         version: VERSION_3,
         pid: 0,
@@ -127,7 +148,9 @@ pub fn set_current(sets: &CapSets) -> io::Result<()> {
     });
     // SAFETY: capset reads a header and two `Data` from live memory.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
-    super::cvt_long(r).map(drop)
+    super::cvt_long(r)?;
+    KNOWN.set(Some(*sets));
+    Ok(())
 }
 
 /// The calling thread's effective set, lowered for as long as this lives:
@@ -145,7 +168,7 @@ impl ThreadCaps {
     /// is dropped. `None` when it already is `effective` (nothing to
     /// restore).
     pub fn set_effective(effective: u64) -> io::Result<Option<ThreadCaps>> {
-        let saved = current()?;
+        let saved = known()?;
         if saved.effective == effective {
             return Ok(None);
         }
@@ -254,6 +277,14 @@ mod tests {
             {
                 let guard = ThreadCaps::set_effective(target).unwrap();
                 assert_eq!(guard.is_some(), target != before.effective);
+                assert_eq!(current().unwrap().effective, target);
+                // Raised back inside (the supervisor's own rights for one
+                // step), then lowered again: the remembered sets follow.
+                {
+                    let raised = ThreadCaps::set_effective(before.effective).unwrap();
+                    assert_eq!(raised.is_some(), target != before.effective);
+                    assert_eq!(current().unwrap(), before);
+                }
                 assert_eq!(current().unwrap().effective, target);
             }
             assert_eq!(current().unwrap(), before);
