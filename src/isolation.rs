@@ -18,7 +18,7 @@ use crate::filter::FilterBuilder;
 use crate::sys::landlock::{
     self, Ruleset, RulesetAttr, ABI_SCOPING, SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL,
 };
-use crate::sys::{pidfd, process};
+use crate::sys::process;
 use crate::syscalls;
 
 /// `LANDLOCK_ACCESS_FS_MAKE_BLOCK` (ABI 1): creating a block device node.
@@ -298,30 +298,48 @@ fn refuse_host_access(filter: &mut FilterBuilder) -> Result<()> {
     Ok(())
 }
 
-/// Takes the child's seccomp listener (`pidfd_getfd`). Until it execs, the
-/// child shares our address space and with it our dumpable flag, so a
-/// non-dumpable caller (`unotify run`) without `CAP_SYS_PTRACE` would be
-/// refused: such a caller is dumpable for this one call. Nothing of this
-/// sandbox runs yet (the child waits for its go), and programs of running
-/// sandboxes are kept out by their Landlock domains. Serialised, so that
-/// concurrent spawns do not restore the flag under each other.
-pub(crate) fn take_listener(
-    pidfd: std::os::fd::BorrowedFd<'_>,
-    fd: std::os::fd::RawFd,
-) -> io::Result<std::os::fd::OwnedFd> {
-    static DUMPABLE_TOGGLE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-    let _one = DUMPABLE_TOGGLE.lock();
-    let restore = !process::is_dumpable()?;
-    if restore {
-        process::set_dumpable(true)?;
+/// Keeps this process dumpable while a child it launches still shares its
+/// address space, and with it its dumpable flag (until the child's first
+/// exec): a non-dumpable caller (`unotify run`) without `CAP_SYS_PTRACE`
+/// would be refused taking the child's listener (`pidfd_getfd`) and, under
+/// argv safety, reading the exec caller's `/proc` entries and seizing it.
+/// Nothing of the new sandbox runs its program in that time (the child runs
+/// the launcher's code until its exec), and programs of running sandboxes
+/// are kept out by their Landlock domains. Windows of concurrent spawns
+/// overlap: the flag is put back when the last one closes. A caller that
+/// is dumpable already is left alone.
+#[derive(Debug)]
+pub(crate) struct DumpableWindow(());
+
+/// Open windows, and whether the process was non-dumpable before the first.
+static WINDOWS: parking_lot::Mutex<(usize, bool)> = parking_lot::Mutex::new((0, false));
+
+impl DumpableWindow {
+    /// Opens a window (see the type).
+    pub(crate) fn open() -> io::Result<DumpableWindow> {
+        let mut w = WINDOWS.lock();
+        if w.0 == 0 {
+            let restore = !process::is_dumpable()?;
+            if restore {
+                process::set_dumpable(true)?;
+            }
+            w.1 = restore;
+        }
+        w.0 += 1;
+        Ok(DumpableWindow(()))
     }
-    let listener = pidfd::pidfd_getfd(pidfd, fd);
-    if restore {
-        if let Err(e) = process::set_dumpable(false) {
-            log::warn!("cannot make this process non-dumpable again: {e}");
+}
+
+impl Drop for DumpableWindow {
+    fn drop(&mut self) {
+        let mut w = WINDOWS.lock();
+        w.0 -= 1;
+        if w.0 == 0 && w.1 {
+            if let Err(e) = process::set_dumpable(false) {
+                log::warn!("cannot make this process non-dumpable again: {e}");
+            }
         }
     }
-    listener
 }
 
 /// See [`install`].

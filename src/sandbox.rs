@@ -690,6 +690,18 @@ impl Sandbox {
                 ));
             }
         }
+        // Dumpable while the child shares our memory (until its exec):
+        // see `DumpableWindow`.
+        let window = crate::isolation::DumpableWindow::open()
+            .map_err(|e| Error::setup("make this process dumpable while the child starts", e));
+        let window = match window {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = process::kill(pid, libc::SIGKILL);
+                reap(pid);
+                return Err(e);
+            }
+        };
         let child_fd = match forked.listener_fd(START_TIMEOUT) {
             Ok(fd) => fd,
             Err(f) => {
@@ -698,7 +710,7 @@ impl Sandbox {
                 return Err(start_error(f, &program));
             }
         };
-        let listener = crate::isolation::take_listener(forked.pidfd(), child_fd);
+        let listener = crate::sys::pidfd::pidfd_getfd(forked.pidfd(), child_fd);
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
@@ -731,7 +743,9 @@ impl Sandbox {
                 return Err(e);
             }
         };
-        match forked.exec_outcome() {
+        let outcome = forked.exec_outcome();
+        drop(window);
+        match outcome {
             Ok(()) => {}
             Err(f) => {
                 reap(pid);

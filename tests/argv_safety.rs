@@ -1253,3 +1253,108 @@ fn threads_that_exec_at_once_are_not_killed() {
         assert_eq!(ran.stderr, "", "{policy:?}");
     }
 }
+
+/// A copy of the `unotify` command that a user without privileges can run
+/// (the build directory may not be reachable for them).
+fn unotify_for_nobody() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.path().join("unotify");
+    std::fs::copy(env!("CARGO_BIN_EXE_unotify"), &bin).expect("copy unotify");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (dir, bin)
+}
+
+const NOBODY: u32 = 65534;
+
+/// As a user without privileges, `unotify run` makes itself non-dumpable
+/// (its own memory is out of reach of processes of the same user) and yet
+/// starts programs under argv safety: its launcher child shares the flag
+/// until its first exec, and that exec is checked through `/proc` and
+/// ptrace of the child. Afterwards the flag is back: another process of the
+/// same user cannot read the supervisor's `/proc/<pid>/environ`.
+#[test]
+fn an_unprivileged_user_runs_programs_under_argv_safety() {
+    use std::os::unix::process::CommandExt;
+    let _one = serial();
+    let (_dir, bin) = unotify_for_nobody();
+    let as_nobody = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        c.args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .env_remove("RUST_LOG")
+            .current_dir("/")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    for policy in [
+        &["--deny-path", "/etc/shadow"][..],
+        &["--exec-deny", "nosuchword"],
+    ] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(policy);
+        args.extend_from_slice(&[
+            "--",
+            "/bin/sh",
+            "-c",
+            "for i in 1 2 3 4; do /bin/sh -c '/bin/true; /bin/echo ok' & done; wait",
+        ]);
+        let out = as_nobody(&args).output().expect("run unotify as nobody");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.lines().filter(|l| *l == "ok").count() == 4,
+            "{policy:?}: {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Non-dumpable again once the program runs.
+    let mut child = as_nobody(&[
+        "run",
+        "--deny-path",
+        "/etc/shadow",
+        "--",
+        "/bin/sleep",
+        "10",
+    ])
+    .spawn()
+    .expect("start unotify as nobody");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_owned))
+            .and_then(|c| std::fs::read_link(format!("/proc/{c}/exe")).ok())
+            .is_some_and(|exe| exe.ends_with("sleep"))
+    };
+    while !running() {
+        assert!(
+            Instant::now() < deadline,
+            "the sandboxed sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let read = std::process::Command::new("/bin/cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run cat as nobody");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !read.status.success()
+            && String::from_utf8_lossy(&read.stderr).contains("Permission denied"),
+        "a process of the same user read the supervisor's environment: {:?} {}",
+        read.status,
+        String::from_utf8_lossy(&read.stderr)
+    );
+}
