@@ -2,12 +2,14 @@
 //! sharing its address space, found from the caller at exec time.
 //!
 //! Address spaces are shared only between a task and the tasks it creates
-//! with `CLONE_VM` (threads, `vfork` and `CLONE_VM` children), so every task
+//! with `CLONE_VM`: under argv safety only threads and `vfork` children
+//! (the filter refuses the rest, see `freeze::install`). So every task
 //! sharing the caller's is reachable from the caller's process through
 //! parent, child and sibling links whose every step shares it too (siblings
-//! cover two `vfork` children of one parent, and children reparented after
-//! that parent died). Each candidate is compared with the caller by
-//! `kcmp(KCMP_VM)`. Read from `/proc`; called by the tracer thread.
+//! cover two `vfork` children of one parent), and a single-threaded caller
+//! shares only with a parent whose `vfork` child it is. Each candidate is
+//! compared with the caller by `kcmp(KCMP_VM)`. Read from `/proc`; called
+//! by a worker (the exec freeze).
 
 use std::collections::{HashSet, VecDeque};
 
@@ -70,10 +72,29 @@ fn children_of(pid: i32, threads: &[i32]) -> Vec<i32> {
 /// memory (after argv is copied) and cannot run before.
 pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
     let mut out = Vec::new();
+    let (parent, threads) = parent_and_threads(caller.tgid);
     // The launcher's first exec: the memory is the supervisor's, written
     // only by the host (and other launches of it, before their exec).
-    if supervisor > 0 && same_vm(caller.tid, supervisor).unwrap_or(false) {
+    if supervisor > 0
+        && parent == Some(supervisor)
+        && same_vm(caller.tid, supervisor).unwrap_or(false)
+    {
         return out;
+    }
+    // A single-threaded caller: the filter lets a task share memory only
+    // with its threads and its `vfork` children (see `install`), and a
+    // `vfork` child of the caller's one thread, which is in this exec, has
+    // exec'd or exited already. So only a parent whose `vfork` child the
+    // caller is can share its memory: without one, nothing to stop, found
+    // with one read and one `kcmp`. (Left out, as for any task the search
+    // misses: two `vfork` children orphaned together by their parent's
+    // death still share a memory, and one can rewrite the other's argv
+    // during its exec: the exec-event check then kills the new image.)
+    if threads == [caller.tid] {
+        match parent.filter(|&p| p > 0) {
+            Some(pp) if same_vm(pp, caller.tid).unwrap_or(true) => {}
+            _ => return out,
+        }
     }
     let mut seen: HashSet<i32> = HashSet::from([caller.tgid, supervisor]);
     let mut queue = VecDeque::from([caller.tgid]);
@@ -115,7 +136,7 @@ pub(crate) fn sharers(caller: Task, supervisor: i32) -> Vec<Task> {
 /// kernel's clone path: `/proc/<tid>/wchan` names the function).
 pub(crate) fn in_vfork_wait(tid: i32) -> bool {
     super::task_state(tid) == Some(b'D')
-        && procfs::read(&format!("/proc/{tid}/wchan")).is_ok_and(|w| {
+        && procfs::read_rendered(&format!("/proc/{tid}/wchan")).is_ok_and(|w| {
             matches!(
                 &w[..],
                 b"kernel_clone" | b"wait_for_vfork_done" | b"_do_fork" | b"do_fork"

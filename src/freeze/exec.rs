@@ -258,7 +258,7 @@ pub(crate) fn freeze<'a>(
         }
     };
     let caller = Task { tid, tgid };
-    let sharers = super::component::sharers(caller, std::process::id() as i32);
+    let sharers = super::component::sharers(caller, argv.supervisor);
     let alone = sharers.is_empty();
     let pending = argv.tracer.freeze(caller, sharers);
     f.job = Some(pending.job);

@@ -9,16 +9,18 @@
 //! are read for the decision (handlers, the policy callback), then the
 //! kernel reads them again after `CONTINUE`. Between the two:
 //!
-//! - **Tasks sharing the caller's address space**: its threads, a `CLONE_VM`
-//!   child or parent, the other threads of a `vfork` parent, a sibling
-//!   `vfork` child of the same parent. They are *frozen* (stopped with
-//!   ptrace) before the first read and released once the kernel has copied
-//!   argv. They are found from the caller at exec time ([`component`]):
-//!   its threads, then every process reachable through parent, child and
-//!   sibling links whose address space is the caller's (`kcmp`). Nothing
-//!   else is stopped: two execs in processes that share no memory never
-//!   touch the same task, and a single-threaded exec (a shell's fork and
-//!   exec, `posix_spawn`) freezes nothing.
+//! - **Tasks sharing the caller's address space**: its threads, the other
+//!   threads of a `vfork` parent, a sibling `vfork` child of the same
+//!   parent (other `CLONE_VM` children are refused by the filter, see
+//!   [`install`]). They are *frozen* (stopped with ptrace) before the first
+//!   read and released once the kernel has copied argv. They are found
+//!   from the caller at exec time ([`component`]): a single-threaded caller
+//!   needs one read and one `kcmp` with its parent; otherwise its threads,
+//!   then every process reachable through parent, child and sibling links
+//!   whose address space is the caller's (`kcmp`). Nothing else is stopped:
+//!   two execs in processes that share no memory never touch the same
+//!   task, and a single-threaded exec (a shell's fork and exec,
+//!   `posix_spawn`) freezes nothing.
 //! - **Other processes of the sandbox**, which reach the caller's memory
 //!   only through `ptrace`, `process_vm_writev` and `/proc/<pid>/mem`:
 //!   those are taken away instead of freezing their owners. `ptrace` is
@@ -103,7 +105,7 @@ use std::time::Duration;
 
 use crate::action::NotifAction;
 use crate::error::{Error, Result};
-use crate::filter::FilterBuilder;
+use crate::filter::{ArgCheck, FilterBuilder};
 use crate::handler::{MemoryCopy, MemoryError};
 use crate::notification::Notification;
 use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv, TakeOver};
@@ -126,9 +128,45 @@ pub(crate) const REFUSED: &[&str] = &[
     "userfaultfd",
 ];
 
-/// Adds the filter rules of argv safety (see [`REFUSED`]).
+/// `clone` flags (first argument, in a register: the filter sees what the
+/// kernel gets).
+const CLONE_VM: u64 = libc::CLONE_VM as u64;
+const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
+const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+const CLONE_PARENT: u64 = libc::CLONE_PARENT as u64;
+
+/// Adds the filter rules of argv safety: the refusals of [`REFUSED`], and
+/// the shapes of shared memory the freeze does not look for. A task may
+/// share its address space with another only as its thread
+/// (`CLONE_THREAD`) or as a `vfork` child, whose creating thread waits
+/// until it execs or exits, and which is its creator's child:
+/// `clone(CLONE_VM)` without `CLONE_THREAD` or `CLONE_VFORK`, or with
+/// `CLONE_PARENT` (a `vfork` child that would be its creator's sibling),
+/// fails with `EPERM`. `clone3`, whose flags the kernel reads from memory
+/// after the check, fails with `ENOSYS` (the C library falls back to
+/// `clone`). So a single-threaded exec caller shares its memory at most
+/// with its parent ([`component`]).
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    filter.refuse_undecided(REFUSED, libc::EPERM)
+    filter.refuse_undecided(REFUSED, libc::EPERM)?;
+    if let Ok(nr) = syscalls::resolve("clone") {
+        let vm_child = ArgCheck::new(0, CLONE_VM | CLONE_THREAD | CLONE_VFORK, CLONE_VM);
+        let vm_sibling = ArgCheck::new(
+            0,
+            CLONE_VM | CLONE_THREAD | CLONE_PARENT,
+            CLONE_VM | CLONE_PARENT,
+        );
+        filter.refuse_first(nr, vec![vm_child], libc::EPERM)?;
+        filter.refuse_first(nr, vec![vm_sibling], libc::EPERM)?;
+    }
+    if let Ok(nr) = syscalls::resolve("clone3") {
+        if filter.is_notified(nr) {
+            // Ahead of any handler (one could let it through).
+            filter.refuse_first(nr, Vec::new(), libc::ENOSYS)?;
+        } else if filter.is_denied(nr).is_none() {
+            filter.deny(nr, libc::ENOSYS)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether an on-behalf open of `pinned` with `flags` must be refused under
@@ -170,6 +208,8 @@ pub(crate) fn refuses_open(
 pub(crate) struct ArgvSafety {
     exec_nrs: Vec<i32>,
     pub(crate) tracer: tracer::Tracer,
+    /// This process (the supervisor's), read once at start.
+    pub(crate) supervisor: i32,
 }
 
 fn nr(name: &str) -> Option<i32> {
@@ -189,6 +229,7 @@ impl ArgvSafety {
                 .filter_map(|n| nr(n))
                 .collect(),
             tracer: tracer::Tracer::start(root, listener)?,
+            supervisor: std::process::id() as i32,
         })
     }
 

@@ -217,7 +217,7 @@ fn status_field(status: &str, field: &str) -> Option<String> {
 }
 
 fn read_status(pid: &str) -> Option<String> {
-    crate::sys::procfs::read_text(&format!("/proc/{pid}/status")).ok()
+    crate::sys::procfs::read_rendered_text(&format!("/proc/{pid}/status")).ok()
 }
 
 /// `CapEff` of `/proc/<pid>/status` (`self` for the supervisor).

@@ -211,7 +211,7 @@ impl Task {
 
     /// The verdict and umask from `/proc/<tid>/status`.
     fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
-        let status = procfs::read_text(&format!("/proc/{tid}/status"))
+        let status = procfs::read_rendered_text(&format!("/proc/{tid}/status"))
             .map_err(|_| Errno::of(libc::ESRCH))?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
         if !cx.id_valid() {
@@ -235,7 +235,7 @@ impl Task {
     /// credentials came from the cache).
     pub(crate) fn umask(&self) -> u32 {
         self.umask.unwrap_or_else(|| {
-            procfs::read_text(&format!("/proc/{}/status", self.tid))
+            procfs::read_rendered_text(&format!("/proc/{}/status", self.tid))
                 .map_or(DEFAULT_UMASK, |s| umask_of(&s))
         })
     }

@@ -17,11 +17,27 @@ const FIRST: usize = 4096;
 
 /// The whole content of the procfs file at `path`.
 pub(crate) fn read(path: &str) -> io::Result<Vec<u8>> {
-    read_sized(path, FIRST)
+    read_sized(path, FIRST, false)
 }
 
-/// [`read`] starting with a buffer of `first` bytes (at least 1).
-fn read_sized(path: &str, first: usize) -> io::Result<Vec<u8>> {
+/// [`read`] for a file the kernel renders as one record (a single-record
+/// `seq_file`: `stat`, `status`, `statm`, `wchan`): the kernel renders the
+/// whole record before copying, so a read that leaves room in the buffer
+/// got all of it, and the usual final empty read is skipped (three system
+/// calls). Not for files of many records (`children`, `maps`), whose
+/// reads may stop short of the buffer between records.
+pub(crate) fn read_rendered(path: &str) -> io::Result<Vec<u8>> {
+    read_sized(path, FIRST, true)
+}
+
+/// [`read_rendered`] as text.
+pub(crate) fn read_rendered_text(path: &str) -> io::Result<String> {
+    read_rendered(path).map(into_text)
+}
+
+/// [`read`] starting with a buffer of `first` bytes (at least 1); with
+/// `short_ends`, a read that does not fill the buffer ends the file.
+fn read_sized(path: &str, first: usize, short_ends: bool) -> io::Result<Vec<u8>> {
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; first.max(1)];
     let mut len = 0;
@@ -31,6 +47,10 @@ fn read_sized(path: &str, first: usize) -> io::Result<Vec<u8>> {
         }
         match file.read(&mut buf[len..]) {
             Ok(0) => break,
+            Ok(n) if short_ends && len + n < buf.len() => {
+                len += n;
+                break;
+            }
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -43,10 +63,14 @@ fn read_sized(path: &str, first: usize) -> io::Result<Vec<u8>> {
 /// [`read`] as text (procfs text files are ASCII; other bytes are
 /// replaced).
 pub(crate) fn read_text(path: &str) -> io::Result<String> {
-    read(path).map(|b| match String::from_utf8(b) {
+    read(path).map(into_text)
+}
+
+fn into_text(b: Vec<u8>) -> String {
+    match String::from_utf8(b) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    }
 }
 
 /// The fields of a `/proc/<pid>/stat` line.
@@ -84,7 +108,7 @@ impl Stat {
 
     /// Reads and parses `/proc/<pid>/stat` (a thread id works too).
     pub(crate) fn of(pid: i32) -> Option<Stat> {
-        Stat::parse(&read(&format!("/proc/{pid}/stat")).ok()?)
+        Stat::parse(&read_rendered(&format!("/proc/{pid}/stat")).ok()?)
     }
 
     /// Field `n` as numbered in proc(5) (4 and on).
@@ -120,7 +144,7 @@ pub(crate) fn thread_group_of(tid: i32) -> Option<i32> {
     if super::pidfd::pidfd_open(tid, 0).is_ok() {
         return Some(tid);
     }
-    let status = read_text(&format!("/proc/{tid}/status")).ok()?;
+    let status = read_rendered_text(&format!("/proc/{tid}/status")).ok()?;
     status_field(&status, "Tgid:").and_then(|v| v.parse().ok())
 }
 
@@ -159,9 +183,12 @@ mod tests {
         // Past the first buffer: grown, nothing lost.
         let big = std::fs::read("/proc/self/mountinfo").expect("mountinfo");
         assert_eq!(
-            read_sized("/proc/self/mountinfo", 16).expect("mountinfo"),
+            read_sized("/proc/self/mountinfo", 16, false).expect("mountinfo"),
             big
         );
+        let rendered = read_rendered_text("/proc/self/status").expect("status");
+        assert_eq!(rendered.lines().next(), status.lines().next());
+        assert!(rendered.ends_with('\n') && rendered.contains("\nPid:\t"));
         let auxv = read("/proc/self/auxv").expect("auxv");
         assert_eq!(auxv, std::fs::read("/proc/self/auxv").expect("auxv"));
     }
