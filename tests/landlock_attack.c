@@ -97,7 +97,8 @@ static int read_attack(const char *allowed, const char *outside, const char *out
 static int write_attack(const char *w, const char *ro, int n) {
     long create = 0, trunc_ = 0, otrunc = 0, wropen = 0, ren = 0, ren_out = 0, lnk = 0,
          unl = 0, mkd = 0, chm = 0, chw = 0, utim = 0, xattr = 0, syml = 0, inside = 0;
-    const char *f = p(ro, "file.txt");
+    char f[4096];
+    snprintf(f, sizeof f, "%s/file.txt", ro);
     for (int i = 0; i < n; i++) {
         /* Inside the write path: everything works. */
         int ok = opened(p(w, "a"), O_WRONLY | O_CREAT | O_TRUNC) &&
