@@ -334,7 +334,6 @@ mod tests {
             };
             assert_eq!(of("/sys") & w, 0, "{rules:?}");
             assert_ne!(of("/sys/kernel") & w, 0, "{rules:?}");
-            assert_ne!(of("/sys/fs") & READ, 0, "{rules:?}");
             assert_eq!(of("/sys/fs") & w, 0, "{rules:?}");
             assert!(!rules
                 .iter()
