@@ -33,6 +33,9 @@ Examples:
     unotify run --net-allow 127.0.0.1:8080 -P 64 -m 512M -- curl http://127.0.0.1:8080/
   Refuse a private network, and binding port 8080:
     unotify run --net-deny 10.0.0.0/8 --net-deny-bind 8080 -- ./server
+  Let make read the system and the project, and write only the project
+  and /tmp (everything else refused by the kernel):
+    unotify run --fs-system -r . -w . -w /tmp -- make
   Run with a single supervisor worker thread:
     unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
 
