@@ -135,6 +135,15 @@ fn reads_stay_confined_when_paths_are_also_denied() {
         &[s(&allowed.join("denied.txt")), s(&allowed.join("file.txt"))],
     );
     assert_eq!(out, "fine\n");
+    // Files without a path (a pipe through /dev/fd) are not held to the
+    // lists, by Landlock or by the calls made on the program's behalf.
+    let (out, status) = run_piped(
+        &sandbox,
+        Path::new("/bin/bash"),
+        &["-c", "cat <(echo piped)"],
+    );
+    assert!(status.success(), "{status:?}: {out}");
+    assert_eq!(out, "piped\n");
 }
 
 fn write_layout(tag: &str) -> (PathBuf, PathBuf) {

@@ -257,17 +257,19 @@ impl DeniedPaths {
     }
 
     /// Whether the file `fd` may not be written: denied, or outside the
-    /// write allow list (a file without a path counts as outside).
+    /// write allow list.
     pub(crate) fn check_fd_write(&self, fd: BorrowedFd<'_>) -> bool {
         self.check_fd(fd) || self.not_writable(fd)
     }
 
     /// Whether the file `fd` lies outside the write allow list, if there
-    /// is one.
+    /// is one. A file without a path (a pipe, a socket, an anonymous
+    /// inode or memfd, reached through `/proc/<pid>/fd`) is not held to
+    /// the lists, as Landlock does not hold it.
     pub(crate) fn not_writable(&self, fd: BorrowedFd<'_>) -> bool {
         self.lists
             .as_ref()
-            .is_some_and(|l| !fd_path(fd).is_some_and(|p| l.writable(&p)))
+            .is_some_and(|l| fd_path(fd).is_some_and(|p| !l.writable(&p)))
     }
 
     /// Denies `path` from now on (relative paths are taken from the
@@ -395,8 +397,8 @@ impl DeniedPaths {
             return true;
         }
         let link = fd_path(fd);
-        if let Some(l) = &self.lists {
-            if !link.as_deref().is_some_and(|p| l.readable(p)) {
+        if let (Some(l), Some(p)) = (&self.lists, &link) {
+            if !l.readable(p) {
                 return true;
             }
         }

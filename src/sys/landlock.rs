@@ -31,8 +31,6 @@ pub const ACCESS_FS_READ_FILE: u64 = 1 << 2;
 pub const ACCESS_FS_READ_DIR: u64 = 1 << 3;
 /// Create a block device node.
 pub const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
-/// Link or rename a file across directories (ABI 2).
-pub const ACCESS_FS_REFER: u64 = 1 << 13;
 /// Truncate a file (ABI 3).
 pub const ACCESS_FS_TRUNCATE: u64 = 1 << 14;
 /// `ioctl` on a character or block device opened in the domain (ABI 5).
@@ -45,8 +43,6 @@ pub const ACCESS_FILE: u64 = ACCESS_FS_EXECUTE
     | ACCESS_FS_TRUNCATE
     | ACCESS_FS_IOCTL_DEV;
 
-/// `LANDLOCK_ACCESS_NET_BIND_TCP` (ABI 4): bind a TCP socket to a port.
-pub const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
 /// `LANDLOCK_ACCESS_NET_CONNECT_TCP` (ABI 4): connect a TCP socket to a port.
 pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
 
