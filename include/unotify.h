@@ -253,6 +253,22 @@ int unotify_builder_argv_safety(unotify_builder *b, int on);
 int unotify_builder_keep_caps(unotify_builder *b, int on);
 /* Accept a kernel without Landlock ABI 6 (weaker isolation from the host). */
 int unotify_builder_allow_weak_isolation(unotify_builder *b, int on);
+/* File system allow lists (Landlock): once any of these is given, the
+ * program can read only beneath the read paths and write, create, remove
+ * or rename only beneath the write paths (EACCES otherwise, by any name).
+ * A path must exist (else unotify_sandbox_build fails, UNOTIFY_E_CONFIG).
+ * unotify_builder_fs_system adds what a dynamic program needs to start
+ * (/usr, /lib*, the loader's and name service files of /etc, /proc,
+ * /dev/null...). */
+int unotify_builder_fs_read(unotify_builder *b, const char *path);
+int unotify_builder_fs_write(unotify_builder *b, const char *path);
+int unotify_builder_fs_system(unotify_builder *b);
+/* Accepts running without a Landlock right the kernel lacks, by name:
+ * "filesystem" (ABI 1), "refer" (2), "truncate" (3), "network" (4),
+ * "ioctl-dev" (5), "scoping" (6). Without it, a policy that needs the
+ * right fails unotify_sandbox_build with UNOTIFY_E_UNSUPPORTED, naming
+ * it. An unknown name is UNOTIFY_E_INVALID. */
+int unotify_builder_allow_degraded(unotify_builder *b, const char *right);
 /* Gives the terminal to the sandbox (non-zero; default 0): if the program
  * inherits a terminal on stdin and the host is in the foreground, the
  * sandbox's process group becomes the foreground group until it exits. */

@@ -77,6 +77,15 @@ pub enum Error {
         /// What the kernel lacks and what the program could reach.
         detail: String,
     },
+    /// The policy needs a Landlock right the kernel lacks, and the caller
+    /// did not allow it to degrade
+    /// ([`SandboxBuilder::allow_degraded`](crate::SandboxBuilder::allow_degraded)).
+    MissingRight {
+        /// The right.
+        right: crate::landlock::Right,
+        /// The kernel's Landlock ABI (0: no Landlock).
+        kernel_abi: u32,
+    },
     /// The supervisor has stopped (its sandbox ended, or it was asked to
     /// stop): there is nothing left to act on.
     Stopped,
@@ -134,6 +143,19 @@ impl fmt::Display for Error {
                 f,
                 "{detail}; run on Linux 6.12 or newer with Landlock enabled, or accept the weaker isolation (`unotify run --allow-weak-isolation`, `SandboxBuilder::allow_weak_isolation(true)`)"
             ),
+            Error::MissingRight { right, kernel_abi } => {
+                let kernel = if *kernel_abi == 0 {
+                    "this kernel has no Landlock".to_owned()
+                } else {
+                    format!("this kernel's Landlock is ABI {kernel_abi}")
+                };
+                write!(
+                    f,
+                    "the policy needs the Landlock right `{right}` (ABI {}), but {kernel}; run on a newer kernel, or accept that {} (`--allow-degraded {right}`, `SandboxBuilder::allow_degraded(Right::{right:?})`)",
+                    right.abi(),
+                    right.degraded_means(),
+                )
+            }
             Error::Stopped => f.write_str(
                 "the supervisor has stopped (its sandbox ended); take a new handle from a running child",
             ),

@@ -21,16 +21,15 @@ use crate::sys::landlock::{
 use crate::sys::process;
 use crate::syscalls;
 
-/// `LANDLOCK_ACCESS_FS_MAKE_BLOCK` (ABI 1): creating a block device node.
-const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
+use crate::sys::landlock::{ACCESS_FS_MAKE_BLOCK, ACCESS_FS_TRUNCATE, ACCESS_FS_WRITE_FILE};
 
 /// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1) and `LANDLOCK_ACCESS_FS_TRUNCATE`
 /// (ABI 3): writing to a file.
-const ACCESS_FS_WRITE: u64 = (1 << 1) | (1 << 14);
+const ACCESS_FS_WRITE: u64 = ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE;
 
 /// File system rights each ABI knows: ABI 1 has bits 0..=12, ABI 2 adds
 /// `REFER` (13), ABI 3 `TRUNCATE` (14), ABI 5 `IOCTL_DEV` (15).
-fn fs_rights_known(abi: u32) -> u64 {
+pub(crate) fn fs_rights_known(abi: u32) -> u64 {
     match abi {
         0 => 0,
         1 => (1 << 13) - 1,
@@ -41,7 +40,7 @@ fn fs_rights_known(abi: u32) -> u64 {
 }
 
 /// Network rights each ABI knows: `BIND_TCP` and `CONNECT_TCP` since ABI 4.
-fn net_rights_known(abi: u32) -> u64 {
+pub(crate) fn net_rights_known(abi: u32) -> u64 {
     if abi >= 4 {
         0b11
     } else {
@@ -62,6 +61,13 @@ pub(crate) struct DomainPlan {
     /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened at
     /// each spawn).
     path_rules: Vec<(PathBuf, u64)>,
+    /// `LANDLOCK_ACCESS_NET_*` rights allowed on each TCP port.
+    port_rules: Vec<(u16, u64)>,
+    /// Where no file may be written, whatever the allow lists say
+    /// ([`forbid_writes_beneath`](Self::forbid_writes_beneath)).
+    write_forbidden: Vec<PathBuf>,
+    /// The file system rules are an allow list ([`confine_fs`](Self::confine_fs)).
+    confined: bool,
 }
 
 impl DomainPlan {
@@ -84,21 +90,86 @@ impl DomainPlan {
     ///
     /// The price: a file made later directly in `/` or in an ancestor of a
     /// place (`/sys`, `/sys/fs`) cannot be written either.
+    ///
+    /// Under an allow list ([`confine_fs`](Self::confine_fs), before or
+    /// after this call) writes are allowed only beneath its write paths,
+    /// and still not beneath `places`: a write path that holds one of them
+    /// is split the same way, one beneath one of them loses its write rights.
     pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) {
         if places.is_empty() {
             return;
         }
+        self.write_forbidden.extend_from_slice(places);
         self.attr.handled_access_fs |= ACCESS_FS_WRITE;
+        if self.confined {
+            self.carve_forbidden();
+            return;
+        }
         let mut allowed = Vec::new();
         complement(Path::new("/"), places, &mut allowed);
         self.path_rules
             .extend(allowed.into_iter().map(|p| (p, ACCESS_FS_WRITE)));
     }
 
+    /// Makes the file system rules an allow list: `handled` are the rights
+    /// the domain restricts, `rules` (canonical paths, no symlinks) what
+    /// is allowed beneath each path; everything else is refused. Replaces
+    /// the rules made so far (each allowed a restricted right everywhere
+    /// but where it was forbidden), keeping the write ban of
+    /// [`forbid_writes_beneath`](Self::forbid_writes_beneath).
+    pub(crate) fn confine_fs(&mut self, handled: u64, rules: Vec<(PathBuf, u64)>) {
+        self.attr.handled_access_fs |= handled;
+        self.path_rules = rules;
+        self.confined = true;
+        self.carve_forbidden();
+    }
+
+    /// Restricts the `LANDLOCK_ACCESS_NET_*` rights `handled` to the TCP
+    /// ports of `rules`.
+    pub(crate) fn confine_net(&mut self, handled: u64, rules: Vec<(u16, u64)>) {
+        self.attr.handled_access_net |= handled;
+        self.port_rules = rules;
+    }
+
+    /// Under an allow list: no write right beneath the forbidden places.
+    fn carve_forbidden(&mut self) {
+        let places = &self.write_forbidden;
+        if places.is_empty() {
+            return;
+        }
+        let mut split = Vec::new();
+        for (path, access) in &mut self.path_rules {
+            if *access & ACCESS_FS_WRITE == 0 {
+                continue;
+            }
+            if places.iter().any(|q| path.starts_with(q)) {
+                *access &= !ACCESS_FS_WRITE;
+            } else if places.iter().any(|q| q.starts_with(&*path)) {
+                let all = *access;
+                *access &= !ACCESS_FS_WRITE;
+                let mut allowed = Vec::new();
+                complement(path, places, &mut allowed);
+                split.extend(allowed.into_iter().map(|p| (p, all)));
+            }
+        }
+        self.path_rules.extend(split);
+    }
+
     /// The ABI the plan was made for.
-    #[cfg(test)]
     pub(crate) fn abi(&self) -> u32 {
         self.abi
+    }
+
+    /// The path rules, for tests.
+    #[cfg(test)]
+    pub(crate) fn path_rules(&self) -> &[(PathBuf, u64)] {
+        &self.path_rules
+    }
+
+    /// The port rules and the handled network rights, for tests.
+    #[cfg(test)]
+    pub(crate) fn port_rules(&self) -> (u64, &[(u16, u64)]) {
+        (self.attr.handled_access_net, &self.port_rules)
     }
 
     /// Creates the ruleset every child of the sandbox enforces on itself
@@ -125,7 +196,19 @@ impl DomainPlan {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             };
+            // A rule on a file takes only the rights that apply to files.
+            let access = if beneath.metadata()?.is_dir() {
+                access
+            } else {
+                access & landlock::ACCESS_FILE
+            };
             ruleset.allow_path_beneath(beneath.as_fd(), access)?;
+        }
+        for (port, access) in &self.port_rules {
+            let access = access & attr.handled_access_net;
+            if access != 0 {
+                ruleset.allow_net_port(*port, access)?;
+            }
         }
         Ok(ruleset)
     }
@@ -235,6 +318,9 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                 scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
             },
             path_rules: Vec::new(),
+            port_rules: Vec::new(),
+            write_forbidden: Vec::new(),
+            confined: false,
         })),
         _ if !allow_weak => Err(Error::WeakIsolation {
             detail: match &level {
@@ -260,6 +346,9 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                     ..RulesetAttr::default()
                 },
                 path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
+                port_rules: Vec::new(),
+                write_forbidden: Vec::new(),
+                confined: false,
             }))
         }
         Level::FilterOnly { why } => {

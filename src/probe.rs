@@ -393,7 +393,22 @@ fn pidfd_getfd_works() -> Result<String, String> {
 
 fn landlock() -> Result<String, String> {
     match landlock_abi_version() {
-        Ok(v) => Ok(format!("ABI {v}")),
+        Ok(v) => {
+            let (has, lacks): (Vec<_>, Vec<_>) = crate::landlock::Right::ALL
+                .into_iter()
+                .partition(|r| r.abi() <= v);
+            let list = |rs: Vec<crate::landlock::Right>| {
+                rs.iter()
+                    .map(|r| format!("{r} (ABI {})", r.abi()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut d = format!("ABI {v}; rights: {}", list(has));
+            if !lacks.is_empty() {
+                d.push_str(&format!("; lacks: {}", list(lacks)));
+            }
+            Ok(d)
+        }
         Err(e) => match e.raw_os_error() {
             Some(libc::EOPNOTSUPP) => Err(format!(
                 "{e}; built in but disabled at boot (add landlock to lsm=)"

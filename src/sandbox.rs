@@ -60,6 +60,7 @@ pub struct SandboxBuilder {
     landlock_abi_cap: Option<u32>,
     keep_caps: bool,
     cgroups: bool,
+    confinement: crate::confine::Spec,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -92,6 +93,7 @@ impl Default for SandboxBuilder {
             landlock_abi_cap: None,
             keep_caps: false,
             cgroups: true,
+            confinement: crate::confine::Spec::default(),
         }
     }
 }
@@ -318,6 +320,62 @@ impl SandboxBuilder {
         self
     }
 
+    /// Lets the program read (and execute) files beneath `path` (`-r`).
+    /// Once any of `fs_read`, [`fs_write`](Self::fs_write) or
+    /// [`fs_system`](Self::fs_system) is given, the program can read,
+    /// write, create or remove nothing else: the kernel refuses it
+    /// (Landlock, `EACCES`; `EXDEV` for a link or rename that would move a
+    /// file to where it gets more rights), whatever name the program uses
+    /// (`..`, symlinks, `/proc/self/root`, `/proc/self/fd/N`, a dirfd).
+    /// Landlock decides by the path a file is reached through: a hard link
+    /// placed beneath an allowed path before the sandbox started makes its
+    /// file readable there. Fds the program inherits keep the access they
+    /// were opened with. Changes of mode, owner, times and extended
+    /// attributes, which Landlock does not restrict, are checked by the
+    /// supervisor and refused outside the write paths. Paths beneath an
+    /// allowed one stay refused if [`deny_path`](Self::deny_path) denies
+    /// them (Landlock only allows; path denial keeps refusing them on the
+    /// program's behalf), and the calls path denial makes for the program
+    /// are held to the same lists. The path must exist ([`build`](Self::build)
+    /// fails otherwise); symlinks are resolved. See [`crate::landlock`]
+    /// for the rights each part needs.
+    pub fn fs_read(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.confinement.read.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Lets the program read, write, create, remove, rename, truncate and
+    /// `ioctl` files beneath `path` (`-w`; see [`fs_read`](Self::fs_read)).
+    /// No file of a cgroup file system can be written even beneath it (the
+    /// sandbox's cgroups are the supervisor's).
+    pub fn fs_write(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.confinement.write.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds the minimal system set a dynamically linked program needs
+    /// ([`landlock::SYSTEM_READ`](crate::landlock::SYSTEM_READ) to read,
+    /// [`landlock::SYSTEM_WRITE`](crate::landlock::SYSTEM_WRITE) to
+    /// write; `--fs-system`) to the allow lists.
+    pub fn fs_system(mut self) -> Self {
+        self.confinement.system = true;
+        self
+    }
+
+    /// Accepts running without `right` when the kernel's Landlock lacks
+    /// it (by default [`build`](Self::build) fails with
+    /// [`Error::MissingRight`]); what was lost is listed by
+    /// [`Sandbox::degraded`] and logged at warn level.
+    /// [`Right::Scoping`](crate::landlock::Right::Scoping) is
+    /// [`allow_weak_isolation`](Self::allow_weak_isolation).
+    pub fn allow_degraded(mut self, right: crate::landlock::Right) -> Self {
+        if right == crate::landlock::Right::Scoping {
+            self.allow_weak_isolation = true;
+        }
+        self.confinement.allow_degraded.push(right);
+        self
+    }
+
     /// Caps the Landlock ABI the sandbox believes the kernel has (it can
     /// only lower it), so that tests see the weaker branches on a new
     /// kernel. Not a public interface.
@@ -358,6 +416,8 @@ impl SandboxBuilder {
                 d.forbid_writes_beneath(&crate::sys::cgroup::mount_points());
             }
         }
+        let confined =
+            crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;
         let workers = match self.workers {
             Some(0) => {
                 return Err(Error::InvalidConfig {
@@ -417,6 +477,7 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
+            degraded: confined.degraded,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
                 .transpose()
@@ -479,10 +540,15 @@ impl SandboxBuilder {
         let argv_safety = self
             .argv_safety
             .unwrap_or(exec_handled || policy.is_some() || paths_denied);
+        // File system allow lists: the calls path denial makes for the
+        // program, and the metadata calls Landlock does not restrict, are
+        // held to them (see `confine`).
+        let fs_lists = crate::confine::fs_lists(&self.confinement)?;
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
-            (None, true) if policy.is_none() && !argv_safety => None,
+            (None, true) if policy.is_none() && !argv_safety && fs_lists.is_none() => None,
             (set, _) => Some(set.unwrap_or_default()),
         };
+        let metadata_only = fs_lists.is_some() && !paths_denied && policy.is_none() && !argv_safety;
         if let Some(set) = &path_set {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
@@ -512,8 +578,9 @@ impl SandboxBuilder {
         }
         if let Some(set) = &path_set {
             features.push(Arc::new(crate::paths::PathDenial {
-                set: Arc::clone(set),
+                set: crate::confine::held_to(set, fs_lists),
                 with_bind,
+                metadata_only,
             }));
         }
         features.push(Arc::new(crate::process::ProcessTracking {
@@ -578,6 +645,8 @@ pub struct Sandbox {
     /// The memory limit is a memory cgroup's (decided at build: the memory
     /// calls are not trapped then, so a spawn that cannot make one fails).
     memory_cgroup: bool,
+    /// The Landlock rights the kernel lacks and the caller let degrade.
+    degraded: Vec<crate::landlock::Right>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -593,6 +662,16 @@ impl Sandbox {
     /// Starts building a sandbox.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
+    }
+
+    /// The Landlock rights this sandbox runs without, because the kernel
+    /// lacks them and the caller allowed them to degrade
+    /// ([`SandboxBuilder::allow_degraded`], or
+    /// [`allow_weak_isolation`](SandboxBuilder::allow_weak_isolation) for
+    /// [`Right::Scoping`](crate::landlock::Right::Scoping)). Empty on a
+    /// kernel with every right the policy needs.
+    pub fn degraded(&self) -> &[crate::landlock::Right] {
+        &self.degraded
     }
 
     /// Runs `cmd` under supervision and returns its handle once it has

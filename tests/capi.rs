@@ -194,7 +194,7 @@ fn python_binding_from_a_thread_pool() {
     let stdout = run_python_example("example_threads.py");
     assert!(stdout.contains("24 secrets denied"), "{stdout}");
     assert!(
-        stdout.contains("policy, inject, hold/release, denied paths, pause: 0 failures"),
+        stdout.contains("policy, inject, hold/release, denied paths, pause, fs: 0 failures"),
         "{stdout}"
     );
 }

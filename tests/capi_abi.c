@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -327,6 +328,39 @@ static void check_denied_paths(void)
     unlink(shared_secret);
 }
 
+/* File system allow lists: read beneath -r, write beneath -w, the rest
+ * refused; a missing path and an unknown right name are refused. */
+static void check_fs_confinement(void)
+{
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    char out[256];
+    mkdir("/tmp/unotify-capi-fs", 0755);
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_fs_system(b) == UNOTIFY_OK, "fs_system");
+    EXPECT(unotify_builder_fs_read(b, "/etc/hostname") == UNOTIFY_OK, "fs_read");
+    EXPECT(unotify_builder_fs_write(b, "/tmp/unotify-capi-fs") == UNOTIFY_OK, "fs_write");
+    EXPECT(unotify_builder_fs_read(b, NULL) == UNOTIFY_E_INVALID, "null path");
+    EXPECT(unotify_builder_allow_degraded(b, "bogus") == UNOTIFY_E_INVALID, "unknown right");
+    EXPECT(strstr(unotify_last_error(), "ioctl-dev") != NULL, "valid names listed: %s", unotify_last_error());
+    EXPECT(unotify_builder_allow_degraded(b, "ioctl-dev") == UNOTIFY_OK, "allow_degraded");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+    int rc = run_sh(sb,
+                    "cat /etc/hostname >/dev/null && echo read; "
+                    "echo x > /tmp/unotify-capi-fs/f && echo wrote; "
+                    "cat /etc/passwd-unotify-nope /etc/shadow 2>/dev/null || echo refused; "
+                    "echo x 2>/dev/null > /tmp/unotify-capi-outside || echo refused",
+                    out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "read\nwrote\nrefused\nrefused\n"), "confined %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    EXPECT(access("/tmp/unotify-capi-outside", F_OK) != 0, "nothing written outside");
+    unlink("/tmp/unotify-capi-fs/f");
+    rmdir("/tmp/unotify-capi-fs");
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_fs_read(b, "/nonexistent/unotify-capi") == UNOTIFY_OK, "fs_read");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_E_CONFIG, "a missing path fails the build");
+}
+
 /* foreground, cgroups, track_processes, sync_wake_up: accepted, and
  * cgroups(0) keeps the program out of a sandbox cgroup. */
 static void check_builder_settings(void)
@@ -611,6 +645,7 @@ int main(int argc, char **argv)
     check_policy();
     check_denied_paths();
     check_builder_settings();
+    check_fs_confinement();
     check_pause_resume();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;

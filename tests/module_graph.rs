@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// (and the builder above them).
 const FEATURES: &[&str] = &[
     "freeze",
+    "confine",
     "isolation",
     "net",
     "paths",

@@ -60,11 +60,11 @@ def main():
               f"{len(secrets)} secrets denied, handlers ran on {len(handler_threads)} threads, {bad} bad")
         with ThreadPoolExecutor(4) as pool:
             checks = [pool.submit(f, tmp) for f in (check_policy, check_inject, check_hold, check_denied_paths,
-                                                    check_pause)]
+                                                    check_pause, check_fs)]
             failed = [msg for c in checks for msg in c.result()]
         for msg in failed:
             print("FAIL:", msg)
-        print(f"python: policy, inject, hold/release, denied paths, pause: {len(failed)} failures")
+        print(f"python: policy, inject, hold/release, denied paths, pause, fs: {len(failed)} failures")
         return 1 if bad or failed or len(secrets) != RUNS else 0
 
 
@@ -209,6 +209,26 @@ def check_pause(tmp):
             code = child.wait(30)
     if (code, out) != (0, "done\n"):
         fails.append(f"pause output {(code, out)!r}")
+    return fails
+
+
+def check_fs(tmp):
+    """File system allow lists: writes only beneath fs_write."""
+    fails = []
+    w = os.path.join(tmp, "fs-w")
+    os.makedirs(w, exist_ok=True)
+    with unotify.Sandbox(fs_system=True, fs_write=[w], allow_degraded=["ioctl-dev"]) as sb:
+        r = sb.run(["/bin/sh", "-c", f"echo x > {w}/f && echo wrote; echo x 2>/dev/null > {tmp}/out || echo refused"],
+                   capture=True, timeout=30)
+    if (r.returncode, r.stdout) != (0, b"wrote\nrefused\n"):
+        fails.append(f"fs confinement {(r.returncode, r.stdout)!r}")
+    if os.path.exists(os.path.join(tmp, "out")):
+        fails.append("wrote outside fs_write")
+    try:
+        unotify.Sandbox(fs_read=["/nonexistent/unotify-py"])
+        fails.append("a missing fs_read path was accepted")
+    except unotify.UnotifyError:
+        pass
     return fails
 
 

@@ -123,6 +123,10 @@ def _load():
         "unotify_builder_max_memory": (ctypes.c_int, [p, ctypes.c_uint64]),
         "unotify_builder_deny_path": (ctypes.c_int, [p, ctypes.c_char_p]),
         "unotify_builder_allow_weak_isolation": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_fs_read": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_fs_write": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_fs_system": (ctypes.c_int, [p]),
+        "unotify_builder_allow_degraded": (ctypes.c_int, [p, ctypes.c_char_p]),
         "unotify_builder_build": (ctypes.c_int, [p, ctypes.POINTER(p)]),
         "unotify_sandbox_free": (None, [p]),
         "unotify_command_new": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(p)]),
@@ -632,13 +636,16 @@ class Sandbox(_Closing):
     `fn(call) -> None | Errno | Return | KillTask | Defer | Hold | InjectFd |
     InjectFdAt`; `deny` maps names to an errno answered in the filter;
     `policy` is `fn(event, ctx) -> None | AUDIT | Errno` (see PolicyEvent,
-    PolicyCtx); `denied_paths` a shared DeniedPaths. Thread-safe: `run` may
+    PolicyCtx); `denied_paths` a shared DeniedPaths; `fs_read`, `fs_write`
+    (paths) and `fs_system` confine the file system (Landlock), and
+    `allow_degraded` names the Landlock rights it may run without. Thread-safe: `run` may
     be called from many threads at once."""
 
     def __init__(self, handlers=None, deny=None, workers=None, net_allow=(), net_deny=(),
                  deny_paths=(), max_processes=None, max_memory=None, allow_weak_isolation=False,
                  policy=None, denied_paths=None, foreground=None, cgroups=None,
-                 track_processes=False, sync_wake_up=None):
+                 track_processes=False, sync_wake_up=None, fs_read=(), fs_write=(),
+                 fs_system=False, allow_degraded=()):
         lib = library()
         self._callbacks = []  # kept alive as long as the sandbox
         self._sb = None
@@ -677,6 +684,14 @@ class Sandbox(_Closing):
                     _check(name, getattr(lib, f"unotify_builder_{name}")(b, int(bool(value))))
             if track_processes:
                 _check("track_processes", lib.unotify_builder_track_processes(b))
+            for path in fs_read:
+                _check("fs_read", lib.unotify_builder_fs_read(b, _b(path)))
+            for path in fs_write:
+                _check("fs_write", lib.unotify_builder_fs_write(b, _b(path)))
+            if fs_system:
+                _check("fs_system", lib.unotify_builder_fs_system(b))
+            for right in allow_degraded:
+                _check("allow_degraded", lib.unotify_builder_allow_degraded(b, _b(right)))
         except BaseException:
             lib.unotify_builder_free(b)
             raise

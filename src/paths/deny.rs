@@ -6,6 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use std::sync::Arc;
+
 use parking_lot::RwLock;
 
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_NO_MAGICLINKS};
@@ -65,7 +67,34 @@ struct Entry {
 /// [`allow`](Self::allow) can remove again.
 #[derive(Debug, Default)]
 pub struct DeniedPaths {
-    entries: RwLock<Vec<Entry>>,
+    entries: Arc<RwLock<Vec<Entry>>>,
+    /// A sandbox's file system allow lists: the calls path denial makes on
+    /// the program's behalf (outside its Landlock domain) are held to them
+    /// too ([`with_lists`](Self::with_lists)).
+    lists: Option<Arc<FsLists>>,
+}
+
+/// The file system allow lists of a sandbox, canonical (`fs_read`,
+/// `fs_write` and the system set), as the calls made on the program's
+/// behalf check them: by the path of the pinned file, as Landlock does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FsLists {
+    /// Readable (and executable) beneath.
+    pub(crate) read: Vec<PathBuf>,
+    /// Writable (and readable) beneath.
+    pub(crate) write: Vec<PathBuf>,
+}
+
+impl FsLists {
+    /// Whether `path` may be read (lies beneath a read or write path).
+    pub(crate) fn readable(&self, path: &Path) -> bool {
+        self.writable(path) || self.read.iter().any(|r| path.starts_with(r))
+    }
+
+    /// Whether `path` may be written (lies beneath a write path).
+    pub(crate) fn writable(&self, path: &Path) -> bool {
+        self.write.iter().any(|w| path.starts_with(w))
+    }
 }
 
 /// Makes `path` absolute (against the supervisor's current directory) and
@@ -218,6 +247,31 @@ impl DeniedPaths {
         DeniedPaths::default()
     }
 
+    /// The same denied set (shared: a change to either is seen by both),
+    /// also refusing what `lists` does not allow.
+    pub(crate) fn with_lists(&self, lists: FsLists) -> DeniedPaths {
+        DeniedPaths {
+            entries: Arc::clone(&self.entries),
+            lists: Some(Arc::new(lists)),
+        }
+    }
+
+    /// Whether the file `fd` may not be written: denied, or outside the
+    /// write allow list.
+    pub(crate) fn check_fd_write(&self, fd: BorrowedFd<'_>) -> bool {
+        self.check_fd(fd) || self.not_writable(fd)
+    }
+
+    /// Whether the file `fd` lies outside the write allow list, if there
+    /// is one. A file without a path (a pipe, a socket, an anonymous
+    /// inode or memfd, reached through `/proc/<pid>/fd`) is not held to
+    /// the lists, as Landlock does not hold it.
+    pub(crate) fn not_writable(&self, fd: BorrowedFd<'_>) -> bool {
+        self.lists
+            .as_ref()
+            .is_some_and(|l| fd_path(fd).is_some_and(|p| !l.writable(&p)))
+    }
+
     /// Denies `path` from now on (relative paths are taken from the
     /// supervisor's current directory). Its identity is recorded now, if it
     /// exists; a symlink is followed, so its target is denied too. A
@@ -343,6 +397,11 @@ impl DeniedPaths {
             return true;
         }
         let link = fd_path(fd);
+        if let (Some(l), Some(p)) = (&self.lists, &link) {
+            if !l.readable(p) {
+                return true;
+            }
+        }
         if let Some(p) = &link {
             if self.name_denied(p) {
                 return true;

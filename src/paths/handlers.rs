@@ -248,7 +248,7 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
 }
 
 /// The calls by which a thread changes its own credentials (besides exec).
-const CRED_CHANGES: [&str; 10] = [
+pub(super) const CRED_CHANGES: [&str; 10] = [
     "setuid",
     "setgid",
     "setreuid",
@@ -407,7 +407,7 @@ impl Entry {
     /// Whether creating this name puts a file where a denied path is (the
     /// name is denied or lies in a denied directory).
     pub(super) fn creates_denied(&self, d: &DeniedPaths) -> bool {
-        if d.check_fd(self.dir()) {
+        if d.check_fd_write(self.dir()) {
             return true;
         }
         fd_path(self.dir())
@@ -433,7 +433,7 @@ impl Entry {
     /// it, or what it names (and, with `through_symlink`, what a symlink
     /// there points to) is denied.
     fn touches_denied(&self, d: &DeniedPaths, through_symlink: bool) -> Result<bool, Errno> {
-        if d.check_fd(self.dir()) {
+        if d.check_fd_write(self.dir()) {
             return Ok(true);
         }
         if let Some(pp) = fd_path(self.dir()) {
@@ -621,7 +621,7 @@ fn truncate(
             pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
         }
     };
-    if d.check_fd(pinned.as_fd())
+    if d.check_fd_write(pinned.as_fd())
         || is_supervisor_proc(pinned.as_fd())
         || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
     {

@@ -136,7 +136,7 @@ fn subject(
                     let (parent, name) = pin_parent(borrow(&base), &path, 0)?;
                     let fd = pin(Some(parent.as_fd()), &name, libc::O_NOFOLLOW, 0)
                         .map_err(|e| errno_of(&e))?;
-                    if d.check_fd(fd.as_fd()) {
+                    if d.check_fd_write(fd.as_fd()) {
                         return Err(Errno::of(libc::EACCES));
                     }
                     if fstat(fd.as_fd()).is_ok_and(|st| st.is_symlink()) {
@@ -149,7 +149,7 @@ fn subject(
         }
     };
     if let Subject::File(fd) = &subject {
-        if d.check_fd(fd.as_fd()) || is_supervisor_proc(fd.as_fd()) {
+        if d.check_fd_write(fd.as_fd()) || is_supervisor_proc(fd.as_fd()) {
             log::debug!("pid {}: metadata call on a denied file refused", cx.pid());
             return Err(Errno::of(libc::EACCES));
         }

@@ -112,8 +112,8 @@ mod view;
 
 use std::sync::Arc;
 
-pub(crate) use deny::normalize_abs;
 pub use deny::DeniedPaths;
+pub(crate) use deny::{normalize_abs, FsLists};
 
 use crate::error::Result;
 use crate::filter::FilterBuilder;
@@ -129,12 +129,39 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
     handlers::builtins(denied, with_bind)
 }
 
+/// The calls that change a file's metadata by path, which Landlock does
+/// not restrict: under file system allow lists alone, path denial takes
+/// only these (and the credential changes its cache follows), refusing
+/// them outside the write paths.
+const METADATA_CALLS: &[&str] = &[
+    "chmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "setxattrat",
+    "removexattrat",
+    "file_setattr",
+];
+
 /// Path denial, as a feature of the sandbox's plan: its filter rules and
 /// builtin handlers (on-behalf opens and the path calls).
 pub(crate) struct PathDenial {
     pub(crate) set: Arc<DeniedPaths>,
     /// `bind` is path denial's (no network policy or user handler owns it).
     pub(crate) with_bind: bool,
+    /// Only the metadata calls (file system allow lists without denied
+    /// paths: the Landlock domain holds the rest in the kernel).
+    pub(crate) metadata_only: bool,
 }
 
 impl Enforcement for PathDenial {
@@ -143,8 +170,15 @@ impl Enforcement for PathDenial {
     }
 
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        let metadata: Vec<u32> = METADATA_CALLS
+            .iter()
+            .chain(handlers::CRED_CHANGES.iter())
+            .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
+            .collect();
         for (nr, h) in builtins(&self.set, self.with_bind) {
-            install.builtin(nr, h)?;
+            if !self.metadata_only || metadata.contains(&nr) {
+                install.builtin(nr, h)?;
+            }
         }
         Ok(())
     }

@@ -214,7 +214,7 @@ fn open(
     if tmpfile {
         let dir =
             pin(borrow(&base), &path, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
-        if denied.check_fd(dir.as_fd()) {
+        if denied.check_fd_write(dir.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
         let fd = open_beneath(Some(dir.as_fd()), b".", open_flags(flags) as u64, mode, 0)
@@ -245,7 +245,7 @@ fn open(
         }
         let parent =
             pin(borrow(&dir), &s.dir, libc::O_DIRECTORY, a.resolve).map_err(|e| errno_of(&e))?;
-        if denied.check_fd(parent.as_fd()) {
+        if denied.check_fd_write(parent.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
         if let Some(pp) = fd_path(parent.as_fd()) {
@@ -317,6 +317,13 @@ fn finish(
     // One `fstat` for every check (a pinned inode does not change type).
     let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
     if denied.check_fd_with(pinned.as_fd(), &st) || is_supervisor_proc_with(pinned.as_fd(), &st) {
+        return Err(Errno::of(libc::EACCES));
+    }
+    // Under allow lists, a write or truncation only beneath a write path
+    // (the Landlock domain's rule, for opens made on the program's behalf).
+    if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0
+        && denied.not_writable(pinned.as_fd())
+    {
         return Err(Errno::of(libc::EACCES));
     }
     // No write into a cgroup file system: the program would move itself

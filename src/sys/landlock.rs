@@ -21,6 +21,31 @@ pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 /// `LANDLOCK_SCOPE_SIGNAL` (ABI 6): no signal to a process outside the domain.
 pub const SCOPE_SIGNAL: u64 = 1 << 1;
 
+/// `LANDLOCK_ACCESS_FS_*` (ABI 1 unless said): execute a file.
+pub const ACCESS_FS_EXECUTE: u64 = 1 << 0;
+/// Open a file for writing.
+pub const ACCESS_FS_WRITE_FILE: u64 = 1 << 1;
+/// Open a file for reading.
+pub const ACCESS_FS_READ_FILE: u64 = 1 << 2;
+/// Open a directory or list its content.
+pub const ACCESS_FS_READ_DIR: u64 = 1 << 3;
+/// Create a block device node.
+pub const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
+/// Truncate a file (ABI 3).
+pub const ACCESS_FS_TRUNCATE: u64 = 1 << 14;
+/// `ioctl` on a character or block device opened in the domain (ABI 5).
+pub const ACCESS_FS_IOCTL_DEV: u64 = 1 << 15;
+
+/// The rights that apply to a file (a rule on a file takes only these).
+pub const ACCESS_FILE: u64 = ACCESS_FS_EXECUTE
+    | ACCESS_FS_WRITE_FILE
+    | ACCESS_FS_READ_FILE
+    | ACCESS_FS_TRUNCATE
+    | ACCESS_FS_IOCTL_DEV;
+
+/// `LANDLOCK_ACCESS_NET_CONNECT_TCP` (ABI 4): connect a TCP socket to a port.
+pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
+
 /// `LANDLOCK_RULE_PATH_BENEATH`.
 const RULE_PATH_BENEATH: libc::c_int = 1;
 /// `LANDLOCK_RULE_NET_PORT`.

@@ -33,6 +33,9 @@ Examples:
     unotify run --net-allow 127.0.0.1:8080 -P 64 -m 512M -- curl http://127.0.0.1:8080/
   Refuse a private network, and binding port 8080:
     unotify run --net-deny 10.0.0.0/8 --net-deny-bind 8080 -- ./server
+  Let make read the system and the project, and write only the project
+  and /tmp (everything else refused by the kernel):
+    unotify run --fs-system -r . -w . -w /tmp -- make
   Run with a single supervisor worker thread:
     unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
 
@@ -170,6 +173,32 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_weak_isolation: bool,
 
+    /// Let the program read (and execute) files beneath PATH; once -r, -w
+    /// or --fs-system is given, everything else is refused by the kernel
+    /// (Landlock). PATH must exist. Repeatable. Example: -r /usr -r .
+    #[arg(short = 'r', long, value_name = "PATH")]
+    pub fs_read: Vec<std::path::PathBuf>,
+
+    /// Let the program read, write, create, remove and rename files
+    /// beneath PATH (see -r). Repeatable. Example: -w /tmp
+    #[arg(short = 'w', long, value_name = "PATH")]
+    pub fs_write: Vec<std::path::PathBuf>,
+
+    /// Add what a dynamically linked program needs to start to the allow
+    /// lists: read /usr, /bin, /sbin, /lib*, the loader, name service,
+    /// time zone and certificate files of /etc, /proc and the CPU list;
+    /// write /dev/null, /dev/zero, /dev/full and /dev/tty.
+    /// Example: --fs-system -r . -w /tmp
+    #[arg(long)]
+    pub fs_system: bool,
+
+    /// Run even if the kernel's Landlock lacks RIGHT (filesystem, refer,
+    /// truncate, network, ioctl-dev or scoping), with what the policy
+    /// loses logged as a warning; without it such a kernel is refused.
+    /// Repeatable. Example: --allow-degraded ioctl-dev
+    #[arg(long, value_name = "RIGHT", value_parser = parse_right)]
+    pub allow_degraded: Vec<unotify::landlock::Right>,
+
     /// Tests only: believe the kernel's Landlock ABI is at most ABI.
     #[arg(long, value_name = "ABI", hide = true)]
     pub test_landlock_abi_cap: Option<u32>,
@@ -243,6 +272,11 @@ fn parse_max_processes(s: &str) -> Result<u32, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     unotify::process::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_right(s: &str) -> Result<unotify::landlock::Right, String> {
+    s.parse()
+        .map_err(|e: unotify::landlock::UnknownRight| e.to_string())
 }
 
 fn parse_syscall(s: &str) -> Result<String, String> {

@@ -244,6 +244,18 @@ fn run(args: RunArgs) -> u8 {
     for path in &args.deny_path {
         builder = builder.deny_path(path);
     }
+    for path in &args.fs_read {
+        builder = builder.fs_read(path);
+    }
+    for path in &args.fs_write {
+        builder = builder.fs_write(path);
+    }
+    if args.fs_system {
+        builder = builder.fs_system();
+    }
+    for right in &args.allow_degraded {
+        builder = builder.allow_degraded(*right);
+    }
     builder = builder.keep_caps(args.keep_caps);
     if let Some(file) = &args.audit {
         builder = builder.audit(file);

@@ -217,6 +217,55 @@ pub extern "C" fn unotify_builder_deny_path(b: *mut UnotifyBuilder, path: *const
     })
 }
 
+/// Lets the program read (and execute) beneath `path`; with any of the
+/// `fs_*` calls, everything else is refused (Landlock).
+#[no_mangle]
+pub extern "C" fn unotify_builder_fs_read(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let p = os(path, "path")?;
+        b.apply(|x| x.fs_read(p))
+    })
+}
+
+/// Lets the program read, write, create and remove beneath `path`.
+#[no_mangle]
+pub extern "C" fn unotify_builder_fs_write(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let p = os(path, "path")?;
+        b.apply(|x| x.fs_write(p))
+    })
+}
+
+/// Adds the minimal system set a dynamic program needs to the allow lists.
+#[no_mangle]
+pub extern "C" fn unotify_builder_fs_system(b: *mut UnotifyBuilder) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.fs_system()))
+}
+
+/// Accepts running without the Landlock right named `right` (`filesystem`,
+/// `refer`, `truncate`, `network`, `ioctl-dev`, `scoping`) on a kernel
+/// that lacks it.
+#[no_mangle]
+pub extern "C" fn unotify_builder_allow_degraded(
+    b: *mut UnotifyBuilder,
+    right: *const c_char,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = os(right, "right")?;
+        let r: crate::landlock::Right =
+            name.to_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: crate::landlock::UnknownRight| {
+                    Fail::new(super::error::UNOTIFY_E_INVALID, e.to_string())
+                })?;
+        b.apply(|x| x.allow_degraded(r))
+    })
+}
+
 /// Appends one JSON object per trapped call to the file at `path`.
 #[no_mangle]
 pub extern "C" fn unotify_builder_audit(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
