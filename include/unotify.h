@@ -257,6 +257,12 @@ int unotify_builder_allow_weak_isolation(unotify_builder *b, int on);
  * inherits a terminal on stdin and the host is in the foreground, the
  * sandbox's process group becomes the foreground group until it exits. */
 int unotify_builder_foreground(unotify_builder *b, int on);
+/* Determinism and identity (values checked at build: UNOTIFY_E_CONFIG).
+ * The host name uname, /etc/hostname and /proc/sys/kernel/hostname show. */
+int unotify_builder_hostname(unotify_builder *b, const char *name);
+/* The CPU count sched_getaffinity, sysconf, /proc/cpuinfo and
+ * /sys/devices/system/cpu/{online,possible} show (1 to 8192). */
+int unotify_builder_num_cpus(unotify_builder *b, uint32_t n);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

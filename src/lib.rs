@@ -100,6 +100,7 @@ pub struct ReadmeDoctests;
 pub mod action;
 pub mod arch;
 mod command;
+pub mod determinism;
 mod error;
 pub mod filter;
 pub(crate) mod freeze;

@@ -60,6 +60,7 @@ pub struct SandboxBuilder {
     landlock_abi_cap: Option<u32>,
     keep_caps: bool,
     cgroups: bool,
+    determinism: crate::determinism::Settings,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -92,6 +93,7 @@ impl Default for SandboxBuilder {
             landlock_abi_cap: None,
             keep_caps: false,
             cgroups: true,
+            determinism: Default::default(),
         }
     }
 }
@@ -327,6 +329,26 @@ impl SandboxBuilder {
         self
     }
 
+    /// Makes the program see `name` as the host's name (`--hostname`):
+    /// in `uname` (so `gethostname`, `hostname`, python's
+    /// `socket.gethostname()`), `/etc/hostname` and
+    /// `/proc/sys/kernel/hostname`. 1 to 64 bytes; see
+    /// [`determinism`](crate::determinism).
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.determinism.hostname = Some(name.into());
+        self
+    }
+
+    /// Makes the program see `n` CPUs (`--num-cpus`): `sched_getaffinity`
+    /// (`nproc`, most runtimes), `sysconf(_SC_NPROCESSORS_ONLN)` and
+    /// `_CONF`, `/proc/cpuinfo`, `/sys/devices/system/cpu/online` and
+    /// `possible`. It still runs on every CPU it may use. 1 to
+    /// [`MAX_CPUS`](crate::determinism::MAX_CPUS).
+    pub fn num_cpus(mut self, n: u32) -> Self {
+        self.determinism.num_cpus = Some(n);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -503,6 +525,12 @@ impl SandboxBuilder {
             vec![Arc::new(crate::isolation::HostIsolation)];
         if let Some(net) = &self.network {
             features.push(Arc::new(crate::net::Network::new(net)?));
+        }
+        if self.determinism.any() {
+            features.push(Arc::new(crate::determinism::Determinism::new(
+                self.determinism.clone(),
+                path_set.clone(),
+            )?));
         }
         if let Some(setup) = policy {
             features.push(Arc::new(crate::policy::PolicyFeature {

@@ -170,6 +170,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_weak_isolation: bool,
 
+    /// Determinism and identity (--hostname, --num-cpus, ...).
+    #[command(flatten)]
+    pub determinism: DeterminismArgs,
+
     /// Tests only: believe the kernel's Landlock ABI is at most ABI.
     #[arg(long, value_name = "ABI", hide = true)]
     pub test_landlock_abi_cap: Option<u32>,
@@ -397,5 +401,53 @@ mod tests {
         assert_eq!(run.workers, None);
         assert_eq!(run.command, ["ls", "--workers", "3"]);
         Cli::command().debug_assert();
+    }
+}
+
+/// The determinism and identity options of `unotify run`: what the program
+/// sees of the host's name, CPUs, randomness, directory order and clock.
+#[derive(Debug, Args)]
+pub struct DeterminismArgs {
+    /// Show NAME as the host name: uname, hostname, /etc/hostname,
+    /// /proc/sys/kernel/hostname. Example: --hostname build
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// Show N CPUs: nproc (sched_getaffinity), sysconf, /proc/cpuinfo,
+    /// /sys/devices/system/cpu/online and possible; the program still runs
+    /// on every CPU. Example: --num-cpus 4
+    #[arg(long, value_name = "N", value_parser = parse_num_cpus)]
+    pub num_cpus: Option<u32>,
+}
+
+impl DeterminismArgs {
+    /// Adds the options to `builder`.
+    pub fn apply(&self, mut builder: unotify::SandboxBuilder) -> unotify::SandboxBuilder {
+        if let Some(name) = &self.hostname {
+            builder = builder.hostname(name.clone());
+        }
+        if let Some(n) = self.num_cpus {
+            builder = builder.num_cpus(n);
+        }
+        builder
+    }
+}
+
+fn parse_hostname(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.contains(['\0', '\n', '/']) {
+        return Err(format!(
+            "`{s}` is not a host name: give 1 to 64 bytes without `/` or newline, like --hostname build"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_num_cpus(s: &str) -> Result<u32, String> {
+    let max = unotify::determinism::MAX_CPUS;
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a CPU count: give a number from 1 to {max}, like --num-cpus 4"
+        )),
     }
 }

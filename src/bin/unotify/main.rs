@@ -245,6 +245,7 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.deny_path(path);
     }
     builder = builder.keep_caps(args.keep_caps);
+    builder = args.determinism.apply(builder);
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
     }

@@ -326,3 +326,22 @@ impl std::fmt::Debug for UnotifySandbox {
         f.debug_struct("UnotifySandbox").finish_non_exhaustive()
     }
 }
+
+// Determinism and identity (see `unotify::determinism`); values are
+// checked at build (UNOTIFY_E_CONFIG).
+
+/// Shows `name` as the host name (`SandboxBuilder::hostname`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_hostname(b: *mut UnotifyBuilder, name: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = utf8(name, "host name")?.to_owned();
+        b.apply(|x| x.hostname(name))
+    })
+}
+
+/// Shows `n` CPUs (`SandboxBuilder::num_cpus`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_num_cpus(b: *mut UnotifyBuilder, n: u32) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.num_cpus(n)))
+}

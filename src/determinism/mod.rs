@@ -1,0 +1,117 @@
+//! Determinism and identity: what a sandboxed run sees of the host's name,
+//! CPU count, randomness, directory order and clock, made the same on
+//! every run and every machine.
+//!
+//! Owns one feature of the sandbox's plan ([`Determinism`]), which adds
+//! builtin handlers through the supervisor's `Enforcement` trait; it uses
+//! `handler` (the trapped task's memory, under `ID_VALID`), `paths` (to
+//! recognise a file under any spelling) and `sys`. The sandbox builder
+//! calls it; the supervisor does not know it.
+//!
+//! - `hostname` ([`SandboxBuilder::hostname`](crate::SandboxBuilder::hostname)):
+//!   `uname` (so `gethostname`) is performed by the supervisor and the
+//!   nodename replaced in the copy written back; `/etc/hostname` and
+//!   `/proc/sys/kernel/hostname` opened for reading give the name.
+//! - `num_cpus` ([`SandboxBuilder::num_cpus`](crate::SandboxBuilder::num_cpus)):
+//!   `sched_getaffinity` shows CPUs `0..N`; `/proc/cpuinfo` lists `N`
+//!   processors; `/sys/devices/system/cpu/online` and `possible` read
+//!   `0-(N-1)`. The program still runs on every CPU it may use.
+//!
+//! Virtual files are served by an open handler that reads the path once,
+//! pins what it names (relative to the task's dirfd or working directory,
+//! `..`, symlinks and `/proc/<pid>/root` followed) and compares the pinned
+//! file with the virtual ones; a match gets a sealed memfd with the
+//! content, injected as the call's result. Opens of anything else are left
+//! to the next handler or the kernel (which reads the path again: a second
+//! thread rewriting it in between makes that open reach the real file;
+//! these features make a run reproducible, they are not a confinement).
+
+mod files;
+mod identity;
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::supervisor::enforcement::{Enforcement, Install};
+
+/// What the determinism feature is asked for (the builder's options).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Settings {
+    /// The name `uname`, `/etc/hostname` and `/proc/sys/kernel/hostname`
+    /// show.
+    pub(crate) hostname: Option<String>,
+    /// The CPU count the program sees.
+    pub(crate) num_cpus: Option<u32>,
+}
+
+impl Settings {
+    /// Whether any determinism option is set.
+    pub(crate) fn any(&self) -> bool {
+        self.hostname.is_some() || self.num_cpus.is_some()
+    }
+}
+
+/// The determinism feature of a sandbox's plan.
+pub(crate) struct Determinism {
+    settings: Settings,
+    /// Path denial's set, if paths are denied: a virtual file that is
+    /// denied stays refused.
+    denied: Option<Arc<crate::paths::DeniedPaths>>,
+}
+
+impl Determinism {
+    /// Checks `settings`.
+    pub(crate) fn new(
+        settings: Settings,
+        denied: Option<Arc<crate::paths::DeniedPaths>>,
+    ) -> Result<Self> {
+        if let Some(name) = &settings.hostname {
+            check_hostname(name)?;
+        }
+        if let Some(n) = settings.num_cpus {
+            check_num_cpus(n)?;
+        }
+        Ok(Determinism { settings, denied })
+    }
+}
+
+impl Enforcement for Determinism {
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        let mut files = files::VirtualFiles::default();
+        if let Some(name) = &self.settings.hostname {
+            identity::install_hostname(install, name, &mut files)?;
+        }
+        if let Some(n) = self.settings.num_cpus {
+            identity::install_num_cpus(install, n, &mut files)?;
+        }
+        if !files.is_empty() {
+            files.install(install, self.denied.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a CPU count for [`SandboxBuilder::num_cpus`](crate::SandboxBuilder::num_cpus).
+fn check_num_cpus(n: u32) -> Result<()> {
+    if n == 0 || n > MAX_CPUS {
+        return Err(crate::Error::InvalidConfig {
+            message: format!("num_cpus must be between 1 and {MAX_CPUS}, not {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a host name for [`SandboxBuilder::hostname`](crate::SandboxBuilder::hostname).
+fn check_hostname(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || name.contains(['\0', '\n', '/']) {
+        return Err(crate::Error::InvalidConfig {
+            message: format!(
+                "hostname `{name}` must be 1 to 64 bytes, without NUL, newline or `/`"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The largest CPU count a sandbox may show (the kernel's `NR_CPUS` limit).
+pub const MAX_CPUS: u32 = 8192;
