@@ -263,6 +263,9 @@ int unotify_builder_hostname(unotify_builder *b, const char *name);
 /* The CPU count sched_getaffinity, sysconf, /proc/cpuinfo and
  * /sys/devices/system/cpu/{online,possible} show (1 to 8192). */
 int unotify_builder_num_cpus(unotify_builder *b, uint32_t n);
+/* getrandom, /dev/urandom and /dev/random give a deterministic stream
+ * derived from `seed` (not for keys). */
+int unotify_builder_random_seed(unotify_builder *b, uint64_t seed);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

@@ -349,6 +349,16 @@ impl SandboxBuilder {
         self
     }
 
+    /// Makes the program's randomness a deterministic stream derived from
+    /// `seed` (`--random-seed`): `getrandom` (python's `os.urandom`, C++'s
+    /// `random_device`, hash seeds), `/dev/urandom` and `/dev/random`. Two
+    /// runs with the same seed read the same bytes (in the same order, for
+    /// a single-threaded program); not for keys.
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.determinism.random_seed = Some(seed);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {

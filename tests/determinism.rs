@@ -77,6 +77,38 @@ fn num_cpus_everywhere() {
     assert_eq!(stdout_of(&out), "5\n5\n", "{}", stderr_of(&out));
 }
 
+/// The same seed gives the same bytes (getrandom, both devices, a big
+/// read), another seed or a bare run other bytes; python's `os.urandom`,
+/// `random` and string hashes follow.
+#[test]
+fn random_seed_streams() {
+    let a = run_probe(&["--random-seed", "42"], &["random"]);
+    let b = run_probe(&["--random-seed", "42"], &["random"]);
+    let c = run_probe(&["--random-seed", "43"], &["random"]);
+    let bare = run_probe(&[], &["random"]);
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 4, "{a}");
+    assert!(a.contains("big ok"), "{a}");
+    for (x, y) in a.lines().zip(c.lines()).chain(a.lines().zip(bare.lines())) {
+        assert_ne!(x, y, "\n{a}\n{c}\n{bare}");
+    }
+    let py = |seed: &str| {
+        let out = run_unotify(&[
+            "run",
+            "--random-seed",
+            seed,
+            "--",
+            "python3",
+            "-c",
+            "import os, random; print(os.urandom(8).hex(), random.random(), hash('abc'))",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    assert_eq!(py("7"), py("7"));
+    assert_ne!(py("7"), py("8"));
+}
+
 /// Unparseable values are `unotify`'s own failure, 125, with a message
 /// that says what to give.
 #[test]
@@ -85,8 +117,10 @@ fn bad_values_exit_125() {
         ("--num-cpus", "0", "CPU count"),
         ("--num-cpus", "many", "CPU count"),
         ("--hostname", "a/b", "host name"),
+        ("--random-seed", "-1", "seed"),
+        ("--random-seed", "0x", "seed"),
     ] {
-        let out = run_unotify(&["run", flag, value, "--", "true"]);
+        let out = run_unotify(&["run", &format!("{flag}={value}"), "--", "true"]);
         assert_eq!(out.status.code(), Some(125), "{flag} {value}");
         let err = stderr_of(&out);
         assert!(err.contains(needle), "{flag} {value}: {err}");

@@ -91,10 +91,38 @@ static void cpus(void) {
     printf("online %s\n", buf);
 }
 
+static void hex(const char *what, const unsigned char *b, size_t n) {
+    printf("%s ", what);
+    for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
+    printf("\n");
+}
+
+static void random_bytes(void) {
+    unsigned char b[16];
+    memset(b, 0, sizeof b);
+    getrandom(b, sizeof b, 0);
+    hex("getrandom", b, sizeof b);
+    const char *devs[] = { "/dev/urandom", "/dev/random" };
+    for (int i = 0; i < 2; i++) {
+        memset(b, 0, sizeof b);
+        int fd = open(devs[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, b, sizeof b) != sizeof b) printf("%s failed\n", devs[i]);
+        if (fd >= 0) close(fd);
+        hex(devs[i], b, sizeof b);
+    }
+    /* A big read, in part or whole: the length and a digest. */
+    static unsigned char big[3 << 20];
+    ssize_t n = getrandom(big, sizeof big, 0);
+    unsigned long sum = 0;
+    for (ssize_t i = 0; i < n; i++) sum = sum * 31 + big[i];
+    printf("big %s %lx\n", n > 0 ? "ok" : "failed", sum);
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "host") == 0) host(i + 1 < argc && argv[i + 1][0] != '-' ? argv[i + 1] : NULL);
         else if (strcmp(argv[i], "cpus") == 0) cpus();
+        else if (strcmp(argv[i], "random") == 0) random_bytes();
     }
     return 0;
 }

@@ -51,6 +51,11 @@ impl VirtualFiles {
         self.files.push((canonical, meta.dev(), content.into()));
     }
 
+    /// Serves opens of the character device `rdev` with `serve`.
+    pub(crate) fn device(&mut self, rdev: u64, serve: Serve) {
+        self.devices.push((rdev, serve));
+    }
+
     /// Traps the open calls and adds the handler.
     pub(crate) fn install(
         self,

@@ -16,6 +16,12 @@
 //!   `sched_getaffinity` shows CPUs `0..N`; `/proc/cpuinfo` lists `N`
 //!   processors; `/sys/devices/system/cpu/online` and `possible` read
 //!   `0-(N-1)`. The program still runs on every CPU it may use.
+//! - `random_seed` ([`SandboxBuilder::random_seed`](crate::SandboxBuilder::random_seed)):
+//!   `getrandom` and opens of `/dev/urandom` and `/dev/random` (any
+//!   device node with their numbers) give a ChaCha20 stream derived from
+//!   the seed; see `random`. `AT_RANDOM` (the 16 bytes the kernel puts in
+//!   the auxiliary vector, which the C library uses for its stack
+//!   protector) and address-space randomisation stay the kernel's.
 //!
 //! Virtual files are served by an open handler that reads the path once,
 //! pins what it names (relative to the task's dirfd or working directory,
@@ -28,11 +34,12 @@
 
 mod files;
 mod identity;
+mod random;
 
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::supervisor::enforcement::{Enforcement, Install};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, StartEnv};
 
 /// What the determinism feature is asked for (the builder's options).
 #[derive(Clone, Debug, Default)]
@@ -42,12 +49,14 @@ pub(crate) struct Settings {
     pub(crate) hostname: Option<String>,
     /// The CPU count the program sees.
     pub(crate) num_cpus: Option<u32>,
+    /// The seed of the random stream.
+    pub(crate) random_seed: Option<u64>,
 }
 
 impl Settings {
     /// Whether any determinism option is set.
     pub(crate) fn any(&self) -> bool {
-        self.hostname.is_some() || self.num_cpus.is_some()
+        self.hostname.is_some() || self.num_cpus.is_some() || self.random_seed.is_some()
     }
 }
 
@@ -84,10 +93,21 @@ impl Enforcement for Determinism {
         if let Some(n) = self.settings.num_cpus {
             identity::install_num_cpus(install, n, &mut files)?;
         }
+        if self.settings.random_seed.is_some() {
+            random::install(install, &mut files)?;
+        }
         if !files.is_empty() {
             files.install(install, self.denied.clone())?;
         }
         Ok(())
+    }
+
+    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+        // Per supervisor: each run starts its streams from the seed.
+        Ok(self
+            .settings
+            .random_seed
+            .map(|seed| Running::new(Arc::new(random::RandomState::new(seed)))))
     }
 }
 

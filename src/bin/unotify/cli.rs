@@ -418,6 +418,12 @@ pub struct DeterminismArgs {
     /// on every CPU. Example: --num-cpus 4
     #[arg(long, value_name = "N", value_parser = parse_num_cpus)]
     pub num_cpus: Option<u32>,
+
+    /// Make getrandom, /dev/urandom and /dev/random a deterministic stream
+    /// derived from SEED (a number up to 2^64-1): the same seed, the same
+    /// bytes. Not for keys. Example: --random-seed 42
+    #[arg(long, value_name = "SEED", value_parser = parse_seed)]
+    pub random_seed: Option<u64>,
 }
 
 impl DeterminismArgs {
@@ -428,6 +434,9 @@ impl DeterminismArgs {
         }
         if let Some(n) = self.num_cpus {
             builder = builder.num_cpus(n);
+        }
+        if let Some(seed) = self.random_seed {
+            builder = builder.random_seed(seed);
         }
         builder
     }
@@ -450,4 +459,10 @@ fn parse_num_cpus(s: &str) -> Result<u32, String> {
             "`{s}` is not a CPU count: give a number from 1 to {max}, like --num-cpus 4"
         )),
     }
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!("`{s}` is not a seed: give a number from 0 to 18446744073709551615, like --random-seed 42")
+    })
 }

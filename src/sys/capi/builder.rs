@@ -345,3 +345,9 @@ pub extern "C" fn unotify_builder_hostname(b: *mut UnotifyBuilder, name: *const 
 pub extern "C" fn unotify_builder_num_cpus(b: *mut UnotifyBuilder, n: u32) -> c_int {
     guard(|| builder(b)?.apply(|x| x.num_cpus(n)))
 }
+
+/// Makes randomness a stream derived from `seed` (`SandboxBuilder::random_seed`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_random_seed(b: *mut UnotifyBuilder, seed: u64) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.random_seed(seed)))
+}
