@@ -266,6 +266,8 @@ int unotify_builder_num_cpus(unotify_builder *b, uint32_t n);
 /* getrandom, /dev/urandom and /dev/random give a deterministic stream
  * derived from `seed` (not for keys). */
 int unotify_builder_random_seed(unotify_builder *b, uint64_t seed);
+/* getdents64 lists directories in name order (non-zero: on). */
+int unotify_builder_deterministic_dirs(unotify_builder *b, int on);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

@@ -359,6 +359,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// Makes directories list in byte order of their names
+    /// (`--deterministic-dirs`): `getdents64` (so `readdir`, `ls -f`,
+    /// `os.listdir`, `find`) gives the same order on every file system.
+    /// Each call reads the whole directory: slower on huge directories.
+    pub fn deterministic_dirs(mut self, on: bool) -> Self {
+        self.determinism.deterministic_dirs = on;
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {

@@ -109,6 +109,51 @@ fn random_seed_streams() {
     assert_ne!(py("7"), py("8"));
 }
 
+/// Names created out of order list sorted (`readdir`, `telldir`,
+/// `seekdir`, `rewinddir`, and a directory larger than one `readdir`
+/// buffer); bare, the file system's own order shows.
+#[test]
+fn deterministic_dirs_sorted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names = ["m", "c", "x", "a", "q", "B", "_z", "k"];
+    for n in names {
+        std::fs::write(tmp.path().join(n), b"").expect("create");
+    }
+    let path = tmp.path().to_str().expect("utf-8");
+    let out = run_probe(&["--deterministic-dirs"], &["dir", path]);
+    assert_eq!(
+        out, "dir . .. B _z a c k m q x\nafter-second B\nfirst .\n",
+        "{out}"
+    );
+    let bare = run_probe(&[], &["dir", path]);
+    assert!(!bare.starts_with("dir . .. B _z a c k m q x\n"), "{bare}");
+    // Many entries: several getdents64 calls, each continuing in order.
+    let big = tmp.path().join("big");
+    std::fs::create_dir(&big).expect("mkdir");
+    for i in (0..3000).rev() {
+        std::fs::write(
+            big.join(format!("file-{:05}-{}", (i * 7919) % 3000, "x".repeat(20))),
+            b"",
+        )
+        .expect("create");
+    }
+    let out = run_probe(
+        &["--deterministic-dirs"],
+        &["dir", big.to_str().expect("utf-8")],
+    );
+    let listed: Vec<&str> = out
+        .lines()
+        .next()
+        .expect("dir line")
+        .split(' ')
+        .skip(1)
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    assert_eq!(listed.len(), 3002);
+    assert_eq!(listed, sorted);
+}
+
 /// Unparseable values are `unotify`'s own failure, 125, with a message
 /// that says what to give.
 #[test]

@@ -118,11 +118,34 @@ static void random_bytes(void) {
     printf("big %s %lx\n", n > 0 ? "ok" : "failed", sum);
 }
 
+static void dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) { printf("opendir failed\n"); return; }
+    struct dirent *e;
+    long second = -1;
+    int i = 0;
+    printf("dir");
+    while ((e = readdir(d))) {
+        printf(" %s", e->d_name);
+        if (i++ == 1) second = telldir(d);
+    }
+    printf("\n");
+    /* seekdir to a telldir position, then rewinddir: the same order. */
+    seekdir(d, second);
+    e = readdir(d);
+    printf("after-second %s\n", e ? e->d_name : "-");
+    rewinddir(d);
+    e = readdir(d);
+    printf("first %s\n", e ? e->d_name : "-");
+    closedir(d);
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "host") == 0) host(i + 1 < argc && argv[i + 1][0] != '-' ? argv[i + 1] : NULL);
         else if (strcmp(argv[i], "cpus") == 0) cpus();
         else if (strcmp(argv[i], "random") == 0) random_bytes();
+        else if (strcmp(argv[i], "dir") == 0 && i + 1 < argc) dir(argv[++i]);
     }
     return 0;
 }

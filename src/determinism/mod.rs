@@ -22,6 +22,8 @@
 //!   the seed; see `random`. `AT_RANDOM` (the 16 bytes the kernel puts in
 //!   the auxiliary vector, which the C library uses for its stack
 //!   protector) and address-space randomisation stay the kernel's.
+//! - `deterministic_dirs` ([`SandboxBuilder::deterministic_dirs`](crate::SandboxBuilder::deterministic_dirs)):
+//!   `getdents64` lists entries sorted by name; see `dirs`.
 //!
 //! Virtual files are served by an open handler that reads the path once,
 //! pins what it names (relative to the task's dirfd or working directory,
@@ -32,6 +34,7 @@
 //! thread rewriting it in between makes that open reach the real file;
 //! these features make a run reproducible, they are not a confinement).
 
+mod dirs;
 mod files;
 mod identity;
 mod random;
@@ -51,12 +54,17 @@ pub(crate) struct Settings {
     pub(crate) num_cpus: Option<u32>,
     /// The seed of the random stream.
     pub(crate) random_seed: Option<u64>,
+    /// Directories list in name order.
+    pub(crate) deterministic_dirs: bool,
 }
 
 impl Settings {
     /// Whether any determinism option is set.
     pub(crate) fn any(&self) -> bool {
-        self.hostname.is_some() || self.num_cpus.is_some() || self.random_seed.is_some()
+        self.hostname.is_some()
+            || self.num_cpus.is_some()
+            || self.random_seed.is_some()
+            || self.deterministic_dirs
     }
 }
 
@@ -95,6 +103,9 @@ impl Enforcement for Determinism {
         }
         if self.settings.random_seed.is_some() {
             random::install(install, &mut files)?;
+        }
+        if self.settings.deterministic_dirs {
+            dirs::install(install)?;
         }
         if !files.is_empty() {
             files.install(install, self.denied.clone())?;

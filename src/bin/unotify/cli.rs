@@ -424,6 +424,12 @@ pub struct DeterminismArgs {
     /// bytes. Not for keys. Example: --random-seed 42
     #[arg(long, value_name = "SEED", value_parser = parse_seed)]
     pub random_seed: Option<u64>,
+
+    /// List directories in byte order of the names (getdents64: ls -f,
+    /// os.listdir, find), the same on every file system.
+    /// Example: --deterministic-dirs
+    #[arg(long)]
+    pub deterministic_dirs: bool,
 }
 
 impl DeterminismArgs {
@@ -437,6 +443,9 @@ impl DeterminismArgs {
         }
         if let Some(seed) = self.random_seed {
             builder = builder.random_seed(seed);
+        }
+        if self.deterministic_dirs {
+            builder = builder.deterministic_dirs(true);
         }
         builder
     }

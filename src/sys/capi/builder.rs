@@ -351,3 +351,9 @@ pub extern "C" fn unotify_builder_num_cpus(b: *mut UnotifyBuilder, n: u32) -> c_
 pub extern "C" fn unotify_builder_random_seed(b: *mut UnotifyBuilder, seed: u64) -> c_int {
     guard(|| builder(b)?.apply(|x| x.random_seed(seed)))
 }
+
+/// Lists directories in name order (`SandboxBuilder::deterministic_dirs`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_deterministic_dirs(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.deterministic_dirs(on != 0)))
+}
