@@ -268,6 +268,10 @@ int unotify_builder_num_cpus(unotify_builder *b, uint32_t n);
 int unotify_builder_random_seed(unotify_builder *b, uint64_t seed);
 /* getdents64 lists directories in name order (non-zero: on). */
 int unotify_builder_deterministic_dirs(unotify_builder *b, int on);
+/* The wall clock starts at `unix_seconds` and advances in real time
+ * (clock_gettime, also through the vDSO, gettimeofday, time, absolute
+ * clock_nanosleep). */
+int unotify_builder_time_start(unotify_builder *b, int64_t unix_seconds);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

@@ -368,6 +368,18 @@ impl SandboxBuilder {
         self
     }
 
+    /// Starts the program's wall clock at `start` (`--time-start`; see
+    /// [`determinism::parse_time_start`](crate::determinism::parse_time_start)):
+    /// it then advances in real time. `clock_gettime` on the wall clocks
+    /// (also through the vDSO), `gettimeofday`, `time`, and absolute
+    /// `clock_nanosleep` deadlines follow it; monotonic clocks and file
+    /// times stay real. A wall-clock read costs a round trip to the
+    /// supervisor (see [`determinism`](crate::determinism)).
+    pub fn time_start(mut self, start: std::time::SystemTime) -> Self {
+        self.determinism.time_start = Some(start);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {

@@ -154,6 +154,143 @@ fn deterministic_dirs_sorted() {
     assert_eq!(listed, sorted);
 }
 
+/// `clock_gettime(CLOCK_REALTIME)` called directly, which glibc serves
+/// from the vDSO without entering the kernel, sees the virtual time on
+/// every one of 2000 reads, in a dynamic and a static program; bare, every
+/// read is real.
+#[test]
+fn vdso_clock_reads_are_virtual() {
+    let out = run_probe(
+        &["--time-start", "2001-02-03T04:05:06Z"],
+        &["vdso-loop", "2000"],
+    );
+    assert_eq!(out, "real-reads 0 of 2000\n");
+    let bare = run_probe(&[], &["vdso-loop", "2000"]);
+    assert_eq!(bare, "real-reads 2000 of 2000\n");
+    let exe = build_c(
+        "determinism_probe_static",
+        include_str!("determinism_probe.c"),
+        &["-static"],
+    );
+    let out = run_unotify(&[
+        "run",
+        "--time-start",
+        "2001-02-03T04:05:06Z",
+        "--",
+        exe.to_str().expect("utf-8"),
+        "vdso-loop",
+        "2000",
+        "time",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "real-reads 0 of 2000\nminutes {m} {m} {m}\n",
+            m = 981_173_106 / 60
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// `date`, python's `time.time()` and `datetime.now()`, and an absolute
+/// `clock_nanosleep` on the virtual clock, which sleeps the right length.
+#[test]
+fn time_start_everywhere() {
+    let out = run_unotify(&[
+        "run",
+        "--time-start",
+        "2001-02-03T04:05:06+01:00",
+        "--",
+        "sh",
+        "-c",
+        "date -u +%Y-%m-%dT%H:%M; python3 -c 'import time, datetime; print(int(time.time()) // 60, datetime.datetime.utcfromtimestamp(time.time()).year)'",
+    ]);
+    assert_eq!(
+        stdout_of(&out),
+        format!("2001-02-03T03:05\n{} 2001\n", 981_169_506 / 60),
+        "{}",
+        stderr_of(&out)
+    );
+    let sleeper = build_c(
+        "determinism_sleep",
+        r#"
+#include <stdio.h>
+#include <time.h>
+#include <errno.h>
+int main(void) {
+    struct timespec now, t0, t1;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct timespec deadline = { now.tv_sec + 2, now.tv_nsec };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r;
+    while ((r = clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &deadline, NULL)) == EINTR) {}
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double slept = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("%d %d %s\n", r, (int)(now.tv_sec < 1000000000), slept > 1.9 && slept < 3.0 ? "right" : "wrong");
+    return 0;
+}
+"#,
+        &[],
+    );
+    let out = run_unotify(&[
+        "run",
+        "--time-start",
+        "2001-02-03T04:05:06Z",
+        "--",
+        sleeper.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(stdout_of(&out), "0 1 right\n", "{}", stderr_of(&out));
+}
+
+/// Two runs with every option print the same (time, random bytes, host
+/// name, CPUs, a directory), in C and in python; bare runs differ.
+#[test]
+fn two_runs_are_identical() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for n in ["m", "c", "x", "a", "q"] {
+        std::fs::write(tmp.path().join(n), b"").expect("create");
+    }
+    let dir = tmp.path().to_str().expect("utf-8");
+    let flags = [
+        "--time-start",
+        "2001-02-03T04:05:06Z",
+        "--random-seed",
+        "9",
+        "--hostname",
+        "repro",
+        "--num-cpus",
+        "2",
+        "--deterministic-dirs",
+    ];
+    let args = ["time", "random", "host", "cpus", "dir", dir];
+    let a = run_probe(&flags, &args);
+    let b = run_probe(&flags, &args);
+    assert_eq!(a, b);
+    assert!(
+        a.contains("uname repro\n") && a.contains("affinity 2\n"),
+        "{a}"
+    );
+    let bare_a = run_probe(&[], &args);
+    let bare_b = run_probe(&[], &args);
+    assert_ne!(bare_a, bare_b, "random bytes differ between bare runs");
+    let py = format!(
+        "import os, random, socket, time; print(int(time.time()) // 60, os.urandom(8).hex(), random.random(), socket.gethostname(), os.cpu_count(), os.listdir({dir:?}))"
+    );
+    let run_py = |flags: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend_from_slice(flags);
+        all.extend_from_slice(&["--", "python3", "-c", &py]);
+        let out = run_unotify(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    let pa = run_py(&flags);
+    assert_eq!(pa, run_py(&flags));
+    assert!(pa.contains("repro 2 ['a', 'c', 'm', 'q', 'x']"), "{pa}");
+    assert_ne!(run_py(&[]), run_py(&[]));
+}
+
 /// Unparseable values are `unotify`'s own failure, 125, with a message
 /// that says what to give.
 #[test]
@@ -164,6 +301,8 @@ fn bad_values_exit_125() {
         ("--hostname", "a/b", "host name"),
         ("--random-seed", "-1", "seed"),
         ("--random-seed", "0x", "seed"),
+        ("--time-start", "yesterday", "not a time"),
+        ("--time-start", "2024-02-30T00:00:00Z", "not a time"),
     ] {
         let out = run_unotify(&["run", &format!("{flag}={value}"), "--", "true"]);
         assert_eq!(out.status.code(), Some(125), "{flag} {value}");

@@ -140,12 +140,35 @@ static void dir(const char *path) {
     closedir(d);
 }
 
+/* The wall clock every way, in minutes (two runs print the same). */
+static void clocks(void) {
+    struct timespec ts;
+    struct timeval tv;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gettimeofday(&tv, NULL);
+    printf("minutes %ld %ld %ld\n", (long)ts.tv_sec / 60, (long)tv.tv_sec / 60, (long)time(NULL) / 60);
+}
+
+/* N direct clock_gettime(CLOCK_REALTIME) calls (the vDSO's, in glibc):
+ * how many saw a time after 2020 (the real clock, here). */
+static void vdso_loop(int n) {
+    int real = 0;
+    for (int i = 0; i < n; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (ts.tv_sec > 1577836800) real++;
+    }
+    printf("real-reads %d of %d\n", real, n);
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "host") == 0) host(i + 1 < argc && argv[i + 1][0] != '-' ? argv[i + 1] : NULL);
         else if (strcmp(argv[i], "cpus") == 0) cpus();
         else if (strcmp(argv[i], "random") == 0) random_bytes();
         else if (strcmp(argv[i], "dir") == 0 && i + 1 < argc) dir(argv[++i]);
+        else if (strcmp(argv[i], "time") == 0) clocks();
+        else if (strcmp(argv[i], "vdso-loop") == 0 && i + 1 < argc) vdso_loop(atoi(argv[++i]));
     }
     return 0;
 }

@@ -24,6 +24,10 @@
 //!   protector) and address-space randomisation stay the kernel's.
 //! - `deterministic_dirs` ([`SandboxBuilder::deterministic_dirs`](crate::SandboxBuilder::deterministic_dirs)):
 //!   `getdents64` lists entries sorted by name; see `dirs`.
+//! - `time_start` ([`SandboxBuilder::time_start`](crate::SandboxBuilder::time_start)):
+//!   the wall clocks start at the given time and advance in real time;
+//!   see `clock`, and `vdso` for the calls the C library makes without
+//!   entering the kernel, and what a clock read costs.
 //!
 //! Virtual files are served by an open handler that reads the path once,
 //! pins what it names (relative to the task's dirfd or working directory,
@@ -34,15 +38,18 @@
 //! thread rewriting it in between makes that open reach the real file;
 //! these features make a run reproducible, they are not a confinement).
 
+mod clock;
 mod dirs;
 mod files;
 mod identity;
 mod random;
+mod vdso;
 
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::supervisor::enforcement::{Enforcement, Install, Running, StartEnv};
+use crate::filter::FilterBuilder;
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
 
 /// What the determinism feature is asked for (the builder's options).
 #[derive(Clone, Debug, Default)]
@@ -56,6 +63,8 @@ pub(crate) struct Settings {
     pub(crate) random_seed: Option<u64>,
     /// Directories list in name order.
     pub(crate) deterministic_dirs: bool,
+    /// Where the program's wall clock starts.
+    pub(crate) time_start: Option<std::time::SystemTime>,
 }
 
 impl Settings {
@@ -65,6 +74,7 @@ impl Settings {
             || self.num_cpus.is_some()
             || self.random_seed.is_some()
             || self.deterministic_dirs
+            || self.time_start.is_some()
     }
 }
 
@@ -92,8 +102,70 @@ impl Determinism {
     }
 }
 
+/// One run's state (a supervisor's): a service the handlers find.
+pub(crate) struct Run {
+    /// The random streams.
+    random: Option<random::RandomState>,
+    /// Virtual minus real wall-clock time, in nanoseconds.
+    clock_offset_ns: Option<i128>,
+}
+
+impl Stage for Run {}
+
+/// Nanoseconds since the Unix epoch (negative before it).
+fn unix_ns(t: std::time::SystemTime) -> i128 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+impl Determinism {
+    /// The vDSO symbols the program must not call (its calls would not be
+    /// trapped).
+    fn vdso_hidden(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.settings.time_start.is_some() {
+            names.extend_from_slice(vdso::CLOCK_SYMBOLS);
+        }
+        if self.settings.random_seed.is_some() {
+            names.extend_from_slice(vdso::RANDOM_SYMBOLS);
+        }
+        names
+    }
+}
+
 impl Enforcement for Determinism {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        if self.settings.time_start.is_some() {
+            clock::rules(filter)?;
+        }
+        Ok(())
+    }
+
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        let hidden = self.vdso_hidden();
+        if !hidden.is_empty() {
+            // The first `brk` after an exec comes before the C library
+            // looks at the vDSO (see `vdso`).
+            if let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "brk") {
+                install.builtin(
+                    nr,
+                    Arc::new(move |cx: &crate::handler::HandlerCtx<'_>| {
+                        if let Err(e) = vdso::hide(cx, &hidden) {
+                            log::debug!(
+                                "cannot hide the vDSO's functions of pid {}: {e}",
+                                cx.pid()
+                            );
+                        }
+                        crate::action::NotifAction::Continue
+                    }),
+                )?;
+            }
+        }
+        if self.settings.time_start.is_some() {
+            clock::install(install)?;
+        }
         let mut files = files::VirtualFiles::default();
         if let Some(name) = &self.settings.hostname {
             identity::install_hostname(install, name, &mut files)?;
@@ -114,11 +186,16 @@ impl Enforcement for Determinism {
     }
 
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
-        // Per supervisor: each run starts its streams from the seed.
-        Ok(self
-            .settings
-            .random_seed
-            .map(|seed| Running::new(Arc::new(random::RandomState::new(seed)))))
+        // Per supervisor: each run starts its streams from the seed and
+        // its clock at the start time.
+        let run = Run {
+            random: self.settings.random_seed.map(random::RandomState::new),
+            clock_offset_ns: self
+                .settings
+                .time_start
+                .map(|t| unix_ns(t) - unix_ns(std::time::SystemTime::now())),
+        };
+        Ok(Some(Running::new(Arc::new(run))))
     }
 }
 
@@ -146,3 +223,10 @@ fn check_hostname(name: &str) -> Result<()> {
 
 /// The largest CPU count a sandbox may show (the kernel's `NR_CPUS` limit).
 pub const MAX_CPUS: u32 = 8192;
+
+/// Parses a `--time-start` value: RFC 3339 (`2024-01-02T03:04:05Z`, with
+/// an optional fraction, and `Z` or a `±hh:mm` offset) or a Unix timestamp
+/// in seconds (`1704164645`). The error says what to give.
+pub fn parse_time_start(s: &str) -> std::result::Result<std::time::SystemTime, String> {
+    clock::parse(s)
+}

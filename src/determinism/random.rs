@@ -20,7 +20,7 @@ use crate::action::{Errno, NotifAction};
 use crate::arch::Arch;
 use crate::error::Result;
 use crate::handler::HandlerCtx;
-use crate::supervisor::enforcement::{Install, Stage};
+use crate::supervisor::enforcement::Install;
 
 use super::files::VirtualFiles;
 
@@ -42,8 +42,6 @@ pub(crate) struct RandomState {
     /// The next stream an open of a random device gets.
     next_stream: AtomicU64,
 }
-
-impl Stage for RandomState {}
 
 impl RandomState {
     pub(crate) fn new(seed: u64) -> Self {
@@ -69,7 +67,9 @@ pub(crate) fn install(install: &mut Install<'_>, files: &mut VirtualFiles) -> Re
 fn state<'a>(cx: &HandlerCtx<'a>) -> std::result::Result<&'a RandomState, Errno> {
     // Started with the feature: missing only if the supervisor failed to
     // start it (fail closed).
-    cx.service::<RandomState>().ok_or(Errno::of(libc::EIO))
+    cx.service::<super::Run>()
+        .and_then(|r| r.random.as_ref())
+        .ok_or(Errno::of(libc::EIO))
 }
 
 fn getrandom(cx: &HandlerCtx<'_>) -> NotifAction {

@@ -53,3 +53,24 @@ pub fn force_write(pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
         .open(format!("/proc/{pid}/mem"))?;
     mem.write_all_at(data, addr)
 }
+
+/// `clock_gettime(clock)` as (seconds, nanoseconds).
+pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((ts.tv_sec, ts.tv_nsec))
+}
+
+/// Reads `buf.len()` bytes at `addr` in process `pid` through
+/// `/proc/<pid>/mem` (reaches special mappings such as the vDSO).
+pub fn force_read(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    mem.read_exact_at(buf, addr)
+}

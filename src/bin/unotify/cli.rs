@@ -430,6 +430,13 @@ pub struct DeterminismArgs {
     /// Example: --deterministic-dirs
     #[arg(long)]
     pub deterministic_dirs: bool,
+
+    /// Start the program's wall clock at TIME (RFC 3339 or a Unix
+    /// timestamp); it advances in real time: date, time(), clock_gettime,
+    /// gettimeofday. Monotonic clocks and file times stay real.
+    /// Example: --time-start 2024-01-02T03:04:05Z
+    #[arg(long, value_name = "TIME", value_parser = unotify::determinism::parse_time_start)]
+    pub time_start: Option<std::time::SystemTime>,
 }
 
 impl DeterminismArgs {
@@ -446,6 +453,9 @@ impl DeterminismArgs {
         }
         if self.deterministic_dirs {
             builder = builder.deterministic_dirs(true);
+        }
+        if let Some(t) = self.time_start {
+            builder = builder.time_start(t);
         }
         builder
     }

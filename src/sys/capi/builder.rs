@@ -357,3 +357,18 @@ pub extern "C" fn unotify_builder_random_seed(b: *mut UnotifyBuilder, seed: u64)
 pub extern "C" fn unotify_builder_deterministic_dirs(b: *mut UnotifyBuilder, on: c_int) -> c_int {
     guard(|| builder(b)?.apply(|x| x.deterministic_dirs(on != 0)))
 }
+
+/// Starts the wall clock at `unix_seconds` (`SandboxBuilder::time_start`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_time_start(b: *mut UnotifyBuilder, unix_seconds: i64) -> c_int {
+    guard(|| {
+        let epoch = std::time::UNIX_EPOCH;
+        let d = Duration::from_secs(unix_seconds.unsigned_abs());
+        let t = if unix_seconds >= 0 {
+            epoch + d
+        } else {
+            epoch - d
+        };
+        builder(b)?.apply(|x| x.time_start(t))
+    })
+}
