@@ -12,8 +12,8 @@
 //! (`AT_SYSINFO_EHDR` in `/proc/<pid>/auxv`) and zeroes `st_value` and
 //! `st_shndx` of those symbols in its dynamic symbol table through
 //! `/proc/<pid>/mem` (the process gets a private copy of that page; its
-//! forks inherit it). glibc, musl and Go skip such symbols and fall back to
-//! the system call. A call on a wall clock then costs a round trip to the
+//! forks inherit it). glibc and musl skip such symbols and fall back to the
+//! system call. A call on a wall clock then costs a round trip to the
 //! supervisor; the monotonic clocks are not trapped by the filter, and cost
 //! a plain system call instead of a vDSO read. Each `brk` is trapped to
 //! find the first one (it checks the table, a few reads, and goes on).
