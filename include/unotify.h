@@ -272,6 +272,9 @@ int unotify_builder_deterministic_dirs(unotify_builder *b, int on);
  * (clock_gettime, also through the vDSO, gettimeofday, time, absolute
  * clock_nanosleep). */
 int unotify_builder_time_start(unotify_builder *b, int64_t unix_seconds);
+/* Each port the program binds gets a free real port behind it; connects to
+ * it on loopback and getsockname use the program's port (non-zero: on). */
+int unotify_builder_port_remap(unotify_builder *b, int on);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

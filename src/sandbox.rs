@@ -380,6 +380,19 @@ impl SandboxBuilder {
         self
     }
 
+    /// Gives each port the program binds a free real port behind it
+    /// (`--port-remap`): TCP and UDP `bind` of port `P` binds a free port
+    /// on the program's behalf and remembers it for this run; `connect`
+    /// and sends to `P` on loopback reach it, and `getsockname` (and
+    /// `getpeername` of a loopback peer) show `P`. Two sandboxes can both
+    /// listen on "8080" at once. It turns the network's on-behalf calls
+    /// on (an empty deny list if no [`network`](Self::network) policy is
+    /// given: raw and packet sockets are then refused, see [`crate::net`]).
+    pub fn port_remap(mut self, on: bool) -> Self {
+        self.determinism.port_remap = on;
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -516,6 +529,10 @@ impl SandboxBuilder {
                 self.limits.max_processes = Some(u32::MAX);
             }
         }
+        // Port remap translates inside the network's on-behalf calls.
+        if self.determinism.port_remap && self.network.is_none() {
+            self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+        }
         let handled = |nr: Option<u32>| {
             self.rules.iter().any(|r| match r {
                 Rule::Handle(name, _) => nr.is_some() && syscalls::resolve(name).ok() == nr,
@@ -555,7 +572,10 @@ impl SandboxBuilder {
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
         if let Some(net) = &self.network {
-            features.push(Arc::new(crate::net::Network::new(net)?));
+            features.push(Arc::new(crate::net::Network::new(
+                net,
+                self.determinism.port_remap,
+            )?));
         }
         if self.determinism.any() {
             features.push(Arc::new(crate::determinism::Determinism::new(

@@ -291,6 +291,54 @@ fn two_runs_are_identical() {
     assert_ne!(run_py(&[]), run_py(&[]));
 }
 
+/// Two sandboxes each run `python3 -m http.server 8080` at once, while
+/// this process holds the real port 8080 (if it is free); a client inside
+/// each reaches its own server, and `getsockname` shows 8080. (Until its
+/// server has bound 8080, a client's connect reaches the real port 8080,
+/// here this process, which never answers: the client's timeout.)
+#[test]
+fn port_remap_two_servers_on_8080() {
+    let _held = std::net::TcpListener::bind("127.0.0.1:8080");
+    let dirs: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    for (i, d) in dirs.iter().enumerate() {
+        std::fs::write(d.path().join("id"), format!("server-{i}")).expect("write id");
+    }
+    let script = |dir: &std::path::Path| {
+        format!(
+            "python3 -m http.server 8080 --bind 127.0.0.1 --directory {dir} >/dev/null 2>&1 &
+             for i in $(seq 100); do
+               python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:8080/id\", timeout=1).read().decode())' 2>/dev/null && break
+               sleep 0.1
+             done
+             python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 8081)); print(s.getsockname()[1])'
+             kill $!",
+            dir = dir.display()
+        )
+    };
+    let children: Vec<std::process::Child> = dirs
+        .iter()
+        .map(|d| {
+            common::unotify()
+                .args(["run", "--port-remap", "--", "sh", "-c", &script(d.path())])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start unotify")
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("wait");
+        assert_eq!(
+            stdout_of(&out),
+            format!("server-{i}\n8081\n"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+}
+
 /// Unparseable values are `unotify`'s own failure, 125, with a message
 /// that says what to give.
 #[test]

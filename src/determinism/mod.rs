@@ -28,6 +28,11 @@
 //!   the wall clocks start at the given time and advance in real time;
 //!   see `clock`, and `vdso` for the calls the C library makes without
 //!   entering the kernel, and what a clock read costs.
+//! - `port_remap` ([`SandboxBuilder::port_remap`](crate::SandboxBuilder::port_remap)):
+//!   each port the program binds is virtual, with a free real port behind
+//!   it (this run's map, `ports`); the network's on-behalf `bind`,
+//!   `connect` and sends translate through `net`'s port hook, and
+//!   `getsockname` shows the virtual port.
 //!
 //! Virtual files are served by an open handler that reads the path once,
 //! pins what it names (relative to the task's dirfd or working directory,
@@ -42,6 +47,7 @@ mod clock;
 mod dirs;
 mod files;
 mod identity;
+mod ports;
 mod random;
 mod vdso;
 
@@ -65,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) deterministic_dirs: bool,
     /// Where the program's wall clock starts.
     pub(crate) time_start: Option<std::time::SystemTime>,
+    /// Bound ports are virtual, with real ports behind them.
+    pub(crate) port_remap: bool,
 }
 
 impl Settings {
@@ -75,6 +83,7 @@ impl Settings {
             || self.random_seed.is_some()
             || self.deterministic_dirs
             || self.time_start.is_some()
+            || self.port_remap
     }
 }
 
@@ -195,7 +204,13 @@ impl Enforcement for Determinism {
                 .time_start
                 .map(|t| unix_ns(t) - unix_ns(std::time::SystemTime::now())),
         };
-        Ok(Some(Running::new(Arc::new(run))))
+        let running = Running::new(Arc::new(run));
+        Ok(Some(if self.settings.port_remap {
+            let map: Arc<dyn crate::net::PortRemap> = Arc::new(ports::PortMap::default());
+            running.with_service(Arc::new(crate::net::PortHook(map)))
+        } else {
+            running
+        }))
     }
 }
 

@@ -437,6 +437,13 @@ pub struct DeterminismArgs {
     /// Example: --time-start 2024-01-02T03:04:05Z
     #[arg(long, value_name = "TIME", value_parser = unotify::determinism::parse_time_start)]
     pub time_start: Option<std::time::SystemTime>,
+
+    /// Give each port the program binds a free real port behind it:
+    /// connects to the port on loopback inside the sandbox reach it and
+    /// getsockname shows it, so two sandboxes can both bind 8080.
+    /// Example: --port-remap
+    #[arg(long)]
+    pub port_remap: bool,
 }
 
 impl DeterminismArgs {
@@ -456,6 +463,9 @@ impl DeterminismArgs {
         }
         if let Some(t) = self.time_start {
             builder = builder.time_start(t);
+        }
+        if self.port_remap {
+            builder = builder.port_remap(true);
         }
         builder
     }

@@ -372,3 +372,9 @@ pub extern "C" fn unotify_builder_time_start(b: *mut UnotifyBuilder, unix_second
         builder(b)?.apply(|x| x.time_start(t))
     })
 }
+
+/// Gives bound ports a free real port behind them (`SandboxBuilder::port_remap`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_port_remap(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.port_remap(on != 0)))
+}
