@@ -2,7 +2,7 @@
 //! CPU count, randomness, directory order and clock, made the same on
 //! every run and every machine.
 //!
-//! Owns one feature of the sandbox's plan ([`Determinism`]), which adds
+//! Owns one feature of the sandbox's plan (`Determinism`), which adds
 //! builtin handlers through the supervisor's `Enforcement` trait; it uses
 //! `handler` (the trapped task's memory, under `ID_VALID`), `paths` (to
 //! recognise a file under any spelling) and `sys`. The sandbox builder
