@@ -273,6 +273,24 @@ int unotify_builder_allow_degraded(unotify_builder *b, const char *right);
  * inherits a terminal on stdin and the host is in the foreground, the
  * sandbox's process group becomes the foreground group until it exits. */
 int unotify_builder_foreground(unotify_builder *b, int on);
+/* Determinism and identity (values checked at build: UNOTIFY_E_CONFIG).
+ * The host name uname, /etc/hostname and /proc/sys/kernel/hostname show. */
+int unotify_builder_hostname(unotify_builder *b, const char *name);
+/* The CPU count sched_getaffinity, sysconf, /proc/cpuinfo and
+ * /sys/devices/system/cpu/{online,possible} show (1 to 8192). */
+int unotify_builder_num_cpus(unotify_builder *b, uint32_t n);
+/* getrandom, /dev/urandom and /dev/random give a deterministic stream
+ * derived from `seed` (not for keys). */
+int unotify_builder_random_seed(unotify_builder *b, uint64_t seed);
+/* getdents64 lists directories in name order (non-zero: on). */
+int unotify_builder_deterministic_dirs(unotify_builder *b, int on);
+/* The wall clock starts at `unix_seconds` and advances in real time
+ * (clock_gettime, also through the vDSO, gettimeofday, time, absolute
+ * clock_nanosleep). */
+int unotify_builder_time_start(unotify_builder *b, int64_t unix_seconds);
+/* Each port the program binds gets a free real port behind it; connects to
+ * it on loopback and getsockname use the program's port (non-zero: on). */
+int unotify_builder_port_remap(unotify_builder *b, int on);
 /* Uses cgroups (non-zero, the default) where the host may make them: the
  * kernel then counts and limits every process and all memory of the
  * sandbox; 0: limits are charged at the trapped calls only. */

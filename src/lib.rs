@@ -101,6 +101,7 @@ pub mod action;
 pub mod arch;
 mod command;
 pub(crate) mod confine;
+pub mod determinism;
 mod error;
 pub mod filter;
 pub(crate) mod freeze;

@@ -61,6 +61,7 @@ pub struct SandboxBuilder {
     keep_caps: bool,
     cgroups: bool,
     confinement: crate::confine::Spec,
+    determinism: crate::determinism::Settings,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -94,6 +95,7 @@ impl Default for SandboxBuilder {
             keep_caps: false,
             cgroups: true,
             confinement: crate::confine::Spec::default(),
+            determinism: Default::default(),
         }
     }
 }
@@ -385,6 +387,70 @@ impl SandboxBuilder {
         self
     }
 
+    /// Makes the program see `name` as the host's name (`--hostname`):
+    /// in `uname` (so `gethostname`, `hostname`, python's
+    /// `socket.gethostname()`), `/etc/hostname` and
+    /// `/proc/sys/kernel/hostname`. 1 to 64 bytes; see
+    /// [`determinism`](crate::determinism).
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.determinism.hostname = Some(name.into());
+        self
+    }
+
+    /// Makes the program see `n` CPUs (`--num-cpus`): `sched_getaffinity`
+    /// (`nproc`, most runtimes), `sysconf(_SC_NPROCESSORS_ONLN)` and
+    /// `_CONF`, `/proc/cpuinfo`, `/sys/devices/system/cpu/online` and
+    /// `possible`. It still runs on every CPU it may use. 1 to
+    /// [`MAX_CPUS`](crate::determinism::MAX_CPUS).
+    pub fn num_cpus(mut self, n: u32) -> Self {
+        self.determinism.num_cpus = Some(n);
+        self
+    }
+
+    /// Makes the program's randomness a deterministic stream derived from
+    /// `seed` (`--random-seed`): `getrandom` (python's `os.urandom`, C++'s
+    /// `random_device`, hash seeds), `/dev/urandom` and `/dev/random`. Two
+    /// runs with the same seed read the same bytes (in the same order, for
+    /// a single-threaded program); not for keys.
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.determinism.random_seed = Some(seed);
+        self
+    }
+
+    /// Makes directories list in byte order of their names
+    /// (`--deterministic-dirs`): `getdents64` (so `readdir`, `ls -f`,
+    /// `os.listdir`, `find`) gives the same order on every file system.
+    /// Each call reads the whole directory: slower on huge directories.
+    pub fn deterministic_dirs(mut self, on: bool) -> Self {
+        self.determinism.deterministic_dirs = on;
+        self
+    }
+
+    /// Starts the program's wall clock at `start` (`--time-start`; see
+    /// [`determinism::parse_time_start`](crate::determinism::parse_time_start)):
+    /// it then advances in real time. `clock_gettime` on the wall clocks
+    /// (also through the vDSO), `gettimeofday`, `time`, and absolute
+    /// `clock_nanosleep` deadlines follow it; monotonic clocks and file
+    /// times stay real. A wall-clock read costs a round trip to the
+    /// supervisor (see [`determinism`](crate::determinism)).
+    pub fn time_start(mut self, start: std::time::SystemTime) -> Self {
+        self.determinism.time_start = Some(start);
+        self
+    }
+
+    /// Gives each port the program binds a free real port behind it
+    /// (`--port-remap`): TCP and UDP `bind` of port `P` binds a free port
+    /// on the program's behalf and remembers it for this run; `connect`
+    /// and sends to `P` on loopback reach it, and `getsockname` (and
+    /// `getpeername` of a loopback peer) show `P`. Two sandboxes can both
+    /// listen on "8080" at once. It turns the network's on-behalf calls
+    /// on (an empty deny list if no [`network`](Self::network) policy is
+    /// given: raw and packet sockets are then refused, see [`crate::net`]).
+    pub fn port_remap(mut self, on: bool) -> Self {
+        self.determinism.port_remap = on;
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -524,6 +590,10 @@ impl SandboxBuilder {
                 self.limits.max_processes = Some(u32::MAX);
             }
         }
+        // Port remap translates inside the network's on-behalf calls.
+        if self.determinism.port_remap && self.network.is_none() {
+            self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+        }
         let handled = |nr: Option<u32>| {
             self.rules.iter().any(|r| match r {
                 Rule::Handle(name, _) => nr.is_some() && syscalls::resolve(name).ok() == nr,
@@ -568,7 +638,16 @@ impl SandboxBuilder {
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
         if let Some(net) = &self.network {
-            features.push(Arc::new(crate::net::Network::new(net)?));
+            features.push(Arc::new(crate::net::Network::new(
+                net,
+                self.determinism.port_remap,
+            )?));
+        }
+        if self.determinism.any() {
+            features.push(Arc::new(crate::determinism::Determinism::new(
+                self.determinism.clone(),
+                path_set.clone(),
+            )?));
         }
         if let Some(setup) = policy {
             features.push(Arc::new(crate::policy::PolicyFeature {

@@ -489,6 +489,31 @@ static void print_layout(void)
     printf("\n");
 }
 
+/* Determinism and identity: the builder calls reach the sandbox; a bad
+ * CPU count fails the build with UNOTIFY_E_CONFIG. */
+static void check_determinism(void)
+{
+    char out[4096];
+    unotify_builder *b;
+    unotify_sandbox *sb = NULL;
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_hostname(b, "cabi") == UNOTIFY_OK, "hostname");
+    EXPECT(unotify_builder_num_cpus(b, 2) == UNOTIFY_OK, "num_cpus");
+    EXPECT(unotify_builder_random_seed(b, 5) == UNOTIFY_OK, "random_seed");
+    EXPECT(unotify_builder_deterministic_dirs(b, 1) == UNOTIFY_OK, "deterministic_dirs");
+    EXPECT(unotify_builder_time_start(b, 981173106) == UNOTIFY_OK, "time_start");
+    EXPECT(unotify_builder_port_remap(b, 1) == UNOTIFY_OK, "port_remap");
+    EXPECT(unotify_builder_hostname(b, NULL) == UNOTIFY_E_INVALID, "null host name");
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_OK, "build");
+    int rc = run_sh(sb, "hostname; nproc; date -u +%Y; python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 8080)); print(s.getsockname()[1])'", out, sizeof out);
+    EXPECT(rc == 0 && !strcmp(out, "cabi\n2\n2001\n8080\n"), "determinism run %d: %s", rc, out);
+    unotify_sandbox_free(sb);
+    EXPECT(unotify_builder_new(&b) == UNOTIFY_OK, "builder_new");
+    EXPECT(unotify_builder_num_cpus(b, 0) == UNOTIFY_OK, "num_cpus 0 is taken");
+    sb = NULL;
+    EXPECT(unotify_builder_build(b, &sb) == UNOTIFY_E_CONFIG && sb == NULL, "num_cpus 0 fails the build");
+}
+
 int main(int argc, char **argv)
 {
     char out[4096];
@@ -646,6 +671,7 @@ int main(int argc, char **argv)
     check_denied_paths();
     check_builder_settings();
     check_fs_confinement();
+    check_determinism();
     check_pause_resume();
     printf("capi_abi: %d failures\n", failures);
     return failures ? 1 : 0;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Modules that plug into the supervisor through its `Enforcement` trait
 /// (and the builder above them).
 const FEATURES: &[&str] = &[
+    "determinism",
     "freeze",
     "confine",
     "isolation",

@@ -42,8 +42,10 @@ impl Enforcement for Network {
 }
 
 impl Network {
-    /// Resolves the policy's host names and prepares its handlers.
-    pub(crate) fn new(policy: &NetPolicy) -> Result<Network> {
+    /// Resolves the policy's host names and prepares its handlers. With
+    /// `remap` (a feature gives a `PortHook`), `bind` is made on the
+    /// program's behalf and `getsockname`/`getpeername` translated.
+    pub(crate) fn new(policy: &NetPolicy, remap: bool) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
         let enforcer = Arc::new(Enforcer::new(Arc::clone(&resolved)));
         let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
@@ -71,9 +73,21 @@ impl Network {
                 Arc::new(move |cx: &HandlerCtx<'_>| e.sendmmsg(cx)),
             );
         }
-        if policy.deny_bind().is_some() {
+        if remap {
+            add(
+                "getsockname",
+                Arc::new(|cx: &HandlerCtx<'_>| super::remap::sockname(cx, false)),
+            );
+            add(
+                "getpeername",
+                Arc::new(|cx: &HandlerCtx<'_>| super::remap::sockname(cx, true)),
+            );
+        }
+        if policy.deny_bind().is_some() || remap {
             let e = Arc::clone(&enforcer);
             add("bind", Arc::new(move |cx: &HandlerCtx<'_>| e.bind(cx)));
+        }
+        if policy.deny_bind().is_some() {
             let e = Arc::clone(&enforcer);
             add("listen", Arc::new(move |cx: &HandlerCtx<'_>| e.listen(cx)));
         }

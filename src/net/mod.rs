@@ -51,6 +51,7 @@ mod handlers;
 mod hosts;
 mod onbehalf;
 mod policy;
+mod remap;
 mod sockaddr;
 mod spec;
 mod unix;
@@ -60,4 +61,5 @@ pub use policy::{
     canonical_ip, canonical_net, Mode, NetPolicy, NetRule, Ports, Protocol, Protocols,
     ResolvedNetPolicy, Target, UnixTarget,
 };
+pub(crate) use remap::{PortHook, PortRemap};
 pub use spec::{NetSpecError, NetSpecErrorKind, RuleKind};

@@ -41,6 +41,7 @@ use crate::sys::{mem, pidfd};
 
 use super::cancel::Canceller;
 use super::policy::{canonical_ip, loopback_of, Mode, Protocol, ResolvedNetPolicy, UnixDest};
+use super::remap::{self, PortHook, PortRemap};
 use super::sockaddr::{self, Dest, Op};
 use super::unix::{self, UnixAddr};
 
@@ -440,6 +441,12 @@ impl Enforcer {
                 } else {
                     Self::policy_gate(cx)?;
                 }
+                // Port remap: decided on the virtual port, sent to the real.
+                if let Some(hook) = cx.service::<PortHook>() {
+                    if let Dest::Ip(d) = sockaddr::parse(&addr, sock.domain, op) {
+                        remap::translate_dest(&*hook.0, sock.proto, d, &mut addr);
+                    }
+                }
                 Ok(addr)
             }
             Family::Unix => {
@@ -579,11 +586,22 @@ impl Enforcer {
         let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
         match sock.family {
-            Family::Ip if sock.proto == Some(Protocol::Tcp) => {
-                match sockaddr::parse(&addr, sock.domain, Op::Bind) {
-                    Dest::Invalid(e) => return Err(errno(e)),
-                    Dest::None => {}
-                    Dest::Ip(a) => self.check_bind_port(cx, a.port())?,
+            Family::Ip if matches!(sock.proto, Some(Protocol::Tcp | Protocol::Udp)) => {
+                let tcp = sock.proto == Some(Protocol::Tcp);
+                let dest = sockaddr::parse(&addr, sock.domain, Op::Bind);
+                match dest {
+                    Dest::Invalid(e) if tcp => return Err(errno(e)),
+                    Dest::Ip(a) if tcp => self.check_bind_port(cx, a.port())?,
+                    _ => {}
+                }
+                // Port remap: a free real port behind the virtual one.
+                if let (Some(hook), Dest::Ip(a), Some(proto)) =
+                    (cx.service::<PortHook>(), dest, sock.proto)
+                {
+                    if a.port() != 0 {
+                        Self::policy_gate(cx)?;
+                        return Ok(Self::bind_remapped(&sock, addr, proto, a.port(), &*hook.0));
+                    }
                 }
             }
             Family::Ip | Family::Other => {}
@@ -626,6 +644,40 @@ impl Enforcer {
         Ok(unit_action(as_program(&sock.creds, || {
             sysnet::bind(fd, &addr)
         })))
+    }
+
+    /// Binds `sock` to the real port behind virtual port `virt`: the one
+    /// recorded for it (`EADDRINUSE` if that is taken), or a free one,
+    /// then recorded.
+    fn bind_remapped(
+        sock: &Sock,
+        mut addr: Vec<u8>,
+        proto: Protocol,
+        virt: u16,
+        hook: &dyn PortRemap,
+    ) -> NotifAction {
+        let fd = sock.fd.as_fd();
+        if let Some(real) = hook.real(proto, virt) {
+            remap::set_port(&mut addr, real);
+            return unit_action(sysnet::bind(fd, &addr));
+        }
+        remap::set_port(&mut addr, 0);
+        if let Err(e) = sysnet::bind(fd, &addr) {
+            return errno(io_errno(&e)).into();
+        }
+        let Some(real) = sysnet::getsockname(fd)
+            .ok()
+            .and_then(|b| sockaddr::local(&b))
+            .map(|a| a.port())
+        else {
+            return errno(libc::EIO).into();
+        };
+        if !hook.record(proto, virt, real) {
+            // Another thread bound the virtual port meanwhile.
+            return errno(libc::EADDRINUSE).into();
+        }
+        log::debug!("port remap: {proto:?} port {virt} is real port {real}");
+        NotifAction::ReturnValue(0)
     }
 
     /// Refuses a TCP port of the bind list (`EACCES`), and a privileged

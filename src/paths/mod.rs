@@ -243,3 +243,35 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
         libc::EPERM,
     )
 }
+
+/// Pins what a path argument of the trapped task names, as an `O_PATH`
+/// fd, the way path denial resolves it (the task's dirfd or working
+/// directory, its `/proc/self`, its own fds and executable), but with
+/// magic links followed (`/proc/<pid>/root/...`): to recognise a file
+/// under any spelling, never to open it for the task. `path` is the copy
+/// the caller read once; `extra`: `O_NOFOLLOW`.
+pub(crate) fn pin_to_recognise(
+    cx: &crate::handler::HandlerCtx<'_>,
+    dirfd: i32,
+    path: &[u8],
+    extra: i32,
+) -> std::result::Result<std::os::fd::OwnedFd, crate::action::Errno> {
+    use resolve::{base, borrow, errno_of, pin_alias, task_view, Task};
+    let task = Task::ids(cx);
+    let (path, alias) = task_view(&task, path);
+    if let Some(alias) = alias {
+        return pin_alias(cx, &task, &alias);
+    }
+    let base = base(cx, dirfd, &path, false)?;
+    let how = crate::sys::fs::OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
+        mode: 0,
+        resolve: 0,
+    };
+    crate::sys::fs::openat2(borrow(&base), &resolve::cstring(&path), &how).map_err(|e| errno_of(&e))
+}
+
+/// The absolute path of an open fd, as `/proc/self/fd` shows it.
+pub(crate) fn path_of_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+    deny::fd_path(fd)
+}

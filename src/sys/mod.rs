@@ -18,6 +18,7 @@ pub mod eventfd;
 #[cfg(feature = "internals")]
 pub mod filtered_calls;
 pub mod fs;
+pub mod host;
 pub mod interrupt;
 pub mod landlock;
 pub mod mem;

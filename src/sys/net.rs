@@ -149,6 +149,15 @@ pub fn getsockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     Ok(buf[..(len as usize).min(SOCKADDR_MAX)].to_vec())
 }
 
+/// The socket's peer address as raw `sockaddr` bytes (`getpeername(2)`).
+pub fn getpeername(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; SOCKADDR_MAX];
+    let mut len = SOCKADDR_MAX as libc::socklen_t;
+    // SAFETY: as in `getsockname`.
+    cvt(unsafe { libc::getpeername(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len) })?;
+    Ok(buf[..(len as usize).min(SOCKADDR_MAX)].to_vec())
+}
+
 /// The file status flags of the open file description (`fcntl(F_GETFL)`),
 /// e.g. to see `O_NONBLOCK`.
 pub fn status_flags(fd: BorrowedFd<'_>) -> io::Result<i32> {

@@ -374,6 +374,17 @@ impl Drop for ParkedThread {
     }
 }
 
+/// Whether thread `tid` exists and its affinity can be read
+/// (`sched_getaffinity`); the CPUs it may run on.
+pub fn cpus_of(tid: i32) -> io::Result<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes to `set`.
+    cvt(unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    // SAFETY: CPU_COUNT only reads the set.
+    Ok(unsafe { libc::CPU_COUNT(&set) } as usize)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

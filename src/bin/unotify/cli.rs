@@ -198,6 +198,9 @@ pub struct RunArgs {
     /// Repeatable. Example: --allow-degraded ioctl-dev
     #[arg(long, value_name = "RIGHT", value_parser = parse_right)]
     pub allow_degraded: Vec<unotify::landlock::Right>,
+    /// Determinism and identity (--hostname, --num-cpus, ...).
+    #[command(flatten)]
+    pub determinism: DeterminismArgs,
 
     /// Tests only: believe the kernel's Landlock ABI is at most ABI.
     #[arg(long, value_name = "ABI", hide = true)]
@@ -432,4 +435,96 @@ mod tests {
         assert_eq!(run.command, ["ls", "--workers", "3"]);
         Cli::command().debug_assert();
     }
+}
+
+/// The determinism and identity options of `unotify run`: what the program
+/// sees of the host's name, CPUs, randomness, directory order and clock.
+#[derive(Debug, Args)]
+pub struct DeterminismArgs {
+    /// Show NAME as the host name: uname, hostname, /etc/hostname,
+    /// /proc/sys/kernel/hostname. Example: --hostname build
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// Show N CPUs: nproc (sched_getaffinity), sysconf, /proc/cpuinfo,
+    /// /sys/devices/system/cpu/online and possible; the program still runs
+    /// on every CPU. Example: --num-cpus 4
+    #[arg(long, value_name = "N", value_parser = parse_num_cpus)]
+    pub num_cpus: Option<u32>,
+
+    /// Make getrandom, /dev/urandom and /dev/random a deterministic stream
+    /// derived from SEED (a number up to 2^64-1): the same seed, the same
+    /// bytes. Not for keys. Example: --random-seed 42
+    #[arg(long, value_name = "SEED", value_parser = parse_seed)]
+    pub random_seed: Option<u64>,
+
+    /// List directories in byte order of the names (getdents64: ls -f,
+    /// os.listdir, find), the same on every file system.
+    /// Example: --deterministic-dirs
+    #[arg(long)]
+    pub deterministic_dirs: bool,
+
+    /// Start the program's wall clock at TIME (RFC 3339 or a Unix
+    /// timestamp); it advances in real time: date, time(), clock_gettime,
+    /// gettimeofday. Monotonic clocks and file times stay real.
+    /// Example: --time-start 2024-01-02T03:04:05Z
+    #[arg(long, value_name = "TIME", value_parser = unotify::determinism::parse_time_start)]
+    pub time_start: Option<std::time::SystemTime>,
+
+    /// Give each port the program binds a free real port behind it:
+    /// connects to the port on loopback inside the sandbox reach it and
+    /// getsockname shows it, so two sandboxes can both bind 8080.
+    /// Example: --port-remap
+    #[arg(long)]
+    pub port_remap: bool,
+}
+
+impl DeterminismArgs {
+    /// Adds the options to `builder`.
+    pub fn apply(&self, mut builder: unotify::SandboxBuilder) -> unotify::SandboxBuilder {
+        if let Some(name) = &self.hostname {
+            builder = builder.hostname(name.clone());
+        }
+        if let Some(n) = self.num_cpus {
+            builder = builder.num_cpus(n);
+        }
+        if let Some(seed) = self.random_seed {
+            builder = builder.random_seed(seed);
+        }
+        if self.deterministic_dirs {
+            builder = builder.deterministic_dirs(true);
+        }
+        if let Some(t) = self.time_start {
+            builder = builder.time_start(t);
+        }
+        if self.port_remap {
+            builder = builder.port_remap(true);
+        }
+        builder
+    }
+}
+
+fn parse_hostname(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.contains(['\0', '\n', '/']) {
+        return Err(format!(
+            "`{s}` is not a host name: give 1 to 64 bytes without `/` or newline, like --hostname build"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_num_cpus(s: &str) -> Result<u32, String> {
+    let max = unotify::determinism::MAX_CPUS;
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a CPU count: give a number from 1 to {max}, like --num-cpus 4"
+        )),
+    }
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!("`{s}` is not a seed: give a number from 0 to 18446744073709551615, like --random-seed 42")
+    })
 }

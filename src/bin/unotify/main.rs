@@ -257,6 +257,7 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.allow_degraded(*right);
     }
     builder = builder.keep_caps(args.keep_caps);
+    builder = args.determinism.apply(builder);
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
     }

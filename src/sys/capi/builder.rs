@@ -375,3 +375,55 @@ impl std::fmt::Debug for UnotifySandbox {
         f.debug_struct("UnotifySandbox").finish_non_exhaustive()
     }
 }
+
+// Determinism and identity (see `unotify::determinism`); values are
+// checked at build (UNOTIFY_E_CONFIG).
+
+/// Shows `name` as the host name (`SandboxBuilder::hostname`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_hostname(b: *mut UnotifyBuilder, name: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let name = utf8(name, "host name")?.to_owned();
+        b.apply(|x| x.hostname(name))
+    })
+}
+
+/// Shows `n` CPUs (`SandboxBuilder::num_cpus`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_num_cpus(b: *mut UnotifyBuilder, n: u32) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.num_cpus(n)))
+}
+
+/// Makes randomness a stream derived from `seed` (`SandboxBuilder::random_seed`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_random_seed(b: *mut UnotifyBuilder, seed: u64) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.random_seed(seed)))
+}
+
+/// Lists directories in name order (`SandboxBuilder::deterministic_dirs`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_deterministic_dirs(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.deterministic_dirs(on != 0)))
+}
+
+/// Starts the wall clock at `unix_seconds` (`SandboxBuilder::time_start`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_time_start(b: *mut UnotifyBuilder, unix_seconds: i64) -> c_int {
+    guard(|| {
+        let epoch = std::time::UNIX_EPOCH;
+        let d = Duration::from_secs(unix_seconds.unsigned_abs());
+        let t = if unix_seconds >= 0 {
+            epoch + d
+        } else {
+            epoch - d
+        };
+        builder(b)?.apply(|x| x.time_start(t))
+    })
+}
+
+/// Gives bound ports a free real port behind them (`SandboxBuilder::port_remap`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_port_remap(b: *mut UnotifyBuilder, on: c_int) -> c_int {
+    guard(|| builder(b)?.apply(|x| x.port_remap(on != 0)))
+}
