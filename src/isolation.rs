@@ -9,9 +9,10 @@
 //! [`crate::probe`].
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
@@ -59,9 +60,13 @@ pub(crate) struct DomainPlan {
     abi: u32,
     /// What the ruleset restricts (trimmed to `abi` when it is created).
     attr: RulesetAttr,
-    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened at
-    /// each spawn).
+    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened
+    /// when the ruleset is made).
     path_rules: Vec<(PathBuf, u64)>,
+    /// Rights allowed beneath places opened (`O_PATH`) while planning, by
+    /// a walk that has the directory at hand: each is opened relative to
+    /// it, once per sandbox.
+    opened_rules: Vec<(Arc<OwnedFd>, u64)>,
 }
 
 impl DomainPlan {
@@ -84,15 +89,23 @@ impl DomainPlan {
     ///
     /// The price: a file made later directly in `/` or in an ancestor of a
     /// place (`/sys`, `/sys/fs`) cannot be written either.
-    pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) {
+    ///
+    /// The entries are opened here, once for the sandbox; an entry that
+    /// cannot be opened is an error (a rule left out would only forbid
+    /// more, but silently), except one gone since it was listed.
+    pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) -> io::Result<()> {
         if places.is_empty() {
-            return;
+            return Ok(());
         }
         self.attr.handled_access_fs |= ACCESS_FS_WRITE;
         let mut allowed = Vec::new();
-        complement(Path::new("/"), places, &mut allowed);
-        self.path_rules
-            .extend(allowed.into_iter().map(|p| (p, ACCESS_FS_WRITE)));
+        complement(Path::new("/"), None, places, &mut allowed)?;
+        self.opened_rules.extend(
+            allowed
+                .into_iter()
+                .map(|fd| (Arc::new(fd), ACCESS_FS_WRITE)),
+        );
+        Ok(())
     }
 
     /// The ABI the plan was made for.
@@ -109,6 +122,12 @@ impl DomainPlan {
         attr.handled_access_fs &= fs_rights_known(self.abi);
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
+        for (beneath, access) in &self.opened_rules {
+            let access = access & attr.handled_access_fs;
+            if access != 0 {
+                ruleset.allow_path_beneath(beneath.as_fd(), access)?;
+            }
+        }
         for (path, access) in &self.path_rules {
             let access = access & attr.handled_access_fs;
             if access == 0 {
@@ -132,12 +151,27 @@ impl DomainPlan {
 }
 
 /// Appends to `out` every entry of `dir` that neither is one of `places`
-/// nor lies on the way to one, descending into those that lie on the way.
-/// Symbolic links are left out: what they point to is covered where it is.
-fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
+/// nor lies on the way to one, opened (`O_PATH`, relative to `dir`),
+/// descending into those that lie on the way. Symbolic links are left out:
+/// what they point to is covered where it is. `at`: `dir` opened, if the
+/// caller has it.
+fn complement(
+    dir: &Path,
+    at: Option<BorrowedFd<'_>>,
+    places: &[PathBuf],
+    out: &mut Vec<OwnedFd>,
+) -> io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         log::debug!("cannot list {} for the domain's write rules", dir.display());
-        return;
+        return Ok(());
+    };
+    let owned;
+    let dir_fd = match at {
+        Some(fd) => fd,
+        None => {
+            owned = open_beneath(None, dir.as_os_str())?;
+            owned.as_fd()
+        }
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -150,12 +184,33 @@ fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
         if kind.is_symlink() {
             continue;
         }
+        let opened = match open_beneath(Some(dir_fd), &entry.file_name()) {
+            Ok(fd) => fd,
+            // Gone since it was listed: nothing beneath it to allow (a
+            // rule only allows, so leaving it out cannot widen).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
         if kind.is_dir() && places.iter().any(|p| p.starts_with(&path)) {
-            complement(&path, places, out);
+            complement(&path, Some(opened.as_fd()), places, out)?;
         } else {
-            out.push(path);
+            out.push(opened);
         }
     }
+    Ok(())
+}
+
+/// Opens `name` (relative to `dir`, or a path) as an `O_PATH` handle,
+/// without following a final symbolic link.
+fn open_beneath(dir: Option<BorrowedFd<'_>>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = crate::sys::fs::OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        ..Default::default()
+    };
+    crate::sys::fs::openat2(dir, &name, &how)
 }
 
 /// How a sandbox is isolated from the host, as `unotify check` reports it.
@@ -235,6 +290,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                 scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
             },
             path_rules: Vec::new(),
+            opened_rules: Vec::new(),
         })),
         _ if !allow_weak => Err(Error::WeakIsolation {
             detail: match &level {
@@ -260,6 +316,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                     ..RulesetAttr::default()
                 },
                 path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
+                opened_rules: Vec::new(),
             }))
         }
         Level::FilterOnly { why } => {

@@ -79,9 +79,21 @@ struct Hierarchy {
 }
 
 /// The hierarchies mounted here and this process's place in each, from
-/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
-fn hierarchies() -> Vec<Hierarchy> {
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`: found once per process
+/// (from the mount table [`mount_points`] read, if it came first).
+fn hierarchies() -> &'static [Hierarchy] {
+    HIERARCHIES.get_or_init(|| hierarchies_in(&read_mountinfo()))
+}
+
+static HIERARCHIES: OnceLock<Vec<Hierarchy>> = OnceLock::new();
+
+/// `/proc/self/mountinfo` (empty if it cannot be read).
+fn read_mountinfo() -> String {
+    fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// [`hierarchies`] in the mount table `mounts`.
+fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut out = Vec::new();
     for line in mounts.lines() {
@@ -149,8 +161,13 @@ fn hierarchies() -> Vec<Hierarchy> {
 /// Where a cgroup file system (v1 or v2) is mounted here, from
 /// `/proc/self/mountinfo`: the places a sandboxed program must not write
 /// (moving itself out of its cgroups, or raising their limits).
+///
+/// Read afresh at each call (a cgroup file system mounted since counts);
+/// the hierarchies of this process are taken from the same read when they
+/// are not known yet, which spares a sandbox's first spawn a second one.
 pub fn mount_points() -> Vec<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = read_mountinfo();
+    HIERARCHIES.get_or_init(|| hierarchies_in(&mounts));
     mounts
         .lines()
         .filter_map(|line| {
@@ -236,14 +253,6 @@ fn read_words(path: &Path) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// Where memory and containment would be had, found once per process by
-/// making (and removing) a probe directory.
-#[derive(Debug, Clone)]
-struct Modes {
-    memory: MemoryMode,
-    contain: ContainMode,
-}
-
 fn probe_dir(parent: &Path) -> io::Result<PathBuf> {
     let dir = parent.join(fresh_name());
     fs::create_dir(&dir)?;
@@ -256,92 +265,131 @@ fn remove_probe(dir: &Path) {
     }
 }
 
-fn modes() -> &'static Modes {
-    static MODES: OnceLock<Modes> = OnceLock::new();
-    MODES.get_or_init(|| {
-        let hs = hierarchies();
-        let v2 = hs.iter().find(|h| h.v2);
-        let v1 = |c: &str| {
-            hs.iter()
-                .find(|h| !h.v2 && h.controllers.iter().any(|x| x == c))
-        };
-        // Memory: v2 if delegated, else v1.
-        let memory = (|| {
-            let mut why = Vec::new();
-            if let Some(h) = v2 {
-                match v2_memory_delegated(&h.dir).and_then(|()| probe_dir(&h.dir)) {
-                    Ok(d) => {
-                        let ok = d.join("memory.max").exists();
-                        remove_probe(&d);
-                        if ok {
-                            return MemoryMode::CgroupV2(h.dir.clone());
-                        }
-                        why.push(format!("no memory.max under {}", h.dir.display()));
+/// The v2 hierarchy, and the v1 hierarchy of controller `c`.
+fn v2_hierarchy() -> Option<&'static Hierarchy> {
+    hierarchies().iter().find(|h| h.v2)
+}
+
+fn v1_hierarchy(c: &str) -> Option<&'static Hierarchy> {
+    hierarchies()
+        .iter()
+        .find(|h| !h.v2 && h.controllers.iter().any(|x| x == c))
+}
+
+/// Where the memory limit would be had, found once per process (only when
+/// asked: a sandbox without a memory limit does not probe the memory
+/// controller) by making and removing a probe directory.
+fn memory_modes() -> &'static MemoryMode {
+    static MEMORY: OnceLock<MemoryMode> = OnceLock::new();
+    MEMORY.get_or_init(|| {
+        let mut why = Vec::new();
+        if let Some(h) = v2_hierarchy() {
+            match v2_memory_delegated(&h.dir).and_then(|()| probe_dir(&h.dir)) {
+                Ok(d) => {
+                    let ok = d.join("memory.max").exists();
+                    remove_probe(&d);
+                    if ok {
+                        return MemoryMode::CgroupV2(h.dir.clone());
                     }
-                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+                    why.push(format!("no memory.max under {}", h.dir.display()));
                 }
+                Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
             }
-            if let Some(h) = v1("memory") {
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        remove_probe(&d);
-                        return MemoryMode::CgroupV1(h.dir.clone());
-                    }
-                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+        }
+        if let Some(h) = v1_hierarchy("memory") {
+            match probe_dir(&h.dir) {
+                Ok(d) => {
+                    remove_probe(&d);
+                    return MemoryMode::CgroupV1(h.dir.clone());
                 }
+                Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
             }
-            if why.is_empty() {
-                why.push("no memory cgroup hierarchy is mounted".into());
-            }
-            MemoryMode::Accounting(why.join("; "))
-        })();
-        let contain = (|| {
-            let mut why = Vec::new();
-            if let Some(h) = v2 {
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        let ok = d.join("cgroup.kill").exists();
-                        remove_probe(&d);
-                        if ok {
-                            return ContainMode::CgroupV2Kill(h.dir.clone());
-                        }
-                        why.push("cgroup.kill needs Linux 5.14".to_string());
-                    }
-                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
-                }
-            }
-            for c in ["freezer", "pids", "memory"] {
-                let Some(h) = v1(c) else { continue };
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        remove_probe(&d);
-                        return if c == "freezer" {
-                            ContainMode::CgroupV1Freezer(h.dir.clone())
-                        } else {
-                            ContainMode::CgroupV1Procs(h.dir.clone())
-                        };
-                    }
-                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
-                }
-            }
-            if why.is_empty() {
-                why.push("no cgroup hierarchy is mounted".into());
-            }
-            ContainMode::ProcessGroup(why.join("; "))
-        })();
-        log::debug!("cgroups: memory {memory:?}, containment {contain:?}");
-        Modes { memory, contain }
+        }
+        if why.is_empty() {
+            why.push("no memory cgroup hierarchy is mounted".into());
+        }
+        let mode = MemoryMode::Accounting(why.join("; "));
+        log::debug!("cgroups: memory {mode:?}");
+        mode
     })
+}
+
+static CONTAIN: OnceLock<ContainMode> = OnceLock::new();
+
+/// Finds how a sandbox would be contained, by making a directory named
+/// `name` in each candidate hierarchy in turn. The directory of the mode
+/// found is returned with it when `keep` (a sandbox's first
+/// [`Containment::create`] keeps it as its own, instead of making a probe
+/// and then its directory), and removed otherwise.
+fn probe_contain(name: &str, keep: bool) -> (ContainMode, Option<PathBuf>) {
+    let found = |mode: ContainMode, d: PathBuf| {
+        if keep {
+            (mode, Some(d))
+        } else {
+            remove_probe(&d);
+            (mode, None)
+        }
+    };
+    let mut why = Vec::new();
+    if let Some(h) = v2_hierarchy() {
+        let d = h.dir.join(name);
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                if d.join("cgroup.kill").exists() {
+                    return found(ContainMode::CgroupV2Kill(h.dir.clone()), d);
+                }
+                remove_probe(&d);
+                why.push("cgroup.kill needs Linux 5.14".to_string());
+            }
+            Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+        }
+    }
+    for c in ["freezer", "pids", "memory"] {
+        let Some(h) = v1_hierarchy(c) else { continue };
+        let d = h.dir.join(name);
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                let mode = if c == "freezer" {
+                    ContainMode::CgroupV1Freezer(h.dir.clone())
+                } else {
+                    ContainMode::CgroupV1Procs(h.dir.clone())
+                };
+                return found(mode, d);
+            }
+            Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+        }
+    }
+    if why.is_empty() {
+        why.push("no cgroup hierarchy is mounted".into());
+    }
+    (ContainMode::ProcessGroup(why.join("; ")), None)
+}
+
+/// How a sandbox is contained here, found once per process; `name`: the
+/// directory the caller is about to make, made here if this is the probe
+/// (then returned too).
+fn contain_modes(name: Option<&str>) -> (&'static ContainMode, Option<PathBuf>) {
+    let mut kept = None;
+    let mode = CONTAIN.get_or_init(|| {
+        let (mode, dir) = match name {
+            Some(n) => probe_contain(n, true),
+            None => probe_contain(&fresh_name(), false),
+        };
+        log::debug!("cgroups: containment {mode:?}");
+        kept = dir;
+        mode
+    });
+    (mode, kept)
 }
 
 /// How a sandbox's memory limit would be enforced here.
 pub fn memory_mode() -> MemoryMode {
-    modes().memory.clone()
+    memory_modes().clone()
 }
 
 /// How a sandbox would be contained and killed here.
 pub fn contain_mode() -> ContainMode {
-    modes().contain.clone()
+    contain_modes(None).0.clone()
 }
 
 // ---------------------------------------------------------------------------
@@ -557,8 +605,12 @@ impl Containment {
     /// has no other bound in place). Without any cgroup it still kills the
     /// process group (see [`set_group`](Self::set_group)).
     pub fn create(memory: Option<u64>) -> io::Result<Containment> {
-        let m = modes();
-        let mut made: Vec<PathBuf> = Vec::new();
+        let name = fresh_name();
+        // The first sandbox of this process probes with its own directory.
+        let (contain, kept) = contain_modes(Some(&name));
+        // Probed only for a sandbox with a memory limit.
+        let mem_mode = memory.map(|_| memory_modes());
+        let mut made: Vec<PathBuf> = kept.into_iter().collect();
         let mut c = Containment {
             plan: Arc::new(KillPlan {
                 kill: None,
@@ -575,7 +627,6 @@ impl Containment {
             ended: false,
         };
         let result = (|| -> io::Result<KillPlan> {
-            let name = fresh_name();
             let mut plan = KillPlan {
                 kill: None,
                 freezer: None,
@@ -591,8 +642,8 @@ impl Containment {
                 }
                 Ok(d)
             };
-            if let Some(bytes) = memory {
-                match &m.memory {
+            if let (Some(bytes), Some(mode)) = (memory, mem_mode) {
+                match mode {
                     MemoryMode::CgroupV2(parent) => {
                         let d = mkdir(parent)?;
                         fs::write(d.join("memory.max"), bytes.to_string())?;
@@ -622,7 +673,7 @@ impl Containment {
                     MemoryMode::Accounting(_) => {}
                 }
             }
-            match &m.contain {
+            match contain {
                 ContainMode::CgroupV2Kill(parent) => {
                     let d = mkdir(parent)?;
                     plan.kill = Some(open_file(&d.join("cgroup.kill"), libc::O_WRONLY)?);
@@ -644,13 +695,13 @@ impl Containment {
             }
             Ok(plan)
         })();
-        let v2_mounts: Vec<PathBuf> = [&m.memory]
+        let v2_mounts: Vec<PathBuf> = mem_mode
             .into_iter()
             .filter_map(|mm| match mm {
                 MemoryMode::CgroupV2(p) => Some(p.clone()),
                 _ => None,
             })
-            .chain(match &m.contain {
+            .chain(match contain {
                 ContainMode::CgroupV2Kill(p) => Some(p.clone()),
                 _ => None,
             })
@@ -1135,18 +1186,15 @@ mod tests {
     }
 
     fn v1_dir(controller: &str) -> Option<PathBuf> {
-        hierarchies()
-            .into_iter()
-            .find(|h| !h.v2 && h.controllers.iter().any(|c| c == controller))
-            .map(|h| h.dir)
+        v1_hierarchy(controller).map(|h| h.dir.clone())
     }
 
     /// Each kill mechanism empties its cgroup and removes it.
     #[test]
     fn each_mechanism_kills_and_removes() {
         let mut cases: Vec<(PathBuf, &str)> = Vec::new();
-        if let Some(h) = hierarchies().into_iter().find(|h| h.v2) {
-            cases.push((h.dir, "v2"));
+        if let Some(h) = v2_hierarchy() {
+            cases.push((h.dir.clone(), "v2"));
         }
         if let Some(d) = v1_dir("freezer") {
             cases.push((d, "freezer"));
