@@ -973,6 +973,30 @@ impl Drop for Stack {
     }
 }
 
+/// A stack left by a reaped watchdog, for the next one: unmapping it while
+/// other threads of this process run costs a TLB shoot-down on their CPUs,
+/// on the path that ends every sandbox.
+static SPARE_STACK: parking_lot::Mutex<Option<Stack>> = parking_lot::Mutex::new(None);
+
+impl Stack {
+    /// The spare stack, or a new one.
+    fn take() -> io::Result<Stack> {
+        match SPARE_STACK.lock().take() {
+            Some(stack) => Ok(stack),
+            None => Stack::new(),
+        }
+    }
+
+    /// Kept for the next watchdog (one spare); only once no watchdog runs
+    /// on it.
+    fn give_back(self) {
+        let mut spare = SPARE_STACK.lock();
+        if spare.is_none() {
+            *spare = Some(self);
+        }
+    }
+}
+
 extern "C" fn watchdog_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `Watchdog::start` keeps the args alive until this process is
     // reaped (or forever, if the supervisor's process dies first).
@@ -1056,7 +1080,7 @@ impl Watchdog {
             command: cmd_r.as_raw_fd(),
             keep,
         });
-        let stack = Stack::new()?;
+        let stack = Stack::take()?;
         let arg_ptr = (&*args as *const WatchdogArgs)
             .cast_mut()
             .cast::<libc::c_void>();
@@ -1087,6 +1111,7 @@ impl Watchdog {
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         if pid < 0 {
+            stack.give_back();
             return Err(err);
         }
         // SAFETY: CLONE_PIDFD made this fd for us.
@@ -1131,7 +1156,10 @@ impl Watchdog {
             std::mem::forget(self.held.take());
             return None;
         }
-        drop(self.held.take());
+        if let Some((args, stack, host, command)) = self.held.take() {
+            drop((args, host, command));
+            stack.give_back();
+        }
         // SAFETY: waitid filled in a CLD_* record.
         let (code, status) = (info.si_code, unsafe { info.si_status() });
         (code == libc::CLD_EXITED).then_some(status)
