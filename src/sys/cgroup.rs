@@ -89,12 +89,23 @@ static HIERARCHIES: OnceLock<Vec<Hierarchy>> = OnceLock::new();
 
 /// `/proc/self/mountinfo` (empty if it cannot be read).
 fn read_mountinfo() -> String {
-    fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+    read_proc("/proc/self/mountinfo")
+}
+
+/// A small procfs file (empty if it cannot be read), in one or two reads:
+/// its size is unknown, and `read_to_string` alone starts at 32 bytes.
+fn read_proc(path: &str) -> String {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    match fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
+        Ok(_) => text,
+        Err(_) => String::new(),
+    }
 }
 
 /// [`hierarchies`] in the mount table `mounts`.
 fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = read_proc("/proc/self/cgroup");
     let mut out = Vec::new();
     for line in mounts.lines() {
         // id parent major:minor root mountpoint options [optional...] - fstype source superopts
