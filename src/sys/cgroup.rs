@@ -789,9 +789,13 @@ impl Containment {
             return;
         }
         self.ended = true;
-        let by_watchdog = self.watchdog.take().map(Watchdog::finish).unwrap_or(false);
-        if !by_watchdog {
-            kill_and_remove(&self.plan);
+        // Here, not by the watchdog: asking it would cost two wake-ups
+        // (its, then ours) on the path that ends every sandbox. It is only
+        // told to quit; a watchdog that never hears (this process died
+        // before) ends the sandbox again, which is safe to repeat.
+        kill_and_remove(&self.plan);
+        if let Some(w) = self.watchdog.as_mut() {
+            w.quit();
         }
     }
 }
@@ -912,7 +916,9 @@ impl Members {
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
 /// command pipe. When the process exits (for any reason, `SIGKILL`
 /// included), or the supervisor asks, it runs the same kill as the
-/// supervisor would (`kill_and_remove`) and exits. It is not in the
+/// supervisor would (`kill_and_remove`) and exits; when the supervisor has
+/// ended the sandbox itself (its normal end), it is told to quit
+/// ([`QUIT`]) and exits without a kill. It is not in the
 /// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
 /// program from signalling it (without one, a program running as the same
 /// user could kill it, and then a later death of the supervisor would leave
@@ -947,6 +953,10 @@ struct Stack {
 }
 
 const WATCHDOG_STACK: usize = 64 * 1024;
+
+/// The command byte telling the watchdog to exit without ending the
+/// sandbox; any other byte, or the pipe's end, tells it to end it.
+const QUIT: u8 = b'q';
 
 impl Stack {
     fn new() -> io::Result<Stack> {
@@ -1064,7 +1074,21 @@ fn watchdog_main(args: &WatchdogArgs) -> ! {
             break;
         }
     }
-    kill_and_remove(&args.plan);
+    // `QUIT` from the supervisor: it has ended the sandbox itself.
+    let mut byte = 0u8;
+    // SAFETY: reads at most one byte into a live local; the pipe is
+    // readable or closed (poll said so), or the read fails: no wait.
+    let quit = fds[1].revents & libc::POLLIN != 0
+        && unsafe {
+            syscall(
+                libc::SYS_read,
+                &[args.command as usize, &mut byte as *mut u8 as usize, 1],
+            )
+        } == 1
+        && byte == QUIT;
+    if !quit {
+        kill_and_remove(&args.plan);
+    }
     loop {
         // SAFETY: exit_group takes an integer and does not return.
         unsafe { syscall(libc::SYS_exit_group, &[0]) };
@@ -1135,13 +1159,13 @@ impl Watchdog {
         })
     }
 
-    /// Asks the watchdog to end the sandbox and waits until it has; `false`
-    /// if it did not (it was killed), and the caller must.
-    fn finish(mut self) -> bool {
+    /// Tells the watchdog to exit without ending the sandbox (the caller
+    /// has), without waiting for it: it is reaped when dropped, by which
+    /// time it has most often exited.
+    fn quit(&mut self) {
         if let Some(cmd) = self.command.take() {
-            write_raw(cmd.as_raw_fd(), b"x");
+            write_raw(cmd.as_raw_fd(), &[QUIT]);
         }
-        self.reap() == Some(0)
     }
 
     /// Waits for the watchdog; its exit code, `None` if killed.
@@ -1180,7 +1204,8 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         if self.held.is_some() {
-            // Not finished (an error path): ask and collect it.
+            // Told to quit by `Containment::end`, or (an error path) asked
+            // now to end the sandbox: collect it.
             if let Some(cmd) = self.command.take() {
                 write_raw(cmd.as_raw_fd(), b"x");
             }
