@@ -918,7 +918,7 @@ impl Members {
 /// included), or the supervisor asks, it runs the same kill as the
 /// supervisor would (`kill_and_remove`) and exits; when the supervisor has
 /// ended the sandbox itself (its normal end), it is told to quit
-/// ([`QUIT`]) and exits without a kill. It is not in the
+/// (a `q` on its command pipe) and exits without a kill. It is not in the
 /// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
 /// program from signalling it (without one, a program running as the same
 /// user could kill it, and then a later death of the supervisor would leave
