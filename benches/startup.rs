@@ -38,11 +38,17 @@ fn runs() -> BenchResult<usize> {
     Ok(runs.max(1))
 }
 
-/// Microseconds `f` took.
-fn timed(f: impl FnOnce() -> BenchResult<()>) -> BenchResult<f64> {
+/// Microseconds `f` took: wall clock, and CPU (this process and what it
+/// reaped: the supervisor's threads and processes count, unlike in wall
+/// time where two CPUs overlap them).
+fn timed(f: impl FnOnce() -> BenchResult<()>) -> BenchResult<(f64, f64)> {
+    let c = unotify::sys::process::cpu_time_with_children_us();
     let t = Instant::now();
     f()?;
-    Ok(t.elapsed().as_secs_f64() * 1e6)
+    Ok((
+        t.elapsed().as_secs_f64() * 1e6,
+        unotify::sys::process::cpu_time_with_children_us() - c,
+    ))
 }
 
 fn status_ok(cmd: &mut StdCommand) -> BenchResult<()> {
@@ -68,6 +74,7 @@ fn main() -> BenchResult<()> {
     let sandbox = Sandbox::builder().build()?;
     let names = ["bare", "cli", "cli-version", "library"];
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); names.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); names.len()];
     // A few unmeasured rounds first: page cache, lazy binding.
     for round in 0..runs + 5 {
         let got = [
@@ -84,15 +91,17 @@ fn main() -> BenchResult<()> {
             })?,
         ];
         if round >= 5 {
-            for (s, v) in samples.iter_mut().zip(got) {
-                s.push(v);
+            for ((s, c), (w, u)) in samples.iter_mut().zip(cpu.iter_mut()).zip(got) {
+                s.push(w);
+                c.push(u);
             }
         }
     }
     let m: Vec<f64> = samples.into_iter().map(median).collect();
-    println!("startup: /bin/true, {runs} interleaved rounds, medians");
-    for (name, v) in names.iter().zip(&m) {
-        println!("  {name:<12} {v:>8.0} µs");
+    let mc: Vec<f64> = cpu.into_iter().map(median).collect();
+    println!("startup: /bin/true, {runs} interleaved rounds, medians (wall, CPU)");
+    for ((name, v), c) in names.iter().zip(&m).zip(&mc) {
+        println!("  {name:<12} {v:>8.0} µs   cpu {c:>8.0} µs");
     }
     let overhead = m[1] - m[0];
     let verdict = if overhead < 1000.0 {
@@ -107,5 +116,11 @@ fn main() -> BenchResult<()> {
         m[2] - m[0]
     );
     println!("library spawn+wait over bare: {:.0} µs", m[3] - m[0]);
+    println!(
+        "CPU over bare: cli {:.0} µs, cli-version {:.0} µs, library {:.0} µs",
+        mc[1] - mc[0],
+        mc[2] - mc[0],
+        mc[3] - mc[0]
+    );
     Ok(())
 }

@@ -113,7 +113,9 @@ pub(crate) fn apply(
             let all = fs_rights_known(kernel_abi);
             let mut rules: Vec<(PathBuf, u64)> = l.read.iter().map(|p| (p.clone(), READ)).collect();
             rules.extend(l.write.iter().map(|p| (p.clone(), all)));
-            domain.confine_fs(all, rules);
+            domain
+                .confine_fs(all, rules)
+                .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
         }
         if let Some(ports) = ports.filter(|_| kernel_abi >= Right::Network.abi()) {
             domain.confine_net(
@@ -313,7 +315,7 @@ mod tests {
         for forbid_first in [true, false] {
             let mut d = crate::isolation::plan(None, false).unwrap().unwrap();
             if forbid_first {
-                d.forbid_writes_beneath(&places);
+                d.forbid_writes_beneath(&places).unwrap();
             }
             let spec = Spec {
                 write: vec!["/sys".into(), "/tmp".into()],
@@ -322,8 +324,11 @@ mod tests {
             };
             apply(&spec, Some(&mut d), None).unwrap();
             if !forbid_first {
-                d.forbid_writes_beneath(&places);
+                d.forbid_writes_beneath(&places).unwrap();
             }
+            // Nothing of the write rules made without the allow list
+            // (writes everywhere but the cgroups) is left.
+            assert_eq!(d.opened_rule_count(), 0);
             let rules = d.path_rules();
             let w = crate::sys::landlock::ACCESS_FS_WRITE_FILE;
             let of = |p: &str| {

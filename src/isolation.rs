@@ -9,9 +9,10 @@
 //! [`crate::probe`].
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::filter::FilterBuilder;
@@ -58,9 +59,15 @@ pub(crate) struct DomainPlan {
     abi: u32,
     /// What the ruleset restricts (trimmed to `abi` when it is created).
     attr: RulesetAttr,
-    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened at
-    /// each spawn).
+    /// `LANDLOCK_ACCESS_FS_*` rights allowed beneath each path (opened
+    /// when the ruleset is made).
     path_rules: Vec<(PathBuf, u64)>,
+    /// Rights allowed beneath places opened (`O_PATH`) while planning, by
+    /// a walk that has the directory at hand: each is opened relative to
+    /// it, once per sandbox. (The write rules of
+    /// [`forbid_writes_beneath`](Self::forbid_writes_beneath) without an
+    /// allow list.)
+    opened_rules: Vec<(Arc<OwnedFd>, u64)>,
     /// `LANDLOCK_ACCESS_NET_*` rights allowed on each TCP port.
     port_rules: Vec<(u16, u64)>,
     /// Where no file may be written, whatever the allow lists say
@@ -95,20 +102,27 @@ impl DomainPlan {
     /// after this call) writes are allowed only beneath its write paths,
     /// and still not beneath `places`: a write path that holds one of them
     /// is split the same way, one beneath one of them loses its write rights.
-    pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) {
+    ///
+    /// The entries are opened here, once for the sandbox; an entry that
+    /// cannot be opened is an error (a rule left out would only forbid
+    /// more, but silently), except one gone since it was listed.
+    pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) -> io::Result<()> {
         if places.is_empty() {
-            return;
+            return Ok(());
         }
         self.write_forbidden.extend_from_slice(places);
         self.attr.handled_access_fs |= ACCESS_FS_WRITE;
         if self.confined {
-            self.carve_forbidden();
-            return;
+            return self.carve_forbidden();
         }
         let mut allowed = Vec::new();
-        complement(Path::new("/"), places, &mut allowed);
-        self.path_rules
-            .extend(allowed.into_iter().map(|p| (p, ACCESS_FS_WRITE)));
+        complement(Path::new("/"), None, places, &mut allowed)?;
+        self.opened_rules.extend(
+            allowed
+                .into_iter()
+                .map(|(_, fd)| (Arc::new(fd), ACCESS_FS_WRITE)),
+        );
+        Ok(())
     }
 
     /// Makes the file system rules an allow list: `handled` are the rights
@@ -117,11 +131,18 @@ impl DomainPlan {
     /// the rules made so far (each allowed a restricted right everywhere
     /// but where it was forbidden), keeping the write ban of
     /// [`forbid_writes_beneath`](Self::forbid_writes_beneath).
-    pub(crate) fn confine_fs(&mut self, handled: u64, rules: Vec<(PathBuf, u64)>) {
+    pub(crate) fn confine_fs(
+        &mut self,
+        handled: u64,
+        rules: Vec<(PathBuf, u64)>,
+    ) -> io::Result<()> {
         self.attr.handled_access_fs |= handled;
         self.path_rules = rules;
+        // The write rules made without an allow list allowed writes
+        // everywhere but the forbidden places: gone with it.
+        self.opened_rules.clear();
         self.confined = true;
-        self.carve_forbidden();
+        self.carve_forbidden()
     }
 
     /// Restricts the `LANDLOCK_ACCESS_NET_*` rights `handled` to the TCP
@@ -132,10 +153,10 @@ impl DomainPlan {
     }
 
     /// Under an allow list: no write right beneath the forbidden places.
-    fn carve_forbidden(&mut self) {
+    fn carve_forbidden(&mut self) -> io::Result<()> {
         let places = &self.write_forbidden;
         if places.is_empty() {
-            return;
+            return Ok(());
         }
         let mut split = Vec::new();
         for (path, access) in &mut self.path_rules {
@@ -148,11 +169,18 @@ impl DomainPlan {
                 let all = *access;
                 *access &= !ACCESS_FS_WRITE;
                 let mut allowed = Vec::new();
-                complement(path, places, &mut allowed);
-                split.extend(allowed.into_iter().map(|p| (p, all)));
+                complement(path, None, places, &mut allowed)?;
+                split.extend(allowed.into_iter().map(|(p, _)| (p, all)));
             }
         }
         self.path_rules.extend(split);
+        Ok(())
+    }
+
+    /// How many rules were opened while planning, for tests.
+    #[cfg(test)]
+    pub(crate) fn opened_rule_count(&self) -> usize {
+        self.opened_rules.len()
     }
 
     /// The ABI the plan was made for.
@@ -180,6 +208,12 @@ impl DomainPlan {
         attr.handled_access_fs &= fs_rights_known(self.abi);
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
+        for (beneath, access) in &self.opened_rules {
+            let access = access & attr.handled_access_fs;
+            if access != 0 {
+                ruleset.allow_path_beneath(beneath.as_fd(), access)?;
+            }
+        }
         for (path, access) in &self.path_rules {
             let access = access & attr.handled_access_fs;
             if access == 0 {
@@ -215,12 +249,27 @@ impl DomainPlan {
 }
 
 /// Appends to `out` every entry of `dir` that neither is one of `places`
-/// nor lies on the way to one, descending into those that lie on the way.
-/// Symbolic links are left out: what they point to is covered where it is.
-fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
+/// nor lies on the way to one, with its path and opened (`O_PATH`,
+/// relative to `dir`), descending into those that lie on the way. Symbolic
+/// links are left out: what they point to is covered where it is. `at`:
+/// `dir` opened, if the caller has it.
+fn complement(
+    dir: &Path,
+    at: Option<BorrowedFd<'_>>,
+    places: &[PathBuf],
+    out: &mut Vec<(PathBuf, OwnedFd)>,
+) -> io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         log::debug!("cannot list {} for the domain's write rules", dir.display());
-        return;
+        return Ok(());
+    };
+    let owned;
+    let dir_fd = match at {
+        Some(fd) => fd,
+        None => {
+            owned = open_beneath(None, dir.as_os_str())?;
+            owned.as_fd()
+        }
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -233,12 +282,33 @@ fn complement(dir: &Path, places: &[PathBuf], out: &mut Vec<PathBuf>) {
         if kind.is_symlink() {
             continue;
         }
+        let opened = match open_beneath(Some(dir_fd), &entry.file_name()) {
+            Ok(fd) => fd,
+            // Gone since it was listed: nothing beneath it to allow (a
+            // rule only allows, so leaving it out cannot widen).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
         if kind.is_dir() && places.iter().any(|p| p.starts_with(&path)) {
-            complement(&path, places, out);
+            complement(&path, Some(opened.as_fd()), places, out)?;
         } else {
-            out.push(path);
+            out.push((path, opened));
         }
     }
+    Ok(())
+}
+
+/// Opens `name` (relative to `dir`, or a path) as an `O_PATH` handle,
+/// without following a final symbolic link.
+fn open_beneath(dir: Option<BorrowedFd<'_>>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = crate::sys::fs::OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        ..Default::default()
+    };
+    crate::sys::fs::openat2(dir, &name, &how)
 }
 
 /// How a sandbox is isolated from the host, as `unotify check` reports it.
@@ -318,6 +388,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                 scoped: SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET,
             },
             path_rules: Vec::new(),
+            opened_rules: Vec::new(),
             port_rules: Vec::new(),
             write_forbidden: Vec::new(),
             confined: false,
@@ -346,6 +417,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                     ..RulesetAttr::default()
                 },
                 path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
+                opened_rules: Vec::new(),
                 port_rules: Vec::new(),
                 write_forbidden: Vec::new(),
                 confined: false,

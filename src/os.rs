@@ -8,4 +8,6 @@ pub use crate::sys::process::{
     is_job_stopped, kill, kill_group, own_group, set_dumpable, set_terminal_foreground,
     terminal_foreground,
 };
-pub use crate::sys::signals::{block, block_termination_signals, wait_signal, SigSet};
+pub use crate::sys::signals::{
+    block, block_termination_signals, take_pending, wait_signal, SigSet,
+};

@@ -479,7 +479,8 @@ impl SandboxBuilder {
         if self.cgroups {
             // The sandbox's cgroups are the supervisor's to manage.
             if let Some(d) = domain.as_mut() {
-                d.forbid_writes_beneath(&crate::sys::cgroup::mount_points());
+                d.forbid_writes_beneath(&crate::sys::cgroup::mount_points())
+                    .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
             }
         }
         let confined =

@@ -30,6 +30,16 @@
 //! calls then go to lanes with room until one of the stuck lane's workers
 //! is idle again. Workers steal only from stuck lanes.
 //!
+//! # Start
+//!
+//! No worker runs before there is work: a lane starts its first worker
+//! when its first notification comes, and another (up to its share of the
+//! pool) whenever a notification comes while none of its workers is idle;
+//! a stuck lane's work also starts a worker of a lane that has none. A
+//! program that traps nothing (`unotify run -- /bin/true`) costs no worker
+//! thread. A notification for a lane with no worker, when none can start,
+//! is answered `EPERM` by the poll thread.
+//!
 //! # Hand-off
 //!
 //! Workers do not block in crossbeam's `recv`, which spins and calls
@@ -153,6 +163,10 @@ impl LaneState {
 struct Lane {
     tx: Sender<Notification>,
     state: Arc<LaneState>,
+    /// Its workers not started yet, the next last (poll thread only).
+    pending: RefCell<Vec<Worker>>,
+    /// Its workers started (poll thread only).
+    started: Cell<usize>,
     /// Notifications queued since the last [`Lanes::flush`] (poll thread only).
     unflushed: Cell<u32>,
     /// One of them spilled here from a stuck lane (poll thread only).
@@ -180,18 +194,27 @@ pub(crate) struct Lanes {
     homes: RefCell<HashMap<u32, usize>>,
     /// The home lane of the next new thread.
     next_home: Cell<usize>,
+    /// The workers started, joined by the supervisor's wind-down.
+    handles: WorkerHandles,
+    /// Thread creation fails (tests of that path).
+    #[cfg(test)]
+    pub(crate) refuse_threads: Cell<bool>,
 }
+
+/// The join handles of a pool's started workers.
+pub(crate) type WorkerHandles = Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>;
 
 /// [`Lanes::homes`] starts over when it holds this many threads (exited
 /// threads are not taken out one by one; a forgotten thread gets a new home).
 const MAX_HOMES: usize = 4096;
 
 impl Lanes {
-    /// Starts `workers` threads; returns the pool and their handles.
-    pub(crate) fn start(
-        shared: &Arc<Shared>,
-        workers: usize,
-    ) -> std::io::Result<(Lanes, Vec<JoinHandle<()>>)> {
+    /// Prepares `workers` threads; returns the pool and the handles of
+    /// the workers it will have started. A lane's workers start when it
+    /// first gets work, and one more each time work comes while none of
+    /// them is idle (see [`dispatch`](Self::dispatch)): a sandbox whose
+    /// program traps nothing starts none.
+    pub(crate) fn new(shared: &Arc<Shared>, workers: usize) -> (Lanes, WorkerHandles) {
         let cpus = process::allowed_cpus().unwrap_or_default();
         // Pin only when every allowed CPU gets at least one worker.
         let pinned = !cpus.is_empty() && workers >= cpus.len() && cpus.len() > 1;
@@ -210,6 +233,8 @@ impl Lanes {
                     slots: (0..per_lane).map(|_| Slot::default()).collect(),
                     ..LaneState::default()
                 }),
+                pending: RefCell::new(Vec::with_capacity(per_lane)),
+                started: Cell::new(0),
                 unflushed: Cell::new(0),
                 urgent: Cell::new(false),
             });
@@ -222,8 +247,8 @@ impl Lanes {
                 lane_of_cpu[cpu] = i;
             }
         }
-        let mut handles = Vec::with_capacity(workers);
-        for w in 0..workers {
+        // The last first: each lane starts its workers from the back.
+        for w in (0..workers).rev() {
             let lane = w % nlanes;
             // Its own lane first, then the others to steal from.
             let queues = (0..nlanes)
@@ -232,36 +257,75 @@ impl Lanes {
                     (receivers[j].clone(), Arc::clone(&lanes[j].state))
                 })
                 .collect();
-            let worker = Worker {
+            lanes[lane].pending.borrow_mut().push(Worker {
+                index: w,
                 shared: Arc::clone(shared),
                 queues,
                 state: Arc::clone(&lanes[lane].state),
                 slot: w / nlanes,
                 cpu: pinned.then(|| cpus[lane]),
-            };
-            let h = std::thread::Builder::new()
-                .name(format!("unotify-worker-{w}"))
-                .spawn(move || worker.run())?;
-            handles.push(h);
+            });
         }
-        Ok((
+        let handles = WorkerHandles::default();
+        (
             Lanes {
                 lanes,
                 lane_of_cpu,
                 homes: RefCell::new(HashMap::new()),
                 next_home: Cell::new(0),
+                handles: Arc::clone(&handles),
+                #[cfg(test)]
+                refuse_threads: Cell::new(false),
             },
             handles,
-        ))
+        )
+    }
+
+    /// Starts the next worker of lane `i`, if it has one left; whether one
+    /// started. A worker that cannot start stays pending (tried again at
+    /// the next need).
+    fn grow(&self, i: usize) -> bool {
+        let lane = &self.lanes[i];
+        let Some(worker) = lane.pending.borrow().last().cloned() else {
+            return false;
+        };
+        let index = worker.index;
+        #[cfg(test)]
+        if self.refuse_threads.get() {
+            log::error!("cannot start worker thread {index}: refused by the test");
+            return false;
+        }
+        match std::thread::Builder::new()
+            .name(format!("unotify-worker-{index}"))
+            .spawn(move || worker.run())
+        {
+            Ok(h) => {
+                lane.pending.borrow_mut().pop();
+                lane.started.set(lane.started.get() + 1);
+                self.handles.lock().push(h);
+                true
+            }
+            Err(e) => {
+                log::error!("cannot start worker thread {index}: {e}");
+                false
+            }
+        }
     }
 
     /// Queues a notification for a worker of its task's home lane (see
     /// the module docs). `woken`: the poll thread slept before receiving
     /// it, so it runs on the CPU of the task that trapped. The worker is
     /// woken by the next [`flush`](Self::flush).
+    ///
+    /// Starts a worker of the lane when none of its workers is idle and it
+    /// has one left; `Err` (the notification back, for the caller to
+    /// answer) when the lane has no worker and none can start.
     pub(crate) fn dispatch(&self, notif: Notification, woken: bool) -> Result<(), Notification> {
         let (i, urgent) = self.pick(self.home_of(notif.pid, woken));
         let lane = &self.lanes[i];
+        if lane.idle() == 0 && !self.grow(i) && lane.started.get() == 0 {
+            return Err(notif);
+        }
         lane.tx.send(notif).map_err(|e| e.into_inner())?;
         lane.unflushed.set(lane.unflushed.get().saturating_add(1));
         if urgent {
@@ -378,8 +442,22 @@ impl Lanes {
             .lanes
             .iter()
             .filter(|l| !l.state.stuck.load(Ordering::Relaxed) && l.has_room());
+        let mut helped = 0;
         for helper in helpers.take(stuck) {
             helper.state.wake(1, true);
+            helped += 1;
+        }
+        // A lane none of whose workers has started has none to wake: start
+        // one there, which takes the stuck lanes' work.
+        for i in 0..self.lanes.len() {
+            if helped >= stuck {
+                break;
+            }
+            let lane = &self.lanes[i];
+            if !lane.state.stuck.load(Ordering::Relaxed) && lane.started.get() == 0 && self.grow(i)
+            {
+                helped += 1;
+            }
         }
     }
 }
@@ -402,7 +480,10 @@ impl Drop for Lanes {
 }
 
 /// One worker thread.
+#[derive(Clone)]
 struct Worker {
+    /// Its number in the pool (its thread's name).
+    index: usize,
     shared: Arc<Shared>,
     /// Its lane's queue first, then the other lanes', each with its lane.
     queues: Vec<(Receiver<Notification>, Arc<LaneState>)>,

@@ -200,8 +200,8 @@ impl Supervisor {
             tick,
             handle: SupervisorHandle::new(Weak::clone(weak) as Weak<dyn HandleOps>),
         });
-        let (lanes, workers) = lanes::Lanes::start(&shared, config.workers.max(1))
-            .map_err(|e| Error::io("start the worker threads", e))?;
+        // The workers start as work comes (see `lanes`).
+        let (lanes, workers) = lanes::Lanes::new(&shared, config.workers.max(1));
         let sh = Arc::clone(&shared);
         let poll_thread = std::thread::Builder::new()
             .name("unotify-poll".into())
@@ -215,7 +215,7 @@ impl Supervisor {
                 ended
             })
             // If the thread cannot start, the closure is dropped with the
-            // lanes, and the workers exit on their own.
+            // lanes (no worker has started: none does before work comes).
             .map_err(|e| Error::io("start the poll thread", e))?;
         Ok(Supervisor {
             shared,
@@ -269,8 +269,9 @@ impl Drop for Supervisor {
 /// finish, answers every held call `EPERM`, then detaches the listener so
 /// that a call trapped from now on fails with `ENOSYS` instead of waiting
 /// for an answer that would never come.
-fn wind_down(shared: &Shared, workers: Vec<JoinHandle<()>>) {
-    for w in workers {
+fn wind_down(shared: &Shared, workers: lanes::WorkerHandles) {
+    let started = std::mem::take(&mut *workers.lock());
+    for w in started {
         if w.join().is_err() {
             log::error!("a worker thread panicked");
         }

@@ -294,7 +294,12 @@ fn receive_blocking(
 
 /// Counts a received notification and queues it for a worker (answered
 /// `EPERM` if no worker is left).
-fn hand_over(shared: &Arc<Shared>, lanes: &Lanes, raw: &seccomp::SeccompNotif, woken: bool) {
+pub(super) fn hand_over(
+    shared: &Arc<Shared>,
+    lanes: &Lanes,
+    raw: &seccomp::SeccompNotif,
+    woken: bool,
+) {
     Counters::bump(&shared.core.counters.received);
     let notif = Notification::from(raw);
     if let Err(notif) = lanes.dispatch(notif, woken) {

@@ -29,6 +29,7 @@ struct Trapped {
     child: TrappingChild,
     listener: Option<OwnedFd>,
     notif: Notification,
+    raw: seccomp::SeccompNotif,
 }
 
 fn trapped() -> Trapped {
@@ -52,6 +53,7 @@ fn trapped() -> Trapped {
         child,
         listener: Some(listener),
         notif: Notification::from(&raw),
+        raw,
     }
 }
 
@@ -282,4 +284,54 @@ fn the_pipeline_runs_its_stages_in_order_and_answers_once() {
         let stats = shared.core.stats();
         assert_eq!((stats.answered, stats.stale), (1, 0));
     }
+}
+
+/// The poll thread's hand-over with a fresh pool of `workers`, as a
+/// supervisor starts it: no worker runs before the first call.
+/// Returns what the call returned, the shared state and how many workers
+/// started.
+fn hand_over_to_fresh_pool(refuse_threads: bool) -> (i64, Arc<Shared>, usize) {
+    let mut t = trapped();
+    let stage = Arc::new(Recorder {
+        log: Arc::new(Mutex::new(Vec::new())),
+        take_over: false,
+    });
+    let shared = shared_with(t.core(), stage, t.notif.nr);
+    let (lanes, handles) = super::lanes::Lanes::new(&shared, 2);
+    assert!(
+        handles.lock().is_empty(),
+        "a worker started before any call"
+    );
+    lanes.refuse_threads.set(refuse_threads);
+    super::poll::hand_over(&shared, &lanes, &t.raw, false);
+    lanes.flush();
+    // The call is answered before the lanes go (a worker drains its queue).
+    let result = t.result();
+    drop(lanes);
+    let started = std::mem::take(&mut *handles.lock());
+    let n = started.len();
+    for h in started {
+        h.join().expect("worker");
+    }
+    (result, shared, n)
+}
+
+#[test]
+fn workers_start_with_the_first_call() {
+    let (result, shared, started) = hand_over_to_fresh_pool(false);
+    assert_eq!(started, 1, "one worker for one call");
+    // Through the pipeline: the verdict's answer, once.
+    assert_eq!(result, -i64::from(libc::EACCES));
+    assert_eq!(shared.core.stats().answered, 1);
+}
+
+/// A worker that cannot start when its first call comes fails that call
+/// (EPERM), never leaves it waiting.
+#[test]
+fn a_call_no_worker_can_take_is_answered_eperm() {
+    let (result, shared, started) = hand_over_to_fresh_pool(true);
+    assert_eq!(started, 0);
+    assert_eq!(result, -i64::from(libc::EPERM));
+    let stats = shared.core.stats();
+    assert_eq!((stats.received, stats.answered), (1, 1));
 }

@@ -79,10 +79,33 @@ struct Hierarchy {
 }
 
 /// The hierarchies mounted here and this process's place in each, from
-/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
-fn hierarchies() -> Vec<Hierarchy> {
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`: found once per process
+/// (from the mount table [`mount_points`] read, if it came first).
+fn hierarchies() -> &'static [Hierarchy] {
+    HIERARCHIES.get_or_init(|| hierarchies_in(&read_mountinfo()))
+}
+
+static HIERARCHIES: OnceLock<Vec<Hierarchy>> = OnceLock::new();
+
+/// `/proc/self/mountinfo` (empty if it cannot be read).
+fn read_mountinfo() -> String {
+    read_proc("/proc/self/mountinfo")
+}
+
+/// A small procfs file (empty if it cannot be read), in one or two reads:
+/// its size is unknown, and `read_to_string` alone starts at 32 bytes.
+fn read_proc(path: &str) -> String {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    match fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
+        Ok(_) => text,
+        Err(_) => String::new(),
+    }
+}
+
+/// [`hierarchies`] in the mount table `mounts`.
+fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
+    let own = read_proc("/proc/self/cgroup");
     let mut out = Vec::new();
     for line in mounts.lines() {
         // id parent major:minor root mountpoint options [optional...] - fstype source superopts
@@ -149,8 +172,13 @@ fn hierarchies() -> Vec<Hierarchy> {
 /// Where a cgroup file system (v1 or v2) is mounted here, from
 /// `/proc/self/mountinfo`: the places a sandboxed program must not write
 /// (moving itself out of its cgroups, or raising their limits).
+///
+/// Read afresh at each call (a cgroup file system mounted since counts);
+/// the hierarchies of this process are taken from the same read when they
+/// are not known yet, which spares a sandbox's first spawn a second one.
 pub fn mount_points() -> Vec<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = read_mountinfo();
+    HIERARCHIES.get_or_init(|| hierarchies_in(&mounts));
     mounts
         .lines()
         .filter_map(|line| {
@@ -236,14 +264,6 @@ fn read_words(path: &Path) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// Where memory and containment would be had, found once per process by
-/// making (and removing) a probe directory.
-#[derive(Debug, Clone)]
-struct Modes {
-    memory: MemoryMode,
-    contain: ContainMode,
-}
-
 fn probe_dir(parent: &Path) -> io::Result<PathBuf> {
     let dir = parent.join(fresh_name());
     fs::create_dir(&dir)?;
@@ -256,92 +276,131 @@ fn remove_probe(dir: &Path) {
     }
 }
 
-fn modes() -> &'static Modes {
-    static MODES: OnceLock<Modes> = OnceLock::new();
-    MODES.get_or_init(|| {
-        let hs = hierarchies();
-        let v2 = hs.iter().find(|h| h.v2);
-        let v1 = |c: &str| {
-            hs.iter()
-                .find(|h| !h.v2 && h.controllers.iter().any(|x| x == c))
-        };
-        // Memory: v2 if delegated, else v1.
-        let memory = (|| {
-            let mut why = Vec::new();
-            if let Some(h) = v2 {
-                match v2_memory_delegated(&h.dir).and_then(|()| probe_dir(&h.dir)) {
-                    Ok(d) => {
-                        let ok = d.join("memory.max").exists();
-                        remove_probe(&d);
-                        if ok {
-                            return MemoryMode::CgroupV2(h.dir.clone());
-                        }
-                        why.push(format!("no memory.max under {}", h.dir.display()));
+/// The v2 hierarchy, and the v1 hierarchy of controller `c`.
+fn v2_hierarchy() -> Option<&'static Hierarchy> {
+    hierarchies().iter().find(|h| h.v2)
+}
+
+fn v1_hierarchy(c: &str) -> Option<&'static Hierarchy> {
+    hierarchies()
+        .iter()
+        .find(|h| !h.v2 && h.controllers.iter().any(|x| x == c))
+}
+
+/// Where the memory limit would be had, found once per process (only when
+/// asked: a sandbox without a memory limit does not probe the memory
+/// controller) by making and removing a probe directory.
+fn memory_modes() -> &'static MemoryMode {
+    static MEMORY: OnceLock<MemoryMode> = OnceLock::new();
+    MEMORY.get_or_init(|| {
+        let mut why = Vec::new();
+        if let Some(h) = v2_hierarchy() {
+            match v2_memory_delegated(&h.dir).and_then(|()| probe_dir(&h.dir)) {
+                Ok(d) => {
+                    let ok = d.join("memory.max").exists();
+                    remove_probe(&d);
+                    if ok {
+                        return MemoryMode::CgroupV2(h.dir.clone());
                     }
-                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+                    why.push(format!("no memory.max under {}", h.dir.display()));
                 }
+                Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
             }
-            if let Some(h) = v1("memory") {
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        remove_probe(&d);
-                        return MemoryMode::CgroupV1(h.dir.clone());
-                    }
-                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+        }
+        if let Some(h) = v1_hierarchy("memory") {
+            match probe_dir(&h.dir) {
+                Ok(d) => {
+                    remove_probe(&d);
+                    return MemoryMode::CgroupV1(h.dir.clone());
                 }
+                Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
             }
-            if why.is_empty() {
-                why.push("no memory cgroup hierarchy is mounted".into());
-            }
-            MemoryMode::Accounting(why.join("; "))
-        })();
-        let contain = (|| {
-            let mut why = Vec::new();
-            if let Some(h) = v2 {
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        let ok = d.join("cgroup.kill").exists();
-                        remove_probe(&d);
-                        if ok {
-                            return ContainMode::CgroupV2Kill(h.dir.clone());
-                        }
-                        why.push("cgroup.kill needs Linux 5.14".to_string());
-                    }
-                    Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
-                }
-            }
-            for c in ["freezer", "pids", "memory"] {
-                let Some(h) = v1(c) else { continue };
-                match probe_dir(&h.dir) {
-                    Ok(d) => {
-                        remove_probe(&d);
-                        return if c == "freezer" {
-                            ContainMode::CgroupV1Freezer(h.dir.clone())
-                        } else {
-                            ContainMode::CgroupV1Procs(h.dir.clone())
-                        };
-                    }
-                    Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
-                }
-            }
-            if why.is_empty() {
-                why.push("no cgroup hierarchy is mounted".into());
-            }
-            ContainMode::ProcessGroup(why.join("; "))
-        })();
-        log::debug!("cgroups: memory {memory:?}, containment {contain:?}");
-        Modes { memory, contain }
+        }
+        if why.is_empty() {
+            why.push("no memory cgroup hierarchy is mounted".into());
+        }
+        let mode = MemoryMode::Accounting(why.join("; "));
+        log::debug!("cgroups: memory {mode:?}");
+        mode
     })
+}
+
+static CONTAIN: OnceLock<ContainMode> = OnceLock::new();
+
+/// Finds how a sandbox would be contained, by making a directory named
+/// `name` in each candidate hierarchy in turn. The directory of the mode
+/// found is returned with it when `keep` (a sandbox's first
+/// [`Containment::create`] keeps it as its own, instead of making a probe
+/// and then its directory), and removed otherwise.
+fn probe_contain(name: &str, keep: bool) -> (ContainMode, Option<PathBuf>) {
+    let found = |mode: ContainMode, d: PathBuf| {
+        if keep {
+            (mode, Some(d))
+        } else {
+            remove_probe(&d);
+            (mode, None)
+        }
+    };
+    let mut why = Vec::new();
+    if let Some(h) = v2_hierarchy() {
+        let d = h.dir.join(name);
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                if d.join("cgroup.kill").exists() {
+                    return found(ContainMode::CgroupV2Kill(h.dir.clone()), d);
+                }
+                remove_probe(&d);
+                why.push("cgroup.kill needs Linux 5.14".to_string());
+            }
+            Err(e) => why.push(format!("cgroup v2 {}: {e}", h.dir.display())),
+        }
+    }
+    for c in ["freezer", "pids", "memory"] {
+        let Some(h) = v1_hierarchy(c) else { continue };
+        let d = h.dir.join(name);
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                let mode = if c == "freezer" {
+                    ContainMode::CgroupV1Freezer(h.dir.clone())
+                } else {
+                    ContainMode::CgroupV1Procs(h.dir.clone())
+                };
+                return found(mode, d);
+            }
+            Err(e) => why.push(format!("cgroup v1 {}: {e}", h.dir.display())),
+        }
+    }
+    if why.is_empty() {
+        why.push("no cgroup hierarchy is mounted".into());
+    }
+    (ContainMode::ProcessGroup(why.join("; ")), None)
+}
+
+/// How a sandbox is contained here, found once per process; `name`: the
+/// directory the caller is about to make, made here if this is the probe
+/// (then returned too).
+fn contain_modes(name: Option<&str>) -> (&'static ContainMode, Option<PathBuf>) {
+    let mut kept = None;
+    let mode = CONTAIN.get_or_init(|| {
+        let (mode, dir) = match name {
+            Some(n) => probe_contain(n, true),
+            None => probe_contain(&fresh_name(), false),
+        };
+        log::debug!("cgroups: containment {mode:?}");
+        kept = dir;
+        mode
+    });
+    (mode, kept)
 }
 
 /// How a sandbox's memory limit would be enforced here.
 pub fn memory_mode() -> MemoryMode {
-    modes().memory.clone()
+    memory_modes().clone()
 }
 
 /// How a sandbox would be contained and killed here.
 pub fn contain_mode() -> ContainMode {
-    modes().contain.clone()
+    contain_modes(None).0.clone()
 }
 
 // ---------------------------------------------------------------------------
@@ -557,8 +616,12 @@ impl Containment {
     /// has no other bound in place). Without any cgroup it still kills the
     /// process group (see [`set_group`](Self::set_group)).
     pub fn create(memory: Option<u64>) -> io::Result<Containment> {
-        let m = modes();
-        let mut made: Vec<PathBuf> = Vec::new();
+        let name = fresh_name();
+        // The first sandbox of this process probes with its own directory.
+        let (contain, kept) = contain_modes(Some(&name));
+        // Probed only for a sandbox with a memory limit.
+        let mem_mode = memory.map(|_| memory_modes());
+        let mut made: Vec<PathBuf> = kept.into_iter().collect();
         let mut c = Containment {
             plan: Arc::new(KillPlan {
                 kill: None,
@@ -575,7 +638,6 @@ impl Containment {
             ended: false,
         };
         let result = (|| -> io::Result<KillPlan> {
-            let name = fresh_name();
             let mut plan = KillPlan {
                 kill: None,
                 freezer: None,
@@ -591,8 +653,8 @@ impl Containment {
                 }
                 Ok(d)
             };
-            if let Some(bytes) = memory {
-                match &m.memory {
+            if let (Some(bytes), Some(mode)) = (memory, mem_mode) {
+                match mode {
                     MemoryMode::CgroupV2(parent) => {
                         let d = mkdir(parent)?;
                         fs::write(d.join("memory.max"), bytes.to_string())?;
@@ -622,7 +684,7 @@ impl Containment {
                     MemoryMode::Accounting(_) => {}
                 }
             }
-            match &m.contain {
+            match contain {
                 ContainMode::CgroupV2Kill(parent) => {
                     let d = mkdir(parent)?;
                     plan.kill = Some(open_file(&d.join("cgroup.kill"), libc::O_WRONLY)?);
@@ -644,13 +706,13 @@ impl Containment {
             }
             Ok(plan)
         })();
-        let v2_mounts: Vec<PathBuf> = [&m.memory]
+        let v2_mounts: Vec<PathBuf> = mem_mode
             .into_iter()
             .filter_map(|mm| match mm {
                 MemoryMode::CgroupV2(p) => Some(p.clone()),
                 _ => None,
             })
-            .chain(match &m.contain {
+            .chain(match contain {
                 ContainMode::CgroupV2Kill(p) => Some(p.clone()),
                 _ => None,
             })
@@ -727,9 +789,13 @@ impl Containment {
             return;
         }
         self.ended = true;
-        let by_watchdog = self.watchdog.take().map(Watchdog::finish).unwrap_or(false);
-        if !by_watchdog {
-            kill_and_remove(&self.plan);
+        // Here, not by the watchdog: asking it would cost two wake-ups
+        // (its, then ours) on the path that ends every sandbox. It is only
+        // told to quit; a watchdog that never hears (this process died
+        // before) ends the sandbox again, which is safe to repeat.
+        kill_and_remove(&self.plan);
+        if let Some(w) = self.watchdog.as_mut() {
+            w.quit();
         }
     }
 }
@@ -850,7 +916,9 @@ impl Members {
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
 /// command pipe. When the process exits (for any reason, `SIGKILL`
 /// included), or the supervisor asks, it runs the same kill as the
-/// supervisor would (`kill_and_remove`) and exits. It is not in the
+/// supervisor would (`kill_and_remove`) and exits; when the supervisor has
+/// ended the sandbox itself (its normal end), it is told to quit
+/// (a `q` on its command pipe) and exits without a kill. It is not in the
 /// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
 /// program from signalling it (without one, a program running as the same
 /// user could kill it, and then a later death of the supervisor would leave
@@ -886,6 +954,10 @@ struct Stack {
 
 const WATCHDOG_STACK: usize = 64 * 1024;
 
+/// The command byte telling the watchdog to exit without ending the
+/// sandbox; any other byte, or the pipe's end, tells it to end it.
+const QUIT: u8 = b'q';
+
 impl Stack {
     fn new() -> io::Result<Stack> {
         let page = super::page_size();
@@ -919,6 +991,30 @@ impl Drop for Stack {
         // SAFETY: the mapping made in `new`, unmapped once, after the
         // watchdog that ran on it was reaped (or never started).
         unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// A stack left by a reaped watchdog, for the next one: unmapping it while
+/// other threads of this process run costs a TLB shoot-down on their CPUs,
+/// on the path that ends every sandbox.
+static SPARE_STACK: parking_lot::Mutex<Option<Stack>> = parking_lot::Mutex::new(None);
+
+impl Stack {
+    /// The spare stack, or a new one.
+    fn take() -> io::Result<Stack> {
+        match SPARE_STACK.lock().take() {
+            Some(stack) => Ok(stack),
+            None => Stack::new(),
+        }
+    }
+
+    /// Kept for the next watchdog (one spare); only once no watchdog runs
+    /// on it.
+    fn give_back(self) {
+        let mut spare = SPARE_STACK.lock();
+        if spare.is_none() {
+            *spare = Some(self);
+        }
     }
 }
 
@@ -978,7 +1074,21 @@ fn watchdog_main(args: &WatchdogArgs) -> ! {
             break;
         }
     }
-    kill_and_remove(&args.plan);
+    // `QUIT` from the supervisor: it has ended the sandbox itself.
+    let mut byte = 0u8;
+    // SAFETY: reads at most one byte into a live local; the pipe is
+    // readable or closed (poll said so), or the read fails: no wait.
+    let quit = fds[1].revents & libc::POLLIN != 0
+        && unsafe {
+            syscall(
+                libc::SYS_read,
+                &[args.command as usize, &mut byte as *mut u8 as usize, 1],
+            )
+        } == 1
+        && byte == QUIT;
+    if !quit {
+        kill_and_remove(&args.plan);
+    }
     loop {
         // SAFETY: exit_group takes an integer and does not return.
         unsafe { syscall(libc::SYS_exit_group, &[0]) };
@@ -1005,7 +1115,7 @@ impl Watchdog {
             command: cmd_r.as_raw_fd(),
             keep,
         });
-        let stack = Stack::new()?;
+        let stack = Stack::take()?;
         let arg_ptr = (&*args as *const WatchdogArgs)
             .cast_mut()
             .cast::<libc::c_void>();
@@ -1036,6 +1146,7 @@ impl Watchdog {
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         if pid < 0 {
+            stack.give_back();
             return Err(err);
         }
         // SAFETY: CLONE_PIDFD made this fd for us.
@@ -1048,13 +1159,13 @@ impl Watchdog {
         })
     }
 
-    /// Asks the watchdog to end the sandbox and waits until it has; `false`
-    /// if it did not (it was killed), and the caller must.
-    fn finish(mut self) -> bool {
+    /// Tells the watchdog to exit without ending the sandbox (the caller
+    /// has), without waiting for it: it is reaped when dropped, by which
+    /// time it has most often exited.
+    fn quit(&mut self) {
         if let Some(cmd) = self.command.take() {
-            write_raw(cmd.as_raw_fd(), b"x");
+            write_raw(cmd.as_raw_fd(), &[QUIT]);
         }
-        self.reap() == Some(0)
     }
 
     /// Waits for the watchdog; its exit code, `None` if killed.
@@ -1080,7 +1191,10 @@ impl Watchdog {
             std::mem::forget(self.held.take());
             return None;
         }
-        drop(self.held.take());
+        if let Some((args, stack, host, command)) = self.held.take() {
+            drop((args, host, command));
+            stack.give_back();
+        }
         // SAFETY: waitid filled in a CLD_* record.
         let (code, status) = (info.si_code, unsafe { info.si_status() });
         (code == libc::CLD_EXITED).then_some(status)
@@ -1090,7 +1204,8 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         if self.held.is_some() {
-            // Not finished (an error path): ask and collect it.
+            // Told to quit by `Containment::end`, or (an error path) asked
+            // now to end the sandbox: collect it.
             if let Some(cmd) = self.command.take() {
                 write_raw(cmd.as_raw_fd(), b"x");
             }
@@ -1135,18 +1250,15 @@ mod tests {
     }
 
     fn v1_dir(controller: &str) -> Option<PathBuf> {
-        hierarchies()
-            .into_iter()
-            .find(|h| !h.v2 && h.controllers.iter().any(|c| c == controller))
-            .map(|h| h.dir)
+        v1_hierarchy(controller).map(|h| h.dir.clone())
     }
 
     /// Each kill mechanism empties its cgroup and removes it.
     #[test]
     fn each_mechanism_kills_and_removes() {
         let mut cases: Vec<(PathBuf, &str)> = Vec::new();
-        if let Some(h) = hierarchies().into_iter().find(|h| h.v2) {
-            cases.push((h.dir, "v2"));
+        if let Some(h) = v2_hierarchy() {
+            cases.push((h.dir.clone(), "v2"));
         }
         if let Some(d) = v1_dir("freezer") {
             cases.push((d, "freezer"));

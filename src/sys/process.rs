@@ -76,6 +76,21 @@ pub fn context_switches() -> u64 {
     (ru.ru_nvcsw + ru.ru_nivcsw) as u64
 }
 
+#[cfg(feature = "internals")]
+/// CPU time (user + system, in microseconds) used so far by this process,
+/// every thread, and by the children it has reaped (`getrusage`).
+pub fn cpu_time_with_children_us() -> f64 {
+    let used = |who| {
+        // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage writes one rusage into a live struct.
+        unsafe { libc::getrusage(who, &mut ru) };
+        let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        us(ru.ru_utime) + us(ru.ru_stime)
+    };
+    used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
+}
+
 /// Whether this process is dumpable (`PR_GET_DUMPABLE`): a non-dumpable
 /// one cannot be traced, read through `/proc/<pid>/mem` or have its fds
 /// taken by a process of the same user without `CAP_SYS_PTRACE`.

@@ -110,6 +110,28 @@ pub fn wait_signal(set: &SigSet) -> io::Result<i32> {
     }
 }
 
+/// Takes one of the signals in `set` (blocked in every thread) if one is
+/// pending, without waiting (`sigtimedwait(2)` with a zero timeout).
+pub fn take_pending(set: &SigSet) -> io::Result<Option<i32>> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: `set.set` is an initialised sigset_t, `zero` a live
+        // timespec; no siginfo is asked for.
+        let ret = unsafe { libc::sigtimedwait(&set.set, std::ptr::null_mut(), &zero) };
+        if ret >= 0 {
+            return Ok(Some(ret));
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,81 @@ impl Drop for Stack {
     }
 }
 
+/// What a child runs on besides the parent's memory: its stack and the
+/// hand-shake page.
+struct ChildMemory {
+    stack: Stack,
+    page: *mut SharedPage,
+}
+
+// SAFETY: the page and the stack are plain mappings owned by this value;
+// no child uses them while it is moved (see `SPARE`).
+unsafe impl Send for ChildMemory {}
+
+impl ChildMemory {
+    fn new() -> io::Result<ChildMemory> {
+        // SAFETY: an anonymous shared mapping of one page; checked for failure below.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                super::page_size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let page = page.cast::<SharedPage>();
+        match Stack::new() {
+            Ok(stack) => Ok(ChildMemory { stack, page }),
+            Err(e) => {
+                // SAFETY: unmapping the page mapped above, once.
+                unsafe { libc::munmap(page.cast(), super::page_size()) };
+                Err(e)
+            }
+        }
+    }
+
+    /// The spare left by an earlier spawn, or a new one; its hand-shake
+    /// words at their start.
+    fn take() -> io::Result<ChildMemory> {
+        let spare = SPARE.lock().take();
+        let mem = match spare {
+            Some(mem) => mem,
+            None => ChildMemory::new()?,
+        };
+        // SAFETY: mapped for the lifetime of `mem`; no child uses it.
+        let page = unsafe { &*mem.page };
+        page.state.store(STATE_PENDING, Ordering::Relaxed);
+        page.value.store(0, Ordering::Relaxed);
+        page.step.store(0, Ordering::Relaxed);
+        Ok(mem)
+    }
+
+    /// Kept for the next spawn (one spare), once no child runs on it:
+    /// unmapping it in a process whose other threads run costs a TLB
+    /// shoot-down on their CPUs, on every spawn's path.
+    fn give_back(self) {
+        let mut spare = SPARE.lock();
+        if spare.is_none() {
+            *spare = Some(self);
+        }
+    }
+}
+
+impl Drop for ChildMemory {
+    fn drop(&mut self) {
+        // SAFETY: the page mapped in `new`, unmapped once, here.
+        unsafe { libc::munmap(self.page.cast(), super::page_size()) };
+    }
+}
+
+/// One child's memory left by a spawn whose child has exec'd or died.
+static SPARE: parking_lot::Mutex<Option<ChildMemory>> = parking_lot::Mutex::new(None);
+
 /// A cloned child waiting for its go.
 pub struct ForkedChild {
     pid: i32,
@@ -121,9 +196,9 @@ pub struct ForkedChild {
     page: *mut SharedPage,
     go: Option<OwnedFd>,
     err: OwnedFd,
-    /// What the child reads and the stack it runs on: kept until it has
+    /// What the child reads and the memory it runs on: kept until it has
     /// exec'd or died (`gone`).
-    child: Option<(Box<ChildArgs>, Stack)>,
+    child: Option<(Box<ChildArgs>, ChildMemory)>,
     /// The child no longer runs in our memory.
     gone: bool,
     /// The child started in the plan's cgroup.
@@ -147,15 +222,28 @@ impl Drop for ForkedChild {
                 revents: 0,
             };
             // A pidfd is readable once its process has exited.
-            // SAFETY: poll on one live pollfd.
-            while unsafe { libc::poll(&mut pfd, 1, -1) } < 0
-                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-            {}
+            let dead = loop {
+                // SAFETY: poll on one live pollfd.
+                if unsafe { libc::poll(&mut pfd, 1, -1) } >= 0 {
+                    break true;
+                }
+                if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break false;
+                }
+            };
+            if !dead {
+                // It may still run on its memory: never free or reuse that.
+                if let Some((args, memory)) = self.child.take() {
+                    std::mem::forget((args, memory));
+                }
+            }
         }
-        drop(self.child.take());
-        // SAFETY: `page` was mapped by `fork_child` with this size and is
-        // unmapped exactly once, here.
-        unsafe { libc::munmap(self.page.cast(), super::page_size()) };
+        // The child no longer runs (exec'd, or dead): its memory can serve
+        // the next one.
+        if let Some((args, memory)) = self.child.take() {
+            drop(args);
+            memory.give_back();
+        }
     }
 }
 
@@ -194,29 +282,8 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
         u16::try_from(plan.filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
     let (go_r, go_w) = pipe_above_stdio()?;
     let (err_r, err_w) = pipe_above_stdio()?;
-    // SAFETY: an anonymous shared mapping of one page; checked for failure below.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            super::page_size(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let page = page.cast::<SharedPage>();
-    let stack = match Stack::new() {
-        Ok(s) => s,
-        Err(e) => {
-            // SAFETY: unmapping the page mapped above, once.
-            unsafe { libc::munmap(page.cast(), super::page_size()) };
-            return Err(e);
-        }
-    };
+    let memory = ChildMemory::take()?;
+    let page = memory.page;
     let mut args = Box::new(ChildArgs {
         argv: ptr_array(&plan.argv),
         envp: ptr_array(&plan.envp),
@@ -259,8 +326,8 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
             flags: (libc::CLONE_VM | libc::CLONE_PIDFD) as u64 | CLONE_INTO_CGROUP,
             pidfd: &mut pidfd as *mut libc::c_int as u64,
             exit_signal: libc::SIGCHLD as u64,
-            stack: stack.base as u64,
-            stack_size: stack.len as u64,
+            stack: memory.stack.base as u64,
+            stack_size: memory.stack.len as u64,
             cgroup: cg as u64,
             ..CloneArgs::default()
         };
@@ -281,7 +348,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
         pid = unsafe {
             libc::clone(
                 child_entry,
-                stack.top(),
+                memory.stack.top(),
                 libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
                 arg_ptr,
                 &mut pidfd as *mut libc::c_int,
@@ -294,9 +361,8 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if pid < 0 {
-        drop(stack);
-        // SAFETY: unmapping the page mapped above, once.
-        unsafe { libc::munmap(page.cast(), super::page_size()) };
+        // No child ran on it.
+        memory.give_back();
         return Err(clone_err);
     }
     // SAFETY: CLONE_PIDFD created this fd for us.
@@ -309,7 +375,7 @@ pub fn fork_child(plan: ExecPlan) -> io::Result<ForkedChild> {
         page,
         go: Some(go_w),
         err: err_r,
-        child: Some((args, stack)),
+        child: Some((args, memory)),
         gone: false,
         in_cgroup,
     })

@@ -9,12 +9,10 @@ mod cli;
 mod exec_deny;
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use unotify::os::{self as pidfd, self as process};
+use unotify::os::{self as process};
 use unotify::os::{self as signals, SigSet};
 use unotify::{Command, Error, Sandbox};
 
@@ -103,32 +101,6 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// What the signal thread knows: the sandbox to kill, once it runs, and the
-/// first termination signal received.
-#[derive(Default)]
-struct SignalState {
-    /// pidfd of the sandboxed program (the sandbox's process group leader).
-    target: Option<OwnedFd>,
-    /// Its pid, which is also the sandbox's process group.
-    pid: Option<i32>,
-    /// The first of SIGINT / SIGTERM / SIGHUP received.
-    received: Option<i32>,
-}
-
-impl SignalState {
-    /// Kills the program if a signal was received and the program is known.
-    /// The rest of its process group is killed when its exit is collected.
-    fn kill_if_signalled(&self) {
-        if let (Some(_), Some(pidfd)) = (self.received, &self.target) {
-            if let Err(e) = pidfd::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
-                if e.raw_os_error() != Some(libc::ESRCH) {
-                    log::warn!("cannot kill the sandbox: {e}");
-                }
-            }
-        }
-    }
-}
-
 /// Job control at a terminal. The sandbox has its own process group, which
 /// holds the terminal's foreground while it runs, so a Ctrl-Z stops the
 /// sandbox but not `unotify`, and the shell, waiting for `unotify`, would
@@ -138,11 +110,8 @@ impl SignalState {
 /// (if it got it back itself; after `bg`, it does not) and continues the
 /// sandbox.
 fn follow_job_stop(pid: i32) {
-    // The signal thread and the main thread (for a stop before the signal
-    // thread knew the pid) may both get here.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !process::is_job_stopped(pid) || process::terminal_foreground() != Some(pid) {
+    // The terminal first: without one (most runs) there is no /proc read.
+    if process::terminal_foreground() != Some(pid) || !process::is_job_stopped(pid) {
         return;
     }
     let ours = process::own_group();
@@ -165,38 +134,9 @@ fn follow_job_stop(pid: i32) {
     }
 }
 
-/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: each kills the
-/// sandbox, and `unotify` then exits with 128 + the first signal's number.
-/// Takes SIGCHLD too, for job control ([`follow_job_stop`]).
-fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("unotify-signals".into())
-        .spawn(move || loop {
-            let sig = match signals::wait_signal(&set) {
-                Ok(sig) => sig,
-                Err(e) => {
-                    log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
-                    return;
-                }
-            };
-            if sig == libc::SIGCHLD {
-                let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
-                if let Some(pid) = pid {
-                    follow_job_stop(pid);
-                }
-                continue;
-            }
-            log::debug!("received signal {sig}: killing the sandbox");
-            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.received.get_or_insert(sig);
-            st.kill_if_signalled();
-        })
-        .map(drop)
-}
-
 fn run(args: RunArgs) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
-    // the signals wait for the signal thread.
+    // the signals wait for this thread (see `wait_for`).
     let set = match signals::block_termination_signals().and_then(|mut set| {
         // And SIGCHLD, for job control (waiting for the program does not
         // need it delivered).
@@ -271,45 +211,15 @@ fn run(args: RunArgs) -> u8 {
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
 
-    let state = Arc::new(Mutex::new(SignalState::default()));
-    if let Err(e) = start_signal_thread(set, Arc::clone(&state)) {
-        eprintln!("unotify: cannot start the signal thread: {e}");
-        return EXIT_USAGE;
-    }
     let mut child = match sandbox.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             let code = fail(&e);
-            let received = state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .received;
-            return received.map_or(code, |sig| 128 + sig as u8);
+            // A termination signal that came meanwhile decides the status.
+            return pending_termination(&set).map_or(code, |sig| 128 + sig as u8);
         }
     };
-    // The child is not reaped before `wait`, so its pid still names it.
-    match pidfd::pidfd_open(child.pid() as i32, 0) {
-        Ok(pidfd) => {
-            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.target = Some(pidfd);
-            st.pid = Some(child.pid() as i32);
-            st.kill_if_signalled();
-            drop(st);
-            // A stop the signal thread saw before it knew the pid.
-            follow_job_stop(child.pid() as i32);
-        }
-        Err(e) => {
-            eprintln!("unotify: cannot watch the sandboxed program: {e}; stopping it");
-            let _ = child.kill();
-            let _ = child.wait();
-            return EXIT_USAGE;
-        }
-    }
-    let status = child.wait();
-    let received = state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .received;
+    let (status, received) = wait_for(&mut child, &set);
     if let Some(sig) = received {
         return 128 + sig as u8;
     }
@@ -318,6 +228,59 @@ fn run(args: RunArgs) -> u8 {
         Err(e) => {
             eprintln!("unotify: cannot wait for the sandboxed program: {e}");
             EXIT_USAGE
+        }
+    }
+}
+
+/// Waits for the sandboxed program on this thread, taking the signals of
+/// `set` (blocked since before the spawn, so that none was lost) as they
+/// come: SIGINT, SIGTERM or SIGHUP kills the program (the rest of the
+/// sandbox goes when its exit is collected), and `unotify` then exits with
+/// 128 + the first one's number; SIGCHLD, sent when the program stops or
+/// exits, is for job control ([`follow_job_stop`]) and to look again.
+/// Returns the program's status and the termination signal received.
+fn wait_for(
+    child: &mut unotify::Child,
+    set: &SigSet,
+) -> (std::io::Result<std::process::ExitStatus>, Option<i32>) {
+    let pid = child.pid() as i32;
+    let mut received = None;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Ok(status), received),
+            Ok(None) => {}
+            Err(e) => return (Err(e), received),
+        }
+        let sig = match signals::wait_signal(set) {
+            Ok(sig) => sig,
+            Err(e) => {
+                log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
+                return (child.wait(), received);
+            }
+        };
+        if sig == libc::SIGCHLD {
+            follow_job_stop(pid);
+            continue;
+        }
+        log::debug!("received signal {sig}: killing the sandbox");
+        received.get_or_insert(sig);
+        // Not reaped before `try_wait` on this thread sees its exit, so
+        // the pid still names the program.
+        if let Err(e) = process::kill(pid, libc::SIGKILL) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!("cannot kill the sandbox: {e}");
+            }
+        }
+    }
+}
+
+/// A termination signal of `set` pending, if any (SIGCHLD passes).
+fn pending_termination(set: &SigSet) -> Option<i32> {
+    loop {
+        match signals::take_pending(set) {
+            Ok(Some(libc::SIGCHLD)) => continue,
+            Ok(sig) => return sig,
+            Err(_) => return None,
         }
     }
 }
