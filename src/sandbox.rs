@@ -615,11 +615,22 @@ impl SandboxBuilder {
         // program, and the metadata calls Landlock does not restrict, are
         // held to them (see `confine`).
         let fs_lists = crate::confine::fs_lists(&self.confinement)?;
+        // Determinism's virtual files are served by path denial's
+        // on-behalf opens (the path read once).
+        let serves_files = self.determinism.serves_files();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
-            (None, true) if policy.is_none() && !argv_safety && fs_lists.is_none() => None,
+            (None, true)
+                if policy.is_none() && !argv_safety && fs_lists.is_none() && !serves_files =>
+            {
+                None
+            }
             (set, _) => Some(set.unwrap_or_default()),
         };
-        let metadata_only = fs_lists.is_some() && !paths_denied && policy.is_none() && !argv_safety;
+        let metadata_only = fs_lists.is_some()
+            && !paths_denied
+            && policy.is_none()
+            && !argv_safety
+            && !serves_files;
         if let Some(set) = &path_set {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
@@ -647,7 +658,6 @@ impl SandboxBuilder {
         if self.determinism.any() {
             features.push(Arc::new(crate::determinism::Determinism::new(
                 self.determinism.clone(),
-                path_set.clone(),
             )?));
         }
         if let Some(setup) = policy {

@@ -43,9 +43,19 @@ fn hostname_under_every_spelling() {
     let real = real_hostname();
     let out = run_probe(&["--hostname", "vbox"], &["host", &real]);
     assert!(out.contains("real:0\n"), "{out}");
+    // The spellings through a procfs magic link (`/proc/self/root`,
+    // `/proc/thread-self/root`, `/proc/self/cwd`) are refused (`ELOOP`) by
+    // the on-behalf opens that serve the virtual files, as under any path
+    // policy; every other spelling shows the virtual name.
+    let mut refused = 0;
     for line in out.lines().filter(|l| !l.starts_with("real:")) {
+        if line == "file <open failed>" {
+            refused += 1;
+            continue;
+        }
         assert!(line.ends_with(" vbox"), "line {line:?} in\n{out}");
     }
+    assert!(refused <= 3, "{out}");
     // Bare, the same spellings show the host's name.
     let bare = run_probe(&[], &["host", &real]);
     assert!(bare.contains("real:"), "{bare}");
@@ -357,4 +367,82 @@ fn bad_values_exit_125() {
         let err = stderr_of(&out);
         assert!(err.contains(needle), "{flag} {value}: {err}");
     }
+}
+
+/// A second thread rewrites the path between an open's check and the
+/// kernel's read of it: the open of a decoy file, turned into
+/// `/etc/hostname` after the check, would reach the real file if the open
+/// were left to the kernel. Served on the program's behalf from the one
+/// copy read, every open reads the decoy or the virtual name: none reads
+/// the host's.
+const PATH_FLIP_RACE: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static char path[64];
+static const char *decoy;
+static volatile int stop;
+static void *flip(void *arg) {
+    (void)arg;
+    while (!stop) {
+        strcpy(path, "/etc/hostname");
+        strcpy(path, decoy);
+    }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    decoy = argv[1];
+    const char *real = argv[2];
+    int rounds = atoi(argv[3]), leaked = 0, opened = 0;
+    strcpy(path, decoy);
+    pthread_t t;
+    pthread_create(&t, NULL, flip, NULL);
+    for (int i = 0; i < rounds; i++) {
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        char buf[128] = {0};
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        opened++;
+        if (n > 0 && strncmp(buf, real, strlen(real)) == 0) leaked++;
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+    printf("opened=%d leaked=%d\n", opened, leaked);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_path_rewritten_after_the_check_never_reaches_the_real_hostname() {
+    let exe = build_c("path_flip_race", PATH_FLIP_RACE, &["-pthread"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let decoy = dir.path().join("decoy");
+    std::fs::write(&decoy, "decoy\n").expect("write decoy");
+    let real = real_hostname();
+    assert_ne!(real, "vbox");
+    let out = run_unotify(&[
+        "run",
+        "--hostname",
+        "vbox",
+        "--",
+        exe.to_str().unwrap(),
+        decoy.to_str().unwrap(),
+        &real,
+        "3000",
+    ]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let field = |name: &str| -> i64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {text:?}"))
+    };
+    assert!(field("opened") > 0, "{text}");
+    assert_eq!(field("leaked"), 0, "the real host name was read: {text}");
 }

@@ -2,22 +2,25 @@
 //! replace (`/etc/hostname`, `/proc/cpuinfo`, `/dev/urandom`, ...) get an
 //! fd with the virtual content instead.
 //!
-//! The path is read once and pinned the way path denial resolves it
-//! (`paths::pin_to_recognise`); the pinned file is matched by its
-//! canonical path (regular and procfs/sysfs files) or its device number
-//! (character devices). Anything else is `Continue`.
+//! Served through path denial's on-behalf opens (its [`OpenHook`]
+//! extension point, which the plan turns on with these options): the path
+//! is read and pinned once there, the way path denial resolves it, and
+//! checked against the denied paths; the pinned file is then matched by
+//! its canonical path (regular and procfs/sysfs files) or its device
+//! number (character devices). Anything else is opened as usual, from the
+//! same pinned file: no open is left to the kernel, which would read the
+//! path again.
+//!
+//! [`OpenHook`]: crate::paths::OpenHook
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::action::{Errno, NotifAction};
-use crate::arch::Arch;
-use crate::error::Result;
+use crate::action::Errno;
 use crate::handler::HandlerCtx;
-use crate::paths::DeniedPaths;
-use crate::supervisor::enforcement::Install;
-use crate::sys::path::fstat;
+use crate::paths::ServeOpen;
+use crate::sys::path::FileStat;
 
 /// Makes the fd a matching open gets (the content, or a stream).
 pub(crate) type Serve =
@@ -56,128 +59,56 @@ impl VirtualFiles {
         self.devices.push((rdev, serve));
     }
 
-    /// Traps the open calls and adds the handler.
-    pub(crate) fn install(
-        self,
-        install: &mut Install<'_>,
-        denied: Option<Arc<DeniedPaths>>,
-    ) -> Result<()> {
-        let table = Arc::new(Table {
+    /// The table opens are matched against, served through path denial's
+    /// on-behalf opens ([`crate::paths::OpenHook`]): the path is read and
+    /// pinned once there, checked against the denied paths, then matched
+    /// here; no open of a virtual file is left to the kernel, which would
+    /// read the path again.
+    pub(crate) fn into_table(self) -> Arc<Table> {
+        Arc::new(Table {
             files: self.files,
             devices: self.devices,
-            denied,
-        });
-        let arch = Arch::native();
-        for (name, kind) in [
-            ("open", Kind::Open),
-            ("openat", Kind::Openat),
-            ("openat2", Kind::Openat2),
-        ] {
-            let Some(nr) = crate::syscalls::number(arch, name) else {
-                continue;
-            };
-            let t = Arc::clone(&table);
-            install.builtin(nr, Arc::new(move |cx: &HandlerCtx<'_>| t.open(cx, kind)))?;
-        }
-        Ok(())
+        })
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Open,
-    Openat,
-    Openat2,
-}
-
-struct Table {
+/// The virtual files and devices of a sandbox.
+pub(crate) struct Table {
     files: Vec<(PathBuf, u64, Arc<[u8]>)>,
     devices: Vec<(u64, Serve)>,
-    denied: Option<Arc<DeniedPaths>>,
 }
 
-impl Table {
-    fn open(&self, cx: &HandlerCtx<'_>, kind: Kind) -> NotifAction {
-        let (dirfd, path_ptr, flags) = match kind {
-            Kind::Open => (libc::AT_FDCWD, cx.arg(0), cx.arg(1)),
-            Kind::Openat => (cx.arg(0) as u32 as i32, cx.arg(1), cx.arg(2)),
-            Kind::Openat2 => {
-                // `struct open_how` starts with its flags; resolve flags
-                // restrict resolution (left to the kernel).
-                if cx.arg(3) < 24 {
-                    return NotifAction::Continue;
-                }
-                let Ok(how) = cx.read_mem(cx.arg(2), 24) else {
-                    return NotifAction::Continue;
-                };
-                let word = |i: usize| {
-                    u64::from_ne_bytes(how[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-                };
-                if word(2) != 0 {
-                    return NotifAction::Continue;
-                }
-                (cx.arg(0) as u32 as i32, cx.arg(1), word(0))
-            }
-        };
-        let flags = flags as u32 as i32;
+impl ServeOpen for Table {
+    fn serve(
+        &self,
+        cx: &HandlerCtx<'_>,
+        pinned: BorrowedFd<'_>,
+        st: &FileStat,
+        flags: i32,
+    ) -> Option<std::result::Result<OwnedFd, Errno>> {
         // Only reads are served; writes, creation and O_PATH go to the
         // real file.
         if flags & libc::O_ACCMODE != libc::O_RDONLY
             || flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH | libc::O_DIRECTORY) != 0
         {
-            return NotifAction::Continue;
+            return None;
         }
-        let Ok(path) = cx.read_cstr(path_ptr, libc::PATH_MAX as usize - 1) else {
-            return NotifAction::Continue;
-        };
-        if path.is_empty() {
-            return NotifAction::Continue;
+        if st.mode & libc::S_IFMT == libc::S_IFCHR {
+            return self
+                .devices
+                .iter()
+                .find(|(rdev, _)| *rdev == st.rdev)
+                .map(|(_, serve)| serve(cx));
         }
-        let Ok(pinned) = crate::paths::pin_to_recognise(cx, dirfd, &path, flags & libc::O_NOFOLLOW)
-        else {
-            return NotifAction::Continue;
-        };
-        let Ok(st) = fstat(pinned.as_fd()) else {
-            return NotifAction::Continue;
-        };
-        let served: Option<std::result::Result<OwnedFd, Errno>> =
-            if st.mode & libc::S_IFMT == libc::S_IFCHR {
-                self.devices
-                    .iter()
-                    .find(|(rdev, _)| *rdev == st.rdev)
-                    .map(|(_, serve)| serve(cx))
-            } else if self.files.iter().any(|(_, dev, _)| *dev == st.dev) {
-                crate::paths::path_of_fd(pinned.as_fd()).and_then(|p| {
-                    self.files
-                        .iter()
-                        .find(|(path, _, _)| *path == p)
-                        .map(|(_, _, content)| {
-                            crate::action::sealed_memfd(content).map_err(|e| Errno::from_io(&e))
-                        })
-                })
-            } else {
-                None
-            };
-        let Some(served) = served else {
-            return NotifAction::Continue;
-        };
-        if self
-            .denied
-            .as_ref()
-            .is_some_and(|d| d.check_fd(pinned.as_fd()))
-        {
-            return NotifAction::Errno(libc::EACCES);
+        if !self.files.iter().any(|(_, dev, _)| *dev == st.dev) {
+            return None;
         }
-        match served {
-            Ok(fd) => NotifAction::InjectFdSend {
-                fd,
-                newfd_flags: if flags & libc::O_CLOEXEC != 0 {
-                    libc::O_CLOEXEC as u32
-                } else {
-                    0
-                },
-            },
-            Err(e) => e.into(),
-        }
+        let p = crate::paths::path_of_fd(pinned)?;
+        self.files
+            .iter()
+            .find(|(path, _, _)| *path == p)
+            .map(|(_, _, content)| {
+                crate::action::sealed_memfd(content).map_err(|e| Errno::from_io(&e))
+            })
     }
 }

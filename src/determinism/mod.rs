@@ -77,6 +77,12 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// Whether any determinism option is set.
+    /// Whether opens of some files get virtual content (served by path
+    /// denial's on-behalf opens, which the plan turns on for it).
+    pub(crate) fn serves_files(&self) -> bool {
+        self.hostname.is_some() || self.num_cpus.is_some() || self.random_seed.is_some()
+    }
+
     pub(crate) fn any(&self) -> bool {
         self.hostname.is_some()
             || self.num_cpus.is_some()
@@ -90,24 +96,24 @@ impl Settings {
 /// The determinism feature of a sandbox's plan.
 pub(crate) struct Determinism {
     settings: Settings,
-    /// Path denial's set, if paths are denied: a virtual file that is
-    /// denied stays refused.
-    denied: Option<Arc<crate::paths::DeniedPaths>>,
+    /// The virtual files, made with the builtin handlers; served by path
+    /// denial's on-behalf opens (see `files`).
+    table: std::sync::OnceLock<Arc<files::Table>>,
 }
 
 impl Determinism {
     /// Checks `settings`.
-    pub(crate) fn new(
-        settings: Settings,
-        denied: Option<Arc<crate::paths::DeniedPaths>>,
-    ) -> Result<Self> {
+    pub(crate) fn new(settings: Settings) -> Result<Self> {
         if let Some(name) = &settings.hostname {
             check_hostname(name)?;
         }
         if let Some(n) = settings.num_cpus {
             check_num_cpus(n)?;
         }
-        Ok(Determinism { settings, denied })
+        Ok(Determinism {
+            settings,
+            table: std::sync::OnceLock::new(),
+        })
     }
 }
 
@@ -189,7 +195,8 @@ impl Enforcement for Determinism {
             dirs::install(install)?;
         }
         if !files.is_empty() {
-            files.install(install, self.denied.clone())?;
+            // (Once per build: `set` fails only if it was set before.)
+            let _ = self.table.set(files.into_table());
         }
         Ok(())
     }
@@ -204,7 +211,11 @@ impl Enforcement for Determinism {
                 .time_start
                 .map(|t| unix_ns(t) - unix_ns(std::time::SystemTime::now())),
         };
-        let running = Running::new(Arc::new(run));
+        let mut running = Running::new(Arc::new(run));
+        if let Some(table) = self.table.get() {
+            let serve: Arc<dyn crate::paths::ServeOpen> = Arc::clone(table) as _;
+            running = running.with_service(Arc::new(crate::paths::OpenHook(serve)));
+        }
         Ok(Some(if self.settings.port_remap {
             let map: Arc<dyn crate::net::PortRemap> = Arc::new(ports::PortMap::default());
             running.with_service(Arc::new(crate::net::PortHook(map)))

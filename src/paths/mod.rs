@@ -115,6 +115,25 @@ use std::sync::Arc;
 pub use deny::DeniedPaths;
 pub(crate) use deny::{normalize_abs, FsLists};
 
+/// What another feature may give an open that path denial performs for
+/// the program, once the file is pinned and passed the checks: an fd of
+/// its own instead of the file (determinism's virtual files). Found by
+/// type among the running features' services ([`OpenHook`]).
+pub(crate) trait ServeOpen: Send + Sync {
+    /// The fd the open gets instead of `pinned` (whose `fstat` is `st`,
+    /// opened with `flags`), or `None` to open the file itself.
+    fn serve(
+        &self,
+        cx: &crate::handler::HandlerCtx<'_>,
+        pinned: std::os::fd::BorrowedFd<'_>,
+        st: &crate::sys::path::FileStat,
+        flags: i32,
+    ) -> Option<std::result::Result<std::os::fd::OwnedFd, crate::action::Errno>>;
+}
+
+/// The [`ServeOpen`] of a running feature, in its services.
+pub(crate) struct OpenHook(pub(crate) Arc<dyn ServeOpen>);
+
 use crate::error::Result;
 use crate::filter::FilterBuilder;
 use crate::handler::Handler;
@@ -242,33 +261,6 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
         &["open_by_handle_at", "acct", "swapon", "uselib"],
         libc::EPERM,
     )
-}
-
-/// Pins what a path argument of the trapped task names, as an `O_PATH`
-/// fd, the way path denial resolves it (the task's dirfd or working
-/// directory, its `/proc/self`, its own fds and executable), but with
-/// magic links followed (`/proc/<pid>/root/...`): to recognise a file
-/// under any spelling, never to open it for the task. `path` is the copy
-/// the caller read once; `extra`: `O_NOFOLLOW`.
-pub(crate) fn pin_to_recognise(
-    cx: &crate::handler::HandlerCtx<'_>,
-    dirfd: i32,
-    path: &[u8],
-    extra: i32,
-) -> std::result::Result<std::os::fd::OwnedFd, crate::action::Errno> {
-    use resolve::{base, borrow, errno_of, pin_alias, task_view, Task};
-    let task = Task::ids(cx);
-    let (path, alias) = task_view(&task, path);
-    if let Some(alias) = alias {
-        return pin_alias(cx, &task, &alias);
-    }
-    let base = base(cx, dirfd, &path, false)?;
-    let how = crate::sys::fs::OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
-        mode: 0,
-        resolve: 0,
-    };
-    crate::sys::fs::openat2(borrow(&base), &resolve::cstring(&path), &how).map_err(|e| errno_of(&e))
 }
 
 /// The absolute path of an open fd, as `/proc/self/fd` shows it.

@@ -344,6 +344,13 @@ fn finish(
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
     super::handlers::policy_gate(cx)?;
+    // A feature's own fd for this file (decided on the pinned file: the
+    // path is not read again).
+    if let Some(hook) = cx.service::<super::OpenHook>() {
+        if let Some(served) = hook.0.serve(cx, pinned.as_fd(), &st, flags) {
+            return served.map(|fd| inject(fd, flags));
+        }
+    }
     if flags & libc::O_PATH != 0 {
         // The kernel will not inject an `O_PATH` file: a regular file or a
         // directory is given as a read-only open of the pinned inode, which
