@@ -107,13 +107,13 @@ pub struct RunArgs {
     /// `unix:@abstract` or `unix:*` (unnamed ones are refused under an
     /// allow list). Repeatable. Example: --net-allow 127.0.0.1:8080
     /// --net-allow [::1]:443 --net-allow unix:/run/app.sock
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = parse_net_spec)]
     pub net_allow: Vec<String>,
 
     /// Refuse network destinations matching SPEC (same syntax as
     /// --net-allow, no host names) and allow the rest. Repeatable; not
     /// together with --net-allow. Example: --net-deny 10.0.0.0/8
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = parse_net_spec)]
     pub net_deny: Vec<String>,
 
     /// TCP ports the program may not bind (EACCES). Comma-separated ports
@@ -137,9 +137,17 @@ pub struct RunArgs {
     /// opened, executed (also as a script's interpreter), linked, renamed,
     /// symlinked to, replaced, or have its mode, owner, times or attributes
     /// changed, and no name can be created in it, by any name (EACCES).
+    /// PATH must exist (a typo, or a `~` the shell did not expand, would
+    /// deny nothing): see --deny-path-future for one made later.
     /// Repeatable. Example: --deny-path /etc/shadow
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = parse_existing_path)]
     pub deny_path: Vec<std::path::PathBuf>,
+
+    /// Like --deny-path, for a PATH that need not exist yet (one the
+    /// program may create later): denied by name until then.
+    /// Repeatable. Example: --deny-path-future /tmp/secret
+    #[arg(long, value_name = "PATH")]
+    pub deny_path_future: Vec<std::path::PathBuf>,
 
     /// Let the program keep all its capabilities. By default a root
     /// program keeps only CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
@@ -209,14 +217,32 @@ where
                 eprint!("{}", Cli::command().render_help());
                 Err(EXIT_USAGE)
             }
-            _ => {
+            kind => {
                 let text = e.render().to_string();
                 let text = text.strip_prefix("error: ").unwrap_or(&text);
+                let mut text = text.to_owned();
+                if kind == ErrorKind::InvalidSubcommand && !text.contains("tip:") {
+                    if let Some(tip) = suggest_subcommand(&e) {
+                        text = text.replacen("\n\nUsage:", &format!("\n\n{tip}\n\nUsage:"), 1);
+                    }
+                }
                 eprint!("unotify: {text}");
                 Err(EXIT_USAGE)
             }
         },
     }
+}
+
+/// Adds a did-you-mean for a misspelt subcommand where clap has none
+/// (clap's test misses short names: `rnu`, `rn`).
+fn suggest_subcommand(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(given)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let cmd = Cli::command();
+    let names = cmd.get_subcommands().map(|c| c.get_name());
+    did_you_mean(given, names).map(|near| format!("  tip: a similar subcommand exists: '{near}'"))
 }
 
 fn parse_workers(s: &str) -> Result<usize, String> {
@@ -241,14 +267,134 @@ fn parse_max_processes(s: &str) -> Result<u32, String> {
     }
 }
 
+/// The smallest memory limit accepted: one page. Below it every program
+/// is killed at its first allocation, which is never what was meant.
+const MIN_MEMORY: u64 = 4096;
+
 fn parse_size(s: &str) -> Result<u64, String> {
-    unotify::process::parse_size(s).map_err(|e| e.to_string())
+    let bytes = unotify::process::parse_size(s).map_err(|e| e.to_string())?;
+    if bytes < MIN_MEMORY {
+        let digits: String = s.trim().chars().take_while(char::is_ascii_digit).collect();
+        let example = if digits.is_empty() || digits == "0" {
+            "512M".to_owned()
+        } else {
+            format!("{digits}M")
+        };
+        return Err(format!(
+            "`{s}` is {bytes} bytes, less than a page ({MIN_MEMORY}): every program would be killed at once; give a unit, like -m {example}"
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_syscall(s: &str) -> Result<String, String> {
     let s = s.trim();
-    unotify::syscalls::resolve(s).map_err(|e| e.to_string())?;
+    if let Err(e) = unotify::syscalls::resolve(s) {
+        let names = unotify::syscalls::table(unotify::arch::Arch::native())
+            .iter()
+            .map(|&(name, _)| name);
+        return Err(match did_you_mean(s, names) {
+            Some(near) => format!("unknown system call `{s}`; did you mean `{near}`?"),
+            None => e.to_string(),
+        });
+    }
     Ok(s.to_owned())
+}
+
+/// Refuses a path that does not exist (a dangling symlink exists): denying
+/// it would deny nothing the program can reach now.
+fn parse_existing_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tilde = if let Some(rest) = s.strip_prefix('~') {
+                format!(
+                    " (the shell expands `~` only at the start of a word: write `--deny-path {s}` with a space, or $HOME{rest})"
+                )
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "`{s}` does not exist{tilde}; check the path, or use --deny-path-future {s} to deny a path the program may create later"
+            ))
+        }
+        Err(e) => Err(format!(
+            "cannot look at `{s}`: {e}; check the path, or use --deny-path-future {s} to deny it by name"
+        )),
+    }
+}
+
+/// Refuses a network SPEC that reads both as an IPv6 address and as an
+/// address with a port (`::1:80`): `[::1]:80` says the port, `::1:80/128`
+/// the address.
+fn parse_net_spec(s: &str) -> Result<String, String> {
+    let target = s.split_once("://").map_or(s, |(_, rest)| rest);
+    if !target.contains(['[', '/']) && target.matches(':').count() >= 2 {
+        if let Some((addr, port)) = target.rsplit_once(':') {
+            let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+            if numeric
+                && addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && target.parse::<std::net::Ipv6Addr>().is_ok()
+            {
+                return Err(format!(
+                    "`{s}` is ambiguous: write [{addr}]:{port} for port {port} of {addr}, or {target}/128 for the address {target} on every port"
+                ));
+            }
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// The candidate nearest to `given`, if one is near enough to be a typo
+/// of it: one that contains it (`fstatat` in `newfstatat`), or is within a
+/// few edits (a third of its length, at least one).
+pub fn did_you_mean<'a>(given: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let given_l = given.to_ascii_lowercase();
+    let candidates: Vec<&str> = candidates.collect();
+    // A name that contains it (`fstatat` in `newfstatat`), fewest extra
+    // letters first.
+    let containing = candidates
+        .iter()
+        .filter(|c| given_l.len() >= 4 && c.len() > given_l.len())
+        .filter(|c| c.to_ascii_lowercase().contains(&given_l))
+        .min_by_key(|c| c.len());
+    if let Some(c) = containing.filter(|c| c.len() - given_l.len() <= 4) {
+        return Some(c);
+    }
+    let limit = (given.len() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&given_l, &c.to_ascii_lowercase()), *c))
+        .filter(|&(d, c)| d > 0 && d <= limit || d == 0 && c != given)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Edits (insert, delete, substitute, swap of neighbours) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn parse_deny(s: &str) -> Result<DenyRule, String> {
@@ -278,9 +424,16 @@ pub fn parse_errno(s: &str) -> Result<i32, String> {
         .iter()
         .find(|(name, _)| *name == upper)
         .map(|&(_, n)| n)
-        .ok_or_else(|| {
-            format!("unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS")
-        })
+        .ok_or_else(
+            || match did_you_mean(&upper, ERRNO_NAMES.iter().map(|&(n, _)| n)) {
+                Some(near) => format!("unknown errno `{s}`; did you mean {near}?"),
+                None => {
+                    format!(
+                        "unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS"
+                    )
+                }
+            },
+        )
 }
 
 /// Errno names accepted by `--deny`.
@@ -353,6 +506,18 @@ mod tests {
         assert!(parse_errno("0").is_err());
         assert!(parse_errno("4096").is_err());
         assert!(parse_errno("EBOGUS").is_err());
+    }
+
+    #[test]
+    fn did_you_mean_finds_near_names() {
+        let names = ["openat", "newfstatat", "fstat", "read", "run", "check"];
+        let near = |s| did_you_mean(s, names.iter().copied());
+        assert_eq!(near("opnat"), Some("openat"));
+        assert_eq!(near("fstatat"), Some("newfstatat"));
+        assert_eq!(near("rnu"), Some("run"));
+        assert_eq!(near("chek"), Some("check"));
+        assert_eq!(near("xyzzy"), None);
+        assert_eq!(near("openat"), None);
     }
 
     #[test]

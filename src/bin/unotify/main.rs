@@ -6,6 +6,7 @@
 //! command cannot be executed, 127 if it was not found.
 
 mod cli;
+mod conflicts;
 mod exec_deny;
 mod signals;
 
@@ -151,7 +152,7 @@ fn run(args: RunArgs) -> u8 {
     if let Some(bytes) = args.max_memory {
         builder = builder.max_memory(bytes);
     }
-    for path in &args.deny_path {
+    for path in args.deny_path.iter().chain(&args.deny_path_future) {
         builder = builder.deny_path(path);
     }
     builder = builder.keep_caps(args.keep_caps);
@@ -163,6 +164,10 @@ fn run(args: RunArgs) -> u8 {
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
+        Err(Error::ConflictingRule { syscall, .. }) => {
+            eprintln!("unotify: {}", conflicts::explain(&args, &syscall));
+            return EXIT_USAGE;
+        }
         Err(e) => return fail(&e),
     };
     let mut cmd = Command::new(&args.command[0]);
