@@ -101,6 +101,7 @@ pub mod action;
 pub mod arch;
 mod command;
 mod error;
+pub mod events;
 pub mod filter;
 pub(crate) mod freeze;
 mod handler;

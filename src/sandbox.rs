@@ -60,6 +60,8 @@ pub struct SandboxBuilder {
     landlock_abi_cap: Option<u32>,
     keep_caps: bool,
     cgroups: bool,
+    /// Told when a rule fires ([`observe`](Self::observe)).
+    events: Option<crate::events::EventSink>,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -92,6 +94,7 @@ impl Default for SandboxBuilder {
             landlock_abi_cap: None,
             keep_caps: false,
             cgroups: true,
+            events: None,
         }
     }
 }
@@ -149,6 +152,20 @@ impl SandboxBuilder {
     /// Turns the policy machinery on (with an allow-all callback if none).
     pub fn audit(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Calls `observer` each time a rule of the sandbox fires: a fork
+    /// refused at the process limit, a network destination refused, a call
+    /// on a denied path refused, processes killed over the memory limit
+    /// (see [`Event`](crate::events::Event)). It runs on the supervisor
+    /// thread that decided, so it must be quick and must not block; the
+    /// call's answer waits for it. Traps nothing by itself.
+    pub fn observe<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&crate::events::Event) + Send + Sync + 'static,
+    {
+        self.events = Some(crate::events::EventSink(Arc::new(observer)));
         self
     }
 
@@ -424,6 +441,7 @@ impl SandboxBuilder {
             cgroups: self.cgroups,
             max_memory: self.limits.max_memory,
             memory_cgroup: plan.memory_cgroup,
+            events: self.events,
             foreground: self.foreground,
             keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
@@ -501,6 +519,9 @@ impl SandboxBuilder {
 
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
+        if let Some(sink) = &self.events {
+            features.push(Arc::new(Observing(sink.clone())));
+        }
         if let Some(net) = &self.network {
             features.push(Arc::new(crate::net::Network::new(net)?));
         }
@@ -558,6 +579,27 @@ impl SandboxBuilder {
     }
 }
 
+/// The host's observer, as a feature: each supervisor makes it findable by
+/// the handlers that report events (`HandlerCtx::report`).
+struct Observing(crate::events::EventSink);
+
+impl Enforcement for Observing {
+    fn start(
+        &self,
+        _env: &crate::supervisor::enforcement::StartEnv<'_>,
+    ) -> Result<Option<crate::supervisor::enforcement::Running>> {
+        Ok(Some(
+            crate::supervisor::enforcement::Running::new(Arc::new(NoStage))
+                .with_service(Arc::new(self.0.clone())),
+        ))
+    }
+}
+
+/// A running feature without pipeline hooks.
+struct NoStage;
+
+impl crate::supervisor::enforcement::Stage for NoStage {}
+
 /// A sandbox policy: a seccomp filter and the handlers that decide what it
 /// traps. Each [`spawn`](Self::spawn) starts one child under its own
 /// supervisor.
@@ -578,6 +620,8 @@ pub struct Sandbox {
     /// The memory limit is a memory cgroup's (decided at build: the memory
     /// calls are not trapped then, so a spawn that cannot make one fails).
     memory_cgroup: bool,
+    /// The host's observer, told of a memory cgroup's kills at exit.
+    events: Option<crate::events::EventSink>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -743,6 +787,7 @@ impl Sandbox {
         let [stdin, stdout, stderr] = ours;
         Ok(Child {
             pid,
+            events: self.events.clone(),
             containment,
             supervisor: Some(supervisor),
             status: None,
@@ -827,6 +872,8 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 #[non_exhaustive]
 pub struct Child {
     pid: i32,
+    /// The host's observer.
+    events: Option<crate::events::EventSink>,
     /// The sandbox's cgroups and watchdog (ended after the supervisor).
     containment: Option<Containment>,
     supervisor: Option<Supervisor>,
@@ -916,6 +963,7 @@ impl Child {
         process::reclaim_terminal(self.pid);
         // What is left of the sandbox goes with its program.
         let _ = process::kill_group(self.pid, libc::SIGKILL);
+        self.report_memory_kills();
         if let Some(c) = self.containment.as_mut() {
             c.end();
         }
@@ -924,6 +972,29 @@ impl Child {
             sup.join();
         }
         status
+    }
+}
+
+impl Child {
+    /// Tells the observer how many processes the memory cgroup's limit
+    /// killed, if any (before the cgroup is removed).
+    fn report_memory_kills(&self) {
+        let (Some(sink), Some(mc)) = (
+            &self.events,
+            self.containment
+                .as_ref()
+                .and_then(Containment::memory_cgroup),
+        ) else {
+            return;
+        };
+        let count = mc.oom_kills();
+        if count > 0 {
+            sink.report(&crate::events::Event::MemoryLimitKilled {
+                pid: None,
+                limit: mc.limit(),
+                count,
+            });
+        }
     }
 }
 

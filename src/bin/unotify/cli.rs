@@ -170,6 +170,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub audit: Option<std::path::PathBuf>,
 
+    /// At exit, print on stderr how often each rule fired (forks refused
+    /// at -P, destinations refused, calls on denied paths, execs refused,
+    /// processes killed over -m). The first of each kind is always told
+    /// as it happens. Example: --summary
+    #[arg(long)]
+    pub summary: bool,
+
     /// Run even if the kernel cannot keep the program away from processes
     /// outside the sandbox (Landlock older than ABI 6, Linux 6.12, or
     /// missing): the program may then signal unotify and other processes,

@@ -53,7 +53,7 @@ fn groups(args: &RunArgs) -> Vec<(String, SandboxBuilder)> {
         let words = args.exec_deny.clone();
         out.push((
             "--exec-deny".to_owned(),
-            crate::exec_deny::install(b(), words, false),
+            crate::exec_deny::install(b(), words, false, None),
         ));
     }
     if let Some(file) = &args.audit {

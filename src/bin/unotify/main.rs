@@ -8,6 +8,7 @@
 mod cli;
 mod conflicts;
 mod exec_deny;
+mod report;
 mod signals;
 
 use std::io::Write;
@@ -121,9 +122,12 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let report = Arc::new(report::Report::default());
+    let observer = Arc::clone(&report);
     let mut builder = Sandbox::builder()
         .foreground(true)
-        .allow_weak_isolation(args.allow_weak_isolation);
+        .allow_weak_isolation(args.allow_weak_isolation)
+        .observe(move |ev| observer.event(ev));
     if let Some(abi) = args.test_landlock_abi_cap {
         builder = builder.landlock_abi_cap(abi);
     }
@@ -160,7 +164,12 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.audit(file);
     }
     if !args.exec_deny.is_empty() {
-        builder = exec_deny::install(builder, args.exec_deny.clone(), args.audit.is_some());
+        builder = exec_deny::install(
+            builder,
+            args.exec_deny.clone(),
+            args.audit.is_some(),
+            Some(Arc::clone(&report)),
+        );
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
@@ -181,7 +190,17 @@ fn run(args: RunArgs) -> u8 {
     let mut child = match sandbox.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
-            let code = fail(&e);
+            let code = match e {
+                // Its refusal was told: no chmod hint.
+                Error::CannotExecute { .. } if report.exec_was_denied() => {
+                    eprintln!("unotify: {e}: refused by --exec-deny");
+                    EXIT_CANNOT_EXECUTE
+                }
+                _ => fail(&e),
+            };
+            if args.summary {
+                report.print_summary();
+            }
             let received = state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -208,6 +227,9 @@ fn run(args: RunArgs) -> u8 {
         }
     }
     let status = child.wait();
+    if args.summary {
+        report.print_summary();
+    }
     let received = state
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
