@@ -157,12 +157,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_caps: bool,
 
-    /// Deny, with EPERM, any exec one of whose arguments contains WORD,
-    /// decided on one copy of argv, read while every task sharing the
-    /// caller's memory is stopped and checked again against what the kernel
-    /// started. Repeatable. Example: --exec-deny rm
-    #[arg(long, value_name = "WORD")]
+    /// Deny, with EPERM, any exec that names WORD: an argument that is
+    /// WORD or a path ending in it (`/bin/rm`), or a word of an argument
+    /// split at spaces and shell punctuation (`sh -c 'cd x; rm y'`), but
+    /// not WORD inside a longer word (`echo inform`). Decided on one copy
+    /// of argv, read while every task sharing the caller's memory is
+    /// stopped and checked again against what the kernel started.
+    /// Repeatable. Example: --exec-deny rm
+    #[arg(long, value_name = "WORD", value_parser = parse_exec_word)]
     pub exec_deny: Vec<String>,
+
+    /// Deny, with EPERM, any exec one of whose arguments contains TEXT
+    /// anywhere (`--exec-deny-substring rm` also refuses `echo inform`).
+    /// Repeatable. Example: --exec-deny-substring password=
+    #[arg(long, value_name = "TEXT", value_parser = parse_exec_substring)]
+    pub exec_deny_substring: Vec<String>,
 
     /// Append one JSON object per trapped call (syscall, category, pid,
     /// parent pid, host, port, size, argv, denied, verdict) to FILE.
@@ -250,6 +259,22 @@ fn suggest_subcommand(e: &clap::Error) -> Option<String> {
     let cmd = Cli::command();
     let names = cmd.get_subcommands().map(|c| c.get_name());
     did_you_mean(given, names).map(|near| format!("  tip: a similar subcommand exists: '{near}'"))
+}
+
+fn parse_exec_word(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(char::is_whitespace) || s.contains('/') {
+        return Err(format!(
+            "`{s}` is not one word; give a program name or argument like --exec-deny rm (or --exec-deny-substring TEXT to match text anywhere)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_exec_substring(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty text would match every exec; give some text, like --exec-deny-substring password=".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_workers(s: &str) -> Result<usize, String> {

@@ -49,8 +49,8 @@ fn groups(args: &RunArgs) -> Vec<(String, SandboxBuilder)> {
     if let Some(p) = args.deny_path.iter().chain(&args.deny_path_future).next() {
         out.push(("--deny-path".to_owned(), b().deny_path(p)));
     }
-    if !args.exec_deny.is_empty() {
-        let words = args.exec_deny.clone();
+    if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
+        let words = crate::exec_deny::rules(args);
         out.push((
             "--exec-deny".to_owned(),
             crate::exec_deny::install(b(), words, false, None),

@@ -163,10 +163,10 @@ fn run(args: RunArgs) -> u8 {
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
     }
-    if !args.exec_deny.is_empty() {
+    if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
         builder = exec_deny::install(
             builder,
-            args.exec_deny.clone(),
+            exec_deny::rules(&args),
             args.audit.is_some(),
             Some(Arc::clone(&report)),
         );

@@ -67,12 +67,9 @@ impl Report {
     }
 
     /// An exec refused by `--exec-deny`.
-    pub fn exec_denied(&self, argv: &[String], word: &str) {
+    pub fn exec_denied(&self, argv: &[String], rule: &str) {
         self.note(Kind::ExecDeny, 1, || {
-            format!(
-                "refused: exec of `{}` (--exec-deny {word}; EPERM)",
-                argv.join(" ")
-            )
+            format!("refused: exec of `{}` ({rule}; EPERM)", argv.join(" "))
         });
     }
 
