@@ -37,7 +37,10 @@ Examples:
     unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
 
 Exit status: the command's own, or 128+N if it died of signal N (SIGINT,
-SIGTERM or SIGHUP sent to unotify kill the whole sandbox and give 128+N);
+SIGTERM or SIGHUP sent to unotify are forwarded to the program, and the
+sandbox is killed after --kill-after; when the program dies of SIGINT,
+SIGTERM, SIGHUP or SIGQUIT, unotify ends by that signal too, so a shell
+loop stops on Ctrl-C);
 125 if unotify failed (bad flags, unknown system call, kernel without
 seccomp user notification), 126 if the command cannot be executed, 127 if
 it was not found.";
@@ -186,6 +189,26 @@ pub struct RunArgs {
     #[arg(long)]
     pub summary: bool,
 
+    /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
+    /// group, so that its handlers run), kill the sandbox if it has not
+    /// ended within DURATION (`10s`, `500ms`, `2m`; `0` kills at once). A
+    /// second signal kills at once. Example: --kill-after 30s
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub kill_after: std::time::Duration,
+
+    /// Let processes that left the program's process group (a
+    /// double-forked daemon) run on after the program exits. They are then
+    /// unsupervised: every call the filter traps fails with ENOSYS once
+    /// unotify is gone, and no limit holds them. Without it they are
+    /// killed. Turns cgroups off (-m then counts memory at the calls it
+    /// traps). Example: --leave-daemons
+    #[arg(long)]
+    pub leave_daemons: bool,
+
+    /// Tests only: do not use cgroups.
+    #[arg(long, hide = true)]
+    pub test_no_cgroups: bool,
+
     /// Run even if the kernel cannot keep the program away from processes
     /// outside the sandbox (Landlock older than ABI 6, Linux 6.12, or
     /// missing): the program may then signal unotify and other processes,
@@ -275,6 +298,26 @@ fn parse_exec_substring(s: &str) -> Result<String, String> {
         return Err("empty text would match every exec; give some text, like --exec-deny-substring password=".into());
     }
     Ok(s.to_owned())
+}
+
+/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`s`
+/// when none), fractions allowed (`1.5s`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let hint = || format!("`{s}` is not a duration; give one like 10s, 500ms, 2m or 1h");
+    let n: f64 = num.parse().map_err(|_| hint())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(hint()),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| hint())
 }
 
 fn parse_workers(s: &str) -> Result<usize, String> {

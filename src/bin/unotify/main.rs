@@ -160,6 +160,9 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.deny_path(path);
     }
     builder = builder.keep_caps(args.keep_caps);
+    if args.leave_daemons || args.test_no_cgroups {
+        builder = builder.cgroups(false);
+    }
     if let Some(file) = &args.audit {
         builder = builder.audit(file);
     }
@@ -182,7 +185,19 @@ fn run(args: RunArgs) -> u8 {
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
 
-    let state = Arc::new(Mutex::new(SignalState::default()));
+    let state = Arc::new(Mutex::new(SignalState {
+        kill_after: args.kill_after,
+        ..SignalState::default()
+    }));
+    // Orphans of the sandbox (a double-forked daemon) become ours, to be
+    // reaped as they die and killed when the program has exited.
+    if !args.leave_daemons {
+        if let Err(e) = process::set_child_subreaper() {
+            log::warn!(
+                "cannot become a child subreaper: {e}; a daemon the program starts may outlive it"
+            );
+        }
+    }
     if let Err(e) = start_signal_thread(set, Arc::clone(&state)) {
         eprintln!("unotify: cannot start the signal thread: {e}");
         return EXIT_USAGE;
@@ -205,7 +220,7 @@ fn run(args: RunArgs) -> u8 {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .received;
-            return received.map_or(code, |sig| 128 + sig as u8);
+            return received.map_or(code, signals::die_of);
         }
     };
     // The child is not reaped before `wait`, so its pid still names it.
@@ -227,6 +242,15 @@ fn run(args: RunArgs) -> u8 {
         }
     }
     let status = child.wait();
+    // Nothing of the sandbox outlives it: with cgroups the library killed
+    // every process in them; without, orphans that left the process group
+    // are ours now (nothing traces them once the supervisor has stopped).
+    if !args.leave_daemons {
+        let killed = process::kill_own_children(&[], 64);
+        if killed > 0 {
+            log::debug!("killed {killed} processes left behind by the program");
+        }
+    }
     if args.summary {
         report.print_summary();
     }
@@ -234,11 +258,17 @@ fn run(args: RunArgs) -> u8 {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .received;
-    if let Some(sig) = received {
-        return 128 + sig as u8;
-    }
     match status {
-        Ok(status) => exit_code(status),
+        // A program that ended on its own after a forwarded signal (a
+        // clean shutdown) gives its status.
+        Ok(status) if status.code().is_some() => exit_code(status),
+        // Killed: end as the signal received, or the program's own
+        // terminal signal, so that a calling shell sees it.
+        Ok(status) => match (received, status.signal()) {
+            (Some(sig), _) => signals::die_of(sig),
+            (None, Some(sig)) if signals::PASSED_ON.contains(&sig) => signals::die_of(sig),
+            _ => exit_code(status),
+        },
         Err(e) => {
             eprintln!("unotify: cannot wait for the sandboxed program: {e}");
             EXIT_USAGE

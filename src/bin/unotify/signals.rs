@@ -1,15 +1,19 @@
 //! Signals of `unotify run`: the thread that takes termination signals
-//! (and kills the sandbox), and job control at a terminal (a stopped
-//! program stops `unotify` too). Used by `main`'s `run`.
+//! (forwarded to the program first, the sandbox killed after the grace of
+//! `--kill-after` or at a second signal), orphans reaped as they die, job
+//! control at a terminal (a stopped program stops `unotify` too), and how
+//! `unotify` ends (by the program's terminal signal, re-raised). Used by
+//! `main`'s `run`.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use unotify::os::{self as pidfd, self as process};
 use unotify::os::{self as signals, SigSet};
 
-/// What the signal thread knows: the sandbox to kill, once it runs, and the
-/// first termination signal received.
+/// What the signal thread knows: the sandbox to signal, once it runs, and
+/// the termination signals received.
 #[derive(Default)]
 pub struct SignalState {
     /// pidfd of the sandboxed program (the sandbox's process group leader).
@@ -18,16 +22,44 @@ pub struct SignalState {
     pub pid: Option<i32>,
     /// The first of SIGINT / SIGTERM / SIGHUP received.
     pub received: Option<i32>,
+    /// How many of them were received.
+    pub count: u32,
+    /// How long the program has, after a forwarded signal, before the
+    /// sandbox is killed (`--kill-after`); zero: killed at once.
+    pub kill_after: Duration,
+    /// The grace timer was started.
+    pub timer_started: bool,
 }
 
 impl SignalState {
     /// Kills the program if a signal was received and the program is known.
-    /// The rest of its process group is killed when its exit is collected.
+    /// The rest of the sandbox is killed when its exit is collected.
     pub fn kill_if_signalled(&self) {
-        if let (Some(_), Some(pidfd)) = (self.received, &self.target) {
+        if self.received.is_some() {
+            self.kill_now();
+        }
+    }
+
+    fn kill_now(&self) {
+        if let Some(pidfd) = &self.target {
             if let Err(e) = pidfd::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
                 if e.raw_os_error() != Some(libc::ESRCH) {
                     log::warn!("cannot kill the sandbox: {e}");
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the program's process group (as a terminal would),
+    /// and SIGCONT after it, so that a stopped program sees it.
+    fn forward(&self, sig: i32) {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        for s in [sig, libc::SIGCONT] {
+            if let Err(e) = process::kill_group(pid, s) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    log::warn!("cannot forward signal {s} to the sandbox: {e}");
                 }
             }
         }
@@ -70,9 +102,11 @@ pub fn follow_job_stop(pid: i32) {
     }
 }
 
-/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: each kills the
-/// sandbox, and `unotify` then exits with 128 + the first signal's number.
-/// Takes SIGCHLD too, for job control ([`follow_job_stop`]).
+/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: the first is
+/// forwarded to the program, which has `kill_after` to end before the
+/// sandbox is killed; a second kills it at once. Takes SIGCHLD too, for
+/// job control ([`follow_job_stop`]) and to reap orphans (under
+/// `PR_SET_CHILD_SUBREAPER` they become `unotify`'s children).
 pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("unotify-signals".into())
@@ -88,13 +122,55 @@ pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::
                 let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
                 if let Some(pid) = pid {
                     follow_job_stop(pid);
+                    process::reap_orphan_zombies(&[pid]);
                 }
                 continue;
             }
-            log::debug!("received signal {sig}: killing the sandbox");
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.received.get_or_insert(sig);
-            st.kill_if_signalled();
+            st.count += 1;
+            if st.pid.is_none() {
+                // Not started yet: the spawn's caller kills it once known.
+                continue;
+            }
+            if st.count > 1 || st.kill_after.is_zero() {
+                log::debug!("received signal {sig}: killing the sandbox");
+                st.kill_now();
+                continue;
+            }
+            log::debug!("received signal {sig}: forwarding it to the program");
+            st.forward(sig);
+            if !st.timer_started {
+                st.timer_started = true;
+                let grace = st.kill_after;
+                let state = Arc::clone(&state);
+                let timer = std::thread::Builder::new()
+                    .name("unotify-grace".into())
+                    .spawn(move || {
+                        std::thread::sleep(grace);
+                        let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                        log::debug!("the grace of --kill-after is over: killing the sandbox");
+                        st.kill_now();
+                    });
+                if let Err(e) = timer {
+                    log::warn!("cannot start the --kill-after timer: {e}; killing the sandbox now");
+                    st.kill_now();
+                }
+            }
         })
         .map(drop)
+}
+
+/// Signals whose death of the program `unotify` passes on as its own
+/// death: those a terminal or a shell sends to end a job, on which a
+/// calling shell decides (a `for` loop stops on SIGINT).
+pub const PASSED_ON: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Ends `unotify` by `sig` (see [`unotify::os::die_of_signal`]); returns
+/// the exit status to use if that fails.
+pub fn die_of(sig: i32) -> u8 {
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let e = signals::die_of_signal(sig);
+    log::warn!("cannot end by signal {sig}: {e}");
+    128u8.wrapping_add(sig as u8)
 }
