@@ -707,6 +707,10 @@ impl Sandbox {
             argv,
             envp,
             cwd,
+            nofile: cmd.max_open_files.map(|n| libc::rlimit64 {
+                rlim_cur: n,
+                rlim_max: n,
+            }),
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
@@ -850,7 +854,7 @@ fn start_error(f: StartFailure, program: &str) -> Error {
             Error::setup("enter the Landlock domain in the child", e)
         }
         StartFailure::Child(ChildStep::Prepare, e) => Error::setup(
-            "prepare the child (process group, stdio, working directory)",
+            "prepare the child (process group, stdio, working directory, open-file limit)",
             e,
         ),
         StartFailure::Vanished => Error::setup(

@@ -142,7 +142,12 @@ fn a_shell_loop_stops_on_ctrl_c() {
     std::thread::sleep(Duration::from_millis(700));
     unotify::sys::process::kill_group(shell.id() as i32, libc::SIGINT).unwrap();
     let mut text = String::new();
-    shell.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    shell
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
     let status = shell.wait().unwrap();
     assert!(!text.contains("iteration"), "the loop went on:\n{text}");
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");

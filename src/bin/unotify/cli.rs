@@ -57,13 +57,19 @@ Prints one line per feature, e.g.
 Exit status: 0 if seccomp user notification works (unotify can run
 programs), 1 if not.";
 
+/// `--version`: the version and the features compiled in.
+#[cfg(feature = "capi")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli, capi)");
+#[cfg(not(feature = "capi"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli)");
+
 /// Run programs under a seccomp user-notification supervisor.
 ///
 /// Selected system calls of the program stop in the kernel until the
 /// supervisor has decided what they do: run, fail with an errno, or be
 /// reported and run.
 #[derive(Debug, Parser)]
-#[command(name = "unotify", version, after_help = TOP_EXAMPLES)]
+#[command(name = "unotify", version = VERSION, after_help = TOP_EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -78,7 +84,22 @@ pub enum Cmd {
     Run(Box<RunArgs>),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
-    Check,
+    Check {
+        /// Print one JSON object per feature, one per line (name,
+        /// available, detail) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a completion script for SHELL on stdout.
+    /// Example: unotify completions bash > /etc/bash_completion.d/unotify
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL", value_parser = parse_shell)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    /// Example: unotify man > /usr/local/share/man/man1/unotify.1
+    Man,
 }
 
 /// Options of `unotify run`.
@@ -188,6 +209,40 @@ pub struct RunArgs {
     /// as it happens. Example: --summary
     #[arg(long)]
     pub summary: bool,
+
+    /// Stop the program after DURATION (`30s`, `500ms`, `2m`, `1h`): SIGTERM
+    /// to its process group, SIGKILL after --kill-after; unotify then
+    /// exits with 124, like timeout(1). Example: --timeout 30s
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Set the environment variable K to V for the program. Repeatable.
+    /// Example: --env LANG=C
+    #[arg(long, value_name = "K=V", value_parser = parse_env_set)]
+    pub env: Vec<(String, String)>,
+
+    /// Remove the environment variable K for the program. Repeatable.
+    /// Example: --unset-env HISTFILE
+    #[arg(long, value_name = "K", value_parser = parse_env_name)]
+    pub unset_env: Vec<String>,
+
+    /// Start the program with an empty environment (then --env adds to
+    /// it). Example: --clean-env --env PATH=/usr/bin:/bin
+    #[arg(long)]
+    pub clean_env: bool,
+
+    /// At most N open files in each process of the program (its
+    /// RLIMIT_NOFILE, soft and hard: an fd numbered N or above cannot be
+    /// made, EMFILE). At least 3 (stdin, stdout, stderr).
+    /// Example: --max-open-files 256
+    #[arg(long, value_name = "N", value_parser = parse_max_open_files)]
+    pub max_open_files: Option<u64>,
+
+    /// Run the program in DIR (which must exist). Relative paths of other
+    /// flags (--deny-path) are still taken from unotify's own directory.
+    /// Example: --cwd /tmp
+    #[arg(long, value_name = "DIR", value_parser = parse_dir)]
+    pub cwd: Option<std::path::PathBuf>,
 
     /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
     /// group, so that its handlers run), kill the sandbox if it has not
@@ -318,6 +373,69 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(hint()),
     };
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| hint())
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(
+            "a timeout of 0 would stop the program at once; give one like --timeout 30s".into(),
+        );
+    }
+    Ok(d)
+}
+
+fn parse_env_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!(
+            "`{s}` is not K=V; give a name, `=` and a value, like --env LANG=C"
+        )),
+    }
+}
+
+fn parse_env_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['=', '\0']) {
+        return Err(format!(
+            "`{s}` is not a variable name; give a name without `=`, like --unset-env HISTFILE"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_dir(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "`{s}` is not a directory; give a directory, like --cwd /tmp"
+        )),
+        Err(e) => Err(format!(
+            "cannot use `{s}` as the directory: {e}; check the path"
+        )),
+    }
+}
+
+fn parse_shell(s: &str) -> Result<clap_complete::Shell, String> {
+    use clap::ValueEnum;
+    clap_complete::Shell::from_str(s, true).map_err(|_| {
+        format!("no completions for `{s}`; use one of bash, zsh, fish, elvish, powershell")
+    })
+}
+
+fn parse_max_open_files(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 3 => Ok(n),
+        Ok(_) => Err(
+            "the program needs at least its stdin, stdout and stderr; use --max-open-files 3 or more"
+                .into(),
+        ),
+        Err(_) => Err(format!(
+            "`{s}` is not a number of files; give one like --max-open-files 256"
+        )),
+    }
 }
 
 fn parse_workers(s: &str) -> Result<usize, String> {

@@ -25,6 +25,8 @@ use signals::{follow_job_stop, start_signal_thread, SignalState};
 
 /// The command could not be executed.
 const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// The program ran longer than `--timeout` (as timeout(1)).
+const EXIT_TIMEOUT: u8 = 124;
 /// The command was not found.
 const EXIT_NOT_FOUND: u8 = 127;
 
@@ -48,7 +50,9 @@ fn main() -> ExitCode {
     init_logging();
     let code = match cli.command {
         Cmd::Run(args) => run(*args),
-        Cmd::Check => check(),
+        Cmd::Check { json } => check(json),
+        Cmd::Completions { shell } => completions(shell),
+        Cmd::Man => man(),
     };
     ExitCode::from(code)
 }
@@ -184,6 +188,21 @@ fn run(args: RunArgs) -> u8 {
     };
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
+    if args.clean_env {
+        cmd.env_clear();
+    }
+    for k in &args.unset_env {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &args.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &args.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some(n) = args.max_open_files {
+        cmd.max_open_files(n);
+    }
 
     let state = Arc::new(Mutex::new(SignalState {
         kill_after: args.kill_after,
@@ -233,6 +252,16 @@ fn run(args: RunArgs) -> u8 {
             drop(st);
             // A stop the signal thread saw before it knew the pid.
             follow_job_stop(child.pid() as i32);
+            if let Some(limit) = args.timeout {
+                if let Err(e) = signals::start_timeout(&state, limit) {
+                    eprintln!(
+                        "unotify: cannot start the --timeout timer: {e}; stopping the program"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return EXIT_USAGE;
+                }
+            }
         }
         Err(e) => {
             eprintln!("unotify: cannot watch the sandboxed program: {e}; stopping it");
@@ -254,10 +283,17 @@ fn run(args: RunArgs) -> u8 {
     if args.summary {
         report.print_summary();
     }
-    let received = state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .received;
+    let (received, timed_out) = {
+        let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        (st.received, st.timed_out)
+    };
+    if timed_out && received.is_none() && status.is_ok() {
+        eprintln!(
+            "unotify: stopped: the program ran longer than --timeout {}",
+            args.timeout.map(|d| format!("{d:?}")).unwrap_or_default()
+        );
+        return EXIT_TIMEOUT;
+    }
     match status {
         // A program that ended on its own after a forwarded signal (a
         // clean shutdown) gives its status.
@@ -276,11 +312,72 @@ fn run(args: RunArgs) -> u8 {
     }
 }
 
-fn check() -> u8 {
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "unotify", &mut std::io::stdout());
+    0
+}
+
+fn man() -> u8 {
+    let cmd = <cli::Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    let page = clap_mangen::Man::new(cmd.clone());
+    if let Err(e) = page.render(&mut out) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+        eprintln!("unotify: cannot write the manual page: {e}");
+        return EXIT_USAGE;
+    }
+    // Each subcommand's options follow, under its own heading.
+    for sub in cmd.get_subcommands() {
+        let page = clap_mangen::Man::new(sub.clone());
+        let heading = format!(".SH \"UNOTIFY {}\"\n", sub.get_name().to_uppercase());
+        let written = out
+            .write_all(heading.as_bytes())
+            .and_then(|()| page.render_description_section(&mut out))
+            .and_then(|()| page.render_options_section(&mut out));
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+            eprintln!("unotify: cannot write the manual page: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    0
+}
+
+fn check(json: bool) -> u8 {
     let features = unotify::probe::probe_features();
     let mut out = std::io::stdout().lock();
     for f in &features {
-        let _ = writeln!(out, "{f}");
+        let _ = if json {
+            writeln!(
+                out,
+                "{{\"name\":{},\"available\":{},\"detail\":{}}}",
+                json_str(f.name),
+                f.available,
+                json_str(&f.detail)
+            )
+        } else {
+            writeln!(out, "{f}")
+        };
     }
     let usable = features
         .iter()

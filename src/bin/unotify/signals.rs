@@ -29,6 +29,8 @@ pub struct SignalState {
     pub kill_after: Duration,
     /// The grace timer was started.
     pub timer_started: bool,
+    /// `--timeout` ran out: the program was told to stop (exit 124).
+    pub timed_out: bool,
 }
 
 impl SignalState {
@@ -140,22 +142,51 @@ pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::
             }
             log::debug!("received signal {sig}: forwarding it to the program");
             st.forward(sig);
-            if !st.timer_started {
-                st.timer_started = true;
-                let grace = st.kill_after;
-                let state = Arc::clone(&state);
-                let timer = std::thread::Builder::new()
-                    .name("unotify-grace".into())
-                    .spawn(move || {
-                        std::thread::sleep(grace);
-                        let st = state.lock().unwrap_or_else(PoisonError::into_inner);
-                        log::debug!("the grace of --kill-after is over: killing the sandbox");
-                        st.kill_now();
-                    });
-                if let Err(e) = timer {
-                    log::warn!("cannot start the --kill-after timer: {e}; killing the sandbox now");
-                    st.kill_now();
-                }
+            start_grace(&mut st, &state);
+        })
+        .map(drop)
+}
+
+/// Starts the timer that kills the sandbox when the grace of
+/// `--kill-after` is over (once).
+fn start_grace(st: &mut SignalState, state: &Arc<Mutex<SignalState>>) {
+    if st.timer_started {
+        return;
+    }
+    st.timer_started = true;
+    let grace = st.kill_after;
+    let state = Arc::clone(state);
+    let timer = std::thread::Builder::new()
+        .name("unotify-grace".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            log::debug!("the grace of --kill-after is over: killing the sandbox");
+            st.kill_now();
+        });
+    if let Err(e) = timer {
+        log::warn!("cannot start the --kill-after timer: {e}; killing the sandbox now");
+        st.kill_now();
+    }
+}
+
+/// `--timeout`: after `limit`, tells the program to stop (SIGTERM to its
+/// process group), then kills the sandbox after the grace of
+/// `--kill-after`, as timeout(1) does.
+pub fn start_timeout(state: &Arc<Mutex<SignalState>>, limit: Duration) -> std::io::Result<()> {
+    let state = Arc::clone(state);
+    std::thread::Builder::new()
+        .name("unotify-timeout".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.timed_out = true;
+            log::debug!("--timeout ran out: stopping the program");
+            if st.kill_after.is_zero() {
+                st.kill_now();
+            } else {
+                st.forward(libc::SIGTERM);
+                start_grace(&mut st, &state);
             }
         })
         .map(drop)
