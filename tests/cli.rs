@@ -162,17 +162,22 @@ fn trace_reports_calls_on_stderr_and_leaves_output_intact() {
 }
 
 #[test]
-fn rust_log_off_silences_traces() {
+fn rust_log_does_not_silence_traces() {
+    // `RUST_LOG` set for something else (or off) must not turn off what
+    // `--trace` asked for.
     let (file, content) = content_file();
     let path = file.path().to_str().unwrap();
-    let out = unotify()
-        .args(["run", "--trace", "openat", "--", "cat", path])
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    assert_eq!(stdout(&out), content);
-    assert!(out.stderr.is_empty(), "stderr:\n{}", stderr(&out));
+    for filter in ["off", "warn"] {
+        let out = unotify()
+            .args(["run", "--trace", "openat", "--", "cat", path])
+            .env("RUST_LOG", filter)
+            .output()
+            .unwrap();
+        assert_code(&out, 0);
+        assert_eq!(stdout(&out), content);
+        let err = stderr(&out);
+        assert!(err.contains("unotify: trace: pid "), "{filter}: {err}");
+    }
 }
 
 /// `unotify run` with `--deny` rules that make directory creation fail with

@@ -24,8 +24,8 @@ const RUN_EXAMPLES: &str = "\
 Examples:
   Trace every file open and program start, let them run:
     unotify run --trace openat,execve -- /bin/sh -c 'cat /etc/hostname'
-  Same, with the trace silenced (RUST_LOG, when set, decides all logging):
-    RUST_LOG=off unotify run --trace openat -- ls /
+  Same, with the trace in a file of its own (like strace -o):
+    unotify run --trace openat -o /tmp/trace.txt -- ls /
   Make directory creation fail with EACCES (x86_64 has both calls):
     unotify run --deny mkdir=EACCES --deny mkdirat=EACCES -- mkdir /tmp/x
   Let the program reach only a local web server, with at most 64
@@ -111,10 +111,16 @@ pub struct RunArgs {
     pub workers: Option<usize>,
 
     /// Trap these system calls, let them run, and report each one (pid,
-    /// name, arguments, decision) on stderr. Comma-separated; repeatable.
+    /// name, arguments, decision) on stderr or in the --trace-output
+    /// file, whatever RUST_LOG says. Comma-separated; repeatable.
     /// Example: --trace openat,execve
     #[arg(long, value_name = "SYSCALLS", value_delimiter = ',', value_parser = parse_syscall)]
     pub trace: Vec<String>,
+
+    /// Write the traces of --trace to FILE (created or truncated), one
+    /// call per line, instead of stderr. Example: -o /tmp/trace.txt
+    #[arg(short = 'o', long, value_name = "FILE", requires = "trace")]
+    pub trace_output: Option<std::path::PathBuf>,
 
     /// Make a system call fail with ERRNO (a number, or a name like EPERM,
     /// EACCES, ENOSYS; default EPERM) without running it. SYSCALL is a name

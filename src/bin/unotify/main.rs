@@ -8,6 +8,7 @@
 mod cli;
 mod conflicts;
 mod exec_deny;
+mod logging;
 mod report;
 mod signals;
 
@@ -30,10 +31,6 @@ const EXIT_TIMEOUT: u8 = 124;
 /// The command was not found.
 const EXIT_NOT_FOUND: u8 = 127;
 
-/// Filter used when `RUST_LOG` is not set: warnings, and the traces asked for
-/// with `--trace`.
-const DEFAULT_LOG_FILTER: &str = "warn,unotify::trace=info";
-
 fn main() -> ExitCode {
     // Nothing of the same user may trace unotify, read its memory or take
     // its fds (the seccomp listener first): the Landlock domain already
@@ -47,7 +44,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
-    init_logging();
+    let trace = match &cli.command {
+        Cmd::Run(args) => match trace_sink(args) {
+            Ok(sink) => sink,
+            Err(code) => return ExitCode::from(code),
+        },
+        _ => logging::TraceSink::Off,
+    };
+    logging::init(trace);
     let code = match cli.command {
         Cmd::Run(args) => run(*args),
         Cmd::Check { json } => check(json),
@@ -57,24 +61,24 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Logs go to stderr. Without `RUST_LOG` the filter is
-/// [`DEFAULT_LOG_FILTER`]; with it, `RUST_LOG` alone decides
-/// (`RUST_LOG=off` silences everything, traces included).
-fn init_logging() {
-    let mut builder = env_logger::Builder::new();
-    match std::env::var("RUST_LOG") {
-        Ok(filter) => builder.parse_filters(&filter),
-        Err(_) => builder.parse_filters(DEFAULT_LOG_FILTER),
-    };
-    builder.format(|buf, record| {
-        if record.target() == "unotify::trace" {
-            writeln!(buf, "unotify: trace: {}", record.args())
-        } else {
-            let level = record.level().as_str().to_ascii_lowercase();
-            writeln!(buf, "unotify: {level}: {}", record.args())
-        }
-    });
-    builder.init();
+/// Where `run`'s traces go: the `--trace-output` file, opened (created or
+/// truncated) before anything starts, or stderr.
+fn trace_sink(args: &RunArgs) -> Result<logging::TraceSink, u8> {
+    if args.trace.is_empty() {
+        return Ok(logging::TraceSink::Off);
+    }
+    match &args.trace_output {
+        None => Ok(logging::TraceSink::Stderr),
+        Some(path) => std::fs::File::create(path)
+            .map(logging::TraceSink::File)
+            .map_err(|e| {
+                eprintln!(
+                    "unotify: cannot open the trace output {}: {e}; check the directory exists and is writable",
+                    path.display()
+                );
+                EXIT_USAGE
+            }),
+    }
 }
 
 /// Prints an error of `unotify` itself with what to do about it, and returns
