@@ -50,3 +50,78 @@ fn bad_trace_outputs_are_refused() {
         stderr(&out)
     );
 }
+
+/// The trace lines of `unotify run --trace CALLS -- ARGS`.
+fn traces(calls: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["run", "--trace", calls, "--"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    stderr(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("unotify: trace: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_open_shows_its_path_and_flags() {
+    let lines = traces("openat", &["cat", "/etc/hostname"]);
+    assert!(
+        lines.iter().any(|l| l.starts_with("pid ")
+            && l.contains(r#"openat(AT_FDCWD, "/etc/hostname", O_RDONLY"#)
+            && l.ends_with("-> CONTINUE")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_pipeline_shows_each_programs_argv() {
+    let lines = traces("execve", &["sh", "-c", "ls / | wc -l"]);
+    assert!(
+        lines.iter().any(|l| l.contains(r#"["ls", "/"]"#)),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(r#"["wc", "-l"]"#)),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_connect_shows_the_destination_and_a_denial_its_errno() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let script = format!("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\n");
+    let lines = traces("socket,connect", &["/usr/bin/python3", "-c", &script]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0)")),
+        "{lines:#?}"
+    );
+    let dest = format!(", 127.0.0.1:{port}, 16) -> CONTINUE");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("connect(") && l.ends_with(&dest)),
+        "{lines:#?}"
+    );
+    // A refusal shows the errno by name.
+    let out = run(&[
+        "run",
+        "--deny-path",
+        "/etc/hostname",
+        "--trace",
+        "openat",
+        "--",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert!(
+        stderr(&out)
+            .lines()
+            .any(|l| l.contains(r#""/etc/hostname""#) && l.ends_with("-> ERRNO(EACCES)")),
+        "{}",
+        stderr(&out)
+    );
+}
