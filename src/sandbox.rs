@@ -54,6 +54,8 @@ pub struct SandboxBuilder {
     deny_paths: Vec<std::path::PathBuf>,
     policy_fn: Option<Arc<parking_lot::Mutex<Box<crate::policy::PolicyCallback>>>>,
     audit: Option<std::path::PathBuf>,
+    /// An audit log already open ([`audit_to`](Self::audit_to)).
+    audit_file: Option<File>,
     foreground: bool,
     argv_safety: Option<bool>,
     allow_weak_isolation: bool,
@@ -88,6 +90,7 @@ impl Default for SandboxBuilder {
             deny_paths: Vec::new(),
             policy_fn: None,
             audit: None,
+            audit_file: None,
             foreground: false,
             argv_safety: None,
             allow_weak_isolation: false,
@@ -147,11 +150,23 @@ impl SandboxBuilder {
         self
     }
 
-    /// Appends one JSON object per policy event (syscall, category, pid,
-    /// parent pid, host, port, size, argv, denied, verdict) to `path`.
-    /// Turns the policy machinery on (with an allow-all callback if none).
+    /// Appends one JSON object per policy event to `path` (see
+    /// [`SyscallEvent::to_json`](crate::policy::SyscallEvent::to_json) for
+    /// the schema). Turns the policy machinery on (with an allow-all
+    /// callback if none). The log is the supervisor's: it is opened by
+    /// [`build`](Self::build), before any program starts, and its path is
+    /// denied to the program (as with [`deny_path`](Self::deny_path)), so
+    /// the program can neither forge nor erase records, by any name.
     pub fn audit(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Like [`audit`](Self::audit), to a file already open (a pipe, the
+    /// host's stdout). Nothing is denied: keeping the program away from it
+    /// is the caller's part.
+    pub fn audit_to(mut self, file: File) -> Self {
+        self.audit_file = Some(file);
         self
     }
 
@@ -555,8 +570,15 @@ impl SandboxBuilder {
 
     /// The policy callback and audit log, if either was asked for.
     fn policy_setup(&mut self) -> Result<Option<crate::policy::PolicySetup>> {
-        if self.policy_fn.is_none() && self.audit.is_none() {
+        if self.policy_fn.is_none() && self.audit.is_none() && self.audit_file.is_none() {
             return Ok(None);
+        }
+        if let Some(file) = self.audit_file.take() {
+            return Ok(Some(crate::policy::PolicySetup {
+                callback: self.policy_fn.take(),
+                audit: Some(Arc::new(parking_lot::Mutex::new(file))),
+                hold_timeout: crate::policy::HOLD_TIMEOUT,
+            }));
         }
         let audit = match &self.audit {
             Some(path) => {
@@ -567,6 +589,9 @@ impl SandboxBuilder {
                     .map_err(|e| Error::InvalidConfig {
                         message: format!("cannot open the audit log {}: {e}; check the directory exists and is writable", path.display()),
                     })?;
+                // The log is the supervisor's: denied to the program by
+                // any name (opened first, so its identity is known).
+                self.deny_paths.push(path.clone());
                 Some(Arc::new(parking_lot::Mutex::new(file)))
             }
             None => None,

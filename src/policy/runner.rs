@@ -129,6 +129,9 @@ fn run(
     audit: Option<&Arc<Mutex<File>>>,
     dynamic: &DynamicPolicy,
 ) {
+    // One warning for a log that cannot be written (a closed pipe), not
+    // one per event.
+    let mut audit_failed = false;
     for Request { event, gate } in rx.iter() {
         let verdict = match callback {
             Some(cb) => {
@@ -154,7 +157,10 @@ fn run(
         if let Some(file) = audit {
             let line = event.to_json(verdict.as_str());
             if let Err(e) = writeln!(file.lock(), "{line}") {
-                log::warn!("cannot write the audit log: {e}");
+                if !audit_failed {
+                    log::warn!("cannot write the audit log: {e}; further records are lost");
+                }
+                audit_failed = true;
             }
         }
     }

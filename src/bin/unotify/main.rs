@@ -13,6 +13,7 @@ mod report;
 mod signals;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -172,7 +173,17 @@ fn run(args: RunArgs) -> u8 {
         builder = builder.cgroups(false);
     }
     if let Some(file) = &args.audit {
-        builder = builder.audit(file);
+        if file.as_os_str() == "-" {
+            match std::io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => builder = builder.audit_to(std::fs::File::from(fd)),
+                Err(e) => {
+                    eprintln!("unotify: cannot use stdout for --audit -: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        } else {
+            builder = builder.audit(file);
+        }
     }
     if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
         builder = exec_deny::install(
