@@ -80,7 +80,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run a command in a sandbox under the supervisor.
-    #[command(after_help = RUN_EXAMPLES)]
+    #[command(after_help = RUN_EXAMPLES, args_override_self = true)]
     Run(Box<RunArgs>),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
@@ -105,6 +105,14 @@ pub enum Cmd {
 /// Options of `unotify run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Read flags from a TOML file: one key per long flag of `run`
+    /// (`net-allow = ["127.0.0.1:8080"]`, `max-memory = "512M"`,
+    /// `keep-caps = true`). Flags on the command line add to its lists
+    /// and override its single values. Repeatable.
+    /// Example: --profile build.toml
+    #[arg(long, value_name = "FILE")]
+    pub profile: Vec<std::path::PathBuf>,
+
     /// Number of supervisor worker threads (default: one per CPU, at least
     /// 2). Example: --workers 1
     #[arg(long, value_name = "N", value_parser = parse_workers)]
@@ -307,6 +315,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let args = match crate::profile::expand(args) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("unotify: {message}");
+            return Err(EXIT_USAGE);
+        }
+    };
     match Cli::try_parse_from(args) {
         Ok(cli) => Ok(cli),
         Err(e) => match e.kind() {
@@ -332,6 +348,13 @@ where
                 Err(EXIT_USAGE)
             }
         },
+    }
+}
+
+impl Cli {
+    /// clap's parse, without profiles (for checking one profile key).
+    pub fn try_parse_from_raw(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        <Cli as Parser>::try_parse_from(args)
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod conflicts;
 mod exec_deny;
 mod logging;
+mod profile;
 mod report;
 mod signals;
 
