@@ -65,3 +65,36 @@ fn audit_dash_is_stdout_and_records_have_a_schema_and_a_time() {
         assert!(r["time"].as_f64().is_some_and(|t| t > 1.0e9), "{r}");
     }
 }
+
+#[test]
+fn records_show_the_errno_a_call_fails_with() {
+    let out = unotify()
+        .args([
+            "run",
+            "--exec-deny",
+            "forbidden",
+            "--audit",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            "W=forbid; /bin/echo ${W}den; /bin/echo fine",
+        ])
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let exec_of = |word: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["syscall"] == "execve" && r["argv"] == serde_json::json!(["/bin/echo", word])
+            })
+            .unwrap_or_else(|| panic!("no exec of {word}: {}", stdout(&out)))
+    };
+    assert_eq!(exec_of("forbidden")["errno"], "EPERM");
+    assert_eq!(exec_of("fine")["errno"], serde_json::Value::Null);
+}

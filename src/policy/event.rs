@@ -68,6 +68,9 @@ pub struct SyscallEvent {
     pub argv: Option<Vec<String>>,
     /// Whether the supervisor had already denied the call.
     pub denied: bool,
+    /// The errno the call fails with, when it fails: the supervisor's
+    /// (with `denied`), or the verdict's in an audit record.
+    pub errno: Option<i32>,
 }
 
 impl SyscallEvent {
@@ -78,7 +81,8 @@ impl SyscallEvent {
     /// `host`, `port` (of a network call), `size` (of an `mmap`), `argv`
     /// (of an exec, under argv safety), `denied` (the supervisor had
     /// already refused the call), `verdict` (`allow`, `deny`, `audit`);
-    /// absent values are `null`. Fields may be added; none is removed or
+    /// `errno` (the errno the call fails with, by name, e.g. `"EACCES"`, or
+    /// `null` when it runs); absent values are `null`. Fields may be added; none is removed or
     /// changes meaning without a new schema number.
     pub fn to_json(&self, verdict: &str) -> String {
         let now = std::time::SystemTime::now()
@@ -120,6 +124,14 @@ impl SyscallEvent {
             if self.denied { "true" } else { "false" },
         );
         push_field(&mut out, "verdict", &json_str(verdict));
+        let errno = match self.errno {
+            Some(e) => match crate::notification::decode::errno_name(e) {
+                Some(name) => json_str(name),
+                None => e.to_string(),
+            },
+            None => "null".into(),
+        };
+        push_field(&mut out, "errno", &errno);
         out.pop();
         out.push('}');
         out
@@ -172,10 +184,11 @@ mod tests {
             size: None,
             argv: Some(vec!["a\"b".into(), "c\\d\n".into()]),
             denied: false,
+            errno: None,
         };
         assert_eq!(
             ev.to_json_at("allow", 1.5),
-            r#"{"schema":1,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"denied":false,"verdict":"allow"}"#
+            r#"{"schema":1,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"denied":false,"verdict":"allow","errno":null}"#
         );
     }
 

@@ -132,7 +132,7 @@ fn run(
     // One warning for a log that cannot be written (a closed pipe), not
     // one per event.
     let mut audit_failed = false;
-    for Request { event, gate } in rx.iter() {
+    for Request { mut event, gate } in rx.iter() {
         let verdict = match callback {
             Some(cb) => {
                 let mut cx = PolicyContext::new(dynamic);
@@ -150,6 +150,10 @@ fn run(
         if let Some(gate) = gate {
             // The worker may have given up already; that is fine.
             let _ = gate.send(verdict);
+        }
+        // The record shows the errno the call fails with.
+        if event.errno.is_none() {
+            event.errno = verdict.errno();
         }
         if verdict == Verdict::Audit {
             log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
