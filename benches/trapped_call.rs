@@ -203,6 +203,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
             })
             .collect::<Result<_, _>>()?,
         cwd: None,
+        nofile: None,
         stdio: [None, Some(out_w.as_raw_fd()), None],
         filter: filter.instructions().to_vec(),
         foreground: false,

@@ -450,6 +450,14 @@ impl<'a> HandlerCtx<'a> {
         policy.consult(self.notif, dest)
     }
 
+    /// Tells the sandbox's observer, if it has one, that a rule fired
+    /// (`event` is made only then).
+    pub(crate) fn report(&self, event: impl FnOnce() -> crate::events::Event) {
+        if let Some(sink) = self.services.get::<crate::events::EventSink>() {
+            sink.report(&event());
+        }
+    }
+
     /// A handle on the supervisor, e.g. to answer held calls later.
     pub fn supervisor(&self) -> SupervisorHandle {
         self.handle.clone()

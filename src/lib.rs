@@ -103,6 +103,7 @@ mod command;
 pub(crate) mod confine;
 pub mod determinism;
 mod error;
+pub mod events;
 pub mod filter;
 pub(crate) mod freeze;
 mod handler;

@@ -2,6 +2,8 @@
 
 use crate::sys::seccomp::SeccompNotif;
 
+pub(crate) mod decode;
+
 /// One trapped system call, waiting for its answer.
 ///
 /// Plain data copied out of the kernel's `struct seccomp_notif`: reading it

@@ -54,6 +54,8 @@ pub struct SandboxBuilder {
     deny_paths: Vec<std::path::PathBuf>,
     policy_fn: Option<Arc<parking_lot::Mutex<Box<crate::policy::PolicyCallback>>>>,
     audit: Option<std::path::PathBuf>,
+    /// An audit log already open ([`audit_to`](Self::audit_to)).
+    audit_file: Option<File>,
     foreground: bool,
     argv_safety: Option<bool>,
     allow_weak_isolation: bool,
@@ -62,6 +64,8 @@ pub struct SandboxBuilder {
     cgroups: bool,
     confinement: crate::confine::Spec,
     determinism: crate::determinism::Settings,
+    /// Told when a rule fires ([`observe`](Self::observe)).
+    events: Option<crate::events::EventSink>,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -88,6 +92,7 @@ impl Default for SandboxBuilder {
             deny_paths: Vec::new(),
             policy_fn: None,
             audit: None,
+            audit_file: None,
             foreground: false,
             argv_safety: None,
             allow_weak_isolation: false,
@@ -96,6 +101,7 @@ impl Default for SandboxBuilder {
             cgroups: true,
             confinement: crate::confine::Spec::default(),
             determinism: Default::default(),
+            events: None,
         }
     }
 }
@@ -148,11 +154,37 @@ impl SandboxBuilder {
         self
     }
 
-    /// Appends one JSON object per policy event (syscall, category, pid,
-    /// parent pid, host, port, size, argv, denied, verdict) to `path`.
-    /// Turns the policy machinery on (with an allow-all callback if none).
+    /// Appends one JSON object per policy event to `path` (see
+    /// [`SyscallEvent::to_json`](crate::policy::SyscallEvent::to_json) for
+    /// the schema). Turns the policy machinery on (with an allow-all
+    /// callback if none). The log is the supervisor's: it is opened by
+    /// [`build`](Self::build), before any program starts, and its path is
+    /// denied to the program (as with [`deny_path`](Self::deny_path)), so
+    /// the program can neither forge nor erase records, by any name.
     pub fn audit(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.audit = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Like [`audit`](Self::audit), to a file already open (a pipe, the
+    /// host's stdout). Nothing is denied: keeping the program away from it
+    /// is the caller's part.
+    pub fn audit_to(mut self, file: File) -> Self {
+        self.audit_file = Some(file);
+        self
+    }
+
+    /// Calls `observer` each time a rule of the sandbox fires: a fork
+    /// refused at the process limit, a network destination refused, a call
+    /// on a denied path refused, processes killed over the memory limit
+    /// (see [`Event`](crate::events::Event)). It runs on the supervisor
+    /// thread that decided, so it must be quick and must not block; the
+    /// call's answer waits for it. Traps nothing by itself.
+    pub fn observe<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&crate::events::Event) + Send + Sync + 'static,
+    {
+        self.events = Some(crate::events::EventSink(Arc::new(observer)));
         self
     }
 
@@ -552,6 +584,7 @@ impl SandboxBuilder {
             cgroups: self.cgroups,
             max_memory: self.limits.max_memory,
             memory_cgroup: plan.memory_cgroup,
+            events: self.events,
             foreground: self.foreground,
             keep_caps: (!self.keep_caps).then_some(crate::sys::caps::SANDBOX_KEEP),
             filter: program.instructions().to_vec(),
@@ -649,6 +682,9 @@ impl SandboxBuilder {
 
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
+        if let Some(sink) = &self.events {
+            features.push(Arc::new(Observing(sink.clone())));
+        }
         if let Some(net) = &self.network {
             features.push(Arc::new(crate::net::Network::new(
                 net,
@@ -691,8 +727,15 @@ impl SandboxBuilder {
 
     /// The policy callback and audit log, if either was asked for.
     fn policy_setup(&mut self) -> Result<Option<crate::policy::PolicySetup>> {
-        if self.policy_fn.is_none() && self.audit.is_none() {
+        if self.policy_fn.is_none() && self.audit.is_none() && self.audit_file.is_none() {
             return Ok(None);
+        }
+        if let Some(file) = self.audit_file.take() {
+            return Ok(Some(crate::policy::PolicySetup {
+                callback: self.policy_fn.take(),
+                audit: Some(Arc::new(parking_lot::Mutex::new(file))),
+                hold_timeout: crate::policy::HOLD_TIMEOUT,
+            }));
         }
         let audit = match &self.audit {
             Some(path) => {
@@ -703,6 +746,9 @@ impl SandboxBuilder {
                     .map_err(|e| Error::InvalidConfig {
                         message: format!("cannot open the audit log {}: {e}; check the directory exists and is writable", path.display()),
                     })?;
+                // The log is the supervisor's: denied to the program by
+                // any name (opened first, so its identity is known).
+                self.deny_paths.push(path.clone());
                 Some(Arc::new(parking_lot::Mutex::new(file)))
             }
             None => None,
@@ -714,6 +760,27 @@ impl SandboxBuilder {
         }))
     }
 }
+
+/// The host's observer, as a feature: each supervisor makes it findable by
+/// the handlers that report events (`HandlerCtx::report`).
+struct Observing(crate::events::EventSink);
+
+impl Enforcement for Observing {
+    fn start(
+        &self,
+        _env: &crate::supervisor::enforcement::StartEnv<'_>,
+    ) -> Result<Option<crate::supervisor::enforcement::Running>> {
+        Ok(Some(
+            crate::supervisor::enforcement::Running::new(Arc::new(NoStage))
+                .with_service(Arc::new(self.0.clone())),
+        ))
+    }
+}
+
+/// A running feature without pipeline hooks.
+struct NoStage;
+
+impl crate::supervisor::enforcement::Stage for NoStage {}
 
 /// A sandbox policy: a seccomp filter and the handlers that decide what it
 /// traps. Each [`spawn`](Self::spawn) starts one child under its own
@@ -737,6 +804,8 @@ pub struct Sandbox {
     memory_cgroup: bool,
     /// The Landlock rights the kernel lacks and the caller let degrade.
     degraded: Vec<crate::landlock::Right>,
+    /// The host's observer, told of a memory cgroup's kills at exit.
+    events: Option<crate::events::EventSink>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -832,6 +901,10 @@ impl Sandbox {
             argv,
             envp,
             cwd,
+            nofile: cmd.max_open_files.map(|n| libc::rlimit64 {
+                rlim_cur: n,
+                rlim_max: n,
+            }),
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
@@ -926,6 +999,7 @@ impl Sandbox {
         let [stdin, stdout, stderr] = ours;
         Ok(Child {
             pid,
+            events: self.events.clone(),
             containment,
             supervisor: Some(supervisor),
             status: None,
@@ -988,7 +1062,7 @@ fn start_error(f: StartFailure, program: &str) -> Error {
             Error::setup("enter the Landlock domain in the child", e)
         }
         StartFailure::Child(ChildStep::Prepare, e) => Error::setup(
-            "prepare the child (process group, stdio, working directory)",
+            "prepare the child (process group, stdio, working directory, open-file limit)",
             e,
         ),
         StartFailure::Vanished => Error::setup(
@@ -1010,6 +1084,8 @@ fn start_error(f: StartFailure, program: &str) -> Error {
 #[non_exhaustive]
 pub struct Child {
     pid: i32,
+    /// The host's observer.
+    events: Option<crate::events::EventSink>,
     /// The sandbox's cgroups and watchdog (ended after the supervisor).
     containment: Option<Containment>,
     supervisor: Option<Supervisor>,
@@ -1099,6 +1175,7 @@ impl Child {
         process::reclaim_terminal(self.pid);
         // What is left of the sandbox goes with its program.
         let _ = process::kill_group(self.pid, libc::SIGKILL);
+        self.report_memory_kills();
         if let Some(c) = self.containment.as_mut() {
             c.end();
         }
@@ -1107,6 +1184,29 @@ impl Child {
             sup.join();
         }
         status
+    }
+}
+
+impl Child {
+    /// Tells the observer how many processes the memory cgroup's limit
+    /// killed, if any (before the cgroup is removed).
+    fn report_memory_kills(&self) {
+        let (Some(sink), Some(mc)) = (
+            &self.events,
+            self.containment
+                .as_ref()
+                .and_then(Containment::memory_cgroup),
+        ) else {
+            return;
+        };
+        let count = mc.oom_kills();
+        if count > 0 {
+            sink.report(&crate::events::Event::MemoryLimitKilled {
+                pid: None,
+                limit: mc.limit(),
+                count,
+            });
+        }
     }
 }
 

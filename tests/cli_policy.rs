@@ -251,7 +251,8 @@ fn exec_deny_refuses_execs_naming_the_word_and_audits_their_argv() {
         .env("W", "forbid")
         .args([
             "run",
-            "--exec-deny",
+            // A substring: `forbidden-word` is not the word `forbidden`.
+            "--exec-deny-substring",
             "forbidden",
             "--audit",
             audit.to_str().unwrap(),

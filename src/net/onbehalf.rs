@@ -410,6 +410,11 @@ impl Enforcer {
                     }
                 } else {
                     log::debug!("network: {:?} to {dest} denied", sock.proto);
+                    cx.report(|| crate::events::Event::DestinationRefused {
+                        pid: cx.pid(),
+                        syscall: cx.notification().syscall_name().unwrap_or("unknown"),
+                        destination: crate::events::destination(dest),
+                    });
                     Err(errno(libc::ECONNREFUSED))
                 }
             }
@@ -466,6 +471,16 @@ impl Enforcer {
                 if let Some((dest, resolved)) = dest {
                     if !self.policy.allows_unix(&dest) {
                         log::debug!("network: unix destination {dest:?} denied");
+                        cx.report(|| crate::events::Event::DestinationRefused {
+                            pid: cx.pid(),
+                            syscall: cx.notification().syscall_name().unwrap_or("unknown"),
+                            destination: match &dest {
+                                UnixDest::Path(p) => format!("unix:{}", p.display()),
+                                UnixDest::Abstract(n) => {
+                                    format!("unix:@{}", String::from_utf8_lossy(n))
+                                }
+                            },
+                        });
                         return Err(errno(libc::ECONNREFUSED));
                     }
                     if let Some(r) = resolved {

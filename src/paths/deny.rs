@@ -72,6 +72,12 @@ pub struct DeniedPaths {
     /// the program's behalf (outside its Landlock domain) are held to them
     /// too ([`with_lists`](Self::with_lists)).
     lists: Option<Arc<FsLists>>,
+    /// How many checks found a denied file (for events: a handler compares
+    /// it before and after its checks); shared with the sets made by
+    /// [`with_lists`](Self::with_lists).
+    hits: Arc<std::sync::atomic::AtomicU64>,
+    /// The file the latest of them found, when known.
+    last_hit: Arc<parking_lot::Mutex<Option<PathBuf>>>,
 }
 
 /// The file system allow lists of a sandbox, canonical (`fs_read`,
@@ -253,6 +259,8 @@ impl DeniedPaths {
         DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: Some(Arc::new(lists)),
+            hits: Arc::clone(&self.hits),
+            last_hit: Arc::clone(&self.last_hit),
         }
     }
 
@@ -344,10 +352,34 @@ impl DeniedPaths {
     /// Whether the absolute `path` is a denied path or lies beneath one, by
     /// name only.
     pub(crate) fn name_denied(&self, path: &Path) -> bool {
-        self.entries
+        let hit = self
+            .entries
             .read()
             .iter()
-            .any(|e| e.forms.iter().any(|f| path.starts_with(f)))
+            .any(|e| e.forms.iter().any(|f| path.starts_with(f)));
+        if hit {
+            self.record_hit(Some(path.to_path_buf()));
+        }
+        hit
+    }
+
+    /// Counts a check that found `path` denied.
+    fn record_hit(&self, path: Option<PathBuf>) {
+        // Relaxed: the count only tells a handler whether its own checks
+        // (made on its thread, before it reads the count again) found one.
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.last_hit.lock() = path;
+    }
+
+    /// The count of checks that found a denied file.
+    pub(crate) fn hit_mark(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The file the latest such check found (another thread's check may
+    /// have come between: it names a denied file, not always this call's).
+    pub(crate) fn last_hit(&self) -> Option<PathBuf> {
+        self.last_hit.lock().clone()
     }
 
     /// Whether a denied path lies strictly beneath the absolute `path`
@@ -385,6 +417,7 @@ impl DeniedPaths {
             Ok(st) => self.check_fd_with(fd, &st),
             Err(e) => {
                 log::warn!("fstat of a pinned file failed: {e}; treating it as denied");
+                self.record_hit(None);
                 true
             }
         }
@@ -392,6 +425,15 @@ impl DeniedPaths {
 
     /// [`check_fd`](Self::check_fd) with the file's `fstat` already made.
     pub(crate) fn check_fd_with(&self, fd: BorrowedFd<'_>, st: &FileStat) -> bool {
+        let hit = self.check_fd_quietly(fd, st);
+        if hit {
+            self.record_hit(fd_path(fd));
+        }
+        hit
+    }
+
+    /// [`check_fd_with`](Self::check_fd_with), not counted.
+    fn check_fd_quietly(&self, fd: BorrowedFd<'_>, st: &FileStat) -> bool {
         let st = *st;
         if self.id_denied(FileId::from(&st)) {
             return true;

@@ -78,8 +78,15 @@ impl Handler for PathHandler {
         let a = |i: usize| cx.arg(i);
         let fd = |i: usize| cx.arg(i) as u32 as i32;
         const CWD: i32 = libc::AT_FDCWD;
+        let hits = d.hit_mark();
         let result = match self.call {
-            Call::Open(kind) => return onbehalf_open::handle(cx, d, c, kind),
+            Call::Open(kind) => {
+                let action = onbehalf_open::handle(cx, d, c, kind);
+                if matches!(action, NotifAction::Errno(libc::EACCES)) {
+                    report_denied(cx, d, hits);
+                }
+                return action;
+            }
             Call::Execve | Call::Execveat => {
                 let result = if matches!(self.call, Call::Execve) {
                     exec(cx, d, CWD, a(0), 0)
@@ -175,8 +182,27 @@ impl Handler for PathHandler {
         };
         match result {
             Ok(action) => action,
-            Err(e) => NotifAction::from(e),
+            Err(e) => {
+                // An EACCES after the set matched: a denied path refused
+                // (not the kernel's own EACCES, passed through).
+                if e.get() == libc::EACCES {
+                    report_denied(cx, d, hits);
+                }
+                NotifAction::from(e)
+            }
         }
+    }
+}
+
+/// Reports a refusal (`EACCES`) as a denied path if the set matched since
+/// `hits` (else it was the kernel's own `EACCES`, passed through).
+fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
+    if d.hit_mark() != hits {
+        cx.report(|| crate::events::Event::PathDenied {
+            pid: cx.pid(),
+            syscall: cx.notification().syscall_name().unwrap_or("unknown"),
+            path: d.last_hit(),
+        });
     }
 }
 

@@ -68,13 +68,35 @@ pub struct SyscallEvent {
     pub argv: Option<Vec<String>>,
     /// Whether the supervisor had already denied the call.
     pub denied: bool,
+    /// The errno the call fails with, when it fails: the supervisor's
+    /// (with `denied`), or the verdict's in an audit record.
+    pub errno: Option<i32>,
 }
 
 impl SyscallEvent {
-    /// One JSON object (no trailing newline), for audit logs.
+    /// One JSON object (no trailing newline), for audit logs. Schema 1:
+    /// `schema` (1), `time` (seconds since the Unix epoch, with
+    /// microseconds, when the record was written), `syscall`, `category`
+    /// (`file`, `network`, `process`, `memory`), `pid`, `parent_pid`,
+    /// `host`, `port` (of a network call), `size` (of an `mmap`), `argv`
+    /// (of an exec, under argv safety), `denied` (the supervisor had
+    /// already refused the call), `verdict` (`allow`, `deny`, `audit`);
+    /// `errno` (the errno the call fails with, by name, e.g. `"EACCES"`, or
+    /// `null` when it runs); absent values are `null`. Fields may be added; none is removed or
+    /// changes meaning without a new schema number.
     pub fn to_json(&self, verdict: &str) -> String {
-        let mut out = String::with_capacity(160);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.to_json_at(verdict, now)
+    }
+
+    /// [`to_json`](Self::to_json) with the time given.
+    fn to_json_at(&self, verdict: &str, time: f64) -> String {
+        let mut out = String::with_capacity(200);
         out.push('{');
+        push_field(&mut out, "schema", "1");
+        push_field(&mut out, "time", &format!("{time:.6}"));
         push_field(&mut out, "syscall", &json_str(self.syscall));
         push_field(&mut out, "category", &json_str(self.category.as_str()));
         push_field(&mut out, "pid", &self.pid.to_string());
@@ -102,6 +124,14 @@ impl SyscallEvent {
             if self.denied { "true" } else { "false" },
         );
         push_field(&mut out, "verdict", &json_str(verdict));
+        let errno = match self.errno {
+            Some(e) => match crate::notification::decode::errno_name(e) {
+                Some(name) => json_str(name),
+                None => e.to_string(),
+            },
+            None => "null".into(),
+        };
+        push_field(&mut out, "errno", &errno);
         out.pop();
         out.push('}');
         out
@@ -154,10 +184,11 @@ mod tests {
             size: None,
             argv: Some(vec!["a\"b".into(), "c\\d\n".into()]),
             denied: false,
+            errno: None,
         };
         assert_eq!(
-            ev.to_json("allow"),
-            r#"{"syscall":"execve","category":"process","pid":7,"parent_pid":1,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"denied":false,"verdict":"allow"}"#
+            ev.to_json_at("allow", 1.5),
+            r#"{"schema":1,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"denied":false,"verdict":"allow","errno":null}"#
         );
     }
 

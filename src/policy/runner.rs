@@ -129,7 +129,10 @@ fn run(
     audit: Option<&Arc<Mutex<File>>>,
     dynamic: &DynamicPolicy,
 ) {
-    for Request { event, gate } in rx.iter() {
+    // One warning for a log that cannot be written (a closed pipe), not
+    // one per event.
+    let mut audit_failed = false;
+    for Request { mut event, gate } in rx.iter() {
         let verdict = match callback {
             Some(cb) => {
                 let mut cx = PolicyContext::new(dynamic);
@@ -148,13 +151,20 @@ fn run(
             // The worker may have given up already; that is fine.
             let _ = gate.send(verdict);
         }
+        // The record shows the errno the call fails with.
+        if event.errno.is_none() {
+            event.errno = verdict.errno();
+        }
         if verdict == Verdict::Audit {
             log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
         }
         if let Some(file) = audit {
             let line = event.to_json(verdict.as_str());
             if let Err(e) = writeln!(file.lock(), "{line}") {
-                log::warn!("cannot write the audit log: {e}");
+                if !audit_failed {
+                    log::warn!("cannot write the audit log: {e}; further records are lost");
+                }
+                audit_failed = true;
             }
         }
     }

@@ -70,7 +70,7 @@ impl PolicyCheck for PolicyState {
     }
 
     fn consult(&self, notif: &Notification, dest: Option<SocketAddr>) -> Option<i32> {
-        PolicyState::consult(self, notif, dest, None, false)
+        PolicyState::consult(self, notif, dest, None, false, None)
     }
 }
 
@@ -93,6 +93,7 @@ pub(crate) fn event_for(
     dest: Option<SocketAddr>,
     argv: Option<Vec<String>>,
     denied: bool,
+    errno: Option<i32>,
 ) -> SyscallEvent {
     let syscall = notif.syscall_name().unwrap_or("unknown");
     let category = SyscallCategory::of(syscall);
@@ -107,6 +108,7 @@ pub(crate) fn event_for(
         size,
         argv,
         denied,
+        errno,
     }
 }
 
@@ -133,13 +135,14 @@ impl PolicyState {
         dest: Option<SocketAddr>,
         argv: Option<Vec<String>>,
         denied: bool,
+        errno: Option<i32>,
     ) -> Option<i32> {
         if let (Some(d), false) = (dest, denied) {
             if let Some(e) = self.restricted(notif, d) {
                 return Some(e);
             }
         }
-        let event = event_for(notif, dest, argv, denied);
+        let event = event_for(notif, dest, argv, denied, errno);
         let held = !denied && super::is_held(event.syscall);
         match self.runner.submit(event, held)? {
             v @ (Verdict::Deny | Verdict::DenyWith(_)) => {
@@ -161,7 +164,11 @@ pub(crate) fn apply(
         action,
         NotifAction::Errno(_) | NotifAction::KillTask { .. } | NotifAction::KillGroup { .. }
     );
-    match state.consult(notif, None, argv, denied) {
+    let errno = match action {
+        NotifAction::Errno(e) => Some(e),
+        _ => None,
+    };
+    match state.consult(notif, None, argv, denied, errno) {
         Some(errno) if !denied => NotifAction::Errno(errno),
         _ => action,
     }

@@ -134,6 +134,10 @@ impl Handler for ForkHandler {
                         cx.pid(),
                         counter.limit()
                     );
+                    cx.report(|| crate::events::Event::ProcessLimitRefused {
+                        pid: cx.pid(),
+                        limit: counter.limit(),
+                    });
                     NotifAction::Errno(libc::EAGAIN)
                 }
             }
@@ -242,6 +246,11 @@ impl Handler for MemHandler {
                         cx.pid(),
                         mem.limit(),
                     );
+                    cx.report(|| crate::events::Event::MemoryLimitKilled {
+                        pid: Some(cx.pid()),
+                        limit: mem.limit(),
+                        count: 1,
+                    });
                     NotifAction::KillTask {
                         signal: libc::SIGKILL,
                     }

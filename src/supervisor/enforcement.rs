@@ -114,7 +114,11 @@ impl<'a> Install<'a> {
 
     /// Traps `nr` and adds `h` to its chain.
     pub(crate) fn handler(&mut self, nr: u32, h: Arc<dyn Handler>) -> Result<()> {
-        self.named_handler(nr, &nr.to_string(), h)
+        self.named_handler(
+            nr,
+            &crate::syscalls::label(crate::arch::Arch::native(), nr),
+            h,
+        )
     }
 
     /// [`handler`](Self::handler), naming the call `what` in an error.

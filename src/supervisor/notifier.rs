@@ -168,7 +168,7 @@ impl Notifier {
         settle: Option<Box<dyn Settle>>,
     ) -> Sent {
         if self.traced(notif.nr) {
-            trace(notif, &action.label());
+            trace(self, notif, &action.label());
         }
         if matches!(action, NotifAction::Hold) {
             return self.hold(notif, HeldBy::Handler, settle);
@@ -465,20 +465,26 @@ fn kill_task(tid: i32, signal: i32) {
     }
 }
 
-/// Logs one trapped call and its decision (`--trace`).
-pub(crate) fn trace(notif: &Notification, decision: &str) {
-    let a = &notif.args;
+/// Logs one trapped call and its decision (`--trace`), decoded like strace
+/// (see `notification::decode`): the task's memory is read before the
+/// answer and the id checked valid after, so what is shown belonged to
+/// the call (a call whose task went away is shown raw).
+pub(crate) fn trace(core: &Notifier, notif: &Notification, decision: &str) {
+    let name = notif.syscall_label();
+    let read = |addr: u64, buf: &mut [u8]| matches!(crate::sys::mem::read(notif.pid as i32, addr, buf), Ok(n) if n == buf.len());
+    let mut shown = crate::notification::decode::call(&name, &notif.args, &read);
+    if !core.id_valid(notif.id) {
+        let a = &notif.args;
+        shown = format!(
+            "{name}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})",
+            a[0], a[1], a[2], a[3], a[4], a[5]
+        );
+    }
     log::info!(
         target: "unotify::trace",
-        "pid {} {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) -> {}",
+        "pid {} {} -> {}",
         notif.pid,
-        notif.syscall_label(),
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        a[4],
-        a[5],
-        decision
+        shown,
+        crate::notification::decode::decision(decision)
     );
 }

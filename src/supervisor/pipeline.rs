@@ -125,7 +125,7 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     let action = match action {
         NotifAction::Defer(work) => {
             if core.traced(notif.nr) {
-                trace(&notif, "DEFER");
+                trace(core, &notif, "DEFER");
             }
             match DeferPool::submit(shared, notif, work) {
                 None => return,

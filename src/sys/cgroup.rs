@@ -817,6 +817,23 @@ pub struct MemoryCgroup {
 }
 
 impl MemoryCgroup {
+    /// How many processes the kernel killed for going over the limit
+    /// (`oom_kill` of `memory.events`, or of `memory.oom_control` in v1);
+    /// 0 if it cannot be read.
+    pub fn oom_kills(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The limit in force.
     pub fn limit(&self) -> u64 {
         self.limit.load(Ordering::Acquire)

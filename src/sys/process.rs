@@ -106,6 +106,72 @@ pub fn set_dumpable(on: bool) -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on)) }).map(drop)
 }
 
+/// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): an
+/// orphan among its descendants (a double-forked daemon) becomes its child
+/// instead of init's.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl takes integers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) }).map(drop)
+}
+
+/// The processes whose parent is this process (from `/proc/<pid>/stat`).
+pub fn own_children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| crate::sys::procfs::Stat::of(pid).and_then(|s| s.ppid()) == Some(me))
+        .collect()
+}
+
+/// Kills (`SIGKILL`) and reaps every child of this process but `keep`,
+/// until none is left (the children of one killed become ours in turn,
+/// under [`set_child_subreaper`]); at most `rounds` rounds. Returns how
+/// many were killed. Only for a launcher that has no other children to
+/// wait for, once nothing traces them any more.
+pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
+    let mut killed = 0;
+    for _ in 0..rounds {
+        let children: Vec<i32> = own_children()
+            .into_iter()
+            .filter(|p| !keep.contains(p))
+            .collect();
+        if children.is_empty() {
+            break;
+        }
+        for &pid in &children {
+            if kill(pid, libc::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        for &pid in &children {
+            let _ = waitpid_raw(pid, libc::__WALL);
+        }
+    }
+    killed
+}
+
+/// Reaps the children of this process but `keep` that are zombies and
+/// that nothing traces (a tracer is told of its tracee's exit first, and
+/// reaps it itself). Returns how many were reaped.
+pub fn reap_orphan_zombies(keep: &[i32]) -> usize {
+    let mut reaped = 0;
+    for pid in own_children().into_iter().filter(|p| !keep.contains(p)) {
+        let Ok(status) = crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |k| crate::sys::procfs::status_field(&status, k);
+        let zombie = field("State:").is_some_and(|s| s.starts_with('Z'));
+        let untraced = field("TracerPid:").is_some_and(|t| t.trim() == "0");
+        if zombie && untraced && matches!(waitpid_raw(pid, libc::WNOHANG), Ok(Some(_))) {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
 /// Sends `sig` to process `pid`.
 pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill takes two integers.

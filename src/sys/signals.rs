@@ -82,6 +82,28 @@ pub fn unblock(set: &SigSet) -> io::Result<()> {
     Ok(())
 }
 
+/// Ends this process by `sig`, with its default action, as if it had not
+/// been blocked or handled: a caller's shell then sees the signal (and a
+/// shell loop stops on `SIGINT`). Sets the default action, makes the
+/// signal pending on the calling thread only (so no `sigwait` of another
+/// thread takes it), then unblocks it there. Returns only if `sig` does
+/// not end a process by default, or on an error.
+pub fn die_of_signal(sig: i32) -> io::Error {
+    // SAFETY: resetting a disposition to the default takes integers.
+    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+        return io::Error::last_os_error();
+    }
+    // SAFETY: raise takes an integer; it targets the calling thread.
+    if unsafe { libc::raise(sig) } != 0 {
+        return io::Error::last_os_error();
+    }
+    let mut set = SigSet::empty();
+    if let Err(e) = set.add(sig).and_then(|()| unblock(&set)) {
+        return e;
+    }
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
 /// Blocks `SIGINT`, `SIGTERM` and `SIGHUP` in the calling thread (and so in
 /// every thread it starts afterwards) and returns that set, for
 /// [`wait_signal`].

@@ -44,6 +44,8 @@ pub struct ExecPlan {
     pub envp: Vec<CString>,
     /// Directory to change to.
     pub cwd: Option<CString>,
+    /// `RLIMIT_NOFILE` to set (soft and hard) before exec.
+    pub nofile: Option<libc::rlimit64>,
     /// fds to place on 0, 1, 2 (`None`: inherit).
     pub stdio: [Option<RawFd>; 3],
     /// A Landlock ruleset the child enforces on itself after

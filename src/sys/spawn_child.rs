@@ -255,6 +255,22 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             fail_early(page, ChildStep::Prepare, r);
         }
     }
+    if let Some(limit) = &plan.nofile {
+        let limit: *const libc::rlimit64 = limit;
+        // SAFETY: prlimit64 reads one rlimit64 owned by `plan`, alive for
+        // the call; the old value is not asked for (null). Before the
+        // capabilities are dropped: raising the hard limit may need
+        // CAP_SYS_RESOURCE.
+        let r = unsafe {
+            syscall(
+                libc::SYS_prlimit64,
+                &[0, libc::RLIMIT_NOFILE as usize, limit as usize, 0],
+            )
+        };
+        if r < 0 {
+            fail_early(page, ChildStep::Prepare, r);
+        }
+    }
     if let Some(keep) = plan.keep_caps {
         // SAFETY: in the child.
         let r = unsafe { super::caps::drop_in_child(keep) };

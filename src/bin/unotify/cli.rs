@@ -24,8 +24,8 @@ const RUN_EXAMPLES: &str = "\
 Examples:
   Trace every file open and program start, let them run:
     unotify run --trace openat,execve -- /bin/sh -c 'cat /etc/hostname'
-  Same, with the trace silenced (RUST_LOG, when set, decides all logging):
-    RUST_LOG=off unotify run --trace openat -- ls /
+  Same, with the trace in a file of its own (like strace -o):
+    unotify run --trace openat -o /tmp/trace.txt -- ls /
   Make directory creation fail with EACCES (x86_64 has both calls):
     unotify run --deny mkdir=EACCES --deny mkdirat=EACCES -- mkdir /tmp/x
   Let the program reach only a local web server, with at most 64
@@ -40,7 +40,10 @@ Examples:
     unotify run --workers 1 --trace connect -- curl -s http://127.0.0.1/
 
 Exit status: the command's own, or 128+N if it died of signal N (SIGINT,
-SIGTERM or SIGHUP sent to unotify kill the whole sandbox and give 128+N);
+SIGTERM or SIGHUP sent to unotify are forwarded to the program, and the
+sandbox is killed after --kill-after; when the program dies of SIGINT,
+SIGTERM, SIGHUP or SIGQUIT, unotify ends by that signal too, so a shell
+loop stops on Ctrl-C);
 125 if unotify failed (bad flags, unknown system call, kernel without
 seccomp user notification), 126 if the command cannot be executed, 127 if
 it was not found.";
@@ -57,13 +60,19 @@ Prints one line per feature, e.g.
 Exit status: 0 if seccomp user notification works (unotify can run
 programs), 1 if not.";
 
+/// `--version`: the version and the features compiled in.
+#[cfg(feature = "capi")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli, capi)");
+#[cfg(not(feature = "capi"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli)");
+
 /// Run programs under a seccomp user-notification supervisor.
 ///
 /// Selected system calls of the program stop in the kernel until the
 /// supervisor has decided what they do: run, fail with an errno, or be
 /// reported and run.
 #[derive(Debug, Parser)]
-#[command(name = "unotify", version, after_help = TOP_EXAMPLES)]
+#[command(name = "unotify", version = VERSION, after_help = TOP_EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -74,26 +83,55 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run a command in a sandbox under the supervisor.
-    #[command(after_help = RUN_EXAMPLES)]
+    #[command(after_help = RUN_EXAMPLES, args_override_self = true)]
     Run(Box<RunArgs>),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
-    Check,
+    Check {
+        /// Print one JSON object per feature, one per line (name,
+        /// available, detail) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a completion script for SHELL on stdout.
+    /// Example: unotify completions bash > /etc/bash_completion.d/unotify
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL", value_parser = parse_shell)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    /// Example: unotify man > /usr/local/share/man/man1/unotify.1
+    Man,
 }
 
 /// Options of `unotify run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Read flags from a TOML file: one key per long flag of `run`
+    /// (`net-allow = ["127.0.0.1:8080"]`, `max-memory = "512M"`,
+    /// `keep-caps = true`). Flags on the command line add to its lists
+    /// and override its single values. Repeatable.
+    /// Example: --profile build.toml
+    #[arg(long, value_name = "FILE")]
+    pub profile: Vec<std::path::PathBuf>,
+
     /// Number of supervisor worker threads (default: one per CPU, at least
     /// 2). Example: --workers 1
     #[arg(long, value_name = "N", value_parser = parse_workers)]
     pub workers: Option<usize>,
 
     /// Trap these system calls, let them run, and report each one (pid,
-    /// name, arguments, decision) on stderr. Comma-separated; repeatable.
+    /// name, arguments, decision) on stderr or in the --trace-output
+    /// file, whatever RUST_LOG says. Comma-separated; repeatable.
     /// Example: --trace openat,execve
     #[arg(long, value_name = "SYSCALLS", value_delimiter = ',', value_parser = parse_syscall)]
     pub trace: Vec<String>,
+
+    /// Write the traces of --trace to FILE (created or truncated), one
+    /// call per line, instead of stderr. Example: -o /tmp/trace.txt
+    #[arg(short = 'o', long, value_name = "FILE", requires = "trace")]
+    pub trace_output: Option<std::path::PathBuf>,
 
     /// Make a system call fail with ERRNO (a number, or a name like EPERM,
     /// EACCES, ENOSYS; default EPERM) without running it. SYSCALL is a name
@@ -110,13 +148,13 @@ pub struct RunArgs {
     /// `unix:@abstract` or `unix:*` (unnamed ones are refused under an
     /// allow list). Repeatable. Example: --net-allow 127.0.0.1:8080
     /// --net-allow [::1]:443 --net-allow unix:/run/app.sock
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = parse_net_spec)]
     pub net_allow: Vec<String>,
 
     /// Refuse network destinations matching SPEC (same syntax as
     /// --net-allow, no host names) and allow the rest. Repeatable; not
     /// together with --net-allow. Example: --net-deny 10.0.0.0/8
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = parse_net_spec)]
     pub net_deny: Vec<String>,
 
     /// TCP ports the program may not bind (EACCES). Comma-separated ports
@@ -140,9 +178,17 @@ pub struct RunArgs {
     /// opened, executed (also as a script's interpreter), linked, renamed,
     /// symlinked to, replaced, or have its mode, owner, times or attributes
     /// changed, and no name can be created in it, by any name (EACCES).
+    /// PATH must exist (a typo, or a `~` the shell did not expand, would
+    /// deny nothing): see --deny-path-future for one made later.
     /// Repeatable. Example: --deny-path /etc/shadow
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = parse_existing_path)]
     pub deny_path: Vec<std::path::PathBuf>,
+
+    /// Like --deny-path, for a PATH that need not exist yet (one the
+    /// program may create later): denied by name until then.
+    /// Repeatable. Example: --deny-path-future /tmp/secret
+    #[arg(long, value_name = "PATH")]
+    pub deny_path_future: Vec<std::path::PathBuf>,
 
     /// Let the program keep all its capabilities. By default a root
     /// program keeps only CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
@@ -152,18 +198,90 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_caps: bool,
 
-    /// Deny, with EPERM, any exec one of whose arguments contains WORD,
-    /// decided on one copy of argv, read while every task sharing the
-    /// caller's memory is stopped and checked again against what the kernel
-    /// started. Repeatable. Example: --exec-deny rm
-    #[arg(long, value_name = "WORD")]
+    /// Deny, with EPERM, any exec that names WORD: an argument that is
+    /// WORD or a path ending in it (`/bin/rm`), or a word of an argument
+    /// split at spaces and shell punctuation (`sh -c 'cd x; rm y'`), but
+    /// not WORD inside a longer word (`echo inform`). Decided on one copy
+    /// of argv, read while every task sharing the caller's memory is
+    /// stopped and checked again against what the kernel started.
+    /// Repeatable. Example: --exec-deny rm
+    #[arg(long, value_name = "WORD", value_parser = parse_exec_word)]
     pub exec_deny: Vec<String>,
 
-    /// Append one JSON object per trapped call (syscall, category, pid,
-    /// parent pid, host, port, size, argv, denied, verdict) to FILE.
+    /// Deny, with EPERM, any exec one of whose arguments contains TEXT
+    /// anywhere (`--exec-deny-substring rm` also refuses `echo inform`).
+    /// Repeatable. Example: --exec-deny-substring password=
+    #[arg(long, value_name = "TEXT", value_parser = parse_exec_substring)]
+    pub exec_deny_substring: Vec<String>,
+
+    /// Append one JSON object per trapped call (schema, time, syscall,
+    /// category, pid, parent pid, host, port, size, argv, denied, verdict)
+    /// to FILE, opened before the program starts and denied to it (it can
+    /// neither forge nor erase records); `-` writes to stdout.
     /// Example: --audit /tmp/audit.jsonl
     #[arg(long, value_name = "FILE")]
     pub audit: Option<std::path::PathBuf>,
+
+    /// At exit, print on stderr how often each rule fired (forks refused
+    /// at -P, destinations refused, calls on denied paths, execs refused,
+    /// processes killed over -m). The first of each kind is always told
+    /// as it happens. Example: --summary
+    #[arg(long)]
+    pub summary: bool,
+
+    /// Stop the program after DURATION (`30s`, `500ms`, `2m`, `1h`): SIGTERM
+    /// to its process group, SIGKILL after --kill-after; unotify then
+    /// exits with 124, like timeout(1). Example: --timeout 30s
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Set the environment variable K to V for the program. Repeatable.
+    /// Example: --env LANG=C
+    #[arg(long, value_name = "K=V", value_parser = parse_env_set)]
+    pub env: Vec<(String, String)>,
+
+    /// Remove the environment variable K for the program. Repeatable.
+    /// Example: --unset-env HISTFILE
+    #[arg(long, value_name = "K", value_parser = parse_env_name)]
+    pub unset_env: Vec<String>,
+
+    /// Start the program with an empty environment (then --env adds to
+    /// it). Example: --clean-env --env PATH=/usr/bin:/bin
+    #[arg(long)]
+    pub clean_env: bool,
+
+    /// At most N open files in each process of the program (its
+    /// RLIMIT_NOFILE, soft and hard: an fd numbered N or above cannot be
+    /// made, EMFILE). At least 3 (stdin, stdout, stderr).
+    /// Example: --max-open-files 256
+    #[arg(long, value_name = "N", value_parser = parse_max_open_files)]
+    pub max_open_files: Option<u64>,
+
+    /// Run the program in DIR (which must exist). Relative paths of other
+    /// flags (--deny-path) are still taken from unotify's own directory.
+    /// Example: --cwd /tmp
+    #[arg(long, value_name = "DIR", value_parser = parse_dir)]
+    pub cwd: Option<std::path::PathBuf>,
+
+    /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
+    /// group, so that its handlers run), kill the sandbox if it has not
+    /// ended within DURATION (`10s`, `500ms`, `2m`; `0` kills at once). A
+    /// second signal kills at once. Example: --kill-after 30s
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub kill_after: std::time::Duration,
+
+    /// Let processes that left the program's process group (a
+    /// double-forked daemon) run on after the program exits. They are then
+    /// unsupervised: every call the filter traps fails with ENOSYS once
+    /// unotify is gone, and no limit holds them. Without it they are
+    /// killed. Turns cgroups off (-m then counts memory at the calls it
+    /// traps). Example: --leave-daemons
+    #[arg(long)]
+    pub leave_daemons: bool,
+
+    /// Tests only: do not use cgroups.
+    #[arg(long, hide = true)]
+    pub test_no_cgroups: bool,
 
     /// Run even if the kernel cannot keep the program away from processes
     /// outside the sandbox (Landlock older than ABI 6, Linux 6.12, or
@@ -229,6 +347,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let args = match crate::profile::expand(args) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("unotify: {message}");
+            return Err(EXIT_USAGE);
+        }
+    };
     match Cli::try_parse_from(args) {
         Ok(cli) => Ok(cli),
         Err(e) => match e.kind() {
@@ -241,13 +367,137 @@ where
                 eprint!("{}", Cli::command().render_help());
                 Err(EXIT_USAGE)
             }
-            _ => {
+            kind => {
                 let text = e.render().to_string();
                 let text = text.strip_prefix("error: ").unwrap_or(&text);
+                let mut text = text.to_owned();
+                if kind == ErrorKind::InvalidSubcommand && !text.contains("tip:") {
+                    if let Some(tip) = suggest_subcommand(&e) {
+                        text = text.replacen("\n\nUsage:", &format!("\n\n{tip}\n\nUsage:"), 1);
+                    }
+                }
                 eprint!("unotify: {text}");
                 Err(EXIT_USAGE)
             }
         },
+    }
+}
+
+impl Cli {
+    /// clap's parse, without profiles (for checking one profile key).
+    pub fn try_parse_from_raw(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        <Cli as Parser>::try_parse_from(args)
+    }
+}
+
+/// Adds a did-you-mean for a misspelt subcommand where clap has none
+/// (clap's test misses short names: `rnu`, `rn`).
+fn suggest_subcommand(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(given)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let cmd = Cli::command();
+    let names = cmd.get_subcommands().map(|c| c.get_name());
+    did_you_mean(given, names).map(|near| format!("  tip: a similar subcommand exists: '{near}'"))
+}
+
+fn parse_exec_word(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(char::is_whitespace) || s.contains('/') {
+        return Err(format!(
+            "`{s}` is not one word; give a program name or argument like --exec-deny rm (or --exec-deny-substring TEXT to match text anywhere)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_exec_substring(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty text would match every exec; give some text, like --exec-deny-substring password=".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`s`
+/// when none), fractions allowed (`1.5s`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let hint = || format!("`{s}` is not a duration; give one like 10s, 500ms, 2m or 1h");
+    let n: f64 = num.parse().map_err(|_| hint())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(hint()),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| hint())
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(
+            "a timeout of 0 would stop the program at once; give one like --timeout 30s".into(),
+        );
+    }
+    Ok(d)
+}
+
+fn parse_env_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!(
+            "`{s}` is not K=V; give a name, `=` and a value, like --env LANG=C"
+        )),
+    }
+}
+
+fn parse_env_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['=', '\0']) {
+        return Err(format!(
+            "`{s}` is not a variable name; give a name without `=`, like --unset-env HISTFILE"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_dir(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "`{s}` is not a directory; give a directory, like --cwd /tmp"
+        )),
+        Err(e) => Err(format!(
+            "cannot use `{s}` as the directory: {e}; check the path"
+        )),
+    }
+}
+
+fn parse_shell(s: &str) -> Result<clap_complete::Shell, String> {
+    use clap::ValueEnum;
+    clap_complete::Shell::from_str(s, true).map_err(|_| {
+        format!("no completions for `{s}`; use one of bash, zsh, fish, elvish, powershell")
+    })
+}
+
+fn parse_max_open_files(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 3 => Ok(n),
+        Ok(_) => Err(
+            "the program needs at least its stdin, stdout and stderr; use --max-open-files 3 or more"
+                .into(),
+        ),
+        Err(_) => Err(format!(
+            "`{s}` is not a number of files; give one like --max-open-files 256"
+        )),
     }
 }
 
@@ -273,8 +523,24 @@ fn parse_max_processes(s: &str) -> Result<u32, String> {
     }
 }
 
+/// The smallest memory limit accepted: one page. Below it every program
+/// is killed at its first allocation, which is never what was meant.
+const MIN_MEMORY: u64 = 4096;
+
 fn parse_size(s: &str) -> Result<u64, String> {
-    unotify::process::parse_size(s).map_err(|e| e.to_string())
+    let bytes = unotify::process::parse_size(s).map_err(|e| e.to_string())?;
+    if bytes < MIN_MEMORY {
+        let digits: String = s.trim().chars().take_while(char::is_ascii_digit).collect();
+        let example = if digits.is_empty() || digits == "0" {
+            "512M".to_owned()
+        } else {
+            format!("{digits}M")
+        };
+        return Err(format!(
+            "`{s}` is {bytes} bytes, less than a page ({MIN_MEMORY}): every program would be killed at once; give a unit, like -m {example}"
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_right(s: &str) -> Result<unotify::landlock::Right, String> {
@@ -284,8 +550,112 @@ fn parse_right(s: &str) -> Result<unotify::landlock::Right, String> {
 
 fn parse_syscall(s: &str) -> Result<String, String> {
     let s = s.trim();
-    unotify::syscalls::resolve(s).map_err(|e| e.to_string())?;
+    if let Err(e) = unotify::syscalls::resolve(s) {
+        let names = unotify::syscalls::table(unotify::arch::Arch::native())
+            .iter()
+            .map(|&(name, _)| name);
+        return Err(match did_you_mean(s, names) {
+            Some(near) => format!("unknown system call `{s}`; did you mean `{near}`?"),
+            None => e.to_string(),
+        });
+    }
     Ok(s.to_owned())
+}
+
+/// Refuses a path that does not exist (a dangling symlink exists): denying
+/// it would deny nothing the program can reach now.
+fn parse_existing_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tilde = if let Some(rest) = s.strip_prefix('~') {
+                format!(
+                    " (the shell expands `~` only at the start of a word: write `--deny-path {s}` with a space, or $HOME{rest})"
+                )
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "`{s}` does not exist{tilde}; check the path, or use --deny-path-future {s} to deny a path the program may create later"
+            ))
+        }
+        Err(e) => Err(format!(
+            "cannot look at `{s}`: {e}; check the path, or use --deny-path-future {s} to deny it by name"
+        )),
+    }
+}
+
+/// Refuses a network SPEC that reads both as an IPv6 address and as an
+/// address with a port (`::1:80`): `[::1]:80` says the port, `::1:80/128`
+/// the address.
+fn parse_net_spec(s: &str) -> Result<String, String> {
+    let target = s.split_once("://").map_or(s, |(_, rest)| rest);
+    if !target.contains(['[', '/']) && target.matches(':').count() >= 2 {
+        if let Some((addr, port)) = target.rsplit_once(':') {
+            let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+            if numeric
+                && addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && target.parse::<std::net::Ipv6Addr>().is_ok()
+            {
+                return Err(format!(
+                    "`{s}` is ambiguous: write [{addr}]:{port} for port {port} of {addr}, or {target}/128 for the address {target} on every port"
+                ));
+            }
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// The candidate nearest to `given`, if one is near enough to be a typo
+/// of it: one that contains it (`fstatat` in `newfstatat`), or is within a
+/// few edits (a third of its length, at least one).
+pub fn did_you_mean<'a>(given: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let given_l = given.to_ascii_lowercase();
+    let candidates: Vec<&str> = candidates.collect();
+    // A name that contains it (`fstatat` in `newfstatat`), fewest extra
+    // letters first.
+    let containing = candidates
+        .iter()
+        .filter(|c| given_l.len() >= 4 && c.len() > given_l.len())
+        .filter(|c| c.to_ascii_lowercase().contains(&given_l))
+        .min_by_key(|c| c.len());
+    if let Some(c) = containing.filter(|c| c.len() - given_l.len() <= 4) {
+        return Some(c);
+    }
+    let limit = (given.len() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&given_l, &c.to_ascii_lowercase()), *c))
+        .filter(|&(d, c)| d > 0 && d <= limit || d == 0 && c != given)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Edits (insert, delete, substitute, swap of neighbours) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn parse_deny(s: &str) -> Result<DenyRule, String> {
@@ -315,9 +685,16 @@ pub fn parse_errno(s: &str) -> Result<i32, String> {
         .iter()
         .find(|(name, _)| *name == upper)
         .map(|&(_, n)| n)
-        .ok_or_else(|| {
-            format!("unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS")
-        })
+        .ok_or_else(
+            || match did_you_mean(&upper, ERRNO_NAMES.iter().map(|&(n, _)| n)) {
+                Some(near) => format!("unknown errno `{s}`; did you mean {near}?"),
+                None => {
+                    format!(
+                        "unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS"
+                    )
+                }
+            },
+        )
 }
 
 /// Errno names accepted by `--deny`.
@@ -390,6 +767,18 @@ mod tests {
         assert!(parse_errno("0").is_err());
         assert!(parse_errno("4096").is_err());
         assert!(parse_errno("EBOGUS").is_err());
+    }
+
+    #[test]
+    fn did_you_mean_finds_near_names() {
+        let names = ["openat", "newfstatat", "fstat", "read", "run", "check"];
+        let near = |s| did_you_mean(s, names.iter().copied());
+        assert_eq!(near("opnat"), Some("openat"));
+        assert_eq!(near("fstatat"), Some("newfstatat"));
+        assert_eq!(near("rnu"), Some("run"));
+        assert_eq!(near("chek"), Some("check"));
+        assert_eq!(near("xyzzy"), None);
+        assert_eq!(near("openat"), None);
     }
 
     #[test]

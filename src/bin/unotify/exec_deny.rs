@@ -1,4 +1,8 @@
-//! `--exec-deny WORD`: refuse any exec whose argv names WORD.
+//! `--exec-deny WORD`: refuse any exec whose argv names WORD, as a word:
+//! an argument that is WORD or a path ending in it (`/bin/rm`), or a word
+//! of an argument split at spaces and shell punctuation (`sh -c 'x; rm
+//! y'`); `echo inform` does not name `rm`. `--exec-deny-substring TEXT`
+//! matches TEXT anywhere, only when asked for.
 //!
 //! A handler on `execve`/`execveat`. Exec argv safety (on whenever exec is
 //! handled) freezes the tasks that could rewrite argv before any handler
@@ -7,33 +11,98 @@
 //! is the one the kernel execs. With `--audit` the same test runs as the
 //! policy callback instead, so that the log records each verdict.
 
+use std::sync::Arc;
+
 use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
 use unotify::{HandlerCtx, NotifAction, SandboxBuilder};
 
-/// Whether any argument contains any of `words`.
-fn names_a_word(argv: &[String], words: &[String]) -> bool {
-    argv.iter()
-        .any(|a| words.iter().any(|w| a.contains(w.as_str())))
+use crate::report::Report;
+
+/// One rule of `--exec-deny` or `--exec-deny-substring`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecRule {
+    /// A word: a whole argument, a path's last part, or a word of an
+    /// argument split at spaces and shell punctuation.
+    Word(String),
+    /// Text anywhere in an argument.
+    Substring(String),
 }
 
-/// Adds the refusal of execs naming `words` to `builder`.
-pub fn install(builder: SandboxBuilder, words: Vec<String>, audited: bool) -> SandboxBuilder {
+impl ExecRule {
+    /// The flag that gave it, for messages.
+    pub fn flag(&self) -> String {
+        match self {
+            ExecRule::Word(w) => format!("--exec-deny {w}"),
+            ExecRule::Substring(s) => format!("--exec-deny-substring {s}"),
+        }
+    }
+
+    fn matches(&self, arg: &str) -> bool {
+        match self {
+            ExecRule::Substring(s) => arg.contains(s.as_str()),
+            ExecRule::Word(w) => arg
+                .split(|c: char| c.is_whitespace() || ";|&()<>`$'\"{}=,".contains(c))
+                .filter(|t| !t.is_empty())
+                .any(|t| t == w || t.rsplit('/').next() == Some(w.as_str())),
+        }
+    }
+}
+
+/// The rules of `--exec-deny` and `--exec-deny-substring`.
+pub fn rules(args: &crate::cli::RunArgs) -> Vec<ExecRule> {
+    let words = args.exec_deny.iter().cloned().map(ExecRule::Word);
+    let subs = args
+        .exec_deny_substring
+        .iter()
+        .cloned()
+        .map(ExecRule::Substring);
+    words.chain(subs).collect()
+}
+
+/// The first rule some argument of `argv` matches.
+fn names_a_word<'r>(argv: &[String], rules: &'r [ExecRule]) -> Option<&'r ExecRule> {
+    rules.iter().find(|r| argv.iter().any(|a| r.matches(a)))
+}
+
+/// Adds the refusal of execs matching `words` to `builder`; each refusal
+/// is told to `report`, if given.
+pub fn install(
+    builder: SandboxBuilder,
+    words: Vec<ExecRule>,
+    audited: bool,
+    report: Option<Arc<Report>>,
+) -> SandboxBuilder {
     if audited {
         return builder.policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
-            if ev.argv.as_ref().is_some_and(|a| names_a_word(a, &words)) {
-                Verdict::Deny
-            } else {
-                Verdict::Allow
+            let Some(argv) = &ev.argv else {
+                return Verdict::Allow;
+            };
+            match names_a_word(argv, &words) {
+                Some(word) => {
+                    if let Some(r) = &report {
+                        r.exec_denied(argv, &word.flag());
+                    }
+                    Verdict::Deny
+                }
+                None => Verdict::Allow,
             }
         });
     }
     let handler = move |cx: &HandlerCtx<'_>| match cx.read_exec_argv() {
-        Some(argv) if !names_a_word(&argv, &words) => NotifAction::Continue,
-        // Named, or unreadable: fail closed.
-        _ => NotifAction::Errno(libc::EPERM),
+        Some(argv) => match names_a_word(&argv, &words) {
+            None => NotifAction::Continue,
+            Some(word) => {
+                if let Some(r) = &report {
+                    r.exec_denied(&argv, &word.flag());
+                }
+                NotifAction::Errno(libc::EPERM)
+            }
+        },
+        // Unreadable: fail closed.
+        None => NotifAction::Errno(libc::EPERM),
     };
-    let handler = std::sync::Arc::new(handler);
-    let again = std::sync::Arc::clone(&handler);
+    let handler = Arc::new(handler);
+    let again = Arc::clone(&handler);
     builder
         .handle("execve", move |cx: &HandlerCtx<'_>| handler(cx))
         .handle("execveat", move |cx: &HandlerCtx<'_>| again(cx))
@@ -44,12 +113,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_word_anywhere_in_an_argument_is_named() {
-        let words = vec!["rm".to_owned()];
+    fn words_match_whole_words_and_substrings_only_when_asked() {
+        let words = vec![ExecRule::Word("rm".to_owned())];
         let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(names_a_word(&argv(&["/bin/rm", "-f"]), &words));
-        assert!(names_a_word(&argv(&["sh", "-c", "x; rm y"]), &words));
-        assert!(!names_a_word(&argv(&["/bin/ls", "-l"]), &words));
-        assert!(!names_a_word(&[], &words));
+        assert!(names_a_word(&argv(&["/bin/rm", "-f"]), &words).is_some());
+        assert!(names_a_word(&argv(&["sh", "-c", "x; rm y"]), &words).is_some());
+        assert!(names_a_word(&argv(&["/bin/ls", "-l"]), &words).is_none());
+        assert!(names_a_word(&[], &words).is_none());
+        assert!(names_a_word(&argv(&["echo", "inform", "-rm-", "rmdir"]), &words).is_none());
+        assert!(names_a_word(&argv(&["sh", "-c", "true&&rm x"]), &words).is_some());
+        let sub = vec![ExecRule::Substring("rm".to_owned())];
+        assert!(names_a_word(&argv(&["echo", "inform"]), &sub).is_some());
     }
 }

@@ -6,26 +6,32 @@
 //! command cannot be executed, 127 if it was not found.
 
 mod cli;
+mod conflicts;
 mod exec_deny;
+mod logging;
+mod profile;
+mod report;
+mod signals;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use unotify::os::{self as process};
-use unotify::os::{self as signals, SigSet};
+use unotify::os as libsignals;
+use unotify::os::{self as pidfd, self as process};
 use unotify::{Command, Error, Sandbox};
 
 use cli::{Cmd, RunArgs, EXIT_USAGE};
+use signals::{follow_job_stop, start_signal_thread, SignalState};
 
 /// The command could not be executed.
 const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// The program ran longer than `--timeout` (as timeout(1)).
+const EXIT_TIMEOUT: u8 = 124;
 /// The command was not found.
 const EXIT_NOT_FOUND: u8 = 127;
-
-/// Filter used when `RUST_LOG` is not set: warnings, and the traces asked for
-/// with `--trace`.
-const DEFAULT_LOG_FILTER: &str = "warn,unotify::trace=info";
 
 fn main() -> ExitCode {
     // Nothing of the same user may trace unotify, read its memory or take
@@ -40,32 +46,41 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
-    init_logging();
+    let trace = match &cli.command {
+        Cmd::Run(args) => match trace_sink(args) {
+            Ok(sink) => sink,
+            Err(code) => return ExitCode::from(code),
+        },
+        _ => logging::TraceSink::Off,
+    };
+    logging::init(trace);
     let code = match cli.command {
         Cmd::Run(args) => run(*args),
-        Cmd::Check => check(),
+        Cmd::Check { json } => check(json),
+        Cmd::Completions { shell } => completions(shell),
+        Cmd::Man => man(),
     };
     ExitCode::from(code)
 }
 
-/// Logs go to stderr. Without `RUST_LOG` the filter is
-/// [`DEFAULT_LOG_FILTER`]; with it, `RUST_LOG` alone decides
-/// (`RUST_LOG=off` silences everything, traces included).
-fn init_logging() {
-    let mut builder = env_logger::Builder::new();
-    match std::env::var("RUST_LOG") {
-        Ok(filter) => builder.parse_filters(&filter),
-        Err(_) => builder.parse_filters(DEFAULT_LOG_FILTER),
-    };
-    builder.format(|buf, record| {
-        if record.target() == "unotify::trace" {
-            writeln!(buf, "unotify: trace: {}", record.args())
-        } else {
-            let level = record.level().as_str().to_ascii_lowercase();
-            writeln!(buf, "unotify: {level}: {}", record.args())
-        }
-    });
-    builder.init();
+/// Where `run`'s traces go: the `--trace-output` file, opened (created or
+/// truncated) before anything starts, or stderr.
+fn trace_sink(args: &RunArgs) -> Result<logging::TraceSink, u8> {
+    if args.trace.is_empty() {
+        return Ok(logging::TraceSink::Off);
+    }
+    match &args.trace_output {
+        None => Ok(logging::TraceSink::Stderr),
+        Some(path) => std::fs::File::create(path)
+            .map(logging::TraceSink::File)
+            .map_err(|e| {
+                eprintln!(
+                    "unotify: cannot open the trace output {}: {e}; check the directory exists and is writable",
+                    path.display()
+                );
+                EXIT_USAGE
+            }),
+    }
 }
 
 /// Prints an error of `unotify` itself with what to do about it, and returns
@@ -101,47 +116,14 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// Job control at a terminal. The sandbox has its own process group, which
-/// holds the terminal's foreground while it runs, so a Ctrl-Z stops the
-/// sandbox but not `unotify`, and the shell, waiting for `unotify`, would
-/// not get the terminal back. So when the program stops while it holds the
-/// foreground, `unotify` takes the terminal back and stops itself; when the
-/// shell continues it (`fg`), it hands the terminal to the sandbox again
-/// (if it got it back itself; after `bg`, it does not) and continues the
-/// sandbox.
-fn follow_job_stop(pid: i32) {
-    // The terminal first: without one (most runs) there is no /proc read.
-    if process::terminal_foreground() != Some(pid) || !process::is_job_stopped(pid) {
-        return;
-    }
-    let ours = process::own_group();
-    if let Err(e) = process::set_terminal_foreground(ours) {
-        log::warn!("cannot take the terminal back from the stopped program: {e}");
-        return;
-    }
-    log::debug!("the sandboxed program stopped: stopping too");
-    // Every thread stops here until SIGCONT.
-    if let Err(e) = process::kill(std::process::id() as i32, libc::SIGSTOP) {
-        log::warn!("cannot stop: {e}");
-    }
-    if process::terminal_foreground() == Some(ours) {
-        if let Err(e) = process::set_terminal_foreground(pid) {
-            log::warn!("cannot give the terminal back to the program: {e}");
-        }
-    }
-    if let Err(e) = process::kill_group(pid, libc::SIGCONT) {
-        log::warn!("cannot continue the sandbox: {e}");
-    }
-}
-
 fn run(args: RunArgs) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
-    // the signals wait for this thread (see `wait_for`).
-    let set = match signals::block_termination_signals().and_then(|mut set| {
+    // the signals wait for the signal thread.
+    let set = match libsignals::block_termination_signals().and_then(|mut set| {
         // And SIGCHLD, for job control (waiting for the program does not
         // need it delivered).
         set.add(libc::SIGCHLD)?;
-        signals::block(&set)?;
+        libsignals::block(&set)?;
         Ok(set)
     }) {
         Ok(set) => set,
@@ -150,9 +132,12 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let report = Arc::new(report::Report::default());
+    let observer = Arc::clone(&report);
     let mut builder = Sandbox::builder()
         .foreground(true)
-        .allow_weak_isolation(args.allow_weak_isolation);
+        .allow_weak_isolation(args.allow_weak_isolation)
+        .observe(move |ev| observer.event(ev));
     if let Some(abi) = args.test_landlock_abi_cap {
         builder = builder.landlock_abi_cap(abi);
     }
@@ -181,7 +166,7 @@ fn run(args: RunArgs) -> u8 {
     if let Some(bytes) = args.max_memory {
         builder = builder.max_memory(bytes);
     }
-    for path in &args.deny_path {
+    for path in args.deny_path.iter().chain(&args.deny_path_future) {
         builder = builder.deny_path(path);
     }
     for path in &args.fs_read {
@@ -198,33 +183,157 @@ fn run(args: RunArgs) -> u8 {
     }
     builder = builder.keep_caps(args.keep_caps);
     builder = args.determinism.apply(builder);
-    if let Some(file) = &args.audit {
-        builder = builder.audit(file);
+    if args.leave_daemons || args.test_no_cgroups {
+        builder = builder.cgroups(false);
     }
-    if !args.exec_deny.is_empty() {
-        builder = exec_deny::install(builder, args.exec_deny.clone(), args.audit.is_some());
+    if let Some(file) = &args.audit {
+        if file.as_os_str() == "-" {
+            match std::io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => builder = builder.audit_to(std::fs::File::from(fd)),
+                Err(e) => {
+                    eprintln!("unotify: cannot use stdout for --audit -: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        } else {
+            builder = builder.audit(file);
+        }
+    }
+    if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
+        builder = exec_deny::install(
+            builder,
+            exec_deny::rules(&args),
+            args.audit.is_some(),
+            Some(Arc::clone(&report)),
+        );
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
+        Err(Error::ConflictingRule { syscall, .. }) => {
+            eprintln!("unotify: {}", conflicts::explain(&args, &syscall));
+            return EXIT_USAGE;
+        }
         Err(e) => return fail(&e),
     };
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
+    if args.clean_env {
+        cmd.env_clear();
+    }
+    for k in &args.unset_env {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &args.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &args.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some(n) = args.max_open_files {
+        cmd.max_open_files(n);
+    }
 
+    let state = Arc::new(Mutex::new(SignalState {
+        kill_after: args.kill_after,
+        ..SignalState::default()
+    }));
+    // Orphans of the sandbox (a double-forked daemon) become ours, to be
+    // reaped as they die and killed when the program has exited.
+    if !args.leave_daemons {
+        if let Err(e) = process::set_child_subreaper() {
+            log::warn!(
+                "cannot become a child subreaper: {e}; a daemon the program starts may outlive it"
+            );
+        }
+    }
+    if let Err(e) = start_signal_thread(set, Arc::clone(&state)) {
+        eprintln!("unotify: cannot start the signal thread: {e}");
+        return EXIT_USAGE;
+    }
     let mut child = match sandbox.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
-            let code = fail(&e);
-            // A termination signal that came meanwhile decides the status.
-            return pending_termination(&set).map_or(code, |sig| 128 + sig as u8);
+            let code = match e {
+                // Its refusal was told: no chmod hint.
+                Error::CannotExecute { .. } if report.exec_was_denied() => {
+                    eprintln!("unotify: {e}: refused by --exec-deny");
+                    EXIT_CANNOT_EXECUTE
+                }
+                _ => fail(&e),
+            };
+            if args.summary {
+                report.print_summary();
+            }
+            let received = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .received;
+            return received.map_or(code, signals::die_of);
         }
     };
-    let (status, received) = wait_for(&mut child, &set);
-    if let Some(sig) = received {
-        return 128 + sig as u8;
+    // The child is not reaped before `wait`, so its pid still names it.
+    match pidfd::pidfd_open(child.pid() as i32, 0) {
+        Ok(pidfd) => {
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.target = Some(pidfd);
+            st.pid = Some(child.pid() as i32);
+            st.kill_if_signalled();
+            drop(st);
+            // A stop the signal thread saw before it knew the pid.
+            follow_job_stop(child.pid() as i32);
+            if let Some(limit) = args.timeout {
+                if let Err(e) = signals::start_timeout(&state, limit) {
+                    eprintln!(
+                        "unotify: cannot start the --timeout timer: {e}; stopping the program"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("unotify: cannot watch the sandboxed program: {e}; stopping it");
+            let _ = child.kill();
+            let _ = child.wait();
+            return EXIT_USAGE;
+        }
+    }
+    let status = child.wait();
+    // Nothing of the sandbox outlives it: with cgroups the library killed
+    // every process in them; without, orphans that left the process group
+    // are ours now (nothing traces them once the supervisor has stopped).
+    if !args.leave_daemons {
+        let killed = process::kill_own_children(&[], 64);
+        if killed > 0 {
+            log::debug!("killed {killed} processes left behind by the program");
+        }
+    }
+    if args.summary {
+        report.print_summary();
+    }
+    let (received, timed_out) = {
+        let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        (st.received, st.timed_out)
+    };
+    if timed_out && received.is_none() && status.is_ok() {
+        eprintln!(
+            "unotify: stopped: the program ran longer than --timeout {}",
+            args.timeout.map(|d| format!("{d:?}")).unwrap_or_default()
+        );
+        return EXIT_TIMEOUT;
     }
     match status {
-        Ok(status) => exit_code(status),
+        // A program that ended on its own after a forwarded signal (a
+        // clean shutdown) gives its status.
+        Ok(status) if status.code().is_some() => exit_code(status),
+        // Killed: end as the signal received, or the program's own
+        // terminal signal, so that a calling shell sees it.
+        Ok(status) => match (received, status.signal()) {
+            (Some(sig), _) => signals::die_of(sig),
+            (None, Some(sig)) if signals::PASSED_ON.contains(&sig) => signals::die_of(sig),
+            _ => exit_code(status),
+        },
         Err(e) => {
             eprintln!("unotify: cannot wait for the sandboxed program: {e}");
             EXIT_USAGE
@@ -232,64 +341,72 @@ fn run(args: RunArgs) -> u8 {
     }
 }
 
-/// Waits for the sandboxed program on this thread, taking the signals of
-/// `set` (blocked since before the spawn, so that none was lost) as they
-/// come: SIGINT, SIGTERM or SIGHUP kills the program (the rest of the
-/// sandbox goes when its exit is collected), and `unotify` then exits with
-/// 128 + the first one's number; SIGCHLD, sent when the program stops or
-/// exits, is for job control ([`follow_job_stop`]) and to look again.
-/// Returns the program's status and the termination signal received.
-fn wait_for(
-    child: &mut unotify::Child,
-    set: &SigSet,
-) -> (std::io::Result<std::process::ExitStatus>, Option<i32>) {
-    let pid = child.pid() as i32;
-    let mut received = None;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return (Ok(status), received),
-            Ok(None) => {}
-            Err(e) => return (Err(e), received),
-        }
-        let sig = match signals::wait_signal(set) {
-            Ok(sig) => sig,
-            Err(e) => {
-                log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
-                return (child.wait(), received);
-            }
-        };
-        if sig == libc::SIGCHLD {
-            follow_job_stop(pid);
-            continue;
-        }
-        log::debug!("received signal {sig}: killing the sandbox");
-        received.get_or_insert(sig);
-        // Not reaped before `try_wait` on this thread sees its exit, so
-        // the pid still names the program.
-        if let Err(e) = process::kill(pid, libc::SIGKILL) {
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                log::warn!("cannot kill the sandbox: {e}");
-            }
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
         }
     }
+    out.push('"');
+    out
 }
 
-/// A termination signal of `set` pending, if any (SIGCHLD passes).
-fn pending_termination(set: &SigSet) -> Option<i32> {
-    loop {
-        match signals::take_pending(set) {
-            Ok(Some(libc::SIGCHLD)) => continue,
-            Ok(sig) => return sig,
-            Err(_) => return None,
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "unotify", &mut std::io::stdout());
+    0
+}
+
+fn man() -> u8 {
+    let cmd = <cli::Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    let page = clap_mangen::Man::new(cmd.clone());
+    if let Err(e) = page.render(&mut out) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+        eprintln!("unotify: cannot write the manual page: {e}");
+        return EXIT_USAGE;
+    }
+    // Each subcommand's options follow, under its own heading.
+    for sub in cmd.get_subcommands() {
+        let page = clap_mangen::Man::new(sub.clone());
+        let heading = format!(".SH \"UNOTIFY {}\"\n", sub.get_name().to_uppercase());
+        let written = out
+            .write_all(heading.as_bytes())
+            .and_then(|()| page.render_description_section(&mut out))
+            .and_then(|()| page.render_options_section(&mut out));
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+            eprintln!("unotify: cannot write the manual page: {e}");
+            return EXIT_USAGE;
         }
     }
+    0
 }
 
-fn check() -> u8 {
+fn check(json: bool) -> u8 {
     let features = unotify::probe::probe_features();
     let mut out = std::io::stdout().lock();
     for f in &features {
-        let _ = writeln!(out, "{f}");
+        let _ = if json {
+            writeln!(
+                out,
+                "{{\"name\":{},\"available\":{},\"detail\":{}}}",
+                json_str(f.name),
+                f.available,
+                json_str(&f.detail)
+            )
+        } else {
+            writeln!(out, "{f}")
+        };
     }
     let usable = features
         .iter()

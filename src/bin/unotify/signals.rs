@@ -1,0 +1,208 @@
+//! Signals of `unotify run`: the thread that takes termination signals
+//! (forwarded to the program first, the sandbox killed after the grace of
+//! `--kill-after` or at a second signal), orphans reaped as they die, job
+//! control at a terminal (a stopped program stops `unotify` too), and how
+//! `unotify` ends (by the program's terminal signal, re-raised). Used by
+//! `main`'s `run`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use unotify::os::{self as pidfd, self as process};
+use unotify::os::{self as signals, SigSet};
+
+/// What the signal thread knows: the sandbox to signal, once it runs, and
+/// the termination signals received.
+#[derive(Default)]
+pub struct SignalState {
+    /// pidfd of the sandboxed program (the sandbox's process group leader).
+    pub target: Option<OwnedFd>,
+    /// Its pid, which is also the sandbox's process group.
+    pub pid: Option<i32>,
+    /// The first of SIGINT / SIGTERM / SIGHUP received.
+    pub received: Option<i32>,
+    /// How many of them were received.
+    pub count: u32,
+    /// How long the program has, after a forwarded signal, before the
+    /// sandbox is killed (`--kill-after`); zero: killed at once.
+    pub kill_after: Duration,
+    /// The grace timer was started.
+    pub timer_started: bool,
+    /// `--timeout` ran out: the program was told to stop (exit 124).
+    pub timed_out: bool,
+}
+
+impl SignalState {
+    /// Kills the program if a signal was received and the program is known.
+    /// The rest of the sandbox is killed when its exit is collected.
+    pub fn kill_if_signalled(&self) {
+        if self.received.is_some() {
+            self.kill_now();
+        }
+    }
+
+    fn kill_now(&self) {
+        if let Some(pidfd) = &self.target {
+            if let Err(e) = pidfd::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    log::warn!("cannot kill the sandbox: {e}");
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the program's process group (as a terminal would),
+    /// and SIGCONT after it, so that a stopped program sees it.
+    fn forward(&self, sig: i32) {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        for s in [sig, libc::SIGCONT] {
+            if let Err(e) = process::kill_group(pid, s) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    log::warn!("cannot forward signal {s} to the sandbox: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Job control at a terminal. The sandbox has its own process group, which
+/// holds the terminal's foreground while it runs, so a Ctrl-Z stops the
+/// sandbox but not `unotify`, and the shell, waiting for `unotify`, would
+/// not get the terminal back. So when the program stops while it holds the
+/// foreground, `unotify` takes the terminal back and stops itself; when the
+/// shell continues it (`fg`), it hands the terminal to the sandbox again
+/// (if it got it back itself; after `bg`, it does not) and continues the
+/// sandbox.
+pub fn follow_job_stop(pid: i32) {
+    // The signal thread and the main thread (for a stop before the signal
+    // thread knew the pid) may both get here.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    // The terminal first: without one (most runs) there is no /proc read.
+    if process::terminal_foreground() != Some(pid) || !process::is_job_stopped(pid) {
+        return;
+    }
+    let ours = process::own_group();
+    if let Err(e) = process::set_terminal_foreground(ours) {
+        log::warn!("cannot take the terminal back from the stopped program: {e}");
+        return;
+    }
+    log::debug!("the sandboxed program stopped: stopping too");
+    // Every thread stops here until SIGCONT.
+    if let Err(e) = process::kill(std::process::id() as i32, libc::SIGSTOP) {
+        log::warn!("cannot stop: {e}");
+    }
+    if process::terminal_foreground() == Some(ours) {
+        if let Err(e) = process::set_terminal_foreground(pid) {
+            log::warn!("cannot give the terminal back to the program: {e}");
+        }
+    }
+    if let Err(e) = process::kill_group(pid, libc::SIGCONT) {
+        log::warn!("cannot continue the sandbox: {e}");
+    }
+}
+
+/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: the first is
+/// forwarded to the program, which has `kill_after` to end before the
+/// sandbox is killed; a second kills it at once. Takes SIGCHLD too, for
+/// job control ([`follow_job_stop`]) and to reap orphans (under
+/// `PR_SET_CHILD_SUBREAPER` they become `unotify`'s children).
+pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("unotify-signals".into())
+        .spawn(move || loop {
+            let sig = match signals::wait_signal(&set) {
+                Ok(sig) => sig,
+                Err(e) => {
+                    log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
+                    return;
+                }
+            };
+            if sig == libc::SIGCHLD {
+                let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
+                if let Some(pid) = pid {
+                    follow_job_stop(pid);
+                    process::reap_orphan_zombies(&[pid]);
+                }
+                continue;
+            }
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.received.get_or_insert(sig);
+            st.count += 1;
+            if st.pid.is_none() {
+                // Not started yet: the spawn's caller kills it once known.
+                continue;
+            }
+            if st.count > 1 || st.kill_after.is_zero() {
+                log::debug!("received signal {sig}: killing the sandbox");
+                st.kill_now();
+                continue;
+            }
+            log::debug!("received signal {sig}: forwarding it to the program");
+            st.forward(sig);
+            start_grace(&mut st, &state);
+        })
+        .map(drop)
+}
+
+/// Starts the timer that kills the sandbox when the grace of
+/// `--kill-after` is over (once).
+fn start_grace(st: &mut SignalState, state: &Arc<Mutex<SignalState>>) {
+    if st.timer_started {
+        return;
+    }
+    st.timer_started = true;
+    let grace = st.kill_after;
+    let state = Arc::clone(state);
+    let timer = std::thread::Builder::new()
+        .name("unotify-grace".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            log::debug!("the grace of --kill-after is over: killing the sandbox");
+            st.kill_now();
+        });
+    if let Err(e) = timer {
+        log::warn!("cannot start the --kill-after timer: {e}; killing the sandbox now");
+        st.kill_now();
+    }
+}
+
+/// `--timeout`: after `limit`, tells the program to stop (SIGTERM to its
+/// process group), then kills the sandbox after the grace of
+/// `--kill-after`, as timeout(1) does.
+pub fn start_timeout(state: &Arc<Mutex<SignalState>>, limit: Duration) -> std::io::Result<()> {
+    let state = Arc::clone(state);
+    std::thread::Builder::new()
+        .name("unotify-timeout".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.timed_out = true;
+            log::debug!("--timeout ran out: stopping the program");
+            if st.kill_after.is_zero() {
+                st.kill_now();
+            } else {
+                st.forward(libc::SIGTERM);
+                start_grace(&mut st, &state);
+            }
+        })
+        .map(drop)
+}
+
+/// Signals whose death of the program `unotify` passes on as its own
+/// death: those a terminal or a shell sends to end a job, on which a
+/// calling shell decides (a `for` loop stops on SIGINT).
+pub const PASSED_ON: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Ends `unotify` by `sig` (see [`unotify::os::die_of_signal`]); returns
+/// the exit status to use if that fails.
+pub fn die_of(sig: i32) -> u8 {
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let e = signals::die_of_signal(sig);
+    log::warn!("cannot end by signal {sig}: {e}");
+    128u8.wrapping_add(sig as u8)
+}

@@ -1,0 +1,139 @@
+//! `unotify run` refuses the mistakes that would otherwise pass silently
+//! (exit 125, saying what to do): a denied path that does not exist, an
+//! ambiguous IPv6 network rule, a memory limit below a page, conflicting
+//! rules (naming the call and the flags), and misspelt flags, subcommands,
+//! system calls and errnos (with a did-you-mean).
+
+mod common;
+
+use std::process::Output;
+
+use common::{run_unotify as run, stderr_of as stderr};
+
+/// Asserts `unotify`'s own refusal: exit 125, nothing run, and each of
+/// `needles` in the message.
+fn refused(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(125), "stderr:\n{err}");
+    assert!(err.starts_with("unotify: "), "stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in:\n{err}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_denied_path_that_does_not_exist_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("secrte");
+    let typo_s = typo.to_str().unwrap();
+    refused(
+        &run(&["run", "--deny-path", typo_s, "--", "echo", "ran"]),
+        &["does not exist", "--deny-path-future"],
+    );
+    // `--deny-path=~/.ssh`: the shell leaves the `~` alone.
+    refused(
+        &run(&["run", "--deny-path=~/.unotify-no-such", "--", "echo", "ran"]),
+        &["`~`", "$HOME/.unotify-no-such"],
+    );
+}
+
+#[test]
+fn a_future_path_is_denied_once_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let later_s = later.to_str().unwrap();
+    let script = format!("echo secret > {later_s}; cat {later_s}");
+    let out = run(&[
+        "run",
+        "--deny-path-future",
+        later_s,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_ne!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("secret"));
+    // Control: without the rule the script prints it.
+    let out = run(&["run", "--", "sh", "-c", &script]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secret\n");
+}
+
+#[test]
+fn an_ipv6_rule_that_reads_as_a_port_is_refused() {
+    refused(
+        &run(&["run", "--net-allow", "::1:80", "--", "true"]),
+        &["[::1]:80", "::1:80/128"],
+    );
+    refused(
+        &run(&["run", "--net-deny", "tcp://2001:db8::1:443", "--", "true"]),
+        &["[2001:db8::1]:443"],
+    );
+    // The unambiguous forms run.
+    for spec in ["[::1]:80", "::1:80/128", "::1", "fe80::1"] {
+        let out = run(&["run", "--net-allow", spec, "--", "true"]);
+        assert_eq!(out.status.code(), Some(0), "{spec}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_memory_limit_below_a_page_is_refused() {
+    refused(&run(&["run", "-m", "512", "--", "true"]), &["-m 512M"]);
+    refused(&run(&["run", "-m", "0", "--", "true"]), &["page"]);
+    let out = run(&["run", "-m", "4096K", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn conflicting_rules_name_the_call_and_the_flags() {
+    refused(
+        &run(&[
+            "run",
+            "--deny",
+            "connect",
+            "--net-allow",
+            "127.0.0.1:80",
+            "--",
+            "true",
+        ]),
+        &["`connect`", "--deny connect", "--net-allow"],
+    );
+    refused(
+        &run(&["run", "--deny", "execve", "--exec-deny", "rm", "--", "true"]),
+        &["`execve`", "--deny execve", "--exec-deny"],
+    );
+    let out = run(&[
+        "run",
+        "--trace",
+        "socket",
+        "--net-allow",
+        "127.0.0.1:80",
+        "--",
+        "true",
+    ]);
+    refused(&out, &["`socket`", "--trace socket", "--net-allow"]);
+    assert!(!stderr(&out).contains("`42`"));
+}
+
+#[test]
+fn misspellings_get_a_did_you_mean() {
+    refused(
+        &run(&["run", "--trac", "openat", "--", "true"]),
+        &["--trace"],
+    );
+    refused(&run(&["rnu", "--", "true"]), &["'run'"]);
+    refused(&run(&["chek"]), &["'check'"]);
+    refused(
+        &run(&["run", "--trace", "opnat", "--", "true"]),
+        &["did you mean `openat`"],
+    );
+    refused(
+        &run(&["run", "--trace", "fstatat", "--", "true"]),
+        &["did you mean `newfstatat`"],
+    );
+    refused(
+        &run(&["run", "--deny", "openat=EACCESS", "--", "true"]),
+        &["did you mean EACCES"],
+    );
+}

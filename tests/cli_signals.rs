@@ -1,0 +1,222 @@
+//! Signals and lifetime of `unotify run`: SIGTERM/SIGINT/SIGHUP are
+//! forwarded to the program first (its handlers run), the sandbox is
+//! killed after `--kill-after`; `unotify` ends by the program's terminal
+//! signal (so a shell loop stops on Ctrl-C); and no process outlives the
+//! sandbox, cgroups or not, unless `--leave-daemons` says so.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{run_unotify as run, stderr_of as stderr, unotify};
+
+/// Starts `unotify ARGS` with stdout piped, waits for its first line of
+/// output (the program is ready), sends `sig`, and returns the status,
+/// all of stdout and the time from the signal to the exit.
+fn signalled(args: &[&str], sig: i32) -> (std::process::ExitStatus, String, Duration) {
+    let mut child = unotify()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut text = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 {
+        text.push(byte[0]);
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    unotify::sys::process::kill(child.id() as i32, sig).unwrap();
+    let sent = Instant::now();
+    out.read_to_end(&mut text).unwrap();
+    let status = child.wait().unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&text).into_owned(),
+        sent.elapsed(),
+    )
+}
+
+#[test]
+fn sigterm_reaches_the_program_whose_handler_runs() {
+    let (status, out, _) = signalled(
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo cleaned up; exit 3' TERM; echo ready; sleep 30 & wait",
+        ],
+        libc::SIGTERM,
+    );
+    assert!(out.contains("cleaned up"), "the handler did not run: {out}");
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
+#[test]
+fn a_program_ignoring_sigterm_is_killed_after_the_grace() {
+    let (status, out, took) = signalled(
+        &[
+            "run",
+            "--kill-after",
+            "500ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; sleep 30",
+        ],
+        libc::SIGTERM,
+    );
+    assert_eq!(out, "ready\n");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_kills_at_once() {
+    let mut child = unotify()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM INT; echo ready; sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    out.read_exact(&mut buf).unwrap();
+    let pid = child.id() as i32;
+    unotify::sys::process::kill(pid, libc::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    unotify::sys::process::kill(pid, libc::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}
+
+#[test]
+fn the_programs_terminal_signal_ends_unotify() {
+    // Ctrl-C at a terminal reaches the program's group, not unotify: its
+    // death by SIGINT must be unotify's, so that `for ...; do unotify run
+    // ...; done` stops.
+    let out = run(&["run", "--", "sh", "-c", "kill -INT $$"]);
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
+    // Other signals give 128+N, as documented.
+    let out = run(&["run", "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.status.code(), Some(137));
+}
+
+#[test]
+fn a_shell_loop_stops_on_ctrl_c() {
+    // As a terminal's Ctrl-C does, SIGINT goes to the shell's process
+    // group: the shell and unotify, which forwards it to the sandbox. The
+    // shell stops its loop only if its child died of SIGINT too.
+    use std::os::unix::process::CommandExt;
+    let unotify = env!("CARGO_BIN_EXE_unotify");
+    let script =
+        format!("for i in 1 2 3; do {unotify} run -- sleep 2; echo iteration $i; done; echo end");
+    let mut shell = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    unotify::sys::process::kill_group(shell.id() as i32, libc::SIGINT).unwrap();
+    let mut text = String::new();
+    shell
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let status = shell.wait().unwrap();
+    assert!(!text.contains("iteration"), "the loop went on:\n{text}");
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}
+
+/// Whether a process with `marker` in its command line is alive.
+fn alive_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let is_sleep = cmdline.starts_with(b"sleep\0");
+        if is_sleep && cmdline.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `unotify run FLAGS -- sh -c` starting a double-forked daemon `sleep
+/// MARKER` in a session of its own; returns the daemons alive after it.
+fn daemon_after(flags: &[&str], marker: &str) -> Vec<i32> {
+    let script =
+        format!("setsid sh -c 'sleep {marker} </dev/null >/dev/null 2>&1 &'; sleep 0.2; exit 0");
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.extend(["--", "sh", "-c", &script]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(200));
+    alive_with(marker)
+}
+
+#[test]
+fn a_double_forked_daemon_does_not_outlive_the_sandbox() {
+    let marker = format!("1002.{}1", std::process::id());
+    assert_eq!(
+        daemon_after(&[], &marker),
+        Vec::<i32>::new(),
+        "with cgroups"
+    );
+    let marker = format!("1002.{}2", std::process::id());
+    assert_eq!(
+        daemon_after(&["--test-no-cgroups"], &marker),
+        Vec::<i32>::new(),
+        "without cgroups"
+    );
+}
+
+#[test]
+fn leave_daemons_lets_them_run() {
+    let marker = format!("1002.{}3", std::process::id());
+    let left = daemon_after(&["--leave-daemons"], &marker);
+    assert_eq!(left.len(), 1, "{left:?}");
+    for pid in left {
+        let _ = unotify::sys::process::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn bad_durations_are_refused() {
+    for bad in ["", "ten", "5x", "-1s", "1e400s"] {
+        let flag = format!("--kill-after={bad}");
+        let out = run(&["run", &flag, "--", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+        assert!(stderr(&out).contains("like 10s"), "{}", stderr(&out));
+    }
+}
