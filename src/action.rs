@@ -213,3 +213,90 @@ pub fn content_memfd(content: &[u8], seal: bool) -> io::Result<OwnedFd> {
 pub fn sealed_memfd(content: &[u8]) -> io::Result<OwnedFd> {
     content_memfd(content, true)
 }
+
+/// The errno names unotify knows, by name (upper case). Where two names
+/// share a number (`EAGAIN`/`EWOULDBLOCK`) the first is the one
+/// [`errno_name`] gives.
+pub fn errno_names() -> impl Iterator<Item = &'static str> {
+    ERRNO_NAMES.iter().map(|&(name, _)| name)
+}
+
+/// The number of the errno named `name` (`EACCES`; upper case), if
+/// unotify knows it.
+///
+/// ```
+/// assert_eq!(unotify::action::errno_by_name("EACCES"), Some(libc::EACCES));
+/// assert_eq!(unotify::action::errno_by_name("EACCESS"), None);
+/// ```
+pub fn errno_by_name(name: &str) -> Option<i32> {
+    ERRNO_NAMES
+        .iter()
+        .find(|&&(n, _)| n == name)
+        .map(|&(_, e)| e)
+}
+
+/// The name of errno `n`, if unotify knows it.
+pub fn errno_name(n: i32) -> Option<&'static str> {
+    ERRNO_NAMES
+        .iter()
+        .find(|&&(_, e)| e == n)
+        .map(|&(name, _)| name)
+}
+
+/// Errno names, for `--deny SYSCALL=ERRNO` and traces.
+const ERRNO_NAMES: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM),
+    ("ENOENT", libc::ENOENT),
+    ("ESRCH", libc::ESRCH),
+    ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO),
+    ("ENXIO", libc::ENXIO),
+    ("E2BIG", libc::E2BIG),
+    ("ENOEXEC", libc::ENOEXEC),
+    ("EBADF", libc::EBADF),
+    ("ECHILD", libc::ECHILD),
+    ("EAGAIN", libc::EAGAIN),
+    ("EWOULDBLOCK", libc::EWOULDBLOCK),
+    ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
+    ("EBUSY", libc::EBUSY),
+    ("EEXIST", libc::EEXIST),
+    ("EXDEV", libc::EXDEV),
+    ("ENODEV", libc::ENODEV),
+    ("ENOTDIR", libc::ENOTDIR),
+    ("EISDIR", libc::EISDIR),
+    ("EINVAL", libc::EINVAL),
+    ("ENFILE", libc::ENFILE),
+    ("EMFILE", libc::EMFILE),
+    ("ENOTTY", libc::ENOTTY),
+    ("ETXTBSY", libc::ETXTBSY),
+    ("EFBIG", libc::EFBIG),
+    ("ENOSPC", libc::ENOSPC),
+    ("ESPIPE", libc::ESPIPE),
+    ("EROFS", libc::EROFS),
+    ("EMLINK", libc::EMLINK),
+    ("EPIPE", libc::EPIPE),
+    ("ERANGE", libc::ERANGE),
+    ("EDEADLK", libc::EDEADLK),
+    ("ENAMETOOLONG", libc::ENAMETOOLONG),
+    ("ENOSYS", libc::ENOSYS),
+    ("ENOTEMPTY", libc::ENOTEMPTY),
+    ("ELOOP", libc::ELOOP),
+    ("ENOTSUP", libc::ENOTSUP),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
+    ("EADDRINUSE", libc::EADDRINUSE),
+    ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
+    ("ENETDOWN", libc::ENETDOWN),
+    ("ENETUNREACH", libc::ENETUNREACH),
+    ("ECONNABORTED", libc::ECONNABORTED),
+    ("ECONNRESET", libc::ECONNRESET),
+    ("ETIMEDOUT", libc::ETIMEDOUT),
+    ("ECONNREFUSED", libc::ECONNREFUSED),
+    ("EHOSTUNREACH", libc::EHOSTUNREACH),
+    ("EALREADY", libc::EALREADY),
+    ("EINPROGRESS", libc::EINPROGRESS),
+    ("EDQUOT", libc::EDQUOT),
+    ("ECANCELED", libc::ECANCELED),
+];

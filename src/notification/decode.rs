@@ -380,58 +380,8 @@ fn signal_name(sig: i32) -> String {
 
 /// The name of errno `n`, if it is a common one.
 pub(crate) fn errno_name(n: i32) -> Option<&'static str> {
-    ERRNOS.iter().find(|&&(_, e)| e == n).map(|&(name, _)| name)
+    crate::action::errno_name(n)
 }
-
-const ERRNOS: &[(&str, i32)] = &[
-    ("EPERM", libc::EPERM),
-    ("ENOENT", libc::ENOENT),
-    ("ESRCH", libc::ESRCH),
-    ("EINTR", libc::EINTR),
-    ("EIO", libc::EIO),
-    ("ENXIO", libc::ENXIO),
-    ("E2BIG", libc::E2BIG),
-    ("ENOEXEC", libc::ENOEXEC),
-    ("EBADF", libc::EBADF),
-    ("ECHILD", libc::ECHILD),
-    ("EAGAIN", libc::EAGAIN),
-    ("ENOMEM", libc::ENOMEM),
-    ("EACCES", libc::EACCES),
-    ("EFAULT", libc::EFAULT),
-    ("EBUSY", libc::EBUSY),
-    ("EEXIST", libc::EEXIST),
-    ("EXDEV", libc::EXDEV),
-    ("ENODEV", libc::ENODEV),
-    ("ENOTDIR", libc::ENOTDIR),
-    ("EISDIR", libc::EISDIR),
-    ("EINVAL", libc::EINVAL),
-    ("ENFILE", libc::ENFILE),
-    ("EMFILE", libc::EMFILE),
-    ("ENOTTY", libc::ENOTTY),
-    ("ETXTBSY", libc::ETXTBSY),
-    ("EFBIG", libc::EFBIG),
-    ("ENOSPC", libc::ENOSPC),
-    ("ESPIPE", libc::ESPIPE),
-    ("EROFS", libc::EROFS),
-    ("EMLINK", libc::EMLINK),
-    ("EPIPE", libc::EPIPE),
-    ("ERANGE", libc::ERANGE),
-    ("ENAMETOOLONG", libc::ENAMETOOLONG),
-    ("ENOSYS", libc::ENOSYS),
-    ("ENOTEMPTY", libc::ENOTEMPTY),
-    ("ELOOP", libc::ELOOP),
-    ("EOPNOTSUPP", libc::EOPNOTSUPP),
-    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
-    ("EADDRINUSE", libc::EADDRINUSE),
-    ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
-    ("ENETUNREACH", libc::ENETUNREACH),
-    ("ECONNRESET", libc::ECONNRESET),
-    ("ETIMEDOUT", libc::ETIMEDOUT),
-    ("ECONNREFUSED", libc::ECONNREFUSED),
-    ("EHOSTUNREACH", libc::EHOSTUNREACH),
-    ("EINPROGRESS", libc::EINPROGRESS),
-    ("EDQUOT", libc::EDQUOT),
-];
 
 const OPEN_FLAGS: &[(&str, u64)] = &[
     ("O_CREAT", libc::O_CREAT as u64),

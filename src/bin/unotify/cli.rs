@@ -681,79 +681,15 @@ pub fn parse_errno(s: &str) -> Result<i32, String> {
         ));
     }
     let upper = s.to_ascii_uppercase();
-    ERRNO_NAMES
-        .iter()
-        .find(|(name, _)| *name == upper)
-        .map(|&(_, n)| n)
-        .ok_or_else(
-            || match did_you_mean(&upper, ERRNO_NAMES.iter().map(|&(n, _)| n)) {
-                Some(near) => format!("unknown errno `{s}`; did you mean {near}?"),
-                None => {
-                    format!(
-                        "unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS"
-                    )
-                }
-            },
-        )
+    unotify::action::errno_by_name(&upper).ok_or_else(|| {
+        match did_you_mean(&upper, unotify::action::errno_names()) {
+            Some(near) => format!("unknown errno `{s}`; did you mean {near}?"),
+            None => {
+                format!("unknown errno `{s}`; use a number or a name like EPERM, EACCES, ENOSYS")
+            }
+        }
+    })
 }
-
-/// Errno names accepted by `--deny`.
-const ERRNO_NAMES: &[(&str, i32)] = &[
-    ("EPERM", libc::EPERM),
-    ("ENOENT", libc::ENOENT),
-    ("ESRCH", libc::ESRCH),
-    ("EINTR", libc::EINTR),
-    ("EIO", libc::EIO),
-    ("ENXIO", libc::ENXIO),
-    ("E2BIG", libc::E2BIG),
-    ("ENOEXEC", libc::ENOEXEC),
-    ("EBADF", libc::EBADF),
-    ("ECHILD", libc::ECHILD),
-    ("EAGAIN", libc::EAGAIN),
-    ("EWOULDBLOCK", libc::EWOULDBLOCK),
-    ("ENOMEM", libc::ENOMEM),
-    ("EACCES", libc::EACCES),
-    ("EFAULT", libc::EFAULT),
-    ("EBUSY", libc::EBUSY),
-    ("EEXIST", libc::EEXIST),
-    ("EXDEV", libc::EXDEV),
-    ("ENODEV", libc::ENODEV),
-    ("ENOTDIR", libc::ENOTDIR),
-    ("EISDIR", libc::EISDIR),
-    ("EINVAL", libc::EINVAL),
-    ("ENFILE", libc::ENFILE),
-    ("EMFILE", libc::EMFILE),
-    ("ENOTTY", libc::ENOTTY),
-    ("ETXTBSY", libc::ETXTBSY),
-    ("EFBIG", libc::EFBIG),
-    ("ENOSPC", libc::ENOSPC),
-    ("ESPIPE", libc::ESPIPE),
-    ("EROFS", libc::EROFS),
-    ("EMLINK", libc::EMLINK),
-    ("EPIPE", libc::EPIPE),
-    ("ERANGE", libc::ERANGE),
-    ("EDEADLK", libc::EDEADLK),
-    ("ENAMETOOLONG", libc::ENAMETOOLONG),
-    ("ENOSYS", libc::ENOSYS),
-    ("ENOTEMPTY", libc::ENOTEMPTY),
-    ("ELOOP", libc::ELOOP),
-    ("ENOTSUP", libc::ENOTSUP),
-    ("EOPNOTSUPP", libc::EOPNOTSUPP),
-    ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
-    ("EADDRINUSE", libc::EADDRINUSE),
-    ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
-    ("ENETDOWN", libc::ENETDOWN),
-    ("ENETUNREACH", libc::ENETUNREACH),
-    ("ECONNABORTED", libc::ECONNABORTED),
-    ("ECONNRESET", libc::ECONNRESET),
-    ("ETIMEDOUT", libc::ETIMEDOUT),
-    ("ECONNREFUSED", libc::ECONNREFUSED),
-    ("EHOSTUNREACH", libc::EHOSTUNREACH),
-    ("EALREADY", libc::EALREADY),
-    ("EINPROGRESS", libc::EINPROGRESS),
-    ("EDQUOT", libc::EDQUOT),
-    ("ECANCELED", libc::ECANCELED),
-];
 
 #[cfg(test)]
 mod tests {
