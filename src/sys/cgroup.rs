@@ -1202,11 +1202,24 @@ impl Watchdog {
                 )
             })
         });
-        if let Err(e) = r {
-            log::warn!("cannot reap the sandbox's watchdog {}: {e}", self.pid);
-            // Never free what it may still use.
-            std::mem::forget(self.held.take());
-            return None;
+        match r {
+            Ok(_) => {}
+            // Reaped already by the host, which reaps every child of its
+            // own (`unotify run`, a child subreaper, does): it has exited.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                log::debug!("the sandbox's watchdog {} was reaped by the host", self.pid);
+                if let Some((args, stack, host, command)) = self.held.take() {
+                    drop((args, host, command));
+                    stack.give_back();
+                }
+                return None;
+            }
+            Err(e) => {
+                log::warn!("cannot reap the sandbox's watchdog {}: {e}", self.pid);
+                // Never free what it may still use.
+                std::mem::forget(self.held.take());
+                return None;
+            }
         }
         if let Some((args, stack, host, command)) = self.held.take() {
             drop((args, host, command));
