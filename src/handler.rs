@@ -356,6 +356,23 @@ impl<'a> HandlerCtx<'a> {
         None
     }
 
+    /// For an exec under argv safety: the files the exec runs, as absolute
+    /// paths with symlinks resolved — the executable, then each interpreter
+    /// of its `#!` chain — pinned once when the exec was frozen; the exec
+    /// event checks the new image against them. Empty for any other call,
+    /// or without argv safety. Unlike the path argument, these name the
+    /// program however the call spells it (`execveat` of an fd,
+    /// `/proc/self/fd/N`, a symlink, a script's interpreter).
+    pub fn exec_programs(&self) -> Vec<std::path::PathBuf> {
+        self.exec_files()
+            .iter()
+            .filter_map(|f| {
+                use std::os::fd::AsRawFd;
+                std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()
+            })
+            .collect()
+    }
+
     /// Reads a NUL-terminated string of at most `max_len` bytes (without the
     /// NUL) at `addr`, one page at a time so that it never reads across into
     /// an unmapped page.

@@ -68,3 +68,82 @@ fn bad_words_are_refused() {
         assert!(stderr(&out).contains(needle), "{}", stderr(&out));
     }
 }
+
+/// The program an exec runs is matched by its file, however the call
+/// names it: a file named WORD run with another argv, through `execveat`
+/// of an `O_PATH` fd, through `/proc/self/fd/N`, and as the interpreter
+/// of a `#!` script. Each exits 99 if the exec was refused with `EPERM`.
+const PROGRAM_BY_FILE: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int run(int mode, const char *denied, const char *script) {
+    pid_t p = fork();
+    if (p == 0) {
+        char *argv[] = { "x", NULL }, *env[] = { NULL };
+        int fd = open(denied, O_PATH | O_CLOEXEC);
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (mode == 0) execve(denied, argv, env);
+        if (mode == 1) syscall(SYS_execveat, fd, "", argv, env, AT_EMPTY_PATH);
+        if (mode == 2) execve(proc, argv, env);
+        if (mode == 3) execve(script, argv, env);
+        _exit(errno == EPERM ? 99 : 98);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+int main(int argc, char **argv) {
+    /* The names are made here: the program's own argv must not name it. */
+    char denied[4096], script[4096];
+    snprintf(denied, sizeof denied, "%s/DENIED%s", argv[1], "X");
+    snprintf(script, sizeof script, "%s/script", argv[1]);
+    int refused = 0;
+    for (int mode = 0; mode < 4; mode++) {
+        int code = run(mode, denied, script);
+        printf("mode %d: %d\n", mode, code);
+        if (code == 99) refused++;
+    }
+    printf("refused=%d\n", refused);
+    return 0;
+}
+"#;
+
+#[test]
+fn the_program_is_matched_by_its_file_however_it_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = common::build_c("program_by_file", PROGRAM_BY_FILE, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A program named DENIEDX (a copy of `true`) and a script run by it.
+    let denied = dir.path().join("DENIEDX");
+    std::fs::copy("/bin/true", &denied).expect("copy true");
+    let script = dir.path().join("script");
+    std::fs::write(&script, format!("#!{}\n", denied.display())).expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = run(&[
+        "run",
+        "--exec-deny",
+        "DENIEDX",
+        "--",
+        exe.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("refused=4"), "{}", stdout(&out));
+    // Bare, each runs.
+    let bare = std::process::Command::new(&exe)
+        .arg(dir.path())
+        .output()
+        .expect("run bare");
+    assert!(
+        String::from_utf8_lossy(&bare.stdout).contains("refused=0"),
+        "{}",
+        String::from_utf8_lossy(&bare.stdout)
+    );
+}

@@ -64,6 +64,18 @@ fn names_a_word<'r>(argv: &[String], rules: &'r [ExecRule]) -> Option<&'r ExecRu
     rules.iter().find(|r| argv.iter().any(|a| r.matches(a)))
 }
 
+/// The first word rule a program the exec runs is named by (its file's
+/// last path part: the executable or an interpreter of its `#!` chain,
+/// however the call names it).
+fn names_a_program<'r>(cx: &HandlerCtx<'_>, rules: &'r [ExecRule]) -> Option<&'r ExecRule> {
+    let programs = cx.exec_programs();
+    rules.iter().find(|r| {
+        matches!(r, ExecRule::Word(w) if programs
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == w.as_str())))
+    })
+}
+
 /// Adds the refusal of execs matching `words` to `builder`; each refusal
 /// is told to `report`, if given.
 pub fn install(
@@ -72,6 +84,26 @@ pub fn install(
     audited: bool,
     report: Option<Arc<Report>>,
 ) -> SandboxBuilder {
+    // The programs an exec runs (whatever its argv says), by their files.
+    let programs = {
+        let words = words.clone();
+        let report = report.clone();
+        Arc::new(
+            move |cx: &HandlerCtx<'_>| match names_a_program(cx, &words) {
+                None => NotifAction::Continue,
+                Some(word) => {
+                    if let Some(r) = &report {
+                        r.exec_denied(&cx.read_exec_argv().unwrap_or_default(), &word.flag());
+                    }
+                    NotifAction::Errno(libc::EPERM)
+                }
+            },
+        )
+    };
+    let again = Arc::clone(&programs);
+    let builder = builder
+        .handle("execve", move |cx: &HandlerCtx<'_>| programs(cx))
+        .handle("execveat", move |cx: &HandlerCtx<'_>| again(cx));
     if audited {
         return builder.policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
             let Some(argv) = &ev.argv else {
