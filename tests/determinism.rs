@@ -446,3 +446,28 @@ fn a_path_rewritten_after_the_check_never_reaches_the_real_hostname() {
     assert!(field("opened") > 0, "{text}");
     assert_eq!(field("leaked"), 0, "the real host name was read: {text}");
 }
+
+/// A hard link to `/etc/hostname` (the same file under another name) is
+/// served the virtual name, and an open of the file for reading and
+/// writing, which would read the real one, is refused.
+#[test]
+fn a_hard_link_or_a_write_open_never_reads_the_real_hostname() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("hl");
+    std::fs::hard_link("/etc/hostname", &link).expect("link /etc/hostname into the temp dir");
+    let real = real_hostname();
+    let script = format!(
+        "cat {link}; python3 -c \"
+import os
+try:
+    fd = os.open('/etc/hostname', os.O_RDWR)
+    print('rdwr', os.read(fd, 64).decode().strip())
+except PermissionError:
+    print('rdwr refused')
+\"",
+        link = link.display()
+    );
+    let out = run_unotify(&["run", "--hostname", "vbox", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out), "vbox\nrdwr refused\n", "real name: {real}");
+}

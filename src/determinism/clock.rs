@@ -58,6 +58,9 @@ pub(crate) fn rules(filter: &mut FilterBuilder) -> Result<()> {
             filter.rule(nr, cases, SyscallAction::Allow)?;
         }
     }
+    // They report the real wall clock (`struct timex`'s `time`), even as
+    // a read (`modes` 0, what `ntp_gettime` does): refused.
+    filter.refuse_undecided(&["adjtimex", "clock_adjtime"], libc::EPERM)?;
     Ok(())
 }
 

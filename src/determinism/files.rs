@@ -22,6 +22,9 @@ use crate::handler::HandlerCtx;
 use crate::paths::ServeOpen;
 use crate::sys::path::FileStat;
 
+/// A virtual file: its canonical path, its device and inode, its content.
+type VirtualFile = (PathBuf, (u64, u64), Arc<[u8]>);
+
 /// Makes the fd a matching open gets (the content, or a stream).
 pub(crate) type Serve =
     Arc<dyn Fn(&HandlerCtx<'_>) -> std::result::Result<OwnedFd, Errno> + Send + Sync>;
@@ -29,8 +32,8 @@ pub(crate) type Serve =
 /// The files to replace, with what replaces them.
 #[derive(Default)]
 pub(crate) struct VirtualFiles {
-    /// (canonical path, its file system's device, content).
-    files: Vec<(PathBuf, u64, Arc<[u8]>)>,
+    /// (canonical path, its device and inode, content).
+    files: Vec<VirtualFile>,
     /// (`st_rdev` of a character device, the fd an open gets).
     devices: Vec<(u64, Serve)>,
 }
@@ -51,7 +54,8 @@ impl VirtualFiles {
             return;
         };
         use std::os::unix::fs::MetadataExt;
-        self.files.push((canonical, meta.dev(), content.into()));
+        self.files
+            .push((canonical, (meta.dev(), meta.ino()), content.into()));
     }
 
     /// Serves opens of the character device `rdev` with `serve`.
@@ -74,8 +78,41 @@ impl VirtualFiles {
 
 /// The virtual files and devices of a sandbox.
 pub(crate) struct Table {
-    files: Vec<(PathBuf, u64, Arc<[u8]>)>,
+    files: Vec<VirtualFile>,
     devices: Vec<(u64, Serve)>,
+}
+
+impl Table {
+    /// What the open of the pinned file replaces it with, if it is one of
+    /// the virtual files or devices: the content for a file (by identity,
+    /// so a hard link to it too, or by its path, which a file put in its
+    /// place keeps), the device's server for a device.
+    fn lookup(&self, pinned: BorrowedFd<'_>, st: &FileStat) -> Option<Found<'_>> {
+        if st.mode & libc::S_IFMT == libc::S_IFCHR {
+            return self
+                .devices
+                .iter()
+                .find(|(rdev, _)| *rdev == st.rdev)
+                .map(|(_, serve)| Found::Device(serve));
+        }
+        if let Some((_, _, content)) = self.files.iter().find(|(_, id, _)| *id == (st.dev, st.ino))
+        {
+            return Some(Found::File(content));
+        }
+        if !self.files.iter().any(|(_, (dev, _), _)| *dev == st.dev) {
+            return None;
+        }
+        let p = crate::paths::path_of_fd(pinned)?;
+        self.files
+            .iter()
+            .find(|(path, _, _)| *path == p)
+            .map(|(_, _, content)| Found::File(content))
+    }
+}
+
+enum Found<'a> {
+    File(&'a Arc<[u8]>),
+    Device(&'a Serve),
 }
 
 impl ServeOpen for Table {
@@ -86,29 +123,23 @@ impl ServeOpen for Table {
         st: &FileStat,
         flags: i32,
     ) -> Option<std::result::Result<OwnedFd, Errno>> {
-        // Only reads are served; writes, creation and O_PATH go to the
-        // real file.
-        if flags & libc::O_ACCMODE != libc::O_RDONLY
-            || flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH | libc::O_DIRECTORY) != 0
-        {
+        // An `O_PATH` fd names the file without reading it (a later open
+        // through `/proc/self/fd/N` comes here again).
+        // (`O_DIRECTORY` fails as for the file: none is a directory.)
+        if flags & (libc::O_PATH | libc::O_DIRECTORY) != 0 {
             return None;
         }
-        if st.mode & libc::S_IFMT == libc::S_IFCHR {
-            return self
-                .devices
-                .iter()
-                .find(|(rdev, _)| *rdev == st.rdev)
-                .map(|(_, serve)| serve(cx));
+        let found = self.lookup(pinned, st)?;
+        // Served for reading only: an open for writing or truncating would
+        // reach the real file (and read it, with `O_RDWR`).
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Some(Err(Errno::of(libc::EACCES)));
         }
-        if !self.files.iter().any(|(_, dev, _)| *dev == st.dev) {
-            return None;
-        }
-        let p = crate::paths::path_of_fd(pinned)?;
-        self.files
-            .iter()
-            .find(|(path, _, _)| *path == p)
-            .map(|(_, _, content)| {
+        Some(match found {
+            Found::Device(serve) => serve(cx),
+            Found::File(content) => {
                 crate::action::sealed_memfd(content).map_err(|e| Errno::from_io(&e))
-            })
+            }
+        })
     }
 }

@@ -356,13 +356,14 @@ fn finish(
         // directory is given as a read-only open of the pinned inode, which
         // serves what `O_PATH` fds are used for (`*at` calls, `fstat`,
         // `/proc/self/fd/N`, `fchdir`, `fexecve`); it needs read permission.
-        // Anything else is tried as is (and refused with `EACCES`).
+        // Anything else (a device, a FIFO, a socket: opening it for reading
+        // could block or act on it) is refused with `EACCES`.
         let ro = if st.is_dir() {
             libc::O_RDONLY | libc::O_DIRECTORY
         } else if st.is_file() {
             libc::O_RDONLY | libc::O_NOCTTY
         } else {
-            return Ok(inject(pinned, flags));
+            return Err(Errno::of(libc::EACCES));
         };
         let fd =
             reopen(pinned.as_fd(), (ro | KERNEL_O_LARGEFILE) as u64).map_err(|e| errno_of(&e))?;
