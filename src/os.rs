@@ -10,5 +10,6 @@ pub use crate::sys::process::{
     terminal_foreground,
 };
 pub use crate::sys::signals::{
-    block, block_termination_signals, die_of_signal, take_pending, wait_signal, SigSet,
+    block, block_termination_signals, die_of_signal, take_pending, wait_signal, wait_signal_info,
+    SigSet,
 };

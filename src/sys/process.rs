@@ -114,16 +114,31 @@ pub fn set_child_subreaper() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) }).map(drop)
 }
 
-/// The processes whose parent is this process (from `/proc/<pid>/stat`).
+/// The processes whose parent is this process: the union of its threads'
+/// `/proc/self/task/<tid>/children` (a child belongs to the thread that
+/// made it, an orphan to the thread of a subreaper it was given to), a few
+/// reads rather than a scan of every process's `stat`.
 pub fn own_children() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
-    dir.flatten()
+    let mut out = Vec::new();
+    for tid in dir
+        .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| crate::sys::procfs::Stat::of(pid).and_then(|s| s.ppid()) == Some(me))
-        .collect()
+    {
+        let Ok(list) = crate::sys::procfs::read_text(&format!("/proc/self/task/{tid}/children"))
+        else {
+            continue;
+        };
+        out.extend(
+            list.split_ascii_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Kills (`SIGKILL`) and reaps every child of this process but `keep`,

@@ -132,6 +132,25 @@ pub fn wait_signal(set: &SigSet) -> io::Result<i32> {
     }
 }
 
+/// [`wait_signal`], with the signal's `si_code` (for `SIGCHLD`: why the
+/// child changed state, `CLD_EXITED`, `CLD_TRAPPED`, ...).
+pub fn wait_signal_info(set: &SigSet) -> io::Result<(i32, i32)> {
+    loop {
+        // SAFETY: all-zero is a valid siginfo_t, written by sigwaitinfo.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set.set` is an initialised sigset_t and `info` a live
+        // siginfo_t that sigwaitinfo fills in.
+        let ret = unsafe { libc::sigwaitinfo(&set.set, &mut info) };
+        if ret >= 0 {
+            return Ok((ret, info.si_code));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// Takes one of the signals in `set` (blocked in every thread) if one is
 /// pending, without waiting (`sigtimedwait(2)` with a zero timeout).
 pub fn take_pending(set: &SigSet) -> io::Result<Option<i32>> {

@@ -277,7 +277,7 @@ fn run(args: RunArgs) -> u8 {
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.target = Some(pidfd);
             st.pid = Some(child.pid() as i32);
-            st.kill_if_signalled();
+            SignalState::act_on_received(&mut st, &state);
             drop(st);
             // A stop the signal thread saw before it knew the pid.
             follow_job_stop(child.pid() as i32);

@@ -34,11 +34,24 @@ pub struct SignalState {
 }
 
 impl SignalState {
-    /// Kills the program if a signal was received and the program is known.
-    /// The rest of the sandbox is killed when its exit is collected.
-    pub fn kill_if_signalled(&self) {
-        if self.received.is_some() {
-            self.kill_now();
+    /// Now that the program is known: what the signal thread would have
+    /// done with the termination signals received before (the program may
+    /// run, and install its handlers, before its spawn returns): forwarded
+    /// with the grace of `--kill-after` for the first, killed at a second
+    /// or without a grace. The rest of the sandbox is killed when its exit
+    /// is collected.
+    /// Called with `state`'s lock held (`st`), in the same hold that makes
+    /// the program known, so that the signal thread acts on none of these
+    /// signals itself.
+    pub fn act_on_received(st: &mut SignalState, state: &Arc<Mutex<SignalState>>) {
+        let Some(sig) = st.received else {
+            return;
+        };
+        if st.count > 1 || st.kill_after.is_zero() {
+            st.kill_now();
+        } else {
+            st.forward(sig);
+            start_grace(st, state);
         }
     }
 
@@ -113,37 +126,51 @@ pub fn follow_job_stop(pid: i32) {
 pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("unotify-signals".into())
-        .spawn(move || loop {
-            let sig = match signals::wait_signal(&set) {
-                Ok(sig) => sig,
-                Err(e) => {
-                    log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
-                    return;
+        .spawn(move || {
+            let mut last_reap = std::time::Instant::now();
+            loop {
+                let (sig, code) = match signals::wait_signal_info(&set) {
+                    Ok(got) => got,
+                    Err(e) => {
+                        log::warn!(
+                            "cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored"
+                        );
+                        return;
+                    }
+                };
+                if sig == libc::SIGCHLD {
+                    let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
+                    if let Some(pid) = pid {
+                        follow_job_stop(pid);
+                        // The ptrace stops of argv safety send one at every
+                        // exec: orphans are looked for when a child ended, or
+                        // a second after the last look (a SIGCHLD pending
+                        // hides the next one).
+                        if code != libc::CLD_TRAPPED
+                            || last_reap.elapsed() >= Duration::from_secs(1)
+                        {
+                            process::reap_orphan_zombies(&[pid]);
+                            last_reap = std::time::Instant::now();
+                        }
+                    }
+                    continue;
                 }
-            };
-            if sig == libc::SIGCHLD {
-                let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
-                if let Some(pid) = pid {
-                    follow_job_stop(pid);
-                    process::reap_orphan_zombies(&[pid]);
+                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                st.received.get_or_insert(sig);
+                st.count += 1;
+                if st.pid.is_none() {
+                    // Not started yet: the spawn's caller kills it once known.
+                    continue;
                 }
-                continue;
+                if st.count > 1 || st.kill_after.is_zero() {
+                    log::debug!("received signal {sig}: killing the sandbox");
+                    st.kill_now();
+                    continue;
+                }
+                log::debug!("received signal {sig}: forwarding it to the program");
+                st.forward(sig);
+                start_grace(&mut st, &state);
             }
-            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.received.get_or_insert(sig);
-            st.count += 1;
-            if st.pid.is_none() {
-                // Not started yet: the spawn's caller kills it once known.
-                continue;
-            }
-            if st.count > 1 || st.kill_after.is_zero() {
-                log::debug!("received signal {sig}: killing the sandbox");
-                st.kill_now();
-                continue;
-            }
-            log::debug!("received signal {sig}: forwarding it to the program");
-            st.forward(sig);
-            start_grace(&mut st, &state);
         })
         .map(drop)
 }
