@@ -72,12 +72,16 @@ pub struct DeniedPaths {
     /// the program's behalf (outside its Landlock domain) are held to them
     /// too ([`with_lists`](Self::with_lists)).
     lists: Option<Arc<FsLists>>,
-    /// How many checks found a denied file (for events: a handler compares
-    /// it before and after its checks); shared with the sets made by
-    /// [`with_lists`](Self::with_lists).
-    hits: Arc<std::sync::atomic::AtomicU64>,
-    /// The file the latest of them found, when known.
-    last_hit: Arc<parking_lot::Mutex<Option<PathBuf>>>,
+}
+
+std::thread_local! {
+    /// This thread's checks that found a denied file, and the file the
+    /// latest one found (when known), for the events a handler reports
+    /// (`hit_mark` before its checks, again after). Per thread, because a
+    /// call's checks all run on the worker that handles it: another
+    /// worker's hit at the same moment is not this call's.
+    static HITS: std::cell::RefCell<(u64, Option<PathBuf>)> =
+        const { std::cell::RefCell::new((0, None)) };
 }
 
 /// The file system allow lists of a sandbox, canonical (`fs_read`,
@@ -259,8 +263,6 @@ impl DeniedPaths {
         DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: Some(Arc::new(lists)),
-            hits: Arc::clone(&self.hits),
-            last_hit: Arc::clone(&self.last_hit),
         }
     }
 
@@ -363,23 +365,22 @@ impl DeniedPaths {
         hit
     }
 
-    /// Counts a check that found `path` denied.
+    /// Counts a check (on this thread) that found `path` denied.
     fn record_hit(&self, path: Option<PathBuf>) {
-        // Relaxed: the count only tells a handler whether its own checks
-        // (made on its thread, before it reads the count again) found one.
-        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *self.last_hit.lock() = path;
+        HITS.with_borrow_mut(|(n, last)| {
+            *n += 1;
+            *last = path;
+        });
     }
 
-    /// The count of checks that found a denied file.
+    /// The count of this thread's checks that found a denied file.
     pub(crate) fn hit_mark(&self) -> u64 {
-        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+        HITS.with_borrow(|(n, _)| *n)
     }
 
-    /// The file the latest such check found (another thread's check may
-    /// have come between: it names a denied file, not always this call's).
+    /// The file this thread's latest such check found, when known.
     pub(crate) fn last_hit(&self) -> Option<PathBuf> {
-        self.last_hit.lock().clone()
+        HITS.with_borrow(|(_, last)| last.clone())
     }
 
     /// Whether a denied path lies strictly beneath the absolute `path`
