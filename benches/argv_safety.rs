@@ -100,33 +100,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `prog args` in `dir`, bare (`policy` empty) or under `unotify
-/// run`; returns the wall time.
-fn timed(policy: &[&str], prog: &str, args: &[&str], dir: &Path) -> f64 {
-    let mut cmd = if policy.is_empty() {
-        std::process::Command::new(prog)
-    } else {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
-        c.arg("run").args(policy).arg("--").arg(prog);
-        c
-    };
-    cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
-    let t = std::time::Instant::now();
-    let out = cmd.output().expect("run");
-    let took = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{prog} {args:?} under {policy:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{prog} under {policy:?} printed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
-}
-
 /// Whole programs: bare vs `--deny-path` vs `--exec-deny`.
 fn programs(runs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -157,21 +130,47 @@ fn programs(runs: usize) {
     let work: Vec<Work<'_>> = vec![
         (
             "python (interpreter) -c 'import json,email'",
-            Box::new(|p: &[&str]| timed(p, &interpreter, &["-c", "import json,email"], d)),
+            Box::new(|p: &[&str]| {
+                common::timed_run(
+                    (!p.is_empty()).then_some(p),
+                    &interpreter,
+                    &["-c", "import json,email"],
+                    d,
+                )
+            }),
         ),
         (
             "python3 on PATH -c 'import json,email'",
-            Box::new(|p: &[&str]| timed(p, "python3", &["-c", "import json,email"], d)),
+            Box::new(|p: &[&str]| {
+                common::timed_run(
+                    (!p.is_empty()).then_some(p),
+                    "python3",
+                    &["-c", "import json,email"],
+                    d,
+                )
+            }),
         ),
         (
             "gcc -O2 hello.c",
-            Box::new(|p: &[&str]| timed(p, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
+            Box::new(|p: &[&str]| {
+                common::timed_run(
+                    (!p.is_empty()).then_some(p),
+                    "gcc",
+                    &["-O2", "-o", "hello", "hello.c"],
+                    d,
+                )
+            }),
         ),
         (
             "make -j8 (12 files)",
             Box::new(|p: &[&str]| {
-                timed(&[], "make", &["-s", "clean"], &project);
-                timed(p, "make", &["-s", "-j8"], &project)
+                common::timed_run(None, "make", &["-s", "clean"], &project);
+                common::timed_run(
+                    (!p.is_empty()).then_some(p),
+                    "make",
+                    &["-s", "-j8"],
+                    &project,
+                )
             }),
         ),
     ];

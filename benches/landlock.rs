@@ -12,7 +12,8 @@
 //!
 //! `cargo bench --bench landlock [-- --runs N]`
 
-use std::path::Path;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -26,29 +27,6 @@ fn arg(name: &str, default: usize) -> usize {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
-}
-
-/// Runs `prog args` in `dir`: directly (`policy` `None`) or under
-/// `unotify run POLICY`; returns the wall time.
-fn timed(policy: Option<&[String]>, prog: &str, args: &[&str], dir: &Path) -> f64 {
-    let mut cmd = match policy {
-        None => std::process::Command::new(prog),
-        Some(p) => {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
-            c.arg("run").args(p).arg("--").arg(prog);
-            c
-        }
-    };
-    cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
-    let t = std::time::Instant::now();
-    let out = cmd.output().expect("run");
-    let took = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{prog} {args:?} under {policy:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
 }
 
 fn main() {
@@ -73,20 +51,17 @@ fn main() {
     let mut lines = text.lines();
     let python = lines.next().expect("sys.executable").to_owned();
     let prefix = lines.next().expect("sys.prefix").to_owned();
-    let bare: Vec<String> = Vec::new();
-    let lists: Vec<String> = ["--fs-system", "-r", &prefix, "-w", "/tmp"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    type Work<'a> = (&'a str, Box<dyn Fn(Option<&[String]>) -> f64 + 'a>);
+    let bare: [&str; 0] = [];
+    let lists: [&str; 5] = ["--fs-system", "-r", &prefix, "-w", "/tmp"];
+    type Work<'a> = (&'a str, Box<dyn Fn(Option<&[&str]>) -> f64 + 'a>);
     let work: Vec<Work<'_>> = vec![
         (
             "python -c 'import json,email'",
-            Box::new(|p| timed(p, &python, &["-c", "import json,email"], d)),
+            Box::new(|p| common::timed_run(p, &python, &["-c", "import json,email"], d)),
         ),
         (
             "gcc -O2 hello.c",
-            Box::new(|p| timed(p, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
+            Box::new(|p| common::timed_run(p, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
         ),
     ];
     println!("{} runs each, interleaved; medians", runs);

@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Output, Stdio};
 
-use common::{run_unotify as run, stderr_of as stderr, stdout_of as stdout, unotify};
+use common::{
+    run_unotify as run, sleeps_with_arg, stderr_of as stderr, stdout_of as stdout, unotify,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -271,28 +273,6 @@ fn unique_sleep_arg() -> String {
         std::process::id(),
         MARKERS.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Pids of live `sleep` processes with `marker` as an argument (not
-/// `unotify run -- sleep MARKER` itself, which has it too).
-fn sleeps_with_arg(marker: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let mut args = cmdline.split(|&b| b == 0);
-        let is_sleep = args
-            .next()
-            .is_some_and(|argv0| argv0 == b"sleep" || argv0.ends_with(b"/sleep"));
-        if is_sleep && args.any(|arg| arg == marker.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

@@ -153,24 +153,6 @@ fn a_shell_loop_stops_on_ctrl_c() {
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
 }
 
-/// Whether a process with `marker` in its command line is alive.
-fn alive_with(marker: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let is_sleep = cmdline.starts_with(b"sleep\0");
-        if is_sleep && cmdline.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 /// `unotify run FLAGS -- sh -c` starting a double-forked daemon `sleep
 /// MARKER` in a session of its own; returns the daemons alive after it.
 fn daemon_after(flags: &[&str], marker: &str) -> Vec<i32> {
@@ -182,7 +164,7 @@ fn daemon_after(flags: &[&str], marker: &str) -> Vec<i32> {
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::thread::sleep(Duration::from_millis(200));
-    alive_with(marker)
+    common::sleeps_with_arg(marker)
 }
 
 #[test]

@@ -425,3 +425,52 @@ pub fn c_project_sum(files: usize) -> i64 {
         .map(|i| (0..8).map(|f| i * f + f).sum::<i64>())
         .sum()
 }
+
+/// Pids of live `sleep` processes with `marker` as an argument (not
+/// `unotify run -- sleep MARKER` itself, which has it too).
+#[allow(dead_code)]
+pub fn sleeps_with_arg(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|&b| b == 0);
+        let is_sleep = args
+            .next()
+            .is_some_and(|argv0| argv0 == b"sleep" || argv0.ends_with(b"/sleep"));
+        if is_sleep && args.any(|arg| arg == marker.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Runs `prog args` in `dir`, directly (`policy` `None`) or under
+/// `unotify run POLICY`, and returns the wall time in seconds; the run
+/// must succeed and print nothing on stderr (for the benches).
+#[allow(dead_code)]
+pub fn timed_run(policy: Option<&[&str]>, prog: &str, args: &[&str], dir: &Path) -> f64 {
+    let mut cmd = match policy {
+        None => std::process::Command::new(prog),
+        Some(policy) => {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
+            c.arg("run").args(policy).arg("--").arg(prog);
+            c
+        }
+    };
+    cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
+    let t = std::time::Instant::now();
+    let out = cmd.output().expect("run");
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{prog} {args:?} under {policy:?}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
