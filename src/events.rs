@@ -46,7 +46,8 @@ pub enum Event {
         /// `unix:/path`, `unix:@name`.
         destination: String,
     },
-    /// A call on a denied path was refused (`EACCES`).
+    /// A call on a denied path, or outside the file system allow lists,
+    /// was refused by the supervisor (`EACCES`).
     PathDenied {
         /// The calling task.
         pid: u32,
@@ -85,10 +86,10 @@ impl fmt::Display for Event {
             Event::PathDenied { pid, syscall, path } => match path {
                 Some(p) => write!(
                     f,
-                    "denied: {syscall} of {} by pid {pid} (a denied path; EACCES)",
+                    "denied: {syscall} of {} by pid {pid} (a denied path, or outside the file system allow lists; EACCES)",
                     p.display()
                 ),
-                None => write!(f, "denied: {syscall} by pid {pid} (a denied path; EACCES)"),
+                None => write!(f, "denied: {syscall} by pid {pid} (a denied path, or outside the file system allow lists; EACCES)"),
             },
         }
     }
