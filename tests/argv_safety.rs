@@ -1388,3 +1388,98 @@ fn an_unprivileged_user_runs_programs_under_argv_safety() {
         String::from_utf8_lossy(&read.stderr)
     );
 }
+
+/// argv[1]: the word; argv[2]: execs left; argv[3]: log file. Logs its
+/// word, then (while execs are left) execs itself with a word a second
+/// thread flips between "ALLOWEDX" and "DENIEDXX", retrying when refused.
+/// Every image is the sandbox's first process: after the launcher's exec,
+/// its execs are the program's and must be frozen like any other.
+const ROOT_RACE: &str = r#"
+static volatile uint64_t word[2];
+static uint64_t allowed, denied;
+static void *flip(void *arg) {
+    (void)arg;
+    for (;;) { word[0] = denied; word[0] = allowed; }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    char line[64];
+    int n = snprintf(line, sizeof line, "%s\n", argv[1]);
+    int fd = open(argv[3], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0 || write(fd, line, n) != n) return 3;
+    close(fd);
+    int left = atoi(argv[2]);
+    if (left <= 0) return 0;
+    memcpy(&allowed, "ALLOWEDX", 8);
+    memcpy(&denied, "DENIEDXX", 8);
+    word[0] = allowed; word[1] = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, flip, NULL);
+    char next[16];
+    snprintf(next, sizeof next, "%d", left - 1);
+    char *args[] = { argv[0], (char *)word, next, argv[3], NULL };
+    for (int tries = 0; tries < 10000; tries++) {
+        execv(argv[0], args);
+        if (errno != EPERM) return 4;
+    }
+    return 5;
+}
+"#;
+
+#[test]
+fn the_first_process_is_frozen_once_the_launcher_has_exec_d() {
+    // The launcher's own exec needs no freeze (nothing else of the sandbox
+    // exists yet); every later exec of that process is the program's, and
+    // a thread rewriting its argv must not get a denied word run.
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(120), "first-process argv race");
+    let race = program("root_race", ROOT_RACE);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let sandbox = guarded().build().unwrap();
+    let (out, code) = run(&sandbox, &race, &["ALLOWEDX", "200", log.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let denied = text.lines().filter(|l| l.contains("DENIED")).count();
+    assert_eq!(denied, 0, "denied words ran in the first process: {text}");
+    assert_eq!(text.lines().count(), 201, "every image logged once: {text}");
+}
+
+#[test]
+fn a_program_that_execs_nothing_starts_no_ptrace_thread() {
+    // The launcher's exec is decided without ptrace: a program that execs
+    // nothing more leaves the tracer thread unstarted; the first exec of
+    // the program starts it.
+    let _serial = serial();
+    const TRACER: &str = "unotify-ptrace";
+    let before = threads_named(TRACER);
+    let sandbox = guarded().build().unwrap();
+    let count_during = |script: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::Piped)
+            .stdout(Stdio::Piped);
+        let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+        // The program says when it has done its execs, then waits for
+        // its input.
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            let out = child.stdout.as_mut().expect("piped");
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        assert_eq!(line.trim(), "ready");
+        let during = threads_named(TRACER);
+        let _ = child.kill();
+        let _ = child.wait();
+        during
+    };
+    let without = count_during("echo ready; read x");
+    assert_eq!(
+        without, before,
+        "a tracer thread started for a program that execs nothing"
+    );
+    let with = count_during("/bin/true; echo ready; read x");
+    assert_eq!(with, before + 1, "the program's exec started the tracer");
+}

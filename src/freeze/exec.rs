@@ -195,6 +195,8 @@ pub(crate) struct ExecFreeze<'a> {
     /// A freeze with no task to stop: only the caller's seize, waited for
     /// just before the answer (it overlaps the decision).
     pending: Option<super::tracer::Pending>,
+    /// The launcher's exec: nothing seized ([`ArgvSafety::launcher_exec`]).
+    launcher: bool,
 }
 
 /// The path, argv and `execveat` arguments of an exec notification.
@@ -242,6 +244,7 @@ pub(crate) fn freeze<'a>(
         snapshot: None,
         target: None,
         pending: None,
+        launcher: false,
     };
     // A file that is not there freezes nothing: the call is answered with
     // the errno, whatever its memory says later.
@@ -257,16 +260,9 @@ pub(crate) fn freeze<'a>(
             return f;
         }
     };
-    let caller = Task { tid, tgid };
-    let sharers = super::component::sharers(caller, argv.supervisor);
-    let alone = sharers.is_empty();
-    let pending = argv.tracer.freeze(caller, sharers);
-    f.job = Some(pending.job);
-    if alone {
-        // Nothing to stop: no other task can write this memory (refused
-        // cross-process writers aside), so the copy can be read now.
-        f.pending = Some(pending);
-    } else if let Err(why) = pending.wait() {
+    if argv.launcher_exec(tid) {
+        f.launcher = true;
+    } else if let Err(why) = f.seize(Task { tid, tgid }) {
         f.failure = Some(why);
         return f;
     }
@@ -299,6 +295,24 @@ pub(crate) fn freeze<'a>(
 }
 
 impl ExecFreeze<'_> {
+    /// Has the tracer seize `caller` and stop the tasks sharing its memory;
+    /// returns once they are stopped (at once if there are none: the
+    /// caller's seize is waited for before the answer).
+    fn seize(&mut self, caller: Task) -> Result<(), FreezeError> {
+        let sharers = super::component::sharers(caller, self.argv.supervisor);
+        let alone = sharers.is_empty();
+        let pending = self.argv.tracer.freeze(caller, sharers);
+        self.job = Some(pending.job);
+        if alone {
+            // Nothing to stop: no other task can write this memory (refused
+            // cross-process writers aside), so the copy can be read now.
+            self.pending = Some(pending);
+            Ok(())
+        } else {
+            pending.wait()
+        }
+    }
+
     /// Why the freeze could not be established, if it could not.
     pub(crate) fn failure(&self) -> Option<&FreezeError> {
         self.failure.as_ref()
@@ -348,6 +362,10 @@ impl ExecFreeze<'_> {
             other => other,
         };
         let cont = matches!(action, NotifAction::Continue);
+        if cont && self.launcher {
+            // Before the answer: the program's own execs are frozen.
+            self.argv.launcher_done();
+        }
         let sent = self.core.answer(notif, action);
         let expect = match (
             cont && sent == Sent::Delivered,

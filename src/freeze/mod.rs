@@ -74,6 +74,15 @@
 //! and exec), nothing is stopped and the worker does not wait for the
 //! caller's seize before reading argv: only its answer waits for it.
 //!
+//! The launcher's exec of the program (the sandbox's first process, before
+//! any exec of it was let through) is decided on the same copy but not
+//! seized: it is this library's code in a single-threaded child, and no
+//! other process of the sandbox exists yet to change its memory or the
+//! files its path names. The ptrace thread starts with the first exec of
+//! the program, so a program that execs nothing has none. Every later exec
+//! of the first process is the program's and is frozen
+//! (`the_first_process_is_frozen_once_the_launcher_has_exec_d`).
+//!
 //! Fork-like calls are not traced: nothing here needs a child stopped
 //! before it runs (the freeze finds the address space's tasks from the
 //! caller when it execs), and process accounting commits a fork's token on
@@ -90,7 +99,9 @@
 //! - The executable is compared by file identity; a script by its path
 //!   string and arguments (its interpreter runs it by path). An image run
 //!   through `binfmt_misc`, or a file replaced between the check and the
-//!   kernel's lookup, differs and is killed (fail closed). Relative paths
+//!   kernel's lookup, differs and is killed (fail closed); the launcher's
+//!   exec is not re-checked, so a file replaced there by a process outside
+//!   the sandbox runs (inside, none exists yet). Relative paths
 //!   are resolved from `/proc/<tid>/cwd`, where an absolute symlink is
 //!   followed in the supervisor's root, not the caller's.
 
@@ -210,6 +221,11 @@ pub(crate) struct ArgvSafety {
     pub(crate) tracer: tracer::Tracer,
     /// This process (the supervisor's), read once at start.
     pub(crate) supervisor: i32,
+    /// The sandbox's first process.
+    root: i32,
+    /// The first process still runs the launcher, not the program: no exec
+    /// of it has been let through yet (see [`ArgvSafety::launcher_exec`]).
+    launcher: std::sync::atomic::AtomicBool,
 }
 
 fn nr(name: &str) -> Option<i32> {
@@ -230,7 +246,32 @@ impl ArgvSafety {
                 .collect(),
             tracer: tracer::Tracer::start(root, listener)?,
             supervisor: std::process::id() as i32,
+            root,
+            launcher: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// Whether exec caller `tid` is the launcher: the sandbox's first
+    /// process before any of its execs was let through. The launcher is
+    /// this library's own code in a single-threaded child that shares its
+    /// memory with the supervisor only, and no other process of the sandbox
+    /// exists yet (only the program, once it runs, can start one): nothing
+    /// but the kernel can change its path or argv, or the files they name
+    /// from inside the sandbox, between the decision and the exec. Its exec
+    /// is decided on the same copy as every other, but needs no ptrace: no
+    /// seize, no exec-event re-check (and no ptrace thread, for a sandbox
+    /// whose program execs nothing).
+    pub(crate) fn launcher_exec(&self, tid: i32) -> bool {
+        tid == self.root && self.launcher.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// An exec of the launcher is let through: from now on the first
+    /// process may run the program, whose execs are frozen. Called before
+    /// the answer is sent, so no exec of the program is ever taken for the
+    /// launcher's.
+    pub(crate) fn launcher_done(&self) {
+        self.launcher
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether `notif` is an exec (frozen before dispatch).

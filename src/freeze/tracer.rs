@@ -222,11 +222,21 @@ impl std::fmt::Debug for Inbox {
 
 /// Handle on the tracer thread. Dropping it ends the thread (its tracees
 /// are detached by the kernel when it exits).
-#[derive(Debug)]
 pub(crate) struct Tracer {
     inbox: Arc<Inbox>,
     next_job: AtomicU64,
     in_flight: Arc<InFlight>,
+    /// The loop, until its thread is started by the first freeze: a
+    /// sandbox whose only exec is its launcher's starts none.
+    idle: Mutex<Option<Loop>>,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("running", &self.idle.lock().is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Notifications received and not yet answered, shared with the poll
@@ -247,7 +257,8 @@ impl InFlight {
 }
 
 impl Tracer {
-    /// Starts the tracer of the sandbox rooted at `root`.
+    /// The tracer of the sandbox rooted at `root`; its thread starts with
+    /// the first freeze.
     pub(crate) fn start(root: i32, listener: OwnedFd) -> std::io::Result<Tracer> {
         let inbox = Arc::new(Inbox::default());
         let in_flight = Arc::new(InFlight {
@@ -267,17 +278,32 @@ impl Tracer {
             },
             watched: std::collections::HashSet::new(),
         };
-        std::thread::Builder::new()
-            .name("unotify-ptrace".into())
-            .spawn({
-                let inbox = Arc::clone(&inbox);
-                move || state.run(&inbox)
-            })?;
         Ok(Tracer {
             inbox,
             next_job: AtomicU64::new(1),
             in_flight,
+            idle: Mutex::new(Some(state)),
         })
+    }
+
+    /// Starts the loop's thread if it is not running yet; false if it
+    /// cannot be started (the freeze then fails closed).
+    fn ensure_running(&self) -> bool {
+        let mut idle = self.idle.lock();
+        let Some(state) = idle.take() else {
+            return true;
+        };
+        let inbox = Arc::clone(&self.inbox);
+        match std::thread::Builder::new()
+            .name("unotify-ptrace".into())
+            .spawn(move || state.run(&inbox))
+        {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("cannot start the ptrace thread: {e}");
+                false
+            }
+        }
     }
 
     pub(crate) fn in_flight(&self) -> &InFlight {
@@ -292,12 +318,13 @@ impl Tracer {
     pub(crate) fn freeze(&self, caller: Task, sharers: Vec<Task>) -> Pending {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let sent = self.inbox.send(Request::Freeze {
-            job,
-            caller,
-            sharers,
-            reply,
-        });
+        let sent = self.ensure_running()
+            && self.inbox.send(Request::Freeze {
+                job,
+                caller,
+                sharers,
+                reply,
+            });
         Pending { job, answer, sent }
     }
 
