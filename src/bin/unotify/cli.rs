@@ -85,6 +85,11 @@ pub enum Cmd {
     /// Run a command in a sandbox under the supervisor.
     #[command(after_help = RUN_EXAMPLES, args_override_self = true)]
     Run(Box<RunArgs>),
+    /// Run a command allowing everything, recording what it uses (files,
+    /// network destinations, programs, processes, memory), and write a
+    /// profile for `run --profile` that allows that and refuses the rest.
+    #[command(after_help = LEARN_EXAMPLES)]
+    Learn(LearnArgs),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
@@ -329,6 +334,37 @@ pub struct RunArgs {
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
+
+/// Options of `unotify learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Write the profile to FILE (created or truncated before the command
+    /// starts) instead of stdout. Example: --output build.toml
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// The command to run and its arguments (after `--`).
+    /// Example: -- make -j8
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+const LEARN_EXAMPLES: &str = "\
+Examples:
+  Learn what a build uses, then run it confined to that:
+    unotify learn --output build.toml -- make -j8
+    unotify run --profile build.toml -- make -j8
+
+The profile allows, in run's own flags: --fs-system, and the files read
+(-r) and written (-w) beyond it, collapsed into the current directory,
+the temporary directory, or a directory several files were read from;
+the network destinations reached (--net-allow; none: --net-deny '*');
+twice the peak process count (-P) and four times the peak resident
+memory (-m). Each rule has a comment saying which programs used it.
+
+Exit status: the command's own (the profile is written even when it
+fails, with a note); 125 if unotify itself failed (the output cannot be
+written, no command), 126/127 as for run.";
 
 /// One `--deny` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
