@@ -219,9 +219,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", value_parser = parse_exec_substring)]
     pub exec_deny_substring: Vec<String>,
 
-    /// Append one JSON object per trapped call (schema, time, syscall,
-    /// category, pid, parent pid, host, port, size, argv, denied, verdict)
-    /// to FILE, opened before the program starts and denied to it (it can
+    /// Append one JSON object per trapped call, once answered (schema 2:
+    /// time, syscall, pid, path, destination, outcome, denied, errno,
+    /// rule, verdict, ...; see the README) to FILE, opened before the program starts and denied to it (it can
     /// neither forge nor erase records); `-` writes to stdout.
     /// Example: --audit /tmp/audit.jsonl
     #[arg(long, value_name = "FILE")]
