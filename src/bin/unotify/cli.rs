@@ -140,8 +140,10 @@ pub struct RunArgs {
 
     /// Make a system call fail with ERRNO (a number, or a name like EPERM,
     /// EACCES, ENOSYS; default EPERM) without running it. SYSCALL is a name
-    /// or a number below 1024 (`syscall_N` too). Repeatable.
-    /// Example: --deny mkdirat=EACCES
+    /// or a number below 1024 (`syscall_N` too). On a call --deny-path
+    /// also decides (`--deny openat --deny-path X`), --deny wins: the call
+    /// fails with ERRNO for every path, and X stays denied to the other
+    /// calls. Repeatable. Example: --deny mkdirat=EACCES
     #[arg(long, value_name = "SYSCALL[=ERRNO]", value_parser = parse_deny)]
     pub deny: Vec<DenyRule>,
 
