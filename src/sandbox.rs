@@ -1072,6 +1072,40 @@ fn start_error(f: StartFailure, program: &str) -> Error {
     }
 }
 
+/// Lists the processes of a running sandbox ([`Child::processes`]).
+#[derive(Debug, Clone)]
+pub struct SandboxProcesses {
+    root: i32,
+    members: Option<crate::sys::cgroup::Members>,
+}
+
+impl SandboxProcesses {
+    /// Every live process of the sandbox: the members of its cgroup when
+    /// one holds it (whatever their group, session or parent); else the
+    /// program's process group and the program's descendants, in any
+    /// group or session (an orphan given to a subreaper is then its own
+    /// parent's business).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = match &self.members {
+            Some(m) => m.pids(),
+            None => {
+                let mut v = crate::process::limits::group_members(self.root);
+                v.extend(crate::process::limits::tree_pids(&[self.root]));
+                v
+            }
+        };
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Whether a cgroup holds the sandbox (then [`pids`](Self::pids) is
+    /// every process of it).
+    pub fn contained(&self) -> bool {
+        self.members.is_some()
+    }
+}
+
 /// A running sandboxed program.
 ///
 /// The sandbox is the program's cgroup (every process it started, whatever
@@ -1111,6 +1145,16 @@ impl Child {
     /// The program's process id (also the sandbox's process group id).
     pub fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// The processes of the sandbox, to be listed from any thread (to
+    /// signal them all: a process that made its own process group or
+    /// session is outside the program's group).
+    pub fn processes(&self) -> SandboxProcesses {
+        SandboxProcesses {
+            root: self.pid,
+            members: self.containment.as_ref().and_then(Containment::members),
+        }
     }
 
     /// A handle on this child's supervisor.

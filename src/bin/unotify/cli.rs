@@ -237,7 +237,7 @@ pub struct RunArgs {
     pub summary: bool,
 
     /// Stop the program after DURATION (`30s`, `500ms`, `2m`, `1h`): SIGTERM
-    /// to its process group, SIGKILL after --kill-after; unotify then
+    /// to every process of the sandbox, SIGKILL after --kill-after; unotify then
     /// exits with 124, like timeout(1). Example: --timeout 30s
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
@@ -271,7 +271,8 @@ pub struct RunArgs {
     pub cwd: Option<std::path::PathBuf>,
 
     /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
-    /// group, so that its handlers run), kill the sandbox if it has not
+    /// group and every other process of the sandbox, so that their
+    /// handlers run), kill the sandbox if it has not
     /// ended within DURATION (`10s`, `500ms`, `2m`; `0` kills at once). A
     /// second signal kills at once. Example: --kill-after 30s
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
