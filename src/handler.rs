@@ -165,6 +165,10 @@ impl Effects {
     }
 }
 
+/// Published (a service) when the sandbox keeps an audit log: features
+/// then name the rules that decide calls ([`HandlerCtx::note_rule`]).
+pub(crate) struct Audited;
+
 /// The policy callback, as handlers see it (see [`HandlerCtx::check_policy`]).
 pub(crate) trait PolicyCheck: Send + Sync {
     /// `ECONNREFUSED` (or another errno) if `dest` is outside a run-time
@@ -480,7 +484,7 @@ impl<'a> HandlerCtx<'a> {
     /// (`event` is made only then).
     pub(crate) fn report(&self, event: impl FnOnce() -> crate::events::Event) {
         let sink = self.services.get::<crate::events::EventSink>();
-        let audited = self.services.get::<crate::policy::Audited>().is_some();
+        let audited = self.services.get::<Audited>().is_some();
         if sink.is_none() && !audited {
             return;
         }
@@ -496,7 +500,7 @@ impl<'a> HandlerCtx<'a> {
     /// named stays. `rule` is made only when the sandbox keeps an audit
     /// log.
     pub(crate) fn note_rule(&self, refused: bool, rule: impl FnOnce() -> String) {
-        if self.services.get::<crate::policy::Audited>().is_none() {
+        if self.services.get::<Audited>().is_none() {
             return;
         }
         let mut slot = self.effects.rule.borrow_mut();

@@ -18,10 +18,6 @@ pub use verdict::Verdict;
 pub(crate) use runner::{PolicyCallback, PolicySetup};
 pub(crate) use stage::{PolicyFeature, PolicyState};
 
-/// Published (a service) when the sandbox keeps an audit log: features
-/// then name the rules that decide calls (`HandlerCtx::note_rule`).
-pub(crate) struct Audited;
-
 /// The calls that wait for the callback's verdict.
 pub const HELD_SYSCALLS: &[&str] = &[
     "execve", "execveat", "open", "openat", "openat2", "connect", "bind", "sendto", "sendmsg",

@@ -52,7 +52,7 @@ impl Enforcement for PolicyFeature {
         let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
         let mut running = Running::new(state).with_service(gate);
         if self.setup.audit.is_some() {
-            running = running.with_service(Arc::new(super::Audited));
+            running = running.with_service(Arc::new(crate::handler::Audited));
         }
         Ok(Some(running))
     }
