@@ -559,6 +559,8 @@ fn tree(root: i32) -> Vec<i32> {
 struct Rules {
     read: BTreeMap<PathBuf, Users>,
     write: BTreeMap<PathBuf, Users>,
+    /// Used, but not allowed: `/` or the home directory (listed, say).
+    too_broad: BTreeMap<PathBuf, Users>,
 }
 
 fn covered(path: &Path, by: &[PathBuf]) -> bool {
@@ -632,6 +634,48 @@ impl Rules {
                 }
             }
         }
+        // Too broad to allow: the root, and the home directory or what
+        // holds it (every secret of the user is beneath).
+        let too_broad = |p: &Path| p == Path::new("/") || home.is_some_and(|h| h.starts_with(p));
+        for list in [&mut rules.read, &mut rules.write] {
+            let broad: Vec<PathBuf> = list.keys().filter(|p| too_broad(p)).cloned().collect();
+            for p in broad {
+                if let Some(users) = list.remove(&p) {
+                    rules.too_broad.entry(p).or_default().merge(&users);
+                }
+            }
+        }
+        // Siblings go into their directory (objects/54 and objects/8e
+        // into objects), when it is deep enough to name one tree (three
+        // levels, or a directory of the home directory) and not too broad.
+        let mergeable = |t: &Path| {
+            !too_broad(t)
+                && (t.components().count() >= 4 || home.is_some_and(|h| t.parent() == Some(h)))
+        };
+        loop {
+            let mut by_parent: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+            for p in rules.read.keys() {
+                if let Some(parent) = p.parent() {
+                    by_parent
+                        .entry(parent.to_path_buf())
+                        .or_default()
+                        .push(p.clone());
+                }
+            }
+            let Some((parent, kids)) = by_parent
+                .into_iter()
+                .find(|(parent, kids)| kids.len() >= 2 && mergeable(parent))
+            else {
+                break;
+            };
+            let mut users = rules.read.remove(&parent).unwrap_or_default();
+            for k in kids {
+                if let Some(u) = rules.read.remove(&k) {
+                    users.merge(&u);
+                }
+            }
+            rules.read.insert(parent, users);
+        }
         // A rule beneath another one (of the same or a wider kind) goes.
         let writes: Vec<PathBuf> = rules.write.keys().cloned().collect();
         rules
@@ -656,6 +700,16 @@ impl Rules {
     }
 }
 
+/// `word` as a shell reads it back: quoted unless plain.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// A TOML string.
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -669,7 +723,7 @@ fn mib(bytes: u64) -> String {
 fn render(seen: &Seen, rules: &Rules, command: &[std::ffi::OsString], status: &str) -> String {
     let cmd: Vec<String> = command
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| shell_word(&a.to_string_lossy()))
         .collect();
     let mut out = String::new();
     out.push_str(&format!(
@@ -680,6 +734,13 @@ fn render(seen: &Seen, rules: &Rules, command: &[std::ffi::OsString], status: &s
     if !seen.execs.is_empty() {
         out.push_str("# Programs executed (allowed by the read rules, which include execution):\n");
         for (path, users) in &seen.execs {
+            out.push_str(&format!("#   {} by {}\n", path.display(), users.describe()));
+        }
+        out.push('\n');
+    }
+    if !rules.too_broad.is_empty() {
+        out.push_str("# Used but NOT allowed, too broad (a rule on one allows everything beneath;\n# the command is refused these, add narrower rules by hand if it needs them):\n");
+        for (path, users) in &rules.too_broad {
             out.push_str(&format!("#   {} by {}\n", path.display(), users.describe()));
         }
         out.push('\n');
@@ -758,9 +819,22 @@ mod tests {
             ("/home/me/.netrc", Access::Read),
             ("/home/me/.profile", Access::Read),
             ("/usr/include/stdio.h", Access::Read),
+            ("/", Access::Read),
+            ("/home/me", Access::Read),
+            ("/srv/repo/.git/objects/54", Access::Read),
+            ("/srv/repo/.git/objects/8e", Access::Read),
+            ("/srv/repo/.git/config", Access::Read),
+            ("/etc/one.conf", Access::Read),
+            ("/etc/two.conf", Access::Read),
         ] {
             seen.paths.insert((PathBuf::from(p), a), users("cc"));
         }
+        seen.listed.insert(PathBuf::from("/"));
+        seen.listed.insert(PathBuf::from("/home/me"));
+        seen.listed
+            .insert(PathBuf::from("/srv/repo/.git/objects/54"));
+        seen.listed
+            .insert(PathBuf::from("/srv/repo/.git/objects/8e"));
         let rules = Rules::collapse(&seen, Some(cwd), Some(tmp), Some(home));
         let write: Vec<_> = rules.write.keys().map(|p| p.to_str().unwrap()).collect();
         let read: Vec<_> = rules.read.keys().map(|p| p.to_str().unwrap()).collect();
@@ -768,12 +842,29 @@ mod tests {
         assert_eq!(
             read,
             [
+                "/etc/one.conf",
+                "/etc/two.conf",
                 "/home/me/.config",
                 "/home/me/.netrc",
                 "/home/me/.profile",
                 "/opt/one/file",
-                "/opt/sdk/include"
+                "/opt/sdk/include",
+                "/srv/repo/.git",
             ]
         );
+        let broad: Vec<_> = rules
+            .too_broad
+            .keys()
+            .map(|p| p.to_str().unwrap())
+            .collect();
+        assert_eq!(broad, ["/", "/home/me"]);
+    }
+
+    #[test]
+    fn commands_are_quoted_for_the_shell() {
+        assert_eq!(shell_word("make"), "make");
+        assert_eq!(shell_word("ls / | wc"), "'ls / | wc'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 }
