@@ -180,3 +180,55 @@ fn learn_refuses_bad_input_with_125() {
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("--output"), "{}", stderr(&out));
 }
+
+/// A command that lists `/` and the home directory must not teach a
+/// profile that allows everything beneath them: a command run under it
+/// that reads the key (by 3 names) gets none of them.
+#[test]
+fn listing_the_root_or_home_does_not_allow_what_is_beneath() {
+    let root = workdir();
+    let (project, home) = setup(root.path());
+    let profile = root.path().join("ls.toml");
+    let pf = profile.to_str().unwrap();
+    let out = in_dir(
+        &project,
+        &home,
+        &[
+            "learn",
+            "-o",
+            pf,
+            "--",
+            "sh",
+            "-c",
+            "ls / >/dev/null; ls \"$HOME\" >/dev/null",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let key = home.join(".ssh/id_rsa");
+    let mut got = 0;
+    for name in [
+        key.to_str().unwrap().to_owned(),
+        "$HOME/.ssh/id_rsa".to_owned(),
+        format!("/../{}", key.display()),
+    ] {
+        let out = in_dir(
+            &project,
+            &home,
+            &[
+                "run",
+                "--profile",
+                pf,
+                "--",
+                "sh",
+                "-c",
+                &format!("cat {name}"),
+            ],
+        );
+        if stdout(&out).contains("PRIVATE KEY") {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 0, "reads of the key that got through");
+    assert!(text.contains("NOT allowed, too broad"), "{text}");
+}
