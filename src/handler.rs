@@ -472,6 +472,7 @@ impl<'a> HandlerCtx<'a> {
     pub fn check_policy(&self, dest: Option<std::net::SocketAddr>) -> Option<i32> {
         let policy = &self.services.get::<PolicyGate>()?.0;
         if let Some(e) = dest.and_then(|d| policy.restricted(self.notif, d)) {
+            self.note_rule(true, || "policy network restriction".to_owned());
             return Some(e);
         }
         if self.effects.policy_consulted.replace(true) {
@@ -497,14 +498,15 @@ impl<'a> HandlerCtx<'a> {
 
     /// Names the rule that decided this call (`net-allow 127.0.0.1:8080`)
     /// and whether it `refused` it, for its audit record; the first rule
-    /// named stays. `rule` is made only when the sandbox keeps an audit
-    /// log.
+    /// named stays, unless a refusal follows a rule that let the call
+    /// through. `rule` is made only when the sandbox keeps an audit log.
     pub(crate) fn note_rule(&self, refused: bool, rule: impl FnOnce() -> String) {
         if self.services.get::<Audited>().is_none() {
             return;
         }
         let mut slot = self.effects.rule.borrow_mut();
-        if slot.is_none() {
+        // A refusal outranks the rule that let the call this far.
+        if slot.as_ref().is_none_or(|(_, r)| refused && !r) {
             *slot = Some((rule(), refused));
         }
     }

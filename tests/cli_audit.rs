@@ -371,3 +371,59 @@ attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).sendto(b"",
     );
     assert_eq!(r["denied"], false, "{r}");
 }
+
+/// The library's audit log: a connect the network rules allow but the
+/// policy callback denies reads as refused by the callback, with the rule
+/// it named; one it allows names the network rule.
+#[test]
+fn a_callback_refusal_names_the_callback_and_an_allowed_call_the_network_rule() {
+    use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p_open = open.local_addr().unwrap().port();
+    let shut = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p_shut = shut.local_addr().unwrap().port();
+    let policy = unotify::net::NetPolicy::from_specs(
+        &[format!("127.0.0.1:{p_open}"), format!("127.0.0.1:{p_shut}")],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let sandbox = unotify::Sandbox::builder()
+        .network(policy)
+        .audit(&log)
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.port == Some(p_shut) {
+                cx.decided_by("no connections to the shut port");
+                Verdict::DenyWith(libc::ECONNREFUSED)
+            } else {
+                Verdict::Allow
+            }
+        })
+        .build()
+        .unwrap();
+    let script = format!(
+        "import socket\nfor p in ({p_open}, {p_shut}):\n    try: socket.create_connection(('127.0.0.1', p))\n    except OSError: pass\n"
+    );
+    let mut cmd = unotify::Command::new("/usr/bin/python3");
+    cmd.args(["-c", &script]);
+    let status = sandbox.run(&mut cmd).unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    all_fields(&records);
+    let r = find(&records, "connect", "port", &p_open.into());
+    assert_eq!(r["outcome"], "performed", "{r}");
+    assert_eq!(r["rule"], format!("net-allow 127.0.0.1:{p_open}"), "{r}");
+    assert_eq!(r["verdict"], "allow", "{r}");
+    let r = find(&records, "connect", "port", &p_shut.into());
+    assert_eq!(r["outcome"], "refused", "{r}");
+    assert_eq!(r["denied"], true, "{r}");
+    assert_eq!(r["errno"], "ECONNREFUSED", "{r}");
+    assert_eq!(r["rule"], "no connections to the shut port", "{r}");
+    assert_eq!(r["verdict"], "deny", "{r}");
+}

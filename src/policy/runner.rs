@@ -238,10 +238,11 @@ fn run(
                     let (_, verdict, rule) = verdicts.remove(i).expect("index found");
                     answered.verdict = Some(verdict.as_str());
                     // A denying verdict decided a call answered with its
-                    // errno that no rule of the supervisor refused.
+                    // errno that no rule of the supervisor refused (it
+                    // reads `failed` so far).
                     let by_verdict = verdict.errno().is_some()
                         && event.errno == verdict.errno()
-                        && answered.rule.is_none();
+                        && answered.outcome == "failed";
                     if by_verdict {
                         answered.outcome = "refused";
                         answered.rule = Some(rule.unwrap_or_else(|| "policy callback".to_owned()));
