@@ -154,7 +154,9 @@ impl SandboxBuilder {
         self
     }
 
-    /// Appends one JSON object per policy event to `path` (see
+    /// Appends one JSON object per trapped call to `path`, once the call
+    /// is answered: its path and destination, what happened, the errno
+    /// returned and the rule that decided (see
     /// [`SyscallEvent::to_json`](crate::policy::SyscallEvent::to_json) for
     /// the schema). Turns the policy machinery on (with an allow-all
     /// callback if none). The log is the supervisor's: it is opened by
