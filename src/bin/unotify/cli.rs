@@ -282,7 +282,8 @@ pub struct RunArgs {
     /// double-forked daemon) run on after the program exits. They are then
     /// unsupervised: every call the filter traps fails with ENOSYS once
     /// unotify is gone, and no limit holds them. Without it they are
-    /// killed. Turns cgroups off (-m then counts memory at the calls it
+    /// killed. Forwarded signals then reach only the program's process
+    /// group. Turns cgroups off (-m then counts memory at the calls it
     /// traps). Example: --leave-daemons
     #[arg(long)]
     pub leave_daemons: bool,

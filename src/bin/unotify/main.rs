@@ -326,7 +326,11 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.target = Some(pidfd);
             st.pid = Some(child.pid() as i32);
-            st.processes = Some(child.processes());
+            // With --leave-daemons, those that left the group are left
+            // alone by forwarded signals too.
+            if !args.leave_daemons {
+                st.processes = Some(child.processes());
+            }
             SignalState::act_on_received(&mut st, &state);
             drop(st);
             if let Some(recorder) = learner {
