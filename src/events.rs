@@ -95,6 +95,25 @@ impl fmt::Display for Event {
     }
 }
 
+impl Event {
+    /// The rule that fired, as the command line names it: `limit
+    /// max-memory 64 MiB`, `limit max-processes 8`, `net-allow list`,
+    /// `deny-path /etc/shadow` (audit records' `rule`).
+    pub fn rule(&self) -> String {
+        match self {
+            Event::MemoryLimitKilled { limit, .. } => {
+                format!("limit max-memory {}", human_size(*limit))
+            }
+            Event::ProcessLimitRefused { limit, .. } => format!("limit max-processes {limit}"),
+            Event::DestinationRefused { .. } => "network rules".to_owned(),
+            Event::PathDenied { path, .. } => match path {
+                Some(p) => format!("deny-path {}", p.display()),
+                None => "deny-path".to_owned(),
+            },
+        }
+    }
+}
+
 /// `64 MiB`, `1.5 GiB`, `4096 bytes`.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

@@ -137,6 +137,9 @@ pub(crate) struct Effects {
     policy_consulted: Cell<bool>,
     /// The call is held by the pause, in the core: nothing else answers it.
     held_for_pause: Cell<bool>,
+    /// The rule that decided the call, as the command line names it
+    /// (`deny-path /etc/shadow`), when a feature said: for audit records.
+    rule: std::cell::RefCell<Option<(String, bool)>>,
 }
 
 impl Effects {
@@ -154,7 +157,17 @@ impl Effects {
     pub(crate) fn held_for_pause(&self) -> bool {
         self.held_for_pause.get()
     }
+
+    /// The rule that decided the call, if a feature named it, and whether
+    /// it refused the call.
+    pub(crate) fn rule(&self) -> Option<(String, bool)> {
+        self.rule.borrow().clone()
+    }
 }
+
+/// Published (a service) when the sandbox keeps an audit log: features
+/// then name the rules that decide calls ([`HandlerCtx::note_rule`]).
+pub(crate) struct Audited;
 
 /// The policy callback, as handlers see it (see [`HandlerCtx::check_policy`]).
 pub(crate) trait PolicyCheck: Send + Sync {
@@ -459,6 +472,7 @@ impl<'a> HandlerCtx<'a> {
     pub fn check_policy(&self, dest: Option<std::net::SocketAddr>) -> Option<i32> {
         let policy = &self.services.get::<PolicyGate>()?.0;
         if let Some(e) = dest.and_then(|d| policy.restricted(self.notif, d)) {
+            self.note_rule(true, || "policy network restriction".to_owned());
             return Some(e);
         }
         if self.effects.policy_consulted.replace(true) {
@@ -470,9 +484,44 @@ impl<'a> HandlerCtx<'a> {
     /// Tells the sandbox's observer, if it has one, that a rule fired
     /// (`event` is made only then).
     pub(crate) fn report(&self, event: impl FnOnce() -> crate::events::Event) {
-        if let Some(sink) = self.services.get::<crate::events::EventSink>() {
-            sink.report(&event());
+        let sink = self.services.get::<crate::events::EventSink>();
+        let audited = self.services.get::<Audited>().is_some();
+        if sink.is_none() && !audited {
+            return;
         }
+        let event = event();
+        self.note_rule(true, || event.rule());
+        if let Some(sink) = sink {
+            sink.report(&event);
+        }
+    }
+
+    /// Names the rule that decided this call (`net-allow 127.0.0.1:8080`)
+    /// and whether it `refused` it, for its audit record; the first rule
+    /// named stays, unless a refusal follows a rule that let the call
+    /// through. `rule` is made only when the sandbox keeps an audit log.
+    pub(crate) fn note_rule(&self, refused: bool, rule: impl FnOnce() -> String) {
+        if self.services.get::<Audited>().is_none() {
+            return;
+        }
+        let mut slot = self.effects.rule.borrow_mut();
+        // A refusal outranks the rule that let the call this far.
+        if slot.as_ref().is_none_or(|(_, r)| refused && !r) {
+            *slot = Some((rule(), refused));
+        }
+    }
+
+    /// Names the rule of a handler that refuses this call (`exec-deny
+    /// rm`), for its audit record's `rule` (made only when the sandbox
+    /// keeps an audit log). An errno answered without a named rule is
+    /// recorded as the call failing (`outcome` `failed`), not as refused.
+    pub fn refused_by(&self, rule: impl FnOnce() -> String) {
+        self.note_rule(true, rule);
+    }
+
+    /// The rule named for this call (see [`note_rule`](Self::note_rule)).
+    pub(crate) fn noted_rule(&self) -> Option<(String, bool)> {
+        self.effects.rule()
     }
 
     /// A handle on the supervisor, e.g. to answer held calls later.

@@ -135,7 +135,7 @@ pub use command::{Command, Stdio};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerCtx, MemoryError};
 pub use notification::Notification;
-pub use sandbox::{Child, Sandbox, SandboxBuilder};
+pub use sandbox::{Child, Sandbox, SandboxBuilder, SandboxProcesses};
 pub use supervisor::{
     Stats, Supervisor, SupervisorHandle, DEFAULT_DEFER_LIMIT, DEFAULT_DEFER_TIMEOUT,
 };

@@ -154,7 +154,9 @@ impl SandboxBuilder {
         self
     }
 
-    /// Appends one JSON object per policy event to `path` (see
+    /// Appends one JSON object per trapped call to `path`, once the call
+    /// is answered: its path and destination, what happened, the errno
+    /// returned and the rule that decided (see
     /// [`SyscallEvent::to_json`](crate::policy::SyscallEvent::to_json) for
     /// the schema). Turns the policy machinery on (with an allow-all
     /// callback if none). The log is the supervisor's: it is opened by
@@ -1072,6 +1074,40 @@ fn start_error(f: StartFailure, program: &str) -> Error {
     }
 }
 
+/// Lists the processes of a running sandbox ([`Child::processes`]).
+#[derive(Debug, Clone)]
+pub struct SandboxProcesses {
+    root: i32,
+    members: Option<crate::sys::cgroup::Members>,
+}
+
+impl SandboxProcesses {
+    /// Every live process of the sandbox: the members of its cgroup when
+    /// one holds it (whatever their group, session or parent); else the
+    /// program's process group and the program's descendants, in any
+    /// group or session (an orphan given to a subreaper is then its own
+    /// parent's business).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = match &self.members {
+            Some(m) => m.pids(),
+            None => {
+                let mut v = crate::process::limits::group_members(self.root);
+                v.extend(crate::process::limits::tree_pids(&[self.root]));
+                v
+            }
+        };
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Whether a cgroup holds the sandbox (then [`pids`](Self::pids) is
+    /// every process of it).
+    pub fn contained(&self) -> bool {
+        self.members.is_some()
+    }
+}
+
 /// A running sandboxed program.
 ///
 /// The sandbox is the program's cgroup (every process it started, whatever
@@ -1111,6 +1147,16 @@ impl Child {
     /// The program's process id (also the sandbox's process group id).
     pub fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// The processes of the sandbox, to be listed from any thread (to
+    /// signal them all: a process that made its own process group or
+    /// session is outside the program's group).
+    pub fn processes(&self) -> SandboxProcesses {
+        SandboxProcesses {
+            root: self.pid,
+            members: self.containment.as_ref().and_then(Containment::members),
+        }
     }
 
     /// A handle on this child's supervisor.

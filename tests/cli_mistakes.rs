@@ -137,3 +137,67 @@ fn misspellings_get_a_did_you_mean() {
         &["did you mean EACCES"],
     );
 }
+
+/// Tries to open `argv[1]` 20 times each by open, openat and openat2, and
+/// prints how many opens got it, then the errnos of one open and one
+/// openat of `argv[2]` (a file no rule denies).
+const DENY_AND_DENY_PATH_C: &str = r#"
+#include <linux/openat2.h>
+int main(int argc, char **argv) {
+    int got = 0;
+    for (int i = 0; i < 20; i++) {
+        struct open_how how = { .flags = O_RDONLY };
+        long fds[3] = {
+            sys3(SYS_open, (long)argv[1], O_RDONLY, 0),
+            sys3(SYS_openat, AT_FDCWD, (long)argv[1], O_RDONLY),
+            syscall(SYS_openat2, AT_FDCWD, argv[1], &how, sizeof how),
+        };
+        for (int k = 0; k < 3; k++)
+            if (fds[k] >= 0) { got++; close(fds[k]); }
+    }
+    long o = sys3(SYS_open, (long)argv[2], O_RDONLY, 0);
+    long oa = sys3(SYS_openat, AT_FDCWD, (long)argv[2], O_RDONLY);
+    dprintf(1, "%d %ld %ld\n", got, o < 0 ? -o : 0, oa < 0 ? -oa : 0);
+    return 0;
+}
+"#;
+
+/// `--deny SYSCALL` and `--deny-path` on the calls path denial decides: the
+/// `--deny` wins (the call fails in the filter with its errno, before the
+/// supervisor sees it), and path denial still holds on every other call.
+#[test]
+fn deny_of_a_call_path_denial_decides_wins_and_the_path_stays_denied() {
+    let src = format!("{}{}", common::C_PRELUDE, DENY_AND_DENY_PATH_C);
+    let exe = common::build_c("deny_and_deny_path", &src, &["-static"]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let free = dir.path().join("free");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::write(&free, "f").unwrap();
+    let out = run(&[
+        "run",
+        "--deny",
+        "openat=ENOSYS",
+        "--deny-path",
+        secret.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+        secret.to_str().unwrap(),
+        free.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = common::stdout_of(&out);
+    let nums: Vec<i64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // No open of the denied file got through, by any of the three calls.
+    assert_eq!(
+        nums[0], 0,
+        "opens of the denied path that got through: {text}"
+    );
+    // `open` of a free file runs (path denial lets it through) ...
+    assert_eq!(nums[1], 0, "{text}");
+    // ... and `openat` fails with --deny's errno, not path denial's answer.
+    assert_eq!(nums[2], i64::from(libc::ENOSYS), "{text}");
+}

@@ -202,3 +202,96 @@ fn bad_durations_are_refused() {
         assert!(stderr(&out).contains("like 10s"), "{}", stderr(&out));
     }
 }
+
+/// A program whose child (`setsid`, its own session) and orphaned
+/// grandchild (double-forked, `setsid`) each mark `DIR/child` or
+/// `DIR/grandchild` when SIGTERM reaches them; prints "ready" once both
+/// have their handlers, then waits for its own SIGTERM and a moment.
+const SESSIONS_C: &str = r#"
+static const char *dir;
+static void mark(const char *who) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, who);
+    int fd = open(p, O_CREAT | O_WRONLY, 0644);
+    if (fd >= 0) close(fd);
+}
+static void child_term(int s) { (void)s; mark("child"); _exit(0); }
+static void grandchild_term(int s) { (void)s; mark("grandchild"); _exit(0); }
+static volatile sig_atomic_t parent_got;
+static void parent_term(int s) { (void)s; parent_got = 1; }
+static void on(int sig, void (*f)(int)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = f;
+    sigaction(sig, &sa, NULL);
+}
+int main(int argc, char **argv) {
+    dir = argv[1];
+    int ready[2];
+    if (pipe(ready)) return 2;
+    on(SIGTERM, parent_term);
+    if (fork() == 0) {
+        setsid();
+        on(SIGTERM, child_term);
+        if (write(ready[1], "c", 1) != 1) _exit(2);
+        for (int i = 0; i < 60; i++) sleep(1);
+        _exit(1);
+    }
+    pid_t mid = fork();
+    if (mid == 0) {
+        if (fork() == 0) {
+            setsid();
+            on(SIGTERM, grandchild_term);
+            if (write(ready[1], "g", 1) != 1) _exit(2);
+            for (int i = 0; i < 60; i++) sleep(1);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    waitpid(mid, NULL, 0);
+    char b[2];
+    for (int got = 0; got < 2;) {
+        ssize_t n = read(ready[0], b, 2 - got);
+        if (n <= 0) return 2;
+        got += n;
+    }
+    dprintf(1, "ready\n");
+    while (!parent_got) usleep(10000);
+    usleep(300000);
+    return 0;
+}
+"#;
+
+/// How many of the program's child (own session) and orphaned grandchild
+/// (own session, double-forked) a SIGTERM to `unotify run EXTRA...` did
+/// not reach, over `rounds` runs.
+fn missed_by_sigterm(extra: &[&str], rounds: usize) -> usize {
+    let src = format!("{}{}", common::C_PRELUDE, SESSIONS_C);
+    let exe = common::build_c("sessions_sigterm", &src, &[]);
+    let mut missed = 0;
+    for _ in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["run"];
+        args.extend(extra);
+        args.extend(["--", exe.to_str().unwrap(), dir.path().to_str().unwrap()]);
+        let (status, out, _) = signalled(&args, libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{status:?}");
+        assert!(out.starts_with("ready"), "{out}");
+        for who in ["child", "grandchild"] {
+            if !dir.path().join(who).exists() {
+                missed += 1;
+            }
+        }
+    }
+    missed
+}
+
+#[test]
+fn sigterm_reaches_processes_in_their_own_sessions() {
+    assert_eq!(missed_by_sigterm(&[], 3), 0, "with cgroups");
+    assert_eq!(
+        missed_by_sigterm(&["--test-no-cgroups"], 3),
+        0,
+        "without cgroups"
+    );
+}

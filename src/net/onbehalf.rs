@@ -403,7 +403,13 @@ impl Enforcer {
                     sockaddr::set_ip(addr, ip);
                     dest.set_ip(ip);
                 }
-                if self.allowed(sock.proto, dest) {
+                let allowed = self.allowed(sock.proto, dest);
+                if let Some(p) = sock.proto {
+                    cx.note_rule(!allowed, || {
+                        self.policy.deciding_rule(p, dest.ip(), dest.port())
+                    });
+                }
+                if allowed {
                     match cx.check_policy(Some(dest)) {
                         Some(e) => Err(errno(e)),
                         None => Ok(()),
@@ -471,6 +477,10 @@ impl Enforcer {
                 if let Some((dest, resolved)) = dest {
                     if !self.policy.allows_unix(&dest) {
                         log::debug!("network: unix destination {dest:?} denied");
+                        cx.note_rule(true, || match self.policy.policy().mode() {
+                            Mode::Deny => "net-deny unix rules".to_owned(),
+                            _ => "net-allow list: no unix rule matches".to_owned(),
+                        });
                         cx.report(|| crate::events::Event::DestinationRefused {
                             pid: cx.pid(),
                             syscall: cx.notification().syscall_name().unwrap_or("unknown"),

@@ -182,6 +182,44 @@ impl NetRule {
         spec::parse_rule(spec, kind)
     }
 
+    /// The rule as `--net-allow` writes it: `tcp://127.0.0.1:8080`,
+    /// `10.0.0.0/8`, `[::1]:443`, `*`.
+    pub(crate) fn spec(&self) -> String {
+        let scheme = match (self.protocols.tcp, self.protocols.udp, self.protocols.icmp) {
+            (true, false, false) => "tcp://",
+            (false, true, false) => "udp://",
+            (false, false, true) => "icmp://",
+            _ => "",
+        };
+        let ports = match &self.ports {
+            Ports::Any => None,
+            Ports::Ranges(r) => Some(
+                r.iter()
+                    .map(|r| {
+                        if r.start() == r.end() {
+                            r.start().to_string()
+                        } else {
+                            format!("{}-{}", r.start(), r.end())
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        };
+        let target = match &self.target {
+            Target::Any => "*".to_owned(),
+            Target::Host(h) => h.clone(),
+            Target::Net(n) if n.prefix_len() == n.max_prefix_len() => n.addr().to_string(),
+            Target::Net(n) => n.to_string(),
+        };
+        let bracket = ports.is_some() && target.contains(':');
+        match (ports, bracket) {
+            (Some(p), true) => format!("{scheme}[{target}]:{p}"),
+            (Some(p), false) => format!("{scheme}{target}:{p}"),
+            (None, _) => format!("{scheme}{target}"),
+        }
+    }
+
     fn matches(&self, proto: Protocol, ip: IpAddr, port: u16, hosts: &[IpAddr]) -> bool {
         if !self.protocols.contains(proto) {
             return false;
@@ -468,6 +506,29 @@ impl ResolvedNetPolicy {
             Mode::Unrestricted => true,
             Mode::Allow => hit,
             Mode::Deny => !hit,
+        }
+    }
+
+    /// The rule that decides a `proto` destination `ip:port`, as the
+    /// command line names it: `net-allow 127.0.0.1:8080`, `net-deny
+    /// 10.0.0.0/8`, or the list when no rule of it matches (`net-allow
+    /// list: no rule matches`).
+    pub(crate) fn deciding_rule(&self, proto: Protocol, ip: IpAddr, port: u16) -> String {
+        let ip = canonical_ip(ip);
+        let hit = self
+            .policy
+            .rules
+            .iter()
+            .zip(&self.hosts)
+            .find(|(r, h)| r.matches(proto, ip, port, h));
+        let list = match self.policy.mode {
+            Mode::Unrestricted => return "no network rule".to_owned(),
+            Mode::Allow => "net-allow",
+            Mode::Deny => "net-deny",
+        };
+        match hit {
+            Some((r, _)) => format!("{list} {}", r.spec()),
+            None => format!("{list} list: no rule matches"),
         }
     }
 

@@ -103,6 +103,81 @@ fn spec(name: &str) -> Option<&'static [Arg]> {
     })
 }
 
+/// The index of the first path argument of call `name`, if it has one.
+pub(crate) fn path_arg(name: &str) -> Option<usize> {
+    spec(name)?.iter().position(|a| matches!(a, Arg::Path))
+}
+
+/// The socket address argument of call `name` (connect, bind, sendto,
+/// sendmsg, sendmmsg's first message), readable for every family (see
+/// [`sockaddr_text`]); `None` when it has none.
+pub(crate) fn destination(name: &str, args: &[u64; 6], read: Reader<'_>) -> Option<String> {
+    let (addr, len) = match name {
+        "connect" | "bind" => (args[1], args[2]),
+        "sendto" => (args[4], args[5]),
+        "sendmsg" | "sendmmsg" => {
+            // struct msghdr (first in struct mmsghdr): msg_name, msg_namelen.
+            let mut hdr = [0u8; 12];
+            if args[1] == 0 || !read(args[1], &mut hdr) {
+                return None;
+            }
+            let name = u64::from_ne_bytes(hdr[..8].try_into().ok()?);
+            let len = u32::from_ne_bytes(hdr[8..12].try_into().ok()?);
+            (name, u64::from(len))
+        }
+        _ => return None,
+    };
+    if addr == 0 || len == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; (len as usize).min(128)];
+    if !read(addr, &mut buf) {
+        return None;
+    }
+    Some(sockaddr_text(&buf))
+}
+
+/// A socket address for records: `127.0.0.1:8080`, `[::1]:443`,
+/// `unix:/path`, `unix:@name`, `unix:unnamed`, `netlink:pid=0,groups=0x0`,
+/// `unspec`, or `family=AF_X` for the others.
+pub(crate) fn sockaddr_text(buf: &[u8]) -> String {
+    if buf.len() < 2 {
+        return "invalid".into();
+    }
+    let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
+    let len = buf.len();
+    let port = || u16::from_be_bytes([buf[2], buf[3]]);
+    match family {
+        libc::AF_INET if len >= 8 => {
+            let ip = std::net::Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]);
+            format!("{ip}:{}", port())
+        }
+        libc::AF_INET6 if len >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&buf[8..24]);
+            format!("[{}]:{}", std::net::Ipv6Addr::from(a), port())
+        }
+        libc::AF_UNIX => {
+            let path = &buf[2..];
+            match path.first() {
+                None => "unix:unnamed".into(),
+                Some(0) => format!("unix:@{}", String::from_utf8_lossy(&path[1..])),
+                Some(_) => {
+                    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                    format!("unix:{}", String::from_utf8_lossy(&path[..end]))
+                }
+            }
+        }
+        libc::AF_NETLINK if len >= 12 => {
+            let pid = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            let groups = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+            format!("netlink:pid={pid},groups={groups:#x}")
+        }
+        libc::AF_UNSPEC => "unspec".into(),
+        other => format!("family={}", name_of(other as u64, DOMAINS)),
+    }
+}
+
 /// `name(args...)`: the call, decoded.
 pub(crate) fn call(name: &str, args: &[u64; 6], read: Reader<'_>) -> String {
     let mut out = format!("{name}(");

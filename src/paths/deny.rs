@@ -383,6 +383,29 @@ impl DeniedPaths {
         HITS.with_borrow(|(_, last)| last.clone())
     }
 
+    /// The rule that refused `path` (a file this set's checks found), as
+    /// the command line names it: `deny-path /etc/shadow` (the entry it
+    /// lies beneath), or `fs-read allow list` / `fs-write allow list` when
+    /// no denied path holds it.
+    pub(crate) fn rule_for(&self, path: Option<&Path>) -> String {
+        if let Some(p) = path {
+            let entries = self.entries.read();
+            if let Some(e) = entries
+                .iter()
+                .find(|e| e.forms.iter().any(|f| p.starts_with(f)))
+            {
+                return format!("deny-path {}", e.given.display());
+            }
+            if let Some(lists) = &self.lists {
+                if lists.readable(p) {
+                    return "fs-write allow list".to_owned();
+                }
+                return "fs-read allow list".to_owned();
+            }
+        }
+        "deny-path".to_owned()
+    }
+
     /// Whether a denied path lies strictly beneath the absolute `path`
     /// (renaming or removing `path` would move or remove it).
     pub(crate) fn has_denied_beneath(&self, path: &Path) -> bool {

@@ -198,6 +198,7 @@ impl Handler for PathHandler {
 /// `hits` (else it was the kernel's own `EACCES`, passed through).
 fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
     if d.hit_mark() != hits {
+        cx.note_rule(true, || d.rule_for(d.last_hit().as_deref()));
         cx.report(|| crate::events::Event::PathDenied {
             pid: cx.pid(),
             syscall: cx.notification().syscall_name().unwrap_or("unknown"),

@@ -86,6 +86,8 @@ impl DynamicPolicy {
 /// Handed to the policy callback with each event.
 pub struct PolicyContext<'a> {
     dynamic: &'a DynamicPolicy,
+    /// The rule a denying verdict names (see [`decided_by`](Self::decided_by)).
+    rule: Option<String>,
 }
 
 impl std::fmt::Debug for PolicyContext<'_> {
@@ -96,7 +98,22 @@ impl std::fmt::Debug for PolicyContext<'_> {
 
 impl<'a> PolicyContext<'a> {
     pub(crate) fn new(dynamic: &'a DynamicPolicy) -> Self {
-        PolicyContext { dynamic }
+        PolicyContext {
+            dynamic,
+            rule: None,
+        }
+    }
+
+    /// Names the rule behind this call's verdict (`exec-deny rm`), for the
+    /// audit record's `rule`; without it a denying verdict is recorded as
+    /// `policy callback`.
+    pub fn decided_by(&mut self, rule: impl Into<String>) {
+        self.rule = Some(rule.into());
+    }
+
+    /// The rule named by [`decided_by`](Self::decided_by).
+    pub(crate) fn take_rule(&mut self) -> Option<String> {
+        self.rule.take()
     }
 
     /// From now on, destinations must also lie in one of `nets`

@@ -73,34 +73,90 @@ pub struct SyscallEvent {
     pub errno: Option<i32>,
 }
 
+/// The audit record's schema version.
+pub const AUDIT_SCHEMA: u32 = 2;
+
+/// What an audit record adds to the event, known once the call is
+/// answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// The path argument as the program gave it, read once (under
+    /// `ID_VALID`, or from the copy the decision was made on).
+    pub(crate) path: Option<String>,
+    /// The socket address argument, readable for every family.
+    pub(crate) destination: Option<String>,
+    /// What happened (see [`SyscallEvent::to_json`]).
+    pub(crate) outcome: &'static str,
+    /// The value a call performed on the program's behalf returned.
+    pub(crate) ret: Option<i64>,
+    /// The rule that decided, as the command line names it.
+    pub(crate) rule: Option<String>,
+    /// The policy callback's verdict, when it was consulted.
+    pub(crate) verdict: Option<&'static str>,
+}
+
 impl SyscallEvent {
-    /// One JSON object (no trailing newline), for audit logs. Schema 1:
-    /// `schema` (1), `time` (seconds since the Unix epoch, with
-    /// microseconds, when the record was written), `syscall`, `category`
-    /// (`file`, `network`, `process`, `memory`), `pid`, `parent_pid`,
-    /// `host`, `port` (of a network call), `size` (of an `mmap`), `argv`
-    /// (of an exec, under argv safety), `denied` (the supervisor had
-    /// already refused the call), `verdict` (`allow`, `deny`, `audit`);
-    /// `errno` (the errno the call fails with, by name, e.g. `"EACCES"`, or
-    /// `null` when it runs); absent values are `null`. Fields may be added; none is removed or
-    /// changes meaning without a new schema number.
+    /// One JSON object (no trailing newline): the audit record of this
+    /// call. Schema 2 (fields in this order; absent values are `null`):
+    ///
+    /// | field | value |
+    /// |---|---|
+    /// | `schema` | 2 |
+    /// | `time` | seconds since the Unix epoch, with microseconds, when the record was made |
+    /// | `syscall`, `category` | the call; `file`, `network`, `process` or `memory` |
+    /// | `pid`, `parent_pid` | the calling thread and its parent |
+    /// | `path` | the path argument as given (first one of two), read once before the answer |
+    /// | `destination` | the socket address argument: `127.0.0.1:80`, `[::1]:443`, `unix:/path`, `unix:@name`, `unix:unnamed`, `netlink:pid=0,groups=0x0`, `unspec`, `family=AF_PACKET` |
+    /// | `host`, `port` | of an IP destination |
+    /// | `size` | of an `mmap` |
+    /// | `argv` | of an exec |
+    /// | `outcome` | `continued` (let through: the kernel ran it, its result is not seen), `performed` (done on the program's behalf; `return` says what it returned), `refused` (a rule or the policy callback refused it: see `rule`, `errno`), `failed` (answered with an errno no rule gave: the call itself failed, e.g. `ENOENT` of a missing file), `killed` (over a limit), `held`, `deferred` |
+    /// | `denied` | `true` exactly when `outcome` is `refused` or `killed` |
+    /// | `errno` | the errno the call was answered with, by name (`"EACCES"`) |
+    /// | `return` | the value a performed call returned |
+    /// | `rule` | the rule that decided: `deny-path /etc/shadow`, `fs-read allow list`, `net-allow 127.0.0.1:8080`, `net-deny 10.0.0.0/8`, `limit max-processes 8`, `limit max-memory 64 MiB`, `exec-deny rm`, `policy callback` |
+    /// | `verdict` | the policy callback's (`allow`, `deny`, `audit`), `null` when none was consulted |
+    ///
+    /// Fields may be added; none is removed or changes meaning without a
+    /// new schema number. Without an answer (a record made when the
+    /// callback is told, before the call is answered), `outcome`, `errno`,
+    /// `return` and `rule` are `null` and `denied` says whether the
+    /// supervisor had already refused it.
     pub fn to_json(&self, verdict: &str) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        self.to_json_at(verdict, now)
+        let answered = Answered {
+            verdict: Some(match verdict {
+                "allow" => "allow",
+                "audit" => "audit",
+                _ => "deny",
+            }),
+            ..Answered::default()
+        };
+        self.to_json_at(&answered, now)
     }
 
-    /// [`to_json`](Self::to_json) with the time given.
-    fn to_json_at(&self, verdict: &str, time: f64) -> String {
-        let mut out = String::with_capacity(200);
+    /// The record of an answered call.
+    pub(crate) fn record(&self, answered: &Answered) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.to_json_at(answered, now)
+    }
+
+    fn to_json_at(&self, a: &Answered, time: f64) -> String {
+        let text = |v: Option<&str>| v.map_or("null".into(), json_str);
+        let mut out = String::with_capacity(300);
         out.push('{');
-        push_field(&mut out, "schema", "1");
+        push_field(&mut out, "schema", &AUDIT_SCHEMA.to_string());
         push_field(&mut out, "time", &format!("{time:.6}"));
         push_field(&mut out, "syscall", &json_str(self.syscall));
         push_field(&mut out, "category", &json_str(self.category.as_str()));
         push_field(&mut out, "pid", &self.pid.to_string());
         push_field(&mut out, "parent_pid", &opt(self.parent_pid));
+        push_field(&mut out, "path", &text(a.path.as_deref()));
+        push_field(&mut out, "destination", &text(a.destination.as_deref()));
         push_field(
             &mut out,
             "host",
@@ -120,10 +176,14 @@ impl SyscallEvent {
         push_field(&mut out, "argv", &argv);
         push_field(
             &mut out,
+            "outcome",
+            &text((!a.outcome.is_empty()).then_some(a.outcome)),
+        );
+        push_field(
+            &mut out,
             "denied",
             if self.denied { "true" } else { "false" },
         );
-        push_field(&mut out, "verdict", &json_str(verdict));
         let errno = match self.errno {
             Some(e) => match crate::notification::decode::errno_name(e) {
                 Some(name) => json_str(name),
@@ -132,6 +192,9 @@ impl SyscallEvent {
             None => "null".into(),
         };
         push_field(&mut out, "errno", &errno);
+        push_field(&mut out, "return", &opt(a.ret));
+        push_field(&mut out, "rule", &text(a.rule.as_deref()));
+        push_field(&mut out, "verdict", &text(a.verdict));
         out.pop();
         out.push('}');
         out
@@ -183,12 +246,19 @@ mod tests {
             port: None,
             size: None,
             argv: Some(vec!["a\"b".into(), "c\\d\n".into()]),
-            denied: false,
-            errno: None,
+            denied: true,
+            errno: Some(libc::EPERM),
+        };
+        let answered = Answered {
+            path: Some("/bin/rm".into()),
+            outcome: "refused",
+            rule: Some("exec-deny rm".into()),
+            verdict: Some("deny"),
+            ..Answered::default()
         };
         assert_eq!(
-            ev.to_json_at("allow", 1.5),
-            r#"{"schema":1,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"denied":false,"verdict":"allow","errno":null}"#
+            ev.to_json_at(&answered, 1.5),
+            r#"{"schema":2,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"path":"/bin/rm","destination":null,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"outcome":"refused","denied":true,"errno":"EPERM","return":null,"rule":"exec-deny rm","verdict":"deny"}"#
         );
     }
 

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::context::{DynamicPolicy, PolicyContext};
-use super::event::SyscallEvent;
+use super::event::{Answered, SyscallEvent};
 use super::verdict::Verdict;
 
 /// The user's callback.
@@ -28,10 +28,26 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events not held are dropped (and counted) when this many are queued.
 const QUEUE: usize = 4096;
 
-struct Request {
-    event: SyscallEvent,
-    gate: Option<Sender<Verdict>>,
+enum Request {
+    /// Tell the callback about call `id` (its verdict through `gate` when
+    /// the call is held).
+    Consult {
+        id: u64,
+        event: SyscallEvent,
+        gate: Option<Sender<Verdict>>,
+    },
+    /// Write the audit record of the answered call `id`, with the verdict
+    /// the callback gave it (told earlier, on the same queue).
+    Record {
+        id: u64,
+        event: SyscallEvent,
+        answered: Answered,
+    },
 }
+
+/// Verdicts kept for records not yet written (a call held by the pause
+/// never gets one): beyond this many, the oldest are forgotten.
+const VERDICTS_KEPT: usize = 4096;
 
 /// What a sandbox shares with each of its supervisors' policy threads.
 #[derive(Clone)]
@@ -65,18 +81,24 @@ impl PolicyRunner {
 
     /// Tells the callback about `event`. When `held`, waits for its verdict
     /// (at most the hold timeout; then `Deny`), else returns `None` at once.
-    pub(crate) fn submit(&self, event: SyscallEvent, held: bool) -> Option<Verdict> {
+    pub(crate) fn submit(&self, id: u64, event: SyscallEvent, held: bool) -> Option<Verdict> {
         let Some(tx) = self.tx.lock().clone() else {
             return held.then_some(Verdict::Deny);
         };
         if !held {
-            if tx.try_send(Request { event, gate: None }).is_err() {
+            let req = Request::Consult {
+                id,
+                event,
+                gate: None,
+            };
+            if tx.try_send(req).is_err() {
                 log::warn!("policy callback is behind; an event was not delivered");
             }
             return None;
         }
         let (gate_tx, gate_rx) = crossbeam_channel::bounded(1);
-        let req = Request {
+        let req = Request::Consult {
+            id,
             event,
             gate: Some(gate_tx),
         };
@@ -93,6 +115,42 @@ impl PolicyRunner {
                 );
                 Some(Verdict::Deny)
             }
+        }
+    }
+
+    /// [`record`](Self::record), for a call answered later (deferred).
+    pub(crate) fn record_later(&self) -> impl FnOnce(u64, SyscallEvent, Answered) + Send {
+        let tx = self.tx.lock().clone();
+        move |id, event, answered| {
+            if let Some(tx) = tx {
+                if tx
+                    .try_send(Request::Record {
+                        id,
+                        event,
+                        answered,
+                    })
+                    .is_err()
+                {
+                    log::warn!("the audit log is behind; a record was dropped");
+                }
+            }
+        }
+    }
+
+    /// Queues the audit record of the answered call `id`.
+    pub(crate) fn record(&self, id: u64, event: SyscallEvent, answered: Answered) {
+        let Some(tx) = self.tx.lock().clone() else {
+            return;
+        };
+        if tx
+            .try_send(Request::Record {
+                id,
+                event,
+                answered,
+            })
+            .is_err()
+        {
+            log::warn!("the audit log is behind; a record was dropped");
         }
     }
 
@@ -132,39 +190,75 @@ fn run(
     // One warning for a log that cannot be written (a closed pipe), not
     // one per event.
     let mut audit_failed = false;
-    for Request { mut event, gate } in rx.iter() {
-        let verdict = match callback {
-            Some(cb) => {
+    // The verdict (and the rule it names) of each consulted call whose
+    // record is still to come, oldest first.
+    let mut verdicts: std::collections::VecDeque<(u64, Verdict, Option<String>)> =
+        std::collections::VecDeque::new();
+    for req in rx.iter() {
+        match req {
+            Request::Consult { id, event, gate } => {
                 let mut cx = PolicyContext::new(dynamic);
-                let mut f = cb.lock();
-                match catch_unwind(AssertUnwindSafe(|| (*f)(&event, &mut cx))) {
-                    Ok(v) => v,
-                    Err(_) => {
-                        log::error!("the policy callback panicked on {}; denying", event.syscall);
-                        Verdict::Deny
+                let verdict = match callback {
+                    Some(cb) => {
+                        let mut f = cb.lock();
+                        match catch_unwind(AssertUnwindSafe(|| (*f)(&event, &mut cx))) {
+                            Ok(v) => v,
+                            Err(_) => {
+                                log::error!(
+                                    "the policy callback panicked on {}; denying",
+                                    event.syscall
+                                );
+                                Verdict::Deny
+                            }
+                        }
                     }
+                    None => Verdict::Allow,
+                };
+                if let Some(gate) = gate {
+                    // The worker may have given up already; that is fine.
+                    let _ = gate.send(verdict);
+                }
+                if verdict == Verdict::Audit {
+                    log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
+                }
+                if audit.is_some() {
+                    if verdicts.len() >= VERDICTS_KEPT {
+                        verdicts.pop_front();
+                    }
+                    verdicts.push_back((id, verdict, cx.take_rule()));
                 }
             }
-            None => Verdict::Allow,
-        };
-        if let Some(gate) = gate {
-            // The worker may have given up already; that is fine.
-            let _ = gate.send(verdict);
-        }
-        // The record shows the errno the call fails with.
-        if event.errno.is_none() {
-            event.errno = verdict.errno();
-        }
-        if verdict == Verdict::Audit {
-            log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
-        }
-        if let Some(file) = audit {
-            let line = event.to_json(verdict.as_str());
-            if let Err(e) = writeln!(file.lock(), "{line}") {
-                if !audit_failed {
-                    log::warn!("cannot write the audit log: {e}; further records are lost");
+            Request::Record {
+                id,
+                mut event,
+                mut answered,
+            } => {
+                let Some(file) = audit else { continue };
+                if let Some(i) = verdicts.iter().rposition(|(v_id, _, _)| *v_id == id) {
+                    let (_, verdict, rule) = verdicts.remove(i).expect("index found");
+                    answered.verdict = Some(verdict.as_str());
+                    // A denying verdict decided a call answered with its
+                    // errno that no rule of the supervisor refused (it
+                    // reads `failed` so far).
+                    let by_verdict = verdict.errno().is_some()
+                        && event.errno == verdict.errno()
+                        && answered.outcome == "failed";
+                    if by_verdict {
+                        answered.outcome = "refused";
+                        answered.rule = Some(rule.unwrap_or_else(|| "policy callback".to_owned()));
+                    }
                 }
-                audit_failed = true;
+                event.denied = matches!(answered.outcome, "refused" | "killed");
+                let mut line = event.record(&answered);
+                line.push('\n');
+                // One write: a record shares stdout (`--audit -`) or a
+                // pipe with the program without being cut.
+                if let Err(e) = file.lock().write_all(line.as_bytes()) {
+                    if !audit_failed {
+                        log::warn!("cannot write the audit log: {e}; further records are lost");
+                    }
+                    audit_failed = true;
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::paths::DeniedPaths;
 use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
 
 use super::context::DynamicPolicy;
-use super::event::{SyscallCategory, SyscallEvent};
+use super::event::{Answered, SyscallCategory, SyscallEvent};
 use super::runner::PolicyRunner;
 use super::verdict::Verdict;
 
@@ -43,9 +43,18 @@ impl Enforcement for PolicyFeature {
         let dynamic = Arc::new(DynamicPolicy::new(self.denied_paths.clone()));
         let runner = PolicyRunner::start(&self.setup, Arc::clone(&dynamic))
             .map_err(|e| Error::io("start the policy thread", e))?;
-        let state = Arc::new(PolicyState { runner, dynamic });
+        let state = Arc::new(PolicyState {
+            runner,
+            dynamic,
+            has_callback: self.setup.callback.is_some(),
+            audit: self.setup.audit.is_some(),
+        });
         let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
-        Ok(Some(Running::new(state).with_service(gate)))
+        let mut running = Running::new(state).with_service(gate);
+        if self.setup.audit.is_some() {
+            running = running.with_service(Arc::new(crate::handler::Audited));
+        }
+        Ok(Some(running))
     }
 }
 
@@ -59,8 +68,108 @@ impl Stage for PolicyState {
         apply(self, cx.notification(), action, exec_argv())
     }
 
+    fn answered(
+        &self,
+        cx: &HandlerCtx<'_>,
+        action: NotifAction,
+        exec_argv: &dyn Fn() -> Option<Vec<String>>,
+    ) -> NotifAction {
+        if !self.audit {
+            return action;
+        }
+        let (mut event, mut answered) = record_for(cx, exec_argv);
+        let id = cx.notification().id;
+        let refused_by_rule = cx.noted_rule().is_some_and(|(_, refused)| refused);
+        match action {
+            // Decided later: recorded with what the deferred work answers.
+            NotifAction::Defer(work) => {
+                let record = self.runner.record_later();
+                NotifAction::Defer(crate::action::Deferred(Box::new(move || {
+                    let result = work.run();
+                    let (outcome, errno, ret) = outcome_of(&result, None, refused_by_rule);
+                    answered.outcome = outcome;
+                    answered.ret = ret;
+                    event.errno = errno;
+                    record(id, event, answered);
+                    result
+                })))
+            }
+            action => {
+                let (outcome, errno, ret) = outcome_of(&action, cx.answer_fixed(), refused_by_rule);
+                answered.outcome = outcome;
+                answered.ret = ret;
+                event.errno = errno;
+                self.runner.record(id, event, answered);
+                action
+            }
+        }
+    }
+
     fn shutdown(&self) {
         self.runner.shutdown();
+    }
+}
+
+/// The audit record of a call, before its outcome: the event, with its
+/// path and destination read once now (the task still waits for its
+/// answer; reads check `ID_VALID`, or come from the copy the decision was
+/// made on), and the rule that decided.
+fn record_for(
+    cx: &HandlerCtx<'_>,
+    exec_argv: &dyn Fn() -> Option<Vec<String>>,
+) -> (SyscallEvent, Answered) {
+    use crate::notification::decode;
+    let notif = cx.notification();
+    let name = notif.syscall_name().unwrap_or("unknown");
+    let path = decode::path_arg(name).and_then(|i| {
+        let bytes = cx.read_cstr(notif.args[i], 4096).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    let read = |addr: u64, buf: &mut [u8]| cx.read_mem_into(addr, buf).is_ok();
+    let destination = decode::destination(name, &notif.args, &read);
+    let dest: Option<SocketAddr> = destination.as_deref().and_then(|d| d.parse().ok());
+    let argv = if matches!(name, "execve" | "execveat") {
+        exec_argv()
+    } else {
+        None
+    };
+    let event = event_for(notif, dest, argv, false, None);
+    let answered = Answered {
+        path,
+        destination,
+        rule: cx.noted_rule().map(|(r, _)| r),
+        ..Answered::default()
+    };
+    (event, answered)
+}
+
+/// What answering with `action` means for the record: the outcome, the
+/// errno and the value returned. `fixed` is the errno the call's owner
+/// answers a `Continue` with; `refused_by_rule`, whether a rule refused it.
+fn outcome_of(
+    action: &NotifAction,
+    fixed: Option<i32>,
+    refused_by_rule: bool,
+) -> (&'static str, Option<i32>, Option<i64>) {
+    let failed = |e: i32| {
+        let outcome = if refused_by_rule { "refused" } else { "failed" };
+        (outcome, Some(e), None)
+    };
+    match action {
+        NotifAction::Continue => match fixed {
+            Some(e) => failed(e),
+            None => ("continued", None, None),
+        },
+        NotifAction::Errno(e) => failed(*e),
+        NotifAction::ReturnValue(v) if (-4095..0).contains(v) => failed(-*v as i32),
+        NotifAction::ReturnValue(v) => ("performed", None, Some(*v)),
+        NotifAction::InjectFd { .. } => ("continued", None, None),
+        NotifAction::InjectFdSend { .. } | NotifAction::InjectFdSendTracked { .. } => {
+            ("performed", None, None)
+        }
+        NotifAction::Hold => ("held", None, None),
+        NotifAction::KillTask { .. } | NotifAction::KillGroup { .. } => ("killed", None, None),
+        NotifAction::Defer(_) => ("deferred", None, None),
     }
 }
 
@@ -78,6 +187,10 @@ impl PolicyCheck for PolicyState {
 pub(crate) struct PolicyState {
     pub(crate) runner: PolicyRunner,
     pub(crate) dynamic: Arc<DynamicPolicy>,
+    /// Whether a callback is told about calls (else only records are made).
+    pub(crate) has_callback: bool,
+    /// Whether answered calls are recorded in the audit log.
+    pub(crate) audit: bool,
 }
 
 /// The parent of process `pid`, from `/proc/<pid>/stat` (field 4).
@@ -142,9 +255,12 @@ impl PolicyState {
                 return Some(e);
             }
         }
+        if !self.has_callback {
+            return None;
+        }
         let event = event_for(notif, dest, argv, denied, errno);
         let held = !denied && super::is_held(event.syscall);
-        match self.runner.submit(event, held)? {
+        match self.runner.submit(notif.id, event, held)? {
             v @ (Verdict::Deny | Verdict::DenyWith(_)) => {
                 v.errno().map(|e| Errno::or_eperm(e).get())
             }

@@ -242,6 +242,19 @@ pub(crate) trait Stage: Send + Sync {
         action
     }
 
+    /// Stage 6: the action after every verdict, before the answer (for
+    /// the audit log: `exec_argv` as for [`verdict`](Self::verdict)). It
+    /// returns the action unchanged, or a `Defer` wrapped to see its
+    /// result.
+    fn answered(
+        &self,
+        _cx: &HandlerCtx<'_>,
+        action: NotifAction,
+        _exec_argv: &dyn Fn() -> Option<Vec<String>>,
+    ) -> NotifAction {
+        action
+    }
+
     /// Stage 6: after every verdict, before the answer.
     fn after_verdict(&self) {}
 

@@ -98,17 +98,21 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // 5. Verdicts, on the copy the take-over read (an exec that will not
     // run, e.g. a missing file, is read as it is).
     let mut action = action;
+    let exec_argv = || match &taken {
+        Some(t) if refused.is_none() => t.argv().or_else(|| cx.read_exec_argv()),
+        _ => None,
+    };
     if !effects.policy_consulted() {
-        let exec_argv = || match &taken {
-            Some(t) if refused.is_none() => t.argv().or_else(|| cx.read_exec_argv()),
-            _ => None,
-        };
         for stage in &shared.stages {
             action = stage.verdict(&cx, action, &exec_argv);
         }
     }
     // 6. After the verdicts.
+    if let Some(why) = &refused {
+        cx.note_rule(true, || format!("argv safety: {why}"));
+    }
     for stage in &shared.stages {
+        action = stage.answered(&cx, action, &exec_argv);
         stage.after_verdict();
     }
     // 7. A taken-over call: its owner answers, under its freeze.

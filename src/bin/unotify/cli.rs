@@ -85,6 +85,11 @@ pub enum Cmd {
     /// Run a command in a sandbox under the supervisor.
     #[command(after_help = RUN_EXAMPLES, args_override_self = true)]
     Run(Box<RunArgs>),
+    /// Run a command allowing everything, recording what it uses (files,
+    /// network destinations, programs, processes, memory), and write a
+    /// profile for `run --profile` that allows that and refuses the rest.
+    #[command(after_help = LEARN_EXAMPLES)]
+    Learn(LearnArgs),
     /// Report which kernel features the supervisor can use.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
@@ -135,8 +140,10 @@ pub struct RunArgs {
 
     /// Make a system call fail with ERRNO (a number, or a name like EPERM,
     /// EACCES, ENOSYS; default EPERM) without running it. SYSCALL is a name
-    /// or a number below 1024 (`syscall_N` too). Repeatable.
-    /// Example: --deny mkdirat=EACCES
+    /// or a number below 1024 (`syscall_N` too). On a call --deny-path
+    /// also decides (`--deny openat --deny-path X`), --deny wins: the call
+    /// fails with ERRNO for every path, and X stays denied to the other
+    /// calls. Repeatable. Example: --deny mkdirat=EACCES
     #[arg(long, value_name = "SYSCALL[=ERRNO]", value_parser = parse_deny)]
     pub deny: Vec<DenyRule>,
 
@@ -214,9 +221,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", value_parser = parse_exec_substring)]
     pub exec_deny_substring: Vec<String>,
 
-    /// Append one JSON object per trapped call (schema, time, syscall,
-    /// category, pid, parent pid, host, port, size, argv, denied, verdict)
-    /// to FILE, opened before the program starts and denied to it (it can
+    /// Append one JSON object per trapped call, once answered (schema 2:
+    /// time, syscall, pid, path, destination, outcome, denied, errno,
+    /// rule, verdict, ...; see the README) to FILE, opened before the program starts and denied to it (it can
     /// neither forge nor erase records); `-` writes to stdout.
     /// Example: --audit /tmp/audit.jsonl
     #[arg(long, value_name = "FILE")]
@@ -230,7 +237,7 @@ pub struct RunArgs {
     pub summary: bool,
 
     /// Stop the program after DURATION (`30s`, `500ms`, `2m`, `1h`): SIGTERM
-    /// to its process group, SIGKILL after --kill-after; unotify then
+    /// to every process of the sandbox, SIGKILL after --kill-after; unotify then
     /// exits with 124, like timeout(1). Example: --timeout 30s
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
@@ -264,7 +271,8 @@ pub struct RunArgs {
     pub cwd: Option<std::path::PathBuf>,
 
     /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
-    /// group, so that its handlers run), kill the sandbox if it has not
+    /// group and every other process of the sandbox, so that their
+    /// handlers run), kill the sandbox if it has not
     /// ended within DURATION (`10s`, `500ms`, `2m`; `0` kills at once). A
     /// second signal kills at once. Example: --kill-after 30s
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -274,7 +282,8 @@ pub struct RunArgs {
     /// double-forked daemon) run on after the program exits. They are then
     /// unsupervised: every call the filter traps fails with ENOSYS once
     /// unotify is gone, and no limit holds them. Without it they are
-    /// killed. Turns cgroups off (-m then counts memory at the calls it
+    /// killed. Forwarded signals then reach only the program's process
+    /// group. Turns cgroups off (-m then counts memory at the calls it
     /// traps). Example: --leave-daemons
     #[arg(long)]
     pub leave_daemons: bool,
@@ -329,6 +338,37 @@ pub struct RunArgs {
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
+
+/// Options of `unotify learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Write the profile to FILE (created or truncated before the command
+    /// starts) instead of stdout. Example: --output build.toml
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// The command to run and its arguments (after `--`).
+    /// Example: -- make -j8
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+const LEARN_EXAMPLES: &str = "\
+Examples:
+  Learn what a build uses, then run it confined to that:
+    unotify learn --output build.toml -- make -j8
+    unotify run --profile build.toml -- make -j8
+
+The profile allows, in run's own flags: --fs-system, and the files read
+(-r) and written (-w) beyond it, collapsed into the current directory,
+the temporary directory, or a directory several files were read from;
+the network destinations reached (--net-allow; none: --net-deny '*');
+twice the peak process count (-P) and four times the peak resident
+memory (-m). Each rule has a comment saying which programs used it.
+
+Exit status: the command's own (the profile is written even when it
+fails, with a note); 125 if unotify itself failed (the output cannot be
+written, no command), 126/127 as for run.";
 
 /// One `--deny` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

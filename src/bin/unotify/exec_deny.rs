@@ -92,6 +92,7 @@ pub fn install(
             move |cx: &HandlerCtx<'_>| match names_a_program(cx, &words) {
                 None => NotifAction::Continue,
                 Some(word) => {
+                    cx.refused_by(|| word.flag().trim_start_matches('-').to_owned());
                     if let Some(r) = &report {
                         r.exec_denied(&cx.read_exec_argv().unwrap_or_default(), &word.flag());
                     }
@@ -105,12 +106,13 @@ pub fn install(
         .handle("execve", move |cx: &HandlerCtx<'_>| programs(cx))
         .handle("execveat", move |cx: &HandlerCtx<'_>| again(cx));
     if audited {
-        return builder.policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+        return builder.policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
             let Some(argv) = &ev.argv else {
                 return Verdict::Allow;
             };
             match names_a_word(argv, &words) {
                 Some(word) => {
+                    cx.decided_by(word.flag().trim_start_matches('-'));
                     if let Some(r) = &report {
                         r.exec_denied(argv, &word.flag());
                     }
@@ -124,6 +126,7 @@ pub fn install(
         Some(argv) => match names_a_word(&argv, &words) {
             None => NotifAction::Continue,
             Some(word) => {
+                cx.refused_by(|| word.flag().trim_start_matches('-').to_owned());
                 if let Some(r) = &report {
                     r.exec_denied(&argv, &word.flag());
                 }
@@ -131,7 +134,10 @@ pub fn install(
             }
         },
         // Unreadable: fail closed.
-        None => NotifAction::Errno(libc::EPERM),
+        None => {
+            cx.refused_by(|| "exec-deny (argv unreadable)".to_owned());
+            NotifAction::Errno(libc::EPERM)
+        }
     };
     let handler = Arc::new(handler);
     let again = Arc::clone(&handler);

@@ -8,6 +8,7 @@
 mod cli;
 mod conflicts;
 mod exec_deny;
+mod learn;
 mod logging;
 mod profile;
 mod report;
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
     };
     logging::init(trace);
     let code = match cli.command {
-        Cmd::Run(args) => run(*args),
+        Cmd::Run(args) => run(*args, None),
+        Cmd::Learn(args) => learn(args),
         Cmd::Check { json } => check(json),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),
@@ -116,7 +118,51 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-fn run(args: RunArgs) -> u8 {
+/// `unotify learn`: `run` with nothing refused and a recorder, then the
+/// profile of what the command used.
+fn learn(args: cli::LearnArgs) -> u8 {
+    // Opened first: a profile that cannot be written stops everything.
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!(
+                    "unotify: cannot open the profile output {}: {e}; check the directory exists and is writable",
+                    path.display()
+                );
+                return EXIT_USAGE;
+            }
+        },
+        None => Box::new(std::io::stdout()),
+    };
+    let mut raw: Vec<std::ffi::OsString> = vec!["unotify".into(), "run".into(), "--".into()];
+    raw.extend(args.command.iter().cloned());
+    let run_args = match cli::Cli::try_parse_from_raw(raw) {
+        Ok(cli::Cli {
+            command: Cmd::Run(run_args),
+        }) => run_args,
+        _ => {
+            eprintln!("unotify: cannot make a run of this command; give it after --");
+            return EXIT_USAGE;
+        }
+    };
+    let recorder = Arc::new(learn::Recorder::default());
+    let code = run(*run_args, Some(&recorder));
+    let status = if code == 0 {
+        "the command exited with 0".to_owned()
+    } else {
+        eprintln!("unotify: learn: the command exited with {code}; the profile holds only what it used until then");
+        format!("the command exited with {code}: this profile holds only what it used until then")
+    };
+    let profile = recorder.profile(&args.command, &status);
+    if let Err(e) = out.write_all(profile.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("unotify: cannot write the profile: {e}");
+        return EXIT_USAGE;
+    }
+    code
+}
+
+fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
     // the signals wait for the signal thread.
     let set = match libsignals::block_termination_signals().and_then(|mut set| {
@@ -207,6 +253,9 @@ fn run(args: RunArgs) -> u8 {
             Some(Arc::clone(&report)),
         );
     }
+    if let Some(recorder) = learner {
+        builder = recorder.install(builder);
+    }
     let sandbox = match builder.build() {
         Ok(s) => s,
         Err(Error::ConflictingRule { syscall, .. }) => {
@@ -277,8 +326,16 @@ fn run(args: RunArgs) -> u8 {
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
             st.target = Some(pidfd);
             st.pid = Some(child.pid() as i32);
+            // With --leave-daemons, those that left the group are left
+            // alone by forwarded signals too.
+            if !args.leave_daemons {
+                st.processes = Some(child.processes());
+            }
             SignalState::act_on_received(&mut st, &state);
             drop(st);
+            if let Some(recorder) = learner {
+                recorder.watch(child.pid() as i32);
+            }
             // A stop the signal thread saw before it knew the pid.
             follow_job_stop(child.pid() as i32);
             if let Some(limit) = args.timeout {
@@ -300,6 +357,9 @@ fn run(args: RunArgs) -> u8 {
         }
     }
     let status = child.wait();
+    if let Some(recorder) = learner {
+        recorder.finish();
+    }
     // Nothing of the sandbox outlives it: with cgroups the library killed
     // every process in them; without, orphans that left the process group
     // are ours now (nothing traces them once the supervisor has stopped).

@@ -20,6 +20,8 @@ pub struct SignalState {
     pub target: Option<OwnedFd>,
     /// Its pid, which is also the sandbox's process group.
     pub pid: Option<i32>,
+    /// The processes of the sandbox, for those outside its group.
+    pub processes: Option<unotify::SandboxProcesses>,
     /// The first of SIGINT / SIGTERM / SIGHUP received.
     pub received: Option<i32>,
     /// How many of them were received.
@@ -65,20 +67,56 @@ impl SignalState {
         }
     }
 
-    /// Sends `sig` to the program's process group (as a terminal would),
-    /// and SIGCONT after it, so that a stopped program sees it.
+    /// Sends `sig` to the program's process group (as a terminal would)
+    /// and to every other process of the sandbox (one that made its own
+    /// group or session: `setsid`, a daemon), then SIGCONT, so that a
+    /// stopped program sees it. Each process gets it once.
     fn forward(&self, sig: i32) {
         let Some(pid) = self.pid else {
             return;
         };
+        let others = self.outside_group(pid);
         for s in [sig, libc::SIGCONT] {
             if let Err(e) = process::kill_group(pid, s) {
                 if e.raw_os_error() != Some(libc::ESRCH) {
                     log::warn!("cannot forward signal {s} to the sandbox: {e}");
                 }
             }
+            for &other in &others {
+                if let Err(e) = process::kill(other, s) {
+                    if e.raw_os_error() != Some(libc::ESRCH) {
+                        log::warn!(
+                            "cannot forward signal {s} to process {other} of the sandbox: {e}"
+                        );
+                    }
+                }
+            }
         }
     }
+
+    /// The processes of the sandbox outside group `pgid`: the cgroup's
+    /// members, or without one the program's descendants and the orphans
+    /// given to `unotify` as a subreaper (its only other children).
+    fn outside_group(&self, pgid: i32) -> Vec<i32> {
+        let Some(procs) = &self.processes else {
+            return Vec::new();
+        };
+        let mut pids = procs.pids();
+        if !procs.contained() {
+            pids.extend(process::own_children());
+            pids.sort_unstable();
+            pids.dedup();
+        }
+        pids.retain(|&p| group_of(p).is_some_and(|g| g != pgid));
+        pids
+    }
+}
+
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Job control at a terminal. The sandbox has its own process group, which
