@@ -8,6 +8,7 @@
 mod cli;
 mod conflicts;
 mod exec_deny;
+mod fast;
 mod logging;
 mod profile;
 mod report;
@@ -42,9 +43,15 @@ fn main() -> ExitCode {
         eprintln!("unotify: cannot make this process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let cli = match cli::parse_from(std::env::args_os()) {
-        Ok(cli) => cli,
-        Err(code) => return ExitCode::from(code),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match fast::plain_run(&args) {
+        Some(run) => cli::Cli {
+            command: Cmd::Run(Box::new(run)),
+        },
+        None => match cli::parse_from(args) {
+            Ok(cli) => cli,
+            Err(code) => return ExitCode::from(code),
+        },
     };
     let trace = match &cli.command {
         Cmd::Run(args) => match trace_sink(args) {
