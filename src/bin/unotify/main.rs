@@ -307,6 +307,9 @@ fn run(args: RunArgs) -> u8 {
         }
     }
     let status = child.wait();
+    // Its watchdog was told to quit: reaped here, so that the look for
+    // orphans below does not find it (and kill, reap and look again).
+    drop(child);
     // Nothing of the sandbox outlives it: with cgroups the library killed
     // every process in them; without, orphans that left the process group
     // are ours now (nothing traces them once the supervisor has stopped).
