@@ -159,8 +159,13 @@ fn run(
             log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
         }
         if let Some(file) = audit {
-            let line = event.to_json(verdict.as_str());
-            if let Err(e) = writeln!(file.lock(), "{line}") {
+            // One write per record, newline included: the log may be a
+            // pipe the program writes to too (`--audit -`), where writes of
+            // up to PIPE_BUF bytes are never interleaved (`writeln!` on a
+            // file writes the record and its newline apart).
+            let mut line = event.to_json(verdict.as_str());
+            line.push('\n');
+            if let Err(e) = file.lock().write_all(line.as_bytes()) {
                 if !audit_failed {
                     log::warn!("cannot write the audit log: {e}; further records are lost");
                 }
