@@ -252,45 +252,104 @@ impl DomainPlan {
 /// nor lies on the way to one, with its path and opened (`O_PATH`,
 /// relative to `dir`), descending into those that lie on the way. Symbolic
 /// links are left out: what they point to is covered where it is. `at`:
-/// `dir` opened, if the caller has it.
+/// `dir` opened for reading (listed and opened beneath through it), if the
+/// caller has it.
+///
+/// On the start path of every `unotify run` (the cgroup write rules): one
+/// open per directory serves both its listing and the opens beneath it,
+/// and paths are compared as bytes, normalised once.
 fn complement(
     dir: &Path,
-    at: Option<BorrowedFd<'_>>,
+    at: Option<OwnedFd>,
     places: &[PathBuf],
     out: &mut Vec<(PathBuf, OwnedFd)>,
 ) -> io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        log::debug!("cannot list {} for the domain's write rules", dir.display());
-        return Ok(());
-    };
-    let owned;
+    let places: Vec<PathBuf> = places
+        .iter()
+        .map(|p| p.components().collect::<PathBuf>())
+        .collect();
+    complement_in(dir, at, &places, out)
+}
+
+/// [`complement`] with `places` normalised.
+fn complement_in(
+    dir: &Path,
+    at: Option<OwnedFd>,
+    places: &[PathBuf],
+    out: &mut Vec<(PathBuf, OwnedFd)>,
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     let dir_fd = match at {
         Some(fd) => fd,
-        None => {
-            owned = open_beneath(None, dir.as_os_str())?;
-            owned.as_fd()
+        None => match open_dir(None, dir.as_os_str()) {
+            Ok(fd) => fd,
+            // A symbolic link or not a directory: nothing to open beneath.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                return Err(e)
+            }
+            Err(_) => {
+                log::debug!("cannot list {} for the domain's write rules", dir.display());
+                return Ok(());
+            }
+        },
+    };
+    let names = match list_dir(dir_fd.as_fd()) {
+        Ok(names) => names,
+        Err(_) => {
+            log::debug!("cannot list {} for the domain's write rules", dir.display());
+            return Ok(());
         }
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if places.contains(&path) {
+    for (name, kind) in names {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+        let p = path.as_os_str().as_bytes();
+        if places.iter().any(|q| q.as_os_str().as_bytes() == p) {
             continue;
         }
-        let Ok(kind) = entry.file_type() else {
-            continue;
+        let on_the_way = places
+            .iter()
+            .any(|q| is_beneath(q.as_os_str().as_bytes(), p));
+        let name = std::ffi::OsStr::from_bytes(&name);
+        let kind = match kind {
+            Some(k) => k,
+            // The file system gave no type: asked of the entry itself.
+            None => match open_beneath(Some(dir_fd.as_fd()), name)
+                .and_then(|fd| std::fs::File::from(fd).metadata())
+            {
+                Ok(m) if m.file_type().is_symlink() => Kind::Symlink,
+                Ok(m) if m.is_dir() => Kind::Dir,
+                Ok(_) => Kind::Other,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            },
         };
-        if kind.is_symlink() {
+        if kind == Kind::Symlink {
             continue;
         }
-        let opened = match open_beneath(Some(dir_fd), &entry.file_name()) {
+        let descend = kind == Kind::Dir && on_the_way;
+        let opened = if descend {
+            open_dir(Some(dir_fd.as_fd()), name)
+        } else {
+            open_beneath(Some(dir_fd.as_fd()), name)
+        };
+        let opened = match opened {
             Ok(fd) => fd,
             // Gone since it was listed: nothing beneath it to allow (a
             // rule only allows, so leaving it out cannot widen).
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // A directory on the way that cannot be listed: no rule
+            // beneath it (as for `dir` itself above).
+            Err(_) if descend => {
+                log::debug!(
+                    "cannot list {} for the domain's write rules",
+                    path.display()
+                );
+                continue;
+            }
             Err(e) => return Err(e),
         };
-        if kind.is_dir() && places.iter().any(|p| p.starts_with(&path)) {
-            complement(&path, Some(opened.as_fd()), places, out)?;
+        if descend {
+            complement_in(&path, Some(opened), places, out)?;
         } else {
             out.push((path, opened));
         }
@@ -298,14 +357,80 @@ fn complement(
     Ok(())
 }
 
+/// Whether the normalised path `p` is `dir` or lies beneath it.
+fn is_beneath(p: &[u8], dir: &[u8]) -> bool {
+    p.starts_with(dir) && (p.len() == dir.len() || dir.ends_with(b"/") || p[dir.len()] == b'/')
+}
+
+/// An entry's type, as far as the walk cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// The names in the directory open at `fd` (without `.` and `..`), with
+/// their type when the file system reports it.
+fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Option<Kind>)>> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut names = Vec::new();
+    loop {
+        let n = crate::sys::host::getdents64(fd, &mut buf)?;
+        if n == 0 {
+            return Ok(names);
+        }
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16,
+        // d_type u8, then the NUL-terminated name.
+        let mut off = 0;
+        while off + 19 <= n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen < 19 || off + reclen > n {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let d_type = buf[off + 18];
+            let raw = &buf[off + 19..off + reclen];
+            let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+            if name != b"." && name != b".." {
+                let kind = match d_type {
+                    libc::DT_DIR => Some(Kind::Dir),
+                    libc::DT_LNK => Some(Kind::Symlink),
+                    libc::DT_UNKNOWN => None,
+                    _ => Some(Kind::Other),
+                };
+                names.push((name.to_vec(), kind));
+            }
+            off += reclen;
+        }
+    }
+}
+
+/// Opens the directory `name` (relative to `dir`, or a path) for listing,
+/// without following a final symbolic link.
+fn open_dir(dir: Option<BorrowedFd<'_>>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    open_with(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+    )
+}
+
 /// Opens `name` (relative to `dir`, or a path) as an `O_PATH` handle,
 /// without following a final symbolic link.
 fn open_beneath(dir: Option<BorrowedFd<'_>>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    open_with(dir, name, libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+}
+
+fn open_with(
+    dir: Option<BorrowedFd<'_>>,
+    name: &std::ffi::OsStr,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let name = std::ffi::CString::new(name.as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = crate::sys::fs::OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        flags: flags as u64,
         ..Default::default()
     };
     crate::sys::fs::openat2(dir, &name, &how)

@@ -115,20 +115,20 @@ pub fn set_child_subreaper() -> io::Result<()> {
 }
 
 /// The processes whose parent is this process: the union of its threads'
-/// `/proc/self/task/<tid>/children` (a child belongs to the thread that
-/// made it, an orphan to the thread of a subreaper it was given to), a few
-/// reads rather than a scan of every process's `stat`.
+/// `children` lists (a child belongs to the thread that made it, an orphan
+/// to the thread of a subreaper it was given to), a few reads rather than
+/// a scan of every process's `stat`.
 pub fn own_children() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
+    let me = std::process::id() as i32;
     let mut out = Vec::new();
     for tid in dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
-        let Ok(list) = crate::sys::procfs::read_text(&format!("/proc/self/task/{tid}/children"))
-        else {
+        let Ok(list) = thread_children(me, tid) else {
             continue;
         };
         out.extend(
@@ -139,6 +139,50 @@ pub fn own_children() -> Vec<i32> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The `children` list of thread `tid` of this process (`me`).
+///
+/// Another thread's list is read as `/proc/<tid>/task/<tid>/children`,
+/// relative to `/proc/<tid>` opened and checked to be a thread of this
+/// process (the open directory stays bound to that thread: a tid reused
+/// meanwhile by another process gives an error, never its children). Not
+/// through `/proc/self/task/<tid>`: once an entry beneath another thread's
+/// directory there exists, the reap of this whole process by its parent
+/// spins in the kernel (its invalidation of `/proc/<pid>` meets the exiting
+/// thread's own) for 2 to 22 ms (37 of 40 runs of `unotify run --
+/// /bin/true` in a row here; `tests/startup.rs`).
+fn thread_children(me: i32, tid: i32) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if tid == me {
+        return super::procfs::read_text(&format!("/proc/self/task/{me}/children"));
+    }
+    let dir = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(format!("/proc/{tid}"))?;
+    let read_at = |name: &str| -> io::Result<String> {
+        let name = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let how = super::fs::OpenHow {
+            flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            ..Default::default()
+        };
+        let mut text = String::new();
+        std::fs::File::from(super::fs::openat2(
+            Some(std::os::fd::AsFd::as_fd(&dir)),
+            &name,
+            &how,
+        )?)
+        .read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let tgid = read_at("status")?;
+    let tgid = super::procfs::status_field(&tgid, "Tgid:").and_then(|t| t.trim().parse().ok());
+    if tgid != Some(me) {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    read_at(&format!("task/{tid}/children"))
 }
 
 /// Kills (`SIGKILL`) and reaps every child of this process but `keep`,
@@ -483,6 +527,42 @@ pub fn cpus_of(tid: i32) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn own_children_counts_every_threads_children() {
+        let mut own = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        // A child whose parent is another thread of this process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut c = std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap();
+            tx.send(c.id() as i32).unwrap();
+            let _ = done_rx.recv();
+            let _ = c.kill();
+            let _ = c.wait();
+        });
+        let other = rx.recv().unwrap();
+        let children = super::own_children();
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        let _ = own.kill();
+        let _ = own.wait();
+        assert!(children.contains(&(own.id() as i32)), "{children:?}");
+        assert!(children.contains(&other), "{children:?}");
+    }
+
+    #[test]
+    fn another_processs_thread_has_no_children_of_ours() {
+        // pid 1 is no thread of this process: its children are not ours.
+        let me = std::process::id() as i32;
+        assert!(super::thread_children(me, 1).is_err());
+    }
+
     #[test]
     fn sets_a_custom_time_slice() {
         // On its own thread: the slice stays with the thread.

@@ -8,6 +8,7 @@
 mod cli;
 mod conflicts;
 mod exec_deny;
+mod fast;
 mod learn;
 mod logging;
 mod profile;
@@ -43,9 +44,15 @@ fn main() -> ExitCode {
         eprintln!("unotify: cannot make this process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let cli = match cli::parse_from(std::env::args_os()) {
-        Ok(cli) => cli,
-        Err(code) => return ExitCode::from(code),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match fast::plain_run(&args) {
+        Some(run) => cli::Cli {
+            command: Cmd::Run(Box::new(run)),
+        },
+        None => match cli::parse_from(args) {
+            Ok(cli) => cli,
+            Err(code) => return ExitCode::from(code),
+        },
     };
     let trace = match &cli.command {
         Cmd::Run(args) => match trace_sink(args) {
@@ -360,6 +367,9 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     if let Some(recorder) = learner {
         recorder.finish();
     }
+    // Its watchdog was told to quit: reaped here, so that the look for
+    // orphans below does not find it (and kill, reap and look again).
+    drop(child);
     // Nothing of the sandbox outlives it: with cgroups the library killed
     // every process in them; without, orphans that left the process group
     // are ours now (nothing traces them once the supervisor has stopped).
