@@ -153,8 +153,13 @@ fn creds_of(status: &str, ns_path: &str) -> Option<Creds> {
 fn own_creds() -> Option<&'static Creds> {
     static OWN: OnceLock<Option<Creds>> = OnceLock::new();
     OWN.get_or_init(|| {
-        let status = procfs::read_text("/proc/thread-self/status").ok()?;
-        creds_of(&status, "/proc/thread-self/ns/mnt")
+        // Through `/proc/<tid>`, not `/proc/thread-self` (which is
+        // `/proc/<pid>/task/<tid>`): an entry of this process's task
+        // directory read by one of its threads stalls the reap of the
+        // whole process for milliseconds (see `sys::process::own_children`).
+        let tid = crate::sys::process::gettid();
+        let status = procfs::read_text(&format!("/proc/{tid}/status")).ok()?;
+        creds_of(&status, &format!("/proc/{tid}/ns/mnt"))
     })
     .as_ref()
 }
