@@ -647,6 +647,11 @@ fn truncate(
             pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
         }
     };
+    // A copy-on-write view truncates a private copy of a shared file.
+    let pinned = match (d.layer(), fstat(pinned.as_fd())) {
+        (Some(layer), Ok(st)) if st.is_file() => layer.copy_up(pinned, &st, len > 0)?,
+        _ => pinned,
+    };
     if d.check_fd_write(pinned.as_fd())
         || is_supervisor_proc(pinned.as_fd())
         || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())

@@ -148,6 +148,14 @@ fn subject(
             }
         }
     };
+    // A copy-on-write view changes a private copy of a shared file.
+    let subject = match (subject, d.layer()) {
+        (Subject::File(fd), Some(layer)) => match fstat(fd.as_fd()) {
+            Ok(st) if st.is_file() => Subject::File(layer.copy_up(fd, &st, true)?),
+            _ => Subject::File(fd),
+        },
+        (s, _) => s,
+    };
     if let Subject::File(fd) = &subject {
         if d.check_fd_write(fd.as_fd()) || is_supervisor_proc(fd.as_fd()) {
             log::debug!("pid {}: metadata call on a denied file refused", cx.pid());
