@@ -949,7 +949,8 @@ impl Sandbox {
             .map(|d| cstring(d.as_os_str()))
             .transpose()?;
         // In a copy-on-write work directory, the program starts in its
-        // upper layer's counterpart (and is told the view's name in PWD).
+        // upper layer's counterpart (PWD names it: a shell's `cd` into a
+        // directory new in the layer then works).
         if let Some(w) = &self.workdir {
             let here = cmd
                 .cwd
@@ -958,10 +959,8 @@ impl Sandbox {
                 .unwrap_or_default();
             if let Some(up) = w.child_cwd(&here) {
                 cwd = Some(cstring(up.as_os_str())?);
-                if let Ok(view) = std::fs::canonicalize(&here) {
-                    envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
-                    envp.push(env_entry(std::ffi::OsStr::new("PWD"), view.as_os_str())?);
-                }
+                envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
+                envp.push(env_entry(std::ffi::OsStr::new("PWD"), up.as_os_str())?);
             }
         }
 

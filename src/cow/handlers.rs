@@ -1,5 +1,5 @@
 //! The calls the layered view answers itself, ahead of path denial: the
-//! stat family, `access`, `readlink` and `getcwd` read the view (performed
+//! stat family, `access`, `readlink` and the xattr reads answer from the view (performed
 //! by the supervisor only when the path reaches the work directory, the
 //! answer written to the program's memory while the call is pending);
 //! `fchmod`, `fchown`, `fsetxattr` and `fremovexattr` change a private copy
@@ -9,7 +9,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use crate::action::{Errno, NotifAction};
@@ -26,12 +25,13 @@ enum Call {
     Statx,
     Access { dirfd: Option<usize>, path: usize, mode: usize, flags: Option<usize> },
     Readlink { dirfd: Option<usize>, path: usize },
-    Getcwd,
     Fchmod,
     Fchown,
     Fxattr { set: bool },
     Exec { at: bool },
     Write(WriteKind),
+    /// `getxattr`/`lgetxattr` (`list`: the list forms).
+    Xattr { list: bool, follow: bool },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,11 +70,14 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
         ("faccessat2", Call::Access { dirfd: Some(0), path: 1, mode: 2, flags: Some(3) }),
         ("readlink", Call::Readlink { dirfd: None, path: 0 }),
         ("readlinkat", Call::Readlink { dirfd: Some(0), path: 1 }),
-        ("getcwd", Call::Getcwd),
         ("fchmod", Call::Fchmod),
         ("fchown", Call::Fchown),
         ("fsetxattr", Call::Fxattr { set: true }),
         ("fremovexattr", Call::Fxattr { set: false }),
+        ("getxattr", Call::Xattr { list: false, follow: true }),
+        ("lgetxattr", Call::Xattr { list: false, follow: false }),
+        ("listxattr", Call::Xattr { list: true, follow: true }),
+        ("llistxattr", Call::Xattr { list: true, follow: false }),
         ("execve", Call::Exec { at: false }),
         ("execveat", Call::Exec { at: true }),
     ];
@@ -119,11 +122,11 @@ impl Handler for ViewHandler {
             Call::Statx => self.statx(cx),
             Call::Access { dirfd, path, mode, flags } => self.access(cx, dirfd, path, mode, flags),
             Call::Readlink { dirfd, path } => self.readlink(cx, dirfd, path),
-            Call::Getcwd => self.getcwd(cx),
             Call::Fchmod | Call::Fchown => self.fchange(cx),
             Call::Fxattr { set } => self.fxattr(cx, set),
             Call::Exec { at } => self.exec(cx, at),
             Call::Write(kind) => self.write(cx, kind),
+            Call::Xattr { list, follow } => self.xattr(cx, list, follow),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -246,48 +249,15 @@ impl ViewHandler {
         if size <= 0 {
             return Err(Errno::of(libc::EINVAL));
         }
-        let target = if p.starts_with(b"/proc/") {
-            // The task's own links (cwd, fds, exe) may name the upper tree.
-            let own = proc_own(cx, &p);
-            let t = as_supervisor(|| readlinkat(None, &c(&own))).map_err(|e| Errno::from_io(&e))?;
-            if !cx.id_valid() {
-                return Err(Errno::of(libc::ESRCH));
-            }
-            match self.layer.view_name(&t) {
-                Some(v) => v,
-                None => return Ok(NotifAction::Continue),
-            }
-        } else {
-            let Some(t) = self.target(cx, dirfd, &p)? else {
-                return Ok(NotifAction::Continue);
-            };
-            let task = self.task(cx)?;
-            let _acting = task.rights.assume()?;
-            readlinkat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path)).map_err(|e| Errno::from_io(&e))?
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
         };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let target = readlinkat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path)).map_err(|e| Errno::from_io(&e))?;
         let n = target.len().min(size as usize);
         write_back(cx, buf, &target[..n])?;
         Ok(NotifAction::ReturnValue(n as i64))
-    }
-
-    fn getcwd(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
-        let (buf, size) = (cx.arg(0), cx.arg(1) as usize);
-        let link = format!("/proc/{}/cwd", cx.pid());
-        let Ok(cwd) = as_supervisor(|| std::fs::read_link(&link)) else {
-            return Ok(NotifAction::Continue);
-        };
-        let Some(mut name) = self.layer.view_name(cwd.as_os_str().as_bytes()) else {
-            return Ok(NotifAction::Continue);
-        };
-        if name.ends_with(b" (deleted)") {
-            return Ok(NotifAction::Continue);
-        }
-        name.push(0);
-        if name.len() > size {
-            return Err(Errno::of(libc::ERANGE));
-        }
-        write_back(cx, buf, &name)?;
-        Ok(NotifAction::ReturnValue(name.len() as i64))
     }
 
     /// `fchmod`/`fchown`: performed on a duplicate of the fd (a private
@@ -346,6 +316,34 @@ impl ViewHandler {
         };
         r.map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(0))
+    }
+
+    /// The xattr reads by path, from the view.
+    fn xattr(&self, cx: &HandlerCtx<'_>, list: bool, follow: bool) -> Result<NotifAction, Errno> {
+        let p = read_path(cx, cx.arg(0))?;
+        let Some(t) = self.target(cx, libc::AT_FDCWD, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        // The path through the pinned base (a magic link the supervisor
+        // made itself).
+        let full = match &t.base {
+            Some(b) => [proc_fd(b.as_fd()).as_bytes(), b"/", &t.path].concat(),
+            None => t.path.clone(),
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let (buf, size) = if list { (cx.arg(1), cx.arg(2) as usize) } else { (cx.arg(2), cx.arg(3) as usize) };
+        let r = if list {
+            crate::sys::path::listxattr_path(&c(&full), size, follow)
+        } else {
+            let name = cx.read_cstr(cx.arg(1), 255).map_err(|_| Errno::of(libc::EFAULT))?;
+            crate::sys::path::getxattr_path(&c(&full), &c(&name), size, follow)
+        };
+        let (n, data) = r.map_err(|e| Errno::from_io(&e))?;
+        if size > 0 && !data.is_empty() {
+            write_back(cx, buf, &data)?;
+        }
+        Ok(NotifAction::ReturnValue(n as i64))
     }
 
     /// An exec names its file again in the kernel, from the lower tree:
@@ -446,23 +444,6 @@ impl ViewHandler {
 
 fn proc_fd(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))
-}
-
-/// A `/proc/self` or `/proc/thread-self` path as the task's own.
-fn proc_own(cx: &HandlerCtx<'_>, p: &[u8]) -> Vec<u8> {
-    let tid = cx.pid();
-    let tgid = crate::handler::thread_group_of(tid as i32).unwrap_or(tid as i32);
-    if let Some(rest) = p.strip_prefix(b"/proc/self") {
-        if rest.is_empty() || rest[0] == b'/' {
-            return [format!("/proc/{tgid}").as_bytes(), rest].concat();
-        }
-    }
-    if let Some(rest) = p.strip_prefix(b"/proc/thread-self") {
-        if rest.is_empty() || rest[0] == b'/' {
-            return [format!("/proc/{tgid}/task/{tid}").as_bytes(), rest].concat();
-        }
-    }
-    p.to_vec()
 }
 
 /// Writes an answer into the task's memory while its call is pending.

@@ -101,12 +101,6 @@ impl Layer {
         p.strip_prefix(&self.upper).ok().map(Path::to_path_buf)
     }
 
-    /// The view's name (beneath the work directory) of an upper path.
-    pub(crate) fn view_name(&self, upper_path: &[u8]) -> Option<Vec<u8>> {
-        let rest = strip_root(upper_path, self.upper.as_os_str().as_bytes())?;
-        Some([self.lower.as_os_str().as_bytes(), rest].concat())
-    }
-
     /// Opens `rel` (relative, no symlinks) beneath the upper tree.
     fn open_upper(&self, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {

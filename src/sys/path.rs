@@ -374,3 +374,33 @@ pub fn file_offset(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
     Ok(off as u64)
 }
+
+/// `getxattr(2)`/`lgetxattr(2)` (`follow`) of `path` into a buffer of
+/// `size` bytes (0: only the length, as the kernel answers).
+pub fn getxattr_path(path: &CStr, name: &CStr, size: usize, follow: bool) -> io::Result<(usize, Vec<u8>)> {
+    let mut buf = vec![0u8; size.min(65536)];
+    let f = if follow { libc::getxattr } else { libc::lgetxattr };
+    // SAFETY: `path` and `name` are NUL-terminated; `buf` is writable for
+    // its length, which is passed as the size.
+    let n = unsafe { f(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate((n as usize).min(buf.len()));
+    Ok((n as usize, buf))
+}
+
+/// `listxattr(2)`/`llistxattr(2)` (`follow`) of `path`, as
+/// [`getxattr_path`].
+pub fn listxattr_path(path: &CStr, size: usize, follow: bool) -> io::Result<(usize, Vec<u8>)> {
+    let mut buf = vec![0u8; size.min(65536)];
+    let f = if follow { libc::listxattr } else { libc::llistxattr };
+    // SAFETY: `path` is NUL-terminated; `buf` is writable for its length,
+    // which is passed as the size.
+    let n = unsafe { f(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate((n as usize).min(buf.len()));
+    Ok((n as usize, buf))
+}
