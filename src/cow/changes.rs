@@ -75,7 +75,11 @@ pub struct Change {
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let slash = if self.entry == EntryType::Dir { "/" } else { "" };
+        let slash = if self.entry == EntryType::Dir {
+            "/"
+        } else {
+            ""
+        };
         write!(f, "{} {}{slash}", self.kind.letter(), self.path.display())
     }
 }
@@ -124,7 +128,9 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Re
                 }
                 let changed = match ut {
                     EntryType::Dir => (um.mode() & 0o7777) != (lm.mode() & 0o7777),
-                    EntryType::Symlink => fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?,
+                    EntryType::Symlink => {
+                        fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?
+                    }
                     _ => file_changed(&upper.join(&r), &um, &lower.join(&r), &lm)?,
                 };
                 if changed {
@@ -155,7 +161,13 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Re
 
 /// `r` in `root` and everything beneath it, as `kind` (`with_self`: `r`
 /// itself too).
-fn all(root: &Path, r: &Path, kind: ChangeKind, out: &mut Vec<Change>, with_self: bool) -> io::Result<()> {
+fn all(
+    root: &Path,
+    r: &Path,
+    kind: ChangeKind,
+    out: &mut Vec<Change>,
+    with_self: bool,
+) -> io::Result<()> {
     let m = fs::symlink_metadata(root.join(r))?;
     let t = EntryType::of(m.file_type());
     if with_self {

@@ -42,11 +42,15 @@ enum Op {
 }
 
 fn hex(p: &Path) -> String {
-    p.as_os_str().as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    p.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn unhex(s: &str) -> Option<PathBuf> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -64,7 +68,9 @@ fn plan(upper: &Path, changes: &[Change]) -> io::Result<Vec<Op>> {
     let mut puts = Vec::new();
     let mut chmods = Vec::new();
     for c in changes {
-        let mode = || -> io::Result<u32> { Ok(fs::symlink_metadata(upper.join(&c.path))?.mode() & 0o7777) };
+        let mode = || -> io::Result<u32> {
+            Ok(fs::symlink_metadata(upper.join(&c.path))?.mode() & 0o7777)
+        };
         match (c.kind, c.entry) {
             (ChangeKind::Deleted, _) => removes.push(c.path.clone()),
             (ChangeKind::Added, EntryType::Dir) => mkdirs.push(Op::Mkdir(c.path.clone(), mode()?)),
@@ -72,7 +78,9 @@ fn plan(upper: &Path, changes: &[Change]) -> io::Result<Vec<Op>> {
                 removes.push(c.path.clone());
                 mkdirs.push(Op::Mkdir(c.path.clone(), mode()?));
             }
-            (ChangeKind::Modified, EntryType::Dir) => chmods.push(Op::Chmod(c.path.clone(), mode()?)),
+            (ChangeKind::Modified, EntryType::Dir) => {
+                chmods.push(Op::Chmod(c.path.clone(), mode()?))
+            }
             (_, _) => {
                 if c.was == Some(EntryType::Dir) {
                     removes.push(c.path.clone());
@@ -81,7 +89,12 @@ fn plan(upper: &Path, changes: &[Change]) -> io::Result<Vec<Op>> {
             }
         }
     }
-    removes.sort_by(|a, b| b.components().count().cmp(&a.components().count()).then(b.cmp(a)));
+    removes.sort_by(|a, b| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then(b.cmp(a))
+    });
     mkdirs.sort_by_key(|op| match op {
         Op::Mkdir(p, _) => p.components().count(),
         _ => 0,
@@ -124,7 +137,11 @@ fn decode(text: &str) -> Option<(PathBuf, PathBuf, Vec<Op>)> {
         }
         let mut f = line.split(' ');
         let (tag, p) = (f.next()?, unhex(f.next()?)?);
-        let mode = || f.clone().next().and_then(|m| u32::from_str_radix(m, 8).ok());
+        let mode = || {
+            f.clone()
+                .next()
+                .and_then(|m| u32::from_str_radix(m, 8).ok())
+        };
         ops.push(match tag {
             "R" => Op::Remove(p),
             "K" => Op::Mkdir(p, mode()?),
@@ -138,7 +155,12 @@ fn decode(text: &str) -> Option<(PathBuf, PathBuf, Vec<Op>)> {
 
 /// Commits `changes` (from [`super::changes::diff`]) of `upper` into
 /// `lower`, journaled in `state`.
-pub(crate) fn commit(lower: &Path, upper: &Path, state: &Path, changes: &[Change]) -> io::Result<()> {
+pub(crate) fn commit(
+    lower: &Path,
+    upper: &Path,
+    state: &Path,
+    changes: &[Change],
+) -> io::Result<()> {
     let ops = plan(upper, changes)?;
     let tmp = state.join("journal.tmp");
     {
@@ -164,7 +186,13 @@ pub(crate) fn recover(state: &Path) -> io::Result<Option<(usize, PathBuf)>> {
         Err(e) => return Err(e),
     };
     let (lower, upper, ops) = decode(&text).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a journal of unotify's; remove it by hand", state.join(JOURNAL).display()))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a journal of unotify's; remove it by hand",
+                state.join(JOURNAL).display()
+            ),
+        )
     })?;
     apply(&lower, &upper, &ops)?;
     fs::remove_file(state.join(JOURNAL))?;
@@ -183,7 +211,11 @@ fn c(p: &Path) -> CString {
 }
 
 fn beneath(root: BorrowedFd<'_>, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     openat2(
         Some(root),
         &c(rel),
@@ -200,7 +232,11 @@ fn parent_of(root: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, PathBuf)>
     let name = rel
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let dir = beneath(root, rel.parent().unwrap_or(Path::new("")), libc::O_PATH | libc::O_DIRECTORY)?;
+    let dir = beneath(
+        root,
+        rel.parent().unwrap_or(Path::new("")),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
     Ok((dir, PathBuf::from(name)))
 }
 
@@ -220,7 +256,10 @@ fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
     let up = open_root(upper)?;
     for op in ops {
         apply_one(low.as_fd(), up.as_fd(), op).map_err(|e| {
-            io::Error::new(e.kind(), format!("committing {op:?} into {}: {e}", lower.display()))
+            io::Error::new(
+                e.kind(),
+                format!("committing {op:?} into {}: {e}", lower.display()),
+            )
         })?;
     }
     Ok(())
@@ -281,7 +320,11 @@ fn put(low: BorrowedFd<'_>, up: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
     }
     if ust.is_symlink() {
         let target = readlinkat(Some(udir.as_fd()), &c(&name))?;
-        symlinkat(&CString::new(target).unwrap_or_default(), Some(ldir.as_fd()), &c(&tmp))?;
+        symlinkat(
+            &CString::new(target).unwrap_or_default(),
+            Some(ldir.as_fd()),
+            &c(&tmp),
+        )?;
     } else {
         let src = openat2(
             Some(udir.as_fd()),
@@ -292,14 +335,32 @@ fn put(low: BorrowedFd<'_>, up: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
                 resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
             },
         )?;
-        let proc_path = CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&src))).unwrap_or_default();
-        match linkat(None, &proc_path, Some(ldir.as_fd()), &c(&tmp), libc::AT_SYMLINK_FOLLOW) {
+        let proc_path = CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&src)
+        ))
+        .unwrap_or_default();
+        match linkat(
+            None,
+            &proc_path,
+            Some(ldir.as_fd()),
+            &c(&tmp),
+            libc::AT_SYMLINK_FOLLOW,
+        ) {
             Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => copy_to(&src, ldir.as_fd(), &tmp)?,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => {
+                copy_to(&src, ldir.as_fd(), &tmp)?
+            }
             Err(e) => return Err(e),
         }
     }
-    renameat2(Some(ldir.as_fd()), &c(&tmp), Some(ldir.as_fd()), &c(&name), 0)
+    renameat2(
+        Some(ldir.as_fd()),
+        &c(&tmp),
+        Some(ldir.as_fd()),
+        &c(&name),
+        0,
+    )
 }
 
 /// Copies the file `src` (an `O_PATH` fd) to the new name `tmp` in `dir`,
@@ -311,7 +372,11 @@ fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
         Some(dir),
         &c(tmp),
         &OpenHow {
-            flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+            flags: (libc::O_WRONLY
+                | libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC) as u64,
             mode: 0o600,
             resolve: RESOLVE_BENEATH,
         },
@@ -319,14 +384,20 @@ fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
     let mut out = fs::File::from(out);
     io::copy(&mut (&from), &mut out)?;
     out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    out.set_times(fs::FileTimes::new().set_accessed(meta.accessed()?).set_modified(meta.modified()?))?;
+    out.set_times(
+        fs::FileTimes::new()
+            .set_accessed(meta.accessed()?)
+            .set_modified(meta.modified()?),
+    )?;
     out.sync_all()
 }
 
 /// Reads the lines of a journal (for `unotify cow-recover`'s report).
 pub(crate) fn pending(state: &Path) -> io::Result<Option<usize>> {
     match fs::File::open(state.join(JOURNAL)) {
-        Ok(f) => Ok(Some(io::BufReader::new(f).lines().count().saturating_sub(4))),
+        Ok(f) => Ok(Some(
+            io::BufReader::new(f).lines().count().saturating_sub(4),
+        )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -345,7 +416,10 @@ mod tests {
             Op::Chmod("g".into(), 0o700),
         ];
         let text = encode(Path::new("/l"), Path::new("/u"), &ops);
-        assert_eq!(decode(&text), Some((PathBuf::from("/l"), PathBuf::from("/u"), ops)));
+        assert_eq!(
+            decode(&text),
+            Some((PathBuf::from("/l"), PathBuf::from("/u"), ops))
+        );
         // A journal cut short is not one.
         assert_eq!(decode(&text[..text.len() - 4]), None);
     }

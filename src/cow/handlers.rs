@@ -21,17 +21,37 @@ use super::layer::Layer;
 #[derive(Clone, Copy, Debug)]
 enum Call {
     /// `stat`/`lstat`/`newfstatat`: (dirfd arg, path arg, buf arg, flags).
-    Stat { dirfd: Option<usize>, path: usize, buf: usize, flags: Flags },
+    Stat {
+        dirfd: Option<usize>,
+        path: usize,
+        buf: usize,
+        flags: Flags,
+    },
     Statx,
-    Access { dirfd: Option<usize>, path: usize, mode: usize, flags: Option<usize> },
-    Readlink { dirfd: Option<usize>, path: usize },
+    Access {
+        dirfd: Option<usize>,
+        path: usize,
+        mode: usize,
+        flags: Option<usize>,
+    },
+    Readlink {
+        dirfd: Option<usize>,
+        path: usize,
+    },
     Fchmod,
     Fchown,
-    Fxattr { set: bool },
-    Exec { at: bool },
+    Fxattr {
+        set: bool,
+    },
+    Exec {
+        at: bool,
+    },
     Write(WriteKind),
     /// `getxattr`/`lgetxattr` (`list`: the list forms).
-    Xattr { list: bool, follow: bool },
+    Xattr {
+        list: bool,
+        follow: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,12 +63,20 @@ enum Flags {
 #[derive(Clone, Copy, Debug)]
 enum WriteKind {
     /// (fd, len arg, offset arg if positional)
-    Plain { len: usize, off: Option<usize> },
-    Vector { off: Option<usize> },
+    Plain {
+        len: usize,
+        off: Option<usize>,
+    },
+    Vector {
+        off: Option<usize>,
+    },
     Fallocate,
     Ftruncate,
     /// (out fd arg, len arg)
-    Copy { out: usize, len: usize },
+    Copy {
+        out: usize,
+        len: usize,
+    },
 }
 
 struct ViewHandler {
@@ -61,36 +89,129 @@ struct ViewHandler {
 pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
     let creds = Arc::new(CredCache::default());
     let mut calls = vec![
-        ("stat", Call::Stat { dirfd: None, path: 0, buf: 1, flags: Flags::Fixed(0) }),
-        ("lstat", Call::Stat { dirfd: None, path: 0, buf: 1, flags: Flags::Fixed(libc::AT_SYMLINK_NOFOLLOW) }),
-        ("newfstatat", Call::Stat { dirfd: Some(0), path: 1, buf: 2, flags: Flags::Arg(3) }),
+        (
+            "stat",
+            Call::Stat {
+                dirfd: None,
+                path: 0,
+                buf: 1,
+                flags: Flags::Fixed(0),
+            },
+        ),
+        (
+            "lstat",
+            Call::Stat {
+                dirfd: None,
+                path: 0,
+                buf: 1,
+                flags: Flags::Fixed(libc::AT_SYMLINK_NOFOLLOW),
+            },
+        ),
+        (
+            "newfstatat",
+            Call::Stat {
+                dirfd: Some(0),
+                path: 1,
+                buf: 2,
+                flags: Flags::Arg(3),
+            },
+        ),
         ("statx", Call::Statx),
-        ("access", Call::Access { dirfd: None, path: 0, mode: 1, flags: None }),
-        ("faccessat", Call::Access { dirfd: Some(0), path: 1, mode: 2, flags: None }),
-        ("faccessat2", Call::Access { dirfd: Some(0), path: 1, mode: 2, flags: Some(3) }),
-        ("readlink", Call::Readlink { dirfd: None, path: 0 }),
-        ("readlinkat", Call::Readlink { dirfd: Some(0), path: 1 }),
+        (
+            "access",
+            Call::Access {
+                dirfd: None,
+                path: 0,
+                mode: 1,
+                flags: None,
+            },
+        ),
+        (
+            "faccessat",
+            Call::Access {
+                dirfd: Some(0),
+                path: 1,
+                mode: 2,
+                flags: None,
+            },
+        ),
+        (
+            "faccessat2",
+            Call::Access {
+                dirfd: Some(0),
+                path: 1,
+                mode: 2,
+                flags: Some(3),
+            },
+        ),
+        (
+            "readlink",
+            Call::Readlink {
+                dirfd: None,
+                path: 0,
+            },
+        ),
+        (
+            "readlinkat",
+            Call::Readlink {
+                dirfd: Some(0),
+                path: 1,
+            },
+        ),
         ("fchmod", Call::Fchmod),
         ("fchown", Call::Fchown),
         ("fsetxattr", Call::Fxattr { set: true }),
         ("fremovexattr", Call::Fxattr { set: false }),
-        ("getxattr", Call::Xattr { list: false, follow: true }),
-        ("lgetxattr", Call::Xattr { list: false, follow: false }),
-        ("listxattr", Call::Xattr { list: true, follow: true }),
-        ("llistxattr", Call::Xattr { list: true, follow: false }),
+        (
+            "getxattr",
+            Call::Xattr {
+                list: false,
+                follow: true,
+            },
+        ),
+        (
+            "lgetxattr",
+            Call::Xattr {
+                list: false,
+                follow: false,
+            },
+        ),
+        (
+            "listxattr",
+            Call::Xattr {
+                list: true,
+                follow: true,
+            },
+        ),
+        (
+            "llistxattr",
+            Call::Xattr {
+                list: true,
+                follow: false,
+            },
+        ),
         ("execve", Call::Exec { at: false }),
         ("execveat", Call::Exec { at: true }),
     ];
     if layer.quota.is_some() {
         calls.extend([
             ("write", Call::Write(WriteKind::Plain { len: 2, off: None })),
-            ("pwrite64", Call::Write(WriteKind::Plain { len: 2, off: Some(3) })),
+            (
+                "pwrite64",
+                Call::Write(WriteKind::Plain {
+                    len: 2,
+                    off: Some(3),
+                }),
+            ),
             ("writev", Call::Write(WriteKind::Vector { off: None })),
             ("pwritev", Call::Write(WriteKind::Vector { off: Some(3) })),
             ("pwritev2", Call::Write(WriteKind::Vector { off: Some(3) })),
             ("fallocate", Call::Write(WriteKind::Fallocate)),
             ("ftruncate", Call::Write(WriteKind::Ftruncate)),
-            ("copy_file_range", Call::Write(WriteKind::Copy { out: 2, len: 4 })),
+            (
+                "copy_file_range",
+                Call::Write(WriteKind::Copy { out: 2, len: 4 }),
+            ),
             ("sendfile", Call::Write(WriteKind::Copy { out: 0, len: 3 })),
             ("splice", Call::Write(WriteKind::Copy { out: 2, len: 4 })),
         ]);
@@ -112,7 +233,12 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
 impl Handler for ViewHandler {
     fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
         let r = match self.call {
-            Call::Stat { dirfd, path, buf, flags } => {
+            Call::Stat {
+                dirfd,
+                path,
+                buf,
+                flags,
+            } => {
                 let flags = match flags {
                     Flags::Fixed(f) => f,
                     Flags::Arg(i) => cx.arg(i) as u32 as i32,
@@ -120,7 +246,12 @@ impl Handler for ViewHandler {
                 self.stat(cx, dirfd, path, buf, flags)
             }
             Call::Statx => self.statx(cx),
-            Call::Access { dirfd, path, mode, flags } => self.access(cx, dirfd, path, mode, flags),
+            Call::Access {
+                dirfd,
+                path,
+                mode,
+                flags,
+            } => self.access(cx, dirfd, path, mode, flags),
             Call::Readlink { dirfd, path } => self.readlink(cx, dirfd, path),
             Call::Fchmod | Call::Fchown => self.fchange(cx),
             Call::Fxattr { set } => self.fxattr(cx, set),
@@ -150,9 +281,17 @@ impl ViewHandler {
     /// The view's target for `path` relative to `dirfd`, if it differs
     /// from what the kernel would resolve (`None`: the kernel's is the
     /// view's, the call runs as it is).
-    fn target(&self, cx: &HandlerCtx<'_>, dirfd: i32, path: &[u8]) -> Result<Option<Target>, Errno> {
+    fn target(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: i32,
+        path: &[u8],
+    ) -> Result<Option<Target>, Errno> {
         if path.first() == Some(&b'/') {
-            return Ok(self.layer.rewrite(path).map(|p| Target { base: None, path: p }));
+            return Ok(self.layer.rewrite(path).map(|p| Target {
+                base: None,
+                path: p,
+            }));
         }
         // Relative: only a base directory in the lower tree is redirected.
         let link = if dirfd == libc::AT_FDCWD {
@@ -178,7 +317,10 @@ impl ViewHandler {
             return Err(Errno::of(libc::ESRCH));
         }
         match self.layer.upper_of(fd.as_fd()) {
-            Some(up) => Ok(Some(Target { base: Some(up?), path: path.to_vec() })),
+            Some(up) => Ok(Some(Target {
+                base: Some(up?),
+                path: path.to_vec(),
+            })),
             None => Ok(None),
         }
     }
@@ -187,7 +329,14 @@ impl ViewHandler {
         Task::read(cx, &self.creds)
     }
 
-    fn stat(&self, cx: &HandlerCtx<'_>, dirfd: Option<usize>, path: usize, buf: usize, flags: i32) -> Result<NotifAction, Errno> {
+    fn stat(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+        buf: usize,
+        flags: i32,
+    ) -> Result<NotifAction, Errno> {
         let dirfd = dirfd_of(cx, dirfd);
         let p = if cx.arg(path) == 0 && flags & libc::AT_EMPTY_PATH != 0 {
             return Ok(NotifAction::Continue);
@@ -206,7 +355,11 @@ impl ViewHandler {
     }
 
     fn statx(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
-        let (dirfd, flags, mask) = (cx.arg(0) as u32 as i32, cx.arg(2) as u32 as i32, cx.arg(3) as u32);
+        let (dirfd, flags, mask) = (
+            cx.arg(0) as u32 as i32,
+            cx.arg(2) as u32 as i32,
+            cx.arg(3) as u32,
+        );
         if cx.arg(1) == 0 {
             return Ok(NotifAction::Continue);
         }
@@ -225,7 +378,14 @@ impl ViewHandler {
         Ok(NotifAction::ReturnValue(0))
     }
 
-    fn access(&self, cx: &HandlerCtx<'_>, dirfd: Option<usize>, path: usize, mode: usize, flags: Option<usize>) -> Result<NotifAction, Errno> {
+    fn access(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+        mode: usize,
+        flags: Option<usize>,
+    ) -> Result<NotifAction, Errno> {
         let dirfd = dirfd_of(cx, dirfd);
         let p = read_path(cx, cx.arg(path))?;
         let Some(t) = self.target(cx, dirfd, &p)? else {
@@ -234,12 +394,22 @@ impl ViewHandler {
         let flags = flags.map_or(0, |i| cx.arg(i) as u32 as i32);
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        faccessat2(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), cx.arg(mode) as i32, flags)
-            .map_err(|e| Errno::from_io(&e))?;
+        faccessat2(
+            t.base.as_ref().map(|f| f.as_fd()),
+            &c(&t.path),
+            cx.arg(mode) as i32,
+            flags,
+        )
+        .map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(0))
     }
 
-    fn readlink(&self, cx: &HandlerCtx<'_>, dirfd: Option<usize>, path: usize) -> Result<NotifAction, Errno> {
+    fn readlink(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+    ) -> Result<NotifAction, Errno> {
         let (buf, size) = match dirfd {
             Some(_) => (cx.arg(2), cx.arg(3) as i64),
             None => (cx.arg(1), cx.arg(2) as i64),
@@ -254,7 +424,8 @@ impl ViewHandler {
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let target = readlinkat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path)).map_err(|e| Errno::from_io(&e))?;
+        let target = readlinkat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path))
+            .map_err(|e| Errno::from_io(&e))?;
         let n = target.len().min(size as usize);
         write_back(cx, buf, &target[..n])?;
         Ok(NotifAction::ReturnValue(n as i64))
@@ -263,7 +434,8 @@ impl ViewHandler {
     /// `fchmod`/`fchown`: performed on a duplicate of the fd (a private
     /// copy if the file is shared with the lower tree).
     fn fchange(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
-        let fd = as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
         let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
@@ -282,7 +454,13 @@ impl ViewHandler {
                     crate::sys::path::fchmod(fd.as_fd(), cx.arg(1) as u32)
                 }
             }
-            _ => crate::sys::path::fchownat(Some(fd.as_fd()), c"", cx.arg(1) as u32, cx.arg(2) as u32, libc::AT_EMPTY_PATH),
+            _ => crate::sys::path::fchownat(
+                Some(fd.as_fd()),
+                c"",
+                cx.arg(1) as u32,
+                cx.arg(2) as u32,
+                libc::AT_EMPTY_PATH,
+            ),
         };
         r.map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(0))
@@ -291,14 +469,18 @@ impl ViewHandler {
     /// `fsetxattr`/`fremovexattr`: performed on a duplicate of the fd;
     /// refused (`ENOTSUP`) on a file shared with the lower tree.
     fn fxattr(&self, cx: &HandlerCtx<'_>, set: bool) -> Result<NotifAction, Errno> {
-        let fd = as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
-        let name = cx.read_cstr(cx.arg(1), 255).map_err(|_| Errno::of(libc::EFAULT))?;
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let name = cx
+            .read_cstr(cx.arg(1), 255)
+            .map_err(|_| Errno::of(libc::EFAULT))?;
         let value = if set {
             let size = cx.arg(3) as usize;
             if size > 65536 {
                 return Err(Errno::of(libc::E2BIG));
             }
-            cx.read_mem(cx.arg(2), size).map_err(|_| Errno::of(libc::EFAULT))?
+            cx.read_mem(cx.arg(2), size)
+                .map_err(|_| Errno::of(libc::EFAULT))?
         } else {
             Vec::new()
         };
@@ -332,11 +514,17 @@ impl ViewHandler {
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let (buf, size) = if list { (cx.arg(1), cx.arg(2) as usize) } else { (cx.arg(2), cx.arg(3) as usize) };
+        let (buf, size) = if list {
+            (cx.arg(1), cx.arg(2) as usize)
+        } else {
+            (cx.arg(2), cx.arg(3) as usize)
+        };
         let r = if list {
             crate::sys::path::listxattr_path(&c(&full), size, follow)
         } else {
-            let name = cx.read_cstr(cx.arg(1), 255).map_err(|_| Errno::of(libc::EFAULT))?;
+            let name = cx
+                .read_cstr(cx.arg(1), 255)
+                .map_err(|_| Errno::of(libc::EFAULT))?;
             crate::sys::path::getxattr_path(&c(&full), &c(&name), size, follow)
         };
         let (n, data) = r.map_err(|e| Errno::from_io(&e))?;
@@ -351,7 +539,11 @@ impl ViewHandler {
     /// upper tree still shares); a path that the kernel resolves in the
     /// upper tree (relative to a working directory there) runs as it is.
     fn exec(&self, cx: &HandlerCtx<'_>, at: bool) -> Result<NotifAction, Errno> {
-        let (dirfd, ptr) = if at { (cx.arg(0) as u32 as i32, cx.arg(1)) } else { (libc::AT_FDCWD, cx.arg(0)) };
+        let (dirfd, ptr) = if at {
+            (cx.arg(0) as u32 as i32, cx.arg(1))
+        } else {
+            (libc::AT_FDCWD, cx.arg(0))
+        };
         let p = read_path(cx, ptr)?;
         if p.is_empty() {
             return Ok(NotifAction::Continue);
@@ -410,16 +602,22 @@ impl ViewHandler {
         if !st.is_file() || self.layer.upper_rel(fd.as_fd()).is_none() {
             return Ok(NotifAction::Continue);
         }
-        let size = std::fs::File::from(crate::paths::reopen_fd(fd.as_fd(), libc::O_PATH).map_err(|e| Errno::from_io(&e))?)
-            .metadata()
-            .map(|m| std::os::unix::fs::MetadataExt::size(&m))
-            .unwrap_or(0);
+        let size = std::fs::File::from(
+            crate::paths::reopen_fd(fd.as_fd(), libc::O_PATH).map_err(|e| Errno::from_io(&e))?,
+        )
+        .metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::size(&m))
+        .unwrap_or(0);
         let pos = || crate::sys::path::file_offset(fd.as_fd()).unwrap_or(size);
         let end = match kind {
-            WriteKind::Plain { len, off } => off.map_or_else(pos, |i| cx.arg(i)).saturating_add(cx.arg(len)),
+            WriteKind::Plain { len, off } => off
+                .map_or_else(pos, |i| cx.arg(i))
+                .saturating_add(cx.arg(len)),
             WriteKind::Vector { off } => {
                 let n = (cx.arg(2) as usize).min(1024);
-                let iov = cx.read_mem(cx.arg(1), n * 16).map_err(|_| Errno::of(libc::EFAULT))?;
+                let iov = cx
+                    .read_mem(cx.arg(1), n * 16)
+                    .map_err(|_| Errno::of(libc::EFAULT))?;
                 let total: u64 = iov
                     .chunks(16)
                     .map(|ch| u64::from_ne_bytes(ch[8..16].try_into().expect("8 bytes")))

@@ -133,12 +133,20 @@ impl Layer {
             q.charge(if keep_data { meta.len() } else { 0 })?;
         }
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!(".{}.unotify-copyup.{}.{n}", name.to_string_lossy(), std::process::id());
+        let tmp_name = format!(
+            ".{}.unotify-copyup.{}.{n}",
+            name.to_string_lossy(),
+            std::process::id()
+        );
         let tmp = openat2(
             Some(parent.as_fd()),
             &cpath(Path::new(&tmp_name)),
             &OpenHow {
-                flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+                flags: (libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_CLOEXEC
+                    | libc::O_NOFOLLOW) as u64,
                 mode: 0o600,
                 resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
             },
@@ -165,7 +173,8 @@ impl Layer {
             )
         })();
         if let Err(e) = result {
-            let _ = crate::sys::path::unlinkat(Some(parent.as_fd()), &cpath(Path::new(&tmp_name)), 0);
+            let _ =
+                crate::sys::path::unlinkat(Some(parent.as_fd()), &cpath(Path::new(&tmp_name)), 0);
             return Err(e);
         }
         let fresh = openat2(
@@ -212,7 +221,7 @@ impl Layered for Layer {
                 }
                 // Fails closed: a file without a path on the lower device
                 // is taken for a lower one.
-                fd_path(fd).map_or(true, |p| p.starts_with(&self.lower))
+                fd_path(fd).is_none_or(|p| p.starts_with(&self.lower))
             }
             Ok(_) => false,
             Err(_) => true,
@@ -223,8 +232,8 @@ impl Layered for Layer {
         if !self.is_shared(st) {
             return Ok(fd);
         }
-        let fresh = crate::paths::as_supervisor(|| self.copy_up_inner(fd, st, keep_data))
-            .map_err(|e| {
+        let fresh =
+            crate::paths::as_supervisor(|| self.copy_up_inner(fd, st, keep_data)).map_err(|e| {
                 log::debug!("copy-up in {}: {e}", self.upper.display());
                 Errno::from_io(&e)
             })?;
@@ -312,7 +321,10 @@ fn shadow_dir(lower: &Path, upper: &Path, dev: u64, shared: &mut HashSet<u64>) -
                         from.display()
                     )));
                 }
-                Err(e) if ft.is_file() && matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => {
+                Err(e)
+                    if ft.is_file()
+                        && matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) =>
+                {
                     fs::copy(&from, &to)?;
                     let f = fs::File::options().write(true).open(&to)?;
                     f.set_times(
@@ -346,7 +358,9 @@ mod tests {
 
     #[test]
     fn strips_the_root_by_components() {
-        let s = |p: &str| strip_root(p.as_bytes(), b"/w/dir").map(|r| String::from_utf8(r.to_vec()).unwrap());
+        let s = |p: &str| {
+            strip_root(p.as_bytes(), b"/w/dir").map(|r| String::from_utf8(r.to_vec()).unwrap())
+        };
         assert_eq!(s("/w/dir"), Some(String::new()));
         assert_eq!(s("/w/dir/a/b"), Some("/a/b".into()));
         assert_eq!(s("//w/./dir//a"), Some("//a".into()));

@@ -109,13 +109,23 @@ impl WorkDir {
     /// Makes the layer over `settings.dir` (finishing a commit an earlier
     /// run left unfinished first).
     pub(crate) fn open(settings: CowSettings) -> Result<WorkDir> {
-        let given = crate::paths::normalize_abs(&std::env::current_dir().unwrap_or_default().join(&settings.dir));
+        let given = crate::paths::normalize_abs(
+            &std::env::current_dir()
+                .unwrap_or_default()
+                .join(&settings.dir),
+        );
         let lower = std::fs::canonicalize(&settings.dir).map_err(|e| Error::InvalidConfig {
-            message: format!("--workdir {}: {e}; give an existing directory", settings.dir.display()),
+            message: format!(
+                "--workdir {}: {e}; give an existing directory",
+                settings.dir.display()
+            ),
         })?;
         if !lower.is_dir() || lower == Path::new("/") {
             return Err(Error::InvalidConfig {
-                message: format!("--workdir {}: not a directory below /; give a project directory", lower.display()),
+                message: format!(
+                    "--workdir {}: not a directory below /; give a project directory",
+                    lower.display()
+                ),
             });
         }
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
@@ -160,7 +170,8 @@ impl WorkDir {
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
     pub fn changes(&self) -> Result<Vec<Change>> {
-        changes::diff(&self.layer.lower, &self.layer.upper).map_err(|e| Error::io("list the changes of the work directory", e))
+        changes::diff(&self.layer.lower, &self.layer.upper)
+            .map_err(|e| Error::io("list the changes of the work directory", e))
     }
 
     /// Applies the changes to the work directory, crash-safe (see the
@@ -168,8 +179,18 @@ impl WorkDir {
     /// (and everything it started) has ended.
     pub fn commit(&self) -> Result<Vec<Change>> {
         let changes = self.changes()?;
-        commit::commit(&self.layer.lower, &self.layer.upper, &self.storage.state, &changes)
-            .map_err(|e| Error::io("commit the work directory (run `unotify cow-recover STORAGE` to finish it)", e))?;
+        commit::commit(
+            &self.layer.lower,
+            &self.layer.upper,
+            &self.storage.state,
+            &changes,
+        )
+        .map_err(|e| {
+            Error::io(
+                "commit the work directory (run `unotify cow-recover STORAGE` to finish it)",
+                e,
+            )
+        })?;
         self.drop_upper();
         Ok(changes)
     }
@@ -219,7 +240,10 @@ impl WorkDir {
         }
         *settled = true;
         if let Err(e) = storage::remove_tree(&self.layer.upper) {
-            log::warn!("cannot remove the upper layer {}: {e}; remove it by hand", self.layer.upper.display());
+            log::warn!(
+                "cannot remove the upper layer {}: {e}; remove it by hand",
+                self.layer.upper.display()
+            );
         }
         self.storage.release();
     }
@@ -232,7 +256,10 @@ impl WorkDir {
     }
 
     /// `set` held to the layer (nothing in the lower tree written).
-    pub(crate) fn hold(&self, set: Arc<crate::paths::DeniedPaths>) -> Arc<crate::paths::DeniedPaths> {
+    pub(crate) fn hold(
+        &self,
+        set: Arc<crate::paths::DeniedPaths>,
+    ) -> Arc<crate::paths::DeniedPaths> {
         let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Arc::new(set.with_layer(layer))
     }
@@ -277,7 +304,8 @@ impl Enforcement for CowFeature {
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
         let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Ok(Some(
-            Running::new(Arc::new(CowStage)).with_service(Arc::new(crate::paths::LayerHook(layered))),
+            Running::new(Arc::new(CowStage))
+                .with_service(Arc::new(crate::paths::LayerHook(layered))),
         ))
     }
 }

@@ -41,7 +41,12 @@ impl Quota {
 
     /// Charges `n` bytes after counting `upper` again exactly (its files
     /// that are not `shared` with the lower tree), or fails with `ENOSPC`.
-    pub(crate) fn charge_counted(&self, n: u64, upper: &Path, shared: &dyn Fn(u64) -> bool) -> io::Result<()> {
+    pub(crate) fn charge_counted(
+        &self,
+        n: u64,
+        upper: &Path,
+        shared: &dyn Fn(u64) -> bool,
+    ) -> io::Result<()> {
         if self.charge(n).is_ok() {
             return Ok(());
         }

@@ -34,12 +34,17 @@ impl Storage {
     pub(crate) fn open(lower: &Path, given: Option<&Path>) -> Result<Storage> {
         let (upper, state, default_place) = match given {
             Some(p) => {
-                let p = crate::paths::normalize_abs(&std::env::current_dir().unwrap_or_default().join(p));
+                let p = crate::paths::normalize_abs(
+                    &std::env::current_dir().unwrap_or_default().join(p),
+                );
                 (p.join("upper"), p, false)
             }
             None => {
                 let parent = lower.parent().unwrap_or(Path::new("/"));
-                let name = lower.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = lower
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let upper = parent.join(format!(".{name}.unotify-cow"));
                 let state = parent.join(format!(".{name}.unotify-cow.state"));
                 (upper, state, true)
@@ -47,25 +52,34 @@ impl Storage {
         };
         let cfg = |message: String| Error::InvalidConfig { message };
         if state.starts_with(lower) || upper.starts_with(lower) {
-            return Err(cfg(format!("--storage {} lies in the work directory {}; give a place outside it", state.display(), lower.display())));
+            return Err(cfg(format!(
+                "--storage {} lies in the work directory {}; give a place outside it",
+                state.display(),
+                lower.display()
+            )));
         }
-        fs::create_dir_all(&state).map_err(|e| cfg(format!("cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable", state.display())))?;
+        fs::create_dir_all(&state).map_err(|e| {
+            cfg(format!(
+                "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
+                state.display()
+            ))
+        })?;
         let lock = fs::File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(state.join(LOCK))
             .map_err(|e| cfg(format!("cannot open {}: {e}", state.join(LOCK).display())))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
+        match crate::sys::path::try_lock_exclusive(std::os::fd::AsFd::as_fd(&lock)) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(cfg(format!(
                     "another run uses the work directory {} (its storage {} is locked); wait for it to end",
                     lower.display(),
                     state.display()
                 )))
             }
-            Err(fs::TryLockError::Error(e)) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
+            Err(e) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
         }
         match super::commit::recover(&state) {
             Ok(Some((n, dir))) => log::warn!(
@@ -89,8 +103,16 @@ impl Storage {
             )));
         }
         if fs::symlink_metadata(&upper).is_ok() {
-            log::info!("removing the stale upper layer {} of an earlier run", upper.display());
-            remove_tree(&upper).map_err(|e| cfg(format!("cannot remove the stale upper layer {}: {e}; remove it by hand", upper.display())))?;
+            log::info!(
+                "removing the stale upper layer {} of an earlier run",
+                upper.display()
+            );
+            remove_tree(&upper).map_err(|e| {
+                cfg(format!(
+                    "cannot remove the stale upper layer {}: {e}; remove it by hand",
+                    upper.display()
+                ))
+            })?;
         }
         Ok(Storage {
             upper,
@@ -104,7 +126,10 @@ impl Storage {
     /// to start until it is removed).
     pub(crate) fn mark_kept(&self) {
         if let Err(e) = fs::write(self.state.join(KEPT), b"") {
-            log::warn!("cannot mark the kept layer in {}: {e}", self.state.display());
+            log::warn!(
+                "cannot mark the kept layer in {}: {e}",
+                self.state.display()
+            );
         }
         self.lock.lock().take();
     }

@@ -144,7 +144,10 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     fn rewrite(&self, path: &[u8]) -> Option<Vec<u8>>;
     /// The upper layer's directory for a pinned directory of the lower
     /// tree (a dirfd or working directory there), `None` if not lower.
-    fn upper_of(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
+    fn upper_of(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
     /// Whether the pinned file lies in the lower tree (never written).
     fn is_lower(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
     /// Before a change of the pinned file (`st` its `fstat`): the file to
@@ -166,7 +169,10 @@ pub(crate) use deny::fd_path;
 pub(crate) use resolve::{as_supervisor, read_path, Errno, Task};
 
 /// Reopens our `fd` through `/proc/self/fd` with `flags`.
-pub(crate) fn reopen_fd(fd: std::os::fd::BorrowedFd<'_>, flags: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+pub(crate) fn reopen_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    flags: i32,
+) -> std::io::Result<std::os::fd::OwnedFd> {
     resolve::reopen(fd, flags as u64)
 }
 

@@ -249,7 +249,8 @@ const DEFAULT_UMASK: u32 = 0o022;
 
 /// The copy-on-write view of the sandbox, if it has one.
 fn layer_of(cx: &HandlerCtx<'_>) -> Option<std::sync::Arc<dyn super::Layered>> {
-    cx.service::<super::LayerHook>().map(|h| std::sync::Arc::clone(&h.0))
+    cx.service::<super::LayerHook>()
+        .map(|h| std::sync::Arc::clone(&h.0))
 }
 
 fn umask_of(status: &str) -> u32 {

@@ -363,7 +363,11 @@ fn run(args: RunArgs) -> u8 {
 }
 
 /// Commits, drops or keeps the work directory's changes as the flags say.
-fn settle_workdir(w: &unotify::WorkDir, status: &std::process::ExitStatus, dry_run: bool) -> Result<(), u8> {
+fn settle_workdir(
+    w: &unotify::WorkDir,
+    status: &std::process::ExitStatus,
+    dry_run: bool,
+) -> Result<(), u8> {
     match w.finish(status) {
         Ok(unotify::Settled::Aborted(changes)) if dry_run => {
             for c in changes {
@@ -372,7 +376,11 @@ fn settle_workdir(w: &unotify::WorkDir, status: &std::process::ExitStatus, dry_r
             Ok(())
         }
         Ok(unotify::Settled::Kept(upper)) => {
-            eprintln!("unotify: the changes to {} are kept in {}", w.dir().display(), upper.display());
+            eprintln!(
+                "unotify: the changes to {} are kept in {}",
+                w.dir().display(),
+                upper.display()
+            );
             Ok(())
         }
         Ok(settled) => {
@@ -403,7 +411,10 @@ fn cow_recover(storage: &std::path::Path, check: bool) -> u8 {
     }
     match unotify::recover_workdir(storage) {
         Ok(Some((n, dir))) => {
-            println!("finished the commit into {} ({n} operations)", dir.display());
+            println!(
+                "finished the commit into {} ({n} operations)",
+                dir.display()
+            );
             0
         }
         Ok(None) => {
