@@ -512,6 +512,11 @@ fn link(
     if d.check_fd(source.as_fd()) {
         return Err(Errno::of(libc::EACCES));
     }
+    // A copy-on-write view: no new name for a file of the lower tree
+    // (it could then be opened for writing as the layer's own).
+    if d.layer().is_some_and(|l| l.is_lower(source.as_fd())) {
+        return Err(Errno::of(libc::EXDEV));
+    }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
     with_c(&n.name, |name| {

@@ -300,11 +300,21 @@ pub(super) fn utimes_call(
     times: Times,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
-    if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD {
+    if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD && d.layer().is_none() {
         // `futimesat(fd, NULL, ...)`, `utimensat(fd, NULL, ...)`: the
         // program's own fd, which it could only open if it was allowed.
         return Ok(NotifAction::Continue);
     }
+    // A copy-on-write view changes the times of a private copy of a
+    // shared file: the fd's file, performed as `AT_EMPTY_PATH`.
+    let arg = if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD {
+        PathArg {
+            empty_ok: true,
+            ..arg
+        }
+    } else {
+        arg
+    };
     check_at_flags(flags)?;
     let times = read_times(cx, times)?;
     let task = Task::read(cx, creds)?;

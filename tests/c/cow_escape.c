@@ -27,6 +27,7 @@ static int lower_changed(void) {
     close(fd);
     if (n != 5 || strcmp(buf, "orig\n") != 0) return 1;
     if (stat(p_victim, &st) != 0 || (st.st_mode & 07777) != 0644) return 1;
+    if (st.st_mtime == 1) return 1;
     char p[4200];
     snprintf(p, sizeof p, "%s/new", low);
     if (access(p, F_OK) == 0) return 1;
@@ -94,7 +95,21 @@ int main(int argc, char **argv) {
         int rfd = open(p_victim, O_RDONLY);
         if (rfd >= 0) {
             fchmod(rfd, 0600);
+            struct timespec ts[2] = {{1, 0}, {1, 0}};
+            futimens(rfd, ts);
+            snprintf(p, sizeof p, "/proc/self/fd/%d", rfd);
+            linkat(AT_FDCWD, p, AT_FDCWD, "hard2", AT_SYMLINK_FOLLOW);
+            try_write("hard2", O_WRONLY | O_APPEND);
+            unlink("hard2");
             close(rfd);
+        }
+        /* the same through a layer file still shared with the lower one */
+        int sfd = open("victim", O_RDONLY);
+        if (sfd >= 0) {
+            fchmod(sfd, 0600);
+            struct timespec ts[2] = {{1, 0}, {1, 0}};
+            futimens(sfd, ts);
+            close(sfd);
         }
         /* 5. names and metadata in the lower directory */
         chmod(p_victim, 0600);
