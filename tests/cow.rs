@@ -447,3 +447,37 @@ fn the_change_set_is_a_value_for_the_host_to_review() {
     assert!(!dir.join("gone").exists());
     assert_eq!(fs::read_to_string(dir.join("edit")).unwrap(), "ex\n");
 }
+
+#[test]
+fn a_failed_run_is_aborted_or_kept_as_asked() {
+    let dir = fresh("onerror");
+    fs::write(dir.join("f"), "old").unwrap();
+    let script = "echo new > f; echo made > g; exit 3";
+    // Default: a failure drops the changes; the program's status is kept.
+    let out = run_in(&dir, &[], script);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "old");
+    assert!(!dir.join("g").exists());
+    assert_no_layer(&dir);
+    // Kept: the layer stays and is named; the next run refuses to start
+    // over it until it is removed.
+    let out = run_in(&dir, &["--on-error", "keep"], script);
+    assert_eq!(out.status.code(), Some(3));
+    let upper = dir.parent().unwrap().join(".onerror.unotify-cow");
+    assert!(
+        stderr(&out).contains(&upper.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(upper.join("g")).unwrap(), "made\n");
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "old");
+    let out = run_in(&dir, &[], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("kept layer"), "{}", stderr(&out));
+    // Committed on failure when asked.
+    fs::remove_dir_all(&upper).unwrap();
+    fs::remove_dir_all(dir.parent().unwrap().join(".onerror.unotify-cow.state")).unwrap();
+    let out = run_in(&dir, &["--on-error", "commit"], script);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(fs::read_to_string(dir.join("g")).unwrap(), "made\n");
+}
