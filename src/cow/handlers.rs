@@ -47,6 +47,8 @@ enum Call {
         at: bool,
     },
     Write(WriteKind),
+    /// `ioctl` setting inode flags (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`).
+    SetFlags,
     /// `getxattr`/`lgetxattr` (`list`: the list forms).
     Xattr {
         list: bool,
@@ -83,6 +85,15 @@ struct ViewHandler {
     layer: Arc<Layer>,
     creds: Arc<CredCache>,
     call: Call,
+}
+
+/// The handler of the `ioctl`s that change inode flags.
+pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
+    Arc::new(ViewHandler {
+        layer: Arc::clone(layer),
+        creds: Arc::new(CredCache::default()),
+        call: Call::SetFlags,
+    })
 }
 
 /// The view's builtin handlers, by syscall number.
@@ -258,6 +269,7 @@ impl Handler for ViewHandler {
             Call::Exec { at } => self.exec(cx, at),
             Call::Write(kind) => self.write(cx, kind),
             Call::Xattr { list, follow } => self.xattr(cx, list, follow),
+            Call::SetFlags => self.set_flags(cx),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -500,6 +512,30 @@ impl ViewHandler {
         Ok(NotifAction::ReturnValue(0))
     }
 
+    /// `ioctl`s that change an inode's flags, performed on a duplicate of
+    /// the fd; refused (`EPERM`) on a file shared with, or in, the lower
+    /// tree. Other `ioctl`s are not the view's.
+    fn set_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let cmd = cx.arg(1) & 0xffff_ffff;
+        let Some(size) = SET_FLAGS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n) else {
+            return Ok(NotifAction::Continue);
+        };
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let mut arg = cx
+            .read_mem(cx.arg(2), size)
+            .map_err(|_| Errno::of(libc::EFAULT))?;
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        if self.layer.is_shared(&st) || self.layer.is_lower(fd.as_fd()) {
+            return Err(Errno::of(libc::EPERM));
+        }
+        let r = crate::sys::path::ioctl_buf(fd.as_fd(), cmd, &mut arg)
+            .map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(r as i64))
+    }
+
     /// The xattr reads by path, from the view.
     fn xattr(&self, cx: &HandlerCtx<'_>, list: bool, follow: bool) -> Result<NotifAction, Errno> {
         let p = read_path(cx, cx.arg(0))?;
@@ -643,6 +679,12 @@ impl ViewHandler {
 fn proc_fd(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))
 }
+
+/// The `ioctl` commands that change inode flags, with the size of what
+/// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
+/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`).
+pub(crate) const SET_FLAGS: [(u64, usize); 3] =
+    [(0x4008_6602, 4), (0x4004_6602, 4), (0x401c_5820, 28)];
 
 /// Writes an answer into the task's memory while its call is pending.
 fn write_back(cx: &HandlerCtx<'_>, addr: u64, bytes: &[u8]) -> Result<(), Errno> {

@@ -301,6 +301,33 @@ impl Enforcement for CowFeature {
         Ok(())
     }
 
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        // Only the ioctls that change inode flags stop (any other runs),
+        // unless the caller traps every ioctl already (then this handler
+        // comes after the caller's) or denies it.
+        let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
+            return Ok(());
+        };
+        if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
+            return Ok(());
+        }
+        if !install.filter.is_notified(nr) {
+            let cases = handlers::SET_FLAGS
+                .iter()
+                .map(|(cmd, _)| {
+                    (
+                        vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, *cmd)],
+                        crate::filter::SyscallAction::Notify,
+                    )
+                })
+                .collect();
+            install
+                .filter
+                .rule(nr, cases, crate::filter::SyscallAction::Allow)?;
+        }
+        install.builtin(nr, handlers::set_flags_handler(&self.layer))
+    }
+
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
         let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Ok(Some(

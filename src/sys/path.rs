@@ -451,3 +451,11 @@ pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// `ioctl(fd, cmd, buf)` with an argument buffer we own (read and written
+/// by the kernel as `cmd` says; the caller sizes it for `cmd`).
+pub fn ioctl_buf(fd: BorrowedFd<'_>, cmd: u64, buf: &mut [u8]) -> io::Result<i32> {
+    // SAFETY: `buf` is writable for its length, which the caller made the
+    // size `cmd` reads or writes; `fd` is open.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, buf.as_mut_ptr()) })
+}

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -28,6 +30,13 @@ static int lower_changed(void) {
     if (n != 5 || strcmp(buf, "orig\n") != 0) return 1;
     if (stat(p_victim, &st) != 0 || (st.st_mode & 07777) != 0644) return 1;
     if (st.st_mtime == 1) return 1;
+    fd = open(p_victim, O_RDONLY);
+    int fl = 0;
+    if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &fl) == 0 && (fl & FS_NODUMP_FL)) {
+        close(fd);
+        return 1;
+    }
+    if (fd >= 0) close(fd);
     char p[4200];
     snprintf(p, sizeof p, "%s/new", low);
     if (access(p, F_OK) == 0) return 1;
@@ -97,6 +106,8 @@ int main(int argc, char **argv) {
             fchmod(rfd, 0600);
             struct timespec ts[2] = {{1, 0}, {1, 0}};
             futimens(rfd, ts);
+            int fl = FS_NODUMP_FL;
+            ioctl(rfd, FS_IOC_SETFLAGS, &fl);
             snprintf(p, sizeof p, "/proc/self/fd/%d", rfd);
             linkat(AT_FDCWD, p, AT_FDCWD, "hard2", AT_SYMLINK_FOLLOW);
             try_write("hard2", O_WRONLY | O_APPEND);
