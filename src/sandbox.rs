@@ -568,6 +568,12 @@ impl SandboxBuilder {
             Some(c) => Some(Arc::new(crate::cow::WorkDir::open(c)?)),
             None => None,
         };
+        // Under allow lists, the layer is where the program writes DIR.
+        if let Some(w) = &workdir {
+            if self.confinement.confines_fs() {
+                self.confinement.write.push(w.upper().to_path_buf());
+            }
+        }
         self.cow_dir = workdir.clone();
         let plan = self.plan(&denied)?;
         seccomp::check_sizes().map_err(|e| Error::Unsupported {
