@@ -481,3 +481,28 @@ fn a_failed_run_is_aborted_or_kept_as_asked() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(fs::read_to_string(dir.join("g")).unwrap(), "made\n");
 }
+
+#[test]
+fn a_non_root_user_works_in_a_layer_without_privileges() {
+    // The directory and its parent (where the layer goes) belong to nobody,
+    // who runs unotify itself: no capability, no user namespace, no mount.
+    let dir = fresh("nobody");
+    fs::write(dir.join("f"), "orig\n").unwrap();
+    for p in [dir.parent().unwrap(), dir.as_path(), &dir.join("f")] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let out = StdCommand::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--", "sh", "-c"])
+        .arg("echo new >> f; mkdir d; echo x > d/y; cat f; ls; cat /proc/self/status | grep -c '^CapEff:.0000000000000000'")
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "orig\nnew\nd\nf\n1\n");
+    assert!(stderr(&out).is_empty(), "warnings: {}", stderr(&out));
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "orig\n");
+    assert!(!dir.join("d").exists());
+}
