@@ -61,6 +61,7 @@ impl EntryType {
 
 /// One changed path, relative to the work directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct Change {
     /// The path, relative to the work directory.
     pub path: PathBuf,
