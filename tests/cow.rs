@@ -506,3 +506,39 @@ fn a_non_root_user_works_in_a_layer_without_privileges() {
     assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "orig\n");
     assert!(!dir.join("d").exists());
 }
+
+#[test]
+fn a_denied_file_in_the_work_directory_stays_denied_in_the_layer() {
+    // A write open copies a shared file up: the denied file must be
+    // refused before, not copied (its copy would not be denied and would
+    // give its contents).
+    let dir = fresh("denied");
+    fs::write(dir.join("secret"), "SECRET\n").unwrap();
+    let script = "python3 -c '
+got = 0
+for mode in (\"r\", \"r+\", \"a+\"):
+    try:
+        f = open(\"secret\", mode); f.seek(0); got += \"SECRET\" in f.read()
+    except PermissionError:
+        pass
+print(\"read\", got)'";
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--deny-path",
+            "secret",
+            "--workdir",
+            ".",
+            "--on-exit",
+            "commit",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "read 0\n", "stderr: {}", stderr(&out));
+    assert_eq!(fs::read_to_string(dir.join("secret")).unwrap(), "SECRET\n");
+}

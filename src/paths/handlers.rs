@@ -654,7 +654,9 @@ fn truncate(
     };
     // A copy-on-write view truncates a private copy of a shared file.
     let pinned = match (d.layer(), fstat(pinned.as_fd())) {
-        (Some(layer), Ok(st)) if st.is_file() => layer.copy_up(pinned, &st, len > 0)?,
+        (Some(layer), Ok(st)) if st.is_file() && !d.check_fd(pinned.as_fd()) => {
+            layer.copy_up(pinned, &st, len > 0)?
+        }
         _ => pinned,
     };
     if d.check_fd_write(pinned.as_fd())

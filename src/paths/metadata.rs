@@ -150,6 +150,8 @@ fn subject(
     };
     // A copy-on-write view changes a private copy of a shared file.
     let subject = match (subject, d.layer()) {
+        // (A denied shared file is refused below, not copied.)
+        (Subject::File(fd), Some(_)) if d.check_fd(fd.as_fd()) => Subject::File(fd),
         (Subject::File(fd), Some(layer)) => match fstat(fd.as_fd()) {
             Ok(st) if st.is_file() => Subject::File(layer.copy_up(fd, &st, true)?),
             _ => Subject::File(fd),
