@@ -568,6 +568,11 @@ impl SandboxBuilder {
             Some(c) => Some(Arc::new(crate::cow::WorkDir::open(c)?)),
             None => None,
         };
+        // The layer's storage (lock, commit journal) is the supervisor's:
+        // a journal the program wrote would be applied by the next run.
+        if let Some(w) = &workdir {
+            self.deny_paths.push(w.storage().to_path_buf());
+        }
         // Under allow lists, the layer is where the program writes DIR.
         if let Some(w) = &workdir {
             if self.confinement.confines_fs() {

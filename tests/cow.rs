@@ -542,3 +542,22 @@ print(\"read\", got)'";
     assert_eq!(stdout(&out), "read 0\n", "stderr: {}", stderr(&out));
     assert_eq!(fs::read_to_string(dir.join("secret")).unwrap(), "SECRET\n");
 }
+
+#[test]
+fn the_program_cannot_forge_the_commit_journal() {
+    // A journal in the storage directory is applied by the next run: the
+    // program must not write one there (it could name any directory).
+    let dir = fresh("journal");
+    let state = dir.parent().unwrap().join(".journal.unotify-cow.state");
+    let script = format!(
+        "n=0; for i in 1 2 3 4 5; do \
+         printf 'unotify-cow-journal 1\\nlower %s\\nupper %s\\nR %s\\nend\\n' x y z > {s}/journal && n=$((n+1)); \
+         mkdir {s}/d 2>/dev/null && n=$((n+1)); \
+         ln -s /etc {s}/journal.tmp 2>/dev/null && n=$((n+1)); \
+         done; echo wrote $n",
+        s = state.display()
+    );
+    let out = run_in(&dir, &["--on-exit", "abort"], &script);
+    assert_eq!(stdout(&out), "wrote 0\n", "stderr: {}", stderr(&out));
+    assert!(!state.join("journal").exists());
+}

@@ -179,6 +179,14 @@ pub(crate) fn commit(
 /// Finishes the commit a killed run left in `state`, if any: the number
 /// of operations applied again, and the work directory.
 pub(crate) fn recover(state: &Path) -> io::Result<Option<(usize, PathBuf)>> {
+    recover_for(state, None)
+}
+
+/// [`recover`], refusing a journal of another work directory than `lower`.
+pub(crate) fn recover_for(
+    state: &Path,
+    lower_of_run: Option<&Path>,
+) -> io::Result<Option<(usize, PathBuf)>> {
     let _ = fs::remove_file(state.join("journal.tmp"));
     let text = match fs::read_to_string(state.join(JOURNAL)) {
         Ok(t) => t,
@@ -194,6 +202,15 @@ pub(crate) fn recover(state: &Path) -> io::Result<Option<(usize, PathBuf)>> {
             ),
         )
     })?;
+    if lower_of_run.is_some_and(|l| l != lower) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the journal is of another work directory, {}",
+                lower.display()
+            ),
+        ));
+    }
     apply(&lower, &upper, &ops)?;
     fs::remove_file(state.join(JOURNAL))?;
     sync_dir(state);

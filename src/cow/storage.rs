@@ -81,7 +81,7 @@ impl Storage {
             }
             Err(e) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
         }
-        match super::commit::recover(&state) {
+        match super::commit::recover_for(&state, Some(lower)) {
             Ok(Some((n, dir))) => log::warn!(
                 "an earlier run's commit into {} was left unfinished (killed?); finished it now ({n} operations)",
                 dir.display()
