@@ -4,7 +4,8 @@
 //! (`.NAME.unotify-cow` and `.NAME.unotify-cow.state`), on its file system
 //! (so the upper tree can link to its files, and `..` from the top of the
 //! upper tree is the work directory's parent); with `--storage PATH`, in
-//! `PATH/upper` and `PATH`.
+//! `PATH/upper` and `PATH/state`. The state directory is denied to the
+//! program; the upper tree is its working tree.
 
 use std::fs;
 use std::io;
@@ -37,7 +38,7 @@ impl Storage {
                 let p = crate::paths::normalize_abs(
                     &std::env::current_dir().unwrap_or_default().join(p),
                 );
-                (p.join("upper"), p, false)
+                (p.join("upper"), p.join("state"), false)
             }
             None => {
                 let parent = lower.parent().unwrap_or(Path::new("/"));
