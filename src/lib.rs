@@ -101,6 +101,7 @@ pub mod action;
 pub mod arch;
 mod command;
 pub(crate) mod confine;
+mod cow;
 pub mod determinism;
 mod error;
 pub mod events;
@@ -132,6 +133,10 @@ pub mod syscalls;
 
 pub use action::{Deferred, NotifAction};
 pub use command::{Command, Stdio};
+pub use cow::{
+    pending_commit, recover as recover_workdir, Change, ChangeKind, EntryType, ExitAction, Settled,
+    WorkDir,
+};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerCtx, MemoryError};
 pub use notification::Notification;

@@ -66,6 +66,10 @@ pub struct SandboxBuilder {
     determinism: crate::determinism::Settings,
     /// Told when a rule fires ([`observe`](Self::observe)).
     events: Option<crate::events::EventSink>,
+    /// A copy-on-write work directory ([`workdir`](Self::workdir)).
+    cow: Option<crate::cow::CowSettings>,
+    /// The work directory's layer, made at build.
+    cow_dir: Option<Arc<crate::cow::WorkDir>>,
 }
 
 impl std::fmt::Debug for SandboxBuilder {
@@ -102,6 +106,8 @@ impl Default for SandboxBuilder {
             confinement: crate::confine::Spec::default(),
             determinism: Default::default(),
             events: None,
+            cow: None,
+            cow_dir: None,
         }
     }
 }
@@ -485,6 +491,57 @@ impl SandboxBuilder {
         self
     }
 
+    /// Makes `dir` a copy-on-write work directory: the program's writes
+    /// beneath it go to an upper layer outside it, which the program sees
+    /// as `dir`; at the end [`WorkDir::finish`](crate::WorkDir::finish)
+    /// commits, drops or keeps them (see [`Sandbox::workdir`]). No user
+    /// namespace and no mount: path calls are performed on the program's
+    /// behalf.
+    pub fn workdir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.cow = Some(crate::cow::CowSettings::new(dir.as_ref().to_path_buf()));
+        self
+    }
+
+    fn cow_mut(&mut self) -> &mut crate::cow::CowSettings {
+        self.cow
+            .get_or_insert_with(|| crate::cow::CowSettings::new(std::path::PathBuf::new()))
+    }
+
+    /// Where the work directory's upper layer and commit journal are kept
+    /// (default: next to the work directory).
+    pub fn cow_storage(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.cow_mut().storage = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// What [`WorkDir::finish`](crate::WorkDir::finish) does after a
+    /// successful run (default: commit).
+    pub fn on_exit(mut self, action: crate::cow::ExitAction) -> Self {
+        self.cow_mut().on_exit = action;
+        self
+    }
+
+    /// What [`WorkDir::finish`](crate::WorkDir::finish) does after a failed
+    /// run, a non-zero exit or a kill (default: abort).
+    pub fn on_error(mut self, action: crate::cow::ExitAction) -> Self {
+        self.cow_mut().on_error = action;
+        self
+    }
+
+    /// [`WorkDir::finish`](crate::WorkDir::finish) lists the changes and
+    /// drops them.
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.cow_mut().dry_run = on;
+        self
+    }
+
+    /// Caps the bytes the work directory's upper layer holds: a write past
+    /// it fails with `ENOSPC`.
+    pub fn max_disk(mut self, bytes: u64) -> Self {
+        self.cow_mut().max_disk = Some(bytes);
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -504,6 +561,27 @@ impl SandboxBuilder {
             .collect();
         // The features the options ask for, resolved into a plan; each
         // phase of the filter and the handler chains runs over it.
+        let workdir = match self.cow.take() {
+            Some(c) if c.dir.as_os_str().is_empty() => {
+                return Err(Error::InvalidConfig {
+                    message: "copy-on-write options without a work directory; call workdir(DIR) (--workdir DIR)".into(),
+                })
+            }
+            Some(c) => Some(Arc::new(crate::cow::WorkDir::open(c)?)),
+            None => None,
+        };
+        // The layer's storage (lock, commit journal) is the supervisor's:
+        // a journal the program wrote would be applied by the next run.
+        if let Some(w) = &workdir {
+            self.deny_paths.push(w.storage().to_path_buf());
+        }
+        // Under allow lists, the layer is where the program writes DIR.
+        if let Some(w) = &workdir {
+            if self.confinement.confines_fs() {
+                self.confinement.write.push(w.upper().to_path_buf());
+            }
+        }
+        self.cow_dir = workdir.clone();
         let plan = self.plan(&denied)?;
         seccomp::check_sizes().map_err(|e| Error::Unsupported {
             feature: "seccomp user notification",
@@ -578,6 +656,7 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
+            workdir,
             degraded: confined.degraded,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
@@ -655,13 +734,18 @@ impl SandboxBuilder {
         let serves_files = self.determinism.serves_files();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
             (None, true)
-                if policy.is_none() && !argv_safety && fs_lists.is_none() && !serves_files =>
+                if policy.is_none()
+                    && !argv_safety
+                    && fs_lists.is_none()
+                    && !serves_files
+                    && self.cow_dir.is_none() =>
             {
                 None
             }
             (set, _) => Some(set.unwrap_or_default()),
         };
         let metadata_only = fs_lists.is_some()
+            && self.cow_dir.is_none()
             && !paths_denied
             && policy.is_none()
             && !argv_safety
@@ -704,9 +788,19 @@ impl SandboxBuilder {
                 denied_paths: path_set.clone(),
             }));
         }
+        // The work directory's view answers the stat family and exec
+        // first; path denial's on-behalf calls take its hooks.
+        if let Some(w) = &self.cow_dir {
+            features.push(w.feature());
+        }
         if let Some(set) = &path_set {
+            let set = crate::confine::held_to(set, fs_lists);
+            let set = match &self.cow_dir {
+                Some(w) => w.hold(set),
+                None => set,
+            };
             features.push(Arc::new(crate::paths::PathDenial {
-                set: crate::confine::held_to(set, fs_lists),
+                set,
                 with_bind,
                 metadata_only,
             }));
@@ -808,6 +902,8 @@ pub struct Sandbox {
     degraded: Vec<crate::landlock::Right>,
     /// The host's observer, told of a memory cgroup's kills at exit.
     events: Option<crate::events::EventSink>,
+    /// The copy-on-write work directory, if any.
+    workdir: Option<Arc<crate::cow::WorkDir>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -823,6 +919,12 @@ impl Sandbox {
     /// Starts building a sandbox.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::default()
+    }
+
+    /// The copy-on-write work directory ([`SandboxBuilder::workdir`]): its
+    /// change set once the program ended, and its commit, abort or keep.
+    pub fn workdir(&self) -> Option<&Arc<crate::cow::WorkDir>> {
+        self.workdir.as_ref()
     }
 
     /// The Landlock rights this sandbox runs without, because the kernel
@@ -853,11 +955,27 @@ impl Sandbox {
             .iter()
             .map(|(k, v)| env_entry(k, v))
             .collect::<Result<Vec<_>>>()?;
-        let cwd = cmd
+        let mut envp = envp;
+        let mut cwd = cmd
             .cwd
             .as_ref()
             .map(|d| cstring(d.as_os_str()))
             .transpose()?;
+        // In a copy-on-write work directory, the program starts in its
+        // upper layer's counterpart (PWD names it: a shell's `cd` into a
+        // directory new in the layer then works).
+        if let Some(w) = &self.workdir {
+            let here = cmd
+                .cwd
+                .clone()
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_default();
+            if let Some(up) = w.child_cwd(&here) {
+                cwd = Some(cstring(up.as_os_str())?);
+                envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
+                envp.push(env_entry(std::ffi::OsStr::new("PWD"), up.as_os_str())?);
+            }
+        }
 
         let mut keep: Vec<OwnedFd> = Vec::new();
         let mut ours: [Option<File>; 3] = [None, None, None];

@@ -72,6 +72,9 @@ pub struct DeniedPaths {
     /// the program's behalf (outside its Landlock domain) are held to them
     /// too ([`with_lists`](Self::with_lists)).
     lists: Option<Arc<FsLists>>,
+    /// A copy-on-write view: its lower tree is never written on the
+    /// program's behalf ([`with_layer`](Self::with_layer)).
+    layer: Option<Arc<dyn super::Layered>>,
 }
 
 std::thread_local! {
@@ -263,7 +266,23 @@ impl DeniedPaths {
         DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: Some(Arc::new(lists)),
+            layer: self.layer.clone(),
         }
+    }
+
+    /// The same set (shared), also refusing every write into the lower
+    /// tree of `layer`.
+    pub(crate) fn with_layer(&self, layer: Arc<dyn super::Layered>) -> DeniedPaths {
+        DeniedPaths {
+            entries: Arc::clone(&self.entries),
+            lists: self.lists.clone(),
+            layer: Some(layer),
+        }
+    }
+
+    /// The copy-on-write view the set is held to, if any.
+    pub(crate) fn layer(&self) -> Option<&Arc<dyn super::Layered>> {
+        self.layer.as_ref()
     }
 
     /// Whether the file `fd` may not be written: denied, or outside the
@@ -277,6 +296,9 @@ impl DeniedPaths {
     /// inode or memfd, reached through `/proc/<pid>/fd`) is not held to
     /// the lists, as Landlock does not hold it.
     pub(crate) fn not_writable(&self, fd: BorrowedFd<'_>) -> bool {
+        if self.layer.as_ref().is_some_and(|l| l.is_lower(fd)) {
+            return true;
+        }
         self.lists
             .as_ref()
             .is_some_and(|l| fd_path(fd).is_some_and(|p| !l.writable(&p)))

@@ -513,6 +513,11 @@ fn link(
     if d.check_fd(source.as_fd()) {
         return Err(Errno::of(libc::EACCES));
     }
+    // A copy-on-write view: no new name for a file of the lower tree
+    // (it could then be opened for writing as the layer's own).
+    if d.layer().is_some_and(|l| l.is_lower(source.as_fd())) {
+        return Err(Errno::of(libc::EXDEV));
+    }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
     with_c(&n.name, |name| {
@@ -647,6 +652,13 @@ fn truncate(
             let base = base(cx, libc::AT_FDCWD, &path, false)?;
             pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
         }
+    };
+    // A copy-on-write view truncates a private copy of a shared file.
+    let pinned = match (d.layer(), fstat(pinned.as_fd())) {
+        (Some(layer), Ok(st)) if st.is_file() && !d.check_fd(pinned.as_fd()) => {
+            layer.copy_up(pinned, &st, len > 0)?
+        }
+        _ => pinned,
     };
     if d.check_fd_write(pinned.as_fd())
         || is_supervisor_proc(pinned.as_fd())

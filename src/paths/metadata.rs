@@ -148,6 +148,16 @@ fn subject(
             }
         }
     };
+    // A copy-on-write view changes a private copy of a shared file.
+    let subject = match (subject, d.layer()) {
+        // (A denied shared file is refused below, not copied.)
+        (Subject::File(fd), Some(_)) if d.check_fd(fd.as_fd()) => Subject::File(fd),
+        (Subject::File(fd), Some(layer)) => match fstat(fd.as_fd()) {
+            Ok(st) if st.is_file() => Subject::File(layer.copy_up(fd, &st, true)?),
+            _ => Subject::File(fd),
+        },
+        (s, _) => s,
+    };
     if let Subject::File(fd) = &subject {
         if d.check_fd_write(fd.as_fd()) || is_supervisor_proc(fd.as_fd()) {
             log::debug!("pid {}: metadata call on a denied file refused", cx.pid());
@@ -292,11 +302,21 @@ pub(super) fn utimes_call(
     times: Times,
     flags: i32,
 ) -> Result<NotifAction, Errno> {
-    if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD {
+    if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD && d.layer().is_none() {
         // `futimesat(fd, NULL, ...)`, `utimensat(fd, NULL, ...)`: the
         // program's own fd, which it could only open if it was allowed.
         return Ok(NotifAction::Continue);
     }
+    // A copy-on-write view changes the times of a private copy of a
+    // shared file: the fd's file, performed as `AT_EMPTY_PATH`.
+    let arg = if arg.ptr == 0 && arg.dirfd != libc::AT_FDCWD {
+        PathArg {
+            empty_ok: true,
+            ..arg
+        }
+    } else {
+        arg
+    };
     check_at_flags(flags)?;
     let times = read_times(cx, times)?;
     let task = Task::read(cx, creds)?;

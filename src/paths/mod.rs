@@ -134,6 +134,54 @@ pub(crate) trait ServeOpen: Send + Sync {
 /// The [`ServeOpen`] of a running feature, in its services.
 pub(crate) struct OpenHook(pub(crate) Arc<dyn ServeOpen>);
 
+/// A layered view of one directory (copy-on-write, `crate::cow`): the
+/// hooks path denial's on-behalf calls take, so that the program's paths
+/// beneath the directory name its upper layer, and nothing of the lower
+/// directory is ever written on the program's behalf.
+pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
+    /// The path the supervisor resolves for an absolute path the program
+    /// gave (`None`: unchanged).
+    fn rewrite(&self, path: &[u8]) -> Option<Vec<u8>>;
+    /// The upper layer's directory for a pinned directory of the lower
+    /// tree (a dirfd or working directory there), `None` if not lower.
+    fn upper_of(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
+    /// Whether the pinned file lies in the lower tree (never written).
+    fn is_lower(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
+    /// Before a change of the pinned file (`st` its `fstat`): the file to
+    /// change instead, a private copy if it is still shared with the
+    /// lower tree (`keep_data`: with its contents). Fails closed.
+    fn copy_up(
+        &self,
+        fd: std::os::fd::OwnedFd,
+        st: &crate::sys::path::FileStat,
+        keep_data: bool,
+    ) -> std::result::Result<std::os::fd::OwnedFd, Errno>;
+}
+
+/// The [`Layered`] view of a running sandbox, in its services.
+pub(crate) struct LayerHook(pub(crate) Arc<dyn Layered>);
+
+pub(crate) use creds::CredCache;
+pub(crate) use deny::fd_path;
+pub(crate) use resolve::{as_supervisor, read_path, Errno, Task};
+
+/// Reopens our `fd` through `/proc/self/fd` with `flags`.
+pub(crate) fn reopen_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    flags: i32,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    resolve::reopen(fd, flags as u64)
+}
+
+/// Opens a directory path the supervisor chose (`/proc/<tid>/cwd`) as
+/// `O_PATH`, magic links allowed.
+pub(crate) fn open_trusted_dir(path: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    resolve::open_trusted(path, libc::O_DIRECTORY)
+}
+
 use crate::error::Result;
 use crate::filter::FilterBuilder;
 use crate::handler::Handler;

@@ -315,9 +315,19 @@ fn finish(
     rights: Rights,
 ) -> Result<NotifAction, Errno> {
     // One `fstat` for every check (a pinned inode does not change type).
-    let st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+    let mut st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
     if denied.check_fd_with(pinned.as_fd(), &st) || is_supervisor_proc_with(pinned.as_fd(), &st) {
         return Err(Errno::of(libc::EACCES));
+    }
+    // A copy-on-write view: a write goes to a private copy of a file the
+    // upper layer still shares with the lower tree (the shared file was
+    // checked above: a denied one is not copied).
+    let mut pinned = pinned;
+    if let Some(layer) = denied.layer() {
+        if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0 && st.is_file() {
+            pinned = layer.copy_up(pinned, &st, flags & libc::O_TRUNC == 0)?;
+            st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+        }
     }
     // Under allow lists, a write or truncation only beneath a write path
     // (the Landlock domain's rule, for opens made on the program's behalf).

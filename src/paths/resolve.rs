@@ -62,6 +62,8 @@ pub(crate) struct Task {
     umask: Option<u32>,
     /// The rights to act with on its behalf.
     pub(crate) rights: Rights,
+    /// The copy-on-write view its paths are resolved in, if any.
+    layer: Option<std::sync::Arc<dyn super::Layered>>,
 }
 
 /// The rights the supervisor acts with on a task's behalf: its effective
@@ -174,6 +176,7 @@ impl Task {
             tgid: thread_group_of(tid).unwrap_or(tid),
             umask: None,
             rights: Rights(None),
+            layer: layer_of(cx),
         }
     }
 
@@ -196,19 +199,20 @@ impl Task {
                 if let Some(fd) = pidfd {
                     cache.store(tid, fd, stamp, verdict);
                 }
-                return Self::with(tid, verdict, Some(umask));
+                return Self::with(cx, tid, verdict, Some(umask));
             }
         };
-        Self::with(tid, verdict, None)
+        Self::with(cx, tid, verdict, None)
     }
 
-    fn with(tid: i32, v: Verdict, umask: Option<u32>) -> Result<Task, Errno> {
+    fn with(cx: &HandlerCtx<'_>, tid: i32, v: Verdict, umask: Option<u32>) -> Result<Task, Errno> {
         match v.acts_with {
             Some(caps) => Ok(Task {
                 tid,
                 tgid: v.tgid,
                 umask,
                 rights: Rights(Some(caps)),
+                layer: layer_of(cx),
             }),
             None => Err(Errno::of(libc::EACCES)),
         }
@@ -247,6 +251,12 @@ impl Task {
 }
 
 const DEFAULT_UMASK: u32 = 0o022;
+
+/// The copy-on-write view of the sandbox, if it has one.
+fn layer_of(cx: &HandlerCtx<'_>) -> Option<std::sync::Arc<dyn super::Layered>> {
+    cx.service::<super::LayerHook>()
+        .map(|h| std::sync::Arc::clone(&h.0))
+}
 
 fn umask_of(status: &str) -> u32 {
     field(status, "Umask:")
@@ -292,11 +302,19 @@ pub(crate) fn base(
         if !cx.id_valid() {
             return Err(Errno::of(libc::ESRCH));
         }
-        return Ok(Some(fd));
+        return in_layer(cx, fd).map(Some);
     }
-    as_supervisor(|| cx.dup_fd(dirfd))
-        .map(Some)
-        .map_err(|e| errno_of(&e))
+    let fd = as_supervisor(|| cx.dup_fd(dirfd)).map_err(|e| errno_of(&e))?;
+    in_layer(cx, fd).map(Some)
+}
+
+/// A base directory in the lower tree of a copy-on-write view stands for
+/// its upper layer's directory.
+fn in_layer(cx: &HandlerCtx<'_>, fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    match cx.service::<super::LayerHook>() {
+        Some(h) => h.0.upper_of(fd.as_fd()).unwrap_or(Ok(fd)),
+        None => Ok(fd),
+    }
 }
 
 /// `openat2` of `path` relative to `base` with magic links refused.
@@ -341,6 +359,9 @@ pub(crate) enum Alias {
 pub(crate) fn task_view(task: &Task, path: &[u8]) -> (Vec<u8>, Option<Alias>) {
     if path.first() != Some(&b'/') {
         return (path.to_vec(), None);
+    }
+    if let Some(upper) = task.layer.as_ref().and_then(|l| l.rewrite(path)) {
+        return (upper, None);
     }
     let trimmed = {
         let mut i = 0;
@@ -562,6 +583,7 @@ mod tests {
             tgid: 10,
             umask: None,
             rights: Rights(None),
+            layer: None,
         };
         let v = |p: &str| task_view(&t, p.as_bytes());
         assert_eq!(v("/dev/stdin").1, Some(Alias::Fd(0)));

@@ -314,3 +314,148 @@ pub fn mknodat(dirfd: Option<BorrowedFd<'_>>, path: &CStr, mode: u32, dev: u32) 
     })
     .map(drop)
 }
+
+/// `fstatat(2)` with the kernel's `struct stat` returned as bytes (what
+/// `newfstatat` writes to a caller's buffer; libc's `struct stat` is the
+/// kernel's on x86_64 and aarch64).
+pub fn fstatat_bytes(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    flags: i32,
+) -> io::Result<Vec<u8>> {
+    // SAFETY: an all-zero `struct stat` is a valid value of the type.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` a writable stat buffer we own,
+    // `dirfd` an open fd or AT_FDCWD.
+    cvt(unsafe { libc::fstatat(dir_raw(dirfd), path.as_ptr(), &mut st, flags) })?;
+    // SAFETY: `st` is a plain C struct of `size_of::<libc::stat>()`
+    // initialised bytes (zeroed, then filled by the kernel).
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&st as *const libc::stat).cast::<u8>(),
+            std::mem::size_of::<libc::stat>(),
+        )
+    };
+    Ok(bytes.to_vec())
+}
+
+/// `statx(2)`: the 256-byte `struct statx` as bytes.
+pub fn statx_bytes(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    flags: i32,
+    mask: u32,
+) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `path` is NUL-terminated; `buf` is writable for 256 bytes, the
+    // size of `struct statx`; `dirfd` is an open fd or AT_FDCWD.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            dir_raw(dirfd) as libc::c_long,
+            path.as_ptr(),
+            flags as libc::c_long,
+            mask as libc::c_long,
+            buf.as_mut_ptr(),
+        )
+    })?;
+    Ok(buf)
+}
+
+/// `faccessat2(2)`.
+pub fn faccessat2(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    mode: i32,
+    flags: i32,
+) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is open or AT_FDCWD.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            dir_raw(dirfd) as libc::c_long,
+            path.as_ptr(),
+            mode as libc::c_long,
+            flags as libc::c_long,
+        )
+    })
+    .map(drop)
+}
+
+/// The file offset of the open file description behind `fd`.
+pub fn file_offset(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: lseek takes an open fd and integers; SEEK_CUR with 0 moves nothing.
+    let off = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_CUR) };
+    if off < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(off as u64)
+}
+
+/// `getxattr(2)`/`lgetxattr(2)` (`follow`) of `path` into a buffer of
+/// `size` bytes (0: only the length, as the kernel answers).
+pub fn getxattr_path(
+    path: &CStr,
+    name: &CStr,
+    size: usize,
+    follow: bool,
+) -> io::Result<(usize, Vec<u8>)> {
+    let mut buf = vec![0u8; size.min(65536)];
+    let f = if follow {
+        libc::getxattr
+    } else {
+        libc::lgetxattr
+    };
+    // SAFETY: `path` and `name` are NUL-terminated; `buf` is writable for
+    // its length, which is passed as the size.
+    let n = unsafe {
+        f(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate((n as usize).min(buf.len()));
+    Ok((n as usize, buf))
+}
+
+/// `listxattr(2)`/`llistxattr(2)` (`follow`) of `path`, as
+/// [`getxattr_path`].
+pub fn listxattr_path(path: &CStr, size: usize, follow: bool) -> io::Result<(usize, Vec<u8>)> {
+    let mut buf = vec![0u8; size.min(65536)];
+    let f = if follow {
+        libc::listxattr
+    } else {
+        libc::llistxattr
+    };
+    // SAFETY: `path` is NUL-terminated; `buf` is writable for its length,
+    // which is passed as the size.
+    let n = unsafe { f(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate((n as usize).min(buf.len()));
+    Ok((n as usize, buf))
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(false)` if another holds the lock.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: flock takes an open fd and flags.
+    match cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `ioctl(fd, cmd, buf)` with an argument buffer we own (read and written
+/// by the kernel as `cmd` says; the caller sizes it for `cmd`).
+pub fn ioctl_buf(fd: BorrowedFd<'_>, cmd: u64, buf: &mut [u8]) -> io::Result<i32> {
+    // SAFETY: `buf` is writable for its length, which the caller made the
+    // size `cmd` reads or writes; `fd` is open.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, buf.as_mut_ptr()) })
+}

@@ -105,6 +105,18 @@ pub enum Cmd {
         #[arg(value_name = "SHELL", value_parser = parse_shell)]
         shell: clap_complete::Shell,
     },
+    /// Finish (or report) a --workdir commit that a killed run left
+    /// unfinished in its storage directory.
+    /// Example: unotify cow-recover .project.unotify-cow.state
+    CowRecover {
+        /// The state directory (PATH/state of --storage PATH, or
+        /// .DIR.unotify-cow.state next to the work directory).
+        #[arg(value_name = "STORAGE")]
+        storage: std::path::PathBuf,
+        /// Only report whether a commit is unfinished (exit 1 if so).
+        #[arg(long)]
+        check: bool,
+    },
     /// Print the manual page (roff) on stdout.
     /// Example: unotify man > /usr/local/share/man/man1/unotify.1
     Man,
@@ -263,6 +275,43 @@ pub struct RunArgs {
     /// Example: --max-open-files 256
     #[arg(long, value_name = "N", value_parser = parse_max_open_files)]
     pub max_open_files: Option<u64>,
+
+    /// Copy-on-write work directory: the program's writes beneath DIR go
+    /// to an upper layer outside it (see --storage), which it sees as DIR
+    /// (reads after writes, listings, renames, deletions); at the end they
+    /// are committed to DIR, dropped or kept (--on-exit, --on-error,
+    /// --dry-run). Needs no privilege. Example: --workdir . -- make
+    #[arg(long, value_name = "DIR", value_parser = parse_dir)]
+    pub workdir: Option<std::path::PathBuf>,
+
+    /// Where --workdir keeps its upper layer (PATH/upper) and its commit
+    /// journal (PATH/state; default: next to DIR, .DIR.unotify-cow and
+    /// .DIR.unotify-cow.state). Example:
+    /// --storage /var/tmp/build-layer
+    #[arg(long, value_name = "PATH", requires = "workdir")]
+    pub storage: Option<std::path::PathBuf>,
+
+    /// What to do with --workdir's changes when the program succeeds:
+    /// commit (default), abort (drop them) or keep (leave the layer and
+    /// print where). Example: --on-exit keep
+    #[arg(long, value_name = "ACTION", requires = "workdir")]
+    pub on_exit: Option<unotify::ExitAction>,
+
+    /// What to do with --workdir's changes when the program fails (a
+    /// non-zero exit, or killed): abort (default), commit or keep.
+    /// Example: --on-error keep
+    #[arg(long, value_name = "ACTION", requires = "workdir")]
+    pub on_error: Option<unotify::ExitAction>,
+
+    /// Print --workdir's changes like `git status --short` (A, M, D) on
+    /// stdout when the program ends, and drop them.
+    #[arg(long, requires = "workdir")]
+    pub dry_run: bool,
+
+    /// Cap --workdir's upper layer at SIZE bytes (suffixes K, M, G): a
+    /// write past it fails with ENOSPC. Example: --max-disk 100M
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "workdir")]
+    pub max_disk: Option<u64>,
 
     /// Run the program in DIR (which must exist). Relative paths of other
     /// flags (--deny-path) are still taken from unotify's own directory.

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Check { json } => check(json),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),
+        Cmd::CowRecover { storage, check } => cow_recover(&storage, check),
     };
     ExitCode::from(code)
 }
@@ -263,6 +264,21 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     if let Some(recorder) = learner {
         builder = recorder.install(builder);
     }
+    if let Some(dir) = &args.workdir {
+        builder = builder.workdir(dir).dry_run(args.dry_run);
+        if let Some(p) = &args.storage {
+            builder = builder.cow_storage(p);
+        }
+        if let Some(a) = args.on_exit {
+            builder = builder.on_exit(a);
+        }
+        if let Some(a) = args.on_error {
+            builder = builder.on_error(a);
+        }
+        if let Some(n) = args.max_disk {
+            builder = builder.max_disk(n);
+        }
+    }
     let sandbox = match builder.build() {
         Ok(s) => s,
         Err(Error::ConflictingRule { syscall, .. }) => {
@@ -386,6 +402,11 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
         let st = state.lock().unwrap_or_else(PoisonError::into_inner);
         (st.received, st.timed_out)
     };
+    if let (Some(w), Ok(st)) = (sandbox.workdir(), &status) {
+        if let Err(code) = settle_workdir(w, st, args.dry_run) {
+            return code;
+        }
+    }
     if timed_out && received.is_none() && status.is_ok() {
         eprintln!(
             "unotify: stopped: the program ran longer than --timeout {}",
@@ -408,6 +429,69 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             eprintln!("unotify: cannot wait for the sandboxed program: {e}");
             EXIT_USAGE
         }
+    }
+}
+
+/// Commits, drops or keeps the work directory's changes as the flags say.
+fn settle_workdir(
+    w: &unotify::WorkDir,
+    status: &std::process::ExitStatus,
+    dry_run: bool,
+) -> Result<(), u8> {
+    match w.finish(status) {
+        Ok(unotify::Settled::Aborted(changes)) if dry_run => {
+            for c in changes {
+                println!("{c}");
+            }
+            Ok(())
+        }
+        Ok(unotify::Settled::Kept(upper)) => {
+            eprintln!(
+                "unotify: the changes to {} are kept in {}",
+                w.dir().display(),
+                upper.display()
+            );
+            Ok(())
+        }
+        Ok(settled) => {
+            log::info!("work directory {}: {settled:?}", w.dir().display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("unotify: {e}");
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// `unotify cow-recover STORAGE`.
+fn cow_recover(storage: &std::path::Path, check: bool) -> u8 {
+    if check {
+        return match unotify::pending_commit(storage) {
+            Ok(Some(n)) => {
+                println!("unfinished commit: {n} operations");
+                1
+            }
+            Ok(None) => {
+                println!("no unfinished commit");
+                0
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    match unotify::recover_workdir(storage) {
+        Ok(Some((n, dir))) => {
+            println!(
+                "finished the commit into {} ({n} operations)",
+                dir.display()
+            );
+            0
+        }
+        Ok(None) => {
+            println!("no unfinished commit");
+            0
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -1,0 +1,90 @@
+//! The cost of a copy-on-write work directory: whole programs run
+//! directly, under `unotify run` (bare), and under
+//! `unotify run --workdir .` (their files in the work directory; the
+//! layer is made, the run's changes committed), interleaved, medians of
+//! `--runs` (default 11); the ratio to the direct run is the median of
+//! each round's ratio (adjacent runs share the machine's load). Goal:
+//! <= 1.5x the direct run.
+//!
+//! Programs: the python interpreter importing `json`, `email` and a module
+//! of the work directory, and `gcc -O2 hello.c` writing `hello` there.
+//!
+//! `cargo bench --bench cow [-- --runs N]`
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("cow: bench");
+        return;
+    }
+    let runs = arg("--runs", 11);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("hello.c"),
+        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+    )
+    .expect("write hello.c");
+    std::fs::write(d.join("mymod.py"), "VALUE = 42\n").expect("write mymod.py");
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    let python = String::from_utf8(probe.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let bare: [&str; 0] = [];
+    let cow: [&str; 2] = ["--workdir", "."];
+    type Work<'a> = (&'a str, Box<dyn Fn(Option<&[&str]>) -> f64 + 'a>);
+    let work: Vec<Work<'_>> = vec![
+        (
+            "python -c 'import json,email,mymod'",
+            Box::new(|p| {
+                common::timed_run(p, &python, &["-B", "-c", "import json,email,mymod"], d)
+            }),
+        ),
+        (
+            "gcc -O2 hello.c",
+            Box::new(|p| common::timed_run(p, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
+        ),
+    ];
+    println!("{runs} runs each, interleaved; medians");
+    for (name, run) in &work {
+        let (mut direct, mut plain, mut layered) = (Vec::new(), Vec::new(), Vec::new());
+        run(Some(&cow)); // warm the caches
+        for _ in 0..runs {
+            direct.push(run(None));
+            plain.push(run(Some(&bare)));
+            layered.push(run(Some(&cow)));
+        }
+        let ratios: Vec<f64> = layered.iter().zip(&direct).map(|(c, p)| c / p).collect();
+        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().cloned().fold(0.0, f64::max);
+        let ratio = median(ratios);
+        let (direct, plain, layered) = (median(direct), median(plain), median(layered));
+        println!(
+            "{name:<36} direct {:7.2} ms | unotify run {:7.2} ms | --workdir {:7.2} ms | --workdir over direct: {ratio:.3}x (rounds {lo:.2}-{hi:.2}; goal <= 1.5x), over unotify run {:.3}x",
+            direct * 1e3,
+            plain * 1e3,
+            layered * 1e3,
+            layered / plain,
+        );
+    }
+}

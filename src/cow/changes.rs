@@ -1,0 +1,232 @@
+//! The change set of a run: the upper tree compared with the lower one,
+//! entry by entry, without following symlinks. A file the upper tree
+//! still links to is unchanged without being read; another is changed if
+//! its type, mode, modification time or contents differ.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What a run did to one path of the work directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// Created (`A`).
+    Added,
+    /// Changed (`M`): contents, mode, time, or a different type of file.
+    Modified,
+    /// Removed (`D`).
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The letter `git status --short` shows for it.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Added => 'A',
+            ChangeKind::Modified => 'M',
+            ChangeKind::Deleted => 'D',
+        }
+    }
+}
+
+/// The type of file a change is about (for a deletion: what was there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum EntryType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+impl EntryType {
+    fn of(ft: fs::FileType) -> EntryType {
+        if ft.is_dir() {
+            EntryType::Dir
+        } else if ft.is_symlink() {
+            EntryType::Symlink
+        } else if ft.is_file() {
+            EntryType::File
+        } else {
+            EntryType::Other
+        }
+    }
+}
+
+/// One changed path, relative to the work directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct Change {
+    /// The path, relative to the work directory.
+    pub path: PathBuf,
+    /// What happened to it.
+    pub kind: ChangeKind,
+    /// What it is now (for a deletion: what it was).
+    pub entry: EntryType,
+    /// For [`ChangeKind::Modified`]: the type it had before, when the
+    /// type changed (a directory replaced by a file...).
+    pub was: Option<EntryType>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slash = if self.entry == EntryType::Dir {
+            "/"
+        } else {
+            ""
+        };
+        write!(f, "{} {}{slash}", self.kind.letter(), self.path.display())
+    }
+}
+
+/// The changes that turn `lower` into `upper`, sorted by path (a
+/// directory before what it holds).
+pub(crate) fn diff(lower: &Path, upper: &Path) -> io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    walk(lower, upper, Path::new(""), &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.map(|e| e.file_name())).collect(),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+    let up_names = names(&upper.join(rel))?;
+    let low_names = names(&lower.join(rel))?;
+    for name in &up_names {
+        let r = rel.join(name);
+        let um = fs::symlink_metadata(upper.join(&r))?;
+        let ut = EntryType::of(um.file_type());
+        match fs::symlink_metadata(lower.join(&r)) {
+            Ok(lm) => {
+                let lt = EntryType::of(lm.file_type());
+                if lt != ut {
+                    if lt == EntryType::Dir {
+                        all(lower, &r, ChangeKind::Deleted, out, false)?;
+                    }
+                    out.push(Change {
+                        path: r.clone(),
+                        kind: ChangeKind::Modified,
+                        entry: ut,
+                        was: Some(lt),
+                    });
+                    if ut == EntryType::Dir {
+                        all(upper, &r, ChangeKind::Added, out, false)?;
+                    }
+                    continue;
+                }
+                let changed = match ut {
+                    EntryType::Dir => (um.mode() & 0o7777) != (lm.mode() & 0o7777),
+                    EntryType::Symlink => {
+                        fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?
+                    }
+                    _ => file_changed(&upper.join(&r), &um, &lower.join(&r), &lm)?,
+                };
+                if changed {
+                    out.push(Change {
+                        path: r.clone(),
+                        kind: ChangeKind::Modified,
+                        entry: ut,
+                        was: None,
+                    });
+                }
+                if ut == EntryType::Dir {
+                    walk(lower, upper, &r, out)?;
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                all(upper, &r, ChangeKind::Added, out, true)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for name in &low_names {
+        if !up_names.contains(name) {
+            all(lower, &rel.join(name), ChangeKind::Deleted, out, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// `r` in `root` and everything beneath it, as `kind` (`with_self`: `r`
+/// itself too).
+fn all(
+    root: &Path,
+    r: &Path,
+    kind: ChangeKind,
+    out: &mut Vec<Change>,
+    with_self: bool,
+) -> io::Result<()> {
+    let m = fs::symlink_metadata(root.join(r))?;
+    let t = EntryType::of(m.file_type());
+    if with_self {
+        out.push(Change {
+            path: r.to_path_buf(),
+            kind,
+            entry: t,
+            was: None,
+        });
+    }
+    if t == EntryType::Dir {
+        for name in names(&root.join(r))? {
+            all(root, &r.join(name), kind, out, true)?;
+        }
+    }
+    Ok(())
+}
+
+fn file_changed(up: &Path, um: &fs::Metadata, low: &Path, lm: &fs::Metadata) -> io::Result<bool> {
+    if um.dev() == lm.dev() && um.ino() == lm.ino() {
+        return Ok(false);
+    }
+    if um.mode() != lm.mode()
+        || um.len() != lm.len()
+        || um.mtime() != lm.mtime()
+        || um.mtime_nsec() != lm.mtime_nsec()
+        || um.rdev() != lm.rdev()
+    {
+        return Ok(true);
+    }
+    if !um.file_type().is_file() {
+        return Ok(false);
+    }
+    same_bytes(up, low).map(|same| !same)
+}
+
+fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

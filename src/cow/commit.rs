@@ -1,0 +1,443 @@
+//! Applying a change set to the work directory, crash-safe.
+//!
+//! The change set is first written to a journal in the storage directory
+//! (a temporary file renamed into place: it exists whole or not at all).
+//! Then each operation is applied so that it can be applied again: a file
+//! is put by linking (or copying) the upper file to a temporary name in
+//! its directory and renaming that over the target, so that the target is
+//! the old file or the new one, never a torn one; deletions and
+//! directories are idempotent. The journal is removed last. A commit that
+//! was killed is finished by applying the journal again ([`recover`]);
+//! every path in the work directory is reached without following
+//! symlinks, so an entry the program made cannot lead the commit outside.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::changes::{Change, ChangeKind, EntryType};
+use super::layer::RESOLVE_NO_SYMLINKS;
+use crate::sys::fs::{openat2, OpenHow, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS};
+use crate::sys::path::{fstatat, linkat, mkdirat, readlinkat, renameat2, symlinkat, unlinkat};
+
+/// The journal's name in the storage directory.
+pub(crate) const JOURNAL: &str = "journal";
+const MAGIC: &str = "unotify-cow-journal 1";
+
+/// One operation of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// Remove the entry (a directory: empty by then).
+    Remove(PathBuf),
+    /// Make the directory, with this mode.
+    Mkdir(PathBuf, u32),
+    /// Put the upper entry (file or symlink) at the path.
+    Put(PathBuf),
+    /// Give the directory this mode.
+    Chmod(PathBuf, u32),
+}
+
+fn hex(p: &Path) -> String {
+    p.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unhex(s: &str) -> Option<PathBuf> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect();
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes?)))
+}
+
+/// The operations for `changes`, in the order they apply: removals
+/// deepest first, new directories parents first, files, directory modes.
+fn plan(upper: &Path, changes: &[Change]) -> io::Result<Vec<Op>> {
+    let mut removes = Vec::new();
+    let mut mkdirs = Vec::new();
+    let mut puts = Vec::new();
+    let mut chmods = Vec::new();
+    for c in changes {
+        let mode = || -> io::Result<u32> {
+            Ok(fs::symlink_metadata(upper.join(&c.path))?.mode() & 0o7777)
+        };
+        match (c.kind, c.entry) {
+            (ChangeKind::Deleted, _) => removes.push(c.path.clone()),
+            (ChangeKind::Added, EntryType::Dir) => mkdirs.push(Op::Mkdir(c.path.clone(), mode()?)),
+            (ChangeKind::Modified, EntryType::Dir) if c.was.is_some() => {
+                removes.push(c.path.clone());
+                mkdirs.push(Op::Mkdir(c.path.clone(), mode()?));
+            }
+            (ChangeKind::Modified, EntryType::Dir) => {
+                chmods.push(Op::Chmod(c.path.clone(), mode()?))
+            }
+            (_, _) => {
+                if c.was == Some(EntryType::Dir) {
+                    removes.push(c.path.clone());
+                }
+                puts.push(Op::Put(c.path.clone()));
+            }
+        }
+    }
+    removes.sort_by(|a, b| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then(b.cmp(a))
+    });
+    mkdirs.sort_by_key(|op| match op {
+        Op::Mkdir(p, _) => p.components().count(),
+        _ => 0,
+    });
+    chmods.reverse();
+    let mut ops: Vec<Op> = removes.into_iter().map(Op::Remove).collect();
+    ops.extend(mkdirs);
+    ops.extend(puts);
+    ops.extend(chmods);
+    Ok(ops)
+}
+
+fn encode(lower: &Path, upper: &Path, ops: &[Op]) -> String {
+    let mut s = format!("{MAGIC}\nlower {}\nupper {}\n", hex(lower), hex(upper));
+    for op in ops {
+        let line = match op {
+            Op::Remove(p) => format!("R {}", hex(p)),
+            Op::Mkdir(p, m) => format!("K {} {m:o}", hex(p)),
+            Op::Put(p) => format!("P {}", hex(p)),
+            Op::Chmod(p, m) => format!("C {} {m:o}", hex(p)),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s.push_str("end\n");
+    s
+}
+
+fn decode(text: &str) -> Option<(PathBuf, PathBuf, Vec<Op>)> {
+    let mut lines = text.lines();
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    let lower = unhex(lines.next()?.strip_prefix("lower ")?)?;
+    let upper = unhex(lines.next()?.strip_prefix("upper ")?)?;
+    let mut ops = Vec::new();
+    for line in lines {
+        if line == "end" {
+            return Some((lower, upper, ops));
+        }
+        let mut f = line.split(' ');
+        let (tag, p) = (f.next()?, unhex(f.next()?)?);
+        let mode = || {
+            f.clone()
+                .next()
+                .and_then(|m| u32::from_str_radix(m, 8).ok())
+        };
+        ops.push(match tag {
+            "R" => Op::Remove(p),
+            "K" => Op::Mkdir(p, mode()?),
+            "P" => Op::Put(p),
+            "C" => Op::Chmod(p, mode()?),
+            _ => return None,
+        });
+    }
+    None
+}
+
+/// Commits `changes` (from [`super::changes::diff`]) of `upper` into
+/// `lower`, journaled in `state`.
+pub(crate) fn commit(
+    lower: &Path,
+    upper: &Path,
+    state: &Path,
+    changes: &[Change],
+) -> io::Result<()> {
+    let ops = plan(upper, changes)?;
+    let tmp = state.join("journal.tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(encode(lower, upper, &ops).as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, state.join(JOURNAL))?;
+    sync_dir(state);
+    apply(lower, upper, &ops)?;
+    fs::remove_file(state.join(JOURNAL))?;
+    sync_dir(state);
+    Ok(())
+}
+
+/// Finishes the commit a killed run left in `state`, if any: the number
+/// of operations applied again, and the work directory.
+pub(crate) fn recover(state: &Path) -> io::Result<Option<(usize, PathBuf)>> {
+    recover_for(state, None)
+}
+
+/// [`recover`], refusing a journal of another work directory than `lower`.
+pub(crate) fn recover_for(
+    state: &Path,
+    lower_of_run: Option<&Path>,
+) -> io::Result<Option<(usize, PathBuf)>> {
+    let _ = fs::remove_file(state.join("journal.tmp"));
+    let text = match fs::read_to_string(state.join(JOURNAL)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (lower, upper, ops) = decode(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a journal of unotify's; remove it by hand",
+                state.join(JOURNAL).display()
+            ),
+        )
+    })?;
+    if lower_of_run.is_some_and(|l| l != lower) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the journal is of another work directory, {}",
+                lower.display()
+            ),
+        ));
+    }
+    apply(&lower, &upper, &ops)?;
+    fs::remove_file(state.join(JOURNAL))?;
+    sync_dir(state);
+    Ok(Some((ops.len(), lower)))
+}
+
+fn sync_dir(p: &Path) {
+    if let Ok(d) = fs::File::open(p) {
+        let _ = d.sync_all();
+    }
+}
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn beneath(root: BorrowedFd<'_>, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(
+        Some(root),
+        &c(rel),
+        &OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        },
+    )
+}
+
+/// The pinned parent directory of `rel` beneath `root`, and its name.
+fn parent_of(root: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, PathBuf)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let dir = beneath(
+        root,
+        rel.parent().unwrap_or(Path::new("")),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
+    Ok((dir, PathBuf::from(name)))
+}
+
+fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
+    let open_root = |p: &Path| {
+        openat2(
+            None,
+            &c(p),
+            &OpenHow {
+                flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+                mode: 0,
+                resolve: 0,
+            },
+        )
+    };
+    let low = open_root(lower)?;
+    let up = open_root(upper)?;
+    for op in ops {
+        apply_one(low.as_fd(), up.as_fd(), op).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("committing {op:?} into {}: {e}", lower.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn apply_one(low: BorrowedFd<'_>, up: BorrowedFd<'_>, op: &Op) -> io::Result<()> {
+    let missing = |e: &io::Error| e.raw_os_error() == Some(libc::ENOENT);
+    match op {
+        Op::Remove(rel) => {
+            let (dir, name) = match parent_of(low, rel) {
+                Ok(x) => x,
+                Err(e) if missing(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let st = match fstatat(Some(dir.as_fd()), &c(&name), libc::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) if missing(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let flags = if st.is_dir() { libc::AT_REMOVEDIR } else { 0 };
+            match unlinkat(Some(dir.as_fd()), &c(&name), flags) {
+                Err(e) if missing(&e) => Ok(()),
+                r => r,
+            }
+        }
+        Op::Mkdir(rel, mode) => {
+            let (dir, name) = parent_of(low, rel)?;
+            match mkdirat(Some(dir.as_fd()), &c(&name), 0o700) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                r => r?,
+            }
+            let made = beneath(low, rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            fs::File::from(made).set_permissions(fs::Permissions::from_mode(*mode))
+        }
+        Op::Chmod(rel, mode) => {
+            let d = beneath(low, rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            fs::File::from(d).set_permissions(fs::Permissions::from_mode(*mode))
+        }
+        Op::Put(rel) => put(low, up, rel),
+    }
+}
+
+/// Puts the upper entry `rel` (a file or symlink) at `rel` in the lower
+/// tree: through a temporary name in the same directory, renamed over.
+fn put(low: BorrowedFd<'_>, up: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+    let (ldir, name) = parent_of(low, rel)?;
+    let (udir, _) = parent_of(up, rel)?;
+    let ust = fstatat(Some(udir.as_fd()), &c(&name), libc::AT_SYMLINK_NOFOLLOW)?;
+    if let Ok(lst) = fstatat(Some(ldir.as_fd()), &c(&name), libc::AT_SYMLINK_NOFOLLOW) {
+        if lst.dev == ust.dev && lst.ino == ust.ino {
+            return Ok(()); // put already
+        }
+    }
+    let tmp = PathBuf::from(format!(".{}.unotify-commit", name.to_string_lossy()));
+    match unlinkat(Some(ldir.as_fd()), &c(&tmp), 0) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+        _ => {}
+    }
+    if ust.is_symlink() {
+        let target = readlinkat(Some(udir.as_fd()), &c(&name))?;
+        symlinkat(
+            &CString::new(target).unwrap_or_default(),
+            Some(ldir.as_fd()),
+            &c(&tmp),
+        )?;
+    } else {
+        let src = openat2(
+            Some(udir.as_fd()),
+            &c(&name),
+            &OpenHow {
+                flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+                mode: 0,
+                resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+            },
+        )?;
+        let proc_path = CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&src)
+        ))
+        .unwrap_or_default();
+        match linkat(
+            None,
+            &proc_path,
+            Some(ldir.as_fd()),
+            &c(&tmp),
+            libc::AT_SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => {
+                copy_to(&src, ldir.as_fd(), &tmp)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    renameat2(
+        Some(ldir.as_fd()),
+        &c(&tmp),
+        Some(ldir.as_fd()),
+        &c(&name),
+        0,
+    )
+}
+
+/// Copies the file `src` (an `O_PATH` fd) to the new name `tmp` in `dir`,
+/// with its mode and times, synced.
+fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
+    let from = fs::File::from(crate::paths::reopen_fd(src.as_fd(), libc::O_RDONLY)?);
+    let meta = from.metadata()?;
+    let out = openat2(
+        Some(dir),
+        &c(tmp),
+        &OpenHow {
+            flags: (libc::O_WRONLY
+                | libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC) as u64,
+            mode: 0o600,
+            resolve: RESOLVE_BENEATH,
+        },
+    )?;
+    let mut out = fs::File::from(out);
+    io::copy(&mut (&from), &mut out)?;
+    out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    out.set_times(
+        fs::FileTimes::new()
+            .set_accessed(meta.accessed()?)
+            .set_modified(meta.modified()?),
+    )?;
+    out.sync_all()
+}
+
+/// Reads the lines of a journal (for `unotify cow-recover`'s report).
+pub(crate) fn pending(state: &Path) -> io::Result<Option<usize>> {
+    match fs::File::open(state.join(JOURNAL)) {
+        Ok(f) => Ok(Some(
+            io::BufReader::new(f).lines().count().saturating_sub(4),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trips() {
+        let ops = vec![
+            Op::Remove("a/b c".into()),
+            Op::Mkdir("d\ne".into(), 0o755),
+            Op::Put("f".into()),
+            Op::Chmod("g".into(), 0o700),
+        ];
+        let text = encode(Path::new("/l"), Path::new("/u"), &ops);
+        assert_eq!(
+            decode(&text),
+            Some((PathBuf::from("/l"), PathBuf::from("/u"), ops))
+        );
+        // A journal cut short is not one.
+        assert_eq!(decode(&text[..text.len() - 4]), None);
+    }
+}

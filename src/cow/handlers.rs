@@ -1,0 +1,695 @@
+//! The calls the layered view answers itself, ahead of path denial: the
+//! stat family, `access`, `readlink` and the xattr reads answer from the view (performed
+//! by the supervisor only when the path reaches the work directory, the
+//! answer written to the program's memory while the call is pending);
+//! `fchmod`, `fchown`, `fsetxattr` and `fremovexattr` change a private copy
+//! of a shared file; `execve` of a path in the work directory runs only
+//! what the view names; the write family is charged to `--max-disk`.
+//! Everything else about paths is path denial's, with the layer's hooks.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::action::{Errno, NotifAction};
+use crate::handler::{Handler, HandlerCtx};
+use crate::paths::{as_supervisor, read_path, CredCache, Layered, Task};
+use crate::sys::path::{faccessat2, fstat, fstatat_bytes, readlinkat, statx_bytes};
+
+use super::layer::Layer;
+
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    /// `stat`/`lstat`/`newfstatat`: (dirfd arg, path arg, buf arg, flags).
+    Stat {
+        dirfd: Option<usize>,
+        path: usize,
+        buf: usize,
+        flags: Flags,
+    },
+    Statx,
+    Access {
+        dirfd: Option<usize>,
+        path: usize,
+        mode: usize,
+        flags: Option<usize>,
+    },
+    Readlink {
+        dirfd: Option<usize>,
+        path: usize,
+    },
+    Fchmod,
+    Fchown,
+    Fxattr {
+        set: bool,
+    },
+    Exec {
+        at: bool,
+    },
+    Write(WriteKind),
+    /// `ioctl` setting inode flags (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`).
+    SetFlags,
+    /// `getxattr`/`lgetxattr` (`list`: the list forms).
+    Xattr {
+        list: bool,
+        follow: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Flags {
+    Fixed(i32),
+    Arg(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum WriteKind {
+    /// (fd, len arg, offset arg if positional)
+    Plain {
+        len: usize,
+        off: Option<usize>,
+    },
+    Vector {
+        off: Option<usize>,
+    },
+    Fallocate,
+    Ftruncate,
+    /// (out fd arg, len arg)
+    Copy {
+        out: usize,
+        len: usize,
+    },
+}
+
+struct ViewHandler {
+    layer: Arc<Layer>,
+    creds: Arc<CredCache>,
+    call: Call,
+}
+
+/// The handler of the `ioctl`s that change inode flags.
+pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
+    Arc::new(ViewHandler {
+        layer: Arc::clone(layer),
+        creds: Arc::new(CredCache::default()),
+        call: Call::SetFlags,
+    })
+}
+
+/// The view's builtin handlers, by syscall number.
+pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
+    let creds = Arc::new(CredCache::default());
+    let mut calls = vec![
+        (
+            "stat",
+            Call::Stat {
+                dirfd: None,
+                path: 0,
+                buf: 1,
+                flags: Flags::Fixed(0),
+            },
+        ),
+        (
+            "lstat",
+            Call::Stat {
+                dirfd: None,
+                path: 0,
+                buf: 1,
+                flags: Flags::Fixed(libc::AT_SYMLINK_NOFOLLOW),
+            },
+        ),
+        (
+            "newfstatat",
+            Call::Stat {
+                dirfd: Some(0),
+                path: 1,
+                buf: 2,
+                flags: Flags::Arg(3),
+            },
+        ),
+        ("statx", Call::Statx),
+        (
+            "access",
+            Call::Access {
+                dirfd: None,
+                path: 0,
+                mode: 1,
+                flags: None,
+            },
+        ),
+        (
+            "faccessat",
+            Call::Access {
+                dirfd: Some(0),
+                path: 1,
+                mode: 2,
+                flags: None,
+            },
+        ),
+        (
+            "faccessat2",
+            Call::Access {
+                dirfd: Some(0),
+                path: 1,
+                mode: 2,
+                flags: Some(3),
+            },
+        ),
+        (
+            "readlink",
+            Call::Readlink {
+                dirfd: None,
+                path: 0,
+            },
+        ),
+        (
+            "readlinkat",
+            Call::Readlink {
+                dirfd: Some(0),
+                path: 1,
+            },
+        ),
+        ("fchmod", Call::Fchmod),
+        ("fchown", Call::Fchown),
+        ("fsetxattr", Call::Fxattr { set: true }),
+        ("fremovexattr", Call::Fxattr { set: false }),
+        (
+            "getxattr",
+            Call::Xattr {
+                list: false,
+                follow: true,
+            },
+        ),
+        (
+            "lgetxattr",
+            Call::Xattr {
+                list: false,
+                follow: false,
+            },
+        ),
+        (
+            "listxattr",
+            Call::Xattr {
+                list: true,
+                follow: true,
+            },
+        ),
+        (
+            "llistxattr",
+            Call::Xattr {
+                list: true,
+                follow: false,
+            },
+        ),
+        ("execve", Call::Exec { at: false }),
+        ("execveat", Call::Exec { at: true }),
+    ];
+    if layer.quota.is_some() {
+        calls.extend([
+            ("write", Call::Write(WriteKind::Plain { len: 2, off: None })),
+            (
+                "pwrite64",
+                Call::Write(WriteKind::Plain {
+                    len: 2,
+                    off: Some(3),
+                }),
+            ),
+            ("writev", Call::Write(WriteKind::Vector { off: None })),
+            ("pwritev", Call::Write(WriteKind::Vector { off: Some(3) })),
+            ("pwritev2", Call::Write(WriteKind::Vector { off: Some(3) })),
+            ("fallocate", Call::Write(WriteKind::Fallocate)),
+            ("ftruncate", Call::Write(WriteKind::Ftruncate)),
+            (
+                "copy_file_range",
+                Call::Write(WriteKind::Copy { out: 2, len: 4 }),
+            ),
+            ("sendfile", Call::Write(WriteKind::Copy { out: 0, len: 3 })),
+            ("splice", Call::Write(WriteKind::Copy { out: 2, len: 4 })),
+        ]);
+    }
+    calls
+        .into_iter()
+        .filter_map(|(name, call)| {
+            let nr = crate::syscalls::number(crate::arch::Arch::native(), name)?;
+            let h: Arc<dyn Handler> = Arc::new(ViewHandler {
+                layer: Arc::clone(layer),
+                creds: Arc::clone(&creds),
+                call,
+            });
+            Some((nr, h))
+        })
+        .collect()
+}
+
+impl Handler for ViewHandler {
+    fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        let r = match self.call {
+            Call::Stat {
+                dirfd,
+                path,
+                buf,
+                flags,
+            } => {
+                let flags = match flags {
+                    Flags::Fixed(f) => f,
+                    Flags::Arg(i) => cx.arg(i) as u32 as i32,
+                };
+                self.stat(cx, dirfd, path, buf, flags)
+            }
+            Call::Statx => self.statx(cx),
+            Call::Access {
+                dirfd,
+                path,
+                mode,
+                flags,
+            } => self.access(cx, dirfd, path, mode, flags),
+            Call::Readlink { dirfd, path } => self.readlink(cx, dirfd, path),
+            Call::Fchmod | Call::Fchown => self.fchange(cx),
+            Call::Fxattr { set } => self.fxattr(cx, set),
+            Call::Exec { at } => self.exec(cx, at),
+            Call::Write(kind) => self.write(cx, kind),
+            Call::Xattr { list, follow } => self.xattr(cx, list, follow),
+            Call::SetFlags => self.set_flags(cx),
+        };
+        r.unwrap_or_else(NotifAction::from)
+    }
+}
+
+fn dirfd_of(cx: &HandlerCtx<'_>, i: Option<usize>) -> i32 {
+    i.map_or(libc::AT_FDCWD, |i| cx.arg(i) as u32 as i32)
+}
+
+fn c(bytes: &[u8]) -> CString {
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// Where a path the program gave is to be resolved in the view.
+struct Target {
+    base: Option<OwnedFd>,
+    path: Vec<u8>,
+}
+
+impl ViewHandler {
+    /// The view's target for `path` relative to `dirfd`, if it differs
+    /// from what the kernel would resolve (`None`: the kernel's is the
+    /// view's, the call runs as it is).
+    fn target(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: i32,
+        path: &[u8],
+    ) -> Result<Option<Target>, Errno> {
+        if path.first() == Some(&b'/') {
+            return Ok(self.layer.rewrite(path).map(|p| Target {
+                base: None,
+                path: p,
+            }));
+        }
+        // Relative: only a base directory in the lower tree is redirected.
+        let link = if dirfd == libc::AT_FDCWD {
+            format!("/proc/{}/cwd", cx.pid())
+        } else {
+            format!("/proc/{}/fd/{dirfd}", cx.pid())
+        };
+        let Ok(at) = as_supervisor(|| std::fs::read_link(&link)) else {
+            return Ok(None);
+        };
+        if !at.starts_with(&self.layer.lower) {
+            return Ok(None);
+        }
+        let fd = as_supervisor(|| {
+            if dirfd == libc::AT_FDCWD {
+                crate::paths::open_trusted_dir(&link)
+            } else {
+                cx.dup_fd(dirfd)
+            }
+        })
+        .map_err(|e| Errno::from_io(&e))?;
+        if !cx.id_valid() {
+            return Err(Errno::of(libc::ESRCH));
+        }
+        match self.layer.upper_of(fd.as_fd()) {
+            Some(up) => Ok(Some(Target {
+                base: Some(up?),
+                path: path.to_vec(),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn task(&self, cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
+        Task::read(cx, &self.creds)
+    }
+
+    fn stat(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+        buf: usize,
+        flags: i32,
+    ) -> Result<NotifAction, Errno> {
+        let dirfd = dirfd_of(cx, dirfd);
+        let p = if cx.arg(path) == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+            return Ok(NotifAction::Continue);
+        } else {
+            read_path(cx, cx.arg(path))?
+        };
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let bytes = fstatat_bytes(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), flags)
+            .map_err(|e| Errno::from_io(&e))?;
+        write_back(cx, cx.arg(buf), &bytes)?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn statx(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let (dirfd, flags, mask) = (
+            cx.arg(0) as u32 as i32,
+            cx.arg(2) as u32 as i32,
+            cx.arg(3) as u32,
+        );
+        if cx.arg(1) == 0 {
+            return Ok(NotifAction::Continue);
+        }
+        let p = read_path(cx, cx.arg(1))?;
+        if p.is_empty() {
+            return Ok(NotifAction::Continue);
+        }
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let bytes = statx_bytes(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), flags, mask)
+            .map_err(|e| Errno::from_io(&e))?;
+        write_back(cx, cx.arg(4), &bytes)?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn access(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+        mode: usize,
+        flags: Option<usize>,
+    ) -> Result<NotifAction, Errno> {
+        let dirfd = dirfd_of(cx, dirfd);
+        let p = read_path(cx, cx.arg(path))?;
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let flags = flags.map_or(0, |i| cx.arg(i) as u32 as i32);
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        faccessat2(
+            t.base.as_ref().map(|f| f.as_fd()),
+            &c(&t.path),
+            cx.arg(mode) as i32,
+            flags,
+        )
+        .map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn readlink(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: Option<usize>,
+        path: usize,
+    ) -> Result<NotifAction, Errno> {
+        let (buf, size) = match dirfd {
+            Some(_) => (cx.arg(2), cx.arg(3) as i64),
+            None => (cx.arg(1), cx.arg(2) as i64),
+        };
+        let dirfd = dirfd_of(cx, dirfd);
+        let p = read_path(cx, cx.arg(path))?;
+        if size <= 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let target = readlinkat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path))
+            .map_err(|e| Errno::from_io(&e))?;
+        let n = target.len().min(size as usize);
+        write_back(cx, buf, &target[..n])?;
+        Ok(NotifAction::ReturnValue(n as i64))
+    }
+
+    /// `fchmod`/`fchown`: performed on a duplicate of the fd (a private
+    /// copy if the file is shared with the lower tree).
+    fn fchange(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        let fd = if self.layer.is_shared(&st) {
+            self.layer.copy_up(fd, &st, true)?
+        } else if self.layer.is_lower(fd.as_fd()) {
+            return Err(Errno::of(libc::EACCES));
+        } else {
+            fd
+        };
+        let r = match self.call {
+            Call::Fchmod => {
+                if self.layer.is_shared(&st) {
+                    crate::sys::path::chmod(&c(proc_fd(fd.as_fd()).as_bytes()), cx.arg(1) as u32)
+                } else {
+                    crate::sys::path::fchmod(fd.as_fd(), cx.arg(1) as u32)
+                }
+            }
+            _ => crate::sys::path::fchownat(
+                Some(fd.as_fd()),
+                c"",
+                cx.arg(1) as u32,
+                cx.arg(2) as u32,
+                libc::AT_EMPTY_PATH,
+            ),
+        };
+        r.map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    /// `fsetxattr`/`fremovexattr`: performed on a duplicate of the fd;
+    /// refused (`ENOTSUP`) on a file shared with the lower tree.
+    fn fxattr(&self, cx: &HandlerCtx<'_>, set: bool) -> Result<NotifAction, Errno> {
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let name = cx
+            .read_cstr(cx.arg(1), 255)
+            .map_err(|_| Errno::of(libc::EFAULT))?;
+        let value = if set {
+            let size = cx.arg(3) as usize;
+            if size > 65536 {
+                return Err(Errno::of(libc::E2BIG));
+            }
+            cx.read_mem(cx.arg(2), size)
+                .map_err(|_| Errno::of(libc::EFAULT))?
+        } else {
+            Vec::new()
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        if self.layer.is_shared(&st) || self.layer.is_lower(fd.as_fd()) {
+            return Err(Errno::of(libc::ENOTSUP));
+        }
+        let path = c(proc_fd(fd.as_fd()).as_bytes());
+        let r = if set {
+            crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
+        } else {
+            crate::sys::path::removexattr(&path, &c(&name), true)
+        };
+        r.map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    /// `ioctl`s that change an inode's flags, performed on a duplicate of
+    /// the fd; refused (`EPERM`) on a file shared with, or in, the lower
+    /// tree. Other `ioctl`s are not the view's.
+    fn set_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let cmd = cx.arg(1) & 0xffff_ffff;
+        let Some(size) = SET_FLAGS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n) else {
+            return Ok(NotifAction::Continue);
+        };
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let mut arg = cx
+            .read_mem(cx.arg(2), size)
+            .map_err(|_| Errno::of(libc::EFAULT))?;
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        if self.layer.is_shared(&st) || self.layer.is_lower(fd.as_fd()) {
+            return Err(Errno::of(libc::EPERM));
+        }
+        let r = crate::sys::path::ioctl_buf(fd.as_fd(), cmd, &mut arg)
+            .map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(r as i64))
+    }
+
+    /// The xattr reads by path, from the view.
+    fn xattr(&self, cx: &HandlerCtx<'_>, list: bool, follow: bool) -> Result<NotifAction, Errno> {
+        let p = read_path(cx, cx.arg(0))?;
+        let Some(t) = self.target(cx, libc::AT_FDCWD, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        // The path through the pinned base (a magic link the supervisor
+        // made itself).
+        let full = match &t.base {
+            Some(b) => [proc_fd(b.as_fd()).as_bytes(), b"/", &t.path].concat(),
+            None => t.path.clone(),
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let (buf, size) = if list {
+            (cx.arg(1), cx.arg(2) as usize)
+        } else {
+            (cx.arg(2), cx.arg(3) as usize)
+        };
+        let r = if list {
+            crate::sys::path::listxattr_path(&c(&full), size, follow)
+        } else {
+            let name = cx
+                .read_cstr(cx.arg(1), 255)
+                .map_err(|_| Errno::of(libc::EFAULT))?;
+            crate::sys::path::getxattr_path(&c(&full), &c(&name), size, follow)
+        };
+        let (n, data) = r.map_err(|e| Errno::from_io(&e))?;
+        if size > 0 && !data.is_empty() {
+            write_back(cx, buf, &data)?;
+        }
+        Ok(NotifAction::ReturnValue(n as i64))
+    }
+
+    /// An exec names its file again in the kernel, from the lower tree:
+    /// let it run only when that is the file the view names (a file the
+    /// upper tree still shares); a path that the kernel resolves in the
+    /// upper tree (relative to a working directory there) runs as it is.
+    fn exec(&self, cx: &HandlerCtx<'_>, at: bool) -> Result<NotifAction, Errno> {
+        let (dirfd, ptr) = if at {
+            (cx.arg(0) as u32 as i32, cx.arg(1))
+        } else {
+            (libc::AT_FDCWD, cx.arg(0))
+        };
+        let p = read_path(cx, ptr)?;
+        if p.is_empty() {
+            return Ok(NotifAction::Continue);
+        }
+        let Some(t) = self.target(cx, dirfd, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let view = crate::sys::path::fstatat(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), 0)
+            .map_err(|e| Errno::from_io(&e))?;
+        // What the kernel will open: the path as given, from the task's
+        // own base (a lower directory, or none for an absolute path).
+        let kernel_base = if p.first() == Some(&b'/') {
+            None
+        } else {
+            let fd = as_supervisor(|| {
+                if dirfd == libc::AT_FDCWD {
+                    crate::paths::open_trusted_dir(&format!("/proc/{}/cwd", cx.pid()))
+                } else {
+                    cx.dup_fd(dirfd)
+                }
+            })
+            .map_err(|e| Errno::from_io(&e))?;
+            Some(fd)
+        };
+        match crate::sys::path::fstatat(kernel_base.as_ref().map(|f| f.as_fd()), &c(&p), 0) {
+            Ok(k) if k.dev == view.dev && k.ino == view.ino => Ok(NotifAction::Continue),
+            _ => {
+                log::debug!(
+                    "pid {}: exec of {} refused: the kernel would run the work directory's file, not the view's (run it by a path relative to a directory of the view)",
+                    cx.pid(),
+                    String::from_utf8_lossy(&p)
+                );
+                Err(Errno::of(libc::EACCES))
+            }
+        }
+    }
+
+    /// The write family under `--max-disk`: growth of a file of the upper
+    /// tree is charged before the call runs.
+    fn write(&self, cx: &HandlerCtx<'_>, kind: WriteKind) -> Result<NotifAction, Errno> {
+        let Some(quota) = &self.layer.quota else {
+            return Ok(NotifAction::Continue);
+        };
+        let out = match kind {
+            WriteKind::Copy { out, .. } => cx.arg(out) as u32 as i32,
+            _ => cx.arg(0) as u32 as i32,
+        };
+        let Ok(fd) = as_supervisor(|| cx.dup_fd(out)) else {
+            return Ok(NotifAction::Continue);
+        };
+        let Ok(st) = fstat(fd.as_fd()) else {
+            return Ok(NotifAction::Continue);
+        };
+        if !st.is_file() || self.layer.upper_rel(fd.as_fd()).is_none() {
+            return Ok(NotifAction::Continue);
+        }
+        let size = std::fs::File::from(
+            crate::paths::reopen_fd(fd.as_fd(), libc::O_PATH).map_err(|e| Errno::from_io(&e))?,
+        )
+        .metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::size(&m))
+        .unwrap_or(0);
+        let pos = || crate::sys::path::file_offset(fd.as_fd()).unwrap_or(size);
+        let end = match kind {
+            WriteKind::Plain { len, off } => off
+                .map_or_else(pos, |i| cx.arg(i))
+                .saturating_add(cx.arg(len)),
+            WriteKind::Vector { off } => {
+                let n = (cx.arg(2) as usize).min(1024);
+                let iov = cx
+                    .read_mem(cx.arg(1), n * 16)
+                    .map_err(|_| Errno::of(libc::EFAULT))?;
+                let total: u64 = iov
+                    .chunks(16)
+                    .map(|ch| u64::from_ne_bytes(ch[8..16].try_into().expect("8 bytes")))
+                    .fold(0, u64::saturating_add);
+                off.map_or_else(pos, |i| cx.arg(i)).saturating_add(total)
+            }
+            WriteKind::Fallocate => cx.arg(2).saturating_add(cx.arg(3)),
+            WriteKind::Ftruncate => cx.arg(1),
+            WriteKind::Copy { len, .. } => size.saturating_add(cx.arg(len)),
+        };
+        let growth = end.saturating_sub(size);
+        if growth == 0 {
+            return Ok(NotifAction::Continue);
+        }
+        let layer = &self.layer;
+        match quota.charge_counted(growth, &layer.upper, &|ino| layer.is_shared_ino(ino)) {
+            Ok(()) => Ok(NotifAction::Continue),
+            Err(_) => Err(Errno::of(libc::ENOSPC)),
+        }
+    }
+}
+
+fn proc_fd(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))
+}
+
+/// The `ioctl` commands that change inode flags, with the size of what
+/// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
+/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`).
+pub(crate) const SET_FLAGS: [(u64, usize); 3] =
+    [(0x4008_6602, 4), (0x4004_6602, 4), (0x401c_5820, 28)];
+
+/// Writes an answer into the task's memory while its call is pending.
+fn write_back(cx: &HandlerCtx<'_>, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+    cx.write_mem(addr, bytes).map_err(|e| match e {
+        crate::handler::MemoryError::Gone => Errno::of(libc::ESRCH),
+        _ => Errno::of(libc::EFAULT),
+    })
+}

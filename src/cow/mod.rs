@@ -1,0 +1,338 @@
+//! Copy-on-write work directory (`--workdir DIR`): the program sees DIR
+//! and its own changes, which go to an upper tree outside DIR; at the end
+//! the changes are committed to DIR, dropped, or kept.
+//!
+//! Owns the layer ([`layer`]), its change set ([`changes`]), the journaled
+//! commit ([`commit`]), the cap on its size ([`quota`]) and the calls it
+//! answers itself ([`handlers`]). It plugs into path denial's on-behalf
+//! calls through [`crate::paths::Layered`] (paths beneath DIR are
+//! rewritten to the upper tree, a shared file is copied up before its
+//! first change, and nothing in DIR is written for the program), and is
+//! built by `SandboxBuilder::workdir`; no user namespace and no mount.
+//!
+//! The upper tree is a shadow of DIR: its directories are made anew, its
+//! regular files are hard links to DIR's (on DIR's file system; copies
+//! elsewhere), which the supervisor never opens for writing: a write, a
+//! truncation or a metadata change first replaces the link by a private
+//! copy (temporary file in the same directory, renamed over). Listings,
+//! renames, deletions, links and new files are the upper tree's own.
+
+mod changes;
+mod commit;
+mod handlers;
+mod layer;
+mod quota;
+mod storage;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+pub use changes::{Change, ChangeKind, EntryType};
+
+use crate::error::{Error, Result};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
+use layer::Layer;
+use storage::Storage;
+
+/// What to do with the changes of a run when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitAction {
+    /// Apply them to the work directory.
+    Commit,
+    /// Drop them.
+    Abort,
+    /// Leave the upper tree where it is (and say where).
+    Keep,
+}
+
+impl std::str::FromStr for ExitAction {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "commit" => Ok(ExitAction::Commit),
+            "abort" => Ok(ExitAction::Abort),
+            "keep" => Ok(ExitAction::Keep),
+            _ => Err(format!("`{s}`: expected commit, abort or keep")),
+        }
+    }
+}
+
+/// The copy-on-write options of a [`SandboxBuilder`](crate::SandboxBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct CowSettings {
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: Option<PathBuf>,
+    pub(crate) on_exit: ExitAction,
+    pub(crate) on_error: ExitAction,
+    pub(crate) dry_run: bool,
+    pub(crate) max_disk: Option<u64>,
+}
+
+impl CowSettings {
+    pub(crate) fn new(dir: PathBuf) -> CowSettings {
+        CowSettings {
+            dir,
+            storage: None,
+            on_exit: ExitAction::Commit,
+            on_error: ExitAction::Abort,
+            dry_run: false,
+            max_disk: None,
+        }
+    }
+}
+
+/// What [`WorkDir::finish`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// The changes were applied to the work directory.
+    Committed(Vec<Change>),
+    /// The changes were dropped (a dry run lists them).
+    Aborted(Vec<Change>),
+    /// The upper tree was left at this path.
+    Kept(PathBuf),
+}
+
+/// A copy-on-write work directory of a sandbox: its change set once the
+/// program has run, and the commit, abort or keep of it.
+#[derive(Debug)]
+pub struct WorkDir {
+    layer: Arc<Layer>,
+    storage: Storage,
+    settings: CowSettings,
+    settled: parking_lot::Mutex<bool>,
+}
+
+impl WorkDir {
+    /// Makes the layer over `settings.dir` (finishing a commit an earlier
+    /// run left unfinished first).
+    pub(crate) fn open(settings: CowSettings) -> Result<WorkDir> {
+        let given = crate::paths::normalize_abs(
+            &std::env::current_dir()
+                .unwrap_or_default()
+                .join(&settings.dir),
+        );
+        let lower = std::fs::canonicalize(&settings.dir).map_err(|e| Error::InvalidConfig {
+            message: format!(
+                "--workdir {}: {e}; give an existing directory",
+                settings.dir.display()
+            ),
+        })?;
+        if !lower.is_dir() || lower == Path::new("/") {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "--workdir {}: not a directory below /; give a project directory",
+                    lower.display()
+                ),
+            });
+        }
+        let storage = Storage::open(&lower, settings.storage.as_deref())?;
+        let layer = Layer::build(&lower, &given, &storage.upper, settings.max_disk).map_err(|e| Error::InvalidConfig {
+            message: format!(
+                "cannot make the upper layer of {} in {}: {e}; check the storage directory is writable, or pass --storage elsewhere",
+                lower.display(),
+                storage.upper.display()
+            ),
+        })?;
+        Ok(WorkDir {
+            layer: Arc::new(layer),
+            storage,
+            settings,
+            settled: parking_lot::Mutex::new(false),
+        })
+    }
+
+    /// The work directory (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.layer.lower
+    }
+
+    /// The upper tree, where the program's changes are.
+    pub fn upper(&self) -> &Path {
+        &self.layer.upper
+    }
+
+    /// The storage directory (the journal of a commit, the lock).
+    pub fn storage(&self) -> &Path {
+        &self.storage.state
+    }
+
+    /// Where a program started in `cwd` runs: its counterpart in the upper
+    /// tree if `cwd` lies in the work directory.
+    pub(crate) fn child_cwd(&self, cwd: &Path) -> Option<PathBuf> {
+        let abs = std::fs::canonicalize(cwd).ok()?;
+        let rel = abs.strip_prefix(&self.layer.lower).ok()?;
+        Some(self.layer.upper.join(rel))
+    }
+
+    /// The changes the program made so far (after it ended: all of them),
+    /// sorted by path.
+    pub fn changes(&self) -> Result<Vec<Change>> {
+        changes::diff(&self.layer.lower, &self.layer.upper)
+            .map_err(|e| Error::io("list the changes of the work directory", e))
+    }
+
+    /// Applies the changes to the work directory, crash-safe (see the
+    /// module docs), and drops the upper tree. Call it after the program
+    /// (and everything it started) has ended.
+    pub fn commit(&self) -> Result<Vec<Change>> {
+        let changes = self.changes()?;
+        commit::commit(
+            &self.layer.lower,
+            &self.layer.upper,
+            &self.storage.state,
+            &changes,
+        )
+        .map_err(|e| {
+            Error::io(
+                "commit the work directory (run `unotify cow-recover STORAGE` to finish it)",
+                e,
+            )
+        })?;
+        self.drop_upper();
+        Ok(changes)
+    }
+
+    /// Drops the changes.
+    pub fn abort(&self) -> Result<()> {
+        self.drop_upper();
+        Ok(())
+    }
+
+    /// Keeps the upper tree (returned) and the storage after the sandbox.
+    pub fn keep(&self) -> PathBuf {
+        *self.settled.lock() = true;
+        self.storage.mark_kept();
+        self.layer.upper.clone()
+    }
+
+    /// Applies the builder's choice for a run that ended with `status`:
+    /// `on_error` for a failure (non-zero exit or killed), else `on_exit`;
+    /// a dry run lists the changes and drops them.
+    pub fn finish(&self, status: &ExitStatus) -> Result<Settled> {
+        if self.settings.dry_run {
+            let changes = self.changes()?;
+            self.abort()?;
+            return Ok(Settled::Aborted(changes));
+        }
+        let action = if status.success() {
+            self.settings.on_exit
+        } else {
+            self.settings.on_error
+        };
+        match action {
+            ExitAction::Commit => self.commit().map(Settled::Committed),
+            ExitAction::Abort => {
+                let changes = self.changes().unwrap_or_default();
+                self.abort()?;
+                Ok(Settled::Aborted(changes))
+            }
+            ExitAction::Keep => Ok(Settled::Kept(self.keep())),
+        }
+    }
+
+    fn drop_upper(&self) {
+        let mut settled = self.settled.lock();
+        if *settled {
+            return;
+        }
+        *settled = true;
+        if let Err(e) = storage::remove_tree(&self.layer.upper) {
+            log::warn!(
+                "cannot remove the upper layer {}: {e}; remove it by hand",
+                self.layer.upper.display()
+            );
+        }
+        self.storage.release();
+    }
+
+    /// The feature for the sandbox's plan.
+    pub(crate) fn feature(&self) -> Arc<dyn Enforcement> {
+        Arc::new(CowFeature {
+            layer: Arc::clone(&self.layer),
+        })
+    }
+
+    /// `set` held to the layer (nothing in the lower tree written).
+    pub(crate) fn hold(
+        &self,
+        set: Arc<crate::paths::DeniedPaths>,
+    ) -> Arc<crate::paths::DeniedPaths> {
+        let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
+        Arc::new(set.with_layer(layer))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        // Neither committed nor kept: the changes are dropped.
+        self.drop_upper();
+    }
+}
+
+/// Finishes the commit a killed run left in the storage directory `state`:
+/// the number of operations applied and the work directory, or `None` if
+/// there was none.
+pub fn recover(state: &Path) -> Result<Option<(usize, PathBuf)>> {
+    commit::recover(state).map_err(|e| Error::io("finish the unfinished commit", e))
+}
+
+/// The number of operations of an unfinished commit in `state`, if any.
+pub fn pending_commit(state: &Path) -> Result<Option<usize>> {
+    commit::pending(state).map_err(|e| Error::io("read the commit journal", e))
+}
+
+/// The feature in the sandbox's plan.
+struct CowFeature {
+    layer: Arc<Layer>,
+}
+
+/// Nothing runs per notification beyond the handlers.
+struct CowStage;
+impl Stage for CowStage {}
+
+impl Enforcement for CowFeature {
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        for (nr, h) in handlers::builtins(&self.layer) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        // Only the ioctls that change inode flags stop (any other runs),
+        // unless the caller traps every ioctl already (then this handler
+        // comes after the caller's) or denies it.
+        let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
+            return Ok(());
+        };
+        if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
+            return Ok(());
+        }
+        if !install.filter.is_notified(nr) {
+            let cases = handlers::SET_FLAGS
+                .iter()
+                .map(|(cmd, _)| {
+                    (
+                        vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, *cmd)],
+                        crate::filter::SyscallAction::Notify,
+                    )
+                })
+                .collect();
+            install
+                .filter
+                .rule(nr, cases, crate::filter::SyscallAction::Allow)?;
+        }
+        install.builtin(nr, handlers::set_flags_handler(&self.layer))
+    }
+
+    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+        let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
+        Ok(Some(
+            Running::new(Arc::new(CowStage))
+                .with_service(Arc::new(crate::paths::LayerHook(layered))),
+        ))
+    }
+}

@@ -1,0 +1,172 @@
+//! Where a layer lives: the upper tree and the state directory (the lock
+//! that keeps two runs off one work directory, the commit journal, the
+//! mark of a kept layer). By default both sit next to the work directory
+//! (`.NAME.unotify-cow` and `.NAME.unotify-cow.state`), on its file system
+//! (so the upper tree can link to its files, and `..` from the top of the
+//! upper tree is the work directory's parent); with `--storage PATH`, in
+//! `PATH/upper` and `PATH/state`. The state directory is denied to the
+//! program; the upper tree is its working tree.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+const LOCK: &str = "lock";
+const KEPT: &str = "kept";
+
+#[derive(Debug)]
+pub(crate) struct Storage {
+    /// The upper tree.
+    pub(crate) upper: PathBuf,
+    /// The state directory.
+    pub(crate) state: PathBuf,
+    /// Held (locked) while the layer is in use.
+    lock: parking_lot::Mutex<Option<fs::File>>,
+    /// The state directory is ours to remove at the end.
+    default_place: bool,
+}
+
+impl Storage {
+    /// Takes the storage for the work directory `lower` (canonical): locks
+    /// it, finishes an unfinished commit there (and says so), refuses a
+    /// kept layer, removes a stale upper tree.
+    pub(crate) fn open(lower: &Path, given: Option<&Path>) -> Result<Storage> {
+        let (upper, state, default_place) = match given {
+            Some(p) => {
+                let p = crate::paths::normalize_abs(
+                    &std::env::current_dir().unwrap_or_default().join(p),
+                );
+                (p.join("upper"), p.join("state"), false)
+            }
+            None => {
+                let parent = lower.parent().unwrap_or(Path::new("/"));
+                let name = lower
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let upper = parent.join(format!(".{name}.unotify-cow"));
+                let state = parent.join(format!(".{name}.unotify-cow.state"));
+                (upper, state, true)
+            }
+        };
+        let cfg = |message: String| Error::InvalidConfig { message };
+        if state.starts_with(lower) || upper.starts_with(lower) {
+            return Err(cfg(format!(
+                "--storage {} lies in the work directory {}; give a place outside it",
+                state.display(),
+                lower.display()
+            )));
+        }
+        fs::create_dir_all(&state).map_err(|e| {
+            cfg(format!(
+                "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
+                state.display()
+            ))
+        })?;
+        let lock = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state.join(LOCK))
+            .map_err(|e| cfg(format!("cannot open {}: {e}", state.join(LOCK).display())))?;
+        match crate::sys::path::try_lock_exclusive(std::os::fd::AsFd::as_fd(&lock)) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(cfg(format!(
+                    "another run uses the work directory {} (its storage {} is locked); wait for it to end",
+                    lower.display(),
+                    state.display()
+                )))
+            }
+            Err(e) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
+        }
+        match super::commit::recover_for(&state, Some(lower)) {
+            Ok(Some((n, dir))) => log::warn!(
+                "an earlier run's commit into {} was left unfinished (killed?); finished it now ({n} operations)",
+                dir.display()
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(cfg(format!(
+                    "an earlier run left an unfinished commit in {} that cannot be finished: {e}; fix the cause and run `unotify cow-recover {}`",
+                    state.display(),
+                    state.display()
+                )))
+            }
+        }
+        if state.join(KEPT).exists() {
+            return Err(cfg(format!(
+                "a kept layer of an earlier run is at {}; look at it, then remove it and {} (or pass --storage elsewhere)",
+                upper.display(),
+                state.display()
+            )));
+        }
+        if fs::symlink_metadata(&upper).is_ok() {
+            log::info!(
+                "removing the stale upper layer {} of an earlier run",
+                upper.display()
+            );
+            remove_tree(&upper).map_err(|e| {
+                cfg(format!(
+                    "cannot remove the stale upper layer {}: {e}; remove it by hand",
+                    upper.display()
+                ))
+            })?;
+        }
+        Ok(Storage {
+            upper,
+            state,
+            lock: parking_lot::Mutex::new(Some(lock)),
+            default_place,
+        })
+    }
+
+    /// Marks the layer kept (a later run over the same directory refuses
+    /// to start until it is removed).
+    pub(crate) fn mark_kept(&self) {
+        if let Err(e) = fs::write(self.state.join(KEPT), b"") {
+            log::warn!(
+                "cannot mark the kept layer in {}: {e}",
+                self.state.display()
+            );
+        }
+        self.lock.lock().take();
+    }
+
+    /// Unlocks, and removes the state directory if it is the default one
+    /// and holds nothing else.
+    pub(crate) fn release(&self) {
+        if self.lock.lock().take().is_some() && self.default_place {
+            let _ = fs::remove_file(self.state.join(LOCK));
+            let _ = fs::remove_dir(&self.state);
+        }
+    }
+}
+
+/// Removes a tree (making its directories writable first: the upper tree
+/// may have read-only ones).
+pub(crate) fn remove_tree(p: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            fn open_up(p: &Path) {
+                if let Ok(m) = fs::symlink_metadata(p) {
+                    if m.is_dir() {
+                        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                        if let Ok(rd) = fs::read_dir(p) {
+                            for e in rd.flatten() {
+                                open_up(&e.path());
+                            }
+                        }
+                    }
+                }
+            }
+            open_up(p);
+            fs::remove_dir_all(p)
+        }
+    }
+}
