@@ -125,3 +125,35 @@ fn a_connect_shows_the_destination_and_a_denial_its_errno() {
         stderr(&out)
     );
 }
+
+#[test]
+fn curl_to_a_local_server_shows_its_socket_and_destination() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    // Answers one request, so curl ends at once.
+    let answer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut c, _)) = server.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let lines = traces("socket,connect", &["curl", "-s", "-m", "5", &url]);
+    answer.join().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("socket(AF_INET, SOCK_STREAM")
+                || l.contains(" socket(AF_INET, SOCK_STREAM")),
+        "{lines:#?}"
+    );
+    let dest = format!(", 127.0.0.1:{port}, 16) -> CONTINUE");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("connect(") && l.ends_with(&dest)),
+        "{lines:#?}"
+    );
+}
