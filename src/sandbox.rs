@@ -36,6 +36,8 @@ enum Rule {
 /// The features of a sandbox, resolved ([`SandboxBuilder::plan`]).
 struct Plan {
     features: Vec<Arc<dyn Enforcement>>,
+    /// Under a chroot, the host directory the program starts in.
+    chroot_cwd: Option<std::path::PathBuf>,
     /// The memory limit is a memory cgroup's.
     memory_cgroup: bool,
 }
@@ -64,6 +66,8 @@ pub struct SandboxBuilder {
     cgroups: bool,
     confinement: crate::confine::Spec,
     determinism: crate::determinism::Settings,
+    /// The chroot view ([`chroot`](Self::chroot), [`mount`](Self::mount)).
+    chroot: crate::chroot::Spec,
     /// Told when a rule fires ([`observe`](Self::observe)).
     events: Option<crate::events::EventSink>,
 }
@@ -101,6 +105,7 @@ impl Default for SandboxBuilder {
             cgroups: true,
             confinement: crate::confine::Spec::default(),
             determinism: Default::default(),
+            chroot: Default::default(),
             events: None,
         }
     }
@@ -483,6 +488,46 @@ impl SandboxBuilder {
         self
     }
 
+    /// Shows the program `dir` as `/` (`--chroot DIR`), without privileges:
+    /// every path the program gives is resolved inside `dir` (and the
+    /// [`mount`](Self::mount)s) by the supervisor, which performs the call
+    /// for it; `..`, symlinks and fds from outside never lead out. The
+    /// program starts in [`chroot_cwd`](Self::chroot_cwd) (`/`). Programs
+    /// are run by the kernel, which finds them by their host paths: an
+    /// exec is let through only when the file (and its ELF and `#!`
+    /// interpreters) is the same in the view and on the host, as for
+    /// programs in a mount at its host path (`mount("/usr", "/usr",
+    /// true)`). Turns argv safety on. See the README's chroot section for
+    /// what is virtual and the known limits.
+    pub fn chroot(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.chroot.root = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Shows the host directory `host` at `virtual_path` in the chroot
+    /// (`--mount VIRTUAL:HOST[:ro]`); with `read_only`, writes beneath it
+    /// fail with `EROFS`. Needs [`chroot`](Self::chroot).
+    pub fn mount(
+        mut self,
+        virtual_path: impl AsRef<std::path::Path>,
+        host: impl AsRef<std::path::Path>,
+        read_only: bool,
+    ) -> Self {
+        self.chroot.mounts.push((
+            virtual_path.as_ref().to_owned(),
+            host.as_ref().to_owned(),
+            read_only,
+        ));
+        self
+    }
+
+    /// The virtual directory the program starts in under a
+    /// [`chroot`](Self::chroot) (`--chroot-cwd`; `/` by default).
+    pub fn chroot_cwd(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.chroot.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -576,6 +621,7 @@ impl SandboxBuilder {
         }
         let program = filter.build()?;
         Ok(Sandbox {
+            chroot_cwd: plan.chroot_cwd,
             degraded: confined.degraded,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
@@ -641,9 +687,10 @@ impl SandboxBuilder {
             .filter(|nr| !denied.contains(nr))
             .any(|nr| handled(Some(nr)));
         let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
+        let chroot = self.chroot_feature(policy.is_some(), paths_denied)?;
         let argv_safety = self
             .argv_safety
-            .unwrap_or(exec_handled || policy.is_some() || paths_denied);
+            .unwrap_or(exec_handled || policy.is_some() || paths_denied || chroot.is_some());
         // File system allow lists: the calls path denial makes for the
         // program, and the metadata calls Landlock does not restrict, are
         // held to them (see `confine`).
@@ -653,7 +700,10 @@ impl SandboxBuilder {
         let serves_files = self.determinism.serves_files();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
             (None, true)
-                if policy.is_none() && !argv_safety && fs_lists.is_none() && !serves_files =>
+                if policy.is_none()
+                    && (!argv_safety || chroot.is_some())
+                    && fs_lists.is_none()
+                    && !serves_files =>
             {
                 None
             }
@@ -709,6 +759,10 @@ impl SandboxBuilder {
                 metadata_only,
             }));
         }
+        let chroot_cwd = chroot.as_ref().map(|c| c.host_cwd.clone());
+        if let Some(c) = chroot {
+            features.push(Arc::new(c));
+        }
         features.push(Arc::new(crate::process::ProcessTracking {
             limits: self.limits,
             memory_cgroup,
@@ -721,8 +775,41 @@ impl SandboxBuilder {
         }
         Ok(Plan {
             features,
+            chroot_cwd,
             memory_cgroup,
         })
+    }
+
+    /// The chroot, if asked for; refused (with what to do) alongside the
+    /// features whose paths are the host's: path denial, file system
+    /// allow lists, virtual files, a policy callback or audit log.
+    fn chroot_feature(
+        &self,
+        policy: bool,
+        paths_denied: bool,
+    ) -> Result<Option<crate::chroot::Chroot>> {
+        if !self.chroot.any() {
+            return Ok(None);
+        }
+        let clash = if paths_denied {
+            Some("denied paths (--deny-path)")
+        } else if crate::confine::fs_lists(&self.confinement)?.is_some() {
+            Some("file system allow lists (-r/-w/--fs-system)")
+        } else if self.determinism.serves_files() {
+            Some("virtual files (--hostname, --num-cpus, --random-seed)")
+        } else if policy {
+            Some("a policy callback or audit log")
+        } else if self.argv_safety == Some(false) {
+            Some("argv safety turned off (an exec is checked under its freeze)")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            return Err(Error::InvalidConfig {
+                message: format!("a chroot cannot be combined with {what} yet: their paths are the host's; drop one of the two"),
+            });
+        }
+        crate::chroot::Chroot::new(&self.chroot).map(Some)
     }
 
     /// The policy callback and audit log, if either was asked for.
@@ -787,6 +874,8 @@ impl crate::supervisor::enforcement::Stage for NoStage {}
 /// supervisor.
 pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
+    /// Under a chroot, the host directory each program starts in.
+    chroot_cwd: Option<std::path::PathBuf>,
     config: Config,
     foreground: bool,
     /// The ruleset of the Landlock domain each program enters, made once
@@ -851,9 +940,15 @@ impl Sandbox {
             .iter()
             .map(|(k, v)| env_entry(k, v))
             .collect::<Result<Vec<_>>>()?;
+        if self.chroot_cwd.is_some() && cmd.cwd.is_some() {
+            return Err(Error::InvalidConfig {
+                message: "under a chroot the working directory is a path in the view: set it with SandboxBuilder::chroot_cwd, not Command::current_dir".into(),
+            });
+        }
         let cwd = cmd
             .cwd
             .as_ref()
+            .or(self.chroot_cwd.as_ref())
             .map(|d| cstring(d.as_os_str()))
             .transpose()?;
 
