@@ -124,6 +124,13 @@ impl Chroot {
             });
         }
         let view = view::View::new(mounts);
+        view.make_mount_points().map_err(|(point, e)| {
+            invalid(format!(
+                "the mount point {} cannot be made in the chroot directory (errno {}); create it as a directory",
+                String::from_utf8_lossy(&point),
+                e.get()
+            ))
+        })?;
         let cwd = spec
             .cwd
             .as_ref()

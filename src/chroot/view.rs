@@ -197,6 +197,46 @@ impl View {
         }
     }
 
+    /// Makes sure every mount point is a directory of the view (what a
+    /// listing of its parent shows, and what walks reach): a missing one
+    /// is created as an empty directory in its parent, when that parent
+    /// is in the root (`EROFS`-like errors otherwise are the caller's to
+    /// report).
+    pub(crate) fn make_mount_points(&self) -> Result<(), (Vec<u8>, Errno)> {
+        let who = Walker {
+            tid: std::process::id() as i32,
+            tgid: std::process::id() as i32,
+        };
+        let mut points: Vec<&[u8]> = self.mounts[1..].iter().map(|m| m.virt.as_slice()).collect();
+        points.sort_by_key(|p| p.len());
+        for point in points {
+            let mut prefix = Vec::new();
+            for c in components(point) {
+                prefix.push(b'/');
+                prefix.extend_from_slice(c);
+                if self.by_virt.contains_key(&prefix) && prefix != point {
+                    continue;
+                }
+                let entry = self
+                    .entry(who, b"/", &prefix, libc::EEXIST)
+                    .map_err(|e| (prefix.clone(), e))?;
+                match open_name(entry.dir.fd.as_fd(), &entry.name) {
+                    Ok(_) => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err((prefix, errno(&e))),
+                }
+                if entry.dir.mount != 0 {
+                    return Err((prefix, Errno::of(libc::EROFS)));
+                }
+                let name = CString::new(entry.name.clone())
+                    .map_err(|_| (prefix.clone(), Errno::of(libc::EINVAL)))?;
+                crate::sys::path::mkdirat(Some(entry.dir.fd.as_fd()), &name, 0o755)
+                    .map_err(|e| (prefix.clone(), errno(&e)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The mounts (0: the root).
     pub(crate) fn mounts(&self) -> &[Mount] {
         &self.mounts
