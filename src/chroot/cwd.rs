@@ -70,6 +70,14 @@ impl Cwds {
         inherited
     }
 
+    /// The working directory of process `pid` if it is known (a live
+    /// process of the sandbox that used it).
+    pub(crate) fn peek(&self, pid: i32) -> Option<Vec<u8>> {
+        let map = self.map.lock();
+        let (fd, path) = map.entries.get(&pid)?;
+        alive(fd).then(|| path.clone())
+    }
+
     /// Process `tgid` changed its working directory to `path`; false if it
     /// cannot be kept (the change is then refused).
     pub(crate) fn set(&self, tgid: i32, path: Vec<u8>) -> bool {

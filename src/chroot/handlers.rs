@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ const MAX_HOPS: usize = 40;
 /// Interpreter levels of a `#!` chain followed.
 const MAX_SCRIPT_LEVELS: usize = 6;
 const CWD: i32 = libc::AT_FDCWD;
+/// `PROC_SUPER_MAGIC`.
+const PROC_MAGIC: i64 = 0x9fa0;
 
 /// The calls, as the handler decodes them.
 #[derive(Clone, Copy, Debug)]
@@ -388,8 +391,49 @@ impl Op<'_> {
             }
         }
         let anchored = how.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0;
+        if !anchored {
+            if let Some(p) = self.own_dir_link(task, path) {
+                return self.s.view.walk(Self::who(task), b"/", &p, how);
+            }
+        }
         let base = self.base(task, dirfd, path, anchored)?;
         self.s.view.walk(Self::who(task), &base, path, how)
+    }
+
+    /// `path` with a leading `/proc/self/cwd` or `/proc/self/root` (or the
+    /// task's own pid, or `thread-self`) replaced by the task's virtual
+    /// working directory or `/`: the kernel's links name host paths.
+    fn own_dir_link(&self, task: &Task, path: &[u8]) -> Option<Vec<u8>> {
+        if path.first() != Some(&b'/') {
+            return None;
+        }
+        let mut parts = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        if parts.next()? != b"proc" {
+            return None;
+        }
+        let who = parts.next()?;
+        let ours = who == b"self"
+            || who == b"thread-self"
+            || std::str::from_utf8(who)
+                .ok()
+                .and_then(|s| s.parse::<i32>().ok())
+                .is_some_and(|n| n == task.tgid || n == task.tid);
+        if !ours {
+            return None;
+        }
+        let dir = match parts.next()? {
+            b"cwd" => self.s.cwds.get(task.tgid),
+            b"root" => b"/".to_vec(),
+            _ => return None,
+        };
+        let mut out = dir;
+        for p in parts {
+            out = join(&out, p);
+        }
+        if path.last() == Some(&b'/') {
+            out.push(b'/');
+        }
+        Some(out)
     }
 
     /// Whether the mount holding virtual path `p` is read-only.
@@ -775,7 +819,19 @@ impl Op<'_> {
                 if !st.is_symlink() {
                     return Err(Errno::of(libc::EINVAL));
                 }
-                readlinkat(Some(node.fd.as_fd()), c"").map_err(|e| errno(&e))?
+                let t = readlinkat(Some(node.fd.as_fd()), c"").map_err(|e| errno(&e))?;
+                // A magic link of a mounted procfs names a host path: shown
+                // as the view's path when the view has it.
+                if t.first() == Some(&b'/')
+                    && crate::sys::path::fs_type(node.fd.as_fd()).is_ok_and(|f| f == PROC_MAGIC)
+                {
+                    self.s
+                        .view
+                        .virtual_of(crate::paths::resolve::as_path(&t))
+                        .unwrap_or(t)
+                } else {
+                    t
+                }
             }
         };
         let n = target.len().min(size as usize);
@@ -804,16 +860,52 @@ impl Op<'_> {
                     .and_then(|s| s.parse::<i32>().ok())
                     .is_some_and(|n| n == task.tgid || n == task.tid)
         };
-        let what = match parts.as_slice() {
-            [b"proc", p, w] if ours(p) => *w,
-            [b"proc", b"thread-self", w] => *w,
-            [b"proc", p, b"task", t, w] if ours(p) && ours(t) => *w,
+        let pid_of = |p: &[u8]| -> Option<i32> {
+            if p == b"self" {
+                return Some(task.tgid);
+            }
+            std::str::from_utf8(p).ok()?.parse::<i32>().ok()
+        };
+        let (pid, what, fd): (i32, &[u8], Option<&[u8]>) = match parts.as_slice() {
+            [b"proc", b"thread-self", w] => (task.tgid, *w, None),
+            [b"proc", p, w] => match pid_of(p) {
+                Some(pid) => (pid, *w, None),
+                None => return Ok(None),
+            },
+            [b"proc", p, b"task", t, w] if ours(p) && ours(t) => (task.tgid, *w, None),
+            [b"proc", p, b"fd", n] if ours(p) => (task.tgid, b"fd", Some(*n)),
+            [b"proc", b"thread-self", b"fd", n] => (task.tgid, b"fd", Some(*n)),
+            [b"dev", b"fd", n] => (task.tgid, b"fd", Some(*n)),
             _ => return Ok(None),
         };
-        Ok(Some(match what {
-            b"cwd" => self.s.cwds.get(task.tgid),
-            b"root" => b"/".to_vec(),
-            b"exe" => {
+        let own = pid == task.tgid || pid == task.tid;
+        let host_link = |name: String| -> Result<Vec<u8>, Errno> {
+            let t = std::fs::read_link(&name).map_err(|e| errno(&e))?;
+            if !self.cx.id_valid() {
+                return Err(Errno::of(libc::ESRCH));
+            }
+            let bytes = t.as_os_str().as_bytes().to_vec();
+            Ok(if bytes.first() == Some(&b'/') {
+                self.s.view.virtual_of(&t).unwrap_or(bytes)
+            } else {
+                bytes
+            })
+        };
+        Ok(Some(match (what, fd) {
+            (b"fd", Some(n)) => {
+                let n: i32 = std::str::from_utf8(n)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(Errno::of(libc::ENOENT))?;
+                host_link(format!("/proc/{}/fd/{n}", task.tgid))?
+            }
+            (b"cwd", _) if own => self.s.cwds.get(task.tgid),
+            (b"cwd", _) => match self.s.cwds.peek(pid) {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+            (b"root", _) if own || self.s.cwds.peek(pid).is_some() => b"/".to_vec(),
+            (b"exe", _) if own => {
                 let host =
                     std::fs::read_link(format!("/proc/{}/exe", task.tid)).map_err(|e| errno(&e))?;
                 self.s

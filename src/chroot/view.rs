@@ -289,6 +289,11 @@ impl View {
         if path.is_empty() {
             return Err(Errno::of(libc::ENOENT));
         }
+        if how.resolve == 0 {
+            if let Some(done) = self.walk_at_once(base, path, how.follow) {
+                return done;
+            }
+        }
         let mut w = Walk {
             view: self,
             who,
@@ -312,6 +317,65 @@ impl View {
             w.floor = w.stack.len();
         }
         w.run(path, how, true)?.ok_or(Errno::of(libc::ENOENT))
+    }
+
+    /// The common case in one `openat2`: a path without `.` or `..`, and
+    /// without symlinks (`RESOLVE_NO_SYMLINKS`; a final one is returned
+    /// when not followed), opened beneath the mount its virtual path falls
+    /// in (the longest mount point it starts with; no other mount point
+    /// lies on its way, or it would be longer). `None`: a symlink, `.` or
+    /// `..` is on the way: the component walk decides.
+    fn walk_at_once(&self, base: &[u8], path: &[u8], follow: bool) -> Option<Result<Node, Errno>> {
+        if components(path).any(|c| c == b"." || c == b"..") {
+            return None;
+        }
+        let full = if path[0] == b'/' {
+            normalize(path)
+        } else {
+            normalize(&join(base, path))
+        };
+        let mut best = 0;
+        for (i, m) in self.mounts.iter().enumerate().skip(1) {
+            let under = full.starts_with(&m.virt)
+                && (full.len() == m.virt.len() || full[m.virt.len()] == b'/');
+            if under && m.virt.len() > self.mounts[best].virt.len() {
+                best = i;
+            }
+        }
+        let m = &self.mounts[best];
+        let rest = if best == 0 {
+            &full[1..]
+        } else {
+            full.get(m.virt.len() + 1..).unwrap_or(b"")
+        };
+        if rest.is_empty() {
+            return None;
+        }
+        let mut rest = rest.to_vec();
+        if path.last() == Some(&b'/') {
+            rest.push(b'/');
+        }
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let how = OpenHow {
+            flags: (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        let c = CString::new(rest).ok()?;
+        match openat2(Some(m.fd.as_fd()), &c, &how) {
+            Ok(fd) => Some(Ok(Node {
+                fd,
+                vpath: full,
+                read_only: m.read_only,
+                mount: best,
+            })),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR | libc::EACCES | libc::ENAMETOOLONG) => {
+                    Some(Err(errno(&e)))
+                }
+                _ => None,
+            },
+        }
     }
 
     /// The directory holding the final name of `path`, and that name (not
