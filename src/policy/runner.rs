@@ -159,8 +159,12 @@ fn run(
             log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
         }
         if let Some(file) = audit {
-            let line = event.to_json(verdict.as_str());
-            if let Err(e) = writeln!(file.lock(), "{line}") {
+            // One write per record, newline included: with `--audit -` the
+            // program's own output shares the file, and `writeln!` writes
+            // the record and its newline apart.
+            let mut line = event.to_json(verdict.as_str());
+            line.push('\n');
+            if let Err(e) = file.lock().write_all(line.as_bytes()) {
                 if !audit_failed {
                     log::warn!("cannot write the audit log: {e}; further records are lost");
                 }
