@@ -48,6 +48,10 @@ static void dotdot(void) {
             for (int i = 0; i < depth; i++) strcat(path, "../");
             strcat(path, "secret");
             n += leaks_at(AT_FDCWD, path);
+            path[0] = 0;
+            for (int i = 0; i < depth; i++) strcat(path, "../");
+            strcat(path, secret + 1);
+            n += leaks_at(AT_FDCWD, path);
             snprintf(path, sizeof path, "/..%s", secret);
             n += leaks_at(AT_FDCWD, path);
         }
