@@ -127,6 +127,7 @@ fn a_shell_sees_the_view() {
     let script = "pwd; cat /etc/hostname; ls / | sort | tr '\\n' ' '; echo; \
                   cd /tmp && pwd && echo data > f && cat /tmp/f && \
                   readlink /proc/self/cwd /proc/self/root; \
+                  case $(readlink /proc/self/exe) in /*bin/readlink) ;; *) echo bad-exe;; esac; \
                   mkdir -p /tmp/a/b && mv /tmp/f /tmp/a/b/g && ls /tmp/a/b; \
                   ln -s /etc/hostname /tmp/l && cat /tmp/l; \
                   { echo x > /ro/new; } 2>/dev/null || echo ro-refused";

@@ -450,8 +450,9 @@ impl Op<'_> {
         best.is_some_and(|m| m.read_only)
     }
 
-    /// The task's own fd `fd` (an `AT_EMPTY_PATH` call), as a node.
-    fn own_fd(&self, fd: i32) -> Result<Node, Errno> {
+    /// The task's own fd `fd` (an `AT_EMPTY_PATH` call), as a node;
+    /// `place`: find where it is in the view (whether it is read-only).
+    fn own_fd_at(&self, fd: i32, place: bool) -> Result<Node, Errno> {
         let f = if fd == CWD {
             // The working directory itself.
             let task = Task::ids(self.cx);
@@ -468,6 +469,14 @@ impl Op<'_> {
         } else {
             self.dup(fd)?
         };
+        if !place {
+            return Ok(Node {
+                fd: f,
+                vpath: Vec::new(),
+                read_only: false,
+                mount: usize::MAX,
+            });
+        }
         let place = crate::paths::path_of_fd(f.as_fd()).and_then(|p| self.s.view.virtual_of(&p));
         let read_only = place
             .as_deref()
@@ -479,6 +488,11 @@ impl Op<'_> {
             read_only,
             mount: usize::MAX,
         })
+    }
+
+    /// [`own_fd_at`](Self::own_fd_at), with its place in the view.
+    fn own_fd(&self, fd: i32) -> Result<Node, Errno> {
+        self.own_fd_at(fd, true)
     }
 
     fn write_back(&self, ptr: u64, bytes: &[u8]) -> Result<(), Errno> {
@@ -753,11 +767,11 @@ impl Op<'_> {
         }
         let empty = flags & libc::AT_EMPTY_PATH != 0;
         let node = if ptr == 0 && empty && mask.is_some() {
-            self.own_fd(dirfd)?
+            self.own_fd_at(dirfd, false)?
         } else {
             let path = read_path(self.cx, ptr)?;
             if path.is_empty() && empty {
-                self.own_fd(dirfd)?
+                self.own_fd_at(dirfd, false)?
             } else {
                 let (task, _acting) = self.task()?;
                 let how = How {
@@ -785,7 +799,7 @@ impl Op<'_> {
         let path = read_path(self.cx, ptr)?;
         let (task, _acting) = self.task()?;
         let node = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-            self.own_fd(dirfd)?
+            self.own_fd_at(dirfd, mode & libc::W_OK != 0)?
         } else {
             let how = How {
                 follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
