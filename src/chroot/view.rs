@@ -583,6 +583,104 @@ impl Walk<'_> {
 mod tests {
     use super::*;
 
+    /// root/{a/b, link -> /a, up -> ../../.., loop -> loop}, and host
+    /// directory `m` (with file `f`) mounted read-only at /mnt/m.
+    fn view() -> (tempfile::TempDir, View) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/file"), "x").unwrap();
+        std::fs::write(t.path().join("outside"), "x").unwrap();
+        std::os::unix::fs::symlink("/a", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        std::fs::create_dir_all(t.path().join("m")).unwrap();
+        std::fs::write(t.path().join("m/f"), "x").unwrap();
+        let mount = |virt: &[u8], host: PathBuf, read_only| Mount {
+            virt: virt.to_vec(),
+            fd: pin_host_dir(&host).unwrap(),
+            host,
+            read_only,
+        };
+        let v = View::new(vec![
+            mount(b"/", root, false),
+            mount(b"/mnt/m", t.path().join("m"), true),
+        ]);
+        v.make_mount_points().unwrap();
+        (t, v)
+    }
+
+    const WHO: Walker = Walker { tid: 1, tgid: 1 };
+    const FOLLOW: How = How {
+        follow: true,
+        resolve: 0,
+    };
+
+    fn walk(v: &View, base: &[u8], path: &[u8]) -> Result<Vec<u8>, i32> {
+        v.walk(WHO, base, path, FOLLOW)
+            .map(|n| n.vpath)
+            .map_err(|e| e.get())
+    }
+
+    #[test]
+    fn walks_stay_in_the_view() {
+        let (t, v) = view();
+        assert_eq!(walk(&v, b"/", b"/../../a/b/file").unwrap(), b"/a/b/file");
+        assert_eq!(walk(&v, b"/a/b", b"../../../a").unwrap(), b"/a");
+        assert_eq!(walk(&v, b"/", b"/link/b").unwrap(), b"/a/b");
+        assert_eq!(walk(&v, b"/", b"/a/up/a/b").unwrap(), b"/a/b");
+        assert_eq!(walk(&v, b"/", b"/loop"), Err(libc::ELOOP));
+        let outside = t.path().join("outside");
+        let rel = format!("../../../..{}", outside.display());
+        assert_eq!(walk(&v, b"/a", rel.as_bytes()), Err(libc::ENOENT));
+        // Beneath: no way above the base.
+        let beneath = How {
+            follow: true,
+            resolve: RESOLVE_BENEATH,
+        };
+        assert_eq!(
+            v.walk(WHO, b"/a", b"../a", beneath)
+                .map(|_| ())
+                .map_err(|e| e.get()),
+            Err(libc::EXDEV)
+        );
+        let in_root = How {
+            follow: true,
+            resolve: RESOLVE_IN_ROOT,
+        };
+        assert_eq!(
+            v.walk(WHO, b"/a", b"/b/../../b", in_root).unwrap().vpath,
+            b"/a/b"
+        );
+    }
+
+    #[test]
+    fn mounts_are_found_by_virtual_path_and_mapped_back() {
+        let (t, v) = view();
+        let n = v.walk(WHO, b"/", b"/mnt/m/f", FOLLOW).unwrap();
+        assert!(n.read_only);
+        assert_eq!(n.mount, 1);
+        // The slow walk agrees (a `..` on the way).
+        let n = v.walk(WHO, b"/", b"/mnt/../mnt/m/f", FOLLOW).unwrap();
+        assert!(n.read_only && n.vpath == b"/mnt/m/f");
+        assert_eq!(walk(&v, b"/mnt/m", b"..").unwrap(), b"/mnt");
+        let host = std::fs::canonicalize(t.path()).unwrap();
+        assert_eq!(v.virtual_of(&host.join("m/f")).unwrap(), b"/mnt/m/f");
+        assert_eq!(v.virtual_of(&host.join("root/a")).unwrap(), b"/a");
+        assert_eq!(v.virtual_of(&host.join("outside")), None);
+        assert!(v.is_mount_point(b"/mnt/m") && !v.is_mount_point(b"/mnt"));
+        // The mount point was made in the root.
+        assert!(host.join("root/mnt/m").is_dir());
+        let e = v.entry(WHO, b"/", b"/mnt/m/new", libc::EEXIST).unwrap();
+        assert!(e.dir.read_only && e.name == b"new" && e.vpath() == b"/mnt/m/new");
+        assert_eq!(
+            v.entry(WHO, b"/", b"/a/..", libc::EBUSY)
+                .map(|_| ())
+                .map_err(|e| e.get()),
+            Err(libc::EBUSY)
+        );
+    }
+
     #[test]
     fn normalises() {
         assert_eq!(normalize(b"/a/../../b/./c//"), b"/b/c");
