@@ -766,7 +766,7 @@ impl Op<'_> {
             return Err(Errno::of(libc::EINVAL));
         }
         let empty = flags & libc::AT_EMPTY_PATH != 0;
-        let node = if ptr == 0 && empty && mask.is_some() {
+        let node = if ptr == 0 && empty {
             self.own_fd_at(dirfd, false)?
         } else {
             let path = read_path(self.cx, ptr)?;
