@@ -674,6 +674,12 @@ impl SandboxBuilder {
         if self.determinism.port_remap && self.network.is_none() {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
+        // Under a chroot, `AF_UNIX` pathnames in socket addresses are refused
+        // inside the network's on-behalf calls (the kernel would resolve them
+        // in the host's root).
+        if self.chroot.any() && self.network.is_none() {
+            self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+        }
         let handled = |nr: Option<u32>| {
             self.rules.iter().any(|r| match r {
                 Rule::Handle(name, _) => nr.is_some() && syscalls::resolve(name).ok() == nr,
@@ -739,6 +745,7 @@ impl SandboxBuilder {
             features.push(Arc::new(crate::net::Network::new(
                 net,
                 self.determinism.port_remap,
+                self.chroot.any(),
             )?));
         }
         if self.determinism.any() {

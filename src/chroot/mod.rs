@@ -10,7 +10,10 @@
 //! What the kernel would resolve itself is taken away: the calls that
 //! take a path are trapped and answered by the supervisor; `socket` of
 //! `AF_UNIX` is refused (`connect` and `bind` would resolve a socket path
-//! in the host's root); the xattr calls by path, `inotify_add_watch`,
+//! in the host's root), and a unix pathname given to `bind`, `connect` or
+//! a send by any other unix socket (`socketpair`'s, inherited) is refused
+//! inside the network's on-behalf calls, which a chroot turns on; the
+//! xattr calls by path, `inotify_add_watch`,
 //! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
 //! refused; the mount family and new namespaces are refused as under path
 //! denial. An exec is run by the kernel, which reads the path again in
