@@ -13,7 +13,8 @@
 //! in the host's root), and a unix pathname given to `bind`, `connect` or
 //! a send by any other unix socket (`socketpair`'s, inherited) is refused
 //! inside the network's on-behalf calls, which a chroot turns on; the
-//! xattr calls by path, `inotify_add_watch`,
+//! xattr calls by path, the `ioctl`s that set an inode's flags
+//! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...), `inotify_add_watch`,
 //! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
 //! refused; the mount family and new namespaces are refused as under path
 //! denial. An exec is run by the kernel, which reads the path again in
@@ -210,6 +211,20 @@ const NO_PATH: &[&str] = &[
     "swapoff",
 ];
 
+/// `ioctl` requests that write an inode's flags or attributes through any
+/// fd, even a read-only one (so a `:ro` mount's files could be changed):
+/// `FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, `FS_IOC_SETVERSION` (and their
+/// 32-bit forms), `FS_IOC_ENABLE_VERITY`. Refused with `EPERM` under a
+/// chroot, decided on the request register alone.
+const INODE_IOCTLS: &[u64] = &[
+    0x4008_6602, // FS_IOC_SETFLAGS
+    0x4004_6602, // FS_IOC32_SETFLAGS
+    0x401c_5820, // FS_IOC_FSSETXATTR
+    0x4008_7602, // FS_IOC_SETVERSION
+    0x4004_7602, // FS_IOC32_SETVERSION
+    0x4080_6685, // FS_IOC_ENABLE_VERITY
+];
+
 impl Enforcement for Chroot {
     fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
         crate::paths::install(filter)?;
@@ -221,6 +236,12 @@ impl Enforcement for Chroot {
                 vec![ArgCheck::new(0, 0xffff_ffff, libc::AF_UNIX as u64)],
                 libc::EACCES,
             )?;
+        }
+        if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
+            // The kernel reads the request as a 32-bit `unsigned int`.
+            for &req in INODE_IOCTLS {
+                filter.refuse_first(nr, vec![ArgCheck::new(1, 0xffff_ffff, req)], libc::EPERM)?;
+            }
         }
         Ok(())
     }
