@@ -245,6 +245,13 @@ int unotify_builder_max_processes(unotify_builder *b, uint32_t n);
 int unotify_builder_max_memory(unotify_builder *b, uint64_t bytes);
 /* Denies a path (a file, or a directory and all beneath it): EACCES. */
 int unotify_builder_deny_path(unotify_builder *b, const char *path);
+/* Shows the program `dir` as `/`: every path is resolved inside it (and the
+ * mounts) by the supervisor; no privileges needed. */
+int unotify_builder_chroot(unotify_builder *b, const char *dir);
+/* Shows host directory `host` at `virtual_path` in the chroot; read_only
+ * non-zero: writes beneath it fail with EROFS. */
+int unotify_builder_mount(unotify_builder *b, const char *virtual_path,
+                          const char *host, int read_only);
 /* Appends one JSON object per trapped call to the file at `path`. */
 int unotify_builder_audit(unotify_builder *b, const char *path);
 /* Exec argv safety (non-zero: on). */

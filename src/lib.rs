@@ -99,6 +99,7 @@ pub struct ReadmeDoctests;
 
 pub mod action;
 pub mod arch;
+mod chroot;
 mod command;
 pub(crate) mod confine;
 mod cow;

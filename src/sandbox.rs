@@ -36,6 +36,8 @@ enum Rule {
 /// The features of a sandbox, resolved ([`SandboxBuilder::plan`]).
 struct Plan {
     features: Vec<Arc<dyn Enforcement>>,
+    /// Under a chroot, the host directory the program starts in.
+    chroot_cwd: Option<std::path::PathBuf>,
     /// The memory limit is a memory cgroup's.
     memory_cgroup: bool,
 }
@@ -64,6 +66,8 @@ pub struct SandboxBuilder {
     cgroups: bool,
     confinement: crate::confine::Spec,
     determinism: crate::determinism::Settings,
+    /// The chroot view ([`chroot`](Self::chroot), [`mount`](Self::mount)).
+    chroot: crate::chroot::Spec,
     /// Told when a rule fires ([`observe`](Self::observe)).
     events: Option<crate::events::EventSink>,
     /// A copy-on-write work directory ([`workdir`](Self::workdir)).
@@ -105,6 +109,7 @@ impl Default for SandboxBuilder {
             cgroups: true,
             confinement: crate::confine::Spec::default(),
             determinism: Default::default(),
+            chroot: Default::default(),
             events: None,
             cow: None,
             cow_dir: None,
@@ -542,6 +547,46 @@ impl SandboxBuilder {
         self
     }
 
+    /// Shows the program `dir` as `/` (`--chroot DIR`), without privileges:
+    /// every path the program gives is resolved inside `dir` (and the
+    /// [`mount`](Self::mount)s) by the supervisor, which performs the call
+    /// for it; `..`, symlinks and fds from outside never lead out. The
+    /// program starts in [`chroot_cwd`](Self::chroot_cwd) (`/`). Programs
+    /// are run by the kernel, which finds them by their host paths: an
+    /// exec is let through only when the file (and its ELF and `#!`
+    /// interpreters) is the same in the view and on the host, as for
+    /// programs in a mount at its host path (`mount("/usr", "/usr",
+    /// true)`). Turns argv safety on. See the README's chroot section for
+    /// what is virtual and the known limits.
+    pub fn chroot(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.chroot.root = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Shows the host directory `host` at `virtual_path` in the chroot
+    /// (`--mount VIRTUAL:HOST[:ro]`); with `read_only`, writes beneath it
+    /// fail with `EROFS`. Needs [`chroot`](Self::chroot).
+    pub fn mount(
+        mut self,
+        virtual_path: impl AsRef<std::path::Path>,
+        host: impl AsRef<std::path::Path>,
+        read_only: bool,
+    ) -> Self {
+        self.chroot.mounts.push((
+            virtual_path.as_ref().to_owned(),
+            host.as_ref().to_owned(),
+            read_only,
+        ));
+        self
+    }
+
+    /// The virtual directory the program starts in under a
+    /// [`chroot`](Self::chroot) (`--chroot-cwd`; `/` by default).
+    pub fn chroot_cwd(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.chroot.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
     /// Checks the rules, builds the filter and returns the sandbox.
     pub fn build(mut self) -> Result<Sandbox> {
         if self.limits.max_processes == Some(0) {
@@ -657,6 +702,7 @@ impl SandboxBuilder {
         let program = filter.build()?;
         Ok(Sandbox {
             workdir,
+            chroot_cwd: plan.chroot_cwd,
             degraded: confined.degraded,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
@@ -709,6 +755,12 @@ impl SandboxBuilder {
         if self.determinism.port_remap && self.network.is_none() {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
+        // Under a chroot, `AF_UNIX` pathnames in socket addresses are refused
+        // inside the network's on-behalf calls (the kernel would resolve them
+        // in the host's root).
+        if self.chroot.any() && self.network.is_none() {
+            self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+        }
         let handled = |nr: Option<u32>| {
             self.rules.iter().any(|r| match r {
                 Rule::Handle(name, _) => nr.is_some() && syscalls::resolve(name).ok() == nr,
@@ -722,9 +774,10 @@ impl SandboxBuilder {
             .filter(|nr| !denied.contains(nr))
             .any(|nr| handled(Some(nr)));
         let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
+        let chroot = self.chroot_feature(policy.is_some(), paths_denied)?;
         let argv_safety = self
             .argv_safety
-            .unwrap_or(exec_handled || policy.is_some() || paths_denied);
+            .unwrap_or(exec_handled || policy.is_some() || paths_denied || chroot.is_some());
         // File system allow lists: the calls path denial makes for the
         // program, and the metadata calls Landlock does not restrict, are
         // held to them (see `confine`).
@@ -735,7 +788,7 @@ impl SandboxBuilder {
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
             (None, true)
                 if policy.is_none()
-                    && !argv_safety
+                    && (!argv_safety || chroot.is_some())
                     && fs_lists.is_none()
                     && !serves_files
                     && self.cow_dir.is_none() =>
@@ -775,6 +828,7 @@ impl SandboxBuilder {
             features.push(Arc::new(crate::net::Network::new(
                 net,
                 self.determinism.port_remap,
+                self.chroot.any(),
             )?));
         }
         if self.determinism.any() {
@@ -805,6 +859,10 @@ impl SandboxBuilder {
                 metadata_only,
             }));
         }
+        let chroot_cwd = chroot.as_ref().map(|c| c.host_cwd.clone());
+        if let Some(c) = chroot {
+            features.push(Arc::new(c));
+        }
         features.push(Arc::new(crate::process::ProcessTracking {
             limits: self.limits,
             memory_cgroup,
@@ -817,8 +875,43 @@ impl SandboxBuilder {
         }
         Ok(Plan {
             features,
+            chroot_cwd,
             memory_cgroup,
         })
+    }
+
+    /// The chroot, if asked for; refused (with what to do) alongside the
+    /// features whose paths are the host's: path denial, file system
+    /// allow lists, virtual files, a policy callback or audit log.
+    fn chroot_feature(
+        &self,
+        policy: bool,
+        paths_denied: bool,
+    ) -> Result<Option<crate::chroot::Chroot>> {
+        if !self.chroot.any() {
+            return Ok(None);
+        }
+        let clash = if paths_denied {
+            Some("denied paths (--deny-path)")
+        } else if crate::confine::fs_lists(&self.confinement)?.is_some() {
+            Some("file system allow lists (-r/-w/--fs-system)")
+        } else if self.determinism.serves_files() {
+            Some("virtual files (--hostname, --num-cpus, --random-seed)")
+        } else if policy {
+            Some("a policy callback or audit log")
+        } else if self.cow.is_some() {
+            Some("a copy-on-write work directory (--workdir)")
+        } else if self.argv_safety == Some(false) {
+            Some("argv safety turned off (an exec is checked under its freeze)")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            return Err(Error::InvalidConfig {
+                message: format!("a chroot cannot be combined with {what} yet: their paths are the host's; drop one of the two"),
+            });
+        }
+        crate::chroot::Chroot::new(&self.chroot).map(Some)
     }
 
     /// The policy callback and audit log, if either was asked for.
@@ -883,6 +976,8 @@ impl crate::supervisor::enforcement::Stage for NoStage {}
 /// supervisor.
 pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
+    /// Under a chroot, the host directory each program starts in.
+    chroot_cwd: Option<std::path::PathBuf>,
     config: Config,
     foreground: bool,
     /// The ruleset of the Landlock domain each program enters, made once
@@ -956,9 +1051,15 @@ impl Sandbox {
             .map(|(k, v)| env_entry(k, v))
             .collect::<Result<Vec<_>>>()?;
         let mut envp = envp;
+        if self.chroot_cwd.is_some() && cmd.cwd.is_some() {
+            return Err(Error::InvalidConfig {
+                message: "under a chroot the working directory is a path in the view: set it with SandboxBuilder::chroot_cwd, not Command::current_dir".into(),
+            });
+        }
         let mut cwd = cmd
             .cwd
             .as_ref()
+            .or(self.chroot_cwd.as_ref())
             .map(|d| cstring(d.as_os_str()))
             .transpose()?;
         // In a copy-on-write work directory, the program starts in its

@@ -45,16 +45,23 @@ impl Network {
     /// Resolves the policy's host names and prepares its handlers. With
     /// `remap` (a feature gives a `PortHook`), `bind` is made on the
     /// program's behalf and `getsockname`/`getpeername` translated.
-    pub(crate) fn new(policy: &NetPolicy, remap: bool) -> Result<Network> {
+    ///
+    /// With `chroot` (a chroot view is set up), `AF_UNIX` pathnames given to
+    /// `bind`, `connect` and the sends are refused with `EACCES`: the kernel
+    /// would resolve them in the host's root, not in the view. `bind` is
+    /// then made on the program's behalf too.
+    pub(crate) fn new(policy: &NetPolicy, remap: bool, chroot: bool) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
-        let enforcer = Arc::new(Enforcer::new(Arc::clone(&resolved)));
+        let mut enforcer = Enforcer::new(Arc::clone(&resolved));
+        enforcer.refuse_unix_paths = chroot;
+        let enforcer = Arc::new(enforcer);
         let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
         let mut add = |name: &str, h: Arc<dyn Handler>| {
             if let Some(n) = nr(name) {
                 handlers.push((n, h));
             }
         };
-        if policy.mode() != Mode::Unrestricted {
+        if policy.mode() != Mode::Unrestricted || chroot {
             let e = Arc::clone(&enforcer);
             add(
                 "connect",
@@ -83,7 +90,7 @@ impl Network {
                 Arc::new(|cx: &HandlerCtx<'_>| super::remap::sockname(cx, true)),
             );
         }
-        if policy.deny_bind().is_some() || remap {
+        if policy.deny_bind().is_some() || remap || chroot {
             let e = Arc::clone(&enforcer);
             add("bind", Arc::new(move |cx: &HandlerCtx<'_>| e.bind(cx)));
         }

@@ -94,6 +94,9 @@ pub(crate) struct Enforcer {
     unprivileged_port_start: u16,
     /// Blocking calls in flight, cancelled when their program is gone.
     canceller: Option<Arc<Canceller>>,
+    /// Under a chroot: `AF_UNIX` pathnames are refused (`EACCES`), as the
+    /// program's root is not the view's (its paths would be the host's).
+    pub(crate) refuse_unix_paths: bool,
 }
 
 /// The socket's family, as far as the policy is concerned.
@@ -257,7 +260,20 @@ impl Enforcer {
             own_netns: unix::net_ns("self"),
             unprivileged_port_start,
             canceller: Canceller::new().map(Arc::new),
+            refuse_unix_paths: false,
         }
+    }
+
+    /// Refuses an `AF_UNIX` pathname under a chroot (`EACCES`).
+    fn unix_path_allowed(&self, p: &[u8]) -> Answer<()> {
+        if self.refuse_unix_paths {
+            log::debug!(
+                "network: unix path {} refused under a chroot",
+                String::from_utf8_lossy(p)
+            );
+            return Err(errno(libc::EACCES));
+        }
+        Ok(())
     }
 
     /// Whether the rules can say anything about this protocol: if not (an
@@ -468,6 +484,7 @@ impl Enforcer {
                         Some((UnixDest::Abstract(name), None))
                     }
                     UnixAddr::Path(p) => {
+                        self.unix_path_allowed(&p)?;
                         let view = unix::view(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
                         let r = as_program(&sock.creds, || unix::resolve(&view))
                             .map_err(|e| errno(io_errno(&e)))?;
@@ -632,6 +649,7 @@ impl Enforcer {
             Family::Ip | Family::Other => {}
             Family::Unix => match unix::parse(&addr).map_err(errno)? {
                 UnixAddr::Path(p) => {
+                    self.unix_path_allowed(&p)?;
                     let tid = cx.pid();
                     let umask = read_status(&tid.to_string())
                         .and_then(|s| status_field(&s, "Umask:"))

@@ -274,6 +274,18 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
         .collect()
 }
 
+/// The [`CredChange`] handlers of `creds`, by syscall number.
+pub(super) fn cred_changes(creds: &Arc<CredCache>) -> Vec<(u32, Arc<dyn Handler>)> {
+    CRED_CHANGES
+        .iter()
+        .filter_map(|name| {
+            let nr = syscalls::number(Arch::native(), name)?;
+            let h: Arc<dyn Handler> = Arc::new(CredChange(Arc::clone(creds)));
+            Some((nr, h))
+        })
+        .collect()
+}
+
 /// The calls by which a thread changes its own credentials (besides exec).
 pub(super) const CRED_CHANGES: [&str; 10] = [
     "setuid",

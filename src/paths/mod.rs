@@ -100,13 +100,13 @@
 //! itself, so user handlers on those calls never see them while paths are
 //! denied (the network policy's `/etc/hosts` handler runs before it).
 
-mod creds;
+pub(crate) mod creds;
 mod deny;
 mod handlers;
 mod metadata;
 mod nodes;
 mod onbehalf_open;
-mod resolve;
+pub(crate) mod resolve;
 mod shebang;
 mod view;
 
@@ -194,6 +194,13 @@ use crate::supervisor::enforcement::{Enforcement, Install};
 /// socket refused in a denied directory.
 pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, Arc<dyn Handler>)> {
     handlers::builtins(denied, with_bind)
+}
+
+/// The handlers that keep `creds` current across the program's own
+/// credential changes (for another feature acting for the program with
+/// [`resolve::Task::read`], as `chroot` does).
+pub(crate) fn cred_changes(creds: &Arc<creds::CredCache>) -> Vec<(u32, Arc<dyn Handler>)> {
+    handlers::cred_changes(creds)
 }
 
 /// The calls that change a file's metadata by path, which Landlock does

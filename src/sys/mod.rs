@@ -37,6 +37,7 @@ pub mod seccomp;
 pub mod signals;
 pub mod spawn;
 mod spawn_child;
+pub mod view;
 
 use std::io;
 

@@ -378,6 +378,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub determinism: DeterminismArgs,
 
+    /// The chroot view (--chroot, --mount, --chroot-cwd).
+    #[command(flatten)]
+    pub chroot: ChrootArgs,
+
     /// Tests only: believe the kernel's Landlock ABI is at most ABI.
     #[arg(long, value_name = "ABI", hide = true)]
     pub test_landlock_abi_cap: Option<u32>,
@@ -849,6 +853,109 @@ mod tests {
         assert_eq!(run.command, ["ls", "--workers", "3"]);
         Cli::command().debug_assert();
     }
+}
+
+/// The chroot options of `unotify run`: the directory the program sees as
+/// `/`, and host directories mounted into it, without privileges.
+#[derive(Debug, Args)]
+pub struct ChrootArgs {
+    /// Show DIR to the program as `/`: every path it gives is resolved
+    /// inside DIR (and the --mount directories) by unotify, which makes
+    /// the call for it; `..`, symlinks and inherited fds never lead out.
+    /// Programs must come from a mount at their host path (e.g. --mount
+    /// /usr:/usr:ro). Example: --chroot ./rootfs --mount /usr:/usr:ro
+    #[arg(long, value_name = "DIR", value_parser = parse_chroot_dir)]
+    pub chroot: Option<std::path::PathBuf>,
+
+    /// Show the host directory HOST at VIRTUAL (an absolute path in the
+    /// view) under --chroot; with `:ro`, writes beneath it fail with
+    /// EROFS. Repeatable. Example: --mount /usr:/usr:ro --mount /src:./project
+    #[arg(long, value_name = "VIRTUAL:HOST[:ro]", value_parser = parse_mount, requires = "chroot")]
+    pub mount: Vec<MountSpec>,
+
+    /// Start the program in DIR, a path in the --chroot view (default /).
+    /// Example: --chroot-cwd /src
+    #[arg(long, value_name = "DIR", requires = "chroot", conflicts_with = "cwd")]
+    pub chroot_cwd: Option<std::path::PathBuf>,
+}
+
+/// One `--mount VIRTUAL:HOST[:ro]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Where the program sees it.
+    pub virtual_path: std::path::PathBuf,
+    /// The host directory.
+    pub host: std::path::PathBuf,
+    /// Writes refused (`EROFS`).
+    pub read_only: bool,
+}
+
+impl ChrootArgs {
+    /// Adds the options to `builder`.
+    pub fn apply(&self, mut builder: unotify::SandboxBuilder) -> unotify::SandboxBuilder {
+        if let Some(dir) = &self.chroot {
+            builder = builder.chroot(dir);
+        }
+        for m in &self.mount {
+            builder = builder.mount(&m.virtual_path, &m.host, m.read_only);
+        }
+        if let Some(dir) = &self.chroot_cwd {
+            builder = builder.chroot_cwd(dir);
+        }
+        builder
+    }
+}
+
+fn parse_chroot_dir(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "`{s}` is not a directory; give the directory the program should see as /, like --chroot ./rootfs"
+        )),
+        Err(e) => Err(format!(
+            "cannot use `{s}` as the chroot directory: {e}; create it (mkdir -p {s}) or check the path"
+        )),
+    }
+}
+
+fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    let usage = "write it as VIRTUAL:HOST or VIRTUAL:HOST:ro, like --mount /usr:/usr:ro";
+    let (rest, read_only) = match s.strip_suffix(":ro") {
+        Some(r) => (r, true),
+        None => (s.strip_suffix(":rw").unwrap_or(s), false),
+    };
+    let Some((virt, host)) = rest.split_once(':') else {
+        return Err(format!(
+            "`{s}` has no `:` between the virtual path and the host directory; {usage}"
+        ));
+    };
+    if !virt.starts_with('/') {
+        return Err(format!(
+            "the virtual path `{virt}` of `{s}` is not absolute; give it as the program sees it, from / ({usage})"
+        ));
+    }
+    if host.is_empty() || host.contains(':') {
+        return Err(format!("`{s}` does not name one host directory; {usage}"));
+    }
+    match std::fs::metadata(host) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "the host path `{host}` of `{s}` is not a directory; mount a directory"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot mount `{host}` ({e}); check the host directory exists"
+            ))
+        }
+    }
+    Ok(MountSpec {
+        virtual_path: virt.into(),
+        host: host.into(),
+        read_only,
+    })
 }
 
 /// The determinism and identity options of `unotify run`: what the program

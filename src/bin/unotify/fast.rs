@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{DeterminismArgs, RunArgs};
+use crate::cli::{ChrootArgs, DeterminismArgs, RunArgs};
 
 /// `kill_after`'s default (`--kill-after`, `default_value = "10s"` in clap).
 const KILL_AFTER: Duration = Duration::from_secs(10);
@@ -84,6 +84,11 @@ fn defaults(command: Vec<OsString>) -> RunArgs {
             deterministic_dirs: false,
             time_start: None,
             port_remap: false,
+        },
+        chroot: ChrootArgs {
+            chroot: None,
+            mount: Vec::new(),
+            chroot_cwd: None,
         },
         test_landlock_abi_cap: None,
         command,

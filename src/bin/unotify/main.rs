@@ -237,6 +237,7 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     }
     builder = builder.keep_caps(args.keep_caps);
     builder = args.determinism.apply(builder);
+    builder = args.chroot.apply(builder);
     if args.leave_daemons || args.test_no_cgroups {
         builder = builder.cgroups(false);
     }

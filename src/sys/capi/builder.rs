@@ -217,6 +217,34 @@ pub extern "C" fn unotify_builder_deny_path(b: *mut UnotifyBuilder, path: *const
     })
 }
 
+/// Shows the program `dir` as `/` (a chroot without privileges; see
+/// `SandboxBuilder::chroot`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_chroot(b: *mut UnotifyBuilder, dir: *const c_char) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let d = os(dir, "dir")?;
+        b.apply(|x| x.chroot(d))
+    })
+}
+
+/// Shows the host directory `host` at `virtual_path` in the chroot
+/// (`read_only` non-zero: writes fail with `EROFS`).
+#[no_mangle]
+pub extern "C" fn unotify_builder_mount(
+    b: *mut UnotifyBuilder,
+    virtual_path: *const c_char,
+    host: *const c_char,
+    read_only: c_int,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let v = os(virtual_path, "virtual_path")?;
+        let h = os(host, "host")?;
+        b.apply(|x| x.mount(v, h, read_only != 0))
+    })
+}
+
 /// Lets the program read (and execute) beneath `path`; with any of the
 /// `fs_*` calls, everything else is refused (Landlock).
 #[no_mangle]

@@ -1,0 +1,1582 @@
+//! The chroot's builtin handlers: every path-taking call of the program is
+//! read once, walked in the view ([`View::walk`]) and performed by the
+//! supervisor on what the walk pinned, with the task's rights; results go
+//! back to the program's memory while its call is still pending
+//! (`HandlerCtx::write_mem` checks the id before and after). Nothing is
+//! answered `CONTINUE` with a path except an exec whose file (and
+//! interpreters) the kernel's own resolution names identically (see
+//! [`exec`]). Uses `paths::resolve` for the task's rights and fds.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use crate::action::{Errno, NotifAction};
+use crate::arch::Arch;
+use crate::handler::{Handler, HandlerCtx};
+use crate::paths::creds::CredCache;
+use crate::paths::resolve::{
+    as_supervisor, is_supervisor_proc_with, mem_errno, open_beneath, open_trusted, pin_alias,
+    read_path, reopen, task_view, with_c, Task,
+};
+use crate::sys::fs::{RESOLVE_BENEATH, RESOLVE_IN_ROOT};
+use crate::sys::path::{
+    fchownat, fstat, ftruncate, linkat, mkdirat, mknodat, readlinkat, renameat2, symlinkat,
+    unlinkat, utimensat, FileStat,
+};
+use crate::sys::view::{access_fd, fchmod_fd, stat_bytes, statfs_bytes, statx_bytes};
+use crate::syscalls;
+
+use super::cwd::Cwds;
+use super::view::{join, normalize, How, Node, View, Walker};
+
+/// The kernel's `O_LARGEFILE`.
+#[cfg(target_arch = "aarch64")]
+const KERNEL_O_LARGEFILE: i32 = 0o400000;
+#[cfg(not(target_arch = "aarch64"))]
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+/// Every flag `open` knows.
+const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_ASYNC
+    | libc::O_DIRECT
+    | KERNEL_O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_PATH
+    | libc::O_SYNC
+    | libc::O_TMPFILE;
+/// The flags `O_PATH` keeps.
+const O_PATH_FLAGS: i32 = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
+/// Symlinks followed while creating through dangling links.
+const MAX_HOPS: usize = 40;
+/// Interpreter levels of a `#!` chain followed.
+const MAX_SCRIPT_LEVELS: usize = 6;
+const CWD: i32 = libc::AT_FDCWD;
+/// `PROC_SUPER_MAGIC`.
+const PROC_MAGIC: i64 = 0x9fa0;
+
+/// The calls, as the handler decodes them.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Open,
+    Creat,
+    Openat,
+    Openat2,
+    Stat,
+    Lstat,
+    Newfstatat,
+    Statx,
+    Access,
+    Faccessat,
+    Faccessat2,
+    Readlink,
+    Readlinkat,
+    Statfs,
+    Chdir,
+    Fchdir,
+    Getcwd,
+    Execve,
+    Execveat,
+    Rename,
+    Renameat,
+    Renameat2,
+    Link,
+    Linkat,
+    Symlink,
+    Symlinkat,
+    Unlink,
+    Unlinkat,
+    Rmdir,
+    Mkdir,
+    Mkdirat,
+    Mknod,
+    Mknodat,
+    Truncate,
+    Chmod,
+    Fchmodat,
+    Fchmodat2,
+    Fchmod,
+    Chown,
+    Lchown,
+    Fchownat,
+    Fchown,
+    Utime,
+    Utimes,
+    Futimesat,
+    Utimensat,
+}
+
+const CALLS: &[(&str, Call)] = &[
+    ("open", Call::Open),
+    ("creat", Call::Creat),
+    ("openat", Call::Openat),
+    ("openat2", Call::Openat2),
+    ("stat", Call::Stat),
+    ("lstat", Call::Lstat),
+    ("newfstatat", Call::Newfstatat),
+    ("fstatat64", Call::Newfstatat),
+    ("statx", Call::Statx),
+    ("access", Call::Access),
+    ("faccessat", Call::Faccessat),
+    ("faccessat2", Call::Faccessat2),
+    ("readlink", Call::Readlink),
+    ("readlinkat", Call::Readlinkat),
+    ("statfs", Call::Statfs),
+    ("chdir", Call::Chdir),
+    ("fchdir", Call::Fchdir),
+    ("getcwd", Call::Getcwd),
+    ("execve", Call::Execve),
+    ("execveat", Call::Execveat),
+    ("rename", Call::Rename),
+    ("renameat", Call::Renameat),
+    ("renameat2", Call::Renameat2),
+    ("link", Call::Link),
+    ("linkat", Call::Linkat),
+    ("symlink", Call::Symlink),
+    ("symlinkat", Call::Symlinkat),
+    ("unlink", Call::Unlink),
+    ("unlinkat", Call::Unlinkat),
+    ("rmdir", Call::Rmdir),
+    ("mkdir", Call::Mkdir),
+    ("mkdirat", Call::Mkdirat),
+    ("mknod", Call::Mknod),
+    ("mknodat", Call::Mknodat),
+    ("truncate", Call::Truncate),
+    ("chmod", Call::Chmod),
+    ("fchmodat", Call::Fchmodat),
+    ("fchmodat2", Call::Fchmodat2),
+    ("fchmod", Call::Fchmod),
+    ("chown", Call::Chown),
+    ("lchown", Call::Lchown),
+    ("fchownat", Call::Fchownat),
+    ("fchown", Call::Fchown),
+    ("utime", Call::Utime),
+    ("utimes", Call::Utimes),
+    ("futimesat", Call::Futimesat),
+    ("utimensat", Call::Utimensat),
+];
+
+/// What every handler of one chroot shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) view: View,
+    pub(crate) cwds: Cwds,
+    pub(crate) creds: Arc<CredCache>,
+}
+
+struct ChrootHandler {
+    shared: Arc<Shared>,
+    call: Call,
+}
+
+/// The handlers, by syscall number (calls the architecture lacks are
+/// skipped).
+pub(crate) fn builtins(shared: &Arc<Shared>) -> Vec<(u32, Arc<dyn Handler>)> {
+    let mut seen = HashMap::new();
+    for (name, call) in CALLS {
+        if let Some(nr) = syscalls::number(Arch::native(), name) {
+            seen.entry(nr).or_insert(*call);
+        }
+    }
+    let mut v: Vec<(u32, Arc<dyn Handler>)> = seen
+        .into_iter()
+        .map(|(nr, call)| {
+            let h: Arc<dyn Handler> = Arc::new(ChrootHandler {
+                shared: Arc::clone(shared),
+                call,
+            });
+            (nr, h)
+        })
+        .collect();
+    v.sort_by_key(|(nr, _)| *nr);
+    v.extend(crate::paths::cred_changes(&shared.creds));
+    v
+}
+
+impl Handler for ChrootHandler {
+    fn handle(&self, cx: &HandlerCtx<'_>) -> NotifAction {
+        let result = Op {
+            cx,
+            s: &self.shared,
+        }
+        .run(self.call);
+        match result {
+            Ok(a) => a,
+            Err(e) => NotifAction::from(e),
+        }
+    }
+}
+
+fn errno(e: &std::io::Error) -> Errno {
+    Errno::from_io(e)
+}
+
+fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
+    r.map(|()| NotifAction::ReturnValue(0))
+        .map_err(|e| errno(&e))
+}
+
+fn erofs() -> Errno {
+    Errno::of(libc::EROFS)
+}
+
+/// Whether a write to a file of this type on a read-only file system is
+/// refused (devices, FIFOs and sockets are not).
+fn ro_kind(st: &FileStat) -> bool {
+    st.is_file() || st.is_dir() || st.is_symlink()
+}
+
+/// One call being answered.
+struct Op<'a> {
+    cx: &'a HandlerCtx<'a>,
+    s: &'a Shared,
+}
+
+/// A path argument: its dirfd and address.
+type PathArg = (i32, u64);
+
+impl Op<'_> {
+    fn arg(&self, i: usize) -> u64 {
+        self.cx.arg(i)
+    }
+
+    fn fd_arg(&self, i: usize) -> i32 {
+        self.cx.arg(i) as u32 as i32
+    }
+
+    fn run(&self, call: Call) -> Result<NotifAction, Errno> {
+        let a = |i| self.arg(i);
+        let fd = |i| self.fd_arg(i);
+        match call {
+            Call::Open => self.open(CWD, a(0), a(1), a(2), 0, false),
+            Call::Creat => self.open(
+                CWD,
+                a(0),
+                (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
+                a(1),
+                0,
+                false,
+            ),
+            Call::Openat => self.open(fd(0), a(1), a(2), a(3), 0, false),
+            Call::Openat2 => self.openat2(),
+            Call::Stat => self.stat((CWD, a(0)), a(1), 0, None),
+            Call::Lstat => self.stat((CWD, a(0)), a(1), libc::AT_SYMLINK_NOFOLLOW, None),
+            Call::Newfstatat => self.stat((fd(0), a(1)), a(2), a(3) as i32, None),
+            Call::Statx => self.stat((fd(0), a(1)), a(4), a(2) as i32, Some(a(3) as u32)),
+            Call::Access => self.access((CWD, a(0)), a(1) as i32, 0),
+            Call::Faccessat => self.access((fd(0), a(1)), a(2) as i32, 0),
+            Call::Faccessat2 => self.access((fd(0), a(1)), a(2) as i32, a(3) as i32),
+            Call::Readlink => self.readlink((CWD, a(0)), a(1), a(2) as i64),
+            Call::Readlinkat => self.readlink((fd(0), a(1)), a(2), a(3) as i64),
+            Call::Statfs => self.statfs(a(0), a(1)),
+            Call::Chdir => self.chdir(a(0)),
+            Call::Fchdir => self.fchdir(fd(0)),
+            Call::Getcwd => self.getcwd(a(0), a(1)),
+            Call::Execve => self.exec(CWD, a(0), 0),
+            Call::Execveat => self.exec(fd(0), a(1), a(4) as i32),
+            Call::Rename => self.rename((CWD, a(0)), (CWD, a(1)), 0),
+            Call::Renameat => self.rename((fd(0), a(1)), (fd(2), a(3)), 0),
+            Call::Renameat2 => self.rename((fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
+            Call::Link => self.link((CWD, a(0)), (CWD, a(1)), 0),
+            Call::Linkat => self.link((fd(0), a(1)), (fd(2), a(3)), a(4) as i32),
+            Call::Symlink => self.symlink(a(0), (CWD, a(1))),
+            Call::Symlinkat => self.symlink(a(0), (fd(1), a(2))),
+            Call::Unlink => self.unlink((CWD, a(0)), 0),
+            Call::Unlinkat => self.unlink((fd(0), a(1)), a(2) as i32),
+            Call::Rmdir => self.unlink((CWD, a(0)), libc::AT_REMOVEDIR),
+            Call::Mkdir => self.mknod((CWD, a(0)), a(1) as u32 | libc::S_IFDIR, 0),
+            Call::Mkdirat => self.mknod((fd(0), a(1)), a(2) as u32 | libc::S_IFDIR, 0),
+            Call::Mknod => self.mknod((CWD, a(0)), a(1) as u32, a(2) as u32),
+            Call::Mknodat => self.mknod((fd(0), a(1)), a(2) as u32, a(3) as u32),
+            Call::Truncate => self.truncate(a(0), a(1) as i64),
+            Call::Chmod => self.chmod((CWD, a(0)), a(1) as u32, 0),
+            Call::Fchmodat => self.chmod((fd(0), a(1)), a(2) as u32, 0),
+            Call::Fchmodat2 => self.chmod((fd(0), a(1)), a(2) as u32, a(3) as i32),
+            Call::Fchmod => self.fd_meta(fd(0), |f| fchmod_fd(f, a(1) as u32)),
+            Call::Chown => self.chown((CWD, a(0)), a(1), a(2), 0),
+            Call::Lchown => self.chown((CWD, a(0)), a(1), a(2), libc::AT_SYMLINK_NOFOLLOW),
+            Call::Fchownat => self.chown((fd(0), a(1)), a(2), a(3), a(4) as i32),
+            Call::Fchown => self.fd_meta(fd(0), |f| {
+                fchownat(Some(f), c"", a(1) as u32, a(2) as u32, libc::AT_EMPTY_PATH)
+            }),
+            Call::Utime => self.utimes((CWD, a(0)), Times::Utimbuf(a(1)), 0),
+            Call::Utimes => self.utimes((CWD, a(0)), Times::Timeval(a(1)), 0),
+            Call::Futimesat => self.utimes((fd(0), a(1)), Times::Timeval(a(2)), 0),
+            Call::Utimensat => self.utimes((fd(0), a(1)), Times::Timespec(a(2)), a(3) as i32),
+        }
+    }
+
+    /// The task, with the supervisor lowered to its rights for the call.
+    fn task(&self) -> Result<(Task, Option<crate::sys::caps::ThreadCaps>), Errno> {
+        let task = Task::read(self.cx, &self.s.creds)?;
+        let guard = task.rights.assume()?;
+        Ok((task, guard))
+    }
+
+    fn who(task: &Task) -> Walker {
+        Walker {
+            tid: task.tid,
+            tgid: task.tgid,
+        }
+    }
+
+    /// The program's fd `fd`, duplicated.
+    fn dup(&self, fd: i32) -> Result<OwnedFd, Errno> {
+        as_supervisor(|| self.cx.dup_fd(fd)).map_err(|e| errno(&e))
+    }
+
+    /// Where in the view the program's dirfd `fd` is (`EACCES` for a
+    /// directory outside the view: an fd from before the sandbox).
+    fn place_of_fd(&self, fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
+        let host = crate::paths::path_of_fd(fd).ok_or(Errno::of(libc::ENOTDIR))?;
+        self.s.view.virtual_of(&host).ok_or_else(|| {
+            log::debug!(
+                "pid {}: a path relative to an fd outside the view ({}) refused",
+                self.cx.pid(),
+                host.display()
+            );
+            Errno::of(libc::EACCES)
+        })
+    }
+
+    /// The virtual directory a path relative to `dirfd` starts from.
+    fn base(&self, task: &Task, dirfd: i32, path: &[u8], anchored: bool) -> Result<Vec<u8>, Errno> {
+        if path.first() == Some(&b'/') && !anchored {
+            return Ok(b"/".to_vec());
+        }
+        if dirfd == CWD {
+            return Ok(self.s.cwds.get(task.tgid));
+        }
+        let fd = self.dup(dirfd)?;
+        let st = fstat(fd.as_fd()).map_err(|e| errno(&e))?;
+        if !st.is_dir() {
+            return Err(Errno::of(libc::ENOTDIR));
+        }
+        self.place_of_fd(fd.as_fd())
+    }
+
+    /// Walks the program's path `path` from `dirfd`. An absolute path
+    /// naming one of the task's own fds or its executable (`/dev/fd/N`,
+    /// `/proc/self/fd/N`, `/proc/self/exe`) is that file.
+    fn walk(&self, task: &Task, dirfd: i32, path: &[u8], how: How) -> Result<Node, Errno> {
+        if path.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        if how.resolve == 0 {
+            if let (_, Some(alias)) = task_view(task, path) {
+                let fd = pin_alias(self.cx, task, &alias)?;
+                let place =
+                    crate::paths::path_of_fd(fd.as_fd()).and_then(|p| self.s.view.virtual_of(&p));
+                let read_only = place
+                    .as_deref()
+                    .map(|p| self.read_only_at(p))
+                    .unwrap_or(false);
+                return Ok(Node {
+                    fd,
+                    vpath: place.unwrap_or_default(),
+                    read_only,
+                    mount: usize::MAX,
+                });
+            }
+        }
+        let anchored = how.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0;
+        if !anchored {
+            if let Some(p) = self.own_dir_link(task, path) {
+                return self.s.view.walk(Self::who(task), b"/", &p, how);
+            }
+        }
+        let base = self.base(task, dirfd, path, anchored)?;
+        self.s.view.walk(Self::who(task), &base, path, how)
+    }
+
+    /// `path` with a leading `/proc/self/cwd` or `/proc/self/root` (or the
+    /// task's own pid, or `thread-self`) replaced by the task's virtual
+    /// working directory or `/`: the kernel's links name host paths.
+    fn own_dir_link(&self, task: &Task, path: &[u8]) -> Option<Vec<u8>> {
+        if path.first() != Some(&b'/') {
+            return None;
+        }
+        let mut parts = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        if parts.next()? != b"proc" {
+            return None;
+        }
+        let who = parts.next()?;
+        let ours = who == b"self"
+            || who == b"thread-self"
+            || std::str::from_utf8(who)
+                .ok()
+                .and_then(|s| s.parse::<i32>().ok())
+                .is_some_and(|n| n == task.tgid || n == task.tid);
+        if !ours {
+            return None;
+        }
+        let dir = match parts.next()? {
+            b"cwd" => self.s.cwds.get(task.tgid),
+            b"root" => b"/".to_vec(),
+            _ => return None,
+        };
+        let mut out = dir;
+        for p in parts {
+            out = join(&out, p);
+        }
+        if path.last() == Some(&b'/') {
+            out.push(b'/');
+        }
+        Some(out)
+    }
+
+    /// Whether the mount holding virtual path `p` is read-only.
+    fn read_only_at(&self, p: &[u8]) -> bool {
+        let mut best: Option<&super::view::Mount> = None;
+        for m in self.s.view.mounts() {
+            let under = p == m.virt.as_slice()
+                || m.virt == b"/"
+                || (p.starts_with(&m.virt) && p.get(m.virt.len()) == Some(&b'/'));
+            if under && best.is_none_or(|b| b.virt.len() < m.virt.len()) {
+                best = Some(m);
+            }
+        }
+        best.is_some_and(|m| m.read_only)
+    }
+
+    /// The task's own fd `fd` (an `AT_EMPTY_PATH` call), as a node;
+    /// `place`: find where it is in the view (whether it is read-only).
+    fn own_fd_at(&self, fd: i32, place: bool) -> Result<Node, Errno> {
+        let f = if fd == CWD {
+            // The working directory itself.
+            let task = Task::ids(self.cx);
+            let place = self.s.cwds.get(task.tgid);
+            return self.s.view.walk(
+                Self::who(&task),
+                b"/",
+                &place,
+                How {
+                    follow: true,
+                    resolve: 0,
+                },
+            );
+        } else {
+            self.dup(fd)?
+        };
+        if !place {
+            return Ok(Node {
+                fd: f,
+                vpath: Vec::new(),
+                read_only: false,
+                mount: usize::MAX,
+            });
+        }
+        let place = crate::paths::path_of_fd(f.as_fd()).and_then(|p| self.s.view.virtual_of(&p));
+        let read_only = place
+            .as_deref()
+            .map(|p| self.read_only_at(p))
+            .unwrap_or(false);
+        Ok(Node {
+            fd: f,
+            vpath: place.unwrap_or_default(),
+            read_only,
+            mount: usize::MAX,
+        })
+    }
+
+    /// [`own_fd_at`](Self::own_fd_at), with its place in the view.
+    fn own_fd(&self, fd: i32) -> Result<Node, Errno> {
+        self.own_fd_at(fd, true)
+    }
+
+    fn write_back(&self, ptr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.cx.write_mem(ptr, bytes).map_err(|e| mem_errno(&e))
+    }
+
+    // ---- opens ----
+
+    fn openat2(&self) -> Result<NotifAction, Errno> {
+        let size = self.arg(3) as usize;
+        if size < 24 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        if size > 4096 {
+            return Err(Errno::of(libc::E2BIG));
+        }
+        let raw = self
+            .cx
+            .read_mem(self.arg(2), size)
+            .map_err(|e| mem_errno(&e))?;
+        if raw[24..].iter().any(|&b| b != 0) {
+            return Err(Errno::of(libc::E2BIG));
+        }
+        let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8"));
+        let (flags, mode, resolve) = (word(0), word(1), word(2));
+        if flags & !(VALID_OPEN_FLAGS as u32 as u64) != 0
+            || resolve & !0x3f != 0
+            || (resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0)
+            || mode & !0o7777 != 0
+        {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let f = flags as i32;
+        if (mode != 0 && !creates(f)) || (f & libc::O_PATH != 0 && f & !O_PATH_FLAGS != 0) {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        self.open(self.fd_arg(0), self.arg(1), flags, mode, resolve, true)
+    }
+
+    fn open(
+        &self,
+        dirfd: i32,
+        ptr: u64,
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+        checked: bool,
+    ) -> Result<NotifAction, Errno> {
+        let mut flags = flags as u32 as i32 & VALID_OPEN_FLAGS;
+        if !checked && flags & libc::O_PATH != 0 {
+            flags &= O_PATH_FLAGS;
+        }
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        if path.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        let tmpfile = flags & libc::O_TMPFILE == libc::O_TMPFILE;
+        if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 && !tmpfile {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let mode = if creates(flags) {
+            (mode & 0o7777) as u32 & !task.umask()
+        } else {
+            0
+        };
+        let how = How {
+            follow: flags & libc::O_NOFOLLOW == 0,
+            resolve,
+        };
+        if tmpfile {
+            let dir = self.walk(
+                &task,
+                dirfd,
+                &path,
+                How {
+                    follow: true,
+                    ..how
+                },
+            )?;
+            if dir.read_only {
+                return Err(erofs());
+            }
+            let fd = open_beneath(
+                Some(dir.fd.as_fd()),
+                b".",
+                open_flags(flags) as u64,
+                mode.into(),
+                0,
+            )
+            .map_err(|e| errno(&e))?;
+            fix_mode(fd.as_fd(), mode);
+            return Ok(inject(fd, flags));
+        }
+        if flags & libc::O_CREAT == 0 {
+            let node = self.walk(&task, dirfd, &path, how)?;
+            return self.finish(node, flags);
+        }
+        self.create(&task, dirfd, path, flags, mode, how)
+    }
+
+    fn create(
+        &self,
+        task: &Task,
+        dirfd: i32,
+        mut path: Vec<u8>,
+        flags: i32,
+        mode: u32,
+        how: How,
+    ) -> Result<NotifAction, Errno> {
+        let excl = flags & libc::O_EXCL != 0;
+        let mut base = self.base(
+            task,
+            dirfd,
+            &path,
+            how.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0,
+        )?;
+        let mut hops = 0;
+        let mut races = 0;
+        loop {
+            let e = self
+                .s
+                .view
+                .entry(Self::who(task), &base, &path, libc::EISDIR)?;
+            if e.slash {
+                return Err(Errno::of(libc::EISDIR));
+            }
+            if self.s.view.is_mount_point(&e.vpath()) {
+                if excl {
+                    return Err(Errno::of(libc::EEXIST));
+                }
+                let node = self.s.view.walk(
+                    Self::who(task),
+                    b"/",
+                    &e.vpath(),
+                    How {
+                        follow: true,
+                        resolve: 0,
+                    },
+                )?;
+                return self.finish(node, flags);
+            }
+            match super::view::open_name(e.dir.fd.as_fd(), &e.name) {
+                Ok(fd) => {
+                    if excl {
+                        return Err(Errno::of(libc::EEXIST));
+                    }
+                    let st = fstat(fd.as_fd()).map_err(|e| errno(&e))?;
+                    if st.is_symlink() {
+                        if !how.follow || how.resolve & super::view::RESOLVE_NO_SYMLINKS != 0 {
+                            return Err(Errno::of(libc::ELOOP));
+                        }
+                        hops += 1;
+                        if hops > MAX_HOPS {
+                            return Err(Errno::of(libc::ELOOP));
+                        }
+                        path = readlinkat(Some(fd.as_fd()), c"").map_err(|e| errno(&e))?;
+                        if path.is_empty() {
+                            return Err(Errno::of(libc::ENOENT));
+                        }
+                        base = e.dir.vpath.clone();
+                        continue;
+                    }
+                    let node = Node {
+                        fd,
+                        vpath: e.vpath(),
+                        read_only: e.dir.read_only,
+                        mount: e.dir.mount,
+                    };
+                    return self.finish(node, flags);
+                }
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(errno(&err)),
+            }
+            if e.dir.read_only {
+                return Err(erofs());
+            }
+            let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
+            match open_beneath(
+                Some(e.dir.fd.as_fd()),
+                &e.name,
+                cflags as u64,
+                mode.into(),
+                RESOLVE_BENEATH,
+            ) {
+                Ok(fd) => {
+                    fix_mode(fd.as_fd(), mode);
+                    return Ok(inject(fd, flags));
+                }
+                Err(err) if err.raw_os_error() == Some(libc::EEXIST) && !excl => {
+                    races += 1;
+                    if races > 8 {
+                        return Err(Errno::of(libc::EEXIST));
+                    }
+                }
+                Err(err) => return Err(errno(&err)),
+            }
+        }
+    }
+
+    /// Opens the pinned `node` with the program's flags and injects it.
+    fn finish(&self, node: Node, flags: i32) -> Result<NotifAction, Errno> {
+        let pinned = node.fd;
+        let st = fstat(pinned.as_fd()).map_err(|e| errno(&e))?;
+        if is_supervisor_proc_with(pinned.as_fd(), &st) {
+            return Err(Errno::of(libc::EACCES));
+        }
+        let writes = flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0;
+        if writes && node.read_only && ro_kind(&st) {
+            return Err(erofs());
+        }
+        if writes && st.on_anonymous_device() && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd()) {
+            return Err(Errno::of(libc::EACCES));
+        }
+        if crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64) {
+            return Err(Errno::of(libc::EACCES));
+        }
+        if flags & libc::O_PATH != 0 {
+            // The kernel cannot inject an `O_PATH` file: a read-only open
+            // of the pinned file or directory stands in for it.
+            let ro = if st.is_dir() {
+                libc::O_RDONLY | libc::O_DIRECTORY
+            } else if st.is_file() {
+                libc::O_RDONLY | libc::O_NOCTTY
+            } else {
+                return Err(Errno::of(libc::EACCES));
+            };
+            let fd =
+                reopen(pinned.as_fd(), (ro | KERNEL_O_LARGEFILE) as u64).map_err(|e| errno(&e))?;
+            return Ok(inject(fd, flags));
+        }
+        if st.is_symlink() {
+            return Err(Errno::of(libc::ELOOP));
+        }
+        if flags & libc::O_DIRECTORY != 0 && !st.is_dir() {
+            return Err(Errno::of(libc::ENOTDIR));
+        }
+        let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
+        if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
+            let rights = Task::read(self.cx, &self.s.creds)?.rights;
+            return Ok(NotifAction::defer(move || {
+                let _acting = match rights.assume() {
+                    Ok(g) => g,
+                    Err(e) => return NotifAction::from(e),
+                };
+                match reopen(pinned.as_fd(), rflags) {
+                    Ok(fd) => inject(fd, flags),
+                    Err(e) => NotifAction::from(errno(&e)),
+                }
+            }));
+        }
+        let fd = reopen(pinned.as_fd(), rflags).map_err(|e| errno(&e))?;
+        Ok(inject(fd, flags))
+    }
+
+    // ---- metadata ----
+
+    /// `stat`, `lstat`, `newfstatat` (`mask` `None`) and `statx`.
+    fn stat(
+        &self,
+        (dirfd, ptr): PathArg,
+        buf: u64,
+        flags: i32,
+        mask: Option<u32>,
+    ) -> Result<NotifAction, Errno> {
+        let known = libc::AT_SYMLINK_NOFOLLOW
+            | libc::AT_EMPTY_PATH
+            | libc::AT_NO_AUTOMOUNT
+            | if mask.is_some() { 0x6000 } else { 0 };
+        if flags & !known != 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let empty = flags & libc::AT_EMPTY_PATH != 0;
+        let node = if ptr == 0 && empty {
+            self.own_fd_at(dirfd, false)?
+        } else {
+            let path = read_path(self.cx, ptr)?;
+            if path.is_empty() && empty {
+                self.own_fd_at(dirfd, false)?
+            } else {
+                let (task, _acting) = self.task()?;
+                let how = How {
+                    follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                    resolve: 0,
+                };
+                self.walk(&task, dirfd, &path, how)?
+            }
+        };
+        let bytes = match mask {
+            None => stat_bytes(node.fd.as_fd()),
+            Some(m) => statx_bytes(node.fd.as_fd(), flags, m),
+        }
+        .map_err(|e| errno(&e))?;
+        self.write_back(buf, &bytes)?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn access(&self, (dirfd, ptr): PathArg, mode: i32, flags: i32) -> Result<NotifAction, Errno> {
+        if mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0
+            || flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EACCESS | libc::AT_EMPTY_PATH) != 0
+        {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        let node = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            self.own_fd_at(dirfd, mode & libc::W_OK != 0)?
+        } else {
+            let how = How {
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                resolve: 0,
+            };
+            self.walk(&task, dirfd, &path, how)?
+        };
+        if mode & libc::W_OK != 0 && node.read_only {
+            let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+            if ro_kind(&st) {
+                return Err(erofs());
+            }
+        }
+        done(access_fd(node.fd.as_fd(), mode, flags))
+    }
+
+    fn readlink(&self, (dirfd, ptr): PathArg, buf: u64, size: i64) -> Result<NotifAction, Errno> {
+        if size <= 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        if path.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        let target = match self.proc_link(&task, dirfd, &path)? {
+            Some(t) => t,
+            None => {
+                let node = self.walk(&task, dirfd, &path, How::default())?;
+                let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+                if !st.is_symlink() {
+                    return Err(Errno::of(libc::EINVAL));
+                }
+                let t = readlinkat(Some(node.fd.as_fd()), c"").map_err(|e| errno(&e))?;
+                // A magic link of a mounted procfs names a host path: shown
+                // as the view's path when the view has it.
+                if t.first() == Some(&b'/')
+                    && crate::sys::path::fs_type(node.fd.as_fd()).is_ok_and(|f| f == PROC_MAGIC)
+                {
+                    self.s
+                        .view
+                        .virtual_of(crate::paths::resolve::as_path(&t))
+                        .unwrap_or(t)
+                } else {
+                    t
+                }
+            }
+        };
+        let n = target.len().min(size as usize);
+        self.write_back(buf, &target[..n])?;
+        Ok(NotifAction::ReturnValue(n as i64))
+    }
+
+    /// What `readlink` shows of the task's own `/proc/<pid>/{cwd,root,exe}`
+    /// (the view's paths; `None`: not one of them).
+    fn proc_link(&self, task: &Task, dirfd: i32, path: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
+        let full = if path.first() == Some(&b'/') {
+            normalize(path)
+        } else if dirfd == CWD {
+            normalize(&join(&self.s.cwds.get(task.tgid), path))
+        } else {
+            return Ok(None);
+        };
+        let parts: Vec<&[u8]> = full
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        let ours = |p: &[u8]| {
+            p == b"self"
+                || std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .is_some_and(|n| n == task.tgid || n == task.tid)
+        };
+        let pid_of = |p: &[u8]| -> Option<i32> {
+            if p == b"self" {
+                return Some(task.tgid);
+            }
+            std::str::from_utf8(p).ok()?.parse::<i32>().ok()
+        };
+        let (pid, what, fd): (i32, &[u8], Option<&[u8]>) = match parts.as_slice() {
+            [b"proc", b"thread-self", w] => (task.tgid, *w, None),
+            [b"proc", p, w] => match pid_of(p) {
+                Some(pid) => (pid, *w, None),
+                None => return Ok(None),
+            },
+            [b"proc", p, b"task", t, w] if ours(p) && ours(t) => (task.tgid, *w, None),
+            [b"proc", p, b"fd", n] if ours(p) => (task.tgid, b"fd", Some(*n)),
+            [b"proc", b"thread-self", b"fd", n] => (task.tgid, b"fd", Some(*n)),
+            [b"dev", b"fd", n] => (task.tgid, b"fd", Some(*n)),
+            _ => return Ok(None),
+        };
+        let own = pid == task.tgid || pid == task.tid;
+        let host_link = |name: String| -> Result<Vec<u8>, Errno> {
+            let t = std::fs::read_link(&name).map_err(|e| errno(&e))?;
+            if !self.cx.id_valid() {
+                return Err(Errno::of(libc::ESRCH));
+            }
+            let bytes = t.as_os_str().as_bytes().to_vec();
+            Ok(if bytes.first() == Some(&b'/') {
+                self.s.view.virtual_of(&t).unwrap_or(bytes)
+            } else {
+                bytes
+            })
+        };
+        Ok(Some(match (what, fd) {
+            (b"fd", Some(n)) => {
+                let n: i32 = std::str::from_utf8(n)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(Errno::of(libc::ENOENT))?;
+                host_link(format!("/proc/{}/fd/{n}", task.tgid))?
+            }
+            (b"cwd", _) if own => self.s.cwds.get(task.tgid),
+            (b"cwd", _) => match self.s.cwds.peek(pid) {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+            (b"root", _) if own || self.s.cwds.peek(pid).is_some() => b"/".to_vec(),
+            (b"exe", _) if own => {
+                let host =
+                    std::fs::read_link(format!("/proc/{}/exe", task.tid)).map_err(|e| errno(&e))?;
+                self.s
+                    .view
+                    .virtual_of(&host)
+                    .ok_or(Errno::of(libc::ENOENT))?
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn statfs(&self, ptr: u64, buf: u64) -> Result<NotifAction, Errno> {
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        let node = self.walk(
+            &task,
+            CWD,
+            &path,
+            How {
+                follow: true,
+                resolve: 0,
+            },
+        )?;
+        let bytes = statfs_bytes(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        self.write_back(buf, &bytes)?;
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    // ---- working directory ----
+
+    fn chdir(&self, ptr: u64) -> Result<NotifAction, Errno> {
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        let node = self.walk(
+            &task,
+            CWD,
+            &path,
+            How {
+                follow: true,
+                resolve: 0,
+            },
+        )?;
+        self.enter(&task, node)
+    }
+
+    fn fchdir(&self, fd: i32) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let f = self.dup(fd)?;
+        let st = fstat(f.as_fd()).map_err(|e| errno(&e))?;
+        if !st.is_dir() {
+            return Err(Errno::of(libc::ENOTDIR));
+        }
+        let vpath = self.place_of_fd(f.as_fd())?;
+        self.enter(
+            &task,
+            Node {
+                fd: f,
+                vpath,
+                read_only: false,
+                mount: usize::MAX,
+            },
+        )
+    }
+
+    fn enter(&self, task: &Task, node: Node) -> Result<NotifAction, Errno> {
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if !st.is_dir() {
+            return Err(Errno::of(libc::ENOTDIR));
+        }
+        if node.vpath.first() != Some(&b'/') {
+            return Err(Errno::of(libc::EACCES));
+        }
+        access_fd(node.fd.as_fd(), libc::X_OK, 0).map_err(|e| errno(&e))?;
+        if !self.s.cwds.set(task.tgid, node.vpath) {
+            return Err(Errno::of(libc::ENOMEM));
+        }
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn getcwd(&self, buf: u64, size: u64) -> Result<NotifAction, Errno> {
+        let task = Task::ids(self.cx);
+        let mut cwd = self.s.cwds.get(task.tgid);
+        cwd.push(0);
+        if (size as usize) < cwd.len() {
+            return Err(Errno::of(libc::ERANGE));
+        }
+        self.write_back(buf, &cwd)?;
+        Ok(NotifAction::ReturnValue(cwd.len() as i64))
+    }
+
+    // ---- exec ----
+
+    /// `execve`/`execveat`. The kernel resolves the path again, in the
+    /// host's root and the real working directory, and loads the ELF
+    /// interpreter and `#!` interpreters by their host paths: the exec is
+    /// let through only when each of those is the very file the view
+    /// names (so, programs from mounts placed at their host paths). Argv
+    /// safety's freeze holds the path still until the exec event and
+    /// pinned the kernel's files (`exec_files`, compared here); the exec
+    /// event checks the new image is the first of them.
+    fn exec(&self, dirfd: i32, ptr: u64, flags: i32) -> Result<NotifAction, Errno> {
+        if self.cx.answer_fixed().is_some() {
+            // The freeze answers (the file is missing on the host).
+            return Ok(NotifAction::Continue);
+        }
+        let host_files = self.cx.exec_files();
+        if host_files.is_empty() {
+            log::warn!("an exec under chroot without argv safety's pinned files; refusing it");
+            return Err(Errno::of(libc::EACCES));
+        }
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        let node = if path.is_empty() {
+            if flags & libc::AT_EMPTY_PATH == 0 {
+                return Err(Errno::of(libc::ENOENT));
+            }
+            self.own_fd(dirfd)?
+        } else {
+            let how = How {
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                resolve: 0,
+            };
+            self.walk(&task, dirfd, &path, how)?
+        };
+        let refuse = |what: &str| {
+            log::debug!(
+                "pid {}: exec of {} refused under chroot: {what}",
+                self.cx.pid(),
+                String::from_utf8_lossy(&path)
+            );
+            Errno::of(libc::EACCES)
+        };
+        if !same_file(node.fd.as_fd(), host_files[0].as_fd()) {
+            return Err(refuse(
+                "the kernel would run another file (the host's at that path)",
+            ));
+        }
+        // The `#!` chain, each interpreter the view's and the host's.
+        let mut cur = node.fd;
+        let mut level = 1;
+        loop {
+            let head = read_head(cur.as_fd()).ok_or_else(|| refuse("unreadable"))?;
+            match crate::script::interpreter(&head)? {
+                Some(name) => {
+                    if level > MAX_SCRIPT_LEVELS {
+                        return Err(Errno::of(libc::ELOOP));
+                    }
+                    let next = self.walk(
+                        &task,
+                        CWD,
+                        name,
+                        How {
+                            follow: true,
+                            resolve: 0,
+                        },
+                    )?;
+                    match host_files.get(level) {
+                        Some(h) if same_file(next.fd.as_fd(), h.as_fd()) => {}
+                        _ => return Err(refuse("its #! interpreter differs on the host")),
+                    }
+                    cur = next.fd;
+                    level += 1;
+                }
+                None => {
+                    if let Some(interp) = elf_interpreter(cur.as_fd(), &head) {
+                        let v = self.walk(
+                            &task,
+                            CWD,
+                            &interp,
+                            How {
+                                follow: true,
+                                resolve: 0,
+                            },
+                        );
+                        let v = match v {
+                            Ok(v) => v,
+                            Err(_) => return Err(Errno::of(libc::ENOENT)),
+                        };
+                        let h = open_trusted(&String::from_utf8_lossy(&interp), 0)
+                            .map_err(|_| refuse("its ELF interpreter is missing on the host"))?;
+                        if !same_file(v.fd.as_fd(), h.as_fd()) {
+                            return Err(refuse("its ELF interpreter differs on the host"));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        self.s.creds.exec_started(task.tid, task.tgid);
+        Ok(NotifAction::Continue)
+    }
+
+    // ---- names ----
+
+    fn rename(&self, old: PathArg, new: PathArg, flags: u32) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let o = self.entry(&task, old, libc::EBUSY)?;
+        let n = self.entry(&task, new, libc::EBUSY)?;
+        let view = &self.s.view;
+        if view.is_mount_point(&o.vpath()) || view.is_mount_point(&n.vpath()) {
+            return Err(Errno::of(libc::EBUSY));
+        }
+        if o.dir.mount != n.dir.mount {
+            return Err(Errno::of(libc::EXDEV));
+        }
+        if o.dir.read_only || n.dir.read_only {
+            return Err(erofs());
+        }
+        with_c(&o.full_name(), |on| {
+            with_c(&n.full_name(), |nn| {
+                done(renameat2(
+                    Some(o.dir.fd.as_fd()),
+                    on,
+                    Some(n.dir.fd.as_fd()),
+                    nn,
+                    flags,
+                ))
+            })
+        })
+    }
+
+    fn entry(
+        &self,
+        task: &Task,
+        (dirfd, ptr): PathArg,
+        dot: i32,
+    ) -> Result<super::view::Entry, Errno> {
+        let path = read_path(self.cx, ptr)?;
+        let base = self.base(task, dirfd, &path, false)?;
+        self.s.view.entry(Self::who(task), &base, &path, dot)
+    }
+
+    fn link(&self, old: PathArg, new: PathArg, flags: i32) -> Result<NotifAction, Errno> {
+        if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let (task, _acting) = self.task()?;
+        let old_path = read_path(self.cx, old.1)?;
+        let n = self.entry(&task, new, libc::EEXIST)?;
+        if self.s.view.is_mount_point(&n.vpath()) {
+            return Err(Errno::of(libc::EEXIST));
+        }
+        if n.dir.read_only {
+            return Err(erofs());
+        }
+        let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            let node = self.own_fd(old.0)?;
+            self.place_mount(&node)
+                .map(|m| (node, m))
+                .ok_or(Errno::of(libc::EXDEV))?
+        } else if flags & libc::AT_SYMLINK_FOLLOW != 0 {
+            let node = self.walk(
+                &task,
+                old.0,
+                &old_path,
+                How {
+                    follow: true,
+                    resolve: 0,
+                },
+            )?;
+            let m = node.mount;
+            (node, m)
+        } else {
+            let o = self.s.view.entry(
+                Self::who(&task),
+                &self.base(&task, old.0, &old_path, false)?,
+                &old_path,
+                libc::EPERM,
+            )?;
+            if self.s.view.is_mount_point(&o.vpath()) {
+                return Err(Errno::of(libc::EXDEV));
+            }
+            if o.dir.mount != n.dir.mount {
+                return Err(Errno::of(libc::EXDEV));
+            }
+            return with_c(&o.full_name(), |on| {
+                with_c(&n.name, |nn| {
+                    done(linkat(
+                        Some(o.dir.fd.as_fd()),
+                        on,
+                        Some(n.dir.fd.as_fd()),
+                        nn,
+                        0,
+                    ))
+                })
+            });
+        };
+        let (node, mount) = source;
+        if mount != n.dir.mount {
+            return Err(Errno::of(libc::EXDEV));
+        }
+        let proc = format!("/proc/self/fd/{}", node.fd.as_raw_fd());
+        with_c(proc.as_bytes(), |p| {
+            with_c(&n.name, |nn| {
+                done(linkat(
+                    None,
+                    p,
+                    Some(n.dir.fd.as_fd()),
+                    nn,
+                    libc::AT_SYMLINK_FOLLOW,
+                ))
+            })
+        })
+    }
+
+    /// The mount an fd's file lies in (by its host path).
+    fn place_mount(&self, node: &Node) -> Option<usize> {
+        let host = crate::paths::path_of_fd(node.fd.as_fd())?;
+        let vpath = self.s.view.virtual_of(&host)?;
+        let who = Walker { tid: 0, tgid: 0 };
+        let parent = match vpath.iter().rposition(|&b| b == b'/') {
+            Some(0) => b"/".to_vec(),
+            Some(i) => vpath[..i].to_vec(),
+            None => return None,
+        };
+        self.s
+            .view
+            .walk(
+                who,
+                b"/",
+                &parent,
+                How {
+                    follow: true,
+                    resolve: 0,
+                },
+            )
+            .ok()
+            .map(|n| n.mount)
+    }
+
+    fn symlink(&self, target_ptr: u64, new: PathArg) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let target = read_path(self.cx, target_ptr)?;
+        if target.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        let n = self.entry(&task, new, libc::EEXIST)?;
+        if self.s.view.is_mount_point(&n.vpath()) {
+            return Err(Errno::of(libc::EEXIST));
+        }
+        if n.dir.read_only {
+            return Err(erofs());
+        }
+        with_c(&target, |t| {
+            with_c(&n.full_name(), |nn| {
+                done(symlinkat(t, Some(n.dir.fd.as_fd()), nn))
+            })
+        })
+    }
+
+    fn unlink(&self, path: PathArg, flags: i32) -> Result<NotifAction, Errno> {
+        if flags & !libc::AT_REMOVEDIR != 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let (task, _acting) = self.task()?;
+        let dot = if flags & libc::AT_REMOVEDIR != 0 {
+            libc::EINVAL
+        } else {
+            libc::EISDIR
+        };
+        let e = self.entry(&task, path, dot)?;
+        if self.s.view.is_mount_point(&e.vpath()) {
+            return Err(Errno::of(libc::EBUSY));
+        }
+        if e.dir.read_only {
+            return Err(erofs());
+        }
+        with_c(&e.full_name(), |name| {
+            done(unlinkat(Some(e.dir.fd.as_fd()), name, flags))
+        })
+    }
+
+    /// `mkdir*` (`mode` with `S_IFDIR`) and `mknod*`: regular files, FIFOs
+    /// and sockets only (a device node would reach the host's devices).
+    fn mknod(&self, path: PathArg, mode: u32, dev: u32) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let kind = mode & libc::S_IFMT;
+        let dir = kind == libc::S_IFDIR;
+        if !matches!(kind, 0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK) && !dir {
+            return Err(Errno::of(libc::EPERM));
+        }
+        let e = self.entry(&task, path, libc::EEXIST)?;
+        if e.slash && !dir {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        if self.s.view.is_mount_point(&e.vpath()) {
+            return Err(Errno::of(libc::EEXIST));
+        }
+        if e.dir.read_only {
+            return Err(erofs());
+        }
+        let perms = mode & 0o7777 & !task.umask();
+        let r = with_c(&e.name, |name| {
+            if dir {
+                mkdirat(Some(e.dir.fd.as_fd()), name, perms)
+            } else {
+                mknodat(Some(e.dir.fd.as_fd()), name, kind | perms, dev)
+            }
+        });
+        r.map_err(|err| errno(&err))?;
+        if let Ok(fd) = super::view::open_name(e.dir.fd.as_fd(), &e.name) {
+            fix_mode(fd.as_fd(), perms);
+        }
+        Ok(NotifAction::ReturnValue(0))
+    }
+
+    fn truncate(&self, ptr: u64, len: i64) -> Result<NotifAction, Errno> {
+        let path = read_path(self.cx, ptr)?;
+        let (task, _acting) = self.task()?;
+        if len < 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let node = self.walk(
+            &task,
+            CWD,
+            &path,
+            How {
+                follow: true,
+                resolve: 0,
+            },
+        )?;
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if st.is_dir() {
+            return Err(Errno::of(libc::EISDIR));
+        }
+        if !st.is_file() {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        if node.read_only {
+            return Err(erofs());
+        }
+        let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY | KERNEL_O_LARGEFILE;
+        let fd = reopen(node.fd.as_fd(), flags as u64).map_err(|e| errno(&e))?;
+        done(ftruncate(fd.as_fd(), len))
+    }
+
+    /// A node for a metadata change (`EROFS` in a read-only mount).
+    fn meta_node(&self, task: &Task, (dirfd, ptr): PathArg, flags: i32) -> Result<Node, Errno> {
+        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let path = read_path(self.cx, ptr)?;
+        let node = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            self.own_fd(dirfd)?
+        } else {
+            let how = How {
+                follow: flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                resolve: 0,
+            };
+            self.walk(task, dirfd, &path, how)?
+        };
+        if node.read_only {
+            return Err(erofs());
+        }
+        Ok(node)
+    }
+
+    fn chmod(&self, path: PathArg, mode: u32, flags: i32) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let node = self.meta_node(&task, path, flags)?;
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if st.is_symlink() {
+            return Err(Errno::of(libc::EOPNOTSUPP));
+        }
+        let proc = format!("/proc/self/fd/{}", node.fd.as_raw_fd());
+        with_c(proc.as_bytes(), |p| {
+            done(crate::sys::path::chmod(p, mode & 0o7777))
+        })
+    }
+
+    fn chown(&self, path: PathArg, uid: u64, gid: u64, flags: i32) -> Result<NotifAction, Errno> {
+        let (task, _acting) = self.task()?;
+        let node = self.meta_node(&task, path, flags)?;
+        done(fchownat(
+            Some(node.fd.as_fd()),
+            c"",
+            uid as u32,
+            gid as u32,
+            libc::AT_EMPTY_PATH,
+        ))
+    }
+
+    fn utimes(&self, (dirfd, ptr): PathArg, t: Times, flags: i32) -> Result<NotifAction, Errno> {
+        let times = self.read_times(t)?;
+        let (task, _acting) = self.task()?;
+        let node = if ptr == 0 && matches!(t, Times::Timespec(_)) {
+            // `futimens`: the program's fd itself.
+            if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
+                return Err(Errno::of(libc::EINVAL));
+            }
+            let node = self.own_fd(dirfd)?;
+            if node.read_only {
+                return Err(erofs());
+            }
+            node
+        } else {
+            self.meta_node(&task, (dirfd, ptr), flags)?
+        };
+        done(utimensat(
+            Some(node.fd.as_fd()),
+            c"",
+            times.as_ref(),
+            libc::AT_EMPTY_PATH,
+        ))
+    }
+
+    fn read_times(&self, t: Times) -> Result<Option<[libc::timespec; 2]>, Errno> {
+        let (ptr, scale) = match t {
+            Times::Utimbuf(p) => (p, 0),
+            Times::Timeval(p) => (p, 1000),
+            Times::Timespec(p) => (p, 1),
+        };
+        if ptr == 0 {
+            return Ok(None);
+        }
+        let raw = self
+            .cx
+            .read_mem(ptr, 32.min(if scale == 0 { 16 } else { 32 }))
+            .map_err(|e| mem_errno(&e))?;
+        let w = |i: usize| i64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8"));
+        let ts = |sec: i64, nsec: i64| libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        };
+        Ok(Some(match t {
+            Times::Utimbuf(_) => [ts(w(0), 0), ts(w(1), 0)],
+            Times::Timeval(_) => {
+                for u in [w(1), w(3)] {
+                    if !(0..1_000_000).contains(&u) {
+                        return Err(Errno::of(libc::EINVAL));
+                    }
+                }
+                [ts(w(0), w(1) * 1000), ts(w(2), w(3) * 1000)]
+            }
+            Times::Timespec(_) => [ts(w(0), w(1)), ts(w(2), w(3))],
+        }))
+    }
+
+    /// `fchmod`/`fchown` on the program's fd: performed on a duplicate
+    /// (another thread could put another file at that number), refused in
+    /// a read-only mount.
+    fn fd_meta(
+        &self,
+        fd: i32,
+        f: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
+    ) -> Result<NotifAction, Errno> {
+        let (_task, _acting) = self.task()?;
+        let node = self.own_fd(fd)?;
+        if node.read_only {
+            return Err(erofs());
+        }
+        done(f(node.fd.as_fd()))
+    }
+}
+
+/// How a times argument is laid out.
+#[derive(Clone, Copy, Debug)]
+enum Times {
+    Utimbuf(u64),
+    Timeval(u64),
+    Timespec(u64),
+}
+
+fn creates(flags: i32) -> bool {
+    flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
+}
+
+/// The flags the supervisor opens with: the program's, without creation
+/// and resolution flags, never a controlling terminal.
+fn open_flags(flags: i32) -> i32 {
+    (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC))
+        | libc::O_NOCTTY
+        | KERNEL_O_LARGEFILE
+}
+
+fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
+    NotifAction::InjectFdSend {
+        fd,
+        newfd_flags: if flags & libc::O_CLOEXEC != 0 {
+            libc::O_CLOEXEC as u32
+        } else {
+            0
+        },
+    }
+}
+
+/// Gives a new file the mode asked for (the supervisor's own umask may
+/// have removed bits).
+fn fix_mode(fd: BorrowedFd<'_>, mode: u32) {
+    if let Ok(st) = fstat(fd) {
+        if st.mode & 0o7777 != mode && !st.is_symlink() {
+            let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            if let Err(e) = with_c(proc.as_bytes(), |p| crate::sys::path::chmod(p, mode)) {
+                log::debug!("chmod of a created file to {mode:o}: {e}");
+            }
+        }
+    }
+}
+
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    match (fstat(a), fstat(b)) {
+        (Ok(x), Ok(y)) => x.dev == y.dev && x.ino == y.ino,
+        _ => false,
+    }
+}
+
+/// The first bytes of a pinned file (`None`: it cannot be read).
+fn read_head(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    let st = fstat(fd).ok()?;
+    if !st.is_file() {
+        return Some(Vec::new());
+    }
+    let f = std::fs::File::from(reopen(fd, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64).ok()?);
+    let mut buf = vec![0u8; 256];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file.
+fn elf_interpreter(fd: BorrowedFd<'_>, head: &[u8]) -> Option<Vec<u8>> {
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as u64;
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+    let (phoff, phentsize, phnum) = (u64_at(head, 0x20), u16_at(head, 0x36), u16_at(head, 0x38));
+    if phentsize < 56 || phnum > 512 {
+        return None;
+    }
+    let f = std::fs::File::from(reopen(fd, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64).ok()?);
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    f.read_exact_at(&mut table, phoff).ok()?;
+    for ph in table.chunks_exact(phentsize as usize) {
+        if u32::from_le_bytes(ph[..4].try_into().expect("4")) == 3 {
+            let (off, size) = (u64_at(ph, 8), u64_at(ph, 32));
+            if size == 0 || size > libc::PATH_MAX as u64 {
+                return None;
+            }
+            let mut name = vec![0u8; size as usize];
+            f.read_exact_at(&mut name, off).ok()?;
+            while name.last() == Some(&0) {
+                name.pop();
+            }
+            return Some(name);
+        }
+    }
+    None
+}
+
+impl super::view::Entry {
+    /// The name, with the trailing `/` it was given.
+    fn full_name(&self) -> Vec<u8> {
+        let mut n = self.name.clone();
+        if self.slash {
+            n.push(b'/');
+        }
+        n
+    }
+}

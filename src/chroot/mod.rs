@@ -1,0 +1,259 @@
+//! A chroot without privileges: the program sees a directory as `/`, with
+//! host directories mounted into it (`--chroot DIR`, `--mount
+//! VIRTUAL:HOST[:ro]`), with no user namespace, no mount and no
+//! `CAP_SYS_CHROOT`. Owns one feature of the sandbox's plan ([`Chroot`]);
+//! its handlers (`handlers`) walk every path in the view (`view`) and act
+//! for the program; the working directory is virtual (`cwd`). Uses
+//! `paths::resolve` (the task's rights and fds), argv safety (the exec
+//! freeze) and `sys`; the sandbox builder calls it.
+//!
+//! What the kernel would resolve itself is taken away: the calls that
+//! take a path are trapped and answered by the supervisor; `socket` of
+//! `AF_UNIX` is refused (`connect` and `bind` would resolve a socket path
+//! in the host's root), and a unix pathname given to `bind`, `connect` or
+//! a send by any other unix socket (`socketpair`'s, inherited) is refused
+//! inside the network's on-behalf calls, which a chroot turns on; the
+//! xattr calls by path, the `ioctl`s that set an inode's flags
+//! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...), `inotify_add_watch`,
+//! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
+//! refused; the mount family and new namespaces are refused as under path
+//! denial. An exec is run by the kernel, which reads the path again in
+//! the host's root: it is let through only when the kernel's file, its
+//! `#!` interpreters and its ELF interpreter are the very files the view
+//! names (see `handlers`).
+
+mod cwd;
+mod handlers;
+mod view;
+
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::filter::{ArgCheck, FilterBuilder};
+use crate::supervisor::enforcement::{Enforcement, Install};
+
+/// What the builder was given.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Spec {
+    /// The directory the program sees as `/`.
+    pub(crate) root: Option<PathBuf>,
+    /// `(virtual, host, read_only)`.
+    pub(crate) mounts: Vec<(PathBuf, PathBuf, bool)>,
+    /// The program's first working directory (virtual; `/` if unset).
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl Spec {
+    /// Whether a chroot was asked for.
+    pub(crate) fn any(&self) -> bool {
+        self.root.is_some() || !self.mounts.is_empty() || self.cwd.is_some()
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidConfig { message }
+}
+
+/// The chroot, as a feature of the sandbox's plan.
+#[derive(Debug)]
+pub(crate) struct Chroot {
+    shared: Arc<handlers::Shared>,
+    /// The host directory the program starts in (its real working
+    /// directory, which never changes: relative exec paths are resolved
+    /// by the kernel from it).
+    pub(crate) host_cwd: PathBuf,
+}
+
+fn canonical_dir(p: &Path, what: &str) -> Result<PathBuf> {
+    let c = std::fs::canonicalize(p).map_err(|e| {
+        invalid(format!(
+            "{what} {} cannot be used ({e}); give an existing directory",
+            p.display()
+        ))
+    })?;
+    if !c.is_dir() {
+        return Err(invalid(format!(
+            "{what} {} is not a directory; give a directory",
+            p.display()
+        )));
+    }
+    Ok(c)
+}
+
+impl Chroot {
+    /// Checks the spec and pins the root and the mounts.
+    pub(crate) fn new(spec: &Spec) -> Result<Chroot> {
+        let root = spec.root.as_ref().ok_or_else(|| {
+            invalid("mounts and a chroot working directory need a chroot directory: give SandboxBuilder::chroot (--chroot DIR)".into())
+        })?;
+        let root = canonical_dir(root, "the chroot directory")?;
+        let pin = |p: &Path| {
+            view::pin_host_dir(p).map_err(|e| Error::setup("open a chroot directory", e))
+        };
+        let mut mounts = vec![view::Mount {
+            virt: b"/".to_vec(),
+            fd: pin(&root)?,
+            host: root,
+            read_only: false,
+        }];
+        for (virt, host, ro) in &spec.mounts {
+            let v = virt.as_os_str().as_bytes();
+            if v.first() != Some(&b'/') {
+                return Err(invalid(format!(
+                    "the mount point {} is not absolute; write it as the program sees it, from / (e.g. /usr)",
+                    virt.display()
+                )));
+            }
+            let v = view::normalize(v);
+            if v == b"/" {
+                return Err(invalid(
+                    "a mount on / replaces the chroot directory; give that directory to --chroot instead".into(),
+                ));
+            }
+            if mounts.iter().any(|m| m.virt == v) {
+                return Err(invalid(format!(
+                    "{} is mounted twice; keep one --mount for it",
+                    virt.display()
+                )));
+            }
+            let host = canonical_dir(host, "the mount source")?;
+            mounts.push(view::Mount {
+                virt: v,
+                fd: pin(&host)?,
+                host,
+                read_only: *ro,
+            });
+        }
+        let view = view::View::new(mounts);
+        view.make_mount_points().map_err(|(point, e)| {
+            invalid(format!(
+                "the mount point {} cannot be made in the chroot directory (errno {}); create it as a directory",
+                String::from_utf8_lossy(&point),
+                e.get()
+            ))
+        })?;
+        let cwd = spec
+            .cwd
+            .as_ref()
+            .map(|c| c.as_os_str().as_bytes().to_vec())
+            .unwrap_or_else(|| b"/".to_vec());
+        if cwd.first() != Some(&b'/') {
+            return Err(invalid(
+                "the chroot working directory must be an absolute virtual path (e.g. /work)".into(),
+            ));
+        }
+        let who = view::Walker {
+            tid: std::process::id() as i32,
+            tgid: std::process::id() as i32,
+        };
+        let node = view
+            .walk(
+                who,
+                b"/",
+                &cwd,
+                view::How {
+                    follow: true,
+                    resolve: 0,
+                },
+            )
+            .map_err(|e| {
+                invalid(format!(
+                    "the chroot working directory {} does not exist in the view (errno {}); create it or pick another",
+                    String::from_utf8_lossy(&cwd),
+                    e.get()
+                ))
+            })?;
+        let host_cwd = crate::paths::path_of_fd(node.fd.as_fd()).ok_or_else(|| {
+            invalid("the chroot working directory has no host path; pick another".into())
+        })?;
+        Ok(Chroot {
+            shared: Arc::new(handlers::Shared {
+                view,
+                cwds: cwd::Cwds::new(node.vpath),
+                creds: Arc::default(),
+            }),
+            host_cwd,
+        })
+    }
+}
+
+/// Calls refused with `ENOTSUP`: extended attributes by path (the view
+/// would have to resolve them; attributes through an fd stay).
+const NO_XATTR: &[&str] = &[
+    "getxattr",
+    "lgetxattr",
+    "listxattr",
+    "llistxattr",
+    "setxattr",
+    "lsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "getxattrat",
+    "setxattrat",
+    "listxattrat",
+    "removexattrat",
+    "file_getattr",
+    "file_setattr",
+    "fsetxattr",
+    "fremovexattr",
+];
+
+/// Calls refused with `EACCES`: they take a path the kernel would resolve
+/// in the host's root, and programs manage without them.
+const NO_PATH: &[&str] = &[
+    "inotify_add_watch",
+    "fanotify_mark",
+    "name_to_handle_at",
+    "quotactl",
+    "swapoff",
+];
+
+/// `ioctl` requests that write an inode's flags or attributes through any
+/// fd, even a read-only one (so a `:ro` mount's files could be changed):
+/// `FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, `FS_IOC_SETVERSION` (and their
+/// 32-bit forms), `FS_IOC_ENABLE_VERITY`. Refused with `EPERM` under a
+/// chroot, decided on the request register alone.
+const INODE_IOCTLS: &[u64] = &[
+    0x4008_6602, // FS_IOC_SETFLAGS
+    0x4004_6602, // FS_IOC32_SETFLAGS
+    0x401c_5820, // FS_IOC_FSSETXATTR
+    0x4008_7602, // FS_IOC_SETVERSION
+    0x4004_7602, // FS_IOC32_SETVERSION
+    0x4080_6685, // FS_IOC_ENABLE_VERITY
+];
+
+impl Enforcement for Chroot {
+    fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
+        crate::paths::install(filter)?;
+        filter.refuse_undecided(NO_XATTR, libc::ENOTSUP)?;
+        filter.refuse_undecided(NO_PATH, libc::EACCES)?;
+        if let Some(nr) = crate::syscalls::number(filter.arch(), "socket") {
+            filter.refuse_first(
+                nr,
+                vec![ArgCheck::new(0, 0xffff_ffff, libc::AF_UNIX as u64)],
+                libc::EACCES,
+            )?;
+        }
+        if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
+            // The kernel reads the request as a 32-bit `unsigned int`.
+            for &req in INODE_IOCTLS {
+                filter.refuse_first(nr, vec![ArgCheck::new(1, 0xffff_ffff, req)], libc::EPERM)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        for (nr, h) in handlers::builtins(&self.shared) {
+            install.builtin(nr, h)?;
+        }
+        Ok(())
+    }
+
+    fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        crate::paths::install_view(install.filter)
+    }
+}
