@@ -891,7 +891,9 @@ impl SandboxBuilder {
         if !self.chroot.any() {
             return Ok(None);
         }
-        let clash = if paths_denied {
+        let clash = if self.cow.is_some() || self.cow_dir.is_some() {
+            Some("a copy-on-write work directory (--workdir)")
+        } else if paths_denied {
             Some("denied paths (--deny-path)")
         } else if crate::confine::fs_lists(&self.confinement)?.is_some() {
             Some("file system allow lists (-r/-w/--fs-system)")
@@ -899,8 +901,6 @@ impl SandboxBuilder {
             Some("virtual files (--hostname, --num-cpus, --random-seed)")
         } else if policy {
             Some("a policy callback or audit log")
-        } else if self.cow.is_some() {
-            Some("a copy-on-write work directory (--workdir)")
         } else if self.argv_safety == Some(false) {
             Some("argv safety turned off (an exec is checked under its freeze)")
         } else {

@@ -297,6 +297,18 @@ fn bad_chroot_options_exit_125_and_say_what_to_do() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("cannot be combined"), "{e}");
+    // Nor a copy-on-write work directory (its paths are the host's too).
+    let work = tempfile::tempdir().unwrap();
+    let out = common::unotify()
+        .arg("run")
+        .args(["--chroot", &root, "--workdir"])
+        .arg(work.path())
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr_of(&out);
+    assert!(err.contains("--workdir"), "{err}");
 }
 
 // Red team's escapes of the view (socket addresses, inode-flag ioctls on a
