@@ -21,6 +21,7 @@ mod changes;
 mod commit;
 mod handlers;
 mod layer;
+mod mounts;
 mod quota;
 mod storage;
 
@@ -128,6 +129,9 @@ impl WorkDir {
                 ),
             });
         }
+        mounts::check(&lower).map_err(|why| Error::InvalidConfig {
+            message: format!("--workdir {}: {why}", lower.display()),
+        })?;
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
         let layer = Layer::build(&lower, &given, &storage.upper, settings.max_disk).map_err(|e| Error::InvalidConfig {
             message: format!(
