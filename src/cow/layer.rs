@@ -191,6 +191,23 @@ impl Layer {
 }
 
 impl Layered for Layer {
+    fn charge_growth(&self, fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+        let Some(quota) = &self.quota else {
+            return Ok(());
+        };
+        let size = crate::paths::reopen_fd(fd, libc::O_PATH)
+            .and_then(|f| fs::File::from(f).metadata())
+            .map_err(|e| Errno::from_io(&e))?
+            .len();
+        let growth = len.saturating_sub(size);
+        if growth == 0 {
+            return Ok(());
+        }
+        quota
+            .charge_counted(growth, &self.upper, &|ino| self.is_shared_ino(ino))
+            .map_err(|_| Errno::of(libc::ENOSPC))
+    }
+
     fn rewrite(&self, path: &[u8]) -> Option<Vec<u8>> {
         let upper = self.upper.as_os_str().as_bytes();
         [Some(&self.lower), self.alias.as_ref()]
