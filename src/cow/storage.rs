@@ -35,9 +35,9 @@ impl Storage {
     pub(crate) fn open(lower: &Path, given: Option<&Path>) -> Result<Storage> {
         let (upper, state, default_place) = match given {
             Some(p) => {
-                let p = crate::paths::normalize_abs(
+                let p = canonical(&crate::paths::normalize_abs(
                     &std::env::current_dir().unwrap_or_default().join(p),
-                );
+                ));
                 (p.join("upper"), p, false)
             }
             None => {
@@ -52,7 +52,7 @@ impl Storage {
             }
         };
         let cfg = |message: String| Error::InvalidConfig { message };
-        if state.starts_with(lower) || upper.starts_with(lower) {
+        if state.starts_with(lower) || upper.starts_with(lower) || lower.starts_with(&state) {
             return Err(cfg(format!(
                 "--storage {} lies in the work directory {}; give a place outside it",
                 state.display(),
@@ -185,6 +185,25 @@ impl Storage {
         if self.lock.lock().take().is_some() && self.default_place {
             let _ = fs::remove_file(self.state.join(LOCK));
             let _ = fs::remove_dir(&self.state);
+        }
+    }
+}
+
+/// `p` with symlinks resolved: of `p` itself when it exists, else of its
+/// longest existing ancestor, the rest appended.
+fn canonical(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p;
+    loop {
+        if let Ok(c) = fs::canonicalize(cur) {
+            return rest.iter().rev().fold(c, |acc: PathBuf, n| acc.join(n));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return p.to_path_buf(),
         }
     }
 }
