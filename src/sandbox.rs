@@ -571,7 +571,7 @@ impl SandboxBuilder {
         // The layer's storage (lock, commit journal) is the supervisor's:
         // a journal the program wrote would be applied by the next run.
         if let Some(w) = &workdir {
-            self.deny_paths.extend(w.protected_paths());
+            self.deny_paths.push(w.storage().to_path_buf());
         }
         // Under allow lists, the layer is where the program writes DIR.
         if let Some(w) = &workdir {

@@ -347,7 +347,7 @@ fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            if storage.join("journal").exists() {
+            if storage.join("state/journal").exists() {
                 let _ = child.kill(); // SIGKILL
                 caught = true;
                 break;
@@ -358,7 +358,7 @@ fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
             std::thread::sleep(Duration::from_micros(200));
         }
         let _ = child.wait();
-        if caught && storage.join("journal").exists() {
+        if caught && storage.join("state/journal").exists() {
             break;
         }
         caught = false;
@@ -380,7 +380,7 @@ fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
     // Reported, then finished by the next run.
     let check = unotify()
         .args(["cow-recover", "--check"])
-        .arg(&storage)
+        .arg(storage.join("state"))
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));

@@ -202,11 +202,14 @@ fn read_journal(state: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-/// The upper tree a journal in `state` may name: `state/upper` (a
-/// `--storage` directory) or, for the default place, `.NAME.unotify-cow`
-/// next to `.NAME.unotify-cow.state`, whose work directory is `NAME`.
+/// The upper tree a journal in `state` may name: `PATH/upper` next to
+/// `PATH/state` (`--storage PATH`) or, for the default place,
+/// `.NAME.unotify-cow` next to `.NAME.unotify-cow.state`, whose work
+/// directory is `NAME`.
 fn own_upper(state: &Path, upper: &Path, lower: &Path) -> bool {
-    if upper == state.join("upper") {
+    if state.file_name() == Some(std::ffi::OsStr::new("state"))
+        && state.parent().is_some_and(|p| upper == p.join("upper"))
+    {
         return true;
     }
     let Some(name) = state.file_name().map(|n| n.to_string_lossy().into_owned()) else {

@@ -169,14 +169,6 @@ impl WorkDir {
         &self.storage.state
     }
 
-    /// What the program must not touch: the state directory (or, when the
-    /// upper tree lies inside it, `--storage PATH`, its lock, journal and
-    /// mark of a kept layer: a journal the program wrote would be applied
-    /// by the next run).
-    pub(crate) fn protected_paths(&self) -> Vec<PathBuf> {
-        self.storage.protected_paths()
-    }
-
     /// Where a program started in `cwd` runs: its counterpart in the upper
     /// tree if `cwd` lies in the work directory.
     pub(crate) fn child_cwd(&self, cwd: &Path) -> Option<PathBuf> {

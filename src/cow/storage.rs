@@ -4,7 +4,8 @@
 //! (`.NAME.unotify-cow` and `.NAME.unotify-cow.state`), on its file system
 //! (so the upper tree can link to its files, and `..` from the top of the
 //! upper tree is the work directory's parent); with `--storage PATH`, in
-//! `PATH/upper` and `PATH`.
+//! `PATH/upper` and `PATH/state`. The state directory is denied to the
+//! program; the upper tree is its working tree.
 
 use std::fs;
 use std::io;
@@ -38,7 +39,7 @@ impl Storage {
                 let p = canonical(&crate::paths::normalize_abs(
                     &std::env::current_dir().unwrap_or_default().join(p),
                 ));
-                (p.join("upper"), p, false)
+                (p.join("upper"), p.join("state"), false)
             }
             None => {
                 let parent = lower.parent().unwrap_or(Path::new("/"));
@@ -52,7 +53,11 @@ impl Storage {
             }
         };
         let cfg = |message: String| Error::InvalidConfig { message };
-        if state.starts_with(lower) || upper.starts_with(lower) || lower.starts_with(&state) {
+        if state.starts_with(lower)
+            || upper.starts_with(lower)
+            || lower.starts_with(&state)
+            || lower.starts_with(&upper)
+        {
             return Err(cfg(format!(
                 "--storage {} lies in the work directory {}; give a place outside it",
                 state.display(),
@@ -141,23 +146,6 @@ impl Storage {
             lock: parking_lot::Mutex::new(Some(lock)),
             default_place,
         })
-    }
-
-    /// The paths the program is denied (see `WorkDir::protected_paths`).
-    pub(crate) fn protected_paths(&self) -> Vec<PathBuf> {
-        if self.upper.starts_with(&self.state) {
-            [
-                LOCK,
-                KEPT,
-                super::commit::JOURNAL,
-                super::commit::JOURNAL_TMP,
-            ]
-            .iter()
-            .map(|n| self.state.join(n))
-            .collect()
-        } else {
-            vec![self.state.clone()]
-        }
     }
 
     /// Marks the layer kept (a later run over the same directory refuses

@@ -104,8 +104,8 @@ pub enum Cmd {
     /// unfinished in its storage directory.
     /// Example: unotify cow-recover .project.unotify-cow.state
     CowRecover {
-        /// The storage directory (--storage PATH, or .DIR.unotify-cow.state
-        /// next to the work directory).
+        /// The state directory (PATH/state of --storage PATH, or
+        /// .DIR.unotify-cow.state next to the work directory).
         #[arg(value_name = "STORAGE")]
         storage: std::path::PathBuf,
         /// Only report whether a commit is unfinished (exit 1 if so).
@@ -278,7 +278,8 @@ pub struct RunArgs {
     pub workdir: Option<std::path::PathBuf>,
 
     /// Where --workdir keeps its upper layer (PATH/upper) and its commit
-    /// journal (default: next to DIR, .DIR.unotify-cow). Example:
+    /// journal (PATH/state; default: next to DIR, .DIR.unotify-cow and
+    /// .DIR.unotify-cow.state). Example:
     /// --storage /var/tmp/build-layer
     #[arg(long, value_name = "PATH", requires = "workdir")]
     pub storage: Option<std::path::PathBuf>,
