@@ -485,6 +485,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_journal_may_name_only_its_storage_s_upper_tree() {
+        let p = Path::new;
+        assert!(own_upper(p("/s/state"), p("/s/upper"), p("/any")));
+        assert!(!own_upper(p("/s/state"), p("/evil"), p("/any")));
+        assert!(own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/w/.d.unotify-cow"),
+            p("/w/d")
+        ));
+        assert!(!own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/w/.d.unotify-cow"),
+            p("/w/e")
+        ));
+        assert!(!own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/evil"),
+            p("/w/d")
+        ));
+    }
+
+    #[test]
     fn journal_round_trips() {
         let ops = vec![
             Op::Remove("a/b c".into()),
