@@ -81,8 +81,39 @@ impl std::fmt::Display for Change {
         } else {
             ""
         };
-        write!(f, "{} {}{slash}", self.kind.letter(), self.path.display())
+        write!(f, "{} {}{slash}", self.kind.letter(), quoted(&self.path))
     }
+}
+
+/// `p` as git shows a path (`core.quotePath`): as is if it is printable
+/// ASCII without `"` or `\`, else in double quotes with C escapes (octal
+/// for other bytes), so a name cannot forge or hide a line.
+fn quoted(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    if b.iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        return String::from_utf8_lossy(b).into_owned();
+    }
+    let mut out = String::from("\"");
+    for &c in b {
+        match c {
+            b'\x07' => out.push_str("\\a"),
+            b'\x08' => out.push_str("\\b"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\x0b' => out.push_str("\\v"),
+            b'\x0c' => out.push_str("\\f"),
+            b'\r' => out.push_str("\\r"),
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(c as char),
+            _ => out.push_str(&format!("\\{c:03o}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The changes that turn `lower` into `upper`, sorted by path (a

@@ -13,10 +13,10 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::changes::{Change, ChangeKind, EntryType};
@@ -26,6 +26,8 @@ use crate::sys::path::{fstatat, linkat, mkdirat, readlinkat, renameat2, symlinka
 
 /// The journal's name in the storage directory.
 pub(crate) const JOURNAL: &str = "journal";
+/// The journal being written (renamed to [`JOURNAL`] once complete).
+pub(crate) const JOURNAL_TMP: &str = "journal.tmp";
 const MAGIC: &str = "unotify-cow-journal 1";
 
 /// One operation of a commit.
@@ -162,9 +164,16 @@ pub(crate) fn commit(
     changes: &[Change],
 ) -> io::Result<()> {
     let ops = plan(upper, changes)?;
-    let tmp = state.join("journal.tmp");
+    let tmp = state.join(JOURNAL_TMP);
     {
-        let mut f = fs::File::create(&tmp)?;
+        // Never through a symlink, never into a file already there.
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
         f.write_all(encode(lower, upper, &ops).as_bytes())?;
         f.sync_all()?;
     }
@@ -182,13 +191,55 @@ pub(crate) fn recover(state: &Path) -> io::Result<Option<(usize, PathBuf)>> {
     recover_for(state, None)
 }
 
-/// [`recover`], refusing a journal of another work directory than `lower`.
+/// The journal of `state`, read without following a symlink.
+fn read_journal(state: &Path) -> io::Result<String> {
+    let mut f = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(state.join(JOURNAL))?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The upper tree a journal in `state` may name: `PATH/upper` next to
+/// `PATH/state` (`--storage PATH`) or, for the default place,
+/// `.NAME.unotify-cow` next to `.NAME.unotify-cow.state`, whose work
+/// directory is `NAME`.
+fn own_upper(state: &Path, upper: &Path, lower: &Path) -> bool {
+    if state.file_name() == Some(std::ffi::OsStr::new("state"))
+        && state.parent().is_some_and(|p| upper == p.join("upper"))
+    {
+        return true;
+    }
+    let Some(name) = state.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    let Some(stem) = name.strip_suffix(".unotify-cow.state") else {
+        return false;
+    };
+    let parent = state.parent().unwrap_or(Path::new("/"));
+    upper == parent.join(format!("{stem}.unotify-cow"))
+        && stem
+            .strip_prefix('.')
+            .is_some_and(|n| lower == parent.join(n))
+}
+
+/// [`recover`], refusing a journal of another work directory than
+/// `run.0` or another upper tree than `run.1`; either way, refusing a
+/// state directory another user could have written.
 pub(crate) fn recover_for(
     state: &Path,
-    lower_of_run: Option<&Path>,
+    run: Option<(&Path, &Path)>,
 ) -> io::Result<Option<(usize, PathBuf)>> {
-    let _ = fs::remove_file(state.join("journal.tmp"));
-    let text = match fs::read_to_string(state.join(JOURNAL)) {
+    super::storage::check_state(state).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("the storage directory {}: {e}", state.display()),
+        )
+    })?;
+    let _ = fs::remove_file(state.join(JOURNAL_TMP));
+    let text = match read_journal(state) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -202,12 +253,17 @@ pub(crate) fn recover_for(
             ),
         )
     })?;
-    if lower_of_run.is_some_and(|l| l != lower) {
+    let ours = match run {
+        Some((l, u)) => l == lower && u == upper,
+        None => own_upper(state, &upper, &lower),
+    };
+    if !ours {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "the journal is of another work directory, {}",
-                lower.display()
+                "the journal names the work directory {} and the upper tree {}, not this storage's; it was not applied: remove it by hand",
+                lower.display(),
+                upper.display()
             ),
         ));
     }
@@ -411,7 +467,11 @@ fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
 
 /// Reads the lines of a journal (for `unotify cow-recover`'s report).
 pub(crate) fn pending(state: &Path) -> io::Result<Option<usize>> {
-    match fs::File::open(state.join(JOURNAL)) {
+    match fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(state.join(JOURNAL))
+    {
         Ok(f) => Ok(Some(
             io::BufReader::new(f).lines().count().saturating_sub(4),
         )),
@@ -423,6 +483,28 @@ pub(crate) fn pending(state: &Path) -> io::Result<Option<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journal_may_name_only_its_storage_s_upper_tree() {
+        let p = Path::new;
+        assert!(own_upper(p("/s/state"), p("/s/upper"), p("/any")));
+        assert!(!own_upper(p("/s/state"), p("/evil"), p("/any")));
+        assert!(own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/w/.d.unotify-cow"),
+            p("/w/d")
+        ));
+        assert!(!own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/w/.d.unotify-cow"),
+            p("/w/e")
+        ));
+        assert!(!own_upper(
+            p("/w/.d.unotify-cow.state"),
+            p("/evil"),
+            p("/w/d")
+        ));
+    }
 
     #[test]
     fn journal_round_trips() {

@@ -191,6 +191,23 @@ impl Layer {
 }
 
 impl Layered for Layer {
+    fn charge_growth(&self, fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+        let Some(quota) = &self.quota else {
+            return Ok(());
+        };
+        let size = crate::paths::reopen_fd(fd, libc::O_PATH)
+            .and_then(|f| fs::File::from(f).metadata())
+            .map_err(|e| Errno::from_io(&e))?
+            .len();
+        let growth = len.saturating_sub(size);
+        if growth == 0 {
+            return Ok(());
+        }
+        quota
+            .charge_counted(growth, &self.upper, &|ino| self.is_shared_ino(ino))
+            .map_err(|_| Errno::of(libc::ENOSPC))
+    }
+
     fn rewrite(&self, path: &[u8]) -> Option<Vec<u8>> {
         let upper = self.upper.as_os_str().as_bytes();
         [Some(&self.lower), self.alias.as_ref()]
@@ -296,6 +313,47 @@ fn open_dir(base: Option<BorrowedFd<'_>>, p: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Fills the new directory `upper` with a shadow of `lower`'s entries.
+/// `to`: a node of `from`'s type, mode, device number, owner and times.
+fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    use crate::sys::path::{chmod, fchownat, mknodat, utimensat};
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+    let rdev = meta.rdev();
+    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
+    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff);
+    // The kernel's 32-bit encoding.
+    let dev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+    let to_c = c(to);
+    mknodat(None, &to_c, meta.mode(), dev as u32).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot make {} anew in the layer ({e}); remove it from the work directory",
+                from.display()
+            ),
+        )
+    })?;
+    // Neither call opens the node (a FIFO would block).
+    let _ = fchownat(
+        None,
+        &to_c,
+        meta.uid(),
+        meta.gid(),
+        libc::AT_SYMLINK_NOFOLLOW,
+    );
+    chmod(&to_c, meta.mode() & 0o7777)?;
+    let times = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    ];
+    utimensat(None, &to_c, Some(&times), libc::AT_SYMLINK_NOFOLLOW)
+}
+
 fn shadow_dir(lower: &Path, upper: &Path, dev: u64, shared: &mut HashSet<u64>) -> io::Result<()> {
     for entry in fs::read_dir(lower)? {
         let entry = entry?;
@@ -309,6 +367,10 @@ fn shadow_dir(lower: &Path, upper: &Path, dev: u64, shared: &mut HashSet<u64>) -
             copy_dir_meta(&meta, &to)?;
         } else if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else if !ft.is_file() {
+            // A FIFO, socket or device node is made anew (a link would let
+            // chmod or utimensat through the layer reach DIR's node).
+            make_node(&from, &to, &meta)?;
         } else {
             match fs::hard_link(&from, &to) {
                 Ok(()) if meta.dev() == dev => {

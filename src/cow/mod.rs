@@ -21,6 +21,7 @@ mod changes;
 mod commit;
 mod handlers;
 mod layer;
+mod mounts;
 mod quota;
 mod storage;
 
@@ -128,8 +129,17 @@ impl WorkDir {
                 ),
             });
         }
+        mounts::check(&lower).map_err(|why| Error::InvalidConfig {
+            message: format!("--workdir {}: {why}", lower.display()),
+        })?;
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
-        let layer = Layer::build(&lower, &given, &storage.upper, settings.max_disk).map_err(|e| Error::InvalidConfig {
+        let built = Layer::build(&lower, &given, &storage.upper, settings.max_disk);
+        if built.is_err() {
+            // Nothing of a failed start is left behind.
+            let _ = storage::remove_tree(&storage.upper);
+            storage.release();
+        }
+        let layer = built.map_err(|e| Error::InvalidConfig {
             message: format!(
                 "cannot make the upper layer of {} in {}: {e}; check the storage directory is writable, or pass --storage elsewhere",
                 lower.display(),

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -35,9 +36,9 @@ impl Storage {
     pub(crate) fn open(lower: &Path, given: Option<&Path>) -> Result<Storage> {
         let (upper, state, default_place) = match given {
             Some(p) => {
-                let p = crate::paths::normalize_abs(
+                let p = canonical(&crate::paths::normalize_abs(
                     &std::env::current_dir().unwrap_or_default().join(p),
-                );
+                ));
                 (p.join("upper"), p.join("state"), false)
             }
             None => {
@@ -52,16 +53,38 @@ impl Storage {
             }
         };
         let cfg = |message: String| Error::InvalidConfig { message };
-        if state.starts_with(lower) || upper.starts_with(lower) {
+        if state.starts_with(lower)
+            || upper.starts_with(lower)
+            || lower.starts_with(&state)
+            || lower.starts_with(&upper)
+        {
             return Err(cfg(format!(
                 "--storage {} lies in the work directory {}; give a place outside it",
                 state.display(),
                 lower.display()
             )));
         }
-        fs::create_dir_all(&state).map_err(|e| {
-            cfg(format!(
+        if let Some(parent) = state.parent() {
+            fs::create_dir_all(parent).map_err(|e| {
+                cfg(format!(
+                    "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
+                    parent.display()
+                ))
+            })?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&state) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(cfg(format!(
                 "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
+                state.display()
+            )))
+            }
+        }
+        check_state(&state).map_err(|e| {
+            cfg(format!(
+                "the storage directory {}: {e}; another user may have planted it: look at it, remove it, or pass --storage PATH to a directory of your own",
                 state.display()
             ))
         })?;
@@ -69,6 +92,8 @@ impl Storage {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(state.join(LOCK))
             .map_err(|e| cfg(format!("cannot open {}: {e}", state.join(LOCK).display())))?;
         match crate::sys::path::try_lock_exclusive(std::os::fd::AsFd::as_fd(&lock)) {
@@ -82,7 +107,7 @@ impl Storage {
             }
             Err(e) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
         }
-        match super::commit::recover_for(&state, Some(lower)) {
+        match super::commit::recover_for(&state, Some((lower, &upper))) {
             Ok(Some((n, dir))) => log::warn!(
                 "an earlier run's commit into {} was left unfinished (killed?); finished it now ({n} operations)",
                 dir.display()
@@ -126,7 +151,14 @@ impl Storage {
     /// Marks the layer kept (a later run over the same directory refuses
     /// to start until it is removed).
     pub(crate) fn mark_kept(&self) {
-        if let Err(e) = fs::write(self.state.join(KEPT), b"") {
+        let made = fs::File::options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.state.join(KEPT));
+        if let Err(e) = made {
             log::warn!(
                 "cannot mark the kept layer in {}: {e}",
                 self.state.display()
@@ -143,6 +175,70 @@ impl Storage {
             let _ = fs::remove_dir(&self.state);
         }
     }
+}
+
+/// `p` with symlinks resolved: of `p` itself when it exists, else of its
+/// longest existing ancestor, the rest appended.
+fn canonical(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p;
+    loop {
+        if let Ok(c) = fs::canonicalize(cur) {
+            return rest.iter().rev().fold(c, |acc: PathBuf, n| acc.join(n));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+/// Refuses a state directory that another user could have written (a
+/// journal planted there would be applied by this run): the directory and
+/// every entry in it must be this user's (effective uid), not symlinks,
+/// and (but for the upper tree, whose top mirrors the work directory's
+/// mode) not writable by group or others.
+pub(crate) fn check_state(state: &Path) -> io::Result<()> {
+    let euid = crate::sys::process::euid();
+    let refuse = |what: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, what));
+    let m = fs::symlink_metadata(state)?;
+    if !m.is_dir() {
+        return refuse("is not a directory (a symlink?)".into());
+    }
+    if m.uid() != euid {
+        return refuse(format!(
+            "is owned by uid {}, not by this user ({euid})",
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "is writable by group or others (mode {:o})",
+            m.mode() & 0o7777
+        ));
+    }
+    for entry in fs::read_dir(state)? {
+        let entry = entry?;
+        let m = entry.metadata()?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if m.uid() != euid {
+            return refuse(format!(
+                "holds {name}, owned by uid {}, not by this user ({euid})",
+                m.uid()
+            ));
+        }
+        if m.file_type().is_symlink() {
+            return refuse(format!("holds {name}, a symlink"));
+        }
+        if !m.is_dir() && m.mode() & 0o022 != 0 {
+            return refuse(format!("holds {name}, writable by group or others"));
+        }
+    }
+    Ok(())
 }
 
 /// Removes a tree (making its directories writable first: the upper tree

@@ -690,6 +690,9 @@ fn truncate(
         | libc::O_NOCTTY
         | super::onbehalf_open::KERNEL_O_LARGEFILE;
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        layer.charge_growth(pinned.as_fd(), len as u64)?;
+    }
     let fd = reopen(pinned.as_fd(), flags as u64).map_err(|e| errno_of(&e))?;
     done(ftruncate(fd.as_fd(), len))
 }

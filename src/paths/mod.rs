@@ -159,6 +159,16 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
         st: &crate::sys::path::FileStat,
         keep_data: bool,
     ) -> std::result::Result<std::os::fd::OwnedFd, Errno>;
+    /// Before the pinned file is truncated to `len` on the program's
+    /// behalf: charges its growth to the layer's size cap (`ENOSPC` past
+    /// it).
+    fn charge_growth(
+        &self,
+        _fd: std::os::fd::BorrowedFd<'_>,
+        _len: u64,
+    ) -> std::result::Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// The [`Layered`] view of a running sandbox, in its services.

@@ -4,6 +4,12 @@ use std::io;
 
 use super::{cvt, cvt_long, retry_eintr};
 
+/// The effective user id of the process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The calling thread's id.
 pub fn gettid() -> i32 {
     // SAFETY: gettid has no arguments and cannot fail.
