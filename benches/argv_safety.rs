@@ -57,15 +57,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn run_once(sandbox: Option<&Sandbox>, exe: &Path, mode: &str, iters: usize) -> f64 {
     let out = match sandbox {
         Some(sb) => {
@@ -93,11 +84,6 @@ fn run_once(sandbox: Option<&Sandbox>, exe: &Path, mode: &str, iters: usize) -> 
         .strip_prefix("ns_per_iter=")
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("bad client output {out:?}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Whole programs: bare vs `--deny-path` vs `--exec-deny`.
@@ -182,7 +168,7 @@ fn programs(runs: usize) {
                 times[i].push(run(p));
             }
         }
-        let med: Vec<f64> = times.into_iter().map(median).collect();
+        let med: Vec<f64> = times.into_iter().map(common::median).collect();
         println!(
             "{name:<44} bare {:7.1} ms | --deny-path {:7.1} ms ({:.2}x) | --exec-deny {:7.1} ms ({:.2}x)",
             med[0] * 1e3,
@@ -199,8 +185,8 @@ fn main() {
         println!("argv_safety: bench");
         return;
     }
-    let runs = arg("--runs", 5);
-    let iters = arg("--iters", 300);
+    let runs = common::bench_arg("--runs", 5);
+    let iters = common::bench_arg("--iters", 300);
     if std::env::args().any(|a| a == "--programs-only") {
         programs(runs);
         return;
@@ -226,7 +212,11 @@ fn main() {
             off.push(run_once(Some(&without), &exe, mode, iters));
             on.push(run_once(Some(&with), &exe, mode, iters));
         }
-        let (bare, off, on) = (median(bare), median(off), median(on));
+        let (bare, off, on) = (
+            common::median(bare),
+            common::median(off),
+            common::median(on),
+        );
         println!(
             "{mode:>4}+wait: bare {:8.1} µs/iter | argv safety off {:8.1} µs | on {:8.1} µs | on/off {:.2}x (+{:.1} µs)",
             bare / 1e3,

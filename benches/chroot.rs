@@ -10,26 +10,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("chroot: bench");
         return;
     }
-    let runs = arg("--runs", 11);
+    let runs = common::bench_arg("--runs", 11);
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("root");
     let work = root.join("work");
@@ -81,8 +67,12 @@ fn main() {
             viewed.push(common::timed_run(Some(&chroot), prog, args, &work));
         }
         let ratios: Vec<f64> = viewed.iter().zip(&direct).map(|(c, d)| c / d).collect();
-        let ratio = median(ratios);
-        let (direct, plain, viewed) = (median(direct), median(plain), median(viewed));
+        let ratio = common::median(ratios);
+        let (direct, plain, viewed) = (
+            common::median(direct),
+            common::median(plain),
+            common::median(viewed),
+        );
         println!(
             "{name:<32} direct {:7.2} ms | unotify run {:7.2} ms | --chroot {:7.2} ms | --chroot over direct {:.2}x, over unotify run {:.2}x",
             direct * 1e3,

@@ -14,26 +14,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("cow: bench");
         return;
     }
-    let runs = arg("--runs", 11);
+    let runs = common::bench_arg("--runs", 11);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::write(
@@ -77,8 +63,12 @@ fn main() {
         let ratios: Vec<f64> = layered.iter().zip(&direct).map(|(c, p)| c / p).collect();
         let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().cloned().fold(0.0, f64::max);
-        let ratio = median(ratios);
-        let (direct, plain, layered) = (median(direct), median(plain), median(layered));
+        let ratio = common::median(ratios);
+        let (direct, plain, layered) = (
+            common::median(direct),
+            common::median(plain),
+            common::median(layered),
+        );
         println!(
             "{name:<36} direct {:7.2} ms | unotify run {:7.2} ms | --workdir {:7.2} ms | --workdir over direct: {ratio:.3}x (rounds {lo:.2}-{hi:.2}; goal <= 1.5x), over unotify run {:.3}x",
             direct * 1e3,

@@ -32,32 +32,8 @@ use crate::syscalls;
 use super::cwd::Cwds;
 use super::view::{join, normalize, How, Node, View, Walker};
 
-/// The kernel's `O_LARGEFILE`.
-#[cfg(target_arch = "aarch64")]
-const KERNEL_O_LARGEFILE: i32 = 0o400000;
-#[cfg(not(target_arch = "aarch64"))]
-const KERNEL_O_LARGEFILE: i32 = 0o100000;
-/// Every flag `open` knows.
-const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
-    | libc::O_CREAT
-    | libc::O_EXCL
-    | libc::O_NOCTTY
-    | libc::O_TRUNC
-    | libc::O_APPEND
-    | libc::O_NONBLOCK
-    | libc::O_DSYNC
-    | libc::O_ASYNC
-    | libc::O_DIRECT
-    | KERNEL_O_LARGEFILE
-    | libc::O_DIRECTORY
-    | libc::O_NOFOLLOW
-    | libc::O_NOATIME
-    | libc::O_CLOEXEC
-    | libc::O_PATH
-    | libc::O_SYNC
-    | libc::O_TMPFILE;
-/// The flags `O_PATH` keeps.
-const O_PATH_FLAGS: i32 = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
+use crate::paths::{KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS};
+
 /// Symlinks followed while creating through dangling links.
 const MAX_HOPS: usize = 40;
 /// Interpreter levels of a `#!` chain followed.

@@ -32,7 +32,7 @@ pub(crate) const KERNEL_O_LARGEFILE: i32 = 0o400000;
 pub(crate) const KERNEL_O_LARGEFILE: i32 = libc::O_LARGEFILE;
 
 /// Every flag `open` knows (`VALID_OPEN_FLAGS`).
-const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
+pub(crate) const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_CREAT
     | libc::O_EXCL
     | libc::O_NOCTTY
@@ -51,7 +51,8 @@ const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_SYNC
     | libc::O_TMPFILE;
 /// The flags `O_PATH` keeps.
-const O_PATH_FLAGS: i32 = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
+pub(crate) const O_PATH_FLAGS: i32 =
+    libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
 /// `RESOLVE_*` flags openat2 knows.
 const VALID_RESOLVE: u64 = 0x3f;
 use crate::sys::fs::{RESOLVE_BENEATH, RESOLVE_IN_ROOT};
