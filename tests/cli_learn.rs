@@ -14,11 +14,18 @@ fn workdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
-/// Runs `unotify ARGS` in `dir` with `home` as HOME.
+/// Runs `unotify ARGS` in `dir` with `home` as HOME, and a temporary
+/// directory of its own beside it as TMPDIR: a checkout under `/tmp` puts
+/// the fake home beneath `/tmp`, which a learned profile then rightly
+/// refuses to allow (it holds the home directory), and the compiler's
+/// temporary files would fail.
 fn in_dir(dir: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    let tmp = home.with_file_name("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     unotify()
         .current_dir(dir)
         .env("HOME", home)
+        .env("TMPDIR", &tmp)
         .args(args)
         .output()
         .unwrap()
