@@ -220,8 +220,15 @@ mod tests {
             cache.store(tid, CredCache::open(tid).unwrap(), s, v);
             assert_eq!(cache.lookup(tid), None);
         }
+        let other_fd = CredCache::open(b).unwrap();
         done_tx.send(()).unwrap();
         other.join().unwrap();
+        // `join` returns at the thread's exit futex, a moment before the
+        // kernel lets the thread go: wait until it is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(&other_fd) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         // Gone: the first read after it is still from during the exec.
         for expect in [None, Some(v)] {
             let s = cache.stamp(tid);
