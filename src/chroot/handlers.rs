@@ -686,42 +686,9 @@ impl Op<'_> {
         if crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64) {
             return Err(Errno::of(libc::EACCES));
         }
-        if flags & libc::O_PATH != 0 {
-            // The kernel cannot inject an `O_PATH` file: a read-only open
-            // of the pinned file or directory stands in for it.
-            let ro = if st.is_dir() {
-                libc::O_RDONLY | libc::O_DIRECTORY
-            } else if st.is_file() {
-                libc::O_RDONLY | libc::O_NOCTTY
-            } else {
-                return Err(Errno::of(libc::EACCES));
-            };
-            let fd =
-                reopen(pinned.as_fd(), (ro | KERNEL_O_LARGEFILE) as u64).map_err(|e| errno(&e))?;
-            return Ok(inject(fd, flags));
-        }
-        if st.is_symlink() {
-            return Err(Errno::of(libc::ELOOP));
-        }
-        if flags & libc::O_DIRECTORY != 0 && !st.is_dir() {
-            return Err(Errno::of(libc::ENOTDIR));
-        }
-        let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
-        if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
-            let rights = Task::read(self.cx, &self.s.creds)?.rights;
-            return Ok(NotifAction::defer(move || {
-                let _acting = match rights.assume() {
-                    Ok(g) => g,
-                    Err(e) => return NotifAction::from(e),
-                };
-                match reopen(pinned.as_fd(), rflags) {
-                    Ok(fd) => inject(fd, flags),
-                    Err(e) => NotifAction::from(errno(&e)),
-                }
-            }));
-        }
-        let fd = reopen(pinned.as_fd(), rflags).map_err(|e| errno(&e))?;
-        Ok(inject(fd, flags))
+        crate::paths::open_checked(pinned, &st, flags, || {
+            Ok(Task::read(self.cx, &self.s.creds)?.rights)
+        })
     }
 
     // ---- metadata ----

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
-use crate::sys::path::{fchmod, fstat, fstatat, readlinkat};
+use crate::sys::path::{fchmod, fstat, fstatat, readlinkat, FileStat};
 
 use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths};
@@ -362,6 +362,20 @@ fn finish(
             return served.map(|fd| inject(fd, flags));
         }
     }
+    open_checked(pinned, &st, flags, || Ok(rights))
+}
+
+/// Opens the pinned file, which passed every check, for the program with
+/// its `flags` and answers with the new fd: an `O_PATH` open gets a
+/// read-only stand-in, a FIFO without `O_NONBLOCK` is opened on the
+/// deferral pool with the task's `rights` (asked for only then). Shared by
+/// path denial and the chroot view.
+pub(crate) fn open_checked(
+    pinned: OwnedFd,
+    st: &FileStat,
+    flags: i32,
+    rights: impl FnOnce() -> Result<Rights, Errno>,
+) -> Result<NotifAction, Errno> {
     if flags & libc::O_PATH != 0 {
         // The kernel will not inject an `O_PATH` file: a regular file or a
         // directory is given as a read-only open of the pinned inode, which
@@ -388,6 +402,7 @@ fn finish(
     }
     let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
+        let rights = rights()?;
         // Opening a FIFO blocks until its other end is opened: not on a worker.
         return Ok(NotifAction::defer(move || {
             // Another thread: it takes the task's capabilities too.
