@@ -345,6 +345,20 @@ impl Op<'_> {
     /// Walks the program's path `path` from `dirfd`. An absolute path
     /// naming one of the task's own fds or its executable (`/dev/fd/N`,
     /// `/proc/self/fd/N`, `/proc/self/exe`) is that file.
+    /// [`walk`](Self::walk) of a path the call names from the working
+    /// directory, its last symlink followed (`chdir`, `statfs`, ...).
+    fn walk_followed(&self, task: &Task, path: &[u8]) -> Result<Node, Errno> {
+        self.walk(
+            task,
+            CWD,
+            path,
+            How {
+                follow: true,
+                resolve: 0,
+            },
+        )
+    }
+
     fn walk(&self, task: &Task, dirfd: i32, path: &[u8], how: How) -> Result<Node, Errno> {
         if path.is_empty() {
             return Err(Errno::of(libc::ENOENT));
@@ -877,15 +891,7 @@ impl Op<'_> {
     fn statfs(&self, ptr: u64, buf: u64) -> Result<NotifAction, Errno> {
         let path = read_path(self.cx, ptr)?;
         let (task, _acting) = self.task()?;
-        let node = self.walk(
-            &task,
-            CWD,
-            &path,
-            How {
-                follow: true,
-                resolve: 0,
-            },
-        )?;
+        let node = self.walk_followed(&task, &path)?;
         let bytes = statfs_bytes(node.fd.as_fd()).map_err(|e| errno(&e))?;
         self.write_back(buf, &bytes)?;
         Ok(NotifAction::ReturnValue(0))
@@ -896,15 +902,7 @@ impl Op<'_> {
     fn chdir(&self, ptr: u64) -> Result<NotifAction, Errno> {
         let path = read_path(self.cx, ptr)?;
         let (task, _acting) = self.task()?;
-        let node = self.walk(
-            &task,
-            CWD,
-            &path,
-            How {
-                follow: true,
-                resolve: 0,
-            },
-        )?;
+        let node = self.walk_followed(&task, &path)?;
         self.enter(&task, node)
     }
 
@@ -1275,15 +1273,7 @@ impl Op<'_> {
         if len < 0 {
             return Err(Errno::of(libc::EINVAL));
         }
-        let node = self.walk(
-            &task,
-            CWD,
-            &path,
-            How {
-                follow: true,
-                resolve: 0,
-            },
-        )?;
+        let node = self.walk_followed(&task, &path)?;
         let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
         if st.is_dir() {
             return Err(Errno::of(libc::EISDIR));
