@@ -136,7 +136,21 @@ fn a_shell_sees_the_view() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "/work");
     assert_eq!(lines[1], "in-the-view");
-    assert!(lines[2].starts_with("bin dev etc lib"), "{out}");
+    // The view's root: the rootfs's own directories, the toolchain mounts
+    // and the first component of the test artefacts' mount (wherever the
+    // checkout is), nothing else of the host's root.
+    let mut expected: Vec<String> = ["tmp", "proc", "work", "etc", "dev", "ro"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(toolchain_mounts().iter().map(|m| m[1..].to_owned()))
+        .filter(|m| !m.contains('/'))
+        .collect();
+    let art = common::artefact_dir();
+    let top = art.components().nth(1).expect("an absolute artefact dir");
+    expected.push(top.as_os_str().to_string_lossy().into_owned());
+    expected.sort();
+    expected.dedup();
+    assert_eq!(lines[2].trim_end(), expected.join(" "), "{out}");
     assert_eq!(
         &lines[3..],
         [
