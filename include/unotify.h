@@ -252,6 +252,55 @@ int unotify_builder_chroot(unotify_builder *b, const char *dir);
  * non-zero: writes beneath it fail with EROFS. */
 int unotify_builder_mount(unotify_builder *b, const char *virtual_path,
                           const char *host, int read_only);
+/* The program's working directory inside the chroot (a path of the view). */
+int unotify_builder_chroot_cwd(unotify_builder *b, const char *dir);
+
+/* Copy-on-write work directory: the program sees `dir` and its own changes,
+ * which go to an upper layer outside it (no privileges needed). At the end,
+ * unotify_sandbox_finish commits, drops or keeps them as set below, or the
+ * host decides itself with unotify_sandbox_changes, _commit, _abort, _keep. */
+int unotify_builder_workdir(unotify_builder *b, const char *dir);
+/* Where the upper layer and the commit journal live (default: next to the
+ * work directory). */
+int unotify_builder_cow_storage(unotify_builder *b, const char *path);
+#define UNOTIFY_EXIT_COMMIT 0 /* apply the changes to the work directory */
+#define UNOTIFY_EXIT_ABORT 1  /* drop them */
+#define UNOTIFY_EXIT_KEEP 2   /* leave the upper layer, and say where */
+/* After a successful run (default COMMIT) and a failed one (default ABORT). */
+int unotify_builder_on_exit(unotify_builder *b, int action);
+int unotify_builder_on_error(unotify_builder *b, int action);
+/* Non-zero: unotify_sandbox_finish lists the changes and drops them. */
+int unotify_builder_dry_run(unotify_builder *b, int on);
+/* Caps the upper layer at `bytes`: writes past it fail with ENOSPC. */
+int unotify_builder_max_disk(unotify_builder *b, uint64_t bytes);
+
+#define UNOTIFY_CHANGE_ADDED 1
+#define UNOTIFY_CHANGE_MODIFIED 2
+#define UNOTIFY_CHANGE_DELETED 3
+#define UNOTIFY_ENTRY_FILE 1
+#define UNOTIFY_ENTRY_DIR 2
+#define UNOTIFY_ENTRY_SYMLINK 3
+#define UNOTIFY_ENTRY_OTHER 4 /* a FIFO, socket or device node */
+/* Called once per changed path (relative to the work directory), in path
+ * order; a non-zero return stops the listing. */
+typedef int (*unotify_change_fn)(void *user, const char *path, int kind, int entry);
+/* The changes so far (once the runs have ended: all of them). Returns
+ * UNOTIFY_OK, a status (UNOTIFY_E_CONFIG: no work directory), or what `f`
+ * returned to stop. */
+int unotify_sandbox_changes(unotify_sandbox *s, unotify_change_fn f, void *user);
+/* Applies the changes to the work directory (crash-safe: an interrupted
+ * commit is finished by the next run, or `unotify cow-recover`). */
+int unotify_sandbox_commit(unotify_sandbox *s);
+/* Drops the changes. */
+int unotify_sandbox_abort(unotify_sandbox *s);
+/* Keeps the upper layer; its path goes to buf (UNOTIFY_E_TOO_LONG if len is
+ * too small: it is kept all the same). */
+int unotify_sandbox_keep(unotify_sandbox *s, char *buf, size_t len);
+/* Settles a run that ended with `wait_status` (of unotify_child_wait) as the
+ * builder said; *outcome (may be null) is the UNOTIFY_EXIT_* carried out,
+ * and `f` (may be null) gets the changes committed or dropped. */
+int unotify_sandbox_finish(unotify_sandbox *s, int wait_status, int *outcome,
+                           unotify_change_fn f, void *user);
 /* Appends one JSON object per trapped call to the file at `path`. */
 int unotify_builder_audit(unotify_builder *b, const char *path);
 /* Exec argv safety (non-zero: on). */

@@ -378,3 +378,16 @@ fn c_abi_contract() {
     );
     assert!(stdout.contains("capi_abi: 0 failures"), "{stdout}");
 }
+
+#[test]
+fn python_binding_reviews_a_workdir_and_runs_in_a_chroot() {
+    let stdout = run_python_example("example_workdir.py");
+    assert!(
+        stdout.contains("reviewed and committed: new.txt added, old.txt deleted, util.h modified"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("workdir and chroot: 0 failures"),
+        "{stdout}"
+    );
+}

@@ -101,7 +101,11 @@ class _PolicyEvent(ctypes.Structure):
 
 
 _POLICY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_PolicyEvent), ctypes.c_void_p)
+_CHANGE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int)
 _STDIO_INHERIT, _STDIO_NULL, _STDIO_FD, _STDIO_PIPE = 0, 1, 2, 3
+_EXIT_ACTIONS = {"commit": 0, "abort": 1, "keep": 2}
+_CHANGE_KINDS = {1: "added", 2: "modified", 3: "deleted"}
+_ENTRY_TYPES = {1: "file", 2: "dir", 3: "symlink", 4: "other"}
 _E_TIMEOUT, _E_GONE = -8, -9
 
 
@@ -177,6 +181,20 @@ def _load():
         "unotify_denied_paths_allow": (ctypes.c_int, [p, ctypes.c_char_p]),
         "unotify_denied_paths_is_denied": (ctypes.c_int, [p, ctypes.c_char_p, _c_int_p]),
         "unotify_denied_paths_count": (ctypes.c_int, [p, ctypes.POINTER(ctypes.c_size_t)]),
+        "unotify_builder_chroot": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_mount": (ctypes.c_int, [p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]),
+        "unotify_builder_chroot_cwd": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_workdir": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_cow_storage": (ctypes.c_int, [p, ctypes.c_char_p]),
+        "unotify_builder_on_exit": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_on_error": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_dry_run": (ctypes.c_int, [p, ctypes.c_int]),
+        "unotify_builder_max_disk": (ctypes.c_int, [p, ctypes.c_uint64]),
+        "unotify_sandbox_changes": (ctypes.c_int, [p, _CHANGE_FN, p]),
+        "unotify_sandbox_commit": (ctypes.c_int, [p]),
+        "unotify_sandbox_abort": (ctypes.c_int, [p]),
+        "unotify_sandbox_keep": (ctypes.c_int, [p, ctypes.c_char_p, ctypes.c_size_t]),
+        "unotify_sandbox_finish": (ctypes.c_int, [p, ctypes.c_int, _c_int_p, _CHANGE_FN, p]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
@@ -638,14 +656,22 @@ class Sandbox(_Closing):
     `policy` is `fn(event, ctx) -> None | AUDIT | Errno` (see PolicyEvent,
     PolicyCtx); `denied_paths` a shared DeniedPaths; `fs_read`, `fs_write`
     (paths) and `fs_system` confine the file system (Landlock), and
-    `allow_degraded` names the Landlock rights it may run without. Thread-safe: `run` may
+    `allow_degraded` names the Landlock rights it may run without.
+    `chroot` (a directory) is shown to the program as `/`, with `mounts`
+    ((virtual, host, read_only) triples) and `chroot_cwd`; `workdir` runs
+    the program on a copy-on-write view of a directory (`cow_storage`,
+    `on_exit`/`on_error` "commit" | "abort" | "keep", `dry_run`,
+    `max_disk` in bytes), settled with `finish`, or by the host with
+    `changes`, `commit`, `abort`, `keep`. Thread-safe: `run` may
     be called from many threads at once."""
 
     def __init__(self, handlers=None, deny=None, workers=None, net_allow=(), net_deny=(),
                  deny_paths=(), max_processes=None, max_memory=None, allow_weak_isolation=False,
                  policy=None, denied_paths=None, foreground=None, cgroups=None,
                  track_processes=False, sync_wake_up=None, fs_read=(), fs_write=(),
-                 fs_system=False, allow_degraded=()):
+                 fs_system=False, allow_degraded=(), chroot=None, mounts=(), chroot_cwd=None,
+                 workdir=None, cow_storage=None, on_exit=None, on_error=None, dry_run=False,
+                 max_disk=None):
         lib = library()
         self._callbacks = []  # kept alive as long as the sandbox
         self._sb = None
@@ -692,6 +718,25 @@ class Sandbox(_Closing):
                 _check("fs_system", lib.unotify_builder_fs_system(b))
             for right in allow_degraded:
                 _check("allow_degraded", lib.unotify_builder_allow_degraded(b, _b(right)))
+            if chroot is not None:
+                _check("chroot", lib.unotify_builder_chroot(b, _b(chroot)))
+            for virtual, host, read_only in mounts:
+                _check("mount", lib.unotify_builder_mount(b, _b(virtual), _b(host), int(bool(read_only))))
+            if chroot_cwd is not None:
+                _check("chroot_cwd", lib.unotify_builder_chroot_cwd(b, _b(chroot_cwd)))
+            if workdir is not None:
+                _check("workdir", lib.unotify_builder_workdir(b, _b(workdir)))
+            if cow_storage is not None:
+                _check("cow_storage", lib.unotify_builder_cow_storage(b, _b(cow_storage)))
+            for name, value in (("on_exit", on_exit), ("on_error", on_error)):
+                if value is not None:
+                    if value not in _EXIT_ACTIONS:
+                        raise ValueError(f"{name}={value!r}: expected 'commit', 'abort' or 'keep'")
+                    _check(name, getattr(lib, f"unotify_builder_{name}")(b, _EXIT_ACTIONS[value]))
+            if dry_run:
+                _check("dry_run", lib.unotify_builder_dry_run(b, 1))
+            if max_disk is not None:
+                _check("max_disk", lib.unotify_builder_max_disk(b, max_disk))
         except BaseException:
             lib.unotify_builder_free(b)
             raise
@@ -740,6 +785,54 @@ class Sandbox(_Closing):
             return Result(code, out, child.stats())
         finally:
             child.close()
+
+    def _open(self):
+        if self._sb is None:
+            raise ValueError("the sandbox is closed")
+        return self._sb
+
+    @staticmethod
+    def _collector():
+        got = []
+
+        def take(_user, path, kind, entry):
+            got.append((os.fsdecode(path), _CHANGE_KINDS.get(kind, kind), _ENTRY_TYPES.get(entry, entry)))
+            return 0
+        return got, _CHANGE_FN(take)
+
+    def changes(self):
+        """The work directory's changes so far, sorted by path: a list of
+        (path relative to it, "added" | "modified" | "deleted",
+        "file" | "dir" | "symlink" | "other")."""
+        got, cb = self._collector()
+        _check("changes", library().unotify_sandbox_changes(self._open(), cb, None))
+        return got
+
+    def commit(self):
+        """Applies the changes to the work directory (crash-safe)."""
+        _check("commit", library().unotify_sandbox_commit(self._open()))
+
+    def abort(self):
+        """Drops the changes."""
+        _check("abort", library().unotify_sandbox_abort(self._open()))
+
+    def keep(self):
+        """Keeps the upper layer and returns its path."""
+        buf = ctypes.create_string_buffer(4096)
+        _check("keep", library().unotify_sandbox_keep(self._open(), buf, len(buf)))
+        return os.fsdecode(buf.value)
+
+    def finish(self, returncode):
+        """Settles the work directory after a run that ended with
+        `returncode` (a Result's or Child's: negative for a signal) as
+        `on_exit`/`on_error`/`dry_run` say; returns ("commit" | "abort" |
+        "keep", the changes committed or dropped)."""
+        status = -returncode if returncode < 0 else (returncode & 0xFF) << 8
+        got, cb = self._collector()
+        outcome = ctypes.c_int(-1)
+        _check("finish", library().unotify_sandbox_finish(self._open(), status, ctypes.byref(outcome), cb, None))
+        names = {v: k for k, v in _EXIT_ACTIONS.items()}
+        return names[outcome.value], got
 
     def close(self):
         """Frees the sandbox (runs already finished)."""

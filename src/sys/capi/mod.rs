@@ -13,6 +13,7 @@ pub mod handler;
 pub mod paths;
 pub mod policy;
 pub mod supervisor;
+pub mod workdir;
 
 /// What the header promises about threads, checked by the compiler: a
 /// sandbox, a supervisor handle and a denied-path set are shared between threads, a builder,
