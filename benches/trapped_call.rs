@@ -188,6 +188,8 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
     let path = cstr(prog.as_os_str().as_bytes())?;
     let plan = ExecPlan {
         landlock_ruleset: None,
+        no_core: false,
+        new_ipc: false,
         candidates: vec![path.clone()],
         argv: vec![
             path,

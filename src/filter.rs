@@ -257,6 +257,17 @@ impl FilterBuilder {
     /// [`Error::ConflictingRule`] if `nr` already has a different rule, or is
     /// an x32 number on x86_64 (those are always killed).
     pub fn notify(&mut self, nr: u32) -> Result<&mut Self> {
+        // Refusals put first ([`refuse_first`](Self::refuse_first)) stay
+        // first: what they leave is notified instead of allowed.
+        if let Some(Rule::Conditional { cases, otherwise }) = self.rules.get_mut(&nr) {
+            let refusals_only = cases
+                .iter()
+                .all(|(_, a)| matches!(a, SyscallAction::Errno(_) | SyscallAction::KillProcess));
+            if refusals_only && matches!(*otherwise, SyscallAction::Allow | SyscallAction::Notify) {
+                *otherwise = SyscallAction::Notify;
+                return Ok(self);
+            }
+        }
         self.insert(nr, Rule::Fixed(SyscallAction::Notify))
     }
 
@@ -309,8 +320,9 @@ impl FilterBuilder {
     /// `checks` match (an empty list always does), the call fails with
     /// `errno` before anything else is decided. A call already refused
     /// whatever its arguments keeps its errno. For refusals that must win
-    /// over every handler: call it after the other rules are in (a later
-    /// [`notify`](Self::notify) of `nr` conflicts).
+    /// over every handler. A later [`notify`](Self::notify) of `nr` keeps
+    /// the refusals first and notifies the rest; a later conditional
+    /// [`rule`](Self::rule) conflicts (put refusals after those).
     ///
     /// # Errors
     ///
@@ -350,6 +362,43 @@ impl FilterBuilder {
         };
         self.rules.remove(&nr);
         self.insert(nr, rule)
+    }
+
+    /// Notifies the calls of `nr` whose arguments match all `checks`, after
+    /// the cases the rule has (refusals put first stay first); calls already
+    /// notified or refused whatever their arguments are left as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a check that could never match or an
+    /// argument index of 6 or more; [`Error::ConflictingRule`] for an x32
+    /// number on x86_64.
+    pub fn notify_if(&mut self, nr: u32, checks: Vec<ArgCheck>) -> Result<&mut Self> {
+        for check in &checks {
+            check.validate().map_err(|reason| Error::InvalidConfig {
+                message: format!("rule for `{}`, {check:?}: {reason}", self.display_name(nr)),
+            })?;
+        }
+        let case = (checks, SyscallAction::Notify);
+        match self.rules.get_mut(&nr) {
+            None => {
+                self.insert(
+                    nr,
+                    Rule::Conditional {
+                        cases: vec![case],
+                        otherwise: SyscallAction::Allow,
+                    },
+                )?;
+            }
+            Some(Rule::Fixed(_)) => {}
+            Some(Rule::Conditional { otherwise, .. }) if *otherwise == SyscallAction::Notify => {}
+            Some(Rule::Conditional { cases, .. }) => {
+                if !cases.contains(&case) {
+                    cases.push(case);
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// Whether system call `nr` may be sent to the supervisor: it is notified
@@ -949,6 +998,61 @@ mod tests {
             assert_eq!(call(13, 1 << 32), ALLOW);
             assert_eq!(call(14, 0), eperm);
             assert_eq!(call(15, 0), ALLOW);
+        }
+    }
+
+    #[test]
+    fn a_notify_after_refusals_keeps_them_first() {
+        let eperm = errno(libc::EPERM as u16);
+        for arch in ARCHES {
+            let mut b = FilterBuilder::new(arch);
+            b.refuse_first(20, vec![ArgCheck::new(1, 0xffff_ffff, 0x5412)], libc::EPERM)
+                .unwrap();
+            b.notify(20).unwrap();
+            b.notify(20).unwrap();
+            assert!(b.is_notified(20));
+            // A conditional rule that allows some calls is not widened.
+            b.rule(
+                21,
+                vec![(vec![ArgCheck::equals(0, 0)], SyscallAction::Allow)],
+                SyscallAction::Errno(1),
+            )
+            .unwrap();
+            assert!(b.notify(21).is_err());
+            let f = b.build().unwrap();
+            verify(f.instructions());
+            let call = |a1: u64| verdict(&f, &Data::new(arch, 20).with_args([0, a1, 0, 0, 0, 0]));
+            assert_eq!(call(0x5412), eperm);
+            assert_eq!(call(0x7_0000_5412), eperm);
+            assert_eq!(call(0x5413), NOTIFY);
+        }
+    }
+
+    #[test]
+    fn notify_if_adds_cases_after_refusals() {
+        let eperm = errno(libc::EPERM as u16);
+        for arch in ARCHES {
+            let mut b = FilterBuilder::new(arch);
+            let flags = ArgCheck::new(1, 0xffff_ffff, 0x4008_6602);
+            b.refuse_first(30, vec![ArgCheck::new(1, 0xffff_ffff, 0x5412)], libc::EPERM)
+                .unwrap();
+            b.notify_if(30, vec![flags]).unwrap();
+            b.notify_if(30, vec![flags]).unwrap();
+            b.notify_if(31, vec![flags]).unwrap();
+            b.refuse_first(31, vec![ArgCheck::new(1, 0xffff_ffff, 0x5412)], libc::EPERM)
+                .unwrap();
+            b.notify(32).unwrap();
+            b.notify_if(32, vec![flags]).unwrap();
+            let f = b.build().unwrap();
+            verify(f.instructions());
+            let call =
+                |nr: u32, a1: u64| verdict(&f, &Data::new(arch, nr).with_args([3, a1, 0, 0, 0, 0]));
+            for nr in [30, 31] {
+                assert_eq!(call(nr, 0x5412), eperm);
+                assert_eq!(call(nr, 0x4008_6602), NOTIFY);
+                assert_eq!(call(nr, 0x5413), ALLOW);
+            }
+            assert_eq!(call(32, 0x5413), NOTIFY);
         }
     }
 

@@ -557,10 +557,56 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 
 /// The calls that reach into another process and that the filter refuses
 /// with `EPERM` in every sandbox, whatever the Landlock ABI: taking an fd
-/// (`pidfd_getfd`, the listener first) and writing memory
-/// (`process_vm_writev`). A call the caller already denies keeps its errno.
+/// (`pidfd_getfd`, the listener first), writing memory
+/// (`process_vm_writev`), setting another process's resource limits
+/// (`prlimit64` with a pid and a new limit: Landlock's scoping does not
+/// cover it, and a limit is enforced by the kernel's own signals, so a
+/// program could kill any process of its user, the supervisor included, or
+/// starve it of fds), and typing into a terminal (`TIOCSTI` pushes bytes
+/// into the input of the terminal the program shares with the shell that
+/// started it, which runs them once the sandbox exits; `TIOCLINUX` pastes
+/// a console selection). A call the caller already denies keeps its errno.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
-    refuse_host_access(filter)
+    refuse_host_access(filter)?;
+    refuse_foreign_limits(filter)?;
+    refuse_terminal_input(filter)
+}
+
+/// `prlimit64(pid, resource, new, old)`: allowed on the caller itself
+/// (`pid` 0, what `setrlimit` sends) and to read (`new` null); else `EPERM`.
+fn refuse_foreign_limits(filter: &mut FilterBuilder) -> Result<()> {
+    let Some(nr) = syscalls::number(filter.arch(), "prlimit64") else {
+        return Ok(());
+    };
+    if filter.is_denied(nr).is_some() {
+        return Ok(());
+    }
+    use crate::filter::{ArgCheck, SyscallAction};
+    // The kernel reads the pid as a 32-bit `pid_t`.
+    let own = ArgCheck::new(0, 0xffff_ffff, 0);
+    let read_only = ArgCheck::equals(2, 0);
+    filter.rule(
+        nr,
+        vec![
+            (vec![own], SyscallAction::Allow),
+            (vec![read_only], SyscallAction::Allow),
+        ],
+        SyscallAction::Errno(libc::EPERM as u16),
+    )?;
+    Ok(())
+}
+
+/// `ioctl(fd, TIOCSTI | TIOCLINUX, ...)`: `EPERM` (see [`install`]).
+fn refuse_terminal_input(filter: &mut FilterBuilder) -> Result<()> {
+    let Some(nr) = syscalls::number(filter.arch(), "ioctl") else {
+        return Ok(());
+    };
+    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+        // The kernel reads the request as a 32-bit `unsigned int`.
+        let check = crate::filter::ArgCheck::new(1, 0xffff_ffff, u64::from(req as u32));
+        filter.refuse_first(nr, vec![check], libc::EPERM)?;
+    }
+    Ok(())
 }
 
 /// Keeping the program away from the host, as the first feature of every

@@ -40,6 +40,8 @@ struct Plan {
     chroot_cwd: Option<std::path::PathBuf>,
     /// The memory limit is a memory cgroup's.
     memory_cgroup: bool,
+    /// The program may not dump core (see [`Sandbox::no_core_dumps`]).
+    no_core_dumps: bool,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -703,6 +705,7 @@ impl SandboxBuilder {
         Ok(Sandbox {
             workdir,
             chroot_cwd: plan.chroot_cwd,
+            no_core_dumps: plan.no_core_dumps,
             degraded: confined.degraded,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
@@ -873,10 +876,16 @@ impl SandboxBuilder {
         if path_set.is_some() {
             features.push(Arc::new(crate::paths::PathView));
         }
+        // The kernel writes a core dump itself, in the dumping process's
+        // working directory: a file no trapped call creates, which path
+        // denial (a denied directory the program changed into) and the
+        // chroot view (its host directory) would not see.
+        let no_core_dumps = path_set.is_some() || chroot_cwd.is_some();
         Ok(Plan {
             features,
             chroot_cwd,
             memory_cgroup,
+            no_core_dumps,
         })
     }
 
@@ -978,6 +987,10 @@ pub struct Sandbox {
     filter: Vec<libc::sock_filter>,
     /// Under a chroot, the host directory each program starts in.
     chroot_cwd: Option<std::path::PathBuf>,
+    /// `RLIMIT_CORE` is 0 (soft and hard) for the program: under path
+    /// denial and a chroot, whose guarantees a core file written by the
+    /// kernel would get round.
+    no_core_dumps: bool,
     config: Config,
     foreground: bool,
     /// The ruleset of the Landlock domain each program enters, made once
@@ -1126,6 +1139,8 @@ impl Sandbox {
                 rlim_cur: n,
                 rlim_max: n,
             }),
+            no_core: self.no_core_dumps,
+            new_ipc: own_ipc_namespace(),
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
@@ -1482,4 +1497,15 @@ impl Drop for Child {
             let _ = self.wait();
         }
     }
+}
+
+/// Whether each program gets an IPC namespace of its own: where this
+/// process may make one (`CAP_SYS_ADMIN`, as root). System V shared memory,
+/// semaphores and message queues, and POSIX message queues, are kernel
+/// objects no process owns: without it, what a program leaves there
+/// outlives the sandbox (memory included) and is shared with the host.
+fn own_ipc_namespace() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    crate::sys::caps::current()
+        .is_ok_and(|c| c.effective & crate::sys::caps::bit(CAP_SYS_ADMIN) != 0)
 }

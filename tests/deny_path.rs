@@ -866,3 +866,64 @@ fn the_supervisors_own_proc_files_are_never_served() {
     assert_eq!(out[4], "ok:");
     assert_eq!(std::fs::metadata(t.p("public")).unwrap().len(), 0);
 }
+
+/// The kernel writes a core dump itself, in the crashing process's working
+/// directory: under path denial the program may not dump core, so a crash
+/// in a denied directory it changed into leaves nothing there.
+#[test]
+fn a_crash_in_a_denied_directory_dumps_no_core_there() {
+    let src = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    int n = atoi(v[1]), raised = 0, dumped = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t k = fork();
+        if (k == 0) {
+            struct rlimit r = {RLIM_INFINITY, RLIM_INFINITY};
+            if (setrlimit(RLIMIT_CORE, &r) == 0) _exit(3);
+            struct rlimit h; getrlimit(RLIMIT_CORE, &h);
+            r.rlim_cur = r.rlim_max = h.rlim_max;
+            setrlimit(RLIMIT_CORE, &r);
+            prctl(PR_SET_DUMPABLE, 1);
+            if (chdir(v[2]) != 0) _exit(4);
+            abort();
+        }
+        int st;
+        waitpid(k, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 3) raised++;
+        if (WIFSIGNALED(st) && WCOREDUMP(st)) dumped++;
+    }
+    printf("raised %d dumped %d\n", raised, dumped);
+    return 0;
+}
+"#;
+    let exe = common::build_c("core_in_denied_dir", src, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let denied = dir.path().join("denied");
+    std::fs::create_dir(&denied).expect("mkdir");
+    std::fs::write(denied.join("inner"), "x").expect("write");
+    let sandbox = Sandbox::builder()
+        .deny_path(&denied)
+        .build()
+        .expect("build");
+    let (out, status) = common::run_piped(&sandbox, &exe, &["5", denied.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert_eq!(out.trim(), "raised 0 dumped 0", "{out}");
+    let names: Vec<_> = std::fs::read_dir(&denied)
+        .expect("list")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["inner"],
+        "the kernel wrote into the denied directory"
+    );
+}

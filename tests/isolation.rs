@@ -344,3 +344,69 @@ fn unotify_with_a_network_policy_keeps_host_abstract_sockets_out_of_reach() {
         "an allowed name was refused: {c:?}"
     );
 }
+
+/// System V shared memory is a kernel object no process owns: a segment a
+/// program leaves behind would outlive the sandbox, memory and all, and be
+/// the host's to find by its key. As root each program has an IPC
+/// namespace of its own; its processes still share segments among them.
+#[test]
+fn system_v_segments_do_not_outlive_the_sandbox() {
+    let src = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    key_t key = (key_t)strtol(v[1], 0, 0);
+    int made = 0, shared = 0;
+    for (int i = 0; i < 3; i++) {
+        int id = shmget(key + i, 1 << 20, IPC_CREAT | 0600);
+        if (id < 0) continue;
+        made++;
+        char *p = shmat(id, 0, 0);
+        if (p == (void *)-1) continue;
+        pid_t k = fork();
+        if (k == 0) { char *q = shmat(shmget(key + i, 0, 0), 0, 0); strcpy(q, "seen"); _exit(0); }
+        waitpid(k, 0, 0);
+        if (strcmp(p, "seen") == 0) shared++;
+        memset(p, 1, 1 << 20);
+    }
+    printf("made %d shared %d\n", made, shared);
+    return 0;
+}
+"#;
+    let exe = build_c("sysv_leftovers", src, &[]);
+    let key: i32 = 0x7500_0000 | (std::process::id() as i32 & 0xff_ff00);
+    let sandbox = Sandbox::builder().build().expect("build");
+    let (out, status) = run_piped(&sandbox, &exe, &[&key.to_string()]);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert_eq!(out.trim(), "made 3 shared 3", "{out}");
+    // Looked up (and removed) from the host, by key.
+    let check = build_c(
+        "sysv_lookup",
+        r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/shm.h>
+int main(int c, char **v) {
+    key_t key = (key_t)strtol(v[1], 0, 0);
+    int left = 0;
+    for (int i = 0; i < 3; i++) {
+        int id = shmget(key + i, 0, 0);
+        if (id >= 0) { left++; shmctl(id, IPC_RMID, 0); }
+    }
+    printf("%d\n", left);
+    return 0;
+}
+"#,
+        &[],
+    );
+    let host = std::process::Command::new(&check)
+        .arg(key.to_string())
+        .output()
+        .expect("run the host's lookup");
+    let left = String::from_utf8_lossy(&host.stdout).trim().to_owned();
+    assert_eq!(left, "0", "segments left on the host");
+}

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -140,6 +142,45 @@ static void attack(pid_t target, const char *abstract) {
         }
     }
     REPORT("abstract_connect", conn);
+
+    /* Another process's limits: read them (allowed), then set them to the
+     * values they have (harmless if it gets through). */
+    int plim = 0;
+    for (int i = 0; i < TRIES; i++) {
+        struct { unsigned long long cur, max; } lim;
+        if (sys(SYS_prlimit64, target, RLIMIT_CORE, 0, (long)&lim) == 0
+            && sys(SYS_prlimit64, target, RLIMIT_CORE, (long)&lim, 0) == 0)
+            plim++;
+    }
+    REPORT("prlimit_set", plim);
+
+    /* Typing into a terminal: a process of a session of its own, on a
+     * pseudo-terminal that became its controlling terminal (the kernel
+     * then allows TIOCSTI without privileges where the legacy sysctl is
+     * on). */
+    int tty = 0, sti = 0;
+    for (int i = 0; i < 3; i++) {
+        pid_t k = fork();
+        if (k == 0) {
+            setsid();
+            int m = posix_openpt(O_RDWR | O_NOCTTY);
+            if (m < 0 || grantpt(m) || unlockpt(m))
+                _exit(2);
+            int s = open(ptsname(m), O_RDWR);
+            if (s < 0)
+                _exit(2);
+            char c = 'x';
+            _exit(ioctl(s, TIOCSTI, &c) == 0 ? 0 : 1);
+        }
+        int st;
+        if (k > 0 && waitpid(k, &st, 0) == k && WIFEXITED(st) && WEXITSTATUS(st) != 2) {
+            tty++;
+            if (WEXITSTATUS(st) == 0)
+                sti++;
+        }
+    }
+    REPORT("sanity_tty", tty);
+    REPORT("tiocsti", sti);
     len += snprintf(line + len, sizeof line - len, "done\n");
     (void)!write(1, line, len);
 }

@@ -321,19 +321,10 @@ impl Enforcement for CowFeature {
         if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
             return Ok(());
         }
-        if !install.filter.is_notified(nr) {
-            let cases = handlers::SET_FLAGS
-                .iter()
-                .map(|(cmd, _)| {
-                    (
-                        vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, *cmd)],
-                        crate::filter::SyscallAction::Notify,
-                    )
-                })
-                .collect();
+        for (cmd, _) in handlers::SET_FLAGS {
             install
                 .filter
-                .rule(nr, cases, crate::filter::SyscallAction::Allow)?;
+                .notify_if(nr, vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, cmd)])?;
         }
         install.builtin(nr, handlers::set_flags_handler(&self.layer))
     }

@@ -46,6 +46,12 @@ pub struct ExecPlan {
     pub cwd: Option<CString>,
     /// `RLIMIT_NOFILE` to set (soft and hard) before exec.
     pub nofile: Option<libc::rlimit64>,
+    /// Sets `RLIMIT_CORE` to 0 (soft and hard) before exec.
+    pub no_core: bool,
+    /// Gives the child an IPC namespace of its own (`CLONE_NEWIPC`; needs
+    /// `CAP_SYS_ADMIN`): its System V objects and POSIX message queues go
+    /// with its last process.
+    pub new_ipc: bool,
     /// fds to place on 0, 1, 2 (`None`: inherit).
     pub stdio: [Option<RawFd>; 3],
     /// A Landlock ruleset the child enforces on itself after

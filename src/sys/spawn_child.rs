@@ -271,6 +271,31 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             fail_early(page, ChildStep::Prepare, r);
         }
     }
+    if plan.new_ipc {
+        // SAFETY: unshare takes a flag word.
+        let r = unsafe { syscall(libc::SYS_unshare, &[libc::CLONE_NEWIPC as usize]) };
+        if r < 0 {
+            fail_early(page, ChildStep::Prepare, r);
+        }
+    }
+    if plan.no_core {
+        let zero = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let zero: *const libc::rlimit64 = &zero;
+        // SAFETY: prlimit64 reads one rlimit64 on this stack frame, alive
+        // for the call; the old value is not asked for (null).
+        let r = unsafe {
+            syscall(
+                libc::SYS_prlimit64,
+                &[0, libc::RLIMIT_CORE as usize, zero as usize, 0],
+            )
+        };
+        if r < 0 {
+            fail_early(page, ChildStep::Prepare, r);
+        }
+    }
     if let Some(keep) = plan.keep_caps {
         // SAFETY: in the child.
         let r = unsafe { super::caps::drop_in_child(keep) };
