@@ -196,11 +196,18 @@ fn thread_children(me: i32, tid: i32) -> io::Result<String> {
 /// under [`set_child_subreaper`]); at most `rounds` rounds. Returns how
 /// many were killed. Only for a launcher that has no other children to
 /// wait for, once nothing traces them any more.
+///
+/// Nothing is done while no child would report its end with `SIGCHLD`:
+/// a child cloned to report with no signal (the sandbox's watchdog, left
+/// to exit with this process, see
+/// [`Child::process_exits_after`](crate::Child::process_exits_after)) is
+/// then left alone; an orphan given to this process always reports with
+/// `SIGCHLD`.
 pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
     let mut killed = 0;
     for _ in 0..rounds {
-        // Most often there is none at all: one call says so, where the
-        // list below reads a file per thread (on the exit path of every
+        // Most often there is none: one call says so, where the list
+        // below reads a file per thread (on the exit path of every
         // `unotify run`).
         if !has_children() {
             break;
@@ -225,8 +232,9 @@ pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
 }
 
 /// Whether this process (any of its threads) has a child, live or a
-/// zombie, of any kind (`__WALL`): `waitid` without waiting or reaping.
-/// `true` when it cannot tell.
+/// zombie, that reports its end with `SIGCHLD` (every child but one
+/// cloned to report with no or another signal): `waitid` without waiting
+/// or reaping. `true` when it cannot tell.
 pub fn has_children() -> bool {
     // SAFETY: all-zero is a valid siginfo_t, written by waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -237,12 +245,7 @@ pub fn has_children() -> bool {
             libc::P_ALL,
             0,
             &mut info,
-            libc::WEXITED
-                | libc::WSTOPPED
-                | libc::WCONTINUED
-                | libc::WNOHANG
-                | libc::WNOWAIT
-                | libc::__WALL,
+            libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
     !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
