@@ -77,6 +77,19 @@ pub(crate) struct DomainPlan {
     confined: bool,
 }
 
+impl Drop for DomainPlan {
+    /// The walk's few dozen fds, closed together (see
+    /// [`close_all`](crate::sys::fs::close_all)); those a clone still
+    /// shares are left to it.
+    fn drop(&mut self) {
+        let owned = std::mem::take(&mut self.opened_rules)
+            .into_iter()
+            .filter_map(|(fd, _)| Arc::try_unwrap(fd).ok())
+            .collect();
+        crate::sys::fs::close_all(owned);
+    }
+}
+
 impl DomainPlan {
     /// Whether signals and abstract unix sockets are scoped to the sandbox
     /// (full isolation). Without it (ABI 1 to 5, accepted as weak) the

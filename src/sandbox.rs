@@ -1393,6 +1393,20 @@ impl Child {
         }
     }
 
+    /// Says this process exits once the program has (a launcher such as
+    /// `unotify run`): when the sandbox ends, its watchdog process is left
+    /// to exit with this process rather than told to quit and waited for.
+    /// It shares this process's memory, so it is the one that frees it,
+    /// after this process's parent has been told of the exit: on a small
+    /// VM the end of a short run comes about 0.15 ms sooner. A process
+    /// that goes on living keeps one idle watchdog per such child until it
+    /// exits. The sandbox ends as always (killed, cgroups removed).
+    pub fn process_exits_after(&mut self) {
+        if let Some(c) = self.containment.as_mut() {
+            c.linger();
+        }
+    }
+
     /// A handle on this child's supervisor.
     pub fn supervisor(&self) -> Option<SupervisorHandle> {
         self.supervisor.as_ref().map(Supervisor::handle)

@@ -43,3 +43,94 @@ fn unotify_is_reaped_at_once() {
         slow.len()
     );
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// Directories named `unotify-<pid>-…` anywhere in the first levels of
+/// the cgroup file systems.
+fn cgroups_of(pid: i32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("unotify-{pid}-");
+    let mut found = Vec::new();
+    let mut dirs = vec![(std::path::PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                found.push(path);
+            } else if depth < 3 {
+                dirs.push((path, depth + 1));
+            }
+        }
+    }
+    found
+}
+
+/// `unotify run -- CMD` under a child subreaper that reaps whatever is
+/// given to it after unotify's exit: unotify's pid, its exit status, and
+/// whether anything was still running 2 s later.
+fn run_and_reap(cmd: &[&str]) -> (i32, i32, bool) {
+    let reaper = common::build_c("end_reaper", include_str!("c/end_reaper.c"), &[]);
+    let out = std::process::Command::new(reaper)
+        .arg(UNOTIFY)
+        .args(["run", "--"])
+        .args(cmd)
+        .output()
+        .expect("run end_reaper");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| -> i32 {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {k} in {text:?} (stderr {:?})",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    (field("pid="), field("status="), field("left=") != 0)
+}
+
+/// A run that ends at once still ends the whole sandbox: its cgroups are
+/// removed by the time unotify has exited, what the program left running
+/// is dead, and the watchdog that `unotify run` leaves to exit with it
+/// (it then frees the shared memory, after the parent was told) is gone
+/// too, reaped by whoever it was given to.
+#[test]
+fn a_run_that_ends_at_once_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("bg");
+    let script = format!("sleep 30 & echo $! > {}", pidfile.display());
+    for cmd in [vec!["/bin/true"], vec!["/bin/sh", "-c", script.as_str()]] {
+        for _ in 0..5 {
+            let (pid, status, left) = run_and_reap(&cmd);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{cmd:?}: status {status:#x}"
+            );
+            assert!(
+                !left,
+                "{cmd:?}: a process of unotify's was still running 2 s after it exited"
+            );
+            let cgroups = cgroups_of(pid);
+            assert!(cgroups.is_empty(), "{cmd:?}: cgroups left: {cgroups:?}");
+        }
+    }
+    let bg: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the background sleep's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let state = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "the program's background sleep {bg} still runs: {state}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use super::{cvt_long, retry_eintr};
 
@@ -62,4 +62,72 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl(F_SETFD) takes an fd we borrow and an integer.
     super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
+}
+
+/// Closes `fds`, each run of consecutive numbers with one `close_range`
+/// (every fd of a run is one of `fds`, owned here: nothing else is
+/// closed). Start-up opens a few dozen `O_PATH` fds for the Landlock
+/// rules and closes them together.
+pub fn close_all(fds: Vec<OwnedFd>) {
+    let mut raw: Vec<RawFd> = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+    raw.sort_unstable();
+    let mut i = 0;
+    while i < raw.len() {
+        let lo = raw[i];
+        let mut hi = lo;
+        while i + 1 < raw.len() && raw[i + 1] == hi + 1 {
+            i += 1;
+            hi = raw[i];
+        }
+        i += 1;
+        // SAFETY: close_range and close take integers; every fd in lo..=hi
+        // was one of `fds` (sorted, consecutive), owned and given up here.
+        unsafe {
+            if hi == lo
+                || libc::syscall(
+                    libc::SYS_close_range,
+                    lo as libc::c_uint,
+                    hi as libc::c_uint,
+                    0 as libc::c_uint,
+                ) != 0
+            {
+                for fd in lo..=hi {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    /// Whether `fd` is still the file at `path` (another test may reuse
+    /// the number once it is closed).
+    fn is_open_on(fd: i32, path: &std::path::Path) -> bool {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| p == path)
+    }
+
+    /// Every fd given is closed, in runs or alone, and an fd between two
+    /// of them that is not given stays open.
+    #[test]
+    fn close_all_closes_only_what_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let path = path.canonicalize().unwrap();
+        let mut fds: Vec<OwnedFd> = (0..6)
+            .map(|_| std::fs::File::open(&path).unwrap().into())
+            .collect();
+        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        // The third stays: the others make two runs (or more, if another
+        // test's fds came between).
+        let kept = fds.remove(2);
+        super::close_all(fds);
+        for (i, fd) in raw.iter().enumerate() {
+            assert_eq!(is_open_on(*fd, &path), i == 2, "fd {fd} (#{i})");
+        }
+        drop(kept);
+    }
 }

@@ -196,9 +196,22 @@ fn thread_children(me: i32, tid: i32) -> io::Result<String> {
 /// under [`set_child_subreaper`]); at most `rounds` rounds. Returns how
 /// many were killed. Only for a launcher that has no other children to
 /// wait for, once nothing traces them any more.
+///
+/// Nothing is done while no child would report its end with `SIGCHLD`:
+/// a child cloned to report with no signal (the sandbox's watchdog, left
+/// to exit with this process, see
+/// [`Child::process_exits_after`](crate::Child::process_exits_after)) is
+/// then left alone; an orphan given to this process always reports with
+/// `SIGCHLD`.
 pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
     let mut killed = 0;
     for _ in 0..rounds {
+        // Most often there is none: one call says so, where the list
+        // below reads a file per thread (on the exit path of every
+        // `unotify run`).
+        if !has_children() {
+            break;
+        }
         let children: Vec<i32> = own_children()
             .into_iter()
             .filter(|p| !keep.contains(p))
@@ -216,6 +229,26 @@ pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
         }
     }
     killed
+}
+
+/// Whether this process (any of its threads) has a child, live or a
+/// zombie, that reports its end with `SIGCHLD` (every child but one
+/// cloned to report with no or another signal): `waitid` without waiting
+/// or reaping. `true` when it cannot tell.
+pub fn has_children() -> bool {
+    // SAFETY: all-zero is a valid siginfo_t, written by waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes one siginfo_t; WNOHANG | WNOWAIT: it neither
+    // waits nor reaps.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
 /// Reaps the children of this process but `keep` that are zombies and
@@ -560,6 +593,34 @@ mod tests {
         let _ = own.wait();
         assert!(children.contains(&(own.id() as i32)), "{children:?}");
         assert!(children.contains(&other), "{children:?}");
+    }
+
+    /// `kill_own_children` skips its look only when there is no child:
+    /// one made by another thread, and a zombie, are children.
+    #[test]
+    fn has_children_sees_another_threads_child_and_a_zombie() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            // Exited, not reaped: a zombie until the thread waits.
+            let pid = c.id() as i32;
+            while !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                || !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z ")
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            tx.send(()).unwrap();
+            let _ = done_rx.recv();
+            let _ = c.wait();
+        });
+        rx.recv().unwrap();
+        let seen = super::has_children();
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(seen, "a zombie child of another thread was not seen");
     }
 
     #[test]
