@@ -133,10 +133,12 @@ impl WorkDir {
             message: format!("--workdir {}: {why}", lower.display()),
         })?;
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
-        let built = Layer::build(&lower, &given, &storage.upper, settings.max_disk);
+        let held = storage.held.clone();
+        let built = Layer::build(&lower, &given, &storage.upper, &held, settings.max_disk);
         if built.is_err() {
             // Nothing of a failed start is left behind.
             let _ = storage::remove_tree(&storage.upper);
+            let _ = storage::remove_tree(&held);
             storage.release();
         }
         let layer = built.map_err(|e| Error::InvalidConfig {
@@ -177,10 +179,25 @@ impl WorkDir {
         Some(self.layer.upper.join(rel))
     }
 
+    /// What the program is told its working directory is (`$PWD`) when
+    /// it starts in `cwd` of the work directory: the work directory's
+    /// path, as `getcwd` answers it.
+    pub(crate) fn child_pwd(&self, cwd: &Path) -> Option<PathBuf> {
+        let abs = std::fs::canonicalize(cwd).ok()?;
+        abs.starts_with(&self.layer.lower).then_some(abs)
+    }
+
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
     pub fn changes(&self) -> Result<Vec<Change>> {
-        changes::diff(&self.layer.lower, &self.layer.upper)
+        let layer = &self.layer;
+        layer
+            .materialize(false)
+            .and_then(|()| {
+                changes::diff(&layer.lower, &layer.upper, &|rel, dev, ino| {
+                    layer.unchanged_placeholder(rel, dev, ino)
+                })
+            })
             .map_err(|e| Error::io("list the changes of the work directory", e))
     }
 
@@ -213,6 +230,15 @@ impl WorkDir {
 
     /// Keeps the upper tree (returned) and the storage after the sandbox.
     pub fn keep(&self) -> PathBuf {
+        // The placeholders get their files' bytes: the kept tree is the
+        // program's view, readable without the layer.
+        if let Err(e) = self.layer.materialize(true) {
+            log::warn!(
+                "cannot fill the kept upper layer {} with the unchanged files: {e}",
+                self.layer.upper.display()
+            );
+        }
+        let _ = storage::remove_tree(&self.storage.held);
         *self.settled.lock() = true;
         self.storage.mark_kept();
         self.layer.upper.clone()
@@ -255,6 +281,7 @@ impl WorkDir {
                 self.layer.upper.display()
             );
         }
+        let _ = storage::remove_tree(&self.storage.held);
         self.storage.release();
     }
 
@@ -271,7 +298,9 @@ impl WorkDir {
         set: Arc<crate::paths::DeniedPaths>,
     ) -> Arc<crate::paths::DeniedPaths> {
         let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
-        Arc::new(set.with_layer(layer))
+        let held = Arc::new(set.with_layer(layer));
+        self.layer.set_denied(&held);
+        held
     }
 }
 
@@ -294,14 +323,43 @@ pub fn pending_commit(state: &Path) -> Result<Option<usize>> {
     commit::pending(state).map_err(|e| Error::io("read the commit journal", e))
 }
 
+fn nr_of(name: &str) -> Option<i32> {
+    crate::syscalls::number(crate::arch::Arch::native(), name).map(|n| n as i32)
+}
+
 /// The feature in the sandbox's plan.
 struct CowFeature {
     layer: Arc<Layer>,
 }
 
-/// Nothing runs per notification beyond the handlers.
-struct CowStage;
-impl Stage for CowStage {}
+/// Before an exec is decided (by anyone: argv safety's freeze pins the
+/// file the kernel will run before the handlers run), a placeholder the
+/// kernel would run is copied up ([`handlers::prepare_exec`]).
+struct CowStage {
+    layer: Arc<Layer>,
+    execve: Option<i32>,
+    execveat: Option<i32>,
+}
+
+impl Stage for CowStage {
+    fn register(
+        &self,
+        _core: &crate::supervisor::notifier::Notifier,
+        notif: &crate::notification::Notification,
+    ) {
+        let nr = Some(notif.nr);
+        if nr == self.execve {
+            handlers::prepare_exec(&self.layer, notif.pid as i32, libc::AT_FDCWD, notif.args[0]);
+        } else if nr == self.execveat {
+            handlers::prepare_exec(
+                &self.layer,
+                notif.pid as i32,
+                notif.args[0] as u32 as i32,
+                notif.args[1],
+            );
+        }
+    }
+}
 
 impl Enforcement for CowFeature {
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
@@ -341,8 +399,12 @@ impl Enforcement for CowFeature {
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
         let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Ok(Some(
-            Running::new(Arc::new(CowStage))
-                .with_service(Arc::new(crate::paths::LayerHook(layered))),
+            Running::new(Arc::new(CowStage {
+                layer: Arc::clone(&self.layer),
+                execve: nr_of("execve"),
+                execveat: nr_of("execveat"),
+            }))
+            .with_service(Arc::new(crate::paths::LayerHook(layered))),
         ))
     }
 }
