@@ -1079,53 +1079,37 @@ fn redteam_dry_run_names_cannot_forge_or_hide_lines() {
     assert!(!text.contains('\x1b'), "{text:?}");
 }
 
-/// Each entry of a tree with the stat data an aborted run must not
-/// change: (inode, mode, link count, owner, size, mtime, ctime).
-fn stat_walk(root: &Path) -> BTreeMap<String, (u64, u32, u64, u32, u64, i64, i64, i64, i64)> {
-    fn walk(
-        root: &Path,
-        dir: &Path,
-        out: &mut BTreeMap<String, (u64, u32, u64, u32, u64, i64, i64, i64, i64)>,
-    ) {
+/// The stat data an aborted run must not change: inode, mode, link
+/// count, owner, size, mtime, ctime.
+type StatData = (u64, u32, u64, u32, u64, (i64, i64), (i64, i64));
+
+fn stat_data(p: &Path) -> StatData {
+    let m = fs::symlink_metadata(p).unwrap();
+    (
+        m.ino(),
+        m.mode(),
+        m.nlink(),
+        m.uid(),
+        m.size(),
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+    )
+}
+
+/// Each entry of a tree (by a recursive lstat walk) with its stat data.
+fn stat_walk(root: &Path) -> BTreeMap<String, StatData> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, StatData>) {
         for e in fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(
-                rel,
-                (
-                    m.ino(),
-                    m.mode(),
-                    m.nlink(),
-                    m.uid(),
-                    m.size(),
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ctime(),
-                    m.ctime_nsec(),
-                ),
-            );
-            if m.is_dir() {
+            out.insert(rel, stat_data(&p));
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
                 walk(root, &p, out);
             }
         }
     }
     let mut out = BTreeMap::new();
-    let m = fs::symlink_metadata(root).unwrap();
-    out.insert(
-        ".".into(),
-        (
-            m.ino(),
-            m.mode(),
-            m.nlink(),
-            m.uid(),
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        ),
-    );
+    out.insert(".".into(), stat_data(root));
     walk(root, root, &mut out);
     out
 }
