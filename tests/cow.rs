@@ -816,13 +816,12 @@ fn redteam_another_path_to_the_work_directory_is_not_written() {
 #[test]
 fn redteam_abort_of_a_run_that_writes_nothing_leaves_git_status_clean() {
     // The red team asked for unchanged ctimes: every regular file of DIR
-    // is hard-linked into the layer and unlinked at the end, so its ctime
-    // changes even for an aborted run that wrote nothing, and `git
-    // diff-files` (which trusts the index's stat data without refreshing)
-    // lists every tracked file until `git update-index --refresh`. Not
-    // fixed (it needs an upper tree that holds only changes): a known
-    // limit in the README. What holds: contents, modes and mtimes are
-    // untouched, and `git status` (which refreshes) is clean.
+    // was hard-linked into the layer and unlinked at the end, so its ctime
+    // changed even for an aborted run that wrote nothing. The layer now
+    // holds placeholders (see
+    // `an_aborted_build_and_git_status_leave_every_entry_...`, which
+    // checks every entry's stat data and `git diff-files`); here:
+    // contents, modes and mtimes are untouched, and `git status` is clean.
     let dir = fresh("rt-ctime");
     for i in 0..3 {
         fs::write(dir.join(format!("f{i}")), format!("{i}\n")).unwrap();
