@@ -561,10 +561,16 @@ impl ViewHandler {
             .map_err(|_| Errno::of(libc::EFAULT))?;
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
+        let before = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::EPERM))?;
-        // The copy is pinned `O_PATH`: the ioctl needs an open file.
-        let fd = crate::paths::reopen_fd(fd.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK)
-            .map_err(|e| Errno::from_io(&e))?;
+        let now = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        // A copy is pinned `O_PATH`: the ioctl needs an open file.
+        let fd = if (now.dev, now.ino) != (before.dev, before.ino) {
+            crate::paths::reopen_fd(fd.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK)
+                .map_err(|e| Errno::from_io(&e))?
+        } else {
+            fd
+        };
         let r = crate::sys::path::ioctl_buf(fd.as_fd(), cmd, &mut arg)
             .map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(r as i64))
