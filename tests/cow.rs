@@ -1244,3 +1244,26 @@ fn storage_on_another_file_system_copies_nothing_at_start() {
     let used = (f[0] - f[1]) * f[2];
     assert!(used < 1 << 20, "the layer holds {used} bytes at start");
 }
+
+#[test]
+fn a_lower_file_renamed_elsewhere_is_committed_with_its_bytes() {
+    // A placeholder moved away from its lower file's path holds no bytes:
+    // the change set takes a copy of the lower file's.
+    let dir = fresh("moved");
+    fs::write(dir.join("k.txt"), "keep\n").unwrap();
+    fs::write(dir.join("l.txt"), "link\n").unwrap();
+    let script = "mv k.txt k2.txt && mkdir sub && mv l.txt sub/ && cat k2.txt sub/l.txt";
+    let out = run_in(&dir, &["--dry-run"], script);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "keep\nlink\nD k.txt\nA k2.txt\nD l.txt\nA sub/\nA sub/l.txt\n"
+    );
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert!(!dir.join("k.txt").exists());
+    assert!(!dir.join("l.txt").exists());
+    assert_eq!(fs::read_to_string(dir.join("k2.txt")).unwrap(), "keep\n");
+    assert_eq!(fs::read_to_string(dir.join("sub/l.txt")).unwrap(), "link\n");
+    assert_no_layer(&dir);
+}
