@@ -1076,8 +1076,8 @@ impl Sandbox {
             .map(|d| cstring(d.as_os_str()))
             .transpose()?;
         // In a copy-on-write work directory, the program starts in its
-        // upper layer's counterpart (PWD names it: a shell's `cd` into a
-        // directory new in the layer then works).
+        // upper layer's counterpart; PWD names the work directory's path,
+        // as `getcwd` answers it.
         if let Some(w) = &self.workdir {
             let here = cmd
                 .cwd
@@ -1085,9 +1085,10 @@ impl Sandbox {
                 .or_else(|| std::env::current_dir().ok())
                 .unwrap_or_default();
             if let Some(up) = w.child_cwd(&here) {
+                let pwd = w.child_pwd(&here).unwrap_or_else(|| up.clone());
                 cwd = Some(cstring(up.as_os_str())?);
                 envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
-                envp.push(env_entry(std::ffi::OsStr::new("PWD"), up.as_os_str())?);
+                envp.push(env_entry(std::ffi::OsStr::new("PWD"), pwd.as_os_str())?);
             }
         }
 

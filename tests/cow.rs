@@ -816,13 +816,12 @@ fn redteam_another_path_to_the_work_directory_is_not_written() {
 #[test]
 fn redteam_abort_of_a_run_that_writes_nothing_leaves_git_status_clean() {
     // The red team asked for unchanged ctimes: every regular file of DIR
-    // is hard-linked into the layer and unlinked at the end, so its ctime
-    // changes even for an aborted run that wrote nothing, and `git
-    // diff-files` (which trusts the index's stat data without refreshing)
-    // lists every tracked file until `git update-index --refresh`. Not
-    // fixed (it needs an upper tree that holds only changes): a known
-    // limit in the README. What holds: contents, modes and mtimes are
-    // untouched, and `git status` (which refreshes) is clean.
+    // was hard-linked into the layer and unlinked at the end, so its ctime
+    // changed even for an aborted run that wrote nothing. The layer now
+    // holds placeholders (see
+    // `an_aborted_build_and_git_status_leave_every_entry_...`, which
+    // checks every entry's stat data and `git diff-files`); here:
+    // contents, modes and mtimes are untouched, and `git status` is clean.
     let dir = fresh("rt-ctime");
     for i in 0..3 {
         fs::write(dir.join(format!("f{i}")), format!("{i}\n")).unwrap();
@@ -1077,4 +1076,194 @@ fn redteam_dry_run_names_cannot_forge_or_hide_lines() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 3, "{text:?}");
     assert!(!text.contains('\x1b'), "{text:?}");
+}
+
+/// The stat data an aborted run must not change: inode, mode, link
+/// count, owner, size, mtime, ctime.
+type StatData = (u64, u32, u64, u32, u64, (i64, i64), (i64, i64));
+
+fn stat_data(p: &Path) -> StatData {
+    let m = fs::symlink_metadata(p).unwrap();
+    (
+        m.ino(),
+        m.mode(),
+        m.nlink(),
+        m.uid(),
+        m.size(),
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+    )
+}
+
+/// Each entry of a tree (by a recursive lstat walk) with its stat data.
+fn stat_walk(root: &Path) -> BTreeMap<String, StatData> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, StatData>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, stat_data(&p));
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    out.insert(".".into(), stat_data(root));
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn an_aborted_build_and_git_status_leave_every_entry_of_the_work_directory_with_its_stat_data() {
+    // Was: every regular file hard-linked into the layer (link count and
+    // ctime changed, even for an aborted run); `git diff-files` then
+    // listed every tracked file.
+    let dir = fresh("statdata");
+    c_project(&dir);
+    fs::create_dir(dir.join("doc")).unwrap();
+    fs::write(dir.join("doc/notes"), "n\n").unwrap();
+    let git = |args: &[&str]| {
+        StdCommand::new("git")
+            .current_dir(&dir)
+            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    assert!(git(&["add", "."]).status.success());
+    assert!(git(&["commit", "-qm", "x"]).status.success());
+    // Past the index's racy window, and refreshed: diff-files is empty.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(git(&["update-index", "--refresh"]).status.success());
+    assert_eq!(stdout(&git(&["diff-files", "--name-only"])), "");
+    let before = stat_walk(&dir);
+    let out = run_in(
+        &dir,
+        &["--on-exit", "abort"],
+        "cat main.c util.h doc/notes > /dev/null && make -s -j4 && ./hello && git status --porcelain && echo x >> util.h && git status --porcelain",
+    );
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "hello 42\n?? hello\n?? main.o\n?? util.o\n M util.h\n?? hello\n?? main.o\n?? util.o\n"
+    );
+    assert!(stderr(&out).is_empty(), "warnings: {}", stderr(&out));
+    let after = stat_walk(&dir);
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(changed.is_empty(), "stat data changed: {changed:?}");
+    assert_eq!(before.len(), after.len());
+    assert_eq!(
+        stdout(&git(&["diff-files", "--name-only"])),
+        "",
+        "git diff-files after an aborted run"
+    );
+}
+
+#[test]
+fn the_program_sees_the_work_directory_s_path_as_its_working_directory() {
+    let dir = fresh("cwdview");
+    fs::create_dir(dir.join("sub")).unwrap();
+    let canon = fs::canonicalize(&dir).unwrap();
+    let want = canon.display().to_string();
+    let script = "pwd; /bin/pwd; echo \"$PWD\"; readlink /proc/self/cwd; readlink /proc/$$/cwd; \
+python3 -c 'import os; print(os.getcwd()); print(os.path.realpath(\".\"))'; \
+exec 3>made; readlink /proc/self/fd/3";
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "stdout: {}", stdout(&out));
+    for l in &lines[..7] {
+        assert_eq!(*l, want, "stdout: {}", stdout(&out));
+    }
+    assert_eq!(lines[7], format!("{want}/made"));
+    // Started in a directory beneath the work directory.
+    let out = unotify()
+        .current_dir(dir.join("sub"))
+        .args(["run", "--workdir", "..", "--on-exit", "abort", "--"])
+        .args(["sh", "-c", "pwd; /bin/pwd"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), format!("{want}/sub\n{want}/sub\n"));
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn storage_on_another_file_system_copies_nothing_at_start() {
+    // Was: with the storage on another file system, every regular file
+    // of the work directory was copied into the layer at start.
+    let dir = fresh("xdev");
+    let mnt = dir.parent().unwrap().join("tmpfs");
+    fs::create_dir(&mnt).unwrap();
+    let st = StdCommand::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs");
+    let mounted = Tmpfs(mnt.clone());
+    let big = vec![7u8; 32 << 20];
+    fs::write(dir.join("big"), &big).unwrap();
+    // The program reports the storage file system's used blocks (statfs,
+    // which the layer does not answer) after reading the big file
+    // through the layer.
+    let script = format!("wc -c < big; stat -f -c '%b %f %S' {}", mnt.display());
+    let out = run_in(
+        &dir,
+        &[
+            "--storage",
+            mnt.join("st").to_str().unwrap(),
+            "--on-exit",
+            "abort",
+        ],
+        &script,
+    );
+    drop(mounted);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], (32 << 20).to_string());
+    let f: Vec<u64> = lines[1]
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let used = (f[0] - f[1]) * f[2];
+    assert!(used < 1 << 20, "the layer holds {used} bytes at start");
+}
+
+#[test]
+fn a_lower_file_renamed_elsewhere_is_committed_with_its_bytes() {
+    // A placeholder moved away from its lower file's path holds no bytes:
+    // the change set takes a copy of the lower file's.
+    let dir = fresh("moved");
+    fs::write(dir.join("k.txt"), "keep\n").unwrap();
+    fs::write(dir.join("l.txt"), "link\n").unwrap();
+    let script = "mv k.txt k2.txt && mkdir sub && mv l.txt sub/ && cat k2.txt sub/l.txt";
+    let out = run_in(&dir, &["--dry-run"], script);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "keep\nlink\nD k.txt\nA k2.txt\nD l.txt\nA sub/\nA sub/l.txt\n"
+    );
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert!(!dir.join("k.txt").exists());
+    assert!(!dir.join("l.txt").exists());
+    assert_eq!(fs::read_to_string(dir.join("k2.txt")).unwrap(), "keep\n");
+    assert_eq!(fs::read_to_string(dir.join("sub/l.txt")).unwrap(), "link\n");
+    assert_no_layer(&dir);
 }

@@ -1,7 +1,8 @@
 //! The change set of a run: the upper tree compared with the lower one,
-//! entry by entry, without following symlinks. A file the upper tree
-//! still links to is unchanged without being read; another is changed if
-//! its type, mode, modification time or contents differ.
+//! entry by entry, without following symlinks. A placeholder at its
+//! lower file's path is unchanged without being read (placeholders
+//! elsewhere were copied up first); another file is changed if its type,
+//! mode, modification time or contents differ.
 
 use std::fs;
 use std::io::{self, Read};
@@ -118,9 +119,13 @@ fn quoted(p: &Path) -> String {
 
 /// The changes that turn `lower` into `upper`, sorted by path (a
 /// directory before what it holds).
-pub(crate) fn diff(lower: &Path, upper: &Path) -> io::Result<Vec<Change>> {
+pub(crate) fn diff(
+    lower: &Path,
+    upper: &Path,
+    unchanged: Unchanged<'_>,
+) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk(lower, upper, Path::new(""), &mut out)?;
+    walk(lower, upper, Path::new(""), unchanged, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -133,7 +138,17 @@ fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     }
 }
 
-fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+/// Whether the upper entry at this path with this `(dev, ino)` is the
+/// placeholder of the lower file at the same path.
+pub(crate) type Unchanged<'a> = &'a dyn Fn(&Path, u64, u64) -> bool;
+
+fn walk(
+    lower: &Path,
+    upper: &Path,
+    rel: &Path,
+    unchanged: Unchanged<'_>,
+    out: &mut Vec<Change>,
+) -> io::Result<()> {
     let up_names = names(&upper.join(rel))?;
     let low_names = names(&lower.join(rel))?;
     for name in &up_names {
@@ -163,6 +178,7 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Re
                     EntryType::Symlink => {
                         fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?
                     }
+                    EntryType::File if unchanged(&r, um.dev(), um.ino()) => false,
                     _ => file_changed(&upper.join(&r), &um, &lower.join(&r), &lm)?,
                 };
                 if changed {
@@ -174,7 +190,7 @@ fn walk(lower: &Path, upper: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Re
                     });
                 }
                 if ut == EntryType::Dir {
-                    walk(lower, upper, &r, out)?;
+                    walk(lower, upper, &r, unchanged, out)?;
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {

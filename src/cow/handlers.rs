@@ -1,11 +1,17 @@
 //! The calls the layered view answers itself, ahead of path denial: the
-//! stat family, `access`, `readlink` and the xattr reads answer from the view (performed
-//! by the supervisor only when the path reaches the work directory, the
-//! answer written to the program's memory while the call is pending);
-//! `fchmod`, `fchown`, `fsetxattr` and `fremovexattr` change a private copy
-//! of a shared file; `execve` of a path in the work directory runs only
-//! what the view names; the write family is charged to `--max-disk`.
-//! Everything else about paths is path denial's, with the layer's hooks.
+//! stat family, `access`, `readlink` and the xattr reads answer from the
+//! view (performed by the supervisor when the path reaches the work
+//! directory or the upper tree, the answer written to the program's
+//! memory while the call is pending; a placeholder is answered with the
+//! lower file it stands for); `getcwd` and the `readlink` of a procfs
+//! link into the upper tree (`/proc/<pid>/cwd`, `/proc/<pid>/fd/N`) give
+//! the work directory's path; `fchmod`, `fchown`, `fsetxattr`,
+//! `fremovexattr` and the inode-flag `ioctl`s change a private copy of a
+//! placeholder (or of the placeholder of a lower file the fd reads);
+//! `execve` of a path in the work directory runs only what the view names,
+//! a placeholder copied up first when the kernel would run it; the write
+//! family is charged to `--max-disk`. Everything else about paths is path
+//! denial's, with the layer's hooks.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -49,6 +55,8 @@ enum Call {
     Write(WriteKind),
     /// `ioctl` setting inode flags (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`).
     SetFlags,
+    /// `getcwd`.
+    Getcwd,
     /// `getxattr`/`lgetxattr` (`list`: the list forms).
     Xattr {
         list: bool,
@@ -201,6 +209,7 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
                 follow: false,
             },
         ),
+        ("getcwd", Call::Getcwd),
         ("execve", Call::Exec { at: false }),
         ("execveat", Call::Exec { at: true }),
     ];
@@ -270,6 +279,7 @@ impl Handler for ViewHandler {
             Call::Write(kind) => self.write(cx, kind),
             Call::Xattr { list, follow } => self.xattr(cx, list, follow),
             Call::SetFlags => self.set_flags(cx),
+            Call::Getcwd => self.getcwd(cx),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -300,6 +310,12 @@ impl ViewHandler {
         path: &[u8],
     ) -> Result<Option<Target>, Errno> {
         if path.first() == Some(&b'/') {
+            if self.layer.to_view(path).is_some() {
+                return Ok(Some(Target {
+                    base: None,
+                    path: path.to_vec(),
+                }));
+            }
             return Ok(self.layer.rewrite(path).map(|p| Target {
                 base: None,
                 path: p,
@@ -314,7 +330,10 @@ impl ViewHandler {
         let Ok(at) = as_supervisor(|| std::fs::read_link(&link)) else {
             return Ok(None);
         };
-        if !at.starts_with(&self.layer.lower) {
+        // A base in the upper tree: the kernel's resolution is the view's,
+        // but a placeholder it reaches must be answered for.
+        let in_upper = at.starts_with(&self.layer.upper);
+        if !in_upper && !at.starts_with(&self.layer.lower) {
             return Ok(None);
         }
         let fd = as_supervisor(|| {
@@ -327,6 +346,12 @@ impl ViewHandler {
         .map_err(|e| Errno::from_io(&e))?;
         if !cx.id_valid() {
             return Err(Errno::of(libc::ESRCH));
+        }
+        if in_upper {
+            return Ok(Some(Target {
+                base: Some(fd),
+                path: path.to_vec(),
+            }));
         }
         match self.layer.upper_of(fd.as_fd()) {
             Some(up) => Ok(Some(Target {
@@ -360,8 +385,15 @@ impl ViewHandler {
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let bytes = fstatat_bytes(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), flags)
+        let mut bytes = fstatat_bytes(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), flags)
             .map_err(|e| Errno::from_io(&e))?;
+        // `st_dev` and `st_ino` lead `struct stat` on x86_64 and aarch64.
+        let (dev, ino) = (le_u64(&bytes, 0), le_u64(&bytes, 8));
+        if self.layer.is_placeholder_id(dev, ino) {
+            if let Some(r) = self.layer.origin_stat(ino) {
+                bytes = r.map_err(|e| Errno::from_io(&e))?;
+            }
+        }
         write_back(cx, cx.arg(buf), &bytes)?;
         Ok(NotifAction::ReturnValue(0))
     }
@@ -384,8 +416,21 @@ impl ViewHandler {
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let bytes = statx_bytes(t.base.as_ref().map(|f| f.as_fd()), &c(&t.path), flags, mask)
-            .map_err(|e| Errno::from_io(&e))?;
+        let mut bytes = statx_bytes(
+            t.base.as_ref().map(|f| f.as_fd()),
+            &c(&t.path),
+            flags,
+            mask | libc::STATX_INO,
+        )
+        .map_err(|e| Errno::from_io(&e))?;
+        // `stx_ino` at 32, `stx_dev_major` and `stx_dev_minor` at 136, 140.
+        let ino = le_u64(&bytes, 32);
+        let dev = libc::makedev(le_u32(&bytes, 136), le_u32(&bytes, 140));
+        if self.layer.is_placeholder_id(dev, ino) {
+            if let Some(r) = self.layer.origin_statx(ino, flags, mask) {
+                bytes = r.map_err(|e| Errno::from_io(&e))?;
+            }
+        }
         write_back(cx, cx.arg(4), &bytes)?;
         Ok(NotifAction::ReturnValue(0))
     }
@@ -431,6 +476,9 @@ impl ViewHandler {
         if size <= 0 {
             return Err(Errno::of(libc::EINVAL));
         }
+        if p.starts_with(b"/proc/") {
+            return self.proc_link(cx, &p, buf, size as usize);
+        }
         let Some(t) = self.target(cx, dirfd, &p)? else {
             return Ok(NotifAction::Continue);
         };
@@ -450,21 +498,10 @@ impl ViewHandler {
             as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        let fd = if self.layer.is_shared(&st) {
-            self.layer.copy_up(fd, &st, true)?
-        } else if self.layer.is_lower(fd.as_fd()) {
-            return Err(Errno::of(libc::EACCES));
-        } else {
-            fd
-        };
+        let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::EACCES))?;
         let r = match self.call {
             Call::Fchmod => {
-                if self.layer.is_shared(&st) {
-                    crate::sys::path::chmod(&c(proc_fd(fd.as_fd()).as_bytes()), cx.arg(1) as u32)
-                } else {
-                    crate::sys::path::fchmod(fd.as_fd(), cx.arg(1) as u32)
-                }
+                crate::sys::path::chmod(&c(proc_fd(fd.as_fd()).as_bytes()), cx.arg(1) as u32)
             }
             _ => crate::sys::path::fchownat(
                 Some(fd.as_fd()),
@@ -498,10 +535,7 @@ impl ViewHandler {
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        if self.layer.is_shared(&st) || self.layer.is_lower(fd.as_fd()) {
-            return Err(Errno::of(libc::ENOTSUP));
-        }
+        let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::ENOTSUP))?;
         let path = c(proc_fd(fd.as_fd()).as_bytes());
         let r = if set {
             crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
@@ -527,10 +561,16 @@ impl ViewHandler {
             .map_err(|_| Errno::of(libc::EFAULT))?;
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        if self.layer.is_shared(&st) || self.layer.is_lower(fd.as_fd()) {
-            return Err(Errno::of(libc::EPERM));
-        }
+        let before = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::EPERM))?;
+        let now = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        // A copy is pinned `O_PATH`: the ioctl needs an open file.
+        let fd = if (now.dev, now.ino) != (before.dev, before.ino) {
+            crate::paths::reopen_fd(fd.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK)
+                .map_err(|e| Errno::from_io(&e))?
+        } else {
+            fd
+        };
         let r = crate::sys::path::ioctl_buf(fd.as_fd(), cmd, &mut arg)
             .map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(r as i64))
@@ -544,12 +584,20 @@ impl ViewHandler {
         };
         // The path through the pinned base (a magic link the supervisor
         // made itself).
-        let full = match &t.base {
+        let mut full = match &t.base {
             Some(b) => [proc_fd(b.as_fd()).as_bytes(), b"/", &t.path].concat(),
             None => t.path.clone(),
         };
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
+        let nofollow = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+        if let Ok(st) = crate::sys::path::fstatat(None, &c(&full), nofollow) {
+            if self.layer.is_placeholder(&st) {
+                if let Some(o) = self.layer.origin_path(st.ino) {
+                    full = o.into_os_string().into_encoded_bytes();
+                }
+            }
+        }
         let (buf, size) = if list {
             (cx.arg(1), cx.arg(2) as usize)
         } else {
@@ -607,7 +655,32 @@ impl ViewHandler {
             Some(fd)
         };
         match crate::sys::path::fstatat(kernel_base.as_ref().map(|f| f.as_fd()), &c(&p), 0) {
+            // The kernel would run a placeholder (an empty file): it runs
+            // a copy of the lower file instead, made now.
+            Ok(k) if k.dev == view.dev && k.ino == view.ino && self.layer.is_placeholder(&view) => {
+                let pinned = crate::paths::resolve::open_beneath(
+                    t.base.as_ref().map(|f| f.as_fd()),
+                    &t.path,
+                    libc::O_PATH as u64,
+                    0,
+                    0,
+                )
+                .map_err(|e| Errno::from_io(&e))?;
+                let st = fstat(pinned.as_fd()).map_err(|e| Errno::from_io(&e))?;
+                if st.dev != view.dev || st.ino != view.ino {
+                    return Err(Errno::of(libc::EAGAIN));
+                }
+                drop(_acting);
+                self.layer.copy_up_for_exec(pinned, &st)?;
+                Ok(NotifAction::Continue)
+            }
             Ok(k) if k.dev == view.dev && k.ino == view.ino => Ok(NotifAction::Continue),
+            // The kernel runs the lower file the view's placeholder stands
+            // for (an absolute path of the work directory).
+            Ok(k) if self.layer.is_origin_of(&view, k.dev, k.ino) => Ok(NotifAction::Continue),
+            // Or the lower file of which the view's file is an unchanged
+            // copy an earlier exec made.
+            Ok(k) if self.exec_copy(&t, k.dev, k.ino) => Ok(NotifAction::Continue),
             _ => {
                 log::debug!(
                     "pid {}: exec of {} refused: the kernel would run the work directory's file, not the view's (run it by a path relative to a directory of the view)",
@@ -669,11 +742,153 @@ impl ViewHandler {
             return Ok(NotifAction::Continue);
         }
         let layer = &self.layer;
-        match quota.charge_counted(growth, &layer.upper, &|ino| layer.is_shared_ino(ino)) {
+        match quota.charge_counted(growth, &layer.upper, &|ino| layer.is_placeholder_ino(ino)) {
             Ok(()) => Ok(NotifAction::Continue),
             Err(_) => Err(Errno::of(libc::ENOSPC)),
         }
     }
+}
+
+impl ViewHandler {
+    /// The file an fd-based change of the program's `fd` is made on: the
+    /// fd itself, or a private copy of a placeholder (the fd's, or the one
+    /// standing for the lower file it reads); `None` for a lower file
+    /// without one (never changed).
+    fn own_copy(&self, fd: OwnedFd) -> Result<Option<OwnedFd>, Errno> {
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        let fd = if st.is_file() {
+            self.layer.copy_up(fd, &st, true)?
+        } else {
+            fd
+        };
+        Ok((!self.layer.is_lower(fd.as_fd())).then_some(fd))
+    }
+
+    /// Whether the view's file `t` is an unchanged exec copy of the lower
+    /// file `(dev, ino)`.
+    fn exec_copy(&self, t: &Target, dev: u64, ino: u64) -> bool {
+        crate::paths::resolve::open_beneath(
+            t.base.as_ref().map(|f| f.as_fd()),
+            &t.path,
+            libc::O_PATH as u64,
+            0,
+            0,
+        )
+        .is_ok_and(|fd| self.layer.is_exec_copy_of(fd.as_fd(), dev, ino))
+    }
+
+    /// `getcwd`: a working directory in the upper tree is given as the
+    /// work directory's path (anything else is the kernel's).
+    fn getcwd(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let (buf, size) = (cx.arg(0), cx.arg(1) as usize);
+        let Ok(at) = as_supervisor(|| std::fs::read_link(format!("/proc/{}/cwd", cx.pid()))) else {
+            return Ok(NotifAction::Continue);
+        };
+        let Some(mut view) = self.layer.to_view(at.as_os_str().as_encoded_bytes()) else {
+            return Ok(NotifAction::Continue);
+        };
+        if !cx.id_valid() {
+            return Err(Errno::of(libc::ESRCH));
+        }
+        view.push(0);
+        if view.len() > size {
+            return Err(Errno::of(libc::ERANGE));
+        }
+        write_back(cx, buf, &view)?;
+        Ok(NotifAction::ReturnValue(view.len() as i64))
+    }
+
+    /// `readlink` of a procfs path: a link into the upper tree (a working
+    /// directory, an fd) reads as the work directory's path.
+    fn proc_link(
+        &self,
+        cx: &HandlerCtx<'_>,
+        p: &[u8],
+        buf: u64,
+        size: usize,
+    ) -> Result<NotifAction, Errno> {
+        let task = crate::paths::Task::ids(cx);
+        let (path, _) = crate::paths::resolve::task_view(&task, p);
+        let Ok(target) = as_supervisor(|| readlinkat(None, &c(&path))) else {
+            return Ok(NotifAction::Continue);
+        };
+        let Some(view) = self.layer.to_view(&target) else {
+            return Ok(NotifAction::Continue);
+        };
+        if !cx.id_valid() {
+            return Err(Errno::of(libc::ESRCH));
+        }
+        let n = view.len().min(size);
+        write_back(cx, buf, &view[..n])?;
+        Ok(NotifAction::ReturnValue(n as i64))
+    }
+}
+
+/// Before an exec of `tid` (path at `ptr`, relative to `dirfd`) is
+/// decided: if the kernel would run a placeholder of the upper tree (a
+/// relative path from a directory there, or an absolute path into it), it
+/// is copied up now, unless path denial refuses the file it stands for
+/// (the exec's checks then refuse it). Best effort: the exec handler
+/// decides. The path is read by the supervisor, resolved as the kernel
+/// resolves it, and only the copy-up of a placeholder follows from it.
+pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
+    let Some(path) = read_exec_path(tid, ptr) else {
+        return;
+    };
+    if path.is_empty() || (path[0] == b'/' && layer.to_view(&path).is_none()) {
+        return;
+    }
+    let text = String::from_utf8_lossy(&path);
+    let at = if path[0] == b'/' {
+        text.into_owned()
+    } else if dirfd == libc::AT_FDCWD {
+        format!("/proc/{tid}/cwd/{text}")
+    } else {
+        format!("/proc/{tid}/fd/{dirfd}/{text}")
+    };
+    let Ok(pinned) = crate::paths::resolve::open_trusted(&at, 0) else {
+        return;
+    };
+    let Ok(st) = fstat(pinned.as_fd()) else {
+        return;
+    };
+    if layer.is_placeholder(&st) {
+        if let Err(e) = layer.copy_up_for_exec(pinned, &st) {
+            log::debug!("copy-up of {at} before its exec: {e:?}");
+        }
+    }
+}
+
+/// The exec path at `ptr` in `tid` (at most `PATH_MAX` bytes).
+fn read_exec_path(tid: i32, ptr: u64) -> Option<Vec<u8>> {
+    const PAGE: u64 = 4096;
+    let mut out = Vec::new();
+    let mut cur = ptr;
+    let mut chunk = [0u8; PAGE as usize];
+    while out.len() <= libc::PATH_MAX as usize && cur != 0 {
+        let want = (PAGE - cur % PAGE) as usize;
+        let n = crate::sys::mem::read(tid, cur, &mut chunk[..want]).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..nul]);
+            return Some(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        cur += n as u64;
+    }
+    None
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .map_or(0, |s| u64::from_ne_bytes(s.try_into().expect("8 bytes")))
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
 }
 
 fn proc_fd(fd: BorrowedFd<'_>) -> String {

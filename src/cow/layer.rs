@@ -1,11 +1,12 @@
 //! The layered view of one work directory: the upper tree, built as a
-//! shadow of the lower one (directories made, regular files hard-linked
-//! and never opened for writing, symlinks made again), the rewriting of
-//! the program's paths into it, and the copy-up of a shared file before
-//! its first change. Path denial's on-behalf calls use it through
-//! [`Layered`]; nothing here runs the program's calls itself.
+//! shadow of the lower one (directories made, symlinks made again, each
+//! regular file a placeholder: an empty file the layer knows by inode
+//! that stands for the lower file, whose bytes the supervisor serves),
+//! the rewriting of the program's paths into it, and the copy-up of a
+//! placeholder before its first change. Path denial's on-behalf calls use
+//! it through [`Layered`]; nothing here runs the program's calls itself.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::io;
@@ -14,17 +15,27 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, Weak};
 
 use crate::action::Errno;
-use crate::paths::{fd_path, Layered};
+use crate::paths::{fd_path, DeniedPaths, Layered};
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS};
 use crate::sys::path::{fstat, FileStat};
 
 /// `RESOLVE_NO_SYMLINKS`.
 pub(crate) const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 
-/// The view: where the lower and upper trees are, and which files the
-/// upper one still shares with the lower one.
+/// The lower file a placeholder stands for.
+#[derive(Debug)]
+struct Origin {
+    /// Its inode on the lower device.
+    ino: u64,
+    /// Its path relative to the work directory.
+    rel: Box<Path>,
+}
+
+/// The view: where the lower and upper trees are, and which files of the
+/// upper one are placeholders for lower files.
 pub(crate) struct Layer {
     /// The work directory, canonical.
     pub(crate) lower: PathBuf,
@@ -35,15 +46,25 @@ pub(crate) struct Layer {
     pub(crate) upper: PathBuf,
     /// The upper tree, pinned (copy-ups resolve beneath it).
     upper_fd: OwnedFd,
+    /// The work directory, pinned (placeholders' files open beneath it).
+    lower_fd: OwnedFd,
     /// `st_dev` of the lower tree.
     dev: u64,
-    /// Inodes of the lower tree the upper one links to (`st_dev` is
-    /// `dev`): never written, copied up first.
-    shared: HashSet<u64>,
+    /// `st_dev` of the upper tree.
+    upper_dev: u64,
+    /// The placeholders, by inode of the upper device: never holding
+    /// data, read from their origin, copied up before any change.
+    placeholders: HashMap<u64, Origin>,
     /// Names for copy-up temporaries.
     serial: AtomicU64,
     /// The bytes the layer may hold (`None`: no cap); see `quota`.
     pub(crate) quota: Option<super::quota::Quota>,
+    /// The path denial the layer is held to (its checks of a
+    /// placeholder's origin before an exec's copy-up).
+    denied: OnceLock<Weak<DeniedPaths>>,
+    /// Copies made for an exec, by upper inode: the lower inode they
+    /// copied and their `ctime` then (unchanged since: the same bytes).
+    exec_copies: parking_lot::Mutex<HashMap<u64, (u64, i64, i64)>>,
 }
 
 impl std::fmt::Debug for Layer {
@@ -51,47 +72,125 @@ impl std::fmt::Debug for Layer {
         f.debug_struct("Layer")
             .field("lower", &self.lower)
             .field("upper", &self.upper)
-            .field("shared", &self.shared.len())
+            .field("placeholders", &self.placeholders.len())
             .finish()
     }
 }
 
 impl Layer {
     /// Builds the upper tree `upper` (which must not exist) as a shadow of
-    /// `lower` (canonical; `given` as the caller named it).
+    /// `lower` (canonical; `given` as the caller named it), holding a
+    /// second link to each placeholder in `held` (a new directory on the
+    /// same file system).
     pub(crate) fn build(
         lower: &Path,
         given: &Path,
         upper: &Path,
+        held: &Path,
         quota: Option<u64>,
     ) -> io::Result<Layer> {
         let dev = fs::metadata(lower)?.dev();
-        let mut shared = HashSet::new();
         fs::create_dir(upper)?;
-        shadow_dir(lower, upper, dev, &mut shared)?;
+        fs::create_dir(held)?;
+        let held_fd = open_dir(None, held)?;
+        let mut shadow = Shadow {
+            dev,
+            held: held_fd,
+            n: 0,
+            made: Vec::new(),
+        };
+        shadow.dir(lower, upper, Path::new(""))?;
+        // Out of reach of a program without privileges (the layer never
+        // resolves paths there).
+        fs::set_permissions(held, fs::Permissions::from_mode(0o000))?;
         let upper = fs::canonicalize(upper)?;
         let upper_fd = open_dir(None, &upper)?;
+        let upper_dev = fstat(upper_fd.as_fd())?.dev;
+        let lower_fd = open_dir(None, lower)?;
+        let placeholders = shadow
+            .made
+            .into_iter()
+            .map(|(up_ino, ino, rel)| {
+                (
+                    up_ino,
+                    Origin {
+                        ino,
+                        rel: rel.into_boxed_path(),
+                    },
+                )
+            })
+            .collect();
         let alias = (given != lower && given.is_absolute()).then(|| given.to_path_buf());
         Ok(Layer {
             lower: lower.to_path_buf(),
             alias,
             upper,
             upper_fd,
+            lower_fd,
             dev,
-            shared,
+            upper_dev,
+            placeholders,
             serial: AtomicU64::new(0),
             quota: quota.map(super::quota::Quota::new),
+            denied: OnceLock::new(),
+            exec_copies: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
-    /// Whether `st` is a lower file the upper tree still links to.
-    pub(crate) fn is_shared(&self, st: &FileStat) -> bool {
-        st.dev == self.dev && self.shared.contains(&st.ino)
+    /// Holds the layer to `denied` (set once, by `WorkDir::hold`).
+    pub(crate) fn set_denied(&self, denied: &std::sync::Arc<DeniedPaths>) {
+        let _ = self.denied.set(std::sync::Arc::downgrade(denied));
     }
 
-    /// Whether the inode `ino` of the lower device is shared.
-    pub(crate) fn is_shared_ino(&self, ino: u64) -> bool {
-        self.shared.contains(&ino)
+    /// Whether `st` is one of the layer's placeholders.
+    pub(crate) fn is_placeholder(&self, st: &FileStat) -> bool {
+        st.dev == self.upper_dev && self.placeholders.contains_key(&st.ino)
+    }
+
+    /// Whether `(dev, ino)` is one of the layer's placeholders.
+    pub(crate) fn is_placeholder_id(&self, dev: u64, ino: u64) -> bool {
+        dev == self.upper_dev && self.placeholders.contains_key(&ino)
+    }
+
+    /// Whether the inode `ino` of the upper device is a placeholder.
+    pub(crate) fn is_placeholder_ino(&self, ino: u64) -> bool {
+        self.placeholders.contains_key(&ino)
+    }
+
+    /// Whether the file `(dev, ino)` is the lower file the placeholder
+    /// `st` stands for.
+    pub(crate) fn is_origin_of(&self, st: &FileStat, dev: u64, ino: u64) -> bool {
+        dev == self.dev
+            && st.dev == self.upper_dev
+            && self.placeholders.get(&st.ino).is_some_and(|o| o.ino == ino)
+    }
+
+    /// The lower file the placeholder with upper inode `ino` stands for,
+    /// pinned (`O_PATH`), or `None` if `ino` is no placeholder.
+    fn origin_of(&self, ino: u64) -> Option<io::Result<OwnedFd>> {
+        let o = self.placeholders.get(&ino)?;
+        Some((|| {
+            let fd = openat2(
+                Some(self.lower_fd.as_fd()),
+                &cpath(&o.rel),
+                &OpenHow {
+                    flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+                    mode: 0,
+                    resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                },
+            )?;
+            let st = fstat(fd.as_fd())?;
+            if !st.is_file() {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            if st.ino != o.ino {
+                log::debug!(
+                    "{}: the work directory's file changed during the run",
+                    o.rel.display()
+                );
+            }
+            Ok(fd)
+        })())
     }
 
     /// The path relative to the upper tree of a pinned file, if it lies
@@ -116,6 +215,23 @@ impl Layer {
         openat2(Some(self.upper_fd.as_fd()), &cpath(rel), &how)
     }
 
+    /// The placeholder that stands, at the same path of the upper tree,
+    /// for the pinned lower file `fd` (`st`), if there is one.
+    fn placeholder_for_lower(&self, fd: BorrowedFd<'_>, st: &FileStat) -> Option<OwnedFd> {
+        if st.dev != self.dev || !st.is_file() {
+            return None;
+        }
+        let rel = fd_path(fd)?.strip_prefix(&self.lower).ok()?.to_path_buf();
+        let up = self
+            .open_upper(&rel, libc::O_PATH | libc::O_NOFOLLOW)
+            .ok()?;
+        let ust = fstat(up.as_fd()).ok()?;
+        self.is_origin_of(&ust, st.dev, st.ino).then_some(up)
+    }
+
+    /// Copies the placeholder `fd` (`st`) up: a private file with its
+    /// origin's mode, owner, times and (`keep_data`) bytes, renamed over
+    /// it; returns the new file, pinned.
     fn copy_up_inner(&self, fd: OwnedFd, st: &FileStat, keep_data: bool) -> io::Result<OwnedFd> {
         let rel = self
             .upper_rel(fd.as_fd())
@@ -126,7 +242,10 @@ impl Layer {
             .to_owned();
         let parent_rel = rel.parent().unwrap_or(Path::new(""));
         let parent = self.open_upper(parent_rel, libc::O_PATH | libc::O_DIRECTORY)?;
-        let src = crate::paths::reopen_fd(fd.as_fd(), libc::O_RDONLY)?;
+        let origin = self
+            .origin_of(st.ino)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EACCES))??;
+        let src = crate::paths::reopen_fd(origin.as_fd(), libc::O_RDONLY)?;
         let src = fs::File::from(src);
         let meta = src.metadata()?;
         if let Some(q) = &self.quota {
@@ -156,13 +275,24 @@ impl Layer {
             if keep_data {
                 io::copy(&mut (&src), &mut out)?;
             }
-            out.set_permissions(fs::Permissions::from_mode(st.mode & 0o7777))?;
             let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
+            out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
             if keep_data {
                 let times = fs::FileTimes::new()
                     .set_accessed(meta.accessed()?)
                     .set_modified(meta.modified()?);
                 out.set_times(times)?;
+            }
+            // Only the placeholder is replaced (a name the program swapped
+            // meanwhile for another file is left alone: the copy is
+            // dropped and the call fails).
+            let now = crate::sys::path::fstatat(
+                Some(parent.as_fd()),
+                &cpath(Path::new(&name)),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )?;
+            if now.dev != st.dev || now.ino != st.ino {
+                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
             }
             crate::sys::path::renameat2(
                 Some(parent.as_fd()),
@@ -188,6 +318,113 @@ impl Layer {
         )?;
         Ok(fresh)
     }
+
+    /// Copies up every placeholder of the upper tree that is not at its
+    /// origin's path (`all`: every one), so that the tree holds what the
+    /// program sees: before the change set is taken (a lower file renamed
+    /// or linked elsewhere) or the tree is kept.
+    pub(crate) fn materialize(&self, all: bool) -> io::Result<()> {
+        self.materialize_dir(Path::new(""), all)
+    }
+
+    fn materialize_dir(&self, rel: &Path, all: bool) -> io::Result<()> {
+        for entry in fs::read_dir(self.upper.join(rel))? {
+            let entry = entry?;
+            let r = rel.join(entry.file_name());
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                self.materialize_dir(&r, all)?;
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let fd = self.open_upper(&r, libc::O_PATH | libc::O_NOFOLLOW)?;
+            let st = fstat(fd.as_fd())?;
+            let Some(o) = self
+                .placeholders
+                .get(&st.ino)
+                .filter(|_| st.dev == self.upper_dev)
+            else {
+                continue;
+            };
+            if all || *o.rel != *r {
+                self.copy_up_inner(fd, &st, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the upper entry `rel` (`st`) is the placeholder of the
+    /// lower file at the same path (unchanged, without reading it).
+    pub(crate) fn unchanged_placeholder(&self, rel: &Path, dev: u64, ino: u64) -> bool {
+        dev == self.upper_dev && self.placeholders.get(&ino).is_some_and(|o| *o.rel == *rel)
+    }
+
+    /// Answers a stat of the placeholder `ino`: its origin's `fstatat`
+    /// bytes (`None`: not a placeholder).
+    pub(crate) fn origin_stat(&self, ino: u64) -> Option<io::Result<Vec<u8>>> {
+        let fd = self.origin_of(ino)?;
+        Some(fd.and_then(|fd| {
+            crate::sys::path::fstatat_bytes(Some(fd.as_fd()), c"", libc::AT_EMPTY_PATH)
+        }))
+    }
+
+    /// [`origin_stat`](Self::origin_stat) for `statx`.
+    pub(crate) fn origin_statx(
+        &self,
+        ino: u64,
+        flags: i32,
+        mask: u32,
+    ) -> Option<io::Result<Vec<u8>>> {
+        let fd = self.origin_of(ino)?;
+        Some(fd.and_then(|fd| {
+            crate::sys::path::statx_bytes(
+                Some(fd.as_fd()),
+                c"",
+                (flags & libc::AT_STATX_SYNC_TYPE) | libc::AT_EMPTY_PATH,
+                mask,
+            )
+        }))
+    }
+
+    /// The path of the placeholder `ino`'s origin, for calls that take a
+    /// path (`None`: not a placeholder).
+    pub(crate) fn origin_path(&self, ino: u64) -> Option<PathBuf> {
+        self.placeholders.get(&ino).map(|o| self.lower.join(&o.rel))
+    }
+
+    /// Copies up the placeholder `fd` (`st`) an exec is about to run, if
+    /// path denial does not refuse its origin.
+    pub(crate) fn copy_up_for_exec(&self, fd: OwnedFd, st: &FileStat) -> Result<OwnedFd, Errno> {
+        if let Some(d) = self.denied.get().and_then(Weak::upgrade) {
+            if d.check_fd_with(fd.as_fd(), st) {
+                return Err(Errno::of(libc::EACCES));
+            }
+        }
+        let origin = self.placeholders.get(&st.ino).map(|o| o.ino);
+        let fresh = self.copy_up(fd, st, true)?;
+        if let (Some(origin), Some((ino, c, cn))) = (origin, ctime_of(fresh.as_fd())) {
+            self.exec_copies.lock().insert(ino, (origin, c, cn));
+        }
+        Ok(fresh)
+    }
+
+    /// Whether the upper file `view` is a copy an exec made of the lower
+    /// file `(dev, ino)`, unchanged since.
+    pub(crate) fn is_exec_copy_of(&self, view: BorrowedFd<'_>, dev: u64, ino: u64) -> bool {
+        let Some((up, c, cn)) = ctime_of(view) else {
+            return false;
+        };
+        dev == self.dev && self.exec_copies.lock().get(&up) == Some(&(ino, c, cn))
+    }
+
+    /// A path of the upper tree given back as the program's view names it
+    /// (the work directory's path), if it lies in the upper tree.
+    pub(crate) fn to_view(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let rest = strip_root(path, self.upper.as_os_str().as_bytes())?;
+        Some([self.lower.as_os_str().as_bytes(), rest].concat())
+    }
 }
 
 impl Layered for Layer {
@@ -204,7 +441,7 @@ impl Layered for Layer {
             return Ok(());
         }
         quota
-            .charge_counted(growth, &self.upper, &|ino| self.is_shared_ino(ino))
+            .charge_counted(growth, &self.upper, &|ino| self.is_placeholder_ino(ino))
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
@@ -232,34 +469,55 @@ impl Layered for Layer {
 
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {
         match fstat(fd) {
-            Ok(st) if st.dev == self.dev => {
-                if st.is_file() && self.shared.contains(&st.ino) {
-                    return true;
-                }
-                // Fails closed: a file without a path on the lower device
-                // is taken for a lower one.
-                fd_path(fd).is_none_or(|p| p.starts_with(&self.lower))
-            }
+            // Fails closed: a file without a path on the lower device is
+            // taken for a lower one.
+            Ok(st) if st.dev == self.dev => fd_path(fd).is_none_or(|p| p.starts_with(&self.lower)),
             Ok(_) => false,
             Err(_) => true,
         }
     }
 
-    fn copy_up(&self, fd: OwnedFd, st: &FileStat, keep_data: bool) -> Result<OwnedFd, Errno> {
-        if !self.is_shared(st) {
-            return Ok(fd);
+    fn origin(&self, fd: BorrowedFd<'_>, st: &FileStat) -> Option<Result<OwnedFd, Errno>> {
+        let _ = fd;
+        if st.dev != self.upper_dev || !st.is_file() {
+            return None;
         }
-        let fresh =
-            crate::paths::as_supervisor(|| self.copy_up_inner(fd, st, keep_data)).map_err(|e| {
+        self.origin_of(st.ino)
+            .map(|r| r.map_err(|e| Errno::from_io(&e)))
+    }
+
+    fn copy_up(&self, fd: OwnedFd, st: &FileStat, keep_data: bool) -> Result<OwnedFd, Errno> {
+        // A lower file the program holds (opened for reading through its
+        // placeholder): the placeholder at its path is copied up instead.
+        let (fd, st) = if self.is_placeholder(st) {
+            (fd, *st)
+        } else if let Some(up) = self.placeholder_for_lower(fd.as_fd(), st) {
+            let ust = fstat(up.as_fd()).map_err(|e| Errno::from_io(&e))?;
+            (up, ust)
+        } else {
+            return Ok(fd);
+        };
+        let fresh = crate::paths::as_supervisor(|| self.copy_up_inner(fd, &st, keep_data))
+            .map_err(|e| {
                 log::debug!("copy-up in {}: {e}", self.upper.display());
                 Errno::from_io(&e)
             })?;
-        // Fails closed: whatever the name holds now must not be shared.
+        // Fails closed: whatever the name holds now must be the layer's own.
         match fstat(fresh.as_fd()) {
-            Ok(now) if !self.is_shared(&now) => Ok(fresh),
+            Ok(now) if !self.is_placeholder(&now) && now.dev == self.upper_dev => Ok(fresh),
             _ => Err(Errno::of(libc::EACCES)),
         }
     }
+}
+
+/// The inode and `ctime` of a pinned file.
+fn ctime_of(fd: BorrowedFd<'_>) -> Option<(u64, i64, i64)> {
+    let m = fs::metadata(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .ok()?;
+    Some((m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 /// What follows `root` in `path` (empty or starting with `/`) when `path`
@@ -354,52 +612,73 @@ fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
     utimensat(None, &to_c, Some(&times), libc::AT_SYMLINK_NOFOLLOW)
 }
 
-fn shadow_dir(lower: &Path, upper: &Path, dev: u64, shared: &mut HashSet<u64>) -> io::Result<()> {
-    for entry in fs::read_dir(lower)? {
-        let entry = entry?;
-        let from = entry.path();
-        let to = upper.join(entry.file_name());
-        let meta = fs::symlink_metadata(&from)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            fs::create_dir(&to)?;
-            shadow_dir(&from, &to, dev, shared)?;
-            copy_dir_meta(&meta, &to)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
-        } else if !ft.is_file() {
-            // A FIFO, socket or device node is made anew (a link would let
-            // chmod or utimensat through the layer reach DIR's node).
-            make_node(&from, &to, &meta)?;
-        } else {
-            match fs::hard_link(&from, &to) {
-                Ok(()) if meta.dev() == dev => {
-                    shared.insert(meta.ino());
-                }
-                Ok(()) => {
-                    let _ = fs::remove_file(&to);
-                    return Err(io::Error::other(format!(
-                        "{} is on another file system (a mount inside the work directory is not supported)",
-                        from.display()
-                    )));
-                }
-                Err(e)
-                    if ft.is_file()
-                        && matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) =>
-                {
-                    fs::copy(&from, &to)?;
-                    let f = fs::File::options().write(true).open(&to)?;
-                    f.set_times(
-                        fs::FileTimes::new()
-                            .set_accessed(meta.accessed()?)
-                            .set_modified(meta.modified()?),
-                    )?;
-                }
-                Err(e) => return Err(e),
+/// The walk that builds the upper tree.
+struct Shadow {
+    /// `st_dev` of the lower tree.
+    dev: u64,
+    /// The directory of second links to the placeholders.
+    held: OwnedFd,
+    /// Names in `held`.
+    n: u64,
+    /// The placeholders made: (upper inode, lower inode, path).
+    made: Vec<(u64, u64, PathBuf)>,
+}
+
+impl Shadow {
+    /// Fills the new directory `upper` with a shadow of `lower`'s entries
+    /// (`rel`: its path in the work directory).
+    fn dir(&mut self, lower: &Path, upper: &Path, rel: &Path) -> io::Result<()> {
+        for entry in fs::read_dir(lower)? {
+            let entry = entry?;
+            let from = entry.path();
+            let to = upper.join(entry.file_name());
+            let r = rel.join(entry.file_name());
+            let meta = fs::symlink_metadata(&from)?;
+            let ft = meta.file_type();
+            if meta.dev() != self.dev {
+                return Err(io::Error::other(format!(
+                    "{} is on another file system (a mount inside the work directory is not supported)",
+                    from.display()
+                )));
+            }
+            if ft.is_dir() {
+                fs::create_dir(&to)?;
+                self.dir(&from, &to, &r)?;
+                copy_dir_meta(&meta, &to)?;
+            } else if ft.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+            } else if !ft.is_file() {
+                // A FIFO, socket or device node is made anew (a link would let
+                // chmod or utimensat through the layer reach DIR's node).
+                make_node(&from, &to, &meta)?;
+            } else {
+                self.placeholder(&to, &meta, r)?;
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Makes the placeholder `to` of the lower file `meta` (at `rel`): an
+    /// empty file of its mode and owner, linked into `held` too.
+    fn placeholder(&mut self, to: &Path, meta: &fs::Metadata, rel: PathBuf) -> io::Result<()> {
+        use crate::sys::path::{chmod, fchownat, fstatat, linkat, mknodat};
+        let to_c = cpath(to);
+        mknodat(None, &to_c, libc::S_IFREG | 0o600, 0)?;
+        let _ = fchownat(
+            None,
+            &to_c,
+            meta.uid(),
+            meta.gid(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+        chmod(&to_c, meta.mode() & 0o7777)?;
+        let name = CString::new(self.n.to_string()).unwrap_or_default();
+        self.n += 1;
+        linkat(None, &to_c, Some(self.held.as_fd()), &name, 0)?;
+        let st = fstatat(None, &to_c, libc::AT_SYMLINK_NOFOLLOW)?;
+        self.made.push((st.ino, meta.ino(), rel));
+        Ok(())
+    }
 }
 
 /// Gives the directory `to` the mode and times of `meta`.

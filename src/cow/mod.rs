@@ -6,16 +6,68 @@
 //! commit ([`commit`]), the cap on its size ([`quota`]) and the calls it
 //! answers itself ([`handlers`]). It plugs into path denial's on-behalf
 //! calls through [`crate::paths::Layered`] (paths beneath DIR are
-//! rewritten to the upper tree, a shared file is copied up before its
-//! first change, and nothing in DIR is written for the program), and is
-//! built by `SandboxBuilder::workdir`; no user namespace and no mount.
+//! rewritten to the upper tree, a placeholder is read from DIR's file and
+//! copied up before its first change, and nothing in DIR is written for
+//! the program), and is built by `SandboxBuilder::workdir`; no user
+//! namespace and no mount.
+//!
+//! # The upper tree: placeholders
 //!
 //! The upper tree is a shadow of DIR: its directories are made anew, its
-//! regular files are hard links to DIR's (on DIR's file system; copies
-//! elsewhere), which the supervisor never opens for writing: a write, a
-//! truncation or a metadata change first replaces the link by a private
-//! copy (temporary file in the same directory, renamed over). Listings,
-//! renames, deletions, links and new files are the upper tree's own.
+//! symlinks and special files made again, and each regular file is a
+//! *placeholder*: an empty file of the lower file's mode and owner, known
+//! to the layer by inode (upper device, inode number → the lower file's
+//! path and inode). A second link to every placeholder is kept beside the
+//! upper tree (`held`) so that no placeholder's inode is freed, and its
+//! number reused by a file the program makes, while the layer lives.
+//!
+//! Why this is sound: nothing of DIR is linked into the upper tree, so no
+//! call the kernel performs on the upper tree without the supervisor can
+//! reach DIR's bytes or inodes — at worst it meets an empty placeholder
+//! (a wrong answer, never a change of DIR). DIR's files reach the program
+//! only as read-only fds the supervisor opens, and everything that could
+//! change a file through such an fd is trapped (below). The supervisor
+//! answers for a placeholder wherever its bytes or metadata show:
+//!
+//! - through the supervisor: `open`/`openat`/`openat2`/`creat` (path
+//!   denial performs every open: a read or `O_PATH` open of a placeholder
+//!   gets DIR's file, read-only; a write or `O_TRUNC` open copies it up
+//!   first), `truncate`, `chmod`/`chown`/`utimensat`/`utimes`/the xattr
+//!   writes and `file_setattr` by path (copy-up first), `link`/`rename`/
+//!   `unlink`/`symlink`/`mkdir` (performed in the upper tree; a link whose
+//!   source is DIR's file is refused), `stat`/`lstat`/`newfstatat`/`statx`
+//!   by path (a placeholder is answered with DIR's file's stat), `access`
+//!   (the placeholder has the file's mode and owner), `getxattr`/
+//!   `listxattr` by path (DIR's file's), `readlink` (procfs links into the
+//!   upper tree read as DIR's paths), `getcwd` (DIR's path), `execve`/
+//!   `execveat` (a placeholder the kernel would run is copied up before
+//!   the exec is decided, in stage 1, so argv safety's freeze pins the
+//!   copy; an absolute path of DIR runs DIR's file when the view's is its
+//!   placeholder or an unchanged copy of it), `fchmod`/`fchown`/
+//!   `fsetxattr`/`fremovexattr`/`futimens` and the inode-flag `ioctl`s on
+//!   an fd (a placeholder's copy, or the copy of the placeholder standing
+//!   for the DIR file the fd reads; refused on any other file of DIR);
+//! - not through the supervisor, and why that is sound: `read`/`mmap`/
+//!   `pread`/`sendfile`/`copy_file_range`/`splice` from an fd (the fd is
+//!   DIR's file opened read-only, or an upper file), the write family on
+//!   an fd (no fd of the program is writable on a DIR file: every
+//!   writable open is the supervisor's), `fstat` and `statx`/`newfstatat`
+//!   with `AT_EMPTY_PATH` (an fd is DIR's file or an upper file, never a
+//!   placeholder), `getdents` (names and types are right; `d_ino` is the
+//!   placeholder's own), `chdir` (directories are real), and the kernel's
+//!   own reads of an exec's file (copied up before, or DIR's file).
+//!
+//! The change set counts a placeholder at its own lower file's path as
+//! unchanged without reading it; a placeholder the program renamed or
+//! linked elsewhere is copied up before the change set is taken, and a
+//! kept tree is filled (every placeholder copied up).
+//!
+//! The cost of this design: the start makes one empty file and one link
+//! per file of DIR (no bytes copied, whatever file system holds the
+//! storage); a read open costs what path denial's on-behalf open costs
+//! (the placeholder's origin is opened beneath a pinned DIR instead); a
+//! stat of a relative path beneath the upper tree is performed by the
+//! supervisor (the kernel's answer for a placeholder would be wrong).
 
 mod changes;
 mod commit;
@@ -133,10 +185,12 @@ impl WorkDir {
             message: format!("--workdir {}: {why}", lower.display()),
         })?;
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
-        let built = Layer::build(&lower, &given, &storage.upper, settings.max_disk);
+        let held = storage.held.clone();
+        let built = Layer::build(&lower, &given, &storage.upper, &held, settings.max_disk);
         if built.is_err() {
             // Nothing of a failed start is left behind.
             let _ = storage::remove_tree(&storage.upper);
+            let _ = storage::remove_tree(&held);
             storage.release();
         }
         let layer = built.map_err(|e| Error::InvalidConfig {
@@ -177,10 +231,25 @@ impl WorkDir {
         Some(self.layer.upper.join(rel))
     }
 
+    /// What the program is told its working directory is (`$PWD`) when
+    /// it starts in `cwd` of the work directory: the work directory's
+    /// path, as `getcwd` answers it.
+    pub(crate) fn child_pwd(&self, cwd: &Path) -> Option<PathBuf> {
+        let abs = std::fs::canonicalize(cwd).ok()?;
+        abs.starts_with(&self.layer.lower).then_some(abs)
+    }
+
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
     pub fn changes(&self) -> Result<Vec<Change>> {
-        changes::diff(&self.layer.lower, &self.layer.upper)
+        let layer = &self.layer;
+        layer
+            .materialize(false)
+            .and_then(|()| {
+                changes::diff(&layer.lower, &layer.upper, &|rel, dev, ino| {
+                    layer.unchanged_placeholder(rel, dev, ino)
+                })
+            })
             .map_err(|e| Error::io("list the changes of the work directory", e))
     }
 
@@ -213,6 +282,15 @@ impl WorkDir {
 
     /// Keeps the upper tree (returned) and the storage after the sandbox.
     pub fn keep(&self) -> PathBuf {
+        // The placeholders get their files' bytes: the kept tree is the
+        // program's view, readable without the layer.
+        if let Err(e) = self.layer.materialize(true) {
+            log::warn!(
+                "cannot fill the kept upper layer {} with the unchanged files: {e}",
+                self.layer.upper.display()
+            );
+        }
+        let _ = storage::remove_tree(&self.storage.held);
         *self.settled.lock() = true;
         self.storage.mark_kept();
         self.layer.upper.clone()
@@ -255,6 +333,7 @@ impl WorkDir {
                 self.layer.upper.display()
             );
         }
+        let _ = storage::remove_tree(&self.storage.held);
         self.storage.release();
     }
 
@@ -271,7 +350,9 @@ impl WorkDir {
         set: Arc<crate::paths::DeniedPaths>,
     ) -> Arc<crate::paths::DeniedPaths> {
         let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
-        Arc::new(set.with_layer(layer))
+        let held = Arc::new(set.with_layer(layer));
+        self.layer.set_denied(&held);
+        held
     }
 }
 
@@ -294,14 +375,43 @@ pub fn pending_commit(state: &Path) -> Result<Option<usize>> {
     commit::pending(state).map_err(|e| Error::io("read the commit journal", e))
 }
 
+fn nr_of(name: &str) -> Option<i32> {
+    crate::syscalls::number(crate::arch::Arch::native(), name).map(|n| n as i32)
+}
+
 /// The feature in the sandbox's plan.
 struct CowFeature {
     layer: Arc<Layer>,
 }
 
-/// Nothing runs per notification beyond the handlers.
-struct CowStage;
-impl Stage for CowStage {}
+/// Before an exec is decided (by anyone: argv safety's freeze pins the
+/// file the kernel will run before the handlers run), a placeholder the
+/// kernel would run is copied up ([`handlers::prepare_exec`]).
+struct CowStage {
+    layer: Arc<Layer>,
+    execve: Option<i32>,
+    execveat: Option<i32>,
+}
+
+impl Stage for CowStage {
+    fn register(
+        &self,
+        _core: &crate::supervisor::notifier::Notifier,
+        notif: &crate::notification::Notification,
+    ) {
+        let nr = Some(notif.nr);
+        if nr == self.execve {
+            handlers::prepare_exec(&self.layer, notif.pid as i32, libc::AT_FDCWD, notif.args[0]);
+        } else if nr == self.execveat {
+            handlers::prepare_exec(
+                &self.layer,
+                notif.pid as i32,
+                notif.args[0] as u32 as i32,
+                notif.args[1],
+            );
+        }
+    }
+}
 
 impl Enforcement for CowFeature {
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
@@ -332,8 +442,12 @@ impl Enforcement for CowFeature {
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
         let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Ok(Some(
-            Running::new(Arc::new(CowStage))
-                .with_service(Arc::new(crate::paths::LayerHook(layered))),
+            Running::new(Arc::new(CowStage {
+                layer: Arc::clone(&self.layer),
+                execve: nr_of("execve"),
+                execveat: nr_of("execveat"),
+            }))
+            .with_service(Arc::new(crate::paths::LayerHook(layered))),
         ))
     }
 }

@@ -21,6 +21,10 @@ const KEPT: &str = "kept";
 pub(crate) struct Storage {
     /// The upper tree.
     pub(crate) upper: PathBuf,
+    /// Beside it, the second links that keep the placeholders' inodes
+    /// (`upper` + `.held`; not in the state directory, whose denial
+    /// would deny every file linked from it).
+    pub(crate) held: PathBuf,
     /// The state directory.
     pub(crate) state: PathBuf,
     /// Held (locked) while the layer is in use.
@@ -140,8 +144,18 @@ impl Storage {
                 ))
             })?;
         }
+        let held = held_of(&upper);
+        if fs::symlink_metadata(&held).is_ok() {
+            remove_tree(&held).map_err(|e| {
+                cfg(format!(
+                    "cannot remove {} of an earlier run: {e}; remove it by hand",
+                    held.display()
+                ))
+            })?;
+        }
         Ok(Storage {
             upper,
+            held,
             state,
             lock: parking_lot::Mutex::new(Some(lock)),
             default_place,
@@ -239,6 +253,13 @@ pub(crate) fn check_state(state: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the second links to the placeholders of `upper` are.
+fn held_of(upper: &Path) -> PathBuf {
+    let mut name = upper.file_name().unwrap_or_default().to_owned();
+    name.push(".held");
+    upper.with_file_name(name)
 }
 
 /// Removes a tree (making its directories writable first: the upper tree

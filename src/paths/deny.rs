@@ -480,6 +480,18 @@ impl DeniedPaths {
 
     /// [`check_fd_with`](Self::check_fd_with), not counted.
     fn check_fd_quietly(&self, fd: BorrowedFd<'_>, st: &FileStat) -> bool {
+        // A placeholder of a copy-on-write view is denied when the lower
+        // file it stands for is (its bytes are that file's).
+        if let Some(origin) = self.layer.as_ref().and_then(|l| l.origin(fd, st)) {
+            match origin.and_then(|o| {
+                fstat(o.as_fd())
+                    .map(|ost| (o, ost))
+                    .map_err(|e| crate::action::Errno::from_io(&e))
+            }) {
+                Ok((o, ost)) if !self.check_fd_quietly(o.as_fd(), &ost) => {}
+                _ => return true,
+            }
+        }
         let st = *st;
         if self.id_denied(FileId::from(&st)) {
             return true;

@@ -389,6 +389,15 @@ fn exec(
         log::debug!("pid {}: exec of a denied file refused", cx.pid());
         return Err(Errno::of(libc::EACCES));
     }
+    // A placeholder of a copy-on-write view is empty: the `#!` line is
+    // the lower file's (which the exec runs, or a copy of it).
+    let pinned = match (d.layer(), fstat(pinned.as_fd())) {
+        (Some(layer), Ok(st)) => match layer.origin(pinned.as_fd(), &st) {
+            Some(origin) => origin?,
+            None => pinned,
+        },
+        _ => pinned,
+    };
     shebang::check_interpreters(cx, d, pinned)?;
     Ok(NotifAction::Continue)
 }

@@ -151,9 +151,18 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
     /// Whether the pinned file lies in the lower tree (never written).
     fn is_lower(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
+    /// The lower file that the pinned upper file (`st` its `fstat`)
+    /// stands for, pinned, if it is a placeholder of the layer (an empty
+    /// file whose reads are served from the lower tree); `None` if not.
+    fn origin(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        st: &crate::sys::path::FileStat,
+    ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
     /// Before a change of the pinned file (`st` its `fstat`): the file to
-    /// change instead, a private copy if it is still shared with the
-    /// lower tree (`keep_data`: with its contents). Fails closed.
+    /// change instead, a private copy if it is a placeholder, or a lower
+    /// file read through one (`keep_data`: with its contents). Fails
+    /// closed.
     fn copy_up(
         &self,
         fd: std::os::fd::OwnedFd,

@@ -320,13 +320,18 @@ fn finish(
     if denied.check_fd_with(pinned.as_fd(), &st) || is_supervisor_proc_with(pinned.as_fd(), &st) {
         return Err(Errno::of(libc::EACCES));
     }
-    // A copy-on-write view: a write goes to a private copy of a file the
-    // upper layer still shares with the lower tree (the shared file was
-    // checked above: a denied one is not copied).
+    // A copy-on-write view: a write goes to a private copy of a
+    // placeholder (checked above with the lower file it stands for: a
+    // denied one is not copied), or of the placeholder of a lower file.
+    // A read (or `O_PATH`) open of a placeholder gets the lower file it
+    // stands for (checked with it above), opened for reading only.
     let mut pinned = pinned;
     if let Some(layer) = denied.layer() {
         if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0 && st.is_file() {
             pinned = layer.copy_up(pinned, &st, flags & libc::O_TRUNC == 0)?;
+            st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
+        } else if let Some(origin) = layer.origin(pinned.as_fd(), &st) {
+            pinned = origin?;
             st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
         }
     }

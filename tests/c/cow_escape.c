@@ -14,15 +14,23 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static const char *low;
 static volatile int stop;
 static char p_victim[4096], p_sub[4096];
+/* The lower victim's stat data at the start: a link made to it, or any
+ * change of its inode, shows in its link count or ctime. */
+static struct stat first;
 
 static int lower_changed(void) {
     char buf[64] = {0};
     struct stat st;
+    if (lstat(p_victim, &st) != 0 || st.st_ino != first.st_ino || st.st_nlink != first.st_nlink
+        || st.st_ctim.tv_sec != first.st_ctim.tv_sec
+        || st.st_ctim.tv_nsec != first.st_ctim.tv_nsec)
+        return 1;
     int fd = open(p_victim, O_RDONLY);
     if (fd < 0) return 1; /* deleted or renamed */
     ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -68,6 +76,10 @@ static void *swapper(void *arg) {
         (void)!symlink(p_sub, "sw.l");
         rename("sw.l", "sw");
         unlink("sw");
+        /* the layer's `victim` moved away and back while the main
+         * thread's writes copy it up */
+        rename("victim", "victim.t");
+        rename("victim.t", "victim");
     }
     return NULL;
 }
@@ -78,6 +90,7 @@ int main(int argc, char **argv) {
     int rounds = atoi(argv[2]);
     snprintf(p_victim, sizeof p_victim, "%s/victim", low);
     snprintf(p_sub, sizeof p_sub, "%s/sub", low);
+    if (lstat(p_victim, &first) != 0) return 2;
     pthread_t t;
     pthread_create(&t, NULL, swapper, NULL);
     int leaks = 0;
@@ -122,6 +135,35 @@ int main(int argc, char **argv) {
             futimens(sfd, ts);
             close(sfd);
         }
+        /* 4b. the fd a read open of the layer's `victim` gives (its bytes
+         * are the lower file's): reopened for writing through
+         * /proc/self/fd, linked into the layer and written, its
+         * attributes set */
+        int vfd = open("victim", O_RDONLY);
+        if (vfd >= 0) {
+            snprintf(p, sizeof p, "/proc/self/fd/%d", vfd);
+            try_write(p, O_WRONLY | O_APPEND);
+            try_write(p, O_RDWR);
+            unlink("hard3");
+            if (linkat(vfd, "", AT_FDCWD, "hard3", AT_EMPTY_PATH) == 0)
+                try_write("hard3", O_WRONLY | O_APPEND);
+            unlink("hard3");
+            if (linkat(AT_FDCWD, p, AT_FDCWD, "hard3", AT_SYMLINK_FOLLOW) == 0)
+                try_write("hard3", O_WRONLY | O_APPEND);
+            unlink("hard3");
+            fsetxattr(vfd, "user.x", "1", 1, 0);
+            int fl = FS_NODUMP_FL;
+            ioctl(vfd, FS_IOC_SETFLAGS, &fl);
+            close(vfd);
+        }
+        /* the same from an O_PATH open of the layer's `victim` */
+        int ofd = open("victim", O_PATH);
+        if (ofd >= 0) {
+            snprintf(p, sizeof p, "/proc/self/fd/%d", ofd);
+            try_write(p, O_RDWR);
+            fchmod(ofd, 0600);
+            close(ofd);
+        }
         /* 5. names and metadata in the lower directory */
         chmod(p_victim, 0600);
         (void)!truncate(p_victim, 0);
@@ -134,6 +176,9 @@ int main(int argc, char **argv) {
         unlink(p_victim);
         struct timeval tv[2] = {{1, 0}, {1, 0}};
         utimes(p_victim, tv);
+        /* 5b. a write of the layer's `victim` (copied up) while the
+         * swapper moves it */
+        try_write("victim", O_WRONLY | O_APPEND);
         /* 6. a racing component: sw is a layer directory or a symlink
          * into the lower sub directory */
         try_write("sw/new", O_WRONLY | O_CREAT);
