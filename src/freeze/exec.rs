@@ -12,7 +12,10 @@
 //! 2. Dispatch and the policy verdict read the copy.
 //! 3. [`ExecFreeze::finish`] sends the one answer and hands the tracer what
 //!    the exec must run ([`Expected`]) if it was let through; the tracer
-//!    checks the new image at its exec event and lets everything go.
+//!    checks the new image at its exec event (its argv, its executable,
+//!    and the files it mapped: the executable and the ELF interpreter
+//!    decided on, which the kernel opened by name again) and lets
+//!    everything go.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
