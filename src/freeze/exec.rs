@@ -191,57 +191,100 @@ impl Expected {
 
 impl Expected {
     /// Whether the files mapped in the new image of `pid` are its
-    /// executable `exe` and the ELF interpreter decided on, and that one is
-    /// mapped: the kernel opened the `PT_INTERP` name again after the
-    /// decision (a rename in between could put another file there), or the
-    /// executable's program headers were rewritten. At the exec event
-    /// nothing else is mapped from a file (the loader has not run yet).
-    /// Files are compared by `(st_dev, st_ino)`: the device and inode
-    /// `/proc/<pid>/maps` shows, or, where the device shown is not the
-    /// one `stat` gives (a btrfs subvolume), `stat` of the mapping.
-    fn mapped_files(&self, pid: i32, exe: (u64, u64)) -> Result<(), Mismatch> {
+    /// executable `exe` and the ELF interpreter decided on (see
+    /// [`check_mapped`]).
+    fn mapped_files(&self, pid: i32, exe: FileId) -> Result<(), Mismatch> {
         let maps =
             crate::sys::procfs::read(&format!("/proc/{pid}/maps")).map_err(Mismatch::Unreadable)?;
-        let want = self.target.elf_interpreter;
-        let mut seen = want.is_none() || want == Some(exe);
-        for line in maps.split(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(line);
-            let mut fields = line.split_ascii_whitespace();
-            let (Some(range), Some(dev), Some(ino)) = (fields.next(), fields.nth(2), fields.next())
-            else {
-                continue;
-            };
-            let ino: u64 = ino.parse().map_err(|_| Mismatch::OtherInterpreter)?;
-            if ino == 0 {
-                continue;
-            }
-            let dev = dev
-                .split_once(':')
-                .and_then(|(maj, min)| {
-                    let maj = u32::from_str_radix(maj, 16).ok()?;
-                    let min = u32::from_str_radix(min, 16).ok()?;
-                    Some(libc::makedev(maj, min))
-                })
-                .ok_or(Mismatch::OtherInterpreter)?;
-            let file = if (dev, ino) == exe || Some((dev, ino)) == want {
-                (dev, ino)
-            } else {
-                use std::os::unix::fs::MetadataExt;
-                let st = std::fs::metadata(format!("/proc/{pid}/map_files/{range}"))
-                    .map_err(|_| Mismatch::OtherInterpreter)?;
-                (st.dev(), st.ino())
-            };
-            if Some(file) == want {
-                seen = true;
-            } else if file != exe {
-                return Err(Mismatch::OtherInterpreter);
-            }
+        check_mapped(&maps, exe, self.target.elf_interpreter, |range| {
+            use std::os::unix::fs::MetadataExt;
+            let st = std::fs::metadata(format!("/proc/{pid}/map_files/{range}"))?;
+            Ok((st.dev(), st.ino()))
+        })
+    }
+}
+
+/// Checks the file mappings of a new image at its exec event (`maps`, as
+/// `/proc/<pid>/maps` shows them): each is of the executable `exe` or of
+/// the ELF interpreter decided on (`want`), and that one is mapped. The
+/// kernel opened the `PT_INTERP` name again after the decision (a rename
+/// in between could put another file there), or the executable's program
+/// headers could have been rewritten. At the exec event nothing else is
+/// mapped from a file (the loader has not run yet).
+///
+/// Files are `(st_dev, st_ino)`. `maps` shows the superblock's device,
+/// which is `st_dev` but on a btrfs subvolume: a mapping that matches
+/// neither file is looked at through `map_files` (`stat_mapping`, which
+/// needs `CAP_CHECKPOINT_RESTORE`). Without it, such mappings pass only
+/// if they all show one device, the executable among them, each the
+/// executable's inode number or the interpreter's, the interpreter on the
+/// executable's file system: the same superblock and inode number as the
+/// checked executable's (a btrfs file system whose subvolumes repeat
+/// inode numbers is the residual doubt).
+fn check_mapped(
+    maps: &[u8],
+    exe: FileId,
+    want: Option<FileId>,
+    stat_mapping: impl Fn(&str) -> std::io::Result<FileId>,
+) -> Result<(), Mismatch> {
+    let mut seen = want.is_none() || want == Some(exe);
+    // Mappings map_files could not show: (device shown, inode).
+    let mut unsure: Vec<FileId> = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(dev), Some(ino)) = (fields.next(), fields.nth(2), fields.next())
+        else {
+            continue;
+        };
+        let ino: u64 = ino.parse().map_err(|_| Mismatch::OtherInterpreter)?;
+        if ino == 0 {
+            continue;
         }
-        if seen {
-            Ok(())
+        let dev = dev
+            .split_once(':')
+            .and_then(|(maj, min)| {
+                let maj = u32::from_str_radix(maj, 16).ok()?;
+                let min = u32::from_str_radix(min, 16).ok()?;
+                Some(libc::makedev(maj, min))
+            })
+            .ok_or(Mismatch::OtherInterpreter)?;
+        let file = if (dev, ino) == exe || Some((dev, ino)) == want {
+            (dev, ino)
         } else {
-            Err(Mismatch::OtherInterpreter)
+            match stat_mapping(range) {
+                Ok(f) => f,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                    unsure.push((dev, ino));
+                    continue;
+                }
+                Err(_) => return Err(Mismatch::OtherInterpreter),
+            }
+        };
+        if Some(file) == want {
+            seen = true;
+        } else if file != exe {
+            return Err(Mismatch::OtherInterpreter);
         }
+    }
+    if let Some(&(shown, _)) = unsure.first() {
+        let on_exe_fs = want.filter(|w| w.0 == exe.0);
+        let one_device = unsure.iter().all(|&(d, _)| d == shown);
+        let with_exe = unsure.iter().any(|&(_, i)| i == exe.1);
+        let known = unsure
+            .iter()
+            .all(|&(_, i)| i == exe.1 || on_exe_fs.is_some_and(|w| w.1 == i));
+        if !(one_device && with_exe && known) {
+            return Err(Mismatch::OtherInterpreter);
+        }
+        if on_exe_fs.is_some_and(|w| unsure.iter().any(|&(_, i)| i == w.1)) {
+            seen = true;
+        }
+    }
+    if seen {
+        Ok(())
+    } else {
+        Err(Mismatch::OtherInterpreter)
     }
 }
 
@@ -730,6 +773,9 @@ mod tests {
         let me = std::process::id() as i32;
         let t = resolve(me, me, libc::AT_FDCWD, b"/bin/sh", 0).expect("/bin/sh");
         assert!(t.interpreter.is_none());
+        // Dynamic: its ELF interpreter is pinned after it.
+        assert!(t.elf_interpreter.is_some());
+        assert_eq!(t.files.len(), 2);
         // A script: the program at the end of its chain (two levels here).
         let dir = tempfile::tempdir().expect("tempdir");
         let inner = dir.path().join("inner");
@@ -762,6 +808,45 @@ mod tests {
             resolve(me, me, libc::AT_FDCWD, b"/etc/passwd/x", 0).unwrap_err(),
             libc::ENOTDIR
         );
+    }
+
+    #[test]
+    fn the_new_image_maps_the_executable_and_the_decided_interpreter_only() {
+        let dev = |maj, min| libc::makedev(maj, min);
+        let line = |maj: u32, ino: u64, range: &str| {
+            format!("{range} r-xp 00000000 {maj:02x}:01 {ino}    /x\n")
+        };
+        let (exe, ld) = ((dev(8, 1), 10), (dev(8, 1), 20));
+        let anon = "7ffd0000-7ffd1000 rw-p 00000000 00:00 0    [stack]\n";
+        let no_stat = |_: &str| -> std::io::Result<FileId> {
+            Err(std::io::Error::from_raw_os_error(libc::EPERM))
+        };
+        let ok_maps = format!(
+            "{}{}{anon}",
+            line(8, 10, "1000-2000"),
+            line(8, 20, "3000-4000")
+        );
+        assert!(check_mapped(ok_maps.as_bytes(), exe, Some(ld), no_stat).is_ok());
+        // Expected an interpreter and none mapped, or one mapped unexpectedly.
+        let exe_only = format!("{}{anon}", line(8, 10, "1000-2000"));
+        assert!(check_mapped(exe_only.as_bytes(), exe, Some(ld), no_stat).is_err());
+        assert!(check_mapped(exe_only.as_bytes(), exe, None, no_stat).is_ok());
+        assert!(check_mapped(ok_maps.as_bytes(), exe, None, no_stat).is_err());
+        // Another file: known through map_files, or refused without it.
+        let other = format!("{}{}", line(8, 10, "1000-2000"), line(8, 30, "3000-4000"));
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), no_stat).is_err());
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), |_| Ok(ld)).is_ok());
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), |_| Ok((dev(8, 1), 30))).is_err());
+        // A device maps shows that is not st_dev (btrfs), without map_files:
+        // the executable's inode on one device, the interpreter's beside it.
+        let shifted = format!("{}{}", line(0, 10, "1000-2000"), line(0, 20, "3000-4000"));
+        assert!(check_mapped(shifted.as_bytes(), exe, Some(ld), no_stat).is_ok());
+        let split = format!("{}{}", line(0, 10, "1000-2000"), line(9, 20, "3000-4000"));
+        assert!(check_mapped(split.as_bytes(), exe, Some(ld), no_stat).is_err());
+        let stranger = format!("{}{}", line(0, 10, "1000-2000"), line(0, 30, "3000-4000"));
+        assert!(check_mapped(stranger.as_bytes(), exe, Some(ld), no_stat).is_err());
+        let elsewhere = (dev(9, 1), 20);
+        assert!(check_mapped(shifted.as_bytes(), exe, Some(elsewhere), no_stat).is_err());
     }
 
     #[test]
