@@ -187,9 +187,7 @@ impl Expected {
         }
         Err(Mismatch::OtherArguments)
     }
-}
 
-impl Expected {
     /// Whether the files mapped in the new image of `pid` are its
     /// executable `exe` and the ELF interpreter decided on (see
     /// [`check_mapped`]).
