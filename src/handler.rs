@@ -118,7 +118,8 @@ pub(crate) trait MemoryCopy {
     /// The string at `addr` from the copy, if it starts inside it.
     fn serve_cstr(&self, addr: u64, max_len: usize) -> Option<Result<Vec<u8>, MemoryError>>;
     /// For an exec: the files the decision is made on, pinned once (the
-    /// executable, then each interpreter of its `#!` chain). Checks of the
+    /// executable, then each interpreter of its `#!` chain, then the ELF
+    /// interpreter of the program the chain ends with). Checks of the
     /// exec read these, not the paths again, so they decide on what the
     /// exec event checks the new image against.
     fn exec_files(&self) -> &[std::os::fd::OwnedFd] {
@@ -371,8 +372,10 @@ impl<'a> HandlerCtx<'a> {
 
     /// For an exec under argv safety: the files the exec runs, as absolute
     /// paths with symlinks resolved — the executable, then each interpreter
-    /// of its `#!` chain — pinned once when the exec was frozen; the exec
-    /// event checks the new image against them. Empty for any other call,
+    /// of its `#!` chain, then the ELF interpreter (`PT_INTERP`, the
+    /// dynamic loader) of the program the chain ends with — pinned once
+    /// when the exec was frozen; the exec event checks the new image
+    /// against them. Empty for any other call,
     /// or without argv safety. Unlike the path argument, these name the
     /// program however the call spells it (`execveat` of an fd,
     /// `/proc/self/fd/N`, a symlink, a script's interpreter).

@@ -84,6 +84,9 @@ pub(crate) enum Mismatch {
     OtherExecutable,
     /// The argv is not the decided one (nor the script form of it).
     OtherArguments,
+    /// The new image mapped another ELF interpreter than the one decided
+    /// on (or none, or another file).
+    OtherInterpreter,
     /// Nothing was decided for it.
     NoExpectation,
 }
@@ -95,6 +98,7 @@ impl fmt::Display for Mismatch {
             Mismatch::NoExecutable(e) => write!(f, "cannot stat its executable: {e}"),
             Mismatch::OtherExecutable => f.write_str("another executable"),
             Mismatch::OtherArguments => f.write_str("other arguments"),
+            Mismatch::OtherInterpreter => f.write_str("another ELF interpreter"),
             Mismatch::NoExpectation => f.write_str("no expectation"),
         }
     }

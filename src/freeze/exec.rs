@@ -12,9 +12,11 @@
 //! 2. Dispatch and the policy verdict read the copy.
 //! 3. [`ExecFreeze::finish`] sends the one answer and hands the tracer what
 //!    the exec must run ([`Expected`]) if it was let through; the tracer
-//!    checks the new image at its exec event and lets everything go.
+//!    checks the new image at its exec event (its argv, its executable,
+//!    and the files it mapped: the executable and the ELF interpreter
+//!    decided on, which the kernel opened by name again) and lets
+//!    everything go.
 
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::action::NotifAction;
@@ -112,10 +114,17 @@ pub(crate) struct Target {
     /// its interpreter chain, which is what the new image's executable must
     /// be. `None`: not a script; the executable must be the file itself.
     interpreter: Option<(u64, u64)>,
-    /// The file and each interpreter of its chain, pinned: handed to the
-    /// exec's checks with the copy.
+    /// The ELF interpreter (`PT_INTERP`) of that program, as resolved when
+    /// decided: the kernel opens it again by name, so the exec event
+    /// checks the new image mapped this file and no other.
+    elf_interpreter: Option<(u64, u64)>,
+    /// The file, each interpreter of its chain, and the ELF interpreter
+    /// last, pinned: handed to the exec's checks with the copy.
     files: Vec<OwnedFd>,
 }
+
+/// A file by identity: `(st_dev, st_ino)`.
+type FileId = (u64, u64);
 
 /// Interpreter levels followed (the kernel stops at fewer, with `ELOOP`).
 const MAX_SCRIPT_LEVELS: usize = 6;
@@ -158,7 +167,7 @@ impl Expected {
             if exe != (self.target.dev, self.target.ino) {
                 return Err(Mismatch::OtherExecutable);
             }
-            return Ok(());
+            return self.mapped_files(pid, exe);
         };
         // A script: its interpreter chain's program runs, with
         // [interpreter, (its argument), ..., script path, argv[1..]].
@@ -173,10 +182,107 @@ impl Expected {
                 .and_then(|i| new.get(i))
                 .is_some_and(|f| *f == self.path.as_slice() || f.starts_with(b"/dev/fd/"));
             if at >= 2 && named && new[at..] == *rest {
-                return Ok(());
+                return self.mapped_files(pid, exe);
             }
         }
         Err(Mismatch::OtherArguments)
+    }
+
+    /// Whether the files mapped in the new image of `pid` are its
+    /// executable `exe` and the ELF interpreter decided on (see
+    /// [`check_mapped`]).
+    fn mapped_files(&self, pid: i32, exe: FileId) -> Result<(), Mismatch> {
+        let maps =
+            crate::sys::procfs::read(&format!("/proc/{pid}/maps")).map_err(Mismatch::Unreadable)?;
+        check_mapped(&maps, exe, self.target.elf_interpreter, |range| {
+            use std::os::unix::fs::MetadataExt;
+            let st = std::fs::metadata(format!("/proc/{pid}/map_files/{range}"))?;
+            Ok((st.dev(), st.ino()))
+        })
+    }
+}
+
+/// Checks the file mappings of a new image at its exec event (`maps`, as
+/// `/proc/<pid>/maps` shows them): each is of the executable `exe` or of
+/// the ELF interpreter decided on (`want`), and that one is mapped. The
+/// kernel opened the `PT_INTERP` name again after the decision (a rename
+/// in between could put another file there), or the executable's program
+/// headers could have been rewritten. At the exec event nothing else is
+/// mapped from a file (the loader has not run yet).
+///
+/// Files are `(st_dev, st_ino)`. `maps` shows the superblock's device,
+/// which is `st_dev` but on a btrfs subvolume: a mapping that matches
+/// neither file is looked at through `map_files` (`stat_mapping`, which
+/// needs `CAP_CHECKPOINT_RESTORE`). Without it, such mappings pass only
+/// if they all show one device, the executable among them, each the
+/// executable's inode number or the interpreter's, the interpreter on the
+/// executable's file system: the same superblock and inode number as the
+/// checked executable's (a btrfs file system whose subvolumes repeat
+/// inode numbers is the residual doubt).
+fn check_mapped(
+    maps: &[u8],
+    exe: FileId,
+    want: Option<FileId>,
+    stat_mapping: impl Fn(&str) -> std::io::Result<FileId>,
+) -> Result<(), Mismatch> {
+    let mut seen = want.is_none() || want == Some(exe);
+    // Mappings map_files could not show: (device shown, inode).
+    let mut unsure: Vec<FileId> = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(dev), Some(ino)) = (fields.next(), fields.nth(2), fields.next())
+        else {
+            continue;
+        };
+        let ino: u64 = ino.parse().map_err(|_| Mismatch::OtherInterpreter)?;
+        if ino == 0 {
+            continue;
+        }
+        let dev = dev
+            .split_once(':')
+            .and_then(|(maj, min)| {
+                let maj = u32::from_str_radix(maj, 16).ok()?;
+                let min = u32::from_str_radix(min, 16).ok()?;
+                Some(libc::makedev(maj, min))
+            })
+            .ok_or(Mismatch::OtherInterpreter)?;
+        let file = if (dev, ino) == exe || Some((dev, ino)) == want {
+            (dev, ino)
+        } else {
+            match stat_mapping(range) {
+                Ok(f) => f,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                    unsure.push((dev, ino));
+                    continue;
+                }
+                Err(_) => return Err(Mismatch::OtherInterpreter),
+            }
+        };
+        if Some(file) == want {
+            seen = true;
+        } else if file != exe {
+            return Err(Mismatch::OtherInterpreter);
+        }
+    }
+    if let Some(&(shown, _)) = unsure.first() {
+        let on_exe_fs = want.filter(|w| w.0 == exe.0);
+        let one_device = unsure.iter().all(|&(d, _)| d == shown);
+        let with_exe = unsure.iter().any(|&(_, i)| i == exe.1);
+        let known = unsure
+            .iter()
+            .all(|&(_, i)| i == exe.1 || on_exe_fs.is_some_and(|w| w.1 == i));
+        if !(one_device && with_exe && known) {
+            return Err(Mismatch::OtherInterpreter);
+        }
+        if on_exe_fs.is_some_and(|w| unsure.iter().any(|&(_, i)| i == w.1)) {
+            seen = true;
+        }
+    }
+    if seen {
+        Ok(())
+    } else {
+        Err(Mismatch::OtherInterpreter)
     }
 }
 
@@ -491,15 +597,30 @@ pub(crate) fn resolve(
     let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     let st = crate::sys::path::fstat(fd.as_fd()).map_err(errno)?;
     let mut files = Vec::new();
-    let interpreter = match script_interpreter(&fd, &st)? {
-        None => None,
-        Some(name) => Some(interpreter_chain(tid, tgid, name, &mut files)?),
+    let (interpreter, elf) = match runs_with(&fd, &st)? {
+        Runs::Program(elf) => (None, elf),
+        Runs::Script(name) => {
+            let (program, elf) = interpreter_chain(tid, tgid, name, &mut files)?;
+            (Some(program), elf)
+        }
     };
     files.insert(0, fd);
+    // The program's ELF interpreter, resolved as the kernel does (in the
+    // caller's view, a relative name from its working directory).
+    let elf_interpreter = match elf {
+        None => None,
+        Some(name) => {
+            let t = resolve_file(tid, tgid, libc::AT_FDCWD, &name, 0)?;
+            let st = crate::sys::path::fstat(t.as_fd()).map_err(errno)?;
+            files.push(t);
+            Some((st.dev, st.ino))
+        }
+    };
     Ok(Target {
         dev: st.dev,
         ino: st.ino,
         interpreter,
+        elf_interpreter,
         files,
     })
 }
@@ -545,57 +666,55 @@ fn resolve_file(tid: i32, tgid: i32, dirfd: i32, path: &[u8], flags: i32) -> Res
     Ok(fd)
 }
 
-/// The interpreter named by the `#!` line of the pinned regular file `fd`
-/// (`None`: not a script), as the kernel parses it.
-fn script_interpreter(
-    fd: &OwnedFd,
-    st: &crate::sys::path::FileStat,
-) -> Result<Option<Vec<u8>>, i32> {
+/// What the kernel runs a file with, by its first bytes.
+enum Runs {
+    /// A script: the interpreter its `#!` line names.
+    Script(Vec<u8>),
+    /// A program, with the ELF interpreter it names, if any.
+    Program(Option<Vec<u8>>),
+}
+
+/// What the pinned file `fd` is run with, as the kernel parses its `#!`
+/// line or its ELF program headers (from one read of its first bytes).
+fn runs_with(fd: &OwnedFd, st: &crate::sys::path::FileStat) -> Result<Runs, i32> {
     if !st.is_file() {
-        return Ok(None);
+        return Ok(Runs::Program(None));
     }
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let mut header = [0u8; 256];
-    let mut len = 0;
     // A file the supervisor may not read (execute-only, for a supervisor
-    // without root) is taken as a program: the kernel runs it by execute
-    // permission alone. If it is in fact a script, the new image is its
-    // interpreter, not the file, and is killed at the exec event (fail
-    // closed; its interpreter could not have read it anyway).
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Ok(None);
+    // without root) is taken as a program without an ELF interpreter: the
+    // kernel runs it by execute permission alone. If it is in fact a
+    // script, or names an ELF interpreter, the new image is killed at the
+    // exec event (fail closed).
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(Runs::Program(None));
     };
-    while len < header.len() {
-        match f.read(&mut header[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
-        }
+    let head = crate::script::read_head(&f).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    let line = &head[..head.len().min(crate::script::SCRIPT_HEADER)];
+    match crate::script::interpreter(line).map_err(|e| e.get())? {
+        Some(name) => Ok(Runs::Script(name.to_vec())),
+        None => Ok(Runs::Program(crate::script::elf_interpreter(&head, &f))),
     }
-    crate::script::interpreter(&header[..len])
-        .map(|name| name.map(<[u8]>::to_vec))
-        .map_err(|e| e.get())
 }
 
 /// The program at the end of the interpreter chain that starts with
 /// `name` (resolved as the kernel does: in the caller's view, relative to
-/// its working directory).
+/// its working directory), and the ELF interpreter that program names.
 fn interpreter_chain(
     tid: i32,
     tgid: i32,
     mut name: Vec<u8>,
     files: &mut Vec<OwnedFd>,
-) -> Result<(u64, u64), i32> {
+) -> Result<(FileId, Option<Vec<u8>>), i32> {
     for _ in 0..MAX_SCRIPT_LEVELS {
         let t = resolve_file(tid, tgid, libc::AT_FDCWD, &name, 0)?;
         let st = crate::sys::path::fstat(t.as_fd())
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let next = script_interpreter(&t, &st)?;
+        let next = runs_with(&t, &st)?;
         files.push(t);
         match next {
-            None => return Ok((st.dev, st.ino)),
-            Some(next) => name = next,
+            Runs::Program(elf) => return Ok(((st.dev, st.ino), elf)),
+            Runs::Script(next) => name = next,
         }
     }
     Err(libc::ELOOP)
@@ -652,6 +771,9 @@ mod tests {
         let me = std::process::id() as i32;
         let t = resolve(me, me, libc::AT_FDCWD, b"/bin/sh", 0).expect("/bin/sh");
         assert!(t.interpreter.is_none());
+        // Dynamic: its ELF interpreter is pinned after it.
+        assert!(t.elf_interpreter.is_some());
+        assert_eq!(t.files.len(), 2);
         // A script: the program at the end of its chain (two levels here).
         let dir = tempfile::tempdir().expect("tempdir");
         let inner = dir.path().join("inner");
@@ -684,6 +806,45 @@ mod tests {
             resolve(me, me, libc::AT_FDCWD, b"/etc/passwd/x", 0).unwrap_err(),
             libc::ENOTDIR
         );
+    }
+
+    #[test]
+    fn the_new_image_maps_the_executable_and_the_decided_interpreter_only() {
+        let dev = |maj, min| libc::makedev(maj, min);
+        let line = |maj: u32, ino: u64, range: &str| {
+            format!("{range} r-xp 00000000 {maj:02x}:01 {ino}    /x\n")
+        };
+        let (exe, ld) = ((dev(8, 1), 10), (dev(8, 1), 20));
+        let anon = "7ffd0000-7ffd1000 rw-p 00000000 00:00 0    [stack]\n";
+        let no_stat = |_: &str| -> std::io::Result<FileId> {
+            Err(std::io::Error::from_raw_os_error(libc::EPERM))
+        };
+        let ok_maps = format!(
+            "{}{}{anon}",
+            line(8, 10, "1000-2000"),
+            line(8, 20, "3000-4000")
+        );
+        assert!(check_mapped(ok_maps.as_bytes(), exe, Some(ld), no_stat).is_ok());
+        // Expected an interpreter and none mapped, or one mapped unexpectedly.
+        let exe_only = format!("{}{anon}", line(8, 10, "1000-2000"));
+        assert!(check_mapped(exe_only.as_bytes(), exe, Some(ld), no_stat).is_err());
+        assert!(check_mapped(exe_only.as_bytes(), exe, None, no_stat).is_ok());
+        assert!(check_mapped(ok_maps.as_bytes(), exe, None, no_stat).is_err());
+        // Another file: known through map_files, or refused without it.
+        let other = format!("{}{}", line(8, 10, "1000-2000"), line(8, 30, "3000-4000"));
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), no_stat).is_err());
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), |_| Ok(ld)).is_ok());
+        assert!(check_mapped(other.as_bytes(), exe, Some(ld), |_| Ok((dev(8, 1), 30))).is_err());
+        // A device maps shows that is not st_dev (btrfs), without map_files:
+        // the executable's inode on one device, the interpreter's beside it.
+        let shifted = format!("{}{}", line(0, 10, "1000-2000"), line(0, 20, "3000-4000"));
+        assert!(check_mapped(shifted.as_bytes(), exe, Some(ld), no_stat).is_ok());
+        let split = format!("{}{}", line(0, 10, "1000-2000"), line(9, 20, "3000-4000"));
+        assert!(check_mapped(split.as_bytes(), exe, Some(ld), no_stat).is_err());
+        let stranger = format!("{}{}", line(0, 10, "1000-2000"), line(0, 30, "3000-4000"));
+        assert!(check_mapped(stranger.as_bytes(), exe, Some(ld), no_stat).is_err());
+        let elsewhere = (dev(9, 1), 20);
+        assert!(check_mapped(shifted.as_bytes(), exe, Some(elsewhere), no_stat).is_err());
     }
 
     #[test]

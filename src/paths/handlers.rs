@@ -1,6 +1,6 @@
 //! The builtin handlers of path denial: the open family (on the program's
 //! behalf, see [`super::onbehalf_open`]), exec (checked, with its `#!`
-//! interpreters, see [`super::shebang`]), link, rename, symlink and unlink
+//! interpreters and ELF interpreter, see [`super::shebang`]), link, rename, symlink and unlink
 //! (checked and performed on the program's behalf in pinned parent
 //! directories), truncate and the metadata calls (performed on the pinned
 //! file, see [`super::metadata`]), and mkdir, mknod and bind (see

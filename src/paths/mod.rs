@@ -25,10 +25,13 @@
 //!   symlink's target as resolved from the link's directory), then are
 //!   performed by the supervisor in the pinned parent directories;
 //!   `truncate` is performed on the pinned, checked file.
-//! - `execve` and `execveat` are checked (the pinned executable, and the
-//!   `#!` interpreters of a script, a chain of them included, resolved as
-//!   the kernel does) and then run by the kernel, which reads the path
-//!   again: the exec freeze of the policy layer closes that window.
+//! - `execve` and `execveat` are checked (the pinned executable, the `#!`
+//!   interpreters of a script, a chain of them included, and the ELF
+//!   interpreter (`PT_INTERP`) of the program the chain ends with,
+//!   resolved as the kernel does) and then run by the kernel, which reads
+//!   the path and the interpreters' names again: the exec freeze of the
+//!   policy layer closes that window (its exec event checks the new
+//!   image's executable and the files it mapped).
 //!   `#!/usr/bin/env prog` names `env`; its own exec of `prog` is checked.
 //! - `chmod`, `fchmodat`, `fchmodat2`, `chown`, `lchown`, `fchownat`,
 //!   `utime`, `utimes`, `futimesat`, `utimensat`, `setxattr`, `lsetxattr`,

@@ -7,9 +7,11 @@
 //! directory) and refuses the exec with `EACCES` if any interpreter in the
 //! chain is denied. `#!/usr/bin/env prog` names `env`: the kernel runs
 //! `env`, whose own exec of `prog` is trapped and checked in its turn.
-//! Called by the exec check in [`super::handlers`].
+//! The program at the end of the chain is checked for its ELF interpreter
+//! (`PT_INTERP`) the same way: the kernel loads and starts that file.
+//! Called by the exec check in [`super::handlers`] (without argv safety:
+//! with it, the freeze pinned all of these files).
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::handler::HandlerCtx;
@@ -17,16 +19,14 @@ use crate::sys::path::fstat;
 
 use super::deny::DeniedPaths;
 use super::resolve::{base, borrow, errno_of, pin, pin_alias, reopen, task_view, Errno, Task};
-use crate::script::interpreter;
-
-/// Bytes of an executable the kernel looks at (`BINPRM_BUF_SIZE`).
-const HEADER: usize = 256;
+use crate::script::{interpreter, SCRIPT_HEADER as HEADER};
 /// Interpreter levels checked; the kernel gives up (`ELOOP`) after fewer.
 const MAX_LEVELS: usize = 8;
 
-/// Reads the header of the pinned regular file `fd` (`None`: not a
-/// regular file, which the kernel will not run as a script).
-fn header(fd: &OwnedFd) -> Result<Option<Vec<u8>>, Errno> {
+/// Reads the start of the pinned regular file `fd`, and opens it for
+/// reading (`None`: not a regular file, which the kernel will not run as
+/// a script or ELF program).
+fn header(fd: &OwnedFd) -> Result<Option<(Vec<u8>, std::fs::File)>, Errno> {
     let st = fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
     if !st.is_file() {
         return Ok(None);
@@ -34,14 +34,35 @@ fn header(fd: &OwnedFd) -> Result<Option<Vec<u8>>, Errno> {
     // An executable the supervisor cannot read cannot be checked: refused.
     let file =
         reopen(fd.as_fd(), (libc::O_RDONLY | libc::O_NOCTTY) as u64).map_err(|e| errno_of(&e))?;
-    let mut buf = Vec::with_capacity(HEADER);
-    std::fs::File::from(file)
-        .take(HEADER as u64)
-        .read_to_end(&mut buf)
-        .map_err(|e| errno_of(&e))?;
+    let file = std::fs::File::from(file);
+    let mut buf = crate::script::read_head(&file).map_err(|e| errno_of(&e))?;
     // The kernel's buffer is zeroed past the end of a short file.
-    buf.resize(HEADER, 0);
-    Ok(Some(buf))
+    if buf.len() < HEADER {
+        buf.resize(HEADER, 0);
+    }
+    Ok(Some((buf, file)))
+}
+
+/// Pins the interpreter `name` as the kernel finds it (relative to the
+/// task's working directory); `None` when it is not there (the kernel
+/// fails the exec the same way).
+fn pin_interpreter(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    name: &[u8],
+) -> Result<Option<OwnedFd>, Errno> {
+    let (path, alias) = task_view(task, name);
+    match alias {
+        Some(alias) => pin_alias(cx, task, &alias).map(Some),
+        None => {
+            let base = base(cx, libc::AT_FDCWD, &path, false)?;
+            match pin(borrow(&base), &path, 0, 0) {
+                Ok(fd) => Ok(Some(fd)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+                Err(e) => Err(errno_of(&e)),
+            }
+        }
+    }
 }
 
 /// Checks the interpreters of the pinned executable `exe`: `Err(EACCES)`
@@ -55,29 +76,27 @@ pub(super) fn check_interpreters(
     let task = Task::ids(cx);
     let mut cur = exe;
     for _ in 0..MAX_LEVELS {
-        let Some(head) = header(&cur)? else {
+        let Some((head, file)) = header(&cur)? else {
             return Ok(());
         };
-        let Some(name) = interpreter(&head)? else {
-            return Ok(());
-        };
-        let (path, alias) = task_view(&task, name);
-        let next = match alias {
-            Some(alias) => pin_alias(cx, &task, &alias)?,
-            None => {
-                let base = base(cx, libc::AT_FDCWD, &path, false)?;
-                match pin(borrow(&base), &path, 0, 0) {
-                    Ok(fd) => fd,
-                    // The kernel fails the exec the same way.
-                    Err(e) => {
-                        return if e.raw_os_error() == Some(libc::ENOENT) {
-                            Ok(())
-                        } else {
-                            Err(errno_of(&e))
-                        }
-                    }
+        let Some(name) = interpreter(&head[..HEADER])? else {
+            // The program the chain ends with, and its ELF interpreter.
+            let Some(elf) = crate::script::elf_interpreter(&head, &file) else {
+                return Ok(());
+            };
+            return match pin_interpreter(cx, &task, &elf)? {
+                Some(fd) if d.check_fd(fd.as_fd()) => {
+                    log::debug!(
+                        "pid {}: exec of a program whose ELF interpreter is denied refused",
+                        cx.pid()
+                    );
+                    Err(Errno::of(libc::EACCES))
                 }
-            }
+                _ => Ok(()),
+            };
+        };
+        let Some(next) = pin_interpreter(cx, &task, name)? else {
+            return Ok(());
         };
         if d.check_fd(next.as_fd()) {
             log::debug!(

@@ -65,7 +65,8 @@ fn names_a_word<'r>(argv: &[String], rules: &'r [ExecRule]) -> Option<&'r ExecRu
 }
 
 /// The first word rule a program the exec runs is named by (its file's
-/// last path part: the executable or an interpreter of its `#!` chain,
+/// last path part: the executable, an interpreter of its `#!` chain or
+/// the ELF interpreter its program names,
 /// however the call names it).
 fn names_a_program<'r>(cx: &HandlerCtx<'_>, rules: &'r [ExecRule]) -> Option<&'r ExecRule> {
     let programs = cx.exec_programs();
