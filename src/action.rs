@@ -114,6 +114,21 @@ pub enum NotifAction {
     },
     /// Decide on the deferral pool, off the worker: for slow, blocking work.
     Defer(Deferred),
+    /// Make the task re-issue its call as another one (the crate's own
+    /// handlers only: a chroot's exec of a file of its view). Answered
+    /// anywhere but under the exec freeze, it fails the call with `EACCES`.
+    #[doc(hidden)]
+    Reissue(Reissue),
+}
+
+/// A call to re-issue in place of the trapped one: opaque, made by the
+/// crate's own handlers (see `freeze::reissue`).
+pub struct Reissue(pub(crate) crate::freeze::reissue::Reissue);
+
+impl fmt::Debug for Reissue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 impl NotifAction {
@@ -158,6 +173,7 @@ impl NotifAction {
             NotifAction::KillTask { signal } => format!("KILL_TASK({signal})"),
             NotifAction::KillGroup { signal } => format!("KILL_GROUP({signal})"),
             NotifAction::Defer(_) => "DEFER".into(),
+            NotifAction::Reissue(_) => "REISSUE".into(),
         }
     }
 }

@@ -108,6 +108,7 @@
 pub(crate) mod component;
 pub(crate) mod error;
 pub(crate) mod exec;
+pub(crate) mod reissue;
 pub(crate) mod tracer;
 
 use std::os::fd::{AsFd, OwnedFd};
