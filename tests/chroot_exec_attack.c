@@ -89,10 +89,10 @@ static void fd_swap(int r) {
 static char path_buf[4096];
 
 static void *rewrite_path(void *arg) {
-    size_t at = (size_t)arg;
+    volatile char *p = path_buf + (size_t)arg;
     for (;;) {
-        path_buf[at] = 0;
-        path_buf[at] = '/';
+        *p = 0;
+        *p = '/';
     }
     return NULL;
 }
