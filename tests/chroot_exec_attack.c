@@ -44,19 +44,34 @@ static int count(void (*body)(int), int n_rounds) {
     return leaks;
 }
 
-/* The inherited fd (standard input) of the outside program, run directly. */
-static void fd_tricks(int r) {
+/* The outside program by the tricks of chroot_attack.c: the inherited fd
+ * (standard input) run directly or by its procfs and /dev/fd names, the
+ * host path under /proc/self/root, behind `..` past the root, behind an
+ * absolute symlink of the view. */
+static void escapes(int r) {
     char *argv[] = {"x", NULL};
     extern char **environ;
-    switch (r % 3) {
+    char path[4096];
+    switch (r % 6) {
     case 0:
         syscall(SYS_execveat, 0, "", argv, environ, AT_EMPTY_PATH);
         break;
     case 1:
         execv("/proc/self/fd/0", argv);
         break;
-    default:
+    case 2:
         execv("/dev/fd/0", argv);
+        break;
+    case 3:
+        snprintf(path, sizeof path, "/proc/self/root%s", host_prog);
+        execv(path, argv);
+        break;
+    case 4:
+        snprintf(path, sizeof path, "../../../../../../..%s", host_prog);
+        execv(path, argv);
+        break;
+    default:
+        execv("/work/abs", argv);
         break;
     }
 }
@@ -136,7 +151,9 @@ int main(int argc, char **argv) {
     view_prog = argv[1];
     host_prog = argv[2];
     rounds = atoi(argv[3]);
-    report("fd_tricks", count(fd_tricks, rounds));
+    unlink("/work/abs");
+    if (symlink(host_prog, "/work/abs") != 0) return 3;
+    report("escapes", count(escapes, rounds));
     report("fd_swap", count(fd_swap, rounds));
     report("path_rewrite", count(path_rewrite, rounds));
     pthread_t t;

@@ -4,8 +4,9 @@
 //! back to the program's memory while its call is still pending
 //! (`HandlerCtx::write_mem` checks the id before and after). Nothing is
 //! answered `CONTINUE` with a path except an exec whose file (and
-//! interpreters) the kernel's own resolution names identically (see
-//! [`exec`]). Uses `paths::resolve` for the task's rights and fds.
+//! interpreters) the kernel's own resolution names identically; another
+//! exec of a view file is re-issued on that file by fd (see
+//! [`Op::exec`]). Uses `paths::resolve` for the task's rights and fds.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
