@@ -1017,7 +1017,7 @@ impl Op<'_> {
         if !st.is_file() {
             return Err(Errno::of(libc::EACCES));
         }
-        access_fd(node.fd.as_fd(), libc::X_OK, 0).map_err(|e| errno(&e))?;
+        access_fd(node.fd.as_fd(), libc::X_OK, libc::AT_EACCESS).map_err(|e| errno(&e))?;
         // The `#!` chain, in the view: (interpreter as written, its
         // argument) per level, and each file.
         let mut levels: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
@@ -1031,7 +1031,8 @@ impl Op<'_> {
                         return Err(Errno::of(libc::ELOOP));
                     }
                     let next = self.walk_followed(&task, name)?;
-                    access_fd(next.fd.as_fd(), libc::X_OK, 0).map_err(|e| errno(&e))?;
+                    access_fd(next.fd.as_fd(), libc::X_OK, libc::AT_EACCESS)
+                        .map_err(|e| errno(&e))?;
                     levels.push((name.to_vec(), arg.map(<[u8]>::to_vec)));
                     files.push(next.fd);
                 }
@@ -1064,6 +1065,12 @@ impl Op<'_> {
             return Err(refuse(
                 "the kernel would run another file (the host's at that path)",
             ));
+        }
+        // What the kernel checks of each file it would open itself.
+        for f in &files {
+            if crate::sys::path::on_noexec_mount(f.as_fd()).map_err(|e| errno(&e))? {
+                return Err(refuse("on a mount without exec rights"));
+            }
         }
         self.redirect(Redirect {
             dirfd,
