@@ -122,13 +122,38 @@ pub enum NotifAction {
 }
 
 /// A call to re-issue in place of the trapped one: opaque, made by the
-/// crate's own handlers (see `freeze::reissue`).
-pub struct Reissue(pub(crate) crate::freeze::reissue::Reissue);
+/// crate's own handlers, carried out by the exec freeze's tracer
+/// (`freeze::reissue`): the trapped call `nr` with `args`.
+pub struct Reissue {
+    /// The call to make, in the task's architecture.
+    pub(crate) nr: u64,
+    /// Up to six arguments, in order.
+    pub(crate) args: Vec<ReArg>,
+    /// Files added to the task (close-on-exec) before the answer.
+    pub(crate) files: Vec<OwnedFd>,
+}
 
 impl fmt::Debug for Reissue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.debug_struct("Reissue")
+            .field("nr", &self.nr)
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
     }
+}
+
+/// An argument of a re-issued call ([`Reissue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReArg {
+    /// This value, as is.
+    Value(u64),
+    /// The number the task got for the `i`th of [`Reissue`]'s files.
+    File(usize),
+    /// A pointer to these bytes and a NUL, written in the task.
+    Str(Vec<u8>),
+    /// A pointer to a NULL-terminated array of pointers, written in the
+    /// task (elements: [`ReArg::Value`] or [`ReArg::Str`]).
+    Ptrs(Vec<ReArg>),
 }
 
 impl NotifAction {

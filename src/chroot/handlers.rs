@@ -1090,7 +1090,7 @@ impl Op<'_> {
     /// script's name as the caller gave it, then its arguments after the
     /// first. The empty path is the NUL that ends the caller's own path.
     fn redirect(&self, r: Redirect<'_>) -> Result<NotifAction, Errno> {
-        use crate::freeze::reissue::{ReArg, Reissue};
+        use crate::action::{ReArg, Reissue};
         let argv = if r.levels.is_empty() {
             ReArg::Value(r.argv)
         } else {
@@ -1126,7 +1126,7 @@ impl Op<'_> {
             self.cx.pid(),
             String::from_utf8_lossy(r.path)
         );
-        Ok(NotifAction::Reissue(crate::action::Reissue(Reissue {
+        Ok(NotifAction::Reissue(Reissue {
             nr: u64::from(nr),
             args: vec![
                 ReArg::File(0),
@@ -1136,7 +1136,7 @@ impl Op<'_> {
                 ReArg::Value(libc::AT_EMPTY_PATH as u64),
             ],
             files: vec![program],
-        })))
+        }))
     }
 
     /// The pointers `argv[1..]` of the caller's argument array.

@@ -316,7 +316,7 @@ impl ExecFreeze<'_> {
     /// Starts the re-issue of the exec as `r` says ([`super::reissue`]):
     /// its files added to the caller, the tracer told; returns the answer
     /// (`EACCES`, which the caller sees only if the rewrite is not made).
-    fn reissue(&self, notif: &Notification, r: super::reissue::Reissue) -> NotifAction {
+    fn reissue(&self, notif: &Notification, r: crate::action::Reissue) -> NotifAction {
         let refused = NotifAction::Errno(libc::EACCES);
         if !super::reissue::supported() {
             return refused;
@@ -343,7 +343,7 @@ impl ExecFreeze<'_> {
                 }
             }
         }
-        let Some(rw) = r.rewrite(notif.nr as u32 as u64, &numbers) else {
+        let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers) else {
             return refused;
         };
         if let Err(why) = self.argv.tracer.reissue(caller, rw) {
@@ -403,7 +403,7 @@ impl ExecFreeze<'_> {
                 None => NotifAction::Continue,
             },
             // Decided in the handlers' view, whatever the host's file.
-            NotifAction::Reissue(r) => self.reissue(notif, r.0),
+            NotifAction::Reissue(r) => self.reissue(notif, r),
             other => other,
         };
         let cont = matches!(action, NotifAction::Continue);

@@ -1,10 +1,11 @@
 //! Re-issuing a trapped call as another one: the supervisor makes the
 //! program's task run a call of the supervisor's choosing in place of the
 //! one it trapped (an exec of a file the kernel cannot find by the
-//! program's path: the chroot view's). Owns the [`Reissue`] value handlers
-//! answer with, the layout of what it writes in the task, and the register
-//! rewrite; the tracer ([`super::tracer`]) drives it, the exec freeze's
-//! answer ([`super::exec`]) starts it.
+//! program's path: the chroot view's). Handlers answer with a [`Reissue`]
+//! (`NotifAction::Reissue`, defined with the actions); this module owns the
+//! layout of what is written in the task and the register rewrite; the
+//! tracer ([`super::tracer`]) drives it, the exec freeze's answer
+//! ([`super::exec`]) starts it.
 //!
 //! # How (x86_64)
 //!
@@ -43,7 +44,7 @@
 //!   what was written there; the call is then decided on what it finds.
 //! - x86_64 only; elsewhere [`supported`] is false and callers refuse.
 
-use std::os::fd::OwnedFd;
+pub(crate) use crate::action::{ReArg, Reissue};
 
 /// Bytes left free between the red zone and what is written below it (a
 /// signal frame delivered before the re-issued call fits in it).
@@ -52,42 +53,6 @@ pub(crate) const MARGIN: u64 = 8192;
 const RED_ZONE: u64 = 128;
 /// Bound on what is written in the task.
 const BLOCK_MAX: usize = 256 << 10;
-
-/// An argument of the re-issued call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ReArg {
-    /// This value, as is.
-    Value(u64),
-    /// The number the task got for the `i`th of [`Reissue`]'s files.
-    File(usize),
-    /// A pointer to these bytes and a NUL, written in the task.
-    Str(Vec<u8>),
-    /// A pointer to a NULL-terminated array of pointers, written in the
-    /// task (elements: [`ReArg::Value`] or [`ReArg::Str`]).
-    Ptrs(Vec<ReArg>),
-}
-
-/// A trapped call to be re-issued as call `nr` with `args`: what a handler
-/// answers with (`NotifAction::Reissue`). Only the exec freeze can carry it
-/// out (its tracer owns the task); answered anywhere else it is refused
-/// with `EACCES`.
-pub(crate) struct Reissue {
-    /// The call to make, in the task's architecture.
-    pub(crate) nr: u64,
-    /// Up to six arguments, in order.
-    pub(crate) args: Vec<ReArg>,
-    /// Files added to the task (close-on-exec) before the answer.
-    pub(crate) files: Vec<OwnedFd>,
-}
-
-impl std::fmt::Debug for Reissue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reissue")
-            .field("nr", &self.nr)
-            .field("files", &self.files.len())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What the tracer does at the task's stop: the files are in the task.
 #[derive(Debug)]
@@ -104,31 +69,30 @@ pub(crate) const fn supported() -> bool {
     cfg!(target_arch = "x86_64")
 }
 
-impl Reissue {
-    /// The rewrite, with file `i` at number `numbers[i]` in the task.
-    pub(crate) fn rewrite(&self, trapped: u64, numbers: &[i32]) -> Option<Rewrite> {
-        fn map(a: &ReArg, numbers: &[i32]) -> Option<ReArg> {
-            Some(match a {
-                ReArg::File(i) => ReArg::Value(*numbers.get(*i)? as u64),
-                ReArg::Ptrs(v) => {
-                    ReArg::Ptrs(v.iter().map(|a| map(a, numbers)).collect::<Option<_>>()?)
-                }
-                other => other.clone(),
-            })
-        }
-        if self.args.len() > 6 {
-            return None;
-        }
-        Some(Rewrite {
-            trapped,
-            nr: self.nr,
-            args: self
-                .args
-                .iter()
-                .map(|a| map(a, numbers))
-                .collect::<Option<_>>()?,
+/// The rewrite of `r`, with its file `i` at number `numbers[i]` in the
+/// task, for trapped call `trapped`.
+pub(crate) fn rewrite(r: &Reissue, trapped: u64, numbers: &[i32]) -> Option<Rewrite> {
+    fn map(a: &ReArg, numbers: &[i32]) -> Option<ReArg> {
+        Some(match a {
+            ReArg::File(i) => ReArg::Value(*numbers.get(*i)? as u64),
+            ReArg::Ptrs(v) => {
+                ReArg::Ptrs(v.iter().map(|a| map(a, numbers)).collect::<Option<_>>()?)
+            }
+            other => other.clone(),
         })
     }
+    if r.args.len() > 6 {
+        return None;
+    }
+    Some(Rewrite {
+        trapped,
+        nr: r.nr,
+        args: r
+            .args
+            .iter()
+            .map(|a| map(a, numbers))
+            .collect::<Option<_>>()?,
+    })
 }
 
 /// Lays `args` out in a block placed at `base`: the block's bytes and
@@ -337,8 +301,8 @@ mod tests {
             args: vec![ReArg::File(0), ReArg::Value(5)],
             files: Vec::new(),
         };
-        let rw = r.rewrite(59, &[9]).expect("rewrite");
+        let rw = rewrite(&r, 59, &[9]).expect("rewrite");
         assert_eq!(rw.args, vec![ReArg::Value(9), ReArg::Value(5)]);
-        assert!(r.rewrite(59, &[]).is_none());
+        assert!(rewrite(&r, 59, &[]).is_none());
     }
 }
