@@ -114,6 +114,46 @@ pub enum NotifAction {
     },
     /// Decide on the deferral pool, off the worker: for slow, blocking work.
     Defer(Deferred),
+    /// Make the task re-issue its call as another one (the crate's own
+    /// handlers only: a chroot's exec of a file of its view). Answered
+    /// anywhere but under the exec freeze, it fails the call with `EACCES`.
+    #[doc(hidden)]
+    Reissue(Reissue),
+}
+
+/// A call to re-issue in place of the trapped one: opaque, made by the
+/// crate's own handlers, carried out by the exec freeze's tracer
+/// (`freeze::reissue`): the trapped call `nr` with `args`.
+pub struct Reissue {
+    /// The call to make, in the task's architecture.
+    pub(crate) nr: u64,
+    /// Up to six arguments, in order.
+    pub(crate) args: Vec<ReArg>,
+    /// Files added to the task (close-on-exec) before the answer.
+    pub(crate) files: Vec<OwnedFd>,
+}
+
+impl fmt::Debug for Reissue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reissue")
+            .field("nr", &self.nr)
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An argument of a re-issued call ([`Reissue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReArg {
+    /// This value, as is.
+    Value(u64),
+    /// The number the task got for the `i`th of [`Reissue`]'s files.
+    File(usize),
+    /// A pointer to these bytes and a NUL, written in the task.
+    Str(Vec<u8>),
+    /// A pointer to a NULL-terminated array of pointers, written in the
+    /// task (elements: [`ReArg::Value`] or [`ReArg::Str`]).
+    Ptrs(Vec<ReArg>),
 }
 
 impl NotifAction {
@@ -158,6 +198,7 @@ impl NotifAction {
             NotifAction::KillTask { signal } => format!("KILL_TASK({signal})"),
             NotifAction::KillGroup { signal } => format!("KILL_GROUP({signal})"),
             NotifAction::Defer(_) => "DEFER".into(),
+            NotifAction::Reissue(_) => "REISSUE".into(),
         }
     }
 }

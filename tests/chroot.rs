@@ -583,3 +583,102 @@ fn redteam_inode_flag_ioctls_do_not_write_a_read_only_mount() {
         "{flags}"
     );
 }
+
+/// A program that prints its arguments and exits 42 (the view's; the
+/// outside program, `true`, exits 0).
+const TOOL_C: &str = r#"#include <stdio.h>
+int main(int argc, char **argv) {
+    printf("tool");
+    for (int i = 0; i < argc; i++) printf(" [%s]", argv[i]);
+    printf("\n");
+    return 42;
+}
+"#;
+
+/// Puts the tool at `/opt/bin/tool`, a directory only the view has.
+fn view_only_tool(r: &Rootfs) -> String {
+    let tool = common::build_c("chroot_tool", TOOL_C, &[]);
+    std::fs::create_dir_all(r.root.join("opt/bin")).expect("mkdir");
+    std::fs::copy(&tool, r.root.join("opt/bin/tool")).expect("copy the tool");
+    "/opt/bin/tool".to_owned()
+}
+
+#[test]
+fn execs_agree_with_the_view() {
+    let r = rootfs();
+    view_only_tool(&r);
+    let work = r.root.join("work");
+    std::fs::write(
+        work.join("hello.c"),
+        "#include <stdio.h>\nint main(int c, char **v) { printf(\"hello %d %s\\n\", c, v[c - 1]); return 0; }\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    let script = |name: &str, text: &str| {
+        let p = work.join(name);
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    script("script", "#!/bin/sh\necho \"script $0 [$1] [$2]\"\n");
+    // A script whose interpreter is a script of the view, with an argument.
+    script("inner", "#!/bin/sh\necho \"inner $0 $*\"\n");
+    script("outer", "#!/work/inner -x\n");
+    let py = "import subprocess; \
+              print(subprocess.run(['/opt/bin/tool', 'p'], capture_output=True, text=True).stdout.strip()); \
+              print(subprocess.run(['./hello', 'py'], capture_output=True, text=True).stdout.strip())";
+    let cmd = format!(
+        "cd /work && cc -o hello hello.c && ./hello a b && ./script one 'two three' && ./outer o \
+         && {{ /opt/bin/tool x; echo rc=$?; }} && PATH=/opt/bin:$PATH && tool y | cat \
+         && sh -c 'cd /opt/bin && ./tool z | tr a-z A-Z' \
+         && python3 -c \"{py}\" \
+         && {{ /no/such/tool 2>/dev/null; echo missing=$?; }}"
+    );
+    let out = common::unotify()
+        .arg("run")
+        .args(cli_mounts(&r))
+        .args(["--", "/bin/sh", "-c", &cmd])
+        .output()
+        .expect("run");
+    assert_eq!(common::stderr_of(&out), "", "the execs printed errors");
+    assert_eq!(
+        common::stdout_of(&out),
+        "hello 3 b\n\
+         script ./script [one] [two three]\n\
+         inner /work/inner -x ./outer o\n\
+         tool [/opt/bin/tool] [x]\n\
+         rc=42\n\
+         tool [tool] [y]\n\
+         TOOL [./TOOL] [Z]\n\
+         tool [/opt/bin/tool] [p]\n\
+         hello 2 py\n\
+         missing=127\n"
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn execs_of_files_outside_the_view_all_fail() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "chroot exec attack");
+    let r = rootfs();
+    let tool = view_only_tool(&r);
+    let exe = common::build_c(
+        "chroot_exec_attack",
+        include_str!("chroot_exec_attack.c"),
+        &["-pthread"],
+    );
+    let sandbox = builder(&r).build().expect("build");
+    let outside = r.secret_dir.join("true");
+    // Standard input: the outside program, opened before the sandbox.
+    let stdin = std::fs::File::open(&outside).expect("open the outside program");
+    let mut cmd = Command::new(&exe);
+    cmd.args([tool.as_str(), outside.to_str().unwrap(), "60"])
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::Piped);
+    let child = sandbox.spawn(&mut cmd).expect("spawn");
+    let (out, status) = common::finish(child);
+    assert_eq!(status.code(), Some(0), "attack failed to run: {out}");
+    let c = counts(&out);
+    assert_eq!(c.len(), 4, "every attack reports: {out}");
+    let leaks: Vec<_> = c.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(leaks.is_empty(), "outside programs ran: {leaks:?}");
+}

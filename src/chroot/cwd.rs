@@ -6,8 +6,9 @@
 //! directory here, per thread group (threads share it), and every relative
 //! path of the process is walked from it; the real working directory stays
 //! where the sandbox started. A process seen for the first time starts
-//! with its parent's (what it inherited at fork, unless the parent changed
-//! its own in between), or the sandbox's first directory. An entry is tied
+//! with its nearest known ancestor's (what it inherited at fork, unless
+//! that ancestor changed its own in between), or the sandbox's first
+//! directory. An entry is tied
 //! to its process by a pidfd, so a recycled process id never finds the
 //! entry of a dead process. Used by the chroot handlers; calls `sys`.
 
@@ -18,6 +19,8 @@ use parking_lot::Mutex;
 
 use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
 
+/// Ancestors looked at for an inherited directory.
+const MAX_ANCESTORS: usize = 64;
 /// Entries kept before dead processes are swept out.
 const SWEEP_AT: usize = 128;
 
@@ -62,10 +65,22 @@ impl Cwds {
                 return path.clone();
             }
         }
-        let inherited = parent_of(tgid)
-            .and_then(|p| map.entries.get(&p).filter(|(fd, _)| alive(fd)))
-            .map(|(_, path)| path.clone())
-            .unwrap_or_else(|| self.initial.clone());
+        // The nearest ancestor with an entry: one without has not changed
+        // its directory since its fork (a compiler driver that spawns its
+        // linker without using a relative path itself).
+        let mut inherited = None;
+        let mut cur = tgid;
+        for _ in 0..MAX_ANCESTORS {
+            let Some(p) = parent_of(cur).filter(|&p| p > 1) else {
+                break;
+            };
+            if let Some((_, path)) = map.entries.get(&p).filter(|(fd, _)| alive(fd)) {
+                inherited = Some(path.clone());
+                break;
+            }
+            cur = p;
+        }
+        let inherited = inherited.unwrap_or_else(|| self.initial.clone());
         Self::store(&mut map, tgid, inherited.clone());
         inherited
     }

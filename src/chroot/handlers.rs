@@ -4,8 +4,9 @@
 //! back to the program's memory while its call is still pending
 //! (`HandlerCtx::write_mem` checks the id before and after). Nothing is
 //! answered `CONTINUE` with a path except an exec whose file (and
-//! interpreters) the kernel's own resolution names identically (see
-//! [`exec`]). Uses `paths::resolve` for the task's rights and fds.
+//! interpreters) the kernel's own resolution names identically; another
+//! exec of a view file is re-issued on that file by fd (see
+//! [`Op::exec`]). Uses `paths::resolve` for the task's rights and fds.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -259,8 +260,8 @@ impl Op<'_> {
             Call::Chdir => self.chdir(a(0)),
             Call::Fchdir => self.fchdir(fd(0)),
             Call::Getcwd => self.getcwd(a(0), a(1)),
-            Call::Execve => self.exec(CWD, a(0), 0),
-            Call::Execveat => self.exec(fd(0), a(1), a(4) as i32),
+            Call::Execve => self.exec(CWD, a(0), 0, a(1), a(2)),
+            Call::Execveat => self.exec(fd(0), a(1), a(4) as i32, a(2), a(3)),
             Call::Rename => self.rename((CWD, a(0)), (CWD, a(1)), 0),
             Call::Renameat => self.rename((fd(0), a(1)), (fd(2), a(3)), 0),
             Call::Renameat2 => self.rename((fd(0), a(1)), (fd(2), a(3)), a(4) as u32),
@@ -953,21 +954,33 @@ impl Op<'_> {
 
     // ---- exec ----
 
-    /// `execve`/`execveat`. The kernel resolves the path again, in the
-    /// host's root and the real working directory, and loads the ELF
-    /// interpreter and `#!` interpreters by their host paths: the exec is
-    /// let through only when each of those is the very file the view
-    /// names (so, programs from mounts placed at their host paths). Argv
-    /// safety's freeze holds the path still until the exec event and
-    /// pinned the kernel's files (`exec_files`, compared here); the exec
-    /// event checks the new image is the first of them.
-    fn exec(&self, dirfd: i32, ptr: u64, flags: i32) -> Result<NotifAction, Errno> {
-        if self.cx.answer_fixed().is_some() {
-            // The freeze answers (the file is missing on the host).
+    /// `execve`/`execveat`, decided in the view. The kernel would resolve
+    /// the path again in the host's root and the real working directory,
+    /// and the `#!` interpreters by their host paths. When each of those
+    /// is the very file the view names (a program from a mount at its host
+    /// path), the call is let through: argv safety's freeze holds the path
+    /// still until the exec event and pinned the kernel's files
+    /// (`exec_files`, compared here), and the exec event checks the new
+    /// image is the first of them. Otherwise the call is re-issued as an
+    /// `execveat` of the view's file by fd ([`Op::redirect`]), the `#!`
+    /// step done here; the re-issued call is decided again by this rule.
+    /// The ELF interpreter (`PT_INTERP`) is always loaded by the kernel
+    /// from the host's root: it must be the view's file (else `EACCES`).
+    fn exec(
+        &self,
+        dirfd: i32,
+        ptr: u64,
+        flags: i32,
+        argv: u64,
+        envp: u64,
+    ) -> Result<NotifAction, Errno> {
+        let fixed = self.cx.answer_fixed();
+        if matches!(fixed, Some(libc::EFAULT | libc::E2BIG | libc::ESRCH)) {
+            // Its memory, not its file, fails it: the freeze answers.
             return Ok(NotifAction::Continue);
         }
         let host_files = self.cx.exec_files();
-        if host_files.is_empty() {
+        if host_files.is_empty() && fixed.is_none() {
             log::warn!("an exec under chroot without argv safety's pinned files; refusing it");
             return Err(Errno::of(libc::EACCES));
         }
@@ -993,52 +1006,41 @@ impl Op<'_> {
             );
             Errno::of(libc::EACCES)
         };
-        if !same_file(node.fd.as_fd(), host_files[0].as_fd()) {
-            return Err(refuse(
-                "the kernel would run another file (the host's at that path)",
-            ));
+        // A file named by an fd (the program's, `/dev/fd/N`,
+        // `/proc/self/exe`) must be in the view too, or a memfd (the
+        // program's own bytes): an fd from before the sandbox names the
+        // host's files.
+        if node.vpath.first() != Some(&b'/') && !is_memfd(node.fd.as_fd()) {
+            return Err(refuse("the file is outside the view"));
         }
-        // The `#!` chain, each interpreter the view's and the host's.
-        let mut cur = node.fd;
-        let mut level = 1;
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if !st.is_file() {
+            return Err(Errno::of(libc::EACCES));
+        }
+        access_fd(node.fd.as_fd(), libc::X_OK, libc::AT_EACCESS).map_err(|e| errno(&e))?;
+        // The `#!` chain, in the view: (interpreter as written, its
+        // argument) per level, and each file.
+        let mut levels: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut files = vec![node.fd];
         loop {
-            let head = read_head(cur.as_fd()).ok_or_else(|| refuse("unreadable"))?;
-            match crate::script::interpreter(&head)? {
-                Some(name) => {
-                    if level > MAX_SCRIPT_LEVELS {
+            let cur = files.last().expect("one at least").as_fd();
+            let head = read_head(cur).ok_or_else(|| refuse("unreadable"))?;
+            match crate::script::interpreter_and_arg(&head)? {
+                Some((name, arg)) => {
+                    if levels.len() >= MAX_SCRIPT_LEVELS {
                         return Err(Errno::of(libc::ELOOP));
                     }
-                    let next = self.walk(
-                        &task,
-                        CWD,
-                        name,
-                        How {
-                            follow: true,
-                            resolve: 0,
-                        },
-                    )?;
-                    match host_files.get(level) {
-                        Some(h) if same_file(next.fd.as_fd(), h.as_fd()) => {}
-                        _ => return Err(refuse("its #! interpreter differs on the host")),
-                    }
-                    cur = next.fd;
-                    level += 1;
+                    let next = self.walk_followed(&task, name)?;
+                    access_fd(next.fd.as_fd(), libc::X_OK, libc::AT_EACCESS)
+                        .map_err(|e| errno(&e))?;
+                    levels.push((name.to_vec(), arg.map(<[u8]>::to_vec)));
+                    files.push(next.fd);
                 }
                 None => {
-                    if let Some(interp) = elf_interpreter(cur.as_fd(), &head) {
-                        let v = self.walk(
-                            &task,
-                            CWD,
-                            &interp,
-                            How {
-                                follow: true,
-                                resolve: 0,
-                            },
-                        );
-                        let v = match v {
-                            Ok(v) => v,
-                            Err(_) => return Err(Errno::of(libc::ENOENT)),
-                        };
+                    if let Some(interp) = elf_interpreter(cur, &head) {
+                        let v = self
+                            .walk_followed(&task, &interp)
+                            .map_err(|_| Errno::of(libc::ENOENT))?;
                         let h = open_trusted(&String::from_utf8_lossy(&interp), 0)
                             .map_err(|_| refuse("its ELF interpreter is missing on the host"))?;
                         if !same_file(v.fd.as_fd(), h.as_fd()) {
@@ -1049,8 +1051,113 @@ impl Op<'_> {
                 }
             }
         }
-        self.s.creds.exec_started(task.tid, task.tgid);
-        Ok(NotifAction::Continue)
+        let kernels = fixed.is_none()
+            && host_files.len() == files.len()
+            && files
+                .iter()
+                .zip(host_files)
+                .all(|(v, h)| same_file(v.as_fd(), h.as_fd()));
+        if kernels {
+            self.s.creds.exec_started(task.tid, task.tgid);
+            return Ok(NotifAction::Continue);
+        }
+        if !crate::freeze::reissue::supported() {
+            return Err(refuse(
+                "the kernel would run another file (the host's at that path)",
+            ));
+        }
+        // What the kernel checks of each file it would open itself.
+        for f in &files {
+            if crate::sys::path::on_noexec_mount(f.as_fd()).map_err(|e| errno(&e))? {
+                return Err(refuse("on a mount without exec rights"));
+            }
+        }
+        self.redirect(Redirect {
+            dirfd,
+            ptr,
+            path: &path,
+            argv,
+            envp,
+            levels,
+            program: files.pop().expect("one at least"),
+        })
+    }
+
+    /// Re-issues the exec as `execveat(N, "", argv', envp, AT_EMPTY_PATH)`
+    /// of the view's program, N its fd added to the task (close-on-exec);
+    /// for a script, argv' is what the kernel's `#!` step would make:
+    /// each interpreter as written and its argument, innermost last, the
+    /// script's name as the caller gave it, then its arguments after the
+    /// first. The empty path is the NUL that ends the caller's own path.
+    fn redirect(&self, r: Redirect<'_>) -> Result<NotifAction, Errno> {
+        use crate::action::{ReArg, Reissue};
+        let argv = if r.levels.is_empty() {
+            ReArg::Value(r.argv)
+        } else {
+            let mut v = Vec::new();
+            for (name, arg) in r.levels.iter().rev() {
+                v.push(ReArg::Str(name.clone()));
+                if let Some(a) = arg {
+                    v.push(ReArg::Str(a.clone()));
+                }
+            }
+            v.push(if r.path.is_empty() {
+                ReArg::Str(format!("/dev/fd/{}", r.dirfd).into_bytes())
+            } else if r.path[0] != b'/' && r.dirfd != CWD {
+                let mut p = format!("/dev/fd/{}/", r.dirfd).into_bytes();
+                p.extend_from_slice(r.path);
+                ReArg::Str(p)
+            } else {
+                ReArg::Value(r.ptr)
+            });
+            v.extend(self.args_after_first(r.argv)?.into_iter().map(ReArg::Value));
+            ReArg::Ptrs(v)
+        };
+        let nr = syscalls::number(Arch::native(), "execveat").ok_or(Errno::of(libc::EACCES))?;
+        // Opened for reading (an `O_PATH` fd cannot be added to a task),
+        // with the task's rights: an execute-only file is refused.
+        let program = reopen(
+            r.program.as_fd(),
+            (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64,
+        )
+        .map_err(|e| errno(&e))?;
+        log::debug!(
+            "pid {}: exec of {} re-issued on the view's file",
+            self.cx.pid(),
+            String::from_utf8_lossy(r.path)
+        );
+        Ok(NotifAction::Reissue(Reissue {
+            nr: u64::from(nr),
+            args: vec![
+                ReArg::File(0),
+                ReArg::Value(r.ptr + r.path.len() as u64),
+                argv,
+                ReArg::Value(r.envp),
+                ReArg::Value(libc::AT_EMPTY_PATH as u64),
+            ],
+            files: vec![program],
+        }))
+    }
+
+    /// The pointers `argv[1..]` of the caller's argument array.
+    fn args_after_first(&self, argv: u64) -> Result<Vec<u64>, Errno> {
+        /// Beyond this many the kernel's own limit refuses the exec.
+        const MAX_ARGS: usize = 1 << 16;
+        let mut out = Vec::new();
+        if argv == 0 {
+            return Ok(out);
+        }
+        for i in 1..MAX_ARGS as u64 {
+            let mut w = [0u8; 8];
+            self.cx
+                .read_mem_into(argv + 8 * i, &mut w)
+                .map_err(|e| mem_errno(&e))?;
+            match u64::from_ne_bytes(w) {
+                0 => return Ok(out),
+                p => out.push(p),
+            }
+        }
+        Err(Errno::of(libc::E2BIG))
     }
 
     // ---- names ----
@@ -1450,6 +1557,26 @@ fn fix_mode(fd: BorrowedFd<'_>, mode: u32) {
             }
         }
     }
+}
+
+/// An exec re-issued on the view's file ([`Op::redirect`]).
+struct Redirect<'a> {
+    dirfd: i32,
+    /// The caller's path: its address and bytes.
+    ptr: u64,
+    path: &'a [u8],
+    /// The caller's argv and envp pointers.
+    argv: u64,
+    envp: u64,
+    /// The `#!` levels, outermost first: interpreter as written, argument.
+    levels: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The program at the end of the chain, pinned.
+    program: OwnedFd,
+}
+
+/// Whether `fd` is a memfd (its name, as the kernel gives it).
+fn is_memfd(fd: BorrowedFd<'_>) -> bool {
+    crate::paths::path_of_fd(fd).is_some_and(|p| p.as_os_str().as_bytes().starts_with(b"/memfd:"))
 }
 
 fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {

@@ -17,10 +17,13 @@
 //! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...), `inotify_add_watch`,
 //! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
 //! refused; the mount family and new namespaces are refused as under path
-//! denial. An exec is run by the kernel, which reads the path again in
-//! the host's root: it is let through only when the kernel's file, its
-//! `#!` interpreters and its ELF interpreter are the very files the view
-//! names (see `handlers`).
+//! denial. An exec is resolved in the view, `#!` interpreters included:
+//! when the kernel's own resolution (host root, real working directory)
+//! reaches the very files the view names it is let through; otherwise it
+//! is re-issued as an `execveat` of the view's file by fd
+//! (`freeze::reissue`, x86_64), the `#!` step made here. The ELF
+//! interpreter must be the view's file at its host path (see
+//! `handlers`).
 
 mod cwd;
 mod handlers;

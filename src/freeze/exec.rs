@@ -419,6 +419,49 @@ impl ExecFreeze<'_> {
         }
     }
 
+    /// Starts the re-issue of the exec as `r` says ([`super::reissue`]):
+    /// its files added to the caller, the tracer told; returns the answer
+    /// (`EACCES`, which the caller sees only if the rewrite is not made).
+    fn reissue(&self, notif: &Notification, r: crate::action::Reissue) -> NotifAction {
+        let refused = NotifAction::Errno(libc::EACCES);
+        if !super::reissue::supported() {
+            return refused;
+        }
+        let tid = notif.pid as i32;
+        let caller = Task {
+            tid,
+            tgid: crate::handler::thread_group_of(tid).unwrap_or(tid),
+        };
+        let mut numbers = Vec::with_capacity(r.files.len());
+        for f in &r.files {
+            let req = seccomp::SeccompNotifAddfd {
+                id: notif.id,
+                flags: 0,
+                srcfd: f.as_raw_fd() as u32,
+                newfd: 0,
+                newfd_flags: libc::O_CLOEXEC as u32,
+            };
+            match seccomp::addfd(self.core.listener(), &req) {
+                Ok(n) => numbers.push(n),
+                Err(e) => {
+                    log::debug!("pid {tid}: cannot add a file for a re-issued call: {e}");
+                    return refused;
+                }
+            }
+        }
+        let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers) else {
+            return refused;
+        };
+        if let Err(why) = self.argv.tracer.reissue(caller, rw) {
+            log::log!(
+                why.log_level(),
+                "pid {tid}: {} cannot be re-issued ({why}); answering EACCES",
+                notif.syscall_label()
+            );
+        }
+        refused
+    }
+
     /// Why the freeze could not be established, if it could not.
     pub(crate) fn failure(&self) -> Option<&FreezeError> {
         self.failure.as_ref()
@@ -465,6 +508,8 @@ impl ExecFreeze<'_> {
                 Some(e) => NotifAction::Errno(e),
                 None => NotifAction::Continue,
             },
+            // Decided in the handlers' view, whatever the host's file.
+            NotifAction::Reissue(r) => self.reissue(notif, r),
             other => other,
         };
         let cont = matches!(action, NotifAction::Continue);

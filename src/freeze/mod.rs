@@ -88,6 +88,16 @@
 //! caller when it execs), and process accounting commits a fork's token on
 //! the delivered `CONTINUE` and reconciles with the process tree.
 //!
+//! # Re-issuing a trapped exec
+//!
+//! The tracer also carries out [`reissue`]: a handler that answers
+//! `NotifAction::Reissue` (the chroot, for an exec of a file of its view
+//! that the kernel cannot reach by the program's path) has the caller,
+//! still waiting in its trapped call, stopped on its way back and made to
+//! issue another call in its place, which is trapped and decided anew.
+//! Only the exec freeze's answer carries it out (`Tracer::reissue`); any
+//! other answer path refuses it with `EACCES`.
+//!
 //! # Known limits
 //!
 //! - A task that a debugger outside the sandbox traces (`strace -f` of the
@@ -108,6 +118,7 @@
 pub(crate) mod component;
 pub(crate) mod error;
 pub(crate) mod exec;
+pub(crate) mod reissue;
 pub(crate) mod tracer;
 
 use std::os::fd::{AsFd, OwnedFd};

@@ -37,6 +37,7 @@ use crate::sys::seccomp;
 use super::component::{self, Task};
 use super::error::{FreezeError, Mismatch};
 use super::exec::Expected;
+use super::reissue::{self, Rewrite};
 use super::{task_state, STOP_TIMEOUT};
 
 /// How long the caller's exec may take before the tracer stops waiting
@@ -68,6 +69,13 @@ enum Request {
     },
     /// A watcher saw a state change of this tracee (not taken yet).
     Ready(i32),
+    /// Re-issue the trapped call of `caller` at its next stop
+    /// ([`super::reissue`]): seized and interrupted before the reply.
+    Reissue {
+        caller: Task,
+        rewrite: Box<Rewrite>,
+        reply: Sender<Result<(), FreezeError>>,
+    },
 }
 
 /// Watcher threads at most (one per exec awaited at once; further execs
@@ -333,6 +341,28 @@ impl Tracer {
     pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
         let _ = self.inbox.send(Request::Finish { job, expect });
     }
+
+    /// Has the trapped call of `caller` re-issued as `rewrite` says
+    /// ([`super::reissue`]). Returns once the caller is seized and its
+    /// interrupt asked for: the call may then be answered (`EACCES`), and
+    /// the caller is rewritten at the stop that answer leads to, before it
+    /// runs one instruction. An error: nothing will be rewritten.
+    pub(crate) fn reissue(&self, caller: Task, rewrite: Rewrite) -> Result<(), FreezeError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let sent = self.ensure_running()
+            && self.inbox.send(Request::Reissue {
+                caller,
+                rewrite: Box::new(rewrite),
+                reply,
+            });
+        if !sent {
+            return Err(FreezeError::TracerGone);
+        }
+        match answer.recv_timeout(STOP_TIMEOUT * 4) {
+            Ok(r) => r,
+            Err(_) => Err(FreezeError::NoAnswer),
+        }
+    }
 }
 
 impl Drop for Tracer {
@@ -385,6 +415,9 @@ struct Entry {
     /// It reported its exec event (a new image, stopped before its first
     /// instruction).
     exec_seen: bool,
+    /// A re-issue to make at its next stop (the return of the trapped call
+    /// it waits in: see [`Tracer::reissue`]).
+    rewrite: Option<Box<Rewrite>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -448,7 +481,10 @@ impl Loop {
             let unwatched_exec = self.jobs.iter().any(|j| {
                 j.phase == Phase::Exec
                     && (!self.watched.contains(&j.caller.tid) || !j.members.is_empty())
-            });
+            }) || self
+                .table
+                .iter()
+                .any(|(t, e)| e.rewrite.is_some() && !self.watched.contains(t));
             let stops_to_come = self.table.iter().any(|(t, e)| {
                 e.st == St::Running
                     && !self.watched.contains(t)
@@ -500,6 +536,14 @@ impl Loop {
             Request::Ready(tid) => {
                 self.watched.remove(&tid);
             }
+            Request::Reissue {
+                caller,
+                rewrite,
+                reply,
+            } => {
+                let r = self.start_reissue(caller, rewrite);
+                let _ = reply.send(r);
+            }
             Request::Finish { job, expect } => {
                 let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
                     return; // it failed and ended already
@@ -540,6 +584,40 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Takes a re-issue: the caller seized (if not ours yet), its rewrite
+    /// noted, then its interrupt asked for (also when one is pending: the
+    /// same trap), and a watcher set on it.
+    fn start_reissue(&mut self, caller: Task, rewrite: Box<Rewrite>) -> Result<(), FreezeError> {
+        let tid = caller.tid;
+        if !self.table.get(&tid).is_some_and(|e| e.st != St::Gone) {
+            self.table.remove(&tid);
+            self.seize(caller, false)?;
+        }
+        let Some(e) = self.table.get_mut(&tid) else {
+            return Err(FreezeError::CallerGone(tid));
+        };
+        // It waits in its trapped call: it cannot be in a stop, nor have
+        // another re-issue to come.
+        if e.st != St::Running || e.rewrite.is_some() {
+            return Err(FreezeError::CallerBusy(tid));
+        }
+        e.rewrite = Some(rewrite);
+        if let Err(err) = ptrace::interrupt(tid) {
+            e.rewrite = None;
+            return Err(FreezeError::Seize {
+                tid,
+                tgid: caller.tgid,
+                source: err,
+            });
+        }
+        e.interrupted = true;
+        log::debug!("task {tid}: re-issue noted, interrupt asked");
+        if !self.watched.contains(&tid) && self.watchers.watch(tid, &self.inbox) {
+            self.watched.insert(tid);
+        }
+        Ok(())
     }
 
     /// Seizes `tid` (if not ours yet) and interrupts it; `Ok(false)` if it
@@ -583,6 +661,7 @@ impl Loop {
                         caller_of: None,
                         interrupted: stop,
                         exec_seen: false,
+                        rewrite: None,
                     },
                 );
                 Ok(())
@@ -747,6 +826,16 @@ impl Loop {
                         }
                         TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
                     };
+                    if let Some(rw) = e.rewrite.take() {
+                        if matches!(e.st, St::Stopped(_)) {
+                            match reissue::apply(tid, &rw) {
+                                Ok(()) => log::debug!("task {tid}: trapped call re-issued"),
+                                Err(why) => log::warn!(
+                                    "task {tid}: the trapped call cannot be re-issued ({why}); it fails with EACCES"
+                                ),
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
                     if err.raw_os_error() != Some(libc::ECHILD) {
@@ -782,6 +871,7 @@ impl Loop {
                         caller_of: Some(job),
                         interrupted: false,
                         exec_seen: true,
+                        rewrite: None,
                     },
                 );
             }

@@ -170,6 +170,7 @@ fn outcome_of(
         NotifAction::Hold => ("held", None, None),
         NotifAction::KillTask { .. } | NotifAction::KillGroup { .. } => ("killed", None, None),
         NotifAction::Defer(_) => ("deferred", None, None),
+        NotifAction::Reissue(_) => ("reissued", None, None),
     }
 }
 

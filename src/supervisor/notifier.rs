@@ -368,6 +368,14 @@ impl Notifier {
                 log::error!("a Defer reached the responder for notification {id}; answering EIO");
                 self.send_errno(id, libc::EIO)
             }
+            NotifAction::Reissue(_) => {
+                // Only the exec freeze's tracer can re-issue a call.
+                log::warn!(
+                    "a re-issue of {} outside the exec freeze; answering EACCES",
+                    notif.syscall_label()
+                );
+                self.send_errno(id, libc::EACCES)
+            }
         }
     }
 

@@ -121,6 +121,17 @@ pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// Whether the file behind `fd` is on a mount without exec rights
+/// (`ST_NOEXEC` in `f_flag` of `fstatvfs(3)`).
+pub fn on_noexec_mount(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: an all-zero `struct statvfs` is a valid value of the type.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open fd and `st` a writable statvfs buffer we own.
+    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_flag as u64 & libc::ST_NOEXEC as u64 != 0)
+}
+
 /// `ftruncate(2)`.
 pub fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> io::Result<()> {
     retry_eintr(|| {

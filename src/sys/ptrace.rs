@@ -152,3 +152,43 @@ pub fn same_vm(a: i32, b: i32) -> io::Result<bool> {
     })?;
     Ok(r == 0)
 }
+
+/// The general registers of a stopped tracee (x86_64).
+#[cfg(target_arch = "x86_64")]
+pub type Regs = libc::user_regs_struct;
+
+/// `PTRACE_GETREGS` of `tid`, a tracee of the calling thread in a ptrace
+/// stop.
+#[cfg(target_arch = "x86_64")]
+pub fn get_regs(tid: i32) -> io::Result<Regs> {
+    // SAFETY: user_regs_struct is plain integers; all-zero is valid.
+    let mut regs: Regs = unsafe { std::mem::zeroed() };
+    // SAFETY: PTRACE_GETREGS writes one user_regs_struct at `data`, which
+    // points to `regs`, alive and writable for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGS,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            (&mut regs as *mut Regs).cast::<libc::c_void>(),
+        )
+    })?;
+    Ok(regs)
+}
+
+/// `PTRACE_SETREGS` of `tid`, a tracee of the calling thread in a ptrace
+/// stop.
+#[cfg(target_arch = "x86_64")]
+pub fn set_regs(tid: i32, regs: &Regs) -> io::Result<()> {
+    // SAFETY: PTRACE_SETREGS reads one user_regs_struct at `data`, which
+    // points to `regs`, alive for the call; the kernel validates the values.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGS,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            (regs as *const Regs).cast_mut().cast::<libc::c_void>(),
+        )
+    })
+    .map(drop)
+}
