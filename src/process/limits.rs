@@ -30,9 +30,26 @@ struct Unseen {
     serial: u64,
     /// The thread that forked.
     tid: i32,
-    /// That thread's children when the fork was trapped (before it ran),
-    /// if they could be read: a child not among them is the fork's.
-    before: Option<Vec<i32>>,
+    /// That thread when the fork was trapped.
+    before: BeforeFork,
+}
+
+/// A forking thread as it was when its fork was trapped (so before the
+/// fork ran), as far as it could be read.
+#[derive(Debug, Clone, Default)]
+struct BeforeFork {
+    /// Its children: a child not among them is the fork's. (Not its user
+    /// CPU time: the kernel reports it scaled from the total, which grows
+    /// inside the fork too.)
+    children: Option<Vec<i32>>,
+}
+
+impl BeforeFork {
+    fn of(tid: i32) -> BeforeFork {
+        BeforeFork {
+            children: thread_children(tid).ok(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,8 +75,7 @@ struct CountState {
 /// (its cgroup and process tree) when a fork would hit the limit. A
 /// delivered fork whose child is not in the tree yet stays counted on top
 /// of the recount until its child is seen: the forking thread made another
-/// trapped call or is gone (the fork returned), or it has a child it did
-/// not have before. A recount that cannot read everything it needs is no
+/// trapped call, is gone or is blocked in another call (the fork returned), or it has a child it did not have before. A recount that cannot read everything it needs is no
 /// count: the fork is refused and the count kept.
 #[derive(Debug)]
 pub struct ProcessCounter {
@@ -136,8 +152,8 @@ impl ProcessCounter {
         tid: i32,
         known: impl FnOnce() -> Vec<i32>,
     ) -> Option<ForkToken> {
-        // Read before the fork runs: its child will be the one not here.
-        let before = thread_children(tid).ok();
+        // Read before the fork runs (the thread waits for its answer).
+        let before = BeforeFork::of(tid);
         let checking = {
             let mut st = self.state.lock();
             // A thread that traps again has returned from its last fork,
@@ -207,7 +223,7 @@ impl ProcessCounter {
         }
     }
 
-    fn token(self: &Arc<Self>, tid: i32, before: Option<Vec<i32>>) -> ForkToken {
+    fn token(self: &Arc<Self>, tid: i32, before: BeforeFork) -> ForkToken {
         ForkToken {
             counter: Arc::clone(self),
             tid,
@@ -216,7 +232,7 @@ impl ProcessCounter {
         }
     }
 
-    fn commit(&self, tid: i32, before: Option<Vec<i32>>) {
+    fn commit(&self, tid: i32, before: BeforeFork) {
         let mut st = self.state.lock();
         st.pending -= 1;
         st.committed += 1;
@@ -251,16 +267,35 @@ fn thread_children(tid: i32) -> io::Result<Vec<i32>> {
 }
 
 /// Whether the child of the delivered fork `u` exists (or never will):
-/// its thread is gone or a zombie (its fork is over), or it has a child it
-/// did not have when the fork was trapped.
+/// its thread is gone or a zombie, or blocked in a call other than a fork
+/// (its fork is over), or it has a child it did not have when the fork
+/// was trapped. Error: a file could not be read (not for a permission).
 fn child_seen(u: &Unseen) -> io::Result<bool> {
-    let stat = match crate::sys::procfs::read_rendered(&format!("/proc/{0}/task/{0}/stat", u.tid)) {
+    let path = format!("/proc/{0}/task/{0}/stat", u.tid);
+    let stat = match crate::sys::procfs::read_rendered(&path) {
         Ok(s) => s,
         Err(e) if is_gone(&e) => return Ok(true),
         Err(e) => return Err(e),
     };
-    if crate::sys::procfs::Stat::parse(&stat).is_none_or(|s| matches!(s.state, b'Z' | b'X')) {
+    let stat = crate::sys::procfs::Stat::parse(&stat);
+    if stat.is_none_or(|s| matches!(s.state, b'Z' | b'X')) {
         return Ok(true);
+    }
+    // Blocked in another call, or outside any (a stop): the fork is over.
+    // Running, in a fork call, or not ours to read: the children tell.
+    match crate::sys::procfs::read_text(&format!("/proc/{0}/task/{0}/syscall", u.tid)) {
+        Ok(text) => {
+            let nr = text
+                .split_ascii_whitespace()
+                .next()
+                .and_then(|f| f.parse::<i64>().ok());
+            if nr.is_some_and(|nr| !is_fork_call(nr)) {
+                return Ok(true);
+            }
+        }
+        Err(e) if is_gone(&e) => return Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {}
+        Err(e) => return Err(e),
     }
     let now = match thread_children(u.tid) {
         Ok(now) => now,
@@ -268,8 +303,17 @@ fn child_seen(u: &Unseen) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     Ok(u.before
+        .children
         .as_ref()
         .is_some_and(|before| now.iter().any(|p| !before.contains(p))))
+}
+
+/// Whether system call `nr` can make a process (this architecture's
+/// numbers: a thread in one may still be making its child).
+fn is_fork_call(nr: i64) -> bool {
+    ["clone", "clone3", "fork", "vfork"]
+        .iter()
+        .any(|name| crate::syscalls::resolve(name).is_ok_and(|n| i64::from(n) == nr))
 }
 
 /// One counted fork, not yet delivered. [`commit`](Self::commit) it once
@@ -279,8 +323,8 @@ fn child_seen(u: &Unseen) -> io::Result<bool> {
 pub struct ForkToken {
     counter: Arc<ProcessCounter>,
     tid: i32,
-    /// The forking thread's children before the fork.
-    before: Option<Vec<i32>>,
+    /// The forking thread before the fork.
+    before: BeforeFork,
     armed: bool,
 }
 
@@ -288,7 +332,8 @@ impl ForkToken {
     /// The fork was delivered: it stays counted.
     pub fn commit(mut self) {
         self.armed = false;
-        self.counter.commit(self.tid, self.before.take());
+        self.counter
+            .commit(self.tid, std::mem::take(&mut self.before));
     }
 }
 
