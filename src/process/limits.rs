@@ -154,7 +154,7 @@ impl ProcessCounter {
     ) -> Option<ForkToken> {
         // Read before the fork runs (the thread waits for its answer).
         let before = BeforeFork::of(tid);
-        let checking = {
+        let (checking, checked_up_to) = {
             let mut st = self.state.lock();
             // A thread that traps again has returned from its last fork,
             // whose child is in the tree now (or was never made).
@@ -163,7 +163,7 @@ impl ProcessCounter {
                 st.pending += 1;
                 return Some(self.token(tid, before));
             }
-            st.unseen.clone()
+            (st.unseen.clone(), st.serial)
         };
         // At the limit: count what really exists (zombies included). The
         // children of forks not seen yet are looked for first: one that
@@ -204,10 +204,20 @@ impl ProcessCounter {
                 return None;
             }
         };
+        // Those looked at and not seen count on top even if their thread
+        // trapped again since, or another recount saw them since: their
+        // child may have appeared after the tree was read. Those delivered
+        // since count on top too.
+        let not_seen = checking.len() - seen.len();
         let mut st = self.state.lock();
         st.unseen
             .retain(|u| u.tid != tid && !seen.contains(&u.serial));
-        st.committed = existing.max(1) + st.unseen.len() as u32;
+        let since = st
+            .unseen
+            .iter()
+            .filter(|u| u.serial > checked_up_to)
+            .count();
+        st.committed = existing.max(1) + (not_seen + since) as u32;
         log::debug!(
             "process count reconciled: {} existing, {} forked and not seen yet, {} in flight (limit {})",
             existing,
