@@ -263,7 +263,11 @@ impl SandboxBuilder {
     /// counts, and is killed when the sandbox ends; a fork asking for a new namespace
     /// fails with `EPERM`; `clone3` fails with `ENOSYS` (its flags are in
     /// memory the program could change after the check; the C library then
-    /// uses `clone`). `n` must be at least 1.
+    /// uses `clone`). `n` must be at least 1, and the sandbox needs its
+    /// cgroup ([`cgroups`](Self::cgroups) on, and a host where one can be
+    /// made): [`build`](Self::build) refuses the limit without one, and a
+    /// spawn that cannot make it fails, since a process that left the
+    /// program's process group would not be counted.
     pub fn max_processes(mut self, n: u32) -> Self {
         self.limits.max_processes = Some(n);
         self
@@ -310,7 +314,8 @@ impl SandboxBuilder {
     /// sandbox is counted and killed from its creation on, and a watchdog
     /// process kills the sandbox if this process dies. Off, or where none
     /// can be made: memory is charged at the calls the supervisor traps,
-    /// and only the program's process group is killed at the end.
+    /// only the program's process group is killed at the end, and
+    /// [`max_processes`](Self::max_processes) is refused.
     /// [`probe::probe_features`](crate::probe::probe_features) (`unotify
     /// check`) says which applies.
     pub fn cgroups(mut self, on: bool) -> Self {
@@ -597,6 +602,26 @@ impl SandboxBuilder {
                     .into(),
             });
         }
+        // Without a cgroup, a process that left the program's process group
+        // and tree (`setsid` after a double fork) and makes no trapped call
+        // is nowhere the count can find it: the limit would not hold.
+        // (A policy's own limit, set below, is only ever lowered by it.)
+        let counts_processes = self.limits.max_processes.is_some();
+        if counts_processes && !self.cgroups {
+            return Err(Error::InvalidConfig {
+                message: "max_processes needs the sandbox's cgroup (a process that left the program's process group is counted only there): drop cgroups(false), or the process limit".into(),
+            });
+        }
+        if counts_processes
+            && matches!(
+                crate::sys::cgroup::contain_mode(),
+                crate::sys::cgroup::ContainMode::ProcessGroup(_)
+            )
+        {
+            return Err(Error::InvalidConfig {
+                message: "max_processes needs a cgroup for the sandbox, and none can be made here: run as root or in a delegated cgroup v2 subtree (`unotify check` tells), or drop the process limit".into(),
+            });
+        }
         // A call the filter denies outright needs no builtin handler.
         let denied: Vec<u32> = self
             .rules
@@ -713,6 +738,7 @@ impl SandboxBuilder {
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?,
             cgroups: self.cgroups,
             max_memory: self.limits.max_memory,
+            counts_processes,
             memory_cgroup: plan.memory_cgroup,
             events: self.events,
             foreground: self.foreground,
@@ -1003,6 +1029,9 @@ pub struct Sandbox {
     cgroups: bool,
     /// The memory limit, for the memory cgroup.
     max_memory: Option<u64>,
+    /// A process limit is set: it counts in the cgroup, so a spawn that
+    /// cannot make one fails.
+    counts_processes: bool,
     /// The memory limit is a memory cgroup's (decided at build: the memory
     /// calls are not trapped then, so a spawn that cannot make one fails).
     memory_cgroup: bool,
@@ -1257,7 +1286,15 @@ impl Sandbox {
             None
         };
         match Containment::create(memory) {
+            Ok(c) if self.counts_processes && c.members().is_none() => Err(Error::setup(
+                "make the sandbox's cgroup (the process limit counts in it)",
+                io::Error::from_raw_os_error(libc::ENOTSUP),
+            )),
             Ok(c) => Ok(Some(c)),
+            Err(e) if self.counts_processes => Err(Error::setup(
+                "make the sandbox's cgroup (the process limit counts in it)",
+                e,
+            )),
             // The memory calls are not trapped: without its cgroup the
             // limit would not hold.
             Err(e) if memory.is_some() => Err(Error::setup(

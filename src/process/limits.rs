@@ -7,32 +7,62 @@
 //! count lock is never held while taking the index lock.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::index::{proc_stat, Process};
 
-/// How long after a fork was answered its child may still be missing from
-/// the process tree (the parent thread is still inside the call). Such
-/// forks are added to a reconciled count; a fork is forgotten sooner when
-/// its thread makes another trapped call.
-const SETTLE: Duration = Duration::from_millis(5);
-
 // ---------------------------------------------------------------------------
 // Process count
 // ---------------------------------------------------------------------------
 
+/// A fork delivered whose child has not been seen yet. The kernel may
+/// still be copying the parent (a large address space takes long): the
+/// child is then in neither the process tree nor the cgroup, so a recount
+/// adds it on top of what it finds, for as long as it takes. Never expired
+/// by time.
+#[derive(Debug, Clone)]
+struct Unseen {
+    /// Tells it apart from the others (a recount checks a copy).
+    serial: u64,
+    /// The thread that forked.
+    tid: i32,
+    /// That thread when the fork was trapped.
+    before: BeforeFork,
+}
+
+/// A forking thread as it was when its fork was trapped (so before the
+/// fork ran), as far as it could be read.
+#[derive(Debug, Clone, Default)]
+struct BeforeFork {
+    /// Its children: a child not among them is the fork's. (Not its user
+    /// CPU time: the kernel reports it scaled from the total, which grows
+    /// inside the fork too.)
+    children: Option<Vec<i32>>,
+}
+
+impl BeforeFork {
+    fn of(tid: i32) -> BeforeFork {
+        BeforeFork {
+            children: thread_children(tid).ok(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct CountState {
-    /// Processes believed to exist (running or zombie), the root included.
+    /// Processes believed to exist (running or zombie), the root included,
+    /// the [`unseen`](Self::unseen) children included.
     committed: u32,
     /// Forks counted but not yet answered (tokens alive).
     pending: u32,
-    /// Forks answered recently: (thread that forked, when).
-    recent: Vec<(i32, Instant)>,
+    /// Forks delivered whose child no recount has seen yet.
+    unseen: Vec<Unseen>,
+    /// The next [`Unseen::serial`].
+    serial: u64,
 }
 
 /// Counts the sandbox's processes against a limit.
@@ -41,8 +71,12 @@ struct CountState {
 /// committed once the kernel accepted a `CONTINUE`, and rolled back
 /// (dropped) on any other outcome, so each fork is counted exactly once.
 /// Exits are not tracked one by one: a process is counted until it is
-/// reaped, and the count is reconciled with the real process tree when a
-/// fork would hit the limit.
+/// reaped, and the count is replaced by a recount of the real sandbox
+/// (its cgroup and process tree) when a fork would hit the limit. A
+/// delivered fork whose child is not in the tree yet stays counted on top
+/// of the recount until its child is seen: the forking thread made another
+/// trapped call, is gone or is blocked in another call (the fork returned), or it has a child it did not have before. A recount that cannot read everything it needs is no
+/// count: the fork is refused and the count kept.
 #[derive(Debug)]
 pub struct ProcessCounter {
     /// Only ever lowered (see [`lower_limit`](Self::lower_limit)).
@@ -52,6 +86,8 @@ pub struct ProcessCounter {
     members: Option<crate::sys::cgroup::Members>,
     state: Mutex<CountState>,
     reconciles: AtomicU64,
+    /// A recount failed and was told (once per sandbox).
+    told_unreadable: AtomicBool,
 }
 
 impl ProcessCounter {
@@ -77,9 +113,11 @@ impl ProcessCounter {
             state: Mutex::new(CountState {
                 committed: 1,
                 pending: 0,
-                recent: Vec::new(),
+                unseen: Vec::new(),
+                serial: 0,
             }),
             reconciles: AtomicU64::new(0),
+            told_unreadable: AtomicBool::new(false),
         })
     }
 
@@ -105,91 +143,187 @@ impl ProcessCounter {
         self.reconciles.load(Ordering::Relaxed)
     }
 
-    /// Takes a token for a fork by thread `tid`, or `None` at the limit.
-    /// `known` lists processes of the index, used with the root to find
-    /// every process of the sandbox when the count must be reconciled.
+    /// Takes a token for a fork by thread `tid` (trapped, so not running),
+    /// or `None` at the limit. `known` lists processes of the index, used
+    /// with the root to find every process of the sandbox when the count
+    /// must be reconciled.
     pub fn try_take(
         self: &Arc<Self>,
         tid: i32,
         known: impl FnOnce() -> Vec<i32>,
     ) -> Option<ForkToken> {
-        {
+        // Read before the fork runs (the thread waits for its answer).
+        let before = BeforeFork::of(tid);
+        let (checking, checked_up_to) = {
             let mut st = self.state.lock();
-            // A thread that traps again has returned from its last fork.
-            st.recent
-                .retain(|&(t, at)| t != tid && at.elapsed() < SETTLE);
+            // A thread that traps again has returned from its last fork,
+            // whose child is in the tree now (or was never made).
+            st.unseen.retain(|u| u.tid != tid);
             if st.committed + st.pending < self.limit() {
                 st.pending += 1;
-                return Some(self.token(tid));
+                return Some(self.token(tid, before));
             }
-        }
-        // At the limit: count what really exists (zombies included). Forks
-        // answered less than SETTLE ago may not have made their child yet,
-        // or may have: rather than count them on top of what exists (twice,
-        // mostly), let them settle first (at most SETTLE, only at the limit).
-        let settle = {
-            let st = self.state.lock();
-            st.recent
-                .iter()
-                .filter(|&&(t, _)| t != tid)
-                .map(|&(_, at)| SETTLE.saturating_sub(at.elapsed()))
-                .max()
+            (st.unseen.clone(), st.serial)
         };
-        if let Some(d) = settle.filter(|d| !d.is_zero()) {
-            std::thread::sleep(d);
-        }
-        let mut roots = known();
-        roots.push(self.root);
-        match &self.members {
-            // Every live process of the sandbox, orphaned and in a session
-            // of its own or not; zombies are found as their parents'
-            // children by the tree walk.
-            Some(m) => roots.extend(m.pids()),
-            // Orphans of the sandbox (reparented out of its tree) that
-            // never trapped are still in its process group, unless they
-            // left it (setsid): without a cgroup those are not seen.
-            None => roots.extend(group_members(self.root)),
-        }
-        let existing = count_tree(&roots);
+        // At the limit: count what really exists (zombies included). The
+        // children of forks not seen yet are looked for first: one that
+        // appears after its fork was looked at is counted twice (on top,
+        // and in the tree), never not at all.
+        let recount = (|| -> io::Result<(u32, Vec<u64>)> {
+            let mut seen = Vec::new();
+            for u in &checking {
+                if child_seen(u)? {
+                    seen.push(u.serial);
+                }
+            }
+            let mut roots = known();
+            roots.push(self.root);
+            match &self.members {
+                // Every live process of the sandbox, orphaned and in a
+                // session of its own or not; zombies are found as their
+                // parents' children by the tree walk.
+                Some(m) => roots.extend(m.try_pids()?),
+                // Orphans of the sandbox (reparented out of its tree) that
+                // never trapped are still in its process group, unless they
+                // left it (setsid): without a cgroup those are not seen
+                // (the sandbox refuses a process limit without one).
+                None => roots.extend(walk_group(self.root, true)?),
+            }
+            Ok((walk_tree(&roots, true)?.len() as u32, seen))
+        })();
         self.reconciles.fetch_add(1, Ordering::Relaxed);
+        let (existing, seen) = match recount {
+            Ok(r) => r,
+            Err(e) => {
+                // Relaxed: only says whether this was told already.
+                if !self.told_unreadable.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "cannot count the sandbox's processes ({e}): forks at the process limit are refused until a count succeeds (is the supervisor short of file descriptors? raise its RLIMIT_NOFILE)"
+                    );
+                }
+                return None;
+            }
+        };
+        // Those looked at and not seen count on top even if their thread
+        // trapped again since, or another recount saw them since: their
+        // child may have appeared after the tree was read. Those delivered
+        // since count on top too.
+        let not_seen = checking.len() - seen.len();
         let mut st = self.state.lock();
-        st.recent
-            .retain(|&(t, at)| t != tid && at.elapsed() < SETTLE);
-        st.committed = (existing + st.recent.len() as u32).max(1);
+        st.unseen
+            .retain(|u| u.tid != tid && !seen.contains(&u.serial));
+        let since = st
+            .unseen
+            .iter()
+            .filter(|u| u.serial > checked_up_to)
+            .count();
+        st.committed = existing.max(1) + (not_seen + since) as u32;
         log::debug!(
-            "process count reconciled: {} existing, {} settling, {} in flight (limit {})",
+            "process count reconciled: {} existing, {} forked and not seen yet, {} in flight (limit {})",
             existing,
-            st.recent.len(),
+            st.unseen.len(),
             st.pending,
             self.limit()
         );
         if st.committed + st.pending < self.limit() {
             st.pending += 1;
-            Some(self.token(tid))
+            Some(self.token(tid, before))
         } else {
             None
         }
     }
 
-    fn token(self: &Arc<Self>, tid: i32) -> ForkToken {
+    fn token(self: &Arc<Self>, tid: i32, before: BeforeFork) -> ForkToken {
         ForkToken {
             counter: Arc::clone(self),
             tid,
+            before,
             armed: true,
         }
     }
 
-    fn commit(&self, tid: i32) {
+    fn commit(&self, tid: i32, before: BeforeFork) {
         let mut st = self.state.lock();
         st.pending -= 1;
         st.committed += 1;
-        st.recent.push((tid, Instant::now()));
+        st.serial += 1;
+        let serial = st.serial;
+        st.unseen.push(Unseen {
+            serial,
+            tid,
+            before,
+        });
     }
 
     fn rollback(&self) {
         let mut st = self.state.lock();
         st.pending -= 1;
     }
+}
+
+/// Whether an error reading `/proc` means that the process or thread is
+/// gone (rather than that the read could not be made).
+fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH))
+}
+
+/// The children of thread `tid` (those it forked, still its own).
+fn thread_children(tid: i32) -> io::Result<Vec<i32>> {
+    let list = crate::sys::procfs::read_text(&format!("/proc/{tid}/task/{tid}/children"))?;
+    Ok(list
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
+/// Whether the child of the delivered fork `u` exists (or never will):
+/// its thread is gone or a zombie, or blocked in a call other than a fork
+/// (its fork is over), or it has a child it did not have when the fork
+/// was trapped. Error: a file could not be read (not for a permission).
+fn child_seen(u: &Unseen) -> io::Result<bool> {
+    let path = format!("/proc/{0}/task/{0}/stat", u.tid);
+    let stat = match crate::sys::procfs::read_rendered(&path) {
+        Ok(s) => s,
+        Err(e) if is_gone(&e) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let stat = crate::sys::procfs::Stat::parse(&stat);
+    if stat.is_none_or(|s| matches!(s.state, b'Z' | b'X')) {
+        return Ok(true);
+    }
+    // Blocked in another call, or outside any (a stop): the fork is over.
+    // Running, in a fork call, or not ours to read: the children tell.
+    match crate::sys::procfs::read_text(&format!("/proc/{0}/task/{0}/syscall", u.tid)) {
+        Ok(text) => {
+            let nr = text
+                .split_ascii_whitespace()
+                .next()
+                .and_then(|f| f.parse::<i64>().ok());
+            if nr.is_some_and(|nr| !is_fork_call(nr)) {
+                return Ok(true);
+            }
+        }
+        Err(e) if is_gone(&e) => return Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {}
+        Err(e) => return Err(e),
+    }
+    let now = match thread_children(u.tid) {
+        Ok(now) => now,
+        Err(e) if is_gone(&e) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    Ok(u.before
+        .children
+        .as_ref()
+        .is_some_and(|before| now.iter().any(|p| !before.contains(p))))
+}
+
+/// Whether system call `nr` can make a process (this architecture's
+/// numbers: a thread in one may still be making its child).
+fn is_fork_call(nr: i64) -> bool {
+    ["clone", "clone3", "fork", "vfork"]
+        .iter()
+        .any(|name| crate::syscalls::resolve(name).is_ok_and(|n| i64::from(n) == nr))
 }
 
 /// One counted fork, not yet delivered. [`commit`](Self::commit) it once
@@ -199,6 +333,8 @@ impl ProcessCounter {
 pub struct ForkToken {
     counter: Arc<ProcessCounter>,
     tid: i32,
+    /// The forking thread before the fork.
+    before: BeforeFork,
     armed: bool,
 }
 
@@ -206,7 +342,8 @@ impl ForkToken {
     /// The fork was delivered: it stays counted.
     pub fn commit(mut self) {
         self.armed = false;
-        self.counter.commit(self.tid);
+        self.counter
+            .commit(self.tid, std::mem::take(&mut self.before));
     }
 }
 
@@ -220,19 +357,41 @@ impl Drop for ForkToken {
 
 /// Counts the processes (running or zombie) in the trees rooted at
 /// `roots`, following `/proc/<pid>/task/<tid>/children`.
+#[cfg(test)]
 pub fn count_tree(roots: &[i32]) -> u32 {
     tree_pids(roots).len() as u32
 }
 
-/// The processes of process group `pgid` (a scan of `/proc`).
+/// The processes of process group `pgid` (a scan of `/proc`; what can be
+/// read of it).
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| crate::sys::procfs::Stat::of(pid).and_then(|s| s.pgrp()) == Some(pgid))
-        .collect()
+    walk_group(pgid, false).unwrap_or_default()
+}
+
+/// The processes of process group `pgid`; `strict`: an error if any of
+/// `/proc` could not be read (a process gone meanwhile is not an error).
+fn walk_group(pgid: i32, strict: bool) -> io::Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc")? {
+        let e = match e {
+            Ok(e) => e,
+            Err(e) if strict => return Err(e),
+            Err(_) => continue,
+        };
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        match crate::sys::procfs::read_rendered(&format!("/proc/{pid}/stat")) {
+            Ok(text) => {
+                if crate::sys::procfs::Stat::parse(&text).and_then(|s| s.pgrp()) == Some(pgid) {
+                    out.push(pid);
+                }
+            }
+            Err(e) if strict && !is_gone(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -462,30 +621,57 @@ pub fn sandbox_writable_memory(pids: &[i32]) -> u64 {
     private + shared.values().sum::<u64>() + segments
 }
 
-/// Every process (running or zombie) in the trees rooted at `roots`.
+/// Every process (running or zombie) in the trees rooted at `roots` (what
+/// can be read of them).
 pub fn tree_pids(roots: &[i32]) -> Vec<i32> {
+    walk_tree(roots, false).unwrap_or_default()
+}
+
+/// Every process (running or zombie) in the trees rooted at `roots`;
+/// `strict`: an error if a list could not be read (a process or thread
+/// gone meanwhile is not an error).
+fn walk_tree(roots: &[i32], strict: bool) -> io::Result<Vec<i32>> {
     let mut seen = HashSet::new();
     let mut stack: Vec<i32> = roots.to_vec();
+    let fail = |e: io::Error| -> io::Result<()> {
+        if strict && !is_gone(&e) {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    };
     while let Some(pid) = stack.pop() {
         if pid <= 0 || seen.contains(&pid) {
             continue;
         }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
+        let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(t) => t,
+            Err(e) => {
+                fail(e)?;
+                continue;
+            }
         };
         seen.insert(pid);
-        for task in tasks.flatten() {
+        for task in tasks {
+            let task = match task {
+                Ok(t) => t,
+                Err(e) => {
+                    fail(e)?;
+                    continue;
+                }
+            };
             let mut path = task.path();
             path.push("children");
-            if let Ok(list) = std::fs::read_to_string(&path) {
-                stack.extend(
+            match std::fs::read_to_string(&path) {
+                Ok(list) => stack.extend(
                     list.split_ascii_whitespace()
                         .filter_map(|p| p.parse::<i32>().ok()),
-                );
+                ),
+                Err(e) => fail(e)?,
             }
         }
     }
-    seen.into_iter().collect()
+    Ok(seen.into_iter().collect())
 }
 
 /// Private writable memory of `pid` (data + stack), in bytes, from

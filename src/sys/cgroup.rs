@@ -934,6 +934,49 @@ impl Members {
         }
         out
     }
+
+    /// [`pids`](Self::pids), or an error if any list could not be read
+    /// (the supervisor short of file descriptors or memory): a list read
+    /// in part is not a count. A cgroup made beneath the sandbox's and
+    /// removed meanwhile is not an error.
+    pub fn try_pids(&self) -> io::Result<Vec<i32>> {
+        let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENOENT);
+        let mut out = Vec::new();
+        let mut dirs: Vec<PathBuf> = self
+            .procs
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        let top = dirs.first().cloned();
+        while let Some(d) = dirs.pop() {
+            let nested = Some(&d) != top.as_ref();
+            match fs::read_to_string(d.join("cgroup.procs")) {
+                Ok(list) => out.extend(
+                    list.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                ),
+                Err(e) if nested && gone(&e) => continue,
+                Err(e) => return Err(e),
+            }
+            match fs::read_dir(&d) {
+                Ok(rd) => {
+                    for e in rd {
+                        let e = e?;
+                        match e.file_type() {
+                            Ok(t) if t.is_dir() => dirs.push(e.path()),
+                            Ok(_) => {}
+                            Err(err) if gone(&err) => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
+                }
+                Err(e) if nested && gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -183,7 +183,8 @@ pub struct RunArgs {
 
     /// At most N processes in the sandbox at once, the program itself and
     /// unreaped zombies included; a fork over the limit fails with EAGAIN.
-    /// Example: -P 64
+    /// Counts in the sandbox's cgroup: refused with --leave-daemons and
+    /// where no cgroup can be made (`unotify check`). Example: -P 64
     #[arg(short = 'P', long, value_name = "N", value_parser = parse_max_processes)]
     pub max_processes: Option<u32>,
 
@@ -333,7 +334,7 @@ pub struct RunArgs {
     /// unotify is gone, and no limit holds them. Without it they are
     /// killed. Forwarded signals then reach only the program's process
     /// group. Turns cgroups off (-m then counts memory at the calls it
-    /// traps). Example: --leave-daemons
+    /// traps), so -P is refused with it. Example: --leave-daemons
     #[arg(long)]
     pub leave_daemons: bool,
 

@@ -214,6 +214,12 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             Err(e) => return fail(&unotify::Error::from(e)),
         }
     }
+    if args.max_processes.is_some() && args.leave_daemons {
+        eprintln!(
+            "unotify: -P/--max-processes cannot hold with --leave-daemons: without the sandbox's cgroup a daemon that left the program's process group is not counted; drop one of them"
+        );
+        return EXIT_USAGE;
+    }
     if let Some(n) = args.max_processes {
         builder = builder.max_processes(n);
     }
