@@ -1267,3 +1267,33 @@ fn a_lower_file_renamed_elsewhere_is_committed_with_its_bytes() {
     assert_eq!(fs::read_to_string(dir.join("sub/l.txt")).unwrap(), "link\n");
     assert_no_layer(&dir);
 }
+
+/// A shell's `cd` goes by `$PWD`, that is by an absolute path of the work
+/// directory, which the kernel resolves in DIR itself: the call is
+/// re-issued in the upper tree, so a directory the program made can be
+/// entered, and what is new in the layer runs by its DIR path, by a
+/// relative path after any `cd`, from a directory made in the run.
+#[test]
+fn cd_and_exec_by_the_work_directory_paths_agree_with_the_view() {
+    let dir = fresh("cdexec");
+    fs::write(dir.join("old.txt"), "old\n").unwrap();
+    let before = snapshot(&dir, &[]);
+    let d = dir.display();
+    let script = format!(
+        "set -e; mkdir -p nd/deeper; cd nd; pwd; cd deeper; /bin/pwd; cd {d}; \
+         printf '#!/bin/sh\\necho ran\\n' > s.sh; chmod +x s.sh; ./s.sh; {d}/s.sh; \
+         cd {d}/nd; ../s.sh; cd /; {d}/s.sh; cd {d}/nd/deeper && echo made > f && cat {d}/nd/deeper/f; \
+         cd ..; cp /bin/true mytrue; ./mytrue && {d}/nd/mytrue && echo true-ran"
+    );
+    let out = run_in(&dir, &["--on-exit", "abort"], &script);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        format!("{d}/nd\n{d}/nd/deeper\nran\nran\nran\nran\nmade\ntrue-ran\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out), "");
+    assert_eq!(snapshot(&dir, &[]), before, "the abort left DIR as it was");
+    assert_no_layer(&dir);
+}

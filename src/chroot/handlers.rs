@@ -1051,8 +1051,10 @@ impl Op<'_> {
                 }
             }
         }
+        // The pinned files: the executable, its `#!` chain, then the ELF
+        // interpreter if there is one (checked against the view above).
         let kernels = fixed.is_none()
-            && host_files.len() == files.len()
+            && (host_files.len() == files.len() || host_files.len() == files.len() + 1)
             && files
                 .iter()
                 .zip(host_files)

@@ -62,6 +62,8 @@ enum Call {
         list: bool,
         follow: bool,
     },
+    /// `chdir`.
+    Chdir,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -210,6 +212,7 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
             },
         ),
         ("getcwd", Call::Getcwd),
+        ("chdir", Call::Chdir),
         ("execve", Call::Exec { at: false }),
         ("execveat", Call::Exec { at: true }),
     ];
@@ -280,6 +283,7 @@ impl Handler for ViewHandler {
             Call::Xattr { list, follow } => self.xattr(cx, list, follow),
             Call::SetFlags => self.set_flags(cx),
             Call::Getcwd => self.getcwd(cx),
+            Call::Chdir => self.chdir(cx),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -681,9 +685,17 @@ impl ViewHandler {
             // Or the lower file of which the view's file is an unchanged
             // copy an earlier exec made.
             Ok(k) if self.exec_copy(&t, k.dev, k.ino) => Ok(NotifAction::Continue),
+            // The kernel would run DIR's file (or find none) where the view
+            // has another: re-issued by the view file's path in the upper
+            // tree, and decided again when it comes back. Never for a path
+            // of the upper tree itself (the kernel's is the view's there).
+            _ if self.layer.to_view(&p).is_none() => {
+                drop(_acting);
+                self.reissue_exec(cx, at, &t)
+            }
             _ => {
                 log::debug!(
-                    "pid {}: exec of {} refused: the kernel would run the work directory's file, not the view's (run it by a path relative to a directory of the view)",
+                    "pid {}: exec of {} refused: the kernel would run another file than the view's",
                     cx.pid(),
                     String::from_utf8_lossy(&p)
                 );
@@ -775,6 +787,121 @@ impl ViewHandler {
             0,
         )
         .is_ok_and(|fd| self.layer.is_exec_copy_of(fd.as_fd(), dev, ino))
+    }
+
+    /// `chdir` to a directory of the work directory by a path the kernel
+    /// would resolve in DIR itself (an absolute path of DIR, as a shell's
+    /// `cd` makes from `$PWD`, or a path relative to a working directory
+    /// in DIR): re-issued as `chdir` of its counterpart in the upper tree,
+    /// so that the working directory stays in the view (a directory the
+    /// program made exists only there). The re-issued call is trapped and
+    /// decided again like any other.
+    fn chdir(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let p = read_path(cx, cx.arg(0))?;
+        if p.is_empty() {
+            return Ok(NotifAction::Continue);
+        }
+        let Some(t) = self.target(cx, libc::AT_FDCWD, &p)? else {
+            return Ok(NotifAction::Continue);
+        };
+        let upper = match &t.base {
+            // Already an upper path: the kernel's is the view's.
+            None if self.layer.to_view(&p).is_some() => return Ok(NotifAction::Continue),
+            None => t.path.clone(),
+            Some(base) => {
+                let at = as_supervisor(|| {
+                    std::fs::read_link(format!(
+                        "/proc/self/fd/{}",
+                        std::os::fd::AsRawFd::as_raw_fd(base)
+                    ))
+                })
+                .map_err(|e| Errno::from_io(&e))?;
+                let at = at.as_os_str().as_encoded_bytes();
+                // A base in the upper tree already: nothing to redirect.
+                if at.starts_with(self.layer.upper.as_os_str().as_encoded_bytes())
+                    && self.cwd_in_upper(cx)
+                {
+                    return Ok(NotifAction::Continue);
+                }
+                let mut full = at.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(&t.path);
+                full
+            }
+        };
+        let nr = crate::syscalls::number(crate::arch::Arch::native(), "chdir")
+            .ok_or(Errno::of(libc::EACCES))?;
+        log::debug!(
+            "pid {}: chdir to {} re-issued in the upper tree",
+            cx.pid(),
+            String::from_utf8_lossy(&p)
+        );
+        Ok(NotifAction::Reissue(crate::action::Reissue {
+            nr: u64::from(nr),
+            args: vec![crate::action::ReArg::Str(upper)],
+            files: Vec::new(),
+        }))
+    }
+
+    /// Re-issues an exec as the same call on the absolute path of the view's
+    /// file `t` in the upper tree (its arguments otherwise unchanged; an
+    /// `execveat`'s directory fd is not needed any more).
+    fn reissue_exec(
+        &self,
+        cx: &HandlerCtx<'_>,
+        at: bool,
+        t: &Target,
+    ) -> Result<NotifAction, Errno> {
+        use crate::action::{ReArg, Reissue};
+        let path = match &t.base {
+            None => t.path.clone(),
+            Some(base) => {
+                let dir = as_supervisor(|| {
+                    std::fs::read_link(format!(
+                        "/proc/self/fd/{}",
+                        std::os::fd::AsRawFd::as_raw_fd(base)
+                    ))
+                })
+                .map_err(|e| Errno::from_io(&e))?;
+                let mut full = dir.as_os_str().as_encoded_bytes().to_vec();
+                full.push(b'/');
+                full.extend_from_slice(&t.path);
+                full
+            }
+        };
+        let name = if at { "execveat" } else { "execve" };
+        let nr = crate::syscalls::number(crate::arch::Arch::native(), name)
+            .ok_or(Errno::of(libc::EACCES))?;
+        let args = if at {
+            vec![
+                ReArg::Value(libc::AT_FDCWD as u32 as u64),
+                ReArg::Str(path),
+                ReArg::Value(cx.arg(2)),
+                ReArg::Value(cx.arg(3)),
+                ReArg::Value(cx.arg(4) & !(libc::AT_EMPTY_PATH as u64)),
+            ]
+        } else {
+            vec![
+                ReArg::Str(path),
+                ReArg::Value(cx.arg(1)),
+                ReArg::Value(cx.arg(2)),
+            ]
+        };
+        log::debug!(
+            "pid {}: exec re-issued by its path in the upper tree",
+            cx.pid()
+        );
+        Ok(NotifAction::Reissue(Reissue {
+            nr: u64::from(nr),
+            args,
+            files: Vec::new(),
+        }))
+    }
+
+    /// Whether the task's real working directory is in the upper tree.
+    fn cwd_in_upper(&self, cx: &HandlerCtx<'_>) -> bool {
+        as_supervisor(|| std::fs::read_link(format!("/proc/{}/cwd", cx.pid())))
+            .is_ok_and(|at| at.starts_with(&self.layer.upper))
     }
 
     /// `getcwd`: a working directory in the upper tree is given as the

@@ -43,7 +43,11 @@
 //!   `execveat` (a placeholder the kernel would run is copied up before
 //!   the exec is decided, in stage 1, so argv safety's freeze pins the
 //!   copy; an absolute path of DIR runs DIR's file when the view's is its
-//!   placeholder or an unchanged copy of it), `fchmod`/`fchown`/
+//!   placeholder or an unchanged copy of it; one the kernel would resolve
+//!   in DIR to another file than the view's is re-issued by its path in
+//!   the upper tree), `chdir` (one the kernel would resolve in DIR is
+//!   re-issued as the `chdir` of the upper tree's counterpart, so the
+//!   working directory stays in the view), `fchmod`/`fchown`/
 //!   `fsetxattr`/`fremovexattr`/`futimens` and the inode-flag `ioctl`s on
 //!   an fd (a placeholder's copy, or the copy of the placeholder standing
 //!   for the DIR file the fd reads; refused on any other file of DIR);
@@ -54,7 +58,7 @@
 //!   writable open is the supervisor's), `fstat` and `statx`/`newfstatat`
 //!   with `AT_EMPTY_PATH` (an fd is DIR's file or an upper file, never a
 //!   placeholder), `getdents` (names and types are right; `d_ino` is the
-//!   placeholder's own), `chdir` (directories are real), and the kernel's
+//!   placeholder's own), `fchdir` (directories are real), and the kernel's
 //!   own reads of an exec's file (copied up before, or DIR's file).
 //!
 //! The change set counts a placeholder at its own lower file's path as

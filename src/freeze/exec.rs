@@ -419,47 +419,9 @@ impl ExecFreeze<'_> {
         }
     }
 
-    /// Starts the re-issue of the exec as `r` says ([`super::reissue`]):
-    /// its files added to the caller, the tracer told; returns the answer
-    /// (`EACCES`, which the caller sees only if the rewrite is not made).
+    /// Starts the re-issue of the exec as `r` says ([`start_reissue`]).
     fn reissue(&self, notif: &Notification, r: crate::action::Reissue) -> NotifAction {
-        let refused = NotifAction::Errno(libc::EACCES);
-        if !super::reissue::supported() {
-            return refused;
-        }
-        let tid = notif.pid as i32;
-        let caller = Task {
-            tid,
-            tgid: crate::handler::thread_group_of(tid).unwrap_or(tid),
-        };
-        let mut numbers = Vec::with_capacity(r.files.len());
-        for f in &r.files {
-            let req = seccomp::SeccompNotifAddfd {
-                id: notif.id,
-                flags: 0,
-                srcfd: f.as_raw_fd() as u32,
-                newfd: 0,
-                newfd_flags: libc::O_CLOEXEC as u32,
-            };
-            match seccomp::addfd(self.core.listener(), &req) {
-                Ok(n) => numbers.push(n),
-                Err(e) => {
-                    log::debug!("pid {tid}: cannot add a file for a re-issued call: {e}");
-                    return refused;
-                }
-            }
-        }
-        let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers) else {
-            return refused;
-        };
-        if let Err(why) = self.argv.tracer.reissue(caller, rw) {
-            log::log!(
-                why.log_level(),
-                "pid {tid}: {} cannot be re-issued ({why}); answering EACCES",
-                notif.syscall_label()
-            );
-        }
-        refused
+        start_reissue(self.core, self.argv, notif, r)
     }
 
     /// Why the freeze could not be established, if it could not.
@@ -792,6 +754,54 @@ fn trusted(path: &str, extra: i32) -> std::io::Result<OwnedFd> {
     let c = std::ffi::CString::new(path)
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     crate::sys::fs::openat2(None, &c, &how)
+}
+
+/// Starts the re-issue of a trapped call as `r` says ([`super::reissue`]):
+/// its files added to the caller, the tracer told; returns the answer
+/// (`EACCES`, which the caller sees only if the rewrite is not made).
+pub(super) fn start_reissue(
+    core: &Notifier,
+    argv: &ArgvSafety,
+    notif: &Notification,
+    r: crate::action::Reissue,
+) -> NotifAction {
+    let refused = NotifAction::Errno(libc::EACCES);
+    if !super::reissue::supported() {
+        return refused;
+    }
+    let tid = notif.pid as i32;
+    let caller = Task {
+        tid,
+        tgid: crate::handler::thread_group_of(tid).unwrap_or(tid),
+    };
+    let mut numbers = Vec::with_capacity(r.files.len());
+    for f in &r.files {
+        let req = seccomp::SeccompNotifAddfd {
+            id: notif.id,
+            flags: 0,
+            srcfd: f.as_raw_fd() as u32,
+            newfd: 0,
+            newfd_flags: libc::O_CLOEXEC as u32,
+        };
+        match seccomp::addfd(core.listener(), &req) {
+            Ok(n) => numbers.push(n),
+            Err(e) => {
+                log::debug!("pid {tid}: cannot add a file for a re-issued call: {e}");
+                return refused;
+            }
+        }
+    }
+    let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers) else {
+        return refused;
+    };
+    if let Err(why) = argv.tracer.reissue(caller, rw) {
+        log::log!(
+            why.log_level(),
+            "pid {tid}: {} cannot be re-issued ({why}); answering EACCES",
+            notif.syscall_label()
+        );
+    }
+    refused
 }
 
 #[cfg(test)]

@@ -338,6 +338,17 @@ impl Stage for ArgvSafety {
         true
     }
 
+    /// A re-issue of a call that is not an exec (the copy-on-write view's
+    /// `chdir` into its upper tree): the ptrace thread rewrites it too.
+    fn reissue(
+        &self,
+        core: &Notifier,
+        notif: &Notification,
+        r: crate::action::Reissue,
+    ) -> std::result::Result<NotifAction, crate::action::Reissue> {
+        Ok(exec::start_reissue(core, self, notif, r))
+    }
+
     fn on_receive(&self, tid: i32, id: u64) {
         self.received(tid, id);
     }

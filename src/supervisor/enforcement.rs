@@ -258,6 +258,19 @@ pub(crate) trait Stage: Send + Sync {
     /// Stage 6: after every verdict, before the answer.
     fn after_verdict(&self) {}
 
+    /// Stage 9, for a call that is not taken over and was answered
+    /// `Reissue`: the feature that can re-issue calls starts it and
+    /// returns the answer to send; `Err` gives the re-issue back (not
+    /// this feature's).
+    fn reissue(
+        &self,
+        _core: &Notifier,
+        _notif: &Notification,
+        r: crate::action::Reissue,
+    ) -> std::result::Result<NotifAction, crate::action::Reissue> {
+        Err(r)
+    }
+
     /// Wind-down, after the workers and deferrals have ended and before
     /// the held calls are answered.
     fn shutdown(&self) {}

@@ -15,7 +15,8 @@
 //!    its side effect; a verdict only tightens;
 //! 6. after the verdicts (limits a callback lowered take effect);
 //! 7. a taken-over call is answered by its owner, which then lets go;
-//! 8. `Defer` goes to the deferral pool;
+//! 8. `Defer` goes to the deferral pool; a `Reissue` is started by the
+//!    feature that re-issues calls (argv safety's ptrace thread);
 //! 9. exactly one answer; a counted fork's token settles with it (kept
 //!    while the call is held).
 //!
@@ -135,6 +136,19 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
                 None => return,
                 Some(now) => now,
             }
+        }
+        other => other,
+    };
+    // A re-issue (of a call no feature took over) is started by the
+    // feature that can (else the core answers it `EACCES`).
+    let action = match action {
+        NotifAction::Reissue(r) => {
+            let mut left = Err(r);
+            for stage in &shared.stages {
+                let Err(r) = left else { break };
+                left = stage.reissue(core, &notif, r);
+            }
+            left.unwrap_or_else(NotifAction::Reissue)
         }
         other => other,
     };
