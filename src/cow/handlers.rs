@@ -289,6 +289,25 @@ impl Handler for ViewHandler {
     }
 }
 
+/// The absolute path of target `t` (its base directory's path, which the
+/// supervisor reads from its own fd, joined with its relative path).
+fn upper_path(t: &Target) -> Result<Vec<u8>, Errno> {
+    let Some(base) = &t.base else {
+        return Ok(t.path.clone());
+    };
+    let dir = as_supervisor(|| {
+        std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(base)
+        ))
+    })
+    .map_err(|e| Errno::from_io(&e))?;
+    let mut full = dir.as_os_str().as_encoded_bytes().to_vec();
+    full.push(b'/');
+    full.extend_from_slice(&t.path);
+    Ok(full)
+}
+
 fn dirfd_of(cx: &HandlerCtx<'_>, i: Option<usize>) -> i32 {
     i.map_or(libc::AT_FDCWD, |i| cx.arg(i) as u32 as i32)
 }
@@ -808,26 +827,9 @@ impl ViewHandler {
             // Already an upper path: the kernel's is the view's.
             None if self.layer.to_view(&p).is_some() => return Ok(NotifAction::Continue),
             None => t.path.clone(),
-            Some(base) => {
-                let at = as_supervisor(|| {
-                    std::fs::read_link(format!(
-                        "/proc/self/fd/{}",
-                        std::os::fd::AsRawFd::as_raw_fd(base)
-                    ))
-                })
-                .map_err(|e| Errno::from_io(&e))?;
-                let at = at.as_os_str().as_encoded_bytes();
-                // A base in the upper tree already: nothing to redirect.
-                if at.starts_with(self.layer.upper.as_os_str().as_encoded_bytes())
-                    && self.cwd_in_upper(cx)
-                {
-                    return Ok(NotifAction::Continue);
-                }
-                let mut full = at.to_vec();
-                full.push(b'/');
-                full.extend_from_slice(&t.path);
-                full
-            }
+            // A base in the upper tree already: nothing to redirect.
+            Some(_) if self.cwd_in_upper(cx) => return Ok(NotifAction::Continue),
+            Some(_) => upper_path(&t)?,
         };
         let nr = crate::syscalls::number(crate::arch::Arch::native(), "chdir")
             .ok_or(Errno::of(libc::EACCES))?;
@@ -853,22 +855,7 @@ impl ViewHandler {
         t: &Target,
     ) -> Result<NotifAction, Errno> {
         use crate::action::{ReArg, Reissue};
-        let path = match &t.base {
-            None => t.path.clone(),
-            Some(base) => {
-                let dir = as_supervisor(|| {
-                    std::fs::read_link(format!(
-                        "/proc/self/fd/{}",
-                        std::os::fd::AsRawFd::as_raw_fd(base)
-                    ))
-                })
-                .map_err(|e| Errno::from_io(&e))?;
-                let mut full = dir.as_os_str().as_encoded_bytes().to_vec();
-                full.push(b'/');
-                full.extend_from_slice(&t.path);
-                full
-            }
-        };
+        let path = upper_path(t)?;
         let name = if at { "execveat" } else { "execve" };
         let nr = crate::syscalls::number(crate::arch::Arch::native(), name)
             .ok_or(Errno::of(libc::EACCES))?;

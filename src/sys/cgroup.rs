@@ -911,27 +911,7 @@ impl Members {
     /// including those of cgroups made beneath it (a nested sandbox).
     pub fn pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
-        let mut dirs: Vec<PathBuf> = self
-            .procs
-            .parent()
-            .map(Path::to_path_buf)
-            .into_iter()
-            .collect();
-        while let Some(d) = dirs.pop() {
-            out.extend(
-                fs::read_to_string(d.join("cgroup.procs"))
-                    .unwrap_or_default()
-                    .split_ascii_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-            if let Ok(rd) = fs::read_dir(&d) {
-                dirs.extend(
-                    rd.flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-        }
+        let _ = self.walk(false, &mut out);
         out
     }
 
@@ -940,8 +920,17 @@ impl Members {
     /// in part is not a count. A cgroup made beneath the sandbox's and
     /// removed meanwhile is not an error.
     pub fn try_pids(&self) -> io::Result<Vec<i32>> {
-        let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENOENT);
         let mut out = Vec::new();
+        self.walk(true, &mut out)?;
+        Ok(out)
+    }
+
+    /// Collects the live processes of the sandbox's cgroup and those
+    /// beneath it into `out`. `strict`: the first list or directory that
+    /// cannot be read is an error (but a nested cgroup removed meanwhile);
+    /// else what cannot be read is skipped.
+    fn walk(&self, strict: bool, out: &mut Vec<i32>) -> io::Result<()> {
+        let gone = |e: &io::Error| !strict || e.raw_os_error() == Some(libc::ENOENT);
         let mut dirs: Vec<PathBuf> = self
             .procs
             .parent()
@@ -957,12 +946,17 @@ impl Members {
                         .filter_map(|p| p.parse::<i32>().ok()),
                 ),
                 Err(e) if nested && gone(&e) => continue,
+                Err(_) if !strict => {}
                 Err(e) => return Err(e),
             }
             match fs::read_dir(&d) {
                 Ok(rd) => {
                     for e in rd {
-                        let e = e?;
+                        let e = match e {
+                            Ok(e) => e,
+                            Err(_) if !strict => continue,
+                            Err(e) => return Err(e),
+                        };
                         match e.file_type() {
                             Ok(t) if t.is_dir() => dirs.push(e.path()),
                             Ok(_) => {}
@@ -972,10 +966,11 @@ impl Members {
                     }
                 }
                 Err(e) if nested && gone(&e) => {}
+                Err(e) if !strict => drop(e),
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -95,6 +95,23 @@ fn futex_wake(word: &AtomicU32) {
     };
 }
 
+/// Sets the child's own limit `resource` (soft and hard) to `limit`, or
+/// fails the spawn.
+fn set_limit(page: &SharedPage, resource: libc::__rlimit_resource_t, limit: &libc::rlimit64) {
+    let limit: *const libc::rlimit64 = limit;
+    // SAFETY: prlimit64 reads one rlimit64 the caller keeps alive for the
+    // call; the old value is not asked for (null).
+    let r = unsafe {
+        syscall(
+            libc::SYS_prlimit64,
+            &[0, resource as usize, limit as usize, 0],
+        )
+    };
+    if r < 0 {
+        fail_early(page, ChildStep::Prepare, r);
+    }
+}
+
 /// Reports a failure through the shared page and exits.
 fn fail_early(page: &SharedPage, step: ChildStep, err: isize) -> ! {
     page.value.store((-err) as u32, Ordering::Relaxed);
@@ -255,21 +272,10 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             fail_early(page, ChildStep::Prepare, r);
         }
     }
+    // Before the capabilities are dropped: raising a hard limit may need
+    // CAP_SYS_RESOURCE.
     if let Some(limit) = &plan.nofile {
-        let limit: *const libc::rlimit64 = limit;
-        // SAFETY: prlimit64 reads one rlimit64 owned by `plan`, alive for
-        // the call; the old value is not asked for (null). Before the
-        // capabilities are dropped: raising the hard limit may need
-        // CAP_SYS_RESOURCE.
-        let r = unsafe {
-            syscall(
-                libc::SYS_prlimit64,
-                &[0, libc::RLIMIT_NOFILE as usize, limit as usize, 0],
-            )
-        };
-        if r < 0 {
-            fail_early(page, ChildStep::Prepare, r);
-        }
+        set_limit(page, libc::RLIMIT_NOFILE, limit);
     }
     if plan.new_ipc {
         // SAFETY: unshare takes a flag word.
@@ -283,18 +289,7 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        let zero: *const libc::rlimit64 = &zero;
-        // SAFETY: prlimit64 reads one rlimit64 on this stack frame, alive
-        // for the call; the old value is not asked for (null).
-        let r = unsafe {
-            syscall(
-                libc::SYS_prlimit64,
-                &[0, libc::RLIMIT_CORE as usize, zero as usize, 0],
-            )
-        };
-        if r < 0 {
-            fail_early(page, ChildStep::Prepare, r);
-        }
+        set_limit(page, libc::RLIMIT_CORE, &zero);
     }
     if let Some(keep) = plan.keep_caps {
         // SAFETY: in the child.
