@@ -151,6 +151,16 @@ fn python_sees_its_own_changes_and_abort_leaves_the_tree() {
 const GIT: &str = "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@b GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@b \
 GIT_AUTHOR_DATE='2020-01-01T00:00:00Z' GIT_COMMITTER_DATE='2020-01-01T00:00:00Z' HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1; ";
 
+/// `git ARGS` in `dir`, with an author set, outside any sandbox.
+fn git_in(dir: &Path, args: &[&str]) -> Output {
+    StdCommand::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=a", "-c", "user.email=a@b"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn git_repo(dir: &Path) {
     fs::write(dir.join("README"), "readme\n").unwrap();
     fs::create_dir(dir.join("src")).unwrap();
@@ -826,14 +836,7 @@ fn redteam_abort_of_a_run_that_writes_nothing_leaves_git_status_clean() {
     for i in 0..3 {
         fs::write(dir.join(format!("f{i}")), format!("{i}\n")).unwrap();
     }
-    let git = |args: &[&str]| {
-        StdCommand::new("git")
-            .current_dir(&dir)
-            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let git = |args: &[&str]| git_in(&dir, args);
     assert!(git(&["init", "-q"]).status.success());
     assert!(git(&["add", "."]).status.success());
     assert!(git(&["commit", "-qm", "x"]).status.success());
@@ -1122,14 +1125,7 @@ fn an_aborted_build_and_git_status_leave_every_entry_of_the_work_directory_with_
     c_project(&dir);
     fs::create_dir(dir.join("doc")).unwrap();
     fs::write(dir.join("doc/notes"), "n\n").unwrap();
-    let git = |args: &[&str]| {
-        StdCommand::new("git")
-            .current_dir(&dir)
-            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let git = |args: &[&str]| git_in(&dir, args);
     assert!(git(&["init", "-q"]).status.success());
     assert!(git(&["add", "."]).status.success());
     assert!(git(&["commit", "-qm", "x"]).status.success());

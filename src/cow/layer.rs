@@ -573,7 +573,7 @@ fn open_dir(base: Option<BorrowedFd<'_>>, p: &Path) -> io::Result<OwnedFd> {
 /// Fills the new directory `upper` with a shadow of `lower`'s entries.
 /// `to`: a node of `from`'s type, mode, device number, owner and times.
 fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    use crate::sys::path::{chmod, fchownat, mknodat, utimensat};
+    use crate::sys::path::{mknodat, utimensat};
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
     let rdev = meta.rdev();
     let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
@@ -591,14 +591,7 @@ fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
         )
     })?;
     // Neither call opens the node (a FIFO would block).
-    let _ = fchownat(
-        None,
-        &to_c,
-        meta.uid(),
-        meta.gid(),
-        libc::AT_SYMLINK_NOFOLLOW,
-    );
-    chmod(&to_c, meta.mode() & 0o7777)?;
+    owner_and_mode(&to_c, meta)?;
     let times = [
         libc::timespec {
             tv_sec: meta.atime(),
@@ -661,17 +654,10 @@ impl Shadow {
     /// Makes the placeholder `to` of the lower file `meta` (at `rel`): an
     /// empty file of its mode and owner, linked into `held` too.
     fn placeholder(&mut self, to: &Path, meta: &fs::Metadata, rel: PathBuf) -> io::Result<()> {
-        use crate::sys::path::{chmod, fchownat, fstatat, linkat, mknodat};
+        use crate::sys::path::{fstatat, linkat, mknodat};
         let to_c = cpath(to);
         mknodat(None, &to_c, libc::S_IFREG | 0o600, 0)?;
-        let _ = fchownat(
-            None,
-            &to_c,
-            meta.uid(),
-            meta.gid(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        );
-        chmod(&to_c, meta.mode() & 0o7777)?;
+        owner_and_mode(&to_c, meta)?;
         let name = CString::new(self.n.to_string()).unwrap_or_default();
         self.n += 1;
         linkat(None, &to_c, Some(self.held.as_fd()), &name, 0)?;
@@ -691,6 +677,13 @@ pub(crate) fn copy_dir_meta(meta: &fs::Metadata, to: &Path) -> io::Result<()> {
             .set_modified(meta.modified()?),
     );
     Ok(())
+}
+
+/// Gives the new entry `to` the owner (where this process may) and the
+/// mode of the lower entry `meta`, without opening it.
+fn owner_and_mode(to: &CString, meta: &fs::Metadata) -> io::Result<()> {
+    let _ = crate::sys::path::fchownat(None, to, meta.uid(), meta.gid(), libc::AT_SYMLINK_NOFOLLOW);
+    crate::sys::path::chmod(to, meta.mode() & 0o7777)
 }
 
 #[cfg(test)]
