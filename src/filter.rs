@@ -652,7 +652,7 @@ impl Filter {
 }
 
 #[cfg(test)]
-mod interp {
+pub(crate) mod interp {
     //! A small classic-BPF interpreter, enough to run seccomp programs on
     //! synthetic `seccomp_data`.
 

@@ -694,6 +694,47 @@ pub(crate) const REFUSED: [&str; 2] = ["pidfd_getfd", "process_vm_writev"];
 mod tests {
     use super::*;
 
+    /// The refusals every sandbox's filter makes, evaluated on the built
+    /// program (the attack tests see them only where the kernel would let
+    /// the call through: `TIOCSTI` needs `dev.tty.legacy_tiocsti`).
+    #[test]
+    fn the_filter_refuses_terminal_input_and_foreign_limits() {
+        use crate::filter::interp::{run, Data};
+        let arch = crate::arch::Arch::native();
+        let mut b = FilterBuilder::new(arch);
+        install(&mut b).unwrap();
+        let f = b.build().unwrap();
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let nr = |n| syscalls::number(arch, n).unwrap();
+        let call = |name, args| run(f.instructions(), &Data::new(arch, nr(name)).with_args(args)).0;
+        for req in [
+            u64::from(libc::TIOCSTI as u32),
+            u64::from(libc::TIOCLINUX as u32),
+            0xdead_0000_5412,
+        ] {
+            assert_eq!(call("ioctl", [0, req, 0, 0, 0, 0]), eperm, "{req:#x}");
+        }
+        assert_eq!(
+            call("ioctl", [0, u64::from(libc::TIOCGWINSZ as u32), 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        // prlimit64(pid, resource, new, old)
+        assert_eq!(
+            call("prlimit64", [0, 7, 0x1000, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            call("prlimit64", [1 << 32, 7, 0x1000, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            call("prlimit64", [42, 7, 0, 0x1000, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(call("prlimit64", [42, 7, 0x1000, 0, 0, 0]), eperm);
+        assert_eq!(call("prlimit64", [42, 7, 0x1000, 0x2000, 0, 0]), eperm);
+    }
+
     #[test]
     fn levels_by_abi() {
         assert!(matches!(Level::of(&Ok(7)), Level::Full { abi: 7 }));

@@ -33,7 +33,7 @@ use crate::syscalls;
 use super::cwd::Cwds;
 use super::view::{join, normalize, How, Node, View, Walker};
 
-use crate::paths::{KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS};
+use crate::paths::{inject_opened as inject, KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS};
 
 /// Symlinks followed while creating through dangling links.
 const MAX_HOPS: usize = 40;
@@ -1535,17 +1535,6 @@ fn open_flags(flags: i32) -> i32 {
     (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC))
         | libc::O_NOCTTY
         | KERNEL_O_LARGEFILE
-}
-
-fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
-    NotifAction::InjectFdSend {
-        fd,
-        newfd_flags: if flags & libc::O_CLOEXEC != 0 {
-            libc::O_CLOEXEC as u32
-        } else {
-            0
-        },
-    }
 }
 
 /// Gives a new file the mode asked for (the supervisor's own umask may

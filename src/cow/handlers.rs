@@ -385,6 +385,22 @@ impl ViewHandler {
         }
     }
 
+    /// The path at `ptr` and its view's [`target`](Self::target) from
+    /// `dirfd`; `None` for an empty path (an fd's own file) or one the
+    /// kernel resolves as the view does.
+    fn named_target(
+        &self,
+        cx: &HandlerCtx<'_>,
+        dirfd: i32,
+        ptr: u64,
+    ) -> Result<Option<(Vec<u8>, Target)>, Errno> {
+        let p = read_path(cx, ptr)?;
+        if p.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.target(cx, dirfd, &p)?.map(|t| (p, t)))
+    }
+
     fn task(&self, cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
         Task::read(cx, &self.creds)
     }
@@ -430,11 +446,7 @@ impl ViewHandler {
         if cx.arg(1) == 0 {
             return Ok(NotifAction::Continue);
         }
-        let p = read_path(cx, cx.arg(1))?;
-        if p.is_empty() {
-            return Ok(NotifAction::Continue);
-        }
-        let Some(t) = self.target(cx, dirfd, &p)? else {
+        let Some((_, t)) = self.named_target(cx, dirfd, cx.arg(1))? else {
             return Ok(NotifAction::Continue);
         };
         let task = self.task(cx)?;
@@ -651,11 +663,7 @@ impl ViewHandler {
         } else {
             (libc::AT_FDCWD, cx.arg(0))
         };
-        let p = read_path(cx, ptr)?;
-        if p.is_empty() {
-            return Ok(NotifAction::Continue);
-        }
-        let Some(t) = self.target(cx, dirfd, &p)? else {
+        let Some((p, t)) = self.named_target(cx, dirfd, ptr)? else {
             return Ok(NotifAction::Continue);
         };
         let task = self.task(cx)?;
@@ -816,11 +824,7 @@ impl ViewHandler {
     /// program made exists only there). The re-issued call is trapped and
     /// decided again like any other.
     fn chdir(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
-        let p = read_path(cx, cx.arg(0))?;
-        if p.is_empty() {
-            return Ok(NotifAction::Continue);
-        }
-        let Some(t) = self.target(cx, libc::AT_FDCWD, &p)? else {
+        let Some((p, t)) = self.named_target(cx, libc::AT_FDCWD, cx.arg(0))? else {
             return Ok(NotifAction::Continue);
         };
         let upper = match &t.base {

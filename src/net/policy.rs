@@ -495,13 +495,7 @@ impl ResolvedNetPolicy {
     /// `ip` is canonicalised first (IPv4-mapped IPv6 → IPv4); `port` is
     /// ignored for ICMP.
     pub fn allows(&self, proto: Protocol, ip: IpAddr, port: u16) -> bool {
-        let ip = canonical_ip(ip);
-        let hit = self
-            .policy
-            .rules
-            .iter()
-            .zip(&self.hosts)
-            .any(|(r, h)| r.matches(proto, ip, port, h));
+        let hit = self.first_hit(proto, ip, port).is_some();
         match self.policy.mode {
             Mode::Unrestricted => true,
             Mode::Allow => hit,
@@ -509,25 +503,31 @@ impl ResolvedNetPolicy {
         }
     }
 
+    /// The first rule that matches a `proto` destination `ip:port`
+    /// (canonicalised first).
+    fn first_hit(&self, proto: Protocol, ip: IpAddr, port: u16) -> Option<&NetRule> {
+        let ip = canonical_ip(ip);
+        self.policy
+            .rules
+            .iter()
+            .zip(&self.hosts)
+            .find(|(r, h)| r.matches(proto, ip, port, h))
+            .map(|(r, _)| r)
+    }
+
     /// The rule that decides a `proto` destination `ip:port`, as the
     /// command line names it: `net-allow 127.0.0.1:8080`, `net-deny
     /// 10.0.0.0/8`, or the list when no rule of it matches (`net-allow
     /// list: no rule matches`).
     pub(crate) fn deciding_rule(&self, proto: Protocol, ip: IpAddr, port: u16) -> String {
-        let ip = canonical_ip(ip);
-        let hit = self
-            .policy
-            .rules
-            .iter()
-            .zip(&self.hosts)
-            .find(|(r, h)| r.matches(proto, ip, port, h));
+        let hit = self.first_hit(proto, ip, port);
         let list = match self.policy.mode {
             Mode::Unrestricted => return "no network rule".to_owned(),
             Mode::Allow => "net-allow",
             Mode::Deny => "net-deny",
         };
         match hit {
-            Some((r, _)) => format!("{list} {}", r.spec()),
+            Some(r) => format!("{list} {}", r.spec()),
             None => format!("{list} list: no rule matches"),
         }
     }

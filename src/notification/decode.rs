@@ -146,28 +146,15 @@ pub(crate) fn sockaddr_text(buf: &[u8]) -> String {
     }
     let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
     let len = buf.len();
-    let port = || u16::from_be_bytes([buf[2], buf[3]]);
+    if let Some(ip) = inet_text(family, buf) {
+        return ip;
+    }
     match family {
-        libc::AF_INET if len >= 8 => {
-            let ip = std::net::Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]);
-            format!("{ip}:{}", port())
-        }
-        libc::AF_INET6 if len >= 24 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&buf[8..24]);
-            format!("[{}]:{}", std::net::Ipv6Addr::from(a), port())
-        }
-        libc::AF_UNIX => {
-            let path = &buf[2..];
-            match path.first() {
-                None => "unix:unnamed".into(),
-                Some(0) => format!("unix:@{}", String::from_utf8_lossy(&path[1..])),
-                Some(_) => {
-                    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-                    format!("unix:{}", String::from_utf8_lossy(&path[..end]))
-                }
-            }
-        }
+        libc::AF_UNIX => match unix_name(buf) {
+            UnixName::Unnamed => "unix:unnamed".into(),
+            UnixName::Abstract(n) => format!("unix:@{}", String::from_utf8_lossy(n)),
+            UnixName::Path(p) => format!("unix:{}", String::from_utf8_lossy(p)),
+        },
         libc::AF_NETLINK if len >= 12 => {
             let pid = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
             let groups = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
@@ -175,6 +162,45 @@ pub(crate) fn sockaddr_text(buf: &[u8]) -> String {
         }
         libc::AF_UNSPEC => "unspec".into(),
         other => format!("family={}", name_of(other as u64, DOMAINS)),
+    }
+}
+
+/// `127.0.0.1:8080` or `[::1]:443` for an `AF_INET`/`AF_INET6` address
+/// `buf` long enough to hold one.
+fn inet_text(family: i32, buf: &[u8]) -> Option<String> {
+    let port = || u16::from_be_bytes([buf[2], buf[3]]);
+    match family {
+        libc::AF_INET if buf.len() >= 8 => {
+            let ip = std::net::Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]);
+            Some(format!("{ip}:{}", port()))
+        }
+        libc::AF_INET6 if buf.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&buf[8..24]);
+            Some(format!("[{}]:{}", std::net::Ipv6Addr::from(a), port()))
+        }
+        _ => None,
+    }
+}
+
+/// The name of an `AF_UNIX` address `buf` (family included).
+enum UnixName<'a> {
+    Unnamed,
+    /// Without its leading NUL.
+    Abstract(&'a [u8]),
+    /// Up to its first NUL.
+    Path(&'a [u8]),
+}
+
+fn unix_name(buf: &[u8]) -> UnixName<'_> {
+    let path = &buf[2..];
+    match path.first() {
+        None => UnixName::Unnamed,
+        Some(0) => UnixName::Abstract(&path[1..]),
+        Some(_) => {
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            UnixName::Path(&path[..end])
+        }
     }
 }
 
@@ -353,31 +379,15 @@ fn sockaddr_at(addr: u64, len: usize, read: Reader<'_>) -> String {
         return format!("{addr:#x}");
     }
     let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
-    let port = || u16::from_be_bytes([buf[2], buf[3]]);
+    if let Some(ip) = inet_text(family, &buf) {
+        return ip;
+    }
     match family {
-        libc::AF_INET if len >= 8 => {
-            let ip = std::net::Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]);
-            format!("{ip}:{}", port())
-        }
-        libc::AF_INET6 if len >= 24 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&buf[8..24]);
-            format!("[{}]:{}", std::net::Ipv6Addr::from(a), port())
-        }
-        libc::AF_UNIX => {
-            let path = &buf[2..];
-            match path.first() {
-                None => "unnamed".into(),
-                Some(0) => {
-                    let name = String::from_utf8_lossy(&path[1..]).into_owned();
-                    format!("@{name}")
-                }
-                Some(_) => {
-                    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-                    quote(&path[..end], false)
-                }
-            }
-        }
+        libc::AF_UNIX => match unix_name(&buf) {
+            UnixName::Unnamed => "unnamed".into(),
+            UnixName::Abstract(n) => format!("@{}", String::from_utf8_lossy(n)),
+            UnixName::Path(p) => quote(p, false),
+        },
         other => format!("{{family={}}}", name_of(other as u64, DOMAINS)),
     }
 }

@@ -109,7 +109,9 @@ mod handlers;
 mod metadata;
 mod nodes;
 mod onbehalf_open;
-pub(crate) use onbehalf_open::{open_checked, KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS};
+pub(crate) use onbehalf_open::{
+    inject as inject_opened, open_checked, KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS,
+};
 pub(crate) mod resolve;
 mod shebang;
 mod view;

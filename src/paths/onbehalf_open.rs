@@ -437,7 +437,9 @@ fn fix_mode(fd: BorrowedFd<'_>, mode: u64) {
     }
 }
 
-fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
+/// The answer that injects `fd`, opened for a call with open `flags`
+/// (close-on-exec as they ask).
+pub(crate) fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
     NotifAction::InjectFdSend {
         fd,
         newfd_flags: if flags & libc::O_CLOEXEC != 0 {

@@ -123,34 +123,15 @@ impl PolicyRunner {
         let tx = self.tx.lock().clone();
         move |id, event, answered| {
             if let Some(tx) = tx {
-                if tx
-                    .try_send(Request::Record {
-                        id,
-                        event,
-                        answered,
-                    })
-                    .is_err()
-                {
-                    log::warn!("the audit log is behind; a record was dropped");
-                }
+                queue_record(&tx, id, event, answered);
             }
         }
     }
 
     /// Queues the audit record of the answered call `id`.
     pub(crate) fn record(&self, id: u64, event: SyscallEvent, answered: Answered) {
-        let Some(tx) = self.tx.lock().clone() else {
-            return;
-        };
-        if tx
-            .try_send(Request::Record {
-                id,
-                event,
-                answered,
-            })
-            .is_err()
-        {
-            log::warn!("the audit log is behind; a record was dropped");
+        if let Some(tx) = self.tx.lock().clone() {
+            queue_record(&tx, id, event, answered);
         }
     }
 
@@ -261,5 +242,20 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// Sends one record to the audit writer; never blocks a worker (a full
+/// queue drops the record, and says so).
+fn queue_record(tx: &Sender<Request>, id: u64, event: SyscallEvent, answered: Answered) {
+    if tx
+        .try_send(Request::Record {
+            id,
+            event,
+            answered,
+        })
+        .is_err()
+    {
+        log::warn!("the audit log is behind; a record was dropped");
     }
 }
