@@ -36,7 +36,6 @@ fn main() {
         .expect("utf-8")
         .trim()
         .to_owned();
-    let bare: [&str; 0] = [];
     let cow: [&str; 2] = ["--workdir", "."];
     type Work<'a> = (&'a str, Box<dyn Fn(Option<&[&str]>) -> f64 + 'a>);
     let work: Vec<Work<'_>> = vec![
@@ -53,22 +52,9 @@ fn main() {
     ];
     println!("{runs} runs each, interleaved; medians");
     for (name, run) in &work {
-        let (mut direct, mut plain, mut layered) = (Vec::new(), Vec::new(), Vec::new());
-        run(Some(&cow)); // warm the caches
-        for _ in 0..runs {
-            direct.push(run(None));
-            plain.push(run(Some(&bare)));
-            layered.push(run(Some(&cow)));
-        }
-        let ratios: Vec<f64> = layered.iter().zip(&direct).map(|(c, p)| c / p).collect();
-        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().cloned().fold(0.0, f64::max);
-        let ratio = common::median(ratios);
-        let (direct, plain, layered) = (
-            common::median(direct),
-            common::median(plain),
-            common::median(layered),
-        );
+        let rounds = common::Rounds::take(runs, run.as_ref(), &cow);
+        let (ratio, lo, hi) = rounds.ratio(&rounds.direct);
+        let (direct, plain, layered) = rounds.medians();
         println!(
             "{name:<36} direct {:7.2} ms | unotify run {:7.2} ms | --workdir {:7.2} ms | --workdir over direct: {ratio:.3}x (rounds {lo:.2}-{hi:.2}; goal <= 1.5x), over unotify run {:.3}x",
             direct * 1e3,

@@ -37,7 +37,6 @@ fn main() {
     let mut lines = text.lines();
     let python = lines.next().expect("sys.executable").to_owned();
     let prefix = lines.next().expect("sys.prefix").to_owned();
-    let bare: [&str; 0] = [];
     let lists: [&str; 5] = ["--fs-system", "-r", &prefix, "-w", "/tmp"];
     type Work<'a> = (&'a str, Box<dyn Fn(Option<&[&str]>) -> f64 + 'a>);
     let work: Vec<Work<'_>> = vec![
@@ -52,25 +51,9 @@ fn main() {
     ];
     println!("{} runs each, interleaved; medians", runs);
     for (name, run) in &work {
-        let (mut direct, mut plain, mut confined) = (Vec::new(), Vec::new(), Vec::new());
-        run(Some(&lists)); // warm the caches
-        for _ in 0..runs {
-            direct.push(run(None));
-            plain.push(run(Some(&bare)));
-            confined.push(run(Some(&lists)));
-        }
-        // Each round's ratio (its runs are adjacent, so they share the
-        // machine's load), then the median: steadier than a ratio of medians
-        // on a shared machine.
-        let ratios: Vec<f64> = confined.iter().zip(&plain).map(|(c, p)| c / p).collect();
-        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().cloned().fold(0.0, f64::max);
-        let ratio = common::median(ratios);
-        let (direct, plain, confined) = (
-            common::median(direct),
-            common::median(plain),
-            common::median(confined),
-        );
+        let rounds = common::Rounds::take(runs, run.as_ref(), &lists);
+        let (ratio, lo, hi) = rounds.ratio(&rounds.plain);
+        let (direct, plain, confined) = rounds.medians();
         println!(
             "{name:<32} direct {:7.2} ms | unotify run {:7.2} ms | -r/-w {:7.2} ms | -r/-w over unotify run: {:.3}x (rounds {:.2}-{:.2}; goal <= 1.05x), over direct {:.3}x",
             direct * 1e3,

@@ -490,3 +490,50 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
+
+/// Interleaved rounds of one workload: each round runs it directly,
+/// under plain `unotify run` and under `unotify run FLAGS`, so that the
+/// three runs of a round share the machine's load.
+pub struct Rounds {
+    pub direct: Vec<f64>,
+    pub plain: Vec<f64>,
+    pub policy: Vec<f64>,
+}
+
+impl Rounds {
+    /// `runs` rounds of `run` (`None`: directly; else the flags of
+    /// `unotify run`), after one warm-up run under `flags`.
+    pub fn take(runs: usize, run: &dyn Fn(Option<&[&str]>) -> f64, flags: &[&str]) -> Rounds {
+        let bare: [&str; 0] = [];
+        run(Some(flags));
+        let mut r = Rounds {
+            direct: Vec::new(),
+            plain: Vec::new(),
+            policy: Vec::new(),
+        };
+        for _ in 0..runs {
+            r.direct.push(run(None));
+            r.plain.push(run(Some(&bare)));
+            r.policy.push(run(Some(flags)));
+        }
+        r
+    }
+
+    /// The median of each round's `policy / base` ratio (steadier than a
+    /// ratio of medians on a shared machine), with its lowest and highest.
+    pub fn ratio(&self, base: &[f64]) -> (f64, f64, f64) {
+        let ratios: Vec<f64> = self.policy.iter().zip(base).map(|(c, p)| c / p).collect();
+        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().cloned().fold(0.0, f64::max);
+        (median(ratios), lo, hi)
+    }
+
+    /// The medians of the direct, plain and policy runs.
+    pub fn medians(&self) -> (f64, f64, f64) {
+        (
+            median(self.direct.clone()),
+            median(self.plain.clone()),
+            median(self.policy.clone()),
+        )
+    }
+}
