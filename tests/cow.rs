@@ -1293,3 +1293,63 @@ fn cd_and_exec_by_the_work_directory_paths_agree_with_the_view() {
     assert_eq!(snapshot(&dir, &[]), before, "the abort left DIR as it was");
     assert_no_layer(&dir);
 }
+
+/// `fstat` of a DIR file, of a file the program wrote and of a directory,
+/// and `stat` by path of the same, printed as sizes.
+const FD_STAT_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static long fsz(int fd) { struct stat st; return fstat(fd, &st) ? -1 : (long)st.st_size; }
+static long psz(const char *p) { struct stat st; return stat(p, &st) ? -1 : (long)st.st_size; }
+int main(void) {
+    int lower = open("lower.txt", O_RDONLY);
+    int made = open("made.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (lower < 0 || made < 0 || write(made, "12345", 5) != 5) return 2;
+    int dir = open(".", O_RDONLY | O_DIRECTORY);
+    for (int i = 0; i < 50; i++) if (fsz(lower) != 11 || fsz(made) != 5 || fsz(dir) < 0) return 3;
+    printf("%ld %ld %ld %ld\n", fsz(lower), fsz(made), psz("lower.txt"), psz("made.txt"));
+    return 0;
+}
+"#;
+
+#[test]
+fn fstat_of_an_fd_runs_untrapped_and_a_stat_by_path_answers_the_view() {
+    // Was: every `fstat` (glibc's `newfstatat(fd, "", AT_EMPTY_PATH)`)
+    // stopped at the supervisor only to be let through (170 of gcc's
+    // 1225 trapped calls). An fd is DIR's file or an upper file, never a
+    // placeholder: the kernel's answer is the view's.
+    let exe = build_c("cow_fd_stat", FD_STAT_C, &[]);
+    let dir = fresh("fdstat");
+    fs::write(dir.join("lower.txt"), "hello world").unwrap();
+    let audit = dir.parent().unwrap().join("audit.jsonl");
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--audit"])
+        .arg(&audit)
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "11 5 11 5\n");
+    let text = fs::read_to_string(&audit).unwrap();
+    let stats: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"syscall\":\"newfstatat\""))
+        .collect();
+    let by_fd = stats
+        .iter()
+        .filter(|l| l.contains("\"path\":\"\"") || l.contains("\"path\":null"))
+        .count();
+    assert_eq!(by_fd, 0, "fstat calls trapped: {by_fd} of {}", stats.len());
+    // The stats by path still stop (a placeholder is answered with DIR's
+    // file's size, 11, not its own 0).
+    assert!(
+        stats.iter().any(|l| l.contains("lower.txt")),
+        "no stat by path trapped: {text}"
+    );
+    assert!(!dir.join("made.txt").exists());
+}

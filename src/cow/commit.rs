@@ -164,6 +164,12 @@ pub(crate) fn commit(
     changes: &[Change],
 ) -> io::Result<()> {
     let ops = plan(upper, changes)?;
+    if ops.is_empty() {
+        // Nothing to apply, nothing a crash could leave half done: no
+        // journal (its writes and syncs cost more than most runs that
+        // change nothing).
+        return Ok(());
+    }
     let tmp = state.join(JOURNAL_TMP);
     {
         // Never through a symlink, never into a file already there.
@@ -504,6 +510,26 @@ mod tests {
             p("/evil"),
             p("/w/d")
         ));
+    }
+
+    #[test]
+    fn an_empty_change_set_writes_no_journal() {
+        // A storage directory that cannot hold a journal: an empty commit
+        // never tries.
+        let none = Path::new("/nonexistent/unotify-cow-state");
+        commit(Path::new("/"), Path::new("/"), none, &[]).expect("nothing to write");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (dir.path().join("lower"), dir.path().join("upper"));
+        fs::create_dir(&lower).expect("lower");
+        fs::create_dir(&upper).expect("upper");
+        fs::write(upper.join("new"), "x").expect("write");
+        let added = [Change {
+            path: "new".into(),
+            kind: ChangeKind::Added,
+            entry: EntryType::File,
+            was: None,
+        }];
+        assert!(commit(&lower, &upper, none, &added).is_err());
     }
 
     #[test]

@@ -57,7 +57,9 @@
 //!   an fd (no fd of the program is writable on a DIR file: every
 //!   writable open is the supervisor's), `fstat` and `statx`/`newfstatat`
 //!   with `AT_EMPTY_PATH` (an fd is DIR's file or an upper file, never a
-//!   placeholder), `getdents` (names and types are right; `d_ino` is the
+//!   placeholder; the filter tells these by the flag alone, so one that
+//!   also names a path runs as the kernel resolves it: read-only, at
+//!   worst a placeholder's own stat or DIR's), `getdents` (names and types are right; `d_ino` is the
 //!   placeholder's own), `fchdir` (directories are real), and the kernel's
 //!   own reads of an exec's file (copied up before, or DIR's file).
 //!
@@ -419,13 +421,41 @@ impl Stage for CowStage {
 
 impl Enforcement for CowFeature {
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
+        let by_fd = handlers::by_fd_stats();
         for (nr, h) in handlers::builtins(&self.layer) {
-            install.builtin(nr, h)?;
+            if !by_fd.iter().any(|(n, _)| *n == nr) {
+                install.builtin(nr, h)?;
+            }
         }
         Ok(())
     }
 
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        // The stat calls stop unless they name an fd's own file
+        // (`AT_EMPTY_PATH`: glibc's `fstat`), whose answer the kernel
+        // gives right (an fd is DIR's file or an upper file, never a
+        // placeholder), unless the caller traps every one already (then
+        // this handler comes after the caller's) or denies it.
+        let by_fd = handlers::by_fd_stats();
+        for (nr, h) in handlers::builtins(&self.layer) {
+            let Some((_, flags)) = by_fd.iter().find(|(n, _)| *n == nr) else {
+                continue;
+            };
+            if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
+                continue;
+            }
+            if !install.filter.is_notified(nr) {
+                install.filter.notify_if(
+                    nr,
+                    vec![crate::filter::ArgCheck::new(
+                        *flags,
+                        libc::AT_EMPTY_PATH as u64,
+                        0,
+                    )],
+                )?;
+            }
+            install.builtin(nr, h)?;
+        }
         // Only the ioctls that change inode flags stop (any other runs),
         // unless the caller traps every ioctl already (then this handler
         // comes after the caller's) or denies it.
