@@ -832,6 +832,15 @@ impl SandboxBuilder {
             && policy.is_none()
             && !argv_safety
             && !serves_files;
+        // Under a work directory denying nothing but its own storage, with
+        // nothing else deciding opens by path, a read-only open outside the
+        // layer runs as the kernel resolves it (see `cow`).
+        let untrapped_reads = self.cow_dir.as_ref().is_some_and(|w| {
+            self.deny_paths.iter().all(|p| p == w.storage())
+                && policy.is_none()
+                && !serves_files
+                && fs_lists.is_none()
+        });
         if let Some(set) = &path_set {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
@@ -879,7 +888,7 @@ impl SandboxBuilder {
         if let Some(set) = &path_set {
             let set = crate::confine::held_to(set, fs_lists);
             let set = match &self.cow_dir {
-                Some(w) => w.hold(set),
+                Some(w) => w.hold(set, untrapped_reads),
                 None => set,
             };
             features.push(Arc::new(crate::paths::PathDenial {

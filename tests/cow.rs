@@ -1353,3 +1353,123 @@ fn fstat_of_an_fd_runs_untrapped_and_a_stat_by_path_answers_the_view() {
     );
     assert!(!dir.join("made.txt").exists());
 }
+
+#[test]
+fn racing_untrapped_reads_of_paths_outside_the_layer_write_nothing_of_the_work_directory() {
+    // A read-only open of a path outside the layer runs as the kernel
+    // resolves it (nothing else denied, nothing else deciding opens). A
+    // thread rewrites the path (and openat2's flags) after the
+    // supervisor's look towards DIR's file, its placeholder in the upper
+    // tree and the state directory's lock, and every fd got is written
+    // through (directly, `fchmod`, a reopen for writing). Each write that
+    // reached DIR's file would append a byte to it.
+    let exe = build_c(
+        "cow_read_race",
+        include_str!("c/cow_read_race.c"),
+        &["-pthread"],
+    );
+    let dir = fresh("readrace");
+    fs::write(dir.join("victim"), "orig\n").unwrap();
+    fs::set_permissions(dir.join("victim"), fs::Permissions::from_mode(0o644)).unwrap();
+    let parent = dir.parent().unwrap().to_path_buf();
+    let outside = parent.join("outside");
+    fs::write(&outside, "").unwrap();
+    let before = snapshot(&dir, &[]);
+    let (meta, canon) = (
+        fs::metadata(dir.join("victim")).unwrap(),
+        fs::canonicalize(&dir).unwrap(),
+    );
+    let upper = canon
+        .parent()
+        .unwrap()
+        .join(".readrace.unotify-cow")
+        .join("victim");
+    let lock = canon
+        .parent()
+        .unwrap()
+        .join(".readrace.unotify-cow.state")
+        .join("lock");
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg(&outside)
+        .arg(canon.join("victim"))
+        .arg(&upper)
+        .arg(&lock)
+        .arg("1000")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("opens "), "{}", stdout(&out));
+    let after = fs::metadata(dir.join("victim")).unwrap();
+    assert_eq!(
+        after.len().saturating_sub(meta.len()),
+        0,
+        "bytes written into the work directory's file (stdout {})",
+        stdout(&out)
+    );
+    assert_eq!(snapshot(&dir, &[]), before);
+    assert_eq!(
+        (after.mode(), after.ctime(), after.ctime_nsec()),
+        (meta.mode(), meta.ctime(), meta.ctime_nsec())
+    );
+    assert_no_layer(&dir);
+}
+
+#[test]
+fn read_only_opens_outside_the_layer_run_untrapped_unless_something_else_decides_them() {
+    // Was: every open was performed by the supervisor (the path denial of
+    // the layer's storage), 230 of gcc's trapped calls. A read-only open
+    // of a path outside the layer is now the kernel's (`CONTINUE`); opens
+    // in the view, and every open under another denial, stay the
+    // supervisor's.
+    let dir = fresh("untrapped");
+    fs::write(dir.join("f"), "old\n").unwrap();
+    let canon = fs::canonicalize(&dir).unwrap();
+    let trace = dir.parent().unwrap().join("trace.txt");
+    let script = format!(
+        "cat /etc/hostname >/dev/null; echo new > f; cat f; cat {}/f",
+        canon.display()
+    );
+    let run = |extra: &[&str]| {
+        let out = unotify()
+            .current_dir(&dir)
+            .args([
+                "run",
+                "--workdir",
+                ".",
+                "--on-exit",
+                "abort",
+                "--trace",
+                "openat",
+                "-o",
+            ])
+            .arg(&trace)
+            .args(extra)
+            .args(["--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert_eq!(stdout(&out), "new\nnew\n");
+        fs::read_to_string(&trace).unwrap()
+    };
+    let decision = |text: &str, path: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"{path}\"")) && l.contains("O_RDONLY"))
+            .unwrap_or_else(|| panic!("no read open of {path}: {text}"));
+        line.rsplit("-> ").next().unwrap().to_owned()
+    };
+    let text = run(&[]);
+    assert_eq!(decision(&text, "/etc/hostname"), "CONTINUE", "{text}");
+    assert_ne!(decision(&text, "f"), "CONTINUE", "{text}");
+    assert_ne!(
+        decision(&text, &format!("{}/f", canon.display())),
+        "CONTINUE",
+        "{text}"
+    );
+    let text = run(&["--deny-path", "/etc/shadow"]);
+    assert_ne!(decision(&text, "/etc/hostname"), "CONTINUE", "{text}");
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "old\n");
+}

@@ -65,6 +65,9 @@ pub(crate) struct Layer {
     /// Copies made for an exec, by upper inode: the lower inode they
     /// copied and their `ctime` then (unchanged since: the same bytes).
     exec_copies: parking_lot::Mutex<HashMap<u64, (u64, i64, i64)>>,
+    /// The supervisor's own directories beside the upper tree (the held
+    /// links, the state directory): never read without the supervisor.
+    private: OnceLock<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for Layer {
@@ -134,12 +137,45 @@ impl Layer {
             quota: quota.map(super::quota::Quota::new),
             denied: OnceLock::new(),
             exec_copies: parking_lot::Mutex::new(HashMap::new()),
+            private: OnceLock::new(),
         })
     }
 
     /// Holds the layer to `denied` (set once, by `WorkDir::hold`).
     pub(crate) fn set_denied(&self, denied: &std::sync::Arc<DeniedPaths>) {
         let _ = self.denied.set(std::sync::Arc::downgrade(denied));
+    }
+
+    /// Names the supervisor's directories beside the upper tree (set
+    /// once, by `WorkDir::open`).
+    pub(crate) fn set_private(&self, dirs: Vec<PathBuf>) {
+        let _ = self.private.set(dirs);
+    }
+
+    /// Whether a read-only open of the absolute path `path` names nothing
+    /// the layer answers for: not beneath the work directory (either
+    /// name), the upper tree or the supervisor's directories beside it,
+    /// and not in `/proc` (links there name the upper tree) or `/dev/fd`,
+    /// compared after `.` and `..` are removed. Symlinks are not followed:
+    /// one outside that leads into the work directory reads it as it was,
+    /// as the supervisor's own open of such a path does.
+    fn outside(&self, path: &[u8]) -> bool {
+        if path.first() != Some(&b'/') {
+            return false;
+        }
+        let Some(private) = self.private.get() else {
+            return false;
+        };
+        let norm = crate::paths::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
+        let roots = [&self.lower, &self.upper]
+            .into_iter()
+            .chain(self.alias.as_ref())
+            .chain(private);
+        let special = [Path::new("/proc"), Path::new("/dev/fd")];
+        !roots
+            .map(PathBuf::as_path)
+            .chain(special)
+            .any(|r| norm.starts_with(r))
     }
 
     /// Whether `st` is one of the layer's placeholders.
@@ -428,6 +464,10 @@ impl Layer {
 }
 
 impl Layered for Layer {
+    fn reads_untouched(&self, path: &[u8]) -> bool {
+        self.outside(path)
+    }
+
     fn charge_growth(&self, fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
         let Some(quota) = &self.quota else {
             return Ok(());

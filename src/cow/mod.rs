@@ -32,7 +32,7 @@
 //! - through the supervisor: `open`/`openat`/`openat2`/`creat` (path
 //!   denial performs every open: a read or `O_PATH` open of a placeholder
 //!   gets DIR's file, read-only; a write or `O_TRUNC` open copies it up
-//!   first), `truncate`, `chmod`/`chown`/`utimensat`/`utimes`/the xattr
+//!   first; but see *untrapped reads* below), `truncate`, `chmod`/`chown`/`utimensat`/`utimes`/the xattr
 //!   writes and `file_setattr` by path (copy-up first), `link`/`rename`/
 //!   `unlink`/`symlink`/`mkdir` (performed in the upper tree; a link whose
 //!   source is DIR's file is refused), `stat`/`lstat`/`newfstatat`/`statx`
@@ -62,6 +62,29 @@
 //!   worst a placeholder's own stat or DIR's), `getdents` (names and types are right; `d_ino` is the
 //!   placeholder's own), `fchdir` (directories are real), and the kernel's
 //!   own reads of an exec's file (copied up before, or DIR's file).
+//!
+//! *Untrapped reads.* When the layer's storage is all path denial denies
+//! and nothing else decides opens by path (no policy or audit, no virtual
+//! files, no allow lists), an `open`/`openat` with `O_RDONLY` and neither
+//! `O_CREAT`, `O_TRUNC` nor `O_PATH` of an absolute path that names
+//! nothing of the layer (not beneath DIR by either name, the upper tree,
+//! the held links or the state directory, `/proc` or `/dev/fd`, compared
+//! after `.` and `..` are removed) is answered `CONTINUE`: the kernel's
+//! open is the view's, at half the cost of one made on the program's
+//! behalf. Why a thread rewriting the path after the supervisor's look
+//! cannot reach a write of DIR: the flags are the call's registers (not
+//! `openat2`'s `struct open_how`, which is memory), so the kernel opens
+//! whatever the new path names read-only; a read-only fd of DIR's file
+//! is what a read open of a placeholder gives anyway, and every change
+//! through an fd (`fchmod`, the inode-flag `ioctl`s, a reopen of
+//! `/proc/self/fd/N` for writing) is decided by the supervisor on the
+//! file itself. What such a race, or a symlink outside DIR, can get that
+//! the supervisor's open would not give: a read-only fd of DIR's file as
+//! it was (as a `..` route already gives), of a placeholder (empty), or
+//! of the state directory's lock (empty; the journal exists only while
+//! the program is gone). The kernel's open runs with the program's
+//! credentials and Landlock domain, so the supervisor's own `/proc`
+//! files stay out of reach. Attack test: `cow::racing_untrapped_reads_…`.
 //!
 //! The change set counts a placeholder at its own lower file's path as
 //! unchanged without reading it; a placeholder the program renamed or
@@ -206,6 +229,7 @@ impl WorkDir {
                 storage.upper.display()
             ),
         })?;
+        layer.set_private(vec![storage.held.clone(), storage.state.clone()]);
         Ok(WorkDir {
             layer: Arc::new(layer),
             storage,
@@ -350,13 +374,21 @@ impl WorkDir {
         })
     }
 
-    /// `set` held to the layer (nothing in the lower tree written).
+    /// `set` held to the layer (nothing in the lower tree written);
+    /// `untrapped_reads`: a read-only open outside the layer runs without
+    /// the supervisor (for a set that denies only the layer's storage).
     pub(crate) fn hold(
         &self,
         set: Arc<crate::paths::DeniedPaths>,
+        untrapped_reads: bool,
     ) -> Arc<crate::paths::DeniedPaths> {
         let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
-        let held = Arc::new(set.with_layer(layer));
+        let set = set.with_layer(layer);
+        let held = Arc::new(if untrapped_reads {
+            set.with_untrapped_reads()
+        } else {
+            set
+        });
         self.layer.set_denied(&held);
         held
     }

@@ -75,6 +75,9 @@ pub struct DeniedPaths {
     /// A copy-on-write view: its lower tree is never written on the
     /// program's behalf ([`with_layer`](Self::with_layer)).
     layer: Option<Arc<dyn super::Layered>>,
+    /// Read-only opens of paths outside the layer run without the
+    /// supervisor ([`with_untrapped_reads`](Self::with_untrapped_reads)).
+    untrapped_reads: bool,
 }
 
 std::thread_local! {
@@ -267,6 +270,7 @@ impl DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: Some(Arc::new(lists)),
             layer: self.layer.clone(),
+            untrapped_reads: false,
         }
     }
 
@@ -277,7 +281,24 @@ impl DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: self.lists.clone(),
             layer: Some(layer),
+            untrapped_reads: false,
         }
+    }
+
+    /// The same set, letting a read-only open of a path outside the
+    /// layer run as the kernel resolves it (the supervisor neither opens
+    /// nor checks it). For a set that holds nothing but the layer's own
+    /// storage, in a sandbox where no other feature decides opens by
+    /// path (no policy, no virtual files, no allow lists).
+    pub(crate) fn with_untrapped_reads(mut self) -> DeniedPaths {
+        self.untrapped_reads = self.layer.is_some();
+        self
+    }
+
+    /// Whether a read-only open of the absolute `path` runs without the
+    /// supervisor (see [`with_untrapped_reads`](Self::with_untrapped_reads)).
+    pub(crate) fn read_runs_untouched(&self, path: &[u8]) -> bool {
+        self.untrapped_reads && self.layer.as_ref().is_some_and(|l| l.reads_untouched(path))
     }
 
     /// The copy-on-write view the set is held to, if any.

@@ -174,6 +174,13 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
         st: &crate::sys::path::FileStat,
         keep_data: bool,
     ) -> std::result::Result<std::os::fd::OwnedFd, Errno>;
+    /// Whether a read-only open of the absolute `path` may run as the
+    /// kernel resolves it, without the supervisor: the path names nothing
+    /// of the layer (see `cow` for why a racing rewrite of it cannot reach
+    /// a write).
+    fn reads_untouched(&self, _path: &[u8]) -> bool {
+        false
+    }
     /// Before the pinned file is truncated to `len` on the program's
     /// behalf: charges its growth to the layer's size cap (`ENOSPC` past
     /// it).

@@ -81,6 +81,10 @@ struct OpenArgs {
     flags: i32,
     mode: u64,
     resolve: u64,
+    /// The flags came from the call's registers (open, openat), not from
+    /// the program's memory (openat2's `struct open_how`, which another
+    /// thread may rewrite).
+    in_registers: bool,
 }
 
 fn creates(flags: i32) -> bool {
@@ -101,6 +105,7 @@ fn legacy(dirfd: i32, path_ptr: u64, flags: u64, mode: u64) -> OpenArgs {
         flags,
         mode,
         resolve: 0,
+        in_registers: true,
     }
 }
 
@@ -140,6 +145,7 @@ fn read_how(cx: &HandlerCtx<'_>) -> Result<OpenArgs, Errno> {
         flags,
         mode,
         resolve,
+        in_registers: false,
     })
 }
 
@@ -177,6 +183,17 @@ fn open(
     a: &OpenArgs,
 ) -> Result<NotifAction, Errno> {
     let path = read_path(cx, a.path_ptr)?;
+    // A read-only open of a path outside a copy-on-write layer, where
+    // nothing else is decided by path: the kernel's open is the view's.
+    // The flags are the registers' (no thread can change them); a thread
+    // rewriting the path after this read gets a read-only fd of what the
+    // new path names, which a `..` route already gives (see `cow`).
+    if a.in_registers
+        && a.flags & (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) == 0
+        && denied.read_runs_untouched(&path)
+    {
+        return Ok(NotifAction::Continue);
+    }
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
