@@ -97,6 +97,13 @@
 //! (the placeholder's origin is opened beneath a pinned DIR instead); a
 //! stat of a relative path beneath the upper tree is performed by the
 //! supervisor (the kernel's answer for a placeholder would be wrong).
+//! What stays trapped only to be let through (`CONTINUE`): `readlink`,
+//! the stat family by path and `access` of paths outside the layer (the
+//! filter cannot tell them from DIR's paths, `/proc` links and
+//! placeholders), and the read opens above; `gcc -O2 hello.c` makes
+//! about 800 such calls (489 `readlink`s of glibc's `realpath`, 214
+//! stats, 62 `access`), each a hand-off to the supervisor. A run that
+//! changes nothing writes no commit journal.
 
 mod changes;
 mod commit;
