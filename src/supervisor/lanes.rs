@@ -78,7 +78,6 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::notification::Notification;
 use crate::sys::process;
 
-use super::wake_here::Lowering;
 use super::Shared;
 
 /// How long a notification may wait behind a busy worker while another
@@ -102,9 +101,6 @@ struct Slot {
     /// Moved to `SCHED_OTHER` for a wake-up from another CPU; the worker
     /// moves itself back to `SCHED_BATCH` before it next sleeps.
     boosted: AtomicBool,
-    /// Its fd injections' `SCHED_IDLE` window (pinned workers only; see
-    /// `wake_here`).
-    lowering: Arc<Lowering>,
 }
 
 /// What the workers of one lane share with the poll thread.
@@ -145,14 +141,6 @@ impl LaneState {
         let woken = process::futex_wake(&self.seq, i32::try_from(n).unwrap_or(i32::MAX));
         if woken > 0 {
             self.sleepers.fetch_sub(woken, Ordering::AcqRel);
-        }
-    }
-
-    /// Moves the lane's workers left at `SCHED_IDLE` after an fd injection
-    /// back to `SCHED_BATCH` (see `wake_here`): work is waiting for them.
-    fn rescue(&self) {
-        for slot in &self.slots {
-            slot.lowering.rescue();
         }
     }
 
@@ -441,7 +429,6 @@ impl Lanes {
             .filter(|l| l.idle() == 0 && !l.tx.is_empty())
         {
             lane.state.stuck.store(true, Ordering::Relaxed);
-            lane.state.rescue();
             log::debug!(
                 "{} notification(s) waiting behind busy workers; another lane takes them",
                 lane.tx.len()
@@ -480,8 +467,6 @@ impl Drop for Lanes {
         // Disconnect every lane first, so that a woken worker sees it.
         let states: Vec<Arc<LaneState>> = self.lanes.drain(..).map(|l| l.state).collect();
         for st in states {
-            // A worker left at SCHED_IDLE could wait longer still.
-            st.rescue();
             // Urgent: a SCHED_BATCH worker woken on a busy CPU could wait a
             // whole scheduler tick, which every shutdown would pay.
             if st.batch {
@@ -517,10 +502,6 @@ impl Worker {
         }
         if let Some(slot) = self.state.slots.get(self.slot) {
             slot.tid.store(process::gettid(), Ordering::Release);
-            // A pinned worker's injected fds wake their task on its CPU.
-            if self.cpu.is_some() && self.state.batch {
-                slot.lowering.adopt();
-            }
         }
         if self.state.batch {
             if let Err(e) = process::set_sched_batch(0, true) {

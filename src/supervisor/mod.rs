@@ -23,7 +23,6 @@ pub(crate) mod services;
 mod stats;
 #[cfg(test)]
 mod tests;
-mod wake_here;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;

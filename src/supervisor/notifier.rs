@@ -2,10 +2,9 @@
 //! `world` lock, the sandbox's process group and the stopping flag, and is
 //! the one place that turns a [`NotifAction`] into the kernel's answer.
 //!
-//! It calls only `sys`, `action` and `notification` (and the counters and
-//! the scheduling window of fd injections, `wake_here`, next to it). The
-//! pipeline, the deferral pool, the poll thread and every feature (process
-//! tracking, the exec freeze, ...) answer through it, so
+//! It calls only `sys`, `action` and `notification` (and the counters
+//! next to it). The pipeline, the deferral pool, the poll thread and every
+//! feature (process tracking, the exec freeze, ...) answer through it, so
 //! every lock order of the answer path is kept here: `world` → `held`.
 //!
 //! Every path answers with a definite result: a failed injection is
@@ -440,8 +439,7 @@ impl Notifier {
             newfd: 0,
             newfd_flags,
         };
-        // The task wakes where this worker runs (see `wake_here`).
-        match super::wake_here::around(|| self.add_fd(&req))? {
+        match self.add_fd(&req)? {
             Ok(n) => {
                 Counters::bump(&self.counters.answered);
                 if let Some(f) = on_success {

@@ -411,22 +411,6 @@ pub fn set_sched_batch(tid: i32, batch: bool) -> io::Result<()> {
     cvt(unsafe { libc::sched_setscheduler(tid, policy, &param) }).map(drop)
 }
 
-/// Moves thread `tid` (0 = the caller) to `SCHED_IDLE`: it runs only when
-/// nothing else on its CPU wants to, and the scheduler counts a CPU that
-/// runs only such threads as idle when it places a task that wakes up.
-pub fn set_sched_idle(tid: i32) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads one sched_param from a live value.
-    cvt(unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) }).map(drop)
-}
-
-/// The scheduling policy of thread `tid` (0 = the caller).
-#[cfg(test)]
-pub fn policy_of(tid: i32) -> io::Result<i32> {
-    // SAFETY: sched_getscheduler takes an integer and touches no memory.
-    cvt(unsafe { libc::sched_getscheduler(tid) })
-}
-
 /// Sleeps while `word` holds `expected` (`FUTEX_WAIT`, process-private).
 ///
 /// Returns `true` when a [`futex_wake`] on `word` woke it, `false` when
