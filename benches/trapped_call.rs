@@ -12,7 +12,13 @@
 //!   notify filter for `openat` with `NEW_LISTENER`, take the listener, set
 //!   `SYNC_WAKE_UP`, then one thread loops `poll → RECV → SEND CONTINUE`.
 //!   No worker pool, nothing else;
-//! * **unotify**: a [`Sandbox`] with a `Continue` handler on `openat`.
+//! * **unotify**: a [`Sandbox`] with a `Continue` handler on `openat`;
+//! * **onbehalf**: a [`Sandbox`] that denies a path, so that every `openat`
+//!   is made on the program's behalf and answered with the opened fd
+//!   (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND`). The
+//!   kernel wakes the caller of such an answer without the same-CPU hint
+//!   of a plain answer, so on a quiet machine the caller may move to the
+//!   other CPU at every call: watch its `migr/call` against `unotify`'s.
 //!
 //! Besides time it counts, per trapped call, context switches and CPU
 //! migrations of the supervisor *and* the client (software perf counters
@@ -25,7 +31,7 @@
 //! Goals: one client thread, unotify ≤ 1.5x the floor's µs/iter; four client
 //! threads, unotify's throughput ≥ 1.0x the floor's.
 //!
-//! `cargo bench --bench trapped_call [-- --runs N --iters N --threads 1,4 --only bare,floor,unotify]`
+//! `cargo bench --bench trapped_call [-- --runs N --iters N --threads 1,4 --only bare,floor,unotify,onbehalf]`
 
 use std::ffi::CString;
 use std::io::Read;
@@ -48,16 +54,23 @@ enum Config {
     Bare,
     Floor,
     Unotify,
+    OnBehalf,
 }
 
 impl Config {
-    const ALL: [Config; 3] = [Config::Bare, Config::Floor, Config::Unotify];
+    const ALL: [Config; 4] = [
+        Config::Bare,
+        Config::Floor,
+        Config::Unotify,
+        Config::OnBehalf,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Config::Bare => "bare",
             Config::Floor => "floor",
             Config::Unotify => "unotify",
+            Config::OnBehalf => "onbehalf",
         }
     }
 }
@@ -159,6 +172,20 @@ fn run_unotify(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
     let sandbox = Sandbox::builder()
         .handle("openat", |_cx: &HandlerCtx<'_>| NotifAction::Continue)
         .build()?;
+    run_in(&sandbox, prog, iters, threads)
+}
+
+/// Every `openat` of the client made on its behalf: a path is denied
+/// (one the client never opens).
+fn run_onbehalf(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
+    let denied = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trapped_call.denied");
+    std::fs::write(&denied, b"")?;
+    let sandbox = Sandbox::builder().deny_path(&denied).build()?;
+    run_in(&sandbox, prog, iters, threads)
+}
+
+/// Runs the client in `sandbox`; its `ns_per_iter`.
+fn run_in(sandbox: &Sandbox, prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
     let mut cmd = Command::new(prog);
     cmd.arg(iters.to_string())
         .arg(threads.to_string())
@@ -280,7 +307,7 @@ fn options() -> BenchResult<Options> {
             "--runs" => o.runs = args.next().ok_or("--runs N")?.parse()?,
             "--iters" => o.iters = args.next().ok_or("--iters N")?.parse()?,
             "--only" => {
-                let list = args.next().ok_or("--only bare,floor,unotify")?;
+                let list = args.next().ok_or("--only bare,floor,unotify,onbehalf")?;
                 o.only = Config::ALL
                     .into_iter()
                     .filter(|c| list.split(',').any(|s| s == c.name()))
@@ -330,6 +357,7 @@ fn main() -> BenchResult<()> {
             Config::Bare => run_bare(&prog, iters, threads),
             Config::Floor => run_floor(&prog, iters, threads),
             Config::Unotify => run_unotify(&prog, iters, threads),
+            Config::OnBehalf => run_onbehalf(&prog, iters, threads),
         };
         for _ in 0..o.runs {
             for (i, &cfg) in o.only.iter().enumerate() {
@@ -441,6 +469,21 @@ fn main() -> BenchResult<()> {
             "1 thread:  trap overhead over bare: floor {:.2} µs, unotify {:.2} µs",
             (f - b) / 1e3,
             (u - b) / 1e3
+        );
+    }
+    if let (Some(b), Some(o)) = (get(1, Config::Bare), get(1, Config::OnBehalf)) {
+        let migr = |c: Config| {
+            results
+                .iter()
+                .find(|(t, cc, _)| *t == 1 && *cc == c)
+                .map_or(f64::NAN, |(_, _, s)| s.migrations)
+        };
+        println!(
+            "1 thread:  on-behalf open over bare: {:.2} µs ({:.2}x); migrations per call: onbehalf {:.3}, unotify {:.3}",
+            (o - b) / 1e3,
+            o / b,
+            migr(Config::OnBehalf),
+            migr(Config::Unotify)
         );
     }
     Ok(())
