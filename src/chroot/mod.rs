@@ -22,10 +22,12 @@
 //! reaches the very files the view names it is let through; otherwise it
 //! is re-issued as an `execveat` of the view's file by fd
 //! (`freeze::reissue`, x86_64), the `#!` step made here. The ELF
-//! interpreter must be the view's file at its host path (see
-//! `handlers`).
+//! interpreter is the view's: when the kernel would load another file by
+//! that name, the view's loader is run with the program as its argument
+//! (`exe` keeps what `/proc/self/exe` then is; see `handlers`).
 
 mod cwd;
+mod exe;
 mod handlers;
 mod view;
 
@@ -177,6 +179,7 @@ impl Chroot {
                 view,
                 cwds: cwd::Cwds::new(node.vpath),
                 creds: Arc::default(),
+                exes: exe::Exes::default(),
             }),
             host_cwd,
         })
