@@ -286,3 +286,75 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
         "the view's loader never ran: {text}"
     );
 }
+
+/// In the view: execs each of `argv[2..]` (files the kernel cannot load)
+/// `argv[1]` times and counts the fds it has after each failure beyond
+/// those it had before.
+const FAILED_EXEC_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[1]), before = open_fds(), leaked = 0, enoexec = 0;
+    for (int i = 0; i < rounds; i++) {
+        for (int f = 2; f < argc; f++) {
+            char *a[] = {argv[f], 0};
+            execv(argv[f], a);
+            enoexec += errno == ENOEXEC;
+            int now = open_fds();
+            if (now > before) leaked += now - before;
+        }
+    }
+    printf("leaked %d\nenoexec %d\n", leaked, enoexec);
+    return 0;
+}
+"#;
+
+#[test]
+fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "failed exec fds");
+    let r = rootfs();
+    place(
+        &r,
+        &common::build_c("chroot_failed_exec", FAILED_EXEC_C, &[]),
+        "/work/failed",
+    );
+    let write_exe = |name: &str, bytes: &[u8]| {
+        let p = r.root.join("work").join(name);
+        std::fs::write(&p, bytes).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    // Neither ELF nor `#!` (a shell runs it itself: its fd table must
+    // stay as it was).
+    write_exe("garbage", b"echo no-hash-bang-line\n");
+    // An ELF file for another machine.
+    let mut elf = std::fs::read(host_loader()).expect("read");
+    elf[0x12] = 0x28; // EM_ARM
+    elf[0x13] = 0;
+    write_exe("other-machine", &elf);
+    let mut args = cli(&r);
+    args.extend(
+        [
+            "--",
+            "/bin/sh",
+            "-c",
+            "/work/failed 25 /work/garbage /work/other-machine && /work/garbage",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::run_unotify(&args);
+    let text = common::stdout_of(&out);
+    println!("{text}");
+    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    assert_eq!(count(&text, "enoexec"), 50, "{text}");
+    assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
+    assert!(text.ends_with("no-hash-bang-line\n"), "{text}");
+}

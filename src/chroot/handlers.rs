@@ -1111,7 +1111,14 @@ impl Op<'_> {
                 "the kernel would run another file (the host's at that path)",
             ));
         }
-        // What the kernel checks of each file it would open itself.
+        // What the kernel checks of each file it would open itself, and
+        // of the file it would load, before the file is added to the task:
+        // an exec the kernel refuses after that leaves the fd open in the
+        // program (`freeze::reissue`'s limits).
+        let runs = loader.as_ref().map_or(files.last(), |l| Some(&l.file));
+        if let Some(e) = runs.and_then(|f| not_loadable(f.as_fd())) {
+            return Err(Errno::of(e));
+        }
         for f in files.iter().chain(loader.as_ref().map(|l| &l.file)) {
             if crate::sys::path::on_noexec_mount(f.as_fd()).map_err(|e| errno(&e))? {
                 return Err(refuse("on a mount without exec rights"));
@@ -1758,6 +1765,53 @@ fn takes_argv0(fd: BorrowedFd<'_>) -> bool {
     }
     const NEEDLE: &[u8] = b"--argv0\0";
     bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// The errno the kernel's exec gives a file it cannot load, known from its
+/// first bytes: `ENOEXEC` for an ELF file of another machine, kind or
+/// program header size, or a file that is neither ELF nor a `#!` script
+/// (unless `binfmt_misc` has handlers: it may run it). `None`: it may run.
+fn not_loadable(fd: BorrowedFd<'_>) -> Option<i32> {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    const PHDR64_SIZE: u16 = 56;
+    let head = read_head(fd)?;
+    if head.starts_with(b"#!") {
+        return None;
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return (!binfmt_misc_handlers()).then_some(libc::ENOEXEC);
+    }
+    if head.len() < 64 || head[4] != 2 {
+        // Short, or 32-bit (the kernel's compat loader decides).
+        return (head.len() < 64).then_some(libc::ENOEXEC);
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+    let machine = if cfg!(target_arch = "x86_64") {
+        EM_X86_64
+    } else {
+        EM_AARCH64
+    };
+    let fits = head[5] == 1
+        && matches!(u16_at(0x10), ET_EXEC | ET_DYN)
+        && u16_at(0x12) == machine
+        && u16_at(0x36) == PHDR64_SIZE
+        && u16_at(0x38) >= 1;
+    (!fits).then_some(libc::ENOEXEC)
+}
+
+/// Whether `binfmt_misc` is mounted where the kernel shows it, enabled,
+/// with a handler registered.
+fn binfmt_misc_handlers() -> bool {
+    const DIR: &str = "/proc/sys/fs/binfmt_misc";
+    let enabled = std::fs::read(format!("{DIR}/status")).is_ok_and(|s| s.starts_with(b"enabled"));
+    enabled
+        && std::fs::read_dir(DIR).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name() != "status" && e.file_name() != "register")
+        })
 }
 
 /// Whether `fd` is a memfd (its name, as the kernel gives it).

@@ -33,9 +33,12 @@
 //! # Limits
 //!
 //! - The added fds are close-on-exec: a re-issued exec that fails leaves
-//!   them open in the program (one per failed exec; the chroot checks what
-//!   it can first, so that only an exec the kernel itself refuses late,
-//!   `ENOEXEC` or `E2BIG`, leaves one).
+//!   them open in the program (one per failed exec). The chroot checks
+//!   first what the kernel would refuse (rights, `noexec`, `#!` lines, a
+//!   file it cannot load: `ENOEXEC`), so that only a late refusal it cannot
+//!   foresee (`E2BIG`, `ETXTBSY`, `ENOMEM`) leaves one. Closing it would
+//!   take a second call made in the task at the failed call's return (a
+//!   `close` between two syscall stops, the errno put back after it).
 //! - A re-issued call that fails returns with its argument registers set
 //!   to the re-issued values (the C library's wrappers and every calling
 //!   convention treat them as clobbered by the call).
