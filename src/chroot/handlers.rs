@@ -155,6 +155,23 @@ pub(crate) struct Shared {
     pub(crate) exes: Exes,
 }
 
+/// The view's resolution of unix socket pathnames, for the network's
+/// on-behalf `bind`, `connect` and sends (a running feature with no
+/// pipeline hooks).
+pub(crate) struct UnixView(pub(crate) Arc<Shared>);
+
+impl crate::supervisor::enforcement::Stage for UnixView {}
+
+impl crate::net::UnixPaths for UnixView {
+    fn socket(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<OwnedFd, i32> {
+        Op { cx, s: &self.0 }.unix_socket(path).map_err(Errno::get)
+    }
+
+    fn parent(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), i32> {
+        Op { cx, s: &self.0 }.unix_parent(path).map_err(Errno::get)
+    }
+}
+
 struct ChrootHandler {
     shared: Arc<Shared>,
     call: Call,
@@ -1320,6 +1337,42 @@ impl Op<'_> {
             }
         }
         Err(Errno::of(libc::E2BIG))
+    }
+
+    // ---- unix socket paths ----
+
+    /// The socket file a unix pathname names in the view (`connect`, a
+    /// send): `ECONNREFUSED` for another kind of file, as the kernel.
+    fn unix_socket(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+        let (task, _acting) = self.task()?;
+        let node = self.walk_followed(&task, path)?;
+        if node.vpath.first() != Some(&b'/') {
+            // An fd of the task's from outside the view (`/dev/fd/N`).
+            return Err(Errno::of(libc::EACCES));
+        }
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if st.mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(Errno::of(libc::ECONNREFUSED));
+        }
+        Ok(node.fd)
+    }
+
+    /// The directory of the view a `bind` to a unix pathname makes its
+    /// socket in, and the name.
+    fn unix_parent(&self, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), Errno> {
+        let (task, _acting) = self.task()?;
+        let base = self.base(&task, CWD, path, false)?;
+        let e = self
+            .s
+            .view
+            .entry(Self::who(&task), &base, path, libc::EADDRINUSE)?;
+        if e.slash || self.s.view.is_mount_point(&e.vpath()) {
+            return Err(Errno::of(libc::EADDRINUSE));
+        }
+        if e.dir.read_only {
+            return Err(erofs());
+        }
+        Ok((e.dir.fd, e.name))
     }
 
     // ---- names ----
