@@ -287,9 +287,10 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
     );
 }
 
-/// In the view: execs each of `argv[2..]` (files the kernel cannot load)
-/// `argv[1]` times and counts the fds it has after each failure beyond
-/// those it had before.
+/// In the view: execs each of `argv[3..]` (files the kernel cannot load)
+/// and `argv[2]` (a program it holds open for writing: `ETXTBSY`, which
+/// the kernel finds only when it opens the file) `argv[1]` times and
+/// counts the fds it has after each failure beyond those it had before.
 const FAILED_EXEC_C: &str = r#"
 #include <errno.h>
 #include <fcntl.h>
@@ -302,17 +303,20 @@ static int open_fds(void) {
     return n;
 }
 int main(int argc, char **argv) {
-    int rounds = atoi(argv[1]), before = open_fds(), leaked = 0, enoexec = 0;
+    int busy = open(argv[2], O_WRONLY);
+    if (busy < 0) return 2;
+    int rounds = atoi(argv[1]), before = open_fds(), leaked = 0, enoexec = 0, txtbsy = 0;
     for (int i = 0; i < rounds; i++) {
         for (int f = 2; f < argc; f++) {
             char *a[] = {argv[f], 0};
             execv(argv[f], a);
             enoexec += errno == ENOEXEC;
+            txtbsy += errno == ETXTBSY;
             int now = open_fds();
             if (now > before) leaked += now - before;
         }
     }
-    printf("leaked %d\nenoexec %d\n", leaked, enoexec);
+    printf("leaked %d\nenoexec %d\ntxtbsy %d\n", leaked, enoexec, txtbsy);
     return 0;
 }
 "#;
@@ -339,13 +343,21 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
     elf[0x12] = 0x28; // EM_ARM
     elf[0x13] = 0;
     write_exe("other-machine", &elf);
+    // A static program (the view's loader would open a dynamic one for
+    // reading only): the kernel refuses it while it is open for writing.
+    let busy = common::build_c(
+        "chroot_loader_outside",
+        OUTSIDE_C,
+        &["-static", "-nostdlib"],
+    );
+    write_exe("busy", &std::fs::read(busy).expect("read"));
     let mut args = cli(&r);
     args.extend(
         [
             "--",
             "/bin/sh",
             "-c",
-            "/work/failed 25 /work/garbage /work/other-machine && /work/garbage",
+            "/work/failed 25 /work/busy /work/garbage /work/other-machine && /work/garbage",
         ]
         .map(String::from),
     );
@@ -355,6 +367,7 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
     println!("{text}");
     assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
     assert_eq!(count(&text, "enoexec"), 50, "{text}");
+    assert_eq!(count(&text, "txtbsy"), 25, "{text}");
     assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
     assert!(text.ends_with("no-hash-bang-line\n"), "{text}");
 }
