@@ -784,9 +784,9 @@ impl SandboxBuilder {
         if self.determinism.port_remap && self.network.is_none() {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
-        // Under a chroot, `AF_UNIX` pathnames in socket addresses are refused
-        // inside the network's on-behalf calls (the kernel would resolve them
-        // in the host's root).
+        // Under a chroot, `AF_UNIX` pathnames in socket addresses are resolved
+        // in the view inside the network's on-behalf calls (the kernel would
+        // resolve them in the host's root).
         if self.chroot.any() && self.network.is_none() {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
@@ -935,9 +935,17 @@ impl SandboxBuilder {
         if !self.chroot.any() {
             return Ok(None);
         }
-        let clash = if self.cow.is_some() || self.cow_dir.is_some() {
-            Some("a copy-on-write work directory (--workdir)")
-        } else if paths_denied {
+        if self.cow.is_some() || self.cow_dir.is_some() {
+            // The chroot answers every path call itself, on files it walks
+            // in its view; the layer rewrites the program's host paths to
+            // its upper tree. Together the chroot would have to walk the
+            // layer (upper, lower, whiteouts, copy-up) component by
+            // component: not done.
+            return Err(Error::InvalidConfig {
+                message: "a chroot cannot be combined with a copy-on-write work directory (--workdir) yet: the chroot resolves every path in its view, the layer rewrites host paths, and neither would see the other's files; to keep a tree untouched, mount it read-only (--mount VIRTUAL:HOST:ro) and work in a copy inside the chroot directory".into(),
+            });
+        }
+        let clash = if paths_denied {
             Some("denied paths (--deny-path)")
         } else if crate::confine::fs_lists(&self.confinement)?.is_some() {
             Some("file system allow lists (-r/-w/--fs-system)")

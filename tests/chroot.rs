@@ -323,6 +323,10 @@ fn bad_chroot_options_exit_125_and_say_what_to_do() {
     assert_eq!(out.status.code(), Some(125));
     let err = common::stderr_of(&out);
     assert!(err.contains("--workdir"), "{err}");
+    assert!(
+        err.contains("--mount VIRTUAL:HOST:ro"),
+        "says what to do: {err}"
+    );
 }
 
 // Red team's escapes of the view (socket addresses, inode-flag ioctls on a

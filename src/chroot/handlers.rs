@@ -31,6 +31,7 @@ use crate::sys::view::{access_fd, fchmod_fd, stat_bytes, statfs_bytes, statx_byt
 use crate::syscalls;
 
 use super::cwd::Cwds;
+use super::exe::{Exes, Program};
 use super::view::{join, normalize, How, Node, View, Walker};
 
 use crate::paths::{inject_opened as inject, KERNEL_O_LARGEFILE, O_PATH_FLAGS, VALID_OPEN_FLAGS};
@@ -150,6 +151,25 @@ pub(crate) struct Shared {
     pub(crate) view: View,
     pub(crate) cwds: Cwds,
     pub(crate) creds: Arc<CredCache>,
+    /// What processes run through the view's ELF interpreter.
+    pub(crate) exes: Exes,
+}
+
+/// The view's resolution of unix socket pathnames, for the network's
+/// on-behalf `bind`, `connect` and sends (a running feature with no
+/// pipeline hooks).
+pub(crate) struct UnixView(pub(crate) Arc<Shared>);
+
+impl crate::supervisor::enforcement::Stage for UnixView {}
+
+impl crate::net::UnixPaths for UnixView {
+    fn socket(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<OwnedFd, i32> {
+        Op { cx, s: &self.0 }.unix_socket(path).map_err(Errno::get)
+    }
+
+    fn parent(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), i32> {
+        Op { cx, s: &self.0 }.unix_parent(path).map_err(Errno::get)
+    }
 }
 
 struct ChrootHandler {
@@ -366,6 +386,11 @@ impl Op<'_> {
         }
         if how.resolve == 0 {
             if let (_, Some(alias)) = task_view(task, path) {
+                if alias == crate::paths::resolve::Alias::Exe {
+                    if let Some(node) = self.running_program(task) {
+                        return Ok(node);
+                    }
+                }
                 let fd = pin_alias(self.cx, task, &alias)?;
                 let place =
                     crate::paths::path_of_fd(fd.as_fd()).and_then(|p| self.s.view.virtual_of(&p));
@@ -425,6 +450,27 @@ impl Op<'_> {
             out.push(b'/');
         }
         Some(out)
+    }
+
+    /// The program the task's process runs through the view's ELF
+    /// interpreter, if its executable is still that interpreter (see
+    /// [`Exes`]): its file and place.
+    fn running_program(&self, task: &Task) -> Option<Node> {
+        use std::os::unix::fs::MetadataExt;
+        let exe = std::fs::metadata(format!("/proc/{}/exe", task.tid)).ok()?;
+        let (fd, vpath) = self
+            .s
+            .exes
+            .with_running(task.tgid, (exe.dev(), exe.ino()), |p| {
+                (p.file.try_clone().ok(), p.vpath.clone())
+            })?;
+        let read_only = self.read_only_at(&vpath);
+        Some(Node {
+            fd: fd?,
+            vpath,
+            read_only,
+            mount: usize::MAX,
+        })
     }
 
     /// Whether the mount holding virtual path `p` is read-only.
@@ -877,6 +923,10 @@ impl Op<'_> {
                 None => return Ok(None),
             },
             (b"root", _) if own || self.s.cwds.peek(pid).is_some() => b"/".to_vec(),
+            (b"exe", _) if own && self.running_program(task).is_some() => self
+                .running_program(task)
+                .map(|n| n.vpath)
+                .unwrap_or_default(),
             (b"exe", _) if own => {
                 let host =
                     std::fs::read_link(format!("/proc/{}/exe", task.tid)).map_err(|e| errno(&e))?;
@@ -964,8 +1014,10 @@ impl Op<'_> {
     /// image is the first of them. Otherwise the call is re-issued as an
     /// `execveat` of the view's file by fd ([`Op::redirect`]), the `#!`
     /// step done here; the re-issued call is decided again by this rule.
-    /// The ELF interpreter (`PT_INTERP`) is always loaded by the kernel
-    /// from the host's root: it must be the view's file (else `EACCES`).
+    /// The ELF interpreter (`PT_INTERP`) is resolved in the view too: the
+    /// kernel would open it by name in the host's root, so when that is
+    /// not the view's file the exec is re-issued through the view's
+    /// loader ([`Loader`], [`Op::redirect`]).
     fn exec(
         &self,
         dirfd: i32,
@@ -1022,6 +1074,11 @@ impl Op<'_> {
         // argument) per level, and each file.
         let mut levels: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut files = vec![node.fd];
+        // Where the program at the end of the chain is in the view.
+        let mut program_vpath = node.vpath.clone();
+        // The view's ELF interpreter, when the kernel would load another
+        // file (the host's at that path, or none).
+        let mut loader: Option<Loader> = None;
         loop {
             let cur = files.last().expect("one at least").as_fd();
             let head = read_head(cur).ok_or_else(|| refuse("unreadable"))?;
@@ -1035,16 +1092,16 @@ impl Op<'_> {
                         .map_err(|e| errno(&e))?;
                     levels.push((name.to_vec(), arg.map(<[u8]>::to_vec)));
                     files.push(next.fd);
+                    program_vpath = next.vpath;
                 }
                 None => {
                     if let Some(interp) = elf_interpreter(cur, &head) {
                         let v = self
                             .walk_followed(&task, &interp)
                             .map_err(|_| Errno::of(libc::ENOENT))?;
-                        let h = open_trusted(&String::from_utf8_lossy(&interp), 0)
-                            .map_err(|_| refuse("its ELF interpreter is missing on the host"))?;
-                        if !same_file(v.fd.as_fd(), h.as_fd()) {
-                            return Err(refuse("its ELF interpreter differs on the host"));
+                        let on_host = open_trusted(&String::from_utf8_lossy(&interp), 0).ok();
+                        if !on_host.is_some_and(|h| same_file(v.fd.as_fd(), h.as_fd())) {
+                            loader = Some(self.loader(interp, v.fd)?);
                         }
                     }
                     break;
@@ -1052,8 +1109,9 @@ impl Op<'_> {
             }
         }
         // The pinned files: the executable, its `#!` chain, then the ELF
-        // interpreter if there is one (checked against the view above).
+        // interpreter if there is one (the view's, when `loader` is none).
         let kernels = fixed.is_none()
+            && loader.is_none()
             && (host_files.len() == files.len() || host_files.len() == files.len() + 1)
             && files
                 .iter()
@@ -1061,6 +1119,8 @@ impl Op<'_> {
                 .all(|(v, h)| same_file(v.as_fd(), h.as_fd()));
         if kernels {
             self.s.creds.exec_started(task.tid, task.tgid);
+            let st = fstat(files[0].as_fd()).map_err(|e| errno(&e))?;
+            self.s.exes.exec_started(task.tgid, (st.dev, st.ino));
             return Ok(NotifAction::Continue);
         }
         if !crate::freeze::reissue::supported() {
@@ -1068,8 +1128,15 @@ impl Op<'_> {
                 "the kernel would run another file (the host's at that path)",
             ));
         }
-        // What the kernel checks of each file it would open itself.
-        for f in &files {
+        // What the kernel checks of each file it would open itself, and
+        // of the file it would load, before the file is added to the task:
+        // an exec the kernel refuses after that leaves the fd open in the
+        // program (`freeze::reissue`'s limits).
+        let runs = loader.as_ref().map_or(files.last(), |l| Some(&l.file));
+        if let Some(e) = runs.and_then(|f| not_loadable(f.as_fd())) {
+            return Err(Errno::of(e));
+        }
+        for f in files.iter().chain(loader.as_ref().map(|l| &l.file)) {
             if crate::sys::path::on_noexec_mount(f.as_fd()).map_err(|e| errno(&e))? {
                 return Err(refuse("on a mount without exec rights"));
             }
@@ -1082,7 +1149,39 @@ impl Op<'_> {
             envp,
             levels,
             program: files.pop().expect("one at least"),
+            vpath: &node.vpath,
+            program_vpath,
+            tgid: task.tgid,
+            loader,
         })
+    }
+
+    /// The view's ELF interpreter `file`, named `name` by the program:
+    /// what the kernel checks of an interpreter (execute right, an ELF
+    /// file) and what the exec through it needs (that it loads no
+    /// interpreter itself, whether it takes `--argv0`).
+    fn loader(&self, name: Vec<u8>, file: OwnedFd) -> Result<Loader, Errno> {
+        access_fd(file.as_fd(), libc::X_OK, libc::AT_EACCESS).map_err(|e| errno(&e))?;
+        let st = fstat(file.as_fd()).map_err(|e| errno(&e))?;
+        if !st.is_file() {
+            return Err(Errno::of(libc::EACCES));
+        }
+        let head = read_head(file.as_fd()).unwrap_or_default();
+        // The kernel refuses an interpreter that is not ELF (`ELIBBAD`);
+        // one that names an interpreter itself would be re-issued again.
+        if head.len() < 64
+            || &head[..4] != b"\x7fELF"
+            || elf_interpreter(file.as_fd(), &head).is_some()
+        {
+            log::debug!(
+                "pid {}: the ELF interpreter {} is not a loader that runs alone",
+                self.cx.pid(),
+                String::from_utf8_lossy(&name)
+            );
+            return Err(Errno::of(libc::ELIBBAD));
+        }
+        let argv0 = takes_argv0(file.as_fd());
+        Ok(Loader { name, file, argv0 })
     }
 
     /// Re-issues the exec as `execveat(N, "", argv', envp, AT_EMPTY_PATH)`
@@ -1091,10 +1190,29 @@ impl Op<'_> {
     /// each interpreter as written and its argument, innermost last, the
     /// script's name as the caller gave it, then its arguments after the
     /// first. The empty path is the NUL that ends the caller's own path.
+    ///
+    /// A program whose ELF interpreter the kernel would take from the
+    /// host's root ([`Loader`]) is run the way `ld.so PROGRAM ARGS` runs
+    /// it: N is the view's interpreter, argv' is `[PT_INTERP, --argv0,
+    /// argv[0], path, argv[1..]]` (without `--argv0` for a loader that
+    /// does not take it: the program's argv[0] is then the path). Why this
+    /// way: the kernel opens `PT_INTERP` by name in the task's real root,
+    /// and only an exec of the interpreter itself makes it load a file
+    /// the supervisor chose, pinned, by fd. The loader opens the program
+    /// and its libraries by path, with calls the view resolves (the
+    /// program as the caller named it from its working directory, else by
+    /// its place in the view), so nothing it loads is outside the view;
+    /// a rename racing it runs another file of the view, which the program
+    /// could run through the loader itself. What changes for the program:
+    /// `/proc/self/exe` is the loader (the view answers with the program,
+    /// see [`Exes`]), `AT_EXECFN` is the path the loader was
+    /// given (a glibc loader sets it), `AT_BASE` is 0, and a set-id bit of
+    /// the program is not honoured.
     fn redirect(&self, r: Redirect<'_>) -> Result<NotifAction, Errno> {
         use crate::action::{ReArg, Reissue};
-        let argv = if r.levels.is_empty() {
-            ReArg::Value(r.argv)
+        // The kernel's argv for a script.
+        let script = if r.levels.is_empty() {
+            None
         } else {
             let mut v = Vec::new();
             for (name, arg) in r.levels.iter().rev() {
@@ -1113,20 +1231,70 @@ impl Op<'_> {
                 ReArg::Value(r.ptr)
             });
             v.extend(self.args_after_first(r.argv)?.into_iter().map(ReArg::Value));
-            ReArg::Ptrs(v)
+            Some(v)
+        };
+        let (argv, file) = match (&r.loader, script) {
+            (None, None) => (ReArg::Value(r.argv), r.program.as_fd()),
+            (None, Some(v)) => (ReArg::Ptrs(v), r.program.as_fd()),
+            (Some(l), script) => {
+                // What the program gets as argv[0], the path the loader
+                // opens, the arguments after them.
+                let (first, path, rest) = match script {
+                    Some(mut v) => {
+                        let rest = v.split_off(1);
+                        (v[0].clone(), v.remove(0), rest)
+                    }
+                    None => {
+                        let path = if !r.path.is_empty() && (r.path[0] == b'/' || r.dirfd == CWD) {
+                            ReArg::Value(r.ptr)
+                        } else if r.vpath.first() == Some(&b'/') {
+                            ReArg::Str(r.vpath.to_vec())
+                        } else {
+                            // A memfd: the loader has no name to open.
+                            return Err(Errno::of(libc::EACCES));
+                        };
+                        let first = match self.arg_at(r.argv, 0)? {
+                            0 => ReArg::Str(Vec::new()),
+                            p => ReArg::Value(p),
+                        };
+                        let rest = self.args_after_first(r.argv)?;
+                        (first, path, rest.into_iter().map(ReArg::Value).collect())
+                    }
+                };
+                let mut v = vec![ReArg::Str(l.name.clone())];
+                if l.argv0 {
+                    v.extend([ReArg::Str(b"--argv0".to_vec()), first]);
+                }
+                v.push(path);
+                v.extend(rest);
+                (ReArg::Ptrs(v), l.file.as_fd())
+            }
         };
         let nr = syscalls::number(Arch::native(), "execveat").ok_or(Errno::of(libc::EACCES))?;
         // Opened for reading (an `O_PATH` fd cannot be added to a task),
         // with the task's rights: an execute-only file is refused.
-        let program = reopen(
-            r.program.as_fd(),
-            (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64,
-        )
-        .map_err(|e| errno(&e))?;
+        let file =
+            reopen(file, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64).map_err(|e| errno(&e))?;
+        if let Some(l) = &r.loader {
+            let st = fstat(l.file.as_fd()).map_err(|e| errno(&e))?;
+            self.s.exes.reissued(
+                r.tgid,
+                Program {
+                    loader: (st.dev, st.ino),
+                    file: r.program,
+                    vpath: r.program_vpath,
+                },
+            );
+        }
         log::debug!(
-            "pid {}: exec of {} re-issued on the view's file",
+            "pid {}: exec of {} re-issued on the view's file{}",
             self.cx.pid(),
-            String::from_utf8_lossy(r.path)
+            String::from_utf8_lossy(r.path),
+            if r.loader.is_some() {
+                " through the view's ELF interpreter"
+            } else {
+                ""
+            }
         );
         Ok(NotifAction::Reissue(Reissue {
             nr: u64::from(nr),
@@ -1137,29 +1305,74 @@ impl Op<'_> {
                 ReArg::Value(r.envp),
                 ReArg::Value(libc::AT_EMPTY_PATH as u64),
             ],
-            files: vec![program],
+            files: vec![file],
         }))
+    }
+
+    /// The pointer `argv[i]` of the caller's argument array (0 past its
+    /// end or for no array).
+    fn arg_at(&self, argv: u64, i: u64) -> Result<u64, Errno> {
+        if argv == 0 {
+            return Ok(0);
+        }
+        let mut w = [0u8; 8];
+        self.cx
+            .read_mem_into(argv + 8 * i, &mut w)
+            .map_err(|e| mem_errno(&e))?;
+        Ok(u64::from_ne_bytes(w))
     }
 
     /// The pointers `argv[1..]` of the caller's argument array.
     fn args_after_first(&self, argv: u64) -> Result<Vec<u64>, Errno> {
         /// Beyond this many the kernel's own limit refuses the exec.
-        const MAX_ARGS: usize = 1 << 16;
+        const MAX_ARGS: u64 = 1 << 16;
         let mut out = Vec::new();
         if argv == 0 {
             return Ok(out);
         }
-        for i in 1..MAX_ARGS as u64 {
-            let mut w = [0u8; 8];
-            self.cx
-                .read_mem_into(argv + 8 * i, &mut w)
-                .map_err(|e| mem_errno(&e))?;
-            match u64::from_ne_bytes(w) {
+        for i in 1..MAX_ARGS {
+            match self.arg_at(argv, i)? {
                 0 => return Ok(out),
                 p => out.push(p),
             }
         }
         Err(Errno::of(libc::E2BIG))
+    }
+
+    // ---- unix socket paths ----
+
+    /// The socket file a unix pathname names in the view (`connect`, a
+    /// send): `ECONNREFUSED` for another kind of file, as the kernel.
+    fn unix_socket(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+        let (task, _acting) = self.task()?;
+        let node = self.walk_followed(&task, path)?;
+        if node.vpath.first() != Some(&b'/') {
+            // An fd of the task's from outside the view (`/dev/fd/N`).
+            return Err(Errno::of(libc::EACCES));
+        }
+        let st = fstat(node.fd.as_fd()).map_err(|e| errno(&e))?;
+        if st.mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(Errno::of(libc::ECONNREFUSED));
+        }
+        Ok(node.fd)
+    }
+
+    /// The directory of the view a `bind` to a unix pathname makes its
+    /// socket in, and the name.
+    fn unix_parent(&self, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), Errno> {
+        let (task, _acting) = self.task()?;
+        let base = self.base(&task, CWD, path, false)?;
+        let e = self
+            .s
+            .view
+            .entry(Self::who(&task), &base, path, libc::EADDRINUSE)?;
+        if e.slash || self.s.view.is_mount_point(&e.vpath()) {
+            return Err(Errno::of(libc::EADDRINUSE));
+        }
+        if e.dir.read_only {
+            return Err(erofs());
+        }
+        Ok((e.dir.fd, e.name))
     }
 
     // ---- names ----
@@ -1563,6 +1776,95 @@ struct Redirect<'a> {
     levels: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// The program at the end of the chain, pinned.
     program: OwnedFd,
+    /// Where the file the caller named is in the view (empty: a memfd).
+    vpath: &'a [u8],
+    /// Where the program is in the view.
+    program_vpath: Vec<u8>,
+    /// The caller's process.
+    tgid: i32,
+    /// The view's ELF interpreter of the program, when the kernel would
+    /// load another file.
+    loader: Option<Loader>,
+}
+
+/// An ELF interpreter of the view that the exec runs itself
+/// ([`Op::redirect`]).
+struct Loader {
+    /// As the program names it (`PT_INTERP`).
+    name: Vec<u8>,
+    /// The view's file, pinned.
+    file: OwnedFd,
+    /// Whether it takes `--argv0 NAME` (glibc's since 2.33).
+    argv0: bool,
+}
+
+/// Whether the loader `fd` takes `--argv0`: its bytes hold the option's
+/// name as a string (a loader that does not know it would take it for the
+/// program's path).
+fn takes_argv0(fd: BorrowedFd<'_>) -> bool {
+    /// Bound on what is read of a loader (glibc's is about 200 KiB).
+    const MAX: u64 = 16 << 20;
+    let Ok(f) = reopen(fd, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64) else {
+        return false;
+    };
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    if std::fs::File::from(f)
+        .take(MAX)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return false;
+    }
+    const NEEDLE: &[u8] = b"--argv0\0";
+    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// The errno the kernel's exec gives a file it cannot load, known from its
+/// first bytes: `ENOEXEC` for an ELF file of another machine, kind or
+/// program header size, or a file that is neither ELF nor a `#!` script
+/// (unless `binfmt_misc` has handlers: it may run it). `None`: it may run.
+fn not_loadable(fd: BorrowedFd<'_>) -> Option<i32> {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    const PHDR64_SIZE: u16 = 56;
+    let head = read_head(fd)?;
+    if head.starts_with(b"#!") {
+        return None;
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return (!binfmt_misc_handlers()).then_some(libc::ENOEXEC);
+    }
+    if head.len() < 64 || head[4] != 2 {
+        // Short, or 32-bit (the kernel's compat loader decides).
+        return (head.len() < 64).then_some(libc::ENOEXEC);
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+    let machine = if cfg!(target_arch = "x86_64") {
+        EM_X86_64
+    } else {
+        EM_AARCH64
+    };
+    let fits = head[5] == 1
+        && matches!(u16_at(0x10), ET_EXEC | ET_DYN)
+        && u16_at(0x12) == machine
+        && u16_at(0x36) == PHDR64_SIZE
+        && u16_at(0x38) >= 1;
+    (!fits).then_some(libc::ENOEXEC)
+}
+
+/// Whether `binfmt_misc` is mounted where the kernel shows it, enabled,
+/// with a handler registered.
+fn binfmt_misc_handlers() -> bool {
+    const DIR: &str = "/proc/sys/fs/binfmt_misc";
+    let enabled = std::fs::read(format!("{DIR}/status")).is_ok_and(|s| s.starts_with(b"enabled"));
+    enabled
+        && std::fs::read_dir(DIR).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name() != "status" && e.file_name() != "register")
+        })
 }
 
 /// Whether `fd` is a memfd (its name, as the kernel gives it).

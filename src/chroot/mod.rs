@@ -8,11 +8,10 @@
 //! freeze) and `sys`; the sandbox builder calls it.
 //!
 //! What the kernel would resolve itself is taken away: the calls that
-//! take a path are trapped and answered by the supervisor; `socket` of
-//! `AF_UNIX` is refused (`connect` and `bind` would resolve a socket path
-//! in the host's root), and a unix pathname given to `bind`, `connect` or
-//! a send by any other unix socket (`socketpair`'s, inherited) is refused
-//! inside the network's on-behalf calls, which a chroot turns on; the
+//! take a path are trapped and answered by the supervisor; a unix
+//! pathname given to `bind`, `connect` or a send is resolved in the view
+//! by the network's on-behalf calls, which a chroot turns on, through the
+//! [`UnixPaths`](crate::net::UnixPaths) service this feature gives; the
 //! xattr calls by path, the `ioctl`s that set an inode's flags
 //! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...), `inotify_add_watch`,
 //! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
@@ -22,10 +21,12 @@
 //! reaches the very files the view names it is let through; otherwise it
 //! is re-issued as an `execveat` of the view's file by fd
 //! (`freeze::reissue`, x86_64), the `#!` step made here. The ELF
-//! interpreter must be the view's file at its host path (see
-//! `handlers`).
+//! interpreter is the view's: when the kernel would load another file by
+//! that name, the view's loader is run with the program as its argument
+//! (`exe` keeps what `/proc/self/exe` then is; see `handlers`).
 
 mod cwd;
+mod exe;
 mod handlers;
 mod view;
 
@@ -177,6 +178,7 @@ impl Chroot {
                 view,
                 cwds: cwd::Cwds::new(node.vpath),
                 creds: Arc::default(),
+                exes: exe::Exes::default(),
             }),
             host_cwd,
         })
@@ -233,13 +235,6 @@ impl Enforcement for Chroot {
         crate::paths::install(filter)?;
         filter.refuse_undecided(NO_XATTR, libc::ENOTSUP)?;
         filter.refuse_undecided(NO_PATH, libc::EACCES)?;
-        if let Some(nr) = crate::syscalls::number(filter.arch(), "socket") {
-            filter.refuse_first(
-                nr,
-                vec![ArgCheck::new(0, 0xffff_ffff, libc::AF_UNIX as u64)],
-                libc::EACCES,
-            )?;
-        }
         if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
             // The kernel reads the request as a 32-bit `unsigned int`.
             for &req in INODE_IOCTLS {
@@ -258,5 +253,16 @@ impl Enforcement for Chroot {
 
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
         crate::paths::install_view(install.filter)
+    }
+
+    fn start(
+        &self,
+        _env: &crate::supervisor::enforcement::StartEnv<'_>,
+    ) -> Result<Option<crate::supervisor::enforcement::Running>> {
+        let paths = Arc::new(handlers::UnixView(Arc::clone(&self.shared)));
+        let hook = crate::net::UnixPathHook(Arc::clone(&paths) as Arc<dyn crate::net::UnixPaths>);
+        Ok(Some(
+            crate::supervisor::enforcement::Running::new(paths).with_service(Arc::new(hook)),
+        ))
     }
 }

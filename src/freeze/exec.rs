@@ -479,6 +479,9 @@ impl ExecFreeze<'_> {
             // Before the answer: the program's own execs are frozen.
             self.argv.launcher_done();
         }
+        if cont && !self.launcher {
+            self.argv.tracer.before_reissued_answer(notif.pid as i32);
+        }
         let sent = self.core.answer(notif, action);
         let expect = match (
             cont && sent == Sent::Delivered,
@@ -775,6 +778,7 @@ pub(super) fn start_reissue(
         tgid: crate::handler::thread_group_of(tid).unwrap_or(tid),
     };
     let mut numbers = Vec::with_capacity(r.files.len());
+    let mut added = Vec::with_capacity(r.files.len());
     for f in &r.files {
         let req = seccomp::SeccompNotifAddfd {
             id: notif.id,
@@ -784,14 +788,19 @@ pub(super) fn start_reissue(
             newfd_flags: libc::O_CLOEXEC as u32,
         };
         match seccomp::addfd(core.listener(), &req) {
-            Ok(n) => numbers.push(n),
+            Ok(n) => {
+                numbers.push(n);
+                if let Ok(st) = crate::sys::path::fstat(f.as_fd()) {
+                    added.push((n, (st.dev, st.ino)));
+                }
+            }
             Err(e) => {
                 log::debug!("pid {tid}: cannot add a file for a re-issued call: {e}");
                 return refused;
             }
         }
     }
-    let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers) else {
+    let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers, added) else {
         return refused;
     };
     if let Err(why) = argv.tracer.reissue(caller, rw) {

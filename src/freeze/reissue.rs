@@ -32,10 +32,16 @@
 //!
 //! # Limits
 //!
-//! - The added fds are close-on-exec: a re-issued exec that fails leaves
-//!   them open in the program (one per failed exec; the chroot checks what
-//!   it can first, so that only an exec the kernel itself refuses late,
-//!   `ENOEXEC` or `E2BIG`, leaves one).
+//! - The added fds are close-on-exec, and closed by the task itself when a
+//!   re-issued exec fails ([`close_added`]): the exec freeze has the task
+//!   interrupted before the re-issued call is let through, so that a
+//!   refusal by the kernel (`ETXTBSY`, `E2BIG`, `ENOMEM`...) stops it at
+//!   the call's return. The chroot also checks first what the kernel would
+//!   refuse (rights, `noexec`, `#!` lines, a file it cannot load:
+//!   `ENOEXEC`). Left open: a re-issued call refused by the supervisor's
+//!   own decision (its freeze failing: `EPERM`), a task whose seccomp wait
+//!   is not killable-only (no `WAIT_KILLABLE_RECV`: its interrupt is asked
+//!   after the answer and may stop it later), or one a signal stops first.
 //! - A re-issued call that fails returns with its argument registers set
 //!   to the re-issued values (the C library's wrappers and every calling
 //!   convention treat them as clobbered by the call).
@@ -62,7 +68,13 @@ pub(crate) struct Rewrite {
     pub(crate) nr: u64,
     /// [`ReArg::File`] replaced by the numbers.
     pub(crate) args: Vec<ReArg>,
+    /// The files added to the task for it, closed if the re-issued call
+    /// fails ([`close_added`]).
+    pub(crate) added: Added,
 }
+
+/// Files a re-issue added to a task: `(number, (st_dev, st_ino))`.
+pub(crate) type Added = Vec<(i32, (u64, u64))>;
 
 /// Whether re-issuing is implemented on this architecture.
 pub(crate) const fn supported() -> bool {
@@ -71,7 +83,7 @@ pub(crate) const fn supported() -> bool {
 
 /// The rewrite of `r`, with its file `i` at number `numbers[i]` in the
 /// task, for trapped call `trapped`.
-pub(crate) fn rewrite(r: &Reissue, trapped: u64, numbers: &[i32]) -> Option<Rewrite> {
+pub(crate) fn rewrite(r: &Reissue, trapped: u64, numbers: &[i32], added: Added) -> Option<Rewrite> {
     fn map(a: &ReArg, numbers: &[i32]) -> Option<ReArg> {
         Some(match a {
             ReArg::File(i) => ReArg::Value(*numbers.get(*i)? as u64),
@@ -87,6 +99,7 @@ pub(crate) fn rewrite(r: &Reissue, trapped: u64, numbers: &[i32]) -> Option<Rewr
     Some(Rewrite {
         trapped,
         nr: r.nr,
+        added,
         args: r
             .args
             .iter()
@@ -257,6 +270,70 @@ pub(crate) fn apply(_tid: i32, _rw: &Rewrite) -> Result<(), NotMade> {
     Err(NotMade::Unsupported)
 }
 
+/// Closes in `tid` the files `added` that a re-issued call `nr` had added
+/// to it, when that call failed: `tid` is stopped at its return (the
+/// exec freeze's trap after a failed exec), the call's first argument the
+/// first file. Each `close` is made by the task itself: its registers set
+/// to `close(fd)` at the `syscall` instruction, one instruction stepped
+/// (`PTRACE_SINGLESTEP` stops it right after the call), then its registers
+/// put back as the failed call left them (its errno in `rax`). A file is
+/// closed only if that number still holds it. `root`: the sandbox's first
+/// process (its exit is left to its parent). Returns the signal of a stop
+/// that came instead of the step (to be delivered), or 0.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn close_added(tid: i32, nr: u64, added: &Added, root: bool) -> Result<i32, NotMade> {
+    use crate::sys::ptrace::{self, TraceeState};
+    use std::os::unix::fs::MetadataExt;
+    let saved = ptrace::get_regs(tid).map_err(NotMade::Io)?;
+    let failed = (saved.rax as i64) < 0 && (saved.rax as i64) >= -4095;
+    let first = added.first().map(|a| a.0 as u64);
+    if saved.orig_rax != nr || !failed || first != Some(saved.rdi) {
+        return Err(NotMade::Elsewhere(
+            "not the failed return of the re-issued call",
+        ));
+    }
+    for &(fd, id) in added {
+        let same = std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == id);
+        if !same {
+            continue;
+        }
+        let mut regs = saved;
+        regs.rax = libc::SYS_close as u64;
+        regs.rdi = fd as u64;
+        regs.orig_rax = u64::MAX;
+        regs.rip = saved.rip - 2;
+        ptrace::set_regs(tid, &regs).map_err(NotMade::Io)?;
+        ptrace::single_step(tid).map_err(NotMade::Io)?;
+        let stop = ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)?;
+        match stop {
+            Some(TraceeState::Signal(libc::SIGTRAP)) => {}
+            Some(TraceeState::Signal(sig)) => {
+                // A signal stopped it first: the call may not have run.
+                ptrace::set_regs(tid, &saved).map_err(NotMade::Io)?;
+                return Ok(sig);
+            }
+            Some(TraceeState::Gone) | None => {
+                return Err(NotMade::Elsewhere("gone while its files were closed"))
+            }
+            Some(_) => {}
+        }
+    }
+    ptrace::set_regs(tid, &saved).map_err(NotMade::Io)?;
+    Ok(0)
+}
+
+/// See the x86_64 version: not implemented here.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn close_added(
+    _tid: i32,
+    _nr: u64,
+    _added: &Added,
+    _root: bool,
+) -> Result<i32, NotMade> {
+    Err(NotMade::Unsupported)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,8 +378,8 @@ mod tests {
             args: vec![ReArg::File(0), ReArg::Value(5)],
             files: Vec::new(),
         };
-        let rw = rewrite(&r, 59, &[9]).expect("rewrite");
+        let rw = rewrite(&r, 59, &[9], Vec::new()).expect("rewrite");
         assert_eq!(rw.args, vec![ReArg::Value(9), ReArg::Value(5)]);
-        assert!(rewrite(&r, 59, &[]).is_none());
+        assert!(rewrite(&r, 59, &[], Vec::new()).is_none());
     }
 }

@@ -76,6 +76,9 @@ enum Request {
         rewrite: Box<Rewrite>,
         reply: Sender<Result<(), FreezeError>>,
     },
+    /// Interrupt this tracee now: the exec it re-issued is about to be let
+    /// through (see [`Tracer::before_reissued_answer`]).
+    Interrupt { tid: i32, reply: Sender<()> },
 }
 
 /// Watcher threads at most (one per exec awaited at once; further execs
@@ -237,6 +240,9 @@ pub(crate) struct Tracer {
     /// The loop, until its thread is started by the first freeze: a
     /// sandbox whose only exec is its launcher's starts none.
     idle: Mutex<Option<Loop>>,
+    /// Tasks whose trapped call the loop re-issued, until their re-issued
+    /// call is answered (shared with the loop).
+    reissued: Arc<Mutex<std::collections::HashSet<i32>>>,
 }
 
 impl std::fmt::Debug for Tracer {
@@ -273,7 +279,9 @@ impl Tracer {
             map: Mutex::new(HashMap::new()),
             listener,
         });
+        let reissued = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let state = Loop {
+            reissued: Arc::clone(&reissued),
             root,
             supervisor: std::process::id() as i32,
             in_flight: Arc::clone(&in_flight),
@@ -285,12 +293,14 @@ impl Tracer {
                 spawned: 0,
             },
             watched: std::collections::HashSet::new(),
+            added: HashMap::new(),
         };
         Ok(Tracer {
             inbox,
             next_job: AtomicU64::new(1),
             in_flight,
             idle: Mutex::new(Some(state)),
+            reissued,
         })
     }
 
@@ -340,6 +350,24 @@ impl Tracer {
     /// if it was let through, `None` if it was not.
     pub(crate) fn finish(&self, job: u64, expect: Option<Box<Expected>>) {
         let _ = self.inbox.send(Request::Finish { job, expect });
+    }
+
+    /// Before an exec of `tid` is let through: if it is a call this tracer
+    /// re-issued, has `tid` interrupted now, so that if the kernel refuses
+    /// the exec the task stops right at its return, where the files the
+    /// re-issue added are closed ([`reissue::close_added`]); an interrupt
+    /// asked after the answer may come when the task has run on. Asked once
+    /// per re-issue: where the seccomp wait is not killable-only the
+    /// interrupt cuts it short and the call is trapped again, then
+    /// answered without it.
+    pub(crate) fn before_reissued_answer(&self, tid: i32) {
+        if !self.reissued.lock().remove(&tid) {
+            return;
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if self.inbox.send(Request::Interrupt { tid, reply }) {
+            let _ = answer.recv_timeout(STOP_TIMEOUT);
+        }
     }
 
     /// Has the trapped call of `caller` re-issued as `rewrite` says
@@ -448,6 +476,8 @@ struct Job {
 }
 
 struct Loop {
+    /// See [`Tracer::reissued`].
+    reissued: Arc<Mutex<std::collections::HashSet<i32>>>,
     root: i32,
     supervisor: i32,
     in_flight: Arc<InFlight>,
@@ -457,7 +487,14 @@ struct Loop {
     watchers: Watchers,
     /// Tracees a watcher waits on and has not reported yet: not polled.
     watched: std::collections::HashSet<i32>,
+    /// Tasks whose trapped call was re-issued (kept when they are let go
+    /// until the re-issued call traps): its number and the files it
+    /// added, closed if it fails ([`reissue::close_added`]).
+    added: HashMap<i32, (u64, reissue::Added)>,
 }
+
+/// Re-issued calls remembered before the gone tasks are swept out.
+const MAX_ADDED: usize = 256;
 
 impl Loop {
     fn run(mut self, inbox: &Inbox) {
@@ -544,6 +581,14 @@ impl Loop {
                 let r = self.start_reissue(caller, rewrite);
                 let _ = reply.send(r);
             }
+            Request::Interrupt { tid, reply } => {
+                if let Some(e) = self.table.get_mut(&tid) {
+                    if e.st == St::Running && !e.interrupted && ptrace::interrupt(tid).is_ok() {
+                        e.interrupted = true;
+                    }
+                }
+                let _ = reply.send(());
+            }
             Request::Finish { job, expect } => {
                 let Some(j) = self.jobs.iter_mut().find(|j| j.id == job) else {
                     return; // it failed and ended already
@@ -583,6 +628,40 @@ impl Loop {
                     }
                 }
             }
+        }
+    }
+
+    /// The re-issued call `nr` of `tid` added the files `added`.
+    fn note_added(&mut self, tid: i32, nr: u64, added: reissue::Added) {
+        let mut reissued = self.reissued.lock();
+        if self.added.len() >= MAX_ADDED {
+            self.added.retain(|t, _| task_state(*t).is_some());
+            reissued.retain(|t| task_state(*t).is_some());
+        }
+        self.added.insert(tid, (nr, added));
+        reissued.insert(tid);
+    }
+
+    /// After a failed exec of `tid` (stopped, with signal `sig`): closes the
+    /// files a re-issue added for that exec, if it was one
+    /// ([`reissue::close_added`]); a signal that stopped it meanwhile is
+    /// kept for its release.
+    fn close_added(&mut self, tid: i32, sig: i32) {
+        let Some((nr, added)) = self.added.remove(&tid) else {
+            return;
+        };
+        let Some(e) = self.table.get_mut(&tid) else {
+            return;
+        };
+        match reissue::close_added(tid, nr, &added, tid == self.root) {
+            Ok(0) => log::debug!("task {tid}: the failed re-issued call's files closed"),
+            Ok(other) => {
+                log::debug!("task {tid}: signal {other} came while its files were closed");
+                if sig == 0 {
+                    e.st = St::Stopped(other);
+                }
+            }
+            Err(why) => log::debug!("task {tid}: files of a re-issued call left open ({why})"),
         }
     }
 
@@ -829,7 +908,12 @@ impl Loop {
                     if let Some(rw) = e.rewrite.take() {
                         if matches!(e.st, St::Stopped(_)) {
                             match reissue::apply(tid, &rw) {
-                                Ok(()) => log::debug!("task {tid}: trapped call re-issued"),
+                                Ok(()) => {
+                                    log::debug!("task {tid}: trapped call re-issued");
+                                    if !rw.added.is_empty() {
+                                        self.note_added(tid, rw.nr, rw.added);
+                                    }
+                                }
                                 Err(why) => log::warn!(
                                     "task {tid}: the trapped call cannot be re-issued ({why}); it fails with EACCES"
                                 ),
@@ -1015,6 +1099,10 @@ impl Loop {
                 e.caller_of = None;
                 e.interrupted = true;
             }
+            // Close-on-exec: the exec closed them.
+            for t in [pid, caller.tid, caller.tgid] {
+                self.added.remove(&t);
+            }
             for t in [caller.tid, caller.tgid] {
                 if t != pid {
                     if let Some(e) = self.table.get_mut(&t) {
@@ -1028,7 +1116,10 @@ impl Loop {
         }
         match self.table.get(&caller.tid).map(|e| e.st) {
             // Trapped or signalled without an exec event: the exec failed.
-            Some(St::Stopped(_)) => true,
+            Some(St::Stopped(sig)) => {
+                self.close_added(caller.tid, sig);
+                true
+            }
             Some(St::Running) => {
                 if Instant::now() > self.jobs[pos].deadline {
                     log::error!(

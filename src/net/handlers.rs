@@ -47,9 +47,10 @@ impl Network {
     /// program's behalf and `getsockname`/`getpeername` translated.
     ///
     /// With `chroot` (a chroot view is set up), `AF_UNIX` pathnames given to
-    /// `bind`, `connect` and the sends are refused with `EACCES`: the kernel
-    /// would resolve them in the host's root, not in the view. `bind` is
-    /// then made on the program's behalf too.
+    /// `bind`, `connect` and the sends are resolved by the view (its
+    /// `UnixPathHook`), refused with `EACCES` without one: the kernel would
+    /// resolve them in the host's root. `bind` is then made on the
+    /// program's behalf too.
     pub(crate) fn new(policy: &NetPolicy, remap: bool, chroot: bool) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
         let mut enforcer = Enforcer::new(Arc::clone(&resolved));

@@ -63,3 +63,4 @@ pub use policy::{
 };
 pub(crate) use remap::{PortHook, PortRemap};
 pub use spec::{NetSpecError, NetSpecErrorKind, RuleKind};
+pub(crate) use unix::{UnixPathHook, UnixPaths};

@@ -94,8 +94,9 @@ pub(crate) struct Enforcer {
     unprivileged_port_start: u16,
     /// Blocking calls in flight, cancelled when their program is gone.
     canceller: Option<Arc<Canceller>>,
-    /// Under a chroot: `AF_UNIX` pathnames are refused (`EACCES`), as the
-    /// program's root is not the view's (its paths would be the host's).
+    /// Under a chroot: `AF_UNIX` pathnames are refused (`EACCES`) unless
+    /// the view resolves them (a [`unix::UnixPathHook`] service): the
+    /// program's kernel root is not the view's.
     pub(crate) refuse_unix_paths: bool,
 }
 
@@ -484,10 +485,15 @@ impl Enforcer {
                         Some((UnixDest::Abstract(name), None))
                     }
                     UnixAddr::Path(p) => {
-                        self.unix_path_allowed(&p)?;
-                        let view = unix::view(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
-                        let r = as_program(&sock.creds, || unix::resolve(&view))
-                            .map_err(|e| errno(io_errno(&e)))?;
+                        let r = if let Some(hook) = cx.service::<unix::UnixPathHook>() {
+                            let fd = hook.0.socket(cx, &p).map_err(errno)?;
+                            unix::Resolved::of(fd).map_err(|e| errno(io_errno(&e)))?
+                        } else {
+                            self.unix_path_allowed(&p)?;
+                            let view = unix::view(cx.pid(), &p).map_err(|e| errno(io_errno(&e)))?;
+                            as_program(&sock.creds, || unix::resolve(&view))
+                                .map_err(|e| errno(io_errno(&e)))?
+                        };
                         Some((UnixDest::Path(r.real.clone()), Some(r)))
                     }
                 };
@@ -649,7 +655,10 @@ impl Enforcer {
             Family::Ip | Family::Other => {}
             Family::Unix => match unix::parse(&addr).map_err(errno)? {
                 UnixAddr::Path(p) => {
-                    self.unix_path_allowed(&p)?;
+                    let hook = cx.service::<unix::UnixPathHook>();
+                    if hook.is_none() {
+                        self.unix_path_allowed(&p)?;
+                    }
                     let tid = cx.pid();
                     let umask = read_status(&tid.to_string())
                         .and_then(|s| status_field(&s, "Umask:"))
@@ -659,7 +668,11 @@ impl Enforcer {
                     // the program's working directory (its socket's name is
                     // then what it gave). Else: the parent directory resolved
                     // in its root, and the last component.
-                    let (dir, bind_addr) = if unix::same_view(tid) {
+                    // A view of a feature's (a chroot's): its directory.
+                    let (dir, bind_addr) = if let Some(hook) = hook {
+                        let (dir, name) = hook.0.parent(cx, &p).map_err(errno)?;
+                        (dir, unix::path_addr(&name))
+                    } else if unix::same_view(tid) {
                         let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
                         (cwd, addr.clone())
                     } else {

@@ -5,7 +5,9 @@
 //! directory, from `/proc/<tid>/root` and `/proc/<tid>/cwd`) with
 //! `openat2(RESOLVE_IN_ROOT)` into an `O_PATH` descriptor; the call is then
 //! made to `/proc/self/fd/<n>`, which names exactly the inode that was
-//! checked. Used by `onbehalf`; uses `sys`.
+//! checked. A feature that shows the program another root than its
+//! kernel one (the chroot view) resolves the pathnames itself, through a
+//! [`UnixPathHook`] service. Used by `onbehalf`; uses `sys`.
 
 use std::ffi::CString;
 use std::io;
@@ -67,6 +69,24 @@ pub(crate) fn path_addr(path: &[u8]) -> Vec<u8> {
     b
 }
 
+/// Resolves the program's unix socket pathnames in a view the kernel does
+/// not know (a chroot's), with the task's rights, symlinks and `..` kept
+/// inside it. Errors are errnos for the program.
+pub(crate) trait UnixPaths: Send + Sync {
+    /// The socket file `path` names (`O_PATH`), for `connect` and sends.
+    fn socket(&self, cx: &crate::handler::HandlerCtx<'_>, path: &[u8]) -> Result<OwnedFd, i32>;
+    /// The directory (`O_PATH`) a `bind` to `path` makes its socket in,
+    /// and the socket's name there.
+    fn parent(
+        &self,
+        cx: &crate::handler::HandlerCtx<'_>,
+        path: &[u8],
+    ) -> Result<(OwnedFd, Vec<u8>), i32>;
+}
+
+/// The service a feature publishes to resolve unix pathnames ([`UnixPaths`]).
+pub(crate) struct UnixPathHook(pub(crate) std::sync::Arc<dyn UnixPaths>);
+
 /// A pathname the program gave, resolved in its view.
 pub(crate) struct Resolved {
     /// `O_PATH` descriptor of the file (or of the parent directory, for a bind).
@@ -76,6 +96,12 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
+    /// The file `fd` names, with its place in the supervisor's view.
+    pub(crate) fn of(fd: OwnedFd) -> io::Result<Resolved> {
+        let real = real_path(fd.as_fd())?;
+        Ok(Resolved { fd, real })
+    }
+
     /// The address that reaches this very inode from the supervisor.
     pub(crate) fn proc_addr(&self) -> Vec<u8> {
         path_addr(format!("/proc/self/fd/{}", self.fd.as_raw_fd()).as_bytes())

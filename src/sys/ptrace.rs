@@ -30,6 +30,12 @@ pub fn interrupt(tid: i32) -> io::Result<()> {
     request(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
 }
 
+/// `PTRACE_SINGLESTEP`: run one instruction of a stopped tracee, then stop
+/// it with `SIGTRAP`.
+pub fn single_step(tid: i32) -> io::Result<()> {
+    request(libc::PTRACE_SINGLESTEP, tid, 0, 0).map(drop)
+}
+
 /// `PTRACE_DETACH`, delivering `sig` (0 for none).
 pub fn detach(tid: i32, sig: i32) -> io::Result<()> {
     request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)

@@ -1,0 +1,373 @@
+//! A rootfs with its own ELF loader (`unotify run --chroot DIR`): the
+//! interpreter a program names (`PT_INTERP`) is the view's file at that
+//! path, not the host's. The rootfs here has its own `/lib64` with a copy
+//! of the host's loader (another file than the host's at that path) and a
+//! loader at a path only the view has; the toolchain is mounted. Real
+//! programs run in it (a shell, a `#!` script, make of a C project,
+//! python), and an attack swaps the interpreter path with a thread while
+//! a program whose `PT_INTERP` names, on the host, a program outside the
+//! view is run in a bounded loop: the outside program never runs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The host's ELF loader, as the kernel finds it.
+fn host_loader() -> PathBuf {
+    std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("the host's x86_64 loader")
+}
+
+/// A rootfs whose `/lib64/ld-linux-x86-64.so.2` and
+/// `/opt/ld/ld-view.so.2` are copies of the host's loader; `/usr`, `/bin`,
+/// `/sbin`, `/lib` and `/dev` mounted read-only, `/proc` too.
+struct Rootfs {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn rootfs() -> Rootfs {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    for d in [
+        "tmp",
+        "proc",
+        "work",
+        "etc/alternatives",
+        "dev",
+        "lib64",
+        "opt/ld",
+    ] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy(host_loader(), root.join("lib64/ld-linux-x86-64.so.2")).expect("copy");
+    std::fs::copy(host_loader(), root.join("opt/ld/ld-view.so.2")).expect("copy");
+    Rootfs { _tmp: tmp, root }
+}
+
+fn cli(r: &Rootfs) -> Vec<String> {
+    let mut v = vec![
+        "run".to_owned(),
+        "--chroot".into(),
+        r.root.display().to_string(),
+    ];
+    for m in ["/usr", "/bin", "/sbin", "/lib", "/etc/alternatives"] {
+        if Path::new(m).is_dir() {
+            v.extend(["--mount".into(), format!("{m}:{m}:ro")]);
+        }
+    }
+    v.extend(["--mount".into(), "/dev:/dev:ro".into()]);
+    v.extend(["--mount".into(), "/proc:/proc:ro".into()]);
+    v
+}
+
+/// Prints what it sees of itself; `again` execs `/proc/self/exe`.
+const SELF_C: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "again") == 0) {
+        char *a[] = {"renamed", "from-exe", 0};
+        execv("/proc/self/exe", a);
+        perror("execv");
+        return 1;
+    }
+    char exe[512] = {0};
+    if (readlink("/proc/self/exe", exe, sizeof exe - 1) < 0) strcpy(exe, "?");
+    printf("%s argv0=%s execfn=%s exe=%s\n", argc > 1 ? argv[1] : "-", argv[0],
+           (const char *)getauxval(AT_EXECFN), exe);
+    return 0;
+}
+"#;
+
+fn place(r: &Rootfs, from: &Path, to: &str) {
+    let dest = r.root.join(to.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).expect("mkdir");
+    std::fs::copy(from, &dest).expect("copy into the rootfs");
+}
+
+#[test]
+fn programs_run_with_the_views_own_loader() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "own loader");
+    let r = rootfs();
+    // Linked against the host's loader path, which is the rootfs's copy.
+    place(
+        &r,
+        &common::build_c("loader_self", SELF_C, &[]),
+        "/work/prog",
+    );
+    // A loader only the view has.
+    let only = common::build_c(
+        "loader_self_view_only",
+        SELF_C,
+        &["-Wl,--dynamic-linker=/opt/ld/ld-view.so.2"],
+    );
+    place(&r, &only, "/opt/bin/viewld");
+    let script = r.root.join("work/script");
+    std::fs::write(&script, "#!/bin/sh\necho \"script $0 [$1]\"\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let proj = r.root.join("work/proj");
+    common::c_project(&proj, 4);
+    let cmd = "cd /work && ./prog a && ./prog again && ./script 'x y' && /opt/bin/viewld b \
+               && PATH=/opt/bin:$PATH viewld c \
+               && (cd proj && make -j4 >/dev/null && ./prog) \
+               && python3 -c \"import subprocess; print(subprocess.run(['/work/prog', 'py'], capture_output=True, text=True).stdout.strip())\"";
+    let mut args = cli(&r);
+    args.extend(["--".into(), "/bin/sh".into(), "-c".into(), cmd.into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::run_unotify(&args);
+    assert_eq!(common::stderr_of(&out), "", "the programs printed errors");
+    assert_eq!(
+        common::stdout_of(&out),
+        format!(
+            "a argv0=./prog execfn=./prog exe=/work/prog\n\
+             from-exe argv0=renamed execfn=/proc/self/exe exe=/work/prog\n\
+             script ./script [x y]\n\
+             b argv0=/opt/bin/viewld execfn=/opt/bin/viewld exe=/opt/bin/viewld\n\
+             c argv0=viewld execfn=/opt/bin/viewld exe=/opt/bin/viewld\n\
+             sum={}\n\
+             py argv0=/work/prog execfn=/work/prog exe=/work/prog\n",
+            common::c_project_sum(4)
+        )
+    );
+    assert!(out.status.success());
+}
+
+/// A static program with no libc that stands for a file outside the view:
+/// writes its mark and exits 0 (as an ELF interpreter as well).
+const OUTSIDE_C: &str = r#"
+void _start(void) {
+    static const char m[] = "OUTSIDE-LOADER-RAN\n";
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(1), "D"(1), "S"(m), "d"(sizeof m - 1)
+                     : "rcx", "r11", "memory");
+    __asm__ volatile("syscall" : : "a"(60), "D"(0));
+    for (;;) {}
+}
+"#;
+
+/// In the view: `argv[1]` the directory holding the interpreter `ld.so`
+/// (a copy of the loader kept as `ld.real`), `argv[2]` the program naming
+/// it, `argv[3]` the rounds. A thread swaps `ld.so` between the loader and
+/// symlinks that reach, on the host, the outside program; the main thread
+/// runs the program and counts what ran.
+const ATTACK_C: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static const char *dir;
+static volatile int stop;
+static void *swapper(void *arg) {
+    char so[512], t1[512], t2[512], real[512], abs_link[600];
+    (void)arg;
+    snprintf(so, sizeof so, "%s/ld.so", dir);
+    snprintf(t1, sizeof t1, "%s/t1", dir);
+    snprintf(t2, sizeof t2, "%s/t2", dir);
+    snprintf(real, sizeof real, "%s/ld.real", dir);
+    /* On the host this names the outside program; `..` past the root. */
+    snprintf(abs_link, sizeof abs_link, "/../../../..%s/marker", dir);
+    for (unsigned i = 0; !stop; i++) {
+        unlink(t1);
+        if (symlink(i % 2 ? abs_link : "marker", t1) == 0) rename(t1, so);
+        unlink(t2);
+        if (link(real, t2) == 0) rename(t2, so);
+    }
+    return 0;
+}
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    dir = argv[1];
+    int n = atoi(argv[3]), outside = 0, ran = 0, refused = 0;
+    pthread_t t;
+    if (pthread_create(&t, 0, swapper, 0)) return 2;
+    for (int i = 0; i < n; i++) {
+        int p[2];
+        if (pipe(p)) return 2;
+        pid_t k = fork();
+        if (k == 0) {
+            dup2(p[1], 1);
+            close(p[0]);
+            char *a[] = {argv[2], 0};
+            execv(argv[2], a);
+            _exit(100);
+        }
+        close(p[1]);
+        char b[256] = {0};
+        int len = 0, r;
+        while (len < 255 && (r = read(p[0], b + len, 255 - len)) > 0) len += r;
+        close(p[0]);
+        int st;
+        waitpid(k, &st, 0);
+        if (strstr(b, "OUTSIDE-LOADER-RAN")) outside++;
+        else if (strstr(b, "PROGRAM-RAN")) ran++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 100) refused++;
+    }
+    stop = 1;
+    pthread_join(t, 0);
+    printf("outside %d\nran %d\nrefused %d\n", outside, ran, refused);
+    return 0;
+}
+"#;
+
+/// The count `name N` in the attack's report.
+fn count(out: &str, name: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+}
+
+#[test]
+fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
+    let _w = common::watchdog(std::time::Duration::from_secs(180), "loader swap attack");
+    let r = rootfs();
+    // The interpreter's path: on the host the outside program, in the view
+    // the loader (swapped by the attack).
+    let host_dir = common::artefact_dir().join("chroot_loader_attack");
+    std::fs::create_dir_all(&host_dir).expect("mkdir");
+    let outside = common::build_c(
+        "chroot_loader_outside",
+        OUTSIDE_C,
+        &["-static", "-nostdlib"],
+    );
+    for name in ["ld.so", "marker"] {
+        let at = host_dir.join(name);
+        if !at.exists() {
+            let tmp = host_dir.join(format!("{name}.{}", std::process::id()));
+            std::fs::copy(&outside, &tmp).expect("copy");
+            std::fs::rename(&tmp, &at).expect("rename");
+        }
+    }
+    let flag = format!("-Wl,--dynamic-linker={}/ld.so", host_dir.display());
+    let prog = common::build_c(
+        "chroot_loader_prog",
+        "#include <stdio.h>\nint main(void) { puts(\"PROGRAM-RAN\"); return 0; }\n",
+        &[&flag],
+    );
+    // Bare, the kernel loads the outside program.
+    let bare = std::process::Command::new(&prog).output().expect("run");
+    assert!(common::stdout_of(&bare).contains("OUTSIDE-LOADER-RAN"));
+    let view_dir = r.root.join(host_dir.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&view_dir).expect("mkdir");
+    std::fs::copy(host_loader(), view_dir.join("ld.so")).expect("copy");
+    std::fs::copy(host_loader(), view_dir.join("ld.real")).expect("copy");
+    place(&r, &prog, "/work/prog");
+    place(
+        &r,
+        &common::build_c("chroot_loader_attack", ATTACK_C, &["-pthread"]),
+        "/work/attack",
+    );
+    let mut args = cli(&r);
+    let d = host_dir.display().to_string();
+    args.extend([
+        "--".into(),
+        "/work/attack".into(),
+        d,
+        "/work/prog".into(),
+        "150".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::run_unotify(&args);
+    let text = common::stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    println!("{text}");
+    assert_eq!(
+        count(&text, "outside"),
+        0,
+        "the host's file was loaded: {text}"
+    );
+    assert!(
+        count(&text, "ran") > 0,
+        "the view's loader never ran: {text}"
+    );
+}
+
+/// In the view: execs each of `argv[3..]` (files the kernel cannot load)
+/// and `argv[2]` (a program it holds open for writing: `ETXTBSY`, which
+/// the kernel finds only when it opens the file) `argv[1]` times and
+/// counts the fds it has after each failure beyond those it had before.
+const FAILED_EXEC_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+int main(int argc, char **argv) {
+    int busy = open(argv[2], O_WRONLY);
+    if (busy < 0) return 2;
+    int rounds = atoi(argv[1]), before = open_fds(), leaked = 0, enoexec = 0, txtbsy = 0;
+    for (int i = 0; i < rounds; i++) {
+        for (int f = 2; f < argc; f++) {
+            char *a[] = {argv[f], 0};
+            execv(argv[f], a);
+            enoexec += errno == ENOEXEC;
+            txtbsy += errno == ETXTBSY;
+            int now = open_fds();
+            if (now > before) leaked += now - before;
+        }
+    }
+    printf("leaked %d\nenoexec %d\ntxtbsy %d\n", leaked, enoexec, txtbsy);
+    return 0;
+}
+"#;
+
+#[test]
+fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "failed exec fds");
+    let r = rootfs();
+    place(
+        &r,
+        &common::build_c("chroot_failed_exec", FAILED_EXEC_C, &[]),
+        "/work/failed",
+    );
+    let write_exe = |name: &str, bytes: &[u8]| {
+        let p = r.root.join("work").join(name);
+        std::fs::write(&p, bytes).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    // Neither ELF nor `#!` (a shell runs it itself: its fd table must
+    // stay as it was).
+    write_exe("garbage", b"echo no-hash-bang-line\n");
+    // An ELF file for another machine.
+    let mut elf = std::fs::read(host_loader()).expect("read");
+    elf[0x12] = 0x28; // EM_ARM
+    elf[0x13] = 0;
+    write_exe("other-machine", &elf);
+    // A static program (the view's loader would open a dynamic one for
+    // reading only): the kernel refuses it while it is open for writing.
+    let busy = common::build_c(
+        "chroot_loader_outside",
+        OUTSIDE_C,
+        &["-static", "-nostdlib"],
+    );
+    write_exe("busy", &std::fs::read(busy).expect("read"));
+    let mut args = cli(&r);
+    args.extend(
+        [
+            "--",
+            "/bin/sh",
+            "-c",
+            "/work/failed 25 /work/busy /work/garbage /work/other-machine && /work/garbage",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::run_unotify(&args);
+    let text = common::stdout_of(&out);
+    println!("{text}");
+    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    assert_eq!(count(&text, "enoexec"), 50, "{text}");
+    assert_eq!(count(&text, "txtbsy"), 25, "{text}");
+    assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
+    assert!(text.ends_with("no-hash-bang-line\n"), "{text}");
+}
