@@ -1387,8 +1387,9 @@ impl SandboxProcesses {
 /// exits (seen by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)),
 /// what is left of the sandbox is killed, its cgroups removed and the
 /// supervisor stops; if this process dies first, a watchdog process does
-/// the same. Dropping a `Child` that has not been waited for kills the
-/// sandbox and waits.
+/// the same (one per process, started with its first sandbox and shared by
+/// the others; it exits with the process). Dropping a `Child` that has not
+/// been waited for kills the sandbox and waits.
 #[non_exhaustive]
 pub struct Child {
     pid: i32,
@@ -1432,18 +1433,11 @@ impl Child {
     }
 
     /// Says this process exits once the program has (a launcher such as
-    /// `unotify run`): when the sandbox ends, its watchdog process is left
-    /// to exit with this process rather than told to quit and waited for.
-    /// It shares this process's memory, so it is the one that frees it,
-    /// after this process's parent has been told of the exit: on a small
-    /// VM the end of a short run comes about 0.15 ms sooner. A process
-    /// that goes on living keeps one idle watchdog per such child until it
-    /// exits. The sandbox ends as always (killed, cgroups removed).
-    pub fn process_exits_after(&mut self) {
-        if let Some(c) = self.containment.as_mut() {
-            c.linger();
-        }
-    }
+    /// `unotify run`). Kept for compatibility; it changes nothing now: the
+    /// watchdog that ends the sandbox if this process dies is one per
+    /// process, shared by every sandbox it runs, and always exits with the
+    /// process (see [`Child`]).
+    pub fn process_exits_after(&mut self) {}
 
     /// A handle on this child's supervisor.
     pub fn supervisor(&self) -> Option<SupervisorHandle> {
