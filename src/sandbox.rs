@@ -1433,11 +1433,16 @@ impl Child {
     }
 
     /// Says this process exits once the program has (a launcher such as
-    /// `unotify run`). Kept for compatibility; it changes nothing now: the
-    /// watchdog that ends the sandbox if this process dies is one per
-    /// process, shared by every sandbox it runs, and always exits with the
-    /// process (see [`Child`]).
-    pub fn process_exits_after(&mut self) {}
+    /// `unotify run`): the sandbox's cgroup is then removed when it ends,
+    /// rather than kept, emptied, for the process's next sandbox (which
+    /// spares a spawn the making of one, about 30 µs of CPU here; a kept
+    /// one is removed when the process exits, by the watchdog, which is
+    /// one per process and exits with it: see [`Child`]).
+    pub fn process_exits_after(&mut self) {
+        if let Some(c) = self.containment.as_mut() {
+            c.keep_nothing();
+        }
+    }
 
     /// A handle on this child's supervisor.
     pub fn supervisor(&self) -> Option<SupervisorHandle> {

@@ -229,3 +229,52 @@ fn a_killed_host_ends_every_sandbox_it_ran() {
     let cgroups = cgroups_of(host_pid);
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
 }
+
+/// A sandbox's emptied cgroup is kept for the process's next sandbox (no
+/// directory made and removed per spawn), but only when nothing of the
+/// sandbox is left in it: a process that left the program's group
+/// (`setsid`) is killed at the end, and the next sandbox, in the same
+/// cgroup or not, holds none of the earlier one's processes.
+#[test]
+fn a_kept_cgroup_holds_nothing_of_the_sandbox_before() {
+    use std::io::Read;
+    let sandbox = unotify::Sandbox::builder().build().expect("build");
+    for round in 0..5 {
+        let mut child = sandbox
+            .spawn(
+                unotify::Command::new("/bin/sh")
+                    .args(["-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"])
+                    .stdout(unotify::Stdio::Piped),
+            )
+            .expect("spawn");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .unwrap();
+        let daemon: i32 = out.trim().parse().expect("the daemon's pid");
+        assert!(child.wait().unwrap().success());
+        let state = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        let alive = !state.is_empty() && !state.contains(") Z ");
+        if alive {
+            let _ = unotify::sys::process::kill(daemon, libc::SIGKILL);
+        }
+        assert!(
+            !alive,
+            "round {round}: the setsid'd sleep {daemon} outlived its sandbox"
+        );
+        // The next sandbox sees only its own processes.
+        let mut next = sandbox
+            .spawn(unotify::Command::new("/bin/sleep").arg("0.2"))
+            .expect("spawn the next");
+        let pids = next.processes().pids();
+        assert_eq!(
+            pids,
+            vec![next.pid() as i32],
+            "round {round}: the next sandbox holds {pids:?}"
+        );
+        assert!(next.wait().unwrap().success());
+    }
+}

@@ -602,6 +602,13 @@ fn kill_and_remove_by_path(plan: &KillPlan) {
 }
 
 fn end_with(plan: &KillPlan, fds: KillFds) {
+    kill_all(plan, fds);
+    remove_dirs(plan);
+}
+
+/// The kill of [`kill_and_remove`], without the removal: every process of
+/// the sandbox killed, and waited for until its membership list is empty.
+fn kill_all(plan: &KillPlan, fds: KillFds) {
     let pgid = plan.pgid.load(Ordering::Acquire);
     if pgid > 1 {
         // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
@@ -650,6 +657,10 @@ fn end_with(plan: &KillPlan, fds: KillFds) {
             sleep_ms(1);
         }
     }
+}
+
+/// Removes the sandbox's directories (emptied by [`kill_all`]).
+fn remove_dirs(plan: &KillPlan) {
     for dir in &plan.dirs {
         for _ in 0..2000 {
             // SAFETY: rmdir reads a NUL-terminated path owned by the plan.
@@ -683,6 +694,53 @@ pub struct Containment {
     /// Its place in the list the process's [`Watchdog`] ends at its death.
     registered: Option<Registration>,
     ended: bool,
+    /// Its one directory may serve the process's next sandbox ([`Spare`]).
+    reusable: bool,
+}
+
+/// The emptied cgroup of an ended sandbox, kept for the process's next one:
+/// a directory made and removed costs about 30 µs of CPU on every spawn of
+/// a host that runs many. Only a v2 membership cgroup without a memory
+/// limit (whose charges would carry over) is kept, only once its
+/// `cgroup.events` says nothing is left in it or beneath, and it stays in
+/// the watchdog's list, which removes it if this process dies or exits.
+/// [`Containment::keep_nothing`] is for a process that exits after its
+/// sandbox (`unotify run`): nothing of the sandbox may outlive it then.
+#[derive(Debug)]
+struct Spare {
+    /// The process it was made in (a child of `fork` has a copy).
+    owner: u32,
+    plan: Arc<KillPlan>,
+    registered: Option<Registration>,
+    v2_dir: OwnedFd,
+    procs: PathBuf,
+}
+
+/// The process's spare cgroup, if any.
+static SPARE: parking_lot::Mutex<Option<Spare>> = parking_lot::Mutex::new(None);
+
+impl Spare {
+    /// The spare of this process, if there is one.
+    fn take() -> Option<Spare> {
+        let me = std::process::id();
+        let mut spare = SPARE.lock();
+        match spare.take() {
+            Some(s) if s.owner == me => Some(s),
+            Some(s) => {
+                // Its parent's: not ours to use or remove.
+                std::mem::forget(s);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Whether the v2 cgroup whose `cgroup.procs` is `procs` has no process
+/// left in it or beneath it (its `cgroup.events`).
+fn unpopulated(procs: &Path) -> bool {
+    let events = procs.with_file_name("cgroup.events");
+    fs::read_to_string(events).is_ok_and(|t| t.lines().any(|l| l == "populated 0"))
 }
 
 fn open_file(path: &Path, flags: i32) -> io::Result<OwnedFd> {
@@ -701,6 +759,21 @@ impl Containment {
     /// has no other bound in place). Without any cgroup it still kills the
     /// process group (see [`set_group`](Self::set_group)).
     pub fn create(memory: Option<u64>) -> io::Result<Containment> {
+        if memory.is_none() {
+            if let Some(spare) = Spare::take() {
+                spare.plan.pgid.store(0, Ordering::Release);
+                return Ok(Containment {
+                    plan: spare.plan,
+                    joins: vec![(spare.procs.clone(), true)],
+                    v2_dir: Some(spare.v2_dir),
+                    members: Some(spare.procs),
+                    memory_cgroup: None,
+                    registered: spare.registered,
+                    ended: false,
+                    reusable: true,
+                });
+            }
+        }
         let name = fresh_name();
         // The first sandbox of this process probes with its own directory.
         let (contain, kept) = contain_modes(Some(&name));
@@ -715,6 +788,7 @@ impl Containment {
             memory_cgroup: None,
             registered: None,
             ended: false,
+            reusable: memory.is_none() && matches!(contain, ContainMode::CgroupV2Kill(_)),
         };
         let result = (|| -> io::Result<KillPlan> {
             let mut plan = KillPlan::new();
@@ -844,8 +918,16 @@ impl Containment {
     /// dies (started with the first sandbox of the process).
     pub fn arm(&mut self) -> io::Result<()> {
         Watchdog::ensure()?;
-        self.registered = Some(Registration::new(Arc::clone(&self.plan)));
+        if self.registered.is_none() {
+            self.registered = Some(Registration::new(Arc::clone(&self.plan)));
+        }
         Ok(())
+    }
+
+    /// Says this process exits once the sandbox has ended: its cgroup is
+    /// removed then, not kept for a next sandbox ([`Spare`]).
+    pub fn keep_nothing(&mut self) {
+        self.reusable = false;
     }
 
     /// The sandbox's memory cgroup, if one was made.
@@ -869,8 +951,53 @@ impl Containment {
         // told afterwards (the plan leaves its list); a watchdog that never
         // hears (this process died before) ends the sandbox again, which
         // is safe to repeat.
-        kill_and_remove(&self.plan);
+        if self.reusable {
+            if self.left_empty() && self.keep_as_spare() {
+                return;
+            }
+            kill_and_remove(&self.plan);
+        } else {
+            kill_and_remove(&self.plan);
+        }
         self.registered = None;
+    }
+
+    /// Whether the sandbox left nothing running (its process group killed
+    /// first): then its cgroup can be kept without a `cgroup.kill`. A
+    /// cgroup that was killed cannot be: a child cloned into it afterwards
+    /// (`CLONE_INTO_CGROUP`) is killed at once (seen on Linux 6.18: the
+    /// kill is remembered against the fork).
+    fn left_empty(&self) -> bool {
+        let pgid = self.plan.pgid.load(Ordering::Acquire);
+        if pgid > 1 {
+            // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
+            unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
+        }
+        let Some(procs) = self.plan.procs.as_ref() else {
+            return false;
+        };
+        each_listed(procs.as_raw_fd(), |_| {}) == 0
+            && self.members.as_deref().is_some_and(unpopulated)
+    }
+
+    /// Keeps the emptied cgroup for the process's next sandbox, if there is
+    /// no spare yet and nothing is left in it.
+    fn keep_as_spare(&mut self) -> bool {
+        let mut spare = SPARE.lock();
+        let (Some(procs), None) = (&self.members, spare.as_ref()) else {
+            return false;
+        };
+        if self.v2_dir.is_none() {
+            return false;
+        }
+        *spare = Some(Spare {
+            owner: std::process::id(),
+            plan: Arc::clone(&self.plan),
+            registered: self.registered.take(),
+            v2_dir: self.v2_dir.take().expect("checked above"),
+            procs: procs.clone(),
+        });
+        true
     }
 }
 

@@ -350,6 +350,9 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             return received.map_or(code, signals::die_of);
         }
     };
+    // This process exits right after the sandbox ends: nothing of it is
+    // kept for a next one.
+    child.process_exits_after();
     // The child is not reaped before `wait`, so its pid still names it.
     match pidfd::pidfd_open(child.pid() as i32, 0) {
         Ok(pidfd) => {
