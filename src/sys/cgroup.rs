@@ -990,6 +990,10 @@ impl Containment {
         if self.v2_dir.is_none() {
             return false;
         }
+        // The ended sandbox's group is not the next one's: the watchdog
+        // must not kill a group of that number (reused by then) if the
+        // process dies while the cgroup is only kept.
+        self.plan.pgid.store(0, Ordering::Release);
         *spare = Some(Spare {
             owner: std::process::id(),
             plan: Arc::clone(&self.plan),
