@@ -134,3 +134,147 @@ fn a_run_that_ends_at_once_leaves_nothing() {
         "the program's background sleep {bg} still runs: {state}"
     );
 }
+
+/// The host side of [`a_killed_host_ends_every_sandbox_it_ran`], run in a
+/// process of this test binary of its own: one sandbox (which starts the
+/// process's watchdog), then three more, each of whose programs leaves a
+/// process in a session of its own (out of its process group: only the
+/// cgroup finds it); their pids in `dir`, then it waits to be killed.
+fn killed_host(dir: &std::path::Path) -> ! {
+    let sandbox = unotify::Sandbox::builder().build().expect("build");
+    let first = sandbox
+        .run(&mut unotify::Command::new("/bin/true"))
+        .expect("the first sandbox");
+    assert!(first.success());
+    let mut running = Vec::new();
+    for i in 0..3 {
+        let script = format!(
+            "setsid sleep 300 & echo $! > {}/bg{i}.tmp && mv {0}/bg{i}.tmp {0}/bg{i}; exec sleep 300",
+            dir.display()
+        );
+        running.push(
+            sandbox
+                .spawn(unotify::Command::new("/bin/sh").args(["-c", &script]))
+                .expect("spawn"),
+        );
+    }
+    std::fs::write(dir.join("host"), std::process::id().to_string()).expect("write host pid");
+    std::thread::sleep(Duration::from_secs(600));
+    std::process::exit(1)
+}
+
+/// The watchdog that ends the sandboxes when their host dies is one per
+/// process, started with its first sandbox: the sandboxes started after
+/// it (whose cgroup files the host opened after the watchdog copied its
+/// fds) are ended too. A host (this test binary, re-run as one) runs a
+/// sandbox, then three whose programs each leave a process in a session of
+/// its own, and is killed (`SIGKILL`): none of the three may outlive it,
+/// and none of its cgroups.
+#[test]
+fn a_killed_host_ends_every_sandbox_it_ran() {
+    if let Some(dir) = std::env::var_os("UNOTIFY_TEST_KILLED_HOST") {
+        killed_host(std::path::Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_killed_host_ends_every_sandbox_it_ran",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("UNOTIFY_TEST_KILLED_HOST", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the host");
+    let _dog = common::watchdog(Duration::from_secs(60), "the killed host");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = |f: &str| dir.path().join(f).exists();
+    while !(ready("host") && (0..3).all(|i| ready(&format!("bg{i}")))) {
+        assert!(
+            Instant::now() < deadline,
+            "the host did not start its sandboxes"
+        );
+        assert!(host.try_wait().unwrap().is_none(), "the host ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid_in = |f: &str| -> i32 {
+        std::fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let host_pid = pid_in("host");
+    let bg: Vec<i32> = (0..3).map(|i| pid_in(&format!("bg{i}"))).collect();
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let alive = |p: &i32| {
+        let state = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        !state.is_empty() && !state.contains(") Z ")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (bg.iter().any(alive) || !cgroups_of(host_pid).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<i32> = bg.iter().copied().filter(alive).collect();
+    for p in &left {
+        let _ = unotify::sys::process::kill(*p, libc::SIGKILL);
+    }
+    eprintln!("killed host: {} of 3 left", left.len());
+    assert!(
+        left.is_empty(),
+        "{} of 3 outlived their killed host: {left:?}",
+        left.len()
+    );
+    let cgroups = cgroups_of(host_pid);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+}
+
+/// A sandbox's emptied cgroup is kept for the process's next sandbox (no
+/// directory made and removed per spawn), but only when nothing of the
+/// sandbox is left in it: a process that left the program's group
+/// (`setsid`) is killed at the end, and the next sandbox, in the same
+/// cgroup or not, holds none of the earlier one's processes.
+#[test]
+fn a_kept_cgroup_holds_nothing_of_the_sandbox_before() {
+    use std::io::Read;
+    let sandbox = unotify::Sandbox::builder().build().expect("build");
+    for round in 0..5 {
+        let mut child = sandbox
+            .spawn(
+                unotify::Command::new("/bin/sh")
+                    .args(["-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"])
+                    .stdout(unotify::Stdio::Piped),
+            )
+            .expect("spawn");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .unwrap();
+        let daemon: i32 = out.trim().parse().expect("the daemon's pid");
+        assert!(child.wait().unwrap().success());
+        let state = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        let alive = !state.is_empty() && !state.contains(") Z ");
+        if alive {
+            let _ = unotify::sys::process::kill(daemon, libc::SIGKILL);
+        }
+        assert!(
+            !alive,
+            "round {round}: the setsid'd sleep {daemon} outlived its sandbox"
+        );
+        // The next sandbox sees only its own processes.
+        let mut next = sandbox
+            .spawn(unotify::Command::new("/bin/sleep").arg("0.2"))
+            .expect("spawn the next");
+        let pids = next.processes().pids();
+        assert_eq!(
+            pids,
+            vec![next.pid() as i32],
+            "round {round}: the next sandbox holds {pids:?}"
+        );
+        assert!(next.wait().unwrap().success());
+    }
+}

@@ -32,10 +32,10 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::raw::syscall;
@@ -418,6 +418,9 @@ pub struct KillPlan {
     freezer: Option<OwnedFd>,
     /// `cgroup.procs` of the membership directory, opened for reading.
     procs: Option<OwnedFd>,
+    /// The paths of the three files above, for the [`Watchdog`], which has
+    /// fds of its own (it opens them when it ends the sandbox).
+    paths: [Option<CString>; 3],
     /// The program's process group (killed too: it is all there is without
     /// a cgroup).
     pgid: std::sync::atomic::AtomicI32,
@@ -425,12 +428,74 @@ pub struct KillPlan {
     dirs: Vec<CString>,
 }
 
+/// The open files a kill works on, borrowed from a [`KillPlan`] or opened
+/// from its paths.
+#[derive(Clone, Copy)]
+struct KillFds {
+    kill: Option<RawFd>,
+    freezer: Option<RawFd>,
+    procs: Option<RawFd>,
+}
+
 impl KillPlan {
-    fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
-        [&self.kill, &self.freezer, &self.procs]
-            .into_iter()
-            .flatten()
-            .map(|f| f.as_raw_fd())
+    fn new() -> KillPlan {
+        KillPlan {
+            kill: None,
+            freezer: None,
+            procs: None,
+            paths: [None, None, None],
+            pgid: std::sync::atomic::AtomicI32::new(0),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn fds(&self) -> KillFds {
+        let raw = |f: &Option<OwnedFd>| f.as_ref().map(|f| f.as_raw_fd());
+        KillFds {
+            kill: raw(&self.kill),
+            freezer: raw(&self.freezer),
+            procs: raw(&self.procs),
+        }
+    }
+
+    /// Opens `path` for the kill and records it for the watchdog.
+    fn open(&mut self, which: usize, path: &Path, flags: i32) -> io::Result<()> {
+        let fd = open_file(path, flags)?;
+        let slot = match which {
+            0 => &mut self.kill,
+            1 => &mut self.freezer,
+            _ => &mut self.procs,
+        };
+        *slot = Some(fd);
+        self.paths[which] = CString::new(path.as_os_str().as_bytes()).ok();
+        Ok(())
+    }
+}
+
+/// The open flags of the plan's three files.
+const KILL_FLAGS: [i32; 3] = [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY];
+
+/// Opens `path` with raw calls (the watchdog's side); `None` if it cannot.
+fn open_raw(path: &Option<CString>, flags: i32) -> Option<RawFd> {
+    let path = path.as_ref()?;
+    // SAFETY: openat reads a NUL-terminated path owned by the plan.
+    let fd = unsafe {
+        syscall(
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                (flags | libc::O_CLOEXEC) as usize,
+            ],
+        )
+    };
+    (fd >= 0).then_some(fd as RawFd)
+}
+
+fn close_raw(fd: Option<RawFd>) {
+    if let Some(fd) = fd {
+        // SAFETY: close takes an integer; the fd is the caller's own.
+        unsafe { syscall(libc::SYS_close, &[fd as usize]) };
     }
 }
 
@@ -518,20 +583,46 @@ fn kill_pid(pid: i32) {
 /// raw system calls only, allocates nothing; bounded in time (a few
 /// seconds at worst). Safe to repeat.
 fn kill_and_remove(plan: &KillPlan) {
+    end_with(plan, plan.fds());
+}
+
+/// [`kill_and_remove`] from the watchdog, which opens the plan's files
+/// from their paths (they were opened in this process after the watchdog
+/// copied its fds, or not at all).
+fn kill_and_remove_by_path(plan: &KillPlan) {
+    let fds = KillFds {
+        kill: open_raw(&plan.paths[0], KILL_FLAGS[0]),
+        freezer: open_raw(&plan.paths[1], KILL_FLAGS[1]),
+        procs: open_raw(&plan.paths[2], KILL_FLAGS[2]),
+    };
+    end_with(plan, fds);
+    close_raw(fds.kill);
+    close_raw(fds.freezer);
+    close_raw(fds.procs);
+}
+
+fn end_with(plan: &KillPlan, fds: KillFds) {
+    kill_all(plan, fds);
+    remove_dirs(plan);
+}
+
+/// The kill of [`kill_and_remove`], without the removal: every process of
+/// the sandbox killed, and waited for until its membership list is empty.
+fn kill_all(plan: &KillPlan, fds: KillFds) {
     let pgid = plan.pgid.load(Ordering::Acquire);
     if pgid > 1 {
         // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
         unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
     }
-    if let Some(k) = &plan.kill {
+    if let Some(k) = fds.kill {
         // Every process of the cgroup and of its descendants, at once.
-        write_raw(k.as_raw_fd(), b"1");
+        write_raw(k, b"1");
     }
-    if let (Some(state), Some(procs)) = (&plan.freezer, &plan.procs) {
+    if let (Some(state), Some(procs)) = (fds.freezer, fds.procs) {
         // Frozen, nothing forks or exits: every listed pid is the
         // sandbox's, and the kill takes effect at the thaw.
         for _ in 0..50 {
-            let (s, p) = (state.as_raw_fd(), procs.as_raw_fd());
+            let (s, p) = (state, procs);
             write_raw(s, b"FROZEN");
             let mut buf = [0u8; 16];
             for _ in 0..1000 {
@@ -549,13 +640,13 @@ fn kill_and_remove(plan: &KillPlan) {
             sleep_ms(2);
         }
     }
-    if let Some(procs) = &plan.procs {
+    if let Some(procs) = fds.procs {
         // Until the list is empty (tasks leave it as they exit). Without a
         // freezer or cgroup.kill, a pid read here could in principle be
         // reused by the time it is killed; there is nothing better then.
-        let kill_each = plan.kill.is_none() && plan.freezer.is_none();
+        let kill_each = fds.kill.is_none() && fds.freezer.is_none();
         for _ in 0..5000 {
-            let listed = each_listed(procs.as_raw_fd(), |pid| {
+            let listed = each_listed(procs, |pid| {
                 if kill_each {
                     kill_pid(pid)
                 }
@@ -566,6 +657,10 @@ fn kill_and_remove(plan: &KillPlan) {
             sleep_ms(1);
         }
     }
+}
+
+/// Removes the sandbox's directories (emptied by [`kill_all`]).
+fn remove_dirs(plan: &KillPlan) {
     for dir in &plan.dirs {
         for _ in 0..2000 {
             // SAFETY: rmdir reads a NUL-terminated path owned by the plan.
@@ -596,10 +691,56 @@ pub struct Containment {
     members: Option<PathBuf>,
     /// The memory cgroup, if one was made.
     memory_cgroup: Option<Arc<MemoryCgroup>>,
-    watchdog: Option<Watchdog>,
+    /// Its place in the list the process's [`Watchdog`] ends at its death.
+    registered: Option<Registration>,
     ended: bool,
-    /// See [`linger`](Self::linger).
-    linger: bool,
+    /// Its one directory may serve the process's next sandbox ([`Spare`]).
+    reusable: bool,
+}
+
+/// The emptied cgroup of an ended sandbox, kept for the process's next one:
+/// a directory made and removed costs about 30 µs of CPU on every spawn of
+/// a host that runs many. Only a v2 membership cgroup without a memory
+/// limit (whose charges would carry over) is kept, only once its
+/// `cgroup.events` says nothing is left in it or beneath, and it stays in
+/// the watchdog's list, which removes it if this process dies or exits.
+/// [`Containment::keep_nothing`] is for a process that exits after its
+/// sandbox (`unotify run`): nothing of the sandbox may outlive it then.
+#[derive(Debug)]
+struct Spare {
+    /// The process it was made in (a child of `fork` has a copy).
+    owner: u32,
+    plan: Arc<KillPlan>,
+    registered: Option<Registration>,
+    v2_dir: OwnedFd,
+    procs: PathBuf,
+}
+
+/// The process's spare cgroup, if any.
+static SPARE: parking_lot::Mutex<Option<Spare>> = parking_lot::Mutex::new(None);
+
+impl Spare {
+    /// The spare of this process, if there is one.
+    fn take() -> Option<Spare> {
+        let me = std::process::id();
+        let mut spare = SPARE.lock();
+        match spare.take() {
+            Some(s) if s.owner == me => Some(s),
+            Some(s) => {
+                // Its parent's: not ours to use or remove.
+                std::mem::forget(s);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Whether the v2 cgroup whose `cgroup.procs` is `procs` has no process
+/// left in it or beneath it (its `cgroup.events`).
+fn unpopulated(procs: &Path) -> bool {
+    let events = procs.with_file_name("cgroup.events");
+    fs::read_to_string(events).is_ok_and(|t| t.lines().any(|l| l == "populated 0"))
 }
 
 fn open_file(path: &Path, flags: i32) -> io::Result<OwnedFd> {
@@ -618,6 +759,21 @@ impl Containment {
     /// has no other bound in place). Without any cgroup it still kills the
     /// process group (see [`set_group`](Self::set_group)).
     pub fn create(memory: Option<u64>) -> io::Result<Containment> {
+        if memory.is_none() {
+            if let Some(spare) = Spare::take() {
+                spare.plan.pgid.store(0, Ordering::Release);
+                return Ok(Containment {
+                    plan: spare.plan,
+                    joins: vec![(spare.procs.clone(), true)],
+                    v2_dir: Some(spare.v2_dir),
+                    members: Some(spare.procs),
+                    memory_cgroup: None,
+                    registered: spare.registered,
+                    ended: false,
+                    reusable: true,
+                });
+            }
+        }
         let name = fresh_name();
         // The first sandbox of this process probes with its own directory.
         let (contain, kept) = contain_modes(Some(&name));
@@ -625,29 +781,17 @@ impl Containment {
         let mem_mode = memory.map(|_| memory_modes());
         let mut made: Vec<PathBuf> = kept.into_iter().collect();
         let mut c = Containment {
-            plan: Arc::new(KillPlan {
-                kill: None,
-                freezer: None,
-                procs: None,
-                pgid: std::sync::atomic::AtomicI32::new(0),
-                dirs: Vec::new(),
-            }),
+            plan: Arc::new(KillPlan::new()),
             joins: Vec::new(),
             v2_dir: None,
             members: None,
             memory_cgroup: None,
-            watchdog: None,
+            registered: None,
             ended: false,
-            linger: false,
+            reusable: memory.is_none() && matches!(contain, ContainMode::CgroupV2Kill(_)),
         };
         let result = (|| -> io::Result<KillPlan> {
-            let mut plan = KillPlan {
-                kill: None,
-                freezer: None,
-                procs: None,
-                pgid: std::sync::atomic::AtomicI32::new(0),
-                dirs: Vec::new(),
-            };
+            let mut plan = KillPlan::new();
             let mut mkdir = |parent: &Path| -> io::Result<PathBuf> {
                 let d = parent.join(&name);
                 if !made.contains(&d) {
@@ -690,19 +834,19 @@ impl Containment {
             match contain {
                 ContainMode::CgroupV2Kill(parent) => {
                     let d = mkdir(parent)?;
-                    plan.kill = Some(open_file(&d.join("cgroup.kill"), libc::O_WRONLY)?);
-                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    plan.open(0, &d.join("cgroup.kill"), KILL_FLAGS[0])?;
+                    plan.open(2, &d.join("cgroup.procs"), KILL_FLAGS[2])?;
                     c.members = Some(d.join("cgroup.procs"));
                 }
                 ContainMode::CgroupV1Freezer(parent) => {
                     let d = mkdir(parent)?;
-                    plan.freezer = Some(open_file(&d.join("freezer.state"), libc::O_RDWR)?);
-                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    plan.open(1, &d.join("freezer.state"), KILL_FLAGS[1])?;
+                    plan.open(2, &d.join("cgroup.procs"), KILL_FLAGS[2])?;
                     c.members = Some(d.join("cgroup.procs"));
                 }
                 ContainMode::CgroupV1Procs(parent) => {
                     let d = mkdir(parent)?;
-                    plan.procs = Some(open_file(&d.join("cgroup.procs"), libc::O_RDONLY)?);
+                    plan.open(2, &d.join("cgroup.procs"), KILL_FLAGS[2])?;
                     c.members = Some(d.join("cgroup.procs"));
                 }
                 ContainMode::ProcessGroup(_) => {}
@@ -770,10 +914,20 @@ impl Containment {
         self.plan.pgid.store(pgid, Ordering::Release);
     }
 
-    /// Starts the [`Watchdog`] that ends the sandbox if this process dies.
+    /// Has the sandbox ended by the process's [`Watchdog`] if this process
+    /// dies (started with the first sandbox of the process).
     pub fn arm(&mut self) -> io::Result<()> {
-        self.watchdog = Some(Watchdog::start(Arc::clone(&self.plan))?);
+        Watchdog::ensure()?;
+        if self.registered.is_none() {
+            self.registered = Some(Registration::new(Arc::clone(&self.plan)));
+        }
         Ok(())
+    }
+
+    /// Says this process exits once the sandbox has ended: its cgroup is
+    /// removed then, not kept for a next sandbox ([`Spare`]).
+    pub fn keep_nothing(&mut self) {
+        self.reusable = false;
     }
 
     /// The sandbox's memory cgroup, if one was made.
@@ -786,17 +940,6 @@ impl Containment {
         self.members.clone().map(|procs| Members { procs })
     }
 
-    /// Says this process exits soon after the sandbox ends: [`end`](Self::end)
-    /// then leaves the watchdog to exit with this process instead of
-    /// telling it to quit and reaping it. The watchdog shares this
-    /// process's memory, so the last of the two to exit frees it: the
-    /// watchdog, after this process's parent has been told of its exit
-    /// (freeing it delays that by about 0.1 ms on a small VM). A process
-    /// that lives on keeps an idle watchdog until it exits.
-    pub fn linger(&mut self) {
-        self.linger = true;
-    }
-
     /// Kills everything of the sandbox and removes its cgroups (once).
     pub fn end(&mut self) {
         if self.ended {
@@ -805,16 +948,60 @@ impl Containment {
         self.ended = true;
         // Here, not by the watchdog: asking it would cost two wake-ups
         // (its, then ours) on the path that ends every sandbox. It is only
-        // told to quit; a watchdog that never hears (this process died
-        // before) ends the sandbox again, which is safe to repeat.
-        kill_and_remove(&self.plan);
-        if let Some(w) = self.watchdog.as_mut() {
-            if self.linger {
-                w.linger();
-            } else {
-                w.quit();
+        // told afterwards (the plan leaves its list); a watchdog that never
+        // hears (this process died before) ends the sandbox again, which
+        // is safe to repeat.
+        if self.reusable {
+            if self.left_empty() && self.keep_as_spare() {
+                return;
             }
+            kill_and_remove(&self.plan);
+        } else {
+            kill_and_remove(&self.plan);
         }
+        self.registered = None;
+    }
+
+    /// Whether the sandbox left nothing running (its process group killed
+    /// first): then its cgroup can be kept without a `cgroup.kill`. A
+    /// cgroup that was killed cannot be: a child cloned into it afterwards
+    /// (`CLONE_INTO_CGROUP`) is killed at once (seen on Linux 6.18: the
+    /// kill is remembered against the fork).
+    fn left_empty(&self) -> bool {
+        let pgid = self.plan.pgid.load(Ordering::Acquire);
+        if pgid > 1 {
+            // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
+            unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
+        }
+        let Some(procs) = self.plan.procs.as_ref() else {
+            return false;
+        };
+        each_listed(procs.as_raw_fd(), |_| {}) == 0
+            && self.members.as_deref().is_some_and(unpopulated)
+    }
+
+    /// Keeps the emptied cgroup for the process's next sandbox, if there is
+    /// no spare yet and nothing is left in it.
+    fn keep_as_spare(&mut self) -> bool {
+        let mut spare = SPARE.lock();
+        let (Some(procs), None) = (&self.members, spare.as_ref()) else {
+            return false;
+        };
+        if self.v2_dir.is_none() {
+            return false;
+        }
+        // The ended sandbox's group is not the next one's: the watchdog
+        // must not kill a group of that number (reused by then) if the
+        // process dies while the cgroup is only kept.
+        self.plan.pgid.store(0, Ordering::Release);
+        *spare = Some(Spare {
+            owner: std::process::id(),
+            plan: Arc::clone(&self.plan),
+            registered: self.registered.take(),
+            v2_dir: self.v2_dir.take().expect("checked above"),
+            procs: procs.clone(),
+        });
+        true
     }
 }
 
@@ -978,8 +1165,9 @@ impl Members {
 // The watchdog
 // ---------------------------------------------------------------------------
 
-/// A process outside the sandbox that ends it if the supervisor's process
-/// dies.
+/// A process outside the sandboxes that ends them if the supervisor's
+/// process dies: one per process, started with its first sandbox, serving
+/// every sandbox the process runs from then on.
 ///
 /// Why this mechanism: `PR_SET_PDEATHSIG` reaches only the program itself
 /// (and fires on the death of the spawning *thread*); a pid namespace would
@@ -987,118 +1175,154 @@ impl Members {
 /// is cloned (`CLONE_VM`, a stack of its own, every signal blocked, in a
 /// session of its own so that a signal to the supervisor's group misses it)
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
-/// command pipe. When the process exits (for any reason, `SIGKILL`
-/// included), or the supervisor asks, it runs the same kill as the
-/// supervisor would (`kill_and_remove`) and exits; when the supervisor has
-/// ended the sandbox itself (its normal end), it is told to quit
-/// (a `q` on its command pipe) and exits without a kill. It is not in the
-/// sandbox's cgroups, and the Landlock domain of the sandbox keeps the
-/// program from signalling it (without one, a program running as the same
-/// user could kill it, and then a later death of the supervisor would leave
-/// what escaped the process group running).
+/// command pipe whose write end only this process holds. When the process
+/// exits (for any reason, `SIGKILL` included), it runs the same kill as the
+/// supervisor would on every sandbox still in its list
+/// ([`Registration`]; a sandbox leaves the list once the supervisor has
+/// ended it itself, its normal end) and exits. It opens the cgroup files
+/// of that kill by path: those of a sandbox started after it were opened
+/// in this process after it copied its fds. It is not in the sandboxes'
+/// cgroups, and their Landlock domain keeps the programs from signalling
+/// it (without one, a program running as the same user could kill it, and
+/// then a later death of the supervisor would leave what escaped the
+/// process group running).
+///
+/// One per process, not one per sandbox: starting a process and ending it
+/// again cost about 0.1 ms of CPU and two wake-ups on every spawn. It exits
+/// with the process (it shares the process's memory, so it is the one that
+/// frees it, after the process's parent was told of the exit), and is
+/// reaped by whoever the process's children go to then.
 ///
 /// Like the spawn child, it shares the supervisor's memory and so makes raw
-/// system calls only, reads only what its arguments hold (kept alive by
-/// the handle until it is reaped), allocates nothing and never returns.
+/// system calls only, reads only what its arguments and the list hold
+/// (never freed while it may read them), allocates nothing and never
+/// returns.
 #[derive(Debug)]
 pub struct Watchdog {
-    pid: i32,
-    pidfd: OwnedFd,
-    command: Option<OwnedFd>,
-    /// Kept until the watchdog is reaped.
-    held: Option<(Box<WatchdogArgs>, Stack, OwnedFd, OwnedFd)>,
+    /// The process it watches (a child of `fork` starts its own).
+    owner: u32,
+    /// The command pipe's write end: closed only with the process.
+    _command: OwnedFd,
 }
 
 #[derive(Debug)]
 struct WatchdogArgs {
-    plan: Arc<KillPlan>,
     host: RawFd,
     command: RawFd,
-    /// The fds the watchdog keeps, sorted; it closes every other one.
-    keep: Vec<RawFd>,
-}
-
-/// A stack for the watchdog, with a guard page below it.
-#[derive(Debug)]
-struct Stack {
-    base: usize,
-    len: usize,
 }
 
 const WATCHDOG_STACK: usize = 64 * 1024;
 
-/// The command byte telling the watchdog to exit without ending the
-/// sandbox; any other byte, or the pipe's end, tells it to end it.
-const QUIT: u8 = b'q';
+/// The process's watchdog, once started.
+static WATCHDOG: parking_lot::Mutex<Option<Watchdog>> = parking_lot::Mutex::new(None);
 
-/// The command byte telling the watchdog that the sandbox has ended and
-/// that it is to exit when this process does, not before (see
-/// [`Containment::linger`]).
-const LINGER: u8 = b'l';
+/// A sandbox in the list the process's [`Watchdog`] ends when the process
+/// dies; leaves it when dropped.
+#[derive(Debug)]
+pub struct Registration {
+    slot: &'static AtomicPtr<KillPlan>,
+}
 
-impl Stack {
-    fn new() -> io::Result<Stack> {
-        let page = super::page_size();
-        let len = WATCHDOG_STACK + page;
-        // SAFETY: an anonymous private mapping; checked for failure below.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+/// The list: chunks of slots, each a leaked `Arc<KillPlan>` or null,
+/// chained and never freed (the watchdog walks them after the process
+/// died, at whatever point it died).
+struct Chunk {
+    slots: [AtomicPtr<KillPlan>; CHUNK],
+    next: AtomicPtr<Chunk>,
+}
+
+const CHUNK: usize = 64;
+
+static FIRST_CHUNK: Chunk = Chunk {
+    slots: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNK],
+    next: AtomicPtr::new(std::ptr::null_mut()),
+};
+
+/// The process the list's entries belong to (a child of `fork` has a copy
+/// of its parent's, which are not its own).
+static LIST_OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Registration {
+    fn new(plan: Arc<KillPlan>) -> Registration {
+        let me = std::process::id();
+        if LIST_OWNER.swap(me, Ordering::AcqRel) != me {
+            // The parent's sandboxes, copied by fork: forgotten (their
+            // plans leak; their files are this process's copies).
+            each_chunk(|c| {
+                for slot in &c.slots {
+                    slot.store(std::ptr::null_mut(), Ordering::Release);
+                }
+            });
         }
-        let stack = Stack {
-            base: base as usize,
-            len,
-        };
-        // SAFETY: the lowest page of the mapping just made.
-        super::cvt(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
-        Ok(stack)
+        let ptr = Arc::into_raw(plan).cast_mut();
+        let mut chunk: &'static Chunk = &FIRST_CHUNK;
+        loop {
+            for slot in &chunk.slots {
+                // Release: pairs with the watchdog's Acquire load; the
+                // plan is complete before it can be seen.
+                if slot
+                    .compare_exchange(
+                        std::ptr::null_mut(),
+                        ptr,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return Registration { slot };
+                }
+            }
+            let next = chunk.next.load(Ordering::Acquire);
+            chunk = if next.is_null() {
+                let fresh: &'static mut Chunk = Box::leak(Box::new(Chunk {
+                    slots: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNK],
+                    next: AtomicPtr::new(std::ptr::null_mut()),
+                }));
+                let fresh_ptr: *mut Chunk = fresh;
+                match chunk.next.compare_exchange(
+                    std::ptr::null_mut(),
+                    fresh_ptr,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => fresh,
+                    // SAFETY: another thread published this chunk; chunks
+                    // are never freed. (Ours stays leaked: rare, small.)
+                    Err(other) => unsafe { &*other },
+                }
+            } else {
+                // SAFETY: published chunks are never freed.
+                unsafe { &*next }
+            };
+        }
     }
 }
 
-impl Drop for Stack {
+impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once, after the
-        // watchdog that ran on it was reaped (or never started).
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+        let ptr = self.slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !ptr.is_null() {
+            // SAFETY: the pointer `Registration::new` made with
+            // `Arc::into_raw` and left in the slot until now.
+            drop(unsafe { Arc::from_raw(ptr.cast_const()) });
+        }
     }
 }
 
-/// A stack left by a reaped watchdog, for the next one: unmapping it while
-/// other threads of this process run costs a TLB shoot-down on their CPUs,
-/// on the path that ends every sandbox.
-static SPARE_STACK: parking_lot::Mutex<Option<Stack>> = parking_lot::Mutex::new(None);
-
-impl Stack {
-    /// The spare stack, or a new one.
-    fn take() -> io::Result<Stack> {
-        match SPARE_STACK.lock().take() {
-            Some(stack) => Ok(stack),
-            None => Stack::new(),
-        }
-    }
-
-    /// Kept for the next watchdog (one spare); only once no watchdog runs
-    /// on it.
-    fn give_back(self) {
-        let mut spare = SPARE_STACK.lock();
-        if spare.is_none() {
-            *spare = Some(self);
-        }
+/// Calls `f` with each chunk of the list, allocation-free.
+fn each_chunk(mut f: impl FnMut(&Chunk)) {
+    let mut chunk: *const Chunk = &FIRST_CHUNK;
+    while !chunk.is_null() {
+        // SAFETY: the first chunk is static; the others are leaked
+        // allocations, published whole before their pointer.
+        let c = unsafe { &*chunk };
+        f(c);
+        chunk = c.next.load(Ordering::Acquire);
     }
 }
 
 extern "C" fn watchdog_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `Watchdog::start` keeps the args alive until this process is
-    // reaped (or forever, if the supervisor's process dies first).
+    // SAFETY: `Watchdog::start` leaks the args: alive for ever.
     let args = unsafe { &*(arg as *const WatchdogArgs) };
     watchdog_main(args)
 }
@@ -1110,8 +1334,10 @@ fn watchdog_main(args: &WatchdogArgs) -> ! {
     unsafe { syscall(libc::SYS_setsid, &[]) };
     // Keep only its own fds: copies of the supervisor's would hold pipes
     // and sockets open after the supervisor closed them.
+    let mut keep = [args.host, args.command];
+    keep.sort_unstable();
     let mut from = 0usize;
-    for &fd in &args.keep {
+    for fd in keep {
         let fd = fd as usize;
         if fd > from {
             // SAFETY: close_range takes integers.
@@ -1145,38 +1371,25 @@ fn watchdog_main(args: &WatchdogArgs) -> ! {
                 ],
             )
         };
-        // Any event: the supervisor's process exited, asked, or closed
-        // the command pipe (it died). An error other than EINTR: end it
-        // too, rather than keep a sandbox nothing watches.
+        // Any event: the supervisor's process exited or closed the
+        // command pipe (it died). An error other than EINTR: end the
+        // sandboxes too, rather than keep them with nothing watching.
         if n != -(libc::EINTR as isize) && n != 0 {
             break;
         }
     }
-    // `QUIT` from the supervisor: it has ended the sandbox itself.
-    let mut byte = 0u8;
-    // SAFETY: reads at most one byte into a live local; the pipe is
-    // readable or closed (poll said so), or the read fails: no wait.
-    let told = fds[1].revents & libc::POLLIN != 0
-        && unsafe {
-            syscall(
-                libc::SYS_read,
-                &[args.command as usize, &mut byte as *mut u8 as usize, 1],
-            )
-        } == 1;
-    if told && byte == LINGER {
-        // The sandbox is ended: only this process's exit is waited for
-        // (the command pipe closes with it), then the watchdog exits
-        // without a kill, freeing the memory it shares with it.
-        loop {
-            // SAFETY: poll reads and writes the first live pollfd.
-            let n = unsafe { syscall(libc::SYS_poll, &[fds.as_mut_ptr() as usize, 1, usize::MAX]) };
-            if n != -(libc::EINTR as isize) && n != 0 {
-                break;
+    // Every sandbox still listed: the process died before it ended it.
+    each_chunk(|c| {
+        for slot in &c.slots {
+            // Acquire: pairs with the Release of `Registration::new`.
+            let plan = slot.load(Ordering::Acquire);
+            if !plan.is_null() {
+                // SAFETY: a listed plan is alive: it is freed only after
+                // leaving the list, and nothing leaves it any more.
+                kill_and_remove_by_path(unsafe { &*plan });
             }
         }
-    } else if !(told && byte == QUIT) {
-        kill_and_remove(&args.plan);
-    }
+    });
     loop {
         // SAFETY: exit_group takes an integer and does not return.
         unsafe { syscall(libc::SYS_exit_group, &[0]) };
@@ -1184,26 +1397,55 @@ fn watchdog_main(args: &WatchdogArgs) -> ! {
 }
 
 impl Watchdog {
-    /// Starts a watchdog that runs `plan` when this process dies or when
-    /// [`finish`](Self::finish) asks.
-    fn start(plan: Arc<KillPlan>) -> io::Result<Watchdog> {
-        let host = super::pidfd::pidfd_open(std::process::id() as i32, 0)?;
+    /// Starts the process's watchdog unless it runs.
+    fn ensure() -> io::Result<()> {
+        let mut w = WATCHDOG.lock();
+        let me = std::process::id();
+        if w.as_ref().is_none_or(|w| w.owner != me) {
+            // (A child of fork: its parent's watchdog watches its parent.)
+            if let Some(old) = w.take() {
+                std::mem::forget(old);
+            }
+            *w = Some(Watchdog::start(me)?);
+        }
+        Ok(())
+    }
+
+    fn start(owner: u32) -> io::Result<Watchdog> {
+        let host = super::pidfd::pidfd_open(owner as i32, 0)?;
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array.
         super::cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
         // SAFETY: both just created, owned by nobody else.
         let (cmd_r, cmd_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut keep: Vec<RawFd> = plan.fds().collect();
-        keep.extend([host.as_raw_fd(), cmd_r.as_raw_fd()]);
-        keep.sort_unstable();
         let args = Box::new(WatchdogArgs {
-            plan,
             host: host.as_raw_fd(),
             command: cmd_r.as_raw_fd(),
-            keep,
         });
-        let stack = Stack::take()?;
+        let page = super::page_size();
+        let len = WATCHDOG_STACK + page;
+        // SAFETY: an anonymous private mapping; checked for failure below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // The lowest page is the guard.
+        // SAFETY: the first page of the mapping just made.
+        if let Err(e) = super::cvt(unsafe { libc::mprotect(base, page, libc::PROT_NONE) }) {
+            // SAFETY: unmapping the mapping just made, used by nobody.
+            unsafe { libc::munmap(base, len) };
+            return Err(e);
+        }
         let arg_ptr = (&*args as *const WatchdogArgs)
             .cast_mut()
             .cast::<libc::c_void>();
@@ -1217,120 +1459,32 @@ impl Watchdog {
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: reads and writes live sigsets.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &full, &mut old) };
-        let mut pidfd: libc::c_int = -1;
-        // SAFETY: the watchdog runs `watchdog_entry` on `stack` with `args`,
-        // both kept by the returned Watchdog until it is reaped; it exits
-        // with no signal to us (0), so only `finish` collects it.
+        // SAFETY: the watchdog runs `watchdog_entry` on the stack with
+        // `args`, both leaked below (never freed: it runs until this
+        // process has died); it exits with no signal to us (0).
         let pid = unsafe {
             libc::clone(
                 watchdog_entry,
-                (stack.base + stack.len) as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_PIDFD,
+                base.cast::<u8>().add(len).cast(),
+                libc::CLONE_VM,
                 arg_ptr,
-                &mut pidfd as *mut libc::c_int,
             )
         };
         let err = io::Error::last_os_error();
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         if pid < 0 {
-            stack.give_back();
+            // SAFETY: no watchdog runs on it.
+            unsafe { libc::munmap(base, len) };
             return Err(err);
         }
-        // SAFETY: CLONE_PIDFD made this fd for us.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // Its own copies of these are the ones it uses; ours close.
+        std::mem::forget(args);
+        drop((host, cmd_r));
         Ok(Watchdog {
-            pid,
-            pidfd,
-            command: Some(cmd_w),
-            held: Some((args, stack, host, cmd_r)),
+            owner,
+            _command: cmd_w,
         })
-    }
-
-    /// Tells the watchdog to exit without ending the sandbox (the caller
-    /// has), without waiting for it: it is reaped when dropped, by which
-    /// time it has most often exited.
-    fn quit(&mut self) {
-        if let Some(cmd) = self.command.take() {
-            write_raw(cmd.as_raw_fd(), &[QUIT]);
-        }
-    }
-
-    /// Tells the watchdog the sandbox has ended and to exit when this
-    /// process does: it is not reaped, and what it runs on (its stack and
-    /// arguments, in this process's memory) is never freed.
-    fn linger(&mut self) {
-        if let Some(cmd) = self.command.take() {
-            if write_raw(cmd.as_raw_fd(), &[LINGER]) == 1 {
-                if let Some((args, stack, host, command)) = self.held.take() {
-                    std::mem::forget((args, stack));
-                    drop((host, command));
-                }
-                return;
-            }
-            // Not told: asked to end the sandbox again and reaped, as on
-            // an error path (see `Drop`).
-            write_raw(cmd.as_raw_fd(), b"x");
-        }
-    }
-
-    /// Waits for the watchdog; its exit code, `None` if killed.
-    fn reap(&mut self) -> Option<i32> {
-        // SAFETY: all-zero is a valid siginfo_t, written by waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        const P_PIDFD: libc::idtype_t = 3;
-        let r = super::retry_eintr(|| {
-            // SAFETY: waitid writes one siginfo_t; __WALL because the
-            // watchdog sends no SIGCHLD at exit.
-            super::cvt(unsafe {
-                libc::waitid(
-                    P_PIDFD,
-                    self.pidfd.as_raw_fd() as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::__WALL,
-                )
-            })
-        });
-        match r {
-            Ok(_) => {}
-            // Reaped already by the host, which reaps every child of its
-            // own (`unotify run`, a child subreaper, does): it has exited.
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                log::debug!("the sandbox's watchdog {} was reaped by the host", self.pid);
-                if let Some((args, stack, host, command)) = self.held.take() {
-                    drop((args, host, command));
-                    stack.give_back();
-                }
-                return None;
-            }
-            Err(e) => {
-                log::warn!("cannot reap the sandbox's watchdog {}: {e}", self.pid);
-                // Never free what it may still use.
-                std::mem::forget(self.held.take());
-                return None;
-            }
-        }
-        if let Some((args, stack, host, command)) = self.held.take() {
-            drop((args, host, command));
-            stack.give_back();
-        }
-        // SAFETY: waitid filled in a CLD_* record.
-        let (code, status) = (info.si_code, unsafe { info.si_status() });
-        (code == libc::CLD_EXITED).then_some(status)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if self.held.is_some() {
-            // Told to quit by `Containment::end`, or (an error path) asked
-            // now to end the sandbox: collect it.
-            if let Some(cmd) = self.command.take() {
-                write_raw(cmd.as_raw_fd(), b"x");
-            }
-            let _ = super::pidfd::pidfd_send_signal(self.pidfd.as_fd(), 0);
-            self.reap();
-        }
     }
 }
 
@@ -1385,7 +1539,12 @@ mod tests {
         if let Some(d) = v1_dir("pids") {
             cases.push((d, "procs"));
         }
-        for (parent, how) in cases {
+        // The supervisor's kill (its open files) and the watchdog's (the
+        // files opened from their paths).
+        let cases = cases
+            .into_iter()
+            .flat_map(|(p, how)| [(p.clone(), how, false), (p, how, true)]);
+        for (parent, how, by_path) in cases {
             let Ok(d) = probe_dir(&parent) else { continue };
             if how == "v2" && !d.join("cgroup.kill").exists() {
                 remove_probe(&d);
@@ -1395,23 +1554,30 @@ mod tests {
             for k in &kids {
                 fs::write(d.join("cgroup.procs"), k.id().to_string()).unwrap();
             }
-            let open = |f: &str, fl| Some(open_file(&d.join(f), fl).unwrap());
-            let plan = KillPlan {
-                kill: (how == "v2")
-                    .then(|| open("cgroup.kill", libc::O_WRONLY))
-                    .flatten(),
-                freezer: (how == "freezer")
-                    .then(|| open("freezer.state", libc::O_RDWR))
-                    .flatten(),
-                procs: open("cgroup.procs", libc::O_RDONLY),
-                pgid: std::sync::atomic::AtomicI32::new(0),
-                dirs: vec![CString::new(d.as_os_str().as_bytes()).unwrap()],
-            };
-            kill_and_remove(&plan);
+            let mut plan = KillPlan::new();
+            if how == "v2" {
+                plan.open(0, &d.join("cgroup.kill"), KILL_FLAGS[0]).unwrap();
+            }
+            if how == "freezer" {
+                plan.open(1, &d.join("freezer.state"), KILL_FLAGS[1])
+                    .unwrap();
+            }
+            plan.open(2, &d.join("cgroup.procs"), KILL_FLAGS[2])
+                .unwrap();
+            plan.dirs = vec![CString::new(d.as_os_str().as_bytes()).unwrap()];
+            if by_path {
+                // The watchdog has none of the plan's fds.
+                plan.kill = None;
+                plan.freezer = None;
+                plan.procs = None;
+                kill_and_remove_by_path(&plan);
+            } else {
+                kill_and_remove(&plan);
+            }
             for k in &mut kids {
                 let st = k.wait().unwrap();
                 use std::os::unix::process::ExitStatusExt;
-                assert_eq!(st.signal(), Some(libc::SIGKILL), "{how}");
+                assert_eq!(st.signal(), Some(libc::SIGKILL), "{how} by path {by_path}");
             }
             assert!(!d.exists(), "{how}: {} not removed", d.display());
         }

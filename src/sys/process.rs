@@ -198,11 +198,9 @@ fn thread_children(me: i32, tid: i32) -> io::Result<String> {
 /// wait for, once nothing traces them any more.
 ///
 /// Nothing is done while no child would report its end with `SIGCHLD`:
-/// a child cloned to report with no signal (the sandbox's watchdog, left
-/// to exit with this process, see
-/// [`Child::process_exits_after`](crate::Child::process_exits_after)) is
-/// then left alone; an orphan given to this process always reports with
-/// `SIGCHLD`.
+/// a child cloned to report with no signal (the process's watchdog, which
+/// exits with this process, see [`Child`](crate::Child)) is then left
+/// alone; an orphan given to this process always reports with `SIGCHLD`.
 pub fn kill_own_children(keep: &[i32], rounds: usize) -> usize {
     let mut killed = 0;
     for _ in 0..rounds {

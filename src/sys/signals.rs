@@ -132,9 +132,21 @@ pub fn wait_signal(set: &SigSet) -> io::Result<i32> {
     }
 }
 
-/// [`wait_signal`], with the signal's `si_code` (for `SIGCHLD`: why the
-/// child changed state, `CLD_EXITED`, `CLD_TRAPPED`, ...).
-pub fn wait_signal_info(set: &SigSet) -> io::Result<(i32, i32)> {
+/// A signal taken by [`wait_signal_info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignalInfo {
+    /// The signal.
+    pub signo: i32,
+    /// Its `si_code` (for `SIGCHLD`: why the child changed state,
+    /// `CLD_EXITED`, `CLD_TRAPPED`, ...).
+    pub code: i32,
+    /// Its `si_pid`: the sender, or for `SIGCHLD` the child.
+    pub pid: i32,
+}
+
+/// [`wait_signal`], with the signal's `si_code` and `si_pid`.
+pub fn wait_signal_info(set: &SigSet) -> io::Result<SignalInfo> {
     loop {
         // SAFETY: all-zero is a valid siginfo_t, written by sigwaitinfo.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -142,7 +154,13 @@ pub fn wait_signal_info(set: &SigSet) -> io::Result<(i32, i32)> {
         // siginfo_t that sigwaitinfo fills in.
         let ret = unsafe { libc::sigwaitinfo(&set.set, &mut info) };
         if ret >= 0 {
-            return Ok((ret, info.si_code));
+            return Ok(SignalInfo {
+                signo: ret,
+                code: info.si_code,
+                // SAFETY: sigwaitinfo filled in the record of a signal
+                // that carries a sender (kill, sigqueue) or a child.
+                pid: unsafe { info.si_pid() },
+            });
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {

@@ -350,7 +350,8 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             return received.map_or(code, signals::die_of);
         }
     };
-    // This process exits right after the sandbox ends.
+    // This process exits right after the sandbox ends: nothing of it is
+    // kept for a next one.
     child.process_exits_after();
     // The child is not reaped before `wait`, so its pid still names it.
     match pidfd::pidfd_open(child.pid() as i32, 0) {
@@ -392,9 +393,9 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     if let Some(recorder) = learner {
         recorder.finish();
     }
-    // Its watchdog stays until this process exits (`process_exits_after`);
-    // the look for orphans below leaves it alone unless orphans are found
-    // (then it is killed with them: harmless, the sandbox has ended).
+    // The process's watchdog stays until this process exits; the look for
+    // orphans below leaves it alone unless orphans are found (then it is
+    // killed with them: harmless, the sandbox has ended).
     drop(child);
     // Nothing of the sandbox outlives it: with cgroups the library killed
     // every process in them; without, orphans that left the process group

@@ -167,8 +167,8 @@ pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::
         .spawn(move || {
             let mut last_reap = std::time::Instant::now();
             loop {
-                let (sig, code) = match signals::wait_signal_info(&set) {
-                    Ok(got) => got,
+                let (sig, code, from) = match signals::wait_signal_info(&set) {
+                    Ok(got) => (got.signo, got.code, got.pid),
                     Err(e) => {
                         log::warn!(
                             "cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored"
@@ -183,9 +183,18 @@ pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::
                         // The ptrace stops of argv safety send one at every
                         // exec: orphans are looked for when a child ended, or
                         // a second after the last look (a SIGCHLD pending
-                        // hides the next one).
-                        if code != libc::CLD_TRAPPED
-                            || last_reap.elapsed() >= Duration::from_secs(1)
+                        // hides the next one). Not at the program's own end:
+                        // the main thread then kills and reaps every child
+                        // left, and the look (a file per thread) would only
+                        // delay its exit.
+                        let program_ended = from == pid
+                            && matches!(
+                                code,
+                                libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
+                            );
+                        if !program_ended
+                            && (code != libc::CLD_TRAPPED
+                                || last_reap.elapsed() >= Duration::from_secs(1))
                         {
                             process::reap_orphan_zombies(&[pid]);
                             last_reap = std::time::Instant::now();
