@@ -578,7 +578,11 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 /// starve it of fds), and typing into a terminal (`TIOCSTI` pushes bytes
 /// into the input of the terminal the program shares with the shell that
 /// started it, which runs them once the sandbox exits; `TIOCLINUX` pastes
-/// a console selection). A call the caller already denies keeps its errno.
+/// a console selection), and the kernel's keyrings (`add_key`,
+/// `request_key`, `keyctl`: they are not per sandbox, so the user keyring
+/// is the host user's, its keys readable and replaceable from inside, and
+/// a key added to it outlives the sandbox, uncounted by any limit). A call
+/// the caller already denies keeps its errno.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
     refuse_host_access(filter)?;
     refuse_foreign_limits(filter)?;
@@ -688,7 +692,13 @@ impl Drop for DumpableWindow {
 }
 
 /// See [`install`].
-pub(crate) const REFUSED: [&str; 2] = ["pidfd_getfd", "process_vm_writev"];
+pub(crate) const REFUSED: [&str; 5] = [
+    "pidfd_getfd",
+    "process_vm_writev",
+    "add_key",
+    "request_key",
+    "keyctl",
+];
 
 #[cfg(test)]
 mod tests {
@@ -733,6 +743,9 @@ mod tests {
         );
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0, 0, 0]), eperm);
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0x2000, 0, 0]), eperm);
+        for name in ["add_key", "request_key", "keyctl"] {
+            assert_eq!(call(name, [0; 6]), eperm, "{name}");
+        }
     }
 
     #[test]

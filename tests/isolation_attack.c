@@ -27,6 +27,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/keyctl.h>
 
 #define TRIES 20
 #define PTRACE_TRIES 3
@@ -181,6 +182,26 @@ static void attack(pid_t target, const char *abstract) {
     }
     REPORT("sanity_tty", tty);
     REPORT("tiocsti", sti);
+
+    /* The kernel's keyrings are not per sandbox: the user keyring is the
+     * host user's (its keys readable and writable from here), and a key
+     * added to it outlives the sandbox. Each try adds a key (invalidated
+     * at once if it got in) and looks up the user keyring. */
+    int keys = 0;
+    for (int i = 0; i < TRIES; i++) {
+        char desc[64];
+        snprintf(desc, sizeof desc, "unotify-isolation-%d-%d", getpid(), i);
+        long k = syscall(SYS_add_key, "user", desc, "x", 1, KEY_SPEC_USER_KEYRING);
+        if (k > 0) {
+            keys++;
+            sys(SYS_keyctl, KEYCTL_INVALIDATE, k, 0, 0);
+        }
+        if (sys(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0, 0) > 0)
+            keys++;
+        if (sys(SYS_request_key, (long)"user", (long)desc, 0, KEY_SPEC_USER_KEYRING) > 0)
+            keys++;
+    }
+    REPORT("keyring", keys);
     len += snprintf(line + len, sizeof line - len, "done\n");
     (void)!write(1, line, len);
 }
