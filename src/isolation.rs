@@ -22,11 +22,18 @@ use crate::sys::landlock::{
 use crate::sys::process;
 use crate::syscalls;
 
-use crate::sys::landlock::{ACCESS_FS_MAKE_BLOCK, ACCESS_FS_TRUNCATE, ACCESS_FS_WRITE_FILE};
+use crate::sys::landlock::{
+    ACCESS_FS_MAKE_BLOCK, ACCESS_FS_MAKE_DIR, ACCESS_FS_REMOVE_DIR, ACCESS_FS_TRUNCATE,
+    ACCESS_FS_WRITE_FILE,
+};
 
 /// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1) and `LANDLOCK_ACCESS_FS_TRUNCATE`
-/// (ABI 3): writing to a file.
-const ACCESS_FS_WRITE: u64 = ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE;
+/// (ABI 3): writing to a file; `MAKE_DIR` and `REMOVE_DIR` (ABI 1): making
+/// and removing directories (in a cgroup file system, cgroups: a root
+/// program would make cgroups that outlive the sandbox, or remove the
+/// host's).
+const ACCESS_FS_WRITE: u64 =
+    ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE | ACCESS_FS_MAKE_DIR | ACCESS_FS_REMOVE_DIR;
 
 /// File system rights each ABI knows: ABI 1 has bits 0..=12, ABI 2 adds
 /// `REFER` (13), ABI 3 `TRUNCATE` (14), ABI 5 `IOCTL_DEV` (15).
@@ -102,13 +109,16 @@ impl DomainPlan {
 
     /// No file beneath any of `places` can be written or truncated by the
     /// program (`LANDLOCK_ACCESS_FS_WRITE_FILE`, and `TRUNCATE` from ABI
-    /// 3); nothing else changes. Landlock rules only allow, so the rights
+    /// 3), and no directory made or removed there (`MAKE_DIR`,
+    /// `REMOVE_DIR`); nothing else changes. Landlock rules only allow, so the rights
     /// are handled, then allowed beneath every entry of `/` and of each
     /// ancestor of a place that neither is nor holds a place ([`complement`]).
     /// Used for the cgroup file systems, through which a root program would
     /// move itself out of its sandbox's cgroups or raise their limits.
     ///
-    /// The price: a file made later directly in `/` or in an ancestor of a
+    /// The price: no directory can be made or removed directly in `/` or
+    /// in an ancestor of a place (`/sys`, `/sys/fs`), and a file made later
+    /// directly in `/` or in an ancestor of a
     /// place (`/sys`, `/sys/fs`) cannot be written either.
     ///
     /// Under an allow list ([`confine_fs`](Self::confine_fs), before or
@@ -222,7 +232,11 @@ impl DomainPlan {
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
         for (beneath, access) in &self.opened_rules {
-            let access = access & attr.handled_access_fs;
+            let mut access = access & attr.handled_access_fs;
+            // A rule on a file takes only the rights that apply to files.
+            if !crate::sys::path::fstat(beneath.as_fd())?.is_dir() {
+                access &= landlock::ACCESS_FILE;
+            }
             if access != 0 {
                 ruleset.allow_path_beneath(beneath.as_fd(), access)?;
             }

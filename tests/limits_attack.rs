@@ -518,6 +518,7 @@ const CGROUP_ESCAPE: &str = r#"
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int tries, through;
@@ -530,7 +531,7 @@ static void try_write(const char *path, const char *what) {
     close(fd);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char pid[32], line[4096], path[4096];
     snprintf(pid, sizeof pid, "%d\n", getpid());
     FILE *m = fopen("/proc/self/mountinfo", "r");
@@ -544,8 +545,21 @@ int main(void) {
         try_write(path, pid);
         snprintf(path, sizeof path, "%s/tasks", point);
         try_write(path, pid);
+        /* A cgroup of its own in the host's hierarchy (left behind, and
+         * counted against the host's cgroup ids). */
+        snprintf(path, sizeof path, "%s/unotify-escape-%d", point, getpid());
+        tries++;
+        if (mkdir(path, 0755) == 0) {
+            through++;
+            rmdir(path);
+        }
     }
     fclose(m);
+    /* A host cgroup removed (argv[1], empty). */
+    if (argc > 1) {
+        tries++;
+        if (rmdir(argv[1]) == 0) through++;
+    }
     /* Its own cgroups' limits (v1 paths here: "N:ctrl:/path"). */
     FILE *c = fopen("/proc/self/cgroup", "r");
     if (!c) return 2;
@@ -577,12 +591,33 @@ int main(void) {
 fn a_root_program_cannot_leave_or_widen_its_cgroups() {
     let exe = common::build_c("cgroup_escape", CGROUP_ESCAPE, &[]);
     let _dog = common::watchdog(Duration::from_secs(60), "the cgroup escape");
+    // An empty cgroup of the host's, for the program to remove (removed
+    // here at the end, whatever happens).
+    struct Victim(PathBuf);
+    impl Drop for Victim {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let victim = [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|m| Path::new(m).join(format!("unotify-victim-{}", std::process::id())))
+    .find(|v| std::fs::create_dir(v).is_ok())
+    .map(Victim)
+    .expect("make a cgroup to remove");
+    let victim = &victim.0;
     for extra in [&[][..], &["--deny-path", "/etc/shadow"][..]] {
         let mut args = vec!["run", "-m", "64M", "-P", "32"];
         args.extend_from_slice(extra);
         args.push("--");
         args.push(exe.to_str().unwrap());
+        args.push(victim.to_str().unwrap());
         let out = unotify().args(&args).output().expect("start unotify");
+        let _ = std::fs::create_dir(victim);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         eprintln!("cgroup escape {extra:?}: {text}");
         let n: Vec<u32> = text
