@@ -662,12 +662,21 @@ impl SandboxBuilder {
             source: e,
         })?;
         let mut domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
+        // The sandbox's cgroups are the supervisor's to manage; and a root
+        // program writing beneath /proc or /sys changes the host: its
+        // sysctls (a pipe in `kernel.core_pattern` runs any program as root
+        // outside the sandbox at the next crash), devices, power, tracing,
+        // other processes' /proc files.
+        let mut places = Vec::new();
         if self.cgroups {
-            // The sandbox's cgroups are the supervisor's to manage.
-            if let Some(d) = domain.as_mut() {
-                d.forbid_writes_beneath(&crate::sys::cgroup::mount_points())
-                    .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
-            }
+            places.extend(crate::sys::cgroup::mount_points());
+        }
+        if crate::sys::process::euid() == 0 {
+            places.extend(["/proc", "/sys"].map(std::path::PathBuf::from));
+        }
+        if let Some(d) = domain.as_mut() {
+            d.forbid_writes_beneath(&places)
+                .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
         }
         let confined =
             crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;

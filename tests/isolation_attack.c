@@ -202,6 +202,29 @@ static void attack(pid_t target, const char *abstract) {
             keys++;
     }
     REPORT("keyring", keys);
+
+    /* Files through which a write changes the host (opened for writing,
+     * never written): its sysctls (a pipe in kernel.core_pattern runs a
+     * program as root outside the sandbox at the next crash), sysfs, and
+     * the target's own /proc files. */
+    int control = 0;
+    char oom[64], refs[64];
+    snprintf(oom, sizeof oom, "/proc/%d/oom_score_adj", (int)target);
+    snprintf(refs, sizeof refs, "/proc/%d/clear_refs", (int)target);
+    const char *files[] = {
+        "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
+        "/proc/sys/vm/drop_caches", "/sys/kernel/mm/transparent_hugepage/enabled",
+        "/sys/kernel/uevent_helper", oom, refs,
+    };
+    for (int i = 0; i < TRIES; i++)
+        for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+            int fd = open(files[f], O_WRONLY);
+            if (fd >= 0) {
+                control++;
+                close(fd);
+            }
+        }
+    REPORT("host_control_files", control);
     len += snprintf(line + len, sizeof line - len, "done\n");
     (void)!write(1, line, len);
 }

@@ -687,7 +687,7 @@ fn truncate(
     };
     if d.check_fd_write(pinned.as_fd())
         || is_supervisor_proc(pinned.as_fd())
-        || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
+        || crate::sys::cgroup::is_host_control_fs(pinned.as_fd())
     {
         return Err(Errno::of(libc::EACCES));
     }

@@ -206,6 +206,32 @@ pub fn is_cgroup_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     )
 }
 
+/// Whether `fd` is on a file system through which a write changes the host
+/// rather than a file: a cgroup file system, procfs (`/proc/sys`, other
+/// processes' `/proc/<pid>` files), sysfs, and the kernel's control file
+/// systems usually mounted beneath `/sys` (tracefs, debugfs, securityfs,
+/// bpf; pstore and efivarfs are beneath `/sys`, which Landlock covers).
+pub fn is_host_control_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    // SAFETY: statfs is plain old data; fstatfs fills it for a live fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable statfs; the fd is borrowed.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        // Unknown: refuse the write (fail closed).
+        return true;
+    }
+    matches!(
+        st.f_type,
+        libc::CGROUP_SUPER_MAGIC
+            | libc::CGROUP2_SUPER_MAGIC
+            | libc::PROC_SUPER_MAGIC
+            | libc::SYSFS_MAGIC
+            | libc::TRACEFS_MAGIC
+            | libc::DEBUGFS_MAGIC
+            | libc::SECURITYFS_MAGIC
+            | libc::BPF_FS_MAGIC
+    )
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
