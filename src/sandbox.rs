@@ -666,12 +666,13 @@ impl SandboxBuilder {
         // program writing beneath /proc or /sys changes the host: its
         // sysctls (a pipe in `kernel.core_pattern` runs any program as root
         // outside the sandbox at the next crash), devices, power, tracing,
-        // other processes' /proc files.
+        // other processes' /proc files (unless it keeps its capabilities:
+        // then it is trusted to reconfigure the host).
         let mut places = Vec::new();
         if self.cgroups {
             places.extend(crate::sys::cgroup::mount_points());
         }
-        if crate::sys::process::euid() == 0 {
+        if crate::sys::process::euid() == 0 && !self.keep_caps {
             places.extend(["/proc", "/sys"].map(std::path::PathBuf::from));
         }
         if let Some(d) = domain.as_mut() {
