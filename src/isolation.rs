@@ -22,11 +22,18 @@ use crate::sys::landlock::{
 use crate::sys::process;
 use crate::syscalls;
 
-use crate::sys::landlock::{ACCESS_FS_MAKE_BLOCK, ACCESS_FS_TRUNCATE, ACCESS_FS_WRITE_FILE};
+use crate::sys::landlock::{
+    ACCESS_FS_MAKE_BLOCK, ACCESS_FS_MAKE_DIR, ACCESS_FS_REMOVE_DIR, ACCESS_FS_TRUNCATE,
+    ACCESS_FS_WRITE_FILE,
+};
 
 /// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1) and `LANDLOCK_ACCESS_FS_TRUNCATE`
-/// (ABI 3): writing to a file.
-const ACCESS_FS_WRITE: u64 = ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE;
+/// (ABI 3): writing to a file; `MAKE_DIR` and `REMOVE_DIR` (ABI 1): making
+/// and removing directories (in a cgroup file system, cgroups: a root
+/// program would make cgroups that outlive the sandbox, or remove the
+/// host's).
+const ACCESS_FS_WRITE: u64 =
+    ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE | ACCESS_FS_MAKE_DIR | ACCESS_FS_REMOVE_DIR;
 
 /// File system rights each ABI knows: ABI 1 has bits 0..=12, ABI 2 adds
 /// `REFER` (13), ABI 3 `TRUNCATE` (14), ABI 5 `IOCTL_DEV` (15).
@@ -102,13 +109,16 @@ impl DomainPlan {
 
     /// No file beneath any of `places` can be written or truncated by the
     /// program (`LANDLOCK_ACCESS_FS_WRITE_FILE`, and `TRUNCATE` from ABI
-    /// 3); nothing else changes. Landlock rules only allow, so the rights
+    /// 3), and no directory made or removed there (`MAKE_DIR`,
+    /// `REMOVE_DIR`); nothing else changes. Landlock rules only allow, so the rights
     /// are handled, then allowed beneath every entry of `/` and of each
     /// ancestor of a place that neither is nor holds a place ([`complement`]).
     /// Used for the cgroup file systems, through which a root program would
     /// move itself out of its sandbox's cgroups or raise their limits.
     ///
-    /// The price: a file made later directly in `/` or in an ancestor of a
+    /// The price: no directory can be made or removed directly in `/` or
+    /// in an ancestor of a place (`/sys`, `/sys/fs`), and a file made later
+    /// directly in `/` or in an ancestor of a
     /// place (`/sys`, `/sys/fs`) cannot be written either.
     ///
     /// Under an allow list ([`confine_fs`](Self::confine_fs), before or
@@ -222,7 +232,11 @@ impl DomainPlan {
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
         for (beneath, access) in &self.opened_rules {
-            let access = access & attr.handled_access_fs;
+            let mut access = access & attr.handled_access_fs;
+            // A rule on a file takes only the rights that apply to files.
+            if !crate::sys::path::fstat(beneath.as_fd())?.is_dir() {
+                access &= landlock::ACCESS_FILE;
+            }
             if access != 0 {
                 ruleset.allow_path_beneath(beneath.as_fd(), access)?;
             }
@@ -578,7 +592,11 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 /// starve it of fds), and typing into a terminal (`TIOCSTI` pushes bytes
 /// into the input of the terminal the program shares with the shell that
 /// started it, which runs them once the sandbox exits; `TIOCLINUX` pastes
-/// a console selection). A call the caller already denies keeps its errno.
+/// a console selection), and the kernel's keyrings (`add_key`,
+/// `request_key`, `keyctl`: they are not per sandbox, so the user keyring
+/// is the host user's, its keys readable and replaceable from inside, and
+/// a key added to it outlives the sandbox, uncounted by any limit). A call
+/// the caller already denies keeps its errno.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
     refuse_host_access(filter)?;
     refuse_foreign_limits(filter)?;
@@ -688,7 +706,13 @@ impl Drop for DumpableWindow {
 }
 
 /// See [`install`].
-pub(crate) const REFUSED: [&str; 2] = ["pidfd_getfd", "process_vm_writev"];
+pub(crate) const REFUSED: [&str; 5] = [
+    "pidfd_getfd",
+    "process_vm_writev",
+    "add_key",
+    "request_key",
+    "keyctl",
+];
 
 #[cfg(test)]
 mod tests {
@@ -733,6 +757,9 @@ mod tests {
         );
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0, 0, 0]), eperm);
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0x2000, 0, 0]), eperm);
+        for name in ["add_key", "request_key", "keyctl"] {
+            assert_eq!(call(name, [0; 6]), eperm, "{name}");
+        }
     }
 
     #[test]

@@ -340,7 +340,9 @@ impl SandboxBuilder {
 
     /// Denies `path` to the program (`--deny-path`): it cannot be opened,
     /// executed, linked, renamed, symlinked to, replaced or removed, under
-    /// any name (`EACCES`); a directory denies everything beneath it. See
+    /// any name (`EACCES`); a directory denies everything beneath it; a unix
+    /// socket beneath it cannot be connected, sent to or bound (`connect`
+    /// and the sends are then made on the program's behalf). See
     /// [`crate::paths`]. Relative paths are taken from the current directory.
     pub fn deny_path(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.deny_paths.push(path.as_ref().to_path_buf());
@@ -660,12 +662,22 @@ impl SandboxBuilder {
             source: e,
         })?;
         let mut domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
+        // The sandbox's cgroups are the supervisor's to manage; and a root
+        // program writing beneath /proc or /sys changes the host: its
+        // sysctls (a pipe in `kernel.core_pattern` runs any program as root
+        // outside the sandbox at the next crash), devices, power, tracing,
+        // other processes' /proc files (unless it keeps its capabilities:
+        // then it is trusted to reconfigure the host).
+        let mut places = Vec::new();
         if self.cgroups {
-            // The sandbox's cgroups are the supervisor's to manage.
-            if let Some(d) = domain.as_mut() {
-                d.forbid_writes_beneath(&crate::sys::cgroup::mount_points())
-                    .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
-            }
+            places.extend(crate::sys::cgroup::mount_points());
+        }
+        if crate::sys::process::euid() == 0 && !self.keep_caps {
+            places.extend(["/proc", "/sys"].map(std::path::PathBuf::from));
+        }
+        if let Some(d) = domain.as_mut() {
+            d.forbid_writes_beneath(&places)
+                .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
         }
         let confined =
             crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;
@@ -846,10 +858,30 @@ impl SandboxBuilder {
                 set.deny_fixed(&p);
             }
         }
-        // `bind` is path denial's only without a network policy (whose
-        // handlers own it) and without a user handler on it.
-        let with_bind =
-            self.network.is_none() && !handled(syscalls::number(Arch::native(), "bind"));
+        // `bind` is path denial's unless the network's handlers own it (a
+        // bind deny list, port remap, a chroot: they check denied paths
+        // themselves) or a user handler is on it.
+        let net_binds = self
+            .network
+            .as_ref()
+            .is_some_and(|n| n.deny_bind().is_some())
+            || self.determinism.port_remap
+            || self.chroot.any();
+        let with_bind = !net_binds && !handled(syscalls::number(Arch::native(), "bind"));
+        // A unix socket beneath a denied path is reached by `connect` and
+        // the sends, which the network's handlers make on the program's
+        // behalf: they check the socket file against the denied paths.
+        if paths_denied && self.network.is_none() {
+            self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
+        }
+        // The set path denial's handlers (and the network's) check.
+        let held_set = path_set.as_ref().map(|set| {
+            let set = crate::confine::held_to(set, fs_lists.clone());
+            match &self.cow_dir {
+                Some(w) => w.hold(set, untrapped_reads),
+                None => set,
+            }
+        });
         let memory_cgroup = self.cgroups
             && self.limits.max_memory.is_some()
             && !matches!(
@@ -867,6 +899,9 @@ impl SandboxBuilder {
                 net,
                 self.determinism.port_remap,
                 self.chroot.any(),
+                held_set
+                    .clone()
+                    .filter(|_| paths_denied || policy.is_some()),
             )?));
         }
         if self.determinism.any() {
@@ -885,12 +920,7 @@ impl SandboxBuilder {
         if let Some(w) = &self.cow_dir {
             features.push(w.feature());
         }
-        if let Some(set) = &path_set {
-            let set = crate::confine::held_to(set, fs_lists);
-            let set = match &self.cow_dir {
-                Some(w) => w.hold(set, untrapped_reads),
-                None => set,
-            };
+        if let Some(set) = held_set {
             features.push(Arc::new(crate::paths::PathDenial {
                 set,
                 with_bind,

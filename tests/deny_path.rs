@@ -927,3 +927,142 @@ int main(int c, char **v) {
         "the kernel wrote into the denied directory"
     );
 }
+
+/// `unixreach STREAM DGRAM DIR ROUNDS`: connects to the stream socket
+/// STREAM, sends to the datagram socket DGRAM (`sendto` and `sendmsg`), and
+/// binds a new socket in DIR, ROUNDS times each; prints how many of each
+/// got through.
+const UNIXREACH_C: &str = r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static struct sockaddr_un addr(const char *p) {
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", p);
+    return a;
+}
+
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[4]), conn = 0, sent = 0, msgs = 0, binds = 0;
+    for (int i = 0; i < rounds; i++) {
+        struct sockaddr_un s = addr(argv[1]), d = addr(argv[2]);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(fd, (void *)&s, sizeof s) == 0) conn++;
+        close(fd);
+        fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+        if (sendto(fd, "x", 1, MSG_DONTWAIT, (void *)&d, sizeof d) == 1) sent++;
+        struct iovec iov = { .iov_base = "y", .iov_len = 1 };
+        struct msghdr m = { .msg_name = &d, .msg_namelen = sizeof d, .msg_iov = &iov, .msg_iovlen = 1 };
+        if (sendmsg(fd, &m, MSG_DONTWAIT) == 1) msgs++;
+        close(fd);
+        char name[200];
+        snprintf(name, sizeof name, "%s/bound%d", argv[3], i);
+        struct sockaddr_un b = addr(name);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (bind(fd, (void *)&b, sizeof b) == 0) { binds++; unlink(name); }
+        close(fd);
+    }
+    printf("connect %d\nsendto %d\nsendmsg %d\nbind %d\n", conn, sent, msgs, binds);
+    return 0;
+}
+"#;
+
+/// Unix sockets beneath a denied directory: `connect`, `sendto`, `sendmsg`
+/// (by the path and through a symlink from outside) and `bind` of a new
+/// name in it are refused, with and without a network policy; the same
+/// program reaches a socket outside.
+#[test]
+fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
+    use std::os::unix::net::{UnixDatagram, UnixListener};
+    let _wd = common::watchdog(Duration::from_secs(120), "unixreach");
+    let exe = common::build_c("unixreach", UNIXREACH_C, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let denied = dir.path().join("denied");
+    let open = dir.path().join("open");
+    std::fs::create_dir(&denied).unwrap();
+    std::fs::create_dir(&open).unwrap();
+    std::os::unix::fs::symlink(&denied, dir.path().join("link")).unwrap();
+    let mut keep = Vec::new();
+    for d in [&denied, &open] {
+        keep.push((
+            UnixListener::bind(d.join("s")).unwrap(),
+            UnixDatagram::bind(d.join("d")).unwrap(),
+        ));
+    }
+    let rounds = "10";
+    let counts = |out: &str| -> Vec<(String, u32)> {
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+            .collect()
+    };
+    let path = |d: &Path, n: &str| d.join(n).to_str().unwrap().to_owned();
+    for spelling in [denied.clone(), dir.path().join("link")] {
+        let args = [
+            path(&spelling, "s"),
+            path(&spelling, "d"),
+            spelling.to_str().unwrap().to_owned(),
+            rounds.to_owned(),
+        ];
+        let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
+        let (out, _) = common::run_piped(
+            &sandbox,
+            &exe,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let lib = counts(&out);
+        let mut cli = Vec::new();
+        for extra in [
+            &[][..],
+            &["--net-deny", "10.0.0.0/8"],
+            &["--net-deny-bind", "8080"],
+        ] {
+            let mut a = vec!["run", "--deny-path", denied.to_str().unwrap()];
+            a.extend_from_slice(extra);
+            a.push("--");
+            a.push(exe.to_str().unwrap());
+            a.extend(args.iter().map(String::as_str));
+            let o = common::run_unotify(&a);
+            cli.push((extra, counts(&common::stdout_of(&o))));
+        }
+        eprintln!("{spelling:?}: library {lib:?}, cli {cli:?}");
+        assert_eq!(lib.len(), 4, "{out}");
+        assert!(
+            lib.iter().all(|(_, n)| *n == 0),
+            "library: got through: {lib:?}"
+        );
+        for (extra, c) in cli {
+            assert_eq!(c.len(), 4, "{extra:?}");
+            assert!(
+                c.iter().all(|(_, n)| *n == 0),
+                "unotify run {extra:?}: got through: {c:?}"
+            );
+        }
+    }
+    // Outside the denied directory all of it works.
+    let args = [
+        path(&open, "s"),
+        path(&open, "d"),
+        open.to_str().unwrap().to_owned(),
+        rounds.to_owned(),
+    ];
+    let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
+    let (out, _) = common::run_piped(
+        &sandbox,
+        &exe,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    // (Datagrams are sent without waiting: the queue holds ten.)
+    let open_counts = counts(&out);
+    assert_eq!(open_counts.len(), 4, "{out}");
+    assert!(
+        open_counts.iter().all(|(_, n)| *n > 0),
+        "outside the denied directory: {open_counts:?}"
+    );
+    drop(keep);
+}

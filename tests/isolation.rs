@@ -410,3 +410,21 @@ int main(int c, char **v) {
     let left = String::from_utf8_lossy(&host.stdout).trim().to_owned();
     assert_eq!(left, "0", "segments left on the host");
 }
+
+/// The files through which a write changes the host (sysctls, sysfs, a host
+/// process's /proc files) cannot be opened for writing, whether the open is
+/// the kernel's (Landlock) or made on the program's behalf (path denial),
+/// with or without the sandbox's cgroups.
+#[test]
+fn host_control_files_are_out_of_reach() {
+    let host = HostProcess::sleep();
+    for extra in [
+        &["--deny-path", "/etc/shadow"][..],
+        &["--leave-daemons"][..],
+        &["--exec-deny", "rm"][..],
+    ] {
+        let out = cli_attack(extra, &host.pid(), "control", false);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        assert_nothing_reaches(&stdout_of(&out), &format!("unotify run {extra:?}"));
+    }
+}

@@ -27,6 +27,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/keyctl.h>
 
 #define TRIES 20
 #define PTRACE_TRIES 3
@@ -181,6 +182,49 @@ static void attack(pid_t target, const char *abstract) {
     }
     REPORT("sanity_tty", tty);
     REPORT("tiocsti", sti);
+
+    /* The kernel's keyrings are not per sandbox: the user keyring is the
+     * host user's (its keys readable and writable from here), and a key
+     * added to it outlives the sandbox. Each try adds a key (invalidated
+     * at once if it got in) and looks up the user keyring. */
+    int keys = 0;
+    for (int i = 0; i < TRIES; i++) {
+        char desc[64];
+        snprintf(desc, sizeof desc, "unotify-isolation-%d-%d", getpid(), i);
+        long k = syscall(SYS_add_key, "user", desc, "x", 1, KEY_SPEC_USER_KEYRING);
+        if (k > 0) {
+            keys++;
+            sys(SYS_keyctl, KEYCTL_INVALIDATE, k, 0, 0);
+        }
+        if (sys(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0, 0) > 0)
+            keys++;
+        if (sys(SYS_request_key, (long)"user", (long)desc, 0, KEY_SPEC_USER_KEYRING) > 0)
+            keys++;
+    }
+    REPORT("keyring", keys);
+
+    /* Files through which a write changes the host (opened for writing,
+     * never written): its sysctls (a pipe in kernel.core_pattern runs a
+     * program as root outside the sandbox at the next crash), sysfs, and
+     * the target's own /proc files. */
+    int control = 0;
+    char oom[64], refs[64];
+    snprintf(oom, sizeof oom, "/proc/%d/oom_score_adj", (int)target);
+    snprintf(refs, sizeof refs, "/proc/%d/clear_refs", (int)target);
+    const char *files[] = {
+        "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
+        "/proc/sys/vm/drop_caches", "/sys/kernel/mm/transparent_hugepage/enabled",
+        "/sys/kernel/uevent_helper", oom, refs,
+    };
+    for (int i = 0; i < TRIES; i++)
+        for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+            int fd = open(files[f], O_WRONLY);
+            if (fd >= 0) {
+                control++;
+                close(fd);
+            }
+        }
+    REPORT("host_control_files", control);
     len += snprintf(line + len, sizeof line - len, "done\n");
     (void)!write(1, line, len);
 }

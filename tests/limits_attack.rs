@@ -518,6 +518,7 @@ const CGROUP_ESCAPE: &str = r#"
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int tries, through;
@@ -530,7 +531,7 @@ static void try_write(const char *path, const char *what) {
     close(fd);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char pid[32], line[4096], path[4096];
     snprintf(pid, sizeof pid, "%d\n", getpid());
     FILE *m = fopen("/proc/self/mountinfo", "r");
@@ -544,8 +545,21 @@ int main(void) {
         try_write(path, pid);
         snprintf(path, sizeof path, "%s/tasks", point);
         try_write(path, pid);
+        /* A cgroup of its own in the host's hierarchy (left behind, and
+         * counted against the host's cgroup ids). */
+        snprintf(path, sizeof path, "%s/unotify-escape-%d", point, getpid());
+        tries++;
+        if (mkdir(path, 0755) == 0) {
+            through++;
+            rmdir(path);
+        }
     }
     fclose(m);
+    /* A host cgroup removed (argv[1], empty). */
+    if (argc > 1) {
+        tries++;
+        if (rmdir(argv[1]) == 0) through++;
+    }
     /* Its own cgroups' limits (v1 paths here: "N:ctrl:/path"). */
     FILE *c = fopen("/proc/self/cgroup", "r");
     if (!c) return 2;
@@ -577,12 +591,33 @@ int main(void) {
 fn a_root_program_cannot_leave_or_widen_its_cgroups() {
     let exe = common::build_c("cgroup_escape", CGROUP_ESCAPE, &[]);
     let _dog = common::watchdog(Duration::from_secs(60), "the cgroup escape");
+    // An empty cgroup of the host's, for the program to remove (removed
+    // here at the end, whatever happens).
+    struct Victim(PathBuf);
+    impl Drop for Victim {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let victim = [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|m| Path::new(m).join(format!("unotify-victim-{}", std::process::id())))
+    .find(|v| std::fs::create_dir(v).is_ok())
+    .map(Victim)
+    .expect("make a cgroup to remove");
+    let victim = &victim.0;
     for extra in [&[][..], &["--deny-path", "/etc/shadow"][..]] {
         let mut args = vec!["run", "-m", "64M", "-P", "32"];
         args.extend_from_slice(extra);
         args.push("--");
         args.push(exe.to_str().unwrap());
+        args.push(victim.to_str().unwrap());
         let out = unotify().args(&args).output().expect("start unotify");
+        let _ = std::fs::create_dir(victim);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         eprintln!("cgroup escape {extra:?}: {text}");
         let n: Vec<u32> = text
@@ -593,4 +628,85 @@ fn a_root_program_cannot_leave_or_widen_its_cgroups() {
         assert!(n[0] >= 4, "too few cgroup files tried: {text}");
         assert_eq!(n[1], 0, "{extra:?}: writes went through: {text}");
     }
+}
+
+/// `tcp_buffers CAP PAIRS`: makes up to PAIRS loopback TCP connections and
+/// writes into each (never reading) until the kernel takes no more, or CAP
+/// MiB are queued in all; prints `queued N` (MiB).
+const TCP_BUFFERS: &str = r#"
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    long cap = atol(argv[1]) << 20, total = 0;
+    int pairs = atoi(argv[2]);
+    struct rlimit rl = { 4096, 4096 };
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+    socklen_t al = sizeof a;
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4096) || getsockname(l, (void *)&a, &al)) {
+        perror("listen");
+        return 2;
+    }
+    static char buf[1 << 16];
+    memset(buf, 'z', sizeof buf);
+    for (int i = 0; i < pairs && total < cap; i++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (void *)&a, sizeof a)) break;
+        int r = accept(l, 0, 0);
+        if (r < 0) break;
+        int big = 1 << 30;
+        setsockopt(s, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+        setsockopt(r, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        fcntl(s, F_SETFL, O_NONBLOCK);
+        while (total < cap) {
+            ssize_t n = write(s, buf, sizeof buf);
+            if (n <= 0) break;
+            total += n;
+        }
+    }
+    printf("queued %ld\n", total >> 20);
+    return 0;
+}
+"#;
+
+/// Kernel memory in TCP socket buffers counts under `-m`: cgroup v1 counts
+/// them only with `memory.kmem.tcp.limit_in_bytes` written (512 MiB were
+/// held under `-m 64M` before). A program killed for it got nothing either.
+#[test]
+fn memory_in_tcp_socket_buffers_is_bounded() {
+    let exe = common::build_c("tcp_buffers", TCP_BUFFERS, &[]);
+    let _dog = common::watchdog(Duration::from_secs(120), "the TCP buffer attack");
+    let out = unotify()
+        .args([
+            "run",
+            "-m",
+            "64M",
+            "--",
+            exe.to_str().unwrap(),
+            "256",
+            "400",
+        ])
+        .output()
+        .expect("start unotify");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let queued: u64 = match text.lines().find_map(|l| l.strip_prefix("queued ")) {
+        Some(n) => n.trim().parse().unwrap(),
+        None => {
+            assert_eq!(out.status.code(), Some(137), "{text:?} {}", stderr(&out));
+            0
+        }
+    };
+    eprintln!("queued {queued} MiB in TCP buffers under -m 64M");
+    assert!(
+        queued <= MEMORY_BOUND_MIB,
+        "{queued} MiB held in TCP socket buffers under -m 64M"
+    );
 }

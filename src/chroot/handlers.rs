@@ -741,7 +741,10 @@ impl Op<'_> {
         if writes && node.read_only && ro_kind(&st) {
             return Err(erofs());
         }
-        if writes && st.on_anonymous_device() && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd()) {
+        if writes
+            && st.on_anonymous_device()
+            && crate::sys::cgroup::is_host_control_fs(pinned.as_fd())
+        {
             return Err(Errno::of(libc::EACCES));
         }
         if crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64) {

@@ -51,10 +51,20 @@ impl Network {
     /// `UnixPathHook`), refused with `EACCES` without one: the kernel would
     /// resolve them in the host's root. `bind` is then made on the
     /// program's behalf too.
-    pub(crate) fn new(policy: &NetPolicy, remap: bool, chroot: bool) -> Result<Network> {
+    ///
+    /// With `denied` (paths are denied), an `AF_UNIX` pathname beneath a
+    /// denied path is refused (`EACCES`) by `connect`, the sends and `bind`:
+    /// the calls are trapped even without network rules.
+    pub(crate) fn new(
+        policy: &NetPolicy,
+        remap: bool,
+        chroot: bool,
+        denied: Option<Arc<crate::paths::DeniedPaths>>,
+    ) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
         let mut enforcer = Enforcer::new(Arc::clone(&resolved));
         enforcer.refuse_unix_paths = chroot;
+        enforcer.denied = denied.clone();
         let enforcer = Arc::new(enforcer);
         let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
         let mut add = |name: &str, h: Arc<dyn Handler>| {
@@ -62,7 +72,7 @@ impl Network {
                 handlers.push((n, h));
             }
         };
-        if policy.mode() != Mode::Unrestricted || chroot {
+        if policy.mode() != Mode::Unrestricted || chroot || denied.is_some() {
             let e = Arc::clone(&enforcer);
             add(
                 "connect",

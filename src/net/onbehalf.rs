@@ -32,6 +32,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use crate::action::{Errno, NotifAction};
@@ -98,6 +99,9 @@ pub(crate) struct Enforcer {
     /// the view resolves them (a [`unix::UnixPathHook`] service): the
     /// program's kernel root is not the view's.
     pub(crate) refuse_unix_paths: bool,
+    /// Path denial's set, when paths are denied: an `AF_UNIX` pathname
+    /// beneath a denied path is refused (`EACCES`), as its open would be.
+    pub(crate) denied: Option<Arc<crate::paths::DeniedPaths>>,
 }
 
 /// The socket's family, as far as the policy is concerned.
@@ -262,7 +266,42 @@ impl Enforcer {
             unprivileged_port_start,
             canceller: Canceller::new().map(Arc::new),
             refuse_unix_paths: false,
+            denied: None,
         }
+    }
+
+    /// Refuses (`EACCES`) a socket file, or the directory a socket is bound
+    /// in under `name`, that path denial denies.
+    fn unix_file_allowed(
+        &self,
+        cx: &HandlerCtx<'_>,
+        fd: BorrowedFd<'_>,
+        name: Option<&[u8]>,
+    ) -> Answer<()> {
+        let Some(d) = &self.denied else {
+            return Ok(());
+        };
+        let named = || {
+            let dir = crate::paths::path_of_fd(fd)?;
+            let name = std::ffi::OsStr::from_bytes(name?);
+            Some(dir.join(name))
+        };
+        let path = if d.check_fd(fd) {
+            d.last_hit()
+        } else {
+            match named().filter(|p| d.name_denied(p)) {
+                Some(p) => Some(p),
+                None => return Ok(()),
+            }
+        };
+        log::debug!("network: a unix socket path beneath a denied path refused");
+        cx.note_rule(true, || d.rule_for(path.as_deref()));
+        cx.report(|| crate::events::Event::PathDenied {
+            pid: cx.pid(),
+            syscall: cx.notification().syscall_name().unwrap_or("unknown"),
+            path: path.clone(),
+        });
+        Err(errno(libc::EACCES))
     }
 
     /// Refuses an `AF_UNIX` pathname under a chroot (`EACCES`).
@@ -494,6 +533,7 @@ impl Enforcer {
                             as_program(&sock.creds, || unix::resolve(&view))
                                 .map_err(|e| errno(io_errno(&e)))?
                         };
+                        self.unix_file_allowed(cx, r.fd.as_fd(), None)?;
                         Some((UnixDest::Path(r.real.clone()), Some(r)))
                     }
                 };
@@ -668,18 +708,43 @@ impl Enforcer {
                     // the program's working directory (its socket's name is
                     // then what it gave). Else: the parent directory resolved
                     // in its root, and the last component.
-                    // A view of a feature's (a chroot's): its directory.
-                    let (dir, bind_addr) = if let Some(hook) = hook {
-                        let (dir, name) = hook.0.parent(cx, &p).map_err(errno)?;
-                        (dir, unix::path_addr(&name))
-                    } else if unix::same_view(tid) {
-                        let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
-                        (cwd, addr.clone())
-                    } else {
-                        let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
-                        let (dir, name) = as_program(&sock.creds, || unix::resolve_parent(&view))
-                            .map_err(|e| errno(io_errno(&e)))?;
-                        (dir.fd, unix::path_addr(&name))
+                    // A view of a feature's (a chroot's): its directory, pinned.
+                    // Under path denial otherwise, the directory the name goes
+                    // in is pinned and checked first (and, bound by the path
+                    // as given, checked again after: see `bound_where_checked`).
+                    let pinned = match (&self.denied, hook) {
+                        (Some(_), None) => {
+                            let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
+                            let (dir, name) =
+                                as_program(&sock.creds, || unix::resolve_parent(&view))
+                                    .map_err(|e| errno(io_errno(&e)))?;
+                            self.unix_file_allowed(cx, dir.fd.as_fd(), Some(&name))?;
+                            Some((view, dir.fd, name))
+                        }
+                        _ => None,
+                    };
+                    let same_view = hook.is_none() && unix::same_view(tid);
+                    let (dir, bind_addr) = match (hook, same_view, &pinned) {
+                        (Some(hook), _, _) => {
+                            let (dir, name) = hook.0.parent(cx, &p).map_err(errno)?;
+                            self.unix_file_allowed(cx, dir.as_fd(), Some(&name))?;
+                            (dir, unix::path_addr(&name))
+                        }
+                        (None, true, _) => {
+                            let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
+                            (cwd, addr.clone())
+                        }
+                        (None, false, Some((_, dir, name))) => (
+                            dir.try_clone().map_err(|e| errno(io_errno(&e)))?,
+                            unix::path_addr(name),
+                        ),
+                        (None, false, None) => {
+                            let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
+                            let (dir, name) =
+                                as_program(&sock.creds, || unix::resolve_parent(&view))
+                                    .map_err(|e| errno(io_errno(&e)))?;
+                            (dir.fd, unix::path_addr(&name))
+                        }
                     };
                     Self::policy_gate(cx)?;
                     let setup = ThreadSetup {
@@ -687,9 +752,12 @@ impl Enforcer {
                         fs: Some((dir.as_fd(), umask)),
                     };
                     let fd = sock.fd.as_fd();
-                    return Ok(unit_action(sysnet::run_as(&setup, || {
-                        sysnet::bind(fd, &bind_addr)
-                    })));
+                    let bound = sysnet::run_as(&setup, || sysnet::bind(fd, &bind_addr));
+                    if let (true, Ok(()), Some((view, before, name))) = (same_view, &bound, &pinned)
+                    {
+                        Self::bound_where_checked(&sock, view, before.as_fd(), name)?;
+                    }
+                    return Ok(unit_action(bound));
                 }
                 UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
                 UnixAddr::Unspec => {}
@@ -700,6 +768,42 @@ impl Enforcer {
         Ok(unit_action(as_program(&sock.creds, || {
             sysnet::bind(fd, &addr)
         })))
+    }
+
+    /// After a `bind` the kernel resolved by the path as given: the
+    /// directory the name is in must still be the one checked (`before`),
+    /// else a directory swapped in meanwhile (a denied one) holds the new
+    /// socket file: it is removed and the call refused (`EACCES`).
+    fn bound_where_checked(
+        sock: &Sock,
+        view: &unix::View,
+        before: BorrowedFd<'_>,
+        name: &[u8],
+    ) -> Answer<()> {
+        use crate::sys::path::{fstat, fstatat, unlinkat};
+        let id = |fd: BorrowedFd<'_>| fstat(fd).ok().map(|st| (st.dev, st.ino));
+        let now = as_program(&sock.creds, || unix::resolve_parent(view));
+        if let Ok((dir, n)) = &now {
+            if n.as_slice() == name
+                && id(dir.fd.as_fd()).is_some()
+                && id(dir.fd.as_fd()) == id(before)
+            {
+                return Ok(());
+            }
+        }
+        log::warn!(
+            "the directory of a unix socket being bound changed during the call; refusing it"
+        );
+        if let Ok((dir, n)) = now {
+            if let Ok(c) = std::ffi::CString::new(n) {
+                let is_sock = fstatat(Some(dir.fd.as_fd()), &c, libc::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFSOCK);
+                if is_sock {
+                    let _ = unlinkat(Some(dir.fd.as_fd()), &c, 0);
+                }
+            }
+        }
+        Err(errno(libc::EACCES))
     }
 
     /// Binds `sock` to the real port behind virtual port `virt`: the one

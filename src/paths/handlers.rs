@@ -453,9 +453,12 @@ impl Entry {
     }
 
     /// Whether creating this name puts a file where a denied path is (the
-    /// name is denied or lies in a denied directory).
+    /// name is denied or lies in a denied directory), or in a cgroup file
+    /// system (a cgroup made there would outlive the sandbox; the
+    /// sandbox's Landlock domain refuses it too, but these calls are made
+    /// outside it).
     pub(super) fn creates_denied(&self, d: &DeniedPaths) -> bool {
-        if d.check_fd_write(self.dir()) {
+        if d.check_fd_write(self.dir()) || crate::sys::cgroup::is_cgroup_fs(self.dir()) {
             return true;
         }
         fd_path(self.dir())
@@ -479,9 +482,10 @@ impl Entry {
     /// Whether acting on this name touches a denied path: the name is
     /// denied or lies in a denied directory, a denied path lies beneath
     /// it, or what it names (and, with `through_symlink`, what a symlink
-    /// there points to) is denied.
+    /// there points to) is denied; or it is in a cgroup file system (a
+    /// cgroup of the host's removed or renamed).
     fn touches_denied(&self, d: &DeniedPaths, through_symlink: bool) -> Result<bool, Errno> {
-        if d.check_fd_write(self.dir()) {
+        if d.check_fd_write(self.dir()) || crate::sys::cgroup::is_cgroup_fs(self.dir()) {
             return Ok(true);
         }
         if let Some(pp) = fd_path(self.dir()) {
@@ -683,7 +687,7 @@ fn truncate(
     };
     if d.check_fd_write(pinned.as_fd())
         || is_supervisor_proc(pinned.as_fd())
-        || crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
+        || crate::sys::cgroup::is_host_control_fs(pinned.as_fd())
     {
         return Err(Errno::of(libc::EACCES));
     }

@@ -359,12 +359,15 @@ fn finish(
     {
         return Err(Errno::of(libc::EACCES));
     }
-    // No write into a cgroup file system: the program would move itself
-    // out of its sandbox's cgroups or raise their limits (the same rule as
-    // the Landlock domain's, for opens made on the program's behalf).
+    // No write into a cgroup file system (the program would move itself
+    // out of its sandbox's cgroups or raise their limits), procfs (the
+    // host's sysctls: a pipe in `kernel.core_pattern` runs a program as
+    // root outside any sandbox), sysfs or the kernel's other control file
+    // systems: the same rule as the Landlock domain's, for opens made on
+    // the program's behalf.
     if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0
         && st.on_anonymous_device()
-        && crate::sys::cgroup::is_cgroup_fs(pinned.as_fd())
+        && crate::sys::cgroup::is_host_control_fs(pinned.as_fd())
     {
         return Err(Errno::of(libc::EACCES));
     }

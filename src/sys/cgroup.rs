@@ -14,7 +14,9 @@
 //! - memory: v2 `memory.max` + `memory.swap.max = 0` where the `memory`
 //!   controller is enabled for (or can be enabled in) this process's
 //!   cgroup, else the v1 `memory` controller (`memory.limit_in_bytes`, and
-//!   `memory.memsw.limit_in_bytes` where swap is accounted).
+//!   `memory.memsw.limit_in_bytes` where swap is accounted, and
+//!   `memory.kmem.tcp.limit_in_bytes`: v1 counts TCP socket buffers only
+//!   once it is written).
 //!
 //! Not `memory.oom.group`: a v2 host would then kill the whole sandbox
 //! where a v1 host and the accounting fallback kill the one task that went
@@ -201,6 +203,32 @@ pub fn is_cgroup_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     matches!(
         st.f_type,
         libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC
+    )
+}
+
+/// Whether `fd` is on a file system through which a write changes the host
+/// rather than a file: a cgroup file system, procfs (`/proc/sys`, other
+/// processes' `/proc/<pid>` files), sysfs, and the kernel's control file
+/// systems usually mounted beneath `/sys` (tracefs, debugfs, securityfs,
+/// bpf; pstore and efivarfs are beneath `/sys`, which Landlock covers).
+pub fn is_host_control_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    // SAFETY: statfs is plain old data; fstatfs fills it for a live fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable statfs; the fd is borrowed.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        // Unknown: refuse the write (fail closed).
+        return true;
+    }
+    matches!(
+        st.f_type,
+        libc::CGROUP_SUPER_MAGIC
+            | libc::CGROUP2_SUPER_MAGIC
+            | libc::PROC_SUPER_MAGIC
+            | libc::SYSFS_MAGIC
+            | libc::TRACEFS_MAGIC
+            | libc::DEBUGFS_MAGIC
+            | libc::SECURITYFS_MAGIC
+            | libc::BPF_FS_MAGIC
     )
 }
 
@@ -822,6 +850,7 @@ impl Containment {
                         if sw.exists() {
                             fs::write(sw, bytes.to_string())?;
                         }
+                        limit_tcp_v1(&d, bytes);
                         c.memory_cgroup = Some(Arc::new(MemoryCgroup {
                             dir: d,
                             v2: false,
@@ -1063,6 +1092,7 @@ impl MemoryCgroup {
                 if sw.exists() {
                     fs::write(sw, v.to_string())?;
                 }
+                limit_tcp_v1(&self.dir, v);
                 Ok(())
             }
         };
@@ -1485,6 +1515,26 @@ impl Watchdog {
             owner,
             _command: cmd_w,
         })
+    }
+}
+
+/// Caps the TCP socket buffers of the v1 memory cgroup `dir` at `bytes`
+/// (`memory.kmem.tcp.limit_in_bytes`): v1 counts them only once a limit is
+/// written, and outside `memory.limit_in_bytes`, so without it a program
+/// holds any amount of kernel memory in loopback connections it never
+/// reads (512 MiB under a 64 MiB limit). A kernel without the file, or
+/// refusing the write, keeps v1's default (logged).
+fn limit_tcp_v1(dir: &Path, bytes: u64) {
+    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+    if !tcp.exists() {
+        log::debug!("no {}: TCP buffers are not counted", tcp.display());
+        return;
+    }
+    if let Err(e) = fs::write(&tcp, bytes.to_string()) {
+        log::warn!(
+            "cannot cap TCP socket buffers in {} ({e}): they are not counted in the memory limit",
+            tcp.display()
+        );
     }
 }
 

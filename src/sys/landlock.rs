@@ -29,6 +29,10 @@ pub const ACCESS_FS_WRITE_FILE: u64 = 1 << 1;
 pub const ACCESS_FS_READ_FILE: u64 = 1 << 2;
 /// Open a directory or list its content.
 pub const ACCESS_FS_READ_DIR: u64 = 1 << 3;
+/// Remove a directory (the right is the parent's).
+pub const ACCESS_FS_REMOVE_DIR: u64 = 1 << 4;
+/// Create a directory (the right is the parent's).
+pub const ACCESS_FS_MAKE_DIR: u64 = 1 << 7;
 /// Create a block device node.
 pub const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
 /// Truncate a file (ABI 3).

@@ -197,8 +197,8 @@ pub struct RunArgs {
     /// Deny PATH (a file, or a directory and all beneath it): it cannot be
     /// opened, executed (also as a script's interpreter), linked, renamed,
     /// symlinked to, replaced, or have its mode, owner, times or attributes
-    /// changed, and no name can be created in it, by any name (EACCES).
-    /// PATH must exist (a typo, or a `~` the shell did not expand, would
+    /// changed, and no name can be created in it, by any name (EACCES); a
+    /// unix socket beneath it cannot be connected or sent to. PATH must exist (a typo, or a `~` the shell did not expand, would
     /// deny nothing): see --deny-path-future for one made later.
     /// Repeatable. Example: --deny-path /etc/shadow
     #[arg(long, value_name = "PATH", value_parser = parse_existing_path)]
