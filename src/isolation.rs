@@ -595,8 +595,12 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 /// a console selection), and the kernel's keyrings (`add_key`,
 /// `request_key`, `keyctl`: they are not per sandbox, so the user keyring
 /// is the host user's, its keys readable and replaceable from inside, and
-/// a key added to it outlives the sandbox, uncounted by any limit). A call
-/// the caller already denies keeps its errno.
+/// a key added to it outlives the sandbox, uncounted by any limit), and
+/// userfaultfd (`userfaultfd`, and `ioctl(USERFAULTFD_IOC_NEW)` on
+/// `/dev/userfaultfd`: a page the program leaves unfilled stalls every
+/// read the supervisor makes of it, and enough such pointer arguments stall
+/// every worker, so that later calls go unanswered). A call the caller
+/// already denies keeps its errno.
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
     refuse_host_access(filter)?;
     refuse_foreign_limits(filter)?;
@@ -627,12 +631,16 @@ fn refuse_foreign_limits(filter: &mut FilterBuilder) -> Result<()> {
     Ok(())
 }
 
-/// `ioctl(fd, TIOCSTI | TIOCLINUX, ...)`: `EPERM` (see [`install`]).
+/// `_IO(0xAA, 0x00)`: a new userfaultfd from `/dev/userfaultfd`.
+const USERFAULTFD_IOC_NEW: libc::c_ulong = 0xAA00;
+
+/// `ioctl(fd, TIOCSTI | TIOCLINUX | USERFAULTFD_IOC_NEW, ...)`: `EPERM`
+/// (see [`install`]).
 fn refuse_terminal_input(filter: &mut FilterBuilder) -> Result<()> {
     let Some(nr) = syscalls::number(filter.arch(), "ioctl") else {
         return Ok(());
     };
-    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+    for req in [libc::TIOCSTI, libc::TIOCLINUX, USERFAULTFD_IOC_NEW] {
         // The kernel reads the request as a 32-bit `unsigned int`.
         let check = crate::filter::ArgCheck::new(1, 0xffff_ffff, u64::from(req as u32));
         filter.refuse_first(nr, vec![check], libc::EPERM)?;
@@ -706,12 +714,13 @@ impl Drop for DumpableWindow {
 }
 
 /// See [`install`].
-pub(crate) const REFUSED: [&str; 5] = [
+pub(crate) const REFUSED: [&str; 6] = [
     "pidfd_getfd",
     "process_vm_writev",
     "add_key",
     "request_key",
     "keyctl",
+    "userfaultfd",
 ];
 
 #[cfg(test)]
@@ -757,9 +766,10 @@ mod tests {
         );
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0, 0, 0]), eperm);
         assert_eq!(call("prlimit64", [42, 7, 0x1000, 0x2000, 0, 0]), eperm);
-        for name in ["add_key", "request_key", "keyctl"] {
+        for name in ["add_key", "request_key", "keyctl", "userfaultfd"] {
             assert_eq!(call(name, [0; 6]), eperm, "{name}");
         }
+        assert_eq!(call("ioctl", [3, 0xAA00, 0, 0, 0, 0]), eperm);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/keyctl.h>
+#include <linux/userfaultfd.h>
 
 #define TRIES 20
 #define PTRACE_TRIES 3
@@ -202,6 +203,30 @@ static void attack(pid_t target, const char *abstract) {
             keys++;
     }
     REPORT("keyring", keys);
+
+    /* A userfaultfd lets the program leave a page of its memory unfilled
+     * for as long as it likes: a pointer argument placed there stalls the
+     * supervisor's read of it, and enough of them stall every worker (each
+     * later trapped call then goes unanswered). Each try asks for one by
+     * the system call and through /dev/userfaultfd. */
+    int uffd = 0;
+    for (int i = 0; i < TRIES; i++) {
+        long u = syscall(SYS_userfaultfd, O_CLOEXEC);
+        if (u >= 0) {
+            uffd++;
+            close((int)u);
+        }
+        int d = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (d >= 0) {
+            long n = ioctl(d, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+            if (n >= 0) {
+                uffd++;
+                close((int)n);
+            }
+            close(d);
+        }
+    }
+    REPORT("userfaultfd", uffd);
 
     /* Files through which a write changes the host (opened for writing,
      * never written): its sysctls (a pipe in kernel.core_pattern runs a
