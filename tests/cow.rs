@@ -1473,3 +1473,56 @@ fn read_only_opens_outside_the_layer_run_untrapped_unless_something_else_decides
     assert_ne!(decision(&text, "/etc/hostname"), "CONTINUE", "{text}");
     assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "old\n");
 }
+
+/// A copy-up carries the work directory's file's extended attributes
+/// (`user.*`; `trusted.*` too, which the supervisor may set as root here
+/// but the program, without `CAP_SYS_ADMIN`, does not see): read back in
+/// the run after a write, and on the host after the commit; an abort
+/// leaves the lower file's as they were.
+#[test]
+fn a_copy_up_keeps_the_extended_attributes() {
+    let dir = fresh("xattr");
+    let f = dir.join("f.txt");
+    fs::write(&f, "one\n").unwrap();
+    let set = StdCommand::new("python3")
+        .arg("-c")
+        .arg(
+            "import os,sys; p=sys.argv[1]; os.setxattr(p,'user.k',b'v1'); \
+             os.setxattr(p,'user.other',b'v2'); os.setxattr(p,'trusted.t',b'v3')",
+        )
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_ok(&set);
+    let script = r#"python3 -c '
+import os
+with open("f.txt", "a") as f: f.write("two\n")
+print(sorted(os.listxattr("f.txt")), os.getxattr("f.txt", "user.k"))
+os.setxattr("f.txt", "user.k", b"changed")
+'"#;
+    let host = |p: &Path| {
+        let out = StdCommand::new("python3")
+            .arg("-c")
+            .arg("import os,sys; p=sys.argv[1]; print(sorted((n, os.getxattr(p, n)) for n in os.listxattr(p)))")
+            .arg(p)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let before = host(&f);
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "['user.k', 'user.other'] b'v1'\n");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(host(&f), before, "an abort changed the lower file's xattrs");
+    assert_eq!(fs::read_to_string(&f).unwrap(), "one\n");
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(fs::read_to_string(&f).unwrap(), "one\ntwo\n");
+    assert_eq!(
+        host(&f),
+        "[('trusted.t', b'v3'), ('user.k', b'changed'), ('user.other', b'v2')]\n"
+    );
+    assert_no_layer(&dir);
+}

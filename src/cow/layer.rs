@@ -312,6 +312,9 @@ impl Layer {
                 io::copy(&mut (&src), &mut out)?;
             }
             let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
+            // After the owner and the bytes (either would clear a file
+            // capability), before the mode (an access ACL sets it too).
+            copy_xattrs(src.as_fd(), out.as_fd());
             out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
             if keep_data {
                 let times = fs::FileTimes::new()
@@ -546,6 +549,40 @@ impl Layered for Layer {
         match fstat(fresh.as_fd()) {
             Ok(now) if !self.is_placeholder(&now) && now.dev == self.upper_dev => Ok(fresh),
             _ => Err(Errno::of(libc::EACCES)),
+        }
+    }
+}
+
+/// Gives the file `to` the extended attributes of `from` (both open
+/// fds): every name this process may read and set (`user.*`, ACLs,
+/// `security.*` and `trusted.*` where privileged); a name the kernel or a
+/// security module refuses to set is left out, as `cp -a` does.
+pub(crate) fn copy_xattrs(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    let proc = |fd: BorrowedFd<'_>| {
+        CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .unwrap_or_default()
+    };
+    let (src, dst) = (proc(from), proc(to));
+    let names = match crate::sys::path::listxattr_path(&src, 65536, true) {
+        Ok((_, names)) => names,
+        Err(e) => {
+            if e.raw_os_error() != Some(libc::ENOTSUP) {
+                log::debug!("listxattr for a copy: {e}");
+            }
+            return;
+        }
+    };
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        let copied = crate::sys::path::getxattr_path(&src, &name, 65536, true)
+            .and_then(|(_, value)| crate::sys::path::setxattr(&dst, &name, &value, 0, true));
+        if let Err(e) = copied {
+            log::debug!("xattr {} not copied: {e}", name.to_string_lossy());
         }
     }
 }
