@@ -1526,3 +1526,36 @@ os.setxattr("f.txt", "user.k", b"changed")
     );
     assert_no_layer(&dir);
 }
+
+/// Two names the program hard-links to one file of the work directory
+/// stay one file when either is changed (appended, truncated): the other
+/// name reads the change, `stat` gives both one inode, and the commit
+/// leaves them one inode in the work directory (the storage is on its
+/// file system here; on another one each name gets the new bytes).
+#[test]
+fn hard_links_to_a_lower_file_stay_one_file_when_one_is_changed() {
+    let dir = fresh("hardlink");
+    fs::write(dir.join("a"), "one\n").unwrap();
+    fs::write(dir.join("t"), "old\n").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    let script = "ln a b && ln a sub/c && echo x >> a && cat b sub/c && \
+                  [ a -ef b ] && [ a -ef sub/c ] && echo same && \
+                  ln t u && echo new > u && cat t && [ t -ef u ] && echo same";
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nx\none\nx\nsame\nnew\nsame\n");
+    assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "one\n");
+    assert!(!dir.join("b").exists());
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    for n in ["a", "b", "sub/c"] {
+        assert_eq!(fs::read_to_string(dir.join(n)).unwrap(), "one\nx\n", "{n}");
+    }
+    let ino = |n: &str| fs::metadata(dir.join(n)).unwrap().ino();
+    assert_eq!(ino("a"), ino("b"));
+    assert_eq!(ino("a"), ino("sub/c"));
+    assert_eq!(fs::read_to_string(dir.join("t")).unwrap(), "new\n");
+    assert_eq!(ino("t"), ino("u"));
+    assert_no_layer(&dir);
+}

@@ -355,7 +355,67 @@ impl Layer {
                 resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
             },
         )?;
+        // Other names the program linked to the placeholder (beyond the
+        // held link) follow the copy: one file, as on a real file system.
+        if fstat(fd.as_fd()).is_ok_and(|now| now.nlink > 1) {
+            self.relink_dir(Path::new(""), st.ino, fresh.as_fd())?;
+        }
         Ok(fresh)
+    }
+
+    /// Puts a link to `fresh` in place of every name of the placeholder
+    /// `ino` beneath the upper directory `rel` (each through a temporary
+    /// name renamed over it, so the name never goes missing).
+    fn relink_dir(&self, rel: &Path, ino: u64, fresh: BorrowedFd<'_>) -> io::Result<()> {
+        use std::os::unix::fs::DirEntryExt;
+        let dir = self.open_upper(rel, libc::O_PATH | libc::O_DIRECTORY)?;
+        let Ok(entries) = fs::read_dir(self.upper.join(rel)) else {
+            return Ok(());
+        };
+        let src = CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fresh)
+        ))
+        .unwrap_or_default();
+        for entry in entries {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let name = entry.file_name();
+            if ft.is_dir() {
+                self.relink_dir(&rel.join(&name), ino, fresh)?;
+                continue;
+            }
+            if !ft.is_file() || entry.ino() != ino {
+                continue;
+            }
+            let n = self.serial.fetch_add(1, Ordering::Relaxed);
+            let tmp = cpath(Path::new(&format!(
+                ".{}.unotify-relink.{}.{n}",
+                name.to_string_lossy(),
+                std::process::id()
+            )));
+            crate::sys::path::linkat(None, &src, Some(dir.as_fd()), &tmp, libc::AT_SYMLINK_FOLLOW)?;
+            let name = cpath(Path::new(&name));
+            let swapped =
+                crate::sys::path::fstatat(Some(dir.as_fd()), &name, libc::AT_SYMLINK_NOFOLLOW)
+                    .and_then(|now| {
+                        if now.dev != self.upper_dev || now.ino != ino {
+                            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+                        }
+                        crate::sys::path::renameat2(
+                            Some(dir.as_fd()),
+                            &tmp,
+                            Some(dir.as_fd()),
+                            &name,
+                            0,
+                        )
+                    });
+            if let Err(e) = swapped {
+                let _ = crate::sys::path::unlinkat(Some(dir.as_fd()), &tmp, 0);
+                log::debug!("a second name of a copied-up file: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// Copies up every placeholder of the upper tree that is not at its

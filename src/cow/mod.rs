@@ -86,6 +86,11 @@
 //! credentials and Landlock domain, so the supervisor's own `/proc`
 //! files stay out of reach. Attack test: `cow::racing_untrapped_reads_…`.
 //!
+//! A copy-up replaces every name of the placeholder (the program's hard
+//! links to it too, found by a walk of the upper tree when the
+//! placeholder has more than its held link left), so linked names stay
+//! one file; it carries the lower file's xattrs.
+//!
 //! The change set counts a placeholder at its own lower file's path as
 //! unchanged without reading it; a placeholder the program renamed or
 //! linked elsewhere is copied up before the change set is taken, and a
