@@ -1559,3 +1559,37 @@ fn hard_links_to_a_lower_file_stay_one_file_when_one_is_changed() {
     assert_eq!(ino("t"), ino("u"));
     assert_no_layer(&dir);
 }
+
+/// Names that are hard links to one file in the work directory are one
+/// file in the view too: a change through one shows through the others,
+/// a run that changes neither lists no change, and the commit leaves them
+/// one inode, as a bare run does.
+#[test]
+fn hard_links_of_the_work_directory_stay_one_file_in_the_view() {
+    let dir = fresh("lowerlinks");
+    fs::write(dir.join("a"), "one\n").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::hard_link(dir.join("a"), dir.join("hl")).unwrap();
+    fs::hard_link(dir.join("a"), dir.join("sub/hl2")).unwrap();
+    let out = run_in(
+        &dir,
+        &["--dry-run"],
+        "cat hl && [ a -ef sub/hl2 ] && echo same",
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nsame\n", "no change may be listed");
+    let script = "echo x >> a && cat hl sub/hl2 && [ a -ef hl ] && [ a -ef sub/hl2 ] && echo same";
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nx\none\nx\nsame\n");
+    assert_eq!(fs::read_to_string(dir.join("hl")).unwrap(), "one\n");
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    let ino = |n: &str| fs::metadata(dir.join(n)).unwrap().ino();
+    for n in ["a", "hl", "sub/hl2"] {
+        assert_eq!(fs::read_to_string(dir.join(n)).unwrap(), "one\nx\n", "{n}");
+        assert_eq!(ino(n), ino("a"), "{n}");
+    }
+    assert_no_layer(&dir);
+}

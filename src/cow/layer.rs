@@ -32,6 +32,15 @@ struct Origin {
     ino: u64,
     /// Its path relative to the work directory.
     rel: Box<Path>,
+    /// Its other names there (hard links), which share the placeholder.
+    also: Box<[Box<Path>]>,
+}
+
+impl Origin {
+    /// Whether `r` (relative to the work directory) is one of its names.
+    fn named(&self, r: &Path) -> bool {
+        *self.rel == *r || self.also.iter().any(|a| **a == *r)
+    }
 }
 
 /// The view: where the lower and upper trees are, and which files of the
@@ -101,6 +110,7 @@ impl Layer {
             held: held_fd,
             n: 0,
             made: Vec::new(),
+            linked: HashMap::new(),
         };
         shadow.dir(lower, upper, Path::new(""))?;
         // Out of reach of a program without privileges (the layer never
@@ -113,12 +123,13 @@ impl Layer {
         let placeholders = shadow
             .made
             .into_iter()
-            .map(|(up_ino, ino, rel)| {
+            .map(|(up_ino, ino, rel, also)| {
                 (
                     up_ino,
                     Origin {
                         ino,
                         rel: rel.into_boxed_path(),
+                        also: also.into_iter().map(PathBuf::into_boxed_path).collect(),
                     },
                 )
             })
@@ -447,7 +458,7 @@ impl Layer {
             else {
                 continue;
             };
-            if all || *o.rel != *r {
+            if all || !o.named(&r) {
                 self.copy_up_inner(fd, &st, true)?;
             }
         }
@@ -457,7 +468,7 @@ impl Layer {
     /// Whether the upper entry `rel` (`st`) is the placeholder of the
     /// lower file at the same path (unchanged, without reading it).
     pub(crate) fn unchanged_placeholder(&self, rel: &Path, dev: u64, ino: u64) -> bool {
-        dev == self.upper_dev && self.placeholders.get(&ino).is_some_and(|o| *o.rel == *rel)
+        dev == self.upper_dev && self.placeholders.get(&ino).is_some_and(|o| o.named(rel))
     }
 
     /// Answers a stat of the placeholder `ino`: its origin's `fstatat`
@@ -750,8 +761,12 @@ struct Shadow {
     held: OwnedFd,
     /// Names in `held`.
     n: u64,
-    /// The placeholders made: (upper inode, lower inode, path).
-    made: Vec<(u64, u64, PathBuf)>,
+    /// The placeholders made: (upper inode, lower inode, path, the
+    /// lower file's other names).
+    made: Vec<(u64, u64, PathBuf, Vec<PathBuf>)>,
+    /// Lower files with more than one name, by lower inode: the first
+    /// name's placeholder (upper path, index in `made`).
+    linked: HashMap<u64, (PathBuf, usize)>,
 }
 
 impl Shadow {
@@ -790,16 +805,27 @@ impl Shadow {
 
     /// Makes the placeholder `to` of the lower file `meta` (at `rel`): an
     /// empty file of its mode and owner, linked into `held` too.
+    /// A lower file with several names (hard links) gets one placeholder,
+    /// linked at each: the names stay one file in the view.
     fn placeholder(&mut self, to: &Path, meta: &fs::Metadata, rel: PathBuf) -> io::Result<()> {
         use crate::sys::path::{fstatat, linkat, mknodat};
         let to_c = cpath(to);
+        if let Some((first, i)) = self.linked.get(&meta.ino()) {
+            linkat(None, &cpath(first), None, &to_c, 0)?;
+            self.made[*i].3.push(rel);
+            return Ok(());
+        }
+        if meta.nlink() > 1 {
+            self.linked
+                .insert(meta.ino(), (to.to_path_buf(), self.made.len()));
+        }
         mknodat(None, &to_c, libc::S_IFREG | 0o600, 0)?;
         owner_and_mode(&to_c, meta)?;
         let name = CString::new(self.n.to_string()).unwrap_or_default();
         self.n += 1;
         linkat(None, &to_c, Some(self.held.as_fd()), &name, 0)?;
         let st = fstatat(None, &to_c, libc::AT_SYMLINK_NOFOLLOW)?;
-        self.made.push((st.ino, meta.ino(), rel));
+        self.made.push((st.ino, meta.ino(), rel, Vec::new()));
         Ok(())
     }
 }

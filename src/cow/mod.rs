@@ -17,7 +17,8 @@
 //! symlinks and special files made again, and each regular file is a
 //! *placeholder*: an empty file of the lower file's mode and owner, known
 //! to the layer by inode (upper device, inode number → the lower file's
-//! path and inode). A second link to every placeholder is kept beside the
+//! path and inode; the names of a lower file with hard links share one
+//! placeholder). A second link to every placeholder is kept beside the
 //! upper tree (`held`) so that no placeholder's inode is freed, and its
 //! number reused by a file the program makes, while the layer lives.
 //!
