@@ -1473,3 +1473,123 @@ fn read_only_opens_outside_the_layer_run_untrapped_unless_something_else_decides
     assert_ne!(decision(&text, "/etc/hostname"), "CONTINUE", "{text}");
     assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "old\n");
 }
+
+/// A copy-up carries the work directory's file's extended attributes
+/// (`user.*`; `trusted.*` too, which the supervisor may set as root here
+/// but the program, without `CAP_SYS_ADMIN`, does not see): read back in
+/// the run after a write, and on the host after the commit; an abort
+/// leaves the lower file's as they were.
+#[test]
+fn a_copy_up_keeps_the_extended_attributes() {
+    let dir = fresh("xattr");
+    let f = dir.join("f.txt");
+    fs::write(&f, "one\n").unwrap();
+    let set = StdCommand::new("python3")
+        .arg("-c")
+        .arg(
+            "import os,sys; p=sys.argv[1]; os.setxattr(p,'user.k',b'v1'); \
+             os.setxattr(p,'user.other',b'v2'); os.setxattr(p,'trusted.t',b'v3')",
+        )
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_ok(&set);
+    let script = r#"python3 -c '
+import os
+with open("f.txt", "a") as f: f.write("two\n")
+print(sorted(os.listxattr("f.txt")), os.getxattr("f.txt", "user.k"))
+os.setxattr("f.txt", "user.k", b"changed")
+'"#;
+    let host = |p: &Path| {
+        let out = StdCommand::new("python3")
+            .arg("-c")
+            .arg("import os,sys; p=sys.argv[1]; print(sorted((n, os.getxattr(p, n)) for n in os.listxattr(p)))")
+            .arg(p)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let before = host(&f);
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "['user.k', 'user.other'] b'v1'\n");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(host(&f), before, "an abort changed the lower file's xattrs");
+    assert_eq!(fs::read_to_string(&f).unwrap(), "one\n");
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(fs::read_to_string(&f).unwrap(), "one\ntwo\n");
+    assert_eq!(
+        host(&f),
+        "[('trusted.t', b'v3'), ('user.k', b'changed'), ('user.other', b'v2')]\n"
+    );
+    assert_no_layer(&dir);
+}
+
+/// Two names the program hard-links to one file of the work directory
+/// stay one file when either is changed (appended, truncated): the other
+/// name reads the change, `stat` gives both one inode, and the commit
+/// leaves them one inode in the work directory (the storage is on its
+/// file system here; on another one each name gets the new bytes).
+#[test]
+fn hard_links_to_a_lower_file_stay_one_file_when_one_is_changed() {
+    let dir = fresh("hardlink");
+    fs::write(dir.join("a"), "one\n").unwrap();
+    fs::write(dir.join("t"), "old\n").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    let script = "ln a b && ln a sub/c && echo x >> a && cat b sub/c && \
+                  [ a -ef b ] && [ a -ef sub/c ] && echo same && \
+                  ln t u && echo new > u && cat t && [ t -ef u ] && echo same";
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nx\none\nx\nsame\nnew\nsame\n");
+    assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "one\n");
+    assert!(!dir.join("b").exists());
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    for n in ["a", "b", "sub/c"] {
+        assert_eq!(fs::read_to_string(dir.join(n)).unwrap(), "one\nx\n", "{n}");
+    }
+    let ino = |n: &str| fs::metadata(dir.join(n)).unwrap().ino();
+    assert_eq!(ino("a"), ino("b"));
+    assert_eq!(ino("a"), ino("sub/c"));
+    assert_eq!(fs::read_to_string(dir.join("t")).unwrap(), "new\n");
+    assert_eq!(ino("t"), ino("u"));
+    assert_no_layer(&dir);
+}
+
+/// Names that are hard links to one file in the work directory are one
+/// file in the view too: a change through one shows through the others,
+/// a run that changes neither lists no change, and the commit leaves them
+/// one inode, as a bare run does.
+#[test]
+fn hard_links_of_the_work_directory_stay_one_file_in_the_view() {
+    let dir = fresh("lowerlinks");
+    fs::write(dir.join("a"), "one\n").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::hard_link(dir.join("a"), dir.join("hl")).unwrap();
+    fs::hard_link(dir.join("a"), dir.join("sub/hl2")).unwrap();
+    let out = run_in(
+        &dir,
+        &["--dry-run"],
+        "cat hl && [ a -ef sub/hl2 ] && echo same",
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nsame\n", "no change may be listed");
+    let script = "echo x >> a && cat hl sub/hl2 && [ a -ef hl ] && [ a -ef sub/hl2 ] && echo same";
+    let out = run_in(&dir, &["--on-exit", "abort"], script);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "one\nx\none\nx\nsame\n");
+    assert_eq!(fs::read_to_string(dir.join("hl")).unwrap(), "one\n");
+    let out = run_in(&dir, &[], script);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    let ino = |n: &str| fs::metadata(dir.join(n)).unwrap().ino();
+    for n in ["a", "hl", "sub/hl2"] {
+        assert_eq!(fs::read_to_string(dir.join(n)).unwrap(), "one\nx\n", "{n}");
+        assert_eq!(ino(n), ino("a"), "{n}");
+    }
+    assert_no_layer(&dir);
+}

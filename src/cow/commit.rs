@@ -462,6 +462,7 @@ fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
     )?;
     let mut out = fs::File::from(out);
     io::copy(&mut (&from), &mut out)?;
+    super::layer::copy_xattrs(from.as_fd(), out.as_fd());
     out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     out.set_times(
         fs::FileTimes::new()

@@ -32,6 +32,15 @@ struct Origin {
     ino: u64,
     /// Its path relative to the work directory.
     rel: Box<Path>,
+    /// Its other names there (hard links), which share the placeholder.
+    also: Box<[Box<Path>]>,
+}
+
+impl Origin {
+    /// Whether `r` (relative to the work directory) is one of its names.
+    fn named(&self, r: &Path) -> bool {
+        *self.rel == *r || self.also.iter().any(|a| **a == *r)
+    }
 }
 
 /// The view: where the lower and upper trees are, and which files of the
@@ -101,6 +110,7 @@ impl Layer {
             held: held_fd,
             n: 0,
             made: Vec::new(),
+            linked: HashMap::new(),
         };
         shadow.dir(lower, upper, Path::new(""))?;
         // Out of reach of a program without privileges (the layer never
@@ -113,12 +123,13 @@ impl Layer {
         let placeholders = shadow
             .made
             .into_iter()
-            .map(|(up_ino, ino, rel)| {
+            .map(|(up_ino, ino, rel, also)| {
                 (
                     up_ino,
                     Origin {
                         ino,
                         rel: rel.into_boxed_path(),
+                        also: also.into_iter().map(PathBuf::into_boxed_path).collect(),
                     },
                 )
             })
@@ -312,6 +323,9 @@ impl Layer {
                 io::copy(&mut (&src), &mut out)?;
             }
             let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
+            // After the owner and the bytes (either would clear a file
+            // capability), before the mode (an access ACL sets it too).
+            copy_xattrs(src.as_fd(), out.as_fd());
             out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
             if keep_data {
                 let times = fs::FileTimes::new()
@@ -352,7 +366,67 @@ impl Layer {
                 resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
             },
         )?;
+        // Other names the program linked to the placeholder (beyond the
+        // held link) follow the copy: one file, as on a real file system.
+        if fstat(fd.as_fd()).is_ok_and(|now| now.nlink > 1) {
+            self.relink_dir(Path::new(""), st.ino, fresh.as_fd())?;
+        }
         Ok(fresh)
+    }
+
+    /// Puts a link to `fresh` in place of every name of the placeholder
+    /// `ino` beneath the upper directory `rel` (each through a temporary
+    /// name renamed over it, so the name never goes missing).
+    fn relink_dir(&self, rel: &Path, ino: u64, fresh: BorrowedFd<'_>) -> io::Result<()> {
+        use std::os::unix::fs::DirEntryExt;
+        let dir = self.open_upper(rel, libc::O_PATH | libc::O_DIRECTORY)?;
+        let Ok(entries) = fs::read_dir(self.upper.join(rel)) else {
+            return Ok(());
+        };
+        let src = CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fresh)
+        ))
+        .unwrap_or_default();
+        for entry in entries {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let name = entry.file_name();
+            if ft.is_dir() {
+                self.relink_dir(&rel.join(&name), ino, fresh)?;
+                continue;
+            }
+            if !ft.is_file() || entry.ino() != ino {
+                continue;
+            }
+            let n = self.serial.fetch_add(1, Ordering::Relaxed);
+            let tmp = cpath(Path::new(&format!(
+                ".{}.unotify-relink.{}.{n}",
+                name.to_string_lossy(),
+                std::process::id()
+            )));
+            crate::sys::path::linkat(None, &src, Some(dir.as_fd()), &tmp, libc::AT_SYMLINK_FOLLOW)?;
+            let name = cpath(Path::new(&name));
+            let swapped =
+                crate::sys::path::fstatat(Some(dir.as_fd()), &name, libc::AT_SYMLINK_NOFOLLOW)
+                    .and_then(|now| {
+                        if now.dev != self.upper_dev || now.ino != ino {
+                            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+                        }
+                        crate::sys::path::renameat2(
+                            Some(dir.as_fd()),
+                            &tmp,
+                            Some(dir.as_fd()),
+                            &name,
+                            0,
+                        )
+                    });
+            if let Err(e) = swapped {
+                let _ = crate::sys::path::unlinkat(Some(dir.as_fd()), &tmp, 0);
+                log::debug!("a second name of a copied-up file: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// Copies up every placeholder of the upper tree that is not at its
@@ -384,7 +458,7 @@ impl Layer {
             else {
                 continue;
             };
-            if all || *o.rel != *r {
+            if all || !o.named(&r) {
                 self.copy_up_inner(fd, &st, true)?;
             }
         }
@@ -394,7 +468,7 @@ impl Layer {
     /// Whether the upper entry `rel` (`st`) is the placeholder of the
     /// lower file at the same path (unchanged, without reading it).
     pub(crate) fn unchanged_placeholder(&self, rel: &Path, dev: u64, ino: u64) -> bool {
-        dev == self.upper_dev && self.placeholders.get(&ino).is_some_and(|o| *o.rel == *rel)
+        dev == self.upper_dev && self.placeholders.get(&ino).is_some_and(|o| o.named(rel))
     }
 
     /// Answers a stat of the placeholder `ino`: its origin's `fstatat`
@@ -550,6 +624,40 @@ impl Layered for Layer {
     }
 }
 
+/// Gives the file `to` the extended attributes of `from` (both open
+/// fds): every name this process may read and set (`user.*`, ACLs,
+/// `security.*` and `trusted.*` where privileged); a name the kernel or a
+/// security module refuses to set is left out, as `cp -a` does.
+pub(crate) fn copy_xattrs(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    let proc = |fd: BorrowedFd<'_>| {
+        CString::new(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .unwrap_or_default()
+    };
+    let (src, dst) = (proc(from), proc(to));
+    let names = match crate::sys::path::listxattr_path(&src, 65536, true) {
+        Ok((_, names)) => names,
+        Err(e) => {
+            if e.raw_os_error() != Some(libc::ENOTSUP) {
+                log::debug!("listxattr for a copy: {e}");
+            }
+            return;
+        }
+    };
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        let copied = crate::sys::path::getxattr_path(&src, &name, 65536, true)
+            .and_then(|(_, value)| crate::sys::path::setxattr(&dst, &name, &value, 0, true));
+        if let Err(e) = copied {
+            log::debug!("xattr {} not copied: {e}", name.to_string_lossy());
+        }
+    }
+}
+
 /// The inode and `ctime` of a pinned file.
 fn ctime_of(fd: BorrowedFd<'_>) -> Option<(u64, i64, i64)> {
     let m = fs::metadata(format!(
@@ -653,8 +761,12 @@ struct Shadow {
     held: OwnedFd,
     /// Names in `held`.
     n: u64,
-    /// The placeholders made: (upper inode, lower inode, path).
-    made: Vec<(u64, u64, PathBuf)>,
+    /// The placeholders made: (upper inode, lower inode, path, the
+    /// lower file's other names).
+    made: Vec<(u64, u64, PathBuf, Vec<PathBuf>)>,
+    /// Lower files with more than one name, by lower inode: the first
+    /// name's placeholder (upper path, index in `made`).
+    linked: HashMap<u64, (PathBuf, usize)>,
 }
 
 impl Shadow {
@@ -693,16 +805,27 @@ impl Shadow {
 
     /// Makes the placeholder `to` of the lower file `meta` (at `rel`): an
     /// empty file of its mode and owner, linked into `held` too.
+    /// A lower file with several names (hard links) gets one placeholder,
+    /// linked at each: the names stay one file in the view.
     fn placeholder(&mut self, to: &Path, meta: &fs::Metadata, rel: PathBuf) -> io::Result<()> {
         use crate::sys::path::{fstatat, linkat, mknodat};
         let to_c = cpath(to);
+        if let Some((first, i)) = self.linked.get(&meta.ino()) {
+            linkat(None, &cpath(first), None, &to_c, 0)?;
+            self.made[*i].3.push(rel);
+            return Ok(());
+        }
+        if meta.nlink() > 1 {
+            self.linked
+                .insert(meta.ino(), (to.to_path_buf(), self.made.len()));
+        }
         mknodat(None, &to_c, libc::S_IFREG | 0o600, 0)?;
         owner_and_mode(&to_c, meta)?;
         let name = CString::new(self.n.to_string()).unwrap_or_default();
         self.n += 1;
         linkat(None, &to_c, Some(self.held.as_fd()), &name, 0)?;
         let st = fstatat(None, &to_c, libc::AT_SYMLINK_NOFOLLOW)?;
-        self.made.push((st.ino, meta.ino(), rel));
+        self.made.push((st.ino, meta.ino(), rel, Vec::new()));
         Ok(())
     }
 }

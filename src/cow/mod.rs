@@ -17,7 +17,8 @@
 //! symlinks and special files made again, and each regular file is a
 //! *placeholder*: an empty file of the lower file's mode and owner, known
 //! to the layer by inode (upper device, inode number → the lower file's
-//! path and inode). A second link to every placeholder is kept beside the
+//! path and inode; the names of a lower file with hard links share one
+//! placeholder). A second link to every placeholder is kept beside the
 //! upper tree (`held`) so that no placeholder's inode is freed, and its
 //! number reused by a file the program makes, while the layer lives.
 //!
@@ -85,6 +86,11 @@
 //! the program is gone). The kernel's open runs with the program's
 //! credentials and Landlock domain, so the supervisor's own `/proc`
 //! files stay out of reach. Attack test: `cow::racing_untrapped_reads_…`.
+//!
+//! A copy-up replaces every name of the placeholder (the program's hard
+//! links to it too, found by a walk of the upper tree when the
+//! placeholder has more than its held link left), so linked names stay
+//! one file; it carries the lower file's xattrs.
 //!
 //! The change set counts a placeholder at its own lower file's path as
 //! unchanged without reading it; a placeholder the program renamed or

@@ -6,7 +6,7 @@
 //! file, see [`super::metadata`]), and mkdir, mknod and bind (see
 //! [`super::nodes`]).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::action::NotifAction;
@@ -545,15 +545,13 @@ fn link(
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
+    // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
+    // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
+    // would fail `ENOENT` where the kernel's own link succeeds).
+    let proc_link = format!("/proc/self/fd/{}", source.as_raw_fd());
     with_c(&n.name, |name| {
-        let r = with_c(b"", |empty| {
-            linkat(
-                Some(source.as_fd()),
-                empty,
-                Some(n.dir()),
-                name,
-                libc::AT_EMPTY_PATH,
-            )
+        let r = with_c(proc_link.as_bytes(), |from| {
+            linkat(None, from, Some(n.dir()), name, libc::AT_SYMLINK_FOLLOW)
         });
         done(r)
     })
