@@ -194,16 +194,22 @@ pub fn mount_points() -> Vec<PathBuf> {
 
 /// Whether `fd` is on a cgroup file system (v1 or v2).
 pub fn is_cgroup_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    matches!(
+        fs_magic(fd),
+        Some(libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC)
+    )
+}
+
+/// The file system type (`f_type`) of the file `fd` is on, `None` if
+/// `fstatfs` fails.
+fn fs_magic(fd: std::os::fd::BorrowedFd<'_>) -> Option<libc::__fsword_t> {
     // SAFETY: statfs is plain old data; fstatfs fills it for a live fd.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a live, writable statfs; the fd is borrowed.
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return false;
+        return None;
     }
-    matches!(
-        st.f_type,
-        libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC
-    )
+    Some(st.f_type)
 }
 
 /// Whether `fd` is on a file system through which a write changes the host
@@ -212,15 +218,12 @@ pub fn is_cgroup_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 /// systems usually mounted beneath `/sys` (tracefs, debugfs, securityfs,
 /// bpf; pstore and efivarfs are beneath `/sys`, which Landlock covers).
 pub fn is_host_control_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    // SAFETY: statfs is plain old data; fstatfs fills it for a live fd.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a live, writable statfs; the fd is borrowed.
-    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-        // Unknown: refuse the write (fail closed).
+    // Unknown (fstatfs failed): refuse the write (fail closed).
+    let Some(magic) = fs_magic(fd) else {
         return true;
-    }
+    };
     matches!(
-        st.f_type,
+        magic,
         libc::CGROUP_SUPER_MAGIC
             | libc::CGROUP2_SUPER_MAGIC
             | libc::PROC_SUPER_MAGIC
