@@ -1019,7 +1019,9 @@ impl Containment {
         let (Some(procs), None) = (&self.members, spare.as_ref()) else {
             return false;
         };
-        if self.v2_dir.is_none() {
+        // Not armed (the spawn failed before `arm`): nothing would remove
+        // a kept cgroup when this process exits.
+        if self.v2_dir.is_none() || self.registered.is_none() {
             return false;
         }
         // The ended sandbox's group is not the next one's: the watchdog
