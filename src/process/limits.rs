@@ -321,9 +321,19 @@ fn child_seen(u: &Unseen) -> io::Result<bool> {
 /// Whether system call `nr` can make a process (this architecture's
 /// numbers: a thread in one may still be making its child).
 fn is_fork_call(nr: i64) -> bool {
-    ["clone", "clone3", "fork", "vfork"]
-        .iter()
-        .any(|name| crate::syscalls::resolve(name).is_ok_and(|n| i64::from(n) == nr))
+    // Resolved once: a recount at the limit asks for every fork not seen
+    // yet, and a name this architecture lacks (`fork` on aarch64) costs an
+    // allocated error at each resolve.
+    static FORKS: std::sync::OnceLock<Vec<i64>> = std::sync::OnceLock::new();
+    FORKS
+        .get_or_init(|| {
+            ["clone", "clone3", "fork", "vfork"]
+                .iter()
+                .filter_map(|name| crate::syscalls::resolve(name).ok())
+                .map(i64::from)
+                .collect()
+        })
+        .contains(&nr)
 }
 
 /// One counted fork, not yet delivered. [`commit`](Self::commit) it once
