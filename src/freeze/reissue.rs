@@ -73,8 +73,8 @@ pub(crate) struct Rewrite {
     pub(crate) added: Added,
 }
 
-/// Files a re-issue added to a task: `(number, (st_dev, st_ino))`.
-pub(crate) type Added = Vec<(i32, (u64, u64))>;
+/// Files a re-issue added to a task: `(number, file)`.
+pub(crate) type Added = Vec<(i32, super::FileId)>;
 
 /// Whether re-issuing is implemented on this architecture.
 pub(crate) const fn supported() -> bool {
