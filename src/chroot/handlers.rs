@@ -152,7 +152,17 @@ pub(crate) struct Shared {
     pub(crate) creds: Arc<CredCache>,
     /// What processes run through the view's ELF interpreter.
     pub(crate) exes: Exes,
+    /// Whether a loader takes `--argv0` ([`takes_argv0`], which reads the
+    /// whole file), by the loader's identity and change time.
+    pub(crate) argv0: parking_lot::Mutex<HashMap<LoaderKey, bool>>,
 }
+
+/// A loader's `(st_dev, st_ino, st_ctime, st_ctime_nsec, st_size)`: a
+/// file rewritten in place gets another.
+pub(crate) type LoaderKey = (u64, u64, i64, i64, u64);
+
+/// Loaders remembered before the table is emptied.
+const MAX_LOADERS: usize = 64;
 
 /// The view's resolution of unix socket pathnames, for the network's
 /// on-behalf `bind`, `connect` and sends (a running feature with no
@@ -1183,8 +1193,30 @@ impl Op<'_> {
             );
             return Err(Errno::of(libc::ELIBBAD));
         }
-        let argv0 = takes_argv0(file.as_fd());
+        let argv0 = self.takes_argv0(file.as_fd());
         Ok(Loader { name, file, argv0 })
+    }
+
+    /// [`takes_argv0`], remembered per loader file: it reads the whole
+    /// file, at every exec run through the loader otherwise.
+    fn takes_argv0(&self, fd: BorrowedFd<'_>) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), m.size()));
+        let Some(key) = key else {
+            return takes_argv0(fd);
+        };
+        if let Some(&known) = self.s.argv0.lock().get(&key) {
+            return known;
+        }
+        let argv0 = takes_argv0(fd);
+        let mut map = self.s.argv0.lock();
+        if map.len() >= MAX_LOADERS {
+            map.clear();
+        }
+        map.insert(key, argv0);
+        argv0
     }
 
     /// Re-issues the exec as `execveat(N, "", argv', envp, AT_EMPTY_PATH)`
