@@ -6,7 +6,8 @@
  *
  * argv: 1 view program (absolute virtual path of a program that exits 42,
  * reachable by the view only), 2 host path of the outside program, 3 rounds.
- * Prints "<attack> <leaks>" per attack. */
+ * Prints "<attack> <leaks>" per attack, then "view_ran <n>": the rounds
+ * where the view program ran (the re-issue worked while attacked). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 static const char *view_prog, *host_prog;
 static int rounds;
 static volatile int stop;
+static int view_ran;
 
 static void report(const char *name, int n) {
     printf("%s %d\n", name, n);
@@ -40,6 +42,7 @@ static int count(void (*body)(int), int n_rounds) {
         int status = 0;
         waitpid(pid, &status, 0);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) leaks++;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 42) view_ran++;
     }
     return leaks;
 }
@@ -162,5 +165,6 @@ int main(int argc, char **argv) {
     stop = 1;
     pthread_join(t, NULL);
     report("symlink_swap", n);
+    report("view_ran", view_ran);
     return 0;
 }

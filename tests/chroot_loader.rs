@@ -135,18 +135,9 @@ fn programs_run_with_the_views_own_loader() {
     assert!(out.status.success());
 }
 
-/// A static program with no libc that stands for a file outside the view:
-/// writes its mark and exits 0 (as an ELF interpreter as well).
-const OUTSIDE_C: &str = r#"
-void _start(void) {
-    static const char m[] = "OUTSIDE-LOADER-RAN\n";
-    long r;
-    __asm__ volatile("syscall" : "=a"(r) : "a"(1), "D"(1), "S"(m), "d"(sizeof m - 1)
-                     : "rcx", "r11", "memory");
-    __asm__ volatile("syscall" : : "a"(60), "D"(0));
-    for (;;) {}
-}
-"#;
+/// The mark of the program that stands for a file outside the view (it
+/// runs as an ELF interpreter as well).
+const OUTSIDE: &str = "OUTSIDE-LOADER-RAN";
 
 /// In the view: `argv[1]` the directory holding the interpreter `ld.so`
 /// (a copy of the loader kept as `ld.real`), `argv[2]` the program naming
@@ -157,9 +148,6 @@ const ATTACK_C: &str = r#"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 static const char *dir;
 static volatile int stop;
 static void *swapper(void *arg) {
@@ -186,23 +174,9 @@ int main(int argc, char **argv) {
     pthread_t t;
     if (pthread_create(&t, 0, swapper, 0)) return 2;
     for (int i = 0; i < n; i++) {
-        int p[2];
-        if (pipe(p)) return 2;
-        pid_t k = fork();
-        if (k == 0) {
-            dup2(p[1], 1);
-            close(p[0]);
-            char *a[] = {argv[2], 0};
-            execv(argv[2], a);
-            _exit(100);
-        }
-        close(p[1]);
-        char b[256] = {0};
-        int len = 0, r;
-        while (len < 255 && (r = read(p[0], b + len, 255 - len)) > 0) len += r;
-        close(p[0]);
+        char b[256];
         int st;
-        waitpid(k, &st, 0);
+        if (run_child(argv[2], b, &st)) return 2;
         if (strstr(b, "OUTSIDE-LOADER-RAN")) outside++;
         else if (strstr(b, "PROGRAM-RAN")) ran++;
         else if (WIFEXITED(st) && WEXITSTATUS(st) == 100) refused++;
@@ -230,11 +204,7 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
     // the loader (swapped by the attack).
     let host_dir = common::artefact_dir().join("chroot_loader_attack");
     std::fs::create_dir_all(&host_dir).expect("mkdir");
-    let outside = common::build_c(
-        "chroot_loader_outside",
-        OUTSIDE_C,
-        &["-static", "-nostdlib"],
-    );
+    let outside = common::marker_program("chroot_loader_outside", OUTSIDE);
     for name in ["ld.so", "marker"] {
         let at = host_dir.join(name);
         if !at.exists() {
@@ -251,7 +221,7 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
     );
     // Bare, the kernel loads the outside program.
     let bare = std::process::Command::new(&prog).output().expect("run");
-    assert!(common::stdout_of(&bare).contains("OUTSIDE-LOADER-RAN"));
+    assert!(common::stdout_of(&bare).contains(OUTSIDE));
     let view_dir = r.root.join(host_dir.strip_prefix("/").unwrap());
     std::fs::create_dir_all(&view_dir).expect("mkdir");
     std::fs::copy(host_loader(), view_dir.join("ld.so")).expect("copy");
@@ -259,7 +229,11 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
     place(&r, &prog, "/work/prog");
     place(
         &r,
-        &common::build_c("chroot_loader_attack", ATTACK_C, &["-pthread"]),
+        &common::build_c(
+            "chroot_loader_attack",
+            &format!("{}{ATTACK_C}", common::RUN_CHILD_C),
+            &["-pthread"],
+        ),
         "/work/attack",
     );
     let mut args = cli(&r);
@@ -345,11 +319,7 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
     write_exe("other-machine", &elf);
     // A static program (the view's loader would open a dynamic one for
     // reading only): the kernel refuses it while it is open for writing.
-    let busy = common::build_c(
-        "chroot_loader_outside",
-        OUTSIDE_C,
-        &["-static", "-nostdlib"],
-    );
+    let busy = common::marker_program("chroot_loader_outside", OUTSIDE);
     write_exe("busy", &std::fs::read(busy).expect("read"));
     let mut args = cli(&r);
     args.extend(

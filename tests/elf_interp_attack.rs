@@ -13,25 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{run_unotify, stderr_of, stdout_of};
-
-/// A static program with no libc: writes `MARK` and exits 0 (it runs as an
-/// ELF interpreter as well as on its own).
-fn marker_program(name: &str, mark: &str) -> PathBuf {
-    let src = format!(
-        r#"
-void _start(void) {{
-    static const char m[] = "{mark}\n";
-    long r;
-    __asm__ volatile("syscall" : "=a"(r) : "a"(1), "D"(1), "S"(m), "d"(sizeof m - 1)
-                     : "rcx", "r11", "memory");
-    __asm__ volatile("syscall" : : "a"(60), "D"(0));
-    for (;;) {{}}
-}}
-"#
-    );
-    common::build_c(name, &src, &["-static", "-nostdlib", "-fno-pie", "-no-pie"])
-}
+use common::{marker_program, run_unotify, stderr_of, stdout_of};
 
 /// The program that names `interp` as its ELF interpreter.
 fn linked_to(name: &str, interp: &Path) -> PathBuf {
@@ -46,29 +28,12 @@ const RUNNER: &str = r#"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 int main(int argc, char **argv) {
     int n = atoi(argv[1]), denied = 0, benign = 0, refused = 0, killed = 0;
     for (int i = 0; i < n; i++) {
-        int p[2];
-        if (pipe(p)) return 2;
-        pid_t k = fork();
-        if (k == 0) {
-            dup2(p[1], 1);
-            close(p[0]);
-            char *a[] = {argv[2], 0};
-            execv(argv[2], a);
-            _exit(100);
-        }
-        close(p[1]);
-        char b[256] = {0};
-        int len = 0, r;
-        while (len < 255 && (r = read(p[0], b + len, 255 - len)) > 0) len += r;
-        close(p[0]);
+        char b[256];
         int st;
-        waitpid(k, &st, 0);
+        if (run_child(argv[2], b, &st)) return 2;
         if (strstr(b, "DENIED-PROGRAM-RAN")) denied++;
         else if (strstr(b, "BENIGN-INTERPRETER-RAN")) benign++;
         else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) killed++;
@@ -80,7 +45,11 @@ int main(int argc, char **argv) {
 "#;
 
 fn runner() -> PathBuf {
-    common::build_c("elf_interp_runner", RUNNER, &[])
+    common::build_c(
+        "elf_interp_runner",
+        &format!("{}{RUNNER}", common::RUN_CHILD_C),
+        &[],
+    )
 }
 
 /// The count `name=N` in the runner's report.
@@ -89,6 +58,13 @@ fn field(out: &str, name: &str) -> i64 {
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name}= in {out:?}"))
+}
+
+/// The runner's report says the denied program never ran and each of the
+/// `n` execs was refused.
+fn assert_all_refused(out: &str, n: i64) {
+    assert_eq!(field(out, "denied"), 0, "{out}");
+    assert_eq!(field(out, "refused"), n, "{out}");
 }
 
 /// The fixture: `dir/<interp_name>` is the denied program, `prog` the
@@ -136,8 +112,7 @@ fn a_denied_program_never_runs_as_an_elf_interpreter() {
         .unwrap();
     assert_eq!(field(&stdout_of(&bare), "denied"), 1);
     let out = run_loop(&["--deny-path", f.denied.to_str().unwrap()], &f.prog, "50");
-    assert_eq!(field(&out, "denied"), 0, "{out}");
-    assert_eq!(field(&out, "refused"), 50, "{out}");
+    assert_all_refused(&out, 50);
 }
 
 #[test]
@@ -145,8 +120,7 @@ fn exec_deny_refuses_a_program_whose_elf_interpreter_it_names() {
     let _w = common::watchdog(Duration::from_secs(120), "PT_INTERP under --exec-deny");
     let f = fixture("rm");
     let out = run_loop(&["--exec-deny", "rm"], &f.prog, "50");
-    assert_eq!(field(&out, "denied"), 0, "{out}");
-    assert_eq!(field(&out, "refused"), 50, "{out}");
+    assert_all_refused(&out, 50);
 }
 
 #[test]
@@ -160,8 +134,7 @@ fn without_argv_safety_path_denial_checks_the_elf_interpreter() {
         .unwrap();
     let (out, status) = common::run_piped(&sandbox, &runner(), &["50", f.prog.to_str().unwrap()]);
     assert!(status.success(), "{status:?}");
-    assert_eq!(field(&out, "denied"), 0, "{out}");
-    assert_eq!(field(&out, "refused"), 50, "{out}");
+    assert_all_refused(&out, 50);
 }
 
 #[test]

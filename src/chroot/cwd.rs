@@ -59,28 +59,33 @@ impl Cwds {
 
     /// The working directory of process `tgid`.
     pub(crate) fn get(&self, tgid: i32) -> Vec<u8> {
-        let mut map = self.map.lock();
-        if let Some((fd, path)) = map.entries.get(&tgid) {
-            if alive(fd) {
-                return path.clone();
-            }
+        if let Some(path) = self.peek(tgid) {
+            return path;
         }
         // The nearest ancestor with an entry: one without has not changed
         // its directory since its fork (a compiler driver that spawns its
-        // linker without using a relative path itself).
+        // linker without using a relative path itself). Its `/proc` reads
+        // are made without the table's lock, which every path call takes.
         let mut inherited = None;
         let mut cur = tgid;
         for _ in 0..MAX_ANCESTORS {
             let Some(p) = parent_of(cur).filter(|&p| p > 1) else {
                 break;
             };
-            if let Some((_, path)) = map.entries.get(&p).filter(|(fd, _)| alive(fd)) {
-                inherited = Some(path.clone());
+            if let Some(path) = self.peek(p) {
+                inherited = Some(path);
                 break;
             }
             cur = p;
         }
         let inherited = inherited.unwrap_or_else(|| self.initial.clone());
+        let mut map = self.map.lock();
+        // A thread of it may have changed it meanwhile.
+        if let Some((fd, path)) = map.entries.get(&tgid) {
+            if alive(fd) {
+                return path.clone();
+            }
+        }
         Self::store(&mut map, tgid, inherited.clone());
         inherited
     }

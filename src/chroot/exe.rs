@@ -22,8 +22,7 @@ use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
 /// Entries kept before dead processes are swept out.
 const SWEEP_AT: usize = 128;
 
-/// A file by identity: `(st_dev, st_ino)`.
-pub(crate) type FileId = (u64, u64);
+pub(crate) use crate::freeze::FileId;
 
 /// What a process runs through the view's loader.
 #[derive(Debug)]

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::action::{Errno, NotifAction};
@@ -153,7 +152,17 @@ pub(crate) struct Shared {
     pub(crate) creds: Arc<CredCache>,
     /// What processes run through the view's ELF interpreter.
     pub(crate) exes: Exes,
+    /// Whether a loader takes `--argv0` ([`takes_argv0`], which reads the
+    /// whole file), by the loader's identity and change time.
+    pub(crate) argv0: parking_lot::Mutex<HashMap<LoaderKey, bool>>,
 }
+
+/// A loader's `(st_dev, st_ino, st_ctime, st_ctime_nsec, st_size)`: a
+/// file rewritten in place gets another.
+pub(crate) type LoaderKey = (u64, u64, i64, i64, u64);
+
+/// Loaders remembered before the table is emptied.
+const MAX_LOADERS: usize = 64;
 
 /// The view's resolution of unix socket pathnames, for the network's
 /// on-behalf `bind`, `connect` and sends (a running feature with no
@@ -1085,7 +1094,8 @@ impl Op<'_> {
         loop {
             let cur = files.last().expect("one at least").as_fd();
             let head = read_head(cur).ok_or_else(|| refuse("unreadable"))?;
-            match crate::script::interpreter_and_arg(&head)? {
+            let line = &head[..head.len().min(crate::script::SCRIPT_HEADER)];
+            match crate::script::interpreter_and_arg(line)? {
                 Some((name, arg)) => {
                     if levels.len() >= MAX_SCRIPT_LEVELS {
                         return Err(Errno::of(libc::ELOOP));
@@ -1183,8 +1193,30 @@ impl Op<'_> {
             );
             return Err(Errno::of(libc::ELIBBAD));
         }
-        let argv0 = takes_argv0(file.as_fd());
+        let argv0 = self.takes_argv0(file.as_fd());
         Ok(Loader { name, file, argv0 })
+    }
+
+    /// [`takes_argv0`], remembered per loader file: it reads the whole
+    /// file, at every exec run through the loader otherwise.
+    fn takes_argv0(&self, fd: BorrowedFd<'_>) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), m.size()));
+        let Some(key) = key else {
+            return takes_argv0(fd);
+        };
+        if let Some(&known) = self.s.argv0.lock().get(&key) {
+            return known;
+        }
+        let argv0 = takes_argv0(fd);
+        let mut map = self.s.argv0.lock();
+        if map.len() >= MAX_LOADERS {
+            map.clear();
+        }
+        map.insert(key, argv0);
+        argv0
     }
 
     /// Re-issues the exec as `execveat(N, "", argv', envp, AT_EMPTY_PATH)`
@@ -1882,48 +1914,23 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// The first bytes of a pinned file (`None`: it cannot be read).
+/// The first bytes of a pinned file (`None`: it cannot be read), as
+/// [`crate::script::read_head`] reads them.
 fn read_head(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
     let st = fstat(fd).ok()?;
     if !st.is_file() {
         return Some(Vec::new());
     }
     let f = std::fs::File::from(reopen(fd, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64).ok()?);
-    let mut buf = vec![0u8; 256];
-    let n = f.read_at(&mut buf, 0).ok()?;
-    buf.truncate(n);
-    Some(buf)
+    crate::script::read_head(&f).ok()
 }
 
-/// The `PT_INTERP` path of a 64-bit little-endian ELF file.
+/// The `PT_INTERP` path of the ELF file `fd` starting with `head`, found
+/// as the exec freeze finds it ([`crate::script::elf_interpreter`]): the
+/// two must agree on which file the kernel loads.
 fn elf_interpreter(fd: BorrowedFd<'_>, head: &[u8]) -> Option<Vec<u8>> {
-    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
-        return None;
-    }
-    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as u64;
-    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
-    let (phoff, phentsize, phnum) = (u64_at(head, 0x20), u16_at(head, 0x36), u16_at(head, 0x38));
-    if phentsize < 56 || phnum > 512 {
-        return None;
-    }
     let f = std::fs::File::from(reopen(fd, (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64).ok()?);
-    let mut table = vec![0u8; (phentsize * phnum) as usize];
-    f.read_exact_at(&mut table, phoff).ok()?;
-    for ph in table.chunks_exact(phentsize as usize) {
-        if u32::from_le_bytes(ph[..4].try_into().expect("4")) == 3 {
-            let (off, size) = (u64_at(ph, 8), u64_at(ph, 32));
-            if size == 0 || size > libc::PATH_MAX as u64 {
-                return None;
-            }
-            let mut name = vec![0u8; size as usize];
-            f.read_exact_at(&mut name, off).ok()?;
-            while name.last() == Some(&0) {
-                name.pop();
-            }
-            return Some(name);
-        }
-    }
-    None
+    crate::script::elf_interpreter(head, &f)
 }
 
 impl super::view::Entry {

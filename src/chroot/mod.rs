@@ -179,6 +179,7 @@ impl Chroot {
                 cwds: cwd::Cwds::new(node.vpath),
                 creds: Arc::default(),
                 exes: exe::Exes::default(),
+                argv0: Default::default(),
             }),
             host_cwd,
         })

@@ -27,7 +27,7 @@ use crate::sys::{mem, seccomp};
 
 use super::component::Task;
 use super::error::{FreezeError, Mismatch};
-use super::ArgvSafety;
+use super::{ArgvSafety, FileId};
 
 /// The kernel's limit on one argument string, its NUL included
 /// (`MAX_ARG_STRLEN`).
@@ -113,18 +113,15 @@ pub(crate) struct Target {
     /// For a script (`#!`, read when decided): the program at the end of
     /// its interpreter chain, which is what the new image's executable must
     /// be. `None`: not a script; the executable must be the file itself.
-    interpreter: Option<(u64, u64)>,
+    interpreter: Option<FileId>,
     /// The ELF interpreter (`PT_INTERP`) of that program, as resolved when
     /// decided: the kernel opens it again by name, so the exec event
     /// checks the new image mapped this file and no other.
-    elf_interpreter: Option<(u64, u64)>,
+    elf_interpreter: Option<FileId>,
     /// The file, each interpreter of its chain, and the ELF interpreter
     /// last, pinned: handed to the exec's checks with the copy.
     files: Vec<OwnedFd>,
 }
-
-/// A file by identity: `(st_dev, st_ino)`.
-type FileId = (u64, u64);
 
 /// Interpreter levels followed (the kernel stops at fewer, with `ELOOP`).
 const MAX_SCRIPT_LEVELS: usize = 6;

@@ -121,6 +121,9 @@ pub(crate) mod exec;
 pub(crate) mod reissue;
 pub(crate) mod tracer;
 
+/// A file by identity: `(st_dev, st_ino)`.
+pub(crate) type FileId = (u64, u64);
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;

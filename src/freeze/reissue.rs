@@ -73,8 +73,8 @@ pub(crate) struct Rewrite {
     pub(crate) added: Added,
 }
 
-/// Files a re-issue added to a task: `(number, (st_dev, st_ino))`.
-pub(crate) type Added = Vec<(i32, (u64, u64))>;
+/// Files a re-issue added to a task: `(number, file)`.
+pub(crate) type Added = Vec<(i32, super::FileId)>;
 
 /// Whether re-issuing is implemented on this architecture.
 pub(crate) const fn supported() -> bool {
@@ -292,12 +292,8 @@ pub(crate) fn close_added(tid: i32, nr: u64, added: &Added, root: bool) -> Resul
             "not the failed return of the re-issued call",
         ));
     }
-    for &(fd, id) in added {
-        let same = std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
-            .is_ok_and(|m| (m.dev(), m.ino()) == id);
-        if !same {
-            continue;
-        }
+    // One close made by the task; `Ok(sig)`: a signal stopped it first.
+    let close_one = |fd: i32| -> Result<i32, NotMade> {
         let mut regs = saved;
         regs.rax = libc::SYS_close as u64;
         regs.rdi = fd as u64;
@@ -305,22 +301,31 @@ pub(crate) fn close_added(tid: i32, nr: u64, added: &Added, root: bool) -> Resul
         regs.rip = saved.rip - 2;
         ptrace::set_regs(tid, &regs).map_err(NotMade::Io)?;
         ptrace::single_step(tid).map_err(NotMade::Io)?;
-        let stop = ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)?;
-        match stop {
-            Some(TraceeState::Signal(libc::SIGTRAP)) => {}
-            Some(TraceeState::Signal(sig)) => {
-                // A signal stopped it first: the call may not have run.
-                ptrace::set_regs(tid, &saved).map_err(NotMade::Io)?;
-                return Ok(sig);
-            }
+        match ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)? {
+            // A signal stopped it first: the call may not have run.
+            Some(TraceeState::Signal(sig)) if sig != libc::SIGTRAP => Ok(sig),
             Some(TraceeState::Gone) | None => {
-                return Err(NotMade::Elsewhere("gone while its files were closed"))
+                Err(NotMade::Elsewhere("gone while its files were closed"))
             }
-            Some(_) => {}
+            Some(_) => Ok(0),
+        }
+    };
+    let mut result = Ok(0);
+    for &(fd, id) in added {
+        let same = std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == id);
+        if same {
+            result = close_one(fd);
+            if result.as_ref().map_or(true, |&sig| sig != 0) {
+                break;
+            }
         }
     }
-    ptrace::set_regs(tid, &saved).map_err(NotMade::Io)?;
-    Ok(0)
+    // Whatever happened, the failed call's return as it was: a task left
+    // with the close's registers would run it again and see 0 from the
+    // failed exec.
+    let restored = ptrace::set_regs(tid, &saved).map_err(NotMade::Io);
+    result.and_then(|sig| restored.map(|()| sig))
 }
 
 /// See the x86_64 version: not implemented here.

@@ -537,3 +537,51 @@ impl Rounds {
         )
     }
 }
+
+/// A static program with no libc that writes `mark` and a newline, then
+/// exits 0: it stands for a file the sandbox must never run, on its own or
+/// as the ELF interpreter (`PT_INTERP`) of another program.
+pub fn marker_program(name: &str, mark: &str) -> PathBuf {
+    let src = format!(
+        r#"
+void _start(void) {{
+    static const char m[] = "{mark}\n";
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(1), "D"(1), "S"(m), "d"(sizeof m - 1)
+                     : "rcx", "r11", "memory");
+    __asm__ volatile("syscall" : : "a"(60), "D"(0));
+    for (;;) {{}}
+}}
+"#
+    );
+    build_c(name, &src, &["-static", "-nostdlib", "-fno-pie", "-no-pie"])
+}
+
+/// C: `run_child(path, out, &status)` forks, execs `path` (argv `{path}`)
+/// with its stdout piped, reads its first 255 bytes into `out` (NUL
+/// terminated), and waits for it. A child whose exec failed exits 100.
+/// Returns -1 if no pipe could be made. Put it before the program using it.
+pub const RUN_CHILD_C: &str = r#"
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int run_child(const char *path, char out[256], int *status) {
+    int p[2];
+    if (pipe(p)) return -1;
+    pid_t k = fork();
+    if (k == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        char *a[] = {(char *)path, 0};
+        execv(path, a);
+        _exit(100);
+    }
+    close(p[1]);
+    memset(out, 0, 256);
+    int len = 0, r;
+    while (len < 255 && (r = read(p[0], out + len, 255 - len)) > 0) len += r;
+    close(p[0]);
+    waitpid(k, status, 0);
+    return 0;
+}
+"#;
