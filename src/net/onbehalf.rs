@@ -281,10 +281,11 @@ impl Enforcer {
         let Some(d) = &self.denied else {
             return Ok(());
         };
+        // The name first: a connect or send has none, and then needs no
+        // readlink of the directory.
         let named = || {
-            let dir = crate::paths::path_of_fd(fd)?;
             let name = std::ffi::OsStr::from_bytes(name?);
-            Some(dir.join(name))
+            Some(crate::paths::path_of_fd(fd)?.join(name))
         };
         let path = if d.check_fd(fd) {
             d.last_hit()
