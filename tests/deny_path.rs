@@ -1001,20 +1001,29 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
             .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
             .collect()
     };
-    let path = |d: &Path, n: &str| d.join(n).to_str().unwrap().to_owned();
-    for spelling in [denied.clone(), dir.path().join("link")] {
-        let args = [
-            path(&spelling, "s"),
-            path(&spelling, "d"),
-            spelling.to_str().unwrap().to_owned(),
+    // The program's arguments for the sockets in `d`.
+    let args_in = |d: &Path| {
+        let path = |n: &str| d.join(n).to_str().unwrap().to_owned();
+        [
+            path("s"),
+            path("d"),
+            d.to_str().unwrap().to_owned(),
             rounds.to_owned(),
-        ];
+        ]
+    };
+    // Its output, run by the library with `denied` denied.
+    let library = |args: &[String]| {
         let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
         let (out, _) = common::run_piped(
             &sandbox,
             &exe,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
         );
+        out
+    };
+    for spelling in [denied.clone(), dir.path().join("link")] {
+        let args = args_in(&spelling);
+        let out = library(&args);
         let lib = counts(&out);
         let mut cli = Vec::new();
         for extra in [
@@ -1045,18 +1054,7 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
         }
     }
     // Outside the denied directory all of it works.
-    let args = [
-        path(&open, "s"),
-        path(&open, "d"),
-        open.to_str().unwrap().to_owned(),
-        rounds.to_owned(),
-    ];
-    let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
-    let (out, _) = common::run_piped(
-        &sandbox,
-        &exe,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let out = library(&args_in(&open));
     // (Datagrams are sent without waiting: the queue holds ten.)
     let open_counts = counts(&out);
     assert_eq!(open_counts.len(), 4, "{out}");
