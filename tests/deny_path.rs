@@ -1064,3 +1064,32 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
     );
     drop(keep);
 }
+
+/// The clean-up after a bind whose directory changed during the call
+/// removes only the socket file the call made: a program flipping a
+/// symlink so that its bind lands in an open directory while the re-check
+/// looks in a denied one, by the name of a socket already there, must not
+/// get the supervisor to remove that socket (it did, as root, within a
+/// few hundred rounds).
+#[test]
+fn a_racing_bind_never_removes_a_socket_already_in_a_denied_directory() {
+    let exe = common::build_c(
+        "unix_bind_swap",
+        include_str!("c/unix_bind_swap.c"),
+        &["-pthread"],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    let denied = base.join("denied");
+    std::fs::create_dir_all(base.join("fake/denied")).expect("mkdir");
+    std::fs::create_dir(&denied).expect("mkdir");
+    let victim = denied.join("victim");
+    let _listener = std::os::unix::net::UnixListener::bind(&victim).expect("bind");
+    let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
+    let (out, _) = common::run_piped(&sandbox, &exe, &[base.to_str().unwrap(), "3000"]);
+    assert!(out.starts_with("bound "), "{out}");
+    assert!(
+        std::fs::symlink_metadata(&victim).is_ok(),
+        "the socket in the denied directory was removed ({out})"
+    );
+}
