@@ -1001,20 +1001,29 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
             .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
             .collect()
     };
-    let path = |d: &Path, n: &str| d.join(n).to_str().unwrap().to_owned();
-    for spelling in [denied.clone(), dir.path().join("link")] {
-        let args = [
-            path(&spelling, "s"),
-            path(&spelling, "d"),
-            spelling.to_str().unwrap().to_owned(),
+    // The program's arguments for the sockets in `d`.
+    let args_in = |d: &Path| {
+        let path = |n: &str| d.join(n).to_str().unwrap().to_owned();
+        [
+            path("s"),
+            path("d"),
+            d.to_str().unwrap().to_owned(),
             rounds.to_owned(),
-        ];
+        ]
+    };
+    // Its output, run by the library with `denied` denied.
+    let library = |args: &[String]| {
         let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
         let (out, _) = common::run_piped(
             &sandbox,
             &exe,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
         );
+        out
+    };
+    for spelling in [denied.clone(), dir.path().join("link")] {
+        let args = args_in(&spelling);
+        let out = library(&args);
         let lib = counts(&out);
         let mut cli = Vec::new();
         for extra in [
@@ -1045,18 +1054,7 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
         }
     }
     // Outside the denied directory all of it works.
-    let args = [
-        path(&open, "s"),
-        path(&open, "d"),
-        open.to_str().unwrap().to_owned(),
-        rounds.to_owned(),
-    ];
-    let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
-    let (out, _) = common::run_piped(
-        &sandbox,
-        &exe,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let out = library(&args_in(&open));
     // (Datagrams are sent without waiting: the queue holds ten.)
     let open_counts = counts(&out);
     assert_eq!(open_counts.len(), 4, "{out}");
@@ -1065,4 +1063,33 @@ fn unix_sockets_beneath_a_denied_directory_are_out_of_reach() {
         "outside the denied directory: {open_counts:?}"
     );
     drop(keep);
+}
+
+/// The clean-up after a bind whose directory changed during the call
+/// removes only the socket file the call made: a program flipping a
+/// symlink so that its bind lands in an open directory while the re-check
+/// looks in a denied one, by the name of a socket already there, must not
+/// get the supervisor to remove that socket (it did, as root, within a
+/// few hundred rounds).
+#[test]
+fn a_racing_bind_never_removes_a_socket_already_in_a_denied_directory() {
+    let exe = common::build_c(
+        "unix_bind_swap",
+        include_str!("c/unix_bind_swap.c"),
+        &["-pthread"],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    let denied = base.join("denied");
+    std::fs::create_dir_all(base.join("fake/denied")).expect("mkdir");
+    std::fs::create_dir(&denied).expect("mkdir");
+    let victim = denied.join("victim");
+    let _listener = std::os::unix::net::UnixListener::bind(&victim).expect("bind");
+    let sandbox = Sandbox::builder().deny_path(&denied).build().unwrap();
+    let (out, _) = common::run_piped(&sandbox, &exe, &[base.to_str().unwrap(), "3000"]);
+    assert!(out.starts_with("bound "), "{out}");
+    assert!(
+        std::fs::symlink_metadata(&victim).is_ok(),
+        "the socket in the denied directory was removed ({out})"
+    );
 }

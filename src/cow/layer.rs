@@ -380,7 +380,12 @@ impl Layer {
     fn relink_dir(&self, rel: &Path, ino: u64, fresh: BorrowedFd<'_>) -> io::Result<()> {
         use std::os::unix::fs::DirEntryExt;
         let dir = self.open_upper(rel, libc::O_PATH | libc::O_DIRECTORY)?;
-        let Ok(entries) = fs::read_dir(self.upper.join(rel)) else {
+        // Listed through the pinned directory, not by its path again (a
+        // name swapped meanwhile for a symlink would list another tree).
+        let Ok(entries) = fs::read_dir(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        )) else {
             return Ok(());
         };
         let src = CString::new(format!(

@@ -281,10 +281,11 @@ impl Enforcer {
         let Some(d) = &self.denied else {
             return Ok(());
         };
+        // The name first: a connect or send has none, and then needs no
+        // readlink of the directory.
         let named = || {
-            let dir = crate::paths::path_of_fd(fd)?;
             let name = std::ffi::OsStr::from_bytes(name?);
-            Some(dir.join(name))
+            Some(crate::paths::path_of_fd(fd)?.join(name))
         };
         let path = if d.check_fd(fd) {
             d.last_hit()
@@ -752,10 +753,13 @@ impl Enforcer {
                         fs: Some((dir.as_fd(), umask)),
                     };
                     let fd = sock.fd.as_fd();
+                    // Before the bind: a socket file found older than this
+                    // after it is not the call's (see `bound_where_checked`).
+                    let started = crate::sys::host::clock_gettime(libc::CLOCK_REALTIME_COARSE).ok();
                     let bound = sysnet::run_as(&setup, || sysnet::bind(fd, &bind_addr));
                     if let (true, Ok(()), Some((view, before, name))) = (same_view, &bound, &pinned)
                     {
-                        Self::bound_where_checked(&sock, view, before.as_fd(), name)?;
+                        Self::bound_where_checked(&sock, view, before.as_fd(), name, started)?;
                     }
                     return Ok(unit_action(bound));
                 }
@@ -773,14 +777,19 @@ impl Enforcer {
     /// After a `bind` the kernel resolved by the path as given: the
     /// directory the name is in must still be the one checked (`before`),
     /// else a directory swapped in meanwhile (a denied one) holds the new
-    /// socket file: it is removed and the call refused (`EACCES`).
+    /// socket file: it is removed and the call refused (`EACCES`). Only a
+    /// socket file made since `started` (its `ctime`, the coarse clock's
+    /// before the bind) is removed: the name found may be another's, made
+    /// before (a host's socket in a denied directory, which the program
+    /// named while its bind went elsewhere), and is then left alone.
     fn bound_where_checked(
         sock: &Sock,
         view: &unix::View,
         before: BorrowedFd<'_>,
         name: &[u8],
+        started: Option<(i64, i64)>,
     ) -> Answer<()> {
-        use crate::sys::path::{fstat, fstatat, unlinkat};
+        use crate::sys::path::{fstat, unlinkat};
         let id = |fd: BorrowedFd<'_>| fstat(fd).ok().map(|st| (st.dev, st.ino));
         let now = as_program(&sock.creds, || unix::resolve_parent(view));
         if let Ok((dir, n)) = &now {
@@ -794,11 +803,16 @@ impl Enforcer {
         log::warn!(
             "the directory of a unix socket being bound changed during the call; refusing it"
         );
-        if let Ok((dir, n)) = now {
-            if let Ok(c) = std::ffi::CString::new(n) {
-                let is_sock = fstatat(Some(dir.fd.as_fd()), &c, libc::AT_SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFSOCK);
-                if is_sock {
+        if let (Ok((dir, n)), Some(started)) = (now, started) {
+            if let Ok(c) = std::ffi::CString::new(n.clone()) {
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let mut at = format!("/proc/self/fd/{}/", dir.fd.as_raw_fd()).into_bytes();
+                at.extend_from_slice(&n);
+                let made_now = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&at))
+                    .is_ok_and(|m| {
+                        m.file_type().is_socket() && (m.ctime(), m.ctime_nsec()) >= started
+                    });
+                if made_now {
                     let _ = unlinkat(Some(dir.fd.as_fd()), &c, 0);
                 }
             }

@@ -171,6 +171,10 @@ fn bind_unix_path(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
+    // Before the bind: a socket file older than this found after it is
+    // another's (a socket already in a denied directory, named while the
+    // bind went elsewhere), never removed below.
+    let started = crate::sys::host::clock_gettime(libc::CLOCK_REALTIME_COARSE).ok();
     bind_from(sock.as_fd(), addr, borrow(&cwd)).map_err(|e| errno_of(&e))?;
     // Where the name was made: it must still be the checked directory.
     let after = pin_parent(borrow(&cwd), path, 0)
@@ -182,11 +186,18 @@ fn bind_unix_path(
             cx.pid()
         );
         if let Ok((p, n)) = pin_parent(borrow(&cwd), path, 0) {
-            let is_sock = pin(Some(p.as_fd()), &n, libc::O_NOFOLLOW, 0)
+            let made_now = pin(Some(p.as_fd()), &n, libc::O_NOFOLLOW, 0)
                 .ok()
-                .and_then(|f| fstat(f.as_fd()).ok())
-                .is_some_and(|st| st.mode & libc::S_IFMT == libc::S_IFSOCK);
-            if is_sock {
+                .and_then(|f| {
+                    use std::os::fd::AsRawFd;
+                    std::fs::metadata(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()
+                })
+                .zip(started)
+                .is_some_and(|(m, started)| {
+                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                    m.file_type().is_socket() && (m.ctime(), m.ctime_nsec()) >= started
+                });
+            if made_now {
                 let _ = with_c(&n, |c| unlinkat(Some(p.as_fd()), c, 0));
             }
         }
