@@ -826,6 +826,8 @@ impl SandboxBuilder {
         // Determinism's virtual files are served by path denial's
         // on-behalf opens (the path read once).
         let serves_files = self.determinism.serves_files();
+        // A shared set the host may fill at any time (`denied_paths`).
+        let shared_set = self.denied_paths.is_some();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
             (None, true)
                 if policy.is_none()
@@ -849,6 +851,7 @@ impl SandboxBuilder {
         // layer runs as the kernel resolves it (see `cow`).
         let untrapped_reads = self.cow_dir.as_ref().is_some_and(|w| {
             self.deny_paths.iter().all(|p| p == w.storage())
+                && !shared_set
                 && policy.is_none()
                 && !serves_files
                 && fs_lists.is_none()
