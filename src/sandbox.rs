@@ -819,6 +819,14 @@ impl SandboxBuilder {
         let argv_safety = self
             .argv_safety
             .unwrap_or(exec_handled || policy.is_some() || paths_denied || chroot.is_some());
+        // The work directory's `chdir` and exec into DIR are re-issued in
+        // its upper tree by argv safety's ptrace thread: without it they
+        // would fail (`EACCES`).
+        if self.cow_dir.is_some() && !argv_safety {
+            return Err(Error::InvalidConfig {
+                message: "a copy-on-write work directory (--workdir) needs argv safety (its chdir and exec into the directory are re-issued by argv safety's ptrace thread): drop argv_safety(false)".into(),
+            });
+        }
         // File system allow lists: the calls path denial makes for the
         // program, and the metadata calls Landlock does not restrict, are
         // held to them (see `confine`).

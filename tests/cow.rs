@@ -1640,3 +1640,20 @@ int main(int c, char **v) {
         "read opens of a denied file got through"
     );
 }
+
+/// Without argv safety a `cd` into a directory the program made in the
+/// work directory failed (`EACCES`: the re-issue in the upper tree is
+/// argv safety's): the combination is refused at build.
+#[test]
+fn a_work_directory_without_argv_safety_is_refused() {
+    let dir = fresh("argv_off");
+    let Err(err) = unotify::Sandbox::builder()
+        .workdir(&dir)
+        .argv_safety(false)
+        .build()
+    else {
+        panic!("built without argv safety");
+    };
+    assert!(matches!(err, unotify::Error::InvalidConfig { .. }), "{err}");
+    assert!(err.to_string().contains("argv safety"), "{err}");
+}
