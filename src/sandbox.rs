@@ -510,7 +510,8 @@ impl SandboxBuilder {
     /// as `dir`; at the end [`WorkDir::finish`](crate::WorkDir::finish)
     /// commits, drops or keeps them (see [`Sandbox::workdir`]). No user
     /// namespace and no mount: path calls are performed on the program's
-    /// behalf.
+    /// behalf. Needs [`argv_safety`](Self::argv_safety) (on by default
+    /// here; [`build`](Self::build) refuses it off).
     pub fn workdir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
         self.cow = Some(crate::cow::CowSettings::new(dir.as_ref().to_path_buf()));
         self
