@@ -510,7 +510,8 @@ impl SandboxBuilder {
     /// as `dir`; at the end [`WorkDir::finish`](crate::WorkDir::finish)
     /// commits, drops or keeps them (see [`Sandbox::workdir`]). No user
     /// namespace and no mount: path calls are performed on the program's
-    /// behalf.
+    /// behalf. Needs [`argv_safety`](Self::argv_safety) (on by default
+    /// here; [`build`](Self::build) refuses it off).
     pub fn workdir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
         self.cow = Some(crate::cow::CowSettings::new(dir.as_ref().to_path_buf()));
         self
@@ -819,6 +820,14 @@ impl SandboxBuilder {
         let argv_safety = self
             .argv_safety
             .unwrap_or(exec_handled || policy.is_some() || paths_denied || chroot.is_some());
+        // The work directory's `chdir` and exec into DIR are re-issued in
+        // its upper tree by argv safety's ptrace thread: without it they
+        // would fail (`EACCES`).
+        if self.cow_dir.is_some() && !argv_safety {
+            return Err(Error::InvalidConfig {
+                message: "a copy-on-write work directory (--workdir) needs argv safety (its chdir and exec into the directory are re-issued by argv safety's ptrace thread): drop argv_safety(false)".into(),
+            });
+        }
         // File system allow lists: the calls path denial makes for the
         // program, and the metadata calls Landlock does not restrict, are
         // held to them (see `confine`).
@@ -826,6 +835,8 @@ impl SandboxBuilder {
         // Determinism's virtual files are served by path denial's
         // on-behalf opens (the path read once).
         let serves_files = self.determinism.serves_files();
+        // A shared set the host may fill at any time (`denied_paths`).
+        let shared_set = self.denied_paths.is_some();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
             (None, true)
                 if policy.is_none()
@@ -849,6 +860,7 @@ impl SandboxBuilder {
         // layer runs as the kernel resolves it (see `cow`).
         let untrapped_reads = self.cow_dir.as_ref().is_some_and(|w| {
             self.deny_paths.iter().all(|p| p == w.storage())
+                && !shared_set
                 && policy.is_none()
                 && !serves_files
                 && fs_lists.is_none()

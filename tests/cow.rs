@@ -1593,3 +1593,67 @@ fn hard_links_of_the_work_directory_stay_one_file_in_the_view() {
     }
     assert_no_layer(&dir);
 }
+
+/// A shared denied-path set given with a work directory still holds read
+/// opens outside the layer: they are not let through untrapped (only a
+/// work directory denying nothing but its own storage lets them run).
+#[test]
+fn a_shared_denied_set_holds_reads_outside_the_work_directory() {
+    use std::sync::Arc;
+    use unotify::paths::DeniedPaths;
+    let dir = fresh("shared_set");
+    let secret = fresh("shared_set_secret").join("secret");
+    fs::write(&secret, "s").unwrap();
+    let reader = build_c(
+        "cow_shared_set_reader",
+        r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int c, char **v) {
+    int through = 0;
+    for (int i = 0; i < 20; i++) {
+        int fd = open(v[1], O_RDONLY);
+        if (fd >= 0) { through++; close(fd); }
+    }
+    FILE *f = fopen(v[2], "w");
+    fprintf(f, "%d\n", through);
+    return fclose(f) != 0;
+}
+"#,
+        &[],
+    );
+    let set = Arc::new(DeniedPaths::new());
+    assert!(set.deny(&secret));
+    let result = dir.parent().unwrap().join("through");
+    let sandbox = unotify::Sandbox::builder()
+        .workdir(&dir)
+        .denied_paths(Arc::clone(&set))
+        .build()
+        .unwrap();
+    let mut cmd = unotify::Command::new(&reader);
+    cmd.arg(&secret).arg(&result);
+    assert!(sandbox.run(&mut cmd).unwrap().success());
+    assert_eq!(
+        fs::read_to_string(&result).unwrap().trim(),
+        "0",
+        "read opens of a denied file got through"
+    );
+}
+
+/// Without argv safety a `cd` into a directory the program made in the
+/// work directory failed (`EACCES`: the re-issue in the upper tree is
+/// argv safety's): the combination is refused at build.
+#[test]
+fn a_work_directory_without_argv_safety_is_refused() {
+    let dir = fresh("argv_off");
+    let Err(err) = unotify::Sandbox::builder()
+        .workdir(&dir)
+        .argv_safety(false)
+        .build()
+    else {
+        panic!("built without argv safety");
+    };
+    assert!(matches!(err, unotify::Error::InvalidConfig { .. }), "{err}");
+    assert!(err.to_string().contains("argv safety"), "{err}");
+}

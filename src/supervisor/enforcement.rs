@@ -258,7 +258,7 @@ pub(crate) trait Stage: Send + Sync {
     /// Stage 6: after every verdict, before the answer.
     fn after_verdict(&self) {}
 
-    /// Stage 9, for a call that is not taken over and was answered
+    /// Stage 8, for a call that is not taken over and was answered
     /// `Reissue`: the feature that can re-issue calls starts it and
     /// returns the answer to send; `Err` gives the re-issue back (not
     /// this feature's).

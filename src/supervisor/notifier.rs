@@ -369,9 +369,11 @@ impl Notifier {
                 self.send_errno(id, libc::EIO)
             }
             NotifAction::Reissue(_) => {
-                // Only the exec freeze's tracer can re-issue a call.
+                // No stage started it (pipeline stage 8): argv safety's
+                // ptrace thread makes re-issues, so not without it, nor
+                // from a deferral.
                 log::warn!(
-                    "a re-issue of {} outside the exec freeze; answering EACCES",
+                    "a re-issue of {} that no feature could make (it needs argv safety, and is not made from a deferral); answering EACCES",
                     notif.syscall_label()
                 );
                 self.send_errno(id, libc::EACCES)

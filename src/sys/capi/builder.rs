@@ -43,8 +43,23 @@ pub struct UnotifySandbox {
     pub(crate) inner: Sandbox,
 }
 
-fn builder<'a>(b: *mut UnotifyBuilder) -> Result<&'a mut UnotifyBuilder, Fail> {
+pub(crate) fn builder<'a>(b: *mut UnotifyBuilder) -> Result<&'a mut UnotifyBuilder, Fail> {
     capi_raw::handle_mut(b).ok_or_else(|| Fail::invalid("null unotify_builder"))
+}
+
+/// The body of a setter taking one path (`what` names the argument in
+/// the error): `f` applies it to the Rust builder.
+pub(crate) fn set_path(
+    b: *mut UnotifyBuilder,
+    path: *const c_char,
+    what: &str,
+    f: impl FnOnce(SandboxBuilder, &OsStr) -> SandboxBuilder,
+) -> c_int {
+    guard(|| {
+        let b = builder(b)?;
+        let p = os(path, what)?;
+        b.apply(|x| f(x, p))
+    })
 }
 
 /// A required string argument.
@@ -210,22 +225,14 @@ pub extern "C" fn unotify_builder_max_memory(b: *mut UnotifyBuilder, bytes: u64)
 /// Denies `path` (a file, or a directory and all beneath it).
 #[no_mangle]
 pub extern "C" fn unotify_builder_deny_path(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let p = os(path, "path")?;
-        b.apply(|x| x.deny_path(p))
-    })
+    set_path(b, path, "path", |x, p| x.deny_path(p))
 }
 
 /// Shows the program `dir` as `/` (a chroot without privileges; see
 /// `SandboxBuilder::chroot`).
 #[no_mangle]
 pub extern "C" fn unotify_builder_chroot(b: *mut UnotifyBuilder, dir: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let d = os(dir, "dir")?;
-        b.apply(|x| x.chroot(d))
-    })
+    set_path(b, dir, "dir", |x, p| x.chroot(p))
 }
 
 /// Shows the host directory `host` at `virtual_path` in the chroot
@@ -249,21 +256,13 @@ pub extern "C" fn unotify_builder_mount(
 /// `fs_*` calls, everything else is refused (Landlock).
 #[no_mangle]
 pub extern "C" fn unotify_builder_fs_read(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let p = os(path, "path")?;
-        b.apply(|x| x.fs_read(p))
-    })
+    set_path(b, path, "path", |x, p| x.fs_read(p))
 }
 
 /// Lets the program read, write, create and remove beneath `path`.
 #[no_mangle]
 pub extern "C" fn unotify_builder_fs_write(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let p = os(path, "path")?;
-        b.apply(|x| x.fs_write(p))
-    })
+    set_path(b, path, "path", |x, p| x.fs_write(p))
 }
 
 /// Adds the minimal system set a dynamic program needs to the allow lists.
@@ -297,11 +296,7 @@ pub extern "C" fn unotify_builder_allow_degraded(
 /// Appends one JSON object per trapped call to the file at `path`.
 #[no_mangle]
 pub extern "C" fn unotify_builder_audit(b: *mut UnotifyBuilder, path: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let p = os(path, "path")?;
-        b.apply(|x| x.audit(p))
-    })
+    set_path(b, path, "path", |x, p| x.audit(p))
 }
 
 /// Exec argv safety on (non-zero) or off.

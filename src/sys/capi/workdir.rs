@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
-use super::builder::{os, UnotifyBuilder, UnotifySandbox};
+use super::builder::{builder, set_path, UnotifyBuilder, UnotifySandbox};
 use super::error::{guard, Fail, UNOTIFY_E_CONFIG, UNOTIFY_E_TOO_LONG};
 use crate::cow::{Change, ChangeKind, EntryType, ExitAction, Settled, WorkDir};
 use crate::sys::capi_raw;
@@ -24,10 +24,6 @@ pub const UNOTIFY_EXIT_KEEP: c_int = 2;
 pub type ChangeFn = Option<
     extern "C" fn(user: *mut c_void, path: *const c_char, kind: c_int, entry: c_int) -> c_int,
 >;
-
-fn builder<'a>(b: *mut UnotifyBuilder) -> Result<&'a mut UnotifyBuilder, Fail> {
-    capi_raw::handle_mut(b).ok_or_else(|| Fail::invalid("null unotify_builder"))
-}
 
 fn workdir<'a>(s: *mut UnotifySandbox) -> Result<&'a WorkDir, Fail> {
     let s: &UnotifySandbox =
@@ -88,11 +84,7 @@ fn list(changes: &[Change], f: ChangeFn, user: *mut c_void) -> Result<c_int, Fai
 /// (`SandboxBuilder::workdir`).
 #[no_mangle]
 pub extern "C" fn unotify_builder_workdir(b: *mut UnotifyBuilder, dir: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let d = os(dir, "dir")?;
-        b.apply(|x| x.workdir(d))
-    })
+    set_path(b, dir, "dir", |x, p| x.workdir(p))
 }
 
 /// Keeps the upper layer and the commit journal beneath `path`
@@ -102,11 +94,7 @@ pub extern "C" fn unotify_builder_cow_storage(
     b: *mut UnotifyBuilder,
     path: *const c_char,
 ) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let p = os(path, "path")?;
-        b.apply(|x| x.cow_storage(p))
-    })
+    set_path(b, path, "path", |x, p| x.cow_storage(p))
 }
 
 /// What `unotify_sandbox_finish` does after a successful run.
@@ -143,11 +131,7 @@ pub extern "C" fn unotify_builder_max_disk(b: *mut UnotifyBuilder, bytes: u64) -
 /// (`SandboxBuilder::chroot_cwd`).
 #[no_mangle]
 pub extern "C" fn unotify_builder_chroot_cwd(b: *mut UnotifyBuilder, dir: *const c_char) -> c_int {
-    guard(|| {
-        let b = builder(b)?;
-        let d = os(dir, "dir")?;
-        b.apply(|x| x.chroot_cwd(d))
-    })
+    set_path(b, dir, "dir", |x, p| x.chroot_cwd(p))
 }
 
 /// Lists the changes made so far (after the runs ended: all of them).
