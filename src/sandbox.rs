@@ -883,7 +883,8 @@ impl SandboxBuilder {
         // A unix socket beneath a denied path is reached by `connect` and
         // the sends, which the network's handlers make on the program's
         // behalf: they check the socket file against the denied paths.
-        if paths_denied && self.network.is_none() {
+        let net_for_unix_paths = paths_denied && self.network.is_none();
+        if net_for_unix_paths {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
         // The set path denial's handlers (and the network's) check.
@@ -907,14 +908,19 @@ impl SandboxBuilder {
             features.push(Arc::new(Observing(sink.clone())));
         }
         if let Some(net) = &self.network {
-            features.push(Arc::new(crate::net::Network::new(
+            let network = crate::net::Network::new(
                 net,
                 self.determinism.port_remap,
                 self.chroot.any(),
                 held_set
                     .clone()
                     .filter(|_| paths_denied || policy.is_some()),
-            )?));
+            )?;
+            features.push(Arc::new(if net_for_unix_paths {
+                network.unix_paths_only()
+            } else {
+                network
+            }));
         }
         if self.determinism.any() {
             features.push(Arc::new(crate::determinism::Determinism::new(

@@ -1093,3 +1093,34 @@ fn a_racing_bind_never_removes_a_socket_already_in_a_denied_directory() {
         "the socket in the denied directory was removed ({out})"
     );
 }
+
+/// Path denial traps `connect` and the sends for unix socket paths, through
+/// the network's handlers, but refuses no socket family or option that a
+/// run without it allows: a netlink diagnostics socket (what `ss` opens) and
+/// an `AF_VSOCK` socket open as bare (both were `EAFNOSUPPORT`).
+#[test]
+fn path_denial_refuses_no_socket_family() {
+    let script = "import socket\n\
+        for fam, ty, proto in [(socket.AF_NETLINK, socket.SOCK_RAW, 4), (40, socket.SOCK_STREAM, 0)]:\n\
+        \x20   try:\n\
+        \x20       socket.socket(fam, ty, proto).close(); print('ok', fam)\n\
+        \x20   except OSError as e:\n\
+        \x20       print('refused', fam, e.errno)\n";
+    let bare = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    let bare = String::from_utf8_lossy(&bare.stdout).into_owned();
+    assert!(bare.contains("ok 16"), "bare: {bare}");
+    let o = common::run_unotify(&[
+        "run",
+        "--deny-path",
+        "/etc/shadow",
+        "--",
+        "python3",
+        "-c",
+        script,
+    ]);
+    let sandboxed = common::stdout_of(&o);
+    assert_eq!(sandboxed, bare, "under --deny-path");
+}

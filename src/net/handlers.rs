@@ -22,6 +22,10 @@ const TYPE_MASK: u64 = 0xf;
 pub(crate) struct Network {
     policy: Arc<ResolvedNetPolicy>,
     handlers: Vec<(u32, Arc<dyn Handler>)>,
+    /// The socket-family and `setsockopt` rules apply (they keep raw
+    /// sockets and source routes from going round destination rules); off
+    /// when the network is there only for unix socket paths.
+    family_rules: bool,
 }
 
 fn nr(name: &str) -> Option<u32> {
@@ -134,7 +138,17 @@ impl Network {
         Ok(Network {
             policy: resolved,
             handlers,
+            family_rules: true,
         })
+    }
+
+    /// The network is there only for the unix socket paths of path denial
+    /// (no destination rule of the user's): no socket family or socket
+    /// option is refused, as without it (`io_uring` stays refused: its
+    /// calls would go round the trapped ones).
+    pub(crate) fn unix_paths_only(mut self) -> Network {
+        self.family_rules = false;
+        self
     }
 
     /// Adds the filter rules, all decided on register arguments only:
@@ -149,6 +163,10 @@ impl Network {
     /// - `io_uring_setup`: `EPERM` (its operations would bypass the trapped
     ///   calls).
     pub(crate) fn install(&self, filter: &mut FilterBuilder) -> Result<()> {
+        if !self.family_rules {
+            filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
+            return Ok(());
+        }
         let arch = filter.arch();
         let eafnosupport = SyscallAction::Errno(libc::EAFNOSUPPORT as u16);
         if let Some(socket) = syscalls::number(arch, "socket") {
