@@ -19,9 +19,13 @@ fn attack_program() -> PathBuf {
     build_c("isolation_attack", include_str!("isolation_attack.c"), &[])
 }
 
-/// An abstract unix socket listening outside the sandbox.
+/// An abstract unix socket listening outside the sandbox. Each has a name
+/// of its own: a child another test forks meanwhile holds a copy of the
+/// listener until it execs, and with it the name.
 fn abstract_listener(tag: &str) -> (UnixListener, String) {
-    let name = format!("unotify-isolation-{}-{tag}", std::process::id());
+    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("unotify-isolation-{}-{tag}-{n}", std::process::id());
     let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     (UnixListener::bind_addr(&addr).unwrap(), name)
 }
