@@ -871,14 +871,15 @@ impl SandboxBuilder {
             }
         }
         // `bind` is path denial's unless the network's handlers own it (a
-        // bind deny list, port remap, a chroot: they check denied paths
+        // bind deny list, port remap, a chroot or work directory: they check denied paths
         // themselves) or a user handler is on it.
         let net_binds = self
             .network
             .as_ref()
             .is_some_and(|n| n.deny_bind().is_some())
             || self.determinism.port_remap
-            || self.chroot.any();
+            || self.chroot.any()
+            || self.cow_dir.is_some();
         let with_bind = !net_binds && !handled(syscalls::number(Arch::native(), "bind"));
         // A unix socket beneath a denied path is reached by `connect` and
         // the sends, which the network's handlers make on the program's
@@ -911,7 +912,9 @@ impl SandboxBuilder {
             let network = crate::net::Network::new(
                 net,
                 self.determinism.port_remap,
-                self.chroot.any(),
+                // A view resolves unix pathnames (a chroot's, a work
+                // directory's: its `UnixPathHook`); binds are made for it.
+                self.chroot.any() || self.cow_dir.is_some(),
                 held_set
                     .clone()
                     .filter(|_| paths_denied || policy.is_some()),

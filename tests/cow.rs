@@ -1657,3 +1657,127 @@ fn a_work_directory_without_argv_safety_is_refused() {
     assert!(matches!(err, unotify::Error::InvalidConfig { .. }), "{err}");
     assert!(err.to_string().contains("argv safety"), "{err}");
 }
+
+#[test]
+fn unix_sockets_bound_by_a_path_of_the_work_directory_live_in_the_layer() {
+    // A server binds DIR/abs.sock by its absolute path (stream) and
+    // DIR/dgram.sock (datagram); clients reach both by the absolute and
+    // the relative name; a socket of DIR's own (a host server's) stays
+    // reachable by either name. With abort DIR is as it was; with commit
+    // it holds the new socket files, as a bare run leaves them.
+    let dir = fresh("unixsock");
+    let canon = fs::canonicalize(&dir).unwrap();
+    let host = std::os::unix::net::UnixListener::bind(dir.join("host.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..2 {
+            let (mut c, _) = host.accept().unwrap();
+            c.write_all(b"host").unwrap();
+        }
+    });
+    let script = r#"
+import os, socket
+d = os.getcwd()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(d + "/abs.sock"); s.listen(4)
+for name in (d + "/abs.sock", "abs.sock"):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.connect(name)
+    a, _ = s.accept(); c.sendall(b"hi"); print("stream", name == "abs.sock", a.recv(2).decode())
+g = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); g.bind(d + "/dgram.sock")
+for name in (d + "/dgram.sock", "dgram.sock"):
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"dg", name)
+    print("dgram", name == "dgram.sock", g.recv(2).decode())
+for name in (d + "/host.sock", "host.sock"):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.connect(name)
+    print("host", name == "host.sock", c.recv(4).decode())
+print(sorted(n for n in os.listdir(".") if n.endswith(".sock")))
+"#;
+    let expected = "stream False hi\nstream True hi\ndgram False dg\ndgram True dg\n\
+                    host False host\nhost True host\n\
+                    ['abs.sock', 'dgram.sock', 'host.sock']\n";
+    let before = snapshot(&dir, &["host.sock"]);
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--on-exit",
+            "abort",
+            "--",
+            "python3",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), expected, "stderr: {}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    server.join().unwrap();
+    assert_eq!(snapshot(&dir, &["host.sock"]), before);
+    assert_no_layer(&dir);
+    // Committed: the new socket files are DIR's, as after a bare run.
+    fs::remove_file(dir.join("host.sock")).unwrap();
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--", "python3", "-c"])
+        .arg(format!(
+            "import socket; socket.socket(socket.AF_UNIX).bind({:?})",
+            canon.join("made.sock").to_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let m = fs::symlink_metadata(dir.join("made.sock")).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()),
+        "{m:?}"
+    );
+    assert_no_layer(&dir);
+}
+
+#[test]
+fn binds_by_a_name_of_the_work_directory_never_make_a_socket_in_it() {
+    // Binds of DIR names through a path a thread flips between a
+    // directory outside and DIR, through a symlink outside that leads to
+    // DIR, and through a symlink to DIR the program makes in the layer:
+    // each would leave a socket file in DIR if the bind's directory were
+    // DIR's own. Counted in DIR after the run (abort): must be 0.
+    let exe = build_c(
+        "cow_bind_race",
+        include_str!("c/cow_bind_race.c"),
+        &["-pthread"],
+    );
+    let dir = fresh("bindrace");
+    let canon = fs::canonicalize(&dir).unwrap();
+    let out_dir = canon.parent().unwrap().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::symlink(&canon, out_dir.join("link")).unwrap();
+    fs::write(dir.join("keep"), "k").unwrap();
+    let before = snapshot(&dir, &[]);
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg(&canon)
+        .arg(&out_dir)
+        .arg("300")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("binds "), "{}", stdout(&out));
+    let made: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "keep")
+        .collect();
+    assert_eq!(
+        made.len(),
+        0,
+        "sockets made in the work directory: {made:?} (stdout {})",
+        stdout(&out)
+    );
+    assert_eq!(snapshot(&dir, &[]), before);
+    assert_no_layer(&dir);
+}

@@ -97,6 +97,31 @@ struct ViewHandler {
     call: Call,
 }
 
+/// `AF_UNIX` pathnames resolved in the view, for the network's `bind`,
+/// `connect` and sends (its `UnixPathHook`): a name beneath DIR is the
+/// upper tree's, and a bind makes its socket there (never in DIR).
+pub(crate) struct UnixView(ViewHandler);
+
+impl UnixView {
+    pub(crate) fn new(layer: &Arc<Layer>) -> UnixView {
+        UnixView(ViewHandler {
+            layer: Arc::clone(layer),
+            creds: Arc::new(CredCache::default()),
+            call: Call::Getcwd,
+        })
+    }
+}
+
+impl crate::net::UnixPaths for UnixView {
+    fn socket(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<OwnedFd, i32> {
+        self.0.unix_socket(cx, path).map_err(Errno::get)
+    }
+
+    fn parent(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), i32> {
+        self.0.unix_parent(cx, path).map_err(Errno::get)
+    }
+}
+
 /// The handler of the `ioctl`s that change inode flags.
 pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
     Arc::new(ViewHandler {
@@ -417,6 +442,88 @@ impl ViewHandler {
 
     fn task(&self, cx: &HandlerCtx<'_>) -> Result<Task, Errno> {
         Task::read(cx, &self.creds)
+    }
+
+    /// `path` (from the task's working directory) pinned `O_PATH` in the
+    /// view, with `flags`: symlinks followed as the kernel follows them
+    /// (with the caller's rights: assume them first), magic links not
+    /// (`/proc/self` would be the supervisor's).
+    fn pin_in_view(&self, cx: &HandlerCtx<'_>, path: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
+        let (base, p) = match self.target(cx, libc::AT_FDCWD, path)? {
+            Some(t) => (t.base, t.path),
+            None if path.first() == Some(&b'/') => (None, path.to_vec()),
+            None => {
+                let link = format!("/proc/{}/cwd", cx.pid());
+                let cwd = as_supervisor(|| crate::paths::open_trusted_dir(&link))
+                    .map_err(|e| Errno::from_io(&e))?;
+                if !cx.id_valid() {
+                    return Err(Errno::of(libc::ESRCH));
+                }
+                (Some(cwd), path.to_vec())
+            }
+        };
+        crate::sys::fs::openat2(
+            base.as_ref().map(|f| f.as_fd()),
+            &c(&p),
+            &crate::sys::fs::OpenHow {
+                flags: (libc::O_PATH | libc::O_CLOEXEC | flags) as u64,
+                mode: 0,
+                resolve: crate::sys::fs::RESOLVE_NO_MAGICLINKS,
+            },
+        )
+        .map_err(|e| Errno::from_io(&e))
+    }
+
+    /// The socket file a `connect` or send to `path` reaches in the view;
+    /// one of DIR's sockets (made anew in the upper tree, where nothing
+    /// listens) is DIR's own.
+    fn unix_socket(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+        if path.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let fd = self.pin_in_view(cx, path, 0)?;
+        match self.layer.socket_origin(fd.as_fd()) {
+            Some(lower) => lower.map_err(|e| Errno::from_io(&e)),
+            None => Ok(fd),
+        }
+    }
+
+    /// The directory a `bind` to `path` makes its socket in, and the
+    /// socket's name: a directory of DIR is its upper tree's counterpart,
+    /// so that no socket is ever made in DIR.
+    fn unix_parent(&self, cx: &HandlerCtx<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), Errno> {
+        if path.is_empty() {
+            return Err(Errno::of(libc::ENOENT));
+        }
+        if path.ends_with(b"/") {
+            return Err(Errno::of(libc::EINVAL));
+        }
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(0) => (&b"/"[..], &path[1..]),
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b"."[..], path),
+        };
+        if name == b"." || name == b".." {
+            return Err(Errno::of(libc::EADDRINUSE));
+        }
+        let task = self.task(cx)?;
+        let _acting = task.rights.assume()?;
+        let fd = self.pin_in_view(cx, dir, libc::O_DIRECTORY)?;
+        let fd = if self.layer.is_lower(fd.as_fd()) {
+            match self.layer.upper_of(fd.as_fd()) {
+                Some(up) => up?,
+                None => return Err(Errno::of(libc::EACCES)),
+            }
+        } else {
+            fd
+        };
+        // Fails closed: never a name made in DIR.
+        if self.layer.is_lower(fd.as_fd()) {
+            return Err(Errno::of(libc::EACCES));
+        }
+        Ok((fd, name.to_vec()))
     }
 
     fn stat(

@@ -12,7 +12,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, Weak};
@@ -64,6 +64,10 @@ pub(crate) struct Layer {
     /// The placeholders, by inode of the upper device: never holding
     /// data, read from their origin, copied up before any change.
     placeholders: HashMap<u64, Origin>,
+    /// The work directory's sockets, made anew in the upper tree (no
+    /// listener behind them), by upper inode: their change time then and
+    /// their path (a `connect` to one reaches the work directory's).
+    sockets: HashMap<u64, ((i64, i64), Box<Path>)>,
     /// Names for copy-up temporaries.
     serial: AtomicU64,
     /// The bytes the layer may hold (`None`: no cap); see `quota`.
@@ -111,6 +115,7 @@ impl Layer {
             n: 0,
             made: Vec::new(),
             linked: HashMap::new(),
+            sockets: Vec::new(),
         };
         shadow.dir(lower, upper, Path::new(""))?;
         // Out of reach of a program without privileges (the layer never
@@ -135,6 +140,11 @@ impl Layer {
             })
             .collect();
         let alias = (given != lower && given.is_absolute()).then(|| given.to_path_buf());
+        let sockets = shadow
+            .sockets
+            .into_iter()
+            .map(|(ino, ctime, rel)| (ino, (ctime, rel.into_boxed_path())))
+            .collect();
         Ok(Layer {
             lower: lower.to_path_buf(),
             alias,
@@ -144,6 +154,7 @@ impl Layer {
             dev,
             upper_dev,
             placeholders,
+            sockets,
             serial: AtomicU64::new(0),
             quota: quota.map(super::quota::Quota::new),
             denied: OnceLock::new(),
@@ -192,6 +203,35 @@ impl Layer {
     /// Whether `st` is one of the layer's placeholders.
     pub(crate) fn is_placeholder(&self, st: &FileStat) -> bool {
         st.dev == self.upper_dev && self.placeholders.contains_key(&st.ino)
+    }
+
+    /// The work directory's socket that the upper file `fd` was made for
+    /// (pinned, `O_PATH`), if `fd` is that socket made anew and unchanged
+    /// since (the same inode and change time).
+    pub(crate) fn socket_origin(&self, fd: BorrowedFd<'_>) -> Option<io::Result<OwnedFd>> {
+        if self.sockets.is_empty() {
+            return None;
+        }
+        let m = fd
+            .try_clone_to_owned()
+            .and_then(|f| fs::File::from(f).metadata())
+            .ok()?;
+        if m.dev() != self.upper_dev || !m.file_type().is_socket() {
+            return None;
+        }
+        let (ctime, rel) = self.sockets.get(&m.ino())?;
+        if *ctime != (m.ctime(), m.ctime_nsec()) {
+            return None;
+        }
+        Some(openat2(
+            Some(self.lower_fd.as_fd()),
+            &cpath(rel),
+            &OpenHow {
+                flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+                mode: 0,
+                resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+            },
+        ))
     }
 
     /// Whether `(dev, ino)` is one of the layer's placeholders.
@@ -772,6 +812,8 @@ struct Shadow {
     /// Lower files with more than one name, by lower inode: the first
     /// name's placeholder (upper path, index in `made`).
     linked: HashMap<u64, (PathBuf, usize)>,
+    /// The sockets made anew: (upper inode, its change time, path).
+    sockets: Vec<(u64, (i64, i64), PathBuf)>,
 }
 
 impl Shadow {
@@ -801,6 +843,11 @@ impl Shadow {
                 // A FIFO, socket or device node is made anew (a link would let
                 // chmod or utimensat through the layer reach DIR's node).
                 make_node(&from, &to, &meta)?;
+                if ft.is_socket() {
+                    let m = fs::symlink_metadata(&to)?;
+                    self.sockets
+                        .push((m.ino(), (m.ctime(), m.ctime_nsec()), r.clone()));
+                }
             } else {
                 self.placeholder(&to, &meta, r)?;
             }

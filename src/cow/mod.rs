@@ -526,7 +526,10 @@ impl Enforcement for CowFeature {
                 execve: nr_of("execve"),
                 execveat: nr_of("execveat"),
             }))
-            .with_service(Arc::new(crate::paths::LayerHook(layered))),
+            .with_service(Arc::new(crate::paths::LayerHook(layered)))
+            .with_service(Arc::new(crate::net::UnixPathHook(Arc::new(
+                handlers::UnixView::new(&self.layer),
+            )))),
         ))
     }
 }
