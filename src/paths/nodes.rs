@@ -9,7 +9,8 @@
 //! fd after a check that let an AF_INET bind through): a pathname is bound
 //! with the program's exact bytes (the address the socket records, that
 //! `getsockname` and peers see), resolved from the task's pinned working
-//! directory, and its parent checked again afterwards. Called by
+//! directory, confined by Landlock to the checked directory (see
+//! `bind_unix_path`). Called by
 //! [`super::handlers`]; uses [`super::resolve`], `sys::path`, `sys::net`.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
