@@ -308,7 +308,7 @@ impl SandboxBuilder {
 
     /// Whether to use cgroups (default on). Where this process may make
     /// them (root, or a delegated cgroup v2 subtree; v1 or v2), each sandbox
-    /// gets its own (`unotify-<pid>-<n>`, under this process's cgroup): the
+    /// gets its own (`unotify-<pid>-<random>-<n>`, under this process's cgroup): the
     /// memory limit is then the kernel's (`memory.max` or
     /// `memory.limit_in_bytes`, every kind of memory), every process of the
     /// sandbox is counted and killed from its creation on, and a watchdog
