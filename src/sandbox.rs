@@ -1509,6 +1509,14 @@ impl Child {
         }
     }
 
+    /// Removes the emptied cgroup this process keeps for its next sandbox
+    /// (see [`process_exits_after`](Self::process_exits_after)), if any: for
+    /// a launcher whose spawn failed, so that it has no [`Child`] to say it
+    /// exits, and that starts no other sandbox.
+    pub fn release_kept_cgroup() {
+        crate::sys::cgroup::release_spare();
+    }
+
     /// A handle on this child's supervisor.
     pub fn supervisor(&self) -> Option<SupervisorHandle> {
         self.supervisor.as_ref().map(Supervisor::handle)

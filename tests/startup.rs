@@ -322,3 +322,49 @@ fn a_reused_pid_never_names_the_same_cgroup() {
     eprintln!("pid {pid}: {first} then {second}");
     assert_ne!(first, second, "two hosts of pid {pid} made the same cgroup");
 }
+
+/// `unotify run` whose program fails to start keeps no cgroup: none named
+/// after it is left in any mounted hierarchy while it prints its error
+/// (held there by a preloaded `write`), nor after it exited. It kept the
+/// failed spawn's emptied cgroup for a next sandbox it never starts, for
+/// its watchdog to remove after its exit.
+#[test]
+fn a_failed_start_keeps_no_cgroup() {
+    use std::io::Read;
+    let hold = common::build_c(
+        "hold_after_stderr.so",
+        include_str!("c/hold_after_stderr.c"),
+        &["-shared", "-fPIC", "-ldl"],
+    );
+    let mut child = common::unotify()
+        .args(["run", "--", "/unotify-no-such-program"])
+        .env("LD_PRELOAD", &hold)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start unotify");
+    let pid = child.id() as i32;
+    let mut first = [0u8; 8];
+    child
+        .stderr
+        .as_mut()
+        .expect("stderr")
+        .read_exact(&mut first)
+        .expect("its error message");
+    // Held in its first write to stderr now.
+    let held = cgroups_of(pid);
+    let mut rest = String::new();
+    child
+        .stderr
+        .as_mut()
+        .expect("stderr")
+        .read_to_string(&mut rest)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "{rest}");
+    assert!(
+        held.is_empty(),
+        "kept while it reported the failure: {held:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(cgroups_of(pid).is_empty(), "left after its exit");
+}

@@ -798,6 +798,16 @@ impl Spare {
     }
 }
 
+/// Removes the emptied cgroup this process keeps for its next sandbox, if
+/// it keeps one: for a process that starts no more sandboxes (`unotify
+/// run` whose program failed to start: the failed spawn's cgroup was kept).
+pub fn release_spare() {
+    if let Some(spare) = Spare::take() {
+        kill_and_remove(&spare.plan);
+        // Its registration goes with it: the watchdog has nothing left to do.
+    }
+}
+
 /// Whether the v2 cgroup whose `cgroup.procs` is `procs` has no process
 /// left in it or beneath it (its `cgroup.events`).
 fn unpopulated(procs: &Path) -> bool {
