@@ -308,7 +308,7 @@ impl SandboxBuilder {
 
     /// Whether to use cgroups (default on). Where this process may make
     /// them (root, or a delegated cgroup v2 subtree; v1 or v2), each sandbox
-    /// gets its own (`unotify-<pid>-<n>`, under this process's cgroup): the
+    /// gets its own (`unotify-<pid>-<random>-<n>`, under this process's cgroup): the
     /// memory limit is then the kernel's (`memory.max` or
     /// `memory.limit_in_bytes`, every kind of memory), every process of the
     /// sandbox is counted and killed from its creation on, and a watchdog
@@ -1510,6 +1510,14 @@ impl Child {
         if let Some(c) = self.containment.as_mut() {
             c.keep_nothing();
         }
+    }
+
+    /// Removes the emptied cgroup this process keeps for its next sandbox
+    /// (see [`process_exits_after`](Self::process_exits_after)), if any: for
+    /// a launcher whose spawn failed, so that it has no [`Child`] to say it
+    /// exits, and that starts no other sandbox.
+    pub fn release_kept_cgroup() {
+        crate::sys::cgroup::release_spare();
     }
 
     /// A handle on this child's supervisor.

@@ -278,3 +278,93 @@ fn a_kept_cgroup_holds_nothing_of_the_sandbox_before() {
         assert!(next.wait().unwrap().success());
     }
 }
+
+/// The cgroup a sandbox's program is in (the name of the `unotify-…`
+/// directory of its `/proc/self/cgroup`), and the host's pid, for a
+/// `unotify run -- cat /proc/self/cgroup` started now.
+fn cgroup_name_of_a_run() -> (u32, String) {
+    let child = common::unotify()
+        .args(["run", "--", "cat", "/proc/self/cgroup"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start unotify");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = text
+        .split(['/', '\n'])
+        .find(|c| c.starts_with("unotify-"))
+        .unwrap_or_else(|| panic!("no unotify cgroup in {text:?}"))
+        .to_owned();
+    (pid, name)
+}
+
+/// A sandbox's cgroup is named so that no other host can make the same one,
+/// even with the same pid: the shared watchdog of a host that dies between
+/// removing a sandbox's cgroup and leaving its list ends that sandbox by
+/// its paths, and another host given the pid (forced here through
+/// `ns_last_pid`) would otherwise make those very paths for its first
+/// sandbox (`unotify-<pid>-0`) and have it killed.
+#[test]
+fn a_reused_pid_never_names_the_same_cgroup() {
+    let (pid, first) = cgroup_name_of_a_run();
+    let mut second = None;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write ns_last_pid (root)");
+        let (p, name) = cgroup_name_of_a_run();
+        if p == pid {
+            second = Some(name);
+            break;
+        }
+    }
+    let second = second.expect("pid never reused in 200 tries");
+    eprintln!("pid {pid}: {first} then {second}");
+    assert_ne!(first, second, "two hosts of pid {pid} made the same cgroup");
+}
+
+/// `unotify run` whose program fails to start keeps no cgroup: none named
+/// after it is left in any mounted hierarchy while it prints its error
+/// (held there by a preloaded `write`), nor after it exited. It kept the
+/// failed spawn's emptied cgroup for a next sandbox it never starts, for
+/// its watchdog to remove after its exit.
+#[test]
+fn a_failed_start_keeps_no_cgroup() {
+    use std::io::Read;
+    let hold = common::build_c(
+        "hold_after_stderr.so",
+        include_str!("c/hold_after_stderr.c"),
+        &["-shared", "-fPIC", "-ldl"],
+    );
+    let mut child = common::unotify()
+        .args(["run", "--", "/unotify-no-such-program"])
+        .env("LD_PRELOAD", &hold)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start unotify");
+    let pid = child.id() as i32;
+    let mut first = [0u8; 8];
+    child
+        .stderr
+        .as_mut()
+        .expect("stderr")
+        .read_exact(&mut first)
+        .expect("its error message");
+    // Held in its first write to stderr now.
+    let held = cgroups_of(pid);
+    let mut rest = String::new();
+    child
+        .stderr
+        .as_mut()
+        .expect("stderr")
+        .read_to_string(&mut rest)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "{rest}");
+    assert!(
+        held.is_empty(),
+        "kept while it reported the failure: {held:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(cgroups_of(pid).is_empty(), "left after its exit");
+}

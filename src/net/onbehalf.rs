@@ -711,40 +711,46 @@ impl Enforcer {
                     // in its root, and the last component.
                     // A view of a feature's (a chroot's): its directory, pinned.
                     // Under path denial otherwise, the directory the name goes
-                    // in is pinned and checked first (and, bound by the path
-                    // as given, checked again after: see `bound_where_checked`).
+                    // in is pinned and checked first, and the bind made where
+                    // it cannot land elsewhere: see `bind_beneath`.
                     let pinned = match (&self.denied, hook) {
-                        (Some(_), None) => {
+                        (Some(d), None) => {
                             let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
                             let (dir, name) =
                                 as_program(&sock.creds, || unix::resolve_parent(&view))
                                     .map_err(|e| errno(io_errno(&e)))?;
                             self.unix_file_allowed(cx, dir.fd.as_fd(), Some(&name))?;
-                            Some((view, dir.fd, name))
+                            let confine = dir
+                                .real
+                                .parent()
+                                .and_then(|parent| Self::bind_beneath(d, dir.fd.as_fd(), parent));
+                            Some((dir.fd, name, confine))
                         }
                         _ => None,
                     };
                     let same_view = hook.is_none() && unix::same_view(tid);
-                    let (dir, bind_addr) = match (hook, same_view, &pinned) {
+                    let cwd = |tid| unix::cwd(tid).map_err(|e| errno(io_errno(&e)));
+                    let (dir, bind_addr, confine) = match (hook, same_view, pinned) {
                         (Some(hook), _, _) => {
                             let (dir, name) = hook.0.parent(cx, &p).map_err(errno)?;
                             self.unix_file_allowed(cx, dir.as_fd(), Some(&name))?;
-                            (dir, unix::path_addr(&name))
+                            (dir, unix::path_addr(&name), None)
                         }
-                        (None, true, _) => {
-                            let cwd = unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?;
-                            (cwd, addr.clone())
+                        // No path denial, or one the bind by the path as given
+                        // is confined to (beneath the checked directory).
+                        (None, true, None) => (cwd(tid)?, addr.clone(), None),
+                        (None, true, Some((_, _, Some(ruleset)))) => {
+                            (cwd(tid)?, addr.clone(), Some(ruleset))
                         }
-                        (None, false, Some((_, dir, name))) => (
-                            dir.try_clone().map_err(|e| errno(io_errno(&e)))?,
-                            unix::path_addr(name),
-                        ),
+                        // Under path denial, bound by the last component in
+                        // the pinned, checked directory.
+                        (None, _, Some((dir, name, _))) => (dir, unix::path_addr(&name), None),
                         (None, false, None) => {
                             let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
                             let (dir, name) =
                                 as_program(&sock.creds, || unix::resolve_parent(&view))
                                     .map_err(|e| errno(io_errno(&e)))?;
-                            (dir.fd, unix::path_addr(&name))
+                            (dir.fd, unix::path_addr(&name), None)
                         }
                     };
                     Self::policy_gate(cx)?;
@@ -753,15 +759,12 @@ impl Enforcer {
                         fs: Some((dir.as_fd(), umask)),
                     };
                     let fd = sock.fd.as_fd();
-                    // Before the bind: a socket file found older than this
-                    // after it is not the call's (see `bound_where_checked`).
-                    let started = crate::sys::host::clock_gettime(libc::CLOCK_REALTIME_COARSE).ok();
-                    let bound = sysnet::run_as(&setup, || sysnet::bind(fd, &bind_addr));
-                    if let (true, Ok(()), Some((view, before, name))) = (same_view, &bound, &pinned)
-                    {
-                        Self::bound_where_checked(&sock, view, before.as_fd(), name, started)?;
-                    }
-                    return Ok(unit_action(bound));
+                    return Ok(unit_action(sysnet::run_as(&setup, || {
+                        if let Some(ruleset) = &confine {
+                            ruleset.restrict_this_thread()?;
+                        }
+                        sysnet::bind(fd, &bind_addr)
+                    })));
                 }
                 UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
                 UnixAddr::Unspec => {}
@@ -774,50 +777,32 @@ impl Enforcer {
         })))
     }
 
-    /// After a `bind` the kernel resolved by the path as given: the
-    /// directory the name is in must still be the one checked (`before`),
-    /// else a directory swapped in meanwhile (a denied one) holds the new
-    /// socket file: it is removed and the call refused (`EACCES`). Only a
-    /// socket file made since `started` (its `ctime`, the coarse clock's
-    /// before the bind) is removed: the name found may be another's, made
-    /// before (a host's socket in a denied directory, which the program
-    /// named while its bind went elsewhere), and is then left alone.
-    fn bound_where_checked(
-        sock: &Sock,
-        view: &unix::View,
-        before: BorrowedFd<'_>,
-        name: &[u8],
-        started: Option<(i64, i64)>,
-    ) -> Answer<()> {
-        use crate::sys::path::{fstat, unlinkat};
-        let id = |fd: BorrowedFd<'_>| fstat(fd).ok().map(|st| (st.dev, st.ino));
-        let now = as_program(&sock.creds, || unix::resolve_parent(view));
-        if let Ok((dir, n)) = &now {
-            if n.as_slice() == name
-                && id(dir.fd.as_fd()).is_some()
-                && id(dir.fd.as_fd()) == id(before)
-            {
-                return Ok(());
-            }
+    /// Under path denial, a `bind` by the path as the program gave it (its
+    /// socket's name is then that path, which a program may hand on: Python's
+    /// `multiprocessing` tells its children the name `getsockname` reports)
+    /// resolves that path again, after the check of the directory `dir`
+    /// (pinned): a thread of the program's may swap a symlink of the path
+    /// meanwhile, so that the socket file is made in a denied directory and
+    /// the symlink swapped back before any re-check could see it. The bind
+    /// is therefore made by a thread under a Landlock domain of its own that
+    /// allows making a socket file only beneath `dir`: wherever the path
+    /// leads at the bind, the kernel refuses (`EACCES`) a socket file
+    /// outside `dir` and its subdirectories. That is exact only if nothing
+    /// beneath `dir` is denied; when a denied path lies beneath `dir` (at
+    /// `parent`), or Landlock is not there, this returns `None` and the bind
+    /// is made by the last component in `dir` itself, which cannot land
+    /// elsewhere (the socket's name is then only that component). Not
+    /// covered: a denied directory mounted again beneath `dir` (a bind
+    /// mount), which path denial does not cover elsewhere either.
+    fn bind_beneath(
+        denied: &crate::paths::DeniedPaths,
+        dir: BorrowedFd<'_>,
+        parent: &std::path::Path,
+    ) -> Option<crate::sys::landlock::Ruleset> {
+        if denied.has_denied_beneath(parent) {
+            return None;
         }
-        log::warn!(
-            "the directory of a unix socket being bound changed during the call; refusing it"
-        );
-        if let (Ok((dir, n)), Some(started)) = (now, started) {
-            if let Ok(c) = std::ffi::CString::new(n.clone()) {
-                use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                let mut at = format!("/proc/self/fd/{}/", dir.fd.as_raw_fd()).into_bytes();
-                at.extend_from_slice(&n);
-                let made_now = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&at))
-                    .is_ok_and(|m| {
-                        m.file_type().is_socket() && (m.ctime(), m.ctime_nsec()) >= started
-                    });
-                if made_now {
-                    let _ = unlinkat(Some(dir.fd.as_fd()), &c, 0);
-                }
-            }
-        }
-        Err(errno(libc::EACCES))
+        crate::sys::landlock::make_sock_beneath(dir).ok()
     }
 
     /// Binds `sock` to the real port behind virtual port `virt`: the one

@@ -47,8 +47,9 @@
 //!   could `dup2` an AF_UNIX socket onto the fd); a pathname AF_UNIX
 //!   socket is refused in a denied directory. It is bound with the
 //!   program's exact name (what `getsockname` and peers see), from the
-//!   task's pinned working directory, and its directory is checked again
-//!   afterwards. A network policy's handlers own `bind`.
+//!   task's pinned working directory, by a thread that Landlock lets make
+//!   socket files only beneath the checked directory (see
+//!   `nodes::bind_unix_path`). A network policy's handlers own `bind`.
 //!
 //! The forms that take an fd (`fchmod`, `fchown`, `futimens` and
 //! `utimensat` with a null path, `fsetxattr`, `fremovexattr`) are not

@@ -9,22 +9,22 @@
 //! fd after a check that let an AF_INET bind through): a pathname is bound
 //! with the program's exact bytes (the address the socket records, that
 //! `getsockname` and peers see), resolved from the task's pinned working
-//! directory, and its parent checked again afterwards. Called by
+//! directory, confined by Landlock to the checked directory (see
+//! `bind_unix_path`). Called by
 //! [`super::handlers`]; uses [`super::resolve`], `sys::path`, `sys::net`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
 use crate::sys::net::{bind_from, socket_domain};
-use crate::sys::path::{chmod, fstat, mkdirat, mknodat, unlinkat};
+use crate::sys::path::{chmod, fstat, mkdirat, mknodat};
 
 use super::creds::CredCache;
-use super::deny::{DeniedPaths, FileId};
+use super::deny::DeniedPaths;
 use super::handlers::{entry_of, policy_gate, Entry};
 use super::resolve::{
-    as_supervisor, base, borrow, errno_of, mem_errno, pin, pin_parent, read_path, with_c, Errno,
-    Task,
+    as_supervisor, base, borrow, errno_of, mem_errno, pin_parent, read_path, with_c, Errno, Task,
 };
 
 /// Gives a node the supervisor just made in `e` the permission bits the
@@ -99,10 +99,6 @@ fn unix_path(addr: &[u8]) -> Option<&[u8]> {
     Some(&path[..end])
 }
 
-fn identity(fd: BorrowedFd<'_>) -> Option<FileId> {
-    fstat(fd).ok().map(|st| FileId::from(&st))
-}
-
 /// `bind(fd, addr, len)`, on the program's behalf.
 pub(super) fn bind(
     cx: &HandlerCtx<'_>,
@@ -136,7 +132,7 @@ pub(super) fn bind(
     };
     let Some(path) = path else {
         policy_gate(cx)?;
-        return done(bind_from(sock.as_fd(), &addr, None));
+        return done(bind_from(sock.as_fd(), &addr, None, None));
     };
     bind_unix_path(cx, d, &task, &sock, &addr, path)
 }
@@ -147,9 +143,19 @@ fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
 }
 
 /// Binds `sock` to the pathname `path` (inside `addr`) if the new name is
-/// not denied; the parent is pinned and checked first, and checked again
-/// after the bind: a directory swapped in meanwhile gets the new socket
-/// file removed and the call refused.
+/// not denied. The parent is pinned and checked first; the bind is then
+/// made so that it cannot land anywhere else, although a thread of the
+/// program's may swap a symlink of `path` between the check and the bind
+/// (and back before any re-check could see it). By the program's exact
+/// bytes, from its pinned working directory (the name the socket records,
+/// which `getsockname` and peers see, is then what it gave), on a thread
+/// under a Landlock domain of its own that allows making socket files only
+/// in the checked directory and beneath it: the kernel refuses (`EACCES`)
+/// any other place the path may lead to at the bind. That is exact when
+/// nothing beneath the checked directory is denied; otherwise (or without
+/// Landlock) the socket is bound by its last component in the pinned
+/// directory itself (its name is then only that component). Not covered:
+/// a denied directory mounted again beneath the checked one.
 fn bind_unix_path(
     cx: &HandlerCtx<'_>,
     d: &DeniedPaths,
@@ -162,7 +168,6 @@ fn bind_unix_path(
     let cwd = base(cx, libc::AT_FDCWD, path, false)?;
     let (parent, name) = pin_parent(borrow(&cwd), path, 0)?;
     let e = Entry::new(parent, name);
-    let same = |a: BorrowedFd<'_>, b: BorrowedFd<'_>| matches!((identity(a), identity(b)), (Some(x), Some(y)) if x == y);
     if e.creates_denied(d) {
         log::debug!(
             "pid {}: bind of a socket in a denied place refused",
@@ -171,38 +176,19 @@ fn bind_unix_path(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
-    // Before the bind: a socket file older than this found after it is
-    // another's (a socket already in a denied directory, named while the
-    // bind went elsewhere), never removed below.
-    let started = crate::sys::host::clock_gettime(libc::CLOCK_REALTIME_COARSE).ok();
-    bind_from(sock.as_fd(), addr, borrow(&cwd)).map_err(|e| errno_of(&e))?;
-    // Where the name was made: it must still be the checked directory.
-    let after = pin_parent(borrow(&cwd), path, 0)
-        .ok()
-        .filter(|(p, n)| *n == e.name && same(p.as_fd(), e.dir()));
-    if after.is_none() {
-        log::warn!(
-            "pid {}: the directory of a socket being bound changed during the call; refusing it",
-            cx.pid()
-        );
-        if let Ok((p, n)) = pin_parent(borrow(&cwd), path, 0) {
-            let made_now = pin(Some(p.as_fd()), &n, libc::O_NOFOLLOW, 0)
-                .ok()
-                .and_then(|f| {
-                    use std::os::fd::AsRawFd;
-                    std::fs::metadata(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()
-                })
-                .zip(started)
-                .is_some_and(|(m, started)| {
-                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                    m.file_type().is_socket() && (m.ctime(), m.ctime_nsec()) >= started
-                });
-            if made_now {
-                let _ = with_c(&n, |c| unlinkat(Some(p.as_fd()), c, 0));
-            }
+    let confine = super::deny::fd_path(e.dir())
+        .filter(|p| !d.has_denied_beneath(p))
+        .and_then(|_| crate::sys::landlock::make_sock_beneath(e.dir()).ok());
+    match &confine {
+        Some(ruleset) => bind_from(sock.as_fd(), addr, borrow(&cwd), Some(ruleset)),
+        None => {
+            let mut by_name = addr[..2].to_vec();
+            by_name.extend_from_slice(&e.name);
+            by_name.push(0);
+            bind_from(sock.as_fd(), &by_name, Some(e.dir()), None)
         }
-        return Err(Errno::of(libc::EACCES));
     }
+    .map_err(|e| errno_of(&e))?;
     // The socket file's mode: the socket inode's mode less the umask.
     if let Ok(st) = fstat(sock.as_fd()) {
         fix_perms(d, &e, st.mode & 0o777 & !task.umask());

@@ -1,7 +1,7 @@
 //! Control groups for one sandbox: where they can be made, the memory limit
 //! they carry, the sandbox's membership, and the kill that ends it.
 //!
-//! Owns the directories it creates (`unotify-<pid>-<n>`, under this
+//! Owns the directories it creates (`unotify-<pid>-<random>-<n>`, under this
 //! process's own cgroup in each hierarchy it uses) and removes them when the
 //! sandbox ends, on every path ([`Containment`]'s `Drop`). Uses the file
 //! system and raw system calls only; the sandbox's spawn path calls it.
@@ -255,14 +255,45 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Names are unique in this process: `unotify-<pid>-<n>`.
+/// Names never repeat, in this process or any other: `unotify-<pid>-<r>-<n>`,
+/// where `r` is 64 random bits drawn once per process (again in a child of
+/// `fork`). The pid alone repeats: a host that died with a sandbox in its
+/// [`Watchdog`]'s list (in the moment between removing its cgroups and
+/// leaving the list) leaves a watchdog that ends that sandbox by its
+/// paths; another host given the same pid later would make the same
+/// paths for its own first sandbox, and that watchdog would kill it. With
+/// the random part the paths a watchdog holds name only cgroups of its own
+/// process.
 fn fresh_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static TAG: parking_lot::Mutex<(u32, u64)> = parking_lot::Mutex::new((0, 0));
+    let me = std::process::id();
+    let tag = {
+        let mut tag = TAG.lock();
+        if tag.0 != me {
+            *tag = (me, random_u64());
+        }
+        tag.1
+    };
     format!(
-        "unotify-{}-{}",
-        std::process::id(),
+        "unotify-{me}-{tag:016x}-{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// 64 bits from the kernel's random pool (`getrandom`); from the clock and
+/// the pid if it fails (it does not block after boot).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the live buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+    if n == b.len() as isize {
+        return u64::from_ne_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Whether the v2 directory `dir` lets a child use the `memory`
@@ -764,6 +795,16 @@ impl Spare {
             }
             None => None,
         }
+    }
+}
+
+/// Removes the emptied cgroup this process keeps for its next sandbox, if
+/// it keeps one: for a process that starts no more sandboxes (`unotify
+/// run` whose program failed to start: the failed spawn's cgroup was kept).
+pub fn release_spare() {
+    if let Some(spare) = Spare::take() {
+        kill_and_remove(&spare.plan);
+        // Its registration goes with it: the watchdog has nothing left to do.
     }
 }
 

@@ -33,6 +33,8 @@ pub const ACCESS_FS_READ_DIR: u64 = 1 << 3;
 pub const ACCESS_FS_REMOVE_DIR: u64 = 1 << 4;
 /// Create a directory (the right is the parent's).
 pub const ACCESS_FS_MAKE_DIR: u64 = 1 << 7;
+/// Create a socket file (the `bind` of a unix socket to a pathname).
+pub const ACCESS_FS_MAKE_SOCK: u64 = 1 << 9;
 /// Create a block device node.
 pub const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
 /// Truncate a file (ABI 3).
@@ -186,6 +188,39 @@ impl Ruleset {
         };
         cvt_long(ret).map(drop)
     }
+
+    /// Enforces this ruleset on the calling thread only, after setting the
+    /// thread's `no_new_privs` (which it needs). The domain stays with the
+    /// thread for good: call it only in a thread made for one call and then
+    /// ended (`super::net::run_as`), never in one of the supervisor's own.
+    pub fn restrict_this_thread(&self) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments; PR_SET_NO_NEW_PRIVS sets a
+        // flag of the calling task (thread) only.
+        super::cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        // SAFETY: landlock_restrict_self takes an fd and flags, no pointers;
+        // without the thread-sync flag it restricts the calling thread only.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_restrict_self,
+                self.fd.as_raw_fd(),
+                0 as libc::c_uint,
+            )
+        };
+        cvt_long(ret).map(drop)
+    }
+}
+
+/// A ruleset that lets a thread make socket files (bind unix sockets to
+/// pathnames) only in the directory `dir` and beneath it, and restricts
+/// nothing else: for a bind by a path the program gave, which a thread of
+/// the program's may redirect by swapping a symlink (see `net::onbehalf`).
+pub fn make_sock_beneath(dir: BorrowedFd<'_>) -> io::Result<Ruleset> {
+    let ruleset = Ruleset::create(&RulesetAttr {
+        handled_access_fs: ACCESS_FS_MAKE_SOCK,
+        ..RulesetAttr::default()
+    })?;
+    ruleset.allow_path_beneath(dir, ACCESS_FS_MAKE_SOCK)?;
+    Ok(ruleset)
 }
 
 impl AsFd for Ruleset {

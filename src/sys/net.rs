@@ -226,18 +226,30 @@ pub fn encode_sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
 /// while the address the socket records stays exactly `addr`. The call is
 /// made on a short-lived thread that unshares its file-system context
 /// (`CLONE_FS`) and changes to `cwd`, so no other thread's working
-/// directory changes.
-pub fn bind_from(sock: BorrowedFd<'_>, addr: &[u8], cwd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    let Some(cwd) = cwd else {
+/// directory changes; with `confine`, that thread enforces the Landlock
+/// ruleset on itself before the bind (it ends with the call).
+pub fn bind_from(
+    sock: BorrowedFd<'_>,
+    addr: &[u8],
+    cwd: Option<BorrowedFd<'_>>,
+    confine: Option<&super::landlock::Ruleset>,
+) -> io::Result<()> {
+    if cwd.is_none() && confine.is_none() {
         return bind(sock, addr);
-    };
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: unshare takes flags; CLONE_FS gives this thread its own
-            // root, cwd and umask, shared with no other thread.
-            cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-            // SAFETY: fchdir takes an open directory fd (O_PATH allowed).
-            cvt(unsafe { libc::fchdir(cwd.as_raw_fd()) })?;
+            if let Some(cwd) = cwd {
+                // SAFETY: unshare takes flags; CLONE_FS gives this thread its own
+                // root, cwd and umask, shared with no other thread.
+                cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+                // SAFETY: fchdir takes an open directory fd (O_PATH allowed).
+                cvt(unsafe { libc::fchdir(cwd.as_raw_fd()) })?;
+            }
+            if let Some(ruleset) = confine {
+                // This thread ends with the call.
+                ruleset.restrict_this_thread()?;
+            }
             bind(sock, addr)
         })
         .join()

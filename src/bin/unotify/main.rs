@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use unotify::os as libsignals;
 use unotify::os::{self as pidfd, self as process};
-use unotify::{Command, Error, Sandbox};
+use unotify::{Child, Command, Error, Sandbox};
 
 use cli::{Cmd, RunArgs, EXIT_USAGE};
 use signals::{follow_job_stop, start_signal_thread, SignalState};
@@ -332,6 +332,9 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     let mut child = match sandbox.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
+            // This process starts no other sandbox: the failed spawn's
+            // emptied cgroup is removed now, not when it exits.
+            Child::release_kept_cgroup();
             let code = match e {
                 // Its refusal was told: no chmod hint.
                 Error::CannotExecute { .. } if report.exec_was_denied() => {
