@@ -254,8 +254,21 @@ fn open(
         return Ok(NotifAction::Continue);
     }
     let task = Task::read(cx, creds)?;
-    // Everything from here on runs with the task's capabilities.
-    let _acting = task.rights.assume()?;
+    // A sandbox of one task: an existing file that passes every check is
+    // opened by the kernel, with the task's own rights; the supervisor
+    // only pins it to check it, which needs none of them (a directory the
+    // task cannot search fails in the kernel's open all the same).
+    let sole = a.flags & libc::O_PATH == 0
+        && denied.layer().is_none()
+        && cx.service::<super::OpenHook>().is_none()
+        && sole_task(cx, task.rights);
+    // Everything from here on runs with the task's capabilities (but a
+    // sole task's non-creating open, made by the kernel).
+    let _acting = if sole && !creates(a.flags) {
+        None
+    } else {
+        task.rights.assume()?
+    };
     if path.is_empty() {
         return Err(Errno::of(libc::ENOENT));
     }
@@ -274,7 +287,7 @@ fn open(
             return Err(Errno::of(libc::EEXIST));
         }
         let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(cx, denied, pinned, flags, task.rights);
+        return finish(cx, denied, pinned, flags, task.rights, sole);
     }
     let base = base(
         cx,
@@ -309,7 +322,7 @@ fn open(
         if !excl || hops > 0 {
             let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
             match pin(borrow(&dir), &cur, extra, a.resolve) {
-                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights),
+                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights, sole),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
                 Err(e) => return Err(errno_of(&e)),
             }
@@ -390,6 +403,7 @@ fn finish(
     pinned: OwnedFd,
     flags: i32,
     rights: Rights,
+    sole: bool,
 ) -> Result<NotifAction, Errno> {
     // One `fstat` for every check (a pinned inode does not change type).
     let mut st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
@@ -446,11 +460,10 @@ fn finish(
             return served.map(|fd| inject(fd, flags));
         }
     }
-    if flags & libc::O_PATH == 0
-        && !st.is_symlink()
-        && denied.layer().is_none()
-        && sole_task(cx, rights)
-    {
+    // A sandbox of one task: the kernel opens the path, which still names
+    // the file checked (see "A sandbox of one task"). A symlink pinned
+    // with `O_NOFOLLOW` is refused below (`ELOOP`), as by the kernel.
+    if sole && !st.is_symlink() {
         return Ok(NotifAction::Continue);
     }
     open_checked(pinned, &st, flags, || Ok(rights))
