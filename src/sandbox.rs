@@ -891,6 +891,16 @@ impl SandboxBuilder {
         // the sends, which the network's handlers make on the program's
         // behalf: they check the socket file against the denied paths.
         let net_for_unix_paths = paths_denied && self.network.is_none();
+        // A connected `sendto` (no address) runs untrapped then, unless
+        // the user handles or traces `sendto`.
+        let sendto_nr = syscalls::number(Arch::native(), "sendto");
+        let sendto_watched = self.rules.iter().any(|r| match r {
+            Rule::Handle(name, _) | Rule::Trace(name) => {
+                sendto_nr.is_some() && syscalls::resolve(name).ok() == sendto_nr
+            }
+            Rule::HandleNr(n, _) => Some(*n) == sendto_nr,
+            Rule::Deny(..) => false,
+        });
         if net_for_unix_paths {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
@@ -925,7 +935,7 @@ impl SandboxBuilder {
                     .filter(|_| paths_denied || policy.is_some()),
             )?;
             features.push(Arc::new(if net_for_unix_paths {
-                network.unix_paths_only()
+                network.unix_paths_only(!sendto_watched)
             } else {
                 network
             }));

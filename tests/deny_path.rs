@@ -1209,3 +1209,44 @@ fn a_sandbox_of_one_task_still_refuses_every_denied_path() {
     );
     assert_eq!(deferred, 0, "the FIFO open went through the supervisor");
 }
+
+/// Under path denial alone, a connected send (`sendto` without an address,
+/// what `send` makes) names no socket file and runs untrapped: 2000 of
+/// them cost no trapped call (each was one before). A send with an
+/// address is still checked (`unix_sockets_beneath_a_denied_directory_are_out_of_reach`).
+#[test]
+fn connected_sends_are_not_trapped_under_path_denial() {
+    const SENDS_C: &str = r#"
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void)
+{
+    int sv[2];
+    char c = 'x', r;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) != 0)
+        return 1;
+    int ok = 0;
+    for (int i = 0; i < 2000; i++)
+        if (send(sv[0], &c, 1, 0) == 1 && recv(sv[1], &r, 1, 0) == 1)
+            ok++;
+    printf("sent %d\n", ok);
+    return 0;
+}
+"#;
+    let exe = common::build_c("connected_sends", SENDS_C, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::builder()
+        .deny_path(dir.path().join("nothing"))
+        .build()
+        .expect("build");
+    let mut child = sandbox
+        .spawn(Command::new(&exe).stdout(Stdio::Piped))
+        .expect("spawn");
+    let handle = child.supervisor().expect("supervisor");
+    let out = common::read_all(&mut child.stdout);
+    let received = handle.stats().map_or(u64::MAX, |s| s.received);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out.trim(), "sent 2000");
+    assert!(received < 200, "{received} trapped calls for 2000 sends");
+}
