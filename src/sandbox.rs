@@ -42,6 +42,9 @@ struct Plan {
     memory_cgroup: bool,
     /// The program may not dump core (see [`Sandbox::no_core_dumps`]).
     no_core_dumps: bool,
+    /// Path denial's: set once the Landlock domain forbids writes beneath
+    /// the cgroup file systems (see `paths::PathDenial`).
+    cgroups_sealed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -679,6 +682,10 @@ impl SandboxBuilder {
         if let Some(d) = domain.as_mut() {
             d.forbid_writes_beneath(&places)
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
+            if self.cgroups {
+                plan.cgroups_sealed
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         let confined =
             crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;
@@ -885,6 +892,16 @@ impl SandboxBuilder {
         // the sends, which the network's handlers make on the program's
         // behalf: they check the socket file against the denied paths.
         let net_for_unix_paths = paths_denied && self.network.is_none();
+        // A connected `sendto` (no address) runs untrapped then, unless
+        // the user handles or traces `sendto`.
+        let sendto_nr = syscalls::number(Arch::native(), "sendto");
+        let sendto_watched = self.rules.iter().any(|r| match r {
+            Rule::Handle(name, _) | Rule::Trace(name) => {
+                sendto_nr.is_some() && syscalls::resolve(name).ok() == sendto_nr
+            }
+            Rule::HandleNr(n, _) => Some(*n) == sendto_nr,
+            Rule::Deny(..) => false,
+        });
         if net_for_unix_paths {
             self.network = Some(crate::net::NetPolicy::deny_list(Vec::new())?);
         }
@@ -903,6 +920,7 @@ impl SandboxBuilder {
                 crate::sys::cgroup::MemoryMode::Accounting(_)
             );
 
+        let cgroups_sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
         if let Some(sink) = &self.events {
@@ -920,7 +938,7 @@ impl SandboxBuilder {
                     .filter(|_| paths_denied || policy.is_some()),
             )?;
             features.push(Arc::new(if net_for_unix_paths {
-                network.unix_paths_only()
+                network.unix_paths_only(!sendto_watched)
             } else {
                 network
             }));
@@ -946,6 +964,7 @@ impl SandboxBuilder {
                 set,
                 with_bind,
                 metadata_only,
+                cgroups_sealed: Arc::clone(&cgroups_sealed),
             }));
         }
         let chroot_cwd = chroot.as_ref().map(|c| c.host_cwd.clone());
@@ -972,6 +991,7 @@ impl SandboxBuilder {
             chroot_cwd,
             memory_cgroup,
             no_core_dumps,
+            cgroups_sealed,
         })
     }
 

@@ -1212,3 +1212,129 @@ fn path_denial_refuses_no_socket_family() {
     let sandboxed = common::stdout_of(&o);
     assert_eq!(sandboxed, bare, "under --deny-path");
 }
+
+/// Runs `tests/c/sole_task.c` in `mode` under a sandbox denying `den` of a
+/// fresh directory; returns (public, secret, errors, fifo opens deferred).
+fn sole_task_run(mode: &str, rounds: &str) -> (i64, i64, i64, u64) {
+    let exe = common::build_c("sole_task", include_str!("c/sole_task.c"), &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    std::fs::write(base.join("pub"), "PUBLIC\n").unwrap();
+    std::fs::write(base.join("den"), "SECRET\n").unwrap();
+    std::fs::create_dir(base.join("sub")).unwrap();
+    for (d, text) in [("A", "PUBLIC\n"), ("B", "SECRET\n")] {
+        std::fs::create_dir(base.join(d)).unwrap();
+        std::fs::write(base.join(d).join("f"), text).unwrap();
+    }
+    let made = std::process::Command::new("mkfifo")
+        .arg(base.join("fifo"))
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let sandbox = Sandbox::builder()
+        .deny_path(base.join("den"))
+        .deny_path(base.join("B/f"))
+        .build()
+        .expect("build");
+    let _wd = common::watchdog(Duration::from_secs(120), "sole_task");
+    let mut child = sandbox
+        .spawn(
+            Command::new(&exe)
+                .args([mode, base.to_str().unwrap(), rounds])
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let handle = child.supervisor().expect("supervisor");
+    let out = common::read_all(&mut child.stdout);
+    let deferred = handle.stats().map_or(0, |s| s.deferred);
+    assert!(child.wait().unwrap().success(), "sole_task {mode}: {out}");
+    eprintln!("sole_task {mode}: {out} (deferred {deferred})");
+    let nums: Vec<i64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [public, secret, errors] = nums[..] else {
+        panic!("unexpected output: {out}");
+    };
+    (public, secret, errors, deferred)
+}
+
+/// An open of an allowed path is answered `CONTINUE` (the kernel opens
+/// the path) only while the caller is the sandbox's only task: a second
+/// process flipping a symlink between an allowed and the denied file never
+/// gets the parent the denied content (with the count check forced to "one
+/// task", the symlink swap got it 1017 times in 20000 opens).
+#[test]
+fn a_second_process_swapping_a_path_never_gets_the_denied_content() {
+    for mode in ["swap", "shared"] {
+        let (public, secret, errors, _) = sole_task_run(mode, "20000");
+        assert_eq!(secret, 0, "{mode}: the denied content was read");
+        assert!(
+            public > 100,
+            "{mode}: the allowed file should be read: {public}"
+        );
+        assert!(
+            errors > 100,
+            "{mode}: the denied file should be hit too: {errors}"
+        );
+    }
+}
+
+/// A sandbox of one task, where allowed opens are left to the kernel,
+/// still refuses every denied open: through symlinks it made and flipped
+/// itself, `..`, a dirfd, its own `/proc/self/fd`, a symlinked directory,
+/// and a path a timer signal's handler rewrites while the call is trapped
+/// (the call restarts as a new notification). The FIFO it opens is opened
+/// by the kernel, not on the deferral pool: the shortcut was taken.
+#[test]
+fn a_sandbox_of_one_task_still_refuses_every_denied_path() {
+    let (public, secret, errors, deferred) = sole_task_run("self", "300");
+    assert_eq!(secret, 0, "the denied content was read");
+    assert!(public >= 300, "the allowed file should be read: {public}");
+    assert!(
+        errors >= 300 * 7,
+        "every denied route should fail: {errors}"
+    );
+    assert_eq!(deferred, 0, "the FIFO open went through the supervisor");
+}
+
+/// Under path denial alone, a connected send (`sendto` without an address,
+/// what `send` makes) names no socket file and runs untrapped: 2000 of
+/// them cost no trapped call (each was one before). A send with an
+/// address is still checked (`unix_sockets_beneath_a_denied_directory_are_out_of_reach`).
+#[test]
+fn connected_sends_are_not_trapped_under_path_denial() {
+    const SENDS_C: &str = r#"
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void)
+{
+    int sv[2];
+    char c = 'x', r;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) != 0)
+        return 1;
+    int ok = 0;
+    for (int i = 0; i < 2000; i++)
+        if (send(sv[0], &c, 1, 0) == 1 && recv(sv[1], &r, 1, 0) == 1)
+            ok++;
+    printf("sent %d\n", ok);
+    return 0;
+}
+"#;
+    let exe = common::build_c("connected_sends", SENDS_C, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::builder()
+        .deny_path(dir.path().join("nothing"))
+        .build()
+        .expect("build");
+    let mut child = sandbox
+        .spawn(Command::new(&exe).stdout(Stdio::Piped))
+        .expect("spawn");
+    let handle = child.supervisor().expect("supervisor");
+    let out = common::read_all(&mut child.stdout);
+    let received = handle.stats().map_or(u64::MAX, |s| s.received);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out.trim(), "sent 2000");
+    assert!(received < 200, "{received} trapped calls for 2000 sends");
+}

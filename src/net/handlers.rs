@@ -26,6 +26,10 @@ pub(crate) struct Network {
     /// sockets and source routes from going round destination rules); off
     /// when the network is there only for unix socket paths.
     family_rules: bool,
+    /// `sendto` without an address (a connected send, which names no
+    /// socket file) runs untrapped: set with [`Self::unix_paths_only`]
+    /// when no handler or trace of the user's is on `sendto`.
+    connected_sends_untrapped: bool,
 }
 
 fn nr(name: &str) -> Option<u32> {
@@ -139,6 +143,7 @@ impl Network {
             policy: resolved,
             handlers,
             family_rules: true,
+            connected_sends_untrapped: false,
         })
     }
 
@@ -146,8 +151,15 @@ impl Network {
     /// (no destination rule of the user's): no socket family or socket
     /// option is refused, as without it (`io_uring` stays refused: its
     /// calls would go round the trapped ones).
-    pub(crate) fn unix_paths_only(mut self) -> Network {
+    ///
+    /// With `connected_sends` (no handler or trace of the user's on
+    /// `sendto`), a `sendto` whose address argument is null runs
+    /// untrapped: its handler would answer `CONTINUE` anyway (the
+    /// destination is the socket's peer, fixed at `connect`, which was
+    /// checked), and the filter reads the very register the kernel uses.
+    pub(crate) fn unix_paths_only(mut self, connected_sends: bool) -> Network {
         self.family_rules = false;
+        self.connected_sends_untrapped = connected_sends;
         self
     }
 
@@ -165,6 +177,19 @@ impl Network {
     pub(crate) fn install(&self, filter: &mut FilterBuilder) -> Result<()> {
         if !self.family_rules {
             filter.refuse_undecided(crate::filter::IO_URING, libc::EPERM)?;
+            if let Some(nr) = syscalls::number(filter.arch(), "sendto") {
+                if self.connected_sends_untrapped
+                    && filter.is_denied(nr).is_none()
+                    && !filter.is_notified(nr)
+                {
+                    let no_address = vec![ArgCheck::equals(4, 0)];
+                    filter.rule(
+                        nr,
+                        vec![(no_address, SyscallAction::Allow)],
+                        SyscallAction::Notify,
+                    )?;
+                }
+            }
             return Ok(());
         }
         let arch = filter.arch();

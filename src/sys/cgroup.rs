@@ -1237,6 +1237,75 @@ impl Members {
     }
 }
 
+/// An exact, cheap answer to "is the sandbox one task, and is it this
+/// one?", for path denial's single-task shortcut (see `paths`). Opened
+/// once per sandbox; each question is one `pread` (and, for the v2 list,
+/// one `fstat`).
+///
+/// Two kinds, both read live by the kernel at each read:
+/// - v2: the membership cgroup's `cgroup.threads` lists every live thread
+///   in it (not beneath it): exactly one line, the caller's thread id, and
+///   no cgroup beneath (its directory's link count is 2: kernfs counts
+///   subdirectories there) mean the caller is the only task;
+/// - v1 with the `pids` hierarchy as membership: `pids.current` counts
+///   every task of the cgroup and beneath it, from the start of its fork
+///   until it is reaped: `1`.
+///
+/// Not v1's `tasks` or `cgroup.procs`: their list is built once and served
+/// again to later reads of the same open file for as long as it is cached
+/// (a second that would read an old count).
+#[derive(Debug)]
+pub struct SoleTask {
+    file: OwnedFd,
+    /// The v2 directory (its link count), `None` for `pids.current`.
+    dir: Option<OwnedFd>,
+}
+
+impl SoleTask {
+    /// Whether thread `tid` is the only task of the sandbox now. Any read
+    /// error or surprise answers `false`.
+    pub fn is_only(&self, tid: i32) -> bool {
+        let mut buf = [0u8; 24];
+        let n = pread_raw(self.file.as_raw_fd(), &mut buf);
+        let text = &buf[..n];
+        match &self.dir {
+            Some(dir) => {
+                let mut line = [0u8; 16];
+                let want = {
+                    use std::io::Write;
+                    let mut cur = std::io::Cursor::new(&mut line[..]);
+                    if writeln!(cur, "{tid}").is_err() {
+                        return false;
+                    }
+                    cur.position() as usize
+                };
+                text == &line[..want]
+                    && super::path::fstat(std::os::fd::AsFd::as_fd(dir))
+                        .is_ok_and(|st| st.nlink == 2)
+            }
+            None => text == b"1\n",
+        }
+    }
+}
+
+impl Members {
+    /// The [`SoleTask`] question for this sandbox, if its membership cgroup
+    /// can answer it (v2, or the v1 `pids` hierarchy).
+    pub fn sole_task(&self) -> Option<SoleTask> {
+        let dir = self.procs.parent()?;
+        let ro = libc::O_RDONLY;
+        match open_file(&dir.join("cgroup.threads"), ro) {
+            Ok(file) => {
+                let d = open_file(dir, ro | libc::O_DIRECTORY).ok()?;
+                Some(SoleTask { file, dir: Some(d) })
+            }
+            Err(_) => open_file(&dir.join("pids.current"), ro)
+                .ok()
+                .map(|file| SoleTask { file, dir: None }),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The watchdog
 // ---------------------------------------------------------------------------
