@@ -18,7 +18,6 @@ mod lanes;
 pub(crate) mod notifier;
 mod pipeline;
 mod poll;
-mod pool;
 mod semaphore;
 pub(crate) mod services;
 mod stats;
@@ -28,6 +27,7 @@ mod tests;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -137,8 +137,7 @@ impl Shared {
 /// A running supervisor. Dropping it stops it and joins its threads.
 pub struct Supervisor {
     shared: Arc<Shared>,
-    /// The poll loop, run on a pooled thread (`pool`); `None` once joined.
-    poll: Option<Arc<pool::Completion>>,
+    poll: Option<JoinHandle<poll::Ended>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -204,9 +203,9 @@ impl Supervisor {
         // The workers start as work comes (see `lanes`).
         let (lanes, workers) = lanes::Lanes::new(&shared, config.workers.max(1));
         let sh = Arc::clone(&shared);
-        let poll_thread = pool::start(
-            "unotify-poll",
-            Box::new(move || {
+        let poll_thread = std::thread::Builder::new()
+            .name("unotify-poll".into())
+            .spawn(move || {
                 // `run` consumes the lanes: when it returns they are
                 // disconnected and the workers exit once the queue is empty.
                 let ended = poll::run(&sh, poll, lanes);
@@ -214,11 +213,10 @@ impl Supervisor {
                 *sh.done.0.lock() = true;
                 sh.done.1.notify_all();
                 ended
-            }),
-        )
-        // If the thread cannot start, the closure is dropped with the
-        // lanes (no worker has started: none does before work comes).
-        .map_err(|e| Error::io("start the poll thread", e))?;
+            })
+            // If the thread cannot start, the closure is dropped with the
+            // lanes (no worker has started: none does before work comes).
+            .map_err(|e| Error::io("start the poll thread", e))?;
         Ok(Supervisor {
             shared,
             poll: Some(poll_thread),
@@ -245,7 +243,7 @@ impl Supervisor {
     fn join_inner(&mut self) {
         let Some(poll) = self.poll.take() else { return };
         self.shared.wait_done(|| poll.is_finished());
-        match poll.wait() {
+        match poll.join() {
             Ok(ended) => log::debug!("supervisor ended: {ended:?}"),
             Err(_) => log::error!("the poll thread panicked"),
         }

@@ -82,28 +82,6 @@ pub fn unblock(set: &SigSet) -> io::Result<()> {
     Ok(())
 }
 
-/// The calling thread's blocked signals.
-pub fn current_mask() -> io::Result<SigSet> {
-    let mut out = SigSet::empty();
-    // SAFETY: no new mask is given (null); the old one is written to a live,
-    // initialised sigset_t.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut out.set) };
-    if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
-    }
-    Ok(out)
-}
-
-/// Makes `set` the calling thread's blocked signals.
-pub fn set_mask(set: &SigSet) -> io::Result<()> {
-    // SAFETY: as in `block`.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.set, std::ptr::null_mut()) };
-    if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
-    }
-    Ok(())
-}
-
 /// Ends this process by `sig`, with its default action, as if it had not
 /// been blocked or handled: a caller's shell then sees the signal (and a
 /// shell loop stops on `SIGINT`). Sets the default action, makes the
