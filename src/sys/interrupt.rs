@@ -111,13 +111,20 @@ impl Drop for AlarmTimer {
     }
 }
 
-/// Whether the running kernel is at least `major.minor` (from `uname`).
+/// Whether the running kernel is at least `major.minor` (from `uname`,
+/// read once per process: the running kernel does not change).
 pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    static RELEASE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *RELEASE.get_or_init(kernel_release) >= (major, minor)
+}
+
+/// The running kernel's `major.minor` (`(0, 0)` if `uname` fails).
+fn kernel_release() -> (u32, u32) {
     // SAFETY: an all-zero utsname is valid storage for uname to fill.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: uname writes into a live struct.
     if unsafe { libc::uname(&mut u) } != 0 {
-        return false;
+        return (0, 0);
     }
     let release: String = u
         .release
@@ -128,8 +135,7 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     let mut nums = release
         .split(|c: char| !c.is_ascii_digit())
         .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (a, b) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
-    (a, b) >= (major, minor)
+    (nums.next().unwrap_or(0), nums.next().unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -139,7 +139,16 @@ pub fn notif_sizes() -> io::Result<NotifSizes> {
 /// Checks that the kernel's structs are no larger than ours, so RECV never
 /// writes past the buffer and SEND is read whole.
 pub fn check_sizes() -> io::Result<NotifSizes> {
-    let sizes = notif_sizes()?;
+    // Asked once per process (the running kernel does not change; a
+    // failure is asked again).
+    static SIZES: std::sync::OnceLock<NotifSizes> = std::sync::OnceLock::new();
+    let sizes = match SIZES.get() {
+        Some(s) => *s,
+        None => {
+            let s = notif_sizes()?;
+            *SIZES.get_or_init(|| s)
+        }
+    };
     let ours = (
         std::mem::size_of::<SeccompNotif>(),
         std::mem::size_of::<SeccompNotifResp>(),
