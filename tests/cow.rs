@@ -640,6 +640,25 @@ int main(int argc, char **argv) {
             close(fd);
             if (lower_flags("victim") & FS_NODUMP_FL) leak = 1;
             clear_lower_flags("victim");
+        } else if (!strcmp(v, "setversion")) {
+            /* FS_IOC_SETVERSION (ext4's inode generation, and its ctime)
+             * through the read-only fd of DIR's file a read open gives */
+            int lf = open(L("victim"), O_RDONLY);
+            int g0 = 0, g = 0;
+            struct stat a, b;
+            ioctl(lf, FS_IOC_GETVERSION, &g0);
+            fstat(lf, &a);
+            int fd = open("victim", O_RDONLY);
+            int want = g0 + 1 + i;
+            ioctl(fd, FS_IOC_SETVERSION, &want);
+            want = g0 + 2 + i;
+            ioctl(fd, FS_IOC32_SETVERSION, &want);
+            close(fd);
+            ioctl(lf, FS_IOC_GETVERSION, &g);
+            fstat(lf, &b);
+            close(lf);
+            if (g != g0 || b.st_ctim.tv_sec != a.st_ctim.tv_sec
+                || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec) leak = 1;
         } else if (!strcmp(v, "mount")) {
             /* DIR/mnt is another file system: not "lower" to the layer */
             char p[4200];
@@ -737,6 +756,25 @@ fn redteam_inode_flags_ioctls_on_a_shared_file_do_not_reach_the_lower_file() {
         );
         assert_eq!(inode_flags(&dir.join("victim")), 0, "{vector}");
     }
+}
+
+#[test]
+fn redteam_inode_version_ioctl_on_a_shared_file_does_not_reach_the_lower_file() {
+    // Red team 5: was 50 of 50: FS_IOC_SETVERSION (and its 32-bit form)
+    // on the read-only fd of DIR's file that a read open gives set the
+    // lower inode's generation and ctime (ext4 checks only ownership or
+    // CAP_FOWNER, not the fd's mode). Fix: trapped with the inode-flag
+    // ioctls and performed on the copy-up.
+    let dir = rt_tree("rt-setversion");
+    let before = fs::symlink_metadata(dir.join("victim")).unwrap();
+    let out = run_rt(&dir, "setversion", 50);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
+    let after = fs::symlink_metadata(dir.join("victim")).unwrap();
+    assert_eq!(
+        (after.ctime(), after.ctime_nsec()),
+        (before.ctime(), before.ctime_nsec())
+    );
 }
 
 /// Unmounts a path when dropped.

@@ -1029,9 +1029,16 @@ fn proc_fd(fd: BorrowedFd<'_>) -> String {
 
 /// The `ioctl` commands that change inode flags, with the size of what
 /// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
-/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`).
-pub(crate) const SET_FLAGS: [(u64, usize); 3] =
-    [(0x4008_6602, 4), (0x4004_6602, 4), (0x401c_5820, 28)];
+/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
+/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` (the inode generation, an
+/// `int` read; ext4 takes it through a read-only fd and moves the ctime).
+pub(crate) const SET_FLAGS: [(u64, usize); 5] = [
+    (0x4008_6602, 4),
+    (0x4004_6602, 4),
+    (0x401c_5820, 28),
+    (0x4008_7602, 4),
+    (0x4004_7602, 4),
+];
 
 /// Writes an answer into the task's memory while its call is pending.
 fn write_back(cx: &HandlerCtx<'_>, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
