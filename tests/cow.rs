@@ -1007,6 +1007,99 @@ fn redteam_symlinks_in_the_state_directory_are_not_followed() {
     );
 }
 
+/// Writes into files of the layer that lose their name while held:
+/// argv[1] the vector (`tmpfile`: one `O_TMPFILE` file; `unlinked`: files
+/// of 5 MiB unlinked after their writes, fds kept; `mapped`: files of
+/// 5 MiB grown by `ftruncate`, mapped, closed, unlinked, then filled
+/// through the mapping; `freed`: the same as `unlinked` with each fd
+/// closed, which frees the blocks), argv[2] MiB to try. Prints the MiB
+/// that got in.
+const QUOTA_NAMELESS: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static char buf[1 << 20];
+static long fill(int fd, int mb) {
+    long n = 0;
+    for (int i = 0; i < mb; i++) { if (write(fd, buf, sizeof buf) != sizeof buf) break; n++; }
+    return n;
+}
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    int mb = atoi(argv[2]);
+    long got = 0;
+    memset(buf, 'A', sizeof buf);
+    if (!strcmp(v, "tmpfile")) {
+        got = fill(open(".", O_TMPFILE | O_RDWR, 0644), mb);
+    } else {
+        for (int i = 0; i < mb / 5; i++) {
+            char n[32];
+            snprintf(n, sizeof n, "gone%d", i);
+            int fd = open(n, O_CREAT | O_RDWR, 0644);
+            if (!strcmp(v, "mapped")) {
+                if (ftruncate(fd, 5 << 20) != 0) break;
+                char *m = mmap(0, 5 << 20, PROT_WRITE, MAP_SHARED, fd, 0);
+                close(fd);
+                unlink(n);
+                if (m == MAP_FAILED) break;
+                memset(m, 'B', 5 << 20);
+                got += 5;
+            } else {
+                long w = fill(fd, 5);
+                got += w;
+                unlink(n);
+                if (!strcmp(v, "freed")) close(fd);
+                if (w < 5) break;
+            }
+        }
+    }
+    printf("mib %ld\n", got);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
+    // Red team 5: was 40 MiB in each held vector under --max-disk 10M:
+    // past the cap the charge was replaced by a walk of the upper tree,
+    // which does not see an O_TMPFILE file or one unlinked while an fd or
+    // a mapping holds it (repeated, without bound while the program
+    // lives). Fix: files written are remembered, and the exact count adds
+    // those gone from the tree that a process still holds. Closed ones
+    // free their blocks and are not counted (`freed` gets all 40).
+    let exe = build_c("quota_nameless", QUOTA_NAMELESS, &[]);
+    for (vector, most) in [
+        ("tmpfile", 10),
+        ("unlinked", 10),
+        ("mapped", 10),
+        ("freed", 40),
+    ] {
+        let dir = fresh(&format!("rt-quota-{vector}"));
+        let out = unotify()
+            .current_dir(&dir)
+            .args(["run", "--workdir", ".", "--max-disk", "10M"])
+            .args(["--on-exit", "abort", "--"])
+            .arg(&exe)
+            .args([vector, "40"])
+            .output()
+            .unwrap();
+        let got: u64 = stdout(&out)
+            .trim()
+            .strip_prefix("mib ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        if vector == "freed" {
+            assert_eq!(got, most, "{vector}: stderr: {}", stderr(&out));
+        } else {
+            assert!(got <= most, "{vector}: {got} MiB in under --max-disk 10M");
+        }
+    }
+}
+
 /// Grows a file of the layer by `truncate(path)` (not charged) and fills
 /// it through a shared mapping (no write call). Prints the MiB allocated.
 const QUOTA_RT: &str = r#"

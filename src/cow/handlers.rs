@@ -795,7 +795,10 @@ impl ViewHandler {
             return Ok(NotifAction::Continue);
         }
         let layer = &self.layer;
-        match quota.charge_counted(growth, &layer.upper, &|ino| layer.is_placeholder_ino(ino)) {
+        let file = super::quota::Growth { ino: st.ino, end };
+        match quota.charge_counted(growth, file, &layer.upper, &|ino| {
+            layer.is_placeholder_ino(ino)
+        }) {
             Ok(()) => Ok(NotifAction::Continue),
             Err(_) => Err(Errno::of(libc::ENOSPC)),
         }
