@@ -1788,3 +1788,70 @@ fn a_work_directory_without_argv_safety_is_refused() {
     assert!(matches!(err, unotify::Error::InvalidConfig { .. }), "{err}");
     assert!(err.to_string().contains("argv safety"), "{err}");
 }
+
+/// A daemon (setsid) that keeps writing, through an fd and a shared
+/// mapping, the layer's files it opened while the program ran.
+const LINGER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+    int fd = open("f", O_RDWR | O_APPEND);
+    if (write(fd, "changed\n", 8) != 8) return 1;
+    int g = open("g", O_RDWR | O_CREAT, 0644);
+    if (ftruncate(g, 4096) != 0) return 1;
+    char *m = mmap(0, 4096, PROT_WRITE, MAP_SHARED, g, 0);
+    if (m == MAP_FAILED) return 1;
+    if (fork() == 0) {
+        setsid();
+        for (int i = 0; i < 150; i++) {
+            if (write(fd, "D", 1) != 1) break;
+            m[i] = 'M';
+            int again = open("f", O_WRONLY | O_APPEND);
+            if (again >= 0) { if (write(again, "O", 1) != 1) break; close(again); }
+            usleep(10000);
+        }
+        _exit(0);
+    }
+    usleep(50000);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_tree() {
+    // Red team 5: without a cgroup (a host that cannot make one, or
+    // cgroups(false), or `unotify run --leave-daemons`) a setsid daemon
+    // outlives the sandbox; the commit linked the layer's files into DIR,
+    // so the daemon's fd and shared mapping of them kept writing DIR after
+    // the commit (f grew by about 50 bytes, g by as many pages' bytes, in
+    // the half second watched). Fix: a file some other process still holds
+    // is committed by a copy, not a link.
+    use unotify::Sandbox;
+    let exe = build_c("cow_linger", LINGER, &[]);
+    let dir = fresh("linger");
+    fs::write(dir.join("f"), "ORIGINAL\n").unwrap();
+    let sandbox = Sandbox::builder()
+        .workdir(&dir)
+        .cgroups(false)
+        .build()
+        .unwrap();
+    let mut cmd = unotify::Command::new(&exe);
+    cmd.current_dir(&dir);
+    let status = sandbox.run(&mut cmd).unwrap();
+    assert!(status.success());
+    sandbox.workdir().unwrap().commit().unwrap();
+    let look = || {
+        let f = fs::read(dir.join("f")).unwrap();
+        let g = fs::read(dir.join("g")).unwrap();
+        f.len() + g.iter().filter(|&&b| b == b'M').count()
+    };
+    let a = look();
+    std::thread::sleep(Duration::from_millis(500));
+    let b = look();
+    assert_eq!(b - a, 0, "bytes written into DIR after the commit");
+    assert!(fs::read_to_string(dir.join("f"))
+        .unwrap()
+        .starts_with("ORIGINAL\nchanged\n"));
+}

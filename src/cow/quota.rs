@@ -83,7 +83,7 @@ impl Quota {
         }
         let mut seen = HashSet::new();
         let mut exact = usage(upper, shared, &mut seen);
-        let held = held_files(self.dev);
+        let held = held_files(self.dev, false);
         self.written.lock().retain(|ino, end| {
             if seen.contains(ino) {
                 return true;
@@ -100,10 +100,11 @@ impl Quota {
 }
 
 /// The inodes on device `dev` that some process holds by an fd or a
-/// mapping; `None` when a process of this user could not be looked at
-/// (then any file may be held).
-fn held_files(dev: u64) -> Option<HashSet<u64>> {
+/// mapping (this process too unless `others_only`); `None` when a process
+/// of this user could not be looked at (then any file may be held).
+pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
     let me = crate::sys::process::euid();
+    let own = std::process::id().to_string();
     let mut held = HashSet::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return None;
@@ -116,6 +117,9 @@ fn held_files(dev: u64) -> Option<HashSet<u64>> {
         else {
             continue;
         };
+        if others_only && pid == own {
+            continue;
+        }
         let base = Path::new("/proc").join(pid);
         let ours = std::fs::metadata(&base).is_ok_and(|m| m.uid() == me);
         let fds = match std::fs::read_dir(base.join("fd")) {
