@@ -1012,8 +1012,9 @@ fn redteam_symlinks_in_the_state_directory_are_not_followed() {
 /// of 5 MiB unlinked after their writes, fds kept; `mapped`: files of
 /// 5 MiB grown by `ftruncate`, mapped, closed, unlinked, then filled
 /// through the mapping; `freed`: the same as `unlinked` with each fd
-/// closed, which frees the blocks), argv[2] MiB to try. Prints the MiB
-/// that got in.
+/// closed, which frees the blocks; `pwrite_append`, `seek_append`,
+/// `rwf_append`: 1 MiB writes at offset 0 that the kernel puts at the
+/// end), argv[2] MiB to try. Prints the MiB that got in.
 const QUOTA_NAMELESS: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -1021,6 +1022,7 @@ const QUOTA_NAMELESS: &str = r#"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 static char buf[1 << 20];
 static long fill(int fd, int mb) {
@@ -1035,6 +1037,19 @@ int main(int argc, char **argv) {
     memset(buf, 'A', sizeof buf);
     if (!strcmp(v, "tmpfile")) {
         got = fill(open(".", O_TMPFILE | O_RDWR, 0644), mb);
+    } else if (!strcmp(v, "pwrite_append") || !strcmp(v, "seek_append")
+               || !strcmp(v, "rwf_append")) {
+        /* writes at the end, whatever offset the call gives */
+        int fd = open("grow", O_CREAT | O_WRONLY | (v[0] == 'r' ? 0 : O_APPEND), 0644);
+        struct iovec io = {buf, sizeof buf};
+        for (int i = 0; i < mb; i++) {
+            long w;
+            if (v[0] == 'p') w = pwrite(fd, buf, sizeof buf, 0);
+            else if (v[0] == 'r') w = pwritev2(fd, &io, 1, 0, RWF_APPEND);
+            else { lseek(fd, 0, SEEK_SET); w = write(fd, buf, sizeof buf); }
+            if (w != sizeof buf) break;
+            got++;
+        }
     } else {
         for (int i = 0; i < mb / 5; i++) {
             char n[32];
@@ -1071,11 +1086,18 @@ fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
     // lives). Fix: files written are remembered, and the exact count adds
     // those gone from the tree that a process still holds. Closed ones
     // free their blocks and are not counted (`freed` gets all 40).
+    // Also 40 MiB each: writes the kernel puts at the end of the file
+    // whatever offset the call gives (`pwrite` on an O_APPEND fd, `write`
+    // after a seek back on one, `pwritev2` with RWF_APPEND) were charged
+    // at that offset, so nothing past the first MiB; now at the end.
     let exe = build_c("quota_nameless", QUOTA_NAMELESS, &[]);
     for (vector, most) in [
         ("tmpfile", 10),
         ("unlinked", 10),
         ("mapped", 10),
+        ("pwrite_append", 10),
+        ("seek_append", 10),
+        ("rwf_append", 10),
         ("freed", 40),
     ] {
         let dir = fresh(&format!("rt-quota-{vector}"));
