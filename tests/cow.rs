@@ -640,6 +640,25 @@ int main(int argc, char **argv) {
             close(fd);
             if (lower_flags("victim") & FS_NODUMP_FL) leak = 1;
             clear_lower_flags("victim");
+        } else if (!strcmp(v, "setversion")) {
+            /* FS_IOC_SETVERSION (ext4's inode generation, and its ctime)
+             * through the read-only fd of DIR's file a read open gives */
+            int lf = open(L("victim"), O_RDONLY);
+            int g0 = 0, g = 0;
+            struct stat a, b;
+            ioctl(lf, FS_IOC_GETVERSION, &g0);
+            fstat(lf, &a);
+            int fd = open("victim", O_RDONLY);
+            int want = g0 + 1 + i;
+            ioctl(fd, FS_IOC_SETVERSION, &want);
+            want = g0 + 2 + i;
+            ioctl(fd, FS_IOC32_SETVERSION, &want);
+            close(fd);
+            ioctl(lf, FS_IOC_GETVERSION, &g);
+            fstat(lf, &b);
+            close(lf);
+            if (g != g0 || b.st_ctim.tv_sec != a.st_ctim.tv_sec
+                || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec) leak = 1;
         } else if (!strcmp(v, "mount")) {
             /* DIR/mnt is another file system: not "lower" to the layer */
             char p[4200];
@@ -737,6 +756,25 @@ fn redteam_inode_flags_ioctls_on_a_shared_file_do_not_reach_the_lower_file() {
         );
         assert_eq!(inode_flags(&dir.join("victim")), 0, "{vector}");
     }
+}
+
+#[test]
+fn redteam_inode_version_ioctl_on_a_shared_file_does_not_reach_the_lower_file() {
+    // Red team 5: was 50 of 50: FS_IOC_SETVERSION (and its 32-bit form)
+    // on the read-only fd of DIR's file that a read open gives set the
+    // lower inode's generation and ctime (ext4 checks only ownership or
+    // CAP_FOWNER, not the fd's mode). Fix: trapped with the inode-flag
+    // ioctls and performed on the copy-up.
+    let dir = rt_tree("rt-setversion");
+    let before = fs::symlink_metadata(dir.join("victim")).unwrap();
+    let out = run_rt(&dir, "setversion", 50);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
+    let after = fs::symlink_metadata(dir.join("victim")).unwrap();
+    assert_eq!(
+        (after.ctime(), after.ctime_nsec()),
+        (before.ctime(), before.ctime_nsec())
+    );
 }
 
 /// Unmounts a path when dropped.
@@ -967,6 +1005,121 @@ fn redteam_symlinks_in_the_state_directory_are_not_followed() {
         "precious\n",
         "journal.tmp's symlink was followed"
     );
+}
+
+/// Writes into files of the layer that lose their name while held:
+/// argv[1] the vector (`tmpfile`: one `O_TMPFILE` file; `unlinked`: files
+/// of 5 MiB unlinked after their writes, fds kept; `mapped`: files of
+/// 5 MiB grown by `ftruncate`, mapped, closed, unlinked, then filled
+/// through the mapping; `freed`: the same as `unlinked` with each fd
+/// closed, which frees the blocks; `pwrite_append`, `seek_append`,
+/// `rwf_append`: 1 MiB writes at offset 0 that the kernel puts at the
+/// end), argv[2] MiB to try. Prints the MiB that got in.
+const QUOTA_NAMELESS: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+static char buf[1 << 20];
+static long fill(int fd, int mb) {
+    long n = 0;
+    for (int i = 0; i < mb; i++) { if (write(fd, buf, sizeof buf) != sizeof buf) break; n++; }
+    return n;
+}
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    int mb = atoi(argv[2]);
+    long got = 0;
+    memset(buf, 'A', sizeof buf);
+    if (!strcmp(v, "tmpfile")) {
+        got = fill(open(".", O_TMPFILE | O_RDWR, 0644), mb);
+    } else if (!strcmp(v, "pwrite_append") || !strcmp(v, "seek_append")
+               || !strcmp(v, "rwf_append")) {
+        /* writes at the end, whatever offset the call gives */
+        int fd = open("grow", O_CREAT | O_WRONLY | (v[0] == 'r' ? 0 : O_APPEND), 0644);
+        struct iovec io = {buf, sizeof buf};
+        for (int i = 0; i < mb; i++) {
+            long w;
+            if (v[0] == 'p') w = pwrite(fd, buf, sizeof buf, 0);
+            else if (v[0] == 'r') w = pwritev2(fd, &io, 1, 0, RWF_APPEND);
+            else { lseek(fd, 0, SEEK_SET); w = write(fd, buf, sizeof buf); }
+            if (w != sizeof buf) break;
+            got++;
+        }
+    } else {
+        for (int i = 0; i < mb / 5; i++) {
+            char n[32];
+            snprintf(n, sizeof n, "gone%d", i);
+            int fd = open(n, O_CREAT | O_RDWR, 0644);
+            if (!strcmp(v, "mapped")) {
+                if (ftruncate(fd, 5 << 20) != 0) break;
+                char *m = mmap(0, 5 << 20, PROT_WRITE, MAP_SHARED, fd, 0);
+                close(fd);
+                unlink(n);
+                if (m == MAP_FAILED) break;
+                memset(m, 'B', 5 << 20);
+                got += 5;
+            } else {
+                long w = fill(fd, 5);
+                got += w;
+                unlink(n);
+                if (!strcmp(v, "freed")) close(fd);
+                if (w < 5) break;
+            }
+        }
+    }
+    printf("mib %ld\n", got);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
+    // Red team 5: was 40 MiB in each held vector under --max-disk 10M:
+    // past the cap the charge was replaced by a walk of the upper tree,
+    // which does not see an O_TMPFILE file or one unlinked while an fd or
+    // a mapping holds it (repeated, without bound while the program
+    // lives). Fix: files written are remembered, and the exact count adds
+    // those gone from the tree that a process still holds. Closed ones
+    // free their blocks and are not counted (`freed` gets all 40).
+    // Also 40 MiB each: writes the kernel puts at the end of the file
+    // whatever offset the call gives (`pwrite` on an O_APPEND fd, `write`
+    // after a seek back on one, `pwritev2` with RWF_APPEND) were charged
+    // at that offset, so nothing past the first MiB; now at the end.
+    let exe = build_c("quota_nameless", QUOTA_NAMELESS, &[]);
+    for (vector, most) in [
+        ("tmpfile", 10),
+        ("unlinked", 10),
+        ("mapped", 10),
+        ("pwrite_append", 10),
+        ("seek_append", 10),
+        ("rwf_append", 10),
+        ("freed", 40),
+    ] {
+        let dir = fresh(&format!("rt-quota-{vector}"));
+        let out = unotify()
+            .current_dir(&dir)
+            .args(["run", "--workdir", ".", "--max-disk", "10M"])
+            .args(["--on-exit", "abort", "--"])
+            .arg(&exe)
+            .args([vector, "40"])
+            .output()
+            .unwrap();
+        let got: u64 = stdout(&out)
+            .trim()
+            .strip_prefix("mib ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        if vector == "freed" {
+            assert_eq!(got, most, "{vector}: stderr: {}", stderr(&out));
+        } else {
+            assert!(got <= most, "{vector}: {got} MiB in under --max-disk 10M");
+        }
+    }
 }
 
 /// Grows a file of the layer by `truncate(path)` (not charged) and fills
@@ -1780,4 +1933,71 @@ fn binds_by_a_name_of_the_work_directory_never_make_a_socket_in_it() {
     );
     assert_eq!(snapshot(&dir, &[]), before);
     assert_no_layer(&dir);
+}
+
+/// A daemon (setsid) that keeps writing, through an fd and a shared
+/// mapping, the layer's files it opened while the program ran.
+const LINGER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+    int fd = open("f", O_RDWR | O_APPEND);
+    if (write(fd, "changed\n", 8) != 8) return 1;
+    int g = open("g", O_RDWR | O_CREAT, 0644);
+    if (ftruncate(g, 4096) != 0) return 1;
+    char *m = mmap(0, 4096, PROT_WRITE, MAP_SHARED, g, 0);
+    if (m == MAP_FAILED) return 1;
+    if (fork() == 0) {
+        setsid();
+        for (int i = 0; i < 150; i++) {
+            if (write(fd, "D", 1) != 1) break;
+            m[i] = 'M';
+            int again = open("f", O_WRONLY | O_APPEND);
+            if (again >= 0) { if (write(again, "O", 1) != 1) break; close(again); }
+            usleep(10000);
+        }
+        _exit(0);
+    }
+    usleep(50000);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_tree() {
+    // Red team 5: without a cgroup (a host that cannot make one, or
+    // cgroups(false), or `unotify run --leave-daemons`) a setsid daemon
+    // outlives the sandbox; the commit linked the layer's files into DIR,
+    // so the daemon's fd and shared mapping of them kept writing DIR after
+    // the commit (f grew by about 50 bytes, g by as many pages' bytes, in
+    // the half second watched). Fix: a file some other process still holds
+    // is committed by a copy, not a link.
+    use unotify::Sandbox;
+    let exe = build_c("cow_linger", LINGER, &[]);
+    let dir = fresh("linger");
+    fs::write(dir.join("f"), "ORIGINAL\n").unwrap();
+    let sandbox = Sandbox::builder()
+        .workdir(&dir)
+        .cgroups(false)
+        .build()
+        .unwrap();
+    let mut cmd = unotify::Command::new(&exe);
+    cmd.current_dir(&dir);
+    let status = sandbox.run(&mut cmd).unwrap();
+    assert!(status.success());
+    sandbox.workdir().unwrap().commit().unwrap();
+    let look = || {
+        let f = fs::read(dir.join("f")).unwrap();
+        let g = fs::read(dir.join("g")).unwrap();
+        f.len() + g.iter().filter(|&&b| b == b'M').count()
+    };
+    let a = look();
+    std::thread::sleep(Duration::from_millis(500));
+    let b = look();
+    assert_eq!(b - a, 0, "bytes written into DIR after the commit");
+    assert!(fs::read_to_string(dir.join("f"))
+        .unwrap()
+        .starts_with("ORIGINAL\nchanged\n"));
 }

@@ -333,8 +333,15 @@ fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
     };
     let low = open_root(lower)?;
     let up = open_root(upper)?;
+    // Files some process still holds (a daemon that outlived a sandbox
+    // without a cgroup) are copied, not linked: a write through its fd or
+    // mapping would otherwise land in the work directory after the commit.
+    let held = super::quota::held_files(
+        fstatat(Some(up.as_fd()), c"", libc::AT_EMPTY_PATH)?.dev,
+        true,
+    );
     for op in ops {
-        apply_one(low.as_fd(), up.as_fd(), op).map_err(|e| {
+        apply_one(low.as_fd(), up.as_fd(), op, held.as_ref()).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("committing {op:?} into {}: {e}", lower.display()),
@@ -344,7 +351,12 @@ fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
     Ok(())
 }
 
-fn apply_one(low: BorrowedFd<'_>, up: BorrowedFd<'_>, op: &Op) -> io::Result<()> {
+fn apply_one(
+    low: BorrowedFd<'_>,
+    up: BorrowedFd<'_>,
+    op: &Op,
+    held: Option<&std::collections::HashSet<u64>>,
+) -> io::Result<()> {
     let missing = |e: &io::Error| e.raw_os_error() == Some(libc::ENOENT);
     match op {
         Op::Remove(rel) => {
@@ -377,13 +389,18 @@ fn apply_one(low: BorrowedFd<'_>, up: BorrowedFd<'_>, op: &Op) -> io::Result<()>
             let d = beneath(low, rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
             fs::File::from(d).set_permissions(fs::Permissions::from_mode(*mode))
         }
-        Op::Put(rel) => put(low, up, rel),
+        Op::Put(rel) => put(low, up, rel, held),
     }
 }
 
 /// Puts the upper entry `rel` (a file or symlink) at `rel` in the lower
 /// tree: through a temporary name in the same directory, renamed over.
-fn put(low: BorrowedFd<'_>, up: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+fn put(
+    low: BorrowedFd<'_>,
+    up: BorrowedFd<'_>,
+    rel: &Path,
+    held: Option<&std::collections::HashSet<u64>>,
+) -> io::Result<()> {
     let (ldir, name) = parent_of(low, rel)?;
     let (udir, _) = parent_of(up, rel)?;
     let ust = fstatat(Some(udir.as_fd()), &c(&name), libc::AT_SYMLINK_NOFOLLOW)?;
@@ -419,18 +436,23 @@ fn put(low: BorrowedFd<'_>, up: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
             std::os::fd::AsRawFd::as_raw_fd(&src)
         ))
         .unwrap_or_default();
-        match linkat(
-            None,
-            &proc_path,
-            Some(ldir.as_fd()),
-            &c(&tmp),
-            libc::AT_SYMLINK_FOLLOW,
-        ) {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => {
-                copy_to(&src, ldir.as_fd(), &tmp)?
+        let ino = fstatat(Some(src.as_fd()), c"", libc::AT_EMPTY_PATH)?.ino;
+        if held.is_none_or(|h| h.contains(&ino)) {
+            copy_to(&src, ldir.as_fd(), &tmp)?
+        } else {
+            match linkat(
+                None,
+                &proc_path,
+                Some(ldir.as_fd()),
+                &c(&tmp),
+                libc::AT_SYMLINK_FOLLOW,
+            ) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EPERM)) => {
+                    copy_to(&src, ldir.as_fd(), &tmp)?
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
     renameat2(

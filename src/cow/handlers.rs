@@ -877,11 +877,30 @@ impl ViewHandler {
         .metadata()
         .map(|m| std::os::unix::fs::MetadataExt::size(&m))
         .unwrap_or(0);
-        let pos = || crate::sys::path::file_offset(fd.as_fd()).unwrap_or(size);
+        // An `O_APPEND` fd writes at the end whatever offset the call gives
+        // (`pwrite` too), and so does `pwritev2` with `RWF_APPEND`; an
+        // offset of -1 to `pwritev2` is the fd's own.
+        let append = crate::sys::net::status_flags(fd.as_fd())
+            .map_or(true, |f| f & libc::O_APPEND != 0)
+            || (Some(cx.nr() as u32)
+                == crate::syscalls::number(crate::arch::Arch::native(), "pwritev2")
+                && cx.arg(5) & RWF_APPEND != 0);
+        let pos = || {
+            if append {
+                size
+            } else {
+                crate::sys::path::file_offset(fd.as_fd()).unwrap_or(size)
+            }
+        };
+        let at = |i: usize| {
+            if append || cx.arg(i) == u64::MAX {
+                pos()
+            } else {
+                cx.arg(i)
+            }
+        };
         let end = match kind {
-            WriteKind::Plain { len, off } => off
-                .map_or_else(pos, |i| cx.arg(i))
-                .saturating_add(cx.arg(len)),
+            WriteKind::Plain { len, off } => off.map_or_else(pos, at).saturating_add(cx.arg(len)),
             WriteKind::Vector { off } => {
                 let n = (cx.arg(2) as usize).min(1024);
                 let iov = cx
@@ -891,7 +910,7 @@ impl ViewHandler {
                     .chunks(16)
                     .map(|ch| u64::from_ne_bytes(ch[8..16].try_into().expect("8 bytes")))
                     .fold(0, u64::saturating_add);
-                off.map_or_else(pos, |i| cx.arg(i)).saturating_add(total)
+                off.map_or_else(pos, at).saturating_add(total)
             }
             WriteKind::Fallocate => cx.arg(2).saturating_add(cx.arg(3)),
             WriteKind::Ftruncate => cx.arg(1),
@@ -902,7 +921,10 @@ impl ViewHandler {
             return Ok(NotifAction::Continue);
         }
         let layer = &self.layer;
-        match quota.charge_counted(growth, &layer.upper, &|ino| layer.is_placeholder_ino(ino)) {
+        let file = super::quota::Growth { ino: st.ino, end };
+        match quota.charge_counted(growth, file, &layer.upper, &|ino| {
+            layer.is_placeholder_ino(ino)
+        }) {
             Ok(()) => Ok(NotifAction::Continue),
             Err(_) => Err(Errno::of(libc::ENOSPC)),
         }
@@ -1136,9 +1158,19 @@ fn proc_fd(fd: BorrowedFd<'_>) -> String {
 
 /// The `ioctl` commands that change inode flags, with the size of what
 /// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
-/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`).
-pub(crate) const SET_FLAGS: [(u64, usize); 3] =
-    [(0x4008_6602, 4), (0x4004_6602, 4), (0x401c_5820, 28)];
+/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
+/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` (the inode generation, an
+/// `int` read; ext4 takes it through a read-only fd and moves the ctime).
+pub(crate) const SET_FLAGS: [(u64, usize); 5] = [
+    (0x4008_6602, 4),
+    (0x4004_6602, 4),
+    (0x401c_5820, 28),
+    (0x4008_7602, 4),
+    (0x4004_7602, 4),
+];
+
+/// `pwritev2`'s flag to write at the end of the file (`RWF_APPEND`).
+const RWF_APPEND: u64 = 0x10;
 
 /// Writes an answer into the task's memory while its call is pending.
 fn write_back(cx: &HandlerCtx<'_>, addr: u64, bytes: &[u8]) -> Result<(), Errno> {

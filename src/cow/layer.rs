@@ -156,7 +156,7 @@ impl Layer {
             placeholders,
             sockets,
             serial: AtomicU64::new(0),
-            quota: quota.map(super::quota::Quota::new),
+            quota: quota.map(|cap| super::quota::Quota::new(cap, upper_dev)),
             denied: OnceLock::new(),
             exec_copies: parking_lot::Mutex::new(HashMap::new()),
             private: OnceLock::new(),
@@ -591,16 +591,21 @@ impl Layered for Layer {
         let Some(quota) = &self.quota else {
             return Ok(());
         };
-        let size = crate::paths::reopen_fd(fd, libc::O_PATH)
+        let meta = crate::paths::reopen_fd(fd, libc::O_PATH)
             .and_then(|f| fs::File::from(f).metadata())
-            .map_err(|e| Errno::from_io(&e))?
-            .len();
-        let growth = len.saturating_sub(size);
+            .map_err(|e| Errno::from_io(&e))?;
+        let growth = len.saturating_sub(meta.len());
         if growth == 0 {
             return Ok(());
         }
+        let file = super::quota::Growth {
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+            end: len,
+        };
         quota
-            .charge_counted(growth, &self.upper, &|ino| self.is_placeholder_ino(ino))
+            .charge_counted(growth, file, &self.upper, &|ino| {
+                self.is_placeholder_ino(ino)
+            })
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 

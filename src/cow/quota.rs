@@ -3,8 +3,17 @@
 //! write, and a charge past the cap is counted again exactly (the files
 //! the upper tree holds alone, by their blocks) before it fails with
 //! `ENOSPC`.
+//!
+//! A file without a name holds its blocks as long as an fd or a mapping
+//! holds it (unlinked while open, or `O_TMPFILE`): the walk of the tree
+//! does not see it, so every file written is remembered (inode → the end
+//! its writes reached), and the exact count adds those no longer in the
+//! tree that some process still holds (an fd, by `stat` of
+//! `/proc/<pid>/fd/N`, or a mapping, by the inode `/proc/<pid>/maps`
+//! shows). A process of the supervisor's user whose fds cannot be read
+//! (not dumpable) makes every such file count.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -18,13 +27,28 @@ pub(crate) struct Quota {
     /// Bytes charged since the last exact count (an upper bound of what
     /// the tree holds).
     used: AtomicU64,
+    /// The device of the upper tree.
+    dev: u64,
+    /// Files written (inode → the end their writes reached), for the
+    /// exact count's files without a name.
+    written: parking_lot::Mutex<HashMap<u64, u64>>,
+}
+
+/// A file of the upper tree a write grows: its inode and the end the
+/// write reaches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Growth {
+    pub(crate) ino: u64,
+    pub(crate) end: u64,
 }
 
 impl Quota {
-    pub(crate) fn new(cap: u64) -> Quota {
+    pub(crate) fn new(cap: u64, dev: u64) -> Quota {
         Quota {
             cap,
             used: AtomicU64::new(0),
+            dev,
+            written: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -39,22 +63,102 @@ impl Quota {
         Err(io::Error::from_raw_os_error(libc::ENOSPC))
     }
 
-    /// Charges `n` bytes after counting `upper` again exactly (its files
-    /// that are not `shared` with the lower tree), or fails with `ENOSPC`.
+    /// Charges `n` bytes of `file`'s growth after counting `upper` again
+    /// exactly (its files that are not `shared` with the lower tree, and
+    /// the files without a name still held), or fails with `ENOSPC`.
     pub(crate) fn charge_counted(
         &self,
         n: u64,
+        file: Growth,
         upper: &Path,
         shared: &dyn Fn(u64) -> bool,
     ) -> io::Result<()> {
+        {
+            let mut w = self.written.lock();
+            let end = w.entry(file.ino).or_insert(0);
+            *end = (*end).max(file.end);
+        }
         if self.charge(n).is_ok() {
             return Ok(());
         }
         let mut seen = HashSet::new();
-        let exact = usage(upper, shared, &mut seen);
+        let mut exact = usage(upper, shared, &mut seen);
+        let held = held_files(self.dev, false);
+        self.written.lock().retain(|ino, end| {
+            if seen.contains(ino) {
+                return true;
+            }
+            let keep = held.as_ref().is_none_or(|h| h.contains(ino));
+            if keep {
+                exact = exact.saturating_add(*end);
+            }
+            keep
+        });
         self.used.store(exact, Ordering::Relaxed);
         self.charge(n)
     }
+}
+
+/// The inodes on device `dev` that some process holds by an fd or a
+/// mapping (this process too unless `others_only`); `None` when a process
+/// of this user could not be looked at (then any file may be held).
+pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
+    let me = crate::sys::process::euid();
+    let own = std::process::id().to_string();
+    let mut held = HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return None;
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if others_only && pid == own {
+            continue;
+        }
+        let base = Path::new("/proc").join(pid);
+        let ours = std::fs::metadata(&base).is_ok_and(|m| m.uid() == me);
+        let fds = match std::fs::read_dir(base.join("fd")) {
+            Ok(fds) => fds,
+            // Gone meanwhile, or another user's: not the program's.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || !ours => continue,
+            Err(_) => return None,
+        };
+        for fd in fds.flatten() {
+            if let Ok(m) = std::fs::metadata(fd.path()) {
+                if m.dev() == dev && m.is_file() {
+                    held.insert(m.ino());
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
+            for line in maps.lines() {
+                // start-end perms offset major:minor inode path
+                let mut f = line.split_ascii_whitespace().skip(3);
+                let (Some(mm), Some(ino)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                let Some((ma, mi)) = mm.split_once(':') else {
+                    continue;
+                };
+                let (Ok(ma), Ok(mi), Ok(ino)) = (
+                    u32::from_str_radix(ma, 16),
+                    u32::from_str_radix(mi, 16),
+                    ino.parse::<u64>(),
+                ) else {
+                    continue;
+                };
+                if ino != 0 && libc::makedev(ma, mi) == dev {
+                    held.insert(ino);
+                }
+            }
+        }
+    }
+    Some(held)
 }
 
 /// The bytes the files under `dir` take that are not shared.
