@@ -584,6 +584,7 @@ const COW_RT: &str = r#"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/fsverity.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -659,6 +660,18 @@ int main(int argc, char **argv) {
             close(lf);
             if (g != g0 || b.st_ctim.tv_sec != a.st_ctim.tv_sec
                 || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec) leak = 1;
+        } else if (!strcmp(v, "verity")) {
+            /* FS_IOC_ENABLE_VERITY works through a read-only fd and seals
+             * the file read-only for good: it must not reach DIR's file
+             * (refused before any file system sees it) */
+            int fd = open("victim", O_RDONLY);
+            struct fsverity_enable_arg arg = {0};
+            arg.version = 1;
+            arg.hash_algorithm = FS_VERITY_HASH_ALG_SHA256;
+            arg.block_size = 4096;
+            errno = 0;
+            if (ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) == 0 || errno != EPERM) leak = 1;
+            close(fd);
         } else if (!strcmp(v, "mount")) {
             /* DIR/mnt is another file system: not "lower" to the layer */
             char p[4200];
@@ -775,6 +788,20 @@ fn redteam_inode_version_ioctl_on_a_shared_file_does_not_reach_the_lower_file() 
         (after.ctime(), after.ctime_nsec()),
         (before.ctime(), before.ctime_nsec())
     );
+}
+
+#[test]
+fn redteam_verity_is_never_enabled_on_a_file_of_the_work_directory() {
+    // Red team 5: FS_IOC_ENABLE_VERITY was not trapped under --workdir
+    // (the chroot refused it): on a file system with verity it works
+    // through the read-only fd of DIR's file a read open gives and seals
+    // that file read-only for good. Here (ext4 without verity) it reached
+    // the file system: EOPNOTSUPP 50 of 50 before, EPERM (refused in the
+    // filter) after.
+    let dir = rt_tree("rt-verity");
+    let out = run_rt(&dir, "verity", 50);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
 }
 
 /// Unmounts a path when dropped.

@@ -483,7 +483,25 @@ impl Stage for CowStage {
     }
 }
 
+/// `FS_IOC_ENABLE_VERITY`: works through a read-only fd (which a read
+/// open of DIR's file gives) and makes the file read-only for good, so it
+/// is refused (`EPERM`) on the request register alone; no copy-up would
+/// make sense of it.
+const ENABLE_VERITY: u64 = 0x4080_6685;
+
 impl Enforcement for CowFeature {
+    fn rules(&self, filter: &mut crate::filter::FilterBuilder) -> Result<()> {
+        if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
+            // The kernel reads the request as a 32-bit `unsigned int`.
+            filter.refuse_first(
+                nr,
+                vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, ENABLE_VERITY)],
+                libc::EPERM,
+            )?;
+        }
+        Ok(())
+    }
+
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {
         let by_fd = handlers::by_fd_stats();
         for (nr, h) in handlers::builtins(&self.layer) {
