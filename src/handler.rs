@@ -102,6 +102,28 @@ pub struct HandlerCtx<'a> {
     fixed_errno: Option<i32>,
 }
 
+/// Whether one trapped call still waits for its answer, checkable from
+/// any thread ([`HandlerCtx::still_waiting`]). The call stops waiting once
+/// answered (by its deferral's deadline too), when its task dies (its
+/// process's exit) or when a signal interrupts it; the kernel then
+/// forgets its id (`SECCOMP_IOCTL_NOTIF_ID_VALID` fails), and ids are
+/// never reused by the listener.
+pub(crate) struct StillWaiting {
+    /// Weak: a stopped supervisor answers nothing any more.
+    supervisor: SupervisorHandle,
+    id: u64,
+}
+
+impl StillWaiting {
+    /// Whether the call still waits for its answer (`false` once the
+    /// supervisor has stopped or detached its listener).
+    pub(crate) fn check(&self) -> bool {
+        self.supervisor
+            .with(|core, _| core.id_valid(self.id))
+            .unwrap_or(false)
+    }
+}
+
 impl fmt::Debug for HandlerCtx<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandlerCtx")
@@ -277,6 +299,15 @@ impl<'a> HandlerCtx<'a> {
     /// Whether the call is still waiting for its answer.
     pub fn id_valid(&self) -> bool {
         self.core.id_valid(self.notif.id)
+    }
+
+    /// A check of whether the call still waits for its answer that a
+    /// deferred closure can make after the handler returned.
+    pub(crate) fn still_waiting(&self) -> StillWaiting {
+        StillWaiting {
+            supervisor: self.handle.clone(),
+            id: self.notif.id,
+        }
     }
 
     /// A failed read: `Gone` if the call is no longer pending (its task

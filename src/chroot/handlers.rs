@@ -759,7 +759,7 @@ impl Op<'_> {
         if crate::freeze::refuses_open(pinned.as_fd(), &st, flags as u64) {
             return Err(Errno::of(libc::EACCES));
         }
-        crate::paths::open_checked(pinned, &st, flags, || {
+        crate::paths::open_checked(self.cx, pinned, &st, flags, || {
             Ok(Task::read(self.cx, &self.s.creds)?.rights)
         })
     }

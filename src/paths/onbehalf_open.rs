@@ -69,6 +69,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
@@ -78,7 +79,7 @@ use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, mem_errno, open_beneath, pin,
-    pin_alias, read_path, reopen, split, task_view, with_c, Errno, Rights, Task,
+    pin_alias, read_path, reopen, reopen_once, split, task_view, with_c, Errno, Rights, Task,
 };
 
 /// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
@@ -466,7 +467,7 @@ fn finish(
     if sole && !st.is_symlink() {
         return Ok(NotifAction::Continue);
     }
-    open_checked(pinned, &st, flags, || Ok(rights))
+    open_checked(cx, pinned, &st, flags, || Ok(rights))
 }
 
 /// Whether an open that passed every check may be left to the kernel:
@@ -483,9 +484,10 @@ fn sole_task(cx: &HandlerCtx<'_>, rights: Rights) -> bool {
 /// Opens the pinned file, which passed every check, for the program with
 /// its `flags` and answers with the new fd: an `O_PATH` open gets a
 /// read-only stand-in, a FIFO without `O_NONBLOCK` is opened on the
-/// deferral pool with the task's `rights` (asked for only then). Shared by
-/// path denial and the chroot view.
+/// deferral pool with the task's `rights` (asked for only then; see
+/// [`open_fifo`]). Shared by path denial and the chroot view.
 pub(crate) fn open_checked(
+    cx: &HandlerCtx<'_>,
     pinned: OwnedFd,
     st: &FileStat,
     flags: i32,
@@ -518,6 +520,7 @@ pub(crate) fn open_checked(
     let rflags = (open_flags(flags) & !(libc::O_DIRECTORY | libc::O_TMPFILE)) as u64;
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
         let rights = rights()?;
+        let waiting = cx.still_waiting();
         // Opening a FIFO blocks until its other end is opened: not on a worker.
         return Ok(NotifAction::defer(move || {
             // Another thread: it takes the task's capabilities too.
@@ -525,7 +528,7 @@ pub(crate) fn open_checked(
                 Ok(guard) => guard,
                 Err(e) => return NotifAction::from(e),
             };
-            match reopen(pinned.as_fd(), rflags) {
+            match open_fifo(pinned.as_fd(), flags, rflags, &waiting) {
                 Ok(fd) => inject(fd, flags),
                 Err(e) => NotifAction::from(errno_of(&e)),
             }
@@ -533,6 +536,58 @@ pub(crate) fn open_checked(
     }
     let fd = reopen(pinned.as_fd(), rflags).map_err(|e| errno_of(&e))?;
     Ok(inject(fd, flags))
+}
+
+/// How often a blocked FIFO open looks whether its call still waits.
+const FIFO_TICK: Duration = Duration::from_millis(100);
+
+/// Opens the FIFO `pinned` with `rflags` (blocking) for a call with open
+/// `flags` that waits for it (`waiting`), on a deferral thread.
+///
+/// The open blocks until the FIFO's other end is opened, which may never
+/// happen. A thread blocked in it must not outlive the call: once the call
+/// no longer waits (the program's process exited or was killed, a signal
+/// interrupted the call, the deferral's deadline answered it), nothing
+/// would ever use the fd, and the thread would stay blocked for good (a
+/// leak per open in a long-lived host; the supervisor's end waited for
+/// the deadline). So the open is interrupted every [`FIFO_TICK`] by a
+/// timer signal (`interrupt::retry_while`; the kernel's FIFO open sleeps
+/// interruptibly and returns `EINTR` without having opened anything),
+/// and made again while the call still waits. The check is the
+/// notification id's validity: the kernel drops the id when the call is
+/// answered or its task leaves it (death, signal), which covers the
+/// process's exit with no pidfd to watch. Waking the open instead by
+/// opening the other end ourselves would wake the host's other parties
+/// of the FIFO too; a signal touches nothing but this thread.
+///
+/// Between two attempts the program's end is briefly not open. For a
+/// reader this could make a host writer's `O_NONBLOCK` open fail with
+/// `ENXIO` where bare Linux (whose blocked reader counts as a reader)
+/// succeeds: a read-only, non-blocking fd of ours is held meanwhile, the
+/// same reader count as the blocked open (it wakes no one the blocked open
+/// would not). A writer has no such stand-in (an `O_NONBLOCK` write open
+/// fails without a reader): a host reader opened in that gap (microseconds
+/// per tick) is woken by the next attempt, as by a writer that came late.
+/// `O_RDWR` never blocks on a FIFO and takes one attempt.
+fn open_fifo(
+    pinned: BorrowedFd<'_>,
+    flags: i32,
+    rflags: u64,
+    waiting: &crate::handler::StillWaiting,
+) -> std::io::Result<OwnedFd> {
+    let _reader = (flags & libc::O_ACCMODE == libc::O_RDONLY)
+        .then(|| {
+            reopen(
+                pinned,
+                (libc::O_RDONLY | libc::O_NONBLOCK | KERNEL_O_LARGEFILE) as u64,
+            )
+        })
+        .and_then(Result::ok);
+    crate::sys::interrupt::retry_while(
+        FIFO_TICK,
+        || reopen_once(pinned, rflags),
+        || waiting.check(),
+    )
 }
 
 /// Gives a newly created file the mode the task asked for (the

@@ -476,6 +476,11 @@ fn is_supervisor_proc_any(fd: BorrowedFd<'_>) -> bool {
 /// file description of exactly the pinned inode, with the kernel's usual
 /// permission checks for `flags`.
 pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
+    crate::sys::retry_eintr(|| reopen_once(fd, flags))
+}
+
+/// [`reopen`] that returns `EINTR` when a signal interrupts it.
+pub(crate) fn reopen_once(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let how = OpenHow {
@@ -483,7 +488,7 @@ pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
         mode: 0,
         resolve: 0,
     };
-    openat2(None, &cstring(path.as_bytes()), &how)
+    crate::sys::fs::openat2_once(None, &cstring(path.as_bytes()), &how)
 }
 
 /// A path split into the directory to resolve and the final name.

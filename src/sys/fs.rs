@@ -27,19 +27,28 @@ pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` relative to `dirfd` (`None` = the current directory) with `openat2(2)`.
 pub fn openat2(dirfd: Option<BorrowedFd<'_>>, path: &CStr, how: &OpenHow) -> io::Result<OwnedFd> {
+    retry_eintr(|| openat2_once(dirfd, path, how))
+}
+
+/// [`openat2`] that returns `EINTR` when a signal interrupts it (a
+/// blocking FIFO open that is to be given up; see
+/// `interrupt::retry_while`).
+pub fn openat2_once(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    how: &OpenHow,
+) -> io::Result<OwnedFd> {
     let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let fd = retry_eintr(|| {
-        // SAFETY: `path` is NUL-terminated and `how` is a valid open_how whose
-        // size we pass; both are borrowed for the call.
-        cvt_long(unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir as libc::c_long,
-                path.as_ptr(),
-                how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        })
+    // SAFETY: `path` is NUL-terminated and `how` is a valid open_how whose
+    // size we pass; both are borrowed for the call.
+    let fd = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir as libc::c_long,
+            path.as_ptr(),
+            how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
     })?;
     // SAFETY: the kernel just created this fd; we are its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })

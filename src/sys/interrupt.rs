@@ -102,6 +102,95 @@ impl AlarmTimer {
         // SAFETY: a timer created by `for_this_thread`; reads a live itimerspec.
         super::cvt(unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) }).map(drop)
     }
+
+    /// Arms it to expire every `period` from now on.
+    pub fn arm_every(&self, period: std::time::Duration) -> io::Result<()> {
+        let period = period.max(std::time::Duration::from_micros(1));
+        let ts = libc::timespec {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_nsec: period.subsec_nanos() as libc::c_long,
+        };
+        let spec = libc::itimerspec {
+            it_interval: ts,
+            it_value: ts,
+        };
+        // SAFETY: a timer created by `for_this_thread`; reads a live itimerspec.
+        super::cvt(unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) }).map(drop)
+    }
+}
+
+/// Makes the blocking call `call` one that can be given up: a repeating
+/// alarm sends [`signal`] to the calling thread every `tick`, which ends a
+/// blocked `call` with `EINTR`; `go_on()` then says whether to make it
+/// again (`true`) or give up, returning the `EINTR`. An alarm that comes
+/// while `call` is not blocked is harmless: the next one interrupts it.
+///
+/// If the signal cannot be used (another handler has it, or no timer can be
+/// made), `call` is made once, as an ordinary blocking call.
+/// The thread's signal mask is restored afterwards and a signal still
+/// pending from the alarm is taken, so the thread's later calls are not
+/// interrupted by it.
+pub fn retry_while<T>(
+    tick: std::time::Duration,
+    mut call: impl FnMut() -> io::Result<T>,
+    mut go_on: impl FnMut() -> bool,
+) -> io::Result<T> {
+    let sig = signal();
+    match install(sig) {
+        Ok(true) => {}
+        Ok(false) => {
+            log::debug!("signal {sig} has another handler; a blocking call runs uninterrupted");
+            return call();
+        }
+        Err(e) => {
+            log::debug!("cannot install the handler of signal {sig} ({e}); a blocking call runs uninterrupted");
+            return call();
+        }
+    }
+    let mut set = super::signals::SigSet::empty();
+    set.add(sig)?;
+    // SAFETY: an all-zero sigset_t is valid storage for the old mask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set.set` is an initialised sigset_t, `old` live storage.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.set, &mut old) };
+    if ret != 0 {
+        log::debug!("cannot unblock signal {sig}: a blocking call runs uninterrupted");
+        return call();
+    }
+    // The alarm lives inside the closure: it is deleted before the mask is
+    // restored.
+    let result = (|| {
+        let alarm = match AlarmTimer::for_this_thread(sig) {
+            Ok(a) => a,
+            Err(e) => {
+                log::debug!("no alarm timer ({e}); a blocking call runs uninterrupted");
+                return call();
+            }
+        };
+        if let Err(e) = alarm.arm_every(tick) {
+            log::debug!("cannot arm the alarm ({e}); a blocking call runs uninterrupted");
+            return call();
+        }
+        loop {
+            match call() {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                    if !go_on() {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    })();
+    // SAFETY: `old` is the mask read above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    // SAFETY: `old` is an initialised sigset_t.
+    if unsafe { libc::sigismember(&old, sig) } == 1 {
+        // Blocked again: a signal the alarm sent after the last call stays
+        // pending; take it.
+        while let Ok(Some(_)) = super::signals::take_pending(&set) {}
+    }
+    result
 }
 
 impl Drop for AlarmTimer {
@@ -203,6 +292,34 @@ mod tests {
         let (n, err, took) = t.join().unwrap();
         assert_eq!((n, err), (-1, Some(libc::EINTR)));
         assert!(took >= Duration::from_millis(15), "{took:?}");
+    }
+
+    #[test]
+    fn a_retried_call_is_given_up_when_asked_and_leaves_no_signal() {
+        let (r, _w) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        let mut asked = 0;
+        let start = std::time::Instant::now();
+        let got = retry_while(
+            Duration::from_millis(10),
+            || {
+                let mut buf = [0u8; 1];
+                // SAFETY: reads one byte into a live buffer.
+                let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+                super::super::cvt_long(n as libc::c_long)
+            },
+            || {
+                asked += 1;
+                asked < 3
+            },
+        );
+        assert_eq!(got.unwrap_err().raw_os_error(), Some(libc::EINTR));
+        assert_eq!(asked, 3);
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        // The alarm is gone: a later blocking wait is not interrupted.
+        // SAFETY: sleeps on no fds for 50 ms.
+        let n = unsafe { libc::poll(std::ptr::null_mut(), 0, 50) };
+        assert_eq!(n, 0);
     }
 
     #[test]

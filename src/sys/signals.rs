@@ -12,7 +12,7 @@ use std::io;
 /// A set of signals (`sigset_t`).
 #[derive(Clone, Copy)]
 pub struct SigSet {
-    set: libc::sigset_t,
+    pub(super) set: libc::sigset_t,
 }
 
 impl SigSet {
