@@ -693,3 +693,66 @@ fn execs_of_files_outside_the_view_all_fail() {
         "the view's program never ran: {out}"
     );
 }
+
+/// `utimes FILE`: sets FILE's times through an fd with no path
+/// (`futimesat(fd, NULL, ..)`, `utimensat(fd, NULL, ..)`), and the calls
+/// the kernel refuses there (a flag with an fd, no path with `AT_FDCWD`);
+/// prints each result and the times it ends with.
+const UTIMES_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static void show(const char *what, long r) { printf("%s %ld\n", what, r < 0 ? -errno : r); }
+
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) { perror("open"); return 1; }
+    struct timeval tv[2] = {{1000000000, 0}, {1100000000, 0}};
+    show("futimesat_fd", syscall(SYS_futimesat, fd, NULL, tv));
+    struct stat st;
+    fstat(fd, &st);
+    printf("times %ld %ld\n", (long)st.st_atime, (long)st.st_mtime);
+    struct timespec ts[2] = {{1200000000, 0}, {1300000000, 0}};
+    show("utimensat_fd", syscall(SYS_utimensat, fd, NULL, ts, 0));
+    fstat(fd, &st);
+    printf("times %ld %ld\n", (long)st.st_atime, (long)st.st_mtime);
+    show("utimensat_fd_nofollow", syscall(SYS_utimensat, fd, NULL, ts, AT_SYMLINK_NOFOLLOW));
+    show("utimensat_cwd_null", syscall(SYS_utimensat, AT_FDCWD, NULL, ts, 0));
+    show("futimesat_cwd_null", syscall(SYS_futimesat, AT_FDCWD, NULL, tv));
+    show("futimesat_badfd", syscall(SYS_futimesat, 999, NULL, tv));
+    return 0;
+}
+"#;
+
+/// Under the view, times set through an fd with no path act on the fd as
+/// in the kernel (`futimesat(fd, NULL, ..)` failed `EFAULT`), and the
+/// kernel's refusals there are the same: the output equals bare Linux's.
+#[test]
+fn times_set_through_an_fd_without_a_path_match_the_kernel() {
+    let exe = common::build_c("chroot_utimes", UTIMES_C, &[]);
+    let bare_dir = tempfile::tempdir().expect("tempdir");
+    let bare_file = bare_dir.path().join("f");
+    std::fs::write(&bare_file, "x").expect("write");
+    let bare = std::process::Command::new(&exe)
+        .arg(&bare_file)
+        .output()
+        .expect("run bare");
+    assert!(bare.status.success());
+    let bare = common::stdout_of(&bare);
+    assert!(
+        bare.contains("futimesat_fd 0\ntimes 1000000000 1100000000\n"),
+        "{bare}"
+    );
+
+    let r = rootfs();
+    std::fs::write(r.root.join("work/f"), "x").expect("write");
+    let sandbox = builder(&r).build().expect("build");
+    let lines = common::run_ok(&sandbox, &exe, &["/work/f"]);
+    assert_eq!(lines.join("\n") + "\n", bare, "under the view");
+}

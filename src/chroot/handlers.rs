@@ -1695,9 +1695,12 @@ impl Op<'_> {
     fn utimes(&self, (dirfd, ptr): PathArg, t: Times, flags: i32) -> Result<NotifAction, Errno> {
         let times = self.read_times(t)?;
         let (task, _acting) = self.task()?;
-        let node = if ptr == 0 && matches!(t, Times::Timespec(_)) {
-            // `futimens`: the program's fd itself.
-            if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
+        let node = if ptr == 0 && dirfd != CWD {
+            // No path and a real fd (`futimens`, `futimesat(fd, NULL, ..)`):
+            // the kernel acts on the program's fd itself, and takes no
+            // flag there. With `AT_FDCWD` the missing path is `EFAULT`
+            // (from the walk below), as in the kernel.
+            if flags != 0 {
                 return Err(Errno::of(libc::EINVAL));
             }
             let node = self.own_fd(dirfd)?;
