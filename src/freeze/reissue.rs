@@ -418,6 +418,10 @@ pub(crate) fn close_added(
         if deliver == 0 && at_delivery && ptrace::set_siginfo(tid, &info).is_ok() {
             deliver = info.si_signo;
         } else if let Err(e) = ptrace::tkill(tid, info.si_signo) {
+            // ESRCH: killed meanwhile, nothing to deliver any more.
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                continue;
+            }
             log::warn!(
                 "task {tid}: signal {} that came while its files were closed is lost: {e}",
                 info.si_signo
