@@ -341,3 +341,115 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
     assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
     assert!(text.ends_with("no-hash-bang-line\n"), "{text}");
 }
+
+/// In the view: a child execs `argv[2]` (a program held open for writing:
+/// `ETXTBSY`, each a re-issued exec whose added fd is closed after its
+/// failure) until a sibling has hit it `argv[1]` times with `argv[3]`
+/// (`trap`: `kill(SIGTRAP)`, counted by the child's handler; `stop`:
+/// `SIGSTOP`, seen by the parent's `waitpid(WUNTRACED)`, which continues
+/// it), each time waiting up to 5 s for it to be seen. Reports the
+/// signals never seen and the fds the child has after a failure beyond
+/// those it had before.
+const SIGNALLED_EXEC_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile int *shared; /* traps, stops, done, leaked, lost, other */
+static void on_trap(int s) { (void)s; __atomic_add_fetch(&shared[0], 1, __ATOMIC_SEQ_CST); }
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    shared = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) return 2;
+    int busy = open(argv[2], O_WRONLY), rounds = atoi(argv[1]);
+    int stop = strcmp(argv[3], "stop") == 0;
+    if (busy < 0) return 2;
+    pid_t c = fork();
+    if (c == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_trap;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGTRAP, &sa, 0);
+        int before = open_fds(), leaked = 0, other = 0;
+        while (!shared[2]) {
+            char *a[] = {argv[2], 0};
+            execv(argv[2], a);
+            other += errno != ETXTBSY;
+            shared[6]++;
+            int now = open_fds();
+            if (now > before) leaked += now - before, before = now;
+        }
+        shared[3] = leaked;
+        shared[5] = other;
+        _exit(0);
+    }
+    pid_t s = fork();
+    if (s == 0) {
+        int idx = stop ? 1 : 0, lost = 0;
+        for (int i = 0; i < rounds; i++) {
+            usleep((i * 7919) % 1500);
+            int seen = __atomic_load_n(&shared[idx], __ATOMIC_SEQ_CST);
+            kill(c, stop ? SIGSTOP : SIGTRAP);
+            int t = 0;
+            while (__atomic_load_n(&shared[idx], __ATOMIC_SEQ_CST) == seen && t < 25000) usleep(200), t++;
+            lost += t == 25000;
+        }
+        shared[4] = lost;
+        shared[2] = 1;
+        _exit(0);
+    }
+    for (;;) {
+        int st;
+        if (waitpid(c, &st, WUNTRACED) < 0) break;
+        if (!WIFSTOPPED(st)) break;
+        __atomic_add_fetch(&shared[1], 1, __ATOMIC_SEQ_CST);
+        kill(c, SIGCONT);
+    }
+    waitpid(s, 0, 0);
+    printf("lost %d\nleaked %d\nother %d\nexecs %d\n", shared[4], shared[3], shared[5], shared[6]);
+    return 0;
+}
+"#;
+
+/// A stop or a `SIGTRAP` sent by a process that comes while the fd added
+/// for a re-issued exec that failed is closed (the task made to run
+/// `close`, one step) is kept, and the close is made all the same: a
+/// sibling signals a child that execs a file the kernel refuses
+/// (`ETXTBSY`) in a bounded loop; no signal is lost, no fd left.
+#[test]
+fn redteam_signals_during_the_close_after_a_failed_reissue_are_kept() {
+    let _w = common::watchdog(std::time::Duration::from_secs(240), "signalled close");
+    let r = rootfs();
+    place(
+        &r,
+        &common::build_c("chroot_signalled_exec", SIGNALLED_EXEC_C, &[]),
+        "/work/signalled",
+    );
+    let busy = common::marker_program("chroot_loader_outside", OUTSIDE);
+    let p = r.root.join("work/busy");
+    std::fs::write(&p, std::fs::read(busy).expect("read")).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for mode in ["trap", "stop"] {
+        let mut args = cli(&r);
+        args.extend(["--", "/work/signalled", "60", "/work/busy", mode].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = common::run_unotify(&args);
+        let text = common::stdout_of(&out);
+        println!("{mode}: {text}");
+        assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+        assert_eq!(count(&text, "other"), 0, "{mode}: {text}");
+        assert_eq!(count(&text, "lost"), 0, "{mode}: signals lost: {text}");
+        assert_eq!(count(&text, "leaked"), 0, "{mode}: fds left open: {text}");
+    }
+}

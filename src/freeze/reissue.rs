@@ -41,7 +41,9 @@
 //!   `ENOEXEC`). Left open: a re-issued call refused by the supervisor's
 //!   own decision (its freeze failing: `EPERM`), a task whose seccomp wait
 //!   is not killable-only (no `WAIT_KILLABLE_RECV`: its interrupt is asked
-//!   after the answer and may stop it later), or one a signal stops first.
+//!   after the answer and may stop it later), or one stopped by signals or
+//!   stops coming again and again before its close (given up after a few
+//!   steps; what stopped it is kept).
 //! - A re-issued call that fails returns with its argument registers set
 //!   to the re-issued values (the C library's wrappers and every calling
 //!   convention treat them as clobbered by the call).
@@ -272,60 +274,161 @@ pub(crate) fn apply(_tid: i32, _rw: &Rewrite) -> Result<(), NotMade> {
 
 /// Closes in `tid` the files `added` that a re-issued call `nr` had added
 /// to it, when that call failed: `tid` is stopped at its return (the
-/// exec freeze's trap after a failed exec), the call's first argument the
-/// first file. Each `close` is made by the task itself: its registers set
-/// to `close(fd)` at the `syscall` instruction, one instruction stepped
-/// (`PTRACE_SINGLESTEP` stops it right after the call), then its registers
-/// put back as the failed call left them (its errno in `rax`). A file is
-/// closed only if that number still holds it. `root`: the sandbox's first
-/// process (its exit is left to its parent). Returns the signal of a stop
-/// that came instead of the step (to be delivered), or 0.
+/// exec freeze's trap after a failed exec; `sig`: the signal of that stop,
+/// 0 for a trap), the call's first argument the first file. Each `close`
+/// is made by the task itself: its registers set to `close(fd)` at the
+/// `syscall` instruction, one instruction stepped (`PTRACE_SINGLESTEP`
+/// stops it right after the call), then its registers put back as the
+/// failed call left them (its errno in `rax`). A file is closed only if
+/// that number still holds it. `root`: the sandbox's first process (its
+/// exit is left to its parent).
+///
+/// A stop that comes before the step's own trap means the close has not
+/// run, and is kept: while stepping the task blocks every signal it can
+/// but `SIGTRAP` (its mask put back after), so only a `SIGSTOP`, a
+/// `SIGTRAP` sent by a process (`si_code <= 0`; the step's is the
+/// kernel's) or a group stop or interrupt come first; the signals are
+/// kept with their siginfo and the step is tried again (a group stop is
+/// put back by the kernel when the task is detached). A close counts as
+/// done only at the kernel's trap with the task right after the
+/// `syscall` instruction and `close` as its call.
+///
+/// Returns the signal to deliver when the task is let go from the stop
+/// it is left in (its siginfo set there; further kept signals are sent
+/// to it again, pending when it runs), and whether every file was closed.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn close_added(tid: i32, nr: u64, added: &Added, root: bool) -> Result<i32, NotMade> {
+pub(crate) fn close_added(
+    tid: i32,
+    nr: u64,
+    added: &Added,
+    root: bool,
+    sig: i32,
+) -> (i32, Result<(), NotMade>) {
     use crate::sys::ptrace::{self, TraceeState};
     use std::os::unix::fs::MetadataExt;
-    let saved = ptrace::get_regs(tid).map_err(NotMade::Io)?;
+    /// Steps of one close before it is given up (each taken by a stop).
+    const TRIES: usize = 16;
+    let saved = match ptrace::get_regs(tid) {
+        Ok(r) => r,
+        Err(e) => return (sig, Err(NotMade::Io(e))),
+    };
     let failed = (saved.rax as i64) < 0 && (saved.rax as i64) >= -4095;
     let first = added.first().map(|a| a.0 as u64);
     if saved.orig_rax != nr || !failed || first != Some(saved.rdi) {
-        return Err(NotMade::Elsewhere(
-            "not the failed return of the re-issued call",
-        ));
+        return (
+            sig,
+            Err(NotMade::Elsewhere(
+                "not the failed return of the re-issued call",
+            )),
+        );
     }
-    // One close made by the task; `Ok(sig)`: a signal stopped it first.
-    let close_one = |fd: i32| -> Result<i32, NotMade> {
+    // The signals to deliver (their siginfo), and whether the task is in
+    // a signal-delivery stop (where one can be given with its siginfo).
+    let mut kept: Vec<ptrace::SigInfo> = Vec::new();
+    let mut at_delivery = sig != 0;
+    if sig != 0 {
+        match ptrace::get_siginfo(tid) {
+            Ok(info) => kept.push(info),
+            Err(e) => return (sig, Err(NotMade::Io(e))),
+        }
+    }
+    let mask = match ptrace::get_sigmask(tid) {
+        Ok(m) => m,
+        Err(e) => return (sig, Err(NotMade::Io(e))),
+    };
+    // Not SIGTRAP: the kernel resets the handler of a trap it forces on a
+    // task that blocks it.
+    let all_but_trap = !(1u64 << (libc::SIGTRAP - 1));
+    if let Err(e) = ptrace::set_sigmask(tid, all_but_trap) {
+        return (sig, Err(NotMade::Io(e)));
+    }
+    // One close made by the task: `Ok(true)` once done, `Ok(false)` if
+    // stops kept coming.
+    let mut close_one = |fd: i32| -> Result<bool, NotMade> {
         let mut regs = saved;
         regs.rax = libc::SYS_close as u64;
         regs.rdi = fd as u64;
         regs.orig_rax = u64::MAX;
         regs.rip = saved.rip - 2;
-        ptrace::set_regs(tid, &regs).map_err(NotMade::Io)?;
-        ptrace::single_step(tid).map_err(NotMade::Io)?;
-        match ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)? {
-            // A signal stopped it first: the call may not have run.
-            Some(TraceeState::Signal(sig)) if sig != libc::SIGTRAP => Ok(sig),
-            Some(TraceeState::Gone) | None => {
-                Err(NotMade::Elsewhere("gone while its files were closed"))
+        for _ in 0..TRIES {
+            ptrace::set_regs(tid, &regs).map_err(NotMade::Io)?;
+            ptrace::single_step(tid).map_err(NotMade::Io)?;
+            match ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)? {
+                Some(TraceeState::Signal(s)) => {
+                    at_delivery = true;
+                    let info = ptrace::get_siginfo(tid).map_err(NotMade::Io)?;
+                    let now = ptrace::get_regs(tid).map_err(NotMade::Io)?;
+                    let stepped = s == libc::SIGTRAP
+                        && info.si_code > 0
+                        && now.rip == saved.rip
+                        && now.orig_rax == libc::SYS_close as u64;
+                    if stepped {
+                        return Ok(true);
+                    }
+                    // Came before the call: kept, the step tried again.
+                    kept.push(info);
+                }
+                // A group stop (put back at the detach) or an interrupt.
+                Some(TraceeState::Trapped | TraceeState::Event(_)) => at_delivery = false,
+                Some(TraceeState::Gone) | None => {
+                    return Err(NotMade::Elsewhere("gone while its files were closed"))
+                }
             }
-            Some(_) => Ok(0),
         }
+        Ok(false)
     };
-    let mut result = Ok(0);
+    let mut result = Ok(());
     for &(fd, id) in added {
         let same = std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
             .is_ok_and(|m| (m.dev(), m.ino()) == id);
         if same {
-            result = close_one(fd);
-            if result.as_ref().map_or(true, |&sig| sig != 0) {
-                break;
+            match close_one(fd) {
+                Ok(true) => {}
+                Ok(false) => {
+                    result = Err(NotMade::Elsewhere("stops kept coming before its close"));
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
     }
-    // Whatever happened, the failed call's return as it was: a task left
+    // Whatever happened, the failed call's return as it was (a task left
     // with the close's registers would run it again and see 0 from the
-    // failed exec.
-    let restored = ptrace::set_regs(tid, &saved).map_err(NotMade::Io);
-    result.and_then(|sig| restored.map(|()| sig))
+    // failed exec), and its own mask.
+    if let Err(e) = ptrace::set_regs(tid, &saved) {
+        result = result.and(Err(NotMade::Io(e)));
+    }
+    if let Err(e) = ptrace::set_sigmask(tid, mask) {
+        result = result.and(Err(NotMade::Io(e)));
+    }
+    // One signal of each number (a process's standard signals do not
+    // queue); the first given at the release with its siginfo if the task
+    // is in a delivery stop, the others sent again.
+    let mut signals: Vec<ptrace::SigInfo> = Vec::new();
+    for info in kept {
+        if !signals.iter().any(|k| k.si_signo == info.si_signo) {
+            signals.push(info);
+        }
+    }
+    let mut deliver = 0;
+    for info in signals {
+        if deliver == 0 && at_delivery && ptrace::set_siginfo(tid, &info).is_ok() {
+            deliver = info.si_signo;
+        } else if let Err(e) = ptrace::tkill(tid, info.si_signo) {
+            // ESRCH: killed meanwhile, nothing to deliver any more.
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                continue;
+            }
+            log::warn!(
+                "task {tid}: signal {} that came while its files were closed is lost: {e}",
+                info.si_signo
+            );
+        }
+    }
+    (deliver, result)
 }
 
 /// See the x86_64 version: not implemented here.
@@ -335,8 +438,9 @@ pub(crate) fn close_added(
     _nr: u64,
     _added: &Added,
     _root: bool,
-) -> Result<i32, NotMade> {
-    Err(NotMade::Unsupported)
+    sig: i32,
+) -> (i32, Result<(), NotMade>) {
+    (sig, Err(NotMade::Unsupported))
 }
 
 #[cfg(test)]

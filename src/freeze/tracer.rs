@@ -644,8 +644,8 @@ impl Loop {
 
     /// After a failed exec of `tid` (stopped, with signal `sig`): closes the
     /// files a re-issue added for that exec, if it was one
-    /// ([`reissue::close_added`]); a signal that stopped it meanwhile is
-    /// kept for its release.
+    /// ([`reissue::close_added`]); the signals that stopped it meanwhile
+    /// are kept for its release.
     fn close_added(&mut self, tid: i32, sig: i32) {
         let Some((nr, added)) = self.added.remove(&tid) else {
             return;
@@ -653,14 +653,12 @@ impl Loop {
         let Some(e) = self.table.get_mut(&tid) else {
             return;
         };
-        match reissue::close_added(tid, nr, &added, tid == self.root) {
-            Ok(0) => log::debug!("task {tid}: the failed re-issued call's files closed"),
-            Ok(other) => {
-                log::debug!("task {tid}: signal {other} came while its files were closed");
-                if sig == 0 {
-                    e.st = St::Stopped(other);
-                }
-            }
+        let (deliver, r) = reissue::close_added(tid, nr, &added, tid == self.root, sig);
+        if matches!(e.st, St::Stopped(_)) {
+            e.st = St::Stopped(deliver);
+        }
+        match r {
+            Ok(()) => log::debug!("task {tid}: the failed re-issued call's files closed"),
             Err(why) => log::debug!("task {tid}: files of a re-issued call left open ({why})"),
         }
     }

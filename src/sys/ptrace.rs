@@ -198,3 +198,80 @@ pub fn set_regs(tid: i32, regs: &Regs) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// The `siginfo_t` of the signal (or trap) that stopped a tracee.
+pub type SigInfo = libc::siginfo_t;
+
+/// `PTRACE_GETSIGINFO` of `tid`, a tracee of the calling thread in a
+/// ptrace stop.
+pub fn get_siginfo(tid: i32) -> io::Result<SigInfo> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: SigInfo = unsafe { std::mem::zeroed() };
+    // SAFETY: PTRACE_GETSIGINFO writes one siginfo_t at `data`, which
+    // points to `info`, alive and writable for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            (&mut info as *mut SigInfo).cast::<libc::c_void>(),
+        )
+    })?;
+    Ok(info)
+}
+
+/// `PTRACE_SETSIGINFO` of `tid`: the siginfo of the signal delivered when
+/// it leaves its signal-delivery stop with that signal.
+pub fn set_siginfo(tid: i32, info: &SigInfo) -> io::Result<()> {
+    // SAFETY: PTRACE_SETSIGINFO reads one siginfo_t at `data`, which points
+    // to `info`, alive for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGINFO,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            (info as *const SigInfo).cast_mut().cast::<libc::c_void>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `PTRACE_GETSIGMASK` of a stopped tracee: its blocked signals (bit
+/// `n - 1` for signal `n`).
+pub fn get_sigmask(tid: i32) -> io::Result<u64> {
+    let mut mask: u64 = 0;
+    // SAFETY: PTRACE_GETSIGMASK writes `addr` (8) bytes at `data`, which
+    // points to `mask`, 8 bytes alive and writable for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>() as *mut libc::c_void,
+            (&mut mask as *mut u64).cast::<libc::c_void>(),
+        )
+    })?;
+    Ok(mask)
+}
+
+/// `PTRACE_SETSIGMASK` of a stopped tracee (`SIGKILL` and `SIGSTOP`
+/// stay unblocked whatever `mask` says).
+pub fn set_sigmask(tid: i32, mask: u64) -> io::Result<()> {
+    // SAFETY: PTRACE_SETSIGMASK reads `addr` (8) bytes at `data`, which
+    // points to `mask`, alive for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>() as *mut libc::c_void,
+            (&mask as *const u64).cast_mut().cast::<libc::c_void>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `tkill(tid, sig)`: sends `sig` to one thread.
+pub fn tkill(tid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: tkill takes two integers.
+    cvt_long(unsafe { libc::syscall(libc::SYS_tkill, tid as libc::c_long, sig as libc::c_long) })
+        .map(drop)
+}
