@@ -89,6 +89,15 @@ pub enum Error {
     /// The supervisor has stopped (its sandbox ended, or it was asked to
     /// stop): there is nothing left to act on.
     Stopped,
+    /// This process itself runs under a seccomp filter that keeps a sandbox
+    /// from being made: another supervisor's (the kernel allows one
+    /// user-notification listener per filter chain, so a sandbox cannot be
+    /// made inside another), or a filter that refuses the calls a sandbox's
+    /// start needs.
+    Nested {
+        /// The error of the step that failed.
+        source: io::Error,
+    },
     /// A system call made by the supervisor failed.
     Io {
         /// What the supervisor was doing.
@@ -156,6 +165,10 @@ impl fmt::Display for Error {
                     right.degraded_means(),
                 )
             }
+            Error::Nested { source } => write!(
+                f,
+                "cannot make a sandbox here ({source}): this process already runs under a seccomp filter (another unotify sandbox or supervisor: the kernel allows one per process and its children, or a filter that refuses what a sandbox's start needs); run unotify outside it, or give the outer sandbox the policy"
+            ),
             Error::Stopped => f.write_str(
                 "the supervisor has stopped (its sandbox ended); take a new handle from a running child",
             ),
@@ -171,6 +184,7 @@ impl std::error::Error for Error {
             | Error::NotFound { source, .. }
             | Error::CannotExecute { source, .. }
             | Error::Setup { source, .. }
+            | Error::Nested { source }
             | Error::Io { source, .. } => Some(source),
             _ => None,
         }

@@ -1269,7 +1269,16 @@ impl Sandbox {
         let reap = |pid: i32| {
             let _ = process::waitpid_raw(pid, 0);
         };
-        let mut forked = fork_child(plan).map_err(|e| Error::setup("fork the child", e))?;
+        let mut forked = fork_child(plan).map_err(|e| {
+            // A fork refused (`EPERM`) while this process is under a
+            // seccomp filter: that filter's refusal (an outer sandbox's
+            // argv safety refuses the `CLONE_VM` child the spawn makes).
+            if e.raw_os_error() == Some(libc::EPERM) && under_seccomp_filter() {
+                Error::Nested { source: e }
+            } else {
+                Error::setup("fork the child", e)
+            }
+        })?;
         drop(keep);
         let pid = forked.pid();
         if let Some(c) = containment.as_mut() {
@@ -1416,6 +1425,11 @@ fn start_error(f: StartFailure, program: &str) -> Error {
                 source: e,
             },
         },
+        // `EBUSY` from the listener's install: a filter of this process
+        // already has a listener (the kernel allows one per chain).
+        StartFailure::Child(ChildStep::Filter, e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            Error::Nested { source: e }
+        }
         StartFailure::Child(ChildStep::Filter, e) => Error::setup(
             "drop capabilities and install the seccomp filter in the child",
             e,
@@ -1432,6 +1446,14 @@ fn start_error(f: StartFailure, program: &str) -> Error {
             io::Error::from_raw_os_error(libc::ECHILD),
         ),
     }
+}
+
+/// Whether this process runs under a seccomp filter (`Seccomp: 2` in its
+/// status).
+fn under_seccomp_filter() -> bool {
+    crate::sys::procfs::read_text("/proc/self/status").is_ok_and(|s| {
+        crate::sys::procfs::status_field(&s, "Seccomp:").is_some_and(|v| v.trim() == "2")
+    })
 }
 
 /// Lists the processes of a running sandbox ([`Child::processes`]).

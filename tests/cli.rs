@@ -137,6 +137,27 @@ fn missing_program_exits_127() {
     assert_own_error(&out, 127, "not found");
 }
 
+/// A sandbox cannot be made inside another (the kernel allows one
+/// user-notification listener per filter chain, and an outer sandbox's argv
+/// safety refuses the spawn's `CLONE_VM` child): the inner `unotify` says
+/// so, instead of "sandbox setup failed ... Device or resource busy" (or
+/// "... fork the child: Operation not permitted") and a pointer to `unotify
+/// check`, which does not tell.
+#[test]
+fn a_sandbox_inside_a_sandbox_is_refused_with_the_reason() {
+    let me = env!("CARGO_BIN_EXE_unotify");
+    for outer in [
+        &["run", "--"][..],
+        &["run", "--deny-path", "/etc/shadow", "--"][..],
+    ] {
+        let mut args = outer.to_vec();
+        args.extend([me, "run", "--", "true"]);
+        let out = run(&args);
+        assert_own_error(&out, 125, "already runs under a seccomp filter");
+        assert!(!stderr(&out).contains("unotify check"), "{}", stderr(&out));
+    }
+}
+
 /// A temporary file with known content, to `cat` under the sandbox.
 fn content_file() -> (tempfile::NamedTempFile, String) {
     let mut file = tempfile::NamedTempFile::new().unwrap();

@@ -70,7 +70,8 @@ impl From<Error> for Fail {
             | Error::InvalidConfig { .. } => UNOTIFY_E_CONFIG,
             Error::Unsupported { .. }
             | Error::WeakIsolation { .. }
-            | Error::MissingRight { .. } => UNOTIFY_E_UNSUPPORTED,
+            | Error::MissingRight { .. }
+            | Error::Nested { .. } => UNOTIFY_E_UNSUPPORTED,
             Error::NotFound { .. } => UNOTIFY_E_NOT_FOUND,
             Error::CannotExecute { .. } => UNOTIFY_E_CANNOT_EXECUTE,
             _ => UNOTIFY_E_SYSTEM,
