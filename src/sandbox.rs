@@ -42,9 +42,6 @@ struct Plan {
     memory_cgroup: bool,
     /// The program may not dump core (see [`Sandbox::no_core_dumps`]).
     no_core_dumps: bool,
-    /// Path denial's: set once the Landlock domain forbids writes beneath
-    /// the cgroup file systems (see `paths::PathDenial`).
-    cgroups_sealed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -682,10 +679,6 @@ impl SandboxBuilder {
         if let Some(d) = domain.as_mut() {
             d.forbid_writes_beneath(&places)
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
-            if self.cgroups {
-                plan.cgroups_sealed
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
         }
         let confined =
             crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;
@@ -920,7 +913,6 @@ impl SandboxBuilder {
                 crate::sys::cgroup::MemoryMode::Accounting(_)
             );
 
-        let cgroups_sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut features: Vec<Arc<dyn Enforcement>> =
             vec![Arc::new(crate::isolation::HostIsolation)];
         if let Some(sink) = &self.events {
@@ -964,7 +956,6 @@ impl SandboxBuilder {
                 set,
                 with_bind,
                 metadata_only,
-                cgroups_sealed: Arc::clone(&cgroups_sealed),
             }));
         }
         let chroot_cwd = chroot.as_ref().map(|c| c.host_cwd.clone());
@@ -991,7 +982,6 @@ impl SandboxBuilder {
             chroot_cwd,
             memory_cgroup,
             no_core_dumps,
-            cgroups_sealed,
         })
     }
 

@@ -269,20 +269,7 @@ pub(crate) struct PathDenial {
     /// Only the metadata calls (file system allow lists without denied
     /// paths: the Landlock domain holds the rest in the kernel).
     pub(crate) metadata_only: bool,
-    /// Set by the builder when the program's Landlock domain forbids
-    /// writes beneath every cgroup file system (no task of the sandbox can
-    /// leave its cgroup or make one beneath it): the single-task shortcut
-    /// of the on-behalf open may then count the sandbox by its cgroup
-    /// ([`SoleTaskCheck`]).
-    pub(crate) cgroups_sealed: Arc<std::sync::atomic::AtomicBool>,
 }
-
-/// The question "is the caller the sandbox's only task?" of a running
-/// sandbox, in its services (see `onbehalf_open`, "A sandbox of one
-/// task").
-pub(crate) struct SoleTaskCheck(pub(crate) crate::sys::cgroup::SoleTask);
-
-impl crate::supervisor::enforcement::Stage for SoleTaskCheck {}
 
 impl Enforcement for PathDenial {
     fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
@@ -301,24 +288,6 @@ impl Enforcement for PathDenial {
             }
         }
         Ok(())
-    }
-
-    fn start(
-        &self,
-        env: &crate::supervisor::enforcement::StartEnv<'_>,
-    ) -> Result<Option<crate::supervisor::enforcement::Running>> {
-        if self.metadata_only
-            || !self
-                .cgroups_sealed
-                .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Ok(None);
-        }
-        Ok(env
-            .members
-            .as_ref()
-            .and_then(|m| m.sole_task())
-            .map(|t| crate::supervisor::enforcement::Running::new(Arc::new(SoleTaskCheck(t)))))
     }
 }
 

@@ -7,65 +7,6 @@
 //! the pinned inode with the kernel's usual permission checks, and the
 //! result is injected. A new file is created in a pinned, checked parent
 //! directory with `O_EXCL`, and given the task's umask.
-//!
-//! # A sandbox of one task
-//!
-//! The open is made on the program's behalf only because of what can
-//! happen between the check and the kernel's own resolution of the path:
-//! another task of the sandbox rewrites the path in memory, or swaps a
-//! component of it (a symlink, a rename). Injecting the fd costs more than
-//! the rest of the check (`SECCOMP_IOCTL_NOTIF_ADDFD` wakes the task on
-//! another CPU and waits for it), so when the caller is provably the
-//! sandbox's only task, an open whose pinned file passed every check is
-//! answered `CONTINUE` instead ([`sole_task`]), and the kernel opens the
-//! path itself, which then still names the file checked:
-//!
-//! - *Exact count.* The sandbox's membership cgroup lists the caller's
-//!   thread id and no other, and has no cgroup beneath it (v2
-//!   `cgroup.threads`), or counts one task in all (v1 `pids.current` where
-//!   the `pids` hierarchy is the membership); see
-//!   `sys::cgroup::SoleTask`. Both are the kernel's live counts (a fork is
-//!   listed before its child first runs); v1's `tasks` lists are cached
-//!   per open file and are not used. No cgroup (`cgroups(false)`, a host
-//!   where none can be made, a v1 host whose membership is the freezer):
-//!   no shortcut.
-//! - *Nobody outside the count.* Every task of the sandbox starts in the
-//!   membership cgroup (the program joins it before its exec; a child
-//!   starts in its parent's cgroups; `clone3`, the only way to start a
-//!   child elsewhere (`CLONE_INTO_CGROUP`), fails `ENOSYS` under path
-//!   denial), and cannot leave it or make a cgroup beneath it: the
-//!   sandbox's Landlock domain forbids every write beneath the cgroup file
-//!   systems, root or not (`PathDenial::cgroups_sealed`; without that
-//!   domain, no shortcut). A nested sandbox can make no cgroup either, so
-//!   its tasks are the outer cgroup's.
-//! - *Nobody new.* Only a task of the sandbox can add one, and the only
-//!   one is blocked in this call until it is answered. A signal that
-//!   interrupts the call runs the caller's handler (which may rewrite the
-//!   path) and restarts the call as a new notification, decided afresh;
-//!   the `CONTINUE` for the old one is then refused by the kernel
-//!   (`ENOENT`), which the answer core takes as a call that is gone.
-//! - *No kernel-side writer.* What changes memory while its owner is
-//!   blocked without being a task of the sandbox: asynchronous I/O,
-//!   `io_uring` and `userfaultfd` are refused under argv safety (required
-//!   here); packet sockets' rings (`AF_PACKET`, `AF_XDP`) need
-//!   `CAP_NET_RAW`, so the task's effective capabilities must be within
-//!   the sandbox's default set (`SANDBOX_KEEP`, where the program keeps
-//!   no others); memory the supervisor cannot read (`[vvar]`) fails the
-//!   path read itself (`EFAULT`). Host processes writing a shared mapping
-//!   are outside the threat model, as for the freeze.
-//! - *Same view.* The program's root and mount namespace are the
-//!   supervisor's (path denial's `view` rules; `Task::read` checks the
-//!   mount namespace and credentials), and the magic links the supervisor
-//!   would resolve differently (`/proc/self`, the task's fds) are either
-//!   rewritten to the task's or refused before this point.
-//!
-//! Only the plain path-denial open takes the shortcut, and only for a file
-//! that passed every check: a denied file still gets `EACCES`; a
-//! copy-on-write layer (whose placeholders are served as other files),
-//! another feature's served fd (determinism), a symlink refused with
-//! `O_NOFOLLOW` and an `O_PATH` open (served as a read-only stand-in) keep
-//! their routes, and files being created are made by the supervisor as
-//! before; the chroot view has its own handlers.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -255,21 +196,8 @@ fn open(
         return Ok(NotifAction::Continue);
     }
     let task = Task::read(cx, creds)?;
-    // A sandbox of one task: an existing file that passes every check is
-    // opened by the kernel, with the task's own rights; the supervisor
-    // only pins it to check it, which needs none of them (a directory the
-    // task cannot search fails in the kernel's open all the same).
-    let sole = a.flags & libc::O_PATH == 0
-        && denied.layer().is_none()
-        && cx.service::<super::OpenHook>().is_none()
-        && sole_task(cx, task.rights);
-    // Everything from here on runs with the task's capabilities (but a
-    // sole task's non-creating open, made by the kernel).
-    let _acting = if sole && !creates(a.flags) {
-        None
-    } else {
-        task.rights.assume()?
-    };
+    // Everything from here on runs with the task's capabilities.
+    let _acting = task.rights.assume()?;
     if path.is_empty() {
         return Err(Errno::of(libc::ENOENT));
     }
@@ -288,7 +216,7 @@ fn open(
             return Err(Errno::of(libc::EEXIST));
         }
         let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(cx, denied, pinned, flags, task.rights, sole);
+        return finish(cx, denied, pinned, flags, task.rights);
     }
     let base = base(
         cx,
@@ -323,7 +251,7 @@ fn open(
         if !excl || hops > 0 {
             let extra = flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY);
             match pin(borrow(&dir), &cur, extra, a.resolve) {
-                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights, sole),
+                Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
                 Err(e) => return Err(errno_of(&e)),
             }
@@ -404,7 +332,6 @@ fn finish(
     pinned: OwnedFd,
     flags: i32,
     rights: Rights,
-    sole: bool,
 ) -> Result<NotifAction, Errno> {
     // One `fstat` for every check (a pinned inode does not change type).
     let mut st = fstat(pinned.as_fd()).map_err(|e| errno_of(&e))?;
@@ -461,24 +388,7 @@ fn finish(
             return served.map(|fd| inject(fd, flags));
         }
     }
-    // A sandbox of one task: the kernel opens the path, which still names
-    // the file checked (see "A sandbox of one task"). A symlink pinned
-    // with `O_NOFOLLOW` is refused below (`ELOOP`), as by the kernel.
-    if sole && !st.is_symlink() {
-        return Ok(NotifAction::Continue);
-    }
     open_checked(cx, pinned, &st, flags, || Ok(rights))
-}
-
-/// Whether an open that passed every check may be left to the kernel:
-/// the caller (acting with `rights`) is the sandbox's only task and no
-/// kernel-side writer can change its memory (see "A sandbox of one task").
-fn sole_task(cx: &HandlerCtx<'_>, rights: Rights) -> bool {
-    rights.within(crate::sys::caps::SANDBOX_KEEP)
-        && cx.service::<crate::freeze::ArgvSafety>().is_some()
-        && cx
-            .service::<super::SoleTaskCheck>()
-            .is_some_and(|c| c.0.is_only(cx.pid() as i32))
 }
 
 /// Opens the pinned file, which passed every check, for the program with

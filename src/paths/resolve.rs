@@ -80,12 +80,6 @@ pub(crate) struct Task {
 pub(crate) struct Rights(Option<u64>);
 
 impl Rights {
-    /// Whether these are effective capabilities within `mask` (the
-    /// supervisor's own rights, `None`, are not).
-    pub(crate) fn within(self, mask: u64) -> bool {
-        self.0.is_some_and(|caps| caps & !mask == 0)
-    }
-
     /// Lowers the calling thread's effective capabilities to these rights
     /// until the returned guard is dropped (on this thread). `EACCES` if
     /// they cannot be assumed: the call is not made.
