@@ -436,8 +436,11 @@ fn put(
             std::os::fd::AsRawFd::as_raw_fd(&src)
         ))
         .unwrap_or_default();
-        let ino = fstatat(Some(src.as_fd()), c"", libc::AT_EMPTY_PATH)?.ino;
-        if held.is_none_or(|h| h.contains(&ino)) {
+        let st = fstatat(Some(src.as_fd()), c"", libc::AT_EMPTY_PATH)?;
+        // Only a regular file's bytes can be written through a held fd or
+        // mapping; a FIFO or a socket is linked (a copy would open it: a
+        // FIFO blocks, a socket fails `ENXIO`).
+        if st.is_file() && held.is_none_or(|h| h.contains(&st.ino)) {
             copy_to(&src, ldir.as_fd(), &tmp)?
         } else {
             match linkat(

@@ -121,7 +121,17 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             continue;
         }
         let base = Path::new("/proc").join(pid);
-        let ours = std::fs::metadata(&base).is_ok_and(|m| m.uid() == me);
+        // The owner by its uids, not `/proc/<pid>`'s owner: a process that
+        // made itself non-dumpable shows a root-owned directory (and an
+        // unreadable `fd/`), which must not hide its files. Unknown: ours.
+        let ours = match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
+            Ok(st) => crate::sys::procfs::status_field(&st, "Uid:").is_none_or(|v| {
+                v.split_ascii_whitespace()
+                    .any(|u| u.parse::<u32>() == Ok(me))
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => true,
+        };
         let fds = match std::fs::read_dir(base.join("fd")) {
             Ok(fds) => fds,
             // Gone meanwhile, or another user's: not the program's.
