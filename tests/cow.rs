@@ -1986,12 +1986,28 @@ fn binds_by_a_name_of_the_work_directory_never_make_a_socket_in_it() {
 }
 
 /// A daemon (setsid) that keeps writing, through an fd and a shared
-/// mapping, the layer's files it opened while the program ran.
+/// mapping, the layer's files it opened while the program ran; and
+/// through an fd of `h` that was in flight (sent over a socket, then
+/// closed) while the commit looked for holders, received afterwards.
 const LINGER: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
+static int recv_fd(int s) {
+    char c, buf[CMSG_SPACE(sizeof(int))];
+    struct iovec io = { &c, 1 };
+    struct msghdr mh = { 0 };
+    mh.msg_iov = &io; mh.msg_iovlen = 1;
+    mh.msg_control = buf; mh.msg_controllen = sizeof buf;
+    if (recvmsg(s, &mh, 0) != 1) return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    int fd = -1;
+    if (cm && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    return fd;
+}
 int main(void) {
     int fd = open("f", O_RDWR | O_APPEND);
     if (write(fd, "changed\n", 8) != 8) return 1;
@@ -1999,9 +2015,30 @@ int main(void) {
     if (ftruncate(g, 4096) != 0) return 1;
     char *m = mmap(0, 4096, PROT_WRITE, MAP_SHARED, g, 0);
     if (m == MAP_FAILED) return 1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+    int h = open("h", O_RDWR | O_CREAT | O_APPEND, 0644);
+    if (h < 0 || write(h, "h\n", 2) != 2) return 1;
+    {
+        char c = 0, buf[CMSG_SPACE(sizeof(int))];
+        struct iovec io = { &c, 1 };
+        struct msghdr mh = { 0 };
+        memset(buf, 0, sizeof buf);
+        mh.msg_iov = &io; mh.msg_iovlen = 1;
+        mh.msg_control = buf; mh.msg_controllen = sizeof buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &h, sizeof h);
+        if (sendmsg(sv[0], &mh, 0) != 1) return 1;
+    }
+    close(h);
     if (fork() == 0) {
         setsid();
+        int back = -1;
         for (int i = 0; i < 150; i++) {
+            if (i == 20) back = recv_fd(sv[1]);
+            if (back >= 0 && write(back, "I", 1) != 1) break;
             if (write(fd, "D", 1) != 1) break;
             m[i] = 'M';
             int again = open("f", O_WRONLY | O_APPEND);
@@ -2023,7 +2060,11 @@ fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_
     // so the daemon's fd and shared mapping of them kept writing DIR after
     // the commit (f grew by about 50 bytes, g by as many pages' bytes, in
     // the half second watched). Fix: a file some other process still holds
-    // is committed by a copy, not a link.
+    // is committed by a copy, not a link. Then the review: an fd in flight
+    // in a socket (sent, then closed) is held by no process the commit can
+    // see; received after the commit it wrote `h` in DIR. Fix: while a
+    // process of the sandbox may still run (no cgroup, or one not empty),
+    // every file is copied.
     use unotify::Sandbox;
     let exe = build_c("cow_linger", LINGER, &[]);
     let dir = fresh("linger");
@@ -2041,7 +2082,8 @@ fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_
     let look = || {
         let f = fs::read(dir.join("f")).unwrap();
         let g = fs::read(dir.join("g")).unwrap();
-        f.len() + g.iter().filter(|&&b| b == b'M').count()
+        let h = fs::read(dir.join("h")).unwrap();
+        f.len() + g.iter().filter(|&&b| b == b'M').count() + h.len()
     };
     let a = look();
     std::thread::sleep(Duration::from_millis(500));

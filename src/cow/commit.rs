@@ -156,12 +156,14 @@ fn decode(text: &str) -> Option<(PathBuf, PathBuf, Vec<Op>)> {
 }
 
 /// Commits `changes` (from [`super::changes::diff`]) of `upper` into
-/// `lower`, journaled in `state`.
+/// `lower`, journaled in `state`; `survivors`: a process of the sandbox
+/// may still run (every regular file is then copied, see [`apply`]).
 pub(crate) fn commit(
     lower: &Path,
     upper: &Path,
     state: &Path,
     changes: &[Change],
+    survivors: bool,
 ) -> io::Result<()> {
     let ops = plan(upper, changes)?;
     if ops.is_empty() {
@@ -185,7 +187,7 @@ pub(crate) fn commit(
     }
     fs::rename(&tmp, state.join(JOURNAL))?;
     sync_dir(state);
-    apply(lower, upper, &ops)?;
+    apply(lower, upper, &ops, survivors)?;
     fs::remove_file(state.join(JOURNAL))?;
     sync_dir(state);
     Ok(())
@@ -273,7 +275,8 @@ pub(crate) fn recover_for(
             ),
         ));
     }
-    apply(&lower, &upper, &ops)?;
+    // Whoever ran the sandbox may still run: nothing is known of them.
+    apply(&lower, &upper, &ops, true)?;
     fs::remove_file(state.join(JOURNAL))?;
     sync_dir(state);
     Ok(Some((ops.len(), lower)))
@@ -319,7 +322,15 @@ fn parent_of(root: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, PathBuf)>
     Ok((dir, PathBuf::from(name)))
 }
 
-fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
+/// Applies `ops`. A regular file of the upper tree is linked into the
+/// lower tree only when nothing can write it afterwards; else it is
+/// copied (a write through a holder's fd or mapping would land in the
+/// work directory after the commit). With `survivors` (a process of the
+/// sandbox may still run) every regular file is copied: a holder may be
+/// invisible, e.g. an fd in flight in a unix socket, sent and closed,
+/// received after the commit. Without, a scan of the user's processes
+/// finds the files still held by one outside the sandbox.
+fn apply(lower: &Path, upper: &Path, ops: &[Op], survivors: bool) -> io::Result<()> {
     let open_root = |p: &Path| {
         openat2(
             None,
@@ -333,13 +344,15 @@ fn apply(lower: &Path, upper: &Path, ops: &[Op]) -> io::Result<()> {
     };
     let low = open_root(lower)?;
     let up = open_root(upper)?;
-    // Files some process still holds (a daemon that outlived a sandbox
-    // without a cgroup) are copied, not linked: a write through its fd or
-    // mapping would otherwise land in the work directory after the commit.
-    let held = super::quota::held_files(
-        fstatat(Some(up.as_fd()), c"", libc::AT_EMPTY_PATH)?.dev,
-        true,
-    );
+    // `None`: every regular file is copied.
+    let held = if survivors {
+        None
+    } else {
+        super::quota::held_files(
+            fstatat(Some(up.as_fd()), c"", libc::AT_EMPTY_PATH)?.dev,
+            true,
+        )
+    };
     for op in ops {
         apply_one(low.as_fd(), up.as_fd(), op, held.as_ref()).map_err(|e| {
             io::Error::new(
@@ -543,7 +556,7 @@ mod tests {
         // A storage directory that cannot hold a journal: an empty commit
         // never tries.
         let none = Path::new("/nonexistent/unotify-cow-state");
-        commit(Path::new("/"), Path::new("/"), none, &[]).expect("nothing to write");
+        commit(Path::new("/"), Path::new("/"), none, &[], true).expect("nothing to write");
         let dir = tempfile::tempdir().expect("tempdir");
         let (lower, upper) = (dir.path().join("lower"), dir.path().join("upper"));
         fs::create_dir(&lower).expect("lower");
@@ -555,7 +568,7 @@ mod tests {
             entry: EntryType::File,
             was: None,
         }];
-        assert!(commit(&lower, &upper, none, &added).is_err());
+        assert!(commit(&lower, &upper, none, &added, true).is_err());
     }
 
     #[test]

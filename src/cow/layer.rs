@@ -81,6 +81,9 @@ pub(crate) struct Layer {
     /// The supervisor's own directories beside the upper tree (the held
     /// links, the state directory): never read without the supervisor.
     private: OnceLock<Vec<PathBuf>>,
+    /// The sandbox's cgroup membership, set when it starts (`None` inside:
+    /// no cgroup holds the sandbox, so a process of it may outlive it).
+    members: OnceLock<Option<crate::sys::cgroup::Members>>,
 }
 
 impl std::fmt::Debug for Layer {
@@ -94,6 +97,21 @@ impl std::fmt::Debug for Layer {
 }
 
 impl Layer {
+    /// Records the sandbox's cgroup membership (`None`: no cgroup).
+    pub(crate) fn set_members(&self, members: Option<crate::sys::cgroup::Members>) {
+        let _ = self.members.set(members);
+    }
+
+    /// Whether a process of the sandbox may still run, and so hold a file
+    /// of the layer in a way no scan sees (an fd in flight in a socket):
+    /// true without a cgroup, or while the cgroup still lists a process.
+    pub(crate) fn survivors_possible(&self) -> bool {
+        match self.members.get() {
+            Some(Some(m)) => !m.pids().is_empty(),
+            _ => true,
+        }
+    }
+
     /// Builds the upper tree `upper` (which must not exist) as a shadow of
     /// `lower` (canonical; `given` as the caller named it), holding a
     /// second link to each placeholder in `held` (a new directory on the
@@ -160,6 +178,7 @@ impl Layer {
             denied: OnceLock::new(),
             exec_copies: parking_lot::Mutex::new(HashMap::new()),
             private: OnceLock::new(),
+            members: OnceLock::new(),
         })
     }
 

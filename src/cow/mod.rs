@@ -325,6 +325,7 @@ impl WorkDir {
             &self.layer.upper,
             &self.storage.state,
             &changes,
+            self.layer.survivors_possible(),
         )
         .map_err(|e| {
             Error::io(
@@ -555,7 +556,8 @@ impl Enforcement for CowFeature {
         install.builtin(nr, handlers::set_flags_handler(&self.layer))
     }
 
-    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+    fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
+        self.layer.set_members(env.members.clone());
         let layered: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
         Ok(Some(
             Running::new(Arc::new(CowStage {

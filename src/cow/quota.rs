@@ -99,8 +99,8 @@ impl Quota {
     }
 }
 
-/// The inodes on device `dev` that some process holds by an fd or a
-/// mapping (this process too unless `others_only`); `None` when a process
+/// The inodes on device `dev` that some process holds by an fd, and the
+/// inodes of any device it maps (this process too unless `others_only`); `None` when a process
 /// of this user could not be looked at (then any file may be held).
 pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
     let me = crate::sys::process::euid();
@@ -146,24 +146,18 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             }
         }
         if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
+            // start-end perms offset major:minor inode path. A mapping's
+            // device is its file system's own (`s_dev`), which is not
+            // `stat`'s `st_dev` on a btrfs subvolume or an overlay: the
+            // inode number alone decides (a file of another file system
+            // with the same number counts as held: copied, or kept
+            // counted, never the reverse).
             for line in maps.lines() {
-                // start-end perms offset major:minor inode path
-                let mut f = line.split_ascii_whitespace().skip(3);
-                let (Some(mm), Some(ino)) = (f.next(), f.next()) else {
-                    continue;
-                };
-                let Some((ma, mi)) = mm.split_once(':') else {
-                    continue;
-                };
-                let (Ok(ma), Ok(mi), Ok(ino)) = (
-                    u32::from_str_radix(ma, 16),
-                    u32::from_str_radix(mi, 16),
-                    ino.parse::<u64>(),
-                ) else {
-                    continue;
-                };
-                if ino != 0 && libc::makedev(ma, mi) == dev {
-                    held.insert(ino);
+                let ino = line.split_ascii_whitespace().nth(4);
+                if let Some(ino) = ino.and_then(|i| i.parse::<u64>().ok()) {
+                    if ino != 0 {
+                        held.insert(ino);
+                    }
                 }
             }
         }
