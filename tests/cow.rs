@@ -1231,6 +1231,57 @@ fn redteam_max_disk_holds_against_truncate_and_mmap() {
     assert!(got <= 10, "{got} MiB allocated under --max-disk 10M");
 }
 
+/// Writes one byte into each of up to N new files, stops at the first
+/// failure; prints the blocks the files take.
+const SMALL_FILES: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]);
+    long long blocks = 0;
+    char p[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "f%d", i);
+        int fd = open(p, O_WRONLY | O_CREAT, 0644);
+        if (fd < 0) break;
+        int ok = write(fd, "x", 1) == 1;
+        struct stat st;
+        if (ok && fstat(fd, &st) == 0) blocks += st.st_blocks;
+        close(fd);
+        if (!ok) break;
+    }
+    printf("allocated_kib %lld\n", blocks / 2);
+    return 0;
+}
+"#;
+
+#[test]
+fn max_disk_counts_the_blocks_small_writes_take() {
+    // Review: a write was charged its bytes, but a byte in a new file takes
+    // a whole block: 5000 one-byte files took 20 MiB under --max-disk 1M.
+    // Fix: growth charged, and files counted, in whole 4 KiB blocks.
+    let exe = build_c("quota_small", SMALL_FILES, &[]);
+    let dir = fresh("small-files");
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "1M"])
+        .args(["--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg("5000")
+        .output()
+        .unwrap();
+    let got: u64 = stdout(&out)
+        .trim()
+        .strip_prefix("allocated_kib ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{} {}", stdout(&out), stderr(&out)));
+    assert!(got > 0, "the files took no blocks: the test proves nothing");
+    assert!(got <= 1024, "{got} KiB allocated under --max-disk 1M");
+}
+
 #[test]
 fn redteam_storage_reached_through_a_symlink_into_the_work_directory() {
     // Was: --storage ../link (link -> DIR/sub) passed the "not inside the

@@ -916,7 +916,7 @@ impl ViewHandler {
             WriteKind::Ftruncate => cx.arg(1),
             WriteKind::Copy { len, .. } => size.saturating_add(cx.arg(len)),
         };
-        let growth = end.saturating_sub(size);
+        let growth = super::quota::growth(size, end);
         if growth == 0 {
             return Ok(NotifAction::Continue);
         }

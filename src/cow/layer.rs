@@ -355,7 +355,11 @@ impl Layer {
         let src = fs::File::from(src);
         let meta = src.metadata()?;
         if let Some(q) = &self.quota {
-            q.charge(if keep_data { meta.len() } else { 0 })?;
+            q.charge(if keep_data {
+                super::quota::growth(0, meta.len())
+            } else {
+                0
+            })?;
         }
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let tmp_name = format!(
@@ -613,7 +617,7 @@ impl Layered for Layer {
         let meta = crate::paths::reopen_fd(fd, libc::O_PATH)
             .and_then(|f| fs::File::from(f).metadata())
             .map_err(|e| Errno::from_io(&e))?;
-        let growth = len.saturating_sub(meta.len());
+        let growth = super::quota::growth(meta.len(), len);
         if growth == 0 {
             return Ok(());
         }

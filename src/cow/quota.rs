@@ -19,6 +19,23 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The unit a file takes space in: a write of one byte into an empty
+/// file takes a whole block (4 KiB on ext4, xfs, btrfs and tmpfs on
+/// x86_64), so growth is charged, and files counted, in whole blocks.
+const BLOCK: u64 = 4096;
+
+/// `n` rounded up to whole blocks.
+fn in_blocks(n: u64) -> u64 {
+    n.div_ceil(BLOCK).saturating_mul(BLOCK)
+}
+
+/// What a file growing from `size` to `end` bytes is charged: the blocks
+/// it comes to take (never less than the bytes; a sparse file is charged
+/// as if written, and counted by its blocks at the next exact count).
+pub(crate) fn growth(size: u64, end: u64) -> u64 {
+    in_blocks(end).saturating_sub(in_blocks(size))
+}
+
 /// The cap and what is charged against it.
 #[derive(Debug)]
 pub(crate) struct Quota {
@@ -176,7 +193,7 @@ fn usage(dir: &Path, shared: &dyn Fn(u64) -> bool, seen: &mut HashSet<u64>) -> u
         if m.is_dir() {
             total += usage(&e.path(), shared, seen);
         } else if !shared(m.ino()) && seen.insert(m.ino()) {
-            total += m.len().max(m.blocks() * 512);
+            total += in_blocks(m.len()).max(m.blocks() * 512);
         }
     }
     total
