@@ -60,14 +60,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<UnixAddr, i32> {
     })
 }
 
-/// Raw `sockaddr_un` bytes for a pathname (NUL-terminated).
-pub(crate) fn path_addr(path: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(PATH_OFFSET + path.len() + 1);
-    b.extend_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    b.extend_from_slice(path);
-    b.push(0);
-    b
-}
+pub(crate) use crate::sys::net::unix_path_addr as path_addr;
 
 /// Resolves the program's unix socket pathnames in a view the kernel does
 /// not know (a chroot's), with the task's rights, symlinks and `..` kept

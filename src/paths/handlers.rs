@@ -196,7 +196,7 @@ impl Handler for PathHandler {
 
 /// Reports a refusal (`EACCES`) as a denied path if the set matched since
 /// `hits` (else it was the kernel's own `EACCES`, passed through).
-fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
+pub(crate) fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
     if d.hit_mark() != hits {
         cx.note_rule(true, || d.rule_for(d.last_hit().as_deref()));
         cx.report(|| crate::events::Event::PathDenied {
