@@ -888,6 +888,50 @@ fn redteam_another_path_to_the_work_directory_is_not_written() {
     assert_eq!(snapshot(&dir, &[]), before);
 }
 
+/// A directory inside DIR mounted elsewhere (a bind mount of DIR/sub):
+/// its files are DIR's at a path outside DIR, which the layer's path test
+/// took for "not lower". Was: 5 new files, 5 directories and an append
+/// landed in DIR/sub through the alias (the work directory was accepted).
+/// The work directory is now refused at start, naming the other path.
+#[test]
+fn a_part_of_the_work_directory_mounted_elsewhere_is_not_written() {
+    let dir = fresh("rt-subalias");
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::write(dir.join("sub/victim"), "orig\n").unwrap();
+    let alias = dir.parent().unwrap().join("alias");
+    fs::create_dir(&alias).unwrap();
+    assert!(StdCommand::new("mount")
+        .arg("--bind")
+        .arg(dir.join("sub"))
+        .arg(&alias)
+        .status()
+        .unwrap()
+        .success());
+    let _guard = Umount(alias.clone());
+    let before = snapshot(&dir, &[]);
+    let a = alias.display();
+    let out = run_in(
+        &dir,
+        &["--on-exit", "abort"],
+        &format!(
+            "for i in 1 2 3 4 5; do echo X > {a}/new$i; mkdir {a}/d$i; done; \
+             echo X >> {a}/victim; true"
+        ),
+    );
+    let after = snapshot(&dir, &[]);
+    let changed = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .count();
+    assert_eq!(changed, 0, "written into DIR through the alias: {after:?}");
+    assert!(!out.status.success(), "the work directory was accepted");
+    assert!(
+        stderr(&out).contains("sub is also reachable at"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn redteam_abort_of_a_run_that_writes_nothing_leaves_git_status_clean() {
     // The red team asked for unchanged ctimes: every regular file of DIR
@@ -2027,4 +2071,61 @@ fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_
     assert!(fs::read_to_string(dir.join("f"))
         .unwrap()
         .starts_with("ORIGINAL\nchanged\n"));
+}
+
+/// `stat_empty_path ROUNDS`: `newfstatat` and `statx` of `f` with
+/// `AT_EMPTY_PATH` and the name (from the working directory's fd and
+/// `AT_FDCWD`), and `fstat` of an fd of `f`; prints how many answers
+/// differ from the size the pathful `stat` gives.
+const STAT_EMPTY_PATH_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[1]), wrong = 0, calls = 0;
+    struct stat want;
+    if (stat("f", &want) != 0) { perror("stat"); return 1; }
+    int d = open(".", O_RDONLY | O_DIRECTORY), fd = open("f", O_RDONLY);
+    for (int i = 0; i < rounds; i++) {
+        int bases[2] = { d, AT_FDCWD };
+        for (int b = 0; b < 2; b++) {
+            struct stat st = {0};
+            struct statx sx = {0};
+            calls += 2;
+            if (fstatat(bases[b], "f", &st, AT_EMPTY_PATH) != 0 || st.st_size != want.st_size
+                || st.st_ino != want.st_ino) wrong++;
+            if (statx(bases[b], "f", AT_EMPTY_PATH, STATX_SIZE | STATX_INO, &sx) != 0
+                || (off_t)sx.stx_size != want.st_size || sx.stx_ino != want.st_ino) wrong++;
+        }
+        struct stat st = {0};
+        calls++;
+        if (fstat(fd, &st) != 0 || st.st_size != want.st_size) wrong++;
+    }
+    printf("size %lld wrong %d of %d\n", (long long)want.st_size, wrong, calls);
+    return 0;
+}
+"#;
+
+/// A stat with `AT_EMPTY_PATH` and a non-empty path is answered from the
+/// view like the pathful form: was 40 of 50 wrong (the flag alone let the
+/// call run untrapped, and the kernel gave the placeholder's size 0 and
+/// inode for a file of DIR the program had not changed).
+#[test]
+fn a_stat_with_at_empty_path_and_a_name_sees_the_view() {
+    let exe = build_c("stat_empty_path", STAT_EMPTY_PATH_C, &[]);
+    let dir = fresh("empty-path");
+    fs::write(dir.join("f"), "original\n").unwrap();
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg("10")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "size 9 wrong 0 of 50\n", "{}", stderr(&out));
 }
