@@ -132,16 +132,11 @@ pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
 }
 
 /// The stat calls that can name an fd's own file (`AT_EMPTY_PATH`), by
-/// syscall number, with the index of their flags argument.
-pub(crate) fn by_fd_stats() -> Vec<(u32, u8)> {
-    [("newfstatat", 3), ("statx", 2)]
+/// syscall number.
+pub(crate) fn by_fd_stats() -> Vec<u32> {
+    ["newfstatat", "statx"]
         .into_iter()
-        .filter_map(|(name, flags)| {
-            Some((
-                crate::syscalls::number(crate::arch::Arch::native(), name)?,
-                flags,
-            ))
-        })
+        .filter_map(|name| crate::syscalls::number(crate::arch::Arch::native(), name))
         .collect()
 }
 
@@ -535,11 +530,17 @@ impl ViewHandler {
         flags: i32,
     ) -> Result<NotifAction, Errno> {
         let dirfd = dirfd_of(cx, dirfd);
-        let p = if cx.arg(path) == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+        let empty_ok = flags & libc::AT_EMPTY_PATH != 0;
+        if cx.arg(path) == 0 && empty_ok {
             return Ok(NotifAction::Continue);
-        } else {
-            read_path(cx, cx.arg(path))?
-        };
+        }
+        let p = read_path(cx, cx.arg(path))?;
+        // The fd's own file (`fstat`): DIR's file or an upper file, which
+        // the kernel answers right. A path rewritten after this read only
+        // shows the program a placeholder's own stat.
+        if p.is_empty() && empty_ok {
+            return Ok(NotifAction::Continue);
+        }
         let Some(t) = self.target(cx, dirfd, &p)? else {
             return Ok(NotifAction::Continue);
         };
