@@ -132,11 +132,16 @@ pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
 }
 
 /// The stat calls that can name an fd's own file (`AT_EMPTY_PATH`), by
-/// syscall number.
-pub(crate) fn by_fd_stats() -> Vec<u32> {
-    ["newfstatat", "statx"]
+/// syscall number, with the index of their flags argument.
+pub(crate) fn by_fd_stats() -> Vec<(u32, u8)> {
+    [("newfstatat", 3), ("statx", 2)]
         .into_iter()
-        .filter_map(|name| crate::syscalls::number(crate::arch::Arch::native(), name))
+        .filter_map(|(name, flags)| {
+            Some((
+                crate::syscalls::number(crate::arch::Arch::native(), name)?,
+                flags,
+            ))
+        })
         .collect()
 }
 
