@@ -13,7 +13,7 @@
 //! `bind_unix_path`). Called by
 //! [`super::handlers`]; uses [`super::resolve`], `sys::path`, `sys::net`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
@@ -39,7 +39,7 @@ fn fix_perms(d: &DeniedPaths, e: &Entry, want: u32) {
     if st.is_symlink() || st.mode & 0o777 == want & 0o777 || d.check_fd(fd.as_fd()) {
         return;
     }
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let path = crate::sys::procfs::fd_link(fd.as_fd());
     let mode = (st.mode & 0o7000) | (want & 0o777);
     if let Err(e) = with_c(path.as_bytes(), |p| chmod(p, mode)) {
         log::debug!("chmod of a created node to {mode:o}: {e}");

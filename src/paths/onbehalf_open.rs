@@ -595,7 +595,7 @@ mod tests {
             ticks < 3
         })
         .expect("the open ends");
-        let fl = crate::sys::fs::status_flags(fd.as_fd()).expect("F_GETFL");
+        let fl = crate::sys::net::status_flags(fd.as_fd()).expect("F_GETFL");
         assert_eq!(fl & libc::O_NONBLOCK, 0, "O_NONBLOCK left on");
         let mut got = Vec::new();
         std::fs::File::from(fd).read_to_end(&mut got).expect("read");

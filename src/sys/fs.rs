@@ -73,15 +73,9 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
 }
 
-/// The file status flags of `fd`'s open file description (`F_GETFL`).
-pub fn status_flags(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    // SAFETY: fcntl(F_GETFL) takes an fd we borrow.
-    super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
-}
-
 /// Clears `O_NONBLOCK` of `fd`'s open file description.
 pub fn clear_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = status_flags(fd)?;
+    let flags = super::net::status_flags(fd)?;
     // SAFETY: fcntl(F_SETFL) takes an fd we borrow and an integer.
     super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
         .map(drop)
