@@ -15,7 +15,8 @@
 //!   `IPV6_RTHDR` control messages) are refused (`EPERM`).
 //! - `AF_UNIX`: a pathname is resolved in the program's root and working
 //!   directory and reached through `/proc/self/fd/<n>` (see `unix`); a bind
-//!   is made from a thread with the program's working directory and umask;
+//!   is checked and made by path denial's `paths::bind_unix` (from a thread
+//!   with the program's working directory and umask);
 //!   `SCM_RIGHTS` descriptors are duplicated from the program first. A call
 //!   carries the credentials of the thread that makes it (`SO_PEERCRED`,
 //!   `SCM_CREDENTIALS`, the permission checks of the path walk): for a

@@ -9,9 +9,11 @@
 //! fd after a check that let an AF_INET bind through): a pathname is bound
 //! with the program's exact bytes (the address the socket records, that
 //! `getsockname` and peers see), resolved from the task's pinned working
-//! directory, confined by Landlock to the checked directory (see
-//! `bind_unix_path`). Called by
-//! [`super::handlers`]; uses [`super::resolve`], `sys::path`, `sys::net`.
+//! directory, confined by Landlock to the checked directory. That check
+//! and bind is [`bind_unix`], the one the network's on-behalf `bind` uses
+//! too (it resolves the place in the program's view, or a feature's).
+//! Called by [`super::handlers`] and `net::onbehalf`; uses
+//! [`super::resolve`], `sys::path`, `sys::net`, `sys::landlock`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
