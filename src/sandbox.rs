@@ -928,6 +928,7 @@ impl SandboxBuilder {
                 held_set
                     .clone()
                     .filter(|_| paths_denied || policy.is_some()),
+                held_set.clone(),
             )?;
             features.push(Arc::new(if net_for_unix_paths {
                 network.unix_paths_only(!sendto_watched)

@@ -1253,3 +1253,95 @@ int main(void)
     assert_eq!(out.trim(), "sent 2000");
     assert!(received < 200, "{received} trapped calls for 2000 sends");
 }
+
+/// A pathname unix bind is decided the same way whoever makes it: path
+/// denial's own `bind` handler, or the network's on-behalf `bind` (which
+/// owns the call under a bind deny list, port remap or a work directory).
+/// Each route is asked to bind sockets in a denied directory, outside the
+/// write allow list (with and without a work directory), and in the work
+/// directory DIR (where the socket belongs in the layer, never in DIR).
+/// The network's route skipped the write allow list (5 of 5 through for
+/// each of its routes) before it shared path denial's check and bind.
+#[test]
+fn every_route_of_a_unix_bind_makes_path_denials_checks() {
+    let _wd = common::watchdog(Duration::from_secs(240), "unix bind routes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    let (denied, ok, out, wd, store) = (
+        base.join("denied"),
+        base.join("ok"),
+        base.join("out"),
+        base.join("wd"),
+        base.join("store"),
+    );
+    for d in [&denied, &ok, &out, &wd] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    const N: usize = 5;
+    let script = "import socket, sys\n\
+        n = 0\n\
+        for i in range(5):\n\
+        \x20   s = socket.socket(socket.AF_UNIX)\n\
+        \x20   try: s.bind('%s/x%d' % (sys.argv[1], i)); n += 1\n\
+        \x20   except OSError: pass\n\
+        print('bound', n)\n";
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let lists = ["--fs-system", "-r", &s(&base), "-w", &s(&ok)].map(str::to_owned);
+    let workdir = ["--workdir", &s(&wd), "--storage", &s(&store)].map(str::to_owned);
+    let keep = ["--on-exit", "keep"].map(str::to_owned);
+    // (what, options, where the program binds, where no socket may land)
+    let cases: Vec<(&str, Vec<String>, &Path, &Path)> = vec![
+        (
+            "denied",
+            vec!["--deny-path".into(), s(&denied)],
+            &denied,
+            &denied,
+        ),
+        ("write list", lists.to_vec(), &out, &out),
+        (
+            "work directory and write list",
+            [&lists[..], &workdir].concat(),
+            &out,
+            &out,
+        ),
+        ("work directory", [&workdir[..], &keep].concat(), &wd, &wd),
+    ];
+    let routes: [&[&str]; 4] = [
+        &[],
+        &["--net-deny-bind", "8080"],
+        &["--port-remap"],
+        &["--net-allow", "127.0.0.1:1"],
+    ];
+    let mut through = Vec::new();
+    for (what, opts, target, guarded) in &cases {
+        for route in routes {
+            let mut a = vec!["run"];
+            a.extend(opts.iter().map(String::as_str));
+            a.extend_from_slice(route);
+            a.extend(["--", "python3", "-c", script]);
+            let t = s(target);
+            a.push(&t);
+            let o = common::run_unotify(&a);
+            let stdout = common::stdout_of(&o);
+            assert!(stdout.starts_with("bound "), "{what} {route:?}: {o:?}");
+            let bound: usize = stdout["bound ".len()..].trim().parse().expect("count");
+            let landed = std::fs::read_dir(guarded).expect("read_dir").count();
+            if *guarded == wd.as_path() {
+                // Bound in the layer, seen as DIR, kept there.
+                assert_eq!(bound, N, "{what} {route:?}: {o:?}");
+                let in_layer = std::fs::read_dir(store.join("upper")).map_or(0, |r| r.count());
+                assert_eq!(in_layer, N, "{what} {route:?}: not in the layer");
+                let _ = std::fs::remove_dir_all(&store);
+                let _ = std::fs::remove_file(base.join("store.state"));
+            }
+            for f in std::fs::read_dir(guarded).expect("read_dir") {
+                std::fs::remove_file(f.expect("entry").path()).expect("clean");
+            }
+            let _ = std::fs::remove_dir_all(&store);
+            eprintln!("{what} {route:?}: bound {bound}, {landed} in {guarded:?}");
+            through.push((what.to_string(), route, landed));
+        }
+    }
+    let total: usize = through.iter().map(|t| t.2).sum();
+    assert_eq!(total, 0, "sockets made where they may not be: {through:?}");
+}

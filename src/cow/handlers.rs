@@ -14,7 +14,7 @@
 //! denial's, with the layer's hooks.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::action::{Errno, NotifAction};
@@ -79,8 +79,10 @@ enum WriteKind {
         len: usize,
         off: Option<usize>,
     },
+    /// (offset arg if positional, `RWF_*` flags arg if the call has one)
     Vector {
         off: Option<usize>,
+        rwf: Option<usize>,
     },
     Fallocate,
     Ftruncate,
@@ -265,9 +267,27 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
                     off: Some(3),
                 }),
             ),
-            ("writev", Call::Write(WriteKind::Vector { off: None })),
-            ("pwritev", Call::Write(WriteKind::Vector { off: Some(3) })),
-            ("pwritev2", Call::Write(WriteKind::Vector { off: Some(3) })),
+            (
+                "writev",
+                Call::Write(WriteKind::Vector {
+                    off: None,
+                    rwf: None,
+                }),
+            ),
+            (
+                "pwritev",
+                Call::Write(WriteKind::Vector {
+                    off: Some(3),
+                    rwf: None,
+                }),
+            ),
+            (
+                "pwritev2",
+                Call::Write(WriteKind::Vector {
+                    off: Some(3),
+                    rwf: Some(5),
+                }),
+            ),
             ("fallocate", Call::Write(WriteKind::Fallocate)),
             ("ftruncate", Call::Write(WriteKind::Ftruncate)),
             (
@@ -535,11 +555,17 @@ impl ViewHandler {
         flags: i32,
     ) -> Result<NotifAction, Errno> {
         let dirfd = dirfd_of(cx, dirfd);
-        let p = if cx.arg(path) == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+        let empty_ok = flags & libc::AT_EMPTY_PATH != 0;
+        if cx.arg(path) == 0 && empty_ok {
             return Ok(NotifAction::Continue);
-        } else {
-            read_path(cx, cx.arg(path))?
-        };
+        }
+        let p = read_path(cx, cx.arg(path))?;
+        // The fd's own file (`fstat`): DIR's file or an upper file, which
+        // the kernel answers right. A path rewritten after this read only
+        // shows the program a placeholder's own stat.
+        if p.is_empty() && empty_ok {
+            return Ok(NotifAction::Continue);
+        }
         let Some(t) = self.target(cx, dirfd, &p)? else {
             return Ok(NotifAction::Continue);
         };
@@ -656,9 +682,10 @@ impl ViewHandler {
         let _acting = task.rights.assume()?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::EACCES))?;
         let r = match self.call {
-            Call::Fchmod => {
-                crate::sys::path::chmod(&c(proc_fd(fd.as_fd()).as_bytes()), cx.arg(1) as u32)
-            }
+            Call::Fchmod => crate::sys::path::chmod(
+                &c(crate::sys::procfs::fd_link(fd.as_fd()).as_bytes()),
+                cx.arg(1) as u32,
+            ),
             _ => crate::sys::path::fchownat(
                 Some(fd.as_fd()),
                 c"",
@@ -692,7 +719,7 @@ impl ViewHandler {
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::ENOTSUP))?;
-        let path = c(proc_fd(fd.as_fd()).as_bytes());
+        let path = c(crate::sys::procfs::fd_link(fd.as_fd()).as_bytes());
         let r = if set {
             crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
         } else {
@@ -741,7 +768,12 @@ impl ViewHandler {
         // The path through the pinned base (a magic link the supervisor
         // made itself).
         let mut full = match &t.base {
-            Some(b) => [proc_fd(b.as_fd()).as_bytes(), b"/", &t.path].concat(),
+            Some(b) => [
+                crate::sys::procfs::fd_link(b.as_fd()).as_bytes(),
+                b"/",
+                &t.path,
+            ]
+            .concat(),
             None => t.path.clone(),
         };
         let task = self.task(cx)?;
@@ -882,9 +914,7 @@ impl ViewHandler {
         // offset of -1 to `pwritev2` is the fd's own.
         let append = crate::sys::net::status_flags(fd.as_fd())
             .map_or(true, |f| f & libc::O_APPEND != 0)
-            || (Some(cx.nr() as u32)
-                == crate::syscalls::number(crate::arch::Arch::native(), "pwritev2")
-                && cx.arg(5) & RWF_APPEND != 0);
+            || matches!(kind, WriteKind::Vector { rwf: Some(i), .. } if cx.arg(i) & RWF_APPEND != 0);
         let pos = || {
             if append {
                 size
@@ -901,7 +931,7 @@ impl ViewHandler {
         };
         let end = match kind {
             WriteKind::Plain { len, off } => off.map_or_else(pos, at).saturating_add(cx.arg(len)),
-            WriteKind::Vector { off } => {
+            WriteKind::Vector { off, .. } => {
                 let n = (cx.arg(2) as usize).min(1024);
                 let iov = cx
                     .read_mem(cx.arg(1), n * 16)
@@ -1150,10 +1180,6 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 fn le_u32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .map_or(0, |s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
-}
-
-fn proc_fd(fd: BorrowedFd<'_>) -> String {
-    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))
 }
 
 /// The `ioctl` commands that change inode flags, with the size of what

@@ -1,9 +1,15 @@
 //! The work directory's place among the mounts: the layer tells the lower
 //! tree by its device and by the path of DIR, so a mount inside DIR (other
 //! device, written freely) and another mount of DIR's file system that
-//! shows DIR at a second path (a bind mount: same device, another path)
-//! would be written for the program. Both are refused when the layer is
-//! made (read from `/proc/self/mountinfo`).
+//! shows DIR, or a directory inside it, at a second path (a bind mount:
+//! same device, another path) would be written for the program. All are
+//! refused when the layer is made (read from `/proc/self/mountinfo`): a
+//! refusal at the start rather than a decision per call by mount id,
+//! since a file reached through another mount can only be placed inside
+//! or outside DIR through that mount's root, which is in the same table,
+//! and the program cannot add mounts (the mount family is refused to it,
+//! see `paths::view`). Mounts the host adds while the program runs are
+//! not seen.
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +98,19 @@ fn check_in(mounts: &[Mount], lower: &Path) -> Result<(), String> {
             m.point.join(rest).display()
         ));
     }
+    // A part of it mounted elsewhere (a bind mount of a subdirectory):
+    // its files are DIR's, at a path outside DIR.
+    if let Some(m) = mounts
+        .iter()
+        .find(|m| m.id != home.id && m.dev == home.dev && m.root.starts_with(&within))
+    {
+        let part = lower.join(m.root.strip_prefix(&within).unwrap_or(Path::new("")));
+        return Err(format!(
+            "{} is also reachable at {} (another mount of its file system; the layer tells the work directory by its path); unmount that, or give a directory none of which is mounted elsewhere",
+            part.display(),
+            m.point.display()
+        ));
+    }
     Ok(())
 }
 
@@ -101,7 +120,8 @@ mod tests {
 
     const INFO: &str = "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
         30 27 0:40 / /p/a\\040b/mnt rw - tmpfs t rw\n\
-        31 27 254:0 /p/c /alias rw - ext4 /dev/vda rw\n";
+        31 27 254:0 /p/c /alias rw - ext4 /dev/vda rw\n\
+        32 27 254:0 /q/r/s /sub-alias rw - ext4 /dev/vda rw\n";
 
     #[test]
     fn mounts_inside_and_aliases_are_found() {
@@ -113,5 +133,10 @@ mod tests {
             .unwrap_err()
             .contains("/alias/d"));
         assert!(check_in(&m, Path::new("/p/e")).is_ok());
+        // A directory inside it is mounted elsewhere.
+        assert!(check_in(&m, Path::new("/q/r"))
+            .unwrap_err()
+            .contains("/q/r/s is also reachable at /sub-alias"));
+        assert!(check_in(&m, Path::new("/q/t")).is_ok());
     }
 }

@@ -417,7 +417,7 @@ pub(crate) fn close_added(
     for info in signals {
         if deliver == 0 && at_delivery && ptrace::set_siginfo(tid, &info).is_ok() {
             deliver = info.si_signo;
-        } else if let Err(e) = ptrace::tkill(tid, info.si_signo) {
+        } else if let Err(e) = crate::sys::signals::send_to_thread(None, tid, info.si_signo) {
             // ESRCH: killed meanwhile, nothing to deliver any more.
             if e.raw_os_error() == Some(libc::ESRCH) {
                 continue;

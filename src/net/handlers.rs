@@ -62,17 +62,21 @@ impl Network {
     ///
     /// With `denied` (paths are denied), an `AF_UNIX` pathname beneath a
     /// denied path is refused (`EACCES`) by `connect`, the sends and `bind`:
-    /// the calls are trapped even without network rules.
+    /// the calls are trapped even without network rules. `bind_denied`:
+    /// the set a pathname `bind` is checked against (path denial's, also
+    /// when it holds only allow lists or a copy-on-write view's lower tree).
     pub(crate) fn new(
         policy: &NetPolicy,
         remap: bool,
         chroot: bool,
         denied: Option<Arc<crate::paths::DeniedPaths>>,
+        bind_denied: Option<Arc<crate::paths::DeniedPaths>>,
     ) -> Result<Network> {
         let resolved = Arc::new(policy.resolve()?);
         let mut enforcer = Enforcer::new(Arc::clone(&resolved));
         enforcer.refuse_unix_paths = chroot;
         enforcer.denied = denied.clone();
+        enforcer.bind_denied = bind_denied;
         let enforcer = Arc::new(enforcer);
         let mut handlers: Vec<(u32, Arc<dyn Handler>)> = Vec::new();
         let mut add = |name: &str, h: Arc<dyn Handler>| {

@@ -15,7 +15,8 @@
 //!   `IPV6_RTHDR` control messages) are refused (`EPERM`).
 //! - `AF_UNIX`: a pathname is resolved in the program's root and working
 //!   directory and reached through `/proc/self/fd/<n>` (see `unix`); a bind
-//!   is made from a thread with the program's working directory and umask;
+//!   is checked and made by path denial's `paths::bind_unix` (from a thread
+//!   with the program's working directory and umask);
 //!   `SCM_RIGHTS` descriptors are duplicated from the program first. A call
 //!   carries the credentials of the thread that makes it (`SO_PEERCRED`,
 //!   `SCM_CREDENTIALS`, the permission checks of the path walk): for a
@@ -102,6 +103,10 @@ pub(crate) struct Enforcer {
     /// Path denial's set, when paths are denied: an `AF_UNIX` pathname
     /// beneath a denied path is refused (`EACCES`), as its open would be.
     pub(crate) denied: Option<Arc<crate::paths::DeniedPaths>>,
+    /// The set a pathname `AF_UNIX` `bind` is checked against (see
+    /// `paths::bind_unix`): path denial's, with the write allow list and a
+    /// copy-on-write view's lower tree, whenever there is one.
+    pub(crate) bind_denied: Option<Arc<crate::paths::DeniedPaths>>,
 }
 
 /// The socket's family, as far as the policy is concerned.
@@ -267,6 +272,7 @@ impl Enforcer {
             canceller: Canceller::new().map(Arc::new),
             refuse_unix_paths: false,
             denied: None,
+            bind_denied: None,
         }
     }
 
@@ -705,66 +711,46 @@ impl Enforcer {
                         .and_then(|s| status_field(&s, "Umask:"))
                         .and_then(|u| u32::from_str_radix(&u, 8).ok())
                         .ok_or(errno(libc::EIO))?;
-                    // Same root and mount namespace: the path as given, from
-                    // the program's working directory (its socket's name is
-                    // then what it gave). Else: the parent directory resolved
-                    // in its root, and the last component.
-                    // A view of a feature's (a chroot's): its directory, pinned.
-                    // Under path denial otherwise, the directory the name goes
-                    // in is pinned and checked first, and the bind made where
-                    // it cannot land elsewhere: see `bind_beneath`.
-                    let pinned = match (&self.denied, hook) {
-                        (Some(d), None) => {
-                            let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
-                            let (dir, name) =
-                                as_program(&sock.creds, || unix::resolve_parent(&view))
-                                    .map_err(|e| errno(io_errno(&e)))?;
-                            self.unix_file_allowed(cx, dir.fd.as_fd(), Some(&name))?;
-                            let confine = dir
-                                .real
-                                .parent()
-                                .and_then(|parent| Self::bind_beneath(d, dir.fd.as_fd(), parent));
-                            Some((dir.fd, name, confine))
-                        }
-                        _ => None,
-                    };
-                    let same_view = hook.is_none() && unix::same_view(tid);
-                    let cwd = |tid| unix::cwd(tid).map_err(|e| errno(io_errno(&e)));
-                    let (dir, bind_addr, confine) = match (hook, same_view, pinned) {
-                        (Some(hook), _, _) => {
+                    // The directory the name goes in, pinned: a view of a
+                    // feature's (a chroot's, a work directory's) resolves
+                    // it; else it is resolved in the program's root. With
+                    // the supervisor's root and mount namespace, the path
+                    // as given may be bound from the program's working
+                    // directory (see `paths::bind_unix`).
+                    let (dir, name, cwd) = match hook {
+                        Some(hook) => {
                             let (dir, name) = hook.0.parent(cx, &p).map_err(errno)?;
-                            self.unix_file_allowed(cx, dir.as_fd(), Some(&name))?;
-                            (dir, unix::path_addr(&name), None)
+                            (dir, name, None)
                         }
-                        // No path denial, or one the bind by the path as given
-                        // is confined to (beneath the checked directory).
-                        (None, true, None) => (cwd(tid)?, addr.clone(), None),
-                        (None, true, Some((_, _, Some(ruleset)))) => {
-                            (cwd(tid)?, addr.clone(), Some(ruleset))
-                        }
-                        // Under path denial, bound by the last component in
-                        // the pinned, checked directory.
-                        (None, _, Some((dir, name, _))) => (dir, unix::path_addr(&name), None),
-                        (None, false, None) => {
+                        None => {
                             let view = unix::view(tid, &p).map_err(|e| errno(io_errno(&e)))?;
                             let (dir, name) =
                                 as_program(&sock.creds, || unix::resolve_parent(&view))
                                     .map_err(|e| errno(io_errno(&e)))?;
-                            (dir.fd, unix::path_addr(&name), None)
+                            let cwd = match unix::same_view(tid) {
+                                true => Some(unix::cwd(tid).map_err(|e| errno(io_errno(&e)))?),
+                                false => None,
+                            };
+                            (dir.fd, name, cwd)
                         }
                     };
-                    Self::policy_gate(cx)?;
-                    let setup = ThreadSetup {
+                    let bind = crate::paths::UnixBind {
+                        sock: sock.fd.as_fd(),
+                        dir,
+                        name,
+                        as_given: cwd.as_ref().map(|c| (c.as_fd(), &addr[..])),
                         creds: sock.creds.as_deref(),
-                        fs: Some((dir.as_fd(), umask)),
+                        umask,
                     };
-                    let fd = sock.fd.as_fd();
-                    return Ok(unit_action(sysnet::run_as(&setup, || {
-                        if let Some(ruleset) = &confine {
-                            ruleset.restrict_this_thread()?;
+                    let d = self.bind_denied.as_deref();
+                    let hits = d.map(|d| d.hit_mark());
+                    let r = crate::paths::bind_unix(cx, d, bind);
+                    if let (Some(d), Some(hits), Err(e)) = (d, hits, &r) {
+                        if e.get() == libc::EACCES {
+                            crate::paths::report_denied(cx, d, hits);
                         }
-                        sysnet::bind(fd, &bind_addr)
-                    })));
+                    }
+                    return r.map(|()| NotifAction::ReturnValue(0));
                 }
                 UnixAddr::Abstract(_) | UnixAddr::Unnamed => self.same_netns(cx)?,
                 UnixAddr::Unspec => {}
@@ -775,34 +761,6 @@ impl Enforcer {
         Ok(unit_action(as_program(&sock.creds, || {
             sysnet::bind(fd, &addr)
         })))
-    }
-
-    /// Under path denial, a `bind` by the path as the program gave it (its
-    /// socket's name is then that path, which a program may hand on: Python's
-    /// `multiprocessing` tells its children the name `getsockname` reports)
-    /// resolves that path again, after the check of the directory `dir`
-    /// (pinned): a thread of the program's may swap a symlink of the path
-    /// meanwhile, so that the socket file is made in a denied directory and
-    /// the symlink swapped back before any re-check could see it. The bind
-    /// is therefore made by a thread under a Landlock domain of its own that
-    /// allows making a socket file only beneath `dir`: wherever the path
-    /// leads at the bind, the kernel refuses (`EACCES`) a socket file
-    /// outside `dir` and its subdirectories. That is exact only if nothing
-    /// beneath `dir` is denied; when a denied path lies beneath `dir` (at
-    /// `parent`), or Landlock is not there, this returns `None` and the bind
-    /// is made by the last component in `dir` itself, which cannot land
-    /// elsewhere (the socket's name is then only that component). Not
-    /// covered: a denied directory mounted again beneath `dir` (a bind
-    /// mount), which path denial does not cover elsewhere either.
-    fn bind_beneath(
-        denied: &crate::paths::DeniedPaths,
-        dir: BorrowedFd<'_>,
-        parent: &std::path::Path,
-    ) -> Option<crate::sys::landlock::Ruleset> {
-        if denied.has_denied_beneath(parent) {
-            return None;
-        }
-        crate::sys::landlock::make_sock_beneath(dir).ok()
     }
 
     /// Binds `sock` to the real port behind virtual port `virt`: the one

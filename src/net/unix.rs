@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -60,14 +60,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<UnixAddr, i32> {
     })
 }
 
-/// Raw `sockaddr_un` bytes for a pathname (NUL-terminated).
-pub(crate) fn path_addr(path: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(PATH_OFFSET + path.len() + 1);
-    b.extend_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    b.extend_from_slice(path);
-    b.push(0);
-    b
-}
+pub(crate) use crate::sys::net::unix_path_addr as path_addr;
 
 /// Resolves the program's unix socket pathnames in a view the kernel does
 /// not know (a chroot's), with the task's rights, symlinks and `..` kept
@@ -104,7 +97,7 @@ impl Resolved {
 
     /// The address that reaches this very inode from the supervisor.
     pub(crate) fn proc_addr(&self) -> Vec<u8> {
-        path_addr(format!("/proc/self/fd/{}", self.fd.as_raw_fd()).as_bytes())
+        path_addr(crate::sys::procfs::fd_link(self.fd.as_fd()).as_bytes())
     }
 }
 
@@ -157,7 +150,7 @@ fn in_root(tid: u32, path: &[u8]) -> io::Result<(OwnedFd, Vec<u8>)> {
 fn real_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     let link = readlinkat(
         None,
-        &cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?,
+        &cstr(crate::sys::procfs::fd_link(fd.as_fd()).as_bytes())?,
     )?;
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&link)))
 }

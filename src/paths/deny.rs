@@ -570,8 +570,7 @@ impl DeniedPaths {
 /// The path of the file behind our fd `fd`, as `/proc/self/fd` shows it
 /// (absolute, symlinks resolved), if it is a path.
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let p = std::fs::read_link(crate::sys::procfs::fd_link(fd.as_fd())).ok()?;
     p.is_absolute().then_some(p)
 }
 

@@ -6,7 +6,7 @@
 //! file, see [`super::metadata`]), and mkdir, mknod and bind (see
 //! [`super::nodes`]).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::action::NotifAction;
@@ -196,7 +196,7 @@ impl Handler for PathHandler {
 
 /// Reports a refusal (`EACCES`) as a denied path if the set matched since
 /// `hits` (else it was the kernel's own `EACCES`, passed through).
-fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
+pub(crate) fn report_denied(cx: &HandlerCtx<'_>, d: &DeniedPaths, hits: u64) {
     if d.hit_mark() != hits {
         cx.note_rule(true, || d.rule_for(d.last_hit().as_deref()));
         cx.report(|| crate::events::Event::PathDenied {
@@ -548,7 +548,7 @@ fn link(
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
     // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
     // would fail `ENOENT` where the kernel's own link succeeds).
-    let proc_link = format!("/proc/self/fd/{}", source.as_raw_fd());
+    let proc_link = crate::sys::procfs::fd_link(source.as_fd());
     with_c(&n.name, |name| {
         let r = with_c(proc_link.as_bytes(), |from| {
             linkat(None, from, Some(n.dir()), name, libc::AT_SYMLINK_FOLLOW)

@@ -88,7 +88,7 @@ impl Subject {
     /// exactly the pinned file).
     fn proc_path(&self) -> Vec<u8> {
         match self {
-            Subject::File(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes(),
+            Subject::File(fd) => crate::sys::procfs::fd_link(fd.as_fd()).into_bytes(),
             Subject::Link { parent, name } => {
                 let mut p = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
                 p.extend_from_slice(name);

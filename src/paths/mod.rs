@@ -49,7 +49,10 @@
 //!   program's exact name (what `getsockname` and peers see), from the
 //!   task's pinned working directory, by a thread that Landlock lets make
 //!   socket files only beneath the checked directory (see
-//!   `nodes::bind_unix_path`). A network policy's handlers own `bind`.
+//!   `nodes::bind_unix`). A network policy's handlers own `bind` in some
+//!   cases (a bind deny list, port remap, a chroot or work directory):
+//!   they resolve where the name goes and make the same check and bind
+//!   through `bind_unix`.
 //!
 //! The forms that take an fd (`fchmod`, `fchown`, `futimens` and
 //! `utimensat` with a null path, `fsetxattr`, `fremovexattr`) are not
@@ -199,6 +202,8 @@ pub(crate) struct LayerHook(pub(crate) Arc<dyn Layered>);
 
 pub(crate) use creds::CredCache;
 pub(crate) use deny::fd_path;
+pub(crate) use handlers::report_denied;
+pub(crate) use nodes::{bind_unix, UnixBind};
 pub(crate) use resolve::{as_supervisor, read_path, Errno, Task};
 
 /// Reopens our `fd` through `/proc/self/fd` with `flags`.

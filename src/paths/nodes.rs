@@ -9,22 +9,24 @@
 //! fd after a check that let an AF_INET bind through): a pathname is bound
 //! with the program's exact bytes (the address the socket records, that
 //! `getsockname` and peers see), resolved from the task's pinned working
-//! directory, confined by Landlock to the checked directory (see
-//! `bind_unix_path`). Called by
-//! [`super::handlers`]; uses [`super::resolve`], `sys::path`, `sys::net`.
+//! directory, confined by Landlock to the checked directory. That check
+//! and bind is [`bind_unix`], the one the network's on-behalf `bind` uses
+//! too (it resolves the place in the program's view, or a feature's).
+//! Called by [`super::handlers`] and `net::onbehalf`; uses
+//! [`super::resolve`], `sys::path`, `sys::net`, `sys::landlock`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::action::NotifAction;
 use crate::handler::HandlerCtx;
-use crate::sys::net::{bind_from, socket_domain};
+use crate::sys::net::{self as sysnet, run_as, socket_domain, unix_path_addr, ThreadSetup};
 use crate::sys::path::{chmod, fstat, mkdirat, mknodat};
 
 use super::creds::CredCache;
 use super::deny::DeniedPaths;
 use super::handlers::{entry_of, policy_gate, Entry};
 use super::resolve::{
-    as_supervisor, base, borrow, errno_of, mem_errno, pin_parent, read_path, with_c, Errno, Task,
+    as_supervisor, base, errno_of, mem_errno, pin_parent, read_path, with_c, Errno, Task,
 };
 
 /// Gives a node the supervisor just made in `e` the permission bits the
@@ -39,7 +41,7 @@ fn fix_perms(d: &DeniedPaths, e: &Entry, want: u32) {
     if st.is_symlink() || st.mode & 0o777 == want & 0o777 || d.check_fd(fd.as_fd()) {
         return;
     }
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let path = crate::sys::procfs::fd_link(fd.as_fd());
     let mode = (st.mode & 0o7000) | (want & 0o777);
     if let Err(e) = with_c(path.as_bytes(), |p| chmod(p, mode)) {
         log::debug!("chmod of a created node to {mode:o}: {e}");
@@ -121,7 +123,8 @@ pub(super) fn bind(
         cx.read_mem(addr_ptr, len).map_err(|e| mem_errno(&e))?
     };
     let task = Task::read(cx, creds)?;
-    // Everything from here on runs with the task's capabilities.
+    // Everything from here on runs with the task's capabilities (the
+    // bind's own thread inherits them).
     let _acting = task.rights.assume()?;
     let sock = as_supervisor(|| cx.dup_fd(sockfd)).map_err(|e| errno_of(&e))?;
     let domain = socket_domain(sock.as_fd()).map_err(|e| errno_of(&e))?;
@@ -132,43 +135,71 @@ pub(super) fn bind(
     };
     let Some(path) = path else {
         policy_gate(cx)?;
-        return done(bind_from(sock.as_fd(), &addr, None, None));
+        return sysnet::bind(sock.as_fd(), &addr)
+            .map(|()| NotifAction::ReturnValue(0))
+            .map_err(|e| errno_of(&e));
     };
-    bind_unix_path(cx, d, &task, &sock, &addr, path)
-}
-
-fn done(r: std::io::Result<()>) -> Result<NotifAction, Errno> {
-    r.map(|()| NotifAction::ReturnValue(0))
-        .map_err(|e| errno_of(&e))
-}
-
-/// Binds `sock` to the pathname `path` (inside `addr`) if the new name is
-/// not denied. The parent is pinned and checked first; the bind is then
-/// made so that it cannot land anywhere else, although a thread of the
-/// program's may swap a symlink of `path` between the check and the bind
-/// (and back before any re-check could see it). By the program's exact
-/// bytes, from its pinned working directory (the name the socket records,
-/// which `getsockname` and peers see, is then what it gave), on a thread
-/// under a Landlock domain of its own that allows making socket files only
-/// in the checked directory and beneath it: the kernel refuses (`EACCES`)
-/// any other place the path may lead to at the bind. That is exact when
-/// nothing beneath the checked directory is denied; otherwise (or without
-/// Landlock) the socket is bound by its last component in the pinned
-/// directory itself (its name is then only that component). Not covered:
-/// a denied directory mounted again beneath the checked one.
-fn bind_unix_path(
-    cx: &HandlerCtx<'_>,
-    d: &DeniedPaths,
-    task: &Task,
-    sock: &OwnedFd,
-    addr: &[u8],
-    path: &[u8],
-) -> Result<NotifAction, Errno> {
     // The base the kernel would resolve a relative path from, pinned once.
-    let cwd = base(cx, libc::AT_FDCWD, path, false)?;
-    let (parent, name) = pin_parent(borrow(&cwd), path, 0)?;
-    let e = Entry::new(parent, name);
-    if e.creates_denied(d) {
+    let cwd = base(cx, libc::AT_FDCWD, path, true)?.ok_or(Errno::of(libc::EIO))?;
+    let (dir, name) = pin_parent(Some(cwd.as_fd()), path, 0)?;
+    let unix = UnixBind {
+        sock: sock.as_fd(),
+        dir,
+        name,
+        as_given: Some((cwd.as_fd(), &addr)),
+        creds: None,
+        umask: task.umask(),
+    };
+    bind_unix(cx, Some(d), unix).map(|()| NotifAction::ReturnValue(0))
+}
+
+/// A pathname `AF_UNIX` bind made on the program's behalf, its place
+/// already resolved by the caller (path denial's `bind` handler, or the
+/// network's on-behalf `bind`, in the program's view or a feature's).
+pub(crate) struct UnixBind<'a> {
+    /// The socket (the supervisor's duplicate of the program's).
+    pub(crate) sock: BorrowedFd<'a>,
+    /// The pinned directory the socket file is to be made in.
+    pub(crate) dir: OwnedFd,
+    /// The socket file's name in `dir` (one component).
+    pub(crate) name: Vec<u8>,
+    /// The directory the program's relative path is resolved from (its
+    /// working directory, pinned) and its exact address: if given, the
+    /// socket is bound by that address when the bind can be kept beneath
+    /// `dir` (the name the socket records, which `getsockname` and peers
+    /// see, is then what the program gave); else by `name` in `dir`.
+    pub(crate) as_given: Option<(BorrowedFd<'a>, &'a [u8])>,
+    /// Credentials the bind's thread takes on (`None`: the calling
+    /// thread's, inherited).
+    pub(crate) creds: Option<&'a crate::sys::net::Creds>,
+    /// The program's umask: the socket file's mode is the socket's less it.
+    pub(crate) umask: u32,
+}
+
+/// The one check and bind of a pathname `AF_UNIX` socket for both routes
+/// (path denial's `bind`, the network's): refused (`EACCES`) where path
+/// denial refuses to create a name (`d`: a denied name or directory,
+/// outside the write allow list, in the lower tree of a copy-on-write
+/// view, in a cgroup file system), and otherwise made so that it cannot
+/// land anywhere else, although a thread of the program's may swap a
+/// symlink of its path between the check and the bind (and back before
+/// any re-check could see it): by the program's exact bytes from its
+/// pinned working directory, on a thread under a Landlock domain of its
+/// own that allows making socket files only in the checked directory and
+/// beneath it (the kernel refuses, `EACCES`, any other place the path may
+/// lead to at the bind). That is exact when nothing beneath the checked
+/// directory is denied; otherwise (or without Landlock) the socket is
+/// bound by its last component in the pinned directory itself. Without
+/// `d`, by the exact bytes if given, unconfined. The policy gate is passed
+/// between the check and the bind. Not covered: a denied directory mounted
+/// again beneath the checked one.
+pub(crate) fn bind_unix(
+    cx: &HandlerCtx<'_>,
+    d: Option<&DeniedPaths>,
+    b: UnixBind<'_>,
+) -> Result<(), Errno> {
+    let e = Entry::new(b.dir, b.name);
+    if d.is_some_and(|d| e.creates_denied(d)) {
         log::debug!(
             "pid {}: bind of a socket in a denied place refused",
             cx.pid()
@@ -176,24 +207,33 @@ fn bind_unix_path(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
-    let confine = super::deny::fd_path(e.dir())
-        .filter(|p| !d.has_denied_beneath(p))
-        .and_then(|_| crate::sys::landlock::make_sock_beneath(e.dir()).ok());
-    match &confine {
-        Some(ruleset) => bind_from(sock.as_fd(), addr, borrow(&cwd), Some(ruleset)),
+    let given = b.as_given.and_then(|(cwd, addr)| match d {
+        None => Some((cwd, addr, None)),
+        Some(d) => super::deny::fd_path(e.dir())
+            .filter(|p| !d.has_denied_beneath(p))
+            .and_then(|_| crate::sys::landlock::make_sock_beneath(e.dir()).ok())
+            .map(|ruleset| (cwd, addr, Some(ruleset))),
+    });
+    let by_name;
+    let (base, addr, confine) = match &given {
+        Some((cwd, addr, confine)) => (*cwd, *addr, confine.as_ref()),
         None => {
-            let mut by_name = addr[..2].to_vec();
-            by_name.extend_from_slice(&e.name);
-            by_name.push(0);
-            bind_from(sock.as_fd(), &by_name, Some(e.dir()), None)
+            by_name = unix_path_addr(&e.name);
+            (e.dir(), &by_name[..], None)
         }
-    }
-    .map_err(|e| errno_of(&e))?;
-    // The socket file's mode: the socket inode's mode less the umask.
-    if let Ok(st) = fstat(sock.as_fd()) {
-        fix_perms(d, &e, st.mode & 0o777 & !task.umask());
-    }
-    Ok(NotifAction::ReturnValue(0))
+    };
+    let setup = ThreadSetup {
+        creds: b.creds,
+        fs: Some((base, b.umask)),
+    };
+    run_as(&setup, || {
+        if let Some(ruleset) = confine {
+            // This thread ends with the call.
+            ruleset.restrict_this_thread()?;
+        }
+        sysnet::bind(b.sock, addr)
+    })
+    .map_err(|e| errno_of(&e))
 }
 
 #[cfg(test)]

@@ -475,17 +475,27 @@ const FIFO_TICK: Duration = Duration::from_millis(100);
 /// `ENXIO` where bare Linux (whose blocked reader counts as a reader)
 /// succeeds: a read-only, non-blocking fd of ours is held meanwhile, the
 /// same reader count as the blocked open (it wakes no one the blocked open
-/// would not). A writer has no such stand-in (an `O_NONBLOCK` write open
-/// fails without a reader): a host reader opened in that gap (microseconds
-/// per tick) is woken by the next attempt, as by a writer that came late.
-/// `O_RDWR` never blocks on a FIFO and takes one attempt.
+/// would not). A writer that comes and goes entirely between two attempts
+/// (`echo x > fifo`, seeing our reader) would have ended a blocked open on
+/// bare Linux, but the next attempt waits for a writer again: before each
+/// attempt, our reader is asked whether a writer came and went since it
+/// was opened (`POLLHUP`), and then the program's end is opened without
+/// waiting (`O_NONBLOCK`, cleared after unless the program asked for it):
+/// it reads what that writer wrote, then end of file, as on bare Linux.
+/// A writer has no such stand-in (an `O_NONBLOCK` write open fails
+/// without a reader): a host reader that opens and closes again within
+/// the gap (microseconds per tick) is not seen by the program's writer,
+/// which waits on for the next reader (bare Linux would have opened it,
+/// and its first write failed `EPIPE`); a host reader that stays is seen
+/// by the next attempt, as a reader that came late. `O_RDWR` never blocks
+/// on a FIFO and takes one attempt.
 fn open_fifo(
     pinned: BorrowedFd<'_>,
     flags: i32,
     rflags: u64,
     waiting: &crate::handler::StillWaiting,
 ) -> std::io::Result<OwnedFd> {
-    let _reader = (flags & libc::O_ACCMODE == libc::O_RDONLY)
+    let reader = (flags & libc::O_ACCMODE == libc::O_RDONLY)
         .then(|| {
             reopen(
                 pinned,
@@ -493,10 +503,35 @@ fn open_fifo(
             )
         })
         .and_then(Result::ok);
+    open_fifo_beside(pinned, rflags, reader.as_ref().map(AsFd::as_fd), || {
+        waiting.check()
+    })
+}
+
+/// [`open_fifo`]'s attempts, with `reader` (our non-blocking read end, for
+/// a read-only open) held beside them and `go_on` asked after each
+/// interruption.
+fn open_fifo_beside(
+    pinned: BorrowedFd<'_>,
+    rflags: u64,
+    reader: Option<BorrowedFd<'_>>,
+    go_on: impl FnMut() -> bool,
+) -> std::io::Result<OwnedFd> {
+    use crate::sys::fs::{clear_nonblocking, hung_up};
+    let nonblock = libc::O_NONBLOCK as u64;
     crate::sys::interrupt::retry_while(
         FIFO_TICK,
-        || reopen_once(pinned, rflags),
-        || waiting.check(),
+        || {
+            if reader.is_some_and(|r| hung_up(r).unwrap_or(false)) {
+                let fd = reopen_once(pinned, rflags | nonblock)?;
+                if rflags & nonblock == 0 {
+                    clear_nonblocking(fd.as_fd())?;
+                }
+                return Ok(fd);
+            }
+            reopen_once(pinned, rflags)
+        },
+        go_on,
     )
 }
 
@@ -522,5 +557,49 @@ pub(crate) fn inject(fd: OwnedFd, flags: i32) -> NotifAction {
         } else {
             0
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// A host writer that opens, writes and closes between two attempts of
+    /// a blocked read-only open (seeing our non-blocking reader) ends the
+    /// open, as it would have ended a blocked open on bare Linux: the
+    /// program's end reads what it wrote, blocking as asked. Before: the
+    /// open waited for another writer (here: gave up after three ticks).
+    #[test]
+    fn a_writer_between_two_attempts_ends_a_blocked_fifo_read_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        crate::sys::path::mknodat(None, &c, libc::S_IFIFO | 0o600, 0).expect("mkfifo");
+        let pinned = pin(None, path.as_os_str().as_encoded_bytes(), 0, 0).expect("pin");
+        let nonblocking = (libc::O_RDONLY | libc::O_NONBLOCK | KERNEL_O_LARGEFILE) as u64;
+        let reader = reopen(pinned.as_fd(), nonblocking).expect("our reader");
+        // The writer in the gap: it sees our reader, so its open succeeds.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("writer");
+        w.write_all(b"x").expect("write");
+        drop(w);
+        let mut ticks = 0;
+        let blocking = (libc::O_RDONLY | KERNEL_O_LARGEFILE) as u64;
+        let fd = open_fifo_beside(pinned.as_fd(), blocking, Some(reader.as_fd()), || {
+            ticks += 1;
+            ticks < 3
+        })
+        .expect("the open ends");
+        let fl = crate::sys::net::status_flags(fd.as_fd()).expect("F_GETFL");
+        assert_eq!(fl & libc::O_NONBLOCK, 0, "O_NONBLOCK left on");
+        let mut got = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut got).expect("read");
+        assert_eq!(got, b"x");
+        assert_eq!(ticks, 0);
     }
 }

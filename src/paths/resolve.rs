@@ -475,8 +475,7 @@ pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
 
 /// [`reopen`] that returns `EINTR` when a signal interrupts it.
 pub(crate) fn reopen_once(fd: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let path = crate::sys::procfs::fd_link(fd.as_fd());
     let how = OpenHow {
         flags: flags | libc::O_CLOEXEC as u64,
         mode: 0,

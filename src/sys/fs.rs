@@ -73,6 +73,28 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
 }
 
+/// Clears `O_NONBLOCK` of `fd`'s open file description.
+pub fn clear_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = super::net::status_flags(fd)?;
+    // SAFETY: fcntl(F_SETFL) takes an fd we borrow and an integer.
+    super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
+        .map(drop)
+}
+
+/// Whether `poll(2)` reports `POLLHUP` on `fd` now. On a FIFO's read end
+/// opened with `O_NONBLOCK` while no writer had it open: no writer has
+/// it open now, and one has opened it since.
+pub fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd and we pass a count of 1.
+    let n = super::cvt(unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(n > 0 && p.revents & libc::POLLHUP != 0)
+}
+
 /// Closes `fds`, each run of consecutive numbers with one `close_range`
 /// (every fd of a run is one of `fds`, owned here: nothing else is
 /// closed). Start-up opens a few dozen `O_PATH` fds for the Landlock

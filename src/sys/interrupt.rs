@@ -52,16 +52,7 @@ pub fn unblock_here(sig: i32) -> io::Result<()> {
 
 /// Sends `sig` to thread `tid` of this process.
 pub fn interrupt(tid: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: tgkill takes integers; the thread group is our own.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid() as libc::c_long,
-            tid as libc::c_long,
-            sig as libc::c_long,
-        )
-    };
-    super::cvt_long(ret).map(drop)
+    super::signals::send_to_thread(Some(std::process::id() as i32), tid, sig)
 }
 
 /// A one-shot timer that sends a signal to one thread when it expires

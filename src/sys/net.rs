@@ -42,6 +42,15 @@ pub fn connect(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     cvt(unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr().cast(), len) }).map(drop)
 }
 
+/// Raw `sockaddr_un` bytes for the pathname `path` (NUL-terminated).
+pub fn unix_path_addr(path: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(2 + path.len() + 1);
+    b.extend_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    b.extend_from_slice(path);
+    b.push(0);
+    b
+}
+
 /// `bind(2)` with the raw address `addr`.
 pub fn bind(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     let len = addr_len(addr)?;
@@ -219,42 +228,6 @@ pub fn encode_sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
             b
         }
     }
-}
-
-/// `bind(2)` of `sock` to `addr` as made from the working directory `cwd`
-/// (`None`: the caller's): a relative AF_UNIX path is resolved from `cwd`
-/// while the address the socket records stays exactly `addr`. The call is
-/// made on a short-lived thread that unshares its file-system context
-/// (`CLONE_FS`) and changes to `cwd`, so no other thread's working
-/// directory changes; with `confine`, that thread enforces the Landlock
-/// ruleset on itself before the bind (it ends with the call).
-pub fn bind_from(
-    sock: BorrowedFd<'_>,
-    addr: &[u8],
-    cwd: Option<BorrowedFd<'_>>,
-    confine: Option<&super::landlock::Ruleset>,
-) -> io::Result<()> {
-    if cwd.is_none() && confine.is_none() {
-        return bind(sock, addr);
-    }
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            if let Some(cwd) = cwd {
-                // SAFETY: unshare takes flags; CLONE_FS gives this thread its own
-                // root, cwd and umask, shared with no other thread.
-                cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-                // SAFETY: fchdir takes an open directory fd (O_PATH allowed).
-                cvt(unsafe { libc::fchdir(cwd.as_raw_fd()) })?;
-            }
-            if let Some(ruleset) = confine {
-                // This thread ends with the call.
-                ruleset.restrict_this_thread()?;
-            }
-            bind(sock, addr)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EIO)))
-    })
 }
 
 /// `listen(2)`.

@@ -1,5 +1,5 @@
 //! Reading `/proc`: one reader for its small files, and one parser each for
-//! `stat` and `status`.
+//! `stat` and `status`; the supervisor's own fd links (`/proc/self/fd/N`).
 //!
 //! Why a reader of its own: procfs reports a size of 0, so
 //! `std::fs::read` asks `statx` for a size hint and then grows its buffer
@@ -10,6 +10,13 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `/proc/self/fd/N` for the supervisor's own fd `fd`: a name of exactly
+/// the file it holds (reopened, linked, read as a link).
+pub(crate) fn fd_link(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
 
 /// First buffer size: every `stat`, `status`, `children` or `cmdline` of a
 /// usual process fits.

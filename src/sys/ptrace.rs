@@ -268,10 +268,3 @@ pub fn set_sigmask(tid: i32, mask: u64) -> io::Result<()> {
     })
     .map(drop)
 }
-
-/// `tkill(tid, sig)`: sends `sig` to one thread.
-pub fn tkill(tid: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: tkill takes two integers.
-    cvt_long(unsafe { libc::syscall(libc::SYS_tkill, tid as libc::c_long, sig as libc::c_long) })
-        .map(drop)
-}

@@ -62,6 +62,26 @@ impl std::fmt::Debug for SigSet {
 /// `SIGINT`, `SIGTERM`, `SIGHUP`.
 pub const TERMINATION_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// Sends `sig` to thread `tid`: of thread group `tgid` (`tgkill`, which
+/// fails `ESRCH` rather than signal a reused id of another group), or of
+/// any group (`tkill`, for a thread that cannot go away meanwhile: a
+/// stopped tracee of the caller's).
+pub fn send_to_thread(tgid: Option<i32>, tid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: tgkill and tkill take integers.
+    let ret = unsafe {
+        match tgid {
+            Some(tgid) => libc::syscall(
+                libc::SYS_tgkill,
+                tgid as libc::c_long,
+                tid as libc::c_long,
+                sig as libc::c_long,
+            ),
+            None => libc::syscall(libc::SYS_tkill, tid as libc::c_long, sig as libc::c_long),
+        }
+    };
+    super::cvt_long(ret).map(drop)
+}
+
 /// Adds `set` to the calling thread's blocked signals (`pthread_sigmask`).
 pub fn block(set: &SigSet) -> io::Result<()> {
     // SAFETY: `set.set` is an initialised sigset_t; the old mask is not asked for.
