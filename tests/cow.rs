@@ -1208,6 +1208,119 @@ fn redteam_max_disk_holds_against_truncate_and_mmap() {
     assert!(got <= 10, "{got} MiB allocated under --max-disk 10M");
 }
 
+/// Makes a file of the layer 40 MiB long by one call that writes a byte at
+/// its end (charged, before, as less than the growth), then fills the
+/// hole with `pwrite` within the size (no growth: not charged). Prints
+/// the MiB allocated.
+const QUOTA_HOLE: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    off_t len = (off_t)atol(argv[2]) << 20;
+    int fd = open("big", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int src = open("src", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || src < 0 || write(src, "x", 1) != 1) { printf("mib 0\n"); return 0; }
+    loff_t oi = 0, oo = len - 1;
+    if (!strcmp(v, "sendfile")) {
+        lseek(fd, len - 1, SEEK_SET);
+        sendfile(fd, src, &oi, 1);
+    } else if (!strcmp(v, "copy_range_at")) {
+        copy_file_range(src, &oi, fd, &oo, 1, 0);
+    } else if (!strcmp(v, "copy_range_seek")) {
+        lseek(fd, len - 1, SEEK_SET);
+        copy_file_range(src, &oi, fd, NULL, 1, 0);
+    } else if (!strcmp(v, "splice")) {
+        int p[2];
+        if (pipe(p) != 0 || write(p[1], "x", 1) != 1) return 1;
+        splice(p[0], NULL, fd, &oo, 1, 0);
+    } else if (!strcmp(v, "insert_range")) {
+        struct stat st;
+        if (ftruncate(fd, 4096) != 0) { printf("mib 0\n"); return 0; }
+        for (int i = 0; i < 20; i++) {
+            fstat(fd, &st);
+            if (st.st_size >= len) break;
+            if (fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, st.st_size) != 0) break;
+        }
+    }
+    static char buf[1 << 20];
+    memset(buf, 'A', sizeof buf);
+    struct stat st;
+    fstat(fd, &st);
+    for (off_t off = 0; off + (1 << 20) <= st.st_size; off += 1 << 20)
+        if (pwrite(fd, buf, sizeof buf, off) != sizeof buf) break;
+    fsync(fd);
+    fstat(fd, &st);
+    printf("mib %lld\n", (long long)st.st_blocks * 512 >> 20);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_max_disk_charges_a_write_that_leaves_a_hole() {
+    // Red team 6: was 40 MiB allocated in the layer under --max-disk 10M
+    // by each vector (64 by insert_range, whose doubling overshoots): a
+    // copy was charged as if written at the end of the file (sendfile at
+    // the fd's position, copy_file_range and splice at the offset they
+    // point at, both past the end), an inserted range as its end past
+    // the size (0 when inserted at the start); the hole left below the
+    // new size then filled with writes that grow nothing. Fix: charged
+    // where the kernel writes, an insert by its length.
+    let exe = build_c("quota_hole", QUOTA_HOLE, &[]);
+    for vector in [
+        "sendfile",
+        "copy_range_at",
+        "copy_range_seek",
+        "splice",
+        "insert_range",
+    ] {
+        let dir = fresh(&format!("rt-quota-hole-{vector}"));
+        let out = unotify()
+            .current_dir(&dir)
+            .args(["run", "--workdir", ".", "--max-disk", "10M"])
+            .args(["--on-exit", "abort", "--"])
+            .arg(&exe)
+            .args([vector, "40"])
+            .output()
+            .unwrap();
+        let got: u64 = stdout(&out)
+            .trim()
+            .strip_prefix("mib ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(
+            got <= 10,
+            "{vector}: {got} MiB allocated under --max-disk 10M; stderr: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn max_disk_lets_cp_copy_a_file_below_the_cap() {
+    // `cp` asks copy_file_range for 2^63 bytes and stops at the end of
+    // its input; that length was charged whole (ENOSPC for any copy).
+    // A copy from a file of DIR or the layer is charged what is left of
+    // its input.
+    let dir = fresh("quota-cp");
+    fs::write(dir.join("f"), vec![7u8; 3 << 20]).unwrap();
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "10M", "--"])
+        .args(["sh", "-c", "cp f g && cp g h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(fs::read(dir.join("h")).unwrap().len(), 3 << 20);
+}
+
 #[test]
 fn redteam_storage_reached_through_a_symlink_into_the_work_directory() {
     // Was: --storage ../link (link -> DIR/sub) passed the "not inside the

@@ -239,6 +239,13 @@ impl Layer {
         dev == self.upper_dev && self.placeholders.contains_key(&ino)
     }
 
+    /// Whether a file of device `dev` is the layer's or DIR's (a file
+    /// system whose regular files hold what their size says, unlike
+    /// `/proc`'s).
+    pub(crate) fn holds_dev(&self, dev: u64) -> bool {
+        dev == self.dev || dev == self.upper_dev
+    }
+
     /// Whether the inode `ino` of the upper device is a placeholder.
     pub(crate) fn is_placeholder_ino(&self, ino: u64) -> bool {
         self.placeholders.contains_key(&ino)
