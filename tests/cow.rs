@@ -1321,6 +1321,95 @@ fn max_disk_lets_cp_copy_a_file_below_the_cap() {
     assert_eq!(fs::read(dir.join("h")).unwrap().len(), 3 << 20);
 }
 
+/// Takes DIR's name from it: renames DIR (by its parent's fd, and by its
+/// absolute path, which names the upper tree), a directory holding it, or
+/// exchanges DIR with a directory of its own; each time it then puts a
+/// directory with `f` = "evil" at DIR's name. argv: DIR's absolute path,
+/// the rounds. Prints how many renames went through.
+const TAKE_DIR_NAME: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* A directory `name` in `pfd` holding f = "evil". */
+static void evil(int pfd, const char *name) {
+    char f[256];
+    mkdirat(pfd, name, 0755);
+    snprintf(f, sizeof f, "%s/f", name);
+    int fd = openat(pfd, f, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) { write(fd, "evil\n", 5); close(fd); }
+}
+int main(int argc, char **argv) {
+    const char *dir = argv[1];
+    int rounds = atoi(argv[2]), moved = 0;
+    char parent[4096], away[4096], other[4096], name[64];
+    snprintf(parent, sizeof parent, "%s", dir);
+    *strrchr(parent, '/') = 0;
+    for (int i = 0; i < rounds; i++) {
+        /* The parent by its own path: not DIR's, so not the view's. */
+        int pfd = open(parent, O_PATH | O_DIRECTORY);
+        snprintf(name, sizeof name, "other%d", i);
+        snprintf(other, sizeof other, "%s/%s", parent, name);
+        evil(pfd, name);
+        snprintf(name, sizeof name, "moved%d", i);
+        if (renameat(pfd, "wd", pfd, name) == 0) { moved++; evil(pfd, "wd"); }
+        if (rename(dir, other) == 0) moved++;
+        snprintf(name, sizeof name, "other%d", i);
+        if (renameat2(pfd, name, pfd, "wd", RENAME_EXCHANGE) == 0) moved++;
+        snprintf(away, sizeof away, "%s.away%d", parent, i);
+        if (rename(parent, away) == 0) {
+            moved++;
+            mkdir(parent, 0755);
+            close(pfd);
+            pfd = open(parent, O_PATH | O_DIRECTORY);
+            evil(pfd, "wd");
+        }
+        close(pfd);
+    }
+    printf("moved %d\n", moved);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_the_work_directory_keeps_its_name() {
+    // Red team 6: was `moved N` (DIR renamed through its parent's fd and
+    // a `wd` of the program's own put in its place; the absolute path's
+    // rename moved the upper tree out of the storage; RENAME_EXCHANGE;
+    // with `--storage` elsewhere, the parent too), and after `--on-exit
+    // abort` DIR's name held the program's tree (`f` = "evil"), DIR
+    // moved aside. A rename or removal only refused a name *in* DIR, not
+    // DIR itself or what holds it. Fix: a name that is, or holds, DIR or
+    // the upper tree is refused (EACCES).
+    let exe = build_c("take_dir_name", TAKE_DIR_NAME, &[]);
+    let base = fresh("wd");
+    let wd = base.join("sub").join("wd");
+    fs::create_dir_all(&wd).unwrap();
+    fs::write(wd.join("f"), "orig\n").unwrap();
+    let storage = base.join("storage");
+    let out = unotify()
+        .current_dir(&wd)
+        .args(["run", "--workdir", ".", "--storage"])
+        .arg(&storage)
+        .args(["--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg(&wd)
+        .arg("10")
+        .output()
+        .unwrap();
+    let moved: u64 = stdout(&out)
+        .trim()
+        .strip_prefix("moved ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    let f = fs::read_to_string(wd.join("f"));
+    assert_eq!(moved, 0, "DIR's f: {f:?}; stderr: {}", stderr(&out));
+    assert_eq!(f.unwrap(), "orig\n");
+}
+
 #[test]
 fn redteam_storage_reached_through_a_symlink_into_the_work_directory() {
     // Was: --storage ../link (link -> DIR/sub) passed the "not inside the

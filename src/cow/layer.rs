@@ -638,6 +638,10 @@ impl Layered for Layer {
         )
     }
 
+    fn holds_layer(&self, path: &Path) -> bool {
+        self.lower.starts_with(path) || self.upper.starts_with(path)
+    }
+
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {
         match fstat(fd) {
             // Fails closed: a file without a path on the lower device is

@@ -481,7 +481,9 @@ impl Entry {
 
     /// Whether acting on this name touches a denied path: the name is
     /// denied or lies in a denied directory, a denied path lies beneath
-    /// it, or what it names (and, with `through_symlink`, what a symlink
+    /// it (or a copy-on-write view's work directory or upper tree: the
+    /// name is one of theirs or of a directory holding them), or what it
+    /// names (and, with `through_symlink`, what a symlink
     /// there points to) is denied; or it is in a cgroup file system (a
     /// cgroup of the host's removed or renamed).
     fn touches_denied(&self, d: &DeniedPaths, through_symlink: bool) -> Result<bool, Errno> {
@@ -490,7 +492,10 @@ impl Entry {
         }
         if let Some(pp) = fd_path(self.dir()) {
             let full = normalize_abs(&pp.join(as_path(bare(&self.name))));
-            if d.name_denied(&full) || d.has_denied_beneath(&full) {
+            if d.name_denied(&full)
+                || d.has_denied_beneath(&full)
+                || d.layer().is_some_and(|l| l.holds_layer(&full))
+            {
                 return Ok(true);
             }
         }
