@@ -1230,14 +1230,16 @@ fn proc_fd(fd: BorrowedFd<'_>) -> String {
 /// The `ioctl` commands that change inode flags, with the size of what
 /// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
 /// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
-/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` (the inode generation, an
-/// `int` read; ext4 takes it through a read-only fd and moves the ctime).
-pub(crate) const SET_FLAGS: [(u64, usize); 5] = [
+/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` with ext4's own number
+/// for it, `EXT4_IOC_SETVERSION` (the inode generation, an `int` read;
+/// ext4 takes it through a read-only fd and moves the ctime).
+pub(crate) const SET_FLAGS: [(u64, usize); 6] = [
     (0x4008_6602, 4),
     (0x4004_6602, 4),
     (0x401c_5820, 28),
     (0x4008_7602, 4),
     (0x4004_7602, 4),
+    (0x4008_6604, 4),
 ];
 
 /// `fallocate`'s mode that inserts a hole, growing the file by its length.
