@@ -1339,6 +1339,115 @@ fn redteam_max_disk_charges_a_write_that_leaves_a_hole() {
     }
 }
 
+/// Grows the layer without a write: argv[1] names how (directories,
+/// symlinks with a target too long for the inode, a 3000-byte xattr on
+/// new files by path or by fd, new files with 200-byte names, sockets
+/// bound at 100-byte names), argv[2] times. Prints how many were made.
+const QUOTA_NODES: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    int n = atoi(argv[2]), made = 0, fails = 0;
+    char name[256], target[200];
+    memset(target, 't', sizeof target - 1);
+    target[sizeof target - 1] = 0;
+    static char value[3000];
+    memset(value, 'v', sizeof value);
+    for (int i = 0; i < n; i++) {
+        int long_name = !strcmp(v, "names") || !strcmp(v, "sockets");
+        snprintf(name, sizeof name, !strcmp(v, "sockets") ? "%0100d" : long_name ? "%0200d" : "n%d", i);
+        int r = -1;
+        if (!strcmp(v, "mkdir")) r = mkdir(name, 0755);
+        else if (!strcmp(v, "symlink")) r = symlink(target, name);
+        else if (!strcmp(v, "names")) { int fd = open(name, O_CREAT | O_WRONLY, 0644); r = fd < 0 ? -1 : 0; close(fd); }
+        else if (!strcmp(v, "sockets")) {
+            struct sockaddr_un a = {AF_UNIX};
+            snprintf(a.sun_path, sizeof a.sun_path, "%s", name);
+            int s = socket(AF_UNIX, SOCK_STREAM, 0);
+            r = bind(s, (struct sockaddr *)&a, sizeof a);
+            close(s);
+        } else {
+            int fd = open(name, O_CREAT | O_WRONLY, 0644);
+            close(fd);
+            if (!strcmp(v, "xattr")) r = setxattr(name, "user.x", value, sizeof value, 0);
+            else { fd = open(name, O_RDONLY); r = fsetxattr(fd, "user.x", value, sizeof value, 0); close(fd); }
+        }
+        if (r == 0) made++;
+        else if (++fails > 50) break; /* full: each refusal counts the tree */
+    }
+    printf("made %d\n", made);
+    return 0;
+}
+"#;
+
+/// The bytes the files and directories under `dir` take.
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_usage(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+#[test]
+fn redteam_max_disk_counts_what_is_made_without_a_write() {
+    // Red team 6: the cap charged only the write family, and its exact
+    // count walked files alone: under --max-disk 256K the layer held
+    // 1.6 MiB after 400 directories, 400 long symlinks, 400 xattrs (by
+    // path and by fd), 620 KiB after 2000 long names, 480 KiB after 3000
+    // socket binds, without bound. Fix: a new name, a directory, a long symlink
+    // and an xattr are charged before they are made, and the exact count
+    // takes in directories (less what the layer held at its start).
+    let exe = build_c("quota_nodes", QUOTA_NODES, &[]);
+    for (vector, n) in [
+        ("mkdir", "400"),
+        ("symlink", "400"),
+        ("xattr", "400"),
+        ("fxattr", "400"),
+        ("names", "2000"),
+        ("sockets", "3000"),
+    ] {
+        let dir = fresh(&format!("rt-nodes-{vector}"));
+        let storage = dir.parent().unwrap().join("storage");
+        let out = unotify()
+            .current_dir(&dir)
+            .args(["run", "--workdir", ".", "--max-disk", "256K", "--storage"])
+            .arg(&storage)
+            .args(["--on-exit", "keep", "--"])
+            .arg(&exe)
+            .args([vector, n])
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).starts_with("made "),
+            "{vector}: {}",
+            stderr(&out)
+        );
+        let used = disk_usage(&storage);
+        let _ = fs::remove_dir_all(&storage);
+        assert!(
+            used <= (256 << 10) + (32 << 10),
+            "{vector}: the layer takes {} KiB under --max-disk 256K ({})",
+            used >> 10,
+            stdout(&out).trim()
+        );
+    }
+}
+
 #[test]
 fn max_disk_lets_cp_copy_a_file_below_the_cap() {
     // `cp` asks copy_file_range for 2^63 bytes and stops at the end of

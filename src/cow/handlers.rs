@@ -548,6 +548,11 @@ impl ViewHandler {
         if self.layer.is_lower(fd.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
+        crate::paths::Layered::charge_node(
+            &*self.layer,
+            fd.as_fd(),
+            crate::paths::entry_bytes(name),
+        )?;
         Ok((fd, name.to_vec()))
     }
 
@@ -717,6 +722,13 @@ impl ViewHandler {
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::ENOTSUP))?;
+        if set {
+            crate::paths::Layered::charge_node(
+                &*self.layer,
+                fd.as_fd(),
+                crate::paths::xattr_bytes(&name, &value),
+            )?;
+        }
         let path = c(proc_fd(fd.as_fd()).as_bytes());
         let r = if set {
             crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
@@ -967,7 +979,7 @@ impl ViewHandler {
         }
         let layer = &self.layer;
         let file = super::quota::Growth { ino: st.ino, end };
-        match quota.charge_counted(growth, file, &layer.upper, &|ino| {
+        match quota.charge_counted(growth, Some(file), &layer.upper, &|ino| {
             layer.is_placeholder_ino(ino)
         }) {
             Ok(()) => Ok(NotifAction::Continue),

@@ -550,6 +550,9 @@ fn link(
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        layer.charge_node(n.dir(), super::entry_bytes(&n.name))?;
+    }
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
     // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
     // would fail `ENOENT` where the kernel's own link succeeds).
@@ -629,6 +632,15 @@ fn symlink(
         }
     }
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        // A target too long for the inode takes a block of its own.
+        let node = if target.len() >= 60 {
+            super::NODE_BYTES
+        } else {
+            0
+        };
+        layer.charge_node(n.dir(), super::entry_bytes(&n.name) + node)?;
+    }
     with_c(&target, |t| {
         with_c(&n.name, |nn| done(symlinkat(t, Some(n.dir()), nn)))
     })

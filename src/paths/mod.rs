@@ -197,6 +197,33 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> std::result::Result<(), Errno> {
         Ok(())
     }
+    /// Before a new node is made in the pinned directory `fd`, or
+    /// extended attributes are set on the pinned file `fd`: charges the
+    /// `bytes` they take to the layer's size cap (`ENOSPC` past it).
+    fn charge_node(
+        &self,
+        _fd: std::os::fd::BorrowedFd<'_>,
+        _bytes: u64,
+    ) -> std::result::Result<(), Errno> {
+        Ok(())
+    }
+}
+
+/// What a new directory, or a symlink whose target does not fit in its
+/// inode, takes at least (one block), for the layer's size cap.
+const NODE_BYTES: u64 = 4096;
+
+/// What a new name takes in its directory, for the layer's size cap: an
+/// ext4 entry (8 bytes and the name, to 4 bytes), twice (the blocks of a
+/// large directory are about half full after their splits).
+pub(crate) fn entry_bytes(name: &[u8]) -> u64 {
+    2 * ((8 + name.len() as u64 + 3) & !3)
+}
+
+/// What an extended attribute may take (a block of its own, beyond what
+/// fits in the inode), for the layer's size cap.
+pub(crate) fn xattr_bytes(name: &[u8], value: &[u8]) -> u64 {
+    (name.len() as u64 + value.len() as u64).div_ceil(NODE_BYTES) * NODE_BYTES
 }
 
 /// The [`Layered`] view of a running sandbox, in its services.

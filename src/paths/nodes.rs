@@ -71,6 +71,10 @@ pub(super) fn make_node(
     // The kernel takes a `umode_t`.
     let mode = mode as u32 & 0xffff;
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        let node = if dev.is_none() { super::NODE_BYTES } else { 0 };
+        layer.charge_node(e.dir(), super::entry_bytes(&e.name) + node)?;
+    }
     let (r, want) = with_c(&e.name, |name| match dev {
         None => {
             let want = mode & 0o1777 & !task.umask();
@@ -176,6 +180,9 @@ fn bind_unix_path(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        layer.charge_node(e.dir(), super::entry_bytes(&e.name))?;
+    }
     let confine = super::deny::fd_path(e.dir())
         .filter(|p| !d.has_denied_beneath(p))
         .and_then(|_| crate::sys::landlock::make_sock_beneath(e.dir()).ok());
