@@ -1140,6 +1140,27 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Runs `exe VECTOR 40` in a fresh work directory `name` under
+/// `--max-disk 10M --on-exit abort`: the MiB it printed (`mib N`; `u64::MAX`
+/// if it printed none) and its output.
+fn quota_mib(exe: &Path, name: &str, vector: &str) -> (u64, Output) {
+    let dir = fresh(name);
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "10M"])
+        .args(["--on-exit", "abort", "--"])
+        .arg(exe)
+        .args([vector, "40"])
+        .output()
+        .unwrap();
+    let got = stdout(&out)
+        .trim()
+        .strip_prefix("mib ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    (got, out)
+}
+
 #[test]
 fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
     // Red team 5: was 40 MiB in each held vector under --max-disk 10M:
@@ -1163,20 +1184,7 @@ fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
         ("rwf_append", 10),
         ("freed", 40),
     ] {
-        let dir = fresh(&format!("rt-quota-{vector}"));
-        let out = unotify()
-            .current_dir(&dir)
-            .args(["run", "--workdir", ".", "--max-disk", "10M"])
-            .args(["--on-exit", "abort", "--"])
-            .arg(&exe)
-            .args([vector, "40"])
-            .output()
-            .unwrap();
-        let got: u64 = stdout(&out)
-            .trim()
-            .strip_prefix("mib ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u64::MAX);
+        let (got, out) = quota_mib(&exe, &format!("rt-quota-{vector}"), vector);
         if vector == "freed" {
             assert_eq!(got, most, "{vector}: stderr: {}", stderr(&out));
         } else {
@@ -1317,20 +1325,7 @@ fn redteam_max_disk_charges_a_write_that_leaves_a_hole() {
         "splice",
         "insert_range",
     ] {
-        let dir = fresh(&format!("rt-quota-hole-{vector}"));
-        let out = unotify()
-            .current_dir(&dir)
-            .args(["run", "--workdir", ".", "--max-disk", "10M"])
-            .args(["--on-exit", "abort", "--"])
-            .arg(&exe)
-            .args([vector, "40"])
-            .output()
-            .unwrap();
-        let got: u64 = stdout(&out)
-            .trim()
-            .strip_prefix("mib ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u64::MAX);
+        let (got, out) = quota_mib(&exe, &format!("rt-quota-hole-{vector}"), vector);
         assert!(
             got <= 10,
             "{vector}: {got} MiB allocated under --max-disk 10M; stderr: {}",
