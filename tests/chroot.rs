@@ -422,6 +422,13 @@ int main(int argc, char **argv) {
             f = 0;
             if (fd >= 0) ioctl(fd, FS_IOC_SETFLAGS, &f);
             if (fd >= 0) close(fd);
+        } else if (!strcmp(v, "ro_ext4_setversion")) {
+            /* EXT4_IOC_SETVERSION (_IOW('f', 4, long)): ext4's own number
+             * for FS_IOC_SETVERSION, through a read-only fd */
+            int fd = open("/ro/file", O_RDONLY);
+            int g = 1000 + i;
+            if (fd < 0 || ioctl(fd, _IOW('f', 4, long), &g) == 0) leak = 1;
+            if (fd >= 0) close(fd);
         }
         leaks += leak;
     }
@@ -555,6 +562,30 @@ fn abstract_and_unnamed_unix_addresses_still_work_under_a_chroot() {
         "leaks 0\n",
         "{}",
         common::stderr_of(&out)
+    );
+}
+
+#[test]
+fn redteam_the_ext4_inode_version_ioctl_does_not_write_a_read_only_mount() {
+    // Red team 6: was 30 of 30: EXT4_IOC_SETVERSION (0x40086604), ext4's
+    // own number for FS_IOC_SETVERSION, was not among the refused inode
+    // ioctls: through a read-only fd of a `:ro` file it set the host
+    // file's generation and ctime. Fix: refused with the others (EPERM).
+    let r = rootfs();
+    let host = open_host_dir(&r);
+    let before = std::fs::metadata(r.ro_src.join("file")).unwrap();
+    let out = run_chroot_rt(&r, "ro_ext4_setversion", &host, false);
+    assert_eq!(
+        common::stdout_of(&out),
+        "leaks 0\n",
+        "{}",
+        common::stderr_of(&out)
+    );
+    let after = std::fs::metadata(r.ro_src.join("file")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (after.ctime(), after.ctime_nsec()),
+        (before.ctime(), before.ctime_nsec())
     );
 }
 

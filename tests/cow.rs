@@ -660,6 +660,23 @@ int main(int argc, char **argv) {
             close(lf);
             if (g != g0 || b.st_ctim.tv_sec != a.st_ctim.tv_sec
                 || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec) leak = 1;
+        } else if (!strcmp(v, "ext4_setversion")) {
+            /* ext4's own number for it, EXT4_IOC_SETVERSION
+             * (_IOW('f', 4, long)), through the same read-only fd */
+            int lf = open(L("victim"), O_RDONLY);
+            int g0 = 0, g = 0;
+            struct stat a, b;
+            ioctl(lf, FS_IOC_GETVERSION, &g0);
+            fstat(lf, &a);
+            int fd = open("victim", O_RDONLY);
+            int want = g0 + 1 + i;
+            ioctl(fd, _IOW('f', 4, long), &want);
+            close(fd);
+            ioctl(lf, FS_IOC_GETVERSION, &g);
+            fstat(lf, &b);
+            close(lf);
+            if (g != g0 || b.st_ctim.tv_sec != a.st_ctim.tv_sec
+                || b.st_ctim.tv_nsec != a.st_ctim.tv_nsec) leak = 1;
         } else if (!strcmp(v, "verity")) {
             /* FS_IOC_ENABLE_VERITY works through a read-only fd and seals
              * the file read-only for good: it must not reach DIR's file
@@ -804,6 +821,25 @@ fn redteam_inode_version_ioctl_on_a_shared_file_does_not_reach_the_lower_file() 
     let dir = rt_tree("rt-setversion");
     let before = fs::symlink_metadata(dir.join("victim")).unwrap();
     let out = run_rt(&dir, "setversion", 50);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
+    let after = fs::symlink_metadata(dir.join("victim")).unwrap();
+    assert_eq!(
+        (after.ctime(), after.ctime_nsec()),
+        (before.ctime(), before.ctime_nsec())
+    );
+}
+
+#[test]
+fn redteam_ext4_inode_version_ioctl_on_a_shared_file_does_not_reach_the_lower_file() {
+    // Red team 6: was 50 of 50: ext4 takes the generation also by its own
+    // number, EXT4_IOC_SETVERSION (0x40086604), which was not trapped
+    // with FS_IOC_SETVERSION: it set DIR's file's generation and ctime
+    // through the read-only fd a read open gives, under --on-exit abort.
+    // Fix: trapped and performed on the copy-up like the generic number.
+    let dir = rt_tree("rt-ext4-setversion");
+    let before = fs::symlink_metadata(dir.join("victim")).unwrap();
+    let out = run_rt(&dir, "ext4_setversion", 50);
     assert_ok(&out);
     assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
     let after = fs::symlink_metadata(dir.join("victim")).unwrap();
@@ -1161,6 +1197,27 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Runs `exe VECTOR 40` in a fresh work directory `name` under
+/// `--max-disk 10M --on-exit abort`: the MiB it printed (`mib N`; `u64::MAX`
+/// if it printed none) and its output.
+fn quota_mib(exe: &Path, name: &str, vector: &str) -> (u64, Output) {
+    let dir = fresh(name);
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "10M"])
+        .args(["--on-exit", "abort", "--"])
+        .arg(exe)
+        .args([vector, "40"])
+        .output()
+        .unwrap();
+    let got = stdout(&out)
+        .trim()
+        .strip_prefix("mib ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    (got, out)
+}
+
 #[test]
 fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
     // Red team 5: was 40 MiB in each held vector under --max-disk 10M:
@@ -1184,20 +1241,7 @@ fn redteam_max_disk_counts_files_that_lost_their_name_while_held() {
         ("rwf_append", 10),
         ("freed", 40),
     ] {
-        let dir = fresh(&format!("rt-quota-{vector}"));
-        let out = unotify()
-            .current_dir(&dir)
-            .args(["run", "--workdir", ".", "--max-disk", "10M"])
-            .args(["--on-exit", "abort", "--"])
-            .arg(&exe)
-            .args([vector, "40"])
-            .output()
-            .unwrap();
-        let got: u64 = stdout(&out)
-            .trim()
-            .strip_prefix("mib ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u64::MAX);
+        let (got, out) = quota_mib(&exe, &format!("rt-quota-{vector}"), vector);
         if vector == "freed" {
             assert_eq!(got, most, "{vector}: stderr: {}", stderr(&out));
         } else {
@@ -1314,6 +1358,304 @@ fn max_disk_counts_the_blocks_small_writes_take() {
         .unwrap_or_else(|| panic!("{} {}", stdout(&out), stderr(&out)));
     assert!(got > 0, "the files took no blocks: the test proves nothing");
     assert!(got <= 1024, "{got} KiB allocated under --max-disk 1M");
+}
+
+/// Makes a file of the layer 40 MiB long by one call that writes a byte at
+/// its end (charged, before, as less than the growth), then fills the
+/// hole with `pwrite` within the size (no growth: not charged). Prints
+/// the MiB allocated.
+const QUOTA_HOLE: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    off_t len = (off_t)atol(argv[2]) << 20;
+    int fd = open("big", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int src = open("src", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || src < 0 || write(src, "x", 1) != 1) { printf("mib 0\n"); return 0; }
+    loff_t oi = 0, oo = len - 1;
+    if (!strcmp(v, "sendfile")) {
+        lseek(fd, len - 1, SEEK_SET);
+        sendfile(fd, src, &oi, 1);
+    } else if (!strcmp(v, "copy_range_at")) {
+        copy_file_range(src, &oi, fd, &oo, 1, 0);
+    } else if (!strcmp(v, "copy_range_seek")) {
+        lseek(fd, len - 1, SEEK_SET);
+        copy_file_range(src, &oi, fd, NULL, 1, 0);
+    } else if (!strcmp(v, "splice")) {
+        int p[2];
+        if (pipe(p) != 0 || write(p[1], "x", 1) != 1) return 1;
+        splice(p[0], NULL, fd, &oo, 1, 0);
+    } else if (!strcmp(v, "insert_range")) {
+        struct stat st;
+        if (ftruncate(fd, 4096) != 0) { printf("mib 0\n"); return 0; }
+        for (int i = 0; i < 20; i++) {
+            fstat(fd, &st);
+            if (st.st_size >= len) break;
+            if (fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, st.st_size) != 0) break;
+        }
+    }
+    static char buf[1 << 20];
+    memset(buf, 'A', sizeof buf);
+    struct stat st;
+    fstat(fd, &st);
+    for (off_t off = 0; off + (1 << 20) <= st.st_size; off += 1 << 20)
+        if (pwrite(fd, buf, sizeof buf, off) != sizeof buf) break;
+    fsync(fd);
+    fstat(fd, &st);
+    printf("mib %lld\n", (long long)st.st_blocks * 512 >> 20);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_max_disk_charges_a_write_that_leaves_a_hole() {
+    // Red team 6: was 40 MiB allocated in the layer under --max-disk 10M
+    // by each vector (64 by insert_range, whose doubling overshoots): a
+    // copy was charged as if written at the end of the file (sendfile at
+    // the fd's position, copy_file_range and splice at the offset they
+    // point at, both past the end), an inserted range as its end past
+    // the size (0 when inserted at the start); the hole left below the
+    // new size then filled with writes that grow nothing. Fix: charged
+    // where the kernel writes, an insert by its length.
+    let exe = build_c("quota_hole", QUOTA_HOLE, &[]);
+    for vector in [
+        "sendfile",
+        "copy_range_at",
+        "copy_range_seek",
+        "splice",
+        "insert_range",
+    ] {
+        let (got, out) = quota_mib(&exe, &format!("rt-quota-hole-{vector}"), vector);
+        assert!(
+            got <= 10,
+            "{vector}: {got} MiB allocated under --max-disk 10M; stderr: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Grows the layer without a write: argv[1] names how (directories,
+/// symlinks with a target too long for the inode, a 3000-byte xattr on
+/// new files by path or by fd, new files with 200-byte names, sockets
+/// bound at 100-byte names), argv[2] times. Prints how many were made.
+const QUOTA_NODES: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *v = argv[1];
+    int n = atoi(argv[2]), made = 0, fails = 0;
+    char name[256], target[200];
+    memset(target, 't', sizeof target - 1);
+    target[sizeof target - 1] = 0;
+    static char value[3000];
+    memset(value, 'v', sizeof value);
+    for (int i = 0; i < n; i++) {
+        int long_name = !strcmp(v, "names") || !strcmp(v, "sockets");
+        snprintf(name, sizeof name, !strcmp(v, "sockets") ? "%0100d" : long_name ? "%0200d" : "n%d", i);
+        int r = -1;
+        if (!strcmp(v, "mkdir")) r = mkdir(name, 0755);
+        else if (!strcmp(v, "symlink")) r = symlink(target, name);
+        else if (!strcmp(v, "names")) { int fd = open(name, O_CREAT | O_WRONLY, 0644); r = fd < 0 ? -1 : 0; close(fd); }
+        else if (!strcmp(v, "sockets")) {
+            struct sockaddr_un a = {AF_UNIX};
+            snprintf(a.sun_path, sizeof a.sun_path, "%s", name);
+            int s = socket(AF_UNIX, SOCK_STREAM, 0);
+            r = bind(s, (struct sockaddr *)&a, sizeof a);
+            close(s);
+        } else {
+            int fd = open(name, O_CREAT | O_WRONLY, 0644);
+            close(fd);
+            if (!strcmp(v, "xattr")) r = setxattr(name, "user.x", value, sizeof value, 0);
+            else { fd = open(name, O_RDONLY); r = fsetxattr(fd, "user.x", value, sizeof value, 0); close(fd); }
+        }
+        if (r == 0) made++;
+        else if (++fails > 50) break; /* full: each refusal counts the tree */
+    }
+    printf("made %d\n", made);
+    return 0;
+}
+"#;
+
+/// The bytes the files and directories under `dir` take.
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_usage(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+#[test]
+fn redteam_max_disk_counts_what_is_made_without_a_write() {
+    // Red team 6: the cap charged only the write family, and its exact
+    // count walked files alone: under --max-disk 256K the layer held
+    // 1.6 MiB after 400 directories, 400 long symlinks, 400 xattrs (by
+    // path and by fd), 620 KiB after 2000 long names, 480 KiB after 3000
+    // socket binds, without bound. Fix: a new name, a directory, a long symlink
+    // and an xattr are charged before they are made, and the exact count
+    // takes in directories (less what the layer held at its start).
+    let exe = build_c("quota_nodes", QUOTA_NODES, &[]);
+    for (vector, n) in [
+        ("mkdir", "400"),
+        ("symlink", "400"),
+        ("xattr", "400"),
+        ("fxattr", "400"),
+        ("names", "2000"),
+        ("sockets", "3000"),
+    ] {
+        let dir = fresh(&format!("rt-nodes-{vector}"));
+        let storage = dir.parent().unwrap().join("storage");
+        let out = unotify()
+            .current_dir(&dir)
+            .args(["run", "--workdir", ".", "--max-disk", "256K", "--storage"])
+            .arg(&storage)
+            .args(["--on-exit", "keep", "--"])
+            .arg(&exe)
+            .args([vector, n])
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).starts_with("made "),
+            "{vector}: {}",
+            stderr(&out)
+        );
+        let used = disk_usage(&storage);
+        let _ = fs::remove_dir_all(&storage);
+        assert!(
+            used <= (256 << 10) + (32 << 10),
+            "{vector}: the layer takes {} KiB under --max-disk 256K ({})",
+            used >> 10,
+            stdout(&out).trim()
+        );
+    }
+}
+
+#[test]
+fn max_disk_lets_cp_copy_a_file_below_the_cap() {
+    // `cp` asks copy_file_range for 2^63 bytes and stops at the end of
+    // its input; that length was charged whole (ENOSPC for any copy).
+    // A copy from a file of DIR or the layer is charged what is left of
+    // its input.
+    let dir = fresh("quota-cp");
+    fs::write(dir.join("f"), vec![7u8; 3 << 20]).unwrap();
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "10M", "--"])
+        .args(["sh", "-c", "cp f g && cp g h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(fs::read(dir.join("h")).unwrap().len(), 3 << 20);
+}
+
+/// Takes DIR's name from it: renames DIR (by its parent's fd, and by its
+/// absolute path, which names the upper tree), a directory holding it, or
+/// exchanges DIR with a directory of its own; each time it then puts a
+/// directory with `f` = "evil" at DIR's name. argv: DIR's absolute path,
+/// the rounds. Prints how many renames went through.
+const TAKE_DIR_NAME: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* A directory `name` in `pfd` holding f = "evil". */
+static void evil(int pfd, const char *name) {
+    char f[256];
+    mkdirat(pfd, name, 0755);
+    snprintf(f, sizeof f, "%s/f", name);
+    int fd = openat(pfd, f, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) { write(fd, "evil\n", 5); close(fd); }
+}
+int main(int argc, char **argv) {
+    const char *dir = argv[1];
+    int rounds = atoi(argv[2]), moved = 0;
+    char parent[4096], away[4096], other[4096], name[64];
+    snprintf(parent, sizeof parent, "%s", dir);
+    *strrchr(parent, '/') = 0;
+    for (int i = 0; i < rounds; i++) {
+        /* The parent by its own path: not DIR's, so not the view's. */
+        int pfd = open(parent, O_PATH | O_DIRECTORY);
+        snprintf(name, sizeof name, "other%d", i);
+        snprintf(other, sizeof other, "%s/%s", parent, name);
+        evil(pfd, name);
+        snprintf(name, sizeof name, "moved%d", i);
+        if (renameat(pfd, "wd", pfd, name) == 0) { moved++; evil(pfd, "wd"); }
+        if (rename(dir, other) == 0) moved++;
+        snprintf(name, sizeof name, "other%d", i);
+        if (renameat2(pfd, name, pfd, "wd", RENAME_EXCHANGE) == 0) moved++;
+        snprintf(away, sizeof away, "%s.away%d", parent, i);
+        if (rename(parent, away) == 0) {
+            moved++;
+            mkdir(parent, 0755);
+            close(pfd);
+            pfd = open(parent, O_PATH | O_DIRECTORY);
+            evil(pfd, "wd");
+        }
+        close(pfd);
+    }
+    printf("moved %d\n", moved);
+    return 0;
+}
+"#;
+
+#[test]
+fn redteam_the_work_directory_keeps_its_name() {
+    // Red team 6: was `moved N` (DIR renamed through its parent's fd and
+    // a `wd` of the program's own put in its place; the absolute path's
+    // rename moved the upper tree out of the storage; RENAME_EXCHANGE;
+    // with `--storage` elsewhere, the parent too), and after `--on-exit
+    // abort` DIR's name held the program's tree (`f` = "evil"), DIR
+    // moved aside. A rename or removal only refused a name *in* DIR, not
+    // DIR itself or what holds it. Fix: a name that is, or holds, DIR or
+    // the upper tree is refused (EACCES).
+    let exe = build_c("take_dir_name", TAKE_DIR_NAME, &[]);
+    let base = fresh("wd");
+    let wd = base.join("sub").join("wd");
+    fs::create_dir_all(&wd).unwrap();
+    fs::write(wd.join("f"), "orig\n").unwrap();
+    let storage = base.join("storage");
+    let out = unotify()
+        .current_dir(&wd)
+        .args(["run", "--workdir", ".", "--storage"])
+        .arg(&storage)
+        .args(["--on-exit", "abort", "--"])
+        .arg(&exe)
+        .arg(&wd)
+        .arg("10")
+        .output()
+        .unwrap();
+    let moved: u64 = stdout(&out)
+        .trim()
+        .strip_prefix("moved ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    let f = fs::read_to_string(wd.join("f"));
+    assert_eq!(moved, 0, "DIR's f: {f:?}; stderr: {}", stderr(&out));
+    assert_eq!(f.unwrap(), "orig\n");
 }
 
 #[test]

@@ -220,14 +220,16 @@ const NO_PATH: &[&str] = &[
 /// `ioctl` requests that write an inode's flags or attributes through any
 /// fd, even a read-only one (so a `:ro` mount's files could be changed):
 /// `FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, `FS_IOC_SETVERSION` (and their
-/// 32-bit forms), `FS_IOC_ENABLE_VERITY`. Refused with `EPERM` under a
-/// chroot, decided on the request register alone.
+/// 32-bit forms, and ext4's own number for the last),
+/// `FS_IOC_ENABLE_VERITY`. Refused with `EPERM` under a chroot, decided on
+/// the request register alone.
 const INODE_IOCTLS: &[u64] = &[
     0x4008_6602, // FS_IOC_SETFLAGS
     0x4004_6602, // FS_IOC32_SETFLAGS
     0x401c_5820, // FS_IOC_FSSETXATTR
     0x4008_7602, // FS_IOC_SETVERSION
     0x4004_7602, // FS_IOC32_SETVERSION
+    0x4008_6604, // EXT4_IOC_SETVERSION
     0x4080_6685, // FS_IOC_ENABLE_VERITY
 ];
 

@@ -86,10 +86,14 @@ enum WriteKind {
     },
     Fallocate,
     Ftruncate,
-    /// (out fd arg, len arg)
+    /// (out fd arg, len arg, arg pointing at the out offset if the call
+    /// has one: written at the fd's position when it is null, and the in
+    /// fd arg with the arg pointing at its offset, if a file)
     Copy {
         out: usize,
         len: usize,
+        off: Option<usize>,
+        input: Option<(usize, usize)>,
     },
 }
 
@@ -292,10 +296,31 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
             ("ftruncate", Call::Write(WriteKind::Ftruncate)),
             (
                 "copy_file_range",
-                Call::Write(WriteKind::Copy { out: 2, len: 4 }),
+                Call::Write(WriteKind::Copy {
+                    out: 2,
+                    len: 4,
+                    off: Some(3),
+                    input: Some((0, 1)),
+                }),
             ),
-            ("sendfile", Call::Write(WriteKind::Copy { out: 0, len: 3 })),
-            ("splice", Call::Write(WriteKind::Copy { out: 2, len: 4 })),
+            (
+                "sendfile",
+                Call::Write(WriteKind::Copy {
+                    out: 0,
+                    len: 3,
+                    off: None,
+                    input: Some((1, 2)),
+                }),
+            ),
+            (
+                "splice",
+                Call::Write(WriteKind::Copy {
+                    out: 2,
+                    len: 4,
+                    off: Some(3),
+                    input: None,
+                }),
+            ),
         ]);
     }
     calls
@@ -543,6 +568,11 @@ impl ViewHandler {
         if self.layer.is_lower(fd.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
+        crate::paths::Layered::charge_node(
+            &*self.layer,
+            fd.as_fd(),
+            crate::paths::entry_bytes(name),
+        )?;
         Ok((fd, name.to_vec()))
     }
 
@@ -719,6 +749,13 @@ impl ViewHandler {
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::ENOTSUP))?;
+        if set {
+            crate::paths::Layered::charge_node(
+                &*self.layer,
+                fd.as_fd(),
+                crate::paths::xattr_bytes(&name, &value),
+            )?;
+        }
         let path = c(crate::sys::procfs::fd_link(fd.as_fd()).as_bytes());
         let r = if set {
             crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
@@ -942,9 +979,29 @@ impl ViewHandler {
                     .fold(0, u64::saturating_add);
                 off.map_or_else(pos, at).saturating_add(total)
             }
+            // An inserted range moves the rest of the file up: the file
+            // grows by the range's length wherever it starts.
+            WriteKind::Fallocate if cx.arg(1) & FALLOC_FL_INSERT_RANGE != 0 => {
+                size.saturating_add(cx.arg(3))
+            }
             WriteKind::Fallocate => cx.arg(2).saturating_add(cx.arg(3)),
             WriteKind::Ftruncate => cx.arg(1),
-            WriteKind::Copy { len, .. } => size.saturating_add(cx.arg(len)),
+            // Written at the offset the call points at, else at the fd's
+            // position (past the end after a seek: the rest is a hole a
+            // later write within the size would fill uncharged).
+            WriteKind::Copy {
+                len, off, input, ..
+            } => {
+                let start = match off.map(|i| cx.arg(i)).filter(|p| *p != 0) {
+                    Some(p) if !append => read_offset(cx, p)?,
+                    _ => pos(),
+                };
+                let len = match input {
+                    Some((fd, off)) => self.copy_bound(cx, fd, off)?.min(cx.arg(len)),
+                    None => cx.arg(len),
+                };
+                start.saturating_add(len)
+            }
         };
         let growth = super::quota::growth(size, end);
         if growth == 0 {
@@ -952,7 +1009,7 @@ impl ViewHandler {
         }
         let layer = &self.layer;
         let file = super::quota::Growth { ino: st.ino, end };
-        match quota.charge_counted(growth, file, &layer.upper, &|ino| {
+        match quota.charge_counted(growth, Some(file), &layer.upper, &|ino| {
             layer.is_placeholder_ino(ino)
         }) {
             Ok(()) => Ok(NotifAction::Continue),
@@ -962,6 +1019,32 @@ impl ViewHandler {
 }
 
 impl ViewHandler {
+    /// The most a copy from the program's fd (arg `fd`, its offset
+    /// pointed at by arg `off`, else its position) can write: what is
+    /// left of a regular file of DIR or the layer (`cp` asks for 2^63
+    /// bytes and stops at the end), else no bound.
+    fn copy_bound(&self, cx: &HandlerCtx<'_>, fd: usize, off: usize) -> Result<u64, Errno> {
+        let Ok(fd) = as_supervisor(|| cx.dup_fd(cx.arg(fd) as u32 as i32)) else {
+            return Ok(u64::MAX);
+        };
+        let Ok(m) = std::fs::File::from(fd.try_clone().map_err(|e| Errno::from_io(&e))?).metadata()
+        else {
+            return Ok(u64::MAX);
+        };
+        if !m.is_file()
+            || !self
+                .layer
+                .holds_dev(std::os::unix::fs::MetadataExt::dev(&m))
+        {
+            return Ok(u64::MAX);
+        }
+        let at = match cx.arg(off) {
+            0 => crate::sys::path::file_offset(fd.as_fd()).unwrap_or(0),
+            p => read_offset(cx, p)?,
+        };
+        Ok(m.len().saturating_sub(at))
+    }
+
     /// The file an fd-based change of the program's `fd` is made on: the
     /// fd itself, or a private copy of a placeholder (the fd's, or the one
     /// standing for the lower file it reads); `None` for a lower file
@@ -1185,18 +1268,29 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 /// The `ioctl` commands that change inode flags, with the size of what
 /// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
 /// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
-/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` (the inode generation, an
-/// `int` read; ext4 takes it through a read-only fd and moves the ctime).
-pub(crate) const SET_FLAGS: [(u64, usize); 5] = [
+/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` with ext4's own number
+/// for it, `EXT4_IOC_SETVERSION` (the inode generation, an `int` read;
+/// ext4 takes it through a read-only fd and moves the ctime).
+pub(crate) const SET_FLAGS: [(u64, usize); 6] = [
     (0x4008_6602, 4),
     (0x4004_6602, 4),
     (0x401c_5820, 28),
     (0x4008_7602, 4),
     (0x4004_7602, 4),
+    (0x4008_6604, 4),
 ];
+
+/// `fallocate`'s mode that inserts a hole, growing the file by its length.
+const FALLOC_FL_INSERT_RANGE: u64 = 0x20;
 
 /// `pwritev2`'s flag to write at the end of the file (`RWF_APPEND`).
 const RWF_APPEND: u64 = 0x10;
+
+/// A `loff_t` the call points at.
+fn read_offset(cx: &HandlerCtx<'_>, addr: u64) -> Result<u64, Errno> {
+    let b = cx.read_mem(addr, 8).map_err(|_| Errno::of(libc::EFAULT))?;
+    Ok(u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
+}
 
 /// Writes an answer into the task's memory while its call is pending.
 fn write_back(cx: &HandlerCtx<'_>, addr: u64, bytes: &[u8]) -> Result<(), Errno> {

@@ -143,7 +143,7 @@ impl Layer {
         let upper_fd = open_dir(None, &upper)?;
         let upper_dev = fstat(upper_fd.as_fd())?.dev;
         let lower_fd = open_dir(None, lower)?;
-        let placeholders = shadow
+        let placeholders: HashMap<u64, Origin> = shadow
             .made
             .into_iter()
             .map(|(up_ino, ino, rel, also)| {
@@ -157,6 +157,11 @@ impl Layer {
                 )
             })
             .collect();
+        let quota = quota.map(|cap| {
+            super::quota::Quota::new(cap, upper_dev, &upper, &|ino| {
+                placeholders.contains_key(&ino)
+            })
+        });
         let alias = (given != lower && given.is_absolute()).then(|| given.to_path_buf());
         let sockets = shadow
             .sockets
@@ -174,7 +179,7 @@ impl Layer {
             placeholders,
             sockets,
             serial: AtomicU64::new(0),
-            quota: quota.map(|cap| super::quota::Quota::new(cap, upper_dev)),
+            quota,
             denied: OnceLock::new(),
             exec_copies: parking_lot::Mutex::new(HashMap::new()),
             private: OnceLock::new(),
@@ -256,6 +261,13 @@ impl Layer {
     /// Whether `(dev, ino)` is one of the layer's placeholders.
     pub(crate) fn is_placeholder_id(&self, dev: u64, ino: u64) -> bool {
         dev == self.upper_dev && self.placeholders.contains_key(&ino)
+    }
+
+    /// Whether a file of device `dev` is the layer's or DIR's (a file
+    /// system whose regular files hold what their size says, unlike
+    /// `/proc`'s).
+    pub(crate) fn holds_dev(&self, dev: u64) -> bool {
+        dev == self.dev || dev == self.upper_dev
     }
 
     /// Whether the inode `ino` of the upper device is a placeholder.
@@ -626,7 +638,23 @@ impl Layered for Layer {
             end: len,
         };
         quota
-            .charge_counted(growth, file, &self.upper, &|ino| {
+            .charge_counted(growth, Some(file), &self.upper, &|ino| {
+                self.is_placeholder_ino(ino)
+            })
+            .map_err(|_| Errno::of(libc::ENOSPC))
+    }
+
+    fn charge_node(&self, fd: BorrowedFd<'_>, bytes: u64) -> Result<(), Errno> {
+        let Some(quota) = &self.quota else {
+            return Ok(());
+        };
+        // Outside the upper tree (a directory of the host's), no charge;
+        // a file without a path fails closed.
+        if fd_path(fd).is_some_and(|p| !p.starts_with(&self.upper)) {
+            return Ok(());
+        }
+        quota
+            .charge_counted(bytes, None, &self.upper, &|ino| {
                 self.is_placeholder_ino(ino)
             })
             .map_err(|_| Errno::of(libc::ENOSPC))
@@ -652,6 +680,10 @@ impl Layered for Layer {
             self.open_upper(rel, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| Errno::from_io(&e)),
         )
+    }
+
+    fn holds_layer(&self, path: &Path) -> bool {
+        self.lower.starts_with(path) || self.upper.starts_with(path)
     }
 
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {

@@ -49,6 +49,9 @@ pub(crate) struct Quota {
     /// Files written (inode → the end their writes reached), for the
     /// exact count's files without a name.
     written: parking_lot::Mutex<HashMap<u64, u64>>,
+    /// What the tree held at the start (its directories and symlinks, made
+    /// from DIR's): the cap is on what the program adds.
+    base: u64,
 }
 
 /// A file of the upper tree a write grows: its inode and the end the
@@ -60,12 +63,15 @@ pub(crate) struct Growth {
 }
 
 impl Quota {
-    pub(crate) fn new(cap: u64, dev: u64) -> Quota {
+    /// The cap on what is added to `upper` as it is now (its files
+    /// `shared` with the lower tree count for nothing).
+    pub(crate) fn new(cap: u64, dev: u64, upper: &Path, shared: &dyn Fn(u64) -> bool) -> Quota {
         Quota {
             cap,
             used: AtomicU64::new(0),
             dev,
             written: parking_lot::Mutex::new(HashMap::new()),
+            base: usage(upper, shared, &mut HashSet::new()),
         }
     }
 
@@ -80,17 +86,19 @@ impl Quota {
         Err(io::Error::from_raw_os_error(libc::ENOSPC))
     }
 
-    /// Charges `n` bytes of `file`'s growth after counting `upper` again
-    /// exactly (its files that are not `shared` with the lower tree, and
+    /// Charges `n` bytes (of `file`'s growth, if any: a new name or
+    /// node, or extended attributes, otherwise) after counting `upper`
+    /// again exactly (its directories, symlinks and files that are not
+    /// `shared` with the lower tree, less what it held at the start, and
     /// the files without a name still held), or fails with `ENOSPC`.
     pub(crate) fn charge_counted(
         &self,
         n: u64,
-        file: Growth,
+        file: Option<Growth>,
         upper: &Path,
         shared: &dyn Fn(u64) -> bool,
     ) -> io::Result<()> {
-        {
+        if let Some(file) = file {
             let mut w = self.written.lock();
             let end = w.entry(file.ino).or_insert(0);
             *end = (*end).max(file.end);
@@ -99,7 +107,7 @@ impl Quota {
             return Ok(());
         }
         let mut seen = HashSet::new();
-        let mut exact = usage(upper, shared, &mut seen);
+        let mut exact = usage(upper, shared, &mut seen).saturating_sub(self.base);
         let held = held_files(self.dev, false);
         self.written.lock().retain(|ino, end| {
             if seen.contains(ino) {
@@ -182,18 +190,19 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
     Some(held)
 }
 
-/// The bytes the files under `dir` take that are not shared.
+/// The bytes `dir` and what is under it take, files that are shared
+/// left out.
 fn usage(dir: &Path, shared: &dyn Fn(u64) -> bool, seen: &mut HashSet<u64>) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let mut total = 0;
+    let mut total = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
     for e in rd.flatten() {
         let Ok(m) = e.metadata() else { continue };
         if m.is_dir() {
-            total += usage(&e.path(), shared, seen);
+            total = total.saturating_add(usage(&e.path(), shared, seen));
         } else if !shared(m.ino()) && seen.insert(m.ino()) {
-            total += in_blocks(m.len()).max(m.blocks() * 512);
+            total = total.saturating_add(in_blocks(m.len()).max(m.blocks() * 512));
         }
     }
     total

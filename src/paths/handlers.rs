@@ -481,7 +481,9 @@ impl Entry {
 
     /// Whether acting on this name touches a denied path: the name is
     /// denied or lies in a denied directory, a denied path lies beneath
-    /// it, or what it names (and, with `through_symlink`, what a symlink
+    /// it (or a copy-on-write view's work directory or upper tree: the
+    /// name is one of theirs or of a directory holding them), or what it
+    /// names (and, with `through_symlink`, what a symlink
     /// there points to) is denied; or it is in a cgroup file system (a
     /// cgroup of the host's removed or renamed).
     fn touches_denied(&self, d: &DeniedPaths, through_symlink: bool) -> Result<bool, Errno> {
@@ -490,7 +492,10 @@ impl Entry {
         }
         if let Some(pp) = fd_path(self.dir()) {
             let full = normalize_abs(&pp.join(as_path(bare(&self.name))));
-            if d.name_denied(&full) || d.has_denied_beneath(&full) {
+            if d.name_denied(&full)
+                || d.has_denied_beneath(&full)
+                || d.layer().is_some_and(|l| l.holds_layer(&full))
+            {
                 return Ok(true);
             }
         }
@@ -545,6 +550,9 @@ fn link(
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        layer.charge_node(n.dir(), super::entry_bytes(&n.name))?;
+    }
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
     // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
     // would fail `ENOENT` where the kernel's own link succeeds).
@@ -624,6 +632,15 @@ fn symlink(
         }
     }
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        // A target too long for the inode takes a block of its own.
+        let node = if target.len() >= 60 {
+            super::NODE_BYTES
+        } else {
+            0
+        };
+        layer.charge_node(n.dir(), super::entry_bytes(&n.name) + node)?;
+    }
     with_c(&target, |t| {
         with_c(&n.name, |nn| done(symlinkat(t, Some(n.dir()), nn)))
     })

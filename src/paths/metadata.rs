@@ -440,6 +440,12 @@ pub(super) fn xattr_call(
     let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
+    if let (Some(layer), Some((v, _))) = (d.layer(), &value) {
+        let at = match &s {
+            Subject::File(fd) | Subject::Link { parent: fd, .. } => fd.as_fd(),
+        };
+        layer.charge_node(at, super::xattr_bytes(&name, v))?;
+    }
     // A `File` is reached through its magic link (followed to exactly the
     // pinned file); a `Link` by its name, not followed.
     let follow = !s.is_link();

@@ -160,6 +160,11 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
     /// Whether the pinned file lies in the lower tree (never written).
     fn is_lower(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
+    /// Whether the absolute `path` is the lower tree's or the upper
+    /// tree's root or a directory holding one: renamed or removed, it
+    /// would take the work directory (or its view) away and let another
+    /// tree take its name.
+    fn holds_layer(&self, path: &std::path::Path) -> bool;
     /// The lower file that the pinned upper file (`st` its `fstat`)
     /// stands for, pinned, if it is a placeholder of the layer (an empty
     /// file whose reads are served from the lower tree); `None` if not.
@@ -195,6 +200,33 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> std::result::Result<(), Errno> {
         Ok(())
     }
+    /// Before a new node is made in the pinned directory `fd`, or
+    /// extended attributes are set on the pinned file `fd`: charges the
+    /// `bytes` they take to the layer's size cap (`ENOSPC` past it).
+    fn charge_node(
+        &self,
+        _fd: std::os::fd::BorrowedFd<'_>,
+        _bytes: u64,
+    ) -> std::result::Result<(), Errno> {
+        Ok(())
+    }
+}
+
+/// What a new directory, or a symlink whose target does not fit in its
+/// inode, takes at least (one block), for the layer's size cap.
+const NODE_BYTES: u64 = 4096;
+
+/// What a new name takes in its directory, for the layer's size cap: an
+/// ext4 entry (8 bytes and the name, to 4 bytes), twice (the blocks of a
+/// large directory are about half full after their splits).
+pub(crate) fn entry_bytes(name: &[u8]) -> u64 {
+    2 * ((8 + name.len() as u64 + 3) & !3)
+}
+
+/// What an extended attribute may take (a block of its own, beyond what
+/// fits in the inode), for the layer's size cap.
+pub(crate) fn xattr_bytes(name: &[u8], value: &[u8]) -> u64 {
+    (name.len() as u64 + value.len() as u64).div_ceil(NODE_BYTES) * NODE_BYTES
 }
 
 /// The [`Layered`] view of a running sandbox, in its services.

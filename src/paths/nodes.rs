@@ -73,6 +73,10 @@ pub(super) fn make_node(
     // The kernel takes a `umode_t`.
     let mode = mode as u32 & 0xffff;
     policy_gate(cx)?;
+    if let Some(layer) = d.layer() {
+        let node = if dev.is_none() { super::NODE_BYTES } else { 0 };
+        layer.charge_node(e.dir(), super::entry_bytes(&e.name) + node)?;
+    }
     let (r, want) = with_c(&e.name, |name| match dev {
         None => {
             let want = mode & 0o1777 & !task.umask();
@@ -207,6 +211,9 @@ pub(crate) fn bind_unix(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
+    if let Some(layer) = d.and_then(|d| d.layer()) {
+        layer.charge_node(e.dir(), super::entry_bytes(&e.name))?;
+    }
     let given = b.as_given.and_then(|(cwd, addr)| match d {
         None => Some((cwd, addr, None)),
         Some(d) => super::deny::fd_path(e.dir())

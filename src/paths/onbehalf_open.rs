@@ -274,6 +274,9 @@ fn open(
         }
         let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
         super::handlers::policy_gate(cx)?;
+        if let Some(layer) = denied.layer() {
+            layer.charge_node(parent.as_fd(), super::entry_bytes(&name))?;
+        }
         match open_beneath(Some(parent.as_fd()), &name, cflags as u64, mode, a.resolve) {
             Ok(fd) => {
                 fix_mode(fd.as_fd(), mode);
