@@ -1288,22 +1288,15 @@ mod tests {
         let mut n = b.clone();
         n.notify(257).unwrap();
         assert!(may_notify(n.build().unwrap().instructions()));
-        let mut n = b.clone();
-        n.rule(
-            41,
-            vec![(vec![ArgCheck::equals(0, 1)], SyscallAction::Notify)],
-            SyscallAction::Allow,
-        )
-        .unwrap();
-        assert!(may_notify(n.build().unwrap().instructions()));
-        let mut n = b.clone();
-        n.rule(
-            41,
-            vec![(vec![ArgCheck::equals(0, 1)], SyscallAction::Allow)],
-            SyscallAction::Notify,
-        )
-        .unwrap();
-        assert!(may_notify(n.build().unwrap().instructions()));
+        for (case, otherwise) in [
+            (SyscallAction::Notify, SyscallAction::Allow),
+            (SyscallAction::Allow, SyscallAction::Notify),
+        ] {
+            let mut n = b.clone();
+            n.rule(41, vec![(vec![ArgCheck::equals(0, 1)], case)], otherwise)
+                .unwrap();
+            assert!(may_notify(n.build().unwrap().instructions()));
+        }
         // A notify with low bits set, and a return of the accumulator.
         let odd = [stmt(OP_RET_K, NOTIFY | 7)];
         assert!(may_notify(&odd));

@@ -151,34 +151,6 @@ struct Idle {
     _poll: mio::Poll,
 }
 
-impl Idle {
-    /// Returns once every task using the filter is gone (the listener
-    /// hangs up) or a stop was asked for.
-    fn wait_end(&self, shared: &Shared) {
-        use std::os::fd::AsRawFd;
-        let pollfd = |fd: i32| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let mut fds = [
-            pollfd(shared.core.listener().as_raw_fd()),
-            pollfd(shared.waker.as_fd().as_raw_fd()),
-        ];
-        while !shared.core.stopping() {
-            match crate::sys::process::poll(&mut fds, None) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => {
-                    log::error!("poll failed: {e}");
-                    return;
-                }
-                Ok(_) if fds[0].revents != 0 => return,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
@@ -298,7 +270,7 @@ impl Supervisor {
     fn join_inner(&mut self) {
         if let Some(idle) = self.idle.take() {
             // As the poll thread would: until every task is gone, or a stop.
-            idle.wait_end(&self.shared);
+            poll::wait_end(&self.shared);
             // What the poll thread does after its loop; no worker started.
             wind_down(&self.shared, lanes::WorkerHandles::default());
             drop(idle);
