@@ -615,6 +615,18 @@ fn emit_leaf(leaf: Leaf<'_>, out: &mut Vec<sock_filter>) {
     out.extend(rev.into_iter().rev());
 }
 
+/// Whether `insns` can make the kernel send a notification to the
+/// listener: some `ret` gives `SECCOMP_RET_USER_NOTIF`, or returns the
+/// accumulator (not known here, so taken as yes).
+pub(crate) fn may_notify(insns: &[sock_filter]) -> bool {
+    const OP_RET_A: u16 = (libc::BPF_RET | libc::BPF_A) as u16;
+    insns.iter().any(|i| {
+        i.code == OP_RET_A
+            || (i.code == OP_RET_K
+                && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_USER_NOTIF)
+    })
+}
+
 /// A generated seccomp BPF program.
 #[derive(Clone, Debug)]
 pub struct Filter {
@@ -1256,6 +1268,41 @@ mod tests {
         assert_eq!(b.is_denied(83), Some(libc::EPERM));
         assert_eq!(b.is_denied(257), None);
         assert_eq!(b.is_denied(1), None);
+    }
+
+    /// A sandbox whose program cannot notify runs no poll thread: the test
+    /// of that must see every way a notification can come out of the
+    /// program, and none where it cannot.
+    #[test]
+    fn may_notify_sees_every_notifying_return() {
+        let mut b = FilterBuilder::new(Arch::native());
+        b.deny(83, libc::EPERM).unwrap();
+        b.rule(
+            16,
+            vec![(vec![ArgCheck::equals(1, 0x5412)], SyscallAction::Errno(1))],
+            SyscallAction::Allow,
+        )
+        .unwrap();
+        assert!(!may_notify(b.build().unwrap().instructions()));
+        // An unconditional trap, a trapped case, a trapped otherwise.
+        let mut n = b.clone();
+        n.notify(257).unwrap();
+        assert!(may_notify(n.build().unwrap().instructions()));
+        for (case, otherwise) in [
+            (SyscallAction::Notify, SyscallAction::Allow),
+            (SyscallAction::Allow, SyscallAction::Notify),
+        ] {
+            let mut n = b.clone();
+            n.rule(41, vec![(vec![ArgCheck::equals(0, 1)], case)], otherwise)
+                .unwrap();
+            assert!(may_notify(n.build().unwrap().instructions()));
+        }
+        // A notify with low bits set, and a return of the accumulator.
+        let odd = [stmt(OP_RET_K, NOTIFY | 7)];
+        assert!(may_notify(&odd));
+        let ret_a = [stmt((libc::BPF_RET | libc::BPF_A) as u16, 0)];
+        assert!(may_notify(&ret_a));
+        assert!(!may_notify(&[stmt(OP_RET_K, ALLOW), stmt(OP_RET_K, KILL)]));
     }
 
     #[test]

@@ -764,6 +764,7 @@ impl SandboxBuilder {
                 chains,
                 traced,
                 sync_wake_up: self.sync_wake_up,
+                notifies: crate::filter::may_notify(program.instructions()),
                 features: plan.features,
                 members: None,
                 memory_cgroup: None,

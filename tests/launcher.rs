@@ -113,9 +113,25 @@ fn the_host_keeps_its_signal_state() {
     assert_eq!(host_signal_state(), before);
     // Every child was reaped: none is left as a zombie of this thread. (The
     // process's watchdog, which exits with the process and may be this
-    // thread's child, is the one in a session of its own.)
+    // thread's child, is the one in a session of its own; it makes that
+    // session first thing, but on a loaded machine it may not have run yet
+    // when the spawns are over: its setsid is waited for, a while.)
+    let mut left = children_left();
+    for _ in 0..500 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        left = children_left();
+    }
+    assert!(left.is_empty(), "children left: {left:?}");
+}
+
+/// This thread's children that are not a session leader (the watchdog), or
+/// are zombies.
+fn children_left() -> Vec<String> {
     let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
-    let left: Vec<&str> = children
+    children
         .split_whitespace()
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -124,8 +140,8 @@ fn the_host_keeps_its_signal_state() {
                 .and_then(|(_, rest)| rest.split_whitespace().nth(3));
             session != Some(*pid) || stat.contains(") Z ")
         })
-        .collect();
-    assert!(left.is_empty(), "children left: {left:?}");
+        .map(str::to_owned)
+        .collect()
 }
 
 /// This thread's blocked signals and whether SIGPIPE is ignored, from

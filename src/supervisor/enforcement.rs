@@ -29,7 +29,10 @@ pub(crate) struct StartEnv<'a> {
     /// The sandbox's first process and process group.
     pub(crate) pgid: i32,
     /// The poll thread's registry: pidfds registered here are polled, and
-    /// their readiness reaches [`Stage::on_ready`].
+    /// their readiness reaches [`Stage::on_ready`]. A supervisor whose
+    /// filter traps nothing runs its poll thread only if some feature asks
+    /// for a [`Stage::tick_interval`]: a feature that registers pidfds
+    /// must ask for one.
     pub(crate) registry: &'a mio::Registry,
     /// The sandbox's cgroup membership, when a cgroup holds it.
     pub(crate) members: Option<Members>,

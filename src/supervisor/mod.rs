@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) chains: Chains,
     pub(crate) traced: Vec<bool>,
     pub(crate) sync_wake_up: bool,
+    /// The filter can send notifications (see [`crate::filter::may_notify`]).
+    pub(crate) notifies: bool,
     /// The sandbox's features, in the order they start (a feature starts
     /// after those it needs).
     pub(crate) features: Vec<Arc<dyn Enforcement>>,
@@ -138,12 +140,21 @@ impl Shared {
 pub struct Supervisor {
     shared: Arc<Shared>,
     poll: Option<JoinHandle<poll::Ended>>,
+    /// A supervisor with nothing to receive runs no thread: what the poll
+    /// thread would wind down at its end, kept until [`join`](Self::join).
+    idle: Option<Idle>,
+}
+
+/// What a supervisor without a poll thread holds until it ends.
+struct Idle {
+    /// The features' pidfd registry (empty: no feature ticks).
+    _poll: mio::Poll,
 }
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("running", &self.poll.is_some())
+            .field("running", &(self.poll.is_some() || self.idle.is_some()))
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +166,14 @@ impl Supervisor {
             feature: "seccomp user notification",
             source: e,
         })?;
-        let sync = config.sync_wake_up
+        // A program that cannot trap (its filter has no notifying return)
+        // sends nothing to receive: unless a feature must poll its pidfds,
+        // the supervisor then runs no thread at all. The listener stays
+        // open until the end all the same (the program cannot install a
+        // listener of its own: see `Error::Nested`).
+        let receives = config.notifies;
+        let sync = receives
+            && config.sync_wake_up
             && match seccomp::set_flags(listener.as_fd(), seccomp::USER_NOTIF_FD_SYNC_WAKE_UP) {
                 Ok(()) => true,
                 Err(e) => {
@@ -183,6 +201,7 @@ impl Supervisor {
         }
         let watch_receives = stages.iter().any(|s| s.watches_receives());
         let tick = stages.iter().filter_map(|s| s.tick_interval()).min();
+        let thread = receives || tick.is_some();
         let shared = Arc::new_cyclic(|weak| Shared {
             core: Notifier::new(listener, pgid, config.traced),
             chains: config.chains,
@@ -190,7 +209,7 @@ impl Supervisor {
             waker,
             // Blocking receive: see `poll`. Not when a feature polls pidfds
             // or must see every receive under `world`.
-            interrupt: (sync && !watch_receives && tick.is_none())
+            interrupt: (thread && sync && !watch_receives && tick.is_none())
                 .then(|| poll::Interrupt::new_if_supported(crate::sys::interrupt::signal()))
                 .flatten(),
             done: (Mutex::new(false), parking_lot::Condvar::new()),
@@ -200,6 +219,13 @@ impl Supervisor {
             tick,
             handle: SupervisorHandle::new(Weak::clone(weak) as Weak<dyn HandleOps>),
         });
+        if !thread {
+            return Ok(Supervisor {
+                shared,
+                poll: None,
+                idle: Some(Idle { _poll: poll }),
+            });
+        }
         // The workers start as work comes (see `lanes`).
         let (lanes, workers) = lanes::Lanes::new(&shared, config.workers.max(1));
         let sh = Arc::clone(&shared);
@@ -220,6 +246,7 @@ impl Supervisor {
         Ok(Supervisor {
             shared,
             poll: Some(poll_thread),
+            idle: None,
         })
     }
 
@@ -241,6 +268,17 @@ impl Supervisor {
     }
 
     fn join_inner(&mut self) {
+        if let Some(idle) = self.idle.take() {
+            // As the poll thread would: until every task is gone, or a stop.
+            poll::wait_end(&self.shared);
+            // What the poll thread does after its loop; no worker started.
+            wind_down(&self.shared, lanes::WorkerHandles::default());
+            drop(idle);
+            *self.shared.done.0.lock() = true;
+            self.shared.done.1.notify_all();
+            log::debug!("supervisor ended (it had nothing to receive)");
+            return;
+        }
         let Some(poll) = self.poll.take() else { return };
         self.shared.wait_done(|| poll.is_finished());
         match poll.join() {
@@ -257,7 +295,7 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        if self.poll.is_some() {
+        if self.poll.is_some() || self.idle.is_some() {
             self.shared.request_stop();
             self.join_inner();
         }

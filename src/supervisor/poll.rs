@@ -113,15 +113,10 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     // the worker and the trapped task with it. The stop eventfd sits beside
     // it. mio's epoll fd (tracked tasks' pidfds) is watched only when tasks
     // are tracked: polling it costs about 1 µs per trapped call.
-    let pollfd = |fd: i32| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
     let mut fds = [
-        pollfd(shared.core.listener().as_raw_fd()),
-        pollfd(shared.waker.as_fd().as_raw_fd()),
-        pollfd(poll.as_raw_fd()),
+        pollin(shared.core.listener().as_raw_fd()),
+        pollin(shared.waker.as_fd().as_raw_fd()),
+        pollin(poll.as_raw_fd()),
     ];
     // A feature that ticks (process tracking) also polls pidfds.
     let watched = if shared.tick.is_some() { 3 } else { 2 };
@@ -244,6 +239,36 @@ pub(crate) fn run(shared: &Arc<Shared>, mut poll: Poll, lanes: Lanes) -> Ended {
     ended
 }
 
+/// A `pollfd` waiting for `fd` to be readable.
+fn pollin(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// For a supervisor without a poll thread (nothing to receive): returns,
+/// as the thread's loop would end, once every task using the filter is
+/// gone (the listener hangs up) or a stop was asked for.
+pub(super) fn wait_end(shared: &Shared) {
+    let mut fds = [
+        pollin(shared.core.listener().as_raw_fd()),
+        pollin(shared.waker.as_fd().as_raw_fd()),
+    ];
+    while !shared.core.stopping() {
+        match process::poll(&mut fds, None) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                log::error!("poll failed: {e}");
+                return;
+            }
+            Ok(_) if fds[0].revents != 0 => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Blocks in `RECV` and hands what comes to a worker; `Some` when the loop
 /// must end.
 fn receive_blocking(
@@ -275,11 +300,7 @@ fn receive_blocking(
         // A task went away before its notification was received, or every
         // task is gone (then the listener reports a hang-up).
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            let mut fd = [libc::pollfd {
-                fd: shared.core.listener().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fd = [pollin(shared.core.listener().as_raw_fd())];
             match process::poll(&mut fd, Some(Duration::ZERO)) {
                 Ok(_) if fd[0].revents & libc::POLLHUP != 0 => Some(Ended::HungUp),
                 _ => None,
