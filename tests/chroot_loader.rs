@@ -456,18 +456,23 @@ fn redteam_signals_during_the_close_after_a_failed_reissue_are_kept() {
 
 /// In the view: a child `E` execs `argv[2]` (a program it holds open for
 /// writing: `ETXTBSY`, each a re-issued exec whose added fd is closed
-/// after its failure, by one step of `E` running `close`) `argv[1]`
-/// times, while a thread of this process keeps sending `E` `SIGSTOP` and
-/// `SIGCONT` (group stops that may come while the close is stepped), and
-/// `O`, a process sharing `E`'s fd table (`CLONE_FILES`: the exec freeze
-/// stops the tasks sharing `E`'s memory, not its files), keeps taking the
-/// lowest free fd number (`dup` of a file whose offset is 4242) and
-/// checks it still holds that file: a close made twice takes it from
-/// under `O`. `E` makes its system calls slow to enter (stacked classic
-/// BPF filters that allow everything, as a program may install), which
-/// widens the window in which a stop comes after the close ran. Reports
-/// the fds taken from `O` (`stolen`), the `SIGTRAP`s `E` got (`traps`;
-/// nobody sends one), execs that failed otherwise than `ETXTBSY`.
+/// after its failure, by one step of `E` running `close`) until a process
+/// `S` has sent it `argv[1]` `SIGTRAP`s, by turns with `kill` and with
+/// `tgkill` (each aimed at the moment `E` leaves a traced stop, as when
+/// its close is stepped, and waited for until `E`'s handler saw it, up to
+/// 5 s), while a thread of
+/// this process keeps sending `E` `SIGSTOP` and `SIGCONT`, and `O`, a
+/// process sharing `E`'s fd table (`CLONE_FILES`: the exec freeze stops
+/// the tasks sharing `E`'s memory, not its files), keeps taking the lowest
+/// free fd number (`dup` of a file whose offset is 4242) and checks it
+/// still holds that file: a close made twice takes it from under `O`. `E`
+/// makes its system calls slow to enter (stacked classic BPF filters that
+/// allow everything, as any program may install), which widens the window
+/// in which a signal comes while the close runs. Reports the fds taken
+/// from `O` (`stolen`), the `SIGTRAP`s made by the kernel that `E` got
+/// (`ktraps`), `S`'s traps never seen (`lost`: sent by `kill`;
+/// `tlost`: by `tgkill`), execs that failed
+/// otherwise than `ETXTBSY` (`other`).
 const DOUBLE_CLOSE_C: &str = r#"
 #define _GNU_SOURCE
 #include <errno.h>
@@ -485,20 +490,32 @@ const DOUBLE_CLOSE_C: &str = r#"
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static volatile int *shared; /* done, stolen, traps, other, execs, dups */
+/* done, stolen, ktraps, other, execs, dups, utraps, lost, tlost */
+static volatile int *shared;
 static pid_t e;
-static void on_trap(int s) { (void)s; __atomic_add_fetch(&shared[2], 1, __ATOMIC_SEQ_CST); }
+static void on_trap(int s, siginfo_t *si, void *u) {
+    (void)s, (void)u;
+    __atomic_add_fetch(&shared[si->si_code > 0 ? 2 : 6], 1, __ATOMIC_SEQ_CST);
+}
 static void *stopper(void *arg) {
     (void)arg;
     unsigned r = 1;
     while (!__atomic_load_n(&shared[0], __ATOMIC_SEQ_CST)) {
         r = r * 1103515245 + 12345;
-        usleep(50 + (r >> 16) % 400);
+        usleep(200 + (r >> 16) % 800);
         kill(e, SIGSTOP);
         usleep(20 + (r >> 8) % 60);
         kill(e, SIGCONT);
     }
     return 0;
+}
+static char state(int fd) {
+    char b[512];
+    ssize_t n = pread(fd, b, sizeof b - 1, 0);
+    if (n <= 0) return 0;
+    b[n] = 0;
+    char *p = strrchr(b, ')');
+    return p && p[1] ? p[2] : 0;
 }
 static void slow_syscalls(void) {
     static struct sock_filter f[4000];
@@ -515,7 +532,11 @@ int main(int argc, char **argv) {
     int rounds = atoi(argv[1]);
     e = fork();
     if (e == 0) {
-        signal(SIGTRAP, on_trap);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_trap;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigaction(SIGTRAP, &sa, 0);
         int busy = open(argv[2], O_WRONLY);
         int base = open("/tmp/double-close-mark", O_RDWR | O_CREAT, 0600);
         if (busy < 0 || base < 0 || lseek(base, 4242, SEEK_SET) != 4242) _exit(2);
@@ -537,14 +558,40 @@ int main(int argc, char **argv) {
             _exit(0);
         }
         slow_syscalls();
-        for (int i = 0; i < rounds; i++) {
+        while (!__atomic_load_n(&shared[0], __ATOMIC_SEQ_CST)) {
             char *a[] = {argv[2], 0};
             execv(argv[2], a);
             shared[3] += errno != ETXTBSY;
             shared[4]++;
         }
-        __atomic_store_n(&shared[0], 1, __ATOMIC_SEQ_CST);
         waitpid(o, 0, 0);
+        _exit(0);
+    }
+    pid_t s = fork();
+    if (s == 0) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", e);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) _exit(2);
+        int lost = 0, tlost = 0;
+        for (int i = 0; i < rounds; i++) {
+            int spins = 0;
+            while (state(fd) != 't' && spins < 200000) spins++;
+            while (state(fd) == 't' && spins < 400000) spins++;
+            int seen = __atomic_load_n(&shared[6], __ATOMIC_SEQ_CST);
+            if (i & 1)
+                syscall(SYS_tgkill, e, e, SIGTRAP);
+            else
+                kill(e, SIGTRAP);
+            int t = 0;
+            while (__atomic_load_n(&shared[6], __ATOMIC_SEQ_CST) == seen && t < 25000) usleep(200), t++;
+            if (t == 25000) {
+                if (i & 1) tlost++; else lost++;
+            }
+        }
+        shared[7] = lost;
+        shared[8] = tlost;
+        __atomic_store_n(&shared[0], 1, __ATOMIC_SEQ_CST);
         _exit(0);
     }
     pthread_t t;
@@ -552,21 +599,25 @@ int main(int argc, char **argv) {
     int st = 0;
     waitpid(e, &st, 0);
     __atomic_store_n(&shared[0], 1, __ATOMIC_SEQ_CST);
+    waitpid(s, 0, 0);
     pthread_join(t, 0);
-    printf("status %d\nstolen %d\ntraps %d\nother %d\nexecs %d\ndups %d\n", st, shared[1],
-           shared[2], shared[3], shared[4], shared[5]);
+    printf("status %d\nstolen %d\nktraps %d\nlost %d\ntlost %d\nother %d\nexecs %d\ndups %d\n",
+           st, shared[1], shared[2], shared[7], shared[8], shared[3], shared[4], shared[5]);
     return 0;
 }
 "#;
 
-/// A close made after a failed re-issued exec runs exactly once, and the
-/// trap of its step is never delivered, even when a group stop comes
-/// while it is stepped (before or after the close ran): see
-/// [`DOUBLE_CLOSE_C`]. No fd of the process sharing the table is closed
-/// under it, no `SIGTRAP` reaches the program, every exec fails
-/// `ETXTBSY` and the program is not killed.
+/// A close made after a failed re-issued exec runs exactly once, the trap
+/// of its step is never delivered, and a signal sent to the process while
+/// it is stepped is (see [`DOUBLE_CLOSE_C`]): no fd of the process sharing
+/// the table is closed under it, no `SIGTRAP` made by the kernel reaches
+/// the program, none sent by `kill` is lost, every exec fails `ETXTBSY`,
+/// the program is not killed. (A `SIGTRAP` a thread aims at the task with
+/// `tgkill` while the step's trap is pending is merged with it by the
+/// kernel, standard signals do not queue, and goes with it: `tlost` is
+/// reported, not checked; README, chroot limits.)
 #[test]
-fn redteam_a_close_stepped_through_group_stops_runs_once() {
+fn redteam_a_close_stepped_through_signals_and_stops_runs_once() {
     let _w = common::watchdog(std::time::Duration::from_secs(240), "double close");
     let r = rootfs();
     place(
@@ -579,17 +630,17 @@ fn redteam_a_close_stepped_through_group_stops_runs_once() {
     std::fs::write(&p, std::fs::read(busy).expect("read")).expect("write");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut args = cli(&r);
-    args.extend(["--", "/work/double", "300", "/work/busy"].map(String::from));
+    args.extend(["--", "/work/double", "200", "/work/busy"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::run_unotify(&args);
     let text = common::stdout_of(&out);
     println!("{text}");
     assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
     assert_eq!(count(&text, "status"), 0, "E was killed: {text}");
-    assert_eq!(count(&text, "execs"), 300, "{text}");
     assert_eq!(count(&text, "other"), 0, "{text}");
     assert_eq!(count(&text, "stolen"), 0, "fds closed twice: {text}");
-    assert_eq!(count(&text, "traps"), 0, "step traps delivered: {text}");
+    assert_eq!(count(&text, "ktraps"), 0, "step traps delivered: {text}");
+    assert_eq!(count(&text, "lost"), 0, "signals lost: {text}");
 }
 
 /// In the view: execs the script `argv[2]` (re-issued: the kernel's `#!`
