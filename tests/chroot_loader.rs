@@ -88,6 +88,19 @@ fn place(r: &Rootfs, from: &Path, to: &str) {
     std::fs::copy(from, &dest).expect("copy into the rootfs");
 }
 
+/// Writes `bytes` as the executable `/work/NAME` of the rootfs.
+fn work_exe(r: &Rootfs, name: &str, bytes: &[u8]) {
+    let p = r.root.join("work").join(name);
+    std::fs::write(&p, bytes).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A static program of the rootfs that prints [`OUTSIDE`], as `/work/NAME`.
+fn marker_exe(r: &Rootfs, name: &str) {
+    let marker = common::marker_program("chroot_loader_outside", OUTSIDE);
+    work_exe(r, name, &std::fs::read(marker).expect("read"));
+}
+
 #[test]
 fn programs_run_with_the_views_own_loader() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "own loader");
@@ -304,23 +317,17 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
         &common::build_c("chroot_failed_exec", FAILED_EXEC_C, &[]),
         "/work/failed",
     );
-    let write_exe = |name: &str, bytes: &[u8]| {
-        let p = r.root.join("work").join(name);
-        std::fs::write(&p, bytes).expect("write");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    };
     // Neither ELF nor `#!` (a shell runs it itself: its fd table must
     // stay as it was).
-    write_exe("garbage", b"echo no-hash-bang-line\n");
+    work_exe(&r, "garbage", b"echo no-hash-bang-line\n");
     // An ELF file for another machine.
     let mut elf = std::fs::read(host_loader()).expect("read");
     elf[0x12] = 0x28; // EM_ARM
     elf[0x13] = 0;
-    write_exe("other-machine", &elf);
+    work_exe(&r, "other-machine", &elf);
     // A static program (the view's loader would open a dynamic one for
     // reading only): the kernel refuses it while it is open for writing.
-    let busy = common::marker_program("chroot_loader_outside", OUTSIDE);
-    write_exe("busy", &std::fs::read(busy).expect("read"));
+    marker_exe(&r, "busy");
     let mut args = cli(&r);
     args.extend(
         [
@@ -436,10 +443,7 @@ fn redteam_signals_during_the_close_after_a_failed_reissue_are_kept() {
         &common::build_c("chroot_signalled_exec", SIGNALLED_EXEC_C, &[]),
         "/work/signalled",
     );
-    let busy = common::marker_program("chroot_loader_outside", OUTSIDE);
-    let p = r.root.join("work/busy");
-    std::fs::write(&p, std::fs::read(busy).expect("read")).expect("write");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    marker_exe(&r, "busy");
     for mode in ["trap", "stop"] {
         let mut args = cli(&r);
         args.extend(["--", "/work/signalled", "60", "/work/busy", mode].map(String::from));
@@ -625,10 +629,7 @@ fn redteam_a_close_stepped_through_signals_and_stops_runs_once() {
         &common::build_c("chroot_double_close", DOUBLE_CLOSE_C, &["-pthread"]),
         "/work/double",
     );
-    let busy = common::marker_program("chroot_loader_outside", OUTSIDE);
-    let p = r.root.join("work/busy");
-    std::fs::write(&p, std::fs::read(busy).expect("read")).expect("write");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    marker_exe(&r, "busy");
     let mut args = cli(&r);
     args.extend(["--", "/work/double", "200", "/work/busy"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -706,9 +707,7 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
         &common::build_c("chroot_no_room", NO_ROOM_C, &[]),
         "/work/noroom",
     );
-    let script = r.root.join("work/noroom-script");
-    std::fs::write(&script, "#!/bin/sh\necho script-ran\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    work_exe(&r, "noroom-script", b"#!/bin/sh\necho script-ran\n");
     let mut args = cli(&r);
     args.extend(
         [
@@ -743,12 +742,8 @@ fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
     // through as it is, not re-issued.
     let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
     let dir = failed.parent().expect("dir").display().to_string();
-    let ok = common::marker_program("chroot_loader_outside", OUTSIDE);
-    for name in ["ok", "held"] {
-        let p = r.root.join("work").join(name);
-        std::fs::write(&p, std::fs::read(&ok).expect("read")).expect("write");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    marker_exe(&r, "ok");
+    marker_exe(&r, "held");
     for fault in ["reissue-busy", "reissue-after-addfd"] {
         let mut args = cli(&r);
         args.extend(["--mount".into(), format!("{dir}:{dir}:ro"), "--".into()]);

@@ -9,9 +9,10 @@
 //!
 //! # How (x86_64)
 //!
-//! 1. The worker adds the call's files to the task (`SECCOMP_IOCTL_NOTIF_ADDFD`,
-//!    close-on-exec) and hands the tracer the rewrite with their numbers.
-//! 2. The tracer seizes the task if it is not its tracee yet and interrupts
+//! 1. The worker hands the call to the tracer, which seizes the task if it
+//!    is not its tracee yet, then (every check that can refuse passed)
+//!    adds the call's files to it (`SECCOMP_IOCTL_NOTIF_ADDFD`,
+//!    close-on-exec), notes the rewrite with their numbers and interrupts
 //!    it. The task sleeps in its seccomp wait, which is killable only once
 //!    the notification was received (`WAIT_KILLABLE_RECV`): the trap stays
 //!    pending.
@@ -28,7 +29,10 @@
 //! new freeze, copy, handlers, the exec-event check). A thread that swaps
 //! an added fd or rewrites the memory in between changes what is decided,
 //! never what runs unchecked. If any step fails the task sees the `EACCES`
-//! (fail closed).
+//! (fail closed), and no file stays added: a failure after files were
+//! added (one that cannot be added after another was, a rewrite that
+//! cannot be made at the stop) has them closed at that stop
+//! ([`close_added`]), or the task's process killed if they cannot be.
 //!
 //! # Limits
 //!
@@ -41,9 +45,12 @@
 //!   `ENOEXEC`). Left open: a re-issued call refused by the supervisor's
 //!   own decision (its freeze failing: `EPERM`), a task whose seccomp wait
 //!   is not killable-only (no `WAIT_KILLABLE_RECV`: its interrupt is asked
-//!   after the answer and may stop it later), or one stopped by signals or
-//!   stops coming again and again before its close (given up after a few
-//!   steps; what stopped it is kept).
+//!   after the answer and may stop it later). A task whose close cannot be
+//!   seen through (stops coming again and again before it for
+//!   [`STOP_TIMEOUT`](super::STOP_TIMEOUT), a `close` that blocks) is
+//!   killed. A `SIGTRAP` aimed at the task with `tgkill` in the moment
+//!   between its close and the step's trap is merged by the kernel with
+//!   that trap (standard signals do not queue), which is not delivered.
 //! - A re-issued call that fails returns with its argument registers set
 //!   to the re-issued values (the C library's wrappers and every calling
 //!   convention treat them as clobbered by the call).
