@@ -27,6 +27,8 @@ pub(crate) enum FreezeError {
     Growing,
     /// A task did not stop in time.
     StopTimeout { tid: i32 },
+    /// The files of a re-issued call could not be added to its task.
+    Files(io::Error),
 }
 
 impl fmt::Display for FreezeError {
@@ -49,6 +51,9 @@ impl fmt::Display for FreezeError {
                 "task {tid} did not stop within {:?}",
                 super::STOP_TIMEOUT
             ),
+            FreezeError::Files(e) => {
+                write!(f, "cannot add the re-issued call's files to the task: {e}")
+            }
         }
     }
 }
@@ -67,7 +72,7 @@ impl FreezeError {
 impl std::error::Error for FreezeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            FreezeError::Seize { source, .. } => Some(source),
+            FreezeError::Seize { source, .. } | FreezeError::Files(source) => Some(source),
             _ => None,
         }
     }

@@ -418,7 +418,7 @@ impl ExecFreeze<'_> {
 
     /// Starts the re-issue of the exec as `r` says ([`start_reissue`]).
     fn reissue(&self, notif: &Notification, r: crate::action::Reissue) -> NotifAction {
-        start_reissue(self.core, self.argv, notif, r)
+        start_reissue(self.argv, notif, r)
     }
 
     /// Why the freeze could not be established, if it could not.
@@ -757,16 +757,16 @@ fn trusted(path: &str, extra: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// Starts the re-issue of a trapped call as `r` says ([`super::reissue`]):
-/// its files added to the caller, the tracer told; returns the answer
-/// (`EACCES`, which the caller sees only if the rewrite is not made).
+/// the tracer adds its files to the caller and sets the rewrite up
+/// ([`super::tracer::Tracer::reissue`]); returns the answer (`EACCES`,
+/// which the caller sees only if the rewrite is not made).
 pub(super) fn start_reissue(
-    core: &Notifier,
     argv: &ArgvSafety,
     notif: &Notification,
     r: crate::action::Reissue,
 ) -> NotifAction {
     let refused = NotifAction::Errno(libc::EACCES);
-    if !super::reissue::supported() {
+    if !super::reissue::supported() || !super::reissue::well_formed(&r) {
         return refused;
     }
     let tid = notif.pid as i32;
@@ -774,33 +774,10 @@ pub(super) fn start_reissue(
         tid,
         tgid: crate::handler::thread_group_of(tid).unwrap_or(tid),
     };
-    let mut numbers = Vec::with_capacity(r.files.len());
-    let mut added = Vec::with_capacity(r.files.len());
-    for f in &r.files {
-        let req = seccomp::SeccompNotifAddfd {
-            id: notif.id,
-            flags: 0,
-            srcfd: f.as_raw_fd() as u32,
-            newfd: 0,
-            newfd_flags: libc::O_CLOEXEC as u32,
-        };
-        match seccomp::addfd(core.listener(), &req) {
-            Ok(n) => {
-                numbers.push(n);
-                if let Ok(st) = crate::sys::path::fstat(f.as_fd()) {
-                    added.push((n, (st.dev, st.ino)));
-                }
-            }
-            Err(e) => {
-                log::debug!("pid {tid}: cannot add a file for a re-issued call: {e}");
-                return refused;
-            }
-        }
-    }
-    let Some(rw) = super::reissue::rewrite(&r, notif.nr as u32 as u64, &numbers, added) else {
-        return refused;
-    };
-    if let Err(why) = argv.tracer.reissue(caller, rw) {
+    if let Err(why) = argv
+        .tracer
+        .reissue(caller, notif.id, notif.nr as u32 as u64, r)
+    {
         log::log!(
             why.log_level(),
             "pid {tid}: {} cannot be re-issued ({why}); answering EACCES",

@@ -118,6 +118,7 @@
 pub(crate) mod component;
 pub(crate) mod error;
 pub(crate) mod exec;
+mod fault;
 pub(crate) mod reissue;
 pub(crate) mod tracer;
 
@@ -345,11 +346,11 @@ impl Stage for ArgvSafety {
     /// `chdir` into its upper tree): the ptrace thread rewrites it too.
     fn reissue(
         &self,
-        core: &Notifier,
+        _core: &Notifier,
         notif: &Notification,
         r: crate::action::Reissue,
     ) -> std::result::Result<NotifAction, crate::action::Reissue> {
-        Ok(exec::start_reissue(core, self, notif, r))
+        Ok(exec::start_reissue(self, notif, r))
     }
 
     fn on_receive(&self, tid: i32, id: u64) {

@@ -9,9 +9,10 @@
 //!
 //! # How (x86_64)
 //!
-//! 1. The worker adds the call's files to the task (`SECCOMP_IOCTL_NOTIF_ADDFD`,
-//!    close-on-exec) and hands the tracer the rewrite with their numbers.
-//! 2. The tracer seizes the task if it is not its tracee yet and interrupts
+//! 1. The worker hands the call to the tracer, which seizes the task if it
+//!    is not its tracee yet, then (every check that can refuse passed)
+//!    adds the call's files to it (`SECCOMP_IOCTL_NOTIF_ADDFD`,
+//!    close-on-exec), notes the rewrite with their numbers and interrupts
 //!    it. The task sleeps in its seccomp wait, which is killable only once
 //!    the notification was received (`WAIT_KILLABLE_RECV`): the trap stays
 //!    pending.
@@ -28,7 +29,10 @@
 //! new freeze, copy, handlers, the exec-event check). A thread that swaps
 //! an added fd or rewrites the memory in between changes what is decided,
 //! never what runs unchecked. If any step fails the task sees the `EACCES`
-//! (fail closed).
+//! (fail closed), and no file stays added: a failure after files were
+//! added (one that cannot be added after another was, a rewrite that
+//! cannot be made at the stop) has them closed at that stop
+//! ([`close_added`]), or the task's process killed if they cannot be.
 //!
 //! # Limits
 //!
@@ -41,9 +45,12 @@
 //!   `ENOEXEC`). Left open: a re-issued call refused by the supervisor's
 //!   own decision (its freeze failing: `EPERM`), a task whose seccomp wait
 //!   is not killable-only (no `WAIT_KILLABLE_RECV`: its interrupt is asked
-//!   after the answer and may stop it later), or one stopped by signals or
-//!   stops coming again and again before its close (given up after a few
-//!   steps; what stopped it is kept).
+//!   after the answer and may stop it later). A task whose close cannot be
+//!   seen through (stops coming again and again before it for
+//!   [`STOP_TIMEOUT`](super::STOP_TIMEOUT), a `close` that blocks) is
+//!   killed. A `SIGTRAP` aimed at the task with `tgkill` in the moment
+//!   between its close and the step's trap is merged by the kernel with
+//!   that trap (standard signals do not queue), which is not delivered.
 //! - A re-issued call that fails returns with its argument registers set
 //!   to the re-issued values (the C library's wrappers and every calling
 //!   convention treat them as clobbered by the call).
@@ -108,6 +115,13 @@ pub(crate) fn rewrite(r: &Reissue, trapped: u64, numbers: &[i32], added: Added) 
             .map(|a| map(a, numbers))
             .collect::<Option<_>>()?,
     })
+}
+
+/// Whether `r` can be rewritten once its files are added: at most six
+/// arguments, each file argument naming one of its files. Checked before
+/// anything is added.
+pub(crate) fn well_formed(r: &Reissue) -> bool {
+    rewrite(r, 0, &vec![0; r.files.len()], Vec::new()).is_some()
 }
 
 /// Lays `args` out in a block placed at `base`: the block's bytes and
@@ -272,56 +286,91 @@ pub(crate) fn apply(_tid: i32, _rw: &Rewrite) -> Result<(), NotMade> {
     Err(NotMade::Unsupported)
 }
 
-/// Closes in `tid` the files `added` that a re-issued call `nr` had added
-/// to it, when that call failed: `tid` is stopped at its return (the
-/// exec freeze's trap after a failed exec; `sig`: the signal of that stop,
-/// 0 for a trap), the call's first argument the first file. Each `close`
-/// is made by the task itself: its registers set to `close(fd)` at the
-/// `syscall` instruction, one instruction stepped (`PTRACE_SINGLESTEP`
-/// stops it right after the call), then its registers put back as the
-/// failed call left them (its errno in `rax`). A file is closed only if
-/// that number still holds it. `root`: the sandbox's first process (its
-/// exit is left to its parent).
+/// Where a task stands when the files a re-issue added to it are closed
+/// ([`close_added`]): stopped at the return of a call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Return {
+    /// The failed return of the re-issued call (this number; its first
+    /// argument the first file): the exec freeze's trap after a failed
+    /// exec.
+    Failed(u64),
+    /// The answered return of the trapped call (this number) that was not
+    /// rewritten: the re-issue failed after its files were added.
+    Trapped(u64),
+}
+
+/// What [`close_added`] did.
+#[derive(Debug)]
+pub(crate) enum Closed {
+    /// Every file closed (or no longer at its number): the task is left
+    /// in its stop, as it was; the signal to deliver when it is let go.
+    Done(i32),
+    /// Nothing was run in the task (it is not at the return said): the
+    /// files are still there; the signal to deliver when it is let go.
+    Left(i32, NotMade),
+    /// A close was started and could not be seen through (the task kept
+    /// being stopped for [`STOP_TIMEOUT`](super::STOP_TIMEOUT), or was left
+    /// in a state that is not before or after it): the task's process was
+    /// killed, fail closed; it is not in a stop any more.
+    Killed(NotMade),
+}
+
+/// Closes in `tid`, stopped at the return `at` (`sig`: the signal of that
+/// stop, 0 for a trap), the files `added` that a re-issue added to it.
+/// Each `close` is made by the task itself: its registers set to
+/// `close(fd)` at the `syscall` instruction, one instruction stepped
+/// (`PTRACE_SINGLESTEP` stops it right after the call), then its
+/// registers put back as they were (the failed call's errno in `rax`). A
+/// file is closed only if that number still holds it. `root`: the
+/// sandbox's first process (its exit is left to its parent).
 ///
-/// A stop that comes before the step's own trap means the close has not
-/// run, and is kept: while stepping the task blocks every signal it can
-/// but `SIGTRAP` (its mask put back after), so only a `SIGSTOP`, a
-/// `SIGTRAP` sent by a process (`si_code <= 0`; the step's is the
-/// kernel's) or a group stop or interrupt come first; the signals are
-/// kept with their siginfo and the step is tried again (a group stop is
-/// put back by the kernel when the task is detached). A close counts as
-/// done only at the kernel's trap with the task right after the
-/// `syscall` instruction and `close` as its call.
+/// Whether a close ran is read from the registers at each stop, whatever
+/// the stop: after it the task is right after the `syscall` instruction
+/// with `close` as its call, before it still at the instruction. A group
+/// stop, an interrupt or a signal may come before the close or after it
+/// (a stop found pending on the way back from the call is taken before
+/// the step's trap): a close that ran is never made again (the number may
+/// hold a file another task sharing the table opened since), one that did
+/// not is tried again. The step's own trap (a `SIGTRAP` the kernel made,
+/// `si_code > 0`) is never delivered: if another stop came first, the
+/// task is stepped once more on `close(-1)`, which takes that trap before
+/// it runs or else runs harmlessly and traps. While stepping the task
+/// blocks every signal it can but `SIGTRAP` (its mask put back after), so
+/// only a `SIGSTOP`, a `SIGTRAP` sent by a process (`si_code <= 0`) and
+/// group stops or interrupts come in between: the signals are kept with
+/// their siginfo (a group stop is put back by the kernel when the task is
+/// detached). Each stop is waited for until a deadline
+/// ([`STOP_TIMEOUT`](super::STOP_TIMEOUT) for all): past it, or in a state
+/// that is neither, the task's process is killed ([`Closed::Killed`]).
 ///
-/// Returns the signal to deliver when the task is let go from the stop
-/// it is left in (its siginfo set there; further kept signals are sent
-/// to it again, pending when it runs), and whether every file was closed.
+/// Returns, but when killed, the signal to deliver when the task is let
+/// go from the stop it is left in (its siginfo set there; further kept
+/// signals are sent to it again, pending when it runs).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn close_added(
-    tid: i32,
-    nr: u64,
-    added: &Added,
-    root: bool,
-    sig: i32,
-) -> (i32, Result<(), NotMade>) {
+pub(crate) fn close_added(tid: i32, at: Return, added: &Added, root: bool, sig: i32) -> Closed {
     use crate::sys::ptrace::{self, TraceeState};
-    use std::os::unix::fs::MetadataExt;
-    /// Steps of one close before it is given up (each taken by a stop).
-    const TRIES: usize = 16;
+    use std::time::Instant;
+    const CLOSE: u64 = libc::SYS_close as u64;
     let saved = match ptrace::get_regs(tid) {
         Ok(r) => r,
-        Err(e) => return (sig, Err(NotMade::Io(e))),
+        Err(e) => return Closed::Left(sig, NotMade::Io(e)),
     };
     let failed = (saved.rax as i64) < 0 && (saved.rax as i64) >= -4095;
     let first = added.first().map(|a| a.0 as u64);
-    if saved.orig_rax != nr || !failed || first != Some(saved.rdi) {
-        return (
+    let here = match at {
+        Return::Failed(nr) => saved.orig_rax == nr && failed && first == Some(saved.rdi),
+        Return::Trapped(nr) => saved.orig_rax == nr && failed,
+    };
+    let mut ins = [0u8; 2];
+    let syscall = saved.rip.checked_sub(2).filter(|&a| {
+        matches!(crate::sys::mem::read(tid, a, &mut ins), Ok(2)) && ins == [0x0f, 0x05]
+    });
+    let Some(syscall_at) = syscall.filter(|_| here) else {
+        return Closed::Left(
             sig,
-            Err(NotMade::Elsewhere(
-                "not the failed return of the re-issued call",
-            )),
+            NotMade::Elsewhere("not at the return of the call said"),
         );
-    }
+    };
     // The signals to deliver (their siginfo), and whether the task is in
     // a signal-delivery stop (where one can be given with its siginfo).
     let mut kept: Vec<ptrace::SigInfo> = Vec::new();
@@ -329,80 +378,99 @@ pub(crate) fn close_added(
     if sig != 0 {
         match ptrace::get_siginfo(tid) {
             Ok(info) => kept.push(info),
-            Err(e) => return (sig, Err(NotMade::Io(e))),
+            Err(e) => return Closed::Left(sig, NotMade::Io(e)),
         }
     }
     let mask = match ptrace::get_sigmask(tid) {
         Ok(m) => m,
-        Err(e) => return (sig, Err(NotMade::Io(e))),
+        Err(e) => return Closed::Left(sig, NotMade::Io(e)),
     };
     // Not SIGTRAP: the kernel resets the handler of a trap it forces on a
     // task that blocks it.
     let all_but_trap = !(1u64 << (libc::SIGTRAP - 1));
     if let Err(e) = ptrace::set_sigmask(tid, all_but_trap) {
-        return (sig, Err(NotMade::Io(e)));
+        return Closed::Left(sig, NotMade::Io(e));
     }
-    // One close made by the task: `Ok(true)` once done, `Ok(false)` if
-    // stops kept coming.
-    let mut close_one = |fd: i32| -> Result<bool, NotMade> {
-        let mut regs = saved;
-        regs.rax = libc::SYS_close as u64;
-        regs.rdi = fd as u64;
-        regs.orig_rax = u64::MAX;
-        regs.rip = saved.rip - 2;
-        for _ in 0..TRIES {
+    let deadline = Instant::now() + super::STOP_TIMEOUT;
+    let holds = |fd: i32, id: super::FileId| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{tid}/fd/{fd}")).is_ok_and(|m| (m.dev(), m.ino()) == id)
+    };
+    // One close made by the task, its step's trap taken. An error: the
+    // task's state is not known (stepped, or its stop not seen).
+    let mut close_one = |fd: i32, id: super::FileId| -> Result<(), NotMade> {
+        let mut closed = false;
+        loop {
+            if !closed && !holds(fd, id) {
+                // Not our file any more (the program closed it): nothing
+                // of ours to close, no step made that could trap.
+                return Ok(());
+            }
+            let mut regs = saved;
+            regs.rax = CLOSE;
+            // Once closed: `close(-1)`, to take the step's trap.
+            regs.rdi = if closed { u64::MAX } else { fd as u64 };
+            regs.orig_rax = u64::MAX;
+            regs.rip = syscall_at;
             ptrace::set_regs(tid, &regs).map_err(NotMade::Io)?;
             ptrace::single_step(tid).map_err(NotMade::Io)?;
-            match ptrace::wait_tracee(tid, false, root).map_err(NotMade::Io)? {
-                Some(TraceeState::Signal(s)) => {
+            let stop = wait_step(tid, root, deadline).map_err(NotMade::Io)?;
+            let stop = match stop {
+                Some(TraceeState::Gone) => return Err(NotMade::Elsewhere("gone")),
+                Some(s) => s,
+                None => return Err(NotMade::Elsewhere("its stop did not come in time")),
+            };
+            let now = ptrace::get_regs(tid).map_err(NotMade::Io)?;
+            if now.rip == saved.rip && now.orig_rax == CLOSE {
+                closed = true;
+            } else if now.rip != syscall_at {
+                return Err(NotMade::Elsewhere("neither before nor after its close"));
+            }
+            match stop {
+                TraceeState::Signal(s) => {
                     at_delivery = true;
                     let info = ptrace::get_siginfo(tid).map_err(NotMade::Io)?;
-                    let now = ptrace::get_regs(tid).map_err(NotMade::Io)?;
-                    let stepped = s == libc::SIGTRAP
-                        && info.si_code > 0
-                        && now.rip == saved.rip
-                        && now.orig_rax == libc::SYS_close as u64;
-                    if stepped {
-                        return Ok(true);
+                    if s == libc::SIGTRAP && info.si_code > 0 {
+                        // A step's trap (made by the kernel: no code of
+                        // the task ran): taken, never delivered. Before
+                        // the close, none of ours is left pending.
+                        if closed {
+                            return Ok(());
+                        }
+                    } else {
+                        kept.push(info);
                     }
-                    // Came before the call: kept, the step tried again.
-                    kept.push(info);
                 }
                 // A group stop (put back at the detach) or an interrupt.
-                Some(TraceeState::Trapped | TraceeState::Event(_)) => at_delivery = false,
-                Some(TraceeState::Gone) | None => {
-                    return Err(NotMade::Elsewhere("gone while its files were closed"))
-                }
+                _ => at_delivery = false,
             }
         }
-        Ok(false)
     };
-    let mut result = Ok(());
+    let mut failure = None;
     for &(fd, id) in added {
-        let same = std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
-            .is_ok_and(|m| (m.dev(), m.ino()) == id);
-        if same {
-            match close_one(fd) {
-                Ok(true) => {}
-                Ok(false) => {
-                    result = Err(NotMade::Elsewhere("stops kept coming before its close"));
-                    break;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+        if let Err(e) = close_one(fd, id) {
+            failure = Some(e);
+            break;
         }
     }
-    // Whatever happened, the failed call's return as it was (a task left
-    // with the close's registers would run it again and see 0 from the
-    // failed exec), and its own mask.
-    if let Err(e) = ptrace::set_regs(tid, &saved) {
-        result = result.and(Err(NotMade::Io(e)));
+    if let Some(why) = failure {
+        // The task may be anywhere: stepped with the close's registers,
+        // or running. It must not go on with the file or those registers.
+        log::warn!("task {tid}: the files a re-issue added cannot be closed ({why}); killing it");
+        if let Err(e) = crate::sys::process::kill(tid, libc::SIGKILL) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                log::error!("cannot kill task {tid}: {e}");
+            }
+        }
+        return Closed::Killed(why);
     }
-    if let Err(e) = ptrace::set_sigmask(tid, mask) {
-        result = result.and(Err(NotMade::Io(e)));
+    // The failed call's return as it was (a task left with the close's
+    // registers would run it again), and its own mask.
+    let put_back = ptrace::set_regs(tid, &saved).and_then(|()| ptrace::set_sigmask(tid, mask));
+    if let Err(e) = put_back {
+        log::warn!("task {tid}: its registers cannot be put back after a close ({e}); killing it");
+        let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+        return Closed::Killed(NotMade::Io(e));
     }
     // One signal of each number (a process's standard signals do not
     // queue); the first given at the release with its siginfo if the task
@@ -428,19 +496,35 @@ pub(crate) fn close_added(
             );
         }
     }
-    (deliver, result)
+    Closed::Done(deliver)
+}
+
+/// The next stop of tracee `tid` after it was resumed, polled for until
+/// `deadline`: `None` then (it did not stop in time).
+#[cfg(target_arch = "x86_64")]
+fn wait_step(
+    tid: i32,
+    root: bool,
+    deadline: std::time::Instant,
+) -> std::io::Result<Option<crate::sys::ptrace::TraceeState>> {
+    use std::time::{Duration, Instant};
+    let mut nap = Duration::from_micros(2);
+    loop {
+        if let Some(s) = crate::sys::ptrace::wait_tracee(tid, true, root)? {
+            return Ok(Some(s));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
 }
 
 /// See the x86_64 version: not implemented here.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn close_added(
-    _tid: i32,
-    _nr: u64,
-    _added: &Added,
-    _root: bool,
-    sig: i32,
-) -> (i32, Result<(), NotMade>) {
-    (sig, Err(NotMade::Unsupported))
+pub(crate) fn close_added(_tid: i32, _at: Return, _added: &Added, _root: bool, sig: i32) -> Closed {
+    Closed::Left(sig, NotMade::Unsupported)
 }
 
 #[cfg(test)]

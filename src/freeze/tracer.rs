@@ -23,7 +23,7 @@
 //! takes its event, or detaches it, under a watcher still blocked on it.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,11 +69,14 @@ enum Request {
     },
     /// A watcher saw a state change of this tracee (not taken yet).
     Ready(i32),
-    /// Re-issue the trapped call of `caller` at its next stop
-    /// ([`super::reissue`]): seized and interrupted before the reply.
+    /// Re-issue the trapped call `trapped` of `caller` (notification `id`,
+    /// not answered yet) at its next stop ([`super::reissue`]): seized, its
+    /// files added, interrupted before the reply.
     Reissue {
         caller: Task,
-        rewrite: Box<Rewrite>,
+        id: u64,
+        trapped: u64,
+        reissue: crate::action::Reissue,
         reply: Sender<Result<(), FreezeError>>,
     },
     /// Interrupt this tracee now: the exec it re-issued is about to be let
@@ -370,17 +373,28 @@ impl Tracer {
         }
     }
 
-    /// Has the trapped call of `caller` re-issued as `rewrite` says
-    /// ([`super::reissue`]). Returns once the caller is seized and its
-    /// interrupt asked for: the call may then be answered (`EACCES`), and
-    /// the caller is rewritten at the stop that answer leads to, before it
-    /// runs one instruction. An error: nothing will be rewritten.
-    pub(crate) fn reissue(&self, caller: Task, rewrite: Rewrite) -> Result<(), FreezeError> {
+    /// Has the trapped call `trapped` of `caller` (notification `id`, which
+    /// must not be answered before this returns) re-issued as `reissue`
+    /// says ([`super::reissue`]). Returns once the caller is seized, the
+    /// call's files added to it and its interrupt asked for: the call may
+    /// then be answered (`EACCES`), and the caller is rewritten at the stop
+    /// that answer leads to, before it runs one instruction. An error:
+    /// nothing will be rewritten, and nothing stays added (what was is
+    /// closed at that stop: see [`Loop::start_reissue`]).
+    pub(crate) fn reissue(
+        &self,
+        caller: Task,
+        id: u64,
+        trapped: u64,
+        reissue: crate::action::Reissue,
+    ) -> Result<(), FreezeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         let sent = self.ensure_running()
             && self.inbox.send(Request::Reissue {
                 caller,
-                rewrite: Box::new(rewrite),
+                id,
+                trapped,
+                reissue,
                 reply,
             });
         if !sent {
@@ -443,9 +457,19 @@ struct Entry {
     /// It reported its exec event (a new image, stopped before its first
     /// instruction).
     exec_seen: bool,
-    /// A re-issue to make at its next stop (the return of the trapped call
-    /// it waits in: see [`Tracer::reissue`]).
-    rewrite: Option<Box<Rewrite>>,
+    /// What to do at its next stop (the return of the trapped call it
+    /// waits in: see [`Tracer::reissue`]).
+    at_stop: Option<AtStop>,
+}
+
+/// What a re-issue leaves to do at the stop its answer leads to.
+#[derive(Debug)]
+enum AtStop {
+    /// Rewrite the task; if that cannot be done, close the files added.
+    Rewrite(Box<Rewrite>),
+    /// The re-issue failed after files were added for it (`trapped`: the
+    /// call it answers): close them.
+    Close { trapped: u64, added: reissue::Added },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -521,7 +545,7 @@ impl Loop {
             }) || self
                 .table
                 .iter()
-                .any(|(t, e)| e.rewrite.is_some() && !self.watched.contains(t));
+                .any(|(t, e)| e.at_stop.is_some() && !self.watched.contains(t));
             let stops_to_come = self.table.iter().any(|(t, e)| {
                 e.st == St::Running
                     && !self.watched.contains(t)
@@ -575,10 +599,12 @@ impl Loop {
             }
             Request::Reissue {
                 caller,
-                rewrite,
+                id,
+                trapped,
+                reissue,
                 reply,
             } => {
-                let r = self.start_reissue(caller, rewrite);
+                let r = self.start_reissue(caller, id, trapped, reissue);
                 let _ = reply.send(r);
             }
             Request::Interrupt { tid, reply } => {
@@ -642,6 +668,34 @@ impl Loop {
         reissued.insert(tid);
     }
 
+    /// What a re-issue left to do at the stop of `tid` (signal `sig`) its
+    /// answer led to: the rewrite; if it cannot be made, or the re-issue
+    /// failed, the files it added closed (the task then sees the answer,
+    /// `EACCES`).
+    fn at_stop(&mut self, tid: i32, at: AtStop, sig: i32) {
+        let (trapped, added) = match at {
+            AtStop::Rewrite(rw) => match reissue::apply(tid, &rw) {
+                Ok(()) => {
+                    log::debug!("task {tid}: trapped call re-issued");
+                    if !rw.added.is_empty() {
+                        self.note_added(tid, rw.nr, rw.added);
+                    }
+                    return;
+                }
+                Err(why) => {
+                    log::warn!(
+                        "task {tid}: the trapped call cannot be re-issued ({why}); it fails with EACCES"
+                    );
+                    (rw.trapped, rw.added)
+                }
+            },
+            AtStop::Close { trapped, added } => (trapped, added),
+        };
+        if !added.is_empty() {
+            self.close_at_stop(tid, reissue::Return::Trapped(trapped), &added, sig);
+        }
+    }
+
     /// After a failed exec of `tid` (stopped, with signal `sig`): closes the
     /// files a re-issue added for that exec, if it was one
     /// ([`reissue::close_added`]); the signals that stopped it meanwhile
@@ -650,39 +704,136 @@ impl Loop {
         let Some((nr, added)) = self.added.remove(&tid) else {
             return;
         };
+        self.close_at_stop(tid, reissue::Return::Failed(nr), &added, sig);
+    }
+
+    /// Closes the files `added` of `tid`, stopped at return `at` with signal
+    /// `sig` ([`reissue::close_added`]), and notes where it is left: in its
+    /// stop (with the signal to deliver), or killed (not in a stop: its
+    /// exit is collected). A task at the answered return of its trapped
+    /// call whose files cannot be closed is killed too (fail closed); one
+    /// whose re-issued call failed elsewhere than at its return keeps them
+    /// (see the module documentation of [`super::reissue`]).
+    fn close_at_stop(&mut self, tid: i32, at: reissue::Return, added: &reissue::Added, sig: i32) {
+        let outcome = reissue::close_added(tid, at, added, tid == self.root, sig);
         let Some(e) = self.table.get_mut(&tid) else {
             return;
         };
-        let (deliver, r) = reissue::close_added(tid, nr, &added, tid == self.root, sig);
-        if matches!(e.st, St::Stopped(_)) {
-            e.st = St::Stopped(deliver);
-        }
-        match r {
-            Ok(()) => log::debug!("task {tid}: the failed re-issued call's files closed"),
-            Err(why) => log::debug!("task {tid}: files of a re-issued call left open ({why})"),
+        match outcome {
+            reissue::Closed::Done(deliver) => {
+                e.st = St::Stopped(deliver);
+                log::debug!("task {tid}: the files a re-issue added are closed");
+            }
+            reissue::Closed::Left(deliver, why) => {
+                e.st = St::Stopped(deliver);
+                match at {
+                    reissue::Return::Failed(_) => {
+                        log::debug!("task {tid}: files of a re-issued call left open ({why})")
+                    }
+                    reissue::Return::Trapped(_) => {
+                        log::warn!(
+                            "task {tid}: the files a failed re-issue added cannot be closed ({why}); killing it"
+                        );
+                        if let Err(e) = crate::sys::process::kill(tid, libc::SIGKILL) {
+                            log::error!("cannot kill task {tid}: {e}");
+                        }
+                    }
+                }
+            }
+            reissue::Closed::Killed(why) => {
+                log::debug!("task {tid}: killed while its added files were closed ({why})");
+                // Not in a stop any more: its exit is collected.
+                e.st = St::Running;
+                e.interrupted = true;
+            }
         }
     }
 
-    /// Takes a re-issue: the caller seized (if not ours yet), its rewrite
-    /// noted, then its interrupt asked for (also when one is pending: the
-    /// same trap), and a watcher set on it.
-    fn start_reissue(&mut self, caller: Task, rewrite: Box<Rewrite>) -> Result<(), FreezeError> {
+    /// Takes a re-issue of `caller`'s trapped call `trapped` (notification
+    /// `id`, not answered yet): the caller seized (if not ours yet), then
+    /// the call's files added to it (`SECCOMP_IOCTL_NOTIF_ADDFD`,
+    /// close-on-exec), its rewrite noted, its interrupt asked for (also
+    /// when one is pending: the same trap), and a watcher set on it.
+    ///
+    /// Nothing is added before every check that can refuse has passed.
+    /// If a file cannot be added after others were, those are closed at
+    /// the stop the answer leads to ([`AtStop::Close`]), and an error is
+    /// returned all the same; if the interrupt cannot be asked with files
+    /// added, the caller's process is killed (they could not be closed).
+    fn start_reissue(
+        &mut self,
+        caller: Task,
+        id: u64,
+        trapped: u64,
+        r: crate::action::Reissue,
+    ) -> Result<(), FreezeError> {
         let tid = caller.tid;
         if !self.table.get(&tid).is_some_and(|e| e.st != St::Gone) {
             self.table.remove(&tid);
             self.seize(caller, false)?;
         }
-        let Some(e) = self.table.get_mut(&tid) else {
+        let Some(e) = self.table.get(&tid) else {
             return Err(FreezeError::CallerGone(tid));
         };
         // It waits in its trapped call: it cannot be in a stop, nor have
         // another re-issue to come.
-        if e.st != St::Running || e.rewrite.is_some() {
+        if e.st != St::Running || e.at_stop.is_some() || super::fault::injected("reissue-busy") {
             return Err(FreezeError::CallerBusy(tid));
         }
-        e.rewrite = Some(rewrite);
+        let ids = r
+            .files
+            .iter()
+            .map(|f| crate::sys::path::fstat(f.as_fd()).map(|st| (st.dev, st.ino)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(FreezeError::Files)?;
+        let mut numbers = Vec::with_capacity(r.files.len());
+        let mut added = Vec::with_capacity(r.files.len());
+        let mut failure = None;
+        for (f, fid) in r.files.iter().zip(ids) {
+            let req = seccomp::SeccompNotifAddfd {
+                id,
+                flags: 0,
+                srcfd: f.as_raw_fd() as u32,
+                newfd: 0,
+                newfd_flags: libc::O_CLOEXEC as u32,
+            };
+            match seccomp::addfd(self.in_flight.listener.as_fd(), &req) {
+                Ok(n) => {
+                    numbers.push(n);
+                    added.push((n, fid));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && super::fault::injected("reissue-after-addfd") {
+            failure = Some(std::io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        let at_stop = match failure {
+            None => match reissue::rewrite(&r, trapped, &numbers, added.clone()) {
+                Some(rw) => AtStop::Rewrite(Box::new(rw)),
+                None => AtStop::Close { trapped, added },
+            },
+            Some(_) if added.is_empty() => {
+                return Err(FreezeError::Files(failure.expect("matched")));
+            }
+            Some(_) => AtStop::Close { trapped, added },
+        };
+        let rewriting = matches!(at_stop, AtStop::Rewrite(_));
+        let Some(e) = self.table.get_mut(&tid) else {
+            return Err(FreezeError::CallerGone(tid));
+        };
+        e.at_stop = Some(at_stop);
         if let Err(err) = ptrace::interrupt(tid) {
-            e.rewrite = None;
+            // No stop to close the files at: gone (ESRCH; with them), or
+            // killed here.
+            e.at_stop = None;
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!("task {tid}: cannot be interrupted after files were added to it ({err}); killing it");
+                let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+            }
             return Err(FreezeError::Seize {
                 tid,
                 tgid: caller.tgid,
@@ -694,7 +845,12 @@ impl Loop {
         if !self.watched.contains(&tid) && self.watchers.watch(tid, &self.inbox) {
             self.watched.insert(tid);
         }
-        Ok(())
+        if rewriting {
+            Ok(())
+        } else {
+            let why = failure.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL));
+            Err(FreezeError::Files(why))
+        }
     }
 
     /// Seizes `tid` (if not ours yet) and interrupts it; `Ok(false)` if it
@@ -738,7 +894,7 @@ impl Loop {
                         caller_of: None,
                         interrupted: stop,
                         exec_seen: false,
-                        rewrite: None,
+                        at_stop: None,
                     },
                 );
                 Ok(())
@@ -903,20 +1059,12 @@ impl Loop {
                         }
                         TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
                     };
-                    if let Some(rw) = e.rewrite.take() {
-                        if matches!(e.st, St::Stopped(_)) {
-                            match reissue::apply(tid, &rw) {
-                                Ok(()) => {
-                                    log::debug!("task {tid}: trapped call re-issued");
-                                    if !rw.added.is_empty() {
-                                        self.note_added(tid, rw.nr, rw.added);
-                                    }
-                                }
-                                Err(why) => log::warn!(
-                                    "task {tid}: the trapped call cannot be re-issued ({why}); it fails with EACCES"
-                                ),
-                            }
-                        }
+                    let todo = match e.st {
+                        St::Stopped(sig) => e.at_stop.take().map(|a| (a, sig)),
+                        _ => e.at_stop.take().and(None),
+                    };
+                    if let Some((at, sig)) = todo {
+                        self.at_stop(tid, at, sig);
                     }
                 }
                 Err(err) => {
@@ -953,7 +1101,7 @@ impl Loop {
                         caller_of: Some(job),
                         interrupted: false,
                         exec_seen: true,
-                        rewrite: None,
+                        at_stop: None,
                     },
                 );
             }
