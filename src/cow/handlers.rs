@@ -128,7 +128,8 @@ impl crate::net::UnixPaths for UnixView {
     }
 }
 
-/// The handler of the `ioctl`s that change inode flags.
+/// The handler of the `ioctl`s that change inode flags and of the other
+/// file-system `ioctl`s (an allow list, `paths::fs_ioctl`).
 pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
     Arc::new(ViewHandler {
         layer: Arc::clone(layer),
