@@ -787,3 +787,49 @@ fn times_set_through_an_fd_without_a_path_match_the_kernel() {
     let lines = common::run_ok(&sandbox, &exe, &["/work/f"]);
     assert_eq!(lines.join("\n") + "\n", bare, "under the view");
 }
+
+#[test]
+fn redteam_file_system_ioctls_outside_the_allow_list_do_not_write_a_read_only_mount() {
+    // Red team 7: `ioctl` was a deny list (the inode-flag numbers): any
+    // other file-system request ran on the read-only fd of a `:ro` file.
+    // Here ext4's EXT4_IOC_MIGRATE (`_IO('f', 9)`, ownership checked, not
+    // the fd's mode) rewrote the block map of the host's files: 20 of 20
+    // before. Fix: with a `:ro` mount every request of a file-system type
+    // stops; known reads are performed on a duplicate, the rest fail
+    // ENOTTY.
+    const N: usize = 20;
+    let r = rootfs();
+    let img = common::IndirectExt4::new(r._tmp.path(), N);
+    let exe = common::build_c("chroot_migrate", common::MIGRATE_C, &[]);
+    let bare = std::process::Command::new(&exe)
+        .arg(img.mnt.join("bare"))
+        .arg(N.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout_of(&bare), format!("leaks {N}\n"));
+    assert_eq!(img.migrated("bare"), N, "the control run must migrate");
+    let art = common::artefact_dir();
+    let out = common::unotify()
+        .arg("run")
+        .args(cli_mounts(&r))
+        .args([
+            "--mount",
+            &format!("/ro:{}:ro", img.mnt.join("d").display()),
+        ])
+        .args([
+            "--mount",
+            &format!("{}:{}:ro", art.display(), art.display()),
+        ])
+        .arg("--")
+        .arg(&exe)
+        .args(["/ro", &N.to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(
+        common::stdout_of(&out),
+        "leaks 0\n",
+        "{}",
+        common::stderr_of(&out)
+    );
+    assert_eq!(img.migrated("d"), 0);
+}

@@ -84,3 +84,22 @@ fn a_stopped_program_stops_unotify_and_fg_continues_it() {
     );
     assert!(out.contains("fg-status=0"), "output:\n{out}");
 }
+
+#[test]
+fn a_terminal_program_works_under_a_work_directory() {
+    // Under --workdir file-system ioctls stop (an allow list); terminal
+    // ones (TCGETS, TIOCGWINSZ, ...) must still reach the terminal.
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "cd {} && {} run --workdir . -- /bin/sh -c 'stty -echo; stty size >/dev/null && echo stty-ok; \
+         python3 -c \"import os; print(\\\"py-tty\\\", os.isatty(0), os.get_terminal_size().columns >= 0)\"; \
+         read x; echo got=$x'",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_unotify")
+    );
+    let out = on_a_terminal(&command, "hello\n", Duration::from_secs(20))
+        .unwrap_or_else(|out| panic!("the program did not finish\n{out}"));
+    assert!(out.contains("stty-ok"), "output:\n{out}");
+    assert!(out.contains("py-tty True True"), "output:\n{out}");
+    assert!(out.contains("got=hello"), "output:\n{out}");
+}

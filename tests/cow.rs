@@ -2541,3 +2541,57 @@ fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_
         .unwrap()
         .starts_with("ORIGINAL\nchanged\n"));
 }
+
+#[test]
+fn redteam_file_system_ioctls_outside_the_allow_list_do_not_write_the_work_directory() {
+    // Red team 7: `ioctl` was a deny list (the inode-flag numbers): any
+    // other file-system request ran on the fd the program held, also the
+    // read-only fd of DIR's file a read open gives. Here ext4's
+    // EXT4_IOC_MIGRATE (`_IO('f', 9)`, ownership checked, not the fd's
+    // mode) rewrote the block map of DIR's files: 20 of 20 before. Fix:
+    // every request of a file-system type stops, known reads are
+    // performed on a duplicate, FICLONE/FICLONERANGE go on (the kernel
+    // wants a writable fd), the rest fail ENOTTY.
+    const N: usize = 20;
+    let base = fresh("rt-fs-ioctl");
+    let img = common::IndirectExt4::new(&base, N);
+    let exe = build_c("cow_migrate", common::MIGRATE_C, &[]);
+    let bare = StdCommand::new(&exe)
+        .arg(img.mnt.join("bare"))
+        .arg(N.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&bare), format!("leaks {N}\n"), "{}", stderr(&bare));
+    assert_eq!(img.migrated("bare"), N, "the control run must migrate");
+    let dir = img.mnt.join("d");
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--"])
+        .arg(&exe)
+        .args([".", &N.to_string()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "leaks 0\n", "stderr: {}", stderr(&out));
+    assert_eq!(img.migrated("d"), 0);
+}
+
+#[test]
+fn file_system_tools_work_in_the_work_directory() {
+    // With file-system ioctls an allow list: `cp --reflink=auto` (FICLONE
+    // into its new upper file), `lsattr` (FS_IOC_GETFLAGS, performed on a
+    // duplicate), `filefrag` (FS_IOC_FIEMAP, likewise) and python3 still
+    // work, and the copy is made in the layer.
+    let dir = fresh("fs-tools");
+    fs::write(dir.join("big"), vec![7u8; 300_000]).unwrap();
+    let out = run_in(
+        &dir,
+        &["--on-exit", "commit"],
+        "cp --reflink=auto big big2 && cmp big big2 && echo cp-ok; \
+         lsattr big big2 | wc -l; filefrag big | grep -c 'extents\\? found'; \
+         python3 -c 'import fcntl, os; print(\"py\", os.path.getsize(\"big2\"))'",
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "cp-ok\n2\n1\npy 300000\n", "{}", stderr(&out));
+    assert_eq!(fs::read(dir.join("big2")).unwrap(), vec![7u8; 300_000]);
+}

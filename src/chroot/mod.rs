@@ -13,7 +13,8 @@
 //! by the network's on-behalf calls, which a chroot turns on, through the
 //! [`UnixPaths`](crate::net::UnixPaths) service this feature gives; the
 //! xattr calls by path, the `ioctl`s that set an inode's flags
-//! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...), `inotify_add_watch`,
+//! (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, ...; with a `:ro` mount every
+//! file-system `ioctl` but a known read, `paths::fs_ioctl`), `inotify_add_watch`,
 //! `fanotify_mark`, `name_to_handle_at`, `quotactl` and `swapoff` are
 //! refused; the mount family and new namespaces are refused as under path
 //! denial. An exec is resolved in the view, `#!` interpreters included:
@@ -69,6 +70,10 @@ pub(crate) struct Chroot {
     /// directory, which never changes: relative exec paths are resolved
     /// by the kernel from it).
     pub(crate) host_cwd: PathBuf,
+    /// Whether a mount is read-only: then the file-system `ioctl`s are an
+    /// allow list (`paths::fs_ioctl`), since many write through the
+    /// read-only fd a read open of such a mount's file gives.
+    read_only_mounts: bool,
 }
 
 fn canonical_dir(p: &Path, what: &str) -> Result<PathBuf> {
@@ -182,6 +187,7 @@ impl Chroot {
                 argv0: Default::default(),
             }),
             host_cwd,
+            read_only_mounts: spec.mounts.iter().any(|(_, _, ro)| *ro),
         })
     }
 }
@@ -255,7 +261,24 @@ impl Enforcement for Chroot {
     }
 
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
-        crate::paths::install_view(install.filter)
+        crate::paths::install_view(install.filter)?;
+        // With a `:ro` mount the file-system ioctls stop (terminal, socket
+        // and other ioctls run), unless the caller traps every ioctl
+        // already (then this handler comes after the caller's) or denies
+        // it.
+        let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
+            return Ok(());
+        };
+        if !self.read_only_mounts
+            || install.user_denied(nr)
+            || install.filter.is_denied(nr).is_some()
+        {
+            return Ok(());
+        }
+        for check in crate::paths::fs_ioctl::checks() {
+            install.filter.notify_if(nr, vec![check])?;
+        }
+        install.builtin(nr, Arc::new(crate::paths::fs_ioctl::answer))
     }
 
     fn start(

@@ -128,7 +128,8 @@ impl crate::net::UnixPaths for UnixView {
     }
 }
 
-/// The handler of the `ioctl`s that change inode flags.
+/// The handler of the `ioctl`s that change inode flags and of the other
+/// file-system `ioctl`s (an allow list, `paths::fs_ioctl`).
 pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
     Arc::new(ViewHandler {
         layer: Arc::clone(layer),
@@ -768,11 +769,13 @@ impl ViewHandler {
 
     /// `ioctl`s that change an inode's flags, performed on a duplicate of
     /// the fd; refused (`EPERM`) on a file shared with, or in, the lower
-    /// tree. Other `ioctl`s are not the view's.
+    /// tree. Other file-system `ioctl`s are answered from the allow list
+    /// (`paths::fs_ioctl`), whatever the fd: a request that writes could
+    /// write DIR through a read-only fd of it.
     fn set_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
         let cmd = cx.arg(1) & 0xffff_ffff;
         let Some(size) = SET_FLAGS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n) else {
-            return Ok(NotifAction::Continue);
+            return Ok(crate::paths::fs_ioctl::answer(cx));
         };
         let fd =
             as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;

@@ -548,9 +548,10 @@ impl Enforcement for CowFeature {
             }
             install.builtin(nr, h)?;
         }
-        // Only the ioctls that change inode flags stop (any other runs),
-        // unless the caller traps every ioctl already (then this handler
-        // comes after the caller's) or denies it.
+        // The ioctls that change inode flags and every other file-system
+        // request stop (terminal, socket and other ioctls run), unless the
+        // caller traps every ioctl already (then this handler comes after
+        // the caller's) or denies it.
         let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
             return Ok(());
         };
@@ -561,6 +562,9 @@ impl Enforcement for CowFeature {
             install
                 .filter
                 .notify_if(nr, vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, cmd)])?;
+        }
+        for check in crate::paths::fs_ioctl::checks() {
+            install.filter.notify_if(nr, vec![check])?;
         }
         install.builtin(nr, handlers::set_flags_handler(&self.layer))
     }

@@ -109,6 +109,7 @@
 
 pub(crate) mod creds;
 mod deny;
+pub(crate) mod fs_ioctl;
 mod handlers;
 mod metadata;
 mod nodes;

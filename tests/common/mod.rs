@@ -585,3 +585,98 @@ static int run_child(const char *path, char out[256], int *status) {
     return 0;
 }
 "#;
+
+/// A loop-mounted ext4 image whose files in `d/` and `bare/` (`v0`, `v1`,
+/// ...) map their blocks the old way (no extents) on a file system that
+/// has extents: `EXT4_IOC_MIGRATE` rewrites such a file's block map (and
+/// sets its `e` flag), and ext4 takes it through a read-only fd. Unmounted
+/// (and its loop device freed) when dropped.
+pub struct IndirectExt4 {
+    /// The mount point.
+    pub mnt: PathBuf,
+}
+
+impl IndirectExt4 {
+    /// Makes the image in `dir` with `files` files in each directory.
+    pub fn new(dir: &Path, files: usize) -> IndirectExt4 {
+        let img = dir.join("ext4.img");
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {}", stderr_of(&out));
+        };
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-O", "^extent,^64bit,^flex_bg"])
+            .arg(&img));
+        let mount = |img: &Path| {
+            run(std::process::Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(img)
+                .arg(&mnt))
+        };
+        mount(&img);
+        for sub in ["d", "bare"] {
+            std::fs::create_dir(mnt.join(sub)).unwrap();
+            for i in 0..files {
+                std::fs::write(mnt.join(format!("{sub}/v{i}")), vec![b'x'; 20_000]).unwrap();
+            }
+        }
+        run(std::process::Command::new("umount").arg(&mnt));
+        run(std::process::Command::new("tune2fs")
+            .args(["-O", "extent"])
+            .arg(&img));
+        mount(&img);
+        IndirectExt4 { mnt }
+    }
+
+    /// How many files of `sub` have extents now.
+    pub fn migrated(&self, sub: &str) -> usize {
+        let out = std::process::Command::new("lsattr")
+            .arg(self.mnt.join(sub))
+            .output()
+            .unwrap();
+        stdout_of(&out)
+            .lines()
+            .filter(|l| l.split_whitespace().next().unwrap_or("").contains('e'))
+            .count()
+    }
+}
+
+impl Drop for IndirectExt4 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-d")
+            .arg(&self.mnt)
+            .status();
+    }
+}
+
+/// Opens `DIR/v0` .. `DIR/v<N-1>` read-only (`migrate DIR N`) and asks
+/// ext4 to convert each to extents (`EXT4_IOC_MIGRATE`, `_IO('f', 9)`),
+/// which writes the file's block map; prints `leaks K`, K the calls that
+/// succeeded.
+pub const MIGRATE_C: &str = r#"#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int n = atoi(argv[2]), leaks = 0;
+    for (int i = 0; i < n; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/v%d", argv[1], i);
+        int fd = open(p, O_RDONLY);
+        if (fd < 0) { perror(p); return 1; }
+        if (ioctl(fd, _IO('f', 9), 0) == 0) leaks++;
+        close(fd);
+    }
+    printf("leaks %d\n", leaks);
+    return 0;
+}
+"#;
