@@ -104,6 +104,7 @@
 //! itself, so user handlers on those calls never see them while paths are
 //! denied (the network policy's `/etc/hosts` handler runs before it).
 
+pub(crate) mod backstop;
 pub(crate) mod creds;
 mod deny;
 mod handlers;
@@ -282,7 +283,16 @@ impl Enforcement for PathDenial {
             .chain(handlers::CRED_CHANGES.iter())
             .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
             .collect();
+        let exec: Vec<u32> = ["execve", "execveat"]
+            .iter()
+            .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
+            .collect();
         for (nr, h) in builtins(&self.set, self.with_bind) {
+            // Under the kernel backstop, Landlock checks every file an
+            // exec opens.
+            if self.set.has_backstop() && exec.contains(&nr) {
+                continue;
+            }
             if !self.metadata_only || metadata.contains(&nr) {
                 install.builtin(nr, h)?;
             }
