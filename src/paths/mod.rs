@@ -10,7 +10,10 @@
 //! already exist, relative paths and dirfds all lead to the same refusal,
 //! `EACCES`. A denied directory denies everything beneath it.
 //!
-//! How each call is decided:
+//! How each call is decided (where the program's Landlock domain refuses
+//! the denied paths itself, `backstop`, an open beneath its rules is
+//! answered `CONTINUE` after one `stat`, and `execve`/`execveat` are not
+//! trapped: the kernel refuses what the checks below would):
 //!
 //! - `open`, `creat`, `openat`, `openat2` are performed on the program's
 //!   behalf. The path is read once, resolved relative to the task's dirfd
