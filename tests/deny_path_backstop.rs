@@ -233,6 +233,8 @@ fn the_backstop_holds_only_where_it_is_sound() {
     // A name through a symlink (denied by name too, whatever it points to).
     std::os::unix::fs::symlink(d.join("sub"), d.join("sublink")).unwrap();
     assert!(!denying(&[p(d, "sublink/secret")]).path_backstop());
+    // The root: no entry leads to it.
+    assert!(!denying(&["/".into()]).path_backstop());
     // A file system whose directories do not track their entries.
     assert!(!denying(&["/proc/sys/kernel/hostname".into()]).path_backstop());
     // The shared, changeable set keeps the on-behalf route.

@@ -96,6 +96,10 @@ impl Backstop {
             if !d.is_absolute() {
                 return Err(format!("{} is not absolute", d.display()));
             }
+            // No entry leads to `/`: the rules would allow everything.
+            if d.parent().is_none() {
+                return Err("the root is denied".into());
+            }
             if let Ok(m) = std::fs::symlink_metadata(d) {
                 use std::os::unix::fs::MetadataExt;
                 denied_ids.insert((m.dev(), m.ino()));
