@@ -837,6 +837,12 @@ impl SandboxBuilder {
         let backstop: Option<crate::paths::backstop::Backstop> = if paths_denied
             && std::env::var_os("UNOTIFY_PATH_BACKSTOP").is_none_or(|v| v != "off")
             && self.denied_paths.is_none()
+            // Argv safety for another reason (an exec handler, asked for)
+            // needs every open made on-behalf: a write open of a
+            // `/proc/<pid>/mem` reached through a swapped symlink would
+            // write the memory of an exec the freeze holds (see `freeze`).
+            && !exec_handled
+            && self.argv_safety != Some(true)
             && policy.is_none()
             && chroot.is_none()
             && self.cow_dir.is_none()

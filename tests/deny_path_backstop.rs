@@ -237,6 +237,22 @@ fn the_backstop_holds_only_where_it_is_sound() {
     assert!(!denying(&["/".into()]).path_backstop());
     // A file system whose directories do not track their entries.
     assert!(!denying(&["/proc/sys/kernel/hostname".into()]).path_backstop());
+    // Argv safety for another reason: every open stays on-behalf (a
+    // write open of a /proc/<pid>/mem must be refused during exec).
+    let with_handler = Sandbox::builder()
+        .deny_path(p(d, "sub/secret"))
+        .handle("execve", |_: &unotify::HandlerCtx<'_>| {
+            unotify::NotifAction::Continue
+        })
+        .build()
+        .expect("build");
+    assert!(!with_handler.path_backstop());
+    let asked = Sandbox::builder()
+        .deny_path(p(d, "sub/secret"))
+        .argv_safety(true)
+        .build()
+        .expect("build");
+    assert!(!asked.path_backstop());
     // The shared, changeable set keeps the on-behalf route.
     let shared = Arc::new(unotify::paths::DeniedPaths::new());
     shared.deny(d.join("sub/secret"));

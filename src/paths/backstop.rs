@@ -268,21 +268,20 @@ fn settled_ctime(fd: std::os::fd::BorrowedFd<'_>) -> Result<((i64, i64), bool), 
 /// (procfs, sysfs and the like make and drop entries without one.)
 const TRACKED_FS: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
 
-/// Whether a file beneath `dir` has more than one link (or the scan ran
-/// out of `budget`).
+/// Whether a file beneath `dir` has more than one link; an error if the
+/// scan ran out of `budget` or could not look somewhere.
 fn has_linked(dir: &Path, budget: &mut usize) -> Result<bool, String> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Ok(false);
-    };
-    for ent in read.flatten() {
+    // What cannot be looked at may hold a linked file.
+    let unknown =
+        |e: std::io::Error| format!("{} cannot be scanned for hard links: {e}", dir.display());
+    for ent in std::fs::read_dir(dir).map_err(unknown)? {
+        let ent = ent.map_err(unknown)?;
         if *budget == 0 {
             return Err(format!("too many files beneath {}", dir.display()));
         }
         *budget -= 1;
-        let Ok(m) = ent.path().symlink_metadata() else {
-            continue;
-        };
+        let m = ent.path().symlink_metadata().map_err(unknown)?;
         if m.is_dir() {
             if has_linked(&ent.path(), budget)? {
                 return Ok(true);
