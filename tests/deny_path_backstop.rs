@@ -102,10 +102,10 @@ static void run_exec(const char *how, const char *p) {
         }
         _exit(errno);
     }
-    int st;
-    waitpid(pid, &st, 0);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) printf("ok:ran\n");
-    else printf("err:%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    /* The child's exit code is the exec's errno (0: it ran). */
+    int st, code = -1;
+    if (waitpid(pid, &st, 0) == pid && WIFEXITED(st)) code = WEXITSTATUS(st);
+    if (code) printf("err:%d\n", code); else puts("ok:ran");
 }
 
 int main(int argc, char **argv) {
@@ -142,12 +142,11 @@ int main(int argc, char **argv) {
             const char *how = argv[i++];
             run_exec(how, argv[i++]);
         } else {
-            printf("bad op %s\n", op);
-            return 2;
+            fprintf(stderr, "unknown op %s\n", op);
+            exit(2);
         }
         fflush(stdout);
     }
-    return 0;
 }
 "#;
 

@@ -299,18 +299,9 @@ fn has_linked(dir: &Path, budget: &mut usize) -> Result<bool, String> {
 fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     // (device "maj:min", root in its file system, mount point)
-    let mounts: Vec<(String, PathBuf, PathBuf)> = info
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.len() > 4).then(|| {
-                (
-                    f[2].to_owned(),
-                    PathBuf::from(unescape(f[3])),
-                    PathBuf::from(unescape(f[4])),
-                )
-            })
-        })
+    let mounts: Vec<(String, PathBuf, PathBuf)> = crate::sys::mountinfo::parse(&info)
+        .into_iter()
+        .map(|m| (m.dev, m.root, m.point))
         .collect();
     for d in denied {
         // The mount the denied path is on: the longest mount point above it.
@@ -337,26 +328,6 @@ fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Undoes mountinfo's octal escapes.
-fn unescape(s: &str) -> std::ffi::OsString {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    std::ffi::OsStr::from_bytes(&out).to_owned()
 }
 
 /// The backstop for the fixed denied `paths`, its rules added to `domain`;
