@@ -191,6 +191,9 @@ impl Backstop {
             }
         }
         match fstatat(None, &c, follow) {
+            // A FIFO's open keeps its on-behalf route (the deferral pool
+            // and its deadline, as without the backstop).
+            Ok(st) if st.is_fifo() => false,
             Ok(st) => self.beneath_rules(&st),
             // Nothing there: the kernel's open fails the same way, unless
             // it creates: then the name must be no dangling symbolic link
