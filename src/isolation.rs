@@ -148,6 +148,51 @@ impl DomainPlan {
         Ok(())
     }
 
+    /// The kernel backstop of path denial (see `paths::backstop`): every
+    /// file system right this ABI knows is handled, and allowed beneath
+    /// every entry of `/` and of each directory on the way to a place of
+    /// `denied` that neither is nor leads to one of them ([`complement`]);
+    /// beneath a place of [`forbid_writes_beneath`](Self::forbid_writes_beneath)
+    /// (called before this), everything but writing. So nothing beneath
+    /// `denied` can be opened, executed, made or removed by the program,
+    /// nor anything made later directly in one of those directories
+    /// (which path denial's on-behalf route, outside the domain, serves).
+    /// `None` (nothing changed) under an allow list, or when a denied
+    /// place and a forbidden one lie beneath one another.
+    pub(crate) fn deny_beneath(&mut self, denied: &[PathBuf]) -> io::Result<Option<usize>> {
+        let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        if self.confined
+            || self
+                .write_forbidden
+                .iter()
+                .any(|f| denied.iter().any(|d| nested(f, d)))
+        {
+            return Ok(None);
+        }
+        let all = fs_rights_known(self.abi);
+        let mut places = denied.to_vec();
+        places.extend(self.write_forbidden.iter().cloned());
+        let mut allowed = Vec::new();
+        complement(Path::new("/"), None, &places, &mut allowed)?;
+        let mut rules: Vec<(Arc<OwnedFd>, u64)> = allowed
+            .into_iter()
+            .map(|(_, fd)| (Arc::new(fd), all))
+            .collect();
+        for place in &self.write_forbidden {
+            match open_beneath(None, place.as_os_str()) {
+                Ok(fd) => rules.push((Arc::new(fd), all & !ACCESS_FS_WRITE)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.attr.handled_access_fs |= all;
+        // The write rules made so far allowed writing everywhere but the
+        // forbidden places; rules of one layer add up, so they would allow
+        // writing beneath `denied`: these rules replace them.
+        self.opened_rules = rules;
+        Ok(Some(self.opened_rules.len()))
+    }
+
     /// Makes the file system rules an allow list: `handled` are the rights
     /// the domain restricts, `rules` (canonical paths, no symlinks) what
     /// is allowed beneath each path; everything else is refused. Replaces

@@ -42,6 +42,8 @@ struct Plan {
     memory_cgroup: bool,
     /// The program may not dump core (see [`Sandbox::no_core_dumps`]).
     no_core_dumps: bool,
+    /// Path denial's kernel backstop is in force (see `paths::backstop`).
+    path_backstop: bool,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -657,7 +659,6 @@ impl SandboxBuilder {
             }
         }
         self.cow_dir = workdir.clone();
-        let plan = self.plan(&denied)?;
         seccomp::check_sizes().map_err(|e| Error::Unsupported {
             feature: "seccomp user notification",
             source: e,
@@ -680,6 +681,7 @@ impl SandboxBuilder {
             d.forbid_writes_beneath(&places)
                 .map_err(|e| Error::setup("create the Landlock ruleset", e))?;
         }
+        let plan = self.plan(&denied, domain.as_mut())?;
         let confined =
             crate::confine::apply(&self.confinement, domain.as_mut(), self.network.as_ref())?;
         let workers = match self.workers {
@@ -745,6 +747,7 @@ impl SandboxBuilder {
             chroot_cwd: plan.chroot_cwd,
             no_core_dumps: plan.no_core_dumps,
             degraded: confined.degraded,
+            path_backstop: plan.path_backstop,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
                 .transpose()
@@ -784,7 +787,11 @@ impl SandboxBuilder {
     ///   open of a `/proc/<pid>/mem` is refused there; see `freeze`);
     /// - a memory cgroup bounds memory in the kernel: then no memory call
     ///   is trapped.
-    fn plan(&mut self, denied: &[u32]) -> Result<Plan> {
+    fn plan(
+        &mut self,
+        denied: &[u32],
+        domain: Option<&mut crate::isolation::DomainPlan>,
+    ) -> Result<Plan> {
         let policy = self.policy_setup()?;
         if policy.is_some() {
             if self.network.is_none() {
@@ -818,9 +825,42 @@ impl SandboxBuilder {
             .any(|nr| handled(Some(nr)));
         let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
         let chroot = self.chroot_feature(policy.is_some(), paths_denied)?;
-        let argv_safety = self
-            .argv_safety
-            .unwrap_or(exec_handled || policy.is_some() || paths_denied || chroot.is_some());
+        // File system allow lists: the calls path denial makes for the
+        // program, and the metadata calls Landlock does not restrict, are
+        // held to them (see `confine`).
+        let fs_lists = crate::confine::fs_lists(&self.confinement)?;
+        // Determinism's virtual files are served by path denial's
+        // on-behalf opens (the path read once).
+        let serves_files = self.determinism.serves_files();
+        // The kernel backstop of a fixed denied set (see `paths::backstop`).
+        // `UNOTIFY_PATH_BACKSTOP=off` keeps the on-behalf route for
+        // every call (for comparisons; see README).
+        let backstop: Option<crate::paths::backstop::Backstop> = if paths_denied
+            && std::env::var_os("UNOTIFY_PATH_BACKSTOP").is_none_or(|v| v != "off")
+            && self.denied_paths.is_none()
+            // Argv safety for another reason (an exec handler, asked for)
+            // needs every open made on-behalf: a write open of a
+            // `/proc/<pid>/mem` reached through a swapped symlink would
+            // write the memory of an exec the freeze holds (see `freeze`).
+            && !exec_handled
+            && self.argv_safety != Some(true)
+            && policy.is_none()
+            && chroot.is_none()
+            && self.cow_dir.is_none()
+            && fs_lists.is_none()
+            && !serves_files
+        {
+            crate::paths::backstop::plan_for(&self.deny_paths, domain)
+        } else {
+            None
+        };
+        let path_backstop = backstop.is_some();
+        let argv_safety = self.argv_safety.unwrap_or(
+            exec_handled
+                || policy.is_some()
+                || (paths_denied && backstop.is_none())
+                || chroot.is_some(),
+        );
         // The work directory's `chdir` and exec into DIR are re-issued in
         // its upper tree by argv safety's ptrace thread: without it they
         // would fail (`EACCES`).
@@ -829,13 +869,6 @@ impl SandboxBuilder {
                 message: "a copy-on-write work directory (--workdir) needs argv safety (its chdir and exec into the directory are re-issued by argv safety's ptrace thread): drop argv_safety(false)".into(),
             });
         }
-        // File system allow lists: the calls path denial makes for the
-        // program, and the metadata calls Landlock does not restrict, are
-        // held to them (see `confine`).
-        let fs_lists = crate::confine::fs_lists(&self.confinement)?;
-        // Determinism's virtual files are served by path denial's
-        // on-behalf opens (the path read once).
-        let serves_files = self.determinism.serves_files();
         // A shared set the host may fill at any time (`denied_paths`).
         let shared_set = self.denied_paths.is_some();
         let path_set = match (self.denied_paths.take(), self.deny_paths.is_empty()) {
@@ -902,6 +935,10 @@ impl SandboxBuilder {
         // The set path denial's handlers (and the network's) check.
         let held_set = path_set.as_ref().map(|set| {
             let set = crate::confine::held_to(set, fs_lists.clone());
+            let set = match backstop {
+                Some(b) => Arc::new(set.with_backstop(b)),
+                None => set,
+            };
             match &self.cow_dir {
                 Some(w) => w.hold(set, untrapped_reads),
                 None => set,
@@ -984,6 +1021,7 @@ impl SandboxBuilder {
             chroot_cwd,
             memory_cgroup,
             no_core_dumps,
+            path_backstop,
         })
     }
 
@@ -1117,6 +1155,8 @@ pub struct Sandbox {
     memory_cgroup: bool,
     /// The Landlock rights the kernel lacks and the caller let degrade.
     degraded: Vec<crate::landlock::Right>,
+    /// See [`path_backstop`](Self::path_backstop).
+    path_backstop: bool,
     /// The host's observer, told of a memory cgroup's kills at exit.
     events: Option<crate::events::EventSink>,
     /// The copy-on-write work directory, if any.
@@ -1152,6 +1192,18 @@ impl Sandbox {
     /// kernel with every right the policy needs.
     pub fn degraded(&self) -> &[crate::landlock::Right] {
         &self.degraded
+    }
+
+    /// Whether the program's Landlock domain refuses the denied paths
+    /// itself (path denial's kernel backstop; README, "Path denial"):
+    /// then opens beneath its rules run without the supervisor, and execs
+    /// are checked by the kernel alone. `false` where the domain could not
+    /// refuse everything path denial refuses (a denied file with other
+    /// hard links, shown by another mount or named through a symlink; a
+    /// shared or policy-changed set; allow lists, a chroot or work
+    /// directory; an event observer), or with `UNOTIFY_PATH_BACKSTOP=off`.
+    pub fn path_backstop(&self) -> bool {
+        self.path_backstop
     }
 
     /// Runs `cmd` under supervision and returns its handle once it has

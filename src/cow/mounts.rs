@@ -11,51 +11,9 @@
 //! see `paths::view`). Mounts the host adds while the program runs are
 //! not seen.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// One line of mountinfo: its id, device, root within the file system
-/// and mount point.
-struct Mount {
-    id: u64,
-    dev: String,
-    root: PathBuf,
-    point: PathBuf,
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
-fn parse(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            Some(Mount {
-                id: f.first()?.parse().ok()?,
-                dev: (*f.get(2)?).to_string(),
-                root: unescape(f.get(3)?),
-                point: unescape(f.get(4)?),
-            })
-        })
-        .collect()
-}
+use crate::sys::mountinfo::{parse, Mount};
 
 /// `Err(what to say)` if a mount lies inside `lower` (canonical) or
 /// `lower` can be reached through another mount; fails closed when the

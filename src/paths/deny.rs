@@ -78,6 +78,9 @@ pub struct DeniedPaths {
     /// Read-only opens of paths outside the layer run without the
     /// supervisor ([`with_untrapped_reads`](Self::with_untrapped_reads)).
     untrapped_reads: bool,
+    /// The kernel backstop: opens beneath its rules run without the
+    /// supervisor ([`with_backstop`](Self::with_backstop)).
+    backstop: Option<Arc<super::backstop::Backstop>>,
 }
 
 std::thread_local! {
@@ -271,6 +274,7 @@ impl DeniedPaths {
             lists: Some(Arc::new(lists)),
             layer: self.layer.clone(),
             untrapped_reads: false,
+            backstop: None,
         }
     }
 
@@ -282,6 +286,7 @@ impl DeniedPaths {
             lists: self.lists.clone(),
             layer: Some(layer),
             untrapped_reads: false,
+            backstop: None,
         }
     }
 
@@ -293,6 +298,32 @@ impl DeniedPaths {
     pub(crate) fn with_untrapped_reads(mut self) -> DeniedPaths {
         self.untrapped_reads = self.layer.is_some();
         self
+    }
+
+    /// The same set (shared), whose opens beneath the rules of the
+    /// program's Landlock domain run as the kernel resolves them (see
+    /// `backstop`).
+    pub(crate) fn with_backstop(&self, backstop: super::backstop::Backstop) -> DeniedPaths {
+        DeniedPaths {
+            entries: Arc::clone(&self.entries),
+            lists: self.lists.clone(),
+            layer: self.layer.clone(),
+            untrapped_reads: self.untrapped_reads,
+            backstop: Some(Arc::new(backstop)),
+        }
+    }
+
+    /// Whether an open of `path` by task `tid` runs without the
+    /// supervisor, its target beneath the rules of the kernel backstop.
+    pub(crate) fn backstop_covers(&self, tid: u32, dirfd: i32, path: &[u8], flags: i32) -> bool {
+        self.backstop
+            .as_ref()
+            .is_some_and(|b| b.covers(tid, dirfd, path, flags))
+    }
+
+    /// Whether the kernel backstop holds this set (execs need no check).
+    pub(crate) fn has_backstop(&self) -> bool {
+        self.backstop.is_some()
     }
 
     /// Whether a read-only open of the absolute `path` runs without the

@@ -10,7 +10,10 @@
 //! already exist, relative paths and dirfds all lead to the same refusal,
 //! `EACCES`. A denied directory denies everything beneath it.
 //!
-//! How each call is decided:
+//! How each call is decided (where the program's Landlock domain refuses
+//! the denied paths itself, `backstop`, an open beneath its rules is
+//! answered `CONTINUE` after one `stat`, and `execve`/`execveat` are not
+//! trapped: the kernel refuses what the checks below would):
 //!
 //! - `open`, `creat`, `openat`, `openat2` are performed on the program's
 //!   behalf. The path is read once, resolved relative to the task's dirfd
@@ -107,6 +110,7 @@
 //! itself, so user handlers on those calls never see them while paths are
 //! denied (the network policy's `/etc/hosts` handler runs before it).
 
+pub(crate) mod backstop;
 pub(crate) mod creds;
 mod deny;
 pub(crate) mod fs_ioctl;
@@ -320,7 +324,16 @@ impl Enforcement for PathDenial {
             .chain(handlers::CRED_CHANGES.iter())
             .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
             .collect();
+        let exec: Vec<u32> = ["execve", "execveat"]
+            .iter()
+            .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
+            .collect();
         for (nr, h) in builtins(&self.set, self.with_bind) {
+            // Under the kernel backstop, Landlock checks every file an
+            // exec opens.
+            if self.set.has_backstop() && exec.contains(&nr) {
+                continue;
+            }
             if !self.metadata_only || metadata.contains(&nr) {
                 install.builtin(nr, h)?;
             }

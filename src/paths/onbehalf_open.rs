@@ -195,6 +195,11 @@ fn open(
     {
         return Ok(NotifAction::Continue);
     }
+    // Beneath the rules of the kernel backstop, the program's own open is
+    // refused exactly where this one would be (see `backstop`).
+    if denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
+        return Ok(NotifAction::Continue);
+    }
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;

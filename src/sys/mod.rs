@@ -23,6 +23,7 @@ pub mod interrupt;
 pub mod landlock;
 pub mod mem;
 pub mod memfd;
+pub mod mountinfo;
 pub mod net;
 pub mod path;
 #[cfg(feature = "internals")]

@@ -26,6 +26,8 @@ pub struct FileStat {
     pub nlink: u64,
     /// The device a device file is (`st_rdev`; 0 for other files).
     pub rdev: u64,
+    /// Last status change (`st_ctime`, `st_ctime_nsec`).
+    pub ctime: (i64, i64),
 }
 
 impl FileStat {
@@ -47,6 +49,7 @@ impl FileStat {
             mode: st.st_mode,
             nlink: st.st_nlink as u64,
             rdev: st.st_rdev,
+            ctime: (st.st_ctime, st.st_ctime_nsec),
         }
     }
 

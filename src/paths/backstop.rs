@@ -1,0 +1,391 @@
+//! The kernel backstop of path denial (Landlock), and the cheap open it
+//! allows.
+//!
+//! Landlock can only allow, so "everything but the denied paths" is a
+//! domain that handles every file system right and allows all of them
+//! beneath each entry of `/` and of every directory on the way to a denied
+//! path, but the entry that leads to it (`DomainPlan::deny_beneath`): for
+//! `--deny-path /etc/shadow`, every entry of `/` but `etc`, every entry of
+//! `/etc` but `shadow`. The program's domain then refuses the denied paths
+//! in the kernel (`EACCES`, the errno path denial uses), by inode along the
+//! path the kernel walked, race-free. Then:
+//!
+//! - an open whose target lies beneath a rule may be answered `CONTINUE`:
+//!   a thread or another process that changes the path (a rewritten
+//!   string, a swapped symlink) after the supervisor looked can only reach
+//!   what the domain refuses anyway (the TOCTOU rule's exception: the
+//!   kernel enforces the same decision);
+//! - `execve` and `execveat` need no path check and no exec freeze for
+//!   path denial: Landlock checks `EXECUTE`/`READ_FILE` of the executable,
+//!   of `#!` interpreters and of the ELF interpreter (`open_exec`).
+//!
+//! The catch: an entry made in one of those directories after the domain
+//! (a new file in `/etc`; in `$HOME` for `--deny-path ~/.ssh`), and the
+//! directories themselves, are beneath no rule, and the domain refuses
+//! them. So opens stay trapped and are classified ([`Backstop::covers`]):
+//! target beneath a rule → `CONTINUE`; otherwise today's on-behalf open
+//! (the supervisor is outside the domain). The classification only has to
+//! avoid false refusals, safety comes from the domain: one `newfstatat`
+//! of the path (relative paths through `/proc/<tid>/cwd` or
+//! `/proc/<tid>/fd/N`), the result compared with the directories on the
+//! way, and one `fstat` of each of those directories: once an entry of
+//! one of them is made, renamed or removed (its change time moved; the
+//! file systems with fine-grained change times after a query give every
+//! change a new one, and one changed in the tick of the start counts as
+//! changed), every open takes the on-behalf route (exact: never a false
+//! refusal, as fast as before).
+//!
+//! Soundness conditions, checked when the sandbox is built (else path
+//! denial keeps its on-behalf route for every call, logged at debug):
+//! the domain must refuse a superset of what identity-based denial refuses.
+//! - No denied file has a hard link elsewhere: a denied non-directory has
+//!   one link, and no file beneath a denied directory has more (the scan
+//!   must complete). A link made later is refused by `link` (on-behalf).
+//! - No other mount shows a denied path or a directory above it at
+//!   another place (`/proc/self/mountinfo`: every other mount of the same
+//!   file system has a root beside the denied path). Mounts cannot change
+//!   while paths are denied (`view`).
+//! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
+//!   no policy callback), no allow lists, no chroot, no work directory.
+//!
+//! What stays as today: the metadata calls (Landlock does not restrict
+//! `stat`, `chmod`, `chown`, the times and xattrs), `link`, `rename`,
+//! `unlink`, `mkdir`, `mknod`, `symlink`, `truncate` and `bind` (made on
+//! the program's behalf, outside the domain).
+//!
+//! Known limit of the route: a program cannot execute a file made after
+//! the start directly in a directory on the way to a denied path (or
+//! beneath one made there): the domain refuses it (`EACCES`), and no
+//! on-behalf exec exists.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sys::path::fstatat;
+
+/// What the classification of opens needs: the directories on the way to
+/// the denied paths, and whether any of their entries changed.
+#[derive(Debug)]
+pub(crate) struct Backstop {
+    /// `(st_dev, st_ino)` of every directory on the way to a denied path.
+    on_the_way: HashSet<(u64, u64)>,
+    /// The denied paths and the identities of those that exist: an open
+    /// that names one takes the on-behalf route, which reports the
+    /// refusal (the domain would refuse it without a word).
+    denied: Vec<PathBuf>,
+    /// See `denied`.
+    denied_ids: HashSet<(u64, u64)>,
+    /// Those directories (`O_PATH`) and their change times at the start.
+    dirs: Vec<(OwnedFd, (i64, i64))>,
+    /// An entry of one of them changed: every open is made on-behalf.
+    changed: AtomicBool,
+}
+
+impl Backstop {
+    /// The backstop for the canonical `denied` paths, or why it cannot
+    /// hold for them.
+    pub(crate) fn plan(denied: &[PathBuf]) -> Result<Backstop, String> {
+        let mut on_the_way = HashSet::new();
+        let mut denied_ids = HashSet::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in denied {
+            if !d.is_absolute() {
+                return Err(format!("{} is not absolute", d.display()));
+            }
+            // No entry leads to `/`: the rules would allow everything.
+            if d.parent().is_none() {
+                return Err("the root is denied".into());
+            }
+            if let Ok(m) = std::fs::symlink_metadata(d) {
+                use std::os::unix::fs::MetadataExt;
+                denied_ids.insert((m.dev(), m.ino()));
+                if m.file_type().is_symlink() {
+                    return Err(format!("{} is a symbolic link", d.display()));
+                }
+                if !m.is_dir() && m.nlink() > 1 {
+                    return Err(format!("{} has other hard links", d.display()));
+                }
+                if m.is_dir() && has_linked(d, &mut 100_000)? {
+                    return Err(format!(
+                        "a file beneath {} has other hard links",
+                        d.display()
+                    ));
+                }
+            }
+            for a in d.ancestors().skip(1) {
+                if dirs.iter().any(|x| x == a) {
+                    continue;
+                }
+                let Ok(m) = std::fs::symlink_metadata(a) else {
+                    continue;
+                };
+                use std::os::unix::fs::MetadataExt;
+                on_the_way.insert((m.dev(), m.ino()));
+                dirs.push(a.to_path_buf());
+            }
+        }
+        check_mounts(denied)?;
+        let mut opened = Vec::new();
+        let mut recent = false;
+        for d in &dirs {
+            let fd = crate::paths::open_trusted_dir(&d.to_string_lossy())
+                .map_err(|e| format!("{}: {e}", d.display()))?;
+            let kind = crate::sys::path::fs_type(fd.as_fd()).map_err(|e| e.to_string())?;
+            if !TRACKED_FS.contains(&kind) {
+                return Err(format!(
+                    "{} is on a file system (magic {kind:#x}) whose directories' change times are not known to follow their entries",
+                    d.display()
+                ));
+            }
+            let (ctime, settled) = settled_ctime(fd.as_fd())?;
+            recent |= !settled;
+            opened.push((fd, ctime));
+        }
+        Ok(Backstop {
+            on_the_way,
+            denied: denied.to_vec(),
+            denied_ids,
+            dirs: opened,
+            changed: AtomicBool::new(recent),
+        })
+    }
+
+    /// Whether the kernel's open of `path` by task `tid` (relative to
+    /// `dirfd`, with `flags`) lands beneath a rule of the domain, so that
+    /// `CONTINUE` gives what the on-behalf open would.
+    pub(crate) fn covers(&self, tid: u32, dirfd: i32, path: &[u8], flags: i32) -> bool {
+        if path.is_empty() || flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            return false;
+        }
+        if self.changed.load(Ordering::Relaxed) || self.entries_changed() {
+            return false;
+        }
+        // `/proc/self` would be the supervisor's: the on-behalf route
+        // rewrites it.
+        if path.starts_with(b"/proc") {
+            return false;
+        }
+        let full: Vec<u8> = if path[0] == b'/' {
+            path.to_vec()
+        } else if dirfd == libc::AT_FDCWD {
+            [format!("/proc/{tid}/cwd/").as_bytes(), path].concat()
+        } else {
+            [format!("/proc/{tid}/fd/{dirfd}/").as_bytes(), path].concat()
+        };
+        let Ok(c) = CString::new(full) else {
+            return false;
+        };
+        let follow = if flags & libc::O_NOFOLLOW != 0 {
+            libc::AT_SYMLINK_NOFOLLOW
+        } else {
+            0
+        };
+        if path[0] == b'/' {
+            let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
+            if self.denied.iter().any(|d| norm.starts_with(d)) {
+                return false;
+            }
+        }
+        match fstatat(None, &c, follow) {
+            // A FIFO's open keeps its on-behalf route (the deferral pool
+            // and its deadline, as without the backstop).
+            Ok(st) if st.is_fifo() => false,
+            Ok(st) => self.beneath_rules(&st),
+            // Nothing there: the kernel's open fails the same way, unless
+            // it creates: then the name must be no dangling symbolic link
+            // (the kernel would create its target, anywhere), and its
+            // directory beneath a rule.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if flags & libc::O_CREAT == 0 {
+                    return true;
+                }
+                if fstatat(None, &c, libc::AT_SYMLINK_NOFOLLOW).is_ok() {
+                    return false;
+                }
+                let bytes = c.as_bytes();
+                let Some(slash) = bytes.iter().rposition(|&b| b == b'/') else {
+                    return false;
+                };
+                let dir = if slash == 0 {
+                    &b"/"[..]
+                } else {
+                    &bytes[..slash]
+                };
+                CString::new(dir)
+                    .ok()
+                    .and_then(|d| fstatat(None, &d, 0).ok())
+                    .is_some_and(|st| st.is_dir() && self.beneath_rules(&st))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the file `st` is beneath a rule: neither on the way to a
+    /// denied path (no entry of those directories changed) nor denied.
+    fn beneath_rules(&self, st: &crate::sys::path::FileStat) -> bool {
+        let id = (st.dev, st.ino);
+        !self.on_the_way.contains(&id) && !self.denied_ids.contains(&id)
+    }
+
+    /// Whether an entry of a directory on the way changed (then
+    /// remembered).
+    fn entries_changed(&self) -> bool {
+        let moved = self.dirs.iter().any(|(fd, ctime)| {
+            crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.ctime != *ctime)
+        });
+        if moved {
+            self.changed.store(true, Ordering::Relaxed);
+            log::debug!(
+                "an entry on the way to a denied path changed: opens made on-behalf from now on"
+            );
+            return true;
+        }
+        false
+    }
+}
+
+/// The change time of the directory `fd`, once it lies in a past tick of
+/// the coarse clock (a change in the current tick could get the same time
+/// again on a file system without fine-grained times): waits up to a few
+/// ticks; `false` if the directory kept changing.
+fn settled_ctime(fd: std::os::fd::BorrowedFd<'_>) -> Result<((i64, i64), bool), String> {
+    for _ in 0..20 {
+        let st = crate::sys::path::fstat(fd).map_err(|e| e.to_string())?;
+        let now = crate::sys::host::clock_gettime(libc::CLOCK_REALTIME_COARSE)
+            .map_err(|e| e.to_string())?;
+        if st.ctime < now {
+            return Ok((st.ctime, true));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let st = crate::sys::path::fstat(fd).map_err(|e| e.to_string())?;
+    Ok((st.ctime, false))
+}
+
+/// The file systems (`statfs` magic) whose directories get a new change
+/// time at every change of their entries: ext2/3/4, xfs, btrfs, tmpfs.
+/// (procfs, sysfs and the like make and drop entries without one.)
+const TRACKED_FS: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+
+/// Whether a file beneath `dir` has more than one link; an error if the
+/// scan ran out of `budget` or could not look somewhere.
+fn has_linked(dir: &Path, budget: &mut usize) -> Result<bool, String> {
+    use std::os::unix::fs::MetadataExt;
+    // What cannot be looked at may hold a linked file.
+    let unknown =
+        |e: std::io::Error| format!("{} cannot be scanned for hard links: {e}", dir.display());
+    for ent in std::fs::read_dir(dir).map_err(unknown)? {
+        let ent = ent.map_err(unknown)?;
+        if *budget == 0 {
+            return Err(format!("too many files beneath {}", dir.display()));
+        }
+        *budget -= 1;
+        let m = ent.path().symlink_metadata().map_err(unknown)?;
+        if m.is_dir() {
+            if has_linked(&ent.path(), budget)? {
+                return Ok(true);
+            }
+        } else if m.nlink() > 1 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Refuses when another mount of a denied path's file system has a root
+/// at, above or beneath the denied path: it would show the path (or what
+/// is above it) at another place, beneath rules of the domain.
+fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    // (device "maj:min", root in its file system, mount point)
+    let mounts: Vec<(String, PathBuf, PathBuf)> = crate::sys::mountinfo::parse(&info)
+        .into_iter()
+        .map(|m| (m.dev, m.root, m.point))
+        .collect();
+    for d in denied {
+        // The mount the denied path is on: the longest mount point above it.
+        let Some(own) = mounts
+            .iter()
+            .filter(|(_, _, mp)| d.starts_with(mp))
+            .max_by_key(|(_, _, mp)| mp.as_os_str().len())
+        else {
+            return Err(format!("no mount holds {}", d.display()));
+        };
+        let rel = d.strip_prefix(&own.2).unwrap_or(d);
+        let in_fs = own.1.join(rel);
+        for m in &mounts {
+            if m.0 != own.0 || std::ptr::eq(m, own) {
+                continue;
+            }
+            if in_fs.starts_with(&m.1) || m.1.starts_with(&in_fs) {
+                return Err(format!(
+                    "{} is also shown at {} (a mount of the same file system)",
+                    d.display(),
+                    m.2.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The backstop for the fixed denied `paths`, its rules added to `domain`;
+/// `None` (logged at debug: path denial keeps its on-behalf route) when a
+/// soundness condition fails.
+pub(crate) fn plan_for(
+    paths: &[PathBuf],
+    domain: Option<&mut crate::isolation::DomainPlan>,
+) -> Option<Backstop> {
+    let Some(domain) = domain else {
+        log::debug!("no kernel backstop for the denied paths: no Landlock domain");
+        return None;
+    };
+    let mut canonical = Vec::new();
+    for p in paths {
+        let given = super::normalize_abs(p);
+        match std::fs::canonicalize(&given) {
+            Ok(c) if c == given => canonical.push(c),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // Not there yet: its parent must be canonical.
+                let parent_ok = given
+                    .parent()
+                    .and_then(|d| std::fs::canonicalize(d).ok())
+                    .is_some_and(|c| Some(c.as_path()) == given.parent());
+                if !parent_ok {
+                    log::debug!("no kernel backstop: {} is not canonical", given.display());
+                    return None;
+                }
+                canonical.push(given);
+            }
+            _ => {
+                log::debug!("no kernel backstop: {} is not canonical", given.display());
+                return None;
+            }
+        }
+    }
+    let backstop = match Backstop::plan(&canonical) {
+        Ok(b) => b,
+        Err(why) => {
+            log::debug!("no kernel backstop for the denied paths: {why}");
+            return None;
+        }
+    };
+    match domain.deny_beneath(&canonical) {
+        Ok(Some(rules)) => {
+            log::debug!("kernel backstop for the denied paths: {rules} rules");
+            Some(backstop)
+        }
+        Ok(None) => {
+            log::debug!("no kernel backstop: a denied path meets a write-forbidden place");
+            None
+        }
+        Err(e) => {
+            log::debug!("no kernel backstop: the rules cannot be made: {e}");
+            None
+        }
+    }
+}

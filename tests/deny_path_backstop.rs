@@ -1,0 +1,455 @@
+//! Path denial's kernel backstop (Landlock; `src/paths/backstop.rs`):
+//! opens beneath its rules are answered `CONTINUE` and execs are not
+//! trapped, so these tests attack exactly that: a path swapped (a symlink
+//! replaced by another process, a path rewritten by a thread) between the
+//! supervisor's look and the kernel's open never reaches the denied file;
+//! every route of exec to a denied file is refused; and what the domain
+//! knows nothing about (a file made later in a directory on the way to a
+//! denied path) still works, through the on-behalf route.
+//!
+//! The trees live beneath one directory made once for this file, so that
+//! no test changes the directories on the way to another test's denied
+//! path (a change sends that sandbox's opens on-behalf, which is correct
+//! but would not exercise the route under attack).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use unotify::{Command, Sandbox, Stdio};
+
+/// `bsops OP ARG... [, OP ARG...]`: one line per operation, `ok:<detail>`
+/// or `err:<errno>`. `race PATH SECS`: opens PATH for SECS seconds and
+/// prints `public secret errors`. `rewrite PUB DEN SECS`: the same with a
+/// second thread rewriting the path between PUB and DEN.
+const BSOPS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char buf[4096];
+static const char *pub_path, *den_path;
+static volatile int stop;
+
+static void *rewriter(void *arg) {
+    (void)arg;
+    while (!stop) {
+        strcpy(buf, den_path);
+        for (volatile int i = 0; i < 500; i++) {}
+        strcpy(buf, pub_path);
+        for (volatile int i = 0; i < 500; i++) {}
+    }
+    return NULL;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void count(const char *path, double secs, int rewrite) {
+    long pub = 0, secret = 0, errs = 0;
+    pthread_t th;
+    if (rewrite) { strcpy(buf, pub_path); pthread_create(&th, NULL, rewriter, NULL); }
+    double end = now() + secs;
+    while (now() < end) {
+        int fd = open(rewrite ? buf : path, O_RDONLY);
+        if (fd < 0) { errs++; continue; }
+        char b[16] = {0};
+        if (read(fd, b, sizeof b - 1) > 0) {
+            if (!strncmp(b, "SECRET", 6)) secret++; else if (!strncmp(b, "PUBLIC", 6)) pub++;
+        }
+        close(fd);
+    }
+    if (rewrite) { stop = 1; pthread_join(th, NULL); }
+    printf("%ld %ld %ld\n", pub, secret, errs);
+}
+
+static void report(int r) { if (r < 0) printf("err:%d\n", errno); else printf("ok:\n"); }
+
+static void run_exec(const char *how, const char *p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = { (char *)p, NULL };
+        char *env[] = { NULL };
+        if (!strcmp(how, "fd")) {
+            int fd = open(p, O_PATH | O_CLOEXEC);
+            if (fd < 0) _exit(100 + errno);
+            syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH);
+        } else if (!strcmp(how, "at")) {
+            char dir[4096];
+            strcpy(dir, p);
+            char *slash = strrchr(dir, '/');
+            *slash = 0;
+            int d = open(dir, O_PATH | O_DIRECTORY);
+            syscall(SYS_execveat, d, slash + 1, args, env, 0);
+        } else {
+            execve(p, args, env);
+        }
+        _exit(errno);
+    }
+    /* The child's exit code is the exec's errno (0: it ran). */
+    int st, code = -1;
+    if (waitpid(pid, &st, 0) == pid && WIFEXITED(st)) code = WEXITSTATUS(st);
+    if (code) printf("err:%d\n", code); else puts("ok:ran");
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; ) {
+        const char *op = argv[i++];
+        if (!strcmp(op, "race")) {
+            const char *p = argv[i++];
+            count(p, atof(argv[i++]), 0);
+        } else if (!strcmp(op, "rewrite")) {
+            pub_path = argv[i++]; den_path = argv[i++];
+            count(NULL, atof(argv[i++]), 1);
+        } else if (!strcmp(op, "read")) {
+            int fd = open(argv[i++], O_RDONLY);
+            if (fd < 0) { printf("err:%d\n", errno); continue; }
+            char b[64] = {0};
+            ssize_t n = read(fd, b, sizeof b - 1);
+            close(fd);
+            if (n < 0) { printf("err:read%d\n", errno); continue; }
+            char *nl = strchr(b, '\n'); if (nl) *nl = 0;
+            printf("ok:%s\n", b);
+        } else if (!strcmp(op, "write")) {
+            int fd = open(argv[i++], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0) { printf("err:%d\n", errno); i++; continue; }
+            const char *s = argv[i++];
+            report(write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1);
+            close(fd);
+        } else if (!strcmp(op, "mkdir")) {
+            report(mkdir(argv[i++], 0755));
+        } else if (!strcmp(op, "opendir")) {
+            int d = open(argv[i++], O_RDONLY | O_DIRECTORY);
+            report(d);
+            if (d >= 0) close(d);
+        } else if (!strcmp(op, "exec")) {
+            const char *how = argv[i++];
+            run_exec(how, argv[i++]);
+        } else {
+            fprintf(stderr, "unknown op %s\n", op);
+            exit(2);
+        }
+        fflush(stdout);
+    }
+}
+"#;
+
+/// The program, and one directory per test made up front.
+struct Fixture {
+    exe: PathBuf,
+    _root: tempfile::TempDir,
+    dirs: Vec<PathBuf>,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let exe = common::build_c("backstop_ops", BSOPS_C, &["-pthread"]);
+    // Not in /tmp, whose entries other programs change all the time.
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dirs = (0..8)
+        .map(|i| {
+            let d = root.path().join(format!("t{i}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::create_dir(d.join("sub")).unwrap();
+            std::fs::create_dir(d.join("other")).unwrap();
+            std::fs::write(d.join("sub/secret"), "SECRET\n").unwrap();
+            std::fs::write(d.join("public"), "PUBLIC\n").unwrap();
+            d
+        })
+        .collect();
+    Fixture {
+        exe,
+        _root: root,
+        dirs,
+    }
+});
+
+fn dir(i: usize) -> &'static Path {
+    &FIXTURE.dirs[i]
+}
+
+fn p(d: &Path, rel: &str) -> String {
+    d.join(rel).to_string_lossy().into_owned()
+}
+
+fn denying(paths: &[String]) -> Sandbox {
+    let mut b = Sandbox::builder();
+    for d in paths {
+        b = b.deny_path(d);
+    }
+    b.build().expect("build sandbox")
+}
+
+fn run(sandbox: &Sandbox, ops: &[String]) -> Vec<String> {
+    let _wd = common::watchdog(Duration::from_secs(60), "bsops");
+    let mut child = sandbox
+        .spawn(Command::new(&FIXTURE.exe).args(ops).stdout(Stdio::Piped))
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().expect("wait").success(), "{ops:?}: {out}");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn counts(line: &str) -> (i64, i64, i64) {
+    let n: Vec<i64> = line.split(' ').map(|w| w.parse().unwrap()).collect();
+    (n[0], n[1], n[2])
+}
+
+macro_rules! ops {
+    ($($a:expr),* $(,)?) => { [$($a.to_string()),*] };
+}
+
+const EACCES: &str = "err:13";
+
+#[test]
+fn the_backstop_holds_only_where_it_is_sound() {
+    let d = dir(0);
+    assert!(denying(&[p(d, "sub/secret")]).path_backstop());
+    assert!(denying(&[p(d, "sub")]).path_backstop());
+    // A path not there yet: its parent is on the way.
+    assert!(denying(&[p(d, "sub/later")]).path_backstop());
+    // Another hard link of a denied file: the domain would allow it.
+    let linked = d.join("linked");
+    std::fs::write(&linked, "SECRET\n").unwrap();
+    std::fs::hard_link(&linked, d.join("sub/link2")).unwrap();
+    assert!(!denying(&[p(d, "linked")]).path_backstop());
+    assert!(!denying(&[p(d, "sub")]).path_backstop());
+    // A name through a symlink (denied by name too, whatever it points to).
+    std::os::unix::fs::symlink(d.join("sub"), d.join("sublink")).unwrap();
+    assert!(!denying(&[p(d, "sublink/secret")]).path_backstop());
+    // The root: no entry leads to it.
+    assert!(!denying(&["/".into()]).path_backstop());
+    // A file system whose directories do not track their entries.
+    assert!(!denying(&["/proc/sys/kernel/hostname".into()]).path_backstop());
+    // Argv safety for another reason: every open stays on-behalf (a
+    // write open of a /proc/<pid>/mem must be refused during exec).
+    let with_handler = Sandbox::builder()
+        .deny_path(p(d, "sub/secret"))
+        .handle("execve", |_: &unotify::HandlerCtx<'_>| {
+            unotify::NotifAction::Continue
+        })
+        .build()
+        .expect("build");
+    assert!(!with_handler.path_backstop());
+    let asked = Sandbox::builder()
+        .deny_path(p(d, "sub/secret"))
+        .argv_safety(true)
+        .build()
+        .expect("build");
+    assert!(!asked.path_backstop());
+    // The shared, changeable set keeps the on-behalf route.
+    let shared = Arc::new(unotify::paths::DeniedPaths::new());
+    shared.deny(d.join("sub/secret"));
+    let sb = Sandbox::builder()
+        .denied_paths(shared)
+        .build()
+        .expect("build");
+    assert!(!sb.path_backstop());
+}
+
+/// Another process swaps a symlink between the public and the denied file
+/// while the program opens it in a loop: the denied content is never read.
+#[test]
+fn a_symlink_swapped_by_another_process_never_reaches_the_denied_file() {
+    let d = dir(1);
+    // In a directory off the way to the denied file (a change there
+    // leaves the route alone).
+    std::os::unix::fs::symlink(d.join("public"), d.join("other/link")).unwrap();
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, d) = (stop.clone(), d.to_path_buf());
+        std::thread::spawn(move || {
+            let tmp = d.join("other/link.tmp");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for target in ["sub/secret", "public"] {
+                    let _ = std::fs::remove_file(&tmp);
+                    std::os::unix::fs::symlink(d.join(target), &tmp).unwrap();
+                    std::fs::rename(&tmp, d.join("other/link")).unwrap();
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let out = run(&sb, &ops!["race", p(d, "other/link"), "1.5"]);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    let (public, secret, errors) = counts(&out[0]);
+    eprintln!("symlink swap: {public} public, {secret} secret, {errors} refused, {swaps} swaps");
+    assert_eq!(
+        secret, 0,
+        "the denied file was read through the swapped link"
+    );
+    assert!(
+        public > 0 && errors > 0,
+        "both targets were reached: {out:?}"
+    );
+}
+
+/// A second thread rewrites the path between the public and the denied
+/// file while the first opens it.
+#[test]
+fn a_thread_rewriting_the_path_never_reaches_the_denied_file() {
+    let d = dir(2);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let out = run(
+        &sb,
+        &ops!["rewrite", p(d, "public"), p(d, "sub/secret"), "1.5"],
+    );
+    let (public, secret, errors) = counts(&out[0]);
+    eprintln!("path rewrite: {public} public, {secret} secret, {errors} refused");
+    assert_eq!(
+        secret, 0,
+        "the denied file was read through a rewritten path"
+    );
+    assert!(public > 0, "the public file was read: {out:?}");
+}
+
+/// Files and directories made after the start directly in a directory on
+/// the way to a denied path are beneath no rule of the domain: they are
+/// still made, read, written and listed (on-behalf).
+#[test]
+fn files_made_later_on_the_way_to_a_denied_path_stay_usable() {
+    let d = dir(3);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    // Made by the host after the sandbox was built.
+    std::fs::write(d.join("sub/host_made"), "HOST\n").unwrap();
+    let out = run(
+        &sb,
+        &ops![
+            "read",
+            p(d, "sub/host_made"),
+            "write",
+            p(d, "sub/new"),
+            "NEW",
+            "read",
+            p(d, "sub/new"),
+            "write",
+            p(d, "sub/new"),
+            "AGAIN",
+            "read",
+            p(d, "sub/new"),
+            "mkdir",
+            p(d, "newdir"),
+            "write",
+            p(d, "newdir/f"),
+            "INNER",
+            "read",
+            p(d, "newdir/f"),
+            "opendir",
+            p(d, "sub"),
+            "opendir",
+            p(d, "newdir"),
+            "read",
+            p(d, "sub/secret"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "ok:HOST", "ok:", "ok:NEW", "ok:", "ok:AGAIN", "ok:", "ok:", "ok:INNER", "ok:", "ok:",
+            EACCES
+        ]
+    );
+}
+
+/// Every route of exec to a denied executable is refused by the kernel:
+/// its path, a symlink, `..`, `execveat` of an `O_PATH` fd and of a name
+/// in a dirfd, a `#!` script naming it, an ELF program naming it as its
+/// interpreter (`PT_INTERP`).
+#[test]
+fn exec_of_a_denied_file_is_refused_by_every_route() {
+    let d = dir(4);
+    std::fs::copy("/bin/true", d.join("sub/denied_exe")).unwrap();
+    std::fs::copy("/bin/true", d.join("public_exe")).unwrap();
+    std::os::unix::fs::symlink(d.join("sub/denied_exe"), d.join("exe_link")).unwrap();
+    std::fs::write(
+        d.join("script"),
+        format!("#!{}\n", d.join("sub/denied_exe").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(d.join("script"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The loader, copied beside the denied file, and a program naming it.
+    let loader = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|_| {
+            let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+            maps.lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| p.contains("/ld-"))
+                .map(PathBuf::from)
+        })
+        .expect("the dynamic loader of this test");
+    std::fs::copy(&loader, d.join("sub/denied_ld")).unwrap();
+    let interp = common::build_c(
+        "backstop_interp",
+        "int main(void) { return 0; }\n",
+        &[&format!(
+            "-Wl,--dynamic-linker={}",
+            d.join("sub/denied_ld").display()
+        )],
+    );
+    std::fs::copy(&interp, d.join("interp_prog")).unwrap();
+    let sb = denying(&[p(d, "sub/denied_exe"), p(d, "sub/denied_ld")]);
+    assert!(sb.path_backstop());
+    let out = run(
+        &sb,
+        &ops![
+            "exec",
+            "path",
+            p(d, "sub/denied_exe"),
+            "exec",
+            "path",
+            p(d, "exe_link"),
+            "exec",
+            "path",
+            p(d, "sub/../sub/denied_exe"),
+            "exec",
+            "fd",
+            p(d, "sub/denied_exe"),
+            "exec",
+            "at",
+            p(d, "sub/denied_exe"),
+            "exec",
+            "path",
+            p(d, "script"),
+            "exec",
+            "path",
+            p(d, "interp_prog"),
+            "exec",
+            "path",
+            p(d, "public_exe"),
+        ],
+    );
+    let refused = out.iter().take(7).filter(|l| l.starts_with("err:")).count();
+    assert_eq!(out[7], "ok:ran", "{out:?}");
+    assert_eq!(
+        refused, 7,
+        "every route to the denied file is refused: {out:?}"
+    );
+    // (An O_PATH open of the denied file is refused before exec: 113.)
+    assert!(
+        out[..7].iter().all(|l| l == EACCES || l == "err:113"),
+        "{out:?}"
+    );
+}
