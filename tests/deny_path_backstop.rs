@@ -159,8 +159,10 @@ struct Fixture {
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let exe = common::build_c("backstop_ops", BSOPS_C, &["-pthread"]);
-    // Not in /tmp, whose entries other programs change all the time.
-    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Not in /tmp, whose entries other programs change all the time (and
+    // where the route is not taken), nor beneath a home or a directory
+    // not root's, whatever the checkout's place.
+    let root = tempfile::tempdir_in(system_base()).expect("tempdir");
     let dirs = (0..8)
         .map(|i| {
             let d = root.path().join(format!("t{i}"));
@@ -178,6 +180,26 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         dirs,
     }
 });
+
+/// A place whose directories on the way the route accepts: the target
+/// directory's if it qualifies, else one made in `/var/lib`.
+fn system_base() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let fits = target.ancestors().all(|a| {
+        a.parent().is_none()
+            || std::fs::metadata(a).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+                && a != Path::new("/root")
+                && home.as_deref() != Some(a)
+    });
+    if fits {
+        return target;
+    }
+    let base = PathBuf::from("/var/lib/unotify-tests");
+    let _ = std::fs::create_dir(&base);
+    base
+}
 
 fn dir(i: usize) -> &'static Path {
     &FIXTURE.dirs[i]
@@ -234,6 +256,23 @@ fn the_backstop_holds_only_where_it_is_sound() {
     assert!(!denying(&[p(d, "sublink/secret")]).path_backstop());
     // The root: no entry leads to it.
     assert!(!denying(&["/".into()]).path_backstop());
+    // A directory on the way where programs make what they then run (the
+    // domain would refuse to run it): one others may write (a place for
+    // temporary files), one not root's (a user's).
+    use std::os::unix::fs::PermissionsExt;
+    let shared_tmp = d.join("other/tmp");
+    std::fs::create_dir(&shared_tmp).unwrap();
+    std::fs::write(shared_tmp.join("secret"), "SECRET\n").unwrap();
+    std::fs::set_permissions(&shared_tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(!denying(&[p(&shared_tmp, "secret")]).path_backstop());
+    let users = d.join("other/user");
+    std::fs::create_dir(&users).unwrap();
+    std::fs::write(users.join("secret"), "SECRET\n").unwrap();
+    std::os::unix::fs::chown(&users, Some(65534), Some(65534)).unwrap();
+    assert!(!denying(&[p(&users, "secret")]).path_backstop());
+    // Control: the same place, root's and written by root alone.
+    std::os::unix::fs::chown(&users, Some(0), Some(0)).unwrap();
+    assert!(denying(&[p(&users, "secret")]).path_backstop());
     // A file system whose directories do not track their entries.
     assert!(!denying(&["/proc/sys/kernel/hostname".into()]).path_backstop());
     // Argv safety for another reason: every open stays on-behalf (a

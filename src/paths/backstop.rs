@@ -56,7 +56,11 @@
 //! Known limit of the route: a program cannot execute a file made after
 //! the start directly in a directory on the way to a denied path (or
 //! beneath one made there): the domain refuses it (`EACCES`), and no
-//! on-behalf exec exists.
+//! on-behalf exec exists. So the route is taken only where programs
+//! rarely do that: every directory on the way but `/` must be a system
+//! directory (owned by root, written by nobody else, not a home):
+//! `--deny-path /etc/shadow` takes it, `--deny-path /tmp/secret` or
+//! `~/.ssh` does not (`git clone x ~/new && ~/new/configure` must work).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -124,6 +128,9 @@ impl Backstop {
                     continue;
                 };
                 use std::os::unix::fs::MetadataExt;
+                if let Some(why) = makes_and_runs(a, m.uid(), m.mode()) {
+                    return Err(format!("{} is {why}", a.display()));
+                }
                 on_the_way.insert((m.dev(), m.ino()));
                 dirs.push(a.to_path_buf());
             }
@@ -252,6 +259,28 @@ impl Backstop {
 /// the coarse clock (a change in the current tick could get the same time
 /// again on a file system without fine-grained times): waits up to a few
 /// ticks; `false` if the directory kept changing.
+/// Why a program may well make something in the directory `dir` (owned
+/// by `uid`, with `mode`) and then run it, which the domain would refuse
+/// (see the module's known limit); `None` for a system directory (owned
+/// by root, written by nobody else, not a home), where a program making
+/// an entry and running it is rare. `/` itself is let through.
+fn makes_and_runs(dir: &Path, uid: u32, mode: u32) -> Option<&'static str> {
+    if dir.parent().is_none() {
+        return None;
+    }
+    if mode & 0o022 != 0 {
+        return Some("writable by others (a place for temporary files)");
+    }
+    if uid != 0 {
+        return Some("not a system directory (not owned by root)");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if dir == Path::new("/root") || home.as_deref() == Some(dir) {
+        return Some("a home directory");
+    }
+    None
+}
+
 fn settled_ctime(fd: std::os::fd::BorrowedFd<'_>) -> Result<((i64, i64), bool), String> {
     for _ in 0..20 {
         let st = crate::sys::path::fstat(fd).map_err(|e| e.to_string())?;
