@@ -265,9 +265,7 @@ impl Backstop {
 /// by root, written by nobody else, not a home), where a program making
 /// an entry and running it is rare. `/` itself is let through.
 fn makes_and_runs(dir: &Path, uid: u32, mode: u32) -> Option<&'static str> {
-    if dir.parent().is_none() {
-        return None;
-    }
+    dir.parent()?;
     if mode & 0o022 != 0 {
         return Some("writable by others (a place for temporary files)");
     }
