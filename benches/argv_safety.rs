@@ -187,6 +187,11 @@ fn main() {
     }
     let runs = common::bench_arg("--runs", 5);
     let iters = common::bench_arg("--iters", 300);
+    // Before any thread starts: the programs run without the
+    // `LD_LIBRARY_PATH` cargo gives a bench (each dynamic loader of a run
+    // would look for each of its libraries in each of its directories:
+    // hundreds of opens a user's run does not make; see benches/cow.rs).
+    std::env::remove_var("LD_LIBRARY_PATH");
     if std::env::args().any(|a| a == "--programs-only") {
         programs(runs);
         return;
