@@ -473,13 +473,33 @@ pub(crate) fn close_added(tid: i32, at: Return, added: &Added, root: bool, sig: 
         return Closed::Killed(NotMade::Io(e));
     }
     // One signal of each number (a process's standard signals do not
-    // queue); the first given at the release with its siginfo if the task
+    // queue), and the kernel's rule between stops and `SIGCONT`: each
+    // discards the other sent before it (kept in order, a `SIGSTOP` then a
+    // `SIGCONT` leave the task running, as on bare Linux; given back
+    // as they were, the stop came last and the task stayed stopped for
+    // good); the first given at the release with its siginfo if the task
     // is in a delivery stop, the others sent again.
+    let is_stop = |s: i32| {
+        matches!(
+            s,
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+        )
+    };
     let mut signals: Vec<ptrace::SigInfo> = Vec::new();
     for info in kept {
+        if info.si_signo == libc::SIGCONT {
+            signals.retain(|k| !is_stop(k.si_signo));
+        } else if is_stop(info.si_signo) {
+            signals.retain(|k| k.si_signo != libc::SIGCONT);
+        }
         if !signals.iter().any(|k| k.si_signo == info.si_signo) {
             signals.push(info);
         }
+    }
+    // A `SIGCONT` sent after the loop (queued: the task is traced, and in
+    // a stop that it does not end) also came after every kept stop.
+    if signals.iter().any(|k| is_stop(k.si_signo)) && cont_pending(tid) {
+        signals.retain(|k| !is_stop(k.si_signo));
     }
     let mut deliver = 0;
     for info in signals {
@@ -575,4 +595,17 @@ mod tests {
         assert_eq!(rw.args, vec![ReArg::Value(9), ReArg::Value(5)]);
         assert!(rewrite(&r, 59, &[], Vec::new()).is_none());
     }
+}
+
+/// Whether a `SIGCONT` is pending for task `tid` (its own or its
+/// process's queue, `/proc/<tid>/status`); unknown: no.
+fn cont_pending(tid: i32) -> bool {
+    let Ok(st) = crate::sys::procfs::read_text(&format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    ["SigPnd:", "ShdPnd:"].iter().any(|f| {
+        crate::sys::procfs::status_field(&st, f)
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGCONT - 1)) != 0)
+    })
 }
