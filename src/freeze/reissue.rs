@@ -547,6 +547,19 @@ pub(crate) fn close_added(_tid: i32, _at: Return, _added: &Added, _root: bool, s
     Closed::Left(sig, NotMade::Unsupported)
 }
 
+/// Whether a `SIGCONT` is pending for task `tid` (its own or its
+/// process's queue, `/proc/<tid>/status`); unknown: no.
+fn cont_pending(tid: i32) -> bool {
+    let Ok(st) = crate::sys::procfs::read_text(&format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    ["SigPnd:", "ShdPnd:"].iter().any(|f| {
+        crate::sys::procfs::status_field(&st, f)
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGCONT - 1)) != 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,17 +608,4 @@ mod tests {
         assert_eq!(rw.args, vec![ReArg::Value(9), ReArg::Value(5)]);
         assert!(rewrite(&r, 59, &[], Vec::new()).is_none());
     }
-}
-
-/// Whether a `SIGCONT` is pending for task `tid` (its own or its
-/// process's queue, `/proc/<tid>/status`); unknown: no.
-fn cont_pending(tid: i32) -> bool {
-    let Ok(st) = crate::sys::procfs::read_text(&format!("/proc/{tid}/status")) else {
-        return false;
-    };
-    ["SigPnd:", "ShdPnd:"].iter().any(|f| {
-        crate::sys::procfs::status_field(&st, f)
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .is_some_and(|m| m & (1 << (libc::SIGCONT - 1)) != 0)
-    })
 }
