@@ -724,22 +724,27 @@ impl Loop {
                 e.st = St::Stopped(deliver);
                 log::debug!("task {tid}: the files a re-issue added are closed");
             }
-            reissue::Closed::Left(deliver, why) => {
-                e.st = St::Stopped(deliver);
-                match at {
-                    reissue::Return::Failed(_) => {
-                        log::debug!("task {tid}: files of a re-issued call left open ({why})")
-                    }
-                    reissue::Return::Trapped(_) => {
-                        log::warn!(
-                            "task {tid}: the files a failed re-issue added cannot be closed ({why}); killing it"
-                        );
-                        if let Err(e) = crate::sys::process::kill(tid, libc::SIGKILL) {
-                            log::error!("cannot kill task {tid}: {e}");
+            reissue::Closed::Left(deliver, why) => match at {
+                reissue::Return::Failed(_) => {
+                    e.st = St::Stopped(deliver);
+                    log::debug!("task {tid}: files of a re-issued call left open ({why})")
+                }
+                reissue::Return::Trapped(_) => {
+                    log::warn!(
+                        "task {tid}: the files a failed re-issue added cannot be closed ({why}); killing it"
+                    );
+                    if let Err(err) = crate::sys::process::kill(tid, libc::SIGKILL) {
+                        // ESRCH: gone already.
+                        if err.raw_os_error() != Some(libc::ESRCH) {
+                            log::error!("cannot kill task {tid}: {err}");
                         }
                     }
+                    // Killed: not in a stop any more (as `Killed` below);
+                    // its exit is collected.
+                    e.st = St::Running;
+                    e.interrupted = true;
                 }
-            }
+            },
             reissue::Closed::Killed(why) => {
                 log::debug!("task {tid}: killed while its added files were closed ({why})");
                 // Not in a stop any more: its exit is collected.
@@ -768,6 +773,13 @@ impl Loop {
         r: crate::action::Reissue,
     ) -> Result<(), FreezeError> {
         let tid = caller.tid;
+        // Before the caller is seized: a refusal here leaves it untouched.
+        let ids = r
+            .files
+            .iter()
+            .map(|f| crate::sys::path::fstat(f.as_fd()).map(|st| (st.dev, st.ino)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(FreezeError::Files)?;
         if !self.table.get(&tid).is_some_and(|e| e.st != St::Gone) {
             self.table.remove(&tid);
             self.seize(caller, false)?;
@@ -780,12 +792,6 @@ impl Loop {
         if e.st != St::Running || e.at_stop.is_some() || super::fault::injected("reissue-busy") {
             return Err(FreezeError::CallerBusy(tid));
         }
-        let ids = r
-            .files
-            .iter()
-            .map(|f| crate::sys::path::fstat(f.as_fd()).map(|st| (st.dev, st.ino)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(FreezeError::Files)?;
         let mut numbers = Vec::with_capacity(r.files.len());
         let mut added = Vec::with_capacity(r.files.len());
         let mut failure = None;
