@@ -133,8 +133,12 @@ fn read_on_behalf(cx: &HandlerCtx<'_>, cmd: u64, size: usize) -> Result<i32, i32
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
     let mut arg = cx.read_mem(cx.arg(2), size).map_err(mem_errno)?;
     if cmd == FIEMAP {
+        // Capped at what `size` holds, not at what the program says now:
+        // a thread may have raised the count since `fiemap_size` read it,
+        // and the kernel writes that many extents into our buffer.
         let count = u32::from_ne_bytes(arg[24..28].try_into().expect("4 bytes"));
-        arg[24..28].copy_from_slice(&count.min(FIEMAP_MAX_EXTENTS).to_ne_bytes());
+        let room = ((size - 32) / 56) as u32;
+        arg[24..28].copy_from_slice(&count.min(room).to_ne_bytes());
     }
     // Room past the argument: a size wrong in the table must not let the
     // kernel write past the buffer (only `size` bytes are copied out).
