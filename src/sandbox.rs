@@ -845,6 +845,9 @@ impl SandboxBuilder {
             && !exec_handled
             && self.argv_safety != Some(true)
             && policy.is_none()
+            // An observer is told of every refusal; the domain's own are
+            // silent.
+            && self.events.is_none()
             && chroot.is_none()
             && self.cow_dir.is_none()
             && fs_lists.is_none()

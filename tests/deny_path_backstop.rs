@@ -492,3 +492,33 @@ fn exec_of_a_denied_file_is_refused_by_every_route() {
         "{out:?}"
     );
 }
+
+/// Under a denied directory, reached by a relative name (no absolute
+/// path to match): an `O_PATH` open, which Landlock does not check, takes
+/// the on-behalf route and gets `EACCES`, as without the backstop.
+/// Review: it was answered `CONTINUE` and gave an fd of the denied file.
+#[test]
+fn relative_names_beneath_a_denied_directory_tell_nothing() {
+    let d = dir(5);
+    let sb = denying(&[p(d, "sub")]);
+    assert!(sb.path_backstop());
+    let script = "import os, sys\n\
+        os.chdir(sys.argv[1])\n\
+        for name, flags in [('sub/secret', os.O_PATH), ('sub/secret', os.O_RDONLY)]:\n\
+        \x20   try:\n\
+        \x20       os.close(os.open(name, flags)); print('opened')\n\
+        \x20   except OSError as e:\n\
+        \x20       print('err:%d' % e.errno)\n";
+    let _wd = common::watchdog(Duration::from_secs(60), "relative names");
+    let mut child = sb
+        .spawn(
+            Command::new("python3")
+                .args(["-c", script, &d.to_string_lossy()])
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().expect("wait").success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, [EACCES, EACCES], "{out}");
+}

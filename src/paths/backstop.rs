@@ -165,15 +165,21 @@ impl Backstop {
     /// `dirfd`, with `flags`) lands beneath a rule of the domain, so that
     /// `CONTINUE` gives what the on-behalf open would.
     pub(crate) fn covers(&self, tid: u32, dirfd: i32, path: &[u8], flags: i32) -> bool {
-        if path.is_empty() || flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        // `O_PATH` opens are not checked by Landlock at all: a file beneath
+        // a denied directory would be reached.
+        if path.is_empty()
+            || flags & libc::O_TMPFILE == libc::O_TMPFILE
+            || flags & libc::O_PATH != 0
+        {
             return false;
         }
-        if self.changed.load(Ordering::Relaxed) || self.entries_changed() {
+        if self.changed.load(Ordering::Relaxed) {
             return false;
         }
-        // `/proc/self` would be the supervisor's: the on-behalf route
-        // rewrites it.
-        if path.starts_with(b"/proc") {
+        // `/proc/self` and `/dev/fd`, `/dev/std*` would be the supervisor's
+        // (the on-behalf route rewrites them), however spelled.
+        let named = |n: &[u8]| path.windows(n.len()).any(|w| w == n);
+        if named(b"proc") || named(b"/dev/fd") || named(b"/dev/std") {
             return false;
         }
         let full: Vec<u8> = if path[0] == b'/' {
@@ -197,7 +203,15 @@ impl Backstop {
                 return false;
             }
         }
-        match fstatat(None, &c, follow) {
+        let verdict = self.classify(&c, follow, flags);
+        // After the stat: an entry made on the way before it is seen (its
+        // identity would pass as beneath a rule).
+        verdict && !self.entries_changed()
+    }
+
+    /// [`Backstop::covers`] for the path `c`, resolved by the supervisor.
+    fn classify(&self, c: &CString, follow: i32, flags: i32) -> bool {
+        match fstatat(None, c, follow) {
             // A FIFO's open keeps its on-behalf route (the deferral pool
             // and its deadline, as without the backstop).
             Ok(st) if st.is_fifo() => false,
@@ -210,7 +224,7 @@ impl Backstop {
                 if flags & libc::O_CREAT == 0 {
                     return true;
                 }
-                if fstatat(None, &c, libc::AT_SYMLINK_NOFOLLOW).is_ok() {
+                if fstatat(None, c, libc::AT_SYMLINK_NOFOLLOW).is_ok() {
                     return false;
                 }
                 let bytes = c.as_bytes();

@@ -197,7 +197,8 @@ fn open(
     }
     // Beneath the rules of the kernel backstop, the program's own open is
     // refused exactly where this one would be (see `backstop`).
-    if denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
+    // (`openat2`'s resolve flags are the on-behalf route's to apply.)
+    if a.resolve == 0 && denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
         return Ok(NotifAction::Continue);
     }
     let task = Task::read(cx, creds)?;
