@@ -934,12 +934,14 @@ impl ViewHandler {
             WriteKind::Copy { out, .. } => cx.arg(out) as u32 as i32,
             _ => cx.arg(0) as u32 as i32,
         };
-        let Ok(fd) = as_supervisor(|| cx.dup_fd(out)) else {
-            return Ok(NotifAction::Continue);
+        // No such fd: the kernel's own `EBADF` (nothing is written). Any
+        // other failure fails closed: the write is not let through uncharged.
+        let fd = match as_supervisor(|| cx.dup_fd(out)) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Ok(NotifAction::Continue),
+            Err(e) => return Err(Errno::from_io(&e)),
         };
-        let Ok(st) = fstat(fd.as_fd()) else {
-            return Ok(NotifAction::Continue);
-        };
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
         if !st.is_file() || self.layer.upper_rel(fd.as_fd()).is_none() {
             return Ok(NotifAction::Continue);
         }
