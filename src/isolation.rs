@@ -84,6 +84,20 @@ pub(crate) struct DomainPlan {
     confined: bool,
 }
 
+/// The rules of the kernel backstop of path denial, planned
+/// ([`DomainPlan::deny_rules`]) and not yet adopted.
+#[derive(Debug)]
+pub(crate) struct DenyRules {
+    /// Every right allowed beneath each opened place.
+    rules: Vec<(Arc<OwnedFd>, u64)>,
+    /// The rights handled.
+    handled: u64,
+    /// The directories beneath no rule (the domain refuses them, and
+    /// whatever is made in them later): `/` and each one on the way to a
+    /// denied or a write-forbidden place.
+    pub(crate) ways: Vec<PathBuf>,
+}
+
 impl Drop for DomainPlan {
     /// The walk's few dozen fds, closed together (see
     /// [`close_all`](crate::sys::fs::close_all)); those a clone still
@@ -138,10 +152,9 @@ impl DomainPlan {
         if self.confined {
             return self.carve_forbidden();
         }
-        let mut allowed = Vec::new();
-        complement(Path::new("/"), None, places, &mut allowed)?;
+        let walk = complement(Path::new("/"), None, places)?;
         self.opened_rules.extend(
-            allowed
+            walk.allowed
                 .into_iter()
                 .map(|(_, fd)| (Arc::new(fd), ACCESS_FS_WRITE)),
         );
@@ -157,9 +170,12 @@ impl DomainPlan {
     /// `denied` can be opened, executed, made or removed by the program,
     /// nor anything made later directly in one of those directories
     /// (which path denial's on-behalf route, outside the domain, serves).
-    /// `None` (nothing changed) under an allow list, or when a denied
-    /// place and a forbidden one lie beneath one another.
-    pub(crate) fn deny_beneath(&mut self, denied: &[PathBuf]) -> io::Result<Option<usize>> {
+    /// The rules are planned here, not yet made part of the plan
+    /// ([`adopt`](Self::adopt)). `None` under an allow list, when a denied
+    /// place and a forbidden one lie beneath one another, or when a
+    /// directory on the way could not be listed (nothing beneath it would
+    /// be allowed, and the backstop could not tell what lies beneath it).
+    pub(crate) fn deny_rules(&self, denied: &[PathBuf]) -> io::Result<Option<DenyRules>> {
         let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
         if self.confined
             || self
@@ -172,9 +188,16 @@ impl DomainPlan {
         let all = fs_rights_known(self.abi);
         let mut places = denied.to_vec();
         places.extend(self.write_forbidden.iter().cloned());
-        let mut allowed = Vec::new();
-        complement(Path::new("/"), None, &places, &mut allowed)?;
-        let mut rules: Vec<(Arc<OwnedFd>, u64)> = allowed
+        let walk = complement(Path::new("/"), None, &places)?;
+        if let Some(dir) = walk.unlisted.first() {
+            log::debug!(
+                "{} is on the way to a denied path and cannot be listed",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        let mut rules: Vec<(Arc<OwnedFd>, u64)> = walk
+            .allowed
             .into_iter()
             .map(|(_, fd)| (Arc::new(fd), all))
             .collect();
@@ -185,12 +208,22 @@ impl DomainPlan {
                 Err(e) => return Err(e),
             }
         }
-        self.attr.handled_access_fs |= all;
+        Ok(Some(DenyRules {
+            rules,
+            handled: all,
+            ways: walk.ways,
+        }))
+    }
+
+    /// Makes the rules of [`deny_rules`](Self::deny_rules) the plan's file
+    /// system rules; how many there are.
+    pub(crate) fn adopt(&mut self, planned: DenyRules) -> usize {
+        self.attr.handled_access_fs |= planned.handled;
         // The write rules made so far allowed writing everywhere but the
         // forbidden places; rules of one layer add up, so they would allow
         // writing beneath `denied`: these rules replace them.
-        self.opened_rules = rules;
-        Ok(Some(self.opened_rules.len()))
+        self.opened_rules = planned.rules;
+        self.opened_rules.len()
     }
 
     /// Makes the file system rules an allow list: `handled` are the rights
@@ -236,9 +269,8 @@ impl DomainPlan {
             } else if places.iter().any(|q| q.starts_with(&*path)) {
                 let all = *access;
                 *access &= !ACCESS_FS_WRITE;
-                let mut allowed = Vec::new();
-                complement(path, None, places, &mut allowed)?;
-                split.extend(allowed.into_iter().map(|(p, _)| (p, all)));
+                let walk = complement(path, None, places)?;
+                split.extend(walk.allowed.into_iter().map(|(p, _)| (p, all)));
             }
         }
         self.path_rules.extend(split);
@@ -320,27 +352,37 @@ impl DomainPlan {
     }
 }
 
-/// Appends to `out` every entry of `dir` that neither is one of `places`
-/// nor lies on the way to one, with its path and opened (`O_PATH`,
-/// relative to `dir`), descending into those that lie on the way. Symbolic
-/// links are left out: what they point to is covered where it is. `at`:
-/// `dir` opened for reading (listed and opened beneath through it), if the
-/// caller has it.
+/// What [`complement`] found.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Every entry that neither is one of the places nor lies on the way
+    /// to one, with its path, opened (`O_PATH`).
+    allowed: Vec<(PathBuf, OwnedFd)>,
+    /// The directories listed (the first one, then those on the way): no
+    /// entry of `allowed` is one of them or above one.
+    ways: Vec<PathBuf>,
+    /// Directories on the way that could not be listed (nothing beneath
+    /// them is in `allowed`).
+    unlisted: Vec<PathBuf>,
+}
+
+/// Every entry of `dir` that neither is one of `places` nor lies on the
+/// way to one, with its path and opened (`O_PATH`, relative to `dir`),
+/// descending into those that lie on the way. Symbolic links are left
+/// out: what they point to is covered where it is. `at`: `dir` opened for
+/// reading (listed and opened beneath through it), if the caller has it.
 ///
 /// On the start path of every `unotify run` (the cgroup write rules): one
 /// open per directory serves both its listing and the opens beneath it,
 /// and paths are compared as bytes, normalised once.
-fn complement(
-    dir: &Path,
-    at: Option<OwnedFd>,
-    places: &[PathBuf],
-    out: &mut Vec<(PathBuf, OwnedFd)>,
-) -> io::Result<()> {
+fn complement(dir: &Path, at: Option<OwnedFd>, places: &[PathBuf]) -> io::Result<Walk> {
     let places: Vec<PathBuf> = places
         .iter()
         .map(|p| p.components().collect::<PathBuf>())
         .collect();
-    complement_in(dir, at, &places, out)
+    let mut walk = Walk::default();
+    complement_in(dir, at, &places, &mut walk)?;
+    Ok(walk)
 }
 
 /// [`complement`] with `places` normalised.
@@ -348,7 +390,7 @@ fn complement_in(
     dir: &Path,
     at: Option<OwnedFd>,
     places: &[PathBuf],
-    out: &mut Vec<(PathBuf, OwnedFd)>,
+    out: &mut Walk,
 ) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let dir_fd = match at {
@@ -361,6 +403,7 @@ fn complement_in(
             }
             Err(_) => {
                 log::debug!("cannot list {} for the domain's write rules", dir.display());
+                out.unlisted.push(dir.to_path_buf());
                 return Ok(());
             }
         },
@@ -369,9 +412,11 @@ fn complement_in(
         Ok(names) => names,
         Err(_) => {
             log::debug!("cannot list {} for the domain's write rules", dir.display());
+            out.unlisted.push(dir.to_path_buf());
             return Ok(());
         }
     };
+    out.ways.push(dir.to_path_buf());
     for (name, kind) in names {
         let path = dir.join(std::ffi::OsStr::from_bytes(&name));
         let p = path.as_os_str().as_bytes();
@@ -416,6 +461,7 @@ fn complement_in(
                     "cannot list {} for the domain's write rules",
                     path.display()
                 );
+                out.unlisted.push(path);
                 continue;
             }
             Err(e) => return Err(e),
@@ -423,7 +469,7 @@ fn complement_in(
         if descend {
             complement_in(&path, Some(opened), places, out)?;
         } else {
-            out.push((path, opened));
+            out.allowed.push((path, opened));
         }
     }
     Ok(())

@@ -522,3 +522,46 @@ fn relative_names_beneath_a_denied_directory_tell_nothing() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, [EACCES, EACCES], "{out}");
 }
+
+/// The directories on the way to the places the domain keeps from writes
+/// (the cgroup file systems, beneath `/sys/fs/cgroup`) get no rule of the
+/// domain either: they are listed through the on-behalf route, never
+/// refused by the domain. Review: they were taken for beneath a rule,
+/// answered `CONTINUE`, and `opendir("/sys")` failed with `EACCES` (for a
+/// supervisor that keeps its capabilities, or one not run by root).
+#[test]
+fn the_way_to_a_write_forbidden_place_stays_open() {
+    let d = dir(6);
+    let sb = Sandbox::builder()
+        .deny_path(p(d, "sub/secret"))
+        .keep_caps(true)
+        .build()
+        .expect("build sandbox");
+    assert!(sb.path_backstop());
+    let mut ops: Vec<String> = Vec::new();
+    let mut ways = vec![PathBuf::from("/")];
+    for m in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+    {
+        let f: Vec<&str> = m.split(' ').collect();
+        let kind = f.iter().skip_while(|w| **w != "-").nth(1).copied();
+        if matches!(kind, Some("cgroup" | "cgroup2")) {
+            ways.extend(Path::new(f[4]).ancestors().skip(1).map(Path::to_path_buf));
+        }
+    }
+    ways.sort();
+    ways.dedup();
+    for w in &ways {
+        ops.extend(ops!["opendir", w.display()]);
+    }
+    ops.extend(ops!["read", p(d, "public"), "read", p(d, "sub/secret")]);
+    let out = run(&sb, &ops);
+    let refused: Vec<_> = ways.iter().zip(&out).filter(|(_, l)| *l != "ok:").collect();
+    eprintln!(
+        "{} directories on the way, refused: {refused:?}",
+        ways.len()
+    );
+    assert!(refused.is_empty(), "{out:?}");
+    assert_eq!(out[ways.len()..], ["ok:PUBLIC", EACCES]);
+}

@@ -35,6 +35,14 @@
 //! changed), every open takes the on-behalf route (exact: never a false
 //! refusal, as fast as before).
 //!
+//! The places the domain keeps from writes (the cgroup file systems; `/proc`
+//! and `/sys` for root) are left out of the walk the same way, so the
+//! directories on the way to them get no rule either: the domain's walk
+//! names them all (`DenyRules::ways`) and they count as on the way. Those
+//! whose change times do not follow their entries (`/sys`, `/sys/fs`:
+//! sysfs) send every open of a file on their file system on-behalf; a
+//! directory on the way that cannot be listed leaves no backstop.
+//!
 //! Soundness conditions, checked when the sandbox is built (else path
 //! denial keeps its on-behalf route for every call, logged at debug):
 //! the domain must refuse a superset of what identity-based denial refuses.
@@ -75,8 +83,15 @@ use crate::sys::path::fstatat;
 /// the denied paths, and whether any of their entries changed.
 #[derive(Debug)]
 pub(crate) struct Backstop {
-    /// `(st_dev, st_ino)` of every directory on the way to a denied path.
+    /// `(st_dev, st_ino)` of every directory beneath no rule: on the way
+    /// to a denied path, or to a place the domain keeps from writes.
     on_the_way: HashSet<(u64, u64)>,
+    /// The file systems (`st_dev`) of the directories on the way to a
+    /// write-forbidden place whose change times do not follow their
+    /// entries (sysfs): an entry made there later is beneath no rule and
+    /// no change would tell, so every file on them takes the on-behalf
+    /// route (mounts do not change while paths are denied).
+    untracked: HashSet<u64>,
     /// The denied paths and the identities of those that exist: an open
     /// that names one takes the on-behalf route, which reports the
     /// refusal (the domain would refuse it without a word).
@@ -91,8 +106,10 @@ pub(crate) struct Backstop {
 
 impl Backstop {
     /// The backstop for the canonical `denied` paths, or why it cannot
-    /// hold for them.
-    pub(crate) fn plan(denied: &[PathBuf]) -> Result<Backstop, String> {
+    /// hold for them. `ways`: the directories the domain gives no rule
+    /// ([`DenyRules::ways`](crate::isolation::DenyRules)), those on the way
+    /// to the denied paths and to the places kept from writes.
+    pub(crate) fn plan(denied: &[PathBuf], ways: &[PathBuf]) -> Result<Backstop, String> {
         let mut on_the_way = HashSet::new();
         let mut denied_ids = HashSet::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -120,33 +137,43 @@ impl Backstop {
                     ));
                 }
             }
-            for a in d.ancestors().skip(1) {
-                if dirs.iter().any(|x| x == a) {
-                    continue;
-                }
-                let Ok(m) = std::fs::symlink_metadata(a) else {
-                    continue;
-                };
-                use std::os::unix::fs::MetadataExt;
-                if let Some(why) = makes_and_runs(a, m.uid(), m.mode()) {
-                    return Err(format!("{} is {why}", a.display()));
-                }
-                on_the_way.insert((m.dev(), m.ino()));
-                dirs.push(a.to_path_buf());
+        }
+        // The way to the denied paths, then what else the domain's walk
+        // gave no rule (the way to the write-forbidden places: `/sys`,
+        // `/sys/fs` and `/sys/fs/cgroup` when the cgroup file systems are).
+        let ancestors = denied.iter().flat_map(|d| d.ancestors().skip(1));
+        for a in ancestors.chain(ways.iter().map(PathBuf::as_path)) {
+            if dirs.iter().any(|x| x == a) {
+                continue;
             }
+            let Ok(m) = std::fs::symlink_metadata(a) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            if let Some(why) = makes_and_runs(a, m.uid(), m.mode()) {
+                return Err(format!("{} is {why}", a.display()));
+            }
+            on_the_way.insert((m.dev(), m.ino()));
+            dirs.push(a.to_path_buf());
         }
         check_mounts(denied)?;
         let mut opened = Vec::new();
+        let mut untracked = HashSet::new();
         let mut recent = false;
         for d in &dirs {
             let fd = crate::paths::open_trusted_dir(&d.to_string_lossy())
                 .map_err(|e| format!("{}: {e}", d.display()))?;
             let kind = crate::sys::path::fs_type(fd.as_fd()).map_err(|e| e.to_string())?;
             if !TRACKED_FS.contains(&kind) {
-                return Err(format!(
-                    "{} is on a file system (magic {kind:#x}) whose directories' change times are not known to follow their entries",
-                    d.display()
-                ));
+                if denied.iter().any(|p| p.starts_with(d)) {
+                    return Err(format!(
+                        "{} is on a file system (magic {kind:#x}) whose directories' change times are not known to follow their entries",
+                        d.display()
+                    ));
+                }
+                let st = crate::sys::path::fstat(fd.as_fd()).map_err(|e| e.to_string())?;
+                untracked.insert(st.dev);
+                continue;
             }
             let (ctime, settled) = settled_ctime(fd.as_fd())?;
             recent |= !settled;
@@ -154,6 +181,7 @@ impl Backstop {
         }
         Ok(Backstop {
             on_the_way,
+            untracked,
             denied: denied.to_vec(),
             denied_ids,
             dirs: opened,
@@ -245,11 +273,14 @@ impl Backstop {
         }
     }
 
-    /// Whether the file `st` is beneath a rule: neither on the way to a
-    /// denied path (no entry of those directories changed) nor denied.
+    /// Whether the file `st` is beneath a rule: neither a directory the
+    /// domain gives no rule (no entry of those directories changed), nor
+    /// on a file system where one does not track its entries, nor denied.
     fn beneath_rules(&self, st: &crate::sys::path::FileStat) -> bool {
         let id = (st.dev, st.ino);
-        !self.on_the_way.contains(&id) && !self.denied_ids.contains(&id)
+        !self.on_the_way.contains(&id)
+            && !self.untracked.contains(&st.dev)
+            && !self.denied_ids.contains(&id)
     }
 
     /// Whether an entry of a directory on the way changed (then
@@ -408,25 +439,27 @@ pub(crate) fn plan_for(
             }
         }
     }
-    let backstop = match Backstop::plan(&canonical) {
+    let planned = match domain.deny_rules(&canonical) {
+        Ok(Some(planned)) => planned,
+        Ok(None) => {
+            log::debug!("no kernel backstop: a denied path meets a write-forbidden place or a directory that cannot be listed");
+            return None;
+        }
+        Err(e) => {
+            log::debug!("no kernel backstop: the rules cannot be made: {e}");
+            return None;
+        }
+    };
+    // Planned before the domain takes the rules: a backstop refused here
+    // leaves the domain as it was.
+    let backstop = match Backstop::plan(&canonical, &planned.ways) {
         Ok(b) => b,
         Err(why) => {
             log::debug!("no kernel backstop for the denied paths: {why}");
             return None;
         }
     };
-    match domain.deny_beneath(&canonical) {
-        Ok(Some(rules)) => {
-            log::debug!("kernel backstop for the denied paths: {rules} rules");
-            Some(backstop)
-        }
-        Ok(None) => {
-            log::debug!("no kernel backstop: a denied path meets a write-forbidden place");
-            None
-        }
-        Err(e) => {
-            log::debug!("no kernel backstop: the rules cannot be made: {e}");
-            None
-        }
-    }
+    let rules = domain.adopt(planned);
+    log::debug!("kernel backstop for the denied paths: {rules} rules");
+    Some(backstop)
 }
