@@ -569,6 +569,7 @@ impl ViewHandler {
         if self.layer.is_lower(fd.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
+        // (Kept whether or not the bind succeeds, until the next count.)
         crate::paths::Layered::charge_node(
             &*self.layer,
             fd.as_fd(),
@@ -750,30 +751,39 @@ impl ViewHandler {
         let task = self.task(cx)?;
         let _acting = task.rights.assume()?;
         let fd = self.own_copy(fd)?.ok_or(Errno::of(libc::ENOTSUP))?;
-        if set {
-            crate::paths::Layered::charge_node(
-                &*self.layer,
-                fd.as_fd(),
-                crate::paths::xattr_bytes(&name, &value),
-            )?;
-        }
+        let layer: Arc<dyn crate::paths::Layered> = self.layer.clone();
+        let bytes = if set {
+            crate::paths::xattr_bytes(&name, &value)
+        } else {
+            0
+        };
+        let charge = crate::paths::Charge::node(Some(&layer).filter(|_| set), fd.as_fd(), bytes)?;
         let path = c(crate::sys::procfs::fd_link(fd.as_fd()).as_bytes());
         let r = if set {
             crate::sys::path::setxattr(&path, &c(&name), &value, cx.arg(4) as i32, true)
         } else {
             crate::sys::path::removexattr(&path, &c(&name), true)
         };
+        charge.settle(&r);
         r.map_err(|e| Errno::from_io(&e))?;
         Ok(NotifAction::ReturnValue(0))
     }
 
     /// `ioctl`s that change an inode's flags, performed on a duplicate of
     /// the fd; refused (`EPERM`) on a file shared with, or in, the lower
-    /// tree. Other file-system `ioctl`s are answered from the allow list
+    /// tree. Under `--max-disk`, `FICLONE` and `FICLONERANGE` are charged
+    /// and made on-behalf (`reflink`). Other file-system `ioctl`s are answered from the allow list
     /// (`paths::fs_ioctl`), whatever the fd: a request that writes could
     /// write DIR through a read-only fd of it.
     fn set_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
         let cmd = cx.arg(1) & 0xffff_ffff;
+        if let Some(quota) = &self.layer.quota {
+            if cmd == super::reflink::FICLONE || cmd == super::reflink::FICLONERANGE {
+                let task = self.task(cx)?;
+                let _acting = task.rights.assume()?;
+                return super::reflink::clone_charged(cx, &self.layer, quota, cmd);
+            }
+        }
         let Some(size) = SET_FLAGS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n) else {
             return Ok(crate::paths::fs_ioctl::answer(cx));
         };
@@ -945,12 +955,7 @@ impl ViewHandler {
         if !st.is_file() || self.layer.upper_rel(fd.as_fd()).is_none() {
             return Ok(NotifAction::Continue);
         }
-        let size = std::fs::File::from(
-            crate::paths::reopen_fd(fd.as_fd(), libc::O_PATH).map_err(|e| Errno::from_io(&e))?,
-        )
-        .metadata()
-        .map(|m| std::os::unix::fs::MetadataExt::size(&m))
-        .unwrap_or(0);
+        let size = st.size;
         // An `O_APPEND` fd writes at the end whatever offset the call gives
         // (`pwrite` too), and so does `pwritev2` with `RWF_APPEND`; an
         // offset of -1 to `pwritev2` is the fd's own.
@@ -1010,6 +1015,11 @@ impl ViewHandler {
         };
         let growth = super::quota::growth(size, end);
         if growth == 0 {
+            // A shorter file, a hole punched, a range collapsed: space
+            // may be freed (seen by the next refused charge).
+            if matches!(kind, WriteKind::Ftruncate | WriteKind::Fallocate) {
+                quota.freed();
+            }
             return Ok(NotifAction::Continue);
         }
         let layer = &self.layer;
@@ -1017,7 +1027,7 @@ impl ViewHandler {
         match quota.charge_counted(growth, Some(file), &layer.upper, &|ino| {
             layer.is_placeholder_ino(ino)
         }) {
-            Ok(()) => Ok(NotifAction::Continue),
+            Ok(_) => Ok(NotifAction::Continue),
             Err(_) => Err(Errno::of(libc::ENOSPC)),
         }
     }

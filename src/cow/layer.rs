@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, Weak};
 
 use crate::action::Errno;
-use crate::paths::{fd_path, DeniedPaths, Layered};
+use crate::paths::{fd_path, Charged, DeniedPaths, Layered};
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS};
 use crate::sys::path::{fstat, FileStat};
 
@@ -366,13 +366,20 @@ impl Layer {
         let src = crate::paths::reopen_fd(origin.as_fd(), libc::O_RDONLY)?;
         let src = fs::File::from(src);
         let meta = src.metadata()?;
-        if let Some(q) = &self.quota {
-            q.charge(if keep_data {
+        let charged = match &self.quota {
+            Some(q) => q.charge(if keep_data {
                 super::quota::growth(0, meta.len())
             } else {
                 0
-            })?;
-        }
+            })?,
+            None => Charged::default(),
+        };
+        // A copy that fails adds nothing.
+        let refund = || {
+            if let Some(q) = &self.quota {
+                q.refund(charged);
+            }
+        };
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let tmp_name = format!(
             ".{}.unotify-copyup.{}.{n}",
@@ -391,7 +398,8 @@ impl Layer {
                 mode: 0o600,
                 resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
             },
-        )?;
+        )
+        .inspect_err(|_| refund())?;
         let mut out = fs::File::from(tmp);
         let result = (|| -> io::Result<()> {
             if keep_data {
@@ -430,6 +438,7 @@ impl Layer {
         if let Err(e) = result {
             let _ =
                 crate::sys::path::unlinkat(Some(parent.as_fd()), &cpath(Path::new(&tmp_name)), 0);
+            refund();
             return Err(e);
         }
         let fresh = openat2(
@@ -622,19 +631,17 @@ impl Layered for Layer {
         self.outside(path)
     }
 
-    fn charge_growth(&self, fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+    fn charge_growth(&self, fd: BorrowedFd<'_>, len: u64) -> Result<Charged, Errno> {
         let Some(quota) = &self.quota else {
-            return Ok(());
+            return Ok(Charged::default());
         };
-        let meta = crate::paths::reopen_fd(fd, libc::O_PATH)
-            .and_then(|f| fs::File::from(f).metadata())
-            .map_err(|e| Errno::from_io(&e))?;
-        let growth = super::quota::growth(meta.len(), len);
+        let st = crate::sys::path::fstat(fd).map_err(|e| Errno::from_io(&e))?;
+        let growth = super::quota::growth(st.size, len);
         if growth == 0 {
-            return Ok(());
+            return Ok(Charged::default());
         }
         let file = super::quota::Growth {
-            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+            ino: st.ino,
             end: len,
         };
         quota
@@ -644,20 +651,32 @@ impl Layered for Layer {
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
-    fn charge_node(&self, fd: BorrowedFd<'_>, bytes: u64) -> Result<(), Errno> {
+    fn charge_node(&self, fd: BorrowedFd<'_>, bytes: u64) -> Result<Charged, Errno> {
         let Some(quota) = &self.quota else {
-            return Ok(());
+            return Ok(Charged::default());
         };
         // Outside the upper tree (a directory of the host's), no charge;
         // a file without a path fails closed.
         if fd_path(fd).is_some_and(|p| !p.starts_with(&self.upper)) {
-            return Ok(());
+            return Ok(Charged::default());
         }
         quota
             .charge_counted(bytes, None, &self.upper, &|ino| {
                 self.is_placeholder_ino(ino)
             })
             .map_err(|_| Errno::of(libc::ENOSPC))
+    }
+
+    fn refund(&self, charged: Charged) {
+        if let Some(q) = &self.quota {
+            q.refund(charged);
+        }
+    }
+
+    fn freed(&self) {
+        if let Some(q) = &self.quota {
+            q.freed();
+        }
     }
 
     fn rewrite(&self, path: &[u8]) -> Option<Vec<u8>> {

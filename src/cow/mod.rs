@@ -137,6 +137,7 @@ mod handlers;
 mod layer;
 mod mounts;
 mod quota;
+mod reflink;
 mod storage;
 
 use std::path::{Path, PathBuf};

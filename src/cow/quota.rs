@@ -12,12 +12,27 @@
 //! `/proc/<pid>/fd/N`, or a mapping, by the inode `/proc/<pid>/maps`
 //! shows). A process of the supervisor's user whose fds cannot be read
 //! (not dumpable) makes every such file count.
+//!
+//! A charge for a call made on the program's behalf (a name, a node,
+//! extended attributes, a truncation) is given back when the call fails
+//! ([`Quota::refund`]), unless an exact count came in between (it did not
+//! see what the call never made). The exact count walks the tree and
+//! `/proc`: it runs at most once per [`RECOUNT_EVERY`] for refused charges,
+//! unless space may have been freed since the last one ([`Quota::freed`]:
+//! a removal, a rename, a truncation), so a program writing in a loop at
+//! the cap does not make the supervisor walk the tree at each call.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a refused charge is refused without counting again, when no
+/// space was freed on the program's behalf since the last count (space an
+/// fd's close or a process's exit frees is seen after at most this long).
+pub(crate) const RECOUNT_EVERY: Duration = Duration::from_millis(500);
 
 /// The unit a file takes space in: a write of one byte into an empty
 /// file takes a whole block (4 KiB on ext4, xfs, btrfs and tmpfs on
@@ -44,6 +59,16 @@ pub(crate) struct Quota {
     /// Bytes charged since the last exact count (an upper bound of what
     /// the tree holds).
     used: AtomicU64,
+    /// How many exact counts were made: a charge made before the last one
+    /// is in it if its call was made, so it is not given back.
+    counts: AtomicU64,
+    /// Removals and truncations made since the start (space they may
+    /// have freed is seen by the next refused charge).
+    frees: AtomicU64,
+    /// The exact count's turn: when the last one ran, and `frees` then.
+    /// Held while counting; a refund takes it so that it never subtracts
+    /// from a count that did not include its charge.
+    counting: parking_lot::Mutex<Option<(Instant, u64)>>,
     /// The device of the upper tree.
     dev: u64,
     /// Files written (inode → the end their writes reached), for the
@@ -53,6 +78,8 @@ pub(crate) struct Quota {
     /// from DIR's): the cap is on what the program adds.
     base: u64,
 }
+
+use crate::paths::Charged;
 
 /// A file of the upper tree a write grows: its inode and the end the
 /// write reaches.
@@ -69,6 +96,9 @@ impl Quota {
         Quota {
             cap,
             used: AtomicU64::new(0),
+            counts: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            counting: parking_lot::Mutex::new(None),
             dev,
             written: parking_lot::Mutex::new(HashMap::new()),
             base: usage(upper, shared, &mut HashSet::new()),
@@ -76,35 +106,74 @@ impl Quota {
     }
 
     /// Charges `n` bytes, or fails with `ENOSPC` past the cap.
-    pub(crate) fn charge(&self, n: u64) -> io::Result<()> {
+    pub(crate) fn charge(&self, n: u64) -> io::Result<Charged> {
+        // Acquire: pairs with the Release of the count's increment, so a
+        // count that is not seen here runs after the add below (its store
+        // then replaces the add, and the charge is not given back).
+        let count = self.counts.load(Ordering::Acquire);
         // Relaxed: a counter; the cap is a bound, not a synchronisation.
         let before = self.used.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) <= self.cap {
-            return Ok(());
+            return Ok(Charged {
+                bytes: n,
+                counts: count,
+            });
         }
         self.used.fetch_sub(n, Ordering::Relaxed);
         Err(io::Error::from_raw_os_error(libc::ENOSPC))
+    }
+
+    /// Gives back a charge whose call failed (nothing was added), unless
+    /// an exact count ran since (it counted what the tree holds).
+    pub(crate) fn refund(&self, c: Charged) {
+        let _turn = self.counting.lock();
+        if c.bytes == 0 || self.counts.load(Ordering::Relaxed) != c.counts {
+            return;
+        }
+        // Relaxed: under `counting`, which every store of a count holds.
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(c.bytes))
+            });
+    }
+
+    /// Space may have been freed (a removal, a rename over a file, a
+    /// truncation): the next refused charge counts again.
+    pub(crate) fn freed(&self) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Charges `n` bytes (of `file`'s growth, if any: a new name or
     /// node, or extended attributes, otherwise) after counting `upper`
     /// again exactly (its directories, symlinks and files that are not
     /// `shared` with the lower tree, less what it held at the start, and
-    /// the files without a name still held), or fails with `ENOSPC`.
+    /// the files without a name still held), or fails with `ENOSPC`. The
+    /// count is skipped (`ENOSPC`) within [`RECOUNT_EVERY`] of the last
+    /// one when nothing was freed since.
     pub(crate) fn charge_counted(
         &self,
         n: u64,
         file: Option<Growth>,
         upper: &Path,
         shared: &dyn Fn(u64) -> bool,
-    ) -> io::Result<()> {
+    ) -> io::Result<Charged> {
         if let Some(file) = file {
             let mut w = self.written.lock();
             let end = w.entry(file.ino).or_insert(0);
             *end = (*end).max(file.end);
         }
-        if self.charge(n).is_ok() {
-            return Ok(());
+        if let Ok(c) = self.charge(n) {
+            return Ok(c);
+        }
+        let mut turn = self.counting.lock();
+        // Another call counted while this one waited for its turn.
+        if let Ok(c) = self.charge(n) {
+            return Ok(c);
+        }
+        let frees = self.frees.load(Ordering::Relaxed);
+        if turn.is_some_and(|(at, seen)| seen == frees && at.elapsed() < RECOUNT_EVERY) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let mut seen = HashSet::new();
         let mut exact = usage(upper, shared, &mut seen).saturating_sub(self.base);
@@ -120,6 +189,11 @@ impl Quota {
             keep
         });
         self.used.store(exact, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `charge`.
+        self.counts.fetch_add(1, Ordering::Release);
+        *turn = Some((Instant::now(), frees));
+        log::debug!("--max-disk: the upper tree counted again: {exact} bytes");
+        drop(turn);
         self.charge(n)
     }
 }

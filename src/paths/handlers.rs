@@ -550,19 +550,18 @@ fn link(
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
     policy_gate(cx)?;
-    if let Some(layer) = d.layer() {
-        layer.charge_node(n.dir(), super::entry_bytes(&n.name))?;
-    }
+    let charge = super::Charge::node(d.layer(), n.dir(), super::entry_bytes(&n.name))?;
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
     // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
     // would fail `ENOENT` where the kernel's own link succeeds).
     let proc_link = crate::sys::procfs::fd_link(source.as_fd());
-    with_c(&n.name, |name| {
-        let r = with_c(proc_link.as_bytes(), |from| {
+    let r = with_c(&n.name, |name| {
+        with_c(proc_link.as_bytes(), |from| {
             linkat(None, from, Some(n.dir()), name, libc::AT_SYMLINK_FOLLOW)
-        });
-        done(r)
-    })
+        })
+    });
+    charge.settle(&r);
+    done(r)
 }
 
 /// `rename`/`renameat`/`renameat2`: both names are checked (and what a
@@ -581,11 +580,16 @@ fn rename(
     let o = allowed_entry(cx, &task, d, old, true)?;
     let n = allowed_entry(cx, &task, d, new, true)?;
     policy_gate(cx)?;
-    with_c(&o.name, |on| {
+    let r = with_c(&o.name, |on| {
         with_c(&n.name, |nn| {
-            done(renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags))
+            renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags)
         })
-    })
+    });
+    // A file renamed over is gone.
+    if let (Ok(()), Some(layer)) = (&r, d.layer()) {
+        layer.freed();
+    }
+    done(r)
 }
 
 /// `symlink`/`symlinkat`: the target, resolved from the new link's
@@ -632,18 +636,18 @@ fn symlink(
         }
     }
     policy_gate(cx)?;
-    if let Some(layer) = d.layer() {
-        // A target too long for the inode takes a block of its own.
-        let node = if target.len() >= 60 {
-            super::NODE_BYTES
-        } else {
-            0
-        };
-        layer.charge_node(n.dir(), super::entry_bytes(&n.name) + node)?;
-    }
-    with_c(&target, |t| {
-        with_c(&n.name, |nn| done(symlinkat(t, Some(n.dir()), nn)))
-    })
+    // A target too long for the inode takes a block of its own.
+    let node = if target.len() >= 60 {
+        super::NODE_BYTES
+    } else {
+        0
+    };
+    let charge = super::Charge::node(d.layer(), n.dir(), super::entry_bytes(&n.name) + node)?;
+    let r = with_c(&target, |t| {
+        with_c(&n.name, |nn| symlinkat(t, Some(n.dir()), nn))
+    });
+    charge.settle(&r);
+    done(r)
 }
 
 /// `unlink`/`unlinkat`/`rmdir`: a denied name (or a directory holding a
@@ -663,7 +667,11 @@ fn unlink(
     let _acting = task.rights.assume()?;
     let e = allowed_entry(cx, &task, d, path, false)?;
     policy_gate(cx)?;
-    with_c(&e.name, |name| done(unlinkat(Some(e.dir()), name, flags)))
+    let r = with_c(&e.name, |name| unlinkat(Some(e.dir()), name, flags));
+    if let (Ok(()), Some(layer)) = (&r, d.layer()) {
+        layer.freed();
+    }
+    done(r)
 }
 
 /// `truncate`: the file is pinned (following symlinks) and checked, then
@@ -718,11 +726,13 @@ fn truncate(
         | libc::O_NOCTTY
         | super::onbehalf_open::KERNEL_O_LARGEFILE;
     policy_gate(cx)?;
-    if let Some(layer) = d.layer() {
-        layer.charge_growth(pinned.as_fd(), len as u64)?;
+    let charge = super::Charge::growth(d.layer(), pinned.as_fd(), len as u64)?;
+    let r = reopen(pinned.as_fd(), flags as u64).and_then(|fd| ftruncate(fd.as_fd(), len));
+    charge.settle(&r);
+    if let (Ok(()), Some(layer)) = (&r, d.layer()) {
+        layer.freed();
     }
-    let fd = reopen(pinned.as_fd(), flags as u64).map_err(|e| errno_of(&e))?;
-    done(ftruncate(fd.as_fd(), len))
+    done(r)
 }
 
 /// Checks a trapped `execve`/`execveat` against `d`: `Continue` if it may

@@ -440,21 +440,24 @@ pub(super) fn xattr_call(
     let _acting = task.rights.assume()?;
     let s = subject(cx, &task, d, &arg)?;
     policy_gate(cx)?;
-    if let (Some(layer), Some((v, _))) = (d.layer(), &value) {
-        let at = match &s {
-            Subject::File(fd) | Subject::Link { parent: fd, .. } => fd.as_fd(),
-        };
-        layer.charge_node(at, super::xattr_bytes(&name, v))?;
-    }
+    let at = match &s {
+        Subject::File(fd) | Subject::Link { parent: fd, .. } => fd.as_fd(),
+    };
+    let bytes = value
+        .as_ref()
+        .map_or(0, |(v, _)| super::xattr_bytes(&name, v));
+    let charge = super::Charge::node(d.layer().filter(|_| bytes > 0), at, bytes)?;
     // A `File` is reached through its magic link (followed to exactly the
     // pinned file); a `Link` by its name, not followed.
     let follow = !s.is_link();
-    with_c(&s.proc_path(), |p| {
+    let r = with_c(&s.proc_path(), |p| {
         with_c(&name, |n| match &value {
             Some((v, flags)) => done(setxattr(p, n, v, *flags, follow)),
             None => done(removexattr(p, n, follow)),
         })
-    })
+    });
+    charge.settle(&r);
+    r
 }
 
 /// `file_setattr(dirfd, path, attr, size, at_flags)`.

@@ -202,8 +202,8 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
         &self,
         _fd: std::os::fd::BorrowedFd<'_>,
         _len: u64,
-    ) -> std::result::Result<(), Errno> {
-        Ok(())
+    ) -> std::result::Result<Charged, Errno> {
+        Ok(Charged::default())
     }
     /// Before a new node is made in the pinned directory `fd`, or
     /// extended attributes are set on the pinned file `fd`: charges the
@@ -212,8 +212,87 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
         &self,
         _fd: std::os::fd::BorrowedFd<'_>,
         _bytes: u64,
-    ) -> std::result::Result<(), Errno> {
-        Ok(())
+    ) -> std::result::Result<Charged, Errno> {
+        Ok(Charged::default())
+    }
+    /// Gives back a charge whose call failed.
+    fn refund(&self, _charged: Charged) {}
+    /// A name was removed or replaced, or a file truncated, on the
+    /// program's behalf: space may have been freed.
+    fn freed(&self) {}
+}
+
+/// What a charge to a layer's size cap took: the bytes, and how many
+/// exact counts of the layer had been made before it (a count made since
+/// saw what the call made, or did not).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Charged {
+    /// The bytes charged.
+    pub(crate) bytes: u64,
+    /// The layer's count of exact counts before the charge.
+    pub(crate) counts: u64,
+}
+
+/// A charge for a call made on the program's behalf, given back when
+/// dropped (the call failed: nothing was added) unless [`settled`](Self::settle)
+/// by a success.
+#[must_use = "dropped, the charge is given back"]
+pub(crate) struct Charge<'a> {
+    layer: Option<&'a dyn Layered>,
+    charged: Charged,
+}
+
+impl<'a> Charge<'a> {
+    /// Charges a new node or extended attributes (`bytes`) at the pinned
+    /// `fd` to `layer`, if there is one.
+    pub(crate) fn node(
+        layer: Option<&'a std::sync::Arc<dyn Layered>>,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: u64,
+    ) -> std::result::Result<Charge<'a>, Errno> {
+        let layer = layer.map(|l| &**l);
+        let charged = match layer {
+            Some(l) => l.charge_node(fd, bytes)?,
+            None => Charged::default(),
+        };
+        Ok(Charge { layer, charged })
+    }
+
+    /// Charges the growth of the pinned file `fd` to `len` bytes.
+    pub(crate) fn growth(
+        layer: Option<&'a std::sync::Arc<dyn Layered>>,
+        fd: std::os::fd::BorrowedFd<'_>,
+        len: u64,
+    ) -> std::result::Result<Charge<'a>, Errno> {
+        let layer = layer.map(|l| &**l);
+        let charged = match layer {
+            Some(l) => l.charge_growth(fd, len)?,
+            None => Charged::default(),
+        };
+        Ok(Charge { layer, charged })
+    }
+
+    /// Keeps the charge if the call `r` succeeded, else gives it back.
+    pub(crate) fn settle<T, E>(self, r: &std::result::Result<T, E>) {
+        if r.is_ok() {
+            std::mem::forget(self);
+        }
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.layer {
+            l.refund(self.charged);
+        }
+    }
+}
+
+impl std::fmt::Debug for Charge<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Charge")
+            .field("charged", &self.charged)
+            .finish_non_exhaustive()
     }
 }
 

@@ -73,10 +73,8 @@ pub(super) fn make_node(
     // The kernel takes a `umode_t`.
     let mode = mode as u32 & 0xffff;
     policy_gate(cx)?;
-    if let Some(layer) = d.layer() {
-        let node = if dev.is_none() { super::NODE_BYTES } else { 0 };
-        layer.charge_node(e.dir(), super::entry_bytes(&e.name) + node)?;
-    }
+    let node = if dev.is_none() { super::NODE_BYTES } else { 0 };
+    let charge = super::Charge::node(d.layer(), e.dir(), super::entry_bytes(&e.name) + node)?;
     let (r, want) = with_c(&e.name, |name| match dev {
         None => {
             let want = mode & 0o1777 & !task.umask();
@@ -88,6 +86,7 @@ pub(super) fn make_node(
             (mknodat(Some(e.dir()), name, kind | want, dev), want)
         }
     });
+    charge.settle(&r);
     r.map_err(|e| errno_of(&e))?;
     fix_perms(d, &e, want);
     Ok(NotifAction::ReturnValue(0))
@@ -211,9 +210,11 @@ pub(crate) fn bind_unix(
         return Err(Errno::of(libc::EACCES));
     }
     policy_gate(cx)?;
-    if let Some(layer) = d.and_then(|d| d.layer()) {
-        layer.charge_node(e.dir(), super::entry_bytes(&e.name))?;
-    }
+    let charge = super::Charge::node(
+        d.and_then(|d| d.layer()),
+        e.dir(),
+        super::entry_bytes(&e.name),
+    )?;
     let given = b.as_given.and_then(|(cwd, addr)| match d {
         None => Some((cwd, addr, None)),
         Some(d) => super::deny::fd_path(e.dir())
@@ -233,14 +234,15 @@ pub(crate) fn bind_unix(
         creds: b.creds,
         fs: Some((base, b.umask)),
     };
-    run_as(&setup, || {
+    let r = run_as(&setup, || {
         if let Some(ruleset) = confine {
             // This thread ends with the call.
             ruleset.restrict_this_thread()?;
         }
         sysnet::bind(b.sock, addr)
-    })
-    .map_err(|e| errno_of(&e))
+    });
+    charge.settle(&r);
+    r.map_err(|e| errno_of(&e))
 }
 
 #[cfg(test)]

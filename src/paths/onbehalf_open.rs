@@ -280,10 +280,11 @@ fn open(
         }
         let cflags = open_flags(flags) | libc::O_CREAT | libc::O_EXCL;
         super::handlers::policy_gate(cx)?;
-        if let Some(layer) = denied.layer() {
-            layer.charge_node(parent.as_fd(), super::entry_bytes(&name))?;
-        }
-        match open_beneath(Some(parent.as_fd()), &name, cflags as u64, mode, a.resolve) {
+        let charge =
+            super::Charge::node(denied.layer(), parent.as_fd(), super::entry_bytes(&name))?;
+        let made = open_beneath(Some(parent.as_fd()), &name, cflags as u64, mode, a.resolve);
+        charge.settle(&made);
+        match made {
             Ok(fd) => {
                 fix_mode(fd.as_fd(), mode);
                 if denied.check_fd(fd.as_fd()) {

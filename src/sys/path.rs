@@ -28,6 +28,8 @@ pub struct FileStat {
     pub rdev: u64,
     /// Last status change (`st_ctime`, `st_ctime_nsec`).
     pub ctime: (i64, i64),
+    /// Size in bytes (`st_size`).
+    pub size: u64,
 }
 
 impl FileStat {
@@ -50,6 +52,7 @@ impl FileStat {
             nlink: st.st_nlink as u64,
             rdev: st.st_rdev,
             ctime: (st.st_ctime, st.st_ctime_nsec),
+            size: u64::try_from(st.st_size).unwrap_or(0),
         }
     }
 
@@ -472,4 +475,10 @@ pub fn ioctl_buf(fd: BorrowedFd<'_>, cmd: u64, buf: &mut [u8]) -> io::Result<i32
     // SAFETY: `buf` is writable for its length, which the caller made the
     // size `cmd` reads or writes; `fd` is open.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, buf.as_mut_ptr()) })
+}
+
+/// `ioctl(fd, cmd, arg)` with an integer argument (`FICLONE`'s source fd).
+pub fn ioctl_int(fd: BorrowedFd<'_>, cmd: u64, arg: i32) -> io::Result<i32> {
+    // SAFETY: `cmd` takes an integer, not a pointer; `fd` is open.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg as libc::c_long) })
 }
