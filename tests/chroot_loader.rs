@@ -772,3 +772,47 @@ fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
         common::stderr_of(&out)
     );
 }
+
+/// Review: a re-issue whose worker stopped waiting (and answered the call
+/// `EACCES`) was still carried out when the tracer came to it: the
+/// caller seized again, its files added, its rewrite set for a later
+/// stop. A worker that gives up now does so before the tracer takes the
+/// request, which then leaves it (`reissue-late`: the worker waits 50 ms,
+/// the tracer comes 300 ms late). And a re-issued exec refused by the
+/// supervisor itself (its freeze failing: `reissued-freeze-fails`) left
+/// the fd added for it open in the program; it is closed at the call's
+/// return. Each exec fails, nothing is left open, nothing is taken late.
+#[test]
+fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "late reissue");
+    let r = rootfs();
+    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
+    let dir = failed.parent().expect("dir").display().to_string();
+    marker_exe(&r, "ok");
+    marker_exe(&r, "held");
+    for fault in ["reissue-late", "reissued-freeze-fails"] {
+        let mut args = cli(&r);
+        args.extend(["--mount".into(), format!("{dir}:{dir}:ro"), "--".into()]);
+        args.push(failed.display().to_string());
+        args.extend(["10", "/work/held", "/work/ok"].map(String::from));
+        let out = common::unotify()
+            .env("UNOTIFY_TEST_FAULT", fault)
+            .env("RUST_LOG", "unotify=debug")
+            .args(&args)
+            .output()
+            .expect("start unotify");
+        let text = common::stdout_of(&out);
+        let log = common::stderr_of(&out);
+        let taken = log.matches("re-issue taken").count();
+        let left = log.matches("gave up on is not made").count();
+        println!("{fault}: {text} re-issues taken: {taken}, left: {left}");
+        assert!(out.status.success(), "{fault}: {text}{log}");
+        assert_eq!(count(&text, "leaked"), 0, "{fault}: fds left open: {text}");
+        if fault == "reissue-late" {
+            // The tracer came to some of them (20 execs of 50 ms against
+            // 300 ms each) and left them.
+            assert_eq!(taken, 0, "re-issues taken after their worker gave up");
+            assert!(left > 0, "the tracer never came late: {log}");
+        }
+    }
+}

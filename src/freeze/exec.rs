@@ -443,8 +443,19 @@ impl ExecFreeze<'_> {
     /// `EPERM`.
     pub(crate) fn finish(mut self, notif: &Notification, action: NotifAction) -> Sent {
         // The caller must be seized (for its exec event) before its answer.
-        let action = match self.pending.take().map(|p| p.wait()) {
-            Some(Err(why)) => {
+        let failed = match self.pending.take().map(|p| p.wait()) {
+            Some(Err(why)) => Some(why),
+            Some(Ok(()))
+                if super::fault::injected("reissued-freeze-fails")
+                    && self.argv.tracer.is_reissued(notif.pid as i32) =>
+            {
+                Some(FreezeError::NoAnswer)
+            }
+            _ => None,
+        };
+        let reissuing = failed.is_none() && matches!(action, NotifAction::Reissue(_));
+        let action = match failed {
+            Some(why) => {
                 log::log!(
                     why.log_level(),
                     "argv-safety freeze for pid {} failed ({why}); answering EPERM",
@@ -478,6 +489,12 @@ impl ExecFreeze<'_> {
         }
         if cont && !self.launcher {
             self.argv.tracer.before_reissued_answer(notif.pid as i32);
+        } else if !self.launcher && !reissuing {
+            // Refused here: the files a re-issue added for this exec are
+            // closed at its return.
+            self.argv
+                .tracer
+                .before_refused_reissued_answer(notif.pid as i32);
         }
         let sent = self.core.answer(notif, action);
         let expect = match (

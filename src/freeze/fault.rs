@@ -7,7 +7,10 @@
 //!
 //! Points: `reissue-busy` (the tracer refuses a re-issue after seizing
 //! its caller), `reissue-after-addfd` (a failure after the re-issue's
-//! files were added, as an `ADDFD` of a further file would).
+//! files were added, as an `ADDFD` of a further file would),
+//! `reissue-late` (the worker waits 50 ms for the tracer, which takes a
+//! re-issue 300 ms late), `reissued-freeze-fails` (the freeze of a
+//! re-issued exec fails).
 
 /// Whether fault `point` is to be injected.
 #[cfg(feature = "internals")]

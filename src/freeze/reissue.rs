@@ -42,8 +42,11 @@
 //!   refusal by the kernel (`ETXTBSY`, `E2BIG`, `ENOMEM`...) stops it at
 //!   the call's return. The chroot also checks first what the kernel would
 //!   refuse (rights, `noexec`, `#!` lines, a file it cannot load:
-//!   `ENOEXEC`). Left open: a re-issued call refused by the supervisor's
-//!   own decision (its freeze failing: `EPERM`), a task whose seccomp wait
+//!   `ENOEXEC`). A re-issued call refused by the supervisor's own decision
+//!   (its freeze failing: `EPERM`) has the task interrupted before that
+//!   answer too, and the files closed at its return
+//!   (`Tracer::before_refused_reissued_answer`). Left open: the files of
+//!   a task no longer traced then, a task whose seccomp wait
 //!   is not killable-only (no `WAIT_KILLABLE_RECV`: its interrupt is asked
 //!   after the answer and may stop it later). A task whose close cannot be
 //!   seen through (stops coming again and again before it for

@@ -78,7 +78,14 @@ enum Request {
         trapped: u64,
         reissue: crate::action::Reissue,
         reply: Sender<Result<(), FreezeError>>,
+        /// Who has the request: the loop takes it, or the worker gives it
+        /// up; the first one decides.
+        claim: Arc<Claim>,
     },
+    /// The exec `tid` re-issued is about to be refused by the supervisor
+    /// (its freeze failed): the files added for it are closed at the stop
+    /// the refusal leads to (see [`Tracer::before_refused_reissued_answer`]).
+    CloseAdded { tid: i32, reply: Sender<()> },
     /// Interrupt this tracee now: the exec it re-issued is about to be let
     /// through (see [`Tracer::before_reissued_answer`]).
     Interrupt { tid: i32, reply: Sender<()> },
@@ -389,6 +396,7 @@ impl Tracer {
         reissue: crate::action::Reissue,
     ) -> Result<(), FreezeError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
+        let claim = Arc::new(Claim::default());
         let sent = self.ensure_running()
             && self.inbox.send(Request::Reissue {
                 caller,
@@ -396,13 +404,45 @@ impl Tracer {
                 trapped,
                 reissue,
                 reply,
+                claim: Arc::clone(&claim),
             });
         if !sent {
             return Err(FreezeError::TracerGone);
         }
-        match answer.recv_timeout(STOP_TIMEOUT * 4) {
-            Ok(r) => r,
-            Err(_) => Err(FreezeError::NoAnswer),
+        let patience = if super::fault::injected("reissue-late") {
+            Duration::from_millis(50)
+        } else {
+            STOP_TIMEOUT * 4
+        };
+        if let Ok(r) = answer.recv_timeout(patience) {
+            return r;
+        }
+        // Given up before the loop took it: it never acts on it. Taken:
+        // its answer comes (it waits for nothing while it acts).
+        if claim.give_up() {
+            return Err(FreezeError::NoAnswer);
+        }
+        answer.recv().unwrap_or(Err(FreezeError::NoAnswer))
+    }
+
+    /// Whether `tid`'s trapped call is one this tracer re-issued, not
+    /// answered yet.
+    pub(crate) fn is_reissued(&self, tid: i32) -> bool {
+        self.reissued.lock().contains(&tid)
+    }
+
+    /// Before an exec of `tid` is refused by the supervisor (its freeze
+    /// failed): if it is a call this tracer re-issued, the files added for
+    /// it are closed at the stop the refusal leads to (asked now: the
+    /// task is interrupted before the answer, so it stops at the call's
+    /// return). Without this they stayed open in the program.
+    pub(crate) fn before_refused_reissued_answer(&self, tid: i32) {
+        if !self.reissued.lock().remove(&tid) {
+            return;
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if self.inbox.send(Request::CloseAdded { tid, reply }) {
+            let _ = answer.recv_timeout(STOP_TIMEOUT);
         }
     }
 }
@@ -470,6 +510,40 @@ enum AtStop {
     /// The re-issue failed after files were added for it (`trapped`: the
     /// call it answers): close them.
     Close { trapped: u64, added: reissue::Added },
+    /// The re-issued call `nr` was refused by the supervisor: close the
+    /// files added for it at its return.
+    CloseFailed { nr: u64, added: reissue::Added },
+}
+
+/// Who has a re-issue request: the loop takes it ([`Claim::take`]) before
+/// it acts, the worker gives it up ([`Claim::give_up`]) when it stops
+/// waiting; whichever comes first decides, so a re-issue is carried out
+/// only while its worker still waits to answer the call.
+#[derive(Debug, Default)]
+pub(crate) struct Claim(std::sync::atomic::AtomicU8);
+
+impl Claim {
+    const TAKEN: u8 = 1;
+    const GIVEN_UP: u8 = 2;
+
+    /// The loop's: whether the request is still wanted (then it is the
+    /// loop's to answer).
+    fn take(&self) -> bool {
+        // AcqRel: pairs with the same exchange in `give_up`; one of the two
+        // wins.
+        self.0
+            .compare_exchange(0, Self::TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The worker's: whether the request was given up before the loop
+    /// took it (else the loop's answer is coming).
+    fn give_up(&self) -> bool {
+        // AcqRel: pairs with the exchange in `take`.
+        self.0
+            .compare_exchange(0, Self::GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -603,9 +677,24 @@ impl Loop {
                 trapped,
                 reissue,
                 reply,
+                claim,
             } => {
+                if super::fault::injected("reissue-late") {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if !claim.take() {
+                    log::debug!(
+                        "task {}: a re-issue its worker gave up on is not made",
+                        caller.tid
+                    );
+                    return;
+                }
                 let r = self.start_reissue(caller, id, trapped, reissue);
                 let _ = reply.send(r);
+            }
+            Request::CloseAdded { tid, reply } => {
+                self.close_after_refusal(tid);
+                let _ = reply.send(());
             }
             Request::Interrupt { tid, reply } => {
                 if let Some(e) = self.table.get_mut(&tid) {
@@ -690,6 +779,10 @@ impl Loop {
                 }
             },
             AtStop::Close { trapped, added } => (trapped, added),
+            AtStop::CloseFailed { nr, added } => {
+                self.close_at_stop(tid, reissue::Return::Failed(nr), &added, sig);
+                return;
+            }
         };
         if !added.is_empty() {
             self.close_at_stop(tid, reissue::Return::Trapped(trapped), &added, sig);
@@ -705,6 +798,34 @@ impl Loop {
             return;
         };
         self.close_at_stop(tid, reissue::Return::Failed(nr), &added, sig);
+    }
+
+    /// Before the supervisor refuses the re-issued exec of `tid`: the files
+    /// added for it are closed at the stop its refusal leads to (the task
+    /// waits in its seccomp wait: interrupted now, it stops at the call's
+    /// return). Not a tracee any more (its freeze could not seize it):
+    /// they stay (logged).
+    fn close_after_refusal(&mut self, tid: i32) {
+        let Some((nr, added)) = self.added.remove(&tid) else {
+            return;
+        };
+        let Some(e) = self
+            .table
+            .get_mut(&tid)
+            .filter(|e| e.st == St::Running && e.at_stop.is_none())
+        else {
+            log::debug!(
+                "task {tid}: files of a refused re-issued call left open (not a tracee, or busy)"
+            );
+            return;
+        };
+        // Also when one was asked before: a pending one is the same trap.
+        if let Err(err) = ptrace::interrupt(tid) {
+            log::debug!("task {tid}: files of a refused re-issued call left open ({err})");
+            return;
+        }
+        e.interrupted = true;
+        e.at_stop = Some(AtStop::CloseFailed { nr, added });
     }
 
     /// Closes the files `added` of `tid`, stopped at return `at` with signal
@@ -773,6 +894,7 @@ impl Loop {
         r: crate::action::Reissue,
     ) -> Result<(), FreezeError> {
         let tid = caller.tid;
+        log::debug!("task {tid}: re-issue taken");
         // Before the caller is seized: a refusal here leaves it untouched.
         let ids = r
             .files
