@@ -119,7 +119,10 @@ fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
         if l.len() < 5 || r.len() < 3 {
             continue;
         }
-        let (root, point) = (unescape(l[3]), unescape(l[4]));
+        let (root, point) = (
+            super::mountinfo::unescape(l[3]),
+            super::mountinfo::unescape(l[4]),
+        );
         let v2 = match r[0] {
             "cgroup2" => true,
             "cgroup" => false,
@@ -187,7 +190,7 @@ pub fn mount_points() -> Vec<PathBuf> {
             let (left, right) = line.split_once(" - ")?;
             let point = left.split(' ').nth(4)?;
             matches!(right.split(' ').next()?, "cgroup" | "cgroup2")
-                .then(|| PathBuf::from(unescape(point)))
+                .then(|| super::mountinfo::unescape(point))
         })
         .collect()
 }
@@ -233,26 +236,6 @@ pub fn is_host_control_fs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
             | libc::SECURITYFS_MAGIC
             | libc::BPF_FS_MAGIC
     )
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Names never repeat, in this process or any other: `unotify-<pid>-<r>-<n>`,
@@ -1587,12 +1570,6 @@ fn limit_tcp_v1(dir: &Path, bytes: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 
     #[test]
     fn lists_are_read_across_buffers() {

@@ -18,7 +18,7 @@ pub struct Mount {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> PathBuf {
+pub(crate) fn unescape(field: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -51,4 +51,17 @@ pub fn parse(text: &str) -> Vec<Mount> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape("/plain"), PathBuf::from("/plain"));
+        // Not octal: left as it is.
+        assert_eq!(unescape(r"/a\089"), PathBuf::from(r"/a\089"));
+    }
 }
