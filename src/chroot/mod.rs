@@ -223,30 +223,18 @@ const NO_PATH: &[&str] = &[
     "swapoff",
 ];
 
-/// `ioctl` requests that write an inode's flags or attributes through any
-/// fd, even a read-only one (so a `:ro` mount's files could be changed):
-/// `FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`, `FS_IOC_SETVERSION` (and their
-/// 32-bit forms, and ext4's own number for the last),
-/// `FS_IOC_ENABLE_VERITY`. Refused with `EPERM` under a chroot, decided on
-/// the request register alone.
-const INODE_IOCTLS: &[u64] = &[
-    0x4008_6602, // FS_IOC_SETFLAGS
-    0x4004_6602, // FS_IOC32_SETFLAGS
-    0x401c_5820, // FS_IOC_FSSETXATTR
-    0x4008_7602, // FS_IOC_SETVERSION
-    0x4004_7602, // FS_IOC32_SETVERSION
-    0x4008_6604, // EXT4_IOC_SETVERSION
-    0x4080_6685, // FS_IOC_ENABLE_VERITY
-];
-
 impl Enforcement for Chroot {
     fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
         crate::paths::install(filter)?;
         filter.refuse_undecided(NO_XATTR, libc::ENOTSUP)?;
         filter.refuse_undecided(NO_PATH, libc::EACCES)?;
         if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
-            // The kernel reads the request as a 32-bit `unsigned int`.
-            for &req in INODE_IOCTLS {
+            // Requests that write an inode's flags or attributes through
+            // any fd, even a read-only one (a `:ro` mount's files), decided
+            // on the request register alone. The kernel reads the request
+            // as a 32-bit `unsigned int`.
+            let set = crate::paths::fs_ioctl::SET_INODE.iter().map(|(c, _)| *c);
+            for req in set.chain([crate::paths::fs_ioctl::ENABLE_VERITY]) {
                 filter.refuse_first(nr, vec![ArgCheck::new(1, 0xffff_ffff, req)], libc::EPERM)?;
             }
         }
@@ -262,23 +250,15 @@ impl Enforcement for Chroot {
 
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
         crate::paths::install_view(install.filter)?;
-        // With a `:ro` mount the file-system ioctls stop (terminal, socket
-        // and other ioctls run), unless the caller traps every ioctl
-        // already (then this handler comes after the caller's) or denies
-        // it.
-        let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
-            return Ok(());
-        };
-        if !self.read_only_mounts
-            || install.user_denied(nr)
-            || install.filter.is_denied(nr).is_some()
-        {
+        // With a `:ro` mount the file-system ioctls stop.
+        if !self.read_only_mounts {
             return Ok(());
         }
-        for check in crate::paths::fs_ioctl::checks() {
-            install.filter.notify_if(nr, vec![check])?;
-        }
-        install.builtin(nr, Arc::new(crate::paths::fs_ioctl::answer))
+        crate::paths::fs_ioctl::install_answer(
+            install,
+            &[],
+            Arc::new(crate::paths::fs_ioctl::answer),
+        )
     }
 
     fn start(

@@ -784,7 +784,11 @@ impl ViewHandler {
                 return super::reflink::clone_charged(cx, &self.layer, quota, cmd);
             }
         }
-        let Some(size) = SET_FLAGS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n) else {
+        let Some(size) = crate::paths::fs_ioctl::SET_INODE
+            .iter()
+            .find(|(c, _)| *c == cmd)
+            .map(|(_, n)| *n)
+        else {
             return Ok(crate::paths::fs_ioctl::answer(cx));
         };
         let fd =
@@ -1279,21 +1283,6 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .map_or(0, |s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
 }
-
-/// The `ioctl` commands that change inode flags, with the size of what
-/// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
-/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
-/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` with ext4's own number
-/// for it, `EXT4_IOC_SETVERSION` (the inode generation, an `int` read;
-/// ext4 takes it through a read-only fd and moves the ctime).
-pub(crate) const SET_FLAGS: [(u64, usize); 6] = [
-    (0x4008_6602, 4),
-    (0x4004_6602, 4),
-    (0x401c_5820, 28),
-    (0x4008_7602, 4),
-    (0x4004_7602, 4),
-    (0x4008_6604, 4),
-];
 
 /// `fallocate`'s mode that inserts a hole, growing the file by its length.
 const FALLOC_FL_INSERT_RANGE: u64 = 0x20;

@@ -486,19 +486,19 @@ impl Stage for CowStage {
     }
 }
 
-/// `FS_IOC_ENABLE_VERITY`: works through a read-only fd (which a read
-/// open of DIR's file gives) and makes the file read-only for good, so it
-/// is refused (`EPERM`) on the request register alone; no copy-up would
-/// make sense of it.
-const ENABLE_VERITY: u64 = 0x4080_6685;
-
 impl Enforcement for CowFeature {
     fn rules(&self, filter: &mut crate::filter::FilterBuilder) -> Result<()> {
         if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
             // The kernel reads the request as a 32-bit `unsigned int`.
             filter.refuse_first(
                 nr,
-                vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, ENABLE_VERITY)],
+                // Through a read-only fd of DIR's file: no copy-up would
+                // make sense of it.
+                vec![crate::filter::ArgCheck::new(
+                    1,
+                    0xffff_ffff,
+                    crate::paths::fs_ioctl::ENABLE_VERITY,
+                )],
                 libc::EPERM,
             )?;
         }
@@ -550,24 +550,16 @@ impl Enforcement for CowFeature {
             install.builtin(nr, h)?;
         }
         // The ioctls that change inode flags and every other file-system
-        // request stop (terminal, socket and other ioctls run), unless the
-        // caller traps every ioctl already (then this handler comes after
-        // the caller's) or denies it.
-        let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
-            return Ok(());
-        };
-        if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
-            return Ok(());
-        }
-        for (cmd, _) in handlers::SET_FLAGS {
-            install
-                .filter
-                .notify_if(nr, vec![crate::filter::ArgCheck::new(1, 0xffff_ffff, cmd)])?;
-        }
-        for check in crate::paths::fs_ioctl::checks() {
-            install.filter.notify_if(nr, vec![check])?;
-        }
-        install.builtin(nr, handlers::set_flags_handler(&self.layer))
+        // request stop.
+        let set: Vec<u64> = crate::paths::fs_ioctl::SET_INODE
+            .iter()
+            .map(|(cmd, _)| *cmd)
+            .collect();
+        crate::paths::fs_ioctl::install_answer(
+            install,
+            &set,
+            handlers::set_flags_handler(&self.layer),
+        )
     }
 
     fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {

@@ -50,6 +50,52 @@ pub(crate) fn is_fs_request(cmd: u64) -> bool {
     TYPES.contains(&(((cmd >> 8) & 0xff) as u8))
 }
 
+/// The `ioctl` commands that change inode flags, with the size of what
+/// their argument points to: `FS_IOC_SETFLAGS` (a `long` in its number, an
+/// `int` read), `FS_IOC32_SETFLAGS`, `FS_IOC_FSSETXATTR` (`struct fsxattr`),
+/// and `FS_IOC_SETVERSION`/`FS_IOC32_SETVERSION` with ext4's own number
+/// for it, `EXT4_IOC_SETVERSION` (the inode generation, an `int` read;
+/// ext4 takes it through a read-only fd and moves the ctime).
+pub(crate) const SET_INODE: [(u64, usize); 6] = [
+    (0x4008_6602, 4),
+    (0x4004_6602, 4),
+    (0x401c_5820, 28),
+    (0x4008_7602, 4),
+    (0x4004_7602, 4),
+    (0x4008_6604, 4),
+];
+
+/// `FS_IOC_ENABLE_VERITY`: works through a read-only fd and makes the
+/// file read-only for good; the views refuse it (`EPERM`) on the request
+/// register alone.
+pub(crate) const ENABLE_VERITY: u64 = 0x4080_6685;
+
+/// Has the file-system `ioctl`s, and the requests `also`, stop and be
+/// answered by `handler` (terminal, socket and other `ioctl`s run), unless
+/// the caller traps every `ioctl` already (then `handler` comes after the
+/// caller's) or denies it.
+pub(crate) fn install_answer(
+    install: &mut crate::supervisor::enforcement::Install<'_>,
+    also: &[u64],
+    handler: std::sync::Arc<dyn crate::handler::Handler>,
+) -> crate::error::Result<()> {
+    let Some(nr) = crate::syscalls::number(crate::arch::Arch::native(), "ioctl") else {
+        return Ok(());
+    };
+    if install.user_denied(nr) || install.filter.is_denied(nr).is_some() {
+        return Ok(());
+    }
+    for &cmd in also {
+        install
+            .filter
+            .notify_if(nr, vec![ArgCheck::new(1, 0xffff_ffff, cmd)])?;
+    }
+    for check in checks() {
+        install.filter.notify_if(nr, vec![check])?;
+    }
+    install.builtin(nr, handler)
+}
+
 /// Requests that only read, with the size of what their argument points
 /// to: `FS_IOC_GETFLAGS` (and its 32-bit form), `FS_IOC_GETVERSION` (both
 /// forms), `EXT4_IOC_GETVERSION`, `FS_IOC_FSGETXATTR`,
