@@ -251,12 +251,9 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             // inode number alone decides (a file of another file system
             // with the same number counts as held: copied, or kept
             // counted, never the reverse).
-            for line in maps.lines() {
-                let ino = line.split_ascii_whitespace().nth(4);
-                if let Some(ino) = ino.and_then(|i| i.parse::<u64>().ok()) {
-                    if ino != 0 {
-                        held.insert(ino);
-                    }
+            for m in crate::sys::procfs::mappings(&maps).flatten() {
+                if m.ino != 0 {
+                    held.insert(m.ino);
                 }
             }
         }

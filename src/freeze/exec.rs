@@ -225,25 +225,15 @@ fn check_mapped(
     let mut seen = want.is_none() || want == Some(exe);
     // Mappings map_files could not show: (device shown, inode).
     let mut unsure: Vec<FileId> = Vec::new();
-    for line in maps.split(|&b| b == b'\n') {
-        let line = String::from_utf8_lossy(line);
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(dev), Some(ino)) = (fields.next(), fields.nth(2), fields.next())
-        else {
-            continue;
-        };
-        let ino: u64 = ino.parse().map_err(|_| Mismatch::OtherInterpreter)?;
+    let text = String::from_utf8_lossy(maps);
+    for m in crate::sys::procfs::mappings(&text) {
+        // A line that is not one fails closed.
+        let m = m.ok_or(Mismatch::OtherInterpreter)?;
+        let (range, ino) = (m.range, m.ino);
         if ino == 0 {
             continue;
         }
-        let dev = dev
-            .split_once(':')
-            .and_then(|(maj, min)| {
-                let maj = u32::from_str_radix(maj, 16).ok()?;
-                let min = u32::from_str_radix(min, 16).ok()?;
-                Some(libc::makedev(maj, min))
-            })
-            .ok_or(Mismatch::OtherInterpreter)?;
+        let dev = m.dev().ok_or(Mismatch::OtherInterpreter)?;
         let file = if (dev, ino) == exe || Some((dev, ino)) == want {
             (dev, ino)
         } else {

@@ -141,6 +141,17 @@ use crate::syscalls;
 /// Bound on the wait for a frozen task to stop.
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Kills task `tid` (fail closed) after logging `why` (a warning); one
+/// gone already (`ESRCH`) is not an error.
+pub(crate) fn kill_task(tid: i32, why: std::fmt::Arguments<'_>) {
+    log::warn!("{why}");
+    if let Err(e) = crate::sys::process::kill(tid, libc::SIGKILL) {
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            log::error!("cannot kill task {tid}: {e}");
+        }
+    }
+}
+
 /// Calls refused (`EPERM`) while argv safety is on: `ptrace` (a tracer
 /// inside could write the exec caller's memory), and the kernel-side
 /// writers a freeze cannot stop (asynchronous I/O, `io_uring`,

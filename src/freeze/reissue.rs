@@ -199,17 +199,11 @@ impl std::fmt::Display for NotMade {
 
 /// The start of the mapping of `tid` that holds `addr`.
 fn mapping_start(tid: i32, addr: u64) -> Option<u64> {
-    let maps = crate::sys::procfs::read(&format!("/proc/{tid}/maps")).ok()?;
-    for line in maps.split(|&b| b == b'\n') {
-        let range = line.split(|&b| b == b' ').next()?;
-        let text = std::str::from_utf8(range).ok()?;
-        let (lo, hi) = text.split_once('-')?;
-        let (lo, hi) = (
-            u64::from_str_radix(lo, 16).ok()?,
-            u64::from_str_radix(hi, 16).ok()?,
-        );
-        if lo <= addr && addr < hi {
-            return Some(lo);
+    let maps = crate::sys::procfs::read_text(&format!("/proc/{tid}/maps")).ok()?;
+    for m in crate::sys::procfs::mappings(&maps) {
+        let m = m?;
+        if m.start <= addr && addr < m.end {
+            return Some(m.start);
         }
     }
     None
@@ -459,20 +453,24 @@ pub(crate) fn close_added(tid: i32, at: Return, added: &Added, root: bool, sig: 
     if let Some(why) = failure {
         // The task may be anywhere: stepped with the close's registers,
         // or running. It must not go on with the file or those registers.
-        log::warn!("task {tid}: the files a re-issue added cannot be closed ({why}); killing it");
-        if let Err(e) = crate::sys::process::kill(tid, libc::SIGKILL) {
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                log::error!("cannot kill task {tid}: {e}");
-            }
-        }
+        super::kill_task(
+            tid,
+            format_args!(
+                "task {tid}: the files a re-issue added cannot be closed ({why}); killing it"
+            ),
+        );
         return Closed::Killed(why);
     }
     // The failed call's return as it was (a task left with the close's
     // registers would run it again), and its own mask.
     let put_back = ptrace::set_regs(tid, &saved).and_then(|()| ptrace::set_sigmask(tid, mask));
     if let Err(e) = put_back {
-        log::warn!("task {tid}: its registers cannot be put back after a close ({e}); killing it");
-        let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+        super::kill_task(
+            tid,
+            format_args!(
+                "task {tid}: its registers cannot be put back after a close ({e}); killing it"
+            ),
+        );
         return Closed::Killed(NotMade::Io(e));
     }
     // One signal of each number (a process's standard signals do not

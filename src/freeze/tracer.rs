@@ -371,11 +371,17 @@ impl Tracer {
     /// interrupt cuts it short and the call is trapped again, then
     /// answered without it.
     pub(crate) fn before_reissued_answer(&self, tid: i32) {
+        self.ask_for_reissued(tid, |tid, reply| Request::Interrupt { tid, reply });
+    }
+
+    /// If `tid`'s call is one this tracer re-issued (no longer, from now
+    /// on): sends the loop the request `make` gives and waits for it.
+    fn ask_for_reissued(&self, tid: i32, make: impl FnOnce(i32, Sender<()>) -> Request) {
         if !self.reissued.lock().remove(&tid) {
             return;
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
-        if self.inbox.send(Request::Interrupt { tid, reply }) {
+        if self.inbox.send(make(tid, reply)) {
             let _ = answer.recv_timeout(STOP_TIMEOUT);
         }
     }
@@ -437,13 +443,7 @@ impl Tracer {
     /// task is interrupted before the answer, so it stops at the call's
     /// return). Without this they stayed open in the program.
     pub(crate) fn before_refused_reissued_answer(&self, tid: i32) {
-        if !self.reissued.lock().remove(&tid) {
-            return;
-        }
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        if self.inbox.send(Request::CloseAdded { tid, reply }) {
-            let _ = answer.recv_timeout(STOP_TIMEOUT);
-        }
+        self.ask_for_reissued(tid, |tid, reply| Request::CloseAdded { tid, reply });
     }
 }
 
@@ -851,15 +851,12 @@ impl Loop {
                     log::debug!("task {tid}: files of a re-issued call left open ({why})")
                 }
                 reissue::Return::Trapped(_) => {
-                    log::warn!(
-                        "task {tid}: the files a failed re-issue added cannot be closed ({why}); killing it"
+                    super::kill_task(
+                        tid,
+                        format_args!(
+                            "task {tid}: the files a failed re-issue added cannot be closed ({why}); killing it"
+                        ),
                     );
-                    if let Err(err) = crate::sys::process::kill(tid, libc::SIGKILL) {
-                        // ESRCH: gone already.
-                        if err.raw_os_error() != Some(libc::ESRCH) {
-                            log::error!("cannot kill task {tid}: {err}");
-                        }
-                    }
                     // Killed: not in a stop any more (as `Killed` below);
                     // its exit is collected.
                     e.st = St::Running;
@@ -959,8 +956,10 @@ impl Loop {
             // killed here.
             e.at_stop = None;
             if err.raw_os_error() != Some(libc::ESRCH) {
-                log::warn!("task {tid}: cannot be interrupted after files were added to it ({err}); killing it");
-                let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+                super::kill_task(
+                    tid,
+                    format_args!("task {tid}: cannot be interrupted after files were added to it ({err}); killing it"),
+                );
             }
             return Err(FreezeError::Seize {
                 tid,
@@ -1358,12 +1357,12 @@ impl Loop {
                 }
             }
             if let Err(why) = verdict {
-                log::warn!(
-                    "exec of pid {pid} killed: the new image differs from what was checked ({why})"
+                super::kill_task(
+                    pid,
+                    format_args!(
+                        "exec of pid {pid} killed: the new image differs from what was checked ({why})"
+                    ),
                 );
-                if let Err(e) = crate::sys::process::kill(pid, libc::SIGKILL) {
-                    log::error!("cannot kill pid {pid}: {e}");
-                }
             }
             // A new address space: nothing holds it any more; the old
             // leader's or caller's entry is gone with the old image.
@@ -1432,8 +1431,10 @@ impl Loop {
                 if callers.contains(&tid) {
                     return true;
                 }
-                log::warn!("exec of pid {tid} killed: its check had given up");
-                let _ = crate::sys::process::kill(tid, libc::SIGKILL);
+                super::kill_task(
+                    tid,
+                    format_args!("exec of pid {tid} killed: its check had given up"),
+                );
                 e.exec_seen = false;
             }
             match e.st {

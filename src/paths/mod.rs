@@ -250,12 +250,7 @@ impl<'a> Charge<'a> {
         fd: std::os::fd::BorrowedFd<'_>,
         bytes: u64,
     ) -> std::result::Result<Charge<'a>, Errno> {
-        let layer = layer.map(|l| &**l);
-        let charged = match layer {
-            Some(l) => l.charge_node(fd, bytes)?,
-            None => Charged::default(),
-        };
-        Ok(Charge { layer, charged })
+        Charge::made(layer, |l| l.charge_node(fd, bytes))
     }
 
     /// Charges the growth of the pinned file `fd` to `len` bytes.
@@ -264,9 +259,17 @@ impl<'a> Charge<'a> {
         fd: std::os::fd::BorrowedFd<'_>,
         len: u64,
     ) -> std::result::Result<Charge<'a>, Errno> {
+        Charge::made(layer, |l| l.charge_growth(fd, len))
+    }
+
+    /// The charge `charge` makes to `layer`, if there is one.
+    fn made(
+        layer: Option<&'a std::sync::Arc<dyn Layered>>,
+        charge: impl FnOnce(&dyn Layered) -> std::result::Result<Charged, Errno>,
+    ) -> std::result::Result<Charge<'a>, Errno> {
         let layer = layer.map(|l| &**l);
         let charged = match layer {
-            Some(l) => l.charge_growth(fd, len)?,
+            Some(l) => charge(l)?,
             None => Charged::default(),
         };
         Ok(Charge { layer, charged })

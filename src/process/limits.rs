@@ -584,26 +584,14 @@ pub fn sandbox_writable_memory(pids: &[i32]) -> u64 {
         let Ok(maps) = crate::sys::procfs::read_text(&format!("/proc/{pid}/maps")) else {
             continue;
         };
-        for line in maps.lines() {
-            let mut f = line.split_ascii_whitespace();
-            let (Some(range), Some(perms), _, Some(dev), Some(inode)) =
-                (f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            let p = perms.as_bytes();
+        for m in crate::sys::procfs::mappings(&maps).flatten() {
+            let p = m.perms;
             if p.len() < 4 || p[1] != b'w' {
                 continue;
             }
-            let Some((a, b)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-                continue;
-            };
-            let len = b.saturating_sub(a);
+            let len = m.end.saturating_sub(m.start);
             if p[3] == b's' {
-                let key = (dev.to_owned(), inode.parse().unwrap_or(0));
+                let key = (m.dev_text.to_owned(), m.ino);
                 let e = shared.entry(key).or_default();
                 *e = (*e).max(len);
             } else {

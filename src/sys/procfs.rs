@@ -80,6 +80,51 @@ fn into_text(b: Vec<u8>) -> String {
     }
 }
 
+/// One line of `/proc/<pid>/maps`: `start-end perms offset maj:min inode
+/// [path]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mapping<'a> {
+    /// The range as written (`start-end`, hex), as `map_files` names it.
+    pub(crate) range: &'a str,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// `rwxp` or `rwxs`.
+    pub(crate) perms: &'a [u8],
+    /// The device as written (`maj:min`, hex: the superblock's).
+    pub(crate) dev_text: &'a str,
+    /// The inode (0: not a file).
+    pub(crate) ino: u64,
+}
+
+impl Mapping<'_> {
+    /// The device as a `dev_t` (`None` if it is not `maj:min` in hex).
+    pub(crate) fn dev(&self) -> Option<u64> {
+        let (maj, min) = self.dev_text.split_once(':')?;
+        let maj = u32::from_str_radix(maj, 16).ok()?;
+        let min = u32::from_str_radix(min, 16).ok()?;
+        Some(libc::makedev(maj, min))
+    }
+}
+
+/// The lines of a `/proc/<pid>/maps` text (empty lines left out), each
+/// `None` if it is not one: its caller decides whether that fails.
+pub(crate) fn mappings(text: &str) -> impl Iterator<Item = Option<Mapping<'_>>> {
+    text.lines().filter(|l| !l.is_empty()).map(|line| {
+        let mut f = line.split_ascii_whitespace();
+        let (range, perms, _offset, dev_text, ino) =
+            (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        let (a, b) = range.split_once('-')?;
+        Some(Mapping {
+            range,
+            start: u64::from_str_radix(a, 16).ok()?,
+            end: u64::from_str_radix(b, 16).ok()?,
+            perms: perms.as_bytes(),
+            dev_text,
+            ino: ino.parse().ok()?,
+        })
+    })
+}
+
 /// The fields of a `/proc/<pid>/stat` line.
 ///
 /// The command name (field 2) is in parentheses and may itself hold spaces
