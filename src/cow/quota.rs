@@ -156,7 +156,7 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             // itself non-dumpable shows a root-owned directory (and an
             // unreadable `fd/`), which must not hide its files. Unknown:
             // ours. (Read only here: most `fd/`s that can be read are
-            // ours, and `status` is a third of the scan's cost.)
+            // ours, and reading every `status` made a fifth of the scan's cost.)
             Err(_) => match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
                 Ok(st) if !uid_is(&st, me) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
