@@ -2732,3 +2732,100 @@ fn max_disk_does_not_count_again_at_every_refused_write() {
         eprintln!("{vector}: counted {counts} times");
     }
 }
+
+/// Holds the upper files `argv[1]` (by a shared writable mapping, its fd
+/// closed), `argv[2]` (by an `O_PATH` fd) and `argv[3]` (by a writable
+/// fd); says `ready`, waits for a byte on stdin, then writes each through
+/// what holds it and says `done`.
+const HOLDER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    int m = open(argv[1], O_RDWR);
+    if (m < 0) return 3;
+    char *map = mmap(0, 4, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+    if (map == MAP_FAILED) return 4;
+    close(m);
+    int p = open(argv[2], O_PATH);
+    int f = open(argv[3], O_RDWR);
+    if (p < 0 || f < 0) return 5;
+    printf("ready\n");
+    fflush(stdout);
+    char c;
+    if (read(0, &c, 1) != 1) return 6;
+    map[0] = 'X';
+    if (msync(map, 4, MS_SYNC) != 0) return 7;
+    char via[64];
+    snprintf(via, sizeof via, "/proc/self/fd/%d", p);
+    int again = open(via, O_WRONLY);
+    if (again < 0 || pwrite(again, "X", 1, 0) != 1) return 8;
+    if (pwrite(f, "X", 1, 0) != 1) return 9;
+    printf("done\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn a_commit_copies_what_a_process_outside_still_holds_and_links_the_rest() {
+    // The commit links a regular file of the layer into DIR only if no
+    // process can write it afterwards; its look for holders (every
+    // process's fds and mappings) runs on a thread of its own while the
+    // journal is synced. Here a process outside the sandbox holds `m` by
+    // a shared mapping alone, `p` by an `O_PATH` fd alone (reopened for
+    // writing through /proc/self/fd) and `f` by a writable fd, and writes
+    // each after the commit: DIR must not change. `n`, held by nobody,
+    // is linked (same inode), so the scan is what decided (with no
+    // cgroup to say the sandbox is gone every file would be copied).
+    use std::io::{BufRead, BufReader, Write};
+    use unotify::Sandbox;
+    let holder = build_c("cow_holder", HOLDER, &[]);
+    let dir = fresh("holders");
+    let sandbox = Sandbox::builder().workdir(&dir).build().unwrap();
+    let mut cmd = unotify::Command::new("sh");
+    cmd.args([
+        "-c",
+        "printf MAPPED > m && printf PATH > p && printf FD > f && printf FREE > n",
+    ]);
+    cmd.current_dir(&dir);
+    assert!(sandbox.run(&mut cmd).unwrap().success());
+    let wd = sandbox.workdir().unwrap();
+    let up = wd.upper().to_path_buf();
+    let free_ino = fs::metadata(up.join("n")).unwrap().ino();
+    let mut held = StdCommand::new(&holder)
+        .args([up.join("m"), up.join("p"), up.join("f")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(held.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    wd.commit().unwrap();
+    held.stdin.as_mut().unwrap().write_all(b"go").unwrap();
+    line.clear();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line, "done\n");
+    assert!(held.wait().unwrap().success());
+    let look = |n: &str| fs::read_to_string(dir.join(n)).unwrap();
+    let written: Vec<&str> = [("m", "MAPPED"), ("p", "PATH"), ("f", "FD")]
+        .into_iter()
+        .filter(|(n, want)| look(n) != *want)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        written,
+        Vec::<&str>::new(),
+        "files of DIR written after the commit"
+    );
+    assert_eq!(look("n"), "FREE");
+    assert_eq!(
+        fs::metadata(dir.join("n")).unwrap().ino(),
+        free_ino,
+        "an unheld file is linked"
+    );
+}

@@ -172,6 +172,9 @@ pub(crate) fn commit(
         // change nothing).
         return Ok(());
     }
+    // The look for holders (CPU: every process's fds and mappings) runs
+    // while the journal's writes wait for the disk.
+    let holders = Holders::look(upper, &ops, survivors);
     let tmp = state.join(JOURNAL_TMP);
     {
         // Never through a symlink, never into a file already there.
@@ -187,7 +190,7 @@ pub(crate) fn commit(
     }
     fs::rename(&tmp, state.join(JOURNAL))?;
     sync_dir(state);
-    apply(lower, upper, &ops, survivors)?;
+    apply(lower, upper, &ops, holders.found())?;
     fs::remove_file(state.join(JOURNAL))?;
     sync_dir(state);
     Ok(())
@@ -275,8 +278,9 @@ pub(crate) fn recover_for(
             ),
         ));
     }
-    // Whoever ran the sandbox may still run: nothing is known of them.
-    apply(&lower, &upper, &ops, true)?;
+    // Whoever ran the sandbox may still run: nothing is known of them
+    // (every regular file is copied).
+    apply(&lower, &upper, &ops, None)?;
     fs::remove_file(state.join(JOURNAL))?;
     sync_dir(state);
     Ok(Some((ops.len(), lower)))
@@ -322,15 +326,76 @@ fn parent_of(root: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, PathBuf)>
     Ok((dir, PathBuf::from(name)))
 }
 
-/// Applies `ops`. A regular file of the upper tree is linked into the
-/// lower tree only when nothing can write it afterwards; else it is
-/// copied (a write through a holder's fd or mapping would land in the
-/// work directory after the commit). With `survivors` (a process of the
-/// sandbox may still run) every regular file is copied: a holder may be
-/// invisible, e.g. an fd in flight in a unix socket, sent and closed,
-/// received after the commit. Without, a scan of the user's processes
-/// finds the files still held by one outside the sandbox.
-fn apply(lower: &Path, upper: &Path, ops: &[Op], survivors: bool) -> io::Result<()> {
+/// Who may still write the upper tree's regular files, for [`apply`]: a
+/// regular file is linked into the lower tree only when nothing can write
+/// it afterwards; else it is copied (a write through a holder's fd or
+/// mapping would land in the work directory after the commit). With
+/// `survivors` (a process of the sandbox may still run) every regular
+/// file is copied: a holder may be invisible, e.g. an fd in flight in a
+/// unix socket, sent and closed, received after the commit. Without, a
+/// scan of the user's processes ([`super::quota::held_files`]) finds the
+/// files still held by one outside the sandbox; it is started before the
+/// journal is written and synced, on a thread of its own (the sandbox has
+/// ended by then: what it finds is what it would find after the syncs,
+/// but for what a process outside does meanwhile, which no scan can
+/// foresee).
+enum Holders {
+    /// Every regular file is copied.
+    Unknown,
+    /// No file is put: nothing to look for.
+    NoneNeeded,
+    /// The scan, running.
+    Looking(std::thread::JoinHandle<Option<std::collections::HashSet<u64>>>),
+    /// The scan's result.
+    Found(std::collections::HashSet<u64>),
+}
+
+impl Holders {
+    /// Starts the scan for `ops` of `upper`, if it is needed.
+    fn look(upper: &Path, ops: &[Op], survivors: bool) -> Holders {
+        if survivors {
+            return Holders::Unknown;
+        }
+        if !ops.iter().any(|op| matches!(op, Op::Put(_))) {
+            return Holders::NoneNeeded;
+        }
+        let Ok(dev) = fs::metadata(upper).map(|m| m.dev()) else {
+            return Holders::Unknown;
+        };
+        match std::thread::Builder::new()
+            .name("unotify-holders".into())
+            .spawn(move || super::quota::held_files(dev, true))
+        {
+            Ok(scan) => Holders::Looking(scan),
+            // No thread: the scan runs here.
+            Err(_) => match super::quota::held_files(dev, true) {
+                Some(held) => Holders::Found(held),
+                None => Holders::Unknown,
+            },
+        }
+    }
+
+    /// The inodes held (`None`: any file may be held, every regular file
+    /// is copied).
+    fn found(self) -> Option<std::collections::HashSet<u64>> {
+        match self {
+            Holders::Unknown => None,
+            Holders::NoneNeeded => Some(Default::default()),
+            Holders::Looking(scan) => scan.join().ok().flatten(),
+            Holders::Found(held) => Some(held),
+        }
+    }
+}
+
+/// Applies `ops`; `held`: the inodes of the regular files some process
+/// may still write ([`Holders`]; `None`: any, every regular file is
+/// copied).
+fn apply(
+    lower: &Path,
+    upper: &Path,
+    ops: &[Op],
+    held: Option<std::collections::HashSet<u64>>,
+) -> io::Result<()> {
     let open_root = |p: &Path| {
         openat2(
             None,
@@ -344,15 +409,6 @@ fn apply(lower: &Path, upper: &Path, ops: &[Op], survivors: bool) -> io::Result<
     };
     let low = open_root(lower)?;
     let up = open_root(upper)?;
-    // `None`: every regular file is copied.
-    let held = if survivors {
-        None
-    } else {
-        super::quota::held_files(
-            fstatat(Some(up.as_fd()), c"", libc::AT_EMPTY_PATH)?.dev,
-            true,
-        )
-    };
     for op in ops {
         apply_one(low.as_fd(), up.as_fd(), op, held.as_ref()).map_err(|e| {
             io::Error::new(

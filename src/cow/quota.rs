@@ -220,22 +220,22 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             continue;
         }
         let base = Path::new("/proc").join(pid);
-        // The owner by its uids, not `/proc/<pid>`'s owner: a process that
-        // made itself non-dumpable shows a root-owned directory (and an
-        // unreadable `fd/`), which must not hide its files. Unknown: ours.
-        let ours = match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
-            Ok(st) => crate::sys::procfs::status_field(&st, "Uid:").is_none_or(|v| {
-                v.split_ascii_whitespace()
-                    .any(|u| u.parse::<u32>() == Ok(me))
-            }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(_) => true,
-        };
         let fds = match std::fs::read_dir(base.join("fd")) {
             Ok(fds) => fds,
-            // Gone meanwhile, or another user's: not the program's.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || !ours => continue,
-            Err(_) => return None,
+            // Gone meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // Another user's (not the program's), or one of ours that
+            // cannot be looked at: then any file may be held. Whose, by
+            // its uids, not `/proc/<pid>`'s owner: a process that made
+            // itself non-dumpable shows a root-owned directory (and an
+            // unreadable `fd/`), which must not hide its files. Unknown:
+            // ours. (Read only here: most `fd/`s that can be read are
+            // ours, and reading every `status` made a fifth of the scan's cost.)
+            Err(_) => match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
+                Ok(st) if !uid_is(&st, me) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                _ => return None,
+            },
         };
         for fd in fds.flatten() {
             if let Ok(m) = std::fs::metadata(fd.path()) {
@@ -259,6 +259,15 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
         }
     }
     Some(held)
+}
+
+/// Whether one of the uids of a process's `status` text `st` is `uid`
+/// (no `Uid:` line: yes).
+fn uid_is(st: &str, uid: u32) -> bool {
+    crate::sys::procfs::status_field(st, "Uid:").is_none_or(|v| {
+        v.split_ascii_whitespace()
+            .any(|u| u.parse::<u32>() == Ok(uid))
+    })
 }
 
 /// The bytes `dir` and what is under it take, files that are shared
