@@ -78,6 +78,9 @@ pub struct DeniedPaths {
     /// Read-only opens of paths outside the layer run without the
     /// supervisor ([`with_untrapped_reads`](Self::with_untrapped_reads)).
     untrapped_reads: bool,
+    /// Every read-only open runs without the supervisor: nothing is
+    /// decided by path ([`with_free_reads`](Self::with_free_reads)).
+    free_reads: bool,
     /// The kernel backstop: opens beneath its rules run without the
     /// supervisor ([`with_backstop`](Self::with_backstop)).
     backstop: Option<Arc<super::backstop::Backstop>>,
@@ -274,6 +277,7 @@ impl DeniedPaths {
             lists: Some(Arc::new(lists)),
             layer: self.layer.clone(),
             untrapped_reads: false,
+            free_reads: false,
             backstop: None,
         }
     }
@@ -286,6 +290,7 @@ impl DeniedPaths {
             lists: self.lists.clone(),
             layer: Some(layer),
             untrapped_reads: false,
+            free_reads: false,
             backstop: None,
         }
     }
@@ -300,6 +305,25 @@ impl DeniedPaths {
         self
     }
 
+    /// The same set (shared), letting every read-only open run as the kernel
+    /// resolves it. For an empty set that nothing fills later (fixed, no
+    /// policy callback, not shared), in a sandbox where nothing else
+    /// decides opens by path (no allow lists, virtual files or layer):
+    /// path denial is there only for argv safety, to refuse the opens
+    /// that could write an exec caller's memory (see `freeze`), and a
+    /// read-only open cannot. Such opens are not even trapped (see
+    /// `PathScope::WriteOpens`); this is for one trapped by another rule.
+    pub(crate) fn with_free_reads(&self) -> DeniedPaths {
+        DeniedPaths {
+            entries: Arc::clone(&self.entries),
+            lists: self.lists.clone(),
+            layer: self.layer.clone(),
+            untrapped_reads: self.untrapped_reads,
+            free_reads: self.layer.is_none() && self.lists.is_none(),
+            backstop: self.backstop.clone(),
+        }
+    }
+
     /// The same set (shared), whose opens beneath the rules of the
     /// program's Landlock domain run as the kernel resolves them (see
     /// `backstop`).
@@ -309,6 +333,7 @@ impl DeniedPaths {
             lists: self.lists.clone(),
             layer: self.layer.clone(),
             untrapped_reads: self.untrapped_reads,
+            free_reads: self.free_reads,
             backstop: Some(Arc::new(backstop)),
         }
     }
@@ -329,7 +354,9 @@ impl DeniedPaths {
     /// Whether a read-only open of the absolute `path` runs without the
     /// supervisor (see [`with_untrapped_reads`](Self::with_untrapped_reads)).
     pub(crate) fn read_runs_untouched(&self, path: &[u8]) -> bool {
-        self.untrapped_reads && self.layer.as_ref().is_some_and(|l| l.reads_untouched(path))
+        self.free_reads
+            || (self.untrapped_reads
+                && self.layer.as_ref().is_some_and(|l| l.reads_untouched(path)))
     }
 
     /// The copy-on-write view the set is held to, if any.
