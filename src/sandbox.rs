@@ -918,9 +918,21 @@ impl SandboxBuilder {
             && !serves_files
             && self.cow_dir.is_none()
             && chroot.is_none();
+        // Path denial for a policy callback that may deny paths later,
+        // and nothing else deciding an open by path: a read-only open runs
+        // as the kernel resolves it while nothing is denied (see
+        // `paths::FreeReads::WhileEmpty`).
+        let reads_while_empty = policy.is_some()
+            && !paths_denied
+            && fs_lists.is_none()
+            && !serves_files
+            && self.cow_dir.is_none()
+            && chroot.is_none();
         let path_set = path_set.map(|set| {
             if write_opens_only {
-                Arc::new(set.with_free_reads())
+                Arc::new(set.with_free_reads(crate::paths::FreeReads::Always))
+            } else if reads_while_empty {
+                Arc::new(set.with_free_reads(crate::paths::FreeReads::WhileEmpty))
             } else {
                 set
             }

@@ -128,7 +128,7 @@ mod view;
 use std::sync::Arc;
 
 pub use deny::DeniedPaths;
-pub(crate) use deny::{normalize_abs, FsLists};
+pub(crate) use deny::{normalize_abs, FreeReads, FsLists};
 
 /// What another feature may give an open that path denial performs for
 /// the program, once the file is pinned and passed the checks: an fd of
@@ -313,7 +313,7 @@ pub(crate) enum PathScope {
     /// Only the opens that are not a plain read, and the credential
     /// changes its cache follows: path denial is there for argv safety
     /// alone (an empty, fixed set; nothing else decides by path; see
-    /// [`DeniedPaths::with_free_reads`]), to refuse an open of a procfs
+    /// [`FreeReads::Always`]), to refuse an open of a procfs
     /// `mem` file for writing. Such an open has a write access mode, which
     /// `open` and `openat` carry in a register: the filter traps those
     /// ([`onbehalf_open::writing_cases`]) and lets a read-only open run

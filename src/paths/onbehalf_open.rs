@@ -17,7 +17,7 @@ use crate::handler::HandlerCtx;
 use crate::sys::path::{fchmod, fstat, fstatat, readlinkat, FileStat};
 
 use super::creds::CredCache;
-use super::deny::{fd_path, DeniedPaths};
+use super::deny::{fd_path, DeniedPaths, FreeReads};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, mem_errno, open_beneath, pin,
     pin_alias, read_path, reopen, reopen_once, split, task_view, with_c, Errno, Rights, Task,
@@ -207,6 +207,22 @@ fn open(
     creds: &CredCache,
     a: &OpenArgs,
 ) -> Result<NotifAction, Errno> {
+    // A read-only open where only the policy callback denies paths, none
+    // yet: nothing is decided by path, and the kernel's open is the one
+    // this would make. It cannot write (the procfs `mem` files argv safety
+    // keeps from writers), and the event the callback is told of has no
+    // path: nothing is decided on the program's memory. The set is looked
+    // at before the callback is asked, as the on-behalf route checks the
+    // pinned file before it asks: a path the callback denies while it
+    // decides this call holds from the next call on, on both routes.
+    if a.in_registers
+        && a.flags & NOT_READ_ONLY == 0
+        && denied.free_reads() == FreeReads::WhileEmpty
+        && denied.is_empty()
+    {
+        super::handlers::policy_gate(cx)?;
+        return Ok(NotifAction::Continue);
+    }
     let path = read_path(cx, a.path_ptr)?;
     // A read-only open of a path outside a copy-on-write layer, where
     // nothing else is decided by path: the kernel's open is the view's.
