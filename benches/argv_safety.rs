@@ -9,19 +9,31 @@
 //! runs `--runs` times (default 5), interleaved; medians and ratios are
 //! printed.
 //!
-//! Then whole programs through `unotify run`, bare vs `--deny-path
-//! /etc/shadow` vs `--exec-deny nosuchword` (medians of `--runs`, the three
-//! interleaved; ratios to bare from the same run): the python interpreter
-//! importing `json` and `email`, `gcc -O2 hello.c`, and `make -j8` of a
-//! generated 12-file C project.
+//! Then whole programs, wall time from start to exit, bare (a plain
+//! `std::process::Command` of this process) vs `unotify run --deny-path
+//! /etc/shadow` vs `unotify run --exec-deny nosuchword` vs a policy
+//! callback: a sandbox of the library, built once in this process with
+//! `policy_fn` answering `Allow` to everything (argv safety on, every open
+//! and exec held for its verdict), its program spawned and waited for by
+//! this process (no `unotify` command start-up in that column). Medians of
+//! `--runs`, the four interleaved; a ratio is the median of each round's
+//! ratio to bare (adjacent runs share the machine's load). Each run is
+//! measured twice: wall time, then (a second table) CPU time, perf
+//! task-clock of every process and thread of the run, the supervisor's
+//! included (the library's supervisor threads are this process's). The
+//! workloads: the python interpreter importing `json` and `email`, the
+//! same through `python3` on `PATH` (a pyenv shim, if that is what it is),
+//! `gcc -O2 hello.c`, and `make -j8` of a generated 12-file C project.
 //!
-//! `cargo bench --bench argv_safety [-- --runs N --iters N]`
+//! `cargo bench --bench argv_safety [-- --runs N --iters N --programs-only]`
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
 
+use unotify::policy::{PolicyContext, SyscallEvent, Verdict};
+use unotify::sys::perf::{Software, SoftwareCounter};
 use unotify::{Command, HandlerCtx, NotifAction, Sandbox, Stdio};
 
 const CLIENT: &str = r#"
@@ -86,7 +98,60 @@ fn run_once(sandbox: Option<&Sandbox>, exe: &Path, mode: &str, iters: usize) -> 
         .unwrap_or_else(|| panic!("bad client output {out:?}"))
 }
 
-/// Whole programs: bare vs `--deny-path` vs `--exec-deny`.
+/// How a workload of [`programs`] is run.
+#[derive(Clone, Copy)]
+enum Under<'a> {
+    /// Directly.
+    Bare,
+    /// Under `unotify run` with these options.
+    Cli(&'a [&'a str]),
+    /// In this sandbox of the library (spawned from this process).
+    Library(&'a Sandbox),
+}
+
+/// Runs `prog args` in `dir` as `under` says; returns its wall time (s)
+/// and CPU time (ms: the task clock of every process and thread this
+/// thread starts meanwhile).
+fn timed(under: Under<'_>, prog: &str, args: &[&str], dir: &Path) -> (f64, f64) {
+    let clock = SoftwareCounter::open(Software::TaskClock).ok();
+    let cpu = || {
+        clock
+            .as_ref()
+            .and_then(|c| c.read().ok())
+            .map_or(f64::NAN, |v| v as f64 / 1e6)
+    };
+    let c0 = cpu();
+    let wall = match under {
+        Under::Bare => common::timed_run(None, prog, args, dir),
+        Under::Cli(p) => common::timed_run(Some(p), prog, args, dir),
+        Under::Library(sb) => library_run(sb, prog, args, dir),
+    };
+    (wall, cpu() - c0)
+}
+
+/// Runs `prog args` in `dir` in `sb`; returns its wall time.
+fn library_run(sb: &Sandbox, prog: &str, args: &[&str], dir: &Path) -> f64 {
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped);
+    let t = std::time::Instant::now();
+    let mut child = sb.spawn(&mut cmd).expect("spawn");
+    let _ = common::read_all(&mut child.stdout);
+    let err = common::read_all(&mut child.stderr);
+    let st = child.wait().expect("wait");
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        st.success() && err.is_empty(),
+        "{prog} {args:?} under a policy callback: {st:?} {err}"
+    );
+    took
+}
+
+/// Whole programs: bare vs `--deny-path` vs `--exec-deny` vs a policy
+/// callback (see the module documentation).
 fn programs(runs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -97,12 +162,17 @@ fn programs(runs: usize) {
     .expect("write hello.c");
     let project = d.join("project");
     common::c_project(&project, 12);
-    let policies: [&[&str]; 3] = [
-        &[],
-        &["--deny-path", "/etc/shadow"],
-        &["--exec-deny", "nosuchword"],
+    let policy = Sandbox::builder()
+        .policy_fn(|_: &SyscallEvent, _: &mut PolicyContext<'_>| Verdict::Allow)
+        .build()
+        .expect("policy sandbox");
+    let modes = [
+        Under::Bare,
+        Under::Cli(&["--deny-path", "/etc/shadow"]),
+        Under::Cli(&["--exec-deny", "nosuchword"]),
+        Under::Library(&policy),
     ];
-    type Work<'a> = (&'a str, Box<dyn Fn(&[&str]) -> f64 + 'a>);
+    type Work<'a> = (&'a str, Box<dyn Fn(Under<'_>) -> (f64, f64) + 'a>);
     // `python3` on PATH may be a shim (pyenv: a bash script that execs
     // the interpreter after a few hundred probes); both are measured.
     let interpreter = std::process::Command::new("python3")
@@ -113,70 +183,80 @@ fn programs(runs: usize) {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "python3".to_owned());
+    let python = ["-c", "import json,email"];
     let work: Vec<Work<'_>> = vec![
         (
-            "python (interpreter) -c 'import json,email'",
-            Box::new(|p: &[&str]| {
-                common::timed_run(
-                    (!p.is_empty()).then_some(p),
-                    &interpreter,
-                    &["-c", "import json,email"],
-                    d,
-                )
-            }),
+            "python (interpreter)",
+            Box::new(|u| timed(u, &interpreter, &python, d)),
         ),
         (
-            "python3 on PATH -c 'import json,email'",
-            Box::new(|p: &[&str]| {
-                common::timed_run(
-                    (!p.is_empty()).then_some(p),
-                    "python3",
-                    &["-c", "import json,email"],
-                    d,
-                )
-            }),
+            "python3 on PATH (shim)",
+            Box::new(|u| timed(u, "python3", &python, d)),
         ),
         (
             "gcc -O2 hello.c",
-            Box::new(|p: &[&str]| {
-                common::timed_run(
-                    (!p.is_empty()).then_some(p),
-                    "gcc",
-                    &["-O2", "-o", "hello", "hello.c"],
-                    d,
-                )
-            }),
+            Box::new(|u| timed(u, "gcc", &["-O2", "-o", "hello", "hello.c"], d)),
         ),
         (
             "make -j8 (12 files)",
-            Box::new(|p: &[&str]| {
+            Box::new(|u| {
                 common::timed_run(None, "make", &["-s", "clean"], &project);
-                common::timed_run(
-                    (!p.is_empty()).then_some(p),
-                    "make",
-                    &["-s", "-j8"],
-                    &project,
-                )
+                timed(u, "make", &["-s", "-j8"], &project)
             }),
         ),
     ];
-    for (name, run) in &work {
-        let mut times: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
-        run(&[]); // warm the caches
+    // Per workload, per mode: (wall s, CPU ms) of each round.
+    let mut samples: Vec<Vec<Vec<(f64, f64)>>> = Vec::new();
+    for (_, run) in &work {
+        let mut rounds: Vec<Vec<(f64, f64)>> = vec![Vec::new(); modes.len()];
+        // Warm the caches (and the library's first spawn, which makes the
+        // cgroup its later spawns reuse).
+        run(Under::Bare);
+        run(Under::Library(&policy));
         for _ in 0..runs {
-            for (i, p) in policies.iter().enumerate() {
-                times[i].push(run(p));
+            for (i, m) in modes.iter().enumerate() {
+                rounds[i].push(run(*m));
             }
         }
-        let med: Vec<f64> = times.into_iter().map(common::median).collect();
+        samples.push(rounds);
+    }
+    for (what, unit, pick) in [
+        (
+            "wall time",
+            "ms",
+            (|s: (f64, f64)| s.0 * 1e3) as fn((f64, f64)) -> f64,
+        ),
+        ("CPU time", "ms", |s: (f64, f64)| s.1),
+    ] {
         println!(
-            "{name:<44} bare {:7.1} ms | --deny-path {:7.1} ms ({:.2}x) | --exec-deny {:7.1} ms ({:.2}x)",
-            med[0] * 1e3,
-            med[1] * 1e3,
-            med[1] / med[0],
-            med[2] * 1e3,
-            med[2] / med[0],
+            "{:<24} {:>9} | {:>19} | {:>19} | {:>19}",
+            format!("{what} (medians)"),
+            "bare",
+            "--deny-path",
+            "--exec-deny",
+            "policy_fn (lib)"
         );
+        for ((name, _), rounds) in work.iter().zip(&samples) {
+            let value = |i: usize| common::median(rounds[i].iter().map(|&s| pick(s)).collect());
+            // The median of each round's ratio to bare.
+            let ratio = |i: usize| {
+                common::median(
+                    rounds[i]
+                        .iter()
+                        .zip(&rounds[0])
+                        .map(|(&m, &b)| pick(m) / pick(b))
+                        .collect(),
+                )
+            };
+            let cell = |i: usize| format!("{:7.1} {unit} ({:.2}x)", value(i), ratio(i));
+            println!(
+                "{name:<24} {:6.1} {unit} | {:>19} | {:>19} | {:>19}",
+                value(0),
+                cell(1),
+                cell(2),
+                cell(3),
+            );
+        }
     }
 }
 

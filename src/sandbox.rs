@@ -892,6 +892,51 @@ impl SandboxBuilder {
             && policy.is_none()
             && !argv_safety
             && !serves_files;
+        // Path denial for argv safety alone (`--exec-deny`, an exec
+        // handler): nothing is denied now or later, and nothing else
+        // decides an open by path, so only the opens that could write an
+        // exec caller's memory are taken (see `paths::PathScope`).
+        // (A user handler or trace on `open`/`openat` wants every call:
+        // the filter would trap only the writing ones.)
+        let open_nrs: Vec<u32> = ["open", "openat"]
+            .iter()
+            .filter_map(|n| syscalls::number(Arch::native(), n))
+            .collect();
+        let opens_watched = self.rules.iter().any(|r| match r {
+            Rule::Handle(name, _) | Rule::Trace(name) => syscalls::resolve(name)
+                .ok()
+                .is_some_and(|nr| open_nrs.contains(&nr)),
+            Rule::HandleNr(n, _) => open_nrs.contains(n),
+            Rule::Deny(..) => false,
+        });
+        let write_opens_only = argv_safety
+            && !opens_watched
+            && !paths_denied
+            && !shared_set
+            && policy.is_none()
+            && fs_lists.is_none()
+            && !serves_files
+            && self.cow_dir.is_none()
+            && chroot.is_none();
+        // Path denial for a policy callback that may deny paths later,
+        // and nothing else deciding an open by path: a read-only open runs
+        // as the kernel resolves it while nothing is denied (see
+        // `paths::FreeReads::WhileEmpty`).
+        let reads_while_empty = policy.is_some()
+            && !paths_denied
+            && fs_lists.is_none()
+            && !serves_files
+            && self.cow_dir.is_none()
+            && chroot.is_none();
+        let path_set = path_set.map(|set| {
+            if write_opens_only {
+                Arc::new(set.with_free_reads(crate::paths::FreeReads::Always))
+            } else if reads_while_empty {
+                Arc::new(set.with_free_reads(crate::paths::FreeReads::WhileEmpty))
+            } else {
+                set
+            }
+        });
         // Under a work directory denying nothing but its own storage, with
         // nothing else deciding opens by path, a read-only open outside the
         // layer runs as the kernel resolves it (see `cow`).
@@ -997,7 +1042,13 @@ impl SandboxBuilder {
             features.push(Arc::new(crate::paths::PathDenial {
                 set,
                 with_bind,
-                metadata_only,
+                scope: if metadata_only {
+                    crate::paths::PathScope::Metadata
+                } else if write_opens_only {
+                    crate::paths::PathScope::WriteOpens
+                } else {
+                    crate::paths::PathScope::All
+                },
             }));
         }
         let chroot_cwd = chroot.as_ref().map(|c| c.host_cwd.clone());

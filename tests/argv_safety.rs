@@ -837,9 +837,14 @@ fn a_shared_page_rewritten_during_exec_is_caught_at_the_exec_event() {
 }
 
 /// Kernel-side writers a freeze cannot stop are refused: AIO, io_uring,
-/// userfaultfd (the syscall).
+/// userfaultfd (the syscall, and the device: its open for writing, and
+/// its request from an fd opened read-only, which is not trapped).
 const KERNEL_WRITERS: &str = r#"
 #include <linux/aio_abi.h>
+#include <sys/ioctl.h>
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
 int main(void) {
     int got = 0, eperm = 0;
     aio_context_t ctx = 0;
@@ -853,6 +858,13 @@ int main(void) {
     /* The device: refused like a denied file. */
     r = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
     if (r >= 0) got++; else if (errno == EACCES) eperm++;
+    /* Read-only: opened (not trapped), but it cannot make a userfaultfd. */
+    int dev = open("/dev/userfaultfd", O_RDONLY | O_CLOEXEC);
+    if (dev >= 0) {
+        r = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+        if (r >= 0) got++; else if (errno == EPERM) eperm++;
+        close(dev);
+    } else if (errno == EACCES) eperm++;
     printf("got=%d eperm=%d\n", got, eperm);
     return 0;
 }
@@ -866,7 +878,59 @@ fn kernel_side_writers_are_refused() {
     let (out, code) = run(&guarded().build().unwrap(), &exe, &[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(field(&out, "got"), 0, "{out}");
-    assert_eq!(field(&out, "eperm"), 5, "{out}");
+    assert_eq!(field(&out, "eperm"), 6, "{out}");
+}
+
+/// argv[1]: how many read-only opens of argv[2]. Then tries to open its
+/// own `/proc/self/mem` for writing, says how both went, and waits for
+/// its input to close.
+const READS_THEN_MEM: &str = r#"
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), read_ok = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) { read_ok++; close(fd); }
+    }
+    int mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    printf("read_ok=%d mem_opened=%d\n", read_ok, mem >= 0);
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) {}
+    return 0;
+}
+"#;
+
+#[test]
+fn argv_safety_alone_traps_no_read_only_open() {
+    // Nothing is denied: path denial is there only to refuse an open that
+    // could write an exec caller's memory, and a read-only open cannot
+    // (its flags are in a register the filter checks). Such opens are not
+    // trapped; an open of a procfs `mem` file for writing still is, and
+    // is refused.
+    let _serial = serial();
+    let _w = common::watchdog(Duration::from_secs(60), "untrapped reads");
+    let exe = program("reads_then_mem", READS_THEN_MEM);
+    let sandbox = guarded().build().unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["500", "/etc/passwd"])
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+    let rx = common::line_reader(child.stdout.take().unwrap());
+    let line = common::next_line(&rx, Duration::from_secs(30), "opens");
+    let received = child
+        .supervisor()
+        .and_then(|s| s.stats())
+        .map_or(0, |s| s.received);
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(field(&line, "read_ok"), 500, "{line}");
+    assert_eq!(field(&line, "mem_opened"), 0, "{line}");
+    // The launcher's exec and the write open; none of the 500 reads.
+    assert!(
+        received < 20,
+        "{received} calls trapped for 500 read-only opens"
+    );
 }
 
 /// argv[1]: arguments before the last. Execs /bin/echo with that many
@@ -1482,4 +1546,38 @@ fn a_program_that_execs_nothing_starts_no_ptrace_thread() {
     );
     let with = count_during("/bin/true; echo ready; read x");
     assert_eq!(with, before + 1, "the program's exec started the tracer");
+}
+
+#[test]
+fn failed_path_probes_freeze_nothing() {
+    // An exec of a file that is not there (a shell's `$PATH` search) is
+    // answered with the errno, never `CONTINUE`: nothing runs, so nothing
+    // is frozen or seized, and the ptrace thread, which starts with the
+    // first freeze, is not even started.
+    let _serial = serial();
+    const TRACER: &str = "unotify-ptrace";
+    let before = threads_named(TRACER);
+    let sandbox = guarded().build().unwrap();
+    let mut cmd = Command::new("/bin/sh");
+    let script = "for i in 1 2 3 4 5 6 7 8; do unotify-no-such-command-$i 2>/dev/null; \
+                  /no/such/dir/prog 2>/dev/null; done; echo ready; read x || true";
+    cmd.args(["-c", script])
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).expect("spawn");
+    let rx = common::line_reader(child.stdout.take().unwrap());
+    let line = common::next_line(&rx, Duration::from_secs(30), "probes");
+    assert_eq!(line.trim(), "ready");
+    let during = threads_named(TRACER);
+    let received = child
+        .supervisor()
+        .and_then(|s| s.stats())
+        .map_or(0, |s| s.received);
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // At least the 8 execs of the absolute path were decided (the shell
+    // may look the commands up with `stat` before it forks).
+    assert!(received >= 8, "the probes were not trapped: {received}");
+    assert_eq!(during, before, "a failed probe started the ptrace thread");
 }

@@ -147,3 +147,21 @@ fn the_program_is_matched_by_its_file_however_it_is_named() {
         String::from_utf8_lossy(&bare.stdout)
     );
 }
+
+/// `--exec-deny` denies no path: a read-only open is not trapped and opens
+/// as bare, also through another process's `/proc/<pid>/root`, which the
+/// supervisor's on-behalf open refuses (`ELOOP`).
+#[test]
+fn read_only_opens_run_as_bare() {
+    let out = run(&[
+        "run",
+        "--exec-deny",
+        "nosuchword",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/$$/root/etc/passwd > /dev/null && echo read-ok",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "read-ok\n");
+}

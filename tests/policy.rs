@@ -449,6 +449,104 @@ fn deny_path_at_run_time_and_allow_path_cannot_undo_a_starting_denial() {
     assert_eq!(*answers.lock(), vec![(true, false)]);
 }
 
+/// With no path denied and only the callback able to deny one, a
+/// read-only open is let run as the kernel resolves it once the callback
+/// allowed it (it is still asked). Seen from the program: a path through
+/// another process's `/proc/<pid>/root`, which the supervisor's on-behalf
+/// open refuses (`ELOOP`), opens as it does bare.
+#[test]
+fn read_only_opens_with_nothing_denied_are_the_kernels_own() {
+    let _dog = common::watchdog(Duration::from_secs(60), "kernel's reads");
+    let opens = Arc::new(AtomicUsize::new(0));
+    let o = Arc::clone(&opens);
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "openat" {
+                o.fetch_add(1, Ordering::SeqCst);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let mut child = sandbox
+        .spawn(
+            Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    "cat /proc/$$/root/etc/passwd > /dev/null && echo read-ok",
+                ])
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out.trim(), "read-ok");
+    assert!(opens.load(Ordering::SeqCst) > 0, "the opens were not held");
+}
+
+/// Read-only opens still follow the callback: a path it denies at run
+/// time is refused from then on (the on-behalf route again), and a
+/// denying verdict fails the open.
+#[test]
+fn read_only_opens_follow_the_callbacks_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let other = dir.path().join("other");
+    std::fs::write(&later, "later-content").unwrap();
+    std::fs::write(&other, "other-content").unwrap();
+    let (_l, p) = listener("127.0.0.1");
+    let l2 = later.clone();
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                cx.deny_path(&l2);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let path = |p: &Path| format!("o:{}", p.display());
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[
+            path(&later),
+            format!("c:127.0.0.1:{p}"),
+            path(&later),
+            path(&other),
+        ],
+    );
+    assert_eq!(lines[0], format!("o {} 0 later-content", later.display()));
+    assert_eq!(
+        lines[2],
+        format!("o {} -1 {}", later.display(), libc::EACCES)
+    );
+    assert_eq!(lines[3], format!("o {} 0 other-content", other.display()));
+    // A verdict: every open after the connect fails with EXDEV.
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = Arc::clone(&armed);
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "connect" {
+                a.store(true, Ordering::SeqCst);
+            }
+            if ev.syscall == "openat" && a.load(Ordering::SeqCst) {
+                return Verdict::DenyWith(libc::EXDEV);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let (_, lines) = run_ops(
+        &sandbox,
+        &[path(&other), format!("c:127.0.0.1:{p}"), path(&other)],
+    );
+    assert_eq!(lines[0], format!("o {} 0 other-content", other.display()));
+    assert_eq!(
+        lines[2],
+        format!("o {} -1 {}", other.display(), libc::EXDEV)
+    );
+}
+
 #[test]
 fn audit_log_has_one_json_object_per_event() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,13 @@
 //!   the on-behalf open of path denial, which argv safety turns on (with an
 //!   empty deny list if nothing is denied): an open trapped and answered
 //!   `CONTINUE` could be redirected to another path after the check, an
-//!   open performed by the supervisor on a pinned file cannot. The
+//!   open performed by the supervisor on a pinned file cannot. Only an
+//!   open with a write access mode can write through such a file, and
+//!   `open`/`openat` carry the mode in a register: with nothing denied
+//!   (argv safety alone, `--exec-deny`), the filter traps only the opens
+//!   that are not a plain read, and the others (most opens of a build or
+//!   an interpreter's start) run untrapped (`paths::PathScope::WriteOpens`;
+//!   `openat2`, whose flags are in memory, stays trapped). The
 //!   supervisor's own `/proc/self/mem` is not reachable either (see
 //!   `paths`). `process_vm_writev` and `pidfd_getfd` are refused for every
 //!   sandbox by the filter's isolation rules (issue 9, section 1, on its
@@ -38,7 +44,9 @@
 //!   re-check below.
 //! - **Kernel-side writers**, which no freeze stops: an asynchronous I/O
 //!   completion (`io_submit`, `io_uring`), a `userfaultfd` page fill (the
-//!   call, and opens of `/dev/userfaultfd`), a
+//!   call, opens of `/dev/userfaultfd` for writing, and its
+//!   `USERFAULTFD_IOC_NEW`, refused for every sandbox by `isolation`, so a
+//!   read-only open of the device makes nothing), a
 //!   system call of a frozen thread that completes in the kernel, a thread
 //!   exit clearing its `clear_child_tid` word, a page of a shared or
 //!   file-backed mapping written by another process. The first three are

@@ -78,6 +78,9 @@ pub struct DeniedPaths {
     /// Read-only opens of paths outside the layer run without the
     /// supervisor ([`with_untrapped_reads`](Self::with_untrapped_reads)).
     untrapped_reads: bool,
+    /// When a read-only open runs without the supervisor because nothing
+    /// is decided by path ([`with_free_reads`](Self::with_free_reads)).
+    free_reads: FreeReads,
     /// The kernel backstop: opens beneath its rules run without the
     /// supervisor ([`with_backstop`](Self::with_backstop)).
     backstop: Option<Arc<super::backstop::Backstop>>,
@@ -91,6 +94,28 @@ std::thread_local! {
     /// worker's hit at the same moment is not this call's.
     static HITS: std::cell::RefCell<(u64, Option<PathBuf>)> =
         const { std::cell::RefCell::new((0, None)) };
+}
+
+/// When a read-only open (`open`/`openat` without [`NOT_READ_ONLY`]
+/// flags) needs no on-behalf open: nothing but the set decides opens by
+/// path (no allow lists, layer, virtual files or chroot), so an empty set
+/// decides nothing, and such an open cannot write (the only reason argv
+/// safety has path denial when nothing is denied).
+///
+/// [`NOT_READ_ONLY`]: super::onbehalf_open::NOT_READ_ONLY
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum FreeReads {
+    /// Always performed on the program's behalf.
+    #[default]
+    Never,
+    /// Always let run: the set is empty and nothing fills it later
+    /// (argv safety alone; the filter does not even trap them, see
+    /// `PathScope::WriteOpens`: this is for one another rule traps).
+    Always,
+    /// Let run while the set is empty, checked once the policy callback
+    /// has given its verdict (it may deny paths meanwhile): the set of a
+    /// sandbox whose only denials come from its policy callback.
+    WhileEmpty,
 }
 
 /// The file system allow lists of a sandbox, canonical (`fs_read`,
@@ -274,6 +299,7 @@ impl DeniedPaths {
             lists: Some(Arc::new(lists)),
             layer: self.layer.clone(),
             untrapped_reads: false,
+            free_reads: FreeReads::Never,
             backstop: None,
         }
     }
@@ -286,6 +312,7 @@ impl DeniedPaths {
             lists: self.lists.clone(),
             layer: Some(layer),
             untrapped_reads: false,
+            free_reads: FreeReads::Never,
             backstop: None,
         }
     }
@@ -300,6 +327,28 @@ impl DeniedPaths {
         self
     }
 
+    /// The same set (shared), letting read-only opens run as the kernel
+    /// resolves them when `when` says ([`FreeReads`]). For a set in a
+    /// sandbox where nothing else decides opens by path (no allow lists,
+    /// virtual files, layer or chroot); `Always` for an empty one that
+    /// nothing fills later (fixed, no policy callback, not shared).
+    pub(crate) fn with_free_reads(&self, when: FreeReads) -> DeniedPaths {
+        let free = self.layer.is_none() && self.lists.is_none() && self.backstop.is_none();
+        DeniedPaths {
+            entries: Arc::clone(&self.entries),
+            lists: self.lists.clone(),
+            layer: self.layer.clone(),
+            untrapped_reads: self.untrapped_reads,
+            free_reads: if free { when } else { FreeReads::Never },
+            backstop: self.backstop.clone(),
+        }
+    }
+
+    /// When read-only opens need no on-behalf open ([`FreeReads`]).
+    pub(crate) fn free_reads(&self) -> FreeReads {
+        self.free_reads
+    }
+
     /// The same set (shared), whose opens beneath the rules of the
     /// program's Landlock domain run as the kernel resolves them (see
     /// `backstop`).
@@ -309,6 +358,7 @@ impl DeniedPaths {
             lists: self.lists.clone(),
             layer: self.layer.clone(),
             untrapped_reads: self.untrapped_reads,
+            free_reads: self.free_reads,
             backstop: Some(Arc::new(backstop)),
         }
     }
@@ -329,7 +379,9 @@ impl DeniedPaths {
     /// Whether a read-only open of the absolute `path` runs without the
     /// supervisor (see [`with_untrapped_reads`](Self::with_untrapped_reads)).
     pub(crate) fn read_runs_untouched(&self, path: &[u8]) -> bool {
-        self.untrapped_reads && self.layer.as_ref().is_some_and(|l| l.reads_untouched(path))
+        self.free_reads == FreeReads::Always
+            || (self.untrapped_reads
+                && self.layer.as_ref().is_some_and(|l| l.reads_untouched(path)))
     }
 
     /// The copy-on-write view the set is held to, if any.

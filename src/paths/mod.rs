@@ -128,7 +128,7 @@ mod view;
 use std::sync::Arc;
 
 pub use deny::DeniedPaths;
-pub(crate) use deny::{normalize_abs, FsLists};
+pub(crate) use deny::{normalize_abs, FreeReads, FsLists};
 
 /// What another feature may give an open that path denial performs for
 /// the program, once the file is pinned and passed the checks: an fd of
@@ -384,15 +384,37 @@ const METADATA_CALLS: &[&str] = &[
     "file_setattr",
 ];
 
+/// Which calls path denial takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathScope {
+    /// Every path call.
+    All,
+    /// Only the metadata calls (file system allow lists without denied
+    /// paths: the Landlock domain holds the rest in the kernel).
+    Metadata,
+    /// Only the opens that are not a plain read, and the credential
+    /// changes its cache follows: path denial is there for argv safety
+    /// alone (an empty, fixed set; nothing else decides by path; see
+    /// [`FreeReads::Always`]), to refuse an open of a procfs
+    /// `mem` file for writing. Such an open has a write access mode, which
+    /// `open` and `openat` carry in a register: the filter traps those
+    /// ([`onbehalf_open::writing_cases`]) and lets a read-only open run
+    /// untrapped (the `$PATH` searches, loaders and imports of a build:
+    /// most of its opens). `creat` and `openat2` (whose flags are in
+    /// memory) stay trapped. Links, renames, metadata, `mkdir`, `bind`
+    /// and exec decide nothing with nothing denied: not trapped for path
+    /// denial (exec is argv safety's).
+    WriteOpens,
+}
+
 /// Path denial, as a feature of the sandbox's plan: its filter rules and
 /// builtin handlers (on-behalf opens and the path calls).
 pub(crate) struct PathDenial {
     pub(crate) set: Arc<DeniedPaths>,
     /// `bind` is path denial's (no network policy or user handler owns it).
     pub(crate) with_bind: bool,
-    /// Only the metadata calls (file system allow lists without denied
-    /// paths: the Landlock domain holds the rest in the kernel).
-    pub(crate) metadata_only: bool,
+    /// Which calls it takes.
+    pub(crate) scope: PathScope,
 }
 
 impl Enforcement for PathDenial {
@@ -406,9 +428,23 @@ impl Enforcement for PathDenial {
             .chain(handlers::CRED_CHANGES.iter())
             .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
             .collect();
+        let number = |n: &str| crate::syscalls::number(crate::arch::Arch::native(), n);
         let exec: Vec<u32> = ["execve", "execveat"]
             .iter()
-            .filter_map(|n| crate::syscalls::number(crate::arch::Arch::native(), n))
+            .filter_map(|n| number(n))
+            .collect();
+        let creds: Vec<u32> = handlers::CRED_CHANGES
+            .iter()
+            .filter_map(|n| number(n))
+            .collect();
+        // The opens whose flags are a register: (number, argument index).
+        let flags_at: Vec<(u32, u8)> = [("open", 1), ("openat", 2)]
+            .iter()
+            .filter_map(|&(n, i)| Some((number(n)?, i)))
+            .collect();
+        let opens: Vec<u32> = ["open", "creat", "openat", "openat2"]
+            .iter()
+            .filter_map(|n| number(n))
             .collect();
         for (nr, h) in builtins(&self.set, self.with_bind) {
             // Under the kernel backstop, Landlock checks every file an
@@ -416,8 +452,19 @@ impl Enforcement for PathDenial {
             if self.set.has_backstop() && exec.contains(&nr) {
                 continue;
             }
-            if !self.metadata_only || metadata.contains(&nr) {
-                install.builtin(nr, h)?;
+            match self.scope {
+                PathScope::All => install.builtin(nr, h)?,
+                PathScope::Metadata if metadata.contains(&nr) => install.builtin(nr, h)?,
+                PathScope::WriteOpens if creds.contains(&nr) => install.builtin(nr, h)?,
+                PathScope::WriteOpens if opens.contains(&nr) => {
+                    match flags_at.iter().find(|(n, _)| *n == nr) {
+                        Some(&(_, i)) => {
+                            install.builtin_if(nr, h, onbehalf_open::writing_cases(i))?
+                        }
+                        None => install.builtin(nr, h)?,
+                    }
+                }
+                PathScope::Metadata | PathScope::WriteOpens => {}
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use crate::handler::HandlerCtx;
 use crate::sys::path::{fchmod, fstat, fstatat, readlinkat, FileStat};
 
 use super::creds::CredCache;
-use super::deny::{fd_path, DeniedPaths};
+use super::deny::{fd_path, DeniedPaths, FreeReads};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, mem_errno, open_beneath, pin,
     pin_alias, read_path, reopen, reopen_once, split, task_view, with_c, Errno, Rights, Task,
@@ -54,6 +54,30 @@ pub(crate) const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
 /// The flags `O_PATH` keeps.
 pub(crate) const O_PATH_FLAGS: i32 =
     libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_PATH | libc::O_CLOEXEC;
+/// The flags of an open that may write, make, cut or pin something: an
+/// open with none of them only reads what its path names. Where nothing
+/// is decided by path, such an open runs as the kernel resolves it (the
+/// copy-on-write view outside its layer: `DeniedPaths::read_runs_untouched`;
+/// argv safety with nothing denied: not even trapped, [`writing_cases`]).
+pub(crate) const NOT_READ_ONLY: i32 =
+    libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_PATH;
+
+/// Filter cases (any one matching) of an `open`/`openat` whose flags,
+/// argument `index`, are not a plain read ([`NOT_READ_ONLY`]): a write
+/// access mode (1, 2 or 3), `O_CREAT`, `O_TRUNC` or `O_PATH`. The flags
+/// are in a register: what the filter sees is what the kernel opens with.
+pub(crate) fn writing_cases(index: u8) -> Vec<Vec<crate::filter::ArgCheck>> {
+    use crate::filter::ArgCheck;
+    let acc = libc::O_ACCMODE as u64;
+    let mut cases: Vec<Vec<ArgCheck>> = (1..=acc)
+        .map(|mode| vec![ArgCheck::new(index, acc, mode)])
+        .collect();
+    for bit in [libc::O_CREAT, libc::O_TRUNC, libc::O_PATH] {
+        cases.push(vec![ArgCheck::new(index, bit as u64, bit as u64)]);
+    }
+    cases
+}
+
 /// `RESOLVE_*` flags openat2 knows.
 const VALID_RESOLVE: u64 = 0x3f;
 use crate::sys::fs::{RESOLVE_BENEATH, RESOLVE_IN_ROOT};
@@ -183,16 +207,29 @@ fn open(
     creds: &CredCache,
     a: &OpenArgs,
 ) -> Result<NotifAction, Errno> {
+    // A read-only open where only the policy callback denies paths, none
+    // yet: nothing is decided by path, and the kernel's open is the one
+    // this would make. It cannot write (the procfs `mem` files argv safety
+    // keeps from writers), and the event the callback is told of has no
+    // path: nothing is decided on the program's memory. The set is looked
+    // at before the callback is asked, as the on-behalf route checks the
+    // pinned file before it asks: a path the callback denies while it
+    // decides this call holds from the next call on, on both routes.
+    if a.in_registers
+        && a.flags & NOT_READ_ONLY == 0
+        && denied.free_reads() == FreeReads::WhileEmpty
+        && denied.is_empty()
+    {
+        super::handlers::policy_gate(cx)?;
+        return Ok(NotifAction::Continue);
+    }
     let path = read_path(cx, a.path_ptr)?;
     // A read-only open of a path outside a copy-on-write layer, where
     // nothing else is decided by path: the kernel's open is the view's.
     // The flags are the registers' (no thread can change them); a thread
     // rewriting the path after this read gets a read-only fd of what the
     // new path names, which a `..` route already gives (see `cow`).
-    if a.in_registers
-        && a.flags & (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) == 0
-        && denied.read_runs_untouched(&path)
-    {
+    if a.in_registers && a.flags & NOT_READ_ONLY == 0 && denied.read_runs_untouched(&path) {
         return Ok(NotifAction::Continue);
     }
     // Beneath the rules of the kernel backstop, the program's own open is

@@ -6,6 +6,7 @@
 
 mod context;
 mod event;
+mod mailbox;
 mod runner;
 mod stage;
 mod verdict;

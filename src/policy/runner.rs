@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::context::{DynamicPolicy, PolicyContext};
 use super::event::{Answered, SyscallEvent};
+use super::mailbox::{self, Receiver, Reply, Sender};
 use super::verdict::Verdict;
 
 /// The user's callback.
@@ -34,7 +34,7 @@ enum Request {
     Consult {
         id: u64,
         event: SyscallEvent,
-        gate: Option<Sender<Verdict>>,
+        gate: Option<Reply<Verdict>>,
     },
     /// Write the audit record of the answered call `id`, with the verdict
     /// the callback gave it (told earlier, on the same queue).
@@ -66,7 +66,7 @@ pub(crate) struct PolicyRunner {
 
 impl PolicyRunner {
     pub(crate) fn start(setup: &PolicySetup, dynamic: Arc<DynamicPolicy>) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (tx, rx) = mailbox::channel(QUEUE);
         let callback = setup.callback.clone();
         let audit = setup.audit.clone();
         let thread = std::thread::Builder::new()
@@ -96,19 +96,19 @@ impl PolicyRunner {
             }
             return None;
         }
-        let (gate_tx, gate_rx) = crossbeam_channel::bounded(1);
+        let (gate, reply) = mailbox::gate();
         let req = Request::Consult {
             id,
             event,
-            gate: Some(gate_tx),
+            gate: Some(reply),
         };
         if tx.send_timeout(req, self.hold_timeout).is_err() {
             log::warn!("policy callback queue full or gone; denying the held call");
             return Some(Verdict::Deny);
         }
-        match gate_rx.recv_timeout(self.hold_timeout) {
-            Ok(v) => Some(v),
-            Err(_) => {
+        match gate.wait(self.hold_timeout) {
+            Some(v) => Some(v),
+            None => {
                 log::warn!(
                     "policy callback gave no verdict within {:?}; denying the held call",
                     self.hold_timeout
@@ -175,7 +175,7 @@ fn run(
     // record is still to come, oldest first.
     let mut verdicts: std::collections::VecDeque<(u64, Verdict, Option<String>)> =
         std::collections::VecDeque::new();
-    for req in rx.iter() {
+    while let Some(req) = rx.recv() {
         match req {
             Request::Consult { id, event, gate } => {
                 let mut cx = PolicyContext::new(dynamic);
@@ -197,7 +197,7 @@ fn run(
                 };
                 if let Some(gate) = gate {
                     // The worker may have given up already; that is fine.
-                    let _ = gate.send(verdict);
+                    gate.give(verdict);
                 }
                 if verdict == Verdict::Audit {
                     log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));

@@ -115,6 +115,30 @@ impl<'a> Install<'a> {
         Ok(())
     }
 
+    /// Adds `h` to the chain of `nr` and traps the calls of `nr` that
+    /// match one of `cases` (each a list of checks that must all match);
+    /// the others run untrapped, unless another rule traps them (then `h`
+    /// sees them too, and must let them pass). Nothing if the caller
+    /// denies `nr`.
+    pub(crate) fn builtin_if(
+        &mut self,
+        nr: u32,
+        h: Arc<dyn Handler>,
+        cases: Vec<Vec<crate::filter::ArgCheck>>,
+    ) -> Result<()> {
+        if self.user_denied(nr) {
+            return Ok(());
+        }
+        if self.filter.is_denied(nr).is_some() {
+            return Ok(());
+        }
+        for checks in cases {
+            self.filter.notify_if(nr, checks)?;
+        }
+        self.chains.push(nr, h);
+        Ok(())
+    }
+
     /// Traps `nr` and adds `h` to its chain.
     pub(crate) fn handler(&mut self, nr: u32, h: Arc<dyn Handler>) -> Result<()> {
         self.named_handler(

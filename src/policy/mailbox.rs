@@ -1,0 +1,267 @@
+//! How workers reach the policy thread: its request queue ([`channel`])
+//! and the one-shot [`Gate`] a held call waits on for its verdict. Used by
+//! `runner` only; calls nothing of the crate.
+//!
+//! Both sleep at once on a condition variable. A `crossbeam` channel's
+//! blocking receive spins and yields before it sleeps: every held call
+//! (each open under a policy callback) made the policy thread and the
+//! waiting worker spin and `sched_yield` about six times between them,
+//! taking the two processors from the program whose call they decide
+//! (measured on the pyenv-shim run: ~5,500 `sched_yield` for ~1,650 held
+//! calls, ~70 ms of the supervisor's processor time).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+/// A bounded queue of `T` from any number of senders to one receiver.
+/// It is closed when the last [`Sender`] is dropped; the receiver then
+/// takes what is left and ends.
+pub(super) fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            senders: 1,
+        }),
+        ready: Condvar::new(),
+        space: Condvar::new(),
+        cap,
+    });
+    (
+        Sender {
+            shared: Arc::clone(&shared),
+        },
+        Receiver { shared },
+    )
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Signalled when an item is queued or the last sender is gone.
+    ready: Condvar,
+    /// Signalled when an item is taken (a held call may wait for room).
+    space: Condvar,
+    cap: usize,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// Live [`Sender`]s; none left: closed.
+    senders: usize,
+}
+
+/// The sending side of [`channel`].
+pub(super) struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.state.lock().senders += 1;
+        Sender {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.senders -= 1;
+        if st.senders == 0 {
+            // Woken after the lock is released (not into a held lock).
+            drop(st);
+            self.shared.ready.notify_all();
+        }
+    }
+}
+
+impl<T> Sender<T> {
+    /// Queues `item` unless the queue is full (then gives it back).
+    pub(super) fn try_send(&self, item: T) -> Result<(), T> {
+        self.send_until(item, None)
+    }
+
+    /// Queues `item`, waiting up to `timeout` for room (then gives it
+    /// back).
+    pub(super) fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
+        self.send_until(item, Some(Instant::now() + timeout))
+    }
+
+    fn send_until(&self, item: T, deadline: Option<Instant>) -> Result<(), T> {
+        let mut st = self.shared.state.lock();
+        while st.items.len() >= self.shared.cap {
+            match deadline {
+                Some(d) if !self.shared.space.wait_until(&mut st, d).timed_out() => {}
+                _ => return Err(item),
+            }
+        }
+        st.items.push_back(item);
+        drop(st);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+}
+
+/// The receiving side of [`channel`].
+pub(super) struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Receiver<T> {
+    /// The next item, waiting for one; `None` once the queue is closed and
+    /// empty.
+    pub(super) fn recv(&self) -> Option<T> {
+        let mut st = self.shared.state.lock();
+        loop {
+            if let Some(item) = st.items.pop_front() {
+                drop(st);
+                self.shared.space.notify_one();
+                return Some(item);
+            }
+            if st.senders == 0 {
+                return None;
+            }
+            self.shared.ready.wait(&mut st);
+        }
+    }
+}
+
+/// Where one held call's verdict is given ([`Reply::give`]) and waited
+/// for ([`Gate::wait`]).
+pub(super) struct Gate<V> {
+    slot: Mutex<Slot<V>>,
+    given: Condvar,
+}
+
+enum Slot<V> {
+    Waiting,
+    Given(V),
+    /// The [`Reply`] was dropped without a verdict (the request was not
+    /// served): the waiter stops waiting at once.
+    Dropped,
+}
+
+/// The giving side of a [`Gate`], sent with the request.
+pub(super) struct Reply<V> {
+    gate: Arc<Gate<V>>,
+}
+
+/// A gate and its reply.
+pub(super) fn gate<V>() -> (Arc<Gate<V>>, Reply<V>) {
+    let gate = Arc::new(Gate {
+        slot: Mutex::new(Slot::Waiting),
+        given: Condvar::new(),
+    });
+    (
+        Arc::clone(&gate),
+        Reply {
+            gate: Arc::clone(&gate),
+        },
+    )
+}
+
+impl<V> Gate<V> {
+    /// The verdict, once given; `None` if none comes within `timeout` or
+    /// the reply was dropped without one.
+    pub(super) fn wait(&self, timeout: Duration) -> Option<V> {
+        let deadline = Instant::now() + timeout;
+        let mut slot = self.slot.lock();
+        loop {
+            match std::mem::replace(&mut *slot, Slot::Waiting) {
+                Slot::Given(v) => return Some(v),
+                Slot::Dropped => return None,
+                Slot::Waiting => {}
+            }
+            if self.given.wait_until(&mut slot, deadline).timed_out() {
+                return match std::mem::replace(&mut *slot, Slot::Waiting) {
+                    Slot::Given(v) => Some(v),
+                    _ => None,
+                };
+            }
+        }
+    }
+}
+
+impl<V> Reply<V> {
+    /// Gives the verdict (the waiter may have given up: then nobody reads
+    /// it).
+    pub(super) fn give(self, v: V) {
+        self.set(Slot::Given(v));
+    }
+
+    fn set(&self, to: Slot<V>) {
+        let mut slot = self.gate.slot.lock();
+        if matches!(*slot, Slot::Waiting) {
+            *slot = to;
+        }
+        drop(slot);
+        self.gate.given.notify_one();
+    }
+}
+
+impl<V> Drop for Reply<V> {
+    fn drop(&mut self) {
+        // After `give`: the slot is no longer waiting; nothing changes.
+        self.set(Slot::Dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_is_bounded_and_ends_with_its_last_sender() {
+        let (tx, rx) = channel(2);
+        assert!(tx.try_send(1).is_ok());
+        let tx2 = tx.clone();
+        assert!(tx2.try_send(2).is_ok());
+        assert_eq!(tx.try_send(3), Err(3));
+        assert_eq!(
+            tx.send_timeout(3, Duration::from_millis(10)),
+            Err(3),
+            "no room comes"
+        );
+        assert_eq!(rx.recv(), Some(1));
+        assert!(tx.send_timeout(3, Duration::from_millis(10)).is_ok());
+        drop(tx);
+        drop(tx2);
+        assert_eq!(rx.recv(), Some(2));
+        assert_eq!(rx.recv(), Some(3));
+        assert_eq!(rx.recv(), None);
+    }
+
+    #[test]
+    fn a_waiter_wakes_for_a_verdict_from_another_thread() {
+        let (tx, rx) = channel::<Reply<u32>>(4);
+        let server = std::thread::spawn(move || {
+            while let Some(reply) = rx.recv() {
+                reply.give(7);
+            }
+        });
+        for _ in 0..100 {
+            let (g, reply) = gate();
+            tx.try_send(reply).ok().expect("room");
+            assert_eq!(g.wait(Duration::from_secs(5)), Some(7));
+        }
+        drop(tx);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_reply_dropped_unanswered_ends_the_wait_at_once() {
+        let (g, reply) = gate::<u32>();
+        drop(reply);
+        assert!(matches!(*g.slot.lock(), Slot::Dropped));
+        assert_eq!(g.wait(Duration::from_secs(5)), None);
+        let (g, _reply) = gate::<u32>();
+        assert_eq!(
+            g.wait(Duration::from_millis(10)),
+            None,
+            "no verdict in time"
+        );
+    }
+}
