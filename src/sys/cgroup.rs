@@ -107,33 +107,40 @@ fn read_proc(path: &str) -> String {
 
 /// [`hierarchies`] in the mount table `mounts`.
 fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
-    let own = read_proc("/proc/self/cgroup");
+    hierarchies_of(mounts, &read_proc("/proc/self/cgroup"))
+}
+
+/// The hierarchies mounted in the mount table `mounts` (mountinfo's text)
+/// that this process is in, by `own` (`/proc/self/cgroup`'s text).
+///
+/// On the start path of every `unotify run`: a line that is not a cgroup
+/// mount is passed over after one search, with nothing allocated.
+fn hierarchies_of(mounts: &str, own: &str) -> Vec<Hierarchy> {
     let mut out = Vec::new();
     for line in mounts.lines() {
         // id parent major:minor root mountpoint options [optional...] - fstype source superopts
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if l.len() < 5 || r.len() < 3 {
-            continue;
-        }
-        let (root, point) = (
-            super::mountinfo::unescape(l[3]),
-            super::mountinfo::unescape(l[4]),
-        );
-        let v2 = match r[0] {
-            "cgroup2" => true,
-            "cgroup" => false,
+        let mut r = right.split(' ');
+        let v2 = match r.next() {
+            Some("cgroup2") => true,
+            Some("cgroup") => false,
             _ => continue,
         };
-        let controllers: Vec<String> = if v2 {
+        let (Some(_source), Some(superopts)) = (r.next(), r.next()) else {
+            continue;
+        };
+        let mut l = left.split(' ').skip(3);
+        let (Some(root), Some(point)) = (l.next(), l.next()) else {
+            continue;
+        };
+        let controllers: Vec<&str> = if v2 {
             Vec::new()
         } else {
-            r[2].split(',')
+            superopts
+                .split(',')
                 .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
-                .map(str::to_owned)
                 .collect()
         };
         if !v2 && controllers.is_empty() {
@@ -146,27 +153,35 @@ fn hierarchies_in(mounts: &str) -> Vec<Hierarchy> {
             let matches = if v2 {
                 ctrls.is_empty()
             } else {
-                let set: Vec<&str> = ctrls.split(',').collect();
-                controllers.iter().all(|c| set.contains(&c.as_str()))
+                controllers
+                    .iter()
+                    .all(|c| ctrls.split(',').any(|x| x == *c))
             };
-            matches.then(|| path.to_owned())
+            matches.then_some(path)
         });
         let Some(path) = path else { continue };
+        if out.iter().any(|h: &Hierarchy| {
+            h.v2 == v2
+                && h.controllers
+                    .iter()
+                    .map(String::as_str)
+                    .eq(controllers.iter().copied())
+        }) {
+            continue; // mounted twice
+        }
+        let (root, point) = (
+            super::mountinfo::unescape(root),
+            super::mountinfo::unescape(point),
+        );
         // Paths are relative to the mount's root (a cgroup namespace or a
         // bind mount of a sub-tree).
-        let rel = Path::new(&path)
+        let rel = Path::new(path)
             .strip_prefix(&root)
             .map(Path::to_path_buf)
             .unwrap_or_else(|_| PathBuf::from(path.trim_start_matches('/')));
         let dir = Path::new(&point).join(rel.strip_prefix("/").unwrap_or(&rel));
-        if out
-            .iter()
-            .any(|h: &Hierarchy| h.v2 == v2 && h.controllers == controllers)
-        {
-            continue; // mounted twice
-        }
         out.push(Hierarchy {
-            controllers,
+            controllers: controllers.into_iter().map(str::to_owned).collect(),
             v2,
             dir,
         });
@@ -1570,6 +1585,43 @@ fn limit_tcp_v1(dir: &Path, bytes: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hierarchies_from_the_mount_table() {
+        let mounts = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/mem\\040ory rw,relatime - cgroup cgroup rw,memory
+36 31 0:32 / /elsewhere rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 /sub /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
+42 31 0:39 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+bad line without a separator
+";
+        let own = "9:name=systemd:/\n8:pids:/sub/box\n4:memory:/api/x\n1:cpuacct,cpu:/\n0::/user\n";
+        let got: Vec<(Vec<String>, bool, PathBuf)> = hierarchies_of(mounts, own)
+            .into_iter()
+            .map(|h| (h.controllers, h.v2, h.dir))
+            .collect();
+        let want = |c: &[&str], v2: bool, dir: &str| {
+            (
+                c.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                v2,
+                PathBuf::from(dir),
+            )
+        };
+        assert_eq!(
+            got,
+            vec![
+                want(&["cpu", "cpuacct"], false, "/sys/fs/cgroup/cpu,cpuacct"),
+                want(&["memory"], false, "/sys/fs/cgroup/mem ory/api/x"),
+                want(&["pids"], false, "/sys/fs/cgroup/pids/box"),
+                want(&[], true, "/sys/fs/cgroup/unified/user"),
+            ]
+        );
+    }
 
     #[test]
     fn lists_are_read_across_buffers() {
