@@ -14,7 +14,10 @@
 //!   a thread or another process that changes the path (a rewritten
 //!   string, a swapped symlink) after the supervisor looked can only reach
 //!   what the domain refuses anyway (the TOCTOU rule's exception: the
-//!   kernel enforces the same decision);
+//!   kernel enforces the same decision). Only for flags the program
+//!   cannot change (`open`, `openat`: registers): `O_PATH`, which
+//!   Landlock does not check, could be swapped into `openat2`'s
+//!   `struct open_how` after the look;
 //! - `execve` and `execveat` need no path check and no exec freeze for
 //!   path denial: Landlock checks `EXECUTE`/`READ_FILE` of the executable,
 //!   of `#!` interpreters and of the ELF interpreter (`open_exec`).
