@@ -46,8 +46,9 @@
 //!   must complete). A link made later is refused by `link` (on-behalf).
 //! - No other mount shows a denied path or a directory above it at
 //!   another place (`/proc/self/mountinfo`: every other mount of the same
-//!   file system has a root beside the denied path). Mounts cannot change
-//!   while paths are denied (`view`).
+//!   file system has a root beside the denied path), nor a part of a mount
+//!   beneath a denied path (its inodes would be beneath a rule there).
+//!   Mounts cannot change while paths are denied (`view`).
 //! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
 //!   no policy callback), no allow lists, no chroot, no work directory.
 //!
@@ -371,6 +372,24 @@ fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
                     d.display(),
                     m.2.display()
                 ));
+            }
+        }
+        // A mount beneath the denied path whose file system another mount
+        // shows too: the rule of the entry leading to that one would allow
+        // its files (rules hold inodes, whatever the path).
+        for sub in mounts.iter().filter(|m| m.2.starts_with(d)) {
+            for m in &mounts {
+                if m.0 != sub.0 || m.2.starts_with(d) {
+                    continue;
+                }
+                if m.1.starts_with(&sub.1) || sub.1.starts_with(&m.1) {
+                    return Err(format!(
+                        "{}, beneath {}, is also shown at {} (a mount of the same file system)",
+                        sub.2.display(),
+                        d.display(),
+                        m.2.display()
+                    ));
+                }
             }
         }
     }
