@@ -683,7 +683,17 @@ impl Layered for Layer {
     }
 
     fn holds_layer(&self, path: &Path) -> bool {
-        self.lower.starts_with(path) || self.upper.starts_with(path)
+        // The supervisor's directories beside the layer and what is in
+        // them too: the held links keep the placeholders' inode numbers
+        // from reuse (a root program reaches them whatever their mode; a
+        // placeholder's number given to a file it made would be taken for
+        // the work directory's file).
+        self.lower.starts_with(path)
+            || self.upper.starts_with(path)
+            || self.private.get().is_some_and(|dirs| {
+                dirs.iter()
+                    .any(|p| p.starts_with(path) || path.starts_with(p))
+            })
     }
 
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {
