@@ -635,9 +635,11 @@ fn mount(args: &[&str], at: &Path, made: &mut Mounted) {
 /// reached by its other mount: the walk up by identity from a file there
 /// never meets the denied directory, and under the kernel backstop the
 /// rule of the entry leading to the other mount allowed it (Landlock's
-/// rules hold inodes). Before: 4 of 4 reads (2 with the backstop, 2
-/// without); after, 0: the other mounts are denied as the directory's
-/// ancestors, and the backstop is not taken.
+/// rules hold inodes); so was a file of elsewhere mounted over a name
+/// beneath the denied directory, by its own name. Before: 6 of 6 reads
+/// (3 with the backstop, 3 without); after, 0: the other mounts' roots
+/// are denied as the directory's ancestors, a file mounted beneath it by
+/// its identity, and the backstop is not taken.
 #[test]
 fn redteam_a_mount_beneath_a_denied_directory_shown_elsewhere_is_denied_there_too() {
     let d = dir(7);
@@ -658,11 +660,23 @@ fn redteam_a_mount_beneath_a_denied_directory_shown_elsewhere_is_denied_there_to
         &part,
         &mut made,
     );
+    // A file of elsewhere mounted over a name beneath the denied
+    // directory: a file of it with another name, as a hard link is.
+    let src = d.join("other/bound_src");
+    std::fs::write(&src, "SECRET\n").unwrap();
+    std::fs::write(d.join("sub/bound"), "").unwrap();
+    mount(
+        &["--bind", &src.to_string_lossy()],
+        &d.join("sub/bound"),
+        &mut made,
+    );
     let reads = ops![
         "read",
         p(d, "other/whole/secret"),
         "read",
         p(d, "other/part/secret"),
+        "read",
+        p(d, "other/bound_src"),
         "read",
         p(d, "sub/mnt/secret"),
         "read",
@@ -679,9 +693,9 @@ fn redteam_a_mount_beneath_a_denied_directory_shown_elsewhere_is_denied_there_to
     for (name, sb) in [("default", &with_backstop), ("on-behalf", &without)] {
         let out = run(sb, &reads);
         eprintln!("{name} (backstop {}): {out:?}", sb.path_backstop());
-        assert_eq!(out[2], EACCES, "{name}: {out:?}");
-        assert_eq!(out[3], "ok:PUBLIC", "{name}: {out:?}");
-        through += out[..2].iter().filter(|l| l.contains("SECRET")).count();
+        assert_eq!(out[3], EACCES, "{name}: {out:?}");
+        assert_eq!(out[4], "ok:PUBLIC", "{name}: {out:?}");
+        through += out[..3].iter().filter(|l| l.contains("SECRET")).count();
     }
     assert_eq!(through, 0, "a denied file was read through another mount");
     assert!(

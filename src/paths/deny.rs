@@ -251,7 +251,15 @@ impl Entry {
                     let mut budget = DIR_SCAN_LIMIT;
                     let dir_path = forms.last().cloned().unwrap_or_else(|| given.clone());
                     scan_linked(fd.as_fd(), &dir_path, 0, &mut budget, &mut linked);
-                    mounted = mount_aliases(&dir_path);
+                    for (alias, is_dir) in mount_aliases(&dir_path) {
+                        // A file mounted over a name beneath the directory
+                        // is one of its files with another name.
+                        if is_dir {
+                            mounted.push(alias);
+                        } else {
+                            linked.push(alias);
+                        }
+                    }
                 }
             }
         }
@@ -614,8 +622,9 @@ impl DeniedPaths {
 /// shows whole (or shows a directory above) is met at its own root. As for
 /// hard links, the other route is denied: a tree beneath `dir` is denied
 /// wherever else it is shown. Mounts the supervisor cannot see are not
-/// known (mountinfo unreadable: logged).
-fn mount_aliases(dir: &Path) -> Vec<FileId> {
+/// known (mountinfo unreadable: logged). Each with whether it is a
+/// directory (a file mounted over a file: its identity is the file's).
+fn mount_aliases(dir: &Path) -> Vec<(FileId, bool)> {
     let text = match std::fs::read_to_string("/proc/self/mountinfo") {
         Ok(t) => t,
         Err(e) => {
@@ -631,7 +640,7 @@ fn mount_aliases(dir: &Path) -> Vec<FileId> {
         open_path(p, 0)
             .and_then(|fd| fstat(fd.as_fd()))
             .ok()
-            .map(|st| FileId::from(&st))
+            .map(|st| (FileId::from(&st), st.is_dir()))
     };
     let mut ids = Vec::new();
     for sub in mounts.iter().filter(|m| m.point.starts_with(dir)) {
@@ -651,7 +660,7 @@ fn mount_aliases(dir: &Path) -> Vec<FileId> {
             ids.extend(id_of(&sub.point));
         }
     }
-    ids.sort_unstable_by_key(|i| (i.dev, i.ino));
+    ids.sort_unstable_by_key(|(i, _)| (i.dev, i.ino));
     ids.dedup();
     ids
 }
