@@ -696,6 +696,15 @@ impl Layered for Layer {
             })
     }
 
+    fn is_private(&self, fd: BorrowedFd<'_>) -> bool {
+        // Fails closed before the directories are named (the layer is not
+        // in use then).
+        let Some(dirs) = self.private.get() else {
+            return true;
+        };
+        fd_path(fd).is_some_and(|p| dirs.iter().any(|d| p.starts_with(d)))
+    }
+
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {
         match fstat(fd) {
             // Fails closed: a file without a path on the lower device is

@@ -363,7 +363,11 @@ impl DeniedPaths {
     /// inode or memfd, reached through `/proc/<pid>/fd`) is not held to
     /// the lists, as Landlock does not hold it.
     pub(crate) fn not_writable(&self, fd: BorrowedFd<'_>) -> bool {
-        if self.layer.as_ref().is_some_and(|l| l.is_lower(fd)) {
+        if self
+            .layer
+            .as_ref()
+            .is_some_and(|l| l.is_lower(fd) || l.is_private(fd))
+        {
             return true;
         }
         self.lists
