@@ -572,6 +572,46 @@ fn the_program_cannot_forge_the_commit_journal() {
     assert!(!state.join("journal").exists());
 }
 
+/// Red team: the held links (`.DIR.unotify-cow.held`, a second link to
+/// each placeholder, mode 0) were reached by a root program (its
+/// `DAC_OVERRIDE`): removed, or the directory renamed (then left behind).
+/// With a placeholder's links all gone, a file the program made got its
+/// inode number and was taken for DIR's file: read back as DIR's bytes,
+/// and committed so. Before: 3 links removed, a file made there, 1
+/// rename, 3 of 20 new files read wrong; after: 0, 0, 0, 0 (names at or
+/// beneath the supervisor's directories beside the layer are refused like
+/// the layer's own, and nothing is made or written in them).
+#[test]
+fn redteam_the_held_links_cannot_be_removed_and_no_placeholder_inode_is_reused() {
+    let dir = fresh("heldlinks");
+    for f in ["f", "g", "h"] {
+        fs::write(dir.join(f), "ORIG\n").unwrap();
+    }
+    let script = "h=../.heldlinks.unotify-cow.held; n=0; \
+        for x in $h/*; do rm -f \"$x\" 2>/dev/null && n=$((n+1)); done; \
+        c=0; ( : > $h/made ) 2>/dev/null && c=1; \
+        r=0; mv $h $h.x 2>/dev/null && { r=1; mv $h.x $h; }; \
+        rm f g h; bad=0; \
+        for i in $(seq 20); do echo MINE > new$i; done; \
+        for i in $(seq 20); do [ \"$(cat new$i)\" = MINE ] || bad=$((bad+1)); done; \
+        echo removed $n made $c renamed $r wrong $bad";
+    let out = run_in(&dir, &["--on-exit", "commit"], script);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "removed 0 made 0 renamed 0 wrong 0\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    for i in 1..=20 {
+        assert_eq!(
+            fs::read_to_string(dir.join(format!("new{i}"))).unwrap(),
+            "MINE\n"
+        );
+    }
+    assert_no_layer(&dir);
+}
+
 // Red-team attacks (issue 14 review): each counted 0 after its fix.
 
 /// Attacks on the lower tree through routes the layer does not cover.

@@ -702,7 +702,26 @@ impl Layered for Layer {
     }
 
     fn holds_layer(&self, path: &Path) -> bool {
-        self.lower.starts_with(path) || self.upper.starts_with(path)
+        // The supervisor's directories beside the layer and what is in
+        // them too: the held links keep the placeholders' inode numbers
+        // from reuse (a root program reaches them whatever their mode; a
+        // placeholder's number given to a file it made would be taken for
+        // the work directory's file).
+        self.lower.starts_with(path)
+            || self.upper.starts_with(path)
+            || self.private.get().is_some_and(|dirs| {
+                dirs.iter()
+                    .any(|p| p.starts_with(path) || path.starts_with(p))
+            })
+    }
+
+    fn is_private(&self, fd: BorrowedFd<'_>) -> bool {
+        // Fails closed before the directories are named (the layer is not
+        // in use then).
+        let Some(dirs) = self.private.get() else {
+            return true;
+        };
+        fd_path(fd).is_some_and(|p| dirs.iter().any(|d| p.starts_with(d)))
     }
 
     fn is_lower(&self, fd: BorrowedFd<'_>) -> bool {

@@ -14,7 +14,10 @@
 //!   a thread or another process that changes the path (a rewritten
 //!   string, a swapped symlink) after the supervisor looked can only reach
 //!   what the domain refuses anyway (the TOCTOU rule's exception: the
-//!   kernel enforces the same decision);
+//!   kernel enforces the same decision). Only for flags the program
+//!   cannot change (`open`, `openat`: registers): `O_PATH`, which
+//!   Landlock does not check, could be swapped into `openat2`'s
+//!   `struct open_how` after the look;
 //! - `execve` and `execveat` need no path check and no exec freeze for
 //!   path denial: Landlock checks `EXECUTE`/`READ_FILE` of the executable,
 //!   of `#!` interpreters and of the ELF interpreter (`open_exec`).
@@ -51,8 +54,9 @@
 //!   must complete). A link made later is refused by `link` (on-behalf).
 //! - No other mount shows a denied path or a directory above it at
 //!   another place (`/proc/self/mountinfo`: every other mount of the same
-//!   file system has a root beside the denied path). Mounts cannot change
-//!   while paths are denied (`view`).
+//!   file system has a root beside the denied path), nor a part of a mount
+//!   beneath a denied path (its inodes would be beneath a rule there).
+//!   Mounts cannot change while paths are denied (`view`).
 //! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
 //!   no policy callback), no allow lists, no chroot, no work directory.
 //!
@@ -399,6 +403,24 @@ fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
                     d.display(),
                     m.2.display()
                 ));
+            }
+        }
+        // A mount beneath the denied path whose file system another mount
+        // shows too: the rule of the entry leading to that one would allow
+        // its files (rules hold inodes, whatever the path).
+        for sub in mounts.iter().filter(|m| m.2.starts_with(d)) {
+            for m in &mounts {
+                if m.0 != sub.0 || m.2.starts_with(d) {
+                    continue;
+                }
+                if m.1.starts_with(&sub.1) || sub.1.starts_with(&m.1) {
+                    return Err(format!(
+                        "{}, beneath {}, is also shown at {} (a mount of the same file system)",
+                        sub.2.display(),
+                        d.display(),
+                        m.2.display()
+                    ));
+                }
             }
         }
     }

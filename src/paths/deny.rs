@@ -47,6 +47,10 @@ struct Entry {
     is_dir: bool,
     /// For a directory: files beneath it with more than one hard link.
     linked: Vec<FileId>,
+    /// For a directory: the roots of the mounts at or beneath it whose
+    /// file system is shown elsewhere too, and of those other mounts (see
+    /// [`mount_aliases`]); denied as ancestors, like the directory.
+    mounted: Vec<FileId>,
     /// Given at build time: [`DeniedPaths::allow`] cannot remove it.
     fixed: bool,
 }
@@ -262,6 +266,7 @@ impl Entry {
         let mut id = None;
         let mut is_dir = false;
         let mut linked = Vec::new();
+        let mut mounted = Vec::new();
         if let Ok(fd) = open_path(&given, 0) {
             if let Ok(st) = fstat(fd.as_fd()) {
                 id = Some(FileId::from(&st));
@@ -271,6 +276,15 @@ impl Entry {
                     let mut budget = DIR_SCAN_LIMIT;
                     let dir_path = forms.last().cloned().unwrap_or_else(|| given.clone());
                     scan_linked(fd.as_fd(), &dir_path, 0, &mut budget, &mut linked);
+                    for (alias, is_dir) in mount_aliases(&dir_path) {
+                        // A file mounted over a name beneath the directory
+                        // is one of its files with another name.
+                        if is_dir {
+                            mounted.push(alias);
+                        } else {
+                            linked.push(alias);
+                        }
+                    }
                 }
             }
         }
@@ -280,6 +294,7 @@ impl Entry {
             id,
             is_dir,
             linked,
+            mounted,
             fixed,
         }
     }
@@ -400,7 +415,11 @@ impl DeniedPaths {
     /// inode or memfd, reached through `/proc/<pid>/fd`) is not held to
     /// the lists, as Landlock does not hold it.
     pub(crate) fn not_writable(&self, fd: BorrowedFd<'_>) -> bool {
-        if self.layer.as_ref().is_some_and(|l| l.is_lower(fd)) {
+        if self
+            .layer
+            .as_ref()
+            .is_some_and(|l| l.is_lower(fd) || l.is_private(fd))
+        {
             return true;
         }
         self.lists
@@ -555,7 +574,7 @@ impl DeniedPaths {
             .read()
             .iter()
             .filter(|e| e.is_dir)
-            .filter_map(|e| e.id)
+            .flat_map(|e| e.id.into_iter().chain(e.mounted.iter().copied()))
             .collect()
     }
 
@@ -648,6 +667,58 @@ impl DeniedPaths {
         }
         false
     }
+}
+
+/// The directories through which a file beneath the denied directory
+/// `dir` (canonical) is reached by another route than `dir`, which the
+/// walk up by identity from such a file would not meet: the root of each
+/// mount at or beneath `dir` whose file system is also mounted elsewhere,
+/// and the root of each of those other mounts that shows a part of it (a
+/// bind mount of a subdirectory). A mount beneath `dir` that another mount
+/// shows whole (or shows a directory above) is met at its own root. As for
+/// hard links, the other route is denied: a tree beneath `dir` is denied
+/// wherever else it is shown. Mounts the supervisor cannot see are not
+/// known (mountinfo unreadable: logged). Each with whether it is a
+/// directory (a file mounted over a file: its identity is the file's).
+fn mount_aliases(dir: &Path) -> Vec<(FileId, bool)> {
+    let text = match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!(
+                "mounts beneath the denied directory {} not known (mountinfo: {e})",
+                dir.display()
+            );
+            return Vec::new();
+        }
+    };
+    let mounts = crate::sys::mountinfo::parse(&text);
+    let id_of = |p: &Path| {
+        open_path(p, 0)
+            .and_then(|fd| fstat(fd.as_fd()))
+            .ok()
+            .map(|st| (FileId::from(&st), st.is_dir()))
+    };
+    let mut ids = Vec::new();
+    for sub in mounts.iter().filter(|m| m.point.starts_with(dir)) {
+        let mut shown_elsewhere = false;
+        for m in &mounts {
+            if m.dev != sub.dev || m.point.starts_with(dir) {
+                continue;
+            }
+            if m.root.starts_with(&sub.root) {
+                shown_elsewhere = true;
+                ids.extend(id_of(&m.point));
+            } else if sub.root.starts_with(&m.root) {
+                shown_elsewhere = true;
+            }
+        }
+        if shown_elsewhere {
+            ids.extend(id_of(&sub.point));
+        }
+    }
+    ids.sort_unstable_by_key(|(i, _)| (i.dev, i.ino));
+    ids.dedup();
+    ids
 }
 
 /// The path of the file behind our fd `fd`, as `/proc/self/fd` shows it

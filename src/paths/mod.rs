@@ -165,10 +165,15 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> Option<std::result::Result<std::os::fd::OwnedFd, Errno>>;
     /// Whether the pinned file lies in the lower tree (never written).
     fn is_lower(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
+    /// Whether the pinned file is one of the supervisor's directories
+    /// beside the layer (the held links, the state) or lies in one:
+    /// never written, and no name made there, for the program.
+    fn is_private(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool;
     /// Whether the absolute `path` is the lower tree's or the upper
     /// tree's root or a directory holding one: renamed or removed, it
     /// would take the work directory (or its view) away and let another
-    /// tree take its name.
+    /// tree take its name; or one of the supervisor's directories beside
+    /// them, a directory holding one, or a name in one (the held links).
     fn holds_layer(&self, path: &std::path::Path) -> bool;
     /// The lower file that the pinned upper file (`st` its `fstat`)
     /// stands for, pinned, if it is a placeholder of the layer (an empty

@@ -233,9 +233,13 @@ fn open(
         return Ok(NotifAction::Continue);
     }
     // Beneath the rules of the kernel backstop, the program's own open is
-    // refused exactly where this one would be (see `backstop`).
-    // (`openat2`'s resolve flags are the on-behalf route's to apply.)
-    if a.resolve == 0 && denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
+    // refused exactly where this one would be (see `backstop`), for the
+    // flags looked at: so they must be the registers'. `openat2`'s are
+    // memory the kernel reads again after `CONTINUE`: a thread turning
+    // `O_RDONLY` into `O_PATH` (which Landlock does not check) in between
+    // got an fd of a file beneath a denied directory. (Its resolve flags
+    // are the on-behalf route's to apply, too.)
+    if a.in_registers && denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
         return Ok(NotifAction::Continue);
     }
     let task = Task::read(cx, creds)?;
