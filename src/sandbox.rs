@@ -74,6 +74,9 @@ pub struct SandboxBuilder {
     chroot: crate::chroot::Spec,
     /// Told when a rule fires ([`observe`](Self::observe)).
     events: Option<crate::events::EventSink>,
+    /// The observer accepts that the kernel's own refusals reach it not
+    /// ([`observe_decisions`](Self::observe_decisions)).
+    events_decided_only: bool,
     /// A copy-on-write work directory ([`workdir`](Self::workdir)).
     cow: Option<crate::cow::CowSettings>,
     /// The work directory's layer, made at build.
@@ -115,6 +118,7 @@ impl Default for SandboxBuilder {
             determinism: Default::default(),
             chroot: Default::default(),
             events: None,
+            events_decided_only: false,
             cow: None,
             cow_dir: None,
         }
@@ -202,6 +206,35 @@ impl SandboxBuilder {
         F: Fn(&crate::events::Event) + Send + Sync + 'static,
     {
         self.events = Some(crate::events::EventSink(Arc::new(observer)));
+        self.events_decided_only = false;
+        self
+    }
+
+    /// Like [`observe`](Self::observe), for the refusals the supervisor
+    /// decides: refusals the program's Landlock domain makes in the kernel
+    /// are not told. This lets path denial keep its kernel backstop
+    /// ([`Sandbox::path_backstop`]), which [`observe`](Self::observe)
+    /// turns off since the domain's refusals are silent: under it, a
+    /// denied file reached by an exec (or its `#!` or ELF interpreter) or
+    /// by an open racing a change of its path is refused by the kernel
+    /// with no event. Opens, links, renames and the other path calls that
+    /// name a denied path are still refused by the supervisor and told.
+    /// `unotify run` observes this way.
+    ///
+    /// ```no_run
+    /// use unotify::Sandbox;
+    /// let sandbox = Sandbox::builder()
+    ///     .deny_path("/etc/shadow")
+    ///     .observe_decisions(|event| log::info!("{event:?}"))
+    ///     .build()?;
+    /// # Ok::<(), unotify::Error>(())
+    /// ```
+    pub fn observe_decisions<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&crate::events::Event) + Send + Sync + 'static,
+    {
+        self.events = Some(crate::events::EventSink(Arc::new(observer)));
+        self.events_decided_only = true;
         self
     }
 
@@ -845,9 +878,9 @@ impl SandboxBuilder {
             && !exec_handled
             && self.argv_safety != Some(true)
             && policy.is_none()
-            // An observer is told of every refusal; the domain's own are
-            // silent.
-            && self.events.is_none()
+            // An observer is told of every refusal (the domain's own are
+            // silent) unless it asked for the supervisor's decisions only.
+            && (self.events.is_none() || self.events_decided_only)
             && chroot.is_none()
             && self.cow_dir.is_none()
             && fs_lists.is_none()
@@ -1255,7 +1288,9 @@ impl Sandbox {
     /// refuse everything path denial refuses (a denied file with other
     /// hard links, shown by another mount or named through a symlink; a
     /// shared or policy-changed set; allow lists, a chroot or work
-    /// directory; an event observer), or with `UNOTIFY_PATH_BACKSTOP=off`.
+    /// directory; an event observer, unless given by
+    /// [`observe_decisions`](SandboxBuilder::observe_decisions)), or with
+    /// `UNOTIFY_PATH_BACKSTOP=off`.
     pub fn path_backstop(&self) -> bool {
         self.path_backstop
     }

@@ -746,3 +746,59 @@ fn redteam_a_mount_beneath_a_denied_directory_shown_elsewhere_is_denied_there_to
         "the backstop cannot hold over a mount shown elsewhere"
     );
 }
+
+/// An observer that takes the supervisor's decisions only
+/// (`observe_decisions`, as `unotify run` observes) keeps the backstop; one
+/// told of every refusal (`observe`) turns it off, since the domain's own
+/// refusals are silent. Before `observe_decisions`, the command's observer
+/// turned the backstop off in every run.
+#[test]
+fn an_observer_of_decisions_keeps_the_backstop() {
+    let d = dir(0);
+    let secret = p(d, "sub/secret");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let decisions = Sandbox::builder()
+        .deny_path(&secret)
+        .observe_decisions(move |e| sink.lock().unwrap().push(format!("{e:?}")))
+        .build()
+        .expect("build sandbox");
+    assert!(decisions.path_backstop());
+    let every = Sandbox::builder()
+        .deny_path(&secret)
+        .observe(|_| {})
+        .build()
+        .expect("build sandbox");
+    assert!(!every.path_backstop());
+    // A refusal the supervisor makes is still told.
+    assert_eq!(run(&decisions, &ops!["read", secret]), [EACCES]);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().any(|e| e.contains("secret")),
+        "no event for the refused open: {seen:?}"
+    );
+}
+
+/// `unotify run --deny-path` takes the backstop (its debug log says so)
+/// and still prints the `denied:` line of an open it refuses.
+#[test]
+fn the_command_takes_the_backstop_and_reports_its_refusals() {
+    let d = dir(0);
+    let secret = p(d, "sub/secret");
+    let out = common::unotify()
+        .env("RUST_LOG", "unotify=debug")
+        .args(["run", "--deny-path", &secret, "--", "cat", &secret])
+        .output()
+        .expect("start unotify");
+    let err = common::stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("debug: kernel backstop for the denied paths:"),
+        "the command did not take the backstop:\n{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("unotify: denied: ") && l.contains(&secret)),
+        "no denied: line:\n{err}"
+    );
+}

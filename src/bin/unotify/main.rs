@@ -191,7 +191,7 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     let mut builder = Sandbox::builder()
         .foreground(true)
         .allow_weak_isolation(args.allow_weak_isolation)
-        .observe(move |ev| observer.event(ev));
+        .observe_decisions(move |ev| observer.event(ev));
     if let Some(abi) = args.test_landlock_abi_cap {
         builder = builder.landlock_abi_cap(abi);
     }
