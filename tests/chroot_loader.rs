@@ -354,9 +354,11 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
 /// failure) until a sibling has hit it `argv[1]` times with `argv[3]`
 /// (`trap`: `kill(SIGTRAP)`, counted by the child's handler; `stop`:
 /// `SIGSTOP`, seen by the parent's `waitpid(WUNTRACED)`, which continues
-/// it), each time waiting up to 5 s for it to be seen. Reports the
-/// signals never seen and the fds the child has after a failure beyond
-/// those it had before.
+/// it), each time waiting up to 5 s for it to be seen (the `SIGTRAP`
+/// handler set before the child is forked, so no trap can come before it).
+/// Reports the signals never seen, the fds the child has after a failure
+/// beyond those it had before, and the signal that killed the child
+/// (`killed`: 0 if none; the sibling stops waiting then).
 const SIGNALLED_EXEC_C: &str = r#"
 #include <errno.h>
 #include <fcntl.h>
@@ -367,7 +369,7 @@ const SIGNALLED_EXEC_C: &str = r#"
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static volatile int *shared; /* traps, stops, done, leaked, lost, other */
+static volatile int *shared; /* traps, stops, done, leaked, lost, other, execs, killed */
 static void on_trap(int s) { (void)s; __atomic_add_fetch(&shared[0], 1, __ATOMIC_SEQ_CST); }
 static int open_fds(void) {
     int n = 0;
@@ -381,13 +383,15 @@ int main(int argc, char **argv) {
     int busy = open(argv[2], O_WRONLY), rounds = atoi(argv[1]);
     int stop = strcmp(argv[3], "stop") == 0;
     if (busy < 0) return 2;
+    /* Before the fork: the child has its handler before `s` can hit it
+       (a trap sent first would kill it, and `s` wait for it in vain). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_trap;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTRAP, &sa, 0);
     pid_t c = fork();
     if (c == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_trap;
-        sa.sa_flags = SA_RESTART;
-        sigaction(SIGTRAP, &sa, 0);
         int before = open_fds(), leaked = 0, other = 0;
         while (!shared[2]) {
             char *a[] = {argv[2], 0};
@@ -409,8 +413,10 @@ int main(int argc, char **argv) {
             int seen = __atomic_load_n(&shared[idx], __ATOMIC_SEQ_CST);
             kill(c, stop ? SIGSTOP : SIGTRAP);
             int t = 0;
-            while (__atomic_load_n(&shared[idx], __ATOMIC_SEQ_CST) == seen && t < 25000) usleep(200), t++;
+            while (__atomic_load_n(&shared[idx], __ATOMIC_SEQ_CST) == seen && t < 25000 && !shared[7])
+                usleep(200), t++;
             lost += t == 25000;
+            if (shared[7]) break; /* the child is gone: nothing comes any more */
         }
         shared[4] = lost;
         shared[2] = 1;
@@ -419,12 +425,16 @@ int main(int argc, char **argv) {
     for (;;) {
         int st;
         if (waitpid(c, &st, WUNTRACED) < 0) break;
-        if (!WIFSTOPPED(st)) break;
+        if (!WIFSTOPPED(st)) {
+            __atomic_store_n(&shared[7], WIFSIGNALED(st) ? WTERMSIG(st) : 0, __ATOMIC_SEQ_CST);
+            break;
+        }
         __atomic_add_fetch(&shared[1], 1, __ATOMIC_SEQ_CST);
         kill(c, SIGCONT);
     }
     waitpid(s, 0, 0);
-    printf("lost %d\nleaked %d\nother %d\nexecs %d\n", shared[4], shared[3], shared[5], shared[6]);
+    printf("lost %d\nleaked %d\nother %d\nexecs %d\nkilled %d\n", shared[4], shared[3], shared[5], shared[6],
+           shared[7]);
     return 0;
 }
 "#;
@@ -455,6 +465,11 @@ fn redteam_signals_during_the_close_after_a_failed_reissue_are_kept() {
         assert_eq!(count(&text, "other"), 0, "{mode}: {text}");
         assert_eq!(count(&text, "lost"), 0, "{mode}: signals lost: {text}");
         assert_eq!(count(&text, "leaked"), 0, "{mode}: fds left open: {text}");
+        assert_eq!(
+            count(&text, "killed"),
+            0,
+            "{mode}: the child was killed: {text}"
+        );
     }
 }
 
@@ -494,7 +509,7 @@ const DOUBLE_CLOSE_C: &str = r#"
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-/* done, stolen, ktraps, other, execs, dups, utraps, lost, tlost */
+/* done, stolen, ktraps, other, execs, dups, utraps, lost, tlost, e gone */
 static volatile int *shared;
 static pid_t e;
 static void on_trap(int s, siginfo_t *si, void *u) {
@@ -534,13 +549,14 @@ int main(int argc, char **argv) {
     shared = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shared == MAP_FAILED) return 2;
     int rounds = atoi(argv[1]);
+    /* Before the fork: `E` has its handler before `S` can hit it. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGTRAP, &sa, 0);
     e = fork();
     if (e == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_trap;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigaction(SIGTRAP, &sa, 0);
         int busy = open(argv[2], O_WRONLY);
         int base = open("/tmp/double-close-mark", O_RDWR | O_CREAT, 0600);
         if (busy < 0 || base < 0 || lseek(base, 4242, SEEK_SET) != 4242) _exit(2);
@@ -588,10 +604,12 @@ int main(int argc, char **argv) {
             else
                 kill(e, SIGTRAP);
             int t = 0;
-            while (__atomic_load_n(&shared[6], __ATOMIC_SEQ_CST) == seen && t < 25000) usleep(200), t++;
+            while (__atomic_load_n(&shared[6], __ATOMIC_SEQ_CST) == seen && t < 25000 && !shared[9])
+                usleep(200), t++;
             if (t == 25000) {
                 if (i & 1) tlost++; else lost++;
             }
+            if (shared[9]) break; /* E is gone (its status says how) */
         }
         shared[7] = lost;
         shared[8] = tlost;
@@ -602,6 +620,7 @@ int main(int argc, char **argv) {
     pthread_create(&t, 0, stopper, 0);
     int st = 0;
     waitpid(e, &st, 0);
+    __atomic_store_n(&shared[9], 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&shared[0], 1, __ATOMIC_SEQ_CST);
     waitpid(s, 0, 0);
     pthread_join(t, 0);
