@@ -61,6 +61,25 @@ fn cli(r: &Rootfs) -> Vec<String> {
     v
 }
 
+/// `unotify run` in the view `r`, with the flags `extra`, of `cmd`.
+fn in_view(r: &Rootfs, extra: &[String], cmd: &[&str]) -> std::process::Command {
+    let mut c = common::unotify();
+    c.args(cli(r)).args(extra).arg("--").args(cmd);
+    c
+}
+
+/// The stdout of a run that exited 0, printed after `label`.
+fn succeeded(out: &std::process::Output, label: &str) -> String {
+    let text = common::stdout_of(out);
+    println!("{label}{text}");
+    assert!(
+        out.status.success(),
+        "{label}{text}{}",
+        common::stderr_of(out)
+    );
+    text
+}
+
 /// Prints what it sees of itself; `again` execs `/proc/self/exe`.
 const SELF_C: &str = r#"
 #include <stdio.h>
@@ -127,10 +146,9 @@ fn programs_run_with_the_views_own_loader() {
                && PATH=/opt/bin:$PATH viewld c \
                && (cd proj && make -j4 >/dev/null && ./prog) \
                && python3 -c \"import subprocess; print(subprocess.run(['/work/prog', 'py'], capture_output=True, text=True).stdout.strip())\"";
-    let mut args = cli(&r);
-    args.extend(["--".into(), "/bin/sh".into(), "-c".into(), cmd.into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
+    let out = in_view(&r, &[], &["/bin/sh", "-c", cmd])
+        .output()
+        .expect("start unotify");
     assert_eq!(common::stderr_of(&out), "", "the programs printed errors");
     assert_eq!(
         common::stdout_of(&out),
@@ -249,20 +267,11 @@ fn an_interpreter_path_swapped_by_a_thread_never_loads_a_host_file() {
         ),
         "/work/attack",
     );
-    let mut args = cli(&r);
     let d = host_dir.display().to_string();
-    args.extend([
-        "--".into(),
-        "/work/attack".into(),
-        d,
-        "/work/prog".into(),
-        "150".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
-    let text = common::stdout_of(&out);
-    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
-    println!("{text}");
+    let out = in_view(&r, &[], &["/work/attack", &d, "/work/prog", "150"])
+        .output()
+        .expect("start unotify");
+    let text = succeeded(&out, "");
     assert_eq!(
         count(&text, "outside"),
         0,
@@ -328,21 +337,11 @@ fn an_exec_the_kernel_refuses_leaves_no_fd_in_the_program() {
     // A static program (the view's loader would open a dynamic one for
     // reading only): the kernel refuses it while it is open for writing.
     marker_exe(&r, "busy");
-    let mut args = cli(&r);
-    args.extend(
-        [
-            "--",
-            "/bin/sh",
-            "-c",
-            "/work/failed 25 /work/busy /work/garbage /work/other-machine && /work/garbage",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
-    let text = common::stdout_of(&out);
-    println!("{text}");
-    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    let cmd = "/work/failed 25 /work/busy /work/garbage /work/other-machine && /work/garbage";
+    let out = in_view(&r, &[], &["/bin/sh", "-c", cmd])
+        .output()
+        .expect("start unotify");
+    let text = succeeded(&out, "");
     assert_eq!(count(&text, "enoexec"), 50, "{text}");
     assert_eq!(count(&text, "txtbsy"), 25, "{text}");
     assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
@@ -455,13 +454,10 @@ fn redteam_signals_during_the_close_after_a_failed_reissue_are_kept() {
     );
     marker_exe(&r, "busy");
     for mode in ["trap", "stop"] {
-        let mut args = cli(&r);
-        args.extend(["--", "/work/signalled", "60", "/work/busy", mode].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = common::run_unotify(&args);
-        let text = common::stdout_of(&out);
-        println!("{mode}: {text}");
-        assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+        let out = in_view(&r, &[], &["/work/signalled", "60", "/work/busy", mode])
+            .output()
+            .expect("start unotify");
+        let text = succeeded(&out, &format!("{mode}: "));
         assert_eq!(count(&text, "other"), 0, "{mode}: {text}");
         assert_eq!(count(&text, "lost"), 0, "{mode}: signals lost: {text}");
         assert_eq!(count(&text, "leaked"), 0, "{mode}: fds left open: {text}");
@@ -649,13 +645,10 @@ fn redteam_a_close_stepped_through_signals_and_stops_runs_once() {
         "/work/double",
     );
     marker_exe(&r, "busy");
-    let mut args = cli(&r);
-    args.extend(["--", "/work/double", "200", "/work/busy"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
-    let text = common::stdout_of(&out);
-    println!("{text}");
-    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    let out = in_view(&r, &[], &["/work/double", "200", "/work/busy"])
+        .output()
+        .expect("start unotify");
+    let text = succeeded(&out, "");
     assert_eq!(count(&text, "status"), 0, "E was killed: {text}");
     assert_eq!(count(&text, "other"), 0, "{text}");
     assert_eq!(count(&text, "stolen"), 0, "fds closed twice: {text}");
@@ -727,21 +720,11 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
         "/work/noroom",
     );
     work_exe(&r, "noroom-script", b"#!/bin/sh\necho script-ran\n");
-    let mut args = cli(&r);
-    args.extend(
-        [
-            "--",
-            "/bin/sh",
-            "-c",
-            "/work/noroom 20 /work/noroom-script && /work/noroom-script",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
-    let text = common::stdout_of(&out);
-    println!("{text}");
-    assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+    let cmd = "/work/noroom 20 /work/noroom-script && /work/noroom-script";
+    let out = in_view(&r, &[], &["/bin/sh", "-c", cmd])
+        .output()
+        .expect("start unotify");
+    let text = succeeded(&out, "");
     assert_eq!(count(&text, "other"), 0, "{text}");
     assert_eq!(count(&text, "leaked"), 0, "fds left open: {text}");
     assert!(text.ends_with("script-ran\n"), "{text}");
@@ -761,30 +744,24 @@ fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
     // through as it is, not re-issued.
     let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
     let dir = failed.parent().expect("dir").display().to_string();
+    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
+    let exe = failed.display().to_string();
     marker_exe(&r, "ok");
     marker_exe(&r, "held");
     for fault in ["reissue-busy", "reissue-after-addfd"] {
-        let mut args = cli(&r);
-        args.extend(["--mount".into(), format!("{dir}:{dir}:ro"), "--".into()]);
-        args.push(failed.display().to_string());
-        args.extend(["20", "/work/held", "/work/ok"].map(String::from));
-        let out = common::unotify()
+        let out = in_view(&r, &mount, &[&exe, "20", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
-            .args(&args)
             .output()
             .expect("start unotify");
-        let text = common::stdout_of(&out);
-        println!("{fault}: {text}");
-        assert!(out.status.success(), "{text}{}", common::stderr_of(&out));
+        let text = succeeded(&out, &format!("{fault}: "));
         assert_eq!(count(&text, "leaked"), 0, "{fault}: fds left open: {text}");
         // Neither exec ran: both failed (EACCES), none ETXTBSY or ENOEXEC.
         assert_eq!(count(&text, "txtbsy"), 0, "{fault}: {text}");
         assert_eq!(count(&text, "enoexec"), 0, "{fault}: {text}");
     }
-    let mut args = cli(&r);
-    args.extend(["--", "/work/ok"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = common::run_unotify(&args);
+    let out = in_view(&r, &[], &["/work/ok"])
+        .output()
+        .expect("start unotify");
     assert!(
         common::stdout_of(&out).contains(OUTSIDE),
         "{}",
@@ -807,17 +784,14 @@ fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
     let r = rootfs();
     let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
     let dir = failed.parent().expect("dir").display().to_string();
+    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
+    let exe = failed.display().to_string();
     marker_exe(&r, "ok");
     marker_exe(&r, "held");
     for fault in ["reissue-late", "reissued-freeze-fails"] {
-        let mut args = cli(&r);
-        args.extend(["--mount".into(), format!("{dir}:{dir}:ro"), "--".into()]);
-        args.push(failed.display().to_string());
-        args.extend(["10", "/work/held", "/work/ok"].map(String::from));
-        let out = common::unotify()
+        let out = in_view(&r, &mount, &[&exe, "10", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
             .env("RUST_LOG", "unotify=debug")
-            .args(&args)
             .output()
             .expect("start unotify");
         let text = common::stdout_of(&out);
