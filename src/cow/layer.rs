@@ -107,7 +107,8 @@ impl Layer {
     /// true without a cgroup, or while the cgroup still lists a process.
     pub(crate) fn survivors_possible(&self) -> bool {
         match self.members.get() {
-            Some(Some(m)) => !m.pids().is_empty(),
+            // A list that cannot be read may hold a survivor.
+            Some(Some(m)) => !m.try_pids().is_ok_and(|p| p.is_empty()),
             _ => true,
         }
     }
