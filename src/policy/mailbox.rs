@@ -17,13 +17,16 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 /// A bounded queue of `T` from any number of senders to one receiver.
-/// It is closed when the last [`Sender`] is dropped; the receiver then
-/// takes what is left and ends.
+/// It is closed when the last [`Sender`] is dropped (the receiver then
+/// takes what is left and ends) or when the [`Receiver`] is (what is
+/// queued is dropped, and every later send fails at once: a held call
+/// whose policy thread is gone is denied without waiting).
 pub(super) fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
             senders: 1,
+            receiver: true,
         }),
         ready: Condvar::new(),
         space: Condvar::new(),
@@ -50,6 +53,8 @@ struct State<T> {
     items: VecDeque<T>,
     /// Live [`Sender`]s; none left: closed.
     senders: usize,
+    /// Whether the [`Receiver`] lives; gone: closed.
+    receiver: bool,
 }
 
 /// The sending side of [`channel`].
@@ -92,11 +97,14 @@ impl<T> Sender<T> {
 
     fn send_until(&self, item: T, deadline: Option<Instant>) -> Result<(), T> {
         let mut st = self.shared.state.lock();
-        while st.items.len() >= self.shared.cap {
+        while st.receiver && st.items.len() >= self.shared.cap {
             match deadline {
                 Some(d) if !self.shared.space.wait_until(&mut st, d).timed_out() => {}
                 _ => return Err(item),
             }
+        }
+        if !st.receiver {
+            return Err(item);
         }
         st.items.push_back(item);
         drop(st);
@@ -126,6 +134,18 @@ impl<T> Receiver<T> {
             }
             self.shared.ready.wait(&mut st);
         }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.receiver = false;
+        // Dropped outside the lock: a queued `Reply` wakes its waiter.
+        let left = std::mem::take(&mut st.items);
+        drop(st);
+        self.shared.space.notify_all();
+        drop(left);
     }
 }
 
@@ -232,6 +252,29 @@ mod tests {
         assert_eq!(rx.recv(), Some(2));
         assert_eq!(rx.recv(), Some(3));
         assert_eq!(rx.recv(), None);
+    }
+
+    /// Review: with no `Drop` for the receiver, a policy thread that had
+    /// ended left its queue open: each held call waited its whole timeout
+    /// for a verdict nobody would give.
+    #[test]
+    fn a_gone_receiver_closes_the_queue_and_wakes_the_waiters() {
+        let (tx, rx) = channel::<Reply<u32>>(1);
+        let (queued, reply) = gate();
+        tx.try_send(reply).ok().expect("room");
+        let (_, blocked) = gate();
+        let sender = {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send_timeout(blocked, Duration::from_secs(30)).is_err())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        drop(rx);
+        assert_eq!(queued.wait(Duration::from_secs(30)), None, "a verdict?");
+        assert!(sender.join().unwrap(), "a send waiting for room failed");
+        let (_, later) = gate();
+        assert!(tx.try_send(later).is_err(), "a later send failed");
+        assert!(start.elapsed() < Duration::from_secs(10), "waited for the timeouts");
     }
 
     #[test]
