@@ -304,10 +304,6 @@ impl Backstop {
     }
 }
 
-/// The change time of the directory `fd`, once it lies in a past tick of
-/// the coarse clock (a change in the current tick could get the same time
-/// again on a file system without fine-grained times): waits up to a few
-/// ticks; `false` if the directory kept changing.
 /// Why a program may well make something in the directory `dir` (owned
 /// by `uid`, with `mode`) and then run it, which the domain would refuse
 /// (see the module's known limit); `None` for a system directory (owned
@@ -328,6 +324,10 @@ fn makes_and_runs(dir: &Path, uid: u32, mode: u32) -> Option<&'static str> {
     None
 }
 
+/// The change time of the directory `fd`, once it lies in a past tick of
+/// the coarse clock (a change in the current tick could get the same time
+/// again on a file system without fine-grained times): waits up to a few
+/// ticks; `false` if the directory kept changing.
 fn settled_ctime(fd: std::os::fd::BorrowedFd<'_>) -> Result<((i64, i64), bool), String> {
     for _ in 0..20 {
         let st = crate::sys::path::fstat(fd).map_err(|e| e.to_string())?;

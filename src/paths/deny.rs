@@ -116,9 +116,10 @@ pub(crate) enum FreeReads {
     /// (argv safety alone; the filter does not even trap them, see
     /// `PathScope::WriteOpens`: this is for one another rule traps).
     Always,
-    /// Let run while the set is empty, checked once the policy callback
-    /// has given its verdict (it may deny paths meanwhile): the set of a
-    /// sandbox whose only denials come from its policy callback.
+    /// Let run while the set is empty, as the set is before the policy
+    /// callback is asked (the on-behalf route checks in the same order:
+    /// a path the callback denies applies from the next call on): the
+    /// set of a sandbox whose only denials come from its policy callback.
     WhileEmpty,
 }
 
