@@ -107,8 +107,12 @@ impl Layer {
     /// true without a cgroup, or while the cgroup still lists a process.
     pub(crate) fn survivors_possible(&self) -> bool {
         match self.members.get() {
-            // A list that cannot be read may hold a survivor.
-            Some(Some(m)) => !m.try_pids().is_ok_and(|p| p.is_empty()),
+            // A list that cannot be read may hold a survivor; a cgroup
+            // removed (only an empty one can be) holds none.
+            Some(Some(m)) => match m.try_pids() {
+                Ok(pids) => !pids.is_empty(),
+                Err(e) => e.raw_os_error() != Some(libc::ENOENT),
+            },
             _ => true,
         }
     }

@@ -274,7 +274,10 @@ mod tests {
         assert!(sender.join().unwrap(), "a send waiting for room failed");
         let (_, later) = gate();
         assert!(tx.try_send(later).is_err(), "a later send failed");
-        assert!(start.elapsed() < Duration::from_secs(10), "waited for the timeouts");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "waited for the timeouts"
+        );
     }
 
     #[test]
