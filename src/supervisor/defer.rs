@@ -87,6 +87,10 @@ pub(crate) struct DeferPool {
     idle: Arc<AtomicUsize>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     timer: Arc<Timer>,
+    /// Set by the first refusal while the pool is full, cleared by the
+    /// next admission: one warning per time the pool fills, not one per
+    /// refused call (a program blocking on many FIFOs would flood stderr).
+    full_told: AtomicBool,
 }
 
 impl DeferPool {
@@ -101,6 +105,7 @@ impl DeferPool {
             idle: Arc::new(AtomicUsize::new(0)),
             threads: Mutex::new(Vec::new()),
             timer: Arc::new(Timer::default()),
+            full_told: AtomicBool::new(false),
         }
     }
 
@@ -119,14 +124,24 @@ impl DeferPool {
         let pool = &shared.defer;
         let Some(permit) = pool.sem.try_acquire() else {
             Counters::bump(&shared.core.counters.defer_rejected);
-            log::warn!(
-                "more than {} deferrals in flight; answering EAGAIN to {} of pid {}",
-                pool.limit,
-                notif.syscall_label(),
-                notif.pid
-            );
+            // Relaxed: a flag for the log, ordering nothing.
+            if pool.full_told.swap(true, Ordering::Relaxed) {
+                log::debug!(
+                    "deferral pool still full; answering EAGAIN to {} of pid {}",
+                    notif.syscall_label(),
+                    notif.pid
+                );
+            } else {
+                log::warn!(
+                    "more than {} deferrals in flight; answering EAGAIN to {} of pid {} (and to any other slow call until one ends)",
+                    pool.limit,
+                    notif.syscall_label(),
+                    notif.pid
+                );
+            }
             return Some(NotifAction::Errno(libc::EAGAIN));
         };
+        pool.full_told.store(false, Ordering::Relaxed);
         let slot = Arc::new(Slot::default());
         pool.schedule(notif, Arc::clone(&slot));
         Counters::bump(&shared.core.counters.deferred);
