@@ -259,40 +259,47 @@ mod tests {
         assert!(SigSet::empty().add(100_000).is_err());
     }
 
-    #[test]
-    fn waits_for_a_blocked_signal() {
-        // A thread-directed signal to a thread that blocks it stays pending
-        // until sigwait takes it. SIGHUP is used on a dedicated thread so the
-        // other test threads are not affected.
-        let t = std::thread::spawn(|| {
+    /// Runs `f` on a thread of its own that blocks SIGHUP (so the other
+    /// test threads are not affected), with `raise` sending SIGHUP to that
+    /// thread only; unblocks it afterwards.
+    fn with_sighup_blocked<T: Send + 'static>(
+        f: impl FnOnce(&SigSet, &dyn Fn()) -> T + Send + 'static,
+    ) -> T {
+        std::thread::spawn(move || {
             let mut set = SigSet::empty();
             set.add(libc::SIGHUP).unwrap();
             block(&set).unwrap();
-            // SAFETY: raise sends a signal to the calling thread only.
-            let rc = unsafe { libc::raise(libc::SIGHUP) };
-            assert_eq!(rc, 0);
-            let got = wait_signal(&set).unwrap();
+            let raise = || {
+                // SAFETY: raise sends a signal to the calling thread only.
+                assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+            };
+            let got = f(&set, &raise);
             unblock(&set).unwrap();
             got
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn waits_for_a_blocked_signal() {
+        // A thread-directed signal to a thread that blocks it stays pending
+        // until sigwait takes it.
+        let got = with_sighup_blocked(|set, raise| {
+            raise();
+            wait_signal(set).unwrap()
         });
-        assert_eq!(t.join().unwrap(), libc::SIGHUP);
+        assert_eq!(got, libc::SIGHUP);
     }
 
     #[test]
     fn a_timed_wait_takes_a_pending_signal_or_times_out() {
-        // On a dedicated thread (SIGHUP blocked there only), as above.
-        let t = std::thread::spawn(|| {
-            let mut set = SigSet::empty();
-            set.add(libc::SIGHUP).unwrap();
-            block(&set).unwrap();
-            let none = wait_signal_info_for(&set, Duration::from_millis(1)).unwrap();
-            // SAFETY: raise sends a signal to the calling thread only.
-            let rc = unsafe { libc::raise(libc::SIGHUP) };
-            assert_eq!(rc, 0);
-            let got = wait_signal_info_for(&set, Duration::from_secs(5)).unwrap();
-            unblock(&set).unwrap();
+        let got = with_sighup_blocked(|set, raise| {
+            let none = wait_signal_info_for(set, Duration::from_millis(1)).unwrap();
+            raise();
+            let got = wait_signal_info_for(set, Duration::from_secs(5)).unwrap();
             (none, got.map(|i| i.signo))
         });
-        assert_eq!(t.join().unwrap(), (None, Some(libc::SIGHUP)));
+        assert_eq!(got, (None, Some(libc::SIGHUP)));
     }
 }
