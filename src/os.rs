@@ -11,5 +11,5 @@ pub use crate::sys::process::{
 };
 pub use crate::sys::signals::{
     block, block_termination_signals, die_of_signal, take_pending, wait_signal, wait_signal_info,
-    SigSet, SignalInfo,
+    wait_signal_info_for, SigSet, SignalInfo,
 };

@@ -235,7 +235,7 @@ impl Supervisor {
                 // `run` consumes the lanes: when it returns they are
                 // disconnected and the workers exit once the queue is empty.
                 let ended = poll::run(&sh, poll, lanes);
-                wind_down(&sh, workers);
+                wind_down(&sh, workers, Detach::Listener);
                 *sh.done.0.lock() = true;
                 sh.done.1.notify_all();
                 ended
@@ -272,7 +272,13 @@ impl Supervisor {
             // As the poll thread would: until every task is gone, or a stop.
             poll::wait_end(&self.shared);
             // What the poll thread does after its loop; no worker started.
-            wind_down(&self.shared, lanes::WorkerHandles::default());
+            // The filter has no notifying return: no call can wait on the
+            // listener, which closes when the supervisor is dropped.
+            wind_down(
+                &self.shared,
+                lanes::WorkerHandles::default(),
+                Detach::Nothing,
+            );
             drop(idle);
             *self.shared.done.0.lock() = true;
             self.shared.done.1.notify_all();
@@ -302,12 +308,23 @@ impl Drop for Supervisor {
     }
 }
 
+/// Whether [`wind_down`] detaches the listener.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detach {
+    /// A call may still be trapped: it must fail rather than wait.
+    Listener,
+    /// The filter cannot trap (an idle supervisor): the detach would be
+    /// three system calls on the path that ends every such sandbox, for
+    /// nothing.
+    Nothing,
+}
+
 /// Ends a supervisor, on the poll thread, once its loop has returned: joins
 /// the workers (which answer what was queued), lets running deferrals
-/// finish, answers every held call `EPERM`, then detaches the listener so
-/// that a call trapped from now on fails with `ENOSYS` instead of waiting
-/// for an answer that would never come.
-fn wind_down(shared: &Shared, workers: lanes::WorkerHandles) {
+/// finish, answers every held call `EPERM`, then (`Detach::Listener`)
+/// detaches the listener so that a call trapped from now on fails with
+/// `ENOSYS` instead of waiting for an answer that would never come.
+fn wind_down(shared: &Shared, workers: lanes::WorkerHandles, detach: Detach) {
     let started = std::mem::take(&mut *workers.lock());
     for w in started {
         if w.join().is_err() {
@@ -319,6 +336,9 @@ fn wind_down(shared: &Shared, workers: lanes::WorkerHandles) {
         stage.shutdown();
     }
     shared.core.release_all_held();
+    if detach == Detach::Nothing {
+        return;
+    }
     if let Err(e) = crate::sys::fs::replace_with_null(shared.core.listener()) {
         log::error!("cannot detach the seccomp listener: {e}");
     }

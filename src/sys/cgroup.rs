@@ -643,13 +643,40 @@ fn kill_pid(pid: i32) {
 /// raw system calls only, allocates nothing; bounded in time (a few
 /// seconds at worst). Safe to repeat.
 fn kill_and_remove(plan: &KillPlan) {
+    if removed_at_once(plan) {
+        return;
+    }
     end_with(plan, plan.fds());
+}
+
+/// The program's process group killed, then every directory of the plan
+/// removed straight away: true if that emptied the plan (each removed, or
+/// gone already). The kernel removes only a cgroup that holds no process
+/// (else `EBUSY`), so a removal here proves the sandbox empty, and nothing
+/// can be started in a removed cgroup; the usual end of a sandbox (its
+/// program collected, nothing left) then takes one call per directory
+/// instead of a kill, a read of the member list and the removal. Anything
+/// left is for [`end_with`].
+fn removed_at_once(plan: &KillPlan) -> bool {
+    let pgid = plan.pgid.load(Ordering::Acquire);
+    if pgid > 1 {
+        // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
+        unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
+    }
+    plan.dirs.iter().all(|dir| {
+        // SAFETY: rmdir reads a NUL-terminated path owned by the plan.
+        let r = unsafe { syscall(libc::SYS_rmdir, &[dir.as_ptr() as usize]) };
+        r == 0 || r == -(libc::ENOENT as isize)
+    })
 }
 
 /// [`kill_and_remove`] from the watchdog, which opens the plan's files
 /// from their paths (they were opened in this process after the watchdog
 /// copied its fds, or not at all).
 fn kill_and_remove_by_path(plan: &KillPlan) {
+    if removed_at_once(plan) {
+        return;
+    }
     let fds = KillFds {
         kill: open_raw(&plan.paths[0], KILL_FLAGS[0]),
         freezer: open_raw(&plan.paths[1], KILL_FLAGS[1]),
@@ -808,9 +835,18 @@ pub fn release_spare() {
 
 /// Whether the v2 cgroup whose `cgroup.procs` is `procs` has no process
 /// left in it or beneath it (its `cgroup.events`).
+///
+/// In one read (the file is two short lines): on the path that ends every
+/// sandbox of a host that runs many.
 fn unpopulated(procs: &Path) -> bool {
-    let events = procs.with_file_name("cgroup.events");
-    fs::read_to_string(events).is_ok_and(|t| t.lines().any(|l| l == "populated 0"))
+    use std::io::Read;
+    let mut buf = [0u8; 128];
+    let Ok(n) =
+        fs::File::open(procs.with_file_name("cgroup.events")).and_then(|mut f| f.read(&mut buf))
+    else {
+        return false;
+    };
+    buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 0")
 }
 
 fn open_file(path: &Path, flags: i32) -> io::Result<OwnedFd> {
@@ -1044,11 +1080,9 @@ impl Containment {
             // SAFETY: kill takes integers; -pgid (pgid > 1) names one group.
             unsafe { syscall(libc::SYS_kill, &[(-pgid) as usize, libc::SIGKILL as usize]) };
         }
-        let Some(procs) = self.plan.procs.as_ref() else {
-            return false;
-        };
-        each_listed(procs.as_raw_fd(), |_| {}) == 0
-            && self.members.as_deref().is_some_and(unpopulated)
+        // `populated 0` counts the cgroup and every one beneath it: its
+        // member list is empty then, without a read of its own.
+        self.plan.procs.is_some() && self.members.as_deref().is_some_and(unpopulated)
     }
 
     /// Keeps the emptied cgroup for the process's next sandbox, if there is
@@ -1705,6 +1739,42 @@ bad line without a separator
                 assert_eq!(st.signal(), Some(libc::SIGKILL), "{how} by path {by_path}");
             }
             assert!(!d.exists(), "{how}: {} not removed", d.display());
+        }
+    }
+
+    /// An emptied sandbox is removed by one `rmdir` per directory; one
+    /// that still holds a process is not (the kernel refuses: `EBUSY`),
+    /// and is then killed and removed as before.
+    #[test]
+    fn only_an_empty_sandbox_is_removed_at_once() {
+        let mut parents: Vec<PathBuf> = v2_hierarchy().map(|h| h.dir.clone()).into_iter().collect();
+        parents.extend(v1_dir("pids"));
+        for parent in parents {
+            let Ok(d) = probe_dir(&parent) else { continue };
+            let mut plan = KillPlan::new();
+            plan.open(2, &d.join("cgroup.procs"), KILL_FLAGS[2])
+                .unwrap();
+            plan.dirs = vec![CString::new(d.as_os_str().as_bytes()).unwrap()];
+            let mut kid = sleeper();
+            fs::write(d.join("cgroup.procs"), kid.id().to_string()).unwrap();
+            assert!(
+                !removed_at_once(&plan),
+                "{}: removed with a process in it",
+                d.display()
+            );
+            assert!(d.exists());
+            assert_eq!(kid.try_wait().unwrap(), None, "killed by the removal");
+            kid.kill().unwrap();
+            kid.wait().unwrap();
+            // Its exit leaves the member list at once (reaped above).
+            assert!(
+                removed_at_once(&plan),
+                "{}: empty, not removed",
+                d.display()
+            );
+            assert!(!d.exists());
+            // Gone already counts as removed.
+            assert!(removed_at_once(&plan));
         }
     }
 }

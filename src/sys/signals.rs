@@ -8,6 +8,7 @@
 //! before `exec`, so the sandboxed program gets the default dispositions.
 
 use std::io;
+use std::time::Duration;
 
 /// A set of signals (`sigset_t`).
 #[derive(Clone, Copy)]
@@ -189,6 +190,38 @@ pub fn wait_signal_info(set: &SigSet) -> io::Result<SignalInfo> {
     }
 }
 
+/// [`wait_signal_info`] for at most `timeout`: `None` if no signal of
+/// `set` came by then (`sigtimedwait(2)`).
+pub fn wait_signal_info_for(set: &SigSet, timeout: Duration) -> io::Result<Option<SignalInfo>> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    loop {
+        // SAFETY: all-zero is a valid siginfo_t, written by sigtimedwait.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set.set` is an initialised sigset_t, `info` a live
+        // siginfo_t that sigtimedwait fills in, `ts` a live timespec.
+        let ret = unsafe { libc::sigtimedwait(&set.set, &mut info, &ts) };
+        if ret >= 0 {
+            return Ok(Some(SignalInfo {
+                signo: ret,
+                code: info.si_code,
+                // SAFETY: sigtimedwait filled in the record of a signal
+                // that carries a sender (kill, sigqueue) or a child.
+                pid: unsafe { info.si_pid() },
+            }));
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            // (Restarted with the whole timeout: a caller that waits
+            // for ever in a loop is not hurried by an interruption.)
+            Some(libc::EINTR) => continue,
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+}
+
 /// Takes one of the signals in `set` (blocked in every thread) if one is
 /// pending, without waiting (`sigtimedwait(2)` with a zero timeout).
 pub fn take_pending(set: &SigSet) -> io::Result<Option<i32>> {
@@ -226,22 +259,47 @@ mod tests {
         assert!(SigSet::empty().add(100_000).is_err());
     }
 
-    #[test]
-    fn waits_for_a_blocked_signal() {
-        // A thread-directed signal to a thread that blocks it stays pending
-        // until sigwait takes it. SIGHUP is used on a dedicated thread so the
-        // other test threads are not affected.
-        let t = std::thread::spawn(|| {
+    /// Runs `f` on a thread of its own that blocks SIGHUP (so the other
+    /// test threads are not affected), with `raise` sending SIGHUP to that
+    /// thread only; unblocks it afterwards.
+    fn with_sighup_blocked<T: Send + 'static>(
+        f: impl FnOnce(&SigSet, &dyn Fn()) -> T + Send + 'static,
+    ) -> T {
+        std::thread::spawn(move || {
             let mut set = SigSet::empty();
             set.add(libc::SIGHUP).unwrap();
             block(&set).unwrap();
-            // SAFETY: raise sends a signal to the calling thread only.
-            let rc = unsafe { libc::raise(libc::SIGHUP) };
-            assert_eq!(rc, 0);
-            let got = wait_signal(&set).unwrap();
+            let raise = || {
+                // SAFETY: raise sends a signal to the calling thread only.
+                assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+            };
+            let got = f(&set, &raise);
             unblock(&set).unwrap();
             got
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn waits_for_a_blocked_signal() {
+        // A thread-directed signal to a thread that blocks it stays pending
+        // until sigwait takes it.
+        let got = with_sighup_blocked(|set, raise| {
+            raise();
+            wait_signal(set).unwrap()
         });
-        assert_eq!(t.join().unwrap(), libc::SIGHUP);
+        assert_eq!(got, libc::SIGHUP);
+    }
+
+    #[test]
+    fn a_timed_wait_takes_a_pending_signal_or_times_out() {
+        let got = with_sighup_blocked(|set, raise| {
+            let none = wait_signal_info_for(set, Duration::from_millis(1)).unwrap();
+            raise();
+            let got = wait_signal_info_for(set, Duration::from_secs(5)).unwrap();
+            (none, got.map(|i| i.signo))
+        });
+        assert_eq!(got, (None, Some(libc::SIGHUP)));
     }
 }

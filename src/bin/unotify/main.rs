@@ -26,7 +26,7 @@ use unotify::os::{self as pidfd, self as process};
 use unotify::{Child, Command, Error, Sandbox};
 
 use cli::{Cmd, RunArgs, EXIT_USAGE};
-use signals::{follow_job_stop, start_signal_thread, SignalState};
+use signals::{follow_job_stop, SignalState};
 
 /// The command could not be executed.
 const EXIT_CANNOT_EXECUTE: u8 = 126;
@@ -172,7 +172,7 @@ fn learn(args: cli::LearnArgs) -> u8 {
 
 fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
-    // the signals wait for the signal thread.
+    // the signals wait, pending, until `signals::wait_for` takes them.
     let set = match libsignals::block_termination_signals().and_then(|mut set| {
         // And SIGCHLD, for job control (waiting for the program does not
         // need it delivered).
@@ -325,10 +325,6 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             );
         }
     }
-    if let Err(e) = start_signal_thread(set, Arc::clone(&state)) {
-        eprintln!("unotify: cannot start the signal thread: {e}");
-        return EXIT_USAGE;
-    }
     let mut child = match sandbox.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
@@ -346,11 +342,7 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             if args.summary {
                 report.print_summary();
             }
-            let received = state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .received;
-            return received.map_or(code, signals::die_of);
+            return signals::take_termination_signal().map_or(code, signals::die_of);
         }
     };
     // This process exits right after the sandbox ends: nothing of it is
@@ -367,12 +359,13 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             if !args.leave_daemons {
                 st.processes = Some(child.processes());
             }
-            SignalState::act_on_received(&mut st, &state);
+            // The termination signals that came meanwhile are pending:
+            // `wait_for` takes them first.
             drop(st);
             if let Some(recorder) = learner {
                 recorder.watch(child.pid() as i32);
             }
-            // A stop the signal thread saw before it knew the pid.
+            // A stop before `wait_for` looks (its SIGCHLD pending, too).
             follow_job_stop(child.pid() as i32);
             if let Some(limit) = args.timeout {
                 if let Err(e) = signals::start_timeout(&state, limit) {
@@ -392,7 +385,7 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             return EXIT_USAGE;
         }
     }
-    let status = child.wait();
+    let status = signals::wait_for(&mut child, &set, &state);
     if let Some(recorder) = learner {
         recorder.finish();
     }

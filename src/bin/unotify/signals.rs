@@ -1,6 +1,6 @@
-//! Signals of `unotify run`: the thread that takes termination signals
-//! (forwarded to the program first, the sandbox killed after the grace of
-//! `--kill-after` or at a second signal), orphans reaped as they die, job
+//! Signals of `unotify run`, taken while it waits for the program:
+//! termination signals (forwarded to the program first, the sandbox killed
+//! after the grace of `--kill-after` or at a second signal), orphans reaped as they die, job
 //! control at a terminal (a stopped program stops `unotify` too), and how
 //! `unotify` ends (by the program's terminal signal, re-raised). Used by
 //! `main`'s `run`.
@@ -12,8 +12,9 @@ use std::time::Duration;
 use unotify::os::{self as pidfd, self as process};
 use unotify::os::{self as signals, SigSet};
 
-/// What the signal thread knows: the sandbox to signal, once it runs, and
-/// the termination signals received.
+/// What the signal handling knows: the sandbox to signal, once it runs,
+/// and the termination signals received (shared with the `--kill-after`
+/// and `--timeout` timers).
 #[derive(Default)]
 pub struct SignalState {
     /// pidfd of the sandboxed program (the sandbox's process group leader).
@@ -36,27 +37,6 @@ pub struct SignalState {
 }
 
 impl SignalState {
-    /// Now that the program is known: what the signal thread would have
-    /// done with the termination signals received before (the program may
-    /// run, and install its handlers, before its spawn returns): forwarded
-    /// with the grace of `--kill-after` for the first, killed at a second
-    /// or without a grace. The rest of the sandbox is killed when its exit
-    /// is collected.
-    /// Called with `state`'s lock held (`st`), in the same hold that makes
-    /// the program known, so that the signal thread acts on none of these
-    /// signals itself.
-    pub fn act_on_received(st: &mut SignalState, state: &Arc<Mutex<SignalState>>) {
-        let Some(sig) = st.received else {
-            return;
-        };
-        if st.count > 1 || st.kill_after.is_zero() {
-            st.kill_now();
-        } else {
-            st.forward(sig);
-            start_grace(st, state);
-        }
-    }
-
     fn kill_now(&self) {
         if let Some(pidfd) = &self.target {
             if let Err(e) = pidfd::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
@@ -128,10 +108,6 @@ fn group_of(pid: i32) -> Option<i32> {
 /// (if it got it back itself; after `bg`, it does not) and continues the
 /// sandbox.
 pub fn follow_job_stop(pid: i32) {
-    // The signal thread and the main thread (for a stop before the signal
-    // thread knew the pid) may both get here.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     // The terminal first: without one (most runs) there is no /proc read.
     if process::terminal_foreground() != Some(pid) || !process::is_job_stopped(pid) {
         return;
@@ -156,70 +132,88 @@ pub fn follow_job_stop(pid: i32) {
     }
 }
 
-/// Takes SIGINT, SIGTERM and SIGHUP on a dedicated thread: the first is
-/// forwarded to the program, which has `kill_after` to end before the
-/// sandbox is killed; a second kills it at once. Takes SIGCHLD too, for
-/// job control ([`follow_job_stop`]) and to reap orphans (under
-/// `PR_SET_CHILD_SUBREAPER` they become `unotify`'s children).
-pub fn start_signal_thread(set: SigSet, state: Arc<Mutex<SignalState>>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("unotify-signals".into())
-        .spawn(move || {
-            let mut last_reap = std::time::Instant::now();
-            loop {
-                let (sig, code, from) = match signals::wait_signal_info(&set) {
-                    Ok(got) => (got.signo, got.code, got.pid),
-                    Err(e) => {
-                        log::warn!(
-                            "cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored"
-                        );
-                        return;
-                    }
-                };
-                if sig == libc::SIGCHLD {
-                    let pid = state.lock().unwrap_or_else(PoisonError::into_inner).pid;
-                    if let Some(pid) = pid {
-                        follow_job_stop(pid);
-                        // The ptrace stops of argv safety send one at every
-                        // exec: orphans are looked for when a child ended, or
-                        // a second after the last look (a SIGCHLD pending
-                        // hides the next one). Not at the program's own end:
-                        // the main thread then kills and reaps every child
-                        // left, and the look (a file per thread) would only
-                        // delay its exit.
-                        let program_ended = from == pid
-                            && matches!(
-                                code,
-                                libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
-                            );
-                        if !program_ended
-                            && (code != libc::CLD_TRAPPED
-                                || last_reap.elapsed() >= Duration::from_secs(1))
-                        {
-                            process::reap_orphan_zombies(&[pid]);
-                            last_reap = std::time::Instant::now();
-                        }
-                    }
-                    continue;
-                }
-                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-                st.received.get_or_insert(sig);
-                st.count += 1;
-                if st.pid.is_none() {
-                    // Not started yet: the spawn's caller kills it once known.
-                    continue;
-                }
-                if st.count > 1 || st.kill_after.is_zero() {
-                    log::debug!("received signal {sig}: killing the sandbox");
-                    st.kill_now();
-                    continue;
-                }
-                log::debug!("received signal {sig}: forwarding it to the program");
-                st.forward(sig);
-                start_grace(&mut st, &state);
+/// Waits for the program to exit, taking meanwhile, on the calling thread,
+/// the signals of `set` (blocked in every thread since before any thread
+/// started): SIGINT, SIGTERM and SIGHUP, the first forwarded to the
+/// program, which has `kill_after` to end before the sandbox is killed, a
+/// second killing it at once; and SIGCHLD, for job control
+/// ([`follow_job_stop`]), to reap orphans (under `PR_SET_CHILD_SUBREAPER`
+/// they become `unotify`'s children) and to see the program's end.
+///
+/// On the calling thread rather than on a thread of their own: starting
+/// one, and its exit at the end, cost about 50 µs of CPU per run here
+/// (README, "Start-up"). Signals that came before (during the spawn) are
+/// pending, and taken first, as the program is known by then.
+pub fn wait_for(
+    child: &mut unotify::Child,
+    set: &SigSet,
+    state: &Arc<Mutex<SignalState>>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let pid = child.pid() as i32;
+    let mut last_reap = std::time::Instant::now();
+    loop {
+        // Looked for at each turn, not by the SIGCHLD of its end: two
+        // SIGCHLD pending at once are one, which tells of one child only.
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        // Timed: were every SIGCHLD lost (ignored by whoever started
+        // `unotify`), the program's end is still seen within a second.
+        let info = match signals::wait_signal_info_for(set, Duration::from_secs(1)) {
+            Ok(Some(info)) => info,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("cannot wait for signals: {e}; SIGINT/SIGTERM/SIGHUP are ignored");
+                return child.wait();
             }
-        })
-        .map(drop)
+        };
+        if info.signo == libc::SIGCHLD {
+            follow_job_stop(pid);
+            // The ptrace stops of argv safety send one at every exec:
+            // orphans are looked for when a child ended, or a second after
+            // the last look (a SIGCHLD pending hides the next one). Not at
+            // the program's own end: its collection kills and reaps every
+            // child left, and the look (a file per thread) would only
+            // delay it.
+            let program_ended = info.pid == pid
+                && matches!(
+                    info.code,
+                    libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED
+                );
+            if !program_ended
+                && (info.code != libc::CLD_TRAPPED || last_reap.elapsed() >= Duration::from_secs(1))
+            {
+                process::reap_orphan_zombies(&[pid]);
+                last_reap = std::time::Instant::now();
+            }
+            continue;
+        }
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.received.get_or_insert(info.signo);
+        st.count += 1;
+        if st.count > 1 || st.kill_after.is_zero() {
+            log::debug!("received signal {}: killing the sandbox", info.signo);
+            st.kill_now();
+            continue;
+        }
+        log::debug!(
+            "received signal {}: forwarding it to the program",
+            info.signo
+        );
+        st.forward(info.signo);
+        start_grace(&mut st, state);
+    }
+}
+
+/// The first termination signal (SIGINT, SIGTERM, SIGHUP) pending, taken
+/// with every other one of them: for a run whose program did not start.
+pub fn take_termination_signal() -> Option<i32> {
+    let set = SigSet::termination();
+    let mut first = None;
+    while let Ok(Some(sig)) = signals::take_pending(&set) {
+        first.get_or_insert(sig);
+    }
+    first
 }
 
 /// Starts the timer that kills the sandbox when the grace of
