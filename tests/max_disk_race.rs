@@ -132,3 +132,48 @@ fn max_disk_gives_back_what_failed_binds_were_charged() {
     let (_, out) = race_under("256K", "bind_fail", "5000");
     assert_eq!(out, "ok 0 enospc 0");
 }
+
+/// Copies a 1 MB file of DIR by each route a tool takes (`cp`, `cat`,
+/// Python's `shutil.copyfile` and `os.sendfile`, `os.splice` from a pipe
+/// that has data and from one that gets it later, `dd` with and without
+/// `O_DIRECT`, appends) and a `/proc` file; each copy must be whole.
+const COPIES: &str = r#"
+set -e
+cp f g && cmp f g
+cat f > h && cmp f h
+python3 -c 'import shutil; shutil.copyfile("f", "p")' && cmp f p
+python3 -c '
+import os
+i = os.open("f", os.O_RDONLY)
+o = os.open("s", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+while os.sendfile(o, i, None, 1 << 16): pass'
+cmp f s
+splice='
+import os
+o = os.open(os.environ["OUT"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+while os.splice(0, o, 1 << 20): pass'
+cat f | OUT=sp python3 -c "$splice" && cmp f sp
+(sleep 1; cat f) | OUT=late python3 -c "$splice" && cmp f late
+dd if=f of=d bs=64k status=none && cmp f d
+dd if=f of=direct bs=4096 oflag=direct status=none && cmp f direct
+echo abc >> h && echo def >> h && tail -c 8 h | tr '\n' ' '
+python3 -c 'import shutil; shutil.copyfile("/proc/self/status", "st")' && test -s st
+echo copied
+"#;
+
+#[test]
+fn max_disk_lets_every_kind_of_copy_below_the_cap_through() {
+    let dir = common::artefact_dir().join(format!("mdr-copies-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(dir.join("f"), data).unwrap();
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "14M"])
+        .args(["--on-exit", "abort", "--", "sh", "-c", COPIES])
+        .output()
+        .unwrap();
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(stdout(&out), "abc def copied\n", "stderr: {}", stderr(&out));
+}
