@@ -892,8 +892,7 @@ impl ViewHandler {
         let Some(quota) = &self.layer.quota else {
             return Ok(NotifAction::Continue);
         };
-        let task = self.task(cx)?;
-        super::writes::write(&self.layer, quota, cx, kind, task.rights)
+        super::writes::write(&self.layer, quota, cx, kind, || Ok(self.task(cx)?.rights))
     }
 }
 

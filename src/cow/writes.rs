@@ -85,7 +85,7 @@ pub(super) fn write(
     quota: &Quota,
     cx: &HandlerCtx<'_>,
     kind: WriteKind,
-    rights: Rights,
+    rights: impl FnOnce() -> Result<Rights, Errno>,
 ) -> Result<NotifAction, Errno> {
     let out_no = match kind {
         WriteKind::CopyFileRange | WriteKind::Splice => cx.arg(2),
@@ -104,6 +104,7 @@ pub(super) fn write(
         out,
         ino: st.ino,
     };
+    let rights = rights()?;
     let _acting = rights.assume()?;
     match kind {
         WriteKind::Plain { len, off } => {
@@ -113,7 +114,12 @@ pub(super) fn write(
         WriteKind::Vector { off, rwf } => {
             let flags = rwf.map_or(0, |i| cx.arg(i));
             let segs = read_iovecs(cx)?;
-            let at = off.map(|i| cx.arg(i)).filter(|o| *o != u64::MAX);
+            let at = match off.map(|i| cx.arg(i)) {
+                // -1 to `pwritev2`: the fd's position.
+                Some(u64::MAX) if rwf.is_some() => None,
+                Some(o) if o > i64::MAX as u64 => return Err(einval()),
+                o => o,
+            };
             // Other `RWF_*` flags (sync, nowait) are the program's own.
             let rest = (flags & !RWF_APPEND) as i32;
             if flags & RWF_APPEND != 0 {
