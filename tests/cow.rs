@@ -1532,20 +1532,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The bytes the files and directories under `dir` take.
-fn disk_usage(dir: &Path) -> u64 {
-    let mut total = fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
-    for e in fs::read_dir(dir).unwrap().flatten() {
-        let m = e.metadata().unwrap();
-        total += if m.is_dir() {
-            disk_usage(&e.path())
-        } else {
-            m.blocks() * 512
-        };
-    }
-    total
-}
-
 #[test]
 fn redteam_max_disk_counts_what_is_made_without_a_write() {
     // Red team 6: the cap charged only the write family, and its exact
@@ -1580,7 +1566,7 @@ fn redteam_max_disk_counts_what_is_made_without_a_write() {
             "{vector}: {}",
             stderr(&out)
         );
-        let used = disk_usage(&storage);
+        let used = common::disk_usage(&storage);
         let _ = fs::remove_dir_all(&storage);
         assert!(
             used <= (256 << 10) + (32 << 10),

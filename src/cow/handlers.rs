@@ -23,6 +23,7 @@ use crate::paths::{as_supervisor, read_path, CredCache, Layered, Task};
 use crate::sys::path::{faccessat2, fstat, fstatat_bytes, readlinkat, statx_bytes};
 
 use super::layer::Layer;
+use super::writes::WriteKind;
 
 #[derive(Clone, Copy, Debug)]
 enum Call {
@@ -70,31 +71,6 @@ enum Call {
 enum Flags {
     Fixed(i32),
     Arg(usize),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum WriteKind {
-    /// (fd, len arg, offset arg if positional)
-    Plain {
-        len: usize,
-        off: Option<usize>,
-    },
-    /// (offset arg if positional, `RWF_*` flags arg if the call has one)
-    Vector {
-        off: Option<usize>,
-        rwf: Option<usize>,
-    },
-    Fallocate,
-    Ftruncate,
-    /// (out fd arg, len arg, arg pointing at the out offset if the call
-    /// has one: written at the fd's position when it is null, and the in
-    /// fd arg with the arg pointing at its offset, if a file)
-    Copy {
-        out: usize,
-        len: usize,
-        off: Option<usize>,
-        input: Option<(usize, usize)>,
-    },
 }
 
 struct ViewHandler {
@@ -295,33 +271,9 @@ pub(crate) fn builtins(layer: &Arc<Layer>) -> Vec<(u32, Arc<dyn Handler>)> {
             ),
             ("fallocate", Call::Write(WriteKind::Fallocate)),
             ("ftruncate", Call::Write(WriteKind::Ftruncate)),
-            (
-                "copy_file_range",
-                Call::Write(WriteKind::Copy {
-                    out: 2,
-                    len: 4,
-                    off: Some(3),
-                    input: Some((0, 1)),
-                }),
-            ),
-            (
-                "sendfile",
-                Call::Write(WriteKind::Copy {
-                    out: 0,
-                    len: 3,
-                    off: None,
-                    input: Some((1, 2)),
-                }),
-            ),
-            (
-                "splice",
-                Call::Write(WriteKind::Copy {
-                    out: 2,
-                    len: 4,
-                    off: Some(3),
-                    input: None,
-                }),
-            ),
+            ("copy_file_range", Call::Write(WriteKind::CopyFileRange)),
+            ("sendfile", Call::Write(WriteKind::Sendfile)),
+            ("splice", Call::Write(WriteKind::Splice)),
         ]);
     }
     calls
@@ -569,12 +521,8 @@ impl ViewHandler {
         if self.layer.is_lower(fd.as_fd()) {
             return Err(Errno::of(libc::EACCES));
         }
-        // (Kept whether or not the bind succeeds, until the next count.)
-        crate::paths::Layered::charge_node(
-            &*self.layer,
-            fd.as_fd(),
-            crate::paths::entry_bytes(name),
-        )?;
+        // The name is charged by the bind itself (`paths::bind_unix`, with
+        // the layer's set), and given back if the bind fails.
         Ok((fd, name.to_vec()))
     }
 
@@ -938,132 +886,17 @@ impl ViewHandler {
         }
     }
 
-    /// The write family under `--max-disk`: growth of a file of the upper
-    /// tree is charged before the call runs.
+    /// The write family under `--max-disk`: a call into a file of the
+    /// upper tree is charged and made on the program's behalf (`writes`).
     fn write(&self, cx: &HandlerCtx<'_>, kind: WriteKind) -> Result<NotifAction, Errno> {
         let Some(quota) = &self.layer.quota else {
             return Ok(NotifAction::Continue);
         };
-        let out = match kind {
-            WriteKind::Copy { out, .. } => cx.arg(out) as u32 as i32,
-            _ => cx.arg(0) as u32 as i32,
-        };
-        // No such fd: the kernel's own `EBADF` (nothing is written). Any
-        // other failure fails closed: the write is not let through uncharged.
-        let fd = match as_supervisor(|| cx.dup_fd(out)) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Ok(NotifAction::Continue),
-            Err(e) => return Err(Errno::from_io(&e)),
-        };
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        if !st.is_file() || self.layer.upper_rel(fd.as_fd()).is_none() {
-            return Ok(NotifAction::Continue);
-        }
-        let size = st.size;
-        // An `O_APPEND` fd writes at the end whatever offset the call gives
-        // (`pwrite` too), and so does `pwritev2` with `RWF_APPEND`; an
-        // offset of -1 to `pwritev2` is the fd's own.
-        let append = crate::sys::net::status_flags(fd.as_fd())
-            .map_or(true, |f| f & libc::O_APPEND != 0)
-            || matches!(kind, WriteKind::Vector { rwf: Some(i), .. } if cx.arg(i) & RWF_APPEND != 0);
-        let pos = || {
-            if append {
-                size
-            } else {
-                crate::sys::path::file_offset(fd.as_fd()).unwrap_or(size)
-            }
-        };
-        let at = |i: usize| {
-            if append || cx.arg(i) == u64::MAX {
-                pos()
-            } else {
-                cx.arg(i)
-            }
-        };
-        let end = match kind {
-            WriteKind::Plain { len, off } => off.map_or_else(pos, at).saturating_add(cx.arg(len)),
-            WriteKind::Vector { off, .. } => {
-                let n = (cx.arg(2) as usize).min(1024);
-                let iov = cx
-                    .read_mem(cx.arg(1), n * 16)
-                    .map_err(|_| Errno::of(libc::EFAULT))?;
-                let total: u64 = iov
-                    .chunks(16)
-                    .map(|ch| u64::from_ne_bytes(ch[8..16].try_into().expect("8 bytes")))
-                    .fold(0, u64::saturating_add);
-                off.map_or_else(pos, at).saturating_add(total)
-            }
-            // An inserted range moves the rest of the file up: the file
-            // grows by the range's length wherever it starts.
-            WriteKind::Fallocate if cx.arg(1) & FALLOC_FL_INSERT_RANGE != 0 => {
-                size.saturating_add(cx.arg(3))
-            }
-            WriteKind::Fallocate => cx.arg(2).saturating_add(cx.arg(3)),
-            WriteKind::Ftruncate => cx.arg(1),
-            // Written at the offset the call points at, else at the fd's
-            // position (past the end after a seek: the rest is a hole a
-            // later write within the size would fill uncharged).
-            WriteKind::Copy {
-                len, off, input, ..
-            } => {
-                let start = match off.map(|i| cx.arg(i)).filter(|p| *p != 0) {
-                    Some(p) if !append => read_offset(cx, p)?,
-                    _ => pos(),
-                };
-                let len = match input {
-                    Some((fd, off)) => self.copy_bound(cx, fd, off)?.min(cx.arg(len)),
-                    None => cx.arg(len),
-                };
-                start.saturating_add(len)
-            }
-        };
-        let growth = super::quota::growth(size, end);
-        if growth == 0 {
-            // A shorter file, a hole punched, a range collapsed: space
-            // may be freed (seen by the next refused charge).
-            if matches!(kind, WriteKind::Ftruncate | WriteKind::Fallocate) {
-                quota.freed();
-            }
-            return Ok(NotifAction::Continue);
-        }
-        let layer = &self.layer;
-        let file = super::quota::Growth { ino: st.ino, end };
-        match quota.charge_counted(growth, Some(file), &layer.upper, &|ino| {
-            layer.is_placeholder_ino(ino)
-        }) {
-            Ok(_) => Ok(NotifAction::Continue),
-            Err(_) => Err(Errno::of(libc::ENOSPC)),
-        }
+        super::writes::write(&self.layer, quota, cx, kind, || Ok(self.task(cx)?.rights))
     }
 }
 
 impl ViewHandler {
-    /// The most a copy from the program's fd (arg `fd`, its offset
-    /// pointed at by arg `off`, else its position) can write: what is
-    /// left of a regular file of DIR or the layer (`cp` asks for 2^63
-    /// bytes and stops at the end), else no bound.
-    fn copy_bound(&self, cx: &HandlerCtx<'_>, fd: usize, off: usize) -> Result<u64, Errno> {
-        let Ok(fd) = as_supervisor(|| cx.dup_fd(cx.arg(fd) as u32 as i32)) else {
-            return Ok(u64::MAX);
-        };
-        let Ok(m) = std::fs::File::from(fd.try_clone().map_err(|e| Errno::from_io(&e))?).metadata()
-        else {
-            return Ok(u64::MAX);
-        };
-        if !m.is_file()
-            || !self
-                .layer
-                .holds_dev(std::os::unix::fs::MetadataExt::dev(&m))
-        {
-            return Ok(u64::MAX);
-        }
-        let at = match cx.arg(off) {
-            0 => crate::sys::path::file_offset(fd.as_fd()).unwrap_or(0),
-            p => read_offset(cx, p)?,
-        };
-        Ok(m.len().saturating_sub(at))
-    }
-
     /// The file an fd-based change of the program's `fd` is made on: the
     /// fd itself, or a private copy of a placeholder (the fd's, or the one
     /// standing for the lower file it reads); `None` for a lower file
@@ -1282,18 +1115,6 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 fn le_u32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .map_or(0, |s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
-}
-
-/// `fallocate`'s mode that inserts a hole, growing the file by its length.
-const FALLOC_FL_INSERT_RANGE: u64 = 0x20;
-
-/// `pwritev2`'s flag to write at the end of the file (`RWF_APPEND`).
-const RWF_APPEND: u64 = 0x10;
-
-/// A `loff_t` the call points at.
-fn read_offset(cx: &HandlerCtx<'_>, addr: u64) -> Result<u64, Errno> {
-    let b = cx.read_mem(addr, 8).map_err(|_| Errno::of(libc::EFAULT))?;
-    Ok(u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")))
 }
 
 /// Writes an answer into the task's memory while its call is pending.

@@ -446,6 +446,9 @@ impl Layer {
             refund();
             return Err(e);
         }
+        if let Some(q) = &self.quota {
+            q.settle(charged);
+        }
         let fresh = openat2(
             Some(parent.as_fd()),
             &cpath(Path::new(&name)),
@@ -641,18 +644,13 @@ impl Layered for Layer {
             return Ok(Charged::default());
         };
         let st = crate::sys::path::fstat(fd).map_err(|e| Errno::from_io(&e))?;
-        let growth = super::quota::growth(st.size, len);
-        if growth == 0 {
-            return Ok(Charged::default());
-        }
         let file = super::quota::Growth {
             ino: st.ino,
+            size: st.size,
             end: len,
         };
         quota
-            .charge_counted(growth, Some(file), &self.upper, &|ino| {
-                self.is_placeholder_ino(ino)
-            })
+            .charge_file(file, &self.upper, &|ino| self.is_placeholder_ino(ino))
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
@@ -666,15 +664,19 @@ impl Layered for Layer {
             return Ok(Charged::default());
         }
         quota
-            .charge_counted(bytes, None, &self.upper, &|ino| {
-                self.is_placeholder_ino(ino)
-            })
+            .charge_counted(bytes, &self.upper, &|ino| self.is_placeholder_ino(ino))
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
     fn refund(&self, charged: Charged) {
         if let Some(q) = &self.quota {
             q.refund(charged);
+        }
+    }
+
+    fn settled(&self, charged: Charged) {
+        if let Some(q) = &self.quota {
+            q.settle(charged);
         }
     }
 

@@ -150,6 +150,7 @@ mod mounts;
 mod quota;
 mod reflink;
 mod storage;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;

@@ -222,20 +222,23 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     }
     /// Gives back a charge whose call failed.
     fn refund(&self, _charged: Charged) {}
+    /// Keeps a charge whose call was made.
+    fn settled(&self, _charged: Charged) {}
     /// A name was removed or replaced, or a file truncated, on the
     /// program's behalf: space may have been freed.
     fn freed(&self) {}
 }
 
-/// What a charge to a layer's size cap took: the bytes, and how many
-/// exact counts of the layer had been made before it (a count made since
-/// saw what the call made, or did not).
+/// What a charge to a layer's size cap took: the bytes, and for a file's
+/// growth, the file and the range of its end charged. In flight until its
+/// call is settled or the charge refunded.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Charged {
     /// The bytes charged.
     pub(crate) bytes: u64,
-    /// The layer's count of exact counts before the charge.
-    pub(crate) counts: u64,
+    /// For a file's growth: (inode, the end charged from, the end charged
+    /// to).
+    pub(crate) file: Option<(u64, u64, u64)>,
 }
 
 /// A charge for a call made on the program's behalf, given back when
@@ -283,6 +286,9 @@ impl<'a> Charge<'a> {
     /// Keeps the charge if the call `r` succeeded, else gives it back.
     pub(crate) fn settle<T, E>(self, r: &std::result::Result<T, E>) {
         if r.is_ok() {
+            if let Some(l) = self.layer {
+                l.settled(self.charged);
+            }
             std::mem::forget(self);
         }
     }

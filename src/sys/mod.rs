@@ -15,6 +15,7 @@ pub(crate) mod capi_raw;
 pub mod caps;
 pub mod cgroup;
 pub mod eventfd;
+pub mod filewrite;
 #[cfg(feature = "internals")]
 pub mod filtered_calls;
 pub mod fs;

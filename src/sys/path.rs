@@ -476,9 +476,3 @@ pub fn ioctl_buf(fd: BorrowedFd<'_>, cmd: u64, buf: &mut [u8]) -> io::Result<i32
     // size `cmd` reads or writes; `fd` is open.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, buf.as_mut_ptr()) })
 }
-
-/// `ioctl(fd, cmd, arg)` with an integer argument (`FICLONE`'s source fd).
-pub fn ioctl_int(fd: BorrowedFd<'_>, cmd: u64, arg: i32) -> io::Result<i32> {
-    // SAFETY: `cmd` takes an integer, not a pointer; `fd` is open.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg as libc::c_long) })
-}
