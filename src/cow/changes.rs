@@ -47,7 +47,7 @@ pub enum EntryType {
 }
 
 impl EntryType {
-    fn of(ft: fs::FileType) -> EntryType {
+    pub(super) fn of(ft: fs::FileType) -> EntryType {
         if ft.is_dir() {
             EntryType::Dir
         } else if ft.is_symlink() {
@@ -130,7 +130,7 @@ pub(crate) fn diff(
     Ok(out)
 }
 
-fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+pub(super) fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     match fs::read_dir(dir) {
         Ok(rd) => rd.map(|e| e.map(|e| e.file_name())).collect(),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
@@ -209,7 +209,7 @@ fn walk(
 
 /// `r` in `root` and everything beneath it, as `kind` (`with_self`: `r`
 /// itself too).
-fn all(
+pub(super) fn all(
     root: &Path,
     r: &Path,
     kind: ChangeKind,
@@ -234,7 +234,12 @@ fn all(
     Ok(())
 }
 
-fn file_changed(up: &Path, um: &fs::Metadata, low: &Path, lm: &fs::Metadata) -> io::Result<bool> {
+pub(super) fn file_changed(
+    up: &Path,
+    um: &fs::Metadata,
+    low: &Path,
+    lm: &fs::Metadata,
+) -> io::Result<bool> {
     if um.dev() == lm.dev() && um.ino() == lm.ino() {
         return Ok(false);
     }
