@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 use std::time::{Duration, Instant};
 
-use common::{build_c, stderr_of as stderr, stdout_of as stdout};
+use common::{assert_ok, build_c, stderr_of as stderr, stdout_of as stdout};
 
 /// The built `unotify` command, its work directories on the seccomp route.
 fn unotify() -> StdCommand {
@@ -83,16 +83,6 @@ fn run_in(dir: &Path, flags: &[&str], script: &str) -> Output {
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
 }
 
 /// No layer is left next to the work directory.

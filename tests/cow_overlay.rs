@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{build_c, stderr_of as stderr, stdout_of as stdout, unotify};
+use common::{assert_ok, build_c, stderr_of as stderr, stdout_of as stdout, unotify};
 use unotify::{Sandbox, WorkdirRoute};
 
 /// A fresh directory `tree` in a fresh parent named after `name` (the
@@ -108,16 +108,6 @@ fn run_route(dir: &Path, route: &str, flags: &[&str], script: &str) -> Output {
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
 }
 
 /// The route a run's debug log names.

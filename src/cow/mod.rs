@@ -11,6 +11,15 @@
 //! the program), and is built by `SandboxBuilder::workdir`; no user
 //! namespace and no mount.
 //!
+//! That is the *seccomp route*, which the rest of these docs describe.
+//! Where the supervisor may mount and no other option needs this view
+//! (see `SandboxBuilder::overlay_refusal`), [`WorkdirRoute::Auto`] takes
+//! the *overlay route* instead ([`overlay`]): overlayfs over DIR in a
+//! mount namespace of the program's own, nothing trapped for the layer,
+//! the upper directory read into the same change set at the end. It
+//! exists for speed: most of the seccomp route's cost is calls trapped
+//! only to be let through (below), which the overlay route does not trap.
+//!
 //! # The upper tree: placeholders
 //!
 //! The upper tree is a shadow of DIR: its directories are made anew, its

@@ -165,41 +165,20 @@ fn walk(
             }
             continue;
         }
-        let ut = EntryType::of(um.file_type());
         let Some(lm) = lm else {
             added(upper, &r, out, true)?;
             continue;
         };
-        let lt = EntryType::of(lm.file_type());
-        if lt != ut {
-            if lt == EntryType::Dir {
-                changes::all(lower, &r, ChangeKind::Deleted, out, false)?;
-            }
-            out.push(Change {
-                path: r.clone(),
-                kind: ChangeKind::Modified,
-                entry: ut,
-                was: Some(lt),
-            });
-            if ut == EntryType::Dir {
-                added(upper, &r, out, false)?;
-            }
-            continue;
-        }
-        let changed = match ut {
-            EntryType::Dir => (um.mode() & 0o7777) != (lm.mode() & 0o7777),
-            EntryType::Symlink => fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?,
-            _ => changes::file_changed(&upper.join(&r), &um, &lower.join(&r), &lm)?,
+        let beneath = |r: &Path, out: &mut Vec<Change>| added(upper, r, out, false);
+        let pair = changes::Pair {
+            lower,
+            upper,
+            r: &r,
+            um: &um,
+            lm: &lm,
         };
-        if changed {
-            out.push(Change {
-                path: r.clone(),
-                kind: ChangeKind::Modified,
-                entry: ut,
-                was: None,
-            });
-        }
-        if ut == EntryType::Dir {
+        // Every upper file is the program's (no placeholders).
+        if pair.compare(&|_, _, _| false, &beneath, out)? {
             walk(lower, upper, &r, opaque, out)?;
         }
     }
