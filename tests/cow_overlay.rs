@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -383,4 +383,33 @@ fn redteam_the_program_reaches_neither_dir_nor_the_upper_tree_on_the_overlay_rou
         );
         assert_eq!(snapshot(&dir), before, "{flags:?}");
     }
+}
+
+#[test]
+fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
+    let dir = fresh("keep");
+    seed(&dir);
+    let before = snapshot(&dir);
+    let out = run_route(
+        &dir,
+        "overlay",
+        &["--on-exit", "keep"],
+        "echo new > added.txt; rm del.txt",
+    );
+    assert_ok(&out);
+    assert_eq!(snapshot(&dir), before);
+    let parent = dir.parent().unwrap();
+    let upper = parent.join(".tree.unotify-cow");
+    assert_eq!(
+        fs::read_to_string(upper.join("added.txt")).unwrap(),
+        "new\n"
+    );
+    // The deletion is overlayfs's whiteout; the work directory is gone.
+    let wh = fs::symlink_metadata(upper.join("del.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert!(!parent.join(".tree.unotify-cow.work").exists());
+    // A kept layer is refused until it is removed.
+    let again = run_route(&dir, "overlay", &[], "true");
+    assert!(!again.status.success(), "{}", stderr(&again));
+    assert_eq!(snapshot(&dir), before);
 }
