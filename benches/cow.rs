@@ -1,10 +1,12 @@
 //! The cost of a copy-on-write work directory: whole programs run
-//! directly, under `unotify run` (bare), and under
-//! `unotify run --workdir .` (their files in the work directory; the
-//! layer is made, the run's changes committed), interleaved, medians of
-//! `--runs` (default 11); the ratio to the direct run is the median of
-//! each round's ratio (adjacent runs share the machine's load). Goal:
-//! <= 1.5x the direct run.
+//! directly, under `unotify run` (bare), under `unotify run --workdir .`
+//! (the default route: the overlay where the host allows it, as here
+//! when run as root) and under `--workdir . --workdir-route seccomp`
+//! (their files in the work directory; the layer is made, the run's
+//! changes committed), interleaved, medians of `--runs` (default 11); the
+//! ratio to the direct run is the median of each round's ratio (adjacent
+//! runs share the machine's load). Goal: <= 1.5x the direct run. The
+//! route the default run took is printed.
 //!
 //! Each run is measured twice: wall time, and CPU time (perf task-clock of
 //! every process and thread of the run, the supervisor's included), with
@@ -67,7 +69,8 @@ fn sample(policy: Option<&[&str]>, prog: &str, args: &[&str], dir: &Path) -> Sam
 
 /// The calls `prog args` makes that a work directory traps, by name,
 /// and how many of them the layer let run (`CONTINUE`; the others it
-/// answered itself): one run under `unotify run --workdir . --trace`
+/// answered itself): one run under `unotify run --workdir .
+/// --workdir-route seccomp --trace`
 /// (the trace traps a stat call naming an fd's own file too, which the
 /// work directory alone lets run: those are left out).
 fn trapped(prog: &str, args: &[&str], dir: &Path) -> BTreeMap<String, (u64, u64)> {
@@ -78,6 +81,8 @@ fn trapped(prog: &str, args: &[&str], dir: &Path) -> BTreeMap<String, (u64, u64)
     let flags = [
         "--workdir",
         ".",
+        "--workdir-route",
+        "seccomp",
         "--on-exit",
         "abort",
         "--trace",
@@ -108,6 +113,23 @@ fn trapped(prog: &str, args: &[&str], dir: &Path) -> BTreeMap<String, (u64, u64)
     counts
 }
 
+/// The route `unotify run --workdir .` takes in `dir` (from its debug
+/// log).
+fn route(dir: &Path) -> &'static str {
+    let out = common::unotify()
+        .env("RUST_LOG", "unotify=debug")
+        .args(["run", "--workdir", ".", "--on-exit", "abort", "--", "true"])
+        .current_dir(dir)
+        .output()
+        .expect("run unotify");
+    let log = String::from_utf8_lossy(&out.stderr);
+    if log.contains("the overlay route") {
+        "overlay"
+    } else {
+        "seccomp"
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("cow: bench");
@@ -133,7 +155,9 @@ fn main() {
         .trim()
         .to_owned();
     let cow: [&str; 2] = ["--workdir", "."];
+    let seccomp: [&str; 4] = ["--workdir", ".", "--workdir-route", "seccomp"];
     let bare: [&str; 0] = [];
+    println!("--workdir route here: {}", route(d));
     let work: Vec<(&str, &str, Vec<&str>)> = vec![
         (
             "python -c 'import json,email,mymod'",
@@ -150,18 +174,17 @@ fn main() {
     for (name, prog, args) in &work {
         let run = |p: Option<&[&str]>| sample(p, prog, args, d);
         run(Some(&cow));
-        let (mut direct, mut plain, mut layered) = (Vec::new(), Vec::new(), Vec::new());
+        run(Some(&seccomp));
+        let (mut direct, mut plain, mut layered, mut trapping) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             direct.push(run(None));
             plain.push(run(Some(&bare)));
             layered.push(run(Some(&cow)));
+            trapping.push(run(Some(&seccomp)));
         }
-        let ratio = |f: fn(&Sample) -> f64| {
-            let r: Vec<f64> = layered
-                .iter()
-                .zip(&direct)
-                .map(|(l, d)| f(l) / f(d))
-                .collect();
+        let ratio_of = |runs: &[Sample], f: fn(&Sample) -> f64| {
+            let r: Vec<f64> = runs.iter().zip(&direct).map(|(l, d)| f(l) / f(d)).collect();
             let lo = r.iter().cloned().fold(f64::INFINITY, f64::min);
             let hi = r.iter().cloned().fold(0.0, f64::max);
             (common::median(r), lo, hi)
@@ -170,8 +193,10 @@ fn main() {
         let wall = |s: &Sample| s.wall * 1e3;
         let cpu = |s: &Sample| s.cpu;
         let sw = |s: &Sample| s.switches;
-        let (wr, wlo, whi) = ratio(wall);
-        let (cr, clo, chi) = ratio(cpu);
+        let (wr, wlo, whi) = ratio_of(&layered, wall);
+        let (cr, clo, chi) = ratio_of(&layered, cpu);
+        let (swr, swlo, swhi) = ratio_of(&trapping, wall);
+        let (scr, sclo, schi) = ratio_of(&trapping, cpu);
         println!(
             "{name:<36} wall: direct {:7.2} ms | unotify run {:7.2} ms | --workdir {:7.2} ms | --workdir over direct: {wr:.3}x (rounds {wlo:.2}-{whi:.2}; goal <= 1.5x), over unotify run {:.3}x",
             med(&direct, wall),
@@ -189,6 +214,13 @@ fn main() {
             med(&plain, sw),
             med(&layered, sw),
         );
+        println!(
+            "{:<36} seccomp route: wall {:7.2} ms, {swr:.3}x direct (rounds {swlo:.2}-{swhi:.2}) | CPU {:7.2} ms, {scr:.3}x (rounds {sclo:.2}-{schi:.2}) | context switches {:.0}",
+            "",
+            med(&trapping, wall),
+            med(&trapping, cpu),
+            med(&trapping, sw),
+        );
         let counts = trapped(prog, args, d);
         let total: u64 = counts.values().map(|c| c.0).sum();
         let each: Vec<String> = counts
@@ -196,7 +228,7 @@ fn main() {
             .map(|(n, (all, cont))| format!("{n} {all} ({cont})"))
             .collect();
         println!(
-            "{:<36} trapped under --workdir: {total} calls (in brackets: let run by the layer): {}",
+            "{:<36} trapped on the seccomp route: {total} calls (in brackets: let run by the layer): {}",
             "",
             each.join(", ")
         );

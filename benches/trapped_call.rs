@@ -217,6 +217,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         landlock_ruleset: None,
         no_core: false,
         new_ipc: false,
+        overlay: None,
         candidates: vec![path.clone()],
         argv: vec![
             path,

@@ -136,7 +136,7 @@ pub use action::{Deferred, NotifAction};
 pub use command::{Command, Stdio};
 pub use cow::{
     pending_commit, recover as recover_workdir, Change, ChangeKind, EntryType, ExitAction, Settled,
-    WorkDir,
+    WorkDir, WorkdirRoute,
 };
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerCtx, MemoryError};

@@ -592,6 +592,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// How the work directory's view is made (`--workdir-route`):
+    /// [`WorkdirRoute::Auto`](crate::WorkdirRoute::Auto) by default (the
+    /// overlay route where the host allows it and no other option needs
+    /// the seccomp route), or one of the two routes forced.
+    pub fn workdir_route(mut self, route: crate::cow::WorkdirRoute) -> Self {
+        self.cow_mut().route = route;
+        self
+    }
+
     /// Shows the program `dir` as `/` (`--chroot DIR`), without privileges:
     /// every path the program gives is resolved inside `dir` (and the
     /// [`mount`](Self::mount)s) by the supervisor, which performs the call
@@ -669,6 +678,11 @@ impl SandboxBuilder {
                 _ => None,
             })
             .collect();
+        seccomp::check_sizes().map_err(|e| Error::Unsupported {
+            feature: "seccomp user notification",
+            source: e,
+        })?;
+        let mut domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
         // The features the options ask for, resolved into a plan; each
         // phase of the filter and the handler chains runs over it.
         let workdir = match self.cow.take() {
@@ -677,12 +691,16 @@ impl SandboxBuilder {
                     message: "copy-on-write options without a work directory; call workdir(DIR) (--workdir DIR)".into(),
                 })
             }
-            Some(c) => Some(Arc::new(crate::cow::WorkDir::open(c)?)),
+            Some(c) => {
+                let refusal = self.overlay_refusal(&c, domain.is_some());
+                Some(Arc::new(crate::cow::WorkDir::open(c, refusal)?))
+            }
             None => None,
         };
         // The layer's storage (lock, commit journal) is the supervisor's:
         // a journal the program wrote would be applied by the next run.
-        if let Some(w) = &workdir {
+        // (On the overlay route the program's namespace covers it.)
+        if let Some(w) = workdir.as_ref().filter(|w| w.traps()) {
             self.deny_paths.push(w.storage().to_path_buf());
         }
         // Under allow lists, the layer is where the program writes DIR.
@@ -692,11 +710,6 @@ impl SandboxBuilder {
             }
         }
         self.cow_dir = workdir.clone();
-        seccomp::check_sizes().map_err(|e| Error::Unsupported {
-            feature: "seccomp user notification",
-            source: e,
-        })?;
-        let mut domain = crate::isolation::plan(self.landlock_abi_cap, self.allow_weak_isolation)?;
         // The sandbox's cgroups are the supervisor's to manage; and a root
         // program writing beneath /proc or /sys changes the host: its
         // sysctls (a pipe in `kernel.core_pattern` runs any program as root
@@ -857,6 +870,8 @@ impl SandboxBuilder {
             .filter(|nr| !denied.contains(nr))
             .any(|nr| handled(Some(nr)));
         let paths_denied = !self.deny_paths.is_empty() || self.denied_paths.is_some();
+        // A work directory on the seccomp route (path calls trapped).
+        let cow_traps = self.cow_dir.as_ref().is_some_and(|w| w.traps());
         let chroot = self.chroot_feature(policy.is_some(), paths_denied)?;
         // File system allow lists: the calls path denial makes for the
         // program, and the metadata calls Landlock does not restrict, are
@@ -882,7 +897,7 @@ impl SandboxBuilder {
             // silent) unless it asked for the supervisor's decisions only.
             && (self.events.is_none() || self.events_decided_only)
             && chroot.is_none()
-            && self.cow_dir.is_none()
+            && !cow_traps
             && fs_lists.is_none()
             && !serves_files
         {
@@ -900,7 +915,7 @@ impl SandboxBuilder {
         // The work directory's `chdir` and exec into DIR are re-issued in
         // its upper tree by argv safety's ptrace thread: without it they
         // would fail (`EACCES`).
-        if self.cow_dir.is_some() && !argv_safety {
+        if cow_traps && !argv_safety {
             return Err(Error::InvalidConfig {
                 message: "a copy-on-write work directory (--workdir) needs argv safety (its chdir and exec into the directory are re-issued by argv safety's ptrace thread): drop argv_safety(false)".into(),
             });
@@ -913,14 +928,14 @@ impl SandboxBuilder {
                     && (!argv_safety || chroot.is_some())
                     && fs_lists.is_none()
                     && !serves_files
-                    && self.cow_dir.is_none() =>
+                    && !cow_traps =>
             {
                 None
             }
             (set, _) => Some(set.unwrap_or_default()),
         };
         let metadata_only = fs_lists.is_some()
-            && self.cow_dir.is_none()
+            && !cow_traps
             && !paths_denied
             && policy.is_none()
             && !argv_safety
@@ -949,7 +964,7 @@ impl SandboxBuilder {
             && policy.is_none()
             && fs_lists.is_none()
             && !serves_files
-            && self.cow_dir.is_none()
+            && !cow_traps
             && chroot.is_none();
         // Path denial for a policy callback that may deny paths later,
         // and nothing else deciding an open by path: a read-only open runs
@@ -959,7 +974,7 @@ impl SandboxBuilder {
             && !paths_denied
             && fs_lists.is_none()
             && !serves_files
-            && self.cow_dir.is_none()
+            && !cow_traps
             && chroot.is_none();
         let path_set = path_set.map(|set| {
             if write_opens_only {
@@ -973,13 +988,17 @@ impl SandboxBuilder {
         // Under a work directory denying nothing but its own storage, with
         // nothing else deciding opens by path, a read-only open outside the
         // layer runs as the kernel resolves it (see `cow`).
-        let untrapped_reads = self.cow_dir.as_ref().is_some_and(|w| {
-            self.deny_paths.iter().all(|p| p == w.storage())
-                && !shared_set
-                && policy.is_none()
-                && !serves_files
-                && fs_lists.is_none()
-        });
+        let untrapped_reads = self
+            .cow_dir
+            .as_ref()
+            .filter(|w| w.traps())
+            .is_some_and(|w| {
+                self.deny_paths.iter().all(|p| p == w.storage())
+                    && !shared_set
+                    && policy.is_none()
+                    && !serves_files
+                    && fs_lists.is_none()
+            });
         if let Some(set) = &path_set {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
@@ -994,7 +1013,7 @@ impl SandboxBuilder {
             .is_some_and(|n| n.deny_bind().is_some())
             || self.determinism.port_remap
             || self.chroot.any()
-            || self.cow_dir.is_some();
+            || cow_traps;
         let with_bind = !net_binds && !handled(syscalls::number(Arch::native(), "bind"));
         // A unix socket beneath a denied path is reached by `connect` and
         // the sends, which the network's handlers make on the program's
@@ -1020,7 +1039,7 @@ impl SandboxBuilder {
                 Some(b) => Arc::new(set.with_backstop(b)),
                 None => set,
             };
-            match &self.cow_dir {
+            match self.cow_dir.as_ref().filter(|w| w.traps()) {
                 Some(w) => w.hold(set, untrapped_reads),
                 None => set,
             }
@@ -1043,7 +1062,7 @@ impl SandboxBuilder {
                 self.determinism.port_remap,
                 // A view resolves unix pathnames (a chroot's, a work
                 // directory's: its `UnixPathHook`); binds are made for it.
-                self.chroot.any() || self.cow_dir.is_some(),
+                self.chroot.any() || cow_traps,
                 held_set
                     .clone()
                     .filter(|_| paths_denied || policy.is_some()),
@@ -1155,6 +1174,41 @@ impl SandboxBuilder {
     }
 
     /// The policy callback and audit log, if either was asked for.
+    /// Why a work directory cannot take the overlay route here (`None`:
+    /// it can, if the host lets the supervisor mount): each of these needs
+    /// the seccomp route's view, judged in the supervisor's mount
+    /// namespace or kept by its traps. `landlock`: the program gets a
+    /// Landlock domain (its ptrace scoping keeps `/proc/<pid>/root` of a
+    /// host process, which shows DIR itself, out of reach).
+    fn overlay_refusal(&self, c: &crate::cow::CowSettings, landlock: bool) -> Option<&'static str> {
+        let user_handlers = self
+            .rules
+            .iter()
+            .any(|r| matches!(r, Rule::Handle(..) | Rule::HandleNr(..)));
+        let why = if c.max_disk.is_some() {
+            "--max-disk is enforced by the seccomp route"
+        } else if !landlock {
+            "no Landlock domain (its ptrace scoping keeps host processes' /proc/PID/root away)"
+        } else if !self.deny_paths.is_empty() || self.denied_paths.is_some() {
+            "denied paths are judged in the supervisor's mount namespace"
+        } else if self.policy_fn.is_some() || self.audit.is_some() || self.audit_file.is_some() {
+            "a policy callback or audit log sees paths in the supervisor's mount namespace"
+        } else if self.confinement.confines_fs() {
+            "file system allow lists (Landlock rules do not reach into an overlay)"
+        } else if self.determinism.serves_files() {
+            "virtual files are served by on-behalf opens"
+        } else if self.network.is_some() || self.determinism.port_remap {
+            "the network's handlers resolve unix socket paths in the supervisor's mount namespace"
+        } else if self.argv_safety == Some(true) || user_handlers {
+            "argv safety or user handlers (their on-behalf calls use the supervisor's mount namespace)"
+        } else if self.chroot.any() {
+            "a chroot"
+        } else {
+            return None;
+        };
+        Some(why)
+    }
+
     fn policy_setup(&mut self) -> Result<Option<crate::policy::PolicySetup>> {
         if self.policy_fn.is_none() && self.audit.is_none() && self.audit_file.is_none() {
             return Ok(None);
@@ -1392,6 +1446,7 @@ impl Sandbox {
             }),
             no_core: self.no_core_dumps,
             new_ipc: own_ipc_namespace(),
+            overlay: self.workdir.as_ref().and_then(|w| w.overlay_mount()),
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,

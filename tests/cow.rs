@@ -1,7 +1,8 @@
 //! Copy-on-write work directory (`--workdir`): the program sees its own
 //! changes, the host tree is untouched until the commit, the commit is the
 //! bare run's result and survives a kill, and no route writes the lower
-//! tree.
+//! tree. Every run here takes the seccomp route (`--workdir-route
+//! seccomp`); `tests/cow_overlay.rs` runs the overlay route.
 
 mod common;
 
@@ -12,7 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 use std::time::{Duration, Instant};
 
-use common::{build_c, stderr_of as stderr, stdout_of as stdout, unotify};
+use common::{assert_ok, build_c, stderr_of as stderr, stdout_of as stdout};
+
+/// The built `unotify` command, its work directories on the seccomp route.
+fn unotify() -> StdCommand {
+    let mut cmd = common::unotify();
+    cmd.env("UNOTIFY_WORKDIR_ROUTE", "seccomp");
+    cmd
+}
 
 /// A fresh directory `name` in a fresh parent (the layer is made next to
 /// the work directory).
@@ -75,16 +83,6 @@ fn run_in(dir: &Path, flags: &[&str], script: &str) -> Output {
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
 }
 
 /// No layer is left next to the work directory.
@@ -426,7 +424,11 @@ fn the_change_set_is_a_value_for_the_host_to_review() {
     fs::write(dir.join("keep"), "k").unwrap();
     fs::write(dir.join("gone"), "g").unwrap();
     fs::write(dir.join("edit"), "e").unwrap();
-    let sandbox = Sandbox::builder().workdir(&dir).build().unwrap();
+    let sandbox = Sandbox::builder()
+        .workdir(&dir)
+        .workdir_route(unotify::WorkdirRoute::Seccomp)
+        .build()
+        .unwrap();
     let mut cmd = unotify::Command::new("sh");
     cmd.args(["-c", "rm gone; echo x >> edit; mkdir new; ln -s keep new/l"])
         .current_dir(&dir);
@@ -504,7 +506,8 @@ fn a_non_root_user_works_in_a_layer_without_privileges() {
     let out = StdCommand::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_unotify"))
-        .args(["run", "--workdir", ".", "--on-exit", "abort", "--", "sh", "-c"])
+        .args(["run", "--workdir", ".", "--workdir-route", "seccomp"])
+        .args(["--on-exit", "abort", "--", "sh", "-c"])
         .arg("echo new >> f; mkdir d; echo x > d/y; cat f; ls; cat /proc/self/status | grep -c '^CapEff:.0000000000000000'")
         .current_dir(&dir)
         .env_remove("RUST_LOG")
@@ -2305,6 +2308,7 @@ int main(int c, char **v) {
     let result = dir.parent().unwrap().join("through");
     let sandbox = unotify::Sandbox::builder()
         .workdir(&dir)
+        .workdir_route(unotify::WorkdirRoute::Seccomp)
         .denied_paths(Arc::clone(&set))
         .build()
         .unwrap();
@@ -2326,6 +2330,7 @@ fn a_work_directory_without_argv_safety_is_refused() {
     let dir = fresh("argv_off");
     let Err(err) = unotify::Sandbox::builder()
         .workdir(&dir)
+        .workdir_route(unotify::WorkdirRoute::Seccomp)
         .argv_safety(false)
         .build()
     else {
@@ -2545,6 +2550,7 @@ fn redteam_a_daemon_that_outlives_the_sandbox_writes_nothing_into_the_committed_
     fs::write(dir.join("f"), "ORIGINAL\n").unwrap();
     let sandbox = Sandbox::builder()
         .workdir(&dir)
+        .workdir_route(unotify::WorkdirRoute::Seccomp)
         .cgroups(false)
         .build()
         .unwrap();
@@ -2810,7 +2816,11 @@ fn a_commit_copies_what_a_process_outside_still_holds_and_links_the_rest() {
     use unotify::Sandbox;
     let holder = build_c("cow_holder", HOLDER, &[]);
     let dir = fresh("holders");
-    let sandbox = Sandbox::builder().workdir(&dir).build().unwrap();
+    let sandbox = Sandbox::builder()
+        .workdir(&dir)
+        .workdir_route(unotify::WorkdirRoute::Seccomp)
+        .build()
+        .unwrap();
     let mut cmd = unotify::Command::new("sh");
     cmd.args([
         "-c",

@@ -47,7 +47,7 @@ pub enum EntryType {
 }
 
 impl EntryType {
-    fn of(ft: fs::FileType) -> EntryType {
+    pub(super) fn of(ft: fs::FileType) -> EntryType {
         if ft.is_dir() {
             EntryType::Dir
         } else if ft.is_symlink() {
@@ -130,7 +130,7 @@ pub(crate) fn diff(
     Ok(out)
 }
 
-fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+pub(super) fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     match fs::read_dir(dir) {
         Ok(rd) => rd.map(|e| e.map(|e| e.file_name())).collect(),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
@@ -154,42 +154,18 @@ fn walk(
     for name in &up_names {
         let r = rel.join(name);
         let um = fs::symlink_metadata(upper.join(&r))?;
-        let ut = EntryType::of(um.file_type());
         match fs::symlink_metadata(lower.join(&r)) {
             Ok(lm) => {
-                let lt = EntryType::of(lm.file_type());
-                if lt != ut {
-                    if lt == EntryType::Dir {
-                        all(lower, &r, ChangeKind::Deleted, out, false)?;
-                    }
-                    out.push(Change {
-                        path: r.clone(),
-                        kind: ChangeKind::Modified,
-                        entry: ut,
-                        was: Some(lt),
-                    });
-                    if ut == EntryType::Dir {
-                        all(upper, &r, ChangeKind::Added, out, false)?;
-                    }
-                    continue;
-                }
-                let changed = match ut {
-                    EntryType::Dir => (um.mode() & 0o7777) != (lm.mode() & 0o7777),
-                    EntryType::Symlink => {
-                        fs::read_link(upper.join(&r))? != fs::read_link(lower.join(&r))?
-                    }
-                    EntryType::File if unchanged(&r, um.dev(), um.ino()) => false,
-                    _ => file_changed(&upper.join(&r), &um, &lower.join(&r), &lm)?,
+                let beneath =
+                    |r: &Path, out: &mut Vec<Change>| all(upper, r, ChangeKind::Added, out, false);
+                let pair = Pair {
+                    lower,
+                    upper,
+                    r: &r,
+                    um: &um,
+                    lm: &lm,
                 };
-                if changed {
-                    out.push(Change {
-                        path: r.clone(),
-                        kind: ChangeKind::Modified,
-                        entry: ut,
-                        was: None,
-                    });
-                }
-                if ut == EntryType::Dir {
+                if pair.compare(unchanged, &beneath, out)? {
                     walk(lower, upper, &r, unchanged, out)?;
                 }
             }
@@ -207,9 +183,64 @@ fn walk(
     Ok(())
 }
 
+/// One path present in both trees, with its upper and lower metadata.
+pub(super) struct Pair<'a> {
+    pub(super) lower: &'a Path,
+    pub(super) upper: &'a Path,
+    pub(super) r: &'a Path,
+    pub(super) um: &'a fs::Metadata,
+    pub(super) lm: &'a fs::Metadata,
+}
+
+impl Pair<'_> {
+    /// Pushes what changed at the path (a change of type: the lower
+    /// subtree deleted, and what `added_beneath` lists of the upper one),
+    /// and says whether both are directories (to be walked).
+    pub(super) fn compare(
+        &self,
+        unchanged: Unchanged<'_>,
+        added_beneath: &dyn Fn(&Path, &mut Vec<Change>) -> io::Result<()>,
+        out: &mut Vec<Change>,
+    ) -> io::Result<bool> {
+        let (lower, upper, r, um, lm) = (self.lower, self.upper, self.r, self.um, self.lm);
+        let ut = EntryType::of(um.file_type());
+        let lt = EntryType::of(lm.file_type());
+        if lt != ut {
+            if lt == EntryType::Dir {
+                all(lower, r, ChangeKind::Deleted, out, false)?;
+            }
+            out.push(Change {
+                path: r.to_path_buf(),
+                kind: ChangeKind::Modified,
+                entry: ut,
+                was: Some(lt),
+            });
+            if ut == EntryType::Dir {
+                added_beneath(r, out)?;
+            }
+            return Ok(false);
+        }
+        let changed = match ut {
+            EntryType::Dir => (um.mode() & 0o7777) != (lm.mode() & 0o7777),
+            EntryType::Symlink => fs::read_link(upper.join(r))? != fs::read_link(lower.join(r))?,
+            EntryType::File if unchanged(r, um.dev(), um.ino()) => false,
+            _ => file_changed(&upper.join(r), um, &lower.join(r), lm)?,
+        };
+        if changed {
+            out.push(Change {
+                path: r.to_path_buf(),
+                kind: ChangeKind::Modified,
+                entry: ut,
+                was: None,
+            });
+        }
+        Ok(ut == EntryType::Dir)
+    }
+}
+
 /// `r` in `root` and everything beneath it, as `kind` (`with_self`: `r`
 /// itself too).
-fn all(
+pub(super) fn all(
     root: &Path,
     r: &Path,
     kind: ChangeKind,

@@ -22,6 +22,20 @@ use crate::paths::{fd_path, Charged, DeniedPaths, Layered};
 use crate::sys::fs::{openat2, OpenHow, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS};
 use crate::sys::path::{fstat, FileStat};
 
+/// Whether a process of a sandbox with this cgroup membership (`None`:
+/// not known yet; `Some(None)`: no cgroup) may still run.
+pub(crate) fn survivors_in(members: Option<&Option<crate::sys::cgroup::Members>>) -> bool {
+    match members {
+        // A list that cannot be read may hold a survivor; a cgroup
+        // removed (only an empty one can be) holds none.
+        Some(Some(m)) => match m.try_pids() {
+            Ok(pids) => !pids.is_empty(),
+            Err(e) => e.raw_os_error() != Some(libc::ENOENT),
+        },
+        _ => true,
+    }
+}
+
 /// `RESOLVE_NO_SYMLINKS`.
 pub(crate) const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 
@@ -106,15 +120,7 @@ impl Layer {
     /// of the layer in a way no scan sees (an fd in flight in a socket):
     /// true without a cgroup, or while the cgroup still lists a process.
     pub(crate) fn survivors_possible(&self) -> bool {
-        match self.members.get() {
-            // A list that cannot be read may hold a survivor; a cgroup
-            // removed (only an empty one can be) holds none.
-            Some(Some(m)) => match m.try_pids() {
-                Ok(pids) => !pids.is_empty(),
-                Err(e) => e.raw_os_error() != Some(libc::ENOENT),
-            },
-            _ => true,
-        }
+        survivors_in(self.members.get())
     }
 
     /// Builds the upper tree `upper` (which must not exist) as a shadow of

@@ -11,6 +11,15 @@
 //! the program), and is built by `SandboxBuilder::workdir`; no user
 //! namespace and no mount.
 //!
+//! That is the *seccomp route*, which the rest of these docs describe.
+//! Where the supervisor may mount and no other option needs this view
+//! (see `SandboxBuilder::overlay_refusal`), [`WorkdirRoute::Auto`] takes
+//! the *overlay route* instead ([`overlay`]): overlayfs over DIR in a
+//! mount namespace of the program's own, nothing trapped for the layer,
+//! the upper directory read into the same change set at the end. It
+//! exists for speed: most of the seccomp route's cost is calls trapped
+//! only to be let through (below), which the overlay route does not trap.
+//!
 //! # The upper tree: placeholders
 //!
 //! The upper tree is a shadow of DIR: its directories are made anew, its
@@ -115,7 +124,7 @@
 //! comparison; what they cost is the hand-off itself (about three
 //! context switches each, 10 µs of CPU in a loop of them), so fewer
 //! traps or a cheaper hand-off, not a faster handler, is what would
-//! bring gcc under 1.5x. None of these calls can go untrapped while the
+//! bring gcc under 1.5x (the overlay route traps none of them). None of these calls can go untrapped while the
 //! kernel's answer for a path of DIR is the lower tree's: a `readlink`
 //! left to the kernel would read DIR's symlink instead of one the
 //! program changed, and `/proc/self/cwd` the upper tree's path; and the
@@ -147,6 +156,7 @@ mod commit;
 mod handlers;
 mod layer;
 mod mounts;
+mod overlay;
 mod quota;
 mod reflink;
 mod storage;
@@ -196,6 +206,40 @@ pub(crate) struct CowSettings {
     pub(crate) on_error: ExitAction,
     pub(crate) dry_run: bool,
     pub(crate) max_disk: Option<u64>,
+    pub(crate) route: WorkdirRoute,
+}
+
+/// How the program's view of a work directory is made (see the module
+/// docs of `cow` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WorkdirRoute {
+    /// The overlay route where the host allows it (the supervisor may
+    /// mount) and no other option needs the seccomp route's view; else the
+    /// seccomp route. The choice is logged at `debug` and told by
+    /// [`WorkDir::route`].
+    #[default]
+    Auto,
+    /// The supervisor performs the program's path calls (no privileges,
+    /// no namespace, no mount; `--max-disk` and every other option work
+    /// with it).
+    Seccomp,
+    /// `overlayfs` over DIR in a mount namespace of the program's own (the
+    /// kernel gives the view; nothing is trapped for it). Needs
+    /// `CAP_SYS_ADMIN`; an error where it cannot be taken.
+    Overlay,
+}
+
+impl std::str::FromStr for WorkdirRoute {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(WorkdirRoute::Auto),
+            "seccomp" => Ok(WorkdirRoute::Seccomp),
+            "overlay" => Ok(WorkdirRoute::Overlay),
+            _ => Err(format!("`{s}`: expected auto, seccomp or overlay")),
+        }
+    }
 }
 
 impl CowSettings {
@@ -207,6 +251,7 @@ impl CowSettings {
             on_error: ExitAction::Abort,
             dry_run: false,
             max_disk: None,
+            route: WorkdirRoute::Auto,
         }
     }
 }
@@ -227,16 +272,26 @@ pub enum Settled {
 /// program has run, and the commit, abort or keep of it.
 #[derive(Debug)]
 pub struct WorkDir {
-    layer: Arc<Layer>,
+    view: View,
     storage: Storage,
     settings: CowSettings,
     settled: parking_lot::Mutex<bool>,
 }
 
+/// How the view is made (the route taken).
+#[derive(Debug)]
+enum View {
+    /// The seccomp route: the supervisor's layer.
+    Layered(Arc<Layer>),
+    /// The overlay route.
+    Overlay(Arc<overlay::Overlay>),
+}
+
 impl WorkDir {
     /// Makes the layer over `settings.dir` (finishing a commit an earlier
-    /// run left unfinished first).
-    pub(crate) fn open(settings: CowSettings) -> Result<WorkDir> {
+    /// run left unfinished first), on the route `settings` asks for;
+    /// `refusal`: why the sandbox's other options need the seccomp route.
+    pub(crate) fn open(settings: CowSettings, refusal: Option<&str>) -> Result<WorkDir> {
         let given = crate::paths::normalize_abs(
             &std::env::current_dir()
                 .unwrap_or_default()
@@ -260,6 +315,14 @@ impl WorkDir {
             message: format!("--workdir {}: {why}", lower.display()),
         })?;
         let storage = Storage::open(&lower, settings.storage.as_deref())?;
+        if let Some(view) = Self::try_overlay(&settings, refusal, &lower, &storage)? {
+            return Ok(WorkDir {
+                view,
+                storage,
+                settings,
+                settled: parking_lot::Mutex::new(false),
+            });
+        }
         let held = storage.held.clone();
         let built = Layer::build(&lower, &given, &storage.upper, &held, settings.max_disk);
         if built.is_err() {
@@ -277,21 +340,124 @@ impl WorkDir {
         })?;
         layer.set_private(vec![storage.held.clone(), storage.state.clone()]);
         Ok(WorkDir {
-            layer: Arc::new(layer),
+            view: View::Layered(Arc::new(layer)),
             storage,
             settings,
             settled: parking_lot::Mutex::new(false),
         })
     }
 
-    /// The work directory (canonical).
-    pub fn dir(&self) -> &Path {
-        &self.layer.lower
+    /// The overlay route's view, if `settings` and `refusal` allow it and
+    /// the host lets this process mount it (a probe on a thread of its
+    /// own); `Ok(None)`: the seccomp route.
+    fn try_overlay(
+        settings: &CowSettings,
+        refusal: Option<&str>,
+        lower: &Path,
+        storage: &Storage,
+    ) -> Result<Option<View>> {
+        let forced = match (settings.route, refusal) {
+            (WorkdirRoute::Seccomp, _) => {
+                log::debug!("--workdir {}: the seccomp route (asked for)", lower.display());
+                return Ok(None);
+            }
+            (WorkdirRoute::Auto, Some(why)) => {
+                log::debug!("--workdir {}: the seccomp route ({why})", lower.display());
+                return Ok(None);
+            }
+            (WorkdirRoute::Overlay, Some(why)) => {
+                return Err(Error::InvalidConfig {
+                    message: format!(
+                        "--workdir-route overlay cannot be taken with these options: {why}; drop --workdir-route (the seccomp route is taken then)"
+                    ),
+                })
+            }
+            (WorkdirRoute::Overlay, None) => true,
+            (_, None) => false,
+        };
+        let work = storage.overlay_work();
+        let _ = storage::remove_tree(&work);
+        // The probe mounts an overlay of its own (a volatile overlay's
+        // work directory is not mounted twice), beside the upper tree.
+        let probe_dirs = [".probe", ".probe.work"].map(|s| {
+            let mut name = work.file_name().unwrap_or_default().to_os_string();
+            name.push(s);
+            work.with_file_name(name)
+        });
+        for d in &probe_dirs {
+            let _ = storage::remove_tree(d);
+        }
+        let probed = overlay::Overlay::make(lower, &probe_dirs[0], &probe_dirs[1], &[])
+            .and_then(|o| crate::sys::overlay::probe(o.mount()));
+        for d in &probe_dirs {
+            let _ = storage::remove_tree(d);
+        }
+        let made = probed
+            .and_then(|()| overlay::Overlay::make(lower, &storage.upper, &work, &[&storage.state]));
+        match made {
+            Ok(o) => {
+                log::debug!("--workdir {}: the overlay route", lower.display());
+                Ok(Some(View::Overlay(Arc::new(o))))
+            }
+            Err(e) => {
+                let _ = storage::remove_tree(&storage.upper);
+                let _ = storage::remove_tree(&work);
+                if forced {
+                    storage.release();
+                    return Err(Error::InvalidConfig {
+                        message: format!(
+                            "--workdir-route overlay: cannot mount an overlay over {} ({e}); it needs CAP_SYS_ADMIN and overlayfs: drop --workdir-route (the seccomp route is taken then)",
+                            lower.display()
+                        ),
+                    });
+                }
+                log::debug!(
+                    "--workdir {}: the seccomp route (no overlay here: {e})",
+                    lower.display()
+                );
+                Ok(None)
+            }
+        }
     }
 
-    /// The upper tree, where the program's changes are.
+    /// The route this work directory takes ([`WorkdirRoute::Seccomp`] or
+    /// [`WorkdirRoute::Overlay`]).
+    pub fn route(&self) -> WorkdirRoute {
+        match self.view {
+            View::Layered(_) => WorkdirRoute::Seccomp,
+            View::Overlay(_) => WorkdirRoute::Overlay,
+        }
+    }
+
+    /// Whether the work directory traps the program's path calls (the
+    /// seccomp route).
+    pub(crate) fn traps(&self) -> bool {
+        matches!(self.view, View::Layered(_))
+    }
+
+    /// What the spawned child mounts (the overlay route).
+    pub(crate) fn overlay_mount(&self) -> Option<crate::sys::overlay::OverlayMount> {
+        match &self.view {
+            View::Overlay(o) => Some(o.mount().clone()),
+            View::Layered(_) => None,
+        }
+    }
+
+    /// The work directory (canonical).
+    pub fn dir(&self) -> &Path {
+        match &self.view {
+            View::Layered(l) => &l.lower,
+            View::Overlay(o) => &o.lower,
+        }
+    }
+
+    /// The upper tree, where the program's changes are (on the overlay
+    /// route: overlayfs's upper directory, whiteouts and all).
     pub fn upper(&self) -> &Path {
-        &self.layer.upper
+        match &self.view {
+            View::Layered(l) => &l.upper,
+            View::Overlay(o) => &o.upper,
+        }
     }
 
     /// The storage directory (the journal of a commit, the lock).
@@ -301,10 +467,16 @@ impl WorkDir {
 
     /// Where a program started in `cwd` runs: its counterpart in the upper
     /// tree if `cwd` lies in the work directory.
+    ///
+    /// On the overlay route, its own path: the child changes to it after
+    /// it mounted the overlay (the directory it inherits would be DIR's).
     pub(crate) fn child_cwd(&self, cwd: &Path) -> Option<PathBuf> {
         let abs = std::fs::canonicalize(cwd).ok()?;
-        let rel = abs.strip_prefix(&self.layer.lower).ok()?;
-        Some(self.layer.upper.join(rel))
+        let rel = abs.strip_prefix(self.dir()).ok()?;
+        match &self.view {
+            View::Layered(l) => Some(l.upper.join(rel)),
+            View::Overlay(_) => Some(abs.clone()),
+        }
     }
 
     /// What the program is told its working directory is (`$PWD`) when
@@ -312,13 +484,20 @@ impl WorkDir {
     /// path, as `getcwd` answers it.
     pub(crate) fn child_pwd(&self, cwd: &Path) -> Option<PathBuf> {
         let abs = std::fs::canonicalize(cwd).ok()?;
-        abs.starts_with(&self.layer.lower).then_some(abs)
+        abs.starts_with(self.dir()).then_some(abs)
     }
 
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
     pub fn changes(&self) -> Result<Vec<Change>> {
-        let layer = &self.layer;
+        let layer = match &self.view {
+            View::Layered(l) => l,
+            View::Overlay(o) => {
+                return o
+                    .changes()
+                    .map_err(|e| Error::io("list the changes of the work directory", e))
+            }
+        };
         layer
             .materialize(false)
             .and_then(|()| {
@@ -334,12 +513,16 @@ impl WorkDir {
     /// (and everything it started) has ended.
     pub fn commit(&self) -> Result<Vec<Change>> {
         let changes = self.changes()?;
+        let survivors = match &self.view {
+            View::Layered(l) => l.survivors_possible(),
+            View::Overlay(o) => o.survivors_possible(),
+        };
         commit::commit(
-            &self.layer.lower,
-            &self.layer.upper,
+            self.dir(),
+            self.upper(),
             &self.storage.state,
             &changes,
-            self.layer.survivors_possible(),
+            survivors,
         )
         .map_err(|e| {
             Error::io(
@@ -358,19 +541,28 @@ impl WorkDir {
     }
 
     /// Keeps the upper tree (returned) and the storage after the sandbox.
+    ///
+    /// On the seccomp route the kept tree is the program's view, readable
+    /// without the layer; on the overlay route it is overlayfs's upper
+    /// directory (what changed, with whiteouts for deletions: mount it
+    /// with DIR as the lower layer to see the view).
     pub fn keep(&self) -> PathBuf {
-        // The placeholders get their files' bytes: the kept tree is the
-        // program's view, readable without the layer.
-        if let Err(e) = self.layer.materialize(true) {
-            log::warn!(
-                "cannot fill the kept upper layer {} with the unchanged files: {e}",
-                self.layer.upper.display()
-            );
+        // The placeholders get their files' bytes.
+        if let View::Layered(l) = &self.view {
+            if let Err(e) = l.materialize(true) {
+                log::warn!(
+                    "cannot fill the kept upper layer {} with the unchanged files: {e}",
+                    l.upper.display()
+                );
+            }
+        }
+        if let View::Overlay(o) = &self.view {
+            let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);
         *self.settled.lock() = true;
         self.storage.mark_kept();
-        self.layer.upper.clone()
+        self.upper().to_path_buf()
     }
 
     /// Applies the builder's choice for a run that ended with `status`:
@@ -404,11 +596,14 @@ impl WorkDir {
             return;
         }
         *settled = true;
-        if let Err(e) = storage::remove_tree(&self.layer.upper) {
+        if let Err(e) = storage::remove_tree(self.upper()) {
             log::warn!(
                 "cannot remove the upper layer {}: {e}; remove it by hand",
-                self.layer.upper.display()
+                self.upper().display()
             );
+        }
+        if let View::Overlay(o) = &self.view {
+            let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);
         self.storage.release();
@@ -416,9 +611,12 @@ impl WorkDir {
 
     /// The feature for the sandbox's plan.
     pub(crate) fn feature(&self) -> Arc<dyn Enforcement> {
-        Arc::new(CowFeature {
-            layer: Arc::clone(&self.layer),
-        })
+        match &self.view {
+            View::Layered(l) => Arc::new(CowFeature {
+                layer: Arc::clone(l),
+            }),
+            View::Overlay(o) => Arc::new(overlay::OverlayFeature(Arc::clone(o))),
+        }
     }
 
     /// `set` held to the layer (nothing in the lower tree written);
@@ -429,14 +627,18 @@ impl WorkDir {
         set: Arc<crate::paths::DeniedPaths>,
         untrapped_reads: bool,
     ) -> Arc<crate::paths::DeniedPaths> {
-        let layer: Arc<dyn crate::paths::Layered> = Arc::clone(&self.layer) as _;
+        let View::Layered(l) = &self.view else {
+            // The overlay route holds nothing (the kernel gives the view).
+            return set;
+        };
+        let layer: Arc<dyn crate::paths::Layered> = Arc::clone(l) as _;
         let set = set.with_layer(layer);
         let held = Arc::new(if untrapped_reads {
             set.with_untrapped_reads()
         } else {
             set
         });
-        self.layer.set_denied(&held);
+        l.set_denied(&held);
         held
     }
 }

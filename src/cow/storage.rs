@@ -162,6 +162,14 @@ impl Storage {
         })
     }
 
+    /// The overlay route's work directory: beside the upper tree, on its
+    /// file system (`upper` + `.work`).
+    pub(crate) fn overlay_work(&self) -> PathBuf {
+        let mut name = self.upper.file_name().unwrap_or_default().to_os_string();
+        name.push(".work");
+        self.upper.with_file_name(name)
+    }
+
     /// Marks the layer kept (a later run over the same directory refuses
     /// to start until it is removed).
     pub(crate) fn mark_kept(&self) {

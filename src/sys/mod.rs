@@ -26,6 +26,7 @@ pub mod mem;
 pub mod memfd;
 pub mod mountinfo;
 pub mod net;
+pub mod overlay;
 pub mod path;
 #[cfg(feature = "internals")]
 pub mod perf;

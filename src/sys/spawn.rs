@@ -52,6 +52,10 @@ pub struct ExecPlan {
     /// `CAP_SYS_ADMIN`): its System V objects and POSIX message queues go
     /// with its last process.
     pub new_ipc: bool,
+    /// An overlay the child mounts in a mount namespace of its own before
+    /// it changes to [`cwd`](Self::cwd) and drops its capabilities (see
+    /// [`overlay`](super::overlay)).
+    pub overlay: Option<super::overlay::OverlayMount>,
     /// fds to place on 0, 1, 2 (`None`: inherit).
     pub stdio: [Option<RawFd>; 3],
     /// A Landlock ruleset the child enforces on itself after

@@ -265,6 +265,15 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
             }
         }
     }
+    if let Some(overlay) = &plan.overlay {
+        // Before the working directory is taken: a directory beneath the
+        // overlay's target is the overlay's only when reached after it.
+        // SAFETY: in the child; `plan` lives until it exec'd.
+        let r = unsafe { super::overlay::enter_raw(overlay) };
+        if r < 0 {
+            fail_early(page, ChildStep::Prepare, r);
+        }
+    }
     if let Some(dir) = &plan.cwd {
         // SAFETY: chdir reads a NUL-terminated string owned by `args`.
         let r = unsafe { syscall(libc::SYS_chdir, &[dir.as_ptr() as usize]) };

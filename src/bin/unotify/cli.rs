@@ -314,6 +314,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "workdir")]
     pub max_disk: Option<u64>,
 
+    /// How --workdir's view is made: auto (default: overlayfs in a mount
+    /// namespace of the program's own where the host allows it and no
+    /// other option needs the seccomp route), seccomp (the supervisor
+    /// performs the path calls; no privileges) or overlay (an error where
+    /// it cannot be taken). The environment variable UNOTIFY_WORKDIR_ROUTE
+    /// gives the default. Example: --workdir-route seccomp
+    #[arg(long, value_name = "ROUTE", requires = "workdir")]
+    pub workdir_route: Option<unotify::WorkdirRoute>,
+
     /// Run the program in DIR (which must exist). Relative paths of other
     /// flags (--deny-path) are still taken from unotify's own directory.
     /// Example: --cwd /tmp

@@ -68,6 +68,7 @@ fn defaults(command: Vec<OsString>) -> RunArgs {
         on_error: None,
         dry_run: false,
         max_disk: None,
+        workdir_route: None,
         cwd: None,
         kill_after: KILL_AFTER,
         leave_daemons: false,

@@ -285,6 +285,22 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
         if let Some(n) = args.max_disk {
             builder = builder.max_disk(n);
         }
+        let route = match &args.workdir_route {
+            Some(r) => Some(*r),
+            None => match std::env::var("UNOTIFY_WORKDIR_ROUTE") {
+                Ok(v) => match v.parse() {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        eprintln!("unotify: UNOTIFY_WORKDIR_ROUTE={v}: {e}");
+                        return EXIT_USAGE;
+                    }
+                },
+                Err(_) => None,
+            },
+        };
+        if let Some(r) = route {
+            builder = builder.workdir_route(r);
+        }
     }
     let sandbox = match builder.build() {
         Ok(s) => s,
