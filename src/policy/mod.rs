@@ -14,6 +14,7 @@
 mod context;
 mod event;
 mod mailbox;
+mod parents;
 mod runner;
 mod stage;
 mod verdict;
