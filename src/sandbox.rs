@@ -164,7 +164,8 @@ impl SandboxBuilder {
     /// are denied with `EPERM`; a call `f` runs for on its worker cannot be
     /// cut short: it is denied when `f` returns after the timeout, whatever
     /// the verdict (meanwhile the other held calls queue and keep their
-    /// 5 s). A panic of `f` denies the call (`EPERM`). A verdict only tightens
+    /// 5 s; an `f` that never returns keeps that worker for good, as it
+    /// kept the policy thread before). A panic of `f` denies the call (`EPERM`). A verdict only tightens
     /// and is taken before any side effect of the call (a denied connect
     /// sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
     /// the callback narrows the running policy (network, limits, paths),
