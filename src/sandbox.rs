@@ -165,7 +165,7 @@ impl SandboxBuilder {
     /// cut short: it is denied when `f` returns after the timeout, whatever
     /// the verdict (meanwhile the other held calls queue and keep their
     /// 5 s; an `f` that never returns keeps that worker for good, as it
-    /// kept the policy thread before). A panic of `f` denies the call (`EPERM`). A verdict only tightens
+    /// would keep the policy thread). A panic of `f` denies the call (`EPERM`). A verdict only tightens
     /// and is taken before any side effect of the call (a denied connect
     /// sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
     /// the callback narrows the running policy (network, limits, paths),
