@@ -165,9 +165,9 @@ impl SandboxBuilder {
     /// cut short: it is denied when `f` returns after the timeout, whatever
     /// the verdict (meanwhile the other held calls queue and keep their
     /// 5 s; an `f` that never returns keeps that worker for good, as it
-    /// would keep the policy thread). A panic of `f` denies the call (`EPERM`). A verdict only tightens
-    /// and is taken before any side effect of the call (a denied connect
-    /// sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
+    /// would keep the policy thread). A panic of `f` denies the call
+    /// (`EPERM`). A verdict only tightens and is taken before any side
+    /// effect of the call (a denied connect sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
     /// the callback narrows the running policy (network, limits, paths),
     /// never beyond the starting one.
     pub fn policy_fn<F>(mut self, f: F) -> Self
