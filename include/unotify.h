@@ -425,9 +425,11 @@ typedef struct unotify_policy_ctx unotify_policy_ctx;
  * call the supervisor denied. */
 
 /* Told about each trapped call; exec, open, connect, bind and send wait for
- * its verdict (up to 5 s, then EPERM). Runs on one dedicated thread per
- * child, one event at a time. `pc` narrows the running policy, valid
- * during the call only. Turns exec argv safety on. */
+ * its verdict (up to 5 s, then EPERM). Runs one event at a time, in order,
+ * on the policy thread, or for a held call finding it idle on the worker
+ * handling that call (not cut short at 5 s then: denied if it returns
+ * later). `pc` narrows the running policy, valid during the call only.
+ * Turns exec argv safety on. */
 typedef int (*unotify_policy_fn)(void *user, const unotify_policy_event *ev,
                                  unotify_policy_ctx *pc);
 

@@ -151,13 +151,23 @@ impl SandboxBuilder {
         self
     }
 
-    /// Runs `f` on one dedicated thread, serially, for each trapped call.
+    /// Runs `f` for each trapped call, one call at a time, in the order the
+    /// calls came: on the supervisor's policy thread, or, for a held call
+    /// that finds `f` idle (nothing queued for it, nothing running it), on
+    /// the worker handling that call (no hand-off between threads: a held
+    /// call costs two wake-ups less). `f` must not count on running on one
+    /// thread.
     ///
     /// Calls of [`policy::is_held`](crate::policy::is_held) kinds (exec,
     /// open, connect, bind, send) wait for its [`Verdict`](crate::policy::Verdict)
-    /// for up to 5 s, then are denied with `EPERM`; a verdict only tightens
-    /// and is taken before any side effect of the call (a denied connect
-    /// sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
+    /// for up to 5 s ([`HOLD_TIMEOUT`](crate::policy::HOLD_TIMEOUT)), then
+    /// are denied with `EPERM`; a call `f` runs for on its worker cannot be
+    /// cut short: it is denied when `f` returns after the timeout, whatever
+    /// the verdict (meanwhile the other held calls queue and keep their
+    /// 5 s; an `f` that never returns keeps that worker for good, as it
+    /// would keep the policy thread). A panic of `f` denies the call
+    /// (`EPERM`). A verdict only tightens and is taken before any side
+    /// effect of the call (a denied connect sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
     /// the callback narrows the running policy (network, limits, paths),
     /// never beyond the starting one.
     pub fn policy_fn<F>(mut self, f: F) -> Self

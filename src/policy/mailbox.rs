@@ -1,6 +1,7 @@
-//! How workers reach the policy thread: its request queue ([`channel`])
-//! and the one-shot [`Gate`] a held call waits on for its verdict. Used by
-//! `runner` only; calls nothing of the crate.
+//! How workers reach the policy thread: its request queue ([`channel`]),
+//! the one-shot [`Gate`] a held call waits on for its verdict, and the
+//! [`Claim`] a worker takes to run the callback itself when nothing is
+//! before it. Used by `runner` only; calls nothing of the crate.
 //!
 //! Both sleep at once on a condition variable. A `crossbeam` channel's
 //! blocking receive spins and yields before it sleeps: every held call
@@ -25,6 +26,9 @@ pub(super) fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            ordered: 0,
+            serving: false,
+            claimed: false,
             senders: 1,
             receiver: true,
         }),
@@ -49,8 +53,22 @@ struct Shared<T> {
     cap: usize,
 }
 
+/// Ordering: an item sent `ordered` is served after every ordered item
+/// sent before it and after every [`Claim`] taken before it, and a claim
+/// is taken only when no ordered item is queued or being served, so the
+/// ordered items and the claims' work happen in the order they came (the
+/// claim's holder and the receiver serialize on a lock of their own, which
+/// the claim holds from the moment it is taken: see [`Sender::claim`]).
 struct State<T> {
-    items: VecDeque<T>,
+    /// Queued items, each with whether it is ordered.
+    items: VecDeque<(T, bool)>,
+    /// Ordered items among `items`.
+    ordered: usize,
+    /// Whether the receiver is serving an ordered item (from taking it
+    /// until its next `recv`).
+    serving: bool,
+    /// Whether a [`Claim`] is held.
+    claimed: bool,
     /// Live [`Sender`]s; none left: closed.
     senders: usize,
     /// Whether the [`Receiver`] lives; gone: closed.
@@ -85,17 +103,37 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Sender<T> {
     /// Queues `item` unless the queue is full (then gives it back).
-    pub(super) fn try_send(&self, item: T) -> Result<(), T> {
-        self.send_until(item, None)
+    /// `ordered`: see [`State`].
+    pub(super) fn try_send(&self, item: T, ordered: bool) -> Result<(), T> {
+        self.send_until(item, ordered, None)
     }
 
     /// Queues `item`, waiting up to `timeout` for room (then gives it
     /// back).
-    pub(super) fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
-        self.send_until(item, Some(Instant::now() + timeout))
+    pub(super) fn send_timeout(&self, item: T, ordered: bool, timeout: Duration) -> Result<(), T> {
+        self.send_until(item, ordered, Some(Instant::now() + timeout))
     }
 
-    fn send_until(&self, item: T, deadline: Option<Instant>) -> Result<(), T> {
+    /// Claims the receiver's turn when it is idle: no ordered item queued
+    /// or being served, no other claim held, the receiver alive, and
+    /// `take` (run under the queue's lock) yields `G`, the lock the work
+    /// serializes on. `None` otherwise: queue the work instead. Ordered
+    /// items sent while the claim is held are served after it (their
+    /// server waits for the lock the claim holds).
+    pub(super) fn claim<G>(&self, take: impl FnOnce() -> Option<G>) -> Option<Claim<T, G>> {
+        let mut st = self.shared.state.lock();
+        if !st.receiver || st.ordered > 0 || st.serving || st.claimed {
+            return None;
+        }
+        let guard = take()?;
+        st.claimed = true;
+        Some(Claim {
+            shared: Arc::clone(&self.shared),
+            guard,
+        })
+    }
+
+    fn send_until(&self, item: T, ordered: bool, deadline: Option<Instant>) -> Result<(), T> {
         let mut st = self.shared.state.lock();
         while st.receiver && st.items.len() >= self.shared.cap {
             match deadline {
@@ -106,7 +144,8 @@ impl<T> Sender<T> {
         if !st.receiver {
             return Err(item);
         }
-        st.items.push_back(item);
+        st.items.push_back((item, ordered));
+        st.ordered += usize::from(ordered);
         drop(st);
         self.shared.ready.notify_one();
         Ok(())
@@ -120,11 +159,14 @@ pub(super) struct Receiver<T> {
 
 impl<T> Receiver<T> {
     /// The next item, waiting for one; `None` once the queue is closed and
-    /// empty.
+    /// empty. The item taken before (if ordered) is served by now.
     pub(super) fn recv(&self) -> Option<T> {
         let mut st = self.shared.state.lock();
+        st.serving = false;
         loop {
-            if let Some(item) = st.items.pop_front() {
+            if let Some((item, ordered)) = st.items.pop_front() {
+                st.ordered -= usize::from(ordered);
+                st.serving = ordered;
                 drop(st);
                 self.shared.space.notify_one();
                 return Some(item);
@@ -146,6 +188,26 @@ impl<T> Drop for Receiver<T> {
         drop(st);
         self.shared.space.notify_all();
         drop(left);
+    }
+}
+
+/// The receiver's turn, taken by a sender ([`Sender::claim`]): holds
+/// `guard` (the lock the work serializes on) until dropped.
+pub(super) struct Claim<T, G> {
+    shared: Arc<Shared<T>>,
+    guard: G,
+}
+
+impl<T, G> Claim<T, G> {
+    /// The lock taken with the claim.
+    pub(super) fn guard(&mut self) -> &mut G {
+        &mut self.guard
+    }
+}
+
+impl<T, G> Drop for Claim<T, G> {
+    fn drop(&mut self) {
+        self.shared.state.lock().claimed = false;
     }
 }
 
@@ -236,17 +298,17 @@ mod tests {
     #[test]
     fn queue_is_bounded_and_ends_with_its_last_sender() {
         let (tx, rx) = channel(2);
-        assert!(tx.try_send(1).is_ok());
+        assert!(tx.try_send(1, true).is_ok());
         let tx2 = tx.clone();
-        assert!(tx2.try_send(2).is_ok());
-        assert_eq!(tx.try_send(3), Err(3));
+        assert!(tx2.try_send(2, true).is_ok());
+        assert_eq!(tx.try_send(3, true), Err(3));
         assert_eq!(
-            tx.send_timeout(3, Duration::from_millis(10)),
+            tx.send_timeout(3, true, Duration::from_millis(10)),
             Err(3),
             "no room comes"
         );
         assert_eq!(rx.recv(), Some(1));
-        assert!(tx.send_timeout(3, Duration::from_millis(10)).is_ok());
+        assert!(tx.send_timeout(3, true, Duration::from_millis(10)).is_ok());
         drop(tx);
         drop(tx2);
         assert_eq!(rx.recv(), Some(2));
@@ -261,11 +323,14 @@ mod tests {
     fn a_gone_receiver_closes_the_queue_and_wakes_the_waiters() {
         let (tx, rx) = channel::<Reply<u32>>(1);
         let (queued, reply) = gate();
-        tx.try_send(reply).ok().expect("room");
+        tx.try_send(reply, true).ok().expect("room");
         let (_, blocked) = gate();
         let sender = {
             let tx = tx.clone();
-            std::thread::spawn(move || tx.send_timeout(blocked, Duration::from_secs(30)).is_err())
+            std::thread::spawn(move || {
+                tx.send_timeout(blocked, true, Duration::from_secs(30))
+                    .is_err()
+            })
         };
         std::thread::sleep(Duration::from_millis(50));
         let start = Instant::now();
@@ -273,11 +338,39 @@ mod tests {
         assert_eq!(queued.wait(Duration::from_secs(30)), None, "a verdict?");
         assert!(sender.join().unwrap(), "a send waiting for room failed");
         let (_, later) = gate();
-        assert!(tx.try_send(later).is_err(), "a later send failed");
+        assert!(tx.try_send(later, true).is_err(), "a later send failed");
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "waited for the timeouts"
         );
+    }
+
+    /// A claim is taken only when no ordered item is queued or being
+    /// served and no other claim is held; unordered items do not matter.
+    #[test]
+    fn a_claim_never_overtakes_an_ordered_item() {
+        let (tx, rx) = channel(8);
+        let lock = Mutex::new(());
+        let take = || lock.try_lock();
+        tx.try_send(1, false).unwrap();
+        let claim = tx.claim(take).expect("only an unordered item queued");
+        assert!(tx.claim(take).is_none(), "a second claim");
+        drop(claim);
+        tx.try_send(2, true).unwrap();
+        assert!(tx.claim(take).is_none(), "an ordered item queued");
+        assert_eq!(rx.recv(), Some(1));
+        assert!(tx.claim(take).is_none(), "an ordered item still queued");
+        assert_eq!(rx.recv(), Some(2));
+        assert!(tx.claim(take).is_none(), "an ordered item being served");
+        tx.try_send(3, false).unwrap();
+        assert_eq!(rx.recv(), Some(3));
+        let held = lock.lock();
+        assert!(tx.claim(take).is_none(), "its lock is taken elsewhere");
+        drop(held);
+        let claim = tx.claim(take).expect("idle");
+        drop(claim);
+        drop(rx);
+        assert!(tx.claim(take).is_none(), "the receiver is gone");
     }
 
     #[test]
@@ -290,7 +383,7 @@ mod tests {
         });
         for _ in 0..100 {
             let (g, reply) = gate();
-            tx.try_send(reply).ok().expect("room");
+            tx.try_send(reply, true).ok().expect("room");
             assert_eq!(g.wait(Duration::from_secs(5)), Some(7));
         }
         drop(tx);

@@ -3,10 +3,18 @@
 //!
 //! Held calls (exec, open, connect, bind, send) wait for the callback's
 //! [`Verdict`] for up to 5 s, then are denied. A verdict only tightens.
+//!
+//! The callback is told about one call at a time, in the order the calls
+//! came (an event not held, answered at once and told later, still comes
+//! before a held call made after it). It runs on the supervisor's policy
+//! thread, or, for a held call that finds it idle, on the worker handling
+//! that call; such a call cannot be cut short at the hold timeout and is
+//! denied when the callback returns late.
 
 mod context;
 mod event;
 mod mailbox;
+mod parents;
 mod runner;
 mod stage;
 mod verdict;

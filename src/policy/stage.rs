@@ -16,6 +16,7 @@ use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, Start
 
 use super::context::DynamicPolicy;
 use super::event::{Answered, SyscallCategory, SyscallEvent};
+use super::parents::Parents;
 use super::runner::PolicyRunner;
 use super::verdict::Verdict;
 
@@ -48,6 +49,7 @@ impl Enforcement for PolicyFeature {
             dynamic,
             has_callback: self.setup.callback.is_some(),
             audit: self.setup.audit.is_some(),
+            parents: Parents::default(),
         });
         let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
         let mut running = Running::new(state).with_service(gate);
@@ -77,7 +79,7 @@ impl Stage for PolicyState {
         if !self.audit {
             return action;
         }
-        let (mut event, mut answered) = record_for(cx, exec_argv);
+        let (mut event, mut answered) = record_for(&self.parents, cx, exec_argv);
         let id = cx.notification().id;
         let refused_by_rule = cx.noted_rule().is_some_and(|(_, refused)| refused);
         match action {
@@ -115,6 +117,7 @@ impl Stage for PolicyState {
 /// answer; reads check `ID_VALID`, or come from the copy the decision was
 /// made on), and the rule that decided.
 fn record_for(
+    parents: &Parents,
     cx: &HandlerCtx<'_>,
     exec_argv: &dyn Fn() -> Option<Vec<String>>,
 ) -> (SyscallEvent, Answered) {
@@ -133,7 +136,7 @@ fn record_for(
     } else {
         None
     };
-    let event = event_for(notif, dest, argv, false, None);
+    let event = event_for(parents, notif, dest, argv, false, None);
     let answered = Answered {
         path,
         destination,
@@ -192,17 +195,13 @@ pub(crate) struct PolicyState {
     pub(crate) has_callback: bool,
     /// Whether answered calls are recorded in the audit log.
     pub(crate) audit: bool,
-}
-
-/// The parent of process `pid`, from `/proc/<pid>/stat` (field 4).
-fn parent_of(pid: u32) -> Option<u32> {
-    crate::sys::procfs::Stat::of(pid as i32)?
-        .ppid()
-        .map(|p| p as u32)
+    /// Where events' `parent_pid` comes from.
+    pub(crate) parents: Parents,
 }
 
 /// Builds the event for `notif`.
 pub(crate) fn event_for(
+    parents: &Parents,
     notif: &Notification,
     dest: Option<SocketAddr>,
     argv: Option<Vec<String>>,
@@ -216,7 +215,7 @@ pub(crate) fn event_for(
         syscall,
         category,
         pid: notif.pid,
-        parent_pid: parent_of(notif.pid),
+        parent_pid: parents.of(notif.pid),
         host: dest.map(|d| d.ip()),
         port: dest.map(|d| d.port()),
         size,
@@ -259,7 +258,7 @@ impl PolicyState {
         if !self.has_callback {
             return None;
         }
-        let event = event_for(notif, dest, argv, denied, errno);
+        let event = event_for(&self.parents, notif, dest, argv, denied, errno);
         let held = !denied && super::is_held(event.syscall);
         match self.runner.submit(notif.id, event, held)? {
             v @ (Verdict::Deny | Verdict::DenyWith(_)) => {

@@ -54,3 +54,57 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     };
     cvt_long(ret).map(drop)
 }
+
+/// `struct pidfd_info` as Linux 6.13 introduced it (`PIDFD_INFO_SIZE_VER0`,
+/// 64 bytes; later kernels accept this size and fill what it holds).
+#[repr(C)]
+#[derive(Default)]
+#[allow(dead_code)] // The kernel's layout: most fields are only written.
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+/// `PIDFD_INFO_PID`: ask for `pid`, `tgid` and `ppid`.
+const PIDFD_INFO_PID: u64 = 1;
+
+/// `PIDFD_GET_INFO`: `_IOWR(PIDFS_IOCTL_MAGIC = 0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+
+/// The parent (its thread-group id, in this process's pid namespace) of
+/// the task `pidfd` names, from `PIDFD_GET_INFO` (Linux 6.13; one ioctl, no
+/// `/proc` read). `ENOTTY` on older kernels; `ESRCH` once the task is gone
+/// or when its parent is outside this pid namespace.
+pub fn parent_of(pidfd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_PID,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: PIDFD_GET_INFO writes at most the size encoded in the request
+    // (that of `info`, a live, exclusively borrowed `repr(C)` value).
+    let ret = unsafe {
+        libc::ioctl(
+            pidfd.as_raw_fd(),
+            PIDFD_GET_INFO as _,
+            &mut info as *mut PidfdInfo,
+        )
+    };
+    super::cvt(ret)?;
+    if info.mask & PIDFD_INFO_PID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOTTY));
+    }
+    Ok(info.ppid)
+}
