@@ -851,3 +851,77 @@ fn relative_spellings_of_the_programs_own_fds_work_as_bare() {
     }
     assert!(failed.is_empty(), "{} failed: {failed:#?}", failed.len());
 }
+
+/// `watch PATH...` (`cd DIR` between): one line per path, `ok:` if an
+/// inotify watch of it was added, `err:<errno>` if not; then `fanotify:`
+/// and what `fanotify_init` answered.
+const WATCH_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int in = inotify_init1(IN_CLOEXEC);
+    if (in < 0) { perror("inotify_init1"); return 2; }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "cd")) { if (chdir(argv[++i])) return 3; continue; }
+        int wd = inotify_add_watch(in, argv[i], IN_ALL_EVENTS);
+        if (wd < 0) printf("err:%d\n", errno); else printf("ok:\n");
+    }
+    int fan = fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, O_RDONLY);
+    if (fan < 0) printf("fanotify:err:%d\n", errno); else printf("fanotify:ok\n");
+    return 0;
+}
+"#;
+
+/// Review: `inotify_add_watch` ran untrapped: a watch on a denied file
+/// told of its every open, read and write, one on a denied directory the
+/// names of the entries made, opened or removed in it (neither Landlock
+/// nor the kernel's read-permission check refuses it). It is now made
+/// on-behalf on the pinned file, refused (`EACCES`) for a denied one by
+/// every spelling; `fanotify_init` is refused (`EPERM`). Before: 10 of
+/// 10 watches of a denied file were added (5 spellings, both routes), and
+/// fanotify was open; after, 0, while a watch of a public file works.
+#[test]
+fn redteam_an_inotify_watch_of_a_denied_path_is_refused() {
+    let d = dir(9);
+    let exe = common::build_c("backstop_watch", WATCH_C, &[]);
+    std::os::unix::fs::symlink(d.join("sub"), d.join("other/to_sub")).unwrap();
+    let args = ops![
+        p(d, "sub/secret"),
+        p(d, "sub"),
+        p(d, "other/to_sub"),
+        p(d, "other/to_sub/secret"),
+        "cd",
+        d.display(),
+        "sub/secret",
+        "public",
+    ];
+    let with_backstop = denying(&[p(d, "sub")]);
+    assert!(with_backstop.path_backstop());
+    let on_behalf = Sandbox::builder()
+        .deny_path(p(d, "sub"))
+        .argv_safety(true)
+        .build()
+        .expect("build");
+    let mut added = 0;
+    for (name, sb) in [("backstop", &with_backstop), ("on-behalf", &on_behalf)] {
+        let _wd = common::watchdog(Duration::from_secs(60), "watch");
+        let mut child = sb
+            .spawn(Command::new(&exe).args(&args).stdout(Stdio::Piped))
+            .expect("spawn");
+        let out = common::read_all(&mut child.stdout);
+        assert!(child.wait().expect("wait").success(), "{name}: {out}");
+        let lines: Vec<&str> = out.lines().collect();
+        eprintln!("{name}: {lines:?}");
+        assert_eq!(lines.len(), 7, "{name}: {out}");
+        added += lines[..5].iter().filter(|l| **l == "ok:").count();
+        assert_eq!(lines[5], "ok:", "{name}: a public file cannot be watched");
+        assert_eq!(lines[6], "fanotify:err:1", "{name}: {out}");
+    }
+    assert_eq!(added, 0, "watches of a denied path added");
+}

@@ -377,51 +377,40 @@ fn has_linked(dir: &Path, budget: &mut usize) -> Result<bool, String> {
 /// is above it) at another place, beneath rules of the domain.
 fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    // (device "maj:min", root in its file system, mount point)
-    let mounts: Vec<(String, PathBuf, PathBuf)> = crate::sys::mountinfo::parse(&info)
-        .into_iter()
-        .map(|m| (m.dev, m.root, m.point))
-        .collect();
+    let mounts = crate::sys::mountinfo::parse(&info);
     for d in denied {
         // The mount the denied path is on: the longest mount point above it.
         let Some(own) = mounts
             .iter()
-            .filter(|(_, _, mp)| d.starts_with(mp))
-            .max_by_key(|(_, _, mp)| mp.as_os_str().len())
+            .filter(|m| d.starts_with(&m.point))
+            .max_by_key(|m| m.point.as_os_str().len())
         else {
             return Err(format!("no mount holds {}", d.display()));
         };
-        let rel = d.strip_prefix(&own.2).unwrap_or(d);
-        let in_fs = own.1.join(rel);
+        let rel = d.strip_prefix(&own.point).unwrap_or(d);
+        let in_fs = own.root.join(rel);
         for m in &mounts {
-            if m.0 != own.0 || std::ptr::eq(m, own) {
+            if m.dev != own.dev || std::ptr::eq(m, own) {
                 continue;
             }
-            if in_fs.starts_with(&m.1) || m.1.starts_with(&in_fs) {
+            if in_fs.starts_with(&m.root) || m.root.starts_with(&in_fs) {
                 return Err(format!(
                     "{} is also shown at {} (a mount of the same file system)",
                     d.display(),
-                    m.2.display()
+                    m.point.display()
                 ));
             }
         }
         // A mount beneath the denied path whose file system another mount
         // shows too: the rule of the entry leading to that one would allow
         // its files (rules hold inodes, whatever the path).
-        for sub in mounts.iter().filter(|m| m.2.starts_with(d)) {
-            for m in &mounts {
-                if m.0 != sub.0 || m.2.starts_with(d) {
-                    continue;
-                }
-                if m.1.starts_with(&sub.1) || sub.1.starts_with(&m.1) {
-                    return Err(format!(
-                        "{}, beneath {}, is also shown at {} (a mount of the same file system)",
-                        sub.2.display(),
-                        d.display(),
-                        m.2.display()
-                    ));
-                }
-            }
+        if let Some((sub, m)) = super::deny::shown_elsewhere(&mounts, d).first() {
+            return Err(format!(
+                "{}, beneath {}, is also shown at {} (a mount of the same file system)",
+                sub.point.display(),
+                d.display(),
+                m.point.display()
+            ));
         }
     }
     Ok(())

@@ -63,6 +63,7 @@ enum Call {
     Mknod,
     Mknodat,
     Bind,
+    InotifyAddWatch,
 }
 
 struct PathHandler {
@@ -113,6 +114,7 @@ impl Handler for PathHandler {
             Call::Unlinkat => unlink(cx, d, c, (fd(0), a(1)), a(2) as u32 as i32),
             Call::Rmdir => unlink(cx, d, c, (CWD, a(0)), libc::AT_REMOVEDIR),
             Call::Truncate => truncate(cx, d, c, a(0), a(1) as i64),
+            Call::InotifyAddWatch => super::watch::add_watch(cx, d, c, fd(0), a(1), a(2) as u32),
             Call::Chmod => metadata::chmod_call(cx, d, c, P::cwd(a(0), true), a(1), 0),
             Call::Fchmodat => metadata::chmod_call(cx, d, c, P::at(fd(0), a(1), 0), a(2), 0),
             Call::Fchmodat2 => {
@@ -251,6 +253,7 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
         ("mkdirat", Call::Mkdirat),
         ("mknod", Call::Mknod),
         ("mknodat", Call::Mknodat),
+        ("inotify_add_watch", Call::InotifyAddWatch),
     ];
     if with_bind {
         calls.push(("bind", Call::Bind));
