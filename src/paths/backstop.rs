@@ -75,13 +75,19 @@
 //! `~/.ssh` does not (`git clone x ~/new && ~/new/configure` must work).
 
 use std::collections::HashSet;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sys::path::fstatat;
+
+std::thread_local! {
+    /// The path of an open being classified, as the supervisor reaches
+    /// it (NUL-terminated): one buffer per worker, reused.
+    static FULL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// What the classification of opens needs: the directories on the way to
 /// the denied paths, and whether any of their entries changed.
@@ -214,35 +220,57 @@ impl Backstop {
         if named(b"proc") || named(b"/dev/fd") || named(b"/dev/std") {
             return false;
         }
-        let full: Vec<u8> = if path[0] == b'/' {
-            path.to_vec()
-        } else if dirfd == libc::AT_FDCWD {
-            [format!("/proc/{tid}/cwd/").as_bytes(), path].concat()
-        } else {
-            [format!("/proc/{tid}/fd/{dirfd}/").as_bytes(), path].concat()
-        };
-        let Ok(c) = CString::new(full) else {
+        if path[0] == b'/' && self.names_denied(path) {
             return false;
-        };
+        }
         let follow = if flags & libc::O_NOFOLLOW != 0 {
             libc::AT_SYMLINK_NOFOLLOW
         } else {
             0
         };
-        if path[0] == b'/' {
-            let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
-            if self.denied.iter().any(|d| norm.starts_with(d)) {
-                return false;
+        // The path as the supervisor reaches it, built in this thread's
+        // buffer (no allocation per open once it has grown).
+        let verdict = FULL.with_borrow_mut(|full| {
+            use std::io::Write;
+            full.clear();
+            if path[0] != b'/' {
+                let _ = if dirfd == libc::AT_FDCWD {
+                    write!(full, "/proc/{tid}/cwd/")
+                } else {
+                    write!(full, "/proc/{tid}/fd/{dirfd}/")
+                };
             }
-        }
-        let verdict = self.classify(&c, follow, flags);
+            full.extend_from_slice(path);
+            full.push(0);
+            match CStr::from_bytes_with_nul(full) {
+                Ok(c) => self.classify(c, follow, flags),
+                Err(_) => false,
+            }
+        });
         // After the stat: an entry made on the way before it is seen (its
         // identity would pass as beneath a rule).
         verdict && !self.entries_changed()
     }
 
+    /// Whether the absolute `path` names a denied path or lies beneath
+    /// one, lexically. Without `.`, `..` or `//` in it (as nearly every
+    /// path is), on its bytes; else on its normal form.
+    fn names_denied(&self, path: &[u8]) -> bool {
+        let plain = !path.windows(2).any(|w| w == b"/." || w == b"//");
+        if plain {
+            let path = path.strip_suffix(b"/").unwrap_or(path);
+            return self.denied.iter().any(|d| {
+                let d = d.as_os_str().as_bytes();
+                path.strip_prefix(d)
+                    .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+            });
+        }
+        let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
+        self.denied.iter().any(|d| norm.starts_with(d))
+    }
+
     /// [`Backstop::covers`] for the path `c`, resolved by the supervisor.
-    fn classify(&self, c: &CString, follow: i32, flags: i32) -> bool {
+    fn classify(&self, c: &CStr, follow: i32, flags: i32) -> bool {
         match fstatat(None, c, follow) {
             // A FIFO's open keeps its on-behalf route (the deferral pool
             // and its deadline, as without the backstop).
@@ -259,7 +287,7 @@ impl Backstop {
                 if fstatat(None, c, libc::AT_SYMLINK_NOFOLLOW).is_ok() {
                     return false;
                 }
-                let bytes = c.as_bytes();
+                let bytes = c.to_bytes();
                 let Some(slash) = bytes.iter().rposition(|&b| b == b'/') else {
                     return false;
                 };
