@@ -163,7 +163,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // where the route is not taken), nor beneath a home or a directory
     // not root's, whatever the checkout's place.
     let root = tempfile::tempdir_in(system_base()).expect("tempdir");
-    let dirs = (0..10)
+    let dirs = (0..12)
         .map(|i| {
             let d = root.path().join(format!("t{i}"));
             std::fs::create_dir(&d).unwrap();
@@ -924,4 +924,126 @@ fn redteam_an_inotify_watch_of_a_denied_path_is_refused() {
         assert_eq!(lines[6], "fanotify:err:1", "{name}: {out}");
     }
     assert_eq!(added, 0, "watches of a denied path added");
+}
+
+/// Review: whether a directory on the way to a denied path was a home (a
+/// place where programs make what they then run, which the domain would
+/// refuse) was judged by the supervisor's `HOME`, not the program's: a
+/// program given a `HOME` on the way ran under the backstop, and what it
+/// made and ran there failed (`EACCES`). Its spawn is now refused with
+/// what to do. Before: 1 of 1 such runs failed silently; after, 0 (the
+/// spawn is refused); a `HOME` off the way runs what it makes.
+#[test]
+fn a_program_home_on_the_way_to_a_denied_path_is_not_run_under_the_backstop() {
+    let d = dir(10);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let script =
+        r#"printf '#!/bin/sh\necho ran\n' > "$HOME/made" && chmod +x "$HOME/made" && "$HOME/made""#;
+    let mut silent = 0;
+    for (home, on_the_way) in [(d.to_path_buf(), true), (d.join("other"), false)] {
+        let _wd = common::watchdog(Duration::from_secs(60), "home");
+        let spawned = sb.spawn(
+            Command::new("/bin/sh")
+                .args(["-c", script])
+                .env("HOME", &home)
+                .stdout(Stdio::Piped),
+        );
+        match spawned {
+            Ok(mut child) => {
+                let out = common::read_all(&mut child.stdout);
+                let ok = child.wait().expect("wait").success();
+                eprintln!("HOME={}: ran, {ok} {out:?}", home.display());
+                if !(ok && out == "ran\n") {
+                    silent += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("HOME={}: refused: {e}", home.display());
+                assert!(on_the_way, "HOME={} refused: {e}", home.display());
+                assert!(e.to_string().contains("HOME"), "{e}");
+            }
+        }
+    }
+    assert_eq!(silent, 0, "runs whose HOME lay on the way failed silently");
+}
+
+/// Each way to another mount namespace or a mount tree of its own: what
+/// the program got (`got N`), and how many reads of SECRET succeeded
+/// after (`read N`).
+const NEW_VIEW_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static const char *secret;
+static int reads(void) {
+    char b[16] = {0};
+    int fd = open(secret, O_RDONLY);
+    if (fd < 0) return 0;
+    int n = read(fd, b, sizeof b - 1) > 0 && !strncmp(b, "SECRET", 6);
+    close(fd);
+    return n;
+}
+static int child(void *a) { (void)a; _exit(reads() ? 42 : 0); }
+static char stack[65536];
+int main(int argc, char **argv) {
+    secret = argv[1];
+    int got = 0, read_ = 0;
+    int flags[] = { CLONE_NEWNS, CLONE_NEWUSER | CLONE_NEWNS, CLONE_NEWUSER };
+    for (int i = 0; i < 3; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            if (unshare(flags[i])) _exit(1);
+            _exit(reads() ? 42 : 2);
+        }
+        int st; waitpid(p, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) != 1) got++;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 42) read_++;
+    }
+    pid_t p = clone(child, stack + sizeof stack, CLONE_NEWNS | SIGCHLD, NULL);
+    if (p > 0) {
+        int st; waitpid(p, &st, 0); got++;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 42) read_++;
+    }
+    int ns = open("/proc/self/ns/mnt", O_RDONLY);
+    if (ns >= 0 && setns(ns, CLONE_NEWNS) == 0) { got++; read_ += reads(); }
+    int tree = syscall(SYS_open_tree, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */ | 0x80000);
+    if (tree >= 0) got++;
+    printf("got %d\nread %d\n", got, read_);
+    return 0;
+}
+"#;
+
+/// Review: the backstop's mount check reads the supervisor's mount
+/// namespace: a program that made its own (and then a mount showing a
+/// denied file beneath a rule) would be judged in one layout and served
+/// in another. Not reachable: with paths denied the filter refuses
+/// `unshare` and `clone` asking for a new mount or user namespace,
+/// `setns` and the mount family (`open_tree` too) with `EPERM`, and the
+/// Landlock domain refuses every mount. Each way is tried here: none
+/// gives the program a namespace or tree of its own (with the view rules
+/// taken out: 3 ways got one).
+#[test]
+fn redteam_no_mount_namespace_of_its_own_under_the_backstop() {
+    let d = dir(11);
+    let exe = common::build_c("backstop_new_view", NEW_VIEW_C, &[]);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let _wd = common::watchdog(Duration::from_secs(60), "new view");
+    let mut child = sb
+        .spawn(
+            Command::new(&exe)
+                .arg(p(d, "sub/secret"))
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().expect("wait").success(), "{out}");
+    assert_eq!(out, "got 0\nread 0\n", "a view of its own: {out}");
 }

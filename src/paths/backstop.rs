@@ -315,6 +315,15 @@ impl Backstop {
             && !self.denied_ids.contains(&id)
     }
 
+    /// Whether `dir` (a program's home, say) is a directory on the way
+    /// to a denied path, other than `/`: a program cannot run a file it
+    /// makes there (the module's known limit).
+    pub(crate) fn on_the_way(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        dir.parent().is_some()
+            && std::fs::metadata(dir).is_ok_and(|m| self.on_the_way.contains(&(m.dev(), m.ino())))
+    }
+
     /// Whether an entry of a directory on the way changed (then
     /// remembered).
     fn entries_changed(&self) -> bool {
@@ -336,7 +345,10 @@ impl Backstop {
 /// by `uid`, with `mode`) and then run it, which the domain would refuse
 /// (see the module's known limit); `None` for a system directory (owned
 /// by root, written by nobody else, not a home), where a program making
-/// an entry and running it is rare. `/` itself is let through.
+/// an entry and running it is rare. `/` itself is let through. The home
+/// is `/root` and this process's `HOME`, the one a program inherits; a
+/// program given another is checked at its spawn
+/// ([`Backstop::on_the_way`]).
 fn makes_and_runs(dir: &Path, uid: u32, mode: u32) -> Option<&'static str> {
     dir.parent()?;
     if mode & 0o022 != 0 {

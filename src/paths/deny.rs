@@ -368,14 +368,14 @@ impl DeniedPaths {
     /// The same set (shared), whose opens beneath the rules of the
     /// program's Landlock domain run as the kernel resolves them (see
     /// `backstop`).
-    pub(crate) fn with_backstop(&self, backstop: super::backstop::Backstop) -> DeniedPaths {
+    pub(crate) fn with_backstop(&self, backstop: Arc<super::backstop::Backstop>) -> DeniedPaths {
         DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: self.lists.clone(),
             layer: self.layer.clone(),
             untrapped_reads: self.untrapped_reads,
             free_reads: self.free_reads,
-            backstop: Some(Arc::new(backstop)),
+            backstop: Some(backstop),
         }
     }
 
