@@ -808,8 +808,8 @@ fn the_command_takes_the_backstop_and_reports_its_refusals() {
 /// in `/dev/fd`) was resolved by the supervisor, where `/proc/self` is
 /// its own: refused (`ELOOP` at the magic link) where the bare program
 /// reads its fd. Each is now respelled in the program's view; both
-/// routes (the backstop's and on-behalf). Before: 12 of 14 failed; after,
-/// 0 (each reads the file its fd 3 has open).
+/// routes (the backstop's and on-behalf). Before: 9 and 12 of 14 failed
+/// (two runs); after, 0 (each reads the file its fd 3 has open).
 #[test]
 fn relative_spellings_of_the_programs_own_fds_work_as_bare() {
     let d = dir(8);
@@ -883,9 +883,10 @@ int main(int argc, char **argv) {
 /// names of the entries made, opened or removed in it (neither Landlock
 /// nor the kernel's read-permission check refuses it). It is now made
 /// on-behalf on the pinned file, refused (`EACCES`) for a denied one by
-/// every spelling; `fanotify_init` is refused (`EPERM`). Before: 10 of
-/// 10 watches of a denied file were added (5 spellings, both routes), and
-/// fanotify was open; after, 0, while a watch of a public file works.
+/// every spelling; `fanotify_init` is refused (`EPERM`). Before: 5 of 5
+/// watches of a denied path were added (the backstop's route, where the
+/// run stopped), and fanotify was open; after, 0 on both routes, while a
+/// watch of a public file works.
 #[test]
 fn redteam_an_inotify_watch_of_a_denied_path_is_refused() {
     let d = dir(9);
@@ -1028,7 +1029,7 @@ int main(int argc, char **argv) {
 /// `setns` and the mount family (`open_tree` too) with `EPERM`, and the
 /// Landlock domain refuses every mount. Each way is tried here: none
 /// gives the program a namespace or tree of its own (with the view rules
-/// taken out: 3 ways got one).
+/// taken out: 2 ways got one).
 #[test]
 fn redteam_no_mount_namespace_of_its_own_under_the_backstop() {
     let d = dir(11);
