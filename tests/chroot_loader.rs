@@ -730,6 +730,20 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
     assert!(text.ends_with("script-ran\n"), "{text}");
 }
 
+/// A view with `/work/ok` and `/work/held` (static markers) and
+/// [`FAILED_EXEC_C`], static, run from its host path, mounted there (its
+/// own exec is let through as it is, not re-issued): the view, the
+/// `--mount` flags and the program's path.
+fn reissue_view() -> (Rootfs, [String; 2], String) {
+    let r = rootfs();
+    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
+    let dir = failed.parent().expect("dir").display().to_string();
+    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
+    marker_exe(&r, "ok");
+    marker_exe(&r, "held");
+    (r, mount, failed.display().to_string())
+}
+
 /// Failures of the re-issue made on purpose (`UNOTIFY_TEST_FAULT`, only
 /// in this crate's test builds: `src/freeze/fault.rs`): the tracer
 /// refusing the re-issue of a seized caller (`reissue-busy`), and a
@@ -739,15 +753,7 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
 #[test]
 fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "reissue faults");
-    let r = rootfs();
-    // Static, run from its host path, mounted there: its own exec is let
-    // through as it is, not re-issued.
-    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
-    let dir = failed.parent().expect("dir").display().to_string();
-    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
-    let exe = failed.display().to_string();
-    marker_exe(&r, "ok");
-    marker_exe(&r, "held");
+    let (r, mount, exe) = reissue_view();
     for fault in ["reissue-busy", "reissue-after-addfd"] {
         let out = in_view(&r, &mount, &[&exe, "20", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
@@ -781,13 +787,7 @@ fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
 #[test]
 fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "late reissue");
-    let r = rootfs();
-    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
-    let dir = failed.parent().expect("dir").display().to_string();
-    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
-    let exe = failed.display().to_string();
-    marker_exe(&r, "ok");
-    marker_exe(&r, "held");
+    let (r, mount, exe) = reissue_view();
     for fault in ["reissue-late", "reissued-freeze-fails"] {
         let out = in_view(&r, &mount, &[&exe, "10", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
@@ -821,13 +821,7 @@ fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
 #[test]
 fn a_reissue_the_tracer_stalls_on_kills_its_caller() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "stalled reissue");
-    let r = rootfs();
-    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
-    let dir = failed.parent().expect("dir").display().to_string();
-    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
-    let exe = failed.display().to_string();
-    marker_exe(&r, "ok");
-    marker_exe(&r, "held");
+    let (r, mount, exe) = reissue_view();
     let out = in_view(&r, &mount, &[&exe, "1", "/work/held", "/work/ok"])
         .env("UNOTIFY_TEST_FAULT", "reissue-stall")
         .output()

@@ -218,12 +218,17 @@ fn denying(paths: &[String]) -> Sandbox {
 }
 
 fn run(sandbox: &Sandbox, ops: &[String]) -> Vec<String> {
+    run_program(sandbox, &FIXTURE.exe, ops)
+}
+
+/// The lines `exe ARGS` printed in `sandbox`, which it exited 0.
+fn run_program(sandbox: &Sandbox, exe: &Path, args: &[String]) -> Vec<String> {
     let _wd = common::watchdog(Duration::from_secs(60), "bsops");
     let mut child = sandbox
-        .spawn(Command::new(&FIXTURE.exe).args(ops).stdout(Stdio::Piped))
+        .spawn(Command::new(exe).args(args).stdout(Stdio::Piped))
         .expect("spawn");
     let out = common::read_all(&mut child.stdout);
-    assert!(child.wait().expect("wait").success(), "{ops:?}: {out}");
+    assert!(child.wait().expect("wait").success(), "{args:?}: {out}");
     out.lines().map(str::to_owned).collect()
 }
 
@@ -911,18 +916,12 @@ fn redteam_an_inotify_watch_of_a_denied_path_is_refused() {
         .expect("build");
     let mut added = 0;
     for (name, sb) in [("backstop", &with_backstop), ("on-behalf", &on_behalf)] {
-        let _wd = common::watchdog(Duration::from_secs(60), "watch");
-        let mut child = sb
-            .spawn(Command::new(&exe).args(&args).stdout(Stdio::Piped))
-            .expect("spawn");
-        let out = common::read_all(&mut child.stdout);
-        assert!(child.wait().expect("wait").success(), "{name}: {out}");
-        let lines: Vec<&str> = out.lines().collect();
+        let lines = run_program(sb, &exe, &args);
         eprintln!("{name}: {lines:?}");
-        assert_eq!(lines.len(), 7, "{name}: {out}");
-        added += lines[..5].iter().filter(|l| **l == "ok:").count();
+        assert_eq!(lines.len(), 7, "{name}: {lines:?}");
+        added += lines[..5].iter().filter(|l| *l == "ok:").count();
         assert_eq!(lines[5], "ok:", "{name}: a public file cannot be watched");
-        assert_eq!(lines[6], "fanotify:err:1", "{name}: {out}");
+        assert_eq!(lines[6], "fanotify:err:1", "{name}: {lines:?}");
     }
     assert_eq!(added, 0, "watches of a denied path added");
 }
@@ -1036,15 +1035,6 @@ fn redteam_no_mount_namespace_of_its_own_under_the_backstop() {
     let exe = common::build_c("backstop_new_view", NEW_VIEW_C, &[]);
     let sb = denying(&[p(d, "sub/secret")]);
     assert!(sb.path_backstop());
-    let _wd = common::watchdog(Duration::from_secs(60), "new view");
-    let mut child = sb
-        .spawn(
-            Command::new(&exe)
-                .arg(p(d, "sub/secret"))
-                .stdout(Stdio::Piped),
-        )
-        .expect("spawn");
-    let out = common::read_all(&mut child.stdout);
-    assert!(child.wait().expect("wait").success(), "{out}");
-    assert_eq!(out, "got 0\nread 0\n", "a view of its own: {out}");
+    let out = run_program(&sb, &exe, &[p(d, "sub/secret")]);
+    assert_eq!(out, ["got 0", "read 0"], "a view of its own: {out:?}");
 }

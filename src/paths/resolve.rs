@@ -275,6 +275,43 @@ pub(crate) fn open_trusted(path: &str, flags: i32) -> io::Result<OwnedFd> {
     openat2(None, &cstring(path.as_bytes()), &how)
 }
 
+/// The path argument at `ptr` of a call on one file (relative to the
+/// task's working directory), the task, and this thread lowered to the
+/// task's rights until the guard is dropped: the start of such a call
+/// made on the task's behalf. An empty path is `ENOENT`.
+pub(crate) fn path_as_task(
+    cx: &HandlerCtx<'_>,
+    creds: &CredCache,
+    ptr: u64,
+) -> Result<(Vec<u8>, Task, Option<ThreadCaps>), Errno> {
+    let path = read_path(cx, ptr)?;
+    let task = Task::read(cx, creds)?;
+    let acting = task.rights.assume()?;
+    if path.is_empty() {
+        return Err(Errno::of(libc::ENOENT));
+    }
+    Ok((path, task, acting))
+}
+
+/// Pins (`O_PATH`, with `extra` flags) what the task's `path`, relative
+/// to its working directory, names in its view: its own fds and
+/// executable from its own tables ([`task_view`]).
+pub(crate) fn pin_in_view(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    path: &[u8],
+    extra: i32,
+) -> Result<OwnedFd, Errno> {
+    let (path, alias) = task_view(task, path);
+    match alias {
+        Some(alias) => pin_alias(cx, task, &alias),
+        None => {
+            let base = base(cx, libc::AT_FDCWD, &path, false)?;
+            pin(borrow(&base), &path, extra, 0).map_err(|e| errno_of(&e))
+        }
+    }
+}
+
 /// The directory a path of the task is relative to: `None` for an absolute
 /// path (the supervisor's root, which is the task's), else a pinned fd.
 /// With `always`, the pinned directory is returned for absolute paths too

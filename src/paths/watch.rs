@@ -16,8 +16,7 @@ use crate::handler::HandlerCtx;
 use super::creds::CredCache;
 use super::deny::DeniedPaths;
 use super::resolve::{
-    as_supervisor, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias, read_path,
-    task_view, Errno, Task,
+    as_supervisor, errno_of, is_supervisor_proc, path_as_task, pin_in_view, Errno,
 };
 
 /// `inotify_add_watch(fd, path, mask)` of the task: the watch descriptor,
@@ -30,13 +29,8 @@ pub(super) fn add_watch(
     ptr: u64,
     mask: u32,
 ) -> Result<NotifAction, Errno> {
-    let path = read_path(cx, ptr)?;
-    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
-    let _acting = task.rights.assume()?;
-    if path.is_empty() {
-        return Err(Errno::of(libc::ENOENT));
-    }
+    let (path, task, _acting) = path_as_task(cx, creds, ptr)?;
     let mut extra = 0;
     if mask & libc::IN_DONT_FOLLOW != 0 {
         extra |= libc::O_NOFOLLOW;
@@ -44,14 +38,7 @@ pub(super) fn add_watch(
     if mask & libc::IN_ONLYDIR != 0 {
         extra |= libc::O_DIRECTORY;
     }
-    let (path, alias) = task_view(&task, &path);
-    let pinned = match alias {
-        Some(alias) => pin_alias(cx, &task, &alias)?,
-        None => {
-            let base = base(cx, libc::AT_FDCWD, &path, false)?;
-            pin(borrow(&base), &path, extra, 0).map_err(|e| errno_of(&e))?
-        }
-    };
+    let pinned = pin_in_view(cx, &task, &path, extra)?;
     if d.check_fd(pinned.as_fd()) || is_supervisor_proc(pinned.as_fd()) {
         return Err(Errno::of(libc::EACCES));
     }
