@@ -691,11 +691,29 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
 /// `/dev/userfaultfd`: a page the program leaves unfilled stalls every
 /// read the supervisor makes of it, and enough such pointer arguments stall
 /// every worker, so that later calls go unanswered). A call the caller
-/// already denies keeps its errno.
+/// already denies keeps its errno. And leases (`fcntl(F_SETLEASE)`,
+/// `EACCES`, see [`refuse_leases`]).
 pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
     refuse_host_access(filter)?;
     refuse_foreign_limits(filter)?;
-    refuse_terminal_input(filter)
+    refuse_terminal_input(filter)?;
+    refuse_leases(filter)
+}
+
+/// `fcntl(fd, F_SETLEASE, ...)`: `EACCES`, the kernel's own answer to a
+/// caller that may not take a lease. A lease on a host file (a root
+/// program owns every root file, so dropping `CAP_LEASE` would not stop
+/// it) makes every host process that opens it for writing (a read lease)
+/// or at all (a write lease) wait for the lease-break time, 45 s by
+/// default, again at each open while the sandbox takes it again.
+fn refuse_leases(filter: &mut FilterBuilder) -> Result<()> {
+    let Some(nr) = syscalls::number(filter.arch(), "fcntl") else {
+        return Ok(());
+    };
+    // The kernel reads the command as a 32-bit `unsigned int`.
+    let check = crate::filter::ArgCheck::new(1, 0xffff_ffff, libc::F_SETLEASE as u64);
+    filter.refuse_first(nr, vec![check], libc::EACCES)?;
+    Ok(())
 }
 
 /// `prlimit64(pid, resource, new, old)`: allowed on the caller itself

@@ -42,8 +42,8 @@ struct Plan {
     memory_cgroup: bool,
     /// The program may not dump core (see [`Sandbox::no_core_dumps`]).
     no_core_dumps: bool,
-    /// Path denial's kernel backstop is in force (see `paths::backstop`).
-    path_backstop: bool,
+    /// Path denial's kernel backstop, if in force (see `paths::backstop`).
+    path_backstop: Option<Arc<crate::paths::backstop::Backstop>>,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -893,7 +893,7 @@ impl SandboxBuilder {
         // The kernel backstop of a fixed denied set (see `paths::backstop`).
         // `UNOTIFY_PATH_BACKSTOP=off` keeps the on-behalf route for
         // every call (for comparisons; see README).
-        let backstop: Option<crate::paths::backstop::Backstop> = if paths_denied
+        let backstop: Option<Arc<crate::paths::backstop::Backstop>> = if paths_denied
             && std::env::var_os("UNOTIFY_PATH_BACKSTOP").is_none_or(|v| v != "off")
             && self.denied_paths.is_none()
             // Argv safety for another reason (an exec handler, asked for)
@@ -911,11 +911,11 @@ impl SandboxBuilder {
             && fs_lists.is_none()
             && !serves_files
         {
-            crate::paths::backstop::plan_for(&self.deny_paths, domain)
+            crate::paths::backstop::plan_for(&self.deny_paths, domain).map(Arc::new)
         } else {
             None
         };
-        let path_backstop = backstop.is_some();
+        let path_backstop = backstop.clone();
         let argv_safety = self.argv_safety.unwrap_or(
             exec_handled
                 || policy.is_some()
@@ -1307,7 +1307,7 @@ pub struct Sandbox {
     /// The Landlock rights the kernel lacks and the caller let degrade.
     degraded: Vec<crate::landlock::Right>,
     /// See [`path_backstop`](Self::path_backstop).
-    path_backstop: bool,
+    path_backstop: Option<Arc<crate::paths::backstop::Backstop>>,
     /// The host's observer, told of a memory cgroup's kills at exit.
     events: Option<crate::events::EventSink>,
     /// The copy-on-write work directory, if any.
@@ -1356,7 +1356,7 @@ impl Sandbox {
     /// [`observe_decisions`](SandboxBuilder::observe_decisions)), or with
     /// `UNOTIFY_PATH_BACKSTOP=off`.
     pub fn path_backstop(&self) -> bool {
-        self.path_backstop
+        self.path_backstop.is_some()
     }
 
     /// Runs `cmd` under supervision and returns its handle once it has
@@ -1378,6 +1378,23 @@ impl Sandbox {
             .map(|(k, v)| env_entry(k, v))
             .collect::<Result<Vec<_>>>()?;
         let mut envp = envp;
+        // The backstop was planned with this process's `HOME`, which a
+        // program inherits; one given another that lies on the way to a
+        // denied path could not run what it makes there (README, "Path
+        // denial's kernel backstop").
+        if let (Some(b), Some((_, home))) = (
+            &self.path_backstop,
+            env.iter().find(|(k, _)| k.as_os_str() == "HOME"),
+        ) {
+            if b.on_the_way(std::path::Path::new(home)) {
+                return Err(Error::InvalidConfig {
+                    message: format!(
+                        "the program's HOME ({}) is a directory on the way to a denied path: under path denial's kernel backstop it could not run what it makes there; give it another HOME, or build the sandbox with argv_safety(true) (unotify run: UNOTIFY_PATH_BACKSTOP=off), which keeps path denial on its on-behalf route",
+                        std::path::Path::new(home).display()
+                    ),
+                });
+            }
+        }
         if self.chroot_cwd.is_some() && cmd.cwd.is_some() {
             return Err(Error::InvalidConfig {
                 message: "under a chroot the working directory is a path in the view: set it with SandboxBuilder::chroot_cwd, not Command::current_dir".into(),

@@ -730,6 +730,20 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
     assert!(text.ends_with("script-ran\n"), "{text}");
 }
 
+/// A view with `/work/ok` and `/work/held` (static markers) and
+/// [`FAILED_EXEC_C`], static, run from its host path, mounted there (its
+/// own exec is let through as it is, not re-issued): the view, the
+/// `--mount` flags and the program's path.
+fn reissue_view() -> (Rootfs, [String; 2], String) {
+    let r = rootfs();
+    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
+    let dir = failed.parent().expect("dir").display().to_string();
+    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
+    marker_exe(&r, "ok");
+    marker_exe(&r, "held");
+    (r, mount, failed.display().to_string())
+}
+
 /// Failures of the re-issue made on purpose (`UNOTIFY_TEST_FAULT`, only
 /// in this crate's test builds: `src/freeze/fault.rs`): the tracer
 /// refusing the re-issue of a seized caller (`reissue-busy`), and a
@@ -739,15 +753,7 @@ fn redteam_a_rewrite_that_fails_leaves_no_fd_in_the_program() {
 #[test]
 fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "reissue faults");
-    let r = rootfs();
-    // Static, run from its host path, mounted there: its own exec is let
-    // through as it is, not re-issued.
-    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
-    let dir = failed.parent().expect("dir").display().to_string();
-    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
-    let exe = failed.display().to_string();
-    marker_exe(&r, "ok");
-    marker_exe(&r, "held");
+    let (r, mount, exe) = reissue_view();
     for fault in ["reissue-busy", "reissue-after-addfd"] {
         let out = in_view(&r, &mount, &[&exe, "20", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
@@ -781,13 +787,7 @@ fn a_reissue_that_fails_leaves_no_fd_in_the_program() {
 #[test]
 fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
     let _w = common::watchdog(std::time::Duration::from_secs(120), "late reissue");
-    let r = rootfs();
-    let failed = common::build_c("chroot_failed_exec", FAILED_EXEC_C, &["-static"]);
-    let dir = failed.parent().expect("dir").display().to_string();
-    let mount = ["--mount".to_owned(), format!("{dir}:{dir}:ro")];
-    let exe = failed.display().to_string();
-    marker_exe(&r, "ok");
-    marker_exe(&r, "held");
+    let (r, mount, exe) = reissue_view();
     for fault in ["reissue-late", "reissued-freeze-fails"] {
         let out = in_view(&r, &mount, &[&exe, "10", "/work/held", "/work/ok"])
             .env("UNOTIFY_TEST_FAULT", fault)
@@ -808,4 +808,32 @@ fn a_reissue_given_up_or_refused_leaves_nothing_behind() {
             assert!(left > 0, "the tracer never came late: {log}");
         }
     }
+}
+
+/// Review: once the tracer had taken a re-issue, its worker waited for
+/// the outcome without a bound: a tracer that stalled there (a task in
+/// an odd stop, the thread blocked) held the worker and the call for
+/// ever. The worker now waits as long as for a freeze, then kills the
+/// caller before it answers (the tracer's late outcome is dropped: what
+/// it added to the task dies with it). `reissue-stall`: the tracer stalls
+/// 600 ms after taking, the worker waits 100 ms. Before: the stalled exec
+/// went on and ran the program (1 of 1); after, 0: its caller is killed.
+#[test]
+fn a_reissue_the_tracer_stalls_on_kills_its_caller() {
+    let _w = common::watchdog(std::time::Duration::from_secs(120), "stalled reissue");
+    let (r, mount, exe) = reissue_view();
+    let out = in_view(&r, &mount, &[&exe, "1", "/work/held", "/work/ok"])
+        .env("UNOTIFY_TEST_FAULT", "reissue-stall")
+        .output()
+        .expect("start unotify");
+    let text = common::stdout_of(&out);
+    let log = common::stderr_of(&out);
+    println!("{text}{log}");
+    let ran = text.matches(OUTSIDE).count();
+    assert_eq!(ran, 0, "a stalled re-issue ran its program: {text}{log}");
+    assert!(
+        log.contains("did not answer within"),
+        "the caller was not killed: {log}"
+    );
+    assert!(!out.status.success(), "{text}{log}");
 }

@@ -29,6 +29,9 @@ pub(crate) enum FreezeError {
     StopTimeout { tid: i32 },
     /// The files of a re-issued call could not be added to its task.
     Files(io::Error),
+    /// The ptrace thread took a re-issue and did not finish it in time:
+    /// its caller was killed.
+    Stalled,
 }
 
 impl fmt::Display for FreezeError {
@@ -54,6 +57,9 @@ impl fmt::Display for FreezeError {
             FreezeError::Files(e) => {
                 write!(f, "cannot add the re-issued call's files to the task: {e}")
             }
+            FreezeError::Stalled => f.write_str(
+                "the ptrace thread took the re-issue and did not finish it in time (the task was killed)",
+            ),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! its caller), `reissue-after-addfd` (a failure after the re-issue's
 //! files were added, as an `ADDFD` of a further file would),
 //! `reissue-late` (the worker waits 50 ms for the tracer, which takes a
-//! re-issue 300 ms late), `reissued-freeze-fails` (the freeze of a
+//! re-issue 300 ms late), `reissue-stall` (the tracer takes a re-issue
+//! at once and stalls 600 ms before acting on it, the worker waiting
+//! 100 ms for it, and as long again once it is taken), `reissued-freeze-fails` (the freeze of a
 //! re-issued exec fails).
 
 /// Whether fault `point` is to be injected.

@@ -417,18 +417,42 @@ impl Tracer {
         }
         let patience = if super::fault::injected("reissue-late") {
             Duration::from_millis(50)
+        } else if super::fault::injected("reissue-stall") {
+            Duration::from_millis(100)
         } else {
             STOP_TIMEOUT * 4
         };
         if let Ok(r) = answer.recv_timeout(patience) {
             return r;
         }
-        // Given up before the loop took it: it never acts on it. Taken:
-        // its answer comes (it waits for nothing while it acts).
+        // Given up before the loop took it: it never acts on it.
         if claim.give_up() {
             return Err(FreezeError::NoAnswer);
         }
-        answer.recv().unwrap_or(Err(FreezeError::NoAnswer))
+        // Taken: the loop acts, bounded by its own waits (a seize, within
+        // STOP_TIMEOUT). A loop stalled past that (a task in an odd stop,
+        // the thread blocked) would hold this worker and the call for
+        // ever: it is left, and the caller killed before the call is
+        // answered, so that whatever the loop does to it later (files
+        // added, a rewrite set) never reaches a running program.
+        if let Ok(r) = answer.recv_timeout(patience) {
+            return r;
+        }
+        if claim.abandon() {
+            super::kill_task(
+                caller.tid,
+                format_args!(
+                    "task {}: the ptrace thread took its re-issue and did not answer within {:?}; killing it",
+                    caller.tid,
+                    patience * 2
+                ),
+            );
+            return Err(FreezeError::Stalled);
+        }
+        // The loop finished first: its answer is sent right after.
+        answer
+            .recv_timeout(STOP_TIMEOUT)
+            .unwrap_or(Err(FreezeError::NoAnswer))
     }
 
     /// Whether `tid`'s trapped call is one this tracer re-issued, not
@@ -518,13 +542,18 @@ enum AtStop {
 /// Who has a re-issue request: the loop takes it ([`Claim::take`]) before
 /// it acts, the worker gives it up ([`Claim::give_up`]) when it stops
 /// waiting; whichever comes first decides, so a re-issue is carried out
-/// only while its worker still waits to answer the call.
+/// only while its worker still waits to answer the call. Once taken, the
+/// loop's end ([`Claim::finish`]) and the worker's leaving
+/// ([`Claim::abandon`], after which it kills the caller) decide the same
+/// way whether the loop's outcome is the one the worker answers with.
 #[derive(Debug, Default)]
 pub(crate) struct Claim(std::sync::atomic::AtomicU8);
 
 impl Claim {
     const TAKEN: u8 = 1;
     const GIVEN_UP: u8 = 2;
+    const FINISHED: u8 = 3;
+    const ABANDONED: u8 = 4;
 
     /// The loop's: whether the request is still wanted (then it is the
     /// loop's to answer).
@@ -542,6 +571,36 @@ impl Claim {
         // AcqRel: pairs with the exchange in `take`.
         self.0
             .compare_exchange(0, Self::GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The loop's, once it acted on a taken request: whether its worker
+    /// still waits (then the loop's answer is the one it answers with).
+    fn finish(&self) -> bool {
+        // AcqRel: pairs with the same exchange in `abandon`; one of the
+        // two wins.
+        self.0
+            .compare_exchange(
+                Self::TAKEN,
+                Self::FINISHED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The worker's, when it stops waiting for a taken request: whether
+    /// it left before the loop finished (then the caller is the worker's
+    /// to kill, and the loop's outcome is dropped).
+    fn abandon(&self) -> bool {
+        // AcqRel: pairs with the exchange in `finish`.
+        self.0
+            .compare_exchange(
+                Self::TAKEN,
+                Self::ABANDONED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 }
@@ -689,7 +748,19 @@ impl Loop {
                     );
                     return;
                 }
+                if super::fault::injected("reissue-stall") {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
                 let r = self.start_reissue(caller, id, trapped, reissue);
+                if !claim.finish() {
+                    // Its worker stopped waiting and killed the caller
+                    // (what was added or set for it dies with it).
+                    log::debug!(
+                        "task {}: a re-issue its worker left (the task killed) is over: {r:?}",
+                        caller.tid
+                    );
+                    return;
+                }
                 let _ = reply.send(r);
             }
             Request::CloseAdded { tid, reply } => {

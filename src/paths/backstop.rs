@@ -75,13 +75,19 @@
 //! `~/.ssh` does not (`git clone x ~/new && ~/new/configure` must work).
 
 use std::collections::HashSet;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sys::path::fstatat;
+
+std::thread_local! {
+    /// The path of an open being classified, as the supervisor reaches
+    /// it (NUL-terminated): one buffer per worker, reused.
+    static FULL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// What the classification of opens needs: the directories on the way to
 /// the denied paths, and whether any of their entries changed.
@@ -214,35 +220,57 @@ impl Backstop {
         if named(b"proc") || named(b"/dev/fd") || named(b"/dev/std") {
             return false;
         }
-        let full: Vec<u8> = if path[0] == b'/' {
-            path.to_vec()
-        } else if dirfd == libc::AT_FDCWD {
-            [format!("/proc/{tid}/cwd/").as_bytes(), path].concat()
-        } else {
-            [format!("/proc/{tid}/fd/{dirfd}/").as_bytes(), path].concat()
-        };
-        let Ok(c) = CString::new(full) else {
+        if path[0] == b'/' && self.names_denied(path) {
             return false;
-        };
+        }
         let follow = if flags & libc::O_NOFOLLOW != 0 {
             libc::AT_SYMLINK_NOFOLLOW
         } else {
             0
         };
-        if path[0] == b'/' {
-            let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
-            if self.denied.iter().any(|d| norm.starts_with(d)) {
-                return false;
+        // The path as the supervisor reaches it, built in this thread's
+        // buffer (no allocation per open once it has grown).
+        let verdict = FULL.with_borrow_mut(|full| {
+            use std::io::Write;
+            full.clear();
+            if path[0] != b'/' {
+                let _ = if dirfd == libc::AT_FDCWD {
+                    write!(full, "/proc/{tid}/cwd/")
+                } else {
+                    write!(full, "/proc/{tid}/fd/{dirfd}/")
+                };
             }
-        }
-        let verdict = self.classify(&c, follow, flags);
+            full.extend_from_slice(path);
+            full.push(0);
+            match CStr::from_bytes_with_nul(full) {
+                Ok(c) => self.classify(c, follow, flags),
+                Err(_) => false,
+            }
+        });
         // After the stat: an entry made on the way before it is seen (its
         // identity would pass as beneath a rule).
         verdict && !self.entries_changed()
     }
 
+    /// Whether the absolute `path` names a denied path or lies beneath
+    /// one, lexically. Without `.`, `..` or `//` in it (as nearly every
+    /// path is), on its bytes; else on its normal form.
+    fn names_denied(&self, path: &[u8]) -> bool {
+        let plain = !path.windows(2).any(|w| w == b"/." || w == b"//");
+        if plain {
+            let path = path.strip_suffix(b"/").unwrap_or(path);
+            return self.denied.iter().any(|d| {
+                let d = d.as_os_str().as_bytes();
+                path.strip_prefix(d)
+                    .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+            });
+        }
+        let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
+        self.denied.iter().any(|d| norm.starts_with(d))
+    }
+
     /// [`Backstop::covers`] for the path `c`, resolved by the supervisor.
-    fn classify(&self, c: &CString, follow: i32, flags: i32) -> bool {
+    fn classify(&self, c: &CStr, follow: i32, flags: i32) -> bool {
         match fstatat(None, c, follow) {
             // A FIFO's open keeps its on-behalf route (the deferral pool
             // and its deadline, as without the backstop).
@@ -259,7 +287,7 @@ impl Backstop {
                 if fstatat(None, c, libc::AT_SYMLINK_NOFOLLOW).is_ok() {
                     return false;
                 }
-                let bytes = c.as_bytes();
+                let bytes = c.to_bytes();
                 let Some(slash) = bytes.iter().rposition(|&b| b == b'/') else {
                     return false;
                 };
@@ -287,6 +315,15 @@ impl Backstop {
             && !self.denied_ids.contains(&id)
     }
 
+    /// Whether `dir` (a program's home, say) is a directory on the way
+    /// to a denied path, other than `/`: a program cannot run a file it
+    /// makes there (the module's known limit).
+    pub(crate) fn on_the_way(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        dir.parent().is_some()
+            && std::fs::metadata(dir).is_ok_and(|m| self.on_the_way.contains(&(m.dev(), m.ino())))
+    }
+
     /// Whether an entry of a directory on the way changed (then
     /// remembered).
     fn entries_changed(&self) -> bool {
@@ -308,7 +345,10 @@ impl Backstop {
 /// by `uid`, with `mode`) and then run it, which the domain would refuse
 /// (see the module's known limit); `None` for a system directory (owned
 /// by root, written by nobody else, not a home), where a program making
-/// an entry and running it is rare. `/` itself is let through.
+/// an entry and running it is rare. `/` itself is let through. The home
+/// is `/root` and this process's `HOME`, the one a program inherits; a
+/// program given another is checked at its spawn
+/// ([`Backstop::on_the_way`]).
 fn makes_and_runs(dir: &Path, uid: u32, mode: u32) -> Option<&'static str> {
     dir.parent()?;
     if mode & 0o022 != 0 {
@@ -377,51 +417,40 @@ fn has_linked(dir: &Path, budget: &mut usize) -> Result<bool, String> {
 /// is above it) at another place, beneath rules of the domain.
 fn check_mounts(denied: &[PathBuf]) -> Result<(), String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    // (device "maj:min", root in its file system, mount point)
-    let mounts: Vec<(String, PathBuf, PathBuf)> = crate::sys::mountinfo::parse(&info)
-        .into_iter()
-        .map(|m| (m.dev, m.root, m.point))
-        .collect();
+    let mounts = crate::sys::mountinfo::parse(&info);
     for d in denied {
         // The mount the denied path is on: the longest mount point above it.
         let Some(own) = mounts
             .iter()
-            .filter(|(_, _, mp)| d.starts_with(mp))
-            .max_by_key(|(_, _, mp)| mp.as_os_str().len())
+            .filter(|m| d.starts_with(&m.point))
+            .max_by_key(|m| m.point.as_os_str().len())
         else {
             return Err(format!("no mount holds {}", d.display()));
         };
-        let rel = d.strip_prefix(&own.2).unwrap_or(d);
-        let in_fs = own.1.join(rel);
+        let rel = d.strip_prefix(&own.point).unwrap_or(d);
+        let in_fs = own.root.join(rel);
         for m in &mounts {
-            if m.0 != own.0 || std::ptr::eq(m, own) {
+            if m.dev != own.dev || std::ptr::eq(m, own) {
                 continue;
             }
-            if in_fs.starts_with(&m.1) || m.1.starts_with(&in_fs) {
+            if in_fs.starts_with(&m.root) || m.root.starts_with(&in_fs) {
                 return Err(format!(
                     "{} is also shown at {} (a mount of the same file system)",
                     d.display(),
-                    m.2.display()
+                    m.point.display()
                 ));
             }
         }
         // A mount beneath the denied path whose file system another mount
         // shows too: the rule of the entry leading to that one would allow
         // its files (rules hold inodes, whatever the path).
-        for sub in mounts.iter().filter(|m| m.2.starts_with(d)) {
-            for m in &mounts {
-                if m.0 != sub.0 || m.2.starts_with(d) {
-                    continue;
-                }
-                if m.1.starts_with(&sub.1) || sub.1.starts_with(&m.1) {
-                    return Err(format!(
-                        "{}, beneath {}, is also shown at {} (a mount of the same file system)",
-                        sub.2.display(),
-                        d.display(),
-                        m.2.display()
-                    ));
-                }
-            }
+        if let Some((sub, m)) = super::deny::shown_elsewhere(&mounts, d).first() {
+            return Err(format!(
+                "{}, beneath {}, is also shown at {} (a mount of the same file system)",
+                sub.point.display(),
+                d.display(),
+                m.point.display()
+            ));
         }
     }
     Ok(())

@@ -368,14 +368,14 @@ impl DeniedPaths {
     /// The same set (shared), whose opens beneath the rules of the
     /// program's Landlock domain run as the kernel resolves them (see
     /// `backstop`).
-    pub(crate) fn with_backstop(&self, backstop: super::backstop::Backstop) -> DeniedPaths {
+    pub(crate) fn with_backstop(&self, backstop: Arc<super::backstop::Backstop>) -> DeniedPaths {
         DeniedPaths {
             entries: Arc::clone(&self.entries),
             lists: self.lists.clone(),
             layer: self.layer.clone(),
             untrapped_reads: self.untrapped_reads,
             free_reads: self.free_reads,
-            backstop: Some(Arc::new(backstop)),
+            backstop: Some(backstop),
         }
     }
 
@@ -700,26 +700,44 @@ fn mount_aliases(dir: &Path) -> Vec<(FileId, bool)> {
             .map(|st| (FileId::from(&st), st.is_dir()))
     };
     let mut ids = Vec::new();
-    for sub in mounts.iter().filter(|m| m.point.starts_with(dir)) {
-        let mut shown_elsewhere = false;
-        for m in &mounts {
-            if m.dev != sub.dev || m.point.starts_with(dir) {
-                continue;
-            }
-            if m.root.starts_with(&sub.root) {
-                shown_elsewhere = true;
-                ids.extend(id_of(&m.point));
-            } else if sub.root.starts_with(&m.root) {
-                shown_elsewhere = true;
-            }
+    for (sub, other) in shown_elsewhere(&mounts, dir) {
+        // Another mount of a part of it: its root is met by no walk up
+        // from its files to `dir`.
+        if other.root.starts_with(&sub.root) {
+            ids.extend(id_of(&other.point));
         }
-        if shown_elsewhere {
-            ids.extend(id_of(&sub.point));
-        }
+        ids.extend(id_of(&sub.point));
     }
     ids.sort_unstable_by_key(|(i, _)| (i.dev, i.ino));
     ids.dedup();
     ids
+}
+
+/// The mounts at or beneath `dir` whose file system another mount, not
+/// beneath `dir`, shows too (a part of it, all of it, or more: the other
+/// mount's root at, beneath or above theirs), each with that other
+/// mount: the routes to the files beneath `dir` that do not go through
+/// `dir`. Path denial's identity walk denies them ([`mount_aliases`]);
+/// its kernel backstop does not hold over them (`backstop`).
+pub(crate) fn shown_elsewhere<'a>(
+    mounts: &'a [crate::sys::mountinfo::Mount],
+    dir: &Path,
+) -> Vec<(
+    &'a crate::sys::mountinfo::Mount,
+    &'a crate::sys::mountinfo::Mount,
+)> {
+    let mut pairs = Vec::new();
+    for sub in mounts.iter().filter(|m| m.point.starts_with(dir)) {
+        for m in mounts {
+            if m.dev != sub.dev || m.point.starts_with(dir) {
+                continue;
+            }
+            if m.root.starts_with(&sub.root) || sub.root.starts_with(&m.root) {
+                pairs.push((sub, m));
+            }
+        }
+    }
+    pairs
 }
 
 /// The path of the file behind our fd `fd`, as `/proc/self/fd` shows it

@@ -21,8 +21,8 @@ use super::metadata::{self, PathArg as P, Times as T, XattrOp as X};
 use super::nodes;
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
-    as_path, as_supervisor, bare, base, borrow, errno_of, is_supervisor_proc, pin, pin_alias,
-    pin_parent, read_path, reopen, task_view, with_c, Errno, Task,
+    as_path, as_supervisor, bare, base, borrow, errno_of, is_supervisor_proc, path_as_task, pin,
+    pin_alias, pin_in_view, pin_parent, read_path, reopen, task_view, with_c, Errno, Task,
 };
 use super::shebang;
 
@@ -63,6 +63,7 @@ enum Call {
     Mknod,
     Mknodat,
     Bind,
+    InotifyAddWatch,
 }
 
 struct PathHandler {
@@ -113,6 +114,7 @@ impl Handler for PathHandler {
             Call::Unlinkat => unlink(cx, d, c, (fd(0), a(1)), a(2) as u32 as i32),
             Call::Rmdir => unlink(cx, d, c, (CWD, a(0)), libc::AT_REMOVEDIR),
             Call::Truncate => truncate(cx, d, c, a(0), a(1) as i64),
+            Call::InotifyAddWatch => super::watch::add_watch(cx, d, c, fd(0), a(1), a(2) as u32),
             Call::Chmod => metadata::chmod_call(cx, d, c, P::cwd(a(0), true), a(1), 0),
             Call::Fchmodat => metadata::chmod_call(cx, d, c, P::at(fd(0), a(1), 0), a(2), 0),
             Call::Fchmodat2 => {
@@ -251,6 +253,7 @@ pub(crate) fn builtins(denied: &Arc<DeniedPaths>, with_bind: bool) -> Vec<(u32, 
         ("mkdirat", Call::Mkdirat),
         ("mknod", Call::Mknod),
         ("mknodat", Call::Mknodat),
+        ("inotify_add_watch", Call::InotifyAddWatch),
     ];
     if with_bind {
         calls.push(("bind", Call::Bind));
@@ -683,24 +686,12 @@ fn truncate(
     ptr: u64,
     len: i64,
 ) -> Result<NotifAction, Errno> {
-    let path = read_path(cx, ptr)?;
-    let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
-    let _acting = task.rights.assume()?;
-    if path.is_empty() {
-        return Err(Errno::of(libc::ENOENT));
-    }
+    let (path, task, _acting) = path_as_task(cx, creds, ptr)?;
     if len < 0 {
         return Err(Errno::of(libc::EINVAL));
     }
-    let (path, alias) = task_view(&task, &path);
-    let pinned = match alias {
-        Some(alias) => pin_alias(cx, &task, &alias)?,
-        None => {
-            let base = base(cx, libc::AT_FDCWD, &path, false)?;
-            pin(borrow(&base), &path, 0, 0).map_err(|e| errno_of(&e))?
-        }
-    };
+    let pinned = pin_in_view(cx, &task, &path, 0)?;
     // A copy-on-write view truncates a private copy of a shared file.
     let pinned = match (d.layer(), fstat(pinned.as_fd())) {
         (Some(layer), Ok(st)) if st.is_file() && !d.check_fd(pinned.as_fd()) => {

@@ -124,6 +124,7 @@ pub(crate) use onbehalf_open::{
 pub(crate) mod resolve;
 mod shebang;
 mod view;
+mod watch;
 
 use std::sync::Arc;
 
@@ -430,7 +431,17 @@ pub(crate) struct PathDenial {
 
 impl Enforcement for PathDenial {
     fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
-        install(filter)
+        install(filter)?;
+        // With paths denied: `fanotify_init` too (a mark on a denied
+        // file, or on the mount or file system that holds it, tells of
+        // its use, and of the names made in a denied directory; no mark
+        // can be made on-behalf on a pinned file of the program's
+        // choosing for every kind). `inotify_add_watch` is made
+        // on-behalf instead (`watch`).
+        if self.scope == PathScope::All {
+            filter.refuse_undecided(&["fanotify_init"], libc::EPERM)?;
+        }
+        Ok(())
     }
 
     fn builtins(&self, install: &mut Install<'_>) -> Result<()> {

@@ -19,8 +19,9 @@ use crate::sys::path::{fchmod, fstat, fstatat, readlinkat, FileStat};
 use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths, FreeReads};
 use super::resolve::{
-    as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, mem_errno, open_beneath, pin,
-    pin_alias, read_path, reopen, reopen_once, split, task_view, with_c, Errno, Rights, Task,
+    as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, may_go_through_own_proc,
+    mem_errno, open_beneath, pin, pin_alias, read_path, reopen, reopen_once, split, task_view,
+    through_own_proc, with_c, Alias, Errno, Rights, Task,
 };
 
 /// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
@@ -258,19 +259,36 @@ fn open(
     } else {
         (path, None)
     };
-    if let Some(alias) = alias {
-        if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
-            return Err(Errno::of(libc::EEXIST));
-        }
-        let pinned = pin_alias(cx, &task, &alias)?;
-        return finish(cx, denied, pinned, flags, task.rights);
-    }
     let base = base(
         cx,
         a.dirfd,
         &path,
         a.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0,
     )?;
+    // Spelled through a relative name or a link (`fd/3` in `/dev`,
+    // `self/fd/3` in `/proc`): the task's own files, as the kernel gives
+    // them (resolved here, they would be the supervisor's: refused). A
+    // name this byte test misses (`3` in `/proc/self/fd`) meets a magic
+    // link: it is looked at again below, on `ELOOP`.
+    let respell = |cur: &[u8], from: Option<BorrowedFd<'_>>| {
+        through_own_proc(from, cur).map(|full| task_view(&task, &full))
+    };
+    let (path, alias) = match alias {
+        None if a.resolve == 0 && may_go_through_own_proc(&path) => {
+            respell(&path, borrow(&base)).unwrap_or((path, None))
+        }
+        alias => (path, alias),
+    };
+    let to_alias = |alias: &Alias| {
+        if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+            return Err(Errno::of(libc::EEXIST));
+        }
+        let pinned = pin_alias(cx, &task, alias)?;
+        finish(cx, denied, pinned, flags, task.rights)
+    };
+    if let Some(alias) = alias {
+        return to_alias(&alias);
+    }
     // The umask matters only when creating (it may cost a /proc read).
     let mode = if creates(flags) {
         a.mode & !(task.umask() as u64) & S_IALLUGO
@@ -293,6 +311,7 @@ fn open(
     let mut cur = path;
     let mut hops = 0;
     let mut races = 0;
+    let mut respelled = false;
     loop {
         let excl = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
         if !excl || hops > 0 {
@@ -300,6 +319,17 @@ fn open(
             match pin(borrow(&dir), &cur, extra, a.resolve) {
                 Ok(pinned) => return finish(cx, denied, pinned, flags, task.rights),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags & libc::O_CREAT != 0 => {}
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) && a.resolve == 0 && !respelled => {
+                    respelled = true;
+                    match respell(&cur, borrow(&dir)) {
+                        Some((_, Some(alias))) => return to_alias(&alias),
+                        Some((full, None)) => {
+                            cur = full;
+                            continue;
+                        }
+                        None => return Err(errno_of(&e)),
+                    }
+                }
                 Err(e) => return Err(errno_of(&e)),
             }
         }

@@ -275,6 +275,43 @@ pub(crate) fn open_trusted(path: &str, flags: i32) -> io::Result<OwnedFd> {
     openat2(None, &cstring(path.as_bytes()), &how)
 }
 
+/// The path argument at `ptr` of a call on one file (relative to the
+/// task's working directory), the task, and this thread lowered to the
+/// task's rights until the guard is dropped: the start of such a call
+/// made on the task's behalf. An empty path is `ENOENT`.
+pub(crate) fn path_as_task(
+    cx: &HandlerCtx<'_>,
+    creds: &CredCache,
+    ptr: u64,
+) -> Result<(Vec<u8>, Task, Option<ThreadCaps>), Errno> {
+    let path = read_path(cx, ptr)?;
+    let task = Task::read(cx, creds)?;
+    let acting = task.rights.assume()?;
+    if path.is_empty() {
+        return Err(Errno::of(libc::ENOENT));
+    }
+    Ok((path, task, acting))
+}
+
+/// Pins (`O_PATH`, with `extra` flags) what the task's `path`, relative
+/// to its working directory, names in its view: its own fds and
+/// executable from its own tables ([`task_view`]).
+pub(crate) fn pin_in_view(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    path: &[u8],
+    extra: i32,
+) -> Result<OwnedFd, Errno> {
+    let (path, alias) = task_view(task, path);
+    match alias {
+        Some(alias) => pin_alias(cx, task, &alias),
+        None => {
+            let base = base(cx, libc::AT_FDCWD, &path, false)?;
+            pin(borrow(&base), &path, extra, 0).map_err(|e| errno_of(&e))
+        }
+    }
+}
+
 /// The directory a path of the task is relative to: `None` for an absolute
 /// path (the supervisor's root, which is the task's), else a pinned fd.
 /// With `always`, the pinned directory is returned for absolute paths too
@@ -386,6 +423,68 @@ pub(crate) fn task_view(task: &Task, path: &[u8]) -> (Vec<u8>, Option<Alias>) {
         &normalize_abs(Path::new(std::ffi::OsStr::from_bytes(&rewritten))),
     );
     (rewritten, alias)
+}
+
+/// The absolute spelling, in the task's view, of a `path` (relative to
+/// `base`, or absolute) that [`task_view`] did not recognise but that
+/// leads through `/proc/self`, `/proc/thread-self` or `/dev/fd` (a
+/// relative `fd/3` in `/dev`, `self/fd/3` in `/proc`, `../dev/fd/3`,
+/// `stdin` in `/dev`, a symbolic link to `/proc/self`): resolved by the
+/// supervisor, those name its own files (or are magic links refused:
+/// `ELOOP`), where the kernel would give the task's. The directory part
+/// is resolved by the kernel (magic links refused); a path it puts in
+/// the supervisor's `/proc/<pid>` (or in the worker's task directory) is
+/// respelled `/proc/self/...` (`/proc/thread-self/...`), and a last
+/// component that is a symbolic link is followed once, by its text. For
+/// [`task_view`] to map. `None` for a path that leads elsewhere. Only for
+/// a path [`may_go_through_own_proc`].
+pub(crate) fn through_own_proc(base: Option<BorrowedFd<'_>>, path: &[u8]) -> Option<Vec<u8>> {
+    let s = split(path);
+    let name = s.name.strip_suffix(b"/").unwrap_or(&s.name);
+    let dir = pin(base, &s.dir, libc::O_DIRECTORY, 0).ok()?;
+    let dir_path = super::deny::fd_path(dir.as_fd())?;
+    let dir_path = own_proc_as_self(dir_path.as_os_str().as_bytes());
+    // (Not in procfs, whose links in `fd` and the like are magic: their
+    // text is no path to follow.)
+    let in_proc = dir_path == b"/proc" || dir_path.starts_with(b"/proc/");
+    let mut full = dir_path.clone();
+    if !in_proc && name != b"." && name != b".." && !name.is_empty() {
+        match crate::sys::path::readlinkat(Some(dir.as_fd()), &cstring(name)) {
+            Ok(target) if target.first() == Some(&b'/') => full = target,
+            Ok(target) => full.extend([&b"/"[..], &target].concat()),
+            Err(_) => full.extend([&b"/"[..], name].concat()),
+        }
+    } else {
+        full.extend([&b"/"[..], name].concat());
+    }
+    // `/proc/self`, `/proc/thread-self`, the task's own `/proc/<pid>`
+    // (its working directory there), `/dev/fd`, `/dev/std*`: task_view's.
+    (full.starts_with(b"/proc/") || full.starts_with(b"/dev/")).then_some(full)
+}
+
+/// Whether `path` may lead through `/proc/self`, `/proc/thread-self` or
+/// `/dev/fd` without [`task_view`] seeing it (see [`through_own_proc`]):
+/// relative, or with a symbolic link on the way, such a path has `fd`,
+/// `self` or `std` in it (or is resolved from within `/proc` or `/dev`:
+/// a `..` or `.` first). A byte test, for every open.
+pub(crate) fn may_go_through_own_proc(path: &[u8]) -> bool {
+    let has = |n: &[u8]| path.windows(n.len()).any(|w| w == n);
+    has(b"fd") || has(b"self") || has(b"std")
+}
+
+/// `path` (absolute, as `/proc/self/fd` shows a file) with a leading
+/// `/proc/<this process>` respelled `/proc/self`, and
+/// `/proc/<this process>/task/<this thread>` `/proc/thread-self`.
+fn own_proc_as_self(path: &[u8]) -> Vec<u8> {
+    let own = format!("/proc/{}", std::process::id());
+    let Some(rest) = strip_component(path, own.as_bytes()) else {
+        return path.to_vec();
+    };
+    let thread = format!("/task/{}", crate::sys::process::gettid());
+    match strip_component(rest, thread.as_bytes()) {
+        Some(r) => [&b"/proc/thread-self"[..], r].concat(),
+        None => [&b"/proc/self"[..], rest].concat(),
+    }
 }
 
 fn strip_component<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {

@@ -147,6 +147,12 @@ pub fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> io::Result<()> {
     .map(drop)
 }
 
+/// `inotify_add_watch(2)`: the watch descriptor.
+pub fn inotify_add_watch(fd: BorrowedFd<'_>, path: &CStr, mask: u32) -> io::Result<i32> {
+    // SAFETY: `path` is NUL-terminated; the call takes an fd and an integer.
+    cvt(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) })
+}
+
 /// `fchmod(2)`.
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: fchmod takes an open fd and an integer.
