@@ -14,6 +14,7 @@ pub mod capi;
 pub(crate) mod capi_raw;
 pub mod caps;
 pub mod cgroup;
+pub mod devices;
 pub mod eventfd;
 #[cfg(feature = "internals")]
 pub mod filtered_calls;
