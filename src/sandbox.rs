@@ -1420,10 +1420,15 @@ impl Sandbox {
             argv,
             envp,
             cwd,
-            nofile: cmd.max_open_files.map(|n| libc::rlimit64 {
-                rlim_cur: n,
-                rlim_max: n,
-            }),
+            // (A process that raised its own limit for the supervisor
+            // gives the program the one it had.)
+            nofile: cmd
+                .max_open_files
+                .map(|n| libc::rlimit64 {
+                    rlim_cur: n,
+                    rlim_max: n,
+                })
+                .or_else(process::original_open_files_limit),
             no_core: self.no_core_dumps,
             new_ipc: own_ipc_namespace(),
             stdio,

@@ -3,7 +3,7 @@
 //! blocks through `/dev/sdX`, or writing them, gets round every path rule).
 //!
 //! Two mechanisms, as the host offers them:
-//! - cgroup v2: a `BPF_PROG_TYPE_CGROUP_DEVICE` program ([`BLOCK_DENY`]:
+//! - cgroup v2: a `BPF_PROG_TYPE_CGROUP_DEVICE` program (`BLOCK_DENY`:
 //!   refuse when the device is a block device, allow anything else)
 //!   attached to the sandbox's v2 directory with `BPF_F_ALLOW_MULTI` (a
 //!   cgroup made beneath it keeps it; every attached program must allow);
@@ -140,7 +140,7 @@ fn load_block_deny() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// [`BLOCK_DENY`], loaded once per process (an error is not kept: the
+/// The device program (`BLOCK_DENY`), loaded once per process (an error is not kept: the
 /// next call tries again). Loading it needs `CAP_BPF` or `CAP_SYS_ADMIN`:
 /// [`cgroup::device_mode`](super::cgroup::device_mode) asks for it to know
 /// whether the v2 mechanism can be had.
