@@ -168,46 +168,52 @@ fn leaks(img: &LoopExt4, sandbox: Option<&unotify::Sandbox>) -> u32 {
         .unwrap_or_else(|| panic!("no count in {out:?}"))
 }
 
+/// The attack's leaks under the sandbox `make` builds for an image,
+/// checking the route its denied paths take (`backstop`).
+fn leaks_on_route(
+    name: &str,
+    backstop: bool,
+    make: impl FnOnce(&LoopExt4) -> unotify::SandboxBuilder,
+) -> u32 {
+    let img = LoopExt4::new(name);
+    let sb = make(&img).build().unwrap();
+    assert_eq!(sb.path_backstop(), backstop, "the route this test is for");
+    leaks(&img, Some(&sb))
+}
+
 /// Kernel backstop route: the denied path is refused by the program's
 /// Landlock domain, opens beneath its rules (all of `/dev`) run as the
 /// program's own: its cgroup refuses the device.
 #[test]
 fn backstop_route_reaches_no_block_device() {
-    let img = LoopExt4::new("backstop");
-    let sb = unotify::Sandbox::builder()
-        .deny_path("/etc/shadow")
-        .build()
-        .unwrap();
-    assert!(sb.path_backstop(), "this test needs the backstop route");
-    assert_eq!(leaks(&img, Some(&sb)), 0);
+    let n = leaks_on_route("backstop", true, |_| {
+        unotify::Sandbox::builder().deny_path("/etc/shadow")
+    });
+    assert_eq!(n, 0);
 }
 
 /// On-behalf route: the denied file's device is opened by the supervisor
 /// (outside the sandbox's cgroup) for the program: refused there.
 #[test]
 fn on_behalf_route_reaches_no_block_device() {
-    let img = LoopExt4::new("onbehalf");
-    let sb = unotify::Sandbox::builder()
-        .deny_path(img.secret())
-        .argv_safety(true)
-        .build()
-        .unwrap();
-    assert!(!sb.path_backstop());
-    assert_eq!(leaks(&img, Some(&sb)), 0);
+    let n = leaks_on_route("onbehalf", false, |img| {
+        unotify::Sandbox::builder()
+            .deny_path(img.secret())
+            .argv_safety(true)
+    });
+    assert_eq!(n, 0);
 }
 
-/// Without any cgroup: every open is made on the program's behalf, and
-/// refuses the device.
+/// Without any cgroup: every open is made on the program's behalf (no
+/// backstop), and refuses the device.
 #[test]
 fn without_cgroups_no_block_device_is_reached() {
-    let img = LoopExt4::new("nocgroup");
-    let sb = unotify::Sandbox::builder()
-        .deny_path(img.secret())
-        .cgroups(false)
-        .build()
-        .unwrap();
-    assert!(!sb.path_backstop(), "no backstop without a device cgroup");
-    assert_eq!(leaks(&img, Some(&sb)), 0);
+    let n = leaks_on_route("nocgroup", false, |img| {
+        unotify::Sandbox::builder()
+            .deny_path(img.secret())
+            .cgroups(false)
+    });
+    assert_eq!(n, 0);
 }
 
 /// Allow lists that grant the device node (all of `/`) and a copy-on-write
