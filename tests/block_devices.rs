@@ -137,7 +137,29 @@ impl LoopExt4 {
 
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
-        let _ = StdCommand::new("umount").arg(&self.mnt).status();
+        // (A process of the sandbox may hold the mount for a moment after
+        // the program's exit: tried again, then detached lazily.)
+        let umount = |lazy: bool| {
+            let mut cmd = StdCommand::new("umount");
+            if lazy {
+                cmd.arg("-l");
+            }
+            cmd.arg(&self.mnt)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut done = false;
+        for _ in 0..50 {
+            done = umount(false);
+            if done {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !done {
+            umount(true);
+        }
         if let Some(dev) = &self.dev {
             let _ = StdCommand::new("losetup").arg("-d").arg(dev).status();
         }
