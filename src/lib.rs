@@ -104,6 +104,7 @@ mod command;
 pub(crate) mod confine;
 mod cow;
 pub mod determinism;
+mod devices;
 mod error;
 pub mod events;
 pub mod filter;

@@ -6,8 +6,8 @@
 pub use crate::sys::pidfd::{pidfd_open, pidfd_send_signal};
 pub use crate::sys::process::{
     is_job_stopped, kill, kill_group, kill_own_children, own_children, own_group,
-    reap_orphan_zombies, set_child_subreaper, set_dumpable, set_terminal_foreground,
-    terminal_foreground,
+    raise_open_files_limit, reap_orphan_zombies, set_child_subreaper, set_dumpable,
+    set_terminal_foreground, terminal_foreground,
 };
 pub use crate::sys::signals::{
     block, block_termination_signals, die_of_signal, take_pending, wait_signal, wait_signal_info,

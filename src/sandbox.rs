@@ -44,6 +44,8 @@ struct Plan {
     no_core_dumps: bool,
     /// Path denial's kernel backstop, if in force (see `paths::backstop`).
     path_backstop: Option<Arc<crate::paths::backstop::Backstop>>,
+    /// The sandbox's cgroup refuses block devices (see `devices`).
+    refuse_block: bool,
 }
 
 /// Builds a [`Sandbox`]. Errors (an unknown syscall name, a handler on a
@@ -804,6 +806,7 @@ impl SandboxBuilder {
             no_core_dumps: plan.no_core_dumps,
             degraded: confined.degraded,
             path_backstop: plan.path_backstop,
+            refuse_block: plan.refuse_block,
             ruleset: domain
                 .map(|d| d.ruleset().map(|r| Arc::new(OwnedFd::from(r))))
                 .transpose()
@@ -890,6 +893,26 @@ impl SandboxBuilder {
         // Determinism's virtual files are served by path denial's
         // on-behalf opens (the path read once).
         let serves_files = self.determinism.serves_files();
+        // Confined files hold only if the program cannot reach their blocks
+        // through a block device (see `devices`): refused by the sandbox's
+        // cgroup where one can do it; else every open is made on-behalf
+        // (no backstop, no `CONTINUE` on a path check), where they are
+        // refused too.
+        let confines_files = paths_denied
+            || policy.is_some()
+            || fs_lists.is_some()
+            || chroot.is_some()
+            || self.cow_dir.is_some();
+        let refuse_block = confines_files
+            && self.cgroups
+            && !matches!(
+                crate::sys::cgroup::device_mode(),
+                crate::sys::cgroup::DeviceMode::Unavailable(_)
+            );
+        let opens_on_behalf = confines_files && !refuse_block;
+        if opens_on_behalf {
+            log::debug!("block devices cannot be refused to the sandbox's cgroup: every open is made on its behalf");
+        }
         // The kernel backstop of a fixed denied set (see `paths::backstop`).
         // `UNOTIFY_PATH_BACKSTOP=off` keeps the on-behalf route for
         // every call (for comparisons; see README).
@@ -910,6 +933,7 @@ impl SandboxBuilder {
             && !cow_traps
             && fs_lists.is_none()
             && !serves_files
+            && !opens_on_behalf
         {
             crate::paths::backstop::plan_for(&self.deny_paths, domain).map(Arc::new)
         } else {
@@ -945,6 +969,7 @@ impl SandboxBuilder {
             (set, _) => Some(set.unwrap_or_default()),
         };
         let metadata_only = fs_lists.is_some()
+            && !opens_on_behalf
             && !cow_traps
             && !paths_denied
             && policy.is_none()
@@ -981,6 +1006,7 @@ impl SandboxBuilder {
         // as the kernel resolves it while nothing is denied (see
         // `paths::FreeReads::WhileEmpty`).
         let reads_while_empty = policy.is_some()
+            && !opens_on_behalf
             && !paths_denied
             && fs_lists.is_none()
             && !serves_files
@@ -998,17 +1024,18 @@ impl SandboxBuilder {
         // Under a work directory denying nothing but its own storage, with
         // nothing else deciding opens by path, a read-only open outside the
         // layer runs as the kernel resolves it (see `cow`).
-        let untrapped_reads = self
-            .cow_dir
-            .as_ref()
-            .filter(|w| w.traps())
-            .is_some_and(|w| {
-                self.deny_paths.iter().all(|p| p == w.storage())
-                    && !shared_set
-                    && policy.is_none()
-                    && !serves_files
-                    && fs_lists.is_none()
-            });
+        let untrapped_reads = !opens_on_behalf
+            && self
+                .cow_dir
+                .as_ref()
+                .filter(|w| w.traps())
+                .is_some_and(|w| {
+                    self.deny_paths.iter().all(|p| p == w.storage())
+                        && !shared_set
+                        && policy.is_none()
+                        && !serves_files
+                        && fs_lists.is_none()
+                });
         if let Some(set) = &path_set {
             for p in std::mem::take(&mut self.deny_paths) {
                 set.deny_fixed(&p);
@@ -1124,6 +1151,9 @@ impl SandboxBuilder {
         if argv_safety {
             features.push(Arc::new(crate::freeze::ArgvSafetyFeature));
         }
+        if confines_files {
+            features.push(Arc::new(crate::devices::BlockDevices));
+        }
         if path_set.is_some() {
             features.push(Arc::new(crate::paths::PathView));
         }
@@ -1138,6 +1168,7 @@ impl SandboxBuilder {
             memory_cgroup,
             no_core_dumps,
             path_backstop,
+            refuse_block,
         })
     }
 
@@ -1197,6 +1228,15 @@ impl SandboxBuilder {
             .any(|r| matches!(r, Rule::Handle(..) | Rule::HandleNr(..)));
         let why = if c.max_disk.is_some() {
             "--max-disk is enforced by the seccomp route"
+        } else if !self.cgroups
+            || matches!(
+                crate::sys::cgroup::device_mode(),
+                crate::sys::cgroup::DeviceMode::Unavailable(_)
+            )
+        {
+            // The overlay route traps no open: the block device holding
+            // DIR or the storage must be refused by the cgroup (`devices`).
+            "no cgroup can refuse block devices (the seccomp route makes every open on-behalf)"
         } else if !landlock {
             "no Landlock domain (its ptrace scoping keeps host processes' /proc/PID/root away)"
         } else if !self.deny_paths.is_empty() || self.denied_paths.is_some() {
@@ -1308,6 +1348,9 @@ pub struct Sandbox {
     degraded: Vec<crate::landlock::Right>,
     /// See [`path_backstop`](Self::path_backstop).
     path_backstop: Option<Arc<crate::paths::backstop::Backstop>>,
+    /// Each spawn's cgroup refuses block devices (decided at build: opens
+    /// may run unchecked then, so a spawn that cannot fails).
+    refuse_block: bool,
     /// The host's observer, told of a memory cgroup's kills at exit.
     events: Option<crate::events::EventSink>,
     /// The copy-on-write work directory, if any.
@@ -1467,10 +1510,15 @@ impl Sandbox {
             argv,
             envp,
             cwd,
-            nofile: cmd.max_open_files.map(|n| libc::rlimit64 {
-                rlim_cur: n,
-                rlim_max: n,
-            }),
+            // (A process that raised its own limit for the supervisor
+            // gives the program the one it had.)
+            nofile: cmd
+                .max_open_files
+                .map(|n| libc::rlimit64 {
+                    rlim_cur: n,
+                    rlim_max: n,
+                })
+                .or_else(process::original_open_files_limit),
             no_core: self.no_core_dumps,
             new_ipc: own_ipc_namespace(),
             overlay: self.workdir.as_ref().and_then(|w| w.overlay_mount()),
@@ -1597,12 +1645,17 @@ impl Sandbox {
         } else {
             None
         };
-        match Containment::create(memory) {
+        match Containment::create(memory, self.refuse_block) {
             Ok(c) if self.counts_processes && c.members().is_none() => Err(Error::setup(
                 "make the sandbox's cgroup (the process limit counts in it)",
                 io::Error::from_raw_os_error(libc::ENOTSUP),
             )),
             Ok(c) => Ok(Some(c)),
+            // Opens are let run on the cgroup's refusal of block devices.
+            Err(e) if self.refuse_block => Err(Error::setup(
+                "make the sandbox's cgroup that refuses block devices (its file confinement needs it; build with cgroups(false) to make every open on the program's behalf instead)",
+                e,
+            )),
             Err(e) if self.counts_processes => Err(Error::setup(
                 "make the sandbox's cgroup (the process limit counts in it)",
                 e,

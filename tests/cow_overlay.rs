@@ -144,6 +144,9 @@ fn the_route_taken_is_the_overlay_here_unless_an_option_needs_the_seccomp_route(
         route(b().deny_path(dir.join("f"))).unwrap(),
         WorkdirRoute::Seccomp
     );
+    // Without a cgroup nothing refuses the block device holding DIR to a
+    // program whose opens are not trapped: the seccomp route makes them.
+    assert_eq!(route(b().cgroups(false)).unwrap(), WorkdirRoute::Seccomp);
     let forced = b().workdir_route(WorkdirRoute::Overlay).max_disk(1 << 20);
     let Err(err) = forced.build() else {
         panic!("a forced overlay with --max-disk was accepted")

@@ -462,6 +462,10 @@ fn finish(
     // Checks passed; the policy verdict comes before opening (which may
     // truncate) on the program's behalf.
     super::handlers::policy_gate(cx)?;
+    // (Before a feature's hook too: see `open_checked`.)
+    if crate::devices::refused(cx, &st) {
+        return Err(Errno::of(libc::EPERM));
+    }
     // A feature's own fd for this file (decided on the pinned file: the
     // path is not read again).
     if let Some(hook) = cx.service::<super::OpenHook>() {
@@ -484,6 +488,11 @@ pub(crate) fn open_checked(
     flags: i32,
     rights: impl FnOnce() -> Result<Rights, Errno>,
 ) -> Result<NotifAction, Errno> {
+    // The supervisor is outside the sandbox's device cgroup: a block
+    // device is refused here as the cgroup refuses the program's own open.
+    if crate::devices::refused(cx, st) {
+        return Err(Errno::of(libc::EPERM));
+    }
     if flags & libc::O_PATH != 0 {
         // The kernel will not inject an `O_PATH` file: a regular file or a
         // directory is given as a read-only open of the pinned inode, which

@@ -1,13 +1,20 @@
 //! The process index: every task that produced a notification, keyed by
 //! thread id, pointing at the state of its process (shared by its threads).
 //!
-//! A process is identified by (pid, start time from `/proc/<pid>/stat`). Each
-//! entry holds a pidfd (a process pidfd for a thread-group leader, a thread
-//! pidfd for other threads) registered in the poll thread's `mio::Poll`; its
-//! readiness removes the entry. For a known thread id the hot path checks
-//! that the pidfd still names a live task (`pidfd_send_signal(fd, 0)`, one
-//! syscall, no `/proc` read, no allocation): a pid number is recycled only
-//! after its task is reaped, so a recycled pid never inherits an entry.
+//! A process is identified by (pid, start time from `/proc/<pid>/stat`). A
+//! thread-group leader's entry holds a process pidfd registered in the
+//! poll thread's `mio::Poll`; its readiness removes the process and every
+//! thread entry of it. For a known thread id the hot path checks that the
+//! entry still names a live task, with one syscall, no `/proc` read, no
+//! allocation: `pidfd_send_signal(fd, 0)` for a leader (a pid number is
+//! recycled only after its task is reaped, so a recycled pid never
+//! inherits an entry), `tgkill(tgid, tid, 0)` for another thread (`ESRCH`
+//! once `tid` is no thread of that process: a recycled id elsewhere starts
+//! afresh; one recycled within the same process names the same process).
+//! Other threads hold no fd: one pidfd per thread ran a supervisor of a
+//! program of a few thousand threads out of fds (`RLIMIT_NOFILE`), and its
+//! trapped calls failed (`ESRCH`). Their entries go with their process, or
+//! at the periodic sweep once the thread is gone.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -84,6 +91,14 @@ impl Task {
         }
         match &self.pidfd {
             Some(fd) => pidfd::pidfd_send_signal(fd.as_fd(), 0).is_ok(),
+            None if !self.is_leader(tid) => {
+                // (`EPERM`: it is a thread of the process, of a user we
+                // may not signal.)
+                match crate::sys::signals::send_to_thread(Some(self.process.key.pid), tid, 0) {
+                    Ok(()) => true,
+                    Err(e) => e.raw_os_error() == Some(libc::EPERM),
+                }
+            }
             None => proc_stat(tid).map(|s| s.start) == Some(self.start),
         }
     }
@@ -187,16 +202,15 @@ impl ProcessIndex {
                 return None;
             }
             // Not a leader (EINVAL, or ENOENT on newer kernels; a task that
-            // is gone has no thread group to read either), or no pidfd to
-            // be had (EMFILE...): then the entry is checked through /proc.
+            // is gone has no thread group to read either): checked with
+            // `tgkill`, no fd of its own; or no pidfd to be had for a
+            // leader (EMFILE...): then the entry is checked through /proc.
             Err(e) => {
                 let tgid = crate::sys::procfs::thread_group_of(tid)?;
                 if tgid == tid {
                     log::warn!("no pidfd for process {tid} ({e}); its exit is seen by the sweep");
-                    (tgid, None)
-                } else {
-                    (tgid, pidfd::pidfd_open(tid, pidfd::PIDFD_THREAD).ok())
                 }
+                (tgid, None)
             }
         };
         let own_start = proc_stat(tid)?.start;

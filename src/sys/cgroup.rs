@@ -34,7 +34,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -68,6 +68,20 @@ pub enum ContainMode {
     /// No cgroup could be made (the reason): only the program's process
     /// group is killed, and what left it survives.
     ProcessGroup(String),
+}
+
+/// How block devices are refused to a sandbox (file confinement needs it:
+/// see `sys::devices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceMode {
+    /// A device program attached to the sandbox's cgroup v2 directory.
+    CgroupV2,
+    /// A cgroup v1 `devices` directory made for the sandbox, beneath this
+    /// one.
+    CgroupV1(PathBuf),
+    /// Neither can be had here (the reason).
+    Unavailable(String),
 }
 
 /// One cgroup hierarchy this process is in.
@@ -463,6 +477,62 @@ pub fn contain_mode() -> ContainMode {
     contain_modes(None).0.clone()
 }
 
+/// How block devices would be refused to a sandbox here, found once per
+/// process (only when asked: a sandbox without file confinement does not
+/// probe), without making a directory: the device program on the v2
+/// hierarchy when it can be written (where the containment makes its
+/// directory) and the program loads (`CAP_BPF` or `CAP_SYS_ADMIN`), else a
+/// v1 `devices` directory where that hierarchy can be written.
+fn device_modes() -> &'static DeviceMode {
+    static DEVICES: OnceLock<DeviceMode> = OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let mut why = Vec::new();
+        if let Some(h) = v2_hierarchy() {
+            match writable(&h.dir).and_then(|()| super::devices::block_program()) {
+                Ok(_) => return DeviceMode::CgroupV2,
+                Err(e) => why.push(format!(
+                    "cgroup v2 device program in {}: {e}",
+                    h.dir.display()
+                )),
+            }
+        }
+        if let Some(h) = v1_hierarchy("devices") {
+            match writable(&h.dir) {
+                Ok(()) => return DeviceMode::CgroupV1(h.dir.clone()),
+                Err(e) => why.push(format!("cgroup v1 devices {}: {e}", h.dir.display())),
+            }
+        }
+        if why.is_empty() {
+            why.push("no cgroup v2 hierarchy and no v1 devices hierarchy".into());
+        }
+        let mode = DeviceMode::Unavailable(why.join("; "));
+        log::debug!("cgroups: devices {mode:?}");
+        mode
+    })
+}
+
+/// Whether this process may make directories in `dir` (`faccessat`, with
+/// the effective ids: a read-only mount says `EROFS`).
+fn writable(dir: &Path) -> io::Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: faccessat reads a NUL-terminated path.
+    super::cvt(unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    })
+    .map(drop)
+}
+
+/// How block devices would be refused to a sandbox here.
+pub fn device_mode() -> DeviceMode {
+    device_modes().clone()
+}
+
 // ---------------------------------------------------------------------------
 // The kill, in raw system calls (it also runs in the watchdog)
 // ---------------------------------------------------------------------------
@@ -783,6 +853,9 @@ pub struct Containment {
     ended: bool,
     /// Its one directory may serve the process's next sandbox ([`Spare`]).
     reusable: bool,
+    /// Block devices are refused to it (a device program on its v2
+    /// directory: a spare keeps it).
+    refuses_block: bool,
 }
 
 /// The emptied cgroup of an ended sandbox, kept for the process's next one:
@@ -801,17 +874,25 @@ struct Spare {
     registered: Option<Registration>,
     v2_dir: OwnedFd,
     procs: PathBuf,
+    /// Block devices are refused in it: it serves only a sandbox that
+    /// refuses them too.
+    refuses_block: bool,
 }
 
 /// The process's spare cgroup, if any.
 static SPARE: parking_lot::Mutex<Option<Spare>> = parking_lot::Mutex::new(None);
 
 impl Spare {
-    /// The spare of this process, if there is one.
-    fn take() -> Option<Spare> {
+    /// The spare of this process, if there is one (`refuses_block`: only
+    /// one that refuses block devices or only one that does not).
+    fn take(refuses_block: Option<bool>) -> Option<Spare> {
         let me = std::process::id();
         let mut spare = SPARE.lock();
         match spare.take() {
+            Some(s) if s.owner == me && refuses_block.is_some_and(|r| r != s.refuses_block) => {
+                *spare = Some(s);
+                None
+            }
             Some(s) if s.owner == me => Some(s),
             Some(s) => {
                 // Its parent's: not ours to use or remove.
@@ -827,7 +908,7 @@ impl Spare {
 /// it keeps one: for a process that starts no more sandboxes (`unotify
 /// run` whose program failed to start: the failed spawn's cgroup was kept).
 pub fn release_spare() {
-    if let Some(spare) = Spare::take() {
+    if let Some(spare) = Spare::take(None) {
         kill_and_remove(&spare.plan);
         // Its registration goes with it: the watchdog has nothing left to do.
     }
@@ -862,11 +943,26 @@ impl Containment {
     /// Makes the sandbox's cgroups: one for membership and the kill, and a
     /// memory cgroup limited to `memory` bytes when asked (an error if the
     /// probe said one could be had and it cannot be made now: the caller
-    /// has no other bound in place). Without any cgroup it still kills the
-    /// process group (see [`set_group`](Self::set_group)).
-    pub fn create(memory: Option<u64>) -> io::Result<Containment> {
+    /// has no other bound in place), and block devices refused when
+    /// `refuse_block` (an error if [`device_mode`] cannot, or it fails
+    /// now). Without any cgroup it still kills the process group (see
+    /// [`set_group`](Self::set_group)).
+    pub fn create(memory: Option<u64>, refuse_block: bool) -> io::Result<Containment> {
+        let devices = if refuse_block {
+            match device_modes() {
+                DeviceMode::Unavailable(why) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("block devices cannot be refused here: {why}"),
+                    ))
+                }
+                mode => Some(mode),
+            }
+        } else {
+            None
+        };
         if memory.is_none() {
-            if let Some(spare) = Spare::take() {
+            if let Some(spare) = Spare::take(Some(refuse_block)) {
                 spare.plan.pgid.store(0, Ordering::Release);
                 return Ok(Containment {
                     plan: spare.plan,
@@ -877,6 +973,7 @@ impl Containment {
                     registered: spare.registered,
                     ended: false,
                     reusable: true,
+                    refuses_block: spare.refuses_block,
                 });
             }
         }
@@ -885,6 +982,30 @@ impl Containment {
         let (contain, kept) = contain_modes(Some(&name));
         // Probed only for a sandbox with a memory limit.
         let mem_mode = memory.map(|_| memory_modes());
+        // The device program goes on the v2 directory of the containment:
+        // without one (an older kernel's v2 has no `cgroup.kill`), a v1
+        // devices directory instead.
+        let v1_devices;
+        let devices = match devices {
+            Some(DeviceMode::CgroupV2) if !matches!(contain, ContainMode::CgroupV2Kill(_)) => {
+                match v1_hierarchy("devices") {
+                    Some(h) => {
+                        v1_devices = DeviceMode::CgroupV1(h.dir.clone());
+                        Some(&v1_devices)
+                    }
+                    None => {
+                        if let Some(d) = &kept {
+                            remove_probe(d);
+                        }
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            format!("block devices cannot be refused here: no cgroup v2 containment ({contain:?}) for the device program, no v1 devices hierarchy"),
+                        ));
+                    }
+                }
+            }
+            d => d,
+        };
         let mut made: Vec<PathBuf> = kept.into_iter().collect();
         let mut c = Containment {
             plan: Arc::new(KillPlan::new()),
@@ -894,7 +1015,11 @@ impl Containment {
             memory_cgroup: None,
             registered: None,
             ended: false,
-            reusable: memory.is_none() && matches!(contain, ContainMode::CgroupV2Kill(_)),
+            // (A v1 devices directory is a second one: not kept.)
+            reusable: memory.is_none()
+                && matches!(contain, ContainMode::CgroupV2Kill(_))
+                && !matches!(devices, Some(DeviceMode::CgroupV1(_))),
+            refuses_block: refuse_block,
         };
         let result = (|| -> io::Result<KillPlan> {
             let mut plan = KillPlan::new();
@@ -958,6 +1083,9 @@ impl Containment {
                 }
                 ContainMode::ProcessGroup(_) => {}
             }
+            if let Some(DeviceMode::CgroupV1(parent)) = devices {
+                super::devices::refuse_block_v1(&mkdir(parent)?)?;
+            }
             Ok(plan)
         })();
         let v2_mounts: Vec<PathBuf> = mem_mode
@@ -982,6 +1110,17 @@ impl Containment {
             let dir = procs.parent().expect("a directory");
             c.v2_dir = open_file(dir, libc::O_RDONLY | libc::O_DIRECTORY).ok();
         }
+        // The device program, on the v2 directory the child starts in.
+        let result = result.and_then(|plan| match devices {
+            Some(DeviceMode::CgroupV2) => match &c.v2_dir {
+                Some(d) => super::devices::refuse_block_v2(d.as_fd()).map(|()| plan),
+                None => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no cgroup v2 directory to refuse block devices in (containment: {contain:?})"),
+                )),
+            },
+            _ => Ok(plan),
+        });
         let dirs = made
             .iter()
             .filter_map(|d| CString::new(d.as_os_str().as_bytes()).ok())
@@ -1107,6 +1246,7 @@ impl Containment {
             registered: self.registered.take(),
             v2_dir: self.v2_dir.take().expect("checked above"),
             procs: procs.clone(),
+            refuses_block: self.refuses_block,
         });
         true
     }

@@ -14,6 +14,7 @@ pub mod capi;
 pub(crate) mod capi_raw;
 pub mod caps;
 pub mod cgroup;
+pub mod devices;
 pub mod eventfd;
 pub mod filewrite;
 #[cfg(feature = "internals")]

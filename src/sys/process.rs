@@ -562,6 +562,75 @@ pub fn cpus_of(tid: i32) -> io::Result<usize> {
     Ok(unsafe { libc::CPU_COUNT(&set) } as usize)
 }
 
+/// This process's `RLIMIT_NOFILE` before [`raise_open_files_limit`]
+/// raised it: what the programs it spawns get back.
+static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit64> = std::sync::OnceLock::new();
+
+fn nofile() -> io::Result<libc::rlimit64> {
+    let mut cur = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on ourselves writes one rlimit64 into a live local
+    // (no new limit: null).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0 as libc::c_long,
+            libc::RLIMIT_NOFILE as libc::c_long,
+            std::ptr::null::<libc::rlimit64>(),
+            &mut cur as *mut libc::rlimit64,
+        )
+    };
+    cvt_long(r)?;
+    Ok(cur)
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (or to
+/// `fs.nr_open` where the hard limit is above it), and returns the new soft
+/// limit. A supervisor holds a few fds per sandboxed process; a program of
+/// many processes would otherwise run it out of fds under the usual soft
+/// limit of 1024, and its trapped calls would fail. The programs the
+/// process spawns afterwards get the limit it had before (soft and hard)
+/// back before their exec, unless `Command::max_open_files` sets theirs.
+///
+/// Not done by the library on its own: a host process may depend on its
+/// soft limit (`select` breaks on an fd of 1024 or more); `unotify run`
+/// calls it.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let cur = nofile()?;
+    ORIGINAL_NOFILE.get_or_init(|| cur);
+    if cur.rlim_cur >= cur.rlim_max {
+        return Ok(cur.rlim_cur);
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(cur.rlim_max);
+    let want = libc::rlimit64 {
+        rlim_cur: cur.rlim_max.min(nr_open).max(cur.rlim_cur),
+        rlim_max: cur.rlim_max,
+    };
+    // SAFETY: prlimit64 on ourselves reads one rlimit64 from a live local.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0 as libc::c_long,
+            libc::RLIMIT_NOFILE as libc::c_long,
+            &want as *const libc::rlimit64,
+            std::ptr::null_mut::<libc::rlimit64>(),
+        )
+    };
+    cvt_long(r)?;
+    Ok(want.rlim_cur)
+}
+
+/// The `RLIMIT_NOFILE` this process had before [`raise_open_files_limit`]
+/// raised it (`None`: never raised).
+pub(crate) fn original_open_files_limit() -> Option<libc::rlimit64> {
+    ORIGINAL_NOFILE.get().copied()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -44,6 +44,11 @@ fn main() -> ExitCode {
         eprintln!("unotify: cannot make this process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
         return ExitCode::from(EXIT_USAGE);
     }
+    // The supervisor holds fds per sandboxed process: its soft limit is
+    // raised to the hard one (the program gets the old one back).
+    if let Err(e) = process::raise_open_files_limit() {
+        log::debug!("cannot raise RLIMIT_NOFILE: {e}");
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match fast::plain_run(&args) {
         Some(run) => cli::Cli {
