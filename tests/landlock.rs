@@ -318,14 +318,7 @@ for f in __import__('glob').glob('/sys/fs/cgroup/*/cgroup.procs'):
         pass
 "
     );
-    let out = run_unotify(&[
-        "run",
-        "--",
-        "python3",
-        "-c",
-        &script,
-        dir.to_str().unwrap(),
-    ]);
+    let out = run_unotify(&["run", "--", "python3", "-c", &script, dir.to_str().unwrap()]);
     let text = stdout_of(&out);
     assert!(text.contains("failed 0\n"), "{text}\n{}", stderr_of(&out));
     assert!(!text.contains("MOVED"), "{text}");

@@ -158,6 +158,7 @@ mod layer;
 mod mounts;
 mod overlay;
 mod quota;
+mod redirects;
 mod reflink;
 mod storage;
 mod writes;
@@ -557,6 +558,13 @@ impl WorkDir {
             }
         }
         if let View::Overlay(o) = &self.view {
+            // A renamed directory of DIR is kept whole.
+            if let Err(e) = o.fill() {
+                log::warn!(
+                    "cannot fill the renamed directories of the kept upper layer {}: {e}",
+                    o.upper.display()
+                );
+            }
             let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);
@@ -603,6 +611,13 @@ impl WorkDir {
             );
         }
         if let View::Overlay(o) = &self.view {
+            // A renamed directory of DIR is kept whole.
+            if let Err(e) = o.fill() {
+                log::warn!(
+                    "cannot fill the renamed directories of the kept upper layer {}: {e}",
+                    o.upper.display()
+                );
+            }
             let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);
