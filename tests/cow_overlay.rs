@@ -535,7 +535,7 @@ fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
         &dir,
         "overlay",
         &["--on-exit", "keep"],
-        "echo new > added.txt; rm del.txt",
+        "echo new > added.txt; rm del.txt; python3 -c 'import os; os.rename(\"sub\", \"sub2\")'",
     );
     assert_ok(&out);
     assert_eq!(snapshot(&dir), before);
@@ -547,6 +547,18 @@ fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
     );
     // The deletion is overlayfs's whiteout; the work directory is gone.
     let wh = fs::symlink_metadata(upper.join("del.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    // A renamed directory is kept whole (filled in: readable without
+    // following overlayfs's redirect), its old path whited out.
+    assert_eq!(
+        fs::read_to_string(upper.join("sub2/inner.txt")).unwrap(),
+        "i\n"
+    );
+    assert_eq!(
+        fs::read_to_string(upper.join("sub2/stays.txt")).unwrap(),
+        "s\n"
+    );
+    let wh = fs::symlink_metadata(upper.join("sub")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
     assert!(!parent.join(".tree.unotify-cow.work").exists());
     // A kept layer is refused until it is removed.
