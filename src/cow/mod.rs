@@ -490,6 +490,11 @@ impl WorkDir {
 
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
+    ///
+    /// On the overlay route this fills the upper directory's renamed
+    /// directories in with DIR's files first (see the README): called
+    /// while the program still runs, a change it makes meanwhile in such
+    /// a directory may fail or be missed; call it after the program ended.
     pub fn changes(&self) -> Result<Vec<Change>> {
         let layer = match &self.view {
             View::Layered(l) => l,
