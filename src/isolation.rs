@@ -23,8 +23,8 @@ use crate::sys::process;
 use crate::syscalls;
 
 use crate::sys::landlock::{
-    ACCESS_FS_MAKE_BLOCK, ACCESS_FS_MAKE_DIR, ACCESS_FS_REMOVE_DIR, ACCESS_FS_TRUNCATE,
-    ACCESS_FS_WRITE_FILE,
+    ACCESS_FS_MAKE_BLOCK, ACCESS_FS_MAKE_DIR, ACCESS_FS_REFER, ACCESS_FS_REMOVE_DIR,
+    ACCESS_FS_TRUNCATE, ACCESS_FS_WRITE_FILE,
 };
 
 /// `LANDLOCK_ACCESS_FS_WRITE_FILE` (ABI 1) and `LANDLOCK_ACCESS_FS_TRUNCATE`
@@ -148,7 +148,10 @@ impl DomainPlan {
             return Ok(());
         }
         self.write_forbidden.extend_from_slice(places);
-        self.attr.handled_access_fs |= ACCESS_FS_WRITE;
+        // `REFER` too: a domain that does not allow it refuses every link
+        // or rename into another directory (`EXDEV`), which bare Linux
+        // allows; allowed wherever writes are, it refuses nothing more.
+        self.attr.handled_access_fs |= ACCESS_FS_WRITE | ACCESS_FS_REFER;
         if self.confined {
             return self.carve_forbidden();
         }
@@ -156,7 +159,7 @@ impl DomainPlan {
         self.opened_rules.extend(
             walk.allowed
                 .into_iter()
-                .map(|(_, fd)| (Arc::new(fd), ACCESS_FS_WRITE)),
+                .map(|(_, fd)| (Arc::new(fd), ACCESS_FS_WRITE | ACCESS_FS_REFER)),
         );
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! overlayfs in a mount namespace of the program's own, taken by default
 //! where the host allows it, as here: the tests run as root): the route
 //! taken is the expected one, its change set and commit equal the seccomp
-//! route's for the same script, abort leaves the tree byte-identical, and
-//! the program reaches neither DIR itself nor the upper tree.
+//! route's for the same script (renames of DIR's directories included),
+//! abort leaves the tree byte-identical, the program reaches neither DIR
+//! itself nor the upper tree, and cannot forge overlayfs's marks.
 
 mod common;
 
@@ -163,12 +164,138 @@ fn the_route_taken_is_the_overlay_here_unless_an_option_needs_the_seccomp_route(
     assert_eq!(route_of(&out), "overlay");
 }
 
+/// Directories of DIR to rename (with files and directories beneath).
+fn seed_renames(dir: &Path) {
+    for d in [
+        "mvd/sub/deep",
+        "mod/sub",
+        "over",
+        "empty",
+        "twice/s",
+        "old",
+        "py/q",
+        "into",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    for (f, text) in [
+        ("mvd/f", "f\n"),
+        ("mvd/.hidden", "h\n"),
+        ("mvd/sub/g", "g\n"),
+        ("mvd/sub/deep/h", "deep\n"),
+        ("mod/x", "x\n"),
+        ("mod/sub/y", "y\n"),
+        ("mod/sub/w", "w\n"),
+        ("over/z", "z\n"),
+        ("twice/t", "t\n"),
+        ("twice/s/u", "u\n"),
+        ("old/o", "o\n"),
+        ("py/p", "p\n"),
+        ("py/q/r", "r\n"),
+    ] {
+        fs::write(dir.join(f), text).unwrap();
+    }
+    std::os::unix::fs::symlink("f", dir.join("mvd/link")).unwrap();
+    fs::set_permissions(
+        dir.join("mvd/sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+}
+
+/// Renames of directories of DIR by `rename(2)` (which overlayfs without
+/// `redirect_dir` answers with `EXDEV`): a directory with nested files and
+/// directories, then one of those out of it; a rename then changes
+/// inside; a rename over an existing empty directory; a renamed directory
+/// renamed again (into another directory); a new directory at the old
+/// name; Python's `os.rename`. Then a look at the view.
+const RENAME_SCRIPT: &str = "set -e
+ren() { python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' \"$1\" \"$2\"; }
+ren mvd moved
+ren moved/sub subout
+ren mod mod2 && echo more >> mod2/x && rm mod2/sub/y && echo new > mod2/sub/new && mkdir mod2/nd
+chmod 700 mod2
+ren over empty
+ren twice twice1 && ren twice1 into/twice2 && echo v > into/twice2/s/v
+ren old old2 && mkdir old && echo fresh > old/n
+python3 -c 'import os; os.rename(\"py\", \"into/py2\"); os.rename(\"into/py2/q\", \"q2\")'
+find . -printf '%p %y %m %l\\n' | LC_ALL=C sort
+find . -type f | LC_ALL=C sort | xargs cat";
+
 #[test]
 fn both_routes_give_the_same_view_change_set_and_commit() {
-    let trees: Vec<PathBuf> = ["same-a", "same-b", "same-c", "same-d"]
+    same_on_both_routes(
+        "same",
+        seed,
+        SCRIPT,
+        &[
+            "A added.txt",
+            "M mod.txt",
+            "D del.txt",
+            "D deldir/in/x",
+            "D redo/a",
+        ],
+    );
+}
+
+#[test]
+fn renamed_directories_are_the_same_on_both_routes() {
+    let committed = same_on_both_routes(
+        "ren",
+        seed_renames,
+        RENAME_SCRIPT,
+        &[
+            "D mvd/\n",
+            "A moved/\n",
+            "A moved/f\n",
+            "A moved/link\n",
+            "A subout/deep/h\n",
+            "A mod2/sub/w\n",
+            "A empty/z\n",
+            "D over/\n",
+            "D over/z\n",
+            "A into/twice2/s/u\n",
+            "A old/n\n",
+            "A old2/o\n",
+            "A into/py2/p\n",
+            "A q2/r\n",
+        ],
+    );
+    for (path, v) in [
+        ("moved/f", "file 644 [102, 10]"),
+        ("moved/.hidden", "file 644 [104, 10]"),
+        ("moved/link", "link f"),
+        ("subout", "dir 750"),
+        ("subout/deep/h", "file 644 [100, 101, 101, 112, 10]"),
+        ("mod2", "dir 700"),
+        ("mod2/x", "file 644 [120, 10, 109, 111, 114, 101, 10]"),
+        ("mod2/sub/w", "file 644 [119, 10]"),
+        ("empty/z", "file 644 [122, 10]"),
+        ("into/twice2/s/u", "file 644 [117, 10]"),
+        ("old2/o", "file 644 [111, 10]"),
+        ("q2/r", "file 644 [114, 10]"),
+    ] {
+        assert_eq!(committed.get(path).map(String::as_str), Some(v), "{path}");
+    }
+    for gone in ["mvd", "mod", "over", "twice", "py", "mod2/sub/y", "old/o"] {
+        assert!(!committed.contains_key(gone), "{gone}");
+    }
+}
+
+/// Runs `script` on four trees `seed` makes: dry runs on both routes give
+/// the same output (the view and the listed changes, which hold
+/// `expected`) and drop the changes; commits on both routes give the same
+/// tree (returned).
+fn same_on_both_routes(
+    name: &str,
+    seed: fn(&Path),
+    script: &str,
+    expected: &[&str],
+) -> BTreeMap<String, String> {
+    let trees: Vec<PathBuf> = ["a", "b", "c", "d"]
         .iter()
         .map(|n| {
-            let d = fresh(n);
+            let d = fresh(&format!("{name}-{n}"));
             seed(&d);
             d
         })
@@ -178,20 +305,14 @@ fn both_routes_give_the_same_view_change_set_and_commit() {
     let dry: Vec<Output> = [("seccomp", &trees[0]), ("overlay", &trees[1])]
         .iter()
         .map(|(route, d)| {
-            let out = run_route(d, route, &["--dry-run"], SCRIPT);
+            let out = run_route(d, route, &["--dry-run"], script);
             assert_ok(&out);
             assert_eq!(route_of(&out), *route, "{}", stderr(&out));
             out
         })
         .collect();
     assert_eq!(stdout(&dry[0]), stdout(&dry[1]));
-    for letter in [
-        "A added.txt",
-        "M mod.txt",
-        "D del.txt",
-        "D deldir/in/x",
-        "D redo/a",
-    ] {
+    for letter in expected {
         assert!(
             stdout(&dry[1]).contains(letter),
             "{letter}:\n{}",
@@ -203,7 +324,7 @@ fn both_routes_give_the_same_view_change_set_and_commit() {
     assert_eq!(snapshot(&trees[1]), before);
     // Commits: the same tree.
     for (route, d) in [("seccomp", &trees[2]), ("overlay", &trees[3])] {
-        let out = run_route(d, route, &[], SCRIPT);
+        let out = run_route(d, route, &[], script);
         assert_ok(&out);
         assert_eq!(route_of(&out), route);
     }
@@ -218,14 +339,26 @@ fn both_routes_give_the_same_view_change_set_and_commit() {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+    b
 }
 
 #[test]
 fn the_change_set_value_is_the_same_on_both_routes() {
+    for (name, seed, script, least) in [
+        ("value", seed as fn(&Path), SCRIPT, 20),
+        ("value-ren", seed_renames, RENAME_SCRIPT, 30),
+    ] {
+        same_change_set(name, seed, script, least);
+    }
+}
+
+/// The library's change set after `script` on a tree `seed` makes: the
+/// same on both routes, with at least `least` changes.
+fn same_change_set(name: &str, seed: fn(&Path), script: &str, least: usize) {
     let sets: Vec<_> = [WorkdirRoute::Seccomp, WorkdirRoute::Overlay]
         .iter()
         .map(|route| {
-            let dir = fresh(&format!("value-{route:?}"));
+            let dir = fresh(&format!("{name}-{route:?}"));
             seed(&dir);
             let sandbox = Sandbox::builder()
                 .workdir(&dir)
@@ -234,7 +367,7 @@ fn the_change_set_value_is_the_same_on_both_routes() {
                 .unwrap();
             assert_eq!(sandbox.workdir().unwrap().route(), *route);
             let mut cmd = unotify::Command::new("sh");
-            cmd.args(["-c", SCRIPT])
+            cmd.args(["-c", script])
                 .current_dir(&dir)
                 .stdout(unotify::Stdio::Null);
             assert!(sandbox.run(&mut cmd).unwrap().success());
@@ -243,7 +376,7 @@ fn the_change_set_value_is_the_same_on_both_routes() {
             changes
         })
         .collect();
-    assert!(sets[0].len() > 20, "{:?}", sets[0]);
+    assert!(sets[0].len() > least, "{:?}", sets[0]);
     assert_eq!(sets[0], sets[1]);
 }
 
@@ -259,6 +392,14 @@ fn abort_on_the_overlay_route_leaves_the_tree_byte_identical() {
     // A failed run is aborted by default.
     let out = run_route(&dir, "overlay", &[], "echo x > added; rm mod.txt; exit 3");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(snapshot(&dir), before);
+    // Renamed directories too.
+    let dir = fresh("abort-ren");
+    seed_renames(&dir);
+    let before = snapshot(&dir);
+    let out = run_route(&dir, "overlay", &["--on-exit", "abort"], RENAME_SCRIPT);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("./subout/deep/h"), "{}", stdout(&out));
     assert_eq!(snapshot(&dir), before);
 }
 
@@ -397,7 +538,7 @@ fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
         &dir,
         "overlay",
         &["--on-exit", "keep"],
-        "echo new > added.txt; rm del.txt",
+        "echo new > added.txt; rm del.txt; python3 -c 'import os; os.rename(\"sub\", \"sub2\")'",
     );
     assert_ok(&out);
     assert_eq!(snapshot(&dir), before);
@@ -410,9 +551,84 @@ fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
     // The deletion is overlayfs's whiteout; the work directory is gone.
     let wh = fs::symlink_metadata(upper.join("del.txt")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    // A renamed directory is kept whole (filled in: readable without
+    // following overlayfs's redirect), its old path whited out.
+    assert_eq!(
+        fs::read_to_string(upper.join("sub2/inner.txt")).unwrap(),
+        "i\n"
+    );
+    assert_eq!(
+        fs::read_to_string(upper.join("sub2/stays.txt")).unwrap(),
+        "s\n"
+    );
+    let wh = fs::symlink_metadata(upper.join("sub")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
     assert!(!parent.join(".tree.unotify-cow.work").exists());
     // A kept layer is refused until it is removed.
     let again = run_route(&dir, "overlay", &[], "true");
     assert!(!again.status.success(), "{}", stderr(&again));
     assert_eq!(snapshot(&dir), before);
+}
+
+/// Marks the program sets to forge overlayfs's: `user.overlay.opaque`
+/// and `trusted.overlay.opaque` on directories of DIR, and
+/// `trusted.overlay.redirect` and `user.overlay.redirect` naming them on
+/// new directories, 20 of each. Prints how many marks were set, by
+/// name.
+const FORGE_PY: &str = r#"
+import os
+set_ = {}
+for i in range(20):
+    os.mkdir(f"n{i}")
+    for path, name, value in [
+        (f"u{i}", "user.overlay.opaque", b"y"),
+        (f"t{i}", "trusted.overlay.opaque", b"y"),
+        (f"n{i}", "trusted.overlay.redirect", f"/u{i}".encode()),
+        (f"n{i}", "user.overlay.redirect", f"/t{i}".encode()),
+    ]:
+        try:
+            os.setxattr(path, name, value)
+            set_[name] = set_.get(name, 0) + 1
+        except OSError as e:
+            print(name, e)
+print("set", sorted(set_.items()))
+"#;
+
+#[test]
+fn redteam_the_program_cannot_forge_opaque_or_redirected_directories() {
+    // The marks (`trusted.*` through the overlay is stored escaped;
+    // `user.*` is the program's, never read) change nothing: no file of
+    // DIR is deleted, no new directory gets DIR's files.
+    let dir = fresh("forge");
+    for i in 0..20 {
+        for d in [format!("u{i}"), format!("t{i}")] {
+            fs::create_dir(dir.join(&d)).unwrap();
+            fs::write(dir.join(&d).join("f"), "f\n").unwrap();
+        }
+    }
+    let before = snapshot(&dir);
+    let out = run_route(
+        &dir,
+        "overlay",
+        // With its capabilities (CAP_SYS_ADMIN sets `trusted.*`).
+        &["--keep-caps", "--on-exit", "commit"],
+        &format!("python3 -c '{FORGE_PY}'"),
+    );
+    assert_ok(&out);
+    assert_eq!(route_of(&out), "overlay");
+    // The marks were set (else the test would show nothing).
+    assert!(
+        stdout(&out).contains(
+            "[('trusted.overlay.opaque', 20), ('trusted.overlay.redirect', 20), ('user.overlay.opaque', 20), ('user.overlay.redirect', 20)]"
+        ),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let after = snapshot(&dir);
+    let lost = before.keys().filter(|k| !after.contains_key(*k)).count();
+    let planted = (0..20)
+        .filter(|i| fs::read_dir(dir.join(format!("n{i}"))).unwrap().count() > 0)
+        .count();
+    assert_eq!((lost, planted), (0, 0), "{}", stderr(&out));
 }

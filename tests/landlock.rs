@@ -284,6 +284,47 @@ fn cgroup_files_stay_unwritable_beneath_a_write_path() {
     assert!(text.contains("READ"), "{text}\n{}", stderr_of(&out));
 }
 
+/// Links and renames into another directory (files and directories),
+/// `ROUNDS` times each, under the domain every run with cgroups has (the
+/// cgroup write ban): as on bare Linux, none fails (a domain that does
+/// not allow `REFER` answers them all with `EXDEV`), and the cgroup files
+/// stay unwritable.
+#[test]
+fn renames_and_links_across_directories_work_as_on_bare_linux() {
+    let dir = scratch("refer");
+    let script = format!(
+        "import os, sys
+os.chdir(sys.argv[1])
+failed = 0
+for i in range({ROUNDS}):
+    os.makedirs(f'a{{i}}/sub', exist_ok=True)
+    os.makedirs(f'b{{i}}', exist_ok=True)
+    open(f'a{{i}}/f', 'w').close()
+    for op in (lambda: os.rename(f'a{{i}}/f', f'b{{i}}/f'),
+               lambda: os.link(f'b{{i}}/f', f'a{{i}}/g'),
+               lambda: os.rename(f'a{{i}}/sub', f'b{{i}}/sub'),
+               lambda: os.rename(f'b{{i}}', f'a{{i}}/b')):
+        try:
+            op()
+        except OSError as e:
+            failed += 1
+            print(e)
+print('failed', failed)
+for f in __import__('glob').glob('/sys/fs/cgroup/*/cgroup.procs'):
+    try:
+        open(f, 'w').write(str(os.getpid()))
+        print('MOVED')
+    except OSError:
+        pass
+"
+    );
+    let out = run_unotify(&["run", "--", "python3", "-c", &script, dir.to_str().unwrap()]);
+    let text = stdout_of(&out);
+    assert!(text.contains("failed 0\n"), "{text}\n{}", stderr_of(&out));
+    assert!(!text.contains("MOVED"), "{text}");
+    assert!(dir.join("a0/b/sub").is_dir() && dir.join("a0/b/f").is_file());
+}
+
 #[test]
 fn make_builds_inside_the_write_path_and_cannot_write_outside() {
     let dir = scratch("make");

@@ -538,7 +538,7 @@ fn put(
 
 /// Copies the file `src` (an `O_PATH` fd) to the new name `tmp` in `dir`,
 /// with its mode and times, synced.
-fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
+pub(super) fn copy_to(src: &OwnedFd, dir: BorrowedFd<'_>, tmp: &Path) -> io::Result<()> {
     let from = fs::File::from(crate::paths::reopen_fd(src.as_fd(), libc::O_RDONLY)?);
     let meta = from.metadata()?;
     let out = openat2(

@@ -876,7 +876,7 @@ fn open_dir(base: Option<BorrowedFd<'_>>, p: &Path) -> io::Result<OwnedFd> {
 
 /// Fills the new directory `upper` with a shadow of `lower`'s entries.
 /// `to`: a node of `from`'s type, mode, device number, owner and times.
-fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
+pub(super) fn make_node(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
     use crate::sys::path::{mknodat, utimensat};
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
     let rdev = meta.rdev();

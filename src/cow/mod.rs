@@ -158,6 +158,7 @@ mod layer;
 mod mounts;
 mod overlay;
 mod quota;
+mod redirects;
 mod reflink;
 mod storage;
 mod writes;
@@ -489,6 +490,11 @@ impl WorkDir {
 
     /// The changes the program made so far (after it ended: all of them),
     /// sorted by path.
+    ///
+    /// On the overlay route this fills the upper directory's renamed
+    /// directories in with DIR's files first (see the README): called
+    /// while the program still runs, a change it makes meanwhile in such
+    /// a directory may fail or be missed; call it after the program ended.
     pub fn changes(&self) -> Result<Vec<Change>> {
         let layer = match &self.view {
             View::Layered(l) => l,
@@ -557,6 +563,13 @@ impl WorkDir {
             }
         }
         if let View::Overlay(o) = &self.view {
+            // A renamed directory of DIR is kept whole.
+            if let Err(e) = o.fill() {
+                log::warn!(
+                    "cannot fill the renamed directories of the kept upper layer {}: {e}",
+                    o.upper.display()
+                );
+            }
             let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);
@@ -603,6 +616,13 @@ impl WorkDir {
             );
         }
         if let View::Overlay(o) = &self.view {
+            // A renamed directory of DIR is kept whole.
+            if let Err(e) = o.fill() {
+                log::warn!(
+                    "cannot fill the renamed directories of the kept upper layer {}: {e}",
+                    o.upper.display()
+                );
+            }
             let _ = storage::remove_tree(o.work());
         }
         let _ = storage::remove_tree(&self.storage.held);

@@ -62,10 +62,11 @@ impl Overlay {
         data.extend(escape_option(upper.as_os_str().as_bytes()));
         data.extend(b",workdir=");
         data.extend(escape_option(work.as_os_str().as_bytes()));
-        // No redirects, metadata-only copies or index: the upper tree then
-        // holds whole files, whiteouts and opaque directories only, all of
-        // which `diff` reads.
-        data.extend(b",redirect_dir=off,metacopy=off,index=off,volatile");
+        // Redirects (a directory of DIR renamed, as on bare Linux; filled
+        // in by `redirects::fill` before it is read), no metadata-only
+        // copies or index: the upper tree then holds whole files,
+        // whiteouts, opaque and redirected directories only.
+        data.extend(b",redirect_dir=on,metacopy=off,index=off,volatile");
         let c = crate::sys::overlay::c_path;
         let mut cover = vec![c(&upper)?, c(&work)?];
         for p in covers {
@@ -102,9 +103,18 @@ impl Overlay {
         super::layer::survivors_in(self.members.get())
     }
 
-    /// The change set: the upper directory read as overlayfs writes it.
+    /// The change set: the upper directory read as overlayfs writes it,
+    /// its redirected directories filled in first.
     pub(crate) fn changes(&self) -> io::Result<Vec<Change>> {
+        self.fill()?;
         diff(&self.lower, &self.upper)
+    }
+
+    /// Fills in the upper tree's redirected directories (a renamed
+    /// directory of DIR: see `redirects`), so that the tree holds what
+    /// the view shows wherever it differs from DIR.
+    pub(crate) fn fill(&self) -> io::Result<()> {
+        super::redirects::fill(&self.lower, &self.upper, &self.work.join("unotify-fill"))
     }
 }
 
@@ -112,7 +122,9 @@ impl Overlay {
 /// by path: an entry of the upper tree is added or compared with the
 /// lower one as the seccomp route's upper tree is; a whiteout (a
 /// character device 0:0) deletes the lower entry; an opaque directory
-/// hides what the lower one holds (deleted, beneath it too).
+/// (`trusted.overlay.opaque`, which the program cannot set: `user.*`
+/// names are the program's) hides what the lower one holds (deleted,
+/// beneath it too). Redirected directories must have been filled in.
 pub(crate) fn diff(lower: &Path, upper: &Path) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
     walk(lower, upper, Path::new(""), false, &mut out)?;
@@ -122,19 +134,6 @@ pub(crate) fn diff(lower: &Path, upper: &Path) -> io::Result<Vec<Change>> {
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = crate::sys::overlay::c_path(dir) else {
-        return false;
-    };
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| {
-            let name = std::ffi::CString::new(*name).expect("no NUL");
-            crate::sys::path::getxattr_path(&c, &name, 8, false)
-                .is_ok_and(|(_, v)| v.first() == Some(&b'y'))
-        })
 }
 
 fn lstat_opt(p: &Path) -> io::Result<Option<fs::Metadata>> {
@@ -153,7 +152,8 @@ fn walk(
     opaque: bool,
     out: &mut Vec<Change>,
 ) -> io::Result<()> {
-    let opaque = opaque || (!rel.as_os_str().is_empty() && is_opaque(&upper.join(rel)));
+    let opaque =
+        opaque || (!rel.as_os_str().is_empty() && super::redirects::is_opaque(&upper.join(rel)));
     let up_names = changes::names(&upper.join(rel))?;
     for name in &up_names {
         let r = rel.join(name);

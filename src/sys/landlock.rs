@@ -37,6 +37,9 @@ pub const ACCESS_FS_MAKE_DIR: u64 = 1 << 7;
 pub const ACCESS_FS_MAKE_SOCK: u64 = 1 << 9;
 /// Create a block device node.
 pub const ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
+/// Link or rename a file into another directory (ABI 2; without it,
+/// the kernel answers such a link or rename with `EXDEV` in any domain).
+pub const ACCESS_FS_REFER: u64 = 1 << 13;
 /// Truncate a file (ABI 3).
 pub const ACCESS_FS_TRUNCATE: u64 = 1 << 14;
 /// `ioctl` on a character or block device opened in the domain (ABI 5).
