@@ -2,7 +2,8 @@
 //! changes, the host tree is untouched until the commit, the commit is the
 //! bare run's result and survives a kill, and no route writes the lower
 //! tree. Every run here takes the seccomp route (`--workdir-route
-//! seccomp`); `tests/cow_overlay.rs` runs the overlay route.
+//! seccomp`), but for the `_on_the_overlay_route` twins of the python, git
+//! and killed-commit tests; `tests/cow_overlay.rs` runs the overlay route.
 
 mod common;
 
@@ -114,13 +115,27 @@ except FileNotFoundError:
 
 #[test]
 fn python_sees_its_own_changes_and_abort_leaves_the_tree() {
-    let dir = fresh("py");
+    python_sees_its_own_changes_and_abort_leaves_the_tree_on("seccomp");
+}
+
+/// The same on the overlay route (the default as root).
+#[test]
+fn python_sees_its_own_changes_and_abort_leaves_the_tree_on_the_overlay_route() {
+    python_sees_its_own_changes_and_abort_leaves_the_tree_on("overlay");
+}
+
+fn python_sees_its_own_changes_and_abort_leaves_the_tree_on(route: &str) {
+    let dir = fresh(&format!("py-{route}"));
     for (n, c) in [("a.txt", "A"), ("b.txt", "B"), ("c.txt", "C")] {
         fs::write(dir.join(n), c).unwrap();
     }
     let before = snapshot(&dir, &[]);
     let script = format!("python3 -c '{}'", PY.replace('\'', "\\'"));
-    let out = run_in(&dir, &["--on-exit", "abort"], &script);
+    let out = run_in(
+        &dir,
+        &["--workdir-route", route, "--on-exit", "abort"],
+        &script,
+    );
     assert_ok(&out);
     assert_eq!(
         stdout(&out),
@@ -133,7 +148,7 @@ fn python_sees_its_own_changes_and_abort_leaves_the_tree() {
     assert_no_layer(&dir);
 
     // Committed: the same changes in the host tree.
-    let out = run_in(&dir, &[], &script);
+    let out = run_in(&dir, &["--workdir-route", route], &script);
     assert_ok(&out);
     assert_eq!(fs::read_to_string(dir.join("a.txt")).unwrap(), "new");
     assert_eq!(fs::read_to_string(dir.join("c.txt")).unwrap(), "C+");
@@ -197,8 +212,18 @@ fn git_view(dir: &Path) -> (BTreeMap<String, String>, String) {
 
 #[test]
 fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare() {
-    let cow = fresh("gitcow");
-    let bare = fresh("gitbare");
+    git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on("seccomp");
+}
+
+/// The same on the overlay route (the default as root).
+#[test]
+fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on_the_overlay_route() {
+    git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on("overlay");
+}
+
+fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on(route: &str) {
+    let cow = fresh(&format!("gitcow-{route}"));
+    let bare = fresh(&format!("gitbare-{route}"));
     git_repo(&cow);
     git_repo(&bare);
     let script = format!(
@@ -206,13 +231,17 @@ fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare() {
     );
     let before = snapshot(&cow, &[]);
 
-    let out = run_in(&cow, &["--on-exit", "abort"], &script);
+    let out = run_in(
+        &cow,
+        &["--workdir-route", route, "--on-exit", "abort"],
+        &script,
+    );
     assert_ok(&out);
     assert_eq!(stdout(&out).trim(), "2");
     assert!(stderr(&out).is_empty(), "warnings: {}", stderr(&out));
     assert_eq!(snapshot(&cow, &[]), before, "abort changed the host tree");
 
-    let out = run_in(&cow, &[], &script);
+    let out = run_in(&cow, &["--workdir-route", route], &script);
     assert_ok(&out);
     let st = StdCommand::new("sh")
         .current_dir(&bare)
@@ -336,7 +365,17 @@ fn escape_routes_leak_nothing_into_the_lower_tree() {
 
 #[test]
 fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
-    let dir = fresh("kill");
+    a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later_on("seccomp");
+}
+
+/// The same on the overlay route: its change set is read from the upper directory, then committed by the same journal.
+#[test]
+fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later_on_the_overlay_route() {
+    a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later_on("overlay");
+}
+
+fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later_on(route: &str) {
+    let dir = fresh(&format!("kill-{route}"));
     let storage = dir.parent().unwrap().join("storage");
     for i in 0..2000 {
         fs::write(dir.join(format!("f{i}")), "old").unwrap();
@@ -346,7 +385,14 @@ fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
     for _ in 0..10 {
         let mut child = unotify()
             .current_dir(&dir)
-            .args(["run", "--workdir", ".", "--storage"])
+            .args([
+                "run",
+                "--workdir",
+                ".",
+                "--workdir-route",
+                route,
+                "--storage",
+            ])
             .arg(&storage)
             .args(["--", "sh", "-c", script])
             .stdout(std::process::Stdio::null())
@@ -394,7 +440,14 @@ fn a_commit_killed_midway_leaves_each_file_old_or_new_and_is_finished_later() {
     assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
     let next = unotify()
         .current_dir(&dir)
-        .args(["run", "--workdir", ".", "--storage"])
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--workdir-route",
+            route,
+            "--storage",
+        ])
         .arg(&storage)
         .args(["--", "true"])
         .output()
