@@ -427,8 +427,10 @@ fn a_user_without_privileges_falls_back_to_the_seccomp_route() {
 /// prints how many got through: mount changes and namespaces (to uncover
 /// DIR), the host's root through another process's `/proc/PID/root`, the
 /// upper tree and the state directory by their paths (and from DIR's
-/// parent), and a relative write from the working directory it started
-/// in. Arguments: DIR, the upper tree, the state directory.
+/// parent), DIR or its parent (which holds the storage) renamed away, an
+/// open by the handle of a file of the view (the lower file's), and a
+/// relative write from the working directory it started in. Arguments:
+/// DIR, the upper tree, the state directory.
 const ESCAPE_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -478,6 +480,41 @@ int main(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/journal", state);
         count("state", create(p));
         count("mkdir upper", mkdir(upper, 0755) == 0 || mkdir(p, 0755) == 0);
+        /* DIR's parent (which holds the storage too) moved away, so that
+           the supervisor's paths name another tree. */
+        char parent[4096], moved[4200];
+        snprintf(parent, sizeof parent, "%s", dir);
+        *strrchr(parent, '/') = 0;
+        snprintf(moved, sizeof moved, "%s-moved", parent);
+        int r = rename(parent, moved);
+        count("rename DIR's parent", r == 0);
+        if (r == 0) rename(moved, parent);
+        snprintf(moved, sizeof moved, "%s-moved", dir);
+        r = rename(dir, moved);
+        count("rename DIR", r == 0);
+        if (r == 0) rename(moved, dir);
+        /* A handle of a file of the view holds the lower file's handle:
+           opened beneath the overlay, it is DIR's own file. */
+        struct file_handle *fh = malloc(sizeof *fh + 128), *lo = malloc(sizeof *lo + 128);
+        int mid, fd = -1;
+        fh->handle_bytes = 128;
+        snprintf(p, sizeof p, "%s/f", dir);
+        if (name_to_handle_at(AT_FDCWD, p, fh, &mid, 0x200 /* AT_HANDLE_FID */) == 0) {
+            unsigned char *b = fh->f_handle;
+            if (b[4] == 0xfb) b += 3;
+            if (b[1] == 0xfb && b[2] > 21) {
+                lo->handle_type = b[4];
+                lo->handle_bytes = b[2] - 21;
+                memcpy(lo->f_handle, b + 21, lo->handle_bytes);
+                int root = open("/", O_RDONLY | O_DIRECTORY);
+                fd = open_by_handle_at(root, lo, O_WRONLY | O_APPEND);
+                close(root);
+            }
+        }
+        count("open_by_handle_at", fd >= 0);
+        if (fd >= 0) { write(fd, "ESCAPED\n", 8); close(fd); }
+        free(fh);
+        free(lo);
     }
     /* The view: a relative write from the starting directory, and one by
        DIR's path, are the program's own. */

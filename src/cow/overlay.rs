@@ -72,7 +72,17 @@ impl Overlay {
         for p in covers {
             cover.push(c(p)?);
         }
+        let mut pins: Vec<&Path> = std::iter::once(lower)
+            .chain([upper.as_path(), work.as_path()])
+            .chain(covers.iter().copied())
+            .flat_map(|p| p.ancestors().skip(1))
+            .filter(|a| a.parent().is_some())
+            .collect();
+        pins.sort_by_key(|a| (a.components().count(), a.to_path_buf()));
+        pins.dedup();
+        let pins = pins.into_iter().map(c).collect::<io::Result<Vec<_>>>()?;
         let mount = OverlayMount {
+            pins,
             target: c(lower)?,
             data: std::ffi::CString::new(data)
                 .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
@@ -222,6 +232,10 @@ pub(crate) struct OverlayFeature(pub(crate) Arc<Overlay>);
 
 impl Enforcement for OverlayFeature {
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        // Opens by handle reach DIR's own files and the storage beneath
+        // the overlay (`name_to_handle_at` of a file of the view gives
+        // the lower file's handle): refused as under path denial.
+        crate::paths::install(install.filter)?;
         crate::paths::install_view(install.filter)
     }
 

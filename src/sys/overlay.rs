@@ -6,7 +6,9 @@
 //!
 //! Both run the same steps: a new mount namespace (`CLONE_NEWNS`), every
 //! mount made private in it (nothing mounted here propagates to the
-//! host's), `overlay` mounted on the target (lower: the target itself),
+//! host's), the ancestors of the target and of the covered directories
+//! bound onto themselves (mount points: not renamed or removed there),
+//! `overlay` mounted on the target (lower: the target itself),
 //! then an empty read-only `tmpfs` over each covered directory (the upper
 //! and work directories and the state directory: the program reaches the
 //! layer only through the overlay). Needs `CAP_SYS_ADMIN`.
@@ -26,6 +28,12 @@ pub struct OverlayMount {
     pub data: CString,
     /// Directories covered by an empty read-only `tmpfs` afterwards.
     pub covers: Vec<CString>,
+    /// Directories bound onto themselves first, outermost first: the
+    /// ancestors of the target and of the covers. A mount point cannot be
+    /// renamed or removed in its namespace (`EBUSY`), so the program can
+    /// move neither DIR nor the storage away from the paths the
+    /// supervisor reads and commits by.
+    pub pins: Vec<CString>,
 }
 
 const OVERLAY: &[u8] = b"overlay\0";
@@ -74,6 +82,24 @@ pub(super) unsafe fn enter_raw(m: &OverlayMount) -> isize {
     };
     if r < 0 {
         return r;
+    }
+    for pin in &m.pins {
+        // SAFETY: as above; a recursive bind takes no type or data.
+        let r = unsafe {
+            syscall(
+                libc::SYS_mount,
+                &[
+                    pin.as_ptr() as usize,
+                    pin.as_ptr() as usize,
+                    0,
+                    (libc::MS_BIND | libc::MS_REC) as usize,
+                    0,
+                ],
+            )
+        };
+        if r < 0 {
+            return r;
+        }
     }
     // SAFETY: as above; `m`'s strings are NUL-terminated and alive.
     let r = unsafe {
