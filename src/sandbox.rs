@@ -1459,10 +1459,11 @@ impl Sandbox {
                 .or_else(|| std::env::current_dir().ok())
                 .unwrap_or_default();
             if let Some(up) = w.child_cwd(&here) {
-                let pwd = w.child_pwd(&here).unwrap_or_else(|| up.clone());
                 cwd = Some(cstring(up.as_os_str())?);
-                envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
-                envp.push(env_entry(std::ffi::OsStr::new("PWD"), pwd.as_os_str())?);
+                if let Some(pwd) = w.child_pwd(&here) {
+                    envp.retain(|e| !e.as_bytes().starts_with(b"PWD="));
+                    envp.push(env_entry(std::ffi::OsStr::new("PWD"), pwd.as_os_str())?);
+                }
             }
         }
 

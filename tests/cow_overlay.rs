@@ -566,6 +566,32 @@ fn redteam_the_program_reaches_neither_dir_nor_the_upper_tree_on_the_overlay_rou
     }
 }
 
+/// A program started above DIR (in its parent, which is bound onto itself
+/// in the program's namespace) reaches DIR by a relative path through the
+/// overlay, not beneath it (before the child took its working directory
+/// again after the mounts, the write landed in DIR despite `abort`).
+#[test]
+fn a_relative_path_from_above_dir_reaches_the_view() {
+    let dir = fresh("above");
+    fs::write(dir.join("f"), "f\n").unwrap();
+    let before = snapshot(&dir);
+    let out = unotify()
+        .current_dir(dir.parent().unwrap())
+        .args(["run", "--workdir"])
+        .arg(&dir)
+        .args(["--workdir-route", "overlay", "--on-exit", "abort", "--"])
+        .args([
+            "sh",
+            "-c",
+            "echo x > tree/from-above && cat tree/from-above && echo y >> tree/f",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "x\n");
+    assert_eq!(snapshot(&dir), before, "a write from above DIR reached DIR");
+}
+
 #[test]
 fn keep_on_the_overlay_route_leaves_the_upper_directory_and_dir_untouched() {
     let dir = fresh("keep");

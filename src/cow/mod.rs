@@ -469,14 +469,18 @@ impl WorkDir {
     /// Where a program started in `cwd` runs: its counterpart in the upper
     /// tree if `cwd` lies in the work directory.
     ///
-    /// On the overlay route, its own path: the child changes to it after
-    /// it mounted the overlay (the directory it inherits would be DIR's).
+    /// On the overlay route, its own path wherever it lies: the child
+    /// changes to it after the mounts (the directory it inherits is on
+    /// the mounts beneath them).
     pub(crate) fn child_cwd(&self, cwd: &Path) -> Option<PathBuf> {
         let abs = std::fs::canonicalize(cwd).ok()?;
-        let rel = abs.strip_prefix(self.dir()).ok()?;
         match &self.view {
-            View::Layered(l) => Some(l.upper.join(rel)),
-            View::Overlay(_) => Some(abs.clone()),
+            View::Layered(l) => Some(l.upper.join(abs.strip_prefix(self.dir()).ok()?)),
+            // Taken again after the mounts wherever it is: an inherited
+            // working directory beneath an ancestor of DIR (bound onto
+            // itself there) stays on the mount beneath, where a relative
+            // path reaches DIR itself, not the overlay.
+            View::Overlay(_) => Some(abs),
         }
     }
 
