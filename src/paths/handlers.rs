@@ -555,7 +555,9 @@ fn link(
     // No name across the upper tree's border: writes through an outside
     // name would grow the layer uncharged, and a file written outside
     // would enter it uncharged.
-    if d.layer().is_some_and(|l| l.crosses(source.as_fd(), n.dir())) {
+    if d.layer()
+        .is_some_and(|l| l.crosses(source.as_fd(), n.dir()))
+    {
         return Err(Errno::of(libc::EXDEV));
     }
     policy_gate(cx)?;
