@@ -1634,6 +1634,51 @@ fn redteam_max_disk_counts_what_is_made_without_a_write() {
 }
 
 #[test]
+fn redteam_max_disk_no_name_crosses_the_layer() {
+    // Red team 7: under --max-disk 10M the storage held 61M: a hard link
+    // from a layer file to a name outside DIR (writes through that name
+    // were not charged: the write handler knew the file by its path), and
+    // a file written outside then renamed (or linked) into DIR (never
+    // charged). Bounded: 1M cap, 3M each way, was 6156 KiB in the storage
+    // (big2 and big3; f had left it with `mv f out/f`).
+    // Fix: a link or rename across the upper tree's border is EXDEV; `mv`
+    // then copies, and the copy is charged (ENOSPC).
+    let dir = fresh("rt-cross");
+    let storage = dir.parent().unwrap().join("storage");
+    let out_dir = dir.parent().unwrap().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let o = out_dir.display();
+    let script = format!(
+        "touch f; ln f {o}/outlink; head -c 3145728 /dev/zero > {o}/outlink; \
+         head -c 3145728 /dev/zero > {o}/big; mv {o}/big ./big2; \
+         head -c 3145728 /dev/zero > {o}/big3; ln {o}/big3 ./big3; \
+         mv f {o}/f; echo end"
+    );
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "1M", "--storage"])
+        .arg(&storage)
+        .args(["--on-exit", "keep", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let used = common::disk_usage(&storage);
+    let _ = fs::remove_dir_all(&storage);
+    let err = stderr(&out);
+    assert!(stdout(&out).contains("end"), "{err}");
+    assert!(
+        used <= (1 << 20) + (32 << 10),
+        "the storage holds {} KiB under --max-disk 1M; stderr: {err}",
+        used >> 10
+    );
+    // Both links and the rename out were refused as across file systems;
+    // the copy `mv` made instead ran out of space.
+    assert_eq!(err.matches("cross-device").count(), 2, "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    // `mv` out of DIR still works (by a copy).
+    assert!(out_dir.join("f").is_file(), "{err}");
+}
+
+#[test]
 fn max_disk_lets_cp_copy_a_file_below_the_cap() {
     // `cp` asks copy_file_range for 2^63 bytes and stops at the end of
     // its input; that length was charged whole (ENOSPC for any copy).

@@ -674,6 +674,16 @@ impl Layered for Layer {
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
+    fn crosses(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
+        // Fails closed: a file without a path crosses. (A file made with
+        // `O_TMPFILE`, or unlinked, keeps its directory's path.)
+        let inside = |fd| fd_path(fd).map(|p| p.starts_with(&self.upper));
+        match (inside(from), inside(to)) {
+            (Some(a), Some(b)) => a != b,
+            _ => true,
+        }
+    }
+
     fn refund(&self, charged: Charged) {
         if let Some(q) = &self.quota {
             q.refund(charged);

@@ -552,6 +552,14 @@ fn link(
         return Err(Errno::of(libc::EXDEV));
     }
     let n = allowed_entry(cx, &task, d, new, false)?;
+    // No name across the upper tree's border: writes through an outside
+    // name would grow the layer uncharged, and a file written outside
+    // would enter it uncharged.
+    if d.layer()
+        .is_some_and(|l| l.crosses(source.as_fd(), n.dir()))
+    {
+        return Err(Errno::of(libc::EXDEV));
+    }
     policy_gate(cx)?;
     let charge = super::Charge::node(d.layer(), n.dir(), super::entry_bytes(&n.name))?;
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
@@ -582,6 +590,11 @@ fn rename(
     let _acting = task.rights.assume()?;
     let o = allowed_entry(cx, &task, d, old, true)?;
     let n = allowed_entry(cx, &task, d, new, true)?;
+    // Into or out of the upper tree: `EXDEV`, as between file systems
+    // (`mv` copies then, and the copy is charged; see `link`).
+    if d.layer().is_some_and(|l| l.crosses(o.dir(), n.dir())) {
+        return Err(Errno::of(libc::EXDEV));
+    }
     policy_gate(cx)?;
     let r = with_c(&o.name, |on| {
         with_c(&n.name, |nn| {

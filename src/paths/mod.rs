@@ -221,6 +221,20 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> std::result::Result<Charged, Errno> {
         Ok(Charged::default())
     }
+    /// Whether a link or rename between the pinned `from` (the file
+    /// linked, or the directory of the name renamed) and the pinned
+    /// directory `to` crosses the border of the upper tree (one lies in
+    /// it, the other not, or a path is unknown): the layer is then its own
+    /// file system (`EXDEV`), so that every name of a file of the upper
+    /// tree lies in it (its writes are charged to the size cap) and no
+    /// file written outside it, uncharged, enters it by a name.
+    fn crosses(
+        &self,
+        _from: std::os::fd::BorrowedFd<'_>,
+        _to: std::os::fd::BorrowedFd<'_>,
+    ) -> bool {
+        false
+    }
     /// Gives back a charge whose call failed.
     fn refund(&self, _charged: Charged) {}
     /// Keeps a charge whose call was made.
