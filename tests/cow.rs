@@ -1678,6 +1678,67 @@ fn redteam_max_disk_no_name_crosses_the_layer() {
     assert!(out_dir.join("f").is_file(), "{err}");
 }
 
+/// Review: a held fd whose file was moved deeper than a path can name
+/// (20 renames of 250-byte names beneath it) had no path to tell it was
+/// the layer's, and its writes ran uncharged; and `pwrite64` at offset -1
+/// (`EINVAL` bare) appended.
+const DEEP_PY: &str = r#"
+import os
+os.mkdir("top")
+fd = os.open("top/f", os.O_WRONLY | os.O_CREAT)
+for i in range(20):
+    os.mkdir("n")
+    os.rename("top", "n/" + "n" * 250)
+    os.rename("n", "top")
+total = 0
+try:
+    for i in range(48):
+        total += os.write(fd, bytes(65536))
+except OSError as e:
+    print("write", e.errno)
+print("wrote", total)
+try:
+    os.pwrite(os.open("p", os.O_WRONLY | os.O_CREAT), b"x", -1)
+    print("pwrite -1 done")
+except OSError as e:
+    print("pwrite", e.errno)
+"#;
+
+#[test]
+fn redteam_max_disk_charges_a_file_too_deep_to_name() {
+    let dir = fresh("rt-deep");
+    let storage = dir.parent().unwrap().join("storage");
+    let out = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", ".", "--max-disk", "1M", "--storage"])
+        .arg(&storage)
+        .args(["--on-exit", "keep", "--", "python3", "-c", DEEP_PY])
+        .output()
+        .unwrap();
+    // `du` walks by directory fds (the tree is deeper than a path names).
+    let du = StdCommand::new("du")
+        .arg("-sk")
+        .arg(&storage)
+        .output()
+        .unwrap();
+    let used: u64 = stdout(&du)
+        .split_whitespace()
+        .next()
+        .and_then(|k| k.parse().ok())
+        .map(|k: u64| k << 10)
+        .unwrap_or(u64::MAX);
+    let _ = StdCommand::new("rm").arg("-rf").arg(&storage).status();
+    let (so, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{so}{err}");
+    assert!(
+        used <= (1 << 20) + (64 << 10),
+        "the storage holds {} KiB under --max-disk 1M: {so}{err}",
+        used >> 10
+    );
+    assert!(so.contains("write 28\n"), "{so}{err}");
+    assert!(so.contains("pwrite 22\n"), "{so}{err}");
+}
+
 #[test]
 fn max_disk_lets_cp_copy_a_file_below_the_cap() {
     // `cp` asks copy_file_range for 2^63 bytes and stops at the end of

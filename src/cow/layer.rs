@@ -269,6 +269,11 @@ impl Layer {
         ))
     }
 
+    /// The device of the upper tree (the storage's file system).
+    pub(crate) fn upper_dev(&self) -> u64 {
+        self.upper_dev
+    }
+
     /// Whether `(dev, ino)` is one of the layer's placeholders.
     pub(crate) fn is_placeholder_id(&self, dev: u64, ino: u64) -> bool {
         dev == self.upper_dev && self.placeholders.contains_key(&ino)

@@ -114,7 +114,7 @@ impl Quota {
             dev,
             written: parking_lot::Mutex::new(HashMap::new()),
             files: std::array::from_fn(|_| parking_lot::Mutex::new(())),
-            base: usage(upper, shared, &mut HashMap::new()),
+            base: usage(upper, shared, &mut HashMap::new(), &mut true),
         }
     }
 
@@ -223,7 +223,16 @@ impl Quota {
         // its charge is added (counted twice at most). SeqCst: pairs with
         // the adds in `charge`, in flight before used.
         let mut seen = HashMap::new();
-        let mut exact = usage(upper, shared, &mut seen).saturating_sub(self.base);
+        let mut whole = true;
+        let mut exact = usage(upper, shared, &mut seen, &mut whole).saturating_sub(self.base);
+        if !whole {
+            // A part of the tree that could not be read (a path too long
+            // for the walk's names, say) would count as empty: the charge
+            // is refused rather than granted from a short count.
+            *turn = Some((Instant::now(), frees));
+            log::debug!("--max-disk: the upper tree could not be counted whole; refusing");
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         let held = held_files(self.dev, false);
         {
             let mut w = self.written.lock();
@@ -336,15 +345,37 @@ fn uid_is(st: &str, uid: u32) -> bool {
 
 /// The bytes `dir` and what is under it take, files that are shared
 /// left out; `seen` gets each file counted and its size.
-fn usage(dir: &Path, shared: &dyn Fn(u64) -> bool, seen: &mut HashMap<u64, u64>) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
+fn usage(
+    dir: &Path,
+    shared: &dyn Fn(u64) -> bool,
+    seen: &mut HashMap<u64, u64>,
+    whole: &mut bool,
+) -> u64 {
+    // Gone meanwhile (removed: nothing to count); any other failure
+    // leaves the count short, which `whole` tells.
+    let mut short = |e: &io::Error| {
+        if e.kind() != io::ErrorKind::NotFound {
+            *whole = false;
+        }
+    };
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            short(&e);
+            return 0;
+        }
     };
     let mut total = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
-    for e in rd.flatten() {
-        let Ok(m) = e.metadata() else { continue };
+    let mut entries = Vec::new();
+    for e in rd {
+        match e.and_then(|e| e.metadata().map(|m| (e.path(), m))) {
+            Ok(em) => entries.push(em),
+            Err(e) => short(&e),
+        }
+    }
+    for (path, m) in entries {
         if m.is_dir() {
-            total = total.saturating_add(usage(&e.path(), shared, seen));
+            total = total.saturating_add(usage(&path, shared, seen, whole));
         } else if !shared(m.ino()) && seen.insert(m.ino(), m.len()).is_none() {
             total = total.saturating_add(in_blocks(m.len()).max(m.blocks() * 512));
         }

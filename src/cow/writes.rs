@@ -95,7 +95,13 @@ pub(super) fn write(
     // number another thread may fill meanwhile).
     let out = as_supervisor(|| cx.dup_fd(out_no)).map_err(|e| errno(&e))?;
     let st = fstat(out.as_fd()).map_err(|e| errno(&e))?;
-    if !st.is_file() || layer.upper_rel(out.as_fd()).is_none() {
+    // A file of the layer's device whose path cannot be read (longer than
+    // the kernel gives: a tree moved deep beneath a held fd) counts as the
+    // layer's: charged and made, never let through uncharged.
+    if !st.is_file()
+        || (layer.upper_rel(out.as_fd()).is_none()
+            && (st.dev != layer.upper_dev() || crate::paths::path_of_fd(out.as_fd()).is_some()))
+    {
         return Ok(NotifAction::Continue);
     }
     let w = Target {
@@ -109,7 +115,13 @@ pub(super) fn write(
     match kind {
         WriteKind::Plain { len, off } => {
             let segs = [(cx.arg(1), cx.arg(len).min(MAX_RW))];
-            w.write_data(cx, &segs, off.map(|i| cx.arg(i)), 0)
+            // A negative offset to `pwrite64` is `EINVAL` (`u64::MAX` is
+            // the end-of-file marker of `write_data`, never the program's).
+            let at = off.map(|i| cx.arg(i));
+            if at.is_some_and(|a| a > i64::MAX as u64) {
+                return Err(einval());
+            }
+            w.write_data(cx, &segs, at, 0)
         }
         WriteKind::Vector { off, rwf } => {
             let flags = rwf.map_or(0, |i| cx.arg(i));
@@ -256,7 +268,13 @@ impl Target<'_> {
                 // As much as can be read (the kernel writes up to a fault).
                 let got = crate::sys::mem::read(cx.pid() as i32, addr + off, chunk).unwrap_or(0);
                 if !cx.id_valid() {
-                    return Err(Errno::of(libc::ESRCH));
+                    // What was written stays written: settled, not given
+                    // back (a refund would let a killed writer refill).
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::of(libc::ESRCH))
+                    };
                 }
                 if got == 0 {
                     if done > 0 {
