@@ -39,7 +39,7 @@ impl Enforcement for BlockDevices {
     /// `mknod`/`mknodat` of a block device refused (`EPERM`) in front of
     /// any handler (path denial makes nodes on the program's behalf,
     /// outside the sandbox's cgroup). The mode is in a register: the
-    /// filter sees what the kernel uses.
+    /// filter sees what the kernel uses. `bpf` refused (`EPERM`).
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
         let arch = install.filter.arch();
         let fmt = libc::S_IFMT as u64;
@@ -52,7 +52,9 @@ impl Enforcement for BlockDevices {
                 )?;
             }
         }
-        Ok(())
+        // With its capabilities kept (`CAP_SYS_ADMIN`), a program could
+        // detach or replace the cgroup v2 device program with `bpf`.
+        install.filter.refuse_undecided(&["bpf"], libc::EPERM)
     }
 
     fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {

@@ -261,8 +261,10 @@ impl Backstop {
             let path = path.strip_suffix(b"/").unwrap_or(path);
             return self.denied.iter().any(|d| {
                 let d = d.as_os_str().as_bytes();
-                path.strip_prefix(d)
-                    .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+                d == b"/"
+                    || path
+                        .strip_prefix(d)
+                        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
             });
         }
         let norm = super::normalize_abs(Path::new(std::ffi::OsStr::from_bytes(path)));
