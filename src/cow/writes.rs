@@ -471,12 +471,12 @@ impl Target<'_> {
             op,
             out_ptr,
             pid: cx.pid() as i32,
+            waiting: cx.still_waiting(),
         };
         match job.attempt(self) {
             Err(e) if e.get() == libc::EAGAIN && !nonblocking => {}
             r => return r,
         }
-        let waiting = cx.still_waiting();
         let (quota_layer, out, ino) = (Arc::clone(self.layer), self.out.try_clone(), self.ino);
         let out = out.map_err(|e| errno(&e))?;
         Ok(NotifAction::defer(move || {
@@ -494,7 +494,7 @@ impl Target<'_> {
                 ino,
             };
             loop {
-                if !waiting.check() {
+                if !job.waiting.check() {
                     return NotifAction::from(Errno::of(libc::EINTR));
                 }
                 if !crate::sys::net::poll_readable(job.input.as_fd(), SPLICE_TICK_MS)
@@ -519,12 +519,17 @@ struct Splice {
     op: u64,
     out_ptr: u64,
     pid: i32,
+    /// Whether the call still waits (its pid is still its task's).
+    waiting: crate::handler::StillWaiting,
 }
 
 impl Splice {
     /// One attempt: `EAGAIN` if the pipe is empty.
     fn attempt(&self, t: &Target<'_>) -> Result<NotifAction, Errno> {
         let _file = t.quota.lock_file(t.ino);
+        // At the position read when the call came (the kernel too takes
+        // the fd's position before it waits for the pipe, and sets it
+        // after the write, over any write made meanwhile).
         let c = t.charge(t.size()?, self.op.saturating_add(self.n as u64))?;
         let mut op = self.op;
         let r = filewrite::splice_to(
@@ -540,8 +545,16 @@ impl Splice {
         if self.out_ptr == 0 {
             filewrite::seek_to(t.out.as_fd(), op).map_err(|e| errno(&e))?;
         } else {
+            // Only while the call waits (before and after: a pid whose task
+            // is gone may be another process's by now).
+            if !self.waiting.check() {
+                return Err(Errno::of(libc::ESRCH));
+            }
             crate::sys::mem::write(self.pid, self.out_ptr, &op.to_ne_bytes())
                 .map_err(|_| Errno::of(libc::EFAULT))?;
+            if !self.waiting.check() {
+                return Err(Errno::of(libc::ESRCH));
+            }
         }
         Ok(NotifAction::ReturnValue(m as i64))
     }
