@@ -95,13 +95,18 @@ pub(super) fn write(
     // number another thread may fill meanwhile).
     let out = as_supervisor(|| cx.dup_fd(out_no)).map_err(|e| errno(&e))?;
     let st = fstat(out.as_fd()).map_err(|e| errno(&e))?;
-    // A file of the layer's device whose path cannot be read (longer than
-    // the kernel gives: a tree moved deep beneath a held fd) counts as the
-    // layer's: charged and made, never let through uncharged.
-    if !st.is_file()
-        || (layer.upper_rel(out.as_fd()).is_none()
-            && (st.dev != layer.upper_dev() || crate::paths::path_of_fd(out.as_fd()).is_some()))
-    {
+    if !st.is_file() {
+        return Ok(NotifAction::Continue);
+    }
+    // One read of the fd's path. A file of the layer's device whose path
+    // cannot be read (longer than the kernel gives: a tree moved deep
+    // beneath a held fd) counts as the layer's: charged and made, never
+    // let through uncharged.
+    let in_layer = match crate::paths::path_of_fd(out.as_fd()) {
+        Some(p) => p.starts_with(&layer.upper),
+        None => st.dev == layer.upper_dev(),
+    };
+    if !in_layer {
         return Ok(NotifAction::Continue);
     }
     let w = Target {

@@ -48,22 +48,27 @@ impl Parents {
     }
 
     fn by_pidfd(&self, tid: u32) -> std::io::Result<u32> {
-        {
+        // A pidfd taken out of the list is closed after the lock is let go.
+        let stale = {
             let mut kept = self.kept.lock();
-            if let Some(i) = kept.iter().position(|(t, _)| *t == tid) {
-                match pidfd::parent_of(kept[i].1.as_fd()) {
+            match kept.iter().position(|(t, _)| *t == tid) {
+                Some(i) => match pidfd::parent_of(kept[i].1.as_fd()) {
                     Ok(ppid) => return Ok(ppid),
-                    Err(_) => drop(kept.remove(i)),
-                }
+                    Err(_) => Some(kept.remove(i)),
+                },
+                None => None,
             }
-        }
+        };
+        drop(stale);
         let fd = pidfd::pidfd_open(tid as i32, pidfd::PIDFD_THREAD)?;
         let ppid = pidfd::parent_of(fd.as_fd())?;
-        let mut kept = self.kept.lock();
-        if kept.len() >= KEPT {
-            drop(kept.remove(0));
-        }
-        kept.push((tid, fd));
+        let oldest = {
+            let mut kept = self.kept.lock();
+            let oldest = (kept.len() >= KEPT).then(|| kept.remove(0));
+            kept.push((tid, fd));
+            oldest
+        };
+        drop(oldest);
         Ok(ppid)
     }
 }
