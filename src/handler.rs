@@ -424,6 +424,23 @@ impl<'a> HandlerCtx<'a> {
     /// NUL) at `addr`, one page at a time so that it never reads across into
     /// an unmapped page.
     pub fn read_cstr(&self, addr: u64, max_len: usize) -> Result<Vec<u8>, MemoryError> {
+        let out = self.read_cstr_unchecked(addr, max_len)?;
+        self.check_valid()?;
+        Ok(out)
+    }
+
+    /// [`read_cstr`](Self::read_cstr) without the check, after the read,
+    /// that the call is still waiting (one `SECCOMP_IOCTL_NOTIF_ID_VALID`).
+    /// Only for a decision that needs no such check: an answer of
+    /// `CONTINUE` whose safety the kernel keeps by itself (a recycled
+    /// pid's memory can only have been read if the call is gone, and then
+    /// its answer is refused). Anything done on the string's behalf must
+    /// call [`check_still_waiting`](Self::check_still_waiting) first.
+    pub(crate) fn read_cstr_unchecked(
+        &self,
+        addr: u64,
+        max_len: usize,
+    ) -> Result<Vec<u8>, MemoryError> {
         if let Some(served) = self.copy.and_then(|c| c.serve_cstr(addr, max_len)) {
             return served;
         }
@@ -432,14 +449,20 @@ impl<'a> HandlerCtx<'a> {
                 libc::EFAULT,
             )));
         }
-        // Checked after the read only (see `read_mem_into`).
+        // Nearly every path is short: the first read takes `FIRST` bytes
+        // (not the rest of the page, which the kernel would copy and this
+        // would scan for the NUL), the later ones a page at a time.
+        const FIRST: usize = 256;
         let mut out = Vec::new();
         let mut cur = addr;
         let mut chunk = [0u8; PAGE as usize];
         loop {
             let room = max_len.saturating_add(1) - out.len();
             let in_page = (PAGE - cur % PAGE) as usize;
-            let want = in_page.min(room);
+            let mut want = in_page.min(room);
+            if cur == addr {
+                want = want.min(FIRST);
+            }
             let n = mem::read(self.notif.pid as i32, cur, &mut chunk[..want])
                 .map_err(|e| self.fault(e))?;
             if n == 0 {
@@ -457,8 +480,14 @@ impl<'a> HandlerCtx<'a> {
             }
             cur += n as u64;
         }
-        self.check_valid()?;
         Ok(out)
+    }
+
+    /// Whether the call is still waiting (its id valid): what was read of
+    /// its memory since it came is its task's ([`MemoryError::Gone`]
+    /// if not).
+    pub(crate) fn check_still_waiting(&self) -> Result<(), MemoryError> {
+        self.check_valid()
     }
 
     /// Writes `data` at `addr` in the task.

@@ -81,6 +81,27 @@ static void count(const char *path, double secs, int rewrite) {
 
 static void report(int r) { if (r < 0) printf("err:%d\n", errno); else printf("ok:\n"); }
 
+/* `unlinkrace PATH REMAKE DENIED SECS REWRITE`: unlinks PATH (or, with
+ * REWRITE 1, the path a second thread flips between REMAKE and DENIED) in
+ * a loop for SECS seconds, making REMAKE again after each removal; prints
+ * `removed denied_gone errors`: denied_gone counts the times DENIED was
+ * found gone (made again by nobody: once is a leak). */
+static void unlink_race(const char *path, const char *remake, const char *denied, double secs, int rewrite) {
+    long removed = 0, gone = 0, errs = 0;
+    pthread_t th;
+    struct stat st;
+    if (rewrite) { stop = 0; pub_path = remake; den_path = denied; strcpy(buf, remake); pthread_create(&th, NULL, rewriter, NULL); }
+    double end = now() + secs;
+    while (now() < end) {
+        int fd = open(remake, O_WRONLY | O_CREAT, 0644);
+        if (fd >= 0) close(fd);
+        if (unlink(rewrite ? buf : path) == 0) removed++; else errs++;
+        if (stat(denied, &st) != 0 && errno == ENOENT) gone++;
+    }
+    if (rewrite) { stop = 1; pthread_join(th, NULL); }
+    printf("%ld %ld %ld\n", removed, gone, errs);
+}
+
 static void run_exec(const char *how, const char *p) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -114,6 +135,16 @@ int main(int argc, char **argv) {
         if (!strcmp(op, "race")) {
             const char *p = argv[i++];
             count(p, atof(argv[i++]), 0);
+        } else if (!strcmp(op, "unlinkrace")) {
+            const char *p = argv[i], *r = argv[i + 1], *d = argv[i + 2];
+            double secs = atof(argv[i + 3]);
+            int rw = atoi(argv[i + 4]);
+            i += 5;
+            unlink_race(p, r, d, secs, rw);
+        } else if (!strcmp(op, "unlink")) {
+            report(unlink(argv[i++]));
+        } else if (!strcmp(op, "rmdir")) {
+            report(rmdir(argv[i++]));
         } else if (!strcmp(op, "rewrite")) {
             pub_path = argv[i++]; den_path = argv[i++];
             count(NULL, atof(argv[i++]), 1);
@@ -163,7 +194,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // where the route is not taken), nor beneath a home or a directory
     // not root's, whatever the checkout's place.
     let root = tempfile::tempdir_in(system_base()).expect("tempdir");
-    let dirs = (0..12)
+    let dirs = (0..15)
         .map(|i| {
             let d = root.path().join(format!("t{i}"));
             std::fs::create_dir(&d).unwrap();
@@ -366,6 +397,135 @@ fn a_thread_rewriting_the_path_never_reaches_the_denied_file() {
         "the denied file was read through a rewritten path"
     );
     assert!(public > 0, "the public file was read: {out:?}");
+}
+
+/// Removals are answered `CONTINUE` where the parent directory lies
+/// beneath the domain's rules: a second thread flipping the path between
+/// a public file and the denied one, and another process swapping a
+/// symlinked directory between a public directory and the denied file's,
+/// while the program unlinks in a loop (making the public file again each
+/// time), never remove the denied file: the kernel refuses removals in
+/// the directories on the way.
+#[test]
+fn redteam_a_removal_rewritten_or_swapped_never_removes_the_denied_file() {
+    let d = dir(12);
+    std::fs::create_dir(d.join("other/pubdir")).unwrap();
+    std::os::unix::fs::symlink(d.join("other/pubdir"), d.join("other/link")).unwrap();
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let out = run(
+        &sb,
+        &ops![
+            "unlinkrace",
+            "-",
+            p(d, "other/pub"),
+            p(d, "sub/secret"),
+            "1.5",
+            "1"
+        ],
+    );
+    let (removed, gone, errors) = counts(&out[0]);
+    eprintln!("unlink rewrite: {removed} removed, {gone} denied gone, {errors} refused");
+    assert_eq!(
+        gone, 0,
+        "the denied file was removed through a rewritten path"
+    );
+    assert!(removed > 0 && errors > 0, "both paths were tried: {out:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, d) = (stop.clone(), d.to_path_buf());
+        std::thread::spawn(move || {
+            let tmp = d.join("other/link.tmp");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for target in ["sub", "other/pubdir"] {
+                    let _ = std::fs::remove_file(&tmp);
+                    std::os::unix::fs::symlink(d.join(target), &tmp).unwrap();
+                    std::fs::rename(&tmp, d.join("other/link")).unwrap();
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let out = run(
+        &sb,
+        &ops![
+            "unlinkrace",
+            p(d, "other/link/secret"),
+            p(d, "other/pubdir/secret"),
+            p(d, "sub/secret"),
+            "1.5",
+            "0"
+        ],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    let (removed, gone, errors) = counts(&out[0]);
+    eprintln!(
+        "unlink symlink swap: {removed} removed, {gone} denied gone, {errors} refused, {swaps} swaps"
+    );
+    assert_eq!(
+        gone, 0,
+        "the denied file was removed through the swapped link"
+    );
+    assert!(
+        removed > 0 && errors > 0,
+        "both targets were reached: {out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("sub/secret")).unwrap(),
+        "SECRET\n"
+    );
+}
+
+/// Removals beneath the rules (answered `CONTINUE`) and in a directory on
+/// the way (made on-behalf) give what they give bare; a denied name, and
+/// a directory holding one, are not removed.
+#[test]
+fn removals_beneath_the_rules_and_on_the_way_work_as_bare() {
+    let d = dir(13);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    std::fs::write(d.join("sub/plain"), "PLAIN\n").unwrap();
+    let out = run(
+        &sb,
+        &ops![
+            "write",
+            p(d, "other/x"),
+            "X",
+            "unlink",
+            p(d, "other/x"),
+            "mkdir",
+            p(d, "other/dir"),
+            "rmdir",
+            p(d, "other/dir"),
+            "unlink",
+            p(d, "other/nothing"),
+            "unlink",
+            p(d, "other"),
+            "rmdir",
+            p(d, "other/nothing/"),
+            "unlink",
+            p(d, "public"),
+            "unlink",
+            p(d, "sub/plain"),
+            "unlink",
+            p(d, "sub/secret"),
+            "rmdir",
+            p(d, "sub"),
+            "read",
+            p(d, "sub/secret"),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "ok:", "ok:", "ok:", "ok:", "err:2", "err:21", "err:2", "ok:", "ok:", EACCES, EACCES,
+            EACCES
+        ]
+    );
+    assert!(d.join("sub/secret").exists() && !d.join("public").exists());
 }
 
 /// Files and directories made after the start directly in a directory on

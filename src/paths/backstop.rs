@@ -60,10 +60,17 @@
 //! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
 //!   no policy callback), no allow lists, no chroot, no work directory.
 //!
+//! - `unlink`, `unlinkat` and `rmdir` whose parent directory lies beneath
+//!   a rule are answered `CONTINUE` the same way ([`Backstop::covers_removal`]):
+//!   removing is the parent's right, which the domain refuses in the
+//!   directories on the way and beneath a denied directory, where every
+//!   name path denial keeps from removal lies.
+//!
 //! What stays as today: the metadata calls (Landlock does not restrict
 //! `stat`, `chmod`, `chown`, the times and xattrs), `link`, `rename`,
-//! `unlink`, `mkdir`, `mknod`, `symlink`, `truncate` and `bind` (made on
-//! the program's behalf, outside the domain).
+//! `mkdir`, `mknod`, `symlink`, `truncate` and `bind` (made on the
+//! program's behalf, outside the domain), and every removal the
+//! classification does not place beneath a rule.
 //!
 //! Known limit of the route: a program cannot execute a file made after
 //! the start directly in a directory on the way to a denied path (or
@@ -250,6 +257,38 @@ impl Backstop {
         // After the stat: an entry made on the way before it is seen (its
         // identity would pass as beneath a rule).
         verdict && !self.entries_changed()
+    }
+
+    /// Whether the kernel's removal of `path` (`unlink`, `unlinkat`,
+    /// `rmdir`) by task `tid`, relative to `dirfd`, is decided by the
+    /// domain as path denial would decide it, so that `CONTINUE` gives
+    /// what the on-behalf removal would. Removing is a right of the
+    /// parent directory (`REMOVE_FILE`, `REMOVE_DIR`): the domain allows
+    /// it beneath a rule and refuses it in a directory on the way (where
+    /// every denied path, and every directory holding one, has its name)
+    /// and beneath a denied directory. So the parent is classified as an
+    /// open's target is ([`covers`](Self::covers)); a parent swapped or a
+    /// path rewritten after the look only moves the removal to where the
+    /// domain decides again. A name the supervisor cannot split (`.`,
+    /// `..`, the root) and a denied name (its refusal is reported) keep
+    /// the on-behalf route.
+    pub(crate) fn covers_removal(&self, tid: u32, dirfd: i32, path: &[u8]) -> bool {
+        let mut path = path;
+        while path.len() > 1 && path.ends_with(b"/") {
+            path = &path[..path.len() - 1];
+        }
+        let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(0) => (&b"/"[..], &path[1..]),
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b"."[..], path),
+        };
+        if name.is_empty() || name == b"." || name == b".." {
+            return false;
+        }
+        if path[0] == b'/' && self.names_denied(path) {
+            return false;
+        }
+        self.covers(tid, dirfd, parent, libc::O_DIRECTORY)
     }
 
     /// Whether the absolute `path` names a denied path or lies beneath

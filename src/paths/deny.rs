@@ -387,6 +387,15 @@ impl DeniedPaths {
             .is_some_and(|b| b.covers(tid, dirfd, path, flags))
     }
 
+    /// Whether a removal (`unlink`, `rmdir`) of `path` by task `tid` runs
+    /// without the supervisor, its parent beneath the rules of the kernel
+    /// backstop.
+    pub(crate) fn backstop_covers_removal(&self, tid: u32, dirfd: i32, path: &[u8]) -> bool {
+        self.backstop
+            .as_ref()
+            .is_some_and(|b| b.covers_removal(tid, dirfd, path))
+    }
+
     /// Whether the kernel backstop holds this set (execs need no check).
     pub(crate) fn has_backstop(&self) -> bool {
         self.backstop.is_some()

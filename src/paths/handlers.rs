@@ -22,7 +22,8 @@ use super::nodes;
 use super::onbehalf_open::{self, OpenKind};
 use super::resolve::{
     as_path, as_supervisor, bare, base, borrow, errno_of, is_supervisor_proc, path_as_task, pin,
-    pin_alias, pin_in_view, pin_parent, read_path, reopen, task_view, with_c, Errno, Task,
+    pin_alias, pin_in_view, pin_parent, read_path, read_path_unchecked, reopen, still_waiting,
+    task_view, with_c, Errno, Task,
 };
 use super::shebang;
 
@@ -411,12 +412,7 @@ pub(super) struct Entry {
     pub(super) name: Vec<u8>,
 }
 
-fn entry(cx: &HandlerCtx<'_>, task: &Task, (dirfd, ptr): PathArg) -> Result<Entry, Errno> {
-    let path = read_path(cx, ptr)?;
-    entry_of(cx, task, dirfd, &path)
-}
-
-/// [`Entry`] of a path already copied from the task.
+/// [`Entry`] of a path copied from the task (read once, by the caller).
 pub(super) fn entry_of(
     cx: &HandlerCtx<'_>,
     task: &Task,
@@ -429,16 +425,29 @@ pub(super) fn entry_of(
     Ok(Entry { parent, name })
 }
 
-/// [`entry`], refused with `EACCES` when acting on it touches a denied
-/// path ([`Entry::touches_denied`]).
+/// [`Entry`] of the path argument `(dirfd, ptr)`, refused with `EACCES`
+/// when acting on it touches a denied path ([`Entry::touches_denied`]).
 fn allowed_entry(
     cx: &HandlerCtx<'_>,
     task: &Task,
     d: &DeniedPaths,
-    arg: PathArg,
+    (dirfd, ptr): PathArg,
     through_symlink: bool,
 ) -> Result<Entry, Errno> {
-    let e = entry(cx, task, arg)?;
+    let path = read_path(cx, ptr)?;
+    allowed_entry_of(cx, task, d, dirfd, &path, through_symlink)
+}
+
+/// [`allowed_entry`] of a path already copied from the task.
+fn allowed_entry_of(
+    cx: &HandlerCtx<'_>,
+    task: &Task,
+    d: &DeniedPaths,
+    dirfd: i32,
+    path: &[u8],
+    through_symlink: bool,
+) -> Result<Entry, Errno> {
+    let e = entry_of(cx, task, dirfd, path)?;
     if e.touches_denied(d, through_symlink)? {
         return Err(Errno::of(libc::EACCES));
     }
@@ -678,10 +687,22 @@ fn unlink(
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(Errno::of(libc::EINVAL));
     }
+    let (dirfd, ptr) = path;
+    // Read without the id check: under the kernel backstop, a removal in
+    // a directory beneath its rules is the kernel's to decide (the domain
+    // refuses it exactly where this one would be, see `backstop`), and
+    // answered `CONTINUE`; a path read from a recycled pid belongs to a
+    // call that is gone, whose answer the kernel refuses. The on-behalf
+    // route checks before it acts on the path.
+    let path = read_path_unchecked(cx, ptr)?;
+    if d.backstop_covers_removal(cx.pid(), dirfd, &path) {
+        return Ok(NotifAction::Continue);
+    }
+    still_waiting(cx)?;
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;
-    let e = allowed_entry(cx, &task, d, path, false)?;
+    let e = allowed_entry_of(cx, &task, d, dirfd, &path, false)?;
     policy_gate(cx)?;
     let r = with_c(&e.name, |name| unlinkat(Some(e.dir()), name, flags));
     if let (Ok(()), Some(layer)) = (&r, d.layer()) {

@@ -20,8 +20,8 @@ use super::creds::CredCache;
 use super::deny::{fd_path, DeniedPaths, FreeReads};
 use super::resolve::{
     as_path, bare, base, borrow, errno_of, is_supervisor_proc_with, may_go_through_own_proc,
-    mem_errno, open_beneath, pin, pin_alias, read_path, reopen, reopen_once, split, task_view,
-    through_own_proc, with_c, Alias, Errno, Rights, Task,
+    mem_errno, open_beneath, pin, pin_alias, read_path_unchecked, reopen, reopen_once, split,
+    still_waiting, task_view, through_own_proc, with_c, Alias, Errno, Rights, Task,
 };
 
 /// The kernel's `O_LARGEFILE` (the libc crate has 0 for it on 64-bit
@@ -224,7 +224,11 @@ fn open(
         super::handlers::policy_gate(cx)?;
         return Ok(NotifAction::Continue);
     }
-    let path = read_path(cx, a.path_ptr)?;
+    // Read without the id check: the two answers below are `CONTINUE`s
+    // the kernel keeps safe by itself (a path read from a recycled pid
+    // belongs to a call that is gone, whose answer the kernel refuses);
+    // the on-behalf route checks before it acts on the path.
+    let path = read_path_unchecked(cx, a.path_ptr)?;
     // A read-only open of a path outside a copy-on-write layer, where
     // nothing else is decided by path: the kernel's open is the view's.
     // The flags are the registers' (no thread can change them); a thread
@@ -243,6 +247,7 @@ fn open(
     if a.in_registers && denied.backstop_covers(cx.pid(), a.dirfd, &path, a.flags) {
         return Ok(NotifAction::Continue);
     }
+    still_waiting(cx)?;
     let task = Task::read(cx, creds)?;
     // Everything from here on runs with the task's capabilities.
     let _acting = task.rights.assume()?;

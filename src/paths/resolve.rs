@@ -47,6 +47,21 @@ pub(crate) fn read_path(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno>
         .map_err(|e| mem_errno(&e))
 }
 
+/// [`read_path`] without the check that the call still waits
+/// ([`HandlerCtx::read_cstr_unchecked`]): for a decision to answer
+/// `CONTINUE` that the kernel enforces by itself; call
+/// [`still_waiting`] before doing anything on the path's behalf.
+pub(crate) fn read_path_unchecked(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno> {
+    cx.read_cstr_unchecked(ptr, libc::PATH_MAX as usize - 1)
+        .map_err(|e| mem_errno(&e))
+}
+
+/// Whether the call still waits (see [`read_path_unchecked`]): `EFAULT`
+/// if not, as a read of a task that is gone.
+pub(crate) fn still_waiting(cx: &HandlerCtx<'_>) -> Result<(), Errno> {
+    cx.check_still_waiting().map_err(|e| mem_errno(&e))
+}
+
 /// Makes a C string of `bytes` (which came from a C string, so has no NUL).
 pub(crate) fn cstring(bytes: &[u8]) -> CString {
     CString::new(bytes).unwrap_or_default()
