@@ -11,9 +11,10 @@
 //! `EACCES`. A denied directory denies everything beneath it.
 //!
 //! How each call is decided (where the program's Landlock domain refuses
-//! the denied paths itself, `backstop`, an open beneath its rules is
-//! answered `CONTINUE` after one `stat`, and `execve`/`execveat` are not
-//! trapped: the kernel refuses what the checks below would):
+//! the denied paths itself, `backstop`, an open beneath its rules, and a
+//! removal whose parent directory lies beneath them, are answered
+//! `CONTINUE` after one `stat`, and `execve`/`execveat` are not trapped:
+//! the kernel refuses what the checks below would):
 //!
 //! - `open`, `creat`, `openat`, `openat2` are performed on the program's
 //!   behalf. The path is read once, resolved relative to the task's dirfd
