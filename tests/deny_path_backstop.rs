@@ -268,6 +268,30 @@ fn counts(line: &str) -> (i64, i64, i64) {
     (n[0], n[1], n[2])
 }
 
+/// Swaps the symlink `other/link` of `d` between the `targets` (paths
+/// in `d`) until `stop`, from this process (another process than the
+/// sandboxed program); the thread returns how many swaps it made.
+fn swap_link(
+    d: &Path,
+    targets: [&'static str; 2],
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let (stop, d) = (stop.clone(), d.to_path_buf());
+    std::thread::spawn(move || {
+        let tmp = d.join("other/link.tmp");
+        let mut swaps = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for target in targets {
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(d.join(target), &tmp).unwrap();
+                std::fs::rename(&tmp, d.join("other/link")).unwrap();
+                swaps += 1;
+            }
+        }
+        swaps
+    })
+}
+
 macro_rules! ops {
     ($($a:expr),* $(,)?) => { [$($a.to_string()),*] };
 }
@@ -348,22 +372,7 @@ fn a_symlink_swapped_by_another_process_never_reaches_the_denied_file() {
     let sb = denying(&[p(d, "sub/secret")]);
     assert!(sb.path_backstop());
     let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let (stop, d) = (stop.clone(), d.to_path_buf());
-        std::thread::spawn(move || {
-            let tmp = d.join("other/link.tmp");
-            let mut swaps = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for target in ["sub/secret", "public"] {
-                    let _ = std::fs::remove_file(&tmp);
-                    std::os::unix::fs::symlink(d.join(target), &tmp).unwrap();
-                    std::fs::rename(&tmp, d.join("other/link")).unwrap();
-                    swaps += 1;
-                }
-            }
-            swaps
-        })
-    };
+    let swapper = swap_link(d, ["sub/secret", "public"], &stop);
     let out = run(&sb, &ops!["race", p(d, "other/link"), "1.5"]);
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
@@ -432,22 +441,7 @@ fn redteam_a_removal_rewritten_or_swapped_never_removes_the_denied_file() {
     );
     assert!(removed > 0 && errors > 0, "both paths were tried: {out:?}");
     let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let (stop, d) = (stop.clone(), d.to_path_buf());
-        std::thread::spawn(move || {
-            let tmp = d.join("other/link.tmp");
-            let mut swaps = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for target in ["sub", "other/pubdir"] {
-                    let _ = std::fs::remove_file(&tmp);
-                    std::os::unix::fs::symlink(d.join(target), &tmp).unwrap();
-                    std::fs::rename(&tmp, d.join("other/link")).unwrap();
-                    swaps += 1;
-                }
-            }
-            swaps
-        })
-    };
+    let swapper = swap_link(d, ["sub", "other/pubdir"], &stop);
     let out = run(
         &sb,
         &ops![
