@@ -76,15 +76,14 @@ fn unotify_main() -> u8 {
         _ => logging::TraceSink::Off,
     };
     logging::init(trace);
-    let code = match cli.command {
+    match cli.command {
         Cmd::Run(args) => run(*args, None),
         Cmd::Learn(args) => learn(args),
         Cmd::Check { json } => check(json),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),
         Cmd::CowRecover { storage, check } => cow_recover(&storage, check),
-    };
-    code
+    }
 }
 
 /// Where `run`'s traces go: the `--trace-output` file, opened (created or
