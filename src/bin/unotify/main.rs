@@ -59,6 +59,11 @@ fn unotify_main() -> u8 {
         log::debug!("cannot raise RLIMIT_NOFILE: {e}");
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(line) = fast::version_line(&args) {
+        // (As clap's own print: a closed stdout is not an error.)
+        let _ = std::io::stdout().write_all(line.as_bytes());
+        return 0;
+    }
     let cli = match fast::plain_run(&args) {
         Some(run) => cli::Cli {
             command: Cmd::Run(Box::new(run)),
