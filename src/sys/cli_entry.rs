@@ -21,14 +21,14 @@
 // every block below has a `// SAFETY:` line.
 #![allow(unsafe_code)]
 
-/// What the process runs, as the runtime would: `crate::unotify_main`
+/// What the process runs, as the runtime would: `unotify_main`
 /// (its return value is the exit status), after the set-up above.
 #[no_mangle]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     standard_fds_open();
     // SAFETY: sets SIGPIPE's disposition to "ignore"; no handler runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let code = std::panic::catch_unwind(crate::unotify_main).unwrap_or(101);
+    let code = std::panic::catch_unwind(super::unotify_main).unwrap_or(101);
     // Flushes stdout (std's clean-up) and runs the C `atexit` handlers.
     std::process::exit(i32::from(code))
 }
