@@ -55,6 +55,9 @@ pub(super) struct ChildArgs {
     pub(super) page: *const SharedPage,
     pub(super) go: RawFd,
     pub(super) err: RawFd,
+    /// The clone gave the child the default action for every handled
+    /// signal (`CLONE_CLEAR_SIGHAND`): only `SIGPIPE` is left to reset.
+    pub(super) handlers_cleared: bool,
 }
 
 const KERNEL_SIGSET_SIZE: usize = 8;
@@ -158,34 +161,43 @@ unsafe fn stdin_is_our_foreground_tty() -> bool {
 /// too (ignored by Rust programs, expected by the exec'd one); then the
 /// mask is cleared, as a freshly exec'd program expects. Signals are
 /// blocked on entry (the parent cloned with all of them blocked).
+/// `handlers_cleared`: the clone reset the handlers already
+/// (`CLONE_CLEAR_SIGHAND`), leaving ignored signals ignored.
 ///
 /// # Safety
 /// Only in the child.
-unsafe fn reset_signals() {
+unsafe fn reset_signals(handlers_cleared: bool) {
     let dfl: KernelSigaction = [0; 4];
-    for sig in 1..=64usize {
-        if sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
-            continue;
-        }
-        let mut old: KernelSigaction = [0; 4];
-        // SAFETY: reads one kernel sigaction into a large enough buffer.
-        let r = unsafe {
+    let set_default = |sig: usize| {
+        // SAFETY: installs the default action from a live, zeroed struct.
+        unsafe {
             syscall(
                 libc::SYS_rt_sigaction,
-                &[sig, 0, old.as_mut_ptr() as usize, KERNEL_SIGSET_SIZE],
+                &[sig, dfl.as_ptr() as usize, 0, KERNEL_SIGSET_SIZE],
             )
-        };
-        let handler = old[0] as usize;
-        let keep =
-            handler == libc::SIG_DFL || (handler == libc::SIG_IGN && sig != libc::SIGPIPE as usize);
-        if r == 0 && !keep {
-            // SAFETY: installs the default action from a live, zeroed struct.
-            unsafe {
+        }
+    };
+    if handlers_cleared {
+        set_default(libc::SIGPIPE as usize);
+    } else {
+        for sig in 1..=64usize {
+            if sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
+                continue;
+            }
+            let mut old: KernelSigaction = [0; 4];
+            // SAFETY: reads one kernel sigaction into a large enough buffer.
+            let r = unsafe {
                 syscall(
                     libc::SYS_rt_sigaction,
-                    &[sig, dfl.as_ptr() as usize, 0, KERNEL_SIGSET_SIZE],
+                    &[sig, 0, old.as_mut_ptr() as usize, KERNEL_SIGSET_SIZE],
                 )
             };
+            let handler = old[0] as usize;
+            let keep = handler == libc::SIG_DFL
+                || (handler == libc::SIG_IGN && sig != libc::SIGPIPE as usize);
+            if r == 0 && !keep {
+                set_default(sig);
+            }
         }
     }
     let empty: u64 = 0;
@@ -234,7 +246,7 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
         };
     }
     // SAFETY: in the child.
-    unsafe { reset_signals() };
+    unsafe { reset_signals(args.handlers_cleared) };
     // SAFETY: prctl takes integers.
     let r = unsafe {
         syscall(

@@ -62,9 +62,9 @@ programs), 1 if not.";
 
 /// `--version`: the version and the features compiled in.
 #[cfg(feature = "capi")]
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli, capi)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli, capi)");
 #[cfg(not(feature = "capi"))]
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: cli)");
 
 /// Run programs under a seccomp user-notification supervisor.
 ///

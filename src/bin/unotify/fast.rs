@@ -3,7 +3,8 @@
 //! costs more than the rest of the argument handling together (building
 //! every option of every subcommand, about 0.1 ms here). That one form is
 //! recognised here and given the same [`RunArgs`] clap would make (a test
-//! holds them equal); everything else goes to clap.
+//! holds them equal); so is `unotify --version`, whose line is clap's.
+//! Everything else goes to clap.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -33,6 +34,17 @@ pub fn plain_run(args: &[OsString]) -> Option<RunArgs> {
         return None;
     }
     Some(defaults(command.to_vec()))
+}
+
+/// The line `unotify --version` (or `-V`) prints, if `args` (the whole
+/// command line) is just that: clap's, without building its command.
+pub fn version_line(args: &[OsString]) -> Option<String> {
+    match args {
+        [_, flag] if flag == "--version" || flag == "-V" => {
+            Some(format!("unotify {}\n", crate::cli::VERSION))
+        }
+        _ => None,
+    }
 }
 
 /// `RunArgs` with every option at its default and `command`. (A field
@@ -123,6 +135,24 @@ mod tests {
         ] {
             let fast = plain_run(&args).expect("taken");
             assert_eq!(format!("{fast:?}"), clap_run(&args), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn version_as_clap_prints_it() {
+        let clap = <Cli as clap::CommandFactory>::command().render_version();
+        for flag in ["--version", "-V"] {
+            assert_eq!(
+                version_line(&os(&["unotify", flag])).as_deref(),
+                Some(clap.as_str())
+            );
+        }
+        for args in [
+            os(&["unotify", "--version", "x"]),
+            os(&["unotify", "run", "--version"]),
+            os(&["unotify", "--help"]),
+        ] {
+            assert!(version_line(&args).is_none(), "{args:?}");
         }
     }
 

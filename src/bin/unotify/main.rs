@@ -5,8 +5,15 @@
 //! (128+N if it died of signal N); 125 if `unotify` itself failed, 126 if the
 //! command cannot be executed, 127 if it was not found.
 
+// The entry point is `entry::main`, without the Rust runtime's start-up
+// (see there); a test build keeps the test harness's own.
+#![cfg_attr(not(test), no_main)]
+
 mod cli;
 mod conflicts;
+#[cfg(not(test))]
+#[path = "../../sys/cli_entry.rs"]
+mod entry;
 mod exec_deny;
 mod fast;
 mod learn;
@@ -18,7 +25,6 @@ mod signals;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use unotify::os as libsignals;
@@ -35,14 +41,17 @@ const EXIT_TIMEOUT: u8 = 124;
 /// The command was not found.
 const EXIT_NOT_FOUND: u8 = 127;
 
-fn main() -> ExitCode {
+/// `unotify`: returns the exit status (called by `entry::main`).
+// (In a test build, the root of what the tests do not call.)
+#[cfg_attr(test, allow(dead_code))]
+fn unotify_main() -> u8 {
     // Nothing of the same user may trace unotify, read its memory or take
     // its fds (the seccomp listener first): the Landlock domain already
     // keeps the sandbox out, this keeps out what the domain cannot (weak
     // isolation) and other programs of the user.
     if let Err(e) = process::set_dumpable(false) {
         eprintln!("unotify: cannot make this process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     }
     // The supervisor holds fds per sandboxed process: its soft limit is
     // raised to the hard one (the program gets the old one back).
@@ -50,32 +59,36 @@ fn main() -> ExitCode {
         log::debug!("cannot raise RLIMIT_NOFILE: {e}");
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(line) = fast::version_line(&args) {
+        // (As clap's own print: a closed stdout is not an error.)
+        let _ = std::io::stdout().write_all(line.as_bytes());
+        return 0;
+    }
     let cli = match fast::plain_run(&args) {
         Some(run) => cli::Cli {
             command: Cmd::Run(Box::new(run)),
         },
         None => match cli::parse_from(args) {
             Ok(cli) => cli,
-            Err(code) => return ExitCode::from(code),
+            Err(code) => return code,
         },
     };
     let trace = match &cli.command {
         Cmd::Run(args) => match trace_sink(args) {
             Ok(sink) => sink,
-            Err(code) => return ExitCode::from(code),
+            Err(code) => return code,
         },
         _ => logging::TraceSink::Off,
     };
     logging::init(trace);
-    let code = match cli.command {
+    match cli.command {
         Cmd::Run(args) => run(*args, None),
         Cmd::Learn(args) => learn(args),
         Cmd::Check { json } => check(json),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),
         Cmd::CowRecover { storage, check } => cow_recover(&storage, check),
-    };
-    ExitCode::from(code)
+    }
 }
 
 /// Where `run`'s traces go: the `--trace-output` file, opened (created or
