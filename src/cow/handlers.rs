@@ -65,6 +65,8 @@ enum Call {
     },
     /// `chdir`.
     Chdir,
+    /// `fcntl(F_GETFL)` under `--max-disk`.
+    GetFlags,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +113,17 @@ pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
         layer: Arc::clone(layer),
         creds: Arc::new(CredCache::default()),
         call: Call::SetFlags,
+    })
+}
+
+/// The handler of `fcntl(F_GETFL)` under `--max-disk`: a file of the layer
+/// the program opened for writing shows the access mode it asked for (its
+/// fd is read-only; see `writers`).
+pub(crate) fn get_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
+    Arc::new(ViewHandler {
+        layer: Arc::clone(layer),
+        creds: Arc::new(CredCache::default()),
+        call: Call::GetFlags,
     })
 }
 
@@ -321,6 +334,7 @@ impl Handler for ViewHandler {
             Call::SetFlags => self.set_flags(cx),
             Call::Getcwd => self.getcwd(cx),
             Call::Chdir => self.chdir(cx),
+            Call::GetFlags => self.get_flags(cx),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -901,6 +915,31 @@ impl ViewHandler {
     /// fd itself, or a private copy of a placeholder (the fd's, or the one
     /// standing for the lower file it reads); `None` for a lower file
     /// without one (never changed).
+    /// `fcntl(fd, F_GETFL)`: the flags of a layer file's read-only fd with
+    /// the access mode the program opened it with; anything else runs.
+    fn get_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
+        let Some(quota) = &self.layer.quota else {
+            return Ok(NotifAction::Continue);
+        };
+        if cx.arg(1) as u32 as i32 != libc::F_GETFL {
+            return Ok(NotifAction::Continue);
+        }
+        let fd =
+            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        let Some(w) = st
+            .is_file()
+            .then(|| quota.writers.find(fd.as_fd(), st.ino))
+            .flatten()
+        else {
+            return Ok(NotifAction::Continue);
+        };
+        let flags = crate::sys::net::status_flags(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        Ok(NotifAction::ReturnValue(i64::from(
+            (flags & !libc::O_ACCMODE) | w.access,
+        )))
+    }
+
     fn own_copy(&self, fd: OwnedFd) -> Result<Option<OwnedFd>, Errno> {
         let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
         let fd = if st.is_file() {

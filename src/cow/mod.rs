@@ -161,6 +161,7 @@ mod quota;
 mod redirects;
 mod reflink;
 mod storage;
+mod writers;
 mod writes;
 
 use std::path::{Path, PathBuf};
@@ -749,6 +750,17 @@ impl Enforcement for CowFeature {
             if !by_fd.iter().any(|(n, _)| *n == nr) {
                 install.builtin(nr, h)?;
             }
+        }
+        // Under `--max-disk`, `F_GETFL` alone of `fcntl` stops (see
+        // `writers`).
+        let fcntl = crate::syscalls::number(crate::arch::Arch::native(), "fcntl");
+        if let (Some(nr), Some(_)) = (fcntl, &self.layer.quota) {
+            let getfl = crate::filter::ArgCheck::new(1, 0xffff_ffff, libc::F_GETFL as u64);
+            install.builtin_if(
+                nr,
+                handlers::get_flags_handler(&self.layer),
+                vec![vec![getfl]],
+            )?;
         }
         Ok(())
     }
