@@ -696,6 +696,36 @@ fn a_non_root_user_works_in_a_layer_without_privileges() {
 }
 
 #[test]
+fn a_non_root_user_commits_with_git_under_max_disk() {
+    // git makes its objects with mode 0444 and writes them through the fd
+    // that made them: under --max-disk the supervisor writes through the
+    // writable description it kept, which a non-root supervisor could not
+    // open again for that file.
+    let dir = fresh("nobody-git");
+    git_repo(&dir);
+    let st = StdCommand::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = StdCommand::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--workdir", ".", "--workdir-route", "seccomp"])
+        .args(["--max-disk", "20M", "--on-exit", "abort", "--", "sh", "-c"])
+        .arg(format!(
+            "{GIT} git add -A && git commit -q -m second && git fsck --strict && git log --oneline | wc -l"
+        ))
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "2", "stderr: {}", stderr(&out));
+}
+
+#[test]
 fn a_denied_file_in_the_work_directory_stays_denied_in_the_layer() {
     // A write open copies a shared file up: the denied file must be
     // refused before, not copied (its copy would not be denied and would

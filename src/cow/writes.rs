@@ -1,8 +1,11 @@
 //! The write family into a file of the upper tree under `--max-disk`,
 //! made on the program's behalf: `write`, `pwrite64`, the vectors,
 //! `fallocate`, `ftruncate`, `copy_file_range`, `sendfile` and `splice`.
-//! Each call is made by the supervisor on a duplicate of the program's fd
-//! (the same open file description: its position and flags), with what it
+//! Each call is made by the supervisor at the position and with the flags
+//! of a duplicate of the program's fd (the same open file description,
+//! which is read-only), through the writable description kept for it
+//! (`writers`: a read-only fd the program did not open for writing gets
+//! `EBADF`, as from the kernel), with what it
 //! reads from the program's memory (the data, the iovecs, the offsets)
 //! copied once, at an explicit offset, and exactly the range it was charged
 //! for: a thread that changes an offset, an iovec, the fd's position, its
@@ -288,7 +291,10 @@ impl Target<'_> {
         pos: u64,
         rwf: i32,
     ) -> Result<u64, Errno> {
-        let mut buf = Aligned::new(CHUNK);
+        // No bigger than the data (a 1 MiB buffer zeroed for every small
+        // write was most of its cost).
+        let most = segs.iter().map(|s| s.1).max().unwrap_or(0);
+        let mut buf = Aligned::new(most.min(CHUNK as u64) as usize);
         let mut done = 0u64;
         for &(addr, len) in segs {
             let mut off = 0u64;
