@@ -450,6 +450,22 @@ print(err(lambda: fcntl.lockf(fd, fcntl.LOCK_EX)), err(lambda: fcntl.flock(fd, f
 }
 
 #[test]
+fn max_disk_runs_a_program_it_just_wrote() {
+    // The writable description the supervisor keeps for a file the
+    // program wrote made its exec fail with ETXTBSY after the program
+    // closed its own fd (a build's linker output, `cp` then run); one the
+    // program still holds open for writing does, as on bare Linux.
+    let dir = fresh("exec-written");
+    let out = run_in(
+        &dir,
+        &["--max-disk", "100M", "--on-exit", "abort"],
+        "cp /bin/true t && ./t && echo ran; cd / && \"$OLDPWD/t\" && echo ran; \
+         cd \"$OLDPWD\"; exec 3>>t; ./t 2>/dev/null; echo $?",
+    );
+    assert_eq!(stdout(&out), "ran\nran\n126\n", "stderr: {}", stderr(&out));
+}
+
+#[test]
 fn max_disk_appends_to_an_append_only_file_as_bare() {
     // `chattr +a`: the writes made for the program at an explicit offset
     // (`RWF_NOAPPEND`) are refused on an append-only inode (EPERM), so

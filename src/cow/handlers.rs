@@ -1100,6 +1100,7 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
     let Some(path) = read_exec_path(tid, ptr) else {
         return;
     };
+    release_for_exec(layer, tid, dirfd, &path);
     if path.is_empty() || (path[0] == b'/' && layer.to_view(&path).is_none()) {
         return;
     }
@@ -1120,6 +1121,34 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
     if layer.is_placeholder(&st) {
         if let Err(e) = layer.copy_up_for_exec(pinned, &st) {
             log::debug!("copy-up of {at} before its exec: {e:?}");
+        }
+    }
+}
+
+/// Under `--max-disk`, before an exec of `path` (at `dirfd` of `tid`;
+/// empty: the fd itself): the writable descriptions kept for the file
+/// that no process holds any more are closed (see `writers`), so that the
+/// exec of a file written and closed does not fail with `ETXTBSY`. A
+/// path the look does not resolve as the kernel will is no worse than
+/// before: the exec then finds the file still held.
+fn release_for_exec(layer: &Layer, tid: i32, dirfd: i32, path: &[u8]) {
+    let Some(quota) = &layer.quota else {
+        return;
+    };
+    let text = String::from_utf8_lossy(path);
+    let at = match (path.first(), dirfd) {
+        (Some(b'/'), _) => match layer.rewrite(path) {
+            Some(p) => String::from_utf8_lossy(&p).into_owned(),
+            None => text.into_owned(),
+        },
+        (None, libc::AT_FDCWD) => return,
+        (None, fd) => format!("/proc/{tid}/fd/{fd}"),
+        (Some(_), libc::AT_FDCWD) => format!("/proc/{tid}/cwd/{text}"),
+        (Some(_), fd) => format!("/proc/{tid}/fd/{fd}/{text}"),
+    };
+    if let Ok(st) = crate::paths::resolve::open_trusted(&at, 0).and_then(|f| fstat(f.as_fd())) {
+        if st.is_file() {
+            quota.writers.release(st.ino);
         }
     }
 }

@@ -31,8 +31,10 @@
 //! twice the entries left by the last sweep, and every exact count of the
 //! quota, drop those no process holds (a scan of `/proc/<pid>/fd`, which
 //! cannot see one in flight in a unix socket: written after it arrives,
-//! that fd gets `EBADF`). An entry's kept fd holds an unlinked file's
-//! blocks only until then.
+//! that fd gets `EBADF`), and so does an exec of the file for its own
+//! entries (a kept writable description would make it fail `ETXTBSY`
+//! where bare Linux runs a file written and closed). An entry's kept fd
+//! holds an unlinked file's blocks only until then.
 
 use crate::action::Errno;
 use crate::handler::StillWaiting;
@@ -165,21 +167,41 @@ impl Writers {
     /// Drops the entries no process holds (but the supervisor) whose open
     /// was answered; keeps all if a process of ours cannot be looked at.
     pub(crate) fn sweep(&self) {
-        let mut map = self.by_ino.lock();
-        if map.is_empty() {
-            return;
+        self.sweep_of(None);
+    }
+
+    /// Before the file `ino` is executed: drops its entries no process
+    /// holds, whose kept writable description would make the exec fail
+    /// with `ETXTBSY` (a file written, closed, then run: a build's
+    /// linker output).
+    pub(crate) fn release(&self, ino: u64) {
+        if self.by_ino.lock().contains_key(&ino) {
+            self.sweep_of(Some(ino));
         }
+    }
+
+    /// [`sweep`](Self::sweep) of the entries of inode `only`, or of all.
+    fn sweep_of(&self, only: Option<u64>) {
+        let mut map = self.by_ino.lock();
+        let looked = |ino: &u64| only.is_none_or(|o| o == *ino);
         // Asked before the scan: an open answered after this is seen by it.
         let waiting: std::collections::HashSet<(u64, usize)> = map
             .iter()
+            .filter(|(ino, _)| looked(ino))
             .flat_map(|(ino, es)| es.iter().enumerate().map(move |(i, e)| (*ino, i, e)))
             .filter(|(_, _, e)| e.call.check())
             .map(|(ino, i, _)| (ino, i))
             .collect();
-        let Some(held) = self.holders(&map) else {
+        if map.is_empty() {
+            return;
+        }
+        let Some(held) = self.holders(&map, only) else {
             return;
         };
         map.retain(|ino, entries| {
+            if !looked(ino) {
+                return true;
+            }
             let mut i = 0;
             entries.retain(|_| {
                 let keep = held.contains(&(*ino, i)) || waiting.contains(&(*ino, i));
@@ -189,16 +211,20 @@ impl Writers {
             !entries.is_empty()
         });
         let left: usize = map.values().map(Vec::len).sum();
-        self.sweep_at
-            .store((2 * left).max(SWEEP_FLOOR), Ordering::Relaxed);
+        if only.is_none() {
+            self.sweep_at
+                .store((2 * left).max(SWEEP_FLOOR), Ordering::Relaxed);
+        }
         log::debug!("--max-disk: {left} writable layer files still held");
     }
 
-    /// The entries (inode, index) some other process holds by an fd;
-    /// `None` if a process of this user could not be looked at.
+    /// The entries (inode, index; of inode `only` if given) some other
+    /// process holds by an fd; `None` if a process of this user could not
+    /// be looked at.
     fn holders(
         &self,
         map: &HashMap<u64, Vec<Entry>>,
+        only: Option<u64>,
     ) -> Option<std::collections::HashSet<(u64, usize)>> {
         let own = std::process::id().to_string();
         let me = crate::sys::process::euid();
@@ -223,7 +249,8 @@ impl Writers {
                 let Ok(m) = std::fs::metadata(fd.path()) else {
                     continue;
                 };
-                let (Some(entries), true) = (map.get(&m.ino()), m.dev() == self.dev) else {
+                let ours = m.dev() == self.dev && only.is_none_or(|o| o == m.ino());
+                let (Some(entries), true) = (map.get(&m.ino()), ours) else {
                     continue;
                 };
                 let Some(no) = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
