@@ -215,6 +215,16 @@ fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare() {
     git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on("seccomp");
 }
 
+/// The same under `--max-disk` (git's object files are made with mode
+/// 0444 and written through the fd that made them).
+#[test]
+fn git_commit_under_workdir_and_max_disk_equals_bare() {
+    git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_with(
+        "seccomp",
+        &["--max-disk", "20M"],
+    );
+}
+
 /// The same on the overlay route (the default as root).
 #[test]
 fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on_the_overlay_route() {
@@ -222,8 +232,18 @@ fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on_the_over
 }
 
 fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on(route: &str) {
-    let cow = fresh(&format!("gitcow-{route}"));
-    let bare = fresh(&format!("gitbare-{route}"));
+    git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_with(route, &[]);
+}
+
+/// [`git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on`]
+/// with the options `extra`.
+fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_with(
+    route: &str,
+    extra: &[&str],
+) {
+    let tag = format!("{route}{}", extra.len());
+    let cow = fresh(&format!("gitcow-{tag}"));
+    let bare = fresh(&format!("gitbare-{tag}"));
     git_repo(&cow);
     git_repo(&bare);
     let script = format!(
@@ -231,17 +251,18 @@ fn git_commit_under_workdir_abort_leaves_the_tree_commit_equals_bare_on(route: &
     );
     let before = snapshot(&cow, &[]);
 
-    let out = run_in(
-        &cow,
-        &["--workdir-route", route, "--on-exit", "abort"],
-        &script,
-    );
+    let flags = |exit: &'static str| {
+        let mut f = vec!["--workdir-route", route, "--on-exit", exit];
+        f.extend_from_slice(extra);
+        f
+    };
+    let out = run_in(&cow, &flags("abort"), &script);
     assert_ok(&out);
     assert_eq!(stdout(&out).trim(), "2");
     assert!(stderr(&out).is_empty(), "warnings: {}", stderr(&out));
     assert_eq!(snapshot(&cow, &[]), before, "abort changed the host tree");
 
-    let out = run_in(&cow, &["--workdir-route", route], &script);
+    let out = run_in(&cow, &flags("commit"), &script);
     assert_ok(&out);
     let st = StdCommand::new("sh")
         .current_dir(&bare)
@@ -340,6 +361,123 @@ fn max_disk_gives_enospc() {
         "stderr: {}",
         stderr(&out)
     );
+}
+
+/// Writes, appends, truncations, syncs and reopens through write-only and
+/// read-write fds of files of the layer, and the access modes `F_GETFL`
+/// shows: printed, to compare with a bare run.
+const LAYER_FDS: &str = r#"
+import errno, fcntl, os, tempfile
+def acc(fd): return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+def err(f):
+    try: f(); return "ok"
+    except OSError as e: return errno.errorcode[e.errno]
+out = []
+fd = os.open("a", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"hello"); os.fsync(fd); os.fdatasync(fd)
+out += [acc(fd), err(lambda: os.read(fd, 1))]
+os.ftruncate(fd, 3); os.lseek(fd, 0, 2); os.write(fd, b"XY"); os.close(fd)
+fd = os.open("a", os.O_RDWR | os.O_APPEND)
+out += [acc(fd), bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)]
+os.write(fd, b"++"); os.lseek(fd, 0, 0); out.append(os.read(fd, 100))
+os.pwrite(fd, b"Z", 0)
+fcntl.fcntl(fd, fcntl.F_SETFL, 0); os.pwrite(fd, b"h", 0); os.close(fd)
+fd = os.open("a", os.O_RDONLY)
+out += [err(lambda: os.write(fd, b"x")), err(lambda: os.ftruncate(fd, 0))]
+os.close(fd)
+fd, name = tempfile.mkstemp(dir=".")
+f = os.fdopen(fd, "w+"); f.write("tmp"); f.seek(0); out.append(f.read()); f.close()
+with open("b", "w") as f: f.write("x" * 10000)
+with open("b", "a") as f: f.write("y")
+fd = os.open("c", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444); os.write(fd, b"ro"); os.close(fd)
+fd = os.open("b", os.O_RDWR)
+d = os.dup(fd); os.lseek(d, 0, 0); os.write(d, b"D")
+r = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY); os.write(r, b"P")
+out += [acc(r), os.path.getsize("b"), open("a", "rb").read(), open("b", "rb").read(3), open("c", "rb").read()]
+if os.fork() == 0:
+    os.write(fd, b"F"); os._exit(0)
+os.wait(); out.append(open("b", "rb").read(3))
+print(out)
+"#;
+
+#[test]
+fn max_disk_writes_through_fds_of_the_layer_as_bare() {
+    // Under --max-disk the program holds only read-only descriptions of
+    // the layer's files (the supervisor writes for it through writable
+    // ones it keeps): what the program sees must stay bare's.
+    let cow = fresh("fds-cow");
+    let bare = fresh("fds-bare");
+    let out = run_in(
+        &cow,
+        &["--max-disk", "10M", "--on-exit", "abort"],
+        &format!("python3 -c '{LAYER_FDS}'"),
+    );
+    assert_ok(&out);
+    let b = StdCommand::new("python3")
+        .args(["-c", LAYER_FDS])
+        .current_dir(&bare)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "bare: {}", stderr(&b));
+    assert_eq!(stdout(&out), stdout(&b), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn max_disk_refuses_write_locks_and_shared_writable_maps_of_the_layer() {
+    // The documented cost of read-only descriptions (README, Known
+    // limits): the kernel asks for a writable one for these.
+    let dir = fresh("fds-limits");
+    let script = r#"
+import errno, fcntl, mmap, os
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b"x" * 4096)
+def err(f):
+    try: f(); return "ok"
+    except OSError as e: return errno.errorcode[e.errno]
+print(err(lambda: fcntl.lockf(fd, fcntl.LOCK_EX)), err(lambda: fcntl.flock(fd, fcntl.LOCK_EX)),
+      err(lambda: mmap.mmap(fd, 4096)), err(lambda: mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)))
+"#;
+    let out = run_in(
+        &dir,
+        &["--max-disk", "10M", "--on-exit", "abort"],
+        &format!("python3 -c '{script}'"),
+    );
+    assert_eq!(
+        stdout(&out),
+        "EBADF ok EACCES ok\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn max_disk_runs_a_program_it_just_wrote() {
+    // The writable description the supervisor keeps for a file the
+    // program wrote made its exec fail with ETXTBSY after the program
+    // closed its own fd (a build's linker output, `cp` then run); one the
+    // program still holds open for writing does, as on bare Linux.
+    let dir = fresh("exec-written");
+    let out = run_in(
+        &dir,
+        &["--max-disk", "100M", "--on-exit", "abort"],
+        "cp /bin/true t && ./t && echo ran; cd / && \"$OLDPWD/t\" && echo ran; \
+         cd \"$OLDPWD\"; exec 3>>t; ./t 2>/dev/null; echo $?",
+    );
+    assert_eq!(stdout(&out), "ran\nran\n126\n", "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn max_disk_appends_to_an_append_only_file_as_bare() {
+    // `chattr +a`: the writes made for the program at an explicit offset
+    // (`RWF_NOAPPEND`) are refused on an append-only inode (EPERM), so
+    // `>>` failed under --max-disk where bare appends; now appended.
+    let dir = fresh("append-only");
+    fs::write(dir.join("f"), "a\n").unwrap();
+    let out = run_in(
+        &dir,
+        &["--keep-caps", "--max-disk", "10M", "--on-exit", "abort"],
+        "chattr +a f && echo b >> f && printf c >> f; s=$?; chattr -a f; cat f; echo $s",
+    );
+    assert_eq!(stdout(&out), "a\nb\nc0\n", "stderr: {}", stderr(&out));
 }
 
 #[test]
@@ -571,6 +709,36 @@ fn a_non_root_user_works_in_a_layer_without_privileges() {
     assert!(stderr(&out).is_empty(), "warnings: {}", stderr(&out));
     assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "orig\n");
     assert!(!dir.join("d").exists());
+}
+
+#[test]
+fn a_non_root_user_commits_with_git_under_max_disk() {
+    // git makes its objects with mode 0444 and writes them through the fd
+    // that made them: under --max-disk the supervisor writes through the
+    // writable description it kept, which a non-root supervisor could not
+    // open again for that file.
+    let dir = fresh("nobody-git");
+    git_repo(&dir);
+    let st = StdCommand::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = StdCommand::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--workdir", ".", "--workdir-route", "seccomp"])
+        .args(["--max-disk", "20M", "--on-exit", "abort", "--", "sh", "-c"])
+        .arg(format!(
+            "{GIT} git add -A && git commit -q -m second && git fsck --strict && git log --oneline | wc -l"
+        ))
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "2", "stderr: {}", stderr(&out));
 }
 
 #[test]

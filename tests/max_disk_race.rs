@@ -166,3 +166,11 @@ fn max_disk_lets_every_kind_of_copy_below_the_cap_through() {
     let _ = fs::remove_dir_all(&dir);
     assert_eq!(stdout(&out), "abc def copied\n", "stderr: {}", stderr(&out));
 }
+
+#[test]
+fn redteam_max_disk_holds_when_an_fd_is_swapped_for_a_layer_file() {
+    // A write to /dev/null is let through; a second thread dup2s a file
+    // of the layer onto its fd number (and back) meanwhile, so a write the
+    // supervisor let through for /dev/null landed in the layer, uncharged.
+    assert_within_cap(&["dup2_null"]);
+}

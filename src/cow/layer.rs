@@ -269,9 +269,18 @@ impl Layer {
         ))
     }
 
-    /// The device of the upper tree (the storage's file system).
-    pub(crate) fn upper_dev(&self) -> u64 {
-        self.upper_dev
+    /// Whether the regular file `fd` (`st` its `fstat`) is a file of the
+    /// upper tree, by one read of its path; one of the upper device whose
+    /// path cannot be read counts as one (fails closed).
+    pub(crate) fn is_upper_file(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &crate::sys::path::FileStat,
+    ) -> bool {
+        match fd_path(fd) {
+            Some(p) => p.starts_with(&self.upper),
+            None => st.dev == self.upper_dev,
+        }
     }
 
     /// Whether `(dev, ino)` is one of the layer's placeholders.
@@ -687,6 +696,19 @@ impl Layered for Layer {
             (Some(a), Some(b)) => a != b,
             _ => true,
         }
+    }
+
+    fn seal(&self, fd: OwnedFd, call: crate::handler::StillWaiting) -> Result<OwnedFd, Errno> {
+        let Some(quota) = &self.quota else {
+            return Ok(fd);
+        };
+        let writable = crate::sys::net::status_flags(fd.as_fd())
+            .map_or(true, |f| f & libc::O_ACCMODE != libc::O_RDONLY);
+        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
+        if !writable || !st.is_file() || !self.is_upper_file(fd.as_fd(), &st) {
+            return Ok(fd);
+        }
+        quota.writers.seal(fd, st.ino, call)
     }
 
     fn refund(&self, charged: Charged) {

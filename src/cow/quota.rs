@@ -88,6 +88,9 @@ pub(crate) struct Quota {
     /// What the tree held at the start (its directories and symlinks, made
     /// from DIR's): the cap is on what the program adds.
     base: u64,
+    /// The writable descriptions of the files the program opened for
+    /// writing (it holds read-only ones; see `writers`).
+    pub(crate) writers: super::writers::Writers,
 }
 
 use crate::paths::Charged;
@@ -115,6 +118,7 @@ impl Quota {
             written: parking_lot::Mutex::new(HashMap::new()),
             files: std::array::from_fn(|_| parking_lot::Mutex::new(())),
             base: usage(upper, shared, &mut HashMap::new(), &mut true),
+            writers: super::writers::Writers::new(dev),
         }
     }
 
@@ -233,6 +237,9 @@ impl Quota {
             log::debug!("--max-disk: the upper tree could not be counted whole; refusing");
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
+        // The kept writable fds of files the program no longer holds are
+        // closed first (an unlinked one's blocks are freed).
+        self.writers.sweep();
         let held = held_files(self.dev, false);
         {
             let mut w = self.written.lock();
@@ -304,11 +311,8 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             // unreadable `fd/`), which must not hide its files. Unknown:
             // ours. (Read only here: most `fd/`s that can be read are
             // ours, and reading every `status` made a fifth of the scan's cost.)
-            Err(_) => match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
-                Ok(st) if !uid_is(&st, me) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                _ => return None,
-            },
+            Err(_) if !is_own_process(pid, me) => continue,
+            Err(_) => return None,
         };
         for fd in fds.flatten() {
             if let Ok(m) = std::fs::metadata(fd.path()) {
@@ -332,6 +336,16 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
         }
     }
     Some(held)
+}
+
+/// Whether process `pid` (whose `/proc/<pid>/fd` could not be read) may
+/// be one of user `me`'s: not when its uids say another user's, or when
+/// it is gone; unknown: yes.
+pub(crate) fn is_own_process(pid: &str, me: u32) -> bool {
+    match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
+        Ok(st) => uid_is(&st, me),
+        Err(e) => e.raw_os_error() != Some(libc::ENOENT),
+    }
 }
 
 /// Whether one of the uids of a process's `status` text `st` is `uid`

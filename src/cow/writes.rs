@@ -1,8 +1,11 @@
 //! The write family into a file of the upper tree under `--max-disk`,
 //! made on the program's behalf: `write`, `pwrite64`, the vectors,
 //! `fallocate`, `ftruncate`, `copy_file_range`, `sendfile` and `splice`.
-//! Each call is made by the supervisor on a duplicate of the program's fd
-//! (the same open file description: its position and flags), with what it
+//! Each call is made by the supervisor at the position and with the flags
+//! of a duplicate of the program's fd (the same open file description,
+//! which is read-only), through the writable description kept for it
+//! (`writers`: a read-only fd the program did not open for writing gets
+//! `EBADF`, as from the kernel), with what it
 //! reads from the program's memory (the data, the iovecs, the offsets)
 //! copied once, at an explicit offset, and exactly the range it was charged
 //! for: a thread that changes an offset, an iovec, the fd's position, its
@@ -102,17 +105,19 @@ pub(super) fn write(
     // cannot be read (longer than the kernel gives: a tree moved deep
     // beneath a held fd) counts as the layer's: charged and made, never
     // let through uncharged.
-    let in_layer = match crate::paths::path_of_fd(out.as_fd()) {
-        Some(p) => p.starts_with(&layer.upper),
-        None => st.dev == layer.upper_dev(),
-    };
-    if !in_layer {
+    if !layer.is_upper_file(out.as_fd(), &st) {
         return Ok(NotifAction::Continue);
     }
+    let data = writable_side(quota, &out, st.ino).map_err(|e| match kind {
+        // The kernel's answer to `ftruncate` of a read-only fd.
+        WriteKind::Ftruncate => einval(),
+        _ => e,
+    })?;
     let w = Target {
         quota,
         layer,
         out,
+        data,
         ino: st.ino,
     };
     let rights = rights()?;
@@ -153,6 +158,25 @@ pub(super) fn write(
     }
 }
 
+/// The description a call on the program's fd `out` (a file of the upper
+/// tree, inode `ino`) writes through: the writable one kept for it (see
+/// `writers`). A read-only fd the program did not open for writing gets
+/// `EBADF`, the kernel's answer to a write on it.
+pub(super) fn writable_side(quota: &Quota, out: &OwnedFd, ino: u64) -> Result<Arc<OwnedFd>, Errno> {
+    if let Some(w) = quota.writers.find(out.as_fd(), ino) {
+        return Ok(w.fd);
+    }
+    let flags = crate::sys::net::status_flags(out.as_fd()).map_err(|e| errno(&e))?;
+    match flags & libc::O_ACCMODE {
+        libc::O_WRONLY | libc::O_RDWR => {
+            // A writable description the supervisor did not seal (none
+            // reaches the program): written through, charged, as it is.
+            Ok(Arc::new(out.try_clone().map_err(|e| errno(&e))?))
+        }
+        _ => Err(Errno::of(libc::EBADF)),
+    }
+}
+
 /// The iovecs of a vector call (arg 1, arg 2 of them), copied once.
 fn read_iovecs(cx: &HandlerCtx<'_>) -> Result<Vec<(u64, u64)>, Errno> {
     let n = cx.arg(2) as usize;
@@ -177,12 +201,16 @@ fn read_iovecs(cx: &HandlerCtx<'_>) -> Result<Vec<(u64, u64)>, Errno> {
     Ok(segs)
 }
 
-/// A regular file of the upper tree a call writes, through the program's
-/// own open file description.
+/// A regular file of the upper tree a call writes: at the position and
+/// with the flags of the program's open file description, through the
+/// writable one the supervisor keeps for it.
 struct Target<'a> {
     quota: &'a Quota,
     layer: &'a Arc<Layer>,
+    /// The program's description (read-only): its position and flags.
     out: OwnedFd,
+    /// The description the bytes are written through.
+    data: Arc<OwnedFd>,
     ino: u64,
 }
 
@@ -263,7 +291,10 @@ impl Target<'_> {
         pos: u64,
         rwf: i32,
     ) -> Result<u64, Errno> {
-        let mut buf = Aligned::new(CHUNK);
+        // No bigger than the data (a 1 MiB buffer zeroed for every small
+        // write was most of its cost).
+        let most = segs.iter().map(|s| s.1).max().unwrap_or(0);
+        let mut buf = Aligned::new(most.min(CHUNK as u64) as usize);
         let mut done = 0u64;
         for &(addr, len) in segs {
             let mut off = 0u64;
@@ -288,7 +319,7 @@ impl Target<'_> {
                     return Err(Errno::of(libc::EFAULT));
                 }
                 let (chunk, k) = (&chunk[..got], got);
-                let m = match pwrite_exact(self.out.as_fd(), chunk, pos + done, rwf) {
+                let m = match pwrite_exact(self.data.as_fd(), chunk, pos + done, rwf) {
                     Ok(m) => m as u64,
                     Err(_) if done > 0 => return Ok(done),
                     Err(e) => return Err(errno(&e)),
@@ -322,7 +353,7 @@ impl Target<'_> {
             off.saturating_add(len)
         };
         let c = self.charge(size, end)?;
-        let r = filewrite::fallocate(self.out.as_fd(), mode, off, len).map_err(|e| errno(&e));
+        let r = filewrite::fallocate(self.data.as_fd(), mode, off, len).map_err(|e| errno(&e));
         self.settle(c, &r);
         r?;
         if frees {
@@ -340,7 +371,7 @@ impl Target<'_> {
         let _file = self.quota.lock_file(self.ino);
         let size = self.size()?;
         let c = self.charge(size, len)?;
-        let r = ftruncate(self.out.as_fd(), len as i64).map_err(|e| errno(&e));
+        let r = ftruncate(self.data.as_fd(), len as i64).map_err(|e| errno(&e));
         self.settle(c, &r);
         r?;
         if len < size {
@@ -394,7 +425,7 @@ impl Target<'_> {
         let r = filewrite::copy_range(
             input.as_fd(),
             &mut ip,
-            self.out.as_fd(),
+            self.data.as_fd(),
             &mut op,
             n as usize,
             cx.arg(5) as u32,
@@ -431,7 +462,7 @@ impl Target<'_> {
         let r = copy_any(
             input.as_fd(),
             &mut ip,
-            self.out.as_fd(),
+            self.data.as_fd(),
             &mut op,
             n as usize,
         )
@@ -483,7 +514,7 @@ impl Target<'_> {
             r => return r,
         }
         let (quota_layer, out, ino) = (Arc::clone(self.layer), self.out.try_clone(), self.ino);
-        let out = out.map_err(|e| errno(&e))?;
+        let (out, data) = (out.map_err(|e| errno(&e))?, Arc::clone(&self.data));
         Ok(NotifAction::defer(move || {
             let _acting = match rights.assume() {
                 Ok(g) => g,
@@ -496,6 +527,7 @@ impl Target<'_> {
                 quota,
                 layer: &quota_layer,
                 out,
+                data,
                 ino,
             };
             loop {
@@ -539,7 +571,7 @@ impl Splice {
         let mut op = self.op;
         let r = filewrite::splice_to(
             self.input.as_fd(),
-            t.out.as_fd(),
+            t.data.as_fd(),
             &mut op,
             self.n,
             self.flags | SPLICE_F_NONBLOCK,
@@ -630,12 +662,14 @@ fn copy_any(
     Ok(m)
 }
 
-/// `pwritev2` at exactly `pos` (`RWF_NOAPPEND`: an `O_APPEND` set by
-/// another thread meanwhile does not move it); on a kernel without the
-/// flag (before 6.9), a plain positional write.
+/// `pwritev2` at exactly `pos` (`RWF_NOAPPEND`: the description's
+/// `O_APPEND` does not move it); on a kernel without the flag (before
+/// 6.9), or on an append-only inode (`chattr +a`, which refuses it with
+/// `EPERM` and keeps `O_APPEND` on: the writes made there are appends,
+/// at the end, which is `pos`), a plain positional write.
 fn pwrite_exact(fd: BorrowedFd<'_>, data: &[u8], pos: u64, rwf: i32) -> std::io::Result<usize> {
     match filewrite::pwrite_at(fd, data, pos, rwf | RWF_NOAPPEND) {
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EPERM)) => {
             filewrite::pwrite_at(fd, data, pos, rwf)
         }
         r => r,

@@ -18,7 +18,10 @@
  *              then the holes left filled by pwrite within the size;
  *   concurrent: 8 threads write 1 MiB at a time into their own files;
  *   bind_fail: binds of a bound unix socket to new names (each fails
- *              EINVAL); prints "ok N enospc M" (M: refused ENOSPC). */
+ *              EINVAL); prints "ok N enospc M" (M: refused ENOSPC);
+ *   dup2_null: a 1 MiB write to fd 10, /dev/null, while the layer's
+ *              "out" is dup2ed over fd 10 (a write let through for
+ *              /dev/null lands in "out"). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +69,8 @@ static void change(void) {
         fcntl(out_fd, F_SETFL, O_APPEND);
     else if (!strcmp(vector, "write_seek"))
         lseek(out_fd, BIG + (now_ns() & 63) * 2 * MIB, SEEK_SET);
+    else if (!strcmp(vector, "dup2_null"))
+        dup2(out_fd, 10);
 }
 
 static void *racer(void *arg) {
@@ -136,6 +141,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     in_fd = open("big", O_RDONLY);
+    int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd < 0)
+        return 3;
     /* The honest write the later rounds stay within. */
     if (!strcmp(vector, "pwrite_append") && pwrite(out_fd, buf, 8 * MIB, 0) != 8 * MIB)
         return 4;
@@ -144,7 +152,9 @@ int main(int argc, char **argv) {
     pthread_t t;
     pthread_create(&t, NULL, racer, NULL);
     for (int i = 0; i < rounds; i++) {
-        atomic_store(&delay_ns, (long)(i % 100) * 2000);
+        /* A trapped write to /dev/null takes tens of microseconds. */
+        long step = strcmp(vector, "dup2_null") ? 2000 : 400;
+        atomic_store(&delay_ns, (long)(i % 100) * step);
         long r = -1;
         if (!strcmp(vector, "cfr_off")) {
             loff_t oo = 0;
@@ -175,6 +185,10 @@ int main(int argc, char **argv) {
             lseek(out_fd, 0, SEEK_SET);
             atomic_store(&go, 1);
             r = write(out_fd, buf, MIB);
+        } else if (!strcmp(vector, "dup2_null")) {
+            dup2(null_fd, 10);
+            atomic_store(&go, 1);
+            r = write(10, buf, MIB);
         }
         ok += r > 0;
         while (atomic_load(&go)) {
