@@ -411,7 +411,9 @@ typedef struct unotify_policy_event {
     uint64_t size;             /* a size argument (mmap length) */
     size_t argc;               /* exec arguments (argv is null when unknown) */
     const char *const *argv;   /* exec argv (read while the caller's memory
-                                * could not change), null-terminated */
+                                * could not change), null-terminated; each
+                                * argument's exact bytes, not necessarily
+                                * UTF-8 */
     int denied;                /* the supervisor had already denied it */
 } unotify_policy_event;
 

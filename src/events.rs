@@ -2,7 +2,8 @@
 //! fork refused at the process limit, a destination refused, a denied path
 //! refused, a process killed over the memory limit), for a command to tell
 //! its user or count. It owns the [`Event`] type and the sink the features
-//! report through; it calls nothing else of the crate. Features report
+//! report through; it calls nothing else of the crate but `shown` (how a
+//! path that is not UTF-8 prints). Features report
 //! through `HandlerCtx::report`; the builder and `Child` hold the sink.
 
 use std::fmt;
@@ -43,7 +44,8 @@ pub enum Event {
         /// The system call (`connect`, `sendto`, ...).
         syscall: &'static str,
         /// The destination, readable: `127.0.0.1:80`, `[::1]:443`,
-        /// `unix:/path`, `unix:@name`.
+        /// `unix:/path`, `unix:@name` (a name's bytes that are not UTF-8
+        /// as `\xNN`, a `\` as `\\`).
         destination: String,
     },
     /// A call on a denied path, or outside the file system allow lists,
@@ -87,7 +89,7 @@ impl fmt::Display for Event {
                 Some(p) => write!(
                     f,
                     "denied: {syscall} of {} by pid {pid} (a denied path, or outside the file system allow lists; EACCES)",
-                    p.display()
+                    crate::shown::path(p)
                 ),
                 None => write!(f, "denied: {syscall} by pid {pid} (a denied path, or outside the file system allow lists; EACCES)"),
             },
@@ -107,7 +109,7 @@ impl Event {
             Event::ProcessLimitRefused { limit, .. } => format!("limit max-processes {limit}"),
             Event::DestinationRefused { .. } => "network rules".to_owned(),
             Event::PathDenied { path, .. } => match path {
-                Some(p) => format!("deny-path {}", p.display()),
+                Some(p) => format!("deny-path {}", crate::shown::path(p)),
                 None => "deny-path".to_owned(),
             },
         }

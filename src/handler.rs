@@ -359,7 +359,9 @@ impl<'a> HandlerCtx<'a> {
     }
 
     /// The argument vector of the trapped `execve`/`execveat` (each
-    /// argument lossily UTF-8), or `None` for another call or an argv that
+    /// argument lossily UTF-8: bytes that are not UTF-8 read as U+FFFD; see
+    /// [`read_exec_argv_os`](Self::read_exec_argv_os) for the exact bytes),
+    /// or `None` for another call or an argv that
     /// cannot be read whole (at most 4096 arguments of 128 KiB each). Under
     /// exec argv safety the reads are served from the freeze's copy, which
     /// the exec event checks against the new image: what this returns is
@@ -377,6 +379,22 @@ impl<'a> HandlerCtx<'a> {
     /// # Ok::<(), unotify::Error>(())
     /// ```
     pub fn read_exec_argv(&self) -> Option<Vec<String>> {
+        let argv = self.read_exec_argv_os()?;
+        Some(
+            argv.into_iter()
+                .map(|a| match a.into_string() {
+                    Ok(s) => s,
+                    Err(a) => a.to_string_lossy().into_owned(),
+                })
+                .collect(),
+        )
+    }
+
+    /// [`read_exec_argv`](Self::read_exec_argv), each argument as its exact
+    /// bytes (an argument that is not UTF-8 is not changed): what a
+    /// decision on argv should compare.
+    pub fn read_exec_argv_os(&self) -> Option<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStringExt;
         const ARGV_MAX: u64 = 4096;
         const ARG_MAX_LEN: usize = 128 * 1024;
         let ptr = match self.notification().syscall_name()? {
@@ -396,7 +414,7 @@ impl<'a> HandlerCtx<'a> {
                 return Some(argv);
             }
             let bytes = self.read_cstr(p, ARG_MAX_LEN).ok()?;
-            argv.push(String::from_utf8_lossy(&bytes).into_owned());
+            argv.push(std::ffi::OsString::from_vec(bytes));
         }
         None
     }

@@ -1529,7 +1529,7 @@ impl Sandbox {
             keep_caps: self.keep_caps,
             cgroup: containment.as_ref().and_then(Containment::clone_into),
         };
-        let program = cmd.program.to_string_lossy().into_owned();
+        let program = crate::shown::path(std::path::Path::new(&cmd.program));
         let reap = |pid: i32| {
             let _ = process::waitpid_raw(pid, 0);
         };

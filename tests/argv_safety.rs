@@ -147,10 +147,9 @@ fn rewritten_argv_never_runs_a_word_the_policy_callback_denies() {
     let sandbox = Sandbox::builder()
         .policy_fn(
             |ev: &unotify::policy::SyscallEvent, _cx: &mut unotify::policy::PolicyContext<'_>| {
-                let denied = ev
-                    .argv
-                    .as_ref()
-                    .is_some_and(|argv| argv.iter().any(|a| a.contains("DENIED")));
+                let denied = ev.argv.as_ref().is_some_and(|argv| {
+                    argv.iter().any(|a| a.to_string_lossy().contains("DENIED"))
+                });
                 if denied {
                     unotify::policy::Verdict::Deny
                 } else {

@@ -3192,3 +3192,31 @@ fn a_commit_copies_what_a_process_outside_still_holds_and_links_the_rest() {
         "an unheld file is linked"
     );
 }
+
+/// Work directories whose names differ only in bytes that are not UTF-8
+/// have storages of their own: the default storage's name was made from
+/// the lossily converted name (`w\xff` and `w\xfe` both `.w\u{fffd}.unotify-cow`),
+/// so a layer kept for one stopped the other (or was taken for its own).
+#[test]
+fn work_directories_named_by_bytes_that_are_not_utf8_have_their_own_storage() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let parent = fresh("bytes").parent().unwrap().to_path_buf();
+    let a = parent.join(OsStr::from_bytes(b"w\xff"));
+    let b = parent.join(OsStr::from_bytes(b"w\xfe"));
+    fs::create_dir(&a).unwrap();
+    fs::create_dir(&b).unwrap();
+    let out = run_in(&a, &["--on-error", "keep"], "echo made > g; exit 3");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = run_in(&b, &["--on-exit", "commit"], "echo other > g");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the other directory's run: {}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(b.join("g")).unwrap(), "other\n");
+    assert!(!a.join("g").exists(), "the kept layer was committed");
+    let kept = parent.join(OsStr::from_bytes(b".w\xff.unotify-cow"));
+    assert_eq!(fs::read_to_string(kept.join("g")).unwrap(), "made\n");
+}

@@ -194,7 +194,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // where the route is not taken), nor beneath a home or a directory
     // not root's, whatever the checkout's place.
     let root = tempfile::tempdir_in(system_base()).expect("tempdir");
-    let dirs = (0..15)
+    let dirs = (0..16)
         .map(|i| {
             let d = root.path().join(format!("t{i}"));
             std::fs::create_dir(&d).unwrap();
@@ -1191,4 +1191,33 @@ fn redteam_no_mount_namespace_of_its_own_under_the_backstop() {
     assert!(sb.path_backstop());
     let out = run_program(&sb, &exe, &[p(d, "sub/secret")]);
     assert_eq!(out, ["got 0", "read 0"], "a view of its own: {out:?}");
+}
+
+/// A denied path beneath a directory whose name is not UTF-8: the
+/// backstop opens the directories on the way by their exact bytes (it
+/// opened the lossily converted name, `w\u{fffd}`, which does not exist or
+/// is another directory: no backstop, or one watching the wrong
+/// directory), and the denied file stays refused either way.
+#[test]
+fn a_denied_path_beneath_a_name_that_is_not_utf8_is_backstopped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let d = dir(15).join(OsStr::from_bytes(b"w\xff"));
+    std::fs::create_dir(&d).unwrap();
+    let secret = d.join("secret");
+    std::fs::write(&secret, "SECRET\n").unwrap();
+    let sandbox = Sandbox::builder().deny_path(&secret).build().unwrap();
+    let _wd = common::watchdog(Duration::from_secs(60), "bsops");
+    let mut child = sandbox
+        .spawn(
+            Command::new(&FIXTURE.exe)
+                .arg("read")
+                .arg(&secret)
+                .stdout(Stdio::Piped),
+        )
+        .expect("spawn");
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(out.trim(), EACCES, "the denied file");
+    assert!(sandbox.path_backstop(), "no backstop");
 }

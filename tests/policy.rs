@@ -139,11 +139,16 @@ fn nets(v: &[&str]) -> Vec<IpNet> {
 /// answer: a call queued for the policy thread behind it is denied after
 /// the timeout (the callback would have allowed it), and the call the
 /// callback is running for on the caller's worker (it found the callback
-/// idle) is denied when the callback returns late, whatever its verdict.
+/// idle) is denied when the callback returns late, whatever its verdict;
+/// the audit records of both say so (`deny`, `refused`), not the late
+/// `allow`.
 #[test]
 fn a_held_call_without_a_verdict_in_time_is_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
     let (l, port) = listener("127.0.0.1");
     let sandbox = Sandbox::builder()
+        .audit(&log)
         .policy_fn(|ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
             if ev.syscall == "connect" {
                 std::thread::sleep(Duration::from_secs(7));
@@ -178,6 +183,26 @@ fn a_held_call_without_a_verdict_in_time_is_denied() {
         "the queued open and the late connect are denied; the supervisor stays healthy"
     );
     assert_eq!(accepted(&l), 0, "a denied connect must send nothing");
+    // Their audit records say what the program got, not the callback's
+    // late `allow` (both said `allow`, `failed` before).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let late: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["syscall"] == "connect" || e["path"] == "/dev/null")
+        .collect();
+    assert_eq!(late.len(), 2, "audit log:\n{text}");
+    let misrecorded = late
+        .iter()
+        .filter(|e| {
+            e["verdict"] != "deny"
+                || e["outcome"] != "refused"
+                || e["denied"] != true
+                || e["errno"] != "EPERM"
+                || e["rule"] != "policy callback: no verdict within the hold timeout"
+        })
+        .count();
+    assert_eq!(misrecorded, 0, "records of the late calls:\n{text}");
 }
 
 /// Events (not held: answered at once, told later) and held calls reach
@@ -740,4 +765,61 @@ fn a_denied_open_truncates_and_creates_nothing() {
         "truncated before the verdict"
     );
     assert!(!fresh.exists(), "created before the verdict");
+}
+
+/// Arguments and paths that are not UTF-8: the callback gets the exec's
+/// argv as its exact bytes (it got `x\u{fffd}` for `x\xff`, the same as for
+/// `x\xfe`), and the audit record shows each byte that is not UTF-8 as
+/// `\xNN` and a `\` as `\\` (it showed U+FFFD), in valid JSON.
+#[test]
+fn arguments_and_paths_that_are_not_utf8_reach_the_callback_and_the_record_exactly() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s2 = Arc::clone(&seen);
+    let sandbox = Sandbox::builder()
+        .audit(&log)
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if let Some(argv) = &ev.argv {
+                s2.lock().extend(argv.iter().map(|a| format!("{a:?}")));
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let _dog = common::watchdog(Duration::from_secs(60), "policy test");
+    let mut child = sandbox
+        .spawn(
+            Command::new(ops())
+                .arg(OsStr::from_bytes(b"x\xff"))
+                .arg(OsStr::from_bytes(b"o:/nonexistent/a\\b\xfe"))
+                .stdout(Stdio::Piped),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let seen = seen.lock().clone();
+    let exact = [r#""x\xFF""#, r#""o:/nonexistent/a\\b\xFE""#];
+    let missing = exact
+        .iter()
+        .filter(|a| !seen.iter().any(|s| s == *a))
+        .count();
+    assert_eq!(missing, 0, "the callback saw {seen:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let exec_shown = events.iter().any(|e| {
+        e["syscall"] == "execve"
+            && e["argv"][1] == "x\\xff"
+            && e["argv"][2] == "o:/nonexistent/a\\\\b\\xfe"
+    });
+    let open_shown = events
+        .iter()
+        .any(|e| e["path"] == "/nonexistent/a\\\\b\\xfe" && e["errno"] == "ENOENT");
+    assert!(exec_shown && open_shown, "audit log:\n{text}");
 }

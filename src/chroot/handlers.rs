@@ -1066,7 +1066,7 @@ impl Op<'_> {
             log::debug!(
                 "pid {}: exec of {} refused under chroot: {what}",
                 self.cx.pid(),
-                String::from_utf8_lossy(&path)
+                crate::shown::bytes(&path)
             );
             Errno::of(libc::EACCES)
         };
@@ -1112,7 +1112,7 @@ impl Op<'_> {
                         let v = self
                             .walk_followed(&task, &interp)
                             .map_err(|_| Errno::of(libc::ENOENT))?;
-                        let on_host = open_trusted(&String::from_utf8_lossy(&interp), 0).ok();
+                        let on_host = open_trusted(std::ffi::OsStr::from_bytes(&interp), 0).ok();
                         if !on_host.is_some_and(|h| same_file(v.fd.as_fd(), h.as_fd())) {
                             loader = Some(self.loader(interp, v.fd)?);
                         }
@@ -1189,7 +1189,7 @@ impl Op<'_> {
             log::debug!(
                 "pid {}: the ELF interpreter {} is not a loader that runs alone",
                 self.cx.pid(),
-                String::from_utf8_lossy(&name)
+                crate::shown::bytes(&name)
             );
             return Err(Errno::of(libc::ELIBBAD));
         }
@@ -1324,7 +1324,7 @@ impl Op<'_> {
         log::debug!(
             "pid {}: exec of {} re-issued on the view's file{}",
             self.cx.pid(),
-            String::from_utf8_lossy(r.path),
+            crate::shown::bytes(r.path),
             if r.loader.is_some() {
                 " through the view's ELF interpreter"
             } else {

@@ -140,7 +140,7 @@ impl Chroot {
         view.make_mount_points().map_err(|(point, e)| {
             invalid(format!(
                 "the mount point {} cannot be made in the chroot directory (errno {}); create it as a directory",
-                String::from_utf8_lossy(&point),
+                crate::shown::bytes(&point),
                 e.get()
             ))
         })?;
@@ -171,7 +171,7 @@ impl Chroot {
             .map_err(|e| {
                 invalid(format!(
                     "the chroot working directory {} does not exist in the view (errno {}); create it or pick another",
-                    String::from_utf8_lossy(&cwd),
+                    crate::shown::bytes(&cwd),
                     e.get()
                 ))
             })?;

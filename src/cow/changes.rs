@@ -95,7 +95,7 @@ fn quoted(p: &Path) -> String {
     if b.iter()
         .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
     {
-        return String::from_utf8_lossy(b).into_owned();
+        return b.iter().map(|&c| char::from(c)).collect();
     }
     let mut out = String::from("\"");
     for &c in b {

@@ -223,17 +223,21 @@ fn own_upper(state: &Path, upper: &Path, lower: &Path) -> bool {
     {
         return true;
     }
-    let Some(name) = state.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return false;
-    };
-    let Some(stem) = name.strip_suffix(".unotify-cow.state") else {
+    // By the names' bytes: work directories whose names differ only in
+    // bytes that are not UTF-8 have storages of their own.
+    let Some(stem) = state
+        .file_name()
+        .and_then(|n| n.as_bytes().strip_suffix(b".unotify-cow.state"))
+    else {
         return false;
     };
     let parent = state.parent().unwrap_or(Path::new("/"));
-    upper == parent.join(format!("{stem}.unotify-cow"))
+    let mut own = stem.to_vec();
+    own.extend_from_slice(b".unotify-cow");
+    upper == parent.join(std::ffi::OsStr::from_bytes(&own))
         && stem
-            .strip_prefix('.')
-            .is_some_and(|n| lower == parent.join(n))
+            .strip_prefix(b".")
+            .is_some_and(|n| lower == parent.join(std::ffi::OsStr::from_bytes(n)))
 }
 
 /// [`recover`], refusing a journal of another work directory than
@@ -478,7 +482,10 @@ fn put(
             return Ok(()); // put already
         }
     }
-    let tmp = PathBuf::from(format!(".{}.unotify-commit", name.to_string_lossy()));
+    let tmp = PathBuf::from(super::storage::hidden_name(
+        name.as_os_str(),
+        ".unotify-commit",
+    ));
     match unlinkat(Some(ldir.as_fd()), &c(&tmp), 0) {
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
         _ => {}

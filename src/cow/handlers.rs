@@ -893,7 +893,7 @@ impl ViewHandler {
                 log::debug!(
                     "pid {}: exec of {} refused: the kernel would run another file than the view's",
                     cx.pid(),
-                    String::from_utf8_lossy(&p)
+                    crate::shown::bytes(&p)
                 );
                 Err(Errno::of(libc::EACCES))
             }
@@ -987,7 +987,7 @@ impl ViewHandler {
         log::debug!(
             "pid {}: chdir to {} re-issued in the upper tree",
             cx.pid(),
-            String::from_utf8_lossy(&p)
+            crate::shown::bytes(&p)
         );
         Ok(NotifAction::Reissue(crate::action::Reissue {
             nr: u64::from(nr),
@@ -1104,14 +1104,17 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
     if path.is_empty() || (path[0] == b'/' && layer.to_view(&path).is_none()) {
         return;
     }
-    let text = String::from_utf8_lossy(&path);
-    let at = if path[0] == b'/' {
-        text.into_owned()
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    // The exact bytes: a name that is not UTF-8 names its own file.
+    let mut at = if path[0] == b'/' {
+        Vec::new()
     } else if dirfd == libc::AT_FDCWD {
-        format!("/proc/{tid}/cwd/{text}")
+        format!("/proc/{tid}/cwd/").into_bytes()
     } else {
-        format!("/proc/{tid}/fd/{dirfd}/{text}")
+        format!("/proc/{tid}/fd/{dirfd}/").into_bytes()
     };
+    at.extend_from_slice(&path);
+    let at = std::ffi::OsString::from_vec(at);
     let Ok(pinned) = crate::paths::resolve::open_trusted(&at, 0) else {
         return;
     };
@@ -1120,7 +1123,10 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
     };
     if layer.is_placeholder(&st) {
         if let Err(e) = layer.copy_up_for_exec(pinned, &st) {
-            log::debug!("copy-up of {at} before its exec: {e:?}");
+            log::debug!(
+                "copy-up of {} before its exec: {e:?}",
+                crate::shown::bytes(at.as_bytes())
+            );
         }
     }
 }

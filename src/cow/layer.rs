@@ -406,10 +406,9 @@ impl Layer {
             }
         };
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!(
-            ".{}.unotify-copyup.{}.{n}",
-            name.to_string_lossy(),
-            std::process::id()
+        let tmp_name = super::storage::hidden_name(
+            name.as_ref(),
+            &format!(".unotify-copyup.{}.{n}", std::process::id()),
         );
         let tmp = openat2(
             Some(parent.as_fd()),
@@ -517,10 +516,9 @@ impl Layer {
                 continue;
             }
             let n = self.serial.fetch_add(1, Ordering::Relaxed);
-            let tmp = cpath(Path::new(&format!(
-                ".{}.unotify-relink.{}.{n}",
-                name.to_string_lossy(),
-                std::process::id()
+            let tmp = cpath(Path::new(&super::storage::hidden_name(
+                &name,
+                &format!(".unotify-relink.{}.{n}", std::process::id()),
             )));
             crate::sys::path::linkat(None, &src, Some(dir.as_fd()), &tmp, libc::AT_SYMLINK_FOLLOW)?;
             let name = cpath(Path::new(&name));
@@ -846,7 +844,10 @@ pub(crate) fn copy_xattrs(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
         let copied = crate::sys::path::getxattr_path(&src, &name, 65536, true)
             .and_then(|(_, value)| crate::sys::path::setxattr(&dst, &name, &value, 0, true));
         if let Err(e) = copied {
-            log::debug!("xattr {} not copied: {e}", name.to_string_lossy());
+            log::debug!(
+                "xattr {} not copied: {e}",
+                crate::shown::bytes(name.as_bytes())
+            );
         }
     }
 }

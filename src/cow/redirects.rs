@@ -62,7 +62,7 @@ fn resolve(r: &[u8], parent: Option<&Path>) -> io::Result<Option<PathBuf>> {
     let bad = || {
         io::Error::other(format!(
             "the overlay's upper tree holds a redirect `{}` that is not a path beneath the work directory; keep the run (--on-exit keep) and inspect it",
-            String::from_utf8_lossy(r)
+            crate::shown::bytes(r)
         ))
     };
     let (base, rest) = match r.strip_prefix(b"/") {

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -47,12 +48,12 @@ impl Storage {
             }
             None => {
                 let parent = lower.parent().unwrap_or(Path::new("/"));
-                let name = lower
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let upper = parent.join(format!(".{name}.unotify-cow"));
-                let state = parent.join(format!(".{name}.unotify-cow.state"));
+                // The name's exact bytes: two work directories whose
+                // names differ only in bytes that are not UTF-8 must not
+                // share a storage.
+                let name = lower.file_name().unwrap_or_default();
+                let upper = parent.join(hidden_name(name, ".unotify-cow"));
+                let state = parent.join(hidden_name(name, ".unotify-cow.state"));
                 (upper, state, true)
             }
         };
@@ -64,15 +65,15 @@ impl Storage {
         {
             return Err(cfg(format!(
                 "--storage {} lies in the work directory {}; give a place outside it",
-                state.display(),
-                lower.display()
+                crate::shown::path(&state),
+                crate::shown::path(lower)
             )));
         }
         if let Some(parent) = state.parent() {
             fs::create_dir_all(parent).map_err(|e| {
                 cfg(format!(
                     "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
-                    parent.display()
+                    crate::shown::path(parent)
                 ))
             })?;
         }
@@ -82,14 +83,14 @@ impl Storage {
             Err(e) => {
                 return Err(cfg(format!(
                 "cannot make the storage directory {}: {e}; pass --storage PATH somewhere writable",
-                state.display()
+                crate::shown::path(&state)
             )))
             }
         }
         check_state(&state).map_err(|e| {
             cfg(format!(
                 "the storage directory {}: {e}; another user may have planted it: look at it, remove it, or pass --storage PATH to a directory of your own",
-                state.display()
+                crate::shown::path(&state)
             ))
         })?;
         let lock = fs::File::options()
@@ -99,48 +100,53 @@ impl Storage {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(state.join(LOCK))
-            .map_err(|e| cfg(format!("cannot open {}: {e}", state.join(LOCK).display())))?;
+            .map_err(|e| {
+                cfg(format!(
+                    "cannot open {}: {e}",
+                    crate::shown::path(&state.join(LOCK))
+                ))
+            })?;
         match crate::sys::path::try_lock_exclusive(std::os::fd::AsFd::as_fd(&lock)) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(cfg(format!(
                     "another run uses the work directory {} (its storage {} is locked); wait for it to end",
-                    lower.display(),
-                    state.display()
+                    crate::shown::path(lower),
+                    crate::shown::path(&state)
                 )))
             }
-            Err(e) => return Err(cfg(format!("cannot lock {}: {e}", state.join(LOCK).display()))),
+            Err(e) => return Err(cfg(format!("cannot lock {}: {e}", crate::shown::path(&state.join(LOCK))))),
         }
         match super::commit::recover_for(&state, Some((lower, &upper))) {
             Ok(Some((n, dir))) => log::warn!(
                 "an earlier run's commit into {} was left unfinished (killed?); finished it now ({n} operations)",
-                dir.display()
+                crate::shown::path(&dir)
             ),
             Ok(None) => {}
             Err(e) => {
                 return Err(cfg(format!(
                     "an earlier run left an unfinished commit in {} that cannot be finished: {e}; fix the cause and run `unotify cow-recover {}`",
-                    state.display(),
-                    state.display()
+                    crate::shown::path(&state),
+                    crate::shown::path(&state)
                 )))
             }
         }
         if state.join(KEPT).exists() {
             return Err(cfg(format!(
                 "a kept layer of an earlier run is at {}; look at it, then remove it and {} (or pass --storage elsewhere)",
-                upper.display(),
-                state.display()
+                crate::shown::path(&upper),
+                crate::shown::path(&state)
             )));
         }
         if fs::symlink_metadata(&upper).is_ok() {
             log::info!(
                 "removing the stale upper layer {} of an earlier run",
-                upper.display()
+                crate::shown::path(&upper)
             );
             remove_tree(&upper).map_err(|e| {
                 cfg(format!(
                     "cannot remove the stale upper layer {}: {e}; remove it by hand",
-                    upper.display()
+                    crate::shown::path(&upper)
                 ))
             })?;
         }
@@ -149,7 +155,7 @@ impl Storage {
             remove_tree(&held).map_err(|e| {
                 cfg(format!(
                     "cannot remove {} of an earlier run: {e}; remove it by hand",
-                    held.display()
+                    crate::shown::path(&held)
                 ))
             })?;
         }
@@ -183,7 +189,7 @@ impl Storage {
         if let Err(e) = made {
             log::warn!(
                 "cannot mark the kept layer in {}: {e}",
-                self.state.display()
+                crate::shown::path(&self.state)
             );
         }
         self.lock.lock().take();
@@ -246,7 +252,7 @@ pub(crate) fn check_state(state: &Path) -> io::Result<()> {
         let entry = entry?;
         let m = entry.metadata()?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
+        let name = crate::shown::bytes(name.as_bytes());
         if m.uid() != euid {
             return refuse(format!(
                 "holds {name}, owned by uid {}, not by this user ({euid})",
@@ -294,4 +300,13 @@ pub(crate) fn remove_tree(p: &Path) -> io::Result<()> {
             fs::remove_dir_all(p)
         }
     }
+}
+
+/// `.NAME` followed by `suffix`, by `name`'s exact bytes: a name that is
+/// not UTF-8 makes a name of its own (no two names make the same one).
+pub(super) fn hidden_name(name: &std::ffi::OsStr, suffix: &str) -> std::ffi::OsString {
+    let mut out = std::ffi::OsString::from(".");
+    out.push(name);
+    out.push(suffix);
+    out
 }

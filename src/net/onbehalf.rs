@@ -316,7 +316,7 @@ impl Enforcer {
         if self.refuse_unix_paths {
             log::debug!(
                 "network: unix path {} refused under a chroot",
-                String::from_utf8_lossy(p)
+                crate::shown::bytes(p)
             );
             return Err(errno(libc::EACCES));
         }
@@ -555,9 +555,9 @@ impl Enforcer {
                             pid: cx.pid(),
                             syscall: cx.notification().syscall_name().unwrap_or("unknown"),
                             destination: match &dest {
-                                UnixDest::Path(p) => format!("unix:{}", p.display()),
+                                UnixDest::Path(p) => format!("unix:{}", crate::shown::path(p)),
                                 UnixDest::Abstract(n) => {
-                                    format!("unix:@{}", String::from_utf8_lossy(n))
+                                    format!("unix:@{}", crate::shown::bytes(n))
                                 }
                             },
                         });

@@ -152,8 +152,8 @@ pub(crate) fn sockaddr_text(buf: &[u8]) -> String {
     match family {
         libc::AF_UNIX => match unix_name(buf) {
             UnixName::Unnamed => "unix:unnamed".into(),
-            UnixName::Abstract(n) => format!("unix:@{}", String::from_utf8_lossy(n)),
-            UnixName::Path(p) => format!("unix:{}", String::from_utf8_lossy(p)),
+            UnixName::Abstract(n) => format!("unix:@{}", crate::shown::bytes(n)),
+            UnixName::Path(p) => format!("unix:{}", crate::shown::bytes(p)),
         },
         libc::AF_NETLINK if len >= 12 => {
             let pid = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -385,7 +385,7 @@ fn sockaddr_at(addr: u64, len: usize, read: Reader<'_>) -> String {
     match family {
         libc::AF_UNIX => match unix_name(&buf) {
             UnixName::Unnamed => "unnamed".into(),
-            UnixName::Abstract(n) => format!("@{}", String::from_utf8_lossy(n)),
+            UnixName::Abstract(n) => format!("@{}", crate::shown::bytes(n)),
             UnixName::Path(p) => quote(p, false),
         },
         other => format!("{{family={}}}", name_of(other as u64, DOMAINS)),

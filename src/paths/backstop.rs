@@ -178,8 +178,8 @@ impl Backstop {
         let mut untracked = HashSet::new();
         let mut recent = false;
         for d in &dirs {
-            let fd = crate::paths::open_trusted_dir(&d.to_string_lossy())
-                .map_err(|e| format!("{}: {e}", d.display()))?;
+            let fd =
+                crate::paths::open_trusted_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
             let kind = crate::sys::path::fs_type(fd.as_fd()).map_err(|e| e.to_string())?;
             if !TRACKED_FS.contains(&kind) {
                 if denied.iter().any(|p| p.starts_with(d)) {

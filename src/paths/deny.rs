@@ -549,7 +549,7 @@ impl DeniedPaths {
                 .iter()
                 .find(|e| e.forms.iter().any(|f| p.starts_with(f)))
             {
-                return format!("deny-path {}", e.given.display());
+                return format!("deny-path {}", crate::shown::path(&e.given));
             }
             if let Some(lists) = &self.lists {
                 if lists.readable(p) {

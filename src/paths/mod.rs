@@ -373,8 +373,10 @@ pub(crate) fn reopen_fd(
 }
 
 /// Opens a directory path the supervisor chose (`/proc/<tid>/cwd`) as
-/// `O_PATH`, magic links allowed.
-pub(crate) fn open_trusted_dir(path: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+/// `O_PATH`, magic links allowed, by its exact bytes.
+pub(crate) fn open_trusted_dir(
+    path: &(impl AsRef<std::ffi::OsStr> + ?Sized),
+) -> std::io::Result<std::os::fd::OwnedFd> {
     resolve::open_trusted(path, libc::O_DIRECTORY)
 }
 

@@ -280,14 +280,19 @@ fn umask_of(status: &str) -> u32 {
 }
 
 /// Opens `path` as `O_PATH` with magic links allowed: for paths the
-/// supervisor chose itself (`/proc/<tid>/cwd`, `/proc/self/fd/N`).
-pub(crate) fn open_trusted(path: &str, flags: i32) -> io::Result<OwnedFd> {
+/// supervisor chose itself (`/proc/<tid>/cwd`, `/proc/self/fd/N`), by its
+/// exact bytes (a name that is not UTF-8 is opened as it is).
+pub(crate) fn open_trusted(
+    path: &(impl AsRef<std::ffi::OsStr> + ?Sized),
+    flags: i32,
+) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC | flags) as u64,
         mode: 0,
         resolve: 0,
     };
-    openat2(None, &cstring(path.as_bytes()), &how)
+    openat2(None, &cstring(path.as_ref().as_bytes()), &how)
 }
 
 /// The path argument at `ptr` of a call on one file (relative to the

@@ -1,6 +1,7 @@
 //! What the policy callback is told about one trapped call.
 
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 
 /// The broad kind of a system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,8 +65,11 @@ pub struct SyscallEvent {
     pub port: Option<u16>,
     /// A size argument (the length of an `mmap`).
     pub size: Option<u64>,
-    /// The argument vector of an exec, when argv safety is on.
-    pub argv: Option<Vec<String>>,
+    /// The argument vector of an exec, when argv safety is on: each
+    /// argument's exact bytes (`std::os::unix::ffi::OsStrExt::as_bytes`;
+    /// one that is not UTF-8 is not changed, so a policy compares what the
+    /// kernel execs).
+    pub argv: Option<Vec<std::ffi::OsString>>,
     /// Whether the supervisor had already denied the call.
     pub denied: bool,
     /// The errno the call fails with, when it fails: the supervisor's
@@ -169,7 +173,10 @@ impl SyscallEvent {
         let argv = match &self.argv {
             Some(a) => format!(
                 "[{}]",
-                a.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")
+                a.iter()
+                    .map(|s| json_str(&crate::shown::bytes(s.as_bytes())))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             None => "null".into(),
         };
@@ -234,6 +241,7 @@ pub(crate) fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn json_escapes_and_nulls() {
@@ -245,7 +253,11 @@ mod tests {
             host: None,
             port: None,
             size: None,
-            argv: Some(vec!["a\"b".into(), "c\\d\n".into()]),
+            argv: Some(vec![
+                "a\"b".into(),
+                "c\\d".into(),
+                OsStr::from_bytes(b"e\xff").into(),
+            ]),
             denied: true,
             errno: Some(libc::EPERM),
         };
@@ -258,7 +270,7 @@ mod tests {
         };
         assert_eq!(
             ev.to_json_at(&answered, 1.5),
-            r#"{"schema":2,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"path":"/bin/rm","destination":null,"host":null,"port":null,"size":null,"argv":["a\"b","c\\d\n"],"outcome":"refused","denied":true,"errno":"EPERM","return":null,"rule":"exec-deny rm","verdict":"deny"}"#
+            r#"{"schema":2,"time":1.500000,"syscall":"execve","category":"process","pid":7,"parent_pid":1,"path":"/bin/rm","destination":null,"host":null,"port":null,"size":null,"argv":["a\"b","c\\\\d","e\\xff"],"outcome":"refused","denied":true,"errno":"EPERM","return":null,"rule":"exec-deny rm","verdict":"deny"}"#
         );
     }
 

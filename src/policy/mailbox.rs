@@ -224,6 +224,9 @@ enum Slot<V> {
     /// The [`Reply`] was dropped without a verdict (the request was not
     /// served): the waiter stops waiting at once.
     Dropped,
+    /// The waiter stopped waiting (its timeout passed) before a verdict
+    /// came: a verdict given now is not what its call was answered with.
+    Abandoned,
 }
 
 /// The giving side of a [`Gate`], sent with the request.
@@ -247,18 +250,21 @@ pub(super) fn gate<V>() -> (Arc<Gate<V>>, Reply<V>) {
 
 impl<V> Gate<V> {
     /// The verdict, once given; `None` if none comes within `timeout` or
-    /// the reply was dropped without one.
+    /// the reply was dropped without one. After `None`, the gate is
+    /// abandoned: a later [`Reply::give`] says its verdict was not taken.
     pub(super) fn wait(&self, timeout: Duration) -> Option<V> {
         let deadline = Instant::now() + timeout;
         let mut slot = self.slot.lock();
         loop {
-            match std::mem::replace(&mut *slot, Slot::Waiting) {
+            match std::mem::replace(&mut *slot, Slot::Abandoned) {
                 Slot::Given(v) => return Some(v),
-                Slot::Dropped => return None,
-                Slot::Waiting => {}
+                Slot::Dropped | Slot::Abandoned => return None,
+                Slot::Waiting => *slot = Slot::Waiting,
             }
             if self.given.wait_until(&mut slot, deadline).timed_out() {
-                return match std::mem::replace(&mut *slot, Slot::Waiting) {
+                // Decided under the slot's lock: a verdict given from now
+                // on finds `Abandoned` and is told so.
+                return match std::mem::replace(&mut *slot, Slot::Abandoned) {
                     Slot::Given(v) => Some(v),
                     _ => None,
                 };
@@ -268,26 +274,29 @@ impl<V> Gate<V> {
 }
 
 impl<V> Reply<V> {
-    /// Gives the verdict (the waiter may have given up: then nobody reads
-    /// it).
-    pub(super) fn give(self, v: V) {
-        self.set(Slot::Given(v));
+    /// Gives the verdict; `false` if the waiter had given up already
+    /// (then nobody reads it, and its call was answered without it).
+    pub(super) fn give(self, v: V) -> bool {
+        self.set(Slot::Given(v))
     }
 
-    fn set(&self, to: Slot<V>) {
+    /// Sets a waiting slot to `to`; whether it was waiting.
+    fn set(&self, to: Slot<V>) -> bool {
         let mut slot = self.gate.slot.lock();
-        if matches!(*slot, Slot::Waiting) {
+        let waiting = matches!(*slot, Slot::Waiting);
+        if waiting {
             *slot = to;
         }
         drop(slot);
         self.gate.given.notify_one();
+        waiting
     }
 }
 
 impl<V> Drop for Reply<V> {
     fn drop(&mut self) {
         // After `give`: the slot is no longer waiting; nothing changes.
-        self.set(Slot::Dropped);
+        let _ = self.set(Slot::Dropped);
     }
 }
 
@@ -378,7 +387,7 @@ mod tests {
         let (tx, rx) = channel::<Reply<u32>>(4);
         let server = std::thread::spawn(move || {
             while let Some(reply) = rx.recv() {
-                reply.give(7);
+                assert!(reply.give(7), "taken");
             }
         });
         for _ in 0..100 {
@@ -396,11 +405,16 @@ mod tests {
         drop(reply);
         assert!(matches!(*g.slot.lock(), Slot::Dropped));
         assert_eq!(g.wait(Duration::from_secs(5)), None);
-        let (g, _reply) = gate::<u32>();
+        let (g, reply) = gate::<u32>();
         assert_eq!(
             g.wait(Duration::from_millis(10)),
             None,
             "no verdict in time"
         );
+        assert!(
+            !reply.give(7),
+            "a verdict after the wait ended is not taken"
+        );
+        assert_eq!(g.wait(Duration::from_millis(10)), None, "nor read later");
     }
 }

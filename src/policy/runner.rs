@@ -82,15 +82,18 @@ struct Consulter {
     verdicts: Verdicts,
 }
 
+/// The rule an audit record names for a held call denied because the
+/// callback's verdict did not come (or came after the hold timeout).
+const NO_VERDICT_IN_TIME: &str = "policy callback: no verdict within the hold timeout";
+
 impl Consulter {
-    /// Runs the callback (locked by `f`) on `event` of call `id`; keeps the
-    /// verdict for the call's audit record.
-    fn consult(
+    /// Runs the callback (locked by `f`) on `event`: its verdict and the
+    /// rule it named.
+    fn ask(
         &self,
         f: Option<&mut Box<PolicyCallback>>,
-        id: u64,
         event: &SyscallEvent,
-    ) -> Verdict {
+    ) -> (Verdict, Option<String>) {
         let mut cx = PolicyContext::new(&self.dynamic);
         let verdict = match f {
             Some(f) => match catch_unwind(AssertUnwindSafe(|| (*f)(event, &mut cx))) {
@@ -102,6 +105,12 @@ impl Consulter {
             },
             None => Verdict::Allow,
         };
+        (verdict, cx.take_rule())
+    }
+
+    /// Keeps `verdict`, the one call `id` was answered with, for the
+    /// call's audit record; logs an `Audit` verdict.
+    fn settle(&self, id: u64, event: &SyscallEvent, verdict: Verdict, rule: Option<String>) {
         if verdict == Verdict::Audit {
             log::info!(target: "unotify::audit", "{}", event.to_json(verdict.as_str()));
         }
@@ -110,9 +119,19 @@ impl Consulter {
             if verdicts.len() >= VERDICTS_KEPT {
                 verdicts.pop_front();
             }
-            verdicts.push_back((id, verdict, cx.take_rule()));
+            verdicts.push_back((id, verdict, rule));
         }
-        verdict
+    }
+
+    /// Keeps `Deny` for held call `id`, whose verdict did not come in
+    /// time (a verdict still to come is not taken: see [`run`]).
+    fn settle_no_verdict(&self, id: u64, event: &SyscallEvent) {
+        self.settle(
+            id,
+            event,
+            Verdict::Deny,
+            Some(NO_VERDICT_IN_TIME.to_owned()),
+        );
     }
 
     /// The verdict kept for call `id`'s record, taken.
@@ -163,6 +182,9 @@ impl PolicyRunner {
             }
         }
         let Some(tx) = self.tx.lock().clone() else {
+            if held {
+                self.consulter.settle_no_verdict(id, &event);
+            }
             return held.then_some(Verdict::Deny);
         };
         if !held {
@@ -177,24 +199,30 @@ impl PolicyRunner {
             return None;
         }
         let (gate, reply) = mailbox::gate();
+        // Kept for the record should no verdict come (the event itself
+        // goes to the policy thread).
+        let told = self.consulter.verdicts.is_some().then(|| event.clone());
         let req = Request::Consult {
             id,
             event,
             gate: Some(reply),
         };
+        let no_verdict = |why: &str| {
+            log::warn!("{why}; denying the held call");
+            if let Some(event) = &told {
+                self.consulter.settle_no_verdict(id, event);
+            }
+            Some(Verdict::Deny)
+        };
         if tx.send_timeout(req, true, self.hold_timeout).is_err() {
-            log::warn!("policy callback queue full or gone; denying the held call");
-            return Some(Verdict::Deny);
+            return no_verdict("policy callback queue full or gone");
         }
         match gate.wait(self.hold_timeout) {
             Some(v) => Some(v),
-            None => {
-                log::warn!(
-                    "policy callback gave no verdict within {:?}; denying the held call",
-                    self.hold_timeout
-                );
-                Some(Verdict::Deny)
-            }
+            None => no_verdict(&format!(
+                "policy callback gave no verdict within {:?}",
+                self.hold_timeout
+            )),
         }
     }
 
@@ -208,17 +236,18 @@ impl PolicyRunner {
             None => Some(None),
         })?;
         let started = Instant::now();
-        let verdict = self
-            .consulter
-            .consult(claim.guard().as_deref_mut(), id, event);
-        drop(claim);
+        let (verdict, rule) = self.consulter.ask(claim.guard().as_deref_mut(), event);
         if started.elapsed() > self.hold_timeout {
             log::warn!(
                 "policy callback gave no verdict within {:?}; denying the held call",
                 self.hold_timeout
             );
+            // The record says what the call got, not the late verdict.
+            self.consulter.settle_no_verdict(id, event);
             return Some(Verdict::Deny);
         }
+        self.consulter.settle(id, event, verdict, rule);
+        drop(claim);
         Some(verdict)
     }
 
@@ -274,11 +303,12 @@ fn run(rx: &Receiver<Request>, consulter: &Consulter, audit: Option<&Arc<Mutex<F
         match req {
             Request::Consult { id, event, gate } => {
                 let mut f = consulter.callback.as_ref().map(|cb| cb.lock());
-                let verdict = consulter.consult(f.as_deref_mut(), id, &event);
+                let (verdict, rule) = consulter.ask(f.as_deref_mut(), &event);
                 drop(f);
-                if let Some(gate) = gate {
-                    // The worker may have given up already; that is fine.
-                    gate.give(verdict);
+                // A worker that gave up already denied its call and kept
+                // that for the record: this verdict answered nothing.
+                if gate.is_none_or(|gate| gate.give(verdict)) {
+                    consulter.settle(id, &event, verdict, rule);
                 }
             }
             Request::Record {

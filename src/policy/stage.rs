@@ -4,6 +4,7 @@
 //! handlers ask before theirs. Uses `handler` and the supervisor's
 //! [`Enforcement`] trait.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ impl Stage for PolicyState {
         &self,
         cx: &HandlerCtx<'_>,
         action: NotifAction,
-        exec_argv: &dyn Fn() -> Option<Vec<String>>,
+        exec_argv: &dyn Fn() -> Option<Vec<OsString>>,
     ) -> NotifAction {
         apply(self, cx.notification(), action, exec_argv())
     }
@@ -74,7 +75,7 @@ impl Stage for PolicyState {
         &self,
         cx: &HandlerCtx<'_>,
         action: NotifAction,
-        exec_argv: &dyn Fn() -> Option<Vec<String>>,
+        exec_argv: &dyn Fn() -> Option<Vec<OsString>>,
     ) -> NotifAction {
         if !self.audit {
             return action;
@@ -119,14 +120,14 @@ impl Stage for PolicyState {
 fn record_for(
     parents: &Parents,
     cx: &HandlerCtx<'_>,
-    exec_argv: &dyn Fn() -> Option<Vec<String>>,
+    exec_argv: &dyn Fn() -> Option<Vec<OsString>>,
 ) -> (SyscallEvent, Answered) {
     use crate::notification::decode;
     let notif = cx.notification();
     let name = notif.syscall_name().unwrap_or("unknown");
     let path = decode::path_arg(name).and_then(|i| {
         let bytes = cx.read_cstr(notif.args[i], 4096).ok()?;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        Some(crate::shown::bytes(&bytes))
     });
     let read = |addr: u64, buf: &mut [u8]| cx.read_mem_into(addr, buf).is_ok();
     let destination = decode::destination(name, &notif.args, &read);
@@ -204,7 +205,7 @@ pub(crate) fn event_for(
     parents: &Parents,
     notif: &Notification,
     dest: Option<SocketAddr>,
-    argv: Option<Vec<String>>,
+    argv: Option<Vec<OsString>>,
     denied: bool,
     errno: Option<i32>,
 ) -> SyscallEvent {
@@ -246,7 +247,7 @@ impl PolicyState {
         &self,
         notif: &Notification,
         dest: Option<SocketAddr>,
-        argv: Option<Vec<String>>,
+        argv: Option<Vec<OsString>>,
         denied: bool,
         errno: Option<i32>,
     ) -> Option<i32> {
@@ -274,7 +275,7 @@ pub(crate) fn apply(
     state: &PolicyState,
     notif: &Notification,
     action: NotifAction,
-    argv: Option<Vec<String>>,
+    argv: Option<Vec<OsString>>,
 ) -> NotifAction {
     let denied = matches!(
         action,

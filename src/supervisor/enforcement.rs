@@ -209,7 +209,9 @@ pub(crate) trait TakeOver {
     }
     /// The copy reads of the call's memory are served from.
     fn copy(&self) -> Option<&dyn MemoryCopy>;
-    /// The argv the decision is made on, if the copy has it.
+    /// The argv the decision is made on, if the copy has it (lossy: the
+    /// pipeline reads the exact bytes through the copy instead).
+    #[allow(dead_code)]
     fn argv(&self) -> Option<Vec<String>>;
     /// The errno the owner answers if dispatch lets the call through
     /// (`HandlerCtx::answer_fixed`), when it is known before dispatch.
@@ -264,7 +266,7 @@ pub(crate) trait Stage: Send + Sync {
         &self,
         _cx: &HandlerCtx<'_>,
         action: NotifAction,
-        _exec_argv: &dyn Fn() -> Option<Vec<String>>,
+        _exec_argv: &dyn Fn() -> Option<Vec<std::ffi::OsString>>,
     ) -> NotifAction {
         action
     }
@@ -277,7 +279,7 @@ pub(crate) trait Stage: Send + Sync {
         &self,
         _cx: &HandlerCtx<'_>,
         action: NotifAction,
-        _exec_argv: &dyn Fn() -> Option<Vec<String>>,
+        _exec_argv: &dyn Fn() -> Option<Vec<std::ffi::OsString>>,
     ) -> NotifAction {
         action
     }

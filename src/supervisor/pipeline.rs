@@ -99,8 +99,9 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
     // 5. Verdicts, on the copy the take-over read (an exec that will not
     // run, e.g. a missing file, is read as it is).
     let mut action = action;
+    // The exact bytes, served from the copy (`cx` reads through it).
     let exec_argv = || match &taken {
-        Some(t) if refused.is_none() => t.argv().or_else(|| cx.read_exec_argv()),
+        Some(_) if refused.is_none() => cx.read_exec_argv_os(),
         _ => None,
     };
     if !effects.policy_consulted() {

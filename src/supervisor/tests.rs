@@ -217,7 +217,7 @@ impl Stage for Recorder {
         &self,
         _: &HandlerCtx<'_>,
         action: NotifAction,
-        _: &dyn Fn() -> Option<Vec<String>>,
+        _: &dyn Fn() -> Option<Vec<std::ffi::OsString>>,
     ) -> NotifAction {
         self.note("verdict");
         // A verdict only tightens.

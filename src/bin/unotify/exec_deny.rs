@@ -111,6 +111,13 @@ pub fn install(
             let Some(argv) = &ev.argv else {
                 return Verdict::Allow;
             };
+            // Words are text: a byte that is not UTF-8 reads as U+FFFD,
+            // which is no separator and no part of a word, as the byte.
+            let argv: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let argv = &argv;
             match names_a_word(argv, &words) {
                 Some(word) => {
                     cx.decided_by(word.flag().trim_start_matches('-'));

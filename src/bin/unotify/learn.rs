@@ -760,7 +760,15 @@ fn render(seen: &Seen, rules: &Rules, command: &[std::ffi::OsString], status: &s
         out.push_str(&format!("{key} = [\n"));
         for (path, users) in list {
             out.push_str(&format!("    # {what} by {}\n", users.describe()));
-            out.push_str(&format!("    {},\n", toml_str(&path.to_string_lossy())));
+            match path.to_str() {
+                Some(p) => out.push_str(&format!("    {},\n", toml_str(p))),
+                // A TOML string holds only UTF-8: a lossy name would be a
+                // rule for another path.
+                None => out.push_str(&format!(
+                    "    # not UTF-8, cannot be a rule here (give it with --{key}): {:?}\n",
+                    path.as_os_str()
+                )),
+            }
         }
         out.push_str("]\n\n");
     }

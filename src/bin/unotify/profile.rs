@@ -6,6 +6,7 @@
 //! `parse_from`, before clap parses the command line.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use clap::CommandFactory;
@@ -31,8 +32,9 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             i += 2;
             continue;
         }
-        if let Some(f) = a.strip_prefix("--profile=") {
-            files.push(std::path::PathBuf::from(f));
+        if let Some(f) = args[i].as_bytes().strip_prefix(b"--profile=") {
+            // The file's exact bytes.
+            files.push(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(f)));
         } else if !a.starts_with('-') {
             // The command starts here (no `--`).
             break;

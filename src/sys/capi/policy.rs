@@ -3,6 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 
 use ipnet::IpNet;
 
@@ -97,7 +98,8 @@ fn decide(
     let name = CString::new(ev.syscall).unwrap_or_default();
     let args: Option<Vec<CString>> = ev.argv.as_ref().map(|v| {
         v.iter()
-            .map(|a| CString::new(a.replace('\0', "")).unwrap_or_default())
+            // The exact bytes (an argument read up to its NUL holds none).
+            .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
             .collect()
     });
     let mut argv: Vec<*const c_char> = args
