@@ -165,3 +165,27 @@ fn read_only_opens_run_as_bare() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "read-ok\n");
 }
+
+/// A program named by bytes that are not UTF-8, run by a relative path,
+/// by `/proc/self/cwd/...` and through a link: argv safety finds the file
+/// the kernel runs by those exact bytes (it looked up `y\u{fffd}`: "not
+/// found", or another file next to it, then the exec event killed the
+/// program).
+#[test]
+fn a_program_whose_name_is_not_utf8_runs_as_bare() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `y\xff` is `true`; `y\u{fffd}` next to it is `false`, which a lossy
+    // lookup would find instead.
+    let script = r#"cp /bin/true "$(printf 'y\377')" && cp /bin/false "$(printf 'y\357\277\275')" &&
+ln -s "$(printf 'y\377')" "$(printf 'l\377')" &&
+"./$(printf 'y\377')" && echo rel &&
+"/proc/self/cwd/$(printf 'y\377')" && echo proc &&
+"./$(printf 'l\377')" && echo link"#;
+    let out = common::unotify()
+        .current_dir(dir.path())
+        .args(["run", "--exec-deny", "nosuchword", "--", "sh", "-c", script])
+        .output()
+        .expect("run unotify");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "rel\nproc\nlink\n", "{}", stderr(&out));
+}

@@ -648,16 +648,18 @@ fn resolve_file(tid: i32, tgid: i32, dirfd: i32, path: &[u8], flags: i32) -> Res
     } else {
         0
     };
-    let text = String::from_utf8_lossy(path);
+    // Joined by bytes: a name that is not UTF-8 is the name it is.
+    let under = |base: String, rest: &[u8]| [base.as_bytes(), rest].concat();
     let fd: OwnedFd = if path.is_empty() {
         if flags & libc::AT_EMPTY_PATH == 0 {
             return Err(libc::ENOENT);
         }
-        trusted(&format!("/proc/{tgid}/fd/{dirfd}"), 0).map_err(errno)?
-    } else if let Some(own) = own_proc_path(&text, tid, tgid) {
+        trusted(format!("/proc/{tgid}/fd/{dirfd}").as_bytes(), 0).map_err(errno)?
+    } else if let Some(own) = own_proc_path(path, tid, tgid) {
         trusted(&own, nofollow).map_err(errno)?
     } else if path[0] == b'/' {
-        let root = trusted(&format!("/proc/{tid}/root"), libc::O_DIRECTORY).map_err(errno)?;
+        let root =
+            trusted(format!("/proc/{tid}/root").as_bytes(), libc::O_DIRECTORY).map_err(errno)?;
         let how = crate::sys::fs::OpenHow {
             flags: (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64,
             mode: 0,
@@ -668,14 +670,14 @@ fn resolve_file(tid: i32, tgid: i32, dirfd: i32, path: &[u8], flags: i32) -> Res
             Ok(fd) => fd,
             // A magic link on the way (not followed in root mode).
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV)) => {
-                trusted(&format!("/proc/{tid}/root{text}"), nofollow).map_err(errno)?
+                trusted(&under(format!("/proc/{tid}/root"), path), nofollow).map_err(errno)?
             }
             Err(e) => return Err(errno(e)),
         }
     } else if dirfd == libc::AT_FDCWD {
-        trusted(&format!("/proc/{tid}/cwd/{text}"), nofollow).map_err(errno)?
+        trusted(&under(format!("/proc/{tid}/cwd/"), path), nofollow).map_err(errno)?
     } else {
-        trusted(&format!("/proc/{tgid}/fd/{dirfd}/{text}"), nofollow).map_err(errno)?
+        trusted(&under(format!("/proc/{tgid}/fd/{dirfd}/"), path), nofollow).map_err(errno)?
     };
     Ok(fd)
 }
@@ -736,7 +738,7 @@ fn interpreter_chain(
 
 /// `path` with a leading `/proc/self`, `/proc/thread-self` or `/dev/fd`
 /// (or `/dev/stdin`...) rewritten to the caller's own procfs entries.
-fn own_proc_path(path: &str, tid: i32, tgid: i32) -> Option<String> {
+fn own_proc_path(path: &[u8], tid: i32, tgid: i32) -> Option<Vec<u8>> {
     let map = [
         ("/proc/self/", format!("/proc/{tgid}/")),
         ("/proc/thread-self/", format!("/proc/{tgid}/task/{tid}/")),
@@ -746,13 +748,15 @@ fn own_proc_path(path: &str, tid: i32, tgid: i32) -> Option<String> {
         ("/dev/stderr", format!("/proc/{tgid}/fd/2")),
         ("/proc/", "/proc/".to_owned()),
     ];
-    map.iter()
-        .find_map(|(from, to)| path.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+    map.iter().find_map(|(from, to)| {
+        path.strip_prefix(from.as_bytes())
+            .map(|rest| [to.as_bytes(), rest].concat())
+    })
 }
 
 /// Opens `path` as `O_PATH`, following every link (paths the supervisor
 /// made from the caller's own procfs entries).
-fn trusted(path: &str, extra: i32) -> std::io::Result<OwnedFd> {
+fn trusted(path: &[u8], extra: i32) -> std::io::Result<OwnedFd> {
     let how = crate::sys::fs::OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
         mode: 0,
@@ -801,14 +805,14 @@ mod tests {
     #[test]
     fn own_procfs_paths_are_the_callers() {
         assert_eq!(
-            own_proc_path("/proc/self/exe", 7, 5).as_deref(),
-            Some("/proc/5/exe")
+            own_proc_path(b"/proc/self/exe", 7, 5).as_deref(),
+            Some(&b"/proc/5/exe"[..])
         );
         assert_eq!(
-            own_proc_path("/dev/fd/3", 7, 5).as_deref(),
-            Some("/proc/5/fd/3")
+            own_proc_path(b"/dev/fd/3", 7, 5).as_deref(),
+            Some(&b"/proc/5/fd/3"[..])
         );
-        assert_eq!(own_proc_path("/bin/true", 7, 5), None);
+        assert_eq!(own_proc_path(b"/bin/true", 7, 5), None);
     }
 
     #[test]
