@@ -68,6 +68,11 @@ pub struct SyscallEvent {
     pub argv: Option<Vec<String>>,
     /// Whether the supervisor had already denied the call.
     pub denied: bool,
+    /// Whether the call waits for this event's verdict (it is one of
+    /// [`HELD_SYSCALLS`](super::HELD_SYSCALLS) and not denied already).
+    /// When `false` the call was answered before the callback was told:
+    /// a denying verdict changes nothing for it.
+    pub held: bool,
     /// The errno the call fails with, when it fails: the supervisor's
     /// (with `denied`), or the verdict's in an audit record.
     pub errno: Option<i32>,
@@ -247,6 +252,7 @@ mod tests {
             size: None,
             argv: Some(vec!["a\"b".into(), "c\\d\n".into()]),
             denied: true,
+            held: false,
             errno: Some(libc::EPERM),
         };
         let answered = Answered {

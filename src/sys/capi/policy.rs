@@ -39,6 +39,9 @@ pub struct UnotifyPolicyEvent {
     pub argv: *const *const c_char,
     /// Whether the supervisor had already denied the call.
     pub denied: c_int,
+    /// Whether the call waits for this verdict; 0: it was answered
+    /// already, a denying verdict changes nothing for it.
+    pub held: c_int,
 }
 
 /// Files: open, link, rename, exec of a path.
@@ -132,6 +135,7 @@ fn decide(
             std::ptr::null()
         },
         denied: ev.denied as c_int,
+        held: ev.held as c_int,
     };
     // Lifetimes erased for C; the accessors use it only during this call.
     let pc_ptr = pc as *mut PolicyContext<'_> as *mut UnotifyPolicyCtx;
