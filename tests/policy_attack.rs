@@ -86,13 +86,15 @@ fn a_denying_verdict_holds_for_every_call_that_changes_a_file_by_path() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("victim")).unwrap(),
-        "precious",
-        "the victim was truncated; {succeeded} calls succeeded"
-    );
-    assert_eq!(
         succeeded, 0,
         "calls that succeeded past a deny; left: {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("victim"))
+            .ok()
+            .as_deref(),
+        Some("precious"),
+        "the victim was changed"
     );
     assert!(
         seen.load(Ordering::Relaxed) >= 13 * 50,
@@ -212,7 +214,7 @@ const PATH_FLIP_C: &str = r#"
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
-#define ROUNDS 3000
+#define ROUNDS 50000
 static char path[4096];
 static size_t at;
 static volatile int stop;
@@ -289,7 +291,7 @@ const PORT_FLIP_C: &str = r#"
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#define ROUNDS 3000
+#define ROUNDS 20000
 static struct sockaddr_in dst;
 static unsigned short pa, pb;
 static volatile int stop;
@@ -312,7 +314,7 @@ int main(int argc, char **argv) {
     int ok = 0;
     for (int i = 0; i < ROUNDS; i++) {
         ok += sendto(s, &i, 4, 0, (void *)&dst, sizeof dst) == 4;
-        if ((i & 63) == 0) usleep(1000);
+        if ((i & 255) == 0) usleep(1000);
     }
     stop = 1;
     pthread_join(t, 0);
