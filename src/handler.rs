@@ -548,14 +548,17 @@ impl<'a> HandlerCtx<'a> {
     }
 
     /// Reads the path argument at `ptr` (at most `max_len` bytes), once:
-    /// the copy is kept as what the call was decided on, and the audit
-    /// record names it ([`decided_cstr`](Self::decided_cstr)).
+    /// under an audit log the copy is kept as what the call was decided
+    /// on, and the record names it ([`decided_cstr`](Self::decided_cstr)).
     pub(crate) fn read_decided_cstr(
         &self,
         ptr: u64,
         max_len: usize,
     ) -> Result<Vec<u8>, MemoryError> {
         let bytes = self.read_cstr(ptr, max_len)?;
+        if self.services.get::<Audited>().is_none() {
+            return Ok(bytes);
+        }
         let mut kept = self.effects.decided_strings.borrow_mut();
         if !kept.iter().any(|(a, _)| *a == ptr) {
             kept.push((ptr, bytes.clone()));

@@ -66,31 +66,34 @@ impl DynamicPolicy {
         }
     }
 
-    /// The networks process `tgid` is restricted to: its own restriction
-    /// or its nearest restricted ancestor's, which it inherits (kept for it
-    /// from then on, so that it keeps it once orphaned). `None`: none.
+    /// The networks process `tgid` is restricted to: what its own
+    /// restriction and those of its restricted ancestors all admit (it
+    /// inherits theirs; kept for it from then on, so that it keeps them
+    /// once orphaned). `None`: none.
     fn process_nets(&self, tgid: i32) -> Option<Vec<IpNet>> {
         let lineage = Lineage::of(tgid);
-        let (depth, nets) = {
+        let (own, nets) = {
             let map = self.per_process.read();
-            lineage
-                .iter()
-                .enumerate()
-                .find_map(|(depth, (pid, start))| {
-                    map.get(pid)
-                        .filter(|r| r.start == *start)
-                        .map(|r| (depth, r.nets.clone()))
-                })?
-        };
-        if depth > 0 {
-            if let Some(&(pid, start)) = lineage.first() {
-                let mut map = self.per_process.write();
-                prune(&mut map);
-                map.entry(pid).or_insert(Restricted {
-                    start,
-                    nets: nets.clone(),
-                });
+            let mut nets: Option<Vec<IpNet>> = None;
+            let mut own = false;
+            for (depth, (pid, start)) in lineage.iter().enumerate() {
+                if let Some(r) = map.get(pid).filter(|r| r.start == *start) {
+                    own |= depth == 0;
+                    nets = Some(match nets {
+                        Some(n) => intersect(&n, &r.nets),
+                        None => r.nets.clone(),
+                    });
+                }
             }
+            (own, nets?)
+        };
+        if let (false, Some(&(pid, start))) = (own, lineage.first()) {
+            let mut map = self.per_process.write();
+            prune(&mut map);
+            map.entry(pid).or_insert(Restricted {
+                start,
+                nets: nets.clone(),
+            });
         }
         Some(nets)
     }
@@ -309,6 +312,37 @@ mod tests {
         assert!(!d.net_allows(1, ip("127.0.0.1")));
         cx.grant_network(&nets(&["127.0.0.1/32"]));
         assert!(d.net_allows(1, ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn a_process_restriction_is_inherited_and_only_narrows() {
+        let d = DynamicPolicy::new(None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let kid = child.id() as i32;
+        let mut cx = PolicyContext::new(&d);
+        cx.restrict_process_network(me as u32, &nets(&["10.0.0.0/8"]));
+        assert!(!d.net_allows(kid, ip("127.0.0.1")), "a child inherits");
+        assert!(d.net_allows(kid, ip("10.1.2.3")));
+        // Narrowed later, the parent's restriction narrows the child's
+        // inherited copy too.
+        cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
+        assert!(!d.net_allows(kid, ip("10.2.0.1")));
+        let parent = crate::sys::procfs::Stat::of(me)
+            .and_then(|s| s.ppid())
+            .unwrap();
+        assert!(d.net_allows(parent, ip("127.0.0.1")), "a parent does not");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
+        assert!(
+            !d.per_process.read().contains_key(&kid),
+            "a gone process's entry is dropped"
+        );
     }
 
     #[test]
