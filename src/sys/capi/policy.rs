@@ -143,7 +143,9 @@ fn decide(
 }
 
 /// Sets the policy callback, run on one dedicated thread per sandbox
-/// (serially) for each exec, open, connect, bind and send.
+/// (serially) for each trapped call; the held ones (exec, open, every call
+/// that changes a file by path, connect, bind, send: the event's `held`)
+/// wait for its verdict.
 #[no_mangle]
 pub extern "C" fn unotify_builder_policy(
     b: *mut UnotifyBuilder,
