@@ -380,14 +380,13 @@ fn restrict_and_grant_network_never_exceed_the_starting_policy() {
     assert_eq!((accepted(&l3), accepted(&l4)), (1, 1));
 }
 
-#[test]
-fn restrict_process_network_is_keyed_by_process() {
-    let (l, p) = listener("127.0.0.1");
+/// A sandbox whose callback restricts the process of the first connect
+/// it is told about to no network at all.
+fn restricting_the_first_connecter() -> Sandbox {
     let root = Arc::new(parking_lot::Mutex::new(None::<u32>));
-    let r = Arc::clone(&root);
-    let sandbox = Sandbox::builder()
+    Sandbox::builder()
         .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
-            let mut root = r.lock();
+            let mut root = root.lock();
             if ev.syscall == "connect" && root.is_none() {
                 *root = Some(ev.pid);
                 cx.restrict_process_network(ev.pid, &[]);
@@ -395,7 +394,13 @@ fn restrict_process_network_is_keyed_by_process() {
             Verdict::Allow
         })
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn restrict_process_network_is_keyed_by_process() {
+    let (l, p) = listener("127.0.0.1");
+    let sandbox = restricting_the_first_connecter();
     let (_, lines) = run_ops(
         &sandbox,
         &[
@@ -422,19 +427,7 @@ fn restrict_process_network_is_keyed_by_process() {
 #[test]
 fn restrict_process_network_leaves_the_parent_free() {
     let (l, p) = listener("127.0.0.1");
-    let root = Arc::new(parking_lot::Mutex::new(None::<u32>));
-    let r = Arc::clone(&root);
-    let sandbox = Sandbox::builder()
-        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
-            let mut root = r.lock();
-            if ev.syscall == "connect" && root.is_none() {
-                *root = Some(ev.pid);
-                cx.restrict_process_network(ev.pid, &[]);
-            }
-            Verdict::Allow
-        })
-        .build()
-        .unwrap();
+    let sandbox = restricting_the_first_connecter();
     let c = format!("c:127.0.0.1:{p}");
     let (_, lines) = run_ops(&sandbox, &[format!("F:{c},{c}"), c.clone()]);
     let refused = format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED);
