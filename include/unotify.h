@@ -415,6 +415,9 @@ typedef struct unotify_policy_event {
                                 * argument's exact bytes, not necessarily
                                 * UTF-8 */
     int denied;                /* the supervisor had already denied it */
+    int held;                  /* the call waits for this verdict; 0: it
+                                * was answered already, a deny changes
+                                * nothing for it */
 } unotify_policy_event;
 
 typedef struct unotify_policy_ctx unotify_policy_ctx;
@@ -426,8 +429,13 @@ typedef struct unotify_policy_ctx unotify_policy_ctx;
  * denies with EPERM. A verdict only tightens: allow never lets through a
  * call the supervisor denied. */
 
-/* Told about each trapped call; exec, open, connect, bind and send wait for
- * its verdict (up to 5 s, then EPERM). Runs one event at a time, in order,
+/* Told about each trapped call; exec, open, every call that creates,
+ * changes or removes a file by path (creat, truncate, mkdir, mknod, rename,
+ * unlink, rmdir, link, symlink, chmod, chown, utimes, setxattr families),
+ * connect, bind and send wait for its verdict (up to 5 s, then EPERM): the
+ * event's held is 1. Other calls are told after they were answered (held
+ * is 0): their verdict is not enforced. A sendmmsg is told once per
+ * distinct destination. Runs one event at a time, in order,
  * on the policy thread, or for a held call finding it idle on the worker
  * handling that call (not cut short at 5 s then: denied if it returns
  * later). `pc` narrows the running policy, valid during the call only.

@@ -158,6 +158,15 @@ pub(crate) struct Effects {
     /// The policy callback was told about the call (by an on-behalf
     /// handler, before its side effect).
     policy_consulted: Cell<bool>,
+    /// The destinations the callback was asked about for this call, with
+    /// its answer: a `sendmmsg` reaches several, each is asked once.
+    policy_destinations: std::cell::RefCell<Vec<(std::net::SocketAddr, Option<i32>)>>,
+    /// The strings the handlers read from the program's memory to decide
+    /// the call (a path argument, by its address): what the audit record
+    /// names, never a read made after the decision.
+    decided_strings: std::cell::RefCell<Vec<(u64, Vec<u8>)>>,
+    /// The socket addresses the call was decided on and made to, as read.
+    decided_destinations: std::cell::RefCell<Vec<Vec<u8>>>,
     /// The call is held by the pause, in the core: nothing else answers it.
     held_for_pause: Cell<bool>,
     /// The rule that decided the call, as the command line names it
@@ -549,17 +558,112 @@ impl<'a> HandlerCtx<'a> {
     /// sandbox's policy callback (and its run-time network restrictions,
     /// for `dest`) *before* any side effect. Returns the errno to fail the
     /// call with if it is denied; `None` to go ahead (also when the sandbox
-    /// has no policy callback). The callback is told about a call once.
+    /// has no policy callback). The callback is told about a call once,
+    /// and once more for each other destination it reaches (a `sendmmsg`'s
+    /// messages): asked again for a destination, the first answer stands.
     pub fn check_policy(&self, dest: Option<std::net::SocketAddr>) -> Option<i32> {
         let policy = &self.services.get::<PolicyGate>()?.0;
         if let Some(e) = dest.and_then(|d| policy.restricted(self.notif, d)) {
             self.note_rule(true, || "policy network restriction".to_owned());
             return Some(e);
         }
-        if self.effects.policy_consulted.replace(true) {
-            return None;
+        let told = self.effects.policy_consulted.replace(true);
+        let Some(d) = dest else {
+            // Without a destination: told once, whatever about.
+            return if told {
+                None
+            } else {
+                policy.consult(self.notif, None)
+            };
+        };
+        let asked = self
+            .effects
+            .policy_destinations
+            .borrow()
+            .iter()
+            .find(|(a, _)| *a == d)
+            .map(|(_, e)| *e);
+        if let Some(answer) = asked {
+            return answer;
         }
-        policy.consult(self.notif, dest)
+        let answer = policy.consult(self.notif, Some(d));
+        self.effects
+            .policy_destinations
+            .borrow_mut()
+            .push((d, answer));
+        answer
+    }
+
+    /// Reads the path argument at `ptr` (at most `max_len` bytes), once:
+    /// under an audit log the copy is kept as what the call was decided
+    /// on, and the record names it ([`decided_cstr`](Self::decided_cstr)).
+    pub(crate) fn read_decided_cstr(
+        &self,
+        ptr: u64,
+        max_len: usize,
+    ) -> Result<Vec<u8>, MemoryError> {
+        let bytes = self.read_cstr(ptr, max_len)?;
+        if self.services.get::<Audited>().is_none() {
+            return Ok(bytes);
+        }
+        let mut kept = self.effects.decided_strings.borrow_mut();
+        if !kept.iter().any(|(a, _)| *a == ptr) {
+            kept.push((ptr, bytes.clone()));
+        }
+        Ok(bytes)
+    }
+
+    /// The string at `ptr` as the call was decided on: the copy a handler
+    /// read ([`read_decided_cstr`](Self::read_decided_cstr)), else read now.
+    pub(crate) fn decided_cstr(&self, ptr: u64, max_len: usize) -> Result<Vec<u8>, MemoryError> {
+        let kept = self.effects.decided_strings.borrow();
+        match kept.iter().find(|(a, _)| *a == ptr) {
+            Some((_, bytes)) => Ok(bytes.clone()),
+            None => {
+                drop(kept);
+                self.read_cstr(ptr, max_len)
+            }
+        }
+    }
+
+    /// Notes a socket address (as read, `sockaddr` bytes) the call was
+    /// decided on and made to, for its audit record.
+    pub(crate) fn note_destination(&self, addr: &[u8]) {
+        if self.services.get::<Audited>().is_none() || addr.is_empty() {
+            return;
+        }
+        self.effects
+            .decided_destinations
+            .borrow_mut()
+            .push(addr.to_vec());
+    }
+
+    /// The call's socket address for its audit record, as text (see
+    /// [`decode::sockaddr_text`](crate::notification::decode::sockaddr_text)),
+    /// and as an IP address when it is one: the copies the call was decided
+    /// on ([`note_destination`](Self::note_destination); a `sendmmsg`'s
+    /// distinct destinations in order, space-separated, the first giving the
+    /// IP address), else, for a call no handler decided on, read now.
+    pub(crate) fn decided_destination(&self) -> (Option<String>, Option<std::net::SocketAddr>) {
+        use crate::notification::decode;
+        let noted = self.effects.decided_destinations.borrow();
+        let text = if noted.is_empty() {
+            let read = |addr: u64, buf: &mut [u8]| self.read_mem_into(addr, buf).is_ok();
+            let name = self.notif.syscall_name().unwrap_or("unknown");
+            decode::destination(name, &self.notif.args, &read)
+        } else {
+            let mut texts: Vec<String> = Vec::new();
+            for addr in noted.iter() {
+                let t = decode::sockaddr_text(addr);
+                if !texts.contains(&t) {
+                    texts.push(t);
+                }
+            }
+            Some(texts.join(" "))
+        };
+        let first = text.as_deref().and_then(|t| t.split(' ').next());
+        let ip = first.and_then(|t| t.parse().ok());
+        (text, ip)
     }
 
     /// Tells the sandbox's observer, if it has one, that a rule fired

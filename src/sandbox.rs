@@ -161,7 +161,9 @@ impl SandboxBuilder {
     /// thread.
     ///
     /// Calls of [`policy::is_held`](crate::policy::is_held) kinds (exec,
-    /// open, connect, bind, send) wait for its [`Verdict`](crate::policy::Verdict)
+    /// open, every call that creates, changes or removes a file by path,
+    /// connect, bind, send; [`SyscallEvent::held`](crate::policy::SyscallEvent::held)
+    /// says so) wait for its [`Verdict`](crate::policy::Verdict)
     /// for up to 5 s ([`HOLD_TIMEOUT`](crate::policy::HOLD_TIMEOUT)), then
     /// are denied with `EPERM`; a call `f` runs for on its worker cannot be
     /// cut short: it is denied when `f` returns after the timeout, whatever
@@ -169,7 +171,9 @@ impl SandboxBuilder {
     /// 5 s; an `f` that never returns keeps that worker for good, as it
     /// would keep the policy thread). A panic of `f` denies the call
     /// (`EPERM`). A verdict only tightens and is taken before any side
-    /// effect of the call (a denied connect sends nothing). Through the [`PolicyContext`](crate::policy::PolicyContext)
+    /// effect of the call (a denied connect sends nothing; a `sendmmsg` is
+    /// asked about once per distinct destination). A verdict on a call
+    /// that is not held changes nothing: it was answered already. Through the [`PolicyContext`](crate::policy::PolicyContext)
     /// the callback narrows the running policy (network, limits, paths),
     /// never beyond the starting one.
     pub fn policy_fn<F>(mut self, f: F) -> Self

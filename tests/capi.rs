@@ -355,6 +355,7 @@ fn header_structs_have_the_library_layout() {
         ("unotify_policy_event.argc", offset_of!(E, argc)),
         ("unotify_policy_event.argv", offset_of!(E, argv)),
         ("unotify_policy_event.denied", offset_of!(E, denied)),
+        ("unotify_policy_event.held", offset_of!(E, held)),
     ] {
         rust.push_str(&format!(" {name}={off}"));
     }

@@ -486,6 +486,7 @@ static void print_layout(void)
     F(unotify_policy_event, addr), F(unotify_policy_event, port), F(unotify_policy_event, has_size);
     F(unotify_policy_event, size), F(unotify_policy_event, argc), F(unotify_policy_event, argv);
     F(unotify_policy_event, denied);
+    F(unotify_policy_event, held);
     printf("\n");
 }
 

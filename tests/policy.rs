@@ -405,14 +405,13 @@ fn restrict_and_grant_network_never_exceed_the_starting_policy() {
     assert_eq!((accepted(&l3), accepted(&l4)), (1, 1));
 }
 
-#[test]
-fn restrict_process_network_is_keyed_by_process() {
-    let (l, p) = listener("127.0.0.1");
+/// A sandbox whose callback restricts the process of the first connect
+/// it is told about to no network at all.
+fn restricting_the_first_connecter() -> Sandbox {
     let root = Arc::new(parking_lot::Mutex::new(None::<u32>));
-    let r = Arc::clone(&root);
-    let sandbox = Sandbox::builder()
+    Sandbox::builder()
         .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
-            let mut root = r.lock();
+            let mut root = root.lock();
             if ev.syscall == "connect" && root.is_none() {
                 *root = Some(ev.pid);
                 cx.restrict_process_network(ev.pid, &[]);
@@ -420,7 +419,13 @@ fn restrict_process_network_is_keyed_by_process() {
             Verdict::Allow
         })
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn restrict_process_network_is_keyed_by_process() {
+    let (l, p) = listener("127.0.0.1");
+    let sandbox = restricting_the_first_connecter();
     let (_, lines) = run_ops(
         &sandbox,
         &[
@@ -436,10 +441,52 @@ fn restrict_process_network_is_keyed_by_process() {
     );
     assert_eq!(
         lines[2],
-        format!("c 127.0.0.1:{p} 0 0"),
-        "another process is not restricted"
+        format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED),
+        "a child inherits its parent's restriction"
     );
+    assert_eq!(accepted(&l), 1);
+}
+
+/// A child's restriction is its own (and its children's): its parent
+/// stays free.
+#[test]
+fn restrict_process_network_leaves_the_parent_free() {
+    let (l, p) = listener("127.0.0.1");
+    let sandbox = restricting_the_first_connecter();
+    let c = format!("c:127.0.0.1:{p}");
+    let (_, lines) = run_ops(&sandbox, &[format!("F:{c},{c}"), c.clone()]);
+    let refused = format!("c 127.0.0.1:{p} -1 {}", libc::ECONNREFUSED);
+    let ok = format!("c 127.0.0.1:{p} 0 0");
+    assert_eq!(lines, [ok.clone(), refused, ok]);
     assert_eq!(accepted(&l), 2);
+}
+
+/// Attack: a restricted process forks children that connect for it.
+#[test]
+fn restrict_process_network_is_not_escaped_by_fork() {
+    let (l, p) = listener("127.0.0.1");
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" {
+                cx.restrict_process_network(ev.pid, &nets(&["10.0.0.0/8"]));
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let mut ops = vec!["b:0".to_owned()];
+    let c = format!("c:127.0.0.1:{p}");
+    for _ in 0..20 {
+        ops.push(format!("F:{c}"));
+        ops.push(format!("F:F:{c}"));
+    }
+    let (_, lines) = run_ops(&sandbox, &ops);
+    let escaped = lines
+        .iter()
+        .filter(|l| l.ends_with(" 0 0") && l.starts_with("c "))
+        .count();
+    assert_eq!(escaped, 0, "connects from children of a restricted process");
+    assert_eq!(accepted(&l), 0);
 }
 
 #[test]

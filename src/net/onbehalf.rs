@@ -503,6 +503,8 @@ impl Enforcer {
         flags: i32,
         keep: &mut Vec<OwnedFd>,
     ) -> Answer<Vec<u8>> {
+        // The audit record names this copy, not a read made later.
+        cx.note_destination(&addr);
         match sock.family {
             Family::Ip => {
                 // TCP uses a send's address only to open a connection (fast
@@ -680,6 +682,7 @@ impl Enforcer {
     fn bind_inner(&self, cx: &HandlerCtx<'_>) -> Answer<NotifAction> {
         let sock = self.open_sock_creds(cx)?;
         let addr = Self::read_addr(cx, cx.arg(1), i64::from(cx.arg(2) as u32 as i32))?;
+        cx.note_destination(&addr);
         match sock.family {
             Family::Ip if matches!(sock.proto, Some(Protocol::Tcp | Protocol::Udp)) => {
                 let tcp = sock.proto == Some(Protocol::Tcp);

@@ -43,7 +43,7 @@ pub(crate) fn mem_errno(e: &MemoryError) -> Errno {
 
 /// Reads the NUL-terminated path at `ptr` in the task, once.
 pub(crate) fn read_path(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno> {
-    cx.read_cstr(ptr, libc::PATH_MAX as usize - 1)
+    cx.read_decided_cstr(ptr, libc::PATH_MAX as usize - 1)
         .map_err(|e| mem_errno(&e))
 }
 

@@ -22,8 +22,9 @@ pub struct DynamicPolicy {
     /// `None`: only the starting policy applies. `Some(nets)`: destinations
     /// must also be inside one of `nets` (empty: nothing is reachable).
     net: RwLock<Option<Vec<IpNet>>>,
-    /// The same, per process (thread group id).
-    per_process: RwLock<HashMap<i32, Vec<IpNet>>>,
+    /// The same, per process, by thread group id: restrictions set by
+    /// the callback and those inherited (see [`Lineage`]).
+    per_process: RwLock<HashMap<i32, Restricted>>,
     max_processes: AtomicU64,
     max_memory: AtomicU64,
     paths: Option<Arc<DeniedPaths>>,
@@ -56,14 +57,45 @@ impl DynamicPolicy {
                 return false;
             }
         }
-        let per_process = self.per_process.read();
-        if per_process.is_empty() {
+        if self.per_process.read().is_empty() {
             return true;
         }
-        match per_process.get(&tgid()) {
-            Some(nets) => inside(nets),
+        match self.process_nets(tgid()) {
+            Some(nets) => inside(&nets),
             None => true,
         }
+    }
+
+    /// The networks process `tgid` is restricted to: what its own
+    /// restriction and those of its restricted ancestors all admit (it
+    /// inherits theirs; kept for it from then on, so that it keeps them
+    /// once orphaned). `None`: none.
+    fn process_nets(&self, tgid: i32) -> Option<Vec<IpNet>> {
+        let lineage = Lineage::of(tgid);
+        let (own, nets) = {
+            let map = self.per_process.read();
+            let mut nets: Option<Vec<IpNet>> = None;
+            let mut own = false;
+            for (depth, (pid, start)) in lineage.iter().enumerate() {
+                if let Some(r) = map.get(pid).filter(|r| r.start == *start) {
+                    own |= depth == 0;
+                    nets = Some(match nets {
+                        Some(n) => intersect(&n, &r.nets),
+                        None => r.nets.clone(),
+                    });
+                }
+            }
+            (own, nets?)
+        };
+        if let (false, Some(&(pid, start))) = (own, lineage.first()) {
+            let mut map = self.per_process.write();
+            prune(&mut map);
+            map.entry(pid).or_insert(Restricted {
+                start,
+                nets: nets.clone(),
+            });
+        }
+        Some(nets)
     }
 
     /// The process limit set at run time, if any.
@@ -140,15 +172,25 @@ impl<'a> PolicyContext<'a> {
         }
     }
 
-    /// Restricts one process (by any of its thread ids) to `nets`.
+    /// Restricts one process (by any of its thread ids) to `nets`, and
+    /// the processes it creates from now on, and theirs (each inherits the
+    /// restriction of its nearest restricted ancestor; one restricted
+    /// again keeps only what both restrictions admit). A process that is
+    /// gone (or a pid now naming another process) keeps no restriction.
     pub fn restrict_process_network(&mut self, pid: u32, nets: &[IpNet]) {
         let tgid = crate::sys::procfs::thread_group_of(pid as i32).unwrap_or(pid as i32);
+        let Some(&(tgid, start)) = Lineage::of(tgid).first() else {
+            log::debug!("policy: process {tgid} is gone; no restriction kept for it");
+            return;
+        };
+        let inherited = self.dynamic.process_nets(tgid);
         let mut map = self.dynamic.per_process.write();
-        let entry = match map.remove(&tgid) {
+        prune(&mut map);
+        let nets = match inherited {
             Some(old) => intersect(&old, nets),
             None => nets.to_vec(),
         };
-        map.insert(tgid, entry);
+        map.insert(tgid, Restricted { start, nets });
     }
 
     /// Lowers the process limit (a higher value is ignored).
@@ -178,6 +220,51 @@ impl<'a> PolicyContext<'a> {
             None => false,
         }
     }
+}
+
+/// A process's network restriction.
+#[derive(Debug)]
+struct Restricted {
+    /// The process's start time: a pid reused by another process does
+    /// not name it.
+    start: u64,
+    /// Destinations must lie in one of these.
+    nets: Vec<IpNet>,
+}
+
+/// Most ancestors looked at for an inherited restriction.
+const MAX_LINEAGE: usize = 64;
+
+/// A process and its ancestors, nearest first, as (pid, start time),
+/// up to (not including) pid 1 or a parent that cannot be read.
+struct Lineage;
+
+impl Lineage {
+    fn of(tgid: i32) -> Vec<(i32, u64)> {
+        let mut out = Vec::new();
+        let mut pid = tgid;
+        while pid > 1 && out.len() < MAX_LINEAGE {
+            let Some(stat) = crate::sys::procfs::Stat::of(pid) else {
+                break;
+            };
+            let Some(start) = stat.field(22) else { break };
+            out.push((pid, start as u64));
+            match stat.ppid() {
+                Some(ppid) => pid = ppid,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// Drops the restrictions of processes that are gone.
+fn prune(map: &mut HashMap<i32, Restricted>) {
+    map.retain(|pid, r| {
+        crate::sys::procfs::Stat::of(*pid)
+            .and_then(|s| s.field(22))
+            .is_some_and(|start| start as u64 == r.start)
+    });
 }
 
 /// The networks admitted by both `a` and `b`.
@@ -225,6 +312,37 @@ mod tests {
         assert!(!d.net_allows(1, ip("127.0.0.1")));
         cx.grant_network(&nets(&["127.0.0.1/32"]));
         assert!(d.net_allows(1, ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn a_process_restriction_is_inherited_and_only_narrows() {
+        let d = DynamicPolicy::new(None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let kid = child.id() as i32;
+        let mut cx = PolicyContext::new(&d);
+        cx.restrict_process_network(me as u32, &nets(&["10.0.0.0/8"]));
+        assert!(!d.net_allows(kid, ip("127.0.0.1")), "a child inherits");
+        assert!(d.net_allows(kid, ip("10.1.2.3")));
+        // Narrowed later, the parent's restriction narrows the child's
+        // inherited copy too.
+        cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
+        assert!(!d.net_allows(kid, ip("10.2.0.1")));
+        let parent = crate::sys::procfs::Stat::of(me)
+            .and_then(|s| s.ppid())
+            .unwrap();
+        assert!(d.net_allows(parent, ip("127.0.0.1")), "a parent does not");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
+        assert!(
+            !d.per_process.read().contains_key(&kid),
+            "a gone process's entry is dropped"
+        );
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct SyscallEvent {
     pub argv: Option<Vec<std::ffi::OsString>>,
     /// Whether the supervisor had already denied the call.
     pub denied: bool,
+    /// Whether the call waits for this event's verdict (it is one of
+    /// [`HELD_SYSCALLS`](super::HELD_SYSCALLS) and not denied already).
+    /// When `false` the call was answered before the callback was told:
+    /// a denying verdict changes nothing for it.
+    pub held: bool,
     /// The errno the call fails with, when it fails: the supervisor's
     /// (with `denied`), or the verdict's in an audit record.
     pub errno: Option<i32>,
@@ -259,6 +264,7 @@ mod tests {
                 OsStr::from_bytes(b"e\xff").into(),
             ]),
             denied: true,
+            held: false,
             errno: Some(libc::EPERM),
         };
         let answered = Answered {

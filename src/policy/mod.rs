@@ -1,8 +1,11 @@
 //! The policy callback: a user function told about trapped calls, which can
 //! deny them and change the running policy.
 //!
-//! Held calls (exec, open, connect, bind, send) wait for the callback's
-//! [`Verdict`] for up to 5 s, then are denied. A verdict only tightens.
+//! Held calls ([`HELD_SYSCALLS`]: exec, open and every call that creates,
+//! changes or removes a file by path, connect, bind, send) wait for the
+//! callback's [`Verdict`] for up to 5 s, then are denied. A verdict only
+//! tightens. Other calls are told after they are answered: their verdict
+//! is not enforced ([`SyscallEvent::held`] is `false`).
 //!
 //! The callback is told about one call at a time, in the order the calls
 //! came (an event not held, answered at once and told later, still comes
@@ -27,9 +30,54 @@ pub use verdict::Verdict;
 pub(crate) use runner::{PolicyCallback, PolicySetup};
 pub(crate) use stage::{PolicyFeature, PolicyState};
 
-/// The calls that wait for the callback's verdict.
+/// The calls that wait for the callback's verdict: exec, every call that
+/// opens, creates, changes or removes a file by path, and every call that
+/// reaches or binds an address. A verdict on any other call is not
+/// enforced: the call was answered before the callback was told
+/// ([`SyscallEvent::held`] says which).
 pub const HELD_SYSCALLS: &[&str] = &[
-    "execve", "execveat", "open", "openat", "openat2", "connect", "bind", "sendto", "sendmsg",
+    "execve",
+    "execveat",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "truncate",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "chmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "setxattrat",
+    "removexattrat",
+    "file_setattr",
+    "connect",
+    "bind",
+    "sendto",
+    "sendmsg",
     "sendmmsg",
 ];
 

@@ -126,12 +126,10 @@ fn record_for(
     let notif = cx.notification();
     let name = notif.syscall_name().unwrap_or("unknown");
     let path = decode::path_arg(name).and_then(|i| {
-        let bytes = cx.read_cstr(notif.args[i], 4096).ok()?;
+        let bytes = cx.decided_cstr(notif.args[i], 4096).ok()?;
         Some(crate::shown::bytes(&bytes))
     });
-    let read = |addr: u64, buf: &mut [u8]| cx.read_mem_into(addr, buf).is_ok();
-    let destination = decode::destination(name, &notif.args, &read);
-    let dest: Option<SocketAddr> = destination.as_deref().and_then(|d| d.parse().ok());
+    let (destination, dest) = cx.decided_destination();
     let argv = if matches!(name, "execve" | "execveat") {
         exec_argv()
     } else {
@@ -222,6 +220,7 @@ pub(crate) fn event_for(
         size,
         argv,
         denied,
+        held: false,
         errno,
     }
 }
@@ -259,8 +258,9 @@ impl PolicyState {
         if !self.has_callback {
             return None;
         }
-        let event = event_for(&self.parents, notif, dest, argv, denied, errno);
+        let mut event = event_for(&self.parents, notif, dest, argv, denied, errno);
         let held = !denied && super::is_held(event.syscall);
+        event.held = held;
         match self.runner.submit(notif.id, event, held)? {
             v @ (Verdict::Deny | Verdict::DenyWith(_)) => {
                 v.errno().map(|e| Errno::or_eperm(e).get())

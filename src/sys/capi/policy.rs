@@ -40,6 +40,9 @@ pub struct UnotifyPolicyEvent {
     pub argv: *const *const c_char,
     /// Whether the supervisor had already denied the call.
     pub denied: c_int,
+    /// Whether the call waits for this verdict; 0: it was answered
+    /// already, a denying verdict changes nothing for it.
+    pub held: c_int,
 }
 
 /// Files: open, link, rename, exec of a path.
@@ -134,6 +137,7 @@ fn decide(
             std::ptr::null()
         },
         denied: ev.denied as c_int,
+        held: ev.held as c_int,
     };
     // Lifetimes erased for C; the accessors use it only during this call.
     let pc_ptr = pc as *mut PolicyContext<'_> as *mut UnotifyPolicyCtx;
@@ -141,7 +145,9 @@ fn decide(
 }
 
 /// Sets the policy callback, run on one dedicated thread per sandbox
-/// (serially) for each exec, open, connect, bind and send.
+/// (serially) for each trapped call; the held ones (exec, open, every call
+/// that changes a file by path, connect, bind, send: the event's `held`)
+/// wait for its verdict.
 #[no_mangle]
 pub extern "C" fn unotify_builder_policy(
     b: *mut UnotifyBuilder,

@@ -1,0 +1,357 @@
+//! Attacks on the policy callback's verdicts and on the audit record: a
+//! denying verdict holds for every call that changes a file by path, and
+//! for every destination of a `sendmmsg`; a record names what was decided
+//! and performed, not what a second thread wrote there afterwards.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use unotify::net::NetPolicy;
+use unotify::policy::{PolicyContext, SyscallCategory, SyscallEvent, Verdict};
+use unotify::Sandbox;
+
+/// In directory argv[1] (holding `victim`, `gone` and `dir`), `ROUNDS`
+/// times: creat, truncate, mkdir, mknod, rename, link, symlink, unlink,
+/// rmdir, chmod, chown, utimes, setxattr; prints how many succeeded.
+const FILE_OPS_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#define ROUNDS 50
+int main(int argc, char **argv) {
+    if (argc < 2 || chdir(argv[1])) return 2;
+    int ok = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int fd = creat("victim", 0644);
+        if (fd >= 0) { ok++; close(fd); }
+        ok += truncate("victim", 0) == 0;
+        ok += mkdir("newdir", 0755) == 0;
+        ok += mknod("fifo", S_IFIFO | 0644, 0) == 0;
+        ok += rename("victim", "moved") == 0;
+        ok += link("victim", "hard") == 0;
+        ok += symlink("victim", "soft") == 0;
+        ok += unlink("gone") == 0;
+        ok += rmdir("dir") == 0;
+        ok += chmod("victim", 0600) == 0;
+        ok += chown("victim", 1, 1) == 0;
+        ok += utimes("victim", NULL) == 0;
+        ok += setxattr("victim", "user.x", "1", 1, 0) == 0;
+    }
+    printf("%d\n", ok);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_denying_verdict_holds_for_every_call_that_changes_a_file_by_path() {
+    let _dog = common::watchdog(
+        Duration::from_secs(120),
+        "file ops under a denying callback",
+    );
+    let exe = common::build_c("policy_file_ops", FILE_OPS_C, &["-static"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("victim"), "precious").unwrap();
+    std::fs::write(dir.path().join("gone"), "").unwrap();
+    std::fs::create_dir(dir.path().join("dir")).unwrap();
+    let (seen, unheld) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s, u) = (Arc::clone(&seen), Arc::clone(&unheld));
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.category != SyscallCategory::File {
+                return Verdict::Allow;
+            }
+            s.fetch_add(1, Ordering::Relaxed);
+            if !ev.held {
+                u.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::DenyWith(libc::EACCES)
+        })
+        .build()
+        .unwrap();
+    let lines = common::run_ok(&sandbox, &exe, &[dir.path().to_str().unwrap()]);
+    let succeeded: usize = lines[0].trim().parse().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        succeeded, 0,
+        "calls that succeeded past a deny; left: {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("victim"))
+            .ok()
+            .as_deref(),
+        Some("precious"),
+        "the victim was changed"
+    );
+    assert!(
+        seen.load(Ordering::Relaxed) >= 13 * 50,
+        "the callback was told of each call"
+    );
+    assert_eq!(unheld.load(Ordering::Relaxed), 0, "file calls not held");
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, ["dir", "gone", "victim"]);
+}
+
+/// `ROUNDS` times, one `sendmmsg` of two datagrams: to 127.0.0.1:argv[1],
+/// then to 127.0.0.1:argv[2]; prints how many messages were sent.
+const MMSG_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define ROUNDS 200
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in d[2];
+    for (int k = 0; k < 2; k++) {
+        memset(&d[k], 0, sizeof d[k]);
+        d[k].sin_family = AF_INET;
+        d[k].sin_port = htons(atoi(argv[1 + k]));
+        d[k].sin_addr.s_addr = htonl(0x7f000001);
+    }
+    int sent = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        struct iovec io[2] = {{&i, 4}, {&i, 4}};
+        struct mmsghdr m[2];
+        memset(m, 0, sizeof m);
+        for (int k = 0; k < 2; k++) {
+            m[k].msg_hdr.msg_name = &d[k];
+            m[k].msg_hdr.msg_namelen = sizeof d[k];
+            m[k].msg_hdr.msg_iov = &io[k];
+            m[k].msg_hdr.msg_iovlen = 1;
+        }
+        int r = sendmmsg(s, m, 2, 0);
+        if (r > 0) sent += r;
+        if ((i & 31) == 0) usleep(1000);
+    }
+    printf("%d\n", sent);
+    return 0;
+}
+"#;
+
+fn udp_rx() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_nonblocking(true).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+fn drain(s: &UdpSocket) -> usize {
+    let mut buf = [0u8; 16];
+    std::iter::from_fn(|| s.recv(&mut buf).ok()).count()
+}
+
+/// JSON records of an audit log.
+fn records(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("an audit record is JSON"))
+        .collect()
+}
+
+#[test]
+fn sendmmsg_asks_the_callback_for_each_destination() {
+    let _dog = common::watchdog(Duration::from_secs(120), "sendmmsg under a callback");
+    let exe = common::build_c("policy_mmsg", MMSG_C, &[]);
+    let (allowed, pa) = udp_rx();
+    let (denied, pd) = udp_rx();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, _cx: &mut PolicyContext<'_>| {
+            if ev.port == Some(pd) {
+                Verdict::DenyWith(libc::EACCES)
+            } else {
+                Verdict::Allow
+            }
+        })
+        .audit(&log)
+        .build()
+        .unwrap();
+    let lines = common::run_ok(&sandbox, &exe, &[&pa.to_string(), &pd.to_string()]);
+    std::thread::sleep(Duration::from_millis(100));
+    let (to_allowed, to_denied) = (drain(&allowed), drain(&denied));
+    assert_eq!(to_denied, 0, "datagrams at the denied port ({lines:?})");
+    assert!(
+        to_allowed > 0,
+        "nothing reached the allowed port ({lines:?})"
+    );
+    // The record names both destinations the call was decided on.
+    let both = format!("127.0.0.1:{pa} 127.0.0.1:{pd}");
+    let named = records(&log)
+        .iter()
+        .filter(|r| r["syscall"] == "sendmmsg" && r["destination"] == both.as_str())
+        .count();
+    assert!(named > 0, "no sendmmsg record names {both}");
+}
+
+/// Thread B flips one byte of the path between `<dir>/t/secret` (denied)
+/// and `<dir>/u/secret`; thread A opens it `ROUNDS` times and prints how
+/// often the kernel opened each file.
+const PATH_FLIP_C: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#define ROUNDS 50000
+static char path[4096];
+static size_t at;
+static volatile int stop;
+static void *flip(void *x) {
+    (void)x;
+    volatile char *c = &path[at];
+    while (!stop) { *c = 't'; *c = 'u'; }
+    return 0;
+}
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    snprintf(path, sizeof path, "%s/u/secret", argv[1]);
+    at = strlen(argv[1]) + 1;
+    pthread_t t;
+    pthread_create(&t, 0, flip, 0);
+    int tt = 0, uu = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        char l[4096] = {0}, p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        readlink(p, l, sizeof l - 1);
+        if (strstr(l, "/t/secret")) tt++; else uu++;
+        close(fd);
+    }
+    stop = 1;
+    pthread_join(t, 0);
+    printf("%d %d\n", tt, uu);
+    return 0;
+}
+"#;
+
+#[test]
+fn an_audit_record_names_the_path_decided_not_one_rewritten_later() {
+    let _dog = common::watchdog(Duration::from_secs(120), "audit path race");
+    let exe = common::build_c("audit_path_flip", PATH_FLIP_C, &["-pthread"]);
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["t", "u"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+        std::fs::write(dir.path().join(d).join("secret"), d).unwrap();
+    }
+    let denied = dir.path().join("t/secret");
+    let log = dir.path().join("audit.jsonl");
+    let sandbox = Sandbox::builder()
+        .deny_path(&denied)
+        .audit(&log)
+        .build()
+        .unwrap();
+    let lines = common::run_ok(&sandbox, &exe, &[dir.path().to_str().unwrap()]);
+    let opened_denied: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(opened_denied, 0, "the kernel opened the denied file");
+    let denied = denied.to_str().unwrap();
+    let all = records(&log);
+    let performed = |path: &str| {
+        all.iter()
+            .filter(|r| r["path"] == path && r["outcome"] == "performed")
+            .count()
+    };
+    let forged = performed(denied);
+    let real = performed(&format!("{}/u/secret", dir.path().display()));
+    assert!(real > 0, "no open of the allowed file recorded ({lines:?})");
+    assert_eq!(
+        forged, 0,
+        "records of the denied path performed ({real} real)"
+    );
+}
+
+/// Thread B flips the destination port between argv[1] (allowed) and
+/// argv[2] (denied); thread A sends `ROUNDS` datagrams to it.
+const PORT_FLIP_C: &str = r#"
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define ROUNDS 20000
+static struct sockaddr_in dst;
+static unsigned short pa, pb;
+static volatile int stop;
+static void *flip(void *x) {
+    (void)x;
+    volatile unsigned short *p = &dst.sin_port;
+    while (!stop) { *p = pa; *p = pb; }
+    return 0;
+}
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    pa = htons(atoi(argv[1]));
+    pb = htons(atoi(argv[2]));
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    dst.sin_family = AF_INET;
+    dst.sin_addr.s_addr = htonl(0x7f000001);
+    dst.sin_port = pa;
+    pthread_t t;
+    pthread_create(&t, 0, flip, 0);
+    int ok = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        ok += sendto(s, &i, 4, 0, (void *)&dst, sizeof dst) == 4;
+        if ((i & 255) == 0) usleep(1000);
+    }
+    stop = 1;
+    pthread_join(t, 0);
+    printf("%d\n", ok);
+    return 0;
+}
+"#;
+
+#[test]
+fn an_audit_record_names_the_destination_decided_not_one_rewritten_later() {
+    let _dog = common::watchdog(Duration::from_secs(120), "audit destination race");
+    let exe = common::build_c("audit_port_flip", PORT_FLIP_C, &["-pthread"]);
+    let (allowed, pa) = udp_rx();
+    let (denied, pd) = udp_rx();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let rule = [format!("udp://127.0.0.1:{pa}")];
+    let sandbox = Sandbox::builder()
+        .network(NetPolicy::from_specs(&rule, &[], &[]).unwrap())
+        .audit(&log)
+        .build()
+        .unwrap();
+    let lines = common::run_ok(&sandbox, &exe, &[&pa.to_string(), &pd.to_string()]);
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, to_denied) = (drain(&allowed), drain(&denied));
+    assert_eq!(to_denied, 0, "datagrams at the denied port");
+    let all = records(&log);
+    let performed = |port: u16| {
+        all.iter()
+            .filter(|r| r["syscall"] == "sendto" && r["outcome"] == "performed")
+            .filter(|r| r["port"] == port)
+            .count()
+    };
+    let (real, forged) = (performed(pa), performed(pd));
+    assert!(real > 0, "no send to the allowed port recorded ({lines:?})");
+    assert_eq!(
+        forged, 0,
+        "sends to the denied port recorded performed ({real} real)"
+    );
+}
