@@ -603,14 +603,32 @@ impl<'a> HandlerCtx<'a> {
         max_len: usize,
     ) -> Result<Vec<u8>, MemoryError> {
         let bytes = self.read_cstr(ptr, max_len)?;
+        self.keep_decided(ptr, &bytes);
+        Ok(bytes)
+    }
+
+    /// [`read_decided_cstr`](Self::read_decided_cstr) without the check
+    /// that the call still waits ([`read_cstr_unchecked`](Self::read_cstr_unchecked)).
+    pub(crate) fn read_decided_cstr_unchecked(
+        &self,
+        ptr: u64,
+        max_len: usize,
+    ) -> Result<Vec<u8>, MemoryError> {
+        let bytes = self.read_cstr_unchecked(ptr, max_len)?;
+        self.keep_decided(ptr, &bytes);
+        Ok(bytes)
+    }
+
+    /// Keeps `bytes`, read at `ptr`, as what the call is decided on (only
+    /// under an audit log; the first copy read stays).
+    fn keep_decided(&self, ptr: u64, bytes: &[u8]) {
         if self.services.get::<Audited>().is_none() {
-            return Ok(bytes);
+            return;
         }
         let mut kept = self.effects.decided_strings.borrow_mut();
         if !kept.iter().any(|(a, _)| *a == ptr) {
-            kept.push((ptr, bytes.clone()));
+            kept.push((ptr, bytes.to_vec()));
         }
-        Ok(bytes)
     }
 
     /// The string at `ptr` as the call was decided on: the copy a handler

@@ -52,7 +52,7 @@ pub(crate) fn read_path(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno>
 /// `CONTINUE` that the kernel enforces by itself; call
 /// [`still_waiting`] before doing anything on the path's behalf.
 pub(crate) fn read_path_unchecked(cx: &HandlerCtx<'_>, ptr: u64) -> Result<Vec<u8>, Errno> {
-    cx.read_cstr_unchecked(ptr, libc::PATH_MAX as usize - 1)
+    cx.read_decided_cstr_unchecked(ptr, libc::PATH_MAX as usize - 1)
         .map_err(|e| mem_errno(&e))
 }
 
