@@ -20,12 +20,19 @@ use common::{run_unotify as run, stderr_of as stderr, unotify};
 /// output (the program is ready), sends `sig`, and returns the status,
 /// all of stdout and the time from the signal to the exit.
 fn signalled(args: &[&str], sig: i32) -> (std::process::ExitStatus, String, Duration) {
-    let mut child = unotify()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = unotify();
+    cmd.args(args).stderr(Stdio::piped());
+    signalled_when_ready(cmd, sig)
+}
+
+/// Starts `cmd` (`unotify`, or a launcher that execs it) with stdout
+/// piped, waits for its first line, sends `sig` to it, and returns as
+/// [`signalled`].
+fn signalled_when_ready(
+    mut cmd: std::process::Command,
+    sig: i32,
+) -> (std::process::ExitStatus, String, Duration) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut text = Vec::new();
     let mut byte = [0u8; 1];
@@ -393,28 +400,17 @@ fn the_program_starts_with_the_ignored_and_blocked_signals_of_a_bare_run() {
 /// is ready, and returns the status and output: a program that is not
 /// forwarded the signal finishes its second of sleep and exits 4.
 fn signalled_while_ignored(sig: i32) -> (std::process::ExitStatus, String) {
-    let mut child = std::process::Command::new(sigstate())
-        .arg(format!("{:x}", bit(sig)))
+    // (The launcher execs unotify: its pid is unotify's.)
+    let mut cmd = std::process::Command::new(sigstate());
+    cmd.arg(format!("{:x}", bit(sig)))
         .arg("0")
         .arg(env!("CARGO_BIN_EXE_unotify"))
         .args(["run", "--kill-after", "200ms", "--", "sh", "-c"])
         .arg("echo ready; sleep 1; echo survived; exit 4")
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut text = Vec::new();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        text.push(byte[0]);
-    }
-    // (The launcher exec'd unotify: its pid is unotify's.)
-    unotify::sys::process::kill(child.id() as i32, sig).unwrap();
-    out.read_to_end(&mut text).unwrap();
-    let status = child.wait().unwrap();
-    (status, String::from_utf8_lossy(&text).into_owned())
+        .stdin(Stdio::null());
+    let (status, out, _) = signalled_when_ready(cmd, sig);
+    (status, out)
 }
 
 #[test]
