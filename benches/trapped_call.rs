@@ -237,6 +237,8 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
         stdio: [None, Some(out_w.as_raw_fd()), None],
         filter: filter.instructions().to_vec(),
         foreground: false,
+        blocked_signals: 0,
+        ignored_signals: 0,
         keep_caps: None,
         cgroup: None,
     };

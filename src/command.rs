@@ -47,6 +47,11 @@ pub struct Command {
     pub(crate) stdio: [Stdio; 3],
     /// `RLIMIT_NOFILE` of the program (soft and hard), if set.
     pub(crate) max_open_files: Option<u64>,
+    /// The signals the program starts with blocked (kernel mask, bit
+    /// `n - 1` for signal `n`).
+    pub(crate) blocked_signals: u64,
+    /// The signals the program starts ignoring (same encoding).
+    pub(crate) ignored_signals: u64,
 }
 
 impl Command {
@@ -60,7 +65,35 @@ impl Command {
             cwd: None,
             stdio: [Stdio::Inherit, Stdio::Inherit, Stdio::Inherit],
             max_open_files: None,
+            blocked_signals: 0,
+            ignored_signals: 0,
         }
+    }
+
+    /// The signals the program starts with blocked. By default none, as
+    /// with `std::process::Command`: whatever this process blocks, the
+    /// program starts with an empty mask. A launcher that passes on the
+    /// mask it was started with (as a shell's `exec` would) reads it
+    /// ([`os::blocked`](crate::os::blocked)) before it blocks signals of
+    /// its own, and gives it here. (`SIGKILL` and `SIGSTOP` cannot be
+    /// blocked: left out.)
+    pub fn signal_mask(&mut self, blocked: crate::os::SigSet) -> &mut Self {
+        self.blocked_signals = blocked.kernel_mask() & !UNCATCHABLE;
+        self
+    }
+
+    /// Signals the program starts ignoring (`SIG_IGN`), on top of the
+    /// defaults, which are `std::process::Command`'s: a signal this process
+    /// ignores stays ignored, except `SIGPIPE`, which goes back to its
+    /// default action (a Rust program ignores it for itself); a handled
+    /// signal goes back to its default action. A launcher that changed
+    /// the action of a signal its own caller ignored (`SIGPIPE`, or
+    /// `SIGCHLD` so as to wait for the program) gives that signal here,
+    /// so the program inherits the caller's "ignore" as it would run
+    /// bare. (`SIGKILL` and `SIGSTOP` cannot be ignored: left out.)
+    pub fn ignore_signals(&mut self, ignored: crate::os::SigSet) -> &mut Self {
+        self.ignored_signals = ignored.kernel_mask() & !UNCATCHABLE;
+        self
     }
 
     /// Limits the program to `n` open files: its `RLIMIT_NOFILE`, soft and
@@ -188,6 +221,9 @@ impl Command {
             .collect()
     }
 }
+
+/// `SIGKILL` and `SIGSTOP` as kernel mask bits.
+const UNCATCHABLE: u64 = 1 << (libc::SIGKILL - 1) | 1 << (libc::SIGSTOP - 1);
 
 /// Converts to a C string, refusing interior NUL bytes.
 pub(crate) fn cstring(s: &OsStr) -> Result<CString> {

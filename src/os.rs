@@ -10,6 +10,7 @@ pub use crate::sys::process::{
     set_terminal_foreground, terminal_foreground,
 };
 pub use crate::sys::signals::{
-    block, block_termination_signals, die_of_signal, take_pending, wait_signal, wait_signal_info,
-    wait_signal_info_for, SigSet, SignalInfo,
+    block, block_termination_signals, blocked, die_of_signal, is_ignored, set_default_action,
+    take_pending, wait_signal, wait_signal_info, wait_signal_info_for, SigSet, SignalInfo,
+    TERMINATION_SIGNALS,
 };

@@ -1530,6 +1530,8 @@ impl Sandbox {
             stdio,
             filter: self.filter.clone(),
             foreground: self.foreground,
+            blocked_signals: cmd.blocked_signals,
+            ignored_signals: cmd.ignored_signals,
             keep_caps: self.keep_caps,
             cgroup: containment.as_ref().and_then(Containment::clone_into),
         };

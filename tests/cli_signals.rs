@@ -2,7 +2,10 @@
 //! forwarded to the program first (its handlers run), the sandbox is
 //! killed after `--kill-after`; `unotify` ends by the program's terminal
 //! signal (so a shell loop stops on Ctrl-C); and no process outlives the
-//! sandbox, cgroups or not, unless `--leave-daemons` says so.
+//! sandbox, cgroups or not, unless `--leave-daemons` says so. The program
+//! starts with the signal state a bare run gives it: what the caller
+//! ignored (`nohup`) stays ignored, and unotify does not take it; the
+//! caller's mask is passed on.
 
 mod common;
 
@@ -17,12 +20,19 @@ use common::{run_unotify as run, stderr_of as stderr, unotify};
 /// output (the program is ready), sends `sig`, and returns the status,
 /// all of stdout and the time from the signal to the exit.
 fn signalled(args: &[&str], sig: i32) -> (std::process::ExitStatus, String, Duration) {
-    let mut child = unotify()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = unotify();
+    cmd.args(args).stderr(Stdio::piped());
+    signalled_when_ready(cmd, sig)
+}
+
+/// Starts `cmd` (`unotify`, or a launcher that execs it) with stdout
+/// piped, waits for its first line, sends `sig` to it, and returns as
+/// [`signalled`].
+fn signalled_when_ready(
+    mut cmd: std::process::Command,
+    sig: i32,
+) -> (std::process::ExitStatus, String, Duration) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut text = Vec::new();
     let mut byte = [0u8; 1];
@@ -294,4 +304,141 @@ fn sigterm_reaches_processes_in_their_own_sessions() {
         0,
         "without cgroups"
     );
+}
+
+/// `sigstate IGN BLK CMD...`: ignores the signals of mask IGN and blocks
+/// those of mask BLK (hex, bit `n - 1` for signal `n`, as in
+/// `/proc/self/status`), then execs CMD: a caller such as `nohup` or a
+/// shell starting a background job. `sigstate show`: prints its own
+/// SigBlk and SigIgn lines.
+const SIGSTATE_C: &str = r#"
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "show")) {
+        FILE *f = fopen("/proc/self/status", "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "SigBlk", 6) || !strncmp(line, "SigIgn", 6))
+                fputs(line, stdout);
+        return 0;
+    }
+    unsigned long long ign = strtoull(argv[1], 0, 16), blk = strtoull(argv[2], 0, 16);
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig = 1; sig <= 64; sig++) {
+        if (ign >> (sig - 1) & 1) signal(sig, SIG_IGN);
+        if (blk >> (sig - 1) & 1) sigaddset(&set, sig);
+    }
+    sigprocmask(SIG_BLOCK, &set, 0);
+    execvp(argv[3], argv + 3);
+    perror("exec");
+    return 127;
+}
+"#;
+
+fn sigstate() -> std::path::PathBuf {
+    let src = format!("{}{}", common::C_PRELUDE, SIGSTATE_C);
+    common::build_c("sigstate", &src, &[])
+}
+
+/// Mask bit of `sig`.
+fn bit(sig: i32) -> u64 {
+    1 << (sig - 1)
+}
+
+/// What the probe reports, started by the launcher with `ign` and `blk`,
+/// through `via` (nothing: bare).
+fn signal_state_seen(ign: u64, blk: u64, via: &[&str]) -> String {
+    let exe = sigstate();
+    let out = std::process::Command::new(&exe)
+        .arg(format!("{ign:x}"))
+        .arg(format!("{blk:x}"))
+        .args(via)
+        .arg(&exe)
+        .arg("show")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_program_starts_with_the_ignored_and_blocked_signals_of_a_bare_run() {
+    let unotify = env!("CARGO_BIN_EXE_unotify");
+    let ignored = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGPIPE,
+        libc::SIGCHLD,
+        libc::SIGUSR2,
+    ];
+    let ign = ignored.iter().fold(0, |m, &s| m | bit(s));
+    let blk = bit(libc::SIGUSR1) | bit(libc::SIGALRM) | bit(libc::SIGPIPE);
+    let mut differ = Vec::new();
+    for (ign, blk) in [(ign, 0), (0, blk), (ign, blk), (0, 0)] {
+        let bare = signal_state_seen(ign, blk, &[]);
+        assert!(bare.contains("SigIgn"), "{bare}");
+        for extra in [&[][..], &["--test-no-cgroups"]] {
+            let mut via = vec![unotify, "run"];
+            via.extend(extra);
+            via.push("--");
+            let sandboxed = signal_state_seen(ign, blk, &via);
+            if sandboxed != bare {
+                differ.push(format!(
+                    "ign {ign:x} blk {blk:x} {extra:?}: bare\n{bare}sandboxed\n{sandboxed}"
+                ));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// Starts `unotify run --kill-after 200ms -- sh ...` from the launcher
+/// with `sig` ignored, sends `sig` to `unotify` (only) once the program
+/// is ready, and returns the status and output: a program that is not
+/// forwarded the signal finishes its second of sleep and exits 4.
+fn signalled_while_ignored(sig: i32) -> (std::process::ExitStatus, String) {
+    // (The launcher execs unotify: its pid is unotify's.)
+    let mut cmd = std::process::Command::new(sigstate());
+    cmd.arg(format!("{:x}", bit(sig)))
+        .arg("0")
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .args(["run", "--kill-after", "200ms", "--", "sh", "-c"])
+        .arg("echo ready; sleep 1; echo survived; exit 4")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    let (status, out, _) = signalled_when_ready(cmd, sig);
+    (status, out)
+}
+
+#[test]
+fn a_termination_signal_ignored_at_the_start_stays_ignored() {
+    let mut ended = Vec::new();
+    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        let (status, out) = signalled_while_ignored(sig);
+        if status.code() != Some(4) || !out.contains("survived") {
+            ended.push(format!("signal {sig}: {status:?} {out:?}"));
+        }
+    }
+    assert!(ended.is_empty(), "{ended:?}");
+}
+
+#[test]
+fn sigchld_ignored_at_the_start_keeps_the_programs_exit_status() {
+    for extra in [&[][..], &["--test-no-cgroups"]] {
+        let out = std::process::Command::new(sigstate())
+            .arg(format!("{:x}", bit(libc::SIGCHLD)))
+            .arg("0")
+            .arg(env!("CARGO_BIN_EXE_unotify"))
+            .arg("run")
+            .args(extra)
+            .args(["--", "sh", "-c", "exit 3"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: {out:?}");
+    }
 }

@@ -2,7 +2,8 @@
 //! the launcher runs in the host's memory until the exec (it is cloned with
 //! `CLONE_VM`): default signal actions, nothing blocked, its own process
 //! group, only stdio open, the asked-for directory and environment; and the
-//! host is left as it was (its signal mask, its ignored `SIGPIPE`).
+//! host is left as it was (its signal mask, its ignored `SIGPIPE`); or,
+//! asked for, with its launcher's caller's ignored and blocked signals.
 
 mod common;
 
@@ -95,6 +96,45 @@ fn the_program_starts_as_freshly_execd() {
     let want = dir.path().canonicalize().expect("canonicalize");
     assert_eq!(value(&lines, "cwd"), want.to_str().expect("utf-8"), "{out}");
     assert_eq!(value(&lines, "env"), "on", "{out}");
+}
+
+/// A launcher passes on its caller's signal state: the signals given to
+/// `ignore_signals` start ignored (SIGPIPE too, which is otherwise reset),
+/// those given to `signal_mask` blocked; the rest as by default.
+#[test]
+fn the_program_starts_with_the_signal_state_asked_for() {
+    let exe = state_program();
+    let mut ignored = unotify::os::SigSet::empty();
+    ignored.add(libc::SIGPIPE).unwrap();
+    ignored.add(libc::SIGCHLD).unwrap();
+    let mut blocked = unotify::os::SigSet::empty();
+    blocked.add(libc::SIGUSR1).unwrap();
+    for cgroups in [true, false] {
+        let sandbox = Sandbox::builder().cgroups(cgroups).build().expect("build");
+        let child = sandbox
+            .spawn(
+                Command::new(&exe)
+                    .signal_mask(blocked)
+                    .ignore_signals(ignored)
+                    .stdout(Stdio::Piped),
+            )
+            .expect("spawn");
+        let (out, status) = common::finish(child);
+        assert_eq!(status.code(), Some(0), "{out}");
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        for (sig, want) in [
+            ("PIPE", "ignored"),
+            ("CHLD", "ignored"),
+            ("USR1", "default"),
+        ] {
+            assert_eq!(
+                value(&lines, &format!("sig{sig}")),
+                want,
+                "{cgroups}: {out}"
+            );
+        }
+        assert_eq!(value(&lines, "blocked"), "1", "{cgroups}: {out}");
+    }
 }
 
 /// The host thread that spawned keeps its signal mask and its dispositions

@@ -9,7 +9,8 @@
 //! overflow message (glibc's `pthread_getattr_np` reads and parses
 //! `/proc/self/maps`, and asks for the CPU affinity), then an alternate
 //! signal stack and two handlers. Kept of what it does: file descriptors
-//! 0-2 opened on `/dev/null` when closed, `SIGPIPE` ignored, exit status
+//! 0-2 opened on `/dev/null` when closed, `SIGPIPE` ignored (recorded
+//! first, so that the program gets its caller's: `signals::record_inherited`), exit status
 //! 101 after a panic, stdout flushed at exit. Left out: the stack overflow
 //! message (an overflow of the main thread is a plain `SIGSEGV`) and the
 //! main thread's name in panic messages (`<unnamed>`).
@@ -26,6 +27,8 @@
 #[no_mangle]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     standard_fds_open();
+    // What the program inherits, before SIGPIPE and SIGCHLD change here.
+    super::signals::record_inherited();
     // SAFETY: sets SIGPIPE's disposition to "ignore"; no handler runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = std::panic::catch_unwind(super::unotify_main).unwrap_or(101);

@@ -40,6 +40,13 @@ impl SigSet {
         unsafe { libc::sigismember(&self.set, sig) == 1 }
     }
 
+    /// The set as the kernel's 64-bit mask (bit `n - 1` for signal `n`).
+    pub(crate) fn kernel_mask(&self) -> u64 {
+        (1..=64)
+            .filter(|&s| self.contains(s))
+            .fold(0, |m, s| m | 1 << (s - 1))
+    }
+
     /// The termination signals an interactive command is expected to obey:
     /// `SIGINT`, `SIGTERM` and `SIGHUP`.
     pub fn termination() -> Self {
@@ -103,6 +110,37 @@ pub fn unblock(set: &SigSet) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's blocked signals (`pthread_sigmask`).
+pub fn blocked() -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: with a null new set the mask is only read, into a live
+    // sigset_t.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old.set) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(old)
+}
+
+/// Whether `sig`'s action in this process is "ignore" (`SIG_IGN`).
+pub fn is_ignored(sig: i32) -> io::Result<bool> {
+    // SAFETY: all-zero is a valid sigaction, written by the query.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action sigaction only reads the current one
+    // into a live struct.
+    super::cvt(unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) })?;
+    Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Gives `sig` its default action in this process (`SIG_DFL`).
+pub fn set_default_action(sig: i32) -> io::Result<()> {
+    // SAFETY: setting the default action takes integers; no handler runs.
+    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Ends this process by `sig`, with its default action, as if it had not
 /// been blocked or handled: a caller's shell then sees the signal (and a
 /// shell loop stops on `SIGINT`). Sets the default action, makes the
@@ -110,9 +148,8 @@ pub fn unblock(set: &SigSet) -> io::Result<()> {
 /// thread takes it), then unblocks it there. Returns only if `sig` does
 /// not end a process by default, or on an error.
 pub fn die_of_signal(sig: i32) -> io::Error {
-    // SAFETY: resetting a disposition to the default takes integers.
-    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
-        return io::Error::last_os_error();
+    if let Err(e) = set_default_action(sig) {
+        return e;
     }
     // SAFETY: raise takes an integer; it targets the calling thread.
     if unsafe { libc::raise(sig) } != 0 {

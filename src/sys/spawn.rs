@@ -67,6 +67,12 @@ pub struct ExecPlan {
     /// Capabilities the program keeps (`None`: all it would have); see
     /// [`caps::drop_in_child`](super::caps).
     pub keep_caps: Option<u64>,
+    /// The signals the child execs with blocked (kernel mask: bit `n - 1`
+    /// for signal `n`).
+    pub blocked_signals: u64,
+    /// The signals the child execs ignoring (same encoding), set after
+    /// the reset of the others (see `spawn_child`).
+    pub ignored_signals: u64,
     /// Make the child's process group the terminal's foreground group when
     /// it inherits a terminal on stdin from a foreground parent.
     pub foreground: bool,

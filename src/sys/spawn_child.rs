@@ -158,15 +158,17 @@ unsafe fn stdin_is_our_foreground_tty() -> bool {
 
 /// Every signal with a handler goes back to the default action (the
 /// handler is the parent's code, which must not run here), and `SIGPIPE`
-/// too (ignored by Rust programs, expected by the exec'd one); then the
-/// mask is cleared, as a freshly exec'd program expects. Signals are
+/// too (ignored by Rust programs, expected by the exec'd one), as
+/// `std::process::Command` does; then the signals of `ignored` are
+/// ignored (what the caller's own caller ignored, [`ExecPlan`]), and the
+/// mask becomes `blocked` (empty unless the caller says). Signals are
 /// blocked on entry (the parent cloned with all of them blocked).
 /// `handlers_cleared`: the clone reset the handlers already
 /// (`CLONE_CLEAR_SIGHAND`), leaving ignored signals ignored.
 ///
 /// # Safety
 /// Only in the child.
-unsafe fn reset_signals(handlers_cleared: bool) {
+unsafe fn reset_signals(handlers_cleared: bool, ignored: u64, blocked: u64) {
     let dfl: KernelSigaction = [0; 4];
     let set_default = |sig: usize| {
         // SAFETY: installs the default action from a live, zeroed struct.
@@ -200,14 +202,24 @@ unsafe fn reset_signals(handlers_cleared: bool) {
             }
         }
     }
-    let empty: u64 = 0;
+    let ign: KernelSigaction = [libc::SIG_IGN as u64, 0, 0, 0];
+    for sig in (1..=64usize).filter(|s| ignored & 1 << (s - 1) != 0) {
+        // SAFETY: installs "ignore" from a live struct (no handler, so
+        // no restorer). (SIGKILL and SIGSTOP are not in the set.)
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigaction,
+                &[sig, ign.as_ptr() as usize, 0, KERNEL_SIGSET_SIZE],
+            )
+        };
+    }
     // SAFETY: sets the mask from a live 8-byte set.
     unsafe {
         syscall(
             libc::SYS_rt_sigprocmask,
             &[
                 libc::SIG_SETMASK as usize,
-                &empty as *const u64 as usize,
+                &blocked as *const u64 as usize,
                 0,
                 KERNEL_SIGSET_SIZE,
             ],
@@ -246,7 +258,13 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
         };
     }
     // SAFETY: in the child.
-    unsafe { reset_signals(args.handlers_cleared) };
+    unsafe {
+        reset_signals(
+            args.handlers_cleared,
+            plan.ignored_signals,
+            plan.blocked_signals,
+        )
+    };
     // SAFETY: prctl takes integers.
     let r = unsafe {
         syscall(

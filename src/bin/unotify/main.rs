@@ -27,7 +27,6 @@ use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use unotify::os as libsignals;
 use unotify::os::{self as pidfd, self as process};
 use unotify::{Child, Command, Error, Sandbox};
 
@@ -191,13 +190,8 @@ fn learn(args: cli::LearnArgs) -> u8 {
 fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     // Before any thread exists, so that every thread inherits the mask and
     // the signals wait, pending, until `signals::wait_for` takes them.
-    let set = match libsignals::block_termination_signals().and_then(|mut set| {
-        // And SIGCHLD, for job control (waiting for the program does not
-        // need it delivered).
-        set.add(libc::SIGCHLD)?;
-        libsignals::block(&set)?;
-        Ok(set)
-    }) {
+    let inherited = signals::inherited();
+    let set = match signals::block_taken(&inherited) {
         Ok(set) => set,
         Err(e) => {
             eprintln!("unotify: cannot block termination signals: {e}");
@@ -345,6 +339,9 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
     if let Some(n) = args.max_open_files {
         cmd.max_open_files(n);
     }
+    // The program starts with the signal state `unotify` was started with.
+    cmd.signal_mask(inherited.blocked)
+        .ignore_signals(inherited.ignored);
 
     let state = Arc::new(Mutex::new(SignalState {
         kill_after: args.kill_after,

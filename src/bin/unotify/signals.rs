@@ -6,11 +6,85 @@
 //! `main`'s `run`.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use unotify::os::{self as pidfd, self as process};
 use unotify::os::{self as signals, SigSet};
+
+/// The signal state `unotify` was started with, that the program is to
+/// start with too, as it would run bare: the signals its caller ignored
+/// among those `unotify` changes for itself, and the blocked ones.
+#[derive(Clone, Copy)]
+pub struct Inherited {
+    /// Ignored at the start (of SIGPIPE, SIGCHLD, SIGINT, SIGTERM, SIGHUP).
+    pub ignored: SigSet,
+    /// Blocked at the start.
+    pub blocked: SigSet,
+}
+
+/// Recorded by [`record_inherited`].
+static INHERITED: OnceLock<Inherited> = OnceLock::new();
+
+/// Signals whose action `unotify` changes, or that it takes: the only
+/// ones whose "ignore" it must record (others keep theirs in the program).
+// (Used by the entry point, which a test build leaves out.)
+#[cfg_attr(test, allow(dead_code))]
+const RECORDED: [i32; 5] = [
+    libc::SIGPIPE,
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+];
+
+/// Records the signal state the program is to inherit, before `unotify`
+/// changes any of it (the entry point calls it first), and gives SIGCHLD
+/// its default action back if it was ignored (an ignored SIGCHLD has the
+/// kernel reap the program, whose exit status is then lost).
+#[cfg_attr(test, allow(dead_code))]
+pub fn record_inherited() {
+    let mut ignored = SigSet::empty();
+    for sig in RECORDED {
+        if signals::is_ignored(sig).unwrap_or(false) {
+            let _ = ignored.add(sig);
+        }
+    }
+    if ignored.contains(libc::SIGCHLD) {
+        if let Err(e) = signals::set_default_action(libc::SIGCHLD) {
+            log::warn!("cannot stop ignoring SIGCHLD: {e}");
+        }
+    }
+    let blocked = signals::blocked().unwrap_or_else(|_| SigSet::empty());
+    let _ = INHERITED.set(Inherited { ignored, blocked });
+}
+
+/// What [`record_inherited`] recorded (nothing ignored or blocked if it
+/// did not run: a test build).
+pub fn inherited() -> Inherited {
+    INHERITED.get().copied().unwrap_or(Inherited {
+        ignored: SigSet::empty(),
+        blocked: SigSet::empty(),
+    })
+}
+
+/// Blocks, in the calling thread (and so in every thread it starts
+/// afterwards), the signals [`wait_for`] takes, and returns them: the
+/// termination signals (SIGINT, SIGTERM, SIGHUP) but those ignored at the
+/// start, which stay ignored (`nohup`, a script's background job: not
+/// taken, not forwarded, ignored by the program too), and SIGCHLD, for
+/// job control (waiting for the program does not need it delivered).
+pub fn block_taken(inherited: &Inherited) -> std::io::Result<SigSet> {
+    let mut set = SigSet::empty();
+    for sig in signals::TERMINATION_SIGNALS {
+        if !inherited.ignored.contains(sig) {
+            set.add(sig)?;
+        }
+    }
+    set.add(libc::SIGCHLD)?;
+    signals::block(&set)?;
+    Ok(set)
+}
 
 /// What the signal handling knows: the sandbox to signal, once it runs,
 /// and the termination signals received (shared with the `--kill-after`
