@@ -117,6 +117,10 @@ pub(crate) struct Backstop {
     denied_ids: HashSet<(u64, u64)>,
     /// Those directories (`O_PATH`) and their change times at the start.
     dirs: Vec<(OwnedFd, (i64, i64))>,
+    /// The denied files (not directories) there at the start (`O_PATH`),
+    /// each with one link then: a link made later (by the host) gives
+    /// one a second name beneath a rule, and raises its count.
+    files: Vec<OwnedFd>,
     /// An entry of one of them changed: every open is made on-behalf.
     changed: AtomicBool,
 }
@@ -129,6 +133,7 @@ impl Backstop {
     pub(crate) fn plan(denied: &[PathBuf], ways: &[PathBuf]) -> Result<Backstop, String> {
         let mut on_the_way = HashSet::new();
         let mut denied_ids = HashSet::new();
+        let mut files = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for d in denied {
             if !d.is_absolute() {
@@ -146,6 +151,9 @@ impl Backstop {
                 }
                 if !m.is_dir() && m.nlink() > 1 {
                     return Err(format!("{} has other hard links", d.display()));
+                }
+                if !m.is_dir() {
+                    files.push(open_denied_file(d, (m.dev(), m.ino()))?);
                 }
                 if m.is_dir() && has_linked(d, &mut 100_000)? {
                     return Err(format!(
@@ -202,6 +210,7 @@ impl Backstop {
             denied: denied.to_vec(),
             denied_ids,
             dirs: opened,
+            files,
             changed: AtomicBool::new(recent),
         })
     }
@@ -365,21 +374,41 @@ impl Backstop {
             && std::fs::metadata(dir).is_ok_and(|m| self.on_the_way.contains(&(m.dev(), m.ino())))
     }
 
-    /// Whether an entry of a directory on the way changed (then
-    /// remembered).
+    /// Whether an entry of a directory on the way changed, or a denied
+    /// file got another name (then remembered).
     fn entries_changed(&self) -> bool {
         let moved = self.dirs.iter().any(|(fd, ctime)| {
             crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.ctime != *ctime)
-        });
+        }) || self
+            .files
+            .iter()
+            .any(|fd| crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.nlink != 1));
         if moved {
             self.changed.store(true, Ordering::Relaxed);
             log::debug!(
-                "an entry on the way to a denied path changed: opens made on-behalf from now on"
+                "an entry on the way to a denied path, or a denied file's links, changed: opens made on-behalf from now on"
             );
             return true;
         }
         false
     }
+}
+
+/// An `O_PATH` fd of the denied file `path`, which must still be the
+/// file `id` (`(st_dev, st_ino)`) seen by the plan.
+fn open_denied_file(path: &Path, id: (u64, u64)) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let fd = OwnedFd::from(file);
+    let st = crate::sys::path::fstat(fd.as_fd()).map_err(|e| e.to_string())?;
+    if (st.dev, st.ino) != id || st.nlink != 1 {
+        return Err(format!("{} changed while it was looked at", path.display()));
+    }
+    Ok(fd)
 }
 
 /// Why a program may well make something in the directory `dir` (owned
