@@ -1232,11 +1232,19 @@ fn a_denied_path_beneath_a_name_that_is_not_utf8_is_backstopped() {
 /// after the host (this test) has given the denied `sub/secret` of `d` a
 /// second name, `other/hl`, once the sandbox has started; its lines.
 fn run_after_host_link(sb: &Sandbox, d: &Path, ops: &[String]) -> Vec<String> {
-    let _wd = common::watchdog(Duration::from_secs(60), "bsops after a link");
+    run_after_host(sb, d, ops, || {
+        std::fs::hard_link(d.join("sub/secret"), d.join("other/hl")).unwrap();
+    })
+}
+
+/// Runs the program with `ops` (which begin by waiting for `other/go`
+/// of `d`), the `host`'s change made once it has started; its lines.
+fn run_after_host(sb: &Sandbox, d: &Path, ops: &[String], host: impl FnOnce()) -> Vec<String> {
+    let _wd = common::watchdog(Duration::from_secs(60), "bsops after a host change");
     let mut child = sb
         .spawn(Command::new(&FIXTURE.exe).args(ops).stdout(Stdio::Piped))
         .expect("spawn");
-    std::fs::hard_link(d.join("sub/secret"), d.join("other/hl")).unwrap();
+    host();
     std::fs::write(d.join("other/go"), "").unwrap();
     let out = common::read_all(&mut child.stdout);
     assert!(child.wait().expect("wait").success(), "{ops:?}: {out}");
@@ -1303,4 +1311,40 @@ fn redteam_a_path_rewritten_to_a_link_the_host_made_later_never_reads_it() {
     eprintln!("rewrite to a later link: {public} public, {secret} secret, {errors} refused");
     assert_eq!(secret, 0, "the denied file was read through a later link");
     assert!(public > 0 && errors > 0, "{out:?}");
+}
+
+/// Red team: a bind mount the host makes after the start, of a denied
+/// directory, at a place beneath the rules: the walk of the domain from
+/// a file there goes up through the mount point, beneath a rule, and the
+/// file's identity is no denied one, so its open was answered `CONTINUE`
+/// and read SECRET. Now the mount table is watched (`poll` of
+/// `/proc/self/mountinfo`, then the start's mount check again): `EACCES`
+/// from the on-behalf route, which meets the denied directory walking up.
+#[test]
+fn redteam_a_bind_mount_the_host_makes_later_of_a_denied_directory_is_denied() {
+    let d = dir(17);
+    let at = d.join("other/bm");
+    std::fs::create_dir(&at).unwrap();
+    let sb = denying(&[p(d, "sub")]);
+    assert!(sb.path_backstop());
+    let mut made = Mounted(Vec::new());
+    let out = run_after_host(
+        &sb,
+        d,
+        &ops![
+            "wait",
+            p(d, "other/go"),
+            "read",
+            p(d, "other/bm/secret"),
+            "read",
+            p(d, "public"),
+        ],
+        || mount(&["--bind", &p(d, "sub")], &at, &mut made),
+    );
+    eprintln!("read through a later bind mount: {out:?}");
+    assert_eq!(
+        out[1], EACCES,
+        "the denied directory was read through a later bind mount"
+    );
+    assert_eq!(out[2], "ok:PUBLIC", "{out:?}");
 }

@@ -121,6 +121,12 @@ pub(crate) struct Backstop {
     /// each with one link then: a link made later (by the host) gives
     /// one a second name beneath a rule, and raises its count.
     files: Vec<OwnedFd>,
+    /// `/proc/self/mountinfo`, open since the start: `poll` reports a
+    /// change of the mount table (a bind mount the host makes later of a
+    /// denied directory, or of a directory above a denied path, would
+    /// show it beneath a rule); then the mounts are checked again, under
+    /// the lock, before any call is classified on.
+    mounts: parking_lot::Mutex<std::fs::File>,
     /// An entry of one of them changed: every open is made on-behalf.
     changed: AtomicBool,
 }
@@ -181,6 +187,7 @@ impl Backstop {
             on_the_way.insert((m.dev(), m.ino()));
             dirs.push(a.to_path_buf());
         }
+        let mounts = std::fs::File::open("/proc/self/mountinfo").map_err(|e| e.to_string())?;
         check_mounts(denied)?;
         let mut opened = Vec::new();
         let mut untracked = HashSet::new();
@@ -211,6 +218,7 @@ impl Backstop {
             denied_ids,
             dirs: opened,
             files,
+            mounts: parking_lot::Mutex::new(mounts),
             changed: AtomicBool::new(recent),
         })
     }
@@ -382,7 +390,8 @@ impl Backstop {
         }) || self
             .files
             .iter()
-            .any(|fd| crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.nlink != 1));
+            .any(|fd| crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.nlink != 1))
+            || self.mounts_changed();
         if moved {
             self.changed.store(true, Ordering::Relaxed);
             log::debug!(
@@ -391,6 +400,30 @@ impl Backstop {
             return true;
         }
         false
+    }
+
+    /// Whether the mount table changed since the last look in a way the
+    /// backstop cannot hold over (see `check_mounts`); a change that
+    /// leaves the denied paths where they were is only looked at.
+    fn mounts_changed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let file = self.mounts.lock();
+        let mut fds = [libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        }];
+        match crate::sys::process::poll(&mut fds, Some(std::time::Duration::ZERO)) {
+            Ok(0) => false,
+            Ok(_) => match check_mounts(&self.denied) {
+                Ok(()) => false,
+                Err(why) => {
+                    log::debug!("the mounts changed: {why}");
+                    true
+                }
+            },
+            Err(_) => true,
+        }
     }
 }
 
