@@ -51,12 +51,31 @@
 //! the domain must refuse a superset of what identity-based denial refuses.
 //! - No denied file has a hard link elsewhere: a denied non-directory has
 //!   one link, and no file beneath a denied directory has more (the scan
-//!   must complete). A link made later is refused by `link` (on-behalf).
+//!   must complete). A link the program makes later is refused by `link`
+//!   (on-behalf); one the host makes later (in a directory beneath a rule)
+//!   is a name the domain allows, so the backstop keeps an `O_PATH` fd of
+//!   each denied file and watches its link count with the directories on
+//!   the way (`entries_changed`: one `fstat` each): from the first call
+//!   after the link, every call takes the on-behalf route, which refuses
+//!   the file by identity. The count, not the change time: a write to a
+//!   denied file (a log, a database) moves its change time and would
+//!   turn the backstop off for nothing; a link always moves the count
+//!   (and one that is gone again by the next call was reached by no call
+//!   checked after it). Not watched: files beneath a denied directory
+//!   (there may be thousands; the on-behalf route, too, knows only the
+//!   links there at the start), and a call whose check passed before the
+//!   link was made and whose kernel walk comes after (one call in flight:
+//!   microseconds).
 //! - No other mount shows a denied path or a directory above it at
 //!   another place (`/proc/self/mountinfo`: every other mount of the same
 //!   file system has a root beside the denied path), nor a part of a mount
 //!   beneath a denied path (its inodes would be beneath a rule there).
-//!   Mounts cannot change while paths are denied (`view`).
+//!   The program cannot mount while paths are denied (`view`); the host
+//!   can (a bind mount of a denied directory beneath a rule): the backstop
+//!   keeps `/proc/self/mountinfo` open and `poll`s it at each check (one
+//!   call); once the table changed, the mounts are checked again under a
+//!   lock (no other call is classified meanwhile), and a failed check
+//!   sends every call on-behalf. Same window as for links.
 //! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
 //!   no policy callback), no allow lists, no chroot, no work directory.
 //!
