@@ -1228,13 +1228,23 @@ fn a_denied_path_beneath_a_name_that_is_not_utf8_is_backstopped() {
     assert!(sandbox.path_backstop(), "no backstop");
 }
 
-/// Runs the program with `ops` (which begin by waiting for `other/go`)
-/// after the host (this test) has given the denied `sub/secret` of `d` a
-/// second name, `other/hl`, once the sandbox has started; its lines.
-fn run_after_host_link(sb: &Sandbox, d: &Path, ops: &[String]) -> Vec<String> {
-    run_after_host(sb, d, ops, || {
+/// In a sandbox denying `sub/secret` of `dir(i)` (under the backstop),
+/// runs the program with `ops` after the host (this test) has given that
+/// file a second name, `other/hl`, once the program has started; its
+/// lines (the first the wait's), and the directory.
+fn run_after_host_link(
+    i: usize,
+    ops: impl FnOnce(&Path) -> Vec<String>,
+) -> (&'static Path, Vec<String>) {
+    let d = dir(i);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let mut all = ops!["wait", p(d, "other/go")].to_vec();
+    all.extend(ops(d));
+    let out = run_after_host(&sb, d, &all, || {
         std::fs::hard_link(d.join("sub/secret"), d.join("other/hl")).unwrap();
-    })
+    });
+    (d, out)
 }
 
 /// Runs the program with `ops` (which begin by waiting for `other/go`
@@ -1260,23 +1270,17 @@ fn run_after_host(sb: &Sandbox, d: &Path, ops: &[String], host: impl FnOnce()) -
 /// route from then on: `EACCES`, the link is still there.
 #[test]
 fn redteam_the_removal_of_a_link_the_host_made_later_is_refused() {
-    let d = dir(14);
-    let sb = denying(&[p(d, "sub/secret")]);
-    assert!(sb.path_backstop());
-    let out = run_after_host_link(
-        &sb,
-        d,
-        &ops![
-            "wait",
-            p(d, "other/go"),
+    let (d, out) = run_after_host_link(14, |d| {
+        ops![
             "unlink",
             p(d, "other/hl"),
             "read",
             p(d, "other/hl"),
             "read",
-            p(d, "public"),
-        ],
-    );
+            p(d, "public")
+        ]
+        .to_vec()
+    });
     eprintln!("unlink of a later link: {out:?}");
     assert_eq!(out[0], "ok:", "{out:?}");
     assert_eq!(out[1], EACCES, "the link to the denied file was removed");
@@ -1292,21 +1296,9 @@ fn redteam_the_removal_of_a_link_the_host_made_later_is_refused() {
 /// now 0 (the link is seen at the first call after it is made).
 #[test]
 fn redteam_a_path_rewritten_to_a_link_the_host_made_later_never_reads_it() {
-    let d = dir(16);
-    let sb = denying(&[p(d, "sub/secret")]);
-    assert!(sb.path_backstop());
-    let out = run_after_host_link(
-        &sb,
-        d,
-        &ops![
-            "wait",
-            p(d, "other/go"),
-            "rewrite",
-            p(d, "public"),
-            p(d, "other/hl"),
-            "1.5"
-        ],
-    );
+    let (_, out) = run_after_host_link(16, |d| {
+        ops!["rewrite", p(d, "public"), p(d, "other/hl"), "1.5"].to_vec()
+    });
     let (public, secret, errors) = counts(&out[1]);
     eprintln!("rewrite to a later link: {public} public, {secret} secret, {errors} refused");
     assert_eq!(secret, 0, "the denied file was read through a later link");
