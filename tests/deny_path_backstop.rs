@@ -141,6 +141,12 @@ int main(int argc, char **argv) {
             int rw = atoi(argv[i + 4]);
             i += 5;
             unlink_race(p, r, d, secs, rw);
+        } else if (!strcmp(op, "wait")) {
+            /* `wait PATH`: until PATH exists (20 s at most). */
+            const char *w = argv[i++];
+            int n = 0;
+            while (access(w, F_OK) != 0 && n++ < 2000) usleep(10000);
+            report(access(w, F_OK));
         } else if (!strcmp(op, "unlink")) {
             report(unlink(argv[i++]));
         } else if (!strcmp(op, "rmdir")) {
@@ -194,7 +200,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // where the route is not taken), nor beneath a home or a directory
     // not root's, whatever the checkout's place.
     let root = tempfile::tempdir_in(system_base()).expect("tempdir");
-    let dirs = (0..16)
+    let dirs = (0..18)
         .map(|i| {
             let d = root.path().join(format!("t{i}"));
             std::fs::create_dir(&d).unwrap();
@@ -1220,4 +1226,117 @@ fn a_denied_path_beneath_a_name_that_is_not_utf8_is_backstopped() {
     assert!(child.wait().unwrap().success(), "{out}");
     assert_eq!(out.trim(), EACCES, "the denied file");
     assert!(sandbox.path_backstop(), "no backstop");
+}
+
+/// In a sandbox denying `sub/secret` of `dir(i)` (under the backstop),
+/// runs the program with `ops` after the host (this test) has given that
+/// file a second name, `other/hl`, once the program has started; its
+/// lines (the first the wait's), and the directory.
+fn run_after_host_link(
+    i: usize,
+    ops: impl FnOnce(&Path) -> Vec<String>,
+) -> (&'static Path, Vec<String>) {
+    let d = dir(i);
+    let sb = denying(&[p(d, "sub/secret")]);
+    assert!(sb.path_backstop());
+    let mut all = ops!["wait", p(d, "other/go")].to_vec();
+    all.extend(ops(d));
+    let out = run_after_host(&sb, d, &all, || {
+        std::fs::hard_link(d.join("sub/secret"), d.join("other/hl")).unwrap();
+    });
+    (d, out)
+}
+
+/// Runs the program with `ops` (which begin by waiting for `other/go`
+/// of `d`), the `host`'s change made once it has started; its lines.
+fn run_after_host(sb: &Sandbox, d: &Path, ops: &[String], host: impl FnOnce()) -> Vec<String> {
+    let _wd = common::watchdog(Duration::from_secs(60), "bsops after a host change");
+    let mut child = sb
+        .spawn(Command::new(&FIXTURE.exe).args(ops).stdout(Stdio::Piped))
+        .expect("spawn");
+    host();
+    std::fs::write(d.join("other/go"), "").unwrap();
+    let out = common::read_all(&mut child.stdout);
+    assert!(child.wait().expect("wait").success(), "{ops:?}: {out}");
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Red team: a hard link of the denied file made by the host after the
+/// start, in a directory beneath the rules (`other/hl`), is a name the
+/// domain allows. The program's `unlink` of it was answered `CONTINUE`
+/// and removed it (`ok:`; before the backstop took removals, the
+/// on-behalf route refused it); now the link raises the denied file's
+/// count, which the backstop watches, and every call takes the on-behalf
+/// route from then on: `EACCES`, the link is still there.
+#[test]
+fn redteam_the_removal_of_a_link_the_host_made_later_is_refused() {
+    let (d, out) = run_after_host_link(14, |d| {
+        ops![
+            "unlink",
+            p(d, "other/hl"),
+            "read",
+            p(d, "other/hl"),
+            "read",
+            p(d, "public")
+        ]
+        .to_vec()
+    });
+    eprintln!("unlink of a later link: {out:?}");
+    assert_eq!(out[0], "ok:", "{out:?}");
+    assert_eq!(out[1], EACCES, "the link to the denied file was removed");
+    assert_eq!(out[2], EACCES, "{out:?}");
+    assert_eq!(out[3], "ok:PUBLIC", "{out:?}");
+    assert!(d.join("other/hl").exists());
+}
+
+/// Red team: the same link, and a thread rewriting the path of an open
+/// between a public file and the link: the supervisor looked at the
+/// public file and answered `CONTINUE`, the kernel opened the link (the
+/// domain allows it). Before: thousands of reads of SECRET in 1.5 s;
+/// now 0 (the link is seen at the first call after it is made).
+#[test]
+fn redteam_a_path_rewritten_to_a_link_the_host_made_later_never_reads_it() {
+    let (_, out) = run_after_host_link(16, |d| {
+        ops!["rewrite", p(d, "public"), p(d, "other/hl"), "1.5"].to_vec()
+    });
+    let (public, secret, errors) = counts(&out[1]);
+    eprintln!("rewrite to a later link: {public} public, {secret} secret, {errors} refused");
+    assert_eq!(secret, 0, "the denied file was read through a later link");
+    assert!(public > 0 && errors > 0, "{out:?}");
+}
+
+/// Red team: a bind mount the host makes after the start, of a denied
+/// directory, at a place beneath the rules: the walk of the domain from
+/// a file there goes up through the mount point, beneath a rule, and the
+/// file's identity is no denied one, so its open was answered `CONTINUE`
+/// and read SECRET. Now the mount table is watched (`poll` of
+/// `/proc/self/mountinfo`, then the start's mount check again): `EACCES`
+/// from the on-behalf route, which meets the denied directory walking up.
+#[test]
+fn redteam_a_bind_mount_the_host_makes_later_of_a_denied_directory_is_denied() {
+    let d = dir(17);
+    let at = d.join("other/bm");
+    std::fs::create_dir(&at).unwrap();
+    let sb = denying(&[p(d, "sub")]);
+    assert!(sb.path_backstop());
+    let mut made = Mounted(Vec::new());
+    let out = run_after_host(
+        &sb,
+        d,
+        &ops![
+            "wait",
+            p(d, "other/go"),
+            "read",
+            p(d, "other/bm/secret"),
+            "read",
+            p(d, "public"),
+        ],
+        || mount(&["--bind", &p(d, "sub")], &at, &mut made),
+    );
+    eprintln!("read through a later bind mount: {out:?}");
+    assert_eq!(
+        out[1], EACCES,
+        "the denied directory was read through a later bind mount"
+    );
+    assert_eq!(out[2], "ok:PUBLIC", "{out:?}");
 }

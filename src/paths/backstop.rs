@@ -51,12 +51,31 @@
 //! the domain must refuse a superset of what identity-based denial refuses.
 //! - No denied file has a hard link elsewhere: a denied non-directory has
 //!   one link, and no file beneath a denied directory has more (the scan
-//!   must complete). A link made later is refused by `link` (on-behalf).
+//!   must complete). A link the program makes later is refused by `link`
+//!   (on-behalf); one the host makes later (in a directory beneath a rule)
+//!   is a name the domain allows, so the backstop keeps an `O_PATH` fd of
+//!   each denied file and watches its link count with the directories on
+//!   the way (`entries_changed`: one `fstat` each): from the first call
+//!   after the link, every call takes the on-behalf route, which refuses
+//!   the file by identity. The count, not the change time: a write to a
+//!   denied file (a log, a database) moves its change time and would
+//!   turn the backstop off for nothing; a link always moves the count
+//!   (and one that is gone again by the next call was reached by no call
+//!   checked after it). Not watched: files beneath a denied directory
+//!   (there may be thousands; the on-behalf route, too, knows only the
+//!   links there at the start), and a call whose check passed before the
+//!   link was made and whose kernel walk comes after (one call in flight:
+//!   microseconds).
 //! - No other mount shows a denied path or a directory above it at
 //!   another place (`/proc/self/mountinfo`: every other mount of the same
 //!   file system has a root beside the denied path), nor a part of a mount
 //!   beneath a denied path (its inodes would be beneath a rule there).
-//!   Mounts cannot change while paths are denied (`view`).
+//!   The program cannot mount while paths are denied (`view`); the host
+//!   can (a bind mount of a denied directory beneath a rule): the backstop
+//!   keeps `/proc/self/mountinfo` open and `poll`s it at each check (one
+//!   call); once the table changed, the mounts are checked again under a
+//!   lock (no other call is classified meanwhile), and a failed check
+//!   sends every call on-behalf. Same window as for links.
 //! - The denied set is fixed (no shared [`DeniedPaths`](super::DeniedPaths),
 //!   no policy callback), no allow lists, no chroot, no work directory.
 //!
@@ -117,6 +136,16 @@ pub(crate) struct Backstop {
     denied_ids: HashSet<(u64, u64)>,
     /// Those directories (`O_PATH`) and their change times at the start.
     dirs: Vec<(OwnedFd, (i64, i64))>,
+    /// The denied files (not directories) there at the start (`O_PATH`),
+    /// each with one link then: a link made later (by the host) gives
+    /// one a second name beneath a rule, and raises its count.
+    files: Vec<OwnedFd>,
+    /// `/proc/self/mountinfo`, open since the start: `poll` reports a
+    /// change of the mount table (a bind mount the host makes later of a
+    /// denied directory, or of a directory above a denied path, would
+    /// show it beneath a rule); then the mounts are checked again, under
+    /// the lock, before any call is classified on.
+    mounts: parking_lot::Mutex<std::fs::File>,
     /// An entry of one of them changed: every open is made on-behalf.
     changed: AtomicBool,
 }
@@ -129,6 +158,7 @@ impl Backstop {
     pub(crate) fn plan(denied: &[PathBuf], ways: &[PathBuf]) -> Result<Backstop, String> {
         let mut on_the_way = HashSet::new();
         let mut denied_ids = HashSet::new();
+        let mut files = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for d in denied {
             if !d.is_absolute() {
@@ -146,6 +176,9 @@ impl Backstop {
                 }
                 if !m.is_dir() && m.nlink() > 1 {
                     return Err(format!("{} has other hard links", d.display()));
+                }
+                if !m.is_dir() {
+                    files.push(open_denied_file(d, (m.dev(), m.ino()))?);
                 }
                 if m.is_dir() && has_linked(d, &mut 100_000)? {
                     return Err(format!(
@@ -173,6 +206,7 @@ impl Backstop {
             on_the_way.insert((m.dev(), m.ino()));
             dirs.push(a.to_path_buf());
         }
+        let mounts = std::fs::File::open("/proc/self/mountinfo").map_err(|e| e.to_string())?;
         check_mounts(denied)?;
         let mut opened = Vec::new();
         let mut untracked = HashSet::new();
@@ -202,6 +236,8 @@ impl Backstop {
             denied: denied.to_vec(),
             denied_ids,
             dirs: opened,
+            files,
+            mounts: parking_lot::Mutex::new(mounts),
             changed: AtomicBool::new(recent),
         })
     }
@@ -365,21 +401,66 @@ impl Backstop {
             && std::fs::metadata(dir).is_ok_and(|m| self.on_the_way.contains(&(m.dev(), m.ino())))
     }
 
-    /// Whether an entry of a directory on the way changed (then
-    /// remembered).
+    /// Whether an entry of a directory on the way changed, or a denied
+    /// file got another name (then remembered).
     fn entries_changed(&self) -> bool {
         let moved = self.dirs.iter().any(|(fd, ctime)| {
             crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.ctime != *ctime)
-        });
+        }) || self
+            .files
+            .iter()
+            .any(|fd| crate::sys::path::fstat(fd.as_fd()).map_or(true, |st| st.nlink != 1))
+            || self.mounts_changed();
         if moved {
             self.changed.store(true, Ordering::Relaxed);
             log::debug!(
-                "an entry on the way to a denied path changed: opens made on-behalf from now on"
+                "an entry on the way to a denied path, or a denied file's links, changed: opens made on-behalf from now on"
             );
             return true;
         }
         false
     }
+
+    /// Whether the mount table changed since the last look in a way the
+    /// backstop cannot hold over (see `check_mounts`); a change that
+    /// leaves the denied paths where they were is only looked at.
+    fn mounts_changed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let file = self.mounts.lock();
+        let mut fds = [libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        }];
+        match crate::sys::process::poll(&mut fds, Some(std::time::Duration::ZERO)) {
+            Ok(0) => false,
+            Ok(_) => match check_mounts(&self.denied) {
+                Ok(()) => false,
+                Err(why) => {
+                    log::debug!("the mounts changed: {why}");
+                    true
+                }
+            },
+            Err(_) => true,
+        }
+    }
+}
+
+/// An `O_PATH` fd of the denied file `path`, which must still be the
+/// file `id` (`(st_dev, st_ino)`) seen by the plan.
+fn open_denied_file(path: &Path, id: (u64, u64)) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let fd = OwnedFd::from(file);
+    let st = crate::sys::path::fstat(fd.as_fd()).map_err(|e| e.to_string())?;
+    if (st.dev, st.ino) != id || st.nlink != 1 {
+        return Err(format!("{} changed while it was looked at", path.display()));
+    }
+    Ok(fd)
 }
 
 /// Why a program may well make something in the directory `dir` (owned
