@@ -532,19 +532,30 @@ impl<'a> HandlerCtx<'a> {
 
     /// Duplicates the task's fd `fd` into the supervisor (`pidfd_getfd`).
     ///
-    /// Works for calls made by any thread of the process: a thread id that is
-    /// not a process id is resolved to its thread group.
+    /// Works for calls made by any thread of the process, from the calling
+    /// thread's own fd table (a thread made without `CLONE_FILES`, or that
+    /// called `unshare(CLONE_FILES)`, has its own): by a pidfd of the thread
+    /// (`PIDFD_THREAD`, Linux 6.9); on older kernels by its process's, only
+    /// when the thread shares the process's table (`EOPNOTSUPP` if not:
+    /// the process's fd of that number is another file).
     pub fn dup_fd(&self, fd: RawFd) -> io::Result<OwnedFd> {
         let pid = self.notif.pid as i32;
-        let pidfd = match pidfd::pidfd_open(pid, 0) {
+        let pidfd = match pidfd::pidfd_open(pid, pidfd::PIDFD_THREAD) {
             Ok(p) => p,
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINVAL)
-                    || e.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                let tgid = thread_group_of(pid).ok_or(e)?;
-                pidfd::pidfd_open(tgid, 0)?
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match pidfd::pidfd_open(pid, 0) {
+                Ok(p) => p,
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        || e.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    let tgid = thread_group_of(pid).ok_or(e)?;
+                    if !pidfd::same_fd_table(pid, tgid)? {
+                        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+                    }
+                    pidfd::pidfd_open(tgid, 0)?
+                }
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         // The pidfd pins a process; if the call is still pending it is ours.

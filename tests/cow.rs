@@ -3220,3 +3220,68 @@ fn work_directories_named_by_bytes_that_are_not_utf8_have_their_own_storage() {
     let kept = parent.join(OsStr::from_bytes(b".w\xff.unotify-cow"));
     assert_eq!(fs::read_to_string(kept.join("g")).unwrap(), "made\n");
 }
+
+/// A thread with a file table of its own (`unshare(CLONE_FILES)`) opens a
+/// file of the layer at the number where its process has another; its
+/// write (made for it on a duplicate of its fd) landed in the process's
+/// file (`pidfd_getfd` of the thread group's table). Prints each file.
+const OWN_TABLE_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static int thread_fd = -1;
+static void *thread(void *arg) {
+    (void)arg;
+    if (unshare(CLONE_FILES)) { perror("unshare"); return 0; }
+    close(3);
+    thread_fd = open("thr", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (write(thread_fd, "THREAD\n", 7) != 7) perror("thread write");
+    return 0;
+}
+int main(void) {
+    int lead = open("lead", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    pthread_t t;
+    pthread_create(&t, 0, thread, 0);
+    pthread_join(t, 0);
+    printf("fds %d %d\n", lead, thread_fd);
+    const char *names[] = {"thr", "lead"};
+    for (int i = 0; i < 2; i++) {
+        char b[64] = {0};
+        int fd = open(names[i], O_RDONLY);
+        int n = fd < 0 ? -1 : (int)read(fd, b, sizeof b - 1);
+        printf("%s: %d %s", names[i], n, n > 0 ? b : "\n");
+    }
+    return 0;
+}
+"#;
+
+#[test]
+fn max_disk_writes_a_threads_own_fd() {
+    let exe = build_c("own_table", OWN_TABLE_C, &["-pthread"]);
+    let dir = fresh("own-table");
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--max-disk",
+            "10M",
+            "--on-exit",
+            "abort",
+            "--",
+        ])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "fds 3 3\nthr: 7 THREAD\nlead: 0 \n",
+        "stderr: {}",
+        stderr(&out)
+    );
+}

@@ -23,6 +23,24 @@ pub fn pidfd_open(pid: i32, flags: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Whether tasks `a` and `b` share one file descriptor table
+/// (`kcmp(2)`, `KCMP_FILES`).
+pub fn same_fd_table(a: i32, b: i32) -> io::Result<bool> {
+    const KCMP_FILES: libc::c_long = 2;
+    // SAFETY: kcmp takes five integers and reads no memory for KCMP_FILES.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::c_long,
+            b as libc::c_long,
+            KCMP_FILES,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    Ok(cvt_long(ret)? == 0)
+}
+
 /// Duplicates fd `target` of the process behind `pidfd` into this process
 /// (`pidfd_getfd(2)`), close-on-exec.
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: RawFd) -> io::Result<OwnedFd> {
