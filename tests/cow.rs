@@ -439,17 +439,18 @@ def shared():
 print(err(lambda: fcntl.lockf(fd, fcntl.LOCK_EX)), err(lambda: fcntl.flock(fd, fcntl.LOCK_EX)),
       err(shared), err(lambda: mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)), os.pread(fd, 5, 0).decode())
 "#;
+    assert_python_prints(&dir, "abort", script, "ok ok ok ok hello\n");
+}
+
+/// Runs the Python `script` (no single quote) in `dir` under `--max-disk
+/// 10M --on-exit ON_EXIT`; it must print `expected`.
+fn assert_python_prints(dir: &Path, on_exit: &str, script: &str, expected: &str) {
     let out = run_in(
-        &dir,
-        &["--max-disk", "10M", "--on-exit", "abort"],
+        dir,
+        &["--max-disk", "10M", "--on-exit", on_exit],
         &format!("python3 -c '{script}'"),
     );
-    assert_eq!(
-        stdout(&out),
-        "ok ok ok ok hello\n",
-        "stderr: {}",
-        stderr(&out)
-    );
+    assert_eq!(stdout(&out), expected, "stderr: {}", stderr(&out));
 }
 
 #[test]
@@ -469,17 +470,7 @@ c.close()
 c = sqlite3.connect("t.db")
 print(c.execute("select count(*), max(v) from t").fetchone())
 "#;
-    let out = run_in(
-        &dir,
-        &["--max-disk", "10M", "--on-exit", "commit"],
-        &format!("python3 -c '{script}'"),
-    );
-    assert_eq!(
-        stdout(&out),
-        "wal\n(1000, 'v999')\n",
-        "stderr: {}",
-        stderr(&out)
-    );
+    assert_python_prints(&dir, "commit", script, "wal\n(1000, 'v999')\n");
     assert!(dir.join("t.db").exists());
 }
 
@@ -507,15 +498,8 @@ fn max_disk_writes_regular_files_outside_dir_as_bare() {
     );
     let status = unotify()
         .current_dir(&dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            "1M",
-            "--on-exit",
-            "abort",
-        ])
+        .args(["run", "--workdir", "."])
+        .args(["--max-disk", "1M", "--on-exit", "abort"])
         .args(["--", "sh", "-c", &script])
         .stdout(fs::File::create(&out_file).unwrap())
         .status()

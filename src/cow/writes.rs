@@ -710,6 +710,8 @@ impl Aligned {
 /// systems and the kernel's other control file systems, by `f_type`.
 /// Anything else (ext4, xfs, btrfs, tmpfs, overlayfs, FUSE, NFS...) is a
 /// file the limit applies to.
+// (`f_type` is an `i64` on 64-bit targets, narrower elsewhere.)
+#[allow(clippy::unnecessary_cast)]
 fn is_pseudo_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     const CONFIGFS_MAGIC: i64 = 0x6265_6570;
     const PSTOREFS_MAGIC: i64 = 0x6165_676c;
