@@ -2002,3 +2002,48 @@ fn refuse_file_size_changes(filter: &mut FilterBuilder) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `--max-disk` with kept capabilities, a new `RLIMIT_FSIZE`
+    /// is refused whatever the pointer's bits; reading it, and other
+    /// limits, are not (evaluated on the built program: the test machine
+    /// has no `CAP_SYS_RESOURCE` to show the raise).
+    #[test]
+    fn the_filter_refuses_a_new_file_size_limit_only() {
+        use crate::filter::interp::{run, Data};
+        let arch = Arch::native();
+        let mut b = FilterBuilder::new(arch);
+        crate::isolation::install(&mut b).unwrap();
+        refuse_file_size_changes(&mut b).unwrap();
+        let f = b.build().unwrap();
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let nr = |n| syscalls::number(arch, n).unwrap();
+        let call = |name, args| run(f.instructions(), &Data::new(arch, nr(name)).with_args(args)).0;
+        let fsize = u64::from(libc::RLIMIT_FSIZE);
+        for new in [0x1000u64, 0x7ffd_1234_5678, 1 << 63, 1] {
+            assert_eq!(
+                call("prlimit64", [0, fsize, new, 0, 0, 0]),
+                eperm,
+                "{new:#x}"
+            );
+        }
+        assert_eq!(
+            call("prlimit64", [0, fsize, 0, 0x1000, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            call("prlimit64", [0, 7, 0x1000, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        if syscalls::number(arch, "setrlimit").is_some() {
+            assert_eq!(call("setrlimit", [fsize, 0x1000, 0, 0, 0, 0]), eperm);
+            assert_eq!(
+                call("setrlimit", [7, 0x1000, 0, 0, 0, 0]),
+                libc::SECCOMP_RET_ALLOW
+            );
+        }
+    }
+}

@@ -546,6 +546,62 @@ except OSError as e: print(errno.errorcode[e.errno], file=sys.stderr)
 }
 
 #[test]
+fn max_disk_file_size_limit_is_0_and_cannot_be_raised() {
+    // The program runs with RLIMIT_FSIZE 0, soft and hard (what keeps a
+    // write the supervisor let through out of the layer; without it:
+    // unlimited). Raising it fails (EPERM: Python's ValueError) without
+    // CAP_SYS_RESOURCE; with it (--keep-caps where the host grants it,
+    // not on this test machine) the filter refuses the raise, which
+    // `sandbox`'s unit test checks on the built program.
+    let dir = fresh("fsize");
+    let script = r#"
+import resource
+print(resource.getrlimit(resource.RLIMIT_FSIZE))
+try: resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2); print("ok")
+except (OSError, ValueError): print("refused")
+"#;
+    let out = run_in(
+        &dir,
+        &["--keep-caps", "--max-disk", "10M", "--on-exit", "abort"],
+        &format!("python3 -c '{script}'"),
+    );
+    assert_eq!(
+        stdout(&out),
+        "(0, 0)\nrefused\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn max_disk_refuses_to_start_under_a_finite_file_size_limit() {
+    // The supervisor writes the program's files under its own limit (the
+    // user's `ulimit -f`), which it does not emulate (no SIGXFSZ to the
+    // program): refused at start. Without the check the run went on and
+    // succeeded; under main the supervisor itself died of SIGXFSZ.
+    let dir = fresh("ulimit-f");
+    let out = StdCommand::new("sh")
+        .current_dir(&dir)
+        .env("UNOTIFY_WORKDIR_ROUTE", "seccomp")
+        .args([
+            "-c",
+            "ulimit -f 1024; exec \"$0\" run --workdir . --max-disk 10M --on-exit abort \
+             -- sh -c 'head -c 2097152 /dev/zero > f; echo wrote'",
+        ])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("ulimit -f unlimited"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn max_disk_runs_a_program_it_just_wrote() {
     // The writable description the supervisor keeps for a file the
     // program wrote made its exec fail with ETXTBSY after the program
