@@ -216,6 +216,7 @@ fn run_floor(prog: &Path, iters: u64, threads: u32) -> BenchResult<f64> {
     let plan = ExecPlan {
         landlock_ruleset: None,
         no_core: false,
+        no_file_writes: false,
         new_ipc: false,
         overlay: None,
         candidates: vec![path.clone()],

@@ -726,6 +726,10 @@ impl SandboxBuilder {
             }
         }
         self.cow_dir = workdir.clone();
+        let no_file_writes = workdir.as_ref().is_some_and(|w| w.caps_disk());
+        if no_file_writes {
+            max_disk_file_size_limit()?;
+        }
         // The sandbox's cgroups are the supervisor's to manage; and a root
         // program writing beneath /proc or /sys changes the host: its
         // sysctls (a pipe in `kernel.core_pattern` runs any program as root
@@ -774,6 +778,9 @@ impl SandboxBuilder {
         for feature in &plan.features {
             feature.rules(&mut filter)?;
         }
+        if no_file_writes && self.keep_caps {
+            refuse_file_size_changes(&mut filter)?;
+        }
         {
             let mut install = Install::new(&mut filter, &mut chains, &denied);
             // Builtin handlers run before the caller's.
@@ -808,6 +815,7 @@ impl SandboxBuilder {
             workdir,
             chroot_cwd: plan.chroot_cwd,
             no_core_dumps: plan.no_core_dumps,
+            no_file_writes,
             degraded: confined.degraded,
             path_backstop: plan.path_backstop,
             refuse_block: plan.refuse_block,
@@ -1330,6 +1338,9 @@ pub struct Sandbox {
     /// denial and a chroot, whose guarantees a core file written by the
     /// kernel would get round.
     no_core_dumps: bool,
+    /// `RLIMIT_FSIZE` is 0 (soft and hard) for the program: under
+    /// `--max-disk` (see `cow::writes`).
+    no_file_writes: bool,
     config: Config,
     foreground: bool,
     /// The ruleset of the Landlock domain each program enters, made once
@@ -1525,6 +1536,7 @@ impl Sandbox {
                 })
                 .or_else(process::original_open_files_limit),
             no_core: self.no_core_dumps,
+            no_file_writes: self.no_file_writes,
             new_ipc: own_ipc_namespace(),
             overlay: self.workdir.as_ref().and_then(|w| w.overlay_mount()),
             stdio,
@@ -1952,4 +1964,92 @@ fn own_ipc_namespace() -> bool {
     const CAP_SYS_ADMIN: u32 = 21;
     crate::sys::caps::current()
         .is_ok_and(|c| c.effective & crate::sys::caps::bit(CAP_SYS_ADMIN) != 0)
+}
+
+/// Under `--max-disk` the supervisor makes the program's writes into
+/// regular files, under its own `RLIMIT_FSIZE`, which must then be
+/// unlimited: a limit set by the user (`ulimit -f`) would stop the
+/// supervisor's writes (and `SIGXFSZ` kill it) rather than the program's.
+fn max_disk_file_size_limit() -> Result<()> {
+    let lim = process::file_size_limit()
+        .map_err(|e| Error::setup("read the file size limit (RLIMIT_FSIZE)", e))?;
+    if lim.rlim_cur == libc::RLIM64_INFINITY {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        message: format!(
+            "--max-disk needs an unlimited file size limit (RLIMIT_FSIZE is {} bytes, `ulimit -f`): the program runs with 0 and its writes are made for it; run `ulimit -f unlimited` first, or leave --max-disk out",
+            lim.rlim_cur
+        ),
+    })
+}
+
+/// Under `--max-disk` a program that keeps `CAP_SYS_RESOURCE`
+/// (`keep_caps`) could raise its `RLIMIT_FSIZE` of 0: `setrlimit` and
+/// `prlimit64` of `RLIMIT_FSIZE` with a new limit fail with `EPERM`
+/// (reading it still works). The filter compares registers only for
+/// equality: a new-limit pointer that is not null has one of its 64 bits
+/// set, one case each.
+fn refuse_file_size_changes(filter: &mut FilterBuilder) -> Result<()> {
+    use crate::filter::ArgCheck;
+    let fsize = u64::from(libc::RLIMIT_FSIZE);
+    if let Some(nr) = syscalls::number(filter.arch(), "setrlimit") {
+        filter.refuse_first(nr, vec![ArgCheck::new(0, 0xffff_ffff, fsize)], libc::EPERM)?;
+    }
+    if let Some(nr) = syscalls::number(filter.arch(), "prlimit64") {
+        for bit in 0..64 {
+            let set = ArgCheck::new(2, 1 << bit, 1 << bit);
+            filter.refuse_first(
+                nr,
+                vec![ArgCheck::new(1, 0xffff_ffff, fsize), set],
+                libc::EPERM,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `--max-disk` with kept capabilities, a new `RLIMIT_FSIZE`
+    /// is refused whatever the pointer's bits; reading it, and other
+    /// limits, are not (evaluated on the built program: the test machine
+    /// has no `CAP_SYS_RESOURCE` to show the raise).
+    #[test]
+    fn the_filter_refuses_a_new_file_size_limit_only() {
+        use crate::filter::interp::{run, Data};
+        let arch = Arch::native();
+        let mut b = FilterBuilder::new(arch);
+        crate::isolation::install(&mut b).unwrap();
+        refuse_file_size_changes(&mut b).unwrap();
+        let f = b.build().unwrap();
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let nr = |n| syscalls::number(arch, n).unwrap();
+        let call = |name, args| run(f.instructions(), &Data::new(arch, nr(name)).with_args(args)).0;
+        let fsize = u64::from(libc::RLIMIT_FSIZE);
+        for new in [0x1000u64, 0x7ffd_1234_5678, 1 << 63, 1] {
+            assert_eq!(
+                call("prlimit64", [0, fsize, new, 0, 0, 0]),
+                eperm,
+                "{new:#x}"
+            );
+        }
+        assert_eq!(
+            call("prlimit64", [0, fsize, 0, 0x1000, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            call("prlimit64", [0, 7, 0x1000, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        if syscalls::number(arch, "setrlimit").is_some() {
+            assert_eq!(call("setrlimit", [fsize, 0x1000, 0, 0, 0, 0]), eperm);
+            assert_eq!(
+                call("setrlimit", [7, 0x1000, 0, 0, 0, 0]),
+                libc::SECCOMP_RET_ALLOW
+            );
+        }
+    }
 }

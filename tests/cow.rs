@@ -423,9 +423,10 @@ fn max_disk_writes_through_fds_of_the_layer_as_bare() {
 }
 
 #[test]
-fn max_disk_refuses_write_locks_and_shared_writable_maps_of_the_layer() {
-    // The documented cost of read-only descriptions (README, Known
-    // limits): the kernel asks for a writable one for these.
+fn max_disk_keeps_write_locks_and_shared_writable_maps_of_the_layer_as_bare() {
+    // With read-only descriptions of the layer's files (main before
+    // RLIMIT_FSIZE) a write lock failed EBADF and a shared writable map
+    // EACCES; now the program's descriptions are its own, as bare.
     let dir = fresh("fds-limits");
     let script = r#"
 import errno, fcntl, mmap, os
@@ -433,18 +434,169 @@ fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b"x" * 4096)
 def err(f):
     try: f(); return "ok"
     except OSError as e: return errno.errorcode[e.errno]
+def shared():
+    m = mmap.mmap(fd, 4096); m[0:5] = b"hello"; m.flush(); m.close()
 print(err(lambda: fcntl.lockf(fd, fcntl.LOCK_EX)), err(lambda: fcntl.flock(fd, fcntl.LOCK_EX)),
-      err(lambda: mmap.mmap(fd, 4096)), err(lambda: mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)))
+      err(shared), err(lambda: mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)), os.pread(fd, 5, 0).decode())
+"#;
+    assert_python_prints(&dir, "abort", script, "ok ok ok ok hello\n");
+}
+
+/// Runs the Python `script` (no single quote) in `dir` under `--max-disk
+/// 10M --on-exit ON_EXIT`; it must print `expected`.
+fn assert_python_prints(dir: &Path, on_exit: &str, script: &str, expected: &str) {
+    let out = run_in(
+        dir,
+        &["--max-disk", "10M", "--on-exit", on_exit],
+        &format!("python3 -c '{script}'"),
+    );
+    assert_eq!(stdout(&out), expected, "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn sqlite_in_wal_mode_works_under_max_disk() {
+    // SQLite takes POSIX write locks (F_SETLK F_WRLCK) and, in WAL mode,
+    // maps its -shm file shared and writable: "database is locked" or
+    // "disk I/O error" with read-only descriptions of the layer.
+    let dir = fresh("sqlite");
+    let script = r#"
+import sqlite3
+c = sqlite3.connect("t.db")
+print(c.execute("pragma journal_mode=wal").fetchone()[0])
+c.execute("create table t (k integer primary key, v text)")
+c.executemany("insert into t (v) values (?)", [("v%d" % i,) for i in range(1000)])
+c.commit()
+c.close()
+c = sqlite3.connect("t.db")
+print(c.execute("select count(*), max(v) from t").fetchone())
+"#;
+    assert_python_prints(&dir, "commit", script, "wal\n(1000, 'v999')\n");
+    assert!(dir.join("t.db").exists());
+}
+
+#[test]
+fn max_disk_writes_regular_files_outside_dir_as_bare() {
+    // Under --max-disk the program's RLIMIT_FSIZE is 0: its writes into a
+    // regular file anywhere are made for it (outside DIR, uncharged): the
+    // stdout the caller redirected to a file, an O_APPEND log, a /dev/shm
+    // file, a path truncate and an ftruncate past the cap.
+    let dir = fresh("outside");
+    let outside = dir.parent().unwrap().join(format!(
+        "{}-outside",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    fs::create_dir_all(&outside).unwrap();
+    let (out_file, log) = (outside.join("stdout"), outside.join("log"));
+    fs::write(&log, "0\n").unwrap();
+    let shm = format!("/dev/shm/unotify-outside-{}", std::process::id());
+    let script = format!(
+        "echo out; echo 1 >> {log}; echo 2 >> {log}; echo shm > {shm}; cat {shm}; rm {shm}; \
+         truncate -s 20M {big} && stat -c %s {big}; \
+         python3 -c 'import os; os.truncate(\"{big}\", 30 << 20)' && stat -c %s {big}",
+        log = log.display(),
+        big = outside.join("big").display(),
+    );
+    let status = unotify()
+        .current_dir(&dir)
+        .args(["run", "--workdir", "."])
+        .args(["--max-disk", "1M", "--on-exit", "abort"])
+        .args(["--", "sh", "-c", &script])
+        .stdout(fs::File::create(&out_file).unwrap())
+        .status()
+        .unwrap();
+    let printed = fs::read_to_string(&out_file).unwrap();
+    let logged = fs::read_to_string(&log).unwrap();
+    let _ = fs::remove_dir_all(&outside);
+    assert!(status.success(), "{status:?}: {printed}");
+    assert_eq!(printed, "out\nshm\n20971520\n31457280\n");
+    assert_eq!(logged, "0\n1\n2\n");
+}
+
+#[test]
+fn max_disk_leaves_writes_to_pseudo_files_to_the_program() {
+    // A pseudo file (procfs here) is written by the program itself
+    // (CONTINUE): the kernel applies no size limit there, and a write made
+    // by the supervisor would act as the supervisor. The program's stdout
+    // is /proc/self/comm of the shell that then becomes the supervisor
+    // (opens for writing beneath /proc are refused inside): written by
+    // the program, the kernel refuses it (EINVAL: not the writer's own
+    // task, as for any other process); written by the supervisor, the
+    // supervisor was renamed (the write succeeded: seen with the check
+    // off).
+    let dir = fresh("proc-self");
+    let script = r#"
+import errno, os, sys
+try: os.write(1, b"renamed"); print("written", file=sys.stderr)
+except OSError as e: print(errno.errorcode[e.errno], file=sys.stderr)
+"#;
+    let out = StdCommand::new("sh")
+        .current_dir(&dir)
+        .env("UNOTIFY_WORKDIR_ROUTE", "seccomp")
+        .env("SCRIPT", script)
+        .args([
+            "-c",
+            "exec >/proc/self/comm; exec \"$0\" run --workdir . --max-disk 10M \
+             --on-exit abort -- python3 -c \"$SCRIPT\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stderr(&out), "EINVAL\n");
+}
+
+#[test]
+fn max_disk_file_size_limit_is_0_and_cannot_be_raised() {
+    // The program runs with RLIMIT_FSIZE 0, soft and hard (what keeps a
+    // write the supervisor let through out of the layer; without it:
+    // unlimited). Raising it fails (EPERM: Python's ValueError) without
+    // CAP_SYS_RESOURCE; with it (--keep-caps where the host grants it,
+    // not on this test machine) the filter refuses the raise, which
+    // `sandbox`'s unit test checks on the built program.
+    let dir = fresh("fsize");
+    let script = r#"
+import resource
+print(resource.getrlimit(resource.RLIMIT_FSIZE))
+try: resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2); print("ok")
+except (OSError, ValueError): print("refused")
 "#;
     let out = run_in(
         &dir,
-        &["--max-disk", "10M", "--on-exit", "abort"],
+        &["--keep-caps", "--max-disk", "10M", "--on-exit", "abort"],
         &format!("python3 -c '{script}'"),
     );
     assert_eq!(
         stdout(&out),
-        "EBADF ok EACCES ok\n",
+        "(0, 0)\nrefused\n",
         "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn max_disk_refuses_to_start_under_a_finite_file_size_limit() {
+    // The supervisor writes the program's files under its own limit (the
+    // user's `ulimit -f`), which it does not emulate (no SIGXFSZ to the
+    // program): refused at start. Without the check the run went on and
+    // succeeded; under main the supervisor itself died of SIGXFSZ.
+    let dir = fresh("ulimit-f");
+    let out = StdCommand::new("sh")
+        .current_dir(&dir)
+        .env("UNOTIFY_WORKDIR_ROUTE", "seccomp")
+        .args([
+            "-c",
+            "ulimit -f 1024; exec \"$0\" run --workdir . --max-disk 10M --on-exit abort \
+             -- sh -c 'head -c 2097152 /dev/zero > f; echo wrote'",
+        ])
+        .arg(env!("CARGO_BIN_EXE_unotify"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("ulimit -f unlimited"),
+        "{}",
         stderr(&out)
     );
 }

@@ -174,3 +174,12 @@ fn redteam_max_disk_holds_when_an_fd_is_swapped_for_a_layer_file() {
     // supervisor let through for /dev/null landed in the layer, uncharged.
     assert_within_cap(&["dup2_null"]);
 }
+
+#[test]
+fn redteam_max_disk_holds_when_a_pipe_fallocate_is_swapped_for_a_layer_file() {
+    // RLIMIT_FSIZE (0 for the program under --max-disk) does not cover
+    // fallocate(KEEP_SIZE): one let through for a pipe (ESPIPE) that a
+    // second thread dup2s a layer file under allocates 64 MiB there,
+    // uncharged. Made on the supervisor's duplicate of the pipe instead.
+    assert_within_cap(&["fallocate_pipe"]);
+}

@@ -65,8 +65,6 @@ enum Call {
     },
     /// `chdir`.
     Chdir,
-    /// `fcntl(F_GETFL)` under `--max-disk`.
-    GetFlags,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -113,17 +111,6 @@ pub(crate) fn set_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
         layer: Arc::clone(layer),
         creds: Arc::new(CredCache::default()),
         call: Call::SetFlags,
-    })
-}
-
-/// The handler of `fcntl(F_GETFL)` under `--max-disk`: a file of the layer
-/// the program opened for writing shows the access mode it asked for (its
-/// fd is read-only; see `writers`).
-pub(crate) fn get_flags_handler(layer: &Arc<Layer>) -> Arc<dyn Handler> {
-    Arc::new(ViewHandler {
-        layer: Arc::clone(layer),
-        creds: Arc::new(CredCache::default()),
-        call: Call::GetFlags,
     })
 }
 
@@ -334,7 +321,6 @@ impl Handler for ViewHandler {
             Call::SetFlags => self.set_flags(cx),
             Call::Getcwd => self.getcwd(cx),
             Call::Chdir => self.chdir(cx),
-            Call::GetFlags => self.get_flags(cx),
         };
         r.unwrap_or_else(NotifAction::from)
     }
@@ -915,31 +901,6 @@ impl ViewHandler {
     /// fd itself, or a private copy of a placeholder (the fd's, or the one
     /// standing for the lower file it reads); `None` for a lower file
     /// without one (never changed).
-    /// `fcntl(fd, F_GETFL)`: the flags of a layer file's read-only fd with
-    /// the access mode the program opened it with; anything else runs.
-    fn get_flags(&self, cx: &HandlerCtx<'_>) -> Result<NotifAction, Errno> {
-        let Some(quota) = &self.layer.quota else {
-            return Ok(NotifAction::Continue);
-        };
-        if cx.arg(1) as u32 as i32 != libc::F_GETFL {
-            return Ok(NotifAction::Continue);
-        }
-        let fd =
-            as_supervisor(|| cx.dup_fd(cx.arg(0) as u32 as i32)).map_err(|e| Errno::from_io(&e))?;
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        let Some(w) = st
-            .is_file()
-            .then(|| quota.writers.find(fd.as_fd(), st.ino))
-            .flatten()
-        else {
-            return Ok(NotifAction::Continue);
-        };
-        let flags = crate::sys::net::status_flags(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        Ok(NotifAction::ReturnValue(i64::from(
-            (flags & !libc::O_ACCMODE) | w.access,
-        )))
-    }
-
     fn own_copy(&self, fd: OwnedFd) -> Result<Option<OwnedFd>, Errno> {
         let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
         let fd = if st.is_file() {
@@ -1100,7 +1061,6 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
     let Some(path) = read_exec_path(tid, ptr) else {
         return;
     };
-    release_for_exec(layer, tid, dirfd, &path);
     if path.is_empty() || (path[0] == b'/' && layer.to_view(&path).is_none()) {
         return;
     }
@@ -1127,34 +1087,6 @@ pub(crate) fn prepare_exec(layer: &Layer, tid: i32, dirfd: i32, ptr: u64) {
                 "copy-up of {} before its exec: {e:?}",
                 crate::shown::bytes(at.as_bytes())
             );
-        }
-    }
-}
-
-/// Under `--max-disk`, before an exec of `path` (at `dirfd` of `tid`;
-/// empty: the fd itself): the writable descriptions kept for the file
-/// that no process holds any more are closed (see `writers`), so that the
-/// exec of a file written and closed does not fail with `ETXTBSY`. A
-/// path the look does not resolve as the kernel will is no worse than
-/// before: the exec then finds the file still held.
-fn release_for_exec(layer: &Layer, tid: i32, dirfd: i32, path: &[u8]) {
-    let Some(quota) = &layer.quota else {
-        return;
-    };
-    let text = String::from_utf8_lossy(path);
-    let at = match (path.first(), dirfd) {
-        (Some(b'/'), _) => match layer.rewrite(path) {
-            Some(p) => String::from_utf8_lossy(&p).into_owned(),
-            None => text.into_owned(),
-        },
-        (None, libc::AT_FDCWD) => return,
-        (None, fd) => format!("/proc/{tid}/fd/{fd}"),
-        (Some(_), libc::AT_FDCWD) => format!("/proc/{tid}/cwd/{text}"),
-        (Some(_), fd) => format!("/proc/{tid}/fd/{fd}/{text}"),
-    };
-    if let Ok(st) = crate::paths::resolve::open_trusted(&at, 0).and_then(|f| fstat(f.as_fd())) {
-        if st.is_file() {
-            quota.writers.release(st.ino);
         }
     }
 }

@@ -662,6 +662,10 @@ impl Layered for Layer {
             return Ok(Charged::default());
         };
         let st = crate::sys::path::fstat(fd).map_err(|e| Errno::from_io(&e))?;
+        // A file outside the upper tree (truncated by path) is not charged.
+        if !self.is_upper_file(fd, &st) {
+            return Ok(Charged::default());
+        }
         let file = super::quota::Growth {
             ino: st.ino,
             size: st.size,
@@ -694,19 +698,6 @@ impl Layered for Layer {
             (Some(a), Some(b)) => a != b,
             _ => true,
         }
-    }
-
-    fn seal(&self, fd: OwnedFd, call: crate::handler::StillWaiting) -> Result<OwnedFd, Errno> {
-        let Some(quota) = &self.quota else {
-            return Ok(fd);
-        };
-        let writable = crate::sys::net::status_flags(fd.as_fd())
-            .map_or(true, |f| f & libc::O_ACCMODE != libc::O_RDONLY);
-        let st = fstat(fd.as_fd()).map_err(|e| Errno::from_io(&e))?;
-        if !writable || !st.is_file() || !self.is_upper_file(fd.as_fd(), &st) {
-            return Ok(fd);
-        }
-        quota.writers.seal(fd, st.ino, call)
     }
 
     fn refund(&self, charged: Charged) {

@@ -3,7 +3,7 @@
 //! the changes are committed to DIR, dropped, or kept.
 //!
 //! Owns the layer ([`layer`]), its change set ([`changes`]), the journaled
-//! commit ([`commit`]), the cap on its size ([`quota`], [`writers`]) and the calls it
+//! commit ([`commit`]), the cap on its size ([`quota`]) and the calls it
 //! answers itself ([`handlers`]). It plugs into path denial's on-behalf
 //! calls through [`crate::paths::Layered`] (paths beneath DIR are
 //! rewritten to the upper tree, a placeholder is read from DIR's file and
@@ -65,8 +65,7 @@
 //!   `pread`/`sendfile`/`copy_file_range`/`splice` from an fd (the fd is
 //!   DIR's file opened read-only, or an upper file), the write family on
 //!   an fd (no fd of the program is writable on a DIR file: every
-//!   writable open is the supervisor's; under `--max-disk` none is
-//!   writable on a file of the upper tree either, see [`writers`]), `fstat` and `statx`/`newfstatat`
+//!   writable open is the supervisor's), `fstat` and `statx`/`newfstatat`
 //!   with `AT_EMPTY_PATH` and a dirfd (an fd is DIR's file or an upper
 //!   file, never a placeholder; the filter tells these by the flag and
 //!   the dirfd alone, so one that also names a path runs as the kernel
@@ -162,7 +161,6 @@ mod quota;
 mod redirects;
 mod reflink;
 mod storage;
-mod writers;
 mod writes;
 
 use std::path::{Path, PathBuf};
@@ -436,6 +434,13 @@ impl WorkDir {
     /// seccomp route).
     pub(crate) fn traps(&self) -> bool {
         matches!(self.view, View::Layered(_))
+    }
+
+    /// Whether the size of the layer is capped (`--max-disk`, the seccomp
+    /// route): the program then runs with `RLIMIT_FSIZE` 0 and its writes
+    /// into regular files are made on its behalf (`writes`).
+    pub(crate) fn caps_disk(&self) -> bool {
+        self.traps() && self.settings.max_disk.is_some()
     }
 
     /// What the spawned child mounts (the overlay route).
@@ -751,17 +756,6 @@ impl Enforcement for CowFeature {
             if !by_fd.iter().any(|(n, _)| *n == nr) {
                 install.builtin(nr, h)?;
             }
-        }
-        // Under `--max-disk`, `F_GETFL` alone of `fcntl` stops (see
-        // `writers`).
-        let fcntl = crate::syscalls::number(crate::arch::Arch::native(), "fcntl");
-        if let (Some(nr), Some(_)) = (fcntl, &self.layer.quota) {
-            let getfl = crate::filter::ArgCheck::new(1, 0xffff_ffff, libc::F_GETFL as u64);
-            install.builtin_if(
-                nr,
-                handlers::get_flags_handler(&self.layer),
-                vec![vec![getfl]],
-            )?;
         }
         Ok(())
     }

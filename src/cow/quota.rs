@@ -69,6 +69,10 @@ pub(crate) struct Quota {
     /// Bytes charged whose calls are not made yet (settled or refunded):
     /// the exact count adds them, as it cannot see them on disk.
     in_flight: AtomicU64,
+    /// Bytes ever granted (never decreases): what an exact count adds for
+    /// the calls granted, made and settled while it walked the tree (it
+    /// may have read their files before the write).
+    granted: AtomicU64,
     /// Removals and truncations made since the start (space they may
     /// have freed is seen by the next refused charge).
     frees: AtomicU64,
@@ -88,9 +92,6 @@ pub(crate) struct Quota {
     /// What the tree held at the start (its directories and symlinks, made
     /// from DIR's): the cap is on what the program adds.
     base: u64,
-    /// The writable descriptions of the files the program opened for
-    /// writing (it holds read-only ones; see `writers`).
-    pub(crate) writers: super::writers::Writers,
 }
 
 use crate::paths::Charged;
@@ -112,13 +113,13 @@ impl Quota {
             cap,
             used: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             counting: parking_lot::Mutex::new(None),
             dev,
             written: parking_lot::Mutex::new(HashMap::new()),
             files: std::array::from_fn(|_| parking_lot::Mutex::new(())),
             base: usage(upper, shared, &mut HashMap::new(), &mut true),
-            writers: super::writers::Writers::new(dev),
         }
     }
 
@@ -131,6 +132,9 @@ impl Quota {
         self.in_flight.fetch_add(n, Ordering::SeqCst);
         let before = self.used.fetch_add(n, Ordering::SeqCst);
         if before.saturating_add(n) <= self.cap {
+            // After in flight (SeqCst): pairs with the exact count's
+            // loads, granted before in flight.
+            self.granted.fetch_add(n, Ordering::SeqCst);
             return Ok(Charged {
                 bytes: n,
                 file: None,
@@ -223,9 +227,14 @@ impl Quota {
         if turn.is_some_and(|(at, seen)| seen == frees && at.elapsed() < RECOUNT_EVERY) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        // A call in flight during the walk may or may not be seen by it:
-        // its charge is added (counted twice at most). SeqCst: pairs with
-        // the adds in `charge`, in flight before used.
+        // A call in flight during the walk, or granted and made while
+        // it walked, may or may not be seen by it: its charge is added
+        // (counted twice at most). SeqCst: pairs with the adds in
+        // `charge` (in flight, then granted): a grant before `granted0`
+        // is in flight at `in_flight0` unless settled, made before the
+        // walk (so seen by it).
+        let granted0 = self.granted.load(Ordering::SeqCst);
+        let in_flight0 = self.in_flight.load(Ordering::SeqCst);
         let mut seen = HashMap::new();
         let mut whole = true;
         let mut exact = usage(upper, shared, &mut seen, &mut whole).saturating_sub(self.base);
@@ -237,9 +246,6 @@ impl Quota {
             log::debug!("--max-disk: the upper tree could not be counted whole; refusing");
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        // The kept writable fds of files the program no longer holds are
-        // closed first (an unlinked one's blocks are freed).
-        self.writers.sweep();
         let held = held_files(self.dev, false);
         {
             let mut w = self.written.lock();
@@ -258,16 +264,14 @@ impl Quota {
                 w.entry(*ino).or_insert(*size);
             }
         }
-        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        let granted1 = self.granted.load(Ordering::SeqCst);
+        let in_flight = in_flight0.saturating_add(granted1.saturating_sub(granted0));
         self.used
             .store(exact.saturating_add(in_flight), Ordering::SeqCst);
-        // A charge granted between the load and the store (in flight,
-        // then used) had its add to `used` replaced: added again (twice at
-        // most, if its add came after the store).
-        let slipped = self
-            .in_flight
-            .load(Ordering::SeqCst)
-            .saturating_sub(in_flight);
+        // A charge granted between the load and the store had its add to
+        // `used` replaced: added again (twice at most, if its add came
+        // after the store).
+        let slipped = self.granted.load(Ordering::SeqCst).saturating_sub(granted1);
         self.used.fetch_add(slipped, Ordering::SeqCst);
         *turn = Some((Instant::now(), frees));
         log::debug!(
@@ -311,8 +315,11 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
             // unreadable `fd/`), which must not hide its files. Unknown:
             // ours. (Read only here: most `fd/`s that can be read are
             // ours, and reading every `status` made a fifth of the scan's cost.)
-            Err(_) if !is_own_process(pid, me) => continue,
-            Err(_) => return None,
+            Err(_) => match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
+                Ok(st) if !uid_is(&st, me) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                _ => return None,
+            },
         };
         for fd in fds.flatten() {
             if let Ok(m) = std::fs::metadata(fd.path()) {
@@ -336,16 +343,6 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
         }
     }
     Some(held)
-}
-
-/// Whether process `pid` (whose `/proc/<pid>/fd` could not be read) may
-/// be one of user `me`'s: not when its uids say another user's, or when
-/// it is gone; unknown: yes.
-pub(crate) fn is_own_process(pid: &str, me: u32) -> bool {
-    match crate::sys::procfs::read_text(&format!("/proc/{pid}/status")) {
-        Ok(st) => uid_is(&st, me),
-        Err(e) => e.raw_os_error() != Some(libc::ENOENT),
-    }
 }
 
 /// Whether one of the uids of a process's `status` text `st` is `uid`

@@ -51,12 +51,6 @@ pub(super) fn clone_charged(
     let word = |r: &[u8], at: usize| u64::from_ne_bytes(r[at..at + 8].try_into().expect("8"));
     let st = fstat(dest.as_fd()).map_err(io)?;
     let grows = st.is_file() && layer.upper_rel(dest.as_fd()).is_some();
-    // Into the layer: through the writable description kept for the
-    // program's read-only one (see `writers`).
-    let dest = match grows {
-        true => super::writes::writable_side(quota, &dest, st.ino)?,
-        false => std::sync::Arc::new(dest),
-    };
     let _file = grows.then(|| quota.lock_file(st.ino));
     let src_size = fstat(src.as_fd()).map_err(io)?.size;
     // `struct file_clone_range` with an explicit length: the whole source

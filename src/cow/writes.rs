@@ -1,11 +1,18 @@
-//! The write family into a file of the upper tree under `--max-disk`,
-//! made on the program's behalf: `write`, `pwrite64`, the vectors,
-//! `fallocate`, `ftruncate`, `copy_file_range`, `sendfile` and `splice`.
-//! Each call is made by the supervisor at the position and with the flags
-//! of a duplicate of the program's fd (the same open file description,
-//! which is read-only), through the writable description kept for it
-//! (`writers`: a read-only fd the program did not open for writing gets
-//! `EBADF`, as from the kernel), with what it
+//! The write family under `--max-disk`, made on the program's behalf:
+//! `write`, `pwrite64`, the vectors, `fallocate`, `ftruncate`,
+//! `copy_file_range`, `sendfile` and `splice`. The program runs with
+//! `RLIMIT_FSIZE` 0, so the kernel refuses (`EFBIG`, `SIGXFSZ`) every
+//! write and growth it makes itself into a regular file of an ordinary
+//! file system: a call let through for a pipe whose number a second thread
+//! fills with a layer fd meanwhile lands nothing. So a call on a regular
+//! file is made by the supervisor (whose limit is the user's, unlimited:
+//! see `sandbox`), charged when the file is one of the upper tree,
+//! uncharged elsewhere; a pseudo file (procfs, sysfs, cgroupfs: no limit
+//! there, and `/proc/self` would name the supervisor) and any other fd (a
+//! pipe, a socket, a tty) run as they are, except `fallocate`, which the
+//! limit does not cover and which is made on a duplicate of any fd.
+//! Each call is made on a duplicate of the program's fd (the same open
+//! file description: its position and flags), with what it
 //! reads from the program's memory (the data, the iovecs, the offsets)
 //! copied once, at an explicit offset, and exactly the range it was charged
 //! for: a thread that changes an offset, an iovec, the fd's position, its
@@ -99,25 +106,37 @@ pub(super) fn write(
     let out = as_supervisor(|| cx.dup_fd(out_no)).map_err(|e| errno(&e))?;
     let st = fstat(out.as_fd()).map_err(|e| errno(&e))?;
     if !st.is_file() {
-        return Ok(NotifAction::Continue);
+        return match kind {
+            // `RLIMIT_FSIZE` does not cover `fallocate` (a `KEEP_SIZE`
+            // allocation): never let through, made on the duplicate (the
+            // kernel's own answer for a pipe, a socket, a device).
+            WriteKind::Fallocate => {
+                let rights = rights()?;
+                let _acting = rights.assume()?;
+                let (mode, off, len) = (cx.arg(1) as u32 as i32, cx.arg(2), cx.arg(3));
+                filewrite::fallocate(out.as_fd(), mode, off, len).map_err(|e| errno(&e))?;
+                Ok(NotifAction::ReturnValue(0))
+            }
+            _ => Ok(NotifAction::Continue),
+        };
     }
     // One read of the fd's path. A file of the layer's device whose path
     // cannot be read (longer than the kernel gives: a tree moved deep
     // beneath a held fd) counts as the layer's: charged and made, never
     // let through uncharged.
-    if !layer.is_upper_file(out.as_fd(), &st) {
+    let in_layer = layer.is_upper_file(out.as_fd(), &st);
+    // A pseudo file (`/proc/self/...`) is written by the program itself:
+    // made by the supervisor it would name the supervisor. The kernel
+    // applies no size limit there, and a layer file `dup2`ed onto its
+    // number meanwhile gets `EFBIG` (the program's `RLIMIT_FSIZE` is 0).
+    if !in_layer && is_pseudo_file(out.as_fd())? {
         return Ok(NotifAction::Continue);
     }
-    let data = writable_side(quota, &out, st.ino).map_err(|e| match kind {
-        // The kernel's answer to `ftruncate` of a read-only fd.
-        WriteKind::Ftruncate => einval(),
-        _ => e,
-    })?;
     let w = Target {
         quota,
         layer,
         out,
-        data,
+        charged: in_layer,
         ino: st.ino,
     };
     let rights = rights()?;
@@ -158,25 +177,6 @@ pub(super) fn write(
     }
 }
 
-/// The description a call on the program's fd `out` (a file of the upper
-/// tree, inode `ino`) writes through: the writable one kept for it (see
-/// `writers`). A read-only fd the program did not open for writing gets
-/// `EBADF`, the kernel's answer to a write on it.
-pub(super) fn writable_side(quota: &Quota, out: &OwnedFd, ino: u64) -> Result<Arc<OwnedFd>, Errno> {
-    if let Some(w) = quota.writers.find(out.as_fd(), ino) {
-        return Ok(w.fd);
-    }
-    let flags = crate::sys::net::status_flags(out.as_fd()).map_err(|e| errno(&e))?;
-    match flags & libc::O_ACCMODE {
-        libc::O_WRONLY | libc::O_RDWR => {
-            // A writable description the supervisor did not seal (none
-            // reaches the program): written through, charged, as it is.
-            Ok(Arc::new(out.try_clone().map_err(|e| errno(&e))?))
-        }
-        _ => Err(Errno::of(libc::EBADF)),
-    }
-}
-
 /// The iovecs of a vector call (arg 1, arg 2 of them), copied once.
 fn read_iovecs(cx: &HandlerCtx<'_>) -> Result<Vec<(u64, u64)>, Errno> {
     let n = cx.arg(2) as usize;
@@ -201,16 +201,15 @@ fn read_iovecs(cx: &HandlerCtx<'_>) -> Result<Vec<(u64, u64)>, Errno> {
     Ok(segs)
 }
 
-/// A regular file of the upper tree a call writes: at the position and
-/// with the flags of the program's open file description, through the
-/// writable one the supervisor keeps for it.
+/// A regular file a call writes, through the program's own open file
+/// description (a duplicate of its fd).
 struct Target<'a> {
     quota: &'a Quota,
     layer: &'a Arc<Layer>,
-    /// The program's description (read-only): its position and flags.
     out: OwnedFd,
-    /// The description the bytes are written through.
-    data: Arc<OwnedFd>,
+    /// Whether it is a file of the upper tree: its growth is charged
+    /// (any other regular file is written as it is, uncharged).
+    charged: bool,
     ino: u64,
 }
 
@@ -225,8 +224,12 @@ impl Target<'_> {
         crate::sys::net::status_flags(self.out.as_fd()).map_or(true, |f| f & libc::O_APPEND != 0)
     }
 
-    /// Charges the growth of the file (`size` bytes now) to `end`.
-    fn charge(&self, size: u64, end: u64) -> Result<Charged, Errno> {
+    /// Charges the growth of the file (`size` bytes now) to `end`; `None`
+    /// for a file outside the upper tree.
+    fn charge(&self, size: u64, end: u64) -> Result<Option<Charged>, Errno> {
+        if !self.charged {
+            return Ok(None);
+        }
         let g = Growth {
             ino: self.ino,
             size,
@@ -235,14 +238,24 @@ impl Target<'_> {
         let layer = self.layer;
         self.quota
             .charge_file(g, &layer.upper, &|ino| layer.is_placeholder_ino(ino))
+            .map(Some)
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
     /// Keeps the charge `c` if `r` is a success, else gives it back.
-    fn settle<T>(&self, c: Charged, r: &Result<T, Errno>) {
-        match r {
-            Ok(_) => self.quota.settle(c),
-            Err(_) => self.quota.refund(c),
+    fn settle<T>(&self, c: Option<Charged>, r: &Result<T, Errno>) {
+        match (c, r) {
+            (None, _) => {}
+            (Some(c), Ok(_)) => self.quota.settle(c),
+            (Some(c), Err(_)) => self.quota.refund(c),
+        }
+    }
+
+    /// Tells the quota that the file gave space back (a file of the
+    /// upper tree only).
+    fn freed(&self) {
+        if self.charged {
+            self.quota.freed();
         }
     }
 
@@ -319,7 +332,7 @@ impl Target<'_> {
                     return Err(Errno::of(libc::EFAULT));
                 }
                 let (chunk, k) = (&chunk[..got], got);
-                let m = match pwrite_exact(self.data.as_fd(), chunk, pos + done, rwf) {
+                let m = match pwrite_exact(self.out.as_fd(), chunk, pos + done, rwf) {
                     Ok(m) => m as u64,
                     Err(_) if done > 0 => return Ok(done),
                     Err(e) => return Err(errno(&e)),
@@ -353,11 +366,11 @@ impl Target<'_> {
             off.saturating_add(len)
         };
         let c = self.charge(size, end)?;
-        let r = filewrite::fallocate(self.data.as_fd(), mode, off, len).map_err(|e| errno(&e));
+        let r = filewrite::fallocate(self.out.as_fd(), mode, off, len).map_err(|e| errno(&e));
         self.settle(c, &r);
         r?;
         if frees {
-            self.quota.freed();
+            self.freed();
         }
         Ok(NotifAction::ReturnValue(0))
     }
@@ -371,11 +384,11 @@ impl Target<'_> {
         let _file = self.quota.lock_file(self.ino);
         let size = self.size()?;
         let c = self.charge(size, len)?;
-        let r = ftruncate(self.data.as_fd(), len as i64).map_err(|e| errno(&e));
+        let r = ftruncate(self.out.as_fd(), len as i64).map_err(|e| errno(&e));
         self.settle(c, &r);
         r?;
         if len < size {
-            self.quota.freed();
+            self.freed();
         }
         Ok(NotifAction::ReturnValue(0))
     }
@@ -425,7 +438,7 @@ impl Target<'_> {
         let r = filewrite::copy_range(
             input.as_fd(),
             &mut ip,
-            self.data.as_fd(),
+            self.out.as_fd(),
             &mut op,
             n as usize,
             cx.arg(5) as u32,
@@ -462,7 +475,7 @@ impl Target<'_> {
         let r = copy_any(
             input.as_fd(),
             &mut ip,
-            self.data.as_fd(),
+            self.out.as_fd(),
             &mut op,
             n as usize,
         )
@@ -514,7 +527,7 @@ impl Target<'_> {
             r => return r,
         }
         let (quota_layer, out, ino) = (Arc::clone(self.layer), self.out.try_clone(), self.ino);
-        let (out, data) = (out.map_err(|e| errno(&e))?, Arc::clone(&self.data));
+        let (out, charged) = (out.map_err(|e| errno(&e))?, self.charged);
         Ok(NotifAction::defer(move || {
             let _acting = match rights.assume() {
                 Ok(g) => g,
@@ -527,7 +540,7 @@ impl Target<'_> {
                 quota,
                 layer: &quota_layer,
                 out,
-                data,
+                charged,
                 ino,
             };
             loop {
@@ -571,7 +584,7 @@ impl Splice {
         let mut op = self.op;
         let r = filewrite::splice_to(
             self.input.as_fd(),
-            t.data.as_fd(),
+            t.out.as_fd(),
             &mut op,
             self.n,
             self.flags | SPLICE_F_NONBLOCK,
@@ -689,4 +702,44 @@ impl Aligned {
         let skip = self.0.as_ptr().align_offset(4096).min(4096);
         &mut self.0[skip..skip + k]
     }
+}
+
+/// Whether the regular file `fd` is on a pseudo file system whose writes
+/// `RLIMIT_FSIZE` does not limit and whose files may name the process
+/// that writes them (`/proc/self/...`): procfs, sysfs, the cgroup file
+/// systems and the kernel's other control file systems, by `f_type`.
+/// Anything else (ext4, xfs, btrfs, tmpfs, overlayfs, FUSE, NFS...) is a
+/// file the limit applies to.
+// (`f_type` is an `i64` on 64-bit targets, narrower elsewhere.)
+#[allow(clippy::unnecessary_cast)]
+fn is_pseudo_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    const CONFIGFS_MAGIC: i64 = 0x6265_6570;
+    const PSTOREFS_MAGIC: i64 = 0x6165_676c;
+    const EFIVARFS_MAGIC: i64 = 0xde5e_81e4;
+    const SELINUX_MAGIC: i64 = 0xf97c_ff8c;
+    const SMACK_MAGIC: i64 = 0x4341_5d53;
+    const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
+    const FUSECTL_MAGIC: i64 = 0x6573_5543;
+    let t = crate::sys::path::fs_type(fd).map_err(|e| errno(&e))?;
+    Ok(matches!(
+        t,
+        CONFIGFS_MAGIC
+            | PSTOREFS_MAGIC
+            | EFIVARFS_MAGIC
+            | SELINUX_MAGIC
+            | SMACK_MAGIC
+            | BINFMTFS_MAGIC
+            | FUSECTL_MAGIC
+    ) || [
+        libc::PROC_SUPER_MAGIC,
+        libc::SYSFS_MAGIC,
+        libc::CGROUP_SUPER_MAGIC,
+        libc::CGROUP2_SUPER_MAGIC,
+        libc::DEBUGFS_MAGIC,
+        libc::TRACEFS_MAGIC,
+        libc::SECURITYFS_MAGIC,
+        libc::BPF_FS_MAGIC,
+    ]
+    .iter()
+    .any(|&m| m as i64 == t))
 }

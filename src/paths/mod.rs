@@ -236,18 +236,6 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> bool {
         false
     }
-    /// Before an fd opened on the program's behalf (`fd`, with its flags)
-    /// is given to it: the fd to give instead (under a size cap, a file of
-    /// the upper tree opened for writing is given read-only, its writable
-    /// description kept for the writes made for the program). `call` is
-    /// the open it answers.
-    fn seal(
-        &self,
-        fd: std::os::fd::OwnedFd,
-        _call: crate::handler::StillWaiting,
-    ) -> std::result::Result<std::os::fd::OwnedFd, Errno> {
-        Ok(fd)
-    }
     /// Gives back a charge whose call failed.
     fn refund(&self, _charged: Charged) {}
     /// Keeps a charge whose call was made.

@@ -196,27 +196,9 @@ pub(crate) fn handle(
             Err(e) => return NotifAction::from(e),
         },
     };
-    match open(cx, denied, creds, &args).and_then(|a| sealed(cx, denied, a)) {
+    match open(cx, denied, creds, &args) {
         Ok(action) => action,
         Err(e) => NotifAction::from(e),
-    }
-}
-
-/// The answer `action` with the fd it gives passed through the layer's
-/// [`seal`](super::Layered::seal), if there is a layer.
-fn sealed(
-    cx: &HandlerCtx<'_>,
-    denied: &DeniedPaths,
-    action: NotifAction,
-) -> Result<NotifAction, Errno> {
-    match (denied.layer(), action) {
-        (Some(layer), NotifAction::InjectFdSend { fd, newfd_flags }) => {
-            Ok(NotifAction::InjectFdSend {
-                fd: layer.seal(fd, cx.still_waiting())?,
-                newfd_flags,
-            })
-        }
-        (_, action) => Ok(action),
     }
 }
 

@@ -130,33 +130,6 @@ pub fn close_all(fds: Vec<OwnedFd>) {
     }
 }
 
-/// `KCMP_FILE` of `kcmp(2)`: whether two fds name one open file description.
-const KCMP_FILE: libc::c_int = 0;
-
-/// Whether fd number `fd` of process `pid` and our `ours` are one open
-/// file description (`kcmp(pid, self, KCMP_FILE, fd, ours)`). Needs the
-/// ptrace read access to `pid` that `pidfd_getfd` needs too.
-pub fn same_description(pid: i32, fd: i32, ours: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: kcmp takes plain integers and writes no memory.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid,
-            libc::getpid(),
-            KCMP_FILE,
-            fd as libc::c_ulong,
-            ours.as_raw_fd() as libc::c_ulong,
-        )
-    };
-    cvt_long(r).map(|r| r == 0)
-}
-
-/// Sets the status flags (`F_SETFL`) of `fd`'s open file description.
-pub fn set_status_flags(fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
-    // SAFETY: F_SETFL takes an int and changes only the description's flags.
-    super::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsRawFd, OwnedFd};

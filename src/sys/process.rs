@@ -567,6 +567,17 @@ pub fn cpus_of(tid: i32) -> io::Result<usize> {
 static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit64> = std::sync::OnceLock::new();
 
 fn nofile() -> io::Result<libc::rlimit64> {
+    own_limit(libc::RLIMIT_NOFILE)
+}
+
+/// This process's `RLIMIT_FSIZE` (the largest file it may write or grow
+/// a file to; `RLIM_INFINITY`: none).
+pub fn file_size_limit() -> io::Result<libc::rlimit64> {
+    own_limit(libc::RLIMIT_FSIZE)
+}
+
+/// This process's limit `resource`.
+fn own_limit(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit64> {
     let mut cur = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,
@@ -577,7 +588,7 @@ fn nofile() -> io::Result<libc::rlimit64> {
         libc::syscall(
             libc::SYS_prlimit64,
             0 as libc::c_long,
-            libc::RLIMIT_NOFILE as libc::c_long,
+            resource as libc::c_long,
             std::ptr::null::<libc::rlimit64>(),
             &mut cur as *mut libc::rlimit64,
         )

@@ -48,6 +48,10 @@ pub struct ExecPlan {
     pub nofile: Option<libc::rlimit64>,
     /// Sets `RLIMIT_CORE` to 0 (soft and hard) before exec.
     pub no_core: bool,
+    /// Sets `RLIMIT_FSIZE` to 0 (soft and hard) before exec: the kernel
+    /// refuses every write and growth the program makes itself into a
+    /// regular file of an ordinary file system (`--max-disk`).
+    pub no_file_writes: bool,
     /// Gives the child an IPC namespace of its own (`CLONE_NEWIPC`; needs
     /// `CAP_SYS_ADMIN`): its System V objects and POSIX message queues go
     /// with its last process.

@@ -330,6 +330,13 @@ unsafe fn child_main(args: &ChildArgs) -> ! {
         };
         set_limit(page, libc::RLIMIT_CORE, &zero);
     }
+    if plan.no_file_writes {
+        let zero = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        set_limit(page, libc::RLIMIT_FSIZE, &zero);
+    }
     if let Some(keep) = plan.keep_caps {
         // SAFETY: in the child.
         let r = unsafe { super::caps::drop_in_child(keep) };

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static void change(void) {
         fcntl(out_fd, F_SETFL, O_APPEND);
     else if (!strcmp(vector, "write_seek"))
         lseek(out_fd, BIG + (now_ns() & 63) * 2 * MIB, SEEK_SET);
-    else if (!strcmp(vector, "dup2_null"))
+    else if (!strcmp(vector, "dup2_null") || !strcmp(vector, "fallocate_pipe"))
         dup2(out_fd, 10);
 }
 
@@ -105,6 +106,7 @@ int main(int argc, char **argv) {
     if (argc < 3)
         return 2;
     vector = argv[1];
+    signal(SIGXFSZ, SIG_IGN);
     int rounds = atoi(argv[2]), ok = 0;
     buf = calloc(1, BIG);
     big_fd = open("big", O_RDONLY);
@@ -141,8 +143,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     in_fd = open("big", O_RDONLY);
-    int null_fd = open("/dev/null", O_WRONLY);
-    if (null_fd < 0)
+    int null_fd = open("/dev/null", O_WRONLY), pipe_fds[2];
+    if (null_fd < 0 || pipe(pipe_fds) != 0)
         return 3;
     /* The honest write the later rounds stay within. */
     if (!strcmp(vector, "pwrite_append") && pwrite(out_fd, buf, 8 * MIB, 0) != 8 * MIB)
@@ -153,7 +155,7 @@ int main(int argc, char **argv) {
     pthread_create(&t, NULL, racer, NULL);
     for (int i = 0; i < rounds; i++) {
         /* A trapped write to /dev/null takes tens of microseconds. */
-        long step = strcmp(vector, "dup2_null") ? 2000 : 400;
+        long step = strcmp(vector, "dup2_null") && strcmp(vector, "fallocate_pipe") ? 2000 : 400;
         atomic_store(&delay_ns, (long)(i % 100) * step);
         long r = -1;
         if (!strcmp(vector, "cfr_off")) {
@@ -189,6 +191,10 @@ int main(int argc, char **argv) {
             dup2(null_fd, 10);
             atomic_store(&go, 1);
             r = write(10, buf, MIB);
+        } else if (!strcmp(vector, "fallocate_pipe")) {
+            dup2(pipe_fds[1], 10);
+            atomic_store(&go, 1);
+            r = fallocate(10, FALLOC_FL_KEEP_SIZE, 0, BIG) == 0;
         }
         ok += r > 0;
         while (atomic_load(&go)) {
