@@ -3437,3 +3437,45 @@ fn max_disk_writes_a_threads_own_fd() {
         stderr(&out)
     );
 }
+
+/// A task that gave up root for another user (`su`, a privilege-separated
+/// daemon) writes the fds it opened before, as on bare Linux: the write
+/// made for it needs its capabilities, not its ids (both writes failed
+/// with `EACCES`, after a warning, under --max-disk; red team rt11 M2).
+#[test]
+fn max_disk_writes_for_a_task_that_changed_its_user() {
+    let dir = fresh("setuid-write");
+    let outside = dir.parent().unwrap().join("outside");
+    let py = r#"
+import os, sys
+fd = os.open("f", os.O_WRONLY | os.O_CREAT, 0o666)
+fd2 = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o666)
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+for f in (fd, fd2):
+    print("write", os.write(f, b"hello\n"))
+"#;
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--max-disk",
+            "1M",
+            "--on-exit",
+            "commit",
+        ])
+        .args(["--", "python3", "-c", py])
+        .arg(&outside)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "write 6\nwrite 6\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out), "");
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "hello\n");
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "hello\n");
+}

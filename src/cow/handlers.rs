@@ -892,7 +892,9 @@ impl ViewHandler {
         let Some(quota) = &self.layer.quota else {
             return Ok(NotifAction::Continue);
         };
-        super::writes::write(&self.layer, quota, cx, kind, || Ok(self.task(cx)?.rights))
+        super::writes::write(&self.layer, quota, cx, kind, || {
+            Task::rights_for_fd(cx, &self.creds)
+        })
     }
 }
 

@@ -202,6 +202,22 @@ impl Task {
     /// the task's). The verdict is remembered per thread in `cache`, so
     /// `/proc` is read only on a miss.
     pub(crate) fn read(cx: &HandlerCtx<'_>, cache: &CredCache) -> Result<Task, Errno> {
+        Self::read_telling(cx, cache, true)
+    }
+
+    /// The rights for a change made through an fd the task holds: those of
+    /// [`read`](Self::read), or for a task it refuses,
+    /// [`fd_rights`](Self::fd_rights) (without `read`'s warning: nothing
+    /// is refused).
+    pub(crate) fn rights_for_fd(cx: &HandlerCtx<'_>, cache: &CredCache) -> Result<Rights, Errno> {
+        match Self::read_telling(cx, cache, false) {
+            Ok(task) => Ok(task.rights),
+            Err(e) if e == Errno::of(libc::EACCES) => Self::fd_rights(cx),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_telling(cx: &HandlerCtx<'_>, cache: &CredCache, tell: bool) -> Result<Task, Errno> {
         let tid = cx.pid() as i32;
         let verdict = match cache.lookup(tid) {
             Some(v) => v,
@@ -210,7 +226,7 @@ impl Task {
                 // Opened before the read: while the call is pending the
                 // thread id names the caller (checked below).
                 let pidfd = CredCache::open(tid);
-                let (verdict, umask) = Self::read_proc(cx, tid)?;
+                let (verdict, umask) = Self::read_proc(cx, tid, tell)?;
                 if let Some(fd) = pidfd {
                     cache.store(tid, fd, stamp, verdict);
                 }
@@ -233,8 +249,39 @@ impl Task {
         }
     }
 
+    /// The rights for a change made through an fd the task holds already
+    /// (a write, a truncate or an allocation of an open file): its
+    /// effective capabilities alone, which the supervisor must hold. The
+    /// kernel checks no file-system id there (access was checked when the
+    /// fd was opened), so a task whose ids are not the supervisor's (after
+    /// `setuid`, as `su` or a privilege-separated daemon) is acted for
+    /// all the same; [`read`](Self::read) would refuse it (and says so in
+    /// a warning, once per task: see there).
+    fn fd_rights(cx: &HandlerCtx<'_>) -> Result<Rights, Errno> {
+        let tid = cx.pid() as i32;
+        let status = procfs::read_rendered_text(&format!("/proc/{tid}/status"))
+            .map_err(|_| Errno::of(libc::ESRCH))?;
+        // The thread id named the caller while the status was read.
+        if !cx.id_valid() {
+            return Err(Errno::of(libc::ESRCH));
+        }
+        let cap_eff = field(&status, "CapEff:")
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or(Errno::of(libc::EACCES))?;
+        // And `CAP_SYS_PTRACE`, which no file check consults: the task's
+        // memory (the data written) is another user's to read.
+        const CAP_SYS_PTRACE: u32 = 19;
+        let ptrace = 1u64 << CAP_SYS_PTRACE;
+        match own_creds() {
+            Some(own) if (cap_eff | ptrace) & !own.cap_prm == 0 => {
+                Ok(Rights(Some(cap_eff | ptrace)))
+            }
+            _ => Err(Errno::of(libc::EACCES)),
+        }
+    }
+
     /// The verdict and umask from `/proc/<tid>/status`.
-    fn read_proc(cx: &HandlerCtx<'_>, tid: i32) -> Result<(Verdict, u32), Errno> {
+    fn read_proc(cx: &HandlerCtx<'_>, tid: i32, tell: bool) -> Result<(Verdict, u32), Errno> {
         let status = procfs::read_rendered_text(&format!("/proc/{tid}/status"))
             .map_err(|_| Errno::of(libc::ESRCH))?;
         let creds = creds_of(&status, &format!("/proc/{tid}/ns/mnt"));
@@ -244,7 +291,9 @@ impl Task {
         let acts_with = match (creds, own_creds()) {
             (Some(t), Some(o)) if o.can_act_for(&t) => Some(t.cap_eff),
             (t, o) => {
-                log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing path calls on its behalf");
+                if tell {
+                    log::warn!("task {tid}: credentials or mount namespace differ from the supervisor's ({t:?} vs {o:?}); refusing path calls on its behalf");
+                }
                 None
             }
         };
