@@ -3479,3 +3479,73 @@ for f in (fd, fd2):
     assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "hello\n");
     assert_eq!(fs::read_to_string(&outside).unwrap(), "hello\n");
 }
+
+/// Writes `K` files of 4 MiB into the layer; after each, a thread made
+/// without `CLONE_FILES` (a copy of the fd table) keeps the file, which the
+/// process then closes and unlinks. Prints the MiB written.
+const HIDDEN_HOLDER_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int keep(void *arg) { (void)arg; for (;;) syscall(SYS_pause); return 0; }
+int main(int argc, char **argv) {
+    int k = atoi(argv[1]);
+    char *buf = malloc(1 << 20);
+    memset(buf, 3, 1 << 20);
+    long total = 0;
+    for (int i = 0; i < k; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "t%d", i);
+        int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        for (int j = 0; j < 4; j++) {
+            long n = write(fd, buf, 1 << 20);
+            if (n <= 0) break;
+            total += n;
+        }
+        char *stack = malloc(1 << 16);
+        clone(keep, stack + (1 << 16), CLONE_VM | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0);
+        close(fd);
+        unlink(p);
+    }
+    printf("%ld\n", total >> 20);
+    fflush(stdout);
+    _exit(0);
+}
+"#;
+
+/// A file only a thread with a table of its own still holds (its process
+/// closed and unlinked it) stays counted: the exact count looked at the
+/// process's table alone and gave the file's charge back (red team rt11
+/// H2: 240 MiB under a 10M cap).
+#[test]
+fn redteam_max_disk_counts_a_file_a_thread_of_its_own_table_holds() {
+    let exe = build_c("hidden_holder", HIDDEN_HOLDER_C, &[]);
+    let dir = fresh("hidden-holder");
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--max-disk",
+            "10M",
+            "--on-exit",
+            "abort",
+            "--",
+        ])
+        .arg(&exe)
+        .arg("6")
+        .output()
+        .unwrap();
+    let written: u64 = stdout(&out).trim().parse().unwrap_or(u64::MAX);
+    assert!(
+        written <= 10,
+        "{written} MiB written under --max-disk 10M: {}",
+        stderr(&out)
+    );
+}

@@ -321,10 +321,37 @@ pub(crate) fn held_files(dev: u64, others_only: bool) -> Option<HashSet<u64>> {
                 _ => return None,
             },
         };
-        for fd in fds.flatten() {
-            if let Ok(m) = std::fs::metadata(fd.path()) {
-                if m.dev() == dev && m.is_file() {
-                    held.insert(m.ino());
+        let holds = |fds: std::fs::ReadDir, held: &mut HashSet<u64>| {
+            for fd in fds.flatten() {
+                if let Ok(m) = std::fs::metadata(fd.path()) {
+                    if m.dev() == dev && m.is_file() {
+                        held.insert(m.ino());
+                    }
+                }
+            }
+        };
+        holds(fds, &mut held);
+        // A thread with a table of its own (made without `CLONE_FILES`, or
+        // after `unshare(CLONE_FILES)`) holds what `fd/` (the leader's
+        // table) may not show: a file the leader closed and unlinked.
+        if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
+            for t in tasks.flatten() {
+                let tid = t.file_name();
+                let Some(tid) = tid.to_str().filter(|t| *t != pid) else {
+                    continue;
+                };
+                let shared = tid
+                    .parse()
+                    .ok()
+                    .and_then(|t| crate::sys::pidfd::same_fd_table(pid.parse().ok()?, t).ok());
+                if shared == Some(true) {
+                    continue;
+                }
+                match std::fs::read_dir(t.path().join("fd")) {
+                    Ok(fds) => holds(fds, &mut held),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    // Cannot tell what it holds: any file may be held.
+                    Err(_) => return None,
                 }
             }
         }
