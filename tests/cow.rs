@@ -3549,3 +3549,70 @@ fn redteam_max_disk_counts_a_file_a_thread_of_its_own_table_holds() {
         stderr(&out)
     );
 }
+
+/// `pwritev2(RWF_NOAPPEND)` on an `O_APPEND` fd writes at the offset given,
+/// and a write of nothing to a read-only fd is `EBADF`, into the layer and
+/// outside DIR (argv[1]); prints each result and the file.
+const WRITE_EDGES_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *names[] = {"f", argv[1]};
+    for (int i = 0; i < 2; i++) {
+        int fd = open(names[i], O_RDWR | O_CREAT | O_TRUNC, 0644);
+        write(fd, "aaaa", 4);
+        close(fd);
+        fd = open(names[i], O_WRONLY | O_APPEND);
+        struct iovec v = {"BB", 2};
+        long n = pwritev2(fd, &v, 1, 0, RWF_NOAPPEND);
+        printf("noappend %ld\n", n);
+        int ro = open(names[i], O_RDONLY);
+        errno = 0;
+        n = write(ro, "", 0);
+        printf("empty %ld %d\n", n, n < 0 ? errno : 0);
+        char b[16] = {0};
+        pread(ro, b, sizeof b - 1, 0);
+        printf("%s\n", b);
+    }
+    return 0;
+}
+"#;
+
+#[test]
+fn max_disk_write_edges_as_bare() {
+    let exe = build_c("write_edges", WRITE_EDGES_C, &[]);
+    let dir = fresh("write-edges");
+    let outside = dir.parent().unwrap().join("outside-edges");
+    let bare = StdCommand::new(&exe)
+        .current_dir(&dir)
+        .arg(&outside)
+        .output()
+        .unwrap();
+    let expected = stdout(&bare);
+    assert_eq!(
+        expected,
+        "noappend 2\nempty -1 9\nBBaa\nnoappend 2\nempty -1 9\nBBaa\n"
+    );
+    let out = unotify()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--max-disk",
+            "10M",
+            "--on-exit",
+            "abort",
+            "--",
+        ])
+        .arg(&exe)
+        .arg(&outside)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), expected, "stderr: {}", stderr(&out));
+}

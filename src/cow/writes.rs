@@ -273,10 +273,18 @@ impl Target<'_> {
             return Err(einval());
         }
         let total: u64 = segs.iter().map(|s| s.1).sum();
+        // The fd's access mode first, as the kernel checks it (a write of
+        // nothing to a read-only fd is `EBADF` too).
+        let flags = crate::sys::net::status_flags(self.out.as_fd()).map_err(|e| errno(&e))?;
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return Err(Errno::of(libc::EBADF));
+        }
+        // `RWF_NOAPPEND` (`pwritev2`) writes where it is told, `O_APPEND` or not.
+        let appends = flags & libc::O_APPEND != 0 && rwf & RWF_NOAPPEND == 0;
         let _file = self.quota.lock_file(self.ino);
         let size = self.size()?;
         let pos = match at {
-            _ if self.appends() => size,
+            _ if appends => size,
             Some(u64::MAX) => size,
             Some(a) => a,
             None => crate::sys::path::file_offset(self.out.as_fd()).map_err(|e| errno(&e))?,
