@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -82,6 +83,26 @@ fn run_in(dir: &Path, flags: &[&str], script: &str) -> Output {
         .args(["run", "--workdir", "."])
         .args(flags)
         .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+/// `unotify run --workdir . --max-disk CAP --on-exit ON_EXIT -- EXE ARGS` in `dir`.
+fn run_capped(dir: &Path, cap: &str, on_exit: &str, exe: &Path, args: &[&OsStr]) -> Output {
+    unotify()
+        .current_dir(dir)
+        .args([
+            "run",
+            "--workdir",
+            ".",
+            "--max-disk",
+            cap,
+            "--on-exit",
+            on_exit,
+            "--",
+        ])
+        .arg(exe)
+        .args(args)
         .output()
         .unwrap()
 }
@@ -1701,22 +1722,7 @@ fn redteam_max_disk_holds_against_truncate_and_mmap() {
     // closes it.
     let exe = build_c("quota_rt", QUOTA_RT, &[]);
     let dir = fresh("rt-quota");
-    let out = unotify()
-        .current_dir(&dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            "10M",
-            "--on-exit",
-            "abort",
-            "--",
-        ])
-        .arg(&exe)
-        .arg("50")
-        .output()
-        .unwrap();
+    let out = run_capped(&dir, "10M", "abort", &exe, &[OsStr::new("50")]);
     let got: u64 = stdout(&out)
         .trim()
         .strip_prefix("allocated_mib ")
@@ -3415,21 +3421,7 @@ int main(void) {
 fn max_disk_writes_a_threads_own_fd() {
     let exe = build_c("own_table", OWN_TABLE_C, &["-pthread"]);
     let dir = fresh("own-table");
-    let out = unotify()
-        .current_dir(&dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            "10M",
-            "--on-exit",
-            "abort",
-            "--",
-        ])
-        .arg(&exe)
-        .output()
-        .unwrap();
+    let out = run_capped(&dir, "10M", "abort", &exe, &[]);
     assert_eq!(
         stdout(&out),
         "fds 3 3\nthr: 7 THREAD\nlead: 0 \n",
@@ -3526,22 +3518,7 @@ int main(int argc, char **argv) {
 fn redteam_max_disk_counts_a_file_a_thread_of_its_own_table_holds() {
     let exe = build_c("hidden_holder", HIDDEN_HOLDER_C, &[]);
     let dir = fresh("hidden-holder");
-    let out = unotify()
-        .current_dir(&dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            "10M",
-            "--on-exit",
-            "abort",
-            "--",
-        ])
-        .arg(&exe)
-        .arg("6")
-        .output()
-        .unwrap();
+    let out = run_capped(&dir, "10M", "abort", &exe, &[OsStr::new("6")]);
     let written: u64 = stdout(&out).trim().parse().unwrap_or(u64::MAX);
     assert!(
         written <= 10,
@@ -3598,21 +3575,6 @@ fn max_disk_write_edges_as_bare() {
         expected,
         "noappend 2\nempty -1 9\nBBaa\nnoappend 2\nempty -1 9\nBBaa\n"
     );
-    let out = unotify()
-        .current_dir(&dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            "10M",
-            "--on-exit",
-            "abort",
-            "--",
-        ])
-        .arg(&exe)
-        .arg(&outside)
-        .output()
-        .unwrap();
+    let out = run_capped(&dir, "10M", "abort", &exe, &[outside.as_os_str()]);
     assert_eq!(stdout(&out), expected, "stderr: {}", stderr(&out));
 }
