@@ -88,14 +88,35 @@ impl DynamicPolicy {
             (own, nets?)
         };
         if let (false, Some(&(pid, start))) = (own, lineage.first()) {
+            let gone = self.gone();
             let mut map = self.per_process.write();
-            prune(&mut map);
+            map.retain(|p, r| !gone.contains(&(*p, r.start)));
             map.entry(pid).or_insert(Restricted {
                 start,
                 nets: nets.clone(),
             });
         }
         Some(nets)
+    }
+
+    /// The restricted processes that are gone (pid and start time), looked
+    /// up in `/proc` with no lock held: the caller drops them under the
+    /// write lock (an entry written meanwhile for a new process of that
+    /// pid has another start time, and stays).
+    fn gone(&self) -> Vec<(i32, u64)> {
+        let kept: Vec<(i32, u64)> = self
+            .per_process
+            .read()
+            .iter()
+            .map(|(pid, r)| (*pid, r.start))
+            .collect();
+        kept.into_iter()
+            .filter(|&(pid, start)| {
+                crate::sys::procfs::Stat::of(pid)
+                    .and_then(|s| s.field(22))
+                    .is_none_or(|now| now as u64 != start)
+            })
+            .collect()
     }
 
     /// The process limit set at run time, if any.
@@ -184,8 +205,9 @@ impl<'a> PolicyContext<'a> {
             return;
         };
         let inherited = self.dynamic.process_nets(tgid);
+        let gone = self.dynamic.gone();
         let mut map = self.dynamic.per_process.write();
-        prune(&mut map);
+        map.retain(|p, r| !gone.contains(&(*p, r.start)));
         let nets = match inherited {
             Some(old) => intersect(&old, nets),
             None => nets.to_vec(),
@@ -256,15 +278,6 @@ impl Lineage {
         }
         out
     }
-}
-
-/// Drops the restrictions of processes that are gone.
-fn prune(map: &mut HashMap<i32, Restricted>) {
-    map.retain(|pid, r| {
-        crate::sys::procfs::Stat::of(*pid)
-            .and_then(|s| s.field(22))
-            .is_some_and(|start| start as u64 == r.start)
-    });
 }
 
 /// The networks admitted by both `a` and `b`.
