@@ -181,3 +181,64 @@ fn check_json_is_one_object_per_feature() {
     assert_eq!(lines[0]["available"], true);
     assert!(lines.iter().all(|l| l["detail"].is_string()), "{text}");
 }
+
+/// Path options take the bytes given, UTF-8 or not: `--deny-path` of a
+/// name with a `\xff` byte denies that file (it was refused with "invalid
+/// UTF-8", so such a file could not be denied from the command line), and
+/// `--cwd`, `--workdir` and `--mount` take such names too.
+#[test]
+fn path_options_take_names_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join(OsStr::from_bytes(b"d\xff"));
+    std::fs::create_dir(&sub).unwrap();
+    let secret = sub.join(OsStr::from_bytes(b"s\xfe"));
+    std::fs::write(&secret, "secret\n").unwrap();
+    let out = common::unotify()
+        .arg("run")
+        .arg("--deny-path")
+        .arg(&secret)
+        .args(["--", "cat"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("denied: openat of"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = common::unotify()
+        .arg("run")
+        .arg("--cwd")
+        .arg(&sub)
+        .arg("--workdir")
+        .arg(&sub)
+        .args(["--on-exit", "abort", "--", "cat"])
+        .arg(OsStr::from_bytes(b"s\xfe"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "secret\n");
+
+    let mut mount = b"/m:".to_vec();
+    mount.extend_from_slice(sub.as_os_str().as_bytes());
+    mount.extend_from_slice(b":ro");
+    let root = tempfile::tempdir().unwrap();
+    let out = common::unotify()
+        .args(["run", "--chroot"])
+        .arg(root.path())
+        .args(["--mount", "/usr:/usr:ro", "--mount", "/bin:/bin:ro"])
+        .args(["--mount", "/lib:/lib:ro", "--mount", "/lib64:/lib64:ro"])
+        .arg("--mount")
+        .arg(OsStr::from_bytes(&mount))
+        .args(["--", "/bin/cat"])
+        .arg(OsStr::from_bytes(b"/m/s\xfe"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "secret\n");
+}

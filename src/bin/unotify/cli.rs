@@ -201,7 +201,7 @@ pub struct RunArgs {
     /// unix socket beneath it cannot be connected or sent to. PATH must exist (a typo, or a `~` the shell did not expand, would
     /// deny nothing): see --deny-path-future for one made later.
     /// Repeatable. Example: --deny-path /etc/shadow
-    #[arg(long, value_name = "PATH", value_parser = parse_existing_path)]
+    #[arg(long, value_name = "PATH", value_parser = os_parser(parse_existing_path))]
     pub deny_path: Vec<std::path::PathBuf>,
 
     /// Like --deny-path, for a PATH that need not exist yet (one the
@@ -282,7 +282,7 @@ pub struct RunArgs {
     /// (reads after writes, listings, renames, deletions); at the end they
     /// are committed to DIR, dropped or kept (--on-exit, --on-error,
     /// --dry-run). Needs no privilege. Example: --workdir . -- make
-    #[arg(long, value_name = "DIR", value_parser = parse_dir)]
+    #[arg(long, value_name = "DIR", value_parser = os_parser(parse_dir))]
     pub workdir: Option<std::path::PathBuf>,
 
     /// Where --workdir keeps its upper layer (PATH/upper) and its commit
@@ -326,7 +326,7 @@ pub struct RunArgs {
     /// Run the program in DIR (which must exist). Relative paths of other
     /// flags (--deny-path) are still taken from unotify's own directory.
     /// Example: --cwd /tmp
-    #[arg(long, value_name = "DIR", value_parser = parse_dir)]
+    #[arg(long, value_name = "DIR", value_parser = os_parser(parse_dir))]
     pub cwd: Option<std::path::PathBuf>,
 
     /// After SIGINT, SIGTERM or SIGHUP (forwarded to the program's process
@@ -571,8 +571,9 @@ fn parse_env_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn parse_dir(s: &str) -> Result<std::path::PathBuf, String> {
+fn parse_dir(s: OsString) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(s);
+    let s = path.display();
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
         Ok(_) => Err(format!(
@@ -667,8 +668,9 @@ fn parse_syscall(s: &str) -> Result<String, String> {
 
 /// Refuses a path that does not exist (a dangling symlink exists): denying
 /// it would deny nothing the program can reach now.
-fn parse_existing_path(s: &str) -> Result<std::path::PathBuf, String> {
+fn parse_existing_path(s: OsString) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(s);
+    let s = path.display().to_string();
     match std::fs::symlink_metadata(&path) {
         Ok(_) => Ok(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -874,13 +876,13 @@ pub struct ChrootArgs {
     /// the call for it; `..`, symlinks and inherited fds never lead out.
     /// Programs must come from a mount at their host path (e.g. --mount
     /// /usr:/usr:ro). Example: --chroot ./rootfs --mount /usr:/usr:ro
-    #[arg(long, value_name = "DIR", value_parser = parse_chroot_dir)]
+    #[arg(long, value_name = "DIR", value_parser = os_parser(parse_chroot_dir))]
     pub chroot: Option<std::path::PathBuf>,
 
     /// Show the host directory HOST at VIRTUAL (an absolute path in the
     /// view) under --chroot; with `:ro`, writes beneath it fail with
     /// EROFS. Repeatable. Example: --mount /usr:/usr:ro --mount /src:./project
-    #[arg(long, value_name = "VIRTUAL:HOST[:ro]", value_parser = parse_mount, requires = "chroot")]
+    #[arg(long, value_name = "VIRTUAL:HOST[:ro]", value_parser = os_parser(parse_mount), requires = "chroot")]
     pub mount: Vec<MountSpec>,
 
     /// Start the program in DIR, a path in the --chroot view (default /).
@@ -916,8 +918,9 @@ impl ChrootArgs {
     }
 }
 
-fn parse_chroot_dir(s: &str) -> Result<std::path::PathBuf, String> {
+fn parse_chroot_dir(s: OsString) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(s);
+    let s = path.display();
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
         Ok(_) => Err(format!(
@@ -929,35 +932,43 @@ fn parse_chroot_dir(s: &str) -> Result<std::path::PathBuf, String> {
     }
 }
 
-fn parse_mount(s: &str) -> Result<MountSpec, String> {
+fn parse_mount(spec: OsString) -> Result<MountSpec, String> {
+    use std::os::unix::ffi::OsStrExt;
     let usage = "write it as VIRTUAL:HOST or VIRTUAL:HOST:ro, like --mount /usr:/usr:ro";
-    let (rest, read_only) = match s.strip_suffix(":ro") {
+    let s = std::path::Path::new(&spec).display().to_string();
+    let bytes = spec.as_bytes();
+    let (rest, read_only) = match bytes.strip_suffix(b":ro") {
         Some(r) => (r, true),
-        None => (s.strip_suffix(":rw").unwrap_or(s), false),
+        None => (bytes.strip_suffix(b":rw").unwrap_or(bytes), false),
     };
-    let Some((virt, host)) = rest.split_once(':') else {
+    let Some(colon) = rest.iter().position(|&b| b == b':') else {
         return Err(format!(
             "`{s}` has no `:` between the virtual path and the host directory; {usage}"
         ));
     };
-    if !virt.starts_with('/') {
+    let virt = std::path::Path::new(std::ffi::OsStr::from_bytes(&rest[..colon]));
+    let host = std::path::Path::new(std::ffi::OsStr::from_bytes(&rest[colon + 1..]));
+    if !virt.is_absolute() {
         return Err(format!(
-            "the virtual path `{virt}` of `{s}` is not absolute; give it as the program sees it, from / ({usage})"
+            "the virtual path `{}` of `{s}` is not absolute; give it as the program sees it, from / ({usage})",
+            virt.display()
         ));
     }
-    if host.is_empty() || host.contains(':') {
+    if host.as_os_str().is_empty() || host.as_os_str().as_bytes().contains(&b':') {
         return Err(format!("`{s}` does not name one host directory; {usage}"));
     }
     match std::fs::metadata(host) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(format!(
-                "the host path `{host}` of `{s}` is not a directory; mount a directory"
+                "the host path `{}` of `{s}` is not a directory; mount a directory",
+                host.display()
             ))
         }
         Err(e) => {
             return Err(format!(
-                "cannot mount `{host}` ({e}); check the host directory exists"
+                "cannot mount `{}` ({e}); check the host directory exists",
+                host.display()
             ))
         }
     }
@@ -966,6 +977,17 @@ fn parse_mount(s: &str) -> Result<MountSpec, String> {
         host: host.into(),
         read_only,
     })
+}
+
+/// A value parser for `f`, which takes the argument's bytes as given (a
+/// path need not be UTF-8).
+fn os_parser<T, F>(f: F) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    F: Fn(OsString) -> Result<T, String> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(f)
 }
 
 /// The determinism and identity options of `unotify run`: what the program
