@@ -115,7 +115,7 @@ fn escapes_from_the_view_all_fail() {
     let (out, status) = common::finish(child);
     assert_eq!(status.code(), Some(0), "attack failed to run: {out}");
     let c = counts(&out);
-    assert_eq!(c.len(), 10, "every attack reports: {out}");
+    assert_eq!(c.len(), 11, "every attack reports: {out}");
     let leaks: Vec<_> = c.iter().filter(|(_, n)| *n > 0).collect();
     assert!(leaks.is_empty(), "escapes got through: {leaks:?}");
 }

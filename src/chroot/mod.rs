@@ -223,11 +223,17 @@ const NO_PATH: &[&str] = &[
     "swapoff",
 ];
 
+/// Calls refused with `ENOSYS`: they show the host's mount table, mount
+/// points the view hides (a program falls back to `/proc/self/mountinfo`,
+/// there only if the view mounts `/proc`).
+const HOST_MOUNTS: &[&str] = &["statmount", "listmount"];
+
 impl Enforcement for Chroot {
     fn rules(&self, filter: &mut FilterBuilder) -> Result<()> {
         crate::paths::install(filter)?;
         filter.refuse_undecided(NO_XATTR, libc::ENOTSUP)?;
         filter.refuse_undecided(NO_PATH, libc::EACCES)?;
+        filter.refuse_undecided(HOST_MOUNTS, libc::ENOSYS)?;
         if let Some(nr) = crate::syscalls::number(filter.arch(), "ioctl") {
             // Requests that write an inode's flags or attributes through
             // any fd, even a read-only one (a `:ro` mount's files), decided
