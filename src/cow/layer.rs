@@ -690,6 +690,27 @@ impl Layered for Layer {
             .map_err(|_| Errno::of(libc::ENOSPC))
     }
 
+    fn naming(&self, fd: BorrowedFd<'_>) -> u64 {
+        let Some(quota) = &self.quota else {
+            return 0;
+        };
+        match crate::sys::path::fstat(fd) {
+            Ok(st) if st.is_file() && self.is_upper_file(fd, &st) => quota.naming(fd, &st),
+            _ => 0,
+        }
+    }
+
+    fn removing(&self, dir: BorrowedFd<'_>, name: &std::ffi::CStr, change: &mut dyn FnMut()) {
+        match &self.quota {
+            // A name of the upper tree (a directory without a path, as
+            // one of it: fails closed).
+            Some(q) if fd_path(dir).is_none_or(|p| p.starts_with(&self.upper)) => {
+                q.removing(dir, name, self.upper_dev, change)
+            }
+            _ => change(),
+        }
+    }
+
     fn crosses(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
         // Fails closed: a file without a path crosses. (A file made with
         // `O_TMPFILE`, or unlinked, keeps its directory's path.)
