@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{build_c, stderr_of as stderr, stdout_of as stdout, unotify};
+use common::{build_c, run_capped, stderr_of as stderr, stdout_of as stdout};
 
 /// A fresh work directory `name` in a fresh parent.
 fn fresh(name: &str) -> PathBuf {
@@ -23,29 +23,16 @@ fn fresh(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `max_disk_nameless MODE FILES MIB` in `dir` under `--max-disk CAP`
-/// (seccomp route), the layer committed at the end.
+/// Runs `max_disk_nameless MODE FILES MIB` in `dir` under `--max-disk CAP`,
+/// the layer committed at the end.
 fn run(dir: &Path, cap: &str, mode: &str, files: &str, mib: &str) -> Output {
     let exe = build_c(
         "max_disk_nameless",
         include_str!("c/max_disk_nameless.c"),
         &[],
     );
-    unotify()
-        .env("UNOTIFY_WORKDIR_ROUTE", "seccomp")
-        .current_dir(dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            cap,
-            "--on-exit",
-            "commit",
-        ])
-        .args(["--", exe.to_str().unwrap(), mode, files, mib])
-        .output()
-        .unwrap()
+    let args = [mode, files, mib].map(std::ffi::OsStr::new);
+    run_capped(dir, cap, "commit", &exe, &args)
 }
 
 /// The KiB the program said it held at the end (`held N`).
@@ -58,18 +45,25 @@ fn held_kib(out: &Output) -> u64 {
         .unwrap_or_else(|| panic!("no count: {} {}", stdout(out), stderr(out)))
 }
 
-/// Runs the attack `mode` (12 files of 2 MiB under a 4 MiB cap): the KiB
-/// held past the cap.
-fn past_cap(mode: &str) -> u64 {
+/// Runs `mode` with `files` and `mib` under `--max-disk CAP` in a fresh
+/// work directory that `setup` fills: the KiB the program held at the end.
+fn held_under(cap: &str, mode: &str, files: &str, mib: &str, setup: impl FnOnce(&Path)) -> u64 {
     let dir = fresh(mode);
-    let out = run(&dir, "4M", mode, "12", "2");
+    setup(&dir);
+    let out = run(&dir, cap, mode, files, mib);
     let held = held_kib(&out);
     eprintln!(
-        "{mode}: held {held} KiB under a 4096 KiB cap ({})",
+        "{mode}: held {held} KiB under --max-disk {cap} ({})",
         stdout(&out).trim()
     );
     let _ = fs::remove_dir_all(dir.parent().unwrap());
-    held.saturating_sub(4096)
+    held
+}
+
+/// Runs the attack `mode` (12 files of 2 MiB under a 4 MiB cap): the KiB
+/// held past the cap.
+fn past_cap(mode: &str) -> u64 {
+    held_under("4M", mode, "12", "2", |_| {}).saturating_sub(4096)
 }
 
 #[test]
@@ -99,14 +93,7 @@ fn max_disk_counts_a_removed_directory_held_in_flight() {
     // A directory grown by 2000 names (about 450 KiB), emptied (its blocks
     // stay), its fd parked in flight and removed, 8 times under a 1 MiB
     // cap: the directories removed were counted by no one.
-    let dir = fresh("dirs");
-    let out = run(&dir, "1M", "dirs", "8", "2000");
-    let held = held_kib(&out);
-    eprintln!(
-        "dirs: held {held} KiB under a 1024 KiB cap ({})",
-        stdout(&out).trim()
-    );
-    let _ = fs::remove_dir_all(dir.parent().unwrap());
+    let held = held_under("1M", "dirs", "8", "2000", |_| {});
     // A name is charged what it takes on average; the one that takes a
     // new block of its directory takes a block: a few blocks of slack.
     assert!(held <= 1024 + 16, "{held} KiB held under a 1 MiB cap");
@@ -158,16 +145,10 @@ fn max_disk_gives_no_room_for_the_work_directorys_directories_removed() {
     // Red team rt11 M3: what DIR's directories took at the start was one
     // total subtracted from the count, so removing them made room: 6000
     // directories, 25 MiB stored under 1M. Here 1500 (6 MiB).
-    let dir = fresh("rmdirs");
-    for i in 0..1500 {
-        fs::create_dir(dir.join(format!("d{i}"))).unwrap();
-    }
-    let out = run(&dir, "1M", "rmdirs", "1500", "16");
-    let held = held_kib(&out);
-    eprintln!(
-        "rmdirs: {held} KiB written under a 1024 KiB cap ({})",
-        stdout(&out).trim()
-    );
-    let _ = fs::remove_dir_all(dir.parent().unwrap());
+    let held = held_under("1M", "rmdirs", "1500", "16", |dir| {
+        for i in 0..1500 {
+            fs::create_dir(dir.join(format!("d{i}"))).unwrap();
+        }
+    });
     assert!(held <= 1024, "{held} KiB written under a 1 MiB cap");
 }
