@@ -666,6 +666,11 @@ impl Layered for Layer {
         if !self.is_upper_file(fd, &st) {
             return Ok(Charged::default());
         }
+        // Without a name (a clone into an `O_TMPFILE`): counted while it
+        // lives, by its handle.
+        if st.nlink == 0 {
+            quota.nameless(fd, &st);
+        }
         let file = super::quota::Growth {
             ino: st.ino,
             size: st.size,
