@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 use std::time::{Duration, Instant};
 
-use common::{assert_ok, build_c, stderr_of as stderr, stdout_of as stdout};
+use common::{assert_ok, build_c, run_capped, stderr_of as stderr, stdout_of as stdout};
 
 /// The built `unotify` command, its work directories on the seccomp route.
 fn unotify() -> StdCommand {
@@ -83,26 +83,6 @@ fn run_in(dir: &Path, flags: &[&str], script: &str) -> Output {
         .args(["run", "--workdir", "."])
         .args(flags)
         .args(["--", "sh", "-c", script])
-        .output()
-        .unwrap()
-}
-
-/// `unotify run --workdir . --max-disk CAP --on-exit ON_EXIT -- EXE ARGS` in `dir`.
-fn run_capped(dir: &Path, cap: &str, on_exit: &str, exe: &Path, args: &[&OsStr]) -> Output {
-    unotify()
-        .current_dir(dir)
-        .args([
-            "run",
-            "--workdir",
-            ".",
-            "--max-disk",
-            cap,
-            "--on-exit",
-            on_exit,
-            "--",
-        ])
-        .arg(exe)
-        .args(args)
         .output()
         .unwrap()
 }

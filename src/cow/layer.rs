@@ -666,6 +666,11 @@ impl Layered for Layer {
         if !self.is_upper_file(fd, &st) {
             return Ok(Charged::default());
         }
+        // Without a name (a clone into an `O_TMPFILE`): counted while it
+        // lives, by its handle.
+        if st.nlink == 0 {
+            quota.nameless(fd, &st);
+        }
         let file = super::quota::Growth {
             ino: st.ino,
             size: st.size,
@@ -688,6 +693,27 @@ impl Layered for Layer {
         quota
             .charge_counted(bytes, &self.upper, &|ino| self.is_placeholder_ino(ino))
             .map_err(|_| Errno::of(libc::ENOSPC))
+    }
+
+    fn naming(&self, fd: BorrowedFd<'_>) -> u64 {
+        let Some(quota) = &self.quota else {
+            return 0;
+        };
+        match crate::sys::path::fstat(fd) {
+            Ok(st) if st.is_file() && self.is_upper_file(fd, &st) => quota.naming(fd, &st),
+            _ => 0,
+        }
+    }
+
+    fn removing(&self, dir: BorrowedFd<'_>, name: &std::ffi::CStr, change: &mut dyn FnMut()) {
+        match &self.quota {
+            // A name of the upper tree (a directory without a path, as
+            // one of it: fails closed).
+            Some(q) if fd_path(dir).is_none_or(|p| p.starts_with(&self.upper)) => {
+                q.removing(dir, name, self.upper_dev, change)
+            }
+            _ => change(),
+        }
     }
 
     fn crosses(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {

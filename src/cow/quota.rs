@@ -4,14 +4,25 @@
 //! the upper tree holds alone, by their blocks) before it fails with
 //! `ENOSPC`.
 //!
-//! A file without a name holds its blocks as long as an fd or a mapping
-//! holds it (unlinked while open, or `O_TMPFILE`): the walk of the tree
-//! does not see it, so every file written is remembered (inode → the end
-//! its writes reached), and the exact count adds those no longer in the
-//! tree that some process still holds (an fd, by `stat` of
-//! `/proc/<pid>/fd/N`, or a mapping, by the inode `/proc/<pid>/maps`
-//! shows). A process of the supervisor's user whose fds cannot be read
-//! (not dumpable) makes every such file count.
+//! A file without a name holds its blocks as long as anything holds it
+//! (unlinked while open, or `O_TMPFILE`): an fd, an `O_PATH` fd, a
+//! mapping, an fd in flight in a unix socket. The walk of the tree does
+//! not see it, so every file written is remembered (inode → the end its
+//! writes reached), and the exact count adds those no longer in the tree
+//! that are still alive. Which, by the file's handle
+//! (`name_to_handle_at`), taken when it loses a name on the program's
+//! behalf ([`Quota::removing`], under a lock that no other change of a
+//! name passes) or is written without one: `open_by_handle_at` opens it
+//! exactly as long as its inode lives (and its blocks with it), whoever
+//! holds it, and fails `ESTALE` once it is freed. A directory removed
+//! while something holds it (an fd, a working directory) is counted so
+//! too, by its size. Where handles cannot be
+//! opened (a file system without them, a supervisor without
+//! `CAP_DAC_READ_SEARCH`), or a file has no handle, the count falls back
+//! to a scan of the processes' fds (`stat` of `/proc/<pid>/fd/N`) and
+//! mappings (the inode `/proc/<pid>/maps` shows), which sees no fd in
+//! flight; a process of the supervisor's user whose fds cannot be read
+//! (not dumpable) then makes every such file count.
 //!
 //! A charge is in flight from the moment it is granted until its call is
 //! made ([`Quota::settle`]) or has failed ([`Quota::refund`]: given back,
@@ -28,11 +39,20 @@
 //! within the size but past what was charged (a hole a write far past the
 //! end left) is charged when it is written. The exact count sets each
 //! file's charged end to the size it counted.
+//!
+//! The cap is on what the program adds: what each entry of the tree (a
+//! directory, a symlink made from DIR's) took at the start is its base,
+//! by inode, and an entry counts only what it holds past its base; a
+//! start entry removed counts nothing, and frees nothing of the cap.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::SystemTime;
+
+use crate::sys::handle::{self, FileHandle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -83,15 +103,44 @@ pub(crate) struct Quota {
     /// The device of the upper tree.
     dev: u64,
     /// Files written or seen (inode → the end charged for them since the
-    /// last exact count, or their size then): what a growth is charged
-    /// from, and the exact count's files without a name.
-    written: parking_lot::Mutex<HashMap<u64, u64>>,
+    /// last exact count, or their size then, and their handle once they
+    /// may be without a name): what a growth is charged from, and the
+    /// exact count's files without a name.
+    written: parking_lot::Mutex<HashMap<u64, Written>>,
+    /// The upper tree's file system, open (not `O_PATH`) for
+    /// `open_by_handle_at`; `None` when a handle could not be opened
+    /// there at the start (then files without a name are found by a scan
+    /// of `/proc`).
+    mount: Option<OwnedFd>,
+    /// Held by a change of a name of the upper tree made for the program
+    /// (a removal, a rename), from the look at what the name holds to the
+    /// change: the file found is the file that loses the name.
+    names: parking_lot::Mutex<()>,
     /// Locks taken, by inode, around a charge and the call that makes it
     /// (`cow::writes`): calls on one file are charged in the order made.
     files: [parking_lot::Mutex<()>; 64],
-    /// What the tree held at the start (its directories and symlinks, made
-    /// from DIR's): the cap is on what the program adds.
-    base: u64,
+    /// What each entry of the tree held at the start (its directories and
+    /// symlinks, made from DIR's), by inode: the bytes and the entry's
+    /// birth time (an inode number reused by a new entry is not the
+    /// start's). The cap is on what the program adds.
+    base: Base,
+}
+
+/// Entries of the tree at the start: inode → (bytes, birth time).
+type Base = HashMap<u64, (u64, Option<SystemTime>)>;
+
+/// What the quota knows of a file: the end charged for it, and its
+/// handle, taken when it lost a name (or was written without one).
+#[derive(Debug)]
+struct Written {
+    end: u64,
+    handle: Option<FileHandle>,
+}
+
+impl Written {
+    fn at(end: u64) -> Written {
+        Written { end, handle: None }
+    }
 }
 
 use crate::paths::Charged;
@@ -109,6 +158,17 @@ impl Quota {
     /// The cap on what is added to `upper` as it is now (its files
     /// `shared` with the lower tree count for nothing).
     pub(crate) fn new(cap: u64, dev: u64, upper: &Path, shared: &dyn Fn(u64) -> bool) -> Quota {
+        let mut base = Base::new();
+        usage(
+            upper,
+            shared,
+            &mut HashMap::new(),
+            &mut true,
+            &mut |ino, m, bytes| {
+                base.insert(ino, (bytes, m.created().ok()));
+                0
+            },
+        );
         Quota {
             cap,
             used: AtomicU64::new(0),
@@ -118,9 +178,75 @@ impl Quota {
             counting: parking_lot::Mutex::new(None),
             dev,
             written: parking_lot::Mutex::new(HashMap::new()),
+            mount: handles_open(upper),
+            names: parking_lot::Mutex::new(()),
             files: std::array::from_fn(|_| parking_lot::Mutex::new(())),
-            base: usage(upper, shared, &mut HashMap::new(), &mut true),
+            base,
         }
+    }
+
+    /// The file `fd` (`st` its `fstat`) may be without a name (it has
+    /// none, or is about to lose one): its handle is kept, so that the
+    /// exact count knows when it is freed. It counts at least its size.
+    pub(crate) fn nameless(&self, fd: BorrowedFd<'_>, st: &crate::sys::path::FileStat) {
+        if self.mount.is_none() {
+            return;
+        }
+        // None: the scan of `/proc` decides for this file.
+        let h = handle::of(fd)
+            .inspect_err(|e| log::debug!("--max-disk: no handle for inode {}: {e}", st.ino))
+            .ok();
+        let mut w = self.written.lock();
+        let e = w.entry(st.ino).or_insert_with(|| Written::at(st.size));
+        // At least its size now (a directory grows by names, not charges).
+        e.end = e.end.max(st.size);
+        e.handle = h;
+    }
+
+    /// What a new name for the file `fd` (`st` its `fstat`) adds to the
+    /// tree: its blocks if it has no name and the quota does not count it
+    /// (nothing if it does: it is counted while it lives, named or not).
+    pub(crate) fn naming(&self, fd: BorrowedFd<'_>, st: &crate::sys::path::FileStat) -> u64 {
+        if st.nlink != 0 || !st.is_file() {
+            return 0;
+        }
+        let known = self.written.lock().contains_key(&st.ino);
+        self.nameless(fd, st);
+        if known {
+            0
+        } else {
+            in_blocks(st.size)
+        }
+    }
+
+    /// Makes the change `change` of the name `name` in the pinned
+    /// directory `dir` (its removal, or a rename over it), after the file
+    /// it names, if one of the tree's, is known by its handle: it may be
+    /// left without a name. No other such change runs meanwhile, so the
+    /// file looked at is the file that loses the name.
+    pub(crate) fn removing<T>(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &std::ffi::CStr,
+        dev: u64,
+        change: impl FnOnce() -> T,
+    ) -> T {
+        let _names = self.names.lock();
+        if self.mount.is_some() {
+            let how = crate::sys::fs::OpenHow {
+                flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+                mode: 0,
+                resolve: crate::sys::fs::RESOLVE_BENEATH,
+            };
+            if let Ok(fd) = crate::sys::fs::openat2(Some(dir), name, &how) {
+                if let Ok(st) = crate::sys::path::fstat(fd.as_fd()) {
+                    if (st.is_file() || st.is_dir()) && st.dev == dev {
+                        self.nameless(fd.as_fd(), &st);
+                    }
+                }
+            }
+        }
+        change()
     }
 
     /// Charges `n` bytes, or fails with `ENOSPC` past the cap. The charge
@@ -152,9 +278,9 @@ impl Quota {
         self.in_flight.fetch_sub(c.bytes, Ordering::SeqCst);
         if let Some((ino, from, end)) = c.file {
             let mut w = self.written.lock();
-            let e = w.entry(ino).or_insert(from);
-            if *e >= from {
-                *e = (*e).max(end);
+            let e = w.entry(ino).or_insert_with(|| Written::at(from));
+            if e.end >= from {
+                e.end = e.end.max(end);
             }
         }
     }
@@ -185,7 +311,12 @@ impl Quota {
         upper: &Path,
         shared: &dyn Fn(u64) -> bool,
     ) -> io::Result<Charged> {
-        let from = *self.written.lock().entry(g.ino).or_insert(g.size);
+        let from = self
+            .written
+            .lock()
+            .entry(g.ino)
+            .or_insert_with(|| Written::at(g.size))
+            .end;
         let n = growth(from, g.end);
         let mut c = if n == 0 {
             Charged::default()
@@ -237,7 +368,18 @@ impl Quota {
         let in_flight0 = self.in_flight.load(Ordering::SeqCst);
         let mut seen = HashMap::new();
         let mut whole = true;
-        let mut exact = usage(upper, shared, &mut seen, &mut whole).saturating_sub(self.base);
+        // Each entry past what it held at the start (a start entry
+        // removed frees nothing of the cap).
+        let mut exact = usage(
+            upper,
+            shared,
+            &mut seen,
+            &mut whole,
+            &mut |ino, m, bytes| match self.base.get(&ino) {
+                Some((b, born)) if *born == m.created().ok() => bytes.saturating_sub(*b),
+                _ => bytes,
+            },
+        );
         if !whole {
             // A part of the tree that could not be read (a path too long
             // for the walk's names, say) would count as empty: the charge
@@ -246,22 +388,37 @@ impl Quota {
             log::debug!("--max-disk: the upper tree could not be counted whole; refusing");
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        let held = held_files(self.dev, false);
+        // The scan of `/proc` only for files without a name that have no
+        // handle (or where handles cannot be opened).
+        let scan = self.mount.is_none()
+            || self
+                .written
+                .lock()
+                .iter()
+                .any(|(ino, e)| e.handle.is_none() && !seen.contains_key(ino));
+        let held = if scan {
+            held_files(self.dev, false)
+        } else {
+            Some(HashSet::new())
+        };
         {
             let mut w = self.written.lock();
-            w.retain(|ino, end| {
+            w.retain(|ino, e| {
                 if let Some(size) = seen.get(ino) {
-                    *end = *size;
+                    e.end = *size;
                     return true;
                 }
-                let keep = held.as_ref().is_none_or(|h| h.contains(ino));
+                let keep = match (&e.handle, &self.mount) {
+                    (Some(h), Some(m)) => alive(m.as_fd(), h),
+                    _ => held.as_ref().is_none_or(|h| h.contains(ino)),
+                };
                 if keep {
-                    exact = exact.saturating_add(in_blocks(*end));
+                    exact = exact.saturating_add(in_blocks(e.end));
                 }
                 keep
             });
             for (ino, size) in &seen {
-                w.entry(*ino).or_insert(*size);
+                w.entry(*ino).or_insert_with(|| Written::at(*size));
             }
         }
         let granted1 = self.granted.load(Ordering::SeqCst);
@@ -381,13 +538,47 @@ fn uid_is(st: &str, uid: u32) -> bool {
     })
 }
 
+/// Whether the file of handle `h` still lives (its inode, and its blocks),
+/// on the file system `mount`: `open_by_handle_at` fails `ESTALE` once it
+/// is freed. Any other failure: alive (counted). With the supervisor's
+/// capabilities (`CAP_DAC_READ_SEARCH`), not the task's a call runs with.
+fn alive(mount: BorrowedFd<'_>, h: &FileHandle) -> bool {
+    match crate::paths::as_supervisor(|| handle::open(mount, h)) {
+        Ok(_) => true,
+        Err(e) if e.raw_os_error() == Some(libc::ESTALE) => false,
+        Err(e) => {
+            log::debug!("--max-disk: a file without a name could not be looked at ({e}): counted");
+            true
+        }
+    }
+}
+
+/// The upper tree `upper` open for `open_by_handle_at`, if a handle of it
+/// opens (the file system makes handles, and the supervisor may open them:
+/// `CAP_DAC_READ_SEARCH`).
+fn handles_open(upper: &Path) -> Option<OwnedFd> {
+    let dir = std::fs::File::open(upper).ok()?;
+    let fd = OwnedFd::from(dir);
+    match handle::of(fd.as_fd()).and_then(|h| handle::open(fd.as_fd(), &h)) {
+        Ok(_) => Some(fd),
+        Err(e) => {
+            log::debug!(
+                "--max-disk: file handles cannot be opened in the layer ({e}): files without a name are found by a scan of /proc"
+            );
+            None
+        }
+    }
+}
+
 /// The bytes `dir` and what is under it take, files that are shared
-/// left out; `seen` gets each file counted and its size.
+/// left out, each entry (its inode, metadata and bytes) as `count` says;
+/// `seen` gets each file and directory counted and its size.
 fn usage(
     dir: &Path,
     shared: &dyn Fn(u64) -> bool,
     seen: &mut HashMap<u64, u64>,
     whole: &mut bool,
+    count: &mut dyn FnMut(u64, &std::fs::Metadata, u64) -> u64,
 ) -> u64 {
     // Gone meanwhile (removed: nothing to count); any other failure
     // leaves the count short, which `whole` tells.
@@ -403,7 +594,12 @@ fn usage(
             return 0;
         }
     };
-    let mut total = std::fs::symlink_metadata(dir).map_or(0, |m| m.blocks() * 512);
+    // A directory is seen too: one removed that something still holds
+    // (an fd, a working directory) is a file without a name.
+    let mut total = std::fs::symlink_metadata(dir).map_or(0, |m| {
+        seen.insert(m.ino(), m.len());
+        count(m.ino(), &m, m.blocks() * 512)
+    });
     let mut entries = Vec::new();
     for e in rd {
         match e.and_then(|e| e.metadata().map(|m| (e.path(), m))) {
@@ -413,9 +609,10 @@ fn usage(
     }
     for (path, m) in entries {
         if m.is_dir() {
-            total = total.saturating_add(usage(&path, shared, seen, whole));
+            total = total.saturating_add(usage(&path, shared, seen, whole, count));
         } else if !shared(m.ino()) && seen.insert(m.ino(), m.len()).is_none() {
-            total = total.saturating_add(in_blocks(m.len()).max(m.blocks() * 512));
+            let bytes = in_blocks(m.len()).max(m.blocks() * 512);
+            total = total.saturating_add(count(m.ino(), &m, bytes));
         }
     }
     total
@@ -452,6 +649,56 @@ mod tests {
         let small = q.charge(128 << 10).unwrap();
         q.refund(small);
         assert!(q.charge(256 << 10).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_start_directory_removed_frees_nothing() {
+        // Red team rt11 M3: the start's bytes were one total subtracted
+        // from the count, so removing DIR's directories made room.
+        let dir = upper("start-dirs");
+        for i in 0..64 {
+            std::fs::create_dir(dir.join(format!("d{i}"))).unwrap();
+        }
+        let dev = std::fs::metadata(&dir).unwrap().dev();
+        let q = Quota::new(64 << 10, dev, &dir, &|_| false);
+        for i in 0..64 {
+            std::fs::remove_dir(dir.join(format!("d{i}"))).unwrap();
+        }
+        q.freed();
+        // 64 directories of 4 KiB were removed: still only the cap.
+        assert!(q.charge_counted(128 << 10, &dir, &|_| false).is_err());
+        assert!(q.charge_counted(60 << 10, &dir, &|_| false).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_without_a_name_counts_while_held() {
+        let dir = upper("nameless");
+        let dev = std::fs::metadata(&dir).unwrap().dev();
+        let q = Quota::new(1 << 20, dev, &dir, &|_| false);
+        // By its handle (as root), or by the scan of `/proc`, which sees
+        // this process's own fd.
+        let path = dir.join("f");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(768 << 10).unwrap();
+        let st = crate::sys::path::fstat(f.as_fd()).unwrap();
+        let g = Growth {
+            ino: st.ino,
+            size: 0,
+            end: 768 << 10,
+        };
+        q.settle(q.charge_file(g, &dir, &|_| false).unwrap());
+        let dirfd = std::fs::File::open(&dir).unwrap();
+        q.removing(dirfd.as_fd(), c"f", dev, || std::fs::remove_file(&path))
+            .unwrap();
+        q.freed();
+        // Held by `f`, without a name: counted.
+        assert!(q.charge_counted(512 << 10, &dir, &|_| false).is_err());
+        // Closed: freed, and seen so.
+        drop(f);
+        q.freed();
+        assert!(q.charge_counted(512 << 10, &dir, &|_| false).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

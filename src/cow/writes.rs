@@ -214,9 +214,15 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// The file's size, read under its lock.
+    /// The file's size, read under its lock. A file of the upper tree
+    /// without a name (an `O_TMPFILE`, an unlinked file) is made known to
+    /// the quota by its handle: it is counted while it lives.
     fn size(&self) -> Result<u64, Errno> {
-        Ok(fstat(self.out.as_fd()).map_err(|e| errno(&e))?.size)
+        let st = fstat(self.out.as_fd()).map_err(|e| errno(&e))?;
+        if self.charged && st.nlink == 0 {
+            self.quota.nameless(self.out.as_fd(), &st);
+        }
+        Ok(st.size)
     }
 
     /// Whether the program's writes through the fd go to the end.

@@ -570,7 +570,14 @@ fn link(
         return Err(Errno::of(libc::EXDEV));
     }
     policy_gate(cx)?;
-    let charge = super::Charge::node(d.layer(), n.dir(), super::entry_bytes(&n.name))?;
+    // A file without a name linked back (an `O_TMPFILE`, an unlinked
+    // file held) is charged its blocks, unless the cap counts it already.
+    let blocks = d.layer().map_or(0, |l| l.naming(source.as_fd()));
+    let charge = super::Charge::node(
+        d.layer(),
+        n.dir(),
+        super::entry_bytes(&n.name).saturating_add(blocks),
+    )?;
     // Through the fd's `/proc` link, not `AT_EMPTY_PATH` (which needs
     // `CAP_DAC_READ_SEARCH`, a right the program seldom has: the call
     // would fail `ENOENT` where the kernel's own link succeeds).
@@ -607,7 +614,14 @@ fn rename(
     policy_gate(cx)?;
     let r = with_c(&o.name, |on| {
         with_c(&n.name, |nn| {
-            renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags)
+            let mut r = Err(std::io::Error::from_raw_os_error(libc::EIO));
+            let mut change = || r = renameat2(Some(o.dir()), on, Some(n.dir()), nn, flags);
+            match d.layer() {
+                // The file renamed over may lose its last name.
+                Some(l) => l.removing(n.dir(), nn, &mut change),
+                None => change(),
+            }
+            r
         })
     });
     // A file renamed over is gone.
@@ -704,7 +718,15 @@ fn unlink(
     let _acting = task.rights.assume()?;
     let e = allowed_entry_of(cx, &task, d, dirfd, &path, false)?;
     policy_gate(cx)?;
-    let r = with_c(&e.name, |name| unlinkat(Some(e.dir()), name, flags));
+    let r = with_c(&e.name, |name| {
+        let mut r = Err(std::io::Error::from_raw_os_error(libc::EIO));
+        let mut change = || r = unlinkat(Some(e.dir()), name, flags);
+        match d.layer() {
+            Some(l) => l.removing(e.dir(), name, &mut change),
+            None => change(),
+        }
+        r
+    });
     if let (Ok(()), Some(layer)) = (&r, d.layer()) {
         layer.freed();
     }

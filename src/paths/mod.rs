@@ -236,6 +236,25 @@ pub(crate) trait Layered: Send + Sync + std::fmt::Debug {
     ) -> bool {
         false
     }
+    /// What a new name for the pinned file `fd` adds to the layer's size
+    /// cap beyond the name itself: the blocks of a file without a name
+    /// that the cap does not count (an `O_TMPFILE`, or an unlinked file,
+    /// linked back).
+    fn naming(&self, _fd: std::os::fd::BorrowedFd<'_>) -> u64 {
+        0
+    }
+    /// Makes `change`, the removal of the name `name` in the pinned
+    /// directory `dir` or a rename over it, with what the layer needs
+    /// around it: the size cap keeps a handle of the file that may lose
+    /// its last name (it counts such a file while anything holds it).
+    fn removing(
+        &self,
+        _dir: std::os::fd::BorrowedFd<'_>,
+        _name: &std::ffi::CStr,
+        change: &mut dyn FnMut(),
+    ) {
+        change()
+    }
     /// Gives back a charge whose call failed.
     fn refund(&self, _charged: Charged) {}
     /// Keeps a charge whose call was made.

@@ -20,6 +20,7 @@ pub mod filewrite;
 #[cfg(feature = "internals")]
 pub mod filtered_calls;
 pub mod fs;
+pub mod handle;
 pub mod host;
 pub mod interrupt;
 pub mod landlock;

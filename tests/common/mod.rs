@@ -319,6 +319,26 @@ pub fn unotify() -> std::process::Command {
     cmd
 }
 
+/// `unotify run --workdir . --max-disk CAP --on-exit ON_EXIT -- EXE ARGS`
+/// in `dir`, on the seccomp route (which `--max-disk` takes).
+pub fn run_capped(
+    dir: &Path,
+    cap: &str,
+    on_exit: &str,
+    exe: &Path,
+    args: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    unotify()
+        .env("UNOTIFY_WORKDIR_ROUTE", "seccomp")
+        .current_dir(dir)
+        .args(["run", "--workdir", ".", "--max-disk", cap])
+        .args(["--on-exit", on_exit, "--"])
+        .arg(exe)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Runs `unotify ARGS...` to completion.
 pub fn run_unotify(args: &[&str]) -> std::process::Output {
     unotify().args(args).output().expect("start unotify")
