@@ -297,7 +297,7 @@ pub(super) fn render(
 }
 
 /// Whether `text` reads back as `expected`, and as `run --profile` takes
-/// it.
+/// it (its network rules too).
 fn check(text: &str, expected: &toml::Table) -> Result<(), String> {
     let table: toml::Table = text
         .parse()
@@ -305,7 +305,19 @@ fn check(text: &str, expected: &toml::Table) -> Result<(), String> {
     if &table != expected {
         return Err("it does not read back as the rules learned".to_owned());
     }
-    crate::profile::flags_in("the learned profile", text).map(drop)
+    let flags = crate::profile::flags_in("the learned profile", text)?;
+    // The network rules as the sandbox will take them.
+    let mut raw: Vec<OsString> = vec!["unotify".into(), "run".into()];
+    raw.extend(flags);
+    raw.extend(["--".into(), "true".into()]);
+    match crate::cli::Cli::try_parse_from_raw(raw) {
+        Ok(crate::cli::Cli {
+            command: crate::cli::Cmd::Run(run),
+        }) => unotify::net::NetPolicy::from_specs(&run.net_allow, &run.net_deny, &[])
+            .map(drop)
+            .map_err(|e| format!("its network rules are refused ({e})")),
+        _ => Err("run does not take it".to_owned()),
+    }
 }
 
 #[cfg(test)]
