@@ -31,6 +31,17 @@ fn in_dir(dir: &Path, home: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `unotify learn -o PROFILE -- CMD...` in `dir` (as [`in_dir`]), which
+/// must exit with 0: its output, and the profile.
+fn learn(dir: &Path, home: &Path, profile: &Path, cmd: &[&str]) -> (std::process::Output, String) {
+    let mut args = vec!["learn", "-o", profile.to_str().unwrap(), "--"];
+    args.extend_from_slice(cmd);
+    let out = in_dir(dir, home, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(profile).unwrap();
+    (out, text)
+}
+
 /// A project, a fake home with a key, and a Makefile that also reads it.
 fn setup(root: &Path) -> (PathBuf, PathBuf) {
     let project = root.join("project");
@@ -52,13 +63,7 @@ fn a_learned_profile_runs_the_build_again_and_refuses_one_that_reads_ssh() {
     let (project, home) = setup(root.path());
     let profile = root.path().join("build.toml");
     let pf = profile.to_str().unwrap();
-    let out = in_dir(
-        &project,
-        &home,
-        &["learn", "--output", pf, "--", "make", "-j4"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&profile).unwrap();
+    let (_, text) = learn(&project, &home, &profile, &["make", "-j4"]);
     let canon = std::fs::canonicalize(&project).unwrap();
     // The rules, in run's flags, each with what used it.
     assert!(text.contains("fs-system = true"), "{text}");
@@ -197,21 +202,12 @@ fn listing_the_root_or_home_does_not_allow_what_is_beneath() {
     let (project, home) = setup(root.path());
     let profile = root.path().join("ls.toml");
     let pf = profile.to_str().unwrap();
-    let out = in_dir(
+    let (_, text) = learn(
         &project,
         &home,
-        &[
-            "learn",
-            "-o",
-            pf,
-            "--",
-            "sh",
-            "-c",
-            "ls / >/dev/null; ls \"$HOME\" >/dev/null",
-        ],
+        &profile,
+        &["sh", "-c", "ls / >/dev/null; ls \"$HOME\" >/dev/null"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&profile).unwrap();
     let key = home.join(".ssh/id_rsa");
     let mut got = 0;
     for name in [
@@ -276,13 +272,7 @@ for a in ("./s\nINJ5 = 1 #\n#", b"\0a\nINJ6 = 1 #\n#", b"\0b\xff"):
     .unwrap();
     let profile = root.path().join("p.toml");
     let pf = profile.to_str().unwrap();
-    let out = in_dir(
-        &project,
-        &home,
-        &["learn", "-o", pf, "--", "sh", "attack.sh"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&profile).unwrap();
+    let (learned, text) = learn(&project, &home, &profile, &["sh", "attack.sh"]);
     let injected: std::collections::BTreeSet<String> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -309,12 +299,12 @@ for a in ("./s\nINJ5 = 1 #\n#", b"\0a\nINJ6 = 1 #\n#", b"\0b\xff"):
         "{text}"
     );
     assert_eq!(
-        stderr(&out)
+        stderr(&learned)
             .matches("not in the profile: net-allow")
             .count(),
         3,
         "{}",
-        stderr(&out)
+        stderr(&learned)
     );
     assert!(!text.contains('\u{fffd}'), "a name was mangled:\n{text}");
     let outside = root.path().join("outside");

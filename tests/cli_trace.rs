@@ -5,20 +5,18 @@ mod common;
 
 use common::{run_unotify as run, stderr_of as stderr};
 
+/// `unotify run --trace openat -o TRACE ARGS...`.
+fn traced_to(trace: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--trace", "openat", "-o", trace];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 #[test]
 fn traces_go_to_the_output_file_and_not_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.txt");
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
-        trace.to_str().unwrap(),
-        "--",
-        "cat",
-        "/etc/hostname",
-    ]);
+    let out = traced_to(trace.to_str().unwrap(), &["--", "cat", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&trace).unwrap();
@@ -34,15 +32,7 @@ fn bad_trace_outputs_are_refused() {
     let out = run(&["run", "-o", "/tmp/x", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--trace"), "{}", stderr(&out));
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
-        "/nonexistent/dir/t",
-        "--",
-        "true",
-    ]);
+    let out = traced_to("/nonexistent/dir/t", &["--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).contains("check the directory"),
@@ -52,17 +42,8 @@ fn bad_trace_outputs_are_refused() {
     // In a chroot's view, where the program could write it.
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t");
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
-        trace.to_str().unwrap(),
-        "--chroot",
-        dir.path().to_str().unwrap(),
-        "--",
-        "/t",
-    ]);
+    let chroot = dir.path().to_str().unwrap();
+    let out = traced_to(trace.to_str().unwrap(), &["--chroot", chroot, "--", "/t"]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("is in the --chroot view"),
@@ -86,19 +67,11 @@ for a in ': > trace.txt' 'echo forged >> trace.txt' 'rm trace.txt' \
   sh -c "$a" 2>/dev/null && echo GOT
 done
 cat /etc/hostname >/dev/null"#;
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
+    let at = dir.path().to_str().unwrap();
+    let out = traced_to(
         trace.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        dir.path().to_str().unwrap(),
-    ]);
+        &["--", "sh", "-c", script, "sh", at],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = common::stdout_of(&out).matches("GOT").count();
     assert_eq!(got, 0, "attempts on the trace file that got through");
