@@ -76,25 +76,23 @@ fn sample(policy: Option<&[&str]>, prog: &str, args: &[&str], dir: &Path) -> Sam
 fn trapped(prog: &str, args: &[&str], dir: &Path) -> BTreeMap<String, (u64, u64)> {
     const NAMES: &str =
         "readlink,readlinkat,newfstatat,statx,access,faccessat,faccessat2,open,openat,getcwd,chdir,execve,vfork,clone,clone3,unlink,unlinkat,rename,chmod";
-    let out = dir.join(".trace");
-    let trace = out.to_str().expect("utf-8 path").to_owned();
-    let flags = [
-        "--workdir",
-        ".",
-        "--workdir-route",
-        "seccomp",
-        "--on-exit",
-        "abort",
-        "--trace",
-        NAMES,
-        "-o",
-        &trace,
-    ];
-    common::timed_run(Some(&flags), prog, args, dir);
-    let text = std::fs::read_to_string(&out).expect("read the trace");
-    let _ = std::fs::remove_file(&out);
+    // Traces on stderr: an `-o` file is a denied path of its own, which
+    // would change the route of the calls counted.
+    let out = common::unotify()
+        .args(["run", "--workdir", ".", "--workdir-route", "seccomp"])
+        .args(["--on-exit", "abort", "--trace", NAMES, "--", prog])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run unotify");
+    assert!(out.status.success(), "{prog} {args:?}: {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("unotify: trace: "))
+        .collect();
     let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for line in text.lines() {
+    for line in text {
         let Some(call) = line.split_whitespace().nth(2) else {
             continue;
         };

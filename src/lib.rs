@@ -121,7 +121,7 @@ pub mod probe;
 pub mod process;
 mod sandbox;
 mod script;
-mod shown;
+pub mod shown;
 mod supervisor;
 // The kernel interface is private; the `internals` feature (for this
 // crate's own tests and benches, not part of the API) opens it.

@@ -1,7 +1,8 @@
 //! How the supervisor shows a name that is bytes (a path, an abstract
 //! socket name, an argument) in text it prints: trace and `denied:`
-//! lines, audit records, error messages. Pure formatting; anything may
-//! call it, it calls nothing of the crate.
+//! lines, audit records, error messages, the comments of a profile
+//! `unotify learn` writes. Pure formatting; anything may call it (the
+//! command too), it calls nothing of the crate.
 //!
 //! One form everywhere, so that two different names never print the
 //! same: valid UTF-8 as it is, except `\` shown as `\\`; every other byte
@@ -10,8 +11,9 @@
 
 use std::fmt::Write;
 
-/// `b` as text, invalid and control bytes as `\xNN`, `\` as `\\`.
-pub(crate) fn bytes(b: &[u8]) -> String {
+/// `b` as text on one line, invalid and control bytes as `\xNN`, `\`
+/// as `\\` (see the module documentation).
+pub fn bytes(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -34,8 +36,32 @@ pub(crate) fn bytes(b: &[u8]) -> String {
     out
 }
 
+/// `s` as a string literal of both JSON and TOML (a basic string), on
+/// one line: `"` and `\` escaped, every control character as `\n`, `\r`,
+/// `\t` or `\u00XX`; either format reads it back as `s`.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Every control character is in the BMP: four digits.
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// [`bytes`] of a path.
-pub(crate) fn path(p: &std::path::Path) -> String {
+pub fn path(p: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     bytes(p.as_os_str().as_bytes())
 }

@@ -5,20 +5,18 @@ mod common;
 
 use common::{run_unotify as run, stderr_of as stderr};
 
+/// `unotify run --trace openat -o TRACE ARGS...`.
+fn traced_to(trace: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--trace", "openat", "-o", trace];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 #[test]
 fn traces_go_to_the_output_file_and_not_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.txt");
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
-        trace.to_str().unwrap(),
-        "--",
-        "cat",
-        "/etc/hostname",
-    ]);
+    let out = traced_to(trace.to_str().unwrap(), &["--", "cat", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&trace).unwrap();
@@ -34,20 +32,55 @@ fn bad_trace_outputs_are_refused() {
     let out = run(&["run", "-o", "/tmp/x", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--trace"), "{}", stderr(&out));
-    let out = run(&[
-        "run",
-        "--trace",
-        "openat",
-        "-o",
-        "/nonexistent/dir/t",
-        "--",
-        "true",
-    ]);
+    let out = traced_to("/nonexistent/dir/t", &["--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).contains("check the directory"),
         "{}",
         stderr(&out)
+    );
+    // In a chroot's view, where the program could write it.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t");
+    let chroot = dir.path().to_str().unwrap();
+    let out = traced_to(trace.to_str().unwrap(), &["--chroot", chroot, "--", "/t"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is in the --chroot view"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The trace file is the supervisor's, as `--audit`'s log: the program
+/// can neither erase nor forge a line, by any of 8 spellings (red team
+/// rt12 L2: it truncated the file and appended a forged line).
+#[test]
+fn the_program_can_neither_erase_nor_forge_the_trace_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let script = r#"cd "$1"
+for a in ': > trace.txt' 'echo forged >> trace.txt' 'rm trace.txt' \
+    'mv trace.txt t2' 'ln trace.txt t3 && echo forged >> t3' \
+    'ln -s trace.txt t4 && echo forged >> t4' \
+    'echo forged >> /proc/self/cwd/trace.txt' 'truncate -s 0 trace.txt'; do
+  sh -c "$a" 2>/dev/null && echo GOT
+done
+cat /etc/hostname >/dev/null"#;
+    let at = dir.path().to_str().unwrap();
+    let out = traced_to(
+        trace.to_str().unwrap(),
+        &["--", "sh", "-c", script, "sh", at],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = common::stdout_of(&out).matches("GOT").count();
+    assert_eq!(got, 0, "attempts on the trace file that got through");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(!text.contains("forged"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#"openat(AT_FDCWD, "/etc/hostname", O_RDONLY"#)),
+        "{text}"
     );
 }
 

@@ -145,8 +145,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SYSCALLS", value_delimiter = ',', value_parser = parse_syscall)]
     pub trace: Vec<String>,
 
-    /// Write the traces of --trace to FILE (created or truncated), one
-    /// call per line, instead of stderr. Example: -o /tmp/trace.txt
+    /// Write the traces of --trace to FILE (created or truncated, and
+    /// denied to the program, as the --audit log), one call per line,
+    /// instead of stderr. Example: -o /tmp/trace.txt
     #[arg(short = 'o', long, value_name = "FILE", requires = "trace")]
     pub trace_output: Option<std::path::PathBuf>,
 
@@ -405,8 +406,9 @@ pub struct RunArgs {
 /// Options of `unotify learn`.
 #[derive(Debug, Args)]
 pub struct LearnArgs {
-    /// Write the profile to FILE (created or truncated before the command
-    /// starts) instead of stdout. Example: --output build.toml
+    /// Write the profile to FILE instead of stdout: FILE is replaced
+    /// whole once the command has ended (its directory is checked before
+    /// it starts). Example: --output build.toml
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
 

@@ -4,10 +4,19 @@
 //! then writes a profile for `run --profile` in `run`'s own flags, one
 //! comment per rule saying what used it. Installs user handlers on the
 //! sandbox builder (`Recorder::install`), samples the sandbox's processes
-//! while it runs, and renders the profile (`Recorder::profile`); `main`'s
-//! `run` drives it.
+//! while it runs, and renders the profile (`Recorder::profile`, see
+//! `render`); `main`'s `run` drives it, and `output` writes the profile.
+//!
+//! Names are kept as the program gave them (bytes): the program chooses
+//! them, and they reach the profile only through `render`, shown escaped.
+
+mod output;
+mod render;
+
+pub use output::ProfileFile;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,16 +33,17 @@ const MIN_MEMORY: u64 = 128 << 20;
 /// How often the sandbox's processes are counted and measured.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// What used one rule: the programs, how often, a few examples.
+/// What used one rule: the programs, how often, a few examples (names
+/// as the program gave them, any bytes).
 #[derive(Debug, Default, Clone)]
 struct Users {
-    programs: BTreeSet<String>,
-    examples: Vec<String>,
+    programs: BTreeSet<Vec<u8>>,
+    examples: Vec<Vec<u8>>,
     count: u64,
 }
 
 impl Users {
-    fn add(&mut self, program: &str, example: &str) {
+    fn add(&mut self, program: &[u8], example: &[u8]) {
         self.count += 1;
         if self.programs.len() < 8 {
             self.programs.insert(program.to_owned());
@@ -57,10 +67,13 @@ impl Users {
         }
     }
 
-    /// `make, cc1 (12 calls; e.g. main.c, parts.h)`.
+    /// `make, cc1 (12 calls; e.g. main.c, parts.h)`, each name shown on
+    /// one line (`unotify::shown`: control bytes as `\xNN`).
     fn describe(&self) -> String {
-        let programs: Vec<&str> = self.programs.iter().map(String::as_str).collect();
-        let mut s = programs.join(", ");
+        let shown = |names: &mut dyn Iterator<Item = &Vec<u8>>| -> Vec<String> {
+            names.map(|n| unotify::shown::bytes(n)).collect()
+        };
+        let mut s = shown(&mut self.programs.iter()).join(", ");
         s.push_str(&format!(
             " ({} call{}",
             self.count,
@@ -68,7 +81,7 @@ impl Users {
         ));
         if !self.examples.is_empty() {
             s.push_str("; e.g. ");
-            s.push_str(&self.examples.join(", "));
+            s.push_str(&shown(&mut self.examples.iter()).join(", "));
         }
         s.push(')');
         s
@@ -94,7 +107,8 @@ struct Seen {
     /// Directories read as directories (listed).
     listed: BTreeSet<PathBuf>,
     execs: BTreeMap<PathBuf, Users>,
-    destinations: BTreeMap<String, Users>,
+    /// `--net-allow` specs, as bytes: a unix socket's name may be any.
+    destinations: BTreeMap<Vec<u8>, Users>,
     peak_processes: u32,
     peak_memory: u64,
 }
@@ -108,11 +122,17 @@ pub struct Recorder {
     stop: AtomicBool,
 }
 
-/// The name a task goes by (`/proc/<tid>/comm`).
-fn program_of(tid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{tid}/comm"))
-        .map(|s| s.trim_end().to_owned())
-        .unwrap_or_else(|_| format!("pid {tid}"))
+/// The name a task goes by (`/proc/<tid>/comm`, which the task sets).
+fn program_of(tid: u32) -> Vec<u8> {
+    match std::fs::read(format!("/proc/{tid}/comm")) {
+        Ok(mut name) => {
+            if name.last() == Some(&b'\n') {
+                name.pop();
+            }
+            name
+        }
+        Err(_) => format!("pid {tid}").into_bytes(),
+    }
 }
 
 /// `path` without `.` and `..` (lexically; `..` of the root stays there).
@@ -135,7 +155,6 @@ fn normalize(path: &Path) -> PathBuf {
 /// (the task's own `/proc` files and open fds, covered by `--fs-system`).
 /// The flag says whether the file exists.
 fn locate(tid: u32, dirfd: Option<i32>, path: &[u8]) -> Option<(PathBuf, bool)> {
-    use std::os::unix::ffi::OsStrExt;
     let given = Path::new(std::ffi::OsStr::from_bytes(path));
     let joined = if given.is_absolute() {
         given.to_path_buf()
@@ -160,7 +179,7 @@ fn locate(tid: u32, dirfd: Option<i32>, path: &[u8]) -> Option<(PathBuf, bool)> 
 /// A readable destination as a `--net-allow` SPEC, from a socket address
 /// in the task's memory: `127.0.0.1:53`, `[::1]:443`, `unix:/path`,
 /// `unix:@name`; `None` for other families and unnamed sockets.
-fn destination(cx: &HandlerCtx<'_>, addr: u64, len: u64) -> Option<String> {
+fn destination(cx: &HandlerCtx<'_>, addr: u64, len: u64) -> Option<Vec<u8>> {
     if addr == 0 || len < 2 {
         return None;
     }
@@ -171,23 +190,23 @@ fn destination(cx: &HandlerCtx<'_>, addr: u64, len: u64) -> Option<String> {
         libc::AF_INET if len >= 8 => {
             let port = u16::from_be_bytes([bytes[2], bytes[3]]);
             let ip = std::net::Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]);
-            Some(format!("{ip}:{port}"))
+            Some(format!("{ip}:{port}").into_bytes())
         }
         libc::AF_INET6 if len >= 24 => {
             let port = u16::from_be_bytes([bytes[2], bytes[3]]);
             let mut a = [0u8; 16];
             a.copy_from_slice(&bytes[8..24]);
-            Some(format!("[{}]:{port}", std::net::Ipv6Addr::from(a)))
+            Some(format!("[{}]:{port}", std::net::Ipv6Addr::from(a)).into_bytes())
         }
         libc::AF_UNIX if len > 2 => {
             let path = &bytes[2..];
             if path[0] == 0 {
                 let name = &path[1..];
-                (!name.is_empty()).then(|| format!("unix:@{}", String::from_utf8_lossy(name)))
+                (!name.is_empty()).then(|| [b"unix:@", name].concat())
             } else {
                 let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
                 let (real, _) = locate(cx.pid(), None, &path[..end])?;
-                Some(format!("unix:{}", real.display()))
+                Some([b"unix:", real.as_os_str().as_bytes()].concat())
             }
         }
         _ => None,
@@ -216,15 +235,12 @@ impl Recorder {
             a => (path.clone(), a),
         };
         let program = program_of(cx.pid());
-        let example = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let example = path.file_name().unwrap_or(path.as_os_str());
         self.with_seen(|s| {
             s.paths
                 .entry((target, access))
                 .or_default()
-                .add(&program, &example);
+                .add(&program, example.as_bytes());
         });
     }
 
@@ -264,13 +280,21 @@ impl Recorder {
         };
         // The first exec is the launcher's, starting the command.
         let program = match self.root.load(Ordering::Relaxed) {
-            0 => "unotify (the command itself)".to_owned(),
+            0 => b"unotify (the command itself)".to_vec(),
             _ => program_of(cx.pid()),
         };
-        let argv = cx.read_exec_argv().map(|a| a.join(" ")).unwrap_or_default();
-        let mut example = argv.chars().take(60).collect::<String>();
-        if argv.len() > example.len() {
-            example.push('…');
+        let argv = cx
+            .read_exec_argv_os()
+            .map(|a| a.join(std::ffi::OsStr::new(" ")).into_vec())
+            .unwrap_or_default();
+        // 60 bytes, not cutting a character in two.
+        let mut cut = argv.len().min(60);
+        while cut < argv.len() && cut > 0 && argv[cut] & 0xc0 == 0x80 {
+            cut -= 1;
+        }
+        let mut example = argv[..cut].to_vec();
+        if cut < argv.len() {
+            example.extend_from_slice("…".as_bytes());
         }
         self.with_seen(|s| {
             s.execs
@@ -280,7 +304,7 @@ impl Recorder {
             s.paths
                 .entry((path, Access::Read))
                 .or_default()
-                .add(&program, "exec");
+                .add(&program, b"exec");
         });
     }
 
@@ -290,7 +314,12 @@ impl Recorder {
         };
         let program = program_of(cx.pid());
         let call = cx.notification().syscall_label();
-        self.with_seen(|s| s.destinations.entry(dest).or_default().add(&program, &call));
+        self.with_seen(|s| {
+            s.destinations
+                .entry(dest)
+                .or_default()
+                .add(&program, call.as_bytes())
+        });
     }
 
     /// A fork about to happen: the processes now, and the new one.
@@ -501,8 +530,14 @@ impl Recorder {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// The profile, in TOML, for `run --profile`.
-    pub fn profile(&self, command: &[std::ffi::OsString], status: &str) -> String {
+    /// The profile, in TOML, for `run --profile`, checked: it reads back
+    /// as exactly the rules rendered (see [`render::Profile`]); an error
+    /// says why it cannot be written.
+    pub fn profile(
+        &self,
+        command: &[std::ffi::OsString],
+        status: &str,
+    ) -> Result<render::Profile, String> {
         let seen = self.with_seen(std::mem::take);
         let cwd = std::env::current_dir()
             .ok()
@@ -510,7 +545,7 @@ impl Recorder {
         let tmp = std::fs::canonicalize(std::env::temp_dir()).ok();
         let home = std::env::var_os("HOME").and_then(|h| std::fs::canonicalize(h).ok());
         let rules = Rules::collapse(&seen, cwd.as_deref(), tmp.as_deref(), home.as_deref());
-        render(&seen, &rules, command, status)
+        render::render(&seen, &rules, command, status)
     }
 }
 
@@ -700,111 +735,13 @@ impl Rules {
     }
 }
 
-/// `word` as a shell reads it back: quoted unless plain.
-fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-/// A TOML string.
-fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
-}
-
-/// Rounds `bytes` up to whole MiB, as `-m` takes them.
-fn mib(bytes: u64) -> String {
-    format!("{}M", bytes.div_ceil(1 << 20))
-}
-
-fn render(seen: &Seen, rules: &Rules, command: &[std::ffi::OsString], status: &str) -> String {
-    let cmd: Vec<String> = command
-        .iter()
-        .map(|a| shell_word(&a.to_string_lossy()))
-        .collect();
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# unotify profile learned from: {}\n# ({status})\n# Use: unotify run --profile FILE -- {}\n# Review it: each rule says what used it.\n\n",
-        cmd.join(" "),
-        cmd.join(" ")
-    ));
-    if !seen.execs.is_empty() {
-        out.push_str("# Programs executed (allowed by the read rules, which include execution):\n");
-        for (path, users) in &seen.execs {
-            out.push_str(&format!("#   {} by {}\n", path.display(), users.describe()));
-        }
-        out.push('\n');
-    }
-    if !rules.too_broad.is_empty() {
-        out.push_str("# Used but NOT allowed, too broad (a rule on one allows everything beneath;\n# the command is refused these, add narrower rules by hand if it needs them):\n");
-        for (path, users) in &rules.too_broad {
-            out.push_str(&format!("#   {} by {}\n", path.display(), users.describe()));
-        }
-        out.push('\n');
-    }
-    out.push_str("# What a dynamically linked program needs to start (/usr, /lib, the loader,\n# name service files of /etc, /proc, /dev/null); everything else is refused.\nfs-system = true\n\n");
-    for (key, list, what) in [
-        (
-            "fs-write",
-            &rules.write,
-            "read, written, created or removed",
-        ),
-        ("fs-read", &rules.read, "read or executed"),
-    ] {
-        if list.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("{key} = [\n"));
-        for (path, users) in list {
-            out.push_str(&format!("    # {what} by {}\n", users.describe()));
-            match path.to_str() {
-                Some(p) => out.push_str(&format!("    {},\n", toml_str(p))),
-                // A TOML string holds only UTF-8: a lossy name would be a
-                // rule for another path.
-                None => out.push_str(&format!(
-                    "    # not UTF-8, cannot be a rule here (give it with --{key}): {:?}\n",
-                    path.as_os_str()
-                )),
-            }
-        }
-        out.push_str("]\n\n");
-    }
-    if seen.destinations.is_empty() {
-        out.push_str("# No network destination was used: every one is refused.\nnet-deny = [\"*\", \"unix:*\"]\n\n");
-    } else {
-        out.push_str("net-allow = [\n");
-        for (dest, users) in &seen.destinations {
-            out.push_str(&format!("    # reached by {}\n", users.describe()));
-            out.push_str(&format!("    {},\n", toml_str(dest)));
-        }
-        out.push_str("]\n\n");
-    }
-    let procs = seen.peak_processes.max(1);
-    let limit = (procs * 2).max(procs + 16);
-    out.push_str(&format!(
-        "# At most {procs} process{} at once were seen; twice that, and at least 16 more.\nmax-processes = {limit}\n\n",
-        if procs == 1 { "" } else { "es" }
-    ));
-    let memory = (seen.peak_memory * 4).max(MIN_MEMORY);
-    out.push_str(&format!(
-        "# At most {} resident at once was seen; four times that, and at least {}.\nmax-memory = {}\n",
-        unotify::events::human_size(seen.peak_memory),
-        unotify::events::human_size(MIN_MEMORY),
-        toml_str(&mib(memory))
-    ));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn users(p: &str) -> Users {
         let mut u = Users::default();
-        u.add(p, "x");
+        u.add(p.as_bytes(), b"x");
         u
     }
 
@@ -866,13 +803,5 @@ mod tests {
             .map(|p| p.to_str().unwrap())
             .collect();
         assert_eq!(broad, ["/", "/home/me"]);
-    }
-
-    #[test]
-    fn commands_are_quoted_for_the_shell() {
-        assert_eq!(shell_word("make"), "make");
-        assert_eq!(shell_word("ls / | wc"), "'ls / | wc'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(shell_word(""), "''");
     }
 }

@@ -110,6 +110,45 @@ fn trace_sink(args: &RunArgs) -> Result<logging::TraceSink, u8> {
     }
 }
 
+/// The `--trace-output` file is the supervisor's, as `--audit`'s log:
+/// opened before the program starts (`trace_sink`) and denied to it by
+/// any name (`deny_path`, as the library does for the audit log), so that
+/// it can neither erase nor forge a trace. A device (`-o /dev/tty`) is
+/// left alone. Under `--chroot`, which denies no path, the file must lie
+/// outside the view.
+fn protect_trace_output(
+    args: &RunArgs,
+    builder: unotify::SandboxBuilder,
+) -> Result<unotify::SandboxBuilder, u8> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(path) = &args.trace_output else {
+        return Ok(builder);
+    };
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        eprintln!("unotify: cannot look at the trace output {shown}: {e}");
+        EXIT_USAGE
+    })?;
+    if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
+        return Ok(builder);
+    }
+    let Some(root) = &args.chroot.chroot else {
+        return Ok(builder.deny_path(path));
+    };
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let in_view = std::iter::once(root)
+        .chain(args.chroot.mount.iter().map(|m| &m.host))
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .any(|d| file.starts_with(d));
+    if in_view || meta.nlink() > 1 {
+        eprintln!(
+            "unotify: the trace output {shown} is in the --chroot view (beneath DIR or a --mount directory) or has other names: the program could rewrite it; write it outside them"
+        );
+        return Err(EXIT_USAGE);
+    }
+    Ok(builder)
+}
+
 /// Prints an error of `unotify` itself with what to do about it, and returns
 /// the exit status it maps to.
 fn fail(err: &Error) -> u8 {
@@ -146,19 +185,15 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 /// `unotify learn`: `run` with nothing refused and a recorder, then the
 /// profile of what the command used.
 fn learn(args: cli::LearnArgs) -> u8 {
-    // Opened first: a profile that cannot be written stops everything.
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!(
-                    "unotify: cannot open the profile output {}: {e}; check the directory exists and is writable",
-                    path.display()
-                );
-                return EXIT_USAGE;
-            }
-        },
-        None => Box::new(std::io::stdout()),
+    // Checked first: a profile that cannot be written stops everything.
+    // The file itself is made after the run (see `learn::ProfileFile`).
+    let output = match args.output.as_deref().map(learn::ProfileFile::check) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            eprintln!("unotify: {e}");
+            return EXIT_USAGE;
+        }
+        None => None,
     };
     let mut raw: Vec<std::ffi::OsString> = vec!["unotify".into(), "run".into(), "--".into()];
     raw.extend(args.command.iter().cloned());
@@ -179,9 +214,27 @@ fn learn(args: cli::LearnArgs) -> u8 {
         eprintln!("unotify: learn: the command exited with {code}; the profile holds only what it used until then");
         format!("the command exited with {code}: this profile holds only what it used until then")
     };
-    let profile = recorder.profile(&args.command, &status);
-    if let Err(e) = out.write_all(profile.as_bytes()).and_then(|()| out.flush()) {
-        eprintln!("unotify: cannot write the profile: {e}");
+    let profile = match recorder.profile(&args.command, &status) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("unotify: learn: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for note in &profile.notes {
+        eprintln!("unotify: learn: not in the profile: {note}");
+    }
+    let written = match &output {
+        Some(file) => file.replace(&profile.text),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(profile.text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot write the profile: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("unotify: {e}");
         return EXIT_USAGE;
     }
     code
@@ -272,6 +325,10 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             builder = builder.audit(file);
         }
     }
+    builder = match protect_trace_output(&args, builder) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
         builder = exec_deny::install(
             builder,
@@ -533,21 +590,6 @@ fn cow_recover(storage: &std::path::Path, check: bool) -> u8 {
     }
 }
 
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn completions(shell: clap_complete::Shell) -> u8 {
     let mut cmd = <cli::Cli as clap::CommandFactory>::command();
     clap_complete::generate(shell, &mut cmd, "unotify", &mut std::io::stdout());
@@ -592,9 +634,9 @@ fn check(json: bool) -> u8 {
             writeln!(
                 out,
                 "{{\"name\":{},\"available\":{},\"detail\":{}}}",
-                json_str(f.name),
+                unotify::shown::quoted(f.name),
                 f.available,
-                json_str(&f.detail)
+                unotify::shown::quoted(&f.detail)
             )
         } else {
             writeln!(out, "{f}")

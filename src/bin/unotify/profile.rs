@@ -80,9 +80,16 @@ fn line_of(text: &str, key: &str) -> usize {
 /// The command-line flags `file` stands for, each checked by clap alone
 /// (so that an error names the file, line and key).
 fn flags_of(file: &Path) -> Result<Vec<OsString>, String> {
-    let name = file.display();
+    let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read the profile {name}: {e}; check the path"))?;
+    flags_in(&name, &text)
+}
+
+/// The command-line flags the profile `text` stands for (`name` says
+/// where it is from, in errors), as `run --profile` takes them; `learn`
+/// checks the profile it wrote with it.
+pub fn flags_in(name: &str, text: &str) -> Result<Vec<OsString>, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e
             .span()
@@ -94,7 +101,7 @@ fn flags_of(file: &Path) -> Result<Vec<OsString>, String> {
     let mut out = Vec::new();
     for (key, value) in &table {
         let flag = key.replace('_', "-");
-        let line = line_of(&text, key);
+        let line = line_of(text, key);
         let here = format!("profile {name}, line {line}, key `{key}`");
         if !known.contains(&flag) {
             let near = crate::cli::did_you_mean(&flag, known.iter().map(String::as_str))
