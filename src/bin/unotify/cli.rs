@@ -145,9 +145,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SYSCALLS", value_delimiter = ',', value_parser = parse_syscall)]
     pub trace: Vec<String>,
 
-    /// Write the traces of --trace to FILE (created or truncated, and
-    /// denied to the program, as the --audit log), one call per line,
-    /// instead of stderr. Example: -o /tmp/trace.txt
+    /// Write the traces of --trace to FILE (created or truncated), one
+    /// call per line, instead of stderr; like strace -o, the program can
+    /// rewrite a FILE it reaches (--audit's log it cannot). Example:
+    /// -o /tmp/trace.txt
     #[arg(short = 'o', long, value_name = "FILE", requires = "trace")]
     pub trace_output: Option<std::path::PathBuf>,
 

@@ -110,45 +110,6 @@ fn trace_sink(args: &RunArgs) -> Result<logging::TraceSink, u8> {
     }
 }
 
-/// The `--trace-output` file is the supervisor's, as `--audit`'s log:
-/// opened before the program starts (`trace_sink`) and denied to it by
-/// any name (`deny_path`, as the library does for the audit log), so that
-/// it can neither erase nor forge a trace. A device (`-o /dev/tty`) is
-/// left alone. Under `--chroot`, which denies no path, the file must lie
-/// outside the view.
-fn protect_trace_output(
-    args: &RunArgs,
-    builder: unotify::SandboxBuilder,
-) -> Result<unotify::SandboxBuilder, u8> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Some(path) = &args.trace_output else {
-        return Ok(builder);
-    };
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        eprintln!("unotify: cannot look at the trace output {shown}: {e}");
-        EXIT_USAGE
-    })?;
-    if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
-        return Ok(builder);
-    }
-    let Some(root) = &args.chroot.chroot else {
-        return Ok(builder.deny_path(path));
-    };
-    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-    let in_view = std::iter::once(root)
-        .chain(args.chroot.mount.iter().map(|m| &m.host))
-        .filter_map(|d| std::fs::canonicalize(d).ok())
-        .any(|d| file.starts_with(d));
-    if in_view || meta.nlink() > 1 {
-        eprintln!(
-            "unotify: the trace output {shown} is in the --chroot view (beneath DIR or a --mount directory) or has other names: the program could rewrite it; write it outside them"
-        );
-        return Err(EXIT_USAGE);
-    }
-    Ok(builder)
-}
-
 /// Prints an error of `unotify` itself with what to do about it, and returns
 /// the exit status it maps to.
 fn fail(err: &Error) -> u8 {
@@ -325,10 +286,6 @@ fn run(args: RunArgs, learner: Option<&Arc<learn::Recorder>>) -> u8 {
             builder = builder.audit(file);
         }
     }
-    builder = match protect_trace_output(&args, builder) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
     if !args.exec_deny.is_empty() || !args.exec_deny_substring.is_empty() {
         builder = exec_deny::install(
             builder,
