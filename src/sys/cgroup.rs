@@ -1421,7 +1421,7 @@ impl Members {
 /// (and fires on the death of the spawning *thread*); a pid namespace would
 /// give the program pid 1's signal semantics and other pids. The watchdog
 /// is cloned (`CLONE_VM`, a stack of its own, every signal blocked, in a
-/// session of its own so that a signal to the supervisor's group misses it)
+/// process group of its own so that a signal to the supervisor's group misses it)
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
 /// command pipe whose write end only this process holds. When the process
 /// exits (for any reason, `SIGKILL` included), it runs the same kill as the
@@ -1576,10 +1576,16 @@ extern "C" fn watchdog_entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 fn watchdog_main(args: &WatchdogArgs) -> ! {
-    // A session of its own: out of reach of signals to the supervisor's
-    // group or session. (Every signal is blocked: cloned so.)
-    // SAFETY: setsid takes no arguments.
-    unsafe { syscall(libc::SYS_setsid, &[]) };
+    // A process group of its own: out of reach of signals to the
+    // supervisor's group (`kill -KILL -PGID`, a shell's job control); the
+    // terminal's signals go to the foreground group, never this one, and
+    // every other signal is blocked (cloned so). Not `setsid`: where the
+    // kernel groups sessions for the scheduler (`sched_autogroup`, on by
+    // default), a new session makes a scheduling group (a C loop here,
+    // at load 5: 50-200 µs a `setsid`, about 10 a `setpgid`), on the path
+    // of every `unotify run`; and nothing more is out of reach in one.
+    // SAFETY: setpgid takes integers.
+    unsafe { syscall(libc::SYS_setpgid, &[0, 0]) };
     // Keep only its own fds: copies of the supervisor's would hold pipes
     // and sockets open after the supervisor closed them.
     let mut keep = [args.host, args.command];
