@@ -110,12 +110,29 @@ fn read_mountinfo() -> String {
 
 /// A small procfs file (empty if it cannot be read), in one or two reads:
 /// its size is unknown, and `read_to_string` alone starts at 32 bytes.
+///
+/// Read into a buffer of that size with plain `read`s: `read_to_string`
+/// would first ask the file's size (`statx`, then `lseek`), which procfs
+/// does not know, on the start path of every `unotify run`.
 fn read_proc(path: &str) -> String {
     use std::io::Read;
-    let mut text = String::with_capacity(16 * 1024);
-    match fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
-        Ok(_) => text,
-        Err(_) => String::new(),
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    let read = fs::File::open(path).and_then(|mut f| loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    });
+    buf.truncate(len);
+    match read.map(|()| String::from_utf8(buf)) {
+        Ok(Ok(text)) => text,
+        _ => String::new(),
     }
 }
 
