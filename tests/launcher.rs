@@ -153,9 +153,10 @@ fn the_host_keeps_its_signal_state() {
     assert_eq!(host_signal_state(), before);
     // Every child was reaped: none is left as a zombie of this thread. (The
     // process's watchdog, which exits with the process and may be this
-    // thread's child, is the one in a session of its own; it makes that
-    // session first thing, but on a loaded machine it may not have run yet
-    // when the spawns are over: its setsid is waited for, a while.)
+    // thread's child, is the one in a process group of its own with every
+    // signal blocked; it makes that group first thing, but on a loaded
+    // machine it may not have run yet when the spawns are over: its
+    // setpgid is waited for, a while.)
     let mut left = children_left();
     for _ in 0..500 {
         if left.is_empty() {
@@ -167,18 +168,29 @@ fn the_host_keeps_its_signal_state() {
     assert!(left.is_empty(), "children left: {left:?}");
 }
 
-/// This thread's children that are not a session leader (the watchdog), or
-/// are zombies.
+/// This thread's children that are not the watchdog (a process group
+/// leader blocking every signal a program is sent: `SIGHUP`, `SIGINT`,
+/// `SIGTERM`, `SIGCHLD`), or are zombies.
 fn children_left() -> Vec<String> {
     let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
     children
         .split_whitespace()
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let session = stat
+            let group = stat
                 .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(3));
-            session != Some(*pid) || stat.contains(") Z ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2));
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let blocked = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0);
+            let all = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD]
+                .iter()
+                .all(|&sig| blocked & (1 << (sig - 1)) != 0);
+            let watchdog = group == Some(*pid) && all;
+            !watchdog || stat.contains(") Z ")
         })
         .map(str::to_owned)
         .collect()

@@ -135,7 +135,7 @@ fn a_run_that_ends_at_once_leaves_nothing() {
     );
 }
 
-/// The host side of [`a_killed_host_ends_every_sandbox_it_ran`], run in a
+/// The host side of [`host_killed_ends_its_sandboxes`], run in a
 /// process of this test binary of its own: one sandbox (which starts the
 /// process's watchdog), then three more, each of whose programs leaves a
 /// process in a session of its own (out of its process group: only the
@@ -172,20 +172,39 @@ fn killed_host(dir: &std::path::Path) -> ! {
 /// and none of its cgroups.
 #[test]
 fn a_killed_host_ends_every_sandbox_it_ran() {
+    host_killed_ends_its_sandboxes("a_killed_host_ends_every_sandbox_it_ran", false);
+}
+
+/// As [`a_killed_host_ends_every_sandbox_it_ran`], the host killed with
+/// its whole process group (`kill -KILL -PGID`, as a shell's job control or
+/// a supervisor of its own would): the watchdog, in a group of its own, is
+/// not killed with it and ends the sandboxes. (With the watchdog left in
+/// the host's group, the three outlive it.)
+#[test]
+fn a_host_killed_with_its_process_group_ends_every_sandbox_it_ran() {
+    host_killed_ends_its_sandboxes(
+        "a_host_killed_with_its_process_group_ends_every_sandbox_it_ran",
+        true,
+    );
+}
+
+/// The test `name` (this binary re-run as the host, see [`killed_host`]):
+/// the host killed alone, or with its process group (`group`, the host
+/// leading one).
+fn host_killed_ends_its_sandboxes(name: &str, group: bool) {
+    use std::os::unix::process::CommandExt;
     if let Some(dir) = std::env::var_os("UNOTIFY_TEST_KILLED_HOST") {
         killed_host(std::path::Path::new(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_killed_host_ends_every_sandbox_it_ran",
-            "--exact",
-            "--nocapture",
-        ])
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap());
+    host.args([name, "--exact", "--nocapture"])
         .env("UNOTIFY_TEST_KILLED_HOST", dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start the host");
+        .stdout(std::process::Stdio::null());
+    if group {
+        host.process_group(0);
+    }
+    let mut host = host.spawn().expect("start the host");
     let _dog = common::watchdog(Duration::from_secs(60), "the killed host");
     let deadline = Instant::now() + Duration::from_secs(20);
     let ready = |f: &str| dir.path().join(f).exists();
@@ -206,7 +225,11 @@ fn a_killed_host_ends_every_sandbox_it_ran() {
     };
     let host_pid = pid_in("host");
     let bg: Vec<i32> = (0..3).map(|i| pid_in(&format!("bg{i}"))).collect();
-    host.kill().unwrap();
+    if group {
+        unotify::sys::process::kill(-host_pid, libc::SIGKILL).expect("kill the host's group");
+    } else {
+        host.kill().unwrap();
+    }
     host.wait().unwrap();
     let alive = |p: &i32| {
         let state = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
@@ -220,7 +243,7 @@ fn a_killed_host_ends_every_sandbox_it_ran() {
     for p in &left {
         let _ = unotify::sys::process::kill(*p, libc::SIGKILL);
     }
-    eprintln!("killed host: {} of 3 left", left.len());
+    eprintln!("killed host (group {group}): {} of 3 left", left.len());
     assert!(
         left.is_empty(),
         "{} of 3 outlived their killed host: {left:?}",

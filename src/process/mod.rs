@@ -361,8 +361,9 @@ impl Enforcement for ProcessTracking {
             return Ok(None);
         }
         let registry = env
-            .registry
-            .try_clone()
+            .poll
+            .registry()
+            .and_then(mio::Registry::try_clone)
             .map_err(|e| Error::io("clone the poll registry", e))?;
         let dynamic = env
             .services

@@ -28,18 +28,42 @@ pub(crate) struct StartEnv<'a> {
     pub(crate) listener: BorrowedFd<'a>,
     /// The sandbox's first process and process group.
     pub(crate) pgid: i32,
-    /// The poll thread's registry: pidfds registered here are polled, and
-    /// their readiness reaches [`Stage::on_ready`]. A supervisor whose
-    /// filter traps nothing runs its poll thread only if some feature asks
-    /// for a [`Stage::tick_interval`]: a feature that registers pidfds
-    /// must ask for one.
-    pub(crate) registry: &'a mio::Registry,
+    /// The poll thread's poll instance, made when a feature first asks for
+    /// its [`registry`](PollOnDemand::registry): pidfds registered there
+    /// are polled, and their readiness reaches [`Stage::on_ready`]. A
+    /// supervisor whose filter traps nothing runs its poll thread only if
+    /// some feature asks for a [`Stage::tick_interval`]: a feature that
+    /// registers pidfds must ask for one.
+    pub(crate) poll: &'a PollOnDemand,
     /// The sandbox's cgroup membership, when a cgroup holds it.
     pub(crate) members: Option<Members>,
     /// The sandbox's memory cgroup, when it bounds memory.
     pub(crate) memory_cgroup: Option<Arc<MemoryCgroup>>,
     /// The features started before this one (its dependencies).
     pub(crate) services: &'a Services,
+}
+
+/// The poll thread's `mio::Poll`, made on first use: a sandbox whose
+/// filter traps nothing and whose features poll nothing (the default
+/// `unotify run`) runs no poll thread and needs none (an `epoll`
+/// instance less to make and close on every start).
+#[derive(Default)]
+pub(crate) struct PollOnDemand(std::cell::OnceCell<mio::Poll>);
+
+impl PollOnDemand {
+    /// The registry of the poll instance, made now if it was not.
+    pub(crate) fn registry(&self) -> std::io::Result<&mio::Registry> {
+        if let Some(poll) = self.0.get() {
+            return Ok(poll.registry());
+        }
+        let poll = mio::Poll::new()?;
+        Ok(self.0.get_or_init(|| poll).registry())
+    }
+
+    /// The poll instance, if one was made.
+    pub(crate) fn into_inner(self) -> Option<mio::Poll> {
+        self.0.into_inner()
+    }
 }
 
 /// Adds one value to [`Services`].

@@ -40,7 +40,7 @@ pub use handle::SupervisorHandle;
 pub use stats::Stats;
 
 use defer::DeferPool;
-use enforcement::{Enforcement, Stage, StartEnv};
+use enforcement::{Enforcement, PollOnDemand, Stage, StartEnv};
 use handle::HandleOps;
 use notifier::Notifier;
 use services::Services;
@@ -147,8 +147,9 @@ pub struct Supervisor {
 
 /// What a supervisor without a poll thread holds until it ends.
 struct Idle {
-    /// The features' pidfd registry (empty: no feature ticks).
-    _poll: mio::Poll,
+    /// The features' pidfd registry, if one asked for it (empty: no
+    /// feature ticks).
+    _poll: Option<mio::Poll>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -181,7 +182,7 @@ impl Supervisor {
                     false
                 }
             };
-        let poll = mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?;
+        let poll = PollOnDemand::default();
         let waker = crate::sys::eventfd::EventFd::new()
             .map_err(|e| Error::io("create the poll thread's wake-up eventfd", e))?;
         let mut services = Services::default();
@@ -190,7 +191,7 @@ impl Supervisor {
             let env = StartEnv {
                 listener: listener.as_fd(),
                 pgid,
-                registry: poll.registry(),
+                poll: &poll,
                 members: config.members.clone(),
                 memory_cgroup: config.memory_cgroup.clone(),
                 services: &services,
@@ -219,6 +220,7 @@ impl Supervisor {
             tick,
             handle: SupervisorHandle::new(Weak::clone(weak) as Weak<dyn HandleOps>),
         });
+        let poll = poll.into_inner();
         if !thread {
             return Ok(Supervisor {
                 shared,
@@ -226,6 +228,10 @@ impl Supervisor {
                 idle: Some(Idle { _poll: poll }),
             });
         }
+        let poll = match poll {
+            Some(p) => p,
+            None => mio::Poll::new().map_err(|e| Error::io("create the poll instance", e))?,
+        };
         // The workers start as work comes (see `lanes`).
         let (lanes, workers) = lanes::Lanes::new(&shared, config.workers.max(1));
         let sh = Arc::clone(&shared);

@@ -110,12 +110,29 @@ fn read_mountinfo() -> String {
 
 /// A small procfs file (empty if it cannot be read), in one or two reads:
 /// its size is unknown, and `read_to_string` alone starts at 32 bytes.
+///
+/// Read into a buffer of that size with plain `read`s: `read_to_string`
+/// would first ask the file's size (`statx`, then `lseek`), which procfs
+/// does not know, on the start path of every `unotify run`.
 fn read_proc(path: &str) -> String {
     use std::io::Read;
-    let mut text = String::with_capacity(16 * 1024);
-    match fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
-        Ok(_) => text,
-        Err(_) => String::new(),
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    let read = fs::File::open(path).and_then(|mut f| loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    });
+    buf.truncate(len);
+    match read.map(|()| String::from_utf8(buf)) {
+        Ok(Ok(text)) => text,
+        _ => String::new(),
     }
 }
 
@@ -1421,7 +1438,7 @@ impl Members {
 /// (and fires on the death of the spawning *thread*); a pid namespace would
 /// give the program pid 1's signal semantics and other pids. The watchdog
 /// is cloned (`CLONE_VM`, a stack of its own, every signal blocked, in a
-/// session of its own so that a signal to the supervisor's group misses it)
+/// process group of its own so that a signal to the supervisor's group misses it)
 /// and waits in `poll` on a pidfd of the supervisor's process and on a
 /// command pipe whose write end only this process holds. When the process
 /// exits (for any reason, `SIGKILL` included), it runs the same kill as the
@@ -1576,10 +1593,16 @@ extern "C" fn watchdog_entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 fn watchdog_main(args: &WatchdogArgs) -> ! {
-    // A session of its own: out of reach of signals to the supervisor's
-    // group or session. (Every signal is blocked: cloned so.)
-    // SAFETY: setsid takes no arguments.
-    unsafe { syscall(libc::SYS_setsid, &[]) };
+    // A process group of its own: out of reach of signals to the
+    // supervisor's group (`kill -KILL -PGID`, a shell's job control); the
+    // terminal's signals go to the foreground group, never this one, and
+    // every other signal is blocked (cloned so). Not `setsid`: where the
+    // kernel groups sessions for the scheduler (`sched_autogroup`, on by
+    // default), a new session makes a scheduling group (a C loop here,
+    // at load 5: 50-200 µs a `setsid`, about 10 a `setpgid`), on the path
+    // of every `unotify run`; and nothing more is out of reach in one.
+    // SAFETY: setpgid takes integers.
+    unsafe { syscall(libc::SYS_setpgid, &[0, 0]) };
     // Keep only its own fds: copies of the supervisor's would hold pipes
     // and sockets open after the supervisor closed them.
     let mut keep = [args.host, args.command];
