@@ -63,6 +63,13 @@ fn cgroups_of(pid: i32) -> Vec<std::path::PathBuf> {
                 continue;
             }
             if e.file_name().to_string_lossy().starts_with(&prefix) {
+                // One made before this test program started is not of its
+                // runs: left by a run whose supervisor and watchdog were
+                // killed together (`pkill -9 -f unotify`), under a pid
+                // now reused.
+                if made_before_this_test(&e) {
+                    continue;
+                }
                 found.push(path);
             } else if depth < 3 {
                 dirs.push((path, depth + 1));
@@ -70,6 +77,30 @@ fn cgroups_of(pid: i32) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+/// Whether directory entry `e` was made before this test program started
+/// (its start: the boot time of `/proc/stat`, in whole seconds, plus
+/// field 22 of `/proc/self/stat`, in clock ticks of 10 ms; less a second,
+/// so that nothing this program made is taken for older).
+fn made_before_this_test(e: &std::fs::DirEntry) -> bool {
+    static START: std::sync::OnceLock<Option<std::time::SystemTime>> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after = &stat[stat.rfind(')')? + 2..];
+        let ticks: u64 = after.split(' ').nth(19)?.parse().ok()?;
+        let boot: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        let secs = std::time::Duration::from_millis(boot * 1000 + ticks * 10 - 1000);
+        Some(std::time::UNIX_EPOCH + secs)
+    });
+    let made = e.metadata().and_then(|m| m.modified()).ok();
+    matches!((start, made), (Some(s), Some(m)) if m < *s)
 }
 
 /// `unotify run -- CMD` under a child subreaper that reaps whatever is
