@@ -355,3 +355,136 @@ fn an_audit_record_names_the_destination_decided_not_one_rewritten_later() {
         "sends to the denied port recorded performed ({real} real)"
     );
 }
+
+/// `ROUNDS` (argv[3]) rounds. Each: the root forks X, which binds a TCP
+/// socket (`b`: the callback restricts it to no network then; `-`: not)
+/// and escapes its restriction through a process it creates, connecting
+/// to 127.0.0.1:argv[1]:
+/// - `double`: X forks M, M forks G and exits at once, X exits after M;
+///   G waits until it is given to a reaper, then connects;
+/// - `exit`: X forks C and exits at once; C connects at once (racing
+///   X's exit);
+/// - `late`: as `exit`, but C waits until it is given to a reaper.
+///
+/// Each connector writes `Y` (connected) or `N` to a pipe; the root prints
+/// how many connected, of how many answered.
+const ORPHAN_CONNECT_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int port, out;
+static void connect_and_report(pid_t wait_away_from) {
+    if (wait_away_from) {
+        for (int i = 0; i < 2000 && getppid() == wait_away_from; i++) usleep(1000);
+    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    char c = connect(s, (struct sockaddr *)&sa, sizeof sa) == 0 ? 'Y' : 'N';
+    write(out, &c, 1);
+    _exit(0);
+}
+static void bind_any(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    bind(s, (struct sockaddr *)&sa, sizeof sa);
+    close(s);
+}
+int main(int argc, char **argv) {
+    if (argc < 5) return 2;
+    port = atoi(argv[1]);
+    const char *mode = argv[2];
+    int rounds = atoi(argv[3]), restrict_it = argv[4][0] == 'b';
+    int p[2];
+    if (pipe(p)) return 3;
+    out = p[1];
+    int yes = 0, answered = 0;
+    for (int i = 0; i < rounds; i++) {
+        pid_t x = fork();
+        if (x < 0) { perror("fork"); return 4; }
+        if (x == 0) {
+            close(p[0]);
+            if (restrict_it) bind_any();
+            pid_t me = getpid();
+            if (!strcmp(mode, "double")) {
+                pid_t m = fork();
+                if (m == 0) {
+                    pid_t mid = getpid();
+                    if (fork() == 0) connect_and_report(mid);
+                    _exit(0);
+                }
+                waitpid(m, 0, 0);
+                _exit(0);
+            }
+            if (fork() == 0) connect_and_report(strcmp(mode, "late") ? 0 : me);
+            _exit(0);
+        }
+        waitpid(x, 0, 0);
+        struct pollfd pf = {p[0], POLLIN, 0};
+        char c;
+        if (poll(&pf, 1, 5000) == 1 && read(p[0], &c, 1) == 1) {
+            answered++;
+            yes += c == 'Y';
+        }
+    }
+    printf("%d %d\n", yes, answered);
+    return 0;
+}
+"#;
+
+/// Attack: a process under `restrict_process_network` gets out of it
+/// through a process it creates that reaches the network only once its
+/// creator has exited (given to a reaper, it has no restricted ancestor
+/// left): a double fork, a fork whose parent exits at once (its child
+/// connecting at once, or once orphaned). Each connect must be refused;
+/// the same program without the restriction connects every time.
+#[test]
+fn restrict_process_network_is_not_escaped_by_an_orphan() {
+    let _dog = common::watchdog(Duration::from_secs(240), "orphans of a restricted process");
+    let exe = common::build_c("policy_orphan_connect", ORPHAN_CONNECT_C, &[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let accepted = || std::iter::from_fn(|| listener.accept().ok()).count();
+    let sandbox = Sandbox::builder()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" {
+                cx.restrict_process_network(ev.pid, &[]);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    const ROUNDS: usize = 20;
+    let rounds = ROUNDS.to_string();
+    for mode in ["double", "exit", "late"] {
+        let free = common::run_ok(&sandbox, &exe, &[&port, mode, &rounds, "-"]);
+        assert_eq!(
+            free,
+            [format!("{ROUNDS} {ROUNDS}")],
+            "{mode}: without a restriction every connect goes through"
+        );
+        assert_eq!(accepted(), ROUNDS);
+        let lines = common::run_ok(&sandbox, &exe, &[&port, mode, &rounds, "b"]);
+        let (escaped, answered) = lines[0].split_once(' ').unwrap();
+        let escaped: usize = escaped.parse().unwrap();
+        assert_eq!(
+            answered, rounds,
+            "{mode}: every orphan reported ({lines:?})"
+        );
+        assert_eq!(escaped, 0, "{mode}: connects that escaped the restriction");
+        assert_eq!(accepted(), 0, "{mode}: connections that reached the host");
+    }
+}

@@ -16,8 +16,10 @@
 
 mod context;
 mod event;
+mod forks;
 mod mailbox;
 mod parents;
+mod restricted;
 mod runner;
 mod stage;
 mod verdict;
