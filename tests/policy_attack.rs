@@ -361,27 +361,45 @@ fn an_audit_record_names_the_destination_decided_not_one_rewritten_later() {
 /// and escapes its restriction through a process it creates, connecting
 /// to 127.0.0.1:argv[1]:
 /// - `double`: X forks M, M forks G and exits at once, X exits after M;
-///   G waits until it is given to a reaper, then connects;
+///   G waits until M is gone, then connects;
 /// - `exit`: X forks C and exits at once; C connects at once (racing
 ///   X's exit);
-/// - `late`: as `exit`, but C waits until it is given to a reaper.
+/// - `late`: as `exit`, but C waits until X is gone;
+/// - `parent`: X makes C with `clone(CLONE_PARENT)` (C is the root's
+///   child, a sibling of X, not X's) and exits; C waits until X is gone,
+///   then connects;
+/// - `untraced`: the same with `clone(CLONE_UNTRACED)`, which reports no
+///   creation event to a tracer;
+/// - `clone3`: the same with `clone3` (falling back to `fork` on `ENOSYS`,
+///   as the C library does);
+/// - `vfork`: X vforks C, which connects before it exits;
+/// - `thread`: a new thread of X connects.
 ///
 /// Each connector writes `Y` (connected) or `N` to a pipe; the root prints
 /// how many connected, of how many answered.
 const ORPHAN_CONNECT_C: &str = r#"
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
+#include <linux/sched.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 static int port, out;
-static void connect_and_report(pid_t wait_away_from) {
-    if (wait_away_from) {
-        for (int i = 0; i < 2000 && getppid() == wait_away_from; i++) usleep(1000);
+/* Connects (once `gone`, if not 0, has exited and been reaped) and
+   reports. */
+static void connect_and_report(pid_t gone) {
+    if (gone) {
+        for (int i = 0; i < 2000 && kill(gone, 0) == 0; i++) usleep(1000);
     }
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa;
@@ -392,6 +410,21 @@ static void connect_and_report(pid_t wait_away_from) {
     char c = connect(s, (struct sockaddr *)&sa, sizeof sa) == 0 ? 'Y' : 'N';
     write(out, &c, 1);
     _exit(0);
+}
+static void *thread_connects(void *x) {
+    (void)x;
+    connect_and_report(0);
+    return 0;
+}
+/* A process made by `how`; 0 in it, its pid or -1 in the caller. */
+static long make(const char *how) {
+    if (!strcmp(how, "parent")) return syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (!strcmp(how, "untraced")) return syscall(SYS_clone, CLONE_UNTRACED | SIGCHLD, 0, 0, 0, 0);
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    long r = syscall(SYS_clone3, &ca, sizeof ca);
+    return r < 0 && errno == ENOSYS ? fork() : r;
 }
 static void bind_any(void) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -428,7 +461,23 @@ int main(int argc, char **argv) {
                 waitpid(m, 0, 0);
                 _exit(0);
             }
-            if (fork() == 0) connect_and_report(strcmp(mode, "late") ? 0 : me);
+            if (!strcmp(mode, "vfork")) {
+                if (vfork() == 0) connect_and_report(0);
+                _exit(0);
+            }
+            if (!strcmp(mode, "thread")) {
+                pthread_t t;
+                pthread_create(&t, 0, thread_connects, 0);
+                pthread_join(t, 0);
+                _exit(0);
+            }
+            if (!strcmp(mode, "exit") || !strcmp(mode, "late")) {
+                if (fork() == 0) connect_and_report(strcmp(mode, "late") ? 0 : me);
+                _exit(0);
+            }
+            long c = make(mode);
+            if (c == 0) connect_and_report(me);
+            if (c < 0) { char n = 'N'; write(out, &n, 1); }
             _exit(0);
         }
         waitpid(x, 0, 0);
@@ -448,12 +497,14 @@ int main(int argc, char **argv) {
 /// through a process it creates that reaches the network only once its
 /// creator has exited (given to a reaper, it has no restricted ancestor
 /// left): a double fork, a fork whose parent exits at once (its child
-/// connecting at once, or once orphaned). Each connect must be refused;
+/// connecting at once, or once orphaned), a `clone` that makes it its
+/// creator's sibling or untraceable, `clone3`, `vfork`, a thread. Each
+/// connect must be refused;
 /// the same program without the restriction connects every time.
 #[test]
 fn restrict_process_network_is_not_escaped_by_an_orphan() {
     let _dog = common::watchdog(Duration::from_secs(240), "orphans of a restricted process");
-    let exe = common::build_c("policy_orphan_connect", ORPHAN_CONNECT_C, &[]);
+    let exe = common::build_c("policy_orphan_connect", ORPHAN_CONNECT_C, &["-pthread"]);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
@@ -469,7 +520,10 @@ fn restrict_process_network_is_not_escaped_by_an_orphan() {
         .unwrap();
     const ROUNDS: usize = 20;
     let rounds = ROUNDS.to_string();
-    for mode in ["double", "exit", "late"] {
+    let modes = [
+        "double", "exit", "late", "parent", "untraced", "clone3", "vfork", "thread",
+    ];
+    for mode in modes {
         let free = common::run_ok(&sandbox, &exe, &[&port, mode, &rounds, "-"]);
         assert_eq!(
             free,
