@@ -51,6 +51,11 @@ pub(crate) const INTERRUPT_AFTER: Duration = Duration::from_millis(2);
 const ORPHAN_WAIT: Duration = Duration::from_millis(50);
 /// How long a seized caller may take to stop before it is killed.
 const GIVE_UP: Duration = Duration::from_secs(5);
+/// How long the caller is looked at without sleeping (yielding the
+/// processor to it) before its event: most forks report within this.
+const SPIN: Duration = Duration::from_micros(100);
+/// The sleep between two looks at the caller until it is interrupted.
+const NAP: Duration = Duration::from_micros(20);
 /// Longest sleep between two looks at the tracees.
 const MAX_NAP: Duration = Duration::from_micros(500);
 
@@ -265,7 +270,6 @@ impl Watch {
     /// Waits for the caller's stop, lets it go, and says what it created.
     fn creation(&mut self) -> Created {
         let tid = self.caller;
-        let mut nap = Duration::from_micros(10);
         let mut killed = false;
         loop {
             match ptrace::wait_tracee(tid, true, self.keep_exit) {
@@ -310,8 +314,13 @@ impl Watch {
                 );
                 killed = true;
             }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(MAX_NAP);
+            if waited < SPIN {
+                std::thread::yield_now();
+            } else if !self.interrupted {
+                std::thread::sleep(NAP);
+            } else {
+                std::thread::sleep(MAX_NAP);
+            }
         }
     }
 
