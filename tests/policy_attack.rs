@@ -542,3 +542,133 @@ fn restrict_process_network_is_not_escaped_by_an_orphan() {
         assert_eq!(accepted(), 0, "{mode}: connections that reached the host");
     }
 }
+
+/// Binds a socket if argv[2] is `b` (the callback restricts the binder
+/// to no network then), prints "ready", waits for a byte, then 4 threads
+/// each make a process (raw `clone`) that connects to 127.0.0.1:argv[1]
+/// and reports; prints how many connected and how many forks worked.
+const PAUSED_FORKS_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int port, out[2], forked;
+static struct sockaddr_in at(int p) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(p);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    return sa;
+}
+static void *body(void *arg) {
+    pid_t p = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (p == 0) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = at(port);
+        char c = connect(s, (struct sockaddr *)&sa, sizeof sa) == 0 ? 'Y' : 'N';
+        write(out[1], &c, 1);
+        _exit(0);
+    }
+    if (p > 0 && waitpid(p, NULL, 0) == p) __atomic_add_fetch(&forked, 1, __ATOMIC_SEQ_CST);
+    return arg;
+}
+int main(int argc, char **argv) {
+    if (argc < 3 || pipe(out)) return 2;
+    port = atoi(argv[1]);
+    if (argv[2][0] == 'b') {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = at(0);
+        bind(s, (struct sockaddr *)&sa, sizeof sa);
+        close(s);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char c;
+    if (read(0, &c, 1) != 1) return 3;
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, body, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    close(out[1]);
+    int connected = 0;
+    while (read(out[0], &c, 1) == 1) connected += c == 'Y';
+    printf("connected=%d forked=%d\n", connected, forked);
+    return 0;
+}
+"#;
+
+/// Attack: a restricted process's forks held by `pause` were answered by
+/// `resume` untraced, so their children were not restricted. They are
+/// refused (`EAGAIN`) now; an unrestricted process's are held and let
+/// through as before.
+#[test]
+fn a_restricted_process_forks_held_by_pause_are_refused() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _dog = common::watchdog(Duration::from_secs(120), "forks held by pause");
+    let exe = common::build_c("policy_paused_forks", PAUSED_FORKS_C, &["-pthread"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let sandbox = Sandbox::builder()
+        .track_processes()
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" {
+                cx.restrict_process_network(ev.pid, &[]);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let run = |restricted: bool| -> (String, usize) {
+        let mut cmd = unotify::Command::new(&exe);
+        cmd.args([port.as_str(), if restricted { "b" } else { "-" }])
+            .stdin(unotify::Stdio::Piped)
+            .stdout(unotify::Stdio::Piped);
+        let mut child = sandbox.spawn(&mut cmd).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        let handle = child.supervisor().unwrap();
+        handle.pause().unwrap();
+        // Stopped: give it the go byte and continue it behind the pause's
+        // back, so that its forks come while the sandbox is paused.
+        child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+        unotify::sys::process::kill(child.pid() as i32, libc::SIGCONT).expect("SIGCONT");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while handle.held().len() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let held = handle.held().len();
+        handle.resume().unwrap();
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        assert!(child.wait().unwrap().success());
+        (rest, held)
+    };
+    let (free, held) = run(false);
+    assert_eq!(
+        (free.as_str(), held),
+        ("connected=4 forked=4\n", 4),
+        "an unrestricted process's forks are held, then let through"
+    );
+    let (restricted, _) = run(true);
+    let connected: usize = restricted
+        .trim()
+        .strip_prefix("connected=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {restricted:?}"));
+    assert_eq!(
+        connected, 0,
+        "children of held forks of a restricted process connected ({restricted:?})"
+    );
+    assert_eq!(std::iter::from_fn(|| listener.accept().ok()).count(), 4);
+}
