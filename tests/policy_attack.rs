@@ -672,3 +672,71 @@ fn a_restricted_process_forks_held_by_pause_are_refused() {
     );
     assert_eq!(std::iter::from_fn(|| listener.accept().ok()).count(), 4);
 }
+
+/// Attack: a restricted process's fork that a handler held was let
+/// through untraced when released, its child free. It is refused (`EPERM`)
+/// now; an unrestricted process's is held and let through as before.
+#[test]
+fn a_restricted_process_forks_a_handler_holds_are_refused() {
+    use std::io::{Read, Write};
+    let _dog = common::watchdog(Duration::from_secs(120), "forks held by a handler");
+    let exe = common::build_c("policy_paused_forks", PAUSED_FORKS_C, &["-pthread"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let sandbox = Sandbox::builder()
+        .handle("clone", |_: &unotify::HandlerCtx<'_>| {
+            unotify::NotifAction::Hold
+        })
+        .policy_fn(move |ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" {
+                cx.restrict_process_network(ev.pid, &[]);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap();
+    let run = |restricted: bool| -> String {
+        let mut cmd = unotify::Command::new(&exe);
+        cmd.args([port.as_str(), if restricted { "b" } else { "-" }])
+            .stdin(unotify::Stdio::Piped)
+            .stdout(unotify::Stdio::Piped);
+        let mut child = sandbox.spawn(&mut cmd).unwrap();
+        child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+        let handle = child.supervisor().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let releaser = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for call in handle.held() {
+                        handle.release(call.id, unotify::NotifAction::Continue);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        stop.store(true, Ordering::Relaxed);
+        releaser.join().unwrap();
+        out
+    };
+    assert_eq!(
+        run(false),
+        "ready\nconnected=4 forked=4\n",
+        "an unrestricted process's forks are held, then let through"
+    );
+    assert_eq!(
+        run(true),
+        "ready\nconnected=0 forked=0\n",
+        "held forks of a restricted process"
+    );
+    assert_eq!(std::iter::from_fn(|| listener.accept().ok()).count(), 4);
+}
