@@ -112,13 +112,15 @@ pub(crate) struct RestrictedFork<'a> {
 
 impl<'a> RestrictedFork<'a> {
     /// The take-over of `notif`, a fork-like call, if its caller is
-    /// restricted; `None` (and the fork noted as untraced) if not.
+    /// restricted; `None` if not.
     pub(crate) fn of(
         restrictions: &'a Restrictions,
         calls: &ForkCalls,
         root: i32,
         notif: &Notification,
     ) -> Option<Self> {
+        // First: a restriction made from here on waits for this fork.
+        restrictions.fork_decided();
         if !restrictions.any() {
             return None;
         }
@@ -133,10 +135,7 @@ impl<'a> RestrictedFork<'a> {
                 refusal: Some("its process could not be found"),
             });
         };
-        let Some(nets) = restrictions.nets_of(tgid) else {
-            restrictions.untraced_fork();
-            return None;
-        };
+        let nets = restrictions.nets_of(tgid)?;
         let refusal = calls
             .untraceable(notif)
             .then_some("CLONE_UNTRACED from a process under a network restriction");

@@ -20,11 +20,13 @@ use crate::sys::{pidfd, procfs, signals};
 
 /// Most processes below a newly restricted one that are restricted with it.
 const MAX_DESCENDANTS: usize = 4096;
+/// Entries beyond which those of gone processes are dropped.
+const PRUNE_AT: usize = 1024;
 /// Thread ids remembered (non-leader threads of processes seen); the table
 /// is emptied beyond this.
 const MAX_THREADS: usize = 4096;
 /// How long a fork answered without tracing may take to put its child in
-/// the process tree (see [`Restrictions::untraced_fork`]).
+/// the process tree (see [`Restrictions::fork_decided`]).
 const FORK_SETTLE: Duration = Duration::from_millis(20);
 
 /// The per-process restrictions of one supervisor.
@@ -36,9 +38,9 @@ pub(crate) struct Restrictions {
     /// fork take-over: a fork decided after the first restriction sees it.
     any: AtomicBool,
     table: RwLock<Table>,
-    /// When a fork was last decided untraced (nanoseconds since `epoch`,
-    /// 0: never), for [`settle_forks`](Self::settle_forks).
-    last_untraced_fork: AtomicU64,
+    /// When a fork was last decided (nanoseconds since `epoch`, 0: never),
+    /// for [`settle_forks`](Self::settle_forks).
+    last_fork_decided: AtomicU64,
     epoch: Instant,
 }
 
@@ -80,7 +82,7 @@ impl Default for Restrictions {
         Restrictions {
             any: AtomicBool::new(false),
             table: RwLock::new(Table::default()),
-            last_untraced_fork: AtomicU64::new(0),
+            last_fork_decided: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -144,11 +146,10 @@ impl Restrictions {
     }
 
     /// Restricts process `tgid` to `nets` (to what both admit, if it is
-    /// restricted already). `false` if it is gone.
-    pub(crate) fn restrict(&self, tgid: i32, nets: &[IpNet]) -> bool {
-        let Ok(fd) = pidfd::pidfd_open(tgid, 0) else {
-            return false;
-        };
+    /// restricted already); returns what it is restricted to now, `None`
+    /// if it is gone.
+    pub(crate) fn restrict(&self, tgid: i32, nets: &[IpNet]) -> Option<Vec<IpNet>> {
+        let fd = pidfd::pidfd_open(tgid, 0).ok()?;
         // Before the entry: a check or fork decision that misses the
         // entry loaded `false` before this store.
         self.any.store(true, Ordering::SeqCst);
@@ -157,23 +158,31 @@ impl Restrictions {
             Some(old) => intersect(&old.nets, nets),
             None => nets.to_vec(),
         };
-        if table.processes.len() >= MAX_DESCENDANTS {
+        if table.processes.len() >= PRUNE_AT {
             table.processes.retain(|_, e| e.alive());
         }
-        table.processes.insert(tgid, Entry { pidfd: fd, nets });
-        true
+        table.processes.insert(
+            tgid,
+            Entry {
+                pidfd: fd,
+                nets: nets.clone(),
+            },
+        );
+        Some(nets)
     }
 
-    /// Restricts `tgid` and every process below it to `nets`; then, if a
-    /// fork was let through untraced just before, waits for its child to
-    /// be in the tree and restricts what is below `tgid` again.
+    /// Restricts `tgid` to `nets`, and every process below it to what
+    /// `tgid` is restricted to then; then, if a fork was decided just
+    /// before (untraced, maybe, its child not in the tree yet), waits for
+    /// it and restricts what is below `tgid` again. `false` if `tgid` is
+    /// gone.
     pub(crate) fn restrict_tree(&self, tgid: i32, nets: &[IpNet]) -> bool {
-        if !self.restrict(tgid, nets) {
+        let Some(nets) = self.restrict(tgid, nets) else {
             return false;
-        }
+        };
         let restrict_below = || {
             for pid in procfs::descendants(tgid, MAX_DESCENDANTS) {
-                self.restrict(pid, nets);
+                self.restrict(pid, &nets);
             }
         };
         restrict_below();
@@ -186,24 +195,27 @@ impl Restrictions {
     /// Adds `child`, a new process still stopped before its first
     /// instruction, with `nets`.
     pub(crate) fn inherit(&self, child: i32, nets: &[IpNet]) {
-        if !self.restrict(child, nets) {
+        if self.restrict(child, nets).is_none() {
             log::debug!("policy: new process {child} is gone before it was recorded");
         }
     }
 
-    /// A fork is let through untraced now (its caller was not restricted
-    /// when it was decided).
-    pub(crate) fn untraced_fork(&self) {
+    /// A fork is being decided: unless its caller is found restricted, it
+    /// is let through untraced. Called before the caller is looked up
+    /// (`SeqCst`, paired with the store of `any` and the load in
+    /// [`settle_forks`](Self::settle_forks): a restriction that the lookup
+    /// missed sees this fork).
+    pub(crate) fn fork_decided(&self) {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        // Only this value is read through it.
-        self.last_untraced_fork.store(now.max(1), Ordering::Relaxed);
+        self.last_fork_decided.store(now.max(1), Ordering::SeqCst);
     }
 
     /// If a fork was let through untraced less than [`FORK_SETTLE`] ago
     /// (decided before a restriction just made, its child may not be in
     /// the tree yet), waits until that long has passed; `true` if it did.
     fn settle_forks(&self) -> bool {
-        let last = self.last_untraced_fork.load(Ordering::Relaxed);
+        // After the restriction's entry (see `fork_decided`).
+        let last = self.last_fork_decided.load(Ordering::SeqCst);
         if last == 0 {
             return false;
         }
@@ -257,14 +269,17 @@ mod tests {
             .spawn()
             .unwrap();
         let kid = child.id() as i32;
-        assert!(r.restrict(kid, &nets(&["10.0.0.0/8"])));
+        assert!(r.restrict(kid, &nets(&["10.0.0.0/8"])).is_some());
         assert_eq!(r.nets_of(kid), Some(nets(&["10.0.0.0/8"])));
         assert_eq!(r.nets_of_task(parked.tid), None, "another process");
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(r.nets_of(kid), None, "gone: its pid names nothing now");
         assert!(r.table.read().processes.is_empty());
-        assert!(!r.restrict(kid, &[]), "a gone process keeps nothing");
+        assert!(
+            r.restrict(kid, &[]).is_none(),
+            "a gone process keeps nothing"
+        );
         drop(parked);
     }
 }
