@@ -111,18 +111,6 @@ out:
 }
 "#;
 
-fn parse_ns(out: &str) -> BenchResult<f64> {
-    let v = out
-        .split("ns_per_iter=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .ok_or_else(|| format!("no ns_per_iter in {out:?}"))?;
-    if out.contains("fails=") && !out.contains("fails=0") {
-        return Err(format!("some connects failed: {out:?}").into());
-    }
-    Ok(v.parse()?)
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -179,7 +167,7 @@ fn main() -> BenchResult<()> {
             let mut child = sandbox.spawn(Command::new(&prog).args(&args).stdout(Stdio::Piped))?;
             let out = common::read_all(&mut child.stdout);
             child.wait()?;
-            times[i].push(parse_ns(&out)?);
+            times[i].push(common::ns_per_iter(&out)?);
         }
     }
     println!("policy_restricted: depth {depth}, {runs} runs, medians");
