@@ -227,8 +227,8 @@ fn trace_fork(
             let deadline = Instant::now() + ORPHAN_WAIT;
             while Instant::now() < deadline {
                 match ptrace::trapped_tracee() {
-                    Ok(Some(child)) => {
-                        adopt(child, fork);
+                    Ok(Some((child, state))) => {
+                        release(child, state, fork);
                         return;
                     }
                     Ok(None) => std::thread::sleep(MAX_NAP),
@@ -330,13 +330,21 @@ impl Watch {
     }
 }
 
-/// Waits for `child`'s first stop (it runs nothing before), records it
-/// with its creator's restriction, and lets it go.
+/// Waits for `child`'s first stop (it runs nothing before), then
+/// [`release`]s it.
 fn adopt(child: i32, fork: &RestrictedFork<'_>) {
-    let sig = match ptrace::wait_tracee(child, false, false) {
-        Ok(Some(TraceeState::Signal(sig))) => sig,
-        Ok(Some(TraceeState::Gone)) | Err(_) => return,
-        Ok(_) => 0,
+    if let Ok(Some(state)) = ptrace::wait_tracee(child, false, false) {
+        release(child, state, fork);
+    }
+}
+
+/// Records `child`, a new process in its first stop (`state`), with its
+/// creator's restriction, and lets it go.
+fn release(child: i32, state: TraceeState, fork: &RestrictedFork<'_>) {
+    let sig = match state {
+        TraceeState::Signal(sig) => sig,
+        TraceeState::Gone => return,
+        TraceeState::Event(_) | TraceeState::Trapped => 0,
     };
     // The creator's restriction now (narrowed meanwhile, maybe), or the
     // one its fork was decided on if it is gone.
@@ -354,7 +362,7 @@ fn adopt(child: i32, fork: &RestrictedFork<'_>) {
 /// creator died before its event and that stopped too late to be
 /// adopted): nothing says which restriction it inherits.
 fn kill_leftovers() {
-    while let Ok(Some(pid)) = ptrace::trapped_tracee() {
+    while let Ok(Some((pid, _))) = ptrace::trapped_tracee() {
         crate::freeze::kill_task(
             pid,
             format_args!("new process {pid} of a restricted process was found late; killing it"),
