@@ -422,6 +422,18 @@ impl FilterBuilder {
         Ok(())
     }
 
+    /// Fails every call of `nr` with `errno`, ahead of any handler (a
+    /// trapped call is refused first; an untrapped one denied), unless it
+    /// is denied whatever its arguments already.
+    pub(crate) fn refuse_always(&mut self, nr: u32, errno: i32) -> Result<()> {
+        if self.is_notified(nr) {
+            self.refuse_first(nr, Vec::new(), errno)?;
+        } else if self.is_denied(nr).is_none() {
+            self.deny(nr, errno)?;
+        }
+        Ok(())
+    }
+
     /// The errno system call `nr` is unconditionally denied with, if any.
     pub fn is_denied(&self, nr: u32) -> Option<i32> {
         match self.rules.get(&nr) {

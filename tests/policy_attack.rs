@@ -355,3 +355,382 @@ fn an_audit_record_names_the_destination_decided_not_one_rewritten_later() {
         "sends to the denied port recorded performed ({real} real)"
     );
 }
+
+/// The start of the C programs below: `at(port)`, a loopback address;
+/// `report_connect()` writes `Y` to `out` if a connect to `port` works,
+/// else `N`; `bind_any()` binds a TCP socket (the callbacks here restrict
+/// the binder to no network).
+macro_rules! connect_c {
+    () => {
+        r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int port, out;
+static struct sockaddr_in at(int p) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(p);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    return sa;
+}
+static void report_connect(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = at(port);
+    char c = connect(s, (struct sockaddr *)&sa, sizeof sa) == 0 ? 'Y' : 'N';
+    write(out, &c, 1);
+}
+static void bind_any(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = at(0);
+    bind(s, (struct sockaddr *)&sa, sizeof sa);
+    close(s);
+}
+"#
+    };
+}
+
+/// A non-blocking loopback listener and its port.
+fn loopback_listener() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    (l, port)
+}
+
+/// The connections `l` has queued.
+fn accepted(l: &std::net::TcpListener) -> usize {
+    std::iter::from_fn(|| l.accept().ok()).count()
+}
+
+/// `builder` with a callback that restricts each process that binds a
+/// socket to no network.
+fn restricting_binders(builder: unotify::SandboxBuilder) -> Sandbox {
+    builder
+        .policy_fn(|ev: &SyscallEvent, cx: &mut PolicyContext<'_>| {
+            if ev.syscall == "bind" {
+                cx.restrict_process_network(ev.pid, &[]);
+            }
+            Verdict::Allow
+        })
+        .build()
+        .unwrap()
+}
+
+/// `ROUNDS` (argv[3]) rounds. Each: the root forks X, which binds a TCP
+/// socket if argv[4] is `b` (and is restricted) and gets out of its
+/// restriction through a process it creates, connecting to
+/// 127.0.0.1:argv[1]:
+/// - `double`: X forks M, M forks G and exits at once, X exits after M;
+///   G waits until M is gone, then connects;
+/// - `exit`: X forks C and exits at once; C connects at once (racing
+///   X's exit);
+/// - `late`: as `exit`, but C waits until X is gone;
+/// - `parent`: X makes C with `clone(CLONE_PARENT)` (C is the root's
+///   child, a sibling of X, not X's) and exits; C waits until X is gone,
+///   then connects;
+/// - `untraced`: the same with `clone(CLONE_UNTRACED)`, which reports no
+///   creation event to a tracer;
+/// - `clone3`: the same with `clone3` (falling back to `fork` on `ENOSYS`,
+///   as the C library does);
+/// - `vfork`: X vforks C, which connects before it exits;
+/// - `thread`: a new thread of X connects.
+///
+/// The root prints how many connected, of how many answered.
+const ORPHAN_CONNECT_C: &str = concat!(
+    connect_c!(),
+    r#"
+/* Connects (once `gone`, if not 0, has exited and been reaped), reports,
+   exits. */
+static void connect_and_report(pid_t gone) {
+    if (gone) {
+        for (int i = 0; i < 2000 && kill(gone, 0) == 0; i++) usleep(1000);
+    }
+    report_connect();
+    _exit(0);
+}
+static void *thread_connects(void *x) {
+    (void)x;
+    connect_and_report(0);
+    return 0;
+}
+/* A process made by `how`; 0 in it, its pid or -1 in the caller. */
+static long make(const char *how) {
+    if (!strcmp(how, "parent")) return syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (!strcmp(how, "untraced")) return syscall(SYS_clone, CLONE_UNTRACED | SIGCHLD, 0, 0, 0, 0);
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.exit_signal = SIGCHLD;
+    long r = syscall(SYS_clone3, &ca, sizeof ca);
+    return r < 0 && errno == ENOSYS ? fork() : r;
+}
+int main(int argc, char **argv) {
+    if (argc < 5) return 2;
+    port = atoi(argv[1]);
+    const char *mode = argv[2];
+    int rounds = atoi(argv[3]), restrict_it = argv[4][0] == 'b';
+    int p[2];
+    if (pipe(p)) return 3;
+    out = p[1];
+    int yes = 0, answered = 0;
+    for (int i = 0; i < rounds; i++) {
+        pid_t x = fork();
+        if (x < 0) { perror("fork"); return 4; }
+        if (x == 0) {
+            close(p[0]);
+            if (restrict_it) bind_any();
+            pid_t me = getpid();
+            if (!strcmp(mode, "double")) {
+                pid_t m = fork();
+                if (m == 0) {
+                    pid_t mid = getpid();
+                    if (fork() == 0) connect_and_report(mid);
+                    _exit(0);
+                }
+                waitpid(m, 0, 0);
+                _exit(0);
+            }
+            if (!strcmp(mode, "vfork")) {
+                if (vfork() == 0) connect_and_report(0);
+                _exit(0);
+            }
+            if (!strcmp(mode, "thread")) {
+                pthread_t t;
+                pthread_create(&t, 0, thread_connects, 0);
+                pthread_join(t, 0);
+                _exit(0);
+            }
+            if (!strcmp(mode, "exit") || !strcmp(mode, "late")) {
+                if (fork() == 0) connect_and_report(strcmp(mode, "late") ? 0 : me);
+                _exit(0);
+            }
+            long c = make(mode);
+            if (c == 0) connect_and_report(me);
+            if (c < 0) { char n = 'N'; write(out, &n, 1); }
+            _exit(0);
+        }
+        waitpid(x, 0, 0);
+        struct pollfd pf = {p[0], POLLIN, 0};
+        char c;
+        if (poll(&pf, 1, 5000) == 1 && read(p[0], &c, 1) == 1) {
+            answered++;
+            yes += c == 'Y';
+        }
+    }
+    printf("%d %d\n", yes, answered);
+    return 0;
+}
+"#
+);
+
+/// Attack: a process under `restrict_process_network` gets out of it
+/// through a process it creates that reaches the network only once its
+/// creator has exited (given to a reaper, it has no restricted ancestor
+/// left): a double fork, a fork whose parent exits at once (its child
+/// connecting at once, or once orphaned), a `clone` that makes it its
+/// creator's sibling or untraceable, `clone3`, `vfork`, a thread. Each
+/// connect must be refused; the same program without the restriction
+/// connects every time.
+#[test]
+fn restrict_process_network_is_not_escaped_by_an_orphan() {
+    let _dog = common::watchdog(Duration::from_secs(240), "orphans of a restricted process");
+    let exe = common::build_c("policy_orphan_connect", ORPHAN_CONNECT_C, &["-pthread"]);
+    let (listener, port) = loopback_listener();
+    let sandbox = restricting_binders(Sandbox::builder());
+    const ROUNDS: usize = 20;
+    let rounds = ROUNDS.to_string();
+    let modes = [
+        "double", "exit", "late", "parent", "untraced", "clone3", "vfork", "thread",
+    ];
+    for mode in modes {
+        let free = common::run_ok(&sandbox, &exe, &[&port, mode, &rounds, "-"]);
+        assert_eq!(
+            free,
+            [format!("{ROUNDS} {ROUNDS}")],
+            "{mode}: without a restriction every connect goes through"
+        );
+        assert_eq!(accepted(&listener), ROUNDS);
+        let lines = common::run_ok(&sandbox, &exe, &[&port, mode, &rounds, "b"]);
+        let (escaped, answered) = lines[0].split_once(' ').unwrap();
+        let escaped: usize = escaped.parse().unwrap();
+        assert_eq!(
+            answered, rounds,
+            "{mode}: every orphan reported ({lines:?})"
+        );
+        assert_eq!(escaped, 0, "{mode}: connects that escaped the restriction");
+        assert_eq!(
+            accepted(&listener),
+            0,
+            "{mode}: connections that reached the host"
+        );
+    }
+}
+
+/// Binds a socket if argv[2] is `b` (and is restricted), prints "ready",
+/// waits for a byte, then 4 threads each make a process (raw `clone`)
+/// that connects to 127.0.0.1:argv[1] and reports; prints how many
+/// connected and how many forks worked.
+const THREADS_FORK_C: &str = concat!(
+    connect_c!(),
+    r#"
+static int forked;
+static void *body(void *arg) {
+    pid_t p = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (p == 0) {
+        report_connect();
+        _exit(0);
+    }
+    if (p > 0 && waitpid(p, NULL, 0) == p) __atomic_add_fetch(&forked, 1, __ATOMIC_SEQ_CST);
+    return arg;
+}
+int main(int argc, char **argv) {
+    int p[2];
+    if (argc < 3 || pipe(p)) return 2;
+    port = atoi(argv[1]);
+    out = p[1];
+    if (argv[2][0] == 'b') bind_any();
+    printf("ready\n");
+    fflush(stdout);
+    char c;
+    if (read(0, &c, 1) != 1) return 3;
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, body, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    close(out);
+    int connected = 0;
+    while (read(p[0], &c, 1) == 1) connected += c == 'Y';
+    printf("connected=%d forked=%d\n", connected, forked);
+    return 0;
+}
+"#
+);
+
+/// `THREADS_FORK_C` under `sandbox`, restricted or not, with stdin and
+/// stdout piped; `between` runs once it said "ready" (its stdin and the
+/// child at hand) and returns what it saw; then the program is let finish.
+/// Returns its last line and what `between` returned.
+fn threads_fork<T>(
+    sandbox: &Sandbox,
+    port: &str,
+    restricted: bool,
+    between: impl FnOnce(&mut unotify::Child) -> T,
+) -> (String, T) {
+    use std::io::{BufRead, BufReader, Read};
+    let exe = common::build_c("policy_threads_fork", THREADS_FORK_C, &["-pthread"]);
+    let mut cmd = unotify::Command::new(&exe);
+    cmd.args([port, if restricted { "b" } else { "-" }])
+        .stdin(unotify::Stdio::Piped)
+        .stdout(unotify::Stdio::Piped);
+    let mut child = sandbox.spawn(&mut cmd).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let seen = between(&mut child);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    (rest, seen)
+}
+
+/// Attack: a restricted process's forks held by `pause` were answered by
+/// `resume` untraced, so their children were not restricted. They are
+/// refused (`EAGAIN`) now; an unrestricted process's are held and let
+/// through as before.
+#[test]
+fn a_restricted_process_forks_held_by_pause_are_refused() {
+    use std::io::Write;
+    let _dog = common::watchdog(Duration::from_secs(120), "forks held by pause");
+    let (listener, port) = loopback_listener();
+    let sandbox = restricting_binders(Sandbox::builder().track_processes());
+    let paused = |child: &mut unotify::Child| {
+        let handle = child.supervisor().unwrap();
+        handle.pause().unwrap();
+        // Stopped: give it the go byte and continue it behind the pause's
+        // back, so that its forks come while the sandbox is paused.
+        child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+        unotify::sys::process::kill(child.pid() as i32, libc::SIGCONT).expect("SIGCONT");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while handle.held().len() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let held = handle.held().len();
+        handle.resume().unwrap();
+        held
+    };
+    assert_eq!(
+        threads_fork(&sandbox, &port, false, paused),
+        ("connected=4 forked=4\n".to_owned(), 4),
+        "an unrestricted process's forks are held, then let through"
+    );
+    let (restricted, _) = threads_fork(&sandbox, &port, true, paused);
+    assert!(
+        restricted.starts_with("connected=0 "),
+        "children of held forks of a restricted process connected ({restricted:?})"
+    );
+    assert_eq!(accepted(&listener), 4);
+}
+
+/// Attack: a restricted process's fork that a handler held was let
+/// through untraced when released, its child free. It is refused (`EPERM`)
+/// now; an unrestricted process's is held and let through as before.
+#[test]
+fn a_restricted_process_forks_a_handler_holds_are_refused() {
+    use std::io::Write;
+    let _dog = common::watchdog(Duration::from_secs(120), "forks held by a handler");
+    let (listener, port) = loopback_listener();
+    let sandbox = restricting_binders(
+        Sandbox::builder().handle("clone", |_: &unotify::HandlerCtx<'_>| {
+            unotify::NotifAction::Hold
+        }),
+    );
+    // Every held call (the threads' clones too) is released, until the
+    // program is done.
+    let released = |child: &mut unotify::Child| {
+        let handle = child.supervisor().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let releaser = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for call in handle.held() {
+                        handle.release(call.id, unotify::NotifAction::Continue);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+        (stop, releaser)
+    };
+    let run = |restricted| {
+        let (out, (stop, releaser)) = threads_fork(&sandbox, &port, restricted, released);
+        stop.store(true, Ordering::Relaxed);
+        releaser.join().unwrap();
+        out
+    };
+    assert_eq!(
+        run(false),
+        "connected=4 forked=4\n",
+        "an unrestricted process's forks are held, then let through"
+    );
+    assert_eq!(
+        run(true),
+        "connected=0 forked=0\n",
+        "held forks of a restricted process"
+    );
+    assert_eq!(accepted(&listener), 4);
+}

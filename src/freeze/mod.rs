@@ -143,7 +143,7 @@ use crate::filter::{ArgCheck, FilterBuilder};
 use crate::handler::{MemoryCopy, MemoryError};
 use crate::notification::Notification;
 use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv, TakeOver};
-use crate::supervisor::notifier::Notifier;
+use crate::supervisor::notifier::{Notifier, Sent, Settle};
 use crate::syscalls;
 
 /// Bound on the wait for a frozen task to stop.
@@ -204,12 +204,8 @@ pub(crate) fn install(filter: &mut FilterBuilder) -> Result<()> {
         filter.refuse_first(nr, vec![vm_sibling], libc::EPERM)?;
     }
     if let Ok(nr) = syscalls::resolve("clone3") {
-        if filter.is_notified(nr) {
-            // Ahead of any handler (one could let it through).
-            filter.refuse_first(nr, Vec::new(), libc::ENOSYS)?;
-        } else if filter.is_denied(nr).is_none() {
-            filter.deny(nr, libc::ENOSYS)?;
-        }
+        // Ahead of any handler (one could let it through).
+        filter.refuse_always(nr, libc::ENOSYS)?;
     }
     Ok(())
 }
@@ -409,8 +405,18 @@ impl TakeOver for exec::ExecFreeze<'_> {
         self.refused_with()
     }
 
-    fn finish(self: Box<Self>, _core: &Notifier, notif: &Notification, action: NotifAction) {
-        exec::ExecFreeze::finish(*self, notif, action);
+    fn finish(
+        self: Box<Self>,
+        _core: &Notifier,
+        notif: &Notification,
+        action: NotifAction,
+        fork_token: Option<Box<dyn Settle>>,
+    ) {
+        let sent = exec::ExecFreeze::finish(*self, notif, action);
+        // (An exec carries no fork token.)
+        if let Some(t) = fork_token {
+            t.settle(sent == Sent::Delivered);
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! rules are checked *in addition to* the starting network policy; limits
 //! only go down; only paths denied at run time can be allowed again.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +14,8 @@ use parking_lot::RwLock;
 
 use crate::paths::DeniedPaths;
 
+use super::restricted::{intersect, Restrictions};
+
 /// Run-time restrictions set by the policy callback, read by the enforcing
 /// handlers.
 #[derive(Debug)]
@@ -22,9 +23,8 @@ pub struct DynamicPolicy {
     /// `None`: only the starting policy applies. `Some(nets)`: destinations
     /// must also be inside one of `nets` (empty: nothing is reachable).
     net: RwLock<Option<Vec<IpNet>>>,
-    /// The same, per process, by thread group id: restrictions set by
-    /// the callback and those inherited (see [`Lineage`]).
-    per_process: RwLock<HashMap<i32, Restricted>>,
+    /// The same, per process (see [`Restrictions`]).
+    pub(crate) processes: Restrictions,
     max_processes: AtomicU64,
     max_memory: AtomicU64,
     paths: Option<Arc<DeniedPaths>>,
@@ -35,7 +35,7 @@ impl DynamicPolicy {
     pub(crate) fn new(paths: Option<Arc<DeniedPaths>>) -> Self {
         DynamicPolicy {
             net: RwLock::new(None),
-            per_process: RwLock::new(HashMap::new()),
+            processes: Restrictions::default(),
             max_processes: AtomicU64::new(u64::MAX),
             max_memory: AtomicU64::new(u64::MAX),
             paths,
@@ -45,78 +45,31 @@ impl DynamicPolicy {
     /// Whether process `tgid` may still reach `ip` (the starting policy is
     /// checked separately).
     pub fn net_allows(&self, tgid: i32, ip: IpAddr) -> bool {
-        self.net_allows_with(|| tgid, ip)
+        self.allows(
+            self.processes
+                .any()
+                .then(|| self.processes.nets_of(tgid))
+                .flatten(),
+            ip,
+        )
     }
 
-    /// As [`net_allows`](Self::net_allows), finding the thread group only
-    /// when some process has a restriction of its own.
-    pub(crate) fn net_allows_with(&self, tgid: impl FnOnce() -> i32, ip: IpAddr) -> bool {
+    /// As [`net_allows`](Self::net_allows), for the process of task `tid`
+    /// (found only once some process has a restriction of its own).
+    pub(crate) fn net_allows_task(&self, tid: i32, ip: IpAddr) -> bool {
+        self.allows(self.processes.nets_of_task(tid), ip)
+    }
+
+    /// Whether `ip` is inside the network restriction and `own`, the
+    /// process's (if it has one).
+    fn allows(&self, own: Option<Vec<IpNet>>, ip: IpAddr) -> bool {
         let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&ip));
         if let Some(nets) = self.net.read().as_deref() {
             if !inside(nets) {
                 return false;
             }
         }
-        if self.per_process.read().is_empty() {
-            return true;
-        }
-        match self.process_nets(tgid()) {
-            Some(nets) => inside(&nets),
-            None => true,
-        }
-    }
-
-    /// The networks process `tgid` is restricted to: what its own
-    /// restriction and those of its restricted ancestors all admit (it
-    /// inherits theirs; kept for it from then on, so that it keeps them
-    /// once orphaned). `None`: none.
-    fn process_nets(&self, tgid: i32) -> Option<Vec<IpNet>> {
-        let lineage = Lineage::of(tgid);
-        let (own, nets) = {
-            let map = self.per_process.read();
-            let mut nets: Option<Vec<IpNet>> = None;
-            let mut own = false;
-            for (depth, (pid, start)) in lineage.iter().enumerate() {
-                if let Some(r) = map.get(pid).filter(|r| r.start == *start) {
-                    own |= depth == 0;
-                    nets = Some(match nets {
-                        Some(n) => intersect(&n, &r.nets),
-                        None => r.nets.clone(),
-                    });
-                }
-            }
-            (own, nets?)
-        };
-        if let (false, Some(&(pid, start))) = (own, lineage.first()) {
-            let gone = self.gone();
-            let mut map = self.per_process.write();
-            map.retain(|p, r| !gone.contains(&(*p, r.start)));
-            map.entry(pid).or_insert(Restricted {
-                start,
-                nets: nets.clone(),
-            });
-        }
-        Some(nets)
-    }
-
-    /// The restricted processes that are gone (pid and start time), looked
-    /// up in `/proc` with no lock held: the caller drops them under the
-    /// write lock (an entry written meanwhile for a new process of that
-    /// pid has another start time, and stays).
-    fn gone(&self) -> Vec<(i32, u64)> {
-        let kept: Vec<(i32, u64)> = self
-            .per_process
-            .read()
-            .iter()
-            .map(|(pid, r)| (*pid, r.start))
-            .collect();
-        kept.into_iter()
-            .filter(|&(pid, start)| {
-                crate::sys::procfs::Stat::of(pid)
-                    .and_then(|s| s.field(22))
-                    .is_none_or(|now| now as u64 != start)
-            })
-            .collect()
+        own.is_none_or(|nets| inside(&nets))
     }
 
     /// The process limit set at run time, if any.
@@ -193,26 +146,18 @@ impl<'a> PolicyContext<'a> {
         }
     }
 
-    /// Restricts one process (by any of its thread ids) to `nets`, and
-    /// the processes it creates from now on, and theirs (each inherits the
-    /// restriction of its nearest restricted ancestor; one restricted
-    /// again keeps only what both restrictions admit). A process that is
-    /// gone (or a pid now naming another process) keeps no restriction.
+    /// Restricts one process (by any of its thread ids) to `nets`, with
+    /// every process below it now and every process any of them creates
+    /// from now on (each new process inherits its creator's restriction at
+    /// its creation, before it runs, and keeps it when orphaned; a process
+    /// restricted again keeps only what both restrictions admit). A process
+    /// that is gone keeps no restriction, and a pid reused by another
+    /// process does not name it.
     pub fn restrict_process_network(&mut self, pid: u32, nets: &[IpNet]) {
         let tgid = crate::sys::procfs::thread_group_of(pid as i32).unwrap_or(pid as i32);
-        let Some(&(tgid, start)) = Lineage::of(tgid).first() else {
+        if !self.dynamic.processes.restrict_tree(tgid, nets) {
             log::debug!("policy: process {tgid} is gone; no restriction kept for it");
-            return;
-        };
-        let inherited = self.dynamic.process_nets(tgid);
-        let gone = self.dynamic.gone();
-        let mut map = self.dynamic.per_process.write();
-        map.retain(|p, r| !gone.contains(&(*p, r.start)));
-        let nets = match inherited {
-            Some(old) => intersect(&old, nets),
-            None => nets.to_vec(),
-        };
-        map.insert(tgid, Restricted { start, nets });
+        }
     }
 
     /// Lowers the process limit (a higher value is ignored).
@@ -242,59 +187,6 @@ impl<'a> PolicyContext<'a> {
             None => false,
         }
     }
-}
-
-/// A process's network restriction.
-#[derive(Debug)]
-struct Restricted {
-    /// The process's start time: a pid reused by another process does
-    /// not name it.
-    start: u64,
-    /// Destinations must lie in one of these.
-    nets: Vec<IpNet>,
-}
-
-/// Most ancestors looked at for an inherited restriction.
-const MAX_LINEAGE: usize = 64;
-
-/// A process and its ancestors, nearest first, as (pid, start time),
-/// up to (not including) pid 1 or a parent that cannot be read.
-struct Lineage;
-
-impl Lineage {
-    fn of(tgid: i32) -> Vec<(i32, u64)> {
-        let mut out = Vec::new();
-        let mut pid = tgid;
-        while pid > 1 && out.len() < MAX_LINEAGE {
-            let Some(stat) = crate::sys::procfs::Stat::of(pid) else {
-                break;
-            };
-            let Some(start) = stat.field(22) else { break };
-            out.push((pid, start as u64));
-            match stat.ppid() {
-                Some(ppid) => pid = ppid,
-                None => break,
-            }
-        }
-        out
-    }
-}
-
-/// The networks admitted by both `a` and `b`.
-fn intersect(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
-    let mut out = Vec::new();
-    for x in a {
-        for y in b {
-            if x.contains(y) {
-                out.push(*y);
-            } else if y.contains(x) {
-                out.push(*x);
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[cfg(test)]
@@ -339,10 +231,13 @@ mod tests {
         let kid = child.id() as i32;
         let mut cx = PolicyContext::new(&d);
         cx.restrict_process_network(me as u32, &nets(&["10.0.0.0/8"]));
-        assert!(!d.net_allows(kid, ip("127.0.0.1")), "a child inherits");
+        assert!(
+            !d.net_allows(kid, ip("127.0.0.1")),
+            "a child it has when restricted is restricted with it"
+        );
         assert!(d.net_allows(kid, ip("10.1.2.3")));
-        // Narrowed later, the parent's restriction narrows the child's
-        // inherited copy too.
+        // Narrowed later, the parent's restriction narrows its child's
+        // too.
         cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
         assert!(!d.net_allows(kid, ip("10.2.0.1")));
         let parent = crate::sys::procfs::Stat::of(me)
@@ -351,10 +246,9 @@ mod tests {
         assert!(d.net_allows(parent, ip("127.0.0.1")), "a parent does not");
         child.kill().unwrap();
         child.wait().unwrap();
-        cx.restrict_process_network(me as u32, &nets(&["10.1.0.0/16"]));
         assert!(
-            !d.per_process.read().contains_key(&kid),
-            "a gone process's entry is dropped"
+            d.net_allows(kid, ip("127.0.0.1")),
+            "a gone process's pid names no restriction"
         );
     }
 

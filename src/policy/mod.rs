@@ -13,11 +13,19 @@
 //! thread, or, for a held call that finds it idle, on the worker handling
 //! that call; such a call cannot be cut short at the hold timeout and is
 //! denied when the callback returns late.
+//!
+//! A per-process network restriction (`restricted`) is inherited at
+//! creation: with a callback, every call that creates a process is
+//! trapped, and one of a restricted process is let through under a trace
+//! for its creation event (`forks`), so the new process is restricted
+//! before it runs, whatever becomes of its creator.
 
 mod context;
 mod event;
+mod forks;
 mod mailbox;
 mod parents;
+mod restricted;
 mod runner;
 mod stage;
 mod verdict;

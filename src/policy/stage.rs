@@ -13,10 +13,12 @@ use crate::error::{Error, Result};
 use crate::handler::{HandlerCtx, PolicyCheck, PolicyGate};
 use crate::notification::Notification;
 use crate::paths::DeniedPaths;
-use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv};
+use crate::supervisor::enforcement::{Enforcement, Install, Running, Stage, StartEnv, TakeOver};
+use crate::supervisor::notifier::Notifier;
 
 use super::context::DynamicPolicy;
 use super::event::{Answered, SyscallCategory, SyscallEvent};
+use super::forks::{ForkCalls, RestrictedFork};
 use super::parents::Parents;
 use super::runner::PolicyRunner;
 use super::verdict::Verdict;
@@ -29,19 +31,43 @@ pub(crate) struct PolicyFeature {
 }
 
 impl Enforcement for PolicyFeature {
-    /// Held calls must reach the supervisor to wait for the verdict.
+    /// Held calls must reach the supervisor to wait for the verdict. With
+    /// a callback (which may restrict processes), so must every call that
+    /// creates a process: `clone` (but of a thread), `fork`, `vfork`;
+    /// `clone3`, whose flags the kernel reads from memory after the check,
+    /// fails with `ENOSYS` (the C library falls back to `clone`).
     fn late_rules(&self, install: &mut Install<'_>) -> Result<()> {
+        let filter = &mut *install.filter;
         for name in super::HELD_SYSCALLS {
             if let Ok(nr) = crate::syscalls::resolve(name) {
-                if install.filter.is_denied(nr).is_none() && !install.filter.is_notified(nr) {
-                    install.filter.notify(nr)?;
+                if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
+                    filter.notify(nr)?;
                 }
             }
+        }
+        if self.setup.callback.is_none() {
+            return Ok(());
+        }
+        for name in ["fork", "vfork"] {
+            if let Ok(nr) = crate::syscalls::resolve(name) {
+                if filter.is_denied(nr).is_none() && !filter.is_notified(nr) {
+                    filter.notify(nr)?;
+                }
+            }
+        }
+        if let Ok(nr) = crate::syscalls::resolve("clone") {
+            if filter.is_denied(nr).is_none() {
+                let process = crate::filter::ArgCheck::new(0, libc::CLONE_THREAD as u64, 0);
+                filter.notify_if(nr, vec![process])?;
+            }
+        }
+        if let Ok(nr) = crate::syscalls::resolve("clone3") {
+            filter.refuse_always(nr, libc::ENOSYS)?;
         }
         Ok(())
     }
 
-    fn start(&self, _env: &StartEnv<'_>) -> Result<Option<Running>> {
+    fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
         let dynamic = Arc::new(DynamicPolicy::new(self.denied_paths.clone()));
         let runner = PolicyRunner::start(&self.setup, Arc::clone(&dynamic))
             .map_err(|e| Error::io("start the policy thread", e))?;
@@ -51,6 +77,8 @@ impl Enforcement for PolicyFeature {
             has_callback: self.setup.callback.is_some(),
             audit: self.setup.audit.is_some(),
             parents: Parents::default(),
+            forks: ForkCalls::new(),
+            root: env.pgid,
         });
         let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
         let mut running = Running::new(state).with_service(gate);
@@ -62,6 +90,21 @@ impl Enforcement for PolicyFeature {
 }
 
 impl Stage for PolicyState {
+    /// Stage 2: a call of a restricted process that creates a process is
+    /// answered under a trace, so that the new process is restricted
+    /// before it runs (see `forks`).
+    fn take_over<'a>(
+        &'a self,
+        _core: &'a Notifier,
+        notif: &Notification,
+    ) -> Option<Box<dyn TakeOver + 'a>> {
+        if !self.has_callback || !self.forks.creates_process(notif) {
+            return None;
+        }
+        RestrictedFork::of(&self.dynamic.processes, &self.forks, self.root, notif)
+            .map(|f| Box::new(f) as Box<dyn TakeOver + 'a>)
+    }
+
     fn verdict(
         &self,
         cx: &HandlerCtx<'_>,
@@ -182,6 +225,21 @@ impl PolicyCheck for PolicyState {
     }
 
     fn consult(&self, notif: &Notification, dest: Option<SocketAddr>) -> Option<i32> {
+        // Asked by a fork about to be held (the pause): one of a
+        // restricted process would be answered later, untraced.
+        if self.forks.creates_process(notif)
+            && self
+                .dynamic
+                .processes
+                .nets_of_task(notif.pid as i32)
+                .is_some()
+        {
+            log::info!(
+                "pid {}: fork held by the pause refused (EAGAIN): its process is under a network restriction",
+                notif.pid
+            );
+            return Some(libc::EAGAIN);
+        }
         PolicyState::consult(self, notif, dest, None, false, None)
     }
 }
@@ -196,6 +254,10 @@ pub(crate) struct PolicyState {
     pub(crate) audit: bool,
     /// Where events' `parent_pid` comes from.
     pub(crate) parents: Parents,
+    /// The calls that create a process (traced for a restricted one).
+    pub(crate) forks: ForkCalls,
+    /// The sandbox's first process.
+    pub(crate) root: i32,
 }
 
 /// Builds the event for `notif`.
@@ -229,9 +291,7 @@ impl PolicyState {
     /// `ECONNREFUSED` if `dest` is outside the run-time network restriction
     /// of the caller's process.
     pub(crate) fn restricted(&self, notif: &Notification, dest: SocketAddr) -> Option<i32> {
-        let tgid =
-            || crate::sys::procfs::thread_group_of(notif.pid as i32).unwrap_or(notif.pid as i32);
-        if self.dynamic.net_allows_with(tgid, dest.ip()) {
+        if self.dynamic.net_allows_task(notif.pid as i32, dest.ip()) {
             None
         } else {
             log::debug!("policy: {dest} is outside the run-time network restriction");

@@ -19,7 +19,7 @@ use crate::handler::{Chains, Handler, HandlerCtx, MemoryCopy};
 use crate::notification::Notification;
 use crate::sys::cgroup::{Members, MemoryCgroup};
 
-use super::notifier::Notifier;
+use super::notifier::{Notifier, Settle};
 use super::services::Services;
 
 /// What a feature may use while it starts for one supervisor.
@@ -242,8 +242,16 @@ pub(crate) trait TakeOver {
     fn fixed_errno(&self) -> Option<i32> {
         None
     }
-    /// Sends the one answer for the call (pipeline stage 7).
-    fn finish(self: Box<Self>, core: &Notifier, notif: &Notification, action: NotifAction);
+    /// Sends the one answer for the call (pipeline stage 7), settling
+    /// `fork_token` (a counted fork's) with it: committed if a `CONTINUE`
+    /// was delivered, rolled back (dropped) otherwise.
+    fn finish(
+        self: Box<Self>,
+        core: &Notifier,
+        notif: &Notification,
+        action: NotifAction,
+        fork_token: Option<Box<dyn Settle>>,
+    );
 }
 
 /// The hooks of a running feature. Every hook has a do-nothing default.

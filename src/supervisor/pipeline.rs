@@ -117,16 +117,17 @@ pub(crate) fn process(shared: &Arc<Shared>, notif: Notification) {
         action = stage.answered(&cx, action, &exec_argv);
         stage.after_verdict();
     }
-    // 7. A taken-over call: its owner answers, under its freeze.
-    if let Some(taken) = taken {
-        taken.finish(core, &notif, action);
-        return;
-    }
     // A fork that a later handler or verdict did not let through is rolled
     // back now, by dropping its token; a held one keeps it until it is
     // released.
     let fork_token =
         fork_token.filter(|_| matches!(action, NotifAction::Continue | NotifAction::Hold));
+    // 7. A taken-over call: its owner answers (under its freeze, or its
+    // trace of a fork), and settles the fork's token with its answer.
+    if let Some(taken) = taken {
+        taken.finish(core, &notif, action, fork_token);
+        return;
+    }
     // 8. Defer.
     let action = match action {
         NotifAction::Defer(work) => {

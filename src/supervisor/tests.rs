@@ -192,9 +192,15 @@ impl TakeOver for Owned<'_> {
         None
     }
 
-    fn finish(self: Box<Self>, core: &Notifier, notif: &Notification, action: NotifAction) {
+    fn finish(
+        self: Box<Self>,
+        core: &Notifier,
+        notif: &Notification,
+        action: NotifAction,
+        fork_token: Option<Box<dyn super::notifier::Settle>>,
+    ) {
         self.0.note("finish");
-        core.answer(notif, action);
+        core.answer_settled(notif, action, fork_token);
     }
 }
 

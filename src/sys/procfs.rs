@@ -200,6 +200,40 @@ pub(crate) fn thread_group_of(tid: i32) -> Option<i32> {
     status_field(&status, "Tgid:").and_then(|v| v.parse().ok())
 }
 
+/// The processes in the trees below `root` (not `root` itself), each
+/// once, read from its threads' `children` lists; at most `max`. A list
+/// that cannot be read (a task gone meanwhile) adds nothing.
+pub(crate) fn descendants(root: i32, max: usize) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let Ok(list) = read_text(&format!("/proc/{pid}/task/{tid}/children")) else {
+                continue;
+            };
+            for child in list
+                .split_ascii_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if out.len() >= max {
+                    return out;
+                }
+                if child != root && !out.contains(&child) {
+                    out.push(child);
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,12 @@ use super::cvt_long;
 
 /// Option: report exec.
 pub const TRACE_EXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
+/// Options: report each new task (`fork`, `vfork`, `clone`), which starts
+/// attached to the same tracer, stopped before its first instruction.
+pub const TRACE_CREATION: u32 =
+    (libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE) as u32;
+/// Option: kill the tracee if its tracer (thread) exits.
+pub const EXIT_KILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 
 fn request(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // SAFETY: the requests used through this helper take integers only.
@@ -41,9 +47,31 @@ pub fn detach(tid: i32, sig: i32) -> io::Result<()> {
     request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
 }
 
+/// `PTRACE_GETEVENTMSG`: after a creation event, the new task's id.
+pub fn event_msg(tid: i32) -> io::Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: GETEVENTMSG writes one unsigned long at `data`, which points
+    // to `msg`, alive and writable for the call.
+    cvt_long(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            (&mut msg as *mut libc::c_ulong).cast::<libc::c_void>(),
+        )
+    })?;
+    Ok(msg as u64)
+}
+
 /// `PTRACE_EVENT_*` numbers as reported in bits 16..24 of a wait status:
 /// an exec.
 pub const EVENT_EXEC: i32 = libc::PTRACE_EVENT_EXEC;
+/// See [`EVENT_EXEC`]: a `fork`.
+pub const EVENT_FORK: i32 = libc::PTRACE_EVENT_FORK;
+/// See [`EVENT_EXEC`]: a `vfork` (or `clone` with `CLONE_VFORK`).
+pub const EVENT_VFORK: i32 = libc::PTRACE_EVENT_VFORK;
+/// See [`EVENT_EXEC`]: a `clone` whose exit signal is not `SIGCHLD`.
+pub const EVENT_CLONE: i32 = libc::PTRACE_EVENT_CLONE;
 /// See [`EVENT_EXEC`]: a `PTRACE_INTERRUPT` or group stop.
 pub const EVENT_STOP: i32 = libc::PTRACE_EVENT_STOP;
 
@@ -102,6 +130,28 @@ pub fn wait_tracee(tid: i32, nohang: bool, keep_exit: bool) -> io::Result<Option
         Ok(_) => Ok(Some(decode_status(status))),
         Err(e) => Err(e),
     }
+}
+
+/// A tracee of the calling thread in a ptrace stop, and that stop, if one
+/// is reported
+/// (`waitid(P_ALL, WSTOPPED | WNOWAIT | __WNOTHREAD)`, then that stop taken
+/// by its id): never another thread's tracee, and never a real child's
+/// job-control stop or exit (only peeked at). `ECHILD`: it has none.
+pub fn trapped_tracee() -> io::Result<Option<(i32, TraceeState)>> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL | libc::__WNOTHREAD;
+    // SAFETY: waitid writes one siginfo_t into `info`, alive for the call;
+    // WNOWAIT leaves the state change reportable.
+    super::retry_eintr(|| super::cvt(unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) }))?;
+    // SAFETY: si_pid is valid to read on a siginfo filled by waitid (zero
+    // when WNOHANG found nothing).
+    let pid = unsafe { info.si_pid() };
+    if pid == 0 || info.si_code != libc::CLD_TRAPPED {
+        return Ok(None);
+    }
+    // Reported, so this does not block.
+    Ok(wait_tracee(pid, true, false)?.map(|state| (pid, state)))
 }
 
 /// What [`peek`] found.

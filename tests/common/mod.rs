@@ -726,3 +726,17 @@ pub fn disk_usage(dir: &Path) -> u64 {
     }
     total
 }
+
+/// The `ns_per_iter=` a bench client printed in `out`; an error if it
+/// printed none, or a `fails=` count other than 0.
+pub fn ns_per_iter(out: &str) -> Result<f64, String> {
+    let v = out
+        .split("ns_per_iter=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .ok_or_else(|| format!("no ns_per_iter in {out:?}"))?;
+    if out.contains("fails=") && !out.contains("fails=0") {
+        return Err(format!("some calls failed: {out:?}"));
+    }
+    v.parse().map_err(|e| format!("ns_per_iter {v:?}: {e}"))
+}
