@@ -158,22 +158,11 @@ fn library_run(sb: &Sandbox, prog: &str, args: &[&str], dir: &Path) -> f64 {
 /// Runs `prog args` in `dir` under the floor supervisor `sup`; returns
 /// its wall time.
 fn floor_run(sup: &Path, prog: &str, args: &[&str], dir: &Path) -> f64 {
-    let t = std::time::Instant::now();
-    let out = std::process::Command::new(sup)
-        .args([OPENAT, "sync", "--", prog])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run floorsup");
-    let took = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{prog} {args:?} under floorsup: {:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    let launcher = [sup.as_os_str()]
+        .into_iter()
+        .chain([OPENAT, "sync", "--"].map(std::ffi::OsStr::new))
+        .collect::<Vec<_>>();
+    common::timed_launch(&launcher, prog, args, dir)
 }
 
 /// `openat`'s number, for the floor's filter.
