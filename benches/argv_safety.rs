@@ -10,13 +10,14 @@
 //! printed.
 //!
 //! Then whole programs, wall time from start to exit, bare (a plain
-//! `std::process::Command` of this process) vs `unotify run --deny-path
-//! /etc/shadow` vs `unotify run --exec-deny nosuchword` vs a policy
+//! `std::process::Command` of this process) vs the C floor (the minimal
+//! supervisor `benches/floorsup.c`, trapping `openat` and answering
+//! `CONTINUE`) vs `unotify run --deny-path /etc/shadow` vs `unotify run --exec-deny nosuchword` vs a policy
 //! callback: a sandbox of the library, built once in this process with
 //! `policy_fn` answering `Allow` to everything (argv safety on, every open
 //! and exec held for its verdict), its program spawned and waited for by
 //! this process (no `unotify` command start-up in that column). Medians of
-//! `--runs`, the four interleaved; a ratio is the median of each round's
+//! `--runs`, the five interleaved; a ratio is the median of each round's
 //! ratio to bare (adjacent runs share the machine's load). Each run is
 //! measured twice: wall time, then (a second table) CPU time, perf
 //! task-clock of every process and thread of the run, the supervisor's
@@ -105,6 +106,9 @@ enum Under<'a> {
     Bare,
     /// Under `unotify run` with these options.
     Cli(&'a [&'a str]),
+    /// Under the minimal C supervisor (`benches/floorsup.c`), trapping
+    /// `openat` and answering `CONTINUE`: the floor.
+    Floor(&'a Path),
     /// In this sandbox of the library (spawned from this process).
     Library(&'a Sandbox),
 }
@@ -124,6 +128,7 @@ fn timed(under: Under<'_>, prog: &str, args: &[&str], dir: &Path) -> (f64, f64) 
     let wall = match under {
         Under::Bare => common::timed_run(None, prog, args, dir),
         Under::Cli(p) => common::timed_run(Some(p), prog, args, dir),
+        Under::Floor(sup) => floor_run(sup, prog, args, dir),
         Under::Library(sb) => library_run(sb, prog, args, dir),
     };
     (wall, cpu() - c0)
@@ -150,7 +155,23 @@ fn library_run(sb: &Sandbox, prog: &str, args: &[&str], dir: &Path) -> f64 {
     took
 }
 
-/// Whole programs: bare vs `--deny-path` vs `--exec-deny` vs a policy
+/// Runs `prog args` in `dir` under the floor supervisor `sup`; returns
+/// its wall time.
+fn floor_run(sup: &Path, prog: &str, args: &[&str], dir: &Path) -> f64 {
+    let launcher = [sup.as_os_str()]
+        .into_iter()
+        .chain([OPENAT, "sync", "--"].map(std::ffi::OsStr::new))
+        .collect::<Vec<_>>();
+    common::timed_launch(&launcher, prog, args, dir)
+}
+
+/// `openat`'s number, for the floor's filter.
+#[cfg(target_arch = "x86_64")]
+const OPENAT: &str = "257";
+#[cfg(target_arch = "aarch64")]
+const OPENAT: &str = "56";
+
+/// Whole programs: bare vs the C floor vs `--deny-path` vs `--exec-deny` vs a policy
 /// callback (see the module documentation).
 fn programs(runs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,8 +187,10 @@ fn programs(runs: usize) {
         .policy_fn(|_: &SyscallEvent, _: &mut PolicyContext<'_>| Verdict::Allow)
         .build()
         .expect("policy sandbox");
+    let floorsup = common::build_c("floorsup", include_str!("floorsup.c"), &[]);
     let modes = [
         Under::Bare,
+        Under::Floor(&floorsup),
         Under::Cli(&["--deny-path", "/etc/shadow"]),
         Under::Cli(&["--exec-deny", "nosuchword"]),
         Under::Library(&policy),
@@ -229,9 +252,10 @@ fn programs(runs: usize) {
         ("CPU time", "ms", |s: (f64, f64)| s.1),
     ] {
         println!(
-            "{:<24} {:>9} | {:>19} | {:>19} | {:>19}",
+            "{:<24} {:>9} | {:>19} | {:>19} | {:>19} | {:>19}",
             format!("{what} (medians)"),
             "bare",
+            "C floor (openat)",
             "--deny-path",
             "--exec-deny",
             "policy_fn (lib)"
@@ -250,11 +274,12 @@ fn programs(runs: usize) {
             };
             let cell = |i: usize| format!("{:7.1} {unit} ({:.2}x)", value(i), ratio(i));
             println!(
-                "{name:<24} {:6.1} {unit} | {:>19} | {:>19} | {:>19}",
+                "{name:<24} {:6.1} {unit} | {:>19} | {:>19} | {:>19} | {:>19}",
                 value(0),
                 cell(1),
                 cell(2),
                 cell(3),
+                cell(4),
             );
         }
     }

@@ -71,10 +71,16 @@ pub(crate) struct DomainPlan {
     path_rules: Vec<(PathBuf, u64)>,
     /// Rights allowed beneath places opened (`O_PATH`) while planning, by
     /// a walk that has the directory at hand: each is opened relative to
-    /// it, once per sandbox. (The write rules of
-    /// [`forbid_writes_beneath`](Self::forbid_writes_beneath) without an
-    /// allow list.)
-    opened_rules: Vec<(Arc<OwnedFd>, u64)>,
+    /// it, once per sandbox. (The rules of the kernel backstop of path
+    /// denial, [`adopt`](Self::adopt)ed.)
+    opened_rules: Vec<OpenedRule>,
+    /// The write rules of [`forbid_writes_beneath`](Self::forbid_writes_beneath)
+    /// without an allow list are still to be made, by
+    /// [`ruleset`](Self::ruleset): their walk is left until then, since
+    /// the backstop's rules ([`adopt`](Self::adopt)) or an allow list
+    /// ([`confine_fs`](Self::confine_fs)) replace them (a `--deny-path`
+    /// run walked `/` twice).
+    write_walk_pending: bool,
     /// `LANDLOCK_ACCESS_NET_*` rights allowed on each TCP port.
     port_rules: Vec<(u16, u64)>,
     /// Where no file may be written, whatever the allow lists say
@@ -84,12 +90,38 @@ pub(crate) struct DomainPlan {
     confined: bool,
 }
 
+/// A rule on a place opened while planning.
+#[derive(Clone, Debug)]
+struct OpenedRule {
+    /// The place (`O_PATH`).
+    fd: Arc<OwnedFd>,
+    /// The rights allowed beneath it.
+    access: u64,
+    /// Whether it is a directory, as the walk that opened it listed it
+    /// (`None`: not known, asked with `fstat`): a rule on a file takes
+    /// only the rights that apply to files. The listing saves an `fstat`
+    /// per rule (163 for `--deny-path /etc/shadow`); an entry replaced by
+    /// a file since it was listed is asked again ([`DomainPlan::ruleset`]).
+    dir: Option<bool>,
+}
+
+impl OpenedRule {
+    /// The rule `access` beneath the walk's entry `fd` of `kind`.
+    fn listed(fd: OwnedFd, kind: Kind, access: u64) -> OpenedRule {
+        OpenedRule {
+            fd: Arc::new(fd),
+            access,
+            dir: Some(kind == Kind::Dir),
+        }
+    }
+}
+
 /// The rules of the kernel backstop of path denial, planned
 /// ([`DomainPlan::deny_rules`]) and not yet adopted.
 #[derive(Debug)]
 pub(crate) struct DenyRules {
     /// Every right allowed beneath each opened place.
-    rules: Vec<(Arc<OwnedFd>, u64)>,
+    rules: Vec<OpenedRule>,
     /// The rights handled.
     handled: u64,
     /// The directories beneath no rule (the domain refuses them, and
@@ -105,7 +137,7 @@ impl Drop for DomainPlan {
     fn drop(&mut self) {
         let owned = std::mem::take(&mut self.opened_rules)
             .into_iter()
-            .filter_map(|(fd, _)| Arc::try_unwrap(fd).ok())
+            .filter_map(|r| Arc::try_unwrap(r.fd).ok())
             .collect();
         crate::sys::fs::close_all(owned);
     }
@@ -140,7 +172,8 @@ impl DomainPlan {
     /// and still not beneath `places`: a write path that holds one of them
     /// is split the same way, one beneath one of them loses its write rights.
     ///
-    /// The entries are opened here, once for the sandbox; an entry that
+    /// The entries are opened when the ruleset is made
+    /// ([`ruleset`](Self::ruleset)), once for the sandbox; an entry that
     /// cannot be opened is an error (a rule left out would only forbid
     /// more, but silently), except one gone since it was listed.
     pub(crate) fn forbid_writes_beneath(&mut self, places: &[PathBuf]) -> io::Result<()> {
@@ -155,13 +188,21 @@ impl DomainPlan {
         if self.confined {
             return self.carve_forbidden();
         }
-        let walk = complement(Path::new("/"), None, places)?;
-        self.opened_rules.extend(
-            walk.allowed
-                .into_iter()
-                .map(|(_, fd)| (Arc::new(fd), ACCESS_FS_WRITE | ACCESS_FS_REFER)),
-        );
+        self.write_walk_pending = true;
         Ok(())
+    }
+
+    /// The write rules of [`forbid_writes_beneath`](Self::forbid_writes_beneath)
+    /// without an allow list: writing allowed beneath every entry of `/`
+    /// and of each ancestor of a forbidden place that neither is nor holds
+    /// one ([`complement`]).
+    fn write_rules(&self) -> io::Result<Vec<OpenedRule>> {
+        let walk = complement(Path::new("/"), None, &self.write_forbidden)?;
+        Ok(walk
+            .allowed
+            .into_iter()
+            .map(|(_, fd, kind)| OpenedRule::listed(fd, kind, ACCESS_FS_WRITE | ACCESS_FS_REFER))
+            .collect())
     }
 
     /// The kernel backstop of path denial (see `paths::backstop`): every
@@ -199,14 +240,18 @@ impl DomainPlan {
             );
             return Ok(None);
         }
-        let mut rules: Vec<(Arc<OwnedFd>, u64)> = walk
+        let mut rules: Vec<OpenedRule> = walk
             .allowed
             .into_iter()
-            .map(|(_, fd)| (Arc::new(fd), all))
+            .map(|(_, fd, kind)| OpenedRule::listed(fd, kind, all))
             .collect();
         for place in &self.write_forbidden {
             match open_beneath(None, place.as_os_str()) {
-                Ok(fd) => rules.push((Arc::new(fd), all & !ACCESS_FS_WRITE)),
+                Ok(fd) => rules.push(OpenedRule {
+                    fd: Arc::new(fd),
+                    access: all & !ACCESS_FS_WRITE,
+                    dir: None,
+                }),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
@@ -222,10 +267,12 @@ impl DomainPlan {
     /// system rules; how many there are.
     pub(crate) fn adopt(&mut self, planned: DenyRules) -> usize {
         self.attr.handled_access_fs |= planned.handled;
-        // The write rules made so far allowed writing everywhere but the
-        // forbidden places; rules of one layer add up, so they would allow
-        // writing beneath `denied`: these rules replace them.
+        // The write rules allow writing everywhere but the forbidden
+        // places; rules of one layer add up, so they would allow writing
+        // beneath `denied`: these rules replace them (and hold the
+        // forbidden places, see `deny_rules`).
         self.opened_rules = planned.rules;
+        self.write_walk_pending = false;
         self.opened_rules.len()
     }
 
@@ -245,6 +292,7 @@ impl DomainPlan {
         // The write rules made without an allow list allowed writes
         // everywhere but the forbidden places: gone with it.
         self.opened_rules.clear();
+        self.write_walk_pending = false;
         self.confined = true;
         self.carve_forbidden()
     }
@@ -273,17 +321,22 @@ impl DomainPlan {
                 let all = *access;
                 *access &= !ACCESS_FS_WRITE;
                 let walk = complement(path, None, places)?;
-                split.extend(walk.allowed.into_iter().map(|(p, _)| (p, all)));
+                split.extend(walk.allowed.into_iter().map(|(p, _, _)| (p, all)));
             }
         }
         self.path_rules.extend(split);
         Ok(())
     }
 
-    /// How many rules were opened while planning, for tests.
+    /// How many rules were opened while planning or are still to be
+    /// opened by [`ruleset`](Self::ruleset), for tests.
     #[cfg(test)]
     pub(crate) fn opened_rule_count(&self) -> usize {
-        self.opened_rules.len()
+        let pending = match self.write_walk_pending {
+            true => self.write_rules().map_or(0, |r| r.len()),
+            false => 0,
+        };
+        self.opened_rules.len() + pending
     }
 
     /// The ABI the plan was made for.
@@ -311,14 +364,34 @@ impl DomainPlan {
         attr.handled_access_fs &= fs_rights_known(self.abi);
         attr.handled_access_net &= net_rights_known(self.abi);
         let ruleset = Ruleset::create(&attr)?;
-        for (beneath, access) in &self.opened_rules {
-            let mut access = access & attr.handled_access_fs;
+        let write_rules = match self.write_walk_pending {
+            true => self.write_rules()?,
+            false => Vec::new(),
+        };
+        for rule in self.opened_rules.iter().chain(&write_rules) {
+            let beneath = rule.fd.as_fd();
+            let is_dir = |listed: Option<bool>| match listed {
+                Some(dir) => Ok(dir),
+                None => crate::sys::path::fstat(beneath).map(|st| st.is_dir()),
+            };
             // A rule on a file takes only the rights that apply to files.
-            if !crate::sys::path::fstat(beneath.as_fd())?.is_dir() {
-                access &= landlock::ACCESS_FILE;
+            let trim = |dir: bool| match dir {
+                true => rule.access & attr.handled_access_fs,
+                false => rule.access & attr.handled_access_fs & landlock::ACCESS_FILE,
+            };
+            let access = trim(is_dir(rule.dir)?);
+            if access == 0 {
+                continue;
             }
-            if access != 0 {
-                ruleset.allow_path_beneath(beneath.as_fd(), access)?;
+            match ruleset.allow_path_beneath(beneath, access) {
+                // Listed as a directory, replaced by a file since: as it is.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && rule.dir == Some(true) => {
+                    let access = trim(is_dir(None)?);
+                    if access != 0 {
+                        ruleset.allow_path_beneath(beneath, access)?;
+                    }
+                }
+                r => r?,
             }
         }
         for (path, access) in &self.path_rules {
@@ -359,8 +432,8 @@ impl DomainPlan {
 #[derive(Debug, Default)]
 struct Walk {
     /// Every entry that neither is one of the places nor lies on the way
-    /// to one, with its path, opened (`O_PATH`).
-    allowed: Vec<(PathBuf, OwnedFd)>,
+    /// to one, with its path, opened (`O_PATH`), and its type as listed.
+    allowed: Vec<(PathBuf, OwnedFd, Kind)>,
     /// The directories listed (the first one, then those on the way): no
     /// entry of `allowed` is one of them or above one.
     ways: Vec<PathBuf>,
@@ -472,7 +545,7 @@ fn complement_in(
         if descend {
             complement_in(&path, Some(opened), places, out)?;
         } else {
-            out.allowed.push((path, opened));
+            out.allowed.push((path, opened, kind));
         }
     }
     Ok(())
@@ -635,6 +708,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
             },
             path_rules: Vec::new(),
             opened_rules: Vec::new(),
+            write_walk_pending: false,
             port_rules: Vec::new(),
             write_forbidden: Vec::new(),
             confined: false,
@@ -664,6 +738,7 @@ pub(crate) fn plan(cap: Option<u32>, allow_weak: bool) -> Result<Option<DomainPl
                 },
                 path_rules: vec![(PathBuf::from("/"), ACCESS_FS_MAKE_BLOCK)],
                 opened_rules: Vec::new(),
+                write_walk_pending: false,
                 port_rules: Vec::new(),
                 write_forbidden: Vec::new(),
                 confined: false,

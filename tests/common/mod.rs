@@ -485,11 +485,28 @@ pub fn sleeps_with_arg(marker: &str) -> Vec<i32> {
 /// must succeed and print nothing on stderr (for the benches).
 #[allow(dead_code)]
 pub fn timed_run(policy: Option<&[&str]>, prog: &str, args: &[&str], dir: &Path) -> f64 {
-    let mut cmd = match policy {
+    let words: Vec<&str> = match policy {
+        None => Vec::new(),
+        Some(policy) => [env!("CARGO_BIN_EXE_unotify"), "run"]
+            .into_iter()
+            .chain(policy.iter().copied())
+            .chain(["--"])
+            .collect(),
+    };
+    let launcher: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+    timed_launch(&launcher, prog, args, dir)
+}
+
+/// Runs `prog args` in `dir` behind the `launcher` command's words (none:
+/// directly), and returns the wall time in seconds; the run must succeed
+/// and print nothing on stderr (for the benches).
+#[allow(dead_code)]
+pub fn timed_launch(launcher: &[&std::ffi::OsStr], prog: &str, args: &[&str], dir: &Path) -> f64 {
+    let mut cmd = match launcher.split_first() {
         None => std::process::Command::new(prog),
-        Some(policy) => {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unotify"));
-            c.arg("run").args(policy).arg("--").arg(prog);
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(prog);
             c
         }
     };
@@ -499,7 +516,7 @@ pub fn timed_run(policy: Option<&[&str]>, prog: &str, args: &[&str], dir: &Path)
     let took = t.elapsed().as_secs_f64();
     assert!(
         out.status.success() && out.stderr.is_empty(),
-        "{prog} {args:?} under {policy:?}: {:?} {}",
+        "{prog} {args:?} behind {launcher:?}: {:?} {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
