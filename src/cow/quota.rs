@@ -30,8 +30,9 @@
 //! adds the charges in flight (their calls may have written nothing yet):
 //! it runs at most once per [`RECOUNT_EVERY`] for refused charges, unless
 //! space may have been freed since the last one ([`Quota::freed`]: a
-//! removal, a rename, a truncation), so a program writing in a loop at the
-//! cap does not make the supervisor walk the tree at each call.
+//! removal, a rename, a truncation; or a file without a name known by its
+//! handle is gone, its last fd closed), so a program writing in a loop at
+//! the cap does not make the supervisor walk the tree at each call.
 //!
 //! A file's growth is charged against the end already charged for it (the
 //! `written` map; at first sight, the size it has then, which the start's
@@ -57,8 +58,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a refused charge is refused without counting again, when no
-/// space was freed on the program's behalf since the last count (space an
-/// fd's close or a process's exit frees is seen after at most this long).
+/// space was freed on the program's behalf since the last count and no
+/// file without a name known by its handle is gone (where handles cannot
+/// be opened, space an fd's close or a process's exit frees is seen after
+/// at most this long).
 pub(crate) const RECOUNT_EVERY: Duration = Duration::from_millis(500);
 
 /// The unit a file takes space in: a write of one byte into an empty
@@ -333,13 +336,28 @@ impl Quota {
         self.frees.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether a file known by its handle was freed since the last exact
+    /// count (which drops the files it finds freed): its last holder let
+    /// go without a trapped call (an fd closed, a process gone), so the
+    /// count would find room. One `open_by_handle_at` per such file.
+    fn nameless_freed(&self) -> bool {
+        let Some(m) = &self.mount else {
+            return false;
+        };
+        self.written
+            .lock()
+            .values()
+            .any(|e| e.handle.as_ref().is_some_and(|h| !alive(m.as_fd(), h)))
+    }
+
     /// Charges `n` bytes (a file's growth, a new name or node, extended
     /// attributes) after counting `upper` again exactly (its directories,
     /// symlinks and files that are not `shared` with the lower tree, less
     /// what it held at the start, the files without a name still held,
     /// and the charges in flight), or fails with `ENOSPC`. The count is
     /// skipped (`ENOSPC`) within [`RECOUNT_EVERY`] of the last one when
-    /// nothing was freed since.
+    /// nothing was freed since (no removal or truncation, no file without
+    /// a name known by its handle gone).
     pub(crate) fn charge_counted(
         &self,
         n: u64,
@@ -355,7 +373,12 @@ impl Quota {
             return Ok(c);
         }
         let frees = self.frees.load(Ordering::Relaxed);
-        if turn.is_some_and(|(at, seen)| seen == frees && at.elapsed() < RECOUNT_EVERY) {
+        // Within the wait, only if nothing may have been freed: no removal
+        // or truncation, and no file without a name freed without a trapped
+        // call (its last fd closed: a program's temporary file).
+        if turn.is_some_and(|(at, seen)| seen == frees && at.elapsed() < RECOUNT_EVERY)
+            && !self.nameless_freed()
+        {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         // A call in flight during the walk, or granted and made while
@@ -406,6 +429,14 @@ impl Quota {
             w.retain(|ino, e| {
                 if let Some(size) = seen.get(ino) {
                     e.end = *size;
+                    // A handle of a file freed, whose inode number a file
+                    // with a name took since: it no longer names this one
+                    // (which gets its own if it loses its name).
+                    if let (Some(h), Some(m)) = (&e.handle, &self.mount) {
+                        if !alive(m.as_fd(), h) {
+                            e.handle = None;
+                        }
+                    }
                     return true;
                 }
                 let keep = match (&e.handle, &self.mount) {

@@ -15,8 +15,10 @@
  *            AT_EMPTY_PATH for even files, /proc/self/fd for odd ones);
  *            held counts the files linked;
  *   temp:    an ordinary program: a file written, unlinked, closed (and
- *            every other one an O_TMPFILE written and closed); held 0;
- *            prints "ok" if every write succeeded;
+ *            every other one an O_TMPFILE written and closed), then an
+ *            empty file "k<i>" made (it takes the inode number just freed,
+ *            as another process on the file system may: the next file's
+ *            is new); held 0; prints "ok" if every write succeeded;
  *   dirs:    a directory grown by argv[3] names of 200 bytes, emptied, its
  *            fd parked in flight, removed (argv[2] rounds); held counts
  *            the blocks of the directories parked;
@@ -59,6 +61,14 @@ static void nudge(void) {
     char n[64];
     snprintf(n, sizeof n, "n%d", nudges++);
     unlink(n);
+}
+
+/* An empty file "k<i>", which takes the inode number a file just freed
+ * (ext4 gives the lowest free one). */
+static void take_number(int i) {
+    char n[64];
+    snprintf(n, sizeof n, "k%d", i);
+    close(open(n, O_WRONLY | O_CREAT, 0644));
 }
 
 static void park(int sock, int fd) {
@@ -136,6 +146,8 @@ int main(int argc, char **argv) {
                 nudge();
             }
             close(fd);
+            if (!strcmp(mode, "temp"))
+                take_number(i);
             continue;
         }
         int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -168,6 +180,8 @@ int main(int argc, char **argv) {
         }
         close(fd);
         unlink(p);
+        if (!strcmp(mode, "temp"))
+            take_number(i);
     }
     if (!strcmp(mode, "tmpfile")) {
         nudge();
