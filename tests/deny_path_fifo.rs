@@ -250,21 +250,38 @@ fn fifo_opens_left_behind_by_an_exiting_program_end_with_it() {
     assert_eq!(after, before, "supervisor threads were left behind");
 }
 
+/// A new directory (canonical) with a FIFO `fifo` in it.
+fn one_fifo() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    let fifo = base.join("fifo");
+    mkfifo(&fifo);
+    (dir, base, fifo)
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .count()
 }
 
-/// A host end opened after `delay`, kept open until the handle is joined.
-fn late_writer(fifo: &Path, delay: Duration) -> std::thread::JoinHandle<std::fs::File> {
+/// A host writer that opens `fifo` after `delay`: writes `message` and
+/// closes, or (`None`) is kept open until the handle is joined.
+fn late_writer(
+    fifo: &Path,
+    delay: Duration,
+    message: Option<&'static [u8]>,
+) -> std::thread::JoinHandle<Option<std::fs::File>> {
     let fifo = fifo.to_path_buf();
     std::thread::spawn(move || {
         std::thread::sleep(delay);
-        std::fs::OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(&fifo)
-            .expect("open the writing end")
+            .expect("open the writing end");
+        let message = message?;
+        f.write_all(message).expect("write");
+        None
     })
 }
 
@@ -275,22 +292,13 @@ fn late_writer(fifo: &Path, delay: Duration) -> std::thread::JoinHandle<std::fs:
 fn a_fifo_reader_waits_past_the_deferral_deadline() {
     let _g = serial();
     let _wd = common::watchdog(Duration::from_secs(60), "fifo past deadline");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().expect("canonical");
-    let fifo = base.join("fifo");
-    mkfifo(&fifo);
+    let (_dir, base, fifo) = one_fifo();
     let sandbox = denying(&base, Some(Duration::from_millis(300)));
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1200));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .expect("open the writing end");
-            f.write_all(b"after the deadline").expect("write");
-        })
-    };
+    let writer = late_writer(
+        &fifo,
+        Duration::from_millis(1200),
+        Some(b"after the deadline"),
+    );
     let (out, _) = run(&sandbox, &["read", fifo.to_str().unwrap()]);
     writer.join().unwrap();
     assert_eq!(out.trim(), "read:after the deadline");
@@ -303,12 +311,9 @@ fn a_fifo_reader_waits_past_the_deferral_deadline() {
 fn more_fifo_readers_than_the_deferral_pool_all_open() {
     let _g = serial();
     let _wd = common::watchdog(Duration::from_secs(60), "fifo many");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().expect("canonical");
-    let fifo = base.join("fifo");
-    mkfifo(&fifo);
+    let (_dir, base, fifo) = one_fifo();
     let sandbox = denying(&base, None);
-    let writer = late_writer(&fifo, Duration::from_millis(1000));
+    let writer = late_writer(&fifo, Duration::from_millis(1000), None);
     let (out, _) = run(&sandbox, &["many", fifo.to_str().unwrap(), "100"]);
     drop(writer.join().unwrap());
     assert_eq!(out.trim(), "opened=100 failed=0");
@@ -322,10 +327,7 @@ fn more_fifo_readers_than_the_deferral_pool_all_open() {
 fn a_fifo_reader_killed_while_waiting_leaves_nothing() {
     let _g = serial();
     let _wd = common::watchdog(Duration::from_secs(60), "fifo killed");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().expect("canonical");
-    let fifo = base.join("fifo");
-    mkfifo(&fifo);
+    let (_dir, base, fifo) = one_fifo();
     let sandbox = denying(&base, Some(Duration::from_millis(300)));
     let threads_before = settled_threads(Duration::from_secs(2));
     let fds_before = open_fds();
@@ -364,14 +366,11 @@ fn a_fifo_reader_killed_while_waiting_leaves_nothing() {
 fn a_signal_interrupts_a_waiting_fifo_open() {
     let _g = serial();
     let _wd = common::watchdog(Duration::from_secs(60), "fifo alarm");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().expect("canonical");
-    let fifo = base.join("fifo");
-    mkfifo(&fifo);
+    let (_dir, base, fifo) = one_fifo();
     let sandbox = denying(&base, Some(Duration::from_millis(600)));
     let (out, _) = run(&sandbox, &["alarm", fifo.to_str().unwrap(), "plain"]);
     assert_eq!(out.trim(), format!("err:{} hits=1", libc::EINTR));
-    let writer = late_writer(&fifo, Duration::from_millis(1200));
+    let writer = late_writer(&fifo, Duration::from_millis(1200), None);
     let (out, _) = run(&sandbox, &["alarm", fifo.to_str().unwrap(), "restart"]);
     drop(writer.join().unwrap());
     assert_eq!(out.trim(), "ok hits=1");
@@ -390,17 +389,7 @@ fn a_fifo_opened_before_its_other_end_still_connects() {
 
     let fifo = base.join("to_program");
     mkfifo(&fifo);
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .expect("open the writing end");
-            f.write_all(b"late writer").expect("write");
-        })
-    };
+    let writer = late_writer(&fifo, Duration::from_millis(300), Some(b"late writer"));
     let (out, took) = run(&sandbox, &["read", fifo.to_str().unwrap()]);
     writer.join().unwrap();
     assert_eq!(out.trim(), "read:late writer");
