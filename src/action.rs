@@ -167,7 +167,10 @@ impl NotifAction {
     where
         F: FnOnce() -> NotifAction + Send + 'static,
     {
-        NotifAction::Defer(Deferred(Box::new(f)))
+        NotifAction::Defer(Deferred {
+            work: Box::new(f),
+            kind: DeferKind::Bounded,
+        })
     }
 
     /// Makes the call return a new fd for a sealed, read-only memfd holding
@@ -210,12 +213,56 @@ impl fmt::Debug for NotifAction {
 }
 
 /// A deferred decision: a blocking closure run on the deferral pool.
-pub struct Deferred(pub(crate) Box<dyn FnOnce() -> NotifAction + Send>);
+pub struct Deferred {
+    /// The closure.
+    pub(crate) work: Box<dyn FnOnce() -> NotifAction + Send>,
+    /// How the supervisor bounds it.
+    pub(crate) kind: DeferKind,
+}
+
+/// How a deferral is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeferKind {
+    /// By the deferral pool: a permit (else `EAGAIN`) and the deadline
+    /// (else `EIO`). Every handler's `Defer`.
+    Bounded,
+    /// By its own call: the closure ends by itself, within a short tick,
+    /// once the call no longer waits for its answer (the id's validity,
+    /// checked by the closure), and otherwise waits as long as the call
+    /// would on bare Linux. No permit, no deadline (the crate's own
+    /// handlers only: see `supervisor::defer`).
+    WatchesItsCall,
+}
 
 impl Deferred {
     /// Runs the closure on the current thread.
     pub fn run(self) -> NotifAction {
-        (self.0)()
+        (self.work)()
+    }
+
+    /// A deferral bounded by its own call ([`DeferKind::WatchesItsCall`]):
+    /// `f` must return soon after the call stops waiting.
+    pub(crate) fn watching_its_call<F>(f: F) -> Deferred
+    where
+        F: FnOnce() -> NotifAction + Send + 'static,
+    {
+        Deferred {
+            work: Box::new(f),
+            kind: DeferKind::WatchesItsCall,
+        }
+    }
+
+    /// The same deferral (bounded the same way), with `then` applied to its
+    /// result.
+    pub(crate) fn then<F>(self, then: F) -> Deferred
+    where
+        F: FnOnce(NotifAction) -> NotifAction + Send + 'static,
+    {
+        let Deferred { work, kind } = self;
+        Deferred {
+            work: Box::new(move || then(work())),
+            kind,
+        }
     }
 }
 

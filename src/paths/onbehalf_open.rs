@@ -483,9 +483,10 @@ fn finish(
 
 /// Opens the pinned file, which passed every check, for the program with
 /// its `flags` and answers with the new fd: an `O_PATH` open gets a
-/// read-only stand-in, a FIFO without `O_NONBLOCK` is opened on the
-/// deferral pool with the task's `rights` (asked for only then; see
-/// [`open_fifo`]). Shared by path denial and the chroot view.
+/// read-only stand-in, a FIFO without `O_NONBLOCK` is opened off the
+/// workers, on a thread of its own, with the task's `rights` (asked for
+/// only then; see [`open_fifo`]). Shared by path denial and the chroot
+/// view.
 pub(crate) fn open_checked(
     cx: &HandlerCtx<'_>,
     pinned: OwnedFd,
@@ -526,18 +527,34 @@ pub(crate) fn open_checked(
     if st.is_fifo() && flags & libc::O_NONBLOCK == 0 {
         let rights = rights()?;
         let waiting = cx.still_waiting();
-        // Opening a FIFO blocks until its other end is opened: not on a worker.
-        return Ok(NotifAction::defer(move || {
+        let tid = cx.pid() as i32;
+        // Opening a FIFO blocks until its other end is opened: not on a
+        // worker, and for as long as bare Linux would wait, for as many
+        // openers: on a thread of its own that ends with the call (see
+        // `open_fifo`), not on the deferral pool, whose slots and deadline
+        // are for handlers that cannot watch their call. Only if the
+        // open cannot be interrupted (a host has the signal) does it go to
+        // the pool, whose deadline then ends it.
+        let open = move || {
             // Another thread: it takes the task's capabilities too.
             let _acting = match rights.assume() {
                 Ok(guard) => guard,
                 Err(e) => return NotifAction::from(e),
             };
-            match open_fifo(pinned.as_fd(), flags, rflags, &waiting) {
+            match open_fifo(pinned.as_fd(), flags, rflags, tid, &waiting) {
                 Ok(fd) => inject(fd, flags),
                 Err(e) => NotifAction::from(errno_of(&e)),
             }
-        }));
+        };
+        let interruptible = matches!(
+            crate::sys::interrupt::install(crate::sys::interrupt::signal()),
+            Ok(true)
+        );
+        return Ok(if interruptible {
+            NotifAction::Defer(crate::action::Deferred::watching_its_call(open))
+        } else {
+            NotifAction::defer(open)
+        });
     }
     let fd = reopen(pinned.as_fd(), rflags).map_err(|e| errno_of(&e))?;
     Ok(inject(fd, flags))
@@ -547,15 +564,16 @@ pub(crate) fn open_checked(
 const FIFO_TICK: Duration = Duration::from_millis(100);
 
 /// Opens the FIFO `pinned` with `rflags` (blocking) for a call with open
-/// `flags` that waits for it (`waiting`), on a deferral thread.
+/// `flags` that waits for it (`waiting`), on a thread of its own (a
+/// deferral that watches its call: no pool slot, no deadline).
 ///
 /// The open blocks until the FIFO's other end is opened, which may never
 /// happen. A thread blocked in it must not outlive the call: once the call
-/// no longer waits (the program's process exited or was killed, a signal
-/// interrupted the call, the deferral's deadline answered it), nothing
-/// would ever use the fd, and the thread would stay blocked for good (a
-/// leak per open in a long-lived host; the supervisor's end waited for
-/// the deadline). So the open is interrupted every [`FIFO_TICK`] by a
+/// no longer waits (the program's process exited or was killed, the call
+/// was answered: by a signal below, or by the supervisor's shutdown),
+/// nothing would ever use the fd, and the thread would stay blocked for
+/// good (a leak per open in a long-lived host; the supervisor's end would
+/// wait for it). So the open is interrupted every [`FIFO_TICK`] by a
 /// timer signal (`interrupt::retry_while`; the kernel's FIFO open sleeps
 /// interruptibly and returns `EINTR` without having opened anything),
 /// and made again while the call still waits. The check is the
@@ -584,10 +602,21 @@ const FIFO_TICK: Duration = Duration::from_millis(100);
 /// and its first write failed `EPIPE`); a host reader that stays is seen
 /// by the next attempt, as a reader that came late. `O_RDWR` never blocks
 /// on a FIFO and takes one attempt.
+///
+/// It waits as long as bare Linux would (no deadline: it ends with its
+/// call). Since the filter waits killable once a call is received, a
+/// signal for the task does not end the call by itself, as it would end a
+/// FIFO open on bare Linux: each tick also looks whether the task (`tid`)
+/// has a signal to take ([`signal_to_take`](crate::sys::procfs::signal_to_take)),
+/// and then answers `ERESTARTSYS`, the kernel's own answer to a
+/// user-notified call interrupted in a non-killable wait: the task takes
+/// the signal, and its open fails `EINTR`, or starts again (and is trapped
+/// again) under `SA_RESTART`, or after a stop, as on bare Linux.
 fn open_fifo(
     pinned: BorrowedFd<'_>,
     flags: i32,
     rflags: u64,
+    tid: i32,
     waiting: &crate::handler::StillWaiting,
 ) -> std::io::Result<OwnedFd> {
     let reader = (flags & libc::O_ACCMODE == libc::O_RDONLY)
@@ -598,10 +627,28 @@ fn open_fifo(
             )
         })
         .and_then(Result::ok);
-    open_fifo_beside(pinned, rflags, reader.as_ref().map(AsFd::as_fd), || {
-        waiting.check()
-    })
+    let mut signalled = false;
+    let opened = open_fifo_beside(pinned, rflags, reader.as_ref().map(AsFd::as_fd), || {
+        // The status first, then the id: still valid, `tid` was its task.
+        let signal = crate::sys::procfs::signal_to_take(tid) == Some(true);
+        if !waiting.check() {
+            return false;
+        }
+        signalled = signal;
+        !signal
+    });
+    match opened {
+        Err(e) if signalled && e.raw_os_error() == Some(libc::EINTR) => {
+            Err(std::io::Error::from_raw_os_error(ERESTARTSYS))
+        }
+        other => other,
+    }
 }
+
+/// The kernel's "interrupted by a signal, restart if its handler says so"
+/// (never seen by a program: the kernel turns it into `EINTR` or a
+/// restart on the way out, when the task has a signal to take).
+const ERESTARTSYS: i32 = 512;
 
 /// [`open_fifo`]'s attempts, with `reader` (our non-blocking read end, for
 /// a read-only open) held beside them and `go_on` asked after each

@@ -130,15 +130,14 @@ impl Stage for PolicyState {
             // Decided later: recorded with what the deferred work answers.
             NotifAction::Defer(work) => {
                 let record = self.runner.record_later();
-                NotifAction::Defer(crate::action::Deferred(Box::new(move || {
-                    let result = work.run();
+                NotifAction::Defer(work.then(move |result| {
                     let (outcome, errno, ret) = outcome_of(&result, None, refused_by_rule);
                     answered.outcome = outcome;
                     answered.ret = ret;
                     event.errno = errno;
                     record(id, event, answered);
                     result
-                })))
+                }))
             }
             action => {
                 let (outcome, errno, ret) = outcome_of(&action, cx.answer_fixed(), refused_by_rule);

@@ -6,9 +6,19 @@
 //! - each deferral has one [`Slot`]; whoever claims it first (the closure's
 //!   thread or the deadline timer) sends the one answer, the other drops its
 //!   result.
+//!
+//! A deferral that watches its own call ([`DeferKind::WatchesItsCall`])
+//! takes neither a permit nor a deadline: its closure returns by itself
+//! soon after the call stops waiting (the task killed or gone, the call
+//! answered), and otherwise may rightly wait as long as the call would on
+//! bare Linux (a FIFO open waits for its other end for good). The core does
+//! not know why; it runs such a closure on a thread of its own, up to
+//! [`WATCHING_LIMIT`] at once, so a program waiting on many of them takes
+//! nothing from other handlers' slow work, and answers any still waiting
+//! `EPERM` at shutdown (which ends them: their calls no longer wait).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,12 +28,30 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use crate::action::{Deferred, NotifAction};
+use crate::action::{DeferKind, Deferred, NotifAction};
 use crate::notification::Notification;
 
 use super::semaphore::{Permit, Semaphore};
 use super::stats::Counters;
 use super::Shared;
+
+/// Deferrals that watch their own call, running at once, at most.
+///
+/// Each is one thread parked in a blocking call (a FIFO open: only a
+/// blocking open counts as the FIFO's reader or writer and is woken
+/// exactly when the other end comes, so one thread cannot wait for many;
+/// no readiness event says "a writer opened"). Such a thread reserves a
+/// small stack and uses a few pages, and its closure wakes every tick to
+/// watch its call (a FIFO open: about 3 ms of CPU a second, measured with
+/// 200 waits). Each stands for a task of the program that waits in the
+/// same call, which counts against the program's own process limit: 4096
+/// is far more than a program blocks at once in practice; beyond it, the
+/// call is answered `EAGAIN`, as a full pool's.
+pub(crate) const WATCHING_LIMIT: usize = 4096;
+
+/// The stack of a thread running a deferral that watches its call: the
+/// closures are shallow (an open, a check, a log line).
+const WATCHING_STACK: usize = 256 * 1024;
 
 /// Claimed by the first of closure and deadline.
 #[derive(Debug, Default)]
@@ -46,6 +74,13 @@ struct Job {
     work: Deferred,
     slot: Arc<Slot>,
     _permit: Permit,
+}
+
+/// A deferral running on a thread of its own ([`DeferPool::watch`]).
+struct Watching {
+    notif: Notification,
+    slot: Arc<Slot>,
+    thread: JoinHandle<()>,
 }
 
 struct Deadline {
@@ -87,6 +122,9 @@ pub(crate) struct DeferPool {
     idle: Arc<AtomicUsize>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     timer: Arc<Timer>,
+    /// Deferrals that watch their own call, by notification id: the one
+    /// answer's slot, and the thread (taken out by the thread when done).
+    watching: Mutex<HashMap<u64, Watching>>,
     /// Set by the first refusal while the pool is full, cleared by the
     /// next admission: one warning per time the pool fills, not one per
     /// refused call (a program blocking on many FIFOs would flood stderr).
@@ -105,6 +143,7 @@ impl DeferPool {
             idle: Arc::new(AtomicUsize::new(0)),
             threads: Mutex::new(Vec::new()),
             timer: Arc::new(Timer::default()),
+            watching: Mutex::new(HashMap::new()),
             full_told: AtomicBool::new(false),
         }
     }
@@ -122,6 +161,9 @@ impl DeferPool {
         work: Deferred,
     ) -> Option<NotifAction> {
         let pool = &shared.defer;
+        if work.kind == DeferKind::WatchesItsCall {
+            return pool.watch(shared, notif, work);
+        }
         let Some(permit) = pool.sem.try_acquire() else {
             Counters::bump(&shared.core.counters.defer_rejected);
             // Relaxed: a flag for the log, ordering nothing.
@@ -168,7 +210,7 @@ impl DeferPool {
     /// Gives `job` to an idle thread, or to a new one while fewer than
     /// `limit` exist. Permits never exceed `limit`, so a job is queued only
     /// while a thread is between two jobs.
-    fn hand_over(&self, shared: &Arc<Shared>, mut job: Job) -> Result<(), Job> {
+    fn hand_over(&self, shared: &Arc<Shared>, mut job: Job) -> Result<(), Box<Job>> {
         let mut threads = self.threads.lock();
         if threads.is_empty() {
             let timer = Arc::clone(&self.timer);
@@ -182,7 +224,7 @@ impl DeferPool {
             }
         }
         let Some(tx) = self.tx.lock().clone() else {
-            return Err(job);
+            return Err(Box::new(job));
         };
         let reserved = self
             .idle
@@ -190,7 +232,7 @@ impl DeferPool {
             .is_ok();
         if reserved || threads.len() > self.limit {
             job.reserved = reserved;
-            return tx.send(job).map_err(|e| e.into_inner());
+            return tx.send(job).map_err(|e| Box::new(e.into_inner()));
         }
         let rx = self.rx.clone();
         let idle = Arc::clone(&self.idle);
@@ -213,9 +255,65 @@ impl DeferPool {
                 log::error!("cannot start a deferral thread: {e}");
                 let job = first.lock().take();
                 match job {
-                    Some(job) => Err(job),
+                    Some(job) => Err(Box::new(job)),
                     None => Ok(()),
                 }
+            }
+        }
+    }
+
+    /// Runs `work`, which watches its own call, on a thread of its own
+    /// (see [`WATCHING_LIMIT`]), or returns the answer to send now.
+    fn watch(
+        &self,
+        shared: &Arc<Shared>,
+        notif: Notification,
+        work: Deferred,
+    ) -> Option<NotifAction> {
+        let mut watching = self.watching.lock();
+        if self.tx.lock().is_none() {
+            return Some(NotifAction::Errno(libc::EPERM));
+        }
+        if watching.len() >= WATCHING_LIMIT {
+            Counters::bump(&shared.core.counters.defer_rejected);
+            log::warn!(
+                "{WATCHING_LIMIT} calls already wait on their own threads; answering EAGAIN to {} of pid {}",
+                notif.syscall_label(),
+                notif.pid
+            );
+            return Some(NotifAction::Errno(libc::EAGAIN));
+        }
+        Counters::bump(&shared.core.counters.deferred);
+        let slot = Arc::new(Slot::default());
+        let sh = Arc::clone(shared);
+        let mine = Arc::clone(&slot);
+        let id = notif.id;
+        let started = std::thread::Builder::new()
+            .name("unotify-wait".into())
+            .stack_size(WATCHING_STACK)
+            .spawn(move || {
+                let action = run_guarded(&sh, &notif, work);
+                if mine.claim() {
+                    sh.core.answer(&notif, action);
+                }
+                // Done: no longer the shutdown's to answer or join.
+                sh.defer.watching.lock().remove(&id);
+            });
+        match started {
+            Ok(thread) => {
+                watching.insert(
+                    id,
+                    Watching {
+                        notif,
+                        slot,
+                        thread,
+                    },
+                );
+                None
+            }
+            Err(e) => {
+                log::error!("cannot start a thread for a waiting call: {e}; answering EAGAIN");
+                Some(NotifAction::Errno(libc::EAGAIN))
             }
         }
     }
@@ -245,13 +343,37 @@ impl DeferPool {
             .any(|Reverse(d)| !d.slot.is_claimed())
     }
 
-    /// Stops taking work and ends the pool: waits until every admitted
+    /// Stops taking work and ends the pool: answers `EPERM` to the calls
+    /// still waiting on threads of their own, which ends those threads
+    /// (within their tick), and joins them; waits until every admitted
     /// deferral has been answered (by its closure, or `EIO` at its deadline),
     /// joins the threads that are done and leaves behind, with a warning,
     /// the threads of closures still running past their deadline, since
     /// their answer was already sent and nothing can interrupt user code.
-    pub(crate) fn shutdown(&self) {
-        self.tx.lock().take();
+    pub(crate) fn shutdown(&self, core: &super::notifier::Notifier) {
+        {
+            // Under the lock: no watching deferral starts after this.
+            let _watching = self.watching.lock();
+            self.tx.lock().take();
+        }
+        // Calls still waiting on their own threads: answered now, which
+        // ends their waits (their calls no longer wait); then joined.
+        let watching = std::mem::take(&mut *self.watching.lock());
+        for w in watching.values() {
+            if w.slot.claim() {
+                log::warn!(
+                    "supervisor stopping: answering {} of pid {}, still waiting on its own thread, with EPERM",
+                    w.notif.syscall_label(),
+                    w.notif.pid
+                );
+                core.answer(&w.notif, NotifAction::Errno(libc::EPERM));
+            }
+        }
+        for w in watching.into_values() {
+            if w.thread.join().is_err() {
+                log::error!("a waiting call's thread panicked");
+            }
+        }
         while self.awaiting_answer() {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -310,30 +432,36 @@ fn run_deferrals(shared: &Arc<Shared>, first: Option<Job>, rx: &Receiver<Job>, i
             _permit,
             ..
         } = job;
-        let action = match catch_unwind(AssertUnwindSafe(|| work.run())) {
-            Ok(NotifAction::Defer(_)) => {
-                log::warn!(
-                    "a deferred closure for {} of pid {} deferred again; answering EIO",
-                    notif.syscall_label(),
-                    notif.pid
-                );
-                NotifAction::Errno(libc::EIO)
-            }
-            Ok(action) => action,
-            Err(_) => {
-                Counters::bump(&shared.core.counters.panics);
-                log::error!(
-                    "a deferred closure for {} of pid {} panicked; answering EPERM",
-                    notif.syscall_label(),
-                    notif.pid
-                );
-                NotifAction::Errno(libc::EPERM)
-            }
-        };
+        let action = run_guarded(shared, &notif, work);
         if slot.claim() {
             shared.core.answer(&notif, action);
         } else {
             log::debug!("late deferred result for notification {} dropped", notif.id);
+        }
+    }
+}
+
+/// Runs `work` for `notif`: its action, with a panic answered `EPERM` and
+/// a second `Defer` answered `EIO`.
+fn run_guarded(shared: &Shared, notif: &Notification, work: Deferred) -> NotifAction {
+    match catch_unwind(AssertUnwindSafe(|| work.run())) {
+        Ok(NotifAction::Defer(_)) => {
+            log::warn!(
+                "a deferred closure for {} of pid {} deferred again; answering EIO",
+                notif.syscall_label(),
+                notif.pid
+            );
+            NotifAction::Errno(libc::EIO)
+        }
+        Ok(action) => action,
+        Err(_) => {
+            Counters::bump(&shared.core.counters.panics);
+            log::error!(
+                "a deferred closure for {} of pid {} panicked; answering EPERM",
+                notif.syscall_label(),
+                notif.pid
+            );
+            NotifAction::Errno(libc::EPERM)
         }
     }
 }

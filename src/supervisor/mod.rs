@@ -337,7 +337,7 @@ fn wind_down(shared: &Shared, workers: lanes::WorkerHandles, detach: Detach) {
             log::error!("a worker thread panicked");
         }
     }
-    shared.defer.shutdown();
+    shared.defer.shutdown(&shared.core);
     for stage in &shared.stages {
         stage.shutdown();
     }

@@ -116,8 +116,10 @@ impl AlarmTimer {
 /// again (`true`) or give up, returning the `EINTR`. An alarm that comes
 /// while `call` is not blocked is harmless: the next one interrupts it.
 ///
-/// If the signal cannot be used (another handler has it, or no timer can be
-/// made), `call` is made once, as an ordinary blocking call.
+/// If another handler has the signal, `call` is made once, as an ordinary
+/// blocking call (a caller that must not block for good looks first, with
+/// [`install`]); if no alarm can be set up, the call is not made and the
+/// error is returned.
 /// The thread's signal mask is restored afterwards and a signal still
 /// pending from the alarm is taken, so the thread's later calls are not
 /// interrupted by it.
@@ -145,23 +147,19 @@ pub fn retry_while<T>(
     // SAFETY: `set.set` is an initialised sigset_t, `old` live storage.
     let ret = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.set, &mut old) };
     if ret != 0 {
-        log::debug!("cannot unblock signal {sig}: a blocking call runs uninterrupted");
-        return call();
+        log::warn!("cannot unblock signal {sig}: a blocking call that could not be ended fails");
+        return Err(io::Error::from_raw_os_error(ret));
     }
     // The alarm lives inside the closure: it is deleted before the mask is
     // restored.
     let result = (|| {
-        let alarm = match AlarmTimer::for_this_thread(sig) {
-            Ok(a) => a,
-            Err(e) => {
-                log::debug!("no alarm timer ({e}); a blocking call runs uninterrupted");
-                return call();
-            }
-        };
-        if let Err(e) = alarm.arm_every(tick) {
-            log::debug!("cannot arm the alarm ({e}); a blocking call runs uninterrupted");
-            return call();
-        }
+        // Without an alarm, the call is not made: it could block for good.
+        let alarm = AlarmTimer::for_this_thread(sig).inspect_err(|e| {
+            log::warn!("no alarm timer ({e}); a blocking call that could not be ended fails");
+        })?;
+        alarm.arm_every(tick).inspect_err(|e| {
+            log::warn!("cannot arm an alarm ({e}); a blocking call that could not be ended fails");
+        })?;
         loop {
             match call() {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {

@@ -234,6 +234,23 @@ pub(crate) fn descendants(root: i32, max: usize) -> Vec<i32> {
     out
 }
 
+/// Whether thread `tid` has a signal pending that it does not block and
+/// that is surely its own to take: directed at it (`SigPnd`), or at its
+/// process (`ShdPnd`) when it is the process's only thread (with more,
+/// the kernel may have picked another thread, and only the picked one
+/// returns from an interrupted call to take it). `None` if the status
+/// cannot be read (the thread is gone). The caller checks afterwards that
+/// `tid` is still the thread it means (a notification id still valid).
+pub(crate) fn signal_to_take(tid: i32) -> Option<bool> {
+    let status = read_rendered_text(&format!("/proc/{tid}/status")).ok()?;
+    let mask = |key: &str| status_field(&status, key).and_then(|v| u64::from_str_radix(v, 16).ok());
+    let blocked = mask("SigBlk:")?;
+    let own = mask("SigPnd:")? & !blocked;
+    let shared = mask("ShdPnd:")? & !blocked;
+    let alone = status_field(&status, "Threads:") == Some("1");
+    Some(own != 0 || (alone && shared != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
