@@ -803,3 +803,47 @@ fn a_restricted_process_forks_while_its_other_thread_spawns() {
         );
     }
 }
+
+/// A restricted process (argv[2] `b`: it binds) that `ROUNDS` (argv[1])
+/// times makes a `clone` the kernel refuses after the supervisor let it
+/// through (`CLONE_SIGHAND` without `CLONE_VM`: `EINVAL`, no creation
+/// event) and forks at once; prints how many forks failed with `EPERM`,
+/// and how many failed otherwise.
+const FORK_AFTER_FAILED_C: &str = concat!(
+    connect_c!(),
+    r#"
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int rounds = atoi(argv[1]), eperm = 0, other = 0;
+    if (argv[2][0] == 'b') bind_any();
+    for (int i = 0; i < rounds; i++) {
+        if (syscall(SYS_clone, CLONE_SIGHAND | SIGCHLD, 0, 0, 0, 0) != -1 || errno != EINVAL) other++;
+        pid_t p = fork();
+        if (p == 0) _exit(0);
+        if (p < 0) { if (errno == EPERM) eperm++; else other++; continue; }
+        waitpid(p, 0, 0);
+    }
+    printf("eperm=%d other=%d\n", eperm, other);
+    return 0;
+}
+"#
+);
+
+/// A restricted thread's fork right after one the kernel refused (no
+/// creation event): the failed one's trace ends at the thread's next
+/// call (before, the worker still tracing the failed one, for 2 ms, made
+/// the next one's trace fail: `EPERM`).
+#[test]
+fn a_restricted_process_forks_right_after_a_failed_fork() {
+    let _dog = common::watchdog(Duration::from_secs(120), "forks after failed ones");
+    let exe = common::build_c("policy_fork_after_failed", FORK_AFTER_FAILED_C, &[]);
+    let sandbox = restricting_binders(Sandbox::builder());
+    for restricted in ["-", "b"] {
+        let lines = common::run_ok(&sandbox, &exe, &["200", restricted]);
+        assert_eq!(
+            lines,
+            ["eperm=0 other=0"],
+            "restricted: {restricted}: forks refused after a failed one"
+        );
+    }
+}
