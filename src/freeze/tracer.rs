@@ -736,6 +736,11 @@ const MAX_ADDED: usize = 256;
 
 impl Loop {
     fn run(mut self, inbox: &Inbox) {
+        // Its naps are tens of microseconds: the default slack (50 µs)
+        // made each round of an awaited fork's event cost about 66 µs.
+        if let Err(e) = crate::sys::process::set_timer_slack(1_000) {
+            log::debug!("ptrace thread: timer slack left as it was: {e}");
+        }
         let mut nap = Duration::from_micros(10);
         loop {
             let busy = !self.jobs.is_empty() || !self.table.is_empty() || !self.forks.is_empty();
@@ -1411,11 +1416,14 @@ impl Loop {
                 };
                 if let Some(child) = new {
                     e.created = Some(child);
-                    // Attached here, its first stop to come: let go at it
-                    // unless a fork trace claims it first.
-                    self.table
-                        .entry(child)
-                        .or_insert_with(|| Entry::new(St::Running, true, true));
+                    // Attached here, its first stop to come: held until
+                    // its fork's trace claims it (that trace may not know
+                    // yet that its answer was sent).
+                    self.table.entry(child).or_insert_with(|| {
+                        let mut c = Entry::new(St::Running, true, true);
+                        c.new_of = Some(forks::UNCLAIMED);
+                        c
+                    });
                 }
                 if let Some((at, sig)) = todo {
                     self.at_stop(tid, at, sig);

@@ -84,7 +84,7 @@ pub(super) enum ForkPhase {
 
 /// The job of a new process found by its stop before any fork trace
 /// claimed it (job ids start at 1).
-const UNCLAIMED: u64 = 0;
+pub(super) const UNCLAIMED: u64 = 0;
 
 /// A fork trace.
 pub(super) struct ForkJob {
@@ -220,7 +220,22 @@ impl Loop {
             };
             let waited = j.since.elapsed();
             match j.phase {
-                ForkPhase::Prepared => {}
+                ForkPhase::Prepared => {
+                    // Its answer went through before the worker said so.
+                    let caller = j.caller;
+                    if let Some(child) = self.table.get_mut(&caller).and_then(|e| e.created.take())
+                    {
+                        if let Some(e) = self.table.get_mut(&caller) {
+                            e.fork_of = None;
+                        }
+                        j.phase = ForkPhase::Child(child);
+                        j.since = Instant::now();
+                        if let Some(c) = self.table.get_mut(&child) {
+                            c.new_of = Some(id);
+                        }
+                        any = true;
+                    }
+                }
                 ForkPhase::Answered => {
                     let caller = j.caller;
                     let Some(e) = self.table.get_mut(&caller) else {
@@ -355,8 +370,8 @@ impl Loop {
 
     /// The unclaimed new processes: told to every fork trace whose caller
     /// died without its event (each restricts it: it gets what all of
-    /// them allow) and let go; with none, and no fork answered whose event
-    /// is still to come, killed (nothing says what they inherit).
+    /// them allow) and let go; with none, and no fork traced whose event
+    /// may still be taken, killed (nothing says what they inherit).
     fn settle_unclaimed(&mut self) {
         let unclaimed: Vec<i32> = self
             .table
@@ -379,7 +394,11 @@ impl Loop {
                 }
             }
             false
-        } else if self.forks.iter().any(|j| j.phase == ForkPhase::Answered) {
+        } else if self
+            .forks
+            .iter()
+            .any(|j| matches!(j.phase, ForkPhase::Prepared | ForkPhase::Answered))
+        {
             // Maybe that fork's: its event is taken soon.
             return;
         } else {
