@@ -734,3 +734,116 @@ fn a_restricted_process_forks_a_handler_holds_are_refused() {
     );
     assert_eq!(accepted(&listener), 4);
 }
+
+/// A restricted process (argv[2] `b`: it binds) whose thread A forks
+/// `ROUNDS` (argv[1]) times while its thread B `posix_spawn`s `/bin/true`
+/// as often (a `vfork` child whose exec argv safety freezes with every
+/// thread of its parent, A included); prints how many of each failed with
+/// `EPERM`, and how many failed otherwise.
+const FORK_WHILE_SPAWN_C: &str = concat!(
+    connect_c!(),
+    r#"
+#include <spawn.h>
+extern char **environ;
+static int rounds, fork_eperm, fork_other, spawn_eperm, spawn_other;
+static void *forker(void *x) {
+    (void)x;
+    for (int i = 0; i < rounds; i++) {
+        pid_t p = fork();
+        if (p == 0) _exit(0);
+        if (p < 0) { if (errno == EPERM) fork_eperm++; else fork_other++; continue; }
+        waitpid(p, 0, 0);
+    }
+    return 0;
+}
+static void *spawner(void *x) {
+    (void)x;
+    char *args[] = {"true", 0};
+    for (int i = 0; i < rounds; i++) {
+        pid_t p;
+        int r = posix_spawn(&p, "/bin/true", 0, 0, args, environ);
+        if (r) { if (r == EPERM) spawn_eperm++; else spawn_other++; continue; }
+        waitpid(p, 0, 0);
+    }
+    return 0;
+}
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    rounds = atoi(argv[1]);
+    if (argv[2][0] == 'b') bind_any();
+    pthread_t a, b;
+    pthread_create(&a, 0, forker, 0);
+    pthread_create(&b, 0, spawner, 0);
+    pthread_join(a, 0);
+    pthread_join(b, 0);
+    printf("fork_eperm=%d spawn_eperm=%d other=%d\n", fork_eperm, spawn_eperm, fork_other + spawn_other);
+    return 0;
+}
+"#
+);
+
+/// Conflict: a restricted process's forks are traced for their creation
+/// events while argv safety freezes its threads for the execs of its
+/// `posix_spawn` children (which share its memory). Both go through the
+/// one ptrace owner: neither is refused because the other holds the
+/// thread (before, the worker tracing the fork and the ptrace thread
+/// fought over it: `EPERM` for one of the two).
+#[test]
+fn a_restricted_process_forks_while_its_other_thread_spawns() {
+    let _dog = common::watchdog(Duration::from_secs(180), "forks beside spawns");
+    let exe = common::build_c("policy_fork_while_spawn", FORK_WHILE_SPAWN_C, &["-pthread"]);
+    let sandbox = restricting_binders(Sandbox::builder());
+    const ROUNDS: &str = "300";
+    for restricted in ["-", "b"] {
+        let lines = common::run_ok(&sandbox, &exe, &[ROUNDS, restricted]);
+        assert_eq!(
+            lines,
+            ["fork_eperm=0 spawn_eperm=0 other=0"],
+            "restricted: {restricted}: calls refused because of the other thread's"
+        );
+    }
+}
+
+/// A restricted process (argv[2] `b`: it binds) that `ROUNDS` (argv[1])
+/// times makes a `clone` the kernel refuses after the supervisor let it
+/// through (`CLONE_SIGHAND` without `CLONE_VM`: `EINVAL`, no creation
+/// event) and forks at once; prints how many forks failed with `EPERM`,
+/// and how many failed otherwise.
+const FORK_AFTER_FAILED_C: &str = concat!(
+    connect_c!(),
+    r#"
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int rounds = atoi(argv[1]), eperm = 0, other = 0;
+    if (argv[2][0] == 'b') bind_any();
+    for (int i = 0; i < rounds; i++) {
+        if (syscall(SYS_clone, CLONE_SIGHAND | SIGCHLD, 0, 0, 0, 0) != -1 || errno != EINVAL) other++;
+        pid_t p = fork();
+        if (p == 0) _exit(0);
+        if (p < 0) { if (errno == EPERM) eperm++; else other++; continue; }
+        waitpid(p, 0, 0);
+    }
+    printf("eperm=%d other=%d\n", eperm, other);
+    return 0;
+}
+"#
+);
+
+/// A restricted thread's fork right after one the kernel refused (no
+/// creation event): the failed one's trace ends at the thread's next
+/// call (before, the worker still tracing the failed one, for 2 ms, made
+/// the next one's trace fail: `EPERM`).
+#[test]
+fn a_restricted_process_forks_right_after_a_failed_fork() {
+    let _dog = common::watchdog(Duration::from_secs(120), "forks after failed ones");
+    let exe = common::build_c("policy_fork_after_failed", FORK_AFTER_FAILED_C, &[]);
+    let sandbox = restricting_binders(Sandbox::builder());
+    for restricted in ["-", "b"] {
+        let lines = common::run_ok(&sandbox, &exe, &["200", restricted]);
+        assert_eq!(
+            lines,
+            ["eperm=0 other=0"],
+            "restricted: {restricted}: forks refused after a failed one"
+        );
+    }
+}

@@ -91,10 +91,13 @@
 //! of the first process is the program's and is frozen
 //! (`the_first_process_is_frozen_once_the_launcher_has_exec_d`).
 //!
-//! Fork-like calls are not traced: nothing here needs a child stopped
-//! before it runs (the freeze finds the address space's tasks from the
-//! caller when it execs), and process accounting commits a fork's token on
-//! the delivered `CONTINUE` and reconciles with the process tree.
+//! Fork-like calls are not traced for argv safety: nothing here needs a
+//! child stopped before it runs (the freeze finds the address space's
+//! tasks from the caller when it execs), and process accounting commits a
+//! fork's token on the delivered `CONTINUE` and reconciles with the process
+//! tree. The policy's restrictions inherited at creation do trace forks:
+//! through the same tracer ([`PtraceOwner::trace_fork`], a service), so a
+//! task both need is arbitrated by its table, never fought over.
 //!
 //! # Re-issuing a trapped exec
 //!
@@ -129,6 +132,8 @@ pub(crate) mod exec;
 mod fault;
 pub(crate) mod reissue;
 pub(crate) mod tracer;
+
+pub(crate) use tracer::{ForkWitness, PendingFork};
 
 /// A file by identity: `(st_dev, st_ino)`.
 pub(crate) type FileId = (u64, u64);
@@ -248,7 +253,7 @@ pub(crate) fn refuses_open(
 #[derive(Debug)]
 pub(crate) struct ArgvSafety {
     exec_nrs: Vec<i32>,
-    pub(crate) tracer: tracer::Tracer,
+    pub(crate) tracer: Arc<tracer::Tracer>,
     /// This process (the supervisor's), read once at start.
     pub(crate) supervisor: i32,
     /// The sandbox's first process.
@@ -266,15 +271,15 @@ fn nr(name: &str) -> Option<i32> {
 const IN_FLIGHT_PRUNE: usize = 4096;
 
 impl ArgvSafety {
-    /// Starts the tracer thread for the sandbox rooted at `root`, whose
-    /// notifications arrive on `listener`.
-    pub(crate) fn new(root: i32, listener: OwnedFd) -> std::io::Result<Self> {
+    /// Argv safety for the sandbox rooted at `root`, its freezes made by
+    /// `tracer`.
+    pub(crate) fn new(root: i32, tracer: Arc<tracer::Tracer>) -> std::io::Result<Self> {
         Ok(ArgvSafety {
             exec_nrs: ["execve", "execveat"]
                 .iter()
                 .filter_map(|n| nr(n))
                 .collect(),
-            tracer: tracer::Tracer::start(root, listener)?,
+            tracer,
             supervisor: std::process::id() as i32,
             root,
             launcher: std::sync::atomic::AtomicBool::new(true),
@@ -341,14 +346,49 @@ impl Enforcement for ArgvSafetyFeature {
     }
 
     fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
+        let owner = PtraceOwner::of(env)?;
+        let argv = ArgvSafety::new(env.pgid, Arc::clone(&owner.0))
+            .map_err(|e| Error::io("start the ptrace thread", e))?;
+        Ok(Some(
+            Running::new(Arc::new(argv)).with_service(Arc::new(owner)),
+        ))
+    }
+}
+
+/// The supervisor's one ptrace owner (its [`tracer::Tracer`]), as a
+/// service: what another feature may ask of it. Made by the first feature
+/// that starts and needs it, found by the others in their
+/// [`StartEnv::services`].
+#[derive(Debug, Clone)]
+pub(crate) struct PtraceOwner(Arc<tracer::Tracer>);
+
+impl PtraceOwner {
+    /// The owner a feature started before made, else a new one (its thread
+    /// starts with its first request); the caller publishes it
+    /// ([`Running::with_service`]).
+    pub(crate) fn of(env: &StartEnv<'_>) -> Result<PtraceOwner> {
+        if let Some(owner) = env.services.get::<PtraceOwner>() {
+            return Ok(owner.clone());
+        }
         // The ptrace thread checks which tasks wait for answers.
         let l = env
             .listener
             .try_clone_to_owned()
             .map_err(|e| Error::io("duplicate the listener for the ptrace thread", e))?;
-        let argv =
-            ArgvSafety::new(env.pgid, l).map_err(|e| Error::io("start the ptrace thread", e))?;
-        Ok(Some(Running::new(Arc::new(argv))))
+        let tracer = tracer::Tracer::start(env.pgid, l)
+            .map_err(|e| Error::io("start the ptrace thread", e))?;
+        Ok(PtraceOwner(Arc::new(tracer)))
+    }
+
+    /// Traces the fork-like call thread `tid` of process `tgid` waits in,
+    /// for its creation event ([`tracer::Tracer::trace_fork`]).
+    pub(crate) fn trace_fork(
+        &self,
+        tid: i32,
+        tgid: i32,
+        witness: Box<dyn ForkWitness>,
+    ) -> PendingFork {
+        self.0.trace_fork(component::Task { tid, tgid }, witness)
     }
 }
 

@@ -21,6 +21,16 @@
 //! freeze does, on the two processors the exec itself needed. A watched
 //! tracee is polled only after its watcher has reported it: the loop never
 //! takes its event, or detaches it, under a watcher still blocked on it.
+//!
+//! It also traces forks for their creation events ([`Tracer::trace_fork`]:
+//! the policy's restrictions inherited at creation): the caller is seized
+//! with creation events before its answer, watched to its event after it,
+//! and the new process (attached here by the kernel, stopped before its
+//! first instruction) is held until its [`ForkWitness`] has recorded it.
+//! A task both a fork trace and a freeze need is one entry of the table:
+//! it is let go once neither needs it, and neither fails for the other (a
+//! fork whose caller a freeze holds stops at its pending interrupt before
+//! it creates anything, and is restarted, and traced again, when let go).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -39,6 +49,11 @@ use super::error::{FreezeError, Mismatch};
 use super::exec::Expected;
 use super::reissue::{self, Rewrite};
 use super::{task_state, STOP_TIMEOUT};
+
+mod forks;
+
+use forks::ForkJob;
+pub(crate) use forks::{ForkWitness, PendingFork};
 
 /// How long the caller's exec may take before the tracer stops waiting
 /// for its event (the caller is then let go when it stops).
@@ -89,6 +104,17 @@ enum Request {
     /// Interrupt this tracee now: the exec it re-issued is about to be let
     /// through (see [`Tracer::before_reissued_answer`]).
     Interrupt { tid: i32, reply: Sender<()> },
+    /// Trace the fork-like call `caller` waits in for its creation event
+    /// ([`Tracer::trace_fork`]).
+    TraceFork {
+        job: u64,
+        caller: Task,
+        witness: Box<dyn ForkWitness>,
+        reply: Sender<Result<(), FreezeError>>,
+    },
+    /// The fork of `job` was answered; `delivered`: the kernel took its
+    /// `CONTINUE`.
+    ForkAnswered { job: u64, delivered: bool },
 }
 
 /// Watcher threads at most (one per exec awaited at once; further execs
@@ -304,6 +330,7 @@ impl Tracer {
             },
             watched: std::collections::HashSet::new(),
             added: HashMap::new(),
+            forks: Vec::new(),
         };
         Ok(Tracer {
             inbox,
@@ -455,6 +482,30 @@ impl Tracer {
             .unwrap_or(Err(FreezeError::NoAnswer))
     }
 
+    /// Asks for the trace of the fork-like call `caller` waits in, for its
+    /// creation event: the caller seized with creation events (or, if a
+    /// freeze holds it, left to its pending interrupt, which makes the call
+    /// restart). Once [`PendingFork::wait`] says so, the call may be
+    /// answered; after it, [`PendingFork::answered`]. A process the call
+    /// creates is held before its first instruction until `witness` has
+    /// been told of it.
+    pub(crate) fn trace_fork(&self, caller: Task, witness: Box<dyn ForkWitness>) -> PendingFork {
+        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let sent = self.ensure_running()
+            && self.inbox.send(Request::TraceFork {
+                job,
+                caller,
+                witness,
+                reply,
+            });
+        PendingFork {
+            pending: Pending { job, answer, sent },
+            inbox: Arc::clone(&self.inbox),
+            told: false,
+        }
+    }
+
     /// Whether `tid`'s trapped call is one this tracer re-issued, not
     /// answered yet.
     pub(crate) fn is_reissued(&self, tid: i32) -> bool {
@@ -524,6 +575,34 @@ struct Entry {
     /// What to do at its next stop (the return of the trapped call it
     /// waits in: see [`Tracer::reissue`]).
     at_stop: Option<AtStop>,
+    /// Seized with creation events (for a fork trace): a process or
+    /// thread it creates is attached here.
+    creation: bool,
+    /// The fork trace whose caller it is.
+    fork_of: Option<u64>,
+    /// What its creation event created, not claimed yet.
+    created: Option<i32>,
+    /// The fork trace whose new process it is, not recorded yet: never let
+    /// go before.
+    new_of: Option<u64>,
+}
+
+impl Entry {
+    /// A tracee just seized or attached, in state `st`.
+    fn new(st: St, interrupted: bool, creation: bool) -> Entry {
+        Entry {
+            st,
+            holders: 0,
+            caller_of: None,
+            interrupted,
+            exec_seen: false,
+            at_stop: None,
+            creation,
+            fork_of: None,
+            created: None,
+            new_of: None,
+        }
+    }
 }
 
 /// What a re-issue leaves to do at the stop its answer leads to.
@@ -648,6 +727,8 @@ struct Loop {
     /// until the re-issued call traps): its number and the files it
     /// added, closed if it fails ([`reissue::close_added`]).
     added: HashMap<i32, (u64, reissue::Added)>,
+    /// The fork traces.
+    forks: Vec<ForkJob>,
 }
 
 /// Re-issued calls remembered before the gone tasks are swept out.
@@ -655,9 +736,14 @@ const MAX_ADDED: usize = 256;
 
 impl Loop {
     fn run(mut self, inbox: &Inbox) {
+        // Its naps are tens of microseconds: the default slack (50 µs)
+        // made each round of an awaited fork's event cost about 66 µs.
+        if let Err(e) = crate::sys::process::set_timer_slack(1_000) {
+            log::debug!("ptrace thread: timer slack left as it was: {e}");
+        }
         let mut nap = Duration::from_micros(10);
         loop {
-            let busy = !self.jobs.is_empty() || !self.table.is_empty();
+            let busy = !self.jobs.is_empty() || !self.table.is_empty() || !self.forks.is_empty();
             let Some(requests) = inbox.take(busy.then_some(nap)) else {
                 self.shut_down();
                 return;
@@ -684,7 +770,9 @@ impl Loop {
                     && !self.watched.contains(t)
                     && !self.jobs.iter().any(|j| j.caller.tid == *t)
             });
-            let cap = if unwatched_exec {
+            // A fork answered: its event comes within microseconds.
+            let fork_awaited = self.fork_awaited();
+            let cap = if unwatched_exec || fork_awaited {
                 EXEC_NAP
             } else if self.jobs.iter().any(|j| j.phase == Phase::Stopping) {
                 // (A frozen job waits for its worker's answer: its caller
@@ -727,6 +815,16 @@ impl Loop {
                 sharers,
                 reply,
             } => self.start_job(job, caller, sharers, reply),
+            Request::TraceFork {
+                job,
+                caller,
+                witness,
+                reply,
+            } => {
+                let r = self.start_fork(job, caller, witness);
+                let _ = reply.send(r);
+            }
+            Request::ForkAnswered { job, delivered } => self.fork_answered(job, delivered),
             Request::Ready(tid) => {
                 self.watched.remove(&tid);
             }
@@ -1076,7 +1174,19 @@ impl Loop {
     /// Seizes `t` with exec events on (every tracee may be, or become, an
     /// exec caller); with `stop`, interrupts it too.
     fn seize(&mut self, t: Task, stop: bool) -> Result<(), FreezeError> {
-        match ptrace::seize(t.tid, ptrace::TRACE_EXEC) {
+        self.seize_with(t, stop, false)
+    }
+
+    /// [`seize`](Self::seize), with `creation` events too (a fork caller:
+    /// its new processes are attached here, and killed should this thread
+    /// end before they are let go).
+    fn seize_with(&mut self, t: Task, stop: bool, creation: bool) -> Result<(), FreezeError> {
+        let options = if creation {
+            ptrace::TRACE_EXEC | ptrace::TRACE_CREATION | ptrace::EXIT_KILL
+        } else {
+            ptrace::TRACE_EXEC
+        };
+        match ptrace::seize(t.tid, options) {
             Ok(()) => {
                 if stop {
                     if let Err(e) = ptrace::interrupt(t.tid) {
@@ -1084,20 +1194,19 @@ impl Loop {
                         log::debug!("interrupting task {} failed: {e}", t.tid);
                     }
                 }
-                self.table.insert(
-                    t.tid,
-                    Entry {
-                        st: St::Running,
-                        holders: 0,
-                        caller_of: None,
-                        interrupted: stop,
-                        exec_seen: false,
-                        at_stop: None,
-                    },
-                );
+                self.table
+                    .insert(t.tid, Entry::new(St::Running, stop, creation));
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            // Attached here already: a new task of a fork caller, whose
+            // creation event is not taken yet (an interrupt reaches only
+            // one's own tracee; its first stop is one anyway).
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && ptrace::interrupt(t.tid).is_ok() => {
+                self.table
+                    .insert(t.tid, Entry::new(St::Running, true, true));
+                Ok(())
+            }
             Err(e)
                 if e.raw_os_error() == Some(libc::EPERM)
                     && !matches!(task_state(t.tid), Some(s) if s != b'Z' && s != b'X') =>
@@ -1139,6 +1248,7 @@ impl Loop {
         // thread has even seen the answer. That job ends here; the
         // caller's pending interrupt, if any, traps after this exec too and
         // is read as its outcome.
+        self.end_forks_of(caller.tid);
         let previous = self
             .table
             .get(&caller.tid)
@@ -1238,41 +1348,7 @@ impl Loop {
             if self.watched.contains(&tid) {
                 continue;
             }
-            let Some(e) = self.table.get_mut(&tid) else {
-                continue;
-            };
-            if e.st == St::Gone {
-                continue;
-            }
-            match ptrace::wait_tracee(tid, true, tid == root) {
-                Ok(None) => {}
-                Ok(Some(s)) => {
-                    any = true;
-                    e.st = match s {
-                        TraceeState::Gone => St::Gone,
-                        TraceeState::Signal(sig) => St::Stopped(sig),
-                        TraceeState::Event(ptrace::EVENT_EXEC) => {
-                            e.exec_seen = true;
-                            St::Stopped(0)
-                        }
-                        TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
-                    };
-                    let todo = match e.st {
-                        St::Stopped(sig) => e.at_stop.take().map(|a| (a, sig)),
-                        _ => e.at_stop.take().and(None),
-                    };
-                    if let Some((at, sig)) = todo {
-                        self.at_stop(tid, at, sig);
-                    }
-                }
-                Err(err) => {
-                    if err.raw_os_error() != Some(libc::ECHILD) {
-                        log::debug!("waiting for traced task {tid} failed: {err}");
-                    }
-                    any = true;
-                    e.st = St::Gone;
-                }
-            }
+            any |= self.poll_one(tid);
         }
         // A caller that is not its process's leader reports its exec event
         // on the process id, which takes over the caller.
@@ -1291,25 +1367,82 @@ impl Loop {
                 ptrace::wait_tracee(tgid, true, tgid == root)
             {
                 any = true;
-                self.table.insert(
-                    tgid,
-                    Entry {
-                        st: St::Stopped(0),
-                        holders: 0,
-                        caller_of: Some(job),
-                        interrupted: false,
-                        exec_seen: true,
-                        at_stop: None,
-                    },
-                );
+                let mut e = Entry::new(St::Stopped(0), false, false);
+                e.caller_of = Some(job);
+                e.exec_seen = true;
+                self.table.insert(tgid, e);
             }
         }
         any
     }
 
+    /// Collects the state change of tracee `tid` (in the table, not
+    /// watched). Returns whether there was one.
+    fn poll_one(&mut self, tid: i32) -> bool {
+        let root = self.root;
+        let Some(e) = self.table.get_mut(&tid) else {
+            return false;
+        };
+        if e.st == St::Gone {
+            return false;
+        }
+        match ptrace::wait_tracee(tid, true, tid == root) {
+            Ok(None) => false,
+            Ok(Some(s)) => {
+                let mut new = None;
+                e.st = match s {
+                    TraceeState::Gone => St::Gone,
+                    TraceeState::Signal(sig) => St::Stopped(sig),
+                    TraceeState::Event(ptrace::EVENT_EXEC) => {
+                        e.exec_seen = true;
+                        St::Stopped(0)
+                    }
+                    TraceeState::Event(
+                        ptrace::EVENT_FORK | ptrace::EVENT_VFORK | ptrace::EVENT_CLONE,
+                    ) => {
+                        match ptrace::event_msg(tid) {
+                            Ok(child) => new = Some(child as i32),
+                            Err(err) => {
+                                log::error!("no new pid for the creation event of {tid}: {err}")
+                            }
+                        }
+                        St::Stopped(0)
+                    }
+                    TraceeState::Trapped | TraceeState::Event(_) => St::Stopped(0),
+                };
+                let todo = match e.st {
+                    St::Stopped(sig) => e.at_stop.take().map(|a| (a, sig)),
+                    _ => e.at_stop.take().and(None),
+                };
+                if let Some(child) = new {
+                    e.created = Some(child);
+                    // Attached here, its first stop to come: held until
+                    // its fork's trace claims it (that trace may not know
+                    // yet that its answer was sent).
+                    self.table.entry(child).or_insert_with(|| {
+                        let mut c = Entry::new(St::Running, true, true);
+                        c.new_of = Some(forks::UNCLAIMED);
+                        c
+                    });
+                }
+                if let Some((at, sig)) = todo {
+                    self.at_stop(tid, at, sig);
+                }
+                true
+            }
+            Err(err) => {
+                if err.raw_os_error() != Some(libc::ECHILD) {
+                    log::debug!("waiting for traced task {tid} failed: {err}");
+                }
+                e.st = St::Gone;
+                true
+            }
+        }
+    }
+
     /// Moves each job on. Returns whether any changed phase.
     fn advance(&mut self) -> bool {
-        let mut any = false;
+        let mut any = self.advance_forks();
         let now = Instant::now();
         let ids: Vec<u64> = self.jobs.iter().map(|j| j.id).collect();
         for id in ids {
@@ -1495,7 +1628,7 @@ impl Loop {
             .flat_map(|j| [j.caller.tid, j.caller.tgid])
             .collect();
         self.table.retain(|&tid, e| {
-            if e.holders > 0 || e.caller_of.is_some() {
+            if e.holders > 0 || e.caller_of.is_some() || e.fork_of.is_some() || e.new_of.is_some() {
                 return true;
             }
             if e.exec_seen {

@@ -6,58 +6,32 @@
 //! restricted whatever becomes of it (an orphan given to init or a
 //! subreaper included), and a network check never walks `/proc`.
 //! Nothing is traced for a process no restriction reaches. Taken over by
-//! the policy's stage 2 ([`RestrictedFork`]); uses `sys::ptrace` and the
-//! answer core; records in [`Restrictions`].
+//! the policy's stage 2 ([`RestrictedFork`]); records in [`Restrictions`].
 //!
-//! The worker answering the call does every ptrace operation of it, from
-//! the seize to the last detach (only the seizing thread may drive a
-//! tracee; a new task is attached to that same thread). It seizes the
-//! caller (`TRACEFORK | TRACEVFORK | TRACECLONE`), answers `CONTINUE`,
-//! and waits for the caller's stop:
-//! - a creation event: `GETEVENTMSG` names the new process, which is
-//!   waited for (its first stop comes before any of its code), recorded,
-//!   and let go; the caller is let go at its event;
-//! - an interrupt, a group stop or a signal: the call created nothing (a
-//!   creation reports its event first; a signal that came in before
-//!   `copy_process` restarts the call, which traps again);
-//! - nothing after [`INTERRUPT_AFTER`]: the fork failed and the caller ran
-//!   on, so it is interrupted (not before: a pending interrupt makes
-//!   `copy_process` restart the call). Should it land early after all, the
-//!   call restarts and is decided again.
-//!
-//! A caller killed between the creation and its event reports no event:
-//! its new process, attached here, is found by its stop (any trapped stop
-//! of this thread's tracees) within [`ORPHAN_WAIT`], recorded and let go;
-//! one found later, by a later trace on this thread, is killed (fail
-//! closed). A caller that never stops is killed after [`GIVE_UP`].
+//! The ptrace work is the supervisor's one ptrace owner's
+//! ([`PtraceOwner::trace_fork`], argv safety's tracer): the worker asks it
+//! to trace the caller before the answer (a refusal if it cannot:
+//! `EPERM`), answers `CONTINUE`, and tells it the answer was sent. The
+//! owner watches the caller to its creation event, holds the new process
+//! at its first stop while [`Inherit`] records it, and lets both go; a
+//! caller an exec freeze holds at the same time is shared, not fought
+//! over (see `freeze::tracer`). A caller killed between the creation and
+//! its event reports no event: its new process is found by its stop,
+//! recorded and let go; one found too late is killed (fail closed).
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::action::NotifAction;
+use crate::freeze::{ForkWitness, PtraceOwner};
 use crate::handler::MemoryCopy;
 use crate::notification::Notification;
 use crate::supervisor::enforcement::TakeOver;
 use crate::supervisor::notifier::{Notifier, Sent, Settle};
-use crate::sys::ptrace::{self, TraceeState};
 
+use super::context::DynamicPolicy;
 use super::restricted::Restrictions;
-
-/// How long to wait for a creation event before interrupting the caller.
-pub(crate) const INTERRUPT_AFTER: Duration = Duration::from_millis(2);
-/// How long a caller that died without its event is given for its new
-/// process's first stop to be seen.
-const ORPHAN_WAIT: Duration = Duration::from_millis(50);
-/// How long a seized caller may take to stop before it is killed.
-const GIVE_UP: Duration = Duration::from_secs(5);
-/// How long the caller is looked at without sleeping (yielding the
-/// processor to it) before its event: most forks report within this.
-const SPIN: Duration = Duration::from_micros(100);
-/// The sleep between two looks at the caller until it is interrupted.
-const NAP: Duration = Duration::from_micros(20);
-/// Longest sleep between two looks at the tracees.
-const MAX_NAP: Duration = Duration::from_micros(500);
 
 /// `clone`'s flags (in a register: what the filter and the kernel see).
 const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
@@ -98,12 +72,11 @@ impl ForkCalls {
 /// A fork-like call of a restricted process, whose answer the policy took
 /// over (pipeline stage 2).
 pub(crate) struct RestrictedFork<'a> {
-    restrictions: &'a Restrictions,
+    dynamic: &'a Arc<DynamicPolicy>,
+    /// Who traces it (`None`: nobody can; refused).
+    owner: Option<&'a PtraceOwner>,
     /// The caller's process.
     tgid: i32,
-    /// The sandbox's first process (the host's own child: its exit is
-    /// left for the host to take).
-    root: i32,
     /// Its restriction when the call was decided.
     nets: Vec<IpNet>,
     /// Why it is refused before dispatch, if it is.
@@ -114,11 +87,12 @@ impl<'a> RestrictedFork<'a> {
     /// The take-over of `notif`, a fork-like call, if its caller is
     /// restricted; `None` if not.
     pub(crate) fn of(
-        restrictions: &'a Restrictions,
+        dynamic: &'a Arc<DynamicPolicy>,
+        owner: Option<&'a PtraceOwner>,
         calls: &ForkCalls,
-        root: i32,
         notif: &Notification,
     ) -> Option<Self> {
+        let restrictions: &Restrictions = &dynamic.processes;
         // First: a restriction made from here on waits for this fork.
         restrictions.fork_decided();
         if !restrictions.any() {
@@ -128,9 +102,9 @@ impl<'a> RestrictedFork<'a> {
         let Some(tgid) = restrictions.process_of(tid) else {
             // Gone (no answer will reach it) or unreadable: refused.
             return Some(RestrictedFork {
-                restrictions,
+                dynamic,
+                owner,
                 tgid: tid,
-                root,
                 nets: Vec::new(),
                 refusal: Some("its process could not be found"),
             });
@@ -140,9 +114,9 @@ impl<'a> RestrictedFork<'a> {
             .untraceable(notif)
             .then_some("CLONE_UNTRACED from a process under a network restriction");
         Some(RestrictedFork {
-            restrictions,
+            dynamic,
+            owner,
             tgid,
-            root,
             nets,
             refusal,
         })
@@ -189,7 +163,7 @@ impl TakeOver for RestrictedFork<'_> {
 }
 
 /// Lets `notif` through under a trace of its caller for one creation
-/// event, and records the new process as restricted before it runs.
+/// event: the new process is recorded as restricted before it runs.
 fn trace_fork(
     core: &Notifier,
     notif: &Notification,
@@ -197,181 +171,52 @@ fn trace_fork(
     fork: &RestrictedFork<'_>,
 ) {
     let tid = notif.pid as i32;
-    kill_leftovers();
-    if let Err(e) = ptrace::seize(tid, ptrace::TRACE_CREATION | ptrace::EXIT_KILL) {
-        log::warn!(
-            "cannot trace {} of pid {tid} (under a network restriction): {e}; answering EPERM",
-            notif.syscall_label()
-        );
-        drop(fork_token);
-        core.answer(notif, NotifAction::Errno(libc::EPERM));
-        return;
-    }
-    let sent = core.answer_settled(notif, NotifAction::Continue, fork_token);
-    let mut watch = Watch {
-        caller: tid,
-        keep_exit: tid == fork.root,
-        interrupted: false,
-        start: Instant::now(),
+    let witness = Box::new(Inherit {
+        dynamic: Arc::clone(fork.dynamic),
+        tgid: fork.tgid,
+        nets: fork.nets.clone(),
+    });
+    let traced = match fork.owner {
+        Some(owner) => {
+            let trace = owner.trace_fork(tid, fork.tgid, witness);
+            trace.wait().map(|()| trace).map_err(|e| e.to_string())
+        }
+        None => Err("no ptrace owner".to_owned()),
     };
-    if sent != Sent::Delivered {
-        // The call will not go on: stop the caller to let it go.
-        watch.interrupt();
-    }
-    match watch.creation() {
-        Created::Child(child) => adopt(child, fork),
-        Created::Nothing => {}
-        Created::CallerGone => {
-            // Killed between its creation and its event, maybe: its new
-            // process is attached here and stops soon.
-            let deadline = Instant::now() + ORPHAN_WAIT;
-            while Instant::now() < deadline {
-                match ptrace::trapped_tracee() {
-                    Ok(Some((child, state))) => {
-                        release(child, state, fork);
-                        return;
-                    }
-                    Ok(None) => std::thread::sleep(MAX_NAP),
-                    Err(_) => return,
-                }
-            }
+    match traced {
+        Ok(trace) => {
+            let sent = core.answer_settled(notif, NotifAction::Continue, fork_token);
+            trace.answered(sent == Sent::Delivered);
+        }
+        Err(e) => {
+            log::warn!(
+                "cannot trace {} of pid {tid} (under a network restriction): {e}; answering EPERM",
+                notif.syscall_label()
+            );
+            drop(fork_token);
+            core.answer(notif, NotifAction::Errno(libc::EPERM));
         }
     }
 }
 
-/// What became of a traced fork.
-enum Created {
-    /// This process was created (attached here, stopping or stopped).
-    Child(i32),
-    /// Nothing was created; the caller is let go.
-    Nothing,
-    /// The caller died before it stopped.
-    CallerGone,
+/// Records a restricted process's new process, before it runs, with its
+/// creator's restriction.
+struct Inherit {
+    dynamic: Arc<DynamicPolicy>,
+    /// The creator's process.
+    tgid: i32,
+    /// Its restriction when the call was decided.
+    nets: Vec<IpNet>,
 }
 
-/// A seized fork caller, watched to its first stop.
-struct Watch {
-    caller: i32,
-    /// The caller is the host's own child: its exit is only peeked at.
-    keep_exit: bool,
-    interrupted: bool,
-    start: Instant,
-}
-
-impl Watch {
-    fn interrupt(&mut self) {
-        if let Err(e) = ptrace::interrupt(self.caller) {
-            log::debug!("interrupting fork caller {} failed: {e}", self.caller);
-        }
-        self.interrupted = true;
-    }
-
-    /// Waits for the caller's stop, lets it go, and says what it created.
-    fn creation(&mut self) -> Created {
-        let tid = self.caller;
-        let mut killed = false;
-        loop {
-            match ptrace::wait_tracee(tid, true, self.keep_exit) {
-                Ok(Some(TraceeState::Event(
-                    ptrace::EVENT_FORK | ptrace::EVENT_VFORK | ptrace::EVENT_CLONE,
-                ))) => {
-                    let child = ptrace::event_msg(tid);
-                    self.detach(0);
-                    return match child {
-                        Ok(child) => Created::Child(child as i32),
-                        Err(e) => {
-                            log::error!("no new pid for the creation event of {tid}: {e}");
-                            Created::Nothing
-                        }
-                    };
-                }
-                Ok(Some(TraceeState::Event(_) | TraceeState::Trapped)) => {
-                    self.detach(0);
-                    return Created::Nothing;
-                }
-                Ok(Some(TraceeState::Signal(sig))) => {
-                    self.detach(sig);
-                    return Created::Nothing;
-                }
-                Ok(Some(TraceeState::Gone)) => return Created::CallerGone,
-                Ok(None) => {}
-                Err(e) => {
-                    log::debug!("fork caller {tid} is no tracee any more: {e}");
-                    return Created::CallerGone;
-                }
-            }
-            let waited = self.start.elapsed();
-            if !self.interrupted && waited >= INTERRUPT_AFTER {
-                self.interrupt();
-            }
-            if !killed && waited >= GIVE_UP {
-                crate::freeze::kill_task(
-                    tid,
-                    format_args!(
-                        "fork caller {tid} (under a network restriction) did not stop in {GIVE_UP:?} after its fork; killing it"
-                    ),
-                );
-                killed = true;
-            }
-            if waited < SPIN {
-                std::thread::yield_now();
-            } else if !self.interrupted {
-                std::thread::sleep(NAP);
-            } else {
-                std::thread::sleep(MAX_NAP);
-            }
-        }
-    }
-
-    fn detach(&self, sig: i32) {
-        if let Err(e) = ptrace::detach(self.caller, sig) {
-            log::debug!("detaching fork caller {} failed: {e}", self.caller);
-        }
-    }
-}
-
-/// Waits for `child`'s first stop (it runs nothing before), then
-/// [`release`]s it.
-fn adopt(child: i32, fork: &RestrictedFork<'_>) {
-    if let Ok(Some(state)) = ptrace::wait_tracee(child, false, false) {
-        release(child, state, fork);
-    }
-}
-
-/// Records `child`, a new process in its first stop (`state`), with its
-/// creator's restriction, and lets it go.
-fn release(child: i32, state: TraceeState, fork: &RestrictedFork<'_>) {
-    let sig = match state {
-        TraceeState::Signal(sig) => sig,
-        TraceeState::Gone => return,
-        TraceeState::Event(_) | TraceeState::Trapped => 0,
-    };
-    // The creator's restriction now (narrowed meanwhile, maybe), or the
-    // one its fork was decided on if it is gone.
-    let nets = fork
-        .restrictions
-        .nets_of(fork.tgid)
-        .unwrap_or_else(|| fork.nets.clone());
-    fork.restrictions.inherit(child, &nets);
-    if let Err(e) = ptrace::detach(child, sig) {
-        log::debug!("detaching new process {child} failed: {e}");
-    }
-}
-
-/// Kills the tracees a trace on this thread left (a new process whose
-/// creator died before its event and that stopped too late to be
-/// adopted): nothing says which restriction it inherits.
-fn kill_leftovers() {
-    while let Ok(Some((pid, _))) = ptrace::trapped_tracee() {
-        crate::freeze::kill_task(
-            pid,
-            format_args!("new process {pid} of a restricted process was found late; killing it"),
-        );
-        // Its exit is taken here, so that its parent is told of it.
-        while let Ok(Some(state)) = ptrace::wait_tracee(pid, false, false) {
-            if state == TraceeState::Gone {
-                break;
-            }
-        }
+impl ForkWitness for Inherit {
+    fn created(&self, child: i32) {
+        let restrictions = &self.dynamic.processes;
+        // The creator's restriction now (narrowed meanwhile, maybe), or
+        // the one its fork was decided on if it is gone.
+        let nets = restrictions
+            .nets_of(self.tgid)
+            .unwrap_or_else(|| self.nets.clone());
+        restrictions.inherit(child, &nets);
     }
 }

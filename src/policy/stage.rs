@@ -69,6 +69,11 @@ impl Enforcement for PolicyFeature {
 
     fn start(&self, env: &StartEnv<'_>) -> Result<Option<Running>> {
         let dynamic = Arc::new(DynamicPolicy::new(self.denied_paths.clone()));
+        // A restricted process's forks are traced by the one ptrace owner.
+        let ptrace = match self.setup.callback {
+            Some(_) => Some(crate::freeze::PtraceOwner::of(env)?),
+            None => None,
+        };
         let runner = PolicyRunner::start(&self.setup, Arc::clone(&dynamic))
             .map_err(|e| Error::io("start the policy thread", e))?;
         let state = Arc::new(PolicyState {
@@ -78,10 +83,14 @@ impl Enforcement for PolicyFeature {
             audit: self.setup.audit.is_some(),
             parents: Parents::default(),
             forks: ForkCalls::new(),
-            root: env.pgid,
+            ptrace,
         });
         let gate = Arc::new(PolicyGate(Arc::clone(&state) as Arc<dyn PolicyCheck>));
+        let owner = state.ptrace.clone().map(Arc::new);
         let mut running = Running::new(state).with_service(gate);
+        if let Some(owner) = owner {
+            running = running.with_service(owner);
+        }
         if self.setup.audit.is_some() {
             running = running.with_service(Arc::new(crate::handler::Audited));
         }
@@ -101,7 +110,7 @@ impl Stage for PolicyState {
         if !self.has_callback || !self.forks.creates_process(notif) {
             return None;
         }
-        RestrictedFork::of(&self.dynamic.processes, &self.forks, self.root, notif)
+        RestrictedFork::of(&self.dynamic, self.ptrace.as_ref(), &self.forks, notif)
             .map(|f| Box::new(f) as Box<dyn TakeOver + 'a>)
     }
 
@@ -255,8 +264,8 @@ pub(crate) struct PolicyState {
     pub(crate) parents: Parents,
     /// The calls that create a process (traced for a restricted one).
     pub(crate) forks: ForkCalls,
-    /// The sandbox's first process.
-    pub(crate) root: i32,
+    /// Who traces a restricted process's forks (with a callback).
+    pub(crate) ptrace: Option<crate::freeze::PtraceOwner>,
 }
 
 /// Builds the event for `notif`.

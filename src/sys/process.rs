@@ -642,6 +642,15 @@ pub(crate) fn original_open_files_limit() -> Option<libc::rlimit64> {
     ORIGINAL_NOFILE.get().copied()
 }
 
+/// Sets the calling thread's timer slack (how late the kernel may end its
+/// timed sleeps, to batch wake-ups; 50 µs by default) to `ns` nanoseconds.
+pub fn set_timer_slack(ns: u64) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments; PR_SET_TIMERSLACK changes only
+    // the calling thread's slack.
+    super::cvt(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

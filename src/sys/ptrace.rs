@@ -132,12 +132,11 @@ pub fn wait_tracee(tid: i32, nohang: bool, keep_exit: bool) -> io::Result<Option
     }
 }
 
-/// A tracee of the calling thread in a ptrace stop, and that stop, if one
-/// is reported
-/// (`waitid(P_ALL, WSTOPPED | WNOWAIT | __WNOTHREAD)`, then that stop taken
-/// by its id): never another thread's tracee, and never a real child's
-/// job-control stop or exit (only peeked at). `ECHILD`: it has none.
-pub fn trapped_tracee() -> io::Result<Option<(i32, TraceeState)>> {
+/// A tracee of the calling thread in a ptrace stop, if one is reported
+/// (`waitid(P_ALL, WSTOPPED | WNOWAIT | __WNOTHREAD)`; the stop is left to
+/// take by its id): never another thread's tracee, and never a real
+/// child's job-control stop or exit. `ECHILD`: it has none.
+pub fn trapped_tracee() -> io::Result<Option<i32>> {
     // SAFETY: siginfo_t is plain data; all-zero is a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL | libc::__WNOTHREAD;
@@ -150,8 +149,7 @@ pub fn trapped_tracee() -> io::Result<Option<(i32, TraceeState)>> {
     if pid == 0 || info.si_code != libc::CLD_TRAPPED {
         return Ok(None);
     }
-    // Reported, so this does not block.
-    Ok(wait_tracee(pid, true, false)?.map(|state| (pid, state)))
+    Ok(Some(pid))
 }
 
 /// What [`peek`] found.
