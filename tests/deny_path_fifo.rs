@@ -329,6 +329,14 @@ fn a_fifo_reader_killed_while_waiting_leaves_nothing() {
     let _wd = common::watchdog(Duration::from_secs(60), "fifo killed");
     let (_dir, base, fifo) = one_fifo();
     let sandbox = denying(&base, Some(Duration::from_millis(300)));
+    // A first run starts what the supervisor starts once, at its first
+    // exec (the ptrace thread, its pidfds and wake-up pipe): not left by
+    // the reader.
+    let mut first = sandbox
+        .spawn(&mut Command::new("/bin/true"))
+        .expect("spawn true");
+    assert!(first.wait().expect("wait true").success());
+    drop(first);
     let threads_before = settled_threads(Duration::from_secs(2));
     let fds_before = open_fds();
     let mut child = sandbox
