@@ -5,6 +5,7 @@
 //! new process held at its first stop until recorded. Part of the tracer's
 //! loop (it shares its table with the freezes, see the parent module).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -222,38 +223,20 @@ impl Loop {
             match j.phase {
                 ForkPhase::Prepared => {
                     // Its answer went through before the worker said so.
-                    let caller = j.caller;
-                    if let Some(child) = self.table.get_mut(&caller).and_then(|e| e.created.take())
-                    {
-                        if let Some(e) = self.table.get_mut(&caller) {
-                            e.fork_of = None;
-                        }
-                        j.phase = ForkPhase::Child(child);
-                        j.since = Instant::now();
-                        if let Some(c) = self.table.get_mut(&child) {
-                            c.new_of = Some(id);
-                        }
-                        any = true;
-                    }
+                    any |= take_child(&mut self.table, j, id);
                 }
                 ForkPhase::Answered => {
                     let caller = j.caller;
+                    if take_child(&mut self.table, j, id) {
+                        any = true;
+                        continue;
+                    }
                     let Some(e) = self.table.get_mut(&caller) else {
                         j.phase = ForkPhase::Orphan;
                         j.since = Instant::now();
                         any = true;
                         continue;
                     };
-                    if let Some(child) = e.created.take() {
-                        e.fork_of = None;
-                        j.phase = ForkPhase::Child(child);
-                        j.since = Instant::now();
-                        if let Some(c) = self.table.get_mut(&child) {
-                            c.new_of = Some(id);
-                        }
-                        any = true;
-                        continue;
-                    }
                     match e.st {
                         // A stop without an event: nothing was created (a
                         // signal, or the interrupt, came first: the call
@@ -420,4 +403,22 @@ impl Loop {
             }
         }
     }
+}
+
+/// Moves fork trace `j` (its id `id`) on to its child once its caller's
+/// creation event has named one; whether it did.
+fn take_child(table: &mut HashMap<i32, Entry>, j: &mut ForkJob, id: u64) -> bool {
+    let Some(e) = table.get_mut(&j.caller) else {
+        return false;
+    };
+    let Some(child) = e.created.take() else {
+        return false;
+    };
+    e.fork_of = None;
+    j.phase = ForkPhase::Child(child);
+    j.since = Instant::now();
+    if let Some(c) = table.get_mut(&child) {
+        c.new_of = Some(id);
+    }
+    true
 }
